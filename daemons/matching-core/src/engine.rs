@@ -1,0 +1,212 @@
+//! Many markets, one book each, behind one `execute` entry point; plus
+//! snapshots and the state hash. Generic over the book so that the reference
+//! and the fast book run behind exactly the same dispatch and validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::book::OrderBook;
+use crate::rules;
+use crate::types::{Command, EngineLimits, Event, MarketId, MarketSpec, RejectCode, RestingOrder};
+
+struct Market<B> {
+    book: B,
+    trading: bool,
+}
+
+pub struct Engine<B: OrderBook> {
+    limits: EngineLimits,
+    /// Indexed by market id; ids are below `limits.markets_max`.
+    markets: Vec<Option<Market<B>>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketSnapshot {
+    pub spec: MarketSpec,
+    pub trading: bool,
+    /// Canonical order, see [`OrderBook::resting_orders`].
+    pub orders: Vec<RestingOrder>,
+}
+
+/// Everything the engine holds, in canonical order: two engines in the same
+/// state encode to the same bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineSnapshot {
+    pub markets: Vec<MarketSnapshot>,
+}
+
+/// blake3 of the encoded snapshot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StateHash(pub [u8; 32]);
+
+impl std::fmt::Debug for StateHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Display for StateHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot bytes do not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("snapshot market {market}: {reason}")]
+    Invalid { market: MarketId, reason: &'static str },
+}
+
+impl EngineSnapshot {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding into a vector cannot fail")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+
+    pub fn state_hash(&self) -> StateHash {
+        StateHash(*blake3::hash(&self.encode()).as_bytes())
+    }
+}
+
+impl<B: OrderBook> Engine<B> {
+    pub fn new(limits: EngineLimits) -> Self {
+        Engine { limits, markets: Vec::new() }
+    }
+
+    pub fn limits(&self) -> &EngineLimits {
+        &self.limits
+    }
+
+    /// Applies one command and appends its events to `out`. Never panics on
+    /// any command: every refusal is a `Rejected` or `MarketRejected` event.
+    #[inline]
+    pub fn execute(&mut self, command: &Command, out: &mut Vec<Event>) {
+        let market_id = command.market();
+        if let Command::AddMarket(spec) = command {
+            return self.add_market(*spec, out);
+        }
+        let Some(market) = self.markets.get_mut(market_id as usize).and_then(Option::as_mut) else {
+            return out.push(unknown_market(command));
+        };
+        match *command {
+            Command::AddMarket(_) => unreachable!("handled above"),
+            Command::SetTrading { trading, .. } => {
+                market.trading = trading;
+                out.push(Event::TradingSet { market: market_id, trading });
+            }
+            Command::Place(ref order) => {
+                let checked = if market.trading { rules::check_new_order(market.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
+                match checked {
+                    Ok(()) => market.book.place(order, out),
+                    Err(code) => out.push(Event::Rejected { market: market_id, order_id: order.order_id, user: order.user, code }),
+                }
+            }
+            Command::Cancel { order_id, user, .. } => market.book.cancel(order_id, user, out),
+            Command::CancelAll { user, .. } => market.book.cancel_all(user, out),
+            Command::Amend { order_id, user, price, quantity, .. } => {
+                let checked = if market.trading { rules::check_amend(market.book.spec(), price, quantity) } else { Err(RejectCode::MarketClosed) };
+                match checked {
+                    Ok(()) => market.book.amend(order_id, user, price, quantity, out),
+                    Err(code) => out.push(Event::Rejected { market: market_id, order_id, user, code }),
+                }
+            }
+        }
+    }
+
+    fn add_market(&mut self, spec: MarketSpec, out: &mut Vec<Event>) {
+        let reject = |code| Event::MarketRejected { market: spec.id, code };
+        if spec.id >= self.limits.markets_max {
+            return out.push(reject(RejectCode::MarketLimit));
+        }
+        if self.market(spec.id).is_some() {
+            return out.push(reject(RejectCode::MarketExists));
+        }
+        if let Err(code) = spec.validate() {
+            return out.push(reject(code));
+        }
+        let index = spec.id as usize;
+        if self.markets.len() <= index {
+            self.markets.resize_with(index + 1, || None);
+        }
+        self.markets[index] = Some(Market { book: B::new(spec, self.limits.book), trading: true });
+        out.push(Event::MarketAdded { market: spec.id });
+    }
+
+    fn market(&self, id: MarketId) -> Option<&Market<B>> {
+        self.markets.get(id as usize).and_then(Option::as_ref)
+    }
+
+    pub fn book(&self, id: MarketId) -> Option<&B> {
+        self.market(id).map(|m| &m.book)
+    }
+
+    pub fn is_trading(&self, id: MarketId) -> Option<bool> {
+        self.market(id).map(|m| m.trading)
+    }
+
+    pub fn market_ids(&self) -> impl Iterator<Item = MarketId> + '_ {
+        self.markets.iter().flatten().map(|m| m.book.spec().id)
+    }
+
+    pub fn snapshot(&self) -> EngineSnapshot {
+        EngineSnapshot {
+            markets: self
+                .markets
+                .iter()
+                .flatten()
+                .map(|m| MarketSnapshot { spec: *m.book.spec(), trading: m.trading, orders: m.book.resting_orders() })
+                .collect(),
+        }
+    }
+
+    pub fn state_hash(&self) -> StateHash {
+        self.snapshot().state_hash()
+    }
+
+    /// Rebuilds an engine from a snapshot, refusing one that is not in
+    /// canonical order or breaks the market's bounds (a damaged or foreign file).
+    pub fn restore(limits: EngineLimits, snapshot: &EngineSnapshot) -> Result<Self, SnapshotError> {
+        let mut engine = Engine::<B>::new(limits);
+        let mut events = Vec::new();
+        for market in &snapshot.markets {
+            let invalid = |reason| SnapshotError::Invalid { market: market.spec.id, reason };
+            engine.add_market(market.spec, &mut events);
+            if !matches!(events.pop(), Some(Event::MarketAdded { .. })) {
+                return Err(invalid("market spec refused (duplicate id, over markets_max or out of range)"));
+            }
+            let slot = engine.markets[market.spec.id as usize].as_mut().expect("just added");
+            slot.trading = market.trading;
+            let mut ids = rustc_hash::FxHashSet::default();
+            for order in &market.orders {
+                if !ids.insert(order.order_id) {
+                    return Err(invalid("an order id appears twice"));
+                }
+                let spec = slot.book.spec();
+                if order.remaining == 0 || order.remaining > spec.quantity_lots_max || order.price == 0 || order.price > spec.price_ticks_max {
+                    return Err(invalid("an order's price or quantity is out of range"));
+                }
+                slot.book.restore_resting(order);
+            }
+            if slot.book.resting_orders() != market.orders {
+                return Err(invalid("orders are not in canonical order"));
+            }
+        }
+        Ok(engine)
+    }
+}
+
+fn unknown_market(command: &Command) -> Event {
+    let market = command.market();
+    match *command {
+        Command::Place(ref o) => Event::Rejected { market, order_id: o.order_id, user: o.user, code: RejectCode::UnknownMarket },
+        Command::Cancel { order_id, user, .. } | Command::Amend { order_id, user, .. } => {
+            Event::Rejected { market, order_id, user, code: RejectCode::UnknownMarket }
+        }
+        Command::CancelAll { user, .. } => Event::Rejected { market, order_id: 0, user, code: RejectCode::UnknownMarket },
+        Command::AddMarket(_) | Command::SetTrading { .. } => Event::MarketRejected { market, code: RejectCode::UnknownMarket },
+    }
+}

@@ -1,0 +1,24 @@
+//! Marionette's matching core.
+//!
+//! Pure and deterministic: no I/O, no async, no clock reads, no floats. The
+//! daemon feeds it [`Command`]s in journal order and publishes the [`Event`]s;
+//! the same commands from the same snapshot always give the same events and the
+//! same [`StateHash`].
+
+pub mod book;
+pub mod engine;
+pub mod fast;
+pub mod reference;
+pub mod rules;
+pub mod types;
+
+pub use book::OrderBook;
+pub use engine::{Engine, EngineSnapshot, MarketSnapshot, SnapshotError, StateHash};
+pub use fast::FastBook;
+pub use reference::ReferenceBook;
+pub use types::*;
+
+/// The engine the daemon runs.
+pub type FastEngine = Engine<FastBook>;
+/// The engine the fast one is checked against.
+pub type ReferenceEngine = Engine<ReferenceBook>;

@@ -1,0 +1,514 @@
+//! One suite, run against both books: every test is generic over `OrderBook`
+//! and instantiated once for the reference book and once for the fast one.
+
+use matching_core::*;
+use CancelReason::*;
+use Side::*;
+
+const MARKET: MarketId = 7;
+
+fn spec() -> MarketSpec {
+    MarketSpec {
+        id: MARKET,
+        quote_units_per_tick_lot: 10,
+        maker_fee_ppm: 1_000,
+        taker_fee_ppm: 2_000,
+        price_ticks_max: 1_000_000,
+        quantity_lots_max: 1_000_000,
+    }
+}
+
+struct Harness<B: OrderBook> {
+    engine: Engine<B>,
+}
+
+impl<B: OrderBook> Harness<B> {
+    fn new() -> Self {
+        Self::with_limits(BookLimits { resting_orders_max: 100, orders_per_user_max: 50, price_levels_per_side_max: 20 })
+    }
+
+    fn with_limits(book: BookLimits) -> Self {
+        let mut engine = Engine::new(EngineLimits { markets_max: 16, book });
+        let mut out = Vec::new();
+        engine.execute(&Command::AddMarket(spec()), &mut out);
+        assert_eq!(out, vec![Event::MarketAdded { market: MARKET }]);
+        Harness { engine }
+    }
+
+    fn run(&mut self, command: Command) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.engine.execute(&command, &mut out);
+        out
+    }
+
+    fn book(&self) -> &B {
+        self.engine.book(MARKET).unwrap()
+    }
+
+    fn depth(&self, side: Side) -> Vec<(PriceTicks, QuantityLots)> {
+        self.book().depth(side, 100).iter().map(|l| (l.price, l.quantity)).collect()
+    }
+}
+
+fn order(order_id: OrderId, user: UserId, side: Side, price: Option<PriceTicks>, quantity: QuantityLots) -> NewOrder {
+    NewOrder {
+        market: MARKET,
+        order_id,
+        user,
+        side,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price,
+        quantity,
+        self_trade: SelfTradePrevention::CancelTaker,
+    }
+}
+
+fn limit(order_id: OrderId, user: UserId, side: Side, price: PriceTicks, quantity: QuantityLots) -> Command {
+    Command::Place(order(order_id, user, side, Some(price), quantity))
+}
+
+fn with(command: Command, change: impl FnOnce(&mut NewOrder)) -> Command {
+    match command {
+        Command::Place(mut o) => {
+            change(&mut o);
+            Command::Place(o)
+        }
+        other => other,
+    }
+}
+
+fn accepted(order_id: OrderId, user: UserId, side: Side, price: Option<PriceTicks>, quantity: QuantityLots) -> Event {
+    Event::Accepted { market: MARKET, order_id, user, side, price, quantity }
+}
+
+fn rejected(order_id: OrderId, user: UserId, code: RejectCode) -> Event {
+    Event::Rejected { market: MARKET, order_id, user, code }
+}
+
+fn cancelled(order_id: OrderId, user: UserId, side: Side, remaining: QuantityLots, reason: CancelReason) -> Event {
+    Event::Cancelled { market: MARKET, order_id, user, side, remaining, reason }
+}
+
+fn done(order_id: OrderId, user: UserId) -> Event {
+    Event::Done { market: MARKET, order_id, user }
+}
+
+fn fills(events: &[Event]) -> Vec<Fill> {
+    events.iter().filter_map(|e| if let Event::Fill(f) = e { Some(*f) } else { None }).collect()
+}
+
+/// (maker, taker, price, quantity) of each fill.
+fn trades(events: &[Event]) -> Vec<(OrderId, OrderId, PriceTicks, QuantityLots)> {
+    fills(events).iter().map(|f| (f.maker_order, f.taker_order, f.price, f.quantity)).collect()
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod reference { $( #[test] fn $name() { super::$name::<matching_core::ReferenceBook>() } )* }
+        mod fast { $( #[test] fn $name() { super::$name::<matching_core::FastBook>() } )* }
+    };
+}
+
+suite!(
+    non_crossing_orders_rest_without_trading,
+    price_then_time_priority,
+    trades_print_at_the_makers_price,
+    partial_fill_rests_the_remainder,
+    ioc_cancels_its_unfilled_rest,
+    fok_that_cannot_fill_completely_trades_nothing,
+    fok_that_can_fill_completely_fills,
+    post_only_that_would_take_is_refused,
+    market_buy_stops_at_its_protection_price,
+    market_sell_without_protection_sweeps_the_book,
+    cancel_removes_only_the_owners_order,
+    cancel_all_cancels_one_users_orders_in_priority_order,
+    reducing_quantity_keeps_priority,
+    price_amend_loses_priority_and_may_trade,
+    increasing_quantity_loses_priority,
+    amend_of_post_only_to_a_crossing_price_is_refused,
+    self_trade_cancel_taker,
+    self_trade_cancel_maker,
+    self_trade_cancel_both,
+    fok_does_not_count_own_orders_as_liquidity,
+    limits_refuse_orders_that_could_not_rest,
+    ioc_is_allowed_when_the_book_is_full,
+    fees_are_exact_and_round_up_once_per_order,
+    halted_market_refuses_orders_but_allows_cancels,
+    bad_orders_are_rejected_with_codes,
+    duplicate_live_order_id_is_refused,
+    unknown_market_is_rejected,
+    snapshot_restores_the_same_state,
+    depth_aggregates_levels,
+);
+
+fn non_crossing_orders_rest_without_trading<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    assert_eq!(h.run(limit(1, 1, Buy, 99, 5)), vec![accepted(1, 1, Buy, Some(99), 5)]);
+    assert_eq!(h.run(limit(2, 2, Sell, 101, 3)), vec![accepted(2, 2, Sell, Some(101), 3)]);
+    assert_eq!(h.depth(Buy), vec![(99, 5)]);
+    assert_eq!(h.depth(Sell), vec![(101, 3)]);
+    assert_eq!(h.book().resting_count(), 2);
+}
+
+fn price_then_time_priority<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 101, 1));
+    h.run(limit(2, 2, Sell, 100, 1));
+    h.run(limit(3, 3, Sell, 100, 1));
+    let events = h.run(limit(4, 4, Buy, 101, 3));
+    // Best price first (100), and within it the oldest (2 before 3); then 101.
+    assert_eq!(trades(&events), vec![(2, 4, 100, 1), (3, 4, 100, 1), (1, 4, 101, 1)]);
+    assert!(events.contains(&done(4, 4)));
+    assert_eq!(h.book().resting_count(), 0);
+}
+
+fn trades_print_at_the_makers_price<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 100, 2));
+    let events = h.run(limit(2, 2, Sell, 90, 2));
+    assert_eq!(trades(&events), vec![(1, 2, 100, 2)]);
+    let fill = fills(&events)[0];
+    assert_eq!(fill.taker_side, Sell);
+    assert_eq!(fill.notional, 100 * 2 * 10);
+}
+
+fn partial_fill_rests_the_remainder<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 2));
+    let events = h.run(limit(2, 2, Buy, 100, 5));
+    assert_eq!(
+        events,
+        vec![
+            accepted(2, 2, Buy, Some(100), 5),
+            events[1],
+            done(1, 1), // the maker is complete; the taker is not, so it rests
+        ]
+    );
+    assert_eq!(trades(&events), vec![(1, 2, 100, 2)]);
+    assert_eq!(h.depth(Buy), vec![(100, 3)]);
+    assert_eq!(h.depth(Sell), vec![]);
+}
+
+fn ioc_cancels_its_unfilled_rest<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 2));
+    let events = h.run(with(limit(2, 2, Buy, 100, 5), |o| o.time_in_force = TimeInForce::Ioc));
+    assert_eq!(trades(&events), vec![(1, 2, 100, 2)]);
+    assert_eq!(events.last(), Some(&cancelled(2, 2, Buy, 3, Unfilled)));
+    assert_eq!(h.book().resting_count(), 0, "an IOC order never rests");
+}
+
+fn fok_that_cannot_fill_completely_trades_nothing<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 2));
+    h.run(limit(2, 1, Sell, 102, 2));
+    let before = h.engine.state_hash();
+    // 4 are on offer but only 2 within the limit of 101.
+    let events = h.run(with(limit(3, 2, Buy, 101, 4), |o| o.time_in_force = TimeInForce::Fok));
+    assert_eq!(events, vec![accepted(3, 2, Buy, Some(101), 4), cancelled(3, 2, Buy, 4, FillOrKill)]);
+    assert_eq!(h.engine.state_hash(), before, "a killed FOK changes nothing");
+}
+
+fn fok_that_can_fill_completely_fills<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 2));
+    h.run(limit(2, 1, Sell, 101, 2));
+    let events = h.run(with(limit(3, 2, Buy, 101, 3), |o| o.time_in_force = TimeInForce::Fok));
+    assert_eq!(trades(&events), vec![(1, 3, 100, 2), (2, 3, 101, 1)]);
+    assert_eq!(events.last(), Some(&done(3, 2)));
+    assert_eq!(h.depth(Sell), vec![(101, 1)]);
+}
+
+fn post_only_that_would_take_is_refused<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 2));
+    let before = h.engine.state_hash();
+    let events = h.run(with(limit(2, 2, Buy, 100, 1), |o| o.post_only = true));
+    assert_eq!(events, vec![rejected(2, 2, RejectCode::PostOnlyWouldTake)]);
+    assert_eq!(h.engine.state_hash(), before);
+    let events = h.run(with(limit(3, 2, Buy, 99, 1), |o| o.post_only = true));
+    assert_eq!(events, vec![accepted(3, 2, Buy, Some(99), 1)]);
+    assert_eq!(h.depth(Buy), vec![(99, 1)]);
+}
+
+fn market_buy_stops_at_its_protection_price<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 1));
+    h.run(limit(2, 1, Sell, 105, 1));
+    h.run(limit(3, 1, Sell, 111, 1));
+    let events = h.run(with(limit(4, 2, Buy, 110, 5), |o| o.kind = OrderKind::Market));
+    assert_eq!(trades(&events), vec![(1, 4, 100, 1), (2, 4, 105, 1)]);
+    assert!(fills(&events).iter().all(|f| f.price <= 110), "never above the protection price");
+    assert_eq!(events.last(), Some(&cancelled(4, 2, Buy, 3, Unfilled)));
+    assert_eq!(h.depth(Sell), vec![(111, 1)]);
+    assert_eq!(h.depth(Buy), vec![], "a market order never rests");
+}
+
+fn market_sell_without_protection_sweeps_the_book<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 100, 1));
+    h.run(limit(2, 1, Buy, 1, 1));
+    let events = h.run(Command::Place(NewOrder { kind: OrderKind::Market, ..order(3, 2, Sell, None, 2) }));
+    assert_eq!(trades(&events), vec![(1, 3, 100, 1), (2, 3, 1, 1)]);
+    assert_eq!(events.last(), Some(&done(3, 2)));
+}
+
+fn cancel_removes_only_the_owners_order<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 100, 4));
+    let by_other = h.run(Command::Cancel { market: MARKET, order_id: 1, user: 2 });
+    assert_eq!(by_other, vec![rejected(1, 2, RejectCode::UnknownOrder)], "no hint that the order exists");
+    assert_eq!(h.depth(Buy), vec![(100, 4)]);
+    let by_owner = h.run(Command::Cancel { market: MARKET, order_id: 1, user: 1 });
+    assert_eq!(by_owner, vec![cancelled(1, 1, Buy, 4, User)]);
+    assert_eq!(h.book().resting_count(), 0);
+    let again = h.run(Command::Cancel { market: MARKET, order_id: 1, user: 1 });
+    assert_eq!(again, vec![rejected(1, 1, RejectCode::UnknownOrder)]);
+}
+
+fn cancel_all_cancels_one_users_orders_in_priority_order<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 105, 1));
+    h.run(limit(2, 1, Buy, 90, 1));
+    h.run(limit(3, 2, Buy, 95, 1));
+    h.run(limit(4, 1, Buy, 95, 1));
+    h.run(limit(5, 1, Sell, 104, 1));
+    let events = h.run(Command::CancelAll { market: MARKET, user: 1 });
+    assert_eq!(
+        events,
+        vec![
+            cancelled(4, 1, Buy, 1, User),
+            cancelled(2, 1, Buy, 1, User),
+            cancelled(5, 1, Sell, 1, User),
+            cancelled(1, 1, Sell, 1, User),
+        ]
+    );
+    assert_eq!(h.depth(Buy), vec![(95, 1)], "the other user's order stays");
+    assert_eq!(h.depth(Sell), vec![]);
+    assert_eq!(h.run(Command::CancelAll { market: MARKET, user: 1 }), vec![]);
+}
+
+fn reducing_quantity_keeps_priority<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 5));
+    h.run(limit(2, 2, Sell, 100, 5));
+    let events = h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 2 });
+    assert_eq!(events, vec![Event::Amended { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 2 }]);
+    assert_eq!(h.depth(Sell), vec![(100, 7)]);
+    let events = h.run(limit(3, 3, Buy, 100, 3));
+    assert_eq!(trades(&events), vec![(1, 3, 100, 2), (2, 3, 100, 1)], "order 1 kept its place");
+}
+
+fn price_amend_loses_priority_and_may_trade<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 101, 5));
+    h.run(limit(2, 2, Sell, 100, 5));
+    h.run(limit(3, 3, Buy, 98, 5));
+    // Moving order 1 to 100 puts it behind order 2.
+    h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 5 });
+    let events = h.run(limit(4, 4, Buy, 100, 6));
+    assert_eq!(trades(&events), vec![(2, 4, 100, 5), (1, 4, 100, 1)]);
+    // Moving the bid up through the ask trades, at the maker's price.
+    let events = h.run(Command::Amend { market: MARKET, order_id: 3, user: 3, price: 100, quantity: 5 });
+    assert_eq!(events[0], Event::Amended { market: MARKET, order_id: 3, user: 3, price: 100, quantity: 5 });
+    assert_eq!(trades(&events), vec![(1, 3, 100, 4)]);
+    assert_eq!(h.depth(Buy), vec![(100, 1)]);
+    let unknown = h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 1 });
+    assert_eq!(unknown, vec![rejected(1, 1, RejectCode::UnknownOrder)], "a filled order cannot be amended");
+}
+
+fn increasing_quantity_loses_priority<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 1));
+    h.run(limit(2, 2, Sell, 100, 1));
+    h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 3 });
+    assert_eq!(h.depth(Sell), vec![(100, 4)]);
+    let events = h.run(limit(3, 3, Buy, 100, 1));
+    assert_eq!(trades(&events), vec![(2, 3, 100, 1)]);
+}
+
+fn amend_of_post_only_to_a_crossing_price_is_refused<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 1));
+    h.run(with(limit(2, 2, Buy, 98, 1), |o| o.post_only = true));
+    let events = h.run(Command::Amend { market: MARKET, order_id: 2, user: 2, price: 100, quantity: 1 });
+    assert_eq!(events, vec![rejected(2, 2, RejectCode::PostOnlyWouldTake)]);
+    assert_eq!(h.depth(Buy), vec![(98, 1)], "the order stays where it was");
+}
+
+fn self_trade_cancel_taker<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 2, Sell, 100, 1));
+    h.run(limit(2, 1, Sell, 101, 1));
+    h.run(limit(3, 2, Sell, 102, 1));
+    let events = h.run(limit(4, 1, Buy, 102, 3));
+    assert_eq!(trades(&events), vec![(1, 4, 100, 1)]);
+    assert_eq!(events.last(), Some(&cancelled(4, 1, Buy, 2, SelfTrade)));
+    assert_eq!(h.depth(Sell), vec![(101, 1), (102, 1)], "the own maker stays");
+}
+
+fn self_trade_cancel_maker<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 1));
+    h.run(limit(2, 2, Sell, 101, 1));
+    let events = h.run(with(limit(3, 1, Buy, 101, 2), |o| o.self_trade = SelfTradePrevention::CancelMaker));
+    assert_eq!(events[1], cancelled(1, 1, Sell, 1, SelfTrade));
+    assert_eq!(trades(&events), vec![(2, 3, 101, 1)]);
+    assert_eq!(h.depth(Buy), vec![(101, 1)], "the taker keeps going and rests");
+}
+
+fn self_trade_cancel_both<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 1));
+    h.run(limit(2, 2, Sell, 100, 1));
+    let events = h.run(with(limit(3, 1, Buy, 100, 2), |o| o.self_trade = SelfTradePrevention::CancelBoth));
+    assert_eq!(
+        events,
+        vec![accepted(3, 1, Buy, Some(100), 2), cancelled(1, 1, Sell, 1, SelfTrade), cancelled(3, 1, Buy, 2, SelfTrade)]
+    );
+    assert_eq!(h.depth(Sell), vec![(100, 1)]);
+    assert_eq!(h.depth(Buy), vec![]);
+}
+
+fn fok_does_not_count_own_orders_as_liquidity<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 1));
+    h.run(limit(2, 2, Sell, 100, 1));
+    let fok = |stp| with(limit(3, 1, Buy, 100, 2), move |o| {
+        o.time_in_force = TimeInForce::Fok;
+        o.self_trade = stp;
+    });
+    let events = h.run(fok(SelfTradePrevention::CancelMaker));
+    assert_eq!(events.last(), Some(&cancelled(3, 1, Buy, 2, FillOrKill)));
+    assert_eq!(h.book().resting_count(), 2, "a killed FOK cancels no maker either");
+}
+
+fn limits_refuse_orders_that_could_not_rest<B: OrderBook>() {
+    let mut h = Harness::<B>::with_limits(BookLimits { resting_orders_max: 4, orders_per_user_max: 2, price_levels_per_side_max: 2 });
+    h.run(limit(1, 1, Buy, 90, 1));
+    h.run(limit(2, 1, Buy, 91, 1));
+    assert_eq!(h.run(limit(3, 1, Buy, 91, 1)), vec![rejected(3, 1, RejectCode::UserOrderLimit)]);
+    assert_eq!(h.run(limit(4, 2, Buy, 92, 1)), vec![rejected(4, 2, RejectCode::PriceLevelLimit)]);
+    assert_eq!(h.run(limit(5, 2, Buy, 91, 1)), vec![accepted(5, 2, Buy, Some(91), 1)], "an existing level is fine");
+    h.run(limit(6, 3, Sell, 95, 1));
+    assert_eq!(h.run(limit(7, 4, Sell, 96, 1)), vec![rejected(7, 4, RejectCode::BookFull)]);
+    let moved = h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 89, quantity: 1 });
+    assert_eq!(moved[0], Event::Amended { market: MARKET, order_id: 1, user: 1, price: 89, quantity: 1 }, "order 1 was alone at 90, so its level is freed");
+    let over = h.run(Command::Amend { market: MARKET, order_id: 2, user: 1, price: 88, quantity: 1 });
+    assert_eq!(over, vec![rejected(2, 1, RejectCode::PriceLevelLimit)]);
+    assert_eq!(h.book().resting_count(), 4);
+}
+
+fn ioc_is_allowed_when_the_book_is_full<B: OrderBook>() {
+    let mut h = Harness::<B>::with_limits(BookLimits { resting_orders_max: 1, orders_per_user_max: 1, price_levels_per_side_max: 1 });
+    h.run(limit(1, 1, Sell, 100, 1));
+    let events = h.run(with(limit(2, 2, Buy, 100, 1), |o| o.time_in_force = TimeInForce::Ioc));
+    assert_eq!(trades(&events), vec![(1, 2, 100, 1)]);
+}
+
+fn fees_are_exact_and_round_up_once_per_order<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    // Notional 100 x 3 x 10 = 3000: maker 0.1% = 3, taker 0.2% = 6, exact.
+    h.run(limit(1, 1, Sell, 100, 3));
+    let f = fills(&h.run(limit(2, 2, Buy, 100, 3)))[0];
+    assert_eq!((f.notional, f.maker_fee, f.taker_fee), (3_000, 3, 6));
+    // Ten fills of notional 1 x 1 x 10 = 10 each: exact fees 0.01 and 0.02 per fill.
+    // Rounded per fill they would be 10 and 10; cumulatively each order pays ceil(100 x rate) = 1.
+    for id in 10..20 {
+        h.run(limit(id, 3, Sell, 1, 1));
+    }
+    let events = h.run(limit(30, 4, Buy, 1, 10));
+    let taker_total: u128 = fills(&events).iter().map(|f| f.taker_fee).sum();
+    assert_eq!(taker_total, 1);
+    // One maker, filled in ten pieces.
+    h.run(limit(40, 5, Sell, 1, 10));
+    let mut maker_total = 0;
+    for id in 41..51 {
+        maker_total += fills(&h.run(limit(id, 6, Buy, 1, 1)))[0].maker_fee;
+    }
+    assert_eq!(maker_total, 1);
+}
+
+fn halted_market_refuses_orders_but_allows_cancels<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 90, 1));
+    assert_eq!(h.run(Command::SetTrading { market: MARKET, trading: false }), vec![Event::TradingSet { market: MARKET, trading: false }]);
+    assert_eq!(h.run(limit(2, 1, Buy, 91, 1)), vec![rejected(2, 1, RejectCode::MarketClosed)]);
+    assert_eq!(h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 91, quantity: 1 }), vec![rejected(1, 1, RejectCode::MarketClosed)]);
+    assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 1, user: 1 }), vec![cancelled(1, 1, Buy, 1, User)]);
+    h.run(Command::SetTrading { market: MARKET, trading: true });
+    assert_eq!(h.run(limit(3, 1, Buy, 91, 1)), vec![accepted(3, 1, Buy, Some(91), 1)]);
+}
+
+fn bad_orders_are_rejected_with_codes<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    assert_eq!(h.run(limit(1, 1, Buy, 0, 1)), vec![rejected(1, 1, RejectCode::InvalidPrice)]);
+    assert_eq!(h.run(limit(1, 1, Buy, 1_000_001, 1)), vec![rejected(1, 1, RejectCode::InvalidPrice)]);
+    assert_eq!(h.run(limit(1, 1, Buy, 10, 0)), vec![rejected(1, 1, RejectCode::InvalidQuantity)]);
+    assert_eq!(h.run(limit(1, 1, Buy, 10, 1_000_001)), vec![rejected(1, 1, RejectCode::InvalidQuantity)]);
+    assert_eq!(h.run(Command::Place(order(1, 1, Buy, None, 1))), vec![rejected(1, 1, RejectCode::InvalidPrice)]);
+    let post_only_ioc = with(limit(1, 1, Buy, 10, 1), |o| {
+        o.post_only = true;
+        o.time_in_force = TimeInForce::Ioc;
+    });
+    assert_eq!(h.run(post_only_ioc), vec![rejected(1, 1, RejectCode::InvalidOrder)]);
+    assert_eq!(h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 10, quantity: 0 }), vec![rejected(1, 1, RejectCode::InvalidQuantity)]);
+    assert_eq!(h.book().resting_count(), 0);
+    let bad_spec = MarketSpec { id: 8, maker_fee_ppm: FEE_RATE_PPM_MAX + 1, ..spec() };
+    assert_eq!(h.run(Command::AddMarket(bad_spec)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
+    let overflowing = MarketSpec { id: 8, price_ticks_max: u64::MAX, quantity_lots_max: u64::MAX, ..spec() };
+    assert_eq!(h.run(Command::AddMarket(overflowing)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
+    assert_eq!(h.run(Command::AddMarket(spec())), vec![Event::MarketRejected { market: MARKET, code: RejectCode::MarketExists }]);
+    let too_high = MarketSpec { id: 16, ..spec() };
+    assert_eq!(h.run(Command::AddMarket(too_high)), vec![Event::MarketRejected { market: 16, code: RejectCode::MarketLimit }]);
+}
+
+fn duplicate_live_order_id_is_refused<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 90, 1));
+    assert_eq!(h.run(limit(1, 2, Sell, 95, 1)), vec![rejected(1, 2, RejectCode::DuplicateOrderId)]);
+    assert_eq!(h.depth(Sell), vec![]);
+}
+
+fn unknown_market_is_rejected<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    let events = h.run(Command::Place(NewOrder { market: 3, ..order(1, 1, Buy, Some(1), 1) }));
+    assert_eq!(events, vec![Event::Rejected { market: 3, order_id: 1, user: 1, code: RejectCode::UnknownMarket }]);
+    let events = h.run(Command::SetTrading { market: 3, trading: false });
+    assert_eq!(events, vec![Event::MarketRejected { market: 3, code: RejectCode::UnknownMarket }]);
+}
+
+fn snapshot_restores_the_same_state<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 5));
+    h.run(limit(2, 2, Sell, 100, 5));
+    h.run(limit(3, 3, Buy, 90, 5));
+    h.run(limit(4, 4, Buy, 100, 2)); // order 1 is now partly filled as a maker
+    h.run(Command::SetTrading { market: MARKET, trading: false });
+    let snapshot = h.engine.snapshot();
+    let bytes = snapshot.encode();
+    let restored = Engine::<B>::restore(*h.engine.limits(), &EngineSnapshot::decode(&bytes).unwrap()).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    assert_eq!(restored.is_trading(MARKET), Some(false));
+    assert_eq!(snapshot.markets[0].orders[1].maker_filled, 2, "fee basis survives a snapshot");
+
+    let mut reordered = snapshot.clone();
+    reordered.markets[0].orders.swap(0, 1); // an ask before a bid
+    assert!(Engine::<B>::restore(*h.engine.limits(), &reordered).is_err(), "a non-canonical snapshot is refused");
+    let mut duplicated = snapshot.clone();
+    duplicated.markets[0].orders[2].order_id = duplicated.markets[0].orders[1].order_id;
+    assert!(Engine::<B>::restore(*h.engine.limits(), &duplicated).is_err(), "a repeated id is refused");
+    assert!(EngineSnapshot::decode(&bytes[..bytes.len() - 3]).is_err());
+}
+
+fn depth_aggregates_levels<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 90, 1));
+    h.run(limit(2, 2, Buy, 90, 2));
+    h.run(limit(3, 2, Buy, 95, 4));
+    h.run(limit(4, 2, Buy, 80, 4));
+    let depth = h.book().depth(Buy, 2);
+    assert_eq!(depth, vec![PriceLevel { price: 95, quantity: 4, orders: 1 }, PriceLevel { price: 90, quantity: 3, orders: 2 }]);
+}
