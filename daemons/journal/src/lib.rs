@@ -1,1 +1,317 @@
+//! Marionette's write-ahead journal.
+//!
+//! A directory of segment files `journal-<first sequence>.log`, each a run of
+//! checksummed, consecutively sequenced records (see [`scan`]). Appends go
+//! through io_uring as one write linked to one `fdatasync` per batch (group
+//! commit); a batch counts as durable only when both completed in full. Any
+//! write or sync failure is returned and the journal refuses further use: the
+//! caller must stop, never retry, because after a failed fsync the kernel may
+//! already have dropped the dirty pages.
+//!
+//! This is the only crate that knows io_uring.
 
+pub mod scan;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use io_uring::{opcode, squeue, types, IoUring};
+pub use scan::{encode_record, scan_segment, Damage, Record, Scan, RECORD_PAYLOAD_BYTES_MAX};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal I/O failed: {operation} {path}: {source}")]
+    Io { operation: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(
+        "journal segment {path} is corrupt at byte {offset} (expected sequence {expected_sequence}): {detail}. \
+         Acknowledged data is damaged; restore this host's data directory from a replica or backup, or move the \
+         segment aside only if you accept losing what it held"
+    )]
+    Corrupt { path: PathBuf, offset: u64, expected_sequence: u64, detail: &'static str },
+    #[error("journal sequence gap: {detail}")]
+    Gap { detail: String },
+    #[error("journal write failed ({source}); the disk may be full or failing. Nothing of this batch was acknowledged")]
+    WriteFailed { source: std::io::Error },
+    #[error("journal fdatasync failed ({source}); durability is unknown, so the daemon must stop and recover from the journal")]
+    SyncFailed { source: std::io::Error },
+    #[error("a journal record of {bytes} bytes is over the limit of {RECORD_PAYLOAD_BYTES_MAX}")]
+    RecordTooLarge { bytes: usize },
+    #[error("the journal failed earlier and refuses further writes")]
+    Poisoned,
+}
+
+/// What start-up found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Records with sequence >= the requested replay start, in order.
+    pub records: Vec<Record>,
+    /// Set when a torn tail was cut off the last segment: (segment, offset, bytes dropped).
+    pub truncated: Option<(PathBuf, u64, u64)>,
+    pub segments: usize,
+}
+
+struct Segment {
+    first_sequence: u64,
+    path: PathBuf,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    file: File,
+    offset: u64,
+    next_sequence: u64,
+    ring: IoUring,
+    buffer: Vec<u8>,
+    in_flight: Option<Range<u64>>,
+    poisoned: bool,
+}
+
+fn io_error<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io { operation, path: path.to_path_buf(), source }
+}
+
+fn segment_path(dir: &Path, first_sequence: u64) -> PathBuf {
+    dir.join(format!("journal-{first_sequence:020}.log"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error("fsync directory", dir))
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`, verifies every segment, cuts a
+    /// torn tail off the last one, and returns the records from `replay_from` on.
+    pub fn open(dir: &Path, replay_from: u64) -> Result<(Journal, Recovery), JournalError> {
+        fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        let mut segments = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_error("list directory", dir))? {
+            let entry = entry.map_err(io_error("list directory", dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(first) = name.strip_prefix("journal-").and_then(|n| n.strip_suffix(".log")) {
+                if let Ok(first_sequence) = first.parse::<u64>() {
+                    segments.push(Segment { first_sequence, path: entry.path() });
+                }
+            }
+        }
+        segments.sort_by_key(|s| s.first_sequence);
+        let replay_from = replay_from.max(1);
+        if segments.is_empty() {
+            let path = segment_path(dir, replay_from);
+            File::create(&path).map_err(io_error("create segment", &path))?;
+            sync_dir(dir)?;
+            segments.push(Segment { first_sequence: replay_from, path });
+        }
+        if segments[0].first_sequence > replay_from {
+            return Err(JournalError::Gap {
+                detail: format!(
+                    "replay must start at sequence {replay_from} but the oldest segment {} starts at {}",
+                    segments[0].path.display(),
+                    segments[0].first_sequence
+                ),
+            });
+        }
+        let mut recovery = Recovery { segments: segments.len(), ..Recovery::default() };
+        let mut expected = segments[0].first_sequence;
+        let mut valid_bytes = 0;
+        let last = segments.len() - 1;
+        for (i, segment) in segments.iter().enumerate() {
+            if segment.first_sequence != expected {
+                return Err(JournalError::Gap {
+                    detail: format!("segment {} starts at {} but {expected} was expected", segment.path.display(), segment.first_sequence),
+                });
+            }
+            let mut bytes = Vec::new();
+            File::open(&segment.path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io_error("read segment", &segment.path))?;
+            let scan = scan_segment(&bytes, segment.first_sequence);
+            match scan.damage {
+                None => {}
+                Some(Damage::TornTail { offset }) if i == last => {
+                    let dropped = bytes.len() as u64 - offset;
+                    tracing::warn!(segment = %segment.path.display(), offset, dropped, "journal tail torn by a crash; truncating it");
+                    recovery.truncated = Some((segment.path.clone(), offset, dropped));
+                }
+                Some(Damage::TornTail { offset }) => {
+                    return Err(JournalError::Corrupt { path: segment.path.clone(), offset, expected_sequence: expected + scan.records.len() as u64, detail: "damaged tail of a segment that a later segment follows" });
+                }
+                Some(Damage::Corrupt { offset, detail }) => {
+                    return Err(JournalError::Corrupt { path: segment.path.clone(), offset, expected_sequence: expected + scan.records.len() as u64, detail });
+                }
+            }
+            expected += scan.records.len() as u64;
+            valid_bytes = scan.valid_bytes;
+            recovery.records.extend(scan.records.into_iter().filter(|r| r.sequence >= replay_from));
+        }
+        if expected < replay_from {
+            return Err(JournalError::Gap { detail: format!("replay must start at {replay_from} but the journal ends before {expected}") });
+        }
+        let tail = &segments[last].path;
+        let file = OpenOptions::new().read(true).write(true).open(tail).map_err(io_error("open segment", tail))?;
+        if recovery.truncated.is_some() {
+            file.set_len(valid_bytes).map_err(io_error("truncate segment", tail))?;
+            file.sync_all().map_err(io_error("fsync segment", tail))?;
+        }
+        let ring = IoUring::new(8).map_err(io_error("set up io_uring for", dir))?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            segments,
+            file,
+            offset: valid_bytes,
+            next_sequence: expected,
+            ring,
+            buffer: Vec::new(),
+            in_flight: None,
+            poisoned: false,
+        };
+        Ok((journal, recovery))
+    }
+
+    /// The sequence the next appended record gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Writes one batch and waits until it is durable.
+    pub fn append<'a>(&mut self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<Range<u64>, JournalError> {
+        let sequences = self.begin(payloads)?;
+        self.finish()?;
+        Ok(sequences)
+    }
+
+    /// Submits one batch (a write linked to an fdatasync) without waiting, so the
+    /// caller can compute while the disk works. Nothing of it may be
+    /// acknowledged before [`Journal::finish`] returns `Ok`.
+    pub fn begin<'a>(&mut self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<Range<u64>, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        assert!(self.in_flight.is_none(), "one batch in flight at a time");
+        self.buffer.clear();
+        let first = self.next_sequence;
+        let mut sequence = first;
+        for payload in payloads {
+            if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+                return Err(JournalError::RecordTooLarge { bytes: payload.len() });
+            }
+            encode_record(sequence, payload, &mut self.buffer);
+            sequence += 1;
+        }
+        if sequence == first {
+            self.in_flight = Some(first..first);
+            return Ok(first..first);
+        }
+        let fd = types::Fd(self.file.as_raw_fd());
+        let write = opcode::Write::new(fd, self.buffer.as_ptr(), self.buffer.len() as u32)
+            .offset(self.offset)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(1);
+        let sync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
+        // SAFETY: the buffer and the file outlive the operations: `finish` waits
+        // for both completions before `buffer` or `file` can change or drop
+        // (Drop also waits).
+        unsafe {
+            let mut queue = self.ring.submission();
+            queue.push(&write).expect("ring has room for two entries");
+            queue.push(&sync).expect("ring has room for two entries");
+        }
+        if let Err(source) = self.ring.submit() {
+            self.poisoned = true;
+            return Err(JournalError::WriteFailed { source });
+        }
+        self.in_flight = Some(first..sequence);
+        Ok(first..sequence)
+    }
+
+    /// Waits for the batch from [`Journal::begin`] to be durable.
+    pub fn finish(&mut self) -> Result<(), JournalError> {
+        let Some(sequences) = self.in_flight.take() else { return Ok(()) };
+        if sequences.is_empty() {
+            return Ok(());
+        }
+        let mut write_result = None;
+        let mut sync_result = None;
+        while write_result.is_none() || sync_result.is_none() {
+            if let Err(source) = self.ring.submit_and_wait(1) {
+                if source.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.poisoned = true;
+                return Err(JournalError::SyncFailed { source });
+            }
+            for completion in self.ring.completion() {
+                match completion.user_data() {
+                    1 => write_result = Some(completion.result()),
+                    _ => sync_result = Some(completion.result()),
+                }
+            }
+        }
+        let (written, synced) = (write_result.expect("waited for it"), sync_result.expect("waited for it"));
+        let expected = self.buffer.len() as i32;
+        if written != expected {
+            self.poisoned = true;
+            let source = if written < 0 {
+                std::io::Error::from_raw_os_error(-written)
+            } else {
+                std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {written} of {expected} bytes"))
+            };
+            return Err(JournalError::WriteFailed { source });
+        }
+        if synced < 0 {
+            self.poisoned = true;
+            return Err(JournalError::SyncFailed { source: std::io::Error::from_raw_os_error(-synced) });
+        }
+        self.offset += self.buffer.len() as u64;
+        self.next_sequence = sequences.end;
+        Ok(())
+    }
+
+    /// Starts a new segment at the next sequence, so that older segments can be
+    /// removed once a snapshot covers them.
+    pub fn rotate(&mut self) -> Result<(), JournalError> {
+        self.finish()?;
+        if self.offset == 0 {
+            return Ok(()); // the current segment is still empty
+        }
+        let path = segment_path(&self.dir, self.next_sequence);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_error("create segment", &path))?;
+        sync_dir(&self.dir)?;
+        self.file = file;
+        self.offset = 0;
+        self.segments.push(Segment { first_sequence: self.next_sequence, path });
+        Ok(())
+    }
+
+    /// Deletes the segments whose records all have sequences <= `sequence`.
+    pub fn remove_segments_through(&mut self, sequence: u64) -> Result<usize, JournalError> {
+        let mut removed = 0;
+        while self.segments.len() > 1 && self.segments[1].first_sequence <= sequence + 1 {
+            let segment = self.segments.remove(0);
+            fs::remove_file(&segment.path).map_err(io_error("remove segment", &segment.path))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // The kernel may still be reading `buffer`; wait before it is freed.
+        if self.in_flight.is_some() {
+            let _ = self.finish();
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Property tests of the frame codec: round trips, partial reads, damage.
+
+use matching_core::*;
+use proptest::prelude::*;
+use wire::*;
+
+fn command() -> impl Strategy<Value = Command> {
+    (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(market, id, user, price, quantity, buy)| {
+        if buy {
+            Command::Place(NewOrder {
+                market,
+                order_id: id,
+                user,
+                side: Side::Buy,
+                kind: OrderKind::Limit,
+                time_in_force: TimeInForce::Gtc,
+                post_only: false,
+                price: Some(price),
+                quantity,
+                self_trade: SelfTradePrevention::CancelMaker,
+            })
+        } else {
+            Command::Amend { market, order_id: id, user, price, quantity }
+        }
+    })
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u32>(), any::<u64>(), any::<bool>()).prop_map(|(peer, outputs_applied, subscribe)| Message::Hello { peer, role: Role::Ledger, outputs_applied, subscribe }),
+        (any::<u64>(), any::<u64>()).prop_map(|(commands_applied, outputs_last)| Message::Welcome { commands_applied, outputs_last }),
+        command().prop_map(Message::Command),
+        (any::<u32>(), any::<u64>(), proptest::collection::vec((any::<u64>(), any::<u64>()), 0..20)).prop_map(|(peer, peer_sequence, ids)| Message::Events {
+            peer,
+            peer_sequence,
+            events: ids.into_iter().map(|(order_id, user)| Event::Done { market: 1, order_id, user }).collect(),
+        }),
+        Just(Message::Heartbeat),
+        ".{0,40}".prop_map(|detail| Message::Error { code: ProtocolErrorCode::SequenceGap, detail }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn frames_round_trip_one_after_another(messages in proptest::collection::vec((any::<u64>(), message()), 1..10)) {
+        let mut stream = Vec::new();
+        for (sequence, message) in &messages {
+            encode_frame(*sequence, message, &mut stream);
+        }
+        let mut at = 0;
+        for (sequence, message) in &messages {
+            let (frame, used) = decode_frame(&stream[at..], PAYLOAD_BYTES_MAX_DEFAULT).unwrap().unwrap();
+            prop_assert_eq!(frame.sequence, *sequence);
+            prop_assert_eq!(&frame.message, message);
+            at += used;
+        }
+        prop_assert_eq!(at, stream.len());
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_asks_for_more(message in message(), sequence in any::<u64>()) {
+        let mut bytes = Vec::new();
+        encode_frame(sequence, &message, &mut bytes);
+        for end in 0..bytes.len() {
+            prop_assert_eq!(decode_frame(&bytes[..end], PAYLOAD_BYTES_MAX_DEFAULT), Ok(None));
+        }
+    }
+
+    #[test]
+    fn any_bit_flip_is_refused(message in message(), sequence in any::<u64>(), bit in any::<prop::sample::Index>()) {
+        let mut bytes = Vec::new();
+        encode_frame(sequence, &message, &mut bytes);
+        let bit = bit.index(bytes.len() * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        // A flip in the length field may make the frame look incomplete; it must never decode.
+        match decode_frame(&bytes, PAYLOAD_BYTES_MAX_DEFAULT) {
+            Ok(Some((frame, _))) => prop_assert!(false, "damaged frame decoded as {:?}", frame),
+            Ok(None) | Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256), valid_header in any::<bool>()) {
+        let mut bytes = bytes;
+        if valid_header && bytes.len() >= 8 {
+            bytes[..4].copy_from_slice(&MAGIC);
+            bytes[4..8].copy_from_slice(&[PROTOCOL_VERSION, 0, 0, 0]);
+        }
+        let _ = decode_frame(&bytes, 128);
+    }
+}
+
+#[test]
+fn oversized_frames_are_refused_before_reading_them() {
+    let mut bytes = Vec::new();
+    encode_frame(1, &Message::Error { code: ProtocolErrorCode::MalformedFrame, detail: "x".repeat(300) }, &mut bytes);
+    assert!(matches!(decode_frame(&bytes[..HEADER_BYTES], 100), Err(WireError::TooLarge { limit: 100, .. })));
+}
+
+#[test]
+fn foreign_protocols_are_named() {
+    assert_eq!(decode_frame(b"GET / HTTP/1.1\r\n", 100), Err(WireError::BadMagic(*b"GET ")));
+    assert_eq!(decode_frame(b"MRX", 100), Err(WireError::BadMagic(*b"MRX\0")));
+    let mut bytes = Vec::new();
+    encode_frame(1, &Message::Heartbeat, &mut bytes);
+    bytes[4] = 9;
+    assert_eq!(decode_frame(&bytes, 100), Err(WireError::UnsupportedVersion(9)));
+}
