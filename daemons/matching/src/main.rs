@@ -1,0 +1,106 @@
+//! The daemon's entry point: load config, recover, serve, stop on SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use matching::config::{Address, MatchingConfig};
+use matching::metrics::{self, Metrics};
+use matching::net::Listener;
+use matching::server;
+use matching::service::{EngineService, Inbound};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+const USAGE: &str = "usage: marionette-matching [--config PATH] [--check-config]\n\
+    Runs the Marionette matching engine. PATH defaults to /etc/marionette/matching.toml.";
+
+fn main() {
+    if let Err(error) = run() {
+        // Logged and printed: the operator reads one or the other.
+        tracing::error!("{error:#}");
+        eprintln!("marionette-matching: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut config_path = PathBuf::from("/etc/marionette/matching.toml");
+    let mut check_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => config_path = args.next().context("--config needs a path")?.into(),
+            "--check-config" => check_only = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let config = MatchingConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
+    if check_only {
+        println!("{}: ok", config_path.display());
+        return Ok(());
+    }
+    init_logging(&config);
+    let metrics = Arc::new(Metrics::new());
+    tracing::info!(data_dir = %config.storage.data_dir.display(), "recovering");
+    let (service, report) = EngineService::recover(&config, metrics.clone()).context("recovery failed; nothing was changed")?;
+    tracing::info!(
+        snapshot_sequence = report.snapshot_sequence,
+        replayed_commands = report.replayed_commands,
+        truncated_tail_bytes = report.truncated_tail_bytes,
+        next_sequence = report.next_sequence,
+        state_hash = %report.state_hash,
+        "recovered"
+    );
+    let address = Address::parse(&config.listen.address).expect("validated");
+    let listener = Listener::bind(&address).with_context(|| format!("binding {}", config.listen.address))?;
+    if !config.listen.metrics_address.is_empty() {
+        let metrics_listener = std::net::TcpListener::bind(&config.listen.metrics_address)
+            .with_context(|| format!("binding the metrics address {}", config.listen.metrics_address))?;
+        let metrics = metrics.clone();
+        std::thread::Builder::new().name("metrics".into()).spawn(move || metrics::serve(metrics_listener, metrics))?;
+    }
+    let (inbox, receiver) = mpsc::sync_channel(config.engine.inbound_queue_max);
+    let cpu = config.engine.cpu;
+    let engine = std::thread::Builder::new().name("engine".into()).spawn(move || {
+        if let Some(cpu) = cpu {
+            if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                tracing::info!(cpu, "engine thread pinned");
+            } else {
+                tracing::warn!(cpu, "could not pin the engine thread; running unpinned");
+            }
+        }
+        service.run(receiver)
+    })?;
+    {
+        let (config, inbox, metrics) = (config.clone(), inbox.clone(), metrics.clone());
+        std::thread::Builder::new().name("accept".into()).spawn(move || server::accept_loop(listener, config, inbox, metrics))?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "stopping");
+            let _ = inbox.send(Inbound::Shutdown);
+        }
+    })?;
+    tracing::info!(address = %config.listen.address, metrics = %config.listen.metrics_address, "ready");
+    match engine.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error).context("the journal failed; stopping so that recovery runs on restart"),
+        Err(_) => bail!("the engine thread panicked"),
+    }
+}
+
+fn init_logging(config: &MatchingConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics, served as text on `listen.metrics_address`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use matching_core::Event;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub commands: Counter,
+    pub duplicate_commands: Counter,
+    pub batches: Counter,
+    pub fills: Counter,
+    pub rejections: Counter,
+    pub connections: Gauge<i64, AtomicI64>,
+    pub subscribers: Gauge<i64, AtomicI64>,
+    pub output_sequence: Gauge<i64, AtomicI64>,
+    pub journal_batch_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("marionette_matching");
+        let metrics = Metrics {
+            commands: Counter::default(),
+            duplicate_commands: Counter::default(),
+            batches: Counter::default(),
+            fills: Counter::default(),
+            rejections: Counter::default(),
+            connections: Gauge::default(),
+            subscribers: Gauge::default(),
+            output_sequence: Gauge::default(),
+            journal_batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            registry: Registry::default(),
+        };
+        registry.register("commands", "Commands journaled and applied", metrics.commands.clone());
+        registry.register("duplicate_commands", "Resent commands dropped because they were already applied", metrics.duplicate_commands.clone());
+        registry.register("batches", "Group commits", metrics.batches.clone());
+        registry.register("fills", "Trades", metrics.fills.clone());
+        registry.register("rejections", "Commands rejected with a code", metrics.rejections.clone());
+        registry.register("connections", "Open peer connections", metrics.connections.clone());
+        registry.register("subscribers", "Peers receiving outputs", metrics.subscribers.clone());
+        registry.register("output_sequence", "Last durable journal sequence", metrics.output_sequence.clone());
+        registry.register("journal_batch_seconds", "Journal write + fdatasync + apply time per group commit", metrics.journal_batch_seconds.clone());
+        Metrics { registry, ..metrics }
+    }
+
+    pub fn count_events(&self, events: &[Event]) {
+        for event in events {
+            match event {
+                Event::Fill(_) => {
+                    self.fills.inc();
+                }
+                Event::Rejected { .. } | Event::MarketRejected { .. } => {
+                    self.rejections.inc();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `GET /metrics` and `GET /healthz`, one request at a time: scrapes are
+/// rare and small, and one thread bounds what a misbehaving client can take.
+pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+        let mut request = [0u8; 4096];
+        let mut filled = 0;
+        while filled < request.len() {
+            match stream.read(&mut request[filled..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+            if request[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let head = String::from_utf8_lossy(&request[..filled]);
+        let (status, content_type, body) = if head.starts_with("GET /metrics ") {
+            ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.render())
+        } else if head.starts_with("GET /healthz ") {
+            ("200 OK", "text/plain", "ok\n".to_string())
+        } else {
+            ("404 Not Found", "text/plain", "try GET /metrics\n".to_string())
+        };
+        let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    }
+}

@@ -1,0 +1,380 @@
+//! The engine thread: the only owner of the books and the journal.
+//!
+//! Each turn it takes up to `batch_commands_max` commands from its inbox,
+//! drops those already applied (a peer resending after a reconnect), submits
+//! the rest to the journal as one write + fdatasync, applies them to the
+//! books while the disk works, waits for durability, and only then publishes
+//! the outputs. Nothing is published that is not durable.
+//!
+//! Every output frame carries the journal sequence of its command, so a peer
+//! that durably records the last output it applied can ask for a replay from
+//! there after a reconnect; a command carries the peer's own sequence, and
+//! `peers_applied` (restored from snapshot + journal) makes resends no-ops.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use journal::{Journal, JournalError};
+use matching_core::{Command, EngineSnapshot, Event, FastEngine, SnapshotError};
+use serde::{Deserialize, Serialize};
+use wire::{Message, PeerId, ProtocolErrorCode};
+
+use crate::config::{IdleStrategy, MatchingConfig};
+use crate::metrics::Metrics;
+use crate::snapshot::{self, SnapshotFile, SnapshotFileError};
+
+/// What the journal holds for each command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub peer: PeerId,
+    pub peer_sequence: u64,
+    pub command: Command,
+}
+
+pub type ConnectionId = u64;
+/// Bytes of one or more encoded frames, shared between the peers they go to.
+pub type Outgoing = Arc<Vec<u8>>;
+
+pub enum Inbound {
+    Connect { connection: ConnectionId, peer: PeerId, outputs_applied: u64, subscribe: bool, outbox: SyncSender<Outgoing> },
+    Command { connection: ConnectionId, peer: PeerId, sequence: u64, command: Command },
+    Disconnect { connection: ConnectionId },
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] SnapshotFileError),
+    #[error("snapshot content: {0}")]
+    SnapshotContent(#[from] SnapshotError),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("journal record {sequence} does not decode ({detail}); it passed its checksum, so it was written by an incompatible build")]
+    Entry { sequence: u64, detail: String },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+}
+
+/// One output retained for replay: its bytes are `range` of a batch buffer.
+struct Retained {
+    sequence: u64,
+    batch: Outgoing,
+    range: Range<usize>,
+}
+
+struct Subscriber {
+    connection: ConnectionId,
+    peer: PeerId,
+    outbox: SyncSender<Outgoing>,
+}
+
+pub struct EngineService {
+    config: MatchingConfig,
+    engine: FastEngine,
+    journal: Journal,
+    peers_applied: BTreeMap<PeerId, u64>,
+    /// The connection each peer currently speaks through; commands from an
+    /// older connection of the same peer are ignored.
+    current_connection: HashMap<PeerId, ConnectionId>,
+    retained: VecDeque<Retained>,
+    subscribers: Vec<Subscriber>,
+    commands_since_snapshot: u64,
+    metrics: Arc<Metrics>,
+    // Buffers reused across batches.
+    pending: Vec<JournalEntry>,
+    payloads: Vec<Vec<u8>>,
+    events: Vec<Event>,
+}
+
+/// What start-up found, for the log and for tests.
+#[derive(Debug, Clone)]
+pub struct RecoveryReport {
+    pub snapshot_sequence: u64,
+    pub replayed_commands: usize,
+    pub truncated_tail_bytes: u64,
+    pub next_sequence: u64,
+    pub state_hash: String,
+}
+
+impl EngineService {
+    /// Loads the newest readable snapshot and replays the journal after it.
+    pub fn recover(config: &MatchingConfig, metrics: Arc<Metrics>) -> Result<(EngineService, RecoveryReport), RecoveryError> {
+        let dir = &config.storage.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| RecoveryError::DataDir { path: dir.clone(), source })?;
+        let limits = config.engine_limits();
+        let mut loaded = None;
+        for (sequence, path) in snapshot::list(dir)? {
+            match snapshot::read(&path) {
+                Ok(file) => {
+                    loaded = Some(file);
+                    break;
+                }
+                Err(error) => tracing::error!(sequence, %error, "snapshot unreadable; trying the one before it"),
+            }
+        }
+        let file = loaded.unwrap_or(SnapshotFile { sequence: 0, peers_applied: BTreeMap::new(), engine: EngineSnapshot::default() });
+        let mut engine = FastEngine::restore(limits, &file.engine)?;
+        let (journal, recovery) = Journal::open(dir, file.sequence + 1)?;
+        let mut service = EngineService {
+            config: config.clone(),
+            engine: FastEngine::new(limits),
+            journal,
+            peers_applied: file.peers_applied,
+            current_connection: HashMap::new(),
+            retained: VecDeque::new(),
+            subscribers: Vec::new(),
+            commands_since_snapshot: 0,
+            metrics,
+            pending: Vec::new(),
+            payloads: Vec::new(),
+            events: Vec::new(),
+        };
+        let replayed_commands = recovery.records.len();
+        for record in recovery.records {
+            let entry: JournalEntry = postcard::from_bytes(&record.payload)
+                .map_err(|e| RecoveryError::Entry { sequence: record.sequence, detail: e.to_string() })?;
+            service.events.clear();
+            engine.execute(&entry.command, &mut service.events);
+            service.peers_applied.insert(entry.peer, entry.peer_sequence);
+            let mut batch = Vec::new();
+            let range = service.encode_output(record.sequence, &entry, &mut batch);
+            service.retain(record.sequence, Arc::new(batch), range);
+            service.commands_since_snapshot += 1;
+        }
+        service.engine = engine;
+        let report = RecoveryReport {
+            snapshot_sequence: file.sequence,
+            replayed_commands,
+            truncated_tail_bytes: recovery.truncated.map(|t| t.2).unwrap_or(0),
+            next_sequence: service.journal.next_sequence(),
+            state_hash: service.engine.state_hash().to_string(),
+        };
+        service.metrics.output_sequence.set(report.next_sequence as i64 - 1);
+        Ok((service, report))
+    }
+
+    pub fn engine(&self) -> &FastEngine {
+        &self.engine
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone. A journal error
+    /// ends it: the caller must exit non-zero so that the supervisor restarts
+    /// the daemon into recovery.
+    pub fn run(mut self, inbox: Receiver<Inbound>) -> Result<(), JournalError> {
+        let batch_max = self.config.engine.batch_commands_max;
+        let mut items = Vec::with_capacity(batch_max);
+        loop {
+            let Some(first) = wait(&inbox, self.config.engine.idle) else { return self.flush() };
+            items.push(first);
+            while items.len() < batch_max {
+                match inbox.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
+            for item in items.drain(..) {
+                match item {
+                    Inbound::Command { connection, peer, sequence, command } => self.admit(connection, peer, sequence, command),
+                    Inbound::Connect { connection, peer, outputs_applied, subscribe, outbox } => {
+                        self.flush()?;
+                        self.connect(connection, peer, outputs_applied, subscribe, outbox);
+                    }
+                    Inbound::Disconnect { connection } => {
+                        self.subscribers.retain(|s| s.connection != connection);
+                        self.current_connection.retain(|_, c| *c != connection);
+                        self.metrics.subscribers.set(self.subscribers.len() as i64);
+                    }
+                    Inbound::Shutdown => {
+                        self.flush()?;
+                        tracing::info!(next_sequence = self.journal.next_sequence(), "engine stopped cleanly");
+                        return Ok(());
+                    }
+                }
+            }
+            self.flush()?;
+        }
+    }
+
+    /// Queues a command for the next group commit, unless it was applied already.
+    fn admit(&mut self, connection: ConnectionId, peer: PeerId, sequence: u64, command: Command) {
+        if self.current_connection.get(&peer) != Some(&connection) {
+            return; // from a connection this peer has since replaced
+        }
+        let applied = self.peers_applied.get(&peer).copied().unwrap_or(0);
+        if sequence <= applied {
+            self.metrics.duplicate_commands.inc();
+            return;
+        }
+        if sequence != applied + 1 {
+            let detail = format!("expected command sequence {} from peer {peer}, got {sequence}", applied + 1);
+            tracing::warn!(peer, sequence, expected = applied + 1, "sequence gap; disconnecting the peer");
+            self.refuse(connection, ProtocolErrorCode::SequenceGap, detail);
+            return;
+        }
+        self.peers_applied.insert(peer, sequence);
+        self.pending.push(JournalEntry { peer, peer_sequence: sequence, command });
+    }
+
+    fn refuse(&mut self, connection: ConnectionId, code: ProtocolErrorCode, detail: String) {
+        if let Some(i) = self.subscribers.iter().position(|s| s.connection == connection) {
+            let subscriber = self.subscribers.remove(i);
+            let _ = subscriber.outbox.try_send(Arc::new(error_frame(code, detail)));
+        }
+        self.current_connection.retain(|_, c| *c != connection);
+        self.metrics.subscribers.set(self.subscribers.len() as i64);
+    }
+
+    fn connect(&mut self, connection: ConnectionId, peer: PeerId, outputs_applied: u64, subscribe: bool, outbox: SyncSender<Outgoing>) {
+        // A peer speaks through one connection at a time: the newest wins.
+        self.subscribers.retain(|s| s.peer != peer);
+        self.current_connection.insert(peer, connection);
+        let outputs_last = self.journal.next_sequence() - 1;
+        let commands_applied = self.peers_applied.get(&peer).copied().unwrap_or(0);
+        let mut hello = Vec::new();
+        wire::encode_frame(0, &Message::Welcome { commands_applied, outputs_last }, &mut hello);
+        if subscribe && outputs_applied < outputs_last {
+            let oldest = self.retained.front().map(|r| r.sequence).unwrap_or(u64::MAX);
+            if outputs_applied + 1 < oldest {
+                let detail = format!(
+                    "replay from output {} requested but the oldest retained is {oldest}; raise engine.retained_outputs_max or resynchronise the peer",
+                    outputs_applied + 1
+                );
+                tracing::error!(peer, outputs_applied, oldest, "replay unavailable");
+                let _ = outbox.try_send(Arc::new(error_frame(ProtocolErrorCode::ReplayUnavailable, detail)));
+                self.current_connection.remove(&peer);
+                return;
+            }
+            let skip = (outputs_applied + 1 - oldest) as usize;
+            for retained in self.retained.iter().skip(skip) {
+                hello.extend_from_slice(&retained.batch[retained.range.clone()]);
+            }
+            tracing::info!(peer, from = outputs_applied + 1, to = outputs_last, "replaying outputs to a reconnected peer");
+        }
+        if outbox.try_send(Arc::new(hello)).is_err() {
+            return;
+        }
+        if subscribe {
+            self.subscribers.push(Subscriber { connection, peer, outbox });
+        }
+        self.metrics.subscribers.set(self.subscribers.len() as i64);
+    }
+
+    /// Group commit: journal, apply while the disk works, wait, publish.
+    fn flush(&mut self) -> Result<(), JournalError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.payloads.resize_with(self.pending.len(), Vec::new);
+        for (payload, entry) in self.payloads.iter_mut().zip(&self.pending) {
+            payload.clear();
+            *payload = postcard::to_extend(entry, std::mem::take(payload)).expect("encoding into a vector cannot fail");
+        }
+        let sequences = self.journal.begin(self.payloads.iter().map(Vec::as_slice))?;
+        let mut batch = Vec::new();
+        let mut ranges = Vec::with_capacity(self.pending.len());
+        let pending = std::mem::take(&mut self.pending);
+        for (sequence, entry) in sequences.clone().zip(&pending) {
+            self.events.clear();
+            self.engine.execute(&entry.command, &mut self.events);
+            self.metrics.count_events(&self.events);
+            ranges.push(self.encode_output(sequence, entry, &mut batch));
+        }
+        self.pending = pending;
+        self.journal.finish()?;
+        self.metrics.journal_batch_seconds.observe(started.elapsed().as_secs_f64());
+        let batch = Arc::new(batch);
+        self.subscribers.retain(|s| match s.outbox.try_send(batch.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(peer = s.peer, "peer is not keeping up; disconnecting it (it will reconnect and replay)");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+        for (sequence, range) in sequences.clone().zip(ranges) {
+            self.retain(sequence, batch.clone(), range);
+        }
+        let commands = self.pending.len() as u64;
+        self.pending.clear();
+        self.metrics.commands.inc_by(commands);
+        self.metrics.batches.inc();
+        self.metrics.output_sequence.set(sequences.end as i64 - 1);
+        self.metrics.subscribers.set(self.subscribers.len() as i64);
+        self.commands_since_snapshot += commands;
+        if self.commands_since_snapshot >= self.config.storage.snapshot_every_commands {
+            self.write_snapshot();
+        }
+        Ok(())
+    }
+
+    fn encode_output(&mut self, sequence: u64, entry: &JournalEntry, batch: &mut Vec<u8>) -> Range<usize> {
+        let start = batch.len();
+        let message = Message::Events { peer: entry.peer, peer_sequence: entry.peer_sequence, events: std::mem::take(&mut self.events) };
+        wire::encode_frame(sequence, &message, batch);
+        if let Message::Events { events, .. } = message {
+            self.events = events;
+        }
+        start..batch.len()
+    }
+
+    fn retain(&mut self, sequence: u64, batch: Outgoing, range: Range<usize>) {
+        if self.retained.len() == self.config.engine.retained_outputs_max {
+            self.retained.pop_front();
+        }
+        self.retained.push_back(Retained { sequence, batch, range });
+    }
+
+    /// Writes a snapshot, starts a new journal segment, and removes what the
+    /// previous snapshot already covered. One older snapshot and its journal
+    /// are kept so that a damaged newest snapshot is not fatal. A failure here
+    /// is logged and retried at the next interval: the journal still holds
+    /// everything.
+    pub fn write_snapshot(&mut self) {
+        let dir = self.config.storage.data_dir.clone();
+        let sequence = self.journal.next_sequence() - 1;
+        let started = Instant::now();
+        let file = SnapshotFile { sequence, peers_applied: self.peers_applied.clone(), engine: self.engine.snapshot() };
+        let result = snapshot::write(&dir, &file).map_err(|e| e.to_string()).and_then(|path| {
+            self.journal.rotate().map_err(|e| e.to_string())?;
+            let previous = snapshot::list(&dir).map_err(|e| e.to_string())?.get(1).map(|s| s.0);
+            if let Some(previous) = previous {
+                self.journal.remove_segments_through(previous).map_err(|e| e.to_string())?;
+            }
+            snapshot::prune(&dir, 2).map_err(|e| e.to_string())?;
+            Ok(path)
+        });
+        match result {
+            Ok(path) => {
+                self.commands_since_snapshot = 0;
+                tracing::info!(sequence, path = %path.display(), millis = started.elapsed().as_millis() as u64, "snapshot written");
+            }
+            Err(error) => tracing::error!(sequence, %error, "snapshot failed; the journal still holds everything, retrying later"),
+        }
+    }
+}
+
+fn error_frame(code: ProtocolErrorCode, detail: String) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    wire::encode_frame(0, &Message::Error { code, detail }, &mut bytes);
+    bytes
+}
+
+fn wait(inbox: &Receiver<Inbound>, idle: IdleStrategy) -> Option<Inbound> {
+    match idle {
+        IdleStrategy::Park => inbox.recv().ok(),
+        IdleStrategy::Yield | IdleStrategy::Spin => loop {
+            match inbox.try_recv() {
+                Ok(item) => return Some(item),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if idle == IdleStrategy::Yield => std::thread::yield_now(),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        },
+    }
+}

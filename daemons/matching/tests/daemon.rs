@@ -1,0 +1,298 @@
+//! The real `marionette-matching` binary on a temporary directory, driven over
+//! its Unix socket: exactly-once across kill -9, snapshot + replay state
+//! hashes, torn tails, corruption, and bad input.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use matching::client::{MatchingClient, Welcome};
+use matching::config::{Address, MatchingConfig};
+use matching::metrics::Metrics;
+use matching::service::EngineService;
+use matching_core::*;
+use wire::{Message, Role};
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    metrics_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn socket(dir: &Path) -> Address {
+    Address::Unix(dir.join("matching.sock"))
+}
+
+fn write_config(dir: &Path, metrics_port: u16, extra: &str) -> PathBuf {
+    let path = dir.join("matching.toml");
+    let text = format!(
+        "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"127.0.0.1:{metrics_port}\"\n{}\n[storage]\ndata_dir = \"{}\"\n{}\n[log]\nformat = \"text\"\n",
+        dir.join("matching.sock").display(),
+        extra.split("||").next().unwrap_or(""),
+        dir.join("data").display(),
+        extra.split("||").nth(1).unwrap_or(""),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Daemon {
+    /// `extra`: lines for [listen], then `||`, then lines for [storage].
+    fn start(dir: &Path, extra: &str) -> Daemon {
+        let metrics_port = free_port();
+        let config = write_config(dir, metrics_port, extra);
+        let child = Process::new(env!("CARGO_BIN_EXE_marionette-matching"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon { child, dir: dir.into(), metrics_port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() && std::os::unix::net::UnixStream::connect(dir.join("matching.sock")).is_ok() {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not become ready");
+    }
+
+    fn client(&self, peer: u32, outputs_applied: u64) -> (MatchingClient, Welcome) {
+        MatchingClient::connect(&socket(&self.dir), peer, Role::Test, outputs_applied, true).unwrap()
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(mut self) {
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "SIGTERM must stop the daemon cleanly: {status}");
+    }
+
+    fn metrics(&self) -> String {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+fn market() -> Command {
+    Command::AddMarket(MarketSpec { id: 1, quote_units_per_tick_lot: 1, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1_000_000, quantity_lots_max: 1_000_000 })
+}
+
+fn limit(order_id: u64, user: u64, side: Side, price: u64, quantity: u64) -> Command {
+    Command::Place(NewOrder {
+        market: 1,
+        order_id,
+        user,
+        side,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(price),
+        quantity,
+        self_trade: SelfTradePrevention::CancelTaker,
+    })
+}
+
+/// The next output: (output sequence, peer sequence, events).
+fn next_output(client: &mut MatchingClient) -> (u64, u64, Vec<Event>) {
+    match client.recv().unwrap() {
+        wire::Frame { sequence, message: Message::Events { peer_sequence, events, .. } } => (sequence, peer_sequence, events),
+        other => panic!("expected Events, got {other:?}"),
+    }
+}
+
+fn journal_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("journal-"))
+        .collect();
+    segments.sort();
+    segments
+}
+
+#[test]
+fn acknowledged_orders_survive_kill_9_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let (mut client, welcome) = daemon.client(1, 0);
+    assert_eq!(welcome, Welcome { commands_applied: 0, outputs_last: 0 });
+    client.send(1, &market()).unwrap();
+    client.send(2, &limit(10, 100, Side::Sell, 50, 4)).unwrap();
+    client.send(3, &limit(11, 200, Side::Buy, 55, 3)).unwrap();
+    assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
+    assert_eq!(next_output(&mut client).0, 2);
+    let (sequence, peer_sequence, events) = next_output(&mut client);
+    assert_eq!((sequence, peer_sequence), (3, 3));
+    let fill = events.iter().find_map(|e| if let Event::Fill(f) = e { Some(*f) } else { None }).expect("the orders cross");
+    assert_eq!((fill.price, fill.quantity, fill.notional, fill.maker_fee, fill.taker_fee), (50, 3, 150, 1, 1));
+    let metrics = daemon.metrics();
+    assert!(metrics.contains("marionette_matching_commands_total 3"), "{metrics}");
+    assert!(metrics.contains("marionette_matching_fills_total 1"), "{metrics}");
+    daemon.kill_9();
+
+    let daemon = Daemon::start(dir.path(), "");
+    // The client says it applied only output 2: the daemon replays 3, identical.
+    let (mut client, welcome) = daemon.client(1, 2);
+    assert_eq!(welcome, Welcome { commands_applied: 3, outputs_last: 3 });
+    assert_eq!(next_output(&mut client), (3, 3, events));
+    // Resending an applied command changes nothing; the next new one is output 4.
+    client.send(3, &limit(11, 200, Side::Buy, 55, 3)).unwrap();
+    client.send(4, &Command::Cancel { market: 1, order_id: 10, user: 100 }).unwrap();
+    let (sequence, peer_sequence, events) = next_output(&mut client);
+    assert_eq!((sequence, peer_sequence), (4, 4));
+    assert_eq!(events, vec![Event::Cancelled { market: 1, order_id: 10, user: 100, side: Side::Sell, remaining: 1, reason: CancelReason::User }]);
+    assert!(daemon.metrics().contains("marionette_matching_duplicate_commands_total 1"));
+    // A gap is refused with a code.
+    client.send(6, &Command::Cancel { market: 1, order_id: 11, user: 200 }).unwrap();
+    let error = client.recv().unwrap_err().to_string();
+    assert!(error.contains("skipped ahead"), "{error}");
+    daemon.stop();
+}
+
+/// A deterministic stream over a few users and prices, so that orders cross.
+fn stream(count: u64) -> Vec<Command> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut commands = vec![market()];
+    for i in 0..count {
+        let order_id = 1 + next(300);
+        let user = 1 + next(8);
+        let side = if next(2) == 0 { Side::Buy } else { Side::Sell };
+        commands.push(match next(10) {
+            0..=5 => limit(order_id.max(i), user, side, 95 + next(11), 1 + next(9)),
+            6..=7 => Command::Cancel { market: 1, order_id, user },
+            _ => Command::Amend { market: 1, order_id, user, price: 95 + next(11), quantity: 1 + next(9) },
+        });
+    }
+    commands
+}
+
+#[test]
+fn snapshot_plus_journal_replay_reaches_the_same_state_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "||snapshot_every_commands = 37");
+    let (mut client, _) = daemon.client(1, 0);
+    let commands = stream(600);
+    let mut expected = FastEngine::new(MatchingConfig::default().engine_limits());
+    let mut events = Vec::new();
+    // Rounds of 50, each answered before the next, so that there are many group commits.
+    for (round, chunk) in commands.chunks(50).enumerate() {
+        for (i, command) in chunk.iter().enumerate() {
+            client.queue((round * 50 + i) as u64 + 1, command);
+        }
+        client.flush().unwrap();
+        for (i, command) in chunk.iter().enumerate() {
+            events.clear();
+            expected.execute(command, &mut events);
+            let (sequence, _, published) = next_output(&mut client);
+            assert_eq!(sequence, (round * 50 + i) as u64 + 1);
+            assert_eq!(published, events, "the daemon published different events for command {}", sequence);
+        }
+    }
+    daemon.stop();
+
+    let snapshots = std::fs::read_dir(dir.path().join("data")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snapshot-")).count();
+    assert_eq!(snapshots, 2, "the newest two snapshots are kept");
+    assert!(journal_segments(dir.path()).len() <= 3, "segments covered by older snapshots are removed");
+
+    let mut config = MatchingConfig::default();
+    config.storage.data_dir = dir.path().join("data");
+    let (service, report) = EngineService::recover(&config, std::sync::Arc::new(Metrics::new())).unwrap();
+    assert!(report.snapshot_sequence >= 550, "recovery starts from a snapshot, not from scratch");
+    assert!(report.replayed_commands < 37 + 40, "and replays only the journal after it");
+    assert_eq!(service.engine().state_hash(), expected.state_hash());
+}
+
+#[test]
+fn torn_tail_is_truncated_and_corruption_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let (mut client, _) = daemon.client(1, 0);
+    let commands = stream(10);
+    for (i, command) in commands.iter().enumerate() {
+        client.send(i as u64 + 1, command).unwrap();
+    }
+    for _ in &commands {
+        next_output(&mut client);
+    }
+    daemon.stop();
+    let segment = journal_segments(dir.path()).pop().unwrap();
+    let clean = std::fs::read(&segment).unwrap();
+
+    // A crash mid-write: half a record at the end.
+    let mut torn = clean.clone();
+    torn.extend_from_slice(&clean[..30]);
+    std::fs::write(&segment, &torn).unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let (_client, welcome) = daemon.client(1, 11);
+    assert_eq!(welcome.commands_applied, 11, "everything acknowledged is still there");
+    daemon.stop();
+    assert_eq!(std::fs::read(&segment).unwrap(), clean, "the torn tail was cut off");
+
+    // Damage inside acknowledged records: refuse to start, say where, touch nothing.
+    let mut corrupt = clean.clone();
+    corrupt[clean.len() / 2] ^= 0x40;
+    std::fs::write(&segment, &corrupt).unwrap();
+    let config = write_config(dir.path(), free_port(), "");
+    let output = Process::new(env!("CARGO_BIN_EXE_marionette-matching")).arg("--config").arg(&config).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("corrupt at byte"), "{stderr}");
+    assert!(stderr.contains(&segment.display().to_string()), "{stderr}");
+    assert_eq!(std::fs::read(&segment).unwrap(), corrupt);
+}
+
+#[test]
+fn bad_input_gets_a_coded_error_and_the_daemon_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "connections_max = 2");
+    let raw = |bytes: &[u8]| {
+        let mut stream = std::os::unix::net::UnixStream::connect(dir.path().join("matching.sock")).unwrap();
+        stream.write_all(bytes).unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap();
+        wire::decode_frame(&reply, 1 << 20).unwrap().map(|(f, _)| f.message)
+    };
+    let garbage = raw(b"GET / HTTP/1.1\r\n\r\n");
+    assert!(matches!(garbage, Some(Message::Error { code: wire::ProtocolErrorCode::MalformedFrame, .. })), "{garbage:?}");
+    let mut early = Vec::new();
+    wire::encode_frame(1, &Message::Command(market()), &mut early);
+    assert!(matches!(raw(&early), Some(Message::Error { code: wire::ProtocolErrorCode::HelloExpected, .. })));
+
+    let (_first, _) = daemon.client(1, 0);
+    let (_second, _) = daemon.client(2, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let third = MatchingClient::connect(&socket(dir.path()), 3, Role::Test, 0, true).err().expect("over connections_max");
+    assert!(third.to_string().contains("connection limit"), "{third}");
+    drop(_first);
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut client, _) = daemon.client(4, 0);
+    client.send(1, &market()).unwrap();
+    assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }], "still serving after all that");
+    daemon.stop();
+}
