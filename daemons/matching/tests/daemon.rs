@@ -56,7 +56,8 @@ impl Daemon {
         let daemon = Daemon { child, dir: dir.into(), metrics_port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() && std::os::unix::net::UnixStream::connect(dir.join("matching.sock")).is_ok() {
+            // The metrics port is bound after the peer socket, so this means both are up.
+            if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() {
                 return daemon;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -77,6 +78,14 @@ impl Daemon {
         unsafe { libc_kill(self.child.id() as i32, 15) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "SIGTERM must stop the daemon cleanly: {status}");
+    }
+
+    fn wait_for_metric(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.metrics().lines().any(|l| l == line) {
+            assert!(Instant::now() < deadline, "metric never reached {line:?}:\n{}", self.metrics());
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn metrics(&self) -> String {
@@ -284,13 +293,14 @@ fn bad_input_gets_a_coded_error_and_the_daemon_stays_up() {
     wire::encode_frame(1, &Message::Command(market()), &mut early);
     assert!(matches!(raw(&early), Some(Message::Error { code: wire::ProtocolErrorCode::HelloExpected, .. })));
 
-    let (_first, _) = daemon.client(1, 0);
+    daemon.wait_for_metric("marionette_matching_connections 0");
+    let (first, _) = daemon.client(1, 0);
     let (_second, _) = daemon.client(2, 0);
-    std::thread::sleep(Duration::from_millis(100));
+    daemon.wait_for_metric("marionette_matching_connections 2");
     let third = MatchingClient::connect(&socket(dir.path()), 3, Role::Test, 0, true).err().expect("over connections_max");
     assert!(third.to_string().contains("connection limit"), "{third}");
-    drop(_first);
-    std::thread::sleep(Duration::from_millis(200));
+    drop(first);
+    daemon.wait_for_metric("marionette_matching_connections 1");
     let (mut client, _) = daemon.client(4, 0);
     client.send(1, &market()).unwrap();
     assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }], "still serving after all that");
