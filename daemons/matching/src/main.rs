@@ -83,8 +83,8 @@ fn run() -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            tracing::info!(signal, "stopping");
             let _ = inbox.send(Inbound::Shutdown);
+            tracing::info!(signal, "stopping");
         }
     })?;
     tracing::info!(address = %config.listen.address, metrics = %config.listen.metrics_address, "ready");
@@ -97,7 +97,10 @@ fn run() -> anyhow::Result<()> {
 
 fn init_logging(config: &MatchingConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A closed stderr (journald restarting, a pipe reader gone) must not take
+    // the daemon down: tracing would report the failed write with eprintln!,
+    // which panics on a closed stderr.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     if config.log.format == "json" {
         builder.json().flatten_event(true).init();
     } else {

@@ -186,6 +186,17 @@ fn acknowledged_orders_survive_kill_9_exactly_once() {
     daemon.stop();
 }
 
+#[test]
+fn a_closed_log_pipe_does_not_stop_the_daemon_from_serving_or_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), "");
+    drop(daemon.child.stderr.take()); // the log reader goes away
+    let (mut client, _) = daemon.client(1, 0); // logs "peer connected" into the closed pipe
+    client.send(1, &market()).unwrap();
+    assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
+    daemon.stop(); // logs "stopping" into the closed pipe, and must still exit cleanly
+}
+
 /// A deterministic stream over a few users and prices, so that orders cross.
 fn stream(count: u64) -> Vec<Command> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
