@@ -102,11 +102,11 @@ impl FastBook {
         self.levels(side.opposite()).last().is_some_and(|best| side.crosses(limit, best.price))
     }
 
-    /// Appends an order to the back of its level, creating the level if needed.
+    /// Adds a new resting order: a slot, the indexes, and the back of its level.
     fn insert(&mut self, order: RestingOrder) {
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.nodes[slot as usize] = Node { order, prev: NIL, next: NIL };
+                self.nodes[slot as usize].order = order;
                 slot
             }
             None => {
@@ -116,30 +116,47 @@ impl FastBook {
         };
         self.index.insert(order.order_id, slot);
         *self.open_orders_by_user.entry(order.user).or_insert(0) += 1;
-        let side = order.side;
-        let levels = match side {
+        self.link(slot);
+    }
+
+    /// Appends the order in `slot` to the back of its price level, creating the level if needed.
+    #[inline]
+    fn link(&mut self, slot: u32) {
+        let order = self.nodes[slot as usize].order;
+        let levels = match order.side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        match level_position(levels, side, order.price) {
+        match level_position(levels, order.side, order.price) {
             Ok(i) => {
                 let level = &mut levels[i];
                 let tail = level.tail;
                 self.nodes[tail as usize].next = slot;
                 self.nodes[slot as usize].prev = tail;
+                self.nodes[slot as usize].next = NIL;
                 level.tail = slot;
                 level.quantity += order.remaining;
                 level.orders += 1;
             }
-            Err(i) => levels.insert(
-                i,
-                Level { price: order.price, head: slot, tail: slot, quantity: order.remaining, orders: 1 },
-            ),
+            Err(i) => {
+                self.nodes[slot as usize].prev = NIL;
+                self.nodes[slot as usize].next = NIL;
+                levels.insert(i, Level { price: order.price, head: slot, tail: slot, quantity: order.remaining, orders: 1 });
+            }
         }
     }
 
     /// Takes a resting order out of its level and frees its slot.
     fn remove(&mut self, slot: u32) -> RestingOrder {
+        let order = self.unlink(slot);
+        self.forget(slot, &order);
+        order
+    }
+
+    /// Takes the order in `slot` out of its price level (dropping the level if
+    /// it empties) but keeps its slot and indexes: a move re-links it.
+    #[inline]
+    fn unlink(&mut self, slot: u32) -> RestingOrder {
         let Node { order, prev, next } = self.nodes[slot as usize];
         let levels = match order.side {
             Side::Buy => &mut self.bids,
@@ -162,7 +179,6 @@ impl FastBook {
         if level.orders == 0 {
             levels.remove(i);
         }
-        self.forget(slot, &order);
         order
     }
 
@@ -465,21 +481,27 @@ impl OrderBook for FastBook {
             return out.push(reject(RejectCode::PostOnlyWouldTake));
         }
         let levels = self.levels(side);
-        let alone_at_old_price = levels[level_position(levels, side, order.price).expect("level exists")].orders == 1;
-        let needs_new_level = level_position(levels, side, price).is_err();
-        let levels_after_removal = levels.len() - alone_at_old_price as usize;
-        if needs_new_level && levels_after_removal >= self.limits.price_levels_per_side_max as usize {
-            return out.push(reject(RejectCode::PriceLevelLimit));
+        // Only a move that needs a new level can hit the level limit; the old
+        // level is freed first if the order was alone on it.
+        if levels.len() >= self.limits.price_levels_per_side_max as usize && level_position(levels, side, price).is_err() {
+            let alone_at_old_price = levels[level_position(levels, side, order.price).expect("level exists")].orders == 1;
+            if levels.len() - alone_at_old_price as usize >= self.limits.price_levels_per_side_max as usize {
+                return out.push(reject(RejectCode::PriceLevelLimit));
+            }
         }
-        self.remove(slot);
+        // The order keeps its slot and indexes while it is off the book.
+        self.unlink(slot);
         out.push(Event::Amended { market, order_id, user, price, quantity });
-        let Some(remaining) = self.take(order_id, user, side, price, quantity, order.self_trade, out) else {
-            return;
-        };
-        if remaining == 0 {
-            out.push(Event::Done { market, order_id, user });
-        } else {
-            self.insert(RestingOrder { price, remaining, maker_filled: 0, ..order });
+        match self.take(order_id, user, side, price, quantity, order.self_trade, out) {
+            Some(0) => {
+                self.forget(slot, &order);
+                out.push(Event::Done { market, order_id, user });
+            }
+            Some(remaining) => {
+                self.nodes[slot as usize].order = RestingOrder { price, remaining, maker_filled: 0, ..order };
+                self.link(slot);
+            }
+            None => self.forget(slot, &order),
         }
     }
 

@@ -44,6 +44,12 @@ impl MatchingClient {
         }
     }
 
+    /// A second handle on the same connection, e.g. to receive on one thread
+    /// while sending on another.
+    pub fn try_clone(&self) -> io::Result<MatchingClient> {
+        Ok(MatchingClient { stream: self.stream.try_clone()?, buffer: Vec::new(), start: 0, outgoing: Vec::new(), frame_bytes_max: self.frame_bytes_max })
+    }
+
     /// Queues a command; [`MatchingClient::flush`] sends what is queued in one write.
     pub fn queue(&mut self, sequence: u64, command: &Command) {
         wire::encode_frame(sequence, &Message::Command(*command), &mut self.outgoing);
