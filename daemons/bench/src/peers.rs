@@ -50,7 +50,9 @@ impl Peer for Lobster {
     const NAME: &'static str = "lobster 0.7.0";
 
     fn new(workload: &Workload) -> Self {
-        let books = workload.specs.iter().map(|_| lobster::OrderBook::new(1 << 16, 64, false)).collect();
+        // Arena sized for every order id the workload uses: lobster indexes it by id.
+        let capacity = workload.prefill.len() + workload.commands.len();
+        let books = workload.specs.iter().map(|_| lobster::OrderBook::new(capacity / workload.specs.len().max(1) + 1024, 64, false)).collect();
         Lobster { books, trades: 0 }
     }
 
