@@ -107,8 +107,17 @@ impl EngineService {
         let dir = &config.storage.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| RecoveryError::DataDir { path: dir.clone(), source })?;
         let limits = config.engine_limits();
+        // Replay from the second-newest snapshot when it is readable: the state
+        // reached is the same (the core is deterministic), and the outputs
+        // retained for reconnecting peers then cover at least one whole snapshot
+        // interval, so a peer that lagged behind the newest snapshot still gets
+        // its replay. The newest is the fallback, then anything older.
+        let mut candidates = snapshot::list(dir)?;
+        if candidates.len() >= 2 {
+            candidates.swap(0, 1);
+        }
         let mut loaded = None;
-        for (sequence, path) in snapshot::list(dir)? {
+        for (sequence, path) in candidates {
             match snapshot::read(&path) {
                 Ok(file) => {
                     loaded = Some(file);
@@ -287,7 +296,12 @@ impl EngineService {
         }
         self.pending = pending;
         self.journal.finish()?;
+        // Count before publishing: a peer that sees an output sees it counted.
+        let commands = self.pending.len() as u64;
         self.metrics.journal_batch_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.commands.inc_by(commands);
+        self.metrics.batches.inc();
+        self.metrics.output_sequence.set(sequences.end as i64 - 1);
         let batch = Arc::new(batch);
         self.subscribers.retain(|s| match s.outbox.try_send(batch.clone()) {
             Ok(()) => true,
@@ -300,11 +314,7 @@ impl EngineService {
         for (sequence, range) in sequences.clone().zip(ranges) {
             self.retain(sequence, batch.clone(), range);
         }
-        let commands = self.pending.len() as u64;
         self.pending.clear();
-        self.metrics.commands.inc_by(commands);
-        self.metrics.batches.inc();
-        self.metrics.output_sequence.set(sequences.end as i64 - 1);
         self.metrics.subscribers.set(self.subscribers.len() as i64);
         self.commands_since_snapshot += commands;
         if self.commands_since_snapshot >= self.config.storage.snapshot_every_commands {
