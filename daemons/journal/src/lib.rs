@@ -172,6 +172,36 @@ impl Journal {
         Ok((journal, recovery))
     }
 
+    /// Keeps io_uring's worker threads (which run the fdatasync) on these CPUs.
+    /// They would otherwise inherit the submitting thread's affinity and, when
+    /// that thread is pinned to an isolated CPU, compete with it there.
+    ///
+    /// Call it from the thread that will submit, before its first batch: the
+    /// kernel applies the mask to workers it creates afterwards, and the
+    /// thread's worker pool only exists once it has submitted something, so a
+    /// NOP (which completes inline and starts no worker) is submitted first.
+    pub fn set_worker_cpus(&mut self, cpus: &[usize]) -> Result<(), JournalError> {
+        if cpus.is_empty() {
+            return Ok(());
+        }
+        assert!(self.in_flight.is_none(), "set_worker_cpus before the first batch");
+        let nop = opcode::Nop::new().build().user_data(0);
+        // SAFETY: a NOP references no memory.
+        unsafe { self.ring.submission().push(&nop).expect("the ring is empty") };
+        self.ring.submit_and_wait(1).map_err(|source| JournalError::WriteFailed { source })?;
+        self.ring.completion().for_each(drop);
+        // SAFETY: cpu_set_t is plain data; CPU_SET only writes inside it.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for &cpu in cpus {
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+        self.ring.submitter().register_iowq_aff(&set).map_err(|source| JournalError::Io {
+            operation: "set the io_uring worker CPUs for",
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
     /// The sequence the next appended record gets.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence

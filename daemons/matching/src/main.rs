@@ -66,10 +66,18 @@ fn run() -> anyhow::Result<()> {
     }
     let (inbox, receiver) = mpsc::sync_channel(config.engine.inbound_queue_max);
     let cpu = config.engine.cpu;
+    // The CPUs this process may use (the systemd drop-in's CPUAffinity), read before pinning.
+    let process_cpus: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let mut service = service;
     let engine = std::thread::Builder::new().name("engine".into()).spawn(move || {
         if let Some(cpu) = cpu {
             if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
                 tracing::info!(cpu, "engine thread pinned");
+                let others: Vec<usize> = process_cpus.into_iter().filter(|&c| c != cpu).collect();
+                match service.set_journal_worker_cpus(&others) {
+                    Ok(()) => tracing::info!(cpus = ?others, "journal I/O workers kept off the engine CPU"),
+                    Err(error) => tracing::warn!(%error, "journal I/O workers will share the engine CPU"),
+                }
             } else {
                 tracing::warn!(cpu, "could not pin the engine thread; running unpinned");
             }

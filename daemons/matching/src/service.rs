@@ -167,6 +167,11 @@ impl EngineService {
         Ok((service, report))
     }
 
+    /// See [`Journal::set_worker_cpus`]; call it from the engine thread.
+    pub fn set_journal_worker_cpus(&mut self, cpus: &[usize]) -> Result<(), JournalError> {
+        self.journal.set_worker_cpus(cpus)
+    }
+
     pub fn engine(&self) -> &FastEngine {
         &self.engine
     }

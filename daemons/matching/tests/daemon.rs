@@ -30,19 +30,20 @@ fn socket(dir: &Path) -> Address {
 
 fn write_config(dir: &Path, metrics_port: u16, extra: &str) -> PathBuf {
     let path = dir.join("matching.toml");
+    let listen = extra.split("||").next().unwrap_or("");
+    let address = if listen.contains("address") { String::new() } else { format!("address = \"unix:{}\"\n", dir.join("matching.sock").display()) };
     let text = format!(
-        "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"127.0.0.1:{metrics_port}\"\n{}\n[storage]\ndata_dir = \"{}\"\n{}\n[log]\nformat = \"text\"\n",
-        dir.join("matching.sock").display(),
-        extra.split("||").next().unwrap_or(""),
+        "[listen]\n{address}metrics_address = \"127.0.0.1:{metrics_port}\"\n{listen}\n[storage]\ndata_dir = \"{}\"\n{}\n[engine]\n{}\n[log]\nformat = \"text\"\n",
         dir.join("data").display(),
         extra.split("||").nth(1).unwrap_or(""),
+        extra.split("||").nth(2).unwrap_or(""),
     );
     std::fs::write(&path, text).unwrap();
     path
 }
 
 impl Daemon {
-    /// `extra`: lines for [listen], then `||`, then lines for [storage].
+    /// `extra`: lines for [listen], then `||`, lines for [storage], `||`, lines for [engine].
     fn start(dir: &Path, extra: &str) -> Daemon {
         let metrics_port = free_port();
         let config = write_config(dir, metrics_port, extra);
@@ -50,7 +51,7 @@ impl Daemon {
             .arg("--config")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(if std::env::var_os("SHOW_DAEMON_LOG").is_some() { Stdio::inherit() } else { Stdio::piped() })
             .spawn()
             .unwrap();
         let daemon = Daemon { child, dir: dir.into(), metrics_port };
@@ -195,6 +196,41 @@ fn a_closed_log_pipe_does_not_stop_the_daemon_from_serving_or_stopping() {
     client.send(1, &market()).unwrap();
     assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
     daemon.stop(); // logs "stopping" into the closed pipe, and must still exit cleanly
+}
+
+#[test]
+fn tcp_transport_and_a_pinned_engine_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cpu = std::thread::available_parallelism().unwrap().get() - 1;
+    let daemon = Daemon::start(dir.path(), &format!("address = \"tcp:127.0.0.1:{port}\"||||cpu = {cpu}\nidle = \"yield\""));
+    let (mut client, _) = MatchingClient::connect(&Address::Tcp(format!("127.0.0.1:{port}")), 1, Role::Test, 0, true).unwrap();
+    client.send(1, &market()).unwrap();
+    assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
+    // The engine thread, and only it, is pinned to the configured CPU.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.child.id())).unwrap();
+    let mut engine_cpus = None;
+    let mut other_threads_on_engine_cpu = Vec::new();
+    let mut io_workers = 0;
+    for task in tasks {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap();
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let allowed = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap().split(':').nth(1).unwrap().trim().to_string();
+        if name.trim().starts_with("iou-wrk") {
+            io_workers += 1;
+        }
+        if name.trim() == "engine" {
+            engine_cpus = Some(allowed);
+        } else if allowed.split(',').any(|range| range == cpu.to_string()) && cpu > 0 {
+            // io_uring's workers (iou-wrk-*) run the fdatasync: they must stay off the engine's CPU.
+            other_threads_on_engine_cpu.push(format!("{} ({allowed})", name.trim()));
+        }
+    }
+    assert_eq!(engine_cpus, Some(cpu.to_string()));
+    assert_eq!(other_threads_on_engine_cpu, Vec::<String>::new(), "only the engine thread may run on its CPU");
+    assert!(io_workers > 0, "the journal's fdatasync runs on an io_uring worker, which must exist by now");
+    daemon.stop();
 }
 
 /// A deterministic stream over a few users and prices, so that orders cross.
