@@ -26,7 +26,7 @@ pub struct ListenConfig {
     pub connections_max: usize,
     pub frame_bytes_max: u32,
     /// Frames queued for one slow peer before it is disconnected (it reconnects and replays).
-    pub peer_queue_frames_max: usize,
+    pub peer_queue_batches_max: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,7 +99,7 @@ impl Default for ListenConfig {
             metrics_address: "127.0.0.1:9102".into(),
             connections_max: 16,
             frame_bytes_max: wire::PAYLOAD_BYTES_MAX_DEFAULT,
-            peer_queue_frames_max: 65_536,
+            peer_queue_batches_max: 65_536,
         }
     }
 }
@@ -186,8 +186,8 @@ impl MatchingConfig {
         if self.listen.frame_bytes_max < 1024 {
             return invalid("listen.frame_bytes_max", "must be at least 1024");
         }
-        if self.listen.peer_queue_frames_max == 0 {
-            return invalid("listen.peer_queue_frames_max", "must be at least 1");
+        if self.listen.peer_queue_batches_max == 0 {
+            return invalid("listen.peer_queue_batches_max", "must be at least 1");
         }
         if self.engine.batch_commands_max == 0 || self.engine.inbound_queue_max == 0 || self.engine.retained_outputs_max == 0 {
             return invalid("engine", "batch_commands_max, inbound_queue_max and retained_outputs_max must be at least 1");

@@ -80,7 +80,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
             match (frame.message, peer) {
                 (Message::Hello { peer: id, role, outputs_applied, subscribe }, None) => {
                     tracing::info!(connection, peer = id, ?role, outputs_applied, "peer connected");
-                    let (outbox, outgoing) = mpsc::sync_channel::<Outgoing>(config.listen.peer_queue_frames_max);
+                    let (outbox, outgoing) = mpsc::sync_channel::<Outgoing>(config.listen.peer_queue_batches_max);
                     let Ok(writer_stream) = stream.try_clone() else { break 'read };
                     std::thread::Builder::new()
                         .name(format!("peer-{connection}-writer"))
