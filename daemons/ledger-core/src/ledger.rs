@@ -1,0 +1,725 @@
+//! The ledger state machine.
+//!
+//! Every balance change is a [`Transfer`] from one account to another of the
+//! same asset, so the sum over all accounts of an asset is zero by
+//! construction; [`Ledger::check_invariants`] verifies it along with the
+//! rest. A command either applies all its legs or none: each one validates
+//! everything before it moves money.
+//!
+//! Memory holds what the next command may need: balances, open orders,
+//! pending withdrawals, idempotency keys. Transfers, trades and finished
+//! orders and withdrawals leave through [`Changes`], which the daemon writes to
+//! storage in the same batch.
+
+use std::collections::BTreeMap;
+
+use matching_core::{Command, Event, Fill, NewOrder, OrderKind, RejectCode, SelfTradePrevention, Side, TimeInForce};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+use crate::types::*;
+
+pub const DESTINATION_BYTES_MAX: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerLimits {
+    pub open_orders_per_user_max: u32,
+    pub open_orders_max: u32,
+    pub pending_withdrawals_max: u32,
+    pub assets_max: u32,
+    pub markets_max: u32,
+}
+
+impl Default for LedgerLimits {
+    fn default() -> Self {
+        LedgerLimits { open_orders_per_user_max: 1_000, open_orders_max: 10_000_000, pending_withdrawals_max: 1_000_000, assets_max: 1_024, markets_max: 1_024 }
+    }
+}
+
+/// What a user asks for when placing an order; the ledger assigns the id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub market: MarketId,
+    pub side: Side,
+    pub kind: OrderKind,
+    pub time_in_force: TimeInForce,
+    pub post_only: bool,
+    pub price: Option<u64>,
+    pub quantity: u64,
+    pub self_trade: SelfTradePrevention,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LedgerCommand {
+    CreateAsset(AssetSpec),
+    CreateMarket(LedgerMarket),
+    /// Custody to the user's AVAILABLE; idempotent by `reference`.
+    Deposit { user: UserId, asset: AssetId, amount: Amount, reference: String },
+    /// One user's AVAILABLE to another's; idempotent by `key`.
+    Transfer { from: UserId, to: UserId, asset: AssetId, amount: Amount, key: String },
+    /// AVAILABLE to pending withdrawals; idempotent by the user's `key`.
+    RequestWithdrawal { user: UserId, asset: AssetId, amount: Amount, destination: String, key: String },
+    /// Pending to custody (approve) or back to AVAILABLE (reject).
+    DecideWithdrawal { id: WithdrawalId, approve: bool },
+    /// Holds the worst case and yields the command to send to matching.
+    PlaceOrder { user: UserId, request: OrderRequest, client_order_id: Option<String> },
+    CancelOrder { user: UserId, order_id: OrderId },
+    /// Matching's events for its output `sequence`, applied exactly once in order.
+    ApplyMatching { sequence: u64, events: Vec<Event> },
+}
+
+/// What a repeated idempotency key points back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Recorded {
+    Deposit(TransferId),
+    Transfer(TransferId),
+    Withdrawal(WithdrawalId),
+    Order(OrderId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    AssetCreated(AssetId),
+    MarketCreated(MarketId),
+    Deposited(TransferId),
+    Transferred(TransferId),
+    WithdrawalRequested(WithdrawalId),
+    WithdrawalDecided(WithdrawalId),
+    /// `forward` goes to matching.
+    OrderPlaced { order_id: OrderId, forward: Command },
+    CancelRequested { forward: Command },
+    /// The orders whose state changed.
+    MatchingApplied { orders: Vec<OrderId> },
+    /// The same request was applied before: here is its result.
+    Replayed(Recorded),
+}
+
+/// A 128-bit digest of an idempotency key (kind, owner, key text) or of a request's fields.
+pub type Digest = [u8; 16];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyEntry {
+    pub fingerprint: Digest,
+    pub recorded: Recorded,
+}
+
+/// Everything the ledger holds in memory, in canonical order: the storage
+/// writes it piecewise and restores it whole; its hash is the state hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerState {
+    pub assets: BTreeMap<AssetId, AssetSpec>,
+    pub markets: BTreeMap<MarketId, LedgerMarket>,
+    pub balances: BTreeMap<(UserId, AssetId), Balance>,
+    /// Per asset: custody, fees, pending withdrawals.
+    pub system: BTreeMap<AssetId, [Amount; 3]>,
+    pub open_orders: BTreeMap<OrderId, OrderRecord>,
+    pub pending_withdrawals: BTreeMap<WithdrawalId, Withdrawal>,
+    pub idempotency: BTreeMap<Digest, IdempotencyEntry>,
+    pub counters: Counters,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Counters {
+    pub next_transfer: TransferId,
+    pub next_withdrawal: WithdrawalId,
+    pub next_order: OrderId,
+    pub next_trade: TradeId,
+    /// The last matching output sequence applied.
+    pub matching_applied: u64,
+}
+
+/// What one or more commands changed, for the storage to write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub assets: Vec<AssetSpec>,
+    pub markets: Vec<LedgerMarket>,
+    pub balances: FxHashSet<(UserId, AssetId)>,
+    pub system: FxHashSet<AssetId>,
+    pub transfers: Vec<Transfer>,
+    pub trades: Vec<TradeRecord>,
+    /// Open orders whose record changed (current values are in the ledger).
+    pub orders: FxHashSet<OrderId>,
+    /// Orders that reached a final state: their last record; they left memory.
+    pub closed_orders: Vec<OrderRecord>,
+    pub withdrawals: Vec<Withdrawal>,
+    pub idempotency: Vec<(Digest, IdempotencyEntry)>,
+}
+
+const SYSTEM_CUSTODY: usize = 0;
+const SYSTEM_FEES: usize = 1;
+const SYSTEM_PENDING: usize = 2;
+
+pub struct Ledger {
+    limits: LedgerLimits,
+    assets: FxHashMap<AssetId, AssetSpec>,
+    markets: FxHashMap<MarketId, LedgerMarket>,
+    balances: FxHashMap<(UserId, AssetId), Balance>,
+    system: FxHashMap<AssetId, [Amount; 3]>,
+    orders: FxHashMap<OrderId, OrderRecord>,
+    open_orders_by_user: FxHashMap<UserId, u32>,
+    withdrawals: FxHashMap<WithdrawalId, Withdrawal>,
+    idempotency: FxHashMap<Digest, IdempotencyEntry>,
+    counters: Counters,
+    changes: Changes,
+}
+
+fn digest(parts: &[&[u8]]) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let mut out = [0; 16];
+    out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    out
+}
+
+fn check_key(key: &str) -> Result<(), LedgerError> {
+    if key.is_empty() || key.len() > KEY_BYTES_MAX {
+        return Err(LedgerError::BadInput("an idempotency key or reference must be 1 to 128 bytes"));
+    }
+    Ok(())
+}
+
+fn check_amount(amount: Amount) -> Result<(), LedgerError> {
+    if amount <= 0 {
+        return Err(LedgerError::BadInput("amount must be positive"));
+    }
+    Ok(())
+}
+
+impl Ledger {
+    pub fn new(limits: LedgerLimits) -> Ledger {
+        Ledger::restore(limits, LedgerState { counters: Counters { next_transfer: 1, next_withdrawal: 1, next_order: 1, next_trade: 1, matching_applied: 0 }, ..LedgerState::default() })
+    }
+
+    pub fn restore(limits: LedgerLimits, state: LedgerState) -> Ledger {
+        let mut open_orders_by_user: FxHashMap<UserId, u32> = FxHashMap::default();
+        for order in state.open_orders.values() {
+            *open_orders_by_user.entry(order.order.user).or_default() += 1;
+        }
+        Ledger {
+            limits,
+            assets: state.assets.into_iter().collect(),
+            markets: state.markets.into_iter().collect(),
+            balances: state.balances.into_iter().collect(),
+            system: state.system.into_iter().collect(),
+            orders: state.open_orders.into_iter().collect(),
+            open_orders_by_user,
+            withdrawals: state.pending_withdrawals.into_iter().collect(),
+            idempotency: state.idempotency.into_iter().collect(),
+            counters: state.counters,
+            changes: Changes::default(),
+        }
+    }
+
+    pub fn state(&self) -> LedgerState {
+        LedgerState {
+            assets: self.assets.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            markets: self.markets.iter().map(|(k, v)| (*k, *v)).collect(),
+            balances: self.balances.iter().filter(|(_, b)| **b != Balance::default()).map(|(k, v)| (*k, *v)).collect(),
+            system: self.system.iter().map(|(k, v)| (*k, *v)).collect(),
+            open_orders: self.orders.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            pending_withdrawals: self.withdrawals.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            idempotency: self.idempotency.iter().map(|(k, v)| (*k, *v)).collect(),
+            counters: self.counters,
+        }
+    }
+
+    /// blake3 of the canonical state.
+    pub fn state_hash(&self) -> [u8; 32] {
+        *blake3::hash(&postcard::to_stdvec(&self.state()).expect("encoding into a vector cannot fail")).as_bytes()
+    }
+
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    pub fn balance(&self, user: UserId, asset: AssetId) -> Balance {
+        self.balances.get(&(user, asset)).copied().unwrap_or_default()
+    }
+
+    pub fn system_balances(&self, asset: AssetId) -> [Amount; 3] {
+        self.system.get(&asset).copied().unwrap_or_default()
+    }
+
+    pub fn order(&self, order_id: OrderId) -> Option<&OrderRecord> {
+        self.orders.get(&order_id)
+    }
+
+    pub fn withdrawal(&self, id: WithdrawalId) -> Option<&Withdrawal> {
+        self.withdrawals.get(&id)
+    }
+
+    pub fn asset(&self, id: AssetId) -> Option<&AssetSpec> {
+        self.assets.get(&id)
+    }
+
+    pub fn market(&self, id: MarketId) -> Option<&LedgerMarket> {
+        self.markets.get(&id)
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Applies one command at `at_ms`. An `Err` changed nothing.
+    pub fn apply(&mut self, command: &LedgerCommand, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        match command {
+            LedgerCommand::CreateAsset(spec) => self.create_asset(spec),
+            LedgerCommand::CreateMarket(market) => self.create_market(market),
+            LedgerCommand::Deposit { user, asset, amount, reference } => self.deposit(*user, *asset, *amount, reference, at_ms),
+            LedgerCommand::Transfer { from, to, asset, amount, key } => self.transfer_between_users(*from, *to, *asset, *amount, key, at_ms),
+            LedgerCommand::RequestWithdrawal { user, asset, amount, destination, key } => {
+                self.request_withdrawal(*user, *asset, *amount, destination, key, at_ms)
+            }
+            LedgerCommand::DecideWithdrawal { id, approve } => self.decide_withdrawal(*id, *approve, at_ms),
+            LedgerCommand::PlaceOrder { user, request, client_order_id } => self.place_order(*user, request, client_order_id.as_deref(), at_ms),
+            LedgerCommand::CancelOrder { user, order_id } => self.cancel_order(*user, *order_id),
+            LedgerCommand::ApplyMatching { sequence, events } => self.apply_matching(*sequence, events, at_ms),
+        }
+    }
+
+    fn create_asset(&mut self, spec: &AssetSpec) -> Result<Outcome, LedgerError> {
+        let symbol_ok = !spec.symbol.is_empty()
+            && spec.symbol.len() <= SYMBOL_BYTES_MAX
+            && spec.symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !symbol_ok {
+            return Err(LedgerError::BadInput("an asset symbol is 1 to 16 characters A-Z and 0-9"));
+        }
+        if spec.scale > SCALE_MAX {
+            return Err(LedgerError::BadInput("an asset's scale is 0 to 18"));
+        }
+        if self.assets.contains_key(&spec.id) || self.assets.values().any(|a| a.symbol == spec.symbol) {
+            return Err(LedgerError::AssetExists(spec.id));
+        }
+        if self.assets.len() >= self.limits.assets_max as usize {
+            return Err(LedgerError::LimitReached("assets_max"));
+        }
+        self.assets.insert(spec.id, spec.clone());
+        self.changes.assets.push(spec.clone());
+        Ok(Outcome::AssetCreated(spec.id))
+    }
+
+    fn create_market(&mut self, market: &LedgerMarket) -> Result<Outcome, LedgerError> {
+        for asset in [market.base, market.quote] {
+            if !self.assets.contains_key(&asset) {
+                return Err(LedgerError::UnknownAsset(asset));
+            }
+        }
+        if market.base == market.quote {
+            return Err(LedgerError::BadInput("a market's base and quote differ"));
+        }
+        if market.base_units_per_lot == 0 || market.spec.validate().is_err() {
+            return Err(LedgerError::BadInput("the market's tick, lot, fee rates or bounds are out of range"));
+        }
+        if self.markets.contains_key(&market.id()) {
+            return Err(LedgerError::MarketExists(market.id()));
+        }
+        if market.id() >= self.limits.markets_max {
+            return Err(LedgerError::LimitReached("markets_max"));
+        }
+        self.markets.insert(market.id(), *market);
+        self.changes.markets.push(*market);
+        Ok(Outcome::MarketCreated(market.id()))
+    }
+
+    /// Looks up an idempotency key. `Ok(Some)` is a replay; `Err(Duplicate)` a
+    /// reuse with other fields; `Ok(None)` a new key.
+    fn idempotent(&self, key: &Digest, fingerprint: &Digest) -> Result<Option<Recorded>, LedgerError> {
+        match self.idempotency.get(key) {
+            Some(entry) if entry.fingerprint == *fingerprint => Ok(Some(entry.recorded)),
+            Some(_) => Err(LedgerError::Duplicate),
+            None => Ok(None),
+        }
+    }
+
+    fn remember(&mut self, key: Digest, fingerprint: Digest, recorded: Recorded) {
+        let entry = IdempotencyEntry { fingerprint, recorded };
+        self.idempotency.insert(key, entry);
+        self.changes.idempotency.push((key, entry));
+    }
+
+    fn known_asset(&self, asset: AssetId) -> Result<(), LedgerError> {
+        if self.assets.contains_key(&asset) {
+            Ok(())
+        } else {
+            Err(LedgerError::UnknownAsset(asset))
+        }
+    }
+
+    fn available(&self, user: UserId, asset: AssetId) -> Amount {
+        self.balance(user, asset).available
+    }
+
+    fn require_available(&self, user: UserId, asset: AssetId, needed: Amount) -> Result<(), LedgerError> {
+        let available = self.available(user, asset);
+        if available < needed {
+            return Err(LedgerError::InsufficientFunds { needed, available });
+        }
+        Ok(())
+    }
+
+    fn account_mut(&mut self, account: Account) -> &mut Amount {
+        match account {
+            Account::Available(user, asset) => {
+                self.changes.balances.insert((user, asset));
+                &mut self.balances.entry((user, asset)).or_default().available
+            }
+            Account::Locked(user, asset) => {
+                self.changes.balances.insert((user, asset));
+                &mut self.balances.entry((user, asset)).or_default().locked
+            }
+            Account::Custody(asset) => {
+                self.changes.system.insert(asset);
+                &mut self.system.entry(asset).or_default()[SYSTEM_CUSTODY]
+            }
+            Account::Fees(asset) => {
+                self.changes.system.insert(asset);
+                &mut self.system.entry(asset).or_default()[SYSTEM_FEES]
+            }
+            Account::PendingWithdrawals(asset) => {
+                self.changes.system.insert(asset);
+                &mut self.system.entry(asset).or_default()[SYSTEM_PENDING]
+            }
+        }
+    }
+
+    /// Moves `amount` and records the leg. Callers have checked every
+    /// precondition; a user account going negative here is a bug.
+    fn post(&mut self, debit: Account, credit: Account, amount: Amount, kind: TransferKind, reference: String, at_ms: TimestampMs) -> TransferId {
+        debug_assert_eq!(debit.asset(), credit.asset());
+        assert!(amount > 0, "a transfer moves a positive amount");
+        *self.account_mut(debit) -= amount;
+        *self.account_mut(credit) += amount;
+        if debit.user().is_some() {
+            assert!(*self.account_mut(debit) >= 0, "{debit:?} went negative: a precondition was not checked");
+        }
+        let id = self.counters.next_transfer;
+        self.counters.next_transfer += 1;
+        self.changes.transfers.push(Transfer { id, debit, credit, asset: debit.asset(), amount, kind, reference, at_ms });
+        id
+    }
+
+    fn deposit(&mut self, user: UserId, asset: AssetId, amount: Amount, reference: &str, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        check_key(reference)?;
+        let key = digest(&[b"deposit", &asset.to_le_bytes(), reference.as_bytes()]);
+        let fingerprint = digest(&[&user.to_le_bytes(), &amount.to_le_bytes()]);
+        if let Some(recorded) = self.idempotent(&key, &fingerprint)? {
+            return Ok(Outcome::Replayed(recorded));
+        }
+        self.known_asset(asset)?;
+        check_amount(amount)?;
+        let id = self.post(Account::Custody(asset), Account::Available(user, asset), amount, TransferKind::Deposit, reference.to_string(), at_ms);
+        self.remember(key, fingerprint, Recorded::Deposit(id));
+        Ok(Outcome::Deposited(id))
+    }
+
+    fn transfer_between_users(&mut self, from: UserId, to: UserId, asset: AssetId, amount: Amount, key: &str, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        check_key(key)?;
+        let digest_key = digest(&[b"transfer", &from.to_le_bytes(), key.as_bytes()]);
+        let fingerprint = digest(&[&to.to_le_bytes(), &asset.to_le_bytes(), &amount.to_le_bytes()]);
+        if let Some(recorded) = self.idempotent(&digest_key, &fingerprint)? {
+            return Ok(Outcome::Replayed(recorded));
+        }
+        self.known_asset(asset)?;
+        check_amount(amount)?;
+        if from == to {
+            return Err(LedgerError::BadInput("a transfer needs two different users"));
+        }
+        self.require_available(from, asset, amount)?;
+        let id = self.post(Account::Available(from, asset), Account::Available(to, asset), amount, TransferKind::Transfer, key.to_string(), at_ms);
+        self.remember(digest_key, fingerprint, Recorded::Transfer(id));
+        Ok(Outcome::Transferred(id))
+    }
+
+    fn request_withdrawal(&mut self, user: UserId, asset: AssetId, amount: Amount, destination: &str, key: &str, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        check_key(key)?;
+        let digest_key = digest(&[b"withdrawal", &user.to_le_bytes(), key.as_bytes()]);
+        let fingerprint = digest(&[&asset.to_le_bytes(), &amount.to_le_bytes(), destination.as_bytes()]);
+        if let Some(recorded) = self.idempotent(&digest_key, &fingerprint)? {
+            return Ok(Outcome::Replayed(recorded));
+        }
+        self.known_asset(asset)?;
+        check_amount(amount)?;
+        if destination.is_empty() || destination.len() > DESTINATION_BYTES_MAX {
+            return Err(LedgerError::BadInput("a destination is 1 to 256 bytes"));
+        }
+        if self.withdrawals.len() >= self.limits.pending_withdrawals_max as usize {
+            return Err(LedgerError::LimitReached("pending_withdrawals_max"));
+        }
+        self.require_available(user, asset, amount)?;
+        let id = self.counters.next_withdrawal;
+        self.counters.next_withdrawal += 1;
+        self.post(Account::Available(user, asset), Account::PendingWithdrawals(asset), amount, TransferKind::WithdrawalRequest, format!("withdrawal:{id}"), at_ms);
+        let withdrawal = Withdrawal { id, user, asset, amount, destination: destination.to_string(), status: WithdrawalStatus::Pending, created_ms: at_ms, updated_ms: at_ms };
+        self.changes.withdrawals.push(withdrawal.clone());
+        self.withdrawals.insert(id, withdrawal);
+        self.remember(digest_key, fingerprint, Recorded::Withdrawal(id));
+        Ok(Outcome::WithdrawalRequested(id))
+    }
+
+    fn decide_withdrawal(&mut self, id: WithdrawalId, approve: bool, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let Some(withdrawal) = self.withdrawals.remove(&id) else {
+            return Err(LedgerError::NotFound);
+        };
+        let (user, asset, amount) = (withdrawal.user, withdrawal.asset, withdrawal.amount);
+        let reference = format!("withdrawal:{id}");
+        let status = if approve {
+            self.post(Account::PendingWithdrawals(asset), Account::Custody(asset), amount, TransferKind::WithdrawalApproval, reference, at_ms);
+            WithdrawalStatus::Approved
+        } else {
+            self.post(Account::PendingWithdrawals(asset), Account::Available(user, asset), amount, TransferKind::WithdrawalRejection, reference, at_ms);
+            WithdrawalStatus::Rejected
+        };
+        self.changes.withdrawals.push(Withdrawal { status, updated_ms: at_ms, ..withdrawal });
+        Ok(Outcome::WithdrawalDecided(id))
+    }
+
+    fn place_order(&mut self, user: UserId, request: &OrderRequest, client_order_id: Option<&str>, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let idempotency = match client_order_id {
+            Some(client_order_id) => {
+                check_key(client_order_id)?;
+                let key = digest(&[b"order", &user.to_le_bytes(), client_order_id.as_bytes()]);
+                let fingerprint = digest(&[&postcard::to_stdvec(request).expect("encoding into a vector cannot fail")]);
+                if let Some(recorded) = self.idempotent(&key, &fingerprint)? {
+                    return Ok(Outcome::Replayed(recorded));
+                }
+                Some((key, fingerprint))
+            }
+            None => None,
+        };
+        let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
+        if request.kind == OrderKind::Market && request.side == Side::Buy && request.price.is_none() {
+            return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold"));
+        }
+        let order_id = self.counters.next_order;
+        let order = NewOrder {
+            market: request.market,
+            order_id,
+            user,
+            side: request.side,
+            kind: request.kind,
+            time_in_force: request.time_in_force,
+            post_only: request.post_only,
+            price: request.price,
+            quantity: request.quantity,
+            self_trade: request.self_trade,
+        };
+        // The same checks matching applies, so that a hold is never taken for an order it would refuse outright.
+        matching_core::rules::check_new_order(&market.spec, &order).map_err(|code| LedgerError::BadInput(reject_text(code)))?;
+        let user_orders = self.open_orders_by_user.get(&user).copied().unwrap_or(0);
+        if user_orders >= self.limits.open_orders_per_user_max {
+            return Err(LedgerError::LimitReached("open_orders_per_user_max"));
+        }
+        if self.orders.len() >= self.limits.open_orders_max as usize {
+            return Err(LedgerError::LimitReached("open_orders_max"));
+        }
+        let (hold_asset, hold) = match request.side {
+            Side::Buy => (market.quote, market.buy_hold(request.price.expect("checked above"), request.quantity)),
+            Side::Sell => (market.base, market.base_amount(request.quantity)),
+        };
+        self.require_available(user, hold_asset, hold)?;
+        self.counters.next_order += 1;
+        self.post(Account::Available(user, hold_asset), Account::Locked(user, hold_asset), hold, TransferKind::Hold, format!("order:{order_id}"), at_ms);
+        let record = OrderRecord {
+            order,
+            client_order_id: client_order_id.map(str::to_string),
+            status: OrderStatus::Pending,
+            filled: 0,
+            filled_notional: 0,
+            fees_paid: 0,
+            hold_remaining: hold,
+            hold_asset,
+            reject_reason: None,
+            created_ms: at_ms,
+            updated_ms: at_ms,
+        };
+        self.orders.insert(order_id, record);
+        *self.open_orders_by_user.entry(user).or_default() += 1;
+        self.changes.orders.insert(order_id);
+        if let Some((key, fingerprint)) = idempotency {
+            self.remember(key, fingerprint, Recorded::Order(order_id));
+        }
+        Ok(Outcome::OrderPlaced { order_id, forward: Command::Place(order) })
+    }
+
+    fn cancel_order(&mut self, user: UserId, order_id: OrderId) -> Result<Outcome, LedgerError> {
+        match self.orders.get(&order_id) {
+            // Another user's order answers as if it did not exist.
+            Some(record) if record.order.user == user => Ok(Outcome::CancelRequested {
+                forward: Command::Cancel { market: record.order.market, order_id, user },
+            }),
+            _ => Err(LedgerError::NotFound),
+        }
+    }
+
+    fn apply_matching(&mut self, sequence: u64, events: &[Event], at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let expected = self.counters.matching_applied + 1;
+        if sequence < expected {
+            return Ok(Outcome::MatchingApplied { orders: Vec::new() }); // applied before: exactly once
+        }
+        if sequence != expected {
+            return Err(LedgerError::OutOfSequence { expected, got: sequence });
+        }
+        self.counters.matching_applied = sequence;
+        let mut touched = Vec::new();
+        for event in events {
+            match *event {
+                Event::Accepted { order_id, .. } => {
+                    if let Some(record) = self.orders.get_mut(&order_id) {
+                        if record.status == OrderStatus::Pending {
+                            record.status = OrderStatus::Open;
+                            record.updated_ms = at_ms;
+                            touched.push(order_id);
+                        }
+                    }
+                }
+                Event::Fill(fill) => {
+                    self.settle(&fill, at_ms);
+                    touched.extend([fill.maker_order, fill.taker_order]);
+                }
+                Event::Cancelled { order_id, .. } => {
+                    self.close_order(order_id, OrderStatus::Cancelled, None, at_ms);
+                    touched.push(order_id);
+                }
+                Event::Done { order_id, .. } => {
+                    self.close_order(order_id, OrderStatus::Filled, None, at_ms);
+                    touched.push(order_id);
+                }
+                Event::Rejected { order_id, code, .. } => {
+                    // A refused cancel leaves the order as it is; a refused order releases its hold.
+                    if matches!(self.orders.get(&order_id), Some(r) if r.status == OrderStatus::Pending) {
+                        self.close_order(order_id, OrderStatus::Rejected, Some(reject_text(code).to_string()), at_ms);
+                        touched.push(order_id);
+                    }
+                }
+                Event::Amended { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
+            }
+        }
+        touched.dedup();
+        Ok(Outcome::MatchingApplied { orders: touched })
+    }
+
+    /// Four legs at most: buyer's quote to the seller, the buyer's fee, the
+    /// seller's fee out of the proceeds, seller's base to the buyer.
+    fn settle(&mut self, fill: &Fill, at_ms: TimestampMs) {
+        let (Some(maker), Some(taker)) = (self.orders.get(&fill.maker_order), self.orders.get(&fill.taker_order)) else {
+            panic!("matching filled an order the ledger does not hold: {fill:?}");
+        };
+        let market = *self.markets.get(&maker.order.market).expect("an order's market exists");
+        let (maker_user, taker_user) = (maker.order.user, taker.order.user);
+        let (buyer_order, seller_order, buyer, seller, buyer_fee, seller_fee) = match fill.taker_side {
+            Side::Buy => (fill.taker_order, fill.maker_order, taker_user, maker_user, fill.taker_fee, fill.maker_fee),
+            Side::Sell => (fill.maker_order, fill.taker_order, maker_user, taker_user, fill.maker_fee, fill.taker_fee),
+        };
+        let (notional, buyer_fee, seller_fee) = (fill.notional as Amount, buyer_fee as Amount, seller_fee as Amount);
+        let base = market.base_amount(fill.quantity);
+        let trade_id = self.counters.next_trade;
+        self.counters.next_trade += 1;
+        let reference = format!("trade:{trade_id}");
+        let (quote_asset, base_asset) = (market.quote, market.base);
+        self.post(Account::Locked(buyer, quote_asset), Account::Available(seller, quote_asset), notional, TransferKind::Trade, reference.clone(), at_ms);
+        if buyer_fee > 0 {
+            self.post(Account::Locked(buyer, quote_asset), Account::Fees(quote_asset), buyer_fee, TransferKind::Fee, reference.clone(), at_ms);
+        }
+        if seller_fee > 0 {
+            self.post(Account::Available(seller, quote_asset), Account::Fees(quote_asset), seller_fee, TransferKind::Fee, reference.clone(), at_ms);
+        }
+        self.post(Account::Locked(seller, base_asset), Account::Available(buyer, base_asset), base, TransferKind::Trade, reference, at_ms);
+        for (order_id, consumed, fee) in [(buyer_order, notional + buyer_fee, buyer_fee), (seller_order, base, seller_fee)] {
+            let record = self.orders.get_mut(&order_id).expect("looked up above");
+            record.hold_remaining -= consumed;
+            assert!(record.hold_remaining >= 0, "order {order_id} spent more than its hold: {fill:?}");
+            record.filled += fill.quantity;
+            record.filled_notional += fill.notional;
+            record.fees_paid += fee;
+            record.status = OrderStatus::PartiallyFilled;
+            record.updated_ms = at_ms;
+            self.changes.orders.insert(order_id);
+        }
+        self.changes.trades.push(TradeRecord { id: trade_id, fill: *fill, buyer_fee, seller_fee, at_ms });
+    }
+
+    /// Releases what is left of the hold and moves the order out of memory.
+    fn close_order(&mut self, order_id: OrderId, status: OrderStatus, reason: Option<String>, at_ms: TimestampMs) {
+        let Some(mut record) = self.orders.remove(&order_id) else { return };
+        if record.hold_remaining > 0 {
+            let (user, asset) = (record.order.user, record.hold_asset);
+            self.post(Account::Locked(user, asset), Account::Available(user, asset), record.hold_remaining, TransferKind::Release, format!("order:{order_id}"), at_ms);
+            record.hold_remaining = 0;
+        }
+        record.status = status;
+        record.reject_reason = reason;
+        record.updated_ms = at_ms;
+        let user = record.order.user;
+        let count = self.open_orders_by_user.get_mut(&user).expect("an open order's user is counted");
+        *count -= 1;
+        if *count == 0 {
+            self.open_orders_by_user.remove(&user);
+        }
+        self.changes.orders.remove(&order_id);
+        self.changes.closed_orders.push(record);
+    }
+
+    /// Every invariant, over the whole state. Tests run it after every
+    /// command; the daemon at start-up and after every batch.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut sums: BTreeMap<AssetId, Amount> = BTreeMap::new();
+        for (&(user, asset), balance) in &self.balances {
+            if balance.available < 0 || balance.locked < 0 {
+                return Err(format!("user {user} asset {asset} is negative: {balance:?}"));
+            }
+            *sums.entry(asset).or_default() += balance.available + balance.locked;
+        }
+        for (&asset, system) in &self.system {
+            *sums.entry(asset).or_default() += system.iter().sum::<Amount>();
+            if system[SYSTEM_FEES] < 0 || system[SYSTEM_PENDING] < 0 {
+                return Err(format!("asset {asset}: fee or pending-withdrawal account negative: {system:?}"));
+            }
+        }
+        if let Some((asset, sum)) = sums.iter().find(|(_, sum)| **sum != 0) {
+            return Err(format!("asset {asset}: accounts sum to {sum}, not zero"));
+        }
+        let mut holds: FxHashMap<(UserId, AssetId), Amount> = FxHashMap::default();
+        for record in self.orders.values() {
+            *holds.entry((record.order.user, record.hold_asset)).or_default() += record.hold_remaining;
+        }
+        for (&(user, asset), balance) in &self.balances {
+            let held = holds.get(&(user, asset)).copied().unwrap_or(0);
+            if balance.locked != held {
+                return Err(format!("user {user} asset {asset}: LOCKED {} but open holds sum to {held}", balance.locked));
+            }
+        }
+        if let Some(key) = holds.keys().find(|k| !self.balances.contains_key(k)) {
+            return Err(format!("holds for {key:?} without a balance"));
+        }
+        let pending: BTreeMap<AssetId, Amount> = self.withdrawals.values().fold(BTreeMap::new(), |mut m, w| {
+            *m.entry(w.asset).or_default() += w.amount;
+            m
+        });
+        for (&asset, system) in &self.system {
+            if system[SYSTEM_PENDING] != pending.get(&asset).copied().unwrap_or(0) {
+                return Err(format!("asset {asset}: pending-withdrawal account differs from the pending withdrawals"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reject_text(code: RejectCode) -> &'static str {
+    match code {
+        RejectCode::InvalidPrice => "INVALID_PRICE",
+        RejectCode::InvalidQuantity => "INVALID_QUANTITY",
+        RejectCode::InvalidOrder => "INVALID_ORDER",
+        RejectCode::PostOnlyWouldTake => "POST_ONLY_WOULD_TAKE",
+        RejectCode::MarketClosed => "MARKET_CLOSED",
+        RejectCode::UnknownMarket => "UNKNOWN_MARKET",
+        RejectCode::DuplicateOrderId => "DUPLICATE_ORDER_ID",
+        RejectCode::UnknownOrder => "UNKNOWN_ORDER",
+        RejectCode::BookFull => "BOOK_FULL",
+        RejectCode::UserOrderLimit => "USER_ORDER_LIMIT",
+        RejectCode::PriceLevelLimit => "PRICE_LEVEL_LIMIT",
+        RejectCode::MarketExists | RejectCode::MarketLimit | RejectCode::InvalidMarketSpec => "INVALID_MARKET",
+    }
+}
