@@ -390,11 +390,11 @@ impl Ledger {
     fn post(&mut self, debit: Account, credit: Account, amount: Amount, kind: TransferKind, reference: String, at_ms: TimestampMs) -> TransferId {
         debug_assert_eq!(debit.asset(), credit.asset());
         assert!(amount > 0, "a transfer moves a positive amount");
-        *self.account_mut(debit) -= amount;
+        let debited = self.account_mut(debit);
+        *debited -= amount;
+        let after = *debited;
+        assert!(after >= 0 || debit.user().is_none(), "{debit:?} went negative: a precondition was not checked");
         *self.account_mut(credit) += amount;
-        if debit.user().is_some() {
-            assert!(*self.account_mut(debit) >= 0, "{debit:?} went negative: a precondition was not checked");
-        }
         let id = self.counters.next_transfer;
         self.counters.next_transfer += 1;
         self.changes.transfers.push(Transfer { id, debit, credit, asset: debit.asset(), amount, kind, reference, at_ms });

@@ -28,7 +28,7 @@ pub fn accept_loop(listener: Listener, config: MatchingConfig, inbox: SyncSender
         };
         if open.load(Ordering::Acquire) >= config.listen.connections_max {
             tracing::warn!(limit = config.listen.connections_max, "connection refused: at listen.connections_max");
-            let _ = stream.write_all(&error_frame(ProtocolErrorCode::TooManyConnections, "the server is at its connection limit"));
+            let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::TooManyConnections, "the server is at its connection limit"));
             continue;
         }
         open.fetch_add(1, Ordering::AcqRel);
@@ -44,12 +44,6 @@ pub fn accept_loop(listener: Listener, config: MatchingConfig, inbox: SyncSender
             })
             .expect("spawning a connection thread");
     }
-}
-
-fn error_frame(code: ProtocolErrorCode, detail: &str) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    wire::encode_frame(0, &Message::Error { code, detail: detail.into() }, &mut bytes);
-    bytes
 }
 
 fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &MatchingConfig, inbox: &SyncSender<Inbound>) {
@@ -73,7 +67,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(connection, %error, "undecodable frame; closing the connection");
-                    let _ = stream.write_all(&error_frame(ProtocolErrorCode::MalformedFrame, &error.to_string()));
+                    let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::MalformedFrame, error.to_string()));
                     break 'read;
                 }
             };
@@ -107,7 +101,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
                 }
                 (Message::Heartbeat, _) => {}
                 (_, None) => {
-                    let _ = stream.write_all(&error_frame(ProtocolErrorCode::HelloExpected, "send Hello first"));
+                    let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::HelloExpected, "send Hello first"));
                     break 'read;
                 }
                 (other, Some(_)) => {

@@ -237,7 +237,7 @@ impl EngineService {
     fn refuse(&mut self, connection: ConnectionId, code: ProtocolErrorCode, detail: String) {
         if let Some(i) = self.subscribers.iter().position(|s| s.connection == connection) {
             let subscriber = self.subscribers.remove(i);
-            let _ = subscriber.outbox.try_send(Arc::new(error_frame(code, detail)));
+            let _ = subscriber.outbox.try_send(Arc::new(wire::encode_error(code, detail)));
         }
         self.current_connection.retain(|_, c| *c != connection);
         self.metrics.subscribers.set(self.subscribers.len() as i64);
@@ -259,7 +259,7 @@ impl EngineService {
                     outputs_applied + 1
                 );
                 tracing::error!(peer, outputs_applied, oldest, "replay unavailable");
-                let _ = outbox.try_send(Arc::new(error_frame(ProtocolErrorCode::ReplayUnavailable, detail)));
+                let _ = outbox.try_send(Arc::new(wire::encode_error(ProtocolErrorCode::ReplayUnavailable, detail)));
                 self.current_connection.remove(&peer);
                 return;
             }
@@ -372,12 +372,6 @@ impl EngineService {
             Err(error) => tracing::error!(sequence, %error, "snapshot failed; the journal still holds everything, retrying later"),
         }
     }
-}
-
-fn error_frame(code: ProtocolErrorCode, detail: String) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    wire::encode_frame(0, &Message::Error { code, detail }, &mut bytes);
-    bytes
 }
 
 fn wait(inbox: &Receiver<Inbound>, idle: IdleStrategy) -> Option<Inbound> {

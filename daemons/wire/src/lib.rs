@@ -108,6 +108,13 @@ pub fn encode_frame(sequence: u64, message: &Message, out: &mut Vec<u8>) {
     out[start + 20..start + 24].copy_from_slice(&checksum.to_le_bytes());
 }
 
+/// One encoded `Error` frame, for a server to send before it closes a connection.
+pub fn encode_error(code: ProtocolErrorCode, detail: impl Into<String>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    encode_frame(0, &Message::Error { code, detail: detail.into() }, &mut bytes);
+    bytes
+}
+
 /// Decodes the first frame in `buffer`. Returns `Ok(None)` when the buffer
 /// holds only part of a frame (read more), or the frame and the number of
 /// bytes it used. Errors mean the stream is unusable and must be closed.
