@@ -1,0 +1,257 @@
+//! How the ledger's state and history sit in RocksDB.
+//!
+//! Keys are big-endian integers so that RocksDB's byte order is numeric
+//! order and a prefix of a composite key (user, id) lists one user's records
+//! oldest to newest. Values are postcard. Balances and open records are
+//! written in their current form after each batch; history (transfers,
+//! trades, finished orders and withdrawals) is written once and never
+//! changed, except an order's record, which follows its status.
+//!
+//! `Meta` holds the counters and the journal position the stored state
+//! includes: everything the batch changed and that position land in one
+//! atomic write, so the store is always the state after some journal prefix.
+
+use ledger_core::*;
+use serde::{de::DeserializeOwned, Serialize};
+use storage::{Batch, StorageError, Store, Table};
+
+const META_COUNTERS: &[u8] = b"counters";
+const META_JOURNAL_APPLIED: &[u8] = b"journal_applied";
+const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the ledger database has a damaged {table} record (key {key}): {detail}. Restore the data directory from a backup; the journal alone cannot rebuild history it has already dropped")]
+    Corrupt { table: &'static str, key: String, detail: String },
+    #[error("the ledger database has schema version {found}, this build reads {SCHEMA_VERSION}. Run the matching release of marionette-ledger")]
+    Version { found: u32 },
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("encoding into a vector cannot fail")
+}
+
+fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, SchemaError> {
+    postcard::from_bytes(bytes).map_err(|error| SchemaError::Corrupt { table: table.name(), key: hex(key), detail: error.to_string() })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn key2(a: u64, b: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&a.to_be_bytes());
+    key[8..].copy_from_slice(&b.to_be_bytes());
+    key
+}
+
+fn balance_key(user: UserId, asset: AssetId) -> [u8; 12] {
+    let mut key = [0; 12];
+    key[..8].copy_from_slice(&user.to_be_bytes());
+    key[8..].copy_from_slice(&asset.to_be_bytes());
+    key
+}
+
+/// Adds to `batch` everything `changes` says moved, read from `ledger` after
+/// the commands were applied, and the journal position they bring the store to.
+pub fn write_changes(store: &Store, batch: &mut Batch, ledger: &Ledger, changes: &Changes, journal_applied: u64) {
+    for asset in &changes.assets {
+        batch.put(store, Table::Assets, &asset.id.to_be_bytes(), &encode(asset));
+    }
+    for market in &changes.markets {
+        batch.put(store, Table::Markets, &market.id().to_be_bytes(), &encode(market));
+    }
+    for &(user, asset) in &changes.balances {
+        let balance = ledger.balance(user, asset);
+        let key = balance_key(user, asset);
+        // An empty balance is the default: storing it would make the store differ from the state.
+        if balance == Balance::default() {
+            batch.delete(store, Table::Balances, &key);
+        } else {
+            batch.put(store, Table::Balances, &key, &encode(&balance));
+        }
+    }
+    for &asset in &changes.system {
+        batch.put(store, Table::SystemAccounts, &asset.to_be_bytes(), &encode(&ledger.system_balances(asset)));
+    }
+    for transfer in &changes.transfers {
+        batch.put(store, Table::Transfers, &transfer.id.to_be_bytes(), &encode(transfer));
+        let users = [transfer.debit.user(), transfer.credit.user()];
+        for user in users.iter().flatten() {
+            batch.put(store, Table::TransfersByUser, &key2(*user, transfer.id), &[]);
+        }
+    }
+    for trade in &changes.trades {
+        batch.put(store, Table::Trades, &trade.id.to_be_bytes(), &encode(trade));
+        batch.put(store, Table::TradesByMarket, &key2(trade.fill.market as u64, trade.id), &[]);
+        batch.put(store, Table::TradesByUser, &key2(trade.fill.maker_user, trade.id), &[]);
+        batch.put(store, Table::TradesByUser, &key2(trade.fill.taker_user, trade.id), &[]);
+    }
+    for &order_id in &changes.orders {
+        // An order that opened and closed in the same batch is only in closed_orders.
+        if let Some(record) = ledger.order(order_id) {
+            write_order(store, batch, record);
+            batch.put(store, Table::OpenOrders, &order_id.to_be_bytes(), &[]);
+        }
+    }
+    for record in &changes.closed_orders {
+        write_order(store, batch, record);
+        batch.delete(store, Table::OpenOrders, &record.order.order_id.to_be_bytes());
+    }
+    for withdrawal in &changes.withdrawals {
+        let id = withdrawal.id.to_be_bytes();
+        batch.put(store, Table::Withdrawals, &id, &encode(withdrawal));
+        batch.put(store, Table::WithdrawalsByUser, &key2(withdrawal.user, withdrawal.id), &[]);
+        if withdrawal.status == WithdrawalStatus::Pending {
+            batch.put(store, Table::PendingWithdrawals, &id, &[]);
+        } else {
+            batch.delete(store, Table::PendingWithdrawals, &id);
+        }
+    }
+    for (digest, entry) in &changes.idempotency {
+        batch.put(store, Table::Idempotency, digest, &encode(entry));
+    }
+    batch.put(store, Table::Meta, META_COUNTERS, &encode(&ledger.counters()));
+    batch.put(store, Table::Meta, META_JOURNAL_APPLIED, &journal_applied.to_be_bytes());
+    batch.put(store, Table::Meta, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes());
+}
+
+fn write_order(store: &Store, batch: &mut Batch, record: &OrderRecord) {
+    batch.put(store, Table::Orders, &record.order.order_id.to_be_bytes(), &encode(record));
+    batch.put(store, Table::OrdersByUser, &key2(record.order.user, record.order.order_id), &[]);
+}
+
+/// The stored state and the journal position it includes, or None for a new database.
+pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
+    let Some(counters) = store.get(Table::Meta, META_COUNTERS)? else { return Ok(None) };
+    let version = fixed::<4>(store, Table::Meta, META_SCHEMA_VERSION)?.map(u32::from_be_bytes).unwrap_or(0);
+    if version != SCHEMA_VERSION {
+        return Err(SchemaError::Version { found: version });
+    }
+    let journal_applied = fixed::<8>(store, Table::Meta, META_JOURNAL_APPLIED)?.map(u64::from_be_bytes).unwrap_or(0);
+    let mut state = LedgerState { counters: decode(Table::Meta, META_COUNTERS, &counters)?, ..LedgerState::default() };
+    for item in store.scan_all(Table::Assets) {
+        let (key, value) = item?;
+        let asset: AssetSpec = decode(Table::Assets, &key, &value)?;
+        state.assets.insert(asset.id, asset);
+    }
+    for item in store.scan_all(Table::Markets) {
+        let (key, value) = item?;
+        let market: LedgerMarket = decode(Table::Markets, &key, &value)?;
+        state.markets.insert(market.id(), market);
+    }
+    for item in store.scan_all(Table::Balances) {
+        let (key, value) = item?;
+        let (user, asset) = split_balance_key(&key)?;
+        state.balances.insert((user, asset), decode(Table::Balances, &key, &value)?);
+    }
+    for item in store.scan_all(Table::SystemAccounts) {
+        let (key, value) = item?;
+        let asset = u32::from_be_bytes(exact(Table::SystemAccounts, &key)?);
+        state.system.insert(asset, decode(Table::SystemAccounts, &key, &value)?);
+    }
+    for item in store.scan_all(Table::OpenOrders) {
+        let (key, _) = item?;
+        let order_id = u64::from_be_bytes(exact(Table::OpenOrders, &key)?);
+        let record = order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(&key), detail: "an open order has no record".into() })?;
+        state.open_orders.insert(order_id, record);
+    }
+    for item in store.scan_all(Table::PendingWithdrawals) {
+        let (key, _) = item?;
+        let id = u64::from_be_bytes(exact(Table::PendingWithdrawals, &key)?);
+        let withdrawal = withdrawal(store, id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::PendingWithdrawals.name(), key: hex(&key), detail: "a pending withdrawal has no record".into() })?;
+        state.pending_withdrawals.insert(id, withdrawal);
+    }
+    for item in store.scan_all(Table::Idempotency) {
+        let (key, value) = item?;
+        state.idempotency.insert(exact(Table::Idempotency, &key)?, decode(Table::Idempotency, &key, &value)?);
+    }
+    Ok(Some((state, journal_applied)))
+}
+
+fn fixed<const N: usize>(store: &Store, table: Table, key: &[u8]) -> Result<Option<[u8; N]>, SchemaError> {
+    store.get(table, key)?.map(|value| exact(table, &value)).transpose()
+}
+
+fn exact<const N: usize>(table: Table, bytes: &[u8]) -> Result<[u8; N], SchemaError> {
+    bytes.try_into().map_err(|_| SchemaError::Corrupt { table: table.name(), key: hex(bytes), detail: format!("expected {N} bytes, found {}", bytes.len()) })
+}
+
+fn split_balance_key(key: &[u8]) -> Result<(UserId, AssetId), SchemaError> {
+    let key: [u8; 12] = exact(Table::Balances, key)?;
+    Ok((u64::from_be_bytes(key[..8].try_into().unwrap()), u32::from_be_bytes(key[8..].try_into().unwrap())))
+}
+
+fn by_id<T: DeserializeOwned>(store: &Store, table: Table, id: u64) -> Result<Option<T>, SchemaError> {
+    let key = id.to_be_bytes();
+    store.get(table, &key)?.map(|value| decode(table, &key, &value)).transpose()
+}
+
+pub fn order(store: &Store, order_id: OrderId) -> Result<Option<OrderRecord>, SchemaError> {
+    by_id(store, Table::Orders, order_id)
+}
+
+pub fn withdrawal(store: &Store, id: WithdrawalId) -> Result<Option<Withdrawal>, SchemaError> {
+    by_id(store, Table::Withdrawals, id)
+}
+
+/// Records listed in `index` under `owner`, newest first, at most `limit`,
+/// looked up in `table`.
+fn newest_of<T: DeserializeOwned>(store: &Store, index: Table, table: Table, owner: u64, limit: usize) -> Result<Vec<T>, SchemaError> {
+    let mut out = Vec::new();
+    for (key, _) in store.scan_prefix(index, &owner.to_be_bytes(), limit, true)? {
+        let id = u64::from_be_bytes(exact::<16>(index, &key)?[8..].try_into().unwrap());
+        let record = by_id(store, table, id)?.ok_or_else(|| SchemaError::Corrupt { table: index.name(), key: hex(&key), detail: "the index names a missing record".into() })?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+pub fn orders_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<OrderRecord>, SchemaError> {
+    newest_of(store, Table::OrdersByUser, Table::Orders, user, limit)
+}
+
+pub fn trades_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<TradeRecord>, SchemaError> {
+    newest_of(store, Table::TradesByUser, Table::Trades, user, limit)
+}
+
+pub fn trades_of_market(store: &Store, market: MarketId, limit: usize) -> Result<Vec<TradeRecord>, SchemaError> {
+    newest_of(store, Table::TradesByMarket, Table::Trades, market as u64, limit)
+}
+
+pub fn transfers_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<Transfer>, SchemaError> {
+    newest_of(store, Table::TransfersByUser, Table::Transfers, user, limit)
+}
+
+pub fn withdrawals_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<Withdrawal>, SchemaError> {
+    newest_of(store, Table::WithdrawalsByUser, Table::Withdrawals, user, limit)
+}
+
+const META_PEER_PREFIX: &[u8] = b"peer/";
+
+fn peer_key(peer: u32) -> [u8; 9] {
+    let mut key = [0; 9];
+    key[..5].copy_from_slice(META_PEER_PREFIX);
+    key[5..].copy_from_slice(&peer.to_be_bytes());
+    key
+}
+
+/// Records each peer's last applied command sequence (in the batch that applied it).
+pub fn write_peers(store: &Store, batch: &mut Batch, peers: &rustc_hash::FxHashMap<u32, u64>) {
+    for (&peer, &applied) in peers {
+        batch.put(store, Table::Meta, &peer_key(peer), &applied.to_be_bytes());
+    }
+}
+
+pub fn load_peers(store: &Store) -> Result<rustc_hash::FxHashMap<u32, u64>, SchemaError> {
+    let mut peers = rustc_hash::FxHashMap::default();
+    for (key, value) in store.scan_prefix(Table::Meta, META_PEER_PREFIX, usize::MAX, false)? {
+        let key: [u8; 9] = exact(Table::Meta, &key)?;
+        peers.insert(u32::from_be_bytes(key[5..].try_into().unwrap()), u64::from_be_bytes(exact(Table::Meta, &value)?));
+    }
+    Ok(peers)
+}

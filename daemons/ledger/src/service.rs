@@ -1,0 +1,177 @@
+//! The durable ledger: the pure core behind the journal and RocksDB.
+//!
+//! One batch of commands at a time: the batch is submitted to the journal
+//! (write linked to fdatasync), applied to the core while the disk works,
+//! and once the journal says durable, everything it changed is written to
+//! RocksDB in one unsynced WriteBatch together with the journal position and
+//! each peer's last applied sequence. Only then are the outcomes returned to
+//! be acknowledged. A crash loses at most RocksDB's unsynced tail, and
+//! start-up replays the journal from the position RocksDB holds. RocksDB is
+//! never written ahead of the journal, so it is always the state after a
+//! prefix of the journal.
+
+use std::path::{Path, PathBuf};
+
+use journal::{Journal, JournalError};
+use ledger_core::{Ledger, LedgerCommand, LedgerError, LedgerLimits, Outcome, TimestampMs};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use storage::{Batch, StorageError, Store};
+
+use crate::schema::{self, SchemaError};
+
+/// Who sent a command and its sequence in that sender's stream.
+pub type PeerId = u32;
+
+/// One journal record: a command as it was received, stamped with the time
+/// the ledger applied it (replay uses the stamp, never the clock).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub peer: PeerId,
+    pub peer_sequence: u64,
+    pub at_ms: TimestampMs,
+    pub command: LedgerCommand,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("journal record {sequence} cannot be decoded ({detail}); it passed its checksum, so it was written by an incompatible build. Run the release that wrote this data directory")]
+    UndecodableRecord { sequence: u64, detail: String },
+    #[error("the journal ends at sequence {journal_last} but RocksDB already holds the state through {store_applied}: the journal directory is not the one this database was written with. Point journal_dir back at it, or restore both from the same backup")]
+    StoreAheadOfJournal { store_applied: u64, journal_last: u64 },
+    #[error("the journal directory {dir} has no segments but RocksDB holds the state through journal sequence {store_applied}; acknowledged commands RocksDB had not synced would be lost. Restore the journal directory (or both directories from the same backup)")]
+    JournalMissing { dir: PathBuf, store_applied: u64 },
+    #[error("ledger invariant broken after journal sequence {sequence}: {detail}. The daemon stopped before acknowledging anything of this batch; report this with the data directory")]
+    Invariant { sequence: u64, detail: String },
+}
+
+/// What start-up did, for the log and the operator.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StartupReport {
+    pub created: bool,
+    /// The journal position RocksDB held.
+    pub store_applied: u64,
+    pub replayed: usize,
+    pub truncated_tail: Option<String>,
+}
+
+pub struct LedgerService {
+    ledger: Ledger,
+    store: Store,
+    journal: Journal,
+    journal_applied: u64,
+    peers_applied: FxHashMap<PeerId, u64>,
+    encoded: Vec<Vec<u8>>,
+}
+
+impl LedgerService {
+    /// Opens RocksDB in `data_dir/db` and the journal in `data_dir/journal`,
+    /// loads the stored state and replays the journal past it.
+    pub fn open(data_dir: &Path, limits: LedgerLimits) -> Result<(LedgerService, StartupReport), ServiceError> {
+        let store = Store::open(&data_dir.join("db"))?;
+        let mut report = StartupReport::default();
+        let (ledger, journal_applied) = match schema::load(&store)? {
+            Some((state, applied)) => (Ledger::restore(limits, state), applied),
+            None => {
+                report.created = true;
+                (Ledger::new(limits), 0)
+            }
+        };
+        report.store_applied = journal_applied;
+        let peers_applied = schema::load_peers(&store)?;
+        let journal_dir = data_dir.join("journal");
+        // The journal keeps its current segment forever, so an existing database
+        // without one lost the records RocksDB may not have made durable.
+        if !report.created && !has_segments(&journal_dir) {
+            return Err(ServiceError::JournalMissing { dir: journal_dir, store_applied: journal_applied });
+        }
+        let (journal, recovery) = Journal::open(&journal_dir, journal_applied + 1)?;
+        report.truncated_tail = recovery.truncated.map(|(path, offset, bytes)| format!("{} at byte {offset}: {bytes} bytes", path.display()));
+        if journal.next_sequence() <= journal_applied {
+            return Err(ServiceError::StoreAheadOfJournal { store_applied: journal_applied, journal_last: journal.next_sequence() - 1 });
+        }
+        let mut service = LedgerService { ledger, store, journal, journal_applied, peers_applied, encoded: Vec::new() };
+        service.check(journal_applied)?;
+        // Replay in bounded batches so memory for the changes stays bounded.
+        for chunk in recovery.records.chunks(4_096) {
+            for record in chunk {
+                let entry: JournalEntry = postcard::from_bytes(&record.payload).map_err(|e| ServiceError::UndecodableRecord { sequence: record.sequence, detail: e.to_string() })?;
+                // The outcome was returned (or the process died before it could be) the first time.
+                let _ = service.apply(&entry);
+            }
+            let last = chunk.last().expect("chunks are not empty").sequence;
+            service.persist(last)?;
+            report.replayed += chunk.len();
+        }
+        Ok((service, report))
+    }
+
+    /// Makes `entries` durable, applies them in order and returns each one's
+    /// outcome. Entries a peer already had applied (a resend after a
+    /// reconnect) must be filtered out by the caller with [`Self::peer_applied`].
+    pub fn execute(&mut self, entries: &[JournalEntry]) -> Result<Vec<Result<Outcome, LedgerError>>, ServiceError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.encoded.resize_with(entries.len(), Vec::new);
+        for (entry, buffer) in entries.iter().zip(&mut self.encoded) {
+            buffer.clear();
+            *buffer = postcard::to_extend(entry, std::mem::take(buffer)).expect("encoding into a vector cannot fail");
+        }
+        let sequences = self.journal.begin(self.encoded[..entries.len()].iter().map(Vec::as_slice))?;
+        // The core works while the disk syncs; nothing leaves before finish().
+        let outcomes: Vec<_> = entries.iter().map(|entry| self.apply(entry)).collect();
+        self.journal.finish()?;
+        self.persist(sequences.end - 1)?;
+        Ok(outcomes)
+    }
+
+    fn apply(&mut self, entry: &JournalEntry) -> Result<Outcome, LedgerError> {
+        let applied = self.peers_applied.entry(entry.peer).or_default();
+        *applied = (*applied).max(entry.peer_sequence);
+        self.ledger.apply(&entry.command, entry.at_ms)
+    }
+
+    /// Writes what the applied commands changed, through journal position `sequence`.
+    fn persist(&mut self, sequence: u64) -> Result<(), ServiceError> {
+        self.check(sequence)?;
+        let changes = self.ledger.take_changes();
+        let mut batch = Batch::default();
+        schema::write_changes(&self.store, &mut batch, &self.ledger, &changes, sequence);
+        schema::write_peers(&self.store, &mut batch, &self.peers_applied);
+        self.store.write(batch, false)?;
+        self.journal_applied = sequence;
+        Ok(())
+    }
+
+    fn check(&self, sequence: u64) -> Result<(), ServiceError> {
+        self.ledger.check_invariants().map_err(|detail| ServiceError::Invariant { sequence, detail })
+    }
+
+    /// The last sequence applied from `peer` (0 for none).
+    pub fn peer_applied(&self, peer: PeerId) -> u64 {
+        self.peers_applied.get(&peer).copied().unwrap_or(0)
+    }
+
+    pub fn journal_applied(&self) -> u64 {
+        self.journal_applied
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("journal-"))).unwrap_or(false)
+}

@@ -1,0 +1,167 @@
+//! The durable ledger on real files: the journal, then RocksDB, and start-up
+//! replaying exactly what RocksDB lost.
+
+use std::path::Path;
+
+use ::ledger::service::{JournalEntry, LedgerService, ServiceError};
+use ledger_core::*;
+use matching_core::{MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+const BTC: AssetId = 1;
+const USD: AssetId = 2;
+const USERS: u64 = 50;
+
+fn setup() -> Vec<LedgerCommand> {
+    let mut commands = vec![
+        LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
+        LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }),
+        LedgerCommand::CreateMarket(LedgerMarket {
+            base: BTC,
+            quote: USD,
+            base_units_per_lot: 100_000,
+            spec: MarketSpec { id: 1, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1_000_000, quantity_lots_max: 1_000 },
+        }),
+    ];
+    for user in 1..=USERS {
+        commands.push(LedgerCommand::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("usd-{user}") });
+        commands.push(LedgerCommand::Deposit { user, asset: BTC, amount: 1_000_000, reference: format!("btc-{user}") });
+    }
+    commands
+}
+
+fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
+    let user = rng.random_range(1..=USERS);
+    match rng.random_range(0..5) {
+        0 => LedgerCommand::Transfer { from: user, to: rng.random_range(1..=USERS), asset: USD, amount: rng.random_range(1..5_000), key: format!("t-{i}") },
+        1 => LedgerCommand::RequestWithdrawal { user, asset: BTC, amount: rng.random_range(1..1_000), destination: "bc1q".into(), key: format!("w-{i}") },
+        2 => LedgerCommand::DecideWithdrawal { id: rng.random_range(1..i.max(2)), approve: rng.random_bool(0.5) },
+        3 => LedgerCommand::PlaceOrder {
+            user,
+            request: OrderRequest { market: 1, side: Side::Buy, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(rng.random_range(900..1_100)), quantity: rng.random_range(1..10), self_trade: SelfTradePrevention::CancelTaker },
+            client_order_id: None,
+        },
+        _ => LedgerCommand::Deposit { user, asset: USD, amount: rng.random_range(1..1_000), reference: format!("d-{}", rng.random_range(0..i.max(1))) },
+    }
+}
+
+/// Runs `batches` random batches from `peer`, continuing its sequence.
+fn drive(service: &mut LedgerService, rng: &mut SmallRng, peer: u32, batches: usize) {
+    for _ in 0..batches {
+        let size = rng.random_range(1..64);
+        let entries: Vec<JournalEntry> = (0..size)
+            .map(|k| {
+                let peer_sequence = service.peer_applied(peer) + 1 + k;
+                JournalEntry { peer, peer_sequence, at_ms: 1_700_000_000_000 + peer_sequence, command: random_command(rng, peer_sequence) }
+            })
+            .collect();
+        let outcomes = service.execute(&entries).unwrap();
+        assert_eq!(outcomes.len(), entries.len());
+    }
+}
+
+fn started(dir: &Path) -> LedgerService {
+    let (mut service, report) = LedgerService::open(dir, LedgerLimits::default()).unwrap();
+    assert!(report.created);
+    let entries: Vec<_> = setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    assert!(service.execute(&entries).unwrap().iter().all(Result::is_ok));
+    service
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_restart_loads_the_same_state_without_replaying() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(1);
+    let (hash, applied, peer_applied) = {
+        let mut service = started(dir.path());
+        drive(&mut service, &mut rng, 1, 200);
+        (service.ledger().state_hash(), service.journal_applied(), service.peer_applied(1))
+    };
+    assert!(peer_applied > 1_000);
+    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert!(!report.created);
+    assert_eq!((report.store_applied, report.replayed), (applied, 0));
+    assert_eq!(service.ledger().state_hash(), hash);
+    assert_eq!(service.peer_applied(1), peer_applied, "peers resume after their last applied command");
+    assert_eq!(service.peer_applied(2), 0);
+}
+
+#[test]
+fn the_journal_replays_what_rocksdb_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_db = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(2);
+    let (hash, applied, old_applied) = {
+        let mut service = started(dir.path());
+        drive(&mut service, &mut rng, 1, 50);
+        let old_applied = service.journal_applied();
+        drop(service);
+        // RocksDB as a crash could leave it: missing every write after this point.
+        copy_dir(&dir.path().join("db"), old_db.path());
+        let (mut service, _) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+        drive(&mut service, &mut rng, 1, 50);
+        (service.ledger().state_hash(), service.journal_applied(), old_applied)
+    };
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    copy_dir(old_db.path(), &dir.path().join("db"));
+    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!(report.store_applied, old_applied);
+    assert_eq!(report.replayed as u64, applied - old_applied, "exactly the lost tail is replayed");
+    assert_eq!(service.ledger().state_hash(), hash, "replay rebuilds the same balances, orders and keys");
+    service.ledger().check_invariants().unwrap();
+    drop(service);
+
+    // And with no database at all, the whole journal rebuilds it.
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!(report.replayed as u64, applied);
+    assert_eq!(service.ledger().state_hash(), hash);
+}
+
+#[test]
+fn a_database_ahead_of_its_journal_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(3);
+    {
+        let mut service = started(dir.path());
+        drive(&mut service, &mut rng, 1, 10);
+    }
+    std::fs::remove_dir_all(dir.path().join("journal")).unwrap();
+    let error = LedgerService::open(dir.path(), LedgerLimits::default()).err().expect("must refuse");
+    assert!(matches!(error, ServiceError::JournalMissing { .. }), "{error}");
+    assert!(error.to_string().contains("Restore the journal directory"), "{error}");
+    assert!(!dir.path().join("journal").exists(), "nothing was created in its place");
+}
+
+#[test]
+fn damage_inside_acknowledged_journal_records_stops_start_up_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_db = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(4);
+    {
+        let mut service = started(dir.path());
+        drop(service);
+        copy_dir(&dir.path().join("db"), old_db.path());
+        service = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap().0;
+        drive(&mut service, &mut rng, 1, 20);
+    }
+    // RocksDB lost its tail, so start-up needs the journal records past setup.
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    copy_dir(old_db.path(), &dir.path().join("db"));
+    let segment = std::fs::read_dir(dir.path().join("journal")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+    let error = LedgerService::open(dir.path(), LedgerLimits::default()).err().expect("damage must stop start-up").to_string();
+    assert!(error.contains("corrupt") && error.contains("restore"), "{error}");
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "the damaged segment is left as it was for the operator");
+}

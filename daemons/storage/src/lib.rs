@@ -1,0 +1,210 @@
+//! Marionette's storage: RocksDB with one column family per kind of record.
+//! The only crate that knows RocksDB. Keys and values are bytes; the daemon
+//! that owns a schema encodes them.
+//!
+//! Every write goes through a [`Batch`], applied atomically. The ledger
+//! writes without sync because its journal is the write-ahead source of truth
+//! (it replays what RocksDB lost); `sync = true` is there for callers without one.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+/// The column families, fixed at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Counters, applied sequences, schema version.
+    Meta,
+    Assets,
+    Markets,
+    Balances,
+    SystemAccounts,
+    /// Every order ever placed, by id.
+    Orders,
+    /// The orders still open (id -> ()): start-up loads these, not all history.
+    OpenOrders,
+    /// Secondary index: (user, order id) -> ().
+    OrdersByUser,
+    Trades,
+    /// Secondary index: (market, trade id) -> ().
+    TradesByMarket,
+    /// Secondary index: (user, trade id) -> ().
+    TradesByUser,
+    Transfers,
+    /// Secondary index: (user, transfer id) -> ().
+    TransfersByUser,
+    Withdrawals,
+    /// The withdrawals awaiting an operator's decision (id -> ()).
+    PendingWithdrawals,
+    /// Secondary index: (user, withdrawal id) -> ().
+    WithdrawalsByUser,
+    Idempotency,
+}
+
+impl Table {
+    pub const ALL: [Table; 17] = [
+        Table::Meta,
+        Table::Assets,
+        Table::Markets,
+        Table::Balances,
+        Table::SystemAccounts,
+        Table::Orders,
+        Table::OpenOrders,
+        Table::OrdersByUser,
+        Table::Trades,
+        Table::TradesByMarket,
+        Table::TradesByUser,
+        Table::Transfers,
+        Table::TransfersByUser,
+        Table::Withdrawals,
+        Table::PendingWithdrawals,
+        Table::WithdrawalsByUser,
+        Table::Idempotency,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Assets => "assets",
+            Table::Markets => "markets",
+            Table::Balances => "balances",
+            Table::SystemAccounts => "system_accounts",
+            Table::Orders => "orders",
+            Table::OpenOrders => "open_orders",
+            Table::OrdersByUser => "orders_by_user",
+            Table::Trades => "trades",
+            Table::TradesByMarket => "trades_by_market",
+            Table::TradesByUser => "trades_by_user",
+            Table::Transfers => "transfers",
+            Table::TransfersByUser => "transfers_by_user",
+            Table::Withdrawals => "withdrawals",
+            Table::PendingWithdrawals => "pending_withdrawals",
+            Table::WithdrawalsByUser => "withdrawals_by_user",
+            Table::Idempotency => "idempotency",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("RocksDB at {path}: {source}. Check the disk and permissions; if the files are damaged, restore the data directory from a backup")]
+    Open { path: PathBuf, source: rocksdb::Error },
+    #[error("RocksDB {operation} failed: {source}")]
+    Operation { operation: &'static str, source: rocksdb::Error },
+}
+
+/// A key and its value as stored.
+pub type Row = (Vec<u8>, Vec<u8>);
+/// A row as the iterator yields it.
+pub type BoxedRow = (Box<[u8]>, Box<[u8]>);
+
+pub struct Store {
+    db: DB,
+}
+
+/// Writes that land together or not at all.
+#[derive(Default)]
+pub struct Batch {
+    batch: WriteBatch,
+    writes: usize,
+}
+
+impl Batch {
+    pub fn put(&mut self, store: &Store, table: Table, key: &[u8], value: &[u8]) {
+        self.batch.put_cf(store.cf(table), key, value);
+        self.writes += 1;
+    }
+
+    pub fn delete(&mut self, store: &Store, table: Table, key: &[u8]) {
+        self.batch.delete_cf(store.cf(table), key);
+        self.writes += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes == 0
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StorageError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Bounded background work and memory: the daemons share the host.
+        options.increase_parallelism(2);
+        options.set_max_open_files(1_024);
+        let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families).map_err(|source| StorageError::Open { path: path.into(), source })?;
+        Ok(Store { db })
+    }
+
+    fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(table.name()).expect("every table is created at open")
+    }
+
+    pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.db.write_opt(batch.batch, &options).map_err(|source| StorageError::Operation { operation: "write", source })
+    }
+
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db.get_cf(self.cf(table), key).map_err(|source| StorageError::Operation { operation: "get", source })
+    }
+
+    /// Up to `limit` entries whose key starts with `prefix`, in key order or
+    /// (with `newest_first`) reverse key order.
+    pub fn scan_prefix(&self, table: Table, prefix: &[u8], limit: usize, newest_first: bool) -> Result<Vec<Row>, StorageError> {
+        // Reverse scans start just past the prefix range and walk back.
+        let mut end = prefix.to_vec();
+        let has_end = increment(&mut end);
+        let mode = match (newest_first, has_end) {
+            (false, _) => IteratorMode::From(prefix, Direction::Forward),
+            (true, true) => IteratorMode::From(&end, Direction::Reverse),
+            (true, false) => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(table), mode) {
+            let (key, value) = item.map_err(|source| StorageError::Operation { operation: "scan", source })?;
+            if !key.starts_with(prefix) {
+                if newest_first && key.as_ref() > prefix {
+                    continue; // the seek landed on the first key after the range
+                }
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every entry of a table, in key order (start-up loads).
+    pub fn scan_all(&self, table: Table) -> impl Iterator<Item = Result<BoxedRow, StorageError>> + '_ {
+        self.db.iterator_cf(self.cf(table), IteratorMode::Start).map(|item| item.map_err(|source| StorageError::Operation { operation: "scan", source }))
+    }
+
+    /// Makes everything written so far durable (used before journal segments are dropped).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        for table in Table::ALL {
+            self.db.flush_cf(self.cf(table)).map_err(|source| StorageError::Operation { operation: "flush", source })?;
+        }
+        Ok(())
+    }
+}
+
+/// The smallest byte string greater than every string with this prefix; false if there is none.
+fn increment(bytes: &mut Vec<u8>) -> bool {
+    while let Some(last) = bytes.pop() {
+        if last < u8::MAX {
+            bytes.push(last + 1);
+            return true;
+        }
+    }
+    false
+}
