@@ -86,13 +86,16 @@ impl Live {
     }
 }
 
+/// A resting order the generator may cancel or move: market, owner, side, price, quantity.
+type LiveOrder = (MarketId, UserId, Side, PriceTicks, QuantityLots);
+
 struct Generator {
     config: GeneratorConfig,
     rng: SmallRng,
     engine: FastEngine,
     live: Vec<Live>,
     /// order id -> (market, user, side, price, remaining)
-    orders: FxHashMap<OrderId, (MarketId, UserId, Side, PriceTicks, QuantityLots)>,
+    orders: FxHashMap<OrderId, LiveOrder>,
     next_order_id: OrderId,
     fills: u64,
     events: Vec<Event>,
@@ -197,7 +200,7 @@ impl Generator {
         self.new_order(market, side, price, TimeInForce::Ioc)
     }
 
-    fn random_live(&mut self, market: MarketId) -> Option<(OrderId, (MarketId, UserId, Side, PriceTicks, QuantityLots))> {
+    fn random_live(&mut self, market: MarketId) -> Option<(OrderId, LiveOrder)> {
         let live = &self.live[market as usize];
         if live.ids.is_empty() {
             return None;

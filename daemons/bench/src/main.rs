@@ -4,6 +4,7 @@
 
 mod daemon;
 mod generator;
+mod ledger_bench;
 mod peers;
 
 use std::fmt::Write as _;
@@ -16,7 +17,7 @@ use matching_core::{Command, EngineLimits, Event, FastEngine, BookLimits, Side};
 use generator::{GeneratorConfig, Kind, Workload};
 use peers::{Lobster, OrderbookRs, Peer};
 
-const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers]";
+const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres]";
 
 /// One engine's figures on one workload.
 pub struct Measured {
@@ -30,6 +31,11 @@ pub struct Measured {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(what) = args.next() else { bail!("{USAGE}") };
+    if what == "ledger" {
+        let report = ledger_bench::run(args)?;
+        print!("{}\n{report}", machine_line());
+        return Ok(());
+    }
     if what != "matching" {
         bail!("unknown benchmark {what:?}\n{USAGE}");
     }

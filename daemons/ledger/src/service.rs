@@ -43,10 +43,12 @@ pub enum ServiceError {
     Storage(#[from] StorageError),
     #[error("journal record {sequence} cannot be decoded ({detail}); it passed its checksum, so it was written by an incompatible build. Run the release that wrote this data directory")]
     UndecodableRecord { sequence: u64, detail: String },
-    #[error("the journal ends at sequence {journal_last} but RocksDB already holds the state through {store_applied}: the journal directory is not the one this database was written with. Point journal_dir back at it, or restore both from the same backup")]
-    StoreAheadOfJournal { store_applied: u64, journal_last: u64 },
+    #[error("RocksDB holds the state through journal sequence {store_applied} but the journal does not reach it ({detail}): the journal directory is not the one this database was written with. Point it back at that one, or restore both from the same backup")]
+    StoreAheadOfJournal { store_applied: u64, detail: String },
     #[error("the journal directory {dir} has no segments but RocksDB holds the state through journal sequence {store_applied}; acknowledged commands RocksDB had not synced would be lost. Restore the journal directory (or both directories from the same backup)")]
     JournalMissing { dir: PathBuf, store_applied: u64 },
+    #[error("the ledger database is missing or empty but the journal no longer starts at its beginning ({detail}): the older records were removed once RocksDB held them durably. Restore the database directory from a backup")]
+    DatabaseMissing { detail: String },
     #[error("ledger invariant broken after journal sequence {sequence}: {detail}. The daemon stopped before acknowledging anything of this batch; report this with the data directory")]
     Invariant { sequence: u64, detail: String },
 }
@@ -68,7 +70,13 @@ pub struct LedgerService {
     journal_applied: u64,
     peers_applied: FxHashMap<PeerId, u64>,
     encoded: Vec<Vec<u8>>,
+    segment_records_max: u64,
+    segment_first: u64,
 }
+
+/// Journal records per segment before it is rotated and, once RocksDB has
+/// flushed what they hold, removed.
+pub const SEGMENT_RECORDS_MAX_DEFAULT: u64 = 1 << 20;
 
 impl LedgerService {
     /// Opens RocksDB in `data_dir/db` and the journal in `data_dir/journal`,
@@ -91,12 +99,19 @@ impl LedgerService {
         if !report.created && !has_segments(&journal_dir) {
             return Err(ServiceError::JournalMissing { dir: journal_dir, store_applied: journal_applied });
         }
-        let (journal, recovery) = Journal::open(&journal_dir, journal_applied + 1)?;
+        let (journal, recovery) = Journal::open(&journal_dir, journal_applied + 1).map_err(|error| match error {
+            // Segments RocksDB had made durable are gone, and so is the database.
+            JournalError::Gap { detail } if report.created => ServiceError::DatabaseMissing { detail },
+            JournalError::Gap { detail } => ServiceError::StoreAheadOfJournal { store_applied: journal_applied, detail },
+            other => other.into(),
+        })?;
         report.truncated_tail = recovery.truncated.map(|(path, offset, bytes)| format!("{} at byte {offset}: {bytes} bytes", path.display()));
         if journal.next_sequence() <= journal_applied {
-            return Err(ServiceError::StoreAheadOfJournal { store_applied: journal_applied, journal_last: journal.next_sequence() - 1 });
+            let detail = format!("it ends at sequence {}", journal.next_sequence() - 1);
+            return Err(ServiceError::StoreAheadOfJournal { store_applied: journal_applied, detail });
         }
-        let mut service = LedgerService { ledger, store, journal, journal_applied, peers_applied, encoded: Vec::new() };
+        let segment_first = journal.next_sequence();
+        let mut service = LedgerService { ledger, store, journal, journal_applied, peers_applied, encoded: Vec::new(), segment_records_max: SEGMENT_RECORDS_MAX_DEFAULT, segment_first };
         service.check(journal_applied)?;
         // Replay in bounded batches so memory for the changes stays bounded.
         for chunk in recovery.records.chunks(4_096) {
@@ -129,7 +144,29 @@ impl LedgerService {
         let outcomes: Vec<_> = entries.iter().map(|entry| self.apply(entry)).collect();
         self.journal.finish()?;
         self.persist(sequences.end - 1)?;
+        if self.journal.next_sequence() - self.segment_first >= self.segment_records_max {
+            self.trim_journal()?;
+        }
         Ok(outcomes)
+    }
+
+    /// Starts a new segment and removes the ones RocksDB no longer needs:
+    /// RocksDB is flushed first, so every removed record is in its files.
+    fn trim_journal(&mut self) -> Result<(), ServiceError> {
+        self.journal.rotate()?;
+        self.segment_first = self.journal.next_sequence();
+        self.store.flush()?;
+        let removed = self.journal.remove_segments_through(self.journal_applied)?;
+        tracing::info!(removed, through = self.journal_applied, "journal segments removed after RocksDB flush");
+        Ok(())
+    }
+
+    pub fn set_segment_records_max(&mut self, records: u64) {
+        self.segment_records_max = records.max(1);
+    }
+
+    pub fn journal_segments(&self) -> usize {
+        self.journal.segment_count()
     }
 
     fn apply(&mut self, entry: &JournalEntry) -> Result<Outcome, LedgerError> {

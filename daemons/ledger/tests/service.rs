@@ -165,3 +165,51 @@ fn damage_inside_acknowledged_journal_records_stops_start_up_and_changes_nothing
     assert!(error.contains("corrupt") && error.contains("restore"), "{error}");
     assert_eq!(std::fs::read(&segment).unwrap(), bytes, "the damaged segment is left as it was for the operator");
 }
+
+#[test]
+fn a_journal_older_than_the_database_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_journal = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(5);
+    let applied = {
+        let mut service = started(dir.path());
+        drop(service);
+        copy_dir(&dir.path().join("journal"), old_journal.path());
+        service = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap().0;
+        drive(&mut service, &mut rng, 1, 10);
+        service.journal_applied()
+    };
+    std::fs::remove_dir_all(dir.path().join("journal")).unwrap();
+    copy_dir(old_journal.path(), &dir.path().join("journal"));
+    let error = LedgerService::open(dir.path(), LedgerLimits::default()).err().expect("a journal from an older backup must not be appended to");
+    match &error {
+        ServiceError::StoreAheadOfJournal { store_applied, .. } => assert_eq!(*store_applied, applied),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(error.to_string().contains("same backup"), "{error}");
+}
+
+#[test]
+fn journal_segments_are_removed_once_rocksdb_holds_them_and_restarts_still_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(6);
+    let (hash, applied) = {
+        let mut service = started(dir.path());
+        service.set_segment_records_max(500);
+        drive(&mut service, &mut rng, 1, 100);
+        assert!(service.journal_applied() > 2_000);
+        assert!(service.journal_segments() <= 2, "old segments are removed, {} left", service.journal_segments());
+        (service.ledger().state_hash(), service.journal_applied())
+    };
+    let segments = std::fs::read_dir(dir.path().join("journal")).unwrap().count();
+    assert!((1..=2).contains(&segments), "{segments} segment files");
+    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!((report.store_applied, service.ledger().state_hash()), (applied, hash));
+    drop(service);
+
+    // Without the database, the trimmed journal cannot rebuild it: say so.
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    let error = LedgerService::open(dir.path(), LedgerLimits::default()).err().expect("must refuse");
+    assert!(matches!(error, ServiceError::DatabaseMissing { .. }), "{error}");
+    assert!(error.to_string().contains("Restore the database directory"), "{error}");
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use matching_core::{BookLimits, EngineLimits};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MatchingConfig {
     pub listen: ListenConfig,
@@ -78,18 +78,6 @@ pub struct LogConfig {
     pub format: String,
     /// A tracing filter such as `info` or `matching=debug`; RUST_LOG overrides it.
     pub filter: String,
-}
-
-impl Default for MatchingConfig {
-    fn default() -> Self {
-        MatchingConfig {
-            listen: ListenConfig::default(),
-            engine: EngineConfig::default(),
-            storage: StorageConfig::default(),
-            limits: LimitsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for ListenConfig {

@@ -1,0 +1,367 @@
+//! `marionette-bench ledger`: transfers between user accounts through the pure
+//! ledger core, the durable ledger service, raw RocksDB synced WriteBatches,
+//! and a double-entry ledger in PostgreSQL, on the same machine in one run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context};
+use hdrhistogram::Histogram;
+use ledger::service::{JournalEntry, LedgerService};
+use ledger_core::{AssetSpec, Ledger, LedgerCommand, LedgerLimits, Outcome};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use storage::{Batch, Store, Table};
+
+use crate::{micros, new_histogram};
+
+const USAGE: &str = "usage: marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres]";
+
+const USD: u32 = 1;
+const OPENING_BALANCE: i128 = 1_000_000_000_000;
+const HOT_ACCOUNTS: u64 = 10;
+const SEED: u64 = 42;
+
+struct Options {
+    transfers: usize,
+    accounts: u64,
+    batch: usize,
+    postgres_seconds: u64,
+    postgres_clients: u32,
+    postgres: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Skew {
+    Uniform,
+    /// Each side of a transfer is one of the 10 hot accounts half of the time.
+    Hot,
+}
+
+impl Skew {
+    fn describe(self) -> &'static str {
+        match self {
+            Skew::Uniform => "uniform over all accounts",
+            Skew::Hot => "hot accounts: each side is one of 10 hot accounts with probability 1/2, else uniform",
+        }
+    }
+
+    fn pick(self, rng: &mut SmallRng, accounts: u64) -> u64 {
+        match self {
+            Skew::Hot if rng.random_bool(0.5) => rng.random_range(1..=HOT_ACCOUNTS),
+            _ => rng.random_range(1..=accounts),
+        }
+    }
+
+    /// The same choice as a pgbench expression.
+    fn pgbench(self, accounts: u64) -> String {
+        match self {
+            Skew::Uniform => format!("random(1, {accounts})"),
+            Skew::Hot => format!("CASE WHEN random(0, 1) = 0 THEN random(1, {HOT_ACCOUNTS}) ELSE random(1, {accounts}) END"),
+        }
+    }
+}
+
+struct Measured {
+    name: &'static str,
+    note: String,
+    transfers_per_second: f64,
+    latency: Histogram<u64>,
+}
+
+pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
+    let mut options = Options { transfers: 1_000_000, accounts: 10_000, batch: 1_024, postgres_seconds: 20, postgres_clients: 16, postgres: true };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--transfers" => options.transfers = value("--transfers")?.parse()?,
+            "--accounts" => options.accounts = value("--accounts")?.parse()?,
+            "--batch" => options.batch = value("--batch")?.parse()?,
+            "--postgres-seconds" => options.postgres_seconds = value("--postgres-seconds")?.parse()?,
+            "--postgres-clients" => options.postgres_clients = value("--postgres-clients")?.parse()?,
+            "--skip-postgres" => options.postgres = false,
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    ensure!(options.accounts > HOT_ACCOUNTS && options.batch > 0 && options.transfers > 0, "need more than {HOT_ACCOUNTS} accounts, a batch and transfers");
+    let mut report = String::new();
+    for skew in [Skew::Uniform, Skew::Hot] {
+        let transfers = generate(&options, skew);
+        let mut measured = vec![measure_core(&options, &transfers)?, measure_service(&options, &transfers)?, measure_rocksdb(&options, &transfers)?];
+        if options.postgres {
+            measured.push(postgres::measure(&options, skew).context("measuring PostgreSQL (skip it with --skip-postgres)")?);
+        }
+        write_section(&mut report, &options, skew, &measured)?;
+    }
+    Ok(report)
+}
+
+fn generate(options: &Options, skew: Skew) -> Vec<LedgerCommand> {
+    let mut rng = SmallRng::seed_from_u64(SEED);
+    (0..options.transfers)
+        .map(|i| {
+            let from = skew.pick(&mut rng, options.accounts);
+            let mut to = skew.pick(&mut rng, options.accounts);
+            if to == from {
+                to = to % options.accounts + 1;
+            }
+            LedgerCommand::Transfer { from, to, asset: USD, amount: rng.random_range(1..10_000), key: format!("bench-{i}") }
+        })
+        .collect()
+}
+
+fn opening(options: &Options) -> Vec<LedgerCommand> {
+    let mut commands = vec![LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 })];
+    commands.extend((1..=options.accounts).map(|user| LedgerCommand::Deposit { user, asset: USD, amount: OPENING_BALANCE, reference: format!("opening-{user}") }));
+    commands
+}
+
+fn check_transferred(outcome: Result<Outcome, ledger_core::LedgerError>) -> anyhow::Result<()> {
+    match outcome {
+        Ok(Outcome::Transferred(_)) => Ok(()),
+        other => bail!("a benchmark transfer was not applied: {other:?}"),
+    }
+}
+
+/// Throughput over the whole stream with one clock read per batch-sized
+/// slice; latency from a clock read around each transfer.
+fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Result<Measured> {
+    eprintln!("  ledger core");
+    let mut ledger = Ledger::new(LedgerLimits::default());
+    for command in opening(options) {
+        ledger.apply(&command, 0).map_err(|e| anyhow::anyhow!("opening: {e}"))?;
+    }
+    ledger.take_changes();
+    let mut latency = new_histogram();
+    let started = Instant::now();
+    for chunk in transfers.chunks(options.batch) {
+        for command in chunk {
+            let before = Instant::now();
+            check_transferred(ledger.apply(command, 1))?;
+            latency.record(before.elapsed().as_nanos() as u64)?;
+        }
+        // What the service hands to storage per batch; dropping it is part of the cost.
+        drop(ledger.take_changes());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    ledger.check_invariants().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Measured { name: "Marionette ledger core", note: "pure, in memory, idempotency keys kept".into(), transfers_per_second: transfers.len() as f64 / seconds, latency })
+}
+
+/// Batches of `batch` transfers through journal (fdatasync) then RocksDB; a
+/// transfer's latency is its batch's, the time until it could be acknowledged.
+fn measure_service(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Result<Measured> {
+    eprintln!("  ledger service (journal + RocksDB)");
+    let dir = tempfile::tempdir_in(bench_dir()?)?;
+    let (mut service, _) = LedgerService::open(dir.path(), LedgerLimits::default())?;
+    let mut sequence = 0;
+    let mut entry = |command: LedgerCommand| {
+        sequence += 1;
+        JournalEntry { peer: 1, peer_sequence: sequence, at_ms: sequence, command }
+    };
+    let opening: Vec<_> = opening(options).into_iter().map(&mut entry).collect();
+    for chunk in opening.chunks(options.batch) {
+        service.execute(chunk)?;
+    }
+    let entries: Vec<_> = transfers.iter().cloned().map(&mut entry).collect();
+    let mut latency = new_histogram();
+    let started = Instant::now();
+    for chunk in entries.chunks(options.batch) {
+        let before = Instant::now();
+        for outcome in service.execute(chunk)? {
+            check_transferred(outcome)?;
+        }
+        latency.record_n(before.elapsed().as_nanos() as u64, chunk.len() as u64)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Measured {
+        name: "Marionette ledger service",
+        note: format!("in process, no socket: io_uring journal + fdatasync, then one unsynced RocksDB WriteBatch, per {} transfers", options.batch),
+        transfers_per_second: transfers.len() as f64 / seconds,
+        latency,
+    })
+}
+
+/// Raw RocksDB: per transfer, two balance puts and a transfer record, `batch`
+/// transfers per synced WriteBatch. No ledger logic: the storage floor.
+fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Result<Measured> {
+    eprintln!("  raw RocksDB synced WriteBatches");
+    let dir = tempfile::tempdir_in(bench_dir()?)?;
+    let store = Store::open(dir.path())?;
+    let mut balances = vec![OPENING_BALANCE; options.accounts as usize + 1];
+    let mut latency = new_histogram();
+    let started = Instant::now();
+    for (index, chunk) in transfers.chunks(options.batch).enumerate() {
+        let before = Instant::now();
+        let mut batch = Batch::default();
+        for (offset, command) in chunk.iter().enumerate() {
+            let LedgerCommand::Transfer { from, to, amount, .. } = *command else { unreachable!("only transfers are generated") };
+            balances[from as usize] -= amount;
+            balances[to as usize] += amount;
+            batch.put(&store, Table::Balances, &from.to_be_bytes(), &balances[from as usize].to_le_bytes());
+            batch.put(&store, Table::Balances, &to.to_be_bytes(), &balances[to as usize].to_le_bytes());
+            let id = (index * options.batch + offset) as u64;
+            let mut record = [0u8; 40];
+            record[..8].copy_from_slice(&from.to_le_bytes());
+            record[8..16].copy_from_slice(&to.to_le_bytes());
+            record[16..32].copy_from_slice(&amount.to_le_bytes());
+            batch.put(&store, Table::Transfers, &id.to_be_bytes(), &record);
+        }
+        store.write(batch, true)?;
+        latency.record_n(before.elapsed().as_nanos() as u64, chunk.len() as u64)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Measured { name: "raw RocksDB", note: format!("3 puts per transfer, one synced WriteBatch per {} transfers", options.batch), transfers_per_second: transfers.len() as f64 / seconds, latency })
+}
+
+/// Where the systems keep their data while measured: one disk for all of
+/// them, not a tmpfs, and reachable by the postgres user (so not under /root).
+/// MARIONETTE_BENCH_DIR overrides it.
+fn bench_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::var_os("MARIONETTE_BENCH_DIR").map(Into::into).unwrap_or_else(|| std::path::PathBuf::from("/var/tmp/marionette-bench"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn write_section(report: &mut String, options: &Options, skew: Skew, measured: &[Measured]) -> std::fmt::Result {
+    writeln!(report, "### Transfers, {}\n", skew.describe())?;
+    writeln!(report, "Workload: {} accounts, {} transfers of one asset (seed {SEED}), each with its own idempotency key.\n", options.accounts, options.transfers)?;
+    writeln!(report, "| system | transfers/s | vs Marionette service | p50 µs | p99 µs | max µs |")?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|")?;
+    let service = measured[1].transfers_per_second;
+    for m in measured {
+        let l = &m.latency;
+        writeln!(
+            report,
+            "| {} ({}) | {:.0} | {:.3}x | {} | {} | {} |",
+            m.name,
+            m.note,
+            m.transfers_per_second,
+            m.transfers_per_second / service,
+            micros(l.value_at_quantile(0.50)),
+            micros(l.value_at_quantile(0.99)),
+            micros(l.max())
+        )?;
+    }
+    writeln!(report)
+}
+
+mod postgres {
+    //! PostgreSQL from Debian's packages, started on a temporary directory,
+    //! driven by its own pgbench: one transaction per transfer that locks both
+    //! balance rows, updates them and inserts the transfer.
+
+    use super::*;
+
+    const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+    /// Stops the server however the measurement ends.
+    struct Server<'a> {
+        data: &'a Path,
+    }
+
+    impl Drop for Server<'_> {
+        fn drop(&mut self) {
+            let _ = as_postgres(&format!("{BIN}/pg_ctl")).args(["-D"]).arg(self.data).args(["-m", "immediate", "stop"]).output();
+        }
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// Runs a PostgreSQL tool, as the postgres user when we are root (initdb refuses root).
+    fn as_postgres(program: &str) -> Command {
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--", program]);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn checked(command: &mut Command, what: &str) -> anyhow::Result<String> {
+        let output = command.output().with_context(|| format!("{what}: could not start it (is Debian's postgresql-15 installed?)"))?;
+        ensure!(output.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    pub(super) fn measure(options: &Options, skew: Skew) -> anyhow::Result<Measured> {
+        eprintln!("  PostgreSQL 15 via pgbench ({} clients, {} s)", options.postgres_clients, options.postgres_seconds);
+        ensure!(Path::new(BIN).join("postgres").exists(), "{BIN}/postgres not found: apt install postgresql-15");
+        let root = tempfile::tempdir_in(bench_dir()?)?;
+        let data = root.path().join("data");
+        let socket = root.path().to_path_buf();
+        if is_root() {
+            checked(Command::new("chown").args(["-R", "postgres:postgres"]).arg(root.path()), "chown")?;
+        }
+        checked(as_postgres(&format!("{BIN}/initdb")).args(["-D"]).arg(&data).args(["-A", "trust", "-U", "bench", "--no-sync"]), "initdb")?;
+        // Durable like ours: fsync and synchronous commit stay at their defaults (on).
+        let settings = format!("-c listen_addresses='' -c unix_socket_directories='{}' -c shared_buffers=512MB -c max_connections=64", socket.display());
+        checked(as_postgres(&format!("{BIN}/pg_ctl")).args(["-D"]).arg(&data).args(["-w", "-l"]).arg(root.path().join("server.log")).args(["-o", &settings, "start"]), "pg_ctl start")?;
+        let _server = Server { data: &data };
+        let psql = |sql: &str| checked(as_postgres(&format!("{BIN}/psql")).args(["-h"]).arg(&socket).args(["-U", "bench", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]), "psql");
+        psql("CREATE TABLE balances (id bigint PRIMARY KEY, balance numeric(39,0) NOT NULL CHECK (balance >= 0))")?;
+        psql("CREATE TABLE transfers (id bigserial PRIMARY KEY, debit bigint NOT NULL, credit bigint NOT NULL, amount numeric(39,0) NOT NULL CHECK (amount > 0), at timestamptz NOT NULL DEFAULT now())")?;
+        psql(&format!("INSERT INTO balances SELECT g, {OPENING_BALANCE} FROM generate_series(1, {}) g", options.accounts))?;
+        psql("VACUUM ANALYZE")?;
+        let opening_sum = psql("SELECT sum(balance) FROM balances")?;
+        // Rows are locked in id order so two transfers between the same pair cannot deadlock.
+        let script = format!(
+            "\\set from {pick}\n\\set to {pick}\n\\set to CASE WHEN :to = :from THEN :to % {accounts} + 1 ELSE :to END\n\\set amount random(1, 9999)\n\
+             BEGIN;\n\
+             SELECT balance FROM balances WHERE id IN (:from, :to) ORDER BY id FOR UPDATE;\n\
+             UPDATE balances SET balance = balance - :amount WHERE id = :from;\n\
+             UPDATE balances SET balance = balance + :amount WHERE id = :to;\n\
+             INSERT INTO transfers (debit, credit, amount) VALUES (:from, :to, :amount);\n\
+             COMMIT;\n",
+            pick = skew.pgbench(options.accounts),
+            accounts = options.accounts
+        );
+        let script_path = root.path().join("transfer.sql");
+        std::fs::write(&script_path, script)?;
+        let log_prefix = root.path().join("latency");
+        if is_root() {
+            checked(Command::new("chown").args(["-R", "postgres:postgres"]).arg(root.path()), "chown")?;
+        }
+        let clients = options.postgres_clients.to_string();
+        let seconds = options.postgres_seconds.to_string();
+        let output = checked(
+            as_postgres(&format!("{BIN}/pgbench"))
+                .args(["-h"])
+                .arg(&socket)
+                .args(["-U", "bench", "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &seconds, "-l", "--log-prefix"])
+                .arg(&log_prefix)
+                .arg("-f")
+                .arg(&script_path)
+                .arg("postgres")
+                .current_dir(root.path()),
+            "pgbench",
+        )?;
+        let committed: u64 = psql("SELECT count(*) FROM transfers")?.trim().parse().context("counting transfers")?;
+        ensure!(psql("SELECT sum(balance) FROM balances")? == opening_sum, "PostgreSQL did not conserve money");
+        let mut latency = new_histogram();
+        for entry in std::fs::read_dir(root.path())? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("latency")) {
+                // Each line: client, transaction number, latency µs, script, epoch s, epoch µs.
+                for line in std::fs::read_to_string(&path)?.lines() {
+                    let micros: u64 = line.split_whitespace().nth(2).context("pgbench log line")?.parse()?;
+                    latency.record(micros * 1_000)?;
+                }
+            }
+        }
+        ensure!(latency.len() == committed, "pgbench logged {} transactions but {committed} transfers are in the table", latency.len());
+        let tps = output.lines().find(|l| l.starts_with("tps =")).context("pgbench printed no tps")?;
+        let tps: f64 = tps.trim_start_matches("tps = ").split_whitespace().next().context("tps value")?.parse()?;
+        Ok(Measured {
+            name: "PostgreSQL 15",
+            note: format!("pgbench, {} clients, one transaction per transfer with row locks, fsync and synchronous_commit on", options.postgres_clients),
+            transfers_per_second: tps,
+            latency,
+        })
+    }
+}
