@@ -49,3 +49,20 @@ fn a_locked_directory_is_a_clear_error() {
     let error = Store::open(dir.path()).err().expect("RocksDB locks its directory").to_string();
     assert!(error.contains(&dir.path().display().to_string()), "{error}");
 }
+
+#[test]
+fn within_a_batch_the_last_write_to_a_key_wins_whatever_the_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut batch = Batch::default();
+    batch.put(&store, Table::Balances, b"b", b"first");
+    batch.put(&store, Table::Balances, b"a", b"1");
+    batch.delete(&store, Table::Balances, b"b");
+    batch.put(&store, Table::Balances, b"c", b"x");
+    batch.delete(&store, Table::Balances, b"c");
+    batch.put(&store, Table::Balances, b"c", b"last");
+    store.write(batch, false).unwrap();
+    assert_eq!(store.get(Table::Balances, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(store.get(Table::Balances, b"b").unwrap(), None, "a delete after a put removes it");
+    assert_eq!(store.get(Table::Balances, b"c").unwrap().as_deref(), Some(&b"last"[..]), "a put after a delete keeps it");
+}
