@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use ledger::service::{JournalEntry, LedgerService};
 use ledger_core::{AssetSpec, Ledger, LedgerCommand, LedgerLimits, Outcome};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
-use storage::{Batch, Store, Table};
+use storage::{Batch, Durability, Store, Table};
 
 use crate::{micros, new_histogram};
 
@@ -208,7 +208,7 @@ fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
             record[16..32].copy_from_slice(&amount.to_le_bytes());
             batch.put(&store, Table::Transfers, &id.to_be_bytes(), &record);
         }
-        store.write(batch, true)?;
+        store.write(batch, Durability::Synced)?;
         latency.record_n(before.elapsed().as_nanos() as u64, chunk.len() as u64)?;
     }
     let seconds = started.elapsed().as_secs_f64();

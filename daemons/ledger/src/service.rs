@@ -16,7 +16,7 @@ use journal::{Journal, JournalError};
 use ledger_core::{Ledger, LedgerCommand, LedgerError, LedgerLimits, Outcome, TimestampMs};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use storage::{Batch, StorageError, Store};
+use storage::{Batch, Durability, StorageError, Store};
 
 use crate::schema::{self, SchemaError};
 
@@ -182,7 +182,7 @@ impl LedgerService {
         let mut batch = Batch::default();
         schema::write_changes(&self.store, &mut batch, &self.ledger, &changes, sequence);
         schema::write_peers(&self.store, &mut batch, &self.peers_applied);
-        self.store.write(batch, false)?;
+        self.store.write(batch, Durability::Journaled)?;
         self.journal_applied = sequence;
         Ok(())
     }

@@ -5,7 +5,7 @@ use ::ledger::schema;
 use ledger_core::*;
 use matching_core::{Command, EngineLimits, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
-use storage::{Batch, Store, Table};
+use storage::{Batch, Durability, Store, Table};
 
 const BTC: AssetId = 1;
 const USD: AssetId = 2;
@@ -91,7 +91,7 @@ fn flush(store: &Store, ledger: &mut Ledger, position: u64) {
     let changes = ledger.take_changes();
     let mut batch = Batch::default();
     schema::write_changes(store, &mut batch, ledger, &changes, position);
-    store.write(batch, false).unwrap();
+    store.write(batch, Durability::Journaled).unwrap();
 }
 
 #[test]
@@ -177,7 +177,7 @@ fn a_damaged_record_stops_loading_with_its_table_and_key() {
     run(&store, 1, 200, 0);
     let mut batch = Batch::default();
     batch.put(&store, Table::Balances, &[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2], &[0xff; 3]);
-    store.write(batch, false).unwrap();
+    store.write(batch, Durability::Journaled).unwrap();
     let error = schema::load(&store).expect_err("garbage must not load").to_string();
     assert!(error.contains("balances") && error.contains("000000000000000900000002"), "{error}");
     assert!(error.contains("backup"), "says what to do: {error}");

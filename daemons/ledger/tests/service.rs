@@ -213,3 +213,54 @@ fn journal_segments_are_removed_once_rocksdb_holds_them_and_restarts_still_agree
     assert!(matches!(error, ServiceError::DatabaseMissing { .. }), "{error}");
     assert!(error.to_string().contains("Restore the database directory"), "{error}");
 }
+
+/// The child half of the kill -9 test: run, report, wait to be killed.
+fn child_process(dir: &Path) -> ! {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut service = started(dir);
+    drive(&mut service, &mut rng, 1, 100);
+    let hash: String = service.ledger().state_hash().iter().map(|b| format!("{b:02x}")).collect();
+    println!("ACKED-THROUGH {} {hash}", service.journal_applied());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_killed_process_loses_nothing_it_acknowledged() {
+    const CHILD: &str = "MARIONETTE_LEDGER_CHILD_DIR";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        child_process(Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_killed_process_loses_nothing_it_acknowledged", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    loop {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "the child exited before acknowledging");
+        // libtest prints "test <name> ... " on the same line first.
+        if let Some(at) = line.find("ACKED-THROUGH ") {
+            line.drain(..at);
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor runs, RocksDB never flushes
+    child.wait().unwrap();
+    let mut words = line.split_whitespace().skip(1);
+    let applied: u64 = words.next().unwrap().parse().unwrap();
+    let hash = words.next().unwrap().to_string();
+    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert!(report.replayed > 0, "RocksDB writes without its own log, so the journal must replay the unflushed batches");
+    assert_eq!(report.store_applied + report.replayed as u64, applied);
+    let reopened: String = service.ledger().state_hash().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(reopened, hash, "the state after recovery is the acknowledged one");
+    service.ledger().check_invariants().unwrap();
+}

@@ -3,8 +3,11 @@
 //! that owns a schema encodes them.
 //!
 //! Every write goes through a [`Batch`], applied atomically. The ledger
-//! writes without sync because its journal is the write-ahead source of truth
-//! (it replays what RocksDB lost); `sync = true` is there for callers without one.
+//! writes with [`Durability::Journaled`]: RocksDB's own write-ahead log is
+//! off because the ledger's journal already is one, and start-up replays
+//! from it whatever RocksDB had not flushed. Flushes are atomic across the
+//! column families, so the files always hold the state after a whole number
+//! of batches. [`Durability::Synced`] is for callers without a journal.
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +96,16 @@ pub enum StorageError {
     Operation { operation: &'static str, source: rocksdb::Error },
 }
 
+/// What a write promises when it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// In RocksDB's log, fsync'd.
+    Synced,
+    /// In memory only until the next flush (automatic, at close, or
+    /// [`Store::flush`]); the caller's own journal must hold it until then.
+    Journaled,
+}
+
 /// A key and its value as stored.
 pub type Row = (Vec<u8>, Vec<u8>);
 /// A row as the iterator yields it.
@@ -148,6 +161,9 @@ impl Store {
         // Bounded background work and memory: the daemons share the host.
         options.increase_parallelism(2);
         options.set_max_open_files(1_024);
+        // Without RocksDB's log, a crash falls back to the last flush: it must
+        // cover every column family at the same batch.
+        options.set_atomic_flush(true);
         let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|source| StorageError::Open { path: path.into(), source })?;
         Ok(Store { db })
@@ -157,7 +173,7 @@ impl Store {
         self.db.cf_handle(table.name()).expect("every table is created at open")
     }
 
-    pub fn write(&self, mut batch: Batch, sync: bool) -> Result<(), StorageError> {
+    pub fn write(&self, mut batch: Batch, durability: Durability) -> Result<(), StorageError> {
         batch.writes.sort_by(|a, b| (a.table as u8, &a.key).cmp(&(b.table as u8, &b.key)));
         let mut rocks = WriteBatch::default();
         for write in &batch.writes {
@@ -167,7 +183,10 @@ impl Store {
             }
         }
         let mut options = WriteOptions::default();
-        options.set_sync(sync);
+        match durability {
+            Durability::Synced => options.set_sync(true),
+            Durability::Journaled => options.disable_wal(true),
+        }
         self.db.write_opt(rocks, &options).map_err(|source| StorageError::Operation { operation: "write", source })
     }
 
@@ -208,12 +227,13 @@ impl Store {
         self.db.iterator_cf(self.cf(table), IteratorMode::Start).map(|item| item.map_err(|source| StorageError::Operation { operation: "scan", source }))
     }
 
-    /// Makes everything written so far durable (used before journal segments are dropped).
+    /// Makes everything written so far durable, in one atomic flush of every
+    /// column family (before a journal drops what it held).
     pub fn flush(&self) -> Result<(), StorageError> {
-        for table in Table::ALL {
-            self.db.flush_cf(self.cf(table)).map_err(|source| StorageError::Operation { operation: "flush", source })?;
-        }
-        Ok(())
+        let families: Vec<_> = Table::ALL.iter().map(|&t| self.cf(t)).collect();
+        let mut options = rocksdb::FlushOptions::default();
+        options.set_wait(true);
+        self.db.flush_cfs_opt(&families, &options).map_err(|source| StorageError::Operation { operation: "flush", source })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Real RocksDB files in a temporary directory.
 
-use storage::{Batch, Store, Table};
+use storage::{Batch, Durability, Store, Table};
 
 #[test]
 fn batches_are_atomic_and_survive_reopening() {
@@ -11,10 +11,10 @@ fn batches_are_atomic_and_survive_reopening() {
         batch.put(&store, Table::Balances, b"user-1", b"100");
         batch.put(&store, Table::Transfers, b"t-1", b"leg");
         assert_eq!(batch.len(), 2);
-        store.write(batch, true).unwrap();
+        store.write(batch, Durability::Synced).unwrap();
         let mut batch = Batch::default();
         batch.delete(&store, Table::Balances, b"user-1");
-        store.write(batch, true).unwrap();
+        store.write(batch, Durability::Synced).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.get(Table::Balances, b"user-1").unwrap(), None);
@@ -32,7 +32,7 @@ fn prefix_scans_are_bounded_and_ordered_both_ways() {
         key.extend_from_slice(&id.to_be_bytes());
         batch.put(&store, Table::OrdersByUser, &key, b"");
     }
-    store.write(batch, false).unwrap();
+    store.write(batch, Durability::Journaled).unwrap();
     let ids = |rows: Vec<(Vec<u8>, Vec<u8>)>| rows.iter().map(|(k, _)| u64::from_be_bytes(k[8..16].try_into().unwrap())).collect::<Vec<_>>();
     let prefix = 1u64.to_be_bytes();
     assert_eq!(ids(store.scan_prefix(Table::OrdersByUser, &prefix, 10, false).unwrap()), vec![1, 2, 3, u64::MAX]);
@@ -61,7 +61,7 @@ fn within_a_batch_the_last_write_to_a_key_wins_whatever_the_key_order() {
     batch.put(&store, Table::Balances, b"c", b"x");
     batch.delete(&store, Table::Balances, b"c");
     batch.put(&store, Table::Balances, b"c", b"last");
-    store.write(batch, false).unwrap();
+    store.write(batch, Durability::Journaled).unwrap();
     assert_eq!(store.get(Table::Balances, b"a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(store.get(Table::Balances, b"b").unwrap(), None, "a delete after a put removes it");
     assert_eq!(store.get(Table::Balances, b"c").unwrap().as_deref(), Some(&b"last"[..]), "a put after a delete keeps it");
