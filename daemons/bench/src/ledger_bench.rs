@@ -177,7 +177,7 @@ fn measure_service(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
     let seconds = started.elapsed().as_secs_f64();
     Ok(Measured {
         name: "Marionette ledger service",
-        note: format!("in process, no socket: io_uring journal + fdatasync, then one unsynced RocksDB WriteBatch, per {} transfers", options.batch),
+        note: format!("in process, no socket: io_uring journal + fdatasync, then one RocksDB WriteBatch without its own log, per {} transfers", options.batch),
         transfers_per_second: transfers.len() as f64 / seconds,
         latency,
     })
