@@ -199,14 +199,14 @@ fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
             let LedgerCommand::Transfer { from, to, amount, .. } = *command else { unreachable!("only transfers are generated") };
             balances[from as usize] -= amount;
             balances[to as usize] += amount;
-            batch.put(&store, Table::Balances, &from.to_be_bytes(), &balances[from as usize].to_le_bytes());
-            batch.put(&store, Table::Balances, &to.to_be_bytes(), &balances[to as usize].to_le_bytes());
+            batch.put(Table::Balances, &from.to_be_bytes(), &balances[from as usize].to_le_bytes());
+            batch.put(Table::Balances, &to.to_be_bytes(), &balances[to as usize].to_le_bytes());
             let id = (index * options.batch + offset) as u64;
             let mut record = [0u8; 40];
             record[..8].copy_from_slice(&from.to_le_bytes());
             record[8..16].copy_from_slice(&to.to_le_bytes());
             record[16..32].copy_from_slice(&amount.to_le_bytes());
-            batch.put(&store, Table::Transfers, &id.to_be_bytes(), &record);
+            batch.put(Table::Transfers, &id.to_be_bytes(), &record);
         }
         store.write(batch, Durability::Synced)?;
         latency.record_n(before.elapsed().as_nanos() as u64, chunk.len() as u64)?;

@@ -58,71 +58,71 @@ fn balance_key(user: UserId, asset: AssetId) -> [u8; 12] {
 
 /// Adds to `batch` everything `changes` says moved, read from `ledger` after
 /// the commands were applied, and the journal position they bring the store to.
-pub fn write_changes(store: &Store, batch: &mut Batch, ledger: &Ledger, changes: &Changes, journal_applied: u64) {
+pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, journal_applied: u64) {
     for asset in &changes.assets {
-        batch.put(store, Table::Assets, &asset.id.to_be_bytes(), &encode(asset));
+        batch.put(Table::Assets, &asset.id.to_be_bytes(), &encode(asset));
     }
     for market in &changes.markets {
-        batch.put(store, Table::Markets, &market.id().to_be_bytes(), &encode(market));
+        batch.put(Table::Markets, &market.id().to_be_bytes(), &encode(market));
     }
     for &(user, asset) in &changes.balances {
         let balance = ledger.balance(user, asset);
         let key = balance_key(user, asset);
         // An empty balance is the default: storing it would make the store differ from the state.
         if balance == Balance::default() {
-            batch.delete(store, Table::Balances, &key);
+            batch.delete(Table::Balances, &key);
         } else {
-            batch.put(store, Table::Balances, &key, &encode(&balance));
+            batch.put(Table::Balances, &key, &encode(&balance));
         }
     }
     for &asset in &changes.system {
-        batch.put(store, Table::SystemAccounts, &asset.to_be_bytes(), &encode(&ledger.system_balances(asset)));
+        batch.put(Table::SystemAccounts, &asset.to_be_bytes(), &encode(&ledger.system_balances(asset)));
     }
     for transfer in &changes.transfers {
-        batch.put(store, Table::Transfers, &transfer.id.to_be_bytes(), &encode(transfer));
+        batch.put(Table::Transfers, &transfer.id.to_be_bytes(), &encode(transfer));
         let users = [transfer.debit.user(), transfer.credit.user()];
         for user in users.iter().flatten() {
-            batch.put(store, Table::TransfersByUser, &key2(*user, transfer.id), &[]);
+            batch.put(Table::TransfersByUser, &key2(*user, transfer.id), &[]);
         }
     }
     for trade in &changes.trades {
-        batch.put(store, Table::Trades, &trade.id.to_be_bytes(), &encode(trade));
-        batch.put(store, Table::TradesByMarket, &key2(trade.fill.market as u64, trade.id), &[]);
-        batch.put(store, Table::TradesByUser, &key2(trade.fill.maker_user, trade.id), &[]);
-        batch.put(store, Table::TradesByUser, &key2(trade.fill.taker_user, trade.id), &[]);
+        batch.put(Table::Trades, &trade.id.to_be_bytes(), &encode(trade));
+        batch.put(Table::TradesByMarket, &key2(trade.fill.market as u64, trade.id), &[]);
+        batch.put(Table::TradesByUser, &key2(trade.fill.maker_user, trade.id), &[]);
+        batch.put(Table::TradesByUser, &key2(trade.fill.taker_user, trade.id), &[]);
     }
     for &order_id in &changes.orders {
         // An order that opened and closed in the same batch is only in closed_orders.
         if let Some(record) = ledger.order(order_id) {
-            write_order(store, batch, record);
-            batch.put(store, Table::OpenOrders, &order_id.to_be_bytes(), &[]);
+            write_order(batch, record);
+            batch.put(Table::OpenOrders, &order_id.to_be_bytes(), &[]);
         }
     }
     for record in &changes.closed_orders {
-        write_order(store, batch, record);
-        batch.delete(store, Table::OpenOrders, &record.order.order_id.to_be_bytes());
+        write_order(batch, record);
+        batch.delete(Table::OpenOrders, &record.order.order_id.to_be_bytes());
     }
     for withdrawal in &changes.withdrawals {
         let id = withdrawal.id.to_be_bytes();
-        batch.put(store, Table::Withdrawals, &id, &encode(withdrawal));
-        batch.put(store, Table::WithdrawalsByUser, &key2(withdrawal.user, withdrawal.id), &[]);
+        batch.put(Table::Withdrawals, &id, &encode(withdrawal));
+        batch.put(Table::WithdrawalsByUser, &key2(withdrawal.user, withdrawal.id), &[]);
         if withdrawal.status == WithdrawalStatus::Pending {
-            batch.put(store, Table::PendingWithdrawals, &id, &[]);
+            batch.put(Table::PendingWithdrawals, &id, &[]);
         } else {
-            batch.delete(store, Table::PendingWithdrawals, &id);
+            batch.delete(Table::PendingWithdrawals, &id);
         }
     }
     for (digest, entry) in &changes.idempotency {
-        batch.put(store, Table::Idempotency, digest, &encode(entry));
+        batch.put(Table::Idempotency, digest, &encode(entry));
     }
-    batch.put(store, Table::Meta, META_COUNTERS, &encode(&ledger.counters()));
-    batch.put(store, Table::Meta, META_JOURNAL_APPLIED, &journal_applied.to_be_bytes());
-    batch.put(store, Table::Meta, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes());
+    batch.put(Table::Meta, META_COUNTERS, &encode(&ledger.counters()));
+    batch.put(Table::Meta, META_JOURNAL_APPLIED, &journal_applied.to_be_bytes());
+    batch.put(Table::Meta, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes());
 }
 
-fn write_order(store: &Store, batch: &mut Batch, record: &OrderRecord) {
-    batch.put(store, Table::Orders, &record.order.order_id.to_be_bytes(), &encode(record));
-    batch.put(store, Table::OrdersByUser, &key2(record.order.user, record.order.order_id), &[]);
+fn write_order(batch: &mut Batch, record: &OrderRecord) {
+    batch.put(Table::Orders, &record.order.order_id.to_be_bytes(), &encode(record));
+    batch.put(Table::OrdersByUser, &key2(record.order.user, record.order.order_id), &[]);
 }
 
 /// The stored state and the journal position it includes, or None for a new database.
@@ -241,9 +241,9 @@ fn peer_key(peer: u32) -> [u8; 9] {
 }
 
 /// Records each peer's last applied command sequence (in the batch that applied it).
-pub fn write_peers(store: &Store, batch: &mut Batch, peers: &rustc_hash::FxHashMap<u32, u64>) {
+pub fn write_peers(batch: &mut Batch, peers: &rustc_hash::FxHashMap<u32, u64>) {
     for (&peer, &applied) in peers {
-        batch.put(store, Table::Meta, &peer_key(peer), &applied.to_be_bytes());
+        batch.put(Table::Meta, &peer_key(peer), &applied.to_be_bytes());
     }
 }
 

@@ -3,12 +3,12 @@
 //! One batch of commands at a time: the batch is submitted to the journal
 //! (write linked to fdatasync), applied to the core while the disk works,
 //! and once the journal says durable, everything it changed is written to
-//! RocksDB in one unsynced WriteBatch together with the journal position and
-//! each peer's last applied sequence. Only then are the outcomes returned to
-//! be acknowledged. A crash loses at most RocksDB's unsynced tail, and
-//! start-up replays the journal from the position RocksDB holds. RocksDB is
-//! never written ahead of the journal, so it is always the state after a
-//! prefix of the journal.
+//! RocksDB in one WriteBatch, without RocksDB's own log, together with the
+//! journal position and each peer's last applied sequence. Only then are the
+//! outcomes returned to be acknowledged. A crash loses what RocksDB had not
+//! flushed, and start-up replays the journal from the position RocksDB's
+//! files hold. RocksDB is never written ahead of the journal, so it is always
+//! the state after a prefix of the journal.
 
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,7 @@ pub enum ServiceError {
     UndecodableRecord { sequence: u64, detail: String },
     #[error("RocksDB holds the state through journal sequence {store_applied} but the journal does not reach it ({detail}): the journal directory is not the one this database was written with. Point it back at that one, or restore both from the same backup")]
     StoreAheadOfJournal { store_applied: u64, detail: String },
-    #[error("the journal directory {dir} has no segments but RocksDB holds the state through journal sequence {store_applied}; acknowledged commands RocksDB had not synced would be lost. Restore the journal directory (or both directories from the same backup)")]
+    #[error("the journal directory {dir} has no segments but RocksDB holds the state through journal sequence {store_applied}; acknowledged commands RocksDB had not flushed would be lost. Restore the journal directory (or both directories from the same backup)")]
     JournalMissing { dir: PathBuf, store_applied: u64 },
     #[error("the ledger database is missing or empty but the journal no longer starts at its beginning ({detail}): the older records were removed once RocksDB held them durably. Restore the database directory from a backup")]
     DatabaseMissing { detail: String },
@@ -130,6 +130,8 @@ impl LedgerService {
     /// Makes `entries` durable, applies them in order and returns each one's
     /// outcome. Entries a peer already had applied (a resend after a
     /// reconnect) must be filtered out by the caller with [`Self::peer_applied`].
+    /// After an `Err` the in-memory state may hold commands that are not
+    /// durable: the caller must stop and let start-up recover from the files.
     pub fn execute(&mut self, entries: &[JournalEntry]) -> Result<Vec<Result<Outcome, LedgerError>>, ServiceError> {
         if entries.is_empty() {
             return Ok(Vec::new());
@@ -180,8 +182,8 @@ impl LedgerService {
         self.check(sequence)?;
         let changes = self.ledger.take_changes();
         let mut batch = Batch::default();
-        schema::write_changes(&self.store, &mut batch, &self.ledger, &changes, sequence);
-        schema::write_peers(&self.store, &mut batch, &self.peers_applied);
+        schema::write_changes(&mut batch, &self.ledger, &changes, sequence);
+        schema::write_peers(&mut batch, &self.peers_applied);
         self.store.write(batch, Durability::Journaled)?;
         self.journal_applied = sequence;
         Ok(())

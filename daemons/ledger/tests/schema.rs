@@ -90,7 +90,7 @@ fn run(store: &Store, seed: u64, commands: usize, journal_start: u64) -> Ledger 
 fn flush(store: &Store, ledger: &mut Ledger, position: u64) {
     let changes = ledger.take_changes();
     let mut batch = Batch::default();
-    schema::write_changes(store, &mut batch, ledger, &changes, position);
+    schema::write_changes(&mut batch, ledger, &changes, position);
     store.write(batch, Durability::Journaled).unwrap();
 }
 
@@ -176,7 +176,7 @@ fn a_damaged_record_stops_loading_with_its_table_and_key() {
     let store = Store::open(dir.path()).unwrap();
     run(&store, 1, 200, 0);
     let mut batch = Batch::default();
-    batch.put(&store, Table::Balances, &[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2], &[0xff; 3]);
+    batch.put(Table::Balances, &[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2], &[0xff; 3]);
     store.write(batch, Durability::Journaled).unwrap();
     let error = schema::load(&store).expect_err("garbage must not load").to_string();
     assert!(error.contains("balances") && error.contains("000000000000000900000002"), "{error}");

@@ -135,12 +135,11 @@ struct Write {
 }
 
 impl Batch {
-    /// The store argument ties a batch to the store that will write it.
-    pub fn put(&mut self, _store: &Store, table: Table, key: &[u8], value: &[u8]) {
+    pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
         self.writes.push(Write { table, key: key.to_vec(), value: Some(value.to_vec()) });
     }
 
-    pub fn delete(&mut self, _store: &Store, table: Table, key: &[u8]) {
+    pub fn delete(&mut self, table: Table, key: &[u8]) {
         self.writes.push(Write { table, key: key.to_vec(), value: None });
     }
 

@@ -8,12 +8,12 @@ fn batches_are_atomic_and_survive_reopening() {
     {
         let store = Store::open(dir.path()).unwrap();
         let mut batch = Batch::default();
-        batch.put(&store, Table::Balances, b"user-1", b"100");
-        batch.put(&store, Table::Transfers, b"t-1", b"leg");
+        batch.put(Table::Balances, b"user-1", b"100");
+        batch.put(Table::Transfers, b"t-1", b"leg");
         assert_eq!(batch.len(), 2);
         store.write(batch, Durability::Synced).unwrap();
         let mut batch = Batch::default();
-        batch.delete(&store, Table::Balances, b"user-1");
+        batch.delete(Table::Balances, b"user-1");
         store.write(batch, Durability::Synced).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
@@ -30,7 +30,7 @@ fn prefix_scans_are_bounded_and_ordered_both_ways() {
     for (user, id) in [(1u64, 1u64), (1, 2), (1, 3), (2, 1), (0, 9), (1, u64::MAX)] {
         let mut key = user.to_be_bytes().to_vec();
         key.extend_from_slice(&id.to_be_bytes());
-        batch.put(&store, Table::OrdersByUser, &key, b"");
+        batch.put(Table::OrdersByUser, &key, b"");
     }
     store.write(batch, Durability::Journaled).unwrap();
     let ids = |rows: Vec<(Vec<u8>, Vec<u8>)>| rows.iter().map(|(k, _)| u64::from_be_bytes(k[8..16].try_into().unwrap())).collect::<Vec<_>>();
@@ -55,12 +55,12 @@ fn within_a_batch_the_last_write_to_a_key_wins_whatever_the_key_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut batch = Batch::default();
-    batch.put(&store, Table::Balances, b"b", b"first");
-    batch.put(&store, Table::Balances, b"a", b"1");
-    batch.delete(&store, Table::Balances, b"b");
-    batch.put(&store, Table::Balances, b"c", b"x");
-    batch.delete(&store, Table::Balances, b"c");
-    batch.put(&store, Table::Balances, b"c", b"last");
+    batch.put(Table::Balances, b"b", b"first");
+    batch.put(Table::Balances, b"a", b"1");
+    batch.delete(Table::Balances, b"b");
+    batch.put(Table::Balances, b"c", b"x");
+    batch.delete(Table::Balances, b"c");
+    batch.put(Table::Balances, b"c", b"last");
     store.write(batch, Durability::Journaled).unwrap();
     assert_eq!(store.get(Table::Balances, b"a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(store.get(Table::Balances, b"b").unwrap(), None, "a delete after a put removes it");
