@@ -127,7 +127,7 @@ fn the_journal_replays_what_rocksdb_lost() {
 }
 
 #[test]
-fn a_database_ahead_of_its_journal_refuses_to_start() {
+fn a_database_without_its_journal_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = SmallRng::seed_from_u64(3);
     {
