@@ -69,7 +69,7 @@ pub fn measure(workload: &Workload) -> anyhow::Result<Measured> {
     // The pre-fill, not measured.
     let prefill = workload.prefill.len() as u64;
     for (i, command) in workload.prefill.iter().enumerate() {
-        sender.queue(i as u64 + 1, command);
+        sender.queue_command(i as u64 + 1, command);
     }
     sender.flush()?;
     for _ in 0..prefill {
@@ -108,7 +108,7 @@ pub fn measure(workload: &Workload) -> anyhow::Result<Measured> {
         let now = started.elapsed().as_nanos() as u64;
         for i in next..chunk_end {
             sent_at[i as usize].store(now, Ordering::Relaxed);
-            sender.queue(prefill + i + 1, &workload.commands[i as usize]);
+            sender.queue_command(prefill + i + 1, &workload.commands[i as usize]);
         }
         sender.flush()?;
         next = chunk_end;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use matching_core::{BookLimits, EngineLimits};
 use serde::Deserialize;
 
+pub use link::Address;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MatchingConfig {
@@ -130,31 +132,6 @@ pub enum ConfigError {
     Parse { path: PathBuf, source: toml::de::Error },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
-}
-
-/// Where a daemon listens or a client connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
-impl Address {
-    pub fn parse(text: &str) -> Result<Address, String> {
-        if let Some(path) = text.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path".into());
-            }
-            Ok(Address::Unix(path.into()))
-        } else if let Some(host_port) = text.strip_prefix("tcp:") {
-            if !host_port.contains(':') {
-                return Err("tcp: needs host:port".into());
-            }
-            Ok(Address::Tcp(host_port.into()))
-        } else {
-            Err(format!("{text:?} must start with unix: or tcp:"))
-        }
-    }
 }
 
 impl MatchingConfig {

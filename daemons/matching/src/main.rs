@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use matching::config::{Address, MatchingConfig};
 use matching::metrics::{self, Metrics};
-use matching::net::Listener;
+use link::Listener;
 use matching::server;
 use matching::service::{EngineService, Inbound};
 use signal_hook::consts::{SIGINT, SIGTERM};

@@ -1,10 +1,8 @@
 //! Prometheus metrics, served as text on `listen.metrics_address`.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use matching_core::Event;
 use prometheus_client::encoding::text::encode;
@@ -80,32 +78,7 @@ impl Default for Metrics {
     }
 }
 
-/// Serves `GET /metrics` and `GET /healthz`, one request at a time: scrapes are
-/// rare and small, and one thread bounds what a misbehaving client can take.
+/// Serves `GET /metrics` and `GET /healthz` on `listener`, forever.
 pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-        let mut request = [0u8; 4096];
-        let mut filled = 0;
-        while filled < request.len() {
-            match stream.read(&mut request[filled..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => filled += n,
-            }
-            if request[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        let head = String::from_utf8_lossy(&request[..filled]);
-        let (status, content_type, body) = if head.starts_with("GET /metrics ") {
-            ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.render())
-        } else if head.starts_with("GET /healthz ") {
-            ("200 OK", "text/plain", "ok\n".to_string())
-        } else {
-            ("404 Not Found", "text/plain", "try GET /metrics\n".to_string())
-        };
-        let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    }
+    link::http::serve(listener, || metrics.render());
 }

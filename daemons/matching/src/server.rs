@@ -1,116 +1,87 @@
 //! Peer connections: a reader and a writer thread each, at most
-//! `connections_max` of them. The reader decodes frames and hands commands to
-//! the engine thread; the writer sends what the engine publishes.
+//! `connections_max` of them (see `link::serve`). The reader decodes frames
+//! and hands commands to the engine thread; the writer sends what the engine
+//! publishes.
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::io::Write;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 
+use link::{ConnectionId, ConnectionLimit, FrameReader, Listener, ReadError, Stream};
 use wire::{Message, ProtocolErrorCode};
 
 use crate::config::MatchingConfig;
 use crate::metrics::Metrics;
-use crate::net::{Listener, Stream};
-use crate::service::{ConnectionId, Inbound, Outgoing};
+use crate::service::{Inbound, Outgoing};
 
 pub fn accept_loop(listener: Listener, config: MatchingConfig, inbox: SyncSender<Inbound>, metrics: Arc<Metrics>) {
-    let open = Arc::new(AtomicUsize::new(0));
-    let next_id = AtomicU64::new(1);
-    loop {
-        let mut stream = match listener.accept() {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                continue;
-            }
-        };
-        if open.load(Ordering::Acquire) >= config.listen.connections_max {
-            tracing::warn!(limit = config.listen.connections_max, "connection refused: at listen.connections_max");
-            let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::TooManyConnections, "the server is at its connection limit"));
-            continue;
-        }
-        open.fetch_add(1, Ordering::AcqRel);
-        metrics.connections.set(open.load(Ordering::Acquire) as i64);
-        let connection = next_id.fetch_add(1, Ordering::Relaxed);
-        let (config, inbox, open, metrics) = (config.clone(), inbox.clone(), open.clone(), metrics.clone());
-        std::thread::Builder::new()
-            .name(format!("peer-{connection}"))
-            .spawn(move || {
-                serve_connection(connection, stream, &config, &inbox);
-                open.fetch_sub(1, Ordering::AcqRel);
-                metrics.connections.set(open.load(Ordering::Acquire) as i64);
-            })
-            .expect("spawning a connection thread");
-    }
+    let limit = ConnectionLimit {
+        connections_max: config.listen.connections_max,
+        on_change: Arc::new(move |open| {
+            metrics.connections.set(open as i64);
+        }),
+    };
+    link::serve(listener, limit, move |connection, stream| serve_connection(connection, stream, &config, &inbox));
 }
 
 fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &MatchingConfig, inbox: &SyncSender<Inbound>) {
-    let frame_bytes_max = config.listen.frame_bytes_max;
-    let mut buffer = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut reader = FrameReader::new(config.listen.frame_bytes_max);
     let mut peer = None;
-    'read: loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+    loop {
+        let frame = match reader.next(&mut stream) {
+            Ok(frame) => frame,
+            Err(ReadError::Closed | ReadError::Io(_)) => break,
+            Err(ReadError::Wire(error)) => {
+                tracing::warn!(connection, %error, "undecodable frame; closing the connection");
+                let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::MalformedFrame, error.to_string()));
+                break;
+            }
         };
-        buffer.extend_from_slice(&chunk[..n]);
-        let mut used = 0;
-        loop {
-            let frame = match wire::decode_frame(&buffer[used..], frame_bytes_max) {
-                Ok(Some((frame, size))) => {
-                    used += size;
-                    frame
+        match (frame.message, peer) {
+            (Message::Hello { peer: id, role, outputs_applied, subscribe }, None) => {
+                tracing::info!(connection, peer = id, ?role, outputs_applied, "peer connected");
+                let (outbox, outgoing) = mpsc::sync_channel::<Outgoing>(config.listen.peer_queue_batches_max);
+                let Ok(writer_stream) = stream.try_clone() else {
+                    break;
+                };
+                if spawn_writer(connection, writer_stream, outgoing).is_err() {
+                    break;
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(connection, %error, "undecodable frame; closing the connection");
-                    let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::MalformedFrame, error.to_string()));
-                    break 'read;
+                if inbox.send(Inbound::Connect { connection, peer: id, outputs_applied, subscribe, outbox }).is_err() {
+                    break;
                 }
-            };
-            match (frame.message, peer) {
-                (Message::Hello { peer: id, role, outputs_applied, subscribe }, None) => {
-                    tracing::info!(connection, peer = id, ?role, outputs_applied, "peer connected");
-                    let (outbox, outgoing) = mpsc::sync_channel::<Outgoing>(config.listen.peer_queue_batches_max);
-                    let Ok(writer_stream) = stream.try_clone() else { break 'read };
-                    std::thread::Builder::new()
-                        .name(format!("peer-{connection}-writer"))
-                        .spawn(move || {
-                            let mut writer_stream = writer_stream;
-                            for bytes in outgoing {
-                                if writer_stream.write_all(&bytes).is_err() {
-                                    break;
-                                }
-                            }
-                            // The engine dropped us (or we failed): unblock the reader too.
-                            writer_stream.shutdown();
-                        })
-                        .expect("spawning a writer thread");
-                    if inbox.send(Inbound::Connect { connection, peer: id, outputs_applied, subscribe, outbox }).is_err() {
-                        break 'read;
-                    }
-                    peer = Some(id);
-                }
-                (Message::Command(command), Some(id)) => {
-                    if inbox.send(Inbound::Command { connection, peer: id, sequence: frame.sequence, command }).is_err() {
-                        break 'read;
-                    }
-                }
-                (Message::Heartbeat, _) => {}
-                (_, None) => {
-                    let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::HelloExpected, "send Hello first"));
-                    break 'read;
-                }
-                (other, Some(_)) => {
-                    tracing::warn!(connection, message = ?other, "unexpected message from a peer; ignoring it");
+                peer = Some(id);
+            }
+            (Message::Command(command), Some(id)) => {
+                if inbox.send(Inbound::Command { connection, peer: id, sequence: frame.sequence, command }).is_err() {
+                    break;
                 }
             }
+            (Message::Heartbeat, _) => {}
+            (_, None) => {
+                let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::HelloExpected, "send Hello first"));
+                break;
+            }
+            (other, Some(_)) => {
+                tracing::warn!(connection, message = ?other, "unexpected message from a peer; ignoring it");
+            }
         }
-        buffer.drain(..used);
     }
     stream.shutdown();
     let _ = inbox.send(Inbound::Disconnect { connection });
+}
+
+/// Sends what the engine publishes for this connection until the engine drops it.
+/// An error (out of threads) means the caller must close the connection.
+pub fn spawn_writer(connection: ConnectionId, mut stream: Stream, outgoing: mpsc::Receiver<Outgoing>) -> std::io::Result<()> {
+    std::thread::Builder::new().name(format!("peer-{connection}-writer")).spawn(move || {
+        for bytes in outgoing {
+            if stream.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        // The engine dropped us (or we failed): unblock the reader too.
+        stream.shutdown();
+    })?;
+    Ok(())
 }

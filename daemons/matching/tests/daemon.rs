@@ -154,9 +154,9 @@ fn acknowledged_orders_survive_kill_9_exactly_once() {
     let daemon = Daemon::start(dir.path(), "");
     let (mut client, welcome) = daemon.client(1, 0);
     assert_eq!(welcome, Welcome { commands_applied: 0, outputs_last: 0 });
-    client.send(1, &market()).unwrap();
-    client.send(2, &limit(10, 100, Side::Sell, 50, 4)).unwrap();
-    client.send(3, &limit(11, 200, Side::Buy, 55, 3)).unwrap();
+    client.send_command(1, &market()).unwrap();
+    client.send_command(2, &limit(10, 100, Side::Sell, 50, 4)).unwrap();
+    client.send_command(3, &limit(11, 200, Side::Buy, 55, 3)).unwrap();
     assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
     assert_eq!(next_output(&mut client).0, 2);
     let (sequence, peer_sequence, events) = next_output(&mut client);
@@ -174,14 +174,14 @@ fn acknowledged_orders_survive_kill_9_exactly_once() {
     assert_eq!(welcome, Welcome { commands_applied: 3, outputs_last: 3 });
     assert_eq!(next_output(&mut client), (3, 3, events));
     // Resending an applied command changes nothing; the next new one is output 4.
-    client.send(3, &limit(11, 200, Side::Buy, 55, 3)).unwrap();
-    client.send(4, &Command::Cancel { market: 1, order_id: 10, user: 100 }).unwrap();
+    client.send_command(3, &limit(11, 200, Side::Buy, 55, 3)).unwrap();
+    client.send_command(4, &Command::Cancel { market: 1, order_id: 10, user: 100 }).unwrap();
     let (sequence, peer_sequence, events) = next_output(&mut client);
     assert_eq!((sequence, peer_sequence), (4, 4));
     assert_eq!(events, vec![Event::Cancelled { market: 1, order_id: 10, user: 100, side: Side::Sell, remaining: 1, reason: CancelReason::User }]);
     assert!(daemon.metrics().contains("marionette_matching_duplicate_commands_total 1"));
     // A gap is refused with a code.
-    client.send(6, &Command::Cancel { market: 1, order_id: 11, user: 200 }).unwrap();
+    client.send_command(6, &Command::Cancel { market: 1, order_id: 11, user: 200 }).unwrap();
     let error = client.recv().unwrap_err().to_string();
     assert!(error.contains("skipped ahead"), "{error}");
     daemon.stop();
@@ -193,7 +193,7 @@ fn a_closed_log_pipe_does_not_stop_the_daemon_from_serving_or_stopping() {
     let mut daemon = Daemon::start(dir.path(), "");
     drop(daemon.child.stderr.take()); // the log reader goes away
     let (mut client, _) = daemon.client(1, 0); // logs "peer connected" into the closed pipe
-    client.send(1, &market()).unwrap();
+    client.send_command(1, &market()).unwrap();
     assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
     daemon.stop(); // logs "stopping" into the closed pipe, and must still exit cleanly
 }
@@ -205,7 +205,7 @@ fn tcp_transport_and_a_pinned_engine_thread() {
     let cpu = std::thread::available_parallelism().unwrap().get() - 1;
     let daemon = Daemon::start(dir.path(), &format!("address = \"tcp:127.0.0.1:{port}\"||||cpu = {cpu}\nidle = \"yield\""));
     let (mut client, _) = MatchingClient::connect(&Address::Tcp(format!("127.0.0.1:{port}")), 1, Role::Test, 0, true).unwrap();
-    client.send(1, &market()).unwrap();
+    client.send_command(1, &market()).unwrap();
     assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
     // The engine thread, and only it, is pinned to the configured CPU.
     let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.child.id())).unwrap();
@@ -267,7 +267,7 @@ fn snapshot_plus_journal_replay_reaches_the_same_state_hash() {
     // Rounds of 50, each answered before the next, so that there are many group commits.
     for (round, chunk) in commands.chunks(50).enumerate() {
         for (i, command) in chunk.iter().enumerate() {
-            client.queue((round * 50 + i) as u64 + 1, command);
+            client.queue_command((round * 50 + i) as u64 + 1, command);
         }
         client.flush().unwrap();
         for (i, command) in chunk.iter().enumerate() {
@@ -321,7 +321,7 @@ fn torn_tail_is_truncated_and_corruption_stops_start_up() {
     let (mut client, _) = daemon.client(1, 0);
     let commands = stream(10);
     for (i, command) in commands.iter().enumerate() {
-        client.send(i as u64 + 1, command).unwrap();
+        client.send_command(i as u64 + 1, command).unwrap();
     }
     for _ in &commands {
         next_output(&mut client);
@@ -379,7 +379,7 @@ fn bad_input_gets_a_coded_error_and_the_daemon_stays_up() {
     drop(first);
     daemon.wait_for_metric("marionette_matching_connections 1");
     let (mut client, _) = daemon.client(4, 0);
-    client.send(1, &market()).unwrap();
+    client.send_command(1, &market()).unwrap();
     assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }], "still serving after all that");
     daemon.stop();
 }

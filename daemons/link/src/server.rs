@@ -1,0 +1,56 @@
+//! The accept loop every daemon runs: one thread per connection, at most
+//! `connections_max` at once; a connection over the limit is told why and closed.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use wire::ProtocolErrorCode;
+
+use crate::net::{Listener, Stream};
+
+pub type ConnectionId = u64;
+
+/// How many connections may be open, and where to report the count.
+#[derive(Clone)]
+pub struct ConnectionLimit {
+    pub connections_max: usize,
+    /// Called with the number of open connections whenever it changes.
+    pub on_change: Arc<dyn Fn(usize) + Send + Sync>,
+}
+
+/// Accepts forever, running `handle` for each connection on its own thread.
+pub fn serve<H>(listener: Listener, limit: ConnectionLimit, handle: H)
+where
+    H: Fn(ConnectionId, Stream) + Send + Sync + 'static,
+{
+    let handle = Arc::new(handle);
+    let open = Arc::new(AtomicUsize::new(0));
+    let next_id = AtomicU64::new(1);
+    loop {
+        let mut stream = match listener.accept() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+        };
+        if open.load(Ordering::Acquire) >= limit.connections_max {
+            tracing::warn!(limit = limit.connections_max, "connection refused: at listen.connections_max");
+            let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::TooManyConnections, "the server is at its connection limit"));
+            continue;
+        }
+        (limit.on_change)(open.fetch_add(1, Ordering::AcqRel) + 1);
+        let connection = next_id.fetch_add(1, Ordering::Relaxed);
+        let (handle, open, limit) = (handle.clone(), open.clone(), limit.clone());
+        let spawned = std::thread::Builder::new().name(format!("peer-{connection}")).spawn(move || {
+            handle(connection, stream);
+            (limit.on_change)(open.fetch_sub(1, Ordering::AcqRel) - 1);
+        });
+        if let Err(error) = spawned {
+            // Out of threads: the connection was dropped with the closure; keep serving the others.
+            tracing::error!(%error, "cannot start a connection thread; the connection was closed");
+        }
+    }
+}
