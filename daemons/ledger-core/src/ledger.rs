@@ -176,14 +176,14 @@ fn digest(parts: &[&[u8]]) -> Digest {
 
 fn check_key(key: &str) -> Result<(), LedgerError> {
     if key.is_empty() || key.len() > KEY_BYTES_MAX {
-        return Err(LedgerError::BadInput("an idempotency key or reference must be 1 to 128 bytes"));
+        return Err(LedgerError::BadInput("an idempotency key or reference must be 1 to 128 bytes".into()));
     }
     Ok(())
 }
 
 fn check_amount(amount: Amount) -> Result<(), LedgerError> {
     if amount <= 0 {
-        return Err(LedgerError::BadInput("amount must be positive"));
+        return Err(LedgerError::BadInput("amount must be positive".into()));
     }
     Ok(())
 }
@@ -285,16 +285,16 @@ impl Ledger {
             && spec.symbol.len() <= SYMBOL_BYTES_MAX
             && spec.symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if !symbol_ok {
-            return Err(LedgerError::BadInput("an asset symbol is 1 to 16 characters A-Z and 0-9"));
+            return Err(LedgerError::BadInput("an asset symbol is 1 to 16 characters A-Z and 0-9".into()));
         }
         if spec.scale > SCALE_MAX {
-            return Err(LedgerError::BadInput("an asset's scale is 0 to 18"));
+            return Err(LedgerError::BadInput("an asset's scale is 0 to 18".into()));
         }
         if self.assets.contains_key(&spec.id) || self.assets.values().any(|a| a.symbol == spec.symbol) {
             return Err(LedgerError::AssetExists(spec.id));
         }
         if self.assets.len() >= self.limits.assets_max as usize {
-            return Err(LedgerError::LimitReached("assets_max"));
+            return Err(LedgerError::LimitReached("assets_max".into()));
         }
         self.assets.insert(spec.id, spec.clone());
         self.changes.assets.push(spec.clone());
@@ -308,16 +308,16 @@ impl Ledger {
             }
         }
         if market.base == market.quote {
-            return Err(LedgerError::BadInput("a market's base and quote differ"));
+            return Err(LedgerError::BadInput("a market's base and quote differ".into()));
         }
         if market.base_units_per_lot == 0 || market.spec.validate().is_err() {
-            return Err(LedgerError::BadInput("the market's tick, lot, fee rates or bounds are out of range"));
+            return Err(LedgerError::BadInput("the market's tick, lot, fee rates or bounds are out of range".into()));
         }
         if self.markets.contains_key(&market.id()) {
             return Err(LedgerError::MarketExists(market.id()));
         }
         if market.id() >= self.limits.markets_max {
-            return Err(LedgerError::LimitReached("markets_max"));
+            return Err(LedgerError::LimitReached("markets_max".into()));
         }
         self.markets.insert(market.id(), *market);
         self.changes.markets.push(*market);
@@ -425,7 +425,7 @@ impl Ledger {
         self.known_asset(asset)?;
         check_amount(amount)?;
         if from == to {
-            return Err(LedgerError::BadInput("a transfer needs two different users"));
+            return Err(LedgerError::BadInput("a transfer needs two different users".into()));
         }
         self.require_available(from, asset, amount)?;
         let id = self.post(Account::Available(from, asset), Account::Available(to, asset), amount, TransferKind::Transfer, key.to_string(), at_ms);
@@ -443,10 +443,10 @@ impl Ledger {
         self.known_asset(asset)?;
         check_amount(amount)?;
         if destination.is_empty() || destination.len() > DESTINATION_BYTES_MAX {
-            return Err(LedgerError::BadInput("a destination is 1 to 256 bytes"));
+            return Err(LedgerError::BadInput("a destination is 1 to 256 bytes".into()));
         }
         if self.withdrawals.len() >= self.limits.pending_withdrawals_max as usize {
-            return Err(LedgerError::LimitReached("pending_withdrawals_max"));
+            return Err(LedgerError::LimitReached("pending_withdrawals_max".into()));
         }
         self.require_available(user, asset, amount)?;
         let id = self.counters.next_withdrawal;
@@ -491,7 +491,7 @@ impl Ledger {
         };
         let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
         if request.kind == OrderKind::Market && request.side == Side::Buy && request.price.is_none() {
-            return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold"));
+            return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold".into()));
         }
         let order_id = self.counters.next_order;
         let order = NewOrder {
@@ -507,13 +507,13 @@ impl Ledger {
             self_trade: request.self_trade,
         };
         // The same checks matching applies, so that a hold is never taken for an order it would refuse outright.
-        matching_core::rules::check_new_order(&market.spec, &order).map_err(|code| LedgerError::BadInput(reject_text(code)))?;
+        matching_core::rules::check_new_order(&market.spec, &order).map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
         let user_orders = self.open_orders_by_user.get(&user).copied().unwrap_or(0);
         if user_orders >= self.limits.open_orders_per_user_max {
-            return Err(LedgerError::LimitReached("open_orders_per_user_max"));
+            return Err(LedgerError::LimitReached("open_orders_per_user_max".into()));
         }
         if self.orders.len() >= self.limits.open_orders_max as usize {
-            return Err(LedgerError::LimitReached("open_orders_max"));
+            return Err(LedgerError::LimitReached("open_orders_max".into()));
         }
         let (hold_asset, hold) = match request.side {
             Side::Buy => (market.quote, market.buy_hold(request.price.expect("checked above"), request.quantity)),

@@ -188,7 +188,7 @@ pub enum LedgerError {
     #[error("market {0} already exists")]
     MarketExists(MarketId),
     #[error("invalid input: {0}")]
-    BadInput(&'static str),
+    BadInput(String),
     #[error("insufficient funds: {needed} needed, {available} available")]
     InsufficientFunds { needed: Amount, available: Amount },
     #[error("not found")]
@@ -202,7 +202,7 @@ pub enum LedgerError {
     #[error("matching output {got} is not the next one ({expected})")]
     OutOfSequence { expected: u64, got: u64 },
     #[error("a configured limit was reached: {0}")]
-    LimitReached(&'static str),
+    LimitReached(String),
 }
 
 impl LedgerError {

@@ -239,7 +239,7 @@ fn open_order_limit_per_user() {
         ledger.apply(&LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Buy, 1, 1), client_order_id: None }, 1).unwrap();
     }
     let error = ledger.apply(&LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Buy, 1, 1), client_order_id: None }, 1).unwrap_err();
-    assert_eq!(error, LedgerError::LimitReached("open_orders_per_user_max"));
+    assert_eq!(error, LedgerError::LimitReached("open_orders_per_user_max".into()));
 }
 
 /// One random step of a wallet and exchange.

@@ -1,5 +1,14 @@
-//! marionette-ledger: the pure [`ledger_core::Ledger`] behind a write-ahead
-//! journal and RocksDB. `schema` is how the ledger's records sit in RocksDB.
+//! `marionette-ledger`: the system of record for money. The pure ledger core
+//! behind an io_uring journal and RocksDB ([`service`]), one engine thread
+//! that owns it ([`engine`]), peers served over the wire protocol
+//! ([`server`], reads in [`query`]), and a durable link to matching
+//! ([`matching_link`]).
 
+pub mod config;
+pub mod engine;
+pub mod matching_link;
+pub mod metrics;
+pub mod query;
 pub mod schema;
+pub mod server;
 pub mod service;

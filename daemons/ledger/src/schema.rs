@@ -18,6 +18,7 @@ use storage::{Batch, StorageError, Store, Table};
 const META_COUNTERS: &[u8] = b"counters";
 const META_JOURNAL_APPLIED: &[u8] = b"journal_applied";
 const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+const META_FORWARDED_LAST: &[u8] = b"forwarded_last";
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +212,68 @@ fn newest_of<T: DeserializeOwned>(store: &Store, index: Table, table: Table, own
     Ok(out)
 }
 
+/// Index entries a filtered list looks at, at most: a filter that matches
+/// little cannot make one query walk a user's whole history.
+pub const FILTER_SCAN_MAX: usize = 10_000;
+
+/// Like [`newest_of`], keeping only records that pass `keep`: looks at the
+/// newest [`FILTER_SCAN_MAX`] index entries.
+fn newest_where<T: DeserializeOwned>(store: &Store, index: Table, table: Table, owner: u64, limit: usize, keep: impl Fn(&T) -> bool) -> Result<Vec<T>, SchemaError> {
+    let mut records = newest_of(store, index, table, owner, FILTER_SCAN_MAX)?;
+    records.retain(|record| keep(record));
+    records.truncate(limit);
+    Ok(records)
+}
+
+pub fn orders_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&OrderRecord) -> bool) -> Result<Vec<OrderRecord>, SchemaError> {
+    newest_where(store, Table::OrdersByUser, Table::Orders, user, limit, keep)
+}
+
+pub fn trades_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&TradeRecord) -> bool) -> Result<Vec<TradeRecord>, SchemaError> {
+    newest_where(store, Table::TradesByUser, Table::Trades, user, limit, keep)
+}
+
+pub fn transfers_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&Transfer) -> bool) -> Result<Vec<Transfer>, SchemaError> {
+    newest_where(store, Table::TransfersByUser, Table::Transfers, user, limit, keep)
+}
+
+pub fn withdrawals_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&Withdrawal) -> bool) -> Result<Vec<Withdrawal>, SchemaError> {
+    newest_where(store, Table::WithdrawalsByUser, Table::Withdrawals, user, limit, keep)
+}
+
+/// Everyone's withdrawals, newest first (the newest [`FILTER_SCAN_MAX`] looked at).
+pub fn withdrawals_where(store: &Store, limit: usize, keep: impl Fn(&Withdrawal) -> bool) -> Result<Vec<Withdrawal>, SchemaError> {
+    let mut out = Vec::new();
+    for (key, value) in store.scan_prefix(Table::Withdrawals, &[], FILTER_SCAN_MAX, true)? {
+        let withdrawal: Withdrawal = decode(Table::Withdrawals, &key, &value)?;
+        if keep(&withdrawal) {
+            out.push(withdrawal);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A user's balances by asset (assets never held are absent).
+pub fn balances_of_user(store: &Store, user: UserId) -> Result<Vec<(AssetId, Balance)>, SchemaError> {
+    let mut out = Vec::new();
+    for (key, value) in store.scan_prefix(Table::Balances, &user.to_be_bytes(), usize::MAX, false)? {
+        let (_, asset) = split_balance_key(&key)?;
+        out.push((asset, decode(Table::Balances, &key, &value)?));
+    }
+    Ok(out)
+}
+
+pub fn assets(store: &Store) -> Result<Vec<AssetSpec>, SchemaError> {
+    store.scan_all(Table::Assets).map(|item| item.map_err(SchemaError::from).and_then(|(key, value)| decode(Table::Assets, &key, &value))).collect()
+}
+
+pub fn markets(store: &Store) -> Result<Vec<LedgerMarket>, SchemaError> {
+    store.scan_all(Table::Markets).map(|item| item.map_err(SchemaError::from).and_then(|(key, value)| decode(Table::Markets, &key, &value))).collect()
+}
+
 pub fn orders_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<OrderRecord>, SchemaError> {
     newest_of(store, Table::OrdersByUser, Table::Orders, user, limit)
 }
@@ -254,4 +317,28 @@ pub fn load_peers(store: &Store) -> Result<rustc_hash::FxHashMap<u32, u64>, Sche
         peers.insert(u32::from_be_bytes(key[5..].try_into().unwrap()), u64::from_be_bytes(exact(Table::Meta, &value)?));
     }
     Ok(peers)
+}
+
+/// Adds commands for matching to the outbox, by their forward sequence, and
+/// removes those matching confirmed; `forwarded_last` is the newest sequence
+/// ever assigned (kept even when the outbox is empty).
+pub fn write_outbox(batch: &mut Batch, added: &[(u64, matching_core::Command)], confirmed: std::ops::RangeInclusive<u64>, forwarded_last: u64) {
+    for (sequence, command) in added {
+        batch.put(Table::Outbox, &sequence.to_be_bytes(), &encode(command));
+    }
+    for sequence in confirmed {
+        batch.delete(Table::Outbox, &sequence.to_be_bytes());
+    }
+    batch.put(Table::Meta, META_FORWARDED_LAST, &forwarded_last.to_be_bytes());
+}
+
+/// The unconfirmed commands for matching, oldest first, and the newest forward sequence.
+pub fn load_outbox(store: &Store) -> Result<(Vec<(u64, matching_core::Command)>, u64), SchemaError> {
+    let forwarded_last = fixed::<8>(store, Table::Meta, META_FORWARDED_LAST)?.map(u64::from_be_bytes).unwrap_or(0);
+    let mut outbox = Vec::new();
+    for item in store.scan_all(Table::Outbox) {
+        let (key, value) = item?;
+        outbox.push((u64::from_be_bytes(exact(Table::Outbox, &key)?), decode(Table::Outbox, &key, &value)?));
+    }
+    Ok((outbox, forwarded_last))
 }

@@ -10,10 +10,13 @@
 //! files hold. RocksDB is never written ahead of the journal, so it is always
 //! the state after a prefix of the journal.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use journal::{Journal, JournalError};
 use ledger_core::{Ledger, LedgerCommand, LedgerError, LedgerLimits, Outcome, TimestampMs};
+use matching_core::Command;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use storage::{Batch, Durability, StorageError, Store};
@@ -65,13 +68,20 @@ pub struct StartupReport {
 
 pub struct LedgerService {
     ledger: Ledger,
-    store: Store,
+    store: Arc<Store>,
     journal: Journal,
     journal_applied: u64,
     peers_applied: FxHashMap<PeerId, u64>,
     encoded: Vec<Vec<u8>>,
     segment_records_max: u64,
     segment_first: u64,
+    /// Commands for matching not yet confirmed by it, oldest first, by forward sequence.
+    outbox: VecDeque<(u64, Command)>,
+    forwarded_last: u64,
+    /// Outbox entries added and confirmed since the last RocksDB write.
+    outbox_added: Vec<(u64, Command)>,
+    outbox_confirmed_through: u64,
+    outbox_deleted_through: u64,
 }
 
 /// Journal records per segment before it is rotated and, once RocksDB has
@@ -82,7 +92,7 @@ impl LedgerService {
     /// Opens RocksDB in `data_dir/db` and the journal in `data_dir/journal`,
     /// loads the stored state and replays the journal past it.
     pub fn open(data_dir: &Path, limits: LedgerLimits) -> Result<(LedgerService, StartupReport), ServiceError> {
-        let store = Store::open(&data_dir.join("db"))?;
+        let store = Arc::new(Store::open(&data_dir.join("db"))?);
         let mut report = StartupReport::default();
         let (ledger, journal_applied) = match schema::load(&store)? {
             Some((state, applied)) => (Ledger::restore(limits, state), applied),
@@ -93,6 +103,8 @@ impl LedgerService {
         };
         report.store_applied = journal_applied;
         let peers_applied = schema::load_peers(&store)?;
+        let (outbox, forwarded_last) = schema::load_outbox(&store)?;
+        let outbox_first = outbox.first().map(|(sequence, _)| sequence - 1).unwrap_or(forwarded_last);
         let journal_dir = data_dir.join("journal");
         // The journal keeps its current segment forever, so an existing database
         // without one lost the records RocksDB may not have made durable.
@@ -111,7 +123,21 @@ impl LedgerService {
             return Err(ServiceError::StoreAheadOfJournal { store_applied: journal_applied, detail });
         }
         let segment_first = journal.next_sequence();
-        let mut service = LedgerService { ledger, store, journal, journal_applied, peers_applied, encoded: Vec::new(), segment_records_max: SEGMENT_RECORDS_MAX_DEFAULT, segment_first };
+        let mut service = LedgerService {
+            ledger,
+            store,
+            journal,
+            journal_applied,
+            peers_applied,
+            encoded: Vec::new(),
+            segment_records_max: SEGMENT_RECORDS_MAX_DEFAULT,
+            segment_first,
+            outbox: outbox.into(),
+            forwarded_last,
+            outbox_added: Vec::new(),
+            outbox_confirmed_through: outbox_first,
+            outbox_deleted_through: outbox_first,
+        };
         service.check(journal_applied)?;
         // Replay in bounded batches so memory for the changes stays bounded.
         for chunk in recovery.records.chunks(4_096) {
@@ -174,7 +200,45 @@ impl LedgerService {
     fn apply(&mut self, entry: &JournalEntry) -> Result<Outcome, LedgerError> {
         let applied = self.peers_applied.entry(entry.peer).or_default();
         *applied = (*applied).max(entry.peer_sequence);
-        self.ledger.apply(&entry.command, entry.at_ms)
+        let outcome = self.ledger.apply(&entry.command, entry.at_ms);
+        let forward = match &outcome {
+            Ok(Outcome::OrderPlaced { forward, .. } | Outcome::CancelRequested { forward }) => Some(*forward),
+            Ok(Outcome::MarketCreated(id)) => self.ledger.market(*id).map(|market| Command::AddMarket(market.spec)),
+            _ => None,
+        };
+        if let Some(command) = forward {
+            // Numbered here, on the journal's order, so replay numbers them the same.
+            self.forwarded_last += 1;
+            self.outbox.push_back((self.forwarded_last, command));
+            self.outbox_added.push((self.forwarded_last, command));
+        }
+        outcome
+    }
+
+    /// Commands for matching after forward sequence `after`, oldest first:
+    /// what a fresh connection to matching must (re)send.
+    pub fn outbox_after(&self, after: u64) -> impl Iterator<Item = &(u64, Command)> {
+        let skip = self.outbox.partition_point(|(sequence, _)| *sequence <= after);
+        self.outbox.range(skip..)
+    }
+
+    /// Matching applied every forwarded command through `through`: they
+    /// leave the outbox (in memory now, in RocksDB with the next batch).
+    pub fn confirm_forwarded(&mut self, through: u64) {
+        let through = through.min(self.forwarded_last);
+        while self.outbox.front().is_some_and(|(sequence, _)| *sequence <= through) {
+            self.outbox.pop_front();
+        }
+        self.outbox_confirmed_through = self.outbox_confirmed_through.max(through);
+    }
+
+    /// The newest forward sequence assigned.
+    pub fn forwarded_last(&self) -> u64 {
+        self.forwarded_last
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     /// Writes what the applied commands changed, through journal position `sequence`.
@@ -184,8 +248,14 @@ impl LedgerService {
         let mut batch = Batch::default();
         schema::write_changes(&mut batch, &self.ledger, &changes, sequence);
         schema::write_peers(&mut batch, &self.peers_applied);
+        let added = std::mem::take(&mut self.outbox_added);
+        // Entries added and confirmed in the same interval are put and deleted
+        // in one batch; the batch is sorted stably, so the delete wins.
+        let confirmed = self.outbox_deleted_through + 1..=self.outbox_confirmed_through;
+        schema::write_outbox(&mut batch, &added, confirmed, self.forwarded_last);
         self.store.write(batch, Durability::Journaled)?;
         self.journal_applied = sequence;
+        self.outbox_deleted_through = self.outbox_confirmed_through;
         Ok(())
     }
 
@@ -208,6 +278,12 @@ impl LedgerService {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A handle for readers on other threads: RocksDB serves them
+    /// concurrently, and every batch is visible whole or not at all.
+    pub fn shared_store(&self) -> Arc<Store> {
+        self.store.clone()
     }
 }
 

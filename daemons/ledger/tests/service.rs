@@ -264,3 +264,34 @@ fn a_killed_process_loses_nothing_it_acknowledged() {
     assert_eq!(reopened, hash, "the state after recovery is the acknowledged one");
     service.ledger().check_invariants().unwrap();
 }
+
+fn order_entry(peer_sequence: u64) -> JournalEntry {
+    let request = OrderRequest { market: 1, side: Side::Buy, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(1_000), quantity: 1, self_trade: SelfTradePrevention::CancelTaker };
+    JournalEntry { peer: 9, peer_sequence, at_ms: 2, command: LedgerCommand::PlaceOrder { user: 1, request, client_order_id: None } }
+}
+
+#[test]
+fn commands_for_matching_wait_in_a_durable_outbox_until_matching_confirms_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = started(dir.path());
+    // The market's creation is forward 1; two orders are 2 and 3.
+    let next = service.peer_applied(9) + 1;
+    service.execute(&[order_entry(next), order_entry(next + 1)]).unwrap();
+    let sequences = |s: &LedgerService| s.outbox_after(0).map(|(sequence, _)| *sequence).collect::<Vec<_>>();
+    assert_eq!(sequences(&service), vec![1, 2, 3]);
+    assert!(matches!(service.outbox_after(1).next(), Some((2, matching_core::Command::Place(order))) if order.user == 1));
+    drop(service);
+
+    // A crash before matching confirmed anything: all three are still there, numbered the same.
+    let (mut service, _) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!(sequences(&service), vec![1, 2, 3]);
+    service.confirm_forwarded(2);
+    assert_eq!(sequences(&service), vec![3]);
+    // The removal reaches RocksDB with the next batch; a new forward continues the numbering.
+    service.execute(&[order_entry(next + 2)]).unwrap();
+    assert_eq!(sequences(&service), vec![3, 4]);
+    drop(service);
+    let (service, _) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!(sequences(&service), vec![3, 4], "confirmed forwards are gone, the rest kept");
+    assert_eq!(service.forwarded_last(), 4);
+}

@@ -75,6 +75,11 @@ impl Client {
         self.flush()
     }
 
+    /// Whether frames are queued and not yet sent.
+    pub fn has_queued(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.stream.write_all(&self.outgoing)?;
         self.outgoing.clear();

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub use client::{Client, Welcome};
 pub use net::{Listener, Stream};
 pub use reader::{FrameReader, ReadError};
-pub use server::{serve, ConnectionId, ConnectionLimit};
+pub use server::{serve, spawn_writer, ConnectionId, ConnectionLimit, Outgoing};
 
 /// Where a daemon listens or a client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use wire::ProtocolErrorCode;
@@ -10,6 +11,8 @@ use wire::ProtocolErrorCode;
 use crate::net::{Listener, Stream};
 
 pub type ConnectionId = u64;
+/// Bytes of one or more encoded frames, shared between the peers they go to.
+pub type Outgoing = Arc<Vec<u8>>;
 
 /// How many connections may be open, and where to report the count.
 #[derive(Clone)]
@@ -53,4 +56,21 @@ where
             tracing::error!(%error, "cannot start a connection thread; the connection was closed");
         }
     }
+}
+
+/// Writes what arrives on `outgoing` to `stream` on a thread of its own,
+/// until every sender is dropped, a write fails, or an empty buffer arrives
+/// (a request to close); then closes the stream so that the connection's
+/// reader stops too. An error (out of threads) means
+/// the caller must close the connection.
+pub fn spawn_writer(connection: ConnectionId, mut stream: Stream, outgoing: Receiver<Outgoing>) -> std::io::Result<()> {
+    std::thread::Builder::new().name(format!("peer-{connection}-writer")).spawn(move || {
+        for bytes in outgoing {
+            if bytes.is_empty() || stream.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        stream.shutdown();
+    })?;
+    Ok(())
 }

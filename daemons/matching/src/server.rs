@@ -44,7 +44,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
                 let Ok(writer_stream) = stream.try_clone() else {
                     break;
                 };
-                if spawn_writer(connection, writer_stream, outgoing).is_err() {
+                if link::spawn_writer(connection, writer_stream, outgoing).is_err() {
                     break;
                 }
                 if inbox.send(Inbound::Connect { connection, peer: id, outputs_applied, subscribe, outbox }).is_err() {
@@ -69,19 +69,4 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
     }
     stream.shutdown();
     let _ = inbox.send(Inbound::Disconnect { connection });
-}
-
-/// Sends what the engine publishes for this connection until the engine drops it.
-/// An error (out of threads) means the caller must close the connection.
-pub fn spawn_writer(connection: ConnectionId, mut stream: Stream, outgoing: mpsc::Receiver<Outgoing>) -> std::io::Result<()> {
-    std::thread::Builder::new().name(format!("peer-{connection}-writer")).spawn(move || {
-        for bytes in outgoing {
-            if stream.write_all(&bytes).is_err() {
-                break;
-            }
-        }
-        // The engine dropped us (or we failed): unblock the reader too.
-        stream.shutdown();
-    })?;
-    Ok(())
 }

@@ -35,9 +35,7 @@ pub struct JournalEntry {
     pub command: Command,
 }
 
-pub type ConnectionId = u64;
-/// Bytes of one or more encoded frames, shared between the peers they go to.
-pub type Outgoing = Arc<Vec<u8>>;
+pub use link::{ConnectionId, Outgoing};
 
 pub enum Inbound {
     Connect { connection: ConnectionId, peer: PeerId, outputs_applied: u64, subscribe: bool, outbox: SyncSender<Outgoing> },

@@ -42,10 +42,13 @@ pub enum Table {
     /// Secondary index: (user, withdrawal id) -> ().
     WithdrawalsByUser,
     Idempotency,
+    /// Commands for another daemon, by the sender's sequence, kept until that
+    /// daemon confirms it applied them.
+    Outbox,
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 18] = [
         Table::Meta,
         Table::Assets,
         Table::Markets,
@@ -63,6 +66,7 @@ impl Table {
         Table::PendingWithdrawals,
         Table::WithdrawalsByUser,
         Table::Idempotency,
+        Table::Outbox,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +88,7 @@ impl Table {
             Table::PendingWithdrawals => "pending_withdrawals",
             Table::WithdrawalsByUser => "withdrawals_by_user",
             Table::Idempotency => "idempotency",
+            Table::Outbox => "outbox",
         }
     }
 }

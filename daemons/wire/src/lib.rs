@@ -15,7 +15,12 @@
 //! Parsing is a pure function over a byte buffer ([`decode_frame`]), separate
 //! from any connection, so it is property-tested and fuzzed on its own.
 
+use ledger_core::{LedgerCommand, LedgerError, Outcome};
 use matching_core::{Command, Event};
+
+pub mod ledger;
+
+pub use ledger::{LedgerQuery, LedgerStatus, QueryAnswer, QueryError};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"MRNT";
@@ -51,6 +56,8 @@ pub enum ProtocolErrorCode {
     MalformedFrame,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("this peer's role may not send that message")]
+    Forbidden,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +75,18 @@ pub enum Message {
     Events { peer: PeerId, peer_sequence: u64, events: Vec<Event> },
     Heartbeat,
     Error { code: ProtocolErrorCode, detail: String },
+    /// A command for the ledger; the frame's sequence is the sender's command
+    /// sequence, applied exactly once like matching's.
+    LedgerCommand(LedgerCommand),
+    /// The ledger's answer to the receiving peer's command `peer_sequence`.
+    /// `None` answers a resent command that was applied long enough ago that
+    /// its outcome is no longer retained: read the effect back with a query
+    /// (orders by client order id, deposits and withdrawals by their key).
+    LedgerOutcome { peer_sequence: u64, outcome: Option<Result<Outcome, LedgerError>> },
+    /// A read; the frame's sequence is a request id that the answer carries back.
+    /// Reads are not journaled and see every acknowledged command.
+    LedgerQuery(LedgerQuery),
+    LedgerAnswer(Result<QueryAnswer, QueryError>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

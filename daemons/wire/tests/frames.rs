@@ -37,7 +37,33 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         Just(Message::Heartbeat),
         ".{0,40}".prop_map(|detail| Message::Error { code: ProtocolErrorCode::SequenceGap, detail }),
+        ledger_command().prop_map(Message::LedgerCommand),
+        (any::<u64>(), any::<u64>(), ".{0,20}", 0u8..3).prop_map(|(peer_sequence, id, text, kind)| Message::LedgerOutcome {
+            peer_sequence,
+            outcome: match kind {
+                0 => None,
+                1 => Some(Ok(ledger_core::Outcome::Deposited(id))),
+                _ => Some(Err(ledger_core::LedgerError::BadInput(text))),
+            },
+        }),
+        (any::<u64>(), proptest::option::of(any::<u32>()), 1u32..1_000).prop_map(|(user, market, limit)| Message::LedgerQuery(LedgerQuery::Orders { user, market, status: None, limit })),
+        (any::<u64>(), any::<u64>()).prop_map(|(journal_applied, matching_applied)| Message::LedgerAnswer(Ok(QueryAnswer::Status(LedgerStatus {
+            journal_applied,
+            matching_applied,
+            matching_connected: true,
+            outbox_pending: 0
+        })))),
     ]
+}
+
+fn ledger_command() -> impl Strategy<Value = ledger_core::LedgerCommand> {
+    (any::<u64>(), any::<u32>(), any::<i128>(), ".{0,40}", any::<bool>()).prop_map(|(user, asset, amount, reference, deposit)| {
+        if deposit {
+            ledger_core::LedgerCommand::Deposit { user, asset, amount, reference }
+        } else {
+            ledger_core::LedgerCommand::RequestWithdrawal { user, asset, amount, destination: reference.clone(), key: reference }
+        }
+    })
 }
 
 proptest! {

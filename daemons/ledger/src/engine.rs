@@ -1,0 +1,323 @@
+//! The engine thread: the only owner of the [`LedgerService`].
+//!
+//! Each turn it takes up to `batch_commands_max` items from its inbox:
+//! peers' commands (each peer's sequence must follow on from the last one
+//! applied; a resend gets the retained outcome again, never a second
+//! application) and matching's outputs (applied exactly once, in matching's
+//! order, by its output sequence). The batch is made durable and applied by
+//! the service; only then are outcomes sent to peers and the commands it
+//! produced for matching sent from the outbox. Reads do not come here: the
+//! connection threads answer them from RocksDB.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ledger_core::{LedgerCommand, LedgerError, Outcome, TimestampMs};
+use link::{ConnectionId, Outgoing, Stream};
+use matching_core::{Command, Event};
+use wire::{Message, PeerId, ProtocolErrorCode};
+
+use crate::config::LedgerConfig;
+use crate::metrics::Metrics;
+use crate::query::Progress;
+use crate::service::{JournalEntry, LedgerService, ServiceError};
+
+/// The journal's peer id for matching's outputs; their peer sequence is
+/// matching's output sequence. Peers may not use it.
+pub const MATCHING_PEER: PeerId = u32::MAX;
+
+/// Forwarded commands, by forward sequence, for the link to matching to send.
+pub type Forwards = Vec<(u64, Command)>;
+
+pub enum Inbound {
+    /// `closer` is a handle on the socket, to close it when the peer must go.
+    Connect { connection: ConnectionId, peer: PeerId, outbox: SyncSender<Outgoing>, closer: Stream },
+    Command { connection: ConnectionId, peer: PeerId, sequence: u64, command: LedgerCommand },
+    Disconnect { connection: ConnectionId },
+    /// The link to matching is up; matching applied our forwards through `commands_applied`.
+    MatchingUp { commands_applied: u64, sender: SyncSender<Forwards> },
+    /// One output of matching: `peer` and `peer_sequence` say whose command caused it.
+    MatchingOutput { sequence: u64, peer: PeerId, peer_sequence: u64, events: Vec<Event> },
+    MatchingDown,
+    Shutdown,
+}
+
+type Answer = Result<Outcome, LedgerError>;
+
+struct Connection {
+    id: ConnectionId,
+    outbox: SyncSender<Outgoing>,
+    closer: Stream,
+}
+
+struct Peer {
+    /// The connection the peer currently speaks through.
+    connection: Option<Connection>,
+    /// The last sequence admitted (applied, or pending in this turn).
+    admitted: u64,
+    retained: VecDeque<(u64, Answer)>,
+}
+
+pub struct Engine {
+    config: LedgerConfig,
+    service: LedgerService,
+    metrics: Arc<Metrics>,
+    progress: Arc<Progress>,
+    peers: HashMap<PeerId, Peer>,
+    connections: HashMap<ConnectionId, PeerId>,
+    pending: Vec<JournalEntry>,
+    /// The last matching output admitted (applied, or pending in this turn).
+    matching_seen: u64,
+    matching: Option<SyncSender<Forwards>>,
+    /// The newest forward sequence handed to the current link.
+    forwarded_sent: u64,
+}
+
+fn now_ms() -> TimestampMs {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as TimestampMs).unwrap_or(0)
+}
+
+impl Engine {
+    pub fn new(config: LedgerConfig, service: LedgerService, metrics: Arc<Metrics>, progress: Arc<Progress>) -> Engine {
+        let matching_seen = service.ledger().counters().matching_applied;
+        let engine = Engine {
+            config,
+            service,
+            metrics,
+            progress,
+            peers: HashMap::new(),
+            connections: HashMap::new(),
+            pending: Vec::new(),
+            matching_seen,
+            matching: None,
+            forwarded_sent: 0,
+        };
+        engine.publish_progress();
+        engine
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone. An error ends it:
+    /// the in-memory state may be ahead of the disk, so the caller must exit
+    /// non-zero and let start-up recover from the journal.
+    pub fn run(mut self, inbox: Receiver<Inbound>) -> Result<(), ServiceError> {
+        let batch_max = self.config.engine.batch_commands_max;
+        let mut items = Vec::with_capacity(batch_max);
+        loop {
+            let Ok(first) = inbox.recv() else { return self.flush() };
+            items.push(first);
+            while items.len() < batch_max {
+                match inbox.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
+            for item in items.drain(..) {
+                match item {
+                    Inbound::Command { connection, peer, sequence, command } => self.admit(connection, peer, sequence, command),
+                    Inbound::MatchingOutput { sequence, peer, peer_sequence, events } => self.admit_matching(sequence, peer, peer_sequence, events),
+                    Inbound::Connect { connection, peer, outbox, closer } => {
+                        // The Welcome must not promise what is still pending.
+                        self.flush()?;
+                        self.connect(Connection { id: connection, outbox, closer }, peer);
+                    }
+                    Inbound::Disconnect { connection } => self.disconnect(connection),
+                    Inbound::MatchingUp { commands_applied, sender } => {
+                        self.flush()?;
+                        tracing::info!(commands_applied, outbox = self.service.outbox_len(), "link to matching up; resending what it has not applied");
+                        self.service.confirm_forwarded(commands_applied);
+                        self.matching = Some(sender);
+                        self.forwarded_sent = commands_applied;
+                        self.send_forwards();
+                    }
+                    Inbound::MatchingDown => self.matching = None,
+                    Inbound::Shutdown => {
+                        self.flush()?;
+                        tracing::info!(journal_applied = self.service.journal_applied(), "engine stopped cleanly");
+                        return Ok(());
+                    }
+                }
+            }
+            self.flush()?;
+        }
+    }
+
+    fn peer(&mut self, peer: PeerId) -> &mut Peer {
+        let applied = self.service.peer_applied(peer);
+        self.peers.entry(peer).or_insert_with(|| Peer { connection: None, admitted: applied, retained: VecDeque::new() })
+    }
+
+    fn connect(&mut self, connection: Connection, peer: PeerId) {
+        let commands_applied = self.service.peer_applied(peer);
+        let outputs_last = self.service.journal_applied();
+        let mut hello = Vec::new();
+        wire::encode_frame(0, &Message::Welcome { commands_applied, outputs_last }, &mut hello);
+        let _ = connection.outbox.try_send(Arc::new(hello));
+        tracing::info!(connection = connection.id, peer, commands_applied, "peer connected");
+        let id = connection.id;
+        // A peer speaks through one connection at a time: the newest wins.
+        if let Some(old) = self.peer(peer).connection.replace(connection) {
+            self.connections.remove(&old.id);
+            old.closer.shutdown();
+        }
+        self.connections.insert(id, peer);
+    }
+
+    fn disconnect(&mut self, connection: ConnectionId) {
+        if let Some(peer) = self.connections.remove(&connection) {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                if state.connection.as_ref().is_some_and(|c| c.id == connection) {
+                    state.connection = None;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, connection: ConnectionId, peer: PeerId, sequence: u64, command: LedgerCommand) {
+        if self.connections.get(&connection) != Some(&peer) {
+            return; // from a connection this peer has since replaced
+        }
+        let durable = self.service.peer_applied(peer);
+        let metrics = self.metrics.clone();
+        let state = self.peer(peer);
+        if sequence <= state.admitted {
+            metrics.duplicate_commands.inc();
+            if sequence <= durable {
+                // Applied before: answer again, never apply again.
+                let answer = state.retained.iter().find(|(s, _)| *s == sequence).map(|(_, a)| a.clone());
+                let mut bytes = Vec::new();
+                wire::encode_frame(0, &Message::LedgerOutcome { peer_sequence: sequence, outcome: answer }, &mut bytes);
+                self.send_to(peer, bytes);
+            }
+            // Otherwise it is pending in this turn and its outcome goes to the current connection.
+            return;
+        }
+        if sequence != state.admitted + 1 {
+            let detail = format!("expected command sequence {} from peer {peer}, got {sequence}", state.admitted + 1);
+            tracing::warn!(peer, sequence, expected = state.admitted + 1, "sequence gap; disconnecting the peer");
+            self.refuse(peer, ProtocolErrorCode::SequenceGap, detail);
+            return;
+        }
+        state.admitted = sequence;
+        self.pending.push(JournalEntry { peer, peer_sequence: sequence, at_ms: now_ms(), command });
+    }
+
+    fn admit_matching(&mut self, sequence: u64, peer: PeerId, peer_sequence: u64, events: Vec<Event>) {
+        if peer == self.config.matching.peer_id {
+            // Matching journaled our forward `peer_sequence` before publishing this.
+            self.service.confirm_forwarded(peer_sequence);
+        }
+        if sequence <= self.matching_seen {
+            return; // replayed after a reconnect, and already applied or pending
+        }
+        if sequence != self.matching_seen + 1 {
+            tracing::error!(sequence, expected = self.matching_seen + 1, "matching output sequence gap; resetting the link to replay");
+            self.matching = None;
+            return;
+        }
+        self.matching_seen = sequence;
+        self.pending.push(JournalEntry { peer: MATCHING_PEER, peer_sequence: sequence, at_ms: now_ms(), command: LedgerCommand::ApplyMatching { sequence, events } });
+    }
+
+    fn refuse(&mut self, peer: PeerId, code: ProtocolErrorCode, detail: String) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            if let Some(connection) = state.connection.take() {
+                self.connections.remove(&connection.id);
+                let error = connection.outbox.try_send(Arc::new(wire::encode_error(code, detail)));
+                // The writer closes after the error frame; if it cannot take it, close now.
+                if error.is_err() || connection.outbox.try_send(Arc::new(Vec::new())).is_err() {
+                    connection.closer.shutdown();
+                }
+            }
+        }
+    }
+
+    fn send_to(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        let Some(connection) = &state.connection else { return };
+        match connection.outbox.try_send(Arc::new(bytes)) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => tracing::warn!(peer, "peer is not reading its outcomes; disconnecting it (it reconnects and resends)"),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        if let Some(connection) = state.connection.take() {
+            self.connections.remove(&connection.id);
+            connection.closer.shutdown();
+        }
+    }
+
+    /// Group commit: journal, apply, RocksDB, then answer and forward.
+    fn flush(&mut self) -> Result<(), ServiceError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let entries = std::mem::take(&mut self.pending);
+        let outcomes = self.service.execute(&entries)?;
+        let mut replies: HashMap<PeerId, Vec<u8>> = HashMap::new();
+        let retained_max = self.config.engine.outcomes_retained_per_peer;
+        for (entry, outcome) in entries.iter().zip(outcomes) {
+            if entry.peer == MATCHING_PEER {
+                self.metrics.matching_outputs.inc();
+                if let Err(error) = &outcome {
+                    // The core refuses only an out-of-order output, which admit_matching prevents.
+                    tracing::error!(sequence = entry.peer_sequence, %error, "matching output refused");
+                }
+                continue;
+            }
+            self.metrics.commands.inc();
+            if outcome.is_err() {
+                self.metrics.rejections.inc();
+            }
+            let bytes = replies.entry(entry.peer).or_default();
+            wire::encode_frame(0, &Message::LedgerOutcome { peer_sequence: entry.peer_sequence, outcome: Some(outcome.clone()) }, bytes);
+            let state = self.peer(entry.peer);
+            if state.retained.len() == retained_max {
+                state.retained.pop_front();
+            }
+            state.retained.push_back((entry.peer_sequence, outcome));
+        }
+        self.pending = entries;
+        self.pending.clear();
+        for (peer, bytes) in replies {
+            self.send_to(peer, bytes);
+        }
+        self.send_forwards();
+        self.metrics.batches.inc();
+        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        self.publish_progress();
+        Ok(())
+    }
+
+    /// Hands the link every outbox entry it has not been given yet.
+    fn send_forwards(&mut self) {
+        let Some(sender) = &self.matching else { return };
+        let forwards: Forwards = self.service.outbox_after(self.forwarded_sent).copied().collect();
+        let Some(&(last, _)) = forwards.last() else { return };
+        let count = forwards.len() as u64;
+        match sender.try_send(forwards) {
+            Ok(()) => {
+                self.forwarded_sent = last;
+                self.metrics.forwarded.inc_by(count);
+            }
+            Err(_) => {
+                // The link is gone or stuck: drop it; on reconnect matching says where it is.
+                tracing::warn!("the link to matching is not keeping up; resetting it");
+                self.matching = None;
+            }
+        }
+    }
+
+    fn publish_progress(&self) {
+        let journal_applied = self.service.journal_applied();
+        let matching_applied = self.service.ledger().counters().matching_applied;
+        let outbox = self.service.outbox_len() as u64;
+        self.progress.journal_applied.store(journal_applied, Ordering::Release);
+        self.progress.matching_applied.store(matching_applied, Ordering::Release);
+        self.progress.outbox_pending.store(outbox, Ordering::Release);
+        self.metrics.journal_applied.set(journal_applied as i64);
+        self.metrics.outbox_pending.set(outbox as i64);
+    }
+}

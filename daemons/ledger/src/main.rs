@@ -1,0 +1,124 @@
+//! The daemon's entry point: load config, recover, serve, stop on SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ledger::config::LedgerConfig;
+use ledger::engine::{Engine, Inbound};
+use ledger::metrics::Metrics;
+use ledger::query::Progress;
+use ledger::server::{self, Shared};
+use ledger::service::LedgerService;
+use link::{Address, Listener};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+const USAGE: &str = "usage: marionette-ledger [--config PATH] [--check-config]\n\
+    Runs the Marionette ledger. PATH defaults to /etc/marionette/ledger.toml.";
+
+fn main() {
+    if let Err(error) = run() {
+        // Logged and printed: the operator reads one or the other.
+        tracing::error!("{error:#}");
+        eprintln!("marionette-ledger: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut config_path = PathBuf::from("/etc/marionette/ledger.toml");
+    let mut check_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => config_path = args.next().context("--config needs a path")?.into(),
+            "--check-config" => check_only = true,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let config = LedgerConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
+    if check_only {
+        println!("{}: ok", config_path.display());
+        return Ok(());
+    }
+    init_logging(&config);
+    let metrics = Arc::new(Metrics::new());
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    tracing::info!(data_dir = %data_dir.display(), "opening RocksDB and replaying the journal");
+    let (mut service, report) = LedgerService::open(data_dir, config.ledger_limits()).context("start-up failed; nothing was changed")?;
+    service.set_segment_records_max(config.storage.segment_records_max);
+    tracing::info!(
+        created = report.created,
+        store_applied = report.store_applied,
+        replayed = report.replayed,
+        truncated_tail = report.truncated_tail.as_deref().unwrap_or("none"),
+        matching_applied = service.ledger().counters().matching_applied,
+        outbox = service.outbox_len(),
+        state_hash = %hex(&service.ledger().state_hash()),
+        "recovered"
+    );
+    let address = Address::parse(&config.listen.address).expect("validated");
+    let listener = Listener::bind(&address).with_context(|| format!("binding {}", config.listen.address))?;
+    if !config.listen.metrics_address.is_empty() {
+        let metrics_listener = std::net::TcpListener::bind(&config.listen.metrics_address)
+            .with_context(|| format!("binding the metrics address {}", config.listen.metrics_address))?;
+        let metrics = metrics.clone();
+        std::thread::Builder::new().name("metrics".into()).spawn(move || link::http::serve(metrics_listener, || metrics.render()))?;
+    }
+    let progress = Arc::new(Progress::default());
+    let (inbox, receiver) = mpsc::sync_channel(config.engine.inbound_queue_max);
+    let shared = Arc::new(Shared { config: config.clone(), inbox: inbox.clone(), store: service.shared_store(), progress: progress.clone(), metrics: metrics.clone() });
+    let engine = Engine::new(config.clone(), service, metrics.clone(), progress.clone());
+    let cpu = config.engine.cpu;
+    let engine = std::thread::Builder::new().name("engine".into()).spawn(move || {
+        if let Some(cpu) = cpu {
+            if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                tracing::info!(cpu, "engine thread pinned");
+            } else {
+                tracing::warn!(cpu, "could not pin the engine thread; running unpinned");
+            }
+        }
+        engine.run(receiver)
+    })?;
+    {
+        let (link_config, inbox, progress, metrics) = (config.matching.clone(), inbox.clone(), progress.clone(), metrics.clone());
+        std::thread::Builder::new().name("matching-link".into()).spawn(move || ledger::matching_link::run(link_config, inbox, progress, metrics))?;
+    }
+    std::thread::Builder::new().name("accept".into()).spawn(move || server::accept_loop(listener, shared))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "stopping");
+            let _ = inbox.send(Inbound::Shutdown);
+        }
+    })?;
+    tracing::info!(address = %config.listen.address, matching = %config.matching.address, metrics = %config.listen.metrics_address, "ready");
+    match engine.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error).context("the ledger stopped so that start-up recovers from the journal"),
+        Err(_) => bail!("the engine thread panicked"),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn init_logging(config: &LedgerConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    // A closed stderr (journald restarting, a pipe reader gone) must not take
+    // the daemon down: tracing would report the failed write with eprintln!,
+    // which panics on a closed stderr.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
+    if config.log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,71 @@
+//! Prometheus metrics, served as text on `listen.metrics_address`.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub commands: Counter,
+    pub rejections: Counter,
+    pub duplicate_commands: Counter,
+    pub matching_outputs: Counter,
+    pub forwarded: Counter,
+    pub queries: Counter,
+    pub batches: Counter,
+    pub connections: Gauge<i64, AtomicI64>,
+    pub matching_connected: Gauge<i64, AtomicI64>,
+    pub journal_applied: Gauge<i64, AtomicI64>,
+    pub outbox_pending: Gauge<i64, AtomicI64>,
+    pub batch_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("marionette_ledger");
+        let metrics = Metrics {
+            commands: Counter::default(),
+            rejections: Counter::default(),
+            duplicate_commands: Counter::default(),
+            matching_outputs: Counter::default(),
+            forwarded: Counter::default(),
+            queries: Counter::default(),
+            batches: Counter::default(),
+            connections: Gauge::default(),
+            matching_connected: Gauge::default(),
+            journal_applied: Gauge::default(),
+            outbox_pending: Gauge::default(),
+            batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            registry: Registry::default(),
+        };
+        registry.register("commands", "Peer commands journaled and applied", metrics.commands.clone());
+        registry.register("rejections", "Commands refused with a business code (nothing changed)", metrics.rejections.clone());
+        registry.register("duplicate_commands", "Resent commands answered from retained outcomes without applying them again", metrics.duplicate_commands.clone());
+        registry.register("matching_outputs", "Matching outputs journaled and applied (fills, cancels, acceptances)", metrics.matching_outputs.clone());
+        registry.register("forwarded", "Commands sent to matching (resends after a reconnect included)", metrics.forwarded.clone());
+        registry.register("queries", "Reads answered", metrics.queries.clone());
+        registry.register("batches", "Group commits", metrics.batches.clone());
+        registry.register("connections", "Open peer connections", metrics.connections.clone());
+        registry.register("matching_connected", "1 while the link to matching is up", metrics.matching_connected.clone());
+        registry.register("journal_applied", "Last durable and applied journal sequence", metrics.journal_applied.clone());
+        registry.register("outbox_pending", "Commands forwarded to matching and not yet confirmed by it", metrics.outbox_pending.clone());
+        registry.register("batch_seconds", "Journal write + fdatasync + apply + RocksDB write per group commit", metrics.batch_seconds.clone());
+        Metrics { registry, ..metrics }
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,108 @@
+//! Peer connections (gateways, marionettectl, tests): a reader and a writer
+//! thread each, at most `listen.connections_max` of them. The reader hands
+//! commands to the engine thread and answers reads itself from RocksDB; the
+//! writer sends both.
+
+use std::io::Write;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+
+use ledger_core::LedgerCommand;
+use link::{ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, ReadError, Stream};
+use storage::Store;
+use wire::{Message, ProtocolErrorCode, Role};
+
+use crate::config::LedgerConfig;
+use crate::engine::{Inbound, MATCHING_PEER};
+use crate::metrics::Metrics;
+use crate::query::{self, Progress};
+
+/// What every connection thread shares.
+pub struct Shared {
+    pub config: LedgerConfig,
+    pub inbox: SyncSender<Inbound>,
+    pub store: Arc<Store>,
+    pub progress: Arc<Progress>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    let metrics = shared.metrics.clone();
+    let limit = ConnectionLimit {
+        connections_max: shared.config.listen.connections_max,
+        on_change: Arc::new(move |open| {
+            metrics.connections.set(open as i64);
+        }),
+    };
+    link::serve(listener, limit, move |connection, stream| serve_connection(connection, stream, &shared));
+}
+
+fn refuse(stream: &mut Stream, code: ProtocolErrorCode, detail: &str) {
+    let _ = stream.write_all(&wire::encode_error(code, detail));
+}
+
+fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Shared) {
+    let mut reader = FrameReader::new(shared.config.listen.frame_bytes_max);
+    // Set by Hello: the peer and the queue its writer drains.
+    let mut peer: Option<(u32, SyncSender<Outgoing>)> = None;
+    loop {
+        let frame = match reader.next(&mut stream) {
+            Ok(frame) => frame,
+            Err(ReadError::Closed | ReadError::Io(_)) => break,
+            Err(ReadError::Wire(error)) => {
+                tracing::warn!(connection, %error, "undecodable frame; closing the connection");
+                refuse(&mut stream, ProtocolErrorCode::MalformedFrame, &error.to_string());
+                break;
+            }
+        };
+        match (frame.message, &peer) {
+            (Message::Hello { peer: id, role, .. }, None) => {
+                if id == MATCHING_PEER || role == Role::Ledger {
+                    refuse(&mut stream, ProtocolErrorCode::Forbidden, "that peer id or role is reserved");
+                    break;
+                }
+                tracing::info!(connection, peer = id, ?role, "peer says hello");
+                let (outbox, outgoing) = mpsc::sync_channel::<Outgoing>(shared.config.listen.peer_queue_frames_max);
+                let (Ok(writer_stream), Ok(closer)) = (stream.try_clone(), stream.try_clone()) else { break };
+                if link::spawn_writer(connection, writer_stream, outgoing).is_err() {
+                    break;
+                }
+                if shared.inbox.send(Inbound::Connect { connection, peer: id, outbox: outbox.clone(), closer }).is_err() {
+                    break;
+                }
+                peer = Some((id, outbox));
+            }
+            (Message::LedgerCommand(LedgerCommand::ApplyMatching { .. }), Some(_)) => {
+                tracing::warn!(connection, "a peer sent matching's outputs; closing the connection");
+                refuse(&mut stream, ProtocolErrorCode::Forbidden, "only the ledger's link to matching applies matching outputs");
+                break;
+            }
+            (Message::LedgerCommand(command), Some((id, _))) => {
+                if shared.inbox.send(Inbound::Command { connection, peer: *id, sequence: frame.sequence, command }).is_err() {
+                    break;
+                }
+            }
+            (Message::LedgerQuery(request), Some((_, outbox))) => {
+                shared.metrics.queries.inc();
+                let answer = query::answer(&shared.store, &shared.progress, &request);
+                let mut bytes = Vec::new();
+                wire::encode_frame(frame.sequence, &Message::LedgerAnswer(answer), &mut bytes);
+                // Blocks while the writer's queue is full: a peer that does
+                // not read its answers stops being read from.
+                if outbox.send(Arc::new(bytes)).is_err() {
+                    break;
+                }
+            }
+            (Message::Heartbeat, _) => {}
+            (_, None) => {
+                refuse(&mut stream, ProtocolErrorCode::HelloExpected, "send Hello first");
+                break;
+            }
+            (other, Some(_)) => {
+                tracing::warn!(connection, message = ?other, "unexpected message from a peer; ignoring it");
+            }
+        }
+    }
+    stream.shutdown();
+    let _ = shared.inbox.send(Inbound::Disconnect { connection });
+}

@@ -1,0 +1,43 @@
+//! The shipped config parses, its values are the defaults, and mistakes are named.
+
+use std::path::Path;
+
+use ledger::config::LedgerConfig;
+
+fn shipped() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ledger.toml")
+}
+
+#[test]
+fn shipped_config_parses_and_matches_the_defaults() {
+    let config = LedgerConfig::load(&shipped()).unwrap();
+    let defaults = LedgerConfig::default();
+    assert_eq!(format!("{config:?}"), format!("{defaults:?}"), "config/ledger.toml documents the defaults; keep them equal");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    for (text, key) in [("[engine]\nbatch_size = 3\n", "batch_size"), ("[matching]\nhost = \"x\"\n", "host"), ("[ledger]\n", "ledger")] {
+        let error = toml::from_str::<LedgerConfig>(text).unwrap_err().to_string();
+        assert!(error.contains(key), "{text}: {error}");
+    }
+}
+
+#[test]
+fn invalid_values_are_named() {
+    for (text, key) in [
+        ("[listen]\naddress = \"http://x\"\n", "listen.address"),
+        ("[matching]\naddress = \"/run/x.sock\"\n", "matching.address"),
+        ("[matching]\npeer_id = 0\n", "matching.peer_id"),
+        ("[listen]\nconnections_max = 0\n", "listen.connections_max"),
+        ("[engine]\noutcomes_retained_per_peer = 0\n", "engine"),
+        ("[storage]\nsegment_records_max = 10\n", "storage.segment_records_max"),
+        ("[limits]\nassets_max = 0\n", "limits"),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+    ] {
+        let config: LedgerConfig = toml::from_str(text).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.starts_with(key), "{text}: {error}");
+    }
+    assert!(toml::from_str::<LedgerConfig>("[engine]\ncpu = \"two\"\n").is_err());
+}

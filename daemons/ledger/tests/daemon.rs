@@ -1,0 +1,461 @@
+//! The real `marionette-ledger` and `marionette-matching` binaries on a
+//! temporary directory, driven over their Unix sockets: orders held,
+//! matched and settled across the two processes; kill -9 of either at any
+//! moment loses nothing acknowledged and applies nothing twice; bad input
+//! is refused with a code and the daemon stays up.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ::ledger::service::LedgerService;
+use ledger_core::*;
+use link::{Address, Client};
+use matching_core::{MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use wire::{LedgerQuery, LedgerStatus, Message, QueryAnswer, Role};
+
+const BTC: AssetId = 1;
+const USD: AssetId = 2;
+const MARKET: MarketId = 1;
+
+/// marionette-matching is another package's binary: build it once per test run.
+fn matching_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Process::new(cargo).args(["build", "--quiet", "-p", "matching", "--bin", "marionette-matching"]).status().unwrap();
+            assert!(status.success(), "building marionette-matching failed");
+            Path::new(env!("CARGO_BIN_EXE_marionette-ledger")).with_file_name("marionette-matching")
+        })
+        .clone()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Daemon {
+    child: Child,
+    metrics_port: u16,
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+impl Daemon {
+    fn spawn(binary: &Path, config: &Path, metrics_port: u16) -> Daemon {
+        let child = Process::new(binary)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("SHOW_DAEMON_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .spawn()
+            .unwrap();
+        let daemon = Daemon { child, metrics_port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            // The metrics port is bound after recovery and the peer socket.
+            if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} did not become ready", binary.display());
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(mut self) {
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "SIGTERM must stop the daemon cleanly: {status}");
+    }
+
+    fn metrics(&self) -> String {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Both daemons' configs in one directory.
+struct System {
+    dir: PathBuf,
+    ledger_metrics: u16,
+    matching_metrics: u16,
+}
+
+impl System {
+    fn new(dir: &Path) -> System {
+        let system = System { dir: dir.into(), ledger_metrics: free_port(), matching_metrics: free_port() };
+        std::fs::write(
+            dir.join("matching.toml"),
+            format!(
+                "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"127.0.0.1:{}\"\n[storage]\ndata_dir = \"{}\"\n[log]\nformat = \"text\"\n",
+                dir.join("matching.sock").display(),
+                system.matching_metrics,
+                dir.join("matching").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("ledger.toml"),
+            format!(
+                "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"127.0.0.1:{}\"\n[matching]\naddress = \"unix:{}\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{}\"\n[log]\nformat = \"text\"\n",
+                system.ledger_socket().display(),
+                system.ledger_metrics,
+                dir.join("matching.sock").display(),
+                system.ledger_dir().display()
+            ),
+        )
+        .unwrap();
+        system
+    }
+
+    fn ledger_socket(&self) -> PathBuf {
+        self.dir.join("ledger.sock")
+    }
+
+    fn ledger_dir(&self) -> PathBuf {
+        self.dir.join("ledger")
+    }
+
+    fn start_ledger(&self) -> Daemon {
+        Daemon::spawn(Path::new(env!("CARGO_BIN_EXE_marionette-ledger")), &self.dir.join("ledger.toml"), self.ledger_metrics)
+    }
+
+    fn start_matching(&self) -> Daemon {
+        Daemon::spawn(&matching_binary(), &self.dir.join("matching.toml"), self.matching_metrics)
+    }
+
+    fn connect(&self, peer: u32) -> Peer {
+        let (client, welcome) = Client::connect(&Address::Unix(self.ledger_socket()), peer, Role::Test, 0, false).unwrap();
+        Peer { client, next: welcome.commands_applied + 1, request: 0 }
+    }
+}
+
+/// A peer of the ledger, sending commands in sequence and reading.
+struct Peer {
+    client: Client,
+    next: u64,
+    request: u64,
+}
+
+impl Peer {
+    fn command(&mut self, command: LedgerCommand) -> Result<Outcome, LedgerError> {
+        let sequence = self.next;
+        self.client.send(sequence, &Message::LedgerCommand(command)).unwrap();
+        self.next += 1;
+        loop {
+            match self.client.recv().unwrap().message {
+                Message::LedgerOutcome { peer_sequence, outcome } if peer_sequence == sequence => return outcome.expect("a fresh command's outcome"),
+                Message::LedgerOutcome { .. } => continue,
+                other => panic!("expected an outcome, got {other:?}"),
+            }
+        }
+    }
+
+    fn query(&mut self, query: LedgerQuery) -> QueryAnswer {
+        self.request += 1;
+        self.client.send(self.request, &Message::LedgerQuery(query)).unwrap();
+        loop {
+            let frame = self.client.recv().unwrap();
+            match frame.message {
+                Message::LedgerAnswer(answer) if frame.sequence == self.request => return answer.unwrap(),
+                Message::LedgerOutcome { .. } | Message::LedgerAnswer(_) => continue,
+                other => panic!("expected an answer, got {other:?}"),
+            }
+        }
+    }
+
+    fn status(&mut self) -> LedgerStatus {
+        match self.query(LedgerQuery::Status) {
+            QueryAnswer::Status(status) => status,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn order(&mut self, order_id: OrderId) -> OrderRecord {
+        match self.query(LedgerQuery::Order { order_id }) {
+            QueryAnswer::Order(Some(order)) => order,
+            other => panic!("order {order_id}: {other:?}"),
+        }
+    }
+
+    fn balances(&mut self, user: UserId) -> Vec<(AssetId, Balance)> {
+        match self.query(LedgerQuery::Balances { user }) {
+            QueryAnswer::Balances(balances) => balances,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Waits until everything forwarded was confirmed and no output is pending.
+    fn wait_settled(&mut self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status();
+            if status.matching_connected && status.outbox_pending == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+                if self.status() == status {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{what}: never settled: {status:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn market() -> LedgerMarket {
+    LedgerMarket {
+        base: BTC,
+        quote: USD,
+        base_units_per_lot: 100_000,
+        spec: MarketSpec { id: MARKET, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1_000_000, quantity_lots_max: 1_000 },
+    }
+}
+
+fn setup(peer: &mut Peer, users: u64) {
+    let mut commands = vec![
+        LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
+        LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }),
+        LedgerCommand::CreateMarket(market()),
+    ];
+    for user in 1..=users {
+        commands.push(LedgerCommand::Deposit { user, asset: USD, amount: 100_000_000, reference: format!("usd-{user}") });
+        commands.push(LedgerCommand::Deposit { user, asset: BTC, amount: 100_000_000, reference: format!("btc-{user}") });
+    }
+    for command in commands {
+        peer.command(command).unwrap();
+    }
+}
+
+fn limit(user: UserId, side: Side, price: u64, quantity: u64) -> LedgerCommand {
+    LedgerCommand::PlaceOrder {
+        user,
+        request: OrderRequest { market: MARKET, side, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(price), quantity, self_trade: SelfTradePrevention::CancelTaker },
+        client_order_id: None,
+    }
+}
+
+fn placed(outcome: Result<Outcome, LedgerError>) -> OrderId {
+    match outcome {
+        Ok(Outcome::OrderPlaced { order_id, .. }) => order_id,
+        other => panic!("expected OrderPlaced, got {other:?}"),
+    }
+}
+
+/// Opens the stopped ledger's data directory the way start-up does and
+/// checks every invariant: per-asset sums zero, nothing negative, LOCKED
+/// equal to the open holds.
+fn audit(dir: &Path) -> LedgerService {
+    let (service, _) = LedgerService::open(dir, LedgerLimits::default()).unwrap();
+    service.ledger().check_invariants().unwrap();
+    service
+}
+
+#[test]
+fn an_order_is_held_matched_and_settled_across_the_two_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(dir.path());
+    let matching = system.start_matching();
+    let ledger = system.start_ledger();
+    let mut peer = system.connect(7);
+    setup(&mut peer, 2);
+
+    let sell = placed(peer.command(limit(1, Side::Sell, 50, 4)));
+    let buy = placed(peer.command(limit(2, Side::Buy, 55, 3)));
+    peer.wait_settled("the crossing orders");
+    let (sell, buy) = (peer.order(sell), peer.order(buy));
+    assert_eq!((sell.status, sell.filled), (OrderStatus::PartiallyFilled, 3), "{sell:?}");
+    assert_eq!((buy.status, buy.filled), (OrderStatus::Filled, 3), "{buy:?}");
+
+    // 3 lots at 50 ticks, 10 quote units per tick-lot: 1,500 USD units; the
+    // buyer (taker) pays 0.2% = 3, the seller (maker) 0.1% = 2 (both rounded up).
+    let buyer: Vec<_> = peer.balances(2);
+    let seller: Vec<_> = peer.balances(1);
+    assert_eq!(buyer, vec![(BTC, Balance { available: 100_000_000 + 300_000, locked: 0 }), (USD, Balance { available: 100_000_000 - 1_500 - 3, locked: 0 })]);
+    // The seller's last lot is still held.
+    assert_eq!(seller, vec![(BTC, Balance { available: 100_000_000 - 400_000, locked: 100_000 }), (USD, Balance { available: 100_000_000 + 1_500 - 2, locked: 0 })]);
+    match peer.query(LedgerQuery::UserTrades { user: 2, market: None, limit: 10 }) {
+        QueryAnswer::Trades(trades) => assert_eq!(trades.len(), 1, "{trades:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Cancel releases the rest of the hold once matching confirms it.
+    assert!(matches!(peer.command(LedgerCommand::CancelOrder { user: 1, order_id: sell.order.order_id }), Ok(Outcome::CancelRequested { .. })));
+    peer.wait_settled("the cancel");
+    assert_eq!(peer.order(sell.order.order_id).status, OrderStatus::Cancelled);
+    assert_eq!(peer.balances(1)[0], (BTC, Balance { available: 100_000_000 - 300_000, locked: 0 }));
+    // Someone else's cancel is refused and changes nothing.
+    let other = placed(peer.command(limit(1, Side::Sell, 60, 1)));
+    assert!(peer.command(LedgerCommand::CancelOrder { user: 2, order_id: other }).is_err());
+
+    let metrics = ledger.metrics();
+    assert!(metrics.contains("marionette_ledger_matching_connected 1"), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("marionette_ledger_commands_total ")), "{metrics}");
+    ledger.stop();
+    matching.stop();
+    let audited = audit(&system.ledger_dir());
+    assert_eq!(audited.ledger().system_balances(USD)[1], 5, "fee revenue is the two fees");
+}
+
+#[test]
+fn a_resent_command_gets_its_first_outcome_and_is_not_applied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(dir.path());
+    let _matching = system.start_matching();
+    let _ledger = system.start_ledger();
+    let mut peer = system.connect(7);
+    setup(&mut peer, 1);
+    let first = placed(peer.command(limit(1, Side::Buy, 10, 1)));
+    drop(peer);
+
+    // A reconnect: the ledger says how far it applied; resending the last one is answered, not applied.
+    let (mut client, welcome) = Client::connect(&Address::Unix(system.ledger_socket()), 7, Role::Test, 0, false).unwrap();
+    assert_eq!(welcome.commands_applied, 6);
+    client.send(6, &Message::LedgerCommand(limit(1, Side::Buy, 10, 1))).unwrap();
+    match client.recv().unwrap().message {
+        Message::LedgerOutcome { peer_sequence: 6, outcome: Some(Ok(Outcome::OrderPlaced { order_id, .. })) } => assert_eq!(order_id, first),
+        other => panic!("{other:?}"),
+    }
+    let mut peer = Peer { client, next: 7, request: 0 };
+    let second = placed(peer.command(limit(1, Side::Buy, 10, 1)));
+    assert_eq!(second, first + 1, "the resend did not place an order");
+    peer.wait_settled("two orders");
+    assert_eq!(peer.balances(1)[1].1.locked, 2 * market().buy_hold(10, 1));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_code_and_the_daemon_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(dir.path());
+    let _matching = system.start_matching();
+    let _ledger = system.start_ledger();
+    let address = Address::Unix(system.ledger_socket());
+
+    // Garbage instead of a frame.
+    let mut raw = std::os::unix::net::UnixStream::connect(system.ledger_socket()).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    raw.read_to_end(&mut reply).unwrap();
+    let (frame, _) = wire::decode_frame(&reply, 1 << 20).unwrap().unwrap();
+    assert!(matches!(frame.message, Message::Error { code: wire::ProtocolErrorCode::MalformedFrame, .. }), "{frame:?}");
+
+    // Matching's outputs are not a peer's to send.
+    let (mut client, _) = Client::connect(&address, 8, Role::Test, 0, false).unwrap();
+    client.send(1, &Message::LedgerCommand(LedgerCommand::ApplyMatching { sequence: 1, events: Vec::new() })).unwrap();
+    let error = client.recv().unwrap_err().to_string();
+    assert!(error.contains("role may not send"), "{error}");
+
+    // A sequence gap, and the reserved role.
+    let (mut client, _) = Client::connect(&address, 9, Role::Test, 0, false).unwrap();
+    client.send(5, &Message::LedgerCommand(LedgerCommand::CreateAsset(AssetSpec { id: 1, symbol: "BTC".into(), scale: 8 }))).unwrap();
+    let error = client.recv().unwrap_err().to_string();
+    assert!(error.contains("sequence"), "{error}");
+    assert!(Client::connect(&address, 10, Role::Ledger, 0, false).is_err());
+
+    // A business refusal is an outcome with a code; a bad query is an answer with a reason.
+    let mut peer = system.connect(11);
+    let refused = peer.command(LedgerCommand::Deposit { user: 1, asset: 99, amount: 5, reference: "r".into() }).unwrap_err();
+    assert_eq!(refused.code(), "NOT_FOUND");
+    peer.request += 1;
+    peer.client.send(peer.request, &Message::LedgerQuery(LedgerQuery::Orders { user: 1, market: None, status: None, limit: 0 })).unwrap();
+    assert!(matches!(peer.client.recv().unwrap().message, Message::LedgerAnswer(Err(wire::QueryError::BadRequest(_)))));
+
+    // Still serving, and nothing the refused peers sent was applied.
+    setup(&mut peer, 1);
+    assert_eq!(peer.balances(1).len(), 2);
+    for refused_peer in [8, 9] {
+        let (_, welcome) = Client::connect(&address, refused_peer, Role::Test, 0, false).unwrap();
+        assert_eq!(welcome.commands_applied, 0, "peer {refused_peer}");
+    }
+}
+
+/// Random orders and cancels from several users while either daemon is
+/// killed with SIGKILL at random moments; every acknowledged order exists
+/// exactly once, the ledger's trades are matching's fills, and the books balance.
+#[test]
+fn kill_9_of_either_daemon_loses_nothing_acknowledged_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(dir.path());
+    let mut matching = Some(system.start_matching());
+    let mut ledger = Some(system.start_ledger());
+    let mut rng = SmallRng::seed_from_u64(0x5eed_0009);
+    let users = 8;
+    let mut peer = system.connect(7);
+    setup(&mut peer, users);
+    let mut acknowledged_orders = Vec::new();
+    let mut kills = (0, 0);
+    for round in 0..12 {
+        for _ in 0..rng.random_range(20..60) {
+            let user = rng.random_range(1..=users);
+            let command = if rng.random_bool(0.2) && !acknowledged_orders.is_empty() {
+                LedgerCommand::CancelOrder { user, order_id: acknowledged_orders[rng.random_range(0..acknowledged_orders.len())] }
+            } else {
+                let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+                limit(user, side, rng.random_range(95..105), rng.random_range(1..5))
+            };
+            if let Ok(Outcome::OrderPlaced { order_id, .. }) = peer.command(command) {
+                acknowledged_orders.push(order_id);
+            }
+        }
+        if round % 3 == 2 {
+            matching.take().unwrap().kill_9();
+            kills.1 += 1;
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..100)));
+            matching = Some(system.start_matching());
+        } else {
+            ledger.take().unwrap().kill_9();
+            kills.0 += 1;
+            ledger = Some(system.start_ledger());
+            let next = peer.next;
+            peer = system.connect(7);
+            assert_eq!(peer.next, next, "every acknowledged command is durable, and nothing more");
+        }
+    }
+    peer.wait_settled("after the kills");
+    let status = peer.status();
+    let trades = match peer.query(LedgerQuery::MarketTrades { market: MARKET, limit: 1_000 }) {
+        QueryAnswer::Trades(trades) => trades,
+        other => panic!("{other:?}"),
+    };
+    ledger.take().unwrap().stop();
+
+    // Matching's own record of every fill, read from the start of its outputs.
+    let (mut observer, welcome) = Client::connect(&Address::Unix(dir.path().join("matching.sock")), 99, Role::Test, 0, true).unwrap();
+    assert_eq!(welcome.outputs_last, status.matching_applied, "the ledger applied every output matching has");
+    let mut fills = Vec::new();
+    for _ in 0..welcome.outputs_last {
+        if let Message::Events { events, .. } = observer.recv().unwrap().message {
+            fills.extend(events.into_iter().filter_map(|e| if let matching_core::Event::Fill(fill) = e { Some(fill) } else { None }));
+        }
+    }
+    matching.take().unwrap().stop();
+    assert!(!fills.is_empty(), "the scenario produced trades");
+    let mut ledger_fills: Vec<_> = trades.iter().map(|t| t.fill).collect();
+    ledger_fills.reverse();
+    assert_eq!(ledger_fills, fills, "the ledger settled each of matching's fills exactly once, in order");
+
+    let audited = audit(&system.ledger_dir());
+    assert_eq!(audited.ledger().counters().next_order - 1, acknowledged_orders.len() as u64, "every acknowledged order exists exactly once");
+    eprintln!("kills: ledger {}, matching {}; orders {}; fills {}", kills.0, kills.1, acknowledged_orders.len(), fills.len());
+}
