@@ -19,7 +19,8 @@ use crate::{new_histogram, Measured};
 /// Commands in flight at most (sent, output not yet received).
 const WINDOW: u64 = 8_192;
 
-struct Daemon(Child);
+/// A daemon process, killed when dropped however the measurement ends.
+pub struct Daemon(pub Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -28,13 +29,27 @@ impl Drop for Daemon {
     }
 }
 
-fn daemon_binary() -> anyhow::Result<PathBuf> {
+/// `marionette-<name>`, next to this binary (scripts/bench builds both).
+pub fn daemon_binary(name: &str) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
-    let binary = me.with_file_name("marionette-matching");
+    let binary = me.with_file_name(format!("marionette-{name}"));
     if !binary.exists() {
-        bail!("{} not found; build it with cargo build --release -p matching", binary.display());
+        bail!("{} not found; build it with cargo build --release -p {name}", binary.display());
     }
     Ok(binary)
+}
+
+/// Waits for a daemon's Unix socket to appear.
+pub fn wait_for_socket(socket: &std::path::Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        if Instant::now() > deadline {
+            bail!("the daemon did not start (no {})", socket.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(())
 }
 
 pub fn measure(workload: &Workload) -> anyhow::Result<Measured> {
@@ -53,15 +68,8 @@ pub fn measure(workload: &Workload) -> anyhow::Result<Measured> {
             dir.path().join("data").display()
         ),
     )?;
-    let _daemon = Daemon(Process::new(daemon_binary()?).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        if Instant::now() > deadline {
-            bail!("the daemon did not start");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    let _daemon = Daemon(Process::new(daemon_binary("matching")?).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?);
+    wait_for_socket(&socket)?;
     let address = Address::Unix(socket);
     let (mut sender, _) = MatchingClient::connect(&address, 1, Role::Test, 0, true).context("connecting")?;
     let mut receiver = sender.try_clone()?;

@@ -4,16 +4,21 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use hdrhistogram::Histogram;
 use ledger::service::{JournalEntry, LedgerService};
 use ledger_core::{AssetSpec, Ledger, LedgerCommand, LedgerLimits, Outcome};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
+use link::{Address, Client};
 use storage::{Batch, Durability, Store, Table};
+use wire::{Message, Role};
 
+use crate::daemon::{daemon_binary, wait_for_socket, Daemon};
 use crate::{micros, new_histogram};
 
 const USAGE: &str = "usage: marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres]";
@@ -88,7 +93,12 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
     let mut report = String::new();
     for skew in [Skew::Uniform, Skew::Hot] {
         let transfers = generate(&options, skew);
-        let mut measured = vec![measure_core(&options, &transfers)?, measure_service(&options, &transfers)?, measure_rocksdb(&options, &transfers)?];
+        let mut measured = vec![
+            measure_core(&options, &transfers)?,
+            measure_daemon(&options, &transfers)?,
+            measure_service(&options, &transfers)?,
+            measure_rocksdb(&options, &transfers)?,
+        ];
         if options.postgres {
             measured.push(postgres::measure(&options, skew).context("measuring PostgreSQL (skip it with --skip-postgres)")?);
         }
@@ -183,6 +193,86 @@ fn measure_service(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
     })
 }
 
+/// Commands in flight at most from the daemon's client (sent, outcome not yet received).
+const WINDOW: u64 = 16_384;
+
+/// The real `marionette-ledger` process over its Unix socket: a pipelined
+/// client (one thread sends, one receives); every outcome arrives after its
+/// transfer is in the fdatasync'd journal and in RocksDB. Matching is not
+/// running: transfers do not need it, and the daemon keeps trying to reach it.
+fn measure_daemon(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Result<Measured> {
+    eprintln!("  marionette-ledger daemon (Unix socket, journal + RocksDB per group commit)");
+    let dir = tempfile::tempdir_in(bench_dir()?)?;
+    let socket = dir.path().join("ledger.sock");
+    let config = dir.path().join("ledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"\"\n[matching]\naddress = \"unix:{}\"\nreconnect_ms = 60000\n[storage]\ndata_dir = \"{}\"\n[log]\nformat = \"text\"\nfilter = \"error\"\n",
+            socket.display(),
+            dir.path().join("no-matching.sock").display(),
+            dir.path().join("data").display()
+        ),
+    )?;
+    let binary = daemon_binary("ledger")?;
+    let _daemon = Daemon(std::process::Command::new(binary).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?);
+    wait_for_socket(&socket)?;
+    let (mut sender, _) = Client::connect(&Address::Unix(socket), 1, Role::Test, 0, false).context("connecting to marionette-ledger")?;
+    let mut receiver = sender.try_clone()?;
+    let opening = opening(options);
+    for (i, command) in opening.iter().enumerate() {
+        sender.queue(i as u64 + 1, &Message::LedgerCommand(command.clone()));
+    }
+    sender.flush()?;
+    for _ in 0..opening.len() {
+        match receiver.recv()?.message {
+            Message::LedgerOutcome { outcome: Some(Ok(_)), .. } => {}
+            other => bail!("opening: {other:?}"),
+        }
+    }
+    let first = opening.len() as u64 + 1;
+    let total = transfers.len() as u64;
+    let received = Arc::new(AtomicU64::new(0));
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let started = Instant::now();
+    let receiving = {
+        let (received, sent_at) = (received.clone(), sent_at.clone());
+        std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, Duration)> {
+            let mut latency = new_histogram();
+            for i in 0..total {
+                match receiver.recv()?.message {
+                    Message::LedgerOutcome { peer_sequence, outcome: Some(outcome) } if peer_sequence == first + i => check_transferred(outcome)?,
+                    other => bail!("expected the outcome of command {}, got {other:?}", first + i),
+                }
+                latency.saturating_record(started.elapsed().as_nanos() as u64 - sent_at[i as usize].load(Ordering::Relaxed));
+                received.store(i + 1, Ordering::Release);
+            }
+            Ok((latency, started.elapsed()))
+        })
+    };
+    let mut next = 0u64;
+    while next < total {
+        while next - received.load(Ordering::Acquire) >= WINDOW {
+            std::thread::yield_now();
+        }
+        let chunk_end = (next + 256).min(total).min(received.load(Ordering::Acquire) + WINDOW);
+        let now = started.elapsed().as_nanos() as u64;
+        for i in next..chunk_end {
+            sent_at[i as usize].store(now, Ordering::Relaxed);
+            sender.queue(first + i, &Message::LedgerCommand(transfers[i as usize].clone()));
+        }
+        sender.flush()?;
+        next = chunk_end;
+    }
+    let (latency, elapsed) = receiving.join().map_err(|_| anyhow::anyhow!("the receiving thread panicked"))??;
+    Ok(Measured {
+        name: "Marionette ledger daemon",
+        note: format!("marionette-ledger over its Unix socket, default config; latency is send to durable outcome with up to {WINDOW} in flight"),
+        transfers_per_second: total as f64 / elapsed.as_secs_f64(),
+        latency,
+    })
+}
+
 /// Raw RocksDB: per transfer, two balance puts and a transfer record, `batch`
 /// transfers per synced WriteBatch. No ledger logic: the storage floor.
 fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Result<Measured> {
@@ -227,9 +317,9 @@ fn bench_dir() -> anyhow::Result<std::path::PathBuf> {
 fn write_section(report: &mut String, options: &Options, skew: Skew, measured: &[Measured]) -> std::fmt::Result {
     writeln!(report, "### Transfers, {}\n", skew.describe())?;
     writeln!(report, "Workload: {} accounts, {} transfers of one asset (seed {SEED}), each with its own idempotency key.\n", options.accounts, options.transfers)?;
-    writeln!(report, "| system | transfers/s | vs Marionette service | p50 µs | p99 µs | max µs |")?;
+    writeln!(report, "| system | transfers/s | vs Marionette daemon | p50 µs | p99 µs | max µs |")?;
     writeln!(report, "|---|---:|---:|---:|---:|---:|")?;
-    let service = measured[1].transfers_per_second;
+    let daemon = measured[1].transfers_per_second;
     for m in measured {
         let l = &m.latency;
         writeln!(
@@ -238,7 +328,7 @@ fn write_section(report: &mut String, options: &Options, skew: Skew, measured: &
             m.name,
             m.note,
             m.transfers_per_second,
-            m.transfers_per_second / service,
+            m.transfers_per_second / daemon,
             micros(l.value_at_quantile(0.50)),
             micros(l.value_at_quantile(0.99)),
             micros(l.max())

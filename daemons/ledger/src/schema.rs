@@ -19,7 +19,8 @@ const META_COUNTERS: &[u8] = b"counters";
 const META_JOURNAL_APPLIED: &[u8] = b"journal_applied";
 const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 const META_FORWARDED_LAST: &[u8] = b"forwarded_last";
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: idempotency records keyed by journal position instead of digest.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -113,8 +114,15 @@ pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, jour
             batch.delete(Table::PendingWithdrawals, &id);
         }
     }
-    for (digest, entry) in &changes.idempotency {
-        batch.put(Table::Idempotency, digest, &encode(entry));
+    // Keyed by where they were written, not by digest: appending keeps the
+    // memtable inserts and RocksDB's compactions cheap (the digests are
+    // random), and only start-up reads them, all at once. The batch's
+    // position is unique, and RocksDB never holds a batch after one it lost.
+    for (index, record) in changes.idempotency.iter().enumerate() {
+        let mut key = [0; 12];
+        key[..8].copy_from_slice(&journal_applied.to_be_bytes());
+        key[8..].copy_from_slice(&(index as u32).to_be_bytes());
+        batch.put(Table::Idempotency, &key, &encode(record));
     }
     batch.put(Table::Meta, META_COUNTERS, &encode(&ledger.counters()));
     batch.put(Table::Meta, META_JOURNAL_APPLIED, &journal_applied.to_be_bytes());
@@ -169,7 +177,8 @@ pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
     }
     for item in store.scan_all(Table::Idempotency) {
         let (key, value) = item?;
-        state.idempotency.insert(exact(Table::Idempotency, &key)?, decode(Table::Idempotency, &key, &value)?);
+        let (digest, entry): (Digest, IdempotencyEntry) = decode(Table::Idempotency, &key, &value)?;
+        state.idempotency.insert(digest, entry);
     }
     Ok(Some((state, journal_applied)))
 }

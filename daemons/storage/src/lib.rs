@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 /// The column families, fixed at open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +41,8 @@ pub enum Table {
     PendingWithdrawals,
     /// Secondary index: (user, withdrawal id) -> ().
     WithdrawalsByUser,
+    /// Idempotency records in the order they were made (an append-only log
+    /// the ledger loads whole at start-up).
     Idempotency,
     /// Commands for another daemon, by the sender's sequence, kept until that
     /// daemon confirms it applied them.
@@ -157,6 +159,14 @@ impl Batch {
     }
 }
 
+/// Memtable size per column family. Small on purpose: the ledger's keys
+/// (balances, idempotency digests, per-user indexes) land at random places,
+/// and a skiplist insert costs a cache miss per level, so a 64 MiB memtable
+/// (RocksDB's default) made writes twice as slow as a 2 MiB one in
+/// `scripts/bench ledger` (BENCHMARKS.md). Flushing more often moves the
+/// work to RocksDB's background thread.
+const WRITE_BUFFER_BYTES: usize = 2 << 20;
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StorageError> {
         let mut options = Options::default();
@@ -168,7 +178,14 @@ impl Store {
         // Without RocksDB's log, a crash falls back to the last flush: it must
         // cover every column family at the same batch.
         options.set_atomic_flush(true);
-        let families = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let families = Table::ALL.iter().map(|t| {
+            let mut family = Options::default();
+            family.set_write_buffer_size(WRITE_BUFFER_BYTES);
+            // The upper levels are rewritten soon anyway: compressing them
+            // costs CPU the engine thread needs and saves little space.
+            family.set_compression_per_level(&[DBCompressionType::None, DBCompressionType::None, DBCompressionType::Lz4, DBCompressionType::Lz4, DBCompressionType::Lz4, DBCompressionType::Lz4, DBCompressionType::Lz4]);
+            ColumnFamilyDescriptor::new(t.name(), family)
+        });
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|source| StorageError::Open { path: path.into(), source })?;
         Ok(Store { db })
     }
