@@ -34,7 +34,7 @@ pub type Forwards = Vec<(u64, Command)>;
 
 pub enum Inbound {
     /// `closer` is a handle on the socket, to close it when the peer must go.
-    Connect { connection: ConnectionId, peer: PeerId, outbox: SyncSender<Outgoing>, closer: Stream },
+    Connect { connection: ConnectionId, peer: PeerId, subscribe: bool, outbox: SyncSender<Outgoing>, closer: Stream },
     Command { connection: ConnectionId, peer: PeerId, sequence: u64, command: LedgerCommand },
     Disconnect { connection: ConnectionId },
     /// The link to matching is up; matching applied our forwards through `commands_applied`.
@@ -49,6 +49,8 @@ type Answer = Result<Outcome, LedgerError>;
 
 struct Connection {
     id: ConnectionId,
+    /// Whether it receives order updates.
+    subscribe: bool,
     outbox: SyncSender<Outgoing>,
     closer: Stream,
 }
@@ -118,10 +120,10 @@ impl Engine {
                 match item {
                     Inbound::Command { connection, peer, sequence, command } => self.admit(connection, peer, sequence, command),
                     Inbound::MatchingOutput { sequence, peer, peer_sequence, events } => self.admit_matching(sequence, peer, peer_sequence, events),
-                    Inbound::Connect { connection, peer, outbox, closer } => {
+                    Inbound::Connect { connection, peer, subscribe, outbox, closer } => {
                         // The Welcome must not promise what is still pending.
                         self.flush()?;
-                        self.connect(Connection { id: connection, outbox, closer }, peer);
+                        self.connect(Connection { id: connection, subscribe, outbox, closer }, peer);
                     }
                     Inbound::Disconnect { connection } => self.disconnect(connection),
                     Inbound::MatchingUp { commands_applied, sender } => {
@@ -235,9 +237,13 @@ impl Engine {
     }
 
     fn send_to(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        self.send_shared(peer, Arc::new(bytes));
+    }
+
+    fn send_shared(&mut self, peer: PeerId, bytes: Outgoing) {
         let Some(state) = self.peers.get_mut(&peer) else { return };
         let Some(connection) = &state.connection else { return };
-        match connection.outbox.try_send(Arc::new(bytes)) {
+        match connection.outbox.try_send(bytes) {
             Ok(()) => return,
             Err(TrySendError::Full(_)) => tracing::warn!(peer, "peer is not reading its outcomes; disconnecting it (it reconnects and resends)"),
             Err(TrySendError::Disconnected(_)) => {}
@@ -281,6 +287,20 @@ impl Engine {
         }
         self.pending = entries;
         self.pending.clear();
+        let updates = self.service.take_order_updates();
+        if !updates.is_empty() {
+            let mut bytes = Vec::new();
+            wire::encode_frame(self.service.journal_applied(), &Message::OrderUpdates(updates), &mut bytes);
+            let bytes = Arc::new(bytes);
+            let subscribers: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.connection.as_ref().is_some_and(|c| c.subscribe)).map(|(id, _)| *id).collect();
+            for peer in subscribers {
+                // Outcomes first: a peer sees its command answered before the updates it caused.
+                if let Some(own) = replies.remove(&peer) {
+                    self.send_to(peer, own);
+                }
+                self.send_shared(peer, bytes.clone());
+            }
+        }
         for (peer, bytes) in replies {
             self.send_to(peer, bytes);
         }

@@ -56,7 +56,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Share
             }
         };
         match (frame.message, &peer) {
-            (Message::Hello { peer: id, role, .. }, None) => {
+            (Message::Hello { peer: id, role, subscribe, .. }, None) => {
                 if id == MATCHING_PEER || role == Role::Ledger {
                     refuse(&mut stream, ProtocolErrorCode::Forbidden, "that peer id or role is reserved");
                     break;
@@ -67,7 +67,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Share
                 if link::spawn_writer(connection, writer_stream, outgoing).is_err() {
                     break;
                 }
-                if shared.inbox.send(Inbound::Connect { connection, peer: id, outbox: outbox.clone(), closer }).is_err() {
+                if shared.inbox.send(Inbound::Connect { connection, peer: id, subscribe, outbox: outbox.clone(), closer }).is_err() {
                     break;
                 }
                 peer = Some((id, outbox));

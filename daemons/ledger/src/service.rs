@@ -82,6 +82,8 @@ pub struct LedgerService {
     outbox_added: Vec<(u64, Command)>,
     outbox_confirmed_through: u64,
     outbox_deleted_through: u64,
+    /// The records of orders whose state changed, in the order they were written.
+    order_updates: Vec<ledger_core::OrderRecord>,
 }
 
 /// Journal records per segment before it is rotated and, once RocksDB has
@@ -137,6 +139,7 @@ impl LedgerService {
             outbox_added: Vec::new(),
             outbox_confirmed_through: outbox_first,
             outbox_deleted_through: outbox_first,
+            order_updates: Vec::new(),
         };
         service.check(journal_applied)?;
         // Replay in bounded batches so memory for the changes stays bounded.
@@ -150,6 +153,7 @@ impl LedgerService {
             service.persist(last)?;
             report.replayed += chunk.len();
         }
+        service.order_updates.clear();
         Ok((service, report))
     }
 
@@ -232,6 +236,12 @@ impl LedgerService {
         self.outbox_confirmed_through = self.outbox_confirmed_through.max(through);
     }
 
+    /// The orders whose state the executed batches changed, each in its state
+    /// after them, since the last call. A subscriber of order updates gets these.
+    pub fn take_order_updates(&mut self) -> Vec<ledger_core::OrderRecord> {
+        std::mem::take(&mut self.order_updates)
+    }
+
     /// The newest forward sequence assigned.
     pub fn forwarded_last(&self) -> u64 {
         self.forwarded_last
@@ -245,6 +255,8 @@ impl LedgerService {
     fn persist(&mut self, sequence: u64) -> Result<(), ServiceError> {
         self.check(sequence)?;
         let changes = self.ledger.take_changes();
+        self.order_updates.extend(changes.orders.iter().filter_map(|id| self.ledger.order(*id)).cloned());
+        self.order_updates.extend(changes.closed_orders.iter().cloned());
         let mut batch = Batch::default();
         schema::write_changes(&mut batch, &self.ledger, &changes, sequence);
         schema::write_peers(&mut batch, &self.peers_applied);

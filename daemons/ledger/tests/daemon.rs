@@ -280,10 +280,23 @@ fn an_order_is_held_matched_and_settled_across_the_two_daemons() {
     let ledger = system.start_ledger();
     let mut peer = system.connect(7);
     setup(&mut peer, 2);
+    // A gateway-like subscriber of order updates.
+    let (mut watcher, _) = Client::connect(&Address::Unix(system.ledger_socket()), 8, Role::Test, 0, true).unwrap();
 
     let sell = placed(peer.command(limit(1, Side::Sell, 50, 4)));
     let buy = placed(peer.command(limit(2, Side::Buy, 55, 3)));
     peer.wait_settled("the crossing orders");
+    watcher.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut seen: Vec<(OrderId, OrderStatus, u64)> = Vec::new();
+    while let Ok(frame) = watcher.recv() {
+        if let Message::OrderUpdates(orders) = frame.message {
+            seen.extend(orders.iter().map(|o| (o.order.order_id, o.status, o.filled)));
+        }
+    }
+    let of = |id| seen.iter().filter(|(o, ..)| *o == id).map(|(_, status, filled)| (*status, *filled)).collect::<Vec<_>>();
+    assert_eq!(of(buy).first(), Some(&(OrderStatus::Pending, 0)), "held before matching: {seen:?}");
+    assert_eq!(of(buy).last(), Some(&(OrderStatus::Filled, 3)), "{seen:?}");
+    assert_eq!(of(sell).last(), Some(&(OrderStatus::PartiallyFilled, 3)), "{seen:?}");
     let (sell, buy) = (peer.order(sell), peer.order(buy));
     assert_eq!((sell.status, sell.filled), (OrderStatus::PartiallyFilled, 3), "{sell:?}");
     assert_eq!((buy.status, buy.filled), (OrderStatus::Filled, 3), "{buy:?}");

@@ -87,6 +87,11 @@ pub enum Message {
     /// Reads are not journaled and see every acknowledged command.
     LedgerQuery(LedgerQuery),
     LedgerAnswer(Result<QueryAnswer, QueryError>),
+    /// To peers that said Hello with `subscribe`: the orders a group commit
+    /// changed, each in its state after it; the frame's sequence is the
+    /// ledger's journal position. Not replayed after a reconnect: read an
+    /// order with a query to catch up.
+    OrderUpdates(Vec<ledger_core::OrderRecord>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
