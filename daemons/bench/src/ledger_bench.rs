@@ -308,7 +308,7 @@ fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
 /// Where the systems keep their data while measured: one disk for all of
 /// them, not a tmpfs, and reachable by the postgres user (so not under /root).
 /// MARIONETTE_BENCH_DIR overrides it.
-fn bench_dir() -> anyhow::Result<std::path::PathBuf> {
+pub fn bench_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::var_os("MARIONETTE_BENCH_DIR").map(Into::into).unwrap_or_else(|| std::path::PathBuf::from("/var/tmp/marionette-bench"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)

@@ -3,6 +3,7 @@
 //! the same run) for BENCHMARKS.md.
 
 mod daemon;
+mod gateway_bench;
 mod generator;
 mod ledger_bench;
 mod peers;
@@ -17,7 +18,7 @@ use matching_core::{Command, EngineLimits, Event, FastEngine, BookLimits, Side};
 use generator::{GeneratorConfig, Kind, Workload};
 use peers::{Lobster, OrderbookRs, Peer};
 
-const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres]";
+const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres]\n       marionette-bench gateway [--orders N] [--clients N]";
 
 /// One engine's figures on one workload.
 pub struct Measured {
@@ -31,6 +32,11 @@ pub struct Measured {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(what) = args.next() else { bail!("{USAGE}") };
+    if what == "gateway" {
+        let report = gateway_bench::run(args)?;
+        print!("{}\n{report}", machine_line());
+        return Ok(());
+    }
     if what == "ledger" {
         let report = ledger_bench::run(args)?;
         print!("{}\n{report}", machine_line());

@@ -136,20 +136,11 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
-    #[error("{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
+pub use shell::ConfigError;
 
 impl LedgerConfig {
     pub fn load(path: &Path) -> Result<LedgerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: LedgerConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let config: LedgerConfig = shell::read_toml(path)?;
         config.validate()?;
         Ok(config)
     }

@@ -1,6 +1,5 @@
 //! The daemon's entry point: load config, recover, serve, stop on SIGTERM.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -18,35 +17,22 @@ const USAGE: &str = "usage: marionette-ledger [--config PATH] [--check-config]\n
     Runs the Marionette ledger. PATH defaults to /etc/marionette/ledger.toml.";
 
 fn main() {
-    if let Err(error) = run() {
-        // Logged and printed: the operator reads one or the other.
-        tracing::error!("{error:#}");
-        eprintln!("marionette-ledger: {error:#}");
-        std::process::exit(1);
-    }
+    shell::exit_on_error("marionette-ledger", run());
 }
 
 fn run() -> anyhow::Result<()> {
-    let mut config_path = PathBuf::from("/etc/marionette/ledger.toml");
-    let mut check_only = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" => config_path = args.next().context("--config needs a path")?.into(),
-            "--check-config" => check_only = true,
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        }
+    let Some(args) = shell::parse_args(std::env::args().skip(1), "/etc/marionette/ledger.toml", USAGE).map_err(anyhow::Error::msg)? else { return Ok(()) };
+    if let Some(extra) = args.rest.first() {
+        bail!("unexpected argument {extra:?}\n{USAGE}");
     }
+    let config_path = args.config;
+    let check_only = args.check_only;
     let config = LedgerConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
     if check_only {
         println!("{}: ok", config_path.display());
         return Ok(());
     }
-    init_logging(&config);
+    shell::init_logging(&config.log.format, &config.log.filter);
     let metrics = Arc::new(Metrics::new());
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
@@ -108,17 +94,4 @@ fn run() -> anyhow::Result<()> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn init_logging(config: &LedgerConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    // A closed stderr (journald restarting, a pipe reader gone) must not take
-    // the daemon down: tracing would report the failed write with eprintln!,
-    // which panics on a closed stderr.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
-    if config.log.format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
 }

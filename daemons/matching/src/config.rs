@@ -124,20 +124,11 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
-    #[error("{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
+pub use shell::ConfigError;
 
 impl MatchingConfig {
     pub fn load(path: &Path) -> Result<MatchingConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: MatchingConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let config: MatchingConfig = shell::read_toml(path)?;
         config.validate()?;
         Ok(config)
     }

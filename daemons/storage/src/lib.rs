@@ -47,10 +47,14 @@ pub enum Table {
     /// Commands for another daemon, by the sender's sequence, kept until that
     /// daemon confirms it applied them.
     Outbox,
+    /// The gateway's accounts: user id -> record.
+    Users,
+    /// Secondary index: normalized email -> user id.
+    UsersByEmail,
 }
 
 impl Table {
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 20] = [
         Table::Meta,
         Table::Assets,
         Table::Markets,
@@ -69,6 +73,8 @@ impl Table {
         Table::WithdrawalsByUser,
         Table::Idempotency,
         Table::Outbox,
+        Table::Users,
+        Table::UsersByEmail,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +97,8 @@ impl Table {
             Table::WithdrawalsByUser => "withdrawals_by_user",
             Table::Idempotency => "idempotency",
             Table::Outbox => "outbox",
+            Table::Users => "users",
+            Table::UsersByEmail => "users_by_email",
         }
     }
 }

@@ -1,0 +1,151 @@
+//! Passwords (argon2id) and tokens (EdDSA JWTs with a key id).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm as Argon2Algorithm, Argon2, Params, Version};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthConfig;
+use crate::users::{Role, UserId};
+
+pub const PASSWORD_BYTES_MIN: usize = 8;
+pub const PASSWORD_BYTES_MAX: usize = 256;
+const KEY_SUFFIX: &str = ".ed25519";
+/// PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): this prefix, then the 32 bytes.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("signing keys in {dir}: {detail}")]
+    Keys { dir: String, detail: String },
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    pub role: Role,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+pub struct Auth {
+    argon2: Argon2<'static>,
+    signing_kid: String,
+    signing: EncodingKey,
+    verifying: BTreeMap<String, DecodingKey>,
+    pub token_ttl_seconds: u64,
+    /// A hash to verify against when the email is unknown, so that a login
+    /// takes as long for a missing account as for a wrong password.
+    decoy_hash: String,
+}
+
+impl Auth {
+    pub fn new(config: &AuthConfig) -> Result<Auth, AuthError> {
+        let params = Params::new(config.argon2_memory_kib, config.argon2_passes, 1, None).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let argon2 = Argon2::new(Argon2Algorithm::Argon2id, Version::V0x13, params);
+        let keys = load_or_create_keys(&config.keys_dir)?;
+        let (signing_kid, seed) = keys.iter().next_back().map(|(kid, seed)| (kid.clone(), *seed)).expect("load_or_create_keys returns at least one key");
+        let mut pkcs8 = PKCS8_ED25519_PREFIX.to_vec();
+        pkcs8.extend_from_slice(&seed);
+        let verifying = keys
+            .iter()
+            .map(|(kid, seed)| (kid.clone(), DecodingKey::from_ed_der(ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().as_bytes())))
+            .collect();
+        let mut auth = Auth { argon2, signing_kid, signing: EncodingKey::from_ed_der(&pkcs8), verifying, token_ttl_seconds: config.token_ttl_seconds, decoy_hash: String::new() };
+        auth.decoy_hash = auth.hash_password("decoy password for unknown accounts")?;
+        Ok(auth)
+    }
+
+    pub fn signing_key_id(&self) -> &str {
+        &self.signing_kid
+    }
+
+    pub fn hash_password(&self, password: &str) -> Result<String, AuthError> {
+        let salt = SaltString::generate(&mut OsRng);
+        self.argon2.hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(|e| AuthError::Hash(e.to_string()))
+    }
+
+    /// Checks `password` against `hash`, or against a decoy when there is no account.
+    pub fn verify_password(&self, password: &str, hash: Option<&str>) -> bool {
+        let stored = hash.unwrap_or(&self.decoy_hash);
+        let Ok(parsed) = PasswordHash::new(stored) else { return false };
+        self.argon2.verify_password(password.as_bytes(), &parsed).is_ok() && hash.is_some()
+    }
+
+    pub fn issue(&self, user: UserId, role: Role, now_seconds: u64) -> (String, u64) {
+        let exp = now_seconds + self.token_ttl_seconds;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.signing_kid.clone());
+        let claims = Claims { sub: user.to_string(), role, iat: now_seconds, exp };
+        (jsonwebtoken::encode(&header, &claims, &self.signing).expect("EdDSA signing with a valid key cannot fail"), exp)
+    }
+
+    /// The claims of a valid token: EdDSA only (so `alg: none` and HMAC are
+    /// refused), signed by a key we hold (by `kid`), not expired.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::EdDSA {
+            return None;
+        }
+        let key = self.verifying.get(header.kid.as_deref()?)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, key, &validation).ok().map(|data| data.claims)
+    }
+}
+
+fn keys_error(dir: &Path, detail: impl Into<String>) -> AuthError {
+    AuthError::Keys { dir: dir.display().to_string(), detail: detail.into() }
+}
+
+/// Every `<kid>.ed25519` in `dir`, by kid; creates one (mode 0600) when there is none.
+fn load_or_create_keys(dir: &Path) -> Result<BTreeMap<String, [u8; 32]>, AuthError> {
+    std::fs::create_dir_all(dir).map_err(|e| keys_error(dir, e.to_string()))?;
+    let mut keys = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| keys_error(dir, e.to_string()))? {
+        let entry = entry.map_err(|e| keys_error(dir, e.to_string()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(kid) = name.strip_suffix(KEY_SUFFIX) else { continue };
+        let text = std::fs::read_to_string(entry.path()).map_err(|e| keys_error(dir, format!("{name}: {e}")))?;
+        let seed = decode_hex32(text.trim()).ok_or_else(|| keys_error(dir, format!("{name} must hold 64 hex digits (a 32-byte Ed25519 seed)")))?;
+        keys.insert(kid.to_string(), seed);
+    }
+    if keys.is_empty() {
+        let mut seed = [0u8; 32];
+        getrandom_seed(&mut seed).map_err(|e| keys_error(dir, format!("reading /dev/urandom: {e}")))?;
+        let kid = format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        let path = dir.join(format!("{kid}{KEY_SUFFIX}"));
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(|e| keys_error(dir, format!("{}: {e}", path.display())))?;
+        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        file.write_all(format!("{hex}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(|e| keys_error(dir, e.to_string()))?;
+        tracing::info!(kid, path = %path.display(), "generated a JWT signing key");
+        keys.insert(kid, seed);
+    }
+    Ok(keys)
+}
+
+fn getrandom_seed(seed: &mut [u8; 32]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(seed)
+}
+
+fn decode_hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,165 @@
+//! `gateway.toml`: every key has a documented default, unknown keys are an
+//! error that names the key, and the whole file is validated once at start.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub listen: ListenConfig,
+    pub ledger: LedgerLinkConfig,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// `host:port` for HTTP: POST/GET /graphql, GET /markets, /healthz, /readyz, /metrics.
+    pub address: String,
+    /// HTTP connections open at once; more wait in the kernel's backlog.
+    pub connections_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerLinkConfig {
+    /// The ledger's `listen.address`: `unix:/path` or `tcp:host:port`.
+    pub address: String,
+    /// This gateway's peer id at the ledger; each gateway of a site needs its own.
+    pub peer_id: u32,
+    pub reconnect_ms: u64,
+    /// How long a request waits for the ledger before it answers UNAVAILABLE.
+    pub request_timeout_ms: u64,
+    /// How long placeOrder waits for matching's verdict before it answers with the held order.
+    pub order_settle_timeout_ms: u64,
+    /// Requests waiting for the ledger at once; more answer UNAVAILABLE.
+    pub in_flight_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Signing keys, one file `<key id>.ed25519` each (a 32-byte seed, hex). A
+    /// new key is generated when the directory has none. The newest signs;
+    /// every key present verifies, so a rotated-out key keeps its tokens valid
+    /// until its file is removed.
+    pub keys_dir: PathBuf,
+    pub token_ttl_seconds: u64,
+    /// The cookie's `Secure` attribute; turn it off only for plain-HTTP local runs.
+    pub cookie_secure: bool,
+    /// argon2id memory cost in KiB and passes.
+    pub argon2_memory_kib: u32,
+    pub argon2_passes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Users and credentials (RocksDB).
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub body_bytes_max: usize,
+    pub query_depth_max: usize,
+    pub query_complexity_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: String,
+    pub filter: String,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig { address: "127.0.0.1:8080".into(), connections_max: 1_024 }
+    }
+}
+
+impl Default for LedgerLinkConfig {
+    fn default() -> Self {
+        LedgerLinkConfig {
+            address: "unix:/run/marionette/ledger.sock".into(),
+            peer_id: 100,
+            reconnect_ms: 500,
+            request_timeout_ms: 5_000,
+            order_settle_timeout_ms: 2_000,
+            in_flight_max: 65_536,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { keys_dir: "/var/lib/marionette/gateway/keys".into(), token_ttl_seconds: 900, cookie_secure: true, argon2_memory_kib: 19_456, argon2_passes: 2 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: "/var/lib/marionette/gateway/db".into() }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { body_bytes_max: 1 << 20, query_depth_max: 12, query_complexity_max: 500 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "json".into(), filter: "info".into() }
+    }
+}
+
+pub use shell::ConfigError;
+
+impl GatewayConfig {
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let config: GatewayConfig = shell::read_toml(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
+        if self.listen.address.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("listen.address", "must be host:port with a numeric host, e.g. 127.0.0.1:8080");
+        }
+        if self.listen.connections_max == 0 {
+            return invalid("listen.connections_max", "must be at least 1");
+        }
+        if !(self.ledger.address.starts_with("unix:") || self.ledger.address.starts_with("tcp:")) {
+            return invalid("ledger.address", "must start with unix: or tcp:");
+        }
+        if self.ledger.peer_id == 0 || self.ledger.peer_id == u32::MAX {
+            return invalid("ledger.peer_id", "must be 1 to 4294967294");
+        }
+        if self.ledger.reconnect_ms == 0 || self.ledger.request_timeout_ms == 0 || self.ledger.in_flight_max == 0 {
+            return invalid("ledger", "reconnect_ms, request_timeout_ms and in_flight_max must be at least 1");
+        }
+        if !(60..=86_400).contains(&self.auth.token_ttl_seconds) {
+            return invalid("auth.token_ttl_seconds", "must be 60 to 86400");
+        }
+        if self.auth.argon2_memory_kib < 8 * 1024 || self.auth.argon2_passes == 0 {
+            return invalid("auth", "argon2_memory_kib must be at least 8192 and argon2_passes at least 1");
+        }
+        if self.limits.body_bytes_max < 1024 || self.limits.query_depth_max == 0 || self.limits.query_complexity_max == 0 {
+            return invalid("limits", "body_bytes_max must be at least 1024, the query limits at least 1");
+        }
+        if !matches!(self.log.format.as_str(), "json" | "text") {
+            return invalid("log.format", "must be json or text");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! The gateway's connection to the ledger: one socket, many requests in
+//! flight. Commands carry this gateway's sequence (the ledger applies each
+//! once); reads carry a request id; both are matched to their answers here.
+//! Order updates are broadcast to whoever waits for them (placeOrder, the
+//! userOrders subscription).
+//!
+//! A command whose connection drops before its outcome is answered
+//! UNAVAILABLE: it may or may not have been applied, and the client retries
+//! with its idempotency key (clientOrderId, deposit reference, withdrawal
+//! key), which the ledger answers with the first result.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ledger_core::{LedgerCommand, LedgerError, OrderRecord, Outcome};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use wire::{LedgerQuery, Message, QueryAnswer, QueryError, Role};
+
+use crate::config::LedgerLinkConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("the ledger is not reachable; try again shortly")]
+    Unavailable,
+    #[error("the ledger did not answer in time; the request may still take effect, so retry with the same idempotency key")]
+    Timeout,
+    #[error("too many requests are waiting for the ledger")]
+    Busy,
+}
+
+enum Request {
+    Command { command: LedgerCommand, reply: oneshot::Sender<Result<Outcome, LedgerError>> },
+    Query { query: LedgerQuery, reply: oneshot::Sender<Result<QueryAnswer, QueryError>> },
+}
+
+#[derive(Clone)]
+pub struct LedgerClient {
+    requests: mpsc::Sender<Request>,
+    updates: broadcast::Sender<Arc<Vec<OrderRecord>>>,
+    connected: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+impl LedgerClient {
+    /// Starts the connection task; it reconnects for as long as the runtime lives.
+    pub fn start(config: LedgerLinkConfig) -> LedgerClient {
+        let (requests, receiver) = mpsc::channel(config.in_flight_max);
+        let (updates, _) = broadcast::channel(4_096);
+        let connected = Arc::new(AtomicBool::new(false));
+        let client = LedgerClient { requests, updates: updates.clone(), connected: connected.clone(), timeout: Duration::from_millis(config.request_timeout_ms) };
+        tokio::spawn(run(config, receiver, updates, connected));
+        client
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Order updates from now on.
+    pub fn order_updates(&self) -> broadcast::Receiver<Arc<Vec<OrderRecord>>> {
+        self.updates.subscribe()
+    }
+
+    pub async fn command(&self, command: LedgerCommand) -> Result<Result<Outcome, LedgerError>, LinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.try_send(Request::Command { command, reply }).map_err(|_| LinkError::Busy)?;
+        self.wait(answer).await
+    }
+
+    pub async fn query(&self, query: LedgerQuery) -> Result<Result<QueryAnswer, QueryError>, LinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.try_send(Request::Query { query, reply }).map_err(|_| LinkError::Busy)?;
+        self.wait(answer).await
+    }
+
+    async fn wait<T>(&self, answer: oneshot::Receiver<T>) -> Result<T, LinkError> {
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(LinkError::Unavailable),
+            Err(_) => Err(LinkError::Timeout),
+        }
+    }
+}
+
+type Waiting<T> = Arc<Mutex<HashMap<u64, oneshot::Sender<T>>>>;
+
+async fn run(config: LedgerLinkConfig, mut requests: mpsc::Receiver<Request>, updates: broadcast::Sender<Arc<Vec<OrderRecord>>>, connected: Arc<AtomicBool>) {
+    let mut warned = false;
+    loop {
+        match connect(&config.address).await {
+            Ok(stream) => {
+                warned = false;
+                let error = serve(&config, stream, &mut requests, &updates, &connected).await;
+                connected.store(false, Ordering::Release);
+                tracing::warn!(%error, "ledger connection lost; reconnecting");
+            }
+            Err(error) => {
+                if !warned {
+                    tracing::warn!(address = %config.address, %error, "cannot reach the ledger; requests answer UNAVAILABLE until it is back");
+                    warned = true;
+                }
+                // Nothing can be answered while down: fail what is queued.
+                while let Ok(request) = requests.try_recv() {
+                    drop(request);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(config.reconnect_ms)).await;
+    }
+}
+
+trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
+async fn connect(address: &str) -> std::io::Result<Box<dyn Duplex>> {
+    if let Some(path) = address.strip_prefix("unix:") {
+        Ok(Box::new(tokio::net::UnixStream::connect(path).await?))
+    } else {
+        let stream = tokio::net::TcpStream::connect(address.trim_start_matches("tcp:")).await?;
+        stream.set_nodelay(true)?;
+        Ok(Box::new(stream))
+    }
+}
+
+async fn serve(
+    config: &LedgerLinkConfig,
+    stream: Box<dyn Duplex>,
+    requests: &mut mpsc::Receiver<Request>,
+    updates: &broadcast::Sender<Arc<Vec<OrderRecord>>>,
+    connected: &AtomicBool,
+) -> std::io::Error {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut hello = Vec::new();
+    wire::encode_frame(0, &Message::Hello { peer: config.peer_id, role: Role::Gateway, outputs_applied: 0, subscribe: true }, &mut hello);
+    if let Err(error) = writer.write_all(&hello).await {
+        return error;
+    }
+    let mut buffer = Vec::new();
+    let mut next_sequence = match read_frame(&mut reader, &mut buffer).await {
+        Ok(Message::Welcome { commands_applied, .. }) => commands_applied + 1,
+        Ok(other) => return std::io::Error::other(format!("expected Welcome from the ledger, got {other:?}")),
+        Err(error) => return error,
+    };
+    connected.store(true, Ordering::Release);
+    tracing::info!(address = %config.address, next_sequence, "connected to the ledger");
+    let commands: Waiting<Result<Outcome, LedgerError>> = Arc::default();
+    let queries: Waiting<Result<QueryAnswer, QueryError>> = Arc::default();
+    let mut next_query = 1u64;
+    let receiving = {
+        let (commands, queries, updates) = (commands.clone(), queries.clone(), updates.clone());
+        async move {
+            loop {
+                let (sequence, message) = match read_sequenced(&mut reader, &mut buffer).await {
+                    Ok(frame) => frame,
+                    Err(error) => return error,
+                };
+                match message {
+                    Message::LedgerOutcome { peer_sequence, outcome } => {
+                        let waiter = commands.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer_sequence);
+                        if let (Some(waiter), Some(outcome)) = (waiter, outcome) {
+                            let _ = waiter.send(outcome);
+                        }
+                    }
+                    Message::LedgerAnswer(answer) => {
+                        if let Some(waiter) = queries.lock().unwrap_or_else(|p| p.into_inner()).remove(&sequence) {
+                            let _ = waiter.send(answer);
+                        }
+                    }
+                    Message::OrderUpdates(orders) => {
+                        let _ = updates.send(Arc::new(orders));
+                    }
+                    Message::Error { code, detail } => return std::io::Error::other(format!("the ledger refused us: {code}: {detail}")),
+                    _ => {}
+                }
+            }
+        }
+    };
+    let sending = async {
+        let mut frames = Vec::new();
+        while let Some(request) = requests.recv().await {
+            frames.clear();
+            let mut request = Some(request);
+            // Everything already queued goes in one write.
+            while let Some(next) = request.take().or_else(|| requests.try_recv().ok()) {
+                match next {
+                    Request::Command { command, reply } => {
+                        commands.lock().unwrap_or_else(|p| p.into_inner()).insert(next_sequence, reply);
+                        wire::encode_frame(next_sequence, &Message::LedgerCommand(command), &mut frames);
+                        next_sequence += 1;
+                    }
+                    Request::Query { query, reply } => {
+                        queries.lock().unwrap_or_else(|p| p.into_inner()).insert(next_query, reply);
+                        wire::encode_frame(next_query, &Message::LedgerQuery(query), &mut frames);
+                        next_query += 1;
+                    }
+                }
+                if frames.len() > 1 << 20 {
+                    break;
+                }
+            }
+            if let Err(error) = writer.write_all(&frames).await {
+                return error;
+            }
+        }
+        std::io::Error::other("the gateway is stopping")
+    };
+    // Whichever side fails first ends the connection; the waiters are dropped,
+    // so their requests answer UNAVAILABLE.
+    tokio::select! {
+        error = receiving => error,
+        error = sending => error,
+    }
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> std::io::Result<Message> {
+    read_sequenced(reader, buffer).await.map(|(_, message)| message)
+}
+
+/// The next frame; `buffer` keeps what was read past it.
+async fn read_sequenced<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> std::io::Result<(u64, Message)> {
+    loop {
+        match wire::decode_frame(buffer, 64 << 20) {
+            Ok(Some((frame, used))) => {
+                buffer.drain(..used);
+                return Ok((frame.sequence, frame.message));
+            }
+            Ok(None) => {}
+            Err(error) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string())),
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the ledger closed the connection"));
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -1,0 +1,12 @@
+//! `marionette-gateway`: the public GraphQL API. Authentication and accounts
+//! live here ([`auth`], [`users`]); money, orders and history live in the
+//! ledger, reached over the wire protocol ([`ledger_client`]); [`api`] is
+//! the schema and [`http`] serves it.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod convert;
+pub mod http;
+pub mod ledger_client;
+pub mod users;
