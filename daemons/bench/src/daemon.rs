@@ -29,12 +29,16 @@ impl Drop for Daemon {
     }
 }
 
-/// `marionette-<name>`, next to this binary (scripts/bench builds both).
+/// `marionette-<name>`, next to this binary (scripts/bench builds them all).
 pub fn daemon_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let binary = me.with_file_name(format!("marionette-{name}"));
+    daemon_binary_named(&format!("marionette-{name}"))
+}
+
+/// A binary next to this one.
+pub fn daemon_binary_named(file: &str) -> anyhow::Result<PathBuf> {
+    let binary = std::env::current_exe()?.with_file_name(file);
     if !binary.exists() {
-        bail!("{} not found; build it with cargo build --release -p {name}", binary.display());
+        bail!("{} not found; build the workspace with cargo build --release --workspace --bins", binary.display());
     }
     Ok(binary)
 }

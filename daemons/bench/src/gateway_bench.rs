@@ -85,11 +85,8 @@ fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<Daemon>> {
     )?;
     std::fs::write(
         dir.join("gateway.toml"),
-        format!("[listen]\naddress = \"127.0.0.1:{port}\"\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[auth]\nkeys_dir = \"{d}/keys\"\ncookie_secure = false\n[storage]\ndata_dir = \"{d}/gateway\"\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
+        format!("[listen]\naddress = \"127.0.0.1:{port}\"\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\n[admin]\nsocket = \"{d}/admin.sock\"\n[auth]\nkeys_dir = \"{d}/keys\"\ncookie_secure = false\n[storage]\ndata_dir = \"{d}/gateway\"\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
     )?;
-    let mut create = Command::new(daemon_binary("gateway")?).arg("--config").arg(dir.join("gateway.toml")).args(["create-operator", "bench@marionette.local"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
-    create.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes())?;
-    ensure!(create.wait()?.success(), "create-operator failed");
     let mut daemons = Vec::new();
     for name in ["matching", "ledger", "gateway"] {
         daemons.push(Daemon(Command::new(daemon_binary(name)?).arg("--config").arg(dir.join(format!("{name}.toml"))).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?));
@@ -99,6 +96,15 @@ fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<Daemon>> {
     loop {
         if let Ok(mut connection) = Connection::open(port) {
             if connection.request("GET", "/readyz", "", "")?.0 == 200 {
+                let mut create = Command::new(crate::daemon::daemon_binary_named("marionettectl")?)
+                    .arg("--socket")
+                    .arg(dir.join("admin.sock"))
+                    .args(["create-operator", "bench@marionette.local"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                create.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes())?;
+                ensure!(create.wait()?.success(), "marionettectl create-operator failed");
                 return Ok(daemons);
             }
         }

@@ -13,6 +13,7 @@ use wire::{LedgerQuery, QueryAnswer};
 use crate::auth::{Auth, Claims, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
 use crate::convert::{self, MarketTerms};
 use crate::ledger_client::{LedgerClient, LinkError};
+use crate::matching_client::MatchingClient;
 use crate::users::{self, UserError, Users};
 
 pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -22,6 +23,7 @@ pub struct Services {
     pub users: Arc<Users>,
     pub auth: Arc<Auth>,
     pub ledger: LedgerClient,
+    pub matching: MatchingClient,
     pub order_settle_timeout: Duration,
     pub cookie_secure: bool,
 }
@@ -275,6 +277,21 @@ pub struct Market {
 }
 
 #[derive(SimpleObject)]
+pub struct PriceLevel {
+    pub price: Dec,
+    pub quantity: Dec,
+}
+
+#[derive(SimpleObject)]
+pub struct OrderBook {
+    pub market: ID,
+    /// Matching's output sequence the book is as of: later updates carry higher ones.
+    pub sequence: String,
+    pub bids: Vec<PriceLevel>,
+    pub asks: Vec<PriceLevel>,
+}
+
+#[derive(SimpleObject)]
 pub struct Order {
     pub id: ID,
     pub client_order_id: Option<String>,
@@ -492,6 +509,26 @@ impl Query {
     async fn market(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Market>, Error> {
         let catalog = Catalog::load(ctx).await?;
         Ok(catalog.market_by_name(&id).ok().and_then(|(market, ..)| catalog.api_market(market)))
+    }
+
+    async fn order_book(&self, ctx: &Context<'_>, market: ID, #[graphql(default = 50)] depth: i32) -> Result<OrderBook, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
+        if !(1..=wire::DEPTH_LEVELS_MAX as i32).contains(&depth) {
+            return Err(coded("BAD_USER_INPUT", format!("depth is 1 to {}", wire::DEPTH_LEVELS_MAX)));
+        }
+        let book = services(ctx).matching.depth(ledger_market.id(), depth as u32).await.map_err(link_error)?;
+        let levels = |levels: &[matching_core::PriceLevel]| {
+            levels
+                .iter()
+                .map(|l| PriceLevel { price: Dec((Decimal::from(l.price) * terms.tick_size).normalize()), quantity: Dec((Decimal::from(l.quantity) * terms.lot_size).normalize()) })
+                .collect()
+        };
+        // A market the ledger has but matching has not yet added is an empty book.
+        Ok(match book {
+            Some(book) => OrderBook { market: ID(terms.name.clone()), sequence: book.output_last.to_string(), bids: levels(&book.bids), asks: levels(&book.asks) },
+            None => OrderBook { market: ID(terms.name.clone()), sequence: "0".into(), bids: Vec::new(), asks: Vec::new() },
+        })
     }
 
     async fn trades(&self, ctx: &Context<'_>, market: ID, #[graphql(default = 100)] limit: i32) -> Result<Vec<Trade>, Error> {
@@ -780,6 +817,9 @@ impl Mutation {
         operator(ctx)?;
         let catalog = Catalog::load(ctx).await?;
         let scale = u8::try_from(scale).map_err(|_| coded("BAD_USER_INPUT", "scale is 0 to 18"))?;
+        if catalog.asset_by_symbol(&symbol).is_ok() {
+            return Err(coded("DUPLICATE", format!("the asset {symbol} exists")));
+        }
         let id = catalog.assets.iter().map(|a| a.id).max().unwrap_or(0) + 1;
         let spec = AssetSpec { id, symbol, scale };
         run(ctx, LedgerCommand::CreateAsset(spec.clone())).await?;

@@ -10,6 +10,8 @@ use serde::Deserialize;
 pub struct GatewayConfig {
     pub listen: ListenConfig,
     pub ledger: LedgerLinkConfig,
+    pub matching: MatchingLinkConfig,
+    pub admin: AdminConfig,
     pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
@@ -43,6 +45,25 @@ pub struct LedgerLinkConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MatchingLinkConfig {
+    /// The matching daemon's `listen.address`, for order book reads.
+    pub address: String,
+    /// This gateway's peer id at matching; each gateway of a site needs its own.
+    pub peer_id: u32,
+    pub reconnect_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The Unix socket marionettectl talks to, created with mode 0600: its
+    /// file permissions are what guards it.
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Signing keys, one file `<key id>.ed25519` each (a 32-byte seed, hex). A
     /// new key is generated when the directory has none. The newest signs;
@@ -70,6 +91,14 @@ pub struct LimitsConfig {
     pub body_bytes_max: usize,
     pub query_depth_max: usize,
     pub query_complexity_max: usize,
+    /// GraphQL requests per client IP: a burst, then this many per second.
+    pub ip_requests_per_second: u32,
+    pub ip_burst: u32,
+    /// GraphQL requests per logged-in user: a burst, then this many per second.
+    pub user_requests_per_second: u32,
+    pub user_burst: u32,
+    /// Clients (IPs, users) tracked at once by each limiter.
+    pub rate_keys_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +127,18 @@ impl Default for LedgerLinkConfig {
     }
 }
 
+impl Default for MatchingLinkConfig {
+    fn default() -> Self {
+        MatchingLinkConfig { address: "unix:/run/marionette/matching.sock".into(), peer_id: 100, reconnect_ms: 500, request_timeout_ms: 2_000 }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { socket: "/run/marionette/gateway-admin.sock".into() }
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig { keys_dir: "/var/lib/marionette/gateway/keys".into(), token_ttl_seconds: 900, cookie_secure: true, argon2_memory_kib: 19_456, argon2_passes: 2 }
@@ -112,7 +153,16 @@ impl Default for StorageConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { body_bytes_max: 1 << 20, query_depth_max: 12, query_complexity_max: 500 }
+        LimitsConfig {
+            body_bytes_max: 1 << 20,
+            query_depth_max: 12,
+            query_complexity_max: 500,
+            ip_requests_per_second: 200,
+            ip_burst: 400,
+            user_requests_per_second: 100,
+            user_burst: 200,
+            rate_keys_max: 100_000,
+        }
     }
 }
 
@@ -148,6 +198,15 @@ impl GatewayConfig {
         if self.ledger.reconnect_ms == 0 || self.ledger.request_timeout_ms == 0 || self.ledger.in_flight_max == 0 {
             return invalid("ledger", "reconnect_ms, request_timeout_ms and in_flight_max must be at least 1");
         }
+        if !(self.matching.address.starts_with("unix:") || self.matching.address.starts_with("tcp:")) {
+            return invalid("matching.address", "must start with unix: or tcp:");
+        }
+        if self.matching.peer_id == 0 || self.matching.reconnect_ms == 0 || self.matching.request_timeout_ms == 0 {
+            return invalid("matching", "peer_id, reconnect_ms and request_timeout_ms must be at least 1");
+        }
+        if self.admin.socket.as_os_str().is_empty() || self.admin.socket.is_relative() {
+            return invalid("admin.socket", "must be an absolute path");
+        }
         if !(60..=86_400).contains(&self.auth.token_ttl_seconds) {
             return invalid("auth.token_ttl_seconds", "must be 60 to 86400");
         }
@@ -156,6 +215,10 @@ impl GatewayConfig {
         }
         if self.limits.body_bytes_max < 1024 || self.limits.query_depth_max == 0 || self.limits.query_complexity_max == 0 {
             return invalid("limits", "body_bytes_max must be at least 1024, the query limits at least 1");
+        }
+        let l = &self.limits;
+        if l.ip_requests_per_second == 0 || l.ip_burst == 0 || l.user_requests_per_second == 0 || l.user_burst == 0 || l.rate_keys_max == 0 {
+            return invalid("limits", "the rate limits and rate_keys_max must be at least 1");
         }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return invalid("log.format", "must be json or text");

@@ -9,6 +9,7 @@
 //! the login cookie cannot be used across sites.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +28,7 @@ use prometheus_client::registry::Registry;
 use crate::api::{ApiSchema, Caller, TOKEN_COOKIE};
 use crate::auth::Auth;
 use crate::ledger_client::LedgerClient;
+use crate::ratelimit::RateLimiter;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -34,6 +36,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Counter,
     pub client_errors: Counter,
+    pub rate_limited: Counter,
     pub connections: Gauge<i64, AtomicI64>,
     pub request_seconds: Histogram,
 }
@@ -44,12 +47,14 @@ impl Metrics {
         let metrics = Metrics {
             requests: Counter::default(),
             client_errors: Counter::default(),
+            rate_limited: Counter::default(),
             connections: Gauge::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests served", metrics.requests.clone());
         registry.register("client_errors", "Requests answered 4xx", metrics.client_errors.clone());
+        registry.register("rate_limited", "Requests refused with 429 RATE_LIMITED", metrics.rate_limited.clone());
         registry.register("connections", "Open HTTP connections", metrics.connections.clone());
         registry.register("request_seconds", "Time to answer a request", metrics.request_seconds.clone());
         Metrics { registry, ..metrics }
@@ -74,6 +79,8 @@ pub struct App {
     pub ledger: LedgerClient,
     pub metrics: Metrics,
     pub body_bytes_max: usize,
+    pub ip_limiter: RateLimiter<IpAddr>,
+    pub user_limiter: RateLimiter<String>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -91,9 +98,25 @@ fn request_error(status: StatusCode, code: &str, message: &str) -> Reply {
     reply(status, GRAPHQL_RESPONSE, body.to_string())
 }
 
-pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Reply, Infallible> {
+/// 429 with the contract's code and when to come back.
+fn rate_limited(app: &App, wait: std::time::Duration) -> Reply {
+    app.metrics.rate_limited.inc();
+    let mut response = request_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many requests; retry after the Retry-After seconds");
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+    response
+}
+
+pub async fn handle(app: Arc<App>, remote: IpAddr, request: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = Instant::now();
-    let response = route(&app, request).await;
+    let response = if request.uri().path() == "/graphql" {
+        match app.ip_limiter.check(&remote, Instant::now()) {
+            Ok(()) => route(&app, request).await,
+            Err(wait) => rate_limited(&app, wait),
+        }
+    } else {
+        route(&app, request).await
+    };
     app.metrics.requests.inc();
     if response.status().is_client_error() {
         app.metrics.client_errors.inc();
@@ -148,6 +171,13 @@ fn caller(app: &App, request: &Request<Incoming>) -> Caller {
     Caller(bearer.or_else(cookie).filter(|t| !t.is_empty()).and_then(|token| app.auth.verify(token)))
 }
 
+fn check_user(app: &App, caller: &Caller) -> Result<(), std::time::Duration> {
+    match &caller.0 {
+        Some(claims) => app.user_limiter.check(&claims.sub, Instant::now()),
+        None => Ok(()),
+    }
+}
+
 fn wants_graphql_response(request: &Request<Incoming>) -> bool {
     request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(GRAPHQL_RESPONSE))
 }
@@ -158,6 +188,9 @@ async fn post_graphql(app: &App, request: Request<Incoming>) -> Reply {
         return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST", "POST /graphql takes Content-Type: application/json");
     }
     let (caller, modern) = (caller(app, &request), wants_graphql_response(&request));
+    if let Err(wait) = check_user(app, &caller) {
+        return rate_limited(app, wait);
+    }
     let body = match Limited::new(request.into_body(), app.body_bytes_max).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return request_error(StatusCode::PAYLOAD_TOO_LARGE, "BAD_REQUEST", &format!("the request body is over {} bytes", app.body_bytes_max)),
@@ -171,6 +204,9 @@ async fn post_graphql(app: &App, request: Request<Incoming>) -> Reply {
 
 async fn get_graphql(app: &App, request: Request<Incoming>) -> Reply {
     let (caller, modern) = (caller(app, &request), wants_graphql_response(&request));
+    if let Err(wait) = check_user(app, &caller) {
+        return rate_limited(app, wait);
+    }
     let graphql = match async_graphql::http::parse_query_string(request.uri().query().unwrap_or("")) {
         Ok(graphql) => graphql,
         Err(error) => return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &error.to_string()),

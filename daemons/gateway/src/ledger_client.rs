@@ -112,10 +112,10 @@ async fn run(config: LedgerLinkConfig, mut requests: mpsc::Receiver<Request>, up
     }
 }
 
-trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
-async fn connect(address: &str) -> std::io::Result<Box<dyn Duplex>> {
+pub(crate) async fn connect(address: &str) -> std::io::Result<Box<dyn Duplex>> {
     if let Some(path) = address.strip_prefix("unix:") {
         Ok(Box::new(tokio::net::UnixStream::connect(path).await?))
     } else {
@@ -220,7 +220,7 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) 
 }
 
 /// The next frame; `buffer` keeps what was read past it.
-async fn read_sequenced<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> std::io::Result<(u64, Message)> {
+pub(crate) async fn read_sequenced<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> std::io::Result<(u64, Message)> {
     loop {
         match wire::decode_frame(buffer, 64 << 20) {
             Ok(Some((frame, used))) => {

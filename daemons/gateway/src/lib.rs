@@ -3,10 +3,13 @@
 //! ledger, reached over the wire protocol ([`ledger_client`]); [`api`] is
 //! the schema and [`http`] serves it.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod http;
 pub mod ledger_client;
+pub mod matching_client;
+pub mod ratelimit;
 pub mod users;

@@ -46,6 +46,7 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 struct System {
     _processes: Vec<Process>,
     port: u16,
+    admin: PathBuf,
 }
 
 const OPERATOR: &str = "operator@bank.example";
@@ -53,6 +54,11 @@ const OPERATOR_PASSWORD: &str = "correct horse battery";
 
 impl System {
     fn start(dir: &Path) -> System {
+        System::start_with(dir, "")
+    }
+
+    /// `limits`: extra lines for the gateway's [limits].
+    fn start_with(dir: &Path, limits: &str) -> System {
         let d = dir.display();
         let (matching_metrics, ledger_metrics, port) = (free_port(), free_port(), free_port());
         std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
@@ -64,28 +70,35 @@ impl System {
         std::fs::write(
             dir.join("gateway.toml"),
             format!(
-                "[listen]\naddress = \"127.0.0.1:{port}\"\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\ncookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\nbody_bytes_max = 4096\nquery_depth_max = 6\n[log]\nformat = \"text\"\n"
+                "[listen]\naddress = \"127.0.0.1:{port}\"\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\ncookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\nbody_bytes_max = 4096\nquery_depth_max = 6\n{limits}\n[log]\nformat = \"text\"\n"
             ),
         )
         .unwrap();
-        let mut create = Command::new(binary("marionette-gateway"))
-            .arg("--config")
-            .arg(dir.join("gateway.toml"))
-            .args(["create-operator", OPERATOR])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        create.stdin.take().unwrap().write_all(format!("{OPERATOR_PASSWORD}\n").as_bytes()).unwrap();
-        assert!(create.wait().unwrap().success(), "create-operator failed");
         let matching = spawn("marionette-matching", &dir.join("matching.toml"));
         wait_for("matching", || TcpStream::connect(("127.0.0.1", matching_metrics)).is_ok());
         let ledger = spawn("marionette-ledger", &dir.join("ledger.toml"));
         wait_for("ledger", || TcpStream::connect(("127.0.0.1", ledger_metrics)).is_ok());
         let gateway = spawn("marionette-gateway", &dir.join("gateway.toml"));
-        let system = System { _processes: vec![matching, ledger, gateway], port };
+        let system = System { _processes: vec![matching, ledger, gateway], port, admin: dir.join("gateway-admin.sock") };
         wait_for("the gateway and its ledger link", || TcpStream::connect(("127.0.0.1", port)).is_ok() && system.get("/readyz").0 == 200);
+        // The first operator, the way an operator sets up a fresh install.
+        assert_eq!(system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD).0, 0);
         system
+    }
+
+    /// marionettectl on this system's admin socket: exit code and stdout.
+    fn ctl(&self, args: &[&str], stdin: &str) -> (i32, String) {
+        let mut child = Command::new(binary("marionettectl"))
+            .arg("--socket")
+            .arg(&self.admin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{stdin}\n").as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     fn raw(&self, request: &str) -> (u16, String, String) {
@@ -138,10 +151,16 @@ fn a_trade_end_to_end_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let system = System::start(dir.path());
     let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
-    for (symbol, scale) in [("BTC", 8), ("USD", 2)] {
-        let body = system.as_user(&operator, "mutation($s: String!, $n: Int!) { createAsset(symbol: $s, scale: $n) { symbol scale } }", json!({ "s": symbol, "n": scale }));
-        assert_eq!(data(&body, "createAsset")["symbol"], symbol);
-    }
+    // Assets through marionettectl; a second run says they exist (exit 3), and so does a second operator setup (exit 0).
+    assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
+    let body = system.as_user(&operator, "mutation($s: String!, $n: Int!) { createAsset(symbol: $s, scale: $n) { symbol scale } }", json!({ "s": "USD", "n": 2 }));
+    assert_eq!(data(&body, "createAsset")["symbol"], "USD");
+    assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 3);
+    assert_eq!(system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD).0, 0);
+    assert_eq!(system.ctl(&["create-operator", OPERATOR], "another password").0, 3);
+    let (exit, status) = system.ctl(&["status"], "");
+    assert_eq!(exit, 0);
+    assert!(status.contains("\"matching_connected\": true"), "{status}");
     // A market whose tick on one lot is not a whole number of cents is refused, not rounded.
     let sub_cent = system.as_user(
         &operator,
@@ -181,6 +200,8 @@ fn a_trade_end_to_end_through_the_api() {
     let sell = system.as_user(&bob, PLACE, json!({ "i": { "market": "BTC-USD", "side": "SELL", "type": "LIMIT", "price": "100", "quantity": "0.5" } }));
     assert_eq!(data(&sell, "placeOrder")["status"], "OPEN");
     let sell_id = data(&sell, "placeOrder")["id"].as_str().unwrap().to_string();
+    let book = system.post("{ orderBook(market: \"BTC-USD\") { market bids { price quantity } asks { price quantity } } }", json!({}), "").2;
+    assert_eq!(data(&book, "orderBook"), &json!({ "market": "BTC-USD", "bids": [], "asks": [{ "price": "100", "quantity": "0.5" }] }));
     let buy = system.as_user(&alice, PLACE, json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "price": "101", "quantity": "0.3" } }));
     let buy = data(&buy, "placeOrder");
     assert_eq!((buy["status"].as_str(), buy["filledQuantity"].as_str(), buy["averagePrice"].as_str()), (Some("FILLED"), Some("0.3"), Some("100")), "placeOrder answers after matching: {buy}");
@@ -212,6 +233,17 @@ fn a_trade_end_to_end_through_the_api() {
     let markets = system.get("/markets");
     assert_eq!(markets.0, 200);
     assert!(markets.2.contains("\"BTC-USD\""), "{}", markets.2);
+
+    // kill -9 of all three, then start again on the same data: everything is still there.
+    let balances_before = data(&system.as_user(&alice, "{ balances { asset available locked } }", json!({})), "balances").clone();
+    drop(system);
+    let system = System::start(dir.path());
+    let alice = system.login("user@domain.io", "mypasswd");
+    assert_eq!(data(&system.as_user(&alice, "{ balances { asset available locked } }", json!({})), "balances"), &balances_before);
+    let orders = system.as_user(&alice, "{ userOrders { status filledQuantity } }", json!({}));
+    assert_eq!(data(&orders, "userOrders"), &json!([{ "status": "FILLED", "filledQuantity": "0.3" }]));
+    let book = system.post("{ orderBook(market: \"BTC-USD\") { bids { price } asks { price quantity } } }", json!({}), "").2;
+    assert_eq!(data(&book, "orderBook"), &json!({ "bids": [], "asks": [] }), "bob's cancelled order stays cancelled");
 }
 
 #[test]
@@ -281,4 +313,28 @@ fn tokens_and_http_rules_are_enforced() {
     assert_eq!(code(&system.as_user(&eve, "mutation { createAsset(symbol: \"EUR\", scale: 2) { id } }", json!({}))), "FORBIDDEN");
     let duplicate = system.post("mutation { register(email: \"EVE@domain.io\", password: \"another one\") { id } }", json!({}), "").2;
     assert_eq!(code(&duplicate), "DUPLICATE");
+}
+
+#[test]
+fn rate_limits_answer_429_per_ip_and_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start_with(dir.path(), "ip_requests_per_second = 1\nip_burst = 12\nuser_requests_per_second = 1\nuser_burst = 3");
+    let token = system.login(OPERATOR, OPERATOR_PASSWORD);
+    let me = "{ me { email } }";
+    // The user's burst of 3, then 429 with the code and Retry-After; the login used one IP token.
+    for _ in 0..3 {
+        assert_eq!(data(&system.as_user(&token, me, json!({})), "me")["email"], OPERATOR);
+    }
+    let (status, head, body) = system.post(me, json!({}), &format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!((status, code(&body)), (429, "RATE_LIMITED"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    // Anonymous requests from the same IP still pass until the IP's burst is spent.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(system.post("{ assets { symbol } }", json!({}), "").0);
+    }
+    assert!(statuses.contains(&200) && statuses.ends_with(&[429]), "{statuses:?}");
+    // Health and metrics are not rate limited.
+    assert_eq!(system.get("/healthz").0, 200);
+    assert!(system.get("/metrics").2.contains("marionette_gateway_rate_limited_total"));
 }

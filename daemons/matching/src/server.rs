@@ -57,6 +57,11 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
                     break;
                 }
             }
+            (Message::DepthQuery { market, levels }, Some(_)) => {
+                if inbox.send(Inbound::Depth { connection, request: frame.sequence, market, levels }).is_err() {
+                    break;
+                }
+            }
             (Message::Heartbeat, _) => {}
             (_, None) => {
                 let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::HelloExpected, "send Hello first"));

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use journal::{Journal, JournalError};
-use matching_core::{Command, EngineSnapshot, Event, FastEngine, SnapshotError};
+use matching_core::{Command, EngineSnapshot, Event, FastEngine, MarketId, OrderBook, Side, SnapshotError};
 use serde::{Deserialize, Serialize};
 use wire::{Message, PeerId, ProtocolErrorCode};
 
@@ -41,6 +41,8 @@ pub enum Inbound {
     Connect { connection: ConnectionId, peer: PeerId, outputs_applied: u64, subscribe: bool, outbox: SyncSender<Outgoing> },
     Command { connection: ConnectionId, peer: PeerId, sequence: u64, command: Command },
     Disconnect { connection: ConnectionId },
+    /// A read of one book's depth, answered on the asking connection.
+    Depth { connection: ConnectionId, request: u64, market: MarketId, levels: u32 },
     Shutdown,
 }
 
@@ -81,6 +83,8 @@ pub struct EngineService {
     current_connection: HashMap<PeerId, ConnectionId>,
     retained: VecDeque<Retained>,
     subscribers: Vec<Subscriber>,
+    /// Every said-Hello connection's writer, for answers to its reads.
+    outboxes: HashMap<ConnectionId, SyncSender<Outgoing>>,
     commands_since_snapshot: u64,
     metrics: Arc<Metrics>,
     // Buffers reused across batches.
@@ -135,6 +139,7 @@ impl EngineService {
             current_connection: HashMap::new(),
             retained: VecDeque::new(),
             subscribers: Vec::new(),
+            outboxes: HashMap::new(),
             commands_since_snapshot: 0,
             metrics,
             pending: Vec::new(),
@@ -196,7 +201,13 @@ impl EngineService {
                         self.flush()?;
                         self.connect(connection, peer, outputs_applied, subscribe, outbox);
                     }
+                    Inbound::Depth { connection, request, market, levels } => {
+                        // Answer from published state only: what is pending is not durable yet.
+                        self.flush()?;
+                        self.answer_depth(connection, request, market, levels);
+                    }
                     Inbound::Disconnect { connection } => {
+                        self.outboxes.remove(&connection);
                         self.subscribers.retain(|s| s.connection != connection);
                         self.current_connection.retain(|_, c| *c != connection);
                         self.metrics.subscribers.set(self.subscribers.len() as i64);
@@ -241,7 +252,22 @@ impl EngineService {
         self.metrics.subscribers.set(self.subscribers.len() as i64);
     }
 
+    fn answer_depth(&mut self, connection: ConnectionId, request: u64, market: MarketId, levels: u32) {
+        let Some(outbox) = self.outboxes.get(&connection) else { return };
+        let levels = levels.min(wire::DEPTH_LEVELS_MAX) as usize;
+        let depth = self.engine.book(market).map(|book| wire::BookDepth {
+            market,
+            output_last: self.journal.next_sequence() - 1,
+            bids: book.depth(Side::Buy, levels),
+            asks: book.depth(Side::Sell, levels),
+        });
+        let mut bytes = Vec::new();
+        wire::encode_frame(request, &Message::Depth(depth), &mut bytes);
+        let _ = outbox.try_send(Arc::new(bytes));
+    }
+
     fn connect(&mut self, connection: ConnectionId, peer: PeerId, outputs_applied: u64, subscribe: bool, outbox: SyncSender<Outgoing>) {
+        self.outboxes.insert(connection, outbox.clone());
         // A peer speaks through one connection at a time: the newest wins.
         self.subscribers.retain(|s| s.peer != peer);
         self.current_connection.insert(peer, connection);

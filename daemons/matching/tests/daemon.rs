@@ -163,6 +163,16 @@ fn acknowledged_orders_survive_kill_9_exactly_once() {
     assert_eq!((sequence, peer_sequence), (3, 3));
     let fill = events.iter().find_map(|e| if let Event::Fill(f) = e { Some(*f) } else { None }).expect("the orders cross");
     assert_eq!((fill.price, fill.quantity, fill.notional, fill.maker_fee, fill.taker_fee), (50, 3, 150, 1, 1));
+    // The book after the fill, read by another peer that does not subscribe: 1 lot left at 50.
+    let (mut reader, _) = MatchingClient::connect(&socket(dir.path()), 9, Role::Gateway, 0, false).unwrap();
+    reader.send(7, &Message::DepthQuery { market: 1, levels: 10 }).unwrap();
+    let answer = reader.recv().unwrap();
+    assert_eq!(answer.sequence, 7);
+    let Message::Depth(Some(depth)) = answer.message else { panic!("{answer:?}") };
+    assert_eq!((depth.output_last, depth.bids.len()), (3, 0));
+    assert_eq!(depth.asks, vec![PriceLevel { price: 50, quantity: 1, orders: 1 }]);
+    reader.send(8, &Message::DepthQuery { market: 99, levels: 10 }).unwrap();
+    assert_eq!(reader.recv().unwrap().message, Message::Depth(None));
     let metrics = daemon.metrics();
     assert!(metrics.contains("marionette_matching_commands_total 3"), "{metrics}");
     assert!(metrics.contains("marionette_matching_fills_total 1"), "{metrics}");

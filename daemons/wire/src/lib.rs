@@ -16,7 +16,7 @@
 //! from any connection, so it is property-tested and fuzzed on its own.
 
 use ledger_core::{LedgerCommand, LedgerError, Outcome};
-use matching_core::{Command, Event};
+use matching_core::{Command, Event, MarketId, PriceLevel};
 
 pub mod ledger;
 
@@ -92,7 +92,25 @@ pub enum Message {
     /// ledger's journal position. Not replayed after a reconnect: read an
     /// order with a query to catch up.
     OrderUpdates(Vec<ledger_core::OrderRecord>),
+    /// To matching: the book's aggregated levels, at most `levels` a side;
+    /// the frame's sequence is a request id that the answer carries back.
+    DepthQuery { market: MarketId, levels: u32 },
+    /// Matching's answer; `None` for a market it does not have.
+    Depth(Option<BookDepth>),
 }
+
+/// One market's aggregated book as of matching's output `output_last`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookDepth {
+    pub market: MarketId,
+    pub output_last: u64,
+    /// Best first.
+    pub bids: Vec<PriceLevel>,
+    pub asks: Vec<PriceLevel>,
+}
+
+/// The most levels a side a depth query returns.
+pub const DEPTH_LEVELS_MAX: u32 = 1_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
