@@ -571,6 +571,8 @@ impl Ledger {
                         if record.status == OrderStatus::Pending {
                             record.status = OrderStatus::Open;
                             record.updated_ms = at_ms;
+                            // Storage and subscribers must see it open, not still pending.
+                            self.changes.orders.insert(order_id);
                             touched.push(order_id);
                         }
                     }

@@ -222,6 +222,21 @@ fn client_order_ids_are_idempotent() {
 }
 
 #[test]
+fn an_order_that_rests_is_reported_open_to_storage() {
+    let mut exchange = Exchange::new();
+    deposit(&mut exchange.ledger, 1, BTC, 1_000_000_000, "d").unwrap();
+    let Outcome::OrderPlaced { order_id, forward } = exchange.ledger.apply(&LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Sell, 100, 2), client_order_id: None }, 2).unwrap() else { panic!() };
+    // The hold's batch is written; matching's answer comes in a later one.
+    exchange.ledger.take_changes();
+    let events = exchange.forward(&forward);
+    assert!(matches!(events.as_slice(), [Event::Accepted { .. }]), "{events:?}");
+    let changes = exchange.ledger.take_changes();
+    assert!(changes.orders.contains(&order_id), "the Open status must reach storage");
+    assert!(changes.closed_orders.is_empty());
+    assert_eq!(exchange.ledger.order(order_id).unwrap().status, OrderStatus::Open);
+}
+
+#[test]
 fn matching_outputs_apply_exactly_once_and_in_order() {
     let mut ledger = ledger();
     let apply = |ledger: &mut Ledger, sequence| ledger.apply(&LedgerCommand::ApplyMatching { sequence, events: vec![] }, 1);
