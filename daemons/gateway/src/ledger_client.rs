@@ -233,7 +233,7 @@ pub(crate) async fn read_sequenced<R: AsyncRead + Unpin>(reader: &mut R, buffer:
         let mut chunk = [0u8; 64 * 1024];
         let n = reader.read(&mut chunk).await?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the ledger closed the connection"));
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the daemon closed the connection"));
         }
         buffer.extend_from_slice(&chunk[..n]);
     }
