@@ -101,13 +101,6 @@ pub struct LimitsConfig {
     pub rate_keys_max: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: String,
-    pub filter: String,
-}
-
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig { address: "127.0.0.1:8080".into(), connections_max: 1_024 }
@@ -166,22 +159,15 @@ impl Default for LimitsConfig {
     }
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { format: "json".into(), filter: "info".into() }
-    }
-}
-
-pub use shell::ConfigError;
+pub use shell::{ConfigError, LogConfig};
 
 impl GatewayConfig {
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
-        let config: GatewayConfig = shell::read_toml(path)?;
-        config.validate()?;
-        Ok(config)
+        shell::load(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use shell::Validate as _;
         let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
         if self.listen.address.parse::<std::net::SocketAddr>().is_err() {
             return invalid("listen.address", "must be host:port with a numeric host, e.g. 127.0.0.1:8080");
@@ -220,9 +206,13 @@ impl GatewayConfig {
         if l.ip_requests_per_second == 0 || l.ip_burst == 0 || l.user_requests_per_second == 0 || l.user_burst == 0 || l.rate_keys_max == 0 {
             return invalid("limits", "the rate limits and rate_keys_max must be at least 1");
         }
-        if !matches!(self.log.format.as_str(), "json" | "text") {
-            return invalid("log.format", "must be json or text");
-        }
+        self.log.validate()?;
         Ok(())
+    }
+}
+
+impl shell::Validate for GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        GatewayConfig::validate(self)
     }
 }

@@ -34,7 +34,7 @@ fn run() -> anyhow::Result<()> {
         println!("{}: ok", config_path.display());
         return Ok(());
     }
-    shell::init_logging(&config.log.format, &config.log.filter);
+    shell::init_logging(&config.log);
     std::fs::create_dir_all(&config.storage.data_dir).with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
     let users = Arc::new(Users::open(&config.storage.data_dir).context("opening the account store (is another gateway running on it?)")?);
     let auth = Arc::new(Auth::new(&config.auth).context("loading the JWT signing keys")?);

@@ -21,7 +21,9 @@ use crate::types::*;
 
 pub const DESTINATION_BYTES_MAX: usize = 256;
 
+/// Also the `[limits]` section of `ledger.toml`: every key optional, unknown keys refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LedgerLimits {
     pub open_orders_per_user_max: u32,
     pub open_orders_max: u32,

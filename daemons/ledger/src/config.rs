@@ -14,7 +14,8 @@ pub struct LedgerConfig {
     pub matching: MatchingLinkConfig,
     pub engine: EngineConfig,
     pub storage: StorageConfig,
-    pub limits: LimitsConfig,
+    /// The core's limits, read as they are.
+    pub limits: LedgerLimits,
     pub log: LogConfig,
 }
 
@@ -68,25 +69,6 @@ pub struct StorageConfig {
     pub segment_records_max: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub open_orders_per_user_max: u32,
-    pub open_orders_max: u32,
-    pub pending_withdrawals_max: u32,
-    pub assets_max: u32,
-    pub markets_max: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `json` (for journald and log shippers) or `text`.
-    pub format: String,
-    /// A tracing filter such as `info` or `ledger=debug`; RUST_LOG overrides it.
-    pub filter: String,
-}
-
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
@@ -117,35 +99,15 @@ impl Default for StorageConfig {
     }
 }
 
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let l = LedgerLimits::default();
-        LimitsConfig {
-            open_orders_per_user_max: l.open_orders_per_user_max,
-            open_orders_max: l.open_orders_max,
-            pending_withdrawals_max: l.pending_withdrawals_max,
-            assets_max: l.assets_max,
-            markets_max: l.markets_max,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { format: "json".into(), filter: "info".into() }
-    }
-}
-
-pub use shell::ConfigError;
+pub use shell::{ConfigError, LogConfig};
 
 impl LedgerConfig {
     pub fn load(path: &Path) -> Result<LedgerConfig, ConfigError> {
-        let config: LedgerConfig = shell::read_toml(path)?;
-        config.validate()?;
-        Ok(config)
+        shell::load(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use shell::Validate as _;
         let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
         Address::parse(&self.listen.address).map_err(|reason| ConfigError::Invalid { key: "listen.address", reason })?;
         Address::parse(&self.matching.address).map_err(|reason| ConfigError::Invalid { key: "matching.address", reason })?;
@@ -174,20 +136,13 @@ impl LedgerConfig {
         if l.open_orders_per_user_max == 0 || l.open_orders_max == 0 || l.pending_withdrawals_max == 0 || l.assets_max == 0 || l.markets_max == 0 {
             return invalid("limits", "every limit must be at least 1");
         }
-        if !matches!(self.log.format.as_str(), "json" | "text") {
-            return invalid("log.format", "must be json or text");
-        }
+        self.log.validate()?;
         Ok(())
     }
+}
 
-    pub fn ledger_limits(&self) -> LedgerLimits {
-        let l = &self.limits;
-        LedgerLimits {
-            open_orders_per_user_max: l.open_orders_per_user_max,
-            open_orders_max: l.open_orders_max,
-            pending_withdrawals_max: l.pending_withdrawals_max,
-            assets_max: l.assets_max,
-            markets_max: l.markets_max,
-        }
+impl shell::Validate for LedgerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        LedgerConfig::validate(self)
     }
 }

@@ -32,12 +32,12 @@ fn run() -> anyhow::Result<()> {
         println!("{}: ok", config_path.display());
         return Ok(());
     }
-    shell::init_logging(&config.log.format, &config.log.filter);
+    shell::init_logging(&config.log);
     let metrics = Arc::new(Metrics::new());
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     tracing::info!(data_dir = %data_dir.display(), "opening RocksDB and replaying the journal");
-    let (mut service, report) = LedgerService::open(data_dir, config.ledger_limits()).context("start-up failed; nothing was changed")?;
+    let (mut service, report) = LedgerService::open(data_dir, config.limits).context("start-up failed; nothing was changed")?;
     service.set_segment_records_max(config.storage.segment_records_max);
     tracing::info!(
         created = report.created,

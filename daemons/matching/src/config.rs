@@ -73,15 +73,6 @@ pub struct LimitsConfig {
     pub price_levels_per_side_max: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `json` (for journald and log shippers) or `text`.
-    pub format: String,
-    /// A tracing filter such as `info` or `matching=debug`; RUST_LOG overrides it.
-    pub filter: String,
-}
-
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
@@ -118,22 +109,15 @@ impl Default for LimitsConfig {
     }
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { format: "json".into(), filter: "info".into() }
-    }
-}
-
-pub use shell::ConfigError;
+pub use shell::{ConfigError, LogConfig};
 
 impl MatchingConfig {
     pub fn load(path: &Path) -> Result<MatchingConfig, ConfigError> {
-        let config: MatchingConfig = shell::read_toml(path)?;
-        config.validate()?;
-        Ok(config)
+        shell::load(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use shell::Validate as _;
         let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
         Address::parse(&self.listen.address).map_err(|reason| ConfigError::Invalid { key: "listen.address", reason })?;
         if self.listen.connections_max == 0 {
@@ -161,9 +145,7 @@ impl MatchingConfig {
         if l.markets_max == 0 || l.resting_orders_per_market_max == 0 || l.orders_per_user_per_market_max == 0 || l.price_levels_per_side_max == 0 {
             return invalid("limits", "every limit must be at least 1");
         }
-        if !matches!(self.log.format.as_str(), "json" | "text") {
-            return invalid("log.format", "must be json or text");
-        }
+        self.log.validate()?;
         Ok(())
     }
 
@@ -176,5 +158,11 @@ impl MatchingConfig {
                 price_levels_per_side_max: self.limits.price_levels_per_side_max,
             },
         }
+    }
+}
+
+impl shell::Validate for MatchingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        MatchingConfig::validate(self)
     }
 }

@@ -30,7 +30,7 @@ fn run() -> anyhow::Result<()> {
         println!("{}: ok", config_path.display());
         return Ok(());
     }
-    shell::init_logging(&config.log.format, &config.log.filter);
+    shell::init_logging(&config.log);
     let metrics = Arc::new(Metrics::new());
     tracing::info!(data_dir = %config.storage.data_dir.display(), "recovering");
     let (service, report) = EngineService::recover(&config, metrics.clone()).context("recovery failed; nothing was changed")?;

@@ -23,10 +23,42 @@ impl ConfigError {
     }
 }
 
-/// Reads and parses a config file (validation is the caller's).
-pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+/// A daemon's config: parsed from TOML, then checked as a whole.
+pub trait Validate {
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Reads, parses and validates a config file.
+pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    let config: T = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Every daemon's `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json` (for journald and log shippers) or `text`.
+    pub format: String,
+    /// A tracing filter such as `info` or `ledger=debug`; RUST_LOG overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "json".into(), filter: "info".into() }
+    }
+}
+
+impl Validate for LogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.format.as_str(), "json" | "text") {
+            return Err(ConfigError::invalid("log.format", "must be json or text"));
+        }
+        Ok(())
+    }
 }
 
 /// The command line every daemon accepts.
@@ -61,15 +93,14 @@ pub fn parse_args(args: impl IntoIterator<Item = String>, default_config: &str, 
     Ok(Some(parsed))
 }
 
-/// Structured logs on stderr: `json` (for journald and log shippers) or
-/// `text`; RUST_LOG overrides `filter`.
-pub fn init_logging(format: &str, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+/// Structured logs on stderr as `[log]` says; RUST_LOG overrides its filter.
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
     // A closed stderr (journald restarting, a pipe reader gone) must not take
     // the daemon down: tracing would report the failed write with eprintln!,
     // which panics on a closed stderr.
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
-    if format == "json" {
+    if log.format == "json" {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
