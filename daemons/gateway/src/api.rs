@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_graphql::{Context, EmptySubscription, Enum, Error, ErrorExtensions, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType, Schema, SimpleObject, Value, ID};
 use ledger_core::{AssetSpec, LedgerCommand, LedgerError, LedgerMarket, OrderRecord, OrderRequest, OrderStatus as LedgerStatus, Outcome, Recorded, TransferKind, WithdrawalStatus as LedgerWithdrawalStatus};
-use matching_core::{MarketSpec, OrderKind, SelfTradePrevention, Side as CoreSide, TimeInForce as CoreTif};
+use matching_core::{MarketId, MarketSpec, OrderKind, SelfTradePrevention, Side as CoreSide, TimeInForce as CoreTif};
 use rust_decimal::Decimal;
 use wire::{LedgerQuery, QueryAnswer};
 
@@ -26,6 +26,8 @@ pub struct Services {
     pub matching: MatchingClient,
     pub order_settle_timeout: Duration,
     pub cookie_secure: bool,
+    /// See [`Catalog`].
+    pub catalog: std::sync::RwLock<Arc<Catalog>>,
 }
 
 /// Who is calling: the verified claims of the request's token, if any.
@@ -379,18 +381,38 @@ pub struct CreateMarketInput {
 
 // ---- reference data: assets and markets ----
 
-/// Assets and markets as the ledger holds them, read per request (a local
-/// socket round trip; they change only when an operator adds one).
-struct Catalog {
+/// Assets and markets as the ledger holds them. Neither is ever changed
+/// once created, only added to, so the copy the gateway keeps is right for
+/// everything it holds: the order path uses it and reads the ledger again
+/// only when a request names something the copy lacks (one another gateway
+/// created). Listings always read afresh.
+#[derive(Default)]
+pub struct Catalog {
     assets: Vec<AssetSpec>,
     markets: Vec<LedgerMarket>,
 }
 
 impl Catalog {
-    async fn load(ctx: &Context<'_>) -> Result<Catalog, Error> {
+    /// Read from the ledger, and kept for the requests after this one.
+    async fn load(ctx: &Context<'_>) -> Result<Arc<Catalog>, Error> {
         let QueryAnswer::Assets(assets) = ask(ctx, LedgerQuery::Assets).await? else { return Err(unexpected("assets")) };
         let QueryAnswer::Markets(markets) = ask(ctx, LedgerQuery::Markets).await? else { return Err(unexpected("markets")) };
-        Ok(Catalog { assets, markets })
+        let catalog = Arc::new(Catalog { assets, markets });
+        *services(ctx).catalog.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = catalog.clone();
+        Ok(catalog)
+    }
+
+    /// The kept copy when it has what `covers` asks for, else a fresh one.
+    async fn covering(ctx: &Context<'_>, covers: impl Fn(&Catalog) -> bool) -> Result<Arc<Catalog>, Error> {
+        let kept = services(ctx).catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        if covers(&kept) {
+            return Ok(kept);
+        }
+        Catalog::load(ctx).await
+    }
+
+    fn has_market(&self, id: MarketId) -> bool {
+        self.markets.iter().any(|m| m.id() == id)
     }
 
     fn asset(&self, id: u32) -> Option<&AssetSpec> {
@@ -554,7 +576,7 @@ impl Query {
         let user = caller_id(ctx)?;
         let Some(order_id) = convert::parse_order_uuid(&id) else { return Ok(None) };
         let Some(record) = order_by_id(ctx, order_id).await?.filter(|r| r.order.user == user) else { return Ok(None) };
-        Ok(Some(Catalog::load(ctx).await?.api_order(&record)))
+        Ok(Some(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record)))
     }
 
     async fn user_orders(&self, ctx: &Context<'_>, market: Option<ID>, status: Option<OrderStatus>, #[graphql(default = 100)] limit: i32) -> Result<Vec<Order>, Error> {
@@ -730,7 +752,7 @@ impl Mutation {
 
     async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> Result<Order, Error> {
         let user = caller_id(ctx)?;
-        let catalog = Catalog::load(ctx).await?;
+        let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;
         let (market, terms, ..) = catalog.market_by_name(&input.market)?;
         let refuse = |(code, message): convert::Refusal| coded(code, message);
         let quantity = convert::to_lots(input.quantity.0, &terms).map_err(refuse)?;
@@ -798,7 +820,7 @@ impl Mutation {
             }
         }
         let record = order_by_id(ctx, order_id).await?.ok_or_else(not_found)?;
-        Ok(Catalog::load(ctx).await?.api_order(&record))
+        Ok(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record))
     }
 
     async fn request_withdrawal(&self, ctx: &Context<'_>, asset: String, amount: Dec, destination: String, idempotency_key: String) -> Result<Withdrawal, Error> {
@@ -854,7 +876,7 @@ impl Mutation {
         };
         let market = LedgerMarket { base: base.id, quote: quote.id, base_units_per_lot: u64::try_from(base_units_per_lot).map_err(|_| bad("lotSize is too large".into()))?, spec };
         run(ctx, LedgerCommand::CreateMarket(market)).await?;
-        let catalog = Catalog { assets: catalog.assets, markets: vec![market] };
+        let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
         catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
     }
 
@@ -884,7 +906,7 @@ async fn decide(ctx: &Context<'_>, id: ID, approve: bool) -> Result<Withdrawal, 
     operator(ctx)?;
     let id: u64 = id.parse().map_err(|_| coded("NOT_FOUND", "no such withdrawal"))?;
     run(ctx, LedgerCommand::DecideWithdrawal { id, approve }).await?;
-    withdrawal_by_id(ctx, &Catalog::load(ctx).await?, id).await
+    withdrawal_by_id(ctx, &*Catalog::load(ctx).await?, id).await
 }
 
 async fn withdrawal_by_id(ctx: &Context<'_>, catalog: &Catalog, id: u64) -> Result<Withdrawal, Error> {

@@ -51,6 +51,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         matching: MatchingClient::start(config.matching.clone()),
         order_settle_timeout: Duration::from_millis(config.ledger.order_settle_timeout_ms),
         cookie_secure: config.auth.cookie_secure,
+        catalog: Default::default(),
     };
     let schema = api::schema(services, config.limits.query_depth_max, config.limits.query_complexity_max);
     let admin = Arc::new(Admin { schema: schema.clone(), users: users.clone(), auth: auth.clone(), ledger: ledger.clone() });
