@@ -125,6 +125,32 @@ pub(crate) async fn connect(address: &str) -> std::io::Result<Box<dyn Duplex>> {
     }
 }
 
+type Reader = tokio::io::ReadHalf<Box<dyn Duplex>>;
+type Writer = tokio::io::WriteHalf<Box<dyn Duplex>>;
+
+/// A connection that said Hello (as a gateway) and got its Welcome:
+/// `commands_applied` is the last command of ours the daemon applied, and
+/// `buffer` holds what was read past the Welcome.
+pub(crate) struct Greeted {
+    pub reader: Reader,
+    pub writer: Writer,
+    pub buffer: Vec<u8>,
+    pub commands_applied: u64,
+}
+
+pub(crate) async fn greet(stream: Box<dyn Duplex>, peer: wire::PeerId, subscribe: bool) -> std::io::Result<Greeted> {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut hello = Vec::new();
+    wire::encode_frame(0, &Message::Hello { peer, role: Role::Gateway, outputs_applied: 0, subscribe }, &mut hello);
+    writer.write_all(&hello).await?;
+    let mut buffer = Vec::new();
+    match read_sequenced(&mut reader, &mut buffer).await? {
+        (_, Message::Welcome { commands_applied, .. }) => Ok(Greeted { reader, writer, buffer, commands_applied }),
+        (_, Message::Error { code, detail }) => Err(std::io::Error::other(format!("refused: {code}: {detail}"))),
+        (_, other) => Err(std::io::Error::other(format!("expected Welcome, got {other:?}"))),
+    }
+}
+
 async fn serve(
     config: &LedgerLinkConfig,
     stream: Box<dyn Duplex>,
@@ -132,18 +158,11 @@ async fn serve(
     updates: &broadcast::Sender<Arc<Vec<OrderRecord>>>,
     connected: &AtomicBool,
 ) -> std::io::Error {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut hello = Vec::new();
-    wire::encode_frame(0, &Message::Hello { peer: config.peer_id, role: Role::Gateway, outputs_applied: 0, subscribe: true }, &mut hello);
-    if let Err(error) = writer.write_all(&hello).await {
-        return error;
-    }
-    let mut buffer = Vec::new();
-    let mut next_sequence = match read_frame(&mut reader, &mut buffer).await {
-        Ok(Message::Welcome { commands_applied, .. }) => commands_applied + 1,
-        Ok(other) => return std::io::Error::other(format!("expected Welcome from the ledger, got {other:?}")),
+    let Greeted { mut reader, mut writer, mut buffer, commands_applied } = match greet(stream, config.peer_id, true).await {
+        Ok(greeted) => greeted,
         Err(error) => return error,
     };
+    let mut next_sequence = commands_applied + 1;
     connected.store(true, Ordering::Release);
     tracing::info!(address = %config.address, next_sequence, "connected to the ledger");
     let commands: Waiting<Result<Outcome, LedgerError>> = Arc::default();
@@ -213,10 +232,6 @@ async fn serve(
         error = receiving => error,
         error = sending => error,
     }
-}
-
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> std::io::Result<Message> {
-    read_sequenced(reader, buffer).await.map(|(_, message)| message)
 }
 
 /// The next frame; `buffer` keeps what was read past it.

@@ -9,10 +9,10 @@ use std::time::Duration;
 use matching_core::MarketId;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
-use wire::{BookDepth, Message, Role};
+use wire::{BookDepth, Message};
 
 use crate::config::MatchingLinkConfig;
-use crate::ledger_client::{connect, read_sequenced, LinkError};
+use crate::ledger_client::{connect, greet, read_sequenced, Greeted, LinkError};
 
 struct Request {
     market: MarketId,
@@ -68,18 +68,11 @@ async fn run(config: MatchingLinkConfig, mut requests: mpsc::Receiver<Request>) 
 }
 
 async fn serve(config: &MatchingLinkConfig, stream: Box<dyn crate::ledger_client::Duplex>, requests: &mut mpsc::Receiver<Request>) -> std::io::Error {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut frames = Vec::new();
-    wire::encode_frame(0, &Message::Hello { peer: config.peer_id, role: Role::Gateway, outputs_applied: 0, subscribe: false }, &mut frames);
-    if let Err(error) = writer.write_all(&frames).await {
-        return error;
-    }
-    let mut buffer = Vec::new();
-    match read_sequenced(&mut reader, &mut buffer).await {
-        Ok((_, Message::Welcome { .. })) => {}
-        Ok((_, other)) => return std::io::Error::other(format!("expected Welcome from matching, got {other:?}")),
+    let Greeted { mut reader, mut writer, mut buffer, .. } = match greet(stream, config.peer_id, false).await {
+        Ok(greeted) => greeted,
         Err(error) => return error,
-    }
+    };
+    let mut frames = Vec::new();
     let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Option<BookDepth>>>>> = Arc::default();
     let receiving = {
         let waiting = waiting.clone();
