@@ -324,7 +324,9 @@ fn an_order_is_held_matched_and_settled_across_the_two_daemons() {
 
     let metrics = ledger.metrics();
     assert!(metrics.contains("marionette_ledger_matching_connected 1"), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("marionette_ledger_commands_total ")), "{metrics}");
+    // 7 to set up, 3 orders, 2 cancels (one refused): each counted once, the refusal too.
+    assert!(metrics.lines().any(|l| l == "marionette_ledger_commands_total 12"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "marionette_ledger_rejections_total 1"), "{metrics}");
     ledger.stop();
     matching.stop();
     let audited = audit(&system.ledger_dir());
