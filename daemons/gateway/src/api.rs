@@ -1,10 +1,12 @@
 //! The GraphQL schema of `contract.graphql`: who may call what, and the
 //! mapping between the API's vocabulary and the ledger's.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_graphql::{Context, EmptySubscription, Enum, Error, ErrorExtensions, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType, Schema, SimpleObject, Value, ID};
+use async_graphql::{Context, Enum, Error, ErrorExtensions, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType, Schema, SimpleObject, Subscription as SubscriptionObject, Value, ID};
+use futures_util::stream::{self, Stream, StreamExt};
 use ledger_core::{AssetSpec, LedgerCommand, LedgerError, LedgerMarket, OrderRecord, OrderRequest, OrderStatus as LedgerStatus, Outcome, Recorded, TransferKind, WithdrawalStatus as LedgerWithdrawalStatus};
 use matching_core::{MarketId, MarketSpec, OrderKind, SelfTradePrevention, Side as CoreSide, TimeInForce as CoreTif};
 use rust_decimal::Decimal;
@@ -12,11 +14,12 @@ use wire::{LedgerQuery, QueryAnswer};
 
 use crate::auth::{Auth, Claims, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
 use crate::convert::{self, MarketTerms};
+use crate::feed::Feeds;
 use crate::ledger_client::{LedgerClient, LinkError};
 use crate::matching_client::MatchingClient;
 use crate::users::{self, UserError, Users};
 
-pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
 /// What every resolver can reach.
 pub struct Services {
@@ -28,6 +31,11 @@ pub struct Services {
     pub cookie_secure: bool,
     /// See [`Catalog`].
     pub catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// Market data for the subscriptions.
+    pub feeds: Feeds,
+    /// Subscriptions open now, and at most.
+    pub subscriptions: Arc<AtomicUsize>,
+    pub subscriptions_max: usize,
 }
 
 /// Who is calling: the verified claims of the request's token, if any.
@@ -540,15 +548,9 @@ impl Query {
             return Err(coded("BAD_USER_INPUT", format!("depth is 1 to {}", wire::DEPTH_LEVELS_MAX)));
         }
         let book = services(ctx).matching.depth(ledger_market.id(), depth as u32).await.map_err(link_error)?;
-        let levels = |levels: &[matching_core::PriceLevel]| {
-            levels
-                .iter()
-                .map(|l| PriceLevel { price: Dec((Decimal::from(l.price) * terms.tick_size).normalize()), quantity: Dec((Decimal::from(l.quantity) * terms.lot_size).normalize()) })
-                .collect()
-        };
         // A market the ledger has but matching has not yet added is an empty book.
         Ok(match book {
-            Some(book) => OrderBook { market: ID(terms.name.clone()), sequence: book.output_last.to_string(), bids: levels(&book.bids), asks: levels(&book.asks) },
+            Some(book) => api_book(&terms, &book, &book.bids, &book.asks),
             None => OrderBook { market: ID(terms.name.clone()), sequence: "0".into(), bids: Vec::new(), asks: Vec::new() },
         })
     }
@@ -917,6 +919,146 @@ async fn withdrawal_by_id(ctx: &Context<'_>, catalog: &Catalog, id: u64) -> Resu
     }
 }
 
+// ---- subscriptions ----
+
+/// Counts an open subscription; the count drops with the stream.
+struct SubscriptionSlot(Arc<AtomicUsize>);
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn take_slot(ctx: &Context<'_>) -> Result<SubscriptionSlot, Error> {
+    let services = services(ctx);
+    let open = services.subscriptions.fetch_add(1, Ordering::AcqRel);
+    let slot = SubscriptionSlot(services.subscriptions.clone());
+    if open >= services.subscriptions_max {
+        return Err(coded("RATE_LIMITED", format!("at most {} subscriptions are open at once; close one or try again later", services.subscriptions_max)));
+    }
+    Ok(slot)
+}
+
+/// Ends a subscription whose client read too slowly to keep up.
+fn fell_behind() -> Error {
+    coded("UNAVAILABLE", "this subscription fell behind and was ended; read the current state and subscribe again")
+}
+
+/// How many of the market's latest trades a trades subscription starts with.
+const TRADES_SNAPSHOT: u32 = 50;
+
+pub struct Subscription;
+
+#[SubscriptionObject]
+impl Subscription {
+    /// The caller's orders, each time one changes.
+    async fn user_orders(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Order, Error>>, Error> {
+        let user = caller_id(ctx)?;
+        let slot = take_slot(ctx)?;
+        let catalog = Catalog::load(ctx).await?;
+        let updates = services(ctx).ledger.order_updates();
+        Ok(stream::unfold(Some((updates, slot)), move |state| {
+            let catalog = catalog.clone();
+            async move {
+                let (mut updates, slot) = state?;
+                loop {
+                    match updates.recv().await {
+                        Ok(batch) => {
+                            // A held order waiting for matching's verdict reads as OPEN too; its verdict follows.
+                            let decided = |o: &&OrderRecord| o.order.user == user && o.status != LedgerStatus::Pending;
+                            let mine: Vec<Result<Order, Error>> = batch.iter().filter(decided).map(|o| Ok(catalog.api_order(o))).collect();
+                            if !mine.is_empty() {
+                                return Some((stream::iter(mine), Some((updates, slot))));
+                            }
+                        }
+                        // A missed update would leave the client with a wrong order state: end instead.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Some((stream::iter(vec![Err(fell_behind())]), None)),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        })
+        .flatten())
+    }
+
+    /// The book now, then each time it changes (levels best first, at most `depth` a side).
+    async fn order_book(&self, ctx: &Context<'_>, market: ID, #[graphql(default = 50)] depth: i32) -> Result<impl Stream<Item = OrderBook>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
+        if !(1..=wire::DEPTH_LEVELS_MAX as i32).contains(&depth) {
+            return Err(coded("BAD_USER_INPUT", format!("depth is 1 to {}", wire::DEPTH_LEVELS_MAX)));
+        }
+        let slot = take_slot(ctx)?;
+        let feed = services(ctx).feeds.market(ledger_market.id()).await.map_err(link_error)?;
+        let books = feed.book.clone();
+        let depth = depth as usize;
+        // (the receiver, its first read, the levels last sent, what keeps the feed and the slot)
+        let state = (books, true, None::<(Vec<matching_core::PriceLevel>, Vec<matching_core::PriceLevel>)>, (feed, slot));
+        Ok(stream::unfold(state, move |(mut books, first, mut last, held)| {
+            let terms = terms.clone();
+            async move {
+                let mut first = first;
+                loop {
+                    // The value now first; after that, each change. A slow client skips to the newest book.
+                    if !first {
+                        books.changed().await.ok()?;
+                    }
+                    first = false;
+                    let Some(book) = books.borrow_and_update().clone() else { continue };
+                    let cut = |levels: &[matching_core::PriceLevel]| levels[..levels.len().min(depth)].to_vec();
+                    let levels = (cut(&book.bids), cut(&book.asks));
+                    if last.as_ref() == Some(&levels) {
+                        continue;
+                    }
+                    let answer = api_book(&terms, &book, &levels.0, &levels.1);
+                    last = Some(levels);
+                    return Some((answer, (books, false, last, held)));
+                }
+            }
+        }))
+    }
+
+    /// The market's latest trades, oldest first, then each new one as it settles.
+    async fn trades(&self, ctx: &Context<'_>, market: ID) -> Result<impl Stream<Item = Result<Trade, Error>>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
+        let slot = take_slot(ctx)?;
+        let feed = services(ctx).feeds.market(ledger_market.id()).await.map_err(link_error)?;
+        // Listening before the snapshot is read, so no trade falls between the two.
+        let new_trades = feed.trades.subscribe();
+        let QueryAnswer::Trades(mut snapshot) = ask(ctx, LedgerQuery::MarketTrades { market: ledger_market.id(), limit: TRADES_SNAPSHOT }).await? else { return Err(unexpected("trades")) };
+        snapshot.sort_by_key(|t| t.id);
+        let seen = snapshot.last().map_or(0, |t| t.id);
+        let first: Vec<Result<Trade, Error>> = snapshot.iter().map(|t| Ok(public_trade(t, &terms))).collect();
+        let later = stream::unfold(Some((new_trades, (feed, slot))), move |state| {
+            let terms = terms.clone();
+            async move {
+                let (mut new_trades, held) = state?;
+                loop {
+                    match new_trades.recv().await {
+                        Ok(trade) if trade.id <= seen => continue,
+                        Ok(trade) => return Some((Ok(public_trade(&trade, &terms)), Some((new_trades, held)))),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Some((Err(fell_behind()), None)),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(stream::iter(first).chain(later))
+    }
+}
+
+fn api_book(terms: &MarketTerms, book: &wire::BookDepth, bids: &[matching_core::PriceLevel], asks: &[matching_core::PriceLevel]) -> OrderBook {
+    let levels = |levels: &[matching_core::PriceLevel]| {
+        levels
+            .iter()
+            .map(|l| PriceLevel { price: Dec((Decimal::from(l.price) * terms.tick_size).normalize()), quantity: Dec((Decimal::from(l.quantity) * terms.lot_size).normalize()) })
+            .collect()
+    };
+    OrderBook { market: ID(terms.name.clone()), sequence: book.output_last.to_string(), bids: levels(bids), asks: levels(asks) }
+}
+
 pub fn schema(services: Services, depth_max: usize, complexity_max: usize) -> ApiSchema {
-    Schema::build(Query, Mutation, EmptySubscription).data(services).limit_depth(depth_max).limit_complexity(complexity_max).finish()
+    Schema::build(Query, Mutation, Subscription).data(services).limit_depth(depth_max).limit_complexity(complexity_max).finish()
 }

@@ -99,6 +99,8 @@ pub struct LimitsConfig {
     pub user_burst: u32,
     /// Clients (IPs, users) tracked at once by each limiter.
     pub rate_keys_max: usize,
+    /// Subscriptions open at once over all WebSocket connections.
+    pub subscriptions_max: usize,
 }
 
 impl Default for ListenConfig {
@@ -155,6 +157,7 @@ impl Default for LimitsConfig {
             user_requests_per_second: 100,
             user_burst: 200,
             rate_keys_max: 100_000,
+            subscriptions_max: 10_000,
         }
     }
 }
@@ -203,8 +206,8 @@ impl GatewayConfig {
             return invalid("limits", "body_bytes_max must be at least 1024, the query limits at least 1");
         }
         let l = &self.limits;
-        if l.ip_requests_per_second == 0 || l.ip_burst == 0 || l.user_requests_per_second == 0 || l.user_burst == 0 || l.rate_keys_max == 0 {
-            return invalid("limits", "the rate limits and rate_keys_max must be at least 1");
+        if l.ip_requests_per_second == 0 || l.ip_burst == 0 || l.user_requests_per_second == 0 || l.user_burst == 0 || l.rate_keys_max == 0 || l.subscriptions_max == 0 {
+            return invalid("limits", "the rate limits, rate_keys_max and subscriptions_max must be at least 1");
         }
         self.log.validate()?;
         Ok(())

@@ -38,6 +38,7 @@ pub fn to_units(value: Decimal, scale: u8, field: &str) -> Result<i128, Refusal>
 }
 
 /// The market's human parameters, derived from the ledger's units.
+#[derive(Clone, Debug)]
 pub struct MarketTerms {
     pub name: String,
     pub lot_size: Decimal,

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub client_errors: Counter,
     pub rate_limited: Counter,
     pub connections: Gauge<i64, AtomicI64>,
+    pub websockets: Gauge<i64, AtomicI64>,
     pub request_seconds: Histogram,
 }
 
@@ -49,13 +50,15 @@ impl Metrics {
             client_errors: Counter::default(),
             rate_limited: Counter::default(),
             connections: Gauge::default(),
+            websockets: Gauge::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests served", metrics.requests.clone());
         registry.register("client_errors", "Requests answered 4xx", metrics.client_errors.clone());
         registry.register("rate_limited", "Requests refused with 429 RATE_LIMITED", metrics.rate_limited.clone());
-        registry.register("connections", "Open HTTP connections", metrics.connections.clone());
+        registry.register("connections", "Open HTTP connections, WebSockets included", metrics.connections.clone());
+        registry.register("websockets", "Open subscription WebSockets", metrics.websockets.clone());
         registry.register("request_seconds", "Time to answer a request", metrics.request_seconds.clone());
         Metrics { registry, ..metrics }
     }
@@ -75,6 +78,8 @@ impl Default for Metrics {
 
 pub struct App {
     pub schema: ApiSchema,
+    /// listen.connections_max: a WebSocket keeps one after its HTTP connection is upgraded away.
+    pub connection_permits: Arc<tokio::sync::Semaphore>,
     pub auth: Arc<Auth>,
     pub ledger: LedgerClient,
     pub metrics: Metrics,
@@ -111,6 +116,7 @@ pub async fn handle(app: Arc<App>, remote: IpAddr, request: Request<Incoming>) -
     let started = Instant::now();
     let response = if request.uri().path() == "/graphql" {
         match app.ip_limiter.check(&remote, Instant::now()) {
+            Ok(()) if request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => websocket(app.clone(), request),
             Ok(()) => route(&app, request).await,
             Err(wait) => rate_limited(&app, wait),
         }
@@ -242,3 +248,90 @@ async fn execute(app: &App, request: async_graphql::Request, modern: bool) -> Re
     }
     http
 }
+
+/// Subscriptions: GET /graphql upgraded to a WebSocket speaking
+/// graphql-transport-ws. The caller is the upgrade request's (Bearer header
+/// or cookie), or the token in `connection_init`'s payload
+/// (`{"Authorization": "Bearer …"}`), which wins when both are there.
+fn websocket(app: Arc<App>, mut request: Request<Incoming>) -> Reply {
+    use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Message, Role};
+
+    let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !offered.split(',').any(|p| p.trim().eq_ignore_ascii_case("graphql-transport-ws")) {
+        return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "subscriptions speak Sec-WebSocket-Protocol: graphql-transport-ws");
+    }
+    // The HTTP connection's own permit goes with it when it is upgraded away; the WebSocket holds one of its own.
+    let Ok(permit) = app.connection_permits.clone().try_acquire_owned() else {
+        return request_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the gateway has all the connections it accepts (listen.connections_max); try again later");
+    };
+    let key = request.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    let from_headers = caller(&app, &request);
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        app.metrics.connections.inc();
+        app.metrics.websockets.inc();
+        let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, None).await;
+        let (mut sink, source) = socket.split();
+        let input = source.take_while(|message| std::future::ready(matches!(message, Ok(m) if !m.is_close()))).filter_map(|message| {
+            std::future::ready(match message {
+                Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                _ => None,
+            })
+        });
+        let auth = app.auth.clone();
+        let initialised = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let init_seen = initialised.clone();
+        let mut output = WebSocket::new(app.schema.clone(), input, WebSocketProtocols::GraphQLWS).on_connection_init(move |payload| async move {
+            init_seen.store(true, std::sync::atomic::Ordering::Release);
+            let token = payload.get("Authorization").and_then(|v| v.as_str()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+            let caller = match token {
+                Some(token) => Caller(auth.verify(token)),
+                None => from_headers,
+            };
+            let mut data = async_graphql::Data::default();
+            data.insert(caller);
+            Ok(data)
+        });
+        // graphql-transport-ws: a client that has not said connection_init in time is closed with 4408.
+        let init_deadline = tokio::time::sleep(WEBSOCKET_INIT_TIMEOUT);
+        tokio::pin!(init_deadline);
+        loop {
+            let message = tokio::select! {
+                message = output.next() => message,
+                () = &mut init_deadline, if !initialised.load(std::sync::atomic::Ordering::Acquire) => Some(WsMessage::Close(4408, "Connection initialisation timeout".into())),
+            };
+            let sent = match message {
+                Some(WsMessage::Text(text)) => sink.send(Message::Text(text.into())).await,
+                Some(WsMessage::Close(code, reason)) => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
+                    break;
+                }
+                None => break,
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+        // Its subscriptions (and their slots) end before the socket stops being counted.
+        drop(output);
+        app.metrics.websockets.dec();
+        app.metrics.connections.dec();
+        drop(permit);
+    });
+    let mut response = reply(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Bytes::new());
+    let headers = response.headers_mut();
+    headers.remove(CONTENT_TYPE);
+    headers.insert(hyper::header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
+    headers.insert("sec-websocket-accept", HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
+    response
+}
+
+/// How long a new WebSocket may take to send connection_init.
+const WEBSOCKET_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

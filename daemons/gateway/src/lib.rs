@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod convert;
+pub mod feed;
 pub mod http;
 pub mod ledger_client;
 pub mod matching_client;

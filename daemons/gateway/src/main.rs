@@ -9,6 +9,7 @@ use gateway::admin::{self, Admin};
 use gateway::api::{self, Services};
 use gateway::auth::Auth;
 use gateway::config::GatewayConfig;
+use gateway::feed::Feeds;
 use gateway::http::{self, App, Metrics};
 use gateway::ledger_client::LedgerClient;
 use gateway::matching_client::MatchingClient;
@@ -44,20 +45,27 @@ fn run() -> anyhow::Result<()> {
 
 async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> anyhow::Result<()> {
     let ledger = LedgerClient::start(config.ledger.clone());
+    let matching = MatchingClient::start(config.matching.clone());
     let services = Services {
         users: users.clone(),
         auth: auth.clone(),
         ledger: ledger.clone(),
-        matching: MatchingClient::start(config.matching.clone()),
+        feeds: Feeds::new(ledger.clone(), matching.clone()),
+        matching,
         order_settle_timeout: Duration::from_millis(config.ledger.order_settle_timeout_ms),
         cookie_secure: config.auth.cookie_secure,
         catalog: Default::default(),
+        subscriptions: Arc::default(),
+        subscriptions_max: config.limits.subscriptions_max,
     };
     let schema = api::schema(services, config.limits.query_depth_max, config.limits.query_complexity_max);
     let admin = Arc::new(Admin { schema: schema.clone(), users: users.clone(), auth: auth.clone(), ledger: ledger.clone() });
     admin::serve(&config.admin.socket, admin).await.with_context(|| format!("binding the admin socket {}", config.admin.socket.display()))?;
     let limits = &config.limits;
+    // One for each open connection, WebSockets included.
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
     let app = Arc::new(App {
+        connection_permits: permits.clone(),
         schema,
         auth: auth.clone(),
         ledger,
@@ -67,7 +75,6 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         user_limiter: RateLimiter::new(limits.user_requests_per_second, limits.user_burst, limits.rate_keys_max),
     });
     let listener = tokio::net::TcpListener::bind(&config.listen.address).await.with_context(|| format!("binding {}", config.listen.address))?;
-    let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
     tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, signing_key = auth.signing_key_id(), "ready: POST http://{}/graphql", config.listen.address);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -93,7 +100,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         app.metrics.connections.inc();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(|request| http::handle(app.clone(), remote.ip(), request));
-            if let Err(error) = hyper::server::conn::http1::Builder::new().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = hyper::server::conn::http1::Builder::new().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).serve_connection(TokioIo::new(stream), service).with_upgrades().await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             app.metrics.connections.dec();

@@ -2,149 +2,8 @@
 //! gateway's HTTP API the way a client would: the contract's operations,
 //! authentication and authorization, and the GraphQL-over-HTTP rules.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use acceptance::{code, data, Options, System, OPERATOR, OPERATOR_PASSWORD, PLACE};
 use serde_json::{json, Value};
-
-/// A sibling binary of this test (cargo test --workspace builds them all).
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join(name);
-    assert!(path.exists(), "{} is missing: run the tests with cargo test --workspace (scripts/test), which builds every daemon", path.display());
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(name: &str, config: &Path) -> Process {
-    let log = if std::env::var_os("SHOW_DAEMON_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
-    Process(Command::new(binary(name)).arg("--config").arg(config).stdout(Stdio::null()).stderr(log).spawn().unwrap())
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} never became ready");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-struct System {
-    _processes: Vec<Process>,
-    port: u16,
-    admin: PathBuf,
-}
-
-const OPERATOR: &str = "operator@bank.example";
-const OPERATOR_PASSWORD: &str = "correct horse battery";
-
-impl System {
-    fn start(dir: &Path) -> System {
-        System::start_with(dir, "")
-    }
-
-    /// `limits`: extra lines for the gateway's [limits].
-    fn start_with(dir: &Path, limits: &str) -> System {
-        let d = dir.display();
-        let (matching_metrics, ledger_metrics, port) = (free_port(), free_port(), free_port());
-        std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
-        std::fs::write(
-            dir.join("ledger.toml"),
-            format!("[listen]\naddress = \"unix:{d}/ledger.sock\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n[log]\nformat = \"text\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("gateway.toml"),
-            format!(
-                "[listen]\naddress = \"127.0.0.1:{port}\"\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\ncookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\nbody_bytes_max = 4096\nquery_depth_max = 6\n{limits}\n[log]\nformat = \"text\"\n"
-            ),
-        )
-        .unwrap();
-        let matching = spawn("marionette-matching", &dir.join("matching.toml"));
-        wait_for("matching", || TcpStream::connect(("127.0.0.1", matching_metrics)).is_ok());
-        let ledger = spawn("marionette-ledger", &dir.join("ledger.toml"));
-        wait_for("ledger", || TcpStream::connect(("127.0.0.1", ledger_metrics)).is_ok());
-        let gateway = spawn("marionette-gateway", &dir.join("gateway.toml"));
-        let system = System { _processes: vec![matching, ledger, gateway], port, admin: dir.join("gateway-admin.sock") };
-        wait_for("the gateway and its ledger link", || TcpStream::connect(("127.0.0.1", port)).is_ok() && system.get("/readyz").0 == 200);
-        // The first operator, the way an operator sets up a fresh install.
-        assert_eq!(system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD).0, 0);
-        system
-    }
-
-    /// marionettectl on this system's admin socket: exit code and stdout.
-    fn ctl(&self, args: &[&str], stdin: &str) -> (i32, String) {
-        let mut child = Command::new(binary("marionettectl"))
-            .arg("--socket")
-            .arg(&self.admin)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(format!("{stdin}\n").as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    fn raw(&self, request: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        (status, head.to_string(), body.to_string())
-    }
-
-    fn get(&self, path: &str) -> (u16, String, String) {
-        self.raw(&format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-    }
-
-    /// POST /graphql; returns the status, the head and the JSON body.
-    fn post(&self, query: &str, variables: Value, headers: &str) -> (u16, String, Value) {
-        let body = json!({ "query": query, "variables": variables }).to_string();
-        let (status, head, body) = self.raw(&format!(
-            "POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/graphql-response+json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-        (status, head, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
-    }
-
-    fn as_user(&self, token: &str, query: &str, variables: Value) -> Value {
-        self.post(query, variables, &format!("Authorization: Bearer {token}\r\n")).2
-    }
-
-    fn login(&self, email: &str, password: &str) -> String {
-        let body = self.post("mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }", json!({ "e": email, "p": password }), "").2;
-        body["data"]["login"]["token"].as_str().unwrap_or_else(|| panic!("login failed: {body}")).to_string()
-    }
-}
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error code: {body}"))
-}
-
-fn data<'a>(body: &'a Value, field: &str) -> &'a Value {
-    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
-    &body["data"][field]
-}
-
-const PLACE: &str = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity averagePrice price quantity } }";
 
 #[test]
 fn a_trade_end_to_end_through_the_api() {
@@ -318,7 +177,7 @@ fn tokens_and_http_rules_are_enforced() {
 #[test]
 fn rate_limits_answer_429_per_ip_and_per_user() {
     let dir = tempfile::tempdir().unwrap();
-    let system = System::start_with(dir.path(), "ip_requests_per_second = 1\nip_burst = 12\nuser_requests_per_second = 1\nuser_burst = 3");
+    let system = System::start_with(dir.path(), &Options { gateway_limits: "ip_requests_per_second = 1\nip_burst = 12\nuser_requests_per_second = 1\nuser_burst = 3".into(), ..Options::default() });
     let token = system.login(OPERATOR, OPERATOR_PASSWORD);
     let me = "{ me { email } }";
     // The user's burst of 3, then 429 with the code and Retry-After; the login used one IP token.
@@ -337,4 +196,71 @@ fn rate_limits_answer_429_per_ip_and_per_user() {
     // Health and metrics are not rate limited.
     assert_eq!(system.get("/healthz").0, 200);
     assert!(system.get("/metrics").2.contains("marionette_gateway_rate_limited_total"));
+}
+
+#[test]
+fn subscriptions_deliver_the_snapshot_then_the_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The ledger over TCP, as for a gateway on another host.
+    let system = System::start_with(dir.path(), &Options { gateway_limits: "subscriptions_max = 3".into(), ledger_over_tcp: true });
+    assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
+    assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
+    assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0.001", "0.002"], "").0, 0);
+    system.register("carol@domain.io", "carols password");
+    system.register("dave@domain.io", "daves password");
+    assert_eq!(system.ctl(&["deposit", "carol@domain.io", "BTC", "2", "carol-btc"], "").0, 0);
+    assert_eq!(system.ctl(&["deposit", "dave@domain.io", "USD", "1000", "dave-usd"], "").0, 0);
+    let (carol, dave) = (system.login("carol@domain.io", "carols password"), system.login("dave@domain.io", "daves password"));
+    // A trade before anyone subscribes: the trades subscription's snapshot.
+    system.as_user(&carol, PLACE, json!({ "i": { "market": "BTC-USD", "side": "SELL", "type": "LIMIT", "price": "90", "quantity": "0.1" } }));
+    let before = system.as_user(&dave, PLACE, json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "price": "90", "quantity": "0.1" } }));
+    assert_eq!(data(&before, "placeOrder")["status"], "FILLED");
+
+    let mut ws = system.subscriptions(&carol);
+    ws.subscribe("book", "subscription { orderBook(market: \"BTC-USD\", depth: 1) { market asks { price quantity } } }");
+    assert_eq!(ws.next_for("book")["payload"]["data"]["orderBook"], json!({ "market": "BTC-USD", "asks": [] }), "the snapshot first");
+    ws.subscribe("mine", "subscription { userOrders { side status quantity } }");
+    ws.subscribe("trades", "subscription { trades(market: \"BTC-USD\") { price quantity takerSide } }");
+    assert_eq!(ws.next_for("trades")["payload"]["data"]["trades"], json!({ "price": "90", "quantity": "0.1", "takerSide": "BUY" }), "the latest trades first");
+    // One over subscriptions_max is refused with the contract's code (as a `next` with errors, then `complete`).
+    ws.subscribe("fourth", "subscription { orderBook(market: \"BTC-USD\") { market } }");
+    let refused = ws.next_for("fourth");
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "RATE_LIMITED", "{refused}");
+    assert_eq!(ws.next_for("fourth")["type"], "complete");
+
+    let placed = system.as_user(&carol, PLACE, json!({ "i": { "market": "BTC-USD", "side": "SELL", "type": "LIMIT", "price": "100", "quantity": "0.5" } }));
+    assert_eq!(data(&placed, "placeOrder")["status"], "OPEN");
+    assert_eq!(ws.next_for("book")["payload"]["data"]["orderBook"]["asks"], json!([{ "price": "100", "quantity": "0.5" }]), "then each change");
+    assert_eq!(ws.next_for("mine")["payload"]["data"]["userOrders"], json!({ "side": "SELL", "status": "OPEN", "quantity": "0.5" }));
+    // A worse ask beyond depth 1 changes nothing this subscriber sees.
+    system.as_user(&carol, PLACE, json!({ "i": { "market": "BTC-USD", "side": "SELL", "type": "LIMIT", "price": "120", "quantity": "0.1" } }));
+    assert_eq!(ws.next_for("mine")["payload"]["data"]["userOrders"]["status"], "OPEN");
+    // A buyer takes 0.2: the book, carol's order and the trade all follow.
+    let bought = system.as_user(&dave, PLACE, json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "price": "100", "quantity": "0.2" } }));
+    assert_eq!(data(&bought, "placeOrder")["status"], "FILLED");
+    assert_eq!(ws.next_for("trades")["payload"]["data"]["trades"], json!({ "price": "100", "quantity": "0.2", "takerSide": "BUY" }));
+    assert_eq!(ws.next_for("book")["payload"]["data"]["orderBook"]["asks"], json!([{ "price": "100", "quantity": "0.3" }]), "the 120 ask never showed at depth 1");
+    assert_eq!(ws.next_for("mine")["payload"]["data"]["userOrders"], json!({ "side": "SELL", "status": "PARTIALLY_FILLED", "quantity": "0.5" }));
+
+    // Completing one frees its slot for another.
+    ws.send(json!({ "id": "book", "type": "complete" }));
+    ws.subscribe("again", "subscription { orderBook(market: \"BTC-USD\") { asks { price quantity } } }");
+    assert_eq!(ws.next_for("again")["payload"]["data"]["orderBook"]["asks"], json!([{ "price": "100", "quantity": "0.3" }, { "price": "120", "quantity": "0.1" }]));
+
+    // Closing the socket ends its subscriptions and frees their slots (the gateway sees the close a moment later).
+    drop(ws);
+    let mut anonymous = system.subscriptions("not-a-token");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !system.get("/metrics").2.contains("marionette_gateway_websockets 1\n") {
+        assert!(std::time::Instant::now() < deadline, "{}", system.get("/metrics").2);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Without a valid token, userOrders is refused; the book is public.
+    anonymous.subscribe("mine", "subscription { userOrders { status } }");
+    let refused = anonymous.next_for("mine");
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{refused}");
+    for id in ["one", "two", "three"] {
+        anonymous.subscribe(id, "subscription { orderBook(market: \"BTC-USD\", depth: 1) { bids { price } } }");
+        assert_eq!(anonymous.next_for(id)["payload"]["data"]["orderBook"], json!({ "bids": [] }), "{id}");
+    }
 }

@@ -47,6 +47,9 @@ impl Daemon {
     fn start(dir: &Path, extra: &str) -> Daemon {
         let metrics_port = free_port();
         let config = write_config(dir, metrics_port, extra);
+        // A socket file left by a killed run would pass for this one's below.
+        let _ = std::fs::remove_file(dir.join("matching.sock"));
+        let over_tcp = extra.contains("address = \"tcp:");
         let child = Process::new(env!("CARGO_BIN_EXE_marionette-matching"))
             .arg("--config")
             .arg(&config)
@@ -57,8 +60,9 @@ impl Daemon {
         let daemon = Daemon { child, dir: dir.into(), metrics_port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            // The metrics port is bound after the peer socket, so this means both are up.
-            if std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() {
+            // The metrics port is bound after the peer socket, so this means both are up. The socket
+            // file is checked too: another test's daemon may have taken the port this one was given.
+            if (over_tcp || dir.join("matching.sock").exists()) && std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok() {
                 return daemon;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -1,0 +1,244 @@
+//! A whole Marionette on a temporary directory, for tests that drive it the
+//! way its users do: the three real daemons started from their binaries,
+//! `marionettectl` on the admin socket, GraphQL over HTTP on a real socket,
+//! and graphql-transport-ws subscriptions over a real WebSocket.
+//!
+//! The gateway's API tests and the Gherkin acceptance suite
+//! (`tests/acceptance.rs`, `features/`) both use it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The operator every [`System`] sets up on start, as an operator sets up a fresh install.
+pub const OPERATOR: &str = "operator@bank.example";
+pub const OPERATOR_PASSWORD: &str = "correct horse battery";
+
+/// A sibling binary of the running test (`cargo test --workspace` builds them all).
+pub fn binary(name: &str) -> PathBuf {
+    let path = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join(name);
+    assert!(path.exists(), "{} is missing: run the tests with cargo test --workspace (scripts/test), which builds every daemon", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A daemon that is killed (SIGKILL) if the test lets go of it without [`System::stop`].
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(name: &str, config: &Path) -> Process {
+    let log = if std::env::var_os("SHOW_DAEMON_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+    Process(Command::new(binary(name)).arg("--config").arg(config).stdout(Stdio::null()).stderr(log).spawn().unwrap())
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} never became ready");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// How a [`System`] differs from the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Extra lines for the gateway's `[limits]`.
+    pub gateway_limits: String,
+    /// The ledger listens on TCP (as for gateways on other hosts) instead of a Unix socket.
+    pub ledger_over_tcp: bool,
+}
+
+/// The three daemons, started on `dir`; dropping it kills them (kill -9).
+pub struct System {
+    processes: Vec<Process>,
+    pub port: u16,
+    admin: PathBuf,
+}
+
+impl System {
+    pub fn start(dir: &Path) -> System {
+        System::start_with(dir, &Options::default())
+    }
+
+    pub fn start_with(dir: &Path, options: &Options) -> System {
+        let d = dir.display();
+        let (matching_metrics, ledger_metrics, port) = (free_port(), free_port(), free_port());
+        let ledger_address = if options.ledger_over_tcp { format!("tcp:127.0.0.1:{}", free_port()) } else { format!("unix:{d}/ledger.sock") };
+        let limits = &options.gateway_limits;
+        std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
+        std::fs::write(
+            dir.join("ledger.toml"),
+            format!("[listen]\naddress = \"{ledger_address}\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n[log]\nformat = \"text\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("gateway.toml"),
+            format!(
+                "[listen]\naddress = \"127.0.0.1:{port}\"\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\ncookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\nbody_bytes_max = 4096\nquery_depth_max = 6\n{limits}\n[log]\nformat = \"text\"\n"
+            ),
+        )
+        .unwrap();
+        // Socket files left by a killed run would pass for this one's below.
+        for stale in ["matching.sock", "ledger.sock"] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        let matching = spawn("marionette-matching", &dir.join("matching.toml"));
+        // The socket files too: another test's daemon may have taken a port this one was given.
+        wait_for("matching", || dir.join("matching.sock").exists() && TcpStream::connect(("127.0.0.1", matching_metrics)).is_ok());
+        let ledger = spawn("marionette-ledger", &dir.join("ledger.toml"));
+        wait_for("ledger", || (options.ledger_over_tcp || dir.join("ledger.sock").exists()) && TcpStream::connect(("127.0.0.1", ledger_metrics)).is_ok());
+        let gateway = spawn("marionette-gateway", &dir.join("gateway.toml"));
+        let system = System { processes: vec![matching, ledger, gateway], port, admin: dir.join("gateway-admin.sock") };
+        wait_for("the gateway and its ledger link", || TcpStream::connect(("127.0.0.1", port)).is_ok() && system.get("/readyz").0 == 200);
+        let (exit, output) = system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD);
+        // 0 also when a restart finds it there with the same password.
+        assert_eq!(exit, 0, "create-operator: {output}");
+        system
+    }
+
+    /// Stops the daemons the way systemd does (SIGTERM, gateway first) and
+    /// asserts that each exits cleanly.
+    pub fn stop(mut self) {
+        for mut process in self.processes.drain(..).rev() {
+            let pid = process.0.id().to_string();
+            assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            let status = process.0.wait().unwrap();
+            assert!(status.success(), "a daemon exited with {status} on SIGTERM");
+        }
+    }
+
+    /// marionettectl on this system's admin socket, `stdin` on its input: exit code and stdout.
+    pub fn ctl(&self, args: &[&str], stdin: &str) -> (i32, String) {
+        let mut child =
+            Command::new(binary("marionettectl")).arg("--socket").arg(&self.admin).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(format!("{stdin}\n").as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// One HTTP/1.1 request on its own connection: status, head and body.
+    pub fn raw(&self, request: &str) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, head.to_string(), body.to_string())
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String, String) {
+        self.raw(&format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    }
+
+    /// POST /graphql with extra header lines (each ending in \r\n); returns the status, the head and the JSON body.
+    pub fn post(&self, query: &str, variables: Value, headers: &str) -> (u16, String, Value) {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let (status, head, body) = self.raw(&format!(
+            "POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/graphql-response+json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+        (status, head, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
+    }
+
+    pub fn as_user(&self, token: &str, query: &str, variables: Value) -> Value {
+        self.post(query, variables, &format!("Authorization: Bearer {token}\r\n")).2
+    }
+
+    pub fn register(&self, email: &str, password: &str) -> Value {
+        self.post("mutation($e: String!, $p: String!) { register(email: $e, password: $p) { id email role } }", json!({ "e": email, "p": password }), "").2
+    }
+
+    pub fn login(&self, email: &str, password: &str) -> String {
+        let body = self.post("mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }", json!({ "e": email, "p": password }), "").2;
+        body["data"]["login"]["token"].as_str().unwrap_or_else(|| panic!("login failed: {body}")).to_string()
+    }
+
+    /// A graphql-transport-ws connection, initialised with `token` (any text; it need not be valid).
+    pub fn subscriptions(&self, token: &str) -> Subscriptions {
+        Subscriptions::open(self.port, token)
+    }
+}
+
+/// The first error's `extensions.code`.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error code: {body}"))
+}
+
+/// `data.<field>` of an answer that must have no errors.
+pub fn data<'a>(body: &'a Value, field: &str) -> &'a Value {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+    &body["data"][field]
+}
+
+pub const PLACE: &str = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity averagePrice price quantity } }";
+
+/// A graphql-transport-ws client over a real WebSocket. Every read gives up
+/// after 20 s, so a missing message fails the test instead of hanging it.
+pub struct Subscriptions {
+    socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    /// Read while waiting for another subscription's message.
+    waiting: std::collections::VecDeque<Value>,
+}
+
+impl Subscriptions {
+    fn open(port: u16, token: &str) -> Subscriptions {
+        use tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://127.0.0.1:{port}/graphql").into_client_request().unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        let (socket, response) = tungstenite::connect(request).unwrap();
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        }
+        assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-transport-ws");
+        let mut client = Subscriptions { socket, waiting: Default::default() };
+        client.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }));
+        assert_eq!(client.receive()["type"], "connection_ack");
+        client
+    }
+
+    pub fn send(&mut self, message: Value) {
+        self.socket.send(tungstenite::Message::Text(message.to_string().into())).unwrap();
+    }
+
+    pub fn receive(&mut self) -> Value {
+        loop {
+            match self.socket.read().unwrap_or_else(|e| panic!("no message within 20 s: {e}")) {
+                tungstenite::Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+                tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, id: &str, query: &str) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query } }));
+    }
+
+    /// The next message for subscription `id`; the others' wait their turn.
+    pub fn next_for(&mut self, id: &str) -> Value {
+        if let Some(at) = self.waiting.iter().position(|m| m["id"] == id) {
+            return self.waiting.remove(at).unwrap();
+        }
+        loop {
+            let message = self.receive();
+            if message["id"] == id {
+                return message;
+            }
+            self.waiting.push_back(message);
+        }
+    }
+}

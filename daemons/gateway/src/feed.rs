@@ -1,0 +1,165 @@
+//! Market data for the orderBook and trades subscriptions, read once per
+//! change however many clients listen.
+//!
+//! A market's feed runs while anyone subscribes to it. The ledger's order
+//! updates say when the market changed: the feed then reads the book from
+//! matching (at the deepest depth; each subscriber cuts its own) and, when
+//! something filled, the new trades from the ledger, and hands both on. It
+//! also reads both every `RESYNC` in case updates were lost with a dropped
+//! ledger link.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ledger_core::{OrderRecord, TradeRecord};
+use matching_core::MarketId;
+use tokio::sync::{broadcast, watch};
+use wire::{BookDepth, LedgerQuery, QueryAnswer};
+
+use crate::ledger_client::{LedgerClient, LinkError};
+use crate::matching_client::MatchingClient;
+
+/// How often a running feed reads the book and the trades without being told to.
+const RESYNC: Duration = Duration::from_secs(2);
+/// Trades a slow subscriber may fall behind by before its subscription ends.
+const TRADES_BUFFERED: usize = 4_096;
+
+pub struct Feeds {
+    ledger: LedgerClient,
+    matching: MatchingClient,
+    running: Mutex<HashMap<MarketId, Weak<MarketFeed>>>,
+}
+
+/// One market's feed; it stops when the last subscriber lets go of it.
+pub struct MarketFeed {
+    /// None until the first read of the book.
+    pub book: watch::Receiver<Option<Arc<BookDepth>>>,
+    /// Each new trade, oldest first.
+    pub trades: broadcast::Sender<Arc<TradeRecord>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for MarketFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Feeds {
+    pub fn new(ledger: LedgerClient, matching: MatchingClient) -> Feeds {
+        Feeds { ledger, matching, running: Mutex::default() }
+    }
+
+    /// The market's running feed, started if none is. Starting one reads
+    /// the newest trade id first: trades after it are handed on, and a
+    /// subscriber's own snapshot, read after this returns, covers the rest.
+    pub async fn market(&self, market: MarketId) -> Result<Arc<MarketFeed>, LinkError> {
+        if let Some(feed) = self.running(market) {
+            return Ok(feed);
+        }
+        // Listening before the newest trade and the book are read, so no change falls between.
+        let updates = self.ledger.order_updates();
+        let trade_last = match self.ledger.query(LedgerQuery::MarketTrades { market, limit: 1 }).await? {
+            Ok(QueryAnswer::Trades(newest)) => newest.first().map_or(0, |t| t.id),
+            _ => return Err(LinkError::Unavailable),
+        };
+        let mut running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Another subscriber may have started it meanwhile.
+        if let Some(feed) = running.get(&market).and_then(Weak::upgrade) {
+            return Ok(feed);
+        }
+        running.retain(|_, feed| feed.strong_count() > 0);
+        let (book_sender, book) = watch::channel(None);
+        let (trades, _) = broadcast::channel(TRADES_BUFFERED);
+        let task = tokio::spawn(run(market, trade_last, self.ledger.clone(), self.matching.clone(), updates, book_sender, trades.clone())).abort_handle();
+        let feed = Arc::new(MarketFeed { book, trades, task });
+        running.insert(market, Arc::downgrade(&feed));
+        Ok(feed)
+    }
+
+    fn running(&self, market: MarketId) -> Option<Arc<MarketFeed>> {
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&market).and_then(Weak::upgrade)
+    }
+}
+
+/// What a batch of order updates means for one market.
+struct Touched {
+    book: bool,
+    trades: bool,
+}
+
+fn touched(batch: &[OrderRecord], market: MarketId) -> Touched {
+    let mine = || batch.iter().filter(|o| o.order.market == market);
+    Touched { book: mine().next().is_some(), trades: mine().any(|o| o.filled > 0) }
+}
+
+async fn run(
+    market: MarketId,
+    mut trade_last: u64,
+    ledger: LedgerClient,
+    matching: MatchingClient,
+    mut updates: broadcast::Receiver<Arc<Vec<OrderRecord>>>,
+    book: watch::Sender<Option<Arc<BookDepth>>>,
+    trades: broadcast::Sender<Arc<TradeRecord>>,
+) {
+    let mut change = Touched { book: true, trades: false };
+    let mut resync = tokio::time::interval(RESYNC);
+    loop {
+        if change.book {
+            read_book(&matching, market, &book).await;
+        }
+        if change.trades {
+            if let Some(mut newest) = newest_trades(&ledger, market, wire::ledger::QUERY_LIMIT_MAX).await {
+                newest.retain(|t| t.id > trade_last);
+                newest.sort_by_key(|t| t.id);
+                if newest.len() == wire::ledger::QUERY_LIMIT_MAX as usize {
+                    tracing::warn!(market, "more trades than one read returns since the last read; subscribers may miss some");
+                }
+                for trade in newest {
+                    trade_last = trade.id;
+                    // No subscriber right now is not an error.
+                    let _ = trades.send(Arc::new(trade));
+                }
+            }
+        }
+        change = tokio::select! {
+            update = updates.recv() => match update {
+                Ok(batch) => touched(&batch, market),
+                Err(broadcast::error::RecvError::Lagged(_)) => Touched { book: true, trades: true },
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = resync.tick() => Touched { book: true, trades: true },
+        };
+    }
+}
+
+/// The book now; an unreachable matching keeps the last one (the next change or resync reads again).
+async fn read_book(matching: &MatchingClient, market: MarketId, book: &watch::Sender<Option<Arc<BookDepth>>>) {
+    let depth = match matching.depth(market, wire::DEPTH_LEVELS_MAX).await {
+        Ok(Some(depth)) => depth,
+        // A market the ledger has but matching has not yet added is an empty book.
+        Ok(None) => BookDepth { market, output_last: 0, bids: Vec::new(), asks: Vec::new() },
+        Err(error) => {
+            tracing::debug!(market, %error, "the book could not be read");
+            return;
+        }
+    };
+    book.send_if_modified(|current| {
+        let changed = current.as_deref().is_none_or(|c| c.bids != depth.bids || c.asks != depth.asks);
+        if changed {
+            *current = Some(Arc::new(depth));
+        }
+        changed
+    });
+}
+
+async fn newest_trades(ledger: &LedgerClient, market: MarketId, limit: u32) -> Option<Vec<TradeRecord>> {
+    match ledger.query(LedgerQuery::MarketTrades { market, limit }).await {
+        Ok(Ok(QueryAnswer::Trades(trades))) => Some(trades),
+        other => {
+            tracing::debug!(market, answer = ?other.map(|a| a.map(|_| ())), "the trades could not be read");
+            None
+        }
+    }
+}
