@@ -78,8 +78,6 @@ impl Default for Metrics {
 
 pub struct App {
     pub schema: ApiSchema,
-    /// listen.connections_max: a WebSocket keeps one after its HTTP connection is upgraded away.
-    pub connection_permits: Arc<tokio::sync::Semaphore>,
     pub auth: Arc<Auth>,
     pub ledger: LedgerClient,
     pub metrics: Metrics,
@@ -112,11 +110,14 @@ fn rate_limited(app: &App, wait: std::time::Duration) -> Reply {
     response
 }
 
-pub async fn handle(app: Arc<App>, remote: IpAddr, request: Request<Incoming>) -> Result<Reply, Infallible> {
+/// A connection's place under `listen.connections_max`; a WebSocket upgrade takes it over from the HTTP connection.
+pub type ConnectionPermit = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+
+pub async fn handle(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, request: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = Instant::now();
     let response = if request.uri().path() == "/graphql" {
         match app.ip_limiter.check(&remote, Instant::now()) {
-            Ok(()) if request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => websocket(app.clone(), request),
+            Ok(()) if request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => websocket(app.clone(), permit, request),
             Ok(()) => route(&app, request).await,
             Err(wait) => rate_limited(&app, wait),
         }
@@ -253,7 +254,7 @@ async fn execute(app: &App, request: async_graphql::Request, modern: bool) -> Re
 /// graphql-transport-ws. The caller is the upgrade request's (Bearer header
 /// or cookie), or the token in `connection_init`'s payload
 /// (`{"Authorization": "Bearer …"}`), which wins when both are there.
-fn websocket(app: Arc<App>, mut request: Request<Incoming>) -> Reply {
+fn websocket(app: Arc<App>, permit: ConnectionPermit, mut request: Request<Incoming>) -> Reply {
     use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Message, Role};
@@ -262,10 +263,8 @@ fn websocket(app: Arc<App>, mut request: Request<Incoming>) -> Reply {
     if !offered.split(',').any(|p| p.trim().eq_ignore_ascii_case("graphql-transport-ws")) {
         return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "subscriptions speak Sec-WebSocket-Protocol: graphql-transport-ws");
     }
-    // The HTTP connection's own permit goes with it when it is upgraded away; the WebSocket holds one of its own.
-    let Ok(permit) = app.connection_permits.clone().try_acquire_owned() else {
-        return request_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the gateway has all the connections it accepts (listen.connections_max); try again later");
-    };
+    // The connection's place under connections_max stays with the WebSocket it becomes.
+    let permit = permit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     let key = request.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec()).unwrap_or_default();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let from_headers = caller(&app, &request);

@@ -62,10 +62,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
     let admin = Arc::new(Admin { schema: schema.clone(), users: users.clone(), auth: auth.clone(), ledger: ledger.clone() });
     admin::serve(&config.admin.socket, admin).await.with_context(|| format!("binding the admin socket {}", config.admin.socket.display()))?;
     let limits = &config.limits;
-    // One for each open connection, WebSockets included.
-    let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
     let app = Arc::new(App {
-        connection_permits: permits.clone(),
         schema,
         auth: auth.clone(),
         ledger,
@@ -74,6 +71,8 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         ip_limiter: RateLimiter::new(limits.ip_requests_per_second, limits.ip_burst, limits.rate_keys_max),
         user_limiter: RateLimiter::new(limits.user_requests_per_second, limits.user_burst, limits.rate_keys_max),
     });
+    // One for each open connection, WebSockets included.
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
     let listener = tokio::net::TcpListener::bind(&config.listen.address).await.with_context(|| format!("binding {}", config.listen.address))?;
     tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, signing_key = auth.signing_key_id(), "ready: POST http://{}/graphql", config.listen.address);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -99,12 +98,13 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         let app = app.clone();
         app.metrics.connections.inc();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|request| http::handle(app.clone(), remote.ip(), request));
+            // Held here until the connection ends, unless a WebSocket upgrade takes it over.
+            let permit: http::ConnectionPermit = Arc::new(std::sync::Mutex::new(Some(permit)));
+            let service = hyper::service::service_fn(|request| http::handle(app.clone(), remote.ip(), permit.clone(), request));
             if let Err(error) = hyper::server::conn::http1::Builder::new().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).serve_connection(TokioIo::new(stream), service).with_upgrades().await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             app.metrics.connections.dec();
-            drop(permit);
         });
     }
     tracing::info!("stopping");

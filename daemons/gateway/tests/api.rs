@@ -202,7 +202,7 @@ fn rate_limits_answer_429_per_ip_and_per_user() {
 fn subscriptions_deliver_the_snapshot_then_the_changes() {
     let dir = tempfile::tempdir().unwrap();
     // The ledger over TCP, as for a gateway on another host.
-    let system = System::start_with(dir.path(), &Options { gateway_limits: "subscriptions_max = 3".into(), ledger_over_tcp: true });
+    let system = System::start_with(dir.path(), &Options { gateway_limits: "subscriptions_max = 3".into(), ledger_over_tcp: true, ..Options::default() });
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
     assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
     assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0.001", "0.002"], "").0, 0);
@@ -263,4 +263,33 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
         anonymous.subscribe(id, "subscription { orderBook(market: \"BTC-USD\", depth: 1) { bids { price } } }");
         assert_eq!(anonymous.next_for(id)["payload"]["data"]["orderBook"], json!({ "bids": [] }), "{id}");
     }
+}
+
+#[test]
+fn connection_and_query_complexity_caps() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { gateway_listen: "connections_max = 2".into(), gateway_limits: "query_complexity_max = 8".into(), ..Options::default() };
+    let system = System::start_with(dir.path(), &options);
+    // Ten fields is over query_complexity_max; three is not.
+    let (status, _, body) = system.post("{ assets { id symbol scale } markets { id tickSize lotSize makerFeeRate takerFeeRate } }", json!({}), "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("complex"), "{body}");
+    assert_eq!(system.post("{ assets { id symbol } }", json!({}), "").0, 200);
+
+    // An idle keep-alive connection and a WebSocket take both places; a third connection waits for one.
+    let idle = std::net::TcpStream::connect(("127.0.0.1", system.port)).unwrap();
+    let socket = system.subscriptions("no token");
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", system.port)).unwrap();
+    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    third.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+    let mut response = Vec::new();
+    let waited = third.read_to_end(&mut response);
+    assert!(waited.is_err() && response.is_empty(), "the third connection was served while two were open: {:?}", String::from_utf8_lossy(&response));
+    // The WebSocket closing frees its place (the idle connection keeps the other).
+    drop(socket);
+    third.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    third.read_to_end(&mut response).unwrap();
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&response));
+    drop(idle);
 }
