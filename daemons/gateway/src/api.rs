@@ -92,7 +92,11 @@ fn services<'a>(ctx: &Context<'a>) -> &'a Services {
 }
 
 async fn ask(ctx: &Context<'_>, query: LedgerQuery) -> Result<QueryAnswer, Error> {
-    match services(ctx).ledger.query(query).await.map_err(link_error)? {
+    ask_ledger(&services(ctx).ledger, query).await
+}
+
+async fn ask_ledger(ledger: &LedgerClient, query: LedgerQuery) -> Result<QueryAnswer, Error> {
+    match ledger.query(query).await.map_err(link_error)? {
         Ok(answer) => Ok(answer),
         Err(wire::QueryError::BadRequest(reason)) => Err(coded("BAD_USER_INPUT", reason)),
         Err(wire::QueryError::Unavailable) => Err(coded("UNAVAILABLE", "the ledger could not read its store; try again")),
@@ -403,11 +407,16 @@ pub struct Catalog {
 impl Catalog {
     /// Read from the ledger, and kept for the requests after this one.
     async fn load(ctx: &Context<'_>) -> Result<Arc<Catalog>, Error> {
-        let QueryAnswer::Assets(assets) = ask(ctx, LedgerQuery::Assets).await? else { return Err(unexpected("assets")) };
-        let QueryAnswer::Markets(markets) = ask(ctx, LedgerQuery::Markets).await? else { return Err(unexpected("markets")) };
-        let catalog = Arc::new(Catalog { assets, markets });
+        let catalog = Catalog::read(&services(ctx).ledger).await?;
         *services(ctx).catalog.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = catalog.clone();
         Ok(catalog)
+    }
+
+    /// Read from the ledger.
+    async fn read(ledger: &LedgerClient) -> Result<Arc<Catalog>, Error> {
+        let QueryAnswer::Assets(assets) = ask_ledger(ledger, LedgerQuery::Assets).await? else { return Err(unexpected("assets")) };
+        let QueryAnswer::Markets(markets) = ask_ledger(ledger, LedgerQuery::Markets).await? else { return Err(unexpected("markets")) };
+        Ok(Arc::new(Catalog { assets, markets }))
     }
 
     /// The kept copy when it has what `covers` asks for, else a fresh one.
@@ -952,24 +961,29 @@ pub struct Subscription;
 
 #[SubscriptionObject]
 impl Subscription {
-    /// The caller's orders, each time one changes.
+    /// The caller's orders, each time matching or a settlement changes one.
     async fn user_orders(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Order, Error>>, Error> {
         let user = caller_id(ctx)?;
         let slot = take_slot(ctx)?;
         let catalog = Catalog::load(ctx).await?;
-        let updates = services(ctx).ledger.order_updates();
-        Ok(stream::unfold(Some((updates, slot)), move |state| {
-            let catalog = catalog.clone();
+        let ledger = services(ctx).ledger.clone();
+        let updates = ledger.order_updates();
+        Ok(stream::unfold(Some((updates, catalog, slot)), move |state| {
+            let ledger = ledger.clone();
             async move {
-                let (mut updates, slot) = state?;
+                let (mut updates, mut catalog, slot) = state?;
                 loop {
                     match updates.recv().await {
                         Ok(batch) => {
                             // A held order waiting for matching's verdict reads as OPEN too; its verdict follows.
                             let decided = |o: &&OrderRecord| o.order.user == user && o.status != LedgerStatus::Pending;
+                            // A market created since the subscription started: read the catalog again.
+                            if batch.iter().filter(decided).any(|o| !catalog.has_market(o.order.market)) {
+                                catalog = Catalog::read(&ledger).await.unwrap_or(catalog);
+                            }
                             let mine: Vec<Result<Order, Error>> = batch.iter().filter(decided).map(|o| Ok(catalog.api_order(o))).collect();
                             if !mine.is_empty() {
-                                return Some((stream::iter(mine), Some((updates, slot))));
+                                return Some((stream::iter(mine), Some((updates, catalog, slot))));
                             }
                         }
                         // A missed update would leave the client with a wrong order state: end instead.

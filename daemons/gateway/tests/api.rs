@@ -242,6 +242,14 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     assert_eq!(ws.next_for("book")["payload"]["data"]["orderBook"]["asks"], json!([{ "price": "100", "quantity": "0.3" }]), "the 120 ask never showed at depth 1");
     assert_eq!(ws.next_for("mine")["payload"]["data"]["userOrders"], json!({ "side": "SELL", "status": "PARTIALLY_FILLED", "quantity": "0.5" }));
 
+    // A market created after the subscription started is read in time to show its orders in its own units.
+    assert_eq!(system.ctl(&["create-asset", "ETH", "8"], "").0, 0);
+    assert_eq!(system.ctl(&["create-market", "ETH", "USD", "0.5", "0.1", "0", "0"], "").0, 0);
+    assert_eq!(system.ctl(&["deposit", "carol@domain.io", "ETH", "1", "carol-eth"], "").0, 0);
+    let eth = system.as_user(&carol, PLACE, json!({ "i": { "market": "ETH-USD", "side": "SELL", "type": "LIMIT", "price": "10.5", "quantity": "0.3" } }));
+    assert_eq!(data(&eth, "placeOrder")["status"], "OPEN");
+    assert_eq!(ws.next_for("mine")["payload"]["data"]["userOrders"], json!({ "side": "SELL", "status": "OPEN", "quantity": "0.3" }));
+
     // Completing one frees its slot for another.
     ws.send(json!({ "id": "book", "type": "complete" }));
     ws.subscribe("again", "subscription { orderBook(market: \"BTC-USD\") { asks { price quantity } } }");
