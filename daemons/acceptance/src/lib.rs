@@ -63,11 +63,43 @@ pub struct Options {
     pub ledger_over_tcp: bool,
 }
 
+/// One of the three daemons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    Matching,
+    Ledger,
+    Gateway,
+}
+
+impl Daemon {
+    pub const ALL: [Daemon; 3] = [Daemon::Matching, Daemon::Ledger, Daemon::Gateway];
+
+    fn binary(self) -> &'static str {
+        match self {
+            Daemon::Matching => "marionette-matching",
+            Daemon::Ledger => "marionette-ledger",
+            Daemon::Gateway => "marionette-gateway",
+        }
+    }
+
+    fn config(self) -> &'static str {
+        match self {
+            Daemon::Matching => "matching.toml",
+            Daemon::Ledger => "ledger.toml",
+            Daemon::Gateway => "gateway.toml",
+        }
+    }
+}
+
 /// The three daemons, started on `dir`; dropping it kills them (kill -9).
 pub struct System {
-    processes: Vec<Process>,
+    /// Matching, ledger, gateway; None while killed.
+    processes: [Option<Process>; 3],
     pub port: u16,
+    dir: PathBuf,
     admin: PathBuf,
+    metrics_ports: [u16; 2],
+    ledger_over_tcp: bool,
 }
 
 impl System {
@@ -93,28 +125,62 @@ impl System {
             ),
         )
         .unwrap();
-        // Socket files left by a killed run would pass for this one's below.
-        for stale in ["matching.sock", "ledger.sock"] {
-            let _ = std::fs::remove_file(dir.join(stale));
+        let mut system = System {
+            processes: [None, None, None],
+            port,
+            dir: dir.to_path_buf(),
+            admin: dir.join("gateway-admin.sock"),
+            metrics_ports: [matching_metrics, ledger_metrics],
+            ledger_over_tcp: options.ledger_over_tcp,
+        };
+        for daemon in Daemon::ALL {
+            system.start_again(daemon);
         }
-        let matching = spawn("marionette-matching", &dir.join("matching.toml"));
-        // The socket files too: another test's daemon may have taken a port this one was given.
-        wait_for("matching", || dir.join("matching.sock").exists() && TcpStream::connect(("127.0.0.1", matching_metrics)).is_ok());
-        let ledger = spawn("marionette-ledger", &dir.join("ledger.toml"));
-        wait_for("ledger", || (options.ledger_over_tcp || dir.join("ledger.sock").exists()) && TcpStream::connect(("127.0.0.1", ledger_metrics)).is_ok());
-        let gateway = spawn("marionette-gateway", &dir.join("gateway.toml"));
-        let system = System { processes: vec![matching, ledger, gateway], port, admin: dir.join("gateway-admin.sock") };
-        wait_for("the gateway and its ledger link", || TcpStream::connect(("127.0.0.1", port)).is_ok() && system.get("/readyz").0 == 200);
         let (exit, output) = system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD);
         // 0 also when a restart finds it there with the same password.
         assert_eq!(exit, 0, "create-operator: {output}");
         system
     }
 
+    /// Starts `daemon` with its config and waits until it serves.
+    pub fn start_again(&mut self, daemon: Daemon) {
+        assert!(self.processes[daemon as usize].is_none(), "{daemon:?} is running");
+        let socket = match daemon {
+            Daemon::Matching => Some(self.dir.join("matching.sock")),
+            Daemon::Ledger => (!self.ledger_over_tcp).then(|| self.dir.join("ledger.sock")),
+            Daemon::Gateway => None,
+        };
+        // A socket file left by a killed run would pass for this one's below.
+        if let Some(socket) = &socket {
+            let _ = std::fs::remove_file(socket);
+        }
+        self.processes[daemon as usize] = Some(spawn(daemon.binary(), &self.dir.join(daemon.config())));
+        match daemon {
+            // The socket files too: another test's daemon may have taken a port this one was given.
+            Daemon::Matching | Daemon::Ledger => {
+                let metrics = self.metrics_ports[daemon as usize];
+                wait_for(daemon.binary(), || socket.as_ref().is_none_or(|s| s.exists()) && TcpStream::connect(("127.0.0.1", metrics)).is_ok())
+            }
+            Daemon::Gateway => {
+                wait_for("the gateway and its ledger link", || TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.get("/readyz").0 == 200)
+            }
+        }
+    }
+
+    /// SIGKILL, as a crash or a power cut would stop it.
+    pub fn kill_9(&mut self, daemon: Daemon) {
+        drop(self.processes[daemon as usize].take().unwrap_or_else(|| panic!("{daemon:?} is not running")));
+    }
+
+    /// A client of this system's gateway that other threads can use.
+    pub fn client(&self) -> Client {
+        Client { port: self.port }
+    }
+
     /// Stops the daemons the way systemd does (SIGTERM, gateway first) and
     /// asserts that each exits cleanly.
     pub fn stop(mut self) {
-        for mut process in self.processes.drain(..).rev() {
+        for mut process in self.processes.iter_mut().rev().filter_map(Option::take) {
             let pid = process.0.id().to_string();
             assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
             let status = process.0.wait().unwrap();
@@ -172,6 +238,31 @@ impl System {
     /// A graphql-transport-ws connection, initialised with `token` (any text; it need not be valid).
     pub fn subscriptions(&self, token: &str) -> Subscriptions {
         Subscriptions::open(self.port, token)
+    }
+}
+
+/// A GraphQL client that reports a dropped or refused connection instead of
+/// panicking, for drivers that keep going while daemons are killed.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    port: u16,
+}
+
+impl Client {
+    /// The answer, or why there is none (the gateway was down or went down mid-request).
+    pub fn request(&self, token: &str, query: &str, variables: Value) -> Result<Value, String> {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| format!("connect: {e}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+        let request = format!(
+            "POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/graphql-response+json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).map_err(|e| format!("read: {e}"))?;
+        let (_, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer: {response:?}"))?;
+        serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {body}"))
     }
 }
 

@@ -1,0 +1,321 @@
+//! The three real daemons under a crash loop (issue 5, test 2): client
+//! drivers place and cancel orders, request withdrawals and the operator
+//! deposits, each recording what was acknowledged; a supervisor SIGKILLs a
+//! random daemon every 0.5 to 5 s and starts it again. After each restart
+//! and at the end it checks that every acknowledged effect is there exactly
+//! once, that the ledger's open orders are matching's book, and that no money
+//! was created or destroyed.
+//!
+//! The short version runs in `cargo test` (about 20 s);
+//! `MARIONETTE_CRASH_LOOP_SECONDS=1800 cargo test --workspace --test crash_loop`
+//! runs the long one. `MARIONETTE_CRASH_LOOP_SEED` replays a run's choices of
+//! daemon and timing (the daemons' own timing is not replayable).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use acceptance::{data, Client, Daemon, System, OPERATOR, OPERATOR_PASSWORD};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+const USERS: usize = 4;
+const PLACE: &str = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id clientOrderId status } }";
+
+/// What the drivers saw acknowledged.
+#[derive(Default)]
+struct Acknowledged {
+    /// clientOrderId -> order id, for every order placeOrder answered.
+    orders: HashMap<String, String>,
+    /// Every deposit answered, by asset.
+    deposited: HashMap<String, Decimal>,
+    /// Withdrawal ids answered.
+    withdrawals: HashSet<String>,
+    /// Orders a cancel was acknowledged for: they must not be open.
+    cancelled: HashSet<String>,
+}
+
+fn decimal(value: &Value) -> Decimal {
+    Decimal::from_str(value.as_str().unwrap_or_else(|| panic!("not a Decimal: {value}"))).unwrap()
+}
+
+/// Sends until the system gives a definite answer: an answer with data, or
+/// a business error. A dropped connection or UNAVAILABLE means "maybe": the
+/// request is sent again with the same idempotency key.
+fn definitely(client: &Client, token: &str, query: &str, variables: &Value, stop_by: Instant) -> Option<Value> {
+    while Instant::now() < stop_by {
+        match client.request(token, query, variables.clone()) {
+            Ok(answer) if answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE" || answer["errors"][0]["extensions"]["code"] == "RATE_LIMITED" => {}
+            Ok(answer) => return Some(answer),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn login(client: &Client, email: &str, password: &str) -> String {
+    let answer = definitely(
+        client,
+        "",
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
+        &json!({ "e": email, "p": password }),
+        Instant::now() + Duration::from_secs(60),
+    )
+    .expect("login");
+    data(&answer, "login")["token"].as_str().unwrap().to_string()
+}
+
+fn register(client: &Client, email: &str, password: &str) {
+    let answer = definitely(
+        client,
+        "",
+        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { id } }",
+        &json!({ "e": email, "p": password }),
+        Instant::now() + Duration::from_secs(60),
+    )
+    .expect("register");
+    assert!(answer.get("errors").is_none() || answer["errors"][0]["extensions"]["code"] == "DUPLICATE", "{answer}");
+}
+
+fn deposit(client: &Client, operator: &str, email: &str, asset: &str, amount: &str, reference: &str, acknowledged: &Mutex<Acknowledged>, stop_by: Instant) {
+    let query = "mutation($e: String!, $a: String!, $m: Decimal!, $r: String!) { deposit(email: $e, asset: $a, amount: $m, reference: $r) { id } }";
+    if let Some(answer) = definitely(client, operator, query, &json!({ "e": email, "a": asset, "m": amount, "r": reference }), stop_by) {
+        assert!(answer.get("errors").is_none(), "a deposit was refused: {answer}");
+        *acknowledged.lock().unwrap().deposited.entry(asset.into()).or_default() += Decimal::from_str(amount).unwrap();
+    }
+}
+
+/// One user's driver: orders around 100 USD, cancels, small withdrawals.
+fn drive(client: Client, user: usize, token: String, seed: u64, acknowledged: Arc<Mutex<Acknowledged>>, running: Arc<AtomicBool>, gate: Arc<RwLock<()>>) {
+    let mut rng = SmallRng::seed_from_u64(seed ^ user as u64);
+    let mut mine: Vec<String> = Vec::new();
+    let mut sequence = 0;
+    while running.load(Ordering::Acquire) {
+        // The supervisor closes the gate to audit between operations.
+        let _open = gate.read().unwrap();
+        // Anything in flight when the run ends may finish within a minute.
+        let stop_by = Instant::now() + Duration::from_secs(60);
+        sequence += 1;
+        match rng.random_range(0..10) {
+            0..=6 => {
+                let client_order_id = format!("u{user}-{sequence}");
+                let side = if rng.random_bool(0.5) { "BUY" } else { "SELL" };
+                let price = rng.random_range(95..=105).to_string();
+                let quantity = format!("0.{:02}", rng.random_range(1..=20));
+                let input =
+                    json!({ "market": "BTC-USD", "side": side, "type": "LIMIT", "price": price, "quantity": quantity, "clientOrderId": client_order_id });
+                let Some(answer) = definitely(&client, &token, PLACE, &json!({ "i": input }), stop_by) else { continue };
+                if let Some(id) = answer["data"]["placeOrder"]["id"].as_str() {
+                    let mut acknowledged = acknowledged.lock().unwrap();
+                    if let Some(first) = acknowledged.orders.insert(client_order_id.clone(), id.to_string()) {
+                        assert_eq!(first, id, "clientOrderId {client_order_id} answered two different orders");
+                    }
+                    mine.push(id.to_string());
+                } else {
+                    assert_eq!(answer["errors"][0]["extensions"]["code"], "INSUFFICIENT_FUNDS", "{answer}");
+                }
+            }
+            7..=8 if !mine.is_empty() => {
+                let id = mine.swap_remove(rng.random_range(0..mine.len()));
+                let query = "mutation($id: ID!) { cancelOrder(id: $id) { id status } }";
+                let Some(answer) = definitely(&client, &token, query, &json!({ "id": id }), stop_by) else { continue };
+                if answer["data"]["cancelOrder"]["status"] == "CANCELLED" {
+                    acknowledged.lock().unwrap().cancelled.insert(id);
+                }
+            }
+            _ => {
+                let query = "mutation($a: String!, $m: Decimal!, $k: String!) { requestWithdrawal(asset: $a, amount: $m, destination: \"DE89 3704 0044 0532 0130 00\", idempotencyKey: $k) { id } }";
+                let variables =
+                    json!({ "a": "USD", "m": format!("{}.{:02}", rng.random_range(0..5), rng.random_range(1..100)), "k": format!("u{user}-w{sequence}") });
+                let Some(answer) = definitely(&client, &token, query, &variables, stop_by) else { continue };
+                if let Some(id) = answer["data"]["requestWithdrawal"]["id"].as_str() {
+                    acknowledged.lock().unwrap().withdrawals.insert(id.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Every acknowledged effect is there once; the ledger's open orders are
+/// matching's book; deposits equal balances + fees + withdrawals. Retries
+/// for a while: after a restart the daemons may still be catching up.
+fn audit(system: &System, tokens: &[String], operator: &str, acknowledged: &Acknowledged) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_audit(system, tokens, operator, acknowledged) {
+            Ok(()) => return,
+            Err(why) if Instant::now() < deadline => {
+                eprintln!("audit: not yet ({why})");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(why) => panic!("audit failed: {why}"),
+        }
+    }
+}
+
+fn try_audit(system: &System, tokens: &[String], operator: &str, acknowledged: &Acknowledged) -> Result<(), String> {
+    let client = system.client();
+    let ask = |token: &str, query: &str| -> Result<Value, String> {
+        let answer = client.request(token, query, json!({}))?;
+        if answer.get("errors").is_some() {
+            return Err(format!("{query}: {answer}"));
+        }
+        Ok(answer["data"].clone())
+    };
+    let mut held: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut resting: BTreeMap<(String, Decimal), Decimal> = BTreeMap::new();
+    let mut seen_orders: HashMap<String, Value> = HashMap::new();
+    for token in tokens {
+        let mine = ask(token, "{ balances { asset available locked } userTrades(limit: 1000) { fee feeAsset } userOrders(limit: 1000) { id clientOrderId side price quantity filledQuantity status } }")?;
+        for balance in mine["balances"].as_array().unwrap() {
+            let total = decimal(&balance["available"]) + decimal(&balance["locked"]);
+            if total < Decimal::ZERO || decimal(&balance["available"]) < Decimal::ZERO {
+                return Err(format!("a negative balance: {balance}"));
+            }
+            *held.entry(balance["asset"].as_str().unwrap().into()).or_default() += total;
+        }
+        for trade in mine["userTrades"].as_array().unwrap() {
+            *held.entry(trade["feeAsset"].as_str().unwrap().into()).or_default() += decimal(&trade["fee"]);
+        }
+        for order in mine["userOrders"].as_array().unwrap() {
+            let client_order_id = order["clientOrderId"].as_str().unwrap_or_default().to_string();
+            if seen_orders.insert(client_order_id.clone(), order.clone()).is_some() {
+                return Err(format!("two orders for clientOrderId {client_order_id}"));
+            }
+            if matches!(order["status"].as_str(), Some("OPEN" | "PARTIALLY_FILLED")) {
+                let rest = decimal(&order["quantity"]) - decimal(&order["filledQuantity"]);
+                *resting.entry((order["side"].as_str().unwrap().into(), decimal(&order["price"]))).or_default() += rest;
+            }
+        }
+    }
+    for (client_order_id, id) in &acknowledged.orders {
+        let order = seen_orders.get(client_order_id).ok_or_else(|| format!("acknowledged order {client_order_id} ({id}) is gone"))?;
+        if order["id"] != id.as_str() {
+            return Err(format!("acknowledged order {client_order_id} is {id}, the ledger has {}", order["id"]));
+        }
+        if acknowledged.cancelled.contains(id) && matches!(order["status"].as_str(), Some("OPEN" | "PARTIALLY_FILLED")) {
+            return Err(format!("order {id} was acknowledged cancelled but is {}", order["status"]));
+        }
+    }
+    let withdrawals = ask(operator, "{ withdrawals { id asset amount status } }")?;
+    let mut listed = HashSet::new();
+    for withdrawal in withdrawals["withdrawals"].as_array().unwrap() {
+        listed.insert(withdrawal["id"].as_str().unwrap().to_string());
+        if withdrawal["status"] != "REJECTED" {
+            *held.entry(withdrawal["asset"].as_str().unwrap().into()).or_default() += decimal(&withdrawal["amount"]);
+        }
+    }
+    if let Some(missing) = acknowledged.withdrawals.iter().find(|id| !listed.contains(*id)) {
+        return Err(format!("acknowledged withdrawal {missing} is gone"));
+    }
+    held.retain(|_, amount| !amount.is_zero());
+    let deposited: BTreeMap<String, Decimal> = acknowledged.deposited.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    if held != deposited {
+        return Err(format!("balances + fees + withdrawals {held:?} are not the deposits {deposited:?}"));
+    }
+    // Matching's book, level by level, against the ledger's resting orders.
+    let book = ask("", "{ orderBook(market: \"BTC-USD\", depth: 1000) { bids { price quantity } asks { price quantity } } }")?;
+    let mut levels: BTreeMap<(String, Decimal), Decimal> = BTreeMap::new();
+    for (side, key) in [("BUY", "bids"), ("SELL", "asks")] {
+        for level in book["orderBook"][key].as_array().unwrap() {
+            levels.insert((side.into(), decimal(&level["price"])), decimal(&level["quantity"]));
+        }
+    }
+    if levels != resting {
+        return Err(format!("matching's book {levels:?} is not the ledger's resting orders {resting:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
+    let seconds: u64 = std::env::var("MARIONETTE_CRASH_LOOP_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let seed: u64 = std::env::var("MARIONETTE_CRASH_LOOP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::process::id() as u64);
+    eprintln!("crash loop: {seconds} s, seed {seed} (MARIONETTE_CRASH_LOOP_SEED={seed} replays the supervisor's choices)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut system = System::start(dir.path());
+    assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
+    assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
+    assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0.001", "0.002"], "").0, 0);
+    let client = system.client();
+    let operator = login(&client, OPERATOR, OPERATOR_PASSWORD);
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let mut tokens = Vec::new();
+    for user in 0..USERS {
+        let email = format!("trader{user}@domain.io");
+        register(&client, &email, "a long password");
+        tokens.push(login(&client, &email, "a long password"));
+        let far = Instant::now() + Duration::from_secs(60);
+        deposit(&client, &operator, &email, "USD", "5000", &format!("open-usd-{user}"), &acknowledged, far);
+        deposit(&client, &operator, &email, "BTC", "20", &format!("open-btc-{user}"), &acknowledged, far);
+    }
+
+    let running = Arc::new(AtomicBool::new(true));
+    let gate = Arc::new(RwLock::new(()));
+    let mut drivers: Vec<_> = (0..USERS)
+        .map(|user| {
+            let (token, acknowledged, running, gate) = (tokens[user].clone(), acknowledged.clone(), running.clone(), gate.clone());
+            std::thread::spawn(move || drive(client, user, token, seed, acknowledged, running, gate))
+        })
+        .collect();
+    // The operator keeps depositing while the daemons die.
+    drivers.push({
+        let (operator, acknowledged, running, gate) = (operator.clone(), acknowledged.clone(), running.clone(), gate.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while running.load(Ordering::Acquire) {
+                let _open = gate.read().unwrap();
+                n += 1;
+                let email = format!("trader{}@domain.io", n % USERS);
+                deposit(&client, &operator, &email, "USD", "10.25", &format!("topup-{n}"), &acknowledged, Instant::now() + Duration::from_secs(60));
+                drop(_open);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    });
+
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut kills: BTreeMap<&str, u32> = BTreeMap::new();
+    let ends = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < ends {
+        std::thread::sleep(Duration::from_millis(rng.random_range(500..=5_000)).min(ends.saturating_duration_since(Instant::now())));
+        let daemon = Daemon::ALL[rng.random_range(0..3)];
+        system.kill_9(daemon);
+        *kills
+            .entry(match daemon {
+                Daemon::Matching => "matching",
+                Daemon::Ledger => "ledger",
+                Daemon::Gateway => "gateway",
+            })
+            .or_default() += 1;
+        system.start_again(daemon);
+        // With the drivers between operations, every acknowledgement so far must hold.
+        let _closed = gate.write().unwrap();
+        audit(&system, &tokens, &operator, &acknowledged.lock().unwrap());
+    }
+    running.store(false, Ordering::Release);
+    for driver in drivers {
+        driver.join().expect("a driver failed");
+    }
+    let acknowledged = acknowledged.lock().unwrap();
+    eprintln!(
+        "kills {kills:?}; acknowledged: {} orders, {} cancels, {} withdrawals, deposits {:?}",
+        acknowledged.orders.len(),
+        acknowledged.cancelled.len(),
+        acknowledged.withdrawals.len(),
+        acknowledged.deposited
+    );
+    assert!(kills.values().sum::<u32>() >= seconds as u32 / 5, "the supervisor killed too little: {kills:?}");
+    assert!(acknowledged.orders.len() >= 10, "the drivers got too little done to judge: {}", acknowledged.orders.len());
+    audit(&system, &tokens, &operator, &acknowledged);
+
+    // And once more from a cold start of all three.
+    drop(system);
+    let system = System::start(dir.path());
+    audit(&system, &tokens, &operator, &acknowledged);
+}
