@@ -39,9 +39,23 @@ impl Drop for Process {
     }
 }
 
-fn spawn(name: &str, config: &Path) -> Process {
-    let log = if std::env::var_os("SHOW_DAEMON_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
-    Process(Command::new(binary(name)).arg("--config").arg(config).stdout(Stdio::null()).stderr(log).spawn().unwrap())
+/// Starts `name`; its log goes to `log` (appended, so restarts add to it),
+/// and with SHOW_DAEMON_LOG to the test's stderr as well.
+fn spawn(name: &str, config: &Path, log: &Path) -> Process {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut child = Command::new(binary(name)).arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let show = std::env::var_os("SHOW_DAEMON_LOG").is_some();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            let _ = file.write_all(&chunk[..n]);
+            if show {
+                let _ = std::io::stderr().write_all(&chunk[..n]);
+            }
+        }
+    });
+    Process(child)
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
@@ -51,6 +65,37 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// A small tmpfs mounted on a directory, to fill up on purpose; unmounted
+/// when dropped. Mounting needs root, which CI has.
+pub struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(path: &Path, bytes: u64) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"]).arg(path).status().unwrap();
+        assert!(status.success(), "mounting a {bytes}-byte tmpfs on {} failed: the full-disk tests need root", path.display());
+        SmallDisk { path: path.to_path_buf() }
+    }
+
+    /// More room on the same files, as an operator freeing space would give.
+    pub fn grow(&self, bytes: u64) {
+        let status = Command::new("mount").args(["-o", &format!("remount,size={bytes}")]).arg(&self.path).status().unwrap();
+        assert!(status.success(), "remounting {} failed", self.path.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: a daemon killed a moment ago may still hold files open.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// `[limits]` lines that take the rate limits out of the way of load and audits.
+pub const NO_RATE_LIMITS: &str = "ip_requests_per_second = 1000000\nip_burst = 1000000\nuser_requests_per_second = 1000000\nuser_burst = 1000000";
 
 /// How a [`System`] differs from the defaults.
 #[derive(Clone, Debug, Default)]
@@ -154,7 +199,7 @@ impl System {
         if let Some(socket) = &socket {
             let _ = std::fs::remove_file(socket);
         }
-        self.processes[daemon as usize] = Some(spawn(daemon.binary(), &self.dir.join(daemon.config())));
+        self.processes[daemon as usize] = Some(spawn(daemon.binary(), &self.dir.join(daemon.config()), &self.log_path(daemon)));
         match daemon {
             // The socket files too: another test's daemon may have taken a port this one was given.
             Daemon::Matching | Daemon::Ledger => {
@@ -164,6 +209,27 @@ impl System {
             Daemon::Gateway => {
                 wait_for("the gateway and its ledger link", || TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.get("/readyz").0 == 200)
             }
+        }
+    }
+
+    /// Where `daemon` logs (every run of it on this directory).
+    pub fn log_path(&self, daemon: Daemon) -> PathBuf {
+        self.dir.join(daemon.config().replace(".toml", ".log"))
+    }
+
+    /// Waits up to `timeout` for `daemon` to exit on its own; its exit status, if it did.
+    pub fn wait_exit(&mut self, daemon: Daemon, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let process = self.processes[daemon as usize].as_mut().unwrap_or_else(|| panic!("{daemon:?} is not running"));
+            if let Some(status) = process.0.try_wait().unwrap() {
+                self.processes[daemon as usize] = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use acceptance::{data, Client, Daemon, System, OPERATOR, OPERATOR_PASSWORD};
+use acceptance::{data, Client, Daemon, Options, System, NO_RATE_LIMITS, OPERATOR, OPERATOR_PASSWORD};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
@@ -29,14 +29,24 @@ const PLACE: &str = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id
 /// What the drivers saw acknowledged.
 #[derive(Default)]
 struct Acknowledged {
-    /// clientOrderId -> order id, for every order placeOrder answered.
-    orders: HashMap<String, String>,
+    /// (user, clientOrderId, order id) for every order placeOrder answered, in order.
+    orders: Vec<(usize, String, String)>,
+    /// clientOrderId -> order id: a retry must answer the first order.
+    order_ids: HashMap<String, String>,
+    /// (user, order id) for every cancel answered CANCELLED.
+    cancelled: Vec<(usize, String)>,
     /// Every deposit answered, by asset.
     deposited: HashMap<String, Decimal>,
-    /// Withdrawal ids answered.
-    withdrawals: HashSet<String>,
-    /// Orders a cancel was acknowledged for: they must not be open.
-    cancelled: HashSet<String>,
+    /// Every withdrawal request answered, by asset (none is approved or rejected here).
+    withdrawn: HashMap<String, Decimal>,
+    withdrawals: usize,
+}
+
+/// How far earlier audits got through the acknowledged orders and cancels.
+#[derive(Clone, Copy, Default)]
+struct Audited {
+    orders: usize,
+    cancelled: usize,
 }
 
 fn decimal(value: &Value) -> Decimal {
@@ -49,7 +59,7 @@ fn decimal(value: &Value) -> Decimal {
 fn definitely(client: &Client, token: &str, query: &str, variables: &Value, stop_by: Instant) -> Option<Value> {
     while Instant::now() < stop_by {
         match client.request(token, query, variables.clone()) {
-            Ok(answer) if answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE" || answer["errors"][0]["extensions"]["code"] == "RATE_LIMITED" => {}
+            Ok(answer) if answer["errors"][0]["extensions"]["code"] == "UNAVAILABLE" => {}
             Ok(answer) => return Some(answer),
             Err(_) => {}
         }
@@ -112,8 +122,10 @@ fn drive(client: Client, user: usize, token: String, seed: u64, acknowledged: Ar
                 let Some(answer) = definitely(&client, &token, PLACE, &json!({ "i": input }), stop_by) else { continue };
                 if let Some(id) = answer["data"]["placeOrder"]["id"].as_str() {
                     let mut acknowledged = acknowledged.lock().unwrap();
-                    if let Some(first) = acknowledged.orders.insert(client_order_id.clone(), id.to_string()) {
+                    if let Some(first) = acknowledged.order_ids.insert(client_order_id.clone(), id.to_string()) {
                         assert_eq!(first, id, "clientOrderId {client_order_id} answered two different orders");
+                    } else {
+                        acknowledged.orders.push((user, client_order_id, id.to_string()));
                     }
                     mine.push(id.to_string());
                 } else {
@@ -125,16 +137,18 @@ fn drive(client: Client, user: usize, token: String, seed: u64, acknowledged: Ar
                 let query = "mutation($id: ID!) { cancelOrder(id: $id) { id status } }";
                 let Some(answer) = definitely(&client, &token, query, &json!({ "id": id }), stop_by) else { continue };
                 if answer["data"]["cancelOrder"]["status"] == "CANCELLED" {
-                    acknowledged.lock().unwrap().cancelled.insert(id);
+                    acknowledged.lock().unwrap().cancelled.push((user, id));
                 }
             }
             _ => {
                 let query = "mutation($a: String!, $m: Decimal!, $k: String!) { requestWithdrawal(asset: $a, amount: $m, destination: \"DE89 3704 0044 0532 0130 00\", idempotencyKey: $k) { id } }";
-                let variables =
-                    json!({ "a": "USD", "m": format!("{}.{:02}", rng.random_range(0..5), rng.random_range(1..100)), "k": format!("u{user}-w{sequence}") });
+                let amount = format!("{}.{:02}", rng.random_range(0..5), rng.random_range(1..100));
+                let variables = json!({ "a": "USD", "m": amount, "k": format!("u{user}-w{sequence}") });
                 let Some(answer) = definitely(&client, &token, query, &variables, stop_by) else { continue };
-                if let Some(id) = answer["data"]["requestWithdrawal"]["id"].as_str() {
-                    acknowledged.lock().unwrap().withdrawals.insert(id.to_string());
+                if answer["data"]["requestWithdrawal"]["id"].is_string() {
+                    let mut acknowledged = acknowledged.lock().unwrap();
+                    *acknowledged.withdrawn.entry("USD".into()).or_default() += Decimal::from_str(&amount).unwrap();
+                    acknowledged.withdrawals += 1;
                 }
             }
         }
@@ -142,13 +156,18 @@ fn drive(client: Client, user: usize, token: String, seed: u64, acknowledged: Ar
 }
 
 /// Every acknowledged effect is there once; the ledger's open orders are
-/// matching's book; deposits equal balances + fees + withdrawals. Retries
-/// for a while: after a restart the daemons may still be catching up.
-fn audit(system: &System, tokens: &[String], operator: &str, acknowledged: &Acknowledged) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// matching's book; the operator's reserves balance and equal what was
+/// acknowledged. Orders and cancels acknowledged since `audited` are looked
+/// up one by one. Retries for a while: after a restart the daemons may still
+/// be catching up.
+fn audit(system: &System, tokens: &[String], operator: &str, acknowledged: &Acknowledged, audited: &mut Audited) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match try_audit(system, tokens, operator, acknowledged) {
-            Ok(()) => return,
+        match try_audit(system, tokens, operator, acknowledged, *audited) {
+            Ok(()) => {
+                *audited = Audited { orders: acknowledged.orders.len(), cancelled: acknowledged.cancelled.len() };
+                return;
+            }
             Err(why) if Instant::now() < deadline => {
                 eprintln!("audit: not yet ({why})");
                 std::thread::sleep(Duration::from_millis(500));
@@ -158,68 +177,67 @@ fn audit(system: &System, tokens: &[String], operator: &str, acknowledged: &Ackn
     }
 }
 
-fn try_audit(system: &System, tokens: &[String], operator: &str, acknowledged: &Acknowledged) -> Result<(), String> {
+fn try_audit(system: &System, tokens: &[String], operator: &str, acknowledged: &Acknowledged, audited: Audited) -> Result<(), String> {
     let client = system.client();
-    let ask = |token: &str, query: &str| -> Result<Value, String> {
-        let answer = client.request(token, query, json!({}))?;
+    let ask = |token: &str, query: &str, variables: Value| -> Result<Value, String> {
+        let answer = client.request(token, query, variables)?;
         if answer.get("errors").is_some() {
             return Err(format!("{query}: {answer}"));
         }
         Ok(answer["data"].clone())
     };
-    let mut held: BTreeMap<String, Decimal> = BTreeMap::new();
+    // Money: the ledger's own books, summed over every balance, against what was acknowledged.
+    let reserves = ask(operator, "{ reserves { asset deposited users fees pendingWithdrawals balanced } }", json!({}))?;
+    for reserve in reserves["reserves"].as_array().unwrap() {
+        let asset = reserve["asset"].as_str().unwrap();
+        if reserve["balanced"] != true {
+            return Err(format!("the books do not balance: {reserve}"));
+        }
+        let deposited = acknowledged.deposited.get(asset).copied().unwrap_or_default();
+        let withdrawn = acknowledged.withdrawn.get(asset).copied().unwrap_or_default();
+        if decimal(&reserve["deposited"]) != deposited || decimal(&reserve["pendingWithdrawals"]) != withdrawn {
+            return Err(format!("acknowledged deposits {deposited} and withdrawals {withdrawn} of {asset}, the ledger has {reserve}"));
+        }
+    }
+    // Orders: the new acknowledgements one by one; resting orders against matching's book.
+    let order = "query($id: ID!) { userOrder(id: $id) { id status } }";
+    for (user, client_order_id, id) in &acknowledged.orders[audited.orders..] {
+        let found = ask(&tokens[*user], order, json!({ "id": id }))?;
+        if found["userOrder"]["id"] != id.as_str() {
+            return Err(format!("acknowledged order {client_order_id} ({id}) is gone: {found}"));
+        }
+    }
+    for (user, id) in &acknowledged.cancelled[audited.cancelled..] {
+        let found = ask(&tokens[*user], order, json!({ "id": id }))?;
+        if found["userOrder"]["status"] != "CANCELLED" {
+            return Err(format!("order {id} was acknowledged cancelled but is {found}"));
+        }
+    }
     let mut resting: BTreeMap<(String, Decimal), Decimal> = BTreeMap::new();
-    let mut seen_orders: HashMap<String, Value> = HashMap::new();
+    let lists = "{ balances { available locked } open: userOrders(status: OPEN, limit: 1000) { side price quantity filledQuantity } \
+                 partly: userOrders(status: PARTIALLY_FILLED, limit: 1000) { side price quantity filledQuantity } recent: userOrders(limit: 1000) { clientOrderId } }";
     for token in tokens {
-        let mine = ask(token, "{ balances { asset available locked } userTrades(limit: 1000) { fee feeAsset } userOrders(limit: 1000) { id clientOrderId side price quantity filledQuantity status } }")?;
-        for balance in mine["balances"].as_array().unwrap() {
-            let total = decimal(&balance["available"]) + decimal(&balance["locked"]);
-            if total < Decimal::ZERO || decimal(&balance["available"]) < Decimal::ZERO {
-                return Err(format!("a negative balance: {balance}"));
-            }
-            *held.entry(balance["asset"].as_str().unwrap().into()).or_default() += total;
+        let mine = ask(token, lists, json!({}))?;
+        if let Some(negative) =
+            mine["balances"].as_array().unwrap().iter().find(|b| decimal(&b["available"]) < Decimal::ZERO || decimal(&b["locked"]) < Decimal::ZERO)
+        {
+            return Err(format!("a negative balance: {negative}"));
         }
-        for trade in mine["userTrades"].as_array().unwrap() {
-            *held.entry(trade["feeAsset"].as_str().unwrap().into()).or_default() += decimal(&trade["fee"]);
+        // The newest thousand orders: no clientOrderId twice (a retry must not place a second order).
+        let mut client_order_ids = HashSet::new();
+        if let Some(twice) = mine["recent"].as_array().unwrap().iter().find(|o| !client_order_ids.insert(o["clientOrderId"].to_string())) {
+            return Err(format!("two orders for clientOrderId {}", twice["clientOrderId"]));
         }
-        for order in mine["userOrders"].as_array().unwrap() {
-            let client_order_id = order["clientOrderId"].as_str().unwrap_or_default().to_string();
-            if seen_orders.insert(client_order_id.clone(), order.clone()).is_some() {
-                return Err(format!("two orders for clientOrderId {client_order_id}"));
-            }
-            if matches!(order["status"].as_str(), Some("OPEN" | "PARTIALLY_FILLED")) {
+        for list in ["open", "partly"] {
+            let orders = mine[list].as_array().unwrap();
+            assert!(orders.len() < 1000, "a user has 1,000 resting orders, more than one read shows: the book cannot be compared");
+            for order in orders {
                 let rest = decimal(&order["quantity"]) - decimal(&order["filledQuantity"]);
                 *resting.entry((order["side"].as_str().unwrap().into(), decimal(&order["price"]))).or_default() += rest;
             }
         }
     }
-    for (client_order_id, id) in &acknowledged.orders {
-        let order = seen_orders.get(client_order_id).ok_or_else(|| format!("acknowledged order {client_order_id} ({id}) is gone"))?;
-        if order["id"] != id.as_str() {
-            return Err(format!("acknowledged order {client_order_id} is {id}, the ledger has {}", order["id"]));
-        }
-        if acknowledged.cancelled.contains(id) && matches!(order["status"].as_str(), Some("OPEN" | "PARTIALLY_FILLED")) {
-            return Err(format!("order {id} was acknowledged cancelled but is {}", order["status"]));
-        }
-    }
-    let withdrawals = ask(operator, "{ withdrawals { id asset amount status } }")?;
-    let mut listed = HashSet::new();
-    for withdrawal in withdrawals["withdrawals"].as_array().unwrap() {
-        listed.insert(withdrawal["id"].as_str().unwrap().to_string());
-        if withdrawal["status"] != "REJECTED" {
-            *held.entry(withdrawal["asset"].as_str().unwrap().into()).or_default() += decimal(&withdrawal["amount"]);
-        }
-    }
-    if let Some(missing) = acknowledged.withdrawals.iter().find(|id| !listed.contains(*id)) {
-        return Err(format!("acknowledged withdrawal {missing} is gone"));
-    }
-    held.retain(|_, amount| !amount.is_zero());
-    let deposited: BTreeMap<String, Decimal> = acknowledged.deposited.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    if held != deposited {
-        return Err(format!("balances + fees + withdrawals {held:?} are not the deposits {deposited:?}"));
-    }
-    // Matching's book, level by level, against the ledger's resting orders.
-    let book = ask("", "{ orderBook(market: \"BTC-USD\", depth: 1000) { bids { price quantity } asks { price quantity } } }")?;
+    let book = ask("", "{ orderBook(market: \"BTC-USD\", depth: 1000) { bids { price quantity } asks { price quantity } } }", json!({}))?;
     let mut levels: BTreeMap<(String, Decimal), Decimal> = BTreeMap::new();
     for (side, key) in [("BUY", "bids"), ("SELL", "asks")] {
         for level in book["orderBook"][key].as_array().unwrap() {
@@ -238,7 +256,9 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
     let seed: u64 = std::env::var("MARIONETTE_CRASH_LOOP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::process::id() as u64);
     eprintln!("crash loop: {seconds} s, seed {seed} (MARIONETTE_CRASH_LOOP_SEED={seed} replays the supervisor's choices)");
     let dir = tempfile::tempdir().unwrap();
-    let mut system = System::start(dir.path());
+    // Rate limits would only slow the drivers and the audits down.
+    let options = Options { gateway_limits: NO_RATE_LIMITS.into(), ..Options::default() };
+    let mut system = System::start_with(dir.path(), &options);
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
     assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
     assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0.001", "0.002"], "").0, 0);
@@ -280,6 +300,7 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
     });
 
     let mut rng = SmallRng::seed_from_u64(seed);
+    let mut audited = Audited::default();
     let mut kills: BTreeMap<&str, u32> = BTreeMap::new();
     let ends = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < ends {
@@ -296,7 +317,7 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
         system.start_again(daemon);
         // With the drivers between operations, every acknowledgement so far must hold.
         let _closed = gate.write().unwrap();
-        audit(&system, &tokens, &operator, &acknowledged.lock().unwrap());
+        audit(&system, &tokens, &operator, &acknowledged.lock().unwrap(), &mut audited);
     }
     running.store(false, Ordering::Release);
     for driver in drivers {
@@ -307,15 +328,15 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
         "kills {kills:?}; acknowledged: {} orders, {} cancels, {} withdrawals, deposits {:?}",
         acknowledged.orders.len(),
         acknowledged.cancelled.len(),
-        acknowledged.withdrawals.len(),
+        acknowledged.withdrawals,
         acknowledged.deposited
     );
     assert!(kills.values().sum::<u32>() >= seconds as u32 / 5, "the supervisor killed too little: {kills:?}");
     assert!(acknowledged.orders.len() >= 10, "the drivers got too little done to judge: {}", acknowledged.orders.len());
-    audit(&system, &tokens, &operator, &acknowledged);
+    audit(&system, &tokens, &operator, &acknowledged, &mut audited);
 
-    // And once more from a cold start of all three.
+    // And once more from a cold start of all three, every acknowledgement of the run.
     drop(system);
-    let system = System::start(dir.path());
-    audit(&system, &tokens, &operator, &acknowledged);
+    let system = System::start_with(dir.path(), &options);
+    audit(&system, &tokens, &operator, &acknowledged, &mut Audited::default());
 }

@@ -346,6 +346,21 @@ pub struct Balance {
     pub locked: Dec,
 }
 
+/// One asset's books, for operators: what came in net of withdrawals paid
+/// out, and where it is now.
+#[derive(SimpleObject)]
+pub struct Reserve {
+    pub asset: String,
+    /// Deposits minus withdrawals paid out.
+    pub deposited: Dec,
+    /// Every user's available plus locked, summed over all balances.
+    pub users: Dec,
+    pub fees: Dec,
+    pub pending_withdrawals: Dec,
+    /// deposited = users + fees + pendingWithdrawals: nothing created or lost.
+    pub balanced: bool,
+}
+
 #[derive(SimpleObject)]
 pub struct LedgerEntry {
     pub id: ID,
@@ -670,6 +685,24 @@ impl Query {
         let catalog = Catalog::load(ctx).await?;
         let QueryAnswer::Withdrawals(found) = ask(ctx, LedgerQuery::Withdrawals { user, status, limit: wire::ledger::QUERY_LIMIT_MAX }).await? else { return Err(unexpected("withdrawals")) };
         Ok(found.iter().map(|w| api_withdrawal(&catalog, w)).collect())
+    }
+
+    /// Per asset, deposits net of paid-out withdrawals against where the money is (operators only).
+    async fn reserves(&self, ctx: &Context<'_>) -> Result<Vec<Reserve>, Error> {
+        operator(ctx)?;
+        let catalog = Catalog::load(ctx).await?;
+        let QueryAnswer::Reserves(reserves) = ask(ctx, LedgerQuery::Reserves).await? else { return Err(unexpected("reserves")) };
+        Ok(reserves
+            .iter()
+            .map(|r| Reserve {
+                asset: catalog.symbol(r.asset),
+                deposited: catalog.amount(r.asset, r.deposited),
+                users: catalog.amount(r.asset, r.users),
+                fees: catalog.amount(r.asset, r.fees),
+                pending_withdrawals: catalog.amount(r.asset, r.pending_withdrawals),
+                balanced: r.deposited == r.users + r.fees + r.pending_withdrawals,
+            })
+            .collect())
     }
 }
 

@@ -73,6 +73,17 @@ fn a_trade_end_to_end_through_the_api() {
     let trades = system.as_user(&alice, "{ userTrades { price quantity side fee feeAsset } }", json!({}));
     assert_eq!(data(&trades, "userTrades"), &json!([{ "price": "100", "quantity": "0.3", "side": "BUY", "fee": "0.06", "feeAsset": "USD" }]));
 
+    // The operator's books: every cent deposited is with a user or collected as a fee.
+    let reserves = system.as_user(&operator, "{ reserves { asset deposited users fees pendingWithdrawals balanced } }", json!({}));
+    assert_eq!(
+        data(&reserves, "reserves"),
+        &json!([
+            { "asset": "BTC", "deposited": "1.00000000", "users": "1.00000000", "fees": "0.00000000", "pendingWithdrawals": "0.00000000", "balanced": true },
+            { "asset": "USD", "deposited": "10000.00", "users": "9999.91", "fees": "0.09", "pendingWithdrawals": "0.00", "balanced": true }
+        ])
+    );
+    assert_eq!(code(&system.as_user(&alice, "{ reserves { asset } }", json!({}))), "FORBIDDEN");
+
     // Another user's order id answers null, not an error.
     let query = "query($id: ID!) { userOrder(id: $id) { id status } }";
     assert_eq!(data(&system.as_user(&alice, query, json!({ "id": sell_id })), "userOrder"), &Value::Null);

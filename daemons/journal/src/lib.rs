@@ -68,6 +68,8 @@ pub struct Journal {
     buffer: Vec<u8>,
     in_flight: Option<Range<u64>>,
     poisoned: bool,
+    /// See [`Journal::inject_sync_failure`]: (batches still to sync normally, the errno after).
+    sync_fault: Option<(u64, i32)>,
 }
 
 fn io_error<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
@@ -168,6 +170,7 @@ impl Journal {
             buffer: Vec::new(),
             in_flight: None,
             poisoned: false,
+            sync_fault: None,
         };
         Ok((journal, recovery))
     }
@@ -293,6 +296,14 @@ impl Journal {
             };
             return Err(JournalError::WriteFailed { source });
         }
+        let synced = match &mut self.sync_fault {
+            Some((0, errno)) => -*errno,
+            Some((left, _)) => {
+                *left -= 1;
+                synced
+            }
+            None => synced,
+        };
         if synced < 0 {
             self.poisoned = true;
             return Err(JournalError::SyncFailed { source: std::io::Error::from_raw_os_error(-synced) });
@@ -300,6 +311,15 @@ impl Journal {
         self.offset += self.buffer.len() as u64;
         self.next_sequence = sequences.end;
         Ok(())
+    }
+
+    /// Fault injection for tests: after `batches` more batches sync normally,
+    /// every fdatasync reports `errno` (EIO is 5) as a failing disk would. A
+    /// failing fsync cannot be provoked on a healthy disk without the kernel's
+    /// device-mapper, which containers often lack; the write still happens.
+    #[doc(hidden)]
+    pub fn inject_sync_failure(&mut self, batches: u64, errno: i32) {
+        self.sync_fault = Some((batches, errno));
     }
 
     /// Starts a new segment at the next sequence, so that older segments can be

@@ -150,3 +150,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_failed_fdatasync_is_reported_then_refuses_everything_and_recovery_keeps_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let data = payloads(6);
+    assert_eq!(journal.append(data[..2].iter().map(Vec::as_slice)).unwrap(), 1..3);
+    // The second batch from now fails its fdatasync with EIO, as a failing disk would.
+    journal.inject_sync_failure(1, 5);
+    assert_eq!(journal.append(data[2..4].iter().map(Vec::as_slice)).unwrap(), 3..5);
+    let failed = journal.append(data[4..5].iter().map(Vec::as_slice)).unwrap_err();
+    assert!(matches!(&failed, JournalError::SyncFailed { source } if source.raw_os_error() == Some(5)), "{failed:?}");
+    assert!(failed.to_string().contains("must stop"), "the error says what to do: {failed}");
+    // Never retried blindly: the journal refuses everything after.
+    assert!(matches!(journal.append(data[5..].iter().map(Vec::as_slice)), Err(JournalError::Poisoned)));
+    assert!(matches!(journal.append(data[5..].iter().map(Vec::as_slice)), Err(JournalError::Poisoned)));
+    assert_eq!(journal.next_sequence(), 5, "the failed batch was not acknowledged");
+    drop(journal);
+    // Start-up finds every acknowledged record; the unacknowledged one may be there too (it was written), never a later one.
+    let (journal, recovery) = Journal::open(dir.path(), 1).unwrap();
+    let recovered: Vec<_> = recovery.records.iter().map(|r| r.payload.clone()).collect();
+    assert!(recovered == data[..4] || recovered == data[..5], "{} records", recovered.len());
+    assert_eq!(journal.next_sequence(), recovered.len() as u64 + 1);
+}

@@ -147,9 +147,11 @@ pub struct Changes {
     pub idempotency: Vec<(Digest, IdempotencyEntry)>,
 }
 
-const SYSTEM_CUSTODY: usize = 0;
-const SYSTEM_FEES: usize = 1;
-const SYSTEM_PENDING: usize = 2;
+/// The slots of [`Ledger::system_balances`]: custody (the world outside; negative by what came in net),
+/// fees collected, withdrawals pending.
+pub const SYSTEM_CUSTODY: usize = 0;
+pub const SYSTEM_FEES: usize = 1;
+pub const SYSTEM_PENDING: usize = 2;
 
 pub struct Ledger {
     limits: LedgerLimits,

@@ -83,5 +83,6 @@ fn read(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result<Query
             })
         }
         LedgerQuery::Status => QueryAnswer::Status(progress.status()),
+        LedgerQuery::Reserves => QueryAnswer::Reserves(schema::reserves(store)?),
     })
 }

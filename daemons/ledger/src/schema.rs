@@ -275,6 +275,32 @@ pub fn balances_of_user(store: &Store, user: UserId) -> Result<Vec<(AssetId, Bal
     Ok(out)
 }
 
+/// Every asset's reserve: its system accounts, and a scan of every balance.
+pub fn reserves(store: &Store) -> Result<Vec<wire::ledger::AssetReserve>, SchemaError> {
+    let mut users: std::collections::BTreeMap<AssetId, Amount> = Default::default();
+    for item in store.scan_all(Table::Balances) {
+        let (key, value) = item?;
+        let (_, asset) = split_balance_key(&key)?;
+        let balance: Balance = decode(Table::Balances, &key, &value)?;
+        *users.entry(asset).or_default() += balance.available + balance.locked;
+    }
+    let mut reserves = Vec::new();
+    for asset in assets(store)? {
+        let system: [Amount; 3] = match store.get(Table::SystemAccounts, &asset.id.to_be_bytes())? {
+            Some(value) => decode(Table::SystemAccounts, &asset.id.to_be_bytes(), &value)?,
+            None => [0; 3],
+        };
+        reserves.push(wire::ledger::AssetReserve {
+            asset: asset.id,
+            deposited: -system[ledger_core::SYSTEM_CUSTODY],
+            users: users.get(&asset.id).copied().unwrap_or(0),
+            fees: system[ledger_core::SYSTEM_FEES],
+            pending_withdrawals: system[ledger_core::SYSTEM_PENDING],
+        });
+    }
+    Ok(reserves)
+}
+
 pub fn assets(store: &Store) -> Result<Vec<AssetSpec>, SchemaError> {
     store.scan_all(Table::Assets).map(|item| item.map_err(SchemaError::from).and_then(|(key, value)| decode(Table::Assets, &key, &value))).collect()
 }

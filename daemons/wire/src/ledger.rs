@@ -1,7 +1,7 @@
 //! What the ledger answers: reads of balances, orders, trades, ledger
 //! entries and withdrawals, as the gateway needs them for the API.
 
-use ledger_core::{AssetId, AssetSpec, Balance, LedgerMarket, OrderRecord, OrderStatus, TradeRecord, Transfer, Withdrawal, WithdrawalId, WithdrawalStatus};
+use ledger_core::{Amount, AssetId, AssetSpec, Balance, LedgerMarket, OrderRecord, OrderStatus, TradeRecord, Transfer, Withdrawal, WithdrawalId, WithdrawalStatus};
 use matching_core::{MarketId, OrderId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,8 @@ pub enum LedgerQuery {
     Withdrawals { user: Option<UserId>, status: Option<WithdrawalStatus>, limit: u32 },
     /// Where the ledger stands: for status displays and readiness checks.
     Status,
+    /// Per asset, what came in and where it is now: for operators' audits.
+    Reserves,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +45,22 @@ pub enum QueryAnswer {
     Withdrawal(Option<Withdrawal>),
     Withdrawals(Vec<Withdrawal>),
     Status(LedgerStatus),
+    Reserves(Vec<AssetReserve>),
+}
+
+/// One asset's books, read from the store: what came in net, and where it
+/// is. `users` is summed over every balance independently of the system
+/// accounts, so `deposited == users + fees + pending_withdrawals` is a check,
+/// not a tautology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetReserve {
+    pub asset: AssetId,
+    /// Deposits minus withdrawals paid out.
+    pub deposited: Amount,
+    /// Every user's AVAILABLE plus LOCKED.
+    pub users: Amount,
+    pub fees: Amount,
+    pub pending_withdrawals: Amount,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
