@@ -46,7 +46,7 @@ fn a_full_disk_stops_the_ledger_with_a_clear_error_and_loses_nothing_acknowledge
     assert!(!status.success(), "a full disk is a failure exit, so systemd restarts it and an operator looks");
     assert!(acknowledged > 100, "the disk filled too early to judge: {acknowledged}");
     let log = std::fs::read_to_string(system.log_path(Daemon::Ledger)).unwrap();
-    assert!(log.contains("No space left on device"), "the log names the cause:\n{}", &log[log.len().saturating_sub(3000)..]);
+    assert!(log.contains("No space left on device") && log.contains("start it again"), "the log names the cause and what to do:\n{}", &log[log.len().saturating_sub(3000)..]);
     // The gateway says so instead of hanging.
     let refused = client.request(&operator, DEPOSIT, json!({ "r": "while-down" })).unwrap();
     assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{refused}");

@@ -87,7 +87,13 @@ fn run() -> anyhow::Result<()> {
     tracing::info!(address = %config.listen.address, matching = %config.matching.address, metrics = %config.listen.metrics_address, "ready");
     match engine.join() {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error).context("the ledger stopped so that start-up recovers from the journal"),
+        Ok(Err(error)) => Err(error).with_context(|| {
+            format!(
+                "the ledger stopped without answering what it could not persist; if the cause is a full or failing disk under {}, \
+                 fix that, then start it again: start-up recovers everything acknowledged from the journal",
+                data_dir.display()
+            )
+        }),
         Err(_) => bail!("the engine thread panicked"),
     }
 }
