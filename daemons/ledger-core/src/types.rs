@@ -201,7 +201,7 @@ pub enum LedgerError {
     OrderNotOpen,
     #[error("matching output {got} is not the next one ({expected})")]
     OutOfSequence { expected: u64, got: u64 },
-    #[error("a configured limit was reached: {0}")]
+    #[error("a configured limit was reached ({0}); close some (cancel orders, wait for withdrawals to be decided) before adding more")]
     LimitReached(String),
 }
 
@@ -213,7 +213,9 @@ impl LedgerError {
             LedgerError::AssetExists(_) | LedgerError::MarketExists(_) | LedgerError::Duplicate => "DUPLICATE",
             LedgerError::BadInput(_) | LedgerError::AlreadyDecided(_) | LedgerError::OrderNotOpen => "BAD_USER_INPUT",
             LedgerError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
-            LedgerError::OutOfSequence { .. } | LedgerError::LimitReached(_) => "UNAVAILABLE",
+            LedgerError::OutOfSequence { .. } => "UNAVAILABLE",
+            // Not UNAVAILABLE: retrying does not help until something closes.
+            LedgerError::LimitReached(_) => "LIMIT_REACHED",
         }
     }
 }

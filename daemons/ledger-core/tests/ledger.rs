@@ -255,6 +255,7 @@ fn open_order_limit_per_user() {
     }
     let error = ledger.apply(&LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Buy, 1, 1), client_order_id: None }, 1).unwrap_err();
     assert_eq!(error, LedgerError::LimitReached("open_orders_per_user_max".into()));
+    assert_eq!(error.code(), "LIMIT_REACHED", "not UNAVAILABLE: a retry cannot succeed until an order closes");
 }
 
 /// One random step of a wallet and exchange.
