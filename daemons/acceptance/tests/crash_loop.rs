@@ -6,7 +6,7 @@
 //! once, that the ledger's open orders are matching's book, and that no money
 //! was created or destroyed.
 //!
-//! The short version runs in `cargo test` (about 20 s);
+//! The short version runs in `cargo test` (20 s and at least six kills);
 //! `MARIONETTE_CRASH_LOOP_SECONDS=1800 cargo test --workspace --test crash_loop`
 //! runs the long one. `MARIONETTE_CRASH_LOOP_SEED` replays a run's choices of
 //! daemon and timing (the daemons' own timing is not replayable).
@@ -24,6 +24,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 const USERS: usize = 4;
+/// Kills in the shortest run.
+const KILLS_MIN: u32 = 6;
 const PLACE: &str = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id clientOrderId status } }";
 
 /// What the drivers saw acknowledged.
@@ -305,8 +307,9 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
     let mut audited = Audited::default();
     let mut kills: BTreeMap<&str, u32> = BTreeMap::new();
     let ends = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < ends {
-        std::thread::sleep(Duration::from_millis(rng.random_range(500..=5_000)).min(ends.saturating_duration_since(Instant::now())));
+    // At least KILLS_MIN kills however slow this machine is today, then for as long as asked.
+    while Instant::now() < ends || kills.values().sum::<u32>() < KILLS_MIN {
+        std::thread::sleep(Duration::from_millis(rng.random_range(500..=5_000)));
         let daemon = Daemon::ALL[rng.random_range(0..3)];
         system.kill_9(daemon);
         *kills
@@ -333,7 +336,6 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
         acknowledged.withdrawals,
         acknowledged.deposited
     );
-    assert!(kills.values().sum::<u32>() >= seconds as u32 / 5, "the supervisor killed too little: {kills:?}");
     assert!(acknowledged.orders.len() >= 10, "the drivers got too little done to judge: {}", acknowledged.orders.len());
     audit(&system, &tokens, &operator, &acknowledged, &mut audited);
 
