@@ -218,8 +218,9 @@ fn try_audit(system: &System, tokens: &[String], operator: &str, acknowledged: &
         }
     }
     let mut resting: BTreeMap<(String, Decimal), Decimal> = BTreeMap::new();
+    let mut recent: Vec<Value> = Vec::new();
     let lists = "{ balances { available locked } open: userOrders(status: OPEN, limit: 1000) { side price quantity filledQuantity } \
-                 partly: userOrders(status: PARTIALLY_FILLED, limit: 1000) { side price quantity filledQuantity } recent: userOrders(limit: 1000) { clientOrderId } }";
+                 partly: userOrders(status: PARTIALLY_FILLED, limit: 1000) { side price quantity filledQuantity } recent: userOrders(limit: 1000) { id clientOrderId side price quantity filledQuantity status } }";
     for token in tokens {
         let mine = ask(token, lists, json!({}))?;
         if let Some(negative) =
@@ -228,6 +229,7 @@ fn try_audit(system: &System, tokens: &[String], operator: &str, acknowledged: &
             return Err(format!("a negative balance: {negative}"));
         }
         // The newest thousand orders: no clientOrderId twice (a retry must not place a second order).
+        recent.extend(mine["recent"].as_array().unwrap().iter().cloned());
         let mut client_order_ids = HashSet::new();
         if let Some(twice) = mine["recent"].as_array().unwrap().iter().find(|o| !client_order_ids.insert(o["clientOrderId"].to_string())) {
             return Err(format!("two orders for clientOrderId {}", twice["clientOrderId"]));
@@ -249,7 +251,23 @@ fn try_audit(system: &System, tokens: &[String], operator: &str, acknowledged: &
         }
     }
     if levels != resting {
-        return Err(format!("matching's book {levels:?} is not the ledger's resting orders {resting:?}"));
+        // Candidates for what the two disagree on: the ledger's recent orders at a differing level whose
+        // rest or size is the difference, whatever their status. What the next look starts from.
+        let mut candidates = Vec::new();
+        for key in levels.keys().chain(resting.keys()).collect::<HashSet<_>>() {
+            let difference = (levels.get(key).copied().unwrap_or_default() - resting.get(key).copied().unwrap_or_default()).abs();
+            if difference.is_zero() {
+                continue;
+            }
+            let at_level = recent.iter().filter(|o| o["side"] == key.0.as_str() && decimal(&o["price"]) == key.1);
+            candidates.extend(
+                at_level
+                    .filter(|o| decimal(&o["quantity"]) - decimal(&o["filledQuantity"]) == difference || decimal(&o["quantity"]) == difference)
+                    .take(10)
+                    .cloned(),
+            );
+        }
+        return Err(format!("matching's book {levels:?} is not the ledger's resting orders {resting:?}; candidates: {candidates:?}"));
     }
     Ok(())
 }
