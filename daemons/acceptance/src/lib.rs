@@ -383,6 +383,18 @@ impl Subscriptions {
         }
     }
 
+    /// Whether the server closes the socket (a close frame or the connection ending) before sending anything else.
+    pub fn closed(&mut self) -> bool {
+        loop {
+            match self.socket.read() {
+                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                Ok(tungstenite::Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed | tungstenite::Error::Io(_) | tungstenite::Error::Protocol(_)) => return true,
+                Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => continue,
+                _ => return false,
+            }
+        }
+    }
+
     pub fn subscribe(&mut self, id: &str, query: &str) {
         self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query } }));
     }

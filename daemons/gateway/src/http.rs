@@ -257,7 +257,7 @@ async fn execute(app: &App, request: async_graphql::Request, modern: bool) -> Re
 fn websocket(app: Arc<App>, permit: ConnectionPermit, mut request: Request<Incoming>) -> Reply {
     use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
     use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Message, Role};
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Message, Role, WebSocketConfig};
 
     let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !offered.split(',').any(|p| p.trim().eq_ignore_ascii_case("graphql-transport-ws")) {
@@ -273,7 +273,9 @@ fn websocket(app: Arc<App>, permit: ConnectionPermit, mut request: Request<Incom
         let Ok(upgraded) = upgrade.await else { return };
         app.metrics.connections.inc();
         app.metrics.websockets.inc();
-        let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, None).await;
+        // A message may be as large as a request body, no larger.
+        let limits = WebSocketConfig::default().max_message_size(Some(app.body_bytes_max)).max_frame_size(Some(app.body_bytes_max));
+        let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, Some(limits)).await;
         let (mut sink, source) = socket.split();
         let input = source.take_while(|message| std::future::ready(matches!(message, Ok(m) if !m.is_close()))).filter_map(|message| {
             std::future::ready(match message {

@@ -266,6 +266,13 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     ws.subscribe("again", "subscription { orderBook(market: \"BTC-USD\") { asks { price quantity } } }");
     assert_eq!(ws.next_for("again")["payload"]["data"]["orderBook"]["asks"], json!([{ "price": "100", "quantity": "0.3" }, { "price": "120", "quantity": "0.1" }]));
 
+    // An upgrade that does not speak graphql-transport-ws is refused; a message over body_bytes_max (4096 here) closes the socket.
+    let (status, _, body) = system.raw("GET /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    assert_eq!(status, 400, "{body}");
+    let mut oversized = system.subscriptions(&carol);
+    oversized.send(json!({ "id": "big", "type": "subscribe", "payload": { "query": format!("subscription {{ userOrders {{ id }} }} # {}", "x".repeat(5_000)) } }));
+    assert!(oversized.closed(), "a 5 kB message on a 4 kB limit closes the socket");
+
     // Closing the socket ends its subscriptions and frees their slots (the gateway sees the close a moment later).
     drop(ws);
     let mut anonymous = system.subscriptions("not-a-token");
