@@ -323,12 +323,25 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
 
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut audited = Audited::default();
+    // MARIONETTE_CRASH_LOOP_DAEMONS=matching,ledger narrows who is killed, to corner a failure.
+    let victims: Vec<Daemon> = match std::env::var("MARIONETTE_CRASH_LOOP_DAEMONS") {
+        Ok(names) => names
+            .split(',')
+            .map(|name| match name.trim() {
+                "matching" => Daemon::Matching,
+                "ledger" => Daemon::Ledger,
+                "gateway" => Daemon::Gateway,
+                other => panic!("MARIONETTE_CRASH_LOOP_DAEMONS: {other:?} is not matching, ledger or gateway"),
+            })
+            .collect(),
+        Err(_) => Daemon::ALL.to_vec(),
+    };
     let mut kills: BTreeMap<&str, u32> = BTreeMap::new();
     let ends = Instant::now() + Duration::from_secs(seconds);
     // At least KILLS_MIN kills however slow this machine is today, then for as long as asked.
     while Instant::now() < ends || kills.values().sum::<u32>() < KILLS_MIN {
         std::thread::sleep(Duration::from_millis(rng.random_range(500..=5_000)));
-        let daemon = Daemon::ALL[rng.random_range(0..3)];
+        let daemon = victims[rng.random_range(0..victims.len())];
         system.kill_9(daemon);
         *kills
             .entry(match daemon {

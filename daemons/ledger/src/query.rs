@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use ledger_core::{OrderRecord, OrderStatus};
 use storage::Store;
 use wire::ledger::QUERY_LIMIT_MAX;
 use wire::{LedgerQuery, LedgerStatus, QueryAnswer, QueryError};
@@ -64,9 +65,14 @@ fn read(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result<Query
         LedgerQuery::Markets => QueryAnswer::Markets(schema::markets(store)?),
         LedgerQuery::Balances { user } => QueryAnswer::Balances(schema::balances_of_user(store, user)?),
         LedgerQuery::Order { order_id } => QueryAnswer::Order(schema::order(store, order_id)?),
-        LedgerQuery::Orders { user, market, status, limit: n } => QueryAnswer::Orders(schema::orders_of_user_where(store, user, limit(n)?, |o| {
-            market.is_none_or(|m| o.order.market == m) && status.is_none_or(|s| o.status == s)
-        })?),
+        LedgerQuery::Orders { user, market, status, limit: n } => {
+            let keep = |o: &OrderRecord| market.is_none_or(|m| o.order.market == m) && status.is_none_or(|s| o.status == s);
+            QueryAnswer::Orders(match status {
+                // Open orders have their own index: all of them, not just those among the newest of the history.
+                Some(OrderStatus::Pending | OrderStatus::Open | OrderStatus::PartiallyFilled) => schema::open_orders_of_user_where(store, user, limit(n)?, keep)?,
+                _ => schema::orders_of_user_where(store, user, limit(n)?, keep)?,
+            })
+        }
         LedgerQuery::UserTrades { user, market, limit: n } => {
             QueryAnswer::Trades(schema::trades_of_user_where(store, user, limit(n)?, |t| market.is_none_or(|m| t.fill.market == m))?)
         }

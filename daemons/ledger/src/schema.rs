@@ -20,7 +20,9 @@ const META_JOURNAL_APPLIED: &[u8] = b"journal_applied";
 const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 const META_FORWARDED_LAST: &[u8] = b"forwarded_last";
 /// 2: idempotency records keyed by journal position instead of digest.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: open orders keyed by (user, order id), so that a user's open orders
+/// are found however long their history (2 keyed them by order id alone).
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -97,12 +99,12 @@ pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, jour
         // An order that opened and closed in the same batch is only in closed_orders.
         if let Some(record) = ledger.order(order_id) {
             write_order(batch, record);
-            batch.put(Table::OpenOrders, &order_id.to_be_bytes(), &[]);
+            batch.put(Table::OpenOrders, &key2(record.order.user, order_id), &[]);
         }
     }
     for record in &changes.closed_orders {
         write_order(batch, record);
-        batch.delete(Table::OpenOrders, &record.order.order_id.to_be_bytes());
+        batch.delete(Table::OpenOrders, &key2(record.order.user, record.order.order_id));
     }
     for withdrawal in &changes.withdrawals {
         let id = withdrawal.id.to_be_bytes();
@@ -129,6 +131,42 @@ pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, jour
     batch.put(Table::Meta, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes());
 }
 
+/// Version 2 to 3: open orders re-keyed from order id to (user, order id), in one batch.
+fn migrate_open_orders_to_3(store: &Store) -> Result<(), SchemaError> {
+    let mut batch = Batch::default();
+    let mut moved = 0u64;
+    for item in store.scan_all(Table::OpenOrders) {
+        let (key, _) = item?;
+        let order_id = u64::from_be_bytes(exact(Table::OpenOrders, &key)?);
+        let record = order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(&key), detail: "an open order has no record".into() })?;
+        batch.delete(Table::OpenOrders, &key);
+        batch.put(Table::OpenOrders, &key2(record.order.user, order_id), &[]);
+        moved += 1;
+    }
+    batch.put(Table::Meta, META_SCHEMA_VERSION, &3u32.to_be_bytes());
+    // Not in the journal: synced by RocksDB's own log.
+    store.write(batch, storage::Durability::Synced)?;
+    tracing::info!(open_orders = moved, "ledger database migrated from schema version 2 to 3");
+    Ok(())
+}
+
+/// A user's open orders (pending, open or partly filled) that pass `keep`,
+/// newest first: all of them, however long the user's history.
+pub fn open_orders_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&OrderRecord) -> bool) -> Result<Vec<OrderRecord>, SchemaError> {
+    let mut out = Vec::new();
+    for (key, _) in store.scan_prefix(Table::OpenOrders, &user.to_be_bytes(), usize::MAX, true)? {
+        let order_id = u64::from_be_bytes(exact::<16>(Table::OpenOrders, &key)?[8..].try_into().unwrap());
+        let record = order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(&key), detail: "an open order has no record".into() })?;
+        if keep(&record) {
+            out.push(record);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn write_order(batch: &mut Batch, record: &OrderRecord) {
     batch.put(Table::Orders, &record.order.order_id.to_be_bytes(), &encode(record));
     batch.put(Table::OrdersByUser, &key2(record.order.user, record.order.order_id), &[]);
@@ -137,7 +175,11 @@ fn write_order(batch: &mut Batch, record: &OrderRecord) {
 /// The stored state and the journal position it includes, or None for a new database.
 pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
     let Some(counters) = store.get(Table::Meta, META_COUNTERS)? else { return Ok(None) };
-    let version = fixed::<4>(store, Table::Meta, META_SCHEMA_VERSION)?.map(u32::from_be_bytes).unwrap_or(0);
+    let mut version = fixed::<4>(store, Table::Meta, META_SCHEMA_VERSION)?.map(u32::from_be_bytes).unwrap_or(0);
+    if version == 2 {
+        migrate_open_orders_to_3(store)?;
+        version = 3;
+    }
     if version != SCHEMA_VERSION {
         return Err(SchemaError::Version { found: version });
     }
@@ -165,7 +207,7 @@ pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
     }
     for item in store.scan_all(Table::OpenOrders) {
         let (key, _) = item?;
-        let order_id = u64::from_be_bytes(exact(Table::OpenOrders, &key)?);
+        let order_id = u64::from_be_bytes(exact::<16>(Table::OpenOrders, &key)?[8..].try_into().unwrap());
         let record = order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(&key), detail: "an open order has no record".into() })?;
         state.open_orders.insert(order_id, record);
     }

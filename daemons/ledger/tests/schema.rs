@@ -182,3 +182,70 @@ fn a_damaged_record_stops_loading_with_its_table_and_key() {
     assert!(error.contains("balances") && error.contains("000000000000000900000002"), "{error}");
     assert!(error.contains("backup"), "says what to do: {error}");
 }
+
+/// A user's open orders are read from their own index: an order that has been
+/// resting since before the newest 10,000 of the user's orders is still found
+/// (the history index alone looks at the newest 10,000 only).
+#[test]
+fn a_users_open_orders_are_found_however_long_their_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut ledger = Ledger::new(LedgerLimits::default());
+    let mut matching = FastEngine::new(EngineLimits::default());
+    let mut events = Vec::new();
+    matching.execute(&Command::AddMarket(market().spec), &mut events);
+    let (mut position, mut matching_sequence) = (0, 0);
+    let mut step = |ledger: &mut Ledger, command: LedgerCommand| {
+        position += 1;
+        if let Ok(Outcome::OrderPlaced { forward, .. } | Outcome::CancelRequested { forward }) = ledger.apply(&command, position) {
+            events.clear();
+            matching.execute(&forward, &mut events);
+            matching_sequence += 1;
+            ledger.apply(&LedgerCommand::ApplyMatching { sequence: matching_sequence, events: events.clone() }, position).unwrap();
+        }
+    };
+    step(&mut ledger, LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }));
+    step(&mut ledger, LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }));
+    step(&mut ledger, LedgerCommand::CreateMarket(market()));
+    step(&mut ledger, LedgerCommand::Deposit { user: 1, asset: USD, amount: 50_000_000, reference: "usd".into() });
+    let bid = |price| OrderRequest { market: MARKET, side: Side::Buy, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(price), quantity: 1, self_trade: SelfTradePrevention::CancelTaker };
+    let resting = ledger.counters().next_order;
+    step(&mut ledger, LedgerCommand::PlaceOrder { user: 1, request: bid(900), client_order_id: None });
+    for _ in 0..schema::FILTER_SCAN_MAX + 1 {
+        let order_id = ledger.counters().next_order;
+        step(&mut ledger, LedgerCommand::PlaceOrder { user: 1, request: bid(901), client_order_id: None });
+        step(&mut ledger, LedgerCommand::CancelOrder { user: 1, order_id });
+    }
+    flush(&store, &mut ledger, position);
+    let open = |o: &OrderRecord| o.status == OrderStatus::Open;
+    let found: Vec<_> = schema::open_orders_of_user_where(&store, 1, 100, open).unwrap().iter().map(|o| o.order.order_id).collect();
+    assert_eq!(found, vec![resting], "the one open order, under 20,002 closed ones");
+    assert!(schema::orders_of_user_where(&store, 1, 100, open).unwrap().is_empty(), "the history index alone would not find it");
+}
+
+/// A version-2 database (open orders keyed by order id alone) is migrated on
+/// load: the same state comes back, and it is version 3 from then on.
+#[test]
+fn a_version_2_database_is_migrated_to_3_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected_state = {
+        let store = Store::open(dir.path()).unwrap();
+        let ledger = run(&store, 11, 2_000, 0);
+        // Back to version 2: the open-order keys without their user, and the version that says so.
+        let mut batch = Batch::default();
+        for item in store.scan_all(Table::OpenOrders) {
+            let (key, _) = item.unwrap();
+            batch.delete(Table::OpenOrders, &key);
+            batch.put(Table::OpenOrders, &key[8..], &[]);
+        }
+        batch.put(Table::Meta, b"schema_version", &2u32.to_be_bytes());
+        store.write(batch, Durability::Synced).unwrap();
+        ledger.state()
+    };
+    let store = Store::open(dir.path()).unwrap();
+    let (state, _) = schema::load(&store).unwrap().expect("written before");
+    assert!(!state.open_orders.is_empty(), "the history leaves open orders to migrate");
+    assert_eq!(state, expected_state);
+    assert!(store.scan_all(Table::OpenOrders).all(|item| item.unwrap().0.len() == 16), "every key is (user, order id) now");
+    assert_eq!(store.get(Table::Meta, b"schema_version").unwrap(), Some(3u32.to_be_bytes().to_vec()));
+}

@@ -24,7 +24,8 @@ pub enum Table {
     SystemAccounts,
     /// Every order ever placed, by id.
     Orders,
-    /// The orders still open (id -> ()): start-up loads these, not all history.
+    /// The orders still open, (user, order id) -> (): start-up loads these, not
+    /// all history, and a user's open orders are found without walking it.
     OpenOrders,
     /// Secondary index: (user, order id) -> ().
     OrdersByUser,
