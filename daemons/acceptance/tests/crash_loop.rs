@@ -70,27 +70,21 @@ fn definitely(client: &Client, token: &str, query: &str, variables: &Value, stop
     None
 }
 
+/// `register` or `login` for `email`, sent until definitely answered.
+fn account(client: &Client, mutation: &str, email: &str, password: &str) -> Value {
+    let query =
+        format!("mutation($e: String!, $p: String!) {{ {mutation}(email: $e, password: $p) {{ {} }} }}", if mutation == "login" { "token" } else { "id" });
+    definitely(client, "", &query, &json!({ "e": email, "p": password }), Instant::now() + Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{mutation}: no answer"))
+}
+
 fn login(client: &Client, email: &str, password: &str) -> String {
-    let answer = definitely(
-        client,
-        "",
-        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
-        &json!({ "e": email, "p": password }),
-        Instant::now() + Duration::from_secs(60),
-    )
-    .expect("login");
+    let answer = account(client, "login", email, password);
     data(&answer, "login")["token"].as_str().unwrap().to_string()
 }
 
 fn register(client: &Client, email: &str, password: &str) {
-    let answer = definitely(
-        client,
-        "",
-        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { id } }",
-        &json!({ "e": email, "p": password }),
-        Instant::now() + Duration::from_secs(60),
-    )
-    .expect("register");
+    let answer = account(client, "register", email, password);
     assert!(answer.get("errors").is_none() || answer["errors"][0]["extensions"]["code"] == "DUPLICATE", "{answer}");
 }
 

@@ -568,10 +568,8 @@ impl Query {
     async fn order_book(&self, ctx: &Context<'_>, market: ID, #[graphql(default = 50)] depth: i32) -> Result<OrderBook, Error> {
         let catalog = Catalog::load(ctx).await?;
         let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
-        if !(1..=wire::DEPTH_LEVELS_MAX as i32).contains(&depth) {
-            return Err(coded("BAD_USER_INPUT", format!("depth is 1 to {}", wire::DEPTH_LEVELS_MAX)));
-        }
-        let book = services(ctx).matching.depth(ledger_market.id(), depth as u32).await.map_err(link_error)?;
+        let depth = checked_depth(depth)?;
+        let book = services(ctx).matching.depth(ledger_market.id(), depth).await.map_err(link_error)?;
         // A market the ledger has but matching has not yet added is an empty book.
         Ok(match book {
             Some(book) => api_book(&terms, &book, &book.bids, &book.asks),
@@ -1033,25 +1031,20 @@ impl Subscription {
     async fn order_book(&self, ctx: &Context<'_>, market: ID, #[graphql(default = 50)] depth: i32) -> Result<impl Stream<Item = OrderBook>, Error> {
         let catalog = Catalog::load(ctx).await?;
         let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
-        if !(1..=wire::DEPTH_LEVELS_MAX as i32).contains(&depth) {
-            return Err(coded("BAD_USER_INPUT", format!("depth is 1 to {}", wire::DEPTH_LEVELS_MAX)));
-        }
+        let depth = checked_depth(depth)?;
         let slot = take_slot(ctx)?;
         let feed = services(ctx).feeds.market(ledger_market.id()).await.map_err(link_error)?;
-        let books = feed.book.clone();
+        let mut books = feed.book.clone();
+        // The value now first; after that, each change. A slow client skips to the newest book.
+        books.mark_changed();
         let depth = depth as usize;
-        // (the receiver, its first read, the levels last sent, what keeps the feed and the slot)
-        let state = (books, true, None::<(Vec<matching_core::PriceLevel>, Vec<matching_core::PriceLevel>)>, (feed, slot));
-        Ok(stream::unfold(state, move |(mut books, first, mut last, held)| {
+        // (the receiver, the levels last sent, what keeps the feed and the slot)
+        let state = (books, None::<(Vec<matching_core::PriceLevel>, Vec<matching_core::PriceLevel>)>, (feed, slot));
+        Ok(stream::unfold(state, move |(mut books, mut last, held)| {
             let terms = terms.clone();
             async move {
-                let mut first = first;
                 loop {
-                    // The value now first; after that, each change. A slow client skips to the newest book.
-                    if !first {
-                        books.changed().await.ok()?;
-                    }
-                    first = false;
+                    books.changed().await.ok()?;
                     let Some(book) = books.borrow_and_update().clone() else { continue };
                     let cut = |levels: &[matching_core::PriceLevel]| levels[..levels.len().min(depth)].to_vec();
                     let levels = (cut(&book.bids), cut(&book.asks));
@@ -1060,7 +1053,7 @@ impl Subscription {
                     }
                     let answer = api_book(&terms, &book, &levels.0, &levels.1);
                     last = Some(levels);
-                    return Some((answer, (books, false, last, held)));
+                    return Some((answer, (books, last, held)));
                 }
             }
         }))
@@ -1093,6 +1086,14 @@ impl Subscription {
             }
         });
         Ok(stream::iter(first).chain(later))
+    }
+}
+
+/// An `orderBook` depth argument, checked.
+fn checked_depth(depth: i32) -> Result<u32, Error> {
+    match u32::try_from(depth) {
+        Ok(depth @ 1..=wire::DEPTH_LEVELS_MAX) => Ok(depth),
+        _ => Err(coded("BAD_USER_INPUT", format!("depth is 1 to {}", wire::DEPTH_LEVELS_MAX))),
     }
 }
 

@@ -60,10 +60,8 @@ impl Feeds {
         }
         // Listening before the newest trade and the book are read, so no change falls between.
         let updates = self.ledger.order_updates();
-        let trade_last = match self.ledger.query(LedgerQuery::MarketTrades { market, limit: 1 }).await? {
-            Ok(QueryAnswer::Trades(newest)) => newest.first().map_or(0, |t| t.id),
-            _ => return Err(LinkError::Unavailable),
-        };
+        let newest = newest_trades(&self.ledger, market, 1).await.ok_or(LinkError::Unavailable)?;
+        let trade_last = newest.first().map_or(0, |t| t.id);
         let mut running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Another subscriber may have started it meanwhile.
         if let Some(feed) = running.get(&market).and_then(Weak::upgrade) {

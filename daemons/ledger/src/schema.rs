@@ -138,7 +138,7 @@ fn migrate_open_orders_to_3(store: &Store) -> Result<(), SchemaError> {
     for item in store.scan_all(Table::OpenOrders) {
         let (key, _) = item?;
         let order_id = u64::from_be_bytes(exact(Table::OpenOrders, &key)?);
-        let record = order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(&key), detail: "an open order has no record".into() })?;
+        let record = open_order(store, &key, order_id)?;
         batch.delete(Table::OpenOrders, &key);
         batch.put(Table::OpenOrders, &key2(record.order.user, order_id), &[]);
         moved += 1;
@@ -155,8 +155,8 @@ fn migrate_open_orders_to_3(store: &Store) -> Result<(), SchemaError> {
 pub fn open_orders_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&OrderRecord) -> bool) -> Result<Vec<OrderRecord>, SchemaError> {
     let mut out = Vec::new();
     for (key, _) in store.scan_prefix(Table::OpenOrders, &user.to_be_bytes(), usize::MAX, true)? {
-        let order_id = u64::from_be_bytes(exact::<16>(Table::OpenOrders, &key)?[8..].try_into().unwrap());
-        let record = order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(&key), detail: "an open order has no record".into() })?;
+        let order_id = open_order_id(&key)?;
+        let record = open_order(store, &key, order_id)?;
         if keep(&record) {
             out.push(record);
             if out.len() == limit {
@@ -165,6 +165,16 @@ pub fn open_orders_of_user_where(store: &Store, user: UserId, limit: usize, keep
         }
     }
     Ok(out)
+}
+
+/// The record an `open_orders` key names; a key without one is corruption.
+fn open_order(store: &Store, key: &[u8], order_id: OrderId) -> Result<OrderRecord, SchemaError> {
+    order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(key), detail: "an open order has no record".into() })
+}
+
+/// The order id in an `open_orders` key, (user, order id).
+fn open_order_id(key: &[u8]) -> Result<OrderId, SchemaError> {
+    Ok(u64::from_be_bytes(exact::<16>(Table::OpenOrders, key)?[8..].try_into().unwrap()))
 }
 
 fn write_order(batch: &mut Batch, record: &OrderRecord) {
@@ -207,8 +217,8 @@ pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
     }
     for item in store.scan_all(Table::OpenOrders) {
         let (key, _) = item?;
-        let order_id = u64::from_be_bytes(exact::<16>(Table::OpenOrders, &key)?[8..].try_into().unwrap());
-        let record = order(store, order_id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::OpenOrders.name(), key: hex(&key), detail: "an open order has no record".into() })?;
+        let order_id = open_order_id(&key)?;
+        let record = open_order(store, &key, order_id)?;
         state.open_orders.insert(order_id, record);
     }
     for item in store.scan_all(Table::PendingWithdrawals) {
