@@ -503,7 +503,8 @@ fn subscription_refused(world: &mut Marionette, expected: String) {
 }
 
 fn main() {
-    let features = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
+    // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
+    let features = format!("{}/features", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()));
     // `cargo test -- <filter>` passes libtest's arguments: the first word that
     // is not a flag picks the scenarios whose name or feature contains it.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();

@@ -6,7 +6,8 @@ use gateway::config::GatewayConfig;
 
 #[test]
 fn shipped_config_parses_and_matches_the_defaults() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gateway.toml");
+    // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())).join("../../config/gateway.toml");
     let config = GatewayConfig::load(&path).unwrap();
     assert_eq!(format!("{config:?}"), format!("{:?}", GatewayConfig::default()), "config/gateway.toml documents the defaults; keep them equal");
 }

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use ledger::config::LedgerConfig;
 
+// Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
 fn shipped() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ledger.toml")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())).join("../../config/ledger.toml")
 }
 
 #[test]
