@@ -1,6 +1,6 @@
 //! Marionette's write-ahead journal.
 //!
-//! A directory of segment files `journal-<first sequence>.log`, each a run of
+//! A directory of segment files `journal-<first sequence>.jnl`, each a run of
 //! checksummed, consecutively sequenced records (see [`scan`]). Appends go
 //! through io_uring as one write linked to one `fdatasync` per batch (group
 //! commit); a batch counts as durable only when both completed in full. Any
@@ -19,7 +19,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use io_uring::{opcode, squeue, types, IoUring};
-pub use scan::{encode_record, scan_segment, Damage, Record, Scan, RECORD_PAYLOAD_BYTES_MAX};
+pub use scan::{encode_record, scan_segment, Damage, Record, Scan, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -31,6 +31,12 @@ pub enum JournalError {
          segment aside only if you accept losing what it held"
     )]
     Corrupt { path: PathBuf, offset: u64, expected_sequence: u64, detail: &'static str },
+    #[error(
+        "journal segment {path} is in the format of an earlier release (records without a batch index); this release \
+         cannot read it. Drain the data directory with the release that wrote it (stop it cleanly after a snapshot), \
+         or move the directory aside to start empty"
+    )]
+    OldFormat { path: PathBuf },
     #[error("journal sequence gap: {detail}")]
     Gap { detail: String },
     #[error("journal write failed ({source}); the disk may be full or failing. Nothing of this batch was acknowledged")]
@@ -72,12 +78,15 @@ pub struct Journal {
     sync_fault: Option<(u64, i32)>,
 }
 
+/// Segment files of the current record format (format 1 used `.log`).
+const SEGMENT_EXTENSION: &str = "jnl";
+
 fn io_error<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
     move |source| JournalError::Io { operation, path: path.to_path_buf(), source }
 }
 
 fn segment_path(dir: &Path, first_sequence: u64) -> PathBuf {
-    dir.join(format!("journal-{first_sequence:020}.log"))
+    dir.join(format!("journal-{first_sequence:020}.{SEGMENT_EXTENSION}"))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), JournalError> {
@@ -94,7 +103,11 @@ impl Journal {
             let entry = entry.map_err(io_error("list directory", dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if let Some(first) = name.strip_prefix("journal-").and_then(|n| n.strip_suffix(".log")) {
+            let Some(rest) = name.strip_prefix("journal-") else { continue };
+            if rest.strip_suffix(".log").is_some_and(|first| first.parse::<u64>().is_ok()) {
+                return Err(JournalError::OldFormat { path: entry.path() });
+            }
+            if let Some(first) = rest.strip_suffix(&format!(".{SEGMENT_EXTENSION}")) {
                 if let Ok(first_sequence) = first.parse::<u64>() {
                     segments.push(Segment { first_sequence, path: entry.path() });
                 }
@@ -232,7 +245,8 @@ impl Journal {
             if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
                 return Err(JournalError::RecordTooLarge { bytes: payload.len() });
             }
-            encode_record(sequence, payload, &mut self.buffer);
+            let batch_index = u32::try_from(sequence - first).expect("a batch is far below 2^32 records");
+            encode_record(sequence, batch_index, payload, &mut self.buffer);
             sequence += 1;
         }
         if sequence == first {

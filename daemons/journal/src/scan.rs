@@ -1,16 +1,20 @@
 //! Reading a journal segment back: a pure function over its bytes.
 //!
-//! A record is `[length u32][crc32c u32][sequence u64][payload]`, little
-//! endian, the checksum covering length, sequence and payload.
+//! A record is `[length u32][crc32c u32][sequence u64][batch index u32][payload]`,
+//! little endian, the checksum covering everything but itself. The batch
+//! index is the record's place in the group commit that wrote it (0 for the
+//! first), so a record names the first sequence of its batch.
 //!
-//! Where a record fails to parse, the rest of the segment decides what it is:
-//! if a valid record with a later sequence follows, the damage is inside data
-//! that was acknowledged, which is corruption and stops recovery. If nothing
-//! valid follows, it is the tail of a write that a crash cut short, which is
-//! truncated. (A damaged *last* record is indistinguishable from a torn one;
-//! see ARCHITECTURE.md.)
+//! Where a record fails to parse, the rest of the segment decides what it is.
+//! A batch is written only after the one before it was synced, so if a valid
+//! record of a *later batch* follows, the damage is inside data that was
+//! synced and acknowledged: corruption, which stops recovery. Otherwise the
+//! damage is in the last batch written, which a crash may have cut short or
+//! left with holes (the disk writes an unsynced batch's sectors in any
+//! order): a torn tail, truncated. (Damage to the last batch after it was
+//! synced is indistinguishable from a torn write; see ARCHITECTURE.md.)
 
-pub const RECORD_HEADER_BYTES: usize = 16;
+pub const RECORD_HEADER_BYTES: usize = 20;
 /// Refused on write and treated as damage on read.
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 16 << 20;
 
@@ -36,43 +40,56 @@ pub struct Scan {
     pub damage: Option<Damage>,
 }
 
-pub fn encode_record(sequence: u64, payload: &[u8], out: &mut Vec<u8>) {
+/// Appends one record: `batch_index` is its place in the batch being written.
+pub fn encode_record(sequence: u64, batch_index: u32, payload: &[u8], out: &mut Vec<u8>) {
     let length = (payload.len() as u32).to_le_bytes();
-    let sequence = sequence.to_le_bytes();
-    let checksum = crc32c::crc32c_append(crc32c::crc32c_append(crc32c::crc32c(&length), &sequence), payload);
+    let start = out.len();
     out.extend_from_slice(&length);
-    out.extend_from_slice(&checksum.to_le_bytes());
-    out.extend_from_slice(&sequence);
+    out.extend_from_slice(&[0; 4]); // checksum, patched below
+    out.extend_from_slice(&sequence.to_le_bytes());
+    out.extend_from_slice(&batch_index.to_le_bytes());
     out.extend_from_slice(payload);
+    let checksum = crc32c::crc32c_append(crc32c::crc32c(&out[start..start + 4]), &out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 
-/// A record that parses and checks out at `at`, with its total size.
-fn record_at(bytes: &[u8], at: usize) -> Result<(u64, &[u8], usize), &'static str> {
+struct Parsed<'a> {
+    sequence: u64,
+    batch_index: u32,
+    payload: &'a [u8],
+    size: usize,
+}
+
+/// A record that parses and checks out at `at`.
+fn record_at(bytes: &[u8], at: usize) -> Result<Parsed<'_>, &'static str> {
     let Some(header) = bytes.get(at..at + RECORD_HEADER_BYTES) else {
         return Err("record header cut short");
     };
     let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
     let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
     let sequence = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    let batch_index = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
     if length > RECORD_PAYLOAD_BYTES_MAX {
         return Err("record length out of range");
     }
     let Some(payload) = bytes.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + length) else {
         return Err("record payload cut short");
     };
-    let actual = crc32c::crc32c_append(crc32c::crc32c(&header[0..4]), &header[8..16]);
+    let actual = crc32c::crc32c_append(crc32c::crc32c(&header[0..4]), &header[8..]);
     if crc32c::crc32c_append(actual, payload) != checksum {
         return Err("record checksum mismatch");
     }
-    Ok((sequence, payload, RECORD_HEADER_BYTES + length))
+    Ok(Parsed { sequence, batch_index, payload, size: RECORD_HEADER_BYTES + length })
 }
 
-/// Is there any valid record with a sequence at or after `sequence` that starts after `from`?
-fn valid_record_after(bytes: &[u8], from: usize, sequence: u64) -> bool {
+/// Is there a valid record after `from` of a batch that began after
+/// `sequence`? Then the batch holding `sequence` was synced before it.
+fn later_batch_after(bytes: &[u8], from: usize, sequence: u64) -> bool {
     let plausible_max = sequence.saturating_add(bytes.len() as u64);
     (from..bytes.len().saturating_sub(RECORD_HEADER_BYTES - 1)).any(|at| {
         let candidate = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
-        (sequence..plausible_max).contains(&candidate) && record_at(bytes, at).is_ok()
+        (sequence..plausible_max).contains(&candidate)
+            && record_at(bytes, at).is_ok_and(|record| record.sequence.checked_sub(u64::from(record.batch_index)).is_some_and(|first| first > sequence))
     })
 }
 
@@ -83,9 +100,9 @@ pub fn scan_segment(bytes: &[u8], first_sequence: u64) -> Scan {
     let mut expected = first_sequence;
     while at < bytes.len() {
         match record_at(bytes, at) {
-            Ok((sequence, payload, size)) if sequence == expected => {
-                records.push(Record { sequence, payload: payload.to_vec() });
-                at += size;
+            Ok(record) if record.sequence == expected => {
+                records.push(Record { sequence: record.sequence, payload: record.payload.to_vec() });
+                at += record.size;
                 expected += 1;
             }
             Ok(_) => {
@@ -93,7 +110,7 @@ pub fn scan_segment(bytes: &[u8], first_sequence: u64) -> Scan {
                 return Scan { records, valid_bytes: at as u64, damage: Some(damage) };
             }
             Err(detail) => {
-                let damage = if valid_record_after(bytes, at + 1, expected) {
+                let damage = if later_batch_after(bytes, at + 1, expected) {
                     Damage::Corrupt { offset: at as u64, detail }
                 } else {
                     Damage::TornTail { offset: at as u64 }

@@ -43,7 +43,7 @@ fn a_torn_tail_is_truncated_at_every_cut_and_appending_goes_on() {
     drop(journal);
     let path = only_segment(dir.path());
     let full = fs::read(&path).unwrap();
-    let last_record_start = full.len() - (16 + b"command number 3".len());
+    let last_record_start = full.len() - (RECORD_HEADER_BYTES + b"command number 3".len());
     for cut in last_record_start..full.len() {
         fs::write(&path, &full[..cut]).unwrap();
         let (mut journal, recovery) = Journal::open(dir.path(), 1).unwrap();
@@ -75,12 +75,15 @@ fn zero_filled_tail_is_a_torn_tail() {
 fn a_bit_flip_in_acknowledged_records_stops_start_up_at_every_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
-    journal.append(payloads(3).iter().map(Vec::as_slice)).unwrap();
+    let data = payloads(3);
+    journal.append(data[..2].iter().map(Vec::as_slice)).unwrap();
+    journal.append(data[2..].iter().map(Vec::as_slice)).unwrap();
     drop(journal);
     let path = only_segment(dir.path());
     let clean = fs::read(&path).unwrap();
-    // Every byte of the first two records: a later valid record proves the damage is not a torn write.
-    let last_record_start = clean.len() - (16 + b"command number 2".len());
+    // Every byte of the first batch: a valid record of a later batch proves
+    // that the first was synced, so the damage is not a torn write.
+    let last_record_start = clean.len() - (RECORD_HEADER_BYTES + b"command number 2".len());
     for offset in 0..last_record_start {
         let mut damaged = clean.clone();
         damaged[offset] ^= 0x10;
@@ -94,6 +97,59 @@ fn a_bit_flip_in_acknowledged_records_stops_start_up_at_every_offset() {
     }
     fs::write(&path, &clean).unwrap();
     assert_eq!(Journal::open(dir.path(), 1).unwrap().1.records.len(), 3);
+}
+
+/// The last batch may reach the disk with any of its sectors missing when
+/// the power goes before its fdatasync: damage there, even with valid
+/// records of the same batch after it, is a torn tail, cut at the damage.
+#[test]
+fn damage_anywhere_in_the_last_batch_is_a_torn_tail_cut_at_the_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let data = payloads(5);
+    journal.append(data[..2].iter().map(Vec::as_slice)).unwrap();
+    journal.append(data[2..].iter().map(Vec::as_slice)).unwrap();
+    drop(journal);
+    let path = only_segment(dir.path());
+    let clean = fs::read(&path).unwrap();
+    let record_bytes = RECORD_HEADER_BYTES + b"command number 0".len();
+    let last_batch_start = 2 * record_bytes;
+    for offset in last_batch_start..clean.len() {
+        for damage in ["flip", "zeroed sector"] {
+            let mut damaged = clean.clone();
+            let record = (offset - last_batch_start) / record_bytes;
+            let record_start = last_batch_start + record * record_bytes;
+            if damage == "flip" {
+                damaged[offset] ^= 0x04;
+            } else {
+                // A hole of 8 bytes in this record, the records after it intact.
+                let end = (offset + 8).min(record_start + record_bytes);
+                damaged[offset..end].fill(0);
+                if damaged == clean {
+                    continue;
+                }
+            }
+            fs::write(&path, &damaged).unwrap();
+            let (mut journal, recovery) = Journal::open(dir.path(), 1).unwrap_or_else(|e| panic!("{damage} at {offset}: {e}"));
+            assert_eq!(recovery.records.len(), 2 + record, "{damage} at {offset}: the records before the damaged one are kept");
+            assert_eq!(recovery.truncated.as_ref().map(|t| t.1), Some(record_start as u64), "{damage} at {offset}");
+            assert_eq!(fs::metadata(&path).unwrap().len(), record_start as u64, "{damage} at {offset}: cut at the damaged record");
+            assert_eq!(journal.append([b"again".as_slice()]).unwrap(), (3 + record as u64)..(4 + record as u64));
+        }
+    }
+}
+
+#[test]
+fn segments_of_the_earlier_record_format_are_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("journal-00000000000000000001.log");
+    fs::write(&old, b"records of format 1").unwrap();
+    match Journal::open(dir.path(), 1) {
+        Err(error @ JournalError::OldFormat { .. }) => assert!(error.to_string().contains("earlier release"), "{error}"),
+        other => panic!("an old segment must be refused, got {:?}", other.map(|(_, r)| r.records.len())),
+    }
+    assert_eq!(fs::read(&old).unwrap(), b"records of format 1");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no new segment was created beside it");
 }
 
 #[test]
@@ -137,7 +193,7 @@ proptest! {
     ) {
         let mut bytes = Vec::new();
         for (i, payload) in records.iter().enumerate() {
-            encode_record(100 + i as u64, payload, &mut bytes);
+            encode_record(100 + i as u64, (i % 3) as u32, payload, &mut bytes);
         }
         let at = damage_at.index(bytes.len());
         bytes[at] ^= flip;

@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ledger_core::{LedgerCommand, LedgerError, Outcome, TimestampMs};
 use link::{ConnectionId, Outgoing, Stream};
 use matching_core::{Command, Event};
-use wire::{Message, PeerId, ProtocolErrorCode};
+use wire::{Admission, Message, PeerId, ProtocolErrorCode};
 
 use crate::config::LedgerConfig;
 use crate::metrics::Metrics;
@@ -184,23 +184,26 @@ impl Engine {
         let durable = self.service.peer_applied(peer);
         let metrics = self.metrics.clone();
         let state = self.peer(peer);
-        if sequence <= state.admitted {
-            metrics.duplicate_commands.inc();
-            if sequence <= durable {
-                // Applied before: answer again, never apply again.
-                let answer = state.retained.iter().find(|(s, _)| *s == sequence).map(|(_, a)| a.clone());
-                let mut bytes = Vec::new();
-                wire::encode_frame(0, &Message::LedgerOutcome { peer_sequence: sequence, outcome: answer }, &mut bytes);
-                self.send_to(peer, bytes);
+        match wire::admission(state.admitted, sequence) {
+            Admission::Next => {}
+            Admission::Duplicate => {
+                metrics.duplicate_commands.inc();
+                if sequence <= durable {
+                    // Applied before: answer again, never apply again.
+                    let answer = state.retained.iter().find(|(s, _)| *s == sequence).map(|(_, a)| a.clone());
+                    let mut bytes = Vec::new();
+                    wire::encode_frame(0, &Message::LedgerOutcome { peer_sequence: sequence, outcome: answer }, &mut bytes);
+                    self.send_to(peer, bytes);
+                }
+                // Otherwise it is pending in this turn and its outcome goes to the current connection.
+                return;
             }
-            // Otherwise it is pending in this turn and its outcome goes to the current connection.
-            return;
-        }
-        if sequence != state.admitted + 1 {
-            let detail = format!("expected command sequence {} from peer {peer}, got {sequence}", state.admitted + 1);
-            tracing::warn!(peer, sequence, expected = state.admitted + 1, "sequence gap; disconnecting the peer");
-            self.refuse(peer, ProtocolErrorCode::SequenceGap, detail);
-            return;
+            Admission::Gap { expected } => {
+                let detail = format!("expected command sequence {expected} from peer {peer}, got {sequence}");
+                tracing::warn!(peer, sequence, expected, "sequence gap; disconnecting the peer");
+                self.refuse(peer, ProtocolErrorCode::SequenceGap, detail);
+                return;
+            }
         }
         state.admitted = sequence;
         self.pending.push(JournalEntry { peer, peer_sequence: sequence, at_ms: now_ms(), command });
@@ -211,13 +214,15 @@ impl Engine {
             // Matching journaled our forward `peer_sequence` before publishing this.
             self.service.confirm_forwarded(peer_sequence);
         }
-        if sequence <= self.matching_seen {
-            return; // replayed after a reconnect, and already applied or pending
-        }
-        if sequence != self.matching_seen + 1 {
-            tracing::error!(sequence, expected = self.matching_seen + 1, "matching output sequence gap; resetting the link to replay");
-            self.matching = None;
-            return;
+        match wire::admission(self.matching_seen, sequence) {
+            Admission::Next => {}
+            // Replayed after a reconnect, and already applied or pending.
+            Admission::Duplicate => return,
+            Admission::Gap { expected } => {
+                tracing::error!(sequence, expected, "matching output sequence gap; resetting the link to replay");
+                self.matching = None;
+                return;
+            }
         }
         self.matching_seen = sequence;
         self.pending.push(JournalEntry { peer: MATCHING_PEER, peer_sequence: sequence, at_ms: now_ms(), command: LedgerCommand::ApplyMatching { sequence, events } });

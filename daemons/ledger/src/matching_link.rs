@@ -32,6 +32,22 @@ pub fn run(config: MatchingLinkConfig, inbox: SyncSender<Inbound>, progress: Arc
                 }
                 failures += 1;
             }
+            Ok((client, welcome)) if welcome.outputs_last < outputs_applied => {
+                // Forwards whose outputs the ledger applied have left its outbox,
+                // so a matching that lost those outputs cannot be brought back by
+                // resending: linking up would leave the two books different.
+                if failures % (60_000 / config.reconnect_ms).max(1) == 0 {
+                    tracing::error!(
+                        address = %address,
+                        outputs_applied,
+                        outputs_last = welcome.outputs_last,
+                        "matching's journal ends before outputs this ledger applied: it lost acknowledged records. Orders wait in \
+                         the outbox; restore matching's data directory from the backup or replica that has them"
+                    );
+                }
+                failures += 1;
+                client.shutdown();
+            }
             Ok((client, welcome)) => {
                 failures = 0;
                 tracing::info!(address = %address, outputs_applied, outputs_last = welcome.outputs_last, "connected to matching");

@@ -205,12 +205,7 @@ impl LedgerService {
         let applied = self.peers_applied.entry(entry.peer).or_default();
         *applied = (*applied).max(entry.peer_sequence);
         let outcome = self.ledger.apply(&entry.command, entry.at_ms);
-        let forward = match &outcome {
-            Ok(Outcome::OrderPlaced { forward, .. } | Outcome::CancelRequested { forward }) => Some(*forward),
-            Ok(Outcome::MarketCreated(id)) => self.ledger.market(*id).map(|market| Command::AddMarket(market.spec)),
-            _ => None,
-        };
-        if let Some(command) = forward {
+        if let Some(command) = forward_of(&self.ledger, &outcome) {
             // Numbered here, on the journal's order, so replay numbers them the same.
             self.forwarded_last += 1;
             self.outbox.push_back((self.forwarded_last, command));
@@ -296,6 +291,17 @@ impl LedgerService {
     /// concurrently, and every batch is visible whole or not at all.
     pub fn shared_store(&self) -> Arc<Store> {
         self.store.clone()
+    }
+}
+
+/// The command an outcome sends to matching, if any: an order's, a cancel's,
+/// or a new market's. Numbered in journal order by the caller, so replaying
+/// the journal numbers every forward the same.
+pub fn forward_of(ledger: &Ledger, outcome: &Result<Outcome, LedgerError>) -> Option<Command> {
+    match outcome {
+        Ok(Outcome::OrderPlaced { forward, .. } | Outcome::CancelRequested { forward }) => Some(*forward),
+        Ok(Outcome::MarketCreated(id)) => ledger.market(*id).map(|market| Command::AddMarket(market.spec)),
+        _ => None,
     }
 }
 

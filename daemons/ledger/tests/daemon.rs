@@ -474,3 +474,42 @@ fn kill_9_of_either_daemon_loses_nothing_acknowledged_and_doubles_nothing() {
     assert_eq!(audited.ledger().counters().next_order - 1, acknowledged_orders.len() as u64, "every acknowledged order exists exactly once");
     eprintln!("kills: ledger {}, matching {}; orders {}; fills {}", kills.0, kills.1, acknowledged_orders.len(), fills.len());
 }
+
+/// A matching restored from an older backup lacks outputs the ledger already
+/// applied; the forwards behind them have left the outbox, so linking up
+/// would leave the two books different. The ledger refuses the link (orders
+/// wait in the outbox) until matching's own data is back.
+#[test]
+fn a_matching_that_lost_applied_outputs_is_not_linked_until_its_data_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(dir.path());
+    let matching = system.start_matching();
+    let ledger = system.start_ledger();
+    let mut peer = system.connect(7);
+    setup(&mut peer, 2);
+    placed(peer.command(limit(1, Side::Sell, 50, 2)));
+    peer.wait_settled("the first order");
+    let applied = peer.status().matching_applied;
+    assert!(applied >= 2, "the market and the order came back from matching");
+
+    matching.stop();
+    let matching_dir = dir.path().join("matching");
+    std::fs::rename(&matching_dir, dir.path().join("matching-kept")).unwrap();
+    let empty = system.start_matching();
+    let waiting = placed(peer.command(limit(2, Side::Buy, 40, 1)));
+    std::thread::sleep(Duration::from_millis(1_000));
+    let status = peer.status();
+    assert!(!status.matching_connected, "linked to a matching without the outputs it applied: {status:?}");
+    assert_eq!(status.matching_applied, applied, "nothing applied from the empty matching");
+    assert_eq!(status.outbox_pending, 1, "the new order waits in the outbox");
+    assert_eq!(peer.order(waiting).status, OrderStatus::Pending);
+    assert!(ledger.metrics().contains("marionette_ledger_matching_connected 0"));
+
+    empty.stop();
+    std::fs::remove_dir_all(&matching_dir).unwrap();
+    std::fs::rename(dir.path().join("matching-kept"), &matching_dir).unwrap();
+    let _matching = system.start_matching();
+    peer.wait_settled("the order that waited");
+    assert_eq!(peer.order(waiting).status, OrderStatus::Open);
+    assert_eq!(peer.status().matching_applied, applied + 1);
+}

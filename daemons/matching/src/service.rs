@@ -21,7 +21,7 @@ use std::time::Instant;
 use journal::{Journal, JournalError};
 use matching_core::{Command, EngineSnapshot, Event, FastEngine, MarketId, OrderBook, Side, SnapshotError};
 use serde::{Deserialize, Serialize};
-use wire::{Message, PeerId, ProtocolErrorCode};
+use wire::{Admission, Message, PeerId, ProtocolErrorCode};
 
 use crate::config::{IdleStrategy, MatchingConfig};
 use crate::metrics::Metrics;
@@ -229,15 +229,18 @@ impl EngineService {
             return; // from a connection this peer has since replaced
         }
         let applied = self.peers_applied.get(&peer).copied().unwrap_or(0);
-        if sequence <= applied {
-            self.metrics.duplicate_commands.inc();
-            return;
-        }
-        if sequence != applied + 1 {
-            let detail = format!("expected command sequence {} from peer {peer}, got {sequence}", applied + 1);
-            tracing::warn!(peer, sequence, expected = applied + 1, "sequence gap; disconnecting the peer");
-            self.refuse(connection, ProtocolErrorCode::SequenceGap, detail);
-            return;
+        match wire::admission(applied, sequence) {
+            Admission::Next => {}
+            Admission::Duplicate => {
+                self.metrics.duplicate_commands.inc();
+                return;
+            }
+            Admission::Gap { expected } => {
+                let detail = format!("expected command sequence {expected} from peer {peer}, got {sequence}");
+                tracing::warn!(peer, sequence, expected, "sequence gap; disconnecting the peer");
+                self.refuse(connection, ProtocolErrorCode::SequenceGap, detail);
+                return;
+            }
         }
         self.peers_applied.insert(peer, sequence);
         self.pending.push(JournalEntry { peer, peer_sequence: sequence, command });

@@ -134,6 +134,32 @@ pub enum WireError {
     Payload(String),
 }
 
+/// Where a command numbered `sequence` stands against the last sequence
+/// admitted from the same sender. Every receiver of numbered commands (both
+/// engines, for commands and for matching's outputs) decides with this one
+/// rule, so a resend is never applied twice and a skipped number never
+/// applied at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Admitted before: answer again if needed, never apply again.
+    Duplicate,
+    /// The next one: apply it.
+    Next,
+    /// Numbers were skipped (lost or reordered in transit): refuse it and let
+    /// the sender reconnect and resend from what the receiver has.
+    Gap { expected: u64 },
+}
+
+pub fn admission(admitted: u64, sequence: u64) -> Admission {
+    if sequence <= admitted {
+        Admission::Duplicate
+    } else if sequence == admitted + 1 {
+        Admission::Next
+    } else {
+        Admission::Gap { expected: admitted + 1 }
+    }
+}
+
 /// Appends one encoded frame to `out`.
 pub fn encode_frame(sequence: u64, message: &Message, out: &mut Vec<u8>) {
     let start = out.len();
