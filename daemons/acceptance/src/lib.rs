@@ -41,9 +41,10 @@ impl Drop for Process {
 
 /// Starts `name`; its log goes to `log` (appended, so restarts add to it),
 /// and with SHOW_DAEMON_LOG to the test's stderr as well.
-fn spawn(name: &str, config: &Path, log: &Path) -> Process {
+fn spawn(name: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Process {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let mut child = Command::new(binary(name)).arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new(binary(name)).arg("--config").arg(config).envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let show = std::env::var_os("SHOW_DAEMON_LOG").is_some();
     std::thread::spawn(move || {
@@ -189,6 +190,12 @@ impl System {
 
     /// Starts `daemon` with its config and waits until it serves.
     pub fn start_again(&mut self, daemon: Daemon) {
+        self.start_again_with_env(daemon, &[]);
+    }
+
+    /// As [`System::start_again`], with these variables in the daemon's
+    /// environment only (fault injection hooks).
+    pub fn start_again_with_env(&mut self, daemon: Daemon, env: &[(&str, &str)]) {
         assert!(self.processes[daemon as usize].is_none(), "{daemon:?} is running");
         let socket = match daemon {
             Daemon::Matching => Some(self.dir.join("matching.sock")),
@@ -199,7 +206,7 @@ impl System {
         if let Some(socket) = &socket {
             let _ = std::fs::remove_file(socket);
         }
-        self.processes[daemon as usize] = Some(spawn(daemon.binary(), &self.dir.join(daemon.config()), &self.log_path(daemon)));
+        self.processes[daemon as usize] = Some(spawn(daemon.binary(), &self.dir.join(daemon.config()), &self.log_path(daemon), env));
         match daemon {
             // The socket files too: another test's daemon may have taken a port this one was given.
             Daemon::Matching | Daemon::Ledger => {

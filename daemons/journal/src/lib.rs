@@ -78,6 +78,11 @@ pub struct Journal {
     sync_fault: Option<(u64, i32)>,
 }
 
+/// Test hook for the real daemons: with this set to `n` in a daemon's
+/// environment, its journal behaves as [`Journal::inject_sync_failure`]`(n, EIO)`
+/// says, and logs that it does. Never set in the shipped units.
+pub const SYNC_FAULT_ENV: &str = "MARIONETTE_FAULT_SYNC_EIO_AFTER_BATCHES";
+
 /// Segment files of the current record format (format 1 used `.log`).
 const SEGMENT_EXTENSION: &str = "jnl";
 
@@ -173,7 +178,7 @@ impl Journal {
             file.sync_all().map_err(io_error("fsync segment", tail))?;
         }
         let ring = IoUring::new(8).map_err(io_error("set up io_uring for", dir))?;
-        let journal = Journal {
+        let mut journal = Journal {
             dir: dir.to_path_buf(),
             segments,
             file,
@@ -185,6 +190,10 @@ impl Journal {
             poisoned: false,
             sync_fault: None,
         };
+        if let Some(batches) = std::env::var(SYNC_FAULT_ENV).ok().and_then(|v| v.parse().ok()) {
+            tracing::warn!(env = SYNC_FAULT_ENV, batches, "FAULT INJECTION: every fdatasync after this many batches reports EIO");
+            journal.inject_sync_failure(batches, libc::EIO);
+        }
         Ok((journal, recovery))
     }
 
@@ -306,7 +315,15 @@ impl Journal {
             let source = if written < 0 {
                 std::io::Error::from_raw_os_error(-written)
             } else {
-                std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {written} of {expected} bytes"))
+                // A short write hides its cause (a full disk, usually); writing
+                // the rest once more returns it. The batch fails either way: the
+                // linked fdatasync was cancelled with the short write.
+                use std::os::unix::fs::FileExt;
+                let rest = &self.buffer[written as usize..];
+                match self.file.write_at(rest, self.offset + written as u64) {
+                    Err(cause) => cause,
+                    Ok(_) => std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {written} of {expected} bytes")),
+                }
             };
             return Err(JournalError::WriteFailed { source });
         }

@@ -84,7 +84,13 @@ fn run() -> anyhow::Result<()> {
     tracing::info!(address = %config.listen.address, metrics = %config.listen.metrics_address, "ready");
     match engine.join() {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error).context("the journal failed; stopping so that recovery runs on restart"),
+        Ok(Err(error)) => Err(error).with_context(|| {
+            format!(
+                "matching stopped without publishing what it could not persist; if the cause is a full or failing disk under {}, \
+                 fix that, then start it again: start-up recovers everything acknowledged from the snapshot and the journal",
+                config.storage.data_dir.display()
+            )
+        }),
         Err(_) => bail!("the engine thread panicked"),
     }
 }
