@@ -55,6 +55,33 @@ fn a_torn_tail_is_truncated_at_every_cut_and_appending_goes_on() {
     }
 }
 
+/// A segment cut anywhere (a lost tail, or a file truncated in the middle by
+/// an operator's copy): recovery keeps the whole records before the cut and
+/// cuts the partial one. The journal cannot know the lost records were
+/// acknowledged; what lies above it does (the ledger's database ahead of its
+/// journal, matching's outputs behind the ledger's), see their tests.
+#[test]
+fn a_cut_at_every_offset_keeps_the_whole_records_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let data = payloads(6);
+    for pair in data.chunks(2) {
+        journal.append(pair.iter().map(Vec::as_slice)).unwrap();
+    }
+    drop(journal);
+    let path = only_segment(dir.path());
+    let full = fs::read(&path).unwrap();
+    let record_bytes = RECORD_HEADER_BYTES + b"command number 0".len();
+    for cut in 0..=full.len() {
+        fs::write(&path, &full[..cut]).unwrap();
+        let (journal, recovery) = Journal::open(dir.path(), 1).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let whole = cut / record_bytes;
+        assert_eq!(recovery.records.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), data[..whole], "cut at {cut}");
+        assert_eq!(fs::metadata(&path).unwrap().len(), (whole * record_bytes) as u64, "cut at {cut}: the partial record is gone");
+        assert_eq!(journal.next_sequence(), whole as u64 + 1);
+    }
+}
+
 #[test]
 fn zero_filled_tail_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
