@@ -105,6 +105,8 @@ pub struct Options {
     pub gateway_listen: String,
     /// Extra lines for the gateway's `[limits]`.
     pub gateway_limits: String,
+    /// Extra lines for the gateway's `[auth]`.
+    pub gateway_auth: String,
     /// The ledger listens on TCP (as for gateways on other hosts) instead of a Unix socket.
     pub ledger_over_tcp: bool,
 }
@@ -157,7 +159,7 @@ impl System {
         let d = dir.display();
         let (matching_metrics, ledger_metrics, port) = (free_port(), free_port(), free_port());
         let ledger_address = if options.ledger_over_tcp { format!("tcp:127.0.0.1:{}", free_port()) } else { format!("unix:{d}/ledger.sock") };
-        let (listen, limits) = (&options.gateway_listen, &options.gateway_limits);
+        let (listen, limits, auth) = (&options.gateway_listen, &options.gateway_limits, &options.gateway_auth);
         std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
         std::fs::write(
             dir.join("ledger.toml"),
@@ -167,7 +169,7 @@ impl System {
         std::fs::write(
             dir.join("gateway.toml"),
             format!(
-                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\ncookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\nbody_bytes_max = 4096\nquery_depth_max = 6\n{limits}\n[log]\nformat = \"text\"\n"
+                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\ncookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\nbody_bytes_max = 4096\nquery_depth_max = 6\n{limits}\n[log]\nformat = \"text\"\n"
             ),
         )
         .unwrap();

@@ -273,7 +273,8 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
     eprintln!("crash loop: {seconds} s, seed {seed} (MARIONETTE_CRASH_LOOP_SEED={seed} replays the supervisor's choices)");
     let dir = tempfile::tempdir().unwrap();
     // Rate limits would only slow the drivers and the audits down.
-    let options = Options { gateway_limits: NO_RATE_LIMITS.into(), ..Options::default() };
+    // Drivers log in once: tokens must outlive the long run (they expire after 15 minutes by default).
+    let options = Options { gateway_limits: NO_RATE_LIMITS.into(), gateway_auth: "token_ttl_seconds = 86400".into(), ..Options::default() };
     let mut system = System::start_with(dir.path(), &options);
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
     assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
