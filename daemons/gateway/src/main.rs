@@ -36,6 +36,7 @@ fn run() -> anyhow::Result<()> {
         return Ok(());
     }
     shell::init_logging(&config.log);
+    shell::service_manager::status("opening the account store and the signing keys");
     std::fs::create_dir_all(&config.storage.data_dir).with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
     let users = Arc::new(Users::open(&config.storage.data_dir).context("opening the account store (is another gateway running on it?)")?);
     let auth = Arc::new(Auth::new(&config.auth).context("loading the JWT signing keys")?);
@@ -75,6 +76,16 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
     let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
     let listener = tokio::net::TcpListener::bind(&config.listen.address).await.with_context(|| format!("binding {}", config.listen.address))?;
     tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, signing_key = auth.signing_key_id(), "ready: POST http://{}/graphql", config.listen.address);
+    shell::service_manager::ready(&format!("serving GraphQL on {}", config.listen.address));
+    // The gateway has no engine thread: its heartbeats come from the runtime
+    // that serves requests, so a stalled runtime is restarted.
+    tokio::spawn(async {
+        let mut watchdog = shell::service_manager::Watchdog::from_env();
+        loop {
+            watchdog.beat();
+            tokio::time::sleep(watchdog.wait_max()).await;
+        }
+    });
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         // Over the cap, connections wait in the kernel's backlog until one closes.
@@ -108,5 +119,6 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         });
     }
     tracing::info!("stopping");
+    shell::service_manager::stopping();
     Ok(())
 }

@@ -11,13 +11,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ledger_core::{LedgerCommand, LedgerError, Outcome, TimestampMs};
 use link::{ConnectionId, Outgoing, Stream};
 use matching_core::{Command, Event};
+use shell::service_manager::Watchdog;
 use wire::{Admission, Message, PeerId, ProtocolErrorCode};
 
 use crate::config::LedgerConfig;
@@ -104,11 +105,18 @@ impl Engine {
     /// Runs until `Shutdown` or until every sender is gone. An error ends it:
     /// the in-memory state may be ahead of the disk, so the caller must exit
     /// non-zero and let start-up recover from the journal.
-    pub fn run(mut self, inbox: Receiver<Inbound>) -> Result<(), ServiceError> {
+    /// The watchdog's heartbeats come from this loop, also when idle, so
+    /// systemd sees a stuck engine, not just a live process.
+    pub fn run(mut self, inbox: Receiver<Inbound>, mut watchdog: Watchdog) -> Result<(), ServiceError> {
         let batch_max = self.config.engine.batch_commands_max;
         let mut items = Vec::with_capacity(batch_max);
         loop {
-            let Ok(first) = inbox.recv() else { return self.flush() };
+            watchdog.beat();
+            let first = match inbox.recv_timeout(watchdog.wait_max()) {
+                Ok(item) => item,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return self.flush(),
+            };
             items.push(first);
             while items.len() < batch_max {
                 match inbox.try_recv() {

@@ -37,6 +37,7 @@ fn run() -> anyhow::Result<()> {
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     tracing::info!(data_dir = %data_dir.display(), "opening RocksDB and replaying the journal");
+    shell::service_manager::status("opening RocksDB and replaying the journal");
     let (mut service, report) = LedgerService::open(data_dir, config.limits).context("start-up failed; nothing was changed")?;
     service.set_segment_records_max(config.storage.segment_records_max);
     tracing::info!(
@@ -70,7 +71,7 @@ fn run() -> anyhow::Result<()> {
                 tracing::warn!(cpu, "could not pin the engine thread; running unpinned");
             }
         }
-        engine.run(receiver)
+        engine.run(receiver, shell::service_manager::Watchdog::from_env())
     })?;
     {
         let (link_config, inbox, progress, metrics) = (config.matching.clone(), inbox.clone(), progress.clone(), metrics.clone());
@@ -81,10 +82,12 @@ fn run() -> anyhow::Result<()> {
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
             tracing::info!(signal, "stopping");
+            shell::service_manager::stopping();
             let _ = inbox.send(Inbound::Shutdown);
         }
     })?;
     tracing::info!(address = %config.listen.address, matching = %config.matching.address, metrics = %config.listen.metrics_address, "ready");
+    shell::service_manager::ready(&format!("serving on {}", config.listen.address));
     match engine.join() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error).with_context(|| {

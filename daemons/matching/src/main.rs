@@ -33,6 +33,7 @@ fn run() -> anyhow::Result<()> {
     shell::init_logging(&config.log);
     let metrics = Arc::new(Metrics::new());
     tracing::info!(data_dir = %config.storage.data_dir.display(), "recovering");
+    shell::service_manager::status("loading the snapshot and replaying the journal");
     let (service, report) = EngineService::recover(&config, metrics.clone()).context("recovery failed; nothing was changed")?;
     tracing::info!(
         snapshot_sequence = report.snapshot_sequence,
@@ -68,7 +69,7 @@ fn run() -> anyhow::Result<()> {
                 tracing::warn!(cpu, "could not pin the engine thread; running unpinned");
             }
         }
-        service.run(receiver)
+        service.run(receiver, shell::service_manager::Watchdog::from_env())
     })?;
     {
         let (config, inbox, metrics) = (config.clone(), inbox.clone(), metrics.clone());
@@ -77,11 +78,13 @@ fn run() -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            shell::service_manager::stopping();
             let _ = inbox.send(Inbound::Shutdown);
             tracing::info!(signal, "stopping");
         }
     })?;
     tracing::info!(address = %config.listen.address, metrics = %config.listen.metrics_address, "ready");
+    shell::service_manager::ready(&format!("serving on {}", config.listen.address));
     match engine.join() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error).with_context(|| {

@@ -14,13 +14,14 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use journal::{Journal, JournalError};
 use matching_core::{Command, EngineSnapshot, Event, FastEngine, MarketId, OrderBook, Side, SnapshotError};
 use serde::{Deserialize, Serialize};
+use shell::service_manager::Watchdog;
 use wire::{Admission, Message, PeerId, ProtocolErrorCode};
 
 use crate::config::{IdleStrategy, MatchingConfig};
@@ -181,12 +182,18 @@ impl EngineService {
 
     /// Runs until `Shutdown` or until every sender is gone. A journal error
     /// ends it: the caller must exit non-zero so that the supervisor restarts
-    /// the daemon into recovery.
-    pub fn run(mut self, inbox: Receiver<Inbound>) -> Result<(), JournalError> {
+    /// the daemon into recovery. The watchdog's heartbeats come from this
+    /// loop, also when idle, so systemd sees a stuck engine, not just a live process.
+    pub fn run(mut self, inbox: Receiver<Inbound>, mut watchdog: Watchdog) -> Result<(), JournalError> {
         let batch_max = self.config.engine.batch_commands_max;
         let mut items = Vec::with_capacity(batch_max);
         loop {
-            let Some(first) = wait(&inbox, self.config.engine.idle) else { return self.flush() };
+            watchdog.beat();
+            let first = match wait(&inbox, self.config.engine.idle, watchdog.wait_max()) {
+                Waited::Item(item) => item,
+                Waited::Idle => continue,
+                Waited::Closed => return self.flush(),
+            };
             items.push(first);
             while items.len() < batch_max {
                 match inbox.try_recv() {
@@ -401,16 +408,31 @@ impl EngineService {
     }
 }
 
-fn wait(inbox: &Receiver<Inbound>, idle: IdleStrategy) -> Option<Inbound> {
+enum Waited {
+    Item(Inbound),
+    /// Nothing came within the wait: time for a heartbeat.
+    Idle,
+    Closed,
+}
+
+fn wait(inbox: &Receiver<Inbound>, idle: IdleStrategy, wait_max: Duration) -> Waited {
     match idle {
-        IdleStrategy::Park => inbox.recv().ok(),
-        IdleStrategy::Yield | IdleStrategy::Spin => loop {
-            match inbox.try_recv() {
-                Ok(item) => return Some(item),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if idle == IdleStrategy::Yield => std::thread::yield_now(),
-                Err(TryRecvError::Empty) => std::hint::spin_loop(),
-            }
+        IdleStrategy::Park => match inbox.recv_timeout(wait_max) {
+            Ok(item) => Waited::Item(item),
+            Err(RecvTimeoutError::Timeout) => Waited::Idle,
+            Err(RecvTimeoutError::Disconnected) => Waited::Closed,
         },
+        IdleStrategy::Yield | IdleStrategy::Spin => {
+            let started = Instant::now();
+            loop {
+                match inbox.try_recv() {
+                    Ok(item) => return Waited::Item(item),
+                    Err(TryRecvError::Disconnected) => return Waited::Closed,
+                    Err(TryRecvError::Empty) if started.elapsed() >= wait_max => return Waited::Idle,
+                    Err(TryRecvError::Empty) if idle == IdleStrategy::Yield => std::thread::yield_now(),
+                    Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                }
+            }
+        }
     }
 }
