@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -110,7 +110,8 @@ fn keys_error(dir: &Path, detail: impl Into<String>) -> AuthError {
 
 /// Every `<kid>.ed25519` in `dir`, by kid; creates one (mode 0600) when there is none.
 fn load_or_create_keys(dir: &Path) -> Result<BTreeMap<String, [u8; 32]>, AuthError> {
-    std::fs::create_dir_all(dir).map_err(|e| keys_error(dir, e.to_string()))?;
+    // Only the gateway's user may list its keys, whatever the umask.
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| keys_error(dir, e.to_string()))?;
     let mut keys = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(|e| keys_error(dir, e.to_string()))? {
         let entry = entry.map_err(|e| keys_error(dir, e.to_string()))?;

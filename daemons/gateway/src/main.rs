@@ -17,8 +17,9 @@ use gateway::ratelimit::RateLimiter;
 use gateway::users::Users;
 use hyper_util::rt::TokioIo;
 
-const USAGE: &str = "usage: marionette-gateway [--config PATH] [--check-config]\n\
-    Runs the Marionette GraphQL gateway. PATH defaults to /etc/marionette/gateway.toml.";
+const USAGE: &str = "usage: marionette-gateway [--config PATH] [--check-config] [init-keys]\n\
+    Runs the Marionette GraphQL gateway. PATH defaults to /etc/marionette/gateway.toml.\n\
+    init-keys: creates a JWT signing key in auth.keys_dir if there is none (mode 0600), prints the signing key's id and exits.";
 
 fn main() {
     shell::exit_on_error("marionette-gateway", run());
@@ -26,13 +27,22 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let Some(args) = shell::parse_args(std::env::args().skip(1), "/etc/marionette/gateway.toml", USAGE).map_err(anyhow::Error::msg)? else { return Ok(()) };
-    if let Some(extra) = args.rest.first() {
-        bail!("unexpected argument {extra:?}\n{USAGE}");
-    }
+    let init_keys = match args.rest.as_slice() {
+        [] => false,
+        [command] if command == "init-keys" => true,
+        [extra, ..] => bail!("unexpected argument {extra:?}\n{USAGE}"),
+    };
     let (config_path, check_only) = (args.config, args.check_only);
     let config = GatewayConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
     if check_only {
         println!("{}: ok", config_path.display());
+        return Ok(());
+    }
+    if init_keys {
+        // The package's postinst runs this, so that the secret exists before
+        // the first start and is never part of the package.
+        let auth = Auth::new(&config.auth).with_context(|| format!("creating a signing key in {}", config.auth.keys_dir.display()))?;
+        println!("{}", auth.signing_key_id());
         return Ok(());
     }
     shell::init_logging(&config.log);
