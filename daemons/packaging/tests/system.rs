@@ -9,7 +9,8 @@
 //! marionettectl; trades through the gateway with curl; restarts, SIGKILLs
 //! and SIGSTOPs (watchdog) the daemons and finds every balance and order
 //! again; reinstalls as an upgrade (matching and the ledger keep running,
-//! the gateway restarts, an edited conffile stays); removes and purges.
+//! the gateway restarts, an edited conffile stays); pins matching with
+//! marionette-tune and reverts it; removes and purges.
 //! It prints each check as it passes (on stderr, past the test harness's
 //! capture) and removes the machine afterwards.
 
@@ -217,13 +218,10 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     let work = tempfile::Builder::new().prefix("marionette-system-").tempdir_in("/var/tmp").unwrap();
     let debs = work.path().join("debs");
     let build = Command::new(repository().join("scripts/build-debs")).arg("--out").arg(&debs).output().unwrap();
-    assert!(build.status.success(), "scripts/build-debs failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    assert!(build.status.success(), "scripts/build-debs failed:\n{}{}", String::from_utf8_lossy(&build.stdout), String::from_utf8_lossy(&build.stderr));
     // The -dbgsym packages (symbols for the four binaries) are built too; an operator installs them only to debug.
-    let mut built: Vec<String> = std::fs::read_dir(&debs)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.contains("-dbgsym_"))
-        .collect();
+    let mut built: Vec<String> =
+        std::fs::read_dir(&debs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|name| !name.contains("-dbgsym_")).collect();
     built.sort();
     assert_eq!(built.len(), 6, "one package per daemon, common, tools and the metapackage: {built:?}");
     report(&format!("built and lintian-checked {} ({} s)", built.join(" "), started.elapsed().as_secs()));
@@ -290,7 +288,9 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     // The wait for the fill is the ledger's settlement: the buy comes back FILLED.
     let mut deadline = Instant::now() + Duration::from_secs(10);
     let buy = order(&tokens[0], "BUY", "1", "100");
-    while machine.graphql(&tokens[0], "query($id: ID!) { userOrder(id: $id) { status } }", serde_json::json!({ "id": buy["id"] }))["userOrder"]["status"] != "FILLED" {
+    while machine.graphql(&tokens[0], "query($id: ID!) { userOrder(id: $id) { status } }", serde_json::json!({ "id": buy["id"] }))["userOrder"]["status"]
+        != "FILLED"
+    {
         assert!(Instant::now() < deadline, "the buy was not filled: {buy}");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -356,7 +356,31 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     machine.ok("grep -q '^ip_burst = 401$' /etc/marionette/gateway.toml && ! ls /etc/marionette/*.dpkg-*");
     assert_eq!(machine.ok("cat /var/lib/marionette/gateway/keys/*.ed25519"), key_before, "the signing key is never replaced");
     assert_eq!(books(&machine, &tokens), expected, "after the upgrade");
-    report("upgrade: matching and the ledger kept running (with a note on restarting them), the gateway restarted, the edited conffile and the signing key stayed");
+    report(
+        "upgrade: matching and the ledger kept running (with a note on restarting them), the gateway restarted, the edited conffile and the signing key stayed",
+    );
+
+    // The tuner pins the daemons from a hardware profile: this machine's two CPUs, matching alone on CPU 1.
+    assert_eq!(machine.ok("systemctl is-enabled marionette-tune.service").trim(), "enabled");
+    let tuned = machine.run("marionette-tune apply /usr/share/marionette/hardware/kvm-2cpu.toml");
+    let said = format!("{}{}", String::from_utf8_lossy(&tuned.stdout), String::from_utf8_lossy(&tuned.stderr));
+    // A container's /proc/sys and /sys are read-only: those settings fail (exit 2, each listed); the drop-ins are written.
+    assert!(matches!(tuned.status.code(), Some(0 | 2)), "{said}");
+    assert!(said.contains("systemd reloaded"), "{said}");
+    machine.ok("systemctl restart marionette-matching");
+    machine.wait_serving();
+    let pinned = |unit: &str| machine.ok(&format!("grep Cpus_allowed_list /proc/$(systemctl show -p MainPID --value {unit})/status")).trim().to_string();
+    assert_eq!(pinned("marionette-matching"), "Cpus_allowed_list:\t1", "{said}");
+    assert_eq!(machine.property("marionette-matching.service", "CPUAffinity"), "1");
+    assert_eq!(books(&machine, &tokens), expected, "after pinning matching");
+    let (code, reverted) =
+        (machine.run("marionette-tune revert").status.code(), machine.run("ls /etc/systemd/system/marionette-matching.service.d 2>&1 || true"));
+    assert!(matches!(code, Some(0 | 2)));
+    assert!(!String::from_utf8_lossy(&reverted.stdout).contains("50-marionette-tune.conf"), "revert removes the drop-ins");
+    machine.ok("systemctl restart marionette-matching");
+    machine.wait_serving();
+    assert_ne!(pinned("marionette-matching"), "Cpus_allowed_list:\t1", "unpinned after revert");
+    report("marionette-tune pinned matching to CPU 1 from the kvm-2cpu profile (CPUAffinity, Cpus_allowed_list of the restarted daemon), nothing lost; revert removed the drop-ins and unpinned it");
 
     // Remove keeps data and config; purge removes config, and data only when asked.
     machine.ok(&format!("apt-get remove -y -q {PACKAGES}"));
@@ -372,7 +396,9 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     let configured: Vec<&str> = configured.split_whitespace().collect();
     assert!(configured.contains(&"marionette-matching") && configured.contains(&"marionette-gateway"), "{configured:?}");
     machine.ok(&format!("MARIONETTE_PURGE_DATA=yes apt-get purge -y -q {}", configured.join(" ")));
-    machine.ok("! test -e /etc/marionette && ! test -e /var/lib/marionette/matching && ! test -e /var/lib/marionette/gateway && test -d /var/lib/marionette/ledger");
+    machine.ok(
+        "! test -e /etc/marionette && ! test -e /var/lib/marionette/matching && ! test -e /var/lib/marionette/gateway && test -d /var/lib/marionette/ledger",
+    );
     let left = machine.ok("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' 'marionette*' 2>/dev/null || true");
     assert!(left.lines().all(|l| !l.starts_with("ii") && !l.starts_with("rc")), "nothing installed or half-removed: {left}");
     report("apt purge: config removed; the ledger's data kept unless MARIONETTE_PURGE_DATA=yes (then removed)");

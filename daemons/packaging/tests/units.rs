@@ -37,7 +37,7 @@ fn root() -> tempfile::TempDir {
         std::fs::copy(&unit, system.join(unit.file_name().unwrap())).unwrap();
     }
     let built = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    for service in SERVICES {
+    for service in SERVICES.iter().chain(&["marionette-tune.service"]) {
         let binary = service.trim_end_matches(".service");
         std::fs::copy(built.join(binary), root.path().join("usr/bin").join(binary))
             .unwrap_or_else(|e| panic!("{binary} not built ({e}): run the tests with cargo test --workspace"));

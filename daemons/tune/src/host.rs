@@ -1,0 +1,199 @@
+//! The I/O shell around the plan: reads the host's layout and files under a
+//! root (`/` on a server, a fake tree in tests), applies changes after
+//! saving what they replace, and reverts from what was saved.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::cpuset::CpuSet;
+use crate::ethtool;
+use crate::plan::{Change, Layout, NicQueues, SAVED_STATE};
+use crate::profile::Profile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    State { path: String, message: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
+    move |source| HostError::Io { path: path.display().to_string(), source }
+}
+
+pub struct Host {
+    root: PathBuf,
+}
+
+/// The originals of every path the tuner has changed, kept across applies:
+/// the first apply's values, not a later apply's (which are the tuner's own).
+pub type Saved = BTreeMap<String, Option<String>>;
+
+impl Host {
+    pub fn new(root: impl Into<PathBuf>) -> Host {
+        Host { root: root.into() }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    pub fn read(&self, relative: &str) -> Option<String> {
+        if let Some((interface, group, setting)) = ethtool::split(relative) {
+            let output = std::process::Command::new("ethtool").arg(ethtool::options(group).0).arg(interface).output().ok()?;
+            return ethtool::current(group, setting, &String::from_utf8_lossy(&output.stdout)).map(|value| value.to_string());
+        }
+        std::fs::read_to_string(self.path(relative)).ok()
+    }
+
+    fn entries(&self, relative: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path(relative))
+            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort_by_key(|name| (name.len(), name.clone()));
+        names
+    }
+
+    pub fn layout(&self, profile: &Profile) -> Layout {
+        let cpus_online = self.read("sys/devices/system/cpu/online").and_then(|s| CpuSet::parse_list(&s).ok()).unwrap_or_default();
+        let mut layout = Layout { cpus_online, ..Layout::default() };
+        for pci in profile.nics.iter().filter_map(|n| n.pci.as_ref()).chain(profile.nvme.iter().map(|n| &n.pci)) {
+            let device = format!("sys/bus/pci/devices/{pci}");
+            let mut irqs: Vec<u32> = self.entries(&format!("{device}/msi_irqs")).iter().filter_map(|n| n.parse().ok()).collect();
+            if irqs.is_empty() {
+                // No MSI: the one legacy interrupt line, 0 when there is none.
+                irqs.extend(self.read(&format!("{device}/irq")).and_then(|s| s.trim().parse::<u32>().ok()).filter(|&irq| irq != 0));
+            }
+            layout.device_irqs.insert(pci.clone(), irqs);
+        }
+        for nic in &profile.nics {
+            let (interface, base) = match (&nic.pci, &nic.interface) {
+                (Some(pci), _) => {
+                    let Some(interface) = self.entries(&format!("sys/bus/pci/devices/{pci}/net")).into_iter().next() else { continue };
+                    let base = format!("sys/bus/pci/devices/{pci}/net/{interface}/queues");
+                    (interface, base)
+                }
+                (None, Some(interface)) if self.path(&format!("sys/class/net/{interface}")).exists() => {
+                    (interface.clone(), format!("sys/class/net/{interface}/queues"))
+                }
+                _ => continue,
+            };
+            let queues = self.entries(&base);
+            let (rx, tx) = queues.into_iter().filter(|q| q.starts_with("rx-") || q.starts_with("tx-")).partition(|q| q.starts_with("rx-"));
+            layout.nic_queues.insert(nic.name().to_string(), NicQueues { interface, base, rx, tx });
+        }
+        layout
+    }
+
+    pub fn saved(&self) -> Result<Saved, HostError> {
+        let path = self.path(SAVED_STATE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| HostError::State {
+                path: path.display().to_string(),
+                message: format!("{e}; the originals cannot be read back, so nothing was changed (move the file aside to start over)"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Saved::new()),
+            Err(e) => Err(io_error(&path)(e)),
+        }
+    }
+
+    fn store(&self, saved: &Saved) -> Result<(), HostError> {
+        let path = self.path(SAVED_STATE);
+        if saved.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(&path)(e)),
+                _ => Ok(()),
+            };
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        // Written whole, then renamed: a crash leaves the old originals or the new ones, never half.
+        let partial = path.with_extension("json.partial");
+        let text = serde_json::to_string_pretty(saved).map_err(|e| HostError::State { path: path.display().to_string(), message: e.to_string() })?;
+        std::fs::write(&partial, text + "\n").map_err(io_error(&partial))?;
+        std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(io_error(&partial))?;
+        std::fs::rename(&partial, &path).map_err(io_error(&path))
+    }
+
+    fn write(&self, relative: &str, value: &str) -> Result<(), HostError> {
+        if let Some((interface, group, setting)) = ethtool::split(relative) {
+            let output = std::process::Command::new("ethtool")
+                .args([ethtool::options(group).1, interface, setting, value])
+                .output()
+                .map_err(|source| HostError::Io { path: format!("ethtool (apt install ethtool) for {relative}"), source })?;
+            if !output.status.success() {
+                let said = String::from_utf8_lossy(&output.stderr);
+                return Err(HostError::State { path: relative.to_string(), message: format!("ethtool said: {}", said.trim()) });
+            }
+            return Ok(());
+        }
+        let path = self.path(relative);
+        if relative.starts_with("etc/") {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+            }
+        }
+        // sysfs and procfs take one value per write, without a trailing newline.
+        std::fs::write(&path, value).map_err(io_error(&path))
+    }
+
+    fn remove(&self, relative: &str) -> Result<(), HostError> {
+        let path = self.path(relative);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&path)(e)),
+            _ => {}
+        }
+        // The drop-in directory goes too when the tuner's file was its last.
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
+
+    /// Applies `changes`, saving each original first. Returns the changes
+    /// that failed (a kernel refusing a value, say) with why; the others stay applied.
+    pub fn apply(&self, changes: &[Change]) -> Result<Vec<(Change, HostError)>, HostError> {
+        let mut saved = self.saved()?;
+        for change in changes {
+            saved.entry(change.path.clone()).or_insert_with(|| change.before.clone());
+        }
+        self.store(&saved)?;
+        let mut failed = Vec::new();
+        for change in changes {
+            if let Err(error) = self.write(&change.path, &change.after) {
+                failed.push((change.clone(), error));
+            }
+        }
+        Ok(failed)
+    }
+
+    /// The changes that put every saved original back (a drop-in the tuner
+    /// created is removed: its "after" is None).
+    pub fn revert_plan(&self) -> Result<Vec<(String, Option<String>)>, HostError> {
+        let mut originals: Vec<(String, Option<String>)> = self.saved()?.into_iter().collect();
+        // NIC settings last: putting the queue count back removes queue
+        // directories whose steering masks must be restored first.
+        originals.sort_by_key(|(path, _)| (ethtool::split(path).is_some(), path.clone()));
+        Ok(originals)
+    }
+
+    /// Puts the originals back; what could not be restored stays saved, so a later revert retries it.
+    pub fn revert(&self) -> Result<Vec<(String, HostError)>, HostError> {
+        let mut kept = Saved::new();
+        let mut failed = Vec::new();
+        for (path, original) in self.revert_plan()? {
+            let result = match &original {
+                Some(value) => self.write(&path, value),
+                None => self.remove(&path),
+            };
+            if let Err(error) = result {
+                kept.insert(path.clone(), original);
+                failed.push((path, error));
+            }
+        }
+        self.store(&kept)?;
+        Ok(failed)
+    }
+}
