@@ -380,7 +380,15 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     machine.ok("systemctl restart marionette-matching");
     machine.wait_serving();
     assert_ne!(pinned("marionette-matching"), "Cpus_allowed_list:\t1", "unpinned after revert");
-    report("marionette-tune pinned matching to CPU 1 from the kvm-2cpu profile (CPUAffinity, Cpus_allowed_list of the restarted daemon), nothing lost; revert removed the drop-ins and unpinned it");
+    let preflight = machine.run("marionette-tune check /usr/share/marionette/hardware/kvm-2cpu.toml");
+    let said = String::from_utf8_lossy(&preflight.stdout).into_owned();
+    for line in ["PASS  direct I/O: /var/lib/marionette/ledger: supported", "PASS  io_uring: enabled", "isolated CPUs: "] {
+        assert!(said.contains(line), "{line}:\n{said}");
+    }
+    // Fit or not depends on this host's kernel command line; the exit status says the same as the last line.
+    let verdict = said.lines().last().unwrap_or_default();
+    assert!(matches!((preflight.status.code(), verdict.split(':').next()), (Some(0), Some("fit")) | (Some(3), Some("NOT fit"))), "{said}");
+    report("marionette-tune pinned matching to CPU 1 from the kvm-2cpu profile (CPUAffinity, Cpus_allowed_list of the restarted daemon), nothing lost; revert removed the drop-ins and unpinned it; its preflight check ran on the installed data directories");
 
     // Remove keeps data and config; purge removes config, and data only when asked.
     machine.ok(&format!("apt-get remove -y -q {PACKAGES}"));

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::check;
 use crate::cpuset::CpuSet;
 use crate::ethtool;
 use crate::plan::{Change, Layout, NicQueues, SAVED_STATE};
@@ -84,6 +85,73 @@ impl Host {
             layout.nic_queues.insert(nic.name().to_string(), NicQueues { interface, base, rx, tx });
         }
         layout
+    }
+
+    /// What the preflight check looks at, read under the root.
+    pub fn facts(&self, data_dirs: &[&str]) -> check::Facts {
+        let mut facts = check::Facts {
+            smt_active: self.read("sys/devices/system/cpu/smt/active"),
+            transparent_hugepage: self.read("sys/kernel/mm/transparent_hugepage/enabled"),
+            swaps: self.read("proc/swaps"),
+            clocksource: self.read("sys/devices/system/clocksource/clocksource0/current_clocksource"),
+            kernel_isolated: self.read("sys/devices/system/cpu/isolated"),
+            kernel_nohz_full: self.read("sys/devices/system/cpu/nohz_full"),
+            osrelease: self.read("proc/sys/kernel/osrelease"),
+            io_uring_disabled: self.read("proc/sys/kernel/io_uring_disabled"),
+            ..check::Facts::default()
+        };
+        let online = self.read("sys/devices/system/cpu/online").and_then(|s| CpuSet::parse_list(&s).ok()).unwrap_or_default();
+        for cpu in online.iter() {
+            if let Some(governor) = self.read(&format!("sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor")) {
+                facts.governors.push((cpu, governor));
+            }
+        }
+        for irq in self.entries("proc/irq").iter().filter_map(|n| n.parse::<u32>().ok()) {
+            // Where it may run now; older kernels only have the requested affinity.
+            let cpus = self.read(&format!("proc/irq/{irq}/effective_affinity_list")).or_else(|| self.read(&format!("proc/irq/{irq}/smp_affinity_list")));
+            facts.irq_affinities.extend(cpus.map(|cpus| (irq, cpus.trim().to_string())));
+        }
+        for pid in self.entries("proc").iter().filter_map(|n| n.parse::<u32>().ok()) {
+            let process = self.read(&format!("proc/{pid}/comm")).unwrap_or_default().trim().to_string();
+            for tid in self.entries(&format!("proc/{pid}/task")) {
+                if let Some((thread, cpu)) = self.read(&format!("proc/{pid}/task/{tid}/stat")).as_deref().and_then(check::stat_processor) {
+                    facts.tasks.push(check::Task { pid, process: process.clone(), thread, cpu });
+                }
+            }
+        }
+        for dir in data_dirs {
+            facts.data_dirs.push(self.data_dir(dir));
+        }
+        facts
+    }
+
+    fn data_dir(&self, relative: &str) -> check::DataDir {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path(relative);
+        let mut dir = check::DataDir { path: format!("/{relative}"), exists: path.is_dir(), direct_io: Ok(()), free_bytes: 0, total_bytes: 0 };
+        if !dir.exists {
+            return dir;
+        }
+        let probe = path.join(".marionette-tune-direct-io-probe");
+        dir.direct_io = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+            .map(|_| ())
+            .map_err(|e| format!("cannot open a file with O_DIRECT ({e})"));
+        let _ = std::fs::remove_file(&probe);
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return dir };
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: c_path is a valid C string and stat a properly sized, writable statvfs.
+        if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == 0 {
+            let fragment = stat.f_frsize as u64;
+            dir.free_bytes = (stat.f_bavail as u64).saturating_mul(fragment);
+            dir.total_bytes = (stat.f_blocks as u64).saturating_mul(fragment);
+        }
+        dir
     }
 
     pub fn saved(&self) -> Result<Saved, HostError> {

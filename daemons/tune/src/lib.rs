@@ -4,6 +4,7 @@
 //! changes); [`host::Host`] reads and writes under a root, so tests run it
 //! against a fake sysfs/procfs tree.
 
+pub mod check;
 pub mod cpuset;
 pub mod ethtool;
 pub mod host;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use tune::check::Level;
 use tune::host::Host;
 use tune::plan::{kernel_cmdline, plan};
 use tune::profile::Profile;
@@ -11,10 +12,13 @@ const USAGE: &str = "usage: marionette-tune [--root DIR] COMMAND
   apply PROFILE [--dry-run]   make this host match the hardware profile; --dry-run prints every change and makes none
   revert [--dry-run]          put back every value the tuner changed, remove its systemd drop-ins
   show PROFILE                check the profile and print its layout and kernel command line
+  check [PROFILE]             preflight: is this host fit (SMT, governor, THP, swap, clock source, isolation,
+                              interrupts and tasks on isolated CPUs, kernel, io_uring, direct I/O, free space)
 Profiles: /usr/share/marionette/hardware/*.toml. The values replaced are kept in
 /var/lib/marionette-tune/saved.json (the first apply's, across applies) for revert.
 --root (default /) runs against another tree, e.g. a chroot or a test fixture.
-Exit status: 0 done (or nothing to do), 1 an error, 2 some changes failed (listed).";
+Exit status: 0 done (or nothing to do, or fit), 1 an error, 2 some changes failed (listed),
+3 check found the host unfit (a FAIL line).";
 
 fn main() {
     match run() {
@@ -40,6 +44,8 @@ fn run() -> anyhow::Result<i32> {
     match words.as_slice() {
         ["apply", profile] => apply(&host, &root, &Profile::load(profile.as_ref())?, dry_run),
         ["revert"] => revert(&host, &root, dry_run),
+        ["check"] => preflight(&host, None),
+        ["check", profile] => preflight(&host, Some(&Profile::load(profile.as_ref())?)),
         ["show", profile] => {
             let profile = Profile::load(profile.as_ref())?;
             println!("model: {}", profile.model);
@@ -105,6 +111,18 @@ fn apply(host: &Host, root: &std::path::Path, profile: &Profile, dry_run: bool) 
         reload_systemd(root);
     }
     Ok(if failed.is_empty() { 0 } else { 2 })
+}
+
+fn preflight(host: &Host, profile: Option<&Profile>) -> anyhow::Result<i32> {
+    let verdicts = tune::check::check(profile, &host.facts(&["var/lib/marionette/matching", "var/lib/marionette/ledger"]));
+    for verdict in &verdicts {
+        println!("{verdict}");
+    }
+    let count = |level| verdicts.iter().filter(|v| v.level == level).count();
+    let fails = count(Level::Fail);
+    let verdict = if fails == 0 { "fit" } else { "NOT fit" };
+    println!("{verdict}: {} pass, {} warn, {fails} fail", count(Level::Pass), count(Level::Warn));
+    Ok(if fails == 0 { 0 } else { 3 })
 }
 
 fn revert(host: &Host, root: &std::path::Path, dry_run: bool) -> anyhow::Result<i32> {
