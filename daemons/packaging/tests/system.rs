@@ -254,7 +254,7 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     let documentation = machine.property("marionette-ledger.service", "Documentation");
     let readme = documentation.strip_prefix("file:").unwrap_or_else(|| panic!("the units document themselves with a file: {documentation}"));
     machine.ok(&format!("test -f {readme}"));
-    for page in ["marionette-matching", "marionette-ledger", "marionette-gateway", "marionettectl"] {
+    for page in ["marionette-matching", "marionette-ledger", "marionette-gateway", "marionettectl", "marionette-tune"] {
         machine.ok(&format!("test -f /usr/share/man/man8/{page}.8.gz"));
     }
     let keys = machine.ok("stat -c '%a %U %n' /var/lib/marionette/gateway/keys /var/lib/marionette/gateway/keys/*.ed25519");

@@ -41,6 +41,8 @@ impl Host {
     }
 
     pub fn read(&self, relative: &str) -> Option<String> {
+        // ethtool speaks to the live devices of this network namespace,
+        // whatever the root: the tests run it inside a namespace of their own.
         if let Some((interface, group, setting)) = ethtool::split(relative) {
             let output = std::process::Command::new("ethtool").arg(ethtool::options(group).0).arg(interface).output().ok()?;
             return ethtool::current(group, setting, &String::from_utf8_lossy(&output.stdout)).map(|value| value.to_string());

@@ -143,6 +143,10 @@ impl Profile {
     }
 
     fn validate(&self) -> Result<(), String> {
+        // It is written into the drop-ins' comment line: one line, nothing that could start another.
+        if self.model.is_empty() || self.model.chars().any(char::is_control) {
+            return Err("model must be one line of text naming the server model".into());
+        }
         let cpus = &self.cpus;
         if cpus.housekeeping.is_empty() {
             return Err("cpus.housekeeping is empty: the kernel and systemd need at least one CPU".into());

@@ -260,6 +260,7 @@ fn shipped_profiles_are_valid_and_bad_ones_are_refused_with_the_key() {
     refused("swappiness = 1", "swappiness = 1\nswapiness = 2", "unknown field `swapiness`");
     refused("[daemons.gateway]", "[daemons.gateways]", "daemons.gateways: unknown daemon");
     refused("housekeeping = \"0-1\"", "housekeeping = \"0-40000\"", "past the highest supported CPU");
+    refused("model = \"test server, 8 CPUs\"", "model = \"x\\n[Service]\\nExecStart=/bin/sh\"", "model must be one line");
 }
 
 #[test]
