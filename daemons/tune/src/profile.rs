@@ -229,7 +229,7 @@ fn check_pci(pci: &str, list: &str) -> Result<(), String> {
     let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
     let ok = match pci.split(':').collect::<Vec<_>>().as_slice() {
         [domain, bus, rest] => match rest.split_once('.') {
-            Some((device, function)) => hex(domain, 4) && hex(bus, 2) && hex(device, 2) && function.len() == 1 && hex(function, 1),
+            Some((device, function)) => hex(domain, 4) && hex(bus, 2) && hex(device, 2) && hex(function, 1),
             None => false,
         },
         _ => false,
