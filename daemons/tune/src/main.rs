@@ -12,6 +12,7 @@ const USAGE: &str = "usage: marionette-tune [--root DIR] COMMAND
   apply PROFILE [--dry-run]   make this host match the hardware profile; --dry-run prints every change and makes none
   revert [--dry-run]          put back every value the tuner changed, remove its systemd drop-ins
   show PROFILE                check the profile and print its layout and kernel command line
+  cmdline PROFILE             print only the profile's kernel command line (for a boot loader's config)
   check [PROFILE]             preflight: is this host fit (SMT, governor, THP, swap, clock source, isolation,
                               interrupts and tasks on isolated CPUs, kernel, io_uring, direct I/O, free space)
 Profiles: /usr/share/marionette/hardware/*.toml. The values replaced are kept in
@@ -56,6 +57,10 @@ fn run() -> anyhow::Result<i32> {
                 println!("marionette-{name}: CPUs {}{engine}", placement.cpus);
             }
             println!("kernel command line: {}", kernel_cmdline(&profile));
+            Ok(0)
+        }
+        ["cmdline", profile] => {
+            println!("{}", kernel_cmdline(&Profile::load(profile.as_ref())?));
             Ok(0)
         }
         ["--help" | "-h" | "help"] => {

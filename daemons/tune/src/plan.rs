@@ -107,6 +107,32 @@ impl<R: Fn(&str) -> Option<String>> Planner<'_, R> {
         }
     }
 
+    /// Each idle state of the CPU deeper than the latency limit disabled, the
+    /// others enabled: the kernel lists them as cpuidle/state0, state1, ...
+    fn cstates(&mut self, cpu: u32, limit_us: u32) {
+        let base = format!("sys/devices/system/cpu/cpu{cpu}/cpuidle");
+        let mut state = 0;
+        while let Some(latency) = (self.read)(&format!("{base}/state{state}/latency")) {
+            let dir = format!("{base}/state{state}");
+            match latency.trim().parse::<u64>() {
+                Ok(latency_us) => {
+                    let name = (self.read)(&format!("{dir}/name")).unwrap_or_default();
+                    let (wanted, why) = if latency_us > u64::from(limit_us) {
+                        ("1", format!("CPU {cpu} never enters idle state {} ({latency_us} µs to wake, above {limit_us})", name.trim()))
+                    } else {
+                        ("0", format!("CPU {cpu} may enter idle state {} ({latency_us} µs to wake)", name.trim()))
+                    };
+                    self.knob(format!("{dir}/disable"), Form::Text, wanted.to_string(), &why);
+                }
+                Err(_) => self.plan.notes.push(format!("/{dir}/latency holds {latency:?}, not microseconds; skipped")),
+            }
+            state += 1;
+        }
+        if state == 0 {
+            self.plan.notes.push(format!("/{base} does not exist on this host (no cpuidle driver); C-states left to the firmware"));
+        }
+    }
+
     /// A systemd drop-in the tuner owns: created, or rewritten if it differs.
     fn drop_in(&mut self, unit: &str, section: &str, lines: &[String], why: &str) {
         let path = format!("etc/systemd/system/{unit}.d/{DROP_IN}");
@@ -213,6 +239,11 @@ pub fn plan(profile: &Profile, layout: &Layout, read: impl Fn(&str) -> Option<St
     let host = &profile.host;
     for cpu in layout.cpus_online.iter() {
         planner.knob(format!("sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor"), Form::Text, host.governor.clone(), "CPU frequency governor");
+    }
+    if let Some(limit_us) = host.max_cstate_latency_us {
+        for cpu in cpus.isolated.union(&cpus.irq).iter().filter(|cpu| layout.cpus_online.contains(*cpu)) {
+            planner.cstates(cpu, limit_us);
+        }
     }
     planner.knob("proc/sys/vm/swappiness".into(), Form::Text, host.swappiness.to_string(), "swap only under real memory pressure");
     planner.knob("proc/sys/kernel/numa_balancing".into(), Form::Text, u8::from(host.numa_balancing).to_string(), "no page migration under the engines");

@@ -99,6 +99,10 @@ pub struct HostSettings {
     pub timer_migration: bool,
     /// Seconds between VM statistics updates (each one interrupts every CPU).
     pub vm_stat_interval_s: u32,
+    /// Idle states (C-states) whose exit latency is above this are disabled
+    /// on the isolated and IRQ CPUs, where a wake-up is on the critical path.
+    /// None leaves them alone (a profile for a machine where power matters more).
+    pub max_cstate_latency_us: Option<u32>,
 }
 
 impl Default for HostSettings {
@@ -111,6 +115,7 @@ impl Default for HostSettings {
             numa_balancing: false,
             timer_migration: false,
             vm_stat_interval_s: 10,
+            max_cstate_latency_us: None,
         }
     }
 }

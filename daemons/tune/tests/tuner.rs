@@ -53,6 +53,7 @@ transparent_hugepage = "never"
 numa_balancing = false
 timer_migration = false
 vm_stat_interval_s = 10
+max_cstate_latency_us = 10
 "#;
 
 /// An 8-CPU host as the kernel shows it, tuned for nothing.
@@ -62,6 +63,13 @@ fn fake_host() -> (tempfile::TempDir, BTreeMap<String, String>) {
     files.insert("sys/devices/system/cpu/online".to_string(), "0-7\n".to_string());
     for cpu in 0..8 {
         files.insert(format!("sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor"), "powersave\n".into());
+        for (state, name, latency_us) in [(0, "POLL", 0), (1, "C1", 2), (2, "C1E", 10), (3, "C6", 133)] {
+            let dir = format!("sys/devices/system/cpu/cpu{cpu}/cpuidle/state{state}");
+            files.insert(format!("{dir}/name"), format!("{name}\n"));
+            files.insert(format!("{dir}/latency"), format!("{latency_us}\n"));
+            // An operator had turned C1E off on CPU 5: within the limit, so the profile turns it back on.
+            files.insert(format!("{dir}/disable"), if cpu == 5 && state == 2 { "1\n" } else { "0\n" }.into());
+        }
     }
     files.insert("proc/irq/default_smp_affinity".into(), "ff\n".into());
     for irq in [40, 41, 42, 50, 51] {
@@ -153,6 +161,11 @@ fn apply_writes_every_setting_then_has_nothing_to_do_and_revert_restores_the_hos
     expect("sys/devices/virtual/workqueue/cpumask", "00000003");
     for cpu in 0..8 {
         expect(&format!("sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor"), "performance");
+        // Only the state slower to wake than the profile's 10 µs is off.
+        for (state, disabled) in [(0, "0"), (1, "0"), (2, "0"), (3, "1")] {
+            let path = format!("sys/devices/system/cpu/cpu{cpu}/cpuidle/state{state}/disable");
+            assert_eq!(tuned[&path].trim(), disabled, "{path}");
+        }
     }
     expect("proc/sys/vm/swappiness", "1");
     expect("proc/sys/kernel/numa_balancing", "0");
@@ -242,6 +255,9 @@ fn shipped_profiles_are_valid_and_bad_ones_are_refused_with_the_key() {
         let cmdline = kernel_cmdline(&profile);
         assert!(cmdline.contains(&format!("isolcpus=managed_irq,domain,{}", profile.cpus.isolated)), "{cmdline}");
         assert!(cmdline.contains(&format!("irqaffinity={}", profile.cpus.irq)), "{cmdline}");
+        // The command the host image's boot configuration is made with prints exactly that line.
+        let (code, printed, errors) = tune(Path::new("/"), &["cmdline", path.to_str().unwrap()]);
+        assert_eq!((code, printed.as_str()), (0, format!("{cmdline}\n").as_str()), "{errors}");
     }
     let refused = |from: &str, to: &str, says: &str| {
         let text = PROFILE.replacen(from, to, 1);
