@@ -101,7 +101,9 @@ impl Admin {
                     }),
                     _ => json!({ "reachable": false }),
                 };
-                json!({ "ok": { "gateway": { "signing_key": self.auth.signing_key_id() }, "ledger": ledger } })
+                // null when the accounts cannot be read: status reports, it does not fail.
+                let operator_exists = self.users.operator_exists().ok();
+                json!({ "ok": { "gateway": { "signing_key": self.auth.signing_key_id(), "operator_exists": operator_exists }, "ledger": ledger } })
             }
         }
     }

@@ -87,6 +87,19 @@ impl Users {
         self.store.get(Table::Users, &id.to_be_bytes())?.map(|bytes| postcard::from_bytes(&bytes).map_err(|e| UserError::Corrupt(e.to_string()))).transpose()
     }
 
+    /// Whether any operator account exists: a fresh appliance has none until
+    /// `marionettectl create-operator`. Stops at the first one found.
+    pub fn operator_exists(&self) -> Result<bool, UserError> {
+        for row in self.store.scan_all(Table::Users) {
+            let (_, bytes) = row?;
+            let user: User = postcard::from_bytes(&bytes).map_err(|e| UserError::Corrupt(e.to_string()))?;
+            if user.role == Role::Operator {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub fn by_email(&self, email: &str) -> Result<Option<User>, UserError> {
         let Ok(email) = normalize_email(email) else { return Ok(None) };
         match self.store.get(Table::UsersByEmail, email.as_bytes())? {

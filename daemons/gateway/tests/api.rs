@@ -20,6 +20,7 @@ fn a_trade_end_to_end_through_the_api() {
     let (exit, status) = system.ctl(&["status"], "");
     assert_eq!(exit, 0);
     assert!(status.contains("\"matching_connected\": true"), "{status}");
+    assert!(status.contains("\"operator_exists\": true"), "{status}");
     // A market whose tick on one lot is not a whole number of cents is refused, not rounded.
     let sub_cent = system.as_user(
         &operator,

@@ -1,2 +1,34 @@
-//! Tests only: see `tests/`. The units live in `systemd/` at the repository
-//! root, the Debian packaging in `debian/`.
+//! What the packaging tests (`tests/`) share: the repository's place, host
+//! commands, and the `.deb` build. The units live in `systemd/` at the
+//! repository root, the Debian packaging in `debian/`, the host image in `image/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repository() -> PathBuf {
+    // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())).join("../..")
+}
+
+pub fn run_host(program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Runs a command on the host; its stdout, or a panic with everything it said.
+pub fn check_host(program: &str, args: &[&str]) -> String {
+    let output = run_host(program, args);
+    assert!(output.status.success(), "{program} {args:?} failed:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Builds and lintian-checks the packages (scripts/build-debs) into `out`;
+/// the names of those an operator installs (not the -dbgsym ones), sorted.
+pub fn build_debs(out: &Path) -> Vec<String> {
+    let build = Command::new(repository().join("scripts/build-debs")).arg("--out").arg(out).output().unwrap();
+    assert!(build.status.success(), "scripts/build-debs failed:\n{}{}", String::from_utf8_lossy(&build.stdout), String::from_utf8_lossy(&build.stderr));
+    let mut built: Vec<String> =
+        std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|name| !name.contains("-dbgsym_")).collect();
+    built.sort();
+    assert_eq!(built.len(), 6, "one package per daemon, common, tools and the metapackage: {built:?}");
+    built
+}

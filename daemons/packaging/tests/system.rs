@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use packaging::{build_debs, check_host};
+
 const PACKAGES: &str = "marionette marionette-common marionette-matching marionette-ledger marionette-gateway marionette-tools";
 const DAEMONS: [&str; 3] = ["matching", "ledger", "gateway"];
 const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
@@ -27,24 +29,9 @@ const BOB: (&str, &str) = ("bob@bank.example", "bob password 1");
 /// What debootstrap adds to minbase: an init, and curl as the GraphQL client.
 const DEBOOTSTRAP_INCLUDE: &str = "systemd,systemd-sysv,dbus,curl,ca-certificates";
 
-fn repository() -> PathBuf {
-    // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())).join("../..")
-}
-
 /// Writes past libtest's capture, so that a passing run shows what it checked.
 fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "system test: {line}");
-}
-
-fn run_host(program: &str, args: &[&str]) -> Output {
-    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
-}
-
-fn check_host(program: &str, args: &[&str]) -> String {
-    let output = run_host(program, args);
-    assert!(output.status.success(), "{program} {args:?} failed:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A bookworm tree with systemd, made once by debootstrap and copied for each run.
@@ -217,13 +204,8 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     let started = Instant::now();
     let work = tempfile::Builder::new().prefix("marionette-system-").tempdir_in("/var/tmp").unwrap();
     let debs = work.path().join("debs");
-    let build = Command::new(repository().join("scripts/build-debs")).arg("--out").arg(&debs).output().unwrap();
-    assert!(build.status.success(), "scripts/build-debs failed:\n{}{}", String::from_utf8_lossy(&build.stdout), String::from_utf8_lossy(&build.stderr));
     // The -dbgsym packages (symbols for the four binaries) are built too; an operator installs them only to debug.
-    let mut built: Vec<String> =
-        std::fs::read_dir(&debs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|name| !name.contains("-dbgsym_")).collect();
-    built.sort();
-    assert_eq!(built.len(), 6, "one package per daemon, common, tools and the metapackage: {built:?}");
+    let built = build_debs(&debs);
     report(&format!("built and lintian-checked {} ({} s)", built.join(" "), started.elapsed().as_secs()));
 
     let root = tempfile::Builder::new().prefix("machine-").tempdir_in(work.path()).unwrap();

@@ -3,16 +3,13 @@
 //! service 2.0 or better (lower is safer), offline, against the units as
 //! shipped and the daemon binaries this build made.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
+
+use packaging::repository;
 
 const SERVICES: [&str; 3] = ["marionette-matching.service", "marionette-ledger.service", "marionette-gateway.service"];
 const EXPOSURE_MAX: f64 = 2.0;
-
-fn repository() -> PathBuf {
-    // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())).join("../..")
-}
 
 fn units() -> Vec<PathBuf> {
     let mut units: Vec<PathBuf> = std::fs::read_dir(repository().join("systemd")).unwrap().map(|e| e.unwrap().path()).collect();

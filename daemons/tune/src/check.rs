@@ -67,6 +67,10 @@ pub struct Facts {
     pub kernel_nohz_full: Option<String>,
     /// (irq, the CPUs it may run on).
     pub irq_affinities: Vec<(u32, String)>,
+    /// Interrupts whose affinity the kernel manages and refuses to change
+    /// (blk-mq and NIC queues bound to one CPU): raised only by the I/O that
+    /// CPU itself issues, so one on an isolated CPU serves the daemon there.
+    pub managed_irqs: Vec<u32>,
     /// Every thread on the host.
     pub tasks: Vec<Task>,
     pub osrelease: Option<String>,
@@ -155,14 +159,23 @@ pub fn check(profile: Option<&Profile>, facts: &Facts) -> Vec<Verdict> {
         } else {
             verdict(Level::Warn, "nohz_full", format!("covers {{{nohz}}}, not all of {{{isolated}}}: the tick still interrupts the engines"))
         });
-        let intruding: Vec<String> = facts
-            .irq_affinities
-            .iter()
-            .filter(|(_, cpus)| CpuSet::parse_list(cpus).is_ok_and(|set| !set.intersection(&isolated).is_empty()))
-            .map(|(irq, _)| irq.to_string())
-            .collect();
-        out.push(if intruding.is_empty() {
+        let (mut managed, mut intruding) = (Vec::new(), Vec::new());
+        for (irq, cpus) in &facts.irq_affinities {
+            if CpuSet::parse_list(cpus).is_ok_and(|set| !set.intersection(&isolated).is_empty()) {
+                if facts.managed_irqs.contains(irq) { &mut managed } else { &mut intruding }.push(irq.to_string());
+            }
+        }
+        out.push(if intruding.is_empty() && managed.is_empty() {
             verdict(Level::Pass, "interrupts", format!("none may run on the isolated CPUs {isolated}"))
+        } else if intruding.is_empty() {
+            let shown = managed.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            verdict(
+                Level::Pass,
+                "interrupts",
+                format!(
+                    "none can be steered onto the isolated CPUs {isolated}; IRQ {shown}: per-CPU queues the kernel manages, raised only by that CPU's own I/O"
+                ),
+            )
         } else {
             let shown = intruding.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
             verdict(Level::Fail, "interrupts", format!("{} may run on isolated CPUs (IRQ {shown}); marionette-tune apply moves them", intruding.len()))

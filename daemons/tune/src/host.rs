@@ -11,6 +11,9 @@ use crate::ethtool;
 use crate::plan::{Change, Layout, NicQueues, SAVED_STATE};
 use crate::profile::Profile;
 
+/// What the kernel answers a write to a managed interrupt's affinity.
+const EIO: i32 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("{path}: {source}")]
@@ -112,6 +115,20 @@ impl Host {
             // Where it may run now; older kernels only have the requested affinity.
             let cpus = self.read(&format!("proc/irq/{irq}/effective_affinity_list")).or_else(|| self.read(&format!("proc/irq/{irq}/smp_affinity_list")));
             facts.irq_affinities.extend(cpus.map(|cpus| (irq, cpus.trim().to_string())));
+        }
+        // Which of those on isolated CPUs the kernel manages: it refuses (EIO)
+        // even its own current affinity written back, which changes nothing for any other IRQ.
+        let isolated = facts.kernel_isolated.as_deref().and_then(|s| CpuSet::parse_list(s).ok()).unwrap_or_default();
+        for (irq, cpus) in &facts.irq_affinities {
+            if CpuSet::parse_list(cpus).is_ok_and(|set| !set.intersection(&isolated).is_empty()) {
+                let path = self.root.join(format!("proc/irq/{irq}/smp_affinity_list"));
+                let requested = self.read(&format!("proc/irq/{irq}/smp_affinity_list")).unwrap_or_default();
+                if let Err(error) = std::fs::write(&path, requested.trim()) {
+                    if error.raw_os_error() == Some(EIO) {
+                        facts.managed_irqs.push(*irq);
+                    }
+                }
+            }
         }
         for pid in self.entries("proc").iter().filter_map(|n| n.parse::<u32>().ok()) {
             let process = self.read(&format!("proc/{pid}/comm")).unwrap_or_default().trim().to_string();

@@ -116,6 +116,33 @@ fn an_untuned_host_is_unfit_and_every_line_says_what_to_do() {
     assert!(said.lines().last().unwrap().starts_with("NOT fit: 0 pass, 7 warn, 6 fail"), "{said}");
 }
 
+#[test]
+fn an_interrupt_the_kernel_manages_on_an_isolated_cpu_is_not_a_failure() {
+    // As in a 2-CPU VM with isolcpus=1: virtio-blk's queue for CPU 1 is bound there by the kernel.
+    let profile =
+        tune::profile::Profile::parse("model = \"t\"\n[cpus]\nhousekeeping = \"0\"\nisolated = \"1\"\nirq = \"0\"\n[daemons.matching]\ncpus = \"1\"\n")
+            .unwrap();
+    let mut facts = tune::check::Facts {
+        kernel_isolated: Some("1".into()),
+        irq_affinities: vec![(25, "0".into()), (26, "1".into())],
+        managed_irqs: vec![26],
+        ..Default::default()
+    };
+    let interrupts = |facts: &tune::check::Facts| {
+        let verdicts = tune::check::check(Some(&profile), facts);
+        let line = verdicts.into_iter().find(|v| v.what == "interrupts").unwrap();
+        (line.level, line.detail)
+    };
+    let (level, detail) = interrupts(&facts);
+    assert_eq!(level, tune::check::Level::Pass, "{detail}");
+    assert!(detail.contains("IRQ 26: per-CPU queues the kernel manages"), "{detail}");
+    // The same interrupt, movable: a failure, as before.
+    facts.managed_irqs.clear();
+    let (level, detail) = interrupts(&facts);
+    assert_eq!(level, tune::check::Level::Fail, "{detail}");
+    assert!(detail.contains("1 may run on isolated CPUs (IRQ 26)"), "{detail}");
+}
+
 proptest! {
     #[test]
     fn the_stat_parser_answers_any_text(text in ".{0,200}") {
