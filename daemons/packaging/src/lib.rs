@@ -2,8 +2,9 @@
 //! commands, and the `.deb` build. The units live in `systemd/` at the
 //! repository root, the Debian packaging in `debian/`, the host image in `image/`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub fn repository() -> PathBuf {
     // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
@@ -31,4 +32,23 @@ pub fn build_debs(out: &Path) -> Vec<String> {
     built.sort();
     assert_eq!(built.len(), 6, "one package per daemon, common, tools and the metapackage: {built:?}");
     built
+}
+
+/// Runs `command` with `stdin` written to its input; its status and output.
+pub fn output_with_stdin(mut command: Command, stdin: &str) -> Output {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The stdout of a command that must have succeeded; else a panic with `what` and all it said.
+pub fn succeeded(what: &str, output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

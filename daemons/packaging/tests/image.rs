@@ -1,10 +1,11 @@
 //! The host image (`image/`, `scripts/build-image`) booted under qemu, as a
 //! site would flash it onto a server: UEFI firmware (OVMF), the image's
-//! standalone GRUB, the kernel with the hardware profile's command line,
+//! GRUB, the kernel with the hardware profile's command line,
 //! the first boot, `marionette.target`.
 //!
-//! It builds the packages and the image with the `kvm-2cpu` profile, checks
-//! the manifest, the checksums, the partition table, the boot loader on the
+//! It builds the packages and the image with the `kvm-2cpu` profile, twice
+//! (the same bytes unless the mirror moved in between), checks the manifest,
+//! the checksums, the partition table, the boot loader on the
 //! EFI system partition and that the root filesystem carries no host key,
 //! secret or password. It boots a copy on a disk larger than the image (KVM
 //! where it works, software emulation otherwise) with the serial console
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use packaging::{build_debs, check_host, repository};
+use packaging::{build_debs, check_host, output_with_stdin, repository, succeeded};
 
 const PROFILE: &str = "hardware/profiles/kvm-2cpu.toml";
 const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
@@ -125,15 +126,8 @@ impl Machine {
     }
 
     fn ssh_with(&self, script: &str, stdin: &str) -> Output {
-        let mut child = self
-            .ssh_command(&["-i", self.key.to_str().unwrap(), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "root@127.0.0.1", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        let key = self.key.to_str().unwrap();
+        output_with_stdin(self.ssh_command(&["-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "root@127.0.0.1", script]), stdin)
     }
 
     fn ok(&self, script: &str) -> String {
@@ -141,14 +135,7 @@ impl Machine {
     }
 
     fn ok_with(&self, script: &str, stdin: &str) -> String {
-        let output = self.ssh_with(script, stdin);
-        assert!(
-            output.status.success(),
-            "`{script}` failed in the machine:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        succeeded(&format!("in the machine, `{script}`"), self.ssh_with(script, stdin))
     }
 
     fn http(&self, path: &str, body: Option<&str>) -> String {
@@ -200,18 +187,35 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     let key = work.join("id_ed25519");
     check_host("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f", key.to_str().unwrap()]);
     let mirror = std::env::var("MARIONETTE_IMAGE_MIRROR").unwrap_or_else(|_| MIRROR_DEFAULT.into());
+    let build_image = |out: &Path| {
+        let build = Command::new(repository().join("scripts/build-image"))
+            .args(["--debs", debs.to_str().unwrap(), "--authorized-keys", &format!("{}.pub", key.display())])
+            .args(["--profile", repository().join(PROFILE).to_str().unwrap(), "--out", out.to_str().unwrap(), "--mirror", &mirror])
+            .output()
+            .unwrap();
+        assert!(build.status.success(), "scripts/build-image failed:\n{}", String::from_utf8_lossy(&build.stderr));
+        std::fs::read_to_string(out.join("SHA256SUMS")).unwrap()
+    };
     let out = work.join("image");
-    let build = Command::new(repository().join("scripts/build-image"))
-        .args(["--debs", debs.to_str().unwrap(), "--authorized-keys", &format!("{}.pub", key.display())])
-        .args(["--profile", repository().join(PROFILE).to_str().unwrap(), "--out", out.to_str().unwrap(), "--mirror", &mirror])
-        .output()
-        .unwrap();
-    assert!(build.status.success(), "scripts/build-image failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let sums = build_image(&out);
     report(&format!("built the image from {mirror} ({} s)", started.elapsed().as_secs()));
 
+    // Reproducible: the same inputs again give the same bytes. Only the
+    // package versions may differ, if the mirror was updated in between.
+    let again = work.join("image-again");
+    let sums_again = build_image(&again);
+    let manifest_of = |dir: &Path| std::fs::read_to_string(dir.join("manifest.txt")).unwrap();
+    if manifest_of(&out) == manifest_of(&again) {
+        assert_eq!(sums, sums_again, "two builds of the same inputs differ");
+        report(&format!("built it again: the same bytes (SHA256SUMS identical: {})", sums.lines().next().unwrap_or_default()));
+    } else {
+        report("built it again: the mirror changed its packages in between, so the bytes were not compared");
+    }
+    std::fs::remove_dir_all(&again).unwrap();
+
     // What a site receives: checksums that verify, a manifest naming every package.
-    let sums = Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&out).output().unwrap();
-    assert!(sums.status.success(), "{}", String::from_utf8_lossy(&sums.stdout));
+    let verified = Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&out).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
     let manifest = std::fs::read_to_string(out.join("manifest.txt")).unwrap();
     for line in ["hardware profile: kvm-2cpu.toml", "kernel command line: isolcpus=managed_irq,domain,1 nohz_full=1 rcu_nocbs=1 irqaffinity=0"] {
         assert!(manifest.contains(line), "{line}:\n{manifest}");
@@ -241,7 +245,7 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     assert_eq!(partitions[1]["type"], "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "the second is an x86-64 root");
     let esp_offset = partitions[0]["start"].as_u64().unwrap() * 512;
     let boot_dir = check_host("mdir", &["-b", "-i", &format!("{}@@{esp_offset}", raw.display()), "::/EFI/BOOT"]);
-    assert!(boot_dir.contains("BOOTX64.EFI"), "{boot_dir}");
+    assert!(boot_dir.contains("BOOTX64.EFI") && boot_dir.contains("grub.cfg"), "{boot_dir}");
     let root_fs = work.join("root.img");
     let root_start_mib = partitions[1]["start"].as_u64().unwrap() * 512 / (1 << 20);
     check_host(
@@ -262,7 +266,7 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     let authorized = debugfs(&root_fs, "cat /root/.ssh/authorized_keys");
     assert_eq!(authorized.trim(), std::fs::read_to_string(format!("{}.pub", key.display())).unwrap().trim());
     std::fs::remove_file(&root_fs).unwrap();
-    report("GPT with an EFI system partition (EFI/BOOT/BOOTX64.EFI) and a root filesystem without host keys, secrets or passwords");
+    report("GPT with an EFI system partition (EFI/BOOT/BOOTX64.EFI, grub.cfg) and a root filesystem without host keys, secrets or passwords");
 
     // A server's disk is larger than the image: a copy-on-write overlay, grown.
     let qcow2 = raw.with_extension("qcow2");

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use packaging::{build_debs, check_host};
+use packaging::{build_debs, check_host, output_with_stdin, succeeded};
 
 const PACKAGES: &str = "marionette marionette-common marionette-matching marionette-ledger marionette-gateway marionette-tools";
 const DAEMONS: [&str; 3] = ["matching", "ledger", "gateway"];
@@ -93,16 +93,16 @@ impl Machine {
 
     /// Runs `script` with sh inside the container, as root, with a clean environment.
     fn run_with(&self, script: &str, stdin: &str) -> Output {
-        let mut child = Command::new("nsenter")
-            .args(["-t", &self.leader.to_string(), "-a", "--", "/usr/bin/env", "-i"])
-            .args(["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", "/bin/sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &self.leader.to_string(), "-a", "--", "/usr/bin/env", "-i"]).args([
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG=C.UTF-8",
+            "DEBIAN_FRONTEND=noninteractive",
+            "/bin/sh",
+            "-c",
+            script,
+        ]);
+        output_with_stdin(command, stdin)
     }
 
     fn run(&self, script: &str) -> Output {
@@ -115,15 +115,7 @@ impl Machine {
     }
 
     fn ok_with(&self, script: &str, stdin: &str) -> String {
-        let output = self.run_with(script, stdin);
-        assert!(
-            output.status.success(),
-            "in the container, `{script}` failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        succeeded(&format!("in the container, `{script}`"), self.run_with(script, stdin))
     }
 
     fn wait_until(&self, what: &str, seconds: u64, script: &str) {
