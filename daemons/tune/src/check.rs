@@ -90,6 +90,11 @@ pub fn stat_processor(stat: &str) -> Option<(String, u32)> {
     Some((command, processor))
 }
 
+/// The first `most` items, for a line that stays readable on a big host.
+fn first(items: &[String], most: usize) -> String {
+    items[..items.len().min(most)].join(", ")
+}
+
 fn verdict(level: Level, what: &'static str, detail: impl Into<String>) -> Verdict {
     Verdict { level, what, detail: detail.into() }
 }
@@ -111,7 +116,7 @@ pub fn check(profile: Option<&Profile>, facts: &Facts) -> Vec<Verdict> {
         verdict(Level::Warn, "CPU governor", format!("not performance on {}; marionette-tune apply sets it", slow.join(" ")))
     });
 
-    let thp = facts.transparent_hugepage.as_deref().and_then(|raw| raw.split_whitespace().find_map(|w| w.strip_prefix('[')?.strip_suffix(']')));
+    let thp = facts.transparent_hugepage.as_deref().and_then(crate::plan::chosen);
     out.push(match thp {
         Some("never") => verdict(Level::Pass, "transparent hugepages", "never"),
         Some("madvise") => verdict(Level::Warn, "transparent hugepages", "madvise: boot with transparent_hugepage=never (or marionette-tune apply)"),
@@ -168,7 +173,7 @@ pub fn check(profile: Option<&Profile>, facts: &Facts) -> Vec<Verdict> {
         out.push(if intruding.is_empty() && managed.is_empty() {
             verdict(Level::Pass, "interrupts", format!("none may run on the isolated CPUs {isolated}"))
         } else if intruding.is_empty() {
-            let shown = managed.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            let shown = first(&managed, 8);
             verdict(
                 Level::Pass,
                 "interrupts",
@@ -177,7 +182,7 @@ pub fn check(profile: Option<&Profile>, facts: &Facts) -> Vec<Verdict> {
                 ),
             )
         } else {
-            let shown = intruding.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            let shown = first(&intruding, 8);
             verdict(Level::Fail, "interrupts", format!("{} may run on isolated CPUs (IRQ {shown}); marionette-tune apply moves them", intruding.len()))
         });
         // Per-CPU kernel threads (ksoftirqd/3, kworker/3:1) belong there; ours do too.
@@ -193,7 +198,7 @@ pub fn check(profile: Option<&Profile>, facts: &Facts) -> Vec<Verdict> {
         out.push(if strangers.is_empty() {
             verdict(Level::Pass, "tasks", "only Marionette and per-CPU kernel threads on the isolated CPUs")
         } else {
-            let shown = strangers.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            let shown = first(&strangers, 5);
             verdict(Level::Warn, "tasks", format!("{} other processes ran on isolated CPUs: {shown}", strangers.len()))
         });
     }

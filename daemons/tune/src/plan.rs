@@ -68,9 +68,14 @@ enum Form {
 fn current(form: Form, raw: &str) -> Option<String> {
     let raw = raw.trim();
     match form {
-        Form::Choice => raw.split_whitespace().find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']'))).map(str::to_string),
+        Form::Choice => chosen(raw).map(str::to_string),
         _ => Some(raw.to_string()),
     }
+}
+
+/// The current one of a sysfs choice list: `madvise` in `always [madvise] never`.
+pub fn chosen(raw: &str) -> Option<&str> {
+    raw.split_whitespace().find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
 }
 
 fn same(form: Form, current: &str, wanted: &str) -> bool {
