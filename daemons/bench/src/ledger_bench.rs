@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
@@ -153,8 +153,9 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
         for command in chunk {
             check_transferred(ledger.apply(command, 1))?;
         }
-        // What the service hands to storage per batch; dropping it is part of the cost.
-        drop(ledger.take_changes());
+        // What the service hands to storage per batch, and back once written.
+        let changes = ledger.take_changes();
+        ledger.recycle(changes);
     }
     let seconds = started.elapsed().as_secs_f64();
     ledger.check_invariants().map_err(|e| anyhow::anyhow!(e))?;
@@ -168,7 +169,8 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
             check_transferred(ledger.apply(command, 1))?;
             latency.record(before.elapsed().as_nanos() as u64)?;
         }
-        drop(ledger.take_changes());
+        let changes = ledger.take_changes();
+        ledger.recycle(changes);
     }
     Ok(Measured { name: "Marionette ledger core", note: "pure, in memory, idempotency keys kept".into(), transfers_per_second: transfers.len() as f64 / seconds, latency })
 }
@@ -210,6 +212,63 @@ fn measure_service(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
 /// Commands in flight at most from the daemon's client (sent, outcome not yet received).
 const WINDOW: u64 = 16_384;
 
+/// The outcomes received, and a sender blocked on a full window. The sender
+/// sleeps instead of spinning: on two cores a spinning client takes CPU
+/// from the daemon it measures.
+struct Window {
+    received: AtomicU64,
+    /// The receiver stopped (all received, or an error the join reports).
+    closed: AtomicBool,
+    /// The count of outcomes the sleeping sender waits for; u64::MAX when awake.
+    wake_at: AtomicU64,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window { received: AtomicU64::new(0), closed: AtomicBool::new(false), wake_at: AtomicU64::new(u64::MAX), lock: Mutex::new(()), wake: Condvar::new() }
+    }
+}
+
+impl Window {
+    fn advance(&self, received: u64) {
+        self.received.store(received, Ordering::SeqCst);
+        if received >= self.wake_at.load(Ordering::SeqCst) {
+            let _held = self.lock.lock().unwrap();
+            self.wake.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _held = self.lock.lock().unwrap();
+        self.wake.notify_one();
+    }
+
+    /// Blocks until `sent` commands leave room for `room` more in the window
+    /// (a chunk: not a wake-up and a write per command). False if the
+    /// receiver stopped.
+    fn wait_for_room(&self, sent: u64, room: u64) -> bool {
+        let needed = (sent + room).saturating_sub(WINDOW);
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return false;
+            }
+            if self.received.load(Ordering::SeqCst) >= needed {
+                return true;
+            }
+            let held = self.lock.lock().unwrap();
+            self.wake_at.store(needed, Ordering::SeqCst);
+            // Checked again after saying so: an outcome in between is either seen here or wakes us.
+            if self.received.load(Ordering::SeqCst) < needed && !self.closed.load(Ordering::SeqCst) {
+                drop(self.wake.wait_timeout(held, Duration::from_millis(10)).unwrap());
+            }
+            self.wake_at.store(u64::MAX, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The real `marionette-ledger` process over its Unix socket: a pipelined
 /// client (one thread sends, one receives); every outcome arrives after its
 /// transfer is in the fdatasync'd journal and in RocksDB. Matching is not
@@ -246,30 +305,35 @@ fn measure_daemon(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Res
     }
     let first = opening.len() as u64 + 1;
     let total = transfers.len() as u64;
-    let received = Arc::new(AtomicU64::new(0));
+    let window = Arc::new(Window::default());
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let started = Instant::now();
     let receiving = {
-        let (received, sent_at) = (received.clone(), sent_at.clone());
+        let (window, sent_at) = (window.clone(), sent_at.clone());
         std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, Duration)> {
-            let mut latency = new_histogram();
-            for i in 0..total {
-                match receiver.recv()?.message {
-                    Message::LedgerOutcome { peer_sequence, outcome: Some(outcome) } if peer_sequence == first + i => check_transferred(outcome)?,
-                    other => bail!("expected the outcome of command {}, got {other:?}", first + i),
+            let mut receive = || {
+                let mut latency = new_histogram();
+                for i in 0..total {
+                    match receiver.recv()?.message {
+                        Message::LedgerOutcome { peer_sequence, outcome: Some(outcome) } if peer_sequence == first + i => check_transferred(outcome)?,
+                        other => bail!("expected the outcome of command {}, got {other:?}", first + i),
+                    }
+                    latency.saturating_record(started.elapsed().as_nanos() as u64 - sent_at[i as usize].load(Ordering::Relaxed));
+                    window.advance(i + 1);
                 }
-                latency.saturating_record(started.elapsed().as_nanos() as u64 - sent_at[i as usize].load(Ordering::Relaxed));
-                received.store(i + 1, Ordering::Release);
-            }
-            Ok((latency, started.elapsed()))
+                Ok((latency, started.elapsed()))
+            };
+            let received = receive();
+            window.close();
+            received
         })
     };
     let mut next = 0u64;
     while next < total {
-        while next - received.load(Ordering::Acquire) >= WINDOW {
-            std::thread::yield_now();
+        let chunk_end = (next + 256).min(total);
+        if !window.wait_for_room(next, chunk_end - next) {
+            break; // the join below says why
         }
-        let chunk_end = (next + 256).min(total).min(received.load(Ordering::Acquire) + WINDOW);
         let now = started.elapsed().as_nanos() as u64;
         for i in next..chunk_end {
             sent_at[i as usize].store(now, Ordering::Relaxed);

@@ -664,7 +664,7 @@ impl Query {
                     asset: catalog.symbol(t.asset),
                     amount: catalog.amount(t.asset, sign * t.amount),
                     kind: entry_kind(t.kind).into(),
-                    reference: Some(t.reference.clone()),
+                    reference: Some(t.reference.to_string()),
                     created_at: at(t.at_ms),
                 })
             })

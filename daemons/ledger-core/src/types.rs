@@ -1,5 +1,6 @@
 //! The ledger's vocabulary. Amounts are `i128` minor units of their asset.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 pub use matching_core::{MarketId, OrderId, UserId};
@@ -102,8 +103,10 @@ pub struct Transfer {
     pub asset: AssetId,
     pub amount: Amount,
     pub kind: TransferKind,
-    /// What caused it: a deposit reference, an order id, a trade id, a withdrawal id.
-    pub reference: String,
+    /// What caused it: a deposit reference, an order id, a trade id, a
+    /// withdrawal id. Stored inline up to 24 bytes (the same encoding as a
+    /// String): a settlement's four to six legs share one reference.
+    pub reference: CompactString,
     pub at_ms: TimestampMs,
 }
 

@@ -34,8 +34,9 @@ pub enum SchemaError {
     Version { found: u32 },
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_stdvec(value).expect("encoding into a vector cannot fail")
+/// `value` in postcard, straight into the batch's buffer.
+fn put_encoded<T: Serialize>(batch: &mut Batch, table: Table, key: &[u8], value: &T) {
+    batch.put_with(table, key, |out| *out = postcard::to_extend(value, std::mem::take(out)).expect("encoding into a vector cannot fail"));
 }
 
 fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, SchemaError> {
@@ -64,10 +65,10 @@ fn balance_key(user: UserId, asset: AssetId) -> [u8; 12] {
 /// the commands were applied, and the journal position they bring the store to.
 pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, journal_applied: u64) {
     for asset in &changes.assets {
-        batch.put(Table::Assets, &asset.id.to_be_bytes(), &encode(asset));
+        put_encoded(batch, Table::Assets, &asset.id.to_be_bytes(), asset);
     }
     for market in &changes.markets {
-        batch.put(Table::Markets, &market.id().to_be_bytes(), &encode(market));
+        put_encoded(batch, Table::Markets, &market.id().to_be_bytes(), market);
     }
     for &(user, asset) in &changes.balances {
         let balance = ledger.balance(user, asset);
@@ -76,21 +77,21 @@ pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, jour
         if balance == Balance::default() {
             batch.delete(Table::Balances, &key);
         } else {
-            batch.put(Table::Balances, &key, &encode(&balance));
+            put_encoded(batch, Table::Balances, &key, &balance);
         }
     }
     for &asset in &changes.system {
-        batch.put(Table::SystemAccounts, &asset.to_be_bytes(), &encode(&ledger.system_balances(asset)));
+        put_encoded(batch, Table::SystemAccounts, &asset.to_be_bytes(), &ledger.system_balances(asset));
     }
     for transfer in &changes.transfers {
-        batch.put(Table::Transfers, &transfer.id.to_be_bytes(), &encode(transfer));
+        put_encoded(batch, Table::Transfers, &transfer.id.to_be_bytes(), transfer);
         let users = [transfer.debit.user(), transfer.credit.user()];
         for user in users.iter().flatten() {
             batch.put(Table::TransfersByUser, &key2(*user, transfer.id), &[]);
         }
     }
     for trade in &changes.trades {
-        batch.put(Table::Trades, &trade.id.to_be_bytes(), &encode(trade));
+        put_encoded(batch, Table::Trades, &trade.id.to_be_bytes(), trade);
         batch.put(Table::TradesByMarket, &key2(trade.fill.market as u64, trade.id), &[]);
         batch.put(Table::TradesByUser, &key2(trade.fill.maker_user, trade.id), &[]);
         batch.put(Table::TradesByUser, &key2(trade.fill.taker_user, trade.id), &[]);
@@ -108,7 +109,7 @@ pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, jour
     }
     for withdrawal in &changes.withdrawals {
         let id = withdrawal.id.to_be_bytes();
-        batch.put(Table::Withdrawals, &id, &encode(withdrawal));
+        put_encoded(batch, Table::Withdrawals, &id, withdrawal);
         batch.put(Table::WithdrawalsByUser, &key2(withdrawal.user, withdrawal.id), &[]);
         if withdrawal.status == WithdrawalStatus::Pending {
             batch.put(Table::PendingWithdrawals, &id, &[]);
@@ -124,9 +125,9 @@ pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, jour
         let mut key = [0; 12];
         key[..8].copy_from_slice(&journal_applied.to_be_bytes());
         key[8..].copy_from_slice(&(index as u32).to_be_bytes());
-        batch.put(Table::Idempotency, &key, &encode(record));
+        put_encoded(batch, Table::Idempotency, &key, record);
     }
-    batch.put(Table::Meta, META_COUNTERS, &encode(&ledger.counters()));
+    put_encoded(batch, Table::Meta, META_COUNTERS, &ledger.counters());
     batch.put(Table::Meta, META_JOURNAL_APPLIED, &journal_applied.to_be_bytes());
     batch.put(Table::Meta, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes());
 }
@@ -178,7 +179,7 @@ fn open_order_id(key: &[u8]) -> Result<OrderId, SchemaError> {
 }
 
 fn write_order(batch: &mut Batch, record: &OrderRecord) {
-    batch.put(Table::Orders, &record.order.order_id.to_be_bytes(), &encode(record));
+    put_encoded(batch, Table::Orders, &record.order.order_id.to_be_bytes(), record);
     batch.put(Table::OrdersByUser, &key2(record.order.user, record.order.order_id), &[]);
 }
 
@@ -411,7 +412,7 @@ pub fn load_peers(store: &Store) -> Result<rustc_hash::FxHashMap<u32, u64>, Sche
 /// ever assigned (kept even when the outbox is empty).
 pub fn write_outbox(batch: &mut Batch, added: &[(u64, matching_core::Command)], confirmed: std::ops::RangeInclusive<u64>, forwarded_last: u64) {
     for (sequence, command) in added {
-        batch.put(Table::Outbox, &sequence.to_be_bytes(), &encode(command));
+        put_encoded(batch, Table::Outbox, &sequence.to_be_bytes(), command);
     }
     for sequence in confirmed {
         batch.delete(Table::Outbox, &sequence.to_be_bytes());

@@ -260,6 +260,7 @@ impl LedgerService {
         // in one batch; the batch is sorted stably, so the delete wins.
         let confirmed = self.outbox_deleted_through + 1..=self.outbox_confirmed_through;
         schema::write_outbox(&mut batch, &added, confirmed, self.forwarded_last);
+        self.ledger.recycle(changes);
         self.store.write(batch, Durability::Journaled)?;
         self.journal_applied = sequence;
         self.outbox_deleted_through = self.outbox_confirmed_through;

@@ -1,5 +1,8 @@
 //! Real RocksDB files in a temporary directory.
 
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
 use storage::{Batch, Durability, Store, Table};
 
 #[test]
@@ -65,4 +68,60 @@ fn within_a_batch_the_last_write_to_a_key_wins_whatever_the_key_order() {
     assert_eq!(store.get(Table::Balances, b"a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(store.get(Table::Balances, b"b").unwrap(), None, "a delete after a put removes it");
     assert_eq!(store.get(Table::Balances, b"c").unwrap().as_deref(), Some(&b"last"[..]), "a put after a delete keeps it");
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put { table: usize, key: Vec<u8>, value: Vec<u8>, encoded: bool },
+    Delete { table: usize, key: Vec<u8> },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    // Few tables and short keys, so that writes collide; empty keys and values too.
+    let key = proptest::collection::vec(0u8..4, 0..3);
+    prop_oneof![
+        (0usize..3, key.clone(), proptest::collection::vec(any::<u8>(), 0..40), any::<bool>()).prop_map(|(table, key, value, encoded)| Op::Put {
+            table,
+            key,
+            value,
+            encoded
+        }),
+        (0usize..3, key).prop_map(|(table, key)| Op::Delete { table, key }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Batches of puts (plain and through `put_with`) and deletes, in any
+    /// order, leave every table as a map applying them one by one would:
+    /// the keys and values kept in one buffer come back whole and in place.
+    #[test]
+    fn batches_store_what_a_map_model_holds(batches in proptest::collection::vec(proptest::collection::vec(op(), 0..40), 1..4)) {
+        const TABLES: [Table; 3] = [Table::Balances, Table::Transfers, Table::Idempotency];
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut model: BTreeMap<(usize, Vec<u8>), Vec<u8>> = BTreeMap::new();
+        for ops in batches {
+            let mut batch = Batch::default();
+            for op in &ops {
+                match op {
+                    Op::Put { table, key, value, encoded: false } => batch.put(TABLES[*table], key, value),
+                    Op::Put { table, key, value, encoded: true } => batch.put_with(TABLES[*table], key, |out| out.extend_from_slice(value)),
+                    Op::Delete { table, key } => batch.delete(TABLES[*table], key),
+                }
+                match op {
+                    Op::Put { table, key, value, .. } => model.insert((*table, key.clone()), value.clone()),
+                    Op::Delete { table, key } => model.remove(&(*table, key.clone())),
+                };
+            }
+            prop_assert_eq!(batch.len(), ops.len());
+            store.write(batch, Durability::Journaled).unwrap();
+        }
+        for (index, table) in TABLES.iter().enumerate() {
+            let stored: Vec<(Vec<u8>, Vec<u8>)> = store.scan_all(*table).map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model.iter().filter(|((t, _), _)| *t == index).map(|((_, k), v)| (k.clone(), v.clone())).collect();
+            prop_assert_eq!(stored, expected, "table {}", table.name());
+        }
+    }
 }
