@@ -79,7 +79,7 @@ impl Users {
         batch.put(Table::Users, &id.to_be_bytes(), &postcard::to_stdvec(&user).expect("encoding into a vector cannot fail"));
         batch.put(Table::UsersByEmail, user.email.as_bytes(), &id.to_be_bytes());
         batch.put(Table::Meta, META_NEXT_USER, &(id + 1).to_be_bytes());
-        self.store.write(batch, Durability::Synced)?;
+        self.store.write(&mut batch, Durability::Synced)?;
         Ok(user)
     }
 

@@ -5,13 +5,16 @@
 //! applied; a resend gets the retained outcome again, never a second
 //! application) and matching's outputs (applied exactly once, in matching's
 //! order, by its output sequence). The batch is made durable and applied by
-//! the service; only then are outcomes sent to peers and the commands it
-//! produced for matching sent from the outbox. Reads do not come here: the
-//! connection threads answer them from RocksDB.
+//! the service, which hands its RocksDB write to the store writer; the
+//! engine goes on with the next batch, and once the write is done (the next
+//! batch is submitted, or the inbox is empty) the outcomes go to peers and
+//! the commands the batch produced for matching leave the outbox. Reads do
+//! not come here: the connection threads answer them from RocksDB, which
+//! holds every acknowledged command.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +27,7 @@ use wire::{Admission, Message, PeerId, ProtocolErrorCode};
 use crate::config::LedgerConfig;
 use crate::metrics::Metrics;
 use crate::query::Progress;
-use crate::service::{JournalEntry, LedgerService, ServiceError};
+use crate::service::{JournalEntry, LedgerService, ServiceError, Submitted};
 
 /// The journal's peer id for matching's outputs; their peer sequence is
 /// matching's output sequence. Peers may not use it.
@@ -61,7 +64,17 @@ struct Peer {
     connection: Option<Connection>,
     /// The last sequence admitted (applied, or pending in this turn).
     admitted: u64,
+    /// The last sequence whose outcome was sent (or, before a restart, lost).
+    answered: u64,
     retained: VecDeque<(u64, Answer)>,
+}
+
+/// A batch submitted to the service whose RocksDB write is not known done:
+/// its outcomes wait for it.
+struct Unanswered {
+    entries: Vec<JournalEntry>,
+    submitted: Submitted,
+    started: Instant,
 }
 
 pub struct Engine {
@@ -72,6 +85,7 @@ pub struct Engine {
     peers: HashMap<PeerId, Peer>,
     connections: HashMap<ConnectionId, PeerId>,
     pending: Vec<JournalEntry>,
+    unanswered: Option<Unanswered>,
     /// The last matching output admitted (applied, or pending in this turn).
     matching_seen: u64,
     matching: Option<SyncSender<Forwards>>,
@@ -94,6 +108,7 @@ impl Engine {
             peers: HashMap::new(),
             connections: HashMap::new(),
             pending: Vec::new(),
+            unanswered: None,
             matching_seen,
             matching: None,
             forwarded_sent: 0,
@@ -112,10 +127,23 @@ impl Engine {
         let mut items = Vec::with_capacity(batch_max);
         loop {
             watchdog.beat();
-            let first = match inbox.recv_timeout(watchdog.wait_max()) {
-                Ok(item) => item,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return self.flush(),
+            let first = if self.unanswered.is_some() {
+                // A batch is being written: take what came meanwhile, or else
+                // wait for the write and answer.
+                match inbox.try_recv() {
+                    Ok(item) => item,
+                    Err(TryRecvError::Empty) => {
+                        self.answer_written()?;
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => return self.flush(),
+                }
+            } else {
+                match inbox.recv_timeout(watchdog.wait_max()) {
+                    Ok(item) => item,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return self.flush(),
+                }
             };
             items.push(first);
             while items.len() < batch_max {
@@ -150,13 +178,13 @@ impl Engine {
                     }
                 }
             }
-            self.flush()?;
+            self.submit()?;
         }
     }
 
     fn peer(&mut self, peer: PeerId) -> &mut Peer {
         let applied = self.service.peer_applied(peer);
-        self.peers.entry(peer).or_insert_with(|| Peer { connection: None, admitted: applied, retained: VecDeque::new() })
+        self.peers.entry(peer).or_insert_with(|| Peer { connection: None, admitted: applied, answered: applied, retained: VecDeque::new() })
     }
 
     fn connect(&mut self, connection: Connection, peer: PeerId) {
@@ -189,21 +217,21 @@ impl Engine {
         if self.connections.get(&connection) != Some(&peer) {
             return; // from a connection this peer has since replaced
         }
-        let durable = self.service.peer_applied(peer);
         let metrics = self.metrics.clone();
         let state = self.peer(peer);
         match wire::admission(state.admitted, sequence) {
             Admission::Next => {}
             Admission::Duplicate => {
                 metrics.duplicate_commands.inc();
-                if sequence <= durable {
-                    // Applied before: answer again, never apply again.
+                if sequence <= state.answered {
+                    // Applied and answered before: answer again, never apply again.
                     let answer = state.retained.iter().find(|(s, _)| *s == sequence).map(|(_, a)| a.clone());
                     let mut bytes = Vec::new();
                     wire::encode_frame(0, &Message::LedgerOutcome { peer_sequence: sequence, outcome: answer }, &mut bytes);
                     self.send_to(peer, bytes);
                 }
-                // Otherwise it is pending in this turn and its outcome goes to the current connection.
+                // Otherwise it is pending, or written but not yet answered, and
+                // its outcome goes to the current connection.
                 return;
             }
             Admission::Gap { expected } => {
@@ -267,14 +295,41 @@ impl Engine {
         }
     }
 
-    /// Group commit: journal, apply, RocksDB, then answer and forward.
+    /// Group commit, whole: the pending commands are journaled, applied and
+    /// written, and every outcome is sent.
     fn flush(&mut self) -> Result<(), ServiceError> {
+        self.submit()?;
+        self.answer_written()
+    }
+
+    /// Journals and applies the pending commands and hands their write to
+    /// the store writer; the batch before (written by now) is answered.
+    fn submit(&mut self) -> Result<(), ServiceError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
         let entries = std::mem::take(&mut self.pending);
-        let outcomes = self.service.execute(&entries)?;
+        let submitted = self.service.submit(&entries)?;
+        let written = self.unanswered.replace(Unanswered { entries, submitted, started });
+        if let Some(written) = written {
+            self.answer(written);
+        }
+        Ok(())
+    }
+
+    /// Waits for the write of the last batch submitted and answers it.
+    fn answer_written(&mut self) -> Result<(), ServiceError> {
+        self.service.wait_written()?;
+        if let Some(written) = self.unanswered.take() {
+            self.answer(written);
+        }
+        Ok(())
+    }
+
+    /// Sends a written batch's outcomes and order updates, and forwards.
+    fn answer(&mut self, batch: Unanswered) {
+        let Unanswered { mut entries, submitted: Submitted { outcomes, order_updates, through }, started } = batch;
         let mut replies: HashMap<PeerId, Vec<u8>> = HashMap::new();
         let retained_max = self.config.engine.outcomes_retained_per_peer;
         for (entry, outcome) in entries.iter().zip(outcomes) {
@@ -297,13 +352,16 @@ impl Engine {
                 state.retained.pop_front();
             }
             state.retained.push_back((entry.peer_sequence, outcome));
+            state.answered = entry.peer_sequence;
         }
-        self.pending = entries;
-        self.pending.clear();
-        let updates = self.service.take_order_updates();
-        if !updates.is_empty() {
+        if self.pending.is_empty() {
+            // Its memory serves the next batch.
+            entries.clear();
+            self.pending = entries;
+        }
+        if !order_updates.is_empty() {
             let mut bytes = Vec::new();
-            wire::encode_frame(self.service.journal_applied(), &Message::OrderUpdates(updates), &mut bytes);
+            wire::encode_frame(through, &Message::OrderUpdates(order_updates), &mut bytes);
             let bytes = Arc::new(bytes);
             let subscribers: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.connection.as_ref().is_some_and(|c| c.subscribe)).map(|(id, _)| *id).collect();
             for peer in subscribers {
@@ -321,7 +379,6 @@ impl Engine {
         self.metrics.batches.inc();
         self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         self.publish_progress();
-        Ok(())
     }
 
     /// Hands the link every outbox entry it has not been given yet.

@@ -146,7 +146,7 @@ fn migrate_open_orders_to_3(store: &Store) -> Result<(), SchemaError> {
     }
     batch.put(Table::Meta, META_SCHEMA_VERSION, &3u32.to_be_bytes());
     // Not in the journal: synced by RocksDB's own log.
-    store.write(batch, storage::Durability::Synced)?;
+    store.write(&mut batch, storage::Durability::Synced)?;
     tracing::info!(open_orders = moved, "ledger database migrated from schema version 2 to 3");
     Ok(())
 }

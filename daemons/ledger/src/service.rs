@@ -2,17 +2,23 @@
 //!
 //! One batch of commands at a time: the batch is submitted to the journal
 //! (write linked to fdatasync), applied to the core while the disk works,
-//! and once the journal says durable, everything it changed is written to
-//! RocksDB in one WriteBatch, without RocksDB's own log, together with the
-//! journal position and each peer's last applied sequence. Only then are the
-//! outcomes returned to be acknowledged. A crash loses what RocksDB had not
-//! flushed, and start-up replays the journal from the position RocksDB's
-//! files hold. RocksDB is never written ahead of the journal, so it is always
-//! the state after a prefix of the journal.
+//! and once the journal says durable, everything it changed is encoded into
+//! one WriteBatch, with the journal position and each peer's last applied
+//! sequence, and handed to the store writer, a thread of its own that writes
+//! it to RocksDB without RocksDB's own log. While it writes, the next batch
+//! is journaled and applied ([`LedgerService::submit`]); a batch's outcomes
+//! are acknowledged once its write is done ([`LedgerService::wait_written`]),
+//! so a reader of RocksDB sees every acknowledged command. A crash loses
+//! what RocksDB had not flushed, and start-up replays the journal from the
+//! position RocksDB's files hold. RocksDB is never written ahead of the
+//! journal, and batches reach it one at a time in journal order, so it is
+//! always the state after a prefix of the journal.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use journal::{Journal, JournalError};
 use ledger_core::{Ledger, LedgerCommand, LedgerError, LedgerLimits, Outcome, TimestampMs};
@@ -44,6 +50,8 @@ pub enum ServiceError {
     Schema(#[from] SchemaError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("cannot start the RocksDB writer thread: {0}")]
+    Spawn(#[from] std::io::Error),
     #[error("journal record {sequence} cannot be decoded ({detail}); it passed its checksum, so it was written by an incompatible build. Run the release that wrote this data directory")]
     UndecodableRecord { sequence: u64, detail: String },
     #[error("RocksDB holds the state through journal sequence {store_applied} but the journal does not reach it ({detail}): the journal directory is not the one this database was written with. Point it back at that one, or restore both from the same backup")]
@@ -54,6 +62,61 @@ pub enum ServiceError {
     DatabaseMissing { detail: String },
     #[error("ledger invariant broken after journal sequence {sequence}: {detail}. The daemon stopped before acknowledging anything of this batch; report this with the data directory")]
     Invariant { sequence: u64, detail: String },
+    #[error("the RocksDB writer thread is gone (it panicked; see the log above). Restart the daemon: start-up replays the journal")]
+    WriterGone,
+}
+
+/// A batch journaled and applied, its RocksDB write handed to the writer.
+#[derive(Debug)]
+pub struct Submitted {
+    pub outcomes: Vec<Result<Outcome, LedgerError>>,
+    /// The records of the orders the batch changed, in their state after it.
+    pub order_updates: Vec<ledger_core::OrderRecord>,
+    /// The journal position of the batch's last command.
+    pub through: u64,
+}
+
+/// The thread that writes batches to RocksDB, one at a time, in the order
+/// given. It hands each batch back emptied, so its buffers serve again.
+struct StoreWriter {
+    batches: Option<SyncSender<Batch>>,
+    written: Receiver<(Batch, Result<(), StorageError>)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StoreWriter {
+    fn spawn(store: Arc<Store>) -> std::io::Result<StoreWriter> {
+        let (batches, to_write) = mpsc::sync_channel::<Batch>(1);
+        let (done, written) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new().name("store-writer".into()).spawn(move || {
+            for mut batch in to_write {
+                let result = store.write(&mut batch, Durability::Journaled);
+                if done.send((batch, result)).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(StoreWriter { batches: Some(batches), written, thread: Some(thread) })
+    }
+
+    fn start(&self, batch: Batch) -> Result<(), ServiceError> {
+        self.batches.as_ref().expect("set until drop").send(batch).map_err(|_| ServiceError::WriterGone)
+    }
+
+    fn finish(&self) -> Result<(Batch, Result<(), StorageError>), ServiceError> {
+        self.written.recv().map_err(|_| ServiceError::WriterGone)
+    }
+}
+
+impl Drop for StoreWriter {
+    /// Waits for the write in progress: whoever opens the database next
+    /// (a restart in the same process) must find it closed.
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What start-up did, for the log and the operator.
@@ -69,7 +132,13 @@ pub struct StartupReport {
 pub struct LedgerService {
     ledger: Ledger,
     store: Arc<Store>,
+    writer: StoreWriter,
+    /// The journal position of the batch the writer is writing, if any.
+    writing: Option<u64>,
+    /// An emptied batch, for the next one to fill.
+    spare: Batch,
     journal: Journal,
+    /// The journal position RocksDB holds (written, not necessarily flushed).
     journal_applied: u64,
     peers_applied: FxHashMap<PeerId, u64>,
     encoded: Vec<Vec<u8>>,
@@ -82,8 +151,6 @@ pub struct LedgerService {
     outbox_added: Vec<(u64, Command)>,
     outbox_confirmed_through: u64,
     outbox_deleted_through: u64,
-    /// The records of orders whose state changed, in the order they were written.
-    order_updates: Vec<ledger_core::OrderRecord>,
 }
 
 /// Journal records per segment before it is rotated and, once RocksDB has
@@ -127,7 +194,10 @@ impl LedgerService {
         let segment_first = journal.next_sequence();
         let mut service = LedgerService {
             ledger,
+            writer: StoreWriter::spawn(store.clone())?,
             store,
+            writing: None,
+            spare: Batch::default(),
             journal,
             journal_applied,
             peers_applied,
@@ -139,7 +209,6 @@ impl LedgerService {
             outbox_added: Vec::new(),
             outbox_confirmed_through: outbox_first,
             outbox_deleted_through: outbox_first,
-            order_updates: Vec::new(),
         };
         service.check(journal_applied)?;
         // Replay in bounded batches so memory for the changes stays bounded.
@@ -150,21 +219,35 @@ impl LedgerService {
                 let _ = service.apply(&entry);
             }
             let last = chunk.last().expect("chunks are not empty").sequence;
+            // The chunk's order updates went out (or died with the process) the first time.
             service.persist(last)?;
             report.replayed += chunk.len();
         }
-        service.order_updates.clear();
+        service.wait_written()?;
         Ok((service, report))
     }
 
-    /// Makes `entries` durable, applies them in order and returns each one's
-    /// outcome. Entries a peer already had applied (a resend after a
-    /// reconnect) must be filtered out by the caller with [`Self::peer_applied`].
-    /// After an `Err` the in-memory state may hold commands that are not
-    /// durable: the caller must stop and let start-up recover from the files.
+    /// Makes `entries` durable, applies them in order, writes what they
+    /// changed to RocksDB and returns each one's outcome: [`Self::submit`]
+    /// then [`Self::wait_written`].
     pub fn execute(&mut self, entries: &[JournalEntry]) -> Result<Vec<Result<Outcome, LedgerError>>, ServiceError> {
+        let submitted = self.submit(entries)?;
+        self.wait_written()?;
+        Ok(submitted.outcomes)
+    }
+
+    /// Makes `entries` durable in the journal, applies them in order and
+    /// hands what they changed to the store writer, after the previous
+    /// batch's write is done. The outcomes may be acknowledged once
+    /// [`Self::wait_written`] (or the next `submit`) has returned: then
+    /// RocksDB's readers see them too. Entries a peer already had applied (a
+    /// resend after a reconnect) must be filtered out by the caller with
+    /// [`Self::peer_applied`]. After an `Err` the in-memory state may hold
+    /// commands that are not durable: the caller must stop and let start-up
+    /// recover from the files.
+    pub fn submit(&mut self, entries: &[JournalEntry]) -> Result<Submitted, ServiceError> {
         if entries.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Submitted { outcomes: Vec::new(), order_updates: Vec::new(), through: self.journal.next_sequence() - 1 });
         }
         self.encoded.resize_with(entries.len(), Vec::new);
         for (entry, buffer) in entries.iter().zip(&mut self.encoded) {
@@ -172,19 +255,47 @@ impl LedgerService {
             *buffer = postcard::to_extend(entry, std::mem::take(buffer)).expect("encoding into a vector cannot fail");
         }
         let sequences = self.journal.begin(self.encoded[..entries.len()].iter().map(Vec::as_slice))?;
-        // The core works while the disk syncs; nothing leaves before finish().
+        // The core works while the disk syncs (and the writer writes the
+        // previous batch); nothing leaves before finish().
         let outcomes: Vec<_> = entries.iter().map(|entry| self.apply(entry)).collect();
         self.journal.finish()?;
-        self.persist(sequences.end - 1)?;
+        let through = sequences.end - 1;
+        let order_updates = self.persist(through)?;
+        Ok(Submitted { outcomes, order_updates, through })
+    }
+
+    /// Waits until RocksDB holds every submitted batch, and returns the
+    /// journal position it holds. Removes journal segments RocksDB no
+    /// longer needs when the current one is full.
+    pub fn wait_written(&mut self) -> Result<u64, ServiceError> {
+        self.finish_write()?;
+        self.trim_journal_if_full()?;
+        Ok(self.journal_applied)
+    }
+
+    /// Between two writes, so that `journal_applied` is what RocksDB holds;
+    /// under a steady load that is in `submit`, which never waits idle.
+    fn trim_journal_if_full(&mut self) -> Result<(), ServiceError> {
         if self.journal.next_sequence() - self.segment_first >= self.segment_records_max {
             self.trim_journal()?;
         }
-        Ok(outcomes)
+        Ok(())
+    }
+
+    fn finish_write(&mut self) -> Result<(), ServiceError> {
+        let Some(through) = self.writing.take() else { return Ok(()) };
+        let (batch, result) = self.writer.finish()?;
+        self.spare = batch;
+        result?;
+        self.journal_applied = through;
+        Ok(())
     }
 
     /// Starts a new segment and removes the ones RocksDB no longer needs:
     /// RocksDB is flushed first, so every removed record is in its files.
+    /// Only with no write in progress: `journal_applied` is what RocksDB holds.
     fn trim_journal(&mut self) -> Result<(), ServiceError> {
+        debug_assert!(self.writing.is_none());
         self.journal.rotate()?;
         self.segment_first = self.journal.next_sequence();
         self.store.flush()?;
@@ -231,12 +342,6 @@ impl LedgerService {
         self.outbox_confirmed_through = self.outbox_confirmed_through.max(through);
     }
 
-    /// The orders whose state the executed batches changed, each in its state
-    /// after them, since the last call. A subscriber of order updates gets these.
-    pub fn take_order_updates(&mut self) -> Vec<ledger_core::OrderRecord> {
-        std::mem::take(&mut self.order_updates)
-    }
-
     /// The newest forward sequence assigned.
     pub fn forwarded_last(&self) -> u64 {
         self.forwarded_last
@@ -246,13 +351,17 @@ impl LedgerService {
         self.outbox.len()
     }
 
-    /// Writes what the applied commands changed, through journal position `sequence`.
-    fn persist(&mut self, sequence: u64) -> Result<(), ServiceError> {
+    /// Checks the invariants and hands what the applied commands changed,
+    /// through journal position `sequence`, to the writer, once it has
+    /// written the previous batch. Returns the changed orders' records.
+    fn persist(&mut self, sequence: u64) -> Result<Vec<ledger_core::OrderRecord>, ServiceError> {
         self.check(sequence)?;
         let changes = self.ledger.take_changes();
-        self.order_updates.extend(changes.orders.iter().filter_map(|id| self.ledger.order(*id)).cloned());
-        self.order_updates.extend(changes.closed_orders.iter().cloned());
-        let mut batch = Batch::default();
+        let mut order_updates: Vec<_> = changes.orders.iter().filter_map(|id| self.ledger.order(*id)).cloned().collect();
+        order_updates.extend(changes.closed_orders.iter().cloned());
+        // Encoded now, from the state after this batch: the core moves on
+        // with the next one while the writer writes it.
+        let mut batch = std::mem::take(&mut self.spare);
         schema::write_changes(&mut batch, &self.ledger, &changes, sequence);
         schema::write_peers(&mut batch, &self.peers_applied);
         let added = std::mem::take(&mut self.outbox_added);
@@ -261,10 +370,12 @@ impl LedgerService {
         let confirmed = self.outbox_deleted_through + 1..=self.outbox_confirmed_through;
         schema::write_outbox(&mut batch, &added, confirmed, self.forwarded_last);
         self.ledger.recycle(changes);
-        self.store.write(batch, Durability::Journaled)?;
-        self.journal_applied = sequence;
         self.outbox_deleted_through = self.outbox_confirmed_through;
-        Ok(())
+        self.finish_write()?;
+        self.trim_journal_if_full()?;
+        self.writer.start(batch)?;
+        self.writing = Some(sequence);
+        Ok(order_updates)
     }
 
     fn check(&self, sequence: u64) -> Result<(), ServiceError> {
@@ -276,6 +387,8 @@ impl LedgerService {
         self.peers_applied.get(&peer).copied().unwrap_or(0)
     }
 
+    /// The journal position RocksDB holds: the last batch written, which
+    /// may be behind the last one submitted.
     pub fn journal_applied(&self) -> u64 {
         self.journal_applied
     }

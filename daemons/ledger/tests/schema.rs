@@ -91,7 +91,7 @@ fn flush(store: &Store, ledger: &mut Ledger, position: u64) {
     let changes = ledger.take_changes();
     let mut batch = Batch::default();
     schema::write_changes(&mut batch, ledger, &changes, position);
-    store.write(batch, Durability::Journaled).unwrap();
+    store.write(&mut batch, Durability::Journaled).unwrap();
 }
 
 #[test]
@@ -177,7 +177,7 @@ fn a_damaged_record_stops_loading_with_its_table_and_key() {
     run(&store, 1, 200, 0);
     let mut batch = Batch::default();
     batch.put(Table::Balances, &[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2], &[0xff; 3]);
-    store.write(batch, Durability::Journaled).unwrap();
+    store.write(&mut batch, Durability::Journaled).unwrap();
     let error = schema::load(&store).expect_err("garbage must not load").to_string();
     assert!(error.contains("balances") && error.contains("000000000000000900000002"), "{error}");
     assert!(error.contains("backup"), "says what to do: {error}");
@@ -239,7 +239,7 @@ fn a_version_2_database_is_migrated_to_3_on_load() {
             batch.put(Table::OpenOrders, &key[8..], &[]);
         }
         batch.put(Table::Meta, b"schema_version", &2u32.to_be_bytes());
-        store.write(batch, Durability::Synced).unwrap();
+        store.write(&mut batch, Durability::Synced).unwrap();
         ledger.state()
     };
     let store = Store::open(dir.path()).unwrap();

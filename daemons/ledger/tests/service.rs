@@ -45,19 +45,38 @@ fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
     }
 }
 
+fn random_batch(service: &LedgerService, rng: &mut SmallRng, peer: u32) -> Vec<JournalEntry> {
+    let size = rng.random_range(1..64);
+    (0..size)
+        .map(|k| {
+            let peer_sequence = service.peer_applied(peer) + 1 + k;
+            JournalEntry { peer, peer_sequence, at_ms: 1_700_000_000_000 + peer_sequence, command: random_command(rng, peer_sequence) }
+        })
+        .collect()
+}
+
 /// Runs `batches` random batches from `peer`, continuing its sequence.
 fn drive(service: &mut LedgerService, rng: &mut SmallRng, peer: u32, batches: usize) {
     for _ in 0..batches {
-        let size = rng.random_range(1..64);
-        let entries: Vec<JournalEntry> = (0..size)
-            .map(|k| {
-                let peer_sequence = service.peer_applied(peer) + 1 + k;
-                JournalEntry { peer, peer_sequence, at_ms: 1_700_000_000_000 + peer_sequence, command: random_command(rng, peer_sequence) }
-            })
-            .collect();
+        let entries = random_batch(service, rng, peer);
         let outcomes = service.execute(&entries).unwrap();
         assert_eq!(outcomes.len(), entries.len());
     }
+}
+
+/// As the engine runs: each batch is submitted while the one before is
+/// still being written; nothing waits for a write until the end.
+/// Returns the journal position of the last batch.
+fn drive_pipelined(service: &mut LedgerService, rng: &mut SmallRng, peer: u32, batches: usize) -> u64 {
+    let mut through = 0;
+    for _ in 0..batches {
+        let entries = random_batch(service, rng, peer);
+        let submitted = service.submit(&entries).unwrap();
+        assert_eq!(submitted.outcomes.len(), entries.len());
+        assert!(service.journal_applied() < submitted.through, "RocksDB lags the batch just submitted");
+        through = submitted.through;
+    }
+    through
 }
 
 fn started(dir: &Path) -> LedgerService {
@@ -203,24 +222,60 @@ fn journal_segments_are_removed_once_rocksdb_holds_them_and_restarts_still_agree
     };
     let segments = std::fs::read_dir(dir.path().join("journal")).unwrap().count();
     assert!((1..=2).contains(&segments), "{segments} segment files");
-    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    reopens_and_needs_its_database(dir.path(), applied, hash);
+}
+
+/// A trimmed data directory reopens to `applied` and `hash`; without the
+/// database, the trimmed journal cannot rebuild it, and start-up says so.
+fn reopens_and_needs_its_database(dir: &Path, applied: u64, hash: [u8; 32]) {
+    let (service, report) = LedgerService::open(dir, LedgerLimits::default()).unwrap();
     assert_eq!((report.store_applied, service.ledger().state_hash()), (applied, hash));
     drop(service);
-
-    // Without the database, the trimmed journal cannot rebuild it: say so.
-    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
-    let error = LedgerService::open(dir.path(), LedgerLimits::default()).err().expect("must refuse");
+    std::fs::remove_dir_all(dir.join("db")).unwrap();
+    let error = LedgerService::open(dir, LedgerLimits::default()).err().expect("must refuse");
     assert!(matches!(error, ServiceError::DatabaseMissing { .. }), "{error}");
     assert!(error.to_string().contains("Restore the database directory"), "{error}");
 }
 
-/// The child half of the kill -9 test: run, report, wait to be killed.
-fn child_process(dir: &Path) -> ! {
+/// Under a steady load the service never waits idle for a write: segments
+/// are removed between two writes all the same.
+#[test]
+fn journal_segments_are_removed_while_batches_are_pipelined() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(8);
+    let (hash, applied) = {
+        let mut service = started(dir.path());
+        service.set_segment_records_max(500);
+        let through = drive_pipelined(&mut service, &mut rng, 1, 100);
+        assert!(through > 2_000);
+        // Before any idle wait: the segment holding the batch in flight
+        // stays until the next trim, the older ones are gone.
+        let first_sequences: Vec<u64> = std::fs::read_dir(dir.path().join("journal"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().trim_start_matches("journal-").split('.').next().unwrap().parse().unwrap())
+            .collect();
+        assert!((2..=3).contains(&first_sequences.len()), "segments starting at {first_sequences:?}");
+        assert!(*first_sequences.iter().min().unwrap() > 1_500, "segments starting at {first_sequences:?}");
+        assert_eq!(service.wait_written().unwrap(), through);
+        (service.ledger().state_hash(), through)
+    };
+    reopens_and_needs_its_database(dir.path(), applied, hash);
+}
+
+/// The child half of the kill -9 tests: run, report, wait to be killed.
+/// Pipelined, it reports the last batch submitted, journaled but perhaps
+/// not yet (or only partly) written to RocksDB when the kill comes.
+fn child_process(dir: &Path, pipelined: bool) -> ! {
     let mut rng = SmallRng::seed_from_u64(7);
     let mut service = started(dir);
-    drive(&mut service, &mut rng, 1, 100);
+    let through = if pipelined {
+        drive_pipelined(&mut service, &mut rng, 1, 100)
+    } else {
+        drive(&mut service, &mut rng, 1, 100);
+        service.journal_applied()
+    };
     let hash: String = service.ledger().state_hash().iter().map(|b| format!("{b:02x}")).collect();
-    println!("ACKED-THROUGH {} {hash}", service.journal_applied());
+    println!("ACKED-THROUGH {through} {hash}");
     use std::io::Write;
     std::io::stdout().flush().unwrap();
     loop {
@@ -228,16 +283,15 @@ fn child_process(dir: &Path) -> ! {
     }
 }
 
-#[test]
-fn a_killed_process_loses_nothing_it_acknowledged() {
-    const CHILD: &str = "MARIONETTE_LEDGER_CHILD_DIR";
-    if let Some(dir) = std::env::var_os(CHILD) {
-        child_process(Path::new(&dir));
-    }
-    let dir = tempfile::tempdir().unwrap();
+/// Runs this test binary's `test` in a child that drives a service in
+/// `dir` and reports where it got; SIGKILLs it then (no destructor runs,
+/// RocksDB never flushes) and returns the reported journal position and
+/// state hash.
+fn killed_child(test: &str, pipelined: bool, dir: &Path) -> (u64, String) {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_killed_process_loses_nothing_it_acknowledged", "--nocapture", "--test-threads", "1"])
-        .env(CHILD, dir.path())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_PIPELINED, if pipelined { "1" } else { "0" })
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -252,17 +306,68 @@ fn a_killed_process_loses_nothing_it_acknowledged() {
             break;
         }
     }
-    child.kill().unwrap(); // SIGKILL: no destructor runs, RocksDB never flushes
+    child.kill().unwrap();
     child.wait().unwrap();
     let mut words = line.split_whitespace().skip(1);
-    let applied: u64 = words.next().unwrap().parse().unwrap();
-    let hash = words.next().unwrap().to_string();
-    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    (words.next().unwrap().parse().unwrap(), words.next().unwrap().to_string())
+}
+
+const CHILD_DIR: &str = "MARIONETTE_LEDGER_CHILD_DIR";
+const CHILD_PIPELINED: &str = "MARIONETTE_LEDGER_CHILD_PIPELINED";
+
+fn run_as_child_if_asked() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        child_process(Path::new(&dir), std::env::var_os(CHILD_PIPELINED).is_some_and(|v| v == "1"));
+    }
+}
+
+/// Reopens `dir` after a kill and checks it holds exactly the reported state.
+fn recovered_equals(dir: &Path, applied: u64, hash: &str) {
+    let (service, report) = LedgerService::open(dir, LedgerLimits::default()).unwrap();
     assert!(report.replayed > 0, "RocksDB writes without its own log, so the journal must replay the unflushed batches");
     assert_eq!(report.store_applied + report.replayed as u64, applied);
     let reopened: String = service.ledger().state_hash().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(reopened, hash, "the state after recovery is the acknowledged one");
     service.ledger().check_invariants().unwrap();
+}
+
+#[test]
+fn a_killed_process_loses_nothing_it_acknowledged() {
+    run_as_child_if_asked();
+    let dir = tempfile::tempdir().unwrap();
+    let (applied, hash) = killed_child("a_killed_process_loses_nothing_it_acknowledged", false, dir.path());
+    recovered_equals(dir.path(), applied, &hash);
+}
+
+/// Killed while RocksDB lags the journal (the last batch submitted, its
+/// write perhaps under way): start-up replays what RocksDB had not written
+/// from the journal, and nothing of it is applied twice.
+#[test]
+fn a_process_killed_while_rocksdb_lags_the_journal_recovers_every_submitted_batch() {
+    run_as_child_if_asked();
+    let dir = tempfile::tempdir().unwrap();
+    let (submitted, hash) = killed_child("a_process_killed_while_rocksdb_lags_the_journal_recovers_every_submitted_batch", true, dir.path());
+    recovered_equals(dir.path(), submitted, &hash);
+}
+
+/// Outcomes may be acknowledged once the write is waited for: from then on
+/// RocksDB's readers (the daemon's query threads) see the batch.
+#[test]
+fn a_batch_is_visible_to_readers_once_its_write_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = started(dir.path());
+    let before = ::ledger::schema::balances_of_user(service.store(), 1).unwrap();
+    let next = service.peer_applied(9) + 1;
+    let transfer = LedgerCommand::Transfer { from: 1, to: 2, asset: USD, amount: 7, key: "visible".into() };
+    let submitted = service.submit(&[JournalEntry { peer: 9, peer_sequence: next, at_ms: 3, command: transfer }]).unwrap();
+    assert!(matches!(submitted.outcomes[..], [Ok(Outcome::Transferred(_))]));
+    assert_eq!(service.wait_written().unwrap(), submitted.through);
+    let after = ::ledger::schema::balances_of_user(service.store(), 1).unwrap();
+    let usd = |balances: &[(AssetId, Balance)]| balances.iter().find(|(asset, _)| *asset == USD).unwrap().1.available;
+    assert_eq!(usd(&after), usd(&before) - 7, "the write is visible");
+    assert_eq!(service.journal_applied(), submitted.through);
+    // Nothing in flight: waiting again returns at once, with the same position.
+    assert_eq!(service.wait_written().unwrap(), submitted.through);
 }
 
 fn order_entry(peer_sequence: u64) -> JournalEntry {

@@ -228,14 +228,23 @@ impl Store {
         self.db.cf_handle(table.name()).expect("every table is created at open")
     }
 
-    pub fn write(&self, mut batch: Batch, durability: Durability) -> Result<(), StorageError> {
+    /// Writes `batch` and leaves it empty, its memory kept for the next one.
+    pub fn write(&self, batch: &mut Batch, durability: Durability) -> Result<(), StorageError> {
         let mut writes = std::mem::take(&mut batch.writes);
         writes.sort_by(|a, b| (a.table as u8).cmp(&(b.table as u8)).then_with(|| batch.key(a).cmp(batch.key(b))));
+        let result = self.write_in_order(batch, &writes, durability);
+        writes.clear();
+        batch.writes = writes;
+        batch.bytes.clear();
+        result
+    }
+
+    fn write_in_order(&self, batch: &Batch, writes: &[Write], durability: Durability) -> Result<(), StorageError> {
         // RocksDB's record of a write: a tag, the family, two lengths, the key and the value.
         let mut rocks = WriteBatch::with_capacity_bytes(batch.bytes.len() + 16 * writes.len());
         // Sorted by table: one family lookup (by name) per run of the same table.
         let mut family = None;
-        for write in &writes {
+        for write in writes {
             let cf = match family {
                 Some((table, cf)) if table == write.table => cf,
                 _ => {

@@ -14,10 +14,10 @@ fn batches_are_atomic_and_survive_reopening() {
         batch.put(Table::Balances, b"user-1", b"100");
         batch.put(Table::Transfers, b"t-1", b"leg");
         assert_eq!(batch.len(), 2);
-        store.write(batch, Durability::Synced).unwrap();
+        store.write(&mut batch, Durability::Synced).unwrap();
         let mut batch = Batch::default();
         batch.delete(Table::Balances, b"user-1");
-        store.write(batch, Durability::Synced).unwrap();
+        store.write(&mut batch, Durability::Synced).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.get(Table::Balances, b"user-1").unwrap(), None);
@@ -35,7 +35,7 @@ fn prefix_scans_are_bounded_and_ordered_both_ways() {
         key.extend_from_slice(&id.to_be_bytes());
         batch.put(Table::OrdersByUser, &key, b"");
     }
-    store.write(batch, Durability::Journaled).unwrap();
+    store.write(&mut batch, Durability::Journaled).unwrap();
     let ids = |rows: Vec<(Vec<u8>, Vec<u8>)>| rows.iter().map(|(k, _)| u64::from_be_bytes(k[8..16].try_into().unwrap())).collect::<Vec<_>>();
     let prefix = 1u64.to_be_bytes();
     assert_eq!(ids(store.scan_prefix(Table::OrdersByUser, &prefix, 10, false).unwrap()), vec![1, 2, 3, u64::MAX]);
@@ -64,7 +64,7 @@ fn within_a_batch_the_last_write_to_a_key_wins_whatever_the_key_order() {
     batch.put(Table::Balances, b"c", b"x");
     batch.delete(Table::Balances, b"c");
     batch.put(Table::Balances, b"c", b"last");
-    store.write(batch, Durability::Journaled).unwrap();
+    store.write(&mut batch, Durability::Journaled).unwrap();
     assert_eq!(store.get(Table::Balances, b"a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(store.get(Table::Balances, b"b").unwrap(), None, "a delete after a put removes it");
     assert_eq!(store.get(Table::Balances, b"c").unwrap().as_deref(), Some(&b"last"[..]), "a put after a delete keeps it");
@@ -95,15 +95,17 @@ proptest! {
 
     /// Batches of puts (plain and through `put_with`) and deletes, in any
     /// order, leave every table as a map applying them one by one would:
-    /// the keys and values kept in one buffer come back whole and in place.
+    /// the keys and values kept in one buffer come back whole and in place,
+    /// also when one batch is reused after each write.
     #[test]
     fn batches_store_what_a_map_model_holds(batches in proptest::collection::vec(proptest::collection::vec(op(), 0..40), 1..4)) {
         const TABLES: [Table; 3] = [Table::Balances, Table::Transfers, Table::Idempotency];
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut model: BTreeMap<(usize, Vec<u8>), Vec<u8>> = BTreeMap::new();
+        // One batch for all: a write leaves it empty for the next one.
+        let mut batch = Batch::default();
         for ops in batches {
-            let mut batch = Batch::default();
             for op in &ops {
                 match op {
                     Op::Put { table, key, value, encoded: false } => batch.put(TABLES[*table], key, value),
@@ -116,7 +118,8 @@ proptest! {
                 };
             }
             prop_assert_eq!(batch.len(), ops.len());
-            store.write(batch, Durability::Journaled).unwrap();
+            store.write(&mut batch, Durability::Journaled).unwrap();
+            prop_assert!(batch.is_empty(), "a written batch is left empty");
         }
         for (index, table) in TABLES.iter().enumerate() {
             let stored: Vec<(Vec<u8>, Vec<u8>)> = store.scan_all(*table).map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
