@@ -147,12 +147,31 @@ pub struct Batch {
 }
 
 struct Write {
+    /// The table and the key's first bytes as one number, which orders
+    /// writes as (table, key) does except between keys it cannot tell
+    /// apart: the sort compares those by their bytes, the rest by integer
+    /// comparisons alone (in `scripts/bench ledger` comparing bytes was
+    /// half of the sort, and the sort a fifth of a write).
+    order: u128,
     table: Table,
     /// Where the key starts in `bytes`; the value follows it.
     start: usize,
     key_len: usize,
     /// None deletes.
     value_len: Option<usize>,
+}
+
+/// The table's byte, then the key's first 15 bytes, zero-padded. Where two
+/// of these differ, they order as (table, key) does: at the first byte they
+/// differ in, either both keys have that byte, or the shorter key ended
+/// there and is a prefix of the other. Equal ones may belong to different
+/// keys ("a" and "a\0", or keys alike in their first 15 bytes).
+fn write_order(table: Table, key: &[u8]) -> u128 {
+    let mut bytes = [0; 16];
+    bytes[0] = table as u8;
+    let prefix = key.len().min(15);
+    bytes[1..1 + prefix].copy_from_slice(&key[..prefix]);
+    u128::from_be_bytes(bytes)
 }
 
 impl Batch {
@@ -166,13 +185,13 @@ impl Batch {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(key);
         encode(&mut self.bytes);
-        self.writes.push(Write { table, start, key_len: key.len(), value_len: Some(self.bytes.len() - start - key.len()) });
+        self.writes.push(Write { order: write_order(table, key), table, start, key_len: key.len(), value_len: Some(self.bytes.len() - start - key.len()) });
     }
 
     pub fn delete(&mut self, table: Table, key: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(key);
-        self.writes.push(Write { table, start, key_len: key.len(), value_len: None });
+        self.writes.push(Write { order: write_order(table, key), table, start, key_len: key.len(), value_len: None });
     }
 
     pub fn len(&self) -> usize {
@@ -231,7 +250,7 @@ impl Store {
     /// Writes `batch` and leaves it empty, its memory kept for the next one.
     pub fn write(&self, batch: &mut Batch, durability: Durability) -> Result<(), StorageError> {
         let mut writes = std::mem::take(&mut batch.writes);
-        writes.sort_by(|a, b| (a.table as u8).cmp(&(b.table as u8)).then_with(|| batch.key(a).cmp(batch.key(b))));
+        writes.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| batch.key(a).cmp(batch.key(b))));
         let result = self.write_in_order(batch, &writes, durability);
         writes.clear();
         batch.writes = writes;

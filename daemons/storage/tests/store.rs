@@ -77,8 +77,13 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    // Few tables and short keys, so that writes collide; empty keys and values too.
-    let key = proptest::collection::vec(0u8..4, 0..3);
+    // Few tables and short keys, so that writes collide; empty keys and
+    // values too; zero bytes at the end ("a" and "a\0" are two keys); and
+    // 14 to 17-byte keys alike in their first 14, on both sides of the 15
+    // bytes the batch orders by number before it compares bytes.
+    let short = proptest::collection::vec(0u8..4, 0..3);
+    let long = proptest::collection::vec(0u8..3, 0..4).prop_map(|tail| [&[7u8; 14][..], &tail].concat());
+    let key = prop_oneof![short, long];
     prop_oneof![
         (0usize..3, key.clone(), proptest::collection::vec(any::<u8>(), 0..40), any::<bool>()).prop_map(|(table, key, value, encoded)| Op::Put {
             table,
