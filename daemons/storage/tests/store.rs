@@ -25,6 +25,44 @@ fn batches_are_atomic_and_survive_reopening() {
     assert_eq!(store.get(Table::Trades, b"t-1").unwrap(), None, "tables are separate");
 }
 
+/// Databases written before the per-user indexes were compacted as
+/// universal (every table leveled, the index files in the last level) open
+/// as they are: their rows read back, new writes land among them, and the
+/// compactions the new files set off (more than the four universal waits
+/// for) keep every row.
+#[test]
+fn a_database_with_leveled_index_tables_opens_with_universal_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_key = |user: u64, id: u64| [user.to_be_bytes(), id.to_be_bytes()].concat();
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&options, dir.path(), Table::ALL.map(Table::name)).unwrap();
+        let index = db.cf_handle(Table::TransfersByUser.name()).unwrap();
+        for id in 0..2_000u64 {
+            db.put_cf(&index, index_key(id % 50, id), []).unwrap();
+        }
+        db.compact_range_cf(&index, None::<&[u8]>, None::<&[u8]>);
+    }
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        for file in 0..6u64 {
+            for id in 2_000 + file * 100..2_100 + file * 100 {
+                batch.put(Table::TransfersByUser, &index_key(id % 50, id), &[]);
+            }
+            store.write(&mut batch, Durability::Journaled).unwrap();
+            store.flush().unwrap();
+        }
+        let user_7 = store.scan_prefix(Table::TransfersByUser, &7u64.to_be_bytes(), usize::MAX, true).unwrap();
+        assert_eq!(user_7.len(), 40 + 12, "40 rows from before, 12 new");
+        assert_eq!(user_7[0].0, index_key(7, 2_557), "newest first");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.scan_all(Table::TransfersByUser).count(), 2_600, "every row, after whatever compactions ran");
+}
+
 #[test]
 fn prefix_scans_are_bounded_and_ordered_both_ways() {
     let dir = tempfile::tempdir().unwrap();
