@@ -308,6 +308,11 @@ impl Engine {
         if self.pending.is_empty() {
             return Ok(());
         }
+        if self.unanswered.is_some() && self.service.written()? {
+            // Written while this batch gathered: answer it now, not after
+            // this batch's journal sync.
+            self.answer_written()?;
+        }
         let started = Instant::now();
         let entries = std::mem::take(&mut self.pending);
         let submitted = self.service.submit(&entries)?;
