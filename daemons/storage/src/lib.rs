@@ -80,7 +80,7 @@ impl Table {
 
     /// Secondary indexes keyed (owner, id): each new entry lands next to
     /// its owner's, so writes scatter over the whole table for as long as
-    /// the history grows, and no file of it ever stops being rewritten.
+    /// the history grows.
     pub fn is_scattered_index(self) -> bool {
         matches!(self, Table::OrdersByUser | Table::TradesByUser | Table::TransfersByUser | Table::WithdrawalsByUser)
     }
@@ -158,7 +158,7 @@ struct Write {
     /// writes as (table, key) does except between keys it cannot tell
     /// apart: the sort compares those by their bytes, the rest by integer
     /// comparisons alone (in `scripts/bench ledger` comparing bytes was
-    /// half of the sort, and the sort a fifth of a write).
+    /// nearly half of the sort, and the sort a fifth of a write).
     order: u128,
     table: Table,
     /// Where the key starts in `bytes`; the value follows it.
