@@ -21,7 +21,10 @@ use wire::{Message, Role};
 use crate::daemon::{daemon_binary, wait_for_socket, Daemon};
 use crate::{micros, new_histogram};
 
-const USAGE: &str = "usage: marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres]";
+const USAGE: &str = "usage: marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only core,daemon,service,rocksdb,postgres]";
+
+/// What `--only` may name, in the order they run.
+const SYSTEMS: [&str; 5] = ["core", "daemon", "service", "rocksdb", "postgres"];
 
 const USD: u32 = 1;
 const OPENING_BALANCE: i128 = 1_000_000_000_000;
@@ -35,6 +38,14 @@ struct Options {
     postgres_seconds: u64,
     postgres_clients: u32,
     postgres: bool,
+    /// The systems measured: all of [`SYSTEMS`] unless `--only` names some (to profile one).
+    only: Vec<String>,
+}
+
+impl Options {
+    fn measures(&self, system: &str) -> bool {
+        self.only.iter().any(|s| s == system) && (system != "postgres" || self.postgres)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,7 +87,7 @@ struct Measured {
 }
 
 pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
-    let mut options = Options { transfers: 1_000_000, accounts: 10_000, batch: 1_024, postgres_seconds: 20, postgres_clients: 16, postgres: true };
+    let mut options = Options { transfers: 1_000_000, accounts: 10_000, batch: 1_024, postgres_seconds: 20, postgres_clients: 16, postgres: true, only: SYSTEMS.map(String::from).to_vec() };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
         match arg.as_str() {
@@ -86,6 +97,12 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
             "--postgres-seconds" => options.postgres_seconds = value("--postgres-seconds")?.parse()?,
             "--postgres-clients" => options.postgres_clients = value("--postgres-clients")?.parse()?,
             "--skip-postgres" => options.postgres = false,
+            "--only" => {
+                options.only = value("--only")?.split(',').map(String::from).collect();
+                if let Some(unknown) = options.only.iter().find(|s| !SYSTEMS.contains(&s.as_str())) {
+                    bail!("--only: unknown system {unknown:?}, expected some of {}\n{USAGE}", SYSTEMS.join(","));
+                }
+            }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
@@ -93,14 +110,19 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
     let mut report = String::new();
     for skew in [Skew::Uniform, Skew::Hot] {
         let transfers = generate(&options, skew);
-        let mut measured = vec![
-            measure_core(&options, &transfers)?,
-            measure_daemon(&options, &transfers)?,
-            measure_service(&options, &transfers)?,
-            measure_rocksdb(&options, &transfers)?,
-        ];
-        if options.postgres {
-            measured.push(postgres::measure(&options, skew).context("measuring PostgreSQL (skip it with --skip-postgres)")?);
+        let mut measured = Vec::new();
+        for system in SYSTEMS.into_iter().filter(|s| options.measures(s)) {
+            // The disk writes the system before left in the page cache
+            // would otherwise be written back during this one's run.
+            let synced = Command::new("sync").status().context("running sync")?;
+            ensure!(synced.success(), "sync failed: {synced}");
+            measured.push((system, match system {
+                "core" => measure_core(&options, &transfers)?,
+                "daemon" => measure_daemon(&options, &transfers)?,
+                "service" => measure_service(&options, &transfers)?,
+                "rocksdb" => measure_rocksdb(&options, &transfers)?,
+                _ => postgres::measure(&options, skew).context("measuring PostgreSQL (skip it with --skip-postgres)")?,
+            }));
         }
         write_section(&mut report, &options, skew, &measured)?;
     }
@@ -150,9 +172,14 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
     let mut ledger = opened()?;
     let started = Instant::now();
     for chunk in transfers.chunks(options.batch) {
-        for command in chunk {
-            check_transferred(ledger.apply(command, 1))?;
-        }
+        // As the service applies a batch.
+        let mut refused = None;
+        ledger.apply_all(chunk.iter().map(|command| (command, 1)), |_, outcome| {
+            if !matches!(outcome, Ok(Outcome::Transferred(_))) {
+                refused.get_or_insert(outcome);
+            }
+        });
+        refused.map_or(Ok(()), check_transferred)?;
         // What the service hands to storage per batch, and back once written.
         let changes = ledger.take_changes();
         ledger.recycle(changes);
@@ -161,14 +188,22 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
     ledger.check_invariants().map_err(|e| anyhow::anyhow!(e))?;
     drop(ledger);
 
+    // A transfer's latency is the time since the one before it in its
+    // batch; the first one's includes the batch's hashing of every key.
     let mut ledger = opened()?;
     let mut latency = new_histogram();
     for chunk in transfers.chunks(options.batch) {
-        for command in chunk {
-            let before = Instant::now();
-            check_transferred(ledger.apply(command, 1))?;
-            latency.record(before.elapsed().as_nanos() as u64)?;
-        }
+        let mut refused = None;
+        let mut before = Instant::now();
+        ledger.apply_all(chunk.iter().map(|command| (command, 1)), |_, outcome| {
+            let now = Instant::now();
+            if !matches!(outcome, Ok(Outcome::Transferred(_))) {
+                refused.get_or_insert(outcome);
+            }
+            latency.saturating_record((now - before).as_nanos() as u64);
+            before = now;
+        });
+        refused.map_or(Ok(()), check_transferred)?;
         let changes = ledger.take_changes();
         ledger.recycle(changes);
     }
@@ -405,21 +440,23 @@ pub fn bench_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-fn write_section(report: &mut String, options: &Options, skew: Skew, measured: &[Measured]) -> std::fmt::Result {
+/// `measured` pairs each result with its name in [`SYSTEMS`]; the ratios are
+/// to the daemon's, left out when `--only` did not measure it.
+fn write_section(report: &mut String, options: &Options, skew: Skew, measured: &[(&str, Measured)]) -> std::fmt::Result {
     writeln!(report, "### Transfers, {}\n", skew.describe())?;
     writeln!(report, "Workload: {} accounts, {} transfers of one asset (seed {SEED}), each with its own idempotency key.\n", options.accounts, options.transfers)?;
     writeln!(report, "| system | transfers/s | vs Marionette daemon | p50 µs | p99 µs | max µs |")?;
     writeln!(report, "|---|---:|---:|---:|---:|---:|")?;
-    let daemon = measured[1].transfers_per_second;
-    for m in measured {
+    let daemon = measured.iter().find(|(system, _)| *system == "daemon").map(|(_, m)| m.transfers_per_second);
+    for (_, m) in measured {
         let l = &m.latency;
         writeln!(
             report,
-            "| {} ({}) | {:.0} | {:.3}x | {} | {} | {} |",
+            "| {} ({}) | {:.0} | {} | {} | {} | {} |",
             m.name,
             m.note,
             m.transfers_per_second,
-            m.transfers_per_second / daemon,
+            daemon.map_or("-".into(), |daemon| format!("{:.3}x", m.transfers_per_second / daemon)),
             micros(l.value_at_quantile(0.50)),
             micros(l.value_at_quantile(0.99)),
             micros(l.max())

@@ -3,6 +3,7 @@
 //! idempotency. Pure: no I/O, no clock (the shell stamps each command), no
 //! floats.
 
+pub mod idempotency;
 pub mod ledger;
 pub mod types;
 

@@ -222,11 +222,12 @@ impl LedgerService {
         service.check(journal_applied)?;
         // Replay in bounded batches so memory for the changes stays bounded.
         for chunk in recovery.records.chunks(4_096) {
-            for record in chunk {
-                let entry: JournalEntry = postcard::from_bytes(&record.payload).map_err(|e| ServiceError::UndecodableRecord { sequence: record.sequence, detail: e.to_string() })?;
-                // The outcome was returned (or the process died before it could be) the first time.
-                let _ = service.apply(&entry);
-            }
+            let entries = chunk
+                .iter()
+                .map(|record| postcard::from_bytes(&record.payload).map_err(|e| ServiceError::UndecodableRecord { sequence: record.sequence, detail: e.to_string() }))
+                .collect::<Result<Vec<JournalEntry>, _>>()?;
+            // The outcomes were returned (or the process died before they could be) the first time.
+            service.apply(&entries);
             let last = chunk.last().expect("chunks are not empty").sequence;
             // The chunk's order updates went out (or died with the process) the first time.
             service.persist(last)?;
@@ -266,7 +267,7 @@ impl LedgerService {
         let sequences = self.journal.begin(self.encoded[..entries.len()].iter().map(Vec::as_slice))?;
         // The core works while the disk syncs (and the writer writes the
         // previous batch); nothing leaves before finish().
-        let outcomes: Vec<_> = entries.iter().map(|entry| self.apply(entry)).collect();
+        let outcomes = self.apply(entries);
         self.journal.finish()?;
         let through = sequences.end - 1;
         let order_updates = self.persist(through)?;
@@ -345,17 +346,23 @@ impl LedgerService {
         self.journal.segment_count()
     }
 
-    fn apply(&mut self, entry: &JournalEntry) -> Result<Outcome, LedgerError> {
-        let applied = self.peers_applied.entry(entry.peer).or_default();
-        *applied = (*applied).max(entry.peer_sequence);
-        let outcome = self.ledger.apply(&entry.command, entry.at_ms);
-        if let Some(command) = forward_of(&self.ledger, &outcome) {
-            // Numbered here, on the journal's order, so replay numbers them the same.
-            self.forwarded_last += 1;
-            self.outbox.push_back((self.forwarded_last, command));
-            self.outbox_added.push((self.forwarded_last, command));
+    fn apply(&mut self, entries: &[JournalEntry]) -> Vec<Result<Outcome, LedgerError>> {
+        for entry in entries {
+            let applied = self.peers_applied.entry(entry.peer).or_default();
+            *applied = (*applied).max(entry.peer_sequence);
         }
-        outcome
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let LedgerService { ledger, forwarded_last, outbox, outbox_added, .. } = self;
+        ledger.apply_all(entries.iter().map(|entry| (&entry.command, entry.at_ms)), |ledger, outcome| {
+            if let Some(command) = forward_of(ledger, &outcome) {
+                // Numbered here, on the journal's order, so replay numbers them the same.
+                *forwarded_last += 1;
+                outbox.push_back((*forwarded_last, command));
+                outbox_added.push((*forwarded_last, command));
+            }
+            outcomes.push(outcome);
+        });
+        outcomes
     }
 
     /// Commands for matching after forward sequence `after`, oldest first:

@@ -1,0 +1,262 @@
+//! The idempotency keys in memory: an open-addressing table indexed by the
+//! keys' own bits.
+//!
+//! Why not a `HashMap`: a new key (most requests) cost hashbrown two cache
+//! misses in a table of a million keys, one in its control bytes to find
+//! the key absent and one in its separate bucket array to insert it, and the
+//! bucket's address cannot be known ahead. Here a key and its entry share a
+//! slot whose address follows from the key alone, so a batch can pull its
+//! slots toward the cache before it applies (`Ledger::apply_all`) and the
+//! lookup and the insert then touch the same line.
+//!
+//! The keys are blake3 digests, so their bits are already uniform: no hash
+//! function is needed, and nobody can aim keys at one region of the table.
+//! Keys are never removed, so linear probing needs no tombstones.
+
+use crate::ledger::{Digest, IdempotencyEntry, Recorded};
+
+/// A key and its entry in six words: the key (0 and 1), the fingerprint (2
+/// and 3), the recorded id (4) and what it records (5), where 0 is a free
+/// slot. All zeros is free so that a new table is zeroed memory: the
+/// allocator maps it untouched and a page costs nothing until a key lands
+/// in it, as the reserved room of a fresh ledger mostly does not.
+type Slot = [u64; 6];
+
+fn words(bytes: &Digest) -> [u64; 2] {
+    let (low, high) = bytes.split_at(8);
+    [u64::from_le_bytes(low.try_into().expect("8 bytes")), u64::from_le_bytes(high.try_into().expect("8 bytes"))]
+}
+
+fn bytes(words: &[u64]) -> Digest {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&words[0].to_le_bytes());
+    bytes[8..].copy_from_slice(&words[1].to_le_bytes());
+    bytes
+}
+
+fn encode(key: &Digest, entry: &IdempotencyEntry) -> Slot {
+    let (kind, id) = match entry.recorded {
+        Recorded::Deposit(id) => (1, id),
+        Recorded::Transfer(id) => (2, id),
+        Recorded::Withdrawal(id) => (3, id),
+        Recorded::Order(id) => (4, id),
+    };
+    let [key_low, key_high] = words(key);
+    let [fingerprint_low, fingerprint_high] = words(&entry.fingerprint);
+    [key_low, key_high, fingerprint_low, fingerprint_high, id, kind]
+}
+
+fn decode(slot: &Slot) -> Option<IdempotencyEntry> {
+    let recorded = match slot[5] {
+        1 => Recorded::Deposit(slot[4]),
+        2 => Recorded::Transfer(slot[4]),
+        3 => Recorded::Withdrawal(slot[4]),
+        4 => Recorded::Order(slot[4]),
+        _ => return None,
+    };
+    Some(IdempotencyEntry { fingerprint: bytes(&slot[2..4]), recorded })
+}
+
+fn is_free(slot: &Slot) -> bool {
+    slot[5] == 0
+}
+
+pub struct IdempotencyTable {
+    /// A power of two long, at most half full: linear probing's expected
+    /// probes for an absent key stay under three.
+    slots: Vec<Slot>,
+    /// The occupied slots in the order their keys came: listing the keys
+    /// (the state hash, a restore's copy) then takes time for the keys, not
+    /// for the whole table of mostly untouched memory.
+    occupied: Vec<usize>,
+}
+
+const SLOTS_MIN: usize = 16;
+
+impl IdempotencyTable {
+    /// Room for `keys` keys before the table grows.
+    pub fn with_capacity(keys: usize) -> Self {
+        IdempotencyTable { slots: free_slots(keys.saturating_mul(2).max(SLOTS_MIN).next_power_of_two()), occupied: Vec::with_capacity(keys) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.occupied.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.occupied.is_empty()
+    }
+
+    fn home(&self, key: &[u64; 2]) -> usize {
+        key[0] as usize & (self.slots.len() - 1)
+    }
+
+    /// The slot holding `key`, or the free one where it would go.
+    fn find(&self, key: &[u64; 2]) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(key);
+        loop {
+            let slot = &self.slots[at];
+            if is_free(slot) || slot[..2] == key[..] {
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    pub fn get(&self, key: &Digest) -> Option<IdempotencyEntry> {
+        decode(&self.slots[self.find(&words(key))])
+    }
+
+    /// Inserts or replaces; returns the entry replaced.
+    pub fn insert(&mut self, key: Digest, entry: IdempotencyEntry) -> Option<IdempotencyEntry> {
+        if (self.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let at = self.find(&words(&key));
+        let replaced = decode(&self.slots[at]);
+        self.slots[at] = encode(&key, &entry);
+        if replaced.is_none() {
+            self.occupied.push(at);
+        }
+        replaced
+    }
+
+    /// Twice the slots, every key moved: a pause proportional to the table,
+    /// which `LedgerLimits::idempotency_keys_reserved` exists to avoid.
+    fn grow(&mut self) {
+        let doubled = free_slots(self.slots.len() * 2);
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mut occupied = std::mem::take(&mut self.occupied);
+        for moved in &mut occupied {
+            let slot = old[*moved];
+            let at = self.find(&[slot[0], slot[1]]);
+            self.slots[at] = slot;
+            *moved = at;
+        }
+        self.occupied = occupied;
+    }
+
+    /// Asks the CPU to load `key`'s home slot into its cache, without
+    /// waiting: a hint, which changes nothing and cannot fault.
+    pub fn prefetch(&self, key: &Digest) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let slot = &self.slots[self.home(&words(key))];
+            // SAFETY: a prefetch reads nothing the program sees and cannot
+            // fault; both addresses are inside the slot.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(slot.as_ptr().cast());
+                // A 48-byte slot can end on the next cache line.
+                _mm_prefetch::<_MM_HINT_T0>(slot[5..].as_ptr().cast());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
+    }
+
+    /// Every key and entry, in the order they were first inserted.
+    pub fn iter(&self) -> impl Iterator<Item = (Digest, IdempotencyEntry)> + '_ {
+        self.occupied.iter().map(|&at| {
+            let slot = &self.slots[at];
+            (bytes(&slot[..2]), decode(slot).expect("an occupied slot decodes"))
+        })
+    }
+}
+
+/// Zeroed memory: `vec!` of zeros asks the allocator for zeroed pages.
+fn free_slots(count: usize) -> Vec<Slot> {
+    vec![[0; 6]; count]
+}
+
+impl Extend<(Digest, IdempotencyEntry)> for IdempotencyTable {
+    fn extend<T: IntoIterator<Item = (Digest, IdempotencyEntry)>>(&mut self, entries: T) {
+        for (key, entry) in entries {
+            self.insert(key, entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry(id: u64) -> IdempotencyEntry {
+        IdempotencyEntry { fingerprint: [id as u8; 16], recorded: Recorded::Transfer(id) }
+    }
+
+    /// Keys that share their home slot's bits (the low 8 bytes) collide in
+    /// every table size, so probing, wrapping and growth all run.
+    fn key(low: u8, high: u64) -> Digest {
+        let mut key = [0; 16];
+        key[0] = low;
+        key[8..].copy_from_slice(&high.to_le_bytes());
+        key
+    }
+
+    #[test]
+    fn every_entry_survives_its_slot_encoding() {
+        for recorded in [Recorded::Deposit(1), Recorded::Transfer(u64::MAX), Recorded::Withdrawal(0), Recorded::Order(7)] {
+            let entry = IdempotencyEntry { fingerprint: [0xa5; 16], recorded };
+            let slot = encode(&[0; 16], &entry);
+            assert!(!is_free(&slot), "{recorded:?} of an all-zero key is not a free slot");
+            assert_eq!(decode(&slot), Some(entry));
+        }
+        assert_eq!(decode(&[0; 6]), None);
+        assert!(std::mem::size_of::<Slot>() <= 64, "prefetch() asks for the two lines a slot can touch");
+    }
+
+    proptest! {
+        /// The table answers as a HashMap does, through growth from the
+        /// smallest size and through runs of colliding keys.
+        #[test]
+        fn the_table_answers_as_a_map_does(ops in proptest::collection::vec((any::<bool>(), 0u8..4, 0u64..300, any::<u64>()), 1..2_000)) {
+            let mut table = IdempotencyTable::with_capacity(0);
+            let mut model: HashMap<Digest, IdempotencyEntry> = HashMap::new();
+            for (is_insert, low, high, id) in ops {
+                // Low bytes near the end of a 16-slot table wrap around it.
+                let key = key(low.wrapping_add(14), high);
+                if is_insert {
+                    prop_assert_eq!(table.insert(key, entry(id)), model.insert(key, entry(id)));
+                } else {
+                    prop_assert_eq!(table.get(&key), model.get(&key).copied());
+                }
+                table.prefetch(&key);
+                prop_assert_eq!(table.len(), model.len());
+                prop_assert!(table.len() * 2 <= table.slots.len(), "at most half full");
+                prop_assert_eq!(table.slots.iter().filter(|slot| !is_free(slot)).count(), table.len());
+            }
+            let mut listed: Vec<_> = table.iter().collect();
+            let mut expected: Vec<_> = model.into_iter().collect();
+            listed.sort_by_key(|(k, _)| *k);
+            expected.sort_by_key(|(k, _)| *k);
+            prop_assert_eq!(listed, expected);
+        }
+    }
+
+    #[test]
+    fn a_key_of_all_zeros_is_a_key_like_any_other() {
+        let mut table = IdempotencyTable::with_capacity(4);
+        assert_eq!(table.get(&[0; 16]), None);
+        assert_eq!(table.insert([0; 16], entry(7)), None);
+        assert_eq!(table.get(&[0; 16]), Some(entry(7)));
+        assert_eq!(table.get(&key(0, 1)), None, "a key probing past it is not it");
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn reserved_room_is_not_regrown() {
+        let mut table = IdempotencyTable::with_capacity(1_000);
+        let slots = table.slots.len();
+        for i in 0..1_000u64 {
+            table.insert(key(i as u8, i), entry(i));
+        }
+        assert_eq!(table.slots.len(), slots, "1,000 keys fit in the room made for them");
+        assert_eq!(table.len(), 1_000);
+    }
+}
