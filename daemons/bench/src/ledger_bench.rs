@@ -163,6 +163,8 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
     eprintln!("  ledger core");
     let opened = || -> anyhow::Result<Ledger> {
         let mut ledger = Ledger::new(LedgerLimits::default());
+        // As the daemon does at start.
+        ledger.touch_reserved();
         for command in opening(options) {
             ledger.apply(&command, 0).map_err(|e| anyhow::anyhow!("opening: {e}"))?;
         }
@@ -216,6 +218,7 @@ fn measure_service(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
     eprintln!("  ledger service (journal + RocksDB)");
     let dir = tempfile::tempdir_in(bench_dir()?)?;
     let (mut service, _) = LedgerService::open(dir.path(), LedgerLimits::default())?;
+    service.touch_reserved();
     let mut sequence = 0;
     let mut entry = |command: LedgerCommand| {
         sequence += 1;

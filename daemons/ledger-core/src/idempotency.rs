@@ -156,6 +156,20 @@ impl IdempotencyTable {
         let _ = key;
     }
 
+    /// Writes to every page of the slots, so that the kernel maps them now
+    /// rather than one by one as keys first land in each: a fault apiece,
+    /// microseconds each, in the middle of a batch (the core's p99 in
+    /// `scripts/bench ledger`). Changes no slot. Returns the bytes mapped.
+    pub fn touch_pages(&mut self) -> usize {
+        // Fewer slots than fit in a 4 KiB page apart: no page is skipped.
+        const STRIDE_SLOTS: usize = 4096 / std::mem::size_of::<Slot>();
+        for slot in self.slots.iter_mut().step_by(STRIDE_SLOTS) {
+            // Opaque to the optimizer, so the store of the same value stays.
+            slot[5] = std::hint::black_box(slot[5]);
+        }
+        std::mem::size_of_val(self.slots.as_slice())
+    }
+
     /// Every key and entry, in the order they were first inserted.
     pub fn iter(&self) -> impl Iterator<Item = (Digest, IdempotencyEntry)> + '_ {
         self.occupied.iter().map(|&at| {
@@ -258,5 +272,8 @@ mod tests {
         }
         assert_eq!(table.slots.len(), slots, "1,000 keys fit in the room made for them");
         assert_eq!(table.len(), 1_000);
+        assert_eq!(table.touch_pages(), slots * 48);
+        assert!((0..1_000u64).all(|i| table.get(&key(i as u8, i)) == Some(entry(i))), "touching the pages changed no entry");
+        assert_eq!(table.get(&key(0, 1_000)), None);
     }
 }

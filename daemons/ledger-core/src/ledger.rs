@@ -35,6 +35,8 @@ pub struct LedgerLimits {
     /// Not a limit: idempotency keys the ledger makes room for at start, so
     /// that it does not stop to grow its table (a pause of tens of
     /// milliseconds at a million keys) until it holds more than these.
+    /// About 100 bytes each: two 48-byte slots and a list entry (the slots
+    /// mapped in by [`Ledger::touch_reserved`]).
     pub idempotency_keys_reserved: u32,
 }
 
@@ -338,6 +340,12 @@ impl Ledger {
     /// blake3 of the canonical state.
     pub fn state_hash(&self) -> [u8; 32] {
         *blake3::hash(&postcard::to_stdvec(&self.state()).expect("encoding into a vector cannot fail")).as_bytes()
+    }
+
+    /// Maps in the memory reserved for idempotency keys now (see
+    /// [`IdempotencyTable::touch_pages`]); the daemon does at start. Returns its bytes.
+    pub fn touch_reserved(&mut self) -> usize {
+        self.idempotency.touch_pages()
     }
 
     pub fn take_changes(&mut self) -> Changes {

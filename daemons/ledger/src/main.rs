@@ -50,6 +50,11 @@ fn run() -> anyhow::Result<()> {
         state_hash = %hex(&service.ledger().state_hash()),
         "recovered"
     );
+    // Before serving: the first keys of each page would otherwise fault
+    // it in mid-batch.
+    let touching = std::time::Instant::now();
+    let reserved_bytes = service.touch_reserved();
+    tracing::info!(reserved_bytes, elapsed_ms = touching.elapsed().as_millis() as u64, "idempotency table mapped in");
     let address = Address::parse(&config.listen.address).expect("validated");
     let listener = Listener::bind(&address).with_context(|| format!("binding {}", config.listen.address))?;
     if !config.listen.metrics_address.is_empty() {

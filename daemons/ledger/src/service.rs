@@ -433,6 +433,11 @@ impl LedgerService {
         self.journal_applied
     }
 
+    /// See [`Ledger::touch_reserved`].
+    pub fn touch_reserved(&mut self) -> usize {
+        self.ledger.touch_reserved()
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
