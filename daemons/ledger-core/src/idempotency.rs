@@ -263,6 +263,25 @@ mod tests {
         assert_eq!(table.len(), 1);
     }
 
+    /// What `touch_pages` is for: the kernel maps the table in now, so the
+    /// process's resident memory grows by the table's size (a fresh table
+    /// is zeroed memory it has not mapped yet).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn touching_the_pages_maps_them_in() {
+        let resident_bytes = || -> usize {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+            // The second field, in pages of 4 KiB on x86-64 Linux.
+            statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+        };
+        let mut table = IdempotencyTable::with_capacity(1 << 20);
+        let before = resident_bytes();
+        let bytes = table.touch_pages();
+        let grown = resident_bytes().saturating_sub(before);
+        assert_eq!(bytes, 96 << 20);
+        assert!(grown >= bytes / 10 * 9, "{grown} bytes became resident, for a table of {bytes}");
+    }
+
     #[test]
     fn reserved_room_is_not_regrown() {
         let mut table = IdempotencyTable::with_capacity(1_000);
