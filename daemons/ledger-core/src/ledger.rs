@@ -156,6 +156,7 @@ pub struct Counters {
 pub struct Changes {
     pub assets: Vec<AssetSpec>,
     pub markets: Vec<LedgerMarket>,
+    /// The user accounts whose balance changed: every user side of `transfers` is one.
     pub balances: FxHashSet<(UserId, AssetId)>,
     pub system: FxHashSet<AssetId>,
     pub transfers: Vec<Transfer>,

@@ -78,7 +78,7 @@ fn read(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result<Query
         }
         LedgerQuery::MarketTrades { market, limit: n } => QueryAnswer::Trades(schema::trades_of_market(store, market, limit(n)?)?),
         LedgerQuery::Transfers { user, asset, limit: n } => {
-            QueryAnswer::Transfers(schema::transfers_of_user_where(store, user, limit(n)?, |t| asset.is_none_or(|a| t.asset == a))?)
+            QueryAnswer::Transfers(schema::transfers_of_user(store, user, asset, limit(n)?)?)
         }
         LedgerQuery::Withdrawal { id } => QueryAnswer::Withdrawal(schema::withdrawal(store, id)?),
         LedgerQuery::Withdrawals { user, status, limit: n } => {

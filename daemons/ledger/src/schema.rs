@@ -13,7 +13,8 @@
 
 use ledger_core::*;
 use serde::{de::DeserializeOwned, Serialize};
-use storage::{Batch, StorageError, Store, Table};
+use rustc_hash::FxHashMap;
+use storage::{Batch, Durability, StorageError, Store, Table};
 
 const META_COUNTERS: &[u8] = b"counters";
 const META_JOURNAL_APPLIED: &[u8] = b"journal_applied";
@@ -22,7 +23,10 @@ const META_FORWARDED_LAST: &[u8] = b"forwarded_last";
 /// 2: idempotency records keyed by journal position instead of digest.
 /// 3: open orders keyed by (user, order id), so that a user's open orders
 /// are found however long their history (2 keyed them by order id alone).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: each account's transfers chained newest first ([`TransferChains`])
+/// instead of listed in the `transfers_by_user` index, and one idempotency
+/// record per batch (3 wrote one per command).
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -61,34 +65,95 @@ fn balance_key(user: UserId, asset: AssetId) -> [u8; 12] {
     key
 }
 
+/// Each user account's transfers, per asset, form a chain from the newest
+/// back: the account's balance record names its newest transfer, and each
+/// stored transfer names the one before it on each user side. A user's
+/// history is read by walking the chains, so storing a transfer costs one
+/// write keyed by its (increasing) id and the balance writes the batch makes
+/// anyway. A per-user index, (user, transfer id) -> (), cost two writes at
+/// random places per transfer, and keeping that index sorted was most of
+/// RocksDB's work in `scripts/bench ledger` (BENCHMARKS.md).
+#[derive(Debug, Default)]
+pub struct TransferChains {
+    newest: FxHashMap<(UserId, AssetId), TransferId>,
+}
+
+impl TransferChains {
+    /// The newest transfer of `user`'s account in `asset`.
+    pub fn newest(&self, user: UserId, asset: AssetId) -> Option<TransferId> {
+        self.newest.get(&(user, asset)).copied()
+    }
+
+    /// Makes `transfer` the newest of each user side and returns the previous
+    /// newest of each, [debit, credit] (one chain when both sides are the same
+    /// user, as for a hold).
+    fn link(&mut self, transfer: &Transfer) -> [Option<TransferId>; 2] {
+        let users = [transfer.debit.user(), transfer.credit.user()];
+        let previous = users.map(|user| user.and_then(|user| self.newest(user, transfer.asset)));
+        for user in users.into_iter().flatten() {
+            self.newest.insert((user, transfer.asset), transfer.id);
+        }
+        previous
+    }
+}
+
+/// A transfer as stored: the transfer, and the previous transfer of its debit
+/// and credit user accounts ([`TransferChains`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoredTransfer<T = Transfer> {
+    pub transfer: T,
+    pub previous: [Option<TransferId>; 2],
+}
+
+impl StoredTransfer {
+    /// The transfer before this one in `user`'s chain.
+    fn previous_of(&self, user: UserId) -> Option<TransferId> {
+        if self.transfer.debit.user() == Some(user) {
+            self.previous[0]
+        } else {
+            self.previous[1]
+        }
+    }
+}
+
+/// A user account's balance as stored, with the head of its transfer chain.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoredBalance {
+    pub balance: Balance,
+    pub newest_transfer: Option<TransferId>,
+}
+
+fn put_balance(batch: &mut Batch, user: UserId, asset: AssetId, balance: Balance, newest_transfer: Option<TransferId>) {
+    let key = balance_key(user, asset);
+    // An empty balance without history is the default: storing it would make the store differ from the state.
+    if balance == Balance::default() && newest_transfer.is_none() {
+        batch.delete(Table::Balances, &key);
+    } else {
+        put_encoded(batch, Table::Balances, &key, &StoredBalance { balance, newest_transfer });
+    }
+}
+
 /// Adds to `batch` everything `changes` says moved, read from `ledger` after
-/// the commands were applied, and the journal position they bring the store to.
-pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, journal_applied: u64) {
+/// the commands were applied, and the journal position they bring the store
+/// to. `chains` links the new transfers and moves on to them.
+pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, chains: &mut TransferChains, journal_applied: u64) {
     for asset in &changes.assets {
         put_encoded(batch, Table::Assets, &asset.id.to_be_bytes(), asset);
     }
     for market in &changes.markets {
         put_encoded(batch, Table::Markets, &market.id().to_be_bytes(), market);
     }
+    for transfer in &changes.transfers {
+        let previous = chains.link(transfer);
+        put_encoded(batch, Table::Transfers, &transfer.id.to_be_bytes(), &StoredTransfer { transfer, previous });
+    }
+    // Every leg changes its account's balance, so the heads that moved are
+    // written with the changed balances.
     for &(user, asset) in &changes.balances {
-        let balance = ledger.balance(user, asset);
-        let key = balance_key(user, asset);
-        // An empty balance is the default: storing it would make the store differ from the state.
-        if balance == Balance::default() {
-            batch.delete(Table::Balances, &key);
-        } else {
-            put_encoded(batch, Table::Balances, &key, &balance);
-        }
+        put_balance(batch, user, asset, ledger.balance(user, asset), chains.newest(user, asset));
     }
     for &asset in &changes.system {
         put_encoded(batch, Table::SystemAccounts, &asset.to_be_bytes(), &ledger.system_balances(asset));
-    }
-    for transfer in &changes.transfers {
-        put_encoded(batch, Table::Transfers, &transfer.id.to_be_bytes(), transfer);
-        let users = [transfer.debit.user(), transfer.credit.user()];
-        for user in users.iter().flatten() {
-            batch.put(Table::TransfersByUser, &key2(*user, transfer.id), &[]);
-        }
     }
     for trade in &changes.trades {
         put_encoded(batch, Table::Trades, &trade.id.to_be_bytes(), trade);
@@ -117,15 +182,13 @@ pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, jour
             batch.delete(Table::PendingWithdrawals, &id);
         }
     }
-    // Keyed by where they were written, not by digest: appending keeps the
-    // memtable inserts and RocksDB's compactions cheap (the digests are
-    // random), and only start-up reads them, all at once. The batch's
-    // position is unique, and RocksDB never holds a batch after one it lost.
-    for (index, record) in changes.idempotency.iter().enumerate() {
-        let mut key = [0; 12];
-        key[..8].copy_from_slice(&journal_applied.to_be_bytes());
-        key[8..].copy_from_slice(&(index as u32).to_be_bytes());
-        put_encoded(batch, Table::Idempotency, &key, record);
+    // One record per batch, keyed by where it was written, not by digest:
+    // appending keeps the memtable inserts and RocksDB's compactions cheap
+    // (the digests are random), and only start-up reads them, all at once.
+    // The batch's position is unique, and RocksDB never holds a batch after
+    // one it lost.
+    if !changes.idempotency.is_empty() {
+        put_encoded(batch, Table::Idempotency, &journal_applied.to_be_bytes(), &changes.idempotency);
     }
     put_encoded(batch, Table::Meta, META_COUNTERS, &ledger.counters());
     batch.put(Table::Meta, META_JOURNAL_APPLIED, &journal_applied.to_be_bytes());
@@ -146,8 +209,94 @@ fn migrate_open_orders_to_3(store: &Store) -> Result<(), SchemaError> {
     }
     batch.put(Table::Meta, META_SCHEMA_VERSION, &3u32.to_be_bytes());
     // Not in the journal: synced by RocksDB's own log.
-    store.write(&mut batch, storage::Durability::Synced)?;
+    store.write(&mut batch, Durability::Synced)?;
     tracing::info!(open_orders = moved, "ledger database migrated from schema version 2 to 3");
+    Ok(())
+}
+
+/// A batch's idempotency records, as stored (in the order it made them).
+type BatchIdempotency = Vec<(Digest, IdempotencyEntry)>;
+
+/// Records rewritten per write during the migration to version 4.
+const MIGRATION_WRITES_PER_BATCH: usize = 65_536;
+
+/// Version 3 to 4: every transfer rewritten in id order with the previous
+/// transfer of each side, the chains' heads added to the balance records,
+/// the `transfers_by_user` index emptied, and the idempotency records grouped
+/// per batch. Idempotent: the version is written last, and a migration
+/// stopped part-way links the same chains again when it runs from the start
+/// (a record already rewritten reads either way).
+fn migrate_transfer_chains_to_4(store: &Store) -> Result<(), SchemaError> {
+    let started = std::time::Instant::now();
+    let total = store.get(Table::Meta, META_COUNTERS)?.map(|value| decode::<Counters>(Table::Meta, META_COUNTERS, &value)).transpose()?.map_or(0, |c| c.next_transfer.saturating_sub(1));
+    tracing::info!(transfers = total, "migrating the ledger database from schema version 3 to 4: chaining each account's transfers");
+    let mut chains = TransferChains::default();
+    let mut batch = Batch::default();
+    let mut migrated = 0u64;
+    for item in store.scan_all(Table::Transfers) {
+        let (key, value) = item?;
+        let transfer = match postcard::from_bytes::<StoredTransfer>(&value) {
+            Ok(stored) => stored.transfer,
+            Err(_) => decode::<Transfer>(Table::Transfers, &key, &value)?,
+        };
+        let previous = chains.link(&transfer);
+        put_encoded(&mut batch, Table::Transfers, &key, &StoredTransfer { transfer: &transfer, previous });
+        for user in [transfer.debit.user(), transfer.credit.user()].into_iter().flatten() {
+            batch.delete(Table::TransfersByUser, &key2(user, transfer.id));
+        }
+        migrated += 1;
+        if batch.len() >= MIGRATION_WRITES_PER_BATCH {
+            store.write(&mut batch, Durability::Synced)?;
+            tracing::info!(transfers_done = migrated, transfers = total, elapsed_ms = started.elapsed().as_millis() as u64, "migrating to schema version 4");
+        }
+    }
+    // Idempotency records, one per command in version 3 ((position, index)
+    // keys), become one per batch (position keys). Each batch's records move
+    // in one write, so a rerun finds each batch in one form or the other.
+    let mut group: Option<([u8; 8], BatchIdempotency)> = None;
+    let mut records = store.scan_all(Table::Idempotency).peekable();
+    while let Some(item) = records.next() {
+        let (key, value) = item?;
+        if key.len() == 8 {
+            continue;
+        }
+        let position: [u8; 12] = exact(Table::Idempotency, &key)?;
+        let (group_key, group_records) = group.get_or_insert_with(|| (position[..8].try_into().unwrap(), Vec::new()));
+        group_records.push(decode(Table::Idempotency, &key, &value)?);
+        batch.delete(Table::Idempotency, &key);
+        let group_ends = match records.peek() {
+            Some(Ok((next, _))) => !next.starts_with(group_key.as_slice()),
+            _ => true,
+        };
+        if group_ends {
+            let (group_key, group_records) = group.take().expect("a group was started");
+            put_encoded(&mut batch, Table::Idempotency, &group_key, &group_records);
+            if batch.len() >= MIGRATION_WRITES_PER_BATCH {
+                store.write(&mut batch, Durability::Synced)?;
+            }
+        }
+    }
+    // Accounts back at zero have no balance record in version 3, but may have history.
+    let mut heads = chains.newest;
+    for item in store.scan_all(Table::Balances) {
+        let (key, value) = item?;
+        let (user, asset) = split_balance_key(&key)?;
+        let balance = match postcard::from_bytes::<StoredBalance>(&value) {
+            Ok(stored) => stored.balance,
+            Err(_) => decode::<Balance>(Table::Balances, &key, &value)?,
+        };
+        put_balance(&mut batch, user, asset, balance, heads.remove(&(user, asset)));
+        if batch.len() >= MIGRATION_WRITES_PER_BATCH {
+            store.write(&mut batch, Durability::Synced)?;
+        }
+    }
+    for ((user, asset), newest) in heads {
+        put_balance(&mut batch, user, asset, Balance::default(), Some(newest));
+    }
+    batch.put(Table::Meta, META_SCHEMA_VERSION, &4u32.to_be_bytes());
+    // Not in the journal: synced by RocksDB's own log.
+    store.write(&mut batch, Durability::Synced)?;
+    tracing::info!(transfers = migrated, elapsed_ms = started.elapsed().as_millis() as u64, "ledger database migrated from schema version 3 to 4");
     Ok(())
 }
 
@@ -183,13 +332,26 @@ fn write_order(batch: &mut Batch, record: &OrderRecord) {
     batch.put(Table::OrdersByUser, &key2(record.order.user, record.order.order_id), &[]);
 }
 
-/// The stored state and the journal position it includes, or None for a new database.
-pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
+/// What start-up reads from the store.
+#[derive(Debug)]
+pub struct Loaded {
+    pub state: LedgerState,
+    /// The journal position the state includes.
+    pub journal_applied: u64,
+    pub chains: TransferChains,
+}
+
+/// The stored state, or None for a new database.
+pub fn load(store: &Store) -> Result<Option<Loaded>, SchemaError> {
     let Some(counters) = store.get(Table::Meta, META_COUNTERS)? else { return Ok(None) };
     let mut version = fixed::<4>(store, Table::Meta, META_SCHEMA_VERSION)?.map(u32::from_be_bytes).unwrap_or(0);
     if version == 2 {
         migrate_open_orders_to_3(store)?;
         version = 3;
+    }
+    if version == 3 {
+        migrate_transfer_chains_to_4(store)?;
+        version = 4;
     }
     if version != SCHEMA_VERSION {
         return Err(SchemaError::Version { found: version });
@@ -206,10 +368,17 @@ pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
         let market: LedgerMarket = decode(Table::Markets, &key, &value)?;
         state.markets.insert(market.id(), market);
     }
+    let mut chains = TransferChains::default();
     for item in store.scan_all(Table::Balances) {
         let (key, value) = item?;
         let (user, asset) = split_balance_key(&key)?;
-        state.balances.insert((user, asset), decode(Table::Balances, &key, &value)?);
+        let stored: StoredBalance = decode(Table::Balances, &key, &value)?;
+        if stored.balance != Balance::default() {
+            state.balances.insert((user, asset), stored.balance);
+        }
+        if let Some(newest) = stored.newest_transfer {
+            chains.newest.insert((user, asset), newest);
+        }
     }
     for item in store.scan_all(Table::SystemAccounts) {
         let (key, value) = item?;
@@ -230,10 +399,10 @@ pub fn load(store: &Store) -> Result<Option<(LedgerState, u64)>, SchemaError> {
     }
     for item in store.scan_all(Table::Idempotency) {
         let (key, value) = item?;
-        let (digest, entry): (Digest, IdempotencyEntry) = decode(Table::Idempotency, &key, &value)?;
-        state.idempotency.insert(digest, entry);
+        let records: BatchIdempotency = decode(Table::Idempotency, &key, &value)?;
+        state.idempotency.extend(records);
     }
-    Ok(Some((state, journal_applied)))
+    Ok(Some(Loaded { state, journal_applied, chains }))
 }
 
 fn fixed<const N: usize>(store: &Store, table: Table, key: &[u8]) -> Result<Option<[u8; N]>, SchemaError> {
@@ -295,8 +464,34 @@ pub fn trades_of_user_where(store: &Store, user: UserId, limit: usize, keep: imp
     newest_where(store, Table::TradesByUser, Table::Trades, user, limit, keep)
 }
 
-pub fn transfers_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&Transfer) -> bool) -> Result<Vec<Transfer>, SchemaError> {
-    newest_where(store, Table::TransfersByUser, Table::Transfers, user, limit, keep)
+/// A user's transfers, newest first, at most `limit`, in one asset or all:
+/// the newest of the heads of the user's chains, one after another.
+pub fn transfers_of_user(store: &Store, user: UserId, asset: Option<AssetId>, limit: usize) -> Result<Vec<Transfer>, SchemaError> {
+    let mut next = Vec::new();
+    for (key, value) in store.scan_prefix(Table::Balances, &user.to_be_bytes(), usize::MAX, false)? {
+        let (_, account_asset) = split_balance_key(&key)?;
+        let stored: StoredBalance = decode(Table::Balances, &key, &value)?;
+        if let (Some(newest), true) = (stored.newest_transfer, asset.is_none_or(|a| a == account_asset)) {
+            next.push(chained_transfer(store, newest, Table::Balances, &key)?);
+        }
+    }
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some(newest) = next.iter().enumerate().max_by_key(|(_, stored)| stored.transfer.id).map(|(index, _)| index) else { break };
+        let previous = next[newest].previous_of(user);
+        let key = next[newest].transfer.id.to_be_bytes();
+        let stored = match previous {
+            Some(id) => std::mem::replace(&mut next[newest], chained_transfer(store, id, Table::Transfers, &key)?),
+            None => next.swap_remove(newest),
+        };
+        out.push(stored.transfer);
+    }
+    Ok(out)
+}
+
+/// The transfer `id`, which the record `(table, key)` names: missing is corruption.
+fn chained_transfer(store: &Store, id: TransferId, table: Table, key: &[u8]) -> Result<StoredTransfer, SchemaError> {
+    by_id(store, Table::Transfers, id)?.ok_or_else(|| SchemaError::Corrupt { table: table.name(), key: hex(key), detail: format!("it names transfer {id}, which is missing") })
 }
 
 pub fn withdrawals_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&Withdrawal) -> bool) -> Result<Vec<Withdrawal>, SchemaError> {
@@ -323,7 +518,11 @@ pub fn balances_of_user(store: &Store, user: UserId) -> Result<Vec<(AssetId, Bal
     let mut out = Vec::new();
     for (key, value) in store.scan_prefix(Table::Balances, &user.to_be_bytes(), usize::MAX, false)? {
         let (_, asset) = split_balance_key(&key)?;
-        out.push((asset, decode(Table::Balances, &key, &value)?));
+        let stored: StoredBalance = decode(Table::Balances, &key, &value)?;
+        // A balance back at zero is stored for its history only.
+        if stored.balance != Balance::default() {
+            out.push((asset, stored.balance));
+        }
     }
     Ok(out)
 }
@@ -334,8 +533,8 @@ pub fn reserves(store: &Store) -> Result<Vec<wire::ledger::AssetReserve>, Schema
     for item in store.scan_all(Table::Balances) {
         let (key, value) = item?;
         let (_, asset) = split_balance_key(&key)?;
-        let balance: Balance = decode(Table::Balances, &key, &value)?;
-        *users.entry(asset).or_default() += balance.available + balance.locked;
+        let stored: StoredBalance = decode(Table::Balances, &key, &value)?;
+        *users.entry(asset).or_default() += stored.balance.available + stored.balance.locked;
     }
     let mut reserves = Vec::new();
     for asset in assets(store)? {
@@ -372,10 +571,6 @@ pub fn trades_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<T
 
 pub fn trades_of_market(store: &Store, market: MarketId, limit: usize) -> Result<Vec<TradeRecord>, SchemaError> {
     newest_of(store, Table::TradesByMarket, Table::Trades, market as u64, limit)
-}
-
-pub fn transfers_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<Transfer>, SchemaError> {
-    newest_of(store, Table::TransfersByUser, Table::Transfers, user, limit)
 }
 
 pub fn withdrawals_of_user(store: &Store, user: UserId, limit: usize) -> Result<Vec<Withdrawal>, SchemaError> {

@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use storage::{Batch, Durability, StorageError, Store};
 
-use crate::schema::{self, SchemaError};
+use crate::schema::{self, SchemaError, TransferChains};
 
 /// Who sent a command and its sequence in that sender's stream.
 pub type PeerId = u32;
@@ -140,6 +140,8 @@ pub struct StartupReport {
 
 pub struct LedgerService {
     ledger: Ledger,
+    /// The heads of the accounts' transfer chains, as the batches handed to the writer leave them.
+    chains: TransferChains,
     store: Arc<Store>,
     writer: StoreWriter,
     /// The journal position of the batch the writer is writing, if any.
@@ -172,11 +174,11 @@ impl LedgerService {
     pub fn open(data_dir: &Path, limits: LedgerLimits) -> Result<(LedgerService, StartupReport), ServiceError> {
         let store = Arc::new(Store::open(&data_dir.join("db"))?);
         let mut report = StartupReport::default();
-        let (ledger, journal_applied) = match schema::load(&store)? {
-            Some((state, applied)) => (Ledger::restore(limits, state), applied),
+        let (ledger, journal_applied, chains) = match schema::load(&store)? {
+            Some(loaded) => (Ledger::restore(limits, loaded.state), loaded.journal_applied, loaded.chains),
             None => {
                 report.created = true;
-                (Ledger::new(limits), 0)
+                (Ledger::new(limits), 0, TransferChains::default())
             }
         };
         report.store_applied = journal_applied;
@@ -203,6 +205,7 @@ impl LedgerService {
         let segment_first = journal.next_sequence();
         let mut service = LedgerService {
             ledger,
+            chains,
             writer: StoreWriter::spawn(store.clone()).map_err(ServiceError::WriterSpawn)?,
             store,
             writing: None,
@@ -402,7 +405,7 @@ impl LedgerService {
         // Encoded now, from the state after this batch: the core moves on
         // with the next one while the writer writes it.
         let mut batch = std::mem::take(&mut self.spare);
-        schema::write_changes(&mut batch, &self.ledger, &changes, sequence);
+        schema::write_changes(&mut batch, &self.ledger, &changes, &mut self.chains, sequence);
         schema::write_peers(&mut batch, &self.peers_applied);
         let added = std::mem::take(&mut self.outbox_added);
         // Entries added and confirmed in the same interval are put and deleted

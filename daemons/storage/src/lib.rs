@@ -34,16 +34,20 @@ pub enum Table {
     TradesByMarket,
     /// Secondary index: (user, trade id) -> ().
     TradesByUser,
+    /// Every transfer by id, with the previous transfer of each user side
+    /// (the ledger chains each account's history instead of indexing it).
     Transfers,
-    /// Secondary index: (user, transfer id) -> ().
+    /// Secondary index: (user, transfer id) -> (), until the ledger's schema
+    /// version 4, whose migration empties it. Kept so that databases that
+    /// have it open.
     TransfersByUser,
     Withdrawals,
     /// The withdrawals awaiting an operator's decision (id -> ()).
     PendingWithdrawals,
     /// Secondary index: (user, withdrawal id) -> ().
     WithdrawalsByUser,
-    /// Idempotency records in the order they were made (an append-only log
-    /// the ledger loads whole at start-up).
+    /// Idempotency records in the order they were made, a batch's in one
+    /// value (an append-only log the ledger loads whole at start-up).
     Idempotency,
     /// Commands for another daemon, by the sender's sequence, kept until that
     /// daemon confirms it applied them.
