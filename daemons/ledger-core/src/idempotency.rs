@@ -69,6 +69,9 @@ pub struct IdempotencyTable {
     /// (the state hash, a restore's copy) then takes time for the keys, not
     /// for the whole table of mostly untouched memory.
     occupied: Vec<usize>,
+    /// Set by `touch_pages`: the slots are asked to be backed by huge pages,
+    /// and so are those a growth makes.
+    huge_pages: bool,
 }
 
 const SLOTS_MIN: usize = 16;
@@ -76,7 +79,7 @@ const SLOTS_MIN: usize = 16;
 impl IdempotencyTable {
     /// Room for `keys` keys before the table grows.
     pub fn with_capacity(keys: usize) -> Self {
-        IdempotencyTable { slots: free_slots(keys.saturating_mul(2).max(SLOTS_MIN).next_power_of_two()), occupied: Vec::with_capacity(keys) }
+        IdempotencyTable { slots: free_slots(keys.saturating_mul(2).max(SLOTS_MIN).next_power_of_two()), occupied: Vec::with_capacity(keys), huge_pages: false }
     }
 
     pub fn len(&self) -> usize {
@@ -126,6 +129,10 @@ impl IdempotencyTable {
     /// which `LedgerLimits::idempotency_keys_reserved` exists to avoid.
     fn grow(&mut self) {
         let doubled = free_slots(self.slots.len() * 2);
+        if self.huge_pages {
+            // Before the moves below map its pages in.
+            advise_huge_pages(&doubled);
+        }
         let old = std::mem::replace(&mut self.slots, doubled);
         let mut occupied = std::mem::take(&mut self.occupied);
         for moved in &mut occupied {
@@ -160,7 +167,13 @@ impl IdempotencyTable {
     /// rather than one by one as keys first land in each: a fault apiece,
     /// microseconds each, in the middle of a batch (the core's p99 in
     /// `scripts/bench ledger`). Changes no slot. Returns the bytes mapped.
+    ///
+    /// First asks for huge pages, for this table and any it grows into:
+    /// with 4 KiB pages a million-key table spans 24,576 of them, more than
+    /// the TLB holds, so nearly every lookup missed it.
     pub fn touch_pages(&mut self) -> usize {
+        self.huge_pages = true;
+        advise_huge_pages(&self.slots);
         // Fewer slots than fit in a 4 KiB page apart: no page is skipped.
         const STRIDE_SLOTS: usize = 4096 / std::mem::size_of::<Slot>();
         for slot in self.slots.iter_mut().step_by(STRIDE_SLOTS) {
@@ -182,6 +195,27 @@ impl IdempotencyTable {
 /// Zeroed memory: `vec!` of zeros asks the allocator for zeroed pages.
 fn free_slots(count: usize) -> Vec<Slot> {
     vec![[0; 6]; count]
+}
+
+/// Asks Linux to back `slots` with 2 MiB pages where it can: transparent
+/// huge pages in `madvise` mode (what `marionette-tune` sets) or `always`;
+/// `never` ignores the advice. Only the whole 4 KiB pages inside the slots.
+fn advise_huge_pages(slots: &[Slot]) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE_BYTES: usize = 4096;
+        let start = slots.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(slots);
+        let (first, last) = (start.next_multiple_of(PAGE_BYTES), end & !(PAGE_BYTES - 1));
+        if last > first {
+            // SAFETY: advice on whole pages of the slots' own allocation,
+            // which changes how the kernel backs them and never what they
+            // hold. It is only advice: a refusal changes nothing either.
+            unsafe { libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = slots;
 }
 
 impl Extend<(Digest, IdempotencyEntry)> for IdempotencyTable {
@@ -280,6 +314,70 @@ mod tests {
         let grown = resident_bytes().saturating_sub(before);
         assert_eq!(bytes, 96 << 20);
         assert!(grown >= bytes / 10 * 9, "{grown} bytes became resident, for a table of {bytes}");
+    }
+
+    /// Keys spread over every home slot, as digests are.
+    fn spread_key(i: u64) -> Digest {
+        let mut key = [0; 16];
+        // An odd multiplier is a bijection on every table size's home bits.
+        key[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        key[8..].copy_from_slice(&i.to_le_bytes());
+        key
+    }
+
+    /// The kilobytes of `/proc/self/smaps`'s `AnonHugePages` for the mapping
+    /// that holds `address` (the advice splits the allocation's mapping at
+    /// its first whole page: ask about an address inside the slots).
+    #[cfg(target_os = "linux")]
+    fn huge_page_kib_at(address: usize) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ').filter(|(range, _)| range.contains('-') && !range.ends_with(':')) {
+                let (start, end) = range.split_once('-').unwrap();
+                let (start, end) = (usize::from_str_radix(start, 16).unwrap(), usize::from_str_radix(end, 16).unwrap());
+                inside = (start..end).contains(&address);
+            } else if let Some(kib) = line.strip_prefix("AnonHugePages:").filter(|_| inside) {
+                return kib.trim().trim_end_matches("kB").trim().parse().unwrap();
+            }
+        }
+        panic!("no mapping holds {address:#x}");
+    }
+
+    /// Where the host lets a process ask for transparent huge pages
+    /// (`madvise` or `always`), a touched table has them, and so has the
+    /// table it grows into.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_touched_table_and_its_growth_are_backed_by_huge_pages() {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+        if mode.contains("[never]") || mode.is_empty() {
+            eprintln!("skipped: this host's transparent huge pages are off ({})", mode.trim());
+            return;
+        }
+        // Tables above glibc's largest mmap threshold (32 MiB), as the
+        // daemon's are: a smaller one may come from the heap, where calloc
+        // zeroes (and so maps) its pages before any advice.
+        let mut table = IdempotencyTable::with_capacity(1 << 19);
+        table.touch_pages();
+        let slots_bytes = std::mem::size_of_val(table.slots.as_slice());
+        let middle = |table: &IdempotencyTable| table.slots.as_ptr() as usize + std::mem::size_of_val(table.slots.as_slice()) / 2;
+        let huge = huge_page_kib_at(middle(&table)) << 10;
+        assert!(huge >= slots_bytes / 2, "{huge} bytes of huge pages under a table of {slots_bytes}");
+        for i in 0..(1u64 << 19) + 1 {
+            table.insert(spread_key(i), entry(i));
+        }
+        let grown_bytes = std::mem::size_of_val(table.slots.as_slice());
+        assert_eq!(grown_bytes, 2 * slots_bytes, "the table grew");
+        let huge = huge_page_kib_at(middle(&table)) << 10;
+        assert!(huge >= grown_bytes / 2, "{huge} bytes of huge pages under a grown table of {grown_bytes}");
+        let mut untouched = IdempotencyTable::with_capacity(1 << 19);
+        for i in 0..(1u64 << 14) {
+            untouched.insert(spread_key(i), entry(i));
+        }
+        if mode.contains("[madvise]") {
+            assert_eq!(huge_page_kib_at(middle(&untouched)), 0, "a table never touched asks for none");
+        }
     }
 
     #[test]

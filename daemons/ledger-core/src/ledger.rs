@@ -343,8 +343,9 @@ impl Ledger {
         *blake3::hash(&postcard::to_stdvec(&self.state()).expect("encoding into a vector cannot fail")).as_bytes()
     }
 
-    /// Maps in the memory reserved for idempotency keys now (see
-    /// [`IdempotencyTable::touch_pages`]); the daemon does at start. Returns its bytes.
+    /// Maps in the memory reserved for idempotency keys now, in huge pages
+    /// where the host allows (see [`IdempotencyTable::touch_pages`]); the
+    /// daemon does at start. Returns its bytes.
     pub fn touch_reserved(&mut self) -> usize {
         self.idempotency.touch_pages()
     }

@@ -54,7 +54,9 @@ fn run() -> anyhow::Result<()> {
     // it in mid-batch.
     let touching = std::time::Instant::now();
     let reserved_bytes = service.touch_reserved();
-    tracing::info!(reserved_bytes, elapsed_ms = touching.elapsed().as_millis() as u64, "idempotency table mapped in");
+    // Whether the huge pages it asked for came: the host's transparent huge pages may be off.
+    let huge_page_bytes = anon_huge_page_bytes().unwrap_or(0);
+    tracing::info!(reserved_bytes, huge_page_bytes, elapsed_ms = touching.elapsed().as_millis() as u64, "idempotency table mapped in");
     let address = Address::parse(&config.listen.address).expect("validated");
     let listener = Listener::bind(&address).with_context(|| format!("binding {}", config.listen.address))?;
     if !config.listen.metrics_address.is_empty() {
@@ -108,4 +110,11 @@ fn run() -> anyhow::Result<()> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The process's anonymous memory in transparent huge pages.
+fn anon_huge_page_bytes() -> Option<u64> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let kib = rollup.lines().find_map(|line| line.strip_prefix("AnonHugePages:"))?;
+    kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kib| kib << 10)
 }

@@ -341,7 +341,7 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     let root_bytes: u64 = machine.ok("findmnt -n -b -o SIZE /").trim().parse().unwrap();
     assert!(root_bytes > (DISK_GIB - 1) << 30, "the root filesystem grew to the {DISK_GIB} GiB disk: {root_bytes} bytes");
     let cmdline = machine.ok("cat /proc/cmdline");
-    assert!(cmdline.contains("isolcpus=managed_irq,domain,1 nohz_full=1 rcu_nocbs=1 irqaffinity=0 transparent_hugepage=never"), "{cmdline}");
+    assert!(cmdline.contains("isolcpus=managed_irq,domain,1 nohz_full=1 rcu_nocbs=1 irqaffinity=0 transparent_hugepage=madvise"), "{cmdline}");
     assert_eq!(machine.ok("cat /sys/devices/system/cpu/isolated").trim(), "1");
     let matching_cpus = machine.ok("grep Cpus_allowed_list /proc/$(systemctl show -p MainPID --value marionette-matching)/status");
     assert!(matching_cpus.trim().ends_with("\t1"), "matching runs on the isolated CPU 1: {matching_cpus}");

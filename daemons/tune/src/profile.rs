@@ -111,7 +111,7 @@ impl Default for HostSettings {
             governor: "performance".into(),
             swappiness: 1,
             hugepages_2m: 0,
-            transparent_hugepage: "never".into(),
+            transparent_hugepage: "madvise".into(),
             numa_balancing: false,
             timer_migration: false,
             vm_stat_interval_s: 10,

@@ -41,7 +41,7 @@ fn a_tuned_host_is_fit() {
     let r = root.path();
     write(r, "sys/devices/system/cpu/online", "0-7\n");
     write(r, "sys/devices/system/cpu/smt/active", "0\n");
-    write(r, "sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n");
+    write(r, "sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never\n");
     write(r, "proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n");
     write(r, "sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc\n");
     write(r, "sys/devices/system/cpu/isolated", "2-7\n");
@@ -60,7 +60,7 @@ fn a_tuned_host_is_fit() {
     assert_eq!(code, 0, "{said}");
     for line in [
         "PASS  SMT: off",
-        "PASS  transparent hugepages: never",
+        "PASS  transparent hugepages: madvise",
         "PASS  swap: none",
         "PASS  clock source: tsc",
         "PASS  isolated CPUs: 2-7, as the profile wants",
@@ -100,7 +100,7 @@ fn an_untuned_host_is_unfit_and_every_line_says_what_to_do() {
     for line in [
         "WARN  SMT: on: an isolated CPU shares its core with a sibling; turn SMT off",
         "WARN  CPU governor: not performance on 3:powersave; marionette-tune apply sets it",
-        "FAIL  transparent hugepages: always: khugepaged stalls the engines; boot with transparent_hugepage=never",
+        "FAIL  transparent hugepages: always: khugepaged stalls the engines; boot with transparent_hugepage=madvise",
         "WARN  swap: on (/dev/vda2)",
         "FAIL  clock source: hpet",
         "FAIL  isolated CPUs: the kernel isolates {}, the profile wants {2-7}",
