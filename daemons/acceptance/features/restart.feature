@@ -19,6 +19,8 @@ Feature: Durability
     And the order book of BTC-USD has asks of 0.2 BTC at 100 USD
     And the latest trade of BTC-USD is 0.3 BTC at 100 USD, taken by a buyer
     And the withdrawal is PENDING
+    And alice's USD ledger entries are, newest first: WITHDRAWAL -100.00, FEE -0.06, TRADE -30.00, DEPOSIT 10000.00
+    And alice's ledger entries are, newest first: WITHDRAWAL -100.00, TRADE 0.30000000, FEE -0.06, TRADE -30.00, DEPOSIT 10000.00
     And no money was created or destroyed
     When alice places a limit buy order for 0.2 BTC at 100 USD
     Then the order is FILLED with 0.2 BTC filled at an average price of 100 USD

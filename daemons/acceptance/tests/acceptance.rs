@@ -304,6 +304,18 @@ fn withdrawal_is(world: &mut Marionette, status: String) {
     assert_eq!(found["status"], status.as_str());
 }
 
+/// A user's ledger entries (`ledgerEntries`, all assets or one), each as its
+/// kind and signed amount, e.g. "DEPOSIT 1000.00, WITHDRAWAL -400.00".
+#[then(regex = r"^(\w+)'s (?:(\w+) )?ledger entries are, newest first: (.+)$")]
+fn ledger_entries_are(world: &mut Marionette, name: String, asset: String, expected: String) {
+    let asset = Some(asset).filter(|a| !a.is_empty());
+    let answer = world.ask(&name, "query($a: String) { ledgerEntries(asset: $a) { kind amount asset } }", json!({ "a": asset }));
+    let entries = data(&answer, "ledgerEntries").as_array().unwrap();
+    assert!(entries.iter().all(|e| asset.as_ref().is_none_or(|a| e["asset"] == a.as_str())), "only the asset asked for: {answer}");
+    let shown: Vec<String> = entries.iter().map(|e| format!("{} {}", e["kind"].as_str().unwrap(), e["amount"].as_str().unwrap())).collect();
+    assert_eq!(shown.join(", "), expected, "{name}'s ledger entries: {answer}");
+}
+
 /// Conservation: every deposit is still somewhere — in a user's balance,
 /// paid as a fee, or in a withdrawal (pending or approved; a rejected one
 /// came back to the balance).
