@@ -397,7 +397,10 @@ impl Subscriptions {
         loop {
             match self.socket.read() {
                 Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
-                Ok(tungstenite::Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed | tungstenite::Error::Io(_) | tungstenite::Error::Protocol(_)) => return true,
+                Ok(tungstenite::Message::Close(_))
+                | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed | tungstenite::Error::Io(_) | tungstenite::Error::Protocol(_)) => {
+                    return true
+                }
                 Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => continue,
                 _ => return false,
             }

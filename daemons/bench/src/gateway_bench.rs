@@ -50,24 +50,50 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
     let graphql = drive(port, &tokens, options.orders, |i| {
         // Alternate sides at one price so that about half the orders trade.
         let side = if i % 2 == 0 { "SELL" } else { "BUY" };
-        format!(r#"{{"query":"mutation {{ placeOrder(input: {{ market: \"BTC-USD\", side: {side}, type: LIMIT, price: \"100\", quantity: \"0.01\" }}) {{ id status }} }}"}}"#)
+        format!(
+            r#"{{"query":"mutation {{ placeOrder(input: {{ market: \"BTC-USD\", side: {side}, type: LIMIT, price: \"100\", quantity: \"0.01\" }}) {{ id status }} }}"}}"#
+        )
     })?;
     eprintln!("  plain hyper endpoint (the same client, a fixed answer)");
     let ceiling_port = free_port()?;
     let _ceiling = ceiling_server(ceiling_port)?;
     let ceiling = drive(ceiling_port, &tokens, options.orders, |_| r#"{"query":"{ ping }"}"#.to_string())?;
     let measured = [
-        Measured { name: "marionette-gateway placeOrder", note: "GraphQL over HTTP/1.1 keep-alive; each answer after the ledger's group commit and matching's verdict".into(), per_second: graphql.0, latency: graphql.1 },
-        Measured { name: "plain hyper", note: "hyper 1 HTTP/1.1, a fixed 40-byte JSON answer, no GraphQL, no daemons".into(), per_second: ceiling.0, latency: ceiling.1 },
+        Measured {
+            name: "marionette-gateway placeOrder",
+            note: "GraphQL over HTTP/1.1 keep-alive; each answer after the ledger's group commit and matching's verdict".into(),
+            per_second: graphql.0,
+            latency: graphql.1,
+        },
+        Measured {
+            name: "plain hyper",
+            note: "hyper 1 HTTP/1.1, a fixed 40-byte JSON answer, no GraphQL, no daemons".into(),
+            per_second: ceiling.0,
+            latency: ceiling.1,
+        },
     ];
     let mut report = String::new();
     writeln!(report, "### placeOrder over HTTP\n")?;
-    writeln!(report, "Workload: {} limit orders on BTC-USD from {} keep-alive connections (one user each), alternating sides at one price.\n", options.orders, options.clients)?;
+    writeln!(
+        report,
+        "Workload: {} limit orders on BTC-USD from {} keep-alive connections (one user each), alternating sides at one price.\n",
+        options.orders, options.clients
+    )?;
     writeln!(report, "| system | requests/s | vs plain hyper | p50 µs | p99 µs | max µs |")?;
     writeln!(report, "|---|---:|---:|---:|---:|---:|")?;
     for m in &measured {
         let l = &m.latency;
-        writeln!(report, "| {} ({}) | {:.0} | {:.3}x | {} | {} | {} |", m.name, m.note, m.per_second, m.per_second / ceiling.0, micros(l.value_at_quantile(0.5)), micros(l.value_at_quantile(0.99)), micros(l.max()))?;
+        writeln!(
+            report,
+            "| {} ({}) | {:.0} | {:.3}x | {} | {} | {} |",
+            m.name,
+            m.note,
+            m.per_second,
+            m.per_second / ceiling.0,
+            micros(l.value_at_quantile(0.5)),
+            micros(l.value_at_quantile(0.99)),
+            micros(l.max())
+        )?;
     }
     Ok(report)
 }
@@ -89,7 +115,9 @@ fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<Daemon>> {
     )?;
     let mut daemons = Vec::new();
     for name in ["matching", "ledger", "gateway"] {
-        daemons.push(Daemon(Command::new(daemon_binary(name)?).arg("--config").arg(dir.join(format!("{name}.toml"))).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?));
+        daemons.push(Daemon(
+            Command::new(daemon_binary(name)?).arg("--config").arg(dir.join(format!("{name}.toml"))).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?,
+        ));
         std::thread::sleep(Duration::from_millis(300));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -122,7 +150,8 @@ fn setup(port: u16, clients: usize) -> anyhow::Result<Vec<String>> {
         ensure!(status == 200 && !answer.contains("\"errors\""), "{query}: {status} {answer}");
         Ok(answer)
     };
-    let token_of = |answer: &str| answer.split("\"token\":\"").nth(1).and_then(|rest| rest.split('"').next()).map(str::to_string).context("no token in the answer");
+    let token_of =
+        |answer: &str| answer.split("\"token\":\"").nth(1).and_then(|rest| rest.split('"').next()).map(str::to_string).context("no token in the answer");
     let operator = token_of(&graphql("", &format!("mutation {{ login(email: \"bench@marionette.local\", password: \"{PASSWORD}\") {{ token }} }}"))?)?;
     graphql(&operator, "mutation { createAsset(symbol: \"BTC\", scale: 8) { id } }")?;
     graphql(&operator, "mutation { createAsset(symbol: \"USD\", scale: 2) { id } }")?;
@@ -132,7 +161,10 @@ fn setup(port: u16, clients: usize) -> anyhow::Result<Vec<String>> {
         let email = format!("trader{client}@bench.local");
         graphql("", &format!("mutation {{ register(email: \"{email}\", password: \"{PASSWORD}\") {{ id }} }}"))?;
         for (asset, amount) in [("USD", "100000000"), ("BTC", "100000")] {
-            graphql(&operator, &format!("mutation {{ deposit(email: \"{email}\", asset: \"{asset}\", amount: \"{amount}\", reference: \"{email}-{asset}\") {{ id }} }}"))?;
+            graphql(
+                &operator,
+                &format!("mutation {{ deposit(email: \"{email}\", asset: \"{asset}\", amount: \"{amount}\", reference: \"{email}-{asset}\") {{ id }} }}"),
+            )?;
         }
         tokens.push(token_of(&graphql("", &format!("mutation {{ login(email: \"{email}\", password: \"{PASSWORD}\") {{ token }} }}"))?)?);
     }
@@ -249,7 +281,9 @@ fn ceiling_server(port: u16) -> anyhow::Result<Ceiling> {
                         let service = hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
                             use http_body_util::BodyExt;
                             let _ = request.into_body().collect().await;
-                            let mut response = hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from_static(br#"{"data":{"ping":"pong, a fixed answer."}}"#)));
+                            let mut response = hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from_static(
+                                br#"{"data":{"ping":"pong, a fixed answer."}}"#,
+                            )));
                             response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
                             Ok::<_, std::convert::Infallible>(response)
                         });

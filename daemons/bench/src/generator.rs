@@ -172,7 +172,11 @@ impl Generator {
     }
 
     fn random_side(&mut self) -> Side {
-        if self.rng.random::<bool>() { Side::Buy } else { Side::Sell }
+        if self.rng.random::<bool>() {
+            Side::Buy
+        } else {
+            Side::Sell
+        }
     }
 
     fn gtc(&mut self, market: MarketId) -> Command {
@@ -246,7 +250,10 @@ impl Generator {
 
 /// Deterministic for a given config.
 pub fn generate(config: &GeneratorConfig) -> Workload {
-    let limits = EngineLimits { markets_max: config.markets.max(1), book: BookLimits { resting_orders_max: 1 << 22, orders_per_user_max: 1 << 20, price_levels_per_side_max: 1 << 20 } };
+    let limits = EngineLimits {
+        markets_max: config.markets.max(1),
+        book: BookLimits { resting_orders_max: 1 << 22, orders_per_user_max: 1 << 20, price_levels_per_side_max: 1 << 20 },
+    };
     let market_weights = (0..config.markets)
         .scan(0.0, |total, i| {
             *total += match config.pareto_shape {

@@ -13,8 +13,8 @@ use anyhow::{bail, ensure, Context};
 use hdrhistogram::Histogram;
 use ledger::service::{JournalEntry, LedgerService};
 use ledger_core::{AssetSpec, Ledger, LedgerCommand, LedgerLimits, Outcome};
-use rand::{rngs::SmallRng, Rng, SeedableRng};
 use link::{Address, Client};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
 use storage::{Batch, Durability, Store, Table};
 use wire::{Message, Role};
 
@@ -87,7 +87,15 @@ struct Measured {
 }
 
 pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
-    let mut options = Options { transfers: 1_000_000, accounts: 10_000, batch: 1_024, postgres_seconds: 20, postgres_clients: 16, postgres: true, only: SYSTEMS.map(String::from).to_vec() };
+    let mut options = Options {
+        transfers: 1_000_000,
+        accounts: 10_000,
+        batch: 1_024,
+        postgres_seconds: 20,
+        postgres_clients: 16,
+        postgres: true,
+        only: SYSTEMS.map(String::from).to_vec(),
+    };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
         match arg.as_str() {
@@ -116,13 +124,16 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
             // would otherwise be written back during this one's run.
             let synced = Command::new("sync").status().context("running sync")?;
             ensure!(synced.success(), "sync failed: {synced}");
-            measured.push((system, match system {
-                "core" => measure_core(&options, &transfers)?,
-                "daemon" => measure_daemon(&options, &transfers)?,
-                "service" => measure_service(&options, &transfers)?,
-                "rocksdb" => measure_rocksdb(&options, &transfers)?,
-                _ => postgres::measure(&options, skew).context("measuring PostgreSQL (skip it with --skip-postgres)")?,
-            }));
+            measured.push((
+                system,
+                match system {
+                    "core" => measure_core(&options, &transfers)?,
+                    "daemon" => measure_daemon(&options, &transfers)?,
+                    "service" => measure_service(&options, &transfers)?,
+                    "rocksdb" => measure_rocksdb(&options, &transfers)?,
+                    _ => postgres::measure(&options, skew).context("measuring PostgreSQL (skip it with --skip-postgres)")?,
+                },
+            ));
         }
         write_section(&mut report, &options, skew, &measured)?;
     }
@@ -145,7 +156,12 @@ fn generate(options: &Options, skew: Skew) -> Vec<LedgerCommand> {
 
 fn opening(options: &Options) -> Vec<LedgerCommand> {
     let mut commands = vec![LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 })];
-    commands.extend((1..=options.accounts).map(|user| LedgerCommand::Deposit { user, asset: USD, amount: OPENING_BALANCE, reference: format!("opening-{user}") }));
+    commands.extend((1..=options.accounts).map(|user| LedgerCommand::Deposit {
+        user,
+        asset: USD,
+        amount: OPENING_BALANCE,
+        reference: format!("opening-{user}"),
+    }));
     commands
 }
 
@@ -209,7 +225,12 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
         let changes = ledger.take_changes();
         ledger.recycle(changes);
     }
-    Ok(Measured { name: "Marionette ledger core", note: "pure, in memory, idempotency keys kept".into(), transfers_per_second: transfers.len() as f64 / seconds, latency })
+    Ok(Measured {
+        name: "Marionette ledger core",
+        note: "pure, in memory, idempotency keys kept".into(),
+        transfers_per_second: transfers.len() as f64 / seconds,
+        latency,
+    })
 }
 
 /// Batches of `batch` transfers through journal (fdatasync) then RocksDB; a
@@ -431,7 +452,12 @@ fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
         latency.record_n(before.elapsed().as_nanos() as u64, chunk.len() as u64)?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Measured { name: "raw RocksDB", note: format!("3 puts per transfer, one synced WriteBatch per {} transfers", options.batch), transfers_per_second: transfers.len() as f64 / seconds, latency })
+    Ok(Measured {
+        name: "raw RocksDB",
+        note: format!("3 puts per transfer, one synced WriteBatch per {} transfers", options.batch),
+        transfers_per_second: transfers.len() as f64 / seconds,
+        latency,
+    })
 }
 
 /// Where the systems keep their data while measured: one disk for all of
@@ -447,7 +473,11 @@ pub fn bench_dir() -> anyhow::Result<std::path::PathBuf> {
 /// to the daemon's, left out when `--only` did not measure it.
 fn write_section(report: &mut String, options: &Options, skew: Skew, measured: &[(&str, Measured)]) -> std::fmt::Result {
     writeln!(report, "### Transfers, {}\n", skew.describe())?;
-    writeln!(report, "Workload: {} accounts, {} transfers of one asset (seed {SEED}), each with its own idempotency key.\n", options.accounts, options.transfers)?;
+    writeln!(
+        report,
+        "Workload: {} accounts, {} transfers of one asset (seed {SEED}), each with its own idempotency key.\n",
+        options.accounts, options.transfers
+    )?;
     writeln!(report, "| system | transfers/s | vs Marionette daemon | p50 µs | p99 µs | max µs |")?;
     writeln!(report, "|---|---:|---:|---:|---:|---:|")?;
     let daemon = measured.iter().find(|(system, _)| *system == "daemon").map(|(_, m)| m.transfers_per_second);
@@ -522,9 +552,32 @@ mod postgres {
         checked(as_postgres(&format!("{BIN}/initdb")).args(["-D"]).arg(&data).args(["-A", "trust", "-U", "bench", "--no-sync"]), "initdb")?;
         // Durable like ours: fsync and synchronous commit stay at their defaults (on).
         let settings = format!("-c listen_addresses='' -c unix_socket_directories='{}' -c shared_buffers=512MB -c max_connections=64", socket.display());
-        checked(as_postgres(&format!("{BIN}/pg_ctl")).args(["-D"]).arg(&data).args(["-w", "-l"]).arg(root.path().join("server.log")).args(["-o", &settings, "start"]), "pg_ctl start")?;
+        checked(
+            as_postgres(&format!("{BIN}/pg_ctl"))
+                .args(["-D"])
+                .arg(&data)
+                .args(["-w", "-l"])
+                .arg(root.path().join("server.log"))
+                .args(["-o", &settings, "start"]),
+            "pg_ctl start",
+        )?;
         let _server = Server { data: &data };
-        let psql = |sql: &str| checked(as_postgres(&format!("{BIN}/psql")).args(["-h"]).arg(&socket).args(["-U", "bench", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]), "psql");
+        let psql = |sql: &str| {
+            checked(
+                as_postgres(&format!("{BIN}/psql")).args(["-h"]).arg(&socket).args([
+                    "-U",
+                    "bench",
+                    "-d",
+                    "postgres",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-qAt",
+                    "-c",
+                    sql,
+                ]),
+                "psql",
+            )
+        };
         psql("CREATE TABLE balances (id bigint PRIMARY KEY, balance numeric(39,0) NOT NULL CHECK (balance >= 0))")?;
         psql("CREATE TABLE transfers (id bigserial PRIMARY KEY, debit bigint NOT NULL, credit bigint NOT NULL, amount numeric(39,0) NOT NULL CHECK (amount > 0), at timestamptz NOT NULL DEFAULT now())")?;
         psql(&format!("INSERT INTO balances SELECT g, {OPENING_BALANCE} FROM generate_series(1, {}) g", options.accounts))?;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use matching_core::{Command, EngineLimits, Event, FastEngine, BookLimits, Side};
+use matching_core::{BookLimits, Command, EngineLimits, Event, FastEngine, Side};
 
 use generator::{GeneratorConfig, Kind, Workload};
 use peers::{Lobster, OrderbookRs, Peer};

@@ -115,7 +115,9 @@ impl Peer for OrderbookRs {
                 let tif = if time_in_force == TimeInForce::Gtc { pricelevel::TimeInForce::Gtc } else { pricelevel::TimeInForce::Ioc };
                 let id = pricelevel::Id::from_u64(order_id);
                 // Matches, then rests a GTC remainder; an IOC remainder is dropped (as an error).
-                if let Ok((_, Some(result))) = self.books[market as usize].add_limit_order_with_result(id, price as u128, quantity, orderbook_rs_side(side), tif, None) {
+                if let Ok((_, Some(result))) =
+                    self.books[market as usize].add_limit_order_with_result(id, price as u128, quantity, orderbook_rs_side(side), tif, None)
+                {
                     self.trades += result.match_result.trades().len() as u64;
                 }
             }
@@ -123,7 +125,8 @@ impl Peer for OrderbookRs {
                 let _ = self.books[market as usize].cancel_order(pricelevel::Id::from_u64(order_id));
             }
             Command::Amend { market, order_id, price, .. } => {
-                let update = pricelevel::OrderUpdate::UpdatePrice { order_id: pricelevel::Id::from_u64(order_id), new_price: pricelevel::Price::new(price as u128) };
+                let update =
+                    pricelevel::OrderUpdate::UpdatePrice { order_id: pricelevel::Id::from_u64(order_id), new_price: pricelevel::Price::new(price as u128) };
                 let _ = self.books[market as usize].update_order(update);
             }
             _ => {}

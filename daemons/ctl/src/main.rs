@@ -83,9 +83,8 @@ fn graphql(query: &str, variables: Value) -> Value {
 }
 
 fn ask(socket: &PathBuf, request: &Value) -> anyhow::Result<Value> {
-    let mut stream = UnixStream::connect(socket).with_context(|| {
-        format!("cannot open the admin socket {} (is marionette-gateway running, and are you root or in its group?)", socket.display())
-    })?;
+    let mut stream = UnixStream::connect(socket)
+        .with_context(|| format!("cannot open the admin socket {} (is marionette-gateway running, and are you root or in its group?)", socket.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.write_all(format!("{request}\n").as_bytes())?;
     let mut line = String::new();

@@ -27,8 +27,15 @@ const LINE_BYTES_MAX: u64 = 1 << 20;
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 enum AdminRequest {
-    CreateOperator { email: String, password: String },
-    Graphql { query: String, #[serde(default)] variables: Value },
+    CreateOperator {
+        email: String,
+        password: String,
+    },
+    Graphql {
+        query: String,
+        #[serde(default)]
+        variables: Value,
+    },
     Status,
 }
 
@@ -85,7 +92,12 @@ impl Admin {
                 match response.errors.first() {
                     None => json!({ "ok": response.data.into_json().unwrap_or_default() }),
                     Some(error) => {
-                        let code = error.extensions.as_ref().and_then(|e| e.get("code")).map(|c| c.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "BAD_USER_INPUT".into());
+                        let code = error
+                            .extensions
+                            .as_ref()
+                            .and_then(|e| e.get("code"))
+                            .map(|c| c.to_string().trim_matches('"').to_string())
+                            .unwrap_or_else(|| "BAD_USER_INPUT".into());
                         json!({ "error": error.message, "code": code })
                     }
                 }

@@ -5,9 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_graphql::{Context, Enum, Error, ErrorExtensions, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType, Schema, SimpleObject, Subscription as SubscriptionObject, Value, ID};
+use async_graphql::{
+    Context, Enum, Error, ErrorExtensions, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType, Schema, SimpleObject,
+    Subscription as SubscriptionObject, Value, ID,
+};
 use futures_util::stream::{self, Stream, StreamExt};
-use ledger_core::{AssetSpec, LedgerCommand, LedgerError, LedgerMarket, OrderRecord, OrderRequest, OrderStatus as LedgerStatus, Outcome, Recorded, TransferKind, WithdrawalStatus as LedgerWithdrawalStatus};
+use ledger_core::{
+    AssetSpec, LedgerCommand, LedgerError, LedgerMarket, OrderRecord, OrderRequest, OrderStatus as LedgerStatus, Outcome, Recorded, TransferKind,
+    WithdrawalStatus as LedgerWithdrawalStatus,
+};
 use matching_core::{MarketId, MarketSpec, OrderKind, SelfTradePrevention, Side as CoreSide, TimeInForce as CoreTif};
 use rust_decimal::Decimal;
 use wire::{LedgerQuery, QueryAnswer};
@@ -494,7 +500,11 @@ impl Catalog {
         let average = (record.filled > 0).then(|| {
             let per_lot = market.map(|m| m.spec.quote_units_per_tick_lot).unwrap_or(1) as u128;
             // filled_notional / (filled x quote_units_per_tick_lot) ticks, as a price.
-            Dec((Decimal::from_i128_with_scale(record.filled_notional as i128, 0) / Decimal::from(record.filled) / Decimal::from_i128_with_scale(per_lot as i128, 0) * tick).normalize())
+            Dec((Decimal::from_i128_with_scale(record.filled_notional as i128, 0)
+                / Decimal::from(record.filled)
+                / Decimal::from_i128_with_scale(per_lot as i128, 0)
+                * tick)
+                .normalize())
         });
         Order {
             id: ID(convert::order_uuid(order.order_id)),
@@ -580,7 +590,9 @@ impl Query {
     async fn trades(&self, ctx: &Context<'_>, market: ID, #[graphql(default = 100)] limit: i32) -> Result<Vec<Trade>, Error> {
         let catalog = Catalog::load(ctx).await?;
         let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
-        let QueryAnswer::Trades(trades) = ask(ctx, LedgerQuery::MarketTrades { market: ledger_market.id(), limit: limit.max(0) as u32 }).await? else { return Err(unexpected("trades")) };
+        let QueryAnswer::Trades(trades) = ask(ctx, LedgerQuery::MarketTrades { market: ledger_market.id(), limit: limit.max(0) as u32 }).await? else {
+            return Err(unexpected("trades"));
+        };
         Ok(trades.iter().map(|t| public_trade(t, &terms)).collect())
     }
 
@@ -590,7 +602,11 @@ impl Query {
         let QueryAnswer::Balances(balances) = ask(ctx, LedgerQuery::Balances { user }).await? else { return Err(unexpected("balances")) };
         Ok(balances
             .iter()
-            .map(|(asset, balance)| Balance { asset: catalog.symbol(*asset), available: catalog.amount(*asset, balance.available), locked: catalog.amount(*asset, balance.locked) })
+            .map(|(asset, balance)| Balance {
+                asset: catalog.symbol(*asset),
+                available: catalog.amount(*asset, balance.available),
+                locked: catalog.amount(*asset, balance.locked),
+            })
             .collect())
     }
 
@@ -603,7 +619,13 @@ impl Query {
         Ok(Some(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record)))
     }
 
-    async fn user_orders(&self, ctx: &Context<'_>, market: Option<ID>, status: Option<OrderStatus>, #[graphql(default = 100)] limit: i32) -> Result<Vec<Order>, Error> {
+    async fn user_orders(
+        &self,
+        ctx: &Context<'_>,
+        market: Option<ID>,
+        status: Option<OrderStatus>,
+        #[graphql(default = 100)] limit: i32,
+    ) -> Result<Vec<Order>, Error> {
         let user = caller_id(ctx)?;
         let catalog = Catalog::load(ctx).await?;
         let market = market.map(|m| catalog.market_by_name(&m).map(|(m, ..)| m.id())).transpose()?;
@@ -627,7 +649,9 @@ impl Query {
         let user = caller_id(ctx)?;
         let catalog = Catalog::load(ctx).await?;
         let market = market.map(|m| catalog.market_by_name(&m).map(|(m, ..)| m.id())).transpose()?;
-        let QueryAnswer::Trades(trades) = ask(ctx, LedgerQuery::UserTrades { user, market, limit: limit.max(0) as u32 }).await? else { return Err(unexpected("trades")) };
+        let QueryAnswer::Trades(trades) = ask(ctx, LedgerQuery::UserTrades { user, market, limit: limit.max(0) as u32 }).await? else {
+            return Err(unexpected("trades"));
+        };
         Ok(trades
             .iter()
             .filter_map(|t| {
@@ -653,7 +677,9 @@ impl Query {
         let user = caller_id(ctx)?;
         let catalog = Catalog::load(ctx).await?;
         let asset = asset.map(|symbol| catalog.asset_by_symbol(&symbol).map(|a| a.id)).transpose()?;
-        let QueryAnswer::Transfers(transfers) = ask(ctx, LedgerQuery::Transfers { user, asset, limit: limit.max(0) as u32 }).await? else { return Err(unexpected("transfers")) };
+        let QueryAnswer::Transfers(transfers) = ask(ctx, LedgerQuery::Transfers { user, asset, limit: limit.max(0) as u32 }).await? else {
+            return Err(unexpected("transfers"));
+        };
         Ok(transfers
             .iter()
             .filter_map(|t| {
@@ -681,7 +707,9 @@ impl Query {
             WithdrawalStatus::Rejected => LedgerWithdrawalStatus::Rejected,
         });
         let catalog = Catalog::load(ctx).await?;
-        let QueryAnswer::Withdrawals(found) = ask(ctx, LedgerQuery::Withdrawals { user, status, limit: wire::ledger::QUERY_LIMIT_MAX }).await? else { return Err(unexpected("withdrawals")) };
+        let QueryAnswer::Withdrawals(found) = ask(ctx, LedgerQuery::Withdrawals { user, status, limit: wire::ledger::QUERY_LIMIT_MAX }).await? else {
+            return Err(unexpected("withdrawals"));
+        };
         Ok(found.iter().map(|w| api_withdrawal(&catalog, w)).collect())
     }
 
@@ -768,10 +796,11 @@ impl Mutation {
         users::normalize_email(&email).map_err(user_error)?;
         let auth = services.auth.clone();
         // argon2 is deliberately slow: keep it off the async workers.
-        let hash = tokio::task::spawn_blocking(move || auth.hash_password(&password)).await.map_err(|_| coded("UNAVAILABLE", "hashing failed"))?.map_err(|error| {
-            tracing::error!(%error, "password hashing failed");
-            coded("UNAVAILABLE", "hashing failed")
-        })?;
+        let hash =
+            tokio::task::spawn_blocking(move || auth.hash_password(&password)).await.map_err(|_| coded("UNAVAILABLE", "hashing failed"))?.map_err(|error| {
+                tracing::error!(%error, "password hashing failed");
+                coded("UNAVAILABLE", "hashing failed")
+            })?;
         let user = services.users.create(&email, hash, users::Role::User, now_ms()).map_err(user_error)?;
         Ok((&user).into())
     }
@@ -813,7 +842,16 @@ impl Mutation {
             Side::Buy => CoreSide::Buy,
             Side::Sell => CoreSide::Sell,
         };
-        let request = OrderRequest { market: market.id(), side, kind, time_in_force, post_only: input.post_only, price, quantity, self_trade: SelfTradePrevention::CancelTaker };
+        let request = OrderRequest {
+            market: market.id(),
+            side,
+            kind,
+            time_in_force,
+            post_only: input.post_only,
+            price,
+            quantity,
+            self_trade: SelfTradePrevention::CancelTaker,
+        };
         // Listen before asking, so matching's verdict cannot slip past.
         let mut updates = services(ctx).ledger.order_updates();
         let order_id = match run(ctx, LedgerCommand::PlaceOrder { user, request, client_order_id: input.client_order_id.clone() }).await? {
@@ -839,7 +877,10 @@ impl Mutation {
         if record.status == LedgerStatus::Rejected {
             let reason = record.reject_reason.clone().unwrap_or_default();
             if matches!(reason.as_str(), "POST_ONLY_WOULD_TAKE" | "MARKET_CLOSED") {
-                return Err(coded(if reason == "MARKET_CLOSED" { "MARKET_CLOSED" } else { "POST_ONLY_WOULD_TAKE" }, format!("the order was refused: {reason}")));
+                return Err(coded(
+                    if reason == "MARKET_CLOSED" { "MARKET_CLOSED" } else { "POST_ONLY_WOULD_TAKE" },
+                    format!("the order was refused: {reason}"),
+                ));
             }
         }
         Ok(catalog.api_order(&record))
@@ -865,7 +906,14 @@ impl Mutation {
         Ok(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record))
     }
 
-    async fn request_withdrawal(&self, ctx: &Context<'_>, asset: String, amount: Dec, destination: String, idempotency_key: String) -> Result<Withdrawal, Error> {
+    async fn request_withdrawal(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+        amount: Dec,
+        destination: String,
+        idempotency_key: String,
+    ) -> Result<Withdrawal, Error> {
         let user = caller_id(ctx)?;
         let catalog = Catalog::load(ctx).await?;
         let spec = catalog.asset_by_symbol(&asset)?;
@@ -903,7 +951,8 @@ impl Mutation {
         let positive = |value: Decimal, field: &str| if value > Decimal::ZERO { Ok(value) } else { Err(bad(format!("{field} must be positive"))) };
         let (tick, lot) = (positive(input.tick_size.0, "tickSize")?, positive(input.lot_size.0, "lotSize")?);
         let base_units_per_lot = convert::to_units(lot, base.scale, "lotSize").map_err(|(_, m)| bad(m))?;
-        let quote_units_per_tick_lot = convert::to_units(tick * lot, quote.scale, "tickSize x lotSize").map_err(|(_, m)| bad(format!("{m}: the quote amount of one tick on one lot must be a whole number of quote units")))?;
+        let quote_units_per_tick_lot = convert::to_units(tick * lot, quote.scale, "tickSize x lotSize")
+            .map_err(|(_, m)| bad(format!("{m}: the quote amount of one tick on one lot must be a whole number of quote units")))?;
         let ppm = |rate: Decimal, field: &str| -> Result<u32, Error> {
             let ppm = convert::to_units(rate, 6, field).map_err(|(_, m)| bad(m))?;
             u32::try_from(ppm).map_err(|_| bad(format!("{field} must be 0 to 1")))
@@ -916,7 +965,12 @@ impl Mutation {
             price_ticks_max: 1_000_000_000,
             quantity_lots_max: 1_000_000_000,
         };
-        let market = LedgerMarket { base: base.id, quote: quote.id, base_units_per_lot: u64::try_from(base_units_per_lot).map_err(|_| bad("lotSize is too large".into()))?, spec };
+        let market = LedgerMarket {
+            base: base.id,
+            quote: quote.id,
+            base_units_per_lot: u64::try_from(base_units_per_lot).map_err(|_| bad("lotSize is too large".into()))?,
+            spec,
+        };
         run(ctx, LedgerCommand::CreateMarket(market)).await?;
         let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
         catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
@@ -932,7 +986,14 @@ impl Mutation {
             Outcome::Deposited(id) | Outcome::Replayed(Recorded::Deposit(id)) => id,
             other => return Err(unexpected(other)),
         };
-        Ok(LedgerEntry { id: ID(id.to_string()), asset: spec.symbol.clone(), amount: Dec(convert::to_decimal(units, spec.scale)), kind: "DEPOSIT".into(), reference: Some(reference), created_at: at(now_ms()) })
+        Ok(LedgerEntry {
+            id: ID(id.to_string()),
+            asset: spec.symbol.clone(),
+            amount: Dec(convert::to_decimal(units, spec.scale)),
+            kind: "DEPOSIT".into(),
+            reference: Some(reference),
+            created_at: at(now_ms()),
+        })
     }
 
     async fn approve_withdrawal(&self, ctx: &Context<'_>, id: ID) -> Result<Withdrawal, Error> {
@@ -1067,7 +1128,9 @@ impl Subscription {
         let feed = services(ctx).feeds.market(ledger_market.id()).await.map_err(link_error)?;
         // Listening before the snapshot is read, so no trade falls between the two.
         let new_trades = feed.trades.subscribe();
-        let QueryAnswer::Trades(mut snapshot) = ask(ctx, LedgerQuery::MarketTrades { market: ledger_market.id(), limit: TRADES_SNAPSHOT }).await? else { return Err(unexpected("trades")) };
+        let QueryAnswer::Trades(mut snapshot) = ask(ctx, LedgerQuery::MarketTrades { market: ledger_market.id(), limit: TRADES_SNAPSHOT }).await? else {
+            return Err(unexpected("trades"));
+        };
         snapshot.sort_by_key(|t| t.id);
         let seen = snapshot.last().map_or(0, |t| t.id);
         let first: Vec<Result<Trade, Error>> = snapshot.iter().map(|t| Ok(public_trade(t, &terms))).collect();
@@ -1101,7 +1164,10 @@ fn api_book(terms: &MarketTerms, book: &wire::BookDepth, bids: &[matching_core::
     let levels = |levels: &[matching_core::PriceLevel]| {
         levels
             .iter()
-            .map(|l| PriceLevel { price: Dec((Decimal::from(l.price) * terms.tick_size).normalize()), quantity: Dec((Decimal::from(l.quantity) * terms.lot_size).normalize()) })
+            .map(|l| PriceLevel {
+                price: Dec((Decimal::from(l.price) * terms.tick_size).normalize()),
+                quantity: Dec((Decimal::from(l.quantity) * terms.lot_size).normalize()),
+            })
             .collect()
     };
     OrderBook { market: ID(terms.name.clone()), sequence: book.output_last.to_string(), bids: levels(bids), asks: levels(asks) }

@@ -60,7 +60,14 @@ impl Auth {
             .iter()
             .map(|(kid, seed)| (kid.clone(), DecodingKey::from_ed_der(ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().as_bytes())))
             .collect();
-        let mut auth = Auth { argon2, signing_kid, signing: EncodingKey::from_ed_der(&pkcs8), verifying, token_ttl_seconds: config.token_ttl_seconds, decoy_hash: String::new() };
+        let mut auth = Auth {
+            argon2,
+            signing_kid,
+            signing: EncodingKey::from_ed_der(&pkcs8),
+            verifying,
+            token_ttl_seconds: config.token_ttl_seconds,
+            decoy_hash: String::new(),
+        };
         auth.decoy_hash = auth.hash_password("decoy password for unknown accounts")?;
         Ok(auth)
     }
@@ -126,7 +133,12 @@ fn load_or_create_keys(dir: &Path) -> Result<BTreeMap<String, [u8; 32]>, AuthErr
         getrandom_seed(&mut seed).map_err(|e| keys_error(dir, format!("reading /dev/urandom: {e}")))?;
         let kid = format!("k{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
         let path = dir.join(format!("{kid}{KEY_SUFFIX}"));
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(|e| keys_error(dir, format!("{}: {e}", path.display())))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| keys_error(dir, format!("{}: {e}", path.display())))?;
         let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         file.write_all(format!("{hex}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(|e| keys_error(dir, e.to_string()))?;
         tracing::info!(kid, path = %path.display(), "generated a JWT signing key");

@@ -136,7 +136,13 @@ impl Default for AdminConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { keys_dir: "/var/lib/marionette/gateway/keys".into(), token_ttl_seconds: 900, cookie_secure: true, argon2_memory_kib: 19_456, argon2_passes: 2 }
+        AuthConfig {
+            keys_dir: "/var/lib/marionette/gateway/keys".into(),
+            token_ttl_seconds: 900,
+            cookie_secure: true,
+            argon2_memory_kib: 19_456,
+            argon2_passes: 2,
+        }
     }
 }
 
@@ -206,7 +212,13 @@ impl GatewayConfig {
             return invalid("limits", "body_bytes_max must be at least 1024, the query limits at least 1");
         }
         let l = &self.limits;
-        if l.ip_requests_per_second == 0 || l.ip_burst == 0 || l.user_requests_per_second == 0 || l.user_burst == 0 || l.rate_keys_max == 0 || l.subscriptions_max == 0 {
+        if l.ip_requests_per_second == 0
+            || l.ip_burst == 0
+            || l.user_requests_per_second == 0
+            || l.user_burst == 0
+            || l.rate_keys_max == 0
+            || l.subscriptions_max == 0
+        {
             return invalid("limits", "the rate limits, rate_keys_max and subscriptions_max must be at least 1");
         }
         self.log.validate()?;

@@ -173,7 +173,12 @@ fn caller(app: &App, request: &Request<Incoming>) -> Caller {
     let headers = request.headers();
     let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
     let cookie = || {
-        headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
     };
     Caller(bearer.or_else(cookie).filter(|t| !t.is_empty()).and_then(|token| app.auth.verify(token)))
 }
@@ -190,7 +195,11 @@ fn wants_graphql_response(request: &Request<Incoming>) -> bool {
 }
 
 async fn post_graphql(app: &App, request: Request<Incoming>) -> Reply {
-    let is_json = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
     if !is_json {
         return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST", "POST /graphql takes Content-Type: application/json");
     }
@@ -243,7 +252,8 @@ async fn execute(app: &App, request: async_graphql::Request, modern: bool) -> Re
     let not_run = response.data == async_graphql::Value::Null && !response.errors.is_empty() && response.errors.iter().all(|e| e.path.is_empty());
     let status = if modern && not_run { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let headers = response.http_headers.clone();
-    let mut http = reply(status, if modern { GRAPHQL_RESPONSE } else { "application/json" }, serde_json::to_vec(&response).expect("a GraphQL response serializes"));
+    let mut http =
+        reply(status, if modern { GRAPHQL_RESPONSE } else { "application/json" }, serde_json::to_vec(&response).expect("a GraphQL response serializes"));
     for (name, value) in headers.iter() {
         http.headers_mut().append(name, value.clone());
     }

@@ -50,7 +50,8 @@ impl LedgerClient {
         let (requests, receiver) = mpsc::channel(config.in_flight_max);
         let (updates, _) = broadcast::channel(4_096);
         let connected = Arc::new(AtomicBool::new(false));
-        let client = LedgerClient { requests, updates: updates.clone(), connected: connected.clone(), timeout: Duration::from_millis(config.request_timeout_ms) };
+        let client =
+            LedgerClient { requests, updates: updates.clone(), connected: connected.clone(), timeout: Duration::from_millis(config.request_timeout_ms) };
         tokio::spawn(run(config, receiver, updates, connected));
         client
     }

@@ -122,7 +122,13 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
             // Held here until the connection ends, unless a WebSocket upgrade takes it over.
             let permit: http::ConnectionPermit = Arc::new(std::sync::Mutex::new(Some(permit)));
             let service = hyper::service::service_fn(|request| http::handle(app.clone(), remote.ip(), permit.clone(), request));
-            if let Err(error) = hyper::server::conn::http1::Builder::new().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).serve_connection(TokioIo::new(stream), service).with_upgrades().await {
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await
+            {
                 tracing::debug!(%error, "connection ended with an error");
             }
             app.metrics.connections.dec();

@@ -12,7 +12,8 @@ fn a_trade_end_to_end_through_the_api() {
     let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
     // Assets through marionettectl; a second run says they exist (exit 3), and so does a second operator setup (exit 0).
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
-    let body = system.as_user(&operator, "mutation($s: String!, $n: Int!) { createAsset(symbol: $s, scale: $n) { symbol scale } }", json!({ "s": "USD", "n": 2 }));
+    let body =
+        system.as_user(&operator, "mutation($s: String!, $n: Int!) { createAsset(symbol: $s, scale: $n) { symbol scale } }", json!({ "s": "USD", "n": 2 }));
     assert_eq!(data(&body, "createAsset")["symbol"], "USD");
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 3);
     assert_eq!(system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD).0, 0);
@@ -50,7 +51,11 @@ fn a_trade_end_to_end_through_the_api() {
     let bob = system.login("bob@domain.io", "bobs password");
 
     for (email, asset, amount) in [("user@domain.io", "USD", "10000.00"), ("bob@domain.io", "BTC", "1")] {
-        let body = system.as_user(&operator, "mutation($e: String!, $a: String!, $m: Decimal!) { deposit(email: $e, asset: $a, amount: $m, reference: $e) { amount kind } }", json!({ "e": email, "a": asset, "m": amount }));
+        let body = system.as_user(
+            &operator,
+            "mutation($e: String!, $a: String!, $m: Decimal!) { deposit(email: $e, asset: $a, amount: $m, reference: $e) { amount kind } }",
+            json!({ "e": email, "a": asset, "m": amount }),
+        );
         assert_eq!(data(&body, "deposit")["kind"], "DEPOSIT");
     }
     // Depositing is for operators.
@@ -64,11 +69,18 @@ fn a_trade_end_to_end_through_the_api() {
     assert_eq!(data(&book, "orderBook"), &json!({ "market": "BTC-USD", "bids": [], "asks": [{ "price": "100", "quantity": "0.5" }] }));
     let buy = system.as_user(&alice, PLACE, json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "price": "101", "quantity": "0.3" } }));
     let buy = data(&buy, "placeOrder");
-    assert_eq!((buy["status"].as_str(), buy["filledQuantity"].as_str(), buy["averagePrice"].as_str()), (Some("FILLED"), Some("0.3"), Some("100")), "placeOrder answers after matching: {buy}");
+    assert_eq!(
+        (buy["status"].as_str(), buy["filledQuantity"].as_str(), buy["averagePrice"].as_str()),
+        (Some("FILLED"), Some("0.3"), Some("100")),
+        "placeOrder answers after matching: {buy}"
+    );
 
     // 0.3 BTC at 100 USD = 30.00 USD; the taker pays 0.2% (0.06), the maker 0.1% (0.03).
     let balances = system.as_user(&alice, "{ balances { asset available locked } }", json!({}));
-    assert_eq!(data(&balances, "balances"), &json!([{ "asset": "BTC", "available": "0.30000000", "locked": "0.00000000" }, { "asset": "USD", "available": "9969.94", "locked": "0.00" }]));
+    assert_eq!(
+        data(&balances, "balances"),
+        &json!([{ "asset": "BTC", "available": "0.30000000", "locked": "0.00000000" }, { "asset": "USD", "available": "9969.94", "locked": "0.00" }])
+    );
     let bob_balances = system.as_user(&bob, "{ balances { asset available locked } }", json!({}));
     assert_eq!(data(&bob_balances, "balances")[1], json!({ "asset": "USD", "available": "29.97", "locked": "0.00" }));
     let trades = system.as_user(&alice, "{ userTrades { price quantity side fee feeAsset } }", json!({}));
@@ -165,12 +177,16 @@ fn tokens_and_http_rules_are_enforced() {
     let (status, _, body) = system.get("/graphql?query=%7B%20assets%20%7B%20symbol%20%7D%20%7D");
     assert_eq!(status, 200, "{body}");
     let form = "query=mutation+%7B+logout+%7D";
-    let (status, _, _) = system.raw(&format!("POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}", form.len()));
+    let (status, _, _) = system.raw(&format!(
+        "POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    ));
     assert_eq!(status, 415);
     // Limits: body size, query depth; a broken document is a 400 for graphql-response+json clients.
     let (status, _, _) = system.post(&format!("{{ assets {{ symbol }} }} # {}", "x".repeat(5_000)), json!({}), "");
     assert_eq!(status, 413);
-    let (status, _, body) = system.post("{ markets { base { id } quote { id } } me { email } assets { id } }", json!({}), &format!("Authorization: Bearer {token}\r\n"));
+    let (status, _, body) =
+        system.post("{ markets { base { id } quote { id } } me { email } assets { id } }", json!({}), &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(status, 200, "{body}");
     let deep = "{ markets { base { symbol } } __schema { types { fields { type { ofType { ofType { name } } } } } } }";
     let (status, _, body) = system.post(deep, json!({}), "");
@@ -189,7 +205,10 @@ fn tokens_and_http_rules_are_enforced() {
 #[test]
 fn rate_limits_answer_429_per_ip_and_per_user() {
     let dir = tempfile::tempdir().unwrap();
-    let system = System::start_with(dir.path(), &Options { gateway_limits: "ip_requests_per_second = 1\nip_burst = 12\nuser_requests_per_second = 1\nuser_burst = 3".into(), ..Options::default() });
+    let system = System::start_with(
+        dir.path(),
+        &Options { gateway_limits: "ip_requests_per_second = 1\nip_burst = 12\nuser_requests_per_second = 1\nuser_burst = 3".into(), ..Options::default() },
+    );
     let token = system.login(OPERATOR, OPERATOR_PASSWORD);
     let me = "{ me { email } }";
     // The user's burst of 3, then 429 with the code and Retry-After; the login used one IP token.
@@ -251,7 +270,11 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     let bought = system.as_user(&dave, PLACE, json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "price": "100", "quantity": "0.2" } }));
     assert_eq!(data(&bought, "placeOrder")["status"], "FILLED");
     assert_eq!(ws.next_for("trades")["payload"]["data"]["trades"], json!({ "price": "100", "quantity": "0.2", "takerSide": "BUY" }));
-    assert_eq!(ws.next_for("book")["payload"]["data"]["orderBook"]["asks"], json!([{ "price": "100", "quantity": "0.3" }]), "the 120 ask never showed at depth 1");
+    assert_eq!(
+        ws.next_for("book")["payload"]["data"]["orderBook"]["asks"],
+        json!([{ "price": "100", "quantity": "0.3" }]),
+        "the 120 ask never showed at depth 1"
+    );
     assert_eq!(ws.next_for("mine")["payload"]["data"]["userOrders"], json!({ "side": "SELL", "status": "PARTIALLY_FILLED", "quantity": "0.5" }));
 
     // A market created after the subscription started is read in time to show its orders in its own units.
@@ -265,13 +288,17 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     // Completing one frees its slot for another.
     ws.send(json!({ "id": "book", "type": "complete" }));
     ws.subscribe("again", "subscription { orderBook(market: \"BTC-USD\") { asks { price quantity } } }");
-    assert_eq!(ws.next_for("again")["payload"]["data"]["orderBook"]["asks"], json!([{ "price": "100", "quantity": "0.3" }, { "price": "120", "quantity": "0.1" }]));
+    assert_eq!(
+        ws.next_for("again")["payload"]["data"]["orderBook"]["asks"],
+        json!([{ "price": "100", "quantity": "0.3" }, { "price": "120", "quantity": "0.1" }])
+    );
 
     // An upgrade that does not speak graphql-transport-ws is refused; a message over body_bytes_max (4096 here) closes the socket.
     let (status, _, body) = system.raw("GET /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
     assert_eq!(status, 400, "{body}");
     let mut oversized = system.subscriptions(&carol);
-    oversized.send(json!({ "id": "big", "type": "subscribe", "payload": { "query": format!("subscription {{ userOrders {{ id }} }} # {}", "x".repeat(5_000)) } }));
+    oversized
+        .send(json!({ "id": "big", "type": "subscribe", "payload": { "query": format!("subscription {{ userOrders {{ id }} }} # {}", "x".repeat(5_000)) } }));
     assert!(oversized.closed(), "a 5 kB message on a 4 kB limit closes the socket");
 
     // Closing the socket ends its subscriptions and frees their slots (the gateway sees the close a moment later).

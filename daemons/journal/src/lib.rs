@@ -146,9 +146,7 @@ impl Journal {
                 });
             }
             let mut bytes = Vec::new();
-            File::open(&segment.path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(io_error("read segment", &segment.path))?;
+            File::open(&segment.path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_error("read segment", &segment.path))?;
             let scan = scan_segment(&bytes, segment.first_sequence);
             match scan.damage {
                 None => {}
@@ -158,7 +156,12 @@ impl Journal {
                     recovery.truncated = Some((segment.path.clone(), offset, dropped));
                 }
                 Some(Damage::TornTail { offset }) => {
-                    return Err(JournalError::Corrupt { path: segment.path.clone(), offset, expected_sequence: expected + scan.records.len() as u64, detail: "damaged tail of a segment that a later segment follows" });
+                    return Err(JournalError::Corrupt {
+                        path: segment.path.clone(),
+                        offset,
+                        expected_sequence: expected + scan.records.len() as u64,
+                        detail: "damaged tail of a segment that a later segment follows",
+                    });
                 }
                 Some(Damage::Corrupt { offset, detail }) => {
                     return Err(JournalError::Corrupt { path: segment.path.clone(), offset, expected_sequence: expected + scan.records.len() as u64, detail });
@@ -263,11 +266,8 @@ impl Journal {
             return Ok(first..first);
         }
         let fd = types::Fd(self.file.as_raw_fd());
-        let write = opcode::Write::new(fd, self.buffer.as_ptr(), self.buffer.len() as u32)
-            .offset(self.offset)
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(1);
+        let write =
+            opcode::Write::new(fd, self.buffer.as_ptr(), self.buffer.len() as u32).offset(self.offset).build().flags(squeue::Flags::IO_LINK).user_data(1);
         let sync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
         // SAFETY: the buffer and the file outlive the operations: `finish` waits
         // for both completions before `buffer` or `file` can change or drop

@@ -71,18 +71,48 @@ pub enum LedgerCommand {
     CreateAsset(AssetSpec),
     CreateMarket(LedgerMarket),
     /// Custody to the user's AVAILABLE; idempotent by `reference`.
-    Deposit { user: UserId, asset: AssetId, amount: Amount, reference: String },
+    Deposit {
+        user: UserId,
+        asset: AssetId,
+        amount: Amount,
+        reference: String,
+    },
     /// One user's AVAILABLE to another's; idempotent by `key`.
-    Transfer { from: UserId, to: UserId, asset: AssetId, amount: Amount, key: String },
+    Transfer {
+        from: UserId,
+        to: UserId,
+        asset: AssetId,
+        amount: Amount,
+        key: String,
+    },
     /// AVAILABLE to pending withdrawals; idempotent by the user's `key`.
-    RequestWithdrawal { user: UserId, asset: AssetId, amount: Amount, destination: String, key: String },
+    RequestWithdrawal {
+        user: UserId,
+        asset: AssetId,
+        amount: Amount,
+        destination: String,
+        key: String,
+    },
     /// Pending to custody (approve) or back to AVAILABLE (reject).
-    DecideWithdrawal { id: WithdrawalId, approve: bool },
+    DecideWithdrawal {
+        id: WithdrawalId,
+        approve: bool,
+    },
     /// Holds the worst case and yields the command to send to matching.
-    PlaceOrder { user: UserId, request: OrderRequest, client_order_id: Option<String> },
-    CancelOrder { user: UserId, order_id: OrderId },
+    PlaceOrder {
+        user: UserId,
+        request: OrderRequest,
+        client_order_id: Option<String>,
+    },
+    CancelOrder {
+        user: UserId,
+        order_id: OrderId,
+    },
     /// Matching's events for its output `sequence`, applied exactly once in order.
-    ApplyMatching { sequence: u64, events: Vec<Event> },
+    ApplyMatching {
+        sequence: u64,
+        events: Vec<Event>,
+    },
 }
 
 /// What a repeated idempotency key points back to.
@@ -103,10 +133,17 @@ pub enum Outcome {
     WithdrawalRequested(WithdrawalId),
     WithdrawalDecided(WithdrawalId),
     /// `forward` goes to matching.
-    OrderPlaced { order_id: OrderId, forward: Command },
-    CancelRequested { forward: Command },
+    OrderPlaced {
+        order_id: OrderId,
+        forward: Command,
+    },
+    CancelRequested {
+        forward: Command,
+    },
     /// The orders whose state changed.
-    MatchingApplied { orders: Vec<OrderId> },
+    MatchingApplied {
+        orders: Vec<OrderId>,
+    },
     /// The same request was applied before: here is its result.
     Replayed(Recorded),
 }
@@ -297,7 +334,13 @@ fn check_amount(amount: Amount) -> Result<(), LedgerError> {
 
 impl Ledger {
     pub fn new(limits: LedgerLimits) -> Ledger {
-        Ledger::restore(limits, LedgerState { counters: Counters { next_transfer: 1, next_withdrawal: 1, next_order: 1, next_trade: 1, matching_applied: 0 }, ..LedgerState::default() })
+        Ledger::restore(
+            limits,
+            LedgerState {
+                counters: Counters { next_transfer: 1, next_withdrawal: 1, next_order: 1, next_trade: 1, matching_applied: 0 },
+                ..LedgerState::default()
+            },
+        )
     }
 
     pub fn restore(limits: LedgerLimits, state: LedgerState) -> Ledger {
@@ -446,9 +489,8 @@ impl Ledger {
     }
 
     fn create_asset(&mut self, spec: &AssetSpec) -> Result<Outcome, LedgerError> {
-        let symbol_ok = !spec.symbol.is_empty()
-            && spec.symbol.len() <= SYMBOL_BYTES_MAX
-            && spec.symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let symbol_ok =
+            !spec.symbol.is_empty() && spec.symbol.len() <= SYMBOL_BYTES_MAX && spec.symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if !symbol_ok {
             return Err(LedgerError::BadInput("an asset symbol is 1 to 16 characters A-Z and 0-9".into()));
         }
@@ -570,7 +612,15 @@ impl Ledger {
         id
     }
 
-    fn deposit(&mut self, user: UserId, asset: AssetId, amount: Amount, reference: &str, at_ms: TimestampMs, known_key: Option<Digest>) -> Result<Outcome, LedgerError> {
+    fn deposit(
+        &mut self,
+        user: UserId,
+        asset: AssetId,
+        amount: Amount,
+        reference: &str,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> Result<Outcome, LedgerError> {
         check_key(reference)?;
         let key = known_key.unwrap_or_else(|| deposit_key(asset, reference));
         let fingerprint = match self.idempotent(&key, &[&user.to_le_bytes(), &amount.to_le_bytes()])? {
@@ -640,8 +690,24 @@ impl Ledger {
         self.require_available(user, asset, amount)?;
         let id = self.counters.next_withdrawal;
         self.counters.next_withdrawal += 1;
-        self.post(Account::Available(user, asset), Account::PendingWithdrawals(asset), amount, TransferKind::WithdrawalRequest, format_compact!("withdrawal:{id}"), at_ms);
-        let withdrawal = Withdrawal { id, user, asset, amount, destination: destination.to_string(), status: WithdrawalStatus::Pending, created_ms: at_ms, updated_ms: at_ms };
+        self.post(
+            Account::Available(user, asset),
+            Account::PendingWithdrawals(asset),
+            amount,
+            TransferKind::WithdrawalRequest,
+            format_compact!("withdrawal:{id}"),
+            at_ms,
+        );
+        let withdrawal = Withdrawal {
+            id,
+            user,
+            asset,
+            amount,
+            destination: destination.to_string(),
+            status: WithdrawalStatus::Pending,
+            created_ms: at_ms,
+            updated_ms: at_ms,
+        };
         self.changes.withdrawals.push(withdrawal.clone());
         self.withdrawals.insert(id, withdrawal);
         self.remember(digest_key, fingerprint, Recorded::Withdrawal(id));
@@ -717,7 +783,14 @@ impl Ledger {
         };
         self.require_available(user, hold_asset, hold)?;
         self.counters.next_order += 1;
-        self.post(Account::Available(user, hold_asset), Account::Locked(user, hold_asset), hold, TransferKind::Hold, format_compact!("order:{order_id}"), at_ms);
+        self.post(
+            Account::Available(user, hold_asset),
+            Account::Locked(user, hold_asset),
+            hold,
+            TransferKind::Hold,
+            format_compact!("order:{order_id}"),
+            at_ms,
+        );
         let record = OrderRecord {
             order,
             client_order_id: client_order_id.map(str::to_string),
@@ -743,9 +816,9 @@ impl Ledger {
     fn cancel_order(&mut self, user: UserId, order_id: OrderId) -> Result<Outcome, LedgerError> {
         match self.orders.get(&order_id) {
             // Another user's order answers as if it did not exist.
-            Some(record) if record.order.user == user => Ok(Outcome::CancelRequested {
-                forward: Command::Cancel { market: record.order.market, order_id, user },
-            }),
+            Some(record) if record.order.user == user => {
+                Ok(Outcome::CancelRequested { forward: Command::Cancel { market: record.order.market, order_id, user } })
+            }
             _ => Err(LedgerError::NotFound),
         }
     }
@@ -844,7 +917,14 @@ impl Ledger {
         let Some(mut record) = self.orders.remove(&order_id) else { return };
         if record.hold_remaining > 0 {
             let (user, asset) = (record.order.user, record.hold_asset);
-            self.post(Account::Locked(user, asset), Account::Available(user, asset), record.hold_remaining, TransferKind::Release, format_compact!("order:{order_id}"), at_ms);
+            self.post(
+                Account::Locked(user, asset),
+                Account::Available(user, asset),
+                record.hold_remaining,
+                TransferKind::Release,
+                format_compact!("order:{order_id}"),
+                at_ms,
+            );
             record.hold_remaining = 0;
         }
         record.status = status;

@@ -20,7 +20,14 @@ fn btc_usd() -> LedgerMarket {
         base: BTC,
         quote: USD,
         base_units_per_lot: 100_000,
-        spec: MarketSpec { id: MARKET, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 100_000_000, quantity_lots_max: 1_000_000 },
+        spec: MarketSpec {
+            id: MARKET,
+            quote_units_per_tick_lot: 10,
+            maker_fee_ppm: 1_000,
+            taker_fee_ppm: 2_000,
+            price_ticks_max: 100_000_000,
+            quantity_lots_max: 1_000_000,
+        },
     }
 }
 
@@ -37,7 +44,16 @@ fn deposit(ledger: &mut Ledger, user: UserId, asset: AssetId, amount: Amount, re
 }
 
 fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
-    OrderRequest { market: MARKET, side, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(price), quantity, self_trade: SelfTradePrevention::CancelTaker }
+    OrderRequest {
+        market: MARKET,
+        side,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(price),
+        quantity,
+        self_trade: SelfTradePrevention::CancelTaker,
+    }
 }
 
 /// The ledger and the matching engine wired together, as the daemons are.
@@ -115,7 +131,14 @@ fn bad_wallet_input_is_refused_with_codes_and_changes_nothing() {
         (LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Buy, 10, 1_000_000), client_order_id: None }, "INSUFFICIENT_FUNDS"),
         (LedgerCommand::PlaceOrder { user: 1, request: OrderRequest { market: 5, ..limit(Side::Buy, 1, 1) }, client_order_id: None }, "NOT_FOUND"),
         (LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Buy, 0, 1), client_order_id: None }, "BAD_USER_INPUT"),
-        (LedgerCommand::PlaceOrder { user: 1, request: OrderRequest { kind: OrderKind::Market, price: None, ..limit(Side::Buy, 1, 1) }, client_order_id: None }, "BAD_USER_INPUT"),
+        (
+            LedgerCommand::PlaceOrder {
+                user: 1,
+                request: OrderRequest { kind: OrderKind::Market, price: None, ..limit(Side::Buy, 1, 1) },
+                client_order_id: None,
+            },
+            "BAD_USER_INPUT",
+        ),
         (LedgerCommand::CancelOrder { user: 1, order_id: 999 }, "NOT_FOUND"),
     ];
     for (command, code) in cases {
@@ -172,7 +195,11 @@ fn a_trade_settles_both_sides_with_fees_and_releases_the_unused_hold() {
     let (buy, events) = x.place(1, limit(Side::Buy, 2_100, 3)).unwrap();
     assert!(events.iter().any(|e| matches!(e, Event::Fill(_))));
     // Notional 2,000 x 3 x 10 = 60,000; taker (buyer) fee 0.2% = 120; maker (seller) fee 0.1% = 60.
-    assert_eq!(x.ledger.balance(1, USD), Balance { available: 10_000_000 - 60_000 - 120, locked: 0 }, "the buy is done: its unused hold ({buy_hold}) came back");
+    assert_eq!(
+        x.ledger.balance(1, USD),
+        Balance { available: 10_000_000 - 60_000 - 120, locked: 0 },
+        "the buy is done: its unused hold ({buy_hold}) came back"
+    );
     assert_eq!(x.ledger.balance(1, BTC), Balance { available: 300_000, locked: 0 });
     assert_eq!(x.ledger.balance(2, USD), Balance { available: 60_000 - 60, locked: 0 });
     assert_eq!(x.ledger.balance(2, BTC), Balance { available: 500_000, locked: 200_000 });
@@ -225,7 +252,11 @@ fn client_order_ids_are_idempotent() {
 fn an_order_that_rests_is_reported_open_to_storage() {
     let mut exchange = Exchange::new();
     deposit(&mut exchange.ledger, 1, BTC, 1_000_000_000, "d").unwrap();
-    let Outcome::OrderPlaced { order_id, forward } = exchange.ledger.apply(&LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Sell, 100, 2), client_order_id: None }, 2).unwrap() else { panic!() };
+    let Outcome::OrderPlaced { order_id, forward } =
+        exchange.ledger.apply(&LedgerCommand::PlaceOrder { user: 1, request: limit(Side::Sell, 100, 2), client_order_id: None }, 2).unwrap()
+    else {
+        panic!()
+    };
     // The hold's batch is written; matching's answer comes in a later one.
     exchange.ledger.take_changes();
     let events = exchange.forward(&forward);
@@ -261,12 +292,40 @@ fn open_order_limit_per_user() {
 /// One random step of a wallet and exchange.
 #[derive(Clone, Debug)]
 enum Step {
-    Deposit { user: UserId, asset: AssetId, amount: Amount, reference: u8 },
-    Transfer { from: UserId, to: UserId, amount: Amount, key: u8 },
-    Withdraw { user: UserId, amount: Amount, key: u8 },
-    Decide { pick: usize, approve: bool },
-    Place { user: UserId, side: bool, market_order: bool, tif: u8, post_only: bool, price: u64, quantity: u64 },
-    Cancel { user: UserId, pick: usize },
+    Deposit {
+        user: UserId,
+        asset: AssetId,
+        amount: Amount,
+        reference: u8,
+    },
+    Transfer {
+        from: UserId,
+        to: UserId,
+        amount: Amount,
+        key: u8,
+    },
+    Withdraw {
+        user: UserId,
+        amount: Amount,
+        key: u8,
+    },
+    Decide {
+        pick: usize,
+        approve: bool,
+    },
+    Place {
+        user: UserId,
+        side: bool,
+        market_order: bool,
+        tif: u8,
+        post_only: bool,
+        price: u64,
+        quantity: u64,
+    },
+    Cancel {
+        user: UserId,
+        pick: usize,
+    },
     /// Deliver the queued matching outputs (they may lag behind).
     Deliver,
     Restart,
@@ -370,7 +429,9 @@ fn run(steps: &[Step]) {
                     quantity,
                     self_trade: SelfTradePrevention::CancelTaker,
                 };
-                if let Ok(Outcome::OrderPlaced { order_id, forward }) = x.ledger.apply(&LedgerCommand::PlaceOrder { user, request, client_order_id: None }, i as u64) {
+                if let Ok(Outcome::OrderPlaced { order_id, forward }) =
+                    x.ledger.apply(&LedgerCommand::PlaceOrder { user, request, client_order_id: None }, i as u64)
+                {
                     placed.push((user, order_id));
                     queued.push(forward);
                 }
@@ -406,7 +467,10 @@ fn run(steps: &[Step]) {
             Step::Restart => {
                 // Through the encoded state, as the daemon restores it from storage.
                 let bytes = postcard::to_stdvec(&x.ledger.state()).unwrap();
-                let restored = Ledger::restore(LedgerLimits { open_orders_per_user_max: 20, pending_withdrawals_max: 50, ..LedgerLimits::default() }, postcard::from_bytes(&bytes).unwrap());
+                let restored = Ledger::restore(
+                    LedgerLimits { open_orders_per_user_max: 20, pending_withdrawals_max: 50, ..LedgerLimits::default() },
+                    postcard::from_bytes(&bytes).unwrap(),
+                );
                 assert_eq!(restored.state_hash(), x.ledger.state_hash(), "a restart changes nothing");
                 x.ledger = restored;
             }
@@ -436,11 +500,26 @@ fn keyed_command() -> impl Strategy<Value = LedgerCommand> {
     let key = prop_oneof![8 => (0u8..6).prop_map(|k| format!("k{k}")), 1 => Just(String::new()), 1 => Just("x".repeat(129))];
     let amount = 1i128..3_000;
     prop_oneof![
-        (user.clone(), prop_oneof![Just(BTC), Just(USD)], amount.clone(), key.clone())
-            .prop_map(|(user, asset, amount, reference)| LedgerCommand::Deposit { user, asset, amount, reference }),
-        (user.clone(), user.clone(), amount.clone(), key.clone()).prop_map(|(from, to, amount, key)| LedgerCommand::Transfer { from, to, asset: USD, amount, key }),
-        (user.clone(), amount, key.clone())
-            .prop_map(|(user, amount, key)| LedgerCommand::RequestWithdrawal { user, asset: USD, amount, destination: "acct".into(), key }),
+        (user.clone(), prop_oneof![Just(BTC), Just(USD)], amount.clone(), key.clone()).prop_map(|(user, asset, amount, reference)| LedgerCommand::Deposit {
+            user,
+            asset,
+            amount,
+            reference
+        }),
+        (user.clone(), user.clone(), amount.clone(), key.clone()).prop_map(|(from, to, amount, key)| LedgerCommand::Transfer {
+            from,
+            to,
+            asset: USD,
+            amount,
+            key
+        }),
+        (user.clone(), amount, key.clone()).prop_map(|(user, amount, key)| LedgerCommand::RequestWithdrawal {
+            user,
+            asset: USD,
+            amount,
+            destination: "acct".into(),
+            key
+        }),
         (1u64..4, any::<bool>()).prop_map(|(id, approve)| LedgerCommand::DecideWithdrawal { id, approve }),
         (user, any::<bool>(), 1_990u64..2_010, 1u64..3, proptest::option::of(key)).prop_map(|(user, buy, price, quantity, client_order_id)| {
             LedgerCommand::PlaceOrder { user, request: limit(if buy { Side::Buy } else { Side::Sell }, price, quantity), client_order_id }

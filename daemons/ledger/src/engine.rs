@@ -38,13 +38,34 @@ pub type Forwards = Vec<(u64, Command)>;
 
 pub enum Inbound {
     /// `closer` is a handle on the socket, to close it when the peer must go.
-    Connect { connection: ConnectionId, peer: PeerId, subscribe: bool, outbox: SyncSender<Outgoing>, closer: Stream },
-    Command { connection: ConnectionId, peer: PeerId, sequence: u64, command: LedgerCommand },
-    Disconnect { connection: ConnectionId },
+    Connect {
+        connection: ConnectionId,
+        peer: PeerId,
+        subscribe: bool,
+        outbox: SyncSender<Outgoing>,
+        closer: Stream,
+    },
+    Command {
+        connection: ConnectionId,
+        peer: PeerId,
+        sequence: u64,
+        command: LedgerCommand,
+    },
+    Disconnect {
+        connection: ConnectionId,
+    },
     /// The link to matching is up; matching applied our forwards through `commands_applied`.
-    MatchingUp { commands_applied: u64, sender: SyncSender<Forwards> },
+    MatchingUp {
+        commands_applied: u64,
+        sender: SyncSender<Forwards>,
+    },
     /// One output of matching: `peer` and `peer_sequence` say whose command caused it.
-    MatchingOutput { sequence: u64, peer: PeerId, peer_sequence: u64, events: Vec<Event> },
+    MatchingOutput {
+        sequence: u64,
+        peer: PeerId,
+        peer_sequence: u64,
+        events: Vec<Event>,
+    },
     MatchingDown,
     Shutdown,
 }
@@ -261,7 +282,12 @@ impl Engine {
             }
         }
         self.matching_seen = sequence;
-        self.pending.push(JournalEntry { peer: MATCHING_PEER, peer_sequence: sequence, at_ms: now_ms(), command: LedgerCommand::ApplyMatching { sequence, events } });
+        self.pending.push(JournalEntry {
+            peer: MATCHING_PEER,
+            peer_sequence: sequence,
+            at_ms: now_ms(),
+            command: LedgerCommand::ApplyMatching { sequence, events },
+        });
     }
 
     fn refuse(&mut self, peer: PeerId, code: ProtocolErrorCode, detail: String) {

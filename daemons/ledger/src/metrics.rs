@@ -44,7 +44,11 @@ impl Metrics {
         };
         registry.register("commands", "Peer commands journaled and applied", metrics.commands.clone());
         registry.register("rejections", "Commands refused with a business code (nothing changed)", metrics.rejections.clone());
-        registry.register("duplicate_commands", "Resent commands answered from retained outcomes without applying them again", metrics.duplicate_commands.clone());
+        registry.register(
+            "duplicate_commands",
+            "Resent commands answered from retained outcomes without applying them again",
+            metrics.duplicate_commands.clone(),
+        );
         registry.register("matching_outputs", "Matching outputs journaled and applied (fills, cancels, acceptances)", metrics.matching_outputs.clone());
         registry.register("forwarded", "Commands sent to matching (resends after a reconnect included)", metrics.forwarded.clone());
         registry.register("queries", "Reads answered", metrics.queries.clone());

@@ -69,7 +69,9 @@ fn read(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result<Query
             let keep = |o: &OrderRecord| market.is_none_or(|m| o.order.market == m) && status.is_none_or(|s| o.status == s);
             QueryAnswer::Orders(match status {
                 // Open orders have their own index: all of them, not just those among the newest of the history.
-                Some(OrderStatus::Pending | OrderStatus::Open | OrderStatus::PartiallyFilled) => schema::open_orders_of_user_where(store, user, limit(n)?, keep)?,
+                Some(OrderStatus::Pending | OrderStatus::Open | OrderStatus::PartiallyFilled) => {
+                    schema::open_orders_of_user_where(store, user, limit(n)?, keep)?
+                }
                 _ => schema::orders_of_user_where(store, user, limit(n)?, keep)?,
             })
         }
@@ -77,9 +79,7 @@ fn read(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result<Query
             QueryAnswer::Trades(schema::trades_of_user_where(store, user, limit(n)?, |t| market.is_none_or(|m| t.fill.market == m))?)
         }
         LedgerQuery::MarketTrades { market, limit: n } => QueryAnswer::Trades(schema::trades_of_market(store, market, limit(n)?)?),
-        LedgerQuery::Transfers { user, asset, limit: n } => {
-            QueryAnswer::Transfers(schema::transfers_of_user(store, user, asset, limit(n)?)?)
-        }
+        LedgerQuery::Transfers { user, asset, limit: n } => QueryAnswer::Transfers(schema::transfers_of_user(store, user, asset, limit(n)?)?),
         LedgerQuery::Withdrawal { id } => QueryAnswer::Withdrawal(schema::withdrawal(store, id)?),
         LedgerQuery::Withdrawals { user, status, limit: n } => {
             let keep = |w: &ledger_core::Withdrawal| status.is_none_or(|s| w.status == s);

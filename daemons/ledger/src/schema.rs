@@ -12,8 +12,8 @@
 //! atomic write, so the store is always the state after some journal prefix.
 
 use ledger_core::*;
-use serde::{de::DeserializeOwned, Serialize};
 use rustc_hash::FxHashMap;
+use serde::{de::DeserializeOwned, Serialize};
 use storage::{Batch, Durability, StorageError, Store, Table};
 
 const META_COUNTERS: &[u8] = b"counters";
@@ -228,7 +228,11 @@ const MIGRATION_WRITES_PER_BATCH: usize = 65_536;
 /// (a record already rewritten reads either way).
 fn migrate_transfer_chains_to_4(store: &Store) -> Result<(), SchemaError> {
     let started = std::time::Instant::now();
-    let total = store.get(Table::Meta, META_COUNTERS)?.map(|value| decode::<Counters>(Table::Meta, META_COUNTERS, &value)).transpose()?.map_or(0, |c| c.next_transfer.saturating_sub(1));
+    let total = store
+        .get(Table::Meta, META_COUNTERS)?
+        .map(|value| decode::<Counters>(Table::Meta, META_COUNTERS, &value))
+        .transpose()?
+        .map_or(0, |c| c.next_transfer.saturating_sub(1));
     tracing::info!(transfers = total, "migrating the ledger database from schema version 3 to 4: chaining each account's transfers");
     let mut chains = TransferChains::default();
     let mut batch = Batch::default();
@@ -394,7 +398,11 @@ pub fn load(store: &Store) -> Result<Option<Loaded>, SchemaError> {
     for item in store.scan_all(Table::PendingWithdrawals) {
         let (key, _) = item?;
         let id = u64::from_be_bytes(exact(Table::PendingWithdrawals, &key)?);
-        let withdrawal = withdrawal(store, id)?.ok_or_else(|| SchemaError::Corrupt { table: Table::PendingWithdrawals.name(), key: hex(&key), detail: "a pending withdrawal has no record".into() })?;
+        let withdrawal = withdrawal(store, id)?.ok_or_else(|| SchemaError::Corrupt {
+            table: Table::PendingWithdrawals.name(),
+            key: hex(&key),
+            detail: "a pending withdrawal has no record".into(),
+        })?;
         state.pending_withdrawals.insert(id, withdrawal);
     }
     for item in store.scan_all(Table::Idempotency) {
@@ -437,7 +445,11 @@ fn newest_of<T: DeserializeOwned>(store: &Store, index: Table, table: Table, own
     let mut out = Vec::new();
     for (key, _) in store.scan_prefix(index, &owner.to_be_bytes(), limit, true)? {
         let id = u64::from_be_bytes(exact::<16>(index, &key)?[8..].try_into().unwrap());
-        let record = by_id(store, table, id)?.ok_or_else(|| SchemaError::Corrupt { table: index.name(), key: hex(&key), detail: "the index names a missing record".into() })?;
+        let record = by_id(store, table, id)?.ok_or_else(|| SchemaError::Corrupt {
+            table: index.name(),
+            key: hex(&key),
+            detail: "the index names a missing record".into(),
+        })?;
         out.push(record);
     }
     Ok(out)
@@ -449,7 +461,14 @@ pub const FILTER_SCAN_MAX: usize = 10_000;
 
 /// Like [`newest_of`], keeping only records that pass `keep`: looks at the
 /// newest [`FILTER_SCAN_MAX`] index entries.
-fn newest_where<T: DeserializeOwned>(store: &Store, index: Table, table: Table, owner: u64, limit: usize, keep: impl Fn(&T) -> bool) -> Result<Vec<T>, SchemaError> {
+fn newest_where<T: DeserializeOwned>(
+    store: &Store,
+    index: Table,
+    table: Table,
+    owner: u64,
+    limit: usize,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, SchemaError> {
     let mut records = newest_of(store, index, table, owner, FILTER_SCAN_MAX)?;
     records.retain(|record| keep(record));
     records.truncate(limit);
@@ -491,7 +510,11 @@ pub fn transfers_of_user(store: &Store, user: UserId, asset: Option<AssetId>, li
 
 /// The transfer `id`, which the record `(table, key)` names: missing is corruption.
 fn chained_transfer(store: &Store, id: TransferId, table: Table, key: &[u8]) -> Result<StoredTransfer, SchemaError> {
-    by_id(store, Table::Transfers, id)?.ok_or_else(|| SchemaError::Corrupt { table: table.name(), key: hex(key), detail: format!("it names transfer {id}, which is missing") })
+    by_id(store, Table::Transfers, id)?.ok_or_else(|| SchemaError::Corrupt {
+        table: table.name(),
+        key: hex(key),
+        detail: format!("it names transfer {id}, which is missing"),
+    })
 }
 
 pub fn withdrawals_of_user_where(store: &Store, user: UserId, limit: usize, keep: impl Fn(&Withdrawal) -> bool) -> Result<Vec<Withdrawal>, SchemaError> {

@@ -227,7 +227,9 @@ impl LedgerService {
         for chunk in recovery.records.chunks(4_096) {
             let entries = chunk
                 .iter()
-                .map(|record| postcard::from_bytes(&record.payload).map_err(|e| ServiceError::UndecodableRecord { sequence: record.sequence, detail: e.to_string() }))
+                .map(|record| {
+                    postcard::from_bytes(&record.payload).map_err(|e| ServiceError::UndecodableRecord { sequence: record.sequence, detail: e.to_string() })
+                })
                 .collect::<Result<Vec<JournalEntry>, _>>()?;
             // The outcomes were returned (or the process died before they could be) the first time.
             service.apply(&entries);

@@ -229,7 +229,14 @@ fn market() -> LedgerMarket {
         base: BTC,
         quote: USD,
         base_units_per_lot: 100_000,
-        spec: MarketSpec { id: MARKET, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1_000_000, quantity_lots_max: 1_000 },
+        spec: MarketSpec {
+            id: MARKET,
+            quote_units_per_tick_lot: 10,
+            maker_fee_ppm: 1_000,
+            taker_fee_ppm: 2_000,
+            price_ticks_max: 1_000_000,
+            quantity_lots_max: 1_000,
+        },
     }
 }
 
@@ -251,7 +258,16 @@ fn setup(peer: &mut Peer, users: u64) {
 fn limit(user: UserId, side: Side, price: u64, quantity: u64) -> LedgerCommand {
     LedgerCommand::PlaceOrder {
         user,
-        request: OrderRequest { market: MARKET, side, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(price), quantity, self_trade: SelfTradePrevention::CancelTaker },
+        request: OrderRequest {
+            market: MARKET,
+            side,
+            kind: OrderKind::Limit,
+            time_in_force: TimeInForce::Gtc,
+            post_only: false,
+            price: Some(price),
+            quantity,
+            self_trade: SelfTradePrevention::CancelTaker,
+        },
         client_order_id: None,
     }
 }
@@ -307,7 +323,10 @@ fn an_order_is_held_matched_and_settled_across_the_two_daemons() {
     let seller: Vec<_> = peer.balances(1);
     assert_eq!(buyer, vec![(BTC, Balance { available: 100_000_000 + 300_000, locked: 0 }), (USD, Balance { available: 100_000_000 - 1_500 - 3, locked: 0 })]);
     // The seller's last lot is still held.
-    assert_eq!(seller, vec![(BTC, Balance { available: 100_000_000 - 400_000, locked: 100_000 }), (USD, Balance { available: 100_000_000 + 1_500 - 2, locked: 0 })]);
+    assert_eq!(
+        seller,
+        vec![(BTC, Balance { available: 100_000_000 - 400_000, locked: 100_000 }), (USD, Balance { available: 100_000_000 + 1_500 - 2, locked: 0 })]
+    );
     match peer.query(LedgerQuery::UserTrades { user: 2, market: None, limit: 10 }) {
         QueryAnswer::Trades(trades) => assert_eq!(trades.len(), 1, "{trades:?}"),
         other => panic!("{other:?}"),

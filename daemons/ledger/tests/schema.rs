@@ -19,7 +19,14 @@ fn market() -> LedgerMarket {
         base: BTC,
         quote: USD,
         base_units_per_lot: 100_000,
-        spec: MarketSpec { id: MARKET, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1_000_000, quantity_lots_max: 1_000 },
+        spec: MarketSpec {
+            id: MARKET,
+            quote_units_per_tick_lot: 10,
+            maker_fee_ppm: 1_000,
+            taker_fee_ppm: 2_000,
+            price_ticks_max: 1_000_000,
+            quantity_lots_max: 1_000,
+        },
     }
 }
 
@@ -90,7 +97,16 @@ fn run_with(store: &Store, writer: &mut Writer, seed: u64, commands: usize, jour
             0..=5 => {
                 let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
                 let price = rng.random_range(990..1_010);
-                let request = OrderRequest { market: MARKET, side, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(price), quantity: rng.random_range(1..20), self_trade: SelfTradePrevention::CancelTaker };
+                let request = OrderRequest {
+                    market: MARKET,
+                    side,
+                    kind: OrderKind::Limit,
+                    time_in_force: TimeInForce::Gtc,
+                    post_only: false,
+                    price: Some(price),
+                    quantity: rng.random_range(1..20),
+                    self_trade: SelfTradePrevention::CancelTaker,
+                };
                 open.push((user, ledger.counters().next_order));
                 LedgerCommand::PlaceOrder { user, request, client_order_id: Some(format!("c-{i}")) }
             }
@@ -226,7 +242,16 @@ fn a_users_open_orders_are_found_however_long_their_history() {
     step(&mut ledger, LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }));
     step(&mut ledger, LedgerCommand::CreateMarket(market()));
     step(&mut ledger, LedgerCommand::Deposit { user: 1, asset: USD, amount: 50_000_000, reference: "usd".into() });
-    let bid = |price| OrderRequest { market: MARKET, side: Side::Buy, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(price), quantity: 1, self_trade: SelfTradePrevention::CancelTaker };
+    let bid = |price| OrderRequest {
+        market: MARKET,
+        side: Side::Buy,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(price),
+        quantity: 1,
+        self_trade: SelfTradePrevention::CancelTaker,
+    };
     let resting = ledger.counters().next_order;
     step(&mut ledger, LedgerCommand::PlaceOrder { user: 1, request: bid(900), client_order_id: None });
     for _ in 0..schema::FILTER_SCAN_MAX + 1 {
@@ -279,7 +304,11 @@ fn assert_histories(store: &Store, written: &[Transfer]) {
         assert_eq!(schema::transfers_of_user(store, user, None, 7).unwrap(), listed[..listed.len().min(7)], "user {user}: the limit keeps the newest");
         for asset in [BTC, USD] {
             let in_asset: Vec<&Transfer> = expected.iter().copied().filter(|t| t.asset == asset).collect();
-            assert_eq!(schema::transfers_of_user(store, user, Some(asset), usize::MAX).unwrap().iter().collect::<Vec<_>>(), in_asset, "user {user}, asset {asset}");
+            assert_eq!(
+                schema::transfers_of_user(store, user, Some(asset), usize::MAX).unwrap().iter().collect::<Vec<_>>(),
+                in_asset,
+                "user {user}, asset {asset}"
+            );
         }
     }
 }
@@ -294,7 +323,11 @@ fn a_users_transfers_are_listed_from_their_chains_before_and_after_a_restart() {
         assert_histories(&store, &writer.transfers);
         assert!(schema::transfers_of_user(&store, EMPTIED + 1, None, 10).unwrap().is_empty(), "a user without history has none");
         let emptied = schema::transfers_of_user(&store, EMPTIED, None, usize::MAX).unwrap();
-        assert_eq!(emptied.iter().map(|t| t.kind).collect::<Vec<_>>(), [TransferKind::Transfer, TransferKind::Deposit], "the history of a balance back at zero");
+        assert_eq!(
+            emptied.iter().map(|t| t.kind).collect::<Vec<_>>(),
+            [TransferKind::Transfer, TransferKind::Deposit],
+            "the history of a balance back at zero"
+        );
         assert!(schema::balances_of_user(&store, EMPTIED).unwrap().is_empty(), "and no balance is listed for it");
     }
     // A restart: the heads come back with the state, and new transfers chain onto the old ones.

@@ -20,7 +20,14 @@ fn setup() -> Vec<LedgerCommand> {
             base: BTC,
             quote: USD,
             base_units_per_lot: 100_000,
-            spec: MarketSpec { id: 1, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1_000_000, quantity_lots_max: 1_000 },
+            spec: MarketSpec {
+                id: 1,
+                quote_units_per_tick_lot: 10,
+                maker_fee_ppm: 1_000,
+                taker_fee_ppm: 2_000,
+                price_ticks_max: 1_000_000,
+                quantity_lots_max: 1_000,
+            },
         }),
     ];
     for user in 1..=USERS {
@@ -38,7 +45,16 @@ fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
         2 => LedgerCommand::DecideWithdrawal { id: rng.random_range(1..i.max(2)), approve: rng.random_bool(0.5) },
         3 => LedgerCommand::PlaceOrder {
             user,
-            request: OrderRequest { market: 1, side: Side::Buy, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(rng.random_range(900..1_100)), quantity: rng.random_range(1..10), self_trade: SelfTradePrevention::CancelTaker },
+            request: OrderRequest {
+                market: 1,
+                side: Side::Buy,
+                kind: OrderKind::Limit,
+                time_in_force: TimeInForce::Gtc,
+                post_only: false,
+                price: Some(rng.random_range(900..1_100)),
+                quantity: rng.random_range(1..10),
+                self_trade: SelfTradePrevention::CancelTaker,
+            },
             client_order_id: None,
         },
         _ => LedgerCommand::Deposit { user, asset: USD, amount: rng.random_range(1..1_000), reference: format!("d-{}", rng.random_range(0..i.max(1))) },
@@ -82,7 +98,8 @@ fn drive_pipelined(service: &mut LedgerService, rng: &mut SmallRng, peer: u32, b
 fn started(dir: &Path) -> LedgerService {
     let (mut service, report) = LedgerService::open(dir, LedgerLimits::default()).unwrap();
     assert!(report.created);
-    let entries: Vec<_> = setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    let entries: Vec<_> =
+        setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
     assert!(service.execute(&entries).unwrap().iter().all(Result::is_ok));
     service
 }
@@ -384,7 +401,16 @@ fn a_batch_is_visible_to_readers_once_its_write_is_waited_for() {
 }
 
 fn order_entry(peer_sequence: u64) -> JournalEntry {
-    let request = OrderRequest { market: 1, side: Side::Buy, kind: OrderKind::Limit, time_in_force: TimeInForce::Gtc, post_only: false, price: Some(1_000), quantity: 1, self_trade: SelfTradePrevention::CancelTaker };
+    let request = OrderRequest {
+        market: 1,
+        side: Side::Buy,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(1_000),
+        quantity: 1,
+        self_trade: SelfTradePrevention::CancelTaker,
+    };
     JournalEntry { peer: 9, peer_sequence, at_ms: 2, command: LedgerCommand::PlaceOrder { user: 1, request, client_order_id: None } }
 }
 

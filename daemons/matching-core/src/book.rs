@@ -2,10 +2,7 @@
 //! fast book both implement it and both run the same test suite; a property
 //! test feeds both the same random commands and compares every event.
 
-use crate::types::{
-    BookLimits, Event, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks, QuantityLots, RestingOrder, Side,
-    UserId,
-};
+use crate::types::{BookLimits, Event, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks, QuantityLots, RestingOrder, Side, UserId};
 
 /// One market's book with its matching rules.
 ///

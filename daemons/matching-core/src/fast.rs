@@ -16,8 +16,8 @@ use rustc_hash::FxHashMap;
 use crate::book::OrderBook;
 use crate::rules;
 use crate::types::{
-    fee_increment, BookLimits, CancelReason, Event, Fill, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks,
-    QuantityLots, RejectCode, RestingOrder, SelfTradePrevention, Side, UserId,
+    fee_increment, BookLimits, CancelReason, Event, Fill, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks, QuantityLots, RejectCode, RestingOrder,
+    SelfTradePrevention, Side, UserId,
 };
 
 const NIL: u32 = u32::MAX;
@@ -192,14 +192,7 @@ impl FastBook {
         }
     }
 
-    fn can_fill_completely(
-        &self,
-        user: UserId,
-        side: Side,
-        limit: PriceTicks,
-        quantity: QuantityLots,
-        self_trade: SelfTradePrevention,
-    ) -> bool {
+    fn can_fill_completely(&self, user: UserId, side: Side, limit: PriceTicks, quantity: QuantityLots, self_trade: SelfTradePrevention) -> bool {
         let mut available: QuantityLots = 0;
         for level in self.levels(side.opposite()).iter().rev() {
             if !side.crosses(limit, level.price) {
@@ -268,22 +261,14 @@ impl FastBook {
                     });
                 }
                 if cancel_taker {
-                    out.push(Event::Cancelled {
-                        market,
-                        order_id,
-                        user,
-                        side,
-                        remaining,
-                        reason: CancelReason::SelfTrade,
-                    });
+                    out.push(Event::Cancelled { market, order_id, user, side, remaining, reason: CancelReason::SelfTrade });
                     return None;
                 }
                 continue;
             }
             let traded = remaining.min(maker.remaining);
             let notional = spec.notional(maker.price, traded);
-            let maker_fee =
-                fee_increment(spec.maker_fee_ppm, spec.notional(maker.price, maker.maker_filled), notional);
+            let maker_fee = fee_increment(spec.maker_fee_ppm, spec.notional(maker.price, maker.maker_filled), notional);
             let taker_fee = fee_increment(spec.taker_fee_ppm, taker_notional, notional);
             taker_notional += notional;
             out.push(Event::Fill(Fill {
@@ -357,39 +342,19 @@ impl OrderBook for FastBook {
                 return out.push(reject(RejectCode::UserOrderLimit));
             }
             let levels = self.levels(order.side);
-            if level_position(levels, order.side, limit).is_err()
-                && levels.len() >= self.limits.price_levels_per_side_max as usize
-            {
+            if level_position(levels, order.side, limit).is_err() && levels.len() >= self.limits.price_levels_per_side_max as usize {
                 return out.push(reject(RejectCode::PriceLevelLimit));
             }
         }
         if order.post_only && self.would_cross(order.side, limit) {
             return out.push(reject(RejectCode::PostOnlyWouldTake));
         }
-        out.push(Event::Accepted {
-            market,
-            order_id: order.order_id,
-            user: order.user,
-            side: order.side,
-            price: order.price,
-            quantity: order.quantity,
-        });
-        let cancel = |remaining, reason| Event::Cancelled {
-            market,
-            order_id: order.order_id,
-            user: order.user,
-            side: order.side,
-            remaining,
-            reason,
-        };
-        if rules::is_fill_or_kill(order)
-            && !self.can_fill_completely(order.user, order.side, limit, order.quantity, order.self_trade)
-        {
+        out.push(Event::Accepted { market, order_id: order.order_id, user: order.user, side: order.side, price: order.price, quantity: order.quantity });
+        let cancel = |remaining, reason| Event::Cancelled { market, order_id: order.order_id, user: order.user, side: order.side, remaining, reason };
+        if rules::is_fill_or_kill(order) && !self.can_fill_completely(order.user, order.side, limit, order.quantity, order.self_trade) {
             return out.push(cancel(order.quantity, CancelReason::FillOrKill));
         }
-        let Some(remaining) =
-            self.take(order.order_id, order.user, order.side, limit, order.quantity, order.self_trade, out)
-        else {
+        let Some(remaining) = self.take(order.order_id, order.user, order.side, limit, order.quantity, order.self_trade, out) else {
             return;
         };
         if remaining == 0 {
@@ -415,14 +380,7 @@ impl OrderBook for FastBook {
         match self.index.get(&order_id).copied() {
             Some(slot) if self.nodes[slot as usize].order.user == user => {
                 let order = self.remove(slot);
-                out.push(Event::Cancelled {
-                    market,
-                    order_id,
-                    user,
-                    side: order.side,
-                    remaining: order.remaining,
-                    reason: CancelReason::User,
-                });
+                out.push(Event::Cancelled { market, order_id, user, side: order.side, remaining: order.remaining, reason: CancelReason::User });
             }
             _ => out.push(Event::Rejected { market, order_id, user, code: RejectCode::UnknownOrder }),
         }
@@ -449,14 +407,7 @@ impl OrderBook for FastBook {
         let market = self.spec.id;
         for slot in mine {
             let order = self.remove(slot);
-            out.push(Event::Cancelled {
-                market,
-                order_id: order.order_id,
-                user,
-                side: order.side,
-                remaining: order.remaining,
-                reason: CancelReason::User,
-            });
+            out.push(Event::Cancelled { market, order_id: order.order_id, user, side: order.side, remaining: order.remaining, reason: CancelReason::User });
         }
     }
 
@@ -525,12 +476,7 @@ impl OrderBook for FastBook {
     }
 
     fn depth(&self, side: Side, levels_max: usize) -> Vec<PriceLevel> {
-        self.levels(side)
-            .iter()
-            .rev()
-            .take(levels_max)
-            .map(|l| PriceLevel { price: l.price, quantity: l.quantity, orders: l.orders })
-            .collect()
+        self.levels(side).iter().rev().take(levels_max).map(|l| PriceLevel { price: l.price, quantity: l.quantity, orders: l.orders }).collect()
     }
 
     fn resting_count(&self) -> usize {

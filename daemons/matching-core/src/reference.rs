@@ -5,8 +5,8 @@
 use crate::book::OrderBook;
 use crate::rules;
 use crate::types::{
-    fee_increment, BookLimits, CancelReason, Event, Fill, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks,
-    QuantityLots, RejectCode, RestingOrder, SelfTradePrevention, Side, UserId,
+    fee_increment, BookLimits, CancelReason, Event, Fill, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks, QuantityLots, RejectCode, RestingOrder,
+    SelfTradePrevention, Side, UserId,
 };
 
 pub struct ReferenceBook {
@@ -42,8 +42,7 @@ impl ReferenceBook {
     }
 
     fn level_count(&self, side: Side, excluding: Option<OrderId>) -> usize {
-        let mut prices: Vec<PriceTicks> =
-            self.side(side).iter().filter(|o| Some(o.order_id) != excluding).map(|o| o.price).collect();
+        let mut prices: Vec<PriceTicks> = self.side(side).iter().filter(|o| Some(o.order_id) != excluding).map(|o| o.price).collect();
         prices.dedup();
         prices.len()
     }
@@ -67,14 +66,7 @@ impl ReferenceBook {
         side.insert(at, order);
     }
 
-    fn can_fill_completely(
-        &self,
-        user: UserId,
-        side: Side,
-        limit: PriceTicks,
-        quantity: QuantityLots,
-        self_trade: SelfTradePrevention,
-    ) -> bool {
+    fn can_fill_completely(&self, user: UserId, side: Side, limit: PriceTicks, quantity: QuantityLots, self_trade: SelfTradePrevention) -> bool {
         let mut available: QuantityLots = 0;
         for maker in self.side(side.opposite()) {
             if !side.crosses(limit, maker.price) {
@@ -125,22 +117,14 @@ impl ReferenceBook {
                     out.push(cancelled(market, &maker, CancelReason::SelfTrade));
                 }
                 if cancel_taker {
-                    out.push(Event::Cancelled {
-                        market,
-                        order_id,
-                        user,
-                        side,
-                        remaining,
-                        reason: CancelReason::SelfTrade,
-                    });
+                    out.push(Event::Cancelled { market, order_id, user, side, remaining, reason: CancelReason::SelfTrade });
                     return None;
                 }
                 continue;
             }
             let traded = remaining.min(maker.remaining);
             let notional = spec.notional(maker.price, traded);
-            let maker_fee =
-                fee_increment(spec.maker_fee_ppm, spec.notional(maker.price, maker.maker_filled), notional);
+            let maker_fee = fee_increment(spec.maker_fee_ppm, spec.notional(maker.price, maker.maker_filled), notional);
             let taker_fee = fee_increment(spec.taker_fee_ppm, taker_notional, notional);
             taker_notional += notional;
             out.push(Event::Fill(Fill {
@@ -169,14 +153,7 @@ impl ReferenceBook {
 }
 
 fn cancelled(market: u32, order: &RestingOrder, reason: CancelReason) -> Event {
-    Event::Cancelled {
-        market,
-        order_id: order.order_id,
-        user: order.user,
-        side: order.side,
-        remaining: order.remaining,
-        reason,
-    }
+    Event::Cancelled { market, order_id: order.order_id, user: order.user, side: order.side, remaining: order.remaining, reason }
 }
 
 impl OrderBook for ReferenceBook {
@@ -203,39 +180,19 @@ impl OrderBook for ReferenceBook {
             if user_orders >= self.limits.orders_per_user_max as usize {
                 return out.push(reject(RejectCode::UserOrderLimit));
             }
-            if !self.level_exists(order.side, limit, None)
-                && self.level_count(order.side, None) >= self.limits.price_levels_per_side_max as usize
-            {
+            if !self.level_exists(order.side, limit, None) && self.level_count(order.side, None) >= self.limits.price_levels_per_side_max as usize {
                 return out.push(reject(RejectCode::PriceLevelLimit));
             }
         }
         if order.post_only && self.would_cross(order.side, limit) {
             return out.push(reject(RejectCode::PostOnlyWouldTake));
         }
-        out.push(Event::Accepted {
-            market,
-            order_id: order.order_id,
-            user: order.user,
-            side: order.side,
-            price: order.price,
-            quantity: order.quantity,
-        });
-        let cancel = |remaining, reason| Event::Cancelled {
-            market,
-            order_id: order.order_id,
-            user: order.user,
-            side: order.side,
-            remaining,
-            reason,
-        };
-        if rules::is_fill_or_kill(order)
-            && !self.can_fill_completely(order.user, order.side, limit, order.quantity, order.self_trade)
-        {
+        out.push(Event::Accepted { market, order_id: order.order_id, user: order.user, side: order.side, price: order.price, quantity: order.quantity });
+        let cancel = |remaining, reason| Event::Cancelled { market, order_id: order.order_id, user: order.user, side: order.side, remaining, reason };
+        if rules::is_fill_or_kill(order) && !self.can_fill_completely(order.user, order.side, limit, order.quantity, order.self_trade) {
             return out.push(cancel(order.quantity, CancelReason::FillOrKill));
         }
-        let Some(remaining) =
-            self.take(order.order_id, order.user, order.side, limit, order.quantity, order.self_trade, out)
-        else {
+        let Some(remaining) = self.take(order.order_id, order.user, order.side, limit, order.quantity, order.self_trade, out) else {
             return;
         };
         if remaining == 0 {
@@ -292,9 +249,7 @@ impl OrderBook for ReferenceBook {
         if order.post_only && self.would_cross(side, price) {
             return out.push(reject(RejectCode::PostOnlyWouldTake));
         }
-        if !self.level_exists(side, price, Some(order_id))
-            && self.level_count(side, Some(order_id)) >= self.limits.price_levels_per_side_max as usize
-        {
+        if !self.level_exists(side, price, Some(order_id)) && self.level_count(side, Some(order_id)) >= self.limits.price_levels_per_side_max as usize {
             return out.push(reject(RejectCode::PriceLevelLimit));
         }
         self.side_mut(side).remove(i);

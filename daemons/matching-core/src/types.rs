@@ -169,24 +169,37 @@ pub enum Command {
     AddMarket(MarketSpec),
     /// Halt or resume trading. A halted market refuses new orders and amends
     /// (MARKET_CLOSED) but still lets users cancel.
-    SetTrading { market: MarketId, trading: bool },
+    SetTrading {
+        market: MarketId,
+        trading: bool,
+    },
     Place(NewOrder),
-    Cancel { market: MarketId, order_id: OrderId, user: UserId },
-    CancelAll { market: MarketId, user: UserId },
+    Cancel {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+    },
+    CancelAll {
+        market: MarketId,
+        user: UserId,
+    },
     /// Set a resting order's price and open quantity. Reducing the quantity at
     /// the same price keeps queue priority; any other change loses it (the order
     /// is taken out and re-entered, and may trade).
-    Amend { market: MarketId, order_id: OrderId, user: UserId, price: PriceTicks, quantity: QuantityLots },
+    Amend {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        price: PriceTicks,
+        quantity: QuantityLots,
+    },
 }
 
 impl Command {
     pub fn market(&self) -> MarketId {
         match self {
             Command::AddMarket(spec) => spec.id,
-            Command::SetTrading { market, .. }
-            | Command::Cancel { market, .. }
-            | Command::CancelAll { market, .. }
-            | Command::Amend { market, .. } => *market,
+            Command::SetTrading { market, .. } | Command::Cancel { market, .. } | Command::CancelAll { market, .. } | Command::Amend { market, .. } => *market,
             Command::Place(order) => order.market,
         }
     }
@@ -257,20 +270,57 @@ pub struct Fill {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Event {
-    MarketAdded { market: MarketId },
-    MarketRejected { market: MarketId, code: RejectCode },
-    TradingSet { market: MarketId, trading: bool },
+    MarketAdded {
+        market: MarketId,
+    },
+    MarketRejected {
+        market: MarketId,
+        code: RejectCode,
+    },
+    TradingSet {
+        market: MarketId,
+        trading: bool,
+    },
     /// The order passed every check. Unless a `Done` or `Cancelled` for it follows
     /// in the same command's events, its unfilled rest now rests on the book.
-    Accepted { market: MarketId, order_id: OrderId, user: UserId, side: Side, price: Option<PriceTicks>, quantity: QuantityLots },
-    Rejected { market: MarketId, order_id: OrderId, user: UserId, code: RejectCode },
+    Accepted {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        side: Side,
+        price: Option<PriceTicks>,
+        quantity: QuantityLots,
+    },
+    Rejected {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        code: RejectCode,
+    },
     Fill(Fill),
     /// An amend took effect: the order's price and open quantity are now these.
-    Amended { market: MarketId, order_id: OrderId, user: UserId, price: PriceTicks, quantity: QuantityLots },
+    Amended {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        price: PriceTicks,
+        quantity: QuantityLots,
+    },
     /// The order left the book (or never rested) with `remaining` unfilled.
-    Cancelled { market: MarketId, order_id: OrderId, user: UserId, side: Side, remaining: QuantityLots, reason: CancelReason },
+    Cancelled {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        side: Side,
+        remaining: QuantityLots,
+        reason: CancelReason,
+    },
     /// The order is completely filled.
-    Done { market: MarketId, order_id: OrderId, user: UserId },
+    Done {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+    },
 }
 
 /// An order resting on a book, as it appears in a snapshot.

@@ -276,15 +276,7 @@ fn cancel_all_cancels_one_users_orders_in_priority_order<B: OrderBook>() {
     h.run(limit(4, 1, Buy, 95, 1));
     h.run(limit(5, 1, Sell, 104, 1));
     let events = h.run(Command::CancelAll { market: MARKET, user: 1 });
-    assert_eq!(
-        events,
-        vec![
-            cancelled(4, 1, Buy, 1, User),
-            cancelled(2, 1, Buy, 1, User),
-            cancelled(5, 1, Sell, 1, User),
-            cancelled(1, 1, Sell, 1, User),
-        ]
-    );
+    assert_eq!(events, vec![cancelled(4, 1, Buy, 1, User), cancelled(2, 1, Buy, 1, User), cancelled(5, 1, Sell, 1, User), cancelled(1, 1, Sell, 1, User),]);
     assert_eq!(h.depth(Buy), vec![(95, 1)], "the other user's order stays");
     assert_eq!(h.depth(Sell), vec![]);
     assert_eq!(h.run(Command::CancelAll { market: MARKET, user: 1 }), vec![]);
@@ -364,10 +356,7 @@ fn self_trade_cancel_both<B: OrderBook>() {
     h.run(limit(1, 1, Sell, 100, 1));
     h.run(limit(2, 2, Sell, 100, 1));
     let events = h.run(with(limit(3, 1, Buy, 100, 2), |o| o.self_trade = SelfTradePrevention::CancelBoth));
-    assert_eq!(
-        events,
-        vec![accepted(3, 1, Buy, Some(100), 2), cancelled(1, 1, Sell, 1, SelfTrade), cancelled(3, 1, Buy, 2, SelfTrade)]
-    );
+    assert_eq!(events, vec![accepted(3, 1, Buy, Some(100), 2), cancelled(1, 1, Sell, 1, SelfTrade), cancelled(3, 1, Buy, 2, SelfTrade)]);
     assert_eq!(h.depth(Sell), vec![(100, 1)]);
     assert_eq!(h.depth(Buy), vec![]);
 }
@@ -376,10 +365,12 @@ fn fok_does_not_count_own_orders_as_liquidity<B: OrderBook>() {
     let mut h = Harness::<B>::new();
     h.run(limit(1, 1, Sell, 100, 1));
     h.run(limit(2, 2, Sell, 100, 1));
-    let fok = |stp| with(limit(3, 1, Buy, 100, 2), move |o| {
-        o.time_in_force = TimeInForce::Fok;
-        o.self_trade = stp;
-    });
+    let fok = |stp| {
+        with(limit(3, 1, Buy, 100, 2), move |o| {
+            o.time_in_force = TimeInForce::Fok;
+            o.self_trade = stp;
+        })
+    };
     let events = h.run(fok(SelfTradePrevention::CancelMaker));
     assert_eq!(events.last(), Some(&cancelled(3, 1, Buy, 2, FillOrKill)));
     assert_eq!(h.book().resting_count(), 2, "a killed FOK cancels no maker either");

@@ -4,9 +4,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use link::Listener;
 use matching::config::{Address, MatchingConfig};
 use matching::metrics::{self, Metrics};
-use link::Listener;
 use matching::server;
 use matching::service::{EngineService, Inbound};
 use signal_hook::consts::{SIGINT, SIGTERM};

@@ -39,11 +39,29 @@ pub struct JournalEntry {
 pub use link::{ConnectionId, Outgoing};
 
 pub enum Inbound {
-    Connect { connection: ConnectionId, peer: PeerId, outputs_applied: u64, subscribe: bool, outbox: SyncSender<Outgoing> },
-    Command { connection: ConnectionId, peer: PeerId, sequence: u64, command: Command },
-    Disconnect { connection: ConnectionId },
+    Connect {
+        connection: ConnectionId,
+        peer: PeerId,
+        outputs_applied: u64,
+        subscribe: bool,
+        outbox: SyncSender<Outgoing>,
+    },
+    Command {
+        connection: ConnectionId,
+        peer: PeerId,
+        sequence: u64,
+        command: Command,
+    },
+    Disconnect {
+        connection: ConnectionId,
+    },
     /// A read of one book's depth, answered on the asking connection.
-    Depth { connection: ConnectionId, request: u64, market: MarketId, levels: u32 },
+    Depth {
+        connection: ConnectionId,
+        request: u64,
+        market: MarketId,
+        levels: u32,
+    },
     Shutdown,
 }
 
@@ -149,8 +167,8 @@ impl EngineService {
         };
         let replayed_commands = recovery.records.len();
         for record in recovery.records {
-            let entry: JournalEntry = postcard::from_bytes(&record.payload)
-                .map_err(|e| RecoveryError::Entry { sequence: record.sequence, detail: e.to_string() })?;
+            let entry: JournalEntry =
+                postcard::from_bytes(&record.payload).map_err(|e| RecoveryError::Entry { sequence: record.sequence, detail: e.to_string() })?;
             service.events.clear();
             engine.execute(&entry.command, &mut service.events);
             service.peers_applied.insert(entry.peer, entry.peer_sequence);

@@ -116,7 +116,14 @@ extern "C" {
 }
 
 fn market() -> Command {
-    Command::AddMarket(MarketSpec { id: 1, quote_units_per_tick_lot: 1, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1_000_000, quantity_lots_max: 1_000_000 })
+    Command::AddMarket(MarketSpec {
+        id: 1,
+        quote_units_per_tick_lot: 1,
+        maker_fee_ppm: 1_000,
+        taker_fee_ppm: 2_000,
+        price_ticks_max: 1_000_000,
+        quantity_lots_max: 1_000_000,
+    })
 }
 
 fn limit(order_id: u64, user: u64, side: Side, price: u64, quantity: u64) -> Command {
@@ -294,7 +301,8 @@ fn snapshot_plus_journal_replay_reaches_the_same_state_hash() {
     }
     daemon.stop();
 
-    let snapshots = std::fs::read_dir(dir.path().join("data")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snapshot-")).count();
+    let snapshots =
+        std::fs::read_dir(dir.path().join("data")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snapshot-")).count();
     assert_eq!(snapshots, 2, "the newest two snapshots are kept");
     assert!(journal_segments(dir.path()).len() <= 3, "segments covered by older snapshots are removed");
 
@@ -309,7 +317,9 @@ fn snapshot_plus_journal_replay_reaches_the_same_state_hash() {
     // A peer that lagged behind the newest snapshot still gets every output it missed.
     let newest_snapshot = std::fs::read_dir(dir.path().join("data"))
         .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_string_lossy().strip_prefix("snapshot-").and_then(|n| n.strip_suffix(".bin")).and_then(|n| n.parse::<u64>().ok()))
+        .filter_map(|e| {
+            e.unwrap().file_name().to_string_lossy().strip_prefix("snapshot-").and_then(|n| n.strip_suffix(".bin")).and_then(|n| n.parse::<u64>().ok())
+        })
         .max()
         .unwrap();
     let daemon = Daemon::start(dir.path(), "");

@@ -247,7 +247,15 @@ impl Store {
             family.set_write_buffer_size(WRITE_BUFFER_BYTES);
             // The upper levels are rewritten soon anyway: compressing them
             // costs CPU the engine thread needs and saves little space.
-            family.set_compression_per_level(&[DBCompressionType::None, DBCompressionType::None, DBCompressionType::Lz4, DBCompressionType::Lz4, DBCompressionType::Lz4, DBCompressionType::Lz4, DBCompressionType::Lz4]);
+            family.set_compression_per_level(&[
+                DBCompressionType::None,
+                DBCompressionType::None,
+                DBCompressionType::Lz4,
+                DBCompressionType::Lz4,
+                DBCompressionType::Lz4,
+                DBCompressionType::Lz4,
+                DBCompressionType::Lz4,
+            ]);
             // Leveled compaction rewrites every file of the next level for
             // each small flushed file of a scattered index, a rewrite that
             // grows with the history: universal merges files of like size

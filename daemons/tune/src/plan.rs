@@ -254,7 +254,12 @@ pub fn plan(profile: &Profile, layout: &Layout, read: impl Fn(&str) -> Option<St
     planner.knob("proc/sys/kernel/numa_balancing".into(), Form::Text, u8::from(host.numa_balancing).to_string(), "no page migration under the engines");
     planner.knob("proc/sys/kernel/timer_migration".into(), Form::Text, u8::from(host.timer_migration).to_string(), "timers stay where they were armed");
     planner.knob("proc/sys/vm/stat_interval".into(), Form::Text, host.vm_stat_interval_s.to_string(), "fewer VM statistics interrupts");
-    planner.knob("sys/kernel/mm/transparent_hugepage/enabled".into(), Form::Choice, host.transparent_hugepage.clone(), "huge pages only where asked: no khugepaged stalls elsewhere");
+    planner.knob(
+        "sys/kernel/mm/transparent_hugepage/enabled".into(),
+        Form::Choice,
+        host.transparent_hugepage.clone(),
+        "huge pages only where asked: no khugepaged stalls elsewhere",
+    );
     if host.hugepages_2m > 0 {
         planner.knob("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages".into(), Form::Text, host.hugepages_2m.to_string(), "reserved 2 MiB pages");
     }

@@ -1,7 +1,9 @@
 //! What the ledger answers: reads of balances, orders, trades, ledger
 //! entries and withdrawals, as the gateway needs them for the API.
 
-use ledger_core::{Amount, AssetId, AssetSpec, Balance, LedgerMarket, OrderRecord, OrderStatus, TradeRecord, Transfer, Withdrawal, WithdrawalId, WithdrawalStatus};
+use ledger_core::{
+    Amount, AssetId, AssetSpec, Balance, LedgerMarket, OrderRecord, OrderStatus, TradeRecord, Transfer, Withdrawal, WithdrawalId, WithdrawalStatus,
+};
 use matching_core::{MarketId, OrderId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -13,20 +15,46 @@ pub enum LedgerQuery {
     Assets,
     Markets,
     /// Every asset the user holds or has held, with AVAILABLE and LOCKED.
-    Balances { user: UserId },
+    Balances {
+        user: UserId,
+    },
     /// Any order by id; the caller decides who may see it.
-    Order { order_id: OrderId },
+    Order {
+        order_id: OrderId,
+    },
     /// A user's orders, newest first.
-    Orders { user: UserId, market: Option<MarketId>, status: Option<OrderStatus>, limit: u32 },
+    Orders {
+        user: UserId,
+        market: Option<MarketId>,
+        status: Option<OrderStatus>,
+        limit: u32,
+    },
     /// A user's trades, newest first.
-    UserTrades { user: UserId, market: Option<MarketId>, limit: u32 },
+    UserTrades {
+        user: UserId,
+        market: Option<MarketId>,
+        limit: u32,
+    },
     /// A market's trades, newest first.
-    MarketTrades { market: MarketId, limit: u32 },
+    MarketTrades {
+        market: MarketId,
+        limit: u32,
+    },
     /// The transfers that moved a user's money, newest first.
-    Transfers { user: UserId, asset: Option<AssetId>, limit: u32 },
-    Withdrawal { id: WithdrawalId },
+    Transfers {
+        user: UserId,
+        asset: Option<AssetId>,
+        limit: u32,
+    },
+    Withdrawal {
+        id: WithdrawalId,
+    },
     /// A user's withdrawals, or everyone's (`user: None`, for operators), newest first.
-    Withdrawals { user: Option<UserId>, status: Option<WithdrawalStatus>, limit: u32 },
+    Withdrawals {
+        user: Option<UserId>,
+        status: Option<WithdrawalStatus>,
+        limit: u32,
+    },
     /// Where the ledger stands: for status displays and readiness checks.
     Status,
     /// Per asset, what came in and where it is now: for operators' audits.

@@ -64,17 +64,32 @@ pub enum ProtocolErrorCode {
 pub enum Message {
     /// First frame from a client. `outputs_applied` is the last output sequence
     /// the client durably applied; the server replays everything after it.
-    Hello { peer: PeerId, role: Role, outputs_applied: u64, subscribe: bool },
+    Hello {
+        peer: PeerId,
+        role: Role,
+        outputs_applied: u64,
+        subscribe: bool,
+    },
     /// The server's answer: the last command sequence it applied from this
     /// peer, so the client resends from the one after it.
-    Welcome { commands_applied: u64, outputs_last: u64 },
+    Welcome {
+        commands_applied: u64,
+        outputs_last: u64,
+    },
     /// A command; the frame's sequence is the sender's command sequence.
     Command(Command),
     /// The outcome of one journaled command; the frame's sequence is the
     /// server's output sequence. `peer` and `peer_sequence` say whose command.
-    Events { peer: PeerId, peer_sequence: u64, events: Vec<Event> },
+    Events {
+        peer: PeerId,
+        peer_sequence: u64,
+        events: Vec<Event>,
+    },
     Heartbeat,
-    Error { code: ProtocolErrorCode, detail: String },
+    Error {
+        code: ProtocolErrorCode,
+        detail: String,
+    },
     /// A command for the ledger; the frame's sequence is the sender's command
     /// sequence, applied exactly once like matching's.
     LedgerCommand(LedgerCommand),
@@ -82,7 +97,10 @@ pub enum Message {
     /// `None` answers a resent command that was applied long enough ago that
     /// its outcome is no longer retained: read the effect back with a query
     /// (orders by client order id, deposits and withdrawals by their key).
-    LedgerOutcome { peer_sequence: u64, outcome: Option<Result<Outcome, LedgerError>> },
+    LedgerOutcome {
+        peer_sequence: u64,
+        outcome: Option<Result<Outcome, LedgerError>>,
+    },
     /// A read; the frame's sequence is a request id that the answer carries back.
     /// Reads are not journaled and see every acknowledged command.
     LedgerQuery(LedgerQuery),
@@ -94,7 +112,10 @@ pub enum Message {
     OrderUpdates(Vec<ledger_core::OrderRecord>),
     /// To matching: the book's aggregated levels, at most `levels` a side;
     /// the frame's sequence is a request id that the answer carries back.
-    DepthQuery { market: MarketId, levels: u32 },
+    DepthQuery {
+        market: MarketId,
+        levels: u32,
+    },
     /// Matching's answer; `None` for a market it does not have.
     Depth(Option<BookDepth>),
 }

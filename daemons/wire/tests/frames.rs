@@ -27,7 +27,12 @@ fn command() -> impl Strategy<Value = Command> {
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u32>(), any::<u64>(), any::<bool>()).prop_map(|(peer, outputs_applied, subscribe)| Message::Hello { peer, role: Role::Ledger, outputs_applied, subscribe }),
+        (any::<u32>(), any::<u64>(), any::<bool>()).prop_map(|(peer, outputs_applied, subscribe)| Message::Hello {
+            peer,
+            role: Role::Ledger,
+            outputs_applied,
+            subscribe
+        }),
         (any::<u64>(), any::<u64>()).prop_map(|(commands_applied, outputs_last)| Message::Welcome { commands_applied, outputs_last }),
         command().prop_map(Message::Command),
         (any::<u32>(), any::<u64>(), proptest::collection::vec((any::<u64>(), any::<u64>()), 0..20)).prop_map(|(peer, peer_sequence, ids)| Message::Events {
@@ -46,7 +51,12 @@ fn message() -> impl Strategy<Value = Message> {
                 _ => Some(Err(ledger_core::LedgerError::BadInput(text))),
             },
         }),
-        (any::<u64>(), proptest::option::of(any::<u32>()), 1u32..1_000).prop_map(|(user, market, limit)| Message::LedgerQuery(LedgerQuery::Orders { user, market, status: None, limit })),
+        (any::<u64>(), proptest::option::of(any::<u32>()), 1u32..1_000).prop_map(|(user, market, limit)| Message::LedgerQuery(LedgerQuery::Orders {
+            user,
+            market,
+            status: None,
+            limit
+        })),
         (any::<u64>(), any::<u64>()).prop_map(|(journal_applied, matching_applied)| Message::LedgerAnswer(Ok(QueryAnswer::Status(LedgerStatus {
             journal_applied,
             matching_applied,
