@@ -12,11 +12,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use hdrhistogram::Histogram;
 use ledger::service::{JournalEntry, LedgerService};
-use ledger_core::{AssetSpec, Ledger, LedgerCommand, LedgerLimits, Outcome};
+use ledger_api::{wallet, AssetSpec, Command as LedgerCommand, LedgerError, Outcome};
 use link::{Address, Client};
+use products::{Ledger, LedgerLimits};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use storage::{Batch, Durability, Store, Table};
 use wire::{Message, Role};
+
+/// The raw RocksDB peer's tables: what a minimal ledger on RocksDB writes.
+const BALANCES: Table = Table::new("balances");
+const TRANSFERS: Table = Table::new("transfers");
 
 use crate::daemon::{daemon_binary, wait_for_socket, Daemon};
 use crate::{micros, new_histogram};
@@ -149,25 +154,23 @@ fn generate(options: &Options, skew: Skew) -> Vec<LedgerCommand> {
             if to == from {
                 to = to % options.accounts + 1;
             }
-            LedgerCommand::Transfer { from, to, asset: USD, amount: rng.random_range(1..10_000), key: format!("bench-{i}") }
+            LedgerCommand::Wallet(wallet::Command::Transfer { from, to, asset: USD, amount: rng.random_range(1..10_000), key: format!("bench-{i}") })
         })
         .collect()
 }
 
 fn opening(options: &Options) -> Vec<LedgerCommand> {
     let mut commands = vec![LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 })];
-    commands.extend((1..=options.accounts).map(|user| LedgerCommand::Deposit {
-        user,
-        asset: USD,
-        amount: OPENING_BALANCE,
-        reference: format!("opening-{user}"),
-    }));
+    commands.extend(
+        (1..=options.accounts)
+            .map(|user| LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: OPENING_BALANCE, reference: format!("opening-{user}") })),
+    );
     commands
 }
 
-fn check_transferred(outcome: Result<Outcome, ledger_core::LedgerError>) -> anyhow::Result<()> {
+fn check_transferred(outcome: Result<Outcome, LedgerError>) -> anyhow::Result<()> {
     match outcome {
-        Ok(Outcome::Transferred(_)) => Ok(()),
+        Ok(Outcome::Wallet(wallet::Outcome::Transferred(_))) => Ok(()),
         other => bail!("a benchmark transfer was not applied: {other:?}"),
     }
 }
@@ -182,7 +185,7 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
         // As the daemon does at start.
         ledger.touch_reserved();
         for command in opening(options) {
-            ledger.apply(&command, 0).map_err(|e| anyhow::anyhow!("opening: {e}"))?;
+            ledger.apply(&command, 0).outcome.map_err(|e| anyhow::anyhow!("opening: {e}"))?;
         }
         ledger.take_changes();
         Ok(ledger)
@@ -192,9 +195,9 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
     for chunk in transfers.chunks(options.batch) {
         // As the service applies a batch.
         let mut refused = None;
-        ledger.apply_all(chunk.iter().map(|command| (command, 1)), |_, outcome| {
-            if !matches!(outcome, Ok(Outcome::Transferred(_))) {
-                refused.get_or_insert(outcome);
+        ledger.apply_all(chunk.iter().map(|command| (command, 1)), |_, applied| {
+            if !matches!(applied.outcome, Ok(Outcome::Wallet(wallet::Outcome::Transferred(_)))) {
+                refused.get_or_insert(applied.outcome);
             }
         });
         refused.map_or(Ok(()), check_transferred)?;
@@ -213,10 +216,10 @@ fn measure_core(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Resul
     for chunk in transfers.chunks(options.batch) {
         let mut refused = None;
         let mut before = Instant::now();
-        ledger.apply_all(chunk.iter().map(|command| (command, 1)), |_, outcome| {
+        ledger.apply_all(chunk.iter().map(|command| (command, 1)), |_, applied| {
             let now = Instant::now();
-            if !matches!(outcome, Ok(Outcome::Transferred(_))) {
-                refused.get_or_insert(outcome);
+            if !matches!(applied.outcome, Ok(Outcome::Wallet(wallet::Outcome::Transferred(_)))) {
+                refused.get_or_insert(applied.outcome);
             }
             latency.saturating_record((now - before).as_nanos() as u64);
             before = now;
@@ -428,7 +431,7 @@ fn measure_daemon(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Res
 fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Result<Measured> {
     eprintln!("  raw RocksDB synced WriteBatches");
     let dir = tempfile::tempdir_in(bench_dir()?)?;
-    let store = Store::open(dir.path())?;
+    let store = Store::open(dir.path(), &[BALANCES, TRANSFERS])?;
     let mut balances = vec![OPENING_BALANCE; options.accounts as usize + 1];
     let mut latency = new_histogram();
     let started = Instant::now();
@@ -436,17 +439,17 @@ fn measure_rocksdb(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Re
         let before = Instant::now();
         let mut batch = Batch::default();
         for (offset, command) in chunk.iter().enumerate() {
-            let LedgerCommand::Transfer { from, to, amount, .. } = *command else { unreachable!("only transfers are generated") };
+            let LedgerCommand::Wallet(wallet::Command::Transfer { from, to, amount, .. }) = *command else { unreachable!("only transfers are generated") };
             balances[from as usize] -= amount;
             balances[to as usize] += amount;
-            batch.put(Table::Balances, &from.to_be_bytes(), &balances[from as usize].to_le_bytes());
-            batch.put(Table::Balances, &to.to_be_bytes(), &balances[to as usize].to_le_bytes());
+            batch.put(BALANCES, &from.to_be_bytes(), &balances[from as usize].to_le_bytes());
+            batch.put(BALANCES, &to.to_be_bytes(), &balances[to as usize].to_le_bytes());
             let id = (index * options.batch + offset) as u64;
             let mut record = [0u8; 40];
             record[..8].copy_from_slice(&from.to_le_bytes());
             record[8..16].copy_from_slice(&to.to_le_bytes());
             record[16..32].copy_from_slice(&amount.to_le_bytes());
-            batch.put(Table::Transfers, &id.to_be_bytes(), &record);
+            batch.put(TRANSFERS, &id.to_be_bytes(), &record);
         }
         store.write(&mut batch, Durability::Synced)?;
         latency.record_n(before.elapsed().as_nanos() as u64, chunk.len() as u64)?;

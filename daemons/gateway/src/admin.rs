@@ -103,8 +103,8 @@ impl Admin {
                 }
             }
             AdminRequest::Status => {
-                let ledger = match self.ledger.query(wire::LedgerQuery::Status).await {
-                    Ok(Ok(wire::QueryAnswer::Status(status))) => json!({
+                let ledger = match self.ledger.query(ledger_api::Query::Status).await {
+                    Ok(Ok(ledger_api::Answer::Status(status))) => json!({
                         "reachable": true,
                         "journal_applied": status.journal_applied,
                         "matching_applied": status.matching_applied,

@@ -3,7 +3,8 @@
 //! Exact both ways: a value that does not convert exactly is refused, never
 //! rounded.
 
-use ledger_core::{AssetSpec, LedgerMarket};
+use ledger_api::spot::Market as LedgerMarket;
+use ledger_api::AssetSpec;
 use rust_decimal::Decimal;
 
 /// Why an input does not convert.

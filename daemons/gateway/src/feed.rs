@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use ledger_core::{OrderRecord, TradeRecord};
-use matching_core::MarketId;
+use ledger_api::spot::{self, OrderRecord, TradeRecord};
+use ledger_api::{Answer, MarketId, Query};
 use tokio::sync::{broadcast, watch};
-use wire::{BookDepth, LedgerQuery, QueryAnswer};
+use wire::BookDepth;
 
 use crate::ledger_client::{LedgerClient, LinkError};
 use crate::matching_client::MatchingClient;
@@ -108,10 +108,10 @@ async fn run(
             read_book(&matching, market, &book).await;
         }
         if change.trades {
-            if let Some(mut newest) = newest_trades(&ledger, market, wire::ledger::QUERY_LIMIT_MAX).await {
+            if let Some(mut newest) = newest_trades(&ledger, market, ledger_api::QUERY_LIMIT_MAX).await {
                 newest.retain(|t| t.id > trade_last);
                 newest.sort_by_key(|t| t.id);
-                if newest.len() == wire::ledger::QUERY_LIMIT_MAX as usize {
+                if newest.len() == ledger_api::QUERY_LIMIT_MAX as usize {
                     tracing::warn!(market, "more trades than one read returns since the last read; subscribers may miss some");
                 }
                 for trade in newest {
@@ -153,8 +153,8 @@ async fn read_book(matching: &MatchingClient, market: MarketId, book: &watch::Se
 }
 
 async fn newest_trades(ledger: &LedgerClient, market: MarketId, limit: u32) -> Option<Vec<TradeRecord>> {
-    match ledger.query(LedgerQuery::MarketTrades { market, limit }).await {
-        Ok(Ok(QueryAnswer::Trades(trades))) => Some(trades),
+    match ledger.query(Query::Spot(spot::Query::MarketTrades { market, limit })).await {
+        Ok(Ok(Answer::Spot(spot::Answer::Trades(trades)))) => Some(trades),
         other => {
             tracing::debug!(market, answer = ?other.map(|a| a.map(|_| ())), "the trades could not be read");
             None

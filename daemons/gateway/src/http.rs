@@ -151,8 +151,8 @@ async fn route(app: &App, request: Request<Incoming>) -> Reply {
 
 /// Ready when the ledger answers and its link to matching is up.
 async fn readyz(app: &App) -> Reply {
-    match app.ledger.query(wire::LedgerQuery::Status).await {
-        Ok(Ok(wire::QueryAnswer::Status(status))) if status.matching_connected => reply(StatusCode::OK, "text/plain", "ready\n"),
+    match app.ledger.query(ledger_api::Query::Status).await {
+        Ok(Ok(ledger_api::Answer::Status(status))) if status.matching_connected => reply(StatusCode::OK, "text/plain", "ready\n"),
         Ok(Ok(_)) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the ledger is up but cannot reach matching\n"),
         _ => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the ledger is not reachable\n"),
     }

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ledger_core::{LedgerCommand, LedgerError, OrderRecord, Outcome};
+use ledger_api::spot::OrderRecord;
+use ledger_api::{Answer, Command as LedgerCommand, LedgerError, Outcome, Query, QueryError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use wire::{LedgerQuery, Message, QueryAnswer, QueryError, Role};
+use wire::{Message, Role};
 
 use crate::config::LedgerLinkConfig;
 
@@ -33,7 +34,7 @@ pub enum LinkError {
 
 enum Request {
     Command { command: LedgerCommand, reply: oneshot::Sender<Result<Outcome, LedgerError>> },
-    Query { query: LedgerQuery, reply: oneshot::Sender<Result<QueryAnswer, QueryError>> },
+    Query { query: Query, reply: oneshot::Sender<Result<Answer, QueryError>> },
 }
 
 #[derive(Clone)]
@@ -71,7 +72,7 @@ impl LedgerClient {
         self.wait(answer).await
     }
 
-    pub async fn query(&self, query: LedgerQuery) -> Result<Result<QueryAnswer, QueryError>, LinkError> {
+    pub async fn query(&self, query: Query) -> Result<Result<Answer, QueryError>, LinkError> {
         let (reply, answer) = oneshot::channel();
         self.requests.try_send(Request::Query { query, reply }).map_err(|_| LinkError::Busy)?;
         self.wait(answer).await
@@ -167,7 +168,7 @@ async fn serve(
     connected.store(true, Ordering::Release);
     tracing::info!(address = %config.address, next_sequence, "connected to the ledger");
     let commands: Waiting<Result<Outcome, LedgerError>> = Arc::default();
-    let queries: Waiting<Result<QueryAnswer, QueryError>> = Arc::default();
+    let queries: Waiting<Result<Answer, QueryError>> = Arc::default();
     let mut next_query = 1u64;
     let receiving = {
         let (commands, queries, updates) = (commands.clone(), queries.clone(), updates.clone());

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use matching_core::MarketId;
+use matching_api::MarketId;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use wire::{BookDepth, Message};

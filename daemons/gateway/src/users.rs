@@ -37,6 +37,13 @@ pub enum UserError {
     Corrupt(String),
 }
 
+/// The gateway's own tables: its store knows no other.
+const USERS: Table = Table::new("users");
+/// normalized email -> user id.
+const USERS_BY_EMAIL: Table = Table::new("users_by_email");
+const META: Table = Table::new("meta");
+const TABLES: [Table; 3] = [USERS, USERS_BY_EMAIL, META];
+
 const META_NEXT_USER: &[u8] = b"gateway/next_user";
 pub const EMAIL_BYTES_MAX: usize = 254;
 
@@ -60,37 +67,37 @@ pub fn normalize_email(email: &str) -> Result<String, UserError> {
 
 impl Users {
     pub fn open(dir: &Path) -> Result<Users, UserError> {
-        Ok(Users { store: Store::open(dir)?, registering: Mutex::new(()) })
+        Ok(Users { store: Store::open(dir, &TABLES)?, registering: Mutex::new(()) })
     }
 
     /// Creates an account; `password_hash` is already argon2id.
     pub fn create(&self, email: &str, password_hash: String, role: Role, now_ms: u64) -> Result<User, UserError> {
         let email = normalize_email(email)?;
         let _guard = self.registering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.store.get(Table::UsersByEmail, email.as_bytes())?.is_some() {
+        if self.store.get(USERS_BY_EMAIL, email.as_bytes())?.is_some() {
             return Err(UserError::EmailTaken);
         }
-        let id = match self.store.get(Table::Meta, META_NEXT_USER)? {
+        let id = match self.store.get(META, META_NEXT_USER)? {
             Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| UserError::Corrupt("next user id".into()))?),
             None => 1,
         };
         let user = User { id, email, password_hash, role, created_ms: now_ms };
         let mut batch = Batch::default();
-        batch.put(Table::Users, &id.to_be_bytes(), &postcard::to_stdvec(&user).expect("encoding into a vector cannot fail"));
-        batch.put(Table::UsersByEmail, user.email.as_bytes(), &id.to_be_bytes());
-        batch.put(Table::Meta, META_NEXT_USER, &(id + 1).to_be_bytes());
+        batch.put(USERS, &id.to_be_bytes(), &postcard::to_stdvec(&user).expect("encoding into a vector cannot fail"));
+        batch.put(USERS_BY_EMAIL, user.email.as_bytes(), &id.to_be_bytes());
+        batch.put(META, META_NEXT_USER, &(id + 1).to_be_bytes());
         self.store.write(&mut batch, Durability::Synced)?;
         Ok(user)
     }
 
     pub fn by_id(&self, id: UserId) -> Result<Option<User>, UserError> {
-        self.store.get(Table::Users, &id.to_be_bytes())?.map(|bytes| postcard::from_bytes(&bytes).map_err(|e| UserError::Corrupt(e.to_string()))).transpose()
+        self.store.get(USERS, &id.to_be_bytes())?.map(|bytes| postcard::from_bytes(&bytes).map_err(|e| UserError::Corrupt(e.to_string()))).transpose()
     }
 
     /// Whether any operator account exists: a fresh appliance has none until
     /// `marionettectl create-operator`. Stops at the first one found.
     pub fn operator_exists(&self) -> Result<bool, UserError> {
-        for row in self.store.scan_all(Table::Users) {
+        for row in self.store.scan_all(USERS) {
             let (_, bytes) = row?;
             let user: User = postcard::from_bytes(&bytes).map_err(|e| UserError::Corrupt(e.to_string()))?;
             if user.role == Role::Operator {
@@ -102,7 +109,7 @@ impl Users {
 
     pub fn by_email(&self, email: &str) -> Result<Option<User>, UserError> {
         let Ok(email) = normalize_email(email) else { return Ok(None) };
-        match self.store.get(Table::UsersByEmail, email.as_bytes())? {
+        match self.store.get(USERS_BY_EMAIL, email.as_bytes())? {
             Some(id) => self.by_id(u64::from_be_bytes(id.as_slice().try_into().map_err(|_| UserError::Corrupt("email index".into()))?)),
             None => Ok(None),
         }

@@ -347,3 +347,73 @@ fn connection_and_query_complexity_caps() {
     assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&response));
     drop(idle);
 }
+
+/// The house's accounts: operators fund the inventory from custody (once
+/// per reference), see it beside the fees, and cannot take out more than
+/// it holds; users may do none of it.
+#[test]
+fn operators_fund_the_house_and_see_its_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start(dir.path());
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
+    let fund = "mutation($a: Decimal!, $r: String!) { fundHouse(asset: \"USD\", amount: $a, reference: $r) { asset inventory revenue } }";
+    let funded = system.as_user(&operator, fund, json!({ "a": "2500.00", "r": "treasury-1" }));
+    assert_eq!(data(&funded, "fundHouse"), &json!({ "asset": "USD", "inventory": "2500.00", "revenue": "0.00" }));
+    let again = system.as_user(&operator, fund, json!({ "a": "2500.00", "r": "treasury-1" }));
+    assert_eq!(data(&again, "fundHouse")["inventory"], "2500.00", "the same reference funds once");
+    assert_eq!(code(&system.as_user(&operator, fund, json!({ "a": "1.00", "r": "treasury-1" }))), "DUPLICATE");
+    let defund = "mutation($a: Decimal!, $r: String!) { defundHouse(asset: \"USD\", amount: $a, reference: $r) { inventory } }";
+    assert_eq!(code(&system.as_user(&operator, defund, json!({ "a": "2500.01", "r": "back-1" }))), "INSUFFICIENT_FUNDS");
+    assert_eq!(data(&system.as_user(&operator, defund, json!({ "a": "500.00", "r": "back-2" })), "defundHouse")["inventory"], "2000.00");
+    let house = system.as_user(&operator, "{ houseBalances { asset inventory revenue } }", json!({}));
+    assert_eq!(data(&house, "houseBalances"), &json!([{ "asset": "USD", "inventory": "2000.00", "revenue": "0.00" }]));
+    let reserves = system.as_user(&operator, "{ reserves { asset deposited inventory users balanced accounts { owner purpose amount } } }", json!({}));
+    assert_eq!(
+        data(&reserves, "reserves"),
+        &json!([{
+            "asset": "USD",
+            "deposited": "2000.00",
+            "inventory": "2000.00",
+            "users": "0.00",
+            "balanced": true,
+            "accounts": [{ "owner": "HOUSE", "purpose": "custody", "amount": "-2000.00" }, { "owner": "HOUSE", "purpose": "inventory", "amount": "2000.00" }]
+        }])
+    );
+    system.post("mutation { register(email: \"carol@domain.io\", password: \"carols password\") { id } }", json!({}), "");
+    let carol = system.login("carol@domain.io", "carols password");
+    assert_eq!(code(&system.as_user(&carol, fund, json!({ "a": "1.00", "r": "mine" }))), "FORBIDDEN");
+    assert_eq!(code(&system.as_user(&carol, "{ houseBalances { asset } }", json!({}))), "FORBIDDEN");
+}
+
+/// The contract makes these arguments nullable with a default: an explicit
+/// null is the default, not an error.
+#[test]
+fn explicit_nulls_take_the_contracts_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start(dir.path());
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
+    assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
+    assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0", "0"], "").0, 0);
+    let deposit = format!("mutation {{ deposit(email: \"{OPERATOR}\", asset: \"USD\", amount: \"100\", reference: \"r\") {{ id }} }}");
+    assert!(system.as_user(&operator, &deposit, json!({})).get("errors").is_none());
+    let placed = system.as_user(
+        &operator,
+        "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { timeInForce postOnly status } }",
+        json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "price": "10", "quantity": "0.01", "timeInForce": null, "postOnly": null } }),
+    );
+    let order = data(&placed, "placeOrder");
+    assert_eq!((order["timeInForce"].as_str(), order["postOnly"].as_bool(), order["status"].as_str()), (Some("GTC"), Some(false), Some("OPEN")), "{placed}");
+    for query in [
+        "{ userOrders(limit: null) { id } }",
+        "{ userTrades(limit: null) { id } }",
+        "{ ledgerEntries(limit: null) { id } }",
+        "{ trades(market: \"BTC-USD\", limit: null) { id } }",
+    ] {
+        let answer = system.as_user(&operator, query, json!({}));
+        assert!(answer.get("errors").is_none(), "{query}: {answer}");
+    }
+    let book = system.post("{ orderBook(market: \"BTC-USD\", depth: null) { bids { price } } }", json!({}), "").2;
+    assert_eq!(data(&book, "orderBook")["bids"], json!([{ "price": "10" }]));
+}

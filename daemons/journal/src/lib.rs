@@ -1,7 +1,11 @@
 //! Marionette's write-ahead journal.
 //!
-//! A directory of segment files `journal-<first sequence>.jnl`, each a run of
-//! checksummed, consecutively sequenced records (see [`scan`]). Appends go
+//! A directory of segment files `journal-<first sequence>.jnl`, each a
+//! header naming the journal's format and what its records hold (whose
+//! records, in which of their owner's format versions; see [`Content`]),
+//! then a run of checksummed, consecutively sequenced records (see
+//! [`scan`]). A segment whose header names another format is refused at
+//! start with both versions in the message, never read as damage. Appends go
 //! through io_uring as one write linked to one `fdatasync` per batch (group
 //! commit); a batch counts as durable only when both completed in full. Any
 //! write or sync failure is returned and the journal refuses further use: the
@@ -32,11 +36,17 @@ pub enum JournalError {
     )]
     Corrupt { path: PathBuf, offset: u64, expected_sequence: u64, detail: &'static str },
     #[error(
-        "journal segment {path} is in the format of an earlier release (records without a batch index); this release \
-         cannot read it. Drain the data directory with the release that wrote it (stop it cleanly after a snapshot), \
+        "journal segment {path} is in journal format {found} (an earlier release's); this release reads format \
+         {JOURNAL_FORMAT}. Drain the data directory with the release that wrote it (stop it cleanly after a snapshot), \
          or move the directory aside to start empty"
     )]
-    OldFormat { path: PathBuf },
+    OldFormat { path: PathBuf, found: u16 },
+    #[error(
+        "journal segment {path} holds {found} records; this daemon reads {expected}. Run the release that wrote this \
+         data directory and drain it (stop it cleanly), or move the directory aside to start empty; the daemons of one \
+         release must all be upgraded together"
+    )]
+    ContentMismatch { path: PathBuf, found: Content, expected: Content },
     #[error("journal sequence gap: {detail}")]
     Gap { detail: String },
     #[error("journal write failed ({source}); the disk may be full or failing. Nothing of this batch was acknowledged")]
@@ -49,6 +59,70 @@ pub enum JournalError {
     Poisoned,
 }
 
+/// The journal's own format: 1 wrote `.log` segments, 2 records without a
+/// segment header, 3 segments with a [`Content`] header.
+pub const JOURNAL_FORMAT: u16 = 3;
+
+/// `MRNTJN`, the journal format, the content's kind and version, two zero
+/// bytes, and a crc32c of the sixteen before it.
+pub const SEGMENT_HEADER_BYTES: usize = 20;
+const SEGMENT_MAGIC: &[u8; 6] = b"MRNTJN";
+
+/// What a journal's records hold: whose records (`b"LDGR"`, `b"MTCH"`) in
+/// which version of their owner's format. The journal only compares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Content {
+    pub kind: [u8; 4],
+    pub version: u16,
+}
+
+impl std::fmt::Display for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} format {}", String::from_utf8_lossy(&self.kind), self.version)
+    }
+}
+
+/// A segment's header for `content`.
+pub fn segment_header(content: Content) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0; SEGMENT_HEADER_BYTES];
+    header[..6].copy_from_slice(SEGMENT_MAGIC);
+    header[6..8].copy_from_slice(&JOURNAL_FORMAT.to_le_bytes());
+    header[8..12].copy_from_slice(&content.kind);
+    header[12..14].copy_from_slice(&content.version.to_le_bytes());
+    let checksum = crc32c::crc32c(&header[..16]);
+    header[16..].copy_from_slice(&checksum.to_le_bytes());
+    header
+}
+
+/// What a segment's first bytes say.
+#[derive(Debug, PartialEq, Eq)]
+enum Header {
+    /// Shorter than a header, and what there is of it matches.
+    Unfinished,
+    /// No header: a segment of journal format 2.
+    Missing,
+    Damaged,
+    Found {
+        format: u16,
+        content: Content,
+    },
+}
+
+fn read_header(bytes: &[u8]) -> Header {
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return if SEGMENT_MAGIC.starts_with(&bytes[..bytes.len().min(6)]) { Header::Unfinished } else { Header::Missing };
+    }
+    if &bytes[..6] != SEGMENT_MAGIC {
+        return Header::Missing;
+    }
+    if crc32c::crc32c(&bytes[..16]).to_le_bytes() != bytes[16..20] || bytes[14..16] != [0, 0] {
+        return Header::Damaged;
+    }
+    let format = u16::from_le_bytes([bytes[6], bytes[7]]);
+    let content = Content { kind: bytes[8..12].try_into().expect("4 bytes"), version: u16::from_le_bytes([bytes[12], bytes[13]]) };
+    Header::Found { format, content }
+}
+
 /// What start-up found.
 #[derive(Debug, Default)]
 pub struct Recovery {
@@ -57,6 +131,8 @@ pub struct Recovery {
     /// Set when a torn tail was cut off the last segment: (segment, offset, bytes dropped).
     pub truncated: Option<(PathBuf, u64, u64)>,
     pub segments: usize,
+    /// The last segment's header was unfinished: it is written anew.
+    pub rewrite_header: bool,
 }
 
 struct Segment {
@@ -66,6 +142,7 @@ struct Segment {
 
 pub struct Journal {
     dir: PathBuf,
+    content: Content,
     segments: Vec<Segment>,
     file: File,
     offset: u64,
@@ -98,10 +175,28 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error("fsync directory", dir))
 }
 
+/// Writes `content`'s header at the start of `file` (emptied first) and syncs it.
+fn write_header(file: &File, path: &Path, content: Content) -> Result<(), JournalError> {
+    use std::os::unix::fs::FileExt;
+    file.set_len(0).map_err(io_error("truncate segment", path))?;
+    file.write_all_at(&segment_header(content), 0).map_err(io_error("write the header of segment", path))?;
+    file.sync_all().map_err(io_error("fsync segment", path))
+}
+
+/// Creates a new segment with its header, durably.
+fn create_segment(dir: &Path, first_sequence: u64, content: Content) -> Result<(File, PathBuf), JournalError> {
+    let path = segment_path(dir, first_sequence);
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_error("create segment", &path))?;
+    write_header(&file, &path, content)?;
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, verifies every segment, cuts a
-    /// torn tail off the last one, and returns the records from `replay_from` on.
-    pub fn open(dir: &Path, replay_from: u64) -> Result<(Journal, Recovery), JournalError> {
+    /// Opens (or creates) the journal of `content` in `dir`, verifies every
+    /// segment, cuts a torn tail off the last one, and returns the records
+    /// from `replay_from` on.
+    pub fn open(dir: &Path, replay_from: u64, content: Content) -> Result<(Journal, Recovery), JournalError> {
         fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         let mut segments = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_error("list directory", dir))? {
@@ -110,7 +205,7 @@ impl Journal {
             let name = name.to_string_lossy();
             let Some(rest) = name.strip_prefix("journal-") else { continue };
             if rest.strip_suffix(".log").is_some_and(|first| first.parse::<u64>().is_ok()) {
-                return Err(JournalError::OldFormat { path: entry.path() });
+                return Err(JournalError::OldFormat { path: entry.path(), found: 1 });
             }
             if let Some(first) = rest.strip_suffix(&format!(".{SEGMENT_EXTENSION}")) {
                 if let Ok(first_sequence) = first.parse::<u64>() {
@@ -121,9 +216,7 @@ impl Journal {
         segments.sort_by_key(|s| s.first_sequence);
         let replay_from = replay_from.max(1);
         if segments.is_empty() {
-            let path = segment_path(dir, replay_from);
-            File::create(&path).map_err(io_error("create segment", &path))?;
-            sync_dir(dir)?;
+            let (_, path) = create_segment(dir, replay_from, content)?;
             segments.push(Segment { first_sequence: replay_from, path });
         }
         if segments[0].first_sequence > replay_from {
@@ -147,10 +240,49 @@ impl Journal {
             }
             let mut bytes = Vec::new();
             File::open(&segment.path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_error("read segment", &segment.path))?;
-            let scan = scan_segment(&bytes, segment.first_sequence);
+            let header = read_header(&bytes);
+            // The header is synced before any record is written, so a last
+            // segment holding no more than a header's bytes, not a whole
+            // valid one, was being created when the process stopped.
+            let unfinished = i == last && bytes.len() <= SEGMENT_HEADER_BYTES && !matches!(header, Header::Found { .. });
+            match header {
+                _ if unfinished => {
+                    tracing::warn!(segment = %segment.path.display(), bytes = bytes.len(), "journal segment created but its header unfinished by a crash; writing it");
+                    bytes.clear();
+                    recovery.rewrite_header = true;
+                }
+                Header::Found { format, content: found } if format == JOURNAL_FORMAT && found == content => {}
+                Header::Found { format, .. } if format != JOURNAL_FORMAT => return Err(JournalError::OldFormat { path: segment.path.clone(), found: format }),
+                Header::Found { content: found, .. } => return Err(JournalError::ContentMismatch { path: segment.path.clone(), found, expected: content }),
+                // Format 2 had no header: its segments begin with a whole record of the file's first sequence.
+                Header::Missing if !scan_segment(&bytes, segment.first_sequence).records.is_empty() => {
+                    return Err(JournalError::OldFormat { path: segment.path.clone(), found: 2 });
+                }
+                Header::Missing => {
+                    return Err(JournalError::Corrupt {
+                        path: segment.path.clone(),
+                        offset: 0,
+                        expected_sequence: expected,
+                        detail: "the segment's header is damaged",
+                    });
+                }
+                Header::Unfinished | Header::Damaged => {
+                    return Err(JournalError::Corrupt {
+                        path: segment.path.clone(),
+                        offset: 0,
+                        expected_sequence: expected,
+                        detail: "the segment's header is damaged",
+                    });
+                }
+            }
+            let records = &bytes[bytes.len().min(SEGMENT_HEADER_BYTES)..];
+            let scan = scan_segment(records, segment.first_sequence);
+            // Offsets in the file, not in its records.
+            let in_file = |offset: u64| offset + SEGMENT_HEADER_BYTES as u64;
             match scan.damage {
                 None => {}
                 Some(Damage::TornTail { offset }) if i == last => {
+                    let offset = in_file(offset);
                     let dropped = bytes.len() as u64 - offset;
                     tracing::warn!(segment = %segment.path.display(), offset, dropped, "journal tail torn by a crash; truncating it");
                     recovery.truncated = Some((segment.path.clone(), offset, dropped));
@@ -158,17 +290,22 @@ impl Journal {
                 Some(Damage::TornTail { offset }) => {
                     return Err(JournalError::Corrupt {
                         path: segment.path.clone(),
-                        offset,
+                        offset: in_file(offset),
                         expected_sequence: expected + scan.records.len() as u64,
                         detail: "damaged tail of a segment that a later segment follows",
                     });
                 }
                 Some(Damage::Corrupt { offset, detail }) => {
-                    return Err(JournalError::Corrupt { path: segment.path.clone(), offset, expected_sequence: expected + scan.records.len() as u64, detail });
+                    return Err(JournalError::Corrupt {
+                        path: segment.path.clone(),
+                        offset: in_file(offset),
+                        expected_sequence: expected + scan.records.len() as u64,
+                        detail,
+                    });
                 }
             }
             expected += scan.records.len() as u64;
-            valid_bytes = scan.valid_bytes;
+            valid_bytes = in_file(scan.valid_bytes);
             recovery.records.extend(scan.records.into_iter().filter(|r| r.sequence >= replay_from));
         }
         if expected < replay_from {
@@ -176,13 +313,16 @@ impl Journal {
         }
         let tail = &segments[last].path;
         let file = OpenOptions::new().read(true).write(true).open(tail).map_err(io_error("open segment", tail))?;
-        if recovery.truncated.is_some() {
+        if recovery.rewrite_header {
+            write_header(&file, tail, content)?;
+        } else if recovery.truncated.is_some() {
             file.set_len(valid_bytes).map_err(io_error("truncate segment", tail))?;
             file.sync_all().map_err(io_error("fsync segment", tail))?;
         }
         let ring = IoUring::new(8).map_err(io_error("set up io_uring for", dir))?;
         let mut journal = Journal {
             dir: dir.to_path_buf(),
+            content,
             segments,
             file,
             offset: valid_bytes,
@@ -221,6 +361,7 @@ impl Journal {
         // SAFETY: cpu_set_t is plain data; CPU_SET only writes inside it.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         for &cpu in cpus {
+            // SAFETY: CPU_SET writes one bit of the set it is given, which lives on this stack.
             unsafe { libc::CPU_SET(cpu, &mut set) };
         }
         self.ring.submitter().register_iowq_aff(&set).map_err(|source| JournalError::Io {
@@ -357,14 +498,12 @@ impl Journal {
     /// removed once a snapshot covers them.
     pub fn rotate(&mut self) -> Result<(), JournalError> {
         self.finish()?;
-        if self.offset == 0 {
+        if self.offset == SEGMENT_HEADER_BYTES as u64 {
             return Ok(()); // the current segment is still empty
         }
-        let path = segment_path(&self.dir, self.next_sequence);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_error("create segment", &path))?;
-        sync_dir(&self.dir)?;
+        let (file, path) = create_segment(&self.dir, self.next_sequence, self.content)?;
         self.file = file;
-        self.offset = 0;
+        self.offset = SEGMENT_HEADER_BYTES as u64;
         self.segments.push(Segment { first_sequence: self.next_sequence, path });
         Ok(())
     }

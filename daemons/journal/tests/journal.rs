@@ -6,6 +6,9 @@ use std::fs;
 use journal::*;
 use proptest::prelude::*;
 
+const CONTENT: Content = Content { kind: *b"TEST", version: 7 };
+const HEADER: usize = SEGMENT_HEADER_BYTES;
+
 fn payloads(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("command number {i}").into_bytes()).collect()
 }
@@ -19,26 +22,26 @@ fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn appended_batches_come_back_in_order_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, recovery) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     assert!(recovery.records.is_empty());
     let data = payloads(10);
     assert_eq!(journal.append(data[..3].iter().map(Vec::as_slice)).unwrap(), 1..4);
     assert_eq!(journal.append(data[3..].iter().map(Vec::as_slice)).unwrap(), 4..11);
     assert_eq!(journal.append(std::iter::empty()).unwrap(), 11..11);
     drop(journal);
-    let (journal, recovery) = Journal::open(dir.path(), 1).unwrap();
+    let (journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     assert_eq!(recovery.records.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), data);
     assert_eq!(recovery.records.iter().map(|r| r.sequence).collect::<Vec<_>>(), (1..11).collect::<Vec<_>>());
     assert!(recovery.truncated.is_none());
     assert_eq!(journal.next_sequence(), 11);
-    let (_, from_seven) = Journal::open(dir.path(), 7).map(|(j, r)| (drop(j), r)).unwrap();
+    let (_, from_seven) = Journal::open(dir.path(), 7, CONTENT).map(|(j, r)| (drop(j), r)).unwrap();
     assert_eq!(from_seven.records.first().map(|r| r.sequence), Some(7));
 }
 
 #[test]
 fn a_torn_tail_is_truncated_at_every_cut_and_appending_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     journal.append(payloads(4).iter().map(Vec::as_slice)).unwrap();
     drop(journal);
     let path = only_segment(dir.path());
@@ -46,7 +49,7 @@ fn a_torn_tail_is_truncated_at_every_cut_and_appending_goes_on() {
     let last_record_start = full.len() - (RECORD_HEADER_BYTES + b"command number 3".len());
     for cut in last_record_start..full.len() {
         fs::write(&path, &full[..cut]).unwrap();
-        let (mut journal, recovery) = Journal::open(dir.path(), 1).unwrap();
+        let (mut journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
         assert_eq!(recovery.records.len(), 3, "cut at {cut}");
         let expected_truncation = (cut > last_record_start).then(|| (path.clone(), last_record_start as u64, (cut - last_record_start) as u64));
         assert_eq!(recovery.truncated, expected_truncation, "cut at {cut}");
@@ -63,7 +66,7 @@ fn a_torn_tail_is_truncated_at_every_cut_and_appending_goes_on() {
 #[test]
 fn a_cut_at_every_offset_keeps_the_whole_records_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     let data = payloads(6);
     for pair in data.chunks(2) {
         journal.append(pair.iter().map(Vec::as_slice)).unwrap();
@@ -74,10 +77,12 @@ fn a_cut_at_every_offset_keeps_the_whole_records_before_it() {
     let record_bytes = RECORD_HEADER_BYTES + b"command number 0".len();
     for cut in 0..=full.len() {
         fs::write(&path, &full[..cut]).unwrap();
-        let (journal, recovery) = Journal::open(dir.path(), 1).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        let whole = cut / record_bytes;
+        let (journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let whole = cut.saturating_sub(HEADER) / record_bytes;
         assert_eq!(recovery.records.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), data[..whole], "cut at {cut}");
-        assert_eq!(fs::metadata(&path).unwrap().len(), (whole * record_bytes) as u64, "cut at {cut}: the partial record is gone");
+        // A cut inside the header leaves a segment being created: its header is written again.
+        assert_eq!(fs::metadata(&path).unwrap().len(), (HEADER + whole * record_bytes) as u64, "cut at {cut}: the partial record is gone");
+        assert_eq!(recovery.rewrite_header, cut < HEADER, "cut at {cut}");
         assert_eq!(journal.next_sequence(), whole as u64 + 1);
     }
 }
@@ -85,7 +90,7 @@ fn a_cut_at_every_offset_keeps_the_whole_records_before_it() {
 #[test]
 fn zero_filled_tail_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     journal.append(payloads(2).iter().map(Vec::as_slice)).unwrap();
     drop(journal);
     let path = only_segment(dir.path());
@@ -93,7 +98,7 @@ fn zero_filled_tail_is_a_torn_tail() {
     let good = bytes.len();
     bytes.extend_from_slice(&[0; 4096]);
     fs::write(&path, &bytes).unwrap();
-    let (_, recovery) = Journal::open(dir.path(), 1).unwrap();
+    let (_, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     assert_eq!(recovery.records.len(), 2);
     assert_eq!(recovery.truncated.map(|t| t.1), Some(good as u64));
 }
@@ -101,7 +106,7 @@ fn zero_filled_tail_is_a_torn_tail() {
 #[test]
 fn a_bit_flip_in_acknowledged_records_stops_start_up_at_every_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     let data = payloads(3);
     journal.append(data[..2].iter().map(Vec::as_slice)).unwrap();
     journal.append(data[2..].iter().map(Vec::as_slice)).unwrap();
@@ -115,7 +120,7 @@ fn a_bit_flip_in_acknowledged_records_stops_start_up_at_every_offset() {
         let mut damaged = clean.clone();
         damaged[offset] ^= 0x10;
         fs::write(&path, &damaged).unwrap();
-        match Journal::open(dir.path(), 1) {
+        match Journal::open(dir.path(), 1, CONTENT) {
             Err(JournalError::Corrupt { offset: at, .. }) => assert!(at as usize <= offset, "offset {offset} reported at {at}"),
             Err(other) => panic!("flip at {offset}: unexpected error {other}"),
             Ok(_) => panic!("flip at {offset} was not detected"),
@@ -123,7 +128,7 @@ fn a_bit_flip_in_acknowledged_records_stops_start_up_at_every_offset() {
         assert_eq!(fs::read(&path).unwrap(), damaged, "a refused journal is left untouched for the operator");
     }
     fs::write(&path, &clean).unwrap();
-    assert_eq!(Journal::open(dir.path(), 1).unwrap().1.records.len(), 3);
+    assert_eq!(Journal::open(dir.path(), 1, CONTENT).unwrap().1.records.len(), 3);
 }
 
 /// The last batch may reach the disk with any of its sectors missing when
@@ -132,7 +137,7 @@ fn a_bit_flip_in_acknowledged_records_stops_start_up_at_every_offset() {
 #[test]
 fn damage_anywhere_in_the_last_batch_is_a_torn_tail_cut_at_the_damaged_record() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     let data = payloads(5);
     journal.append(data[..2].iter().map(Vec::as_slice)).unwrap();
     journal.append(data[2..].iter().map(Vec::as_slice)).unwrap();
@@ -140,7 +145,7 @@ fn damage_anywhere_in_the_last_batch_is_a_torn_tail_cut_at_the_damaged_record() 
     let path = only_segment(dir.path());
     let clean = fs::read(&path).unwrap();
     let record_bytes = RECORD_HEADER_BYTES + b"command number 0".len();
-    let last_batch_start = 2 * record_bytes;
+    let last_batch_start = HEADER + 2 * record_bytes;
     for offset in last_batch_start..clean.len() {
         for damage in ["flip", "zeroed sector"] {
             let mut damaged = clean.clone();
@@ -157,7 +162,7 @@ fn damage_anywhere_in_the_last_batch_is_a_torn_tail_cut_at_the_damaged_record() 
                 }
             }
             fs::write(&path, &damaged).unwrap();
-            let (mut journal, recovery) = Journal::open(dir.path(), 1).unwrap_or_else(|e| panic!("{damage} at {offset}: {e}"));
+            let (mut journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap_or_else(|e| panic!("{damage} at {offset}: {e}"));
             assert_eq!(recovery.records.len(), 2 + record, "{damage} at {offset}: the records before the damaged one are kept");
             assert_eq!(recovery.truncated.as_ref().map(|t| t.1), Some(record_start as u64), "{damage} at {offset}");
             assert_eq!(fs::metadata(&path).unwrap().len(), record_start as u64, "{damage} at {offset}: cut at the damaged record");
@@ -167,22 +172,85 @@ fn damage_anywhere_in_the_last_batch_is_a_torn_tail_cut_at_the_damaged_record() 
 }
 
 #[test]
-fn segments_of_the_earlier_record_format_are_refused_and_left_alone() {
+fn segments_of_the_earlier_record_formats_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("journal-00000000000000000001.log");
     fs::write(&old, b"records of format 1").unwrap();
-    match Journal::open(dir.path(), 1) {
-        Err(error @ JournalError::OldFormat { .. }) => assert!(error.to_string().contains("earlier release"), "{error}"),
+    match Journal::open(dir.path(), 1, CONTENT) {
+        Err(error @ JournalError::OldFormat { found: 1, .. }) => assert!(error.to_string().contains("earlier release"), "{error}"),
         other => panic!("an old segment must be refused, got {:?}", other.map(|(_, r)| r.records.len())),
     }
     assert_eq!(fs::read(&old).unwrap(), b"records of format 1");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no new segment was created beside it");
+
+    // Format 2: records from the first byte, no header.
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = Vec::new();
+    encode_record(1, 0, b"a format 2 record", &mut records);
+    encode_record(2, 1, b"another", &mut records);
+    let segment = dir.path().join("journal-00000000000000000001.jnl");
+    fs::write(&segment, &records).unwrap();
+    match Journal::open(dir.path(), 1, CONTENT) {
+        Err(error @ JournalError::OldFormat { found: 2, .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("journal format 2") && message.contains("reads format 3") && message.contains("Drain"), "{message}");
+        }
+        other => panic!("a format 2 segment must be refused, got {:?}", other.map(|(_, r)| r.records.len())),
+    }
+    assert_eq!(fs::read(&segment).unwrap(), records, "left as it was");
+}
+
+/// Records of another version of their owner's format (an older release's
+/// ledger entries, say) are refused by name, never read or taken for damage.
+#[test]
+fn a_journal_of_other_contents_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    journal.append(payloads(3).iter().map(Vec::as_slice)).unwrap();
+    drop(journal);
+    let before = fs::read(only_segment(dir.path())).unwrap();
+    for other in [Content { version: 8, ..CONTENT }, Content { kind: *b"LDGR", ..CONTENT }] {
+        match Journal::open(dir.path(), 1, other) {
+            Err(error @ JournalError::ContentMismatch { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains(&CONTENT.to_string()) && message.contains(&other.to_string()), "{message}");
+            }
+            result => panic!("{other} must be refused, got {:?}", result.map(|(_, r)| r.records.len())),
+        }
+    }
+    assert_eq!(fs::read(only_segment(dir.path())).unwrap(), before);
+    assert_eq!(Journal::open(dir.path(), 1, CONTENT).unwrap().1.records.len(), 3);
+}
+
+/// A crash while a segment was being created leaves it empty, or with part
+/// of its header, or with a header the disk wrote in part: nothing in it
+/// was acknowledged, so it is started again.
+#[test]
+fn a_last_segment_with_an_unfinished_header_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    drop(journal);
+    let path = only_segment(dir.path());
+    let header = fs::read(&path).unwrap();
+    assert_eq!(header, segment_header(CONTENT));
+    let mut torn = header.clone();
+    torn[9] = 0;
+    for unfinished in [Vec::new(), header[..7].to_vec(), vec![0; HEADER], torn] {
+        fs::write(&path, &unfinished).unwrap();
+        let (mut journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap_or_else(|e| panic!("{unfinished:?}: {e}"));
+        assert!(recovery.records.is_empty() && recovery.rewrite_header, "{unfinished:?}");
+        assert_eq!(fs::read(&path).unwrap(), header, "{unfinished:?}");
+        assert_eq!(journal.append([b"first".as_slice()]).unwrap(), 1..2);
+        drop(journal);
+        assert_eq!(Journal::open(dir.path(), 1, CONTENT).unwrap().1.records.len(), 1);
+        fs::write(&path, &header).unwrap();
+    }
 }
 
 #[test]
 fn segments_rotate_and_old_ones_are_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     journal.append(payloads(5).iter().map(Vec::as_slice)).unwrap();
     journal.rotate().unwrap();
     journal.append(payloads(5).iter().map(Vec::as_slice)).unwrap();
@@ -190,11 +258,11 @@ fn segments_rotate_and_old_ones_are_removed() {
     assert_eq!(journal.segment_count(), 3);
     assert_eq!(journal.remove_segments_through(7).unwrap(), 1, "the second segment still holds 8..10");
     drop(journal);
-    let (journal, recovery) = Journal::open(dir.path(), 8).unwrap();
+    let (journal, recovery) = Journal::open(dir.path(), 8, CONTENT).unwrap();
     assert_eq!(recovery.records.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![8, 9, 10]);
     assert_eq!(journal.next_sequence(), 11);
     drop(journal);
-    match Journal::open(dir.path(), 3) {
+    match Journal::open(dir.path(), 3, CONTENT) {
         Err(JournalError::Gap { .. }) => {}
         other => panic!("replay from a removed segment must fail, got {:?}", other.map(|(_, r)| r.records.len())),
     }
@@ -203,7 +271,7 @@ fn segments_rotate_and_old_ones_are_removed() {
 #[test]
 fn oversized_records_are_refused_before_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     let big = vec![0; RECORD_PAYLOAD_BYTES_MAX + 1];
     assert!(matches!(journal.append([big.as_slice()]), Err(JournalError::RecordTooLarge { .. })));
     assert_eq!(journal.append([b"ok".as_slice()]).unwrap(), 1..2);
@@ -237,7 +305,7 @@ proptest! {
 #[test]
 fn a_failed_fdatasync_is_reported_then_refuses_everything_and_recovery_keeps_what_was_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut journal, _) = Journal::open(dir.path(), 1).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     let data = payloads(6);
     assert_eq!(journal.append(data[..2].iter().map(Vec::as_slice)).unwrap(), 1..3);
     // The second batch from now fails its fdatasync with EIO, as a failing disk would.
@@ -252,7 +320,7 @@ fn a_failed_fdatasync_is_reported_then_refuses_everything_and_recovery_keeps_wha
     assert_eq!(journal.next_sequence(), 5, "the failed batch was not acknowledged");
     drop(journal);
     // Start-up finds every acknowledged record; the unacknowledged one may be there too (it was written), never a later one.
-    let (journal, recovery) = Journal::open(dir.path(), 1).unwrap();
+    let (journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     let recovered: Vec<_> = recovery.records.iter().map(|r| r.payload.clone()).collect();
     assert!(recovered == data[..4] || recovered == data[..5], "{} records", recovered.len());
     assert_eq!(journal.next_sequence(), recovered.len() as u64 + 1);

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ledger_core::LedgerLimits;
 use link::Address;
+use products::LedgerLimits;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize)]

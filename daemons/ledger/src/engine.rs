@@ -18,9 +18,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TryS
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ledger_core::{LedgerCommand, LedgerError, Outcome, TimestampMs};
+use ledger_api::{spot, Command as LedgerCommand, LedgerError, Outcome, TimestampMs};
 use link::{ConnectionId, Outgoing, Stream};
-use matching_core::{Command, Event};
+use matching_api::{Command, Event};
 use shell::service_manager::Watchdog;
 use wire::{Admission, Message, PeerId, ProtocolErrorCode};
 
@@ -120,7 +120,7 @@ fn now_ms() -> TimestampMs {
 
 impl Engine {
     pub fn new(config: LedgerConfig, service: LedgerService, metrics: Arc<Metrics>, progress: Arc<Progress>) -> Engine {
-        let matching_seen = service.ledger().counters().matching_applied;
+        let matching_seen = service.ledger().spot().counters().matching_applied;
         let engine = Engine {
             config,
             service,
@@ -286,7 +286,7 @@ impl Engine {
             peer: MATCHING_PEER,
             peer_sequence: sequence,
             at_ms: now_ms(),
-            command: LedgerCommand::ApplyMatching { sequence, events },
+            command: LedgerCommand::Spot(spot::Command::ApplyMatching { sequence, events }),
         });
     }
 
@@ -433,7 +433,7 @@ impl Engine {
 
     fn publish_progress(&self) {
         let journal_applied = self.service.journal_applied();
-        let matching_applied = self.service.ledger().counters().matching_applied;
+        let matching_applied = self.service.ledger().spot().counters().matching_applied;
         let outbox = self.service.outbox_len() as u64;
         self.progress.journal_applied.store(journal_applied, Ordering::Release);
         self.progress.matching_applied.store(matching_applied, Ordering::Release);

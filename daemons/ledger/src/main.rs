@@ -45,7 +45,7 @@ fn run() -> anyhow::Result<()> {
         store_applied = report.store_applied,
         replayed = report.replayed,
         truncated_tail = report.truncated_tail.as_deref().unwrap_or("none"),
-        matching_applied = service.ledger().counters().matching_applied,
+        matching_applied = service.ledger().spot().counters().matching_applied,
         outbox = service.outbox_len(),
         state_hash = %hex(&service.ledger().state_hash()),
         "recovered"

@@ -4,10 +4,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use ledger_core::{OrderRecord, OrderStatus};
+use ledger_api::{Answer, LedgerStatus, Query, QueryError, QUERY_LIMIT_MAX};
 use storage::Store;
-use wire::ledger::QUERY_LIMIT_MAX;
-use wire::{LedgerQuery, LedgerStatus, QueryAnswer, QueryError};
 
 use crate::schema::{self, SchemaError};
 
@@ -31,7 +29,7 @@ impl Progress {
     }
 }
 
-pub fn answer(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result<QueryAnswer, QueryError> {
+pub fn answer(store: &Store, progress: &Progress, query: &Query) -> Result<Answer, QueryError> {
     read(store, progress, query).map_err(|error| match error {
         Read::Bad(detail) => QueryError::BadRequest(detail),
         Read::Schema(error) => {
@@ -41,7 +39,8 @@ pub fn answer(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result
     })
 }
 
-enum Read {
+/// Why a read failed: the query, or the store.
+pub enum Read {
     Bad(String),
     Schema(SchemaError),
 }
@@ -52,43 +51,22 @@ impl From<SchemaError> for Read {
     }
 }
 
-fn limit(limit: u32) -> Result<usize, Read> {
+pub(crate) fn limit(limit: u32) -> Result<usize, Read> {
     if limit == 0 || limit > QUERY_LIMIT_MAX {
         return Err(Read::Bad(format!("limit must be 1 to {QUERY_LIMIT_MAX}, got {limit}")));
     }
     Ok(limit as usize)
 }
 
-fn read(store: &Store, progress: &Progress, query: &LedgerQuery) -> Result<QueryAnswer, Read> {
-    Ok(match *query {
-        LedgerQuery::Assets => QueryAnswer::Assets(schema::assets(store)?),
-        LedgerQuery::Markets => QueryAnswer::Markets(schema::markets(store)?),
-        LedgerQuery::Balances { user } => QueryAnswer::Balances(schema::balances_of_user(store, user)?),
-        LedgerQuery::Order { order_id } => QueryAnswer::Order(schema::order(store, order_id)?),
-        LedgerQuery::Orders { user, market, status, limit: n } => {
-            let keep = |o: &OrderRecord| market.is_none_or(|m| o.order.market == m) && status.is_none_or(|s| o.status == s);
-            QueryAnswer::Orders(match status {
-                // Open orders have their own index: all of them, not just those among the newest of the history.
-                Some(OrderStatus::Pending | OrderStatus::Open | OrderStatus::PartiallyFilled) => {
-                    schema::open_orders_of_user_where(store, user, limit(n)?, keep)?
-                }
-                _ => schema::orders_of_user_where(store, user, limit(n)?, keep)?,
-            })
-        }
-        LedgerQuery::UserTrades { user, market, limit: n } => {
-            QueryAnswer::Trades(schema::trades_of_user_where(store, user, limit(n)?, |t| market.is_none_or(|m| t.fill.market == m))?)
-        }
-        LedgerQuery::MarketTrades { market, limit: n } => QueryAnswer::Trades(schema::trades_of_market(store, market, limit(n)?)?),
-        LedgerQuery::Transfers { user, asset, limit: n } => QueryAnswer::Transfers(schema::transfers_of_user(store, user, asset, limit(n)?)?),
-        LedgerQuery::Withdrawal { id } => QueryAnswer::Withdrawal(schema::withdrawal(store, id)?),
-        LedgerQuery::Withdrawals { user, status, limit: n } => {
-            let keep = |w: &ledger_core::Withdrawal| status.is_none_or(|s| w.status == s);
-            QueryAnswer::Withdrawals(match user {
-                Some(user) => schema::withdrawals_of_user_where(store, user, limit(n)?, keep)?,
-                None => schema::withdrawals_where(store, limit(n)?, keep)?,
-            })
-        }
-        LedgerQuery::Status => QueryAnswer::Status(progress.status()),
-        LedgerQuery::Reserves => QueryAnswer::Reserves(schema::reserves(store)?),
+/// The dispatch: the kernel's reads here, each product's in its schema file.
+fn read(store: &Store, progress: &Progress, query: &Query) -> Result<Answer, Read> {
+    Ok(match query {
+        Query::Assets => Answer::Assets(schema::kernel::assets(store)?),
+        Query::Transfers { user, asset, limit: n } => Answer::Transfers(schema::kernel::transfers_of_user(store, *user, *asset, limit(*n)?)?),
+        Query::Status => Answer::Status(progress.status()),
+        Query::Reserves => Answer::Reserves(schema::kernel::reserves(store)?),
+        Query::Wallet(query) => Answer::Wallet(schema::wallet::answer(store, query)?),
+        Query::Spot(query) => Answer::Spot(schema::spot::answer(store, query)?),
+        Query::House(query) => Answer::House(schema::house::answer(store, query)?),
     })
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 
-use ledger_core::LedgerCommand;
+use ledger_api::{spot, Command};
 use link::{ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, ReadError, Stream};
 use storage::Store;
 use wire::{Message, ProtocolErrorCode, Role};
@@ -72,7 +72,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Share
                 }
                 peer = Some((id, outbox));
             }
-            (Message::LedgerCommand(LedgerCommand::ApplyMatching { .. }), Some(_)) => {
+            (Message::LedgerCommand(Command::Spot(spot::Command::ApplyMatching { .. })), Some(_)) => {
                 tracing::warn!(connection, "a peer sent matching's outputs; closing the connection");
                 refuse(&mut stream, ProtocolErrorCode::Forbidden, "only the ledger's link to matching applies matching outputs");
                 break;

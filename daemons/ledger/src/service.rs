@@ -20,11 +20,12 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use journal::{Journal, JournalError};
-use ledger_core::{Ledger, LedgerCommand, LedgerError, LedgerLimits, Outcome, TimestampMs};
-use matching_core::Command;
+use journal::{Content, Journal, JournalError};
+pub use ledger_api::JournalEntry;
+use ledger_api::{LedgerError, Outcome};
+use matching_api::Command;
+use products::{Ledger, LedgerLimits};
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 use storage::{Batch, Durability, StorageError, Store};
 
 use crate::schema::{self, SchemaError, TransferChains};
@@ -32,15 +33,8 @@ use crate::schema::{self, SchemaError, TransferChains};
 /// Who sent a command and its sequence in that sender's stream.
 pub type PeerId = u32;
 
-/// One journal record: a command as it was received, stamped with the time
-/// the ledger applied it (replay uses the stamp, never the clock).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    pub peer: PeerId,
-    pub peer_sequence: u64,
-    pub at_ms: TimestampMs,
-    pub command: LedgerCommand,
-}
+/// What the ledger's journal holds: `ledger-api`'s journal entries, in its format version.
+pub const JOURNAL_CONTENT: Content = Content { kind: *b"LDGR", version: ledger_api::FORMAT_VERSION };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -52,7 +46,7 @@ pub enum ServiceError {
     Storage(#[from] StorageError),
     #[error("cannot start the RocksDB writer thread: {0}. The host is out of threads or memory; free some and start again")]
     WriterSpawn(std::io::Error),
-    #[error("journal record {sequence} cannot be decoded ({detail}); it passed its checksum, so it was written by an incompatible build. Run the release that wrote this data directory")]
+    #[error("journal record {sequence} cannot be decoded ({detail}); it passed its checksum and its segment names this build's format, so the build that wrote it was broken. Report this with the data directory")]
     UndecodableRecord { sequence: u64, detail: String },
     #[error("RocksDB holds the state through journal sequence {store_applied} but the journal does not reach it ({detail}): the journal directory is not the one this database was written with. Point it back at that one, or restore both from the same backup")]
     StoreAheadOfJournal { store_applied: u64, detail: String },
@@ -71,16 +65,19 @@ pub enum ServiceError {
 pub struct Submitted {
     pub outcomes: Vec<Result<Outcome, LedgerError>>,
     /// The records of the orders the batch changed, in their state after it.
-    pub order_updates: Vec<ledger_core::OrderRecord>,
+    pub order_updates: Vec<ledger_api::spot::OrderRecord>,
     /// The journal position of the batch's last command.
     pub through: u64,
 }
+
+/// A batch back from the writer, emptied, with how its write went.
+type Written = (Batch, Result<(), StorageError>);
 
 /// The thread that writes batches to RocksDB, one at a time, in the order
 /// given. It hands each batch back emptied, so its buffers serve again.
 struct StoreWriter {
     batches: Option<SyncSender<Batch>>,
-    written: Receiver<(Batch, Result<(), StorageError>)>,
+    written: Receiver<Written>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -103,12 +100,12 @@ impl StoreWriter {
         self.batches.as_ref().expect("set until drop").send(batch).map_err(|_| ServiceError::WriterGone)
     }
 
-    fn finish(&self) -> Result<(Batch, Result<(), StorageError>), ServiceError> {
+    fn finish(&self) -> Result<Written, ServiceError> {
         self.written.recv().map_err(|_| ServiceError::WriterGone)
     }
 
     /// The write's result if it is done, without waiting.
-    fn finished(&self) -> Result<Option<(Batch, Result<(), StorageError>)>, ServiceError> {
+    fn finished(&self) -> Result<Option<Written>, ServiceError> {
         match self.written.try_recv() {
             Ok(written) => Ok(Some(written)),
             Err(mpsc::TryRecvError::Empty) => Ok(None),
@@ -172,7 +169,7 @@ impl LedgerService {
     /// Opens RocksDB in `data_dir/db` and the journal in `data_dir/journal`,
     /// loads the stored state and replays the journal past it.
     pub fn open(data_dir: &Path, limits: LedgerLimits) -> Result<(LedgerService, StartupReport), ServiceError> {
-        let store = Arc::new(Store::open(&data_dir.join("db"))?);
+        let store = Arc::new(schema::open(&data_dir.join("db"))?);
         let mut report = StartupReport::default();
         let (ledger, journal_applied, chains) = match schema::load(&store)? {
             Some(loaded) => (Ledger::restore(limits, loaded.state), loaded.journal_applied, loaded.chains),
@@ -182,8 +179,8 @@ impl LedgerService {
             }
         };
         report.store_applied = journal_applied;
-        let peers_applied = schema::load_peers(&store)?;
-        let (outbox, forwarded_last) = schema::load_outbox(&store)?;
+        let peers_applied = schema::link::load_peers(&store)?;
+        let (outbox, forwarded_last) = schema::link::load_outbox(&store)?;
         let outbox_first = outbox.first().map(|(sequence, _)| sequence - 1).unwrap_or(forwarded_last);
         let journal_dir = data_dir.join("journal");
         // The journal keeps its current segment forever, so an existing database
@@ -191,7 +188,7 @@ impl LedgerService {
         if !report.created && !has_segments(&journal_dir) {
             return Err(ServiceError::JournalMissing { dir: journal_dir, store_applied: journal_applied });
         }
-        let (journal, recovery) = Journal::open(&journal_dir, journal_applied + 1).map_err(|error| match error {
+        let (journal, recovery) = Journal::open(&journal_dir, journal_applied + 1, JOURNAL_CONTENT).map_err(|error| match error {
             // Segments RocksDB had made durable are gone, and so is the database.
             JournalError::Gap { detail } if report.created => ServiceError::DatabaseMissing { detail },
             JournalError::Gap { detail } => ServiceError::StoreAheadOfJournal { store_applied: journal_applied, detail },
@@ -322,7 +319,7 @@ impl LedgerService {
         Ok(())
     }
 
-    fn written_through(&mut self, (batch, result): (Batch, Result<(), StorageError>)) -> Result<(), ServiceError> {
+    fn written_through(&mut self, (batch, result): Written) -> Result<(), ServiceError> {
         let through = self.writing.take().expect("a write was under way");
         self.spare = batch;
         result?;
@@ -358,14 +355,14 @@ impl LedgerService {
         }
         let mut outcomes = Vec::with_capacity(entries.len());
         let LedgerService { ledger, forwarded_last, outbox, outbox_added, .. } = self;
-        ledger.apply_all(entries.iter().map(|entry| (&entry.command, entry.at_ms)), |ledger, outcome| {
-            if let Some(command) = forward_of(ledger, &outcome) {
+        ledger.apply_all(entries.iter().map(|entry| (&entry.command, entry.at_ms)), |_, applied| {
+            if let Some(command) = applied.forward {
                 // Numbered here, on the journal's order, so replay numbers them the same.
                 *forwarded_last += 1;
                 outbox.push_back((*forwarded_last, command));
                 outbox_added.push((*forwarded_last, command));
             }
-            outcomes.push(outcome);
+            outcomes.push(applied.outcome);
         });
         outcomes
     }
@@ -399,21 +396,21 @@ impl LedgerService {
     /// Checks the invariants and hands what the applied commands changed,
     /// through journal position `sequence`, to the writer, once it has
     /// written the previous batch. Returns the changed orders' records.
-    fn persist(&mut self, sequence: u64) -> Result<Vec<ledger_core::OrderRecord>, ServiceError> {
+    fn persist(&mut self, sequence: u64) -> Result<Vec<ledger_api::spot::OrderRecord>, ServiceError> {
         self.check(sequence)?;
         let changes = self.ledger.take_changes();
-        let mut order_updates: Vec<_> = changes.orders.iter().filter_map(|id| self.ledger.order(*id)).cloned().collect();
-        order_updates.extend(changes.closed_orders.iter().cloned());
+        let mut order_updates: Vec<_> = changes.spot.orders.iter().filter_map(|id| self.ledger.spot().order(*id)).cloned().collect();
+        order_updates.extend(changes.spot.closed_orders.iter().cloned());
         // Encoded now, from the state after this batch: the core moves on
         // with the next one while the writer writes it.
         let mut batch = std::mem::take(&mut self.spare);
         schema::write_changes(&mut batch, &self.ledger, &changes, &mut self.chains, sequence);
-        schema::write_peers(&mut batch, &self.peers_applied);
+        schema::link::write_peers(&mut batch, &self.peers_applied);
         let added = std::mem::take(&mut self.outbox_added);
         // Entries added and confirmed in the same interval are put and deleted
         // in one batch; the batch is sorted stably, so the delete wins.
         let confirmed = self.outbox_deleted_through + 1..=self.outbox_confirmed_through;
-        schema::write_outbox(&mut batch, &added, confirmed, self.forwarded_last);
+        schema::link::write_outbox(&mut batch, &added, confirmed, self.forwarded_last);
         self.ledger.recycle(changes);
         self.outbox_deleted_through = self.outbox_confirmed_through;
         self.finish_write()?;
@@ -455,17 +452,6 @@ impl LedgerService {
     /// concurrently, and every batch is visible whole or not at all.
     pub fn shared_store(&self) -> Arc<Store> {
         self.store.clone()
-    }
-}
-
-/// The command an outcome sends to matching, if any: an order's, a cancel's,
-/// or a new market's. Numbered in journal order by the caller, so replaying
-/// the journal numbers every forward the same.
-pub fn forward_of(ledger: &Ledger, outcome: &Result<Outcome, LedgerError>) -> Option<Command> {
-    match outcome {
-        Ok(Outcome::OrderPlaced { forward, .. } | Outcome::CancelRequested { forward }) => Some(*forward),
-        Ok(Outcome::MarketCreated(id)) => ledger.market(*id).map(|market| Command::AddMarket(market.spec)),
-        _ => None,
     }
 }
 

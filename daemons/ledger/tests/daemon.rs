@@ -11,11 +11,17 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ::ledger::service::LedgerService;
-use ledger_core::*;
+use ledger_api::spot::{Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus};
+use ledger_api::wallet::Balance;
+use ledger_api::{
+    spot, wallet, Answer as QueryAnswer, AssetId, AssetSpec, Command as LedgerCommand, LedgerError, LedgerStatus, MarketId, OrderId, Outcome,
+    Query as LedgerQuery, UserId,
+};
 use link::{Address, Client};
 use matching_core::{MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use products::LedgerLimits;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
-use wire::{LedgerQuery, LedgerStatus, Message, QueryAnswer, Role};
+use wire::{Message, Role};
 
 const BTC: AssetId = 1;
 const USD: AssetId = 2;
@@ -75,6 +81,7 @@ impl Daemon {
     }
 
     fn stop(mut self) {
+        // SAFETY: kill(2) on our own child process, by its pid; it touches no memory of ours.
         unsafe { libc_kill(self.child.id() as i32, 15) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "SIGTERM must stop the daemon cleanly: {status}");
@@ -194,15 +201,15 @@ impl Peer {
     }
 
     fn order(&mut self, order_id: OrderId) -> OrderRecord {
-        match self.query(LedgerQuery::Order { order_id }) {
-            QueryAnswer::Order(Some(order)) => order,
+        match self.query(LedgerQuery::Spot(spot::Query::Order { order_id })) {
+            QueryAnswer::Spot(spot::Answer::Order(Some(order))) => order,
             other => panic!("order {order_id}: {other:?}"),
         }
     }
 
     fn balances(&mut self, user: UserId) -> Vec<(AssetId, Balance)> {
-        match self.query(LedgerQuery::Balances { user }) {
-            QueryAnswer::Balances(balances) => balances,
+        match self.query(LedgerQuery::Wallet(wallet::Query::Balances { user })) {
+            QueryAnswer::Wallet(wallet::Answer::Balances(balances)) => balances,
             other => panic!("{other:?}"),
         }
     }
@@ -244,11 +251,11 @@ fn setup(peer: &mut Peer, users: u64) {
     let mut commands = vec![
         LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
         LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }),
-        LedgerCommand::CreateMarket(market()),
+        LedgerCommand::Spot(spot::Command::CreateMarket(market())),
     ];
     for user in 1..=users {
-        commands.push(LedgerCommand::Deposit { user, asset: USD, amount: 100_000_000, reference: format!("usd-{user}") });
-        commands.push(LedgerCommand::Deposit { user, asset: BTC, amount: 100_000_000, reference: format!("btc-{user}") });
+        commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 100_000_000, reference: format!("usd-{user}") }));
+        commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: BTC, amount: 100_000_000, reference: format!("btc-{user}") }));
     }
     for command in commands {
         peer.command(command).unwrap();
@@ -256,7 +263,7 @@ fn setup(peer: &mut Peer, users: u64) {
 }
 
 fn limit(user: UserId, side: Side, price: u64, quantity: u64) -> LedgerCommand {
-    LedgerCommand::PlaceOrder {
+    LedgerCommand::Spot(spot::Command::PlaceOrder {
         user,
         request: OrderRequest {
             market: MARKET,
@@ -269,12 +276,12 @@ fn limit(user: UserId, side: Side, price: u64, quantity: u64) -> LedgerCommand {
             self_trade: SelfTradePrevention::CancelTaker,
         },
         client_order_id: None,
-    }
+    })
 }
 
 fn placed(outcome: Result<Outcome, LedgerError>) -> OrderId {
     match outcome {
-        Ok(Outcome::OrderPlaced { order_id, .. }) => order_id,
+        Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) => order_id,
         other => panic!("expected OrderPlaced, got {other:?}"),
     }
 }
@@ -327,19 +334,22 @@ fn an_order_is_held_matched_and_settled_across_the_two_daemons() {
         seller,
         vec![(BTC, Balance { available: 100_000_000 - 400_000, locked: 100_000 }), (USD, Balance { available: 100_000_000 + 1_500 - 2, locked: 0 })]
     );
-    match peer.query(LedgerQuery::UserTrades { user: 2, market: None, limit: 10 }) {
-        QueryAnswer::Trades(trades) => assert_eq!(trades.len(), 1, "{trades:?}"),
+    match peer.query(LedgerQuery::Spot(spot::Query::UserTrades { user: 2, market: None, limit: 10 })) {
+        QueryAnswer::Spot(spot::Answer::Trades(trades)) => assert_eq!(trades.len(), 1, "{trades:?}"),
         other => panic!("{other:?}"),
     }
 
     // Cancel releases the rest of the hold once matching confirms it.
-    assert!(matches!(peer.command(LedgerCommand::CancelOrder { user: 1, order_id: sell.order.order_id }), Ok(Outcome::CancelRequested { .. })));
+    assert!(matches!(
+        peer.command(LedgerCommand::Spot(spot::Command::CancelOrder { user: 1, order_id: sell.order.order_id })),
+        Ok(Outcome::Spot(spot::Outcome::CancelRequested(_)))
+    ));
     peer.wait_settled("the cancel");
     assert_eq!(peer.order(sell.order.order_id).status, OrderStatus::Cancelled);
     assert_eq!(peer.balances(1)[0], (BTC, Balance { available: 100_000_000 - 300_000, locked: 0 }));
     // Someone else's cancel is refused and changes nothing.
     let other = placed(peer.command(limit(1, Side::Sell, 60, 1)));
-    assert!(peer.command(LedgerCommand::CancelOrder { user: 2, order_id: other }).is_err());
+    assert!(peer.command(LedgerCommand::Spot(spot::Command::CancelOrder { user: 2, order_id: other })).is_err());
 
     let metrics = ledger.metrics();
     assert!(metrics.contains("marionette_ledger_matching_connected 1"), "{metrics}");
@@ -349,7 +359,7 @@ fn an_order_is_held_matched_and_settled_across_the_two_daemons() {
     ledger.stop();
     matching.stop();
     let audited = audit(&system.ledger_dir());
-    assert_eq!(audited.ledger().system_balances(USD)[1], 5, "fee revenue is the two fees");
+    assert_eq!(products::house::balances(audited.ledger().kernel(), USD).1, 5, "fee revenue is the two fees");
 }
 
 #[test]
@@ -368,14 +378,14 @@ fn a_resent_command_gets_its_first_outcome_and_is_not_applied_again() {
     assert_eq!(welcome.commands_applied, 6);
     client.send(6, &Message::LedgerCommand(limit(1, Side::Buy, 10, 1))).unwrap();
     match client.recv().unwrap().message {
-        Message::LedgerOutcome { peer_sequence: 6, outcome: Some(Ok(Outcome::OrderPlaced { order_id, .. })) } => assert_eq!(order_id, first),
+        Message::LedgerOutcome { peer_sequence: 6, outcome: Some(Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id)))) } => assert_eq!(order_id, first),
         other => panic!("{other:?}"),
     }
     let mut peer = Peer { client, next: 7, request: 0 };
     let second = placed(peer.command(limit(1, Side::Buy, 10, 1)));
     assert_eq!(second, first + 1, "the resend did not place an order");
     peer.wait_settled("two orders");
-    assert_eq!(peer.balances(1)[1].1.locked, 2 * market().buy_hold(10, 1));
+    assert_eq!(peer.balances(1)[1].1.locked, 2 * products::spot::buy_hold(&market(), 10, 1));
 }
 
 #[test]
@@ -396,7 +406,7 @@ fn bad_input_is_refused_with_a_code_and_the_daemon_stays_up() {
 
     // Matching's outputs are not a peer's to send.
     let (mut client, _) = Client::connect(&address, 8, Role::Test, 0, false).unwrap();
-    client.send(1, &Message::LedgerCommand(LedgerCommand::ApplyMatching { sequence: 1, events: Vec::new() })).unwrap();
+    client.send(1, &Message::LedgerCommand(LedgerCommand::Spot(spot::Command::ApplyMatching { sequence: 1, events: Vec::new() }))).unwrap();
     let error = client.recv().unwrap_err().to_string();
     assert!(error.contains("role may not send"), "{error}");
 
@@ -409,11 +419,11 @@ fn bad_input_is_refused_with_a_code_and_the_daemon_stays_up() {
 
     // A business refusal is an outcome with a code; a bad query is an answer with a reason.
     let mut peer = system.connect(11);
-    let refused = peer.command(LedgerCommand::Deposit { user: 1, asset: 99, amount: 5, reference: "r".into() }).unwrap_err();
+    let refused = peer.command(LedgerCommand::Wallet(wallet::Command::Deposit { user: 1, asset: 99, amount: 5, reference: "r".into() })).unwrap_err();
     assert_eq!(refused.code(), "NOT_FOUND");
     peer.request += 1;
-    peer.client.send(peer.request, &Message::LedgerQuery(LedgerQuery::Orders { user: 1, market: None, status: None, limit: 0 })).unwrap();
-    assert!(matches!(peer.client.recv().unwrap().message, Message::LedgerAnswer(Err(wire::QueryError::BadRequest(_)))));
+    peer.client.send(peer.request, &Message::LedgerQuery(LedgerQuery::Spot(spot::Query::Orders { user: 1, market: None, status: None, limit: 0 }))).unwrap();
+    assert!(matches!(peer.client.recv().unwrap().message, Message::LedgerAnswer(Err(ledger_api::QueryError::BadRequest(_)))));
 
     // Still serving, and nothing the refused peers sent was applied.
     setup(&mut peer, 1);
@@ -443,12 +453,12 @@ fn kill_9_of_either_daemon_loses_nothing_acknowledged_and_doubles_nothing() {
         for _ in 0..rng.random_range(20..60) {
             let user = rng.random_range(1..=users);
             let command = if rng.random_bool(0.2) && !acknowledged_orders.is_empty() {
-                LedgerCommand::CancelOrder { user, order_id: acknowledged_orders[rng.random_range(0..acknowledged_orders.len())] }
+                LedgerCommand::Spot(spot::Command::CancelOrder { user, order_id: acknowledged_orders[rng.random_range(0..acknowledged_orders.len())] })
             } else {
                 let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
                 limit(user, side, rng.random_range(95..105), rng.random_range(1..5))
             };
-            if let Ok(Outcome::OrderPlaced { order_id, .. }) = peer.command(command) {
+            if let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = peer.command(command) {
                 acknowledged_orders.push(order_id);
             }
         }
@@ -468,8 +478,8 @@ fn kill_9_of_either_daemon_loses_nothing_acknowledged_and_doubles_nothing() {
     }
     peer.wait_settled("after the kills");
     let status = peer.status();
-    let trades = match peer.query(LedgerQuery::MarketTrades { market: MARKET, limit: 1_000 }) {
-        QueryAnswer::Trades(trades) => trades,
+    let trades = match peer.query(LedgerQuery::Spot(spot::Query::MarketTrades { market: MARKET, limit: 1_000 })) {
+        QueryAnswer::Spot(spot::Answer::Trades(trades)) => trades,
         other => panic!("{other:?}"),
     };
     ledger.take().unwrap().stop();
@@ -490,7 +500,7 @@ fn kill_9_of_either_daemon_loses_nothing_acknowledged_and_doubles_nothing() {
     assert_eq!(ledger_fills, fills, "the ledger settled each of matching's fills exactly once, in order");
 
     let audited = audit(&system.ledger_dir());
-    assert_eq!(audited.ledger().counters().next_order - 1, acknowledged_orders.len() as u64, "every acknowledged order exists exactly once");
+    assert_eq!(audited.ledger().spot().counters().next_order - 1, acknowledged_orders.len() as u64, "every acknowledged order exists exactly once");
     eprintln!("kills: ledger {}, matching {}; orders {}; fills {}", kills.0, kills.1, acknowledged_orders.len(), fills.len());
 }
 

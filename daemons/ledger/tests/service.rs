@@ -4,8 +4,10 @@
 use std::path::Path;
 
 use ::ledger::service::{JournalEntry, LedgerService, ServiceError};
-use ledger_core::*;
+use ledger_api::spot::{Market as LedgerMarket, OrderRequest};
+use ledger_api::{spot, wallet, AssetId, AssetSpec, Command as LedgerCommand, Outcome};
 use matching_core::{MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use products::LedgerLimits;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 const BTC: AssetId = 1;
@@ -16,7 +18,7 @@ fn setup() -> Vec<LedgerCommand> {
     let mut commands = vec![
         LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
         LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }),
-        LedgerCommand::CreateMarket(LedgerMarket {
+        LedgerCommand::Spot(spot::Command::CreateMarket(LedgerMarket {
             base: BTC,
             quote: USD,
             base_units_per_lot: 100_000,
@@ -28,11 +30,11 @@ fn setup() -> Vec<LedgerCommand> {
                 price_ticks_max: 1_000_000,
                 quantity_lots_max: 1_000,
             },
-        }),
+        })),
     ];
     for user in 1..=USERS {
-        commands.push(LedgerCommand::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("usd-{user}") });
-        commands.push(LedgerCommand::Deposit { user, asset: BTC, amount: 1_000_000, reference: format!("btc-{user}") });
+        commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("usd-{user}") }));
+        commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: BTC, amount: 1_000_000, reference: format!("btc-{user}") }));
     }
     commands
 }
@@ -40,10 +42,22 @@ fn setup() -> Vec<LedgerCommand> {
 fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
     let user = rng.random_range(1..=USERS);
     match rng.random_range(0..5) {
-        0 => LedgerCommand::Transfer { from: user, to: rng.random_range(1..=USERS), asset: USD, amount: rng.random_range(1..5_000), key: format!("t-{i}") },
-        1 => LedgerCommand::RequestWithdrawal { user, asset: BTC, amount: rng.random_range(1..1_000), destination: "bc1q".into(), key: format!("w-{i}") },
-        2 => LedgerCommand::DecideWithdrawal { id: rng.random_range(1..i.max(2)), approve: rng.random_bool(0.5) },
-        3 => LedgerCommand::PlaceOrder {
+        0 => LedgerCommand::Wallet(wallet::Command::Transfer {
+            from: user,
+            to: rng.random_range(1..=USERS),
+            asset: USD,
+            amount: rng.random_range(1..5_000),
+            key: format!("t-{i}"),
+        }),
+        1 => LedgerCommand::Wallet(wallet::Command::RequestWithdrawal {
+            user,
+            asset: BTC,
+            amount: rng.random_range(1..1_000),
+            destination: "bc1q".into(),
+            key: format!("w-{i}"),
+        }),
+        2 => LedgerCommand::Wallet(wallet::Command::DecideWithdrawal { id: rng.random_range(1..i.max(2)), approve: rng.random_bool(0.5) }),
+        3 => LedgerCommand::Spot(spot::Command::PlaceOrder {
             user,
             request: OrderRequest {
                 market: 1,
@@ -56,8 +70,13 @@ fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
                 self_trade: SelfTradePrevention::CancelTaker,
             },
             client_order_id: None,
-        },
-        _ => LedgerCommand::Deposit { user, asset: USD, amount: rng.random_range(1..1_000), reference: format!("d-{}", rng.random_range(0..i.max(1))) },
+        }),
+        _ => LedgerCommand::Wallet(wallet::Command::Deposit {
+            user,
+            asset: USD,
+            amount: rng.random_range(1..1_000),
+            reference: format!("d-{}", rng.random_range(0..i.max(1))),
+        }),
     }
 }
 
@@ -373,14 +392,14 @@ fn a_process_killed_while_rocksdb_lags_the_journal_recovers_every_submitted_batc
 fn a_batch_is_visible_to_readers_once_its_write_is_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let mut service = started(dir.path());
-    let before = ::ledger::schema::balances_of_user(service.store(), 1).unwrap();
+    let before = ::ledger::schema::wallet::balances_of_user(service.store(), 1).unwrap();
     let next = service.peer_applied(9) + 1;
-    let transfer = LedgerCommand::Transfer { from: 1, to: 2, asset: USD, amount: 7, key: "visible".into() };
+    let transfer = LedgerCommand::Wallet(wallet::Command::Transfer { from: 1, to: 2, asset: USD, amount: 7, key: "visible".into() });
     let submitted = service.submit(&[JournalEntry { peer: 9, peer_sequence: next, at_ms: 3, command: transfer }]).unwrap();
-    assert!(matches!(submitted.outcomes[..], [Ok(Outcome::Transferred(_))]));
+    assert!(matches!(submitted.outcomes[..], [Ok(Outcome::Wallet(wallet::Outcome::Transferred(_)))]));
     assert_eq!(service.wait_written().unwrap(), submitted.through);
-    let after = ::ledger::schema::balances_of_user(service.store(), 1).unwrap();
-    let usd = |balances: &[(AssetId, Balance)]| balances.iter().find(|(asset, _)| *asset == USD).unwrap().1.available;
+    let after = ::ledger::schema::wallet::balances_of_user(service.store(), 1).unwrap();
+    let usd = |balances: &[(AssetId, ledger_api::wallet::Balance)]| balances.iter().find(|(asset, _)| *asset == USD).unwrap().1.available;
     assert_eq!(usd(&after), usd(&before) - 7, "the write is visible");
     assert_eq!(service.journal_applied(), submitted.through);
     // Nothing in flight: waiting again returns at once, with the same position.
@@ -388,7 +407,7 @@ fn a_batch_is_visible_to_readers_once_its_write_is_waited_for() {
     assert!(service.written().unwrap());
 
     // Polled without waiting, as the engine does before its next batch.
-    let transfer = LedgerCommand::Transfer { from: 1, to: 2, asset: USD, amount: 5, key: "polled".into() };
+    let transfer = LedgerCommand::Wallet(wallet::Command::Transfer { from: 1, to: 2, asset: USD, amount: 5, key: "polled".into() });
     let submitted = service.submit(&[JournalEntry { peer: 9, peer_sequence: next + 1, at_ms: 4, command: transfer }]).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !service.written().unwrap() {
@@ -396,7 +415,7 @@ fn a_batch_is_visible_to_readers_once_its_write_is_waited_for() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     assert_eq!(service.journal_applied(), submitted.through);
-    let polled = ::ledger::schema::balances_of_user(service.store(), 1).unwrap();
+    let polled = ::ledger::schema::wallet::balances_of_user(service.store(), 1).unwrap();
     assert_eq!(usd(&polled), usd(&before) - 12, "the polled write is visible");
 }
 
@@ -411,7 +430,7 @@ fn order_entry(peer_sequence: u64) -> JournalEntry {
         quantity: 1,
         self_trade: SelfTradePrevention::CancelTaker,
     };
-    JournalEntry { peer: 9, peer_sequence, at_ms: 2, command: LedgerCommand::PlaceOrder { user: 1, request, client_order_id: None } }
+    JournalEntry { peer: 9, peer_sequence, at_ms: 2, command: LedgerCommand::Spot(spot::Command::PlaceOrder { user: 1, request, client_order_id: None }) }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use matching_core::Command;
+use matching_api::Command;
 use wire::{Frame, Message, PeerId, Role};
 
 use crate::net::Stream;

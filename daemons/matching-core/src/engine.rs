@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::book::OrderBook;
 use crate::rules;
-use crate::types::{Command, EngineLimits, Event, MarketId, MarketSpec, RejectCode, RestingOrder};
+use crate::types::{Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, RejectCode};
 
 struct Market<B> {
     book: B,
@@ -17,21 +17,6 @@ pub struct Engine<B: OrderBook> {
     limits: EngineLimits,
     /// Indexed by market id; ids are below `limits.markets_max`.
     markets: Vec<Option<Market<B>>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MarketSnapshot {
-    pub spec: MarketSpec,
-    pub trading: bool,
-    /// Canonical order, see [`OrderBook::resting_orders`].
-    pub orders: Vec<RestingOrder>,
-}
-
-/// Everything the engine holds, in canonical order: two engines in the same
-/// state encode to the same bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EngineSnapshot {
-    pub markets: Vec<MarketSnapshot>,
 }
 
 /// blake3 of the encoded snapshot.
@@ -58,18 +43,17 @@ pub enum SnapshotError {
     Invalid { market: MarketId, reason: &'static str },
 }
 
-impl EngineSnapshot {
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("encoding into a vector cannot fail")
-    }
+/// The snapshot's bytes: what snapshot files hold and the state hash hashes.
+pub fn encode_snapshot(snapshot: &EngineSnapshot) -> Vec<u8> {
+    postcard::to_stdvec(snapshot).expect("encoding into a vector cannot fail")
+}
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        Ok(postcard::from_bytes(bytes)?)
-    }
+pub fn decode_snapshot(bytes: &[u8]) -> Result<EngineSnapshot, SnapshotError> {
+    Ok(postcard::from_bytes(bytes)?)
+}
 
-    pub fn state_hash(&self) -> StateHash {
-        StateHash(*blake3::hash(&self.encode()).as_bytes())
-    }
+pub fn snapshot_hash(snapshot: &EngineSnapshot) -> StateHash {
+    StateHash(*blake3::hash(&encode_snapshot(snapshot)).as_bytes())
 }
 
 impl<B: OrderBook> Engine<B> {
@@ -164,7 +148,7 @@ impl<B: OrderBook> Engine<B> {
     }
 
     pub fn state_hash(&self) -> StateHash {
-        self.snapshot().state_hash()
+        snapshot_hash(&self.snapshot())
     }
 
     /// Rebuilds an engine from a snapshot, refusing one that is not in

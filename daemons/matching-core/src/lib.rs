@@ -5,6 +5,8 @@
 //! the same commands from the same snapshot always give the same events and the
 //! same [`StateHash`].
 
+#![deny(clippy::float_arithmetic)]
+
 pub mod book;
 pub mod engine;
 pub mod fast;
@@ -13,7 +15,7 @@ pub mod rules;
 pub mod types;
 
 pub use book::OrderBook;
-pub use engine::{Engine, EngineSnapshot, MarketSnapshot, SnapshotError, StateHash};
+pub use engine::{decode_snapshot, encode_snapshot, snapshot_hash, Engine, SnapshotError, StateHash};
 pub use fast::FastBook;
 pub use reference::ReferenceBook;
 pub use types::*;

@@ -479,8 +479,8 @@ fn snapshot_restores_the_same_state<B: OrderBook>() {
     h.run(limit(4, 4, Buy, 100, 2)); // order 1 is now partly filled as a maker
     h.run(Command::SetTrading { market: MARKET, trading: false });
     let snapshot = h.engine.snapshot();
-    let bytes = snapshot.encode();
-    let restored = Engine::<B>::restore(*h.engine.limits(), &EngineSnapshot::decode(&bytes).unwrap()).unwrap();
+    let bytes = encode_snapshot(&snapshot);
+    let restored = Engine::<B>::restore(*h.engine.limits(), &decode_snapshot(&bytes).unwrap()).unwrap();
     assert_eq!(restored.state_hash(), h.engine.state_hash());
     assert_eq!(restored.is_trading(MARKET), Some(false));
     assert_eq!(snapshot.markets[0].orders[1].maker_filled, 2, "fee basis survives a snapshot");
@@ -491,7 +491,7 @@ fn snapshot_restores_the_same_state<B: OrderBook>() {
     let mut duplicated = snapshot.clone();
     duplicated.markets[0].orders[2].order_id = duplicated.markets[0].orders[1].order_id;
     assert!(Engine::<B>::restore(*h.engine.limits(), &duplicated).is_err(), "a repeated id is refused");
-    assert!(EngineSnapshot::decode(&bytes[..bytes.len() - 3]).is_err());
+    assert!(decode_snapshot(&bytes[..bytes.len() - 3]).is_err());
 }
 
 fn depth_aggregates_levels<B: OrderBook>() {

@@ -148,8 +148,8 @@ fn compare(commands: &[Command], snapshot_at: usize) -> usize {
     let (mut fast_events, mut reference_events, mut restored_events) = (Vec::new(), Vec::new(), Vec::new());
     for (i, command) in setup().iter().chain(commands).enumerate() {
         if i == snapshot_at {
-            let bytes = fast.snapshot().encode();
-            restored = Some(FastEngine::restore(limits(), &EngineSnapshot::decode(&bytes).unwrap()).unwrap());
+            let bytes = encode_snapshot(&fast.snapshot());
+            restored = Some(FastEngine::restore(limits(), &decode_snapshot(&bytes).unwrap()).unwrap());
         }
         fast_events.clear();
         reference_events.clear();

@@ -18,9 +18,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TryS
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use journal::{Journal, JournalError};
+use journal::{Content, Journal, JournalError};
+pub use matching_api::JournalEntry;
 use matching_core::{Command, EngineSnapshot, Event, FastEngine, MarketId, OrderBook, Side, SnapshotError};
-use serde::{Deserialize, Serialize};
 use shell::service_manager::Watchdog;
 use wire::{Admission, Message, PeerId, ProtocolErrorCode};
 
@@ -28,13 +28,8 @@ use crate::config::{IdleStrategy, MatchingConfig};
 use crate::metrics::Metrics;
 use crate::snapshot::{self, SnapshotFile, SnapshotFileError};
 
-/// What the journal holds for each command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    pub peer: PeerId,
-    pub peer_sequence: u64,
-    pub command: Command,
-}
+/// What the journal holds: `matching-api`'s journal entries, in its format version.
+pub const JOURNAL_CONTENT: Content = Content { kind: *b"MTCH", version: matching_api::FORMAT_VERSION };
 
 pub use link::{ConnectionId, Outgoing};
 
@@ -73,7 +68,7 @@ pub enum RecoveryError {
     SnapshotContent(#[from] SnapshotError),
     #[error("{0}")]
     Journal(#[from] JournalError),
-    #[error("journal record {sequence} does not decode ({detail}); it passed its checksum, so it was written by an incompatible build")]
+    #[error("journal record {sequence} does not decode ({detail}); it passed its checksum and its segment names this build's format, so the build that wrote it was broken. Report this with the data directory")]
     Entry { sequence: u64, detail: String },
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
@@ -144,12 +139,14 @@ impl EngineService {
                     loaded = Some(file);
                     break;
                 }
+                // An older one is of the same format or older: none can be read.
+                Err(error @ SnapshotFileError::Version { .. }) => return Err(error.into()),
                 Err(error) => tracing::error!(sequence, %error, "snapshot unreadable; trying the one before it"),
             }
         }
         let file = loaded.unwrap_or(SnapshotFile { sequence: 0, peers_applied: BTreeMap::new(), engine: EngineSnapshot::default() });
         let mut engine = FastEngine::restore(limits, &file.engine)?;
-        let (journal, recovery) = Journal::open(dir, file.sequence + 1)?;
+        let (journal, recovery) = Journal::open(dir, file.sequence + 1, JOURNAL_CONTENT)?;
         let mut service = EngineService {
             config: config.clone(),
             engine: FastEngine::new(limits),

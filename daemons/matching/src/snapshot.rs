@@ -7,12 +7,14 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use matching_core::EngineSnapshot;
+use matching_api::EngineSnapshot;
 use serde::{Deserialize, Serialize};
 use wire::PeerId;
 
 const MAGIC: &[u8; 8] = b"MRNTSNAP";
-const FORMAT_VERSION: u32 = 1;
+/// The snapshot's body is `matching-api`'s, so its version is that crate's
+/// (1 was the unversioned encoding of the core's own types).
+pub const FORMAT_VERSION: u32 = matching_api::FORMAT_VERSION as u32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFile {
@@ -28,6 +30,11 @@ pub enum SnapshotFileError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a snapshot, or damaged ({detail})")]
     Damaged { path: PathBuf, detail: String },
+    #[error(
+        "{path} is a snapshot of format {found}; this release reads format {FORMAT_VERSION}. Run the release that wrote this data \
+         directory, or move the directory aside to start empty; the daemons of one release must all be upgraded together"
+    )]
+    Version { path: PathBuf, found: u32 },
 }
 
 fn path_for(dir: &Path, sequence: u64) -> PathBuf {
@@ -76,8 +83,9 @@ pub fn read(path: &Path) -> Result<SnapshotFile, SnapshotFileError> {
     if bytes.len() < 16 || &bytes[..8] != MAGIC {
         return Err(damaged("bad magic"));
     }
-    if u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) != FORMAT_VERSION {
-        return Err(damaged("unsupported format version"));
+    let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if found != FORMAT_VERSION {
+        return Err(SnapshotFileError::Version { path: path.into(), found });
     }
     let body = &bytes[16..];
     if crc32c::crc32c(body) != u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) {

@@ -80,6 +80,7 @@ impl Daemon {
     }
 
     fn stop(mut self) {
+        // SAFETY: kill(2) on our own child process, by its pid; it touches no memory of ours.
         unsafe { libc_kill(self.child.id() as i32, 15) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "SIGTERM must stop the daemon cleanly: {status}");

@@ -1,6 +1,7 @@
 //! Marionette's storage: RocksDB with one column family per kind of record.
-//! The only crate that knows RocksDB. Keys and values are bytes; the daemon
-//! that owns a schema encodes them.
+//! The only crate that knows RocksDB, and it knows no table: keys and values
+//! are bytes, and each daemon's schema declares its [`Table`]s and encodes
+//! what they hold.
 //!
 //! Every write goes through a [`Batch`], applied atomically. The ledger
 //! writes with [`Durability::Journaled`]: RocksDB's own write-ahead log is
@@ -13,105 +14,49 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamilyDescriptor, DBCompactionStyle, DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-/// The column families, fixed at open.
+/// A column family, declared by the schema that owns it: its name and how
+/// RocksDB compacts it. This crate knows no table; each daemon's schema
+/// lists its own and opens the store with them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Table {
-    /// Counters, applied sequences, schema version.
-    Meta,
-    Assets,
-    Markets,
-    Balances,
-    SystemAccounts,
-    /// Every order ever placed, by id.
-    Orders,
-    /// The orders still open, (user, order id) -> (): start-up loads these, not
-    /// all history, and a user's open orders are found without walking it.
-    OpenOrders,
-    /// Secondary index: (user, order id) -> ().
-    OrdersByUser,
-    Trades,
-    /// Secondary index: (market, trade id) -> ().
-    TradesByMarket,
-    /// Secondary index: (user, trade id) -> ().
-    TradesByUser,
-    /// Every transfer by id, with the previous transfer of each user side
-    /// (the ledger chains each account's history instead of indexing it).
-    Transfers,
-    /// Secondary index: (user, transfer id) -> (), until the ledger's schema
-    /// version 4, whose migration empties it. Kept so that databases that
-    /// have it open.
-    TransfersByUser,
-    Withdrawals,
-    /// The withdrawals awaiting an operator's decision (id -> ()).
-    PendingWithdrawals,
-    /// Secondary index: (user, withdrawal id) -> ().
-    WithdrawalsByUser,
-    /// Idempotency records in the order they were made, a batch's in one
-    /// value (an append-only log the ledger loads whole at start-up).
-    Idempotency,
-    /// Commands for another daemon, by the sender's sequence, kept until that
-    /// daemon confirms it applied them.
-    Outbox,
-    /// The gateway's accounts: user id -> record.
-    Users,
-    /// Secondary index: normalized email -> user id.
-    UsersByEmail,
+pub struct Table {
+    name: &'static str,
+    compaction: Compaction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compaction {
+    /// RocksDB's default: good for keys that arrive roughly in order.
+    Leveled,
+    /// For tables whose inserts land all over the table for as long as it
+    /// grows (an index keyed (owner, id)): leveled compaction rewrites every
+    /// file of the next level for each small flushed file, a rewrite that
+    /// grows with the history, where universal merges files of like size. In
+    /// `scripts/bench ledger -- --transfers 3000000` the ledger daemon's
+    /// compactions took 36% less CPU and wrote 69% fewer bytes. The price is
+    /// space: a full merge needs the table's size again free while it runs.
+    Universal,
 }
 
 impl Table {
-    pub const ALL: [Table; 20] = [
-        Table::Meta,
-        Table::Assets,
-        Table::Markets,
-        Table::Balances,
-        Table::SystemAccounts,
-        Table::Orders,
-        Table::OpenOrders,
-        Table::OrdersByUser,
-        Table::Trades,
-        Table::TradesByMarket,
-        Table::TradesByUser,
-        Table::Transfers,
-        Table::TransfersByUser,
-        Table::Withdrawals,
-        Table::PendingWithdrawals,
-        Table::WithdrawalsByUser,
-        Table::Idempotency,
-        Table::Outbox,
-        Table::Users,
-        Table::UsersByEmail,
-    ];
-
-    /// Secondary indexes keyed (owner, id): each new entry lands next to
-    /// its owner's, so writes scatter over the whole table for as long as
-    /// the history grows.
-    pub fn is_scattered_index(self) -> bool {
-        matches!(self, Table::OrdersByUser | Table::TradesByUser | Table::TransfersByUser | Table::WithdrawalsByUser)
+    pub const fn new(name: &'static str) -> Table {
+        Table { name, compaction: Compaction::Leveled }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Meta => "meta",
-            Table::Assets => "assets",
-            Table::Markets => "markets",
-            Table::Balances => "balances",
-            Table::SystemAccounts => "system_accounts",
-            Table::Orders => "orders",
-            Table::OpenOrders => "open_orders",
-            Table::OrdersByUser => "orders_by_user",
-            Table::Trades => "trades",
-            Table::TradesByMarket => "trades_by_market",
-            Table::TradesByUser => "trades_by_user",
-            Table::Transfers => "transfers",
-            Table::TransfersByUser => "transfers_by_user",
-            Table::Withdrawals => "withdrawals",
-            Table::PendingWithdrawals => "pending_withdrawals",
-            Table::WithdrawalsByUser => "withdrawals_by_user",
-            Table::Idempotency => "idempotency",
-            Table::Outbox => "outbox",
-            Table::Users => "users",
-            Table::UsersByEmail => "users_by_email",
-        }
+    /// A table keyed (owner, id) whose inserts scatter: see [`Compaction::Universal`].
+    pub const fn scattered(name: &'static str) -> Table {
+        Table { name, compaction: Compaction::Universal }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn compaction(&self) -> Compaction {
+        self.compaction
+    }
+
+    fn is(&self, other: &Table) -> bool {
+        std::ptr::eq(self.name, other.name) || self.name == other.name
     }
 }
 
@@ -121,6 +66,10 @@ pub enum StorageError {
     Open { path: PathBuf, source: rocksdb::Error },
     #[error("RocksDB {operation} failed: {source}")]
     Operation { operation: &'static str, source: rocksdb::Error },
+    #[error("table {0} is not one this store was opened with")]
+    UnknownTable(&'static str),
+    #[error("table {0} is declared twice")]
+    TableTwice(&'static str),
 }
 
 /// What a write promises when it returns.
@@ -140,6 +89,7 @@ pub type BoxedRow = (Box<[u8]>, Box<[u8]>);
 
 pub struct Store {
     db: DB,
+    tables: Vec<Table>,
 }
 
 /// Writes that land together or not at all.
@@ -155,6 +105,11 @@ pub struct Store {
 pub struct Batch {
     bytes: Vec<u8>,
     writes: Vec<Write>,
+    /// The tables this batch (and the ones before it, reusing it) wrote to:
+    /// a write names its table by its place here.
+    tables: Vec<Table>,
+    /// The place of the table written last: writes come in runs of one table.
+    last_table: usize,
 }
 
 struct Write {
@@ -164,7 +119,8 @@ struct Write {
     /// comparisons alone (in `scripts/bench ledger` comparing bytes was
     /// nearly half of the sort, and the sort a fifth of a write).
     order: u128,
-    table: Table,
+    /// Its table's place in the batch's `tables`.
+    table: u8,
     /// Where the key starts in `bytes`; the value follows it.
     start: usize,
     key_len: usize,
@@ -172,20 +128,39 @@ struct Write {
     value_len: Option<usize>,
 }
 
-/// The table's byte, then the key's first 15 bytes, zero-padded. Where two
+/// The table's place, then the key's first 15 bytes, zero-padded. Where two
 /// of these differ, they order as (table, key) does: at the first byte they
 /// differ in, either both keys have that byte, or the shorter key ended
 /// there and is a prefix of the other. Equal ones may belong to different
 /// keys ("a" and "a\0", or keys alike in their first 15 bytes).
-fn write_order(table: Table, key: &[u8]) -> u128 {
+fn write_order(table: u8, key: &[u8]) -> u128 {
     let mut bytes = [0; 16];
-    bytes[0] = table as u8;
+    bytes[0] = table;
     let prefix = key.len().min(15);
     bytes[1..1 + prefix].copy_from_slice(&key[..prefix]);
     u128::from_be_bytes(bytes)
 }
 
+/// More tables than one batch's writes can name in their byte.
+const BATCH_TABLES_MAX: usize = 256;
+
 impl Batch {
+    /// `table`'s place in this batch's tables, added if new.
+    #[inline]
+    fn table_index(&mut self, table: Table) -> u8 {
+        if self.tables.get(self.last_table).is_none_or(|last| !last.is(&table)) {
+            self.last_table = match self.tables.iter().position(|t| t.is(&table)) {
+                Some(at) => at,
+                None => {
+                    assert!(self.tables.len() < BATCH_TABLES_MAX, "a batch writes to at most {BATCH_TABLES_MAX} tables");
+                    self.tables.push(table);
+                    self.tables.len() - 1
+                }
+            };
+        }
+        self.last_table as u8
+    }
+
     pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
         self.put_with(table, key, |out| out.extend_from_slice(value));
     }
@@ -193,6 +168,7 @@ impl Batch {
     /// A put whose value `encode` appends to the buffer it is given, so the
     /// caller needs no buffer of its own.
     pub fn put_with(&mut self, table: Table, key: &[u8], encode: impl FnOnce(&mut Vec<u8>)) {
+        let table = self.table_index(table);
         let start = self.bytes.len();
         self.bytes.extend_from_slice(key);
         encode(&mut self.bytes);
@@ -200,6 +176,7 @@ impl Batch {
     }
 
     pub fn delete(&mut self, table: Table, key: &[u8]) {
+        let table = self.table_index(table);
         let start = self.bytes.len();
         self.bytes.extend_from_slice(key);
         self.writes.push(Write { order: write_order(table, key), table, start, key_len: key.len(), value_len: None });
@@ -223,6 +200,26 @@ impl Batch {
     }
 }
 
+fn family_options(compaction: Compaction) -> Options {
+    let mut family = Options::default();
+    family.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    // The upper levels are rewritten soon anyway: compressing them costs CPU
+    // the engine thread needs and saves little space.
+    family.set_compression_per_level(&[
+        DBCompressionType::None,
+        DBCompressionType::None,
+        DBCompressionType::Lz4,
+        DBCompressionType::Lz4,
+        DBCompressionType::Lz4,
+        DBCompressionType::Lz4,
+        DBCompressionType::Lz4,
+    ]);
+    if compaction == Compaction::Universal {
+        family.set_compaction_style(DBCompactionStyle::Universal);
+    }
+    family
+}
+
 /// Memtable size per column family. Small on purpose: the ledger's keys
 /// (balances, idempotency digests, per-user indexes) land at random places,
 /// and a skiplist insert costs a cache miss per level, so a 64 MiB memtable
@@ -232,7 +229,15 @@ impl Batch {
 const WRITE_BUFFER_BYTES: usize = 2 << 20;
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StorageError> {
+    /// Opens (or creates) the database at `path` with `tables`. Tables the
+    /// database has and `tables` lacks (an earlier schema's) open too, so
+    /// that the caller can read its version and say what to do.
+    pub fn open(path: &Path, tables: &[Table]) -> Result<Store, StorageError> {
+        for (i, table) in tables.iter().enumerate() {
+            if tables[..i].iter().any(|t| t.is(table)) {
+                return Err(StorageError::TableTwice(table.name));
+            }
+        }
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -242,38 +247,24 @@ impl Store {
         // Without RocksDB's log, a crash falls back to the last flush: it must
         // cover every column family at the same batch.
         options.set_atomic_flush(true);
-        let families = Table::ALL.iter().map(|t| {
-            let mut family = Options::default();
-            family.set_write_buffer_size(WRITE_BUFFER_BYTES);
-            // The upper levels are rewritten soon anyway: compressing them
-            // costs CPU the engine thread needs and saves little space.
-            family.set_compression_per_level(&[
-                DBCompressionType::None,
-                DBCompressionType::None,
-                DBCompressionType::Lz4,
-                DBCompressionType::Lz4,
-                DBCompressionType::Lz4,
-                DBCompressionType::Lz4,
-                DBCompressionType::Lz4,
-            ]);
-            // Leveled compaction rewrites every file of the next level for
-            // each small flushed file of a scattered index, a rewrite that
-            // grows with the history: universal merges files of like size
-            // instead. In `scripts/bench ledger -- --transfers 3000000` the
-            // daemon's compactions took 36% less CPU and wrote 69% fewer
-            // bytes. The price is space: a full merge needs the table's size
-            // again free while it runs. Existing leveled tables open as they are.
-            if t.is_scattered_index() {
-                family.set_compaction_style(DBCompactionStyle::Universal);
-            }
-            ColumnFamilyDescriptor::new(t.name(), family)
-        });
+        let existing = DB::list_cf(&options, path).unwrap_or_default();
+        let others = existing.into_iter().filter(|name| name != "default" && !tables.iter().any(|t| t.name == name.as_str()));
+        let families = tables
+            .iter()
+            .map(|table| ColumnFamilyDescriptor::new(table.name, family_options(table.compaction)))
+            .chain(others.map(|name| ColumnFamilyDescriptor::new(name, family_options(Compaction::Leveled))));
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|source| StorageError::Open { path: path.into(), source })?;
-        Ok(Store { db })
+        Ok(Store { db, tables: tables.to_vec() })
     }
 
-    fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(table.name()).expect("every table is created at open")
+    /// A declared table's column family: an undeclared one is refused even
+    /// when the database has it (an earlier schema's, opened only to be read
+    /// about).
+    fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily, StorageError> {
+        if !self.tables.iter().any(|declared| declared.is(&table)) {
+            return Err(StorageError::UnknownTable(table.name));
+        }
+        self.db.cf_handle(table.name).ok_or(StorageError::UnknownTable(table.name))
     }
 
     /// Writes `batch` and leaves it empty, its memory kept for the next one.
@@ -296,7 +287,7 @@ impl Store {
             let cf = match family {
                 Some((table, cf)) if table == write.table => cf,
                 _ => {
-                    let cf = self.cf(write.table);
+                    let cf = self.cf(batch.tables[write.table as usize])?;
                     family = Some((write.table, cf));
                     cf
                 }
@@ -316,7 +307,7 @@ impl Store {
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.db.get_cf(self.cf(table), key).map_err(|source| StorageError::Operation { operation: "get", source })
+        self.db.get_cf(self.cf(table)?, key).map_err(|source| StorageError::Operation { operation: "get", source })
     }
 
     /// Up to `limit` entries whose key starts with `prefix`, in key order or
@@ -331,7 +322,7 @@ impl Store {
             (true, false) => IteratorMode::End,
         };
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(table), mode) {
+        for item in self.db.iterator_cf(self.cf(table)?, mode) {
             let (key, value) = item.map_err(|source| StorageError::Operation { operation: "scan", source })?;
             if !key.starts_with(prefix) {
                 if newest_first && key.as_ref() > prefix {
@@ -349,13 +340,17 @@ impl Store {
 
     /// Every entry of a table, in key order (start-up loads).
     pub fn scan_all(&self, table: Table) -> impl Iterator<Item = Result<BoxedRow, StorageError>> + '_ {
-        self.db.iterator_cf(self.cf(table), IteratorMode::Start).map(|item| item.map_err(|source| StorageError::Operation { operation: "scan", source }))
+        let (rows, unknown) = match self.cf(table) {
+            Ok(cf) => (Some(self.db.iterator_cf(cf, IteratorMode::Start)), None),
+            Err(error) => (None, Some(Err(error))),
+        };
+        unknown.into_iter().chain(rows.into_iter().flatten().map(|item| item.map_err(|source| StorageError::Operation { operation: "scan", source })))
     }
 
     /// Makes everything written so far durable, in one atomic flush of every
     /// column family (before a journal drops what it held).
     pub fn flush(&self) -> Result<(), StorageError> {
-        let families: Vec<_> = Table::ALL.iter().map(|&t| self.cf(t)).collect();
+        let families = self.tables.iter().map(|&t| self.cf(t)).collect::<Result<Vec<_>, _>>()?;
         let mut options = rocksdb::FlushOptions::default();
         options.set_wait(true);
         self.db.flush_cfs_opt(&families, &options).map_err(|source| StorageError::Operation { operation: "flush", source })

@@ -3,26 +3,38 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use storage::{Batch, Durability, Store, Table};
+use storage::{Batch, Compaction, Durability, StorageError, Store, Table};
+
+const BALANCES: Table = Table::new("balances");
+const TRANSFERS: Table = Table::new("transfers");
+const TRADES: Table = Table::new("trades");
+const IDEMPOTENCY: Table = Table::new("idempotency");
+const ORDERS_BY_USER: Table = Table::scattered("orders_by_user");
+const TRANSFERS_BY_USER: Table = Table::scattered("transfers_by_user");
+const TABLES: [Table; 6] = [BALANCES, TRANSFERS, TRADES, IDEMPOTENCY, ORDERS_BY_USER, TRANSFERS_BY_USER];
+
+fn open(path: &std::path::Path) -> Store {
+    Store::open(path, &TABLES).unwrap()
+}
 
 #[test]
 fn batches_are_atomic_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let mut batch = Batch::default();
-        batch.put(Table::Balances, b"user-1", b"100");
-        batch.put(Table::Transfers, b"t-1", b"leg");
+        batch.put(BALANCES, b"user-1", b"100");
+        batch.put(TRANSFERS, b"t-1", b"leg");
         assert_eq!(batch.len(), 2);
         store.write(&mut batch, Durability::Synced).unwrap();
         let mut batch = Batch::default();
-        batch.delete(Table::Balances, b"user-1");
+        batch.delete(BALANCES, b"user-1");
         store.write(&mut batch, Durability::Synced).unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.get(Table::Balances, b"user-1").unwrap(), None);
-    assert_eq!(store.get(Table::Transfers, b"t-1").unwrap().as_deref(), Some(&b"leg"[..]));
-    assert_eq!(store.get(Table::Trades, b"t-1").unwrap(), None, "tables are separate");
+    let store = open(dir.path());
+    assert_eq!(store.get(BALANCES, b"user-1").unwrap(), None);
+    assert_eq!(store.get(TRANSFERS, b"t-1").unwrap().as_deref(), Some(&b"leg"[..]));
+    assert_eq!(store.get(TRADES, b"t-1").unwrap(), None, "tables are separate");
 }
 
 /// Databases written before the per-user indexes were compacted as
@@ -38,74 +50,99 @@ fn a_database_with_leveled_index_tables_opens_with_universal_ones() {
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let db = rocksdb::DB::open_cf(&options, dir.path(), Table::ALL.map(Table::name)).unwrap();
-        let index = db.cf_handle(Table::TransfersByUser.name()).unwrap();
+        let db = rocksdb::DB::open_cf(&options, dir.path(), TABLES.map(|t| t.name())).unwrap();
+        let index = db.cf_handle(TRANSFERS_BY_USER.name()).unwrap();
         for id in 0..2_000u64 {
             db.put_cf(&index, index_key(id % 50, id), []).unwrap();
         }
         db.compact_range_cf(&index, None::<&[u8]>, None::<&[u8]>);
     }
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let mut batch = Batch::default();
         for file in 0..6u64 {
             for id in 2_000 + file * 100..2_100 + file * 100 {
-                batch.put(Table::TransfersByUser, &index_key(id % 50, id), &[]);
+                batch.put(TRANSFERS_BY_USER, &index_key(id % 50, id), &[]);
             }
             store.write(&mut batch, Durability::Journaled).unwrap();
             store.flush().unwrap();
         }
-        let user_7 = store.scan_prefix(Table::TransfersByUser, &7u64.to_be_bytes(), usize::MAX, true).unwrap();
+        let user_7 = store.scan_prefix(TRANSFERS_BY_USER, &7u64.to_be_bytes(), usize::MAX, true).unwrap();
         assert_eq!(user_7.len(), 40 + 12, "40 rows from before, 12 new");
         assert_eq!(user_7[0].0, index_key(7, 2_557), "newest first");
     }
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.scan_all(Table::TransfersByUser).count(), 2_600, "every row, after whatever compactions ran");
+    let store = open(dir.path());
+    assert_eq!(store.scan_all(TRANSFERS_BY_USER).count(), 2_600, "every row, after whatever compactions ran");
 }
 
 #[test]
 fn prefix_scans_are_bounded_and_ordered_both_ways() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     let mut batch = Batch::default();
     for (user, id) in [(1u64, 1u64), (1, 2), (1, 3), (2, 1), (0, 9), (1, u64::MAX)] {
         let mut key = user.to_be_bytes().to_vec();
         key.extend_from_slice(&id.to_be_bytes());
-        batch.put(Table::OrdersByUser, &key, b"");
+        batch.put(ORDERS_BY_USER, &key, b"");
     }
     store.write(&mut batch, Durability::Journaled).unwrap();
     let ids = |rows: Vec<(Vec<u8>, Vec<u8>)>| rows.iter().map(|(k, _)| u64::from_be_bytes(k[8..16].try_into().unwrap())).collect::<Vec<_>>();
     let prefix = 1u64.to_be_bytes();
-    assert_eq!(ids(store.scan_prefix(Table::OrdersByUser, &prefix, 10, false).unwrap()), vec![1, 2, 3, u64::MAX]);
-    assert_eq!(ids(store.scan_prefix(Table::OrdersByUser, &prefix, 2, true).unwrap()), vec![u64::MAX, 3]);
-    assert_eq!(ids(store.scan_prefix(Table::OrdersByUser, &2u64.to_be_bytes(), 10, true).unwrap()), vec![1]);
-    assert!(store.scan_prefix(Table::OrdersByUser, &7u64.to_be_bytes(), 10, true).unwrap().is_empty());
-    assert_eq!(ids(store.scan_prefix(Table::OrdersByUser, &u64::MAX.to_be_bytes(), 10, true).unwrap()), Vec::<u64>::new());
+    assert_eq!(ids(store.scan_prefix(ORDERS_BY_USER, &prefix, 10, false).unwrap()), vec![1, 2, 3, u64::MAX]);
+    assert_eq!(ids(store.scan_prefix(ORDERS_BY_USER, &prefix, 2, true).unwrap()), vec![u64::MAX, 3]);
+    assert_eq!(ids(store.scan_prefix(ORDERS_BY_USER, &2u64.to_be_bytes(), 10, true).unwrap()), vec![1]);
+    assert!(store.scan_prefix(ORDERS_BY_USER, &7u64.to_be_bytes(), 10, true).unwrap().is_empty());
+    assert_eq!(ids(store.scan_prefix(ORDERS_BY_USER, &u64::MAX.to_be_bytes(), 10, true).unwrap()), Vec::<u64>::new());
+}
+
+/// The store knows no table but those it is given; a database holding
+/// others (an earlier schema's) still opens, so its owner can read its
+/// version and say what to do.
+#[test]
+fn tables_are_the_callers_and_unknown_ones_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let mut batch = Batch::default();
+        batch.put(TRADES, b"t", b"1");
+        store.write(&mut batch, Durability::Synced).unwrap();
+    }
+    let meta = Table::new("meta");
+    let store = Store::open(dir.path(), &[meta]).unwrap();
+    assert_eq!(store.get(meta, b"x").unwrap(), None);
+    assert!(matches!(store.get(TRADES, b"t"), Err(StorageError::UnknownTable("trades"))));
+    let mut batch = Batch::default();
+    batch.put(Table::new("nowhere"), b"k", b"v");
+    assert!(matches!(store.write(&mut batch, Durability::Synced), Err(StorageError::UnknownTable("nowhere"))));
+    drop(store);
+    assert!(matches!(Store::open(dir.path(), &[meta, meta]), Err(StorageError::TableTwice("meta"))));
+    assert_eq!(open(dir.path()).get(TRADES, b"t").unwrap().as_deref(), Some(&b"1"[..]), "the unknown table kept its rows");
+    assert_eq!(TRANSFERS_BY_USER.compaction(), Compaction::Universal);
 }
 
 #[test]
 fn a_locked_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let _open = Store::open(dir.path()).unwrap();
-    let error = Store::open(dir.path()).err().expect("RocksDB locks its directory").to_string();
+    let _open = open(dir.path());
+    let error = Store::open(dir.path(), &TABLES).err().expect("RocksDB locks its directory").to_string();
     assert!(error.contains(&dir.path().display().to_string()), "{error}");
 }
 
 #[test]
 fn within_a_batch_the_last_write_to_a_key_wins_whatever_the_key_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     let mut batch = Batch::default();
-    batch.put(Table::Balances, b"b", b"first");
-    batch.put(Table::Balances, b"a", b"1");
-    batch.delete(Table::Balances, b"b");
-    batch.put(Table::Balances, b"c", b"x");
-    batch.delete(Table::Balances, b"c");
-    batch.put(Table::Balances, b"c", b"last");
+    batch.put(BALANCES, b"b", b"first");
+    batch.put(BALANCES, b"a", b"1");
+    batch.delete(BALANCES, b"b");
+    batch.put(BALANCES, b"c", b"x");
+    batch.delete(BALANCES, b"c");
+    batch.put(BALANCES, b"c", b"last");
     store.write(&mut batch, Durability::Journaled).unwrap();
-    assert_eq!(store.get(Table::Balances, b"a").unwrap().as_deref(), Some(&b"1"[..]));
-    assert_eq!(store.get(Table::Balances, b"b").unwrap(), None, "a delete after a put removes it");
-    assert_eq!(store.get(Table::Balances, b"c").unwrap().as_deref(), Some(&b"last"[..]), "a put after a delete keeps it");
+    assert_eq!(store.get(BALANCES, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(store.get(BALANCES, b"b").unwrap(), None, "a delete after a put removes it");
+    assert_eq!(store.get(BALANCES, b"c").unwrap().as_deref(), Some(&b"last"[..]), "a put after a delete keeps it");
 }
 
 #[derive(Clone, Debug)]
@@ -142,9 +179,9 @@ proptest! {
     /// also when one batch is reused after each write.
     #[test]
     fn batches_store_what_a_map_model_holds(batches in proptest::collection::vec(proptest::collection::vec(op(), 0..40), 1..4)) {
-        const TABLES: [Table; 3] = [Table::Balances, Table::Transfers, Table::Idempotency];
+        const TABLES: [Table; 3] = [BALANCES, TRANSFERS, IDEMPOTENCY];
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let mut model: BTreeMap<(usize, Vec<u8>), Vec<u8>> = BTreeMap::new();
         // One batch for all: a write leaves it empty for the next one.
         let mut batch = Batch::default();

@@ -163,6 +163,7 @@ impl Host {
             .map_err(|e| format!("cannot open a file with O_DIRECT ({e})"));
         let _ = std::fs::remove_file(&probe);
         let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return dir };
+        // SAFETY: statvfs is plain data, for which all zeros is a valid value.
         let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: c_path is a valid C string and stat a properly sized, writable statvfs.
         if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == 0 {

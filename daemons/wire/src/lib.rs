@@ -5,7 +5,7 @@
 //! ```text
 //! offset size field
 //!      0    4 magic "MRNT"
-//!      4    1 protocol version (1)
+//!      4    1 protocol version (2)
 //!      5    3 reserved, zero
 //!      8    4 payload length in bytes (little endian)
 //!     12    8 sender's sequence number (little endian)
@@ -14,17 +14,18 @@
 //!
 //! Parsing is a pure function over a byte buffer ([`decode_frame`]), separate
 //! from any connection, so it is property-tested and fuzzed on its own.
+//!
+//! The messages carry the API crates' types (`matching-api`, `ledger-api`),
+//! never a core's: the protocol version changes when they or [`Message`]
+//! do, and the golden bytes in this crate's tests fail until it is bumped.
 
-use ledger_core::{LedgerCommand, LedgerError, Outcome};
-use matching_core::{Command, Event, MarketId, PriceLevel};
-
-pub mod ledger;
-
-pub use ledger::{LedgerQuery, LedgerStatus, QueryAnswer, QueryError};
+use ledger_api::{Answer, Command as LedgerCommand, LedgerError, Outcome, Query, QueryError};
+use matching_api::{Command, Event, MarketId, PriceLevel};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"MRNT";
-pub const PROTOCOL_VERSION: u8 = 1;
+/// 1: the cores' own enums, unversioned. 2: the API crates' versioned types.
+pub const PROTOCOL_VERSION: u8 = 2;
 pub const HEADER_BYTES: usize = 24;
 /// The default bound on one frame's payload; daemons take theirs from config.
 pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 1 << 20;
@@ -103,13 +104,13 @@ pub enum Message {
     },
     /// A read; the frame's sequence is a request id that the answer carries back.
     /// Reads are not journaled and see every acknowledged command.
-    LedgerQuery(LedgerQuery),
-    LedgerAnswer(Result<QueryAnswer, QueryError>),
+    LedgerQuery(Query),
+    LedgerAnswer(Result<Answer, QueryError>),
     /// To peers that said Hello with `subscribe`: the orders a group commit
     /// changed, each in its state after it; the frame's sequence is the
     /// ledger's journal position. Not replayed after a reconnect: read an
     /// order with a query to catch up.
-    OrderUpdates(Vec<ledger_core::OrderRecord>),
+    OrderUpdates(Vec<ledger_api::spot::OrderRecord>),
     /// To matching: the book's aggregated levels, at most `levels` a side;
     /// the frame's sequence is a request id that the answer carries back.
     DepthQuery {
@@ -143,7 +144,7 @@ pub struct Frame {
 pub enum WireError {
     #[error("bad magic bytes {0:02x?}: the peer does not speak this protocol")]
     BadMagic([u8; 4]),
-    #[error("protocol version {0} is not supported (this build speaks {PROTOCOL_VERSION})")]
+    #[error("protocol version {0} is not supported (this build speaks {PROTOCOL_VERSION}); run the same release of every daemon")]
     UnsupportedVersion(u8),
     #[error("reserved header bytes are not zero")]
     ReservedNotZero,

@@ -1,6 +1,7 @@
 //! Property tests of the frame codec: round trips, partial reads, damage.
 
-use matching_core::*;
+use ledger_api::{wallet, LedgerStatus};
+use matching_api::*;
 use proptest::prelude::*;
 use wire::*;
 
@@ -47,17 +48,14 @@ fn message() -> impl Strategy<Value = Message> {
             peer_sequence,
             outcome: match kind {
                 0 => None,
-                1 => Some(Ok(ledger_core::Outcome::Deposited(id))),
-                _ => Some(Err(ledger_core::LedgerError::BadInput(text))),
+                1 => Some(Ok(ledger_api::Outcome::Wallet(wallet::Outcome::Deposited(id)))),
+                _ => Some(Err(ledger_api::LedgerError::BadInput(text))),
             },
         }),
-        (any::<u64>(), proptest::option::of(any::<u32>()), 1u32..1_000).prop_map(|(user, market, limit)| Message::LedgerQuery(LedgerQuery::Orders {
-            user,
-            market,
-            status: None,
-            limit
-        })),
-        (any::<u64>(), any::<u64>()).prop_map(|(journal_applied, matching_applied)| Message::LedgerAnswer(Ok(QueryAnswer::Status(LedgerStatus {
+        (any::<u64>(), proptest::option::of(any::<u32>()), 1u32..1_000).prop_map(|(user, market, limit)| Message::LedgerQuery(ledger_api::Query::Spot(
+            ledger_api::spot::Query::Orders { user, market, status: None, limit }
+        ))),
+        (any::<u64>(), any::<u64>()).prop_map(|(journal_applied, matching_applied)| Message::LedgerAnswer(Ok(ledger_api::Answer::Status(LedgerStatus {
             journal_applied,
             matching_applied,
             matching_connected: true,
@@ -66,13 +64,13 @@ fn message() -> impl Strategy<Value = Message> {
     ]
 }
 
-fn ledger_command() -> impl Strategy<Value = ledger_core::LedgerCommand> {
+fn ledger_command() -> impl Strategy<Value = ledger_api::Command> {
     (any::<u64>(), any::<u32>(), any::<i128>(), ".{0,40}", any::<bool>()).prop_map(|(user, asset, amount, reference, deposit)| {
-        if deposit {
-            ledger_core::LedgerCommand::Deposit { user, asset, amount, reference }
+        ledger_api::Command::Wallet(if deposit {
+            wallet::Command::Deposit { user, asset, amount, reference }
         } else {
-            ledger_core::LedgerCommand::RequestWithdrawal { user, asset, amount, destination: reference.clone(), key: reference }
-        }
+            wallet::Command::RequestWithdrawal { user, asset, amount, destination: reference.clone(), key: reference }
+        })
     })
 }
 
@@ -109,10 +107,7 @@ proptest! {
         let bit = bit.index(bytes.len() * 8);
         bytes[bit / 8] ^= 1 << (bit % 8);
         // A flip in the length field may make the frame look incomplete; it must never decode.
-        match decode_frame(&bytes, PAYLOAD_BYTES_MAX_DEFAULT) {
-            Ok(Some((frame, _))) => prop_assert!(false, "damaged frame decoded as {:?}", frame),
-            Ok(None) | Err(_) => {}
-        }
+        if let Ok(Some((frame, _))) = decode_frame(&bytes, PAYLOAD_BYTES_MAX_DEFAULT) { prop_assert!(false, "damaged frame decoded as {:?}", frame) }
     }
 
     #[test]
@@ -142,3 +137,39 @@ fn foreign_protocols_are_named() {
     bytes[4] = 9;
     assert_eq!(decode_frame(&bytes, 100), Err(WireError::UnsupportedVersion(9)));
 }
+
+/// The frames' golden bytes: the header and a sample of the messages. A
+/// change to `Message` or to a type it carries fails here; bump
+/// PROTOCOL_VERSION with it and write the new bytes (the failure prints them).
+#[test]
+fn the_protocol_is_version_2_and_its_frames_encode_to_their_golden_bytes() {
+    assert_eq!(PROTOCOL_VERSION, 2, "the golden bytes below are version 2's");
+    let messages = [
+        Message::Hello { peer: 7, role: Role::Gateway, outputs_applied: 3, subscribe: true },
+        Message::Welcome { commands_applied: 9, outputs_last: 11 },
+        Message::LedgerCommand(ledger_api::Command::Wallet(wallet::Command::Deposit { user: 12, asset: 2, amount: 10_000, reference: "bank-1".into() })),
+        Message::LedgerOutcome { peer_sequence: 4, outcome: Some(Err(ledger_api::LedgerError::NotFound)) },
+        Message::DepthQuery { market: 3, levels: 10 },
+        Message::Error { code: ProtocolErrorCode::SequenceGap, detail: "gap".into() },
+    ];
+    let got: Vec<String> = messages
+        .iter()
+        .enumerate()
+        .map(|(sequence, message)| {
+            let mut bytes = Vec::new();
+            encode_frame(sequence as u64, message, &mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        })
+        .collect();
+    let listing: String = got.iter().map(|hex| format!("        \"{hex}\",\n")).collect();
+    assert_eq!(got, GOLDEN_FRAMES, "a protocol change: bump PROTOCOL_VERSION; today's frames:\n{listing}");
+}
+
+const GOLDEN_FRAMES: [&str; 6] = [
+    "4d524e540200000005000000000000000000000099aebc950007010301",
+    "4d524e54020000000300000001000000000000008032c8c401090b",
+    "4d524e54020000000f000000020000000000000060929cda0601000c02a09c010662616e6b2d31",
+    "4d524e54020000000500000003000000000000004e3511fd0704010106",
+    "4d524e54020000000300000004000000000000003aeba23a0b030a",
+    "4d524e54020000000600000005000000000000002d088193050103676170",
+];

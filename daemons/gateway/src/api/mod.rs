@@ -1,0 +1,294 @@
+//! The GraphQL schema of `contract.graphql` and what Marionette adds to it:
+//! one file per product, merged here. Each file holds its product's types,
+//! queries, mutations and subscriptions, who may call them, and the mapping
+//! between the API's vocabulary and the ledger's (`ledger-api`).
+//!
+//! This file is the registry (the merge of every product's objects, one line
+//! each) and what they share: the services, the caller, errors with their
+//! codes, the scalars, and the catalog of assets and markets. The schema it
+//! builds is committed as `daemons/gateway/schema.graphql`; a test keeps the
+//! two equal, so every change to the API shows in review.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_graphql::{Context, Error, ErrorExtensions, InputValueError, InputValueResult, MergedObject, MergedSubscription, Scalar, ScalarType, Schema, Value};
+use ledger_api::spot::Market as LedgerMarket;
+use ledger_api::{Answer, AssetSpec, Command, LedgerError, Outcome, Query as LedgerQuery};
+use rust_decimal::Decimal;
+
+use crate::auth::{Auth, Claims};
+use crate::convert;
+use crate::feed::Feeds;
+use crate::ledger_client::{LedgerClient, LinkError};
+use crate::matching_client::MatchingClient;
+use crate::users::{self, UserError, Users};
+
+pub mod accounts;
+pub mod house;
+pub mod kernel;
+pub mod spot;
+pub mod wallet;
+
+/// Every product's queries: one line each.
+#[derive(MergedObject, Default)]
+pub struct Query(accounts::AccountsQuery, kernel::KernelQuery, wallet::WalletQuery, spot::SpotQuery, house::HouseQuery);
+
+/// Every product's mutations: one line each.
+#[derive(MergedObject, Default)]
+pub struct Mutation(accounts::AccountsMutation, kernel::KernelMutation, wallet::WalletMutation, spot::SpotMutation, house::HouseMutation);
+
+/// Every product's subscriptions: one line each.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(spot::SpotSubscription);
+
+pub type ApiSchema = Schema<Query, Mutation, Subscription>;
+
+pub fn schema(services: Services, depth_max: usize, complexity_max: usize) -> ApiSchema {
+    Schema::build(Query::default(), Mutation::default(), Subscription::default())
+        .data(services)
+        .limit_depth(depth_max)
+        .limit_complexity(complexity_max)
+        .finish()
+}
+
+/// The schema in SDL, as committed in `daemons/gateway/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), Subscription::default()).finish().sdl()
+}
+
+/// What every resolver can reach.
+pub struct Services {
+    pub users: Arc<Users>,
+    pub auth: Arc<Auth>,
+    pub ledger: LedgerClient,
+    pub matching: MatchingClient,
+    pub order_settle_timeout: Duration,
+    pub cookie_secure: bool,
+    /// See [`Catalog`].
+    pub catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// Market data for the subscriptions.
+    pub feeds: Feeds,
+    /// Subscriptions open now, and at most.
+    pub subscriptions: Arc<AtomicUsize>,
+    pub subscriptions_max: usize,
+}
+
+/// Who is calling: the verified claims of the request's token, if any.
+#[derive(Clone, Default)]
+pub struct Caller(pub Option<Claims>);
+
+pub const TOKEN_COOKIE: &str = "marionette_token";
+
+pub(crate) fn coded(code: &'static str, message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, extensions| extensions.set("code", code))
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub(crate) fn link_error(error: LinkError) -> Error {
+    coded("UNAVAILABLE", error.to_string())
+}
+
+fn ledger_error(error: LedgerError) -> Error {
+    coded(error.code(), error.to_string())
+}
+
+pub(crate) fn user_error(error: UserError) -> Error {
+    match error {
+        UserError::EmailTaken => coded("DUPLICATE", "an account with this email exists"),
+        UserError::BadInput(reason) => coded("BAD_USER_INPUT", reason),
+        other => {
+            tracing::error!(error = %other, "user store failed");
+            coded("UNAVAILABLE", "the account store is unavailable; try again")
+        }
+    }
+}
+
+pub(crate) fn caller(ctx: &Context<'_>) -> Result<Claims, Error> {
+    ctx.data_unchecked::<Caller>().0.clone().ok_or_else(|| coded("UNAUTHENTICATED", "log in first: send Authorization: Bearer <token> or the login cookie"))
+}
+
+pub(crate) fn caller_id(ctx: &Context<'_>) -> Result<u64, Error> {
+    caller(ctx)?.sub.parse().map_err(|_| coded("UNAUTHENTICATED", "the token names no user"))
+}
+
+pub(crate) fn operator(ctx: &Context<'_>) -> Result<Claims, Error> {
+    let claims = caller(ctx)?;
+    if claims.role != users::Role::Operator {
+        return Err(coded("FORBIDDEN", "this operation is for operators"));
+    }
+    Ok(claims)
+}
+
+pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
+    ctx.data_unchecked::<Services>()
+}
+
+pub(crate) async fn ask(ctx: &Context<'_>, query: LedgerQuery) -> Result<Answer, Error> {
+    ask_ledger(&services(ctx).ledger, query).await
+}
+
+pub(crate) async fn ask_ledger(ledger: &LedgerClient, query: LedgerQuery) -> Result<Answer, Error> {
+    match ledger.query(query).await.map_err(link_error)? {
+        Ok(answer) => Ok(answer),
+        Err(ledger_api::QueryError::BadRequest(reason)) => Err(coded("BAD_USER_INPUT", reason)),
+        Err(ledger_api::QueryError::Unavailable) => Err(coded("UNAVAILABLE", "the ledger could not read its store; try again")),
+    }
+}
+
+pub(crate) async fn run(ctx: &Context<'_>, command: Command) -> Result<Outcome, Error> {
+    services(ctx).ledger.command(command).await.map_err(link_error)?.map_err(ledger_error)
+}
+
+pub(crate) fn unexpected(answer: impl std::fmt::Debug) -> Error {
+    tracing::error!(?answer, "the ledger answered with something unexpected");
+    coded("UNAVAILABLE", "the ledger gave an unexpected answer")
+}
+
+/// What a list query's `limit` is when the client sends none, or null.
+pub(crate) const LIST_LIMIT_DEFAULT: i32 = 100;
+/// What an order book's `depth` is when the client sends none, or null.
+pub(crate) const DEPTH_DEFAULT: i32 = 50;
+
+/// A list query's `limit` argument, as the ledger takes it (it refuses 0).
+pub(crate) fn list_limit(limit: Option<i32>) -> u32 {
+    limit.unwrap_or(LIST_LIMIT_DEFAULT).max(0) as u32
+}
+
+// ---- scalars ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dec(pub Decimal);
+
+#[Scalar(name = "Decimal")]
+impl ScalarType for Dec {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => text.trim().parse::<Decimal>().map(Dec).map_err(|_| InputValueError::custom(format!("{text:?} is not a decimal number"))),
+            _ => Err(InputValueError::custom("a Decimal is a JSON string such as \"0.001\", never a float")),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_string())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DateTime(pub String);
+
+#[Scalar(name = "DateTime")]
+impl ScalarType for DateTime {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match value {
+            Value::String(text) => Ok(DateTime(text)),
+            other => Err(InputValueError::expected_type(other)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+}
+
+pub(crate) fn at(ms: u64) -> DateTime {
+    DateTime(convert::rfc3339(ms))
+}
+
+// ---- reference data: assets and markets ----
+
+/// Assets and markets as the ledger holds them. Neither is ever changed
+/// once created, only added to, so the copy the gateway keeps is right for
+/// everything it holds: the order path uses it and reads the ledger again
+/// only when a request names something the copy lacks (one another gateway
+/// created). Listings always read afresh. The spot file adds its markets'
+/// methods.
+#[derive(Default)]
+pub struct Catalog {
+    assets: Vec<AssetSpec>,
+    markets: Vec<LedgerMarket>,
+}
+
+impl Catalog {
+    /// Read from the ledger, and kept for the requests after this one.
+    pub(crate) async fn load(ctx: &Context<'_>) -> Result<Arc<Catalog>, Error> {
+        let catalog = Catalog::read(&services(ctx).ledger).await?;
+        *services(ctx).catalog.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = catalog.clone();
+        Ok(catalog)
+    }
+
+    /// Read from the ledger.
+    pub(crate) async fn read(ledger: &LedgerClient) -> Result<Arc<Catalog>, Error> {
+        let Answer::Assets(assets) = ask_ledger(ledger, LedgerQuery::Assets).await? else { return Err(unexpected("assets")) };
+        let Answer::Spot(ledger_api::spot::Answer::Markets(markets)) = ask_ledger(ledger, LedgerQuery::Spot(ledger_api::spot::Query::Markets)).await? else {
+            return Err(unexpected("markets"));
+        };
+        Ok(Arc::new(Catalog { assets, markets }))
+    }
+
+    /// The kept copy when it has what `covers` asks for, else a fresh one.
+    pub(crate) async fn covering(ctx: &Context<'_>, covers: impl Fn(&Catalog) -> bool) -> Result<Arc<Catalog>, Error> {
+        let kept = services(ctx).catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        if covers(&kept) {
+            return Ok(kept);
+        }
+        Catalog::load(ctx).await
+    }
+
+    pub(crate) fn assets(&self) -> &[AssetSpec] {
+        &self.assets
+    }
+
+    pub(crate) fn asset(&self, id: u32) -> Option<&AssetSpec> {
+        self.assets.iter().find(|a| a.id == id)
+    }
+
+    pub(crate) fn asset_by_symbol(&self, symbol: &str) -> Result<&AssetSpec, Error> {
+        self.assets.iter().find(|a| a.symbol == symbol).ok_or_else(|| coded("NOT_FOUND", format!("no asset {symbol}")))
+    }
+
+    pub(crate) fn symbol(&self, asset: u32) -> String {
+        self.asset(asset).map(|a| a.symbol.clone()).unwrap_or_else(|| asset.to_string())
+    }
+
+    pub(crate) fn amount(&self, asset: u32, units: i128) -> Dec {
+        Dec(convert::to_decimal(units, self.asset(asset).map(|a| a.scale).unwrap_or(0)))
+    }
+
+    /// `amount` of the asset `symbol` in its minor units, refused off its scale.
+    pub(crate) fn units(&self, symbol: &str, amount: Dec) -> Result<(&AssetSpec, i128), Error> {
+        let spec = self.asset_by_symbol(symbol)?;
+        let units = convert::to_units(amount.0, spec.scale, "amount").map_err(|(code, message)| coded(code, message))?;
+        Ok((spec, units))
+    }
+}
+
+// ---- subscriptions ----
+
+/// Counts an open subscription; the count drops with the stream.
+pub(crate) struct SubscriptionSlot(Arc<AtomicUsize>);
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) fn take_slot(ctx: &Context<'_>) -> Result<SubscriptionSlot, Error> {
+    let services = services(ctx);
+    let open = services.subscriptions.fetch_add(1, Ordering::AcqRel);
+    let slot = SubscriptionSlot(services.subscriptions.clone());
+    if open >= services.subscriptions_max {
+        return Err(coded("RATE_LIMITED", format!("at most {} subscriptions are open at once; close one or try again later", services.subscriptions_max)));
+    }
+    Ok(slot)
+}
+
+/// Ends a subscription whose client read too slowly to keep up.
+pub(crate) fn fell_behind() -> Error {
+    coded("UNAVAILABLE", "this subscription fell behind and was ended; read the current state and subscribe again")
+}

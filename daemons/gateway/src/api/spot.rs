@@ -1,0 +1,655 @@
+//! The spot exchange: markets, the order book, orders and trades, and the
+//! market data subscriptions.
+
+use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, Subscription as SubscriptionObject, ID};
+use futures_util::stream::{self, Stream, StreamExt};
+use ledger_api::spot::{self as api, Command, Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus as LedgerStatus, TradeRecord};
+use ledger_api::{Answer, AssetSpec, MarketId, Outcome, Query};
+use matching_api::{MarketSpec, OrderKind, SelfTradePrevention, Side as CoreSide, TimeInForce as CoreTif};
+use rust_decimal::Decimal;
+
+use super::kernel::Asset;
+use super::{
+    ask, at, caller_id, coded, fell_behind, link_error, list_limit, operator, run, services, take_slot, unexpected, Catalog, DateTime, Dec, DEPTH_DEFAULT,
+    LIST_LIMIT_DEFAULT,
+};
+use crate::convert::{self, MarketTerms};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum OrderType {
+    Limit,
+    Market,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TimeInForce {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum OrderStatus {
+    Open,
+    PartiallyFilled,
+    Filled,
+    Cancelled,
+    Rejected,
+}
+
+impl From<CoreSide> for Side {
+    fn from(side: CoreSide) -> Side {
+        match side {
+            CoreSide::Buy => Side::Buy,
+            CoreSide::Sell => Side::Sell,
+        }
+    }
+}
+
+fn api_status(record: &OrderRecord) -> OrderStatus {
+    match record.status {
+        // Held and on its way to matching: it rests or trades next.
+        LedgerStatus::Pending | LedgerStatus::Open => OrderStatus::Open,
+        LedgerStatus::PartiallyFilled => OrderStatus::PartiallyFilled,
+        LedgerStatus::Filled => OrderStatus::Filled,
+        LedgerStatus::Cancelled => OrderStatus::Cancelled,
+        LedgerStatus::Rejected => OrderStatus::Rejected,
+    }
+}
+
+fn ledger_status(status: OrderStatus) -> Vec<LedgerStatus> {
+    match status {
+        OrderStatus::Open => vec![LedgerStatus::Pending, LedgerStatus::Open],
+        OrderStatus::PartiallyFilled => vec![LedgerStatus::PartiallyFilled],
+        OrderStatus::Filled => vec![LedgerStatus::Filled],
+        OrderStatus::Cancelled => vec![LedgerStatus::Cancelled],
+        OrderStatus::Rejected => vec![LedgerStatus::Rejected],
+    }
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct Market {
+    pub id: ID,
+    pub base: Asset,
+    pub quote: Asset,
+    pub tick_size: Dec,
+    pub lot_size: Dec,
+    pub maker_fee_rate: Dec,
+    pub taker_fee_rate: Dec,
+    pub last_price: Option<Dec>,
+}
+
+#[derive(SimpleObject)]
+pub struct PriceLevel {
+    pub price: Dec,
+    pub quantity: Dec,
+}
+
+#[derive(SimpleObject)]
+pub struct OrderBook {
+    pub market: ID,
+    /// Matching's output sequence the book is as of: later updates carry higher ones.
+    pub sequence: String,
+    pub bids: Vec<PriceLevel>,
+    pub asks: Vec<PriceLevel>,
+}
+
+#[derive(SimpleObject)]
+pub struct Order {
+    pub id: ID,
+    pub client_order_id: Option<String>,
+    pub market: ID,
+    pub side: Side,
+    #[graphql(name = "type")]
+    pub order_type: OrderType,
+    pub time_in_force: TimeInForce,
+    pub post_only: bool,
+    pub price: Option<Dec>,
+    pub quantity: Dec,
+    pub filled_quantity: Dec,
+    pub average_price: Option<Dec>,
+    pub status: OrderStatus,
+    pub reject_reason: Option<String>,
+    pub created_at: DateTime,
+    pub updated_at: DateTime,
+}
+
+#[derive(SimpleObject)]
+pub struct Trade {
+    pub id: ID,
+    pub market: ID,
+    pub price: Dec,
+    pub quantity: Dec,
+    pub taker_side: Side,
+    pub created_at: DateTime,
+    pub order_id: Option<ID>,
+    pub side: Option<Side>,
+    pub fee: Option<Dec>,
+    pub fee_asset: Option<String>,
+}
+
+#[derive(SimpleObject, InputObject)]
+pub struct PlaceOrderInput {
+    pub market: ID,
+    pub side: Side,
+    #[graphql(name = "type")]
+    pub order_type: OrderType,
+    pub quantity: Dec,
+    pub price: Option<Dec>,
+    /// Nullable with a default, as the contract has it: null is GTC.
+    #[graphql(default_with = "Some(TimeInForce::Gtc)")]
+    pub time_in_force: Option<TimeInForce>,
+    /// Null is false.
+    #[graphql(default_with = "Some(false)")]
+    pub post_only: Option<bool>,
+    pub client_order_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct CreateMarketInput {
+    pub base: String,
+    pub quote: String,
+    pub tick_size: Dec,
+    pub lot_size: Dec,
+    pub maker_fee_rate: Dec,
+    pub taker_fee_rate: Dec,
+}
+
+// ---- the catalog's markets ----
+
+impl Catalog {
+    fn has_market(&self, id: MarketId) -> bool {
+        self.markets.iter().any(|m| m.id() == id)
+    }
+
+    fn terms(&self, market: &LedgerMarket) -> Option<(MarketTerms, &AssetSpec, &AssetSpec)> {
+        let (base, quote) = (self.asset(market.base)?, self.asset(market.quote)?);
+        Some((convert::market_terms(market, base, quote), base, quote))
+    }
+
+    fn market_by_name(&self, name: &str) -> Result<(&LedgerMarket, MarketTerms, &AssetSpec, &AssetSpec), Error> {
+        self.markets
+            .iter()
+            .filter_map(|m| self.terms(m).map(|(terms, base, quote)| (m, terms, base, quote)))
+            .find(|(_, terms, ..)| terms.name == name)
+            .ok_or_else(|| coded("NOT_FOUND", format!("no market {name}")))
+    }
+
+    fn market_name(&self, id: u32) -> String {
+        self.markets.iter().find(|m| m.id() == id).and_then(|m| self.terms(m)).map(|(terms, ..)| terms.name).unwrap_or_else(|| id.to_string())
+    }
+
+    fn api_market(&self, market: &LedgerMarket) -> Option<Market> {
+        let (terms, base, quote) = self.terms(market)?;
+        Some(Market {
+            id: ID(terms.name.clone()),
+            base: base.into(),
+            quote: quote.into(),
+            tick_size: Dec(terms.tick_size),
+            lot_size: Dec(terms.lot_size),
+            maker_fee_rate: Dec(terms.maker_fee_rate),
+            taker_fee_rate: Dec(terms.taker_fee_rate),
+            last_price: None,
+        })
+    }
+
+    fn api_order(&self, record: &OrderRecord) -> Order {
+        let order = &record.order;
+        let market = self.markets.iter().find(|m| m.id() == order.market);
+        let terms = market.and_then(|m| self.terms(m));
+        let (tick, lot) = terms.as_ref().map(|(t, ..)| (t.tick_size, t.lot_size)).unwrap_or((Decimal::ONE, Decimal::ONE));
+        let average = (record.filled > 0).then(|| {
+            let per_lot = market.map(|m| m.spec.quote_units_per_tick_lot).unwrap_or(1) as u128;
+            // filled_notional / (filled x quote_units_per_tick_lot) ticks, as a price.
+            Dec((Decimal::from_i128_with_scale(record.filled_notional as i128, 0)
+                / Decimal::from(record.filled)
+                / Decimal::from_i128_with_scale(per_lot as i128, 0)
+                * tick)
+                .normalize())
+        });
+        Order {
+            id: ID(convert::order_uuid(order.order_id)),
+            client_order_id: record.client_order_id.clone(),
+            market: ID(self.market_name(order.market)),
+            side: order.side.into(),
+            order_type: match order.kind {
+                OrderKind::Limit => OrderType::Limit,
+                OrderKind::Market => OrderType::Market,
+            },
+            time_in_force: match order.time_in_force {
+                CoreTif::Gtc => TimeInForce::Gtc,
+                CoreTif::Ioc => TimeInForce::Ioc,
+                CoreTif::Fok => TimeInForce::Fok,
+            },
+            post_only: order.post_only,
+            price: order.price.map(|p| Dec((Decimal::from(p) * tick).normalize())),
+            quantity: Dec((Decimal::from(order.quantity) * lot).normalize()),
+            filled_quantity: Dec((Decimal::from(record.filled) * lot).normalize()),
+            average_price: average,
+            status: api_status(record),
+            reject_reason: record.reject_reason.clone(),
+            created_at: at(record.created_ms),
+            updated_at: at(record.updated_ms),
+        }
+    }
+}
+
+async fn order_by_id(ctx: &Context<'_>, order_id: u64) -> Result<Option<OrderRecord>, Error> {
+    match ask_spot(ctx, api::Query::Order { order_id }).await? {
+        api::Answer::Order(order) => Ok(order),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Default)]
+pub struct SpotQuery;
+
+#[Object]
+impl SpotQuery {
+    async fn markets(&self, ctx: &Context<'_>) -> Result<Vec<Market>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        Ok(catalog.markets.iter().filter_map(|m| catalog.api_market(m)).collect())
+    }
+
+    async fn market(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Market>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        Ok(catalog.market_by_name(&id).ok().and_then(|(market, ..)| catalog.api_market(market)))
+    }
+
+    async fn order_book(&self, ctx: &Context<'_>, market: ID, #[graphql(default_with = "Some(DEPTH_DEFAULT)")] depth: Option<i32>) -> Result<OrderBook, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
+        let depth = checked_depth(depth.unwrap_or(DEPTH_DEFAULT))?;
+        let book = services(ctx).matching.depth(ledger_market.id(), depth).await.map_err(link_error)?;
+        // A market the ledger has but matching has not yet added is an empty book.
+        Ok(match book {
+            Some(book) => api_book(&terms, &book, &book.bids, &book.asks),
+            None => OrderBook { market: ID(terms.name.clone()), sequence: "0".into(), bids: Vec::new(), asks: Vec::new() },
+        })
+    }
+
+    async fn trades(
+        &self,
+        ctx: &Context<'_>,
+        market: ID,
+        #[graphql(default_with = "Some(LIST_LIMIT_DEFAULT)")] limit: Option<i32>,
+    ) -> Result<Vec<Trade>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
+        let api::Answer::Trades(trades) = ask_spot(ctx, api::Query::MarketTrades { market: ledger_market.id(), limit: list_limit(limit) }).await? else {
+            return Err(unexpected("trades"));
+        };
+        Ok(trades.iter().map(|t| public_trade(t, &terms)).collect())
+    }
+
+    /// The caller's order; null for an unknown id and for anyone else's (the
+    /// answer does not reveal that the order exists).
+    async fn user_order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>, Error> {
+        let user = caller_id(ctx)?;
+        let Some(order_id) = convert::parse_order_uuid(&id) else { return Ok(None) };
+        let Some(record) = order_by_id(ctx, order_id).await?.filter(|r| r.order.user == user) else { return Ok(None) };
+        Ok(Some(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record)))
+    }
+
+    async fn user_orders(
+        &self,
+        ctx: &Context<'_>,
+        market: Option<ID>,
+        status: Option<OrderStatus>,
+        #[graphql(default_with = "Some(LIST_LIMIT_DEFAULT)")] limit: Option<i32>,
+    ) -> Result<Vec<Order>, Error> {
+        let user = caller_id(ctx)?;
+        let catalog = Catalog::load(ctx).await?;
+        let market = market.map(|m| catalog.market_by_name(&m).map(|(m, ..)| m.id())).transpose()?;
+        let limit = list_limit(limit);
+        // OPEN covers two ledger states; one query each keeps the limit exact per state.
+        let mut records = Vec::new();
+        let statuses: Vec<Option<LedgerStatus>> = match status {
+            Some(status) => ledger_status(status).into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        for status in statuses {
+            let api::Answer::Orders(found) = ask_spot(ctx, api::Query::Orders { user, market, status, limit }).await? else { return Err(unexpected("orders")) };
+            records.extend(found);
+        }
+        records.sort_by_key(|record| std::cmp::Reverse(record.order.order_id));
+        records.truncate(limit as usize);
+        Ok(records.iter().map(|r| catalog.api_order(r)).collect())
+    }
+
+    async fn user_trades(
+        &self,
+        ctx: &Context<'_>,
+        market: Option<ID>,
+        #[graphql(default_with = "Some(LIST_LIMIT_DEFAULT)")] limit: Option<i32>,
+    ) -> Result<Vec<Trade>, Error> {
+        let user = caller_id(ctx)?;
+        let catalog = Catalog::load(ctx).await?;
+        let market = market.map(|m| catalog.market_by_name(&m).map(|(m, ..)| m.id())).transpose()?;
+        let api::Answer::Trades(trades) = ask_spot(ctx, api::Query::UserTrades { user, market, limit: list_limit(limit) }).await? else {
+            return Err(unexpected("trades"));
+        };
+        Ok(trades
+            .iter()
+            .filter_map(|t| {
+                let ledger_market = catalog.markets.iter().find(|m| m.id() == t.fill.market)?;
+                let (terms, _, quote) = catalog.terms(ledger_market)?;
+                let mut trade = public_trade(t, &terms);
+                let taker = t.fill.taker_user == user;
+                let (order, side, fee) = if taker {
+                    (t.fill.taker_order, t.fill.taker_side, t.fill.taker_fee)
+                } else {
+                    (t.fill.maker_order, opposite(t.fill.taker_side), t.fill.maker_fee)
+                };
+                trade.order_id = Some(ID(convert::order_uuid(order)));
+                trade.side = Some(side.into());
+                trade.fee = Some(Dec(convert::to_decimal(fee as i128, quote.scale)));
+                trade.fee_asset = Some(quote.symbol.clone());
+                Some(trade)
+            })
+            .collect())
+    }
+}
+
+fn opposite(side: CoreSide) -> CoreSide {
+    match side {
+        CoreSide::Buy => CoreSide::Sell,
+        CoreSide::Sell => CoreSide::Buy,
+    }
+}
+
+fn public_trade(trade: &TradeRecord, terms: &MarketTerms) -> Trade {
+    Trade {
+        id: ID(trade.id.to_string()),
+        market: ID(terms.name.clone()),
+        price: Dec((Decimal::from(trade.fill.price) * terms.tick_size).normalize()),
+        quantity: Dec((Decimal::from(trade.fill.quantity) * terms.lot_size).normalize()),
+        taker_side: trade.fill.taker_side.into(),
+        created_at: at(trade.at_ms),
+        order_id: None,
+        side: None,
+        fee: None,
+        fee_asset: None,
+    }
+}
+
+#[derive(Default)]
+pub struct SpotMutation;
+
+#[Object]
+impl SpotMutation {
+    async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> Result<Order, Error> {
+        let user = caller_id(ctx)?;
+        let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;
+        let (market, terms, ..) = catalog.market_by_name(&input.market)?;
+        let refuse = |(code, message): convert::Refusal| coded(code, message);
+        let quantity = convert::to_lots(input.quantity.0, &terms).map_err(refuse)?;
+        let price = input.price.map(|p| convert::to_ticks(p.0, &terms)).transpose().map_err(refuse)?;
+        let kind = match input.order_type {
+            OrderType::Limit => OrderKind::Limit,
+            OrderType::Market => OrderKind::Market,
+        };
+        let time_in_force = match (input.order_type, input.time_in_force.unwrap_or(TimeInForce::Gtc)) {
+            (_, TimeInForce::Gtc) if kind == OrderKind::Market => CoreTif::Ioc,
+            (_, TimeInForce::Gtc) => CoreTif::Gtc,
+            (_, TimeInForce::Ioc) => CoreTif::Ioc,
+            (_, TimeInForce::Fok) => CoreTif::Fok,
+        };
+        let side = match input.side {
+            Side::Buy => CoreSide::Buy,
+            Side::Sell => CoreSide::Sell,
+        };
+        let request = OrderRequest {
+            market: market.id(),
+            side,
+            kind,
+            time_in_force,
+            post_only: input.post_only.unwrap_or(false),
+            price,
+            quantity,
+            self_trade: SelfTradePrevention::CancelTaker,
+        };
+        // Listen before asking, so matching's verdict cannot slip past.
+        let mut updates = services(ctx).ledger.order_updates();
+        let order_id = match run_spot(ctx, Command::PlaceOrder { user, request, client_order_id: input.client_order_id.clone() }).await? {
+            api::Outcome::OrderPlaced(order_id) => order_id,
+            other => return Err(unexpected(other)),
+        };
+        let deadline = tokio::time::Instant::now() + services(ctx).order_settle_timeout;
+        let mut record = None;
+        while let Ok(Ok(batch)) = tokio::time::timeout_at(deadline, updates.recv()).await {
+            if let Some(found) = batch.iter().rev().find(|o| o.order.order_id == order_id) {
+                record = Some(found.clone());
+                if found.status != LedgerStatus::Pending {
+                    break;
+                }
+            }
+        }
+        let record = match record.filter(|r| r.status != LedgerStatus::Pending) {
+            Some(record) => record,
+            // A replayed request, or matching slower than the wait: read its current state.
+            None => order_by_id(ctx, order_id).await?.ok_or_else(|| unexpected("the placed order is missing"))?,
+        };
+        if record.status == LedgerStatus::Rejected {
+            let reason = record.reject_reason.clone().unwrap_or_default();
+            if matches!(reason.as_str(), "POST_ONLY_WOULD_TAKE" | "MARKET_CLOSED") {
+                return Err(coded(
+                    if reason == "MARKET_CLOSED" { "MARKET_CLOSED" } else { "POST_ONLY_WOULD_TAKE" },
+                    format!("the order was refused: {reason}"),
+                ));
+            }
+        }
+        Ok(catalog.api_order(&record))
+    }
+
+    async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<Order, Error> {
+        let user = caller_id(ctx)?;
+        let not_found = || coded("NOT_FOUND", "no such order");
+        let order_id = convert::parse_order_uuid(&id).ok_or_else(not_found)?;
+        // Another user's order is "not found", not "forbidden": its existence is not revealed.
+        let record = order_by_id(ctx, order_id).await?.filter(|r| r.order.user == user).ok_or_else(not_found)?;
+        let mut updates = services(ctx).ledger.order_updates();
+        if !record.status.is_final() {
+            run_spot(ctx, Command::CancelOrder { user, order_id }).await?;
+            let deadline = tokio::time::Instant::now() + services(ctx).order_settle_timeout;
+            while let Ok(Ok(batch)) = tokio::time::timeout_at(deadline, updates.recv()).await {
+                if batch.iter().any(|o| o.order.order_id == order_id && o.status.is_final()) {
+                    break;
+                }
+            }
+        }
+        let record = order_by_id(ctx, order_id).await?.ok_or_else(not_found)?;
+        Ok(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record))
+    }
+
+    async fn create_market(&self, ctx: &Context<'_>, input: CreateMarketInput) -> Result<Market, Error> {
+        operator(ctx)?;
+        let catalog = Catalog::load(ctx).await?;
+        let base = catalog.asset_by_symbol(&input.base)?.clone();
+        let quote = catalog.asset_by_symbol(&input.quote)?.clone();
+        let name = format!("{}-{}", base.symbol, quote.symbol);
+        if catalog.market_by_name(&name).is_ok() {
+            return Err(coded("DUPLICATE", format!("the market {name} exists")));
+        }
+        let bad = |message: String| coded("BAD_USER_INPUT", message);
+        let positive = |value: Decimal, field: &str| if value > Decimal::ZERO { Ok(value) } else { Err(bad(format!("{field} must be positive"))) };
+        let (tick, lot) = (positive(input.tick_size.0, "tickSize")?, positive(input.lot_size.0, "lotSize")?);
+        let base_units_per_lot = convert::to_units(lot, base.scale, "lotSize").map_err(|(_, m)| bad(m))?;
+        let quote_units_per_tick_lot = convert::to_units(tick * lot, quote.scale, "tickSize x lotSize")
+            .map_err(|(_, m)| bad(format!("{m}: the quote amount of one tick on one lot must be a whole number of quote units")))?;
+        let ppm = |rate: Decimal, field: &str| -> Result<u32, Error> {
+            let ppm = convert::to_units(rate, 6, field).map_err(|(_, m)| bad(m))?;
+            u32::try_from(ppm).map_err(|_| bad(format!("{field} must be 0 to 1")))
+        };
+        let spec = MarketSpec {
+            id: catalog.markets.iter().map(|m| m.id()).max().unwrap_or(0) + 1,
+            quote_units_per_tick_lot: u64::try_from(quote_units_per_tick_lot).map_err(|_| bad("tickSize x lotSize is too large".into()))?,
+            maker_fee_ppm: ppm(input.maker_fee_rate.0, "makerFeeRate")?,
+            taker_fee_ppm: ppm(input.taker_fee_rate.0, "takerFeeRate")?,
+            price_ticks_max: 1_000_000_000,
+            quantity_lots_max: 1_000_000_000,
+        };
+        let market = LedgerMarket {
+            base: base.id,
+            quote: quote.id,
+            base_units_per_lot: u64::try_from(base_units_per_lot).map_err(|_| bad("lotSize is too large".into()))?,
+            spec,
+        };
+        run_spot(ctx, Command::CreateMarket(market)).await?;
+        let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
+        catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
+    }
+}
+
+#[derive(Default)]
+pub struct SpotSubscription;
+
+/// How many of the market's latest trades a trades subscription starts with.
+const TRADES_SNAPSHOT: u32 = 50;
+
+#[SubscriptionObject]
+impl SpotSubscription {
+    /// The caller's orders, each time matching or a settlement changes one.
+    async fn user_orders(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Order, Error>>, Error> {
+        let user = caller_id(ctx)?;
+        let slot = take_slot(ctx)?;
+        let catalog = Catalog::load(ctx).await?;
+        let ledger = services(ctx).ledger.clone();
+        let updates = ledger.order_updates();
+        Ok(stream::unfold(Some((updates, catalog, slot)), move |state| {
+            let ledger = ledger.clone();
+            async move {
+                let (mut updates, mut catalog, slot) = state?;
+                loop {
+                    match updates.recv().await {
+                        Ok(batch) => {
+                            // A held order waiting for matching's verdict reads as OPEN too; its verdict follows.
+                            let decided = |o: &&OrderRecord| o.order.user == user && o.status != LedgerStatus::Pending;
+                            // A market created since the subscription started: read the catalog again.
+                            if batch.iter().filter(decided).any(|o| !catalog.has_market(o.order.market)) {
+                                catalog = Catalog::read(&ledger).await.unwrap_or(catalog);
+                            }
+                            let mine: Vec<Result<Order, Error>> = batch.iter().filter(decided).map(|o| Ok(catalog.api_order(o))).collect();
+                            if !mine.is_empty() {
+                                return Some((stream::iter(mine), Some((updates, catalog, slot))));
+                            }
+                        }
+                        // A missed update would leave the client with a wrong order state: end instead.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Some((stream::iter(vec![Err(fell_behind())]), None)),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        })
+        .flatten())
+    }
+
+    /// The book now, then each time it changes (levels best first, at most `depth` a side).
+    async fn order_book(
+        &self,
+        ctx: &Context<'_>,
+        market: ID,
+        #[graphql(default_with = "Some(DEPTH_DEFAULT)")] depth: Option<i32>,
+    ) -> Result<impl Stream<Item = OrderBook>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
+        let depth = checked_depth(depth.unwrap_or(DEPTH_DEFAULT))?;
+        let slot = take_slot(ctx)?;
+        let feed = services(ctx).feeds.market(ledger_market.id()).await.map_err(link_error)?;
+        let mut books = feed.book.clone();
+        // The value now first; after that, each change. A slow client skips to the newest book.
+        books.mark_changed();
+        let depth = depth as usize;
+        // (the receiver, the levels last sent, what keeps the feed and the slot)
+        let state = (books, None::<(Vec<matching_api::PriceLevel>, Vec<matching_api::PriceLevel>)>, (feed, slot));
+        Ok(stream::unfold(state, move |(mut books, mut last, held)| {
+            let terms = terms.clone();
+            async move {
+                loop {
+                    books.changed().await.ok()?;
+                    let Some(book) = books.borrow_and_update().clone() else { continue };
+                    let cut = |levels: &[matching_api::PriceLevel]| levels[..levels.len().min(depth)].to_vec();
+                    let levels = (cut(&book.bids), cut(&book.asks));
+                    if last.as_ref() == Some(&levels) {
+                        continue;
+                    }
+                    let answer = api_book(&terms, &book, &levels.0, &levels.1);
+                    last = Some(levels);
+                    return Some((answer, (books, last, held)));
+                }
+            }
+        }))
+    }
+
+    /// The market's latest trades, oldest first, then each new one as it settles.
+    async fn trades(&self, ctx: &Context<'_>, market: ID) -> Result<impl Stream<Item = Result<Trade, Error>>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (ledger_market, terms, ..) = catalog.market_by_name(&market)?;
+        let slot = take_slot(ctx)?;
+        let feed = services(ctx).feeds.market(ledger_market.id()).await.map_err(link_error)?;
+        // Listening before the snapshot is read, so no trade falls between the two.
+        let new_trades = feed.trades.subscribe();
+        let api::Answer::Trades(mut snapshot) = ask_spot(ctx, api::Query::MarketTrades { market: ledger_market.id(), limit: TRADES_SNAPSHOT }).await? else {
+            return Err(unexpected("trades"));
+        };
+        snapshot.sort_by_key(|t| t.id);
+        let seen = snapshot.last().map_or(0, |t| t.id);
+        let first: Vec<Result<Trade, Error>> = snapshot.iter().map(|t| Ok(public_trade(t, &terms))).collect();
+        let later = stream::unfold(Some((new_trades, (feed, slot))), move |state| {
+            let terms = terms.clone();
+            async move {
+                let (mut new_trades, held) = state?;
+                loop {
+                    match new_trades.recv().await {
+                        Ok(trade) if trade.id <= seen => continue,
+                        Ok(trade) => return Some((Ok(public_trade(&trade, &terms)), Some((new_trades, held)))),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Some((Err(fell_behind()), None)),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(stream::iter(first).chain(later))
+    }
+}
+
+/// An `orderBook` depth argument, checked.
+fn checked_depth(depth: i32) -> Result<u32, Error> {
+    match u32::try_from(depth) {
+        Ok(depth @ 1..=wire::DEPTH_LEVELS_MAX) => Ok(depth),
+        _ => Err(coded("BAD_USER_INPUT", format!("depth is 1 to {}", wire::DEPTH_LEVELS_MAX))),
+    }
+}
+
+fn api_book(terms: &MarketTerms, book: &wire::BookDepth, bids: &[matching_api::PriceLevel], asks: &[matching_api::PriceLevel]) -> OrderBook {
+    let levels = |levels: &[matching_api::PriceLevel]| {
+        levels
+            .iter()
+            .map(|l| PriceLevel {
+                price: Dec((Decimal::from(l.price) * terms.tick_size).normalize()),
+                quantity: Dec((Decimal::from(l.quantity) * terms.lot_size).normalize()),
+            })
+            .collect()
+    };
+    OrderBook { market: ID(terms.name.clone()), sequence: book.output_last.to_string(), bids: levels(bids), asks: levels(asks) }
+}
+
+async fn run_spot(ctx: &Context<'_>, command: Command) -> Result<api::Outcome, Error> {
+    match run(ctx, ledger_api::Command::Spot(command)).await? {
+        Outcome::Spot(outcome) => Ok(outcome),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn ask_spot(ctx: &Context<'_>, query: api::Query) -> Result<api::Answer, Error> {
+    match ask(ctx, Query::Spot(query)).await? {
+        Answer::Spot(answer) => Ok(answer),
+        other => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,248 @@
+//! The ledger's vocabulary as it crosses a process or reaches a file.
+//!
+//! Clients send [`Command`]s and [`Query`]s and receive [`Outcome`]s and
+//! [`Answer`]s; the ledger journals each command in a [`JournalEntry`] and
+//! keeps the records its reads return (transfers, orders, trades,
+//! withdrawals) in these shapes. Each product has its module here, beside
+//! its pure logic in the `products` crate, and its variant in the enums
+//! below: adding a product adds one line to each.
+//!
+//! These types are a format, versioned by [`FORMAT_VERSION`]: postcard
+//! encodes them by declaration order, so any change to a type here is a
+//! format change. Bump the version and update the golden bytes of this
+//! crate's tests, which fail otherwise. The kernel's and the products'
+//! internals change without touching a format.
+
+use serde::{Deserialize, Serialize};
+
+pub use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, TransferId, UserId, WithdrawalId};
+
+pub mod house;
+pub mod spot;
+pub mod wallet;
+
+/// The version of every format in this crate. 1 was the unversioned
+/// encoding of the ledger core's own types (release 0.1.0's first builds).
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The most records one list query returns.
+pub const QUERY_LIMIT_MAX: u32 = 1_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AssetSpec {
+    pub id: AssetId,
+    pub symbol: String,
+    /// Minor units per whole unit are 10^scale.
+    pub scale: u8,
+}
+
+/// Who an account belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Owner {
+    User(UserId),
+    /// The platform: custody, revenue, inventory.
+    House,
+    /// Something a product keeps accounts for; the purpose says which product.
+    Entity(u64),
+}
+
+/// An account: whose, in which asset, and what for (a purpose code a
+/// product's module here declares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Account {
+    pub owner: Owner,
+    pub asset: AssetId,
+    pub purpose: u8,
+}
+
+impl Account {
+    pub fn user(&self) -> Option<UserId> {
+        match self.owner {
+            Owner::User(user) => Some(user),
+            _ => None,
+        }
+    }
+}
+
+/// One movement of money, as stored and as a user's ledger entries list it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub debit: Account,
+    pub credit: Account,
+    pub amount: Amount,
+    /// A transfer code of one of the products ([`transfer_kind`] names it).
+    pub code: u16,
+    /// What caused it: a deposit reference, an order, a trade, a withdrawal.
+    pub reference: String,
+    pub at_ms: TimestampMs,
+}
+
+impl Transfer {
+    pub fn asset(&self) -> AssetId {
+        self.debit.asset
+    }
+}
+
+/// The name a ledger entry shows for a transfer code: DEPOSIT, TRADE, FEE, ...
+pub fn transfer_kind(code: u16) -> &'static str {
+    wallet::code_name(code).or_else(|| spot::code_name(code)).or_else(|| house::code_name(code)).unwrap_or("OTHER")
+}
+
+/// The name of an account purpose, for reports.
+pub fn purpose_name(purpose: u8) -> &'static str {
+    wallet::purpose_name(purpose).or_else(|| house::purpose_name(purpose)).unwrap_or("other")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Command {
+    CreateAsset(AssetSpec),
+    Wallet(wallet::Command),
+    Spot(spot::Command),
+    House(house::Command),
+}
+
+/// What a command did. A command repeated under its idempotency key gets
+/// the first one's outcome again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    AssetCreated(AssetId),
+    Wallet(wallet::Outcome),
+    Spot(spot::Outcome),
+    House(house::Outcome),
+}
+
+/// A business refusal, with the contract's code. Nothing changed when one is returned.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum LedgerError {
+    #[error("unknown asset {0}")]
+    UnknownAsset(AssetId),
+    #[error("unknown market {0}")]
+    UnknownMarket(MarketId),
+    #[error("asset {0} already exists")]
+    AssetExists(AssetId),
+    #[error("market {0} already exists")]
+    MarketExists(MarketId),
+    #[error("invalid input: {0}")]
+    BadInput(String),
+    #[error("insufficient funds: {needed} needed, {available} available")]
+    InsufficientFunds { needed: Amount, available: Amount },
+    #[error("not found")]
+    NotFound,
+    #[error("this idempotency key was used before with different fields")]
+    Duplicate,
+    #[error("matching output {got} is not the next one ({expected})")]
+    OutOfSequence { expected: u64, got: u64 },
+    #[error("a configured limit was reached ({0}); close some (cancel orders, wait for withdrawals to be decided) before adding more")]
+    LimitReached(String),
+}
+
+impl LedgerError {
+    /// The contract's `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerError::UnknownAsset(_) | LedgerError::UnknownMarket(_) | LedgerError::NotFound => "NOT_FOUND",
+            LedgerError::AssetExists(_) | LedgerError::MarketExists(_) | LedgerError::Duplicate => "DUPLICATE",
+            LedgerError::BadInput(_) => "BAD_USER_INPUT",
+            LedgerError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
+            LedgerError::OutOfSequence { .. } => "UNAVAILABLE",
+            // Not UNAVAILABLE: retrying does not help until something closes.
+            LedgerError::LimitReached(_) => "LIMIT_REACHED",
+        }
+    }
+}
+
+/// A read. Reads are not journaled and see every acknowledged command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    Assets,
+    /// The transfers that moved a user's money, newest first, in one asset or all.
+    Transfers {
+        user: UserId,
+        asset: Option<AssetId>,
+        limit: u32,
+    },
+    /// Where the ledger stands: for status displays and readiness checks.
+    Status,
+    /// Per asset, every account's money summed by owner and purpose: for operators' audits.
+    Reserves,
+    Wallet(wallet::Query),
+    Spot(spot::Query),
+    House(house::Query),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Assets(Vec<AssetSpec>),
+    Transfers(Vec<Transfer>),
+    Status(LedgerStatus),
+    Reserves(Vec<AssetReserve>),
+    Wallet(wallet::Answer),
+    Spot(spot::Answer),
+    House(house::Answer),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum QueryError {
+    #[error("bad query: {0}")]
+    BadRequest(String),
+    /// The store could not be read; the ledger logged why.
+    #[error("the ledger could not read its store; try again, and tell the operator if it persists")]
+    Unavailable,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerStatus {
+    /// The last journal sequence that is durable and applied.
+    pub journal_applied: u64,
+    /// The last matching output applied.
+    pub matching_applied: u64,
+    /// Whether the link to matching is up.
+    pub matching_connected: bool,
+    /// Commands forwarded to matching that it has not yet confirmed.
+    pub outbox_pending: u64,
+}
+
+/// Whose accounts a reserve line sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OwnerKind {
+    Users,
+    House,
+    Entities,
+}
+
+/// One asset's books, summed from every stored account independently of
+/// the ledger's memory: what each kind of owner holds for each purpose. The
+/// lines sum to zero when nothing was created or lost ([`Self::balanced`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetReserve {
+    pub asset: AssetId,
+    /// (whose, purpose, total), ordered, zero totals left out.
+    pub totals: Vec<(OwnerKind, u8, Amount)>,
+}
+
+impl AssetReserve {
+    pub fn total(&self, owner: OwnerKind, purpose: u8) -> Amount {
+        self.totals.iter().filter(|(o, p, _)| *o == owner && *p == purpose).map(|(.., total)| total).sum()
+    }
+
+    /// Everything users hold, whatever for.
+    pub fn users(&self) -> Amount {
+        self.totals.iter().filter(|(o, ..)| *o == OwnerKind::Users).map(|(.., total)| total).sum()
+    }
+
+    pub fn balanced(&self) -> bool {
+        self.totals.iter().map(|(.., total)| total).sum::<Amount>() == 0
+    }
+}
+
+/// One record of the ledger's journal: a command as it was received,
+/// stamped with the time the ledger applied it (replay uses the stamp,
+/// never the clock).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub peer: u32,
+    pub peer_sequence: u64,
+    pub at_ms: TimestampMs,
+    pub command: Command,
+}

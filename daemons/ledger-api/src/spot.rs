@@ -1,0 +1,164 @@
+//! The spot exchange: markets, orders held against the user's money and
+//! sent to matching, and the settlement of matching's fills. Its money sits
+//! in the wallet's accounts (an order's hold is LOCKED) and its fees in the
+//! house's revenue.
+
+use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use serde::{Deserialize, Serialize};
+
+use crate::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
+
+pub const HOLD: u16 = 201;
+pub const RELEASE: u16 = 202;
+pub const TRADE: u16 = 203;
+pub const FEE: u16 = 204;
+
+pub(crate) fn code_name(code: u16) -> Option<&'static str> {
+    Some(match code {
+        HOLD => "HOLD",
+        RELEASE => "RELEASE",
+        TRADE => "TRADE",
+        FEE => "FEE",
+        _ => return None,
+    })
+}
+
+/// A market as the ledger sees it: matching's spec plus what turns lots
+/// into base minor units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Market {
+    pub base: AssetId,
+    pub quote: AssetId,
+    /// Base minor units in one lot (lot_size x 10^base_scale).
+    pub base_units_per_lot: u64,
+    pub spec: MarketSpec,
+}
+
+impl Market {
+    pub fn id(&self) -> MarketId {
+        self.spec.id
+    }
+}
+
+/// What a user asks for when placing an order; the ledger assigns the id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub market: MarketId,
+    pub side: Side,
+    pub kind: OrderKind,
+    pub time_in_force: TimeInForce,
+    pub post_only: bool,
+    pub price: Option<u64>,
+    pub quantity: u64,
+    pub self_trade: SelfTradePrevention,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Command {
+    CreateMarket(Market),
+    /// Holds the worst case and sends the order to matching; idempotent by
+    /// the user's `client_order_id`.
+    PlaceOrder {
+        user: UserId,
+        request: OrderRequest,
+        client_order_id: Option<String>,
+    },
+    CancelOrder {
+        user: UserId,
+        order_id: OrderId,
+    },
+    /// Matching's events for its output `sequence`, applied exactly once in order.
+    ApplyMatching {
+        sequence: u64,
+        events: Vec<Event>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    MarketCreated(MarketId),
+    /// Held and sent to matching: its verdict follows as order updates.
+    OrderPlaced(OrderId),
+    /// Sent to matching.
+    CancelRequested(OrderId),
+    /// The orders whose state changed.
+    MatchingApplied {
+        orders: Vec<OrderId>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderStatus {
+    /// Held and sent to matching; not yet acknowledged by it.
+    Pending,
+    Open,
+    PartiallyFilled,
+    Filled,
+    Cancelled,
+    Rejected,
+}
+
+impl OrderStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub order: NewOrder,
+    pub client_order_id: Option<String>,
+    pub status: OrderStatus,
+    pub filled: u64,
+    /// Sum of the quote notional of its fills, for the average price.
+    pub filled_notional: u128,
+    pub fees_paid: Amount,
+    pub reject_reason: Option<String>,
+    pub created_ms: TimestampMs,
+    pub updated_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TradeRecord {
+    pub id: TradeId,
+    pub fill: Fill,
+    /// In the quote asset.
+    pub buyer_fee: Amount,
+    pub seller_fee: Amount,
+    pub at_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    Markets,
+    /// Any order by id; the caller decides who may see it.
+    Order {
+        order_id: OrderId,
+    },
+    /// A user's orders, newest first.
+    Orders {
+        user: UserId,
+        market: Option<MarketId>,
+        status: Option<OrderStatus>,
+        limit: u32,
+    },
+    /// A user's trades, newest first.
+    UserTrades {
+        user: UserId,
+        market: Option<MarketId>,
+        limit: u32,
+    },
+    /// A market's trades, newest first.
+    MarketTrades {
+        market: MarketId,
+        limit: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Markets(Vec<Market>),
+    Order(Option<OrderRecord>),
+    Orders(Vec<OrderRecord>),
+    Trades(Vec<TradeRecord>),
+}

@@ -1,0 +1,265 @@
+//! The format's golden bytes: one encoded sample of every message and
+//! record this crate defines, per product. A change to any type fails here;
+//! bump `FORMAT_VERSION` with it and write the new bytes (the failure prints them).
+
+use ledger_api::spot::{Market, OrderRecord, OrderRequest, OrderStatus, TradeRecord};
+use ledger_api::wallet::{Balance, Withdrawal, WithdrawalStatus};
+use ledger_api::*;
+use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// postcard through a trait object, so that one list holds every type.
+trait Encode {
+    fn encode(&self) -> Vec<u8>;
+}
+
+impl<T: serde::Serialize> Encode for T {
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding into a vector cannot fail")
+    }
+}
+
+fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let spec =
+        MarketSpec { id: 3, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1 << 40, quantity_lots_max: 1 << 30 };
+    let market = Market { base: 1, quote: 2, base_units_per_lot: 100_000, spec };
+    let request = OrderRequest {
+        market: 3,
+        side: Side::Buy,
+        kind: OrderKind::Market,
+        time_in_force: TimeInForce::Ioc,
+        post_only: false,
+        price: Some(26_000),
+        quantity: 2,
+        self_trade: SelfTradePrevention::CancelTaker,
+    };
+    let order = NewOrder {
+        market: 3,
+        order_id: 11,
+        user: 12,
+        side: Side::Buy,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(25_000),
+        quantity: 2,
+        self_trade: SelfTradePrevention::CancelTaker,
+    };
+    let fill = Fill {
+        market: 3,
+        maker_order: 9,
+        maker_user: 8,
+        taker_order: 11,
+        taker_user: 12,
+        taker_side: Side::Buy,
+        price: 25_000,
+        quantity: 2,
+        notional: 500_000,
+        maker_fee: 500,
+        taker_fee: 1_000,
+    };
+    let record = OrderRecord {
+        order,
+        client_order_id: Some("bot-7".into()),
+        status: OrderStatus::PartiallyFilled,
+        filled: 1,
+        filled_notional: 250_000,
+        fees_paid: 500,
+        reject_reason: None,
+        created_ms: 1_700_000_000_000,
+        updated_ms: 1_700_000_000_001,
+    };
+    let withdrawal = Withdrawal {
+        id: 5,
+        user: 12,
+        asset: 2,
+        amount: 1_234,
+        destination: "DE89 3704".into(),
+        status: WithdrawalStatus::Approved,
+        created_ms: 1,
+        updated_ms: 2,
+    };
+    let transfer = Transfer {
+        id: 99,
+        debit: Account { owner: Owner::User(12), asset: 2, purpose: wallet::LOCKED },
+        credit: Account { owner: Owner::House, asset: 2, purpose: house::REVENUE },
+        amount: 1_000,
+        code: spot::FEE,
+        reference: "trade:4".into(),
+        at_ms: 1_700_000_000_000,
+    };
+    vec![
+        ("create asset", Command::CreateAsset(AssetSpec { id: 2, symbol: "USD".into(), scale: 2 }).encode()),
+        ("deposit", Command::Wallet(wallet::Command::Deposit { user: 12, asset: 2, amount: 10_000, reference: "bank-1".into() }).encode()),
+        ("transfer", Command::Wallet(wallet::Command::Transfer { from: 12, to: 13, asset: 2, amount: -1, key: "k".into() }).encode()),
+        (
+            "request withdrawal",
+            Command::Wallet(wallet::Command::RequestWithdrawal { user: 12, asset: 2, amount: 1_234, destination: "DE89 3704".into(), key: "w".into() })
+                .encode(),
+        ),
+        ("decide withdrawal", Command::Wallet(wallet::Command::DecideWithdrawal { id: 5, approve: true }).encode()),
+        ("create market", Command::Spot(spot::Command::CreateMarket(market)).encode()),
+        ("place order", Command::Spot(spot::Command::PlaceOrder { user: 12, request, client_order_id: Some("bot-7".into()) }).encode()),
+        ("cancel order", Command::Spot(spot::Command::CancelOrder { user: 12, order_id: 11 }).encode()),
+        (
+            "apply matching",
+            Command::Spot(spot::Command::ApplyMatching { sequence: 4, events: vec![Event::Fill(fill), Event::Done { market: 3, order_id: 11, user: 12 }] })
+                .encode(),
+        ),
+        ("fund house", Command::House(house::Command::Fund { asset: 2, amount: 5_000, reference: "treasury".into() }).encode()),
+        ("defund house", Command::House(house::Command::Defund { asset: 2, amount: 5_000, reference: "back".into() }).encode()),
+        (
+            "outcomes",
+            vec![
+                Outcome::AssetCreated(2),
+                Outcome::Wallet(wallet::Outcome::Deposited(1)),
+                Outcome::Wallet(wallet::Outcome::Transferred(2)),
+                Outcome::Wallet(wallet::Outcome::WithdrawalRequested(3)),
+                Outcome::Wallet(wallet::Outcome::WithdrawalDecided(4)),
+                Outcome::Spot(spot::Outcome::MarketCreated(3)),
+                Outcome::Spot(spot::Outcome::OrderPlaced(11)),
+                Outcome::Spot(spot::Outcome::CancelRequested(11)),
+                Outcome::Spot(spot::Outcome::MatchingApplied { orders: vec![9, 11] }),
+                Outcome::House(house::Outcome::Funded(5)),
+                Outcome::House(house::Outcome::Defunded(6)),
+            ]
+            .encode(),
+        ),
+        (
+            "errors",
+            vec![
+                LedgerError::UnknownAsset(9),
+                LedgerError::UnknownMarket(9),
+                LedgerError::AssetExists(2),
+                LedgerError::MarketExists(3),
+                LedgerError::BadInput("no".into()),
+                LedgerError::InsufficientFunds { needed: 10, available: 9 },
+                LedgerError::NotFound,
+                LedgerError::Duplicate,
+                LedgerError::OutOfSequence { expected: 2, got: 3 },
+                LedgerError::LimitReached("open_orders_max".into()),
+            ]
+            .encode(),
+        ),
+        (
+            "queries",
+            vec![
+                Query::Assets,
+                Query::Transfers { user: 12, asset: Some(2), limit: 100 },
+                Query::Status,
+                Query::Reserves,
+                Query::Wallet(wallet::Query::Balances { user: 12 }),
+                Query::Wallet(wallet::Query::Withdrawal { id: 5 }),
+                Query::Wallet(wallet::Query::Withdrawals { user: None, status: Some(WithdrawalStatus::Pending), limit: 10 }),
+                Query::Spot(spot::Query::Markets),
+                Query::Spot(spot::Query::Order { order_id: 11 }),
+                Query::Spot(spot::Query::Orders { user: 12, market: Some(3), status: Some(OrderStatus::Open), limit: 10 }),
+                Query::Spot(spot::Query::UserTrades { user: 12, market: None, limit: 10 }),
+                Query::Spot(spot::Query::MarketTrades { market: 3, limit: 10 }),
+                Query::House(house::Query::Balances),
+            ]
+            .encode(),
+        ),
+        (
+            "answers",
+            vec![
+                Answer::Assets(vec![AssetSpec { id: 2, symbol: "USD".into(), scale: 2 }]),
+                Answer::Transfers(vec![transfer.clone()]),
+                Answer::Status(LedgerStatus { journal_applied: 7, matching_applied: 3, matching_connected: true, outbox_pending: 1 }),
+                Answer::Reserves(vec![AssetReserve {
+                    asset: 2,
+                    totals: vec![(OwnerKind::Users, wallet::AVAILABLE, 10), (OwnerKind::House, wallet::CUSTODY, -10)],
+                }]),
+                Answer::Wallet(wallet::Answer::Balances(vec![(2, Balance { available: 10, locked: 3 })])),
+                Answer::Wallet(wallet::Answer::Withdrawal(Some(withdrawal.clone()))),
+                Answer::Wallet(wallet::Answer::Withdrawals(vec![withdrawal.clone()])),
+                Answer::Spot(spot::Answer::Markets(vec![market])),
+                Answer::Spot(spot::Answer::Order(Some(record.clone()))),
+                Answer::Spot(spot::Answer::Orders(vec![record.clone()])),
+                Answer::Spot(spot::Answer::Trades(vec![TradeRecord { id: 4, fill, buyer_fee: 1_000, seller_fee: 500, at_ms: 9 }])),
+                Answer::House(house::Answer::Balances(vec![house::HouseBalance { asset: 2, inventory: 5_000, revenue: 1_500 }])),
+            ]
+            .encode(),
+        ),
+        ("query errors", vec![QueryError::BadRequest("limit".into()), QueryError::Unavailable].encode()),
+        (
+            "journal entry",
+            JournalEntry {
+                peer: 7,
+                peer_sequence: 1_000,
+                at_ms: 1_700_000_000_000,
+                command: Command::Wallet(wallet::Command::DecideWithdrawal { id: 5, approve: false }),
+            }
+            .encode(),
+        ),
+        ("transfer record", transfer.encode()),
+        ("order record", record.encode()),
+        ("withdrawal record", withdrawal.encode()),
+    ]
+}
+
+const GOLDEN: &[(&str, &str)] = &[
+    ("create asset", "00020355534402"),
+    ("deposit", "01000c02a09c010662616e6b2d31"),
+    ("transfer", "01010c0d0201016b"),
+    ("request withdrawal", "01020c02a413094445383920333730340177"),
+    ("decide withdrawal", "01030501"),
+    ("create market", "02000102a08d06030ae807d00f8080808080208080808004"),
+    ("place order", "02010c03000101000190cb0102000105626f742d37"),
+    ("cancel order", "02020c0b"),
+    ("apply matching", "02030402050309080b0c00a8c30102a0c21ef403e80708030b0c"),
+    ("fund house", "030002904e087472656173757279"),
+    ("defund house", "030102904e046261636b"),
+    ("outcomes", "0b000201000101010201020301030402000302010b02020b020302090b030005030106"),
+    ("errors", "0a000901090202030304026e6f0514120607080203090f6f70656e5f6f72646572735f6d6178"),
+    ("queries", "0d00010c010264020304000c04010504020001000a050005010b05020c010301010a05030c000a0504030a0600"),
+    ("answers", "0c0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc31020703010103010202000114010313040001021406040101050c02a41309444538392033373034010102040201050c02a413094445383920333730340101020500010102a08d06030ae807d00f8080808080208080808004050101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31050201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31050301040309080b0c00a8c30102a0c21ef403e807d00fe8070906000102904eb817"),
+    ("query errors", "0200056c696d697401"),
+    ("journal entry", "07e80780d095ffbc3101030500"),
+    ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
+    ("order record", "030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31"),
+    ("withdrawal record", "050c02a41309444538392033373034010102"),
+];
+
+#[test]
+fn the_format_is_version_2_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 2, "the golden bytes below are version 2's: a new version writes its own");
+    let got = samples();
+    let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
+    assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");
+    for ((name, bytes), (golden_name, golden)) in got.iter().zip(GOLDEN) {
+        assert_eq!((*name, hex(bytes).as_str()), (*golden_name, *golden), "a format change: bump FORMAT_VERSION; today's bytes:\n{listing}");
+    }
+}
+
+/// Every transfer code and purpose has a name, and no two products share a code.
+#[test]
+fn every_code_and_purpose_is_named_once() {
+    let codes = [
+        wallet::DEPOSIT,
+        wallet::TRANSFER,
+        wallet::WITHDRAWAL_REQUEST,
+        wallet::WITHDRAWAL_APPROVAL,
+        wallet::WITHDRAWAL_REJECTION,
+        spot::HOLD,
+        spot::RELEASE,
+        spot::TRADE,
+        spot::FEE,
+        house::FUNDING,
+        house::DEFUNDING,
+    ];
+    for code in codes {
+        assert_ne!(transfer_kind(code), "OTHER", "code {code}");
+    }
+    let mut unique = codes.to_vec();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), codes.len());
+    assert_eq!(transfer_kind(999), "OTHER");
+    for purpose in [wallet::AVAILABLE, wallet::LOCKED, wallet::CUSTODY, wallet::PENDING_WITHDRAWALS, house::REVENUE, house::INVENTORY] {
+        assert_ne!(purpose_name(purpose), "other", "purpose {purpose}");
+    }
+}

@@ -1,0 +1,355 @@
+//! The matching engine's vocabulary as it crosses a process or reaches a
+//! file: commands in, events out, its journal records and its snapshots.
+//!
+//! These types are a format, versioned by [`FORMAT_VERSION`]: the engine's
+//! journal and snapshot files and the wire protocol carry them encoded with
+//! postcard, whose encoding follows the declaration (field and variant
+//! order). A change to any type here is a format change: bump the version,
+//! and update the golden bytes of this crate's test, which fails otherwise.
+//! The engine's internals (books, limits, fee rounding) live in
+//! `matching-core` and change without touching a format.
+//!
+//! Prices are whole ticks and quantities whole lots (`u64`); quote amounts are
+//! minor units of the quote asset (`u128`). Conversion from decimals happens at
+//! the edge (the gateway and ledger), which rejects anything off the tick or lot.
+
+use serde::{Deserialize, Serialize};
+
+pub use ids::{MarketId, OrderId, UserId};
+
+/// The version of every format in this crate. 1 was the unversioned
+/// encoding of matching-core's own types (release 0.1.0's first builds).
+pub const FORMAT_VERSION: u16 = 2;
+/// A price in ticks of the market's tick size.
+pub type PriceTicks = u64;
+/// A quantity in lots of the market's lot size.
+pub type QuantityLots = u64;
+/// An amount of the quote asset in its minor units.
+pub type QuoteUnits = u128;
+
+/// Fee rates are parts per million of the notional, so 0.1% is 1_000.
+pub const FEE_RATE_DENOMINATOR_PPM: u128 = 1_000_000;
+/// A fee rate above 10% is refused when a market is added: no real market has one,
+/// and it would only be a typo.
+pub const FEE_RATE_PPM_MAX: u32 = 100_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// True when a resting order at `resting_price` on the other side is at or
+    /// better than this side's `limit`, so the two can trade.
+    #[inline]
+    pub fn crosses(self, limit: PriceTicks, resting_price: PriceTicks) -> bool {
+        match self {
+            Side::Buy => resting_price <= limit,
+            Side::Sell => resting_price >= limit,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderKind {
+    Limit,
+    /// Immediate-or-cancel up to an optional protection price (the worst price
+    /// it may trade at). A market order never rests.
+    Market,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TimeInForce {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+/// What happens when an order would trade against a resting order of the same user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SelfTradePrevention {
+    /// Cancel the rest of the incoming order; the resting one stays.
+    #[default]
+    CancelTaker,
+    /// Cancel the resting order and keep matching the incoming one.
+    CancelMaker,
+    /// Cancel both.
+    CancelBoth,
+}
+
+/// A market as the core sees it: integers only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MarketSpec {
+    pub id: MarketId,
+    /// Quote minor units for one tick of price times one lot of quantity
+    /// (tick_size x lot_size x 10^quote_scale). The edge refuses a market where
+    /// this is not a whole number, so every notional is exact.
+    pub quote_units_per_tick_lot: u64,
+    pub maker_fee_ppm: u32,
+    pub taker_fee_ppm: u32,
+    /// Bounds on what an order may say; with them every notional and fee fits in
+    /// `u128` (checked when the market is added).
+    pub price_ticks_max: PriceTicks,
+    pub quantity_lots_max: QuantityLots,
+}
+
+impl MarketSpec {
+    /// The quote notional of `quantity` lots at `price` ticks.
+    #[inline]
+    pub fn notional(&self, price: PriceTicks, quantity: QuantityLots) -> QuoteUnits {
+        price as u128 * quantity as u128 * self.quote_units_per_tick_lot as u128
+    }
+
+    pub fn validate(&self) -> Result<(), RejectCode> {
+        let rates_ok = self.maker_fee_ppm <= FEE_RATE_PPM_MAX && self.taker_fee_ppm <= FEE_RATE_PPM_MAX;
+        let bounds_ok = self.quote_units_per_tick_lot > 0 && self.price_ticks_max > 0 && self.quantity_lots_max > 0;
+        // The largest notional times the largest rate must not overflow u128.
+        let fits = (self.price_ticks_max as u128)
+            .checked_mul(self.quantity_lots_max as u128)
+            .and_then(|n| n.checked_mul(self.quote_units_per_tick_lot as u128))
+            .and_then(|n| n.checked_mul(FEE_RATE_PPM_MAX as u128 + FEE_RATE_DENOMINATOR_PPM))
+            .is_some();
+        if rates_ok && bounds_ok && fits {
+            Ok(())
+        } else {
+            Err(RejectCode::InvalidMarketSpec)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NewOrder {
+    pub market: MarketId,
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub side: Side,
+    pub kind: OrderKind,
+    pub time_in_force: TimeInForce,
+    pub post_only: bool,
+    /// Required for LIMIT; for MARKET the optional protection price.
+    pub price: Option<PriceTicks>,
+    pub quantity: QuantityLots,
+    pub self_trade: SelfTradePrevention,
+}
+
+impl NewOrder {
+    /// Only a GTC limit order can end up resting on the book.
+    pub fn may_rest(&self) -> bool {
+        self.kind == OrderKind::Limit && self.time_in_force == TimeInForce::Gtc
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Command {
+    AddMarket(MarketSpec),
+    /// Halt or resume trading. A halted market refuses new orders and amends
+    /// (MARKET_CLOSED) but still lets users cancel.
+    SetTrading {
+        market: MarketId,
+        trading: bool,
+    },
+    Place(NewOrder),
+    Cancel {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+    },
+    CancelAll {
+        market: MarketId,
+        user: UserId,
+    },
+    /// Set a resting order's price and open quantity. Reducing the quantity at
+    /// the same price keeps queue priority; any other change loses it (the order
+    /// is taken out and re-entered, and may trade).
+    Amend {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        price: PriceTicks,
+        quantity: QuantityLots,
+    },
+}
+
+impl Command {
+    pub fn market(&self) -> MarketId {
+        match self {
+            Command::AddMarket(spec) => spec.id,
+            Command::SetTrading { market, .. } | Command::Cancel { market, .. } | Command::CancelAll { market, .. } | Command::Amend { market, .. } => *market,
+            Command::Place(order) => order.market,
+        }
+    }
+}
+
+/// Why an order command was refused. Nothing changed when one is emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum RejectCode {
+    #[error("no such market")]
+    UnknownMarket,
+    #[error("the market already exists")]
+    MarketExists,
+    #[error("market id is at or above the configured markets_max")]
+    MarketLimit,
+    #[error("the market's parameters are out of range")]
+    InvalidMarketSpec,
+    #[error("the market is not trading")]
+    MarketClosed,
+    #[error("price missing, zero or above the market's maximum")]
+    InvalidPrice,
+    #[error("quantity zero or above the market's maximum")]
+    InvalidQuantity,
+    #[error("this combination of order type, time in force and post-only is not allowed")]
+    InvalidOrder,
+    #[error("an order with this id is already on the book")]
+    DuplicateOrderId,
+    #[error("no such open order for this user")]
+    UnknownOrder,
+    #[error("a post-only order would have taken liquidity")]
+    PostOnlyWouldTake,
+    #[error("the book holds its configured maximum of resting orders")]
+    BookFull,
+    #[error("the user holds the configured maximum of open orders in this market")]
+    UserOrderLimit,
+    #[error("the book side holds its configured maximum of price levels")]
+    PriceLevelLimit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CancelReason {
+    /// Asked for by the user (cancel, cancel-all).
+    User,
+    /// The unfilled rest of an IOC or market order.
+    Unfilled,
+    /// A fill-or-kill order that could not fill completely; nothing traded.
+    FillOrKill,
+    /// Removed by self-trade prevention.
+    SelfTrade,
+}
+
+/// One trade. Prints at the maker's price. Fees are in the quote asset: the
+/// buyer pays notional plus its fee, the seller receives notional minus its fee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fill {
+    pub market: MarketId,
+    pub maker_order: OrderId,
+    pub maker_user: UserId,
+    pub taker_order: OrderId,
+    pub taker_user: UserId,
+    pub taker_side: Side,
+    pub price: PriceTicks,
+    pub quantity: QuantityLots,
+    /// The fees' basis: price x quantity in quote minor units.
+    pub notional: QuoteUnits,
+    pub maker_fee: QuoteUnits,
+    pub taker_fee: QuoteUnits,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Event {
+    MarketAdded {
+        market: MarketId,
+    },
+    MarketRejected {
+        market: MarketId,
+        code: RejectCode,
+    },
+    TradingSet {
+        market: MarketId,
+        trading: bool,
+    },
+    /// The order passed every check. Unless a `Done` or `Cancelled` for it follows
+    /// in the same command's events, its unfilled rest now rests on the book.
+    Accepted {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        side: Side,
+        price: Option<PriceTicks>,
+        quantity: QuantityLots,
+    },
+    Rejected {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        code: RejectCode,
+    },
+    Fill(Fill),
+    /// An amend took effect: the order's price and open quantity are now these.
+    Amended {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        price: PriceTicks,
+        quantity: QuantityLots,
+    },
+    /// The order left the book (or never rested) with `remaining` unfilled.
+    Cancelled {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        side: Side,
+        remaining: QuantityLots,
+        reason: CancelReason,
+    },
+    /// The order is completely filled.
+    Done {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+    },
+}
+
+/// An order resting on a book, as it appears in a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RestingOrder {
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub side: Side,
+    pub price: PriceTicks,
+    pub remaining: QuantityLots,
+    /// Lots filled as a maker since the order last took this price: the running
+    /// basis of its cumulative fee rounding (matching-core's `fee_increment`).
+    pub maker_filled: QuantityLots,
+    pub post_only: bool,
+    pub self_trade: SelfTradePrevention,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceLevel {
+    pub price: PriceTicks,
+    pub quantity: QuantityLots,
+    pub orders: u32,
+}
+
+/// One journal record of the matching daemon: a command as it was received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The sender and its sequence: replay restores each peer's progress from them.
+    pub peer: u32,
+    pub peer_sequence: u64,
+    pub command: Command,
+}
+
+/// One market of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketSnapshot {
+    pub spec: MarketSpec,
+    pub trading: bool,
+    /// Canonical order: bids best first, then asks best first, each price
+    /// level oldest first.
+    pub orders: Vec<RestingOrder>,
+}
+
+/// Everything the engine holds, in canonical order: two engines in the same
+/// state encode to the same bytes (the state hash is their blake3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineSnapshot {
+    pub markets: Vec<MarketSnapshot>,
+}

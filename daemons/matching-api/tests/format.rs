@@ -1,0 +1,118 @@
+//! The format's golden bytes: one encoded sample of every message and
+//! record this crate defines. A change to any type fails here; bump
+//! `FORMAT_VERSION` with it and write the new bytes (the failure prints them).
+
+use matching_api::*;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn order() -> NewOrder {
+    NewOrder {
+        market: 3,
+        order_id: 1_000_001,
+        user: 42,
+        side: Side::Sell,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Fok,
+        post_only: true,
+        price: Some(25_000),
+        quantity: 7,
+        self_trade: SelfTradePrevention::CancelBoth,
+    }
+}
+
+fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let spec =
+        MarketSpec { id: 3, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1 << 40, quantity_lots_max: 1 << 30 };
+    let fill = Fill {
+        market: 3,
+        maker_order: 9,
+        maker_user: 8,
+        taker_order: 11,
+        taker_user: 12,
+        taker_side: Side::Buy,
+        price: 25_000,
+        quantity: 2,
+        notional: 500_000,
+        maker_fee: 500,
+        taker_fee: 1_000,
+    };
+    let resting = RestingOrder {
+        order_id: 9,
+        user: 8,
+        side: Side::Sell,
+        price: 25_000,
+        remaining: 5,
+        maker_filled: 2,
+        post_only: false,
+        self_trade: SelfTradePrevention::CancelMaker,
+    };
+    let encode = |value: &dyn erased::Encode| value.encode();
+    vec![
+        ("add market", encode(&Command::AddMarket(spec))),
+        ("set trading", encode(&Command::SetTrading { market: 3, trading: false })),
+        ("place", encode(&Command::Place(order()))),
+        ("cancel", encode(&Command::Cancel { market: 3, order_id: 9, user: 8 })),
+        ("cancel all", encode(&Command::CancelAll { market: 3, user: 8 })),
+        ("amend", encode(&Command::Amend { market: 3, order_id: 9, user: 8, price: 24_999, quantity: 4 })),
+        ("market added", encode(&Event::MarketAdded { market: 3 })),
+        ("market rejected", encode(&Event::MarketRejected { market: 3, code: RejectCode::MarketLimit })),
+        ("trading set", encode(&Event::TradingSet { market: 3, trading: true })),
+        ("accepted", encode(&Event::Accepted { market: 3, order_id: 11, user: 12, side: Side::Buy, price: None, quantity: 2 })),
+        ("rejected", encode(&Event::Rejected { market: 3, order_id: 11, user: 12, code: RejectCode::PostOnlyWouldTake })),
+        ("fill", encode(&Event::Fill(fill))),
+        ("amended", encode(&Event::Amended { market: 3, order_id: 9, user: 8, price: 24_999, quantity: 4 })),
+        ("cancelled", encode(&Event::Cancelled { market: 3, order_id: 9, user: 8, side: Side::Sell, remaining: 3, reason: CancelReason::SelfTrade })),
+        ("done", encode(&Event::Done { market: 3, order_id: 11, user: 12 })),
+        ("journal entry", encode(&JournalEntry { peer: 1, peer_sequence: 77, command: Command::Place(order()) })),
+        ("snapshot", encode(&EngineSnapshot { markets: vec![MarketSnapshot { spec, trading: true, orders: vec![resting] }] })),
+        ("price level", encode(&PriceLevel { price: 25_000, quantity: 12, orders: 3 })),
+    ]
+}
+
+/// postcard through a trait object, so that one list holds every type.
+mod erased {
+    pub trait Encode {
+        fn encode(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self) -> Vec<u8> {
+            postcard::to_stdvec(self).expect("encoding into a vector cannot fail")
+        }
+    }
+}
+
+const GOLDEN: &[(&str, &str)] = &[
+    ("add market", "00030ae807d00f8080808080208080808004"),
+    ("set trading", "010300"),
+    ("place", "0203c1843d2a0100020101a8c3010702"),
+    ("cancel", "03030908"),
+    ("cancel all", "040308"),
+    ("amend", "05030908a7c30104"),
+    ("market added", "0003"),
+    ("market rejected", "010302"),
+    ("trading set", "020301"),
+    ("accepted", "03030b0c000002"),
+    ("rejected", "04030b0c0a"),
+    ("fill", "050309080b0c00a8c30102a0c21ef403e807"),
+    ("amended", "06030908a7c30104"),
+    ("cancelled", "07030908010303"),
+    ("done", "08030b0c"),
+    ("journal entry", "014d0203c1843d2a0100020101a8c3010702"),
+    ("snapshot", "01030ae807d00f80808080802080808080040101090801a8c30105020001"),
+    ("price level", "a8c3010c03"),
+];
+
+#[test]
+fn the_format_is_version_2_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 2, "the golden bytes below are version 2's: a new version writes its own");
+    let got = samples();
+    let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
+    assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");
+    for ((name, bytes), (golden_name, golden)) in got.iter().zip(GOLDEN) {
+        assert_eq!((*name, hex(bytes).as_str()), (*golden_name, *golden), "a format change: bump FORMAT_VERSION; today's bytes:\n{listing}");
+    }
+}

@@ -1,0 +1,480 @@
+//! The spot exchange: markets, orders, and the settlement of matching's fills.
+//!
+//! Placing an order holds its worst case in the user's LOCKED account (a
+//! kernel hold: the quote for a buy, the base for a sell) and yields the
+//! command for matching. Each fill captures from both holds: the buyer's
+//! quote to the seller and the buyer's fee to the house's revenue, the
+//! seller's base to the buyer; the seller's fee comes out of what the
+//! seller received. An order that ends releases what its hold has left.
+
+use std::collections::BTreeMap;
+
+use compact_str::format_compact;
+use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
+use ledger_api::spot::{self as api, Command, Market, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
+use ledger_api::LedgerError;
+use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, Recorded, TransferCode};
+use matching_api::{Event, Fill, NewOrder, OrderKind, RejectCode, Side};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+use crate::wallet::{available, locked};
+use crate::{house, key_digest, refusal, LedgerLimits};
+
+const ORDER_RECORD: u8 = 4;
+pub const RECORD_KINDS: &[u8] = &[ORDER_RECORD];
+
+const ORDER_HOLD: u8 = 1;
+pub const HOLD_KINDS: &[u8] = &[ORDER_HOLD];
+
+fn order_hold(order_id: OrderId) -> HoldId {
+    HoldId { kind: ORDER_HOLD, id: order_id }
+}
+
+/// The worst-case quote a buy of `quantity` lots at `price` can cost:
+/// notional, plus fees at the higher of the two rates rounded up, plus the
+/// one unit the per-role cumulative rounding may add (see matching-core's
+/// `fee_increment`).
+pub fn buy_hold(market: &Market, price: u64, quantity: u64) -> Amount {
+    let notional = market.spec.notional(price, quantity);
+    let rate = market.spec.maker_fee_ppm.max(market.spec.taker_fee_ppm);
+    (notional + matching_core::fee_ceil(rate, notional) + 1) as Amount
+}
+
+pub fn base_amount(market: &Market, quantity: u64) -> Amount {
+    quantity as Amount * market.base_units_per_lot as Amount
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotState {
+    pub markets: BTreeMap<MarketId, Market>,
+    pub open_orders: BTreeMap<OrderId, OrderRecord>,
+    pub counters: SpotCounters,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SpotCounters {
+    pub next_order: OrderId,
+    pub next_trade: TradeId,
+    /// The last matching output sequence applied.
+    pub matching_applied: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpotChanges {
+    pub markets: Vec<Market>,
+    pub trades: Vec<TradeRecord>,
+    /// Open orders whose record changed (current values are in the ledger).
+    pub orders: FxHashSet<OrderId>,
+    /// Orders that reached a final state: their last record; they left memory.
+    pub closed_orders: Vec<OrderRecord>,
+}
+
+impl SpotChanges {
+    pub fn clear(&mut self) {
+        let SpotChanges { markets, trades, orders, closed_orders } = self;
+        markets.clear();
+        trades.clear();
+        orders.clear();
+        closed_orders.clear();
+    }
+}
+
+pub struct Spot {
+    markets: FxHashMap<MarketId, Market>,
+    orders: FxHashMap<OrderId, OrderRecord>,
+    open_orders_by_user: FxHashMap<UserId, u32>,
+    counters: SpotCounters,
+    changes: SpotChanges,
+    /// Set when matching reported something the ledger cannot settle (a fill
+    /// of an order it does not hold): an invariant breach, which stops the
+    /// daemon before it acknowledges the batch.
+    fault: Option<String>,
+}
+
+fn order_key(user: UserId, client_order_id: &str) -> Option<Digest> {
+    key_digest(b"order", &user.to_le_bytes(), client_order_id)
+}
+
+pub(crate) fn idempotency_key(command: &Command) -> Option<Digest> {
+    match command {
+        Command::PlaceOrder { user, client_order_id: Some(id), .. } => order_key(*user, id),
+        _ => None,
+    }
+}
+
+pub fn reject_text(code: RejectCode) -> &'static str {
+    match code {
+        RejectCode::InvalidPrice => "INVALID_PRICE",
+        RejectCode::InvalidQuantity => "INVALID_QUANTITY",
+        RejectCode::InvalidOrder => "INVALID_ORDER",
+        RejectCode::PostOnlyWouldTake => "POST_ONLY_WOULD_TAKE",
+        RejectCode::MarketClosed => "MARKET_CLOSED",
+        RejectCode::UnknownMarket => "UNKNOWN_MARKET",
+        RejectCode::DuplicateOrderId => "DUPLICATE_ORDER_ID",
+        RejectCode::UnknownOrder => "UNKNOWN_ORDER",
+        RejectCode::BookFull => "BOOK_FULL",
+        RejectCode::UserOrderLimit => "USER_ORDER_LIMIT",
+        RejectCode::PriceLevelLimit => "PRICE_LEVEL_LIMIT",
+        RejectCode::MarketExists | RejectCode::MarketLimit | RejectCode::InvalidMarketSpec => "INVALID_MARKET",
+    }
+}
+
+type Forward = Option<matching_api::Command>;
+
+impl Spot {
+    pub fn restore(state: SpotState) -> Spot {
+        let mut open_orders_by_user: FxHashMap<UserId, u32> = FxHashMap::default();
+        for order in state.open_orders.values() {
+            *open_orders_by_user.entry(order.order.user).or_default() += 1;
+        }
+        let counters = SpotCounters { next_order: state.counters.next_order.max(1), next_trade: state.counters.next_trade.max(1), ..state.counters };
+        Spot {
+            markets: state.markets.into_iter().collect(),
+            orders: state.open_orders.into_iter().collect(),
+            open_orders_by_user,
+            counters,
+            changes: SpotChanges::default(),
+            fault: None,
+        }
+    }
+
+    pub fn state(&self) -> SpotState {
+        SpotState {
+            markets: self.markets.iter().map(|(id, market)| (*id, *market)).collect(),
+            open_orders: self.orders.iter().map(|(id, record)| (*id, record.clone())).collect(),
+            counters: self.counters,
+        }
+    }
+
+    pub fn take_changes(&mut self) -> SpotChanges {
+        std::mem::take(&mut self.changes)
+    }
+
+    pub fn recycle(&mut self, changes: SpotChanges) {
+        if self.changes == SpotChanges::default() {
+            self.changes = changes;
+        }
+    }
+
+    pub fn order(&self, id: OrderId) -> Option<&OrderRecord> {
+        self.orders.get(&id)
+    }
+
+    pub fn market(&self, id: MarketId) -> Option<&Market> {
+        self.markets.get(&id)
+    }
+
+    pub fn counters(&self) -> SpotCounters {
+        self.counters
+    }
+
+    pub(crate) fn apply(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        command: &Command,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> (Result<Outcome, LedgerError>, Forward) {
+        match command {
+            Command::CreateMarket(market) => match self.create_market(kernel, limits, market) {
+                Ok(outcome) => (Ok(outcome), Some(matching_api::Command::AddMarket(market.spec))),
+                Err(error) => (Err(error), None),
+            },
+            Command::PlaceOrder { user, request, client_order_id } => {
+                match self.place_order(kernel, limits, *user, request, client_order_id.as_deref(), at_ms, known_key) {
+                    Ok((outcome, forward)) => (Ok(outcome), forward),
+                    Err(error) => (Err(error), None),
+                }
+            }
+            Command::CancelOrder { user, order_id } => match self.orders.get(order_id) {
+                // Another user's order answers as if it did not exist.
+                Some(record) if record.order.user == *user => {
+                    let forward = matching_api::Command::Cancel { market: record.order.market, order_id: *order_id, user: *user };
+                    (Ok(Outcome::CancelRequested(*order_id)), Some(forward))
+                }
+                _ => (Err(LedgerError::NotFound), None),
+            },
+            Command::ApplyMatching { sequence, events } => (self.apply_matching(kernel, *sequence, events, at_ms), None),
+        }
+    }
+
+    fn create_market(&mut self, kernel: &Kernel, limits: &LedgerLimits, market: &Market) -> Result<Outcome, LedgerError> {
+        for asset in [market.base, market.quote] {
+            kernel.known_asset(asset).map_err(refusal)?;
+        }
+        if market.base == market.quote {
+            return Err(LedgerError::BadInput("a market's base and quote differ".into()));
+        }
+        if market.base_units_per_lot == 0 || market.spec.validate().is_err() {
+            return Err(LedgerError::BadInput("the market's tick, lot, fee rates or bounds are out of range".into()));
+        }
+        if self.markets.contains_key(&market.id()) {
+            return Err(LedgerError::MarketExists(market.id()));
+        }
+        if market.id() >= limits.markets_max {
+            return Err(LedgerError::LimitReached("markets_max".into()));
+        }
+        self.markets.insert(market.id(), *market);
+        self.changes.markets.push(*market);
+        Ok(Outcome::MarketCreated(market.id()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn place_order(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        user: UserId,
+        request: &OrderRequest,
+        client_order_id: Option<&str>,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> Result<(Outcome, Forward), LedgerError> {
+        let idempotency = match client_order_id {
+            Some(client_order_id) => {
+                ledger_core::check_key(client_order_id).map_err(refusal)?;
+                let key = known_key.or_else(|| order_key(user, client_order_id)).expect("a checked key has a digest");
+                let fields = postcard::to_stdvec(request).expect("encoding into a vector cannot fail");
+                match kernel.idempotent(&key, &[&fields]).map_err(refusal)? {
+                    Idempotent::Replay(recorded) if recorded.kind == ORDER_RECORD => return Ok((Outcome::OrderPlaced(recorded.id), None)),
+                    Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
+                    Idempotent::New(fingerprint) => Some((key, fingerprint)),
+                }
+            }
+            None => None,
+        };
+        let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
+        if request.kind == OrderKind::Market && request.side == Side::Buy && request.price.is_none() {
+            return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold".into()));
+        }
+        let order_id = self.counters.next_order;
+        let order = NewOrder {
+            market: request.market,
+            order_id,
+            user,
+            side: request.side,
+            kind: request.kind,
+            time_in_force: request.time_in_force,
+            post_only: request.post_only,
+            price: request.price,
+            quantity: request.quantity,
+            self_trade: request.self_trade,
+        };
+        // The same checks matching applies, so that a hold is never taken for an order it would refuse outright.
+        matching_core::rules::check_new_order(&market.spec, &order).map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
+        if self.open_orders_by_user.get(&user).copied().unwrap_or(0) >= limits.open_orders_per_user_max {
+            return Err(LedgerError::LimitReached("open_orders_per_user_max".into()));
+        }
+        if self.orders.len() >= limits.open_orders_max as usize {
+            return Err(LedgerError::LimitReached("open_orders_max".into()));
+        }
+        let (hold_asset, hold) = match request.side {
+            Side::Buy => (market.quote, buy_hold(&market, request.price.expect("checked above"), request.quantity)),
+            Side::Sell => (market.base, base_amount(&market, request.quantity)),
+        };
+        kernel
+            .hold(
+                order_hold(order_id),
+                available(user, hold_asset),
+                locked(user, hold_asset),
+                hold,
+                TransferCode(api::HOLD),
+                format_compact!("order:{order_id}"),
+                at_ms,
+            )
+            .map_err(refusal)?;
+        self.counters.next_order += 1;
+        let record = OrderRecord {
+            order,
+            client_order_id: client_order_id.map(str::to_string),
+            status: OrderStatus::Pending,
+            filled: 0,
+            filled_notional: 0,
+            fees_paid: 0,
+            reject_reason: None,
+            created_ms: at_ms,
+            updated_ms: at_ms,
+        };
+        self.orders.insert(order_id, record);
+        *self.open_orders_by_user.entry(user).or_default() += 1;
+        self.changes.orders.insert(order_id);
+        if let Some((key, fingerprint)) = idempotency {
+            kernel.remember(key, fingerprint, Recorded { kind: ORDER_RECORD, id: order_id }).map_err(refusal)?;
+        }
+        Ok((Outcome::OrderPlaced(order_id), Some(matching_api::Command::Place(order))))
+    }
+
+    fn apply_matching(&mut self, kernel: &mut Kernel, sequence: u64, events: &[Event], at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let expected = self.counters.matching_applied + 1;
+        if sequence < expected {
+            return Ok(Outcome::MatchingApplied { orders: Vec::new() }); // applied before: exactly once
+        }
+        if sequence != expected {
+            return Err(LedgerError::OutOfSequence { expected, got: sequence });
+        }
+        self.counters.matching_applied = sequence;
+        let mut touched = Vec::new();
+        for event in events {
+            match *event {
+                Event::Accepted { order_id, .. } => {
+                    if let Some(record) = self.orders.get_mut(&order_id) {
+                        if record.status == OrderStatus::Pending {
+                            record.status = OrderStatus::Open;
+                            record.updated_ms = at_ms;
+                            // Storage and subscribers must see it open, not still pending.
+                            self.changes.orders.insert(order_id);
+                            touched.push(order_id);
+                        }
+                    }
+                }
+                Event::Fill(fill) => {
+                    self.settle(kernel, &fill, at_ms);
+                    touched.extend([fill.maker_order, fill.taker_order]);
+                }
+                Event::Cancelled { order_id, .. } => {
+                    self.close_order(kernel, order_id, OrderStatus::Cancelled, None, at_ms);
+                    touched.push(order_id);
+                }
+                Event::Done { order_id, .. } => {
+                    self.close_order(kernel, order_id, OrderStatus::Filled, None, at_ms);
+                    touched.push(order_id);
+                }
+                Event::Rejected { order_id, code, .. } => {
+                    // A refused cancel leaves the order as it is; a refused order releases its hold.
+                    if matches!(self.orders.get(&order_id), Some(r) if r.status == OrderStatus::Pending) {
+                        self.close_order(kernel, order_id, OrderStatus::Rejected, Some(reject_text(code).to_string()), at_ms);
+                        touched.push(order_id);
+                    }
+                }
+                Event::Amended { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
+            }
+        }
+        touched.dedup();
+        Ok(Outcome::MatchingApplied { orders: touched })
+    }
+
+    /// Matching reported something the ledger cannot settle. Nothing of it
+    /// is applied; the invariant check stops the daemon before the batch is
+    /// acknowledged, with this reason.
+    fn fault(&mut self, reason: String) {
+        self.fault.get_or_insert(reason);
+    }
+
+    /// Four legs at most: the buyer's quote to the seller and the buyer's
+    /// fee to revenue (from the buyer's hold), the seller's base to the
+    /// buyer (from the seller's hold), and the seller's fee out of the
+    /// proceeds.
+    fn settle(&mut self, kernel: &mut Kernel, fill: &Fill, at_ms: TimestampMs) {
+        let (Some(maker), Some(taker)) = (self.orders.get(&fill.maker_order), self.orders.get(&fill.taker_order)) else {
+            return self.fault(format!("matching filled an order the ledger does not hold: {fill:?}"));
+        };
+        let Some(market) = self.markets.get(&maker.order.market).copied() else {
+            return self.fault(format!("matching filled an order of a market the ledger does not have: {fill:?}"));
+        };
+        let (maker_user, taker_user) = (maker.order.user, taker.order.user);
+        let (buyer_order, seller_order, buyer, seller, buyer_fee, seller_fee) = match fill.taker_side {
+            Side::Buy => (fill.taker_order, fill.maker_order, taker_user, maker_user, fill.taker_fee, fill.maker_fee),
+            Side::Sell => (fill.maker_order, fill.taker_order, maker_user, taker_user, fill.maker_fee, fill.taker_fee),
+        };
+        let (notional, buyer_fee, seller_fee) = (fill.notional as Amount, buyer_fee as Amount, seller_fee as Amount);
+        let base = base_amount(&market, fill.quantity);
+        let trade_id = self.counters.next_trade;
+        let reference = format_compact!("trade:{trade_id}");
+        let (quote_asset, base_asset) = (market.quote, market.base);
+        let revenue = house::revenue(quote_asset);
+        let quote_paid = [
+            Payout { credit: available(seller, quote_asset), amount: notional, code: TransferCode(api::TRADE) },
+            Payout { credit: revenue, amount: buyer_fee, code: TransferCode(api::FEE) },
+        ];
+        if let Err(error) = kernel.capture(order_hold(buyer_order), &quote_paid, &reference, at_ms) {
+            return self.fault(format!("the buyer's hold does not cover trade {trade_id} ({error}): {fill:?}"));
+        }
+        let base_paid = [Payout { credit: available(buyer, base_asset), amount: base, code: TransferCode(api::TRADE) }];
+        if let Err(error) = kernel.capture(order_hold(seller_order), &base_paid, &reference, at_ms) {
+            return self.fault(format!("the seller's hold does not cover trade {trade_id} ({error}): {fill:?}"));
+        }
+        if seller_fee > 0 {
+            let fee = Leg { debit: available(seller, quote_asset), credit: revenue, amount: seller_fee, code: TransferCode(api::FEE) };
+            if let Err(error) = kernel.transfer(fee, reference.clone(), at_ms) {
+                return self.fault(format!("the seller cannot pay the fee of trade {trade_id} ({error}): {fill:?}"));
+            }
+        }
+        self.counters.next_trade += 1;
+        for (order_id, fee) in [(buyer_order, buyer_fee), (seller_order, seller_fee)] {
+            let record = self.orders.get_mut(&order_id).expect("looked up above");
+            record.filled += fill.quantity;
+            record.filled_notional += fill.notional;
+            record.fees_paid += fee;
+            record.status = OrderStatus::PartiallyFilled;
+            record.updated_ms = at_ms;
+            self.changes.orders.insert(order_id);
+        }
+        self.changes.trades.push(TradeRecord { id: trade_id, fill: *fill, buyer_fee, seller_fee, at_ms });
+    }
+
+    /// Releases what is left of the hold and moves the order out of memory.
+    fn close_order(&mut self, kernel: &mut Kernel, order_id: OrderId, status: OrderStatus, reason: Option<String>, at_ms: TimestampMs) {
+        let Some(mut record) = self.orders.remove(&order_id) else { return };
+        if let Err(error) = kernel.release(order_hold(order_id), TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
+            return self.fault(format!("order {order_id} closed without its hold: {error}"));
+        }
+        record.status = status;
+        record.reject_reason = reason;
+        record.updated_ms = at_ms;
+        let user = record.order.user;
+        if let Some(count) = self.open_orders_by_user.get_mut(&user) {
+            *count -= 1;
+            if *count == 0 {
+                self.open_orders_by_user.remove(&user);
+            }
+        }
+        self.changes.orders.remove(&order_id);
+        self.changes.closed_orders.push(record);
+    }
+
+    /// Every open order is held and every order hold is an open order's;
+    /// nothing matching reported went unsettled.
+    pub(crate) fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+        if let Some(fault) = &self.fault {
+            return Err(fault.clone());
+        }
+        for (id, record) in &self.orders {
+            let asset: AssetId = match (record.order.side, self.markets.get(&record.order.market)) {
+                (Side::Buy, Some(market)) => market.quote,
+                (Side::Sell, Some(market)) => market.base,
+                (_, None) => return Err(format!("open order {id} is in a market the ledger does not have")),
+            };
+            match kernel.hold_of(order_hold(*id)) {
+                Some(hold) if hold.origin == available(record.order.user, asset) && hold.held == locked(record.order.user, asset) => {}
+                other => return Err(format!("open order {id} is held as {other:?}")),
+            }
+        }
+        if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == ORDER_HOLD && !self.orders.contains_key(&id.id)) {
+            return Err(format!("hold {id:?} has no open order"));
+        }
+        let counted: u32 = self.open_orders_by_user.values().sum();
+        if counted as usize != self.orders.len() {
+            return Err(format!("{counted} open orders counted per user, {} open", self.orders.len()));
+        }
+        Ok(())
+    }
+}
+
+/// What an open order's hold has left, for tests and reports.
+pub fn hold_remaining(kernel: &Kernel, order_id: OrderId) -> Option<Amount> {
+    kernel.hold_of(order_hold(order_id)).map(|hold| hold.remaining)
+}
+
+/// The names of the spot exchange's storage tables; the ledger daemon's
+/// `schema/spot.rs` says what they hold.
+pub mod tables {
+    pub const MARKETS: &str = "spot.markets";
+    pub const ORDERS: &str = "spot.orders";
+    pub const OPEN_ORDERS: &str = "spot.open_orders";
+    pub const ORDERS_BY_USER: &str = "spot.orders_by_user";
+    pub const TRADES: &str = "spot.trades";
+    pub const TRADES_BY_MARKET: &str = "spot.trades_by_market";
+    pub const TRADES_BY_USER: &str = "spot.trades_by_user";
+}

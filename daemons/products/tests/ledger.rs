@@ -1,0 +1,704 @@
+//! Every product operation and refusal through the ledger's dispatch, then
+//! randomized sequences through the ledger and a real matching engine with
+//! a model of balances, every invariant checked after each step (the
+//! kernel's and each product's: house revenue, custody and pending
+//! withdrawals included), and restore checked mid-stream.
+
+use std::collections::BTreeMap;
+
+use ledger_api::spot::{Market, OrderRecord, OrderRequest, OrderStatus};
+use ledger_api::wallet::{Balance, WithdrawalStatus};
+use ledger_api::{house, spot, wallet, AssetSpec, Command, LedgerError, Outcome};
+use matching_core::{EngineLimits, Event, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use products::ledger_core::{AccountId, Purpose};
+use products::{Applied, Ledger, LedgerLimits};
+use proptest::prelude::*;
+
+type AssetId = u32;
+type UserId = u64;
+type Amount = i128;
+type OrderId = u64;
+type WithdrawalId = u64;
+
+const BTC: AssetId = 1;
+const USD: AssetId = 2;
+const MARKET: u32 = 1;
+
+fn btc_usd() -> Market {
+    // BTC scale 8, USD scale 2; tick 0.01 USD, lot 0.001 BTC = 100,000 sat;
+    // one tick x one lot = 0.00001 USD: USD at scale 2 cannot hold that, so
+    // quote at scale 6 here (10 micro-dollars per tick-lot).
+    Market {
+        base: BTC,
+        quote: USD,
+        base_units_per_lot: 100_000,
+        spec: MarketSpec {
+            id: MARKET,
+            quote_units_per_tick_lot: 10,
+            maker_fee_ppm: 1_000,
+            taker_fee_ppm: 2_000,
+            price_ticks_max: 100_000_000,
+            quantity_lots_max: 1_000_000,
+        },
+    }
+}
+
+fn limits() -> LedgerLimits {
+    LedgerLimits { open_orders_per_user_max: 20, pending_withdrawals_max: 50, ..LedgerLimits::default() }
+}
+
+fn ok(applied: Applied) -> Outcome {
+    applied.outcome.unwrap()
+}
+
+fn ledger() -> Ledger {
+    let mut ledger = Ledger::new(limits());
+    ok(ledger.apply(&Command::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }), 0));
+    ok(ledger.apply(&Command::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }), 0));
+    ok(ledger.apply(&Command::Spot(spot::Command::CreateMarket(btc_usd())), 0));
+    ledger
+}
+
+fn deposit_command(user: UserId, asset: AssetId, amount: Amount, reference: &str) -> Command {
+    Command::Wallet(wallet::Command::Deposit { user, asset, amount, reference: reference.into() })
+}
+
+fn deposit(ledger: &mut Ledger, user: UserId, asset: AssetId, amount: Amount, reference: &str) -> Result<Outcome, LedgerError> {
+    ledger.apply(&deposit_command(user, asset, amount, reference), 1).outcome
+}
+
+fn balance(ledger: &Ledger, user: UserId, asset: AssetId) -> Balance {
+    products::wallet::balance(ledger.kernel(), user, asset)
+}
+
+fn house(ledger: &Ledger, asset: AssetId, purpose: u8) -> Amount {
+    ledger.kernel().balance(AccountId::house(asset, Purpose(purpose)))
+}
+
+fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
+    OrderRequest {
+        market: MARKET,
+        side,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(price),
+        quantity,
+        self_trade: SelfTradePrevention::CancelTaker,
+    }
+}
+
+fn place_command(user: UserId, request: OrderRequest, client_order_id: Option<&str>) -> Command {
+    Command::Spot(spot::Command::PlaceOrder { user, request, client_order_id: client_order_id.map(str::to_string) })
+}
+
+fn cancel_command(user: UserId, order_id: OrderId) -> Command {
+    Command::Spot(spot::Command::CancelOrder { user, order_id })
+}
+
+fn wallet_outcome(outcome: Outcome) -> wallet::Outcome {
+    match outcome {
+        Outcome::Wallet(outcome) => outcome,
+        other => panic!("not a wallet outcome: {other:?}"),
+    }
+}
+
+/// The ledger and the matching engine wired together, as the daemons are.
+struct Exchange {
+    ledger: Ledger,
+    matching: FastEngine,
+    sequence: u64,
+}
+
+impl Exchange {
+    fn new() -> Self {
+        let ledger = ledger();
+        let mut matching = FastEngine::new(EngineLimits::default());
+        let mut events = Vec::new();
+        matching.execute(&matching_core::Command::AddMarket(btc_usd().spec), &mut events);
+        Exchange { ledger, matching, sequence: 0 }
+    }
+
+    /// Runs a forwarded command through matching and applies its events.
+    fn forward(&mut self, command: &matching_core::Command) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.matching.execute(command, &mut events);
+        self.sequence += 1;
+        ok(self.ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence: self.sequence, events: events.clone() }), 2));
+        events
+    }
+
+    fn place(&mut self, user: UserId, request: OrderRequest) -> Result<(OrderId, Vec<Event>), LedgerError> {
+        let applied = self.ledger.apply(&place_command(user, request, None), 2);
+        match applied.outcome? {
+            Outcome::Spot(spot::Outcome::OrderPlaced(order_id)) => Ok((order_id, self.forward(&applied.forward.expect("an order goes to matching")))),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn closed(&mut self) -> BTreeMap<OrderId, OrderRecord> {
+        self.ledger.take_changes().spot.closed_orders.into_iter().map(|r| (r.order.order_id, r)).collect()
+    }
+}
+
+#[test]
+fn the_products_declare_each_purpose_hold_and_record_kind_once() {
+    let purposes = products::purposes();
+    assert_eq!(purposes.all().len(), 6);
+    for kinds in [products::record_kinds(), products::hold_kinds()] {
+        let mut unique = kinds.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), kinds.len(), "{kinds:?}");
+        assert!(!kinds.contains(&0), "kind 0 marks a free slot");
+    }
+    for spec in purposes.all() {
+        assert_eq!(ledger_api::purpose_name(spec.purpose.0), spec.name, "the API names purpose {} as the product does", spec.purpose.0);
+    }
+}
+
+#[test]
+fn deposits_are_idempotent_by_reference() {
+    let mut ledger = ledger();
+    let Outcome::Wallet(wallet::Outcome::Deposited(id)) = deposit(&mut ledger, 7, USD, 500, "bank-1").unwrap() else { panic!() };
+    assert_eq!(deposit(&mut ledger, 7, USD, 500, "bank-1"), Ok(Outcome::Wallet(wallet::Outcome::Deposited(id))), "a replay answers the first deposit");
+    assert_eq!(deposit(&mut ledger, 7, USD, 501, "bank-1"), Err(LedgerError::Duplicate));
+    assert_eq!(deposit(&mut ledger, 8, USD, 500, "bank-1"), Err(LedgerError::Duplicate));
+    assert_eq!(balance(&ledger, 7, USD), Balance { available: 500, locked: 0 });
+    assert_eq!(house(&ledger, USD, wallet::CUSTODY), -500, "custody holds what users were credited");
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn bad_input_is_refused_with_codes_and_changes_nothing() {
+    let mut ledger = ledger();
+    deposit(&mut ledger, 1, USD, 100, "d").unwrap();
+    let before = ledger.state_hash();
+    let wallet = |command| Command::Wallet(command);
+    let cases: Vec<(Command, &str)> = vec![
+        (deposit_command(1, 99, 5, "x"), "NOT_FOUND"),
+        (deposit_command(1, USD, 0, "y"), "BAD_USER_INPUT"),
+        (deposit_command(1, USD, -5, "z"), "BAD_USER_INPUT"),
+        (deposit_command(1, USD, 5, ""), "BAD_USER_INPUT"),
+        (deposit_command(1, USD, 5, &"r".repeat(129)), "BAD_USER_INPUT"),
+        (wallet(wallet::Command::Transfer { from: 1, to: 2, asset: USD, amount: 101, key: "t".into() }), "INSUFFICIENT_FUNDS"),
+        (wallet(wallet::Command::Transfer { from: 1, to: 1, asset: USD, amount: 1, key: "t2".into() }), "BAD_USER_INPUT"),
+        (wallet(wallet::Command::RequestWithdrawal { user: 1, asset: USD, amount: 101, destination: "iban".into(), key: "w".into() }), "INSUFFICIENT_FUNDS"),
+        (wallet(wallet::Command::RequestWithdrawal { user: 1, asset: USD, amount: 1, destination: String::new(), key: "w2".into() }), "BAD_USER_INPUT"),
+        (wallet(wallet::Command::DecideWithdrawal { id: 42, approve: true }), "NOT_FOUND"),
+        (Command::CreateAsset(AssetSpec { id: 3, symbol: "usd".into(), scale: 2 }), "BAD_USER_INPUT"),
+        (Command::CreateAsset(AssetSpec { id: 3, symbol: "USD".into(), scale: 2 }), "DUPLICATE"),
+        (Command::CreateAsset(AssetSpec { id: 3, symbol: "EUR".into(), scale: 19 }), "BAD_USER_INPUT"),
+        (Command::Spot(spot::Command::CreateMarket(btc_usd())), "DUPLICATE"),
+        (Command::Spot(spot::Command::CreateMarket(Market { quote: 9, spec: MarketSpec { id: 2, ..btc_usd().spec }, ..btc_usd() })), "NOT_FOUND"),
+        (place_command(1, limit(Side::Buy, 10, 1_000_000), None), "INSUFFICIENT_FUNDS"),
+        (place_command(1, OrderRequest { market: 5, ..limit(Side::Buy, 1, 1) }, None), "NOT_FOUND"),
+        (place_command(1, limit(Side::Buy, 0, 1), None), "BAD_USER_INPUT"),
+        (place_command(1, OrderRequest { kind: OrderKind::Market, price: None, ..limit(Side::Buy, 1, 1) }, None), "BAD_USER_INPUT"),
+        (cancel_command(1, 999), "NOT_FOUND"),
+        (Command::House(house::Command::Defund { asset: USD, amount: 1, reference: "d".into() }), "INSUFFICIENT_FUNDS"),
+        (Command::House(house::Command::Fund { asset: 77, amount: 1, reference: "f".into() }), "NOT_FOUND"),
+    ];
+    for (command, code) in cases {
+        let applied = ledger.apply(&command, 5);
+        let error = applied.outcome.expect_err(&format!("{command:?} must be refused"));
+        assert_eq!(error.code(), code, "{command:?}: {error}");
+        assert_eq!(applied.forward, None, "a refused command sends matching nothing");
+    }
+    assert_eq!(ledger.state_hash(), before, "no refusal changed anything");
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn transfers_move_available_between_users() {
+    let mut ledger = ledger();
+    deposit(&mut ledger, 1, USD, 100, "d").unwrap();
+    let command = Command::Wallet(wallet::Command::Transfer { from: 1, to: 2, asset: USD, amount: 40, key: "k".into() });
+    let first = ok(ledger.apply(&command, 3));
+    assert!(matches!(first, Outcome::Wallet(wallet::Outcome::Transferred(_))));
+    assert_eq!(ok(ledger.apply(&command, 4)), first, "a replay moves nothing and answers the first");
+    assert_eq!((balance(&ledger, 1, USD).available, balance(&ledger, 2, USD).available), (60, 40));
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn withdrawals_are_held_pending_then_paid_out_or_released() {
+    let mut ledger = ledger();
+    deposit(&mut ledger, 1, USD, 100, "d").unwrap();
+    let request = |key: &str, amount| {
+        Command::Wallet(wallet::Command::RequestWithdrawal { user: 1, asset: USD, amount, destination: "DE89 3704".into(), key: key.into() })
+    };
+    let wallet::Outcome::WithdrawalRequested(first) = wallet_outcome(ok(ledger.apply(&request("a", 30), 2))) else { panic!() };
+    assert_eq!(wallet_outcome(ok(ledger.apply(&request("a", 30), 2))), wallet::Outcome::WithdrawalRequested(first));
+    assert_eq!(ledger.apply(&request("a", 31), 2).outcome, Err(LedgerError::Duplicate));
+    let wallet::Outcome::WithdrawalRequested(second) = wallet_outcome(ok(ledger.apply(&request("b", 20), 2))) else { panic!() };
+    assert_eq!(balance(&ledger, 1, USD).available, 50);
+    assert_eq!((house(&ledger, USD, wallet::CUSTODY), house(&ledger, USD, wallet::PENDING_WITHDRAWALS)), (-100, 50));
+    ledger.check_invariants().unwrap();
+
+    ok(ledger.apply(&Command::Wallet(wallet::Command::DecideWithdrawal { id: first, approve: true }), 3));
+    ok(ledger.apply(&Command::Wallet(wallet::Command::DecideWithdrawal { id: second, approve: false }), 3));
+    assert_eq!(
+        ledger.apply(&Command::Wallet(wallet::Command::DecideWithdrawal { id: first, approve: false }), 4).outcome,
+        Err(LedgerError::NotFound),
+        "decided once"
+    );
+    assert_eq!(balance(&ledger, 1, USD).available, 70);
+    assert_eq!((house(&ledger, USD, wallet::CUSTODY), house(&ledger, USD, wallet::PENDING_WITHDRAWALS)), (-70, 0), "the approved 30 left custody");
+    let decided: Vec<_> =
+        ledger.take_changes().wallet.withdrawals.into_iter().filter(|w| w.status != WithdrawalStatus::Pending).map(|w| (w.id, w.status)).collect();
+    assert_eq!(decided, vec![(first, WithdrawalStatus::Approved), (second, WithdrawalStatus::Rejected)]);
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn the_house_is_funded_from_custody_and_collects_revenue() {
+    let mut x = Exchange::new();
+    let fund = |reference: &str, amount| Command::House(house::Command::Fund { asset: USD, amount, reference: reference.into() });
+    let first = ok(x.ledger.apply(&fund("treasury-1", 5_000), 1));
+    assert_eq!(ok(x.ledger.apply(&fund("treasury-1", 5_000), 1)), first, "idempotent by reference");
+    assert_eq!(x.ledger.apply(&fund("treasury-1", 5_001), 1).outcome, Err(LedgerError::Duplicate));
+    ok(x.ledger.apply(&Command::House(house::Command::Defund { asset: USD, amount: 2_000, reference: "back".into() }), 1));
+    assert_eq!(products::house::balances(x.ledger.kernel(), USD), (3_000, 0));
+    assert_eq!(house(&x.ledger, USD, wallet::CUSTODY), -3_000);
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, BTC, 1_000_000, "u2").unwrap();
+    x.place(2, limit(Side::Sell, 2_000, 5)).unwrap();
+    x.place(1, limit(Side::Buy, 2_000, 5)).unwrap();
+    // Notional 100,000: taker 0.2% = 200, maker 0.1% = 100.
+    assert_eq!(products::house::balances(x.ledger.kernel(), USD), (3_000, 300), "fees are the house's revenue");
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn a_trade_settles_both_sides_with_fees_and_releases_the_unused_hold() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, BTC, 1_000_000, "u2").unwrap();
+    // Seller rests 5 lots at 2,000 ticks; the buyer bids 2,100 for 3.
+    let (sell, _) = x.place(2, limit(Side::Sell, 2_000, 5)).unwrap();
+    assert_eq!(balance(&x.ledger, 2, BTC), Balance { available: 500_000, locked: 500_000 });
+    let buy_hold = products::spot::buy_hold(&btc_usd(), 2_100, 3);
+    let (buy, events) = x.place(1, limit(Side::Buy, 2_100, 3)).unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::Fill(_))));
+    // Notional 2,000 x 3 x 10 = 60,000; taker (buyer) fee 0.2% = 120; maker (seller) fee 0.1% = 60.
+    assert_eq!(
+        balance(&x.ledger, 1, USD),
+        Balance { available: 10_000_000 - 60_000 - 120, locked: 0 },
+        "the buy is done: its unused hold ({buy_hold}) came back"
+    );
+    assert_eq!(balance(&x.ledger, 1, BTC), Balance { available: 300_000, locked: 0 });
+    assert_eq!(balance(&x.ledger, 2, USD), Balance { available: 60_000 - 60, locked: 0 });
+    assert_eq!(balance(&x.ledger, 2, BTC), Balance { available: 500_000, locked: 200_000 });
+    assert_eq!(house(&x.ledger, USD, house::REVENUE), 180, "fees");
+    let closed = x.closed();
+    assert_eq!(closed[&buy].status, OrderStatus::Filled);
+    assert_eq!((closed[&buy].filled, closed[&buy].filled_notional, closed[&buy].fees_paid), (3, 60_000, 120));
+    let open = x.ledger.spot().order(sell).unwrap();
+    assert_eq!((open.status, open.filled), (OrderStatus::PartiallyFilled, 3));
+    assert_eq!(products::spot::hold_remaining(x.ledger.kernel(), sell), Some(200_000));
+    x.ledger.check_invariants().unwrap();
+
+    // Cancelling the rest releases its hold.
+    let applied = x.ledger.apply(&cancel_command(2, sell), 3);
+    assert_eq!(applied.outcome, Ok(Outcome::Spot(spot::Outcome::CancelRequested(sell))));
+    assert_eq!(x.ledger.apply(&cancel_command(1, sell), 3).outcome, Err(LedgerError::NotFound), "not another user's");
+    x.forward(&applied.forward.unwrap());
+    assert_eq!(balance(&x.ledger, 2, BTC), Balance { available: 700_000, locked: 0 });
+    assert_eq!(x.closed()[&sell].status, OrderStatus::Cancelled);
+    assert_eq!(products::spot::hold_remaining(x.ledger.kernel(), sell), None, "the hold closed with the order");
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn rejected_and_killed_orders_release_everything() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, BTC, 1_000_000, "u2").unwrap();
+    x.place(2, limit(Side::Sell, 2_000, 1)).unwrap();
+    let (post_only, _) = x.place(1, OrderRequest { post_only: true, ..limit(Side::Buy, 2_000, 1) }).unwrap();
+    let (fok, _) = x.place(1, OrderRequest { time_in_force: TimeInForce::Fok, ..limit(Side::Buy, 2_000, 2) }).unwrap();
+    let closed = x.closed();
+    assert_eq!(closed[&post_only].status, OrderStatus::Rejected);
+    assert_eq!(closed[&post_only].reject_reason.as_deref(), Some("POST_ONLY_WOULD_TAKE"));
+    assert_eq!((closed[&fok].status, closed[&fok].filled), (OrderStatus::Cancelled, 0));
+    assert_eq!(balance(&x.ledger, 1, USD), Balance { available: 10_000_000, locked: 0 });
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn client_order_ids_are_idempotent() {
+    let mut ledger = ledger();
+    deposit(&mut ledger, 1, USD, 10_000_000, "u1").unwrap();
+    let first = ledger.apply(&place_command(1, limit(Side::Buy, 10, 1), Some("mine-1")), 1);
+    let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = first.outcome else { panic!() };
+    assert!(first.forward.is_some());
+    let replay = ledger.apply(&place_command(1, limit(Side::Buy, 10, 1), Some("mine-1")), 1);
+    assert_eq!(replay, Applied { outcome: Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))), forward: None }, "a replay sends matching nothing again");
+    assert_eq!(ledger.apply(&place_command(1, limit(Side::Buy, 11, 1), Some("mine-1")), 1).outcome, Err(LedgerError::Duplicate));
+    let other_user = ledger.apply(&place_command(2, limit(Side::Buy, 10, 1), Some("mine-1")), 1).outcome;
+    assert!(matches!(other_user, Err(LedgerError::InsufficientFunds { .. })), "keys are per user: {other_user:?}");
+}
+
+#[test]
+fn an_order_that_rests_is_reported_open_to_storage() {
+    let mut exchange = Exchange::new();
+    deposit(&mut exchange.ledger, 1, BTC, 1_000_000_000, "d").unwrap();
+    let applied = exchange.ledger.apply(&place_command(1, limit(Side::Sell, 100, 2), None), 2);
+    let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = applied.outcome else { panic!() };
+    // The hold's batch is written; matching's answer comes in a later one.
+    exchange.ledger.take_changes();
+    let events = exchange.forward(&applied.forward.unwrap());
+    assert!(matches!(events.as_slice(), [Event::Accepted { .. }]), "{events:?}");
+    let changes = exchange.ledger.take_changes();
+    assert!(changes.spot.orders.contains(&order_id), "the Open status must reach storage");
+    assert!(changes.spot.closed_orders.is_empty());
+    assert_eq!(exchange.ledger.spot().order(order_id).unwrap().status, OrderStatus::Open);
+}
+
+#[test]
+fn matching_outputs_apply_exactly_once_and_in_order() {
+    let mut ledger = ledger();
+    let apply = |ledger: &mut Ledger, sequence| ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence, events: vec![] }), 1).outcome;
+    apply(&mut ledger, 1).unwrap();
+    assert_eq!(apply(&mut ledger, 1), Ok(Outcome::Spot(spot::Outcome::MatchingApplied { orders: vec![] })), "a replayed output is a no-op");
+    assert_eq!(apply(&mut ledger, 3), Err(LedgerError::OutOfSequence { expected: 2, got: 3 }));
+    assert_eq!(ledger.spot().counters().matching_applied, 1);
+}
+
+#[test]
+fn a_fill_the_ledger_cannot_settle_breaks_an_invariant_instead_of_a_panic() {
+    let mut ledger = ledger();
+    let fill = matching_core::Fill {
+        market: MARKET,
+        maker_order: 77,
+        maker_user: 1,
+        taker_order: 78,
+        taker_user: 2,
+        taker_side: Side::Buy,
+        price: 10,
+        quantity: 1,
+        notional: 100,
+        maker_fee: 0,
+        taker_fee: 0,
+    };
+    ok(ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence: 1, events: vec![Event::Fill(fill)] }), 1));
+    let broken = ledger.check_invariants().unwrap_err();
+    assert!(broken.contains("does not hold"), "{broken}");
+}
+
+#[test]
+fn open_order_limit_per_user() {
+    let mut ledger = ledger();
+    deposit(&mut ledger, 1, USD, 10_000_000, "u1").unwrap();
+    for _ in 0..20 {
+        ok(ledger.apply(&place_command(1, limit(Side::Buy, 1, 1), None), 1));
+    }
+    let error = ledger.apply(&place_command(1, limit(Side::Buy, 1, 1), None), 1).outcome.unwrap_err();
+    assert_eq!(error, LedgerError::LimitReached("open_orders_per_user_max".into()));
+    assert_eq!(error.code(), "LIMIT_REACHED", "not UNAVAILABLE: a retry cannot succeed until an order closes");
+}
+
+/// One random step of a wallet, a house and an exchange.
+#[derive(Clone, Debug)]
+enum Step {
+    Deposit {
+        user: UserId,
+        asset: AssetId,
+        amount: Amount,
+        reference: u8,
+    },
+    Transfer {
+        from: UserId,
+        to: UserId,
+        amount: Amount,
+        key: u8,
+    },
+    Withdraw {
+        user: UserId,
+        amount: Amount,
+        key: u8,
+    },
+    Decide {
+        pick: usize,
+        approve: bool,
+    },
+    Fund {
+        amount: Amount,
+        out: bool,
+        reference: u8,
+    },
+    Place {
+        user: UserId,
+        side: bool,
+        market_order: bool,
+        tif: u8,
+        post_only: bool,
+        price: u64,
+        quantity: u64,
+    },
+    Cancel {
+        user: UserId,
+        pick: usize,
+    },
+    /// Deliver the queued matching outputs (they may lag behind).
+    Deliver,
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let user = 1u64..6;
+    prop_oneof![
+        3 => (user.clone(), prop_oneof![Just(BTC), Just(USD)], 1i128..5_000_000, any::<u8>()).prop_map(|(user, asset, amount, reference)| Step::Deposit { user, asset, amount, reference }),
+        1 => (user.clone(), user.clone(), 1i128..2_000_000, any::<u8>()).prop_map(|(from, to, amount, key)| Step::Transfer { from, to, amount, key }),
+        1 => (user.clone(), 1i128..2_000_000, any::<u8>()).prop_map(|(user, amount, key)| Step::Withdraw { user, amount, key }),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, approve)| Step::Decide { pick, approve }),
+        1 => (1i128..3_000_000, any::<bool>(), any::<u8>()).prop_map(|(amount, out, reference)| Step::Fund { amount, out, reference }),
+        6 => (user.clone(), any::<bool>(), prop::bool::weighted(0.1), 0u8..3, prop::bool::weighted(0.1), 1_990u64..2_010, 1u64..8)
+            .prop_map(|(user, side, market_order, tif, post_only, price, quantity)| Step::Place { user, side, market_order, tif, post_only, price, quantity }),
+        2 => (user, any::<usize>()).prop_map(|(user, pick)| Step::Cancel { user, pick }),
+        3 => Just(Step::Deliver),
+        1 => Just(Step::Restart),
+    ]
+}
+
+/// Totals computed from the steps and matching's events alone: per
+/// (user, asset), the house's revenue and inventory, custody per asset.
+#[derive(Default)]
+struct Model {
+    totals: BTreeMap<(UserId, AssetId), Amount>,
+    revenue: Amount,
+    inventory: Amount,
+    custody: BTreeMap<AssetId, Amount>,
+}
+
+impl Model {
+    fn add(&mut self, user: UserId, asset: AssetId, amount: Amount) {
+        *self.totals.entry((user, asset)).or_default() += amount;
+    }
+
+    fn check(&self, ledger: &Ledger) {
+        for (&(user, asset), &total) in &self.totals {
+            let b = balance(ledger, user, asset);
+            assert_eq!(b.available + b.locked, total, "user {user} asset {asset}: ledger {b:?}, model total {total}");
+        }
+        assert_eq!(house(ledger, USD, house::REVENUE), self.revenue);
+        assert_eq!(house(ledger, USD, house::INVENTORY), self.inventory);
+        for (&asset, &custody) in &self.custody {
+            assert_eq!(house(ledger, asset, wallet::CUSTODY), custody, "custody of asset {asset}");
+        }
+        // Conservation over every account a product added: users, custody,
+        // pending withdrawals, revenue, inventory.
+        for asset in [BTC, USD] {
+            let sum: Amount = ledger.kernel().state().balances.iter().filter(|(account, _)| account.asset == asset).map(|(_, b)| *b).sum();
+            assert_eq!(sum, 0, "asset {asset} sums to {sum}");
+        }
+    }
+}
+
+fn run(steps: &[Step]) {
+    let mut x = Exchange::new();
+    let mut model = Model::default();
+    let mut queued: Vec<matching_core::Command> = Vec::new();
+    let mut placed: Vec<(UserId, OrderId)> = Vec::new();
+    let mut pending_withdrawals: Vec<(WithdrawalId, UserId, Amount)> = Vec::new();
+    let mut deposits: BTreeMap<(AssetId, u8), (UserId, Amount)> = BTreeMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        let at = i as u64;
+        match *step {
+            Step::Deposit { user, asset, amount, reference } => {
+                let result = deposit(&mut x.ledger, user, asset, amount, &format!("ref-{reference}"));
+                match deposits.get(&(asset, reference)) {
+                    None => {
+                        assert!(matches!(result, Ok(Outcome::Wallet(wallet::Outcome::Deposited(_)))), "{result:?}");
+                        deposits.insert((asset, reference), (user, amount));
+                        model.add(user, asset, amount);
+                        *model.custody.entry(asset).or_default() -= amount;
+                    }
+                    Some(&first) if first == (user, amount) => assert!(matches!(result, Ok(Outcome::Wallet(wallet::Outcome::Deposited(_)))), "{result:?}"),
+                    Some(_) => assert_eq!(result, Err(LedgerError::Duplicate)),
+                }
+            }
+            Step::Transfer { from, to, amount, key } => {
+                let command = Command::Wallet(wallet::Command::Transfer { from, to, asset: USD, amount, key: format!("t-{key}") });
+                let before = x.ledger.kernel().next_transfer();
+                // A replay answers the first transfer and moves nothing.
+                if x.ledger.apply(&command, at).outcome.is_ok() && x.ledger.kernel().next_transfer() > before {
+                    model.add(from, USD, -amount);
+                    model.add(to, USD, amount);
+                }
+            }
+            Step::Withdraw { user, amount, key } => {
+                let command =
+                    Command::Wallet(wallet::Command::RequestWithdrawal { user, asset: USD, amount, destination: "acct".into(), key: format!("w-{key}") });
+                let before = x.ledger.wallet().next_withdrawal();
+                if let Ok(Outcome::Wallet(wallet::Outcome::WithdrawalRequested(id))) = x.ledger.apply(&command, at).outcome {
+                    if x.ledger.wallet().next_withdrawal() > before {
+                        model.add(user, USD, -amount);
+                        pending_withdrawals.push((id, user, amount));
+                    }
+                }
+            }
+            Step::Decide { pick, approve } => {
+                if !pending_withdrawals.is_empty() {
+                    let (id, user, amount) = pending_withdrawals.remove(pick % pending_withdrawals.len());
+                    ok(x.ledger.apply(&Command::Wallet(wallet::Command::DecideWithdrawal { id, approve }), at));
+                    if approve {
+                        *model.custody.entry(USD).or_default() += amount;
+                    } else {
+                        model.add(user, USD, amount);
+                    }
+                }
+            }
+            Step::Fund { amount, out, reference } => {
+                let reference = format!("house-{reference}");
+                let command =
+                    if out { house::Command::Defund { asset: USD, amount, reference } } else { house::Command::Fund { asset: USD, amount, reference } };
+                let before = x.ledger.kernel().next_transfer();
+                if x.ledger.apply(&Command::House(command), at).outcome.is_ok() && x.ledger.kernel().next_transfer() > before {
+                    let signed = if out { -amount } else { amount };
+                    model.inventory += signed;
+                    *model.custody.entry(USD).or_default() -= signed;
+                }
+            }
+            Step::Place { user, side, market_order, tif, post_only, price, quantity } => {
+                let request = OrderRequest {
+                    market: MARKET,
+                    side: if side { Side::Buy } else { Side::Sell },
+                    kind: if market_order { OrderKind::Market } else { OrderKind::Limit },
+                    time_in_force: [TimeInForce::Gtc, TimeInForce::Ioc, TimeInForce::Fok][tif as usize],
+                    post_only,
+                    price: Some(price),
+                    quantity,
+                    self_trade: SelfTradePrevention::CancelTaker,
+                };
+                let applied = x.ledger.apply(&place_command(user, request, None), at);
+                if let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = applied.outcome {
+                    placed.push((user, order_id));
+                    queued.push(applied.forward.expect("a placed order goes to matching"));
+                }
+            }
+            Step::Cancel { user, pick } => {
+                if !placed.is_empty() {
+                    let (owner, order_id) = placed[pick % placed.len()];
+                    let applied = x.ledger.apply(&cancel_command(user, order_id), at);
+                    if applied.outcome.is_ok() {
+                        assert_eq!(owner, user, "only the owner may cancel");
+                        queued.push(applied.forward.expect("a cancel goes to matching"));
+                    }
+                }
+            }
+            Step::Deliver => {
+                for command in std::mem::take(&mut queued) {
+                    let events = x.forward(&command);
+                    for event in &events {
+                        if let Event::Fill(f) = event {
+                            let (buyer, seller, buyer_fee, seller_fee) = match f.taker_side {
+                                Side::Buy => (f.taker_user, f.maker_user, f.taker_fee, f.maker_fee),
+                                Side::Sell => (f.maker_user, f.taker_user, f.maker_fee, f.taker_fee),
+                            };
+                            let base = products::spot::base_amount(&btc_usd(), f.quantity);
+                            model.add(buyer, BTC, base);
+                            model.add(seller, BTC, -base);
+                            model.add(buyer, USD, -(f.notional as Amount) - buyer_fee as Amount);
+                            model.add(seller, USD, f.notional as Amount - seller_fee as Amount);
+                            model.revenue += (buyer_fee + seller_fee) as Amount;
+                        }
+                    }
+                }
+            }
+            Step::Restart => {
+                // Through the encoded state, as the daemon restores it from storage.
+                let bytes = postcard::to_stdvec(&x.ledger.state()).unwrap();
+                let restored = Ledger::restore(limits(), postcard::from_bytes(&bytes).unwrap());
+                assert_eq!(restored.state_hash(), x.ledger.state_hash(), "a restart changes nothing");
+                x.ledger = restored;
+            }
+        }
+        if let Err(broken) = x.ledger.check_invariants() {
+            panic!("after step {i} {step:?}: {broken}");
+        }
+        model.check(&x.ledger);
+        x.ledger.take_changes();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_keep_every_invariant_and_match_the_model(steps in proptest::collection::vec(step(), 1..200)) {
+        run(&steps);
+    }
+}
+
+/// A command of any kind with an idempotency key, over a few users and
+/// keys so that replays and reuses (DUPLICATE) come up, with keys that are
+/// empty or too long among them.
+fn keyed_command() -> impl Strategy<Value = Command> {
+    let user = 1u64..4;
+    let key = prop_oneof![8 => (0u8..6).prop_map(|k| format!("k{k}")), 1 => Just(String::new()), 1 => Just("x".repeat(129))];
+    let amount = 1i128..3_000;
+    prop_oneof![
+        (user.clone(), prop_oneof![Just(BTC), Just(USD)], amount.clone(), key.clone())
+            .prop_map(|(user, asset, amount, reference)| deposit_command(user, asset, amount, &reference)),
+        (user.clone(), user.clone(), amount.clone(), key.clone()).prop_map(|(from, to, amount, key)| Command::Wallet(wallet::Command::Transfer {
+            from,
+            to,
+            asset: USD,
+            amount,
+            key
+        })),
+        (user.clone(), amount.clone(), key.clone()).prop_map(|(user, amount, key)| Command::Wallet(wallet::Command::RequestWithdrawal {
+            user,
+            asset: USD,
+            amount,
+            destination: "acct".into(),
+            key
+        })),
+        (1u64..4, any::<bool>()).prop_map(|(id, approve)| Command::Wallet(wallet::Command::DecideWithdrawal { id, approve })),
+        (amount, key.clone(), any::<bool>()).prop_map(|(amount, reference, out)| Command::House(if out {
+            house::Command::Defund { asset: USD, amount, reference }
+        } else {
+            house::Command::Fund { asset: USD, amount, reference }
+        })),
+        (user, any::<bool>(), 1_990u64..2_010, 1u64..3, proptest::option::of(key)).prop_map(|(user, buy, price, quantity, client_order_id)| place_command(
+            user,
+            limit(if buy { Side::Buy } else { Side::Sell }, price, quantity),
+            client_order_id.as_deref()
+        )),
+    ]
+}
+
+proptest! {
+    /// `apply_all` (digests first, then each command) is `apply` one
+    /// command at a time: the same results, each handed over with the
+    /// ledger as its command left it, and the same state after every batch.
+    #[test]
+    fn a_batch_applied_at_once_equals_its_commands_applied_one_by_one(
+        batches in proptest::collection::vec(proptest::collection::vec(keyed_command(), 0..40), 1..6)
+    ) {
+        let mut one_by_one = ledger();
+        let mut at_once = ledger();
+        for (b, batch) in batches.iter().enumerate() {
+            let mut expected = Vec::new();
+            for command in batch {
+                let applied = one_by_one.apply(command, b as u64);
+                expected.push((applied, one_by_one.kernel().next_transfer(), balance(&one_by_one, 1, USD)));
+            }
+            let mut got = Vec::new();
+            at_once.apply_all(batch.iter().map(|command| (command, b as u64)), |ledger, applied| got.push((applied, ledger.kernel().next_transfer(), balance(ledger, 1, USD))));
+            prop_assert_eq!(&got, &expected);
+            prop_assert_eq!(at_once.state_hash(), one_by_one.state_hash());
+            prop_assert_eq!(at_once.take_changes(), one_by_one.take_changes());
+            if let Err(broken) = at_once.check_invariants() {
+                panic!("after batch {b}: {broken}");
+            }
+        }
+        // Not a vacuous comparison: money moved, and only deposits and the house's funding bring it in.
+        let deposited = batches.iter().flatten().any(|c| {
+            matches!(c, Command::Wallet(wallet::Command::Deposit { reference, .. }) | Command::House(house::Command::Fund { reference, .. }) if !reference.is_empty() && reference.len() <= 128)
+        });
+        prop_assert_eq!(one_by_one.kernel().next_transfer() > 1, deposited);
+    }
+}
