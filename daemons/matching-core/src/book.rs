@@ -1,10 +1,12 @@
-//! The one interface every order book implements. The reference book and the
-//! fast book both implement it and both run the same test suite; a property
-//! test feeds both the same random commands and compares every event.
+//! A book is one market's rules over a store of resting orders. The rules
+//! (accept, fill-or-kill, take, rest or cancel, amend) are written once, in
+//! `lifecycle.rs`, over the [`BookStore`] trait; the reference store and the
+//! fast store implement it, so the differential test compares two data
+//! structures, not two copies of the rules.
 
 use crate::types::{BookLimits, Event, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks, QuantityLots, RestingOrder, Side, UserId};
 
-/// One market's book with its matching rules.
+/// One market's book with its matching rules: what the engine drives.
 ///
 /// The engine has already checked that the market exists and trades and that
 /// the order passes [`crate::rules::check_new_order`]. A book then checks, in
@@ -36,4 +38,52 @@ pub trait OrderBook: Sized {
     fn depth(&self, side: Side, levels_max: usize) -> Vec<PriceLevel>;
 
     fn resting_count(&self) -> usize;
+}
+
+/// Where a book's resting orders are and in what priority: a data
+/// structure, no rules. Priority is price first (the best price for the
+/// side), then time at the price.
+pub trait BookStore: Default {
+    /// Where a resting order sits; valid until the store next changes.
+    type Handle: Copy;
+
+    fn find(&self, order_id: OrderId) -> Option<Self::Handle>;
+
+    fn get(&self, handle: Self::Handle) -> &RestingOrder;
+
+    /// The order on `side` that trades first.
+    fn best(&self, side: Side) -> Option<Self::Handle>;
+
+    /// `side`'s orders in priority order, for as long as `visit` says true.
+    fn visit(&self, side: Side, visit: impl FnMut(&RestingOrder) -> bool);
+
+    /// Adds an order at the back of its price level.
+    fn insert(&mut self, order: RestingOrder);
+
+    fn remove(&mut self, handle: Self::Handle) -> RestingOrder;
+
+    /// The best order on `side` traded `traded` lots as a maker: its rest
+    /// shrinks and its maker basis grows; once nothing remains it leaves the
+    /// book and this returns true.
+    fn fill_best(&mut self, side: Side, traded: QuantityLots) -> bool;
+
+    /// Sets a resting order's open quantity, keeping its place.
+    fn set_remaining(&mut self, handle: Self::Handle, remaining: QuantityLots);
+
+    /// Price levels on `side`.
+    fn level_count(&self, side: Side) -> usize;
+
+    /// Orders resting at `price` on `side`.
+    fn orders_at(&self, side: Side, price: PriceTicks) -> u32;
+
+    fn user_orders(&self, user: UserId) -> u32;
+
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Aggregated levels of `side`, best first, at most `levels_max`.
+    fn depth(&self, side: Side, levels_max: usize) -> Vec<PriceLevel>;
 }

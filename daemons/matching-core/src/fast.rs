@@ -1,4 +1,4 @@
-//! The fast book.
+//! The fast store.
 //!
 //! - Orders live in a slab (`nodes`) and are chained into one FIFO list per
 //!   price level by slab index; freed slots are reused, so steady-state
@@ -9,16 +9,13 @@
 //!   the top moves only the few levels above it.
 //! - An order id index (`FxHashMap`) finds an order's slot for cancel and amend.
 //!
-//! It must emit exactly the events the reference book emits, in the same order.
+//! The rules are `lifecycle.rs`'s; the differential test holds this store
+//! to the reference store's behaviour under them.
 
 use rustc_hash::FxHashMap;
 
-use crate::book::OrderBook;
-use crate::rules;
-use crate::types::{
-    fee_increment, BookLimits, CancelReason, Event, Fill, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks, QuantityLots, RejectCode, RestingOrder,
-    SelfTradePrevention, Side, UserId,
-};
+use crate::book::BookStore;
+use crate::types::{OrderId, PriceLevel, PriceTicks, QuantityLots, RestingOrder, Side, UserId};
 
 const NIL: u32 = u32::MAX;
 
@@ -38,9 +35,8 @@ struct Level {
     orders: u32,
 }
 
-pub struct FastBook {
-    spec: MarketSpec,
-    limits: BookLimits,
+#[derive(Default)]
+pub struct FastStore {
     nodes: Vec<Node>,
     free: Vec<u32>,
     index: FxHashMap<OrderId, u32>,
@@ -77,7 +73,7 @@ fn level_position(levels: &[Level], side: Side, price: PriceTicks) -> Result<usi
     }
 }
 
-impl FastBook {
+impl FastStore {
     #[inline]
     fn levels_mut(&mut self, side: Side) -> &mut Vec<Level> {
         match side {
@@ -92,14 +88,6 @@ impl FastBook {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         }
-    }
-
-    fn user_open_orders(&self, user: UserId) -> u32 {
-        self.open_orders_by_user.get(&user).copied().unwrap_or(0)
-    }
-
-    fn would_cross(&self, side: Side, limit: PriceTicks) -> bool {
-        self.levels(side.opposite()).last().is_some_and(|best| side.crosses(limit, best.price))
     }
 
     /// Adds a new resting order: a slot, the indexes, and the back of its level.
@@ -153,8 +141,8 @@ impl FastBook {
         order
     }
 
-    /// Takes the order in `slot` out of its price level (dropping the level if
-    /// it empties) but keeps its slot and indexes: a move re-links it.
+    /// Takes the order in `slot` out of its price level, dropping the level if
+    /// it empties; its slot and indexes stay until `forget`.
     #[inline]
     fn unlink(&mut self, slot: u32) -> RestingOrder {
         let Node { order, prev, next } = self.nodes[slot as usize];
@@ -191,295 +179,102 @@ impl FastBook {
             self.open_orders_by_user.remove(&order.user);
         }
     }
-
-    fn can_fill_completely(&self, user: UserId, side: Side, limit: PriceTicks, quantity: QuantityLots, self_trade: SelfTradePrevention) -> bool {
-        let mut available: QuantityLots = 0;
-        for level in self.levels(side.opposite()).iter().rev() {
-            if !side.crosses(limit, level.price) {
-                return false;
-            }
-            let mut slot = level.head;
-            while slot != NIL {
-                let maker = &self.nodes[slot as usize];
-                slot = maker.next;
-                if maker.order.user == user {
-                    match self_trade {
-                        SelfTradePrevention::CancelMaker => continue,
-                        SelfTradePrevention::CancelTaker | SelfTradePrevention::CancelBoth => return false,
-                    }
-                }
-                available += maker.order.remaining;
-                if available >= quantity {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
-    /// Matches an incoming order. Returns the unfilled quantity, or `None` when
-    /// self-trade prevention cancelled the incoming order.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn take(
-        &mut self,
-        order_id: OrderId,
-        user: UserId,
-        side: Side,
-        limit: PriceTicks,
-        quantity: QuantityLots,
-        self_trade: SelfTradePrevention,
-        out: &mut Vec<Event>,
-    ) -> Option<QuantityLots> {
-        let spec = self.spec;
-        let market = spec.id;
-        let mut remaining = quantity;
-        let mut taker_notional = 0;
-        while remaining > 0 {
-            let makers = match side {
-                Side::Buy => &mut self.asks,
-                Side::Sell => &mut self.bids,
-            };
-            let Some(level) = makers.last_mut() else { break };
-            if !side.crosses(limit, level.price) {
-                break;
-            }
-            let slot = level.head;
-            let maker = self.nodes[slot as usize].order;
-            if maker.user == user {
-                let cancel_maker = self_trade != SelfTradePrevention::CancelTaker;
-                let cancel_taker = self_trade != SelfTradePrevention::CancelMaker;
-                if cancel_maker {
-                    let maker = self.remove(slot);
-                    out.push(Event::Cancelled {
-                        market,
-                        order_id: maker.order_id,
-                        user: maker.user,
-                        side: maker.side,
-                        remaining: maker.remaining,
-                        reason: CancelReason::SelfTrade,
-                    });
-                }
-                if cancel_taker {
-                    out.push(Event::Cancelled { market, order_id, user, side, remaining, reason: CancelReason::SelfTrade });
-                    return None;
-                }
-                continue;
-            }
-            let traded = remaining.min(maker.remaining);
-            let notional = spec.notional(maker.price, traded);
-            let maker_fee = fee_increment(spec.maker_fee_ppm, spec.notional(maker.price, maker.maker_filled), notional);
-            let taker_fee = fee_increment(spec.taker_fee_ppm, taker_notional, notional);
-            taker_notional += notional;
-            out.push(Event::Fill(Fill {
-                market,
-                maker_order: maker.order_id,
-                maker_user: maker.user,
-                taker_order: order_id,
-                taker_user: user,
-                taker_side: side,
-                price: maker.price,
-                quantity: traded,
-                notional,
-                maker_fee,
-                taker_fee,
-            }));
-            remaining -= traded;
-            level.quantity -= traded;
-            if traded == maker.remaining {
-                // The maker is done: unlink the head without a level search.
-                let next = self.nodes[slot as usize].next;
-                level.orders -= 1;
-                if next == NIL {
-                    makers.pop();
-                } else {
-                    level.head = next;
-                    self.nodes[next as usize].prev = NIL;
-                }
-                self.forget(slot, &maker);
-                out.push(Event::Done { market, order_id: maker.order_id, user: maker.user });
-            } else {
-                let node = &mut self.nodes[slot as usize].order;
-                node.remaining -= traded;
-                node.maker_filled += traded;
-            }
-        }
-        Some(remaining)
-    }
 }
 
-impl OrderBook for FastBook {
-    fn new(spec: MarketSpec, limits: BookLimits) -> Self {
-        FastBook {
-            spec,
-            limits,
-            nodes: Vec::new(),
-            free: Vec::new(),
-            index: FxHashMap::default(),
-            open_orders_by_user: FxHashMap::default(),
-            bids: Vec::new(),
-            asks: Vec::new(),
-        }
-    }
+impl BookStore for FastStore {
+    type Handle = u32;
 
-    fn spec(&self) -> &MarketSpec {
-        &self.spec
+    #[inline]
+    fn find(&self, order_id: OrderId) -> Option<u32> {
+        self.index.get(&order_id).copied()
     }
 
     #[inline]
-    fn place(&mut self, order: &NewOrder, out: &mut Vec<Event>) {
-        let market = self.spec.id;
-        let reject = |code| Event::Rejected { market, order_id: order.order_id, user: order.user, code };
-        if self.index.contains_key(&order.order_id) {
-            return out.push(reject(RejectCode::DuplicateOrderId));
-        }
-        let limit = rules::effective_limit(order);
-        if order.may_rest() {
-            if self.index.len() >= self.limits.resting_orders_max as usize {
-                return out.push(reject(RejectCode::BookFull));
-            }
-            if self.user_open_orders(order.user) >= self.limits.orders_per_user_max {
-                return out.push(reject(RejectCode::UserOrderLimit));
-            }
-            let levels = self.levels(order.side);
-            if level_position(levels, order.side, limit).is_err() && levels.len() >= self.limits.price_levels_per_side_max as usize {
-                return out.push(reject(RejectCode::PriceLevelLimit));
-            }
-        }
-        if order.post_only && self.would_cross(order.side, limit) {
-            return out.push(reject(RejectCode::PostOnlyWouldTake));
-        }
-        out.push(Event::Accepted { market, order_id: order.order_id, user: order.user, side: order.side, price: order.price, quantity: order.quantity });
-        let cancel = |remaining, reason| Event::Cancelled { market, order_id: order.order_id, user: order.user, side: order.side, remaining, reason };
-        if rules::is_fill_or_kill(order) && !self.can_fill_completely(order.user, order.side, limit, order.quantity, order.self_trade) {
-            return out.push(cancel(order.quantity, CancelReason::FillOrKill));
-        }
-        let Some(remaining) = self.take(order.order_id, order.user, order.side, limit, order.quantity, order.self_trade, out) else {
-            return;
-        };
-        if remaining == 0 {
-            out.push(Event::Done { market, order_id: order.order_id, user: order.user });
-        } else if order.may_rest() {
-            self.insert(RestingOrder {
-                order_id: order.order_id,
-                user: order.user,
-                side: order.side,
-                price: limit,
-                remaining,
-                maker_filled: 0,
-                post_only: order.post_only,
-                self_trade: order.self_trade,
-            });
-        } else {
-            out.push(cancel(remaining, CancelReason::Unfilled));
-        }
+    fn get(&self, slot: u32) -> &RestingOrder {
+        &self.nodes[slot as usize].order
     }
 
-    fn cancel(&mut self, order_id: OrderId, user: UserId, out: &mut Vec<Event>) {
-        let market = self.spec.id;
-        match self.index.get(&order_id).copied() {
-            Some(slot) if self.nodes[slot as usize].order.user == user => {
-                let order = self.remove(slot);
-                out.push(Event::Cancelled { market, order_id, user, side: order.side, remaining: order.remaining, reason: CancelReason::User });
-            }
-            _ => out.push(Event::Rejected { market, order_id, user, code: RejectCode::UnknownOrder }),
-        }
+    #[inline]
+    fn best(&self, side: Side) -> Option<u32> {
+        self.levels(side).last().map(|level| level.head)
     }
 
-    fn cancel_all(&mut self, user: UserId, out: &mut Vec<Event>) {
-        if self.user_open_orders(user) == 0 {
-            return;
-        }
-        // Bounded by resting_orders_max; walking the levels gives priority order.
-        let mut mine = Vec::new();
-        for side in [Side::Buy, Side::Sell] {
-            for level in self.levels(side).iter().rev() {
-                let mut slot = level.head;
-                while slot != NIL {
-                    let node = &self.nodes[slot as usize];
-                    if node.order.user == user {
-                        mine.push(slot);
-                    }
-                    slot = node.next;
+    fn visit(&self, side: Side, mut visit: impl FnMut(&RestingOrder) -> bool) {
+        for level in self.levels(side).iter().rev() {
+            let mut slot = level.head;
+            while slot != NIL {
+                let node = &self.nodes[slot as usize];
+                if !visit(&node.order) {
+                    return;
                 }
+                slot = node.next;
             }
-        }
-        let market = self.spec.id;
-        for slot in mine {
-            let order = self.remove(slot);
-            out.push(Event::Cancelled { market, order_id: order.order_id, user, side: order.side, remaining: order.remaining, reason: CancelReason::User });
         }
     }
 
+    fn insert(&mut self, order: RestingOrder) {
+        FastStore::insert(self, order)
+    }
+
+    fn remove(&mut self, slot: u32) -> RestingOrder {
+        FastStore::remove(self, slot)
+    }
+
     #[inline]
-    fn amend(&mut self, order_id: OrderId, user: UserId, price: PriceTicks, quantity: QuantityLots, out: &mut Vec<Event>) {
-        let market = self.spec.id;
-        let reject = |code| Event::Rejected { market, order_id, user, code };
-        let slot = match self.index.get(&order_id).copied() {
-            Some(slot) if self.nodes[slot as usize].order.user == user => slot,
-            _ => return out.push(reject(RejectCode::UnknownOrder)),
+    fn fill_best(&mut self, side: Side, traded: QuantityLots) -> bool {
+        let levels = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
         };
+        let level = levels.last_mut().expect("a best order was found");
+        let slot = level.head;
+        level.quantity -= traded;
         let order = self.nodes[slot as usize].order;
-        let side = order.side;
-        if price == order.price && quantity <= order.remaining {
-            let levels = self.levels_mut(side);
-            let i = level_position(levels, side, price).expect("a resting order's level exists");
-            levels[i].quantity -= order.remaining - quantity;
-            self.nodes[slot as usize].order.remaining = quantity;
-            return out.push(Event::Amended { market, order_id, user, price, quantity });
+        if traded < order.remaining {
+            let node = &mut self.nodes[slot as usize].order;
+            node.remaining -= traded;
+            node.maker_filled += traded;
+            return false;
         }
-        if order.post_only && self.would_cross(side, price) {
-            return out.push(reject(RejectCode::PostOnlyWouldTake));
+        // The maker is done: unlink the head without a level search.
+        let next = self.nodes[slot as usize].next;
+        level.orders -= 1;
+        if next == NIL {
+            levels.pop();
+        } else {
+            level.head = next;
+            self.nodes[next as usize].prev = NIL;
         }
+        self.forget(slot, &order);
+        true
+    }
+
+    fn set_remaining(&mut self, slot: u32, remaining: QuantityLots) {
+        let order = self.nodes[slot as usize].order;
+        let levels = self.levels_mut(order.side);
+        let i = level_position(levels, order.side, order.price).expect("a resting order's level exists");
+        levels[i].quantity = levels[i].quantity - order.remaining + remaining;
+        self.nodes[slot as usize].order.remaining = remaining;
+    }
+
+    fn level_count(&self, side: Side) -> usize {
+        self.levels(side).len()
+    }
+
+    fn orders_at(&self, side: Side, price: PriceTicks) -> u32 {
         let levels = self.levels(side);
-        // Only a move that needs a new level can hit the level limit; the old
-        // level is freed first if the order was alone on it.
-        if levels.len() >= self.limits.price_levels_per_side_max as usize && level_position(levels, side, price).is_err() {
-            let alone_at_old_price = levels[level_position(levels, side, order.price).expect("level exists")].orders == 1;
-            if levels.len() - alone_at_old_price as usize >= self.limits.price_levels_per_side_max as usize {
-                return out.push(reject(RejectCode::PriceLevelLimit));
-            }
-        }
-        // The order keeps its slot and indexes while it is off the book.
-        self.unlink(slot);
-        out.push(Event::Amended { market, order_id, user, price, quantity });
-        match self.take(order_id, user, side, price, quantity, order.self_trade, out) {
-            Some(0) => {
-                self.forget(slot, &order);
-                out.push(Event::Done { market, order_id, user });
-            }
-            Some(remaining) => {
-                self.nodes[slot as usize].order = RestingOrder { price, remaining, maker_filled: 0, ..order };
-                self.link(slot);
-            }
-            None => self.forget(slot, &order),
-        }
+        level_position(levels, side, price).map_or(0, |i| levels[i].orders)
     }
 
-    fn resting_orders(&self) -> Vec<RestingOrder> {
-        let mut orders = Vec::with_capacity(self.index.len());
-        for side in [Side::Buy, Side::Sell] {
-            for level in self.levels(side).iter().rev() {
-                let mut slot = level.head;
-                while slot != NIL {
-                    let node = &self.nodes[slot as usize];
-                    orders.push(node.order);
-                    slot = node.next;
-                }
-            }
-        }
-        orders
+    fn user_orders(&self, user: UserId) -> u32 {
+        self.open_orders_by_user.get(&user).copied().unwrap_or(0)
     }
 
-    fn restore_resting(&mut self, order: &RestingOrder) {
-        self.insert(*order);
+    fn len(&self) -> usize {
+        self.index.len()
     }
 
     fn depth(&self, side: Side, levels_max: usize) -> Vec<PriceLevel> {
         self.levels(side).iter().rev().take(levels_max).map(|l| PriceLevel { price: l.price, quantity: l.quantity, orders: l.orders }).collect()
-    }
-
-    fn resting_count(&self) -> usize {
-        self.index.len()
     }
 }

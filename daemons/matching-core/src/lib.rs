@@ -10,14 +10,21 @@
 pub mod book;
 pub mod engine;
 pub mod fast;
+pub mod lifecycle;
 pub mod reference;
 pub mod rules;
 pub mod types;
 
-pub use book::OrderBook;
+pub use book::{BookStore, OrderBook};
 pub use engine::{decode_snapshot, encode_snapshot, snapshot_hash, Engine, SnapshotError, StateHash};
-pub use fast::FastBook;
-pub use reference::ReferenceBook;
+pub use fast::FastStore;
+pub use lifecycle::Book;
+pub use reference::ReferenceStore;
+
+/// The book the daemon runs: the rules over the fast store.
+pub type FastBook = Book<FastStore>;
+/// The book the fast one is checked against: the same rules over the reference store.
+pub type ReferenceBook = Book<ReferenceStore>;
 pub use types::*;
 
 /// The engine the daemon runs.

@@ -1,4 +1,5 @@
-//! The fast book against the reference book on random command streams: every
+//! The fast store against the reference store, under the one set of rules
+//! (`lifecycle.rs`), on random command streams: every
 //! event and the final state must be identical. After every command a model
 //! built only from the events must agree with the books (no crossed book, every
 //! order's open quantity accounted for, no self-trade), and a snapshot taken at

@@ -1,0 +1,273 @@
+//! An order's life, written once over any [`BookStore`]: the checks that
+//! accept or refuse it, fill-or-kill, taking liquidity with self-trade
+//! prevention and fees, resting or cancelling the rest, cancel and amend.
+
+use crate::book::{BookStore, OrderBook};
+use crate::rules;
+use crate::types::{
+    fee_increment, BookLimits, CancelReason, Event, Fill, MarketSpec, NewOrder, OrderId, PriceLevel, PriceTicks, QuantityLots, RejectCode, RestingOrder,
+    SelfTradePrevention, Side, UserId,
+};
+
+/// One market's book: its spec, its limits, and the store of its orders.
+pub struct Book<S> {
+    spec: MarketSpec,
+    limits: BookLimits,
+    store: S,
+}
+
+fn cancelled(market: u32, order: &RestingOrder, reason: CancelReason) -> Event {
+    Event::Cancelled { market, order_id: order.order_id, user: order.user, side: order.side, remaining: order.remaining, reason }
+}
+
+/// An order taking liquidity: the incoming one, or an amended one re-entering.
+struct Taker {
+    order_id: OrderId,
+    user: UserId,
+    side: Side,
+    limit: PriceTicks,
+    quantity: QuantityLots,
+    self_trade: SelfTradePrevention,
+}
+
+impl<S: BookStore> Book<S> {
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn would_cross(&self, side: Side, limit: PriceTicks) -> bool {
+        self.store.best(side.opposite()).is_some_and(|best| side.crosses(limit, self.store.get(best).price))
+    }
+
+    /// Whether a new level at `price` on `side` would pass the level limit,
+    /// counting the levels as they would be with `leaving` off the book.
+    fn level_allowed(&self, side: Side, price: PriceTicks, leaving: Option<&RestingOrder>) -> bool {
+        if self.store.orders_at(side, price) > 0 {
+            return true;
+        }
+        let freed = leaving.is_some_and(|order| order.side == side && self.store.orders_at(side, order.price) == 1);
+        self.store.level_count(side) - usize::from(freed) < self.limits.price_levels_per_side_max as usize
+    }
+
+    fn can_fill_completely(&self, taker: &Taker) -> bool {
+        let mut available: QuantityLots = 0;
+        let mut filled = false;
+        self.store.visit(taker.side.opposite(), |maker| {
+            if !taker.side.crosses(taker.limit, maker.price) {
+                return false;
+            }
+            if maker.user == taker.user {
+                match taker.self_trade {
+                    SelfTradePrevention::CancelMaker => return true,
+                    SelfTradePrevention::CancelTaker | SelfTradePrevention::CancelBoth => return false,
+                }
+            }
+            available += maker.remaining;
+            filled = available >= taker.quantity;
+            !filled
+        });
+        filled
+    }
+
+    /// Matches a taker. Returns the unfilled quantity, or `None` when
+    /// self-trade prevention cancelled the taker.
+    #[inline]
+    fn take(&mut self, taker: &Taker, out: &mut Vec<Event>) -> Option<QuantityLots> {
+        let spec = self.spec;
+        let market = spec.id;
+        let makers = taker.side.opposite();
+        let mut remaining = taker.quantity;
+        let mut taker_notional = 0;
+        while remaining > 0 {
+            let Some(best) = self.store.best(makers) else { break };
+            let maker = *self.store.get(best);
+            if !taker.side.crosses(taker.limit, maker.price) {
+                break;
+            }
+            if maker.user == taker.user {
+                if taker.self_trade != SelfTradePrevention::CancelTaker {
+                    let maker = self.store.remove(best);
+                    out.push(cancelled(market, &maker, CancelReason::SelfTrade));
+                }
+                if taker.self_trade != SelfTradePrevention::CancelMaker {
+                    out.push(Event::Cancelled {
+                        market,
+                        order_id: taker.order_id,
+                        user: taker.user,
+                        side: taker.side,
+                        remaining,
+                        reason: CancelReason::SelfTrade,
+                    });
+                    return None;
+                }
+                continue;
+            }
+            let traded = remaining.min(maker.remaining);
+            let notional = spec.notional(maker.price, traded);
+            let maker_fee = fee_increment(spec.maker_fee_ppm, spec.notional(maker.price, maker.maker_filled), notional);
+            let taker_fee = fee_increment(spec.taker_fee_ppm, taker_notional, notional);
+            taker_notional += notional;
+            out.push(Event::Fill(Fill {
+                market,
+                maker_order: maker.order_id,
+                maker_user: maker.user,
+                taker_order: taker.order_id,
+                taker_user: taker.user,
+                taker_side: taker.side,
+                price: maker.price,
+                quantity: traded,
+                notional,
+                maker_fee,
+                taker_fee,
+            }));
+            remaining -= traded;
+            if self.store.fill_best(makers, traded) {
+                out.push(Event::Done { market, order_id: maker.order_id, user: maker.user });
+            }
+        }
+        Some(remaining)
+    }
+}
+
+impl<S: BookStore> OrderBook for Book<S> {
+    fn new(spec: MarketSpec, limits: BookLimits) -> Self {
+        Book { spec, limits, store: S::default() }
+    }
+
+    fn spec(&self) -> &MarketSpec {
+        &self.spec
+    }
+
+    #[inline]
+    fn place(&mut self, order: &NewOrder, out: &mut Vec<Event>) {
+        let market = self.spec.id;
+        let reject = |code| Event::Rejected { market, order_id: order.order_id, user: order.user, code };
+        if self.store.find(order.order_id).is_some() {
+            return out.push(reject(RejectCode::DuplicateOrderId));
+        }
+        let limit = rules::effective_limit(order);
+        if order.may_rest() {
+            if self.store.len() >= self.limits.resting_orders_max as usize {
+                return out.push(reject(RejectCode::BookFull));
+            }
+            if self.store.user_orders(order.user) >= self.limits.orders_per_user_max {
+                return out.push(reject(RejectCode::UserOrderLimit));
+            }
+            if !self.level_allowed(order.side, limit, None) {
+                return out.push(reject(RejectCode::PriceLevelLimit));
+            }
+        }
+        if order.post_only && self.would_cross(order.side, limit) {
+            return out.push(reject(RejectCode::PostOnlyWouldTake));
+        }
+        out.push(Event::Accepted { market, order_id: order.order_id, user: order.user, side: order.side, price: order.price, quantity: order.quantity });
+        let cancel = |remaining, reason| Event::Cancelled { market, order_id: order.order_id, user: order.user, side: order.side, remaining, reason };
+        let taker = Taker { order_id: order.order_id, user: order.user, side: order.side, limit, quantity: order.quantity, self_trade: order.self_trade };
+        if rules::is_fill_or_kill(order) && !self.can_fill_completely(&taker) {
+            return out.push(cancel(order.quantity, CancelReason::FillOrKill));
+        }
+        let Some(remaining) = self.take(&taker, out) else { return };
+        if remaining == 0 {
+            out.push(Event::Done { market, order_id: order.order_id, user: order.user });
+        } else if order.may_rest() {
+            self.store.insert(RestingOrder {
+                order_id: order.order_id,
+                user: order.user,
+                side: order.side,
+                price: limit,
+                remaining,
+                maker_filled: 0,
+                post_only: order.post_only,
+                self_trade: order.self_trade,
+            });
+        } else {
+            out.push(cancel(remaining, CancelReason::Unfilled));
+        }
+    }
+
+    fn cancel(&mut self, order_id: OrderId, user: UserId, out: &mut Vec<Event>) {
+        let market = self.spec.id;
+        match self.store.find(order_id) {
+            Some(handle) if self.store.get(handle).user == user => {
+                let order = self.store.remove(handle);
+                out.push(cancelled(market, &order, CancelReason::User));
+            }
+            _ => out.push(Event::Rejected { market, order_id, user, code: RejectCode::UnknownOrder }),
+        }
+    }
+
+    fn cancel_all(&mut self, user: UserId, out: &mut Vec<Event>) {
+        if self.store.user_orders(user) == 0 {
+            return;
+        }
+        // Bounded by resting_orders_max; visiting gives priority order.
+        let mut mine = Vec::new();
+        for side in [Side::Buy, Side::Sell] {
+            self.store.visit(side, |order| {
+                if order.user == user {
+                    mine.push(order.order_id);
+                }
+                true
+            });
+        }
+        let market = self.spec.id;
+        for order_id in mine {
+            let handle = self.store.find(order_id).expect("visited just now");
+            let order = self.store.remove(handle);
+            out.push(cancelled(market, &order, CancelReason::User));
+        }
+    }
+
+    #[inline]
+    fn amend(&mut self, order_id: OrderId, user: UserId, price: PriceTicks, quantity: QuantityLots, out: &mut Vec<Event>) {
+        let market = self.spec.id;
+        let reject = |code| Event::Rejected { market, order_id, user, code };
+        let handle = match self.store.find(order_id) {
+            Some(handle) if self.store.get(handle).user == user => handle,
+            _ => return out.push(reject(RejectCode::UnknownOrder)),
+        };
+        let order = *self.store.get(handle);
+        if price == order.price && quantity <= order.remaining {
+            self.store.set_remaining(handle, quantity);
+            return out.push(Event::Amended { market, order_id, user, price, quantity });
+        }
+        if order.post_only && self.would_cross(order.side, price) {
+            return out.push(reject(RejectCode::PostOnlyWouldTake));
+        }
+        if !self.level_allowed(order.side, price, Some(&order)) {
+            return out.push(reject(RejectCode::PriceLevelLimit));
+        }
+        // Off the book while it takes: it must not meet itself.
+        self.store.remove(handle);
+        out.push(Event::Amended { market, order_id, user, price, quantity });
+        let taker = Taker { order_id, user, side: order.side, limit: price, quantity, self_trade: order.self_trade };
+        match self.take(&taker, out) {
+            Some(0) => out.push(Event::Done { market, order_id, user }),
+            Some(remaining) => self.store.insert(RestingOrder { price, remaining, maker_filled: 0, ..order }),
+            None => {}
+        }
+    }
+
+    fn resting_orders(&self) -> Vec<RestingOrder> {
+        let mut orders = Vec::with_capacity(self.store.len());
+        for side in [Side::Buy, Side::Sell] {
+            self.store.visit(side, |order| {
+                orders.push(*order);
+                true
+            });
+        }
+        orders
+    }
+
+    fn restore_resting(&mut self, order: &RestingOrder) {
+        self.store.insert(*order);
+    }
+
+    fn depth(&self, side: Side, levels_max: usize) -> Vec<PriceLevel> {
+        self.store.depth(side, levels_max)
+    }
+
+    fn resting_count(&self) -> usize {
+        self.store.len()
+    }
+}
