@@ -4,8 +4,8 @@
 //! [`Answer`]s; the ledger journals each command in a [`JournalEntry`] and
 //! keeps the records its reads return (transfers, orders, trades,
 //! withdrawals) in these shapes. Each product has its module here, beside
-//! its pure logic in the `products` crate, and its variant in the enums
-//! below: adding a product adds one line to each.
+//! its pure logic in the `products` crate, and one line in the `products!`
+//! list, which gives it its variant in each of the enums.
 //!
 //! These types are a format, versioned by [`FORMAT_VERSION`]: postcard
 //! encodes them by declaration order, so any change to a type here is a
@@ -84,32 +84,69 @@ impl Transfer {
     }
 }
 
-/// The name a ledger entry shows for a transfer code: DEPOSIT, TRADE, FEE, ...
-pub fn transfer_kind(code: u16) -> &'static str {
-    wallet::code_name(code).or_else(|| spot::code_name(code)).or_else(|| house::code_name(code)).unwrap_or("OTHER")
+/// Generates, from the list of products (the variant, the module), each
+/// product's variant in [`Command`], [`Outcome`], [`Query`] and [`Answer`]
+/// after the kernel's own, and the names of their codes and purposes. The
+/// list's order is the variants' order, so part of the format.
+macro_rules! products {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum Command {
+            CreateAsset(AssetSpec),
+            $($variant($module::Command),)*
+        }
+
+        /// What a command did. A command repeated under its idempotency key gets
+        /// the first one's outcome again.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum Outcome {
+            AssetCreated(AssetId),
+            $($variant($module::Outcome),)*
+        }
+
+        /// A read. Reads are not journaled and see every acknowledged command.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum Query {
+            Assets,
+            /// The transfers that moved a user's money, newest first, in one asset or all.
+            Transfers {
+                user: UserId,
+                asset: Option<AssetId>,
+                limit: u32,
+            },
+            /// Where the ledger stands: for status displays and readiness checks.
+            Status,
+            /// Per asset, every account's money summed by owner and purpose: for operators' audits.
+            Reserves,
+            $($variant($module::Query),)*
+        }
+
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum Answer {
+            Assets(Vec<AssetSpec>),
+            Transfers(Vec<Transfer>),
+            Status(LedgerStatus),
+            Reserves(Vec<AssetReserve>),
+            $($variant($module::Answer),)*
+        }
+
+        /// The name a ledger entry shows for a transfer code: DEPOSIT, TRADE, FEE, ...
+        pub fn transfer_kind(code: u16) -> &'static str {
+            None$(.or_else(|| $module::code_name(code)))*.unwrap_or("OTHER")
+        }
+
+        /// The name of an account purpose, for reports.
+        pub fn purpose_name(purpose: u8) -> &'static str {
+            None$(.or_else(|| $module::purpose_name(purpose)))*.unwrap_or("other")
+        }
+    };
 }
 
-/// The name of an account purpose, for reports.
-pub fn purpose_name(purpose: u8) -> &'static str {
-    wallet::purpose_name(purpose).or_else(|| house::purpose_name(purpose)).unwrap_or("other")
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Command {
-    CreateAsset(AssetSpec),
-    Wallet(wallet::Command),
-    Spot(spot::Command),
-    House(house::Command),
-}
-
-/// What a command did. A command repeated under its idempotency key gets
-/// the first one's outcome again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    AssetCreated(AssetId),
-    Wallet(wallet::Outcome),
-    Spot(spot::Outcome),
-    House(house::Outcome),
+// The products: one line each.
+products! {
+    Wallet => wallet,
+    Spot => spot,
+    House => house,
 }
 
 /// A business refusal, with the contract's code. Nothing changed when one is returned.
@@ -150,36 +187,6 @@ impl LedgerError {
             LedgerError::LimitReached(_) => "LIMIT_REACHED",
         }
     }
-}
-
-/// A read. Reads are not journaled and see every acknowledged command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Query {
-    Assets,
-    /// The transfers that moved a user's money, newest first, in one asset or all.
-    Transfers {
-        user: UserId,
-        asset: Option<AssetId>,
-        limit: u32,
-    },
-    /// Where the ledger stands: for status displays and readiness checks.
-    Status,
-    /// Per asset, every account's money summed by owner and purpose: for operators' audits.
-    Reserves,
-    Wallet(wallet::Query),
-    Spot(spot::Query),
-    House(house::Query),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Answer {
-    Assets(Vec<AssetSpec>),
-    Transfers(Vec<Transfer>),
-    Status(LedgerStatus),
-    Reserves(Vec<AssetReserve>),
-    Wallet(wallet::Answer),
-    Spot(spot::Answer),
-    House(house::Answer),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

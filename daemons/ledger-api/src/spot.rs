@@ -13,6 +13,11 @@ pub const RELEASE: u16 = 202;
 pub const TRADE: u16 = 203;
 pub const FEE: u16 = 204;
 
+/// Spot declares no purpose: orders hold money in the wallet's accounts.
+pub(crate) fn purpose_name(_: u8) -> Option<&'static str> {
+    None
+}
+
 pub(crate) fn code_name(code: u16) -> Option<&'static str> {
     Some(match code {
         HOLD => "HOLD",

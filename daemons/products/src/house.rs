@@ -8,7 +8,7 @@ use ledger_api::LedgerError;
 use ledger_core::{AccountId, Digest, Idempotent, Kernel, Leg, Purpose, PurposeSpec, Recorded, TransferCode};
 
 use crate::wallet::custody;
-use crate::{key_digest, refusal};
+use crate::{key_digest, refusal, Forward, LedgerLimits, Product};
 
 pub const REVENUE: Purpose = Purpose(api::REVENUE);
 pub const INVENTORY: Purpose = Purpose(api::INVENTORY);
@@ -20,7 +20,51 @@ pub const PURPOSES: &[PurposeSpec] = &[
 
 const FUNDING_RECORD: u8 = 5;
 const DEFUNDING_RECORD: u8 = 6;
-pub const RECORD_KINDS: &[u8] = &[FUNDING_RECORD, DEFUNDING_RECORD];
+
+/// The house keeps no state of its own: its accounts are the kernel's.
+#[derive(Default)]
+pub struct House;
+
+impl Product for House {
+    type Command = Command;
+    type Outcome = Outcome;
+    type State = ();
+    type Changes = ();
+    const PURPOSES: &'static [PurposeSpec] = PURPOSES;
+    const RECORD_KINDS: &'static [u8] = &[FUNDING_RECORD, DEFUNDING_RECORD];
+
+    fn restore((): ()) -> House {
+        House
+    }
+
+    fn state(&self) {}
+
+    fn take_changes(&mut self) {}
+
+    fn recycle(&mut self, (): ()) {}
+
+    fn idempotency_key(command: &Command) -> Option<Digest> {
+        match command {
+            Command::Fund { asset, reference, .. } => funding_key(b"house-funding", *asset, reference),
+            Command::Defund { asset, reference, .. } => funding_key(b"house-defunding", *asset, reference),
+        }
+    }
+
+    fn apply(
+        &mut self,
+        kernel: &mut Kernel,
+        _: &LedgerLimits,
+        command: &Command,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> (Result<Outcome, LedgerError>, Forward) {
+        (apply(kernel, command, at_ms, known_key), None)
+    }
+
+    fn check_invariants(&self, _: &Kernel) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 pub fn revenue(asset: AssetId) -> AccountId {
     AccountId::house(asset, REVENUE)
@@ -34,20 +78,13 @@ fn funding_key(kind: &[u8], asset: AssetId, reference: &str) -> Option<Digest> {
     key_digest(kind, &asset.to_le_bytes(), reference)
 }
 
-pub(crate) fn idempotency_key(command: &Command) -> Option<Digest> {
-    match command {
-        Command::Fund { asset, reference, .. } => funding_key(b"house-funding", *asset, reference),
-        Command::Defund { asset, reference, .. } => funding_key(b"house-defunding", *asset, reference),
-    }
-}
-
-pub(crate) fn apply(kernel: &mut Kernel, command: &Command, at_ms: TimestampMs, known_key: Option<Digest>) -> Result<Outcome, LedgerError> {
+fn apply(kernel: &mut Kernel, command: &Command, at_ms: TimestampMs, known_key: Option<Digest>) -> Result<Outcome, LedgerError> {
     let (asset, amount, reference, leg_code, record) = match command {
         Command::Fund { asset, amount, reference } => (*asset, *amount, reference, api::FUNDING, FUNDING_RECORD),
         Command::Defund { asset, amount, reference } => (*asset, *amount, reference, api::DEFUNDING, DEFUNDING_RECORD),
     };
     ledger_core::check_key(reference).map_err(refusal)?;
-    let key = known_key.or_else(|| idempotency_key(command)).expect("a checked key has a digest");
+    let key = known_key.or_else(|| House::idempotency_key(command)).expect("a checked key has a digest");
     let fingerprint = match kernel.idempotent(&key, &[&amount.to_le_bytes()]).map_err(refusal)? {
         Idempotent::Replay(recorded) if recorded.kind == record => return Ok(outcome(record, recorded.id)),
         Idempotent::Replay(_) => return Err(LedgerError::Duplicate),

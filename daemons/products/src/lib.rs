@@ -8,9 +8,10 @@
 //! accounts, never through the other's state. Their messages and records
 //! are `ledger-api`'s, one module each there too.
 //!
-//! This file is the registry: the dispatch of commands, the purposes, the
-//! state and the changes of every product. Adding a product adds one line
-//! to each (see ARCHITECTURE.md, "Adding a product").
+//! This file is the registry: each product implements [`Product`], and one
+//! line in [`registry!`]'s list makes it part of the dispatch, the state,
+//! the changes, the purposes and kinds, and the invariants (see
+//! ARCHITECTURE.md, "Adding a product").
 //!
 //! Pure: no I/O, no clock (the daemon stamps `at_ms`), no floats.
 
@@ -21,7 +22,7 @@ pub mod spot;
 pub mod wallet;
 
 use ledger_api::{AssetSpec, Command, LedgerError, Outcome};
-use ledger_core::{Digest, Kernel, KernelChanges, KernelError, KernelLimits, KernelState, Purposes};
+use ledger_core::{Digest, Kernel, KernelChanges, KernelError, KernelLimits, KernelState, PurposeSpec, Purposes};
 use serde::{Deserialize, Serialize};
 
 pub use ledger_core;
@@ -56,66 +57,157 @@ impl Default for LedgerLimits {
     }
 }
 
-/// Every account purpose the products declare, with its rules.
-pub fn purposes() -> Purposes {
-    let specs: Vec<_> = [wallet::PURPOSES, house::PURPOSES].concat();
-    Purposes::new(&specs).expect("the products declare each purpose once (tested)")
+/// What a product is to the ledger. Each product's module implements it
+/// for its state; [`registry!`] below lists them, and from that list come
+/// the ledger's fields, its state and changes, the dispatch of commands,
+/// the purposes and kinds declared, and the invariants checked.
+pub trait Product: Default {
+    /// The product's commands and outcomes: its module of `ledger-api`.
+    type Command;
+    type Outcome;
+    /// Everything the product keeps, in canonical order (part of the state hash).
+    type State: Clone + std::fmt::Debug + Default + PartialEq + Eq + Serialize + serde::de::DeserializeOwned;
+    /// What its commands changed since the last batch, for storage.
+    type Changes: Clone + std::fmt::Debug + Default + PartialEq + Eq;
+    /// The purposes of the accounts it declares, and the kinds of its
+    /// idempotency records and holds (unique across products: a test checks).
+    const PURPOSES: &'static [PurposeSpec] = &[];
+    const RECORD_KINDS: &'static [u8] = &[];
+    const HOLD_KINDS: &'static [u8] = &[];
+
+    fn restore(state: Self::State) -> Self;
+    fn state(&self) -> Self::State;
+    fn take_changes(&mut self) -> Self::Changes;
+    /// Takes back written changes, emptied, to collect the next batch's.
+    fn recycle(&mut self, changes: Self::Changes);
+    /// The digest of a command's idempotency key, if it carries a valid one.
+    fn idempotency_key(command: &Self::Command) -> Option<Digest>;
+    /// Applies a command; an `Err` changed nothing. The second part is what
+    /// to send matching, for products that trade on it.
+    fn apply(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        command: &Self::Command,
+        at_ms: u64,
+        known_key: Option<Digest>,
+    ) -> (Result<Self::Outcome, LedgerError>, Forward);
+    /// The product's own invariants, over its state and the kernel's.
+    fn check_invariants(&self, kernel: &Kernel) -> Result<(), String>;
 }
 
-/// The kinds of idempotency records and of holds the products declare:
-/// each must be unique (a test checks).
-pub fn record_kinds() -> Vec<u8> {
-    [wallet::RECORD_KINDS, spot::RECORD_KINDS, house::RECORD_KINDS].concat()
-}
-
-pub fn hold_kinds() -> Vec<u8> {
-    [wallet::HOLD_KINDS, spot::HOLD_KINDS].concat()
-}
+/// What a command sends matching, if anything.
+pub type Forward = Option<matching_api::Command>;
 
 /// A command's result, and for commands matching must see (orders,
 /// cancels, new markets) what to send it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
     pub outcome: Result<Outcome, LedgerError>,
-    pub forward: Option<matching_api::Command>,
+    pub forward: Forward,
 }
 
-impl Applied {
-    fn local(outcome: Result<Outcome, LedgerError>) -> Applied {
-        Applied { outcome, forward: None }
-    }
+/// Generates, from the list of products (the variant of `ledger_api::Command`
+/// and `Outcome`, the field, the type), the products' part of the ledger.
+macro_rules! registry {
+    ($($variant:ident => $field:ident: $product:ty),* $(,)?) => {
+        /// Everything the ledger holds, in canonical order: storage writes it
+        /// piecewise and restores it whole; its hash is the state hash.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct LedgerState {
+            pub kernel: KernelState,
+            $(pub $field: <$product as Product>::State,)*
+        }
+
+        /// What commands changed since the last [`Ledger::take_changes`], for storage to write.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct Changes {
+            pub kernel: KernelChanges,
+            $(pub $field: <$product as Product>::Changes,)*
+        }
+
+        #[derive(Default)]
+        struct Products {
+            $($field: $product,)*
+        }
+
+        impl Products {
+            fn restore(state: LedgerState) -> Products {
+                Products { $($field: <$product>::restore(state.$field),)* }
+            }
+
+            fn state(&self, kernel: KernelState) -> LedgerState {
+                LedgerState { kernel, $($field: self.$field.state(),)* }
+            }
+
+            fn take_changes(&mut self, kernel: KernelChanges) -> Changes {
+                Changes { kernel, $($field: self.$field.take_changes(),)* }
+            }
+
+            fn recycle(&mut self, changes: Changes) {
+                $(self.$field.recycle(changes.$field);)*
+            }
+
+            fn apply(&mut self, kernel: &mut Kernel, limits: &LedgerLimits, command: &Command, at_ms: u64, known_key: Option<Digest>) -> Applied {
+                match command {
+                    Command::CreateAsset(spec) => Applied { outcome: create_asset(kernel, spec), forward: None },
+                    $(Command::$variant(command) => {
+                        let (outcome, forward) = self.$field.apply(kernel, limits, command, at_ms, known_key);
+                        Applied { outcome: outcome.map(Outcome::$variant), forward }
+                    })*
+                }
+            }
+
+            fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+                $(self.$field.check_invariants(kernel)?;)*
+                Ok(())
+            }
+        }
+
+        impl Ledger {
+            $(pub fn $field(&self) -> &$product {
+                &self.products.$field
+            })*
+        }
+
+        /// The digest a command's own step computes for its idempotency key,
+        /// for the commands that carry a valid one.
+        fn idempotency_key(command: &Command) -> Option<Digest> {
+            match command {
+                Command::CreateAsset(_) => None,
+                $(Command::$variant(command) => <$product>::idempotency_key(command),)*
+            }
+        }
+
+        /// Every account purpose the products declare, with its rules.
+        pub fn purposes() -> Purposes {
+            let specs: Vec<PurposeSpec> = [$(<$product as Product>::PURPOSES),*].concat();
+            Purposes::new(&specs).expect("the products declare each purpose once (tested)")
+        }
+
+        /// The kinds of idempotency records the products declare.
+        pub fn record_kinds() -> Vec<u8> {
+            [$(<$product as Product>::RECORD_KINDS),*].concat()
+        }
+
+        /// The kinds of holds the products declare.
+        pub fn hold_kinds() -> Vec<u8> {
+            [$(<$product as Product>::HOLD_KINDS),*].concat()
+        }
+    };
 }
 
-/// Everything the ledger holds, in canonical order: storage writes it
-/// piecewise and restores it whole; its hash is the state hash.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerState {
-    pub kernel: KernelState,
-    pub wallet: wallet::WalletState,
-    pub spot: spot::SpotState,
-}
-
-/// What commands changed since the last [`Ledger::take_changes`], for storage to write.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changes {
-    pub kernel: KernelChanges,
-    pub wallet: wallet::WalletChanges,
-    pub spot: spot::SpotChanges,
-}
-
-impl Changes {
-    fn clear(&mut self) {
-        self.kernel.clear();
-        self.wallet.clear();
-        self.spot.clear();
-    }
+// The products: one line each.
+registry! {
+    Wallet => wallet: wallet::Wallet,
+    Spot => spot: spot::Spot,
+    House => house: house::House,
 }
 
 pub struct Ledger {
     limits: LedgerLimits,
     kernel: Kernel,
-    wallet: wallet::Wallet,
-    spot: spot::Spot,
+    products: Products,
     /// [`Ledger::apply_all`]'s idempotency digests, one per command, kept for the next batch.
     batch_keys: Vec<Option<Digest>>,
 }
@@ -139,19 +231,14 @@ impl Ledger {
         Ledger::restore(limits, LedgerState { kernel: KernelState { next_transfer: 1, ..KernelState::default() }, ..LedgerState::default() })
     }
 
-    pub fn restore(limits: LedgerLimits, state: LedgerState) -> Ledger {
+    pub fn restore(limits: LedgerLimits, mut state: LedgerState) -> Ledger {
         let kernel_limits = KernelLimits { assets_max: limits.assets_max, idempotency_keys_reserved: limits.idempotency_keys_reserved };
-        Ledger {
-            limits,
-            kernel: Kernel::restore(purposes(), kernel_limits, state.kernel),
-            wallet: wallet::Wallet::restore(state.wallet),
-            spot: spot::Spot::restore(state.spot),
-            batch_keys: Vec::new(),
-        }
+        let kernel = Kernel::restore(purposes(), kernel_limits, std::mem::take(&mut state.kernel));
+        Ledger { limits, kernel, products: Products::restore(state), batch_keys: Vec::new() }
     }
 
     pub fn state(&self) -> LedgerState {
-        LedgerState { kernel: self.kernel.state(), wallet: self.wallet.state(), spot: self.spot.state() }
+        self.products.state(self.kernel.state())
     }
 
     /// blake3 of the canonical state.
@@ -163,31 +250,21 @@ impl Ledger {
         &self.kernel
     }
 
-    pub fn wallet(&self) -> &wallet::Wallet {
-        &self.wallet
-    }
-
-    pub fn spot(&self) -> &spot::Spot {
-        &self.spot
-    }
-
     /// See [`Kernel::touch_reserved`]: the daemon maps in the reserved room for keys at start.
     pub fn touch_reserved(&mut self) -> usize {
         self.kernel.touch_reserved()
     }
 
     pub fn take_changes(&mut self) -> Changes {
-        Changes { kernel: self.kernel.take_changes(), wallet: self.wallet.take_changes(), spot: self.spot.take_changes() }
+        self.products.take_changes(self.kernel.take_changes())
     }
 
     /// Hands back taken changes once written: emptied, they collect the
     /// next batch's (a tenth of the core's work per transfer, in the
     /// benchmark, was growing them from nothing).
     pub fn recycle(&mut self, mut changes: Changes) {
-        changes.clear();
-        self.kernel.recycle(changes.kernel);
-        self.wallet.recycle(changes.wallet);
-        self.spot.recycle(changes.spot);
+        self.kernel.recycle(std::mem::take(&mut changes.kernel));
+        self.products.recycle(changes);
     }
 
     /// Applies one command at `at_ms`. An `Err` outcome changed nothing.
@@ -223,19 +300,9 @@ impl Ledger {
         self.batch_keys = keys;
     }
 
-    /// The dispatch: one line per product. `known_key` is the command's
-    /// idempotency digest if computed already.
+    /// `known_key` is the command's idempotency digest if computed already.
     fn apply_keyed(&mut self, command: &Command, at_ms: u64, known_key: Option<Digest>) -> Applied {
-        let Ledger { limits, kernel, wallet, spot, .. } = self;
-        match command {
-            Command::CreateAsset(spec) => Applied::local(create_asset(kernel, spec)),
-            Command::Wallet(command) => Applied::local(wallet.apply(kernel, limits, command, at_ms, known_key).map(Outcome::Wallet)),
-            Command::Spot(command) => {
-                let (outcome, forward) = spot.apply(kernel, limits, command, at_ms, known_key);
-                Applied { outcome: outcome.map(Outcome::Spot), forward }
-            }
-            Command::House(command) => Applied::local(house::apply(kernel, command, at_ms, known_key).map(Outcome::House)),
-        }
+        self.products.apply(&mut self.kernel, &self.limits, command, at_ms, known_key)
     }
 
     /// Every invariant, the kernel's and each product's, over the whole
@@ -243,20 +310,7 @@ impl Ledger {
     /// after every batch.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.kernel.check_invariants()?;
-        self.wallet.check_invariants(&self.kernel)?;
-        self.spot.check_invariants(&self.kernel)?;
-        Ok(())
-    }
-}
-
-/// The digest a command's own step computes for its idempotency key, for
-/// the commands that carry a valid one.
-fn idempotency_key(command: &Command) -> Option<Digest> {
-    match command {
-        Command::CreateAsset(_) => None,
-        Command::Wallet(command) => wallet::idempotency_key(command),
-        Command::Spot(command) => spot::idempotency_key(command),
-        Command::House(command) => house::idempotency_key(command),
+        self.products.check_invariants(&self.kernel)
     }
 }
 

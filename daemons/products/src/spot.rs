@@ -19,13 +19,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::wallet::{available, locked};
-use crate::{house, key_digest, refusal, LedgerLimits};
+use crate::{house, key_digest, refusal, Forward, LedgerLimits, Product};
 
 const ORDER_RECORD: u8 = 4;
-pub const RECORD_KINDS: &[u8] = &[ORDER_RECORD];
 
 const ORDER_HOLD: u8 = 1;
-pub const HOLD_KINDS: &[u8] = &[ORDER_HOLD];
 
 fn order_hold(order_id: OrderId) -> HoldId {
     HoldId { kind: ORDER_HOLD, id: order_id }
@@ -80,6 +78,7 @@ impl SpotChanges {
     }
 }
 
+#[derive(Default)]
 pub struct Spot {
     markets: FxHashMap<MarketId, Market>,
     orders: FxHashMap<OrderId, OrderRecord>,
@@ -94,13 +93,6 @@ pub struct Spot {
 
 fn order_key(user: UserId, client_order_id: &str) -> Option<Digest> {
     key_digest(b"order", &user.to_le_bytes(), client_order_id)
-}
-
-pub(crate) fn idempotency_key(command: &Command) -> Option<Digest> {
-    match command {
-        Command::PlaceOrder { user, client_order_id: Some(id), .. } => order_key(*user, id),
-        _ => None,
-    }
 }
 
 pub fn reject_text(code: RejectCode) -> &'static str {
@@ -120,10 +112,15 @@ pub fn reject_text(code: RejectCode) -> &'static str {
     }
 }
 
-type Forward = Option<matching_api::Command>;
+impl Product for Spot {
+    type Command = Command;
+    type Outcome = Outcome;
+    type State = SpotState;
+    type Changes = SpotChanges;
+    const RECORD_KINDS: &'static [u8] = &[ORDER_RECORD];
+    const HOLD_KINDS: &'static [u8] = &[ORDER_HOLD];
 
-impl Spot {
-    pub fn restore(state: SpotState) -> Spot {
+    fn restore(state: SpotState) -> Spot {
         let mut open_orders_by_user: FxHashMap<UserId, u32> = FxHashMap::default();
         for order in state.open_orders.values() {
             *open_orders_by_user.entry(order.order.user).or_default() += 1;
@@ -139,7 +136,7 @@ impl Spot {
         }
     }
 
-    pub fn state(&self) -> SpotState {
+    fn state(&self) -> SpotState {
         SpotState {
             markets: self.markets.iter().map(|(id, market)| (*id, *market)).collect(),
             open_orders: self.orders.iter().map(|(id, record)| (*id, record.clone())).collect(),
@@ -147,16 +144,41 @@ impl Spot {
         }
     }
 
-    pub fn take_changes(&mut self) -> SpotChanges {
+    fn take_changes(&mut self) -> SpotChanges {
         std::mem::take(&mut self.changes)
     }
 
-    pub fn recycle(&mut self, changes: SpotChanges) {
+    fn recycle(&mut self, mut changes: SpotChanges) {
+        changes.clear();
         if self.changes == SpotChanges::default() {
             self.changes = changes;
         }
     }
 
+    fn idempotency_key(command: &Command) -> Option<Digest> {
+        match command {
+            Command::PlaceOrder { user, client_order_id: Some(id), .. } => order_key(*user, id),
+            _ => None,
+        }
+    }
+
+    fn apply(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        command: &Command,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> (Result<Outcome, LedgerError>, Forward) {
+        self.apply_command(kernel, limits, command, at_ms, known_key)
+    }
+
+    fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+        self.check(kernel)
+    }
+}
+
+impl Spot {
     pub fn order(&self, id: OrderId) -> Option<&OrderRecord> {
         self.orders.get(&id)
     }
@@ -169,7 +191,7 @@ impl Spot {
         self.counters
     }
 
-    pub(crate) fn apply(
+    fn apply_command(
         &mut self,
         kernel: &mut Kernel,
         limits: &LedgerLimits,
@@ -436,7 +458,7 @@ impl Spot {
 
     /// Every open order is held and every order hold is an open order's;
     /// nothing matching reported went unsettled.
-    pub(crate) fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+    fn check(&self, kernel: &Kernel) -> Result<(), String> {
         if let Some(fault) = &self.fault {
             return Err(fault.clone());
         }

@@ -16,7 +16,7 @@ use ledger_core::{AccountId, Digest, HoldId, Idempotent, Kernel, Leg, Payout, Pu
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{key_digest, refusal, LedgerLimits};
+use crate::{key_digest, refusal, Forward, LedgerLimits, Product};
 
 pub const AVAILABLE: Purpose = Purpose(api::AVAILABLE);
 pub const LOCKED: Purpose = Purpose(api::LOCKED);
@@ -34,10 +34,8 @@ pub const PURPOSES: &[PurposeSpec] = &[
 const DEPOSIT_RECORD: u8 = 1;
 const TRANSFER_RECORD: u8 = 2;
 const WITHDRAWAL_RECORD: u8 = 3;
-pub const RECORD_KINDS: &[u8] = &[DEPOSIT_RECORD, TRANSFER_RECORD, WITHDRAWAL_RECORD];
 
 const WITHDRAWAL_HOLD: u8 = 2;
-pub const HOLD_KINDS: &[u8] = &[WITHDRAWAL_HOLD];
 
 pub const DESTINATION_BYTES_MAX: usize = 256;
 
@@ -75,6 +73,7 @@ impl WalletChanges {
     }
 }
 
+#[derive(Default)]
 pub struct Wallet {
     pending: FxHashMap<WithdrawalId, Withdrawal>,
     next_withdrawal: WithdrawalId,
@@ -93,15 +92,6 @@ fn withdrawal_key(user: UserId, key: &str) -> Option<Digest> {
     key_digest(b"withdrawal", &user.to_le_bytes(), key)
 }
 
-pub(crate) fn idempotency_key(command: &Command) -> Option<Digest> {
-    match command {
-        Command::Deposit { asset, reference, .. } => deposit_key(*asset, reference),
-        Command::Transfer { from, key, .. } => transfer_key(*from, key),
-        Command::RequestWithdrawal { user, key, .. } => withdrawal_key(*user, key),
-        Command::DecideWithdrawal { .. } => None,
-    }
-}
-
 /// The key's digest, or why the key is refused.
 fn checked_key(known: Option<Digest>, key: &str, digest: impl FnOnce() -> Option<Digest>) -> Result<Digest, LedgerError> {
     ledger_core::check_key(key).map_err(refusal)?;
@@ -118,42 +108,52 @@ fn replayed(recorded: Recorded) -> Result<Outcome, LedgerError> {
     }
 }
 
-impl Wallet {
-    pub fn restore(state: WalletState) -> Wallet {
+impl Product for Wallet {
+    type Command = Command;
+    type Outcome = Outcome;
+    type State = WalletState;
+    type Changes = WalletChanges;
+    const PURPOSES: &'static [PurposeSpec] = PURPOSES;
+    const RECORD_KINDS: &'static [u8] = &[DEPOSIT_RECORD, TRANSFER_RECORD, WITHDRAWAL_RECORD];
+    const HOLD_KINDS: &'static [u8] = &[WITHDRAWAL_HOLD];
+
+    fn restore(state: WalletState) -> Wallet {
         Wallet { pending: state.pending_withdrawals.into_iter().collect(), next_withdrawal: state.next_withdrawal.max(1), changes: WalletChanges::default() }
     }
 
-    pub fn state(&self) -> WalletState {
+    fn state(&self) -> WalletState {
         WalletState { pending_withdrawals: self.pending.iter().map(|(id, w)| (*id, w.clone())).collect(), next_withdrawal: self.next_withdrawal }
     }
 
-    pub fn take_changes(&mut self) -> WalletChanges {
+    fn take_changes(&mut self) -> WalletChanges {
         std::mem::take(&mut self.changes)
     }
 
-    pub fn recycle(&mut self, changes: WalletChanges) {
+    fn recycle(&mut self, mut changes: WalletChanges) {
+        changes.clear();
         if self.changes == WalletChanges::default() {
             self.changes = changes;
         }
     }
 
-    pub fn pending_withdrawal(&self, id: WithdrawalId) -> Option<&Withdrawal> {
-        self.pending.get(&id)
+    fn idempotency_key(command: &Command) -> Option<Digest> {
+        match command {
+            Command::Deposit { asset, reference, .. } => deposit_key(*asset, reference),
+            Command::Transfer { from, key, .. } => transfer_key(*from, key),
+            Command::RequestWithdrawal { user, key, .. } => withdrawal_key(*user, key),
+            Command::DecideWithdrawal { .. } => None,
+        }
     }
 
-    pub fn next_withdrawal(&self) -> WithdrawalId {
-        self.next_withdrawal
-    }
-
-    pub(crate) fn apply(
+    fn apply(
         &mut self,
         kernel: &mut Kernel,
         limits: &LedgerLimits,
         command: &Command,
         at_ms: TimestampMs,
         known_key: Option<Digest>,
-    ) -> Result<Outcome, LedgerError> {
-        match command {
+    ) -> (Result<Outcome, LedgerError>, Forward) {
+        let outcome = match command {
             Command::Deposit { user, asset, amount, reference } => deposit(kernel, *user, *asset, *amount, reference, at_ms, known_key),
             Command::Transfer { from, to, asset, amount, key } => transfer(kernel, *from, *to, *asset, *amount, key, at_ms, known_key),
             Command::RequestWithdrawal { user, asset, amount, destination, key } => {
@@ -161,7 +161,32 @@ impl Wallet {
                 self.request_withdrawal(kernel, limits, request, at_ms, known_key)
             }
             Command::DecideWithdrawal { id, approve } => self.decide_withdrawal(kernel, *id, *approve, at_ms),
+        };
+        (outcome, None)
+    }
+
+    /// Every pending withdrawal is held in full, and every withdrawal hold is a pending withdrawal's.
+    fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+        for (id, withdrawal) in &self.pending {
+            match kernel.hold_of(withdrawal_hold(*id)) {
+                Some(hold) if hold.remaining == withdrawal.amount && hold.origin == available(withdrawal.user, withdrawal.asset) => {}
+                other => return Err(format!("pending withdrawal {id} of {} is held as {other:?}", withdrawal.amount)),
+            }
         }
+        if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == WITHDRAWAL_HOLD && !self.pending.contains_key(&id.id)) {
+            return Err(format!("hold {id:?} has no pending withdrawal"));
+        }
+        Ok(())
+    }
+}
+
+impl Wallet {
+    pub fn pending_withdrawal(&self, id: WithdrawalId) -> Option<&Withdrawal> {
+        self.pending.get(&id)
+    }
+
+    pub fn next_withdrawal(&self) -> WithdrawalId {
+        self.next_withdrawal
     }
 
     fn request_withdrawal(
@@ -236,20 +261,6 @@ impl Wallet {
         let withdrawal = self.pending.remove(&id).expect("looked up above");
         self.changes.withdrawals.push(Withdrawal { status, updated_ms: at_ms, ..withdrawal });
         Ok(Outcome::WithdrawalDecided(id))
-    }
-
-    /// Every pending withdrawal is held in full, and every withdrawal hold is a pending withdrawal's.
-    pub(crate) fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
-        for (id, withdrawal) in &self.pending {
-            match kernel.hold_of(withdrawal_hold(*id)) {
-                Some(hold) if hold.remaining == withdrawal.amount && hold.origin == available(withdrawal.user, withdrawal.asset) => {}
-                other => return Err(format!("pending withdrawal {id} of {} is held as {other:?}", withdrawal.amount)),
-            }
-        }
-        if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == WITHDRAWAL_HOLD && !self.pending.contains_key(&id.id)) {
-            return Err(format!("hold {id:?} has no pending withdrawal"));
-        }
-        Ok(())
     }
 }
 

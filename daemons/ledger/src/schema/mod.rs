@@ -16,9 +16,13 @@
 //! everything a batch changed and that position land in one atomic write, so
 //! the store is always the state after some journal prefix.
 
+use ledger_api::{Answer, Query};
+use ledger_core::KernelState;
 use products::{Changes, Ledger, LedgerState};
 use serde::{de::DeserializeOwned, Serialize};
 use storage::{Batch, StorageError, Store, Table};
+
+use crate::query::Read;
 
 pub mod house;
 pub mod kernel;
@@ -39,9 +43,41 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// accounts as (owner, asset, purpose), one table set per product.
 pub const SCHEMA_VERSION: u32 = 5;
 
-/// Every table, in the order each part declares them: one line per part.
-pub fn tables() -> Vec<Table> {
-    [&[META][..], kernel::TABLES, link::TABLES, wallet::TABLES, spot::TABLES].concat()
+/// Generates, from the list of products (the variant of `ledger_api::Query`,
+/// the module here, named as the product's module in `products`), the
+/// products' part of the store: their tables, writes, loads and reads. Each
+/// module declares `TABLES`, `write`, `load` and `answer`.
+macro_rules! registry {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        /// Every table, the daemon's own and then each part's in its declared order.
+        pub fn tables() -> Vec<Table> {
+            [&[META][..], kernel::TABLES, link::TABLES, $($module::TABLES),*].concat()
+        }
+
+        fn write_products(batch: &mut Batch, ledger: &Ledger, changes: &Changes) {
+            $($module::write(batch, ledger.$module(), &changes.$module);)*
+        }
+
+        fn load_products(store: &Store, kernel: KernelState) -> Result<LedgerState, SchemaError> {
+            Ok(LedgerState { kernel, $($module: $module::load(store)?,)* })
+        }
+
+        /// A product's read, answered by its module; `Err(query)` hands the
+        /// kernel's reads back to the caller.
+        pub(crate) fn answer_product<'q>(store: &Store, query: &'q Query) -> Result<Result<Answer, Read>, &'q Query> {
+            match query {
+                $(Query::$variant(query) => Ok($module::answer(store, query).map(Answer::$variant)),)*
+                query => Err(query),
+            }
+        }
+    };
+}
+
+// The products: one line each.
+registry! {
+    Wallet => wallet,
+    Spot => spot,
+    House => house,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,8 +177,7 @@ pub(crate) fn newest_where<T: DeserializeOwned>(
 /// to. `chains` links the new transfers and moves on to them.
 pub fn write_changes(batch: &mut Batch, ledger: &Ledger, changes: &Changes, chains: &mut TransferChains, journal_applied: u64) {
     kernel::write(batch, ledger.kernel(), &changes.kernel, chains, journal_applied);
-    wallet::write(batch, ledger.wallet(), &changes.wallet);
-    spot::write(batch, ledger.spot(), &changes.spot);
+    write_products(batch, ledger, changes);
     batch.put(META, META_JOURNAL_APPLIED, &journal_applied.to_be_bytes());
     batch.put(META, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes());
 }
@@ -166,6 +201,6 @@ pub fn load(store: &Store) -> Result<Option<Loaded>, SchemaError> {
     }
     let journal_applied = fixed::<8>(store, META, META_JOURNAL_APPLIED)?.map(u64::from_be_bytes).unwrap_or(0);
     let (kernel, chains) = kernel::load(store)?;
-    let state = LedgerState { kernel, wallet: wallet::load(store)?, spot: spot::load(store)? };
+    let state = load_products(store, kernel)?;
     Ok(Some(Loaded { state, journal_applied, chains }))
 }
