@@ -23,7 +23,9 @@ const DEFUNDING_RECORD: u8 = 6;
 
 /// The house keeps no state of its own: its accounts are the kernel's.
 #[derive(Default)]
-pub struct House;
+pub struct House {
+    changes: (),
+}
 
 impl Product for House {
     type Command = Command;
@@ -34,14 +36,14 @@ impl Product for House {
     const RECORD_KINDS: &'static [u8] = &[FUNDING_RECORD, DEFUNDING_RECORD];
 
     fn restore((): ()) -> House {
-        House
+        House::default()
     }
 
     fn state(&self) {}
 
-    fn take_changes(&mut self) {}
-
-    fn recycle(&mut self, (): ()) {}
+    fn changes_mut(&mut self) -> &mut () {
+        &mut self.changes
+    }
 
     fn idempotency_key(command: &Command) -> Option<Digest> {
         match command {

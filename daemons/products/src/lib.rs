@@ -68,7 +68,7 @@ pub trait Product: Default {
     /// Everything the product keeps, in canonical order (part of the state hash).
     type State: Clone + std::fmt::Debug + Default + PartialEq + Eq + Serialize + serde::de::DeserializeOwned;
     /// What its commands changed since the last batch, for storage.
-    type Changes: Clone + std::fmt::Debug + Default + PartialEq + Eq;
+    type Changes: ChangeSet;
     /// The purposes of the accounts it declares, and the kinds of its
     /// idempotency records and holds (unique across products: a test checks).
     const PURPOSES: &'static [PurposeSpec] = &[];
@@ -77,9 +77,21 @@ pub trait Product: Default {
 
     fn restore(state: Self::State) -> Self;
     fn state(&self) -> Self::State;
-    fn take_changes(&mut self) -> Self::Changes;
-    /// Takes back written changes, emptied, to collect the next batch's.
-    fn recycle(&mut self, changes: Self::Changes);
+    /// Where its commands collect what they change.
+    fn changes_mut(&mut self) -> &mut Self::Changes;
+    fn take_changes(&mut self) -> Self::Changes {
+        std::mem::take(self.changes_mut())
+    }
+    /// Takes back written changes to collect the next batch's: emptied,
+    /// they keep their room (growing them from nothing was a tenth of the
+    /// core's work per transfer in the benchmark).
+    fn recycle(&mut self, mut changes: Self::Changes) {
+        changes.clear();
+        let collecting = self.changes_mut();
+        if *collecting == Self::Changes::default() {
+            *collecting = changes;
+        }
+    }
     /// The digest of a command's idempotency key, if it carries a valid one.
     fn idempotency_key(command: &Self::Command) -> Option<Digest>;
     /// Applies a command; an `Err` changed nothing. The second part is what
@@ -94,6 +106,16 @@ pub trait Product: Default {
     ) -> (Result<Self::Outcome, LedgerError>, Forward);
     /// The product's own invariants, over its state and the kernel's.
     fn check_invariants(&self, kernel: &Kernel) -> Result<(), String>;
+}
+
+/// A product's changes since the last batch.
+pub trait ChangeSet: Clone + std::fmt::Debug + Default + PartialEq + Eq {
+    /// Empties it, keeping its room.
+    fn clear(&mut self);
+}
+
+impl ChangeSet for () {
+    fn clear(&mut self) {}
 }
 
 /// What a command sends matching, if anything.
@@ -260,8 +282,7 @@ impl Ledger {
     }
 
     /// Hands back taken changes once written: emptied, they collect the
-    /// next batch's (a tenth of the core's work per transfer, in the
-    /// benchmark, was growing them from nothing).
+    /// next batch's (see [`Product::recycle`]).
     pub fn recycle(&mut self, mut changes: Changes) {
         self.kernel.recycle(std::mem::take(&mut changes.kernel));
         self.products.recycle(changes);

@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::wallet::{available, locked};
-use crate::{house, key_digest, refusal, Forward, LedgerLimits, Product};
+use crate::{house, key_digest, refusal, ChangeSet, Forward, LedgerLimits, Product};
 
 const ORDER_RECORD: u8 = 4;
 
@@ -68,8 +68,8 @@ pub struct SpotChanges {
     pub closed_orders: Vec<OrderRecord>,
 }
 
-impl SpotChanges {
-    pub fn clear(&mut self) {
+impl ChangeSet for SpotChanges {
+    fn clear(&mut self) {
         let SpotChanges { markets, trades, orders, closed_orders } = self;
         markets.clear();
         trades.clear();
@@ -144,15 +144,8 @@ impl Product for Spot {
         }
     }
 
-    fn take_changes(&mut self) -> SpotChanges {
-        std::mem::take(&mut self.changes)
-    }
-
-    fn recycle(&mut self, mut changes: SpotChanges) {
-        changes.clear();
-        if self.changes == SpotChanges::default() {
-            self.changes = changes;
-        }
+    fn changes_mut(&mut self) -> &mut SpotChanges {
+        &mut self.changes
     }
 
     fn idempotency_key(command: &Command) -> Option<Digest> {
@@ -163,35 +156,6 @@ impl Product for Spot {
     }
 
     fn apply(
-        &mut self,
-        kernel: &mut Kernel,
-        limits: &LedgerLimits,
-        command: &Command,
-        at_ms: TimestampMs,
-        known_key: Option<Digest>,
-    ) -> (Result<Outcome, LedgerError>, Forward) {
-        self.apply_command(kernel, limits, command, at_ms, known_key)
-    }
-
-    fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
-        self.check(kernel)
-    }
-}
-
-impl Spot {
-    pub fn order(&self, id: OrderId) -> Option<&OrderRecord> {
-        self.orders.get(&id)
-    }
-
-    pub fn market(&self, id: MarketId) -> Option<&Market> {
-        self.markets.get(&id)
-    }
-
-    pub fn counters(&self) -> SpotCounters {
-        self.counters
-    }
-
-    fn apply_command(
         &mut self,
         kernel: &mut Kernel,
         limits: &LedgerLimits,
@@ -220,6 +184,47 @@ impl Spot {
             },
             Command::ApplyMatching { sequence, events } => (self.apply_matching(kernel, *sequence, events, at_ms), None),
         }
+    }
+
+    /// Every open order is held and every order hold is an open order's;
+    /// nothing matching reported went unsettled.
+    fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+        if let Some(fault) = &self.fault {
+            return Err(fault.clone());
+        }
+        for (id, record) in &self.orders {
+            let asset: AssetId = match (record.order.side, self.markets.get(&record.order.market)) {
+                (Side::Buy, Some(market)) => market.quote,
+                (Side::Sell, Some(market)) => market.base,
+                (_, None) => return Err(format!("open order {id} is in a market the ledger does not have")),
+            };
+            match kernel.hold_of(order_hold(*id)) {
+                Some(hold) if hold.origin == available(record.order.user, asset) && hold.held == locked(record.order.user, asset) => {}
+                other => return Err(format!("open order {id} is held as {other:?}")),
+            }
+        }
+        if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == ORDER_HOLD && !self.orders.contains_key(&id.id)) {
+            return Err(format!("hold {id:?} has no open order"));
+        }
+        let counted: u32 = self.open_orders_by_user.values().sum();
+        if counted as usize != self.orders.len() {
+            return Err(format!("{counted} open orders counted per user, {} open", self.orders.len()));
+        }
+        Ok(())
+    }
+}
+
+impl Spot {
+    pub fn order(&self, id: OrderId) -> Option<&OrderRecord> {
+        self.orders.get(&id)
+    }
+
+    pub fn market(&self, id: MarketId) -> Option<&Market> {
+        self.markets.get(&id)
+    }
+
+    pub fn counters(&self) -> SpotCounters {
+        self.counters
     }
 
     fn create_market(&mut self, kernel: &Kernel, limits: &LedgerLimits, market: &Market) -> Result<Outcome, LedgerError> {
@@ -454,33 +459,6 @@ impl Spot {
         }
         self.changes.orders.remove(&order_id);
         self.changes.closed_orders.push(record);
-    }
-
-    /// Every open order is held and every order hold is an open order's;
-    /// nothing matching reported went unsettled.
-    fn check(&self, kernel: &Kernel) -> Result<(), String> {
-        if let Some(fault) = &self.fault {
-            return Err(fault.clone());
-        }
-        for (id, record) in &self.orders {
-            let asset: AssetId = match (record.order.side, self.markets.get(&record.order.market)) {
-                (Side::Buy, Some(market)) => market.quote,
-                (Side::Sell, Some(market)) => market.base,
-                (_, None) => return Err(format!("open order {id} is in a market the ledger does not have")),
-            };
-            match kernel.hold_of(order_hold(*id)) {
-                Some(hold) if hold.origin == available(record.order.user, asset) && hold.held == locked(record.order.user, asset) => {}
-                other => return Err(format!("open order {id} is held as {other:?}")),
-            }
-        }
-        if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == ORDER_HOLD && !self.orders.contains_key(&id.id)) {
-            return Err(format!("hold {id:?} has no open order"));
-        }
-        let counted: u32 = self.open_orders_by_user.values().sum();
-        if counted as usize != self.orders.len() {
-            return Err(format!("{counted} open orders counted per user, {} open", self.orders.len()));
-        }
-        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@ use ledger_core::{AccountId, Digest, HoldId, Idempotent, Kernel, Leg, Payout, Pu
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{key_digest, refusal, Forward, LedgerLimits, Product};
+use crate::{key_digest, refusal, ChangeSet, Forward, LedgerLimits, Product};
 
 pub const AVAILABLE: Purpose = Purpose(api::AVAILABLE);
 pub const LOCKED: Purpose = Purpose(api::LOCKED);
@@ -67,8 +67,8 @@ pub struct WalletChanges {
     pub withdrawals: Vec<Withdrawal>,
 }
 
-impl WalletChanges {
-    pub fn clear(&mut self) {
+impl ChangeSet for WalletChanges {
+    fn clear(&mut self) {
         self.withdrawals.clear();
     }
 }
@@ -125,15 +125,8 @@ impl Product for Wallet {
         WalletState { pending_withdrawals: self.pending.iter().map(|(id, w)| (*id, w.clone())).collect(), next_withdrawal: self.next_withdrawal }
     }
 
-    fn take_changes(&mut self) -> WalletChanges {
-        std::mem::take(&mut self.changes)
-    }
-
-    fn recycle(&mut self, mut changes: WalletChanges) {
-        changes.clear();
-        if self.changes == WalletChanges::default() {
-            self.changes = changes;
-        }
+    fn changes_mut(&mut self) -> &mut WalletChanges {
+        &mut self.changes
     }
 
     fn idempotency_key(command: &Command) -> Option<Digest> {
