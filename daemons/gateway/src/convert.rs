@@ -64,7 +64,8 @@ pub fn market_terms(market: &LedgerMarket, base: &AssetSpec, quote: &AssetSpec) 
 
 /// A price as ticks of the market, exactly.
 pub fn to_ticks(price: Decimal, terms: &MarketTerms) -> Result<u64, Refusal> {
-    let ticks = price / terms.tick_size;
+    // Checked: a price near Decimal's maximum over a small tick overflows (and would panic).
+    let ticks = price.checked_div(terms.tick_size).ok_or_else(|| ("BAD_USER_INPUT", format!("price {price} is too large")))?;
     if ticks.fract() != Decimal::ZERO || ticks <= Decimal::ZERO {
         return Err(("INVALID_TICK_SIZE", format!("price {price} is not a positive multiple of the tick size {}", terms.tick_size)));
     }
@@ -73,7 +74,7 @@ pub fn to_ticks(price: Decimal, terms: &MarketTerms) -> Result<u64, Refusal> {
 
 /// A quantity as lots of the market, exactly.
 pub fn to_lots(quantity: Decimal, terms: &MarketTerms) -> Result<u64, Refusal> {
-    let lots = quantity / terms.lot_size;
+    let lots = quantity.checked_div(terms.lot_size).ok_or_else(|| ("BAD_USER_INPUT", format!("quantity {quantity} is too large")))?;
     if lots.fract() != Decimal::ZERO || lots <= Decimal::ZERO {
         return Err(("INVALID_LOT_SIZE", format!("quantity {quantity} is not a positive multiple of the lot size {}", terms.lot_size)));
     }
@@ -116,6 +117,22 @@ mod tests {
         assert_eq!(to_units("0.00000001".parse().unwrap(), 8, "amount"), Ok(1));
         assert_eq!(to_units("1.505".parse().unwrap(), 2, "amount").unwrap_err().0, "BAD_USER_INPUT");
         assert_eq!(to_decimal(150, 2).to_string(), "1.50");
+    }
+
+    #[test]
+    fn prices_and_quantities_too_large_for_the_market_are_refused_not_a_panic() {
+        let terms = MarketTerms {
+            name: "BTC-USD".into(),
+            lot_size: Decimal::new(1, 3),
+            tick_size: Decimal::new(1, 2),
+            maker_fee_rate: Decimal::ZERO,
+            taker_fee_rate: Decimal::ZERO,
+        };
+        assert_eq!(to_ticks(Decimal::new(12345, 2), &terms), Ok(12345));
+        assert_eq!(to_lots(Decimal::new(5, 3), &terms), Ok(5));
+        assert_eq!(to_ticks(Decimal::MAX, &terms).map_err(|(code, _)| code), Err("BAD_USER_INPUT"));
+        assert_eq!(to_lots(Decimal::MAX, &terms).map_err(|(code, _)| code), Err("BAD_USER_INPUT"));
+        assert_eq!(to_ticks(Decimal::new(1, 3), &terms).map_err(|(code, _)| code), Err("INVALID_TICK_SIZE"));
     }
 
     #[test]

@@ -481,7 +481,8 @@ impl SpotMutation {
         let positive = |value: Decimal, field: &str| if value > Decimal::ZERO { Ok(value) } else { Err(bad(format!("{field} must be positive"))) };
         let (tick, lot) = (positive(input.tick_size.0, "tickSize")?, positive(input.lot_size.0, "lotSize")?);
         let base_units_per_lot = convert::to_units(lot, base.scale, "lotSize").map_err(|(_, m)| bad(m))?;
-        let quote_units_per_tick_lot = convert::to_units(tick * lot, quote.scale, "tickSize x lotSize")
+        let tick_lot = tick.checked_mul(lot).ok_or_else(|| bad("tickSize x lotSize is too large".into()))?;
+        let quote_units_per_tick_lot = convert::to_units(tick_lot, quote.scale, "tickSize x lotSize")
             .map_err(|(_, m)| bad(format!("{m}: the quote amount of one tick on one lot must be a whole number of quote units")))?;
         let ppm = |rate: Decimal, field: &str| -> Result<u32, Error> {
             let ppm = convert::to_units(rate, 6, field).map_err(|(_, m)| bad(m))?;
