@@ -301,6 +301,23 @@ fn a_damaged_record_stops_loading_with_its_table_and_key() {
     assert!(error.contains("backup"), "says what to do: {error}");
 }
 
+#[test]
+fn a_stored_idempotency_key_of_an_undeclared_kind_stops_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    run(&store, 1, 200, 0);
+    // One key as postcard writes it: count 1, key and fingerprint (16 bytes each), kind 0, id 5.
+    let mut record = vec![1];
+    record.extend([7; 16]);
+    record.extend([8; 16]);
+    record.extend([0, 5]);
+    let mut batch = Batch::default();
+    batch.put(kernel::IDEMPOTENCY, &u64::MAX.to_be_bytes(), &record);
+    store.write(&mut batch, Durability::Journaled).unwrap();
+    let error = schema::load(&store).expect_err("a kind-0 key would read as a free slot").to_string();
+    assert!(error.contains("kernel.idempotency") && error.contains("kind 0"), "{error}");
+}
+
 /// A user's open orders are read from their own index: an order that has been
 /// resting since before the newest 10,000 of the user's orders is still found
 /// (the history index alone looks at the newest 10,000 only).

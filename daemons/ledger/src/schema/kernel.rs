@@ -247,9 +247,14 @@ pub fn load(store: &Store) -> Result<(KernelState, TransferChains), SchemaError>
         let stored: StoredHold = decode(HOLDS, &key, &value)?;
         state.holds.insert(id, Hold { origin: kernel_account(stored.origin), held: kernel_account(stored.held), remaining: stored.remaining });
     }
+    // A kind no product declares is damage (and 0 would read as a free slot in the kernel's table).
+    let record_kinds = products::record_kinds();
     for item in store.scan_all(IDEMPOTENCY) {
         let (key, value) = item?;
         let keys: Vec<StoredKey> = decode(IDEMPOTENCY, &key, &value)?;
+        if let Some(stray) = keys.iter().find(|k| !record_kinds.contains(&k.kind)) {
+            return Err(corrupt(IDEMPOTENCY, &key, format!("an idempotency key of kind {}, which no product declares", stray.kind)));
+        }
         state
             .idempotency
             .extend(keys.into_iter().map(|k| (k.key, IdempotencyEntry { fingerprint: k.fingerprint, recorded: Recorded { kind: k.kind, id: k.id } })));
