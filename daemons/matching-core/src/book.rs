@@ -62,6 +62,21 @@ pub trait BookStore: Default {
 
     fn remove(&mut self, handle: Self::Handle) -> RestingOrder;
 
+    /// What stands for an order lifted off the book (see [`Self::lift`]).
+    type Lifted;
+
+    /// Takes an order off the book while it re-enters as a taker (an
+    /// amend): it no longer trades, and comes back by [`Self::relist`] or
+    /// goes by [`Self::discard`]. The fast store keeps its slot and indexes
+    /// meanwhile, so an amend costs no more than moving it.
+    fn lift(&mut self, handle: Self::Handle) -> Self::Lifted;
+
+    /// Puts a lifted order back, as `order`, at the back of its price level.
+    fn relist(&mut self, lifted: Self::Lifted, order: RestingOrder);
+
+    /// Forgets a lifted order: it filled, or self-trade prevention cancelled it.
+    fn discard(&mut self, lifted: Self::Lifted);
+
     /// The best order on `side` traded `traded` lots as a maker: its rest
     /// shrinks and its maker basis grows; once nothing remains it leaves the
     /// book and this returns true.

@@ -220,6 +220,26 @@ impl BookStore for FastStore {
         FastStore::remove(self, slot)
     }
 
+    /// The slot, still indexed and counted for its user, out of its level.
+    type Lifted = u32;
+
+    #[inline]
+    fn lift(&mut self, slot: u32) -> u32 {
+        self.unlink(slot);
+        slot
+    }
+
+    #[inline]
+    fn relist(&mut self, slot: u32, order: RestingOrder) {
+        self.nodes[slot as usize].order = order;
+        self.link(slot);
+    }
+
+    fn discard(&mut self, slot: u32) {
+        let order = self.nodes[slot as usize].order;
+        self.forget(slot, &order);
+    }
+
     #[inline]
     fn fill_best(&mut self, side: Side, traded: QuantityLots) -> bool {
         let levels = match side {

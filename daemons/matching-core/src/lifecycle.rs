@@ -238,13 +238,16 @@ impl<S: BookStore> OrderBook for Book<S> {
             return out.push(reject(RejectCode::PriceLevelLimit));
         }
         // Off the book while it takes: it must not meet itself.
-        self.store.remove(handle);
+        let lifted = self.store.lift(handle);
         out.push(Event::Amended { market, order_id, user, price, quantity });
         let taker = Taker { order_id, user, side: order.side, limit: price, quantity, self_trade: order.self_trade };
         match self.take(&taker, out) {
-            Some(0) => out.push(Event::Done { market, order_id, user }),
-            Some(remaining) => self.store.insert(RestingOrder { price, remaining, maker_filled: 0, ..order }),
-            None => {}
+            Some(0) => {
+                self.store.discard(lifted);
+                out.push(Event::Done { market, order_id, user });
+            }
+            Some(remaining) => self.store.relist(lifted, RestingOrder { price, remaining, maker_filled: 0, ..order }),
+            None => self.store.discard(lifted),
         }
     }
 

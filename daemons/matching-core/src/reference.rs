@@ -66,6 +66,19 @@ impl BookStore for ReferenceStore {
         self.side_mut(side).remove(i)
     }
 
+    /// The reference store has nothing cheaper than removing and inserting.
+    type Lifted = ();
+
+    fn lift(&mut self, handle: (Side, usize)) {
+        self.remove(handle);
+    }
+
+    fn relist(&mut self, (): (), order: RestingOrder) {
+        self.insert(order);
+    }
+
+    fn discard(&mut self, (): ()) {}
+
     fn fill_best(&mut self, side: Side, traded: QuantityLots) -> bool {
         let orders = self.side_mut(side);
         let best = &mut orders[0];
