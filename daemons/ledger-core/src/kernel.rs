@@ -6,8 +6,8 @@
 //! validates all it will do before it moves anything: an `Err` changed
 //! nothing.
 //!
-//! Memory holds what the next command may need: the assets, every nonzero
-//! balance, the open holds and the idempotency keys. Transfers leave
+//! Memory holds what the next command may need: the assets, the balance
+//! of every account that has had one, the open holds and the idempotency keys. Transfers leave
 //! through [`KernelChanges`], which the daemon writes to storage with the
 //! rest of the batch.
 

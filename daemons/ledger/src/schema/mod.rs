@@ -5,8 +5,9 @@
 //! order and a prefix of a composite key (user, id) lists one user's records
 //! oldest to newest. Values are postcard of `ledger-api`'s records (what
 //! reads return) or of the stored types the files here declare (what only
-//! start-up reads): never a core's type, so that a change inside a core
-//! changes no file. Balances and open records are written in their current
+//! start-up reads), never a kernel type, so that a change inside the kernel
+//! changes no file. One exception: spot's counters are stored as
+//! `products::spot::SpotCounters` (three integers). Balances and open records are written in their current
 //! form after each batch; history (transfers, trades, finished orders and
 //! withdrawals) is written once and never changed, except an order's
 //! record, which follows its status.
