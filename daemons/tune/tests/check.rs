@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use proptest::prelude::*;
-use tune::check::stat_processor;
+use tune::check::{stat_processor, DataDir, Facts, Level};
 
 fn write(root: &Path, path: &str, content: &str) {
     let path = root.join(path);
@@ -57,7 +57,14 @@ fn a_tuned_host_is_fit() {
     std::fs::create_dir_all(r.join("var/lib/marionette/ledger")).unwrap();
 
     let (code, said) = check(r, PROFILE);
-    assert_eq!(code, 0, "{said}");
+    // Free space is the real disk's under the temporary root, which this
+    // test does not control (a shared machine may be nearly full: the suite
+    // failed here once with 10 GiB free of 251): every other check must
+    // pass, and the verdict follows the free-space lines alone. The rule
+    // itself is tested on given figures below.
+    let failing: Vec<&str> = said.lines().filter(|line| line.starts_with("FAIL")).collect();
+    assert!(failing.iter().all(|line| line.starts_with("FAIL  free space: ")), "{said}");
+    assert_eq!(code, if failing.is_empty() { 0 } else { 3 }, "{said}");
     for line in [
         "PASS  SMT: off",
         "PASS  transparent hugepages: madvise",
@@ -74,8 +81,24 @@ fn a_tuned_host_is_fit() {
         assert!(said.contains(line), "{line}:\n{said}");
     }
     assert!(said.contains("free space: /var/lib/marionette/matching:") && said.contains("GiB free of"), "{said}");
-    assert!(said.lines().last().unwrap().starts_with("fit: "), "{said}");
-    assert!(!said.contains("FAIL"), "{said}");
+    let last = said.lines().last().unwrap();
+    assert!(if failing.is_empty() { last.starts_with("fit: ") } else { last.starts_with("NOT fit: ") }, "{said}");
+}
+
+#[test]
+fn free_space_fails_under_1_gib_or_5_percent_and_warns_under_10_gib_or_20_percent() {
+    const GIB: u64 = 1 << 30;
+    let level = |free_gib: u64, total_gib: u64| {
+        let dir =
+            DataDir { path: "/var/lib/marionette/ledger".into(), exists: true, direct_io: Ok(()), free_bytes: free_gib * GIB, total_bytes: total_gib * GIB };
+        let facts = Facts { data_dirs: vec![dir], ..Facts::default() };
+        tune::check::check(None, &facts).into_iter().find(|verdict| verdict.what == "free space").map(|verdict| verdict.level)
+    };
+    assert_eq!(level(100, 200), Some(Level::Pass));
+    assert_eq!(level(10, 251), Some(Level::Fail), "under 5% of the disk");
+    assert_eq!(level(0, 8), Some(Level::Fail), "under 1 GiB");
+    assert_eq!(level(9, 20), Some(Level::Warn), "under 10 GiB");
+    assert_eq!(level(30, 200), Some(Level::Warn), "under 20% of the disk");
 }
 
 #[test]
