@@ -42,11 +42,15 @@ impl<S: BookStore> Book<S> {
     /// Whether a new level at `price` on `side` would pass the level limit,
     /// counting the levels as they would be with `leaving` off the book.
     fn level_allowed(&self, side: Side, price: PriceTicks, leaving: Option<&RestingOrder>) -> bool {
-        if self.store.orders_at(side, price) > 0 {
+        // The count first: finding a level is a search, and almost every
+        // order comes while the side is far below its limit.
+        let levels = self.store.level_count(side);
+        let levels_max = self.limits.price_levels_per_side_max as usize;
+        if levels < levels_max || self.store.orders_at(side, price) > 0 {
             return true;
         }
         let freed = leaving.is_some_and(|order| order.side == side && self.store.orders_at(side, order.price) == 1);
-        self.store.level_count(side) - usize::from(freed) < self.limits.price_levels_per_side_max as usize
+        levels - usize::from(freed) < levels_max
     }
 
     fn can_fill_completely(&self, taker: &Taker) -> bool {
