@@ -6,6 +6,8 @@
 //! margin, ...), each with the two rules the kernel enforces for it: whether
 //! it may go below zero, and whether it holds only money under [`crate::Hold`]s.
 
+use std::hash::{Hash, Hasher};
+
 use ids::{AssetId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -43,11 +45,27 @@ pub struct PurposeSpec {
     pub holds_only: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AccountId {
     pub owner: Owner,
     pub asset: AssetId,
     pub purpose: Purpose,
+}
+
+/// Two words instead of the derived four (the owner's tag, its id, the
+/// asset, the purpose): a transfer hashes four account ids, and with
+/// FxHash each word is a round.
+impl Hash for AccountId {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (tag, id) = match self.owner {
+            Owner::User(user) => (0u64, user),
+            Owner::House => (1, 0),
+            Owner::Entity(entity) => (2, entity),
+        };
+        state.write_u64(id);
+        state.write_u64((u64::from(self.asset) << 16) | (u64::from(self.purpose.0) << 8) | tag);
+    }
 }
 
 impl AccountId {

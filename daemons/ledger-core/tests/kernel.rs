@@ -82,12 +82,16 @@ fn transfers_refuse_with_a_reason_and_change_nothing() {
         (leg(available(1, USD), available(1, USD), 1), KernelError::BadInput("a transfer needs two different accounts")),
         (leg(available(1, USD), AccountId::user(2, USD, Purpose(9)), 1), KernelError::BadInput("an account's purpose is not declared")),
         (leg(available(1, USD), AccountId::user(1, USD, LOCKED), 1), KernelError::BadInput("money enters and leaves a holds-only account through holds")),
+        // An account that never held money.
+        (leg(available(7, USD), available(2, USD), 1), KernelError::InsufficientFunds { needed: 1, available: 0 }),
     ];
+    kernel.take_changes();
     for (leg, error) in cases {
         assert_eq!(kernel.transfer(leg, "x", 1), Err(error.clone()), "{leg:?}");
         assert_eq!(kernel.transfer_all(&[leg], "x", 1), Err(error), "{leg:?} in a batch");
     }
     assert_eq!(kernel.state(), before);
+    assert_eq!(kernel.take_changes(), KernelChanges::default(), "a refusal recorded a change for storage");
     kernel.check_invariants().unwrap();
 }
 
@@ -355,10 +359,13 @@ proptest! {
         let mut succeeded = 0;
         for op in &ops {
             let before = kernel.state();
+            kernel.take_changes();
             if step(&mut kernel, &mut model, op) {
                 succeeded += 1;
             } else {
                 prop_assert_eq!(&kernel.state(), &before, "a refused {:?} changed something", op);
+                // Nor will storage see a change from it.
+                prop_assert_eq!(kernel.take_changes(), KernelChanges::default(), "a refused {:?} recorded a change", op);
             }
             prop_assert_eq!(kernel.check_invariants(), Ok(()), "after {:?}", op);
             let state = kernel.state();

@@ -170,6 +170,7 @@ macro_rules! registry {
                 $(self.$field.recycle(changes.$field);)*
             }
 
+            #[inline]
             fn apply(&mut self, kernel: &mut Kernel, limits: &LedgerLimits, command: &Command, at_ms: u64, known_key: Option<Digest>) -> Applied {
                 match command {
                     Command::CreateAsset(spec) => Applied { outcome: create_asset(kernel, spec), forward: None },
@@ -322,6 +323,7 @@ impl Ledger {
     }
 
     /// `known_key` is the command's idempotency digest if computed already.
+    #[inline]
     fn apply_keyed(&mut self, command: &Command, at_ms: u64, known_key: Option<Digest>) -> Applied {
         self.products.apply(&mut self.kernel, &self.limits, command, at_ms, known_key)
     }

@@ -138,6 +138,7 @@ impl Product for Wallet {
         }
     }
 
+    #[inline]
     fn apply(
         &mut self,
         kernel: &mut Kernel,
