@@ -204,15 +204,8 @@ impl Catalog {
         let market = self.markets.iter().find(|m| m.id() == order.market);
         let terms = market.and_then(|m| self.terms(m));
         let (tick, lot) = terms.as_ref().map(|(t, ..)| (t.tick_size, t.lot_size)).unwrap_or((Decimal::ONE, Decimal::ONE));
-        let average = (record.filled > 0).then(|| {
-            let per_lot = market.map(|m| m.spec.quote_units_per_tick_lot).unwrap_or(1) as u128;
-            // filled_notional / (filled x quote_units_per_tick_lot) ticks, as a price.
-            Dec((Decimal::from_i128_with_scale(record.filled_notional as i128, 0)
-                / Decimal::from(record.filled)
-                / Decimal::from_i128_with_scale(per_lot as i128, 0)
-                * tick)
-                .normalize())
-        });
+        let per_lot = market.map(|m| m.spec.quote_units_per_tick_lot).unwrap_or(1);
+        let average = average_price(record.filled_notional, record.filled, per_lot, tick).map(Dec);
         Order {
             id: ID(convert::order_uuid(order.order_id)),
             client_order_id: record.client_order_id.clone(),
@@ -362,6 +355,17 @@ fn opposite(side: CoreSide) -> CoreSide {
         CoreSide::Buy => CoreSide::Sell,
         CoreSide::Sell => CoreSide::Buy,
     }
+}
+
+/// An order's average fill price: `filled_notional` quote units over
+/// `filled` lots of `per_lot` quote units per tick, in ticks of `tick`.
+/// None where a decimal cannot hold it (a notional beyond 2^96 units): an
+/// answer without the average, where the plain operators would panic and
+/// take the gateway down each time the order is shown.
+fn average_price(filled_notional: u128, filled: u64, per_lot: u64, tick: Decimal) -> Option<Decimal> {
+    let notional = Decimal::try_from_i128_with_scale(i128::try_from(filled_notional).ok()?, 0).ok()?;
+    let ticks = notional.checked_div(Decimal::from(filled))?.checked_div(Decimal::from(per_lot))?;
+    Some(ticks.checked_mul(tick)?.normalize())
 }
 
 fn public_trade(trade: &TradeRecord, terms: &MarketTerms) -> Trade {
@@ -652,5 +656,21 @@ async fn ask_spot(ctx: &Context<'_>, query: api::Query) -> Result<api::Answer, E
     match ask(ctx, Query::Spot(query)).await? {
         Answer::Spot(answer) => Ok(answer),
         other => Err(unexpected(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_average_price_is_exact_and_absent_where_a_decimal_cannot_hold_it() {
+        // 3 lots for 45,150 quote units at 100 units per tick and lot: 150.5 ticks of 0.01.
+        assert_eq!(average_price(45_150, 3, 100, Decimal::new(1, 2)), Some(Decimal::new(1505, 3)));
+        assert_eq!(average_price(1 << 97, 1, 1, Decimal::ONE), None, "a notional beyond 2^96 units");
+        assert_eq!(average_price(u128::MAX, 1, 1, Decimal::ONE), None);
+        assert_eq!(average_price((1 << 95) + 1, 1, 1, Decimal::from(10)), None, "the price overflows");
+        assert_eq!(average_price(10, 0, 1, Decimal::ONE), None, "nothing filled");
+        assert_eq!(average_price(10, 1, 0, Decimal::ONE), None, "no units per tick and lot");
     }
 }
