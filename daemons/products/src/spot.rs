@@ -382,9 +382,11 @@ impl Spot {
         Ok(Outcome::MatchingApplied { orders: touched })
     }
 
-    /// Matching reported something the ledger cannot settle. Nothing of it
-    /// is applied; the invariant check stops the daemon before the batch is
-    /// acknowledged, with this reason.
+    /// Matching reported something the ledger cannot settle: a bug in one
+    /// of the two. What the batch applied before it stays in memory only:
+    /// the invariant check stops the daemon, with this reason, before the
+    /// batch's changes reach storage or anyone is answered, and a restart
+    /// replays the journal into the same fault rather than settle past it.
     fn fault(&mut self, reason: String) {
         self.fault.get_or_insert(reason);
     }
