@@ -26,7 +26,7 @@ const TRANSFERS: Table = Table::new("transfers");
 use crate::daemon::{daemon_binary, wait_for_socket, Daemon};
 use crate::{micros, new_histogram};
 
-const USAGE: &str = "usage: marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only core,daemon,service,rocksdb,postgres]";
+const USAGE: &str = "usage: marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only core,daemon,service,rocksdb,postgres] [--skew uniform,hot]";
 
 /// What `--only` may name, in the order they run.
 const SYSTEMS: [&str; 5] = ["core", "daemon", "service", "rocksdb", "postgres"];
@@ -45,6 +45,8 @@ struct Options {
     postgres: bool,
     /// The systems measured: all of [`SYSTEMS`] unless `--only` names some (to profile one).
     only: Vec<String>,
+    /// The workloads: both unless `--skew` names one (to profile it alone).
+    skews: Vec<Skew>,
 }
 
 impl Options {
@@ -100,6 +102,7 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
         postgres_clients: 16,
         postgres: true,
         only: SYSTEMS.map(String::from).to_vec(),
+        skews: vec![Skew::Uniform, Skew::Hot],
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
@@ -116,12 +119,22 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
                     bail!("--only: unknown system {unknown:?}, expected some of {}\n{USAGE}", SYSTEMS.join(","));
                 }
             }
+            "--skew" => {
+                options.skews = value("--skew")?
+                    .split(',')
+                    .map(|name| match name {
+                        "uniform" => Ok(Skew::Uniform),
+                        "hot" => Ok(Skew::Hot),
+                        other => bail!("--skew: unknown workload {other:?}, expected some of uniform,hot\n{USAGE}"),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     ensure!(options.accounts > HOT_ACCOUNTS && options.batch > 0 && options.transfers > 0, "need more than {HOT_ACCOUNTS} accounts, a batch and transfers");
     let mut report = String::new();
-    for skew in [Skew::Uniform, Skew::Hot] {
+    for &skew in &options.skews {
         let transfers = generate(&options, skew);
         let mut measured = Vec::new();
         for system in SYSTEMS.into_iter().filter(|s| options.measures(s)) {
