@@ -142,8 +142,8 @@ pub struct KernelState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelChanges {
     pub assets: Vec<AssetSpec>,
-    /// Accounts whose balance changed: both sides of every transfer.
-    pub accounts: FxHashSet<AccountId>,
+    /// Accounts whose balance changed (both sides of every transfer), each once.
+    pub accounts: Vec<AccountId>,
     pub transfers: Vec<Transfer>,
     /// Holds opened, changed or closed (closed ones are gone from the kernel).
     pub holds: FxHashSet<HoldId>,
@@ -171,15 +171,40 @@ pub enum Idempotent {
     New(Digest),
 }
 
+/// An account's balance and the batch of changes that last changed it: an
+/// account joins [`KernelChanges::accounts`] once per batch, found by the
+/// lookup that moves its money rather than by one more in a set (two set
+/// lookups were a fifth of a transfer's instructions, most of them hits on
+/// the same few busy accounts).
+#[derive(Clone, Copy, Debug, Default)]
+struct Balance {
+    amount: Amount,
+    changed_in: u64,
+}
+
+impl Balance {
+    /// Moves `delta` and lists `account` among `changes` if it is the first move in batch `batch`.
+    #[inline]
+    fn change(&mut self, account: AccountId, delta: Amount, batch: u64, changes: &mut KernelChanges) {
+        self.amount += delta;
+        if self.changed_in != batch {
+            self.changed_in = batch;
+            changes.accounts.push(account);
+        }
+    }
+}
+
 pub struct Kernel {
     purposes: Purposes,
     limits: KernelLimits,
     assets: FxHashMap<AssetId, AssetSpec>,
-    balances: FxHashMap<AccountId, Amount>,
+    balances: FxHashMap<AccountId, Balance>,
     holds: FxHashMap<HoldId, Hold>,
     idempotency: IdempotencyTable,
     next_transfer: TransferId,
     changes: KernelChanges,
+    /// The batch of `changes`: [`Kernel::take_changes`] starts the next. Balances restored are of batch 0.
+    batch: u64,
 }
 
 pub fn check_key(key: &str) -> Result<(), KernelError> {
@@ -208,18 +233,19 @@ impl Kernel {
             purposes,
             limits,
             assets: state.assets.into_iter().collect(),
-            balances: state.balances.into_iter().collect(),
+            balances: state.balances.into_iter().map(|(account, amount)| (account, Balance { amount, changed_in: 0 })).collect(),
             holds: state.holds.into_iter().collect(),
             idempotency,
             next_transfer: state.next_transfer,
             changes: KernelChanges::default(),
+            batch: 1,
         }
     }
 
     pub fn state(&self) -> KernelState {
         KernelState {
             assets: self.assets.iter().map(|(id, spec)| (*id, spec.clone())).collect(),
-            balances: self.balances.iter().filter(|(_, amount)| **amount != 0).map(|(account, amount)| (*account, *amount)).collect(),
+            balances: self.balances.iter().filter(|(_, balance)| balance.amount != 0).map(|(account, balance)| (*account, balance.amount)).collect(),
             holds: self.holds.iter().map(|(id, hold)| (*id, *hold)).collect(),
             idempotency: self.idempotency.iter().collect(),
             next_transfer: self.next_transfer,
@@ -236,6 +262,7 @@ impl Kernel {
     }
 
     pub fn take_changes(&mut self) -> KernelChanges {
+        self.batch += 1;
         std::mem::take(&mut self.changes)
     }
 
@@ -290,7 +317,7 @@ impl Kernel {
 
     #[inline]
     pub fn balance(&self, account: AccountId) -> Amount {
-        self.balances.get(&account).copied().unwrap_or(0)
+        self.balances.get(&account).map_or(0, |balance| balance.amount)
     }
 
     /// Checks one leg on its own: a positive amount, one known asset,
@@ -326,18 +353,20 @@ impl Kernel {
     fn debit(&mut self, account: AccountId, amount: Amount) -> Result<(), KernelError> {
         let may_go_negative = self.purposes.may_go_negative(account.purpose);
         match self.balances.get_mut(&account) {
-            Some(balance) if *balance >= amount || may_go_negative => *balance -= amount,
-            Some(balance) => return Err(KernelError::InsufficientFunds { needed: amount, available: *balance }),
+            Some(balance) if balance.amount >= amount || may_go_negative => balance.change(account, -amount, self.batch, &mut self.changes),
+            Some(balance) => return Err(KernelError::InsufficientFunds { needed: amount, available: balance.amount }),
             // An account never seen is not added by a refusal: no memory for failed attempts.
             None if may_go_negative => {
-                self.balances.insert(account, -amount);
+                self.balances.insert(account, Balance { amount: -amount, changed_in: self.batch });
+                self.changes.accounts.push(account);
             }
             None => return Err(KernelError::InsufficientFunds { needed: amount, available: 0 }),
         }
         Ok(())
     }
 
-    /// Moves `amount` into `credit`, `debit` having been debited by [`Self::debit`], and records the transfer.
+    /// Moves `amount` into `credit`, `debit` having been debited (and listed
+    /// among the changes) by [`Self::debit`], and records the transfer.
     #[inline]
     fn post_debited(
         &mut self,
@@ -348,9 +377,7 @@ impl Kernel {
         reference: CompactString,
         at_ms: TimestampMs,
     ) -> TransferId {
-        *self.balances.entry(credit).or_default() += amount;
-        self.changes.accounts.insert(debit);
-        self.changes.accounts.insert(credit);
+        self.balances.entry(credit).or_default().change(credit, amount, self.batch, &mut self.changes);
         let id = self.next_transfer;
         self.next_transfer += 1;
         self.changes.transfers.push(Transfer { id, debit, credit, amount, code, reference, at_ms });
@@ -360,7 +387,7 @@ impl Kernel {
     /// Moves `amount`; every check was made.
     #[inline]
     fn post(&mut self, debit: AccountId, credit: AccountId, amount: Amount, code: TransferCode, reference: CompactString, at_ms: TimestampMs) -> TransferId {
-        *self.balances.entry(debit).or_default() -= amount;
+        self.balances.entry(debit).or_default().change(debit, -amount, self.batch, &mut self.changes);
         self.post_debited(debit, credit, amount, code, reference, at_ms)
     }
 
@@ -525,7 +552,7 @@ impl Kernel {
     /// and after every batch.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut sums: BTreeMap<AssetId, Amount> = BTreeMap::new();
-        for (&account, &balance) in &self.balances {
+        for (&account, &Balance { amount: balance, .. }) in &self.balances {
             if !self.purposes.is_declared(account.purpose) {
                 return Err(format!("{account:?} has an undeclared purpose"));
             }
@@ -544,7 +571,7 @@ impl Kernel {
             }
             *held.entry(hold.held).or_default() += hold.remaining;
         }
-        for (&account, &balance) in self.balances.iter().filter(|(account, _)| self.purposes.holds_only(account.purpose)) {
+        for (&account, &Balance { amount: balance, .. }) in self.balances.iter().filter(|(account, _)| self.purposes.holds_only(account.purpose)) {
             let holds = held.get(&account).copied().unwrap_or(0);
             if balance != holds {
                 return Err(format!("{account:?} ({}) holds {balance} but its open holds sum to {holds}", self.purposes.name(account.purpose)));

@@ -3,7 +3,7 @@
 //! checked after every step against a model of the balances and the holds
 //! and against every invariant; a refused step must change nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ledger_core::*;
 use proptest::prelude::*;
@@ -264,10 +264,15 @@ struct Model {
     balances: BTreeMap<AccountId, i128>,
     /// hold -> (origin, held, remaining)
     holds: BTreeMap<u64, (AccountId, AccountId, i128)>,
+    /// Accounts money moved in or out of since the kernel's changes were last taken.
+    touched: BTreeSet<AccountId>,
 }
 
 impl Model {
     fn moved(&mut self, debit: AccountId, credit: AccountId, amount: i128) {
+        if amount != 0 {
+            self.touched.extend([debit, credit]);
+        }
         *self.balances.entry(debit).or_default() -= amount;
         *self.balances.entry(credit).or_default() += amount;
     }
@@ -381,6 +386,25 @@ proptest! {
         // Not vacuous: funding always succeeds, so a run that drew one moved money.
         if ops.iter().any(|op| matches!(op, Op::Fund { .. })) {
             prop_assert!(succeeded > 0);
+        }
+    }
+
+    /// Storage writes the balances of the accounts the changes list: every
+    /// account whose money moved since the last take, once, however many
+    /// times it moved, and none other; the next batch starts from none.
+    #[test]
+    fn the_changes_list_each_moved_account_once(ops in proptest::collection::vec(op(), 1..120), batch_steps in 1usize..8) {
+        let mut kernel = kernel();
+        let mut model = Model::default();
+        for (index, op) in ops.iter().enumerate() {
+            step(&mut kernel, &mut model, op);
+            if (index + 1) % batch_steps == 0 || index + 1 == ops.len() {
+                let listed = kernel.take_changes().accounts;
+                let unique: BTreeSet<AccountId> = listed.iter().copied().collect();
+                prop_assert_eq!(unique.len(), listed.len(), "an account listed twice in one batch: {:?}", listed);
+                prop_assert_eq!(&unique, &model.touched, "the listed accounts are not the ones moved");
+                model.touched.clear();
+            }
         }
     }
 }
