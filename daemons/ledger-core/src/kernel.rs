@@ -356,10 +356,7 @@ impl Kernel {
             Some(balance) if balance.amount >= amount || may_go_negative => balance.change(account, -amount, self.batch, &mut self.changes),
             Some(balance) => return Err(KernelError::InsufficientFunds { needed: amount, available: balance.amount }),
             // An account never seen is not added by a refusal: no memory for failed attempts.
-            None if may_go_negative => {
-                self.balances.insert(account, Balance { amount: -amount, changed_in: self.batch });
-                self.changes.accounts.push(account);
-            }
+            None if may_go_negative => self.balances.entry(account).or_default().change(account, -amount, self.batch, &mut self.changes),
             None => return Err(KernelError::InsufficientFunds { needed: amount, available: 0 }),
         }
         Ok(())
