@@ -524,6 +524,8 @@ impl Kernel {
     /// Looks up an idempotency key with the request's fields: a replay (what
     /// the first request made), a new key (with the fingerprint to
     /// remember), or `Err(Duplicate)`, the key reused with other fields.
+    /// Always inlined, for the fields' sizes: see `idempotency::framed`.
+    #[inline(always)]
     pub fn idempotent(&self, key: &Digest, fields: &[&[u8]]) -> Result<Idempotent, KernelError> {
         let fingerprint = fingerprint(fields);
         match self.idempotency.get(key) {

@@ -344,6 +344,7 @@ fn create_asset(kernel: &mut Kernel, spec: &AssetSpec) -> Result<Outcome, Ledger
 }
 
 /// A valid key's digest: its product's kind of request, the key's owner, its text.
+#[inline]
 pub(crate) fn key_digest(kind: &[u8], owner: &[u8], key: &str) -> Option<Digest> {
     ledger_core::check_key(key).ok().map(|()| ledger_core::key_digest(&[kind, owner, key.as_bytes()]))
 }
