@@ -22,6 +22,20 @@ ensure_debian_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Node and npm, for the JavaScript clients the tests drive (Debian 12's Node 18 will do).
+ensure_node() {
+    command -v node >/dev/null && command -v npm >/dev/null && return 0
+    ensure_debian_packages nodejs npm
+}
+
+# The npm packages of the project in $1, exactly as its package-lock.json has them.
+ensure_npm_packages() {
+    local dir="$1"
+    [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] && return 0
+    log "installing the npm packages of $dir (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 ensure_rust() {
     command -v cargo >/dev/null || die "cargo is not installed. Install Rust >= $RUST_VERSION_MIN (rustup.rs, or your distribution's rustup package) and run this again"
     local version

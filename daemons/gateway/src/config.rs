@@ -76,6 +76,9 @@ pub struct AuthConfig {
     /// argon2id memory cost in KiB and passes.
     pub argon2_memory_kib: u32,
     pub argon2_passes: u32,
+    /// Password hashes computed at once (logins and registrations); beyond
+    /// it they answer RATE_LIMITED rather than queue.
+    pub argon2_concurrent_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +104,24 @@ pub struct LimitsConfig {
     pub rate_keys_max: usize,
     /// Subscriptions open at once over all WebSocket connections.
     pub subscriptions_max: usize,
+    /// Seconds between the server's pings on a WebSocket; a client that
+    /// answers none of two in a row is disconnected.
+    pub websocket_ping_seconds: u64,
+    /// Seconds a WebSocket may stay open with no subscription running and no
+    /// message from its client.
+    pub websocket_idle_seconds: u64,
+    /// Login attempts (and registrations) per client address: a burst, then
+    /// one every `login_ip_refill_seconds`. Counted before the password is
+    /// checked, one per `login` field.
+    pub login_ip_burst: u32,
+    pub login_ip_refill_seconds: u64,
+    /// Login attempts per account, from any address: a burst, then one every
+    /// `login_account_refill_seconds`.
+    pub login_account_burst: u32,
+    pub login_account_refill_seconds: u64,
+    /// Whether GraphQL introspection (`__schema`, `__type`) is served. Off:
+    /// the schema is published as daemons/gateway/schema.graphql instead.
+    pub introspection: bool,
 }
 
 impl Default for ListenConfig {
@@ -142,6 +163,7 @@ impl Default for AuthConfig {
             cookie_secure: true,
             argon2_memory_kib: 19_456,
             argon2_passes: 2,
+            argon2_concurrent_max: 4,
         }
     }
 }
@@ -164,6 +186,13 @@ impl Default for LimitsConfig {
             user_burst: 200,
             rate_keys_max: 100_000,
             subscriptions_max: 10_000,
+            websocket_ping_seconds: 30,
+            websocket_idle_seconds: 300,
+            login_ip_burst: 20,
+            login_ip_refill_seconds: 6,
+            login_account_burst: 5,
+            login_account_refill_seconds: 60,
+            introspection: false,
         }
     }
 }
@@ -205,8 +234,8 @@ impl GatewayConfig {
         if !(60..=86_400).contains(&self.auth.token_ttl_seconds) {
             return invalid("auth.token_ttl_seconds", "must be 60 to 86400");
         }
-        if self.auth.argon2_memory_kib < 8 * 1024 || self.auth.argon2_passes == 0 {
-            return invalid("auth", "argon2_memory_kib must be at least 8192 and argon2_passes at least 1");
+        if self.auth.argon2_memory_kib < 8 * 1024 || self.auth.argon2_passes == 0 || self.auth.argon2_concurrent_max == 0 {
+            return invalid("auth", "argon2_memory_kib must be at least 8192, argon2_passes and argon2_concurrent_max at least 1");
         }
         if self.limits.body_bytes_max < 1024 || self.limits.query_depth_max == 0 || self.limits.query_complexity_max == 0 {
             return invalid("limits", "body_bytes_max must be at least 1024, the query limits at least 1");
@@ -220,6 +249,12 @@ impl GatewayConfig {
             || l.subscriptions_max == 0
         {
             return invalid("limits", "the rate limits, rate_keys_max and subscriptions_max must be at least 1");
+        }
+        if !(1..=3_600).contains(&l.websocket_ping_seconds) || !(1..=86_400).contains(&l.websocket_idle_seconds) {
+            return invalid("limits", "websocket_ping_seconds must be 1 to 3600 and websocket_idle_seconds 1 to 86400");
+        }
+        if l.login_ip_burst == 0 || l.login_account_burst == 0 || l.login_ip_refill_seconds > 86_400 || l.login_account_refill_seconds > 86_400 {
+            return invalid("limits", "login_ip_burst and login_account_burst must be at least 1, the refill times at most 86400 seconds");
         }
         self.log.validate()?;
         Ok(())

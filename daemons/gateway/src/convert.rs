@@ -23,6 +23,16 @@ pub fn parse_order_uuid(text: &str) -> Option<u64> {
     (high == ORDER_UUID_HIGH && low >> 62 == 0b10).then_some(low & !(1 << 63))
 }
 
+/// The text of a `Decimal` input: plain decimal notation, as the contract has it.
+pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    const SHOWN_BYTES_MAX: usize = 40;
+    let shown = |text: &str| match text.char_indices().nth(SHOWN_BYTES_MAX) {
+        Some((at, _)) => format!("{:?}...", &text[..at]),
+        None => format!("{text:?}"),
+    };
+    text.trim().parse::<Decimal>().map_err(|_| format!("{} is not a decimal number such as \"0.001\" (at most 28 significant digits)", shown(text)))
+}
+
 /// `amount` minor units of an asset with `scale` as a decimal (e.g. 150 at scale 2 is "1.50").
 pub fn to_decimal(amount: i128, scale: u8) -> Decimal {
     Decimal::try_from_i128_with_scale(amount, scale as u32).unwrap_or(Decimal::MAX)
@@ -30,7 +40,10 @@ pub fn to_decimal(amount: i128, scale: u8) -> Decimal {
 
 /// A decimal as an exact number of units of `10^-scale`.
 pub fn to_units(value: Decimal, scale: u8, field: &str) -> Result<i128, Refusal> {
-    let scaled = value.checked_mul(Decimal::from_i128_with_scale(10i128.pow(scale as u32), 0)).ok_or(("BAD_USER_INPUT", format!("{field} is too large")))?;
+    let too_large = || ("BAD_USER_INPUT", format!("{field} is too large"));
+    // Checked throughout: assets have scales up to 18, but no scale may panic here.
+    let factor = 10i128.checked_pow(scale.into()).and_then(|f| Decimal::try_from_i128_with_scale(f, 0).ok()).ok_or_else(too_large)?;
+    let scaled = value.checked_mul(factor).ok_or_else(too_large)?;
     if scaled.fract() != Decimal::ZERO {
         return Err(("BAD_USER_INPUT", format!("{field} has more than {scale} decimal places")));
     }
@@ -52,7 +65,9 @@ pub fn market_terms(market: &LedgerMarket, base: &AssetSpec, quote: &AssetSpec) 
     let lot_size = to_decimal(market.base_units_per_lot as i128, base.scale);
     // quote_units_per_tick_lot = tick_size x lot_size x 10^quote_scale.
     let per_lot = to_decimal(market.spec.quote_units_per_tick_lot as i128, quote.scale);
-    let tick_size = (per_lot / lot_size).normalize();
+    // Checked: the ledger refuses a lot of zero units, but the terms of any
+    // market it returns must not be able to take the gateway down.
+    let tick_size = per_lot.checked_div(lot_size).unwrap_or(Decimal::MAX).normalize();
     MarketTerms {
         name: format!("{}-{}", base.symbol, quote.symbol),
         lot_size: lot_size.normalize(),
@@ -64,21 +79,50 @@ pub fn market_terms(market: &LedgerMarket, base: &AssetSpec, quote: &AssetSpec) 
 
 /// A price as ticks of the market, exactly.
 pub fn to_ticks(price: Decimal, terms: &MarketTerms) -> Result<u64, Refusal> {
-    // Checked: a price near Decimal's maximum over a small tick overflows (and would panic).
-    let ticks = price.checked_div(terms.tick_size).ok_or_else(|| ("BAD_USER_INPUT", format!("price {price} is too large")))?;
-    if ticks.fract() != Decimal::ZERO || ticks <= Decimal::ZERO {
-        return Err(("INVALID_TICK_SIZE", format!("price {price} is not a positive multiple of the tick size {}", terms.tick_size)));
-    }
-    u64::try_from(ticks.trunc()).map_err(|_| ("BAD_USER_INPUT", format!("price {price} is too large")))
+    let too_large = || ("BAD_USER_INPUT", format!("price {price} is too large"));
+    let off_tick = || ("INVALID_TICK_SIZE", format!("price {price} is not a positive multiple of the tick size {}", terms.tick_size));
+    whole_multiple(price, terms.tick_size).map_err(|multiple| match multiple {
+        Multiple::TooLarge => too_large(),
+        Multiple::Not => off_tick(),
+    })
 }
 
 /// A quantity as lots of the market, exactly.
 pub fn to_lots(quantity: Decimal, terms: &MarketTerms) -> Result<u64, Refusal> {
-    let lots = quantity.checked_div(terms.lot_size).ok_or_else(|| ("BAD_USER_INPUT", format!("quantity {quantity} is too large")))?;
-    if lots.fract() != Decimal::ZERO || lots <= Decimal::ZERO {
-        return Err(("INVALID_LOT_SIZE", format!("quantity {quantity} is not a positive multiple of the lot size {}", terms.lot_size)));
+    let too_large = || ("BAD_USER_INPUT", format!("quantity {quantity} is too large"));
+    let off_lot = || ("INVALID_LOT_SIZE", format!("quantity {quantity} is not a positive multiple of the lot size {}", terms.lot_size));
+    whole_multiple(quantity, terms.lot_size).map_err(|multiple| match multiple {
+        Multiple::TooLarge => too_large(),
+        Multiple::Not => off_lot(),
+    })
+}
+
+enum Multiple {
+    TooLarge,
+    Not,
+}
+
+/// `value` as a positive whole number of `size`, exactly.
+fn whole_multiple(value: Decimal, size: Decimal) -> Result<u64, Multiple> {
+    // Checked: a value near Decimal's maximum over a small size overflows (and would panic).
+    let count = value.checked_div(size).ok_or(Multiple::TooLarge)?;
+    if count.fract() != Decimal::ZERO || count <= Decimal::ZERO {
+        return Err(Multiple::Not);
     }
-    u64::try_from(lots.trunc()).map_err(|_| ("BAD_USER_INPUT", format!("quantity {quantity} is too large")))
+    // A quotient of 28 significant digits can round to a whole number when
+    // `value` is not one: multiplying back tells the exact ones apart.
+    if count.checked_mul(size) != Some(value) {
+        return Err(Multiple::Not);
+    }
+    u64::try_from(count.trunc()).map_err(|_| Multiple::TooLarge)
+}
+
+/// `count` ticks or lots of `size`, as a price or a quantity. Orders come
+/// in as decimals, so within a market whose terms came through the API this
+/// never saturates; the saturation is there so that no count the ledger
+/// returns can panic the gateway while it answers.
+pub fn times(count: u64, size: Decimal) -> Decimal {
+    Decimal::from(count).checked_mul(size).unwrap_or(Decimal::MAX).normalize()
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC, e.g. 2026-11-28T10:26:40.123Z.
@@ -101,6 +145,8 @@ pub fn rfc3339(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use matching_api::MarketSpec;
+    use proptest::prelude::*;
 
     #[test]
     fn order_ids_round_trip_through_uuids_and_foreign_uuids_are_refused() {
@@ -133,6 +179,91 @@ mod tests {
         assert_eq!(to_ticks(Decimal::MAX, &terms).map_err(|(code, _)| code), Err("BAD_USER_INPUT"));
         assert_eq!(to_lots(Decimal::MAX, &terms).map_err(|(code, _)| code), Err("BAD_USER_INPUT"));
         assert_eq!(to_ticks(Decimal::new(1, 3), &terms).map_err(|(code, _)| code), Err("INVALID_TICK_SIZE"));
+    }
+
+    #[test]
+    fn a_quotient_rounded_to_a_whole_number_is_not_taken_for_one() {
+        // 3e18 + 1e-10 over 0.3 is 1e19 + 3.3e-10, which a decimal's 96 bits round to exactly 1e19.
+        let terms = MarketTerms {
+            name: "X-Y".into(),
+            lot_size: Decimal::new(3, 1),
+            tick_size: Decimal::new(3, 1),
+            maker_fee_rate: Decimal::ZERO,
+            taker_fee_rate: Decimal::ZERO,
+        };
+        let value: Decimal = "3000000000000000000.0000000001".parse().unwrap();
+        assert_eq!(to_lots(value, &terms).map_err(|(code, _)| code), Err("INVALID_LOT_SIZE"));
+        assert_eq!(to_ticks(value, &terms).map_err(|(code, _)| code), Err("INVALID_TICK_SIZE"));
+        assert_eq!(to_lots("3000000000000000000".parse().unwrap(), &terms), Ok(10_000_000_000_000_000_000));
+    }
+
+    /// Any decimal there is: every mantissa of 96 bits, either sign, scales 0 to 28.
+    fn any_decimal() -> impl Strategy<Value = Decimal> {
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<bool>(), 0u32..=28)
+            .prop_map(|(lo, mid, hi, negative, scale)| Decimal::from_parts(lo, mid, hi, negative, scale))
+    }
+
+    /// Decimals as users type them: small mantissas, so that whole multiples and exact amounts come up often.
+    fn typed_decimal() -> impl Strategy<Value = Decimal> {
+        (any::<i64>(), 0u32..=20).prop_map(|(mantissa, scale)| Decimal::new(mantissa, scale))
+    }
+
+    fn some_decimal() -> impl Strategy<Value = Decimal> {
+        prop_oneof![any_decimal(), typed_decimal(), Just(Decimal::MAX), Just(Decimal::MIN), Just(Decimal::ZERO), Just(Decimal::new(1, 28))]
+    }
+
+    /// A market's terms as the ledger can hold them: any units per lot and per tick, any scales.
+    fn any_terms() -> impl Strategy<Value = MarketTerms> {
+        (any::<u64>(), any::<u64>(), 0u8..=18, 0u8..=18).prop_map(|(per_lot, per_tick_lot, base_scale, quote_scale)| {
+            let spec =
+                MarketSpec { id: 1, quote_units_per_tick_lot: per_tick_lot, maker_fee_ppm: 0, taker_fee_ppm: 0, price_ticks_max: 1, quantity_lots_max: 1 };
+            let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: per_lot, spec };
+            let asset = |id, scale| AssetSpec { id, symbol: "X".into(), scale };
+            market_terms(&market, &asset(1, base_scale), &asset(2, quote_scale))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Prices and quantities over the whole decimal range: an error with
+        /// a code, or a count that gives the input back exactly.
+        #[test]
+        fn prices_and_quantities_convert_exactly_or_are_refused(value in some_decimal(), terms in any_terms()) {
+            for (converted, size, off_size) in [(to_ticks(value, &terms), terms.tick_size, "INVALID_TICK_SIZE"), (to_lots(value, &terms), terms.lot_size, "INVALID_LOT_SIZE")] {
+                match converted {
+                    Ok(count) => {
+                        prop_assert!(count > 0);
+                        prop_assert_eq!(times(count, size), value, "{} of {} is not the input", count, size);
+                    }
+                    Err((code, _)) => prop_assert!(code == "BAD_USER_INPUT" || code == off_size, "{}", code),
+                }
+            }
+        }
+
+        /// Any text at all, and text that looks like a number.
+        #[test]
+        fn decimal_text_parses_or_is_refused(text in prop_oneof![any::<String>(), "[-+]?[0-9]{0,40}(\\.[0-9]{0,40})?([eE][-+]?[0-9]{1,3})?"]) {
+            match parse_decimal(&text) {
+                Ok(value) => prop_assert_eq!(parse_decimal(&value.to_string()), Ok(value), "{} does not read back", value),
+                Err(message) => prop_assert!(message.len() < 200, "{}", message),
+            }
+        }
+
+        #[test]
+        fn amounts_convert_exactly_or_are_refused(value in some_decimal(), scale in any::<u8>()) {
+            match to_units(value, scale, "amount") {
+                Ok(units) => prop_assert_eq!(Decimal::try_from_i128_with_scale(units, scale.into()).ok(), Some(value)),
+                Err((code, _)) => prop_assert_eq!(code, "BAD_USER_INPUT"),
+            }
+        }
+
+        /// Counts the ledger returns, shown in any market's sizes, never panic.
+        #[test]
+        fn counts_show_in_any_market(count in any::<u64>(), terms in any_terms()) {
+            let (price, quantity) = (times(count, terms.tick_size), times(count, terms.lot_size));
+            prop_assert!(price >= Decimal::ZERO && quantity >= Decimal::ZERO);
+        }
     }
 
     #[test]

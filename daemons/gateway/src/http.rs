@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use http_body_util::{BodyExt, Full, Limited};
@@ -28,7 +28,9 @@ use prometheus_client::registry::Registry;
 use crate::api::{ApiSchema, Caller, TOKEN_COOKIE};
 use crate::auth::Auth;
 use crate::ledger_client::LedgerClient;
+use crate::logins::RequestOrigin;
 use crate::ratelimit::RateLimiter;
+use crate::ws;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -84,6 +86,16 @@ pub struct App {
     pub body_bytes_max: usize,
     pub ip_limiter: RateLimiter<IpAddr>,
     pub user_limiter: RateLimiter<String>,
+    pub websocket: WebSocketTimes,
+}
+
+/// How long a WebSocket may stay quiet.
+#[derive(Clone, Copy, Debug)]
+pub struct WebSocketTimes {
+    /// Between the server's pings; a client that answers none of two is closed (1001).
+    pub ping: Duration,
+    /// With no subscription running and no message from the client (1000).
+    pub idle: Duration,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -117,12 +129,12 @@ pub async fn handle(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, req
     let started = Instant::now();
     let response = if request.uri().path() == "/graphql" {
         match app.ip_limiter.check(&remote, Instant::now()) {
-            Ok(()) if request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => websocket(app.clone(), permit, request),
-            Ok(()) => route(&app, request).await,
+            Ok(()) if request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => websocket(app.clone(), remote, permit, request),
+            Ok(()) => route(&app, remote, request).await,
             Err(wait) => rate_limited(&app, wait),
         }
     } else {
-        route(&app, request).await
+        route(&app, remote, request).await
     };
     app.metrics.requests.inc();
     if response.status().is_client_error() {
@@ -132,14 +144,14 @@ pub async fn handle(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, req
     Ok(response)
 }
 
-async fn route(app: &App, request: Request<Incoming>) -> Reply {
+async fn route(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readyz(app).await,
         (&Method::GET, "/metrics") => reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
         (&Method::GET, "/markets") => markets(app).await,
-        (&Method::POST, "/graphql") => post_graphql(app, request).await,
-        (&Method::GET, "/graphql") => get_graphql(app, request).await,
+        (&Method::POST, "/graphql") => post_graphql(app, remote, request).await,
+        (&Method::GET, "/graphql") => get_graphql(app, remote, request).await,
         (_, "/graphql") => {
             let mut response = request_error(StatusCode::METHOD_NOT_ALLOWED, "BAD_REQUEST", "use POST (or GET for queries)");
             response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST"));
@@ -194,7 +206,7 @@ fn wants_graphql_response(request: &Request<Incoming>) -> bool {
     request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(GRAPHQL_RESPONSE))
 }
 
-async fn post_graphql(app: &App, request: Request<Incoming>) -> Reply {
+async fn post_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
     let is_json = request
         .headers()
         .get(CONTENT_TYPE)
@@ -215,10 +227,10 @@ async fn post_graphql(app: &App, request: Request<Incoming>) -> Reply {
         Ok(graphql) => graphql,
         Err(error) => return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("the body is not a GraphQL request: {error}")),
     };
-    execute(app, graphql.data(caller), modern).await
+    execute(app, graphql.data(caller).data(RequestOrigin::new(remote)), modern).await
 }
 
-async fn get_graphql(app: &App, request: Request<Incoming>) -> Reply {
+async fn get_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
     let (caller, modern) = (caller(app, &request), wants_graphql_response(&request));
     if let Err(wait) = check_user(app, &caller) {
         return rate_limited(app, wait);
@@ -232,7 +244,7 @@ async fn get_graphql(app: &App, request: Request<Incoming>) -> Reply {
         response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(app, graphql.data(caller), modern).await
+    execute(app, graphql.data(caller).data(RequestOrigin::new(remote)), modern).await
 }
 
 fn is_mutation(request: &async_graphql::Request) -> bool {
@@ -247,9 +259,12 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
 }
 
 async fn execute(app: &App, request: async_graphql::Request, modern: bool) -> Reply {
-    let response = app.schema.execute(request).await;
+    // Kept to tell, on an error, a document that does not parse from one that does not validate.
+    let query = request.query.clone();
+    let mut response = app.schema.execute(request).await;
     // Nothing ran: the document did not parse or validate (errors have no path).
     let not_run = response.data == async_graphql::Value::Null && !response.errors.is_empty() && response.errors.iter().all(|e| e.path.is_empty());
+    with_codes(&mut response.errors, &query);
     let status = if modern && not_run { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let headers = response.http_headers.clone();
     let mut http =
@@ -260,15 +275,28 @@ async fn execute(app: &App, request: async_graphql::Request, modern: bool) -> Re
     http
 }
 
+/// Gives every error a code, those async-graphql raises included: the
+/// resolvers' own errors all have one, so an error without one is the
+/// request's (a decimal that does not parse, an unknown field), and clients
+/// tell their mistakes from the server's by the code alone.
+fn with_codes(errors: &mut [async_graphql::ServerError], query: &str) {
+    if errors.iter().all(|error| error.extensions.as_ref().is_some_and(|e| e.get("code").is_some())) {
+        return;
+    }
+    let code = if async_graphql::parser::parse_query(query).is_ok() { "BAD_USER_INPUT" } else { "GRAPHQL_PARSE_FAILED" };
+    for error in errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", code);
+        }
+    }
+}
+
 /// Subscriptions: GET /graphql upgraded to a WebSocket speaking
 /// graphql-transport-ws. The caller is the upgrade request's (Bearer header
 /// or cookie), or the token in `connection_init`'s payload
 /// (`{"Authorization": "Bearer …"}`), which wins when both are there.
-fn websocket(app: Arc<App>, permit: ConnectionPermit, mut request: Request<Incoming>) -> Reply {
-    use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Message, Role, WebSocketConfig};
-
+fn websocket(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, mut request: Request<Incoming>) -> Reply {
     let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !offered.split(',').any(|p| p.trim().eq_ignore_ascii_case("graphql-transport-ws")) {
         return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "subscriptions speak Sec-WebSocket-Protocol: graphql-transport-ws");
@@ -283,53 +311,7 @@ fn websocket(app: Arc<App>, permit: ConnectionPermit, mut request: Request<Incom
         let Ok(upgraded) = upgrade.await else { return };
         app.metrics.connections.inc();
         app.metrics.websockets.inc();
-        // A message may be as large as a request body, no larger.
-        let limits = WebSocketConfig::default().max_message_size(Some(app.body_bytes_max)).max_frame_size(Some(app.body_bytes_max));
-        let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, Some(limits)).await;
-        let (mut sink, source) = socket.split();
-        let input = source.take_while(|message| std::future::ready(matches!(message, Ok(m) if !m.is_close()))).filter_map(|message| {
-            std::future::ready(match message {
-                Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
-                Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
-                _ => None,
-            })
-        });
-        let auth = app.auth.clone();
-        let initialised = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let init_seen = initialised.clone();
-        let mut output = WebSocket::new(app.schema.clone(), input, WebSocketProtocols::GraphQLWS).on_connection_init(move |payload| async move {
-            init_seen.store(true, std::sync::atomic::Ordering::Release);
-            let token = payload.get("Authorization").and_then(|v| v.as_str()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-            let caller = match token {
-                Some(token) => Caller(auth.verify(token)),
-                None => from_headers,
-            };
-            let mut data = async_graphql::Data::default();
-            data.insert(caller);
-            Ok(data)
-        });
-        // graphql-transport-ws: a client that has not said connection_init in time is closed with 4408.
-        let init_deadline = tokio::time::sleep(WEBSOCKET_INIT_TIMEOUT);
-        tokio::pin!(init_deadline);
-        loop {
-            let message = tokio::select! {
-                message = output.next() => message,
-                () = &mut init_deadline, if !initialised.load(std::sync::atomic::Ordering::Acquire) => Some(WsMessage::Close(4408, "Connection initialisation timeout".into())),
-            };
-            let sent = match message {
-                Some(WsMessage::Text(text)) => sink.send(Message::Text(text.into())).await,
-                Some(WsMessage::Close(code, reason)) => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
-                    break;
-                }
-                None => break,
-            };
-            if sent.is_err() {
-                break;
-            }
-        }
-        // Its subscriptions (and their slots) end before the socket stops being counted.
-        drop(output);
+        serve_websocket(&app, upgraded, remote, from_headers).await;
         app.metrics.websockets.dec();
         app.metrics.connections.dec();
         drop(permit);
@@ -344,5 +326,160 @@ fn websocket(app: Arc<App>, permit: ConnectionPermit, mut request: Request<Incom
     response
 }
 
+/// One graphql-transport-ws socket until it ends: the protocol is
+/// [`ws::Session`]'s, the subscriptions the schema's streams, and the timers
+/// this loop's (connection_init within 10 s, pings, idleness, the token's
+/// expiry).
+async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: IpAddr, from_headers: Caller) {
+    use futures_util::stream::{AbortHandle, Abortable, SelectAll};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Message, Role, WebSocketConfig};
+    use ws::{close_code, Close, Step};
+
+    // A message may be as large as a request body, no larger.
+    let limits = WebSocketConfig::default().max_message_size(Some(app.body_bytes_max)).max_frame_size(Some(app.body_bytes_max));
+    let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, Some(limits)).await;
+    let (mut sink, mut source) = socket.split();
+    let mut session = ws::Session::new();
+    let mut caller = from_headers;
+    // Each subscription's responses tagged with its id and serial, then a None
+    // when it ends. The serial tells a stopped stream's end from the end of a
+    // new one the client started under the same id.
+    type Tagged = futures_util::stream::BoxStream<'static, (String, u64, Option<async_graphql::Response>)>;
+    let mut streams: SelectAll<Tagged> = SelectAll::new();
+    let mut running: std::collections::HashMap<String, (u64, AbortHandle)> = std::collections::HashMap::new();
+    let mut serials = 0u64;
+
+    let started = tokio::time::Instant::now();
+    let mut heard = started;
+    let mut idle_since = Some(started);
+    let mut pings = tokio::time::interval_at(started + app.websocket.ping, app.websocket.ping);
+    // None: no token, or one that outlives any timer.
+    let expiry = |caller: &Caller| {
+        caller.0.as_ref().and_then(|claims| tokio::time::Instant::now().checked_add(Duration::from_secs(claims.exp).saturating_sub(unix_now())))
+    };
+    let mut expires = expiry(&caller);
+
+    let close = loop {
+        let init_deadline = started + WEBSOCKET_INIT_TIMEOUT;
+        let idle_deadline = idle_since.map(|since| since + app.websocket.idle);
+        let step = tokio::select! {
+            message = source.next() => match message {
+                Some(Ok(Message::Text(text))) => session.on_text(text.as_str()),
+                Some(Ok(Message::Binary(bytes))) => session.on_binary(&bytes),
+                // Alive, but not busy: a pong does not hold off the idle limit.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                    heard = tokio::time::Instant::now();
+                    continue;
+                }
+                // The client closed, or the socket failed (a frame over the limit, a reset): nothing more to say.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+            },
+            Some((id, serial, response)) = streams.next(), if !streams.is_empty() => {
+                if running.get(&id).is_none_or(|(current, _)| *current != serial) {
+                    // What is left of a subscription the client stopped.
+                    continue;
+                }
+                let finished = match response {
+                    // Nothing ran (a query that does not validate, a refused caller): one error and no complete.
+                    Some(response) if response.data == async_graphql::Value::Null && !response.errors.is_empty() => {
+                        let sent = sink.send(Message::Text(serde_json::json!({ "id": id, "type": "error", "payload": response.errors }).to_string().into())).await;
+                        if sent.is_err() { break None; }
+                        true
+                    }
+                    Some(response) => {
+                        if sink.send(Message::Text(serde_json::json!({ "id": id, "type": "next", "payload": response }).to_string().into())).await.is_err() { break None; }
+                        false
+                    }
+                    None => {
+                        if sink.send(Message::Text(serde_json::json!({ "id": id, "type": "complete" }).to_string().into())).await.is_err() { break None; }
+                        true
+                    }
+                };
+                if finished {
+                    if let Some((_, handle)) = running.remove(&id) {
+                        handle.abort();
+                    }
+                    session.finished(&id);
+                }
+                if session.running() == 0 {
+                    idle_since = Some(tokio::time::Instant::now());
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(init_deadline), if !session.acknowledged() => break Some(Close::new(close_code::INIT_TIMEOUT, "Connection initialisation timeout")),
+            _ = pings.tick() => {
+                if heard.elapsed() > app.websocket.ping * 2 {
+                    break Some(Close::new(close_code::GOING_AWAY, "no answer to pings"));
+                }
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() { break None; }
+                continue;
+            }
+            _ = tokio::time::sleep_until(idle_deadline.unwrap_or(started)), if idle_deadline.is_some() => break Some(Close::new(close_code::NORMAL, "idle: no subscription and no message")),
+            _ = tokio::time::sleep_until(expires.unwrap_or(started)), if expires.is_some() => break Some(Close::new(close_code::FORBIDDEN, "Forbidden: the token expired; connect again with a new one")),
+        };
+        heard = tokio::time::Instant::now();
+        if session.running() == 0 {
+            idle_since = Some(heard);
+        }
+        let answer = match step {
+            Step::Nothing => continue,
+            Step::Close(close) => break Some(close),
+            Step::Pong(payload) => serde_json::json!({ "type": "pong", "payload": payload }),
+            Step::Init(payload) => {
+                // The token in the payload wins over the upgrade request's headers.
+                let token = payload.get("Authorization").and_then(|v| v.as_str()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+                if let Some(token) = token {
+                    caller = Caller(app.auth.verify(token));
+                    expires = expiry(&caller);
+                }
+                session.acknowledge();
+                serde_json::json!({ "type": "connection_ack" })
+            }
+            Step::Start { id, payload } => {
+                let query = payload.query.clone();
+                let mut request = async_graphql::Request::new(payload.query).data(caller.clone()).data(RequestOrigin::new(remote));
+                if let Some(name) = payload.operation_name {
+                    request = request.operation_name(name);
+                }
+                if let Some(variables) = payload.variables {
+                    request = request.variables(async_graphql::Variables::from_json(variables));
+                }
+                let (handle, registration) = AbortHandle::new_pair();
+                serials += 1;
+                let (tag, serial) = (id.clone(), serials);
+                let responses = Abortable::new(app.schema.execute_stream(request), registration).map(move |mut response| {
+                    with_codes(&mut response.errors, &query);
+                    (tag.clone(), serial, Some(response))
+                });
+                let end = futures_util::stream::once(std::future::ready((id.clone(), serial, None)));
+                streams.push(responses.chain(end).boxed());
+                running.insert(id, (serial, handle));
+                idle_since = None;
+                continue;
+            }
+            Step::Stop { id } => {
+                // The client's complete: its stream ends without a complete sent back.
+                if let Some((_, handle)) = running.remove(&id) {
+                    handle.abort();
+                }
+                continue;
+            }
+        };
+        if sink.send(Message::Text(answer.to_string().into())).await.is_err() {
+            break None;
+        }
+    };
+    if let Some(Close { code, reason }) = close {
+        let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
+    }
+    // Its subscriptions (and their slots) end before the socket stops being counted.
+    drop(streams);
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}
+
 /// How long a new WebSocket may take to send connection_init.
-const WEBSOCKET_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const WEBSOCKET_INIT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,6 +11,8 @@ pub mod convert;
 pub mod feed;
 pub mod http;
 pub mod ledger_client;
+pub mod logins;
 pub mod matching_client;
 pub mod ratelimit;
 pub mod users;
+pub mod ws;

@@ -12,6 +12,7 @@ use gateway::config::GatewayConfig;
 use gateway::feed::Feeds;
 use gateway::http::{self, App, Metrics};
 use gateway::ledger_client::LedgerClient;
+use gateway::logins::{LoginLimits, Logins};
 use gateway::matching_client::MatchingClient;
 use gateway::ratelimit::RateLimiter;
 use gateway::users::Users;
@@ -68,8 +69,16 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         catalog: Default::default(),
         subscriptions: Arc::default(),
         subscriptions_max: config.limits.subscriptions_max,
+        logins: Logins::new(LoginLimits {
+            ip_burst: config.limits.login_ip_burst,
+            ip_refill: Duration::from_secs(config.limits.login_ip_refill_seconds),
+            account_burst: config.limits.login_account_burst,
+            account_refill: Duration::from_secs(config.limits.login_account_refill_seconds),
+            keys_max: config.limits.rate_keys_max,
+            argon2_concurrent_max: config.auth.argon2_concurrent_max,
+        }),
     };
-    let schema = api::schema(services, config.limits.query_depth_max, config.limits.query_complexity_max);
+    let schema = api::schema(services, &config.limits);
     let admin = Arc::new(Admin { schema: schema.clone(), users: users.clone(), auth: auth.clone(), ledger: ledger.clone() });
     admin::serve(&config.admin.socket, admin).await.with_context(|| format!("binding the admin socket {}", config.admin.socket.display()))?;
     let limits = &config.limits;
@@ -81,6 +90,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         body_bytes_max: limits.body_bytes_max,
         ip_limiter: RateLimiter::new(limits.ip_requests_per_second, limits.ip_burst, limits.rate_keys_max),
         user_limiter: RateLimiter::new(limits.user_requests_per_second, limits.user_burst, limits.rate_keys_max),
+        websocket: http::WebSocketTimes { ping: Duration::from_secs(limits.websocket_ping_seconds), idle: Duration::from_secs(limits.websocket_idle_seconds) },
     });
     // One for each open connection, WebSockets included.
     let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));

@@ -253,11 +253,12 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     ws.subscribe("mine", "subscription { userOrders { side status quantity } }");
     ws.subscribe("trades", "subscription { trades(market: \"BTC-USD\") { price quantity takerSide } }");
     assert_eq!(ws.next_for("trades")["payload"]["data"]["trades"], json!({ "price": "90", "quantity": "0.1", "takerSide": "BUY" }), "the latest trades first");
-    // One over subscriptions_max is refused with the contract's code (as a `next` with errors, then `complete`).
+    // One over subscriptions_max is refused with the contract's code, as the
+    // protocol's `error` message (which ends the subscription: no `complete`).
     ws.subscribe("fourth", "subscription { orderBook(market: \"BTC-USD\") { market } }");
     let refused = ws.next_for("fourth");
-    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "RATE_LIMITED", "{refused}");
-    assert_eq!(ws.next_for("fourth")["type"], "complete");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED", "{refused}");
 
     let placed = system.as_user(&carol, PLACE, json!({ "i": { "market": "BTC-USD", "side": "SELL", "type": "LIMIT", "price": "100", "quantity": "0.5" } }));
     assert_eq!(data(&placed, "placeOrder")["status"], "OPEN");
@@ -312,7 +313,8 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     // Without a valid token, userOrders is refused; the book is public.
     anonymous.subscribe("mine", "subscription { userOrders { status } }");
     let refused = anonymous.next_for("mine");
-    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{refused}");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "UNAUTHENTICATED", "{refused}");
     for id in ["one", "two", "three"] {
         anonymous.subscribe(id, "subscription { orderBook(market: \"BTC-USD\", depth: 1) { bids { price } } }");
         assert_eq!(anonymous.next_for(id)["payload"]["data"]["orderBook"], json!({ "bids": [] }), "{id}");

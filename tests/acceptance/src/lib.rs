@@ -111,6 +111,14 @@ pub struct Options {
     pub ledger_over_tcp: bool,
 }
 
+/// `key = value` lines: `extra`'s, then those of `defaults` whose key `extra` does not set.
+fn with_defaults(defaults: &str, extra: &str) -> String {
+    let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_string();
+    let set: Vec<String> = extra.lines().map(key).collect();
+    let kept = defaults.lines().filter(|line| !set.contains(&key(line)));
+    extra.lines().chain(kept).collect::<Vec<_>>().join("\n")
+}
+
 /// One of the three daemons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Daemon {
@@ -159,7 +167,12 @@ impl System {
         let d = dir.display();
         let (matching_metrics, ledger_metrics, port) = (free_port(), free_port(), free_port());
         let ledger_address = if options.ledger_over_tcp { format!("tcp:127.0.0.1:{}", free_port()) } else { format!("unix:{d}/ledger.sock") };
-        let (listen, limits, auth) = (&options.gateway_listen, &options.gateway_limits, &options.gateway_auth);
+        let listen = &options.gateway_listen;
+        let auth = with_defaults("cookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1", &options.gateway_auth);
+        // The suites log hundreds of users in from one address: login
+        // throttling is out of their way unless a test sets it (the security suite does).
+        let limits =
+            with_defaults("body_bytes_max = 4096\nquery_depth_max = 6\nlogin_ip_burst = 1000000\nlogin_account_burst = 1000000", &options.gateway_limits);
         std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
         std::fs::write(
             dir.join("ledger.toml"),
@@ -169,7 +182,7 @@ impl System {
         std::fs::write(
             dir.join("gateway.toml"),
             format!(
-                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\ncookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\nbody_bytes_max = 4096\nquery_depth_max = 6\n{limits}\n[log]\nformat = \"text\"\n"
+                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\n{limits}\n[log]\nformat = \"text\"\n"
             ),
         )
         .unwrap();
@@ -308,6 +321,24 @@ impl System {
     pub fn login(&self, email: &str, password: &str) -> String {
         let body = self.post("mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }", json!({ "e": email, "p": password }), "").2;
         body["data"]["login"]["token"].as_str().unwrap_or_else(|| panic!("login failed: {body}")).to_string()
+    }
+
+    /// A token signed with the gateway's own newest key, with these claims
+    /// (`sub`, `role` as "User" or "Operator", `iat`, `exp` in seconds): what
+    /// the gateway itself would sign, at times a login cannot choose.
+    pub fn signed_token(&self, claims: &Value) -> String {
+        let keys = self.dir.join("gateway/keys");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&keys).unwrap().map(|entry| entry.unwrap().path()).collect();
+        files.sort();
+        let key_file = files.last().unwrap_or_else(|| panic!("no signing key in {}", keys.display()));
+        let hex = std::fs::read_to_string(key_file).unwrap();
+        let seed: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex.trim()[2 * i..2 * i + 2], 16).unwrap()).collect();
+        // The seed as PKCS#8 (RFC 8410): a fixed prefix, then the 32 bytes.
+        let mut pkcs8 = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        pkcs8.extend_from_slice(&seed);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(key_file.file_stem().unwrap().to_string_lossy().into_owned());
+        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8)).unwrap()
     }
 
     /// A graphql-transport-ws connection, initialised with `token` (any text; it need not be valid).

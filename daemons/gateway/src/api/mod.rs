@@ -45,12 +45,20 @@ pub struct Subscription(spot::SpotSubscription);
 
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
-pub fn schema(services: Services, depth_max: usize, complexity_max: usize) -> ApiSchema {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
+/// Directives one field may carry: the API defines none beyond @skip and
+/// @include, and a thousand repeated ones cost parsing and validation.
+const DIRECTIVES_PER_FIELD_MAX: usize = 4;
+
+pub fn schema(services: Services, limits: &crate::config::LimitsConfig) -> ApiSchema {
+    let builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .data(services)
-        .limit_depth(depth_max)
-        .limit_complexity(complexity_max)
-        .finish()
+        .limit_depth(limits.query_depth_max)
+        .limit_complexity(limits.query_complexity_max)
+        .limit_directives(DIRECTIVES_PER_FIELD_MAX)
+        // A probe learns nothing from a misspelt field: no "did you mean".
+        .disable_suggestions();
+    // The schema is public (daemons/gateway/schema.graphql); serving it is a choice.
+    if limits.introspection { builder } else { builder.disable_introspection() }.finish()
 }
 
 /// The schema in SDL, as committed in `daemons/gateway/schema.graphql`.
@@ -73,6 +81,8 @@ pub struct Services {
     /// Subscriptions open now, and at most.
     pub subscriptions: Arc<AtomicUsize>,
     pub subscriptions_max: usize,
+    /// Login throttling and the bound on argon2 work.
+    pub logins: crate::logins::Logins,
 }
 
 /// Who is calling: the verified claims of the request's token, if any.
@@ -168,7 +178,7 @@ pub struct Dec(pub Decimal);
 impl ScalarType for Dec {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
-            Value::String(text) => text.trim().parse::<Decimal>().map(Dec).map_err(|_| InputValueError::custom(format!("{text:?} is not a decimal number"))),
+            Value::String(text) => convert::parse_decimal(text).map(Dec).map_err(InputValueError::custom),
             _ => Err(InputValueError::custom("a Decimal is a JSON string such as \"0.001\", never a float")),
         }
     }

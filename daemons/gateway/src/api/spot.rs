@@ -221,9 +221,9 @@ impl Catalog {
                 CoreTif::Fok => TimeInForce::Fok,
             },
             post_only: order.post_only,
-            price: order.price.map(|p| Dec((Decimal::from(p) * tick).normalize())),
-            quantity: Dec((Decimal::from(order.quantity) * lot).normalize()),
-            filled_quantity: Dec((Decimal::from(record.filled) * lot).normalize()),
+            price: order.price.map(|p| Dec(convert::times(p, tick))),
+            quantity: Dec(convert::times(order.quantity, lot)),
+            filled_quantity: Dec(convert::times(record.filled, lot)),
             average_price: average,
             status: api_status(record),
             reject_reason: record.reject_reason.clone(),
@@ -372,8 +372,8 @@ fn public_trade(trade: &TradeRecord, terms: &MarketTerms) -> Trade {
     Trade {
         id: ID(trade.id.to_string()),
         market: ID(terms.name.clone()),
-        price: Dec((Decimal::from(trade.fill.price) * terms.tick_size).normalize()),
-        quantity: Dec((Decimal::from(trade.fill.quantity) * terms.lot_size).normalize()),
+        price: Dec(convert::times(trade.fill.price, terms.tick_size)),
+        quantity: Dec(convert::times(trade.fill.quantity, terms.lot_size)),
         taker_side: trade.fill.taker_side.into(),
         created_at: at(trade.at_ms),
         order_id: None,
@@ -636,10 +636,7 @@ fn api_book(terms: &MarketTerms, book: &wire::BookDepth, bids: &[matching_api::P
     let levels = |levels: &[matching_api::PriceLevel]| {
         levels
             .iter()
-            .map(|l| PriceLevel {
-                price: Dec((Decimal::from(l.price) * terms.tick_size).normalize()),
-                quantity: Dec((Decimal::from(l.quantity) * terms.lot_size).normalize()),
-            })
+            .map(|l| PriceLevel { price: Dec(convert::times(l.price, terms.tick_size)), quantity: Dec(convert::times(l.quantity, terms.lot_size)) })
             .collect()
     };
     OrderBook { market: ID(terms.name.clone()), sequence: book.output_last.to_string(), bids: levels(bids), asks: levels(asks) }
