@@ -25,6 +25,9 @@ pub struct ListenConfig {
     pub address: String,
     /// HTTP connections open at once; more wait in the kernel's backlog.
     pub connections_max: usize,
+    /// Connections open at once from one client address (at most
+    /// connections_max); more are closed at once.
+    pub connections_per_ip_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,7 +129,7 @@ pub struct LimitsConfig {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        ListenConfig { address: "127.0.0.1:8080".into(), connections_max: 1_024 }
+        ListenConfig { address: "127.0.0.1:8080".into(), connections_max: 1_024, connections_per_ip_max: 64 }
     }
 }
 
@@ -212,6 +215,9 @@ impl GatewayConfig {
         }
         if self.listen.connections_max == 0 {
             return invalid("listen.connections_max", "must be at least 1");
+        }
+        if self.listen.connections_per_ip_max == 0 {
+            return invalid("listen.connections_per_ip_max", "must be at least 1");
         }
         if !(self.ledger.address.starts_with("unix:") || self.ledger.address.starts_with("tcp:")) {
             return invalid("ledger.address", "must start with unix: or tcp:");

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub requests: Counter,
     pub client_errors: Counter,
     pub rate_limited: Counter,
+    pub connections_refused: Counter,
     pub connections: Gauge<i64, AtomicI64>,
     pub websockets: Gauge<i64, AtomicI64>,
     pub request_seconds: Histogram,
@@ -51,6 +52,7 @@ impl Metrics {
             requests: Counter::default(),
             client_errors: Counter::default(),
             rate_limited: Counter::default(),
+            connections_refused: Counter::default(),
             connections: Gauge::default(),
             websockets: Gauge::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
@@ -59,6 +61,11 @@ impl Metrics {
         registry.register("requests", "HTTP requests served", metrics.requests.clone());
         registry.register("client_errors", "Requests answered 4xx", metrics.client_errors.clone());
         registry.register("rate_limited", "Requests refused with 429 RATE_LIMITED", metrics.rate_limited.clone());
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: their address had connections_per_ip_max open",
+            metrics.connections_refused.clone(),
+        );
         registry.register("connections", "Open HTTP connections, WebSockets included", metrics.connections.clone());
         registry.register("websockets", "Open subscription WebSockets", metrics.websockets.clone());
         registry.register("request_seconds", "Time to answer a request", metrics.request_seconds.clone());
@@ -120,6 +127,53 @@ fn rate_limited(app: &App, wait: std::time::Duration) -> Reply {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
     response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
     response
+}
+
+/// Connections open per client address, each under `listen.connections_per_ip_max`,
+/// so that one address cannot take every place under `connections_max`.
+pub struct ConnectionsPerIp {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// One connection's count at its address, given back when it is dropped.
+pub struct IpSlot {
+    ip: IpAddr,
+    of: Arc<ConnectionsPerIp>,
+}
+
+impl ConnectionsPerIp {
+    pub fn new(max: usize) -> Arc<ConnectionsPerIp> {
+        Arc::new(ConnectionsPerIp { max, open: Default::default() })
+    }
+
+    /// A slot for one more connection from `ip`, or None when it has `max` open.
+    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot { ip, of: self.clone() })
+    }
+
+    pub fn addresses(&self) -> usize {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let std::collections::hash_map::Entry::Occupied(mut entry) = open.entry(self.ip) {
+            *entry.get_mut() -= 1;
+            // Forgotten at zero: the map holds only addresses with connections open.
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+    }
 }
 
 /// A connection's place under `listen.connections_max`; a WebSocket upgrade takes it over from the HTTP connection.
@@ -483,3 +537,21 @@ fn unix_now() -> Duration {
 
 /// How long a new WebSocket may take to send connection_init.
 const WEBSOCKET_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_has_its_own_cap_and_closed_connections_give_theirs_back() {
+        let per_ip = ConnectionsPerIp::new(2);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = per_ip.take(a).unwrap();
+        let _second = per_ip.take(a).unwrap();
+        assert!(per_ip.take(a).is_none(), "a third from one address");
+        assert!(per_ip.take(b).is_some(), "another address is not held back");
+        drop(first);
+        assert!(per_ip.take(a).is_some(), "a closed connection frees its place");
+        assert_eq!(per_ip.addresses(), 1, "addresses with nothing open are forgotten");
+    }
+}

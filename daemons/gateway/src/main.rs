@@ -94,6 +94,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
     });
     // One for each open connection, WebSockets included.
     let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
+    let per_ip = http::ConnectionsPerIp::new(config.listen.connections_per_ip_max);
     let listener = tokio::net::TcpListener::bind(&config.listen.address).await.with_context(|| format!("binding {}", config.listen.address))?;
     tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, signing_key = auth.signing_key_id(), "ready: POST http://{}/graphql", config.listen.address);
     shell::service_manager::ready(&format!("serving GraphQL on {}", config.listen.address));
@@ -125,6 +126,12 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
+        // One address may not take every place: beyond its cap, closed at once (the permit goes back).
+        let Some(ip_slot) = per_ip.take(remote.ip()) else {
+            app.metrics.connections_refused.inc();
+            tracing::debug!(%remote, "connection refused: connections_per_ip_max open from this address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         app.metrics.connections.inc();
@@ -142,6 +149,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
                 tracing::debug!(%error, "connection ended with an error");
             }
             app.metrics.connections.dec();
+            drop(ip_slot);
         });
     }
     tracing::info!("stopping");

@@ -167,7 +167,8 @@ impl System {
         let d = dir.display();
         let (matching_metrics, ledger_metrics, port) = (free_port(), free_port(), free_port());
         let ledger_address = if options.ledger_over_tcp { format!("tcp:127.0.0.1:{}", free_port()) } else { format!("unix:{d}/ledger.sock") };
-        let listen = &options.gateway_listen;
+        // The load drivers and the crash loop connect from one address.
+        let listen = with_defaults("connections_per_ip_max = 1000000", &options.gateway_listen);
         let auth = with_defaults("cookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1", &options.gateway_auth);
         // The suites log hundreds of users in from one address: login
         // throttling is out of their way unless a test sets it (the security suite does).
