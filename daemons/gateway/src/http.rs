@@ -394,14 +394,14 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
     let limits = WebSocketConfig::default().max_message_size(Some(app.body_bytes_max)).max_frame_size(Some(app.body_bytes_max));
     let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, Some(limits)).await;
     let (mut sink, mut source) = socket.split();
-    let mut session = ws::Session::new();
+    // Each running subscription keeps its serial and what stops its stream.
+    let mut session: ws::Session<(u64, AbortHandle)> = ws::Session::new();
     let mut caller = from_headers;
     // Each subscription's responses tagged with its id and serial, then a None
     // when it ends. The serial tells a stopped stream's end from the end of a
     // new one the client started under the same id.
     type Tagged = futures_util::stream::BoxStream<'static, (String, u64, Option<async_graphql::Response>)>;
     let mut streams: SelectAll<Tagged> = SelectAll::new();
-    let mut running: std::collections::HashMap<String, (u64, AbortHandle)> = std::collections::HashMap::new();
     let mut serials = 0u64;
 
     let started = tokio::time::Instant::now();
@@ -430,7 +430,7 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
             },
             Some((id, serial, response)) = streams.next(), if !streams.is_empty() => {
-                if running.get(&id).is_none_or(|(current, _)| *current != serial) {
+                if session.get(&id).is_none_or(|(current, _)| *current != serial) {
                     // What is left of a subscription the client stopped.
                     continue;
                 }
@@ -451,10 +451,9 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
                     }
                 };
                 if finished {
-                    if let Some((_, handle)) = running.remove(&id) {
+                    if let Some((_, handle)) = session.finished(&id) {
                         handle.abort();
                     }
-                    session.finished(&id);
                 }
                 if session.running() == 0 {
                     idle_since = Some(tokio::time::Instant::now());
@@ -508,15 +507,13 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
                 });
                 let end = futures_util::stream::once(std::future::ready((id.clone(), serial, None)));
                 streams.push(responses.chain(end).boxed());
-                running.insert(id, (serial, handle));
+                session.started(id, (serial, handle));
                 idle_since = None;
                 continue;
             }
-            Step::Stop { id } => {
+            Step::Stop { running: (_, handle), .. } => {
                 // The client's complete: its stream ends without a complete sent back.
-                if let Some((_, handle)) = running.remove(&id) {
-                    handle.abort();
-                }
+                handle.abort();
                 continue;
             }
         };

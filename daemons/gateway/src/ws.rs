@@ -4,7 +4,7 @@
 //! mistake. The I/O (the WebSocket, the subscriptions' streams, the timers)
 //! is `http.rs`'s.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -82,22 +82,24 @@ enum ClientMessage {
     },
 }
 
-/// What the socket does about one message from its client.
+/// What the socket does about one message from its client; `T` is what the
+/// socket keeps for each running subscription (see [`Session`]).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Step {
+pub enum Step<T> {
     /// Decide on the client with this payload, then [`Session::acknowledge`]
     /// and send `connection_ack`, or close with 4403.
     Init(Map<String, Value>),
     /// Answer with a pong carrying this payload.
     Pong(Option<Value>),
-    /// Start the subscription.
+    /// Start the subscription, then [`Session::started`] with what stops it.
     Start {
         id: String,
         payload: SubscribePayload,
     },
-    /// Stop the subscription, if it still runs; no `complete` is sent back.
+    /// Stop the subscription with what [`Session::started`] kept; no `complete` is sent back.
     Stop {
         id: String,
+        running: T,
     },
     Nothing,
     Close(Close),
@@ -111,23 +113,23 @@ enum State {
     Acknowledged,
 }
 
-/// One socket's protocol state.
+/// One socket's protocol state, and for each subscription started and not
+/// yet completed, by id, what the socket keeps to stop it (`T`).
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<T> {
     state: State,
-    /// Subscriptions started and not yet completed, by id.
-    running: HashSet<String>,
+    running: HashMap<String, T>,
 }
 
-impl Default for Session {
+impl<T> Default for Session<T> {
     fn default() -> Self {
         Session::new()
     }
 }
 
-impl Session {
-    pub fn new() -> Session {
-        Session { state: State::AwaitingInit, running: HashSet::new() }
+impl<T> Session<T> {
+    pub fn new() -> Session<T> {
+        Session { state: State::AwaitingInit, running: HashMap::new() }
     }
 
     pub fn acknowledged(&self) -> bool {
@@ -139,9 +141,19 @@ impl Session {
         self.state = State::Acknowledged;
     }
 
+    /// The subscription of a [`Step::Start`] runs, stopped through `running`.
+    pub fn started(&mut self, id: String, running: T) {
+        self.running.insert(id, running);
+    }
+
+    /// What the running subscription `id` keeps, if it runs.
+    pub fn get(&self, id: &str) -> Option<&T> {
+        self.running.get(id)
+    }
+
     /// The server completed (or failed) the subscription `id`: its id is free again.
-    pub fn finished(&mut self, id: &str) {
-        self.running.remove(id);
+    pub fn finished(&mut self, id: &str) -> Option<T> {
+        self.running.remove(id)
     }
 
     pub fn running(&self) -> usize {
@@ -149,7 +161,7 @@ impl Session {
     }
 
     /// A text message from the client.
-    pub fn on_text(&mut self, text: &str) -> Step {
+    pub fn on_text(&mut self, text: &str) -> Step<T> {
         let message = match serde_json::from_str::<ClientMessage>(text) {
             Ok(message) => message,
             Err(error) => return Step::Close(Close::new(close_code::BAD_REQUEST, &format!("Invalid message received: {error}"))),
@@ -168,23 +180,20 @@ impl Session {
                 if self.state != State::Acknowledged {
                     return Step::Close(Close::new(close_code::UNAUTHORIZED, "Unauthorized"));
                 }
-                if !self.running.insert(id.clone()) {
+                if self.running.contains_key(&id) {
                     return Step::Close(Close::new(close_code::SUBSCRIBER_EXISTS, &format!("Subscriber for {id} already exists")));
                 }
                 Step::Start { id, payload }
             }
-            ClientMessage::Complete { id } => {
-                if self.running.remove(&id) {
-                    Step::Stop { id }
-                } else {
-                    Step::Nothing
-                }
-            }
+            ClientMessage::Complete { id } => match self.running.remove(&id) {
+                Some(running) => Step::Stop { id, running },
+                None => Step::Nothing,
+            },
         }
     }
 
     /// A binary message: the protocol's messages are text.
-    pub fn on_binary(&mut self, bytes: &[u8]) -> Step {
+    pub fn on_binary(&mut self, bytes: &[u8]) -> Step<T> {
         match std::str::from_utf8(bytes) {
             Ok(text) => self.on_text(text),
             Err(_) => Step::Close(Close::new(close_code::BAD_REQUEST, "Invalid message received: not UTF-8 text")),
@@ -196,6 +205,18 @@ impl Session {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// What the tests keep per subscription: nothing.
+    type Session = super::Session<()>;
+    type Step = super::Step<()>;
+
+    /// Starts the subscription a step asks for, as the socket does.
+    fn start(session: &mut Session, step: Step) -> Step {
+        if let Step::Start { id, .. } = &step {
+            session.started(id.clone(), ());
+        }
+        step
+    }
 
     fn acknowledged() -> Session {
         let mut session = Session::new();
@@ -223,12 +244,14 @@ mod tests {
         assert_eq!(closed_with(session.on_text(r#"{"type":"connection_init"}"#)), close_code::TOO_MANY_INITS);
         let mut session = acknowledged();
         let subscribe = r#"{"type":"subscribe","id":"a","payload":{"query":"subscription { x }"}}"#;
-        assert!(matches!(session.on_text(subscribe), Step::Start { ref id, .. } if id == "a"));
+        let step = session.on_text(subscribe);
+        assert!(matches!(start(&mut session, step), Step::Start { ref id, .. } if id == "a"));
         assert_eq!(closed_with(session.on_text(subscribe)), close_code::SUBSCRIBER_EXISTS);
         // The reason quotes the id: a long one of two-byte characters is cut at a character.
         let mut session = acknowledged();
         let long = format!(r#"{{"type":"subscribe","id":"{}","payload":{{"query":"subscription {{ x }}"}}}}"#, "é".repeat(300));
-        assert!(matches!(session.on_text(&long), Step::Start { .. }));
+        let step = session.on_text(&long);
+        assert!(matches!(start(&mut session, step), Step::Start { .. }));
         match session.on_text(&long) {
             Step::Close(close) => {
                 assert!(close.code == close_code::SUBSCRIBER_EXISTS && close.reason.len() <= CLOSE_REASON_BYTES_MAX && close.reason.len() >= 120)
@@ -241,13 +264,16 @@ mod tests {
     fn ids_are_free_again_once_their_subscription_ends() {
         let mut session = acknowledged();
         let subscribe = r#"{"type":"subscribe","id":"a","payload":{"query":"subscription { x }"}}"#;
-        assert!(matches!(session.on_text(subscribe), Step::Start { .. }));
-        assert_eq!(session.on_text(r#"{"type":"complete","id":"a"}"#), Step::Stop { id: "a".into() });
+        let step = session.on_text(subscribe);
+        assert!(matches!(start(&mut session, step), Step::Start { .. }));
+        assert_eq!(session.on_text(r#"{"type":"complete","id":"a"}"#), Step::Stop { id: "a".into(), running: () });
         assert_eq!(session.on_text(r#"{"type":"complete","id":"a"}"#), Step::Nothing, "a second complete is nothing");
-        assert!(matches!(session.on_text(subscribe), Step::Start { .. }));
-        session.finished("a");
+        let step = session.on_text(subscribe);
+        assert!(matches!(start(&mut session, step), Step::Start { .. }));
+        assert_eq!(session.finished("a"), Some(()));
         assert_eq!(session.running(), 0);
-        assert!(matches!(session.on_text(subscribe), Step::Start { .. }));
+        let step = session.on_text(subscribe);
+        assert!(matches!(start(&mut session, step), Step::Start { .. }));
     }
 
     #[test]
@@ -267,7 +293,8 @@ mod tests {
         ], acknowledge in any::<bool>()) {
             let mut session = if acknowledge { acknowledged() } else { Session::new() };
             for _ in 0..2 {
-                if let Step::Close(close) = session.on_text(&text) {
+                let step = session.on_text(&text);
+                if let Step::Close(close) = start(&mut session, step) {
                     prop_assert!(close.reason.len() <= CLOSE_REASON_BYTES_MAX, "{} bytes", close.reason.len());
                     prop_assert!((4400..=4499).contains(&close.code), "{}", close.code);
                 }
