@@ -21,13 +21,23 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
-    /// `host:port` for HTTP: POST/GET /graphql, GET /markets, /healthz, /readyz, /metrics.
+    /// `host:port` for HTTP: POST/GET /graphql, GET /markets, /healthz, /readyz.
     pub address: String,
+    /// `host:port` for Prometheus GET /metrics (and /healthz), apart from the
+    /// API so that it need not be public; "" serves no metrics.
+    pub metrics_address: String,
     /// HTTP connections open at once; more wait in the kernel's backlog.
     pub connections_max: usize,
     /// Connections open at once from one client address (at most
     /// connections_max); more are closed at once.
     pub connections_per_ip_max: usize,
+    /// How long a client may take to send a request's headers, and its body,
+    /// before the connection is closed (the headers) or answered 408 (the body).
+    pub header_read_timeout_seconds: u64,
+    pub body_read_timeout_seconds: u64,
+    /// Web origins (`https://console.example.com`) whose pages may open a
+    /// WebSocket, besides the gateway's own; a browser always sends Origin.
+    pub websocket_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +117,8 @@ pub struct LimitsConfig {
     pub rate_keys_max: usize,
     /// Subscriptions open at once over all WebSocket connections.
     pub subscriptions_max: usize,
+    /// Subscriptions open at once from one client address.
+    pub subscriptions_per_ip_max: usize,
     /// Seconds between the server's pings on a WebSocket; a client that
     /// answers none of two in a row is disconnected.
     pub websocket_ping_seconds: u64,
@@ -129,7 +141,15 @@ pub struct LimitsConfig {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        ListenConfig { address: "127.0.0.1:8080".into(), connections_max: 1_024, connections_per_ip_max: 64 }
+        ListenConfig {
+            address: "127.0.0.1:8080".into(),
+            metrics_address: "127.0.0.1:9101".into(),
+            connections_max: 1_024,
+            connections_per_ip_max: 64,
+            header_read_timeout_seconds: 30,
+            body_read_timeout_seconds: 30,
+            websocket_origins: Vec::new(),
+        }
     }
 }
 
@@ -189,6 +209,7 @@ impl Default for LimitsConfig {
             user_burst: 200,
             rate_keys_max: 100_000,
             subscriptions_max: 10_000,
+            subscriptions_per_ip_max: 100,
             websocket_ping_seconds: 30,
             websocket_idle_seconds: 300,
             login_ip_burst: 20,
@@ -218,6 +239,18 @@ impl GatewayConfig {
         }
         if self.listen.connections_per_ip_max == 0 {
             return invalid("listen.connections_per_ip_max", "must be at least 1");
+        }
+        if !self.listen.metrics_address.is_empty() && self.listen.metrics_address.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("listen.metrics_address", "must be host:port with a numeric host, e.g. 127.0.0.1:9101, or \"\" for none");
+        }
+        if !(1..=3_600).contains(&self.listen.header_read_timeout_seconds) || !(1..=3_600).contains(&self.listen.body_read_timeout_seconds) {
+            return invalid("listen", "header_read_timeout_seconds and body_read_timeout_seconds must be 1 to 3600");
+        }
+        if let Some(origin) = self.listen.websocket_origins.iter().find(|o| crate::origin::parse_origin(o).is_none()) {
+            return Err(ConfigError::Invalid {
+                key: "listen.websocket_origins",
+                reason: format!("{origin:?} is not an origin: scheme://host[:port], nothing after it"),
+            });
         }
         if !(self.ledger.address.starts_with("unix:") || self.ledger.address.starts_with("tcp:")) {
             return invalid("ledger.address", "must start with unix: or tcp:");
@@ -253,8 +286,9 @@ impl GatewayConfig {
             || l.user_burst == 0
             || l.rate_keys_max == 0
             || l.subscriptions_max == 0
+            || l.subscriptions_per_ip_max == 0
         {
-            return invalid("limits", "the rate limits, rate_keys_max and subscriptions_max must be at least 1");
+            return invalid("limits", "the rate limits, rate_keys_max, subscriptions_max and subscriptions_per_ip_max must be at least 1");
         }
         if !(1..=3_600).contains(&l.websocket_ping_seconds) || !(1..=86_400).contains(&l.websocket_idle_seconds) {
             return invalid("limits", "websocket_ping_seconds must be 1 to 3600 and websocket_idle_seconds 1 to 86400");

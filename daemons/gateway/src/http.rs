@@ -1,5 +1,6 @@
 //! GraphQL over HTTP on hyper: POST /graphql (JSON), GET /graphql (queries
-//! only), and the REST endpoints GET /markets, /healthz, /readyz, /metrics.
+//! only), and the REST endpoints GET /markets, /healthz, /readyz; Prometheus
+//! GET /metrics on a listener of its own ([`serve_metrics`]).
 //!
 //! Following the GraphQL-over-HTTP specification: a client that accepts
 //! `application/graphql-response+json` gets it, with 400 for a request that
@@ -19,6 +20,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -91,6 +93,10 @@ pub struct App {
     pub ledger: LedgerClient,
     pub metrics: Metrics,
     pub body_bytes_max: usize,
+    /// How long a request body may take to arrive (408 beyond it).
+    pub body_read_timeout: Duration,
+    /// Pages of these origins, besides the gateway's own, may open WebSockets.
+    pub websocket_origins: Vec<crate::origin::Origin>,
     pub ip_limiter: RateLimiter<IpAddr>,
     pub user_limiter: RateLimiter<String>,
     pub websocket: WebSocketTimes,
@@ -129,66 +135,20 @@ fn rate_limited(app: &App, wait: std::time::Duration) -> Reply {
     response
 }
 
-/// Connections open per client address, each under `listen.connections_per_ip_max`,
-/// so that one address cannot take every place under `connections_max`.
-pub struct ConnectionsPerIp {
-    max: usize,
-    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
-}
-
-/// One connection's count at its address, given back when it is dropped.
-pub struct IpSlot {
-    ip: IpAddr,
-    of: Arc<ConnectionsPerIp>,
-}
-
-impl ConnectionsPerIp {
-    pub fn new(max: usize) -> Arc<ConnectionsPerIp> {
-        Arc::new(ConnectionsPerIp { max, open: Default::default() })
-    }
-
-    /// A slot for one more connection from `ip`, or None when it has `max` open.
-    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot { ip, of: self.clone() })
-    }
-
-    pub fn addresses(&self) -> usize {
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut open = self.of.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let std::collections::hash_map::Entry::Occupied(mut entry) = open.entry(self.ip) {
-            *entry.get_mut() -= 1;
-            // Forgotten at zero: the map holds only addresses with connections open.
-            if *entry.get() == 0 {
-                entry.remove();
-            }
-        }
-    }
-}
-
 /// A connection's place under `listen.connections_max`; a WebSocket upgrade takes it over from the HTTP connection.
 pub type ConnectionPermit = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
 
 pub async fn handle(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, request: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = Instant::now();
-    let response = if request.uri().path() == "/graphql" {
-        match app.ip_limiter.check(&remote, Instant::now()) {
-            Ok(()) if request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => websocket(app.clone(), remote, permit, request),
-            Ok(()) => route(&app, remote, request).await,
-            Err(wait) => rate_limited(&app, wait),
+    // Every path but the liveness probe costs the gateway something (/readyz
+    // and /markets ask the ledger), so each counts against its address's limit.
+    let response = match app.ip_limiter.check(&remote, Instant::now()) {
+        _ if request.uri().path() == "/healthz" => route(&app, remote, request).await,
+        Ok(()) if request.uri().path() == "/graphql" && request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => {
+            websocket(app.clone(), remote, permit, request)
         }
-    } else {
-        route(&app, remote, request).await
+        Ok(()) => route(&app, remote, request).await,
+        Err(wait) => rate_limited(&app, wait),
     };
     app.metrics.requests.inc();
     if response.status().is_client_error() {
@@ -202,7 +162,6 @@ async fn route(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readyz(app).await,
-        (&Method::GET, "/metrics") => reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
         (&Method::GET, "/markets") => markets(app).await,
         (&Method::POST, "/graphql") => post_graphql(app, remote, request).await,
         (&Method::GET, "/graphql") => get_graphql(app, remote, request).await,
@@ -273,9 +232,21 @@ async fn post_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> 
     if let Err(wait) = check_user(app, &caller) {
         return rate_limited(app, wait);
     }
-    let body = match Limited::new(request.into_body(), app.body_bytes_max).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return request_error(StatusCode::PAYLOAD_TOO_LARGE, "BAD_REQUEST", &format!("the request body is over {} bytes", app.body_bytes_max)),
+    // A body trickled in a byte at a time would hold its connection open for
+    // as long as the client likes: it has body_read_timeout to arrive whole.
+    let body = match tokio::time::timeout(app.body_read_timeout, Limited::new(request.into_body(), app.body_bytes_max).collect()).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(_)) => return request_error(StatusCode::PAYLOAD_TOO_LARGE, "BAD_REQUEST", &format!("the request body is over {} bytes", app.body_bytes_max)),
+        Err(_) => {
+            let mut response = request_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "BAD_REQUEST",
+                &format!("the request body took over {} s to arrive; send it whole", app.body_read_timeout.as_secs()),
+            );
+            // What is left of the body is never read: the connection cannot carry another request.
+            response.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
     };
     let graphql: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(graphql) => graphql,
@@ -351,6 +322,14 @@ fn with_codes(errors: &mut [async_graphql::ServerError], query: &str) {
 /// or cookie), or the token in `connection_init`'s payload
 /// (`{"Authorization": "Bearer …"}`), which wins when both are there.
 fn websocket(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, mut request: Request<Incoming>) -> Reply {
+    let header = |name| request.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if !crate::origin::allowed(header(hyper::header::ORIGIN), header(hyper::header::HOST), &app.websocket_origins) {
+        return request_error(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "pages of this origin may not open WebSockets here; an operator can add it to listen.websocket_origins",
+        );
+    }
     let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !offered.split(',').any(|p| p.trim().eq_ignore_ascii_case("graphql-transport-ws")) {
         return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "subscriptions speak Sec-WebSocket-Protocol: graphql-transport-ws");
@@ -535,20 +514,38 @@ fn unix_now() -> Duration {
 /// How long a new WebSocket may take to send connection_init.
 const WEBSOCKET_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_address_has_its_own_cap_and_closed_connections_give_theirs_back() {
-        let per_ip = ConnectionsPerIp::new(2);
-        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        let first = per_ip.take(a).unwrap();
-        let _second = per_ip.take(a).unwrap();
-        assert!(per_ip.take(a).is_none(), "a third from one address");
-        assert!(per_ip.take(b).is_some(), "another address is not held back");
-        drop(first);
-        assert!(per_ip.take(a).is_some(), "a closed connection frees its place");
-        assert_eq!(per_ip.addresses(), 1, "addresses with nothing open are forgotten");
+/// Prometheus GET /metrics, and the probes GET /healthz and /readyz, on
+/// `listen.metrics_address`: for the site's scraper and monitoring, neither
+/// rate limited nor public.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, app: Arc<App>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, most likely: the API's connections come first.
+                tracing::warn!(%error, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|request: Request<Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, Infallible>(match (request.method(), request.uri().path()) {
+                        (&Method::GET, "/metrics") => reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
+                        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+                        (&Method::GET, "/readyz") => readyz(&app).await,
+                        _ => reply(StatusCode::NOT_FOUND, "text/plain", "try GET /metrics\n"),
+                    })
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }

@@ -13,6 +13,8 @@ pub mod http;
 pub mod ledger_client;
 pub mod logins;
 pub mod matching_client;
+pub mod origin;
+pub mod per_ip;
 pub mod ratelimit;
 pub mod users;
 pub mod ws;

@@ -14,6 +14,7 @@ use gateway::http::{self, App, Metrics};
 use gateway::ledger_client::LedgerClient;
 use gateway::logins::{LoginLimits, Logins};
 use gateway::matching_client::MatchingClient;
+use gateway::per_ip::PlacesPerIp;
 use gateway::ratelimit::RateLimiter;
 use gateway::users::Users;
 use hyper_util::rt::TokioIo;
@@ -69,6 +70,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         catalog: Default::default(),
         subscriptions: Arc::default(),
         subscriptions_max: config.limits.subscriptions_max,
+        subscriptions_per_ip: PlacesPerIp::new(config.limits.subscriptions_per_ip_max),
         logins: Logins::new(LoginLimits {
             ip_burst: config.limits.login_ip_burst,
             ip_refill: Duration::from_secs(config.limits.login_ip_refill_seconds),
@@ -88,15 +90,23 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         ledger,
         metrics: Metrics::new(),
         body_bytes_max: limits.body_bytes_max,
+        body_read_timeout: Duration::from_secs(config.listen.body_read_timeout_seconds),
+        websocket_origins: config.listen.websocket_origins.iter().filter_map(|o| gateway::origin::parse_origin(o)).collect(),
         ip_limiter: RateLimiter::new(limits.ip_requests_per_second, limits.ip_burst, limits.rate_keys_max),
         user_limiter: RateLimiter::new(limits.user_requests_per_second, limits.user_burst, limits.rate_keys_max),
         websocket: http::WebSocketTimes { ping: Duration::from_secs(limits.websocket_ping_seconds), idle: Duration::from_secs(limits.websocket_idle_seconds) },
     });
     // One for each open connection, WebSockets included.
     let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
-    let per_ip = http::ConnectionsPerIp::new(config.listen.connections_per_ip_max);
+    let per_ip = PlacesPerIp::new(config.listen.connections_per_ip_max);
     let listener = tokio::net::TcpListener::bind(&config.listen.address).await.with_context(|| format!("binding {}", config.listen.address))?;
-    tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, signing_key = auth.signing_key_id(), "ready: POST http://{}/graphql", config.listen.address);
+    if !config.listen.metrics_address.is_empty() {
+        let metrics = tokio::net::TcpListener::bind(&config.listen.metrics_address)
+            .await
+            .with_context(|| format!("binding the metrics address {}", config.listen.metrics_address))?;
+        tokio::spawn(http::serve_metrics(metrics, app.clone()));
+    }
+    tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, metrics = %config.listen.metrics_address, signing_key = auth.signing_key_id(), "ready: POST http://{}/graphql", config.listen.address);
     shell::service_manager::ready(&format!("serving GraphQL on {}", config.listen.address));
     // The gateway has no engine thread: its heartbeats come from the runtime
     // that serves requests, so a stalled runtime is restarted.
@@ -107,6 +117,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
             tokio::time::sleep(watchdog.wait_max()).await;
         }
     });
+    let header_read_timeout = Duration::from_secs(config.listen.header_read_timeout_seconds);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         // Over the cap, connections wait in the kernel's backlog until one closes.
@@ -141,7 +152,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
             let service = hyper::service::service_fn(|request| http::handle(app.clone(), remote.ip(), permit.clone(), request));
             if let Err(error) = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await

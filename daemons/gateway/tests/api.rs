@@ -2,7 +2,7 @@
 //! gateway's HTTP API the way a client would: the contract's operations,
 //! authentication and authorization, and the GraphQL-over-HTTP rules.
 
-use acceptance::{code, data, Options, System, OPERATOR, OPERATOR_PASSWORD, PLACE};
+use acceptance::{code, data, Daemon, Options, System, OPERATOR, OPERATOR_PASSWORD, PLACE};
 use serde_json::{json, Value};
 
 #[test]
@@ -209,6 +209,8 @@ fn rate_limits_answer_429_per_ip_and_per_user() {
         dir.path(),
         &Options { gateway_limits: "ip_requests_per_second = 1\nip_burst = 12\nuser_requests_per_second = 1\nuser_burst = 3".into(), ..Options::default() },
     );
+    // Metrics are not served on the API's listener (this spends one of the address's 12).
+    assert_eq!(system.get("/metrics").0, 404);
     let token = system.login(OPERATOR, OPERATOR_PASSWORD);
     let me = "{ me { email } }";
     // The user's burst of 3, then 429 with the code and Retry-After; the login used one IP token.
@@ -224,9 +226,13 @@ fn rate_limits_answer_429_per_ip_and_per_user() {
         statuses.push(system.post("{ assets { symbol } }", json!({}), "").0);
     }
     assert!(statuses.contains(&200) && statuses.ends_with(&[429]), "{statuses:?}");
-    // Health and metrics are not rate limited.
+    // The REST reads that ask the ledger count too; the liveness probe does not.
+    assert_eq!(system.get("/markets").0, 429);
+    assert_eq!(system.get("/readyz").0, 429);
     assert_eq!(system.get("/healthz").0, 200);
-    assert!(system.get("/metrics").2.contains("marionette_gateway_rate_limited_total"));
+    // Metrics and the probes are served apart, on the metrics listener, unlimited.
+    assert_eq!(system.probe(Daemon::Gateway, "/readyz").0, 200);
+    assert!(system.metrics(Daemon::Gateway).contains("marionette_gateway_rate_limited_total"));
 }
 
 #[test]
@@ -306,8 +312,8 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     drop(ws);
     let mut anonymous = system.subscriptions("not-a-token");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !system.get("/metrics").2.contains("marionette_gateway_websockets 1\n") {
-        assert!(std::time::Instant::now() < deadline, "{}", system.get("/metrics").2);
+    while !system.metrics(Daemon::Gateway).contains("marionette_gateway_websockets 1\n") {
+        assert!(std::time::Instant::now() < deadline, "{}", system.metrics(Daemon::Gateway));
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // Without a valid token, userOrders is refused; the book is public.

@@ -67,6 +67,17 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// One HTTP/1.1 request on its own connection to 127.0.0.1:`port`: status, head and body.
+fn raw_on(port: u16, request: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
 /// A small tmpfs mounted on a directory, to fill up on purpose; unmounted
 /// when dropped. Mounting needs root, which CI has.
 pub struct SmallDisk {
@@ -154,7 +165,8 @@ pub struct System {
     pub port: u16,
     dir: PathBuf,
     admin: PathBuf,
-    metrics_ports: [u16; 2],
+    /// Each daemon's Prometheus listener (and the gateway's unlimited probes).
+    metrics_ports: [u16; 3],
     ledger_over_tcp: bool,
 }
 
@@ -165,10 +177,10 @@ impl System {
 
     pub fn start_with(dir: &Path, options: &Options) -> System {
         let d = dir.display();
-        let (matching_metrics, ledger_metrics, port) = (free_port(), free_port(), free_port());
+        let (matching_metrics, ledger_metrics, gateway_metrics, port) = (free_port(), free_port(), free_port(), free_port());
         let ledger_address = if options.ledger_over_tcp { format!("tcp:127.0.0.1:{}", free_port()) } else { format!("unix:{d}/ledger.sock") };
         // The load drivers and the crash loop connect from one address.
-        let listen = with_defaults("connections_per_ip_max = 1000000", &options.gateway_listen);
+        let listen = with_defaults(&format!("connections_per_ip_max = 1000000\nmetrics_address = \"127.0.0.1:{gateway_metrics}\""), &options.gateway_listen);
         let auth = with_defaults("cookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1", &options.gateway_auth);
         // The suites log hundreds of users in from one address: login
         // throttling is out of their way unless a test sets it (the security suite does).
@@ -192,7 +204,7 @@ impl System {
             port,
             dir: dir.to_path_buf(),
             admin: dir.join("gateway-admin.sock"),
-            metrics_ports: [matching_metrics, ledger_metrics],
+            metrics_ports: [matching_metrics, ledger_metrics, gateway_metrics],
             ledger_over_tcp: options.ledger_over_tcp,
         };
         for daemon in Daemon::ALL {
@@ -229,9 +241,10 @@ impl System {
                 let metrics = self.metrics_ports[daemon as usize];
                 wait_for(daemon.binary(), || socket.as_ref().is_none_or(|s| s.exists()) && TcpStream::connect(("127.0.0.1", metrics)).is_ok())
             }
-            Daemon::Gateway => {
-                wait_for("the gateway and its ledger link", || TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.get("/readyz").0 == 200)
-            }
+            // The public /readyz counts against the address's rate limit; this one does not.
+            Daemon::Gateway => wait_for("the gateway and its ledger link", || {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.probe(Daemon::Gateway, "/readyz").0 == 200
+            }),
         }
     }
 
@@ -288,13 +301,19 @@ impl System {
 
     /// One HTTP/1.1 request on its own connection: status, head and body.
     pub fn raw(&self, request: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        (status, head.to_string(), body.to_string())
+        raw_on(self.port, request)
+    }
+
+    /// GET `path` (/metrics, /healthz; /readyz on the gateway) from `daemon`'s metrics listener.
+    pub fn probe(&self, daemon: Daemon, path: &str) -> (u16, String, String) {
+        raw_on(self.metrics_ports[daemon as usize], &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    }
+
+    /// `daemon`'s Prometheus metrics, as text.
+    pub fn metrics(&self, daemon: Daemon) -> String {
+        let (status, _, body) = self.probe(daemon, "/metrics");
+        assert_eq!(status, 200, "{daemon:?} /metrics: {body}");
+        body
     }
 
     pub fn get(&self, path: &str) -> (u16, String, String) {
@@ -396,13 +415,16 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     fn open(port: u16, token: &str) -> Subscriptions {
+        Subscriptions::over(TcpStream::connect(("127.0.0.1", port)).unwrap(), port, token)
+    }
+
+    /// A client on a connection the caller opened (from another source address, say) to the gateway on `port`.
+    pub fn over(stream: TcpStream, port: u16, token: &str) -> Subscriptions {
         use tungstenite::client::IntoClientRequest;
         let mut request = format!("ws://127.0.0.1:{port}/graphql").into_client_request().unwrap();
         request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
-        let (socket, response) = tungstenite::connect(request).unwrap();
-        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
-            stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        }
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (socket, response) = tungstenite::client(request, tungstenite::stream::MaybeTlsStream::Plain(stream)).unwrap();
         assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-transport-ws");
         let mut client = Subscriptions { socket, waiting: Default::default() };
         client.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }));

@@ -78,8 +78,10 @@ fn the_gateway_says_ready_beats_from_its_runtime_and_says_stopping() {
     std::fs::write(
         &gateway,
         format!(
-            "[listen]\naddress = \"127.0.0.1:{}\"\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\n\
-             [admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/keys\"\n[storage]\ndata_dir = \"{d}/db\"\n",
+            "[listen]\naddress = \"127.0.0.1:{}\"\nmetrics_address = \"127.0.0.1:{}\"\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\n\
+             [matching]\naddress = \"unix:{d}/matching.sock\"\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/keys\"\n\
+             [storage]\ndata_dir = \"{d}/db\"\n",
+            free_port(),
             free_port()
         ),
     )

@@ -4,12 +4,14 @@
 //! broken connection. Node runs them (`ws-client/`, installed by
 //! scripts/test with `npm ci`).
 
+use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use acceptance::{Options, System, NO_RATE_LIMITS};
-use security::{tried, with_a_market};
+use acceptance::{Options, Subscriptions, System, NO_RATE_LIMITS};
+use security::{connect_from, tried, with_a_market};
 use serde_json::{json, Value};
 
 /// One scenario of `ws-client/attacks.mjs`: how the socket ended and what it saw.
@@ -78,5 +80,80 @@ fn the_protocol_s_mistakes_close_with_the_protocol_s_codes() {
     let result = node(&system, "expiring", &short);
     assert_eq!(closed_with(&result), 4403, "{result}");
     assert!(result["received"].as_array().unwrap().iter().any(|m| m["type"] == "next"), "it was served until it expired: {result}");
+    system.stop();
+}
+
+/// The status line of a WebSocket upgrade to /graphql sent with these extra headers.
+fn upgrade(system: &System, headers: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", system.port)).unwrap();
+    let request = format!(
+        "GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n{headers}\r\n",
+        system.port
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn only_the_gateway_s_own_pages_and_configured_origins_open_websockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { gateway_listen: "websocket_origins = [\"https://console.bank.example\"]".into(), ..Options::default() };
+    let system = System::start_with(dir.path(), &options);
+
+    tried("a WebSocket opened by a page of another site (Origin: https://evil.example), which would carry the user's cookie");
+    assert_eq!(upgrade(&system, "Origin: https://evil.example\r\n"), "HTTP/1.1 403");
+    tried("the same from an opaque origin (a sandboxed frame, a file)");
+    assert_eq!(upgrade(&system, "Origin: null\r\n"), "HTTP/1.1 403");
+    tried("the same from the gateway's host on another port");
+    assert_eq!(upgrade(&system, "Origin: http://127.0.0.1:1\r\n"), "HTTP/1.1 403");
+    // Served: the configured console, the gateway's own origin, and clients that are not browsers.
+    assert_eq!(upgrade(&system, "Origin: https://console.bank.example\r\n"), "HTTP/1.1 101");
+    assert_eq!(upgrade(&system, &format!("Origin: http://127.0.0.1:{}\r\n", system.port)), "HTTP/1.1 101");
+    assert_eq!(upgrade(&system, ""), "HTTP/1.1 101");
+    system.stop();
+}
+
+#[test]
+fn one_address_cannot_take_every_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { gateway_limits: format!("{NO_RATE_LIMITS}\nsubscriptions_per_ip_max = 3"), ..Options::default() };
+    let system = System::start_with(dir.path(), &options);
+    let (_, trader) = with_a_market(&system);
+    let (flooder, other) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
+    let book = "subscription { orderBook(market: \"BTC-USD\", depth: 1) { market } }";
+
+    tried("four subscriptions from one address, over two sockets");
+    let mut first = Subscriptions::over(connect_from(flooder, system.port).unwrap(), system.port, &trader);
+    let mut second = Subscriptions::over(connect_from(flooder, system.port).unwrap(), system.port, &trader);
+    for (socket, id) in [(0, "a"), (0, "b"), (1, "c")] {
+        let socket = if socket == 0 { &mut first } else { &mut second };
+        socket.subscribe(id, book);
+        assert_eq!(socket.next_for(id)["type"], "next", "subscription {id} is served");
+    }
+    second.subscribe("d", book);
+    let refused = second.next_for("d");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED", "{refused}");
+
+    tried("a subscription from another address meanwhile");
+    let mut elsewhere = Subscriptions::over(connect_from(other, system.port).unwrap(), system.port, &trader);
+    elsewhere.subscribe("e", book);
+    assert_eq!(elsewhere.next_for("e")["type"], "next");
+
+    // A completed subscription gives its place back to its address.
+    first.send(json!({ "id": "a", "type": "complete" }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        second.subscribe("f", book);
+        let answer = second.next_for("f");
+        if answer["type"] == "next" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the completed subscription's place never came back: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     system.stop();
 }

@@ -81,6 +81,8 @@ pub struct Services {
     /// Subscriptions open now, and at most.
     pub subscriptions: Arc<AtomicUsize>,
     pub subscriptions_max: usize,
+    /// Subscriptions open per client address, each under its own cap.
+    pub subscriptions_per_ip: Arc<crate::per_ip::PlacesPerIp>,
     /// Login throttling and the bound on argon2 work.
     pub logins: crate::logins::Logins,
 }
@@ -279,8 +281,9 @@ impl Catalog {
 
 // ---- subscriptions ----
 
-/// Counts an open subscription; the count drops with the stream.
-pub(crate) struct SubscriptionSlot(Arc<AtomicUsize>);
+/// Counts an open subscription, overall and at its client's address; the
+/// counts drop with the stream.
+pub(crate) struct SubscriptionSlot(Arc<AtomicUsize>, Option<crate::per_ip::IpSlot>);
 
 impl Drop for SubscriptionSlot {
     fn drop(&mut self) {
@@ -291,9 +294,18 @@ impl Drop for SubscriptionSlot {
 pub(crate) fn take_slot(ctx: &Context<'_>) -> Result<SubscriptionSlot, Error> {
     let services = services(ctx);
     let open = services.subscriptions.fetch_add(1, Ordering::AcqRel);
-    let slot = SubscriptionSlot(services.subscriptions.clone());
+    let mut slot = SubscriptionSlot(services.subscriptions.clone(), None);
     if open >= services.subscriptions_max {
         return Err(coded("RATE_LIMITED", format!("at most {} subscriptions are open at once; close one or try again later", services.subscriptions_max)));
+    }
+    // Subscriptions come over the WebSocket, whose handler always says where from.
+    if let Some(origin) = ctx.data_opt::<crate::logins::RequestOrigin>() {
+        let per_ip = &services.subscriptions_per_ip;
+        slot.1 = Some(
+            per_ip
+                .take(origin.ip)
+                .ok_or_else(|| coded("RATE_LIMITED", format!("at most {} subscriptions are open at once from one address; close one first", per_ip.max())))?,
+        );
     }
     Ok(slot)
 }
