@@ -217,6 +217,11 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
         assert!(status.starts_with("serving"), "{unit} said READY with where it serves: {status:?}");
         assert_eq!(machine.property(&unit, "Slice"), format!("marionette-{daemon}.slice"));
         assert_eq!(machine.property(&unit, "UnitFileState"), "enabled");
+        // The bounds are in force: systemd resolved the shares of the host's memory to bytes.
+        for bound in ["MemoryMax", "TasksMax"] {
+            let value = machine.property(&unit, bound);
+            assert!(value.parse::<u64>().is_ok_and(|n| n > 0), "{unit} {bound}={value}: a bound, not infinity");
+        }
         let state = machine.ok(&format!("stat -c '%a %U' /var/lib/marionette/{daemon}"));
         assert_eq!(state.trim(), "700 marionette", "{daemon}'s state directory");
         let conffiles = machine.ok(&format!("dpkg-query -W -f='${{Conffiles}}' marionette-{daemon}"));

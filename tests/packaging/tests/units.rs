@@ -102,6 +102,9 @@ fn every_service_is_notify_watched_restarted_and_pinned_to_its_slice() {
             assert!(text.lines().any(|l| l == line), "{service} lacks {line}");
         }
         assert!(text.lines().any(|l| l.starts_with("WatchdogSec=")), "{service} has no watchdog");
+        for bound in ["MemoryHigh=", "MemoryMax=", "TasksMax="] {
+            assert!(text.lines().any(|l| l.starts_with(bound)), "{service} has no {bound}");
+        }
         assert!(text.contains("io_uring_setup") && text.contains("sched_setaffinity"), "{service}: the syscall filter must keep io_uring and pinning");
     }
     let target = std::fs::read_to_string(repository().join("systemd/marionette.target")).unwrap();
