@@ -38,6 +38,13 @@ pub struct ListenConfig {
     /// Web origins (`https://console.example.com`) whose pages may open a
     /// WebSocket, besides the gateway's own; a browser always sends Origin.
     pub websocket_origins: Vec<String>,
+    /// HTTPS: the certificate chain and its private key, PEM files read at
+    /// start and again on SIGHUP. Both empty: plain HTTP.
+    pub tls_certificate_file: PathBuf,
+    pub tls_private_key_file: PathBuf,
+    /// Reverse proxies (addresses or networks) whose X-Forwarded-For names
+    /// the client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +156,9 @@ impl Default for ListenConfig {
             header_read_timeout_seconds: 30,
             body_read_timeout_seconds: 30,
             websocket_origins: Vec::new(),
+            tls_certificate_file: PathBuf::new(),
+            tls_private_key_file: PathBuf::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -250,6 +260,18 @@ impl GatewayConfig {
             return Err(ConfigError::Invalid {
                 key: "listen.websocket_origins",
                 reason: format!("{origin:?} is not an origin: scheme://host[:port], nothing after it"),
+            });
+        }
+        let (certificate, key) = (&self.listen.tls_certificate_file, &self.listen.tls_private_key_file);
+        match (certificate.as_os_str().is_empty(), key.as_os_str().is_empty()) {
+            (true, true) => {}
+            (false, false) if certificate.is_absolute() && key.is_absolute() => {}
+            _ => return invalid("listen", "tls_certificate_file and tls_private_key_file go together: both absolute paths for HTTPS, or both empty"),
+        }
+        if let Some(proxy) = self.listen.trusted_proxies.iter().find(|p| crate::forwarded::parse_proxy(p).is_none()) {
+            return Err(ConfigError::Invalid {
+                key: "listen.trusted_proxies",
+                reason: format!("{proxy:?} is neither an address nor a network (10.0.0.5, 10.0.0.0/24)"),
             });
         }
         if !(self.ledger.address.starts_with("unix:") || self.ledger.address.starts_with("tcp:")) {

@@ -97,6 +97,8 @@ pub struct App {
     pub body_read_timeout: Duration,
     /// Pages of these origins, besides the gateway's own, may open WebSockets.
     pub websocket_origins: Vec<crate::origin::Origin>,
+    /// Proxies whose X-Forwarded-For names the client (see [`crate::forwarded`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub ip_limiter: RateLimiter<IpAddr>,
     pub user_limiter: RateLimiter<String>,
     pub websocket: WebSocketTimes,
@@ -138,8 +140,15 @@ fn rate_limited(app: &App, wait: std::time::Duration) -> Reply {
 /// A connection's place under `listen.connections_max`; a WebSocket upgrade takes it over from the HTTP connection.
 pub type ConnectionPermit = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
 
-pub async fn handle(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, request: Request<Incoming>) -> Result<Reply, Infallible> {
+pub async fn handle(app: Arc<App>, peer: IpAddr, permit: ConnectionPermit, request: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = Instant::now();
+    // Every limit keyed by address counts the client, behind a trusted proxy too.
+    let remote = if app.trusted_proxies.is_empty() {
+        peer
+    } else {
+        let forwarded_for = request.headers().get_all("x-forwarded-for").into_iter().filter_map(|v| v.to_str().ok());
+        crate::forwarded::client_address(peer, forwarded_for, &app.trusted_proxies)
+    };
     // Every path but the liveness probe costs the gateway something (/readyz
     // and /markets ask the ledger), so each counts against its address's limit.
     let response = match app.ip_limiter.check(&remote, Instant::now()) {

@@ -16,6 +16,7 @@ use gateway::logins::{LoginLimits, Logins};
 use gateway::matching_client::MatchingClient;
 use gateway::per_ip::PlacesPerIp;
 use gateway::ratelimit::RateLimiter;
+use gateway::tls::Certificate;
 use gateway::users::Users;
 use hyper_util::rt::TokioIo;
 
@@ -92,6 +93,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         body_bytes_max: limits.body_bytes_max,
         body_read_timeout: Duration::from_secs(config.listen.body_read_timeout_seconds),
         websocket_origins: config.listen.websocket_origins.iter().filter_map(|o| gateway::origin::parse_origin(o)).collect(),
+        trusted_proxies: config.listen.trusted_proxies.iter().filter_map(|p| gateway::forwarded::parse_proxy(p)).collect(),
         ip_limiter: RateLimiter::new(limits.ip_requests_per_second, limits.ip_burst, limits.rate_keys_max),
         user_limiter: RateLimiter::new(limits.user_requests_per_second, limits.user_burst, limits.rate_keys_max),
         websocket: http::WebSocketTimes { ping: Duration::from_secs(limits.websocket_ping_seconds), idle: Duration::from_secs(limits.websocket_idle_seconds) },
@@ -106,8 +108,10 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
             .with_context(|| format!("binding the metrics address {}", config.listen.metrics_address))?;
         tokio::spawn(http::serve_metrics(metrics, app.clone()));
     }
-    tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, metrics = %config.listen.metrics_address, signing_key = auth.signing_key_id(), "ready: POST http://{}/graphql", config.listen.address);
-    shell::service_manager::ready(&format!("serving GraphQL on {}", config.listen.address));
+    let tls = tls_acceptor(&config.listen)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, metrics = %config.listen.metrics_address, signing_key = auth.signing_key_id(), "ready: POST {scheme}://{}/graphql", config.listen.address);
+    shell::service_manager::ready(&format!("serving GraphQL on {scheme}://{}", config.listen.address));
     // The gateway has no engine thread: its heartbeats come from the runtime
     // that serves requests, so a stalled runtime is restarted.
     tokio::spawn(async {
@@ -145,19 +149,19 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let tls = tls.clone();
         app.metrics.connections.inc();
         tokio::spawn(async move {
             // Held here until the connection ends, unless a WebSocket upgrade takes it over.
             let permit: http::ConnectionPermit = Arc::new(std::sync::Mutex::new(Some(permit)));
-            let service = hyper::service::service_fn(|request| http::handle(app.clone(), remote.ip(), permit.clone(), request));
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await
-            {
-                tracing::debug!(%error, "connection ended with an error");
+            match tls {
+                // The handshake is part of the headers' time: a client stalling it holds its place no longer.
+                Some(acceptor) => match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(&app, stream, remote.ip(), permit, header_read_timeout).await,
+                    Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                },
+                None => serve_connection(&app, stream, remote.ip(), permit, header_read_timeout).await,
             }
             app.metrics.connections.dec();
             drop(ip_slot);
@@ -166,4 +170,51 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
     tracing::info!("stopping");
     shell::service_manager::stopping();
     Ok(())
+}
+
+/// HTTP/1.1 with upgrades on one connection, plain or TLS, until it ends.
+async fn serve_connection<S>(app: &Arc<App>, stream: S, remote: std::net::IpAddr, permit: http::ConnectionPermit, header_read_timeout: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(|request| http::handle(app.clone(), remote, permit.clone(), request));
+    if let Err(error) = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await
+    {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// With a certificate configured, the TLS acceptor. Either way a task
+/// handles SIGHUP (`systemctl reload`): it reads the certificate again, or,
+/// with none, says there is nothing to reload (rather than the signal's
+/// default, which would end the process).
+fn tls_acceptor(listen: &gateway::config::ListenConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    if listen.tls_certificate_file.as_os_str().is_empty() {
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: no certificate configured (listen.tls_certificate_file), nothing to reload");
+            }
+        });
+        return Ok(None);
+    }
+    let certificate = Certificate::load(&listen.tls_certificate_file, &listen.tls_private_key_file)?;
+    tracing::info!(sha256 = certificate.fingerprint(), file = %listen.tls_certificate_file.display(), "serving HTTPS");
+    let reloaded = certificate.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match reloaded.reload() {
+                Ok(sha256) => tracing::info!(%sha256, "SIGHUP: the certificate was read again and is served from now on"),
+                Err(error) => {
+                    tracing::error!(%error, sha256 = reloaded.fingerprint(), "SIGHUP: the certificate was not reloaded; the one before is still served")
+                }
+            }
+        }
+    });
+    Ok(Some(gateway::tls::acceptor(certificate)))
 }

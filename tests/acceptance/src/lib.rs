@@ -274,6 +274,12 @@ impl System {
         drop(self.processes[daemon as usize].take().unwrap_or_else(|| panic!("{daemon:?} is not running")));
     }
 
+    /// Sends `daemon` a signal by name (`HUP`, as `systemctl reload` does).
+    pub fn signal(&self, daemon: Daemon, signal: &str) {
+        let process = self.processes[daemon as usize].as_ref().unwrap_or_else(|| panic!("{daemon:?} is not running"));
+        assert!(Command::new("kill").args([&format!("-{signal}"), &process.0.id().to_string()]).status().unwrap().success());
+    }
+
     /// A client of this system's gateway that other threads can use.
     pub fn client(&self) -> Client {
         Client { port: self.port }

@@ -26,8 +26,10 @@ const DAEMONS: [&str; 3] = ["matching", "ledger", "gateway"];
 const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
 const ALICE: (&str, &str) = ("alice@bank.example", "alice password 1");
 const BOB: (&str, &str) = ("bob@bank.example", "bob password 1");
-/// What debootstrap adds to minbase: an init, and curl as the GraphQL client.
-const DEBOOTSTRAP_INCLUDE: &str = "systemd,systemd-sysv,dbus,curl,ca-certificates";
+/// What debootstrap adds to minbase: an init, curl as the GraphQL client, and
+/// procps (the gateway's dependency, for its ExecReload): the container has
+/// no network to fetch it from when the packages are installed.
+const DEBOOTSTRAP_INCLUDE: &str = "systemd,systemd-sysv,dbus,curl,ca-certificates,procps";
 
 /// Writes past libtest's capture, so that a passing run shows what it checked.
 fn report(line: &str) {
@@ -297,6 +299,13 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
         assert_eq!(books(&machine, &tokens), expected, "after systemctl restart {unit}");
     }
     report("systemctl restart of each daemon keeps every balance and order");
+    // systemctl reload sends the gateway SIGHUP (its certificate read again): the same process serves on.
+    let gateway_pid = machine.property("marionette-gateway.service", "MainPID");
+    machine.ok("systemctl reload marionette-gateway.service");
+    machine.wait_until("the gateway logging the reload", 30, "journalctl -u marionette-gateway --no-pager | grep -q SIGHUP");
+    assert_eq!(machine.property("marionette-gateway.service", "MainPID"), gateway_pid, "the reload did not end the gateway");
+    assert_eq!(books(&machine, &tokens), expected, "after systemctl reload");
+    report("systemctl reload marionette-gateway: the same process serves on");
     for daemon in DAEMONS {
         let unit = format!("marionette-{daemon}.service");
         let (pid, restarts) = (machine.property(&unit, "MainPID"), machine.property(&unit, "NRestarts"));

@@ -33,6 +33,9 @@ fn root() -> tempfile::TempDir {
     for unit in units() {
         std::fs::copy(&unit, system.join(unit.file_name().unwrap())).unwrap();
     }
+    // The gateway's ExecReload sends SIGHUP with procps' kill.
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::fs::copy("/bin/kill", root.path().join("bin/kill")).expect("procps' kill (scripts/test installs procps)");
     let built = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
     for service in SERVICES.iter().chain(&["marionette-tune.service"]) {
         let binary = service.trim_end_matches(".service");

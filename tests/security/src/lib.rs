@@ -66,11 +66,16 @@ pub fn connect_from(source: IpAddr, port: u16) -> std::io::Result<TcpStream> {
 
 /// POST /graphql from `source`: the JSON answer.
 pub fn post_from(source: IpAddr, port: u16, token: &str, query: &str, variables: Value) -> Value {
+    let auth = if token.is_empty() { String::new() } else { format!("Authorization: Bearer {token}\r\n") };
+    post_with_headers(source, port, &auth, query, variables)
+}
+
+/// POST /graphql from `source` with extra header lines (each ending in \r\n): the JSON answer.
+pub fn post_with_headers(source: IpAddr, port: u16, headers: &str, query: &str, variables: Value) -> Value {
     let body = json!({ "query": query, "variables": variables }).to_string();
     let mut stream = connect_from(source, port).unwrap();
-    let auth = if token.is_empty() { String::new() } else { format!("Authorization: Bearer {token}\r\n") };
     let request = format!(
-        "POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        "POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();
