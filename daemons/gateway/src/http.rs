@@ -151,8 +151,8 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, permit: ConnectionPermit, reque
     };
     // Every path but the liveness probe costs the gateway something (/readyz
     // and /markets ask the ledger), so each counts against its address's limit.
-    let response = match app.ip_limiter.check(&remote, Instant::now()) {
-        _ if request.uri().path() == "/healthz" => route(&app, remote, request).await,
+    let limited = if request.uri().path() == "/healthz" { Ok(()) } else { app.ip_limiter.check(&remote, Instant::now()) };
+    let response = match limited {
         Ok(()) if request.uri().path() == "/graphql" && request.method() == Method::GET && request.headers().contains_key("sec-websocket-key") => {
             websocket(app.clone(), remote, permit, request)
         }

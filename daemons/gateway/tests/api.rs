@@ -209,6 +209,10 @@ fn rate_limits_answer_429_per_ip_and_per_user() {
         dir.path(),
         &Options { gateway_limits: "ip_requests_per_second = 1\nip_burst = 12\nuser_requests_per_second = 1\nuser_burst = 3".into(), ..Options::default() },
     );
+    // The liveness probe spends none of the address's 12 tokens: the login below still passes.
+    for _ in 0..20 {
+        assert_eq!(system.get("/healthz").0, 200);
+    }
     // Metrics are not served on the API's listener (this spends one of the address's 12).
     assert_eq!(system.get("/metrics").0, 404);
     let token = system.login(OPERATOR, OPERATOR_PASSWORD);
