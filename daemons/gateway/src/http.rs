@@ -422,22 +422,17 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
                     // What is left of a subscription the client stopped.
                     continue;
                 }
-                let finished = match response {
+                let (message, finished) = match response {
                     // Nothing ran (a query that does not validate, a refused caller): one error and no complete.
                     Some(response) if response.data == async_graphql::Value::Null && !response.errors.is_empty() => {
-                        let sent = sink.send(Message::Text(serde_json::json!({ "id": id, "type": "error", "payload": response.errors }).to_string().into())).await;
-                        if sent.is_err() { break None; }
-                        true
+                        (serde_json::json!({ "id": id, "type": "error", "payload": response.errors }), true)
                     }
-                    Some(response) => {
-                        if sink.send(Message::Text(serde_json::json!({ "id": id, "type": "next", "payload": response }).to_string().into())).await.is_err() { break None; }
-                        false
-                    }
-                    None => {
-                        if sink.send(Message::Text(serde_json::json!({ "id": id, "type": "complete" }).to_string().into())).await.is_err() { break None; }
-                        true
-                    }
+                    Some(response) => (serde_json::json!({ "id": id, "type": "next", "payload": response }), false),
+                    None => (serde_json::json!({ "id": id, "type": "complete" }), true),
                 };
+                if sink.send(Message::Text(message.to_string().into())).await.is_err() {
+                    break None;
+                }
                 if finished {
                     if let Some((_, handle)) = session.finished(&id) {
                         handle.abort();
