@@ -107,7 +107,7 @@ fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<Daemon>> {
     std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"))?;
     std::fs::write(
         dir.join("ledger.toml"),
-        format!("[listen]\naddress = \"unix:{d}/ledger.sock\"\nmetrics_address = \"\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
+        format!("[listen]\naddress = \"unix:{d}/ledger.sock\"\nmetrics_address = \"\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n# Measured: orders, not four-eyes.\n[approvals]\ndeposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
     )?;
     std::fs::write(
         dir.join("gateway.toml"),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use hdrhistogram::Histogram;
 use ledger::service::{JournalEntry, LedgerService};
-use ledger_api::{wallet, AssetSpec, Command as LedgerCommand, LedgerError, Outcome};
+use ledger_api::{operators, wallet, AssetSpec, Command as LedgerCommand, LedgerError, Outcome};
 use link::{Address, Client};
 use products::{Ledger, LedgerLimits};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -369,7 +369,7 @@ fn measure_daemon(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Res
     std::fs::write(
         &config,
         format!(
-            "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"\"\n[matching]\naddress = \"unix:{}\"\nreconnect_ms = 60000\n[storage]\ndata_dir = \"{}\"\n[log]\nformat = \"text\"\nfilter = \"error\"\n",
+            "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"\"\n[matching]\naddress = \"unix:{}\"\nreconnect_ms = 60000\n[storage]\ndata_dir = \"{}\"\n[approvals]\ndeposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\n[log]\nformat = \"text\"\nfilter = \"error\"\n",
             socket.display(),
             dir.path().join("no-matching.sock").display(),
             dir.path().join("data").display()
@@ -380,7 +380,16 @@ fn measure_daemon(options: &Options, transfers: &[LedgerCommand]) -> anyhow::Res
     wait_for_socket(&socket)?;
     let (mut sender, _) = Client::connect(&Address::Unix(socket), 1, Role::Test, 0, false).context("connecting to marionette-ledger")?;
     let mut receiver = sender.try_clone()?;
-    let opening = opening(options);
+    // Over the wire an operator's action is an operator's proposal (one
+    // approval is enough in this config).
+    let operator = u64::MAX;
+    let mut opening: Vec<LedgerCommand> = vec![LedgerCommand::Operators(operators::Command::Bootstrap { operator })];
+    opening.extend(self::opening(options).into_iter().map(|command| {
+        LedgerCommand::Operators(operators::Command::Propose {
+            operator,
+            action: operators::Action::Ledger(command.to_action().expect("an operator's command")),
+        })
+    }));
     for (i, command) in opening.iter().enumerate() {
         sender.queue(i as u64 + 1, &Message::LedgerCommand(command.clone()));
     }

@@ -1,27 +1,47 @@
 //! `marionettectl`: sets up and inspects a Marionette appliance through the
 //! gateway's admin socket (a Unix socket only root or the marionette user can
-//! open). Exit status: 0 done, 1 failed, 3 already there (DUPLICATE), so
-//! scripts can run a setup twice.
+//! open). Even there it acts as a named operator: `login` keeps an
+//! operator's session in a 0600 file, and every operator action is that
+//! operator's proposal, applied once other operators approve it. Exit
+//! status: 0 done, 1 failed, 3 already there (DUPLICATE), 4 waiting for
+//! approvals (APPROVAL_PENDING), 5 the audit log does not verify.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ledger_api::operators::{AuditHead, AuditRecord, ChainCheck};
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: marionettectl [--socket PATH] COMMAND
-  create-operator EMAIL                 the password is read from stdin (one line)
+const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMAND
+  create-operator EMAIL                 the password is read from stdin (one line); the first
+                                        operator of a fresh install needs no session, any other
+                                        is proposed by the logged-in operator for others to approve
+  login EMAIL                           an operator's session for the commands below (password on stdin)
+  logout
   create-asset SYMBOL SCALE             e.g. create-asset BTC 8
   create-market BASE QUOTE TICK_SIZE LOT_SIZE MAKER_FEE_RATE TAKER_FEE_RATE
                                         e.g. create-market BTC USD 1 0.01 0.001 0.002
   deposit EMAIL ASSET AMOUNT REFERENCE  credit a user (idempotent by REFERENCE)
+  proposals [pending|executed|rejected] operators' proposals, newest first
+  approve ID                            approve another operator's proposal
+  reject ID REASON                      reject a pending proposal, saying why
+  audit verify [--file FILE]            check the audit log's hash chain (the ledger's, or an export)
+  audit export [--from N] [FILE]        the audit log as JSON lines, to FILE or stdout
   status                                the gateway, the ledger and its link to matching
-  graphql QUERY [VARIABLES_JSON]        any GraphQL operation, with operator rights
-PATH defaults to /run/marionette/gateway-admin.sock.";
+  graphql QUERY [VARIABLES_JSON]        any GraphQL operation, as the logged-in operator
+PATH defaults to /run/marionette/gateway-admin.sock; FILE to $MARIONETTECTL_SESSION,
+else ~/.config/marionette/session. An operator action another operator must approve
+exits 4 and says the proposal's id.";
 
 const EXIT_DUPLICATE: i32 = 3;
+const EXIT_APPROVAL_PENDING: i32 = 4;
+const EXIT_AUDIT_BROKEN: i32 = 5;
+/// Audit records asked for at once.
+const AUDIT_PAGE: u64 = 1_000;
 
 fn main() {
     match run() {
@@ -33,19 +53,70 @@ fn main() {
     }
 }
 
+struct Admin {
+    socket: PathBuf,
+    session: PathBuf,
+}
+
+impl Admin {
+    fn token(&self) -> Option<String> {
+        std::fs::read_to_string(&self.session).ok().map(|token| token.trim().to_string()).filter(|token| !token.is_empty())
+    }
+
+    /// `request` with the session's token, if there is one and the request acts as an operator.
+    fn ask(&self, mut request: Value) -> anyhow::Result<Value> {
+        let as_operator = matches!(request["op"].as_str(), Some("graphql" | "create-operator" | "audit" | "audit-head"));
+        if let Some(token) = self.token().filter(|_| as_operator) {
+            request["token"] = Value::String(token);
+        }
+        ask(&self.socket, &request)
+    }
+
+    /// The answer's `ok`, or the error as a failure.
+    fn ok(&self, request: Value) -> anyhow::Result<Value> {
+        let answer = self.ask(request)?;
+        match answer.get("ok") {
+            Some(ok) => Ok(ok.clone()),
+            None => bail!("{}: {}", answer["code"].as_str().unwrap_or("ERROR"), answer["error"].as_str().unwrap_or("the gateway gave no reason")),
+        }
+    }
+}
+
+fn default_session() -> PathBuf {
+    if let Some(path) = std::env::var_os("MARIONETTECTL_SESSION") {
+        return path.into();
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".config/marionette/session")
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password).context("reading the password from stdin")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_string())
+}
+
 fn run() -> anyhow::Result<i32> {
-    let mut socket = PathBuf::from("/run/marionette/gateway-admin.sock");
+    let mut admin = Admin { socket: PathBuf::from("/run/marionette/gateway-admin.sock"), session: default_session() };
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--socket") {
-        socket = args.get(1).context("--socket needs a path")?.into();
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--socket") => admin.socket = args.get(1).context("--socket needs a path")?.into(),
+            Some("--session") => admin.session = args.get(1).context("--session needs a file")?.into(),
+            _ => break,
+        }
         args.drain(..2);
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let request = match words.as_slice() {
-        ["create-operator", email] => {
-            let mut password = String::new();
-            std::io::stdin().read_line(&mut password).context("reading the password from stdin")?;
-            json!({ "op": "create-operator", "email": email, "password": password.trim_end_matches(['\r', '\n']) })
+        ["create-operator", email] => json!({ "op": "create-operator", "email": email, "password": read_password()? }),
+        ["login", email] => return login(&admin, email),
+        ["logout"] => {
+            match std::fs::remove_file(&admin.session) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error).context("removing the session file"),
+                _ => {}
+            }
+            return Ok(0);
         }
         ["create-asset", symbol, scale] => graphql(
             "mutation($s: String!, $n: Int!) { createAsset(symbol: $s, scale: $n) { id symbol scale } }",
@@ -59,6 +130,16 @@ fn run() -> anyhow::Result<i32> {
             "mutation($e: String!, $a: String!, $m: Decimal!, $r: String!) { deposit(email: $e, asset: $a, amount: $m, reference: $r) { id asset amount } }",
             json!({ "e": email, "a": asset, "m": amount, "r": reference }),
         ),
+        ["proposals"] => graphql(PROPOSALS, json!({ "s": null })),
+        ["proposals", status] => graphql(PROPOSALS, json!({ "s": status.to_uppercase() })),
+        ["approve", id] => graphql("mutation($id: ID!) { approveProposal(id: $id) { id kind description status approvals required } }", json!({ "id": id })),
+        ["reject", id, reason] => graphql(
+            "mutation($id: ID!, $r: String!) { rejectProposal(id: $id, reason: $r) { id kind description status rejectedBy rejectionReason } }",
+            json!({ "id": id, "r": reason }),
+        ),
+        ["audit", "verify"] => return audit_verify(&admin),
+        ["audit", "verify", "--file", file] => return audit_verify_file(Path::new(file)),
+        ["audit", "export", rest @ ..] => return audit_export(&admin, rest),
         ["status"] => json!({ "op": "status" }),
         ["graphql", query] => graphql(query, json!({})),
         ["graphql", query, variables] => graphql(query, serde_json::from_str(variables).context("VARIABLES_JSON is not JSON")?),
@@ -68,18 +149,144 @@ fn run() -> anyhow::Result<i32> {
         }
         _ => bail!("{USAGE}"),
     };
-    let answer = ask(&socket, &request)?;
+    let answer = admin.ask(request)?;
     if let Some(ok) = answer.get("ok") {
         println!("{}", serde_json::to_string_pretty(ok)?);
         return Ok(0);
     }
     let code = answer["code"].as_str().unwrap_or("ERROR");
     eprintln!("marionettectl: {code}: {}", answer["error"].as_str().unwrap_or("the gateway gave no reason"));
-    Ok(if code == "DUPLICATE" { EXIT_DUPLICATE } else { 1 })
+    Ok(match code {
+        "DUPLICATE" => EXIT_DUPLICATE,
+        "APPROVAL_PENDING" => EXIT_APPROVAL_PENDING,
+        _ => 1,
+    })
 }
+
+const PROPOSALS: &str =
+    "query($s: ProposalStatus) { proposals(status: $s) { id kind description status approvals required createdAt rejectedBy rejectionReason } }";
 
 fn graphql(query: &str, variables: Value) -> Value {
     json!({ "op": "graphql", "query": query, "variables": variables })
+}
+
+fn login(admin: &Admin, email: &str) -> anyhow::Result<i32> {
+    let ok = admin.ok(json!({ "op": "login", "email": email, "password": read_password()? }))?;
+    let token = ok["token"].as_str().context("the gateway's login answer has no token")?;
+    if let Some(dir) = admin.session.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Written whole with mode 0600: the token is the operator's to use.
+    let temporary = admin.session.with_extension("new");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("writing the session {}", temporary.display()))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, &admin.session)?;
+    println!("logged in as operator {} ({}); session in {}", ok["operator"].as_str().unwrap_or("?"), email, admin.session.display());
+    Ok(0)
+}
+
+/// The ledger's audit log from its first record to the head read first;
+/// records appended meanwhile are left for the next run.
+fn audit_verify(admin: &Admin) -> anyhow::Result<i32> {
+    let head: AuditHead = serde_json::from_value(admin.ok(json!({ "op": "audit-head" }))?).context("the audit head is not one")?;
+    let mut chain = ChainCheck::default();
+    while chain.last_sequence < head.last_sequence {
+        let limit = AUDIT_PAGE.min(head.last_sequence - chain.last_sequence);
+        let page: Vec<AuditRecord> = serde_json::from_value(admin.ok(json!({ "op": "audit", "from": chain.last_sequence + 1, "limit": limit }))?)
+            .context("the audit records are not records")?;
+        if page.is_empty() {
+            break;
+        }
+        for record in &page {
+            if let Err(broken) = chain.next(record) {
+                eprintln!("marionettectl: the audit log does not verify: {broken}");
+                return Ok(EXIT_AUDIT_BROKEN);
+            }
+        }
+        eprint!("\rverified {} of {} records", chain.last_sequence, head.last_sequence);
+    }
+    if let Err(broken) = chain.finish(&head) {
+        eprintln!("\nmarionettectl: the audit log does not verify: {broken}");
+        return Ok(EXIT_AUDIT_BROKEN);
+    }
+    eprintln!();
+    println!("the audit log verifies: records 1 to {}, each linked to the one before; head {}", head.last_sequence, head.last_hash.hex());
+    Ok(0)
+}
+
+/// An export's lines, each a record, linked from the first one's `previous`.
+fn audit_verify_file(path: &Path) -> anyhow::Result<i32> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut chain: Option<ChainCheck> = None;
+    let mut first = 0;
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let record: AuditRecord = match serde_json::from_str(&line) {
+            Ok(record) => record,
+            Err(error) => {
+                eprintln!("marionettectl: line {} of {} is not an audit record: {error}", number + 1, path.display());
+                return Ok(EXIT_AUDIT_BROKEN);
+            }
+        };
+        let chain = chain.get_or_insert_with(|| {
+            first = record.sequence;
+            ChainCheck { last_sequence: record.sequence.saturating_sub(1), last_hash: record.previous }
+        });
+        if let Err(broken) = chain.next(&record) {
+            eprintln!("marionettectl: {} does not verify: {broken}", path.display());
+            return Ok(EXIT_AUDIT_BROKEN);
+        }
+    }
+    let Some(chain) = chain else { bail!("{} holds no audit record", path.display()) };
+    println!(
+        "{} verifies: records {first} to {}, each linked to the one before; the last hash is {} (compare it with the ledger's: marionettectl audit verify)",
+        path.display(),
+        chain.last_sequence,
+        chain.last_hash.hex()
+    );
+    Ok(0)
+}
+
+fn audit_export(admin: &Admin, rest: &[&str]) -> anyhow::Result<i32> {
+    let (from, file) = match rest {
+        [] => (1, None),
+        [file] => (1, Some(*file)),
+        ["--from", n] => (n.parse().context("--from takes a record number")?, None),
+        ["--from", n, file] => (n.parse().context("--from takes a record number")?, Some(*file)),
+        _ => bail!("{USAGE}"),
+    };
+    let head: AuditHead = serde_json::from_value(admin.ok(json!({ "op": "audit-head" }))?).context("the audit head is not one")?;
+    let mut out: Box<dyn Write> = match file {
+        Some(file) => Box::new(std::io::BufWriter::new(std::fs::File::create(file).with_context(|| format!("creating {file}"))?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut next: u64 = from.max(1);
+    while next <= head.last_sequence {
+        let limit = AUDIT_PAGE.min(head.last_sequence + 1 - next);
+        let page: Vec<AuditRecord> =
+            serde_json::from_value(admin.ok(json!({ "op": "audit", "from": next, "limit": limit }))?).context("the audit records are not records")?;
+        let Some(last) = page.last() else { break };
+        next = last.sequence + 1;
+        for record in &page {
+            serde_json::to_writer(&mut out, record)?;
+            out.write_all(b"\n")?;
+        }
+        if file.is_some() {
+            eprint!("\rexported {} of {} records", next - 1, head.last_sequence);
+        }
+    }
+    out.flush()?;
+    if file.is_some() {
+        eprintln!();
+    }
+    Ok(0)
 }
 
 fn ask(socket: &PathBuf, request: &Value) -> anyhow::Result<Value> {

@@ -1,11 +1,18 @@
 //! The local admin socket `marionettectl` talks to. A Unix socket created
-//! with mode 0600 (and its directory's permissions): whoever can open it is
-//! the host's administrator, so it needs no token. One JSON object a line
-//! each way.
+//! with mode 0600 (and its directory's permissions), so only the host's
+//! administrators reach it; even they act as a named operator: every
+//! request but `status`, `login` and a fresh install's first
+//! `create-operator` carries an operator's `token` (from `login`), so the
+//! ledger's four-eyes rule and audit log name who did what. One JSON object
+//! a line each way.
 //!
-//! Requests: `{"op":"create-operator","email":…,"password":…}` (idempotent
-//! when the same operator and password exist), `{"op":"graphql","query":…,
-//! "variables":…}` run with operator rights, and `{"op":"status"}`.
+//! Requests: `{"op":"login","email":…,"password":…}` (an operator's token);
+//! `{"op":"create-operator","email":…,"password":…}`: without a token only
+//! while the ledger has no operator (the first one, idempotent when the same
+//! operator and password exist), with one a proposal to make that account an
+//! operator; `{"op":"graphql","query":…,"variables":…}` run as the token's
+//! operator; `{"op":"audit","from":…,"limit":…}` and `{"op":"audit-head"}`
+//! (the audit log, for `marionettectl audit`); `{"op":"status"}`.
 //! Answers: `{"ok":…}` or `{"error":…,"code":…}`.
 
 use std::os::unix::fs::PermissionsExt;
@@ -20,6 +27,7 @@ use crate::api::{ApiSchema, Caller};
 use crate::auth::{Auth, Claims, PASSWORD_BYTES_MIN};
 use crate::ledger_client::LedgerClient;
 use crate::users::{Role, UserError, Users};
+use ledger_api::operators::SecurityEvent;
 
 /// The most bytes one admin connection may send.
 const LINE_BYTES_MAX: u64 = 1 << 20;
@@ -27,16 +35,38 @@ const LINE_BYTES_MAX: u64 = 1 << 20;
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 enum AdminRequest {
+    Login {
+        email: String,
+        password: String,
+    },
     CreateOperator {
         email: String,
         password: String,
+        #[serde(default)]
+        token: Option<String>,
     },
     Graphql {
         query: String,
         #[serde(default)]
         variables: Value,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    Audit {
+        from: u64,
+        limit: u32,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    AuditHead {
+        #[serde(default)]
+        token: Option<String>,
     },
     Status,
+}
+
+fn refusal(code: &str, error: impl std::fmt::Display) -> Value {
+    json!({ "error": error.to_string(), "code": code })
 }
 
 pub struct Admin {
@@ -81,12 +111,42 @@ pub async fn serve(path: &Path, admin: Arc<Admin>) -> std::io::Result<()> {
 }
 
 impl Admin {
+    /// The operator a request's token names.
+    fn operator(&self, token: Option<&str>) -> Result<Claims, Value> {
+        let Some(token) = token else {
+            return Err(refusal("UNAUTHENTICATED", "log in as an operator first: marionettectl login EMAIL (the password on stdin)"));
+        };
+        match self.auth.verify(token) {
+            Some(claims) if claims.role == Role::Operator => Ok(claims),
+            Some(_) => Err(refusal("FORBIDDEN", "this token is not an operator's")),
+            None => Err(refusal("UNAUTHENTICATED", "the session expired or is not valid: marionettectl login EMAIL again")),
+        }
+    }
+
     async fn handle(&self, request: AdminRequest) -> Value {
         match request {
-            AdminRequest::CreateOperator { email, password } => self.create_operator(email, password).await,
-            AdminRequest::Graphql { query, variables } => {
-                // The admin acts as an operator that is no account: user id 0.
-                let claims = Claims { sub: "0".into(), role: Role::Operator, iat: 0, exp: u64::MAX };
+            AdminRequest::Login { email, password } => self.login(email, password).await,
+            AdminRequest::CreateOperator { email, password, token: None } => self.create_first_operator(email, password).await,
+            // A session that is no operator's (expired, or from another
+            // install) proposes nothing: only a fresh install's first operator
+            // is made without one.
+            AdminRequest::CreateOperator { email, password, token: Some(token) } => match self.operator(Some(&token)) {
+                Ok(claims) => self.propose_operator(claims, email, password).await,
+                Err(_) => self.create_first_operator(email, password).await,
+            },
+            AdminRequest::Audit { from, limit, token } => match self.operator(token.as_deref()) {
+                Ok(_) => self.ask_operators(ledger_api::operators::Query::Audit { from, limit }).await,
+                Err(refused) => refused,
+            },
+            AdminRequest::AuditHead { token } => match self.operator(token.as_deref()) {
+                Ok(_) => self.ask_operators(ledger_api::operators::Query::AuditHead).await,
+                Err(refused) => refused,
+            },
+            AdminRequest::Graphql { query, variables, token } => {
+                let claims = match self.operator(token.as_deref()) {
+                    Ok(claims) => claims,
+                    Err(refused) => return refused,
+                };
                 let request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables)).data(Caller(Some(claims)));
                 let response = self.schema.execute(request).await;
                 match response.errors.first() {
@@ -120,33 +180,127 @@ impl Admin {
         }
     }
 
-    async fn create_operator(&self, email: String, password: String) -> Value {
-        if password.len() < PASSWORD_BYTES_MIN {
-            return json!({ "error": format!("the password must be at least {PASSWORD_BYTES_MIN} bytes"), "code": "BAD_USER_INPUT" });
-        }
-        let existing = match self.users.by_email(&email) {
-            Ok(existing) => existing,
-            Err(error) => return json!({ "error": error.to_string(), "code": "UNAVAILABLE" }),
-        };
-        let auth = self.auth.clone();
-        if let Some(user) = existing {
-            let hash = user.password_hash.clone();
-            let same = tokio::task::spawn_blocking(move || auth.verify_password(&password, Some(&hash))).await.unwrap_or(false);
-            if user.role == Role::Operator && same {
-                return json!({ "ok": { "id": user.id.to_string(), "email": user.email, "created": false } });
-            }
-            return json!({ "error": "an account with this email exists with another role or password", "code": "DUPLICATE" });
-        }
-        let hash = match tokio::task::spawn_blocking(move || auth.hash_password(&password)).await {
-            Ok(Ok(hash)) => hash,
-            _ => return json!({ "error": "password hashing failed", "code": "UNAVAILABLE" }),
-        };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        match self.users.create(&email, hash, Role::Operator, now) {
-            Ok(user) => json!({ "ok": { "id": user.id.to_string(), "email": user.email, "created": true } }),
-            Err(UserError::BadInput(reason)) => json!({ "error": reason, "code": "BAD_USER_INPUT" }),
-            Err(UserError::EmailTaken) => json!({ "error": "an account with this email exists", "code": "DUPLICATE" }),
-            Err(error) => json!({ "error": error.to_string(), "code": "UNAVAILABLE" }),
+    async fn ask_operators(&self, query: ledger_api::operators::Query) -> Value {
+        match self.ledger.query(ledger_api::Query::Operators(query)).await {
+            Ok(Ok(ledger_api::Answer::Operators(answer))) => match answer {
+                ledger_api::operators::Answer::Audit(records) => json!({ "ok": records }),
+                ledger_api::operators::Answer::AuditHead(head) => json!({ "ok": head }),
+                other => refusal("UNAVAILABLE", format!("unexpected answer {other:?}")),
+            },
+            Ok(Ok(other)) => refusal("UNAVAILABLE", format!("unexpected answer {other:?}")),
+            Ok(Err(error)) => refusal("BAD_USER_INPUT", error),
+            Err(error) => refusal("UNAVAILABLE", error),
         }
     }
+
+    /// An operator's token for the password, checked like a login (and in the audit log).
+    async fn login(&self, email: String, password: String) -> Value {
+        let user = match self.checked_account(&email, password).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                let event = SecurityEvent::LoginFailed {
+                    email: email.chars().take(64).collect(),
+                    address: "admin socket".into(),
+                    reason: "wrong email or password".into(),
+                };
+                crate::api::operators::record(&self.ledger, event);
+                return refusal("UNAUTHENTICATED", "wrong email or password");
+            }
+            Err(refused) => return refused,
+        };
+        let operator = user.role == Role::Operator || crate::api::operators::is_operator(&self.ledger, user.id).await == Some(true);
+        if !operator {
+            return refusal("FORBIDDEN", "this account is not an operator's");
+        }
+        crate::api::operators::record(&self.ledger, SecurityEvent::Login { user: user.id, address: "admin socket".into() });
+        let (token, expires) = self.auth.issue(user.id, Role::Operator, now_ms() / 1_000);
+        json!({ "ok": { "token": token, "operator": user.id.to_string(), "email": user.email, "expires": expires } })
+    }
+
+    /// The account, if the password is its own.
+    async fn checked_account(&self, email: &str, password: String) -> Result<Option<crate::users::User>, Value> {
+        let existing = self.users.by_email(email).map_err(|error| refusal("UNAVAILABLE", error))?;
+        let auth = self.auth.clone();
+        let hash = existing.as_ref().map(|user| user.password_hash.clone());
+        let same = tokio::task::spawn_blocking(move || auth.verify_password(&password, hash.as_deref())).await.unwrap_or(false);
+        Ok(existing.filter(|_| same))
+    }
+
+    /// The account for `email` with this password: made with `role` if
+    /// there is none; None if it exists with another password.
+    async fn account(&self, email: &str, password: String, role: Role) -> Result<(crate::users::User, bool), Value> {
+        if password.len() < PASSWORD_BYTES_MIN {
+            return Err(refusal("BAD_USER_INPUT", format!("the password must be at least {PASSWORD_BYTES_MIN} bytes")));
+        }
+        if self.users.by_email(email).map_err(|error| refusal("UNAVAILABLE", error))?.is_some() {
+            return match self.checked_account(email, password).await? {
+                Some(user) => Ok((user, false)),
+                None => Err(refusal("DUPLICATE", "an account with this email exists with another password")),
+            };
+        }
+        let auth = self.auth.clone();
+        let hash = match tokio::task::spawn_blocking(move || auth.hash_password(&password)).await {
+            Ok(Ok(hash)) => hash,
+            _ => return Err(refusal("UNAVAILABLE", "password hashing failed")),
+        };
+        match self.users.create(email, hash, role, now_ms()) {
+            Ok(user) => Ok((user, true)),
+            Err(UserError::BadInput(reason)) => Err(refusal("BAD_USER_INPUT", reason)),
+            Err(UserError::EmailTaken) => Err(refusal("DUPLICATE", "an account with this email exists")),
+            Err(error) => Err(refusal("UNAVAILABLE", error)),
+        }
+    }
+
+    /// A fresh install's first operator: the one operator made without another's approval.
+    async fn create_first_operator(&self, email: String, password: String) -> Value {
+        let operators = match self.ledger.query(ledger_api::Query::Operators(ledger_api::operators::Query::Operators)).await {
+            Ok(Ok(ledger_api::Answer::Operators(ledger_api::operators::Answer::Operators { operators, .. }))) => operators,
+            _ => return refusal("UNAVAILABLE", "the ledger cannot say whether an operator exists: is marionette-ledger running? (marionettectl status)"),
+        };
+        let (user, created) = match self.account(&email, password, Role::Operator).await {
+            Ok(account) => account,
+            Err(refused) => return refused,
+        };
+        if user.role != Role::Operator || (!operators.is_empty() && operators != [user.id]) {
+            return refusal(
+                "FORBIDDEN",
+                "this install has operators: log in as one (marionettectl login EMAIL) and create-operator proposes the new one for others to approve",
+            );
+        }
+        match self.ledger.command(ledger_api::Command::Operators(ledger_api::operators::Command::Bootstrap { operator: user.id })).await {
+            Ok(Ok(_)) => json!({ "ok": { "id": user.id.to_string(), "email": user.email, "created": created } }),
+            Ok(Err(error)) => refusal(error.code(), error),
+            Err(error) => refusal("UNAVAILABLE", error),
+        }
+    }
+
+    /// Makes (or finds) a user account and proposes it as an operator.
+    async fn propose_operator(&self, claims: Claims, email: String, password: String) -> Value {
+        let Ok(operator) = claims.sub.parse::<u64>() else { return refusal("FORBIDDEN", "the token names no operator") };
+        let (user, _) = match self.account(&email, password, Role::User).await {
+            Ok(account) => account,
+            Err(refused) => return refused,
+        };
+        if crate::api::operators::is_operator(&self.ledger, user.id).await == Some(true) {
+            return json!({ "ok": { "id": user.id.to_string(), "email": user.email, "created": false } });
+        }
+        let propose = ledger_api::operators::Command::Propose { operator, action: ledger_api::operators::Action::AddOperator { user: user.id } };
+        match self.ledger.command(ledger_api::Command::Operators(propose)).await {
+            Ok(Ok(ledger_api::Outcome::Operators(outcome))) => {
+                let (proposal, status) = match &outcome {
+                    ledger_api::operators::Outcome::Executed { proposal, .. } => (proposal.id, "executed"),
+                    ledger_api::operators::Outcome::Proposal(proposal) => (proposal.id, "pending"),
+                    _ => (0, "unknown"),
+                };
+                json!({ "ok": { "id": user.id.to_string(), "email": user.email, "proposal": proposal.to_string(), "status": status } })
+            }
+            Ok(Ok(other)) => refusal("UNAVAILABLE", format!("unexpected outcome {other:?}")),
+            Ok(Err(error)) => refusal(error.code(), error),
+            Err(error) => refusal("UNAVAILABLE", error),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

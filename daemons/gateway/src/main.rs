@@ -19,6 +19,7 @@ use gateway::ratelimit::RateLimiter;
 use gateway::tls::Certificate;
 use gateway::users::Users;
 use hyper_util::rt::TokioIo;
+use ledger_api::operators::SecurityEvent;
 
 const USAGE: &str = "usage: marionette-gateway [--config PATH] [--check-config] [init-keys]\n\
     Runs the Marionette GraphQL gateway. PATH defaults to /etc/marionette/gateway.toml.\n\
@@ -88,7 +89,7 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
     let app = Arc::new(App {
         schema,
         auth: auth.clone(),
-        ledger,
+        ledger: ledger.clone(),
         metrics: Metrics::new(),
         body_bytes_max: limits.body_bytes_max,
         body_read_timeout: Duration::from_secs(config.listen.body_read_timeout_seconds),
@@ -108,7 +109,10 @@ async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> any
             .with_context(|| format!("binding the metrics address {}", config.listen.metrics_address))?;
         tokio::spawn(http::serve_metrics(metrics, app.clone()));
     }
-    let tls = tls_acceptor(&config.listen)?;
+    // The keys this gateway serves with, in the ledger's audit log.
+    let loaded = |what: &str, fingerprint: String| SecurityEvent::Loaded { daemon: "gateway".into(), what: what.into(), fingerprint };
+    gateway::api::operators::record_when_connected(&ledger, loaded("token signing key", auth.signing_key_id().to_string()));
+    let tls = tls_acceptor(&config.listen, &ledger)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, metrics = %config.listen.metrics_address, signing_key = auth.signing_key_id(), "ready: POST {scheme}://{}/graphql", config.listen.address);
     shell::service_manager::ready(&format!("serving GraphQL on {scheme}://{}", config.listen.address));
@@ -193,7 +197,7 @@ where
 /// handles SIGHUP (`systemctl reload`): it reads the certificate again, or,
 /// with none, says there is nothing to reload (rather than the signal's
 /// default, which would end the process).
-fn tls_acceptor(listen: &gateway::config::ListenConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+fn tls_acceptor(listen: &gateway::config::ListenConfig, ledger: &LedgerClient) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     if listen.tls_certificate_file.as_os_str().is_empty() {
         tokio::spawn(async move {
@@ -205,11 +209,17 @@ fn tls_acceptor(listen: &gateway::config::ListenConfig) -> anyhow::Result<Option
     }
     let certificate = Certificate::load(&listen.tls_certificate_file, &listen.tls_private_key_file)?;
     tracing::info!(sha256 = certificate.fingerprint(), file = %listen.tls_certificate_file.display(), "serving HTTPS");
+    let loaded = |fingerprint: String| SecurityEvent::Loaded { daemon: "gateway".into(), what: "TLS certificate (sha256)".into(), fingerprint };
+    gateway::api::operators::record_when_connected(ledger, loaded(certificate.fingerprint()));
     let reloaded = certificate.clone();
+    let ledger = ledger.clone();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             match reloaded.reload() {
-                Ok(sha256) => tracing::info!(%sha256, "SIGHUP: the certificate was read again and is served from now on"),
+                Ok(sha256) => {
+                    tracing::info!(%sha256, "SIGHUP: the certificate was read again and is served from now on");
+                    gateway::api::operators::record(&ledger, loaded(sha256));
+                }
                 Err(error) => {
                     tracing::error!(%error, sha256 = reloaded.fingerprint(), "SIGHUP: the certificate was not reloaded; the one before is still served")
                 }

@@ -90,6 +90,17 @@ impl Users {
         Ok(user)
     }
 
+    /// Changes an account's role (an operator's, once the ledger counts them).
+    pub fn set_role(&self, id: UserId, role: Role) -> Result<User, UserError> {
+        let _guard = self.registering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut user = self.by_id(id)?.ok_or_else(|| UserError::Corrupt(format!("user {id} vanished")))?;
+        user.role = role;
+        let mut batch = Batch::default();
+        batch.put(USERS, &id.to_be_bytes(), &postcard::to_stdvec(&user).expect("encoding into a vector cannot fail"));
+        self.store.write(&mut batch, Durability::Synced)?;
+        Ok(user)
+    }
+
     pub fn by_id(&self, id: UserId) -> Result<Option<User>, UserError> {
         self.store.get(USERS, &id.to_be_bytes())?.map(|bytes| postcard::from_bytes(&bytes).map_err(|e| UserError::Corrupt(e.to_string()))).transpose()
     }

@@ -2,7 +2,7 @@
 //! gateway's HTTP API the way a client would: the contract's operations,
 //! authentication and authorization, and the GraphQL-over-HTTP rules.
 
-use acceptance::{code, data, Daemon, Options, System, OPERATOR, OPERATOR_PASSWORD, PLACE};
+use acceptance::{code, data, Daemon, Options, System, APPROVER, OPERATOR, OPERATOR_PASSWORD, PLACE};
 use serde_json::{json, Value};
 
 #[test]
@@ -409,7 +409,10 @@ fn explicit_nulls_take_the_contracts_defaults() {
     assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
     assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0", "0"], "").0, 0);
     let deposit = format!("mutation {{ deposit(email: \"{OPERATOR}\", asset: \"USD\", amount: \"100\", reference: \"r\") {{ id }} }}");
-    assert!(system.as_user(&operator, &deposit, json!({})).get("errors").is_none());
+    // The second operator's: no operator deposits to themselves.
+    let approver = system.login(APPROVER, OPERATOR_PASSWORD);
+    assert_eq!(code(&system.as_user(&operator, &deposit, json!({}))), "FORBIDDEN");
+    assert!(system.as_user(&approver, &deposit, json!({})).get("errors").is_none());
     let placed = system.as_user(
         &operator,
         "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { timeInForce postOnly status } }",

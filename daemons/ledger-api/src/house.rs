@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::operators::ActionKind;
 use crate::{Amount, AssetId, TransferId};
 
 /// The house's: fees collected.
@@ -38,6 +39,11 @@ pub enum Command {
     Fund { asset: AssetId, amount: Amount, reference: String },
     /// The house's inventory back to custody; idempotent by the asset's `reference`.
     Defund { asset: AssetId, amount: Amount, reference: String },
+}
+
+/// Every house command is an operator's.
+pub(crate) fn operator_action(_: &Command) -> Option<ActionKind> {
+    Some(ActionKind::HouseInventory)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,12 +18,14 @@ use serde::{Deserialize, Serialize};
 pub use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, TransferId, UserId, WithdrawalId};
 
 pub mod house;
+pub mod operators;
 pub mod spot;
 pub mod wallet;
 
 /// The version of every format in this crate. 1 was the unversioned
-/// encoding of the ledger core's own types (release 0.1.0's first builds).
-pub const FORMAT_VERSION: u16 = 2;
+/// encoding of the ledger core's own types (release 0.1.0's first builds);
+/// 3 added operators, proposals and the audit log.
+pub const FORMAT_VERSION: u16 = 3;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -93,7 +95,88 @@ macro_rules! products {
         #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum Command {
             CreateAsset(AssetSpec),
+            /// Operators, their proposals and approvals, the audit log.
+            Operators(operators::Command),
             $($variant($module::Command),)*
+        }
+
+        impl Command {
+            /// The kind of operator action this command is, or None for a
+            /// command that is not an operator's: a peer may send an
+            /// operator's command only inside a proposal.
+            pub fn operator_action(&self) -> Option<operators::ActionKind> {
+                match self {
+                    Command::CreateAsset(_) => Some(operators::ActionKind::Asset),
+                    Command::Operators(_) => None,
+                    $(Command::$variant(command) => $module::operator_action(command),)*
+                }
+            }
+
+            /// The command as a proposal's action, if it is an operator's.
+            pub fn to_action(&self) -> Option<ActionCommand> {
+                self.operator_action()?;
+                match self {
+                    Command::CreateAsset(spec) => Some(ActionCommand::CreateAsset(spec.clone())),
+                    Command::Operators(_) => None,
+                    $(Command::$variant(command) => Some(ActionCommand::$variant(command.clone())),)*
+                }
+            }
+        }
+
+        /// The command a proposal carries: the kernel's or a product's,
+        /// never an operators' command, so that no frame can nest proposals
+        /// (a decoder would recurse as deep as the frame is long).
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ActionCommand {
+            CreateAsset(AssetSpec),
+            $($variant($module::Command),)*
+        }
+
+        impl ActionCommand {
+            pub fn kind(&self) -> Option<operators::ActionKind> {
+                match self {
+                    ActionCommand::CreateAsset(_) => Some(operators::ActionKind::Asset),
+                    $(ActionCommand::$variant(command) => $module::operator_action(command),)*
+                }
+            }
+        }
+
+        impl From<ActionCommand> for Command {
+            fn from(action: ActionCommand) -> Command {
+                match action {
+                    ActionCommand::CreateAsset(spec) => Command::CreateAsset(spec),
+                    $(ActionCommand::$variant(command) => Command::$variant(command),)*
+                }
+            }
+        }
+
+        /// What an approved proposal's action did.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum ActionOutcome {
+            AssetCreated(AssetId),
+            OperatorAdded(UserId),
+            $($variant($module::Outcome),)*
+        }
+
+        impl ActionOutcome {
+            /// A command's outcome as an action's; None for an operators' outcome.
+            pub fn of(outcome: Outcome) -> Option<ActionOutcome> {
+                match outcome {
+                    Outcome::AssetCreated(asset) => Some(ActionOutcome::AssetCreated(asset)),
+                    Outcome::Operators(_) => None,
+                    $(Outcome::$variant(outcome) => Some(ActionOutcome::$variant(outcome)),)*
+                }
+            }
+        }
+
+        impl From<ActionOutcome> for Outcome {
+            fn from(outcome: ActionOutcome) -> Outcome {
+                match outcome {
+                    ActionOutcome::AssetCreated(asset) => Outcome::AssetCreated(asset),
+                    ActionOutcome::OperatorAdded(user) => Outcome::Operators(operators::Outcome::OperatorAdded(user)),
+                    $(ActionOutcome::$variant(outcome) => Outcome::$variant(outcome),)*
+                }
+            }
         }
 
         /// What a command did. A command repeated under its idempotency key gets
@@ -101,6 +184,7 @@ macro_rules! products {
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
         pub enum Outcome {
             AssetCreated(AssetId),
+            Operators(operators::Outcome),
             $($variant($module::Outcome),)*
         }
 
@@ -118,6 +202,7 @@ macro_rules! products {
             Status,
             /// Per asset, every account's money summed by owner and purpose: for operators' audits.
             Reserves,
+            Operators(operators::Query),
             $($variant($module::Query),)*
         }
 
@@ -127,6 +212,7 @@ macro_rules! products {
             Transfers(Vec<Transfer>),
             Status(LedgerStatus),
             Reserves(Vec<AssetReserve>),
+            Operators(operators::Answer),
             $($variant($module::Answer),)*
         }
 
@@ -170,6 +256,10 @@ pub enum LedgerError {
     Duplicate,
     #[error("matching output {got} is not the next one ({expected})")]
     OutOfSequence { expected: u64, got: u64 },
+    /// The caller may not do this: not an operator, the beneficiary of the
+    /// action, or approving a second time.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("a configured limit was reached ({0}); close some (cancel orders, wait for withdrawals to be decided) before adding more")]
     LimitReached(String),
 }
@@ -181,6 +271,7 @@ impl LedgerError {
             LedgerError::UnknownAsset(_) | LedgerError::UnknownMarket(_) | LedgerError::NotFound => "NOT_FOUND",
             LedgerError::AssetExists(_) | LedgerError::MarketExists(_) | LedgerError::Duplicate => "DUPLICATE",
             LedgerError::BadInput(_) => "BAD_USER_INPUT",
+            LedgerError::Forbidden(_) => "FORBIDDEN",
             LedgerError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
             LedgerError::OutOfSequence { .. } => "UNAVAILABLE",
             // Not UNAVAILABLE: retrying does not help until something closes.

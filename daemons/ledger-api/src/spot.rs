@@ -6,6 +6,7 @@
 use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce};
 use serde::{Deserialize, Serialize};
 
+use crate::operators::ActionKind;
 use crate::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
 
 pub const HOLD: u16 = 201;
@@ -77,6 +78,14 @@ pub enum Command {
         sequence: u64,
         events: Vec<Event>,
     },
+}
+
+/// Creating a market is an operator's action.
+pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
+    match command {
+        Command::CreateMarket(_) => Some(ActionKind::Market),
+        Command::PlaceOrder { .. } | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::operators::ActionKind;
 use crate::{Amount, AssetId, TimestampMs, TransferId, UserId, WithdrawalId};
 
 /// A user's money to spend.
@@ -52,6 +53,16 @@ pub enum Command {
     RequestWithdrawal { user: UserId, asset: AssetId, amount: Amount, destination: String, key: String },
     /// Pending to custody (approve) or back to AVAILABLE (reject).
     DecideWithdrawal { id: WithdrawalId, approve: bool },
+}
+
+/// Deposits and withdrawals' decisions are operators' actions.
+pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
+    match command {
+        Command::Deposit { .. } => Some(ActionKind::Deposit),
+        Command::DecideWithdrawal { approve: true, .. } => Some(ActionKind::WithdrawalApproval),
+        Command::DecideWithdrawal { approve: false, .. } => Some(ActionKind::WithdrawalRejection),
+        Command::Transfer { .. } | Command::RequestWithdrawal { .. } => None,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,6 +91,19 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         reference: "trade:4".into(),
         at_ms: 1_700_000_000_000,
     };
+    let proposal = operators::Proposal {
+        id: 4,
+        kind: operators::ActionKind::Deposit,
+        action: operators::Action::Ledger(ActionCommand::Wallet(wallet::Command::Deposit { user: 12, asset: 2, amount: 10_000, reference: "bank-1".into() })),
+        approvals: vec![1],
+        required: 2,
+        status: operators::ProposalStatus::Pending,
+        created_ms: 1,
+        updated_ms: 2,
+        rejection: Some((2, "no".into())),
+    };
+    let login_failed = operators::SecurityEvent::LoginFailed { email: "a@b".into(), address: "192.0.2.1".into(), reason: "password".into() };
+    let audit = operators::AuditRecord::new(1, 1_700_000_000_000, operators::AuditEvent::Security(login_failed.clone()), operators::Digest::default());
     vec![
         ("create asset", Command::CreateAsset(AssetSpec { id: 2, symbol: "USD".into(), scale: 2 }).encode()),
         ("deposit", Command::Wallet(wallet::Command::Deposit { user: 12, asset: 2, amount: 10_000, reference: "bank-1".into() }).encode()),
@@ -195,6 +208,56 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }
             .encode(),
         ),
+        (
+            "operators' commands",
+            vec![
+                Command::Operators(operators::Command::Bootstrap { operator: 1 }),
+                Command::Operators(operators::Command::Propose { operator: 1, action: proposal.action.clone() }),
+                Command::Operators(operators::Command::Propose { operator: 1, action: operators::Action::AddOperator { user: 2 } }),
+                Command::Operators(operators::Command::Approve { operator: 2, proposal: 4 }),
+                Command::Operators(operators::Command::Reject { operator: 2, proposal: 4, reason: "no".into() }),
+                Command::Operators(operators::Command::Record(login_failed.clone())),
+                Command::Operators(operators::Command::Configure(operators::Thresholds::default())),
+            ]
+            .encode(),
+        ),
+        (
+            "operators' outcomes",
+            vec![
+                Outcome::Operators(operators::Outcome::Bootstrapped(1)),
+                Outcome::Operators(operators::Outcome::Proposal(proposal.clone())),
+                Outcome::Operators(operators::Outcome::Executed { proposal: proposal.clone(), outcome: ActionOutcome::AssetCreated(2) }),
+                Outcome::Operators(operators::Outcome::OperatorAdded(2)),
+                Outcome::Operators(operators::Outcome::Recorded { sequence: 9 }),
+                Outcome::Operators(operators::Outcome::Configured),
+            ]
+            .encode(),
+        ),
+        ("forbidden", LedgerError::Forbidden("no".into()).encode()),
+        (
+            "operators' queries",
+            vec![
+                Query::Operators(operators::Query::Proposal { id: 4 }),
+                Query::Operators(operators::Query::Proposals { status: Some(operators::ProposalStatus::Pending), limit: 10 }),
+                Query::Operators(operators::Query::Operators),
+                Query::Operators(operators::Query::Audit { from: 1, limit: 10 }),
+                Query::Operators(operators::Query::AuditHead),
+            ]
+            .encode(),
+        ),
+        (
+            "operators' answers",
+            vec![
+                Answer::Operators(operators::Answer::Proposal(Some(proposal.clone()))),
+                Answer::Operators(operators::Answer::Proposals(vec![proposal.clone()])),
+                Answer::Operators(operators::Answer::Operators { operators: vec![1, 2], thresholds: operators::Thresholds::all(2) }),
+                Answer::Operators(operators::Answer::Audit(vec![audit.clone()])),
+                Answer::Operators(operators::Answer::AuditHead(operators::AuditHead { last_sequence: 1, last_hash: audit.hash })),
+            ]
+            .encode(),
+        ),
+        ("audit record", audit.encode()),
+        ("proposal record", proposal.encode()),
         ("transfer record", transfer.encode()),
         ("order record", record.encode()),
         ("withdrawal record", withdrawal.encode()),
@@ -203,30 +266,37 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
 
 const GOLDEN: &[(&str, &str)] = &[
     ("create asset", "00020355534402"),
-    ("deposit", "01000c02a09c010662616e6b2d31"),
-    ("transfer", "01010c0d0201016b"),
-    ("request withdrawal", "01020c02a413094445383920333730340177"),
-    ("decide withdrawal", "01030501"),
-    ("create market", "02000102a08d06030ae807d00f8080808080208080808004"),
-    ("place order", "02010c03000101000190cb0102000105626f742d37"),
-    ("cancel order", "02020c0b"),
-    ("apply matching", "02030402050309080b0c00a8c30102a0c21ef403e80708030b0c"),
-    ("fund house", "030002904e087472656173757279"),
-    ("defund house", "030102904e046261636b"),
-    ("outcomes", "0b000201000101010201020301030402000302010b02020b020302090b030005030106"),
-    ("errors", "0a000901090202030304026e6f0514120607080203090f6f70656e5f6f72646572735f6d6178"),
-    ("queries", "0d00010c010264020304000c04010504020001000a050005010b05020c010301010a05030c000a0504030a0600"),
-    ("answers", "0c0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc31020703010103010202000114010313040001021406040101050c02a41309444538392033373034010102040201050c02a413094445383920333730340101020500010102a08d06030ae807d00f8080808080208080808004050101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31050201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31050301040309080b0c00a8c30102a0c21ef403e807d00fe8070906000102904eb817"),
+    ("deposit", "02000c02a09c010662616e6b2d31"),
+    ("transfer", "02010c0d0201016b"),
+    ("request withdrawal", "02020c02a413094445383920333730340177"),
+    ("decide withdrawal", "02030501"),
+    ("create market", "03000102a08d06030ae807d00f8080808080208080808004"),
+    ("place order", "03010c03000101000190cb0102000105626f742d37"),
+    ("cancel order", "03020c0b"),
+    ("apply matching", "03030402050309080b0c00a8c30102a0c21ef403e80708030b0c"),
+    ("fund house", "040002904e087472656173757279"),
+    ("defund house", "040102904e046261636b"),
+    ("outcomes", "0b000202000102010202020302030403000303010b03020b030302090b040005040106"),
+    ("errors", "0a000901090202030304026e6f05141206070802030a0f6f70656e5f6f72646572735f6d6178"),
+    ("queries", "0d00010c010264020305000c05010505020001000a060006010b06020c010301010a06030c000a0604030a0700"),
+    ("answers", "0c0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc31020703010103010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d06030ae807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a0c21ef403e807d00fe8070907000102904eb817"),
     ("query errors", "0200056c696d697401"),
-    ("journal entry", "07e80780d095ffbc3101030500"),
+    ("journal entry", "07e80780d095ffbc3102030500"),
+    ("operators' commands", "070100010101010001000c02a09c010662616e6b2d3101010101020102020401030204026e6f01040103614062093139322e302e322e310870617373776f7264010502020102020202"),
+    ("operators' outcomes", "06010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f00020103020104090105"),
+    ("forbidden", "09026e6f"),
+    ("operators' queries", "05040004040101000a04020403010a0404"),
+    ("operators' answers", "0504000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f0402020102020202020202020403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
+    ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
+    ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
     ("order record", "030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31"),
     ("withdrawal record", "050c02a41309444538392033373034010102"),
 ];
 
 #[test]
-fn the_format_is_version_2_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 2, "the golden bytes below are version 2's: a new version writes its own");
+fn the_format_is_version_3_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 3, "the golden bytes below are version 3's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

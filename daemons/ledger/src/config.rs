@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ledger_api::operators::Thresholds;
 use link::Address;
 use products::LedgerLimits;
 use serde::Deserialize;
@@ -16,6 +17,8 @@ pub struct LedgerConfig {
     pub storage: StorageConfig,
     /// The core's limits, read as they are.
     pub limits: LedgerLimits,
+    /// Approvals each kind of operator action needs, the proposer's included.
+    pub approvals: Thresholds,
     pub log: LogConfig,
 }
 
@@ -136,6 +139,7 @@ impl LedgerConfig {
         if l.open_orders_per_user_max == 0 || l.open_orders_max == 0 || l.pending_withdrawals_max == 0 || l.assets_max == 0 || l.markets_max == 0 {
             return invalid("limits", "every limit must be at least 1");
         }
+        self.approvals.validate().map_err(|reason| ConfigError::Invalid { key: "approvals", reason })?;
         self.log.validate()?;
         Ok(())
     }

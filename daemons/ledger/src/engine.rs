@@ -33,6 +33,10 @@ use crate::service::{JournalEntry, LedgerService, ServiceError, Submitted};
 /// matching's output sequence. Peers may not use it.
 pub const MATCHING_PEER: PeerId = u32::MAX;
 
+/// The journal's peer id for the ledger's own commands (its config's
+/// approval thresholds). Peers may not use it.
+pub const SYSTEM_PEER: PeerId = u32::MAX - 1;
+
 /// Forwarded commands, by forward sequence, for the link to matching to send.
 pub type Forwards = Vec<(u64, Command)>;
 
@@ -138,6 +142,26 @@ impl Engine {
         engine
     }
 
+    /// Journals the config's approval thresholds if they are not the ones
+    /// in force (a fresh ledger's are the defaults): the change is applied
+    /// like any command, so replay and the audit log see it.
+    pub fn configure(&mut self) -> Result<(), ServiceError> {
+        let thresholds = self.config.approvals;
+        let in_force = self.service.ledger().operators().thresholds();
+        if thresholds == in_force {
+            return Ok(());
+        }
+        tracing::info!(?in_force, ?thresholds, "the config changes the approval thresholds; journaling the change");
+        let peer_sequence = self.service.peer_applied(SYSTEM_PEER) + 1;
+        self.pending.push(JournalEntry {
+            peer: SYSTEM_PEER,
+            peer_sequence,
+            at_ms: now_ms(),
+            command: LedgerCommand::Operators(ledger_api::operators::Command::Configure(thresholds)),
+        });
+        self.flush()
+    }
+
     /// Runs until `Shutdown` or until every sender is gone. An error ends it:
     /// the in-memory state may be ahead of the disk, so the caller must exit
     /// non-zero and let start-up recover from the journal.
@@ -194,6 +218,7 @@ impl Engine {
                     Inbound::MatchingDown => self.matching = None,
                     Inbound::Shutdown => {
                         self.flush()?;
+                        self.service.checkpoint()?;
                         tracing::info!(journal_applied = self.service.journal_applied(), "engine stopped cleanly");
                         return Ok(());
                     }
@@ -364,6 +389,12 @@ impl Engine {
         let mut replies: HashMap<PeerId, Vec<u8>> = HashMap::new();
         let retained_max = self.config.engine.outcomes_retained_per_peer;
         for (entry, outcome) in entries.iter().zip(outcomes) {
+            if entry.peer == SYSTEM_PEER {
+                if let Err(error) = &outcome {
+                    tracing::error!(%error, "the ledger's own command was refused");
+                }
+                continue;
+            }
             if entry.peer == MATCHING_PEER {
                 self.metrics.matching_outputs.inc();
                 if let Err(error) = &outcome {

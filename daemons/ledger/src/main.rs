@@ -69,7 +69,8 @@ fn run() -> anyhow::Result<()> {
     let (inbox, receiver) = mpsc::sync_channel(config.engine.inbound_queue_max);
     let shared =
         Arc::new(Shared { config: config.clone(), inbox: inbox.clone(), store: service.shared_store(), progress: progress.clone(), metrics: metrics.clone() });
-    let engine = Engine::new(config.clone(), service, metrics.clone(), progress.clone());
+    let mut engine = Engine::new(config.clone(), service, metrics.clone(), progress.clone());
+    engine.configure().context("journaling the approval thresholds of the config")?;
     let cpu = config.engine.cpu;
     let engine = std::thread::Builder::new().name("engine".into()).spawn(move || {
         if let Some(cpu) = cpu {

@@ -7,13 +7,13 @@ use std::io::Write;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 
-use ledger_api::{spot, Command};
+use ledger_api::{operators, spot, Command};
 use link::{ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, ReadError, Stream};
 use storage::Store;
 use wire::{Message, ProtocolErrorCode, Role};
 
 use crate::config::LedgerConfig;
-use crate::engine::{Inbound, MATCHING_PEER};
+use crate::engine::{Inbound, MATCHING_PEER, SYSTEM_PEER};
 use crate::metrics::Metrics;
 use crate::query::{self, Progress};
 
@@ -41,6 +41,20 @@ fn refuse(stream: &mut Stream, code: ProtocolErrorCode, detail: &str) {
     let _ = stream.write_all(&wire::encode_error(code, detail));
 }
 
+/// Why no peer may send `command`, if none may: matching's outputs come
+/// only over the ledger's own link, the thresholds only from its config,
+/// and an operator's action only inside a proposal that names the operator.
+fn not_for_peers(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Spot(spot::Command::ApplyMatching { .. }) => Some("only the ledger's link to matching applies matching outputs"),
+        Command::Operators(operators::Command::Configure(_)) => Some("only the ledger's own config sets the approval thresholds"),
+        command if command.operator_action().is_some() => {
+            Some("an operator's action comes inside a proposal that names the operator (operators::Command::Propose)")
+        }
+        _ => None,
+    }
+}
+
 fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Shared) {
     let mut reader = FrameReader::new(shared.config.listen.frame_bytes_max);
     // Set by Hello: the peer and the queue its writer drains.
@@ -57,7 +71,7 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Share
         };
         match (frame.message, &peer) {
             (Message::Hello { peer: id, role, subscribe, .. }, None) => {
-                if id == MATCHING_PEER || role == Role::Ledger {
+                if id == MATCHING_PEER || id == SYSTEM_PEER || role == Role::Ledger {
                     refuse(&mut stream, ProtocolErrorCode::Forbidden, "that peer id or role is reserved");
                     break;
                 }
@@ -72,9 +86,10 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Share
                 }
                 peer = Some((id, outbox));
             }
-            (Message::LedgerCommand(Command::Spot(spot::Command::ApplyMatching { .. })), Some(_)) => {
-                tracing::warn!(connection, "a peer sent matching's outputs; closing the connection");
-                refuse(&mut stream, ProtocolErrorCode::Forbidden, "only the ledger's link to matching applies matching outputs");
+            (Message::LedgerCommand(command), Some((id, _))) if not_for_peers(&command).is_some() => {
+                let reason = not_for_peers(&command).unwrap_or_default();
+                tracing::warn!(connection, peer = id, reason, "a peer sent a command peers may not send; closing the connection");
+                refuse(&mut stream, ProtocolErrorCode::Forbidden, reason);
                 break;
             }
             (Message::LedgerCommand(command), Some((id, _))) => {

@@ -340,6 +340,15 @@ impl LedgerService {
         Ok(())
     }
 
+    /// On a clean stop: waits for the last write and flushes RocksDB, so
+    /// the next start replays nothing and RocksDB's files alone hold the
+    /// state (what a backup of a stopped ledger copies).
+    pub fn checkpoint(&mut self) -> Result<(), ServiceError> {
+        self.finish_write()?;
+        self.store.flush()?;
+        Ok(())
+    }
+
     pub fn set_segment_records_max(&mut self, records: u64) {
         self.segment_records_max = records.max(1);
     }
@@ -399,6 +408,11 @@ impl LedgerService {
     fn persist(&mut self, sequence: u64) -> Result<Vec<ledger_api::spot::OrderRecord>, ServiceError> {
         self.check(sequence)?;
         let changes = self.ledger.take_changes();
+        for record in &changes.operators.audit {
+            // Durable in the journal by now; also for the host's journal and a SIEM.
+            let event = serde_json::to_string(&record.event).unwrap_or_default();
+            tracing::info!(target: "marionette::audit", sequence = record.sequence, at_ms = record.at_ms, hash = %record.hash.hex(), event, "audit record");
+        }
         let mut order_updates: Vec<_> = changes.spot.orders.iter().filter_map(|id| self.ledger.spot().order(*id)).cloned().collect();
         order_updates.extend(changes.spot.closed_orders.iter().cloned());
         // Encoded now, from the state after this batch: the core moves on

@@ -18,7 +18,12 @@ fn shipped_config_parses_and_matches_the_defaults() {
 
 #[test]
 fn unknown_keys_are_named() {
-    for (text, key) in [("[engine]\nbatch_size = 3\n", "batch_size"), ("[matching]\nhost = \"x\"\n", "host"), ("[ledger]\n", "ledger")] {
+    for (text, key) in [
+        ("[engine]\nbatch_size = 3\n", "batch_size"),
+        ("[matching]\nhost = \"x\"\n", "host"),
+        ("[ledger]\n", "ledger"),
+        ("[approvals]\nwithdrawals = 2\n", "withdrawals"),
+    ] {
         let error = toml::from_str::<LedgerConfig>(text).unwrap_err().to_string();
         assert!(error.contains(key), "{text}: {error}");
     }
@@ -35,6 +40,8 @@ fn invalid_values_are_named() {
         ("[storage]\nsegment_records_max = 10\n", "storage.segment_records_max"),
         ("[limits]\nassets_max = 0\n", "limits"),
         ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[approvals]\ndeposit = 0\n", "approvals"),
+        ("[approvals]\nmarket = 10\n", "approvals"),
     ] {
         let config: LedgerConfig = toml::from_str(text).unwrap();
         let error = config.validate().unwrap_err().to_string();

@@ -14,7 +14,7 @@ use ::ledger::service::LedgerService;
 use ledger_api::spot::{Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus};
 use ledger_api::wallet::Balance;
 use ledger_api::{
-    spot, wallet, Answer as QueryAnswer, AssetId, AssetSpec, Command as LedgerCommand, LedgerError, LedgerStatus, MarketId, OrderId, Outcome,
+    operators, spot, wallet, Answer as QueryAnswer, AssetId, AssetSpec, Command as LedgerCommand, LedgerError, LedgerStatus, MarketId, OrderId, Outcome,
     Query as LedgerQuery, UserId,
 };
 use link::{Address, Client};
@@ -126,7 +126,7 @@ impl System {
         std::fs::write(
             dir.join("ledger.toml"),
             format!(
-                "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"127.0.0.1:{}\"\n[matching]\naddress = \"unix:{}\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{}\"\n[log]\nformat = \"text\"\n",
+                "[listen]\naddress = \"unix:{}\"\nmetrics_address = \"127.0.0.1:{}\"\n[matching]\naddress = \"unix:{}\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{}\"\n[approvals]\n{APPROVALS_OF_ONE}[log]\nformat = \"text\"\n",
                 system.ledger_socket().display(),
                 system.ledger_metrics,
                 dir.join("matching.sock").display(),
@@ -155,19 +155,46 @@ impl System {
 
     fn connect(&self, peer: u32) -> Peer {
         let (client, welcome) = Client::connect(&Address::Unix(self.ledger_socket()), peer, Role::Test, 0, false).unwrap();
-        Peer { client, next: welcome.commands_applied + 1, request: 0 }
+        Peer { client, next: welcome.commands_applied + 1, request: 0, bootstrapped: false }
     }
 }
+
+/// These tests are not about four-eyes (products/tests/operators.rs and
+/// the security suite are): one operator's approval is enough here.
+const APPROVALS_OF_ONE: &str = "deposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\n";
+
+/// The operator the peers' operator actions name.
+const OPERATOR: UserId = 1_000_000;
 
 /// A peer of the ledger, sending commands in sequence and reading.
 struct Peer {
     client: Client,
     next: u64,
     request: u64,
+    bootstrapped: bool,
 }
 
 impl Peer {
+    /// An operator's action goes as the operator's proposal (the first
+    /// operator made on the way), and its outcome is the action's.
     fn command(&mut self, command: LedgerCommand) -> Result<Outcome, LedgerError> {
+        if command.operator_action().is_none() {
+            return self.send(command);
+        }
+        if !self.bootstrapped {
+            self.send(LedgerCommand::Operators(operators::Command::Bootstrap { operator: OPERATOR }))?;
+            self.bootstrapped = true;
+        }
+        match self.send(LedgerCommand::Operators(operators::Command::Propose {
+            operator: OPERATOR,
+            action: operators::Action::Ledger(command.to_action().unwrap()),
+        }))? {
+            Outcome::Operators(operators::Outcome::Executed { outcome, .. }) => Ok(outcome.into()),
+            other => panic!("one approval is enough here, got {other:?}"),
+        }
+    }
+
+    fn send(&mut self, command: LedgerCommand) -> Result<Outcome, LedgerError> {
         let sequence = self.next;
         self.client.send(sequence, &Message::LedgerCommand(command)).unwrap();
         self.next += 1;
@@ -353,8 +380,9 @@ fn an_order_is_held_matched_and_settled_across_the_two_daemons() {
 
     let metrics = ledger.metrics();
     assert!(metrics.contains("marionette_ledger_matching_connected 1"), "{metrics}");
-    // 7 to set up, 3 orders, 2 cancels (one refused): each counted once, the refusal too.
-    assert!(metrics.lines().any(|l| l == "marionette_ledger_commands_total 12"), "{metrics}");
+    // 8 to set up (the operator's bootstrap first), 3 orders, 2 cancels
+    // (one refused): each counted once, the refusal too.
+    assert!(metrics.lines().any(|l| l == "marionette_ledger_commands_total 13"), "{metrics}");
     assert!(metrics.lines().any(|l| l == "marionette_ledger_rejections_total 1"), "{metrics}");
     ledger.stop();
     matching.stop();
@@ -375,13 +403,13 @@ fn a_resent_command_gets_its_first_outcome_and_is_not_applied_again() {
 
     // A reconnect: the ledger says how far it applied; resending the last one is answered, not applied.
     let (mut client, welcome) = Client::connect(&Address::Unix(system.ledger_socket()), 7, Role::Test, 0, false).unwrap();
-    assert_eq!(welcome.commands_applied, 6);
-    client.send(6, &Message::LedgerCommand(limit(1, Side::Buy, 10, 1))).unwrap();
+    assert_eq!(welcome.commands_applied, 7);
+    client.send(7, &Message::LedgerCommand(limit(1, Side::Buy, 10, 1))).unwrap();
     match client.recv().unwrap().message {
-        Message::LedgerOutcome { peer_sequence: 6, outcome: Some(Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id)))) } => assert_eq!(order_id, first),
+        Message::LedgerOutcome { peer_sequence: 7, outcome: Some(Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id)))) } => assert_eq!(order_id, first),
         other => panic!("{other:?}"),
     }
-    let mut peer = Peer { client, next: 7, request: 0 };
+    let mut peer = Peer { client, next: 8, request: 0, bootstrapped: true };
     let second = placed(peer.command(limit(1, Side::Buy, 10, 1)));
     assert_eq!(second, first + 1, "the resend did not place an order");
     peer.wait_settled("two orders");
@@ -410,9 +438,23 @@ fn bad_input_is_refused_with_a_code_and_the_daemon_stays_up() {
     let error = client.recv().unwrap_err().to_string();
     assert!(error.contains("role may not send"), "{error}");
 
+    // Nor an operator's action outside a proposal (nothing would name the
+    // operator or count approvals), nor the ledger's own thresholds.
+    let bare = [
+        LedgerCommand::Wallet(wallet::Command::Deposit { user: 1, asset: USD, amount: 100_000_000, reference: "bare".into() }),
+        LedgerCommand::Operators(operators::Command::Configure(operators::Thresholds::all(1))),
+    ];
+    for (peer, command) in [12, 13].into_iter().zip(bare) {
+        let (mut client, _) = Client::connect(&address, peer, Role::Test, 0, false).unwrap();
+        client.send(1, &Message::LedgerCommand(command)).unwrap();
+        let error = client.recv().unwrap_err().to_string();
+        assert!(error.contains("role may not send"), "{error}");
+    }
+
     // A sequence gap, and the reserved role.
     let (mut client, _) = Client::connect(&address, 9, Role::Test, 0, false).unwrap();
-    client.send(5, &Message::LedgerCommand(LedgerCommand::CreateAsset(AssetSpec { id: 1, symbol: "BTC".into(), scale: 8 }))).unwrap();
+    let transfer = wallet::Command::Transfer { from: 1, to: 2, asset: USD, amount: 1, key: "gap".into() };
+    client.send(5, &Message::LedgerCommand(LedgerCommand::Wallet(transfer))).unwrap();
     let error = client.recv().unwrap_err().to_string();
     assert!(error.contains("sequence"), "{error}");
     assert!(Client::connect(&address, 10, Role::Ledger, 0, false).is_err());
@@ -428,9 +470,17 @@ fn bad_input_is_refused_with_a_code_and_the_daemon_stays_up() {
     // Still serving, and nothing the refused peers sent was applied.
     setup(&mut peer, 1);
     assert_eq!(peer.balances(1).len(), 2);
-    for refused_peer in [8, 9] {
+    for refused_peer in [8, 9, 12, 13] {
         let (_, welcome) = Client::connect(&address, refused_peer, Role::Test, 0, false).unwrap();
         assert_eq!(welcome.commands_applied, 0, "peer {refused_peer}");
+    }
+    // The config's thresholds were journaled at start, the first audit record.
+    match peer.query(LedgerQuery::Operators(operators::Query::Audit { from: 1, limit: 10 })) {
+        QueryAnswer::Operators(operators::Answer::Audit(records)) => {
+            assert!(matches!(&records[0].event, operators::AuditEvent::ThresholdsChanged { to, .. } if to.deposit == 1), "{records:?}");
+            assert!(matches!(records[1].event, operators::AuditEvent::OperatorBootstrapped { operator: OPERATOR }), "{records:?}");
+        }
+        other => panic!("{other:?}"),
     }
 }
 

@@ -18,11 +18,15 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod house;
+pub mod operators;
 pub mod spot;
 pub mod wallet;
 
-use ledger_api::{AssetSpec, Command, LedgerError, Outcome};
+use ids::UserId;
+use ledger_api::operators::{self as ops, Action, Proposal, ProposalStatus};
+use ledger_api::{ActionOutcome, AssetSpec, Command, LedgerError, Outcome};
 use ledger_core::{Digest, Kernel, KernelChanges, KernelError, KernelLimits, KernelState, PurposeSpec, Purposes};
+use operators::{forbidden, Operators, OperatorsChanges, OperatorsState};
 use serde::{Deserialize, Serialize};
 
 pub use ledger_core;
@@ -36,6 +40,8 @@ pub struct LedgerLimits {
     pub pending_withdrawals_max: u32,
     pub assets_max: u32,
     pub markets_max: u32,
+    /// Operators' proposals waiting for approvals.
+    pub proposals_pending_max: u32,
     /// Not a limit: idempotency keys the ledger makes room for at start, so
     /// that it does not stop to grow its table (a pause of tens of
     /// milliseconds at a million keys) until it holds more than these.
@@ -52,6 +58,7 @@ impl Default for LedgerLimits {
             pending_withdrawals_max: 1_000_000,
             assets_max: 1_024,
             markets_max: 1_024,
+            proposals_pending_max: 10_000,
             idempotency_keys_reserved: 1 << 20,
         }
     }
@@ -104,6 +111,11 @@ pub trait Product: Default {
         at_ms: u64,
         known_key: Option<Digest>,
     ) -> (Result<Self::Outcome, LedgerError>, Forward);
+    /// The user an operator's command benefits (a deposit's, a
+    /// withdrawal's owner): they may neither propose nor approve it.
+    fn beneficiary(&self, _command: &Self::Command) -> Result<Option<UserId>, LedgerError> {
+        Ok(None)
+    }
     /// The product's own invariants, over its state and the kernel's.
     fn check_invariants(&self, kernel: &Kernel) -> Result<(), String>;
 }
@@ -138,6 +150,7 @@ macro_rules! registry {
         #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct LedgerState {
             pub kernel: KernelState,
+            pub operators: OperatorsState,
             $(pub $field: <$product as Product>::State,)*
         }
 
@@ -145,28 +158,31 @@ macro_rules! registry {
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
         pub struct Changes {
             pub kernel: KernelChanges,
+            pub operators: OperatorsChanges,
             $(pub $field: <$product as Product>::Changes,)*
         }
 
         #[derive(Default)]
         struct Products {
+            operators: Operators,
             $($field: $product,)*
         }
 
         impl Products {
             fn restore(state: LedgerState) -> Products {
-                Products { $($field: <$product>::restore(state.$field),)* }
+                Products { operators: Operators::restore(state.operators), $($field: <$product>::restore(state.$field),)* }
             }
 
             fn state(&self, kernel: KernelState) -> LedgerState {
-                LedgerState { kernel, $($field: self.$field.state(),)* }
+                LedgerState { kernel, operators: self.operators.state().clone(), $($field: self.$field.state(),)* }
             }
 
             fn take_changes(&mut self, kernel: KernelChanges) -> Changes {
-                Changes { kernel, $($field: self.$field.take_changes(),)* }
+                Changes { kernel, operators: self.operators.take_changes(), $($field: self.$field.take_changes(),)* }
             }
 
             fn recycle(&mut self, changes: Changes) {
+                self.operators.recycle(changes.operators);
                 $(self.$field.recycle(changes.$field);)*
             }
 
@@ -174,6 +190,8 @@ macro_rules! registry {
             fn apply(&mut self, kernel: &mut Kernel, limits: &LedgerLimits, command: &Command, at_ms: u64, known_key: Option<Digest>) -> Applied {
                 match command {
                     Command::CreateAsset(spec) => Applied { outcome: create_asset(kernel, spec), forward: None },
+                    // Ledger::apply_keyed takes these first: they apply other commands.
+                    Command::Operators(_) => Applied { outcome: Err(LedgerError::BadInput("an operators' command cannot be an action".into())), forward: None },
                     $(Command::$variant(command) => {
                         let (outcome, forward) = self.$field.apply(kernel, limits, command, at_ms, known_key);
                         Applied { outcome: outcome.map(Outcome::$variant), forward }
@@ -181,7 +199,15 @@ macro_rules! registry {
                 }
             }
 
+            fn beneficiary(&self, command: &Command) -> Result<Option<UserId>, LedgerError> {
+                match command {
+                    Command::CreateAsset(_) | Command::Operators(_) => Ok(None),
+                    $(Command::$variant(command) => self.$field.beneficiary(command),)*
+                }
+            }
+
             fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+                self.operators.check_invariants()?;
                 $(self.$field.check_invariants(kernel)?;)*
                 Ok(())
             }
@@ -197,7 +223,7 @@ macro_rules! registry {
         /// for the commands that carry a valid one.
         fn idempotency_key(command: &Command) -> Option<Digest> {
             match command {
-                Command::CreateAsset(_) => None,
+                Command::CreateAsset(_) | Command::Operators(_) => None,
                 $(Command::$variant(command) => <$product>::idempotency_key(command),)*
             }
         }
@@ -325,7 +351,132 @@ impl Ledger {
     /// `known_key` is the command's idempotency digest if computed already.
     #[inline]
     fn apply_keyed(&mut self, command: &Command, at_ms: u64, known_key: Option<Digest>) -> Applied {
+        if let Command::Operators(command) = command {
+            return self.apply_operators(command, at_ms);
+        }
         self.products.apply(&mut self.kernel, &self.limits, command, at_ms, known_key)
+    }
+
+    pub fn operators(&self) -> &Operators {
+        &self.products.operators
+    }
+
+    fn apply_operators(&mut self, command: &ops::Command, at_ms: u64) -> Applied {
+        let operators = &mut self.products.operators;
+        let outcome = match command {
+            ops::Command::Bootstrap { operator } => operators.bootstrap(*operator, at_ms),
+            ops::Command::Propose { operator, action } => return self.propose(*operator, action, at_ms),
+            ops::Command::Approve { operator, proposal } => return self.approve(*operator, *proposal, at_ms),
+            ops::Command::Reject { operator, proposal, reason } => operators.reject(*operator, *proposal, reason, at_ms),
+            ops::Command::Record(event) => operators.record(event, at_ms),
+            ops::Command::Configure(thresholds) => operators.configure(*thresholds, at_ms),
+        };
+        Applied { outcome: outcome.map(Outcome::Operators), forward: None }
+    }
+
+    /// Who `action` benefits; an error when what it names is gone (a
+    /// withdrawal no longer pending).
+    fn beneficiary(&self, action: &Action) -> Result<Option<UserId>, LedgerError> {
+        match action {
+            Action::AddOperator { user } => Ok(Some(*user)),
+            Action::Ledger(command) => self.products.beneficiary(&Command::from(command.clone())),
+        }
+    }
+
+    /// Why `operator` may not approve `action`, if they may not.
+    fn may_approve(&self, operator: UserId, action: &Action) -> Result<(), LedgerError> {
+        self.products.operators.check_operator(operator)?;
+        if self.beneficiary(action)? == Some(operator) {
+            return Err(forbidden(format!("operator {operator} would benefit from this action; other operators must propose and approve it")));
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, operator: UserId, action: &Action, at_ms: u64) -> Applied {
+        let refused = |error| Applied { outcome: Err(error), forward: None };
+        let Some(kind) = action.kind() else { return refused(LedgerError::BadInput("that command is not an operator's action".into())) };
+        if let Err(error) = self.may_approve(operator, action) {
+            return refused(error);
+        }
+        let operators = &self.products.operators;
+        if let Action::AddOperator { user } = action {
+            if operators.is_operator(*user) {
+                return refused(LedgerError::BadInput(format!("user {user} is an operator already")));
+            }
+        }
+        if let Some(id) = operators.pending_with(action) {
+            let proposal = operators.pending(id).expect("pending_with found it");
+            if proposal.approvals.contains(&operator) {
+                // The same operator asking again: still waiting for others.
+                return Applied { outcome: Ok(Outcome::Operators(ops::Outcome::Proposal(proposal.clone()))), forward: None };
+            }
+            return self.approve(operator, id, at_ms);
+        }
+        let proposal = Proposal {
+            id: operators.next_proposal(),
+            kind,
+            action: action.clone(),
+            approvals: vec![operator],
+            required: operators.required(kind),
+            status: ProposalStatus::Pending,
+            created_ms: at_ms,
+            updated_ms: at_ms,
+            rejection: None,
+        };
+        if proposal.required <= 1 {
+            return self.execute(proposal, at_ms);
+        }
+        if operators.pending_count() >= self.limits.proposals_pending_max as usize {
+            return refused(LedgerError::LimitReached("limits.proposals_pending_max: approve or reject some proposals first".into()));
+        }
+        let outcome = self.products.operators.open(proposal, at_ms);
+        Applied { outcome: Ok(Outcome::Operators(outcome)), forward: None }
+    }
+
+    fn approve(&mut self, operator: UserId, id: ops::ProposalId, at_ms: u64) -> Applied {
+        let refused = |error| Applied { outcome: Err(error), forward: None };
+        let Some(proposal) = self.products.operators.pending(id) else {
+            return refused(LedgerError::BadInput(format!("proposal {id} is not pending (unknown, executed or rejected)")));
+        };
+        if proposal.approvals.contains(&operator) {
+            return refused(forbidden(format!("operator {operator} has approved proposal {id} already; a different operator must approve it")));
+        }
+        let mut proposal = proposal.clone();
+        if let Err(error) = self.may_approve(operator, &proposal.action) {
+            return refused(error);
+        }
+        if proposal.approvals.len() + 1 < usize::from(proposal.required) {
+            let outcome = self.products.operators.approve(id, operator, at_ms);
+            return Applied { outcome: Ok(Outcome::Operators(outcome)), forward: None };
+        }
+        proposal.approvals.push(operator);
+        self.execute(proposal, at_ms)
+    }
+
+    /// Applies an approved proposal's action; refused, nothing changes and
+    /// the proposal stays as it was.
+    fn execute(&mut self, proposal: Proposal, at_ms: u64) -> Applied {
+        let executed = |proposal, outcome, forward| Applied { outcome: Ok(Outcome::Operators(ops::Outcome::Executed { proposal, outcome })), forward };
+        match &proposal.action {
+            Action::Ledger(command) => {
+                let applied = self.products.apply(&mut self.kernel, &self.limits, &Command::from(command.clone()), at_ms, None);
+                match applied.outcome.map(ActionOutcome::of) {
+                    Err(error) => Applied { outcome: Err(error), forward: None },
+                    // Only an operators' command has no action outcome, and no action is one.
+                    Ok(None) => Applied { outcome: Err(LedgerError::BadInput("an operators' command cannot be an action".into())), forward: None },
+                    Ok(Some(outcome)) => executed(self.products.operators.executed(proposal, at_ms), outcome, applied.forward),
+                }
+            }
+            &Action::AddOperator { user } => {
+                let operators = &mut self.products.operators;
+                if operators.is_operator(user) {
+                    return Applied { outcome: Err(LedgerError::BadInput(format!("user {user} is an operator already"))), forward: None };
+                }
+                let proposal = operators.executed(proposal, at_ms);
+                operators.add_operator(user, proposal.id, at_ms);
+                executed(proposal, ActionOutcome::OperatorAdded(user), None)
+            }
+        }
     }
 
     /// Every invariant, the kernel's and each product's, over the whole

@@ -160,6 +160,17 @@ impl Product for Wallet {
     }
 
     /// Every pending withdrawal is held in full, and every withdrawal hold is a pending withdrawal's.
+    fn beneficiary(&self, command: &Command) -> Result<Option<UserId>, LedgerError> {
+        match command {
+            Command::Deposit { user, .. } => Ok(Some(*user)),
+            Command::DecideWithdrawal { id, .. } => match self.pending.get(id) {
+                Some(withdrawal) => Ok(Some(withdrawal.user)),
+                None => Err(LedgerError::BadInput(format!("withdrawal {id} is not pending (unknown or decided)"))),
+            },
+            Command::Transfer { .. } | Command::RequestWithdrawal { .. } => Ok(None),
+        }
+    }
+
     fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
         for (id, withdrawal) in &self.pending {
             match kernel.hold_of(withdrawal_hold(*id)) {

@@ -5,7 +5,7 @@
 //! ```text
 //! offset size field
 //!      0    4 magic "MRNT"
-//!      4    1 protocol version (2)
+//!      4    1 protocol version (3)
 //!      5    3 reserved, zero
 //!      8    4 payload length in bytes (little endian)
 //!     12    8 sender's sequence number (little endian)
@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"MRNT";
 /// 1: the cores' own enums, unversioned. 2: the API crates' versioned types.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// 3: the ledger's operators, proposals and audit log.
+pub const PROTOCOL_VERSION: u8 = 3;
 pub const HEADER_BYTES: usize = 24;
 /// The default bound on one frame's payload; daemons take theirs from config.
 pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 1 << 20;

@@ -17,6 +17,13 @@ use serde_json::{json, Value};
 /// The operator every [`System`] sets up on start, as an operator sets up a fresh install.
 pub const OPERATOR: &str = "operator@bank.example";
 pub const OPERATOR_PASSWORD: &str = "correct horse battery";
+/// The second operator every [`System`] has, proposed by the first: the
+/// four-eyes rule needs two (same password).
+pub const APPROVER: &str = "approver@bank.example";
+
+/// One approval for every kind of operator action: the suites that are not
+/// about four-eyes run with it; [`Options::approvals`] sets others.
+pub const APPROVALS_OF_ONE: &str = "deposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1";
 
 /// A sibling binary of the running test (`cargo test --workspace` builds them all).
 pub fn binary(name: &str) -> PathBuf {
@@ -120,6 +127,8 @@ pub struct Options {
     pub gateway_auth: String,
     /// The ledger listens on TCP (as for gateways on other hosts) instead of a Unix socket.
     pub ledger_over_tcp: bool,
+    /// The ledger's `[approvals]`: None is [`APPROVALS_OF_ONE`], Some("") the shipped defaults.
+    pub approvals: Option<String>,
 }
 
 /// `key = value` lines: `extra`'s, then those of `defaults` whose key `extra` does not set.
@@ -187,9 +196,10 @@ impl System {
         let limits =
             with_defaults("body_bytes_max = 4096\nquery_depth_max = 6\nlogin_ip_burst = 1000000\nlogin_account_burst = 1000000", &options.gateway_limits);
         std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
+        let approvals = options.approvals.as_deref().unwrap_or(APPROVALS_OF_ONE);
         std::fs::write(
             dir.join("ledger.toml"),
-            format!("[listen]\naddress = \"{ledger_address}\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n[log]\nformat = \"text\"\n"),
+            format!("[listen]\naddress = \"{ledger_address}\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n[approvals]\n{approvals}\n[log]\nformat = \"text\"\n"),
         )
         .unwrap();
         std::fs::write(
@@ -213,6 +223,13 @@ impl System {
         let (exit, output) = system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD);
         // 0 also when a restart finds it there with the same password.
         assert_eq!(exit, 0, "create-operator: {output}");
+        let (exit, output) = system.ctl(&["login", OPERATOR], OPERATOR_PASSWORD);
+        assert_eq!(exit, 0, "login: {output}");
+        // With one operator, the first makes the second alone.
+        let (exit, output) = system.ctl(&["create-operator", APPROVER], OPERATOR_PASSWORD);
+        assert_eq!(exit, 0, "create-operator {APPROVER}: {output}");
+        let (exit, output) = system.ctl_as(APPROVER, &["login", APPROVER], OPERATOR_PASSWORD);
+        assert_eq!(exit, 0, "login {APPROVER}: {output}");
         system
     }
 
@@ -296,13 +313,30 @@ impl System {
         }
     }
 
-    /// marionettectl on this system's admin socket, `stdin` on its input: exit code and stdout.
+    /// marionettectl on this system's admin socket as [`OPERATOR`], `stdin` on its input: exit code and stdout.
     pub fn ctl(&self, args: &[&str], stdin: &str) -> (i32, String) {
-        let mut child =
-            Command::new(binary("marionettectl")).arg("--socket").arg(&self.admin).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(format!("{stdin}\n").as_bytes()).unwrap();
+        self.ctl_as(OPERATOR, args, stdin)
+    }
+
+    /// marionettectl with `operator`'s session (made by `login`).
+    pub fn ctl_as(&self, operator: &str, args: &[&str], stdin: &str) -> (i32, String) {
+        let session = self.dir.join(format!("{operator}.session"));
+        let mut child = Command::new(binary("marionettectl"))
+            .arg("--socket")
+            .arg(&self.admin)
+            .arg("--session")
+            .arg(session)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A command that reads no password may have exited already.
+        let _ = child.stdin.take().unwrap().write_all(format!("{stdin}\n").as_bytes());
         let output = child.wait_with_output().unwrap();
-        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+        let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.code().unwrap_or(-1), said)
     }
 
     /// One HTTP/1.1 request on its own connection: status, head and body.

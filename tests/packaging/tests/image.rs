@@ -28,6 +28,7 @@ use packaging::{build_debs, check_host, output_with_stdin, repository, succeeded
 
 const PROFILE: &str = "hardware/profiles/kvm-2cpu.toml";
 const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
+const APPROVER: (&str, &str) = ("approver@bank.example", "operator password 2");
 /// Where the image's packages come from: snapshot.debian.org cannot be
 /// reached from every build machine, so the live archive by default.
 const MIRROR_DEFAULT: &str = "http://deb.debian.org/debian";
@@ -364,15 +365,22 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
         preflight.lines().last().unwrap_or_default()
     ));
 
-    // The first operator, as the console says; then a market, through the API.
+    // The first operator, as the console says, and the second one it makes;
+    // then a market, each step proposed by one (exit 4: waiting) and approved
+    // by the other asking the same.
     machine.ok_with(&format!("marionettectl create-operator {}", OPERATOR.0), OPERATOR.1);
-    machine.ok("marionettectl create-asset BTC 8 && marionettectl create-asset USD 2 && marionettectl create-market BTC USD 1 0.01 0.001 0.002");
+    machine.ok_with(&format!("marionettectl login {}", OPERATOR.0), OPERATOR.1);
+    machine.ok_with(&format!("marionettectl create-operator {}", APPROVER.0), APPROVER.1);
+    machine.ok_with(&format!("marionettectl --session /root/approver.session login {}", APPROVER.0), APPROVER.1);
+    for action in ["create-asset BTC 8", "create-asset USD 2", "create-market BTC USD 1 0.01 0.001 0.002"] {
+        machine.ok(&format!("marionettectl {action} 2>/dev/null; test $? -eq 4 && marionettectl --session /root/approver.session {action}"));
+    }
     let login = machine.graphql(&format!("mutation {{ login(email: \"{}\", password: \"{}\") {{ token }} }}", OPERATOR.0, OPERATOR.1));
     assert!(login["data"]["login"]["token"].as_str().is_some_and(|t| t.len() > 40), "{login}");
     assert_eq!(machine.graphql("{ markets { id } }"), serde_json::json!({ "data": { "markets": [{ "id": "BTC-USD" }] } }));
     let host_key = machine.ok("ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub");
     let signing_key = machine.ok("ls /var/lib/marionette/gateway/keys");
-    report("created the first operator with marionettectl over SSH, logged in through GraphQL, and created BTC-USD");
+    report("created the first operator and a second with marionettectl over SSH, logged in through GraphQL, and created BTC-USD by four-eyes");
 
     // A second boot of the same disk and firmware variables: the same
     // server, with no second first boot. Powered off and on rather than

@@ -24,6 +24,7 @@ use packaging::{build_debs, check_host, output_with_stdin, succeeded};
 const PACKAGES: &str = "marionette marionette-common marionette-matching marionette-ledger marionette-gateway marionette-tools";
 const DAEMONS: [&str; 3] = ["matching", "ledger", "gateway"];
 const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
+const APPROVER: (&str, &str) = ("approver@bank.example", "operator password 2");
 const ALICE: (&str, &str) = ("alice@bank.example", "alice password 1");
 const BOB: (&str, &str) = ("bob@bank.example", "bob password 1");
 /// What debootstrap adds to minbase: an init, curl as the GraphQL client, and
@@ -246,11 +247,20 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     assert!(!shipped.contains("/var/lib/marionette"), "no state and no secret is shipped: {shipped}");
     report("apt install: the three units are enabled and active after READY (status says where each serves), each in its slice; the target is active; state directories are 0700 marionette; configs are conffiles; the JWT key was made at install (0600) and is not in any package; the README the units point to and the man pages are installed");
 
-    // An operator sets the exchange up; two traders trade through the gateway.
+    // Two operators set the exchange up (the first makes the second; each
+    // action is one's proposal, exit 4, and the other's approval); two
+    // traders trade through the gateway.
     machine.ok_with(&format!("marionettectl create-operator {}", OPERATOR.0), &format!("{}\n", OPERATOR.1));
-    machine.ctl("create-asset BTC 8");
-    machine.ctl("create-asset USD 2");
-    let market = machine.ctl("create-market BTC USD 1 0.01 0.001 0.002")["createMarket"]["id"].as_str().unwrap().to_string();
+    machine.ok_with(&format!("marionettectl login {}", OPERATOR.0), &format!("{}\n", OPERATOR.1));
+    machine.ok_with(&format!("marionettectl create-operator {}", APPROVER.0), &format!("{}\n", APPROVER.1));
+    machine.ok_with(&format!("marionettectl --session /root/approver.session login {}", APPROVER.0), &format!("{}\n", APPROVER.1));
+    let four_eyes = |action: &str| -> serde_json::Value {
+        machine.ok(&format!("marionettectl {action} 2>/dev/null; test $? -eq 4"));
+        machine.ctl(&format!("--session /root/approver.session {action}"))
+    };
+    four_eyes("create-asset BTC 8");
+    four_eyes("create-asset USD 2");
+    let market = four_eyes("create-market BTC USD 1 0.01 0.001 0.002")["createMarket"]["id"].as_str().unwrap().to_string();
     let mut tokens = Vec::new();
     for (email, password) in [ALICE, BOB] {
         let register = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { id } }";
@@ -258,8 +268,10 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
         let login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
         tokens.push(machine.graphql("", login, serde_json::json!({ "e": email, "p": password }))["login"]["token"].as_str().unwrap().to_string());
     }
-    machine.ctl(&format!("deposit {} USD 10000 wire-1", ALICE.0));
-    machine.ctl(&format!("deposit {} BTC 2 wire-2", BOB.0));
+    four_eyes(&format!("deposit {} USD 10000 wire-1", ALICE.0));
+    four_eyes(&format!("deposit {} BTC 2 wire-2", BOB.0));
+    let verified = machine.ok("marionettectl audit verify");
+    assert!(verified.contains("the audit log verifies"), "{verified}");
     let place = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }";
     let order = |token: &str, side: &str, quantity: &str, price: &str| {
         let input = serde_json::json!({ "i": { "market": market, "side": side, "type": "LIMIT", "quantity": quantity, "price": price } });
@@ -287,7 +299,7 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     assert_eq!(balance(&expected, 0, "BTC"), ("1".into(), "0".into()));
     assert_eq!(balance(&expected, 0, "USD"), ("9899.8".into(), "0".into()));
     assert_eq!(balance(&expected, 1, "USD"), ("99.9".into(), "0".into()));
-    report(&format!("marionettectl made an operator, BTC, USD and market {market}; through GraphQL two traders registered, logged in and traded 1 BTC at 100 (fees 0.2 and 0.1 USD), one sell rests"));
+    report(&format!("marionettectl made two operators, and by four-eyes BTC, USD, market {market} and the deposits (the audit log verifies); through GraphQL two traders registered, logged in and traded 1 BTC at 100 (fees 0.2 and 0.1 USD), one sell rests"));
 
     // systemctl restart, then kill -9 of each main PID: every balance and order is there after.
     for daemon in DAEMONS {

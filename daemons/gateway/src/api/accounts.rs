@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
 use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
+use ledger_api::operators::SecurityEvent;
 
 use super::{at, caller_id, coded, now_ms, services, user_error, DateTime, TOKEN_COOKIE};
 use crate::auth::{PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
@@ -133,10 +134,19 @@ impl AccountsMutation {
         })
         .await
         .unwrap_or(false);
-        let Some(user) = user.filter(|_| valid) else {
+        let Some(mut user) = user.filter(|_| valid) else {
             tracing::warn!(event = "login_failed", %ip, account = %account, "wrong email or password");
+            let email: String = account.chars().take(ledger_api::operators::TEXT_BYTES_MAX / 4).collect();
+            let event = SecurityEvent::LoginFailed { email, address: ip.to_string(), reason: "wrong email or password".into() };
+            super::operators::record(&services.ledger, event);
             return Err(coded("UNAUTHENTICATED", "wrong email or password"));
         };
+        // The ledger says who the operators are: a user other operators
+        // made one logs in as one from now on.
+        if user.role == users::Role::User && super::operators::is_operator(&services.ledger, user.id).await == Some(true) {
+            user = services.users.set_role(user.id, users::Role::Operator).map_err(user_error)?;
+        }
+        super::operators::record(&services.ledger, SecurityEvent::Login { user: user.id, address: ip.to_string() });
         let (token, expires) = services.auth.issue(user.id, user.role, now_ms() / 1_000);
         ctx.append_http_header("Set-Cookie", cookie(&token, services.auth.token_ttl_seconds, services.cookie_secure));
         Ok(AuthPayload { token, expires_at: at(expires * 1_000), user: (&user).into() })

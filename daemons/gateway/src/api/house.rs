@@ -6,7 +6,7 @@ use async_graphql::{Context, Error, Object, SimpleObject};
 use ledger_api::house::{self as api, Command};
 use ledger_api::{Answer, Outcome, Query};
 
-use super::{ask, operator, run, unexpected, Catalog, Dec};
+use super::{ask, operator, unexpected, Catalog, Dec};
 
 #[derive(SimpleObject)]
 pub struct HouseBalance {
@@ -61,7 +61,7 @@ async fn move_inventory(ctx: &Context<'_>, asset: String, amount: Dec, reference
     let (asset_id, symbol) = (spec.id, spec.symbol.clone());
     let command =
         if into { Command::Fund { asset: asset_id, amount: units, reference } } else { Command::Defund { asset: asset_id, amount: units, reference } };
-    match run(ctx, ledger_api::Command::House(command)).await? {
+    match super::operators::operate(ctx, ledger_api::Command::House(command)).await? {
         Outcome::House(_) => {}
         other => return Err(unexpected(other)),
     }

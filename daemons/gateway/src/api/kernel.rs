@@ -5,7 +5,7 @@
 use async_graphql::{Context, Error, Object, SimpleObject, ID};
 use ledger_api::{house, transfer_kind, wallet, Answer, AssetSpec, Command, OwnerKind, Query};
 
-use super::{ask, at, caller_id, coded, list_limit, operator, run, unexpected, Catalog, DateTime, Dec, LIST_LIMIT_DEFAULT};
+use super::{ask, at, caller_id, coded, list_limit, operator, unexpected, Catalog, DateTime, Dec, LIST_LIMIT_DEFAULT};
 
 #[derive(SimpleObject, Clone)]
 pub struct Asset {
@@ -149,7 +149,7 @@ impl KernelMutation {
         }
         let id = catalog.assets().iter().map(|a| a.id).max().unwrap_or(0) + 1;
         let spec = AssetSpec { id, symbol, scale };
-        run(ctx, Command::CreateAsset(spec.clone())).await?;
+        super::operators::operate(ctx, Command::CreateAsset(spec.clone())).await?;
         Ok((&spec).into())
     }
 }

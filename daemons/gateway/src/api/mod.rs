@@ -28,16 +28,24 @@ use crate::users::{self, UserError, Users};
 pub mod accounts;
 pub mod house;
 pub mod kernel;
+pub mod operators;
 pub mod spot;
 pub mod wallet;
 
 /// Every product's queries: one line each.
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, kernel::KernelQuery, wallet::WalletQuery, spot::SpotQuery, house::HouseQuery);
+pub struct Query(accounts::AccountsQuery, kernel::KernelQuery, wallet::WalletQuery, spot::SpotQuery, house::HouseQuery, operators::OperatorsQuery);
 
 /// Every product's mutations: one line each.
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation, kernel::KernelMutation, wallet::WalletMutation, spot::SpotMutation, house::HouseMutation);
+pub struct Mutation(
+    accounts::AccountsMutation,
+    kernel::KernelMutation,
+    wallet::WalletMutation,
+    spot::SpotMutation,
+    house::HouseMutation,
+    operators::OperatorsMutation,
+);
 
 /// Every product's subscriptions: one line each.
 #[derive(MergedSubscription, Default)]

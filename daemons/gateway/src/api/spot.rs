@@ -506,7 +506,7 @@ impl SpotMutation {
             base_units_per_lot: u64::try_from(base_units_per_lot).map_err(|_| bad("lotSize is too large".into()))?,
             spec,
         };
-        run_spot(ctx, Command::CreateMarket(market)).await?;
+        super::operators::operate(ctx, ledger_api::Command::Spot(Command::CreateMarket(market))).await?;
         let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
         catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
     }

@@ -144,8 +144,9 @@ impl WalletMutation {
         let user = services(ctx).users.by_email(&email).map_err(user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email"))?;
         let catalog = Catalog::load(ctx).await?;
         let (spec, units) = catalog.units(&asset, amount)?;
-        let id = match run_wallet(ctx, Command::Deposit { user: user.id, asset: spec.id, amount: units, reference: reference.clone() }).await? {
-            api::Outcome::Deposited(id) => id,
+        let command = Command::Deposit { user: user.id, asset: spec.id, amount: units, reference: reference.clone() };
+        let id = match super::operators::operate(ctx, ledger_api::Command::Wallet(command)).await? {
+            Outcome::Wallet(api::Outcome::Deposited(id)) => id,
             other => return Err(unexpected(other)),
         };
         Ok(LedgerEntry {
@@ -170,6 +171,6 @@ impl WalletMutation {
 async fn decide(ctx: &Context<'_>, id: ID, approve: bool) -> Result<Withdrawal, Error> {
     operator(ctx)?;
     let id: u64 = id.parse().map_err(|_| coded("NOT_FOUND", "no such withdrawal"))?;
-    run_wallet(ctx, Command::DecideWithdrawal { id, approve }).await?;
+    super::operators::operate(ctx, ledger_api::Command::Wallet(Command::DecideWithdrawal { id, approve })).await?;
     withdrawal_by_id(ctx, &*Catalog::load(ctx).await?, id).await
 }

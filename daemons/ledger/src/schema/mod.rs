@@ -28,6 +28,7 @@ use crate::query::Read;
 pub mod house;
 pub mod kernel;
 pub mod link;
+pub mod operators;
 pub mod spot;
 pub mod wallet;
 
@@ -41,8 +42,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 
 /// 2-4: the records of the unversioned core types (release 0.1.0's first
 /// builds). 5: `ledger-api`'s records and the stored types declared here,
-/// accounts as (owner, asset, purpose), one table set per product.
-pub const SCHEMA_VERSION: u32 = 5;
+/// accounts as (owner, asset, purpose), one table set per product. 6:
+/// operators, proposals and the audit log.
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
@@ -52,21 +54,23 @@ macro_rules! registry {
     ($($variant:ident => $module:ident),* $(,)?) => {
         /// Every table, the daemon's own and then each part's in its declared order.
         pub fn tables() -> Vec<Table> {
-            [&[META][..], kernel::TABLES, link::TABLES, $($module::TABLES),*].concat()
+            [&[META][..], kernel::TABLES, link::TABLES, operators::TABLES, $($module::TABLES),*].concat()
         }
 
         fn write_products(batch: &mut Batch, ledger: &Ledger, changes: &Changes) {
+            operators::write(batch, ledger.operators(), &changes.operators);
             $($module::write(batch, ledger.$module(), &changes.$module);)*
         }
 
         fn load_products(store: &Store, kernel: KernelState) -> Result<LedgerState, SchemaError> {
-            Ok(LedgerState { kernel, $($module: $module::load(store)?,)* })
+            Ok(LedgerState { kernel, operators: operators::load(store)?, $($module: $module::load(store)?,)* })
         }
 
         /// A product's read, answered by its module; `Err(query)` hands the
         /// kernel's reads back to the caller.
         pub(crate) fn answer_product<'q>(store: &Store, query: &'q Query) -> Result<Result<Answer, Read>, &'q Query> {
             match query {
+                Query::Operators(query) => Ok(operators::answer(store, query).map(Answer::Operators)),
                 $(Query::$variant(query) => Ok($module::answer(store, query).map(Answer::$variant)),)*
                 query => Err(query),
             }

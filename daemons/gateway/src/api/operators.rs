@@ -1,0 +1,272 @@
+//! Operators' proposals: every operator mutation (a deposit, a withdrawal's
+//! decision, the house's inventory, an asset, a market, a new operator) goes
+//! to the ledger as the calling operator's proposal, and is applied once as
+//! many different operators as its kind needs have approved it. A second
+//! operator approves by `approveProposal`, or by calling the same mutation
+//! with the same arguments; until then the mutation answers
+//! APPROVAL_PENDING with the proposal's id. The ledger keeps the rules (who
+//! may approve, how many) and the audit log; this file speaks them in the
+//! API's words.
+
+use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
+use ledger_api::operators::{self as api, Action, ActionKind, Proposal as LedgerProposal, ProposalStatus as LedgerStatus};
+use ledger_api::{house, spot, wallet, ActionCommand, Answer, Command, Outcome, Query};
+
+use super::{ask, at, coded, list_limit, operator, run, unexpected, Catalog, DateTime};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ProposalKind {
+    Deposit,
+    WithdrawalApproval,
+    WithdrawalRejection,
+    HouseInventory,
+    Asset,
+    Market,
+    Operator,
+}
+
+impl From<ActionKind> for ProposalKind {
+    fn from(kind: ActionKind) -> ProposalKind {
+        match kind {
+            ActionKind::Deposit => ProposalKind::Deposit,
+            ActionKind::WithdrawalApproval => ProposalKind::WithdrawalApproval,
+            ActionKind::WithdrawalRejection => ProposalKind::WithdrawalRejection,
+            ActionKind::HouseInventory => ProposalKind::HouseInventory,
+            ActionKind::Asset => ProposalKind::Asset,
+            ActionKind::Market => ProposalKind::Market,
+            ActionKind::Operator => ProposalKind::Operator,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ProposalStatus {
+    Pending,
+    Executed,
+    Rejected,
+}
+
+impl From<LedgerStatus> for ProposalStatus {
+    fn from(status: LedgerStatus) -> ProposalStatus {
+        match status {
+            LedgerStatus::Pending => ProposalStatus::Pending,
+            LedgerStatus::Executed => ProposalStatus::Executed,
+            LedgerStatus::Rejected => ProposalStatus::Rejected,
+        }
+    }
+}
+
+impl From<ProposalStatus> for LedgerStatus {
+    fn from(status: ProposalStatus) -> LedgerStatus {
+        match status {
+            ProposalStatus::Pending => LedgerStatus::Pending,
+            ProposalStatus::Executed => LedgerStatus::Executed,
+            ProposalStatus::Rejected => LedgerStatus::Rejected,
+        }
+    }
+}
+
+/// An operator action waiting for, or done by, enough operators' approvals.
+#[derive(SimpleObject)]
+pub struct Proposal {
+    pub id: ID,
+    pub kind: ProposalKind,
+    /// What it does, in words: "deposit 100.00 USD to user 7 (reference wire-1)".
+    pub description: String,
+    pub status: ProposalStatus,
+    /// The operators (user ids) who approved it, the proposer first.
+    pub approvals: Vec<ID>,
+    /// Approvals it needs, the proposer's included.
+    pub required: i32,
+    pub created_at: DateTime,
+    pub updated_at: DateTime,
+    pub rejected_by: Option<ID>,
+    pub rejection_reason: Option<String>,
+}
+
+fn describe(catalog: &Catalog, action: &Action) -> String {
+    let amount = |asset: u32, units: i128| format!("{} {}", catalog.amount(asset, units).0, catalog.symbol(asset));
+    match action {
+        Action::AddOperator { user } => format!("make user {user} an operator"),
+        Action::Ledger(command) => match command {
+            ActionCommand::CreateAsset(spec) => format!("create asset {} with {} decimals", spec.symbol, spec.scale),
+            ActionCommand::Wallet(wallet::Command::Deposit { user, asset, amount: units, reference }) => {
+                format!("deposit {} to user {user} (reference {reference})", amount(*asset, *units))
+            }
+            ActionCommand::Wallet(wallet::Command::DecideWithdrawal { id, approve: true }) => format!("approve withdrawal {id}"),
+            ActionCommand::Wallet(wallet::Command::DecideWithdrawal { id, approve: false }) => format!("reject withdrawal {id}"),
+            ActionCommand::House(house::Command::Fund { asset, amount: units, reference }) => {
+                format!("fund the house's inventory with {} (reference {reference})", amount(*asset, *units))
+            }
+            ActionCommand::House(house::Command::Defund { asset, amount: units, reference }) => {
+                format!("take {} out of the house's inventory (reference {reference})", amount(*asset, *units))
+            }
+            ActionCommand::Spot(spot::Command::CreateMarket(market)) => {
+                format!("create market {} {}-{}", market.spec.id, catalog.symbol(market.base), catalog.symbol(market.quote))
+            }
+            other => format!("{other:?}"),
+        },
+    }
+}
+
+pub(crate) fn api_proposal(catalog: &Catalog, p: &LedgerProposal) -> Proposal {
+    Proposal {
+        id: ID(p.id.to_string()),
+        kind: p.kind.into(),
+        description: describe(catalog, &p.action),
+        status: p.status.into(),
+        approvals: p.approvals.iter().map(|id| ID(id.to_string())).collect(),
+        required: i32::from(p.required),
+        created_at: at(p.created_ms),
+        updated_at: at(p.updated_ms),
+        rejected_by: p.rejection.as_ref().map(|(id, _)| ID(id.to_string())),
+        rejection_reason: p.rejection.as_ref().map(|(_, reason)| reason.clone()),
+    }
+}
+
+/// A proposal that needs more approvals, as the error of the mutation that made or approved it.
+fn approval_pending(catalog: &Catalog, p: &LedgerProposal) -> Error {
+    let message = format!(
+        "proposal {}: {} waits for {} more approval(s) by other operators (approveProposal(id: \"{}\"), or the same request from another operator)",
+        p.id,
+        describe(catalog, &p.action),
+        usize::from(p.required).saturating_sub(p.approvals.len()),
+        p.id
+    );
+    let (id, approvals, required) = (p.id.to_string(), p.approvals.len() as i32, i32::from(p.required));
+    coded("APPROVAL_PENDING", message).extend_with(move |_, e| {
+        e.set("proposal", id.clone());
+        e.set("approvals", approvals);
+        e.set("required", required);
+    })
+}
+
+/// Runs an operator's action as the caller's proposal: its outcome once
+/// approved by enough operators, APPROVAL_PENDING until then.
+pub(crate) async fn operate(ctx: &Context<'_>, command: Command) -> Result<Outcome, Error> {
+    let operator_id = operator_id(ctx)?;
+    let action = command.to_action().ok_or_else(|| unexpected("an operator mutation whose command is no operator's action"))?;
+    let propose = Command::Operators(api::Command::Propose { operator: operator_id, action: Action::Ledger(action) });
+    match run(ctx, propose).await? {
+        Outcome::Operators(api::Outcome::Executed { outcome, .. }) => Ok(outcome.into()),
+        Outcome::Operators(api::Outcome::Proposal(p)) => Err(approval_pending(&*Catalog::load(ctx).await?, &p)),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn operator_id(ctx: &Context<'_>) -> Result<u64, Error> {
+    operator(ctx)?.sub.parse().map_err(|_| coded("FORBIDDEN", "operator actions need an operator's account: log in as one"))
+}
+
+async fn proposal_by_id(ctx: &Context<'_>, id: u64) -> Result<Option<LedgerProposal>, Error> {
+    match ask(ctx, Query::Operators(api::Query::Proposal { id })).await? {
+        Answer::Operators(api::Answer::Proposal(p)) => Ok(p),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn parse_id(id: &ID) -> Result<u64, Error> {
+    id.parse().map_err(|_| coded("NOT_FOUND", "no such proposal"))
+}
+
+#[derive(Default)]
+pub struct OperatorsQuery;
+
+#[Object]
+impl OperatorsQuery {
+    /// Operators' proposals, newest first (operators only).
+    async fn proposals(&self, ctx: &Context<'_>, status: Option<ProposalStatus>, limit: Option<i32>) -> Result<Vec<Proposal>, Error> {
+        operator(ctx)?;
+        let query = api::Query::Proposals { status: status.map(Into::into), limit: list_limit(limit) };
+        let Answer::Operators(api::Answer::Proposals(list)) = ask(ctx, Query::Operators(query)).await? else { return Err(unexpected("proposals")) };
+        let catalog = Catalog::load(ctx).await?;
+        Ok(list.iter().map(|p| api_proposal(&catalog, p)).collect())
+    }
+
+    /// One proposal, whatever its status (operators only).
+    async fn proposal(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Proposal>, Error> {
+        operator(ctx)?;
+        let found = proposal_by_id(ctx, parse_id(&id)?).await?;
+        let catalog = Catalog::load(ctx).await?;
+        Ok(found.map(|p| api_proposal(&catalog, &p)))
+    }
+}
+
+#[derive(Default)]
+pub struct OperatorsMutation;
+
+#[Object]
+impl OperatorsMutation {
+    /// Approves another operator's proposal; the last approval it needs
+    /// applies it (status EXECUTED). Never one's own, nor one that benefits oneself.
+    async fn approve_proposal(&self, ctx: &Context<'_>, id: ID) -> Result<Proposal, Error> {
+        let operator = operator_id(ctx)?;
+        let proposal = parse_id(&id)?;
+        let done = match run(ctx, Command::Operators(api::Command::Approve { operator, proposal })).await? {
+            Outcome::Operators(api::Outcome::Executed { proposal, .. } | api::Outcome::Proposal(proposal)) => proposal,
+            other => return Err(unexpected(other)),
+        };
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+    }
+
+    /// Rejects a pending proposal (any operator, its proposer included), saying why.
+    async fn reject_proposal(&self, ctx: &Context<'_>, id: ID, reason: String) -> Result<Proposal, Error> {
+        let operator = operator_id(ctx)?;
+        let proposal = parse_id(&id)?;
+        let done = match run(ctx, Command::Operators(api::Command::Reject { operator, proposal, reason })).await? {
+            Outcome::Operators(api::Outcome::Proposal(proposal)) => proposal,
+            other => return Err(unexpected(other)),
+        };
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+    }
+
+    /// Proposes to make a registered user an operator.
+    async fn propose_operator(&self, ctx: &Context<'_>, email: String) -> Result<Proposal, Error> {
+        let operator = operator_id(ctx)?;
+        let services = super::services(ctx);
+        let user =
+            services.users.by_email(&email).map_err(super::user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email: register it first"))?;
+        let propose = Command::Operators(api::Command::Propose { operator, action: Action::AddOperator { user: user.id } });
+        let done = match run(ctx, propose).await? {
+            Outcome::Operators(api::Outcome::Executed { proposal, .. } | api::Outcome::Proposal(proposal)) => proposal,
+            other => return Err(unexpected(other)),
+        };
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+    }
+}
+
+/// Puts a security event in the ledger's audit log, without making the
+/// caller wait; a ledger that cannot take it is logged here instead.
+pub fn record(ledger: &crate::ledger_client::LedgerClient, event: api::SecurityEvent) {
+    let ledger = ledger.clone();
+    tokio::spawn(async move {
+        let command = Command::Operators(api::Command::Record(event.clone()));
+        match ledger.command(command).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, ?event, "the ledger refused a security event for the audit log"),
+            Err(error) => tracing::warn!(%error, ?event, "the ledger is unreachable; a security event is only in this log"),
+        }
+    });
+}
+
+/// As [`record`], once the link to the ledger is up (at start it may not be yet).
+pub fn record_when_connected(ledger: &crate::ledger_client::LedgerClient, event: api::SecurityEvent) {
+    let ledger = ledger.clone();
+    tokio::spawn(async move {
+        for _ in 0..600 {
+            if ledger.is_connected() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        record(&ledger, event);
+    });
+}
+
+/// Whether the ledger counts `user` among its operators; None when it cannot say.
+pub(crate) async fn is_operator(ledger: &crate::ledger_client::LedgerClient, user: u64) -> Option<bool> {
+    match ledger.query(Query::Operators(api::Query::Operators)).await {
+        Ok(Ok(Answer::Operators(api::Answer::Operators { operators, .. }))) => Some(operators.contains(&user)),
+        _ => None,
+    }
+}

@@ -1,0 +1,292 @@
+//! The four-eyes rule and the audit log through the ledger's dispatch: what
+//! one operator cannot do alone, what a beneficiary can never do, what a
+//! refused execution leaves, and the hash chain over every record; then
+//! random operators' commands with every invariant and the chain checked
+//! after each.
+
+use ledger_api::operators::{
+    Action, ActionKind, AuditEvent, ChainBreak, ChainCheck, Command as Op, Outcome as OpOutcome, ProposalStatus, SecurityEvent, Thresholds,
+};
+use ledger_api::wallet::{self, Balance};
+use ledger_api::{house, ActionCommand, ActionOutcome, AssetSpec, Command, LedgerError, Outcome};
+use products::ledger_core::{AccountId, Purpose};
+use products::{Applied, Ledger, LedgerLimits};
+use proptest::prelude::*;
+
+const USD: u32 = 1;
+const ALICE: u64 = 1;
+const BOB: u64 = 2;
+const CAROL: u64 = 3;
+const TRADER: u64 = 10;
+
+fn op(command: Op) -> Command {
+    Command::Operators(command)
+}
+
+fn propose(operator: u64, command: Command) -> Command {
+    op(Op::Propose { operator, action: Action::Ledger(command.to_action().expect("an operator's command")) })
+}
+
+fn approve(operator: u64, proposal: u64) -> Command {
+    op(Op::Approve { operator, proposal })
+}
+
+fn deposit(user: u64, amount: i128, reference: &str) -> Command {
+    Command::Wallet(wallet::Command::Deposit { user, asset: USD, amount, reference: reference.into() })
+}
+
+fn available(ledger: &Ledger, user: u64) -> i128 {
+    ledger.kernel().balance(AccountId::user(user, USD, Purpose(wallet::AVAILABLE)))
+}
+
+fn pending(outcome: Result<Outcome, LedgerError>) -> u64 {
+    match outcome {
+        Ok(Outcome::Operators(OpOutcome::Proposal(p))) if p.status == ProposalStatus::Pending => p.id,
+        other => panic!("expected a pending proposal, got {other:?}"),
+    }
+}
+
+fn forbidden(applied: Applied) -> String {
+    match applied.outcome {
+        Err(LedgerError::Forbidden(reason)) => reason,
+        other => panic!("expected FORBIDDEN, got {other:?}"),
+    }
+}
+
+/// Alice and Bob operators, thresholds as given, USD created by both.
+fn ledger(thresholds: Thresholds) -> Ledger {
+    let mut ledger = Ledger::new(LedgerLimits::default());
+    ledger.apply(&op(Op::Configure(thresholds)), 1).outcome.unwrap();
+    ledger.apply(&op(Op::Bootstrap { operator: ALICE }), 1).outcome.unwrap();
+    // With one operator, the first adds the second alone.
+    let added = ledger.apply(&op(Op::Propose { operator: ALICE, action: Action::AddOperator { user: BOB } }), 2).outcome.unwrap();
+    assert!(matches!(added, Outcome::Operators(OpOutcome::Executed { .. })), "{added:?}");
+    let asset = propose(ALICE, Command::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }));
+    let first = ledger.apply(&asset, 3).outcome;
+    if thresholds.asset > 1 {
+        let id = pending(first);
+        ledger.apply(&approve(BOB, id), 3).outcome.unwrap();
+    }
+    ledger.check_invariants().unwrap();
+    ledger
+}
+
+fn audit_of(ledger: &mut Ledger) -> Vec<ledger_api::operators::AuditRecord> {
+    ledger.take_changes().operators.audit
+}
+
+#[test]
+fn one_operator_cannot_deposit_alone_and_a_second_one_makes_it_happen() {
+    let mut ledger = ledger(Thresholds::default());
+    let id = pending(ledger.apply(&propose(ALICE, deposit(TRADER, 100_000_000, "wire-1")), 10).outcome);
+    assert_eq!(available(&ledger, TRADER), 0, "a proposal moves no money");
+    // Alice again, by approving or by proposing the same deposit: still pending.
+    let reason = forbidden(ledger.apply(&approve(ALICE, id), 11));
+    assert!(reason.contains("approved proposal") && reason.contains("different operator"), "{reason}");
+    assert_eq!(pending(ledger.apply(&propose(ALICE, deposit(TRADER, 100_000_000, "wire-1")), 11).outcome), id);
+    assert_eq!(available(&ledger, TRADER), 0);
+    // Bob proposing the very same deposit approves it.
+    match ledger.apply(&propose(BOB, deposit(TRADER, 100_000_000, "wire-1")), 12).outcome.unwrap() {
+        Outcome::Operators(OpOutcome::Executed { proposal, outcome }) => {
+            assert_eq!((proposal.id, proposal.approvals.clone(), proposal.status), (id, vec![ALICE, BOB], ProposalStatus::Executed));
+            assert!(matches!(outcome, ActionOutcome::Wallet(wallet::Outcome::Deposited(_))), "{outcome:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(available(&ledger, TRADER), 100_000_000);
+    // Executed: approving again finds nothing pending.
+    assert!(matches!(ledger.apply(&approve(CAROL, id), 13).outcome, Err(LedgerError::BadInput(_))));
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn no_operator_proposes_or_approves_what_benefits_them() {
+    let mut ledger = ledger(Thresholds::default());
+    // A deposit to herself: not even a proposal.
+    let reason = forbidden(ledger.apply(&propose(ALICE, deposit(ALICE, 100_000_000, "self")), 10));
+    assert!(reason.contains("would benefit"), "{reason}");
+    // Bob proposes one to Alice; Alice cannot approve it.
+    let id = pending(ledger.apply(&propose(BOB, deposit(ALICE, 50_000, "to-alice")), 11).outcome);
+    forbidden(ledger.apply(&approve(ALICE, id), 12));
+    assert_eq!(available(&ledger, ALICE), 0);
+    // Bob's deposit to Alice approved by Carol once she is an operator (two approvals now).
+    let add = pending(ledger.apply(&op(Op::Propose { operator: ALICE, action: Action::AddOperator { user: CAROL } }), 13).outcome);
+    forbidden(ledger.apply(&approve(CAROL, add), 13));
+    ledger.apply(&approve(BOB, add), 14).outcome.unwrap();
+    ledger.apply(&approve(CAROL, id), 15).outcome.unwrap();
+    assert_eq!(available(&ledger, ALICE), 50_000);
+    // Alice's own withdrawal: she cannot propose or approve its approval.
+    let withdrawal = match ledger
+        .apply(
+            &Command::Wallet(wallet::Command::RequestWithdrawal { user: ALICE, asset: USD, amount: 50_000, destination: "iban".into(), key: "w".into() }),
+            16,
+        )
+        .outcome
+        .unwrap()
+    {
+        Outcome::Wallet(wallet::Outcome::WithdrawalRequested(id)) => id,
+        other => panic!("{other:?}"),
+    };
+    let decide = Command::Wallet(wallet::Command::DecideWithdrawal { id: withdrawal, approve: true });
+    forbidden(ledger.apply(&propose(ALICE, decide.clone()), 17));
+    let id = pending(ledger.apply(&propose(BOB, decide.clone()), 17).outcome);
+    let reason = forbidden(ledger.apply(&approve(ALICE, id), 18));
+    assert!(reason.contains("operator 1 would benefit"), "{reason}");
+    assert!(ledger.wallet().pending_withdrawal(withdrawal).is_some(), "still pending");
+    ledger.apply(&approve(CAROL, id), 19).outcome.unwrap();
+    assert!(ledger.wallet().pending_withdrawal(withdrawal).is_none(), "approved by Bob and Carol");
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn users_who_are_not_operators_and_peers_own_commands_are_refused() {
+    let mut ledger = ledger(Thresholds::default());
+    forbidden(ledger.apply(&propose(TRADER, deposit(CAROL, 1, "x")), 10));
+    let id = pending(ledger.apply(&propose(ALICE, deposit(CAROL, 1, "x")), 10).outcome);
+    forbidden(ledger.apply(&approve(TRADER, id), 11));
+    forbidden(ledger.apply(&op(Op::Reject { operator: TRADER, proposal: id, reason: "no".into() }), 11));
+    forbidden(ledger.apply(&op(Op::Bootstrap { operator: TRADER }), 11));
+    // A user's own command is no operator action: a proposal cannot even carry it.
+    let transfer = Command::Wallet(wallet::Command::Transfer { from: CAROL, to: ALICE, asset: USD, amount: 1, key: "k".into() });
+    assert_eq!(transfer.to_action(), None);
+    assert_eq!(Command::CreateAsset(AssetSpec { id: 9, symbol: "X".into(), scale: 0 }).operator_action(), Some(ActionKind::Asset));
+    assert_eq!(deposit(1, 1, "r").operator_action(), Some(ActionKind::Deposit));
+    assert_eq!(Command::House(house::Command::Fund { asset: USD, amount: 1, reference: "r".into() }).operator_action(), Some(ActionKind::HouseInventory));
+}
+
+#[test]
+fn a_refused_execution_changes_nothing_and_a_rejection_closes_the_proposal() {
+    let mut ledger = ledger(Thresholds::default());
+    // Defunding inventory the house does not have: approved, then refused.
+    let defund = Command::House(house::Command::Defund { asset: USD, amount: 100, reference: "d".into() });
+    let id = pending(ledger.apply(&propose(ALICE, defund), 10).outcome);
+    let before = ledger.state_hash();
+    assert!(matches!(ledger.apply(&approve(BOB, id), 11).outcome, Err(LedgerError::InsufficientFunds { .. })));
+    assert_eq!(ledger.state_hash(), before, "a refused approval changes nothing");
+    assert_eq!(ledger.operators().pending(id).unwrap().approvals, vec![ALICE]);
+    assert!(matches!(ledger.apply(&op(Op::Reject { operator: BOB, proposal: id, reason: " ".into() }), 12).outcome, Err(LedgerError::BadInput(_))));
+    match ledger.apply(&op(Op::Reject { operator: BOB, proposal: id, reason: "no inventory".into() }), 12).outcome.unwrap() {
+        Outcome::Operators(OpOutcome::Proposal(p)) => {
+            assert_eq!((p.status, p.rejection), (ProposalStatus::Rejected, Some((BOB, "no inventory".to_string()))));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ledger.operators().pending(id).is_none());
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn thresholds_of_one_execute_at_once_and_changes_are_audited() {
+    let mut ledger = ledger(Thresholds::all(1));
+    match ledger.apply(&propose(ALICE, deposit(TRADER, 5, "r")), 10).outcome.unwrap() {
+        Outcome::Operators(OpOutcome::Executed { proposal, .. }) => assert_eq!(proposal.approvals, vec![ALICE]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(available(&ledger, TRADER), 5);
+    let records = audit_of(&mut ledger);
+    assert!(records.iter().any(|r| matches!(r.event, AuditEvent::ThresholdsChanged { to, .. } if to == Thresholds::all(1))));
+    // Thresholds apply to proposals made after them; a config of 0 is refused.
+    assert!(matches!(ledger.apply(&op(Op::Configure(Thresholds::all(0))), 11).outcome, Err(LedgerError::BadInput(_))));
+}
+
+#[test]
+fn the_audit_chain_finds_changed_removed_and_reordered_records() {
+    let mut ledger = ledger(Thresholds::default());
+    let id = pending(ledger.apply(&propose(ALICE, deposit(TRADER, 7, "r")), 10).outcome);
+    ledger.apply(&approve(BOB, id), 11).outcome.unwrap();
+    let event = SecurityEvent::LoginFailed { email: "alice@bank.example".into(), address: "192.0.2.1".into(), reason: "wrong password".into() };
+    ledger.apply(&op(Op::Record(event)), 12).outcome.unwrap();
+    let long = SecurityEvent::Login { user: 1, address: "x".repeat(300) };
+    assert!(matches!(ledger.apply(&op(Op::Record(long)), 12).outcome, Err(LedgerError::BadInput(_))));
+    let records = audit_of(&mut ledger);
+    assert!(records.len() >= 8, "{records:?}");
+    let head = ledger.operators().state().head;
+    let check = |records: &[ledger_api::operators::AuditRecord]| -> Result<(), ChainBreak> {
+        let mut chain = ChainCheck::default();
+        for record in records {
+            chain.next(record)?;
+        }
+        chain.finish(&head)
+    };
+    check(&records).unwrap();
+
+    let mut changed = records.clone();
+    changed[3].at_ms += 1;
+    assert_eq!(check(&changed), Err(ChainBreak::Changed { sequence: 4 }));
+    let mut removed = records.clone();
+    removed.remove(2);
+    assert_eq!(check(&removed), Err(ChainBreak::OutOfOrder { sequence: 4, after: 2 }));
+    let mut reordered = records.clone();
+    reordered.swap(1, 2);
+    assert_eq!(check(&reordered), Err(ChainBreak::OutOfOrder { sequence: 3, after: 1 }));
+    // Renumbered and rehashed after a removal: the links break.
+    let mut rewritten = records.clone();
+    rewritten.remove(2);
+    for (i, record) in rewritten.iter_mut().enumerate().skip(2) {
+        *record = ledger_api::operators::AuditRecord::new(i as u64 + 1, record.at_ms, record.event.clone(), record.previous);
+    }
+    assert_eq!(check(&rewritten), Err(ChainBreak::Unlinked { sequence: 3 }));
+    let cut = &records[..records.len() - 1];
+    assert!(matches!(check(cut), Err(ChainBreak::Truncated { .. })));
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Propose { operator: u64, user: u64, amount: i128, reference: u8 },
+    Approve { operator: u64, proposal: u64 },
+    Reject { operator: u64, proposal: u64 },
+    AddOperator { operator: u64, user: u64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let user = 1u64..6;
+    prop_oneof![
+        (user.clone(), user.clone(), 1i128..1_000, 0u8..6).prop_map(|(operator, user, amount, reference)| Step::Propose { operator, user, amount, reference }),
+        (user.clone(), 1u64..12).prop_map(|(operator, proposal)| Step::Approve { operator, proposal }),
+        (user.clone(), 1u64..12).prop_map(|(operator, proposal)| Step::Reject { operator, proposal }),
+        (user.clone(), user).prop_map(|(operator, user)| Step::AddOperator { operator, user }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever operators and others try: a deposit happens only with two
+    /// different operators' approvals, neither of them its beneficiary;
+    /// every invariant holds; the audit chain verifies to the head.
+    #[test]
+    fn random_operators_never_break_four_eyes(steps in prop::collection::vec(step(), 1..60)) {
+        let mut ledger = ledger(Thresholds::default());
+        let mut chain = ChainCheck::default();
+        for record in audit_of(&mut ledger) {
+            chain.next(&record).unwrap();
+        }
+        for (at, step) in steps.into_iter().enumerate() {
+            let at = 100 + at as u64;
+            let command = match step {
+                Step::Propose { operator, user, amount, reference } => propose(operator, deposit(user, amount, &format!("ref-{reference}"))),
+                Step::Approve { operator, proposal } => approve(operator, proposal),
+                Step::Reject { operator, proposal } => op(Op::Reject { operator, proposal, reason: "no".into() }),
+                Step::AddOperator { operator, user } => op(Op::Propose { operator, action: Action::AddOperator { user } }),
+            };
+            let before: Vec<Balance> = (1..6).map(|u| Balance { available: available(&ledger, u), locked: 0 }).collect();
+            let applied = ledger.apply(&command, at);
+            ledger.check_invariants().map_err(TestCaseError::fail)?;
+            if let Ok(Outcome::Operators(OpOutcome::Executed { proposal, outcome })) = &applied.outcome {
+                if let ActionOutcome::Wallet(wallet::Outcome::Deposited(_)) = outcome {
+                    let Action::Ledger(ActionCommand::Wallet(wallet::Command::Deposit { user, .. })) = proposal.action else { unreachable!() };
+                    prop_assert!(proposal.approvals.len() >= 2 && proposal.approvals[0] != proposal.approvals[1]);
+                    prop_assert!(!proposal.approvals.contains(&user), "a beneficiary approved: {proposal:?}");
+                    prop_assert!(proposal.approvals.iter().all(|a| ledger.operators().is_operator(*a)));
+                }
+            } else {
+                let after: Vec<Balance> = (1..6).map(|u| Balance { available: available(&ledger, u), locked: 0 }).collect();
+                prop_assert_eq!(before, after, "money moved without an executed proposal: {:?}", applied.outcome);
+            }
+            for record in audit_of(&mut ledger) {
+                chain.next(&record).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            chain.finish(&ledger.operators().state().head).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+    }
+}
