@@ -293,6 +293,9 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     let mut machine = Machine::boot(work, &disk, &key);
     let ready_seconds = if machine.accelerator == "kvm" { 300 } else { 1200 };
     machine.wait_console("Marionette is ready on", ready_seconds, 1).unwrap_or_else(|e| panic!("{e}"));
+    // The message reaches the console line by line through the journal: under
+    // load its first lines can be there while the rest is still on its way.
+    machine.wait_console("No operator exists yet", 120, 1).unwrap_or_else(|e| panic!("{e}"));
     let console = machine.console_text();
     report(&format!("booted with {} to \"Marionette is ready\" on the serial console in {} s", machine.accelerator, booted.elapsed().as_secs()));
     for line in [
