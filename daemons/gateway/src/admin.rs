@@ -170,6 +170,7 @@ impl Admin {
                         "matching_applied": status.matching_applied,
                         "matching_connected": status.matching_connected,
                         "outbox_pending": status.outbox_pending,
+                        "matching_alarm": status.matching_alarm,
                     }),
                     _ => json!({ "reachable": false }),
                 };

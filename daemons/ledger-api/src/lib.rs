@@ -260,6 +260,9 @@ pub enum LedgerError {
     /// action, or approving a second time.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Matching reported what the ledger cannot settle; the ledger stops its link to matching.
+    #[error("refused: {0}")]
+    MatchingOutputRefused(String),
     #[error("a configured limit was reached ({0}); close some (cancel orders, wait for withdrawals to be decided) before adding more")]
     LimitReached(String),
 }
@@ -273,7 +276,7 @@ impl LedgerError {
             LedgerError::BadInput(_) => "BAD_USER_INPUT",
             LedgerError::Forbidden(_) => "FORBIDDEN",
             LedgerError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
-            LedgerError::OutOfSequence { .. } => "UNAVAILABLE",
+            LedgerError::OutOfSequence { .. } | LedgerError::MatchingOutputRefused(_) => "UNAVAILABLE",
             // Not UNAVAILABLE: retrying does not help until something closes.
             LedgerError::LimitReached(_) => "LIMIT_REACHED",
         }
@@ -289,7 +292,7 @@ pub enum QueryError {
     Unavailable,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerStatus {
     /// The last journal sequence that is durable and applied.
     pub journal_applied: u64,
@@ -299,6 +302,8 @@ pub struct LedgerStatus {
     pub matching_connected: bool,
     /// Commands forwarded to matching that it has not yet confirmed.
     pub outbox_pending: u64,
+    /// Why the ledger stopped its link to matching: an output it could not settle.
+    pub matching_alarm: Option<String>,
 }
 
 /// Whose accounts a reserve line sums.

@@ -153,6 +153,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 LedgerError::NotFound,
                 LedgerError::Duplicate,
                 LedgerError::OutOfSequence { expected: 2, got: 3 },
+                LedgerError::Forbidden("no".into()),
+                LedgerError::MatchingOutputRefused("a fill".into()),
                 LedgerError::LimitReached("open_orders_max".into()),
             ]
             .encode(),
@@ -181,7 +183,13 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             vec![
                 Answer::Assets(vec![AssetSpec { id: 2, symbol: "USD".into(), scale: 2 }]),
                 Answer::Transfers(vec![transfer.clone()]),
-                Answer::Status(LedgerStatus { journal_applied: 7, matching_applied: 3, matching_connected: true, outbox_pending: 1 }),
+                Answer::Status(LedgerStatus {
+                    journal_applied: 7,
+                    matching_applied: 3,
+                    matching_connected: true,
+                    outbox_pending: 1,
+                    matching_alarm: Some("a fill".into()),
+                }),
                 Answer::Reserves(vec![AssetReserve {
                     asset: 2,
                     totals: vec![(OwnerKind::Users, wallet::AVAILABLE, 10), (OwnerKind::House, wallet::CUSTODY, -10)],
@@ -277,9 +285,9 @@ const GOLDEN: &[(&str, &str)] = &[
     ("fund house", "040002904e087472656173757279"),
     ("defund house", "040102904e046261636b"),
     ("outcomes", "0b000202000102010202020302030403000303010b03020b030302090b040005040106"),
-    ("errors", "0a000901090202030304026e6f05141206070802030a0f6f70656e5f6f72646572735f6d6178"),
+    ("errors", "0c000901090202030304026e6f051412060708020309026e6f0a06612066696c6c0b0f6f70656e5f6f72646572735f6d6178"),
     ("queries", "0d00010c010264020305000c05010505020001000a060006010b06020c010301010a06030c000a0604030a0700"),
-    ("answers", "0c0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc31020703010103010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d06030ae807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a0c21ef403e807d00fe8070907000102904eb817"),
+    ("answers", "0c0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d06030ae807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a0c21ef403e807d00fe8070907000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
     ("operators' commands", "070100010101010001000c02a09c010662616e6b2d3101010101020102020401030204026e6f01040103614062093139322e302e322e310870617373776f7264010502020102020202"),

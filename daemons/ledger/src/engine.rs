@@ -207,6 +207,7 @@ impl Engine {
                         self.connect(Connection { id: connection, subscribe, outbox, closer }, peer);
                     }
                     Inbound::Disconnect { connection } => self.disconnect(connection),
+                    Inbound::MatchingUp { .. } if self.halted() => {}
                     Inbound::MatchingUp { commands_applied, sender } => {
                         self.flush()?;
                         tracing::info!(commands_applied, outbox = self.service.outbox_len(), "link to matching up; resending what it has not applied");
@@ -291,7 +292,35 @@ impl Engine {
         self.pending.push(JournalEntry { peer, peer_sequence: sequence, at_ms: now_ms(), command });
     }
 
+    /// Stops the link to matching for good (until a restart): matching sent
+    /// what the ledger cannot settle, so nothing more from it is applied and
+    /// nothing more is sent to it. The ledger keeps serving everything else;
+    /// orders wait in the outbox. A restart links again, and the same output
+    /// is refused again, not applied, so there is no crash loop.
+    fn halt_matching(&mut self, reason: String) {
+        let mut alarm = self.progress.matching_alarm.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if alarm.is_none() {
+            tracing::error!(
+                alarm = true,
+                %reason,
+                "stopped the link to matching: it reported what the ledger cannot settle. The ledger keeps serving; orders wait. \
+                 Compare matching's journal with the ledger's orders, restore the one that is wrong, and restart"
+            );
+            *alarm = Some(reason);
+        }
+        drop(alarm);
+        self.metrics.matching_halted.set(1);
+        self.matching = None;
+    }
+
+    fn halted(&self) -> bool {
+        self.progress.alarm().is_some()
+    }
+
     fn admit_matching(&mut self, sequence: u64, peer: PeerId, peer_sequence: u64, events: Vec<Event>) {
+        if self.halted() {
+            return;
+        }
         if peer == self.config.matching.peer_id {
             // Matching journaled our forward `peer_sequence` before publishing this.
             self.service.confirm_forwarded(peer_sequence);
@@ -397,9 +426,11 @@ impl Engine {
             }
             if entry.peer == MATCHING_PEER {
                 self.metrics.matching_outputs.inc();
-                if let Err(error) = &outcome {
-                    // The core refuses only an out-of-order output, which admit_matching prevents.
-                    tracing::error!(sequence = entry.peer_sequence, %error, "matching output refused");
+                match outcome {
+                    Ok(_) => {}
+                    Err(LedgerError::MatchingOutputRefused(reason)) => self.halt_matching(reason),
+                    // An output after a refused one in the same batch.
+                    Err(error) => tracing::error!(sequence = entry.peer_sequence, %error, "matching output refused"),
                 }
                 continue;
             }

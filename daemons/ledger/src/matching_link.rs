@@ -23,6 +23,14 @@ pub fn run(config: MatchingLinkConfig, inbox: SyncSender<Inbound>, progress: Arc
     let address = Address::parse(&config.address).expect("validated at start");
     let mut failures = 0u64;
     loop {
+        if let Some(alarm) = progress.alarm() {
+            if failures % (60_000 / config.reconnect_ms).max(1) == 0 {
+                tracing::error!(alarm = true, %alarm, "the link to matching stays stopped until the ledger restarts");
+            }
+            failures += 1;
+            std::thread::sleep(Duration::from_millis(config.reconnect_ms));
+            continue;
+        }
         let outputs_applied = progress.matching_applied.load(Ordering::Acquire);
         match Client::connect(&address, config.peer_id, Role::Ledger, outputs_applied, true) {
             Err(error) => {

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub batches: Counter,
     pub connections: Gauge<i64, AtomicI64>,
     pub matching_connected: Gauge<i64, AtomicI64>,
+    pub matching_halted: Gauge<i64, AtomicI64>,
     pub journal_applied: Gauge<i64, AtomicI64>,
     pub outbox_pending: Gauge<i64, AtomicI64>,
     pub batch_seconds: Histogram,
@@ -37,6 +38,7 @@ impl Metrics {
             batches: Counter::default(),
             connections: Gauge::default(),
             matching_connected: Gauge::default(),
+            matching_halted: Gauge::default(),
             journal_applied: Gauge::default(),
             outbox_pending: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
@@ -55,6 +57,11 @@ impl Metrics {
         registry.register("batches", "Group commits", metrics.batches.clone());
         registry.register("connections", "Open peer connections", metrics.connections.clone());
         registry.register("matching_connected", "1 while the link to matching is up", metrics.matching_connected.clone());
+        registry.register(
+            "matching_halted",
+            "1 once the ledger stopped its link to matching over an output it could not settle (the log says what it saw)",
+            metrics.matching_halted.clone(),
+        );
         registry.register("journal_applied", "Last durable and applied journal sequence", metrics.journal_applied.clone());
         registry.register("outbox_pending", "Commands forwarded to matching and not yet confirmed by it", metrics.outbox_pending.clone());
         registry.register("batch_seconds", "Journal write + fdatasync + apply + RocksDB write per group commit", metrics.batch_seconds.clone());

@@ -16,6 +16,8 @@ pub struct Progress {
     pub matching_applied: AtomicU64,
     pub matching_connected: AtomicBool,
     pub outbox_pending: AtomicU64,
+    /// Set when the engine stops the link to matching; the link stays down.
+    pub matching_alarm: std::sync::Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -25,7 +27,12 @@ impl Progress {
             matching_applied: self.matching_applied.load(Ordering::Acquire),
             matching_connected: self.matching_connected.load(Ordering::Acquire),
             outbox_pending: self.outbox_pending.load(Ordering::Acquire),
+            matching_alarm: self.alarm(),
         }
+    }
+
+    pub fn alarm(&self) -> Option<String> {
+        self.matching_alarm.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

@@ -592,3 +592,78 @@ fn a_matching_that_lost_applied_outputs_is_not_linked_until_its_data_is_back() {
     assert_eq!(peer.order(waiting).status, OrderStatus::Open);
     assert_eq!(peer.status().matching_applied, applied + 1);
 }
+
+/// Plays matching on the socket the ledger's config names: answers each
+/// Hello with a Welcome and then sends `output` as its output 1.
+fn matching_impostor(socket: &Path, output: Vec<matching_core::Event>) -> std::thread::JoinHandle<()> {
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // The ledger's Hello first.
+            loop {
+                if let Ok(Some((frame, _))) = wire::decode_frame(&buffer, 1 << 20) {
+                    assert!(matches!(frame.message, Message::Hello { role: Role::Ledger, .. }), "{frame:?}");
+                    break;
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let mut frames = Vec::new();
+            wire::encode_frame(0, &Message::Welcome { commands_applied: 0, outputs_last: 1 }, &mut frames);
+            wire::encode_frame(1, &Message::Events { peer: 1, peer_sequence: 1, events: output.clone() }, &mut frames);
+            if stream.write_all(&frames).is_err() {
+                continue;
+            }
+            // Read until the ledger hangs up.
+            while matches!(stream.read(&mut chunk), Ok(1..)) {}
+        }
+    })
+}
+
+/// A fill of orders the ledger never held, from "matching": the ledger
+/// refuses it, stops its link to matching with an alarm that says what it
+/// saw, and goes on serving; restarted, it refuses it again rather than
+/// crash in a loop.
+#[test]
+fn a_matching_output_the_ledger_cannot_settle_stops_the_link_not_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(dir.path());
+    let fill = matching_core::Fill {
+        market: MARKET,
+        maker_order: 77,
+        maker_user: 1,
+        taker_order: 78,
+        taker_user: 2,
+        taker_side: Side::Buy,
+        price: 10,
+        quantity: 1,
+        notional: 100,
+        maker_fee: 0,
+        taker_fee: 0,
+    };
+    let _impostor = matching_impostor(&dir.path().join("matching.sock"), vec![matching_core::Event::Fill(fill)]);
+    for run in 0..2 {
+        let ledger = system.start_ledger();
+        let mut peer = system.connect(7);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while peer.status().matching_alarm.is_none() {
+            assert!(Instant::now() < deadline, "run {run}: no alarm; {}", ledger.metrics());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let alarm = peer.status().matching_alarm.unwrap();
+        assert!(alarm.contains("matching output 1") && alarm.contains("order 77"), "{alarm}");
+        assert!(ledger.metrics().contains("marionette_ledger_matching_halted 1"));
+        // Still serving: money moves, reads answer, and the fill moved nothing.
+        if run == 0 {
+            setup(&mut peer, 2);
+        }
+        assert_eq!(peer.balances(1).len(), 2, "run {run}");
+        assert_eq!(peer.status().matching_applied, 0, "the refused output is not applied");
+        ledger.stop();
+    }
+}

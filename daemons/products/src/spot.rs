@@ -341,6 +341,9 @@ impl Spot {
         if sequence != expected {
             return Err(LedgerError::OutOfSequence { expected, got: sequence });
         }
+        // Refused whole, before any of it is applied: nothing changes, and
+        // the daemon stops its link to matching with the reason.
+        self.check_output(kernel, events).map_err(|reason| LedgerError::MatchingOutputRefused(format!("matching output {sequence}: {reason}")))?;
         self.counters.matching_applied = sequence;
         let mut touched = Vec::new();
         for event in events {
@@ -380,6 +383,91 @@ impl Spot {
         }
         touched.dedup();
         Ok(Outcome::MatchingApplied { orders: touched })
+    }
+
+    /// Whether the ledger can settle `events` as they are: every fill is
+    /// between two orders it holds open, of their owners and market and
+    /// sides, within each one's unfilled quantity and limit price, priced
+    /// and charged as the market says, and covered by their holds; an order
+    /// closed is its owner's. Unknown orders in Accepted, Rejected,
+    /// Cancelled and Done move no money and pass (a cancel can cross a fill).
+    fn check_output(&self, kernel: &Kernel, events: &[Event]) -> Result<(), String> {
+        // Per order: lots this output filled so far, and what it took from the hold.
+        let mut taken: FxHashMap<OrderId, (u64, Amount)> = FxHashMap::default();
+        let mut closed: FxHashSet<OrderId> = FxHashSet::default();
+        for event in events {
+            match *event {
+                Event::Fill(fill) => self.check_fill(kernel, &fill, &mut taken, &closed)?,
+                Event::Cancelled { order_id, user, .. } | Event::Done { order_id, user, .. } => {
+                    if let Some(record) = self.orders.get(&order_id) {
+                        if record.order.user != user {
+                            return Err(format!("it closes order {order_id} of user {} as user {user}'s", record.order.user));
+                        }
+                        closed.insert(order_id);
+                    }
+                }
+                Event::Accepted { .. }
+                | Event::Rejected { .. }
+                | Event::Amended { .. }
+                | Event::MarketAdded { .. }
+                | Event::MarketRejected { .. }
+                | Event::TradingSet { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_fill(&self, kernel: &Kernel, fill: &Fill, taken: &mut FxHashMap<OrderId, (u64, Amount)>, closed: &FxHashSet<OrderId>) -> Result<(), String> {
+        let open = |id: OrderId| {
+            self.orders.get(&id).filter(|_| !closed.contains(&id)).ok_or_else(|| format!("a fill of order {id}, which the ledger does not hold open: {fill:?}"))
+        };
+        let (maker, taker) = (open(fill.maker_order)?, open(fill.taker_order)?);
+        let market = self.markets.get(&fill.market).ok_or_else(|| format!("a fill in market {}, which the ledger does not have", fill.market))?;
+        if fill.maker_order == fill.taker_order || maker.order.market != fill.market || taker.order.market != fill.market {
+            return Err(format!("a fill between orders of other markets, or an order with itself: {fill:?}"));
+        }
+        if maker.order.user != fill.maker_user || taker.order.user != fill.taker_user {
+            return Err(format!("a fill that names other owners than the orders' ({} and {}): {fill:?}", maker.order.user, taker.order.user));
+        }
+        if taker.order.side != fill.taker_side || maker.order.side == fill.taker_side {
+            return Err(format!("a fill whose sides are not the orders': {fill:?}"));
+        }
+        if fill.quantity == 0 || fill.notional != market.spec.notional(fill.price, fill.quantity) {
+            return Err(format!("a fill whose quantity is zero or whose notional is not price x quantity: {fill:?}"));
+        }
+        let fee_max = |rate: u32| matching_core::fee_ceil(rate, fill.notional) + 1;
+        if fill.maker_fee > fee_max(market.spec.maker_fee_ppm) || fill.taker_fee > fee_max(market.spec.taker_fee_ppm) {
+            return Err(format!("a fill that charges more than the market's fee rates: {fill:?}"));
+        }
+        let seller_fee = if fill.taker_side == Side::Sell { fill.taker_fee } else { fill.maker_fee };
+        if seller_fee > fill.notional {
+            return Err(format!("a fill whose seller's fee exceeds the proceeds: {fill:?}"));
+        }
+        for (record, fee) in [(maker, fill.maker_fee), (taker, fill.taker_fee)] {
+            let id = record.order.order_id;
+            let within_limit = match (record.order.side, record.order.price) {
+                (Side::Buy, Some(limit)) => fill.price <= limit,
+                (Side::Sell, Some(limit)) => fill.price >= limit,
+                (_, None) => true,
+            };
+            if !within_limit {
+                return Err(format!("a fill at {} beyond order {id}'s limit {:?}: {fill:?}", fill.price, record.order.price));
+            }
+            let hold_left = kernel.hold_of(order_hold(id)).map_or(0, |hold| hold.remaining);
+            let (lots, from_hold) = taken.entry(id).or_default();
+            *lots += fill.quantity;
+            *from_hold += match record.order.side {
+                Side::Buy => fill.notional as Amount + fee as Amount,
+                Side::Sell => base_amount(market, fill.quantity),
+            };
+            if record.filled + *lots > record.order.quantity {
+                return Err(format!("fills of {} lots of order {id}, which has {} unfilled: {fill:?}", *lots, record.order.quantity - record.filled));
+            }
+            if *from_hold > hold_left {
+                return Err(format!("fills that take {} from order {id}'s hold of {hold_left}: {fill:?}", *from_hold));
+            }
+        }
+        Ok(())
     }
 
     /// Matching reported something the ledger cannot settle: a bug in one

@@ -366,25 +366,47 @@ fn matching_outputs_apply_exactly_once_and_in_order() {
     assert_eq!(ledger.spot().counters().matching_applied, 1);
 }
 
+/// An output the ledger cannot settle is refused whole: nothing changes,
+/// not even the output counter, and the same output, right, applies after.
 #[test]
-fn a_fill_the_ledger_cannot_settle_breaks_an_invariant_instead_of_a_panic() {
-    let mut ledger = ledger();
-    let fill = matching_core::Fill {
-        market: MARKET,
-        maker_order: 77,
-        maker_user: 1,
-        taker_order: 78,
-        taker_user: 2,
-        taker_side: Side::Buy,
-        price: 10,
-        quantity: 1,
-        notional: 100,
-        maker_fee: 0,
-        taker_fee: 0,
-    };
-    ok(ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence: 1, events: vec![Event::Fill(fill)] }), 1));
-    let broken = ledger.check_invariants().unwrap_err();
-    assert!(broken.contains("does not hold"), "{broken}");
+fn a_matching_output_the_ledger_cannot_settle_is_refused_whole() {
+    let mut exchange = Exchange::new();
+    for (user, asset) in [(1, USD), (2, BTC)] {
+        deposit(&mut exchange.ledger, user, asset, 1_000_000_000, "funding").unwrap();
+    }
+    let (sell, _) = exchange.place(2, limit(Side::Sell, 1_000, 3)).unwrap();
+    let applied = exchange.ledger.apply(&place_command(1, limit(Side::Buy, 1_000, 2), None), 2);
+    let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(buy))) = applied.outcome else { panic!("{:?}", applied.outcome) };
+    let mut events = Vec::new();
+    exchange.matching.execute(&applied.forward.unwrap(), &mut events);
+    let fill = events.iter().find_map(|e| if let Event::Fill(fill) = e { Some(*fill) } else { None }).expect("the buy crosses the sell");
+    assert_eq!((fill.maker_order, fill.taker_order, fill.quantity), (sell, buy, 2));
+    let next = exchange.sequence + 1;
+    let output = |events: Vec<Event>| Command::Spot(spot::Command::ApplyMatching { sequence: next, events });
+    let with_fill = |fill: matching_core::Fill| events.iter().map(|e| if let Event::Fill(_) = e { Event::Fill(fill) } else { *e }).collect::<Vec<_>>();
+    let bad: Vec<(&str, Vec<Event>)> = vec![
+        ("another owner", with_fill(matching_core::Fill { taker_user: 9, ..fill })),
+        ("more than the order's quantity", with_fill(matching_core::Fill { quantity: 3, notional: btc_usd().spec.notional(fill.price, 3), ..fill })),
+        ("beyond the buy's limit", with_fill(matching_core::Fill { price: 1_001, notional: btc_usd().spec.notional(1_001, 2), ..fill })),
+        ("a notional that is not price x quantity", with_fill(matching_core::Fill { notional: fill.notional + 1, ..fill })),
+        ("a fee above the market's rate", with_fill(matching_core::Fill { taker_fee: fill.notional / 2, ..fill })),
+        ("an order the ledger does not hold", with_fill(matching_core::Fill { maker_order: 999, ..fill })),
+        ("the same fill twice", [with_fill(fill), vec![Event::Fill(fill)]].concat()),
+        ("the order closed as another's", vec![Event::Done { market: MARKET, order_id: sell, user: 1 }]),
+    ];
+    for (what, events) in bad {
+        let before = exchange.ledger.state_hash();
+        match exchange.ledger.apply(&output(events), 3).outcome {
+            Err(LedgerError::MatchingOutputRefused(reason)) => assert!(reason.starts_with(&format!("matching output {next}: ")), "{what}: {reason}"),
+            other => panic!("{what} was not refused: {other:?}"),
+        }
+        assert_eq!(exchange.ledger.state_hash(), before, "{what}: a refused output changes nothing");
+        exchange.ledger.check_invariants().unwrap();
+    }
+    ok(exchange.ledger.apply(&output(events), 3));
+    assert_eq!(exchange.ledger.spot().counters().matching_applied, next);
+    assert_eq!(balance(&exchange.ledger, 1, BTC).available, 2 * 100_000, "the buyer got two lots");
+    exchange.ledger.check_invariants().unwrap();
 }
 
 #[test]

@@ -59,7 +59,8 @@ fn message() -> impl Strategy<Value = Message> {
             journal_applied,
             matching_applied,
             matching_connected: true,
-            outbox_pending: 0
+            outbox_pending: 0,
+            matching_alarm: None,
         })))),
     ]
 }
