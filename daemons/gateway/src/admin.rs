@@ -258,15 +258,23 @@ impl Admin {
             Ok(Ok(ledger_api::Answer::Operators(ledger_api::operators::Answer::Operators { operators, .. }))) => operators,
             _ => return refusal("UNAVAILABLE", "the ledger cannot say whether an operator exists: is marionette-ledger running? (marionettectl status)"),
         };
+        if !operators.is_empty() {
+            // Only the same operator again (a setup run again); nothing is made.
+            return match self.checked_account(&email, password).await {
+                Ok(Some(user)) if operators.contains(&user.id) => json!({ "ok": { "id": user.id.to_string(), "email": user.email, "created": false } }),
+                Ok(_) => refusal(
+                    "FORBIDDEN",
+                    "this install has operators: log in as one (marionettectl login EMAIL) and create-operator proposes the new one for others to approve",
+                ),
+                Err(refused) => refused,
+            };
+        }
         let (user, created) = match self.account(&email, password, Role::Operator).await {
             Ok(account) => account,
             Err(refused) => return refused,
         };
-        if user.role != Role::Operator || (!operators.is_empty() && operators != [user.id]) {
-            return refusal(
-                "FORBIDDEN",
-                "this install has operators: log in as one (marionettectl login EMAIL) and create-operator proposes the new one for others to approve",
-            );
+        if user.role != Role::Operator {
+            return refusal("FORBIDDEN", "a user's account cannot be the first operator: create-operator takes a new email");
         }
         match self.ledger.command(ledger_api::Command::Operators(ledger_api::operators::Command::Bootstrap { operator: user.id })).await {
             Ok(Ok(_)) => json!({ "ok": { "id": user.id.to_string(), "email": user.email, "created": created } }),

@@ -18,6 +18,24 @@ fn a_trade_end_to_end_through_the_api() {
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 3);
     assert_eq!(system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD).0, 0);
     assert_eq!(system.ctl(&["create-operator", OPERATOR], "another password").0, 3);
+    // Without a session (logged out, or expired): the first operator again is
+    // a setup run again; anyone else needs an operator's proposal.
+    assert_eq!(system.ctl(&["logout"], "").0, 0);
+    assert_eq!(system.ctl(&["create-operator", OPERATOR], OPERATOR_PASSWORD).0, 0);
+    let (exit, said) = system.ctl(&["create-operator", "intruder@bank.example"], OPERATOR_PASSWORD);
+    assert_eq!(exit, 1, "{said}");
+    assert!(said.contains("FORBIDDEN"), "{said}");
+    let intruder = system
+        .post(
+            "mutation($password: String!) { login(email: \"intruder@bank.example\", password: $password) { token } }",
+            json!({"password": OPERATOR_PASSWORD}),
+            "",
+        )
+        .2;
+    assert_eq!(code(&intruder), "UNAUTHENTICATED", "no account was made: {intruder}");
+    let (exit, said) = system.ctl(&["create-asset", "ETH", "8"], "");
+    assert!(exit == 1 && said.contains("UNAUTHENTICATED") && said.contains("marionettectl login"), "{said}");
+    assert_eq!(system.ctl(&["login", OPERATOR], OPERATOR_PASSWORD).0, 0);
     let (exit, status) = system.ctl(&["status"], "");
     assert_eq!(exit, 0);
     assert!(status.contains("\"matching_connected\": true"), "{status}");
