@@ -33,9 +33,30 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
   audit export [--from N] [FILE]        the audit log as JSON lines, to FILE or stdout
   status                                the gateway, the ledger and its link to matching
   graphql QUERY [VARIABLES_JSON]        any GraphQL operation, as the logged-in operator
+  pki init DIR SITE                     make the site's link CA in DIR: ca.pem for every daemon,
+                                        ca.key (0600) to keep off the daemons' hosts
+  pki issue DIR ROLE HOST... [--out D]  a certificate for a daemon (ROLE: ledger, matching,
+                                        gateway, test) reachable as HOST (names or addresses),
+                                        signed by the CA in DIR, written to D (default DIR)
 PATH defaults to /run/marionette/gateway-admin.sock; FILE to $MARIONETTECTL_SESSION,
 else ~/.config/marionette/session. An operator action another operator must approve
 exits 4 and says the proposal's id.";
+
+/// `pki issue DIR ROLE HOST... [--out D]`: prints the certificate's and the key's paths.
+fn pki_issue(dir: &Path, role: &str, rest: &[&str]) -> anyhow::Result<i32> {
+    let role = link::CertifiedRole::parse(role).with_context(|| format!("{role:?} is not a role: ledger, matching, gateway or test"))?;
+    let (hosts, out) = match rest {
+        [hosts @ .., "--out", out] => (hosts, Path::new(*out)),
+        hosts => (hosts, dir),
+    };
+    if hosts.is_empty() {
+        bail!("name at least one HOST the daemon is reached as (a DNS name or an IP address)");
+    }
+    let hosts: Vec<String> = hosts.iter().map(|host| host.to_string()).collect();
+    let issued = link::pki::issue(dir, role, &hosts, out)?;
+    println!("{}\n{}", issued.certificate_file.display(), issued.private_key_file.display());
+    Ok(0)
+}
 
 const EXIT_DUPLICATE: i32 = 3;
 const EXIT_APPROVAL_PENDING: i32 = 4;
@@ -137,6 +158,12 @@ fn run() -> anyhow::Result<i32> {
             "mutation($id: ID!, $r: String!) { rejectProposal(id: $id, reason: $r) { id kind description status rejectedBy rejectionReason } }",
             json!({ "id": id, "r": reason }),
         ),
+        ["pki", "init", dir, site] => {
+            let ca = link::pki::init(Path::new(dir), site)?;
+            println!("{}\n{}", ca.display(), Path::new(dir).join(link::pki::CA_PRIVATE_KEY).display());
+            return Ok(0);
+        }
+        ["pki", "issue", dir, role, rest @ ..] => return pki_issue(Path::new(dir), role, rest),
         ["audit", "verify"] => return audit_verify(&admin),
         ["audit", "verify", "--file", file] => return audit_verify_file(Path::new(file)),
         ["audit", "export", rest @ ..] => return audit_export(&admin, rest),

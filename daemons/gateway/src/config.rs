@@ -15,6 +15,8 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    /// The certificates for `tcp:` links to the ledger and matching.
+    pub link: link::LinkConfig,
     pub log: LogConfig,
 }
 
@@ -285,6 +287,19 @@ impl GatewayConfig {
         }
         if !(self.matching.address.starts_with("unix:") || self.matching.address.starts_with("tcp:")) {
             return invalid("matching.address", "must start with unix: or tcp:");
+        }
+        for (key, address) in [("ledger.address", &self.ledger.address), ("matching.address", &self.matching.address)] {
+            if address.starts_with("tcp:") && !self.link.has_tls() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "a tcp: link needs mutual TLS: set link.ca_file, link.certificate_file and link.private_key_file \
+                             (marionettectl pki init and issue make them)"
+                        .into(),
+                });
+            }
+        }
+        if !self.link.unix_peers.is_empty() {
+            return invalid("link.unix_peers", "the gateway serves no links (it is for the ledger's and matching's config)");
         }
         if self.matching.peer_id == 0 || self.matching.reconnect_ms == 0 || self.matching.request_timeout_ms == 0 {
             return invalid("matching", "peer_id, reconnect_ms and request_timeout_ms must be at least 1");

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use ledger_api::spot::OrderRecord;
 use ledger_api::{Answer, Command as LedgerCommand, LedgerError, Outcome, Query, QueryError};
+use link::{CertifiedRole, LinkTls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use wire::{Message, Role};
@@ -47,13 +48,13 @@ pub struct LedgerClient {
 
 impl LedgerClient {
     /// Starts the connection task; it reconnects for as long as the runtime lives.
-    pub fn start(config: LedgerLinkConfig) -> LedgerClient {
+    pub fn start(config: LedgerLinkConfig, tls: Option<LinkTls>) -> LedgerClient {
         let (requests, receiver) = mpsc::channel(config.in_flight_max);
         let (updates, _) = broadcast::channel(4_096);
         let connected = Arc::new(AtomicBool::new(false));
         let client =
             LedgerClient { requests, updates: updates.clone(), connected: connected.clone(), timeout: Duration::from_millis(config.request_timeout_ms) };
-        tokio::spawn(run(config, receiver, updates, connected));
+        tokio::spawn(run(config, tls, receiver, updates, connected));
         client
     }
 
@@ -89,10 +90,16 @@ impl LedgerClient {
 
 type Waiting<T> = Arc<Mutex<HashMap<u64, oneshot::Sender<T>>>>;
 
-async fn run(config: LedgerLinkConfig, mut requests: mpsc::Receiver<Request>, updates: broadcast::Sender<Arc<Vec<OrderRecord>>>, connected: Arc<AtomicBool>) {
+async fn run(
+    config: LedgerLinkConfig,
+    tls: Option<LinkTls>,
+    mut requests: mpsc::Receiver<Request>,
+    updates: broadcast::Sender<Arc<Vec<OrderRecord>>>,
+    connected: Arc<AtomicBool>,
+) {
     let mut warned = false;
     loop {
-        match connect(&config.address).await {
+        match connect(&config.address, tls.as_ref(), CertifiedRole::Ledger).await {
             Ok(stream) => {
                 warned = false;
                 let error = serve(&config, stream, &mut requests, &updates, &connected).await;
@@ -117,14 +124,19 @@ async fn run(config: LedgerLinkConfig, mut requests: mpsc::Receiver<Request>, up
 pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
-pub(crate) async fn connect(address: &str) -> std::io::Result<Box<dyn Duplex>> {
+/// A Unix socket, or mutual TLS over TCP with a server whose certificate
+/// names `server` (see `link::tls`).
+pub(crate) async fn connect(address: &str, tls: Option<&LinkTls>, server: CertifiedRole) -> std::io::Result<Box<dyn Duplex>> {
     if let Some(path) = address.strip_prefix("unix:") {
-        Ok(Box::new(tokio::net::UnixStream::connect(path).await?))
-    } else {
-        let stream = tokio::net::TcpStream::connect(address.trim_start_matches("tcp:")).await?;
-        stream.set_nodelay(true)?;
-        Ok(Box::new(stream))
+        return Ok(Box::new(tokio::net::UnixStream::connect(path).await?));
     }
+    let host_port = address.trim_start_matches("tcp:");
+    let Some(tls) = tls else {
+        return Err(std::io::Error::other(link::PeerError::TlsNotConfigured));
+    };
+    let stream = tokio::net::TcpStream::connect(host_port).await?;
+    stream.set_nodelay(true)?;
+    Ok(Box::new(tls.connect_async(stream, host_port, server).await?))
 }
 
 type Reader = tokio::io::ReadHalf<Box<dyn Duplex>>;

@@ -38,6 +38,7 @@ fn run() -> anyhow::Result<()> {
     };
     let (config_path, check_only) = (args.config, args.check_only);
     let config = GatewayConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
+    let link_tls = link::LinkTls::load(&config.link).with_context(|| format!("the [link] certificates of {}", config_path.display()))?;
     if check_only {
         println!("{}: ok", config_path.display());
         return Ok(());
@@ -55,12 +56,12 @@ fn run() -> anyhow::Result<()> {
     let users = Arc::new(Users::open(&config.storage.data_dir).context("opening the account store (is another gateway running on it?)")?);
     let auth = Arc::new(Auth::new(&config.auth).context("loading the JWT signing keys")?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build()?;
-    runtime.block_on(serve(config, users, auth))
+    runtime.block_on(serve(config, link_tls, users, auth))
 }
 
-async fn serve(config: GatewayConfig, users: Arc<Users>, auth: Arc<Auth>) -> anyhow::Result<()> {
-    let ledger = LedgerClient::start(config.ledger.clone());
-    let matching = MatchingClient::start(config.matching.clone());
+async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, users: Arc<Users>, auth: Arc<Auth>) -> anyhow::Result<()> {
+    let ledger = LedgerClient::start(config.ledger.clone(), link_tls.clone());
+    let matching = MatchingClient::start(config.matching.clone(), link_tls);
     let services = Services {
         users: users.clone(),
         auth: auth.clone(),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use link::{CertifiedRole, LinkTls};
 use matching_api::MarketId;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
@@ -27,10 +28,10 @@ pub struct MatchingClient {
 }
 
 impl MatchingClient {
-    pub fn start(config: MatchingLinkConfig) -> MatchingClient {
+    pub fn start(config: MatchingLinkConfig, tls: Option<LinkTls>) -> MatchingClient {
         let (requests, receiver) = mpsc::channel(1_024);
         let client = MatchingClient { requests, timeout: Duration::from_millis(config.request_timeout_ms) };
-        tokio::spawn(run(config, receiver));
+        tokio::spawn(run(config, tls, receiver));
         client
     }
 
@@ -46,10 +47,10 @@ impl MatchingClient {
     }
 }
 
-async fn run(config: MatchingLinkConfig, mut requests: mpsc::Receiver<Request>) {
+async fn run(config: MatchingLinkConfig, tls: Option<LinkTls>, mut requests: mpsc::Receiver<Request>) {
     let mut warned = false;
     loop {
-        match connect(&config.address).await {
+        match connect(&config.address, tls.as_ref(), CertifiedRole::Matching).await {
             Ok(stream) => {
                 warned = false;
                 let error = serve(&config, stream, &mut requests).await;

@@ -28,6 +28,8 @@ fn run() -> anyhow::Result<()> {
     let config_path = args.config;
     let check_only = args.check_only;
     let config = LedgerConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
+    // Before anything else: an unknown user or an unreadable certificate is a config error.
+    let admission = link::Admission::from_config(&config.link).with_context(|| format!("the [link] section of {}", config_path.display()))?;
     if check_only {
         println!("{}: ok", config_path.display());
         return Ok(());
@@ -83,10 +85,10 @@ fn run() -> anyhow::Result<()> {
         engine.run(receiver, shell::service_manager::Watchdog::from_env())
     })?;
     {
-        let (link_config, inbox, progress, metrics) = (config.matching.clone(), inbox.clone(), progress.clone(), metrics.clone());
-        std::thread::Builder::new().name("matching-link".into()).spawn(move || ledger::matching_link::run(link_config, inbox, progress, metrics))?;
+        let (link_config, tls, inbox, progress, metrics) = (config.matching.clone(), admission.tls.clone(), inbox.clone(), progress.clone(), metrics.clone());
+        std::thread::Builder::new().name("matching-link".into()).spawn(move || ledger::matching_link::run(link_config, tls, inbox, progress, metrics))?;
     }
-    std::thread::Builder::new().name("accept".into()).spawn(move || server::accept_loop(listener, shared))?;
+    std::thread::Builder::new().name("accept".into()).spawn(move || server::accept_loop(listener, admission, shared))?;
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {

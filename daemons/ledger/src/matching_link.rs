@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use link::{Address, Client};
+use link::{Address, CertifiedRole, Client, LinkTls};
 use wire::{Message, Role};
 
 use crate::config::MatchingLinkConfig;
@@ -19,7 +19,7 @@ use crate::engine::{Forwards, Inbound};
 use crate::metrics::Metrics;
 use crate::query::Progress;
 
-pub fn run(config: MatchingLinkConfig, inbox: SyncSender<Inbound>, progress: Arc<Progress>, metrics: Arc<Metrics>) {
+pub fn run(config: MatchingLinkConfig, tls: Option<LinkTls>, inbox: SyncSender<Inbound>, progress: Arc<Progress>, metrics: Arc<Metrics>) {
     let address = Address::parse(&config.address).expect("validated at start");
     let mut failures = 0u64;
     loop {
@@ -32,7 +32,7 @@ pub fn run(config: MatchingLinkConfig, inbox: SyncSender<Inbound>, progress: Arc
             continue;
         }
         let outputs_applied = progress.matching_applied.load(Ordering::Acquire);
-        match Client::connect(&address, config.peer_id, Role::Ledger, outputs_applied, true) {
+        match Client::connect_tls(&address, tls.as_ref(), CertifiedRole::Matching, config.peer_id, Role::Ledger, outputs_applied, true) {
             Err(error) => {
                 // Say it once, then every minute or so: matching may simply be starting.
                 if failures % (60_000 / config.reconnect_ms).max(1) == 0 {

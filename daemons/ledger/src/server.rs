@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 
 use ledger_api::{operators, spot, Command};
-use link::{ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, ReadError, Stream};
+use link::{Admission, ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, Peer, ReadError, Stream};
 use storage::Store;
 use wire::{Message, ProtocolErrorCode, Role};
 
@@ -26,7 +26,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
-pub fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+pub fn accept_loop(listener: Listener, admission: Admission, shared: Arc<Shared>) {
     let metrics = shared.metrics.clone();
     let limit = ConnectionLimit {
         connections_max: shared.config.listen.connections_max,
@@ -34,7 +34,7 @@ pub fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             metrics.connections.set(open as i64);
         }),
     };
-    link::serve(listener, limit, move |connection, stream| serve_connection(connection, stream, &shared));
+    link::serve(listener, limit, admission, move |connection, stream, peer| serve_connection(connection, stream, &peer, &shared));
 }
 
 fn refuse(stream: &mut Stream, code: ProtocolErrorCode, detail: &str) {
@@ -55,10 +55,26 @@ fn not_for_peers(command: &Command) -> Option<&'static str> {
     }
 }
 
-fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Shared) {
+/// Why a peer in `role` may not send `command`, if it may not: user
+/// commands come from gateways (and test harnesses, trusted users only); an
+/// operator's connection sends operator commands only.
+fn not_for_role(role: Role, command: &Command) -> Option<&'static str> {
+    match (role, command) {
+        (Role::Gateway | Role::Test, _) | (Role::Operator, Command::Operators(_)) => None,
+        (Role::Operator, _) => Some("an operator's connection sends operator commands only"),
+        (Role::Ledger, _) => Some("the ledger role sends nothing to a ledger"),
+    }
+}
+
+/// Whether a peer in `role` may ask for every order's updates (they name users).
+fn may_subscribe(role: Role) -> bool {
+    matches!(role, Role::Gateway | Role::Test)
+}
+
+fn serve_connection(connection: ConnectionId, mut stream: Stream, proven: &Peer, shared: &Shared) {
     let mut reader = FrameReader::new(shared.config.listen.frame_bytes_max);
-    // Set by Hello: the peer and the queue its writer drains.
-    let mut peer: Option<(u32, SyncSender<Outgoing>)> = None;
+    // Set by Hello: the peer, its role and the queue its writer drains.
+    let mut peer: Option<(u32, Role, SyncSender<Outgoing>)> = None;
     loop {
         let frame = match reader.next(&mut stream) {
             Ok(frame) => frame,
@@ -75,7 +91,16 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Share
                     refuse(&mut stream, ProtocolErrorCode::Forbidden, "that peer id or role is reserved");
                     break;
                 }
-                tracing::info!(connection, peer = id, ?role, "peer says hello");
+                if !proven.may_claim(role) {
+                    tracing::warn!(connection, peer = id, ?role, %proven, "a peer claimed a role it may not; closing the connection");
+                    refuse(&mut stream, ProtocolErrorCode::Forbidden, &format!("{proven} may not claim the role {role:?}"));
+                    break;
+                }
+                if subscribe && !may_subscribe(role) {
+                    refuse(&mut stream, ProtocolErrorCode::Forbidden, &format!("the role {role:?} may not subscribe to order updates"));
+                    break;
+                }
+                tracing::info!(connection, peer = id, ?role, %proven, "peer says hello");
                 let (outbox, outgoing) = mpsc::sync_channel::<Outgoing>(shared.config.listen.peer_queue_frames_max);
                 let (Ok(writer_stream), Ok(closer)) = (stream.try_clone(), stream.try_clone()) else { break };
                 if link::spawn_writer(connection, writer_stream, outgoing).is_err() {
@@ -84,20 +109,20 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, shared: &Share
                 if shared.inbox.send(Inbound::Connect { connection, peer: id, subscribe, outbox: outbox.clone(), closer }).is_err() {
                     break;
                 }
-                peer = Some((id, outbox));
+                peer = Some((id, role, outbox));
             }
-            (Message::LedgerCommand(command), Some((id, _))) if not_for_peers(&command).is_some() => {
-                let reason = not_for_peers(&command).unwrap_or_default();
+            (Message::LedgerCommand(command), Some((id, role, _))) if not_for_peers(&command).or(not_for_role(*role, &command)).is_some() => {
+                let reason = not_for_peers(&command).or(not_for_role(*role, &command)).unwrap_or_default();
                 tracing::warn!(connection, peer = id, reason, "a peer sent a command peers may not send; closing the connection");
                 refuse(&mut stream, ProtocolErrorCode::Forbidden, reason);
                 break;
             }
-            (Message::LedgerCommand(command), Some((id, _))) => {
+            (Message::LedgerCommand(command), Some((id, _, _))) => {
                 if shared.inbox.send(Inbound::Command { connection, peer: *id, sequence: frame.sequence, command }).is_err() {
                     break;
                 }
             }
-            (Message::LedgerQuery(request), Some((_, outbox))) => {
+            (Message::LedgerQuery(request), Some((_, _, outbox))) => {
                 shared.metrics.queries.inc();
                 let answer = query::answer(&shared.store, &shared.progress, &request);
                 let mut bytes = Vec::new();

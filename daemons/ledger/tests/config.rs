@@ -23,6 +23,7 @@ fn unknown_keys_are_named() {
         ("[matching]\nhost = \"x\"\n", "host"),
         ("[ledger]\n", "ledger"),
         ("[approvals]\nwithdrawals = 2\n", "withdrawals"),
+        ("[link]\nunix_peer = {}\n", "unix_peer"),
     ] {
         let error = toml::from_str::<LedgerConfig>(text).unwrap_err().to_string();
         assert!(error.contains(key), "{text}: {error}");
@@ -42,6 +43,10 @@ fn invalid_values_are_named() {
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[approvals]\ndeposit = 0\n", "approvals"),
         ("[approvals]\nmarket = 10\n", "approvals"),
+        // Plain TCP would let anyone on the network claim any role.
+        ("[listen]\naddress = \"tcp:0.0.0.0:7101\"\n", "listen.address"),
+        ("[matching]\naddress = \"tcp:10.0.0.2:7102\"\n", "matching.address"),
+        ("[link]\nca_file = \"/etc/marionette/pki/ca.pem\"\n[listen]\naddress = \"tcp:0.0.0.0:7101\"\n", "listen.address"),
     ] {
         let config: LedgerConfig = toml::from_str(text).unwrap();
         let error = config.validate().unwrap_err().to_string();

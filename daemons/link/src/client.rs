@@ -8,7 +8,7 @@ use wire::{Frame, Message, PeerId, Role};
 
 use crate::net::Stream;
 use crate::reader::FrameReader;
-use crate::Address;
+use crate::{Address, CertifiedRole, LinkTls};
 
 pub struct Client {
     stream: Stream,
@@ -37,7 +37,30 @@ impl Client {
     /// this peer durably applied; with `subscribe` the server replays what
     /// follows it and then streams every new output.
     pub fn connect(address: &Address, peer: PeerId, role: Role, outputs_applied: u64, subscribe: bool) -> io::Result<(Client, Welcome)> {
-        let stream = Stream::connect(address)?;
+        Client::greet(Stream::connect(address)?, peer, role, outputs_applied, subscribe)
+    }
+
+    /// [`Client::connect`] to a `tcp:` address over mutual TLS, or to a Unix
+    /// one as usual; `server` is the role the server's certificate must name.
+    pub fn connect_tls(
+        address: &Address,
+        tls: Option<&LinkTls>,
+        server: CertifiedRole,
+        peer: PeerId,
+        role: Role,
+        outputs_applied: u64,
+        subscribe: bool,
+    ) -> io::Result<(Client, Welcome)> {
+        let stream = match (address, tls) {
+            (Address::Tcp(host_port), Some(tls)) => tls.connect(host_port, server)?,
+            (Address::Tcp(_), None) => return Err(io::Error::other(crate::PeerError::TlsNotConfigured)),
+            (Address::Unix(_), _) => Stream::connect(address)?,
+        };
+        Client::greet(stream, peer, role, outputs_applied, subscribe)
+    }
+
+    /// Says Hello over a connected stream.
+    pub fn greet(stream: Stream, peer: PeerId, role: Role, outputs_applied: u64, subscribe: bool) -> io::Result<(Client, Welcome)> {
         let mut client = Client { stream, reader: FrameReader::new(FRAME_BYTES_MAX), outgoing: Vec::new() };
         client.queue(0, &Message::Hello { peer, role, outputs_applied, subscribe });
         if let Err(write_error) = client.flush() {

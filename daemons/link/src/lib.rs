@@ -1,24 +1,32 @@
 //! Connections between Marionette's daemons.
 //!
 //! Everything here is transport: where a daemon listens ([`Address`]), the
-//! sockets behind it ([`Stream`], [`Listener`]), reading whole frames off a
+//! sockets behind it ([`Stream`], [`Listener`]), who is on the other end
+//! ([`Peer`]: SO_PEERCRED on Unix sockets, mutual TLS over TCP, [`tls`]) and
+//! the site's certificates for it ([`pki`]), reading whole frames off a
 //! byte stream ([`FrameReader`]), a blocking client that says Hello
-//! ([`Client`]), the accept loop that bounds connections ([`serve`]), and the
-//! tiny HTTP endpoint for Prometheus ([`http::serve`]). What the frames mean
-//! is each daemon's business; how they are encoded is `wire`'s.
+//! ([`Client`]), the accept loop that admits and bounds connections
+//! ([`serve`]), and the tiny HTTP endpoint for Prometheus ([`http::serve`]).
+//! What the frames mean is each daemon's business; how they are encoded is
+//! `wire`'s.
 
 mod client;
 pub mod http;
 mod net;
+mod peers;
+pub mod pki;
 mod reader;
 mod server;
+pub mod tls;
 
 use std::path::PathBuf;
 
 pub use client::{Client, Welcome};
 pub use net::{Listener, Stream};
+pub use peers::{CertifiedRole, LinkConfig, Peer, PeerError, UnixPeers};
 pub use reader::{FrameReader, ReadError};
-pub use server::{serve, spawn_writer, ConnectionId, ConnectionLimit, Outgoing};
+pub use server::{serve, spawn_writer, Admission, AdmissionError, ConnectionId, ConnectionLimit, Outgoing};
+pub use tls::LinkTls;
 
 /// Where a daemon listens or a client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,8 @@ pub struct MatchingConfig {
     pub engine: EngineConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    /// Who may connect to `listen.address`, and the certificates for `tcp:` links.
+    pub link: link::LinkConfig,
     pub log: LogConfig,
 }
 
@@ -120,6 +122,16 @@ impl MatchingConfig {
         use shell::Validate as _;
         let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
         Address::parse(&self.listen.address).map_err(|reason| ConfigError::Invalid { key: "listen.address", reason })?;
+        for (key, address) in [("listen.address", &self.listen.address)] {
+            if address.starts_with("tcp:") && !self.link.has_tls() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "a tcp: link needs mutual TLS: set link.ca_file, link.certificate_file and link.private_key_file \
+                             (marionettectl pki init and issue make them)"
+                        .into(),
+                });
+            }
+        }
         if self.listen.connections_max == 0 {
             return invalid("listen.connections_max", "must be at least 1");
         }

@@ -26,6 +26,8 @@ fn run() -> anyhow::Result<()> {
     let config_path = args.config;
     let check_only = args.check_only;
     let config = MatchingConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
+    // Before anything else: an unknown user or an unreadable certificate is a config error.
+    let admission = link::Admission::from_config(&config.link).with_context(|| format!("the [link] section of {}", config_path.display()))?;
     if check_only {
         println!("{}: ok", config_path.display());
         return Ok(());
@@ -73,7 +75,7 @@ fn run() -> anyhow::Result<()> {
     })?;
     {
         let (config, inbox, metrics) = (config.clone(), inbox.clone(), metrics.clone());
-        std::thread::Builder::new().name("accept".into()).spawn(move || server::accept_loop(listener, config, inbox, metrics))?;
+        std::thread::Builder::new().name("accept".into()).spawn(move || server::accept_loop(listener, admission, config, inbox, metrics))?;
     }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {

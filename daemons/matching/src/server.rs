@@ -7,24 +7,35 @@ use std::io::Write;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 
-use link::{ConnectionId, ConnectionLimit, FrameReader, Listener, ReadError, Stream};
-use wire::{Message, ProtocolErrorCode};
+use link::{Admission, ConnectionId, ConnectionLimit, FrameReader, Listener, Peer, ReadError, Stream};
+use wire::{Message, ProtocolErrorCode, Role};
 
 use crate::config::MatchingConfig;
 use crate::metrics::Metrics;
 use crate::service::{Inbound, Outgoing};
 
-pub fn accept_loop(listener: Listener, config: MatchingConfig, inbox: SyncSender<Inbound>, metrics: Arc<Metrics>) {
+pub fn accept_loop(listener: Listener, admission: Admission, config: MatchingConfig, inbox: SyncSender<Inbound>, metrics: Arc<Metrics>) {
     let limit = ConnectionLimit {
         connections_max: config.listen.connections_max,
         on_change: Arc::new(move |open| {
             metrics.connections.set(open as i64);
         }),
     };
-    link::serve(listener, limit, move |connection, stream| serve_connection(connection, stream, &config, &inbox));
+    link::serve(listener, limit, admission, move |connection, stream, peer| serve_connection(connection, stream, &peer, &config, &inbox));
 }
 
-fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &MatchingConfig, inbox: &SyncSender<Inbound>) {
+/// Orders and their outputs (which name users) are the ledger's business:
+/// only it (and test harnesses, trusted users only) sends commands or
+/// subscribes. Anyone admitted may read the book's depth.
+fn may_trade(role: Role) -> bool {
+    matches!(role, Role::Ledger | Role::Test)
+}
+
+fn refuse(stream: &mut Stream, detail: &str) {
+    let _ = stream.write_all(&wire::encode_error(ProtocolErrorCode::Forbidden, detail));
+}
+
+fn serve_connection(connection: ConnectionId, mut stream: Stream, proven: &Peer, config: &MatchingConfig, inbox: &SyncSender<Inbound>) {
     let mut reader = FrameReader::new(config.listen.frame_bytes_max);
     let mut peer = None;
     loop {
@@ -39,7 +50,16 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
         };
         match (frame.message, peer) {
             (Message::Hello { peer: id, role, outputs_applied, subscribe }, None) => {
-                tracing::info!(connection, peer = id, ?role, outputs_applied, "peer connected");
+                if !proven.may_claim(role) {
+                    tracing::warn!(connection, peer = id, ?role, %proven, "a peer claimed a role it may not; closing the connection");
+                    refuse(&mut stream, &format!("{proven} may not claim the role {role:?}"));
+                    break;
+                }
+                if subscribe && !may_trade(role) {
+                    refuse(&mut stream, &format!("the role {role:?} may not subscribe to matching's outputs"));
+                    break;
+                }
+                tracing::info!(connection, peer = id, ?role, %proven, outputs_applied, "peer connected");
                 let (outbox, outgoing) = mpsc::sync_channel::<Outgoing>(config.listen.peer_queue_batches_max);
                 let Ok(writer_stream) = stream.try_clone() else {
                     break;
@@ -50,9 +70,14 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, config: &Match
                 if inbox.send(Inbound::Connect { connection, peer: id, outputs_applied, subscribe, outbox }).is_err() {
                     break;
                 }
-                peer = Some(id);
+                peer = Some((id, role));
             }
-            (Message::Command(command), Some(id)) => {
+            (Message::Command(_), Some((id, role))) if !may_trade(role) => {
+                tracing::warn!(connection, peer = id, ?role, "a peer that may not trade sent a command; closing the connection");
+                refuse(&mut stream, &format!("the role {role:?} may not send orders: only the ledger does"));
+                break;
+            }
+            (Message::Command(command), Some((id, _))) => {
                 if inbox.send(Inbound::Command { connection, peer: id, sequence: frame.sequence, command }).is_err() {
                     break;
                 }

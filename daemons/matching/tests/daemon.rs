@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use link::{CertifiedRole, LinkTls};
 use matching::client::{MatchingClient, Welcome};
 use matching::config::{Address, MatchingConfig};
 use matching::metrics::Metrics;
@@ -225,8 +226,36 @@ fn tcp_transport_and_a_pinned_engine_thread() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cpu = std::thread::available_parallelism().unwrap().get() - 1;
-    let daemon = Daemon::start(dir.path(), &format!("address = \"tcp:127.0.0.1:{port}\"||||cpu = {cpu}\nidle = \"yield\""));
-    let (mut client, _) = MatchingClient::connect(&Address::Tcp(format!("127.0.0.1:{port}")), 1, Role::Test, 0, true).unwrap();
+    // TCP links are mutual TLS: the site's CA, matching's certificate, and the peers'.
+    let ca = dir.path().join("pki");
+    link::pki::init(&ca, "Test Bank").unwrap();
+    let issue = |role| link::pki::issue(&ca, role, &["127.0.0.1".into()], &ca).unwrap();
+    let tls_of = |issued: link::pki::Issued| link::LinkConfig {
+        ca_file: ca.join(link::pki::CA_CERTIFICATE),
+        certificate_file: issued.certificate_file,
+        private_key_file: issued.private_key_file,
+        ..link::LinkConfig::default()
+    };
+    let own = tls_of(issue(CertifiedRole::Matching));
+    let section = format!(
+        "[link]\nca_file = \"{}\"\ncertificate_file = \"{}\"\nprivate_key_file = \"{}\"\n",
+        own.ca_file.display(),
+        own.certificate_file.display(),
+        own.private_key_file.display()
+    );
+    let daemon = Daemon::start(dir.path(), &format!("address = \"tcp:127.0.0.1:{port}\"||{section}||cpu = {cpu}\nidle = \"yield\""));
+    let address = Address::Tcp(format!("127.0.0.1:{port}"));
+    assert!(MatchingClient::connect(&address, 1, Role::Test, 0, true).is_err(), "plain TCP is refused");
+    // A gateway's certificate reads depth; it neither subscribes nor sends orders.
+    let gateway = LinkTls::load(&tls_of(issue(CertifiedRole::Gateway))).unwrap().unwrap();
+    let refused = MatchingClient::connect_tls(&address, Some(&gateway), CertifiedRole::Matching, 9, Role::Gateway, 0, true).err().expect("subscribe");
+    assert!(refused.to_string().contains("may not subscribe"), "{refused}");
+    let (mut reader, _) = MatchingClient::connect_tls(&address, Some(&gateway), CertifiedRole::Matching, 9, Role::Gateway, 0, false).unwrap();
+    reader.send_command(1, &market()).unwrap();
+    let refused = reader.recv().expect_err("a gateway's order is refused");
+    assert!(refused.to_string().contains("may not send orders"), "{refused}");
+    let test = LinkTls::load(&tls_of(issue(CertifiedRole::Test))).unwrap().unwrap();
+    let (mut client, _) = MatchingClient::connect_tls(&address, Some(&test), CertifiedRole::Matching, 1, Role::Test, 0, true).unwrap();
     client.send_command(1, &market()).unwrap();
     assert_eq!(next_output(&mut client).2, vec![Event::MarketAdded { market: 1 }]);
     // The engine thread, and only it, is pinned to the configured CPU.

@@ -35,7 +35,11 @@ pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 1 << 20;
 /// records the last applied sequence number against.
 pub type PeerId = u32;
 
+/// What a peer says it is in Hello; the server checks it against who the
+/// peer proved to be (see `link::Peer`). Lowercase in config files; postcard
+/// encodes the variant's index, so the names are not on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Ledger,
     Gateway,

@@ -125,7 +125,9 @@ pub struct Options {
     pub gateway_limits: String,
     /// Extra lines for the gateway's `[auth]`.
     pub gateway_auth: String,
-    /// The ledger listens on TCP (as for gateways on other hosts) instead of a Unix socket.
+    /// The ledger listens on TCP (as for gateways on other hosts) instead of
+    /// a Unix socket, with mutual TLS: a CA in `{dir}/pki` (see
+    /// [`System::link_ca`]) and certificates for the ledger and the gateway.
     pub ledger_over_tcp: bool,
     /// The ledger's `[approvals]`: None is [`APPROVALS_OF_ONE`], Some("") the shipped defaults.
     pub approvals: Option<String>,
@@ -177,9 +179,43 @@ pub struct System {
     /// Each daemon's Prometheus listener (and the gateway's unlimited probes).
     metrics_ports: [u16; 3],
     ledger_over_tcp: bool,
+    ledger_address: String,
+}
+
+/// The site's link CA in `{dir}/pki` and the `[link]` sections of the
+/// ledger's and the gateway's config, each with its own certificate.
+fn link_certificates(dir: &Path) -> (String, String) {
+    let ca = dir.join("pki");
+    if !ca.join(link::pki::CA_CERTIFICATE).exists() {
+        link::pki::init(&ca, "Acceptance Bank").unwrap();
+    }
+    let section = |role: link::CertifiedRole| {
+        let out = dir.join("pki").join(role.name());
+        let issued =
+            link::pki::Issued { certificate_file: out.join(format!("{role}-127.0.0.1.pem")), private_key_file: out.join(format!("{role}-127.0.0.1.key")) };
+        let issued =
+            if issued.certificate_file.exists() { issued } else { link::pki::issue(&ca, role, &["127.0.0.1".into(), "localhost".into()], &out).unwrap() };
+        format!(
+            "[link]\nca_file = \"{}\"\ncertificate_file = \"{}\"\nprivate_key_file = \"{}\"\n",
+            ca.join(link::pki::CA_CERTIFICATE).display(),
+            issued.certificate_file.display(),
+            issued.private_key_file.display()
+        )
+    };
+    (section(link::CertifiedRole::Ledger), section(link::CertifiedRole::Gateway))
 }
 
 impl System {
+    /// Where the ledger listens: `unix:…` or `tcp:127.0.0.1:…`.
+    pub fn ledger_address(&self) -> &str {
+        &self.ledger_address
+    }
+
+    /// The directory of the site's link CA (with `ledger_over_tcp`).
+    pub fn link_ca(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+
     pub fn start(dir: &Path) -> System {
         System::start_with(dir, &Options::default())
     }
@@ -188,6 +224,7 @@ impl System {
         let d = dir.display();
         let (matching_metrics, ledger_metrics, gateway_metrics, port) = (free_port(), free_port(), free_port(), free_port());
         let ledger_address = if options.ledger_over_tcp { format!("tcp:127.0.0.1:{}", free_port()) } else { format!("unix:{d}/ledger.sock") };
+        let (ledger_link, gateway_link) = if options.ledger_over_tcp { link_certificates(dir) } else { Default::default() };
         // The load drivers and the crash loop connect from one address.
         let listen = with_defaults(&format!("connections_per_ip_max = 1000000\nmetrics_address = \"127.0.0.1:{gateway_metrics}\""), &options.gateway_listen);
         let auth = with_defaults("cookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1", &options.gateway_auth);
@@ -199,13 +236,13 @@ impl System {
         let approvals = options.approvals.as_deref().unwrap_or(APPROVALS_OF_ONE);
         std::fs::write(
             dir.join("ledger.toml"),
-            format!("[listen]\naddress = \"{ledger_address}\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n[approvals]\n{approvals}\n[log]\nformat = \"text\"\n"),
+            format!("[listen]\naddress = \"{ledger_address}\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n[approvals]\n{approvals}\n{ledger_link}[log]\nformat = \"text\"\n"),
         )
         .unwrap();
         std::fs::write(
             dir.join("gateway.toml"),
             format!(
-                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\n{limits}\n[log]\nformat = \"text\"\n"
+                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\n{limits}\n{gateway_link}[log]\nformat = \"text\"\n"
             ),
         )
         .unwrap();
@@ -216,6 +253,7 @@ impl System {
             admin: dir.join("gateway-admin.sock"),
             metrics_ports: [matching_metrics, ledger_metrics, gateway_metrics],
             ledger_over_tcp: options.ledger_over_tcp,
+            ledger_address: ledger_address.clone(),
         };
         for daemon in Daemon::ALL {
             system.start_again(daemon);
