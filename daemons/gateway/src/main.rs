@@ -21,9 +21,18 @@ use gateway::users::Users;
 use hyper_util::rt::TokioIo;
 use ledger_api::operators::SecurityEvent;
 
-const USAGE: &str = "usage: marionette-gateway [--config PATH] [--check-config] [init-keys]\n\
+const USAGE: &str = "usage: marionette-gateway [--config PATH] [--check-config] [init-keys | init-certificate [HOST...]]\n\
     Runs the Marionette GraphQL gateway. PATH defaults to /etc/marionette/gateway.toml.\n\
-    init-keys: creates a JWT signing key in auth.keys_dir if there is none (mode 0600), prints the signing key's id and exits.";
+    init-keys: creates a JWT signing key in auth.keys_dir if there is none (mode 0600), prints the signing key's id and exits.\n\
+    init-certificate: if listen.tls_certificate_file and tls_private_key_file do not exist, makes a self-signed\n\
+    certificate for HOST... (DNS names or addresses; key mode 0600); prints the SHA-256 fingerprint of the\n\
+    certificate the gateway serves, made now or before, and exits.";
+
+enum Command {
+    Serve,
+    InitKeys,
+    InitCertificate(Vec<String>),
+}
 
 fn main() {
     shell::exit_on_error("marionette-gateway", run());
@@ -31,9 +40,10 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let Some(args) = shell::parse_args(std::env::args().skip(1), "/etc/marionette/gateway.toml", USAGE).map_err(anyhow::Error::msg)? else { return Ok(()) };
-    let init_keys = match args.rest.as_slice() {
-        [] => false,
-        [command] if command == "init-keys" => true,
+    let command = match args.rest.as_slice() {
+        [] => Command::Serve,
+        [command] if command == "init-keys" => Command::InitKeys,
+        [command, hosts @ ..] if command == "init-certificate" => Command::InitCertificate(hosts.to_vec()),
         [extra, ..] => bail!("unexpected argument {extra:?}\n{USAGE}"),
     };
     let (config_path, check_only) = (args.config, args.check_only);
@@ -43,12 +53,29 @@ fn run() -> anyhow::Result<()> {
         println!("{}: ok", config_path.display());
         return Ok(());
     }
-    if init_keys {
-        // The package's postinst runs this, so that the secret exists before
-        // the first start and is never part of the package.
-        let auth = Auth::new(&config.auth).with_context(|| format!("creating a signing key in {}", config.auth.keys_dir.display()))?;
-        println!("{}", auth.signing_key_id());
-        return Ok(());
+    match command {
+        Command::Serve => {}
+        Command::InitKeys => {
+            // The package's postinst runs this, so that the secret exists before
+            // the first start and is never part of the package.
+            let auth = Auth::new(&config.auth).with_context(|| format!("creating a signing key in {}", config.auth.keys_dir.display()))?;
+            println!("{}", auth.signing_key_id());
+            return Ok(());
+        }
+        Command::InitCertificate(hosts) => {
+            // The host image's first boot runs this, so that it serves HTTPS
+            // from the start with a key that is this server's alone.
+            let (certificate, key) = (&config.listen.tls_certificate_file, &config.listen.tls_private_key_file);
+            if certificate.as_os_str().is_empty() {
+                bail!("{} serves plain HTTP: set listen.tls_certificate_file and tls_private_key_file to where the certificate goes", config_path.display());
+            }
+            let (fingerprint, made) = gateway::tls::init_self_signed(certificate, key, &hosts)?;
+            if made == gateway::tls::Made::Now {
+                eprintln!("made a self-signed certificate for {} in {}", hosts.join(" "), certificate.display());
+            }
+            println!("{fingerprint}");
+            return Ok(());
+        }
     }
     shell::init_logging(&config.log);
     shell::service_manager::status("opening the account store and the signing keys");

@@ -22,6 +22,47 @@ pub enum TlsError {
     PrivateKey { path: PathBuf, reason: String },
     #[error("the private key {key} does not belong to the certificate {certificate}: {reason}")]
     Mismatch { certificate: PathBuf, key: PathBuf, reason: String },
+    #[error("{existing} exists but {missing} does not: put the pair back, or remove {existing} to make a new pair")]
+    HalfPair { existing: PathBuf, missing: PathBuf },
+    #[error("there is no certificate at {path}: name this server's DNS names or addresses to make a self-signed one")]
+    NoNames { path: PathBuf },
+    #[error("making a self-signed certificate: {0}")]
+    SelfSigned(#[from] link::pki::PkiError),
+}
+
+/// Whether [`init_self_signed`] made the certificate or found one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made {
+    Now,
+    Before,
+}
+
+/// `marionette-gateway init-certificate`: if neither file exists, a
+/// self-signed certificate for `hosts` (its directory made 0700 if
+/// missing); a pair that is there already is kept, whoever made it. Either
+/// way the fingerprint of what the gateway will serve, for the console.
+pub fn init_self_signed(certificate_file: &Path, private_key_file: &Path, hosts: &[String]) -> Result<(String, Made), TlsError> {
+    let made = match (certificate_file.exists(), private_key_file.exists()) {
+        (true, true) => Made::Before,
+        (true, false) => return Err(TlsError::HalfPair { existing: certificate_file.to_path_buf(), missing: private_key_file.to_path_buf() }),
+        (false, true) => return Err(TlsError::HalfPair { existing: private_key_file.to_path_buf(), missing: certificate_file.to_path_buf() }),
+        (false, false) if hosts.is_empty() => return Err(TlsError::NoNames { path: certificate_file.to_path_buf() }),
+        (false, false) => {
+            for file in [certificate_file, private_key_file] {
+                if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|source| TlsError::SelfSigned(link::pki::PkiError::Io { path: dir.to_path_buf(), source }))?;
+                }
+            }
+            link::pki::self_signed(hosts, certificate_file, private_key_file)?;
+            Made::Now
+        }
+    };
+    Ok((Certificate::load(certificate_file, private_key_file)?.fingerprint(), made))
 }
 
 /// The certificate being served, and the files it was read from.
@@ -136,5 +177,46 @@ mod tests {
         std::fs::write(&cert, "not a certificate").unwrap();
         assert!(matches!(certificate.reload(), Err(TlsError::Certificate { .. })));
         assert_eq!(certificate.fingerprint(), second);
+    }
+
+    #[test]
+    fn a_self_signed_certificate_is_made_once_and_verifies_for_its_names() {
+        use rustls::client::danger::ServerCertVerifier;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls/certificate.pem"), dir.path().join("tls/private-key.pem"));
+        let hosts = vec!["server-1".to_string(), "127.0.0.1".to_string()];
+        assert!(matches!(init_self_signed(&cert, &key, &[]), Err(TlsError::NoNames { .. })), "no names, nothing made");
+        assert!(!cert.exists() && !key.exists());
+
+        let (fingerprint, made) = init_self_signed(&cert, &key, &hosts).unwrap();
+        assert_eq!(made, Made::Now);
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&key), mode(&cert), mode(cert.parent().unwrap())), (0o600, 0o644, 0o700));
+        let written = std::fs::read(&cert).unwrap();
+
+        // Again, with other names: kept, the same fingerprint, nothing rewritten.
+        let (again, made) = init_self_signed(&cert, &key, &["other".to_string()]).unwrap();
+        assert_eq!((again.as_str(), made), (fingerprint.as_str(), Made::Before));
+        assert_eq!(std::fs::read(&cert).unwrap(), written);
+
+        // A client that trusts this one certificate accepts it for each of its names, and for no other.
+        let der = CertificateDer::from_pem_file(&cert).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider::default_provider())).build().unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        for name in ["server-1", "127.0.0.1"] {
+            let server_name = rustls::pki_types::ServerName::try_from(name).unwrap();
+            verifier.verify_server_cert(&der, &[], &server_name, &[], now).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let other = rustls::pki_types::ServerName::try_from("server-2").unwrap();
+        assert!(verifier.verify_server_cert(&der, &[], &other, &[], now).is_err());
+
+        // Half a pair is never completed with a key that is not its own.
+        std::fs::remove_file(&key).unwrap();
+        assert!(matches!(init_self_signed(&cert, &key, &hosts), Err(TlsError::HalfPair { .. })));
+        assert!(!key.exists());
+        assert!(matches!(init_self_signed(&dir.path().join("c.pem"), &dir.path().join("k.pem"), &["not a name!".into()]), Err(TlsError::SelfSigned(_))));
     }
 }

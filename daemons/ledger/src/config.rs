@@ -8,7 +8,7 @@ use link::Address;
 use products::LedgerLimits;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerConfig {
     pub listen: ListenConfig,
@@ -101,6 +101,22 @@ impl Default for EngineConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig { data_dir: "/var/lib/marionette/ledger".into(), segment_records_max: crate::service::SEGMENT_RECORDS_MAX_DEFAULT }
+    }
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            listen: ListenConfig::default(),
+            matching: MatchingLinkConfig::default(),
+            engine: EngineConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LedgerLimits::default(),
+            approvals: Thresholds::default(),
+            // The packages' gateway user (debian/marionette-common.sysusers).
+            link: link::LinkConfig { unix_peers: [("marionette-gateway".to_string(), vec![wire::Role::Gateway])].into(), ..link::LinkConfig::default() },
+            log: LogConfig::default(),
+        }
     }
 }
 

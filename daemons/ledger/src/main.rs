@@ -28,13 +28,15 @@ fn run() -> anyhow::Result<()> {
     let config_path = args.config;
     let check_only = args.check_only;
     let config = LedgerConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
-    // Before anything else: an unknown user or an unreadable certificate is a config error.
-    let admission = link::Admission::from_config(&config.link).with_context(|| format!("the [link] section of {}", config_path.display()))?;
+    // An unreadable certificate or key is a config error.
+    let admission = || link::Admission::from_config(&config.link).with_context(|| format!("the [link] section of {}", config_path.display()));
     if check_only {
+        admission()?;
         println!("{}: ok", config_path.display());
         return Ok(());
     }
     shell::init_logging(&config.log);
+    let admission = admission()?;
     let metrics = Arc::new(Metrics::new());
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;

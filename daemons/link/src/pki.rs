@@ -47,6 +47,15 @@ fn write(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
     file.sync_all().map_err(io)
 }
 
+/// A name the client can check: an IP address, or what rustls accepts as a server name.
+fn subject_alt_name(host: &str) -> Result<SanType, PkiError> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(SanType::IpAddress(ip)),
+        Err(_) if rustls::pki_types::DnsName::try_from(host).is_ok() => Ok(SanType::DnsName(host.to_string().try_into()?)),
+        Err(_) => Err(PkiError::Host(host.to_string())),
+    }
+}
+
 fn validity(params: &mut CertificateParams, days: i64) {
     let now = std::time::SystemTime::now();
     // An hour back, for hosts whose clocks lag the CA's.
@@ -90,13 +99,7 @@ pub fn issue(ca_dir: &Path, role: CertifiedRole, hosts: &[String], out_dir: &Pat
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, format!("{role} {first}"));
     for host in hosts {
-        // A name the client can check: what rustls accepts as a server name.
-        let san = match host.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) if rustls::pki_types::DnsName::try_from(host.as_str()).is_ok() => SanType::DnsName(host.clone().try_into()?),
-            Err(_) => return Err(PkiError::Host(host.clone())),
-        };
-        params.subject_alt_names.push(san);
+        params.subject_alt_names.push(subject_alt_name(host)?);
     }
     params.subject_alt_names.push(SanType::URI(format!("{ROLE_URI_PREFIX}{role}").try_into()?));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -112,4 +115,25 @@ pub fn issue(ca_dir: &Path, role: CertifiedRole, hosts: &[String], out_dir: &Pat
     write(&issued.private_key_file, &key.serialize_pem(), 0o600)?;
     write(&issued.certificate_file, &certificate.pem(), 0o644)?;
     Ok(issued)
+}
+
+/// A server certificate that is its own issuer, for `hosts` (DNS names or IP
+/// addresses), into `certificate_file` and `private_key_file` (0600), never
+/// over an existing file. The host image's HTTPS until the operator installs
+/// one from the site's CA: clients check it by its fingerprint.
+pub fn self_signed(hosts: &[String], certificate_file: &Path, private_key_file: &Path) -> Result<(), PkiError> {
+    let first = hosts.first().ok_or_else(|| PkiError::Host(String::new()))?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::OrganizationName, "Marionette (self-signed)");
+    params.distinguished_name.push(DnType::CommonName, first.as_str());
+    for host in hosts {
+        params.subject_alt_names.push(subject_alt_name(host)?);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, LEAF_VALID_DAYS);
+    let key = KeyPair::generate()?;
+    let certificate = params.self_signed(&key)?;
+    write(private_key_file, &key.serialize_pem(), 0o600)?;
+    write(certificate_file, &certificate.pem(), 0o644)
 }

@@ -33,7 +33,7 @@ fn serve(address: &Address, tls: Option<LinkTls>) -> (Address, mpsc::Receiver<Pe
         (_, address) => address.clone(),
     };
     let (seen, peers) = mpsc::channel();
-    let admission = Admission { unix: UnixPeers::resolve(&LinkConfig::default()).unwrap(), tls };
+    let admission = Admission { unix: UnixPeers::resolve(&LinkConfig::default()), tls };
     let limit = link::ConnectionLimit { connections_max: 8, on_change: Arc::new(|_| {}) };
     std::thread::spawn(move || {
         link::serve(listener, limit, admission, move |_, mut stream, peer| {
@@ -93,6 +93,69 @@ fn a_unix_peer_is_its_user() {
     let (_client, _) = Client::connect(&address, 1, Role::Test, 0, false).unwrap();
     let own = own_uid();
     assert_eq!(peers.recv_timeout(Duration::from_secs(10)).unwrap(), Peer::Trusted { uid: own });
+}
+
+/// Run by [`another_local_user_is_what_unix_peers_says`] as another uid:
+/// connects to `$LINK_TEST_SOCKET` and prints what the server said.
+#[test]
+#[ignore = "a helper the test below runs as another user"]
+fn helper_connect_as_this_user() {
+    let Some(socket) = std::env::var_os("LINK_TEST_SOCKET") else { return };
+    match Client::connect(&Address::Unix(socket.into()), 7, Role::Gateway, 0, false) {
+        Ok(_) => println!("ANSWER welcome"),
+        Err(error) => println!("ANSWER refused: {error}"),
+    }
+}
+
+#[test]
+fn another_local_user_is_what_unix_peers_says() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if own_uid() != 0 {
+        eprintln!("skipped: acting as other users needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The test binary where the other users can run it (the target directory may be under /root).
+    let helper = dir.path().join("helper");
+    std::fs::copy(std::env::current_exe().unwrap(), &helper).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("peer.sock");
+    let listener = Listener::bind(&Address::Unix(socket.clone())).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let nobody = 65534;
+    let config = LinkConfig { unix_peers: [("nobody".to_string(), vec![Role::Gateway])].into(), ..LinkConfig::default() };
+    let (seen, peers) = mpsc::channel();
+    let admission = Admission { unix: UnixPeers::resolve(&config), tls: None };
+    let limit = link::ConnectionLimit { connections_max: 8, on_change: Arc::new(|_| {}) };
+    std::thread::spawn(move || {
+        link::serve(listener, limit, admission, move |_, mut stream, peer| {
+            let _ = seen.send(peer);
+            let mut reply = Vec::new();
+            wire::encode_frame(0, &Message::Welcome { commands_applied: 0, outputs_last: 0 }, &mut reply);
+            let _ = std::io::Write::write_all(&mut stream, &reply);
+        })
+    });
+    let connect_as = |uid: u32| {
+        let output = std::process::Command::new(&helper)
+            .args(["--ignored", "--exact", "helper_connect_as_this_user", "--nocapture"])
+            .env("LINK_TEST_SOCKET", &socket)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).to_string();
+        said.lines().find_map(|line| line.strip_prefix("ANSWER ")).unwrap_or_else(|| panic!("the helper said: {said}")).to_string()
+    };
+    assert_eq!(connect_as(nobody), "welcome");
+    let peer = peers.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(peer, Peer::LocalUser { uid: nobody, user: "nobody".into(), roles: vec![Role::Gateway] });
+    assert!(peer.may_claim(Role::Gateway) && !peer.may_claim(Role::Ledger) && !peer.may_claim(Role::Test));
+    // A user the config does not name is told why and never admitted.
+    let refused = connect_as(nobody - 1);
+    assert!(refused.contains("local uid 65533 may not connect"), "{refused}");
+    assert!(peers.recv_timeout(Duration::from_millis(500)).is_err());
 }
 
 fn own_uid() -> u32 {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 pub use link::Address;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MatchingConfig {
     pub listen: ListenConfig,
@@ -107,6 +107,24 @@ impl Default for LimitsConfig {
             resting_orders_per_market_max: book.resting_orders_max,
             orders_per_user_per_market_max: book.orders_per_user_max,
             price_levels_per_side_max: book.price_levels_per_side_max,
+        }
+    }
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        MatchingConfig {
+            listen: ListenConfig::default(),
+            engine: EngineConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            // The packages' users (debian/marionette-common.sysusers): the
+            // ledger sends orders, the gateway reads depth.
+            link: link::LinkConfig {
+                unix_peers: [("marionette-ledger".to_string(), vec![wire::Role::Ledger]), ("marionette-gateway".to_string(), vec![wire::Role::Gateway])].into(),
+                ..link::LinkConfig::default()
+            },
+            log: LogConfig::default(),
         }
     }
 }

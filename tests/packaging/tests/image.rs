@@ -10,7 +10,9 @@
 //! secret or password. It boots a copy on a disk larger than the image (KVM
 //! where it works, software emulation otherwise) with the serial console
 //! in a file, waits for the console's "Marionette is ready", and queries
-//! `/readyz` and GraphQL `markets` through forwarded ports. Over SSH (keys
+//! `/readyz` and GraphQL `markets` over HTTPS through forwarded ports,
+//! trusting only the certificate its first boot made, whose fingerprint the
+//! console shows. Over SSH (keys
 //! only: a password login is refused) it checks the grown root filesystem,
 //! the kernel's CPU isolation, matching pinned by the tuner, and the
 //! preflight report; creates the first operator and a market; powers off,
@@ -25,6 +27,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use packaging::{build_debs, check_host, output_with_stdin, repository, succeeded};
+use sha2::{Digest, Sha256};
 
 const PROFILE: &str = "hardware/profiles/kvm-2cpu.toml";
 const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
@@ -49,6 +52,8 @@ struct Machine {
     ssh_port: u16,
     api_port: u16,
     accelerator: &'static str,
+    /// The gateway's certificate as fetched over SSH: the one trust anchor of [`Machine::http`].
+    certificate: PathBuf,
 }
 
 impl Machine {
@@ -85,7 +90,7 @@ impl Machine {
             .arg(format!("if=pflash,format=raw,file={}", vars.display()))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-            .args(["-netdev", &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{api_port}-:8080")])
+            .args(["-netdev", &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{api_port}-:8443")])
             .args(["-device", "virtio-net-pci,netdev=net0"])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
@@ -94,7 +99,8 @@ impl Machine {
             .stderr(Stdio::piped())
             .spawn()
             .expect("qemu-system-x86_64 (apt install qemu-system-x86 ovmf)");
-        Machine { qemu, console, key: key.to_path_buf(), ssh_port, api_port, accelerator }
+        let certificate = work.join("gateway-certificate.pem");
+        Machine { qemu, console, key: key.to_path_buf(), ssh_port, api_port, accelerator, certificate }
     }
 
     fn console_text(&self) -> String {
@@ -143,9 +149,11 @@ impl Machine {
         succeeded(&format!("in the machine, `{script}`"), self.ssh_with(script, stdin))
     }
 
+    /// HTTPS to the forwarded port, verified against the fetched certificate
+    /// alone (it names 127.0.0.1), as a client that pinned it would.
     fn http(&self, path: &str, body: Option<&str>) -> String {
-        let url = format!("http://127.0.0.1:{}{path}", self.api_port);
-        let mut args = vec!["-fsS", "--max-time", "20", url.as_str()];
+        let url = format!("https://127.0.0.1:{}{path}", self.api_port);
+        let mut args = vec!["-fsS", "--max-time", "20", "--cacert", self.certificate.to_str().unwrap(), url.as_str()];
         if let Some(body) = body {
             args.extend(["-H", "Content-Type: application/json", "--data", body]);
         }
@@ -169,6 +177,22 @@ impl Machine {
         }
         assert!(self.qemu.try_wait().unwrap().is_some(), "the machine did not power off within 120 s:\n{}", tail(&self.console_text()));
         asked.elapsed().as_secs()
+    }
+
+    /// The gateway's certificate fetched over SSH into `self.certificate`; its SHA-256 fingerprint as `AB:CD:…`.
+    fn fetch_certificate(&self) -> String {
+        let pem = self.ok("cat /var/lib/marionette/gateway/tls/certificate.pem");
+        std::fs::write(&self.certificate, &pem).unwrap();
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("a PEM certificate");
+        Sha256::digest(&parsed.contents).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    }
+
+    /// Whether the console message's last fingerprint block shows `fingerprint`
+    /// (in two halves, each on a line of its own behind journald's prefix).
+    fn console_shows(&self, fingerprint: &str) -> bool {
+        let text = self.console_text();
+        let block = text.rfind("HTTPS certificate SHA-256 fingerprint").map(|at| &text[at..]).unwrap_or_default();
+        block.contains(&fingerprint[..48]) && block.contains(&fingerprint[48..])
     }
 
     fn graphql(&self, query: &str) -> serde_json::Value {
@@ -273,7 +297,9 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     let ssh_dir = debugfs(&root_fs, "ls -p /etc/ssh");
     assert!(ssh_dir.contains("sshd_config"), "{ssh_dir}");
     assert!(!ssh_dir.contains("ssh_host_"), "host keys are made at first boot, not shipped: {ssh_dir}");
-    assert!(!debugfs(&root_fs, "ls -p /var/lib/marionette/gateway").contains("keys"), "the JWT signing key is made at first boot");
+    let gateway_dir = debugfs(&root_fs, "ls -p /var/lib/marionette/gateway");
+    assert!(!gateway_dir.contains("keys"), "the JWT signing key is made at first boot: {gateway_dir}");
+    assert!(!gateway_dir.contains("tls"), "the HTTPS certificate is made at first boot: {gateway_dir}");
     assert_eq!(debugfs(&root_fs, "cat /etc/machine-id"), "", "an empty machine ID: systemd makes the server's own at first boot");
     let shadow = debugfs(&root_fs, "cat /etc/shadow");
     for entry in shadow.lines() {
@@ -302,16 +328,30 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
         "GNU GRUB",
         "marionette-firstboot: root filesystem grown",
         "marionette-firstboot: SSH host key",
+        "marionette-firstboot: gateway HTTPS certificate (self-signed for marionette) SHA-256 ",
+        "GraphQL API      https://",
         "No operator exists yet",
         "marionettectl create-operator",
     ] {
         assert!(console.contains(line), "{line} is not on the console:\n{}", tail(&console));
     }
 
-    // The API through the forwarded port.
+    // HTTPS through the forwarded port, trusting only the certificate first
+    // boot made, which is the one whose fingerprint the console shows.
+    let fingerprint = machine.fetch_certificate();
+    assert_eq!(fingerprint.len(), 32 * 3 - 1, "{fingerprint}");
+    assert!(
+        console.contains(&format!("marionette-firstboot: gateway HTTPS certificate (self-signed for marionette) SHA-256 {fingerprint}")),
+        "{}",
+        tail(&console)
+    );
+    assert!(machine.console_shows(&fingerprint), "the console message shows it:\n{}", tail(&console));
+    assert_eq!(machine.ok("stat -c '%a %U' /var/lib/marionette/gateway/tls/private-key.pem").trim(), "600 marionette-gateway");
     assert_eq!(machine.http("/readyz", None).trim(), "ready");
     assert_eq!(machine.graphql("{ markets { id } }"), serde_json::json!({ "data": { "markets": [] } }));
-    report("/readyz says ready and GraphQL answers { markets } (none yet) through the forwarded port");
+    let plain = Command::new("curl").args(["-fsS", "--max-time", "20", &format!("http://127.0.0.1:{}/readyz", machine.api_port)]).output().unwrap();
+    assert!(!plain.status.success(), "plain HTTP is not served: {}", String::from_utf8_lossy(&plain.stdout));
+    report(&format!("HTTPS only, with the certificate first boot made (SHA-256 {fingerprint}, on the console): /readyz says ready and GraphQL answers {{ markets }} (none yet)"));
 
     // SSH: keys only.
     let refused = machine
@@ -351,7 +391,7 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     assert!(matching_cpus.trim().ends_with("\t1"), "matching runs on the isolated CPU 1: {matching_cpus}");
     assert!(machine.ok("cat /etc/marionette/matching.toml").contains("\ncpu = 1\n"), "matching's engine thread is pinned to the profile's engine_cpu");
     let key_mode = machine.ok("stat -c '%a %U' /var/lib/marionette/gateway/keys/*.ed25519");
-    assert_eq!(key_mode.trim(), "600 marionette");
+    assert_eq!(key_mode.trim(), "600 marionette-gateway");
     let preflight = machine.run_check();
     for line in [
         "PASS  isolated CPUs: 1, as the profile wants",
@@ -404,10 +444,14 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     assert_eq!(machine.ok("systemctl show -p ConditionResult --value marionette-firstboot").trim(), "no");
     assert_eq!(machine.ok("ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub"), host_key, "the host keys are kept");
     assert_eq!(machine.ok("ls /var/lib/marionette/gateway/keys"), signing_key, "the signing key is kept");
+    assert_eq!(machine.fetch_certificate(), fingerprint, "the HTTPS certificate is kept");
+    machine.wait_console("HTTPS certificate SHA-256 fingerprint", 120, 1).unwrap_or_else(|e| panic!("{e}"));
+    machine.wait_console(&fingerprint[48..], 120, 1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(machine.console_shows(&fingerprint), "the console shows it at every boot:\n{}", tail(&machine.console_text()));
     assert_eq!(machine.ok("cat /etc/machine-id"), machine_id, "the machine ID is kept");
     assert_eq!(machine.graphql("{ markets { id } }"), serde_json::json!({ "data": { "markets": [{ "id": "BTC-USD" }] } }));
     report(&format!(
-        "powered off in {powered_off_seconds} s and booted again in {} s: same host keys, signing key, machine ID and market; first boot did not run again",
+        "powered off in {powered_off_seconds} s and booted again in {} s: same host keys, signing key, HTTPS certificate, machine ID and market; first boot did not run again",
         rebooted.elapsed().as_secs()
     ));
 

@@ -225,14 +225,19 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
             let value = machine.property(&unit, bound);
             assert!(value.parse::<u64>().is_ok_and(|n| n > 0), "{unit} {bound}={value}: a bound, not infinity");
         }
+        // A user of its own: its state directory is its alone, and it runs as it.
         let state = machine.ok(&format!("stat -c '%a %U' /var/lib/marionette/{daemon}"));
-        assert_eq!(state.trim(), "700 marionette", "{daemon}'s state directory");
+        assert_eq!(state.trim(), format!("700 marionette-{daemon}"), "{daemon}'s state directory");
+        let pid = machine.property(&unit, "MainPID");
+        assert_eq!(machine.ok(&format!("ps -o user:32= -p {pid}")).trim(), format!("marionette-{daemon}"), "{unit} runs as its own user");
+        assert_eq!(machine.ok(&format!("getent passwd marionette-{daemon} | cut -d: -f7")).trim(), "/usr/sbin/nologin");
         let conffiles = machine.ok(&format!("dpkg-query -W -f='${{Conffiles}}' marionette-{daemon}"));
         assert!(conffiles.contains(&format!("/etc/marionette/{daemon}.toml")), "{daemon}'s config is a conffile: {conffiles}");
     }
     assert_eq!(machine.ok("systemctl is-enabled marionette.target").trim(), "enabled");
     assert_eq!(machine.ok("systemctl is-active marionette.target").trim(), "active");
-    assert_eq!(machine.ok("getent passwd marionette | cut -d: -f7").trim(), "/usr/sbin/nologin");
+    // The sockets are the shared group's; the ledger let the gateway's user in by SO_PEERCRED (serving above).
+    assert_eq!(machine.ok("stat -c '%a %G' /run/marionette/ledger.sock").trim(), "660 marionette");
     let documentation = machine.property("marionette-ledger.service", "Documentation");
     let readme = documentation.strip_prefix("file:").unwrap_or_else(|| panic!("the units document themselves with a file: {documentation}"));
     machine.ok(&format!("test -f {readme}"));
