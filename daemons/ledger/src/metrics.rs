@@ -16,6 +16,7 @@ pub struct Metrics {
     pub matching_outputs: Counter,
     pub forwarded: Counter,
     pub queries: Counter,
+    pub queries_refused: Counter,
     pub batches: Counter,
     pub connections: Gauge<i64, AtomicI64>,
     pub matching_connected: Gauge<i64, AtomicI64>,
@@ -35,6 +36,7 @@ impl Metrics {
             matching_outputs: Counter::default(),
             forwarded: Counter::default(),
             queries: Counter::default(),
+            queries_refused: Counter::default(),
             batches: Counter::default(),
             connections: Gauge::default(),
             matching_connected: Gauge::default(),
@@ -54,6 +56,7 @@ impl Metrics {
         registry.register("matching_outputs", "Matching outputs journaled and applied (fills, cancels, acceptances)", metrics.matching_outputs.clone());
         registry.register("forwarded", "Commands sent to matching (resends after a reconnect included)", metrics.forwarded.clone());
         registry.register("queries", "Reads answered", metrics.queries.clone());
+        registry.register("queries_refused", "Reads answered Unavailable because the connection had too many waiting", metrics.queries_refused.clone());
         registry.register("batches", "Group commits", metrics.batches.clone());
         registry.register("connections", "Open peer connections", metrics.connections.clone());
         registry.register("matching_connected", "1 while the link to matching is up", metrics.matching_connected.clone());

@@ -1,4 +1,4 @@
-//! Reads, answered on the connection's own thread straight from RocksDB:
+//! Reads, answered on each connection's query thread straight from RocksDB:
 //! the engine thread writes each batch atomically before it acknowledges
 //! it, so a reader sees every acknowledged command and never half a batch.
 

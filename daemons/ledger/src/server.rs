@@ -1,13 +1,14 @@
-//! Peer connections (gateways, marionettectl, tests): a reader and a writer
-//! thread each, at most `listen.connections_max` of them. The reader hands
-//! commands to the engine thread and answers reads itself from RocksDB; the
-//! writer sends both.
+//! Peer connections (gateways, marionettectl, tests): a reader, a query and
+//! a writer thread each, at most `listen.connections_max` of them. The
+//! reader hands commands to the engine thread and reads to the query
+//! thread, which answers them from RocksDB, so that a heavy read never holds
+//! up the orders behind it on the same connection; the writer sends both.
 
 use std::io::Write;
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use ledger_api::{operators, spot, Command};
+use ledger_api::{operators, spot, Command, Query, QueryError};
 use link::{Admission, ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, Peer, ReadError, Stream};
 use storage::Store;
 use wire::{Message, ProtocolErrorCode, Role};
@@ -35,6 +36,37 @@ pub fn accept_loop(listener: Listener, admission: Admission, shared: Arc<Shared>
         }),
     };
     link::serve(listener, limit, admission, move |connection, stream, peer| serve_connection(connection, stream, &peer, &shared));
+}
+
+/// Reads a connection may have waiting for its query thread; beyond them a
+/// read is answered Unavailable at once rather than stalling the commands
+/// behind it.
+pub const READS_WAITING_MAX: usize = 1024;
+
+/// A read waiting for its connection's query thread: its frame's sequence and the query.
+type Read = (u64, Query);
+
+/// Answers one connection's reads in order, until the connection ends.
+fn spawn_query_thread(connection: ConnectionId, shared: &Shared, outbox: SyncSender<Outgoing>) -> std::io::Result<SyncSender<Read>> {
+    let (reads, waiting) = mpsc::sync_channel::<Read>(READS_WAITING_MAX);
+    let (store, progress) = (shared.store.clone(), shared.progress.clone());
+    std::thread::Builder::new().name(format!("ledger-reads-{connection}")).spawn(move || {
+        for (sequence, query) in waiting {
+            let answer = query::answer(&store, &progress, &query);
+            // Blocks while the writer's queue is full: a peer that does not
+            // read its answers gets no more of them, and its reads wait.
+            if outbox.send(answer_frame(sequence, answer)).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(reads)
+}
+
+fn answer_frame(sequence: u64, answer: Result<ledger_api::Answer, QueryError>) -> Outgoing {
+    let mut bytes = Vec::new();
+    wire::encode_frame(sequence, &Message::LedgerAnswer(answer), &mut bytes);
+    Arc::new(bytes)
 }
 
 fn refuse(stream: &mut Stream, code: ProtocolErrorCode, detail: &str) {
@@ -73,8 +105,8 @@ fn may_subscribe(role: Role) -> bool {
 
 fn serve_connection(connection: ConnectionId, mut stream: Stream, proven: &Peer, shared: &Shared) {
     let mut reader = FrameReader::new(shared.config.listen.frame_bytes_max);
-    // Set by Hello: the peer, its role and the queue its writer drains.
-    let mut peer: Option<(u32, Role, SyncSender<Outgoing>)> = None;
+    // Set by Hello: the peer, its role, the queue its writer drains and the one its query thread does.
+    let mut peer: Option<(u32, Role, SyncSender<Outgoing>, SyncSender<Read>)> = None;
     loop {
         let frame = match reader.next(&mut stream) {
             Ok(frame) => frame,
@@ -106,31 +138,35 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, proven: &Peer,
                 if link::spawn_writer(connection, writer_stream, outgoing).is_err() {
                     break;
                 }
+                let Ok(reads) = spawn_query_thread(connection, shared, outbox.clone()) else { break };
                 if shared.inbox.send(Inbound::Connect { connection, peer: id, subscribe, outbox: outbox.clone(), closer }).is_err() {
                     break;
                 }
-                peer = Some((id, role, outbox));
+                peer = Some((id, role, outbox, reads));
             }
-            (Message::LedgerCommand(command), Some((id, role, _))) if not_for_peers(&command).or(not_for_role(*role, &command)).is_some() => {
+            (Message::LedgerCommand(command), Some((id, role, ..))) if not_for_peers(&command).or(not_for_role(*role, &command)).is_some() => {
                 let reason = not_for_peers(&command).or(not_for_role(*role, &command)).unwrap_or_default();
                 tracing::warn!(connection, peer = id, reason, "a peer sent a command peers may not send; closing the connection");
                 refuse(&mut stream, ProtocolErrorCode::Forbidden, reason);
                 break;
             }
-            (Message::LedgerCommand(command), Some((id, _, _))) => {
+            (Message::LedgerCommand(command), Some((id, ..))) => {
                 if shared.inbox.send(Inbound::Command { connection, peer: *id, sequence: frame.sequence, command }).is_err() {
                     break;
                 }
             }
-            (Message::LedgerQuery(request), Some((_, _, outbox))) => {
+            (Message::LedgerQuery(request), Some((_, _, outbox, reads))) => {
                 shared.metrics.queries.inc();
-                let answer = query::answer(&shared.store, &shared.progress, &request);
-                let mut bytes = Vec::new();
-                wire::encode_frame(frame.sequence, &Message::LedgerAnswer(answer), &mut bytes);
-                // Blocks while the writer's queue is full: a peer that does
-                // not read its answers stops being read from.
-                if outbox.send(Arc::new(bytes)).is_err() {
-                    break;
+                match reads.try_send((frame.sequence, request)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        shared.metrics.queries_refused.inc();
+                        tracing::warn!(connection, waiting = READS_WAITING_MAX, "a peer's reads are queued to the limit; answering Unavailable");
+                        if outbox.send(answer_frame(frame.sequence, Err(QueryError::Unavailable))).is_err() {
+                            break;
+                        }
+                    }
+                    Err(TrySendError::Disconnected(_)) => break,
                 }
             }
             (Message::Heartbeat, _) => {}

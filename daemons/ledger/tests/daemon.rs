@@ -667,3 +667,74 @@ fn a_matching_output_the_ledger_cannot_settle_stops_the_link_not_the_ledger() {
         ledger.stop();
     }
 }
+
+/// Heavy reads on a connection: answered apart from its commands, so an
+/// order sent behind hundreds of them is settled before they are all
+/// answered; and past the reads a connection may have waiting, the rest are
+/// answered Unavailable at once, counted, and the ledger keeps serving.
+#[test]
+fn heavy_reads_do_not_hold_up_the_orders_behind_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(dir.path());
+    let matching = system.start_matching();
+    let ledger = system.start_ledger();
+    let mut peer = system.connect(7);
+    setup(&mut peer, 2);
+    const ORDERS: usize = 200;
+    for _ in 0..ORDERS {
+        placed(peer.command(limit(1, Side::Buy, 100, 1)));
+    }
+    let heavy = LedgerQuery::Spot(spot::Query::Orders { user: 1, market: None, status: None, limit: 1_000 });
+    // Every read's answer and the order's outcome, in the order they arrive.
+    let send_reads_then = |peer: &mut Peer, reads: u64, order: Option<LedgerCommand>| -> (Vec<Result<usize, ledger_api::QueryError>>, Option<usize>) {
+        let first = peer.request + 1;
+        for _ in 0..reads {
+            peer.request += 1;
+            peer.client.send(peer.request, &Message::LedgerQuery(heavy.clone())).unwrap();
+        }
+        let sequence = peer.next;
+        if let Some(order) = &order {
+            peer.client.send(sequence, &Message::LedgerCommand(order.clone())).unwrap();
+            peer.next += 1;
+        }
+        let (mut answers, mut outcome_after) = (Vec::new(), None);
+        while answers.len() < reads as usize || (order.is_some() && outcome_after.is_none()) {
+            let frame = peer.client.recv().unwrap();
+            match frame.message {
+                Message::LedgerAnswer(answer) if (first..first + reads).contains(&frame.sequence) => answers.push(answer.map(|a| match a {
+                    QueryAnswer::Spot(spot::Answer::Orders(orders)) => orders.len(),
+                    other => panic!("{other:?}"),
+                })),
+                Message::LedgerOutcome { peer_sequence, outcome } if peer_sequence == sequence && order.is_some() => {
+                    placed(outcome.expect("a fresh command's outcome"));
+                    outcome_after = Some(answers.len());
+                }
+                _ => {}
+            }
+        }
+        (answers, outcome_after)
+    };
+
+    let (answers, outcome_after) = send_reads_then(&mut peer, 300, Some(limit(2, Side::Sell, 200, 1)));
+    assert!(answers.iter().all(|a| *a == Ok(ORDERS)), "every read answered in full");
+    let outcome_after = outcome_after.unwrap();
+    assert!(outcome_after < answers.len(), "the order's outcome came only after all {} reads sent before it were answered", answers.len());
+    eprintln!("an order sent behind 300 reads of {ORDERS} orders each was settled after {outcome_after} of their answers");
+
+    let refused_before = metric(&ledger.metrics(), "marionette_ledger_queries_refused_total");
+    let (answers, _) = send_reads_then(&mut peer, 3_000, None);
+    let refused = answers.iter().filter(|a| **a == Err(ledger_api::QueryError::Unavailable)).count();
+    assert!(refused > 0, "3,000 heavy reads at once never reached the limit of {}", ::ledger::server::READS_WAITING_MAX);
+    assert_eq!(answers.iter().filter(|a| **a == Ok(ORDERS)).count() + refused, answers.len(), "each read answered in full or refused");
+    assert_eq!(metric(&ledger.metrics(), "marionette_ledger_queries_refused_total") - refused_before, refused as u64);
+    eprintln!("of 3,000 heavy reads sent at once, {refused} were answered Unavailable");
+    assert!(peer.status().matching_connected, "the ledger still serves");
+    placed(peer.command(limit(2, Side::Sell, 200, 1)));
+    ledger.stop();
+    matching.stop();
+    audit(&system.ledger_dir());
+}
+
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or_else(|| panic!("no {name}:\n{metrics}"))
+}
