@@ -288,16 +288,9 @@ impl GatewayConfig {
         if !(self.matching.address.starts_with("unix:") || self.matching.address.starts_with("tcp:")) {
             return invalid("matching.address", "must start with unix: or tcp:");
         }
-        for (key, address) in [("ledger.address", &self.ledger.address), ("matching.address", &self.matching.address)] {
-            if address.starts_with("tcp:") && !self.link.has_tls() {
-                return Err(ConfigError::Invalid {
-                    key,
-                    reason: "a tcp: link needs mutual TLS: set link.ca_file, link.certificate_file and link.private_key_file \
-                             (marionettectl pki init and issue make them)"
-                        .into(),
-                });
-            }
-        }
+        self.link
+            .check_tcp_addresses(&[("ledger.address", &self.ledger.address), ("matching.address", &self.matching.address)])
+            .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
         if !self.link.unix_peers.is_empty() {
             return invalid("link.unix_peers", "the gateway serves no links (it is for the ledger's and matching's config)");
         }

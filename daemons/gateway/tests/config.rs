@@ -23,6 +23,9 @@ fn unknown_keys_and_invalid_values_are_named() {
         ("[auth]\ntoken_ttl_seconds = 5\n", "auth.token_ttl_seconds"),
         ("[auth]\nargon2_memory_kib = 64\n", "auth"),
         ("[limits]\nquery_depth_max = 0\n", "limits"),
+        // Plain TCP would let anyone on the network claim the gateway's role.
+        ("[ledger]\naddress = \"tcp:10.0.0.1:7101\"\n", "ledger.address"),
+        ("[matching]\naddress = \"tcp:10.0.0.2:7102\"\n", "matching.address"),
     ] {
         let config: GatewayConfig = toml::from_str(text).unwrap();
         let error = config.validate().unwrap_err().to_string();

@@ -32,6 +32,21 @@ impl LinkConfig {
     pub fn has_tls(&self) -> bool {
         !self.ca_file.as_os_str().is_empty() && !self.certificate_file.as_os_str().is_empty() && !self.private_key_file.as_os_str().is_empty()
     }
+
+    /// Refuses a `tcp:` address when the TLS files are not named: links
+    /// never run in clear over a network. Gives the config key at fault and
+    /// what to do, for the daemon's own config error.
+    pub fn check_tcp_addresses<'k>(&self, addresses: &[(&'k str, &str)]) -> Result<(), (&'k str, String)> {
+        match addresses.iter().find(|(_, address)| address.starts_with("tcp:")) {
+            Some((key, _)) if !self.has_tls() => Err((
+                key,
+                "a tcp: link needs mutual TLS: set link.ca_file, link.certificate_file and link.private_key_file \
+                 (marionettectl pki init and issue make them)"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The role a certificate of the site's CA gives a daemon. The name is in
@@ -188,6 +203,23 @@ fn uid_of(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_addresses_need_all_three_tls_files() {
+        let files = |ca: &str, certificate: &str, key: &str| LinkConfig {
+            ca_file: ca.into(),
+            certificate_file: certificate.into(),
+            private_key_file: key.into(),
+            ..LinkConfig::default()
+        };
+        let addresses = [("listen.address", "unix:/run/l.sock"), ("matching.address", "tcp:10.0.0.2:7102")];
+        let (key, reason) = files("", "", "").check_tcp_addresses(&addresses).unwrap_err();
+        assert_eq!(key, "matching.address");
+        assert!(reason.contains("link.ca_file") && reason.contains("marionettectl pki"), "{reason}");
+        assert!(files("ca.pem", "c.pem", "").check_tcp_addresses(&addresses).is_err());
+        assert!(files("ca.pem", "c.pem", "k.pem").check_tcp_addresses(&addresses).is_ok());
+        assert!(files("", "", "").check_tcp_addresses(&[("listen.address", "unix:/run/l.sock")]).is_ok());
+    }
 
     #[test]
     fn root_and_the_own_user_are_trusted_listed_users_get_their_roles_others_nothing() {

@@ -140,16 +140,7 @@ impl MatchingConfig {
         use shell::Validate as _;
         let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
         Address::parse(&self.listen.address).map_err(|reason| ConfigError::Invalid { key: "listen.address", reason })?;
-        for (key, address) in [("listen.address", &self.listen.address)] {
-            if address.starts_with("tcp:") && !self.link.has_tls() {
-                return Err(ConfigError::Invalid {
-                    key,
-                    reason: "a tcp: link needs mutual TLS: set link.ca_file, link.certificate_file and link.private_key_file \
-                             (marionettectl pki init and issue make them)"
-                        .into(),
-                });
-            }
-        }
+        self.link.check_tcp_addresses(&[("listen.address", &self.listen.address)]).map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
         if self.listen.connections_max == 0 {
             return invalid("listen.connections_max", "must be at least 1");
         }

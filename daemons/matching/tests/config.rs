@@ -30,6 +30,8 @@ fn invalid_values_are_named() {
         ("[storage]\nsnapshot_every_commands = 0\n", "storage.snapshot_every_commands"),
         ("[limits]\nmarkets_max = 0\n", "limits"),
         ("[log]\nformat = \"xml\"\n", "log.format"),
+        // Plain TCP would let anyone on the network claim the ledger's role.
+        ("[listen]\naddress = \"tcp:0.0.0.0:7102\"\n", "listen.address"),
     ] {
         let config: MatchingConfig = toml::from_str(text).unwrap();
         let error = config.validate().unwrap_err().to_string();
