@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ledger_api::{operators, spot, Command, Query, QueryError};
 use link::{Admission, ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, Peer, ReadError, Stream};
@@ -42,6 +43,9 @@ pub fn accept_loop(listener: Listener, admission: Admission, shared: Arc<Shared>
 /// read is answered Unavailable at once rather than stalling the commands
 /// behind it.
 pub const READS_WAITING_MAX: usize = 1024;
+
+/// How often a connection whose reads are being refused is warned about.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(1);
 
 /// A read waiting for its connection's query thread: its frame's sequence and the query.
 type Read = (u64, Query);
@@ -107,6 +111,9 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, proven: &Peer,
     let mut reader = FrameReader::new(shared.config.listen.frame_bytes_max);
     // Set by Hello: the peer, its role, the queue its writer drains and the one its query thread does.
     let mut peer: Option<(u32, Role, SyncSender<Outgoing>, SyncSender<Read>)> = None;
+    // Reads refused since the last warning: a peer flooding reads gets a
+    // warning a second with their count, not a log line for each.
+    let (mut reads_refused, mut refusal_warned_at) = (0u64, None::<Instant>);
     loop {
         let frame = match reader.next(&mut stream) {
             Ok(frame) => frame,
@@ -161,7 +168,16 @@ fn serve_connection(connection: ConnectionId, mut stream: Stream, proven: &Peer,
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         shared.metrics.queries_refused.inc();
-                        tracing::warn!(connection, waiting = READS_WAITING_MAX, "a peer's reads are queued to the limit; answering Unavailable");
+                        reads_refused += 1;
+                        if refusal_warned_at.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
+                            tracing::warn!(
+                                connection,
+                                refused_since_last_warning = reads_refused,
+                                waiting = READS_WAITING_MAX,
+                                "a peer's reads are queued to the limit; answering Unavailable until they drain"
+                            );
+                            (reads_refused, refusal_warned_at) = (0, Some(Instant::now()));
+                        }
                         if outbox.send(answer_frame(frame.sequence, Err(QueryError::Unavailable))).is_err() {
                             break;
                         }
