@@ -1,15 +1,17 @@
 Feature: Accounts and authentication
   An end-user registers with an email and a password, logs in, and receives a
   JSON Web Token. Each later request carries the token; the gateway accepts
-  only tokens it signed itself, before they expire.
+  only tokens it signed itself, before they expire, while the session the
+  login opened is live. A password is judged by how easily it is guessed,
+  and an email is one account however it is typed or disguised.
 
   Background:
     Given a running Marionette with the market BTC-USD
 
   Scenario: A user registers and logs in
-    When "user@domain.io" registers with the password "mypasswd"
+    When "user@domain.io" registers with the password "violet harbor 19 engine"
     Then "user@domain.io" has the role USER
-    And logging in as "user@domain.io" with the password "mypasswd" returns a token for "user@domain.io"
+    And logging in as "user@domain.io" with the password "violet harbor 19 engine" returns a token for "user@domain.io"
     And logging in as "user@domain.io" with the password "not my password" is refused with UNAUTHENTICATED
     And registering "USER@domain.io" again is refused with DUPLICATE
 
@@ -29,3 +31,51 @@ Feature: Accounts and authentication
     When alice tries to deposit 1000 USD into her own wallet
     Then the request is refused with FORBIDDEN
     And alice has no USD
+
+  Scenario Outline: A password that is easy to guess is refused, whatever its length
+    When "user@domain.io" registers with the password "<password>"
+    Then the registration is refused with WEAK_PASSWORD
+
+    Examples:
+      | password             |
+      | mypasswd             |
+      | password12345678     |
+      | qwertyuiopasdfgh     |
+      | user@domain.io       |
+
+  Scenario Outline: An email in disguise is no second account
+    Given alice has an account
+    When someone registers alice's email <disguised>
+    Then the registration is refused with <code>
+
+    Examples:
+      | disguised                                | code           |
+      | in capitals                              | DUPLICATE      |
+      | in full-width letters                    | DUPLICATE      |
+      | spelt in Cyrillic letters that look Latin | DUPLICATE      |
+      | with a Cyrillic "а" for the Latin "a"    | BAD_USER_INPUT |
+      | with a zero-width space inside           | BAD_USER_INPUT |
+
+  Scenario: Logging out ends the session at once, on HTTP and on an open subscription
+    Given alice has an account
+    And alice subscribes to her orders
+    When alice logs out
+    Then alice's subscription is closed
+    And alice's token is refused with UNAUTHENTICATED
+
+  Scenario: A user sees her sessions and ends the one on another device
+    Given alice has an account
+    And alice logs in on another device
+    Then alice has 2 sessions, one of them the one she is using
+    When alice revokes her session on the other device
+    Then the token of alice's other device is refused with UNAUTHENTICATED
+    And alice's token is still accepted
+
+  Scenario: Changing the password ends every other session
+    Given alice has an account
+    And alice logs in on another device
+    When alice changes her password to "granite osprey 77 meadow"
+    Then the token of alice's other device is refused with UNAUTHENTICATED
+    And alice's token is still accepted
+    And logging in as "alice@domain.io" with her old password is refused with UNAUTHENTICATED
+    And logging in as "alice@domain.io" with the password "granite osprey 77 meadow" returns a token for "alice@domain.io"

@@ -17,7 +17,7 @@ use crate::daemon::{daemon_binary, Daemon};
 use crate::{micros, new_histogram};
 
 const USAGE: &str = "usage: marionette-bench gateway [--orders N] [--clients N]";
-const PASSWORD: &str = "bench password";
+const PASSWORD: &str = "bench: tulip quarry lantern";
 
 struct Options {
     orders: usize,

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::api::{ApiSchema, Caller};
-use crate::auth::{Auth, Claims, PASSWORD_BYTES_MIN};
+use crate::auth::{Auth, Claims};
 use crate::ledger_client::LedgerClient;
 use crate::users::{Role, UserError, Users};
 use ledger_api::operators::SecurityEvent;
@@ -74,6 +74,8 @@ pub struct Admin {
     pub users: Arc<Users>,
     pub auth: Arc<Auth>,
     pub ledger: LedgerClient,
+    /// The least zxcvbn score of a new account's password.
+    pub password_score_min: u8,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and serves it.
@@ -214,8 +216,11 @@ impl Admin {
             return refusal("FORBIDDEN", "this account is not an operator's");
         }
         crate::api::operators::record(&self.ledger, SecurityEvent::Login { user: user.id, address: "admin socket".into() });
-        let (token, expires) = self.auth.issue(user.id, Role::Operator, now_ms() / 1_000);
-        json!({ "ok": { "token": token, "operator": user.id.to_string(), "email": user.email, "expires": expires } })
+        let origin = crate::sessions::Origin { address: "admin socket".into(), user_agent: "marionettectl".into() };
+        match self.auth.issue(user.id, Role::Operator, &origin, now_ms()) {
+            Ok(issued) => json!({ "ok": { "token": issued.token, "operator": user.id.to_string(), "email": user.email, "expires": issued.expires } }),
+            Err(error) => refusal("UNAVAILABLE", format!("could not open a session: {error}")),
+        }
     }
 
     /// The account, if the password is its own.
@@ -230,14 +235,17 @@ impl Admin {
     /// The account for `email` with this password: made with `role` if
     /// there is none; None if it exists with another password.
     async fn account(&self, email: &str, password: String, role: Role) -> Result<(crate::users::User, bool), Value> {
-        if password.len() < PASSWORD_BYTES_MIN {
-            return Err(refusal("BAD_USER_INPUT", format!("the password must be at least {PASSWORD_BYTES_MIN} bytes")));
-        }
         if self.users.by_email(email).map_err(|error| refusal("UNAVAILABLE", error))?.is_some() {
             return match self.checked_account(email, password).await? {
                 Some(user) => Ok((user, false)),
                 None => Err(refusal("DUPLICATE", "an account with this email exists with another password")),
             };
+        }
+        // A new account's password is judged as a registration's: an operator's above all.
+        let normalized = crate::users::normalize_email(email).map_err(|error| refusal("BAD_USER_INPUT", error))?;
+        if let Err(weak) = crate::auth::check_new_password(&password, &normalized, self.password_score_min) {
+            let code = if weak == crate::auth::WeakPassword::Length { "BAD_USER_INPUT" } else { "WEAK_PASSWORD" };
+            return Err(refusal(code, weak));
         }
         let auth = self.auth.clone();
         let hash = match tokio::task::spawn_blocking(move || auth.hash_password(&password)).await {
@@ -247,7 +255,7 @@ impl Admin {
         match self.users.create(email, hash, role, now_ms()) {
             Ok(user) => Ok((user, true)),
             Err(UserError::BadInput(reason)) => Err(refusal("BAD_USER_INPUT", reason)),
-            Err(UserError::EmailTaken) => Err(refusal("DUPLICATE", "an account with this email exists")),
+            Err(error @ (UserError::EmailTaken | UserError::EmailLookalike)) => Err(refusal("DUPLICATE", error)),
             Err(error) => Err(refusal("UNAVAILABLE", error)),
         }
     }

@@ -1,9 +1,11 @@
-//! Passwords (argon2id) and tokens (EdDSA JWTs with a key id).
+//! Passwords (argon2id) and tokens (EdDSA JWTs with a key id), each token
+//! bound to a session (`sid`) that must still be live for it to be valid.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -12,6 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
+use crate::sessions::{Origin, Session, SessionError, SessionId, Sessions};
 use crate::users::{Role, UserId};
 
 pub const PASSWORD_BYTES_MIN: usize = 8;
@@ -26,6 +29,8 @@ pub enum AuthError {
     Keys { dir: String, detail: String },
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("sessions: {0}")]
+    Session(#[from] SessionError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,8 +38,28 @@ pub struct Claims {
     /// The user id.
     pub sub: String,
     pub role: Role,
+    /// The session (32 hex digits): the token is valid while it is live.
+    pub sid: String,
     pub iat: u64,
     pub exp: u64,
+}
+
+impl Claims {
+    pub fn user(&self) -> Option<UserId> {
+        self.sub.parse().ok()
+    }
+
+    pub fn session(&self) -> Option<SessionId> {
+        SessionId::parse(&self.sid)
+    }
+}
+
+/// A token issued at login, and the session it is bound to.
+pub struct Issued {
+    pub token: String,
+    /// Unix seconds.
+    pub expires: u64,
+    pub session: Session,
 }
 
 pub struct Auth {
@@ -43,13 +68,14 @@ pub struct Auth {
     signing: EncodingKey,
     verifying: BTreeMap<String, DecodingKey>,
     pub token_ttl_seconds: u64,
+    sessions: Arc<Sessions>,
     /// A hash to verify against when the email is unknown, so that a login
     /// takes as long for a missing account as for a wrong password.
     decoy_hash: String,
 }
 
 impl Auth {
-    pub fn new(config: &AuthConfig) -> Result<Auth, AuthError> {
+    pub fn new(config: &AuthConfig, sessions: Arc<Sessions>) -> Result<Auth, AuthError> {
         let params = Params::new(config.argon2_memory_kib, config.argon2_passes, 1, None).map_err(|e| AuthError::Hash(e.to_string()))?;
         let argon2 = Argon2::new(Argon2Algorithm::Argon2id, Version::V0x13, params);
         let keys = load_or_create_keys(&config.keys_dir)?;
@@ -66,6 +92,7 @@ impl Auth {
             signing: EncodingKey::from_ed_der(&pkcs8),
             verifying,
             token_ttl_seconds: config.token_ttl_seconds,
+            sessions,
             decoy_hash: String::new(),
         };
         auth.decoy_hash = auth.hash_password("decoy password for unknown accounts")?;
@@ -74,6 +101,10 @@ impl Auth {
 
     pub fn signing_key_id(&self) -> &str {
         &self.signing_kid
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     pub fn hash_password(&self, password: &str) -> Result<String, AuthError> {
@@ -88,16 +119,21 @@ impl Auth {
         self.argon2.verify_password(password.as_bytes(), &parsed).is_ok() && hash.is_some()
     }
 
-    pub fn issue(&self, user: UserId, role: Role, now_seconds: u64) -> (String, u64) {
-        let exp = now_seconds + self.token_ttl_seconds;
+    /// A new session for `user` and a token bound to it.
+    pub fn issue(&self, user: UserId, role: Role, origin: &Origin, now_ms: u64) -> Result<Issued, AuthError> {
+        let session = self.sessions.create(user, origin, now_ms, self.token_ttl_seconds * 1_000)?;
+        let iat = now_ms / 1_000;
+        let exp = session.expires_ms / 1_000;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.signing_kid.clone());
-        let claims = Claims { sub: user.to_string(), role, iat: now_seconds, exp };
-        (jsonwebtoken::encode(&header, &claims, &self.signing).expect("EdDSA signing with a valid key cannot fail"), exp)
+        let claims = Claims { sub: user.to_string(), role, sid: session.id.to_string(), iat, exp };
+        let token = jsonwebtoken::encode(&header, &claims, &self.signing).expect("EdDSA signing with a valid key cannot fail");
+        Ok(Issued { token, expires: exp, session })
     }
 
     /// The claims of a valid token: EdDSA only (so `alg: none` and HMAC are
-    /// refused), signed by a key we hold (by `kid`), not expired.
+    /// refused), signed by a key we hold (by `kid`), not expired, and its
+    /// session live (not logged out or revoked).
     pub fn verify(&self, token: &str) -> Option<Claims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::EdDSA {
@@ -107,8 +143,47 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, key, &validation).ok().map(|data| data.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation).ok()?.claims;
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        self.sessions.check(claims.session()?, claims.user()?, now_ms).then_some(claims)
     }
+}
+
+/// Why a new password is refused, and what to do instead.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WeakPassword {
+    #[error("a password is {PASSWORD_BYTES_MIN} to {PASSWORD_BYTES_MAX} bytes")]
+    Length,
+    #[error("this password is too easy to guess (strength {score} of 4, at least {score_min} needed). {advice}")]
+    Guessable { score: u8, score_min: u8, advice: String },
+}
+
+/// Judges a new password by how many guesses it would take (zxcvbn: words,
+/// names, dates, keyboard runs and the account's own email count for
+/// little), not by its length alone.
+pub fn check_new_password(password: &str, email: &str, score_min: u8) -> Result<(), WeakPassword> {
+    if !(PASSWORD_BYTES_MIN..=PASSWORD_BYTES_MAX).contains(&password.len()) {
+        return Err(WeakPassword::Length);
+    }
+    let local = email.split('@').next().unwrap_or_default();
+    let estimate = zxcvbn::zxcvbn(password, &[email, local]);
+    let score = u8::from(estimate.score());
+    if score >= score_min {
+        return Ok(());
+    }
+    let feedback = estimate.feedback();
+    let mut advice: Vec<String> = feedback.and_then(|f| f.warning()).map(|w| w.to_string()).into_iter().collect();
+    advice.extend(feedback.map(|f| f.suggestions().iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap_or_default());
+    if advice.is_empty() {
+        advice.push("Use a few uncommon words together, or a password manager's.".into());
+    }
+    Err(WeakPassword::Guessable { score, score_min, advice: advice.join(" ") })
+}
+
+/// Makes a signing key in `keys_dir` when there is none; the id of the one that signs.
+pub fn init_keys(config: &AuthConfig) -> Result<String, AuthError> {
+    let keys = load_or_create_keys(&config.keys_dir)?;
+    Ok(keys.keys().next_back().cloned().unwrap_or_default())
 }
 
 fn keys_error(dir: &Path, detail: impl Into<String>) -> AuthError {
@@ -161,4 +236,26 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_judged_by_guesses_not_length() {
+        for weak in ["mypasswd", "password1234", "qwertyuiop", "alicealice2024", "11111111111111111111"] {
+            assert!(matches!(check_new_password(weak, "alice@bank.example", 3), Err(WeakPassword::Guessable { .. })), "{weak}");
+        }
+        match check_new_password("qwertyuiop", "alice@bank.example", 3) {
+            Err(error) => assert!(error.to_string().contains("common password"), "the advice names what is wrong: {error}"),
+            Ok(()) => panic!("a top-100 password passed"),
+        }
+        assert_eq!(check_new_password("short", "a@b.example", 0), Err(WeakPassword::Length));
+        assert_eq!(check_new_password(&"x".repeat(PASSWORD_BYTES_MAX + 1), "a@b.example", 0), Err(WeakPassword::Length));
+        for strong in ["correct horse battery staple", "ledger-tulip-92-quarry", "Zq8#vLm2!pW"] {
+            assert_eq!(check_new_password(strong, "alice@bank.example", 3), Ok(()), "{strong}");
+        }
+        assert_eq!(check_new_password("mypasswd", "alice@bank.example", 0), Ok(()), "score 0 takes any");
+    }
 }

@@ -101,6 +101,10 @@ pub struct AuthConfig {
     /// Password hashes computed at once (logins and registrations); beyond
     /// it they answer RATE_LIMITED rather than queue.
     pub argon2_concurrent_max: usize,
+    /// Sessions one user may have live; a login beyond it ends the oldest.
+    pub sessions_per_user_max: usize,
+    /// The least zxcvbn score (0 to 4) a new password must have.
+    pub password_score_min: u8,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +203,8 @@ impl Default for AuthConfig {
             argon2_memory_kib: 19_456,
             argon2_passes: 2,
             argon2_concurrent_max: 4,
+            sessions_per_user_max: 20,
+            password_score_min: 3,
         }
     }
 }
@@ -299,6 +305,12 @@ impl GatewayConfig {
         }
         if self.admin.socket.as_os_str().is_empty() || self.admin.socket.is_relative() {
             return invalid("admin.socket", "must be an absolute path");
+        }
+        if self.auth.sessions_per_user_max == 0 {
+            return invalid("auth.sessions_per_user_max", "must be at least 1");
+        }
+        if self.auth.password_score_min > 4 {
+            return invalid("auth.password_score_min", "must be 0 to 4 (zxcvbn's scores; 3 is \"safely unguessable\" online)");
         }
         if !(60..=86_400).contains(&self.auth.token_ttl_seconds) {
             return invalid("auth.token_ttl_seconds", "must be 60 to 86400");

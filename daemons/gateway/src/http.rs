@@ -44,6 +44,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     pub connections: Gauge<i64, AtomicI64>,
     pub websockets: Gauge<i64, AtomicI64>,
+    /// Set from the session table at each scrape.
+    pub sessions: Gauge<i64, AtomicI64>,
     pub request_seconds: Histogram,
 }
 
@@ -57,12 +59,14 @@ impl Metrics {
             connections_refused: Counter::default(),
             connections: Gauge::default(),
             websockets: Gauge::default(),
+            sessions: Gauge::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests served", metrics.requests.clone());
         registry.register("client_errors", "Requests answered 4xx", metrics.client_errors.clone());
         registry.register("rate_limited", "Requests refused with 429 RATE_LIMITED", metrics.rate_limited.clone());
+        registry.register("sessions", "Live sessions (logins not ended or expired)", metrics.sessions.clone());
         registry.register(
             "connections_refused",
             "Connections closed at once: their address had connections_per_ip_max open",
@@ -241,6 +245,7 @@ async fn post_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> 
     if let Err(wait) = check_user(app, &caller) {
         return rate_limited(app, wait);
     }
+    let user_agent = user_agent(&request);
     // A body trickled in a byte at a time would hold its connection open for
     // as long as the client likes: it has body_read_timeout to arrive whole.
     let body = match tokio::time::timeout(app.body_read_timeout, Limited::new(request.into_body(), app.body_bytes_max).collect()).await {
@@ -261,7 +266,7 @@ async fn post_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> 
         Ok(graphql) => graphql,
         Err(error) => return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("the body is not a GraphQL request: {error}")),
     };
-    execute(app, graphql.data(caller).data(RequestOrigin::new(remote)), modern).await
+    execute(app, graphql.data(caller).data(RequestOrigin::new(remote, &user_agent)), modern).await
 }
 
 async fn get_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
@@ -278,7 +283,21 @@ async fn get_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> R
         response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(app, graphql.data(caller).data(RequestOrigin::new(remote)), modern).await
+    execute(app, graphql.data(caller).data(RequestOrigin::new(remote, &user_agent(&request))), modern).await
+}
+
+fn user_agent(request: &Request<Incoming>) -> String {
+    request.headers().get(hyper::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// Resolves when the caller's session ends (logout, revocation, expiry);
+/// never without one.
+async fn session_ends(ended: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match ended {
+        // An error is the session dropped: ended too.
+        Some(ended) => drop(ended.wait_for(|ended| *ended).await),
+        None => std::future::pending().await,
+    }
 }
 
 fn is_mutation(request: &async_graphql::Request) -> bool {
@@ -348,12 +367,13 @@ fn websocket(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, mut reques
     let key = request.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec()).unwrap_or_default();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let from_headers = caller(&app, &request);
+    let user_agent = user_agent(&request);
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
         app.metrics.connections.inc();
         app.metrics.websockets.inc();
-        serve_websocket(&app, upgraded, remote, from_headers).await;
+        serve_websocket(&app, upgraded, RequestOrigin::new(remote, &user_agent), from_headers).await;
         app.metrics.websockets.dec();
         app.metrics.connections.dec();
         drop(permit);
@@ -371,8 +391,8 @@ fn websocket(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, mut reques
 /// One graphql-transport-ws socket until it ends: the protocol is
 /// [`ws::Session`]'s, the subscriptions the schema's streams, and the timers
 /// this loop's (connection_init within 10 s, pings, idleness, the token's
-/// expiry).
-async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: IpAddr, from_headers: Caller) {
+/// expiry, the end of its session).
+async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, origin: RequestOrigin, from_headers: Caller) {
     use futures_util::stream::{AbortHandle, Abortable, SelectAll};
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Message, Role, WebSocketConfig};
@@ -401,6 +421,12 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
         caller.0.as_ref().and_then(|claims| tokio::time::Instant::now().checked_add(Duration::from_secs(claims.exp).saturating_sub(unix_now())))
     };
     let mut expires = expiry(&caller);
+    // A session that ended between the token's check and here reads as ended.
+    let watching = |caller: &Caller| {
+        let id = caller.0.as_ref()?.session()?;
+        app.auth.sessions().watch(id).or_else(|| Some(tokio::sync::watch::channel(true).1))
+    };
+    let mut ended = watching(&caller);
 
     let close = loop {
         let init_deadline = started + WEBSOCKET_INIT_TIMEOUT;
@@ -453,6 +479,7 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
             }
             _ = tokio::time::sleep_until(idle_deadline.unwrap_or(started)), if idle_deadline.is_some() => break Some(Close::new(close_code::NORMAL, "idle: no subscription and no message")),
             _ = tokio::time::sleep_until(expires.unwrap_or(started)), if expires.is_some() => break Some(Close::new(close_code::FORBIDDEN, "Forbidden: the token expired; connect again with a new one")),
+            () = session_ends(&mut ended) => break Some(Close::new(close_code::FORBIDDEN, "Forbidden: the session ended (logged out or revoked); log in again")),
         };
         heard = tokio::time::Instant::now();
         if session.running() == 0 {
@@ -468,13 +495,14 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, remote: 
                 if let Some(token) = token {
                     caller = Caller(app.auth.verify(token));
                     expires = expiry(&caller);
+                    ended = watching(&caller);
                 }
                 session.acknowledge();
                 serde_json::json!({ "type": "connection_ack" })
             }
             Step::Start { id, payload } => {
                 let query = payload.query.clone();
-                let mut request = async_graphql::Request::new(payload.query).data(caller.clone()).data(RequestOrigin::new(remote));
+                let mut request = async_graphql::Request::new(payload.query).data(caller.clone()).data(RequestOrigin::new(origin.ip, &origin.user_agent));
                 if let Some(name) = payload.operation_name {
                     request = request.operation_name(name);
                 }
@@ -538,7 +566,10 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, app: Arc<App>) {
                 let app = app.clone();
                 async move {
                     Ok::<_, Infallible>(match (request.method(), request.uri().path()) {
-                        (&Method::GET, "/metrics") => reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
+                        (&Method::GET, "/metrics") => {
+                            app.metrics.sessions.set(app.auth.sessions().live() as i64);
+                            reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render())
+                        }
                         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
                         (&Method::GET, "/readyz") => readyz(&app).await,
                         _ => reply(StatusCode::NOT_FOUND, "text/plain", "try GET /metrics\n"),

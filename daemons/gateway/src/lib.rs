@@ -17,6 +17,7 @@ pub mod matching_client;
 pub mod origin;
 pub mod per_ip;
 pub mod ratelimit;
+pub mod sessions;
 pub mod tls;
 pub mod users;
 pub mod ws;

@@ -20,12 +20,18 @@ use crate::ratelimit::RateLimiter;
 #[derive(Debug)]
 pub struct RequestOrigin {
     pub ip: IpAddr,
+    /// The client's User-Agent header, for the sessions it logs in.
+    pub user_agent: String,
     logins: AtomicU32,
 }
 
 impl RequestOrigin {
-    pub fn new(ip: IpAddr) -> RequestOrigin {
-        RequestOrigin { ip, logins: AtomicU32::new(0) }
+    pub fn new(ip: IpAddr, user_agent: &str) -> RequestOrigin {
+        let mut end = user_agent.len().min(crate::sessions::USER_AGENT_BYTES_MAX);
+        while !user_agent.is_char_boundary(end) {
+            end -= 1;
+        }
+        RequestOrigin { ip, user_agent: user_agent[..end].to_string(), logins: AtomicU32::new(0) }
     }
 
     /// Counts a login field of this request; how many came before it.

@@ -16,6 +16,7 @@ use gateway::logins::{LoginLimits, Logins};
 use gateway::matching_client::MatchingClient;
 use gateway::per_ip::PlacesPerIp;
 use gateway::ratelimit::RateLimiter;
+use gateway::sessions::Sessions;
 use gateway::tls::Certificate;
 use gateway::users::Users;
 use hyper_util::rt::TokioIo;
@@ -58,8 +59,8 @@ fn run() -> anyhow::Result<()> {
         Command::InitKeys => {
             // The package's postinst runs this, so that the secret exists before
             // the first start and is never part of the package.
-            let auth = Auth::new(&config.auth).with_context(|| format!("creating a signing key in {}", config.auth.keys_dir.display()))?;
-            println!("{}", auth.signing_key_id());
+            let kid = gateway::auth::init_keys(&config.auth).with_context(|| format!("creating a signing key in {}", config.auth.keys_dir.display()))?;
+            println!("{kid}");
             return Ok(());
         }
         Command::InitCertificate(hosts) => {
@@ -80,8 +81,10 @@ fn run() -> anyhow::Result<()> {
     shell::init_logging(&config.log);
     shell::service_manager::status("opening the account store and the signing keys");
     std::fs::create_dir_all(&config.storage.data_dir).with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
-    let users = Arc::new(Users::open(&config.storage.data_dir).context("opening the account store (is another gateway running on it?)")?);
-    let auth = Arc::new(Auth::new(&config.auth).context("loading the JWT signing keys")?);
+    let store = gateway::users::open_store(&config.storage.data_dir).context("opening the account store (is another gateway running on it?)")?;
+    let users = Arc::new(Users::new(store.clone()).context("reading the accounts")?);
+    let sessions = Arc::new(Sessions::open(store, config.auth.sessions_per_user_max, api::now_ms()).context("reading the sessions")?);
+    let auth = Arc::new(Auth::new(&config.auth, sessions).context("loading the JWT signing keys")?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build()?;
     runtime.block_on(serve(config, link_tls, users, auth))
 }
@@ -109,9 +112,16 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, users: Ar
             keys_max: config.limits.rate_keys_max,
             argon2_concurrent_max: config.auth.argon2_concurrent_max,
         }),
+        password_score_min: config.auth.password_score_min,
     };
     let schema = api::schema(services, &config.limits);
-    let admin = Arc::new(Admin { schema: schema.clone(), users: users.clone(), auth: auth.clone(), ledger: ledger.clone() });
+    let admin = Arc::new(Admin {
+        schema: schema.clone(),
+        users: users.clone(),
+        auth: auth.clone(),
+        ledger: ledger.clone(),
+        password_score_min: config.auth.password_score_min,
+    });
     admin::serve(&config.admin.socket, admin).await.with_context(|| format!("binding the admin socket {}", config.admin.socket.display()))?;
     let limits = &config.limits;
     let app = Arc::new(App {
@@ -144,6 +154,17 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, users: Ar
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %config.listen.address, ledger = %config.ledger.address, metrics = %config.listen.metrics_address, signing_key = auth.signing_key_id(), "ready: POST {scheme}://{}/graphql", config.listen.address);
     shell::service_manager::ready(&format!("serving GraphQL on {scheme}://{}", config.listen.address));
+    // Expired sessions are forgotten, and the sockets they opened close.
+    let sweeping = auth.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            every.tick().await;
+            if let Err(error) = sweeping.sessions().sweep(api::now_ms()) {
+                tracing::warn!(%error, "could not forget the expired sessions; will try again");
+            }
+        }
+    });
     // The gateway has no engine thread: its heartbeats come from the runtime
     // that serves requests, so a stalled runtime is restarted.
     tokio::spawn(async {

@@ -2,7 +2,7 @@
 //! gateway's HTTP API the way a client would: the contract's operations,
 //! authentication and authorization, and the GraphQL-over-HTTP rules.
 
-use acceptance::{code, data, Daemon, Options, System, APPROVER, OPERATOR, OPERATOR_PASSWORD, PLACE};
+use acceptance::{code, data, session_of, Daemon, Options, System, APPROVER, OPERATOR, OPERATOR_PASSWORD, PLACE};
 use serde_json::{json, Value};
 
 #[test]
@@ -65,8 +65,8 @@ fn a_trade_end_to_end_through_the_api() {
     assert!(head.to_ascii_lowercase().contains("set-cookie: marionette_token="), "login sets the cookie: {head}");
     assert!(head.contains("HttpOnly") && head.contains("SameSite=Strict"), "{head}");
     let alice = data(&login, "login")["token"].as_str().unwrap().to_string();
-    system.post("mutation { register(email: \"bob@domain.io\", password: \"bobs password\") { id } }", json!({}), "");
-    let bob = system.login("bob@domain.io", "bobs password");
+    system.post("mutation { register(email: \"bob@domain.io\", password: \"bob: tulip quarry lantern\") { id } }", json!({}), "");
+    let bob = system.login("bob@domain.io", "bob: tulip quarry lantern");
 
     for (email, asset, amount) in [("user@domain.io", "USD", "10000.00"), ("bob@domain.io", "BTC", "1")] {
         let body = system.as_user(
@@ -173,15 +173,30 @@ fn tokens_and_http_rules_are_enforced() {
     pkcs8.extend_from_slice(&seed);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(kid.clone());
-    let claims = json!({ "sub": "1", "role": "Operator", "iat": 1_000_000_000, "exp": 1_000_000_600 });
+    // The login's own session: only the expiry differs between the two.
+    let sid = session_of(&token);
+    let claims = json!({ "sub": "1", "role": "Operator", "sid": sid, "iat": 1_000_000_000, "exp": 1_000_000_600 });
     let expired = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8)).unwrap();
-    let fresh_claims = json!({ "sub": "1", "role": "Operator", "iat": 1_000_000_000, "exp": 4_000_000_000u64 });
+    let fresh_claims = json!({ "sub": "1", "role": "Operator", "sid": sid, "iat": 1_000_000_000, "exp": 4_000_000_000u64 });
+    // Signed right, but naming no session the gateway made (a token from before sessions, or invented).
+    let sessionless = jsonwebtoken::encode(
+        &header,
+        &json!({ "sub": "1", "role": "Operator", "iat": 1_000_000_000, "exp": 4_000_000_000u64 }),
+        &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8),
+    )
+    .unwrap();
+    let invented = jsonwebtoken::encode(
+        &header,
+        &json!({ "sub": "1", "role": "Operator", "sid": "0".repeat(32), "iat": 1_000_000_000, "exp": 4_000_000_000u64 }),
+        &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8),
+    )
+    .unwrap();
     let still_valid = jsonwebtoken::encode(&header, &fresh_claims, &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8)).unwrap();
     assert_eq!(data(&system.as_user(&still_valid, me, json!({})), "me")["role"], "OPERATOR", "the same key and claims, unexpired, are accepted");
     let mut hmac_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hmac_header.kid = Some(kid);
     let hmac = jsonwebtoken::encode(&hmac_header, &fresh_claims, &jsonwebtoken::EncodingKey::from_secret(b"guessable")).unwrap();
-    for bad in [forged.as_str(), none.as_str(), "not-a-token", expired.as_str(), hmac.as_str()] {
+    for bad in [forged.as_str(), none.as_str(), "not-a-token", expired.as_str(), hmac.as_str(), sessionless.as_str(), invented.as_str()] {
         assert_eq!(code(&system.as_user(bad, me, json!({}))), "UNAUTHENTICATED", "{bad}");
     }
     let wrong = system.post("mutation { login(email: \"operator@bank.example\", password: \"wrong password\") { token } }", json!({}), "").2;
@@ -213,10 +228,10 @@ fn tokens_and_http_rules_are_enforced() {
     assert_eq!(status, 400);
 
     // A user is refused operator mutations.
-    system.post("mutation { register(email: \"eve@domain.io\", password: \"eves password\") { id } }", json!({}), "");
-    let eve = system.login("eve@domain.io", "eves password");
+    system.post("mutation { register(email: \"eve@domain.io\", password: \"eve: tulip quarry lantern\") { id } }", json!({}), "");
+    let eve = system.login("eve@domain.io", "eve: tulip quarry lantern");
     assert_eq!(code(&system.as_user(&eve, "mutation { createAsset(symbol: \"EUR\", scale: 2) { id } }", json!({}))), "FORBIDDEN");
-    let duplicate = system.post("mutation { register(email: \"EVE@domain.io\", password: \"another one\") { id } }", json!({}), "").2;
+    let duplicate = system.post("mutation { register(email: \"EVE@domain.io\", password: \"another: kestrel 8 ledger\") { id } }", json!({}), "").2;
     assert_eq!(code(&duplicate), "DUPLICATE");
 }
 
@@ -265,11 +280,11 @@ fn subscriptions_deliver_the_snapshot_then_the_changes() {
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
     assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
     assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0.001", "0.002"], "").0, 0);
-    system.register("carol@domain.io", "carols password");
-    system.register("dave@domain.io", "daves password");
+    system.register("carol@domain.io", "carol: tulip quarry lantern");
+    system.register("dave@domain.io", "dave: tulip quarry lantern");
     assert_eq!(system.ctl(&["deposit", "carol@domain.io", "BTC", "2", "carol-btc"], "").0, 0);
     assert_eq!(system.ctl(&["deposit", "dave@domain.io", "USD", "1000", "dave-usd"], "").0, 0);
-    let (carol, dave) = (system.login("carol@domain.io", "carols password"), system.login("dave@domain.io", "daves password"));
+    let (carol, dave) = (system.login("carol@domain.io", "carol: tulip quarry lantern"), system.login("dave@domain.io", "dave: tulip quarry lantern"));
     // A trade before anyone subscribes: the trades subscription's snapshot.
     system.as_user(&carol, PLACE, json!({ "i": { "market": "BTC-USD", "side": "SELL", "type": "LIMIT", "price": "90", "quantity": "0.1" } }));
     let before = system.as_user(&dave, PLACE, json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "price": "90", "quantity": "0.1" } }));
@@ -410,8 +425,8 @@ fn operators_fund_the_house_and_see_its_accounts() {
             "accounts": [{ "owner": "HOUSE", "purpose": "custody", "amount": "-2000.00" }, { "owner": "HOUSE", "purpose": "inventory", "amount": "2000.00" }]
         }])
     );
-    system.post("mutation { register(email: \"carol@domain.io\", password: \"carols password\") { id } }", json!({}), "");
-    let carol = system.login("carol@domain.io", "carols password");
+    system.post("mutation { register(email: \"carol@domain.io\", password: \"carol: tulip quarry lantern\") { id } }", json!({}), "");
+    let carol = system.login("carol@domain.io", "carol: tulip quarry lantern");
     assert_eq!(code(&system.as_user(&carol, fund, json!({ "a": "1.00", "r": "mine" }))), "FORBIDDEN");
     assert_eq!(code(&system.as_user(&carol, "{ houseBalances { asset } }", json!({}))), "FORBIDDEN");
 }
@@ -449,4 +464,88 @@ fn explicit_nulls_take_the_contracts_defaults() {
     }
     let book = system.post("{ orderBook(market: \"BTC-USD\", depth: null) { bids { price } } }", json!({}), "").2;
     assert_eq!(data(&book, "orderBook")["bids"], json!([{ "price": "10" }]));
+}
+
+#[test]
+fn sessions_end_at_logout_revocation_and_password_change_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut system = System::start(dir.path());
+    let (email, password) = ("frank@bank.example", "tulip quarry lantern 42");
+    data(&system.register(email, password), "register");
+    let me = "{ me { email } }";
+    let sessions = "{ sessions { id address userAgent current createdAt lastSeenAt } }";
+    let (laptop, phone, tablet) = (system.login(email, password), system.login(email, password), system.login(email, password));
+    let listed = system.as_user(&laptop, sessions, json!({}));
+    let listed = data(&listed, "sessions").as_array().unwrap().clone();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed.iter().filter(|s| s["current"] == true).map(|s| s["id"].as_str().unwrap()).collect::<Vec<_>>(), vec![session_of(&laptop)]);
+    assert!(listed.iter().all(|s| s["address"] == "127.0.0.1"), "{listed:?}");
+
+    // An open subscription of the phone's session, closed by its revocation.
+    let mut ws = system.subscriptions(&phone);
+    ws.subscribe("mine", "subscription { userOrders { status } }");
+    let revoke = "mutation($id: ID!) { revokeSession(id: $id) }";
+    assert_eq!(data(&system.as_user(&laptop, revoke, json!({ "id": session_of(&phone) })), "revokeSession"), true);
+    assert!(ws.closed(), "the revoked session's subscription is closed");
+    assert_eq!(code(&system.as_user(&phone, me, json!({}))), "UNAUTHENTICATED", "the revoked session's token is refused");
+    assert_eq!(code(&system.as_user(&laptop, revoke, json!({ "id": session_of(&phone) }))), "NOT_FOUND", "twice");
+    assert_eq!(code(&system.as_user(&laptop, revoke, json!({ "id": "not a session" }))), "BAD_USER_INPUT");
+    // Another user cannot end frank's sessions.
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    assert_eq!(code(&system.as_user(&operator, revoke, json!({ "id": session_of(&tablet) }))), "NOT_FOUND");
+    assert_eq!(data(&system.as_user(&tablet, me, json!({})), "me")["email"], email);
+
+    // Logout ends the session at once, and a restart does not bring it back.
+    assert_eq!(data(&system.as_user(&tablet, "mutation { logout }", json!({})), "logout"), true);
+    assert_eq!(code(&system.as_user(&tablet, me, json!({}))), "UNAUTHENTICATED");
+    system.signal(Daemon::Gateway, "TERM");
+    assert!(system.wait_exit(Daemon::Gateway, std::time::Duration::from_secs(20)).is_some_and(|s| s.success()));
+    system.start_again(Daemon::Gateway);
+    assert_eq!(code(&system.as_user(&tablet, me, json!({}))), "UNAUTHENTICATED", "logged out before the restart");
+    assert_eq!(code(&system.as_user(&phone, me, json!({}))), "UNAUTHENTICATED", "revoked before the restart");
+    assert_eq!(data(&system.as_user(&laptop, me, json!({})), "me")["email"], email, "a live session outlives the restart");
+
+    // A password change: a weak new one is refused, the current one must be right,
+    // and then every other session ends and the old password no longer logs in.
+    let change = "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }";
+    let weak = system.as_user(&laptop, change, json!({ "c": password, "n": "password123" }));
+    assert_eq!(code(&weak), "WEAK_PASSWORD", "{weak}");
+    assert_eq!(code(&system.as_user(&laptop, change, json!({ "c": "not it at all", "n": "granite osprey 77 meadow" }))), "UNAUTHENTICATED");
+    let desk = system.login(email, password);
+    assert_eq!(data(&system.as_user(&laptop, change, json!({ "c": password, "n": "granite osprey 77 meadow" })), "changePassword"), true);
+    assert_eq!(code(&system.as_user(&desk, me, json!({}))), "UNAUTHENTICATED", "the other sessions ended");
+    assert_eq!(data(&system.as_user(&laptop, me, json!({})), "me")["email"], email, "the session that changed it goes on");
+    let old = system.post("mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }", json!({ "e": email, "p": password }), "").2;
+    assert_eq!(code(&old), "UNAUTHENTICATED");
+    system.login(email, "granite osprey 77 meadow");
+    let live = |system: &System| -> u64 {
+        let metrics = system.metrics(Daemon::Gateway);
+        metrics.lines().find_map(|l| l.strip_prefix("marionette_gateway_sessions ")?.parse().ok()).unwrap_or_else(|| panic!("{metrics}"))
+    };
+    let before = live(&system);
+    assert_eq!(data(&system.as_user(&laptop, "mutation { revokeOtherSessions }", json!({})), "revokeOtherSessions"), 1);
+    assert_eq!(live(&system), before - 1, "the gauge of live sessions follows");
+    system.stop();
+}
+
+#[test]
+fn weak_passwords_and_disguised_emails_are_refused_at_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start(dir.path());
+    // The white paper's example password is a dictionary word with letters left out.
+    let weak = system.register("user@domain.io", "mypasswd");
+    assert_eq!(code(&weak), "WEAK_PASSWORD", "{weak}");
+    assert!(weak["errors"][0]["message"].as_str().unwrap().contains("strength"), "{weak}");
+    assert_eq!(code(&system.register("user@domain.io", "user@domain.io")), "WEAK_PASSWORD", "the email as its own password");
+    data(&system.register("alice@bank.example", "violet harbor 19 engine"), "register");
+    for (disguised, expected) in [
+        ("\u{430}lice@bank.example", "BAD_USER_INPUT"),
+        ("alice\u{200b}@bank.example", "BAD_USER_INPUT"),
+        ("ＡＬＩＣＥ@bank.example", "DUPLICATE"),
+        ("\u{430}\u{4cf}\u{456}\u{441}\u{435}@bank.example", "DUPLICATE"),
+    ] {
+        let answer = system.register(disguised, "violet harbor 19 engine");
+        assert_eq!(code(&answer), expected, "{disguised:?}: {answer}");
+    }
+    system.stop();
 }

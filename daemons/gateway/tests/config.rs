@@ -22,6 +22,8 @@ fn unknown_keys_and_invalid_values_are_named() {
         ("[ledger]\npeer_id = 0\n", "ledger.peer_id"),
         ("[auth]\ntoken_ttl_seconds = 5\n", "auth.token_ttl_seconds"),
         ("[auth]\nargon2_memory_kib = 64\n", "auth"),
+        ("[auth]\nsessions_per_user_max = 0\n", "auth.sessions_per_user_max"),
+        ("[auth]\npassword_score_min = 5\n", "auth.password_score_min"),
         ("[limits]\nquery_depth_max = 0\n", "limits"),
         // Plain TCP would let anyone on the network claim the gateway's role.
         ("[ledger]\naddress = \"tcp:10.0.0.1:7101\"\n", "ledger.address"),

@@ -422,8 +422,9 @@ impl System {
     }
 
     /// A token signed with the gateway's own newest key, with these claims
-    /// (`sub`, `role` as "User" or "Operator", `iat`, `exp` in seconds): what
-    /// the gateway itself would sign, at times a login cannot choose.
+    /// (`sub`, `role` as "User" or "Operator", `sid` a live session's as
+    /// [`session_of`] reads it, `iat`, `exp` in seconds): what the gateway
+    /// itself would sign, at times a login cannot choose.
     pub fn signed_token(&self, claims: &Value) -> String {
         let keys = self.dir.join("gateway/keys");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&keys).unwrap().map(|entry| entry.unwrap().path()).collect();
@@ -468,6 +469,12 @@ impl Client {
         let (_, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer: {response:?}"))?;
         serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {body}"))
     }
+}
+
+/// The session a token is bound to (its `sid` claim, read without checking the signature).
+pub fn session_of(token: &str) -> String {
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode(token).unwrap_or_else(|e| panic!("not a JWT ({e}): {token}")).claims;
+    claims["sid"].as_str().unwrap_or_else(|| panic!("no sid in {claims}")).to_string()
 }
 
 /// The first error's `extensions.code`.

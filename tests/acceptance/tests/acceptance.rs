@@ -36,6 +36,8 @@ struct Marionette {
     house_references: std::collections::HashSet<String>,
     /// Each user's WebSocket, by name.
     sockets: HashMap<String, Subscriptions>,
+    /// Each user's token on a second device, by name.
+    other_devices: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Marionette {
@@ -49,7 +51,7 @@ fn email(name: &str) -> String {
 }
 
 fn password(name: &str) -> String {
-    format!("{name}'s password")
+    format!("{name}: tulip quarry lantern")
 }
 
 fn decimal(text: &str) -> Decimal {
@@ -74,6 +76,7 @@ impl Marionette {
             house_funded: HashMap::new(),
             house_references: Default::default(),
             sockets: HashMap::new(),
+            other_devices: HashMap::new(),
         }
     }
 
@@ -203,8 +206,99 @@ fn login_refused(world: &mut Marionette, email: String, password: String, expect
 
 #[then(expr = "registering {string} again is refused with {word}")]
 fn register_again(world: &mut Marionette, email: String, expected: String) {
-    let answer = world.system().register(&email, "another password");
+    let answer = world.system().register(&email, "another strong one: kestrel 8 ledger");
     assert_eq!(code(&answer), expected);
+}
+
+#[then(expr = "the registration is refused with {word}")]
+fn registration_refused(world: &mut Marionette, expected: String) {
+    assert_eq!(code(&world.answer), expected, "{}", world.answer);
+    assert!(world.answer["data"].is_null(), "no account: {}", world.answer);
+}
+
+#[when(
+    regex = r#"^someone registers (\w+)'s email (in capitals|in full-width letters|spelt in Cyrillic letters that look Latin|with a Cyrillic "а" for the Latin "a"|with a zero-width space inside)$"#
+)]
+fn registers_disguised(world: &mut Marionette, name: String, how: String) {
+    let address = email(&name);
+    let (local, domain) = address.split_once('@').unwrap();
+    let disguised = match how.as_str() {
+        "in capitals" => address.to_uppercase(),
+        // U+FF41 and on: what NFKC folds back to ASCII.
+        "in full-width letters" => format!("{}@{domain}", local.chars().map(|c| char::from_u32(c as u32 - 'a' as u32 + 0xff41).unwrap()).collect::<String>()),
+        "spelt in Cyrillic letters that look Latin" => {
+            assert_eq!(local, "alice", "the Cyrillic spelling is alice's");
+            format!("\u{430}\u{4cf}\u{456}\u{441}\u{435}@{domain}")
+        }
+        "with a zero-width space inside" => format!("{}\u{200b}{}@{domain}", &local[..1], &local[1..]),
+        _ => address.replacen('a', "\u{430}", 1),
+    };
+    assert_ne!(disguised, address);
+    world.answer = world.system().register(&disguised, "another strong one: kestrel 8 ledger");
+}
+
+#[then(regex = r"^logging in as ([^ ]+) with (?:her|his) old password is refused with (\w+)$")]
+fn login_old_password_refused(world: &mut Marionette, address: String, expected: String) {
+    let name = address.trim_matches('"').split('@').next().unwrap().to_string();
+    login_refused(world, address.trim_matches('"').to_string(), password(&name), expected);
+}
+
+// ---- sessions ----
+
+#[when(regex = r"^(\w+) logs out$")]
+fn logs_out(world: &mut Marionette, name: String) {
+    assert_eq!(data(&world.ask(&name, "mutation { logout }", json!({})), "logout"), true);
+}
+
+#[then(regex = r"^(\w+)'s subscription is closed$")]
+fn subscription_closed(world: &mut Marionette, name: String) {
+    assert!(world.socket(&name).closed(), "the socket of an ended session stays open");
+}
+
+#[then(regex = r"^(\w+)'s token is refused with (\w+)$")]
+fn token_refused(world: &mut Marionette, name: String, expected: String) {
+    world.answer = world.ask(&name, "{ me { email } }", json!({}));
+    refused(world, expected);
+}
+
+#[given(regex = r"^(\w+) logs in on another device$")]
+fn logs_in_elsewhere(world: &mut Marionette, name: String) {
+    let token = world.system().login(&email(&name), &password(&name));
+    world.other_devices.insert(name, token);
+}
+
+#[then(regex = r"^(\w+) has (\d+) sessions, one of them the one (?:she|he) is using$")]
+fn has_sessions(world: &mut Marionette, name: String, count: usize) {
+    let answer = world.ask(&name, "{ sessions { id current } }", json!({}));
+    let sessions = data(&answer, "sessions").as_array().unwrap();
+    assert_eq!(sessions.len(), count, "{answer}");
+    let current: Vec<&Value> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1, "{answer}");
+    assert_eq!(current[0]["id"], acceptance::session_of(world.token(&name)));
+}
+
+#[when(regex = r"^(\w+) revokes (?:her|his) session on the other device$")]
+fn revokes_other_device(world: &mut Marionette, name: String) {
+    let other = acceptance::session_of(world.other_devices.get(&name).expect("logged in on another device"));
+    let answer = world.ask(&name, "mutation($id: ID!) { revokeSession(id: $id) }", json!({ "id": other }));
+    assert_eq!(data(&answer, "revokeSession"), true);
+}
+
+#[then(regex = r"^the token of (\w+)'s other device is refused with (\w+)$")]
+fn other_device_refused(world: &mut Marionette, name: String, expected: String) {
+    let token = world.other_devices.get(&name).expect("logged in on another device").clone();
+    world.answer = world.system().as_user(&token, "{ me { email } }", json!({}));
+    refused(world, expected);
+}
+
+#[when(regex = r#"^(\w+) changes (?:her|his) password to "([^"]+)"$"#)]
+fn changes_password(world: &mut Marionette, name: String, new_password: String) {
+    let answer = world.ask(
+        &name,
+        "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }",
+        json!({ "c": password(&name), "n": new_password }),
+    );
+    assert_eq!(data(&answer, "changePassword"), true, "{answer}");
 }
 
 #[when(regex = r#"^(\w+) presents a token (with a forged signature|that has expired|that claims the alg "none")$"#)]

@@ -287,8 +287,8 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
     let mut tokens = Vec::new();
     for user in 0..USERS {
         let email = format!("trader{user}@domain.io");
-        register(&client, &email, "a long password");
-        tokens.push(login(&client, &email, "a long password"));
+        register(&client, &email, "a long one: tulip quarry lantern");
+        tokens.push(login(&client, &email, "a long one: tulip quarry lantern"));
         let far = Instant::now() + Duration::from_secs(60);
         deposit(&client, &operator, &email, "USD", "5000", &format!("open-usd-{user}"), &acknowledged, far);
         deposit(&client, &operator, &email, "BTC", "20", &format!("open-btc-{user}"), &acknowledged, far);

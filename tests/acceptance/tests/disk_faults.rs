@@ -83,7 +83,7 @@ fn deposits_survive_the_ledger_stopping(system: &mut System, causes: &[&str], he
     for reference in &unanswered {
         data(&definitely(&client, &operator, DEPOSIT, json!({ "r": reference })), "deposit");
     }
-    let user = system.login("saver@domain.io", "a long password");
+    let user = system.login("saver@domain.io", "a long one: tulip quarry lantern");
     let balances = system.as_user(&user, "{ balances { asset available locked } }", json!({}));
     let available: Decimal = data(&balances, "balances")[0]["available"].as_str().unwrap().parse().unwrap();
     assert_eq!(
@@ -96,7 +96,7 @@ fn deposits_survive_the_ledger_stopping(system: &mut System, causes: &[&str], he
 
 fn saver(system: &System) {
     assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
-    system.register("saver@domain.io", "a long password");
+    system.register("saver@domain.io", "a long one: tulip quarry lantern");
 }
 
 #[test]
@@ -134,9 +134,9 @@ fn traders(system: &System) -> Vec<String> {
     (0..4)
         .map(|user| {
             let email = format!("trader{user}@domain.io");
-            system.register(&email, "a long password");
+            system.register(&email, "a long one: tulip quarry lantern");
             data(&system.as_user(&operator, deposit, json!({ "e": email, "r": format!("funding-{user}") })), "deposit");
-            system.login(&email, "a long password")
+            system.login(&email, "a long one: tulip quarry lantern")
         })
         .collect()
 }

@@ -30,8 +30,8 @@ use packaging::{build_debs, check_host, output_with_stdin, repository, succeeded
 use sha2::{Digest, Sha256};
 
 const PROFILE: &str = "hardware/profiles/kvm-2cpu.toml";
-const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
-const APPROVER: (&str, &str) = ("approver@bank.example", "operator password 2");
+const OPERATOR: (&str, &str) = ("ops@bank.example", "operator one: tulip quarry lantern");
+const APPROVER: (&str, &str) = ("approver@bank.example", "operator two: tulip quarry lantern");
 /// Where the image's packages come from: snapshot.debian.org cannot be
 /// reached from every build machine, so the live archive by default.
 const MIRROR_DEFAULT: &str = "http://deb.debian.org/debian";

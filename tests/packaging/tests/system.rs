@@ -23,8 +23,8 @@ use packaging::{build_debs, check_host, output_with_stdin, succeeded};
 
 const PACKAGES: &str = "marionette marionette-common marionette-matching marionette-ledger marionette-gateway marionette-tools";
 const DAEMONS: [&str; 3] = ["matching", "ledger", "gateway"];
-const OPERATOR: (&str, &str) = ("ops@bank.example", "operator password 1");
-const APPROVER: (&str, &str) = ("approver@bank.example", "operator password 2");
+const OPERATOR: (&str, &str) = ("ops@bank.example", "operator one: tulip quarry lantern");
+const APPROVER: (&str, &str) = ("approver@bank.example", "operator two: tulip quarry lantern");
 const ALICE: (&str, &str) = ("alice@bank.example", "alice password 1");
 const BOB: (&str, &str) = ("bob@bank.example", "bob password 1");
 /// What debootstrap adds to minbase: an init, curl as the GraphQL client, and

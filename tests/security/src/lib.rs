@@ -31,8 +31,8 @@ pub fn with_a_market(system: &System) -> (String, String) {
         json!({}),
     );
     data(&market, "createMarket");
-    data(&system.register("trader@bank.example", "a long trader password"), "register");
-    let trader = system.login("trader@bank.example", "a long trader password");
+    data(&system.register("trader@bank.example", "trader: tulip quarry lantern"), "register");
+    let trader = system.login("trader@bank.example", "trader: tulip quarry lantern");
     for (asset, amount) in [("USD", "100000.00"), ("BTC", "10")] {
         let body = system.as_user(
             &operator,

@@ -33,7 +33,7 @@ fn password_guesses_are_counted_and_held_back_however_they_are_sent() {
             address(200),
             system.port,
             "",
-            "mutation($e: String!) { register(email: $e, password: \"the real password\") { id } }",
+            "mutation($e: String!) { register(email: $e, password: \"the real one: tulip quarry lantern\") { id } }",
             json!({ "e": victim })
         )["errors"]
             .is_null());
@@ -53,8 +53,13 @@ fn password_guesses_are_counted_and_held_back_however_they_are_sent() {
     assert_eq!(count(&seen, "UNAUTHENTICATED"), 1, "one password checked, not 240: {seen:?}");
     assert_eq!(count(&seen, "BAD_USER_INPUT") + count(&seen, "RATE_LIMITED"), 239, "{seen:?}");
     tried("the right password for that account right after, from another address");
-    let right =
-        post_from(address(3), system.port, "", "mutation { login(email: \"alice@bank.example\", password: \"the real password\") { token } }", json!({}));
+    let right = post_from(
+        address(3),
+        system.port,
+        "",
+        "mutation { login(email: \"alice@bank.example\", password: \"the real one: tulip quarry lantern\") { token } }",
+        json!({}),
+    );
     assert_eq!(codes(&right), ["RATE_LIMITED"], "the account's attempts are spent for now: {right}");
     assert!(right["errors"][0]["extensions"]["retryAfterSeconds"].as_u64().unwrap() >= 1, "{right}");
 
@@ -79,8 +84,13 @@ fn password_guesses_are_counted_and_held_back_however_they_are_sent() {
         checked += count(&codes(&answer), "UNAUTHENTICATED");
     }
     assert_eq!(checked, 20, "the address's burst, no more");
-    let other =
-        post_from(address(51), system.port, "", "mutation { login(email: \"carol@bank.example\", password: \"the real password\") { token } }", json!({}));
+    let other = post_from(
+        address(51),
+        system.port,
+        "",
+        "mutation { login(email: \"carol@bank.example\", password: \"the real one: tulip quarry lantern\") { token } }",
+        json!({}),
+    );
     assert!(other["data"]["login"]["token"].is_string(), "another address and account are served: {other}");
 
     tried("aliased logins over a WebSocket");
@@ -116,7 +126,7 @@ fn argon2_work_beyond_its_bound_answers_rate_limited() {
                         address(100 + n),
                         port,
                         "",
-                        &format!("mutation {{ register(email: \"new{n}@bank.example\", password: \"a long password\") {{ id }} }}"),
+                        &format!("mutation {{ register(email: \"new{n}@bank.example\", password: \"a long one: tulip quarry lantern\") {{ id }} }}"),
                         json!({}),
                     )
                 })

@@ -39,8 +39,8 @@ fn one_operator_cannot_deposit_to_themselves_or_anyone_alone() {
     let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
     let approver = system.login(APPROVER, OPERATOR_PASSWORD);
     with_usd(&system, &operator, &approver);
-    data(&system.register("trader@bank.example", "a long trader password"), "register");
-    let trader = system.login("trader@bank.example", "a long trader password");
+    data(&system.register("trader@bank.example", "trader: tulip quarry lantern"), "register");
+    let trader = system.login("trader@bank.example", "trader: tulip quarry lantern");
 
     tried("an operator deposits 1,000,000 USD to their own account");
     let own = system.as_user(&operator, DEPOSIT, json!({ "e": OPERATOR, "a": "USD", "m": "1000000", "r": "own-1" }));

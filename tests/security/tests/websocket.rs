@@ -76,7 +76,7 @@ fn the_protocol_s_mistakes_close_with_the_protocol_s_codes() {
     tried("WebSocket: subscribed with a token that expires 5 s later");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let user_id = system.as_user(&trader, "{ me { id } }", json!({}))["data"]["me"]["id"].as_str().unwrap().to_string();
-    let short = system.signed_token(&json!({ "sub": user_id, "role": "User", "iat": now, "exp": now + 5 }));
+    let short = system.signed_token(&json!({ "sub": user_id, "role": "User", "sid": acceptance::session_of(&trader), "iat": now, "exp": now + 5 }));
     let result = node(&system, "expiring", &short);
     assert_eq!(closed_with(&result), 4403, "{result}");
     assert!(result["received"].as_array().unwrap().iter().any(|m| m["type"] == "next"), "it was served until it expired: {result}");

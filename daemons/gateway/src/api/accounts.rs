@@ -7,9 +7,10 @@ use std::time::Instant;
 use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
 use ledger_api::operators::SecurityEvent;
 
-use super::{at, caller_id, coded, now_ms, services, user_error, DateTime, TOKEN_COOKIE};
-use crate::auth::{PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
+use super::{at, caller, caller_id, coded, now_ms, services, user_error, DateTime, Services, TOKEN_COOKIE};
+use crate::auth::{check_new_password, WeakPassword, PASSWORD_BYTES_MAX};
 use crate::logins::{Refusal, RequestOrigin};
+use crate::sessions::{self, SessionId};
 use crate::users;
 
 /// A login or registration not tried: RATE_LIMITED, with when to come back.
@@ -54,6 +55,65 @@ impl From<&users::User> for User {
     }
 }
 
+/// A login: where and when it was made, and when it was last used.
+#[derive(SimpleObject)]
+pub struct Session {
+    pub id: ID,
+    pub created_at: DateTime,
+    pub last_seen_at: DateTime,
+    pub expires_at: DateTime,
+    /// The client's address when it logged in.
+    pub address: String,
+    pub user_agent: String,
+    /// Whether this is the session of the request's own token.
+    pub current: bool,
+}
+
+fn session_error(error: sessions::SessionError) -> Error {
+    tracing::error!(%error, "session store failed");
+    coded("UNAVAILABLE", "the session store is unavailable; try again")
+}
+
+fn weak(error: WeakPassword) -> Error {
+    match error {
+        WeakPassword::Length => coded("BAD_USER_INPUT", error.to_string()),
+        WeakPassword::Guessable { .. } => coded("WEAK_PASSWORD", error.to_string()),
+    }
+}
+
+/// Runs an argon2 hash off the async workers, in one of the bounded slots.
+async fn hash_password(services: &Services, password: String) -> Result<String, Error> {
+    let slot = services.logins.argon2_slot().map_err(refused)?;
+    let auth = services.auth.clone();
+    // argon2 is deliberately slow: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        auth.hash_password(&password)
+    })
+    .await
+    .map_err(|_| coded("UNAVAILABLE", "hashing failed"))?
+    .map_err(|error| {
+        tracing::error!(%error, "password hashing failed");
+        coded("UNAVAILABLE", "hashing failed")
+    })
+}
+
+/// Checks `password` against a stored hash (or a decoy) in a bounded slot.
+async fn password_matches(services: &Services, password: String, stored: Option<String>) -> Result<bool, Error> {
+    let slot = services.logins.argon2_slot().map_err(refused)?;
+    let auth = services.auth.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        auth.verify_password(&password, stored.as_deref())
+    })
+    .await
+    .unwrap_or(false))
+}
+
+fn client_ip(ctx: &Context<'_>) -> IpAddr {
+    ctx.data_opt::<RequestOrigin>().map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |o| o.ip)
+}
+
 #[derive(SimpleObject)]
 pub struct AuthPayload {
     pub token: String,
@@ -75,6 +135,28 @@ impl AccountsQuery {
         let user = services(ctx).users.by_id(id).map_err(user_error)?.ok_or_else(|| coded("UNAUTHENTICATED", "the account no longer exists"))?;
         Ok((&user).into())
     }
+
+    /// The caller's live sessions (logins), newest first.
+    async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>, Error> {
+        let claims = caller(ctx)?;
+        let user = caller_id(ctx)?;
+        let current = claims.session();
+        Ok(services(ctx)
+            .auth
+            .sessions()
+            .list(user, now_ms())
+            .into_iter()
+            .map(|session| Session {
+                id: ID(session.id.to_string()),
+                created_at: at(session.created_ms),
+                last_seen_at: at(session.last_seen_ms),
+                expires_at: at(session.expires_ms),
+                address: session.address,
+                user_agent: session.user_agent,
+                current: Some(session.id) == current,
+            })
+            .collect())
+    }
 }
 
 #[derive(Default)]
@@ -84,25 +166,10 @@ pub struct AccountsMutation;
 impl AccountsMutation {
     async fn register(&self, ctx: &Context<'_>, email: String, password: String) -> Result<User, Error> {
         let services = services(ctx);
-        if !(PASSWORD_BYTES_MIN..=PASSWORD_BYTES_MAX).contains(&password.len()) {
-            return Err(coded("BAD_USER_INPUT", format!("a password is {PASSWORD_BYTES_MIN} to {PASSWORD_BYTES_MAX} bytes")));
-        }
-        users::normalize_email(&email).map_err(user_error)?;
-        let ip = ctx.data_opt::<RequestOrigin>().map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |o| o.ip);
-        services.logins.registration(ip, Instant::now()).map_err(refused)?;
-        let slot = services.logins.argon2_slot().map_err(refused)?;
-        let auth = services.auth.clone();
-        // argon2 is deliberately slow: keep it off the async workers.
-        let hash = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            auth.hash_password(&password)
-        })
-        .await
-        .map_err(|_| coded("UNAVAILABLE", "hashing failed"))?
-        .map_err(|error| {
-            tracing::error!(%error, "password hashing failed");
-            coded("UNAVAILABLE", "hashing failed")
-        })?;
+        let normalized = users::normalize_email(&email).map_err(user_error)?;
+        check_new_password(&password, &normalized, services.password_score_min).map_err(weak)?;
+        services.logins.registration(client_ip(ctx), Instant::now()).map_err(refused)?;
+        let hash = hash_password(services, password).await?;
         let user = services.users.create(&email, hash, users::Role::User, now_ms()).map_err(user_error)?;
         Ok((&user).into())
     }
@@ -126,14 +193,7 @@ impl AccountsMutation {
             return Err(coded("UNAUTHENTICATED", "wrong email or password"));
         }
         let user = services.users.by_email(&email).map_err(user_error)?;
-        let slot = services.logins.argon2_slot().map_err(refused)?;
-        let (auth, stored) = (services.auth.clone(), user.as_ref().map(|u| u.password_hash.clone()));
-        let valid = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            auth.verify_password(&password, stored.as_deref())
-        })
-        .await
-        .unwrap_or(false);
+        let valid = password_matches(services, password, user.as_ref().map(|u| u.password_hash.clone())).await?;
         let Some(mut user) = user.filter(|_| valid) else {
             tracing::warn!(event = "login_failed", %ip, account = %account, "wrong email or password");
             let email: String = account.chars().take(ledger_api::operators::TEXT_BYTES_MAX / 4).collect();
@@ -147,13 +207,69 @@ impl AccountsMutation {
             user = services.users.set_role(user.id, users::Role::Operator).map_err(user_error)?;
         }
         super::operators::record(&services.ledger, SecurityEvent::Login { user: user.id, address: ip.to_string() });
-        let (token, expires) = services.auth.issue(user.id, user.role, now_ms() / 1_000);
-        ctx.append_http_header("Set-Cookie", cookie(&token, services.auth.token_ttl_seconds, services.cookie_secure));
-        Ok(AuthPayload { token, expires_at: at(expires * 1_000), user: (&user).into() })
+        let session_origin = sessions::Origin { address: ip.to_string(), user_agent: origin.map(|o| o.user_agent.clone()).unwrap_or_default() };
+        let issued = services.auth.issue(user.id, user.role, &session_origin, now_ms()).map_err(|error| {
+            tracing::error!(%error, "could not open a session");
+            coded("UNAVAILABLE", "the session store is unavailable; try again")
+        })?;
+        ctx.append_http_header("Set-Cookie", cookie(&issued.token, services.auth.token_ttl_seconds, services.cookie_secure));
+        Ok(AuthPayload { token: issued.token, expires_at: at(issued.expires * 1_000), user: (&user).into() })
     }
 
-    async fn logout(&self, ctx: &Context<'_>) -> bool {
-        ctx.append_http_header("Set-Cookie", cookie("", 0, services(ctx).cookie_secure));
-        true
+    /// Ends the caller's session at once: its token is refused from now on,
+    /// on HTTP and on the subscriptions it opened. Without a valid token,
+    /// only the cookie is cleared.
+    async fn logout(&self, ctx: &Context<'_>) -> Result<bool, Error> {
+        let services = services(ctx);
+        ctx.append_http_header("Set-Cookie", cookie("", 0, services.cookie_secure));
+        if let (Ok(claims), Ok(user)) = (caller(ctx), caller_id(ctx)) {
+            if let Some(id) = claims.session() {
+                services.auth.sessions().revoke(user, id).map_err(session_error)?;
+                tracing::info!(event = "logout", user, session = %id, "logged out");
+            }
+        }
+        Ok(true)
+    }
+
+    /// Ends one of the caller's sessions (see `sessions`); NOT_FOUND if it is not the caller's or has ended.
+    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> Result<bool, Error> {
+        let user = caller_id(ctx)?;
+        let id = SessionId::parse(&id).ok_or_else(|| coded("BAD_USER_INPUT", "a session id is 32 hex digits, as sessions lists them"))?;
+        if !services(ctx).auth.sessions().revoke(user, id).map_err(session_error)? {
+            return Err(coded("NOT_FOUND", "you have no such live session"));
+        }
+        tracing::info!(event = "session_revoked", user, session = %id, "a session was revoked by its user");
+        Ok(true)
+    }
+
+    /// Ends every session of the caller's but the one making this request; how many ended.
+    async fn revoke_other_sessions(&self, ctx: &Context<'_>) -> Result<i32, Error> {
+        let claims = caller(ctx)?;
+        let user = caller_id(ctx)?;
+        let ended = services(ctx).auth.sessions().revoke_others(user, claims.session()).map_err(session_error)?;
+        tracing::info!(event = "sessions_revoked", user, ended, "a user ended their other sessions");
+        Ok(ended as i32)
+    }
+
+    /// Replaces the caller's password, given the current one; every other
+    /// session of the caller's ends. The new one is judged as at registration.
+    async fn change_password(&self, ctx: &Context<'_>, current_password: String, new_password: String) -> Result<bool, Error> {
+        let services = services(ctx);
+        let claims = caller(ctx)?;
+        let id = caller_id(ctx)?;
+        let user = services.users.by_id(id).map_err(user_error)?.ok_or_else(|| coded("UNAUTHENTICATED", "the account no longer exists"))?;
+        // The current password is a guess like a login's, and throttled the same way.
+        let ip = client_ip(ctx);
+        services.logins.attempt(ip, &user.email, Instant::now()).map_err(refused)?;
+        if current_password.len() > PASSWORD_BYTES_MAX || !password_matches(services, current_password, Some(user.password_hash.clone())).await? {
+            tracing::warn!(event = "change_password_refused", user = id, %ip, "wrong current password");
+            return Err(coded("UNAUTHENTICATED", "the current password is wrong"));
+        }
+        check_new_password(&new_password, &user.email, services.password_score_min).map_err(weak)?;
+        let hash = hash_password(services, new_password).await?;
+        services.users.set_password(id, hash).map_err(user_error)?;
+        let ended = services.auth.sessions().revoke_others(id, claims.session()).map_err(session_error)?;
+        tracing::info!(event = "password_changed", user = id, sessions_ended = ended, "a user changed their password");
+        Ok(true)
     }
 }

@@ -93,6 +93,8 @@ pub struct Services {
     pub subscriptions_per_ip: Arc<crate::per_ip::PlacesPerIp>,
     /// Login throttling and the bound on argon2 work.
     pub logins: crate::logins::Logins,
+    /// The least zxcvbn score a new password must have.
+    pub password_score_min: u8,
 }
 
 /// Who is calling: the verified claims of the request's token, if any.
@@ -105,7 +107,7 @@ pub(crate) fn coded(code: &'static str, message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, extensions| extensions.set("code", code))
 }
 
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -120,6 +122,7 @@ fn ledger_error(error: LedgerError) -> Error {
 pub(crate) fn user_error(error: UserError) -> Error {
     match error {
         UserError::EmailTaken => coded("DUPLICATE", "an account with this email exists"),
+        UserError::EmailLookalike => coded("DUPLICATE", "an account with an email that looks the same exists; choose another address"),
         UserError::BadInput(reason) => coded("BAD_USER_INPUT", reason),
         other => {
             tracing::error!(error = %other, "user store failed");
