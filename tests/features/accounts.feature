@@ -79,3 +79,14 @@ Feature: Accounts and authentication
     And alice's token is still accepted
     And logging in as "alice@domain.io" with her old password is refused with UNAUTHENTICATED
     And logging in as "alice@domain.io" with the password "granite osprey 77 meadow" returns a token for "alice@domain.io"
+
+  Scenario: A two-factor code is accepted once
+    Given alice has an account with two-factor authentication
+    When alice logs in with her password alone
+    Then the login is refused with TWO_FACTOR_REQUIRED
+    When alice logs in with her password and the code her app shows next
+    Then the login succeeds
+    When alice logs in with her password and the same code again
+    Then the login is refused with UNAUTHENTICATED
+    When alice requests a withdrawal of 1 USD without a code
+    Then the request is refused with TWO_FACTOR_REQUIRED

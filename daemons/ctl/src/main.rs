@@ -20,7 +20,8 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
   create-operator EMAIL                 the password is read from stdin (one line); the first
                                         operator of a fresh install needs no session, any other
                                         is proposed by the logged-in operator for others to approve
-  login EMAIL                           an operator's session for the commands below (password on stdin)
+  login EMAIL                           an operator's session for the commands below (password on stdin,
+                                        then the two-factor code on the next line when it is on)
   logout
   create-asset SYMBOL SCALE             e.g. create-asset BTC 8
   create-market BASE QUOTE TICK_SIZE LOT_SIZE MAKER_FEE_RATE TAKER_FEE_RATE
@@ -198,7 +199,10 @@ fn graphql(query: &str, variables: Value) -> Value {
 }
 
 fn login(admin: &Admin, email: &str) -> anyhow::Result<i32> {
-    let ok = admin.ok(json!({ "op": "login", "email": email, "password": read_password()? }))?;
+    let password = read_password()?;
+    // With two-factor authentication on, the app's code comes on the next line.
+    let code = read_password().ok().filter(|code| !code.trim().is_empty());
+    let ok = admin.ok(json!({ "op": "login", "email": email, "password": password, "code": code }))?;
     let token = ok["token"].as_str().context("the gateway's login answer has no token")?;
     if let Some(dir) = admin.session.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -38,6 +38,9 @@ enum AdminRequest {
     Login {
         email: String,
         password: String,
+        /// The two-factor code, when the operator has it on.
+        #[serde(default)]
+        code: Option<String>,
     },
     CreateOperator {
         email: String,
@@ -76,6 +79,7 @@ pub struct Admin {
     pub ledger: LedgerClient,
     /// The least zxcvbn score of a new account's password.
     pub password_score_min: u8,
+    pub two_factor: Arc<crate::two_factor::TwoFactor>,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and serves it.
@@ -127,7 +131,7 @@ impl Admin {
 
     async fn handle(&self, request: AdminRequest) -> Value {
         match request {
-            AdminRequest::Login { email, password } => self.login(email, password).await,
+            AdminRequest::Login { email, password, code } => self.login(email, password, code).await,
             AdminRequest::CreateOperator { email, password, token: None } => self.create_first_operator(email, password).await,
             // A session that is no operator's (expired, or from another
             // install) proposes nothing: only a fresh install's first operator
@@ -197,7 +201,7 @@ impl Admin {
     }
 
     /// An operator's token for the password, checked like a login (and in the audit log).
-    async fn login(&self, email: String, password: String) -> Value {
+    async fn login(&self, email: String, password: String, code: Option<String>) -> Value {
         let user = match self.checked_account(&email, password).await {
             Ok(Some(user)) => user,
             Ok(None) => {
@@ -214,6 +218,18 @@ impl Admin {
         let operator = user.role == Role::Operator || crate::api::operators::is_operator(&self.ledger, user.id).await == Some(true);
         if !operator {
             return refusal("FORBIDDEN", "this account is not an operator's");
+        }
+        match self.two_factor.enabled(user.id) {
+            Ok(false) => {}
+            Ok(true) => match code.as_deref().map(|code| self.two_factor.verify(user.id, code, now_ms() / 1_000)) {
+                None => {
+                    return refusal("TWO_FACTOR_REQUIRED", "this operator has two-factor authentication: give the app's code on the line after the password")
+                }
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(refused))) => return refusal("UNAUTHENTICATED", refused),
+                Some(Err(error)) => return refusal("UNAVAILABLE", error),
+            },
+            Err(error) => return refusal("UNAVAILABLE", error),
         }
         crate::api::operators::record(&self.ledger, SecurityEvent::Login { user: user.id, address: "admin socket".into() });
         let origin = crate::sessions::Origin { address: "admin socket".into(), user_agent: "marionettectl".into() };

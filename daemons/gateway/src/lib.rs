@@ -19,5 +19,6 @@ pub mod per_ip;
 pub mod ratelimit;
 pub mod sessions;
 pub mod tls;
+pub mod two_factor;
 pub mod users;
 pub mod ws;

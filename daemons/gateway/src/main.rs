@@ -83,13 +83,21 @@ fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.storage.data_dir).with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
     let store = gateway::users::open_store(&config.storage.data_dir).context("opening the account store (is another gateway running on it?)")?;
     let users = Arc::new(Users::new(store.clone()).context("reading the accounts")?);
-    let sessions = Arc::new(Sessions::open(store, config.auth.sessions_per_user_max, api::now_ms()).context("reading the sessions")?);
+    let sessions = Arc::new(Sessions::open(store.clone(), config.auth.sessions_per_user_max, api::now_ms()).context("reading the sessions")?);
+    let sealer = gateway::two_factor::Sealer::load_or_create(&config.auth.keys_dir).context("loading the key for secrets at rest")?;
+    let two_factor = Arc::new(gateway::two_factor::TwoFactor::new(store, sealer));
     let auth = Arc::new(Auth::new(&config.auth, sessions).context("loading the JWT signing keys")?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build()?;
-    runtime.block_on(serve(config, link_tls, users, auth))
+    runtime.block_on(serve(config, link_tls, users, auth, two_factor))
 }
 
-async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, users: Arc<Users>, auth: Arc<Auth>) -> anyhow::Result<()> {
+async fn serve(
+    config: GatewayConfig,
+    link_tls: Option<link::LinkTls>,
+    users: Arc<Users>,
+    auth: Arc<Auth>,
+    two_factor: Arc<gateway::two_factor::TwoFactor>,
+) -> anyhow::Result<()> {
     let ledger = LedgerClient::start(config.ledger.clone(), link_tls.clone());
     let matching = MatchingClient::start(config.matching.clone(), link_tls);
     let services = Services {
@@ -113,6 +121,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, users: Ar
             argon2_concurrent_max: config.auth.argon2_concurrent_max,
         }),
         password_score_min: config.auth.password_score_min,
+        two_factor: two_factor.clone(),
     };
     let schema = api::schema(services, &config.limits);
     let admin = Arc::new(Admin {
@@ -121,6 +130,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, users: Ar
         auth: auth.clone(),
         ledger: ledger.clone(),
         password_score_min: config.auth.password_score_min,
+        two_factor,
     });
     admin::serve(&config.admin.socket, admin).await.with_context(|| format!("binding the admin socket {}", config.admin.socket.display()))?;
     let limits = &config.limits;

@@ -54,7 +54,8 @@ const USERS_BY_EMAIL: Table = Table::new("users_by_email");
 const USERS_BY_SKELETON: Table = Table::new("users_by_skeleton");
 const META: Table = Table::new("meta");
 /// Every table of the gateway's store, its accounts' and its sessions'.
-const TABLES: [Table; 6] = [USERS, USERS_BY_EMAIL, USERS_BY_SKELETON, META, crate::sessions::SESSIONS, crate::sessions::SESSIONS_SEEN];
+const TABLES: [Table; 7] =
+    [USERS, USERS_BY_EMAIL, USERS_BY_SKELETON, META, crate::sessions::SESSIONS, crate::sessions::SESSIONS_SEEN, crate::two_factor::TWO_FACTOR];
 
 /// Opens (or creates) the gateway's store.
 pub fn open_store(dir: &Path) -> Result<Arc<Store>, StorageError> {

@@ -56,10 +56,13 @@ fn a_trade_end_to_end_through_the_api() {
     let again = system.as_user(&operator, "mutation { createMarket(input: { base: \"BTC\", quote: \"USD\", tickSize: \"1\", lotSize: \"0.01\", makerFeeRate: \"0\", takerFeeRate: \"0\" }) { id } }", json!({}));
     assert_eq!(code(&again), "DUPLICATE");
 
-    // The white paper's login, exactly as written, after registering that user.
-    let registered = system.post("mutation { register(email: \"user@domain.io\", password: \"mypasswd\") { id email role } }", json!({}), "").2;
+    // The white paper's login as written, but its example password is too
+    // easy to guess to be registered: the user picks a stronger one.
+    let weak = system.post("mutation { register(email: \"user@domain.io\", password: \"mypasswd\") { id email role } }", json!({}), "").2;
+    assert_eq!(code(&weak), "WEAK_PASSWORD");
+    let registered = system.post("mutation { register(email: \"user@domain.io\", password: \"mypasswd, quarry lantern\") { id email role } }", json!({}), "").2;
     assert_eq!(data(&registered, "register")["role"], "USER");
-    let (status, head, login) = system.post("mutation { login(email: \"user@domain.io\", password: \"mypasswd\") { token } }", json!({}), "");
+    let (status, head, login) = system.post("mutation { login(email: \"user@domain.io\", password: \"mypasswd, quarry lantern\") { token } }", json!({}), "");
     assert_eq!(status, 200);
     assert!(head.contains("application/graphql-response+json"), "{head}");
     assert!(head.to_ascii_lowercase().contains("set-cookie: marionette_token="), "login sets the cookie: {head}");
@@ -139,7 +142,7 @@ fn a_trade_end_to_end_through_the_api() {
     let balances_before = data(&system.as_user(&alice, "{ balances { asset available locked } }", json!({})), "balances").clone();
     drop(system);
     let system = System::start(dir.path());
-    let alice = system.login("user@domain.io", "mypasswd");
+    let alice = system.login("user@domain.io", "mypasswd, quarry lantern");
     assert_eq!(data(&system.as_user(&alice, "{ balances { asset available locked } }", json!({})), "balances"), &balances_before);
     let orders = system.as_user(&alice, "{ userOrders { status filledQuantity } }", json!({}));
     assert_eq!(data(&orders, "userOrders"), &json!([{ "status": "FILLED", "filledQuantity": "0.3" }]));
@@ -548,4 +551,86 @@ fn weak_passwords_and_disguised_emails_are_refused_at_registration() {
         assert_eq!(code(&answer), expected, "{disguised:?}: {answer}");
     }
     system.stop();
+}
+
+#[test]
+fn two_factor_codes_are_needed_once_on_each_is_used_once_and_no_secret_is_stored_in_clear() {
+    use acceptance::{totp_code, totp_step_now};
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start(dir.path());
+    let (email, password) = ("grace@bank.example", "slate heron 31 cobalt");
+    data(&system.register(email, password), "register");
+    let token = system.login(email, password);
+    let enrol = "mutation($p: String!) { enrolTwoFactor(password: $p) { secret uri qrCodeSvg } }";
+    assert_eq!(code(&system.as_user(&token, enrol, json!({ "p": "not the password" }))), "UNAUTHENTICATED");
+    let enrolment = system.as_user(&token, enrol, json!({ "p": password }));
+    let enrolment = data(&enrolment, "enrolTwoFactor").clone();
+    let secret = enrolment["secret"].as_str().unwrap().to_string();
+    assert!(enrolment["uri"].as_str().unwrap().starts_with("otpauth://totp/Marionette:grace%40bank.example?secret="), "{enrolment}");
+    assert!(enrolment["qrCodeSvg"].as_str().unwrap().contains("<svg"), "{enrolment}");
+    let enabled = "{ me { twoFactorEnabled } }";
+    assert_eq!(data(&system.as_user(&token, enabled, json!({})), "me")["twoFactorEnabled"], false, "not before a first code");
+    let login = "mutation($e: String!, $p: String!, $c: String) { login(email: $e, password: $p, twoFactorCode: $c) { token user { twoFactorEnabled } } }";
+    let logging_in = |code: Option<&str>| system.post(login, json!({ "e": email, "p": password, "c": code }), "").2;
+    assert!(logging_in(None)["data"]["login"]["token"].is_string(), "no code needed before confirmation");
+
+    let confirm = "mutation($c: String!) { confirmTwoFactor(code: $c) }";
+    let step = totp_step_now();
+    assert_eq!(code(&system.as_user(&token, confirm, json!({ "c": totp_code(&secret, step + 7) }))), "UNAUTHENTICATED", "a code from the future");
+    let confirmed = system.as_user(&token, confirm, json!({ "c": totp_code(&secret, step) }));
+    let recovery: Vec<String> = data(&confirmed, "confirmTwoFactor").as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert_eq!(recovery.len(), 10);
+    assert_eq!(data(&system.as_user(&token, enabled, json!({})), "me")["twoFactorEnabled"], true);
+
+    // On: a password alone opens no session, a code is good once, the next one works.
+    let sessions_before = data(&system.as_user(&token, "{ sessions { id } }", json!({})), "sessions").as_array().unwrap().len();
+    assert_eq!(code(&logging_in(None)), "TWO_FACTOR_REQUIRED");
+    assert_eq!(data(&system.as_user(&token, "{ sessions { id } }", json!({})), "sessions").as_array().unwrap().len(), sessions_before, "no session opened");
+    let replayed = logging_in(Some(&totp_code(&secret, step)));
+    assert_eq!(code(&replayed), "UNAUTHENTICATED", "the confirmation's code again: {replayed}");
+    assert!(replayed["errors"][0]["message"].as_str().unwrap().contains("used already"), "{replayed}");
+    let next = totp_code(&secret, step + 1);
+    assert_eq!(data(&logging_in(Some(&next)), "login")["user"]["twoFactorEnabled"], true);
+    assert_eq!(code(&logging_in(Some(&next))), "UNAUTHENTICATED", "a code is good once");
+    assert_eq!(code(&logging_in(Some("12345"))), "BAD_USER_INPUT");
+    // A withdrawal needs a code too.
+    let withdraw = "mutation { requestWithdrawal(asset: \"BTC\", amount: \"1\", destination: \"bc1q\", idempotencyKey: \"w1\") { id } }";
+    assert_eq!(code(&system.as_user(&token, withdraw, json!({}))), "TWO_FACTOR_REQUIRED");
+    // A recovery code stands in for a code, once.
+    assert!(logging_in(Some(&recovery[0]))["data"]["login"]["token"].is_string());
+    assert_eq!(code(&logging_in(Some(&recovery[0]))), "UNAUTHENTICATED");
+    assert_eq!(code(&system.as_user(&token, enrol, json!({ "p": password }))), "DUPLICATE", "no second secret while it is on");
+
+    // Nothing an attacker with the database files could log in with: the
+    // secret is sealed under the key directory's key, recovery codes are digests.
+    let mut needles: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec(), totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap()];
+    needles.extend(recovery.iter().flat_map(|c| [c.as_bytes().to_vec(), c.replace('-', "").into_bytes()]));
+    let mut files = 0;
+    for entry in walk(&dir.path().join("gateway/db")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        files += 1;
+        for needle in &needles {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{} holds a secret in clear", entry.display());
+        }
+    }
+    assert!(files >= 3, "read the store's files ({files})");
+
+    let disable = "mutation($c: String!) { disableTwoFactor(code: $c) }";
+    assert_eq!(code(&system.as_user(&token, disable, json!({ "c": recovery[0] }))), "UNAUTHENTICATED", "a spent recovery code");
+    assert_eq!(data(&system.as_user(&token, disable, json!({ "c": recovery[1] })), "disableTwoFactor"), true);
+    assert!(logging_in(None)["data"]["login"]["token"].is_string(), "off again: the password alone");
+    system.stop();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

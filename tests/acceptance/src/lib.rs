@@ -427,7 +427,9 @@ impl System {
     /// itself would sign, at times a login cannot choose.
     pub fn signed_token(&self, claims: &Value) -> String {
         let keys = self.dir.join("gateway/keys");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&keys).unwrap().map(|entry| entry.unwrap().path()).collect();
+        // The signing keys, not the key for secrets at rest beside them.
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&keys).unwrap().map(|entry| entry.unwrap().path()).filter(|path| path.extension().is_some_and(|e| e == "ed25519")).collect();
         files.sort();
         let key_file = files.last().unwrap_or_else(|| panic!("no signing key in {}", keys.display()));
         let hex = std::fs::read_to_string(key_file).unwrap();
@@ -475,6 +477,18 @@ impl Client {
 pub fn session_of(token: &str) -> String {
     let claims: Value = jsonwebtoken::dangerous::insecure_decode(token).unwrap_or_else(|e| panic!("not a JWT ({e}): {token}")).claims;
     claims["sid"].as_str().unwrap_or_else(|| panic!("no sid in {claims}")).to_string()
+}
+
+/// What an authenticator app shows for the base32 `secret` at TOTP time
+/// step `step` (30-second steps since the epoch).
+pub fn totp_code(secret: &str, step: u64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_string()).to_bytes().unwrap_or_else(|e| panic!("not base32 ({e:?}): {secret}"));
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, bytes, None, String::new()).generate(step * 30)
+}
+
+/// The TOTP time step now.
+pub fn totp_step_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30
 }
 
 /// The first error's `extensions.code`.

@@ -38,6 +38,8 @@ struct Marionette {
     sockets: HashMap<String, Subscriptions>,
     /// Each user's token on a second device, by name.
     other_devices: HashMap<String, String>,
+    /// Each user's two-factor secret (base32) and the last time step whose code was used.
+    authenticators: HashMap<String, (String, u64)>,
 }
 
 impl std::fmt::Debug for Marionette {
@@ -77,6 +79,7 @@ impl Marionette {
             house_references: Default::default(),
             sockets: HashMap::new(),
             other_devices: HashMap::new(),
+            authenticators: HashMap::new(),
         }
     }
 
@@ -289,6 +292,55 @@ fn other_device_refused(world: &mut Marionette, name: String, expected: String) 
     let token = world.other_devices.get(&name).expect("logged in on another device").clone();
     world.answer = world.system().as_user(&token, "{ me { email } }", json!({}));
     refused(world, expected);
+}
+
+// ---- two-factor authentication ----
+
+#[given(regex = r"^(\w+) has an account with two-factor authentication$")]
+fn has_account_with_two_factor(world: &mut Marionette, name: String) {
+    world.create_account(&name);
+    let enrolment = world.ask(&name, "mutation($p: String!) { enrolTwoFactor(password: $p) { secret } }", json!({ "p": password(&name) }));
+    let secret = data(&enrolment, "enrolTwoFactor")["secret"].as_str().unwrap().to_string();
+    let step = acceptance::totp_step_now();
+    let confirmed = world.ask(&name, "mutation($c: String!) { confirmTwoFactor(code: $c) }", json!({ "c": acceptance::totp_code(&secret, step) }));
+    assert_eq!(data(&confirmed, "confirmTwoFactor").as_array().map(Vec::len), Some(10), "ten recovery codes");
+    world.authenticators.insert(name, (secret, step));
+}
+
+#[when(regex = r"^(\w+) logs in with (?:her|his) password (alone|and the code (?:her|his) app shows next|and the same code again)$")]
+fn logs_in_with_code(world: &mut Marionette, name: String, how: String) {
+    let (secret, last_step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
+    let code = match how.as_str() {
+        "alone" => None,
+        // One step past the last one used: what the app shows within the next 30 s.
+        h if h.ends_with("shows next") => {
+            let step = (last_step + 1).max(acceptance::totp_step_now());
+            world.authenticators.insert(name.clone(), (secret.clone(), step));
+            Some(acceptance::totp_code(&secret, step))
+        }
+        _ => Some(acceptance::totp_code(&secret, last_step)),
+    };
+    let query = "mutation($e: String!, $p: String!, $c: String) { login(email: $e, password: $p, twoFactorCode: $c) { token } }";
+    world.answer = world.system().post(query, json!({ "e": email(&name), "p": password(&name), "c": code }), "").2;
+}
+
+#[then("the login succeeds")]
+fn login_succeeds(world: &mut Marionette) {
+    assert!(data(&world.answer, "login")["token"].is_string(), "{}", world.answer);
+}
+
+#[then(expr = "the login is refused with {word}")]
+fn login_is_refused(world: &mut Marionette, expected: String) {
+    refused(world, expected);
+}
+
+#[when(regex = r"^(\w+) requests a withdrawal of ([\d.]+) (\w+) without a code$")]
+fn withdraws_without_code(world: &mut Marionette, name: String, amount: String, asset: String) {
+    world.answer = world.ask(
+        &name,
+        "mutation($a: String!, $m: Decimal!) { requestWithdrawal(asset: $a, amount: $m, destination: \"bank account 1\", idempotencyKey: \"no-code\") { id } }",
+        json!({ "a": asset, "m": amount }),
+    );
 }
 
 #[when(regex = r#"^(\w+) changes (?:her|his) password to "([^"]+)"$"#)]

@@ -140,3 +140,42 @@ fn argon2_work_beyond_its_bound_answers_rate_limited() {
     assert!(served >= 1 && busy >= 1, "some are served, those beyond the bound told to come back: {served} served, {busy} busy");
     system.stop();
 }
+
+#[test]
+fn two_factor_code_guesses_are_held_back_per_account_whatever_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start_with(dir.path(), &Options { gateway_limits: format!("{NO_RATE_LIMITS}\n{LOGIN_LIMITS}"), ..Options::default() });
+    let (email, password) = ("dave@bank.example", "the real one: tulip quarry lantern");
+    let register = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { id } }";
+    assert!(post_from(address(200), system.port, "", register, json!({ "e": email, "p": password }))["errors"].is_null());
+    let login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
+    let token = post_from(address(200), system.port, "", login, json!({ "e": email, "p": password }))["data"]["login"]["token"].as_str().unwrap().to_string();
+    let enrolment = post_from(address(200), system.port, &token, "mutation($p: String!) { enrolTwoFactor(password: $p) { secret } }", json!({ "p": password }));
+    let secret = enrolment["data"]["enrolTwoFactor"]["secret"].as_str().unwrap_or_else(|| panic!("{enrolment}")).to_string();
+    let confirm = "mutation($c: String!) { confirmTwoFactor(code: $c) }";
+    let confirmed = post_from(address(200), system.port, &token, confirm, json!({ "c": acceptance::totp_code(&secret, acceptance::totp_step_now()) }));
+    assert!(confirmed["errors"].is_null(), "{confirmed}");
+
+    // A stolen session token is worth little if codes can be guessed: a
+    // million codes, three of them good at any time.
+    tried("30 guesses at the code to turn two-factor off, with a stolen token, from 30 addresses");
+    let disable = "mutation($c: String!) { disableTwoFactor(code: $c) }";
+    let mut checked = 0;
+    for n in 0..30u8 {
+        let guess = format!("{:06}", 100_000 + u32::from(n) * 7);
+        let answer = post_from(address(10 + n), system.port, &token, disable, json!({ "c": guess }));
+        assert!(answer["data"]["disableTwoFactor"].is_null(), "{answer}");
+        checked += count(&codes(&answer), "UNAUTHENTICATED");
+    }
+    assert_eq!(checked, 4, "the account's burst of five, one spent confirming, no more");
+    tried("60 aliased guesses in one request");
+    let fields: Vec<String> = (0..60).map(|i| format!("g{i}: disableTwoFactor(code: \"{:06}\")", 200_000 + i)).collect();
+    let answer = post_from(address(60), system.port, &token, &format!("mutation {{ {} }}", fields.join(" ")), json!({}));
+    assert_eq!(count(&codes(&answer), "UNAUTHENTICATED"), 0, "none checked while the account is held back: {answer}");
+    tried("the right code right after");
+    let right = post_from(address(61), system.port, &token, disable, json!({ "c": acceptance::totp_code(&secret, acceptance::totp_step_now() + 1) }));
+    assert_eq!(codes(&right), ["RATE_LIMITED"], "{right}");
+    let me = post_from(address(61), system.port, &token, "{ me { twoFactorEnabled } }", json!({}));
+    assert_eq!(me["data"]["me"]["twoFactorEnabled"], true, "still on: {me}");
+    system.stop();
+}

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
-use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
+use async_graphql::{ComplexObject, Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
 use ledger_api::operators::SecurityEvent;
 
 use super::{at, caller, caller_id, coded, now_ms, services, user_error, DateTime, Services, TOKEN_COOKIE};
@@ -14,7 +14,7 @@ use crate::sessions::{self, SessionId};
 use crate::users;
 
 /// A login or registration not tried: RATE_LIMITED, with when to come back.
-fn refused(refusal: Refusal) -> Error {
+pub(crate) fn refused(refusal: Refusal) -> Error {
     match refusal {
         Refusal::Throttled(wait) => {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -34,11 +34,21 @@ pub enum ApiRole {
 }
 
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct User {
     pub id: ID,
     pub email: String,
     pub role: ApiRole,
     pub created_at: DateTime,
+}
+
+#[ComplexObject]
+impl User {
+    /// Whether login and withdrawals need a two-factor code.
+    async fn two_factor_enabled(&self, ctx: &Context<'_>) -> Result<bool, Error> {
+        let id: u64 = self.id.parse().map_err(|_| coded("UNAVAILABLE", "a user id is not a number"))?;
+        services(ctx).two_factor.enabled(id).map_err(super::two_factor::two_factor_error)
+    }
 }
 
 impl From<&users::User> for User {
@@ -98,6 +108,19 @@ async fn hash_password(services: &Services, password: String) -> Result<String, 
     })
 }
 
+/// Checks the caller's password again (before a sensitive change),
+/// throttled like a login's guess.
+pub(crate) async fn check_password(ctx: &Context<'_>, user: &users::User, password: String) -> Result<(), Error> {
+    let services = services(ctx);
+    let ip = client_ip(ctx);
+    services.logins.attempt(ip, &user.email, Instant::now()).map_err(refused)?;
+    if password.len() > PASSWORD_BYTES_MAX || !password_matches(services, password, Some(user.password_hash.clone())).await? {
+        tracing::warn!(event = "password_check_failed", user = user.id, %ip, "wrong password for a sensitive change");
+        return Err(coded("UNAUTHENTICATED", "the password is wrong"));
+    }
+    Ok(())
+}
+
 /// Checks `password` against a stored hash (or a decoy) in a bounded slot.
 async fn password_matches(services: &Services, password: String, stored: Option<String>) -> Result<bool, Error> {
     let slot = services.logins.argon2_slot().map_err(refused)?;
@@ -110,7 +133,7 @@ async fn password_matches(services: &Services, password: String, stored: Option<
     .unwrap_or(false))
 }
 
-fn client_ip(ctx: &Context<'_>) -> IpAddr {
+pub(crate) fn client_ip(ctx: &Context<'_>) -> IpAddr {
     ctx.data_opt::<RequestOrigin>().map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |o| o.ip)
 }
 
@@ -174,7 +197,10 @@ impl AccountsMutation {
         Ok((&user).into())
     }
 
-    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> Result<AuthPayload, Error> {
+    /// A session and its token. An account with two-factor authentication
+    /// needs `twoFactorCode` too (the app's code, or a recovery code):
+    /// without it the answer is TWO_FACTOR_REQUIRED and no session opens.
+    async fn login(&self, ctx: &Context<'_>, email: String, password: String, two_factor_code: Option<String>) -> Result<AuthPayload, Error> {
         let services = services(ctx);
         let origin = ctx.data_opt::<RequestOrigin>();
         let ip = origin.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |o| o.ip);
@@ -205,6 +231,13 @@ impl AccountsMutation {
         // made one logs in as one from now on.
         if user.role == users::Role::User && super::operators::is_operator(&services.ledger, user.id).await == Some(true) {
             user = services.users.set_role(user.id, users::Role::Operator).map_err(user_error)?;
+        }
+        // A right password without its code is worth an alarm: someone may have it.
+        if let Err(error) = super::two_factor::require_code(ctx, user.id, two_factor_code.as_deref()).await {
+            let email: String = account.chars().take(ledger_api::operators::TEXT_BYTES_MAX / 4).collect();
+            let event = SecurityEvent::LoginFailed { email, address: ip.to_string(), reason: "two-factor code missing or refused".into() };
+            super::operators::record(&services.ledger, event);
+            return Err(error);
         }
         super::operators::record(&services.ledger, SecurityEvent::Login { user: user.id, address: ip.to_string() });
         let session_origin = sessions::Origin { address: ip.to_string(), user_agent: origin.map(|o| o.user_agent.clone()).unwrap_or_default() };
@@ -258,13 +291,7 @@ impl AccountsMutation {
         let claims = caller(ctx)?;
         let id = caller_id(ctx)?;
         let user = services.users.by_id(id).map_err(user_error)?.ok_or_else(|| coded("UNAUTHENTICATED", "the account no longer exists"))?;
-        // The current password is a guess like a login's, and throttled the same way.
-        let ip = client_ip(ctx);
-        services.logins.attempt(ip, &user.email, Instant::now()).map_err(refused)?;
-        if current_password.len() > PASSWORD_BYTES_MAX || !password_matches(services, current_password, Some(user.password_hash.clone())).await? {
-            tracing::warn!(event = "change_password_refused", user = id, %ip, "wrong current password");
-            return Err(coded("UNAUTHENTICATED", "the current password is wrong"));
-        }
+        check_password(ctx, &user, current_password).await?;
         check_new_password(&new_password, &user.email, services.password_score_min).map_err(weak)?;
         let hash = hash_password(services, new_password).await?;
         services.users.set_password(id, hash).map_err(user_error)?;

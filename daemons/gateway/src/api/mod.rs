@@ -30,6 +30,7 @@ pub mod house;
 pub mod kernel;
 pub mod operators;
 pub mod spot;
+pub mod two_factor;
 pub mod wallet;
 
 /// Every product's queries: one line each.
@@ -40,6 +41,7 @@ pub struct Query(accounts::AccountsQuery, kernel::KernelQuery, wallet::WalletQue
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     accounts::AccountsMutation,
+    two_factor::TwoFactorMutation,
     kernel::KernelMutation,
     wallet::WalletMutation,
     spot::SpotMutation,
@@ -95,6 +97,7 @@ pub struct Services {
     pub logins: crate::logins::Logins,
     /// The least zxcvbn score a new password must have.
     pub password_score_min: u8,
+    pub two_factor: Arc<crate::two_factor::TwoFactor>,
 }
 
 /// Who is calling: the verified claims of the request's token, if any.

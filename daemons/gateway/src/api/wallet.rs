@@ -128,8 +128,11 @@ impl WalletMutation {
         amount: Dec,
         destination: String,
         idempotency_key: String,
+        #[graphql(desc = "The app's code (or a recovery code), needed when two-factor authentication is on; a retry needs a fresh one.")]
+        two_factor_code: Option<String>,
     ) -> Result<Withdrawal, Error> {
         let user = caller_id(ctx)?;
+        super::two_factor::require_code(ctx, user, two_factor_code.as_deref()).await?;
         let catalog = Catalog::load(ctx).await?;
         let (spec, units) = catalog.units(&asset, amount)?;
         let id = match run_wallet(ctx, Command::RequestWithdrawal { user, asset: spec.id, amount: units, destination, key: idempotency_key }).await? {
