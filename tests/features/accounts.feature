@@ -90,3 +90,20 @@ Feature: Accounts and authentication
     Then the login is refused with UNAUTHENTICATED
     When alice requests a withdrawal of 1 USD without a code
     Then the request is refused with TWO_FACTOR_REQUIRED
+
+  Scenario: Two operators freeze an account, its orders are cancelled, and two unfreeze it
+    Given alice has an account with 1000 USD
+    And alice places a limit buy order for 1 BTC at 100 USD
+    When the operator proposes to freeze alice's account
+    Then alice's token is still accepted
+    When the approver approves the proposal
+    Then alice's token is refused with UNAUTHENTICATED
+    And logging in as alice is refused with ACCOUNT_FROZEN
+    And the operators see alice's account frozen
+    When the operator proposes to unfreeze alice's account
+    And the approver approves the proposal
+    Then the operators see alice's account not frozen
+    And alice logs in again
+    And alice's order is CANCELLED with 0 BTC filled
+    And alice has 1000.00 USD available and 0.00 USD locked
+    And no money was created or destroyed

@@ -30,6 +30,10 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
   proposals [pending|executed|rejected] operators' proposals, newest first
   approve ID                            approve another operator's proposal
   reject ID REASON                      reject a pending proposal, saying why
+  freeze EMAIL [--keep-orders]          propose to freeze an account (no login, orders or withdrawals;
+                                        its open orders cancelled unless --keep-orders)
+  unfreeze EMAIL                        propose to unfreeze it
+  frozen                                the frozen accounts
   audit verify [--file FILE]            check the audit log's hash chain (the ledger's, or an export)
   audit export [--from N] [FILE]        the audit log as JSON lines, to FILE or stdout
   status                                the gateway, the ledger and its link to matching
@@ -155,6 +159,14 @@ fn run() -> anyhow::Result<i32> {
         ["proposals"] => graphql(PROPOSALS, json!({ "s": null })),
         ["proposals", status] => graphql(PROPOSALS, json!({ "s": status.to_uppercase() })),
         ["approve", id] => graphql("mutation($id: ID!) { approveProposal(id: $id) { id kind description status approvals required } }", json!({ "id": id })),
+        ["freeze", email] | ["freeze", email, "--keep-orders"] => graphql(
+            "mutation($e: String!, $c: Boolean!) { freezeAccount(email: $e, cancelOpenOrders: $c) { id kind description status approvals required } }",
+            json!({ "e": email, "c": words.len() == 2 }),
+        ),
+        ["unfreeze", email] => {
+            graphql("mutation($e: String!) { unfreezeAccount(email: $e) { id kind description status approvals required } }", json!({ "e": email }))
+        }
+        ["frozen"] => graphql("{ frozenAccounts { id email } }", json!({})),
         ["reject", id, reason] => graphql(
             "mutation($id: ID!, $r: String!) { rejectProposal(id: $id, reason: $r) { id kind description status rejectedBy rejectionReason } }",
             json!({ "id": id, "r": reason }),

@@ -215,7 +215,11 @@ impl Admin {
             }
             Err(refused) => return refused,
         };
-        let operator = user.role == Role::Operator || crate::api::operators::is_operator(&self.ledger, user.id).await == Some(true);
+        let standing = crate::api::operators::standing(&self.ledger).await;
+        if standing.as_ref().is_some_and(|standing| standing.frozen.contains(&user.id)) {
+            return refusal("ACCOUNT_FROZEN", "this account is frozen by the operators: others must unfreeze it");
+        }
+        let operator = user.role == Role::Operator || standing.is_some_and(|standing| standing.operators.contains(&user.id));
         if !operator {
             return refusal("FORBIDDEN", "this account is not an operator's");
         }

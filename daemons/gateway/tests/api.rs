@@ -169,7 +169,8 @@ fn tokens_and_http_rules_are_enforced() {
     let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
     // Signed with the gateway's own key, but expired; and an HMAC token claiming the same kid.
     let keys = dir.path().join("gateway/keys");
-    let key_file = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
+    // The signing key (`<kid>.ed25519`), not the key for secrets at rest beside it.
+    let key_file = std::fs::read_dir(&keys).unwrap().map(|entry| entry.unwrap().path()).find(|path| path.extension().is_some_and(|e| e == "ed25519")).unwrap();
     let kid = key_file.file_stem().unwrap().to_string_lossy().into_owned();
     let seed: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&std::fs::read_to_string(&key_file).unwrap().trim()[2 * i..2 * i + 2], 16).unwrap()).collect();
     let mut pkcs8 = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];

@@ -24,8 +24,8 @@ pub mod wallet;
 
 /// The version of every format in this crate. 1 was the unversioned
 /// encoding of the ledger core's own types (release 0.1.0's first builds);
-/// 3 added operators, proposals and the audit log.
-pub const FORMAT_VERSION: u16 = 3;
+/// 3 added operators, proposals and the audit log; 4 frozen accounts.
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -155,6 +155,9 @@ macro_rules! products {
         pub enum ActionOutcome {
             AssetCreated(AssetId),
             OperatorAdded(UserId),
+            /// The account is frozen; the cancels of its open orders went to matching.
+            AccountFrozen { user: UserId, orders_cancelled: u32 },
+            AccountUnfrozen(UserId),
             $($variant($module::Outcome),)*
         }
 
@@ -174,6 +177,8 @@ macro_rules! products {
                 match outcome {
                     ActionOutcome::AssetCreated(asset) => Outcome::AssetCreated(asset),
                     ActionOutcome::OperatorAdded(user) => Outcome::Operators(operators::Outcome::OperatorAdded(user)),
+                    ActionOutcome::AccountFrozen { user, orders_cancelled } => Outcome::Operators(operators::Outcome::AccountFrozen { user, orders_cancelled }),
+                    ActionOutcome::AccountUnfrozen(user) => Outcome::Operators(operators::Outcome::AccountUnfrozen(user)),
                     $(ActionOutcome::$variant(outcome) => Outcome::$variant(outcome),)*
                 }
             }
@@ -265,6 +270,8 @@ pub enum LedgerError {
     MatchingOutputRefused(String),
     #[error("a configured limit was reached ({0}); close some (cancel orders, wait for withdrawals to be decided) before adding more")]
     LimitReached(String),
+    #[error("account {0} is frozen by the operators: no new orders or withdrawals until they unfreeze it")]
+    AccountFrozen(UserId),
 }
 
 impl LedgerError {
@@ -279,6 +286,7 @@ impl LedgerError {
             LedgerError::OutOfSequence { .. } | LedgerError::MatchingOutputRefused(_) => "UNAVAILABLE",
             // Not UNAVAILABLE: retrying does not help until something closes.
             LedgerError::LimitReached(_) => "LIMIT_REACHED",
+            LedgerError::AccountFrozen(_) => "ACCOUNT_FROZEN",
         }
     }
 }

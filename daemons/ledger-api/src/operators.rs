@@ -1,7 +1,7 @@
 //! Operators, the four-eyes rule over what they do, and the audit log.
 //!
 //! Every operator action (a deposit, a withdrawal's decision, the house's
-//! inventory, an asset, a market, a new operator) reaches the ledger as a
+//! inventory, an asset, a market, a new operator, freezing an account) reaches the ledger as a
 //! [`Command::Propose`] naming the operator. It is applied once as many
 //! different operators as its kind needs ([`Thresholds`], the proposer
 //! included) have approved it; no operator may propose or approve an action
@@ -29,6 +29,8 @@ pub enum ActionKind {
     Asset,
     Market,
     Operator,
+    /// Freezing or unfreezing a user's account.
+    AccountFreeze,
 }
 
 impl ActionKind {
@@ -42,6 +44,7 @@ impl ActionKind {
             ActionKind::Asset => "asset",
             ActionKind::Market => "market",
             ActionKind::Operator => "operator",
+            ActionKind::AccountFreeze => "account_freeze",
         }
     }
 
@@ -67,11 +70,12 @@ pub struct Thresholds {
     /// While the ledger has fewer operators than this, adding one needs
     /// all of them: the first operator of a fresh install adds the second.
     pub operator: u8,
+    pub account_freeze: u8,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { deposit: 2, withdrawal_approval: 2, withdrawal_rejection: 1, house_inventory: 2, asset: 2, market: 2, operator: 2 }
+        Thresholds { deposit: 2, withdrawal_approval: 2, withdrawal_rejection: 1, house_inventory: 2, asset: 2, market: 2, operator: 2, account_freeze: 2 }
     }
 }
 
@@ -88,6 +92,7 @@ impl Thresholds {
             ActionKind::Asset => self.asset,
             ActionKind::Market => self.market,
             ActionKind::Operator => self.operator,
+            ActionKind::AccountFreeze => self.account_freeze,
         }
     }
 
@@ -104,11 +109,11 @@ impl Thresholds {
 
     /// One threshold for every kind (for test systems that are not about four-eyes).
     pub fn all(n: u8) -> Thresholds {
-        Thresholds { deposit: n, withdrawal_approval: n, withdrawal_rejection: n, house_inventory: n, asset: n, market: n, operator: n }
+        Thresholds { deposit: n, withdrawal_approval: n, withdrawal_rejection: n, house_inventory: n, asset: n, market: n, operator: n, account_freeze: n }
     }
 }
 
-pub const ALL_KINDS: [ActionKind; 7] = [
+pub const ALL_KINDS: [ActionKind; 8] = [
     ActionKind::Deposit,
     ActionKind::WithdrawalApproval,
     ActionKind::WithdrawalRejection,
@@ -116,6 +121,7 @@ pub const ALL_KINDS: [ActionKind; 7] = [
     ActionKind::Asset,
     ActionKind::Market,
     ActionKind::Operator,
+    ActionKind::AccountFreeze,
 ];
 
 /// What a proposal would do.
@@ -124,7 +130,19 @@ pub enum Action {
     /// A ledger command only operators may give ([`crate::Command::operator_action`]).
     Ledger(ActionCommand),
     /// Makes a user an operator.
-    AddOperator { user: UserId },
+    AddOperator {
+        user: UserId,
+    },
+    /// Stops a user's account: no new orders, no withdrawals (the gateway
+    /// lets them not log in); with `cancel_orders`, their open orders are
+    /// cancelled too. Deposits still arrive.
+    Freeze {
+        user: UserId,
+        cancel_orders: bool,
+    },
+    Unfreeze {
+        user: UserId,
+    },
 }
 
 impl Action {
@@ -133,6 +151,7 @@ impl Action {
         match self {
             Action::Ledger(command) => command.kind(),
             Action::AddOperator { .. } => Some(ActionKind::Operator),
+            Action::Freeze { .. } | Action::Unfreeze { .. } => Some(ActionKind::AccountFreeze),
         }
     }
 }
@@ -210,6 +229,12 @@ pub enum Outcome {
         sequence: u64,
     },
     Configured,
+    /// Not a command's outcome: [`ActionOutcome::AccountFrozen`] as a ledger outcome.
+    AccountFrozen {
+        user: UserId,
+        orders_cancelled: u32,
+    },
+    AccountUnfrozen(UserId),
 }
 
 /// A security event outside the ledger's own commands.
@@ -393,7 +418,7 @@ pub enum Query {
         status: Option<ProposalStatus>,
         limit: u32,
     },
-    /// Who the operators are and the thresholds in force.
+    /// Who the operators are, the thresholds in force, and the frozen accounts.
     Operators,
     /// Audit records from sequence `from`, oldest first.
     Audit {
@@ -407,7 +432,7 @@ pub enum Query {
 pub enum Answer {
     Proposal(Option<Proposal>),
     Proposals(Vec<Proposal>),
-    Operators { operators: Vec<UserId>, thresholds: Thresholds },
+    Operators { operators: Vec<UserId>, thresholds: Thresholds, frozen: Vec<UserId> },
     Audit(Vec<AuditRecord>),
     AuditHead(AuditHead),
 }

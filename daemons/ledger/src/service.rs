@@ -365,8 +365,8 @@ impl LedgerService {
         let mut outcomes = Vec::with_capacity(entries.len());
         let LedgerService { ledger, forwarded_last, outbox, outbox_added, .. } = self;
         ledger.apply_all(entries.iter().map(|entry| (&entry.command, entry.at_ms)), |_, applied| {
-            if let Some(command) = applied.forward {
-                // Numbered here, on the journal's order, so replay numbers them the same.
+            // Numbered here, on the journal's order, so replay numbers them the same.
+            for command in applied.forward.into_iter().chain(applied.forward_more) {
                 *forwarded_last += 1;
                 outbox.push_back((*forwarded_last, command));
                 outbox_added.push((*forwarded_last, command));

@@ -116,6 +116,17 @@ pub trait Product: Default {
     fn beneficiary(&self, _command: &Self::Command) -> Result<Option<UserId>, LedgerError> {
         Ok(None)
     }
+    /// The user a command acts for when it is one a frozen account may not
+    /// give (an order, money out): refused while that account is frozen.
+    fn frozen_subject(&self, _command: &Self::Command) -> Option<UserId> {
+        None
+    }
+    /// What to send matching to cancel everything `user` has open, their
+    /// account being frozen; in a deterministic order (replicas and a
+    /// replay send the same).
+    fn cancel_all(&self, _user: UserId) -> Vec<matching_api::Command> {
+        Vec::new()
+    }
     /// The product's own invariants, over its state and the kernel's.
     fn check_invariants(&self, kernel: &Kernel) -> Result<(), String>;
 }
@@ -139,6 +150,18 @@ pub type Forward = Option<matching_api::Command>;
 pub struct Applied {
     pub outcome: Result<Outcome, LedgerError>,
     pub forward: Forward,
+    /// More for matching after `forward`: a frozen account's cancels.
+    pub forward_more: Vec<matching_api::Command>,
+}
+
+impl Applied {
+    fn new(outcome: Result<Outcome, LedgerError>, forward: Forward) -> Applied {
+        Applied { outcome, forward, forward_more: Vec::new() }
+    }
+
+    fn refused(error: LedgerError) -> Applied {
+        Applied::new(Err(error), None)
+    }
 }
 
 /// Generates, from the list of products (the variant of `ledger_api::Command`
@@ -188,15 +211,36 @@ macro_rules! registry {
 
             #[inline]
             fn apply(&mut self, kernel: &mut Kernel, limits: &LedgerLimits, command: &Command, at_ms: u64, known_key: Option<Digest>) -> Applied {
+                // Checked here, so that an operator's approval of a frozen
+                // account's withdrawal is refused like the account's own order.
+                if self.operators.any_frozen() {
+                    if let Some(user) = self.frozen_subject(command).filter(|user| self.operators.is_frozen(*user)) {
+                        return Applied::refused(LedgerError::AccountFrozen(user));
+                    }
+                }
                 match command {
-                    Command::CreateAsset(spec) => Applied { outcome: create_asset(kernel, spec), forward: None },
+                    Command::CreateAsset(spec) => Applied::new(create_asset(kernel, spec), None),
                     // Ledger::apply_keyed takes these first: they apply other commands.
-                    Command::Operators(_) => Applied { outcome: Err(LedgerError::BadInput("an operators' command cannot be an action".into())), forward: None },
+                    Command::Operators(_) => Applied::refused(LedgerError::BadInput("an operators' command cannot be an action".into())),
                     $(Command::$variant(command) => {
                         let (outcome, forward) = self.$field.apply(kernel, limits, command, at_ms, known_key);
-                        Applied { outcome: outcome.map(Outcome::$variant), forward }
+                        Applied::new(outcome.map(Outcome::$variant), forward)
                     })*
                 }
+            }
+
+            fn frozen_subject(&self, command: &Command) -> Option<UserId> {
+                match command {
+                    Command::CreateAsset(_) | Command::Operators(_) => None,
+                    $(Command::$variant(command) => self.$field.frozen_subject(command),)*
+                }
+            }
+
+            /// The cancels of everything `user` has open, product by product.
+            fn cancel_all(&self, user: UserId) -> Vec<matching_api::Command> {
+                let mut cancels = Vec::new();
+                $(cancels.extend(self.$field.cancel_all(user));)*
+                cancels
             }
 
             fn beneficiary(&self, command: &Command) -> Result<Option<UserId>, LedgerError> {
@@ -371,14 +415,15 @@ impl Ledger {
             ops::Command::Record(event) => operators.record(event, at_ms),
             ops::Command::Configure(thresholds) => operators.configure(*thresholds, at_ms),
         };
-        Applied { outcome: outcome.map(Outcome::Operators), forward: None }
+        Applied::new(outcome.map(Outcome::Operators), None)
     }
 
     /// Who `action` benefits; an error when what it names is gone (a
     /// withdrawal no longer pending).
     fn beneficiary(&self, action: &Action) -> Result<Option<UserId>, LedgerError> {
         match action {
-            Action::AddOperator { user } => Ok(Some(*user)),
+            // An operator decides neither on their own account's freeze nor on its end.
+            Action::AddOperator { user } | Action::Freeze { user, .. } | Action::Unfreeze { user } => Ok(Some(*user)),
             Action::Ledger(command) => self.products.beneficiary(&Command::from(command.clone())),
         }
     }
@@ -393,22 +438,19 @@ impl Ledger {
     }
 
     fn propose(&mut self, operator: UserId, action: &Action, at_ms: u64) -> Applied {
-        let refused = |error| Applied { outcome: Err(error), forward: None };
-        let Some(kind) = action.kind() else { return refused(LedgerError::BadInput("that command is not an operator's action".into())) };
+        let Some(kind) = action.kind() else { return Applied::refused(LedgerError::BadInput("that command is not an operator's action".into())) };
         if let Err(error) = self.may_approve(operator, action) {
-            return refused(error);
+            return Applied::refused(error);
         }
         let operators = &self.products.operators;
-        if let Action::AddOperator { user } = action {
-            if operators.is_operator(*user) {
-                return refused(LedgerError::BadInput(format!("user {user} is an operator already")));
-            }
+        if let Err(error) = self.can_execute(action) {
+            return Applied::refused(error);
         }
         if let Some(id) = operators.pending_with(action) {
             let proposal = operators.pending(id).expect("pending_with found it");
             if proposal.approvals.contains(&operator) {
                 // The same operator asking again: still waiting for others.
-                return Applied { outcome: Ok(Outcome::Operators(ops::Outcome::Proposal(proposal.clone()))), forward: None };
+                return Applied::new(Ok(Outcome::Operators(ops::Outcome::Proposal(proposal.clone()))), None);
             }
             return self.approve(operator, id, at_ms);
         }
@@ -427,27 +469,26 @@ impl Ledger {
             return self.execute(proposal, at_ms);
         }
         if operators.pending_count() >= self.limits.proposals_pending_max as usize {
-            return refused(LedgerError::LimitReached("limits.proposals_pending_max: approve or reject some proposals first".into()));
+            return Applied::refused(LedgerError::LimitReached("limits.proposals_pending_max: approve or reject some proposals first".into()));
         }
         let outcome = self.products.operators.open(proposal, at_ms);
-        Applied { outcome: Ok(Outcome::Operators(outcome)), forward: None }
+        Applied::new(Ok(Outcome::Operators(outcome)), None)
     }
 
     fn approve(&mut self, operator: UserId, id: ops::ProposalId, at_ms: u64) -> Applied {
-        let refused = |error| Applied { outcome: Err(error), forward: None };
         let Some(proposal) = self.products.operators.pending(id) else {
-            return refused(LedgerError::BadInput(format!("proposal {id} is not pending (unknown, executed or rejected)")));
+            return Applied::refused(LedgerError::BadInput(format!("proposal {id} is not pending (unknown, executed or rejected)")));
         };
         if proposal.approvals.contains(&operator) {
-            return refused(forbidden(format!("operator {operator} has approved proposal {id} already; a different operator must approve it")));
+            return Applied::refused(forbidden(format!("operator {operator} has approved proposal {id} already; a different operator must approve it")));
         }
         let mut proposal = proposal.clone();
         if let Err(error) = self.may_approve(operator, &proposal.action) {
-            return refused(error);
+            return Applied::refused(error);
         }
         if proposal.approvals.len() + 1 < usize::from(proposal.required) {
             let outcome = self.products.operators.approve(id, operator, at_ms);
-            return Applied { outcome: Ok(Outcome::Operators(outcome)), forward: None };
+            return Applied::new(Ok(Outcome::Operators(outcome)), None);
         }
         proposal.approvals.push(operator);
         self.execute(proposal, at_ms)
@@ -456,26 +497,60 @@ impl Ledger {
     /// Applies an approved proposal's action; refused, nothing changes and
     /// the proposal stays as it was.
     fn execute(&mut self, proposal: Proposal, at_ms: u64) -> Applied {
-        let executed = |proposal, outcome, forward| Applied { outcome: Ok(Outcome::Operators(ops::Outcome::Executed { proposal, outcome })), forward };
+        let executed = |proposal, outcome, forward| Applied::new(Ok(Outcome::Operators(ops::Outcome::Executed { proposal, outcome })), forward);
         match &proposal.action {
             Action::Ledger(command) => {
                 let applied = self.products.apply(&mut self.kernel, &self.limits, &Command::from(command.clone()), at_ms, None);
                 match applied.outcome.map(ActionOutcome::of) {
-                    Err(error) => Applied { outcome: Err(error), forward: None },
+                    Err(error) => Applied::refused(error),
                     // Only an operators' command has no action outcome, and no action is one.
-                    Ok(None) => Applied { outcome: Err(LedgerError::BadInput("an operators' command cannot be an action".into())), forward: None },
+                    Ok(None) => Applied::refused(LedgerError::BadInput("an operators' command cannot be an action".into())),
                     Ok(Some(outcome)) => executed(self.products.operators.executed(proposal, at_ms), outcome, applied.forward),
                 }
             }
             &Action::AddOperator { user } => {
-                let operators = &mut self.products.operators;
-                if operators.is_operator(user) {
-                    return Applied { outcome: Err(LedgerError::BadInput(format!("user {user} is an operator already"))), forward: None };
+                if let Err(error) = self.can_execute(&proposal.action) {
+                    return Applied::refused(error);
                 }
+                let operators = &mut self.products.operators;
                 let proposal = operators.executed(proposal, at_ms);
                 operators.add_operator(user, proposal.id, at_ms);
                 executed(proposal, ActionOutcome::OperatorAdded(user), None)
             }
+            &Action::Freeze { user, cancel_orders } => {
+                if let Err(error) = self.can_execute(&proposal.action) {
+                    return Applied::refused(error);
+                }
+                let cancels = if cancel_orders { self.products.cancel_all(user) } else { Vec::new() };
+                let orders_cancelled = u32::try_from(cancels.len()).unwrap_or(u32::MAX);
+                let operators = &mut self.products.operators;
+                let proposal = operators.executed(proposal, at_ms);
+                operators.freeze(user, true);
+                let mut applied = executed(proposal, ActionOutcome::AccountFrozen { user, orders_cancelled }, None);
+                applied.forward_more = cancels;
+                applied
+            }
+            &Action::Unfreeze { user } => {
+                if let Err(error) = self.can_execute(&proposal.action) {
+                    return Applied::refused(error);
+                }
+                let operators = &mut self.products.operators;
+                let proposal = operators.executed(proposal, at_ms);
+                operators.freeze(user, false);
+                executed(proposal, ActionOutcome::AccountUnfrozen(user), None)
+            }
+        }
+    }
+
+    /// Why an operators' own action cannot be done as things stand (at its
+    /// proposal, and again at its last approval).
+    fn can_execute(&self, action: &Action) -> Result<(), LedgerError> {
+        let operators = &self.products.operators;
+        match *action {
+            Action::AddOperator { user } if operators.is_operator(user) => Err(LedgerError::BadInput(format!("user {user} is an operator already"))),
+            Action::Freeze { user, .. } if operators.is_frozen(user) => Err(LedgerError::BadInput(format!("account {user} is frozen already"))),
+            Action::Unfreeze { user } if !operators.is_frozen(user) => Err(LedgerError::BadInput(format!("account {user} is not frozen"))),
+            _ => Ok(()),
         }
     }
 

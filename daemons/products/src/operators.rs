@@ -32,11 +32,20 @@ pub struct OperatorsState {
     pub pending: BTreeMap<ProposalId, Proposal>,
     pub next_proposal: ProposalId,
     pub head: AuditHead,
+    /// Accounts the operators froze.
+    pub frozen: BTreeSet<UserId>,
 }
 
 impl Default for OperatorsState {
     fn default() -> Self {
-        OperatorsState { operators: BTreeSet::new(), thresholds: Thresholds::default(), pending: BTreeMap::new(), next_proposal: 1, head: AuditHead::default() }
+        OperatorsState {
+            operators: BTreeSet::new(),
+            thresholds: Thresholds::default(),
+            pending: BTreeMap::new(),
+            next_proposal: 1,
+            head: AuditHead::default(),
+            frozen: BTreeSet::new(),
+        }
     }
 }
 
@@ -95,6 +104,30 @@ impl Operators {
 
     pub fn is_operator(&self, user: UserId) -> bool {
         self.state.operators.contains(&user)
+    }
+
+    pub fn is_frozen(&self, user: UserId) -> bool {
+        self.state.frozen.contains(&user)
+    }
+
+    /// Whether any account is frozen: the check every command makes first.
+    #[inline]
+    pub fn any_frozen(&self) -> bool {
+        !self.state.frozen.is_empty()
+    }
+
+    pub fn frozen(&self) -> &BTreeSet<UserId> {
+        &self.state.frozen
+    }
+
+    /// Applies an approved freeze or unfreeze (its proposal's records say who and why).
+    pub(crate) fn freeze(&mut self, user: UserId, frozen: bool) {
+        if frozen {
+            self.state.frozen.insert(user);
+        } else {
+            self.state.frozen.remove(&user);
+        }
+        self.changes.touched = true;
     }
 
     pub fn thresholds(&self) -> Thresholds {

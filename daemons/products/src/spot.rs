@@ -186,6 +186,24 @@ impl Product for Spot {
         }
     }
 
+    fn frozen_subject(&self, command: &Command) -> Option<UserId> {
+        match command {
+            Command::PlaceOrder { user, .. } => Some(*user),
+            // Cancelling takes risk off: a frozen account may.
+            Command::CreateMarket(_) | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
+        }
+    }
+
+    /// A cancel for each of `user`'s open orders, oldest first. Rare (an
+    /// account frozen), so a scan of the open orders rather than an index.
+    fn cancel_all(&self, user: UserId) -> Vec<matching_api::Command> {
+        let open = self.open_orders_by_user.get(&user).copied().unwrap_or(0) as usize;
+        let mut cancels: Vec<(OrderId, MarketId)> =
+            self.orders.iter().filter(|(_, record)| record.order.user == user).map(|(id, record)| (*id, record.order.market)).take(open).collect();
+        cancels.sort_unstable();
+        cancels.into_iter().map(|(order_id, market)| matching_api::Command::Cancel { market, order_id, user }).collect()
+    }
+
     /// Every open order is held and every order hold is an open order's;
     /// nothing matching reported went unsettled.
     fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {

@@ -171,6 +171,17 @@ impl Product for Wallet {
         }
     }
 
+    /// Money out: sending it, asking for it, and an operator paying out a
+    /// frozen account's withdrawal (rejecting it gives the money back and passes).
+    fn frozen_subject(&self, command: &Command) -> Option<UserId> {
+        match command {
+            Command::Transfer { from, .. } => Some(*from),
+            Command::RequestWithdrawal { user, .. } => Some(*user),
+            Command::DecideWithdrawal { id, approve: true } => self.pending.get(id).map(|withdrawal| withdrawal.user),
+            Command::Deposit { .. } | Command::DecideWithdrawal { approve: false, .. } => None,
+        }
+    }
+
     fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
         for (id, withdrawal) in &self.pending {
             match kernel.hold_of(withdrawal_hold(*id)) {

@@ -334,7 +334,11 @@ fn client_order_ids_are_idempotent() {
     let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = first.outcome else { panic!() };
     assert!(first.forward.is_some());
     let replay = ledger.apply(&place_command(1, limit(Side::Buy, 10, 1), Some("mine-1")), 1);
-    assert_eq!(replay, Applied { outcome: Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))), forward: None }, "a replay sends matching nothing again");
+    assert_eq!(
+        replay,
+        Applied { outcome: Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))), forward: None, forward_more: Vec::new() },
+        "a replay sends matching nothing again"
+    );
     assert_eq!(ledger.apply(&place_command(1, limit(Side::Buy, 11, 1), Some("mine-1")), 1).outcome, Err(LedgerError::Duplicate));
     let other_user = ledger.apply(&place_command(2, limit(Side::Buy, 10, 1), Some("mine-1")), 1).outcome;
     assert!(matches!(other_user, Err(LedgerError::InsufficientFunds { .. })), "keys are per user: {other_user:?}");
@@ -354,6 +358,53 @@ fn an_order_that_rests_is_reported_open_to_storage() {
     assert!(changes.spot.orders.contains(&order_id), "the Open status must reach storage");
     assert!(changes.spot.closed_orders.is_empty());
     assert_eq!(exchange.ledger.spot().order(order_id).unwrap().status, OrderStatus::Open);
+}
+
+#[test]
+fn freezing_an_account_cancels_its_open_orders_and_refuses_new_ones() {
+    use ledger_api::operators::{Action, Command as Op, Outcome as OpOutcome, Thresholds};
+    let mut exchange = Exchange::new();
+    let operator = 100;
+    ok(exchange.ledger.apply(&Command::Operators(Op::Configure(Thresholds::all(1))), 2));
+    ok(exchange.ledger.apply(&Command::Operators(Op::Bootstrap { operator }), 2));
+    deposit(&mut exchange.ledger, 1, BTC, 1_000_000_000, "d1").unwrap();
+    deposit(&mut exchange.ledger, 2, BTC, 1_000_000_000, "d2").unwrap();
+    let (first, _) = exchange.place(1, limit(Side::Sell, 101, 2)).unwrap();
+    let (other, _) = exchange.place(2, limit(Side::Sell, 102, 2)).unwrap();
+    let (second, _) = exchange.place(1, limit(Side::Sell, 103, 2)).unwrap();
+    let freeze = |cancel_orders| Command::Operators(Op::Propose { operator, action: Action::Freeze { user: 1, cancel_orders } });
+    let applied = exchange.ledger.apply(&freeze(true), 3);
+    match applied.outcome {
+        Ok(Outcome::Operators(OpOutcome::Executed { outcome: ledger_api::ActionOutcome::AccountFrozen { user: 1, orders_cancelled: 2 }, .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(applied.forward, None);
+    let cancels: Vec<OrderId> = applied
+        .forward_more
+        .iter()
+        .map(|command| match command {
+            matching_core::Command::Cancel { order_id, user: 1, market: MARKET } => *order_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(cancels, vec![first, second], "each of the account's open orders, oldest first, and no one else's");
+    for command in &applied.forward_more {
+        exchange.forward(command);
+    }
+    let closed = exchange.closed();
+    assert_eq!(closed.keys().copied().collect::<Vec<_>>(), vec![first, second]);
+    assert!(closed.values().all(|record| record.status == OrderStatus::Cancelled));
+    assert_eq!(balance(&exchange.ledger, 1, BTC), Balance { available: 1_000_000_000, locked: 0 }, "the holds came back");
+    assert_eq!(exchange.ledger.spot().order(other).unwrap().status, OrderStatus::Open);
+    assert!(matches!(exchange.place(1, limit(Side::Sell, 104, 1)), Err(LedgerError::AccountFrozen(1))));
+    exchange.place(2, limit(Side::Sell, 104, 1)).unwrap();
+    // Frozen with its orders kept, an account may still cancel them: that takes risk off.
+    let (kept, _) = exchange.place(2, limit(Side::Sell, 105, 1)).unwrap();
+    let keep = Command::Operators(Op::Propose { operator, action: Action::Freeze { user: 2, cancel_orders: false } });
+    assert!(exchange.ledger.apply(&keep, 4).forward_more.is_empty());
+    assert_eq!(exchange.ledger.spot().order(kept).unwrap().status, OrderStatus::Open);
+    assert!(exchange.ledger.apply(&cancel_command(2, kept), 4).forward.is_some());
+    exchange.ledger.check_invariants().unwrap();
 }
 
 #[test]

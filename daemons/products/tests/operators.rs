@@ -230,12 +230,97 @@ fn the_audit_chain_finds_changed_removed_and_reordered_records() {
     assert!(matches!(check(cut), Err(ChainBreak::Truncated { .. })));
 }
 
+fn withdraw(user: u64, amount: i128, key: &str) -> Command {
+    Command::Wallet(wallet::Command::RequestWithdrawal { user, asset: USD, amount, destination: "iban".into(), key: key.into() })
+}
+
+fn frozen(applied: Applied) {
+    assert!(matches!(applied.outcome, Err(LedgerError::AccountFrozen(_))), "expected ACCOUNT_FROZEN, got {:?}", applied.outcome);
+}
+
+#[test]
+fn a_frozen_account_sends_no_money_out_until_two_operators_unfreeze_it() {
+    let mut ledger = ledger(Thresholds::default());
+    let id = pending(ledger.apply(&propose(ALICE, deposit(TRADER, 10_000, "in")), 10).outcome);
+    ledger.apply(&approve(BOB, id), 10).outcome.unwrap();
+    let waiting = match ledger.apply(&withdraw(TRADER, 1_000, "w1"), 11).outcome.unwrap() {
+        Outcome::Wallet(wallet::Outcome::WithdrawalRequested(id)) => id,
+        other => panic!("{other:?}"),
+    };
+
+    // One operator's word does not freeze an account.
+    let freeze = op(Op::Propose { operator: ALICE, action: Action::Freeze { user: TRADER, cancel_orders: true } });
+    let id = pending(ledger.apply(&freeze, 12).outcome);
+    assert!(!ledger.operators().is_frozen(TRADER));
+    ledger.apply(&withdraw(TRADER, 1, "w2"), 12).outcome.unwrap();
+    match ledger.apply(&approve(BOB, id), 13).outcome.unwrap() {
+        Outcome::Operators(OpOutcome::Executed { proposal, outcome: ActionOutcome::AccountFrozen { user: TRADER, orders_cancelled: 0 } }) => {
+            assert_eq!((proposal.kind, proposal.approvals), (ActionKind::AccountFreeze, vec![ALICE, BOB]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ledger.operators().is_frozen(TRADER));
+    ledger.check_invariants().unwrap();
+
+    // Frozen: no withdrawal, no transfer out, and operators cannot pay out the pending one.
+    // The money: the kernel's accounts and holds, the wallet's withdrawals (not the proposals and audit records).
+    let money = |ledger: &Ledger| {
+        let state = ledger.state();
+        (state.kernel, state.wallet)
+    };
+    let before = money(&ledger);
+    frozen(ledger.apply(&withdraw(TRADER, 1, "w3"), 14));
+    frozen(ledger.apply(&Command::Wallet(wallet::Command::Transfer { from: TRADER, to: CAROL, asset: USD, amount: 1, key: "t".into() }), 14));
+    let payout = Command::Wallet(wallet::Command::DecideWithdrawal { id: waiting, approve: true });
+    let id = pending(ledger.apply(&propose(ALICE, payout), 14).outcome);
+    frozen(ledger.apply(&approve(BOB, id), 14));
+    assert_eq!(ledger.operators().pending(id).map(|p| p.approvals.clone()), Some(vec![ALICE]), "the refused approval left the proposal as it was");
+    ledger.apply(&op(Op::Reject { operator: BOB, proposal: id, reason: "frozen".into() }), 14).outcome.unwrap();
+    assert!(money(&ledger) == before, "nothing moved");
+    // Money still comes in, and a rejected withdrawal gives it back.
+    let id = pending(ledger.apply(&propose(ALICE, deposit(TRADER, 500, "in-2")), 15).outcome);
+    ledger.apply(&approve(BOB, id), 15).outcome.unwrap();
+    let reject = Command::Wallet(wallet::Command::DecideWithdrawal { id: waiting, approve: false });
+    ledger.apply(&propose(ALICE, reject), 15).outcome.unwrap();
+    assert_eq!(available(&ledger, TRADER), 10_000 - 1 + 500);
+
+    // Freezing twice is refused; a restore keeps the freeze.
+    let again = op(Op::Propose { operator: BOB, action: Action::Freeze { user: TRADER, cancel_orders: false } });
+    assert!(matches!(ledger.apply(&again, 16).outcome, Err(LedgerError::BadInput(_))));
+    let mut ledger = Ledger::restore(LedgerLimits::default(), ledger.state());
+    assert!(ledger.operators().is_frozen(TRADER));
+    frozen(ledger.apply(&withdraw(TRADER, 1, "w4"), 17));
+
+    // Unfreezing takes two operators too, never the account's own.
+    let unfreeze = op(Op::Propose { operator: BOB, action: Action::Unfreeze { user: TRADER } });
+    let id = pending(ledger.apply(&unfreeze, 18).outcome);
+    forbidden(ledger.apply(&approve(TRADER, id), 18));
+    match ledger.apply(&approve(ALICE, id), 19).outcome.unwrap() {
+        Outcome::Operators(OpOutcome::Executed { outcome: ActionOutcome::AccountUnfrozen(TRADER), .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    ledger.apply(&withdraw(TRADER, 1, "w5"), 20).outcome.unwrap();
+    ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn an_operator_decides_neither_on_freezing_their_own_account_nor_on_unfreezing_it() {
+    let mut ledger = ledger(Thresholds::default());
+    let reason = forbidden(ledger.apply(&op(Op::Propose { operator: ALICE, action: Action::Unfreeze { user: ALICE } }), 10));
+    assert!(reason.contains("would benefit"), "{reason}");
+    let id = pending(ledger.apply(&op(Op::Propose { operator: BOB, action: Action::Freeze { user: ALICE, cancel_orders: false } }), 11).outcome);
+    forbidden(ledger.apply(&approve(ALICE, id), 11));
+    assert!(!ledger.operators().is_frozen(ALICE));
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Propose { operator: u64, user: u64, amount: i128, reference: u8 },
     Approve { operator: u64, proposal: u64 },
     Reject { operator: u64, proposal: u64 },
     AddOperator { operator: u64, user: u64 },
+    Freeze { operator: u64, user: u64, frozen: bool },
+    Withdraw { user: u64, amount: i128 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -244,7 +329,9 @@ fn step() -> impl Strategy<Value = Step> {
         (user.clone(), user.clone(), 1i128..1_000, 0u8..6).prop_map(|(operator, user, amount, reference)| Step::Propose { operator, user, amount, reference }),
         (user.clone(), 1u64..12).prop_map(|(operator, proposal)| Step::Approve { operator, proposal }),
         (user.clone(), 1u64..12).prop_map(|(operator, proposal)| Step::Reject { operator, proposal }),
-        (user.clone(), user).prop_map(|(operator, user)| Step::AddOperator { operator, user }),
+        (user.clone(), user.clone()).prop_map(|(operator, user)| Step::AddOperator { operator, user }),
+        (user.clone(), user.clone(), any::<bool>()).prop_map(|(operator, user, frozen)| Step::Freeze { operator, user, frozen }),
+        (user, 1i128..500).prop_map(|(user, amount)| Step::Withdraw { user, amount }),
     ]
 }
 
@@ -268,11 +355,24 @@ proptest! {
                 Step::Approve { operator, proposal } => approve(operator, proposal),
                 Step::Reject { operator, proposal } => op(Op::Reject { operator, proposal, reason: "no".into() }),
                 Step::AddOperator { operator, user } => op(Op::Propose { operator, action: Action::AddOperator { user } }),
+                Step::Freeze { operator, user, frozen: true } => op(Op::Propose { operator, action: Action::Freeze { user, cancel_orders: true } }),
+                Step::Freeze { operator, user, frozen: false } => op(Op::Propose { operator, action: Action::Unfreeze { user } }),
+                Step::Withdraw { user, amount } => withdraw(user, amount, &format!("w-{at}")),
             };
+            let was_frozen: Vec<bool> = (1..6).map(|u| ledger.operators().is_frozen(u)).collect();
             let before: Vec<Balance> = (1..6).map(|u| Balance { available: available(&ledger, u), locked: 0 }).collect();
             let applied = ledger.apply(&command, at);
             ledger.check_invariants().map_err(TestCaseError::fail)?;
+            if let Ok(Outcome::Wallet(wallet::Outcome::WithdrawalRequested(_))) = &applied.outcome {
+                let Command::Wallet(wallet::Command::RequestWithdrawal { user, .. }) = command else { unreachable!() };
+                prop_assert!(!was_frozen[user as usize - 1], "a frozen account withdrew");
+                continue;
+            }
             if let Ok(Outcome::Operators(OpOutcome::Executed { proposal, outcome })) = &applied.outcome {
+                if let ActionOutcome::AccountFrozen { user, .. } | ActionOutcome::AccountUnfrozen(user) = outcome {
+                    prop_assert!(proposal.approvals.len() >= 2 && !proposal.approvals.contains(user), "{proposal:?}");
+                    prop_assert_eq!(ledger.operators().is_frozen(*user), matches!(outcome, ActionOutcome::AccountFrozen { .. }));
+                }
                 if let ActionOutcome::Wallet(wallet::Outcome::Deposited(_)) = outcome {
                     let Action::Ledger(ActionCommand::Wallet(wallet::Command::Deposit { user, .. })) = proposal.action else { unreachable!() };
                     prop_assert!(proposal.approvals.len() >= 2 && proposal.approvals[0] != proposal.approvals[1]);

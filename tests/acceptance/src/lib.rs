@@ -66,10 +66,16 @@ fn spawn(name: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Process
     Process(child)
 }
 
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+/// Waits up to 30 s for `ready`; if it never comes, fails with the end of
+/// the daemon's log (the test's directory goes with the failure).
+fn wait_for(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready() {
-        assert!(Instant::now() < deadline, "{what} never became ready");
+        if Instant::now() >= deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("{what} never became ready; the end of {}:\n{}", log.display(), tail.join("\n"));
+        }
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -289,15 +295,16 @@ impl System {
         if let Some(socket) = &socket {
             let _ = std::fs::remove_file(socket);
         }
-        self.processes[daemon as usize] = Some(spawn(daemon.binary(), &self.dir.join(daemon.config()), &self.log_path(daemon), env));
+        let log = self.log_path(daemon);
+        self.processes[daemon as usize] = Some(spawn(daemon.binary(), &self.dir.join(daemon.config()), &log, env));
         match daemon {
             // The socket files too: another test's daemon may have taken a port this one was given.
             Daemon::Matching | Daemon::Ledger => {
                 let metrics = self.metrics_ports[daemon as usize];
-                wait_for(daemon.binary(), || socket.as_ref().is_none_or(|s| s.exists()) && TcpStream::connect(("127.0.0.1", metrics)).is_ok())
+                wait_for(daemon.binary(), &log, || socket.as_ref().is_none_or(|s| s.exists()) && TcpStream::connect(("127.0.0.1", metrics)).is_ok())
             }
             // The public /readyz counts against the address's rate limit; this one does not.
-            Daemon::Gateway => wait_for("the gateway and its ledger link", || {
+            Daemon::Gateway => wait_for("the gateway and its ledger link", &log, || {
                 TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.probe(Daemon::Gateway, "/readyz").0 == 200
             }),
         }

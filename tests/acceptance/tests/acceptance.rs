@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use acceptance::{code, data, Options, Subscriptions, System, OPERATOR, OPERATOR_PASSWORD, PLACE};
+use acceptance::{code, data, Options, Subscriptions, System, APPROVER, OPERATOR, OPERATOR_PASSWORD, PLACE};
 use cucumber::writer::Stats as _;
 use cucumber::{given, then, when, World as _};
 use rust_decimal::Decimal;
@@ -40,6 +40,8 @@ struct Marionette {
     other_devices: HashMap<String, String>,
     /// Each user's two-factor secret (base32) and the last time step whose code was used.
     authenticators: HashMap<String, (String, u64)>,
+    /// The last operators' proposal a step made.
+    proposal: Option<String>,
 }
 
 impl std::fmt::Debug for Marionette {
@@ -80,6 +82,7 @@ impl Marionette {
             sockets: HashMap::new(),
             other_devices: HashMap::new(),
             authenticators: HashMap::new(),
+            proposal: None,
         }
     }
 
@@ -343,6 +346,49 @@ fn withdraws_without_code(world: &mut Marionette, name: String, amount: String, 
     );
 }
 
+// ---- frozen accounts ----
+
+#[when(regex = r"^the operator proposes to (freeze|unfreeze) (\w+)'s account$")]
+fn proposes_freeze(world: &mut Marionette, what: String, name: String) {
+    let mutation = if what == "freeze" { "freezeAccount" } else { "unfreezeAccount" };
+    let answer = world.ask("operator", &format!("mutation($e: String!) {{ {mutation}(email: $e) {{ id status kind }} }}"), json!({ "e": email(&name) }));
+    let proposal = data(&answer, mutation);
+    assert_eq!(
+        (proposal["status"].as_str(), proposal["kind"].as_str()),
+        (Some("PENDING"), Some("ACCOUNT_FREEZE")),
+        "one operator's word is not enough: {answer}"
+    );
+    world.proposal = proposal["id"].as_str().map(str::to_string);
+}
+
+#[when("the approver approves the proposal")]
+fn approver_approves(world: &mut Marionette) {
+    let approver = world.system().login(APPROVER, OPERATOR_PASSWORD);
+    let id = world.proposal.clone().expect("a proposal was made");
+    let answer = world.system().as_user(&approver, "mutation($id: ID!) { approveProposal(id: $id) { status } }", json!({ "id": id }));
+    assert_eq!(data(&answer, "approveProposal")["status"], "EXECUTED", "{answer}");
+}
+
+#[then(regex = r"^logging in as (\w+) is refused with (\w+)$")]
+fn logging_in_refused(world: &mut Marionette, name: String, expected: String) {
+    let query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
+    world.answer = world.system().post(query, json!({ "e": email(&name), "p": password(&name) }), "").2;
+    refused(world, expected);
+}
+
+#[then(regex = r"^the operators see (\w+)'s account (frozen|not frozen)$")]
+fn operators_see_frozen(world: &mut Marionette, name: String, state: String) {
+    let answer = world.ask("operator", "{ frozenAccounts { email } }", json!({}));
+    let listed = data(&answer, "frozenAccounts").as_array().unwrap().iter().any(|user| user["email"] == email(&name).as_str());
+    assert_eq!(listed, state == "frozen", "{answer}");
+}
+
+#[then(regex = r"^(\w+) logs in again$")]
+fn logs_in_again(world: &mut Marionette, name: String) {
+    let token = world.system().login(&email(&name), &password(&name));
+    world.tokens.insert(name, token);
+}
+
 #[when(regex = r#"^(\w+) changes (?:her|his) password to "([^"]+)"$"#)]
 fn changes_password(world: &mut Marionette, name: String, new_password: String) {
     let answer = world.ask(
@@ -364,7 +410,10 @@ fn presents_token(world: &mut Marionette, name: String, how: String) {
         _ => {
             // Signed with the gateway's own current key, with the same claims, but expired.
             let keys = world.dir.path().join("gateway/keys");
-            let key_file = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
+            // The signing key, not the key for secrets at rest beside it: with
+            // any other key the token would be refused for the wrong reason.
+            let key_file =
+                std::fs::read_dir(&keys).unwrap().map(|entry| entry.unwrap().path()).find(|path| path.extension().is_some_and(|e| e == "ed25519")).unwrap();
             let hex = std::fs::read_to_string(&key_file).unwrap();
             let seed: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex.trim()[2 * i..2 * i + 2], 16).unwrap()).collect();
             let mut pkcs8 = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
@@ -573,8 +622,19 @@ fn order_is(world: &mut Marionette, status: String, filled: String, average: Str
 
 #[then(regex = r"^(\w+)'s order is (OPEN|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED) with ([\d.]+) BTC filled$")]
 fn users_order_is(world: &mut Marionette, name: String, status: String, filled: String) {
-    let answer = world.ask(&name, "query($id: ID!) { userOrder(id: $id) { id status filledQuantity averagePrice } }", json!({ "id": world.order_id(&name) }));
-    assert_order(data(&answer, "userOrder"), &status, Some(&filled), None);
+    // Matching's verdict on a cancel the ledger sent it on its own (an
+    // account frozen) comes a moment later: wait for it, a while at most.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer =
+            world.ask(&name, "query($id: ID!) { userOrder(id: $id) { id status filledQuantity averagePrice } }", json!({ "id": world.order_id(&name) }));
+        let order = data(&answer, "userOrder");
+        if order["status"] == status.as_str() || std::time::Instant::now() > deadline {
+            assert_order(order, &status, Some(&filled), None);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[when(regex = r"^(\w+) cancels (?:her|his) order$")]

@@ -227,9 +227,18 @@ impl AccountsMutation {
             super::operators::record(&services.ledger, event);
             return Err(coded("UNAUTHENTICATED", "wrong email or password"));
         };
-        // The ledger says who the operators are: a user other operators
-        // made one logs in as one from now on.
-        if user.role == users::Role::User && super::operators::is_operator(&services.ledger, user.id).await == Some(true) {
+        // The ledger says which accounts are frozen, and who the operators
+        // are: a user other operators made one logs in as one from now on.
+        // A ledger that cannot say lets the login through: it refuses a
+        // frozen account's orders and withdrawals itself.
+        let standing = super::operators::standing(&services.ledger).await;
+        if standing.as_ref().is_some_and(|standing| standing.frozen.contains(&user.id)) {
+            tracing::warn!(event = "login_refused_frozen", %ip, user = user.id, "a frozen account tried to log in");
+            let email: String = account.chars().take(ledger_api::operators::TEXT_BYTES_MAX / 4).collect();
+            super::operators::record(&services.ledger, SecurityEvent::LoginFailed { email, address: ip.to_string(), reason: "account frozen".into() });
+            return Err(coded("ACCOUNT_FROZEN", "this account is frozen by the operators: contact them to have it unfrozen"));
+        }
+        if user.role == users::Role::User && standing.is_some_and(|standing| standing.operators.contains(&user.id)) {
             user = services.users.set_role(user.id, users::Role::Operator).map_err(user_error)?;
         }
         // A right password without its code is worth an alarm: someone may have it.

@@ -1,5 +1,6 @@
 //! Operators' proposals: every operator mutation (a deposit, a withdrawal's
-//! decision, the house's inventory, an asset, a market, a new operator) goes
+//! decision, the house's inventory, an asset, a market, a new operator,
+//! freezing an account) goes
 //! to the ledger as the calling operator's proposal, and is applied once as
 //! many different operators as its kind needs have approved it. A second
 //! operator approves by `approveProposal`, or by calling the same mutation
@@ -23,6 +24,7 @@ pub enum ProposalKind {
     Asset,
     Market,
     Operator,
+    AccountFreeze,
 }
 
 impl From<ActionKind> for ProposalKind {
@@ -35,6 +37,7 @@ impl From<ActionKind> for ProposalKind {
             ActionKind::Asset => ProposalKind::Asset,
             ActionKind::Market => ProposalKind::Market,
             ActionKind::Operator => ProposalKind::Operator,
+            ActionKind::AccountFreeze => ProposalKind::AccountFreeze,
         }
     }
 }
@@ -88,6 +91,9 @@ fn describe(catalog: &Catalog, action: &Action) -> String {
     let amount = |asset: u32, units: i128| format!("{} {}", catalog.amount(asset, units).0, catalog.symbol(asset));
     match action {
         Action::AddOperator { user } => format!("make user {user} an operator"),
+        Action::Freeze { user, cancel_orders: true } => format!("freeze user {user}'s account and cancel its open orders"),
+        Action::Freeze { user, cancel_orders: false } => format!("freeze user {user}'s account"),
+        Action::Unfreeze { user } => format!("unfreeze user {user}'s account"),
         Action::Ledger(command) => match command {
             ActionCommand::CreateAsset(spec) => format!("create asset {} with {} decimals", spec.symbol, spec.scale),
             ActionCommand::Wallet(wallet::Command::Deposit { user, asset, amount: units, reference }) => {
@@ -183,6 +189,20 @@ impl OperatorsQuery {
         Ok(list.iter().map(|p| api_proposal(&catalog, p)).collect())
     }
 
+    /// The accounts operators froze (operators only).
+    async fn frozen_accounts(&self, ctx: &Context<'_>) -> Result<Vec<super::accounts::User>, Error> {
+        operator(ctx)?;
+        let services = super::services(ctx);
+        let standing = standing(&services.ledger).await.ok_or_else(|| coded("UNAVAILABLE", "the ledger is unreachable; try again"))?;
+        let mut users = Vec::with_capacity(standing.frozen.len());
+        for id in standing.frozen {
+            if let Some(user) = services.users.by_id(id).map_err(super::user_error)? {
+                users.push((&user).into());
+            }
+        }
+        Ok(users)
+    }
+
     /// One proposal, whatever its status (operators only).
     async fn proposal(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Proposal>, Error> {
         operator(ctx)?;
@@ -202,10 +222,25 @@ impl OperatorsMutation {
     async fn approve_proposal(&self, ctx: &Context<'_>, id: ID) -> Result<Proposal, Error> {
         let operator = operator_id(ctx)?;
         let proposal = parse_id(&id)?;
-        let done = match run(ctx, Command::Operators(api::Command::Approve { operator, proposal })).await? {
-            Outcome::Operators(api::Outcome::Executed { proposal, .. } | api::Outcome::Proposal(proposal)) => proposal,
-            other => return Err(unexpected(other)),
-        };
+        let done = proposed(ctx, run(ctx, Command::Operators(api::Command::Approve { operator, proposal })).await?)?;
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+    }
+
+    /// Proposes to freeze a user's account: once approved (`approvals.account_freeze`
+    /// operators) it cannot log in (its sessions end at once), place orders,
+    /// send money or withdraw, and operators cannot pay out its pending
+    /// withdrawals; deposits still arrive. With `cancelOpenOrders`, its open
+    /// orders are cancelled too.
+    async fn freeze_account(&self, ctx: &Context<'_>, email: String, #[graphql(default = true)] cancel_open_orders: bool) -> Result<Proposal, Error> {
+        let user = user_by_email(ctx, &email)?;
+        let done = propose(ctx, Action::Freeze { user, cancel_orders: cancel_open_orders }).await?;
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+    }
+
+    /// Proposes to unfreeze a frozen account (`approvals.account_freeze` operators).
+    async fn unfreeze_account(&self, ctx: &Context<'_>, email: String) -> Result<Proposal, Error> {
+        let user = user_by_email(ctx, &email)?;
+        let done = propose(ctx, Action::Unfreeze { user }).await?;
         Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
     }
 
@@ -227,11 +262,38 @@ impl OperatorsMutation {
         let user =
             services.users.by_email(&email).map_err(super::user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email: register it first"))?;
         let propose = Command::Operators(api::Command::Propose { operator, action: Action::AddOperator { user: user.id } });
-        let done = match run(ctx, propose).await? {
-            Outcome::Operators(api::Outcome::Executed { proposal, .. } | api::Outcome::Proposal(proposal)) => proposal,
-            other => return Err(unexpected(other)),
-        };
+        let done = proposed(ctx, run(ctx, propose).await?)?;
         Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+    }
+}
+
+fn user_by_email(ctx: &Context<'_>, email: &str) -> Result<u64, Error> {
+    let users = &super::services(ctx).users;
+    Ok(users.by_email(email).map_err(super::user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email"))?.id)
+}
+
+/// Proposes one of the operators' own actions as the caller.
+async fn propose(ctx: &Context<'_>, action: Action) -> Result<LedgerProposal, Error> {
+    let operator = operator_id(ctx)?;
+    proposed(ctx, run(ctx, Command::Operators(api::Command::Propose { operator, action })).await?)
+}
+
+/// The proposal a proposal or an approval left, once what its execution
+/// asks of this gateway is done: a frozen account's sessions end here.
+fn proposed(ctx: &Context<'_>, outcome: Outcome) -> Result<LedgerProposal, Error> {
+    match outcome {
+        Outcome::Operators(api::Outcome::Executed { proposal, outcome }) => {
+            if let ledger_api::ActionOutcome::AccountFrozen { user, orders_cancelled } = outcome {
+                let ended = super::services(ctx).auth.sessions().revoke_others(user, None).unwrap_or_else(|error| {
+                    tracing::error!(%error, user, "could not end a frozen account's sessions");
+                    0
+                });
+                tracing::warn!(event = "account_frozen", user, sessions_ended = ended, orders_cancelled, proposal = proposal.id, "an account was frozen");
+            }
+            Ok(proposal)
+        }
+        Outcome::Operators(api::Outcome::Proposal(proposal)) => Ok(proposal),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -263,10 +325,21 @@ pub fn record_when_connected(ledger: &crate::ledger_client::LedgerClient, event:
     });
 }
 
-/// Whether the ledger counts `user` among its operators; None when it cannot say.
-pub(crate) async fn is_operator(ledger: &crate::ledger_client::LedgerClient, user: u64) -> Option<bool> {
+/// Who the ledger counts as operators, and the accounts they froze.
+pub(crate) struct Standing {
+    pub operators: Vec<u64>,
+    pub frozen: Vec<u64>,
+}
+
+/// None when the ledger cannot say.
+pub(crate) async fn standing(ledger: &crate::ledger_client::LedgerClient) -> Option<Standing> {
     match ledger.query(Query::Operators(api::Query::Operators)).await {
-        Ok(Ok(Answer::Operators(api::Answer::Operators { operators, .. }))) => Some(operators.contains(&user)),
+        Ok(Ok(Answer::Operators(api::Answer::Operators { operators, frozen, .. }))) => Some(Standing { operators, frozen }),
         _ => None,
     }
+}
+
+/// Whether the ledger counts `user` among its operators; None when it cannot say.
+pub(crate) async fn is_operator(ledger: &crate::ledger_client::LedgerClient, user: u64) -> Option<bool> {
+    standing(ledger).await.map(|standing| standing.operators.contains(&user))
 }

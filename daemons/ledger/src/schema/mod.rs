@@ -43,8 +43,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// 2-4: the records of the unversioned core types (release 0.1.0's first
 /// builds). 5: `ledger-api`'s records and the stored types declared here,
 /// accounts as (owner, asset, purpose), one table set per product. 6:
-/// operators, proposals and the audit log.
-pub const SCHEMA_VERSION: u32 = 6;
+/// operators, proposals and the audit log. 7: frozen accounts, and the
+/// thresholds with `account_freeze`.
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the

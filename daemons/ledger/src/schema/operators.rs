@@ -1,6 +1,6 @@
 //! Operators' tables: every proposal by id, the pending ones, and the audit
 //! log by sequence. The operators, the thresholds in force, the next
-//! proposal id and the audit head are in META.
+//! proposal id, the audit head and the frozen accounts are in META.
 
 use ledger_api::operators::{Answer, AuditHead, AuditRecord, Proposal, ProposalStatus, Query, Thresholds};
 use products::operators::{tables, Operators, OperatorsChanges, OperatorsState};
@@ -21,6 +21,7 @@ const META_OPERATORS: &[u8] = b"operators.operators";
 const META_THRESHOLDS: &[u8] = b"operators.thresholds";
 const META_NEXT_PROPOSAL: &[u8] = b"operators.next_proposal";
 const META_AUDIT_HEAD: &[u8] = b"operators.audit_head";
+const META_FROZEN: &[u8] = b"operators.frozen";
 
 pub fn write(batch: &mut Batch, operators: &Operators, changes: &OperatorsChanges) {
     if !changes.touched && changes.proposals.is_empty() {
@@ -43,6 +44,7 @@ pub fn write(batch: &mut Batch, operators: &Operators, changes: &OperatorsChange
     put_encoded(batch, META, META_THRESHOLDS, &state.thresholds);
     put_encoded(batch, META, META_NEXT_PROPOSAL, &state.next_proposal);
     put_encoded(batch, META, META_AUDIT_HEAD, &state.head);
+    put_encoded(batch, META, META_FROZEN, &state.frozen);
 }
 
 pub fn load(store: &Store) -> Result<OperatorsState, SchemaError> {
@@ -51,6 +53,7 @@ pub fn load(store: &Store) -> Result<OperatorsState, SchemaError> {
         thresholds: meta(store, META_THRESHOLDS)?.unwrap_or_default(),
         next_proposal: meta(store, META_NEXT_PROPOSAL)?.unwrap_or(1),
         head: meta(store, META_AUDIT_HEAD)?.unwrap_or_default(),
+        frozen: meta(store, META_FROZEN)?.unwrap_or_default(),
         ..OperatorsState::default()
     };
     for item in store.scan_all(PENDING_PROPOSALS) {
@@ -101,6 +104,7 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
         Query::Operators => Answer::Operators {
             operators: meta::<std::collections::BTreeSet<u64>>(store, META_OPERATORS)?.unwrap_or_default().into_iter().collect(),
             thresholds: meta::<Thresholds>(store, META_THRESHOLDS)?.unwrap_or_default(),
+            frozen: meta::<std::collections::BTreeSet<u64>>(store, META_FROZEN)?.unwrap_or_default().into_iter().collect(),
         },
         Query::Audit { from, limit: n } => Answer::Audit(audit(store, from, limit(n)?)?),
         Query::AuditHead => Answer::AuditHead(audit_head(store)?),
