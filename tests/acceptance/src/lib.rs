@@ -32,8 +32,17 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A port nothing listens on, never one handed out before in this process:
+/// a port a stopped daemon let go of stays its own for its restart, and is
+/// not given to a system another test is starting meanwhile.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A daemon that is killed (SIGKILL) if the test lets go of it without [`System::stop`].
