@@ -248,17 +248,22 @@ impl Sessions {
     fn revoke_where(&self, user: UserId, end: impl Fn(SessionId) -> bool) -> Result<usize, SessionError> {
         let mut state = self.state();
         let ids: Vec<SessionId> = state.by_user.get(&user).map(|ids| ids.iter().map(|(_, id)| *id).filter(|id| end(*id)).collect()).unwrap_or_default();
+        self.end(&mut state, &ids)
+    }
+
+    /// Deletes `ids` durably, then forgets them (their sockets close); how many.
+    fn end(&self, state: &mut State, ids: &[SessionId]) -> Result<usize, SessionError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let mut batch = Batch::default();
-        for id in &ids {
+        for id in ids {
             batch.delete(SESSIONS, &id.0);
             batch.delete(SESSIONS_SEEN, &id.0);
         }
         // Durable before the caller is told: a restart does not bring them back.
         self.store.write(&mut batch, Durability::Synced)?;
-        for id in &ids {
+        for id in ids {
             state.remove(*id);
         }
         Ok(ids.len())
@@ -268,19 +273,7 @@ impl Sessions {
     pub fn sweep(&self, now_ms: u64) -> Result<usize, SessionError> {
         let mut state = self.state();
         let expired: Vec<SessionId> = state.live.values().filter(|live| live.session.expires_ms <= now_ms).map(|live| live.session.id).collect();
-        if expired.is_empty() {
-            return Ok(0);
-        }
-        let mut batch = Batch::default();
-        for id in &expired {
-            batch.delete(SESSIONS, &id.0);
-            batch.delete(SESSIONS_SEEN, &id.0);
-        }
-        self.store.write(&mut batch, Durability::Synced)?;
-        for id in &expired {
-            state.remove(*id);
-        }
-        Ok(expired.len())
+        self.end(&mut state, &expired)
     }
 
     /// Sessions live now, for the metrics.
