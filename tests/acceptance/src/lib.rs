@@ -91,13 +91,18 @@ fn wait_for(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
 
 /// One HTTP/1.1 request on its own connection to 127.0.0.1:`port`: status, head and body.
 fn raw_on(port: u16, request: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+    try_raw_on(port, request).unwrap_or_else(|e| panic!("127.0.0.1:{port}: {e}"))
+}
+
+/// As [`raw_on`], for a listener that may not be open yet.
+fn try_raw_on(port: u16, request: &str) -> std::io::Result<(u16, String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, head.to_string(), body.to_string())
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 /// A small tmpfs mounted on a directory, to fill up on purpose; unmounted
@@ -313,8 +318,11 @@ impl System {
                 wait_for(daemon.binary(), &log, || socket.as_ref().is_none_or(|s| s.exists()) && TcpStream::connect(("127.0.0.1", metrics)).is_ok())
             }
             // The public /readyz counts against the address's rate limit; this one does not.
+            // The two listeners open one after the other, so either may refuse for a moment.
             Daemon::Gateway => wait_for("the gateway and its ledger link", &log, || {
-                TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.probe(Daemon::Gateway, "/readyz").0 == 200
+                let readyz = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                    && try_raw_on(self.metrics_ports[Daemon::Gateway as usize], readyz).is_ok_and(|(status, _, _)| status == 200)
             }),
         }
     }
