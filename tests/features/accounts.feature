@@ -71,6 +71,13 @@ Feature: Accounts and authentication
     Then the token of alice's other device is refused with UNAUTHENTICATED
     And alice's token is still accepted
 
+  Scenario: A user ends every other session at once
+    Given alice has an account
+    And alice logs in on another device
+    When alice ends her other sessions
+    Then the token of alice's other device is refused with UNAUTHENTICATED
+    And alice's token is still accepted
+
   Scenario: Changing the password ends every other session
     Given alice has an account
     And alice logs in on another device
@@ -91,6 +98,29 @@ Feature: Accounts and authentication
     When alice requests a withdrawal of 1 USD without a code
     Then the request is refused with TWO_FACTOR_REQUIRED
 
+  Scenario: Enrolling shows a 160-bit secret as an otpauth URI and a QR code, and each recovery code works once
+    Given alice has an account
+    When alice enrols in two-factor authentication
+    Then her secret has at least 160 bits and is shown as an otpauth URI and a QR code
+    And alice's two-factor authentication is off
+    When alice confirms with the code her app shows
+    Then she receives 10 recovery codes
+    And alice's two-factor authentication is on
+    When alice logs in with her password and a recovery code
+    Then the login succeeds
+    When alice logs in with her password and the same recovery code again
+    Then the login is refused with UNAUTHENTICATED
+
+  Scenario: Turning two-factor authentication off needs a fresh code
+    Given alice has an account with two-factor authentication
+    When alice turns two-factor authentication off with the code she confirmed with
+    Then the request is refused with UNAUTHENTICATED
+    And alice's two-factor authentication is on
+    When alice turns two-factor authentication off with the code her app shows next
+    Then alice's two-factor authentication is off
+    When alice logs in with her password alone
+    Then the login succeeds
+
   Scenario: Two operators freeze an account, its orders are cancelled, and two unfreeze it
     Given alice has an account with 1000 USD
     And alice places a limit buy order for 1 BTC at 100 USD
@@ -106,4 +136,17 @@ Feature: Accounts and authentication
     And alice logs in again
     And alice's order is CANCELLED with 0 BTC filled
     And alice has 1000.00 USD available and 0.00 USD locked
+    And no money was created or destroyed
+
+  Scenario: Operators may freeze an account and keep its open orders
+    Given alice has an account with 1000 USD
+    And alice places a limit buy order for 1 BTC at 100 USD
+    When the operator proposes to freeze alice's account and keep its open orders
+    And the approver approves the proposal
+    Then logging in as alice is refused with ACCOUNT_FROZEN
+    And alice's token is refused with UNAUTHENTICATED
+    When the operator proposes to unfreeze alice's account
+    And the approver approves the proposal
+    And alice logs in again
+    Then alice's order is OPEN with 0 BTC filled
     And no money was created or destroyed

@@ -111,7 +111,7 @@ fn start(dir: &Path, port: u16) -> anyhow::Result<Vec<Daemon>> {
     )?;
     std::fs::write(
         dir.join("gateway.toml"),
-        format!("[listen]\naddress = \"127.0.0.1:{port}\"\nmetrics_address = \"\"\nconnections_per_ip_max = 1000000\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\n[admin]\nsocket = \"{d}/admin.sock\"\n[auth]\nkeys_dir = \"{d}/keys\"\ncookie_secure = false\n[storage]\ndata_dir = \"{d}/gateway\"\n[limits]\nip_requests_per_second = 1000000\nip_burst = 1000000\nuser_requests_per_second = 1000000\nuser_burst = 1000000\nlogin_ip_burst = 1000000\nlogin_account_burst = 1000000\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
+        format!("[listen]\naddress = \"127.0.0.1:{port}\"\nmetrics_address = \"\"\nconnections_per_ip_max = 1000000\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\n[admin]\nsocket = \"{d}/admin.sock\"\n[auth]\nkeys_dir = \"{d}/keys\"\ncookie_secure = false\n# Measured: orders; its operator sets the market up with a password alone.\noperators_two_factor_required = false\n[storage]\ndata_dir = \"{d}/gateway\"\n[limits]\nip_requests_per_second = 1000000\nip_burst = 1000000\nuser_requests_per_second = 1000000\nuser_burst = 1000000\nlogin_ip_burst = 1000000\nlogin_account_burst = 1000000\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
     )?;
     let mut daemons = Vec::new();
     for name in ["matching", "ledger", "gateway"] {

@@ -23,6 +23,11 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
   login EMAIL                           an operator's session for the commands below (password on stdin,
                                         then the two-factor code on the next line when it is on)
   logout
+  two-factor enrol                      start the logged-in operator's two-factor enrolment (password on
+                                        stdin): prints the secret and its QR code for an authenticator app
+  two-factor confirm CODE               finish it with the app's code; prints ten one-use recovery codes
+  two-factor off CODE                   turn it off (an app or a recovery code); operators must have it,
+                                        so their actions wait until they enrol again
   create-asset SYMBOL SCALE             e.g. create-asset BTC 8
   create-market BASE QUOTE TICK_SIZE LOT_SIZE MAKER_FEE_RATE TAKER_FEE_RATE
                                         e.g. create-market BTC USD 1 0.01 0.001 0.002
@@ -34,6 +39,7 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
                                         its open orders cancelled unless --keep-orders)
   unfreeze EMAIL                        propose to unfreeze it
   frozen                                the frozen accounts
+  tier EMAIL N                          propose a user's verification tier (0 to 9: their withdrawal limits)
   audit verify [--file FILE]            check the audit log's hash chain (the ledger's, or an export)
   audit export [--from N] [FILE]        the audit log as JSON lines, to FILE or stdout
   status                                the gateway, the ledger and its link to matching
@@ -144,6 +150,9 @@ fn run() -> anyhow::Result<i32> {
             }
             return Ok(0);
         }
+        ["two-factor", "enrol"] => return two_factor_enrol(&admin),
+        ["two-factor", "confirm", code] => return two_factor_confirm(&admin, code),
+        ["two-factor", "off", code] => graphql("mutation($c: String!) { disableTwoFactor(code: $c) }", json!({ "c": code })),
         ["create-asset", symbol, scale] => graphql(
             "mutation($s: String!, $n: Int!) { createAsset(symbol: $s, scale: $n) { id symbol scale } }",
             json!({ "s": symbol, "n": scale.parse::<i32>().context("SCALE is a number of decimal places")? }),
@@ -167,6 +176,10 @@ fn run() -> anyhow::Result<i32> {
             graphql("mutation($e: String!) { unfreezeAccount(email: $e) { id kind description status approvals required } }", json!({ "e": email }))
         }
         ["frozen"] => graphql("{ frozenAccounts { id email } }", json!({})),
+        ["tier", email, tier] => graphql(
+            "mutation($e: String!, $t: Int!) { setUserTier(email: $e, tier: $t) { id kind description status approvals required } }",
+            json!({ "e": email, "t": tier.parse::<i32>().context("N is a tier, 0 to 9")? }),
+        ),
         ["reject", id, reason] => graphql(
             "mutation($id: ID!, $r: String!) { rejectProposal(id: $id, reason: $r) { id kind description status rejectedBy rejectionReason } }",
             json!({ "id": id, "r": reason }),
@@ -232,6 +245,30 @@ fn login(admin: &Admin, email: &str) -> anyhow::Result<i32> {
     file.sync_all()?;
     std::fs::rename(&temporary, &admin.session)?;
     println!("logged in as operator {} ({}); session in {}", ok["operator"].as_str().unwrap_or("?"), email, admin.session.display());
+    Ok(0)
+}
+
+/// Prints the new secret as text, as a URI and as a QR code drawn in the
+/// terminal, so that an operator on a console can scan it.
+fn two_factor_enrol(admin: &Admin) -> anyhow::Result<i32> {
+    let password = read_password()?;
+    let ok = admin.ok(graphql("mutation($p: String!) { enrolTwoFactor(password: $p) { secret uri } }", json!({ "p": password })))?;
+    let enrolment = &ok["enrolTwoFactor"];
+    let (secret, uri) = (enrolment["secret"].as_str().unwrap_or_default(), enrolment["uri"].as_str().unwrap_or_default());
+    let qr = qrcode::QrCode::new(uri.as_bytes()).context("the otpauth URI does not fit a QR code")?;
+    let drawn = qr.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build();
+    println!("secret {secret}\nuri    {uri}\n{drawn}\nScan it (or type the secret) into an authenticator app, then: marionettectl two-factor confirm CODE");
+    Ok(0)
+}
+
+/// Prints the recovery codes one to a line, for the operator to keep apart from the phone.
+fn two_factor_confirm(admin: &Admin, code: &str) -> anyhow::Result<i32> {
+    let ok = admin.ok(graphql("mutation($c: String!) { confirmTwoFactor(code: $c) }", json!({ "c": code })))?;
+    let codes: Vec<&str> = ok["confirmTwoFactor"].as_array().map(|codes| codes.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    eprintln!("two-factor authentication is on; login needs the app's code from now on. Recovery codes, each usable once (shown only now):");
+    for code in codes {
+        println!("{code}");
+    }
     Ok(0)
 }
 

@@ -80,6 +80,8 @@ pub struct Admin {
     /// The least zxcvbn score of a new account's password.
     pub password_score_min: u8,
     pub two_factor: Arc<crate::two_factor::TwoFactor>,
+    /// See [`crate::config::AuthConfig::operators_two_factor_required`].
+    pub operators_two_factor_required: bool,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and serves it.
@@ -129,6 +131,19 @@ impl Admin {
         }
     }
 
+    /// As [`Admin::operator`], for an operator who may act as one now: with
+    /// two-factor authentication on when operators must have it. (Their
+    /// GraphQL goes through [`Admin::operator`] alone: enrolment is GraphQL,
+    /// and its operator-only fields check for themselves.)
+    fn acting_operator(&self, token: Option<&str>) -> Result<Claims, Value> {
+        let claims = self.operator(token)?;
+        let Some(user) = claims.user() else { return Err(refusal("UNAUTHENTICATED", "the token names no user")) };
+        match crate::api::operator_enrolled(self.operators_two_factor_required, &self.two_factor, user) {
+            Ok(()) => Ok(claims),
+            Err(error) => Err(refusal(crate::api::TWO_FACTOR_ENROLMENT_REQUIRED, error.message)),
+        }
+    }
+
     async fn handle(&self, request: AdminRequest) -> Value {
         match request {
             AdminRequest::Login { email, password, code } => self.login(email, password, code).await,
@@ -137,14 +152,17 @@ impl Admin {
             // install) proposes nothing: only a fresh install's first operator
             // is made without one.
             AdminRequest::CreateOperator { email, password, token: Some(token) } => match self.operator(Some(&token)) {
-                Ok(claims) => self.propose_operator(claims, email, password).await,
+                Ok(_) => match self.acting_operator(Some(&token)) {
+                    Ok(claims) => self.propose_operator(claims, email, password).await,
+                    Err(refused) => refused,
+                },
                 Err(_) => self.create_first_operator(email, password).await,
             },
-            AdminRequest::Audit { from, limit, token } => match self.operator(token.as_deref()) {
+            AdminRequest::Audit { from, limit, token } => match self.acting_operator(token.as_deref()) {
                 Ok(_) => self.ask_operators(ledger_api::operators::Query::Audit { from, limit }).await,
                 Err(refused) => refused,
             },
-            AdminRequest::AuditHead { token } => match self.operator(token.as_deref()) {
+            AdminRequest::AuditHead { token } => match self.acting_operator(token.as_deref()) {
                 Ok(_) => self.ask_operators(ledger_api::operators::Query::AuditHead).await,
                 Err(refused) => refused,
             },

@@ -42,6 +42,17 @@ pub struct Claims {
     pub sid: String,
     pub iat: u64,
     pub exp: u64,
+    /// Set when the request was signed with an API key rather than sent
+    /// with a token: never in a token.
+    #[serde(skip)]
+    pub key: Option<KeyGrant>,
+}
+
+/// The API key a request was signed with, and what it may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub id: crate::api_keys::KeyId,
+    pub scopes: crate::api_keys::Scopes,
 }
 
 impl Claims {
@@ -51,6 +62,18 @@ impl Claims {
 
     pub fn session(&self) -> Option<SessionId> {
         SessionId::parse(&self.sid)
+    }
+
+    /// The caller of a request signed with `key`: its owner, with the key's scopes.
+    pub fn for_key(key: &crate::api_keys::ApiKey) -> Claims {
+        Claims {
+            sub: key.user.to_string(),
+            role: Role::User,
+            sid: String::new(),
+            iat: key.created_ms / 1_000,
+            exp: key.expires_ms.map_or(u64::MAX, |ms| ms / 1_000),
+            key: Some(KeyGrant { id: key.id, scopes: key.scopes }),
+        }
     }
 }
 
@@ -126,7 +149,7 @@ impl Auth {
         let exp = session.expires_ms / 1_000;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.signing_kid.clone());
-        let claims = Claims { sub: user.to_string(), role, sid: session.id.to_string(), iat, exp };
+        let claims = Claims { sub: user.to_string(), role, sid: session.id.to_string(), iat, exp, key: None };
         let token = jsonwebtoken::encode(&header, &claims, &self.signing).expect("EdDSA signing with a valid key cannot fail");
         Ok(Issued { token, expires: exp, session })
     }
@@ -214,8 +237,7 @@ fn load_or_create_keys(dir: &Path) -> Result<BTreeMap<String, [u8; 32]>, AuthErr
             .mode(0o600)
             .open(&path)
             .map_err(|e| keys_error(dir, format!("{}: {e}", path.display())))?;
-        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-        file.write_all(format!("{hex}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(|e| keys_error(dir, e.to_string()))?;
+        file.write_all(format!("{}\n", hex::encode(seed)).as_bytes()).and_then(|()| file.sync_all()).map_err(|e| keys_error(dir, e.to_string()))?;
         tracing::info!(kid, path = %path.display(), "generated a JWT signing key");
         keys.insert(kid, seed);
     }
@@ -228,13 +250,8 @@ fn getrandom_seed(seed: &mut [u8; 32]) -> std::io::Result<()> {
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 

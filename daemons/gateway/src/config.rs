@@ -15,6 +15,8 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    pub api_keys: ApiKeysConfig,
+    pub withdrawals: WithdrawalsConfig,
     /// The certificates for `tcp:` links to the ledger and matching.
     pub link: link::LinkConfig,
     pub log: LogConfig,
@@ -105,6 +107,69 @@ pub struct AuthConfig {
     pub sessions_per_user_max: usize,
     /// The least zxcvbn score (0 to 4) a new password must have.
     pub password_score_min: u8,
+    /// Operators act only once they have two-factor authentication on;
+    /// until then their sessions may only enrol. Off only for test suites
+    /// that log operators in again and again.
+    pub operators_two_factor_required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// How far a signed request's timestamp may be from the server's clock,
+    /// either way; its signature is remembered this long to refuse a replay.
+    pub receive_window_ms: u64,
+    /// Signed requests per key: a burst, then this many per second.
+    pub requests_per_second: u32,
+    pub burst: u32,
+    /// Keys one user may have.
+    pub per_user_max: usize,
+    /// Signatures remembered at once (each for a receive window); beyond
+    /// it, signed requests answer RATE_LIMITED until some are forgotten.
+    pub replays_max: usize,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        ApiKeysConfig { receive_window_ms: 5_000, requests_per_second: 20, burst: 40, per_user_max: 20, replays_max: 1_000_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WithdrawalsConfig {
+    /// How long a new or changed address book entry waits before it can be withdrawn to.
+    pub address_cooldown_seconds: u64,
+    /// Entries one user's address book may hold.
+    pub address_book_max: usize,
+    /// Asset symbol -> the networks its withdrawal addresses are checked
+    /// for (`bitcoin`, `bitcoin-testnet`, `ethereum`); an asset not named
+    /// takes any address.
+    pub asset_networks: std::collections::BTreeMap<String, Vec<String>>,
+    /// The asset withdrawal limits are counted in ("" : no limits).
+    pub reference_asset: String,
+    /// Tier 0 first (a new user's), then 1, 2…: each tier's rolling 24 h
+    /// and 30 day limits in the reference asset.
+    pub tiers: Vec<crate::limits::Tier>,
+}
+
+impl Default for WithdrawalsConfig {
+    fn default() -> Self {
+        WithdrawalsConfig {
+            address_cooldown_seconds: 86_400,
+            address_book_max: 100,
+            asset_networks: Default::default(),
+            reference_asset: String::new(),
+            tiers: Vec::new(),
+        }
+    }
+}
+
+impl WithdrawalsConfig {
+    /// The declared networks, parsed (validate() has refused unknown names).
+    pub fn networks(&self) -> std::collections::HashMap<String, Vec<crate::addresses::Network>> {
+        self.asset_networks.iter().map(|(asset, names)| (asset.clone(), names.iter().filter_map(|n| crate::addresses::Network::parse(n)).collect())).collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +270,7 @@ impl Default for AuthConfig {
             argon2_concurrent_max: 4,
             sessions_per_user_max: 20,
             password_score_min: 3,
+            operators_two_factor_required: true,
         }
     }
 }
@@ -337,6 +403,43 @@ impl GatewayConfig {
         }
         if l.login_ip_burst == 0 || l.login_account_burst == 0 || l.login_ip_refill_seconds > 86_400 || l.login_account_refill_seconds > 86_400 {
             return invalid("limits", "login_ip_burst and login_account_burst must be at least 1, the refill times at most 86400 seconds");
+        }
+        let k = &self.api_keys;
+        if !(100..=60_000).contains(&k.receive_window_ms) {
+            return invalid("api_keys.receive_window_ms", "must be 100 to 60000 (a minute); 5000 suits a client whose clock NTP keeps");
+        }
+        if k.requests_per_second == 0 || k.burst == 0 || k.per_user_max == 0 || k.replays_max == 0 {
+            return invalid("api_keys", "requests_per_second, burst, per_user_max and replays_max must be at least 1");
+        }
+        let w = &self.withdrawals;
+        if w.address_cooldown_seconds > 30 * 86_400 || w.address_book_max == 0 {
+            return invalid("withdrawals", "address_cooldown_seconds must be at most 2592000 (30 days) and address_book_max at least 1");
+        }
+        for (asset, networks) in &w.asset_networks {
+            if let Some(unknown) = networks.iter().find(|n| crate::addresses::Network::parse(n).is_none()) {
+                return Err(ConfigError::Invalid {
+                    key: "withdrawals.asset_networks",
+                    reason: format!("{asset}: {unknown:?} is not a network the gateway checks (bitcoin, bitcoin-testnet, ethereum)"),
+                });
+            }
+            if networks.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "withdrawals.asset_networks",
+                    reason: format!("{asset}: name at least one network, or leave the asset out"),
+                });
+            }
+        }
+        if w.reference_asset.is_empty() != w.tiers.is_empty() {
+            return invalid("withdrawals", "reference_asset and tiers go together: both set for withdrawal limits, or both empty for none");
+        }
+        if w.tiers.len() > usize::from(ledger_api::operators::TIER_MAX) + 1 {
+            return invalid("withdrawals.tiers", "at most 10 tiers (0 to 9)");
+        }
+        if let Some(tier) = w.tiers.iter().find(|t| t.daily_limit.is_sign_negative() || t.monthly_limit < t.daily_limit || t.name.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "withdrawals.tiers",
+                reason: format!("tier {:?}: a name, and 0 <= daily_limit <= monthly_limit", tier.name),
+            });
         }
         self.log.validate()?;
         Ok(())

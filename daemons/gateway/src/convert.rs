@@ -142,6 +142,13 @@ pub fn rfc3339(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rest / 3_600, rest % 3_600 / 60, rest % 60, ms % 1_000)
 }
 
+/// An RFC 3339 time a client sent (any offset), in milliseconds since the
+/// epoch; None for anything else or a time before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim()).ok()?;
+    u64::try_from(at.timestamp_millis()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +162,16 @@ mod tests {
         }
         assert_eq!(parse_order_uuid("6f1c2a4e-8b0d-4f6e-9a51-3c2b1d0e9f87"), None);
         assert_eq!(parse_order_uuid("not a uuid"), None);
+    }
+
+    #[test]
+    fn rfc3339_times_parse_with_any_offset_and_round_trip() {
+        assert_eq!(parse_rfc3339("2026-11-28T10:26:40.123Z"), Some(1_795_861_600_123));
+        assert_eq!(parse_rfc3339("2026-11-28T11:26:40.123+01:00"), Some(1_795_861_600_123));
+        assert_eq!(parse_rfc3339(&rfc3339(1_795_861_600_123)), Some(1_795_861_600_123));
+        for bad in ["", "tomorrow", "2026-11-28", "1969-12-31T23:59:59Z", "2026-13-01T00:00:00Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct Metrics {
     pub websockets: Gauge<i64, AtomicI64>,
     /// Set from the session table at each scrape.
     pub sessions: Gauge<i64, AtomicI64>,
+    /// Requests signed with an API key and refused (bad signature, replay, stale, address).
+    pub signed_refused: Counter,
+    /// Set at each scrape: signatures remembered against replays.
+    pub signatures_remembered: Gauge<i64, AtomicI64>,
     pub request_seconds: Histogram,
 }
 
@@ -60,6 +64,8 @@ impl Metrics {
             connections: Gauge::default(),
             websockets: Gauge::default(),
             sessions: Gauge::default(),
+            signed_refused: Counter::default(),
+            signatures_remembered: Gauge::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             registry: Registry::default(),
         };
@@ -67,6 +73,12 @@ impl Metrics {
         registry.register("client_errors", "Requests answered 4xx", metrics.client_errors.clone());
         registry.register("rate_limited", "Requests refused with 429 RATE_LIMITED", metrics.rate_limited.clone());
         registry.register("sessions", "Live sessions (logins not ended or expired)", metrics.sessions.clone());
+        registry.register("signed_requests_refused", "Requests signed with an API key and refused", metrics.signed_refused.clone());
+        registry.register(
+            "api_key_signatures_remembered",
+            "Signatures of API-key requests remembered within their receive window, against replays",
+            metrics.signatures_remembered.clone(),
+        );
         registry.register(
             "connections_refused",
             "Connections closed at once: their address had connections_per_ip_max open",
@@ -105,6 +117,9 @@ pub struct App {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub ip_limiter: RateLimiter<IpAddr>,
     pub user_limiter: RateLimiter<String>,
+    /// Signed requests per API key.
+    pub key_limiter: RateLimiter<crate::api_keys::KeyId>,
+    pub api_keys: Arc<crate::api_keys::ApiKeys>,
     pub websocket: WebSocketTimes,
 }
 
@@ -136,9 +151,13 @@ fn request_error(status: StatusCode, code: &str, message: &str) -> Reply {
 fn rate_limited(app: &App, wait: std::time::Duration) -> Reply {
     app.metrics.rate_limited.inc();
     let mut response = request_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many requests; retry after the Retry-After seconds");
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+    response.headers_mut().insert("retry-after", HeaderValue::from(retry_after_seconds(wait)));
     response
+}
+
+/// A limiter's wait as the whole seconds a client is told (at least one).
+fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// A connection's place under `listen.connections_max`; a WebSocket upgrade takes it over from the HTTP connection.
@@ -221,6 +240,72 @@ fn caller(app: &App, request: &Request<Incoming>) -> Caller {
     Caller(bearer.or_else(cookie).filter(|t| !t.is_empty()).and_then(|token| app.auth.verify(token)))
 }
 
+/// The three headers of a request signed with an API key, when it has them.
+struct SignedHeaders {
+    key: String,
+    timestamp: String,
+    signature: String,
+}
+
+fn signed_headers(request: &Request<Incoming>) -> Option<Result<SignedHeaders, Box<Reply>>> {
+    use crate::api_keys::{HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+    let headers = request.headers();
+    let key = headers.get(HEADER_KEY)?;
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
+    Some(match (key.to_str().ok(), text(HEADER_TIMESTAMP), text(HEADER_SIGNATURE)) {
+        (Some(key), Some(timestamp), Some(signature)) => Ok(SignedHeaders { key: key.to_string(), timestamp, signature }),
+        _ => Err(Box::new(request_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a signed request has X-Marionette-Key, X-Marionette-Timestamp and X-Marionette-Signature, all three",
+        ))),
+    })
+}
+
+/// The caller of a request signed with an API key, or the answer that
+/// refuses it; counted against the key's own rate limit and its owner's.
+fn key_caller(app: &App, remote: IpAddr, signed: &SignedHeaders, method: &str, path_and_query: &str, body: &[u8]) -> Result<Caller, Box<Reply>> {
+    let headers = crate::api_keys::Signed { key: &signed.key, timestamp: &signed.timestamp, signature: &signed.signature };
+    let key = app.api_keys.authenticate(&headers, method, path_and_query, body, remote, crate::api::now_ms()).map_err(|refusal| {
+        app.metrics.signed_refused.inc();
+        tracing::info!(event = "signed_request_refused", key = %signed.key, %remote, code = refusal.code(), %refusal, "a signed request was refused");
+        let status = match refusal {
+            crate::api_keys::Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
+            crate::api_keys::Refusal::AddressNotAllowed(_) => StatusCode::FORBIDDEN,
+            crate::api_keys::Refusal::Busy => StatusCode::TOO_MANY_REQUESTS,
+            crate::api_keys::Refusal::Starting { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        let mut response = request_error(status, refusal.code(), &refusal.to_string());
+        if let crate::api_keys::Refusal::Starting { wait_ms } = refusal {
+            response.headers_mut().insert("retry-after", HeaderValue::from(wait_ms.div_ceil(1_000)));
+        }
+        Box::new(response)
+    })?;
+    app.key_limiter.check(&key.id, Instant::now()).map_err(|wait| Box::new(rate_limited(app, wait)))?;
+    let caller = Caller(Some(crate::auth::Claims::for_key(&key)));
+    check_user(app, &caller).map_err(|wait| Box::new(rate_limited(app, wait)))?;
+    Ok(caller)
+}
+
+fn path_and_query(request: &Request<Incoming>) -> String {
+    request.uri().path_and_query().map_or_else(|| request.uri().path().to_string(), |p| p.as_str().to_string())
+}
+
+/// Whether a socket's caller may start one more subscription now: the
+/// limits a request of theirs would meet, by key, by user or by address.
+fn subscription_allowed(app: &App, caller: &Caller, remote: IpAddr) -> Result<(), std::time::Duration> {
+    match caller.0.as_ref() {
+        Some(claims) => {
+            if let Some(grant) = &claims.key {
+                app.key_limiter.check(&grant.id, Instant::now())?;
+            }
+            check_user(app, caller)
+        }
+        None => app.ip_limiter.check(&remote, Instant::now()),
+    }
+}
+
 fn check_user(app: &App, caller: &Caller) -> Result<(), std::time::Duration> {
     match &caller.0 {
         Some(claims) => app.user_limiter.check(&claims.sub, Instant::now()),
@@ -241,11 +326,17 @@ async fn post_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> 
     if !is_json {
         return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST", "POST /graphql takes Content-Type: application/json");
     }
-    let (caller, modern) = (caller(app, &request), wants_graphql_response(&request));
+    let modern = wants_graphql_response(&request);
+    let signed = match signed_headers(&request).transpose() {
+        Ok(signed) => signed,
+        Err(reply) => return *reply,
+    };
+    // A signed request's caller is known once its body (signed too) is in.
+    let caller = if signed.is_none() { caller(app, &request) } else { Caller(None) };
     if let Err(wait) = check_user(app, &caller) {
         return rate_limited(app, wait);
     }
-    let user_agent = user_agent(&request);
+    let (user_agent, path) = (user_agent(&request), path_and_query(&request));
     // A body trickled in a byte at a time would hold its connection open for
     // as long as the client likes: it has body_read_timeout to arrive whole.
     let body = match tokio::time::timeout(app.body_read_timeout, Limited::new(request.into_body(), app.body_bytes_max).collect()).await {
@@ -262,6 +353,13 @@ async fn post_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> 
             return response;
         }
     };
+    let caller = match &signed {
+        Some(signed) => match key_caller(app, remote, signed, "POST", &path, &body) {
+            Ok(caller) => caller,
+            Err(reply) => return *reply,
+        },
+        None => caller,
+    };
     let graphql: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(graphql) => graphql,
         Err(error) => return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("the body is not a GraphQL request: {error}")),
@@ -270,10 +368,21 @@ async fn post_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> 
 }
 
 async fn get_graphql(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
-    let (caller, modern) = (caller(app, &request), wants_graphql_response(&request));
-    if let Err(wait) = check_user(app, &caller) {
-        return rate_limited(app, wait);
-    }
+    let modern = wants_graphql_response(&request);
+    let caller = match signed_headers(&request) {
+        Some(Ok(signed)) => match key_caller(app, remote, &signed, "GET", &path_and_query(&request), b"") {
+            Ok(caller) => caller,
+            Err(reply) => return *reply,
+        },
+        Some(Err(reply)) => return *reply,
+        None => {
+            let caller = caller(app, &request);
+            if let Err(wait) = check_user(app, &caller) {
+                return rate_limited(app, wait);
+            }
+            caller
+        }
+    };
     let graphql = match async_graphql::http::parse_query_string(request.uri().query().unwrap_or("")) {
         Ok(graphql) => graphql,
         Err(error) => return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &error.to_string()),
@@ -366,7 +475,16 @@ fn websocket(app: Arc<App>, remote: IpAddr, permit: ConnectionPermit, mut reques
     let permit = permit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     let key = request.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec()).unwrap_or_default();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
-    let from_headers = caller(&app, &request);
+    // A bot signs the upgrade request (GET, its path, no body) with a key that can read.
+    let from_headers = match signed_headers(&request) {
+        Some(Ok(signed)) => match key_caller(&app, remote, &signed, "GET", &path_and_query(&request), b"") {
+            Ok(caller) if caller.0.as_ref().and_then(|c| c.key.as_ref()).is_some_and(|grant| grant.scopes.read) => caller,
+            Ok(_) => return request_error(StatusCode::FORBIDDEN, "FORBIDDEN", "subscriptions need an API key with the READ scope"),
+            Err(reply) => return *reply,
+        },
+        Some(Err(reply)) => return *reply,
+        None => caller(&app, &request),
+    };
     let user_agent = user_agent(&request);
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
@@ -423,7 +541,12 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, origin: 
     let mut expires = expiry(&caller);
     // A session that ended between the token's check and here reads as ended.
     let watching = |caller: &Caller| {
-        let id = caller.0.as_ref()?.session()?;
+        let claims = caller.0.as_ref()?;
+        // A key's sockets close when it is revoked.
+        if let Some(grant) = &claims.key {
+            return Some(app.api_keys.watch(grant.id));
+        }
+        let id = claims.session()?;
         app.auth.sessions().watch(id).or_else(|| Some(tokio::sync::watch::channel(true).1))
     };
     let mut ended = watching(&caller);
@@ -479,7 +602,7 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, origin: 
             }
             _ = tokio::time::sleep_until(idle_deadline.unwrap_or(started)), if idle_deadline.is_some() => break Some(Close::new(close_code::NORMAL, "idle: no subscription and no message")),
             _ = tokio::time::sleep_until(expires.unwrap_or(started)), if expires.is_some() => break Some(Close::new(close_code::FORBIDDEN, "Forbidden: the token expired; connect again with a new one")),
-            () = session_ends(&mut ended) => break Some(Close::new(close_code::FORBIDDEN, "Forbidden: the session ended (logged out or revoked); log in again")),
+            () = session_ends(&mut ended) => break Some(Close::new(close_code::FORBIDDEN, "Forbidden: the session ended (logged out or revoked) or the API key was revoked; log in again")),
         };
         heard = tokio::time::Instant::now();
         if session.running() == 0 {
@@ -501,26 +624,38 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, origin: 
                 serde_json::json!({ "type": "connection_ack" })
             }
             Step::Start { id, payload } => {
-                let query = payload.query.clone();
-                let mut request = async_graphql::Request::new(payload.query).data(caller.clone()).data(RequestOrigin::new(origin.ip, &origin.user_agent));
-                if let Some(name) = payload.operation_name {
-                    request = request.operation_name(name);
+                // Each subscription started is a request: a socket is no way
+                // around its key's, its user's or its address's rate limit.
+                if let Err(wait) = subscription_allowed(app, &caller, origin.ip) {
+                    app.metrics.rate_limited.inc();
+                    let seconds = retry_after_seconds(wait);
+                    let error = serde_json::json!({
+                        "message": format!("too many requests; subscribe again in {seconds} s"),
+                        "extensions": { "code": "RATE_LIMITED", "retryAfterSeconds": seconds },
+                    });
+                    serde_json::json!({ "id": id, "type": "error", "payload": [error] })
+                } else {
+                    let query = payload.query.clone();
+                    let mut request = async_graphql::Request::new(payload.query).data(caller.clone()).data(RequestOrigin::new(origin.ip, &origin.user_agent));
+                    if let Some(name) = payload.operation_name {
+                        request = request.operation_name(name);
+                    }
+                    if let Some(variables) = payload.variables {
+                        request = request.variables(async_graphql::Variables::from_json(variables));
+                    }
+                    let (handle, registration) = AbortHandle::new_pair();
+                    serials += 1;
+                    let (tag, serial) = (id.clone(), serials);
+                    let responses = Abortable::new(app.schema.execute_stream(request), registration).map(move |mut response| {
+                        with_codes(&mut response.errors, &query);
+                        (tag.clone(), serial, Some(response))
+                    });
+                    let end = futures_util::stream::once(std::future::ready((id.clone(), serial, None)));
+                    streams.push(responses.chain(end).boxed());
+                    session.started(id, (serial, handle));
+                    idle_since = None;
+                    continue;
                 }
-                if let Some(variables) = payload.variables {
-                    request = request.variables(async_graphql::Variables::from_json(variables));
-                }
-                let (handle, registration) = AbortHandle::new_pair();
-                serials += 1;
-                let (tag, serial) = (id.clone(), serials);
-                let responses = Abortable::new(app.schema.execute_stream(request), registration).map(move |mut response| {
-                    with_codes(&mut response.errors, &query);
-                    (tag.clone(), serial, Some(response))
-                });
-                let end = futures_util::stream::once(std::future::ready((id.clone(), serial, None)));
-                streams.push(responses.chain(end).boxed());
-                session.started(id, (serial, handle));
-                idle_since = None;
-                continue;
             }
             Step::Stop { running: (_, handle), .. } => {
                 // The client's complete: its stream ends without a complete sent back.
@@ -568,6 +703,7 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, app: Arc<App>) {
                     Ok::<_, Infallible>(match (request.method(), request.uri().path()) {
                         (&Method::GET, "/metrics") => {
                             app.metrics.sessions.set(app.auth.sessions().live() as i64);
+                            app.metrics.signatures_remembered.set(app.api_keys.remembered() as i64);
                             reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render())
                         }
                         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),

@@ -3,8 +3,11 @@
 //! ledger, reached over the wire protocol ([`ledger_client`]); [`api`] is
 //! the schema and [`http`] serves it.
 
+pub mod address_book;
+pub mod addresses;
 pub mod admin;
 pub mod api;
+pub mod api_keys;
 pub mod auth;
 pub mod config;
 pub mod convert;
@@ -12,6 +15,7 @@ pub mod feed;
 pub mod forwarded;
 pub mod http;
 pub mod ledger_client;
+pub mod limits;
 pub mod logins;
 pub mod matching_client;
 pub mod origin;

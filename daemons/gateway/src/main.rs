@@ -84,20 +84,30 @@ fn run() -> anyhow::Result<()> {
     let store = gateway::users::open_store(&config.storage.data_dir).context("opening the account store (is another gateway running on it?)")?;
     let users = Arc::new(Users::new(store.clone()).context("reading the accounts")?);
     let sessions = Arc::new(Sessions::open(store.clone(), config.auth.sessions_per_user_max, api::now_ms()).context("reading the sessions")?);
-    let sealer = gateway::two_factor::Sealer::load_or_create(&config.auth.keys_dir).context("loading the key for secrets at rest")?;
-    let two_factor = Arc::new(gateway::two_factor::TwoFactor::new(store, sealer));
+    let sealer = Arc::new(gateway::two_factor::Sealer::load_or_create(&config.auth.keys_dir).context("loading the key for secrets at rest")?);
+    let two_factor = Arc::new(gateway::two_factor::TwoFactor::new(store.clone(), sealer.clone()));
+    let k = &config.api_keys;
+    let w = &config.withdrawals;
+    let address_book = Arc::new(gateway::address_book::AddressBook::new(store.clone(), w.address_cooldown_seconds * 1_000, w.address_book_max, w.networks()));
+    let reviews = gateway::limits::Reviews::new(store.clone());
+    let api_keys = Arc::new(gateway::api_keys::ApiKeys::new(store, sealer, k.receive_window_ms, k.per_user_max, k.replays_max, api::now_ms()));
     let auth = Arc::new(Auth::new(&config.auth, sessions).context("loading the JWT signing keys")?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build()?;
-    runtime.block_on(serve(config, link_tls, users, auth, two_factor))
+    runtime.block_on(serve(config, link_tls, Opened { users, auth, two_factor, api_keys, address_book, reviews }))
 }
 
-async fn serve(
-    config: GatewayConfig,
-    link_tls: Option<link::LinkTls>,
+/// What `main` opened before the runtime started: the store's parts and the keys.
+struct Opened {
     users: Arc<Users>,
     auth: Arc<Auth>,
     two_factor: Arc<gateway::two_factor::TwoFactor>,
-) -> anyhow::Result<()> {
+    api_keys: Arc<gateway::api_keys::ApiKeys>,
+    address_book: Arc<gateway::address_book::AddressBook>,
+    reviews: gateway::limits::Reviews,
+}
+
+async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: Opened) -> anyhow::Result<()> {
+    let Opened { users, auth, two_factor, api_keys, address_book, reviews } = opened;
     let ledger = LedgerClient::start(config.ledger.clone(), link_tls.clone());
     let matching = MatchingClient::start(config.matching.clone(), link_tls);
     let services = Services {
@@ -121,7 +131,13 @@ async fn serve(
             argon2_concurrent_max: config.auth.argon2_concurrent_max,
         }),
         password_score_min: config.auth.password_score_min,
+        operators_two_factor_required: config.auth.operators_two_factor_required,
         two_factor: two_factor.clone(),
+        api_keys: api_keys.clone(),
+        address_book,
+        limits: api::WithdrawalLimitsConfig { reference_asset: config.withdrawals.reference_asset.clone(), tiers: config.withdrawals.tiers.clone() },
+        reviews,
+        withdrawing: Default::default(),
     };
     let schema = api::schema(services, &config.limits);
     let admin = Arc::new(Admin {
@@ -131,6 +147,7 @@ async fn serve(
         ledger: ledger.clone(),
         password_score_min: config.auth.password_score_min,
         two_factor,
+        operators_two_factor_required: config.auth.operators_two_factor_required,
     });
     admin::serve(&config.admin.socket, admin).await.with_context(|| format!("binding the admin socket {}", config.admin.socket.display()))?;
     let limits = &config.limits;
@@ -145,6 +162,8 @@ async fn serve(
         trusted_proxies: config.listen.trusted_proxies.iter().filter_map(|p| gateway::forwarded::parse_proxy(p)).collect(),
         ip_limiter: RateLimiter::new(limits.ip_requests_per_second, limits.ip_burst, limits.rate_keys_max),
         user_limiter: RateLimiter::new(limits.user_requests_per_second, limits.user_burst, limits.rate_keys_max),
+        key_limiter: RateLimiter::new(config.api_keys.requests_per_second, config.api_keys.burst, limits.rate_keys_max),
+        api_keys,
         websocket: http::WebSocketTimes { ping: Duration::from_secs(limits.websocket_ping_seconds), idle: Duration::from_secs(limits.websocket_idle_seconds) },
     });
     // One for each open connection, WebSockets included.

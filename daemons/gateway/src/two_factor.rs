@@ -65,13 +65,13 @@ impl Sealer {
         std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
         let path = dir.join(SEALING_KEY_FILE);
         let key = match std::fs::read_to_string(&path) {
-            Ok(text) => decode_hex::<32>(text.trim()).ok_or_else(|| error(format!("{SEALING_KEY_FILE} must hold 64 hex digits (a 32-byte key)")))?,
+            Ok(text) => decode_key(text.trim()).ok_or_else(|| error(format!("{SEALING_KEY_FILE} must hold 64 hex digits (a 32-byte key)")))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 OsRng.fill_bytes(&mut key);
                 let mut file =
                     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(|e| error(format!("{}: {e}", path.display())))?;
-                file.write_all(format!("{}\n", hex(&key)).as_bytes()).and_then(|()| file.sync_all()).map_err(|e| error(e.to_string()))?;
+                file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).and_then(|()| file.sync_all()).map_err(|e| error(e.to_string()))?;
                 tracing::info!(path = %path.display(), "generated the key for secrets at rest");
                 key
             }
@@ -182,7 +182,7 @@ fn new_recovery_code() -> String {
 /// The two-factor records in the gateway's store.
 pub struct TwoFactor {
     store: Arc<Store>,
-    sealer: Sealer,
+    sealer: Arc<Sealer>,
     /// Serializes each check and its write of `last_step`: one code, one use.
     using: Mutex<()>,
 }
@@ -192,7 +192,7 @@ fn purpose(user: UserId) -> Vec<u8> {
 }
 
 impl TwoFactor {
-    pub fn new(store: Arc<Store>, sealer: Sealer) -> TwoFactor {
+    pub fn new(store: Arc<Store>, sealer: Arc<Sealer>) -> TwoFactor {
         TwoFactor { store, sealer, using: Mutex::new(()) }
     }
 
@@ -303,19 +303,10 @@ impl TwoFactor {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+fn decode_key(text: &str) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text, &mut key).ok()?;
+    Some(key)
 }
 
 #[cfg(test)]
@@ -353,7 +344,7 @@ mod tests {
     fn secrets_are_stored_sealed_and_recovery_codes_work_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db"), &[TWO_FACTOR]).unwrap());
-        let two_factor = TwoFactor::new(store.clone(), Sealer::load_or_create(&dir.path().join("keys")).unwrap());
+        let two_factor = TwoFactor::new(store.clone(), Arc::new(Sealer::load_or_create(&dir.path().join("keys")).unwrap()));
         let started = two_factor.start(9, "alice@bank.example", 0).unwrap().unwrap();
         assert!(
             started.uri.starts_with("otpauth://totp/Marionette:alice%40bank.example?secret=") && started.uri.contains("issuer=Marionette"),
@@ -377,7 +368,7 @@ mod tests {
         assert_eq!(two_factor.recovery_codes_left(9).unwrap(), RECOVERY_CODES - 1);
         assert_eq!(two_factor.verify(10, &codes[4], now).unwrap(), Err(CodeRefusal::Wrong), "another user's");
         // Another key cannot open it: the secret is worth nothing without the key directory.
-        let other = TwoFactor::new(store, Sealer::load_or_create(&dir.path().join("other-keys")).unwrap());
+        let other = TwoFactor::new(store, Arc::new(Sealer::load_or_create(&dir.path().join("other-keys")).unwrap()));
         assert!(matches!(other.verify(9, &code_at(&secret, step + 1), now + 30), Err(TwoFactorError::Unsealable)));
     }
 

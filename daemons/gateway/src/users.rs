@@ -54,8 +54,20 @@ const USERS_BY_EMAIL: Table = Table::new("users_by_email");
 const USERS_BY_SKELETON: Table = Table::new("users_by_skeleton");
 const META: Table = Table::new("meta");
 /// Every table of the gateway's store, its accounts' and its sessions'.
-const TABLES: [Table; 7] =
-    [USERS, USERS_BY_EMAIL, USERS_BY_SKELETON, META, crate::sessions::SESSIONS, crate::sessions::SESSIONS_SEEN, crate::two_factor::TWO_FACTOR];
+const TABLES: [Table; 12] = [
+    USERS,
+    USERS_BY_EMAIL,
+    USERS_BY_SKELETON,
+    META,
+    crate::sessions::SESSIONS,
+    crate::sessions::SESSIONS_SEEN,
+    crate::two_factor::TWO_FACTOR,
+    crate::api_keys::API_KEYS,
+    crate::api_keys::API_KEYS_BY_USER,
+    crate::address_book::ADDRESS_BOOK,
+    crate::address_book::WITHDRAWAL_SETTINGS,
+    crate::limits::WITHDRAWAL_REVIEWS,
+];
 
 /// Opens (or creates) the gateway's store.
 pub fn open_store(dir: &Path) -> Result<Arc<Store>, StorageError> {

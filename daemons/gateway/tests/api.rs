@@ -277,6 +277,32 @@ fn rate_limits_answer_429_per_ip_and_per_user() {
 }
 
 #[test]
+fn subscriptions_started_on_one_socket_count_against_the_callers_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start_with(dir.path(), &Options { gateway_limits: "user_requests_per_second = 1\nuser_burst = 3".into(), ..Options::default() });
+    let token = system.login(OPERATOR, OPERATOR_PASSWORD);
+    let mut ws = system.subscriptions(&token);
+    let rate_limited = |message: &Value| message["type"] == "error" && message["payload"][0]["extensions"]["code"] == "RATE_LIMITED";
+    // The user's burst of 3 (one a second after), on one socket as on HTTP.
+    let answers: Vec<Value> = (0..6)
+        .map(|i| {
+            let id = format!("s{i}");
+            ws.subscribe(&id, "subscription { trades(market: \"NO-SUCH\") { price } }");
+            ws.next_for(&id)
+        })
+        .collect();
+    assert!(answers[..3].iter().all(|answer| !rate_limited(answer)), "{answers:?}");
+    assert!(answers[3..].iter().any(rate_limited), "{answers:?}");
+    let refused = answers.iter().find(|answer| rate_limited(answer)).unwrap();
+    assert!(refused["payload"][0]["extensions"]["retryAfterSeconds"].as_u64().is_some_and(|s| s >= 1), "{refused}");
+    // The socket stays open, and takes what the limit lets through a second later.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    ws.subscribe("later", "subscription { trades(market: \"NO-SUCH\") { price } }");
+    let later = ws.next_for("later");
+    assert!(!rate_limited(&later), "{later}");
+}
+
+#[test]
 fn subscriptions_deliver_the_snapshot_then_the_changes() {
     let dir = tempfile::tempdir().unwrap();
     // The ledger over TCP, as for a gateway on another host.
@@ -620,6 +646,51 @@ fn two_factor_codes_are_needed_once_on_each_is_used_once_and_no_secret_is_stored
     assert_eq!(code(&system.as_user(&token, disable, json!({ "c": recovery[0] }))), "UNAUTHENTICATED", "a spent recovery code");
     assert_eq!(data(&system.as_user(&token, disable, json!({ "c": recovery[1] })), "disableTwoFactor"), true);
     assert!(logging_in(None)["data"]["login"]["token"].is_string(), "off again: the password alone");
+    system.stop();
+}
+
+#[test]
+fn an_api_keys_hmac_secret_is_shown_once_and_never_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start(dir.path());
+    let (email, password) = ("heidi@bank.example", "slate heron 31 cobalt");
+    data(&system.register(email, password), "register");
+    let token = system.login(email, password);
+    let create = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key { id kind scopes ipAllowlist expiresAt } secret } }";
+    let input = json!({ "name": "maker", "scopes": ["READ", "TRADE"], "ipAllowlist": ["10.1.2.3", "10.9.0.0/16"], "expiresAt": "2099-01-01T00:00:00+01:00" });
+    let created = system.as_user(&token, create, json!({ "i": input }));
+    let created = data(&created, "createApiKey").clone();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 64, "256 bits in hex: {created}");
+    assert_eq!(created["key"]["ipAllowlist"], json!(["10.1.2.3", "10.9.0.0/16"]));
+    assert_eq!(created["key"]["expiresAt"], "2098-12-31T23:00:00.000Z", "the offset is taken into account");
+    let listed = system.as_user(&token, "{ apiKeys { id name kind scopes } }", json!({}));
+    assert_eq!(data(&listed, "apiKeys"), &json!([{ "id": created["key"]["id"], "name": "maker", "kind": "HMAC", "scopes": ["READ", "TRADE"] }]));
+    assert!(!listed.to_string().contains(&secret), "a listing never shows the secret");
+    for (input, expected) in [
+        (json!({ "name": "x", "scopes": ["READ"], "expiresAt": "yesterday" }), "BAD_USER_INPUT"),
+        (json!({ "name": "x", "scopes": ["READ"], "expiresAt": "2001-01-01T00:00:00Z" }), "BAD_USER_INPUT"),
+        (json!({ "name": "x", "scopes": ["READ"], "publicKey": "AAAA" }), "BAD_USER_INPUT"),
+        (json!({ "name": "x", "scopes": [] }), "BAD_USER_INPUT"),
+    ] {
+        assert_eq!(code(&system.as_user(&token, create, json!({ "i": input }))), expected, "{input}");
+    }
+    // The store's files hold the secret only sealed.
+    let mut files = 0;
+    for entry in walk(&dir.path().join("gateway/db")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        files += 1;
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds an HMAC secret in clear", entry.display());
+    }
+    assert!(files >= 3, "read the store's files ({files})");
+    // Revoked: gone from the list; a second revocation finds nothing.
+    let revoke = "mutation($id: ID!) { revokeApiKey(id: $id) }";
+    assert_eq!(data(&system.as_user(&token, revoke, json!({ "id": created["key"]["id"] })), "revokeApiKey"), true);
+    assert_eq!(code(&system.as_user(&token, revoke, json!({ "id": created["key"]["id"] }))), "NOT_FOUND");
+    assert_eq!(data(&system.as_user(&token, "{ apiKeys { id } }", json!({})), "apiKeys"), &json!([]));
+    // Operators act through their login, never a key.
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    assert_eq!(code(&system.as_user(&operator, create, json!({ "i": { "name": "x", "scopes": ["READ"] } }))), "FORBIDDEN");
     system.stop();
 }
 

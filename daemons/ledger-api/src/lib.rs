@@ -24,8 +24,10 @@ pub mod wallet;
 
 /// The version of every format in this crate. 1 was the unversioned
 /// encoding of the ledger core's own types (release 0.1.0's first builds);
-/// 3 added operators, proposals and the audit log; 4 frozen accounts.
-pub const FORMAT_VERSION: u16 = 4;
+/// 3 added operators, proposals and the audit log; 4 frozen accounts; 5
+/// users' verification tiers (and their threshold); 6 the audit record of
+/// an operator's two-factor authentication turned on or off.
+pub const FORMAT_VERSION: u16 = 6;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -158,6 +160,7 @@ macro_rules! products {
             /// The account is frozen; the cancels of its open orders went to matching.
             AccountFrozen { user: UserId, orders_cancelled: u32 },
             AccountUnfrozen(UserId),
+            TierSet { user: UserId, tier: u8 },
             $($variant($module::Outcome),)*
         }
 
@@ -179,6 +182,7 @@ macro_rules! products {
                     ActionOutcome::OperatorAdded(user) => Outcome::Operators(operators::Outcome::OperatorAdded(user)),
                     ActionOutcome::AccountFrozen { user, orders_cancelled } => Outcome::Operators(operators::Outcome::AccountFrozen { user, orders_cancelled }),
                     ActionOutcome::AccountUnfrozen(user) => Outcome::Operators(operators::Outcome::AccountUnfrozen(user)),
+                    ActionOutcome::TierSet { user, tier } => Outcome::Operators(operators::Outcome::TierSet { user, tier }),
                     $(ActionOutcome::$variant(outcome) => Outcome::$variant(outcome),)*
                 }
             }

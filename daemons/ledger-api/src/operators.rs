@@ -31,6 +31,8 @@ pub enum ActionKind {
     Operator,
     /// Freezing or unfreezing a user's account.
     AccountFreeze,
+    /// A user's verification tier, which sets their withdrawal limits.
+    Tier,
 }
 
 impl ActionKind {
@@ -45,6 +47,7 @@ impl ActionKind {
             ActionKind::Market => "market",
             ActionKind::Operator => "operator",
             ActionKind::AccountFreeze => "account_freeze",
+            ActionKind::Tier => "tier",
         }
     }
 
@@ -71,11 +74,22 @@ pub struct Thresholds {
     /// all of them: the first operator of a fresh install adds the second.
     pub operator: u8,
     pub account_freeze: u8,
+    pub tier: u8,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { deposit: 2, withdrawal_approval: 2, withdrawal_rejection: 1, house_inventory: 2, asset: 2, market: 2, operator: 2, account_freeze: 2 }
+        Thresholds {
+            deposit: 2,
+            withdrawal_approval: 2,
+            withdrawal_rejection: 1,
+            house_inventory: 2,
+            asset: 2,
+            market: 2,
+            operator: 2,
+            account_freeze: 2,
+            tier: 2,
+        }
     }
 }
 
@@ -93,6 +107,7 @@ impl Thresholds {
             ActionKind::Market => self.market,
             ActionKind::Operator => self.operator,
             ActionKind::AccountFreeze => self.account_freeze,
+            ActionKind::Tier => self.tier,
         }
     }
 
@@ -109,11 +124,24 @@ impl Thresholds {
 
     /// One threshold for every kind (for test systems that are not about four-eyes).
     pub fn all(n: u8) -> Thresholds {
-        Thresholds { deposit: n, withdrawal_approval: n, withdrawal_rejection: n, house_inventory: n, asset: n, market: n, operator: n, account_freeze: n }
+        Thresholds {
+            deposit: n,
+            withdrawal_approval: n,
+            withdrawal_rejection: n,
+            house_inventory: n,
+            asset: n,
+            market: n,
+            operator: n,
+            account_freeze: n,
+            tier: n,
+        }
     }
 }
 
-pub const ALL_KINDS: [ActionKind; 8] = [
+/// The highest verification tier; 0 is a new user's.
+pub const TIER_MAX: u8 = 9;
+
+pub const ALL_KINDS: [ActionKind; 9] = [
     ActionKind::Deposit,
     ActionKind::WithdrawalApproval,
     ActionKind::WithdrawalRejection,
@@ -122,6 +150,7 @@ pub const ALL_KINDS: [ActionKind; 8] = [
     ActionKind::Market,
     ActionKind::Operator,
     ActionKind::AccountFreeze,
+    ActionKind::Tier,
 ];
 
 /// What a proposal would do.
@@ -143,6 +172,11 @@ pub enum Action {
     Unfreeze {
         user: UserId,
     },
+    /// Sets a user's verification tier (0, the default, is the lowest).
+    SetTier {
+        user: UserId,
+        tier: u8,
+    },
 }
 
 impl Action {
@@ -152,6 +186,7 @@ impl Action {
             Action::Ledger(command) => command.kind(),
             Action::AddOperator { .. } => Some(ActionKind::Operator),
             Action::Freeze { .. } | Action::Unfreeze { .. } => Some(ActionKind::AccountFreeze),
+            Action::SetTier { .. } => Some(ActionKind::Tier),
         }
     }
 }
@@ -235,6 +270,10 @@ pub enum Outcome {
         orders_cancelled: u32,
     },
     AccountUnfrozen(UserId),
+    TierSet {
+        user: UserId,
+        tier: u8,
+    },
 }
 
 /// A security event outside the ledger's own commands.
@@ -255,6 +294,12 @@ pub enum SecurityEvent {
         what: String,
         fingerprint: String,
     },
+    /// An operator turned two-factor authentication on or off: what the
+    /// others look for when an operator's password may have leaked.
+    TwoFactor {
+        user: UserId,
+        enabled: bool,
+    },
 }
 
 impl SecurityEvent {
@@ -263,6 +308,7 @@ impl SecurityEvent {
             SecurityEvent::Login { address, .. } => vec![address],
             SecurityEvent::LoginFailed { email, address, reason } => vec![email, address, reason],
             SecurityEvent::Loaded { daemon, what, fingerprint } => vec![daemon, what, fingerprint],
+            SecurityEvent::TwoFactor { .. } => vec![],
         }
     }
 }
@@ -426,6 +472,10 @@ pub enum Query {
         limit: u32,
     },
     AuditHead,
+    /// A user's verification tier (0 when never set).
+    Tier {
+        user: UserId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,4 +485,5 @@ pub enum Answer {
     Operators { operators: Vec<UserId>, thresholds: Thresholds, frozen: Vec<UserId> },
     Audit(Vec<AuditRecord>),
     AuditHead(AuditHead),
+    Tier(u8),
 }

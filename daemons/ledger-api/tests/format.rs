@@ -225,9 +225,11 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Command::Operators(operators::Command::Propose { operator: 1, action: operators::Action::AddOperator { user: 2 } }),
                 Command::Operators(operators::Command::Propose { operator: 1, action: operators::Action::Freeze { user: 12, cancel_orders: true } }),
                 Command::Operators(operators::Command::Propose { operator: 1, action: operators::Action::Unfreeze { user: 12 } }),
+                Command::Operators(operators::Command::Propose { operator: 1, action: operators::Action::SetTier { user: 12, tier: 2 } }),
                 Command::Operators(operators::Command::Approve { operator: 2, proposal: 4 }),
                 Command::Operators(operators::Command::Reject { operator: 2, proposal: 4, reason: "no".into() }),
                 Command::Operators(operators::Command::Record(login_failed.clone())),
+                Command::Operators(operators::Command::Record(operators::SecurityEvent::TwoFactor { user: 12, enabled: true })),
                 Command::Operators(operators::Command::Configure(operators::Thresholds::default())),
             ]
             .encode(),
@@ -243,6 +245,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Outcome::Operators(operators::Outcome::Configured),
                 Outcome::Operators(operators::Outcome::AccountFrozen { user: 12, orders_cancelled: 3 }),
                 Outcome::Operators(operators::Outcome::AccountUnfrozen(12)),
+                Outcome::Operators(operators::Outcome::TierSet { user: 12, tier: 2 }),
             ]
             .encode(),
         ),
@@ -255,6 +258,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Query::Operators(operators::Query::Operators),
                 Query::Operators(operators::Query::Audit { from: 1, limit: 10 }),
                 Query::Operators(operators::Query::AuditHead),
+                Query::Operators(operators::Query::Tier { user: 12 }),
             ]
             .encode(),
         ),
@@ -266,6 +270,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Answer::Operators(operators::Answer::Operators { operators: vec![1, 2], thresholds: operators::Thresholds::all(2), frozen: vec![12] }),
                 Answer::Operators(operators::Answer::Audit(vec![audit.clone()])),
                 Answer::Operators(operators::Answer::AuditHead(operators::AuditHead { last_sequence: 1, last_hash: audit.hash })),
+                Answer::Operators(operators::Answer::Tier(2)),
             ]
             .encode(),
         ),
@@ -295,11 +300,11 @@ const GOLDEN: &[(&str, &str)] = &[
     ("answers", "0c0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d06030ae807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a0c21ef403e807d00fe8070907000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
-    ("operators' commands", "090100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c0102020401030204026e6f01040103614062093139322e302e322e310870617373776f726401050202010202020202"),
-    ("operators' outcomes", "08010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f0002010302010409010501060c0301070c"),
+    ("operators' commands", "0b0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202"),
+    ("operators' outcomes", "09010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f0002010302010409010501060c0301070c01080c02"),
     ("forbidden", "09026e6f"),
-    ("operators' queries", "05040004040101000a04020403010a0404"),
-    ("operators' answers", "0504000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f04020201020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
+    ("operators' queries", "06040004040101000a04020403010a040404050c"),
+    ("operators' answers", "0604000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f0402020102020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040502"),
     ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
     ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
@@ -308,8 +313,8 @@ const GOLDEN: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn the_format_is_version_4_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 4, "the golden bytes below are version 4's: a new version writes its own");
+fn the_format_is_version_6_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 6, "the golden bytes below are version 6's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -423,7 +423,8 @@ impl Ledger {
     fn beneficiary(&self, action: &Action) -> Result<Option<UserId>, LedgerError> {
         match action {
             // An operator decides neither on their own account's freeze nor on its end.
-            Action::AddOperator { user } | Action::Freeze { user, .. } | Action::Unfreeze { user } => Ok(Some(*user)),
+            // Nor on their own tier (which sets their withdrawal limits).
+            Action::AddOperator { user } | Action::Freeze { user, .. } | Action::Unfreeze { user } | Action::SetTier { user, .. } => Ok(Some(*user)),
             Action::Ledger(command) => self.products.beneficiary(&Command::from(command.clone())),
         }
     }
@@ -539,6 +540,15 @@ impl Ledger {
                 operators.freeze(user, false);
                 executed(proposal, ActionOutcome::AccountUnfrozen(user), None)
             }
+            &Action::SetTier { user, tier } => {
+                if let Err(error) = self.can_execute(&proposal.action) {
+                    return Applied::refused(error);
+                }
+                let operators = &mut self.products.operators;
+                let proposal = operators.executed(proposal, at_ms);
+                operators.set_tier(user, tier);
+                executed(proposal, ActionOutcome::TierSet { user, tier }, None)
+            }
         }
     }
 
@@ -550,6 +560,10 @@ impl Ledger {
             Action::AddOperator { user } if operators.is_operator(user) => Err(LedgerError::BadInput(format!("user {user} is an operator already"))),
             Action::Freeze { user, .. } if operators.is_frozen(user) => Err(LedgerError::BadInput(format!("account {user} is frozen already"))),
             Action::Unfreeze { user } if !operators.is_frozen(user) => Err(LedgerError::BadInput(format!("account {user} is not frozen"))),
+            Action::SetTier { user, tier } if operators.tier(user) == tier => Err(LedgerError::BadInput(format!("user {user} is at tier {tier} already"))),
+            Action::SetTier { tier, .. } if tier > ledger_api::operators::TIER_MAX => {
+                Err(LedgerError::BadInput(format!("a tier is 0 to {}", ledger_api::operators::TIER_MAX)))
+            }
             _ => Ok(()),
         }
     }

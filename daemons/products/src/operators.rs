@@ -22,6 +22,7 @@ pub mod tables {
     pub const PROPOSALS: &str = "operators.proposals";
     pub const PENDING_PROPOSALS: &str = "operators.pending_proposals";
     pub const AUDIT: &str = "operators.audit";
+    pub const TIERS: &str = "operators.tiers";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,8 @@ pub struct OperatorsState {
     pub head: AuditHead,
     /// Accounts the operators froze.
     pub frozen: BTreeSet<UserId>,
+    /// Users' verification tiers; a user not here is at tier 0.
+    pub tiers: BTreeMap<UserId, u8>,
 }
 
 impl Default for OperatorsState {
@@ -45,6 +48,7 @@ impl Default for OperatorsState {
             next_proposal: 1,
             head: AuditHead::default(),
             frozen: BTreeSet::new(),
+            tiers: BTreeMap::new(),
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct OperatorsChanges {
     pub audit: Vec<AuditRecord>,
     /// Whether the operators, the thresholds or the counters changed.
     pub touched: bool,
+    /// Users whose tier changed, with the new one (0: the row goes).
+    pub tiers: Vec<(UserId, u8)>,
 }
 
 impl ChangeSet for OperatorsChanges {
@@ -64,6 +70,7 @@ impl ChangeSet for OperatorsChanges {
         self.proposals.clear();
         self.audit.clear();
         self.touched = false;
+        self.tiers.clear();
     }
 }
 
@@ -128,6 +135,21 @@ impl Operators {
             self.state.frozen.remove(&user);
         }
         self.changes.touched = true;
+    }
+
+    /// `user`'s verification tier (0 when never set).
+    pub fn tier(&self, user: UserId) -> u8 {
+        self.state.tiers.get(&user).copied().unwrap_or(0)
+    }
+
+    /// Applies an approved change of tier (0 is kept as no entry).
+    pub(crate) fn set_tier(&mut self, user: UserId, tier: u8) {
+        if tier == 0 {
+            self.state.tiers.remove(&user);
+        } else {
+            self.state.tiers.insert(user, tier);
+        }
+        self.changes.tiers.push((user, tier));
     }
 
     pub fn thresholds(&self) -> Thresholds {

@@ -313,6 +313,31 @@ fn an_operator_decides_neither_on_freezing_their_own_account_nor_on_unfreezing_i
     assert!(!ledger.operators().is_frozen(ALICE));
 }
 
+#[test]
+fn a_users_tier_takes_two_operators_and_none_sets_their_own() {
+    let mut ledger = ledger(Thresholds::default());
+    assert_eq!(ledger.operators().tier(TRADER), 0, "a new user is at tier 0");
+    let id = pending(ledger.apply(&op(Op::Propose { operator: ALICE, action: Action::SetTier { user: TRADER, tier: 2 } }), 10).outcome);
+    assert_eq!(ledger.operators().tier(TRADER), 0, "one operator's word does not change it");
+    match ledger.apply(&approve(BOB, id), 11).outcome.unwrap() {
+        Outcome::Operators(OpOutcome::Executed { proposal, outcome: ActionOutcome::TierSet { user: TRADER, tier: 2 } }) => {
+            assert_eq!((proposal.kind, proposal.approvals), (ActionKind::Tier, vec![ALICE, BOB]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ledger.operators().tier(TRADER), 2);
+    // The same tier again, a tier past the highest, and an operator's own tier are refused.
+    assert!(ledger.apply(&op(Op::Propose { operator: ALICE, action: Action::SetTier { user: TRADER, tier: 2 } }), 12).outcome.is_err());
+    assert!(ledger.apply(&op(Op::Propose { operator: ALICE, action: Action::SetTier { user: TRADER, tier: 10 } }), 12).outcome.is_err());
+    let reason = forbidden(ledger.apply(&op(Op::Propose { operator: ALICE, action: Action::SetTier { user: ALICE, tier: 9 } }), 12));
+    assert!(reason.contains("would benefit"), "{reason}");
+    // Back to 0.
+    let id = pending(ledger.apply(&op(Op::Propose { operator: BOB, action: Action::SetTier { user: TRADER, tier: 0 } }), 13).outcome);
+    ledger.apply(&approve(ALICE, id), 13).outcome.unwrap();
+    assert_eq!(ledger.operators().tier(TRADER), 0);
+    ledger.check_invariants().unwrap();
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Propose { operator: u64, user: u64, amount: i128, reference: u8 },

@@ -145,12 +145,18 @@ pub struct Options {
     pub gateway_limits: String,
     /// Extra lines for the gateway's `[auth]`.
     pub gateway_auth: String,
+    /// Extra lines for the gateway's `[withdrawals]`.
+    pub gateway_withdrawals: String,
     /// The ledger listens on TCP (as for gateways on other hosts) instead of
     /// a Unix socket, with mutual TLS: a CA in `{dir}/pki` (see
     /// [`System::link_ca`]) and certificates for the ledger and the gateway.
     pub ledger_over_tcp: bool,
     /// The ledger's `[approvals]`: None is [`APPROVALS_OF_ONE`], Some("") the shipped defaults.
     pub approvals: Option<String>,
+    /// Operators must use two-factor authentication, as shipped: [`OPERATOR`]
+    /// enrols with marionettectl before making [`APPROVER`]; the approver is
+    /// left to enrol.
+    pub operators_two_factor: bool,
 }
 
 /// `key = value` lines: `extra`'s, then those of `defaults` whose key `extra` does not set.
@@ -247,11 +253,27 @@ impl System {
         let (ledger_link, gateway_link) = if options.ledger_over_tcp { link_certificates(dir) } else { Default::default() };
         // The load drivers and the crash loop connect from one address.
         let listen = with_defaults(&format!("connections_per_ip_max = 1000000\nmetrics_address = \"127.0.0.1:{gateway_metrics}\""), &options.gateway_listen);
-        let auth = with_defaults("cookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1", &options.gateway_auth);
+        // The suites log their operators in again and again, faster than a
+        // code's 30 s step allows: the operators feature turns it back on.
+        let auth = with_defaults(
+            &format!("cookie_secure = false\nargon2_memory_kib = 8192\nargon2_passes = 1\noperators_two_factor_required = {}", options.operators_two_factor),
+            &options.gateway_auth,
+        );
         // The suites log hundreds of users in from one address: login
         // throttling is out of their way unless a test sets it (the security suite does).
         let limits =
             with_defaults("body_bytes_max = 4096\nquery_depth_max = 6\nlogin_ip_burst = 1000000\nlogin_account_burst = 1000000", &options.gateway_limits);
+        // A cooldown a scenario can wait out; BTC and ETH addresses checked
+        // as on a real site; two tiers whose limits a scenario can reach.
+        let withdrawals = with_defaults(
+            concat!(
+                "address_cooldown_seconds = 2\n",
+                "asset_networks = { BTC = [\"bitcoin\"], ETH = [\"ethereum\"] }\n",
+                "reference_asset = \"USD\"\n",
+                "tiers = [{ name = \"unverified\", daily_limit = \"500\", monthly_limit = \"1000\" }, { name = \"verified\", daily_limit = \"5000\", monthly_limit = \"20000\" }]",
+            ),
+            &options.gateway_withdrawals,
+        );
         std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
         let approvals = options.approvals.as_deref().unwrap_or(APPROVALS_OF_ONE);
         std::fs::write(
@@ -262,7 +284,7 @@ impl System {
         std::fs::write(
             dir.join("gateway.toml"),
             format!(
-                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\n{limits}\n{gateway_link}[log]\nformat = \"text\"\n"
+                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\n{limits}\n[withdrawals]\n{withdrawals}\n[api_keys]\nreceive_window_ms = 1000\n{gateway_link}[log]\nformat = \"text\"\n"
             ),
         )
         .unwrap();
@@ -283,6 +305,10 @@ impl System {
         assert_eq!(exit, 0, "create-operator: {output}");
         let (exit, output) = system.ctl(&["login", OPERATOR], OPERATOR_PASSWORD);
         assert_eq!(exit, 0, "login: {output}");
+        if options.operators_two_factor {
+            let (_, _, recovery_codes) = system.enrol_two_factor(OPERATOR);
+            assert_eq!(recovery_codes.len(), 10, "ten recovery codes");
+        }
         // With one operator, the first makes the second alone.
         let (exit, output) = system.ctl(&["create-operator", APPROVER], OPERATOR_PASSWORD);
         assert_eq!(exit, 0, "create-operator {APPROVER}: {output}");
@@ -399,6 +425,20 @@ impl System {
         let output = child.wait_with_output().unwrap();
         let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         (output.status.code().unwrap_or(-1), said)
+    }
+
+    /// Enrols `operator` (logged in with marionettectl) in two-factor
+    /// authentication with marionettectl, confirming with this step's code:
+    /// the secret, that step and the recovery codes.
+    pub fn enrol_two_factor(&self, operator: &str) -> (String, u64, Vec<String>) {
+        let (exit, output) = self.ctl_as(operator, &["two-factor", "enrol"], OPERATOR_PASSWORD);
+        assert_eq!(exit, 0, "two-factor enrol: {output}");
+        let secret = output.lines().find_map(|line| line.strip_prefix("secret ")).unwrap_or_else(|| panic!("no secret in: {output}")).trim().to_string();
+        let step = totp_step_now();
+        let (exit, output) = self.ctl_as(operator, &["two-factor", "confirm", &totp_code(&secret, step)], "");
+        assert_eq!(exit, 0, "two-factor confirm: {output}");
+        let recovery_codes = output.lines().filter(|line| line.len() == 19 && line.matches('-').count() == 3).map(str::to_string).collect();
+        (secret, step, recovery_codes)
     }
 
     /// One HTTP/1.1 request on its own connection: status, head and body.
@@ -543,16 +583,31 @@ impl Subscriptions {
 
     /// A client on a connection the caller opened (from another source address, say) to the gateway on `port`.
     pub fn over(stream: TcpStream, port: u16, token: &str) -> Subscriptions {
+        Subscriptions::with_headers(stream, port, &[], json!({ "Authorization": format!("Bearer {token}") })).expect("the gateway upgrades the connection")
+    }
+
+    /// A client whose upgrade request carries `headers` (an API key's
+    /// signature of `GET /graphql`), with no token in `connection_init`;
+    /// None when the gateway refuses the upgrade.
+    pub fn signed(port: u16, headers: &[(&str, String)]) -> Option<Subscriptions> {
+        Subscriptions::with_headers(TcpStream::connect(("127.0.0.1", port)).unwrap(), port, headers, json!({}))
+    }
+
+    fn with_headers(stream: TcpStream, port: u16, headers: &[(&str, String)], init: Value) -> Option<Subscriptions> {
         use tungstenite::client::IntoClientRequest;
         let mut request = format!("ws://127.0.0.1:{port}/graphql").into_client_request().unwrap();
         request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        for (name, value) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let (socket, response) = tungstenite::client(request, tungstenite::stream::MaybeTlsStream::Plain(stream)).unwrap();
+        let (socket, response) = tungstenite::client(request, tungstenite::stream::MaybeTlsStream::Plain(stream)).ok()?;
         assert_eq!(response.headers()["sec-websocket-protocol"], "graphql-transport-ws");
         let mut client = Subscriptions { socket, waiting: Default::default() };
-        client.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }));
+        client.send(json!({ "type": "connection_init", "payload": init }));
         assert_eq!(client.receive()["type"], "connection_ack");
-        client
+        Some(client)
     }
 
     pub fn send(&mut self, message: Value) {

@@ -42,6 +42,25 @@ struct Marionette {
     authenticators: HashMap<String, (String, u64)>,
     /// The last operators' proposal a step made.
     proposal: Option<String>,
+    /// The last API key a user made for her bot, and whose it is.
+    bot: Option<(String, BotKey)>,
+    /// The approver's two-factor secret, the step of the code that confirmed
+    /// it, and the recovery codes, once enrolled with marionettectl.
+    approver_two_factor: Option<(String, u64, Vec<String>)>,
+    /// Each user's recovery codes, as confirming two-factor showed them.
+    recovery_codes: HashMap<String, Vec<String>>,
+    /// How many wrong guesses were answered before the first RATE_LIMITED.
+    guesses_before_held_back: Option<usize>,
+}
+
+/// An API key as its bot holds it.
+#[derive(Clone, Debug)]
+struct BotKey {
+    id: String,
+    /// The HMAC secret shown at creation.
+    secret: Option<String>,
+    /// The Ed25519 private key's seed, and the PEM file the Python client reads it from.
+    ed25519: Option<([u8; 32], std::path::PathBuf)>,
 }
 
 impl std::fmt::Debug for Marionette {
@@ -83,6 +102,10 @@ impl Marionette {
             other_devices: HashMap::new(),
             authenticators: HashMap::new(),
             proposal: None,
+            bot: None,
+            approver_two_factor: None,
+            recovery_codes: HashMap::new(),
+            guesses_before_held_back: None,
         }
     }
 
@@ -312,19 +335,141 @@ fn has_account_with_two_factor(world: &mut Marionette, name: String) {
 
 #[when(regex = r"^(\w+) logs in with (?:her|his) password (alone|and the code (?:her|his) app shows next|and the same code again)$")]
 fn logs_in_with_code(world: &mut Marionette, name: String, how: String) {
-    let (secret, last_step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
     let code = match how.as_str() {
         "alone" => None,
         // One step past the last one used: what the app shows within the next 30 s.
         h if h.ends_with("shows next") => {
+            let (secret, last_step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
             let step = (last_step + 1).max(acceptance::totp_step_now());
             world.authenticators.insert(name.clone(), (secret.clone(), step));
             Some(acceptance::totp_code(&secret, step))
         }
-        _ => Some(acceptance::totp_code(&secret, last_step)),
+        _ => {
+            let (secret, last_step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
+            Some(acceptance::totp_code(&secret, last_step))
+        }
     };
     let query = "mutation($e: String!, $p: String!, $c: String) { login(email: $e, password: $p, twoFactorCode: $c) { token } }";
     world.answer = world.system().post(query, json!({ "e": email(&name), "p": password(&name), "c": code }), "").2;
+}
+
+#[when(regex = r"^(\w+) enrols in two-factor authentication$")]
+fn enrols_two_factor(world: &mut Marionette, name: String) {
+    let query = "mutation($p: String!) { enrolTwoFactor(password: $p) { secret uri qrCodeSvg } }";
+    world.answer = world.ask(&name, query, json!({ "p": password(&name) }));
+    let secret = data(&world.answer, "enrolTwoFactor")["secret"].as_str().unwrap().to_string();
+    world.authenticators.insert(name, (secret, 0));
+}
+
+#[then(regex = r"^(?:her|his) secret has at least 160 bits and is shown as an otpauth URI and a QR code$")]
+fn secret_shown(world: &mut Marionette) {
+    let enrolment = data(&world.answer, "enrolTwoFactor");
+    let secret = enrolment["secret"].as_str().unwrap();
+    let bits = base32_bits(secret);
+    assert!(bits >= 160, "{bits} bits: {enrolment}");
+    let uri = enrolment["uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/Marionette:") && uri.contains(&format!("secret={secret}")), "{uri}");
+    let svg = enrolment["qrCodeSvg"].as_str().unwrap();
+    assert!(svg.contains("<svg") && svg.len() > 1_000, "a drawn QR code: {svg}");
+}
+
+/// The bits a base32 text (RFC 4648, padding aside) holds.
+fn base32_bits(text: &str) -> usize {
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let digits = text.trim_end_matches('=');
+    assert!(digits.chars().all(|c| alphabet.contains(c)), "not base32: {text}");
+    digits.len() * 5 / 8 * 8
+}
+
+#[when(regex = r"^(\w+) confirms with the code (?:her|his) app shows$")]
+fn confirms_two_factor(world: &mut Marionette, name: String) {
+    let (secret, _) = world.authenticators.get(&name).cloned().expect("enrolled first");
+    let step = acceptance::totp_step_now();
+    world.answer = world.ask(&name, "mutation($c: String!) { confirmTwoFactor(code: $c) }", json!({ "c": acceptance::totp_code(&secret, step) }));
+    let codes = data(&world.answer, "confirmTwoFactor").as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    world.recovery_codes.insert(name.clone(), codes);
+    world.authenticators.insert(name, (secret, step));
+}
+
+#[then(regex = r"^(?:she|he) receives (\d+) recovery codes$")]
+fn receives_recovery_codes(world: &mut Marionette, count: usize) {
+    let codes: std::collections::HashSet<&str> = data(&world.answer, "confirmTwoFactor").as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(codes.len(), count, "distinct codes: {}", world.answer);
+}
+
+#[then(regex = r"^(\w+)'s two-factor authentication is (on|off)$")]
+fn two_factor_state(world: &mut Marionette, name: String, state: String) {
+    let me = world.ask(&name, "{ me { twoFactorEnabled } }", json!({}));
+    assert_eq!(data(&me, "me")["twoFactorEnabled"], state == "on", "{me}");
+}
+
+#[when(regex = r"^(\w+) logs in with (?:her|his) password and (a recovery code|the same recovery code again)$")]
+fn logs_in_with_recovery_code(world: &mut Marionette, name: String) {
+    let code = world.recovery_codes.get(&name).and_then(|codes| codes.first()).cloned().expect("recovery codes were shown");
+    let query = "mutation($e: String!, $p: String!, $c: String) { login(email: $e, password: $p, twoFactorCode: $c) { token } }";
+    world.answer = world.system().post(query, json!({ "e": email(&name), "p": password(&name), "c": code }), "").2;
+}
+
+#[when(regex = r"^(\w+) turns two-factor authentication off with the code (?:she|he) confirmed with$")]
+fn disables_with_spent_code(world: &mut Marionette, name: String) {
+    let (secret, step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
+    world.answer = world.ask(&name, "mutation($c: String!) { disableTwoFactor(code: $c) }", json!({ "c": acceptance::totp_code(&secret, step) }));
+}
+
+#[when(regex = r"^(\w+) turns two-factor authentication off with the code (?:her|his) app shows next$")]
+fn disables_with_next_code(world: &mut Marionette, name: String) {
+    let (secret, step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
+    let step = (step + 1).max(acceptance::totp_step_now());
+    world.answer = world.ask(&name, "mutation($c: String!) { disableTwoFactor(code: $c) }", json!({ "c": acceptance::totp_code(&secret, step) }));
+    assert_eq!(data(&world.answer, "disableTwoFactor"), true);
+    world.authenticators.remove(&name);
+}
+
+#[given(regex = r"^a running Marionette that holds back an account's guesses after (\d+) tries$")]
+fn running_with_guessing_held_back(world: &mut Marionette, tries: u32) {
+    let limits = format!("login_account_burst = {tries}\nlogin_account_refill_seconds = 600");
+    world.system = Some(System::start_with(world.dir.path(), &Options { gateway_limits: limits, ..Options::default() }));
+}
+
+#[when(regex = r"^someone with (\w+)'s session sends wrong two-factor codes until held back$")]
+fn guesses_codes(world: &mut Marionette, name: String) {
+    let (secret, step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
+    // Wrong whatever the step: none of the codes of the steps around now.
+    let near: Vec<String> = (step.saturating_sub(2)..step + 4).map(|s| acceptance::totp_code(&secret, s)).collect();
+    let wrong = (0..1_000_000u32).map(|n| format!("{n:06}")).find(|c| !near.contains(c)).unwrap();
+    for tries in 0..20 {
+        let answer = world.ask(&name, "mutation($c: String!) { disableTwoFactor(code: $c) }", json!({ "c": wrong }));
+        match code(&answer) {
+            "UNAUTHENTICATED" => continue,
+            "RATE_LIMITED" => {
+                world.guesses_before_held_back = Some(tries);
+                return;
+            }
+            other => panic!("a wrong code answered {other}: {answer}"),
+        }
+    }
+    panic!("20 wrong codes and never held back");
+}
+
+#[then(regex = r"^it was held back within (\d+) tries with RATE_LIMITED$")]
+fn held_back_within(world: &mut Marionette, tries: usize) {
+    let guesses = world.guesses_before_held_back.expect("guesses were sent");
+    // The confirmation's code counted too: at most `tries` attempts in all.
+    assert!(guesses < tries, "{guesses} wrong codes answered before RATE_LIMITED");
+}
+
+#[then(regex = r"^turning (\w+)'s two-factor authentication off with the code (?:her|his) app shows next is refused with (\w+)$")]
+fn right_code_held_back(world: &mut Marionette, name: String, expected: String) {
+    let (secret, step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
+    let step = (step + 1).max(acceptance::totp_step_now());
+    world.answer = world.ask(&name, "mutation($c: String!) { disableTwoFactor(code: $c) }", json!({ "c": acceptance::totp_code(&secret, step) }));
+    refused(world, expected);
+}
+
+#[when(regex = r"^(\w+) ends (?:her|his) other sessions$")]
+fn ends_other_sessions(world: &mut Marionette, name: String) {
+    let answer = world.ask(&name, "mutation { revokeOtherSessions }", json!({}));
+    assert_eq!(data(&answer, "revokeOtherSessions"), 1, "one other session: {answer}");
 }
 
 #[then("the login succeeds")]
@@ -346,12 +491,405 @@ fn withdraws_without_code(world: &mut Marionette, name: String, amount: String, 
     );
 }
 
+// ---- the address book ----
+
+#[given(regex = r"^the asset (\w+) with (\d+) decimals$")]
+fn asset_exists(world: &mut Marionette, symbol: String, scale: String) {
+    let (exit, output) = world.system().ctl(&["create-asset", &symbol, &scale], "");
+    assert_eq!(exit, 0, "{output}");
+}
+
+#[given(regex = r#"^(\w+) adds "([^"]+)" on ([\w-]+) to (?:her|his) (\w+) address book as "([^"]+)"( without a code)?$"#)]
+#[when(regex = r#"^(\w+) adds "([^"]+)" on ([\w-]+) to (?:her|his) (\w+) address book as "([^"]+)"( without a code)?$"#)]
+fn adds_address(world: &mut Marionette, name: String, address: String, network: String, asset: String, label: String, _without_code: String) {
+    let query = "mutation($i: AddressBookEntryInput!) { addAddressBookEntry(input: $i) { id address network usable usableFrom } }";
+    world.answer = world.ask(&name, query, json!({ "i": { "asset": asset, "network": network, "address": address, "label": label } }));
+    if world.answer.get("errors").is_none() {
+        assert_eq!(world.answer["data"]["addAddressBookEntry"]["usable"], false, "a new address waits: {}", world.answer);
+    }
+}
+
+#[given(regex = r"^(\w+)'s new addresses have waited out their cooldown$")]
+#[when(regex = r"^(\w+)'s new addresses have waited out their cooldown$")]
+fn cooldown_passes(world: &mut Marionette, name: String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = world.ask(&name, "{ addressBook { usable } }", json!({}));
+        if data(&answer, "addressBook").as_array().unwrap().iter().all(|e| e["usable"] == true) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cooldown never passed: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[given(regex = r"^(\w+) turns on allowlist-only withdrawals$")]
+fn turns_on_allowlist_only(world: &mut Marionette, name: String) {
+    let answer = world.ask(&name, "mutation { setWithdrawalAllowlistOnly(enabled: true) { allowlistOnly } }", json!({}));
+    assert_eq!(data(&answer, "setWithdrawalAllowlistOnly")["allowlistOnly"], true);
+}
+
+// ---- tiers and withdrawal limits ----
+
+#[then(regex = r#"^(\w+) is at tier (\d+) "(\w+)", with ([\d.]+) USD a day of which ([\d.]+) used and ([\d.]+) USD in 30 days of which ([\d.]+) used$"#)]
+// Cucumber passes each of the regex's groups as an argument.
+#[allow(clippy::too_many_arguments)]
+fn limits_are(world: &mut Marionette, name: String, tier: i64, tier_name: String, daily: String, daily_used: String, monthly: String, monthly_used: String) {
+    let answer = world.ask(
+        &name,
+        "{ withdrawalLimits { tier tierName referenceAsset daily { hours limit used remaining } monthly { hours limit used remaining } } }",
+        json!({}),
+    );
+    let limits = data(&answer, "withdrawalLimits");
+    assert_eq!((limits["tier"].as_i64(), limits["tierName"].as_str(), limits["referenceAsset"].as_str()), (Some(tier), Some(tier_name.as_str()), Some("USD")));
+    for (window, hours, limit, used) in [(&limits["daily"], 24, &daily, &daily_used), (&limits["monthly"], 720, &monthly, &monthly_used)] {
+        assert_eq!(window["hours"], hours, "{answer}");
+        assert_eq!(field_decimal(&window["limit"]), decimal(limit), "{answer}");
+        assert_eq!(field_decimal(&window["used"]), decimal(used), "{answer}");
+        assert_eq!(field_decimal(&window["remaining"]), (decimal(limit) - decimal(used)).max(Decimal::ZERO), "{answer}");
+    }
+}
+
+#[then(regex = r"^the withdrawal (waits|does not wait) for an operator's review$")]
+fn withdrawal_review(world: &mut Marionette, waits: String) {
+    assert!(world.answer.get("errors").is_none(), "not refused: {}", world.answer);
+    let id = world.withdrawal.clone().expect("no withdrawal was requested");
+    let answer = world.ask("operator", "{ withdrawals(status: PENDING) { id reviewReason } }", json!({}));
+    let found = data(&answer, "withdrawals").as_array().unwrap().iter().find(|w| w["id"] == id.as_str()).cloned();
+    let found = found.unwrap_or_else(|| panic!("withdrawal {id} is not pending: {answer}"));
+    match waits.as_str() {
+        "waits" => assert!(found["reviewReason"].as_str().is_some_and(|r| r.contains("over the tier's limit")), "{found}"),
+        _ => assert!(found["reviewReason"].is_null(), "{found}"),
+    }
+}
+
+#[then("the operators' proposal to approve it said it was under review")]
+fn approval_said_review(world: &mut Marionette) {
+    let id = world.withdrawal.clone().expect("no withdrawal was requested");
+    let answer = world.ask("operator", "{ proposals(status: EXECUTED) { kind description } }", json!({}));
+    let approval = format!("approve withdrawal {id}, under review: ");
+    let said = data(&answer, "proposals")
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["description"].as_str().is_some_and(|d| d.starts_with(&approval) && d.contains("over the tier's limit")));
+    assert!(said, "no approval of withdrawal {id} saying why it was under review: {answer}");
+}
+
+#[when(regex = r"^the operator proposes tier (\d+) for (\w+)$")]
+fn proposes_tier(world: &mut Marionette, tier: i64, name: String) {
+    let answer = world.ask(
+        "operator",
+        "mutation($e: String!, $t: Int!) { setUserTier(email: $e, tier: $t) { id status kind } }",
+        json!({ "e": email(&name), "t": tier }),
+    );
+    let proposal = data(&answer, "setUserTier");
+    assert_eq!((proposal["status"].as_str(), proposal["kind"].as_str()), (Some("PENDING"), Some("TIER")), "one operator's word is not enough: {answer}");
+    world.proposal = proposal["id"].as_str().map(str::to_string);
+}
+
+// ---- API keys for bots ----
+
+const API_KEY_FIELDS: &str = "key { id name kind scopes ipAllowlist } secret";
+
+fn create_api_key(world: &mut Marionette, name: &str, input: Value, code: Option<String>) {
+    let query = format!("mutation($i: CreateApiKeyInput!, $c: String) {{ createApiKey(input: $i, twoFactorCode: $c) {{ {API_KEY_FIELDS} }} }}");
+    world.answer = world.ask(name, &query, json!({ "i": input, "c": code }));
+}
+
+fn scopes(list: &str) -> Vec<String> {
+    list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+#[given(
+    regex = r#"^(\w+) creates an HMAC API key "([^"]+)" with the scopes ([A-Z, ]+?)(?: from ([\d.]+) only)?(?: (without a code|with the code (?:her|his) app shows next))?$"#
+)]
+#[when(
+    regex = r#"^(\w+) creates an HMAC API key "([^"]+)" with the scopes ([A-Z, ]+?)(?: from ([\d.]+) only)?(?: (without a code|with the code (?:her|his) app shows next))?$"#
+)]
+fn creates_hmac_key(world: &mut Marionette, name: String, key_name: String, list: String, from: String, how: String) {
+    let allowlist: Vec<String> = if from.is_empty() { vec![] } else { vec![from] };
+    let code = how.ends_with("shows next").then(|| {
+        let (secret, last_step) = world.authenticators.get(&name).cloned().expect("two-factor is on");
+        let step = (last_step + 1).max(acceptance::totp_step_now());
+        world.authenticators.insert(name.clone(), (secret.clone(), step));
+        acceptance::totp_code(&secret, step)
+    });
+    create_api_key(world, &name, json!({ "name": key_name, "scopes": scopes(&list), "ipAllowlist": allowlist }), code);
+    if let Some(created) = world.answer["data"]["createApiKey"].as_object() {
+        assert_eq!(created["key"]["kind"], "HMAC", "{}", world.answer);
+        let secret = created["secret"].as_str().expect("an HMAC key shows its secret once").to_string();
+        let key = BotKey { id: created["key"]["id"].as_str().unwrap().to_string(), secret: Some(secret), ed25519: None };
+        world.bot = Some((name, key));
+    }
+}
+
+#[given(regex = r#"^(\w+) registers an Ed25519 API key "([^"]+)" with the scopes ([A-Z, ]+)$"#)]
+fn registers_ed25519_key(world: &mut Marionette, name: String, key_name: String, list: String) {
+    use base64::Engine as _;
+    let seed: [u8; 32] = rand::random();
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    create_api_key(
+        world,
+        &name,
+        json!({ "name": key_name, "scopes": scopes(&list), "publicKey": base64::engine::general_purpose::STANDARD.encode(public.as_bytes()) }),
+        None,
+    );
+    let created = data(&world.answer, "createApiKey").clone();
+    assert_eq!(created["key"]["kind"], "ED25519");
+    assert!(created["secret"].is_null(), "no secret for a key the client holds: {created}");
+    // The seed as PKCS#8 (RFC 8410), the PEM the Python client loads.
+    let pkcs8 = [[0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20].as_slice(), &seed].concat();
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", base64::engine::general_purpose::STANDARD.encode(pkcs8));
+    let path = world.dir.path().join(format!("{name}-bot.pem"));
+    std::fs::write(&path, pem).unwrap();
+    let key = BotKey { id: created["key"]["id"].as_str().unwrap().to_string(), secret: None, ed25519: Some((seed, path)) };
+    world.bot = Some((name, key));
+}
+
+/// The Python client of the README, run as a bot runs it: `python3
+/// marionette_client.py QUERY VARIABLES`, or `python3 -c SCRIPT` with the
+/// module imported as `m` and a client from the environment as `c`. Its
+/// output as an answer: `{"data": …}` or the refusal with its errors.
+fn python_bot(world: &Marionette, args: &[&str]) -> Value {
+    let (_, key) = world.bot.as_ref().expect("no API key made in this scenario");
+    let client_dir =
+        format!("{}/../../daemons/gateway/clients/python", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()));
+    let mut command = std::process::Command::new("python3");
+    command.env("MARIONETTE_URL", format!("http://127.0.0.1:{}", world.system().port)).env("MARIONETTE_KEY", &key.id).env("PYTHONPATH", &client_dir);
+    match (&key.secret, &key.ed25519) {
+        (Some(secret), _) => command.env("MARIONETTE_SECRET", secret),
+        (None, Some((_, pem))) => command.env("MARIONETTE_ED25519_KEY_FILE", pem),
+        (None, None) => unreachable!("a key has a secret or a private key"),
+    };
+    let output = if args[0] == "-c" {
+        let script = format!("import json, sys, time\nimport marionette_client as m\nc = m.from_environment()\n{}", args[1]);
+        command.arg("-c").arg(script).output()
+    } else {
+        command.arg(format!("{client_dir}/marionette_client.py")).args(args).output()
+    }
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let printed: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("the client printed no JSON ({e}): {stdout} {stderr}"));
+    // The client prints the data when all went well (exit 0), the whole answer otherwise (exit 1).
+    match output.status.code() {
+        Some(0) => json!({ "data": printed }),
+        Some(1) => printed,
+        _ => panic!("the client failed: {stdout} {stderr}"),
+    }
+}
+
+fn bot_order_input(quantity: &str, price: &str) -> Value {
+    json!({ "i": { "market": "BTC-USD", "side": "BUY", "type": "LIMIT", "quantity": quantity, "price": price } })
+}
+
+#[when(regex = r"^(?:her|his) bot places a limit buy order for ([\d.]+) BTC at ([\d.]+) USD with the Python client$")]
+fn bot_places(world: &mut Marionette, quantity: String, price: String) {
+    world.answer = python_bot(world, &[PLACE, &bot_order_input(&quantity, &price).to_string()]);
+    if let Some(id) = world.answer["data"]["placeOrder"]["id"].as_str() {
+        let owner = world.bot.as_ref().unwrap().0.clone();
+        world.orders.insert(owner, id.to_string());
+    }
+}
+
+#[when(regex = r"^(?:her|his) bot sends one signed order for ([\d.]+) BTC at ([\d.]+) USD twice$")]
+fn bot_sends_twice(world: &mut Marionette, quantity: String, price: String) {
+    let body = json!({ "query": PLACE, "variables": bot_order_input(&quantity, &price) }).to_string();
+    let script = format!(
+        "body = {body:?}.encode()\nheaders = c.signed_headers('POST', '/graphql', body)\nprint(json.dumps([c.send('/graphql', body, headers), c.send('/graphql', body, headers)]))"
+    );
+    let answers = python_bot(world, &["-c", &script]);
+    let [first, second] = [&answers["data"][0], &answers["data"][1]];
+    assert_eq!(first["data"]["placeOrder"]["status"], "OPEN", "the first sending is taken: {first}");
+    world.answer = second.clone();
+}
+
+#[when(regex = r"^(?:her|his) bot sends a request signed (\d+) seconds ago$")]
+fn bot_sends_stale(world: &mut Marionette, seconds: u64) {
+    let body = json!({ "query": "{ balances { asset } }" }).to_string();
+    let script = format!(
+        "body = {body:?}.encode()\nts = str(int(time.time() * 1000) - {seconds} * 1000)\nheaders = {{'X-Marionette-Key': c.key_id, 'X-Marionette-Timestamp': ts, 'X-Marionette-Signature': c.sign(ts, 'POST', '/graphql', body)}}\nprint(json.dumps(c.send('/graphql', body, headers)))"
+    );
+    world.answer = python_bot(world, &["-c", &script])["data"].clone();
+}
+
+#[when(regex = r#"^(?:her|his) bot requests a withdrawal of ([\d.]+) (\w+) to "([^"]+)" with the Python client$"#)]
+fn bot_withdraws(world: &mut Marionette, amount: String, asset: String, destination: String) {
+    let query = "mutation($a: String!, $m: Decimal!, $d: String!, $k: String!) { requestWithdrawal(asset: $a, amount: $m, destination: $d, idempotencyKey: $k) { id status } }";
+    let variables = json!({ "a": asset, "m": amount, "d": destination, "k": format!("bot-{}", world.withdrawal.is_some() as u8) });
+    world.answer = python_bot(world, &[query, &variables.to_string()]);
+    if let Some(id) = world.answer["data"]["requestWithdrawal"]["id"].as_str() {
+        world.withdrawal = Some(id.to_string());
+    }
+}
+
+#[when(regex = r"^(?:her|his) bot reads (?:her|his) balances with the Python client$")]
+fn bot_reads_balances(world: &mut Marionette) {
+    world.answer = python_bot(world, &["{ balances { asset available locked } }"]);
+}
+
+#[then(regex = r"^(?:her|his) bot reads ([\d.]+) (\w+) available with the Python client$")]
+fn bot_reads_available(world: &mut Marionette, amount: String, asset: String) {
+    bot_reads_balances(world);
+    let balances = data(&world.answer, "balances").as_array().unwrap().clone();
+    let balance = balances.iter().find(|b| b["asset"] == asset.as_str()).unwrap_or_else(|| panic!("no {asset}: {balances:?}"));
+    assert_eq!(balance["available"], amount.as_str());
+}
+
+#[when(regex = r"^(?:her|his) bot tries to change (?:her|his) password with the Python client$")]
+fn bot_changes_password(world: &mut Marionette) {
+    let owner = world.bot.as_ref().unwrap().0.clone();
+    let variables = json!({ "o": password(&owner), "n": "a bot took over this account 42" }).to_string();
+    world.answer = python_bot(world, &["mutation($o: String!, $n: String!) { changePassword(currentPassword: $o, newPassword: $n) }", &variables]);
+}
+
+#[given(regex = r"^(?:her|his) bot subscribes to (?:her|his) orders with the key$")]
+fn bot_subscribes(world: &mut Marionette) {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    let (_, key) = world.bot.clone().expect("a key");
+    let (seed, _) = key.ed25519.expect("an Ed25519 key");
+    // A gateway takes signed requests a receive window after its start: sign afresh until it does.
+    let mut attempts = 0;
+    let mut socket = loop {
+        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis().to_string();
+        let payload = format!("{timestamp}\nGET\n/graphql\n");
+        let signature = ed25519_dalek::SigningKey::from_bytes(&seed).sign(payload.as_bytes());
+        let headers = [
+            ("X-Marionette-Key", key.id.clone()),
+            ("X-Marionette-Timestamp", timestamp),
+            ("X-Marionette-Signature", base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())),
+        ];
+        if let Some(socket) = Subscriptions::signed(world.system().port, &headers) {
+            break socket;
+        }
+        attempts += 1;
+        assert!(attempts < 50, "the gateway never took the signed upgrade");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    socket.subscribe("orders", "subscription { userOrders { id status } }");
+    world.sockets.insert("bot".into(), socket);
+}
+
+#[when(regex = r"^(\w+) revokes the key$")]
+fn revokes_key(world: &mut Marionette, name: String) {
+    let id = world.bot.as_ref().expect("a key").1.id.clone();
+    let answer = world.ask(&name, "mutation($id: ID!) { revokeApiKey(id: $id) }", json!({ "id": id }));
+    assert_eq!(data(&answer, "revokeApiKey"), true);
+}
+
+#[then("the bot receives the order OPEN on its subscription")]
+fn bot_receives_order(world: &mut Marionette) {
+    let order = next_payload(world, "bot", "orders", "userOrders");
+    assert_eq!(order["status"], "OPEN", "{order}");
+    assert_eq!(order["id"].as_str(), world.orders.get(&world.bot.as_ref().unwrap().0).map(String::as_str));
+}
+
+#[then("the bot's subscription is closed")]
+fn bot_subscription_closed(world: &mut Marionette) {
+    assert!(world.socket("bot").closed(), "the socket of a revoked key stays open");
+}
+
+#[then(regex = r"^(\w+) has (\d+) API keys?$")]
+fn has_api_keys(world: &mut Marionette, name: String, count: usize) {
+    assert!(world.answer.get("errors").is_none(), "{}", world.answer);
+    let answer = world.ask(&name, "{ apiKeys { id scopes } }", json!({}));
+    assert_eq!(data(&answer, "apiKeys").as_array().map(Vec::len), Some(count), "{answer}");
+}
+
+// ---- operators' two-factor authentication ----
+
+#[given("a running Marionette whose operators must use two-factor authentication")]
+fn running_with_operators_two_factor(world: &mut Marionette) {
+    world.system = Some(System::start_with(world.dir.path(), &Options { operators_two_factor: true, ..Options::default() }));
+}
+
+#[when(regex = r"^the approver(?:, not yet enrolled,)? creates the asset (\w+) with marionettectl$")]
+fn approver_creates_asset(world: &mut Marionette, symbol: String) {
+    let (exit, said) = world.system().ctl_as(APPROVER, &["create-asset", &symbol, "8"], "");
+    world.answer = json!({ "exit": exit, "said": said });
+}
+
+#[then(regex = r"^marionettectl refuses with (\w+)$")]
+fn ctl_refuses(world: &mut Marionette, expected: String) {
+    assert_eq!(world.answer["exit"], 1, "{}", world.answer);
+    assert!(world.answer["said"].as_str().unwrap().contains(&format!("{expected}:")), "{}", world.answer);
+}
+
+#[then(regex = r"^the approver, logged in through GraphQL, is refused the proposals with (\w+)$")]
+fn approver_refused_proposals(world: &mut Marionette, expected: String) {
+    // Logging in is what an operator who has not enrolled may still do: to enrol.
+    let token = world.system().login(APPROVER, OPERATOR_PASSWORD);
+    world.answer = world.system().as_user(&token, "{ proposals { id } }", json!({}));
+    refused(world, expected);
+    world.tokens.insert("approver".into(), token);
+}
+
+#[when("the approver enrols in two-factor authentication with marionettectl")]
+fn approver_enrols(world: &mut Marionette) {
+    let (secret, step, recovery_codes) = world.system().enrol_two_factor(APPROVER);
+    assert_eq!(recovery_codes.len(), 10, "ten recovery codes");
+    world.approver_two_factor = Some((secret, step, recovery_codes));
+}
+
+#[then("the audit log shows the approver turned two-factor authentication on")]
+fn audit_shows_enrolment(world: &mut Marionette) {
+    // The session from before enrolling is still the approver's.
+    let me = world.ask("approver", "{ me { id } }", json!({}));
+    let approver: u64 = data(&me, "me")["id"].as_str().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{me}"));
+    let system = world.system();
+    // The record goes to the ledger after the answer: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (exit, said) = system.ctl(&["audit", "export"], "");
+        assert_eq!(exit, 0, "{said}");
+        let enrolled = said
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .any(|record| record["event"]["Security"]["TwoFactor"] == json!({ "user": approver, "enabled": true }));
+        if enrolled {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no TwoFactor record for the approver ({approver}) in:\n{said}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[then(regex = r"^logging in as the approver with marionettectl (without a code|and the code just used) is refused with (\w+)$")]
+fn approver_ctl_login_refused(world: &mut Marionette, how: String, expected: String) {
+    let (secret, step, _) = world.approver_two_factor.clone().expect("the approver enrolled");
+    let stdin = if how == "without a code" { OPERATOR_PASSWORD.to_string() } else { format!("{OPERATOR_PASSWORD}\n{}", acceptance::totp_code(&secret, step)) };
+    let (exit, said) = world.system().ctl_as(APPROVER, &["login", APPROVER], &stdin);
+    assert_eq!(exit, 1, "{said}");
+    assert!(said.contains(&format!("{expected}:")), "{said}");
+}
+
+#[when("the approver logs in with marionettectl and a recovery code")]
+fn approver_ctl_login_recovery(world: &mut Marionette) {
+    let (_, _, recovery_codes) = world.approver_two_factor.clone().expect("the approver enrolled");
+    let (exit, said) = world.system().ctl_as(APPROVER, &["login", APPROVER], &format!("{OPERATOR_PASSWORD}\n{}", recovery_codes[0]));
+    assert_eq!(exit, 0, "{said}");
+}
+
+#[then(regex = r"^the asset (\w+) exists$")]
+fn asset_was_created(world: &mut Marionette, symbol: String) {
+    assert_eq!(world.answer["exit"], 0, "{}", world.answer);
+    let assets = world.system().post("{ assets { symbol } }", json!({}), "").2;
+    assert!(data(&assets, "assets").as_array().unwrap().iter().any(|a| a["symbol"] == symbol.as_str()), "{assets}");
+}
+
 // ---- frozen accounts ----
 
-#[when(regex = r"^the operator proposes to (freeze|unfreeze) (\w+)'s account$")]
-fn proposes_freeze(world: &mut Marionette, what: String, name: String) {
+#[when(regex = r"^the operator proposes to (freeze|unfreeze) (\w+)'s account( and keep its open orders)?$")]
+fn proposes_freeze(world: &mut Marionette, what: String, name: String, keep_orders: String) {
+    let answer = if what == "freeze" {
+        let query = "mutation($e: String!, $c: Boolean!) { freezeAccount(email: $e, cancelOpenOrders: $c) { id status kind } }";
+        world.ask("operator", query, json!({ "e": email(&name), "c": keep_orders.is_empty() }))
+    } else {
+        world.ask("operator", "mutation($e: String!) { unfreezeAccount(email: $e) { id status kind } }", json!({ "e": email(&name) }))
+    };
     let mutation = if what == "freeze" { "freezeAccount" } else { "unfreezeAccount" };
-    let answer = world.ask("operator", &format!("mutation($e: String!) {{ {mutation}(email: $e) {{ id status kind }} }}"), json!({ "e": email(&name) }));
     let proposal = data(&answer, mutation);
     assert_eq!(
         (proposal["status"].as_str(), proposal["kind"].as_str()),
@@ -383,6 +921,7 @@ fn operators_see_frozen(world: &mut Marionette, name: String, state: String) {
     assert_eq!(listed, state == "frozen", "{answer}");
 }
 
+#[when(regex = r"^(\w+) logs in again$")]
 #[then(regex = r"^(\w+) logs in again$")]
 fn logs_in_again(world: &mut Marionette, name: String) {
     let token = world.system().login(&email(&name), &password(&name));

@@ -52,3 +52,19 @@ pub fn succeeded(what: &str, output: Output) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Enrols the operator logged in with marionettectl (`session`: "" or
+/// "--session FILE") in two-factor authentication, as the shipped config
+/// requires before any operator action, the way an operator does it with
+/// an app: `ok_with(script, stdin)` runs a script on the machine and
+/// answers its stdout. The secret (base32) and the ten recovery codes.
+pub fn enrol_operator(ok_with: impl Fn(&str, &str) -> String, session: &str, password: &str) -> (String, Vec<String>) {
+    let enrolment = ok_with(&format!("marionettectl {session} two-factor enrol"), &format!("{password}\n"));
+    let secret = enrolment.lines().find_map(|line| line.strip_prefix("secret ")).unwrap_or_else(|| panic!("no secret in: {enrolment}")).trim().to_string();
+    let bytes = totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap_or_else(|e| panic!("not base32 ({e:?}): {secret}"));
+    let code =
+        totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).generate_current().expect("the clock is after 1970");
+    let recovery_codes: Vec<String> = ok_with(&format!("marionettectl {session} two-factor confirm {code}"), "").lines().map(str::to_string).collect();
+    assert_eq!(recovery_codes.len(), 10, "ten recovery codes: {recovery_codes:?}");
+    (secret, recovery_codes)
+}

@@ -413,17 +413,24 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     // by the other asking the same.
     machine.ok_with(&format!("marionettectl create-operator {}", OPERATOR.0), OPERATOR.1);
     machine.ok_with(&format!("marionettectl login {}", OPERATOR.0), OPERATOR.1);
+    // As shipped, an operator acts only with two-factor authentication on.
+    let (_, recovery_codes) = packaging::enrol_operator(|script, stdin| machine.ok_with(script, stdin), "", OPERATOR.1);
     machine.ok_with(&format!("marionettectl create-operator {}", APPROVER.0), APPROVER.1);
     machine.ok_with(&format!("marionettectl --session /root/approver.session login {}", APPROVER.0), APPROVER.1);
+    packaging::enrol_operator(|script, stdin| machine.ok_with(script, stdin), "--session /root/approver.session", APPROVER.1);
     for action in ["create-asset BTC 8", "create-asset USD 2", "create-market BTC USD 1 0.01 0.001 0.002"] {
         machine.ok(&format!("marionettectl {action} 2>/dev/null; test $? -eq 4 && marionettectl --session /root/approver.session {action}"));
     }
-    let login = machine.graphql(&format!("mutation {{ login(email: \"{}\", password: \"{}\") {{ token }} }}", OPERATOR.0, OPERATOR.1));
+    // The code the confirmation used is spent: a recovery code logs in at once.
+    let login = machine.graphql(&format!(
+        "mutation {{ login(email: \"{}\", password: \"{}\", twoFactorCode: \"{}\") {{ token }} }}",
+        OPERATOR.0, OPERATOR.1, recovery_codes[0]
+    ));
     assert!(login["data"]["login"]["token"].as_str().is_some_and(|t| t.len() > 40), "{login}");
     assert_eq!(machine.graphql("{ markets { id } }"), serde_json::json!({ "data": { "markets": [{ "id": "BTC-USD" }] } }));
     let host_key = machine.ok("ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub");
     let signing_key = machine.ok("ls /var/lib/marionette/gateway/keys");
-    report("created the first operator and a second with marionettectl over SSH, logged in through GraphQL, and created BTC-USD by four-eyes");
+    report("created the first operator and a second with marionettectl over SSH, each enrolled in two-factor authentication; logged in through GraphQL with a recovery code, and created BTC-USD by four-eyes");
 
     // A second boot of the same disk and firmware variables: the same
     // server, with no second first boot. Powered off and on rather than

@@ -257,8 +257,13 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     // traders trade through the gateway.
     machine.ok_with(&format!("marionettectl create-operator {}", OPERATOR.0), &format!("{}\n", OPERATOR.1));
     machine.ok_with(&format!("marionettectl login {}", OPERATOR.0), &format!("{}\n", OPERATOR.1));
+    // As shipped, an operator acts only with two-factor authentication on.
+    let refused = machine.run(&format!("echo x | marionettectl create-operator {}", APPROVER.0));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("TWO_FACTOR_ENROLMENT_REQUIRED"), "{refused:?}");
+    packaging::enrol_operator(|script, stdin| machine.ok_with(script, stdin), "", OPERATOR.1);
     machine.ok_with(&format!("marionettectl create-operator {}", APPROVER.0), &format!("{}\n", APPROVER.1));
     machine.ok_with(&format!("marionettectl --session /root/approver.session login {}", APPROVER.0), &format!("{}\n", APPROVER.1));
+    packaging::enrol_operator(|script, stdin| machine.ok_with(script, stdin), "--session /root/approver.session", APPROVER.1);
     let four_eyes = |action: &str| -> serde_json::Value {
         machine.ok(&format!("marionettectl {action} 2>/dev/null; test $? -eq 4"));
         machine.ctl(&format!("--session /root/approver.session {action}"))
@@ -304,7 +309,7 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     assert_eq!(balance(&expected, 0, "BTC"), ("1".into(), "0".into()));
     assert_eq!(balance(&expected, 0, "USD"), ("9899.8".into(), "0".into()));
     assert_eq!(balance(&expected, 1, "USD"), ("99.9".into(), "0".into()));
-    report(&format!("marionettectl made two operators, and by four-eyes BTC, USD, market {market} and the deposits (the audit log verifies); through GraphQL two traders registered, logged in and traded 1 BTC at 100 (fees 0.2 and 0.1 USD), one sell rests"));
+    report(&format!("marionettectl made two operators, each enrolled in two-factor authentication (refused before), and by four-eyes BTC, USD, market {market} and the deposits (the audit log verifies); through GraphQL two traders registered, logged in and traded 1 BTC at 100 (fees 0.2 and 0.1 USD), one sell rests"));
 
     // systemctl restart, then kill -9 of each main PID: every balance and order is there after.
     for daemon in DAEMONS {

@@ -26,6 +26,8 @@ use crate::matching_client::MatchingClient;
 use crate::users::{self, UserError, Users};
 
 pub mod accounts;
+pub mod address_book;
+pub mod api_keys;
 pub mod house;
 pub mod kernel;
 pub mod operators;
@@ -35,13 +37,24 @@ pub mod wallet;
 
 /// Every product's queries: one line each.
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, kernel::KernelQuery, wallet::WalletQuery, spot::SpotQuery, house::HouseQuery, operators::OperatorsQuery);
+pub struct Query(
+    accounts::AccountsQuery,
+    api_keys::ApiKeysQuery,
+    address_book::AddressBookQuery,
+    kernel::KernelQuery,
+    wallet::WalletQuery,
+    spot::SpotQuery,
+    house::HouseQuery,
+    operators::OperatorsQuery,
+);
 
 /// Every product's mutations: one line each.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     accounts::AccountsMutation,
     two_factor::TwoFactorMutation,
+    api_keys::ApiKeysMutation,
+    address_book::AddressBookMutation,
     kernel::KernelMutation,
     wallet::WalletMutation,
     spot::SpotMutation,
@@ -65,6 +78,8 @@ pub fn schema(services: Services, limits: &crate::config::LimitsConfig) -> ApiSc
         .limit_depth(limits.query_depth_max)
         .limit_complexity(limits.query_complexity_max)
         .limit_directives(DIRECTIVES_PER_FIELD_MAX)
+        // What a request signed with an API key may call, at every root field.
+        .extension(api_keys::KeyScopes)
         // A probe learns nothing from a misspelt field: no "did you mean".
         .disable_suggestions();
     // The schema is public (daemons/gateway/schema.graphql); serving it is a choice.
@@ -97,7 +112,33 @@ pub struct Services {
     pub logins: crate::logins::Logins,
     /// The least zxcvbn score a new password must have.
     pub password_score_min: u8,
+    /// See [`crate::config::AuthConfig::operators_two_factor_required`].
+    pub operators_two_factor_required: bool,
     pub two_factor: Arc<crate::two_factor::TwoFactor>,
+    pub api_keys: Arc<crate::api_keys::ApiKeys>,
+    pub address_book: Arc<crate::address_book::AddressBook>,
+    pub limits: WithdrawalLimitsConfig,
+    pub reviews: crate::limits::Reviews,
+    /// One withdrawal request per user at a time: its limit check and its
+    /// request are one step, so two at once cannot both pass.
+    pub withdrawing: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The reference asset and the tiers, or None: no limits.
+#[derive(Clone, Debug, Default)]
+pub struct WithdrawalLimitsConfig {
+    pub reference_asset: String,
+    pub tiers: Vec<crate::limits::Tier>,
+}
+
+impl Services {
+    /// `user`'s place in line to request a withdrawal.
+    pub(crate) fn withdrawal_lock(&self, user: u64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.withdrawing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget the locks nobody holds or waits for.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(user).or_default().clone()
+    }
 }
 
 /// Who is calling: the verified claims of the request's token, if any.
@@ -142,13 +183,33 @@ pub(crate) fn caller_id(ctx: &Context<'_>) -> Result<u64, Error> {
     caller(ctx)?.sub.parse().map_err(|_| coded("UNAUTHENTICATED", "the token names no user"))
 }
 
+/// The caller, if an operator who may act as one now: with two-factor
+/// authentication on when the gateway requires it of operators.
 pub(crate) fn operator(ctx: &Context<'_>) -> Result<Claims, Error> {
     let claims = caller(ctx)?;
     if claims.role != users::Role::Operator {
         return Err(coded("FORBIDDEN", "this operation is for operators"));
     }
+    let services = services(ctx);
+    let user = claims.user().ok_or_else(|| coded("UNAUTHENTICATED", "the token names no user"))?;
+    operator_enrolled(services.operators_two_factor_required, &services.two_factor, user)?;
     Ok(claims)
 }
+
+/// TWO_FACTOR_ENROLMENT_REQUIRED unless `operator` has two-factor
+/// authentication on, or operators need not (`required` off).
+pub(crate) fn operator_enrolled(required: bool, two_factor: &crate::two_factor::TwoFactor, operator: u64) -> Result<(), Error> {
+    if !required || two_factor.enabled(operator).map_err(two_factor::two_factor_error)? {
+        return Ok(());
+    }
+    Err(coded(
+        TWO_FACTOR_ENROLMENT_REQUIRED,
+        "operators must use two-factor authentication: enrol first (enrolTwoFactor, then confirmTwoFactor with the app's code; or marionettectl two-factor enrol, then two-factor confirm CODE)",
+    ))
+}
+
+/// The code of [`operator_enrolled`]'s refusal.
+pub(crate) const TWO_FACTOR_ENROLMENT_REQUIRED: &str = "TWO_FACTOR_ENROLMENT_REQUIRED";
 
 pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
     ctx.data_unchecked::<Services>()

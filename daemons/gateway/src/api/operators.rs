@@ -13,7 +13,7 @@ use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject,
 use ledger_api::operators::{self as api, Action, ActionKind, Proposal as LedgerProposal, ProposalStatus as LedgerStatus};
 use ledger_api::{house, spot, wallet, ActionCommand, Answer, Command, Outcome, Query};
 
-use super::{ask, at, coded, list_limit, operator, run, unexpected, Catalog, DateTime};
+use super::{ask, at, coded, list_limit, operator, run, services, unexpected, Catalog, DateTime};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ProposalKind {
@@ -25,6 +25,8 @@ pub enum ProposalKind {
     Market,
     Operator,
     AccountFreeze,
+    /// A user's verification tier (their withdrawal limits).
+    Tier,
 }
 
 impl From<ActionKind> for ProposalKind {
@@ -38,6 +40,7 @@ impl From<ActionKind> for ProposalKind {
             ActionKind::Market => ProposalKind::Market,
             ActionKind::Operator => ProposalKind::Operator,
             ActionKind::AccountFreeze => ProposalKind::AccountFreeze,
+            ActionKind::Tier => ProposalKind::Tier,
         }
     }
 }
@@ -87,13 +90,30 @@ pub struct Proposal {
     pub rejection_reason: Option<String>,
 }
 
-fn describe(catalog: &Catalog, action: &Action) -> String {
+/// What the operators deciding a proposal must see: its action in words,
+/// and for a withdrawal under review why (an approver looks at the limit it
+/// went over before the money leaves).
+fn describe(catalog: &Catalog, reviews: &crate::limits::Reviews, action: &Action) -> String {
+    let described = describe_action(catalog, action);
+    let Action::Ledger(ActionCommand::Wallet(wallet::Command::DecideWithdrawal { id, approve: true })) = action else { return described };
+    match reviews.get(*id) {
+        Ok(Some(review)) => format!("{described}, under review: {}", review.reason),
+        Ok(None) => described,
+        Err(error) => {
+            tracing::error!(%error, withdrawal = id, "the withdrawal reviews could not be read");
+            format!("{described} (whether it is under review could not be read: see the withdrawal's reviewReason)")
+        }
+    }
+}
+
+fn describe_action(catalog: &Catalog, action: &Action) -> String {
     let amount = |asset: u32, units: i128| format!("{} {}", catalog.amount(asset, units).0, catalog.symbol(asset));
     match action {
         Action::AddOperator { user } => format!("make user {user} an operator"),
         Action::Freeze { user, cancel_orders: true } => format!("freeze user {user}'s account and cancel its open orders"),
         Action::Freeze { user, cancel_orders: false } => format!("freeze user {user}'s account"),
         Action::Unfreeze { user } => format!("unfreeze user {user}'s account"),
+        Action::SetTier { user, tier } => format!("set user {user}'s verification tier to {tier}"),
         Action::Ledger(command) => match command {
             ActionCommand::CreateAsset(spec) => format!("create asset {} with {} decimals", spec.symbol, spec.scale),
             ActionCommand::Wallet(wallet::Command::Deposit { user, asset, amount: units, reference }) => {
@@ -115,11 +135,11 @@ fn describe(catalog: &Catalog, action: &Action) -> String {
     }
 }
 
-pub(crate) fn api_proposal(catalog: &Catalog, p: &LedgerProposal) -> Proposal {
+pub(crate) fn api_proposal(catalog: &Catalog, reviews: &crate::limits::Reviews, p: &LedgerProposal) -> Proposal {
     Proposal {
         id: ID(p.id.to_string()),
         kind: p.kind.into(),
-        description: describe(catalog, &p.action),
+        description: describe(catalog, reviews, &p.action),
         status: p.status.into(),
         approvals: p.approvals.iter().map(|id| ID(id.to_string())).collect(),
         required: i32::from(p.required),
@@ -131,11 +151,11 @@ pub(crate) fn api_proposal(catalog: &Catalog, p: &LedgerProposal) -> Proposal {
 }
 
 /// A proposal that needs more approvals, as the error of the mutation that made or approved it.
-fn approval_pending(catalog: &Catalog, p: &LedgerProposal) -> Error {
+fn approval_pending(catalog: &Catalog, reviews: &crate::limits::Reviews, p: &LedgerProposal) -> Error {
     let message = format!(
         "proposal {}: {} waits for {} more approval(s) by other operators (approveProposal(id: \"{}\"), or the same request from another operator)",
         p.id,
-        describe(catalog, &p.action),
+        describe(catalog, reviews, &p.action),
         usize::from(p.required).saturating_sub(p.approvals.len()),
         p.id
     );
@@ -155,7 +175,7 @@ pub(crate) async fn operate(ctx: &Context<'_>, command: Command) -> Result<Outco
     let propose = Command::Operators(api::Command::Propose { operator: operator_id, action: Action::Ledger(action) });
     match run(ctx, propose).await? {
         Outcome::Operators(api::Outcome::Executed { outcome, .. }) => Ok(outcome.into()),
-        Outcome::Operators(api::Outcome::Proposal(p)) => Err(approval_pending(&*Catalog::load(ctx).await?, &p)),
+        Outcome::Operators(api::Outcome::Proposal(p)) => Err(approval_pending(&*Catalog::load(ctx).await?, &services(ctx).reviews, &p)),
         other => Err(unexpected(other)),
     }
 }
@@ -186,7 +206,7 @@ impl OperatorsQuery {
         let query = api::Query::Proposals { status: status.map(Into::into), limit: list_limit(limit) };
         let Answer::Operators(api::Answer::Proposals(list)) = ask(ctx, Query::Operators(query)).await? else { return Err(unexpected("proposals")) };
         let catalog = Catalog::load(ctx).await?;
-        Ok(list.iter().map(|p| api_proposal(&catalog, p)).collect())
+        Ok(list.iter().map(|p| api_proposal(&catalog, &services(ctx).reviews, p)).collect())
     }
 
     /// The accounts operators froze (operators only).
@@ -208,7 +228,7 @@ impl OperatorsQuery {
         operator(ctx)?;
         let found = proposal_by_id(ctx, parse_id(&id)?).await?;
         let catalog = Catalog::load(ctx).await?;
-        Ok(found.map(|p| api_proposal(&catalog, &p)))
+        Ok(found.map(|p| api_proposal(&catalog, &services(ctx).reviews, &p)))
     }
 }
 
@@ -223,7 +243,7 @@ impl OperatorsMutation {
         let operator = operator_id(ctx)?;
         let proposal = parse_id(&id)?;
         let done = proposed(ctx, run(ctx, Command::Operators(api::Command::Approve { operator, proposal })).await?)?;
-        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
     }
 
     /// Proposes to freeze a user's account: once approved (`approvals.account_freeze`
@@ -234,14 +254,28 @@ impl OperatorsMutation {
     async fn freeze_account(&self, ctx: &Context<'_>, email: String, #[graphql(default = true)] cancel_open_orders: bool) -> Result<Proposal, Error> {
         let user = user_by_email(ctx, &email)?;
         let done = propose(ctx, Action::Freeze { user, cancel_orders: cancel_open_orders }).await?;
-        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
     }
 
     /// Proposes to unfreeze a frozen account (`approvals.account_freeze` operators).
     async fn unfreeze_account(&self, ctx: &Context<'_>, email: String) -> Result<Proposal, Error> {
         let user = user_by_email(ctx, &email)?;
         let done = propose(ctx, Action::Unfreeze { user }).await?;
-        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
+    }
+
+    /// Proposes a user's verification tier (0, a new user's, to 9), which
+    /// sets their withdrawal limits (`[withdrawals] tiers` in the gateway's
+    /// config); done once `approvals.tier` operators approve. A KYC
+    /// provider's verdict will come this way too.
+    async fn set_user_tier(&self, ctx: &Context<'_>, email: String, tier: i32) -> Result<Proposal, Error> {
+        let user = user_by_email(ctx, &email)?;
+        let tier = u8::try_from(tier)
+            .ok()
+            .filter(|t| *t <= ledger_api::operators::TIER_MAX)
+            .ok_or_else(|| coded("BAD_USER_INPUT", format!("a tier is 0 to {}", ledger_api::operators::TIER_MAX)))?;
+        let done = propose(ctx, Action::SetTier { user, tier }).await?;
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
     }
 
     /// Rejects a pending proposal (any operator, its proposer included), saying why.
@@ -252,7 +286,7 @@ impl OperatorsMutation {
             Outcome::Operators(api::Outcome::Proposal(proposal)) => proposal,
             other => return Err(unexpected(other)),
         };
-        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
     }
 
     /// Proposes to make a registered user an operator.
@@ -263,7 +297,7 @@ impl OperatorsMutation {
             services.users.by_email(&email).map_err(super::user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email: register it first"))?;
         let propose = Command::Operators(api::Command::Propose { operator, action: Action::AddOperator { user: user.id } });
         let done = proposed(ctx, run(ctx, propose).await?)?;
-        Ok(api_proposal(&*Catalog::load(ctx).await?, &done))
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services.reviews, &done))
     }
 }
 

@@ -74,6 +74,7 @@ fn ledger_status(status: OrderStatus) -> Vec<LedgerStatus> {
 }
 
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct Market {
     pub id: ID,
     pub base: Asset,
@@ -82,7 +83,57 @@ pub struct Market {
     pub lot_size: Dec,
     pub maker_fee_rate: Dec,
     pub taker_fee_rate: Dec,
-    pub last_price: Option<Dec>,
+}
+
+#[async_graphql::ComplexObject]
+impl Market {
+    /// The price of the market's last trade; null before its first.
+    async fn last_price(&self, ctx: &Context<'_>) -> Result<Option<Dec>, Error> {
+        let catalog = Catalog::covering(ctx, |c| c.market_by_name(&self.id).is_ok()).await?;
+        let (market, terms, ..) = catalog.market_by_name(&self.id)?;
+        Ok(last_trade_price(ctx, market.id(), &terms).await?.map(Dec))
+    }
+}
+
+async fn last_trade_price(ctx: &Context<'_>, market: u32, terms: &MarketTerms) -> Result<Option<Decimal>, Error> {
+    let api::Answer::Trades(trades) = ask_spot(ctx, api::Query::MarketTrades { market, limit: 1 }).await? else { return Err(unexpected("trades")) };
+    Ok(trades.first().map(|t| convert::times(t.fill.price, terms.tick_size)))
+}
+
+/// Trades looked at to value an asset for withdrawal limits.
+const VALUATION_TRADES: u32 = 20;
+
+/// The lowest and highest price of a market's last [`VALUATION_TRADES`] trades.
+async fn recent_price_range(ctx: &Context<'_>, market: u32, terms: &MarketTerms) -> Result<Option<(Decimal, Decimal)>, Error> {
+    let api::Answer::Trades(trades) = ask_spot(ctx, api::Query::MarketTrades { market, limit: VALUATION_TRADES }).await? else {
+        return Err(unexpected("trades"));
+    };
+    let prices = trades.iter().map(|t| convert::times(t.fill.price, terms.tick_size));
+    Ok(prices.clone().min().zip(prices.max()))
+}
+
+/// What one unit of `asset` is worth in `reference`, by the recent trades
+/// of a market between them (either way round), taken at its highest: one
+/// trade at a low price (a user trading with themselves) cannot shrink a
+/// withdrawal's value. None when no such market has traded.
+pub(crate) async fn reference_price(ctx: &Context<'_>, catalog: &Catalog, asset: u32, reference: u32) -> Result<Option<Decimal>, Error> {
+    if asset == reference {
+        return Ok(Some(Decimal::ONE));
+    }
+    for market in &catalog.markets {
+        let Some((terms, ..)) = catalog.terms(market) else { continue };
+        let price = match (market.base, market.quote) {
+            (base, quote) if base == asset && quote == reference => recent_price_range(ctx, market.id(), &terms).await?.map(|(_, high)| high),
+            (base, quote) if base == reference && quote == asset => {
+                recent_price_range(ctx, market.id(), &terms).await?.map(|(low, _)| low).filter(|p| !p.is_zero()).and_then(|p| Decimal::ONE.checked_div(p))
+            }
+            _ => continue,
+        };
+        if price.is_some() {
+            return Ok(price);
+        }
+    }
+    Ok(None)
 }
 
 #[derive(SimpleObject)]
@@ -195,7 +246,6 @@ impl Catalog {
             lot_size: Dec(terms.lot_size),
             maker_fee_rate: Dec(terms.maker_fee_rate),
             taker_fee_rate: Dec(terms.taker_fee_rate),
-            last_price: None,
         })
     }
 

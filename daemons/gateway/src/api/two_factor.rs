@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use async_graphql::{Context, Error, Object, SimpleObject};
 
-use super::{caller_id, coded, now_ms, services, user_error};
+use ledger_api::operators::SecurityEvent;
+
+use super::{caller, caller_id, coded, now_ms, services, user_error};
 use crate::two_factor::{CodeRefusal, TwoFactorError};
 
 /// What an authenticator app needs, shown once at enrolment.
@@ -30,6 +32,14 @@ fn code_refused(refusal: CodeRefusal) -> Error {
     match refusal {
         CodeRefusal::Malformed => coded("BAD_USER_INPUT", refusal.to_string()),
         CodeRefusal::Wrong | CodeRefusal::Replayed => coded("UNAUTHENTICATED", refusal.to_string()),
+    }
+}
+
+/// An operator's two-factor turned on or off goes in the audit log: what
+/// the other operators look for when one's password may have leaked.
+fn record_if_operator(ctx: &Context<'_>, user: u64, enabled: bool) {
+    if caller(ctx).is_ok_and(|claims| claims.role == crate::users::Role::Operator) {
+        super::operators::record(&services(ctx).ledger, SecurityEvent::TwoFactor { user, enabled });
     }
 }
 
@@ -66,6 +76,8 @@ impl TwoFactorMutation {
     /// Starts two-factor enrolment: a new secret for an authenticator app.
     /// Needs the account's password; nothing changes for login until
     /// `confirmTwoFactor`. Enrolling again before confirming replaces the secret.
+    /// Operators must enrol: until they confirm, their operator actions
+    /// answer TWO_FACTOR_ENROLMENT_REQUIRED.
     async fn enrol_two_factor(&self, ctx: &Context<'_>, password: String) -> Result<TwoFactorEnrolment, Error> {
         let services = services(ctx);
         let id = caller_id(ctx)?;
@@ -88,6 +100,7 @@ impl TwoFactorMutation {
         match services.two_factor.confirm(id, &code, now_ms() / 1_000).map_err(two_factor_error)? {
             Ok(codes) => {
                 tracing::info!(event = "two_factor_enabled", user = id, "two-factor authentication turned on");
+                record_if_operator(ctx, id, true);
                 Ok(codes)
             }
             Err(None) => Err(coded("NOT_FOUND", "no two-factor enrolment is waiting: call enrolTwoFactor first")),
@@ -105,6 +118,7 @@ impl TwoFactorMutation {
         require_code(ctx, id, Some(&code)).await?;
         services.two_factor.remove(id).map_err(two_factor_error)?;
         tracing::info!(event = "two_factor_disabled", user = id, "two-factor authentication turned off");
+        record_if_operator(ctx, id, false);
         Ok(true)
     }
 }

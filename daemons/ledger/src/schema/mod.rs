@@ -44,8 +44,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// builds). 5: `ledger-api`'s records and the stored types declared here,
 /// accounts as (owner, asset, purpose), one table set per product. 6:
 /// operators, proposals and the audit log. 7: frozen accounts, and the
-/// thresholds with `account_freeze`.
-pub const SCHEMA_VERSION: u32 = 7;
+/// thresholds with `account_freeze`. 8: users' tiers, and the thresholds
+/// with `tier`.
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the

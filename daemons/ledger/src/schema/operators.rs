@@ -15,7 +15,10 @@ pub const PENDING_PROPOSALS: Table = Table::new(tables::PENDING_PROPOSALS);
 /// sequence -> [`AuditRecord`], written once.
 pub const AUDIT: Table = Table::new(tables::AUDIT);
 
-pub const TABLES: &[Table] = &[PROPOSALS, PENDING_PROPOSALS, AUDIT];
+/// user -> tier (u8), for users above tier 0.
+pub const TIERS: Table = Table::new(tables::TIERS);
+
+pub const TABLES: &[Table] = &[PROPOSALS, PENDING_PROPOSALS, AUDIT, TIERS];
 
 const META_OPERATORS: &[u8] = b"operators.operators";
 const META_THRESHOLDS: &[u8] = b"operators.thresholds";
@@ -24,6 +27,12 @@ const META_AUDIT_HEAD: &[u8] = b"operators.audit_head";
 const META_FROZEN: &[u8] = b"operators.frozen";
 
 pub fn write(batch: &mut Batch, operators: &Operators, changes: &OperatorsChanges) {
+    for &(user, tier) in &changes.tiers {
+        match tier {
+            0 => batch.delete(TIERS, &user.to_be_bytes()),
+            tier => batch.put(TIERS, &user.to_be_bytes(), &[tier]),
+        }
+    }
     if !changes.touched && changes.proposals.is_empty() {
         return;
     }
@@ -61,6 +70,12 @@ pub fn load(store: &Store) -> Result<OperatorsState, SchemaError> {
         let id = u64::from_be_bytes(exact(PENDING_PROPOSALS, &key)?);
         let proposal: Proposal = by_id(store, PROPOSALS, id)?.ok_or_else(|| corrupt(PENDING_PROPOSALS, &key, "a pending proposal has no record"))?;
         state.pending.insert(id, proposal);
+    }
+    for item in store.scan_all(TIERS) {
+        let (key, value) = item?;
+        let user = u64::from_be_bytes(exact(TIERS, &key)?);
+        let [tier] = exact::<1>(TIERS, &value)?;
+        state.tiers.insert(user, tier);
     }
     Ok(state)
 }
@@ -108,5 +123,8 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
         },
         Query::Audit { from, limit: n } => Answer::Audit(audit(store, from, limit(n)?)?),
         Query::AuditHead => Answer::AuditHead(audit_head(store)?),
+        Query::Tier { user } => {
+            Answer::Tier(store.get(TIERS, &user.to_be_bytes()).map_err(SchemaError::from)?.and_then(|value| value.first().copied()).unwrap_or(0))
+        }
     })
 }
