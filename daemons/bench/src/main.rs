@@ -18,7 +18,7 @@ use matching_core::{BookLimits, Command, EngineLimits, Event, FastEngine, Side};
 use generator::{GeneratorConfig, Kind, Workload};
 use peers::{Lobster, OrderbookRs, Peer};
 
-const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only SYSTEMS] [--skew uniform,hot]\n       marionette-bench gateway [--orders N] [--clients N]";
+const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only SYSTEMS] [--skew uniform,hot]\n       marionette-bench gateway [--orders N] [--connections N] [--rate ORDERS_PER_SECOND] [--single-orders N] [--users N] [--only throughput,rate,single]";
 
 /// One engine's figures on one workload.
 pub struct Measured {

@@ -51,6 +51,9 @@ pub struct Metrics {
     /// Set at each scrape: signatures remembered against replays.
     pub signatures_remembered: Gauge<i64, AtomicI64>,
     pub request_seconds: Histogram,
+    /// Verifying a request's token and its session.
+    pub auth_seconds: Histogram,
+    pub order_times: crate::api::OrderTimes,
 }
 
 impl Metrics {
@@ -67,6 +70,8 @@ impl Metrics {
             signed_refused: Counter::default(),
             signatures_remembered: Gauge::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            auth_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 20)),
+            order_times: crate::api::OrderTimes::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests served", metrics.requests.clone());
@@ -87,6 +92,17 @@ impl Metrics {
         registry.register("connections", "Open HTTP connections, WebSockets included", metrics.connections.clone());
         registry.register("websockets", "Open subscription WebSockets", metrics.websockets.clone());
         registry.register("request_seconds", "Time to answer a request", metrics.request_seconds.clone());
+        registry.register("auth_seconds", "Verifying a request's token and its session", metrics.auth_seconds.clone());
+        registry.register(
+            "order_hold_seconds",
+            "placeOrder: from sending the order to the ledger until its outcome (the hold, durable)",
+            metrics.order_times.hold_seconds.clone(),
+        );
+        registry.register(
+            "order_settle_seconds",
+            "placeOrder: from the ledger's outcome until the order's state after matching (matching's commit, the ledger's settlement)",
+            metrics.order_times.settle_seconds.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 
@@ -237,7 +253,13 @@ fn caller(app: &App, request: &Request<Incoming>) -> Caller {
             .flat_map(|v| v.split(';'))
             .find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
     };
-    Caller(bearer.or_else(cookie).filter(|t| !t.is_empty()).and_then(|token| app.auth.verify(token)))
+    let token = bearer.or_else(cookie).filter(|t| !t.is_empty());
+    let started = Instant::now();
+    let caller = Caller(token.and_then(|token| app.auth.verify(token)));
+    if token.is_some() {
+        app.metrics.auth_seconds.observe(started.elapsed().as_secs_f64());
+    }
+    caller
 }
 
 /// The three headers of a request signed with an API key, when it has them.

@@ -1,8 +1,10 @@
 //! The gateway's connection to the ledger: one socket, many requests in
 //! flight. Commands carry this gateway's sequence (the ledger applies each
 //! once); reads carry a request id; both are matched to their answers here.
-//! Order updates are broadcast to whoever waits for them (placeOrder, the
-//! userOrders subscription).
+//! Order updates are broadcast to whoever follows them (the userOrders
+//! subscription, cancelOrder); placeOrder's own waiter is found by its order
+//! id instead, so that a thousand orders in flight do not each read every
+//! update.
 //!
 //! A command whose connection drops before its outcome is answered
 //! UNAVAILABLE: it may or may not have been applied, and the client retries
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ledger_api::spot::OrderRecord;
+use ledger_api::spot::{OrderRecord, OrderStatus, Outcome as SpotOutcome};
 use ledger_api::{Answer, Command as LedgerCommand, LedgerError, Outcome, Query, QueryError};
 use link::{CertifiedRole, LinkTls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -34,8 +36,16 @@ pub enum LinkError {
 }
 
 enum Request {
-    Command { command: LedgerCommand, reply: oneshot::Sender<Result<Outcome, LedgerError>> },
-    Query { query: Query, reply: oneshot::Sender<Result<Answer, QueryError>> },
+    /// `settled`, for a PlaceOrder: the order's first state after pending.
+    Command {
+        command: LedgerCommand,
+        reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+        settled: Option<oneshot::Sender<OrderRecord>>,
+    },
+    Query {
+        query: Query,
+        reply: oneshot::Sender<Result<Answer, QueryError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -69,8 +79,19 @@ impl LedgerClient {
 
     pub async fn command(&self, command: LedgerCommand) -> Result<Result<Outcome, LedgerError>, LinkError> {
         let (reply, answer) = oneshot::channel();
-        self.requests.try_send(Request::Command { command, reply }).map_err(|_| LinkError::Busy)?;
+        self.requests.try_send(Request::Command { command, reply, settled: None }).map_err(|_| LinkError::Busy)?;
         self.wait(answer).await
+    }
+
+    /// A PlaceOrder command's outcome and, if it placed an order, where the
+    /// order's first state after pending (matching's verdict, settled by the
+    /// ledger) arrives. That receiver fails if the connection drops first; it
+    /// never fires for an order settled before (a replayed client order id).
+    pub async fn place_order(&self, command: LedgerCommand) -> Result<(Result<Outcome, LedgerError>, oneshot::Receiver<OrderRecord>), LinkError> {
+        let (reply, answer) = oneshot::channel();
+        let (settled, settlement) = oneshot::channel();
+        self.requests.try_send(Request::Command { command, reply, settled: Some(settled) }).map_err(|_| LinkError::Busy)?;
+        Ok((self.wait(answer).await?, settlement))
     }
 
     pub async fn query(&self, query: Query) -> Result<Result<Answer, QueryError>, LinkError> {
@@ -89,6 +110,15 @@ impl LedgerClient {
 }
 
 type Waiting<T> = Arc<Mutex<HashMap<u64, oneshot::Sender<T>>>>;
+
+/// A command's reply, and for a PlaceOrder where its settlement goes.
+type CommandWaiter = (oneshot::Sender<Result<Outcome, LedgerError>>, Option<oneshot::Sender<OrderRecord>>);
+
+/// Placed orders whose settlement someone awaits, by order id.
+type Settling = HashMap<u64, oneshot::Sender<OrderRecord>>;
+
+/// Past this many, the waiters that gave up (timed out) are forgotten.
+const SETTLING_SWEEP_AT: usize = 4_096;
 
 async fn run(
     config: LedgerLinkConfig,
@@ -179,12 +209,13 @@ async fn serve(
     let mut next_sequence = commands_applied + 1;
     connected.store(true, Ordering::Release);
     tracing::info!(address = %config.address, next_sequence, "connected to the ledger");
-    let commands: Waiting<Result<Outcome, LedgerError>> = Arc::default();
+    let commands: Arc<Mutex<HashMap<u64, CommandWaiter>>> = Arc::default();
     let queries: Waiting<Result<Answer, QueryError>> = Arc::default();
     let mut next_query = 1u64;
     let receiving = {
         let (commands, queries, updates) = (commands.clone(), queries.clone(), updates.clone());
         async move {
+            let mut settling = Settling::new();
             loop {
                 let (sequence, message) = match read_sequenced(&mut reader, &mut buffer).await {
                     Ok(frame) => frame,
@@ -193,8 +224,15 @@ async fn serve(
                 match message {
                     Message::LedgerOutcome { peer_sequence, outcome } => {
                         let waiter = commands.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer_sequence);
-                        if let (Some(waiter), Some(outcome)) = (waiter, outcome) {
-                            let _ = waiter.send(outcome);
+                        if let (Some((reply, settled)), Some(outcome)) = (waiter, outcome) {
+                            // Before the next frame: the ledger sends an outcome before the updates of its batch, and the settlement comes later still.
+                            if let (Some(settled), Ok(Outcome::Spot(SpotOutcome::OrderPlaced(order_id)))) = (settled, &outcome) {
+                                if settling.len() >= SETTLING_SWEEP_AT {
+                                    settling.retain(|_, waiter| !waiter.is_closed());
+                                }
+                                settling.insert(*order_id, settled);
+                            }
+                            let _ = reply.send(outcome);
                         }
                     }
                     Message::LedgerAnswer(answer) => {
@@ -203,6 +241,13 @@ async fn serve(
                         }
                     }
                     Message::OrderUpdates(orders) => {
+                        if !settling.is_empty() {
+                            for record in orders.iter().filter(|record| record.status != OrderStatus::Pending) {
+                                if let Some(waiter) = settling.remove(&record.order.order_id) {
+                                    let _ = waiter.send(record.clone());
+                                }
+                            }
+                        }
                         let _ = updates.send(Arc::new(orders));
                     }
                     Message::Error { code, detail } => return std::io::Error::other(format!("the ledger refused us: {code}: {detail}")),
@@ -219,8 +264,8 @@ async fn serve(
             // Everything already queued goes in one write.
             while let Some(next) = request.take().or_else(|| requests.try_recv().ok()) {
                 match next {
-                    Request::Command { command, reply } => {
-                        commands.lock().unwrap_or_else(|p| p.into_inner()).insert(next_sequence, reply);
+                    Request::Command { command, reply, settled } => {
+                        commands.lock().unwrap_or_else(|p| p.into_inner()).insert(next_sequence, (reply, settled));
                         wire::encode_frame(next_sequence, &Message::LedgerCommand(command), &mut frames);
                         next_sequence += 1;
                     }

@@ -110,6 +110,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: O
     let Opened { users, auth, two_factor, api_keys, address_book, reviews } = opened;
     let ledger = LedgerClient::start(config.ledger.clone(), link_tls.clone());
     let matching = MatchingClient::start(config.matching.clone(), link_tls);
+    let metrics = Metrics::new();
     let services = Services {
         users: users.clone(),
         auth: auth.clone(),
@@ -138,6 +139,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: O
         limits: api::WithdrawalLimitsConfig { reference_asset: config.withdrawals.reference_asset.clone(), tiers: config.withdrawals.tiers.clone() },
         reviews,
         withdrawing: Default::default(),
+        order_times: metrics.order_times.clone(),
     };
     let schema = api::schema(services, &config.limits);
     let admin = Arc::new(Admin {
@@ -155,7 +157,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: O
         schema,
         auth: auth.clone(),
         ledger: ledger.clone(),
-        metrics: Metrics::new(),
+        metrics,
         body_bytes_max: limits.body_bytes_max,
         body_read_timeout: Duration::from_secs(config.listen.body_read_timeout_seconds),
         websocket_origins: config.listen.websocket_origins.iter().filter_map(|o| gateway::origin::parse_origin(o)).collect(),

@@ -98,6 +98,8 @@ struct Peer {
 /// its outcomes wait for it.
 struct Unanswered {
     entries: Vec<JournalEntry>,
+    /// When the engine took each entry.
+    taken: Vec<Instant>,
     submitted: Submitted,
     started: Instant,
 }
@@ -110,6 +112,8 @@ pub struct Engine {
     peers: HashMap<PeerId, Peer>,
     connections: HashMap<ConnectionId, PeerId>,
     pending: Vec<JournalEntry>,
+    /// When the engine took each pending entry.
+    pending_taken: Vec<Instant>,
     unanswered: Option<Unanswered>,
     /// The last matching output admitted (applied, or pending in this turn).
     matching_seen: u64,
@@ -133,6 +137,7 @@ impl Engine {
             peers: HashMap::new(),
             connections: HashMap::new(),
             pending: Vec::new(),
+            pending_taken: Vec::new(),
             unanswered: None,
             matching_seen,
             matching: None,
@@ -153,7 +158,7 @@ impl Engine {
         }
         tracing::info!(?in_force, ?thresholds, "the config changes the approval thresholds; journaling the change");
         let peer_sequence = self.service.peer_applied(SYSTEM_PEER) + 1;
-        self.pending.push(JournalEntry {
+        self.queue(JournalEntry {
             peer: SYSTEM_PEER,
             peer_sequence,
             at_ms: now_ms(),
@@ -289,7 +294,7 @@ impl Engine {
             }
         }
         state.admitted = sequence;
-        self.pending.push(JournalEntry { peer, peer_sequence: sequence, at_ms: now_ms(), command });
+        self.queue(JournalEntry { peer, peer_sequence: sequence, at_ms: now_ms(), command });
     }
 
     /// Stops the link to matching for good (until a restart): matching sent
@@ -336,12 +341,17 @@ impl Engine {
             }
         }
         self.matching_seen = sequence;
-        self.pending.push(JournalEntry {
+        self.queue(JournalEntry {
             peer: MATCHING_PEER,
             peer_sequence: sequence,
             at_ms: now_ms(),
             command: LedgerCommand::Spot(spot::Command::ApplyMatching { sequence, events }),
         });
+    }
+
+    fn queue(&mut self, entry: JournalEntry) {
+        self.pending.push(entry);
+        self.pending_taken.push(Instant::now());
     }
 
     fn refuse(&mut self, peer: PeerId, code: ProtocolErrorCode, detail: String) {
@@ -383,41 +393,62 @@ impl Engine {
     }
 
     /// Journals and applies the pending commands and hands their write to
-    /// the store writer; the batch before (written by now) is answered.
+    /// the store writer. The batch before is answered while this one's
+    /// journal syncs, as soon as RocksDB holds it.
     fn submit(&mut self) -> Result<(), ServiceError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if self.unanswered.is_some() && self.service.written()? {
-            // Written while this batch gathered: answer it now, not after
-            // this batch's journal sync.
-            self.answer_written()?;
-        }
         let started = Instant::now();
         let entries = std::mem::take(&mut self.pending);
-        let submitted = self.service.submit(&entries)?;
-        let written = self.unanswered.replace(Unanswered { entries, submitted, started });
-        if let Some(written) = written {
-            self.answer(written);
+        let taken = std::mem::take(&mut self.pending_taken);
+        let staged = self.service.begin(&entries)?;
+        if self.unanswered.is_some() {
+            // Its write is shorter than this batch's sync: waiting for it
+            // here answers it one sync earlier than after this batch.
+            self.answer_written()?;
         }
+        let submitted = self.service.finish(staged)?;
+        // The batch's orders go to matching now, durable in the journal,
+        // while RocksDB writes them: forwards need no reader to see them, and
+        // a crash before the write replays the journal, outbox included.
+        self.send_forwards();
+        let times = submitted.times;
+        self.metrics.journal_seconds.observe(times.journal.as_secs_f64());
+        self.metrics.apply_seconds.observe(times.apply.as_secs_f64());
+        self.metrics.encode_seconds.observe(times.encode.as_secs_f64());
+        self.metrics.store_wait_seconds.observe(times.store_wait.as_secs_f64());
+        self.observe_store_writes();
+        let answered_before = self.unanswered.replace(Unanswered { entries, taken, submitted, started });
+        debug_assert!(answered_before.is_none(), "the batch before was answered during this one's sync");
         Ok(())
     }
 
     /// Waits for the write of the last batch submitted and answers it.
     fn answer_written(&mut self) -> Result<(), ServiceError> {
         self.service.wait_written()?;
+        self.observe_store_writes();
         if let Some(written) = self.unanswered.take() {
             self.answer(written);
         }
         Ok(())
     }
 
+    fn observe_store_writes(&mut self) {
+        for took in self.service.take_store_writes() {
+            self.metrics.store_write_seconds.observe(took.as_secs_f64());
+        }
+    }
+
     /// Sends a written batch's outcomes and order updates, and forwards.
     fn answer(&mut self, batch: Unanswered) {
-        let Unanswered { mut entries, submitted: Submitted { outcomes, order_updates, through }, started } = batch;
+        let Unanswered { mut entries, mut taken, submitted: Submitted { outcomes, order_updates, through, .. }, started } = batch;
         let mut replies: HashMap<PeerId, Vec<u8>> = HashMap::new();
         let retained_max = self.config.engine.outcomes_retained_per_peer;
-        for (entry, outcome) in entries.iter().zip(outcomes) {
+        // Everything is sent below: from taken to now is what a peer sees of the ledger.
+        let answered = Instant::now();
+        for ((entry, outcome), taken) in entries.iter().zip(outcomes).zip(&taken) {
+            let seconds = answered.saturating_duration_since(*taken).as_secs_f64();
             if entry.peer == SYSTEM_PEER {
                 if let Err(error) = &outcome {
                     tracing::error!(%error, "the ledger's own command was refused");
@@ -426,6 +457,7 @@ impl Engine {
             }
             if entry.peer == MATCHING_PEER {
                 self.metrics.matching_outputs.inc();
+                self.metrics.matching_output_seconds.observe(seconds);
                 match outcome {
                     Ok(_) => {}
                     Err(LedgerError::MatchingOutputRefused(reason)) => self.halt_matching(reason),
@@ -435,6 +467,7 @@ impl Engine {
                 continue;
             }
             self.metrics.commands.inc();
+            self.metrics.command_seconds.observe(seconds);
             if outcome.is_err() {
                 self.metrics.rejections.inc();
             }
@@ -451,6 +484,8 @@ impl Engine {
             // Its memory serves the next batch.
             entries.clear();
             self.pending = entries;
+            taken.clear();
+            self.pending_taken = taken;
         }
         if !order_updates.is_empty() {
             let mut bytes = Vec::new();

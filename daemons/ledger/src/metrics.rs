@@ -24,6 +24,14 @@ pub struct Metrics {
     pub journal_applied: Gauge<i64, AtomicI64>,
     pub outbox_pending: Gauge<i64, AtomicI64>,
     pub batch_seconds: Histogram,
+    /// The order path's stages (see `scripts/bench gateway`'s breakdown).
+    pub command_seconds: Histogram,
+    pub matching_output_seconds: Histogram,
+    pub journal_seconds: Histogram,
+    pub apply_seconds: Histogram,
+    pub encode_seconds: Histogram,
+    pub store_wait_seconds: Histogram,
+    pub store_write_seconds: Histogram,
 }
 
 impl Metrics {
@@ -44,6 +52,13 @@ impl Metrics {
             journal_applied: Gauge::default(),
             outbox_pending: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            command_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            matching_output_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            journal_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            apply_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 24)),
+            encode_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 24)),
+            store_wait_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 24)),
+            store_write_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 24)),
             registry: Registry::default(),
         };
         registry.register("commands", "Peer commands journaled and applied", metrics.commands.clone());
@@ -68,6 +83,21 @@ impl Metrics {
         registry.register("journal_applied", "Last durable and applied journal sequence", metrics.journal_applied.clone());
         registry.register("outbox_pending", "Commands forwarded to matching and not yet confirmed by it", metrics.outbox_pending.clone());
         registry.register("batch_seconds", "Journal write + fdatasync + apply + RocksDB write per group commit", metrics.batch_seconds.clone());
+        registry.register(
+            "command_seconds",
+            "A peer's command, from the engine taking it to its outcome sent (its group commit and RocksDB write included)",
+            metrics.command_seconds.clone(),
+        );
+        registry.register(
+            "matching_output_seconds",
+            "A matching output, from the engine taking it to the order updates it caused sent",
+            metrics.matching_output_seconds.clone(),
+        );
+        registry.register("journal_seconds", "Per group commit: the journal's write and fdatasync (the apply runs meanwhile)", metrics.journal_seconds.clone());
+        registry.register("apply_seconds", "Per group commit: applying its commands in the core", metrics.apply_seconds.clone());
+        registry.register("encode_seconds", "Per group commit: checking the invariants and encoding its RocksDB batch", metrics.encode_seconds.clone());
+        registry.register("store_wait_seconds", "Per group commit: waiting for the RocksDB write of the batch before", metrics.store_wait_seconds.clone());
+        registry.register("store_write_seconds", "Per group commit: its RocksDB write, on the store writer thread", metrics.store_write_seconds.clone());
         Metrics { registry, ..metrics }
     }
 

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use journal::{Content, Journal, JournalError};
 pub use ledger_api::JournalEntry;
@@ -68,10 +69,38 @@ pub struct Submitted {
     pub order_updates: Vec<ledger_api::spot::OrderRecord>,
     /// The journal position of the batch's last command.
     pub through: u64,
+    pub times: BatchTimes,
 }
 
-/// A batch back from the writer, emptied, with how its write went.
-type Written = (Batch, Result<(), StorageError>);
+/// A batch handed to the journal (its write and fdatasync under way) and
+/// applied in memory: nothing of it may leave before [`LedgerService::finish`].
+#[derive(Debug)]
+#[must_use = "a staged batch must be finished before anything of it leaves"]
+pub struct Staged {
+    outcomes: Vec<Result<Outcome, LedgerError>>,
+    /// The journal positions of its commands; empty for an empty batch.
+    sequences: std::ops::Range<u64>,
+    journal_started: Instant,
+    apply: Duration,
+}
+
+/// Where a batch's time went, for the metrics behind the order path's
+/// breakdown (`scripts/bench gateway`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchTimes {
+    /// Applying the commands in the core, while the journal writes and syncs.
+    pub apply: Duration,
+    /// From handing the journal the batch until its write and fdatasync are
+    /// done (the apply runs meanwhile).
+    pub journal: Duration,
+    /// Checking the invariants and encoding the RocksDB batch.
+    pub encode: Duration,
+    /// Waiting for the store writer to finish the batch before.
+    pub store_wait: Duration,
+}
+
+/// A batch back from the writer, emptied, with how its write went and how long it took.
+type Written = (Batch, Result<(), StorageError>, Duration);
 
 /// The thread that writes batches to RocksDB, one at a time, in the order
 /// given. It hands each batch back emptied, so its buffers serve again.
@@ -87,8 +116,9 @@ impl StoreWriter {
         let (done, written) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new().name("store-writer".into()).spawn(move || {
             for mut batch in to_write {
+                let started = Instant::now();
                 let result = store.write(&mut batch, Durability::Journaled);
-                if done.send((batch, result)).is_err() {
+                if done.send((batch, result, started.elapsed())).is_err() {
                     return;
                 }
             }
@@ -155,10 +185,20 @@ pub struct LedgerService {
     /// Commands for matching not yet confirmed by it, oldest first, by forward sequence.
     outbox: VecDeque<(u64, Command)>,
     forwarded_last: u64,
+    /// The last forward whose command is durable in the journal: only those
+    /// may reach matching.
+    forwarded_durable: u64,
+    /// A batch is between [`Self::begin`] and [`Self::finish`]: the journal
+    /// must not change segments under its write.
+    staged: bool,
     /// Outbox entries added and confirmed since the last RocksDB write.
     outbox_added: Vec<(u64, Command)>,
     outbox_confirmed_through: u64,
     outbox_deleted_through: u64,
+    /// How long the store writer took over each write finished since [`Self::take_store_writes`].
+    store_writes: Vec<Duration>,
+    /// How long the last `submit` waited for the write before its own.
+    store_wait: Duration,
 }
 
 /// Journal records per segment before it is rotated and, once RocksDB has
@@ -215,9 +255,13 @@ impl LedgerService {
             segment_first,
             outbox: outbox.into(),
             forwarded_last,
+            forwarded_durable: forwarded_last,
+            staged: false,
             outbox_added: Vec::new(),
             outbox_confirmed_through: outbox_first,
             outbox_deleted_through: outbox_first,
+            store_writes: Vec::new(),
+            store_wait: Duration::ZERO,
         };
         service.check(journal_applied)?;
         // Replay in bounded batches so memory for the changes stays bounded.
@@ -236,6 +280,7 @@ impl LedgerService {
             report.replayed += chunk.len();
         }
         service.wait_written()?;
+        service.forwarded_durable = service.forwarded_last;
         Ok((service, report))
     }
 
@@ -258,8 +303,19 @@ impl LedgerService {
     /// commands that are not durable: the caller must stop and let start-up
     /// recover from the files.
     pub fn submit(&mut self, entries: &[JournalEntry]) -> Result<Submitted, ServiceError> {
+        let staged = self.begin(entries)?;
+        self.finish(staged)
+    }
+
+    /// The first half of [`Self::submit`]: hands `entries` to the journal
+    /// (write linked to fdatasync) and applies them while the disk works.
+    /// Meanwhile the caller may wait for the previous batch's write
+    /// ([`Self::wait_written`]) and acknowledge it; then [`Self::finish`].
+    pub fn begin(&mut self, entries: &[JournalEntry]) -> Result<Staged, ServiceError> {
+        let journal_started = Instant::now();
         if entries.is_empty() {
-            return Ok(Submitted { outcomes: Vec::new(), order_updates: Vec::new(), through: self.journal.next_sequence() - 1 });
+            let next = self.journal.next_sequence();
+            return Ok(Staged { outcomes: Vec::new(), sequences: next..next, journal_started, apply: Duration::ZERO });
         }
         self.encoded.resize_with(entries.len(), Vec::new);
         for (entry, buffer) in entries.iter().zip(&mut self.encoded) {
@@ -267,13 +323,32 @@ impl LedgerService {
             *buffer = postcard::to_extend(entry, std::mem::take(buffer)).expect("encoding into a vector cannot fail");
         }
         let sequences = self.journal.begin(self.encoded[..entries.len()].iter().map(Vec::as_slice))?;
+        self.staged = true;
         // The core works while the disk syncs (and the writer writes the
         // previous batch); nothing leaves before finish().
         let outcomes = self.apply(entries);
+        Ok(Staged { outcomes, sequences, journal_started, apply: journal_started.elapsed() })
+    }
+
+    /// The second half of [`Self::submit`]: waits for the journal's sync,
+    /// then hands what the batch changed to the store writer (after the
+    /// previous batch's write is done). From here its forwards may go to
+    /// matching ([`Self::outbox_after`]).
+    pub fn finish(&mut self, staged: Staged) -> Result<Submitted, ServiceError> {
+        let Staged { outcomes, sequences, journal_started, apply } = staged;
+        if sequences.is_empty() {
+            let through = sequences.start - 1;
+            return Ok(Submitted { outcomes, order_updates: Vec::new(), through, times: BatchTimes::default() });
+        }
         self.journal.finish()?;
+        self.staged = false;
+        self.forwarded_durable = self.forwarded_last;
+        let journal = journal_started.elapsed();
         let through = sequences.end - 1;
         let order_updates = self.persist(through)?;
-        Ok(Submitted { outcomes, order_updates, through })
+        let encode = journal_started.elapsed().saturating_sub(journal + self.store_wait);
+        let times = BatchTimes { apply, journal, encode, store_wait: self.store_wait };
+        Ok(Submitted { outcomes, order_updates, through, times })
     }
 
     /// Waits until RocksDB holds every submitted batch, and returns the
@@ -305,23 +380,34 @@ impl LedgerService {
     /// Between two writes, so that `journal_applied` is what RocksDB holds;
     /// under a steady load that is in `submit`, which never waits idle.
     fn trim_journal_if_full(&mut self) -> Result<(), ServiceError> {
-        if self.journal.next_sequence() - self.segment_first >= self.segment_records_max {
+        if !self.staged && self.journal.next_sequence() - self.segment_first >= self.segment_records_max {
             self.trim_journal()?;
         }
         Ok(())
     }
 
     fn finish_write(&mut self) -> Result<(), ServiceError> {
+        let started = Instant::now();
         if self.writing.is_some() {
             let written = self.writer.finish()?;
             self.written_through(written)?;
         }
+        self.store_wait = started.elapsed();
         Ok(())
     }
 
-    fn written_through(&mut self, (batch, result): Written) -> Result<(), ServiceError> {
+    /// How long each RocksDB write finished since the last call took.
+    pub fn take_store_writes(&mut self) -> impl Iterator<Item = Duration> + '_ {
+        self.store_writes.drain(..)
+    }
+
+    fn written_through(&mut self, (batch, result, took): Written) -> Result<(), ServiceError> {
         let through = self.writing.take().expect("a write was under way");
         self.spare = batch;
+        // Bounded for callers that never take them (tests, start-up's replay).
+        if self.store_writes.len() < 64 {
+            self.store_writes.push(took);
+        }
         result?;
         self.journal_applied = through;
         Ok(())
@@ -377,10 +463,12 @@ impl LedgerService {
     }
 
     /// Commands for matching after forward sequence `after`, oldest first:
-    /// what a fresh connection to matching must (re)send.
+    /// what a fresh connection to matching must (re)send. Only commands
+    /// whose batch is synced in the journal are given.
     pub fn outbox_after(&self, after: u64) -> impl Iterator<Item = &(u64, Command)> {
         let skip = self.outbox.partition_point(|(sequence, _)| *sequence <= after);
-        self.outbox.range(skip..)
+        let durable = self.outbox.partition_point(|(sequence, _)| *sequence <= self.forwarded_durable);
+        self.outbox.range(skip..durable.max(skip))
     }
 
     /// Matching applied every forwarded command through `through`: they

@@ -458,3 +458,24 @@ fn commands_for_matching_wait_in_a_durable_outbox_until_matching_confirms_them()
     assert_eq!(sequences(&service), vec![3, 4], "confirmed forwards are gone, the rest kept");
     assert_eq!(service.forwarded_last(), 4);
 }
+
+#[test]
+fn a_batch_s_forwards_are_handed_out_only_once_its_journal_sync_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = started(dir.path());
+    let next = service.peer_applied(9) + 1;
+    let sequences = |s: &LedgerService| s.outbox_after(0).map(|(sequence, _)| *sequence).collect::<Vec<_>>();
+    // The market's creation is forward 1, synced at start.
+    assert_eq!(sequences(&service), vec![1]);
+    let staged = service.begin(&[order_entry(next)]).unwrap();
+    // Applied, in the outbox, but its sync is under way: matching must not see it.
+    assert_eq!(service.forwarded_last(), 2);
+    assert_eq!(sequences(&service), vec![1], "a forward of a batch still syncing is not handed out");
+    // Meanwhile the batch before is waited for and acknowledged, as the engine does.
+    service.wait_written().unwrap();
+    assert_eq!(sequences(&service), vec![1]);
+    service.finish(staged).unwrap();
+    assert_eq!(sequences(&service), vec![1, 2], "synced, it may go to matching before RocksDB holds it");
+    service.wait_written().unwrap();
+    assert_eq!(sequences(&service), vec![1, 2]);
+}

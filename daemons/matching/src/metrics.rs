@@ -22,6 +22,10 @@ pub struct Metrics {
     pub subscribers: Gauge<i64, AtomicI64>,
     pub output_sequence: Gauge<i64, AtomicI64>,
     pub journal_batch_seconds: Histogram,
+    /// The order path's stages (see `scripts/bench gateway`'s breakdown).
+    pub command_seconds: Histogram,
+    pub apply_seconds: Histogram,
+    pub journal_sync_wait_seconds: Histogram,
 }
 
 impl Metrics {
@@ -37,6 +41,9 @@ impl Metrics {
             subscribers: Gauge::default(),
             output_sequence: Gauge::default(),
             journal_batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            command_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            apply_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 24)),
+            journal_sync_wait_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 24)),
             registry: Registry::default(),
         };
         registry.register("commands", "Commands journaled and applied", metrics.commands.clone());
@@ -48,6 +55,17 @@ impl Metrics {
         registry.register("subscribers", "Peers receiving outputs", metrics.subscribers.clone());
         registry.register("output_sequence", "Last durable journal sequence", metrics.output_sequence.clone());
         registry.register("journal_batch_seconds", "Journal write + fdatasync + apply time per group commit", metrics.journal_batch_seconds.clone());
+        registry.register("command_seconds", "A command, from the engine taking it to its output published", metrics.command_seconds.clone());
+        registry.register(
+            "apply_seconds",
+            "Per group commit: encoding its commands for the journal and matching them (while the journal writes and syncs)",
+            metrics.apply_seconds.clone(),
+        );
+        registry.register(
+            "journal_sync_wait_seconds",
+            "Per group commit: waiting for the journal's write and fdatasync once its commands are matched",
+            metrics.journal_sync_wait_seconds.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 

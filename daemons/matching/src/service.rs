@@ -103,6 +103,8 @@ pub struct EngineService {
     metrics: Arc<Metrics>,
     // Buffers reused across batches.
     pending: Vec<JournalEntry>,
+    /// When the engine took each pending entry.
+    pending_taken: Vec<Instant>,
     payloads: Vec<Vec<u8>>,
     events: Vec<Event>,
 }
@@ -159,6 +161,7 @@ impl EngineService {
             commands_since_snapshot: 0,
             metrics,
             pending: Vec::new(),
+            pending_taken: Vec::new(),
             payloads: Vec::new(),
             events: Vec::new(),
         };
@@ -266,6 +269,7 @@ impl EngineService {
         }
         self.peers_applied.insert(peer, sequence);
         self.pending.push(JournalEntry { peer, peer_sequence: sequence, command });
+        self.pending_taken.push(Instant::now());
     }
 
     fn refuse(&mut self, connection: ConnectionId, code: ProtocolErrorCode, detail: String) {
@@ -349,7 +353,11 @@ impl EngineService {
             ranges.push(self.encode_output(sequence, entry, &mut batch));
         }
         self.pending = pending;
+        let applied = Instant::now();
         self.journal.finish()?;
+        let synced = Instant::now();
+        self.metrics.apply_seconds.observe(applied.duration_since(started).as_secs_f64());
+        self.metrics.journal_sync_wait_seconds.observe(synced.duration_since(applied).as_secs_f64());
         // Count before publishing: a peer that sees an output sees it counted.
         let commands = self.pending.len() as u64;
         self.metrics.journal_batch_seconds.observe(started.elapsed().as_secs_f64());
@@ -367,6 +375,9 @@ impl EngineService {
         });
         for (sequence, range) in sequences.clone().zip(ranges) {
             self.retain(sequence, batch.clone(), range);
+        }
+        for taken in self.pending_taken.drain(..) {
+            self.metrics.command_seconds.observe(synced.saturating_duration_since(taken).as_secs_f64());
         }
         self.pending.clear();
         self.metrics.subscribers.set(self.subscribers.len() as i64);

@@ -122,6 +122,28 @@ pub struct Services {
     /// One withdrawal request per user at a time: its limit check and its
     /// request are one step, so two at once cannot both pass.
     pub withdrawing: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    pub order_times: OrderTimes,
+}
+
+/// How long placeOrder waits on the daemons, for the order path's
+/// breakdown (`scripts/bench gateway`); served as metrics by `http.rs`.
+#[derive(Clone)]
+pub struct OrderTimes {
+    /// From sending PlaceOrder to the ledger until its outcome: the hold, durable.
+    pub hold_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// From that outcome until the order's state after matching: matching's
+    /// group commit and the ledger's settlement of its output.
+    pub settle_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for OrderTimes {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+        OrderTimes {
+            hold_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            settle_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+        }
+    }
 }
 
 /// The reference asset and the tiers, or None: no limits.
@@ -159,7 +181,7 @@ pub(crate) fn link_error(error: LinkError) -> Error {
     coded("UNAVAILABLE", error.to_string())
 }
 
-fn ledger_error(error: LedgerError) -> Error {
+pub(crate) fn ledger_error(error: LedgerError) -> Error {
     coded(error.code(), error.to_string())
 }
 

@@ -469,27 +469,24 @@ impl SpotMutation {
             quantity,
             self_trade: SelfTradePrevention::CancelTaker,
         };
-        // Listen before asking, so matching's verdict cannot slip past.
-        let mut updates = services(ctx).ledger.order_updates();
-        let order_id = match run_spot(ctx, Command::PlaceOrder { user, request, client_order_id: input.client_order_id.clone() }).await? {
-            api::Outcome::OrderPlaced(order_id) => order_id,
+        let services = services(ctx);
+        let times = &services.order_times;
+        let sent = std::time::Instant::now();
+        let command = ledger_api::Command::Spot(Command::PlaceOrder { user, request, client_order_id: input.client_order_id.clone() });
+        let (outcome, settlement) = services.ledger.place_order(command).await.map_err(super::link_error)?;
+        let order_id = match outcome.map_err(super::ledger_error)? {
+            Outcome::Spot(api::Outcome::OrderPlaced(order_id)) => order_id,
             other => return Err(unexpected(other)),
         };
-        let deadline = tokio::time::Instant::now() + services(ctx).order_settle_timeout;
-        let mut record = None;
-        while let Ok(Ok(batch)) = tokio::time::timeout_at(deadline, updates.recv()).await {
-            if let Some(found) = batch.iter().rev().find(|o| o.order.order_id == order_id) {
-                record = Some(found.clone());
-                if found.status != LedgerStatus::Pending {
-                    break;
-                }
-            }
-        }
-        let record = match record.filter(|r| r.status != LedgerStatus::Pending) {
-            Some(record) => record,
-            // A replayed request, or matching slower than the wait: read its current state.
-            None => order_by_id(ctx, order_id).await?.ok_or_else(|| unexpected("the placed order is missing"))?,
+        let held = std::time::Instant::now();
+        times.hold_seconds.observe(held.duration_since(sent).as_secs_f64());
+        let record = match tokio::time::timeout(services.order_settle_timeout, settlement).await {
+            Ok(Ok(record)) => record,
+            // A replayed request, matching slower than the wait, or the link
+            // lost meanwhile: read its current state.
+            _ => order_by_id(ctx, order_id).await?.ok_or_else(|| unexpected("the placed order is missing"))?,
         };
+        times.settle_seconds.observe(held.elapsed().as_secs_f64());
         if record.status == LedgerStatus::Rejected {
             let reason = record.reject_reason.clone().unwrap_or_default();
             if matches!(reason.as_str(), "POST_ONLY_WOULD_TAKE" | "MARKET_CLOSED") {
