@@ -124,7 +124,9 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
 
     let dir = tempfile::Builder::new().prefix("bench-gateway-").tempdir_in(crate::ledger_bench::bench_dir()?)?;
     let ports = Ports { gateway: free_port()?, gateway_metrics: free_port()?, ledger_metrics: free_port()?, matching_metrics: free_port()? };
-    let _daemons = start(dir.path(), &ports)?;
+    let daemons = start(dir.path(), &ports)?;
+    // matching, ledger, gateway, as started.
+    let pids = [daemons[2].0.id(), daemons[1].0.id(), daemons[0].0.id()];
     eprintln!("  setting up the market and {} traders", options.users);
     let tokens = setup(ports.gateway, options.users)?;
     let requests = Arc::new(order_requests(&tokens));
@@ -157,10 +159,10 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
             eprintln!("  {title}: {}", system.describe().split(" (").next().unwrap_or_default());
             // Connections opened, caches and the daemons' batches warm.
             client.block_on(drive(port, requests.clone(), (orders / 10).max(connections), connections, rate))?;
-            let before = (system == System::PlaceOrder).then(|| Scrape::all(&ports)).transpose()?;
+            let before = (system == System::PlaceOrder).then(|| Scrape::all(&ports, pids)).transpose()?;
             let run = client.block_on(drive(port, requests.clone(), orders, connections, rate))?;
             if let Some(before) = before {
-                breakdowns.push((title.clone(), Breakdown::between(&before, &Scrape::all(&ports)?)));
+                breakdowns.push((title.clone(), Breakdown::between(&before, &Scrape::all(&ports, pids)?)));
             }
             runs.push((system, run));
         }
@@ -430,17 +432,34 @@ fn write_scenario(report: &mut String, title: &str, orders: usize, runs: &[(Syst
     writeln!(report)
 }
 
-/// The three daemons' metrics at one moment: every sample by its name.
+/// The three daemons' metrics at one moment: every sample by its name;
+/// and the CPU seconds the gateway, the ledger, matching and this process
+/// (the measuring client; the ceilings idle meanwhile) have used.
 struct Scrape {
     gateway: HashMap<String, f64>,
     ledger: HashMap<String, f64>,
     matching: HashMap<String, f64>,
+    cpu_seconds: [f64; 4],
 }
 
 impl Scrape {
-    fn all(ports: &Ports) -> anyhow::Result<Scrape> {
-        Ok(Scrape { gateway: scrape(ports.gateway_metrics)?, ledger: scrape(ports.ledger_metrics)?, matching: scrape(ports.matching_metrics)? })
+    /// `pids`: the gateway's, the ledger's and matching's.
+    fn all(ports: &Ports, pids: [u32; 3]) -> anyhow::Result<Scrape> {
+        let cpu_seconds = [cpu_seconds(&pids[0].to_string())?, cpu_seconds(&pids[1].to_string())?, cpu_seconds(&pids[2].to_string())?, cpu_seconds("self")?];
+        Ok(Scrape { gateway: scrape(ports.gateway_metrics)?, ledger: scrape(ports.ledger_metrics)?, matching: scrape(ports.matching_metrics)?, cpu_seconds })
     }
+}
+
+/// User and system CPU seconds of `/proc/<process>` (all its threads).
+fn cpu_seconds(process: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat"))?;
+    // The name in parentheses may hold spaces; the fields after it are fixed:
+    // state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("a /proc stat line without its name")?.1.split_whitespace().collect();
+    let ticks = |field: usize| fields.get(field - 3).and_then(|v| v.parse::<f64>().ok()).context("a /proc stat line too short");
+    // SAFETY: sysconf reads a constant of the running system; it has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(14)? + ticks(15)?) / per_second.max(1.0))
 }
 
 fn scrape(port: u16) -> anyhow::Result<HashMap<String, f64>> {
@@ -495,6 +514,8 @@ impl Breakdown {
             let batches = delta(side, batches);
             (batches > 0.0).then(|| commands.iter().map(|c| delta(side, c)).sum::<f64>() / batches)
         };
+        let requests = delta(gateway, "marionette_gateway_requests_total");
+        let cpu = |process: usize| (requests > 0.0).then(|| (after.cpu_seconds[process] - before.cpu_seconds[process]) / requests * 1e6);
         Breakdown {
             rows: vec![
                 ("the whole request, as the gateway's HTTP server sees it", request),
@@ -519,6 +540,10 @@ impl Breakdown {
                 ("matching, per group commit: encoding and matching its commands", mean_us(matching, "marionette_matching_apply_seconds")),
                 ("matching, per group commit: then waiting for the journal's fdatasync", mean_us(matching, "marionette_matching_journal_sync_wait_seconds")),
                 ("matching: commands per group commit", per_batch(matching, &["marionette_matching_commands_total"], "marionette_matching_batches_total")),
+                ("CPU per request: the gateway", cpu(0)),
+                ("CPU per request: the ledger", cpu(1)),
+                ("CPU per request: matching", cpu(2)),
+                ("CPU per request: the measuring client", cpu(3)),
             ],
         }
     }
