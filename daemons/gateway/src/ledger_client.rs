@@ -117,7 +117,8 @@ type CommandWaiter = (oneshot::Sender<Result<Outcome, LedgerError>>, Option<ones
 /// Placed orders whose settlement someone awaits, by order id.
 type Settling = HashMap<u64, oneshot::Sender<OrderRecord>>;
 
-/// Past this many, the waiters that gave up (timed out) are forgotten.
+/// Past this many (and past twice the live ones after a sweep), the
+/// waiters that gave up (timed out) are forgotten.
 const SETTLING_SWEEP_AT: usize = 4_096;
 
 async fn run(
@@ -216,6 +217,7 @@ async fn serve(
         let (commands, queries, updates) = (commands.clone(), queries.clone(), updates.clone());
         async move {
             let mut settling = Settling::new();
+            let mut sweep_at = SETTLING_SWEEP_AT;
             loop {
                 let (sequence, message) = match read_sequenced(&mut reader, &mut buffer).await {
                     Ok(frame) => frame,
@@ -227,8 +229,10 @@ async fn serve(
                         if let (Some((reply, settled)), Some(outcome)) = (waiter, outcome) {
                             // Before the next frame: the ledger sends an outcome before the updates of its batch, and the settlement comes later still.
                             if let (Some(settled), Ok(Outcome::Spot(SpotOutcome::OrderPlaced(order_id)))) = (settled, &outcome) {
-                                if settling.len() >= SETTLING_SWEEP_AT {
+                                if settling.len() >= sweep_at {
                                     settling.retain(|_, waiter| !waiter.is_closed());
+                                    // Live waiters stay: sweep again once as many more have come, not at every order.
+                                    sweep_at = (settling.len() * 2).max(SETTLING_SWEEP_AT);
                                 }
                                 settling.insert(*order_id, settled);
                             }
