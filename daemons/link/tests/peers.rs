@@ -135,6 +135,8 @@ fn another_local_user_is_what_unix_peers_says() {
             let mut reply = Vec::new();
             wire::encode_frame(0, &Message::Welcome { commands_applied: 0, outputs_last: 0 }, &mut reply);
             let _ = std::io::Write::write_all(&mut stream, &reply);
+            // Hold the connection until the helper hangs up: closing first races its Hello (EPIPE).
+            let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
         })
     });
     let connect_as = |uid: u32| {
