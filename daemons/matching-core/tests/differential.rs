@@ -3,7 +3,10 @@
 //! event and the final state must be identical. After every command a model
 //! built only from the events must agree with the books (no crossed book, every
 //! order's open quantity accounted for, no self-trade), and a snapshot taken at
-//! a random point and restored must reach the same state hash.
+//! a random point and restored must reach the same state hash. Every stream
+//! runs twice: through the daemon's fast store, and through one whose price
+//! window spans 8 ticks, so that its moves and the levels below it are used
+//! all the time (the streams' prices spread over about 20 ticks).
 
 use std::collections::BTreeMap;
 
@@ -140,17 +143,25 @@ impl Model {
     }
 }
 
-/// Feeds both engines the stream; returns the number of commands compared.
+/// The fast store with a price window of 8 ticks.
+type NarrowBook = Book<FastStore<8>>;
+
 fn compare(commands: &[Command], snapshot_at: usize) -> usize {
-    let mut fast = FastEngine::new(limits());
+    compare_with::<FastBook>(commands, snapshot_at);
+    compare_with::<NarrowBook>(commands, snapshot_at)
+}
+
+/// Feeds both engines the stream; returns the number of commands compared.
+fn compare_with<Fast: OrderBook>(commands: &[Command], snapshot_at: usize) -> usize {
+    let mut fast = Engine::<Fast>::new(limits());
     let mut reference = ReferenceEngine::new(limits());
     let mut model = Model::default();
-    let mut restored: Option<FastEngine> = None;
+    let mut restored: Option<Engine<Fast>> = None;
     let (mut fast_events, mut reference_events, mut restored_events) = (Vec::new(), Vec::new(), Vec::new());
     for (i, command) in setup().iter().chain(commands).enumerate() {
         if i == snapshot_at {
             let bytes = encode_snapshot(&fast.snapshot());
-            restored = Some(FastEngine::restore(limits(), &decode_snapshot(&bytes).unwrap()).unwrap());
+            restored = Some(Engine::<Fast>::restore(limits(), &decode_snapshot(&bytes).unwrap()).unwrap());
         }
         fast_events.clear();
         reference_events.clear();
