@@ -13,6 +13,15 @@ fn payloads(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("command number {i}").into_bytes()).collect()
 }
 
+/// A segment's bytes without the zeros written ahead of its end (every
+/// payload here ends in a non-zero byte).
+fn written(path: &std::path::Path) -> Vec<u8> {
+    let mut bytes = fs::read(path).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes.truncate(end);
+    bytes
+}
+
 fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
     let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1);
@@ -45,7 +54,7 @@ fn a_torn_tail_is_truncated_at_every_cut_and_appending_goes_on() {
     journal.append(payloads(4).iter().map(Vec::as_slice)).unwrap();
     drop(journal);
     let path = only_segment(dir.path());
-    let full = fs::read(&path).unwrap();
+    let full = written(&path);
     let last_record_start = full.len() - (RECORD_HEADER_BYTES + b"command number 3".len());
     for cut in last_record_start..full.len() {
         fs::write(&path, &full[..cut]).unwrap();
@@ -73,7 +82,7 @@ fn a_cut_at_every_offset_keeps_the_whole_records_before_it() {
     }
     drop(journal);
     let path = only_segment(dir.path());
-    let full = fs::read(&path).unwrap();
+    let full = written(&path);
     let record_bytes = RECORD_HEADER_BYTES + b"command number 0".len();
     for cut in 0..=full.len() {
         fs::write(&path, &full[..cut]).unwrap();
@@ -87,20 +96,74 @@ fn a_cut_at_every_offset_keeps_the_whole_records_before_it() {
     }
 }
 
+/// Zeros after the last record are the space written ahead of the end: the
+/// journal goes on over them, and reports nothing cut.
 #[test]
-fn zero_filled_tail_is_a_torn_tail() {
+fn zeros_are_written_ahead_of_the_end_and_batches_go_over_them() {
     let dir = tempfile::tempdir().unwrap();
     let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     journal.append(payloads(2).iter().map(Vec::as_slice)).unwrap();
     drop(journal);
     let path = only_segment(dir.path());
-    let mut bytes = fs::read(&path).unwrap();
+    let good = written(&path).len() as u64;
+    assert_eq!(fs::metadata(&path).unwrap().len(), good + PREPARED_AHEAD_BYTES, "a stretch of zeros after the first batch");
+    let (mut journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    assert_eq!((recovery.records.len(), recovery.truncated), (2, None));
+    assert_eq!(fs::metadata(&path).unwrap().len(), good + PREPARED_AHEAD_BYTES, "start-up leaves the zeros");
+    assert_eq!(journal.append([b"third".as_slice()]).unwrap(), 3..4);
+    // Enough batches to use up more than one stretch: each asks for the next in time.
+    let big = vec![7u8; 100 << 10];
+    for _ in 0..50 {
+        journal.append([big.as_slice()]).unwrap();
+    }
+    drop(journal);
+    let (_, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    assert_eq!(recovery.records.len(), 53);
+    assert_eq!(recovery.records[2].payload, b"third");
+    assert!(recovery.records[3..].iter().all(|r| r.payload == big));
+    let length = fs::metadata(&path).unwrap().len();
+    let records_end = written(&path).len() as u64;
+    assert!(length > records_end && length - records_end <= PREPARED_AHEAD_BYTES * 3 / 2, "{length} bytes, records to {records_end}");
+}
+
+/// A batch that would reach the stretch of zeros still being written waits
+/// for it: the zeros must never land on records.
+#[test]
+fn batches_wait_for_a_slow_stretch_of_zeros_rather_than_be_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    journal.delay_zeros(std::time::Duration::from_millis(100));
+    let big: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i + 1; 100 << 10]).collect();
+    for payload in &big {
+        journal.append([payload.as_slice()]).unwrap();
+    }
+    drop(journal);
+    let (_, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    assert_eq!(recovery.truncated, None);
+    assert_eq!(recovery.records.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), big);
+}
+
+/// A batch torn by a crash over the zeros: whatever of it reached the disk
+/// is cut off, zeros and all.
+#[test]
+fn a_torn_batch_in_the_zeros_is_cut_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    journal.append(payloads(2).iter().map(Vec::as_slice)).unwrap();
+    drop(journal);
+    let path = only_segment(dir.path());
+    let mut bytes = written(&path);
     let good = bytes.len();
+    let mut torn = Vec::new();
+    encode_record(3, 0, b"never synced", &mut torn);
+    bytes.extend_from_slice(&torn[..torn.len() - 5]);
     bytes.extend_from_slice(&[0; 4096]);
     fs::write(&path, &bytes).unwrap();
-    let (_, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
+    let (mut journal, recovery) = Journal::open(dir.path(), 1, CONTENT).unwrap();
     assert_eq!(recovery.records.len(), 2);
-    assert_eq!(recovery.truncated.map(|t| t.1), Some(good as u64));
+    assert_eq!(recovery.truncated.map(|t| (t.1, t.2)), Some((good as u64, (bytes.len() - good) as u64)));
+    assert_eq!(fs::metadata(&path).unwrap().len(), good as u64);
+    assert_eq!(journal.append([b"again".as_slice()]).unwrap(), 3..4);
 }
 
 #[test]
@@ -112,7 +175,7 @@ fn a_bit_flip_in_acknowledged_records_stops_start_up_at_every_offset() {
     journal.append(data[2..].iter().map(Vec::as_slice)).unwrap();
     drop(journal);
     let path = only_segment(dir.path());
-    let clean = fs::read(&path).unwrap();
+    let clean = written(&path);
     // Every byte of the first batch: a valid record of a later batch proves
     // that the first was synced, so the damage is not a torn write.
     let last_record_start = clean.len() - (RECORD_HEADER_BYTES + b"command number 2".len());
@@ -143,7 +206,7 @@ fn damage_anywhere_in_the_last_batch_is_a_torn_tail_cut_at_the_damaged_record() 
     journal.append(data[2..].iter().map(Vec::as_slice)).unwrap();
     drop(journal);
     let path = only_segment(dir.path());
-    let clean = fs::read(&path).unwrap();
+    let clean = written(&path);
     let record_bytes = RECORD_HEADER_BYTES + b"command number 0".len();
     let last_batch_start = HEADER + 2 * record_bytes;
     for offset in last_batch_start..clean.len() {
@@ -256,6 +319,11 @@ fn segments_rotate_and_old_ones_are_removed() {
     journal.append(payloads(5).iter().map(Vec::as_slice)).unwrap();
     journal.rotate().unwrap();
     assert_eq!(journal.segment_count(), 3);
+    let mut segments: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    for full in &segments[..2] {
+        assert_eq!(fs::read(full).unwrap(), written(full), "a segment that another follows keeps no zeros: {}", full.display());
+    }
     assert_eq!(journal.remove_segments_through(7).unwrap(), 1, "the second segment still holds 8..10");
     drop(journal);
     let (journal, recovery) = Journal::open(dir.path(), 8, CONTENT).unwrap();

@@ -213,7 +213,7 @@ fn damage_inside_acknowledged_journal_records_stops_start_up_and_changes_nothing
     copy_dir(old_db.path(), &dir.path().join("db"));
     let segment = std::fs::read_dir(dir.path().join("journal")).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&segment).unwrap();
-    let middle = bytes.len() / 2;
+    let middle = journal::segment_written_bytes(&segment).unwrap().len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&segment, &bytes).unwrap();
     let error = LedgerService::open(dir.path(), LedgerLimits::default()).err().expect("damage must stop start-up").to_string();
