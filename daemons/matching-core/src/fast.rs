@@ -156,7 +156,7 @@ impl<const WINDOW_MAX: usize> Ladder<WINDOW_MAX> {
                 Place::Below(Ok(j)) => return &mut self.below[j].1,
                 Place::Below(Err(j)) => {
                     let top = self.base + self.top as u64;
-                    if self.in_window == 0 || top - key < WINDOW_MAX as u64 {
+                    if self.in_window == 0 || top - key < WINDOW_MAX as u64 / 2 {
                         // Worse than the window but close enough to the top: widen it.
                         let low = if self.in_window == 0 { key } else { key.min(self.lowest_in_window()) };
                         let high = if self.in_window == 0 { key } else { top };
@@ -171,12 +171,12 @@ impl<const WINDOW_MAX: usize> Ladder<WINDOW_MAX> {
                         self.frame_around(key, key);
                     } else {
                         let lowest = self.lowest_in_window();
-                        if key - lowest < WINDOW_MAX as u64 {
+                        if key - lowest < WINDOW_MAX as u64 / 2 {
                             self.frame_around(lowest, key);
                         } else {
                             // A far better price: the window follows it, the levels it leaves go below.
                             let high = key.saturating_add(WINDOW_MAX as u64 / 4);
-                            self.frame(high - (WINDOW_MAX as u64 - 1), WINDOW_MAX);
+                            self.frame(high.saturating_sub(WINDOW_MAX as u64 - 1), WINDOW_MAX);
                         }
                     }
                 }
@@ -193,7 +193,7 @@ impl<const WINDOW_MAX: usize> Ladder<WINDOW_MAX> {
                 self.in_window -= 1;
                 if self.in_window == 0 {
                     if let Some(&(best_below, _)) = self.below.last() {
-                        let reach = (self.slots.len() as u64 * 3 / 4).max(1);
+                        let reach = (self.slots.len() as u64 / 2).max(1);
                         let low = self.below[0].0.max(best_below.saturating_sub(reach - 1));
                         self.frame_around(low, best_below);
                     }
@@ -230,9 +230,12 @@ impl<const WINDOW_MAX: usize> Ladder<WINDOW_MAX> {
         self.base + (word * 64 + bits.trailing_zeros() as usize) as u64
     }
 
-    /// A window covering keys `low..=high` (at most `WINDOW_MAX` of them
-    /// apart, and every level of the window at most `high`), with room on
-    /// both sides, never smaller than the one it replaces.
+    /// A window covering keys `low..=high` (at most half of `WINDOW_MAX`
+    /// of them, and every level of the window at most `high`), with as much
+    /// room again around them, never smaller than the one it replaces. The
+    /// callers keep spans to half a window so that the room is never small:
+    /// a window moved to within a tick of a span would move again at the
+    /// next tick.
     fn frame_around(&mut self, low: u64, high: u64) {
         let span = high - low + 1;
         let wanted = (span.min(WINDOW_MAX as u64) * 2).next_power_of_two().max(WINDOW_INITIAL as u64);

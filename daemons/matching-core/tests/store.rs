@@ -214,3 +214,26 @@ fn a_drifting_book_is_followed() {
     }
     pair.check();
 }
+
+/// A deep order that stays while the best climbs tick by tick, past the
+/// window's span: the window leaves the deep level below it and follows
+/// the top, on both sides.
+#[test]
+fn a_best_that_climbs_away_from_a_deep_level_is_followed() {
+    let mut steps = vec![Step::Insert { side: Side::Buy, price: 10_000, quantity: 1 }, Step::Insert { side: Side::Sell, price: 90_000, quantity: 1 }];
+    for i in 1..300u64 {
+        steps.push(Step::Insert { side: Side::Buy, price: 10_000 + i, quantity: 1 });
+        steps.push(Step::Insert { side: Side::Sell, price: 90_000 - i, quantity: 1 });
+        if i % 2 == 0 {
+            // Take the newest top away again, so that the top moves both ways.
+            steps.push(Step::Fill { side: Side::Buy, quantity: 1 });
+            steps.push(Step::Fill { side: Side::Sell, quantity: 1 });
+        }
+    }
+    let mut pair = Pair::<FastStore<64>>::new();
+    for step in &steps {
+        pair.apply(step);
+        pair.check();
+    }
+    assert_eq!(pair.fast.depth(Side::Buy, usize::MAX).last().map(|l| l.price), Some(10_000), "the deep bid is still there");
+}
