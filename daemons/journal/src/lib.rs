@@ -133,8 +133,8 @@ fn read_header(bytes: &[u8]) -> Header {
 }
 
 /// Zeros kept written and synced beyond the last record. An fdatasync
-/// after writing into such blocks measured 29-32% faster than one after an
-/// append on this project's ext4 machines (BENCHMARKS.md); PostgreSQL
+/// after writing into such blocks measured about 30% faster than one after
+/// an append on this project's ext4 machines (BENCHMARKS.md); PostgreSQL
 /// zero-fills its WAL segments for the same reason. A new stretch is asked
 /// for when less than half of this is left, and written while batches go on.
 pub const PREPARED_AHEAD_BYTES: u64 = 2 << 20;
