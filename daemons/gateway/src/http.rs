@@ -103,6 +103,11 @@ impl Metrics {
             "placeOrder: from the ledger's outcome until the order's state after matching (matching's commit, the ledger's settlement)",
             metrics.order_times.settle_seconds.clone(),
         );
+        registry.register(
+            "order_settled_by_read",
+            "placeOrder answers read from the order's state because its settlement did not come within order_settle_timeout_ms",
+            metrics.order_times.settled_by_read.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 

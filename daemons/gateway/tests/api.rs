@@ -95,6 +95,8 @@ fn a_trade_end_to_end_through_the_api() {
         (Some("FILLED"), Some("0.3"), Some("100")),
         "placeOrder answers after matching: {buy}"
     );
+    // From the settlement the ledger sent, not from reading the order after the wait gave up.
+    assert!(system.metrics(Daemon::Gateway).contains("marionette_gateway_order_settled_by_read_total 0\n"), "{}", system.metrics(Daemon::Gateway));
 
     // 0.3 BTC at 100 USD = 30.00 USD; the taker pays 0.2% (0.06), the maker 0.1% (0.03).
     let balances = system.as_user(&alice, "{ balances { asset available locked } }", json!({}));

@@ -134,6 +134,9 @@ pub struct OrderTimes {
     /// From that outcome until the order's state after matching: matching's
     /// group commit and the ledger's settlement of its output.
     pub settle_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Answers read from the order's state because its settlement did not
+    /// come within the wait: matching slow or away, or a replayed request.
+    pub settled_by_read: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for OrderTimes {
@@ -142,6 +145,7 @@ impl Default for OrderTimes {
         OrderTimes {
             hold_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
             settle_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            settled_by_read: Default::default(),
         }
     }
 }

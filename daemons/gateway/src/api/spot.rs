@@ -484,7 +484,10 @@ impl SpotMutation {
             Ok(Ok(record)) => record,
             // A replayed request, matching slower than the wait, or the link
             // lost meanwhile: read its current state.
-            _ => order_by_id(ctx, order_id).await?.ok_or_else(|| unexpected("the placed order is missing"))?,
+            _ => {
+                times.settled_by_read.inc();
+                order_by_id(ctx, order_id).await?.ok_or_else(|| unexpected("the placed order is missing"))?
+            }
         };
         times.settle_seconds.observe(held.elapsed().as_secs_f64());
         if record.status == LedgerStatus::Rejected {
