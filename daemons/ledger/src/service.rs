@@ -133,15 +133,6 @@ impl StoreWriter {
     fn finish(&self) -> Result<Written, ServiceError> {
         self.written.recv().map_err(|_| ServiceError::WriterGone)
     }
-
-    /// The write's result if it is done, without waiting.
-    fn finished(&self) -> Result<Option<Written>, ServiceError> {
-        match self.written.try_recv() {
-            Ok(written) => Ok(Some(written)),
-            Err(mpsc::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::TryRecvError::Disconnected) => Err(ServiceError::WriterGone),
-        }
-    }
 }
 
 impl Drop for StoreWriter {
@@ -358,23 +349,6 @@ impl LedgerService {
         self.finish_write()?;
         self.trim_journal_if_full()?;
         Ok(self.journal_applied)
-    }
-
-    /// Whether RocksDB holds every submitted batch, without waiting: a
-    /// batch written already can be acknowledged before the next one is
-    /// submitted (a light load then pays no extra journal sync per answer).
-    pub fn written(&mut self) -> Result<bool, ServiceError> {
-        if self.writing.is_none() {
-            return Ok(true);
-        }
-        match self.writer.finished()? {
-            Some(written) => {
-                self.written_through(written)?;
-                self.trim_journal_if_full()?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
     }
 
     /// Between two writes, so that `journal_applied` is what RocksDB holds;

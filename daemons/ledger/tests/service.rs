@@ -404,19 +404,6 @@ fn a_batch_is_visible_to_readers_once_its_write_is_waited_for() {
     assert_eq!(service.journal_applied(), submitted.through);
     // Nothing in flight: waiting again returns at once, with the same position.
     assert_eq!(service.wait_written().unwrap(), submitted.through);
-    assert!(service.written().unwrap());
-
-    // Polled without waiting, as the engine does before its next batch.
-    let transfer = LedgerCommand::Wallet(wallet::Command::Transfer { from: 1, to: 2, asset: USD, amount: 5, key: "polled".into() });
-    let submitted = service.submit(&[JournalEntry { peer: 9, peer_sequence: next + 1, at_ms: 4, command: transfer }]).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !service.written().unwrap() {
-        assert!(std::time::Instant::now() < deadline, "the write never finished");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    assert_eq!(service.journal_applied(), submitted.through);
-    let polled = ::ledger::schema::wallet::balances_of_user(service.store(), 1).unwrap();
-    assert_eq!(usd(&polled), usd(&before) - 12, "the polled write is visible");
 }
 
 fn order_entry(peer_sequence: u64) -> JournalEntry {
