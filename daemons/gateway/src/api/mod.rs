@@ -31,6 +31,7 @@ pub mod api_keys;
 pub mod house;
 pub mod kernel;
 pub mod operators;
+pub mod parse_cache;
 pub mod spot;
 pub mod two_factor;
 pub mod wallet;
@@ -80,6 +81,7 @@ pub fn schema(services: Services, limits: &crate::config::LimitsConfig) -> ApiSc
         .limit_directives(DIRECTIVES_PER_FIELD_MAX)
         // What a request signed with an API key may call, at every root field.
         .extension(api_keys::KeyScopes)
+        .extension(parse_cache::ParseCache::default())
         // A probe learns nothing from a misspelt field: no "did you mean".
         .disable_suggestions();
     // The schema is public (daemons/gateway/schema.graphql); serving it is a choice.
