@@ -18,7 +18,7 @@ use matching_core::{BookLimits, Command, EngineLimits, Event, FastEngine, Side};
 use generator::{GeneratorConfig, Kind, Workload};
 use peers::{Lobster, OrderbookRs, Peer};
 
-const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only SYSTEMS] [--skew uniform,hot]\n       marionette-bench gateway [--orders N] [--connections N] [--rate ORDERS_PER_SECOND] [--single-orders N] [--users N] [--only throughput,rate,single]";
+const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers] [--markets 1,100]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only SYSTEMS] [--skew uniform,hot]\n       marionette-bench gateway [--orders N] [--connections N] [--rate ORDERS_PER_SECOND] [--single-orders N] [--users N] [--only throughput,rate,single]";
 
 /// One engine's figures on one workload.
 pub struct Measured {
@@ -49,18 +49,28 @@ fn main() -> anyhow::Result<()> {
     let mut runs = 3;
     let mut daemon = true;
     let mut with_peers = true;
+    let mut markets = vec![1, 100];
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--commands" => commands = args.next().context("--commands N")?.parse()?,
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
             "--skip-daemon" => daemon = false,
             "--skip-peers" => with_peers = false,
+            // One workload alone, e.g. to profile it: 1 (one market) or 100 (the hundred-market mix).
+            "--markets" => {
+                markets =
+                    args.next().context("--markets 1,100")?.split(',').map(str::parse).collect::<Result<_, _>>().context("--markets takes 1, 100 or 1,100")?;
+                if markets.iter().any(|m| ![1, 100].contains(m)) {
+                    bail!("--markets takes 1, 100 or 1,100\n{USAGE}");
+                }
+            }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     let mut report = String::new();
     writeln!(report, "{}", machine_line())?;
-    for config in [GeneratorConfig::single_market(commands), GeneratorConfig::hundred_markets(commands)] {
+    let configs = [GeneratorConfig::single_market(commands), GeneratorConfig::hundred_markets(commands)];
+    for config in configs.into_iter().filter(|c| markets.contains(&c.markets)) {
         eprintln!("generating {} markets x {} commands (seed {})", config.markets, config.commands, config.seed);
         let workload = generator::generate(&config);
         let mut measured = vec![measure_core(&workload, runs)];
