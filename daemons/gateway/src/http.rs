@@ -216,6 +216,7 @@ async fn route(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readyz(app).await,
         (&Method::GET, "/markets") => markets(app).await,
+        (&Method::GET, path) if path.starts_with("/markets/") => market_data(app, path, request.uri().query()).await,
         (&Method::POST, "/graphql") => post_graphql(app, remote, request).await,
         (&Method::GET, "/graphql") => get_graphql(app, remote, request).await,
         (_, "/graphql") => {
@@ -225,6 +226,29 @@ async fn route(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: the API is POST /graphql\n"),
     }
+}
+
+/// GET /markets/{market}/ticker, /book, /trades, /candles (`crate::rest`).
+async fn market_data(app: &App, path: &str, query: Option<&str>) -> Reply {
+    let (market, request) = match crate::rest::parse(path, query) {
+        None => return reply(StatusCode::NOT_FOUND, "text/plain", "not found: market data is /markets/{market}/ticker, /book, /trades or /candles\n"),
+        Some(Err(reason)) => return request_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &reason),
+        Some(Ok(parsed)) => parsed,
+    };
+    let (document, variables) = crate::rest::graphql(&market, &request);
+    let graphql = async_graphql::Request::new(document).variables(async_graphql::Variables::from_json(variables)).data(Caller(None));
+    let mut response = app.schema.execute(graphql).await;
+    if !response.errors.is_empty() {
+        with_codes(&mut response.errors, document);
+        let code = response.errors[0].extensions.as_ref().and_then(|e| e.get("code")).and_then(|code| match code {
+            async_graphql::Value::String(code) => Some(code.clone()),
+            _ => None,
+        });
+        let status = StatusCode::from_u16(crate::rest::status_of(code.as_deref())).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return reply(status, "application/json", serde_json::json!({ "errors": response.errors }).to_string());
+    }
+    let data = response.data.into_json().unwrap_or_default();
+    reply(StatusCode::OK, "application/json", crate::rest::reshape(&request, data).to_string())
 }
 
 /// Ready when the ledger answers and its link to matching is up.

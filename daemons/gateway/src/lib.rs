@@ -21,6 +21,7 @@ pub mod matching_client;
 pub mod origin;
 pub mod per_ip;
 pub mod ratelimit;
+pub mod rest;
 pub mod sessions;
 pub mod tls;
 pub mod two_factor;

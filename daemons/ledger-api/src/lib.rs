@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, TransferId, UserId, WithdrawalId};
 
+pub mod candles;
 pub mod house;
 pub mod operators;
 pub mod spot;
@@ -26,8 +27,9 @@ pub mod wallet;
 /// encoding of the ledger core's own types (release 0.1.0's first builds);
 /// 3 added operators, proposals and the audit log; 4 frozen accounts; 5
 /// users' verification tiers (and their threshold); 6 the audit record of
-/// an operator's two-factor authentication turned on or off.
-pub const FORMAT_VERSION: u16 = 6;
+/// an operator's two-factor authentication turned on or off; 7 spot's
+/// candles and rolling 24 hours (queries and answers).
+pub const FORMAT_VERSION: u16 = 7;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

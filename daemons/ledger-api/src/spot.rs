@@ -6,6 +6,7 @@
 use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce};
 use serde::{Deserialize, Serialize};
 
+use crate::candles::{Candle, CandleInterval, DayStats};
 use crate::operators::ActionKind;
 use crate::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
 
@@ -167,6 +168,21 @@ pub enum Query {
         market: MarketId,
         limit: u32,
     },
+    /// A market's stored candles of one interval whose start is in
+    /// `from_ms..=to_ms` (at most [`crate::QUERY_LIMIT_MAX`] intervals),
+    /// oldest first, and the last one before them; the reader fills the
+    /// intervals without trades (`candles::fill_gaps`).
+    Candles {
+        market: MarketId,
+        interval: CandleInterval,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    },
+    /// A market's rolling 24 hours at `now_ms` (`candles::day_stats`).
+    DayStats {
+        market: MarketId,
+        now_ms: TimestampMs,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,4 +191,10 @@ pub enum Answer {
     Order(Option<OrderRecord>),
     Orders(Vec<OrderRecord>),
     Trades(Vec<TradeRecord>),
+    Candles {
+        before: Option<Candle>,
+        candles: Vec<Candle>,
+    },
+    /// None before the market's first trade.
+    DayStats(Option<DayStats>),
 }

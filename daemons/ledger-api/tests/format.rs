@@ -2,6 +2,7 @@
 //! record this crate defines, per product. A change to any type fails here;
 //! bump `FORMAT_VERSION` with it and write the new bytes (the failure prints them).
 
+use ledger_api::candles::{Candle, CandleInterval, DayStats};
 use ledger_api::spot::{Market, OrderRecord, OrderRequest, OrderStatus, TradeRecord};
 use ledger_api::wallet::{Balance, Withdrawal, WithdrawalStatus};
 use ledger_api::*;
@@ -23,6 +24,7 @@ impl<T: serde::Serialize> Encode for T {
 }
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let candle = Candle { start_ms: 60_000, open: 100, high: 104, low: 98, close: 103, volume_lots: 4, quote_volume: 400, trades: 2 };
     let spec =
         MarketSpec { id: 3, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1 << 40, quantity_lots_max: 1 << 30 };
     let market = Market { base: 1, quote: 2, base_units_per_lot: 100_000, spec };
@@ -175,6 +177,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Query::Spot(spot::Query::Orders { user: 12, market: Some(3), status: Some(OrderStatus::Open), limit: 10 }),
                 Query::Spot(spot::Query::UserTrades { user: 12, market: None, limit: 10 }),
                 Query::Spot(spot::Query::MarketTrades { market: 3, limit: 10 }),
+                Query::Spot(spot::Query::Candles { market: 3, interval: CandleInterval::FourHours, from_ms: 1_000, to_ms: 2_000 }),
+                Query::Spot(spot::Query::DayStats { market: 3, now_ms: 3_000 }),
                 Query::House(house::Query::Balances),
             ]
             .encode(),
@@ -202,6 +206,17 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Answer::Spot(spot::Answer::Order(Some(record.clone()))),
                 Answer::Spot(spot::Answer::Orders(vec![record.clone()])),
                 Answer::Spot(spot::Answer::Trades(vec![TradeRecord { id: 4, fill, buyer_fee: 1_000, seller_fee: 500, at_ms: 9 }])),
+                Answer::Spot(spot::Answer::Candles { before: Some(candle), candles: vec![candle] }),
+                Answer::Spot(spot::Answer::DayStats(Some(DayStats {
+                    from_ms: 60_000,
+                    open: 100,
+                    high: 104,
+                    low: 98,
+                    last: 103,
+                    volume_lots: 4,
+                    quote_volume: 400,
+                    trades: 2,
+                }))),
                 Answer::House(house::Answer::Balances(vec![house::HouseBalance { asset: 2, inventory: 5_000, revenue: 1_500 }])),
             ]
             .encode(),
@@ -296,8 +311,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("defund house", "040102904e046261636b"),
     ("outcomes", "0b000202000102010202020302030403000303010b03020b030302090b040005040106"),
     ("errors", "0d000901090202030304026e6f051412060708020309026e6f0a06612066696c6c0b0f6f70656e5f6f72646572735f6d61780c0c"),
-    ("queries", "0d00010c010264020305000c05010505020001000a060006010b06020c010301010a06030c000a0604030a0700"),
-    ("answers", "0c0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d06030ae807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a0c21ef403e807d00fe8070907000102904eb817"),
+    ("queries", "0f00010c010264020305000c05010505020001000a060006010b06020c010301010a06030c000a0604030a06050304e807d00f060603b8170700"),
+    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d06030ae807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a0c21ef403e807d00fe80709060401e0d403646862670490030201e0d4036468626704900302060501e0d403646862670490030207000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
     ("operators' commands", "0b0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202"),
@@ -313,8 +328,8 @@ const GOLDEN: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn the_format_is_version_6_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 6, "the golden bytes below are version 6's: a new version writes its own");
+fn the_format_is_version_7_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 7, "the golden bytes below are version 7's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

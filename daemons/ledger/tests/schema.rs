@@ -2,6 +2,7 @@
 //! read back: what start-up loads must be exactly the state that was written.
 
 use ::ledger::schema::{self, kernel, spot as spot_schema, wallet as wallet_schema, TransferChains};
+use ledger_api::candles::{self, Candle, CandleInterval, MINUTE_MS};
 use ledger_api::spot::{Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus};
 use ledger_api::wallet::Balance;
 use ledger_api::{spot, wallet, AssetId, AssetSpec, Command as LedgerCommand, MarketId, Outcome, Transfer, UserId};
@@ -98,6 +99,20 @@ fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
     }
 }
 
+/// The assets, the market, and every user funded with `usd` and `btc` units.
+fn market_with_users(usd: i128, btc: i128) -> Vec<LedgerCommand> {
+    let mut setup = vec![
+        LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
+        LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }),
+        LedgerCommand::Spot(spot::Command::CreateMarket(market())),
+    ];
+    for user in 1..=USERS {
+        setup.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: usd, reference: format!("usd-{user}") }));
+        setup.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: BTC, amount: btc, reference: format!("btc-{user}") }));
+    }
+    setup
+}
+
 /// Applies a seeded random stream of every kind of command, matching and the
 /// house included, writing each group of commands as one batch. Returns the ledger.
 fn run(store: &Store, seed: u64, commands: usize, journal_start: u64) -> Ledger {
@@ -107,15 +122,7 @@ fn run(store: &Store, seed: u64, commands: usize, journal_start: u64) -> Ledger 
 fn run_with(store: &Store, writer: &mut Writer, seed: u64, commands: usize, journal_start: u64) -> Ledger {
     let mut x = Exchange::new(Ledger::new(LedgerLimits::default()), journal_start);
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut setup = vec![
-        LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
-        LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }),
-        LedgerCommand::Spot(spot::Command::CreateMarket(market())),
-    ];
-    for user in 1..=USERS {
-        setup.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 50_000_000, reference: format!("usd-{user}") }));
-        setup.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: BTC, amount: 5_000_000, reference: format!("btc-{user}") }));
-    }
+    let mut setup = market_with_users(50_000_000, 5_000_000);
     setup.push(LedgerCommand::Wallet(wallet::Command::Deposit { user: EMPTIED, asset: USD, amount: 1_000, reference: "usd-emptied".into() }));
     setup.push(LedgerCommand::Wallet(wallet::Command::Transfer { from: EMPTIED, to: 1, asset: USD, amount: 1_000, key: "all of it".into() }));
     setup.push(LedgerCommand::House(ledger_api::house::Command::Fund { asset: USD, amount: 77_000, reference: "treasury".into() }));
@@ -205,6 +212,7 @@ fn reopened_state_equals_the_written_state_for_random_histories() {
         assert!(journal_applied > 100 + 3_000, "the position of the last batch: {journal_applied}");
         assert!(!state.spot.open_orders.is_empty() && !state.wallet.pending_withdrawals.is_empty(), "seed {seed}: the scenario leaves open records to load");
         assert!(!state.kernel.holds.is_empty() && !state.kernel.idempotency.is_empty(), "seed {seed}: and holds and keys");
+        assert_eq!(state.spot.candles.len(), CandleInterval::ALL.len(), "seed {seed}: and the market's latest candle of each interval");
         assert_eq!(state, expected_state, "seed {seed}");
         let restored = Ledger::restore(LedgerLimits::default(), state);
         assert_eq!(restored.state_hash(), expected_hash);
@@ -422,4 +430,73 @@ fn a_transfer_row_is_the_api_record() {
     let stored: Vec<Transfer> = writer.transfers.iter().map(|t| kernel::transfer(&store, t.id).unwrap().unwrap().transfer).collect();
     assert_eq!(stored, writer.transfers);
     assert!(stored.iter().any(|t| t.reference.starts_with("trade:")) && stored.iter().any(|t| t.code == ledger_api::house::FUNDING));
+}
+
+/// The store's candles of every interval are the market's stored trades
+/// folded by their time, whatever batches the trades came in; reads return
+/// them with the one before the range, start-up loads the latest of each,
+/// and the rolling day is its minutes'.
+#[test]
+fn candles_are_the_stored_trades_folded_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut writer = Writer::default();
+    // Positions are the commands' times here: they advance by up to 45 s a command.
+    let mut x = Exchange::new(Ledger::new(LedgerLimits::default()), 1_796_601_600_000);
+    for command in market_with_users(500_000_000, 50_000_000) {
+        x.step(command).unwrap();
+    }
+    let mut rng = SmallRng::seed_from_u64(11);
+    for i in 0..600 {
+        x.position += rng.random_range(0..45_000);
+        let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+        let request = limit(side, rng.random_range(995..1_005), rng.random_range(1..20));
+        let _ = x.step(LedgerCommand::Spot(spot::Command::PlaceOrder { user: rng.random_range(1..=USERS), request, client_order_id: Some(format!("c-{i}")) }));
+        if rng.random_range(0..5) == 0 {
+            writer.flush(&store, &mut x.ledger, x.position);
+        }
+    }
+    writer.flush(&store, &mut x.ledger, x.position);
+    let mut trades = spot_schema::trades_of_market(&store, MARKET, usize::MAX).unwrap();
+    trades.sort_by_key(|t| t.id);
+    assert!(trades.len() > 100, "{} trades", trades.len());
+    let (first_ms, last_ms) = (trades[0].at_ms, trades[trades.len() - 1].at_ms);
+    assert!(last_ms - first_ms > 2 * 60 * MINUTE_MS, "the trades span hours");
+    let loaded = schema::load(&store).unwrap().expect("written").state.spot.candles;
+    for interval in CandleInterval::ALL {
+        let mut folded: Vec<Candle> = Vec::new();
+        for trade in &trades {
+            let (start, fill) = (interval.start_of(trade.at_ms), &trade.fill);
+            match folded.last_mut() {
+                Some(candle) if candle.start_ms == start => candle.add(fill.price, fill.quantity, fill.notional),
+                _ => folded.push(Candle::opened(start, fill.price, fill.quantity, fill.notional)),
+            }
+        }
+        // A range that starts after the first candle: the one before it comes along.
+        let (from, to) = (folded[folded.len() / 2].start_ms, interval.start_of(last_ms));
+        let Some(spot::Answer::Candles { before, candles: stored }) = spot_schema::candles_of(&store, MARKET, interval, from, to).ok() else {
+            panic!("{interval:?}: candles are read");
+        };
+        let split = folded.len() / 2;
+        assert_eq!(stored, folded[split..], "{interval:?}");
+        assert_eq!(before, split.checked_sub(1).map(|i| folded[i]), "{interval:?}");
+        assert_eq!(loaded.get(&(MARKET, interval)), folded.last(), "{interval:?}: start-up loads the latest");
+    }
+    let Some(spot::Answer::DayStats(day)) = spot_schema::day_stats_of(&store, MARKET, last_ms).ok() else { panic!("the day is read") };
+    let minutes: Vec<Candle> = {
+        // The last 1,000 minutes hold every trade here.
+        let to = CandleInterval::OneMinute.start_of(last_ms);
+        let Some(spot::Answer::Candles { candles: minutes, .. }) =
+            spot_schema::candles_of(&store, MARKET, CandleInterval::OneMinute, to - 999 * MINUTE_MS, to).ok()
+        else {
+            panic!("minutes are read")
+        };
+        minutes
+    };
+    let before = trades.iter().rfind(|t| t.at_ms < candles::day_from(last_ms)).map(|t| Candle::opened(0, t.fill.price, 0, 0));
+    let expected = candles::day_stats(last_ms, before.as_ref(), &minutes);
+    assert_eq!(day, expected);
+    assert_eq!(day.map(|d| d.trades), Some(trades.iter().filter(|t| t.at_ms >= candles::day_from(last_ms)).count() as u64), "the window's trades");
+    assert!(spot_schema::candles_of(&store, MARKET, CandleInterval::OneMinute, 0, 1_000 * MINUTE_MS).is_err(), "over 1,000 intervals is refused");
+    assert!(spot_schema::candles_of(&store, MARKET, CandleInterval::OneMinute, MINUTE_MS, 0).is_err(), "an empty range is refused");
 }

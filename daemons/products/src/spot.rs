@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use compact_str::format_compact;
 use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
+use ledger_api::candles::{Candle, CandleInterval};
 use ledger_api::spot::{self as api, Command, Market, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
 use ledger_api::LedgerError;
 use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, Recorded, TransferCode};
@@ -48,6 +49,8 @@ pub struct SpotState {
     pub markets: BTreeMap<MarketId, Market>,
     pub open_orders: BTreeMap<OrderId, OrderRecord>,
     pub counters: SpotCounters,
+    /// Each market's latest candle of each interval.
+    pub candles: BTreeMap<(MarketId, CandleInterval), Candle>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -66,15 +69,19 @@ pub struct SpotChanges {
     pub orders: FxHashSet<OrderId>,
     /// Orders that reached a final state: their last record; they left memory.
     pub closed_orders: Vec<OrderRecord>,
+    /// Every candle a trade of the batch changed, by market, interval and
+    /// start (one the batch closed included), at its value after the batch.
+    pub candles: FxHashMap<(MarketId, CandleInterval, TimestampMs), Candle>,
 }
 
 impl ChangeSet for SpotChanges {
     fn clear(&mut self) {
-        let SpotChanges { markets, trades, orders, closed_orders } = self;
+        let SpotChanges { markets, trades, orders, closed_orders, candles } = self;
         markets.clear();
         trades.clear();
         orders.clear();
         closed_orders.clear();
+        candles.clear();
     }
 }
 
@@ -84,6 +91,7 @@ pub struct Spot {
     orders: FxHashMap<OrderId, OrderRecord>,
     open_orders_by_user: FxHashMap<UserId, u32>,
     counters: SpotCounters,
+    candles: FxHashMap<(MarketId, CandleInterval), Candle>,
     changes: SpotChanges,
     /// Set when matching reported something the ledger cannot settle (a fill
     /// of an order it does not hold): an invariant breach, which stops the
@@ -131,6 +139,7 @@ impl Product for Spot {
             orders: state.open_orders.into_iter().collect(),
             open_orders_by_user,
             counters,
+            candles: state.candles.into_iter().collect(),
             changes: SpotChanges::default(),
             fault: None,
         }
@@ -141,6 +150,7 @@ impl Product for Spot {
             markets: self.markets.iter().map(|(id, market)| (*id, *market)).collect(),
             open_orders: self.orders.iter().map(|(id, record)| (*id, record.clone())).collect(),
             counters: self.counters,
+            candles: self.candles.iter().map(|(key, candle)| (*key, *candle)).collect(),
         }
     }
 
@@ -547,6 +557,31 @@ impl Spot {
             self.changes.orders.insert(order_id);
         }
         self.changes.trades.push(TradeRecord { id: trade_id, fill: *fill, buyer_fee, seller_fee, at_ms });
+        self.record_candles(market.id(), fill, at_ms);
+    }
+
+    /// Folds a trade into its market's candle of every interval.
+    fn record_candles(&mut self, market: MarketId, fill: &Fill, at_ms: TimestampMs) {
+        for interval in CandleInterval::ALL {
+            let start_ms = interval.start_of(at_ms);
+            let candle = self
+                .candles
+                .entry((market, interval))
+                // A trade stamped before the current candle (the clock stepped
+                // back) joins it: a stored interval is never reopened.
+                .and_modify(|candle| match start_ms > candle.start_ms {
+                    true => *candle = Candle::opened(start_ms, fill.price, fill.quantity, fill.notional),
+                    false => candle.add(fill.price, fill.quantity, fill.notional),
+                })
+                .or_insert_with(|| Candle::opened(start_ms, fill.price, fill.quantity, fill.notional));
+            self.changes.candles.insert((market, interval, candle.start_ms), *candle);
+        }
+    }
+
+    /// A market's latest candle of an interval (the one in progress, or the
+    /// last with a trade).
+    pub fn candle(&self, market: MarketId, interval: CandleInterval) -> Option<&Candle> {
+        self.candles.get(&(market, interval))
     }
 
     /// Releases what is left of the hold and moves the order out of memory.
@@ -585,4 +620,5 @@ pub mod tables {
     pub const TRADES: &str = "spot.trades";
     pub const TRADES_BY_MARKET: &str = "spot.trades_by_market";
     pub const TRADES_BY_USER: &str = "spot.trades_by_user";
+    pub const CANDLES: &str = "spot.candles";
 }

@@ -338,6 +338,41 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` entries with keys in `start..end`, in key order or
+    /// (with `newest_first`) from the last one back.
+    pub fn scan_range(&self, table: Table, start: &[u8], end: &[u8], limit: usize, newest_first: bool) -> Result<Vec<Row>, StorageError> {
+        let mode = match newest_first {
+            false => IteratorMode::From(start, Direction::Forward),
+            // A reverse seek lands on the last key at or before `end`.
+            true => IteratorMode::From(end, Direction::Reverse),
+        };
+        let mut out = Vec::new();
+        if start >= end || limit == 0 {
+            return Ok(out);
+        }
+        for item in self.db.iterator_cf(self.cf(table)?, mode) {
+            let (key, value) = item.map_err(|source| StorageError::Operation { operation: "scan", source })?;
+            let key = key.as_ref();
+            if key >= end {
+                if newest_first {
+                    continue;
+                }
+                break;
+            }
+            if key < start {
+                if newest_first {
+                    break;
+                }
+                continue;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Every entry of a table, in key order (start-up loads).
     pub fn scan_all(&self, table: Table) -> impl Iterator<Item = Result<BoxedRow, StorageError>> + '_ {
         let (rows, unknown) = match self.cf(table) {

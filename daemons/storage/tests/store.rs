@@ -208,3 +208,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A range scan, either way and bounded, is the model's range: keys at
+    /// or after `start`, before `end`, whatever lies just outside.
+    #[test]
+    fn range_scans_are_the_models_range(
+        keys in proptest::collection::btree_set(proptest::collection::vec(0u8..4, 0..4), 0..30),
+        start in proptest::collection::vec(0u8..4, 0..4),
+        end in proptest::collection::vec(0u8..5, 0..4),
+        limit in 0usize..12,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut batch = Batch::default();
+        for key in &keys {
+            batch.put(TRADES, key, key);
+        }
+        store.write(&mut batch, Durability::Journaled).unwrap();
+        let expected: Vec<Vec<u8>> = keys.iter().filter(|k| **k >= start && **k < end).cloned().collect();
+        let forward: Vec<Vec<u8>> = store.scan_range(TRADES, &start, &end, limit, false).unwrap().into_iter().map(|(k, v)| { assert_eq!(k, v); k }).collect();
+        let backward: Vec<Vec<u8>> = store.scan_range(TRADES, &start, &end, limit, true).unwrap().into_iter().map(|(k, _)| k).collect();
+        prop_assert_eq!(&forward[..], &expected[..limit.min(expected.len())]);
+        let newest: Vec<Vec<u8>> = expected.iter().rev().take(limit).cloned().collect();
+        prop_assert_eq!(backward, newest);
+    }
+}

@@ -51,6 +51,8 @@ struct Marionette {
     recovery_codes: HashMap<String, Vec<String>>,
     /// How many wrong guesses were answered before the first RATE_LIMITED.
     guesses_before_held_back: Option<usize>,
+    /// Candles read at every interval, and the time they were read up to.
+    candles_read: Option<(String, Value)>,
 }
 
 /// An API key as its bot holds it.
@@ -106,6 +108,7 @@ impl Marionette {
             approver_two_factor: None,
             recovery_codes: HashMap::new(),
             guesses_before_held_back: None,
+            candles_read: None,
         }
     }
 
@@ -1305,6 +1308,208 @@ fn subscription_refused(world: &mut Marionette, expected: String) {
     let message = socket.next_for("orders");
     assert_eq!(message["type"], "error", "{message}");
     assert_eq!(message["payload"][0]["extensions"]["code"], expected.as_str(), "{message}");
+}
+
+// ---- candles and tickers ----
+
+const INTERVALS: [&str; 7] = ["ONE_MINUTE", "FIVE_MINUTES", "FIFTEEN_MINUTES", "ONE_HOUR", "FOUR_HOURS", "ONE_DAY", "ONE_WEEK"];
+const CANDLES: &str = "query($m: ID!, $i: CandleInterval!, $to: DateTime, $limit: Int) { \
+                       candles(market: $m, interval: $i, to: $to, limit: $limit) { time open high low close volume quoteVolume trades } }";
+
+/// A market's candles of one interval up to `to` (now when None), the last five.
+fn candles(world: &Marionette, market: &str, interval: &str, to: Option<&str>) -> Value {
+    let answer = world.system().post(CANDLES, json!({ "m": market, "i": interval, "to": to, "limit": 5 }), "").2;
+    data(&answer, "candles").clone()
+}
+
+/// What a run of candles adds up to: trades, volume, quote volume, the first open, low, high, the last close.
+fn totals(candles: &[Value]) -> (u64, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal) {
+    let traded: Vec<&Value> = candles.iter().filter(|c| c["trades"].as_u64() != Some(0)).collect();
+    let (first, last) = (traded.first().expect("a candle with trades"), traded.last().expect("a candle with trades"));
+    (
+        traded.iter().map(|c| c["trades"].as_u64().unwrap()).sum(),
+        traded.iter().map(|c| field_decimal(&c["volume"])).sum(),
+        traded.iter().map(|c| field_decimal(&c["quoteVolume"])).sum(),
+        field_decimal(&first["open"]),
+        traded.iter().map(|c| field_decimal(&c["low"])).min().unwrap(),
+        traded.iter().map(|c| field_decimal(&c["high"])).max().unwrap(),
+        field_decimal(&last["close"]),
+    )
+}
+
+#[then(regex = r"^the market ([\w-]+) has no candles yet$")]
+fn no_candles(world: &mut Marionette, market: String) {
+    for interval in INTERVALS {
+        assert_eq!(candles(world, &market, interval, None), json!([]), "{interval}: no candle before the first trade");
+    }
+}
+
+#[then(
+    regex = r"^the candles of ([\w-]+) at every interval hold (\d+) trades of ([\d.]+) BTC for ([\d.]+) USD, opening at ([\d.]+), between ([\d.]+) and ([\d.]+), closing at ([\d.]+) USD$"
+)]
+#[allow(clippy::too_many_arguments)]
+fn candles_hold(world: &mut Marionette, market: String, trades: u64, volume: String, quote: String, open: String, low: String, high: String, close: String) {
+    for interval in INTERVALS {
+        let candles = candles(world, &market, interval, None);
+        let candles = candles.as_array().unwrap();
+        // A minute may have turned between the trades: what they add up to is the same.
+        let expected = (trades, decimal(&volume), decimal(&quote), decimal(&open), decimal(&low), decimal(&high), decimal(&close));
+        assert_eq!(totals(candles), expected, "{interval}: {candles:?}");
+        // The interval in progress is there, flat at the last close if nothing traded in it yet.
+        assert_eq!(field_decimal(&candles.last().unwrap()["close"]), decimal(&close), "{interval}: {candles:?}");
+    }
+}
+
+#[then(regex = r"^the REST candles of ([\w-]+) at (\w+) hold ([\d.]+) BTC, opening at ([\d.]+), between ([\d.]+) and ([\d.]+), closing at ([\d.]+) USD$")]
+#[allow(clippy::too_many_arguments)]
+fn rest_candles_hold(world: &mut Marionette, market: String, timeframe: String, volume: String, open: String, low: String, high: String, close: String) {
+    let (status, _, body) = world.system().get(&format!("/markets/{market}/candles?interval={timeframe}&limit=5"));
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<Value> = serde_json::from_str(&body).unwrap();
+    // [time in ms, open, high, low, close, volume]: as GraphQL's candles, in arrays.
+    let candles: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            assert!(row[0].is_u64(), "the time is a number of milliseconds: {row}");
+            json!({ "open": row[1], "high": row[2], "low": row[3], "close": row[4], "volume": row[5], "quoteVolume": "0", "trades": if row[5] == "0" { 0 } else { 1 } })
+        })
+        .collect();
+    let (_, traded, _, first_open, lowest, highest, last_close) = totals(&candles);
+    assert_eq!((traded, first_open, lowest, highest, last_close), (decimal(&volume), decimal(&open), decimal(&low), decimal(&high), decimal(&close)), "{body}");
+    let (status, _, body) = world.system().get(&format!("/markets/{market}/candles?interval=2m"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("interval is one of 1m, 5m, 15m, 1h, 4h, 1d, 1w"), "{body}");
+}
+
+const TICKER_FIELDS: &str = "market lastPrice bestBid bestAsk open high low change changePercent volume quoteVolume vwap trades";
+
+fn ticker_without_times(ticker: &Value) -> Value {
+    let mut ticker = ticker.clone();
+    for time in ["at", "from"] {
+        ticker.as_object_mut().unwrap().remove(time);
+    }
+    ticker
+}
+
+#[then(
+    regex = r"^the ticker of ([\w-]+) reads last price ([\d.]+), open ([\d.]+), high ([\d.]+), low ([\d.]+), change ([\d.-]+) \(([\d.-]+)%\), volume ([\d.]+) BTC, quote volume ([\d.]+) USD, VWAP ([\d.]+), (\d+) trades, no best bid and best ask ([\d.]+)$"
+)]
+#[allow(clippy::too_many_arguments)]
+fn ticker_reads(
+    world: &mut Marionette,
+    market: String,
+    last: String,
+    open: String,
+    high: String,
+    low: String,
+    change: String,
+    percent: String,
+    volume: String,
+    quote: String,
+    vwap: String,
+    trades: u64,
+    ask: String,
+) {
+    let answer = world.system().post(&format!("query($m: ID!) {{ ticker(market: $m) {{ {TICKER_FIELDS} at from }} }}"), json!({ "m": market }), "").2;
+    let ticker = data(&answer, "ticker").clone();
+    for (field, expected) in [
+        ("lastPrice", &last),
+        ("open", &open),
+        ("high", &high),
+        ("low", &low),
+        ("change", &change),
+        ("changePercent", &percent),
+        ("volume", &volume),
+        ("quoteVolume", &quote),
+        ("vwap", &vwap),
+        ("bestAsk", &ask),
+    ] {
+        assert_eq!(field_decimal(&ticker[field]), decimal(expected), "{field}: {ticker}");
+    }
+    assert_eq!(ticker["trades"], trades, "{ticker}");
+    assert_eq!(ticker["bestBid"], Value::Null, "{ticker}");
+    world.answer = ticker;
+}
+
+#[then(regex = r"^the REST ticker of ([\w-]+) reads the same$")]
+fn rest_ticker(world: &mut Marionette, market: String) {
+    let (status, _, body) = world.system().get(&format!("/markets/{market}/ticker"));
+    assert_eq!(status, 200, "{body}");
+    let ticker: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ticker_without_times(&ticker), ticker_without_times(&world.answer), "{body}");
+    let (status, _, body) = world.system().get("/markets/DOGE-USD/ticker");
+    assert_eq!(status, 404, "an unknown market: {body}");
+}
+
+#[then(regex = r"^the REST order book of ([\w-]+) has asks of ([\d.]+) BTC at ([\d.]+) USD$")]
+fn rest_book(world: &mut Marionette, market: String, quantity: String, price: String) {
+    let (status, _, body) = world.system().get(&format!("/markets/{market}/book?depth=10"));
+    assert_eq!(status, 200, "{body}");
+    let book: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(book["bids"], json!([]), "{body}");
+    let asks = book["asks"].as_array().unwrap();
+    assert_eq!(asks.len(), 1, "{body}");
+    assert_eq!((field_decimal(&asks[0][0]), field_decimal(&asks[0][1])), (decimal(&price), decimal(&quantity)), "[price, quantity]: {body}");
+}
+
+#[given(regex = r"^(\w+) subscribes to the (\w+) candles of ([\w-]+)$")]
+fn subscribes_candles(world: &mut Marionette, name: String, interval: String, market: String) {
+    let mut socket = world.sockets.remove(&name).unwrap_or_else(|| world.system().subscriptions(world.token(&name)));
+    socket.subscribe("candles", &format!("subscription {{ candles(market: \"{market}\", interval: {interval}) {{ time close trades }} }}"));
+    world.sockets.insert(name, socket);
+}
+
+#[given(regex = r"^(\w+) subscribes to the ticker of ([\w-]+)$")]
+fn subscribes_ticker(world: &mut Marionette, name: String, market: String) {
+    let mut socket = world.sockets.remove(&name).unwrap_or_else(|| world.system().subscriptions(world.token(&name)));
+    socket.subscribe("ticker", &format!("subscription {{ ticker(market: \"{market}\") {{ lastPrice bestAsk trades }} }}"));
+    world.sockets.insert(name, socket);
+}
+
+#[then(regex = r"^(\w+) receives a candle closing at ([\d.]+) USD$")]
+fn receives_candle(world: &mut Marionette, name: String, close: String) {
+    // A new minute sends its flat candle as it begins: the trade's comes next.
+    for _ in 0..3 {
+        let candle = next_payload(world, &name, "candles", "candles");
+        if candle["trades"] != 0 {
+            assert_eq!(field_decimal(&candle["close"]), decimal(&close), "{candle}");
+            return;
+        }
+    }
+    panic!("no candle with a trade among three");
+}
+
+#[then(regex = r"^(\w+) receives a ticker (without a last price|with the last price ([\d.]+) USD)$")]
+fn receives_ticker(world: &mut Marionette, name: String, what: String, last: String) {
+    // A change of the best ask sends a ticker too: the one with the trade may come after it.
+    for _ in 0..4 {
+        let ticker = next_payload(world, &name, "ticker", "ticker");
+        match what.starts_with("without") {
+            true => {
+                assert_eq!((&ticker["lastPrice"], &ticker["trades"]), (&Value::Null, &json!(0)), "{ticker}");
+                return;
+            }
+            false if ticker["lastPrice"].is_string() && field_decimal(&ticker["lastPrice"]) == decimal(&last) => return,
+            false => continue,
+        }
+    }
+    panic!("no ticker with the last price {last}");
+}
+
+#[when(regex = r"^(\w+) reads the candles of ([\w-]+) at every interval$")]
+fn reads_candles(world: &mut Marionette, _name: String, market: String) {
+    let to = world.system().post("{ ticker(market: \"BTC-USD\") { at } }", json!({}), "").2;
+    let to = data(&to, "ticker")["at"].as_str().unwrap().to_string();
+    let read: Vec<Value> = INTERVALS.iter().map(|interval| candles(world, &market, interval, Some(&to))).collect();
+    assert!(read.iter().all(|c| c.as_array().is_some_and(|c| !c.is_empty())), "{read:?}");
+    world.candles_read = Some((to, Value::Array(read)));
+}
+
+#[then(regex = r"^the candles of ([\w-]+) at every interval are the ones (\w+) read$")]
+fn candles_unchanged(world: &mut Marionette, market: String, _name: String) {
+    let (to, before) = world.candles_read.clone().expect("the candles were read before");
+    let after: Vec<Value> = INTERVALS.iter().map(|interval| candles(world, &market, interval, Some(&to))).collect();
+    assert_eq!(Value::Array(after), before);
 }
 
 fn main() {

@@ -30,6 +30,7 @@ pub mod address_book;
 pub mod api_keys;
 pub mod house;
 pub mod kernel;
+pub mod market_data;
 pub mod operators;
 pub mod parse_cache;
 pub mod spot;
@@ -45,6 +46,7 @@ pub struct Query(
     kernel::KernelQuery,
     wallet::WalletQuery,
     spot::SpotQuery,
+    market_data::MarketDataQuery,
     house::HouseQuery,
     operators::OperatorsQuery,
 );
@@ -65,7 +67,7 @@ pub struct Mutation(
 
 /// Every product's subscriptions: one line each.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(spot::SpotSubscription);
+pub struct Subscription(spot::SpotSubscription, market_data::MarketDataSubscription);
 
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 

@@ -219,12 +219,12 @@ impl Catalog {
         self.markets.iter().any(|m| m.id() == id)
     }
 
-    fn terms(&self, market: &LedgerMarket) -> Option<(MarketTerms, &AssetSpec, &AssetSpec)> {
+    pub(super) fn terms(&self, market: &LedgerMarket) -> Option<(MarketTerms, &AssetSpec, &AssetSpec)> {
         let (base, quote) = (self.asset(market.base)?, self.asset(market.quote)?);
         Some((convert::market_terms(market, base, quote), base, quote))
     }
 
-    fn market_by_name(&self, name: &str) -> Result<(&LedgerMarket, MarketTerms, &AssetSpec, &AssetSpec), Error> {
+    pub(super) fn market_by_name(&self, name: &str) -> Result<(&LedgerMarket, MarketTerms, &AssetSpec, &AssetSpec), Error> {
         self.markets
             .iter()
             .filter_map(|m| self.terms(m).map(|(terms, base, quote)| (m, terms, base, quote)))

@@ -2,7 +2,9 @@
 //! ones and each user's, every trade by id with each market's and each
 //! user's. Holds and balances are the kernel's.
 
+use ledger_api::candles::{self, Candle, CandleInterval};
 use ledger_api::spot::{Answer, Market, OrderRecord, OrderStatus, Query, TradeRecord};
+use ledger_api::{MarketId, TimestampMs, QUERY_LIMIT_MAX};
 use products::spot::{tables, Spot, SpotChanges, SpotCounters, SpotState};
 use storage::{Batch, Store, Table};
 
@@ -23,7 +25,11 @@ pub const TRADES_BY_MARKET: Table = Table::new(tables::TRADES_BY_MARKET);
 /// (user, trade id) -> ().
 pub const TRADES_BY_USER: Table = Table::scattered(tables::TRADES_BY_USER);
 
-pub const TABLES: &[Table] = &[MARKETS, ORDERS, OPEN_ORDERS, ORDERS_BY_USER, TRADES, TRADES_BY_MARKET, TRADES_BY_USER];
+/// (market, interval code, start) -> the candle, for every interval in
+/// which the market traded.
+pub const CANDLES: Table = Table::new(tables::CANDLES);
+
+pub const TABLES: &[Table] = &[MARKETS, ORDERS, OPEN_ORDERS, ORDERS_BY_USER, TRADES, TRADES_BY_MARKET, TRADES_BY_USER, CANDLES];
 
 const META_COUNTERS: &[u8] = b"spot.counters";
 
@@ -41,6 +47,9 @@ pub fn write(batch: &mut Batch, spot: &Spot, changes: &SpotChanges) {
         batch.put(TRADES_BY_MARKET, &key2(trade.fill.market as u64, trade.id), &[]);
         batch.put(TRADES_BY_USER, &key2(trade.fill.maker_user, trade.id), &[]);
         batch.put(TRADES_BY_USER, &key2(trade.fill.taker_user, trade.id), &[]);
+    }
+    for (&(market, interval, start_ms), candle) in &changes.candles {
+        put_encoded(batch, CANDLES, &candle_key(market, interval, start_ms), candle);
     }
     for &order_id in &changes.orders {
         // An order that opened and closed in the same batch is only in closed_orders.
@@ -64,6 +73,13 @@ pub fn load(store: &Store) -> Result<SpotState, SchemaError> {
     };
     for market in markets(store)? {
         state.markets.insert(market.id(), market);
+    }
+    for &market in state.markets.keys() {
+        for interval in CandleInterval::ALL {
+            if let Some(candle) = latest_candle(store, market, interval)? {
+                state.candles.insert((market, interval), candle);
+            }
+        }
     }
     for item in store.scan_all(OPEN_ORDERS) {
         let (key, _) = item?;
@@ -119,6 +135,62 @@ pub fn trades_of_market(store: &Store, market: u32, limit: usize) -> Result<Vec<
     newest_of(store, TRADES_BY_MARKET, TRADES, market as u64, limit)
 }
 
+fn candle_key(market: MarketId, interval: CandleInterval, start_ms: TimestampMs) -> [u8; 13] {
+    let mut key = [0; 13];
+    key[..4].copy_from_slice(&market.to_be_bytes());
+    key[4] = interval.code();
+    key[5..].copy_from_slice(&start_ms.to_be_bytes());
+    key
+}
+
+fn decode_candles(rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Candle>, SchemaError> {
+    rows.into_iter().map(|(key, value)| decode(CANDLES, &key, &value)).collect()
+}
+
+/// The candles of a market and interval with a start in `from_ms..end_ms`,
+/// at most `limit`, oldest first (or newest first).
+fn candles_between(
+    store: &Store,
+    market: MarketId,
+    interval: CandleInterval,
+    from_ms: TimestampMs,
+    end_ms: TimestampMs,
+    limit: usize,
+    newest_first: bool,
+) -> Result<Vec<Candle>, SchemaError> {
+    let (start, end) = (candle_key(market, interval, from_ms), candle_key(market, interval, end_ms));
+    decode_candles(store.scan_range(CANDLES, &start, &end, limit, newest_first)?)
+}
+
+fn latest_candle(store: &Store, market: MarketId, interval: CandleInterval) -> Result<Option<Candle>, SchemaError> {
+    let mut prefix = [0; 5];
+    prefix[..4].copy_from_slice(&market.to_be_bytes());
+    prefix[4] = interval.code();
+    Ok(decode_candles(store.scan_prefix(CANDLES, &prefix, 1, true)?)?.pop())
+}
+
+/// The last candle before `before_ms`, however long ago.
+fn candle_before(store: &Store, market: MarketId, interval: CandleInterval, before_ms: TimestampMs) -> Result<Option<Candle>, SchemaError> {
+    Ok(candles_between(store, market, interval, 0, before_ms, 1, true)?.pop())
+}
+
+pub fn candles_of(store: &Store, market: MarketId, interval: CandleInterval, from_ms: TimestampMs, to_ms: TimestampMs) -> Result<Answer, Read> {
+    let intervals = to_ms.checked_sub(from_ms).map(|span| span / interval.millis() + 1);
+    if intervals.is_none_or(|n| n > QUERY_LIMIT_MAX as u64) {
+        return Err(Read::Bad(format!("a candle range is 1 to {QUERY_LIMIT_MAX} intervals from from_ms to to_ms, got {from_ms} to {to_ms}")));
+    }
+    let candles = candles_between(store, market, interval, from_ms, to_ms.saturating_add(1), QUERY_LIMIT_MAX as usize, false)?;
+    Ok(Answer::Candles { before: candle_before(store, market, interval, from_ms)?, candles })
+}
+
+pub fn day_stats_of(store: &Store, market: MarketId, now_ms: TimestampMs) -> Result<Answer, Read> {
+    let from_ms = candles::day_from(now_ms);
+    let interval = CandleInterval::OneMinute;
+    let minutes = candles_between(store, market, interval, from_ms, now_ms.saturating_add(1), candles::DAY_MINUTES as usize, false)?;
+    let before = candle_before(store, market, interval, from_ms)?;
+    Ok(Answer::DayStats(candles::day_stats(now_ms, before.as_ref(), &minutes)))
+}
+
 pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
     Ok(match *query {
         Query::Markets => Answer::Markets(markets(store)?),
@@ -135,5 +207,7 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
             Answer::Trades(newest_where(store, TRADES_BY_USER, TRADES, user, limit(n)?, |t: &TradeRecord| market.is_none_or(|m| t.fill.market == m))?)
         }
         Query::MarketTrades { market, limit: n } => Answer::Trades(trades_of_market(store, market, limit(n)?)?),
+        Query::Candles { market, interval, from_ms, to_ms } => candles_of(store, market, interval, from_ms, to_ms)?,
+        Query::DayStats { market, now_ms } => day_stats_of(store, market, now_ms)?,
     })
 }
