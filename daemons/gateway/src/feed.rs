@@ -6,12 +6,16 @@
 //! matching (at the deepest depth; each subscriber cuts its own) and, when
 //! something filled, the new trades from the ledger, and hands both on. It
 //! also reads both every `RESYNC` in case updates were lost with a dropped
-//! ledger link.
+//! ledger link. A market's ticker feed, for the ticker subscriptions, reads
+//! the rolling 24 hours once for all of them when the market trades or its
+//! book changes (at most once per `TICKER_INTERVAL`), and every
+//! `TICKER_RESEND` as the window slides.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use ledger_api::candles::DayStats;
 use ledger_api::spot::{self, OrderRecord, TradeRecord};
 use ledger_api::{Answer, MarketId, Query};
 use tokio::sync::{broadcast, watch};
@@ -24,11 +28,41 @@ use crate::matching_client::MatchingClient;
 const RESYNC: Duration = Duration::from_secs(2);
 /// Trades a slow subscriber may fall behind by before its subscription ends.
 const TRADES_BUFFERED: usize = 4_096;
+/// A ticker feed reads at most once per this, however often the market trades.
+const TICKER_INTERVAL: Duration = Duration::from_secs(1);
+/// ... and at least once per this, as the 24 hours slide.
+const TICKER_RESEND: Duration = Duration::from_secs(60);
 
 pub struct Feeds {
     ledger: LedgerClient,
     matching: MatchingClient,
     running: Mutex<HashMap<MarketId, Weak<MarketFeed>>>,
+    tickers: Mutex<HashMap<MarketId, Weak<TickerFeed>>>,
+}
+
+/// A market's rolling 24 hours and the top of its book, in matching's units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TickerReading {
+    pub now_ms: u64,
+    /// None before the market's first trade.
+    pub stats: Option<DayStats>,
+    pub best_bid: Option<u64>,
+    pub best_ask: Option<u64>,
+}
+
+/// One market's ticker feed; it stops when the last subscriber lets go of it.
+pub struct TickerFeed {
+    /// None until the first reading.
+    pub reading: watch::Receiver<Option<Arc<TickerReading>>>,
+    task: tokio::task::AbortHandle,
+    /// The market's feed, which says when it traded or its book changed.
+    _market: Arc<MarketFeed>,
+}
+
+impl Drop for TickerFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// One market's feed; it stops when the last subscriber lets go of it.
@@ -48,7 +82,28 @@ impl Drop for MarketFeed {
 
 impl Feeds {
     pub fn new(ledger: LedgerClient, matching: MatchingClient) -> Feeds {
-        Feeds { ledger, matching, running: Mutex::default() }
+        Feeds { ledger, matching, running: Mutex::default(), tickers: Mutex::default() }
+    }
+
+    /// The market's running ticker feed, started if none is.
+    pub async fn ticker(&self, market: MarketId) -> Result<Arc<TickerFeed>, LinkError> {
+        let running = self.tickers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&market).and_then(Weak::upgrade);
+        if let Some(feed) = running {
+            return Ok(feed);
+        }
+        let market_feed = self.market(market).await?;
+        let mut tickers = self.tickers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Another subscriber may have started it meanwhile.
+        if let Some(feed) = tickers.get(&market).and_then(Weak::upgrade) {
+            return Ok(feed);
+        }
+        tickers.retain(|_, feed| feed.strong_count() > 0);
+        let (sender, reading) = watch::channel(None);
+        let (trades, book) = (market_feed.trades.subscribe(), market_feed.book.clone());
+        let task = tokio::spawn(run_ticker(market, self.ledger.clone(), trades, book, sender)).abort_handle();
+        let feed = Arc::new(TickerFeed { reading, task, _market: market_feed });
+        tickers.insert(market, Arc::downgrade(&feed));
+        Ok(feed)
     }
 
     /// The market's running feed, started if none is. Starting one reads
@@ -159,5 +214,37 @@ async fn newest_trades(ledger: &LedgerClient, market: MarketId, limit: u32) -> O
             tracing::debug!(market, answer = ?other.map(|a| a.map(|_| ())), "the trades could not be read");
             None
         }
+    }
+}
+
+/// Reads the market's ticker now, then after each trade or change of the
+/// book (at most once per `TICKER_INTERVAL`) and every `TICKER_RESEND`.
+async fn run_ticker(
+    market: MarketId,
+    ledger: LedgerClient,
+    mut trades: broadcast::Receiver<Arc<TradeRecord>>,
+    mut book: watch::Receiver<Option<Arc<BookDepth>>>,
+    reading: watch::Sender<Option<Arc<TickerReading>>>,
+) {
+    loop {
+        let now_ms = crate::api::now_ms();
+        match ledger.query(Query::Spot(spot::Query::DayStats { market, now_ms })).await {
+            Ok(Ok(Answer::Spot(spot::Answer::DayStats(stats)))) => {
+                let top = book.borrow_and_update().clone();
+                let best = |levels: Option<&Vec<matching_api::PriceLevel>>| levels.and_then(|l| l.first()).map(|l| l.price);
+                let (best_bid, best_ask) = (best(top.as_ref().map(|b| &b.bids)), best(top.as_ref().map(|b| &b.asks)));
+                // Sent every time: its time is new, and each subscriber sends only what changed.
+                reading.send_replace(Some(Arc::new(TickerReading { now_ms, stats, best_bid, best_ask })));
+            }
+            other => tracing::debug!(market, answer = ?other.map(|a| a.map(|_| ())), "the ticker could not be read"),
+        }
+        tokio::time::sleep(TICKER_INTERVAL).await;
+        tokio::select! {
+            trade = trades.recv() => if let Err(broadcast::error::RecvError::Closed) = trade { return },
+            changed = book.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(TICKER_RESEND) => {}
+        }
+        // One reading covers every trade queued meanwhile.
+        while !matches!(trades.try_recv(), Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)) {}
     }
 }

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::TimestampMs;
+use crate::spot::TradeRecord;
+use crate::{TimestampMs, TradeId};
 
 pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
@@ -91,26 +92,52 @@ pub struct Candle {
     /// Quote traded (the trades' notional), in the quote's minor units.
     pub quote_volume: u128,
     pub trades: u64,
+    /// The last trade folded in (in a flat candle, the one before it), so
+    /// that a reader following the trades after reading a candle folds
+    /// each one exactly once.
+    pub last_trade: TradeId,
 }
 
 impl Candle {
-    /// The candle an interval's first trade opens.
-    pub fn opened(start_ms: TimestampMs, price: u64, quantity_lots: u64, notional: u128) -> Candle {
-        Candle { start_ms, open: price, high: price, low: price, close: price, volume_lots: quantity_lots as u128, quote_volume: notional, trades: 1 }
-    }
-
-    pub fn add(&mut self, price: u64, quantity_lots: u64, notional: u128) {
-        self.high = self.high.max(price);
-        self.low = self.low.min(price);
-        self.close = price;
-        self.volume_lots = self.volume_lots.saturating_add(quantity_lots as u128);
-        self.quote_volume = self.quote_volume.saturating_add(notional);
-        self.trades = self.trades.saturating_add(1);
+    /// The latest candle of an interval once `trade` is folded into
+    /// `latest` (the market's latest candle of that interval, if any): the
+    /// trade's own interval opens a new candle; a trade stamped before the
+    /// latest candle (the clock stepped back) joins it, so a stored interval
+    /// is never reopened; and a flat candle takes the trade as its first.
+    pub fn fold(latest: Option<Candle>, interval: CandleInterval, trade: &TradeRecord) -> Candle {
+        let start_ms = interval.start_of(trade.at_ms);
+        let (price, quantity, notional) = (trade.fill.price, trade.fill.quantity as u128, trade.fill.notional);
+        let opened = |start_ms| Candle {
+            start_ms,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume_lots: quantity,
+            quote_volume: notional,
+            trades: 1,
+            last_trade: trade.id,
+        };
+        match latest {
+            None => opened(start_ms),
+            Some(latest) if start_ms > latest.start_ms => opened(start_ms),
+            Some(latest) if latest.trades == 0 => opened(latest.start_ms),
+            Some(latest) => Candle {
+                high: latest.high.max(price),
+                low: latest.low.min(price),
+                close: price,
+                volume_lots: latest.volume_lots.saturating_add(quantity),
+                quote_volume: latest.quote_volume.saturating_add(notional),
+                trades: latest.trades.saturating_add(1),
+                last_trade: trade.id,
+                ..latest
+            },
+        }
     }
 
     /// An interval without trades after this candle: flat at its close.
     pub fn flat_after(&self, start_ms: TimestampMs) -> Candle {
-        Candle { start_ms, open: self.close, high: self.close, low: self.close, close: self.close, volume_lots: 0, quote_volume: 0, trades: 0 }
+        Candle { start_ms, open: self.close, high: self.close, low: self.close, close: self.close, volume_lots: 0, quote_volume: 0, trades: 0, ..*self }
     }
 }
 
@@ -193,9 +220,27 @@ pub fn day_stats(now_ms: TimestampMs, before: Option<&Candle>, minutes: &[Candle
 
 #[cfg(test)]
 mod tests {
+    use matching_api::{Fill, Side};
     use proptest::prelude::*;
 
     use super::*;
+
+    fn trade(id: TradeId, at_ms: TimestampMs, price: u64, quantity: u64) -> TradeRecord {
+        let fill = Fill {
+            market: 1,
+            maker_order: 1,
+            maker_user: 1,
+            taker_order: 2,
+            taker_user: 2,
+            taker_side: Side::Buy,
+            price,
+            quantity,
+            notional: price as u128 * quantity as u128,
+            maker_fee: 0,
+            taker_fee: 0,
+        };
+        TradeRecord { id, fill, buyer_fee: 0, seller_fee: 0, at_ms }
+    }
 
     /// 2026-12-07 00:00 UTC, a Monday.
     const MONDAY_MS: u64 = 1_796_601_600_000;
@@ -223,15 +268,17 @@ mod tests {
     #[test]
     fn gaps_are_flat_at_the_previous_close_and_nothing_precedes_the_first_trade() {
         let step = MINUTE_MS;
-        let mut first = Candle::opened(MONDAY_MS + step, 100, 2, 200);
-        first.add(104, 1, 104);
-        let third = Candle::opened(MONDAY_MS + 3 * step, 99, 1, 99);
+        let first = Candle::fold(None, CandleInterval::OneMinute, &trade(1, MONDAY_MS + step, 100, 2));
+        let first = Candle::fold(Some(first), CandleInterval::OneMinute, &trade(2, MONDAY_MS + step + 59_999, 104, 1));
+        assert_eq!((first.open, first.high, first.low, first.close, first.volume_lots, first.quote_volume, first.trades), (100, 104, 100, 104, 3, 304, 2));
+        let third = Candle::fold(Some(first), CandleInterval::OneMinute, &trade(3, MONDAY_MS + 3 * step, 99, 1));
+        assert_eq!((third.start_ms, third.open, third.trades, third.last_trade), (MONDAY_MS + 3 * step, 99, 1, 3), "a later minute opens its own");
         let filled = fill_gaps(CandleInterval::OneMinute, MONDAY_MS, MONDAY_MS + 4 * step, None, &[first, third]);
         let starts: Vec<u64> = filled.iter().map(|c| (c.start_ms - MONDAY_MS) / step).collect();
         assert_eq!(starts, [1, 2, 3, 4], "no candle before the first trade");
         assert_eq!(
             filled[1],
-            Candle { start_ms: MONDAY_MS + 2 * step, open: 104, high: 104, low: 104, close: 104, volume_lots: 0, quote_volume: 0, trades: 0 }
+            Candle { start_ms: MONDAY_MS + 2 * step, open: 104, high: 104, low: 104, close: 104, volume_lots: 0, quote_volume: 0, trades: 0, last_trade: 2 }
         );
         assert_eq!(filled[3].close, 99);
         assert_eq!(filled[3].trades, 0);
@@ -240,8 +287,23 @@ mod tests {
     }
 
     #[test]
+    fn a_trade_stamped_early_joins_the_latest_candle_and_a_flat_one_takes_its_first() {
+        let latest = Candle::fold(None, CandleInterval::OneHour, &trade(7, MONDAY_MS + 2 * HOUR_MS, 100, 1));
+        let early = Candle::fold(Some(latest), CandleInterval::OneHour, &trade(8, MONDAY_MS + HOUR_MS, 90, 1));
+        assert_eq!((early.start_ms, early.low, early.close, early.trades, early.last_trade), (MONDAY_MS + 2 * HOUR_MS, 90, 90, 2, 8));
+        let flat = early.flat_after(MONDAY_MS + 3 * HOUR_MS);
+        assert_eq!((flat.trades, flat.last_trade), (0, 8), "a flat candle reflects the trades up to the last one");
+        let first = Candle::fold(Some(flat), CandleInterval::OneHour, &trade(9, MONDAY_MS + 3 * HOUR_MS + 5, 95, 2));
+        assert_eq!(
+            (first.start_ms, first.open, first.low, first.high, first.volume_lots, first.trades),
+            (MONDAY_MS + 3 * HOUR_MS, 95, 95, 95, 2, 1),
+            "not the flat close"
+        );
+    }
+
+    #[test]
     fn a_day_without_trades_is_flat_at_the_last_price() {
-        let old = Candle::opened(MONDAY_MS, 500, 3, 1_500);
+        let old = Candle::fold(None, CandleInterval::OneMinute, &trade(1, MONDAY_MS, 500, 3));
         let now = MONDAY_MS + 3 * DAY_MS;
         let stats = day_stats(now, Some(&old), &[]).expect("traded once");
         assert_eq!((stats.open, stats.high, stats.low, stats.last, stats.trades, stats.volume_lots), (500, 500, 500, 500, 0, 0));
@@ -258,11 +320,11 @@ mod tests {
         let mut sorted = trades.to_vec();
         sorted.sort_by_key(|t| t.0);
         let mut out: Vec<Candle> = Vec::new();
-        for (offset, price, quantity) in sorted {
-            let start = interval.start_of(MONDAY_MS + offset);
+        for (id, (offset, price, quantity)) in sorted.into_iter().enumerate() {
+            let candle = Candle::fold(out.last().copied(), interval, &trade(id as TradeId + 1, MONDAY_MS + offset, price, quantity));
             match out.last_mut() {
-                Some(candle) if candle.start_ms == start => candle.add(price, quantity, (price * quantity) as u128),
-                _ => out.push(Candle::opened(start, price, quantity, (price * quantity) as u128)),
+                Some(last) if last.start_ms == candle.start_ms => *last = candle,
+                _ => out.push(candle),
             }
         }
         out

@@ -28,8 +28,9 @@ pub mod wallet;
 /// 3 added operators, proposals and the audit log; 4 frozen accounts; 5
 /// users' verification tiers (and their threshold); 6 the audit record of
 /// an operator's two-factor authentication turned on or off; 7 spot's
-/// candles and rolling 24 hours (queries and answers).
-pub const FORMAT_VERSION: u16 = 7;
+/// candles and rolling 24 hours (queries and answers); 8 each candle's last
+/// trade.
+pub const FORMAT_VERSION: u16 = 8;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

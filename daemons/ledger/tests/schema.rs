@@ -466,10 +466,10 @@ fn candles_are_the_stored_trades_folded_per_interval() {
     for interval in CandleInterval::ALL {
         let mut folded: Vec<Candle> = Vec::new();
         for trade in &trades {
-            let (start, fill) = (interval.start_of(trade.at_ms), &trade.fill);
+            let candle = Candle::fold(folded.last().copied(), interval, trade);
             match folded.last_mut() {
-                Some(candle) if candle.start_ms == start => candle.add(fill.price, fill.quantity, fill.notional),
-                _ => folded.push(Candle::opened(start, fill.price, fill.quantity, fill.notional)),
+                Some(last) if last.start_ms == candle.start_ms => *last = candle,
+                _ => folded.push(candle),
             }
         }
         // A range that starts after the first candle: the one before it comes along.
@@ -493,7 +493,7 @@ fn candles_are_the_stored_trades_folded_per_interval() {
         };
         minutes
     };
-    let before = trades.iter().rfind(|t| t.at_ms < candles::day_from(last_ms)).map(|t| Candle::opened(0, t.fill.price, 0, 0));
+    let before = trades.iter().rfind(|t| t.at_ms < candles::day_from(last_ms)).map(|t| Candle::fold(None, CandleInterval::OneMinute, t));
     let expected = candles::day_stats(last_ms, before.as_ref(), &minutes);
     assert_eq!(day, expected);
     assert_eq!(day.map(|d| d.trades), Some(trades.iter().filter(|t| t.at_ms >= candles::day_from(last_ms)).count() as u64), "the window's trades");

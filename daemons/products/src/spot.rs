@@ -556,25 +556,17 @@ impl Spot {
             record.updated_ms = at_ms;
             self.changes.orders.insert(order_id);
         }
-        self.changes.trades.push(TradeRecord { id: trade_id, fill: *fill, buyer_fee, seller_fee, at_ms });
-        self.record_candles(market.id(), fill, at_ms);
+        let trade = TradeRecord { id: trade_id, fill: *fill, buyer_fee, seller_fee, at_ms };
+        self.record_candles(market.id(), &trade);
+        self.changes.trades.push(trade);
     }
 
     /// Folds a trade into its market's candle of every interval.
-    fn record_candles(&mut self, market: MarketId, fill: &Fill, at_ms: TimestampMs) {
+    fn record_candles(&mut self, market: MarketId, trade: &TradeRecord) {
         for interval in CandleInterval::ALL {
-            let start_ms = interval.start_of(at_ms);
-            let candle = self
-                .candles
-                .entry((market, interval))
-                // A trade stamped before the current candle (the clock stepped
-                // back) joins it: a stored interval is never reopened.
-                .and_modify(|candle| match start_ms > candle.start_ms {
-                    true => *candle = Candle::opened(start_ms, fill.price, fill.quantity, fill.notional),
-                    false => candle.add(fill.price, fill.quantity, fill.notional),
-                })
-                .or_insert_with(|| Candle::opened(start_ms, fill.price, fill.quantity, fill.notional));
-            self.changes.candles.insert((market, interval, candle.start_ms), *candle);
+            let candle = Candle::fold(self.candles.get(&(market, interval)).copied(), interval, trade);
+            self.candles.insert((market, interval), candle);
+            self.changes.candles.insert((market, interval, candle.start_ms), candle);
         }
     }
 

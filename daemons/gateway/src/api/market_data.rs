@@ -8,9 +8,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_graphql::{Context, Enum, Error, Object, SimpleObject, Subscription, ID};
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, Stream};
 use ledger_api::candles::{self, Candle as LedgerCandle, CandleInterval as LedgerInterval, DayStats};
-use ledger_api::spot::{self as api, Market as LedgerMarket};
+use ledger_api::spot::{self as api, Market as LedgerMarket, TradeRecord};
 use ledger_api::{Answer, MarketId, Query, QUERY_LIMIT_MAX};
 use rust_decimal::{Decimal, RoundingStrategy};
 use tokio::sync::broadcast::error::RecvError;
@@ -24,11 +24,6 @@ use crate::matching_client::MatchingClient;
 pub const CANDLES_DEFAULT: i32 = 500;
 /// Digits a VWAP carries beyond the market's tick.
 const VWAP_EXTRA_DIGITS: u32 = 4;
-/// The ticker subscription sends at most one ticker per this, however
-/// often the market trades.
-const TICKER_INTERVAL: Duration = Duration::from_secs(1);
-/// ... and one at least this often, as the 24 hours slide.
-const TICKER_RESEND: Duration = Duration::from_secs(60);
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum CandleInterval {
@@ -278,30 +273,91 @@ impl MarketDataQuery {
     }
 }
 
+/// The candles one subscriber was sent, moved on by ledger reads, by the
+/// market feed's trades and by time: a candles subscription's pure part.
+#[derive(Debug, Default)]
+struct CandleFollower {
+    interval: Option<LedgerInterval>,
+    /// The last candle queued.
+    last: Option<LedgerCandle>,
+    /// Queued and not yet sent, oldest first.
+    pending: VecDeque<LedgerCandle>,
+}
+
+impl CandleFollower {
+    fn new(interval: LedgerInterval) -> CandleFollower {
+        CandleFollower { interval: Some(interval), ..CandleFollower::default() }
+    }
+
+    fn interval(&self) -> LedgerInterval {
+        self.interval.unwrap_or(LedgerInterval::OneMinute)
+    }
+
+    /// The range a read should cover at `now_ms`: from the last candle on.
+    fn to_read(&self, now_ms: u64) -> (u64, u64) {
+        let interval = self.interval();
+        let now = interval.start_of(now_ms);
+        let oldest = now.saturating_sub((QUERY_LIMIT_MAX as u64 - 1) * interval.millis());
+        (self.last.map_or(now, |last| last.start_ms.clamp(oldest, now)), now)
+    }
+
+    /// Queues the candles a read returned that are news.
+    fn read(&mut self, candles: &[LedgerCandle]) {
+        for candle in candles {
+            let is_news = self.last.is_none_or(|last| candle.start_ms > last.start_ms || (candle.start_ms == last.start_ms && *candle != last));
+            if is_news {
+                self.last = Some(*candle);
+                self.pending.push_back(*candle);
+            }
+        }
+    }
+
+    /// Folds a trade the market's feed handed on, as the ledger does; one
+    /// the last read already held is skipped. False when the candles must
+    /// be read instead.
+    fn fold(&mut self, trade: &TradeRecord) -> bool {
+        if let Some(last) = self.last {
+            if trade.id <= last.last_trade {
+                return true;
+            }
+            // A flat candle this gateway began early, for an interval the ledger has not reached.
+            if last.trades == 0 && self.interval().start_of(trade.at_ms) < last.start_ms {
+                return false;
+            }
+        }
+        let candle = LedgerCandle::fold(self.last, self.interval(), trade);
+        self.last = Some(candle);
+        self.pending.push_back(candle);
+        true
+    }
+
+    /// An interval has begun by `now_ms` with no trade yet: its flat candle.
+    fn roll(&mut self, now_ms: u64) {
+        let now = self.interval().start_of(now_ms);
+        if let Some(last) = self.last.filter(|last| last.start_ms < now) {
+            let flat = last.flat_after(now);
+            self.last = Some(flat);
+            self.pending.push_back(flat);
+        }
+    }
+}
+
 /// What a candles subscription keeps between candles.
 struct CandleFeed {
     ledger: LedgerClient,
     market: MarketId,
-    interval: LedgerInterval,
     units: Units,
-    /// The last candle sent.
-    last: Option<LedgerCandle>,
-    /// Read and not yet sent, oldest first.
-    pending: VecDeque<LedgerCandle>,
+    follower: CandleFollower,
 }
 
 impl CandleFeed {
-    /// Reads the candles since the last one sent and queues those that changed.
+    /// Reads the candles since the last one queued: at the start, and when
+    /// the trades handed on cannot be folded (lost, or the gateway's clock
+    /// ahead of the ledger's).
     async fn read(&mut self) -> Result<(), Error> {
-        let now = self.interval.start_of(now_ms());
-        let from = self.last.map_or(now, |last| last.start_ms.max(now.saturating_sub((QUERY_LIMIT_MAX as u64 - 1) * self.interval.millis())));
-        for candle in read_candles(&self.ledger, self.market, self.interval, Some((from, now))).await? {
-            let is_news = self.last.is_none_or(|last| candle.start_ms > last.start_ms || (candle.start_ms == last.start_ms && candle != last));
-            if is_news {
-                self.last = Some(candle);
-                self.pending.push_back(candle);
-            }
-        }
+        let range = self.follower.to_read(now_ms());
+        let candles = read_candles(&self.ledger, self.market, self.follower.interval(), Some(range)).await?;
+        self.follower.read(&candles);
         Ok(())
     }
 }
@@ -321,35 +377,36 @@ impl MarketDataSubscription {
         let feed = services(ctx).feeds.market(ledger_market.id()).await.map_err(link_error)?;
         // Listening before the first read, so no trade falls between the two.
         let trades = feed.trades.subscribe();
-        let mut candles = CandleFeed {
-            ledger: services(ctx).ledger.clone(),
-            market: ledger_market.id(),
-            interval: interval.into(),
-            units,
-            last: None,
-            pending: VecDeque::new(),
-        };
+        let mut candles =
+            CandleFeed { ledger: services(ctx).ledger.clone(), market: ledger_market.id(), units, follower: CandleFollower::new(interval.into()) };
         candles.read().await?;
         Ok(stream::unfold(Some((candles, trades, (feed, slot))), |state| async move {
             let (mut candles, mut trades, held) = state?;
             loop {
-                if let Some(candle) = candles.pending.pop_front() {
+                if let Some(candle) = candles.follower.pending.pop_front() {
                     let answer = candles.units.candle(&candle);
                     return Some((Ok(answer), Some((candles, trades, held))));
                 }
-                let step = candles.interval.millis();
-                let next_start = candles.interval.start_of(now_ms()).saturating_add(step);
+                let interval = candles.follower.interval();
+                let next_start = interval.start_of(now_ms()).saturating_add(interval.millis());
                 let until_next = Duration::from_millis(next_start.saturating_sub(now_ms()));
-                tokio::select! {
+                let read = tokio::select! {
                     trade = trades.recv() => match trade {
-                        // A candle is state, not an event: after a lag the next read has it all.
-                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        // Each trade once, folded here: no read of the ledger per trade and subscriber.
+                        Ok(trade) => !candles.follower.fold(&trade),
+                        // A candle is state, not an event: after a lag, a read has it all.
+                        Err(RecvError::Lagged(_)) => true,
                         Err(RecvError::Closed) => return None,
                     },
-                    _ = tokio::time::sleep(until_next) => {}
-                }
-                if let Err(error) = candles.read().await {
-                    return Some((Err(error), None));
+                    _ = tokio::time::sleep(until_next) => {
+                        candles.follower.roll(now_ms());
+                        false
+                    }
+                };
+                if read {
+                    if let Err(error) = candles.read().await {
+                        return Some((Err(error), None));
+                    }
                 }
             }
         }))
@@ -358,46 +415,30 @@ impl MarketDataSubscription {
     /// The market's last 24 hours now, then again when it trades or its
     /// book's top changes (at most once a second), and at least once a
     /// minute as the window slides.
-    async fn ticker(&self, ctx: &Context<'_>, market: ID) -> Result<impl Stream<Item = Result<Ticker, Error>>, Error> {
+    async fn ticker(&self, ctx: &Context<'_>, market: ID) -> Result<impl Stream<Item = Ticker>, Error> {
         let catalog = Catalog::load(ctx).await?;
         let (ledger_market, units) = market_units(&catalog, &market)?;
         let slot = take_slot(ctx)?;
-        let services = services(ctx);
-        let feed = services.feeds.market(ledger_market.id()).await.map_err(link_error)?;
-        let (trades, books) = (feed.trades.subscribe(), feed.book.clone());
-        let (ledger, matching, market) = (services.ledger.clone(), services.matching.clone(), ledger_market.id());
-        let first = read_ticker(&ledger, &matching, market, &units).await?;
-        let state = (Some(first.clone()), trades, books, (feed, slot));
-        let later = stream::unfold(Some(state), move |state| {
-            let (ledger, matching, units) = (ledger.clone(), matching.clone(), units.clone());
+        let feed = services(ctx).feeds.ticker(ledger_market.id()).await.map_err(link_error)?;
+        let mut readings = feed.reading.clone();
+        // The reading now first (once there is one), then each that changes a figure.
+        readings.mark_changed();
+        Ok(stream::unfold((readings, None::<Ticker>, (feed, slot)), move |(mut readings, mut last, held)| {
+            let units = units.clone();
             async move {
-                let (mut last, mut trades, mut books, held) = state?;
                 loop {
-                    tokio::time::sleep(TICKER_INTERVAL).await;
-                    tokio::select! {
-                        trade = trades.recv() => if let Err(RecvError::Closed) = trade { return None },
-                        changed = books.changed() => if changed.is_err() { return None },
-                        _ = tokio::time::sleep(TICKER_RESEND) => last = None,
-                    }
-                    // One read covers every trade queued meanwhile.
-                    while !matches!(
-                        trades.try_recv(),
-                        Err(tokio::sync::broadcast::error::TryRecvError::Empty | tokio::sync::broadcast::error::TryRecvError::Closed)
-                    ) {}
-                    let ticker = match read_ticker(&ledger, &matching, market, &units).await {
-                        Ok(ticker) => ticker,
-                        Err(error) => return Some((Err(error), None)),
-                    };
+                    readings.changed().await.ok()?;
+                    let Some(reading) = readings.borrow_and_update().clone() else { continue };
+                    let ticker = units.ticker(reading.now_ms, reading.stats.as_ref(), reading.best_bid, reading.best_ask);
                     // The time read is always new; a ticker is news when a figure changed.
                     let same = last.as_ref().is_some_and(|last| Ticker { at: last.at.clone(), from: last.from.clone(), ..ticker.clone() } == *last);
                     if !same {
                         last = Some(ticker.clone());
-                        return Some((Ok(ticker), Some((last, trades, books, held))));
+                        return Some((ticker, (readings, last, held)));
                     }
                 }
             }
-        });
-        Ok(stream::iter([Ok(first)]).chain(later))
+        }))
     }
 }
 
@@ -421,6 +462,64 @@ mod tests {
         assert!(candle_range(I::OneMinute, None, None, 0, NOW).is_err());
         assert!(candle_range(I::OneMinute, None, None, QUERY_LIMIT_MAX + 1, NOW).is_err());
         assert_eq!(candle_range(I::OneWeek, None, None, QUERY_LIMIT_MAX, 1_000), Ok(Some((0, 0))), "saturates at the epoch");
+    }
+
+    fn trade(id: u64, at_ms: u64, price: u64) -> TradeRecord {
+        let fill = matching_api::Fill {
+            market: 1,
+            maker_order: 1,
+            maker_user: 1,
+            taker_order: 2,
+            taker_user: 2,
+            taker_side: matching_api::Side::Sell,
+            price,
+            quantity: 1,
+            notional: price as u128,
+            maker_fee: 0,
+            taker_fee: 0,
+        };
+        TradeRecord { id, fill, buyer_fee: 0, seller_fee: 0, at_ms }
+    }
+
+    proptest::proptest! {
+        /// A subscriber that read the candles after any prefix of the
+        /// trades, then folds the rest as the feed hands them on (some twice,
+        /// as a feed started before the read does) and rolls into new
+        /// intervals on its timer, ends at the ledger's own candle.
+        #[test]
+        fn following_the_trades_ends_at_the_ledgers_candle(
+            steps in proptest::collection::vec((0u64..200_000, 1u64..100), 1..60),
+            read_after in 0usize..60,
+            repeats in 0usize..5,
+            interval in proptest::sample::select(I::ALL.to_vec()),
+        ) {
+            let mut at = NOW;
+            let trades: Vec<TradeRecord> = steps.iter().enumerate().map(|(i, (gap, price))| { at += gap; trade(i as u64 + 1, at, *price) }).collect();
+            let ledger = |upto: usize| trades[..upto].iter().fold(None, |latest, t| Some(LedgerCandle::fold(latest, interval, t)));
+            let read_after = read_after.min(trades.len());
+            let mut follower = CandleFollower::new(interval);
+            // The read: the ledger's latest candle so far.
+            follower.read(&ledger(read_after).into_iter().collect::<Vec<_>>());
+            // The feed hands on a few trades the read already held, then the rest, rolling between them.
+            for trade in &trades[read_after.saturating_sub(repeats)..] {
+                follower.roll(trade.at_ms - 1);
+                proptest::prop_assert!(follower.fold(trade), "a trade on the ledger's clock never needs a read");
+            }
+            proptest::prop_assert_eq!(follower.last, ledger(trades.len()));
+            let sent: Vec<LedgerCandle> = follower.pending.iter().copied().collect();
+            proptest::prop_assert!(sent.windows(2).all(|w| w[0].start_ms <= w[1].start_ms), "candles go forward: {:?}", sent);
+        }
+    }
+
+    #[test]
+    fn a_flat_candle_begun_early_asks_for_a_read() {
+        let mut follower = CandleFollower::new(I::OneMinute);
+        assert!(follower.fold(&trade(1, NOW, 100)));
+        follower.roll(NOW + MINUTE_MS);
+        assert_eq!(follower.last.map(|c| (c.trades, c.close)), Some((0, 100)), "the next minute, flat");
+        assert!(!follower.fold(&trade(2, NOW + 1, 90)), "a trade the ledger stamped in the minute before");
+        assert!(follower.fold(&trade(1, NOW, 100)), "one already folded is skipped");
+        assert_eq!(follower.pending.len(), 2);
     }
 
     #[test]

@@ -45,8 +45,8 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// accounts as (owner, asset, purpose), one table set per product. 6:
 /// operators, proposals and the audit log. 7: frozen accounts, and the
 /// thresholds with `account_freeze`. 8: users' tiers, and the thresholds
-/// with `tier`. 9: spot's candles.
-pub const SCHEMA_VERSION: u32 = 9;
+/// with `tier`. 9: spot's candles. 10: each candle's last trade.
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
