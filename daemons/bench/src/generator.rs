@@ -63,7 +63,15 @@ pub struct Workload {
 }
 
 pub fn spec(id: MarketId) -> MarketSpec {
-    MarketSpec { id, quote_units_per_tick_lot: 1, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 10_000_000, quantity_lots_max: 1_000_000 }
+    MarketSpec {
+        id,
+        quote_units_per_tick_lot: 1,
+        tick_lot_scale: 0,
+        maker_fee_ppm: 1_000,
+        taker_fee_ppm: 2_000,
+        price_ticks_max: 10_000_000,
+        quantity_lots_max: 1_000_000,
+    }
 }
 
 struct Live {

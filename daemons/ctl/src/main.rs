@@ -30,7 +30,7 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
                                         so their actions wait until they enrol again
   create-asset SYMBOL SCALE             e.g. create-asset BTC 8
   create-market BASE QUOTE TICK_SIZE LOT_SIZE MAKER_FEE_RATE TAKER_FEE_RATE
-                                        e.g. create-market BTC USD 1 0.01 0.001 0.002
+                                        e.g. create-market BTC USD 0.01 0.0001 0.001 0.002
   deposit EMAIL ASSET AMOUNT REFERENCE  credit a user (idempotent by REFERENCE)
   proposals [pending|executed|rejected] operators' proposals, newest first
   approve ID                            approve another operator's proposal

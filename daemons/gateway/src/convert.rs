@@ -63,8 +63,8 @@ pub struct MarketTerms {
 
 pub fn market_terms(market: &LedgerMarket, base: &AssetSpec, quote: &AssetSpec) -> MarketTerms {
     let lot_size = to_decimal(market.base_units_per_lot as i128, base.scale);
-    // quote_units_per_tick_lot = tick_size x lot_size x 10^quote_scale.
-    let per_lot = to_decimal(market.spec.quote_units_per_tick_lot as i128, quote.scale);
+    // quote_units_per_tick_lot / 10^tick_lot_scale = tick_size x lot_size x 10^quote_scale.
+    let per_lot = to_decimal(market.spec.quote_units_per_tick_lot as i128, quote.scale.saturating_add(market.spec.tick_lot_scale));
     // Checked: the ledger refuses a lot of zero units, but the terms of any
     // market it returns must not be able to take the gateway down.
     let tick_size = per_lot.checked_div(lot_size).unwrap_or(Decimal::MAX).normalize();
@@ -75,6 +75,42 @@ pub fn market_terms(market: &LedgerMarket, base: &AssetSpec, quote: &AssetSpec) 
         maker_fee_rate: Decimal::new(market.spec.maker_fee_ppm as i64, 6).normalize(),
         taker_fee_rate: Decimal::new(market.spec.taker_fee_ppm as i64, 6).normalize(),
     }
+}
+
+/// A market's sizes in the ledger's units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarketUnits {
+    pub base_units_per_lot: u64,
+    pub quote_units_per_tick_lot: u64,
+    pub tick_lot_scale: u8,
+}
+
+/// The ledger's units of a market with `tick` and `lot`: the lot must be a
+/// whole number of base minor units; a tick on a lot may be any decimal
+/// fraction of a quote minor unit down to 10^-18 (BTC-USD with a 0.01 tick
+/// and a 0.0001 lot is 1/10^4 of a cent), as long as the quote's scale plus
+/// the fraction's fits a decimal's 28 digits.
+pub fn market_units(tick: Decimal, lot: Decimal, base_scale: u8, quote_scale: u8) -> Result<MarketUnits, Refusal> {
+    let bad = |message: String| ("BAD_USER_INPUT", message);
+    if tick <= Decimal::ZERO || lot <= Decimal::ZERO {
+        return Err(bad("tickSize and lotSize must be positive".into()));
+    }
+    let base_units_per_lot = u64::try_from(to_units(lot, base_scale, "lotSize")?).map_err(|_| bad("lotSize is too large".into()))?;
+    let too_large = || bad("tickSize x lotSize is too large".into());
+    let tick_lot = tick.checked_mul(lot).ok_or_else(too_large)?;
+    // Exact: checked_mul does not round while the product has digits to spare,
+    // and multiplying back tells the rounded ones apart.
+    if tick_lot.checked_div(lot) != Some(tick) {
+        return Err(bad("tickSize x lotSize has more than 28 significant digits".into()));
+    }
+    let factor = 10i128.checked_pow(quote_scale.into()).and_then(|f| Decimal::try_from_i128_with_scale(f, 0).ok()).ok_or_else(too_large)?;
+    let in_units = tick_lot.checked_mul(factor).ok_or_else(too_large)?.normalize();
+    let tick_lot_scale = u8::try_from(in_units.scale()).unwrap_or(u8::MAX);
+    if tick_lot_scale > matching_api::TICK_LOT_SCALE_MAX || u32::from(quote_scale) + u32::from(tick_lot_scale) > 28 {
+        return Err(bad(format!("a tick on a lot is {tick_lot}, finer than this market can count: make the tick or the lot larger")));
+    }
+    let quote_units_per_tick_lot = u64::try_from(in_units.mantissa()).map_err(|_| too_large())?;
+    Ok(MarketUnits { base_units_per_lot, quote_units_per_tick_lot, tick_lot_scale })
 }
 
 /// A price as ticks of the market, exactly.
@@ -231,9 +267,16 @@ mod tests {
 
     /// A market's terms as the ledger can hold them: any units per lot and per tick, any scales.
     fn any_terms() -> impl Strategy<Value = MarketTerms> {
-        (any::<u64>(), any::<u64>(), 0u8..=18, 0u8..=18).prop_map(|(per_lot, per_tick_lot, base_scale, quote_scale)| {
-            let spec =
-                MarketSpec { id: 1, quote_units_per_tick_lot: per_tick_lot, maker_fee_ppm: 0, taker_fee_ppm: 0, price_ticks_max: 1, quantity_lots_max: 1 };
+        (any::<u64>(), any::<u64>(), any::<u8>(), 0u8..=18, 0u8..=18).prop_map(|(per_lot, per_tick_lot, tick_lot_scale, base_scale, quote_scale)| {
+            let spec = MarketSpec {
+                id: 1,
+                quote_units_per_tick_lot: per_tick_lot,
+                tick_lot_scale,
+                maker_fee_ppm: 0,
+                taker_fee_ppm: 0,
+                price_ticks_max: 1,
+                quantity_lots_max: 1,
+            };
             let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: per_lot, spec };
             let asset = |id, scale| AssetSpec { id, symbol: "X".into(), scale };
             market_terms(&market, &asset(1, base_scale), &asset(2, quote_scale))
@@ -275,12 +318,50 @@ mod tests {
             }
         }
 
+        /// A market created from any tick and lot either is refused with a
+        /// code or shows the same tick and lot again.
+        #[test]
+        fn markets_show_the_sizes_they_were_created_with(tick in some_decimal(), lot in some_decimal(), base_scale in 0u8..=18, quote_scale in 0u8..=18) {
+            match market_units(tick, lot, base_scale, quote_scale) {
+                Ok(units) => {
+                    let spec = MarketSpec {
+                        id: 1,
+                        quote_units_per_tick_lot: units.quote_units_per_tick_lot,
+                        tick_lot_scale: units.tick_lot_scale,
+                        maker_fee_ppm: 0,
+                        taker_fee_ppm: 0,
+                        price_ticks_max: 1,
+                        quantity_lots_max: 1,
+                    };
+                    let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: units.base_units_per_lot, spec };
+                    let asset = |id, scale| AssetSpec { id, symbol: "X".into(), scale };
+                    let terms = market_terms(&market, &asset(1, base_scale), &asset(2, quote_scale));
+                    prop_assert_eq!((terms.tick_size, terms.lot_size), (tick.normalize(), lot.normalize()));
+                }
+                Err((code, _)) => prop_assert_eq!(code, "BAD_USER_INPUT"),
+            }
+        }
+
         /// Counts the ledger returns, shown in any market's sizes, never panic.
         #[test]
         fn counts_show_in_any_market(count in any::<u64>(), terms in any_terms()) {
             let (price, quantity) = (times(count, terms.tick_size), times(count, terms.lot_size));
             prop_assert!(price >= Decimal::ZERO && quantity >= Decimal::ZERO);
         }
+    }
+
+    #[test]
+    fn markets_list_as_exchanges_list_them() {
+        // BTC-USD at a cent's tick and a ten-thousandth of a bitcoin: a tick on a lot is 1/10^4 of a cent.
+        let units = market_units(Decimal::new(1, 2), Decimal::new(1, 4), 8, 2).unwrap();
+        assert_eq!(units, MarketUnits { base_units_per_lot: 10_000, quote_units_per_tick_lot: 1, tick_lot_scale: 4 });
+        // Whole cents per tick and lot stay whole: scale 0, as before.
+        let units = market_units(Decimal::ONE, Decimal::new(1, 2), 8, 2).unwrap();
+        assert_eq!(units, MarketUnits { base_units_per_lot: 1_000_000, quote_units_per_tick_lot: 1, tick_lot_scale: 0 });
+        let refused = |tick, lot| market_units(tick, lot, 8, 2).unwrap_err().1;
+        assert!(refused(Decimal::new(1, 2), Decimal::new(1, 9)).contains("more than 8 decimal places"), "a lot finer than a satoshi");
+        assert!(refused(Decimal::new(1, 20), Decimal::new(1, 8)).contains("finer than this market can count"), "10^-28 of a dollar");
+        assert!(refused(Decimal::ZERO, Decimal::ONE).contains("must be positive"));
     }
 
     #[test]

@@ -40,13 +40,13 @@ fn a_trade_end_to_end_through_the_api() {
     assert_eq!(exit, 0);
     assert!(status.contains("\"matching_connected\": true"), "{status}");
     assert!(status.contains("\"operator_exists\": true"), "{status}");
-    // A market whose tick on one lot is not a whole number of cents is refused, not rounded.
-    let sub_cent = system.as_user(
+    // A lot finer than the base's minor unit (a satoshi) is refused, not rounded.
+    let sub_satoshi = system.as_user(
         &operator,
-        "mutation { createMarket(input: { base: \"BTC\", quote: \"USD\", tickSize: \"0.01\", lotSize: \"0.001\", makerFeeRate: \"0\", takerFeeRate: \"0\" }) { id } }",
+        "mutation { createMarket(input: { base: \"BTC\", quote: \"USD\", tickSize: \"0.01\", lotSize: \"0.000000001\", makerFeeRate: \"0\", takerFeeRate: \"0\" }) { id } }",
         json!({}),
     );
-    assert_eq!(code(&sub_cent), "BAD_USER_INPUT");
+    assert_eq!(code(&sub_satoshi), "BAD_USER_INPUT");
     let market = system.as_user(
         &operator,
         "mutation { createMarket(input: { base: \"BTC\", quote: \"USD\", tickSize: \"1\", lotSize: \"0.01\", makerFeeRate: \"0.001\", takerFeeRate: \"0.002\" }) { id tickSize lotSize } }",

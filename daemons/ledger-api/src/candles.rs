@@ -1,6 +1,6 @@
 //! A spot market's candles (OHLCV) and its rolling 24 hours, in matching's
-//! units: prices in ticks, quantities in lots, notional in the quote's minor
-//! units. The ledger keeps one candle per market, interval and start in
+//! units: prices in ticks, quantities in lots, quote turnover in ticks x
+//! lots (exact, where a trade's notional in minor units is rounded). The ledger keeps one candle per market, interval and start in
 //! which something traded, built from its settled trades (so candles are
 //! as durable as the trades and the same after any replay); intervals
 //! without a trade are filled when read ([`fill_gaps`]).
@@ -89,8 +89,9 @@ pub struct Candle {
     pub close: u64,
     /// Base traded, in lots.
     pub volume_lots: u128,
-    /// Quote traded (the trades' notional), in the quote's minor units.
-    pub quote_volume: u128,
+    /// Quote traded, as the sum of price x quantity in ticks x lots: times
+    /// one tick on one lot it is the quote volume, exactly.
+    pub turnover_tick_lots: u128,
     pub trades: u64,
     /// The last trade folded in (in a flat candle, the one before it), so
     /// that a reader following the trades after reading a candle folds
@@ -106,7 +107,8 @@ impl Candle {
     /// is never reopened; and a flat candle takes the trade as its first.
     pub fn fold(latest: Option<Candle>, interval: CandleInterval, trade: &TradeRecord) -> Candle {
         let start_ms = interval.start_of(trade.at_ms);
-        let (price, quantity, notional) = (trade.fill.price, trade.fill.quantity as u128, trade.fill.notional);
+        let (price, quantity) = (trade.fill.price, trade.fill.quantity as u128);
+        let turnover = price as u128 * quantity;
         let opened = |start_ms| Candle {
             start_ms,
             open: price,
@@ -114,7 +116,7 @@ impl Candle {
             low: price,
             close: price,
             volume_lots: quantity,
-            quote_volume: notional,
+            turnover_tick_lots: turnover,
             trades: 1,
             last_trade: trade.id,
         };
@@ -127,7 +129,7 @@ impl Candle {
                 low: latest.low.min(price),
                 close: price,
                 volume_lots: latest.volume_lots.saturating_add(quantity),
-                quote_volume: latest.quote_volume.saturating_add(notional),
+                turnover_tick_lots: latest.turnover_tick_lots.saturating_add(turnover),
                 trades: latest.trades.saturating_add(1),
                 last_trade: trade.id,
                 ..latest
@@ -137,7 +139,7 @@ impl Candle {
 
     /// An interval without trades after this candle: flat at its close.
     pub fn flat_after(&self, start_ms: TimestampMs) -> Candle {
-        Candle { start_ms, open: self.close, high: self.close, low: self.close, close: self.close, volume_lots: 0, quote_volume: 0, trades: 0, ..*self }
+        Candle { start_ms, open: self.close, high: self.close, low: self.close, close: self.close, volume_lots: 0, turnover_tick_lots: 0, trades: 0, ..*self }
     }
 }
 
@@ -179,7 +181,7 @@ pub struct DayStats {
     /// The last trade's price, in the window or before it.
     pub last: u64,
     pub volume_lots: u128,
-    pub quote_volume: u128,
+    pub turnover_tick_lots: u128,
     pub trades: u64,
 }
 
@@ -202,7 +204,7 @@ pub fn day_stats(now_ms: TimestampMs, before: Option<&Candle>, minutes: &[Candle
             low: before.close,
             last: before.close,
             volume_lots: 0,
-            quote_volume: 0,
+            turnover_tick_lots: 0,
             trades: 0,
         });
     };
@@ -213,7 +215,7 @@ pub fn day_stats(now_ms: TimestampMs, before: Option<&Candle>, minutes: &[Candle
         low: in_window.iter().map(|c| c.low).min().unwrap_or(first.low),
         last: last.close,
         volume_lots: in_window.iter().fold(0u128, |sum, c| sum.saturating_add(c.volume_lots)),
-        quote_volume: in_window.iter().fold(0u128, |sum, c| sum.saturating_add(c.quote_volume)),
+        turnover_tick_lots: in_window.iter().fold(0u128, |sum, c| sum.saturating_add(c.turnover_tick_lots)),
         trades: in_window.iter().fold(0u64, |sum, c| sum.saturating_add(c.trades)),
     })
 }
@@ -235,7 +237,8 @@ mod tests {
             taker_side: Side::Buy,
             price,
             quantity,
-            notional: price as u128 * quantity as u128,
+            notional: price as u128 * quantity as u128 * 3,
+            notional_rounding: 0,
             maker_fee: 0,
             taker_fee: 0,
         };
@@ -270,7 +273,10 @@ mod tests {
         let step = MINUTE_MS;
         let first = Candle::fold(None, CandleInterval::OneMinute, &trade(1, MONDAY_MS + step, 100, 2));
         let first = Candle::fold(Some(first), CandleInterval::OneMinute, &trade(2, MONDAY_MS + step + 59_999, 104, 1));
-        assert_eq!((first.open, first.high, first.low, first.close, first.volume_lots, first.quote_volume, first.trades), (100, 104, 100, 104, 3, 304, 2));
+        assert_eq!(
+            (first.open, first.high, first.low, first.close, first.volume_lots, first.turnover_tick_lots, first.trades),
+            (100, 104, 100, 104, 3, 304, 2)
+        );
         let third = Candle::fold(Some(first), CandleInterval::OneMinute, &trade(3, MONDAY_MS + 3 * step, 99, 1));
         assert_eq!((third.start_ms, third.open, third.trades, third.last_trade), (MONDAY_MS + 3 * step, 99, 1, 3), "a later minute opens its own");
         let filled = fill_gaps(CandleInterval::OneMinute, MONDAY_MS, MONDAY_MS + 4 * step, None, &[first, third]);
@@ -278,7 +284,17 @@ mod tests {
         assert_eq!(starts, [1, 2, 3, 4], "no candle before the first trade");
         assert_eq!(
             filled[1],
-            Candle { start_ms: MONDAY_MS + 2 * step, open: 104, high: 104, low: 104, close: 104, volume_lots: 0, quote_volume: 0, trades: 0, last_trade: 2 }
+            Candle {
+                start_ms: MONDAY_MS + 2 * step,
+                open: 104,
+                high: 104,
+                low: 104,
+                close: 104,
+                volume_lots: 0,
+                turnover_tick_lots: 0,
+                trades: 0,
+                last_trade: 2
+            }
         );
         assert_eq!(filled[3].close, 99);
         assert_eq!(filled[3].trades, 0);

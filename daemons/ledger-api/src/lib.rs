@@ -29,8 +29,10 @@ pub mod wallet;
 /// users' verification tiers (and their threshold); 6 the audit record of
 /// an operator's two-factor authentication turned on or off; 7 spot's
 /// candles and rolling 24 hours (queries and answers); 8 each candle's last
-/// trade.
-pub const FORMAT_VERSION: u16 = 8;
+/// trade; 9 markets whose tick on a lot is a fraction of a minor unit
+/// (matching-api 3), an order's filled ticks x lots and candles' turnover
+/// in ticks x lots.
+pub const FORMAT_VERSION: u16 = 9;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

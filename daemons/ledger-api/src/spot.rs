@@ -14,6 +14,8 @@ pub const HOLD: u16 = 201;
 pub const RELEASE: u16 = 202;
 pub const TRADE: u16 = 203;
 pub const FEE: u16 = 204;
+/// A notional between minor units: the unit the buyer paid above what the seller received.
+pub const ROUNDING: u16 = 205;
 
 /// Spot declares no purpose: orders hold money in the wallet's accounts.
 pub(crate) fn purpose_name(_: u8) -> Option<&'static str> {
@@ -26,6 +28,7 @@ pub(crate) fn code_name(code: u16) -> Option<&'static str> {
         RELEASE => "RELEASE",
         TRADE => "TRADE",
         FEE => "FEE",
+        ROUNDING => "ROUNDING",
         _ => return None,
     })
 }
@@ -125,8 +128,12 @@ pub struct OrderRecord {
     pub client_order_id: Option<String>,
     pub status: OrderStatus,
     pub filled: u64,
-    /// Sum of the quote notional of its fills, for the average price.
+    /// The quote its fills moved before fees: what the buyer paid (rounded
+    /// up) or the seller received (rounded down), in minor units.
     pub filled_notional: u128,
+    /// Sum of price x quantity of its fills in ticks x lots: the exact
+    /// average price is this over `filled`.
+    pub filled_tick_lots: u128,
     pub fees_paid: Amount,
     pub reject_reason: Option<String>,
     pub created_ms: TimestampMs,

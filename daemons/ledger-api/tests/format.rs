@@ -24,9 +24,16 @@ impl<T: serde::Serialize> Encode for T {
 }
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
-    let candle = Candle { start_ms: 60_000, open: 100, high: 104, low: 98, close: 103, volume_lots: 4, quote_volume: 400, trades: 2, last_trade: 9 };
-    let spec =
-        MarketSpec { id: 3, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1 << 40, quantity_lots_max: 1 << 30 };
+    let candle = Candle { start_ms: 60_000, open: 100, high: 104, low: 98, close: 103, volume_lots: 4, turnover_tick_lots: 400, trades: 2, last_trade: 9 };
+    let spec = MarketSpec {
+        id: 3,
+        quote_units_per_tick_lot: 10_001,
+        tick_lot_scale: 2,
+        maker_fee_ppm: 1_000,
+        taker_fee_ppm: 2_000,
+        price_ticks_max: 1 << 40,
+        quantity_lots_max: 1 << 30,
+    };
     let market = Market { base: 1, quote: 2, base_units_per_lot: 100_000, spec };
     let request = OrderRequest {
         market: 3,
@@ -59,7 +66,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         taker_side: Side::Buy,
         price: 25_000,
         quantity: 2,
-        notional: 500_000,
+        notional: 500_001,
+        notional_rounding: 1,
         maker_fee: 500,
         taker_fee: 1_000,
     };
@@ -69,6 +77,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         status: OrderStatus::PartiallyFilled,
         filled: 1,
         filled_notional: 250_000,
+        filled_tick_lots: 50_000,
         fees_paid: 500,
         reject_reason: None,
         created_ms: 1_700_000_000_000,
@@ -214,7 +223,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                     low: 98,
                     last: 103,
                     volume_lots: 4,
-                    quote_volume: 400,
+                    turnover_tick_lots: 400,
                     trades: 2,
                 }))),
                 Answer::House(house::Answer::Balances(vec![house::HouseBalance { asset: 2, inventory: 5_000, revenue: 1_500 }])),
@@ -303,16 +312,16 @@ const GOLDEN: &[(&str, &str)] = &[
     ("transfer", "02010c0d0201016b"),
     ("request withdrawal", "02020c02a413094445383920333730340177"),
     ("decide withdrawal", "02030501"),
-    ("create market", "03000102a08d06030ae807d00f8080808080208080808004"),
+    ("create market", "03000102a08d0603914e02e807d00f8080808080208080808004"),
     ("place order", "03010c03000101000190cb0102000105626f742d37"),
     ("cancel order", "03020c0b"),
-    ("apply matching", "03030402050309080b0c00a8c30102a0c21ef403e80708030b0c"),
+    ("apply matching", "03030402050309080b0c00a8c30102a1c21e01f403e80708030b0c"),
     ("fund house", "040002904e087472656173757279"),
     ("defund house", "040102904e046261636b"),
     ("outcomes", "0b000202000102010202020302030403000303010b03020b030302090b040005040106"),
     ("errors", "0d000901090202030304026e6f051412060708020309026e6f0a06612066696c6c0b0f6f70656e5f6f72646572735f6d61780c0c"),
     ("queries", "0f00010c010264020305000c05010505020001000a060006010b06020c010301010a06030c000a0604030a06050304e807d00f060603b8170700"),
-    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d06030ae807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a0c21ef403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
+    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
     ("operators' commands", "0b0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202"),
@@ -323,13 +332,13 @@ const GOLDEN: &[(&str, &str)] = &[
     ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
     ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
-    ("order record", "030b0c0000000001a8c30102000105626f742d37020190a10fe8070080d095ffbc3181d095ffbc31"),
+    ("order record", "030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31"),
     ("withdrawal record", "050c02a41309444538392033373034010102"),
 ];
 
 #[test]
-fn the_format_is_version_8_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 8, "the golden bytes below are version 8's: a new version writes its own");
+fn the_format_is_version_9_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 9, "the golden bytes below are version 9's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");
@@ -351,6 +360,7 @@ fn every_code_and_purpose_is_named_once() {
         spot::RELEASE,
         spot::TRADE,
         spot::FEE,
+        spot::ROUNDING,
         house::FUNDING,
         house::DEFUNDING,
     ];

@@ -266,6 +266,7 @@ fn market() -> LedgerMarket {
         spec: MarketSpec {
             id: MARKET,
             quote_units_per_tick_lot: 10,
+            tick_lot_scale: 0,
             maker_fee_ppm: 1_000,
             taker_fee_ppm: 2_000,
             price_ticks_max: 1_000_000,
@@ -643,6 +644,7 @@ fn a_matching_output_the_ledger_cannot_settle_stops_the_link_not_the_ledger() {
         price: 10,
         quantity: 1,
         notional: 100,
+        notional_rounding: 0,
         maker_fee: 0,
         taker_fee: 0,
     };

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 pub use ids::{MarketId, OrderId, UserId};
 
 /// The version of every format in this crate. 1 was the unversioned
-/// encoding of matching-core's own types (release 0.1.0's first builds).
-pub const FORMAT_VERSION: u16 = 2;
+/// encoding of matching-core's own types (release 0.1.0's first builds);
+/// 3 added a market's tick-lot scale and a fill's notional rounding.
+pub const FORMAT_VERSION: u16 = 3;
 /// A price in ticks of the market's tick size.
 pub type PriceTicks = u64;
 /// A quantity in lots of the market's lot size.
@@ -89,10 +90,13 @@ pub enum SelfTradePrevention {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MarketSpec {
     pub id: MarketId,
-    /// Quote minor units for one tick of price times one lot of quantity
-    /// (tick_size x lot_size x 10^quote_scale). The edge refuses a market where
-    /// this is not a whole number, so every notional is exact.
+    /// One tick of price times one lot of quantity is
+    /// `quote_units_per_tick_lot / 10^tick_lot_scale` quote minor units
+    /// (tick_size x lot_size x 10^quote_scale): BTC-USD with a 0.01 tick, a
+    /// 0.0001 lot and cents is 1 / 10^4. Notionals are counted exactly in
+    /// those fractions and rounded to minor units only when money moves.
     pub quote_units_per_tick_lot: u64,
+    pub tick_lot_scale: u8,
     pub maker_fee_ppm: u32,
     pub taker_fee_ppm: u32,
     /// Bounds on what an order may say; with them every notional and fee fits in
@@ -101,20 +105,47 @@ pub struct MarketSpec {
     pub quantity_lots_max: QuantityLots,
 }
 
+/// The largest `tick_lot_scale`: a tick on a lot as small as 10^-18 of a
+/// minor unit is already far below any asset's precision.
+pub const TICK_LOT_SCALE_MAX: u8 = 18;
+
 impl MarketSpec {
-    /// The quote notional of `quantity` lots at `price` ticks.
+    /// The exact notional of `quantity` lots at `price` ticks, in
+    /// `1 / notional_divisor()` of a quote minor unit.
+    #[inline]
+    pub fn notional_exact(&self, price: PriceTicks, quantity: QuantityLots) -> u128 {
+        price as u128 * quantity as u128 * self.quote_units_per_tick_lot as u128
+    }
+
+    /// How many exact notional units make one quote minor unit.
+    #[inline]
+    pub fn notional_divisor(&self) -> u128 {
+        10u128.saturating_pow(self.tick_lot_scale.into())
+    }
+
+    /// The quote notional of `quantity` lots at `price` ticks, rounded up to
+    /// a minor unit: what a buyer pays before its fee.
     #[inline]
     pub fn notional(&self, price: PriceTicks, quantity: QuantityLots) -> QuoteUnits {
-        price as u128 * quantity as u128 * self.quote_units_per_tick_lot as u128
+        self.notional_exact(price, quantity).div_ceil(self.notional_divisor())
+    }
+
+    /// The same rounded down: what a seller receives before its fee.
+    #[inline]
+    pub fn notional_down(&self, price: PriceTicks, quantity: QuantityLots) -> QuoteUnits {
+        self.notional_exact(price, quantity) / self.notional_divisor()
     }
 
     pub fn validate(&self) -> Result<(), RejectCode> {
         let rates_ok = self.maker_fee_ppm <= FEE_RATE_PPM_MAX && self.taker_fee_ppm <= FEE_RATE_PPM_MAX;
-        let bounds_ok = self.quote_units_per_tick_lot > 0 && self.price_ticks_max > 0 && self.quantity_lots_max > 0;
-        // The largest notional times the largest rate must not overflow u128.
+        let bounds_ok =
+            self.quote_units_per_tick_lot > 0 && self.tick_lot_scale <= TICK_LOT_SCALE_MAX && self.price_ticks_max > 0 && self.quantity_lots_max > 0;
+        // The largest exact notional, plus a unit of rounding per lot (a
+        // buyer's hold), times the largest rate must not overflow u128.
         let fits = (self.price_ticks_max as u128)
             .checked_mul(self.quantity_lots_max as u128)
             .and_then(|n| n.checked_mul(self.quote_units_per_tick_lot as u128))
+            .and_then(|n| n.checked_add((self.quantity_lots_max as u128).checked_mul(self.notional_divisor())?))
             .and_then(|n| n.checked_mul(FEE_RATE_PPM_MAX as u128 + FEE_RATE_DENOMINATOR_PPM))
             .is_some();
         if rates_ok && bounds_ok && fits {
@@ -234,7 +265,9 @@ pub enum CancelReason {
 }
 
 /// One trade. Prints at the maker's price. Fees are in the quote asset: the
-/// buyer pays notional plus its fee, the seller receives notional minus its fee.
+/// buyer pays `notional` plus its fee, the seller receives `notional -
+/// notional_rounding` minus its fee, and the exchange's fee account takes
+/// both fees and the rounding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Fill {
     pub market: MarketId,
@@ -245,8 +278,11 @@ pub struct Fill {
     pub taker_side: Side,
     pub price: PriceTicks,
     pub quantity: QuantityLots,
-    /// The fees' basis: price x quantity in quote minor units.
+    /// Price x quantity in quote minor units, rounded up ([`MarketSpec::notional`]).
     pub notional: QuoteUnits,
+    /// What rounding up added to the exact notional: 0 where one tick on one
+    /// lot is a whole number of minor units, else 0 or 1.
+    pub notional_rounding: QuoteUnits,
     pub maker_fee: QuoteUnits,
     pub taker_fee: QuoteUnits,
 }

@@ -24,8 +24,15 @@ fn order() -> NewOrder {
 }
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
-    let spec =
-        MarketSpec { id: 3, quote_units_per_tick_lot: 10, maker_fee_ppm: 1_000, taker_fee_ppm: 2_000, price_ticks_max: 1 << 40, quantity_lots_max: 1 << 30 };
+    let spec = MarketSpec {
+        id: 3,
+        quote_units_per_tick_lot: 10_001,
+        tick_lot_scale: 2,
+        maker_fee_ppm: 1_000,
+        taker_fee_ppm: 2_000,
+        price_ticks_max: 1 << 40,
+        quantity_lots_max: 1 << 30,
+    };
     let fill = Fill {
         market: 3,
         maker_order: 9,
@@ -35,7 +42,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         taker_side: Side::Buy,
         price: 25_000,
         quantity: 2,
-        notional: 500_000,
+        notional: 500_001,
+        notional_rounding: 1,
         maker_fee: 500,
         taker_fee: 1_000,
     };
@@ -86,7 +94,7 @@ mod erased {
 }
 
 const GOLDEN: &[(&str, &str)] = &[
-    ("add market", "00030ae807d00f8080808080208080808004"),
+    ("add market", "0003914e02e807d00f8080808080208080808004"),
     ("set trading", "010300"),
     ("place", "0203c1843d2a0100020101a8c3010702"),
     ("cancel", "03030908"),
@@ -97,18 +105,18 @@ const GOLDEN: &[(&str, &str)] = &[
     ("trading set", "020301"),
     ("accepted", "03030b0c000002"),
     ("rejected", "04030b0c0a"),
-    ("fill", "050309080b0c00a8c30102a0c21ef403e807"),
+    ("fill", "050309080b0c00a8c30102a1c21e01f403e807"),
     ("amended", "06030908a7c30104"),
     ("cancelled", "07030908010303"),
     ("done", "08030b0c"),
     ("journal entry", "014d0203c1843d2a0100020101a8c3010702"),
-    ("snapshot", "01030ae807d00f80808080802080808080040101090801a8c30105020001"),
+    ("snapshot", "0103914e02e807d00f80808080802080808080040101090801a8c30105020001"),
     ("price level", "a8c3010c03"),
 ];
 
 #[test]
-fn the_format_is_version_2_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 2, "the golden bytes below are version 2's: a new version writes its own");
+fn the_format_is_version_3_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 3, "the golden bytes below are version 3's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

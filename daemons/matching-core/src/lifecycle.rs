@@ -107,10 +107,20 @@ impl<S: BookStore> Book<S> {
                 continue;
             }
             let traded = remaining.min(maker.remaining);
-            let notional = spec.notional(maker.price, traded);
-            let maker_fee = fee_increment(spec.maker_fee_ppm, spec.notional(maker.price, maker.maker_filled), notional);
-            let taker_fee = fee_increment(spec.taker_fee_ppm, taker_notional, notional);
-            taker_notional += notional;
+            let exact = spec.notional_exact(maker.price, traded);
+            let divisor = spec.notional_divisor();
+            // Whole-unit markets (most) skip the u128 divisions.
+            let (notional, proceeds) = if divisor == 1 { (exact, exact) } else { (exact.div_ceil(divisor), exact / divisor) };
+            let mut maker_fee = fee_increment(spec.maker_fee_ppm, divisor, spec.notional_exact(maker.price, maker.maker_filled), exact);
+            let mut taker_fee = fee_increment(spec.taker_fee_ppm, divisor, taker_notional, exact);
+            taker_notional += exact;
+            // The seller's fee comes out of its proceeds, which a fill of
+            // less than a minor unit leaves at zero: it pays no more than it
+            // receives (within whole-unit markets the cap never binds).
+            match taker.side {
+                Side::Buy => maker_fee = maker_fee.min(proceeds),
+                Side::Sell => taker_fee = taker_fee.min(proceeds),
+            }
             out.push(Event::Fill(Fill {
                 market,
                 maker_order: maker.order_id,
@@ -121,6 +131,7 @@ impl<S: BookStore> Book<S> {
                 price: maker.price,
                 quantity: traded,
                 notional,
+                notional_rounding: notional - proceeds,
                 maker_fee,
                 taker_fee,
             }));

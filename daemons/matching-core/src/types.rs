@@ -39,13 +39,22 @@ impl Default for EngineLimits {
 /// where `before` is the notional the same order already traded in the same
 /// role at this price. So an order's total fee is `ceil(rate x total notional)`:
 /// at most one minor unit above the exact fee however many fills it took, and
-/// a buyer's hold of `notional + ceil(rate x notional) + 1` always covers it.
+/// a buyer's hold of `ceil(rate x notional) + 1` for fees always covers it.
+/// Notionals here are exact ([`MarketSpec::notional_exact`]), in
+/// `1 / divisor` of a minor unit, so the fee is of the exact notional.
 #[inline]
-pub fn fee_increment(rate_ppm: u32, before: QuoteUnits, fill: QuoteUnits) -> QuoteUnits {
-    fee_ceil(rate_ppm, before + fill) - fee_ceil(rate_ppm, before)
+pub fn fee_increment(rate_ppm: u32, divisor: u128, before: u128, fill: u128) -> QuoteUnits {
+    fee_ceil(rate_ppm, divisor, before + fill) - fee_ceil(rate_ppm, divisor, before)
 }
 
+/// The fee at `rate_ppm` of an exact notional, rounded up to a minor unit.
 #[inline]
-pub fn fee_ceil(rate_ppm: u32, notional: QuoteUnits) -> QuoteUnits {
-    (notional * rate_ppm as u128).div_ceil(FEE_RATE_DENOMINATOR_PPM)
+pub fn fee_ceil(rate_ppm: u32, divisor: u128, notional_exact: u128) -> QuoteUnits {
+    let fee_exact = notional_exact * rate_ppm as u128;
+    // A constant divisor, for the whole-unit markets: the compiler turns it into a multiplication.
+    if divisor == 1 {
+        fee_exact.div_ceil(FEE_RATE_DENOMINATOR_PPM)
+    } else {
+        fee_exact.div_ceil(FEE_RATE_DENOMINATOR_PPM * divisor)
+    }
 }

@@ -11,6 +11,7 @@ fn spec() -> MarketSpec {
     MarketSpec {
         id: MARKET,
         quote_units_per_tick_lot: 10,
+        tick_lot_scale: 0,
         maker_fee_ppm: 1_000,
         taker_fee_ppm: 2_000,
         price_ticks_max: 1_000_000,
@@ -135,6 +136,7 @@ suite!(
     limits_refuse_orders_that_could_not_rest,
     ioc_is_allowed_when_the_book_is_full,
     fees_are_exact_and_round_up_once_per_order,
+    notionals_between_minor_units_round_up_for_the_buyer_and_down_for_the_seller,
     halted_market_refuses_orders_but_allows_cancels,
     bad_orders_are_rejected_with_codes,
     duplicate_live_order_id_is_refused,
@@ -422,6 +424,26 @@ fn fees_are_exact_and_round_up_once_per_order<B: OrderBook>() {
     assert_eq!(maker_total, 1);
 }
 
+fn notionals_between_minor_units_round_up_for_the_buyer_and_down_for_the_seller<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    // A tick on a lot is 0.01 of a minor unit (BTC-USD at a 0.01 tick, a 0.0001 lot, in cents).
+    let fine = MarketSpec { id: 2, quote_units_per_tick_lot: 1, tick_lot_scale: 2, ..spec() };
+    assert_eq!(h.run(Command::AddMarket(fine)), vec![Event::MarketAdded { market: 2 }]);
+    let place = |id, user, side, price, quantity| Command::Place(NewOrder { market: 2, ..order(id, user, side, Some(price), quantity) });
+    h.run(place(1, 1, Sell, 150, 3));
+    // 150 x 3 = 4.50 units: the buyer pays 5, the seller receives 4; fees of 0.2% and 0.1% of 4.50, rounded up.
+    let f = fills(&h.run(place(2, 2, Buy, 150, 3)))[0];
+    assert_eq!((f.notional, f.notional_rounding, f.taker_fee, f.maker_fee), (5, 1, 1, 1));
+    // 10 x 1 = 0.10 units: the buyer pays 1, the seller (the taker) receives nothing and so pays no fee.
+    h.run(place(3, 3, Buy, 10, 1));
+    let f = fills(&h.run(place(4, 4, Sell, 10, 1)))[0];
+    assert_eq!((f.notional, f.notional_rounding, f.maker_fee, f.taker_fee), (1, 1, 1, 0));
+    // A whole number of units does not round.
+    h.run(place(5, 5, Sell, 200, 1));
+    let f = fills(&h.run(place(6, 6, Buy, 200, 1)))[0];
+    assert_eq!((f.notional, f.notional_rounding), (2, 0));
+}
+
 fn halted_market_refuses_orders_but_allows_cancels<B: OrderBook>() {
     let mut h = Harness::<B>::new();
     h.run(limit(1, 1, Buy, 90, 1));
@@ -449,6 +471,8 @@ fn bad_orders_are_rejected_with_codes<B: OrderBook>() {
     assert_eq!(h.book().resting_count(), 0);
     let bad_spec = MarketSpec { id: 8, maker_fee_ppm: FEE_RATE_PPM_MAX + 1, ..spec() };
     assert_eq!(h.run(Command::AddMarket(bad_spec)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
+    let too_fine = MarketSpec { id: 8, tick_lot_scale: TICK_LOT_SCALE_MAX + 1, ..spec() };
+    assert_eq!(h.run(Command::AddMarket(too_fine)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
     let overflowing = MarketSpec { id: 8, price_ticks_max: u64::MAX, quantity_lots_max: u64::MAX, ..spec() };
     assert_eq!(h.run(Command::AddMarket(overflowing)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
     assert_eq!(h.run(Command::AddMarket(spec())), vec![Event::MarketRejected { market: MARKET, code: RejectCode::MarketExists }]);

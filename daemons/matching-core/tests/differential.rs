@@ -24,9 +24,12 @@ fn setup() -> Vec<Command> {
     MARKETS
         .iter()
         .map(|&id| {
+            // Market 1's tick on a lot is 0.003 of a minor unit, so most
+            // of its notionals fall between units and round.
             Command::AddMarket(MarketSpec {
                 id,
-                quote_units_per_tick_lot: 1 + id as u64 * 4,
+                quote_units_per_tick_lot: 1 + id as u64 * 2,
+                tick_lot_scale: 3 * id as u8,
                 maker_fee_ppm: 250 * (id + 1),
                 taker_fee_ppm: 750,
                 price_ticks_max: 200,
@@ -83,21 +86,48 @@ fn random_command(rng: &mut SplitMix) -> Command {
     }
 }
 
-/// What the events say each live order's open quantity is.
+/// What the events say each live order's open quantity is, and what each
+/// limit buy has paid against the worst case its hold covers.
 #[derive(Default)]
 struct Model {
     open: BTreeMap<(MarketId, OrderId), QuantityLots>,
+    /// Per live limit buy: what its fills cost it (notional and fee), and
+    /// the hold the ledger takes for it (the rule restated from the spot
+    /// product's `buy_hold`). None once amended: the ledger holds anew.
+    paid: BTreeMap<(MarketId, OrderId), Option<(u128, u128)>>,
+}
+
+/// The quote a limit buy of `quantity` at `price` is held for: the exact
+/// notional plus less than a unit of rounding per lot, plus fees at the
+/// higher rate rounded up, plus one unit of cumulative fee rounding.
+fn hold(spec: &MarketSpec, price: PriceTicks, quantity: QuantityLots) -> u128 {
+    let (exact, divisor) = (spec.notional_exact(price, quantity), spec.notional_divisor());
+    (exact + quantity as u128 * (divisor - 1)) / divisor + fee_ceil(spec.maker_fee_ppm.max(spec.taker_fee_ppm), divisor, exact) + 1
+}
+
+fn spec_of(market: MarketId) -> MarketSpec {
+    setup()
+        .into_iter()
+        .find_map(|command| match command {
+            Command::AddMarket(spec) if spec.id == market => Some(spec),
+            _ => None,
+        })
+        .expect("a fill in a market of the setup")
 }
 
 impl Model {
     fn apply(&mut self, events: &[Event]) {
         for event in events {
             match *event {
-                Event::Accepted { market, order_id, quantity, .. } => {
+                Event::Accepted { market, order_id, quantity, side, price, .. } => {
                     assert!(self.open.insert((market, order_id), quantity).is_none(), "accepted a live id: {event:?}");
+                    if let (Side::Buy, Some(price)) = (side, price) {
+                        self.paid.insert((market, order_id), Some((0, hold(&spec_of(market), price, quantity))));
+                    }
                 }
                 Event::Amended { market, order_id, quantity, .. } => {
                     *self.open.get_mut(&(market, order_id)).expect("amended a live order") = quantity;
+                    self.paid.insert((market, order_id), None);
                 }
                 Event::Fill(f) => {
                     assert_ne!(f.maker_user, f.taker_user, "a self-trade produced a fill");
@@ -105,17 +135,38 @@ impl Model {
                         let open = self.open.get_mut(&(f.market, id)).expect("fill of a live order");
                         *open = open.checked_sub(f.quantity).expect("filled more than was open");
                     }
+                    self.check_money(&f);
                 }
                 Event::Cancelled { market, order_id, remaining, .. } => {
                     let open = self.open.remove(&(market, order_id)).expect("cancelled a live order");
                     assert_eq!(open, remaining, "cancelled quantity differs from what was open");
+                    self.paid.remove(&(market, order_id));
                 }
                 Event::Done { market, order_id, .. } => {
                     let open = self.open.remove(&(market, order_id)).expect("done for a live order");
                     assert_eq!(open, 0, "done with quantity still open");
+                    self.paid.remove(&(market, order_id));
                 }
                 Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
+        }
+    }
+
+    /// The buyer pays the notional rounded up, the seller receives it
+    /// rounded down and pays a fee no larger than that, and no limit buy
+    /// pays more than its hold.
+    fn check_money(&mut self, f: &Fill) {
+        let spec = spec_of(f.market);
+        assert_eq!(f.notional, spec.notional_exact(f.price, f.quantity).div_ceil(spec.notional_divisor()), "{f:?}");
+        assert_eq!(f.notional - f.notional_rounding, spec.notional_exact(f.price, f.quantity) / spec.notional_divisor(), "{f:?}");
+        let (buyer_order, buyer_fee, seller_fee) = match f.taker_side {
+            Side::Buy => (f.taker_order, f.taker_fee, f.maker_fee),
+            Side::Sell => (f.maker_order, f.maker_fee, f.taker_fee),
+        };
+        assert!(seller_fee <= f.notional - f.notional_rounding, "the seller's fee exceeds its proceeds: {f:?}");
+        if let Some(Some((paid, held))) = self.paid.get_mut(&(f.market, buyer_order)) {
+            *paid += f.notional + buyer_fee;
+            assert!(*paid <= *held, "buy order {buyer_order} paid {paid}, more than its hold of {held}: {f:?}");
         }
     }
 

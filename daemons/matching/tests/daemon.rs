@@ -121,6 +121,7 @@ fn market() -> Command {
     Command::AddMarket(MarketSpec {
         id: 1,
         quote_units_per_tick_lot: 1,
+        tick_lot_scale: 0,
         maker_fee_ppm: 1_000,
         taker_fee_ppm: 2_000,
         price_ticks_max: 1_000_000,

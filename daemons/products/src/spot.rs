@@ -5,7 +5,10 @@
 //! command for matching. Each fill captures from both holds: the buyer's
 //! quote to the seller and the buyer's fee to the house's revenue, the
 //! seller's base to the buyer; the seller's fee comes out of what the
-//! seller received. An order that ends releases what its hold has left.
+//! seller received. Where a notional falls between minor units the buyer
+//! pays it rounded up, the seller receives it rounded down and the
+//! difference goes to revenue too. An order that ends releases what its
+//! hold has left.
 
 use std::collections::BTreeMap;
 
@@ -30,14 +33,17 @@ fn order_hold(order_id: OrderId) -> HoldId {
     HoldId { kind: ORDER_HOLD, id: order_id }
 }
 
-/// The worst-case quote a buy of `quantity` lots at `price` can cost:
-/// notional, plus fees at the higher of the two rates rounded up, plus the
-/// one unit the per-role cumulative rounding may add (see matching-core's
-/// `fee_increment`).
+/// The worst-case quote a buy of `quantity` lots at `price` can cost: the
+/// notional with each fill's rounded up (a fill is at least one lot, so at
+/// most `quantity` of them each add less than one minor unit), plus fees at
+/// the higher of the two rates rounded up, plus the one unit the per-role
+/// cumulative rounding may add (see matching-core's `fee_increment`).
 pub fn buy_hold(market: &Market, price: u64, quantity: u64) -> Amount {
-    let notional = market.spec.notional(price, quantity);
-    let rate = market.spec.maker_fee_ppm.max(market.spec.taker_fee_ppm);
-    (notional + matching_core::fee_ceil(rate, notional) + 1) as Amount
+    let spec = &market.spec;
+    let (exact, divisor) = (spec.notional_exact(price, quantity), spec.notional_divisor());
+    let notional = (exact + quantity as u128 * (divisor - 1)) / divisor;
+    let rate = spec.maker_fee_ppm.max(spec.taker_fee_ppm);
+    (notional + matching_core::fee_ceil(rate, divisor, exact) + 1) as Amount
 }
 
 pub fn base_amount(market: &Market, quantity: u64) -> Amount {
@@ -347,6 +353,7 @@ impl Spot {
             status: OrderStatus::Pending,
             filled: 0,
             filled_notional: 0,
+            filled_tick_lots: 0,
             fees_paid: 0,
             reject_reason: None,
             created_ms: at_ms,
@@ -460,15 +467,17 @@ impl Spot {
         if taker.order.side != fill.taker_side || maker.order.side == fill.taker_side {
             return Err(format!("a fill whose sides are not the orders': {fill:?}"));
         }
-        if fill.quantity == 0 || fill.notional != market.spec.notional(fill.price, fill.quantity) {
-            return Err(format!("a fill whose quantity is zero or whose notional is not price x quantity: {fill:?}"));
+        let spec = &market.spec;
+        let proceeds = spec.notional_down(fill.price, fill.quantity);
+        if fill.quantity == 0 || fill.notional != spec.notional(fill.price, fill.quantity) || fill.notional_rounding != fill.notional - proceeds {
+            return Err(format!("a fill whose quantity is zero or whose notional is not price x quantity, rounded: {fill:?}"));
         }
-        let fee_max = |rate: u32| matching_core::fee_ceil(rate, fill.notional) + 1;
-        if fill.maker_fee > fee_max(market.spec.maker_fee_ppm) || fill.taker_fee > fee_max(market.spec.taker_fee_ppm) {
+        let fee_max = |rate: u32| matching_core::fee_ceil(rate, spec.notional_divisor(), spec.notional_exact(fill.price, fill.quantity)) + 1;
+        if fill.maker_fee > fee_max(spec.maker_fee_ppm) || fill.taker_fee > fee_max(spec.taker_fee_ppm) {
             return Err(format!("a fill that charges more than the market's fee rates: {fill:?}"));
         }
         let seller_fee = if fill.taker_side == Side::Sell { fill.taker_fee } else { fill.maker_fee };
-        if seller_fee > fill.notional {
+        if seller_fee > proceeds {
             return Err(format!("a fill whose seller's fee exceeds the proceeds: {fill:?}"));
         }
         for (record, fee) in [(maker, fill.maker_fee), (taker, fill.taker_fee)] {
@@ -507,10 +516,10 @@ impl Spot {
         self.fault.get_or_insert(reason);
     }
 
-    /// Four legs at most: the buyer's quote to the seller and the buyer's
-    /// fee to revenue (from the buyer's hold), the seller's base to the
-    /// buyer (from the seller's hold), and the seller's fee out of the
-    /// proceeds.
+    /// Five legs at most: the buyer's quote to the seller, the rounding
+    /// and the buyer's fee to revenue (from the buyer's hold), the seller's
+    /// base to the buyer (from the seller's hold), and the seller's fee out
+    /// of the proceeds.
     fn settle(&mut self, kernel: &mut Kernel, fill: &Fill, at_ms: TimestampMs) {
         let (Some(maker), Some(taker)) = (self.orders.get(&fill.maker_order), self.orders.get(&fill.taker_order)) else {
             return self.fault(format!("matching filled an order the ledger does not hold: {fill:?}"));
@@ -523,14 +532,16 @@ impl Spot {
             Side::Buy => (fill.taker_order, fill.maker_order, taker_user, maker_user, fill.taker_fee, fill.maker_fee),
             Side::Sell => (fill.maker_order, fill.taker_order, maker_user, taker_user, fill.maker_fee, fill.taker_fee),
         };
-        let (notional, buyer_fee, seller_fee) = (fill.notional as Amount, buyer_fee as Amount, seller_fee as Amount);
+        let (notional, rounding, buyer_fee, seller_fee) =
+            (fill.notional as Amount, fill.notional_rounding as Amount, buyer_fee as Amount, seller_fee as Amount);
         let base = base_amount(&market, fill.quantity);
         let trade_id = self.counters.next_trade;
         let reference = format_compact!("trade:{trade_id}");
         let (quote_asset, base_asset) = (market.quote, market.base);
         let revenue = house::revenue(quote_asset);
         let quote_paid = [
-            Payout { credit: available(seller, quote_asset), amount: notional, code: TransferCode(api::TRADE) },
+            Payout { credit: available(seller, quote_asset), amount: notional - rounding, code: TransferCode(api::TRADE) },
+            Payout { credit: revenue, amount: rounding, code: TransferCode(api::ROUNDING) },
             Payout { credit: revenue, amount: buyer_fee, code: TransferCode(api::FEE) },
         ];
         if let Err(error) = kernel.capture(order_hold(buyer_order), &quote_paid, &reference, at_ms) {
@@ -547,10 +558,12 @@ impl Spot {
             }
         }
         self.counters.next_trade += 1;
-        for (order_id, fee) in [(buyer_order, buyer_fee), (seller_order, seller_fee)] {
+        let turnover = fill.price as u128 * fill.quantity as u128;
+        for (order_id, fee, quote) in [(buyer_order, buyer_fee, fill.notional), (seller_order, seller_fee, fill.notional - fill.notional_rounding)] {
             let record = self.orders.get_mut(&order_id).expect("looked up above");
             record.filled += fill.quantity;
-            record.filled_notional += fill.notional;
+            record.filled_notional += quote;
+            record.filled_tick_lots += turnover;
             record.fees_paid += fee;
             record.status = OrderStatus::PartiallyFilled;
             record.updated_ms = at_ms;

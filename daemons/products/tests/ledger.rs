@@ -35,12 +35,22 @@ fn btc_usd() -> Market {
         spec: MarketSpec {
             id: MARKET,
             quote_units_per_tick_lot: 10,
+            tick_lot_scale: 0,
             maker_fee_ppm: 1_000,
             taker_fee_ppm: 2_000,
             price_ticks_max: 100_000_000,
             quantity_lots_max: 1_000_000,
         },
     }
+}
+
+/// The same pair where a tick on a lot is 0.003 of a quote minor unit, so
+/// that most notionals fall between units and round.
+const FINE_MARKET: u32 = 2;
+
+fn fine_market() -> Market {
+    let spec = MarketSpec { id: FINE_MARKET, quote_units_per_tick_lot: 3, tick_lot_scale: 3, ..btc_usd().spec };
+    Market { spec, ..btc_usd() }
 }
 
 fn limits() -> LedgerLimits {
@@ -56,6 +66,7 @@ fn ledger() -> Ledger {
     ok(ledger.apply(&Command::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }), 0));
     ok(ledger.apply(&Command::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }), 0));
     ok(ledger.apply(&Command::Spot(spot::Command::CreateMarket(btc_usd())), 0));
+    ok(ledger.apply(&Command::Spot(spot::Command::CreateMarket(fine_market())), 0));
     ledger
 }
 
@@ -116,6 +127,7 @@ impl Exchange {
         let mut matching = FastEngine::new(EngineLimits::default());
         let mut events = Vec::new();
         matching.execute(&matching_core::Command::AddMarket(btc_usd().spec), &mut events);
+        matching.execute(&matching_core::Command::AddMarket(fine_market().spec), &mut events);
         Exchange { ledger, matching, sequence: 0 }
     }
 
@@ -267,6 +279,42 @@ fn the_house_is_funded_from_custody_and_collects_revenue() {
     x.place(1, limit(Side::Buy, 2_000, 5)).unwrap();
     // Notional 100,000: taker 0.2% = 200, maker 0.1% = 100.
     assert_eq!(products::house::balances(x.ledger.kernel(), USD), (3_000, 300), "fees are the house's revenue");
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn a_notional_between_minor_units_is_paid_rounded_up_and_received_rounded_down() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 1_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, BTC, 1_000_000, "u2").unwrap();
+    let fine = |side, price, quantity| OrderRequest { market: FINE_MARKET, ..limit(side, price, quantity) };
+    // Three makers of one lot at 2,001 ticks: each fill's notional is 2,001 x 3 / 1,000 = 6.003 units.
+    let sells: Vec<OrderId> = (0..3).map(|_| x.place(2, fine(Side::Sell, 2_001, 1)).unwrap().0).collect();
+    let hold = products::spot::buy_hold(&fine_market(), 2_001, 3);
+    // 18.009 + 2.997 of rounding (under a unit per lot) = 21, + the 0.2% fee rounded up (1) + 1.
+    assert_eq!(hold, 23);
+    let (buy, events) = x.place(1, fine(Side::Buy, 2_001, 3)).unwrap();
+    let fills: Vec<_> = events.iter().filter_map(|e| if let Event::Fill(f) = e { Some(*f) } else { None }).collect();
+    assert_eq!(
+        fills.iter().map(|f| (f.notional, f.notional_rounding, f.taker_fee, f.maker_fee)).collect::<Vec<_>>(),
+        vec![(7, 1, 1, 1), (7, 1, 0, 1), (7, 1, 0, 1)]
+    );
+    // The buyer paid 3 x 7 + 1; each seller's order received 6 less its 1 fee; the house took 3 of rounding and 4 of fees.
+    assert_eq!(balance(&x.ledger, 1, USD), Balance { available: 1_000 - 22, locked: 0 });
+    assert_eq!(balance(&x.ledger, 2, USD), Balance { available: 15, locked: 0 });
+    assert_eq!(house(&x.ledger, USD, house::REVENUE), 7);
+    let changes = x.ledger.take_changes();
+    let closed: BTreeMap<OrderId, OrderRecord> = changes.spot.closed_orders.into_iter().map(|r| (r.order.order_id, r)).collect();
+    assert_eq!((closed[&buy].filled_notional, closed[&buy].filled_tick_lots, closed[&buy].fees_paid), (21, 6_003, 1));
+    assert_eq!((closed[&sells[0]].filled_notional, closed[&sells[0]].fees_paid), (6, 1));
+    let rounding: Vec<Amount> = changes.kernel.transfers.iter().filter(|t| t.code.0 == spot::ROUNDING).map(|t| t.amount).collect();
+    assert_eq!(rounding, vec![1, 1, 1], "the rounding moves under its own code");
+    // A trade worth less than a unit: the buyer pays one, the seller receives nothing and pays no fee.
+    x.place(2, fine(Side::Sell, 1, 1)).unwrap();
+    x.place(1, fine(Side::Buy, 1, 1)).unwrap();
+    assert_eq!(balance(&x.ledger, 1, USD).available, 1_000 - 22 - 1 - 1, "0.003 rounded up, and the 0.2% fee rounded up");
+    assert_eq!(balance(&x.ledger, 2, USD).available, 15);
+    assert_eq!(house(&x.ledger, USD, house::REVENUE), 9);
     x.ledger.check_invariants().unwrap();
 }
 
@@ -503,6 +551,7 @@ enum Step {
     },
     Place {
         user: UserId,
+        fine: bool,
         side: bool,
         market_order: bool,
         tif: u8,
@@ -527,8 +576,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (user.clone(), 1i128..2_000_000, any::<u8>()).prop_map(|(user, amount, key)| Step::Withdraw { user, amount, key }),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, approve)| Step::Decide { pick, approve }),
         1 => (1i128..3_000_000, any::<bool>(), any::<u8>()).prop_map(|(amount, out, reference)| Step::Fund { amount, out, reference }),
-        6 => (user.clone(), any::<bool>(), prop::bool::weighted(0.1), 0u8..3, prop::bool::weighted(0.1), 1_990u64..2_010, 1u64..8)
-            .prop_map(|(user, side, market_order, tif, post_only, price, quantity)| Step::Place { user, side, market_order, tif, post_only, price, quantity }),
+        6 => (user.clone(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.1), 0u8..3, prop::bool::weighted(0.1), 1_990u64..2_010, 1u64..8).prop_map(
+            |(user, fine, side, market_order, tif, post_only, price, quantity)| Step::Place { user, fine, side, market_order, tif, post_only, price, quantity }
+        ),
         2 => (user, any::<usize>()).prop_map(|(user, pick)| Step::Cancel { user, pick }),
         3 => Just(Step::Deliver),
         1 => Just(Step::Restart),
@@ -634,9 +684,9 @@ fn run(steps: &[Step]) {
                     *model.custody.entry(USD).or_default() -= signed;
                 }
             }
-            Step::Place { user, side, market_order, tif, post_only, price, quantity } => {
+            Step::Place { user, fine, side, market_order, tif, post_only, price, quantity } => {
                 let request = OrderRequest {
-                    market: MARKET,
+                    market: if fine { FINE_MARKET } else { MARKET },
                     side: if side { Side::Buy } else { Side::Sell },
                     kind: if market_order { OrderKind::Market } else { OrderKind::Limit },
                     time_in_force: [TimeInForce::Gtc, TimeInForce::Ioc, TimeInForce::Fok][tif as usize],
@@ -673,9 +723,14 @@ fn run(steps: &[Step]) {
                             let base = products::spot::base_amount(&btc_usd(), f.quantity);
                             model.add(buyer, BTC, base);
                             model.add(seller, BTC, -base);
-                            model.add(buyer, USD, -(f.notional as Amount) - buyer_fee as Amount);
-                            model.add(seller, USD, f.notional as Amount - seller_fee as Amount);
-                            model.revenue += (buyer_fee + seller_fee) as Amount;
+                            // The buyer pays the notional rounded up, the seller
+                            // receives it rounded down, revenue takes the difference.
+                            let spec = if f.market == FINE_MARKET { fine_market().spec } else { btc_usd().spec };
+                            let exact = spec.notional_exact(f.price, f.quantity);
+                            let (paid, received) = (exact.div_ceil(spec.notional_divisor()), exact / spec.notional_divisor());
+                            model.add(buyer, USD, -(paid as Amount) - buyer_fee as Amount);
+                            model.add(seller, USD, received as Amount - seller_fee as Amount);
+                            model.revenue += (buyer_fee + seller_fee + paid - received) as Amount;
                         }
                     }
                 }

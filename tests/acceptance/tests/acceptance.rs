@@ -172,13 +172,35 @@ impl Marionette {
 #[given(expr = "a running Marionette with the market {word}")]
 fn running(world: &mut Marionette, market: String) {
     let (base, quote) = market.split_once('-').expect("a market is BASE-QUOTE");
+    // Tick 1 quote, lot 0.01 base.
+    running_listed(world, base.into(), quote.into(), "1".into(), "0.01".into());
+}
+
+/// The base at 8 decimals, the quote at 2; maker fee 0.1%, taker fee 0.2%.
+#[given(regex = r"^a running Marionette with the market (\w+)-(\w+) listed at a tick of ([\d.]+) \w+ and a lot of ([\d.]+) \w+$")]
+fn running_listed(world: &mut Marionette, base: String, quote: String, tick: String, lot: String) {
     let system = System::start_with(world.dir.path(), &Options::default());
-    assert_eq!(system.ctl(&["create-asset", base, "8"], "").0, 0);
-    assert_eq!(system.ctl(&["create-asset", quote, "2"], "").0, 0);
-    // Tick 1 quote, lot 0.01 base, maker fee 0.1%, taker fee 0.2%.
-    assert_eq!(system.ctl(&["create-market", base, quote, "1", "0.01", "0.001", "0.002"], "").0, 0);
+    assert_eq!(system.ctl(&["create-asset", &base, "8"], "").0, 0);
+    assert_eq!(system.ctl(&["create-asset", &quote, "2"], "").0, 0);
+    let (exit, said) = system.ctl(&["create-market", &base, &quote, &tick, &lot, "0.001", "0.002"], "");
+    assert_eq!(exit, 0, "create-market: {said}");
     world.tokens.insert("operator".into(), system.login(OPERATOR, OPERATOR_PASSWORD));
     world.system = Some(system);
+}
+
+#[then(regex = r"^the market ([\w-]+) has a tick size of ([\d.]+) and a lot size of ([\d.]+)$")]
+fn market_sizes(world: &mut Marionette, market: String, tick: String, lot: String) {
+    let answer = world.ask("operator", "{ markets { id tickSize lotSize } }", json!({}));
+    let listed = data(&answer, "markets").as_array().unwrap().iter().find(|m| m["id"] == market.as_str()).cloned();
+    let listed = listed.unwrap_or_else(|| panic!("no market {market}: {answer}"));
+    assert_eq!((listed["tickSize"].as_str(), listed["lotSize"].as_str()), (Some(tick.as_str()), Some(lot.as_str())), "{answer}");
+}
+
+#[then(regex = r#"^listing (\w+)-(\w+) at a tick of ([\d.]+) \w+ and a lot of ([\d.]+) \w+ is refused with (\w+): "([^"]+)"$"#)]
+fn listing_refused(world: &mut Marionette, base: String, quote: String, tick: String, lot: String, code: String, message: String) {
+    let (exit, said) = world.system().ctl(&["create-market", &base, &quote, &tick, &lot, "0.001", "0.002"], "");
+    assert_ne!(exit, 0, "the listing was not refused: {said}");
+    assert!(said.contains(&code) && said.contains(&message), "refused without {code} and {message:?}: {said}");
 }
 
 #[when(regex = r"^all three daemons (stop cleanly \(SIGTERM\)|are killed \(kill -9\)) and start again$")]
@@ -987,6 +1009,7 @@ fn token_still_accepted(world: &mut Marionette, name: String) {
 
 // ---- wallet ----
 
+#[given(regex = r#"^the operator deposits ([\d.]+) (\w+) into (\w+)'s wallet with the reference "([^"]+)"$"#)]
 #[when(regex = r#"^the operator deposits ([\d.]+) (\w+) into (\w+)'s wallet with the reference "([^"]+)"$"#)]
 fn operator_deposits(world: &mut Marionette, amount: String, asset: String, name: String, reference: String) {
     world.deposit(&name, &amount, &asset, &reference);
@@ -1088,28 +1111,39 @@ fn house_has(world: &mut Marionette, inventory: String, asset: String, revenue: 
 }
 
 /// Conservation, two ways. Every deposit and the house's funding is still
-/// somewhere: in a user's balance, paid as a fee, in a withdrawal (pending
-/// or approved; a rejected one came back), or in the house's inventory. And
-/// the operator's reserves, summed by the ledger over every stored account
-/// (custody, pending withdrawals, revenue, inventory, every user's), balance.
+/// somewhere: in a user's balance, in the house's revenue (the fees users
+/// paid, which it holds at least, and what rounding notionals to minor
+/// units left), in a withdrawal (pending or approved; a rejected one came
+/// back), or in the house's inventory. And the operator's reserves, summed
+/// by the ledger over every stored account (custody, pending withdrawals,
+/// revenue, inventory, every user's), balance.
 #[then("no money was created or destroyed")]
 fn conserved(world: &mut Marionette) {
-    let reserves = world.ask("operator", "{ reserves { asset balanced inventory } }", json!({}));
+    let reserves = world.ask("operator", "{ reserves { asset balanced inventory fees } }", json!({}));
+    let mut held: HashMap<String, Decimal> = HashMap::new();
+    let mut revenue: HashMap<String, Decimal> = HashMap::new();
     for reserve in data(&reserves, "reserves").as_array().unwrap() {
         assert_eq!(reserve["balanced"], true, "{reserves}");
-        let funded = world.house_funded.get(reserve["asset"].as_str().unwrap()).copied().unwrap_or_default();
+        let asset = reserve["asset"].as_str().unwrap();
+        let funded = world.house_funded.get(asset).copied().unwrap_or_default();
         assert_eq!(field_decimal(&reserve["inventory"]), funded, "the house's inventory is what was funded: {reserves}");
+        *held.entry(asset.into()).or_default() += field_decimal(&reserve["fees"]);
+        revenue.insert(asset.into(), field_decimal(&reserve["fees"]));
     }
     let users: Vec<String> = world.tokens.keys().filter(|k| k.as_str() != "operator").cloned().collect();
-    let mut held: HashMap<String, Decimal> = HashMap::new();
+    let mut fees: HashMap<String, Decimal> = HashMap::new();
     for name in &users {
         let answer = world.ask(name, "{ balances { asset available locked } userTrades(limit: 1000) { fee feeAsset } }", json!({}));
         for balance in data(&answer, "balances").as_array().unwrap() {
             *held.entry(balance["asset"].as_str().unwrap().into()).or_default() += field_decimal(&balance["available"]) + field_decimal(&balance["locked"]);
         }
         for trade in data(&answer, "userTrades").as_array().unwrap() {
-            *held.entry(trade["feeAsset"].as_str().unwrap().into()).or_default() += field_decimal(&trade["fee"]);
+            *fees.entry(trade["feeAsset"].as_str().unwrap().into()).or_default() += field_decimal(&trade["fee"]);
         }
+    }
+    for (asset, paid) in &fees {
+        let collected = revenue.get(asset).copied().unwrap_or_default();
+        assert!(collected >= *paid, "the house's {asset} revenue {collected} holds less than the {paid} of fees users paid");
     }
     let answer = world.ask("operator", "{ withdrawals { asset amount status } }", json!({}));
     for withdrawal in data(&answer, "withdrawals").as_array().unwrap().iter().filter(|w| w["status"] != "REJECTED") {
@@ -1123,20 +1157,28 @@ fn conserved(world: &mut Marionette) {
     }
     held.retain(|_, amount| !amount.is_zero());
     deposited.retain(|_, amount| !amount.is_zero());
-    assert_eq!(held, deposited, "balances + fees + withdrawals + the house's inventory, against deposits and funding, by asset");
+    assert_eq!(held, deposited, "balances + the house's revenue + withdrawals + the house's inventory, against deposits and funding, by asset");
 }
 
 // ---- orders ----
 
-#[given(regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD$")]
-#[when(regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD$")]
-fn places(world: &mut Marionette, name: String, flavour: String, kind: String, side: String, quantity: String, price: String) {
+#[given(
+    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?$"
+)]
+#[when(
+    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?$"
+)]
+#[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
+fn places(world: &mut Marionette, name: String, flavour: String, kind: String, side: String, quantity: String, price: String, self_trade: String) {
     let mut input = json!({ "market": "BTC-USD", "side": side.to_uppercase(), "type": kind.to_uppercase(), "quantity": quantity, "price": price });
     match flavour.trim() {
         "IOC" => input["timeInForce"] = json!("IOC"),
         "FOK" => input["timeInForce"] = json!("FOK"),
         "post-only" => input["postOnly"] = json!(true),
         _ => {}
+    }
+    if !self_trade.is_empty() {
+        input["selfTradePrevention"] = json!(self_trade);
     }
     world.answer = world.ask(&name, PLACE, json!({ "i": input }));
     if let Some(id) = world.answer["data"]["placeOrder"]["id"].as_str() {
@@ -1160,6 +1202,21 @@ fn order_is(world: &mut Marionette, status: String, filled: String, average: Str
     let answered = &world.answer["data"];
     let order = if answered["placeOrder"].is_object() { &answered["placeOrder"] } else { &answered["cancelOrder"] };
     assert_order(order, &status, Some(filled.as_str()).filter(|f| !f.is_empty()), Some(average.as_str()).filter(|a| !a.is_empty()));
+}
+
+/// Each as "STATUS SELF_TRADE_PREVENTION FILLED_BTC", the latest first.
+#[then(regex = r"^(\w+)'s orders are, newest first: (.+)$")]
+fn users_orders_are(world: &mut Marionette, name: String, expected: String) {
+    let answer = world.ask(&name, "{ userOrders(market: \"BTC-USD\") { status selfTradePrevention filledQuantity } }", json!({}));
+    let shown: Vec<String> = data(&answer, "userOrders")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!("{} {} {}", o["status"].as_str().unwrap(), o["selfTradePrevention"].as_str().unwrap(), field_decimal(&o["filledQuantity"]).normalize())
+        })
+        .collect();
+    assert_eq!(shown.join(", "), expected, "{answer}");
 }
 
 #[then(regex = r"^(\w+)'s order is (OPEN|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED) with ([\d.]+) BTC filled$")]
@@ -1225,12 +1282,15 @@ fn latest_trade(world: &mut Marionette, market: String, quantity: String, price:
 }
 
 fn levels(text: &str) -> Value {
-    // "0.2 BTC at 100 USD"
-    let words: Vec<&str> = text.split(' ').collect();
-    json!([{ "price": words[3], "quantity": words[0] }])
+    // "0.2 BTC at 100 USD, 0.1 BTC at 101 USD", best first
+    let level = |level: &str| {
+        let words: Vec<&str> = level.split(' ').collect();
+        json!({ "price": words[3], "quantity": words[0] })
+    };
+    Value::Array(text.split(", ").map(level).collect())
 }
 
-#[then(regex = r"^the order book of ([\w-]+) has (bids|asks) of ([\d.]+ BTC at [\d.]+ USD)$")]
+#[then(regex = r"^the order book of ([\w-]+) has (bids|asks) of ([\d.]+ BTC at [\d.]+ USD(?:, [\d.]+ BTC at [\d.]+ USD)*)$")]
 fn book_has(world: &mut Marionette, market: String, side: String, level: String) {
     assert_eq!(world.book(&market)[side.as_str()], levels(&level));
 }

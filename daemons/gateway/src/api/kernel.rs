@@ -39,7 +39,7 @@ pub struct Reserve {
     pub deposited: Dec,
     /// Every user's money, summed over all their accounts.
     pub users: Dec,
-    /// The house's revenue: fees collected.
+    /// The house's revenue: fees collected, and what rounding trades' notionals to minor units left.
     pub fees: Dec,
     pub pending_withdrawals: Dec,
     /// The house's inventory.

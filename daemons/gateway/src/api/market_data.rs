@@ -105,7 +105,6 @@ pub struct Ticker {
 #[derive(Clone)]
 pub(crate) struct Units {
     pub terms: MarketTerms,
-    pub quote_scale: u8,
 }
 
 impl Units {
@@ -120,8 +119,15 @@ impl Units {
         }
     }
 
-    fn quote_amount(&self, units: u128) -> Decimal {
-        convert::to_decimal(i128::try_from(units).unwrap_or(i128::MAX), self.quote_scale).normalize()
+    /// The quote amount of a turnover in ticks x lots: exact where a
+    /// decimal holds it (a tick on a lot may be a fraction of a minor unit).
+    fn quote_amount(&self, turnover_tick_lots: u128) -> Decimal {
+        i128::try_from(turnover_tick_lots)
+            .ok()
+            .and_then(|t| Decimal::try_from_i128_with_scale(t, 0).ok())
+            .and_then(|t| t.checked_mul(self.terms.tick_size)?.checked_mul(self.terms.lot_size))
+            .unwrap_or(Decimal::MAX)
+            .normalize()
     }
 
     pub(crate) fn candle(&self, candle: &LedgerCandle) -> Candle {
@@ -132,7 +138,7 @@ impl Units {
             low: Dec(self.price(candle.low)),
             close: Dec(self.price(candle.close)),
             volume: Dec(self.base(candle.volume_lots)),
-            quote_volume: Dec(self.quote_amount(candle.quote_volume)),
+            quote_volume: Dec(self.quote_amount(candle.turnover_tick_lots)),
             trades: candle.trades,
         }
     }
@@ -146,7 +152,7 @@ impl Units {
             .filter(|(_, open)| !open.is_zero())
             .and_then(|(change, open)| change.checked_mul(Decimal::ONE_HUNDRED)?.checked_div(open))
             .map(|percent| percent.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven).normalize());
-        let (volume, quote_volume) = stats.map_or((Decimal::ZERO, Decimal::ZERO), |s| (self.base(s.volume_lots), self.quote_amount(s.quote_volume)));
+        let (volume, quote_volume) = stats.map_or((Decimal::ZERO, Decimal::ZERO), |s| (self.base(s.volume_lots), self.quote_amount(s.turnover_tick_lots)));
         let vwap = (!volume.is_zero())
             .then(|| quote_volume.checked_div(volume))
             .flatten()
@@ -198,8 +204,8 @@ fn parse_time(text: Option<&DateTime>, field: &str) -> Result<Option<u64>, Error
 }
 
 pub(crate) fn market_units(catalog: &Catalog, name: &str) -> Result<(LedgerMarket, Units), Error> {
-    let (market, terms, _, quote) = catalog.market_by_name(name)?;
-    Ok((*market, Units { terms, quote_scale: quote.scale }))
+    let (market, terms, ..) = catalog.market_by_name(name)?;
+    Ok((*market, Units { terms }))
 }
 
 /// A market's filled candles over `range`, oldest first.
@@ -266,8 +272,8 @@ impl MarketDataQuery {
         let mut tickers = Vec::new();
         let services = services(ctx);
         for market in &catalog.markets {
-            let Some((terms, _, quote)) = catalog.terms(market) else { continue };
-            tickers.push(read_ticker(&services.ledger, &services.matching, market.id(), &Units { terms, quote_scale: quote.scale }).await?);
+            let Some((terms, ..)) = catalog.terms(market) else { continue };
+            tickers.push(read_ticker(&services.ledger, &services.matching, market.id(), &Units { terms }).await?);
         }
         Ok(tickers)
     }
@@ -475,6 +481,7 @@ mod tests {
             price,
             quantity: 1,
             notional: price as u128,
+            notional_rounding: 0,
             maker_fee: 0,
             taker_fee: 0,
         };
@@ -527,6 +534,7 @@ mod tests {
         let spec = matching_api::MarketSpec {
             id: 1,
             quote_units_per_tick_lot: 1,
+            tick_lot_scale: 0,
             maker_fee_ppm: 0,
             taker_fee_ppm: 0,
             price_ticks_max: 1 << 40,
@@ -534,9 +542,9 @@ mod tests {
         };
         let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: 1_000_000, spec };
         let (base, quote) = (AssetSpec { id: 1, symbol: "BTC".into(), scale: 8 }, AssetSpec { id: 2, symbol: "USD".into(), scale: 2 });
-        let units = Units { terms: convert::market_terms(&market, &base, &quote), quote_scale: quote.scale };
-        // Tick 1 USD, lot 0.01 BTC. Opened at 100, last 103; 3 lots for 306 cents.
-        let stats = DayStats { from_ms: 0, open: 100, high: 104, low: 99, last: 103, volume_lots: 3, quote_volume: 306, trades: 3 };
+        let units = Units { terms: convert::market_terms(&market, &base, &quote) };
+        // Tick 1 USD, lot 0.01 BTC. Opened at 100, last 103; 3 lots for 306 ticks x lots (cents).
+        let stats = DayStats { from_ms: 0, open: 100, high: 104, low: 99, last: 103, volume_lots: 3, turnover_tick_lots: 306, trades: 3 };
         let ticker = units.ticker(NOW, Some(&stats), Some(102), None);
         assert_eq!(ticker.market.0, "BTC-USD");
         assert_eq!(ticker.last_price, Some(Dec(Decimal::new(103, 0))));
@@ -547,10 +555,20 @@ mod tests {
         assert_eq!(ticker.vwap, Some(Dec(Decimal::new(102, 0))), "3.06 USD for 0.03 BTC");
         assert_eq!(ticker.best_bid, Some(Dec(Decimal::new(102, 0))));
         assert_eq!(ticker.best_ask, None);
-        let stats = DayStats { volume_lots: 3, quote_volume: 307, ..stats };
+        let stats = DayStats { volume_lots: 3, turnover_tick_lots: 307, ..stats };
         let rounded = units.ticker(NOW, Some(&stats), None, None);
         assert_eq!(rounded.vwap, Some(Dec(Decimal::new(1_023_333, 4))), "3.07 / 0.03 to four digits past the tick");
         let never = units.ticker(NOW, None, None, None);
         assert_eq!((never.last_price, never.vwap, never.trades, never.volume), (None, None, 0, Dec(Decimal::ZERO)));
+        // Tick 0.01 USD, lot 0.0001 BTC: a tick on a lot is a ten-thousandth of a cent, and
+        // 0.0003 BTC at 50,000.01 and 0.0001 at 50,000.00 is 20.000003 USD, not rounded.
+        let spec = matching_api::MarketSpec { quote_units_per_tick_lot: 1, tick_lot_scale: 4, ..spec };
+        let market = LedgerMarket { base_units_per_lot: 10_000, spec, ..market };
+        let units = Units { terms: convert::market_terms(&market, &base, &quote) };
+        let turnover = 3 * 5_000_001 + 5_000_000;
+        let stats = DayStats { open: 5_000_001, high: 5_000_001, low: 5_000_000, last: 5_000_000, volume_lots: 4, turnover_tick_lots: turnover, ..stats };
+        let fine = units.ticker(NOW, Some(&stats), None, None);
+        assert_eq!((fine.volume, fine.quote_volume), (Dec(Decimal::new(4, 4)), Dec(Decimal::new(20_000_003, 6))));
+        assert_eq!(fine.vwap, Some(Dec(Decimal::new(5_000_000_750, 5))), "20.000003 / 0.0004 = 50,000.0075");
     }
 }

@@ -34,6 +34,37 @@ pub enum TimeInForce {
     Fok,
 }
 
+/// What happens when an order would trade with a resting order of the same user.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum SelfTradePreventionMode {
+    /// Cancel the rest of the incoming order; the resting one stays (the default).
+    CancelTaker,
+    /// Cancel the resting order and keep matching the incoming one.
+    CancelMaker,
+    /// Cancel both.
+    CancelBoth,
+}
+
+impl From<SelfTradePreventionMode> for SelfTradePrevention {
+    fn from(mode: SelfTradePreventionMode) -> Self {
+        match mode {
+            SelfTradePreventionMode::CancelTaker => SelfTradePrevention::CancelTaker,
+            SelfTradePreventionMode::CancelMaker => SelfTradePrevention::CancelMaker,
+            SelfTradePreventionMode::CancelBoth => SelfTradePrevention::CancelBoth,
+        }
+    }
+}
+
+impl From<SelfTradePrevention> for SelfTradePreventionMode {
+    fn from(mode: SelfTradePrevention) -> Self {
+        match mode {
+            SelfTradePrevention::CancelTaker => SelfTradePreventionMode::CancelTaker,
+            SelfTradePrevention::CancelMaker => SelfTradePreventionMode::CancelMaker,
+            SelfTradePrevention::CancelBoth => SelfTradePreventionMode::CancelBoth,
+        }
+    }
+}
+
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum OrderStatus {
     Open,
@@ -161,6 +192,7 @@ pub struct Order {
     pub order_type: OrderType,
     pub time_in_force: TimeInForce,
     pub post_only: bool,
+    pub self_trade_prevention: SelfTradePreventionMode,
     pub price: Option<Dec>,
     pub quantity: Dec,
     pub filled_quantity: Dec,
@@ -200,6 +232,9 @@ pub struct PlaceOrderInput {
     #[graphql(default_with = "Some(false)")]
     pub post_only: Option<bool>,
     pub client_order_id: Option<String>,
+    /// Null is CANCEL_TAKER.
+    #[graphql(default_with = "Some(SelfTradePreventionMode::CancelTaker)")]
+    pub self_trade_prevention: Option<SelfTradePreventionMode>,
 }
 
 #[derive(InputObject)]
@@ -254,8 +289,7 @@ impl Catalog {
         let market = self.markets.iter().find(|m| m.id() == order.market);
         let terms = market.and_then(|m| self.terms(m));
         let (tick, lot) = terms.as_ref().map(|(t, ..)| (t.tick_size, t.lot_size)).unwrap_or((Decimal::ONE, Decimal::ONE));
-        let per_lot = market.map(|m| m.spec.quote_units_per_tick_lot).unwrap_or(1);
-        let average = average_price(record.filled_notional, record.filled, per_lot, tick).map(Dec);
+        let average = average_price(record.filled_tick_lots, record.filled, tick).map(Dec);
         Order {
             id: ID(convert::order_uuid(order.order_id)),
             client_order_id: record.client_order_id.clone(),
@@ -271,6 +305,7 @@ impl Catalog {
                 CoreTif::Fok => TimeInForce::Fok,
             },
             post_only: order.post_only,
+            self_trade_prevention: order.self_trade.into(),
             price: order.price.map(|p| Dec(convert::times(p, tick))),
             quantity: Dec(convert::times(order.quantity, lot)),
             filled_quantity: Dec(convert::times(record.filled, lot)),
@@ -407,14 +442,15 @@ fn opposite(side: CoreSide) -> CoreSide {
     }
 }
 
-/// An order's average fill price: `filled_notional` quote units over
-/// `filled` lots of `per_lot` quote units per tick, in ticks of `tick`.
-/// None where a decimal cannot hold it (a notional beyond 2^96 units): an
-/// answer without the average, where the plain operators would panic and
-/// take the gateway down each time the order is shown.
-fn average_price(filled_notional: u128, filled: u64, per_lot: u64, tick: Decimal) -> Option<Decimal> {
-    let notional = Decimal::try_from_i128_with_scale(i128::try_from(filled_notional).ok()?, 0).ok()?;
-    let ticks = notional.checked_div(Decimal::from(filled))?.checked_div(Decimal::from(per_lot))?;
+/// An order's average fill price: `filled_tick_lots` (price x quantity
+/// over its fills) over `filled` lots, in ticks of `tick`: exact, whatever
+/// rounding moved the money. None where a decimal cannot hold it (beyond
+/// 2^96 ticks x lots): an answer without the average, where the plain
+/// operators would panic and take the gateway down each time the order is
+/// shown.
+fn average_price(filled_tick_lots: u128, filled: u64, tick: Decimal) -> Option<Decimal> {
+    let tick_lots = Decimal::try_from_i128_with_scale(i128::try_from(filled_tick_lots).ok()?, 0).ok()?;
+    let ticks = tick_lots.checked_div(Decimal::from(filled))?;
     Some(ticks.checked_mul(tick)?.normalize())
 }
 
@@ -467,7 +503,7 @@ impl SpotMutation {
             post_only: input.post_only.unwrap_or(false),
             price,
             quantity,
-            self_trade: SelfTradePrevention::CancelTaker,
+            self_trade: input.self_trade_prevention.unwrap_or(SelfTradePreventionMode::CancelTaker).into(),
         };
         let services = services(ctx);
         let times = &services.order_times;
@@ -532,30 +568,21 @@ impl SpotMutation {
             return Err(coded("DUPLICATE", format!("the market {name} exists")));
         }
         let bad = |message: String| coded("BAD_USER_INPUT", message);
-        let positive = |value: Decimal, field: &str| if value > Decimal::ZERO { Ok(value) } else { Err(bad(format!("{field} must be positive"))) };
-        let (tick, lot) = (positive(input.tick_size.0, "tickSize")?, positive(input.lot_size.0, "lotSize")?);
-        let base_units_per_lot = convert::to_units(lot, base.scale, "lotSize").map_err(|(_, m)| bad(m))?;
-        let tick_lot = tick.checked_mul(lot).ok_or_else(|| bad("tickSize x lotSize is too large".into()))?;
-        let quote_units_per_tick_lot = convert::to_units(tick_lot, quote.scale, "tickSize x lotSize")
-            .map_err(|(_, m)| bad(format!("{m}: the quote amount of one tick on one lot must be a whole number of quote units")))?;
+        let units = convert::market_units(input.tick_size.0, input.lot_size.0, base.scale, quote.scale).map_err(|(code, message)| coded(code, message))?;
         let ppm = |rate: Decimal, field: &str| -> Result<u32, Error> {
             let ppm = convert::to_units(rate, 6, field).map_err(|(_, m)| bad(m))?;
             u32::try_from(ppm).map_err(|_| bad(format!("{field} must be 0 to 1")))
         };
         let spec = MarketSpec {
             id: catalog.markets.iter().map(|m| m.id()).max().unwrap_or(0) + 1,
-            quote_units_per_tick_lot: u64::try_from(quote_units_per_tick_lot).map_err(|_| bad("tickSize x lotSize is too large".into()))?,
+            quote_units_per_tick_lot: units.quote_units_per_tick_lot,
+            tick_lot_scale: units.tick_lot_scale,
             maker_fee_ppm: ppm(input.maker_fee_rate.0, "makerFeeRate")?,
             taker_fee_ppm: ppm(input.taker_fee_rate.0, "takerFeeRate")?,
             price_ticks_max: 1_000_000_000,
             quantity_lots_max: 1_000_000_000,
         };
-        let market = LedgerMarket {
-            base: base.id,
-            quote: quote.id,
-            base_units_per_lot: u64::try_from(base_units_per_lot).map_err(|_| bad("lotSize is too large".into()))?,
-            spec,
-        };
+        let market = LedgerMarket { base: base.id, quote: quote.id, base_units_per_lot: units.base_units_per_lot, spec };
         super::operators::operate(ctx, ledger_api::Command::Spot(Command::CreateMarket(market))).await?;
         let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
         catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
@@ -712,12 +739,11 @@ mod tests {
 
     #[test]
     fn the_average_price_is_exact_and_absent_where_a_decimal_cannot_hold_it() {
-        // 3 lots for 45,150 quote units at 100 units per tick and lot: 150.5 ticks of 0.01.
-        assert_eq!(average_price(45_150, 3, 100, Decimal::new(1, 2)), Some(Decimal::new(1505, 3)));
-        assert_eq!(average_price(1 << 97, 1, 1, Decimal::ONE), None, "a notional beyond 2^96 units");
-        assert_eq!(average_price(u128::MAX, 1, 1, Decimal::ONE), None);
-        assert_eq!(average_price((1 << 95) + 1, 1, 1, Decimal::from(10)), None, "the price overflows");
-        assert_eq!(average_price(10, 0, 1, Decimal::ONE), None, "nothing filled");
-        assert_eq!(average_price(10, 1, 0, Decimal::ONE), None, "no units per tick and lot");
+        // 2 lots at 150 and 2 at 151 (ticks of 0.01): 602 ticks x lots over 4 lots, 150.5 ticks.
+        assert_eq!(average_price(602, 4, Decimal::new(1, 2)), Some(Decimal::new(1505, 3)));
+        assert_eq!(average_price(1 << 97, 1, Decimal::ONE), None, "beyond 2^96 ticks x lots");
+        assert_eq!(average_price(u128::MAX, 1, Decimal::ONE), None);
+        assert_eq!(average_price((1 << 95) + 1, 1, Decimal::from(10)), None, "the price overflows");
+        assert_eq!(average_price(10, 0, Decimal::ONE), None, "nothing filled");
     }
 }

@@ -45,8 +45,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// accounts as (owner, asset, purpose), one table set per product. 6:
 /// operators, proposals and the audit log. 7: frozen accounts, and the
 /// thresholds with `account_freeze`. 8: users' tiers, and the thresholds
-/// with `tier`. 9: spot's candles. 10: each candle's last trade.
-pub const SCHEMA_VERSION: u32 = 10;
+/// with `tier`. 9: spot's candles. 10: each candle's last trade. 11:
+/// markets' tick-lot scale, orders' filled ticks x lots, candles' turnover.
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
