@@ -31,6 +31,8 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
   create-asset SYMBOL SCALE             e.g. create-asset BTC 8
   create-market BASE QUOTE TICK_SIZE LOT_SIZE MAKER_FEE_RATE TAKER_FEE_RATE
                                         e.g. create-market BTC USD 0.01 0.0001 0.001 0.002
+  halt-market MARKET                    no new orders on MARKET (e.g. BTC-USD); cancels still allowed
+  resume-market MARKET                  let a halted market take orders again
   deposit EMAIL ASSET AMOUNT REFERENCE  credit a user (idempotent by REFERENCE)
   proposals [pending|executed|rejected] operators' proposals, newest first
   approve ID                            approve another operator's proposal
@@ -161,6 +163,8 @@ fn run() -> anyhow::Result<i32> {
             "mutation($i: CreateMarketInput!) { createMarket(input: $i) { id tickSize lotSize makerFeeRate takerFeeRate } }",
             json!({ "i": { "base": base, "quote": quote, "tickSize": tick, "lotSize": lot, "makerFeeRate": maker, "takerFeeRate": taker } }),
         ),
+        ["halt-market", market] => graphql("mutation($m: ID!) { haltMarket(market: $m) { id trading } }", json!({ "m": market })),
+        ["resume-market", market] => graphql("mutation($m: ID!) { resumeMarket(market: $m) { id trading } }", json!({ "m": market })),
         ["deposit", email, asset, amount, reference] => graphql(
             "mutation($e: String!, $a: String!, $m: Decimal!, $r: String!) { deposit(email: $e, asset: $a, amount: $m, reference: $r) { id asset amount } }",
             json!({ "e": email, "a": asset, "m": amount, "r": reference }),

@@ -277,7 +277,7 @@ mod tests {
                 price_ticks_max: 1,
                 quantity_lots_max: 1,
             };
-            let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: per_lot, spec };
+            let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: per_lot, spec, trading: true };
             let asset = |id, scale| AssetSpec { id, symbol: "X".into(), scale };
             market_terms(&market, &asset(1, base_scale), &asset(2, quote_scale))
         })
@@ -333,7 +333,7 @@ mod tests {
                         price_ticks_max: 1,
                         quantity_lots_max: 1,
                     };
-                    let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: units.base_units_per_lot, spec };
+                    let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: units.base_units_per_lot, spec, trading: true };
                     let asset = |id, scale| AssetSpec { id, symbol: "X".into(), scale };
                     let terms = market_terms(&market, &asset(1, base_scale), &asset(2, quote_scale));
                     prop_assert_eq!((terms.tick_size, terms.lot_size), (tick.normalize(), lot.normalize()));

@@ -31,8 +31,8 @@ pub mod wallet;
 /// candles and rolling 24 hours (queries and answers); 8 each candle's last
 /// trade; 9 markets whose tick on a lot is a fraction of a minor unit
 /// (matching-api 3), an order's filled ticks x lots and candles' turnover
-/// in ticks x lots.
-pub const FORMAT_VERSION: u16 = 9;
+/// in ticks x lots; 10 halting and resuming a market.
+pub const FORMAT_VERSION: u16 = 10;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -281,6 +281,8 @@ pub enum LedgerError {
     LimitReached(String),
     #[error("account {0} is frozen by the operators: no new orders or withdrawals until they unfreeze it")]
     AccountFrozen(UserId),
+    #[error("market {0} is halted by the operators: no new orders until they resume it; cancelling is allowed")]
+    MarketHalted(MarketId),
 }
 
 impl LedgerError {
@@ -296,6 +298,7 @@ impl LedgerError {
             // Not UNAVAILABLE: retrying does not help until something closes.
             LedgerError::LimitReached(_) => "LIMIT_REACHED",
             LedgerError::AccountFrozen(_) => "ACCOUNT_FROZEN",
+            LedgerError::MarketHalted(_) => "MARKET_CLOSED",
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Market {
     /// Base minor units in one lot (lot_size x 10^base_scale).
     pub base_units_per_lot: u64,
     pub spec: MarketSpec,
+    /// False while the operators have it halted: no new orders, cancels
+    /// still allowed. A market is created trading.
+    pub trading: bool,
 }
 
 impl Market {
@@ -77,6 +80,12 @@ pub enum Command {
         user: UserId,
         order_id: OrderId,
     },
+    /// Halts a market (no new orders; cancels still allowed) or resumes it:
+    /// an operator's action, like creating one.
+    SetTrading {
+        market: MarketId,
+        trading: bool,
+    },
     /// Matching's events for its output `sequence`, applied exactly once in order.
     ApplyMatching {
         sequence: u64,
@@ -84,10 +93,10 @@ pub enum Command {
     },
 }
 
-/// Creating a market is an operator's action.
+/// Creating, halting and resuming a market are operators' actions.
 pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
-        Command::CreateMarket(_) => Some(ActionKind::Market),
+        Command::CreateMarket(_) | Command::SetTrading { .. } => Some(ActionKind::Market),
         Command::PlaceOrder { .. } | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
     }
 }
@@ -99,6 +108,11 @@ pub enum Outcome {
     OrderPlaced(OrderId),
     /// Sent to matching.
     CancelRequested(OrderId),
+    /// The market trades (true) or is halted (false) from now on.
+    TradingSet {
+        market: MarketId,
+        trading: bool,
+    },
     /// The orders whose state changed.
     MatchingApplied {
         orders: Vec<OrderId>,

@@ -34,7 +34,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         price_ticks_max: 1 << 40,
         quantity_lots_max: 1 << 30,
     };
-    let market = Market { base: 1, quote: 2, base_units_per_lot: 100_000, spec };
+    let market = Market { base: 1, quote: 2, base_units_per_lot: 100_000, spec, trading: true };
     let request = OrderRequest {
         market: 3,
         side: Side::Buy,
@@ -128,6 +128,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("create market", Command::Spot(spot::Command::CreateMarket(market)).encode()),
         ("place order", Command::Spot(spot::Command::PlaceOrder { user: 12, request, client_order_id: Some("bot-7".into()) }).encode()),
         ("cancel order", Command::Spot(spot::Command::CancelOrder { user: 12, order_id: 11 }).encode()),
+        ("halt market", Command::Spot(spot::Command::SetTrading { market: 3, trading: false }).encode()),
         (
             "apply matching",
             Command::Spot(spot::Command::ApplyMatching { sequence: 4, events: vec![Event::Fill(fill), Event::Done { market: 3, order_id: 11, user: 12 }] })
@@ -312,16 +313,17 @@ const GOLDEN: &[(&str, &str)] = &[
     ("transfer", "02010c0d0201016b"),
     ("request withdrawal", "02020c02a413094445383920333730340177"),
     ("decide withdrawal", "02030501"),
-    ("create market", "03000102a08d0603914e02e807d00f8080808080208080808004"),
+    ("create market", "03000102a08d0603914e02e807d00f808080808020808080800401"),
     ("place order", "03010c03000101000190cb0102000105626f742d37"),
     ("cancel order", "03020c0b"),
-    ("apply matching", "03030402050309080b0c00a8c30102a1c21e01f403e80708030b0c"),
+    ("halt market", "03030300"),
+    ("apply matching", "03040402050309080b0c00a8c30102a1c21e01f403e80708030b0c"),
     ("fund house", "040002904e087472656173757279"),
     ("defund house", "040102904e046261636b"),
-    ("outcomes", "0b000202000102010202020302030403000303010b03020b030302090b040005040106"),
+    ("outcomes", "0b000202000102010202020302030403000303010b03020b030402090b040005040106"),
     ("errors", "0d000901090202030304026e6f051412060708020309026e6f0a06612066696c6c0b0f6f70656e5f6f72646572735f6d61780c0c"),
     ("queries", "0f00010c010264020305000c05010505020001000a060006010b06020c010301010a06030c000a0604030a06050304e807d00f060603b8170700"),
-    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f8080808080208080808004060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
+    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f808080808020808080800401060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
     ("operators' commands", "0b0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202"),
@@ -337,8 +339,8 @@ const GOLDEN: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn the_format_is_version_9_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 9, "the golden bytes below are version 9's: a new version writes its own");
+fn the_format_is_version_10_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 10, "the golden bytes below are version 10's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

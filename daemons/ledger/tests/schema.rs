@@ -23,6 +23,7 @@ fn market() -> LedgerMarket {
         base: BTC,
         quote: USD,
         base_units_per_lot: 100_000,
+        trading: true,
         spec: MarketSpec {
             id: MARKET,
             quote_units_per_tick_lot: 10,

@@ -22,6 +22,7 @@ fn setup() -> Vec<LedgerCommand> {
             base: BTC,
             quote: USD,
             base_units_per_lot: 100_000,
+            trading: true,
             spec: MarketSpec {
                 id: 1,
                 quote_units_per_tick_lot: 10,

@@ -190,6 +190,15 @@ impl Product for Spot {
                     Err(error) => (Err(error), None),
                 }
             }
+            Command::SetTrading { market, trading } => match self.markets.get_mut(market) {
+                Some(listed) => {
+                    listed.trading = *trading;
+                    self.changes.markets.push(*listed);
+                    let outcome = Outcome::TradingSet { market: *market, trading: *trading };
+                    (Ok(outcome), Some(matching_api::Command::SetTrading { market: *market, trading: *trading }))
+                }
+                None => (Err(LedgerError::UnknownMarket(*market)), None),
+            },
             Command::CancelOrder { user, order_id } => match self.orders.get(order_id) {
                 // Another user's order answers as if it did not exist.
                 Some(record) if record.order.user == *user => {
@@ -206,7 +215,7 @@ impl Product for Spot {
         match command {
             Command::PlaceOrder { user, .. } => Some(*user),
             // Cancelling takes risk off: a frozen account may.
-            Command::CreateMarket(_) | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
+            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
         }
     }
 
@@ -271,6 +280,10 @@ impl Spot {
         if market.base_units_per_lot == 0 || market.spec.validate().is_err() {
             return Err(LedgerError::BadInput("the market's tick, lot, fee rates or bounds are out of range".into()));
         }
+        if !market.trading {
+            // Matching adds every market trading: halt it once it is listed.
+            return Err(LedgerError::BadInput("a market is listed trading; halt it once it is listed".into()));
+        }
         if self.markets.contains_key(&market.id()) {
             return Err(LedgerError::MarketExists(market.id()));
         }
@@ -307,6 +320,9 @@ impl Spot {
             None => None,
         };
         let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
+        if !market.trading {
+            return Err(LedgerError::MarketHalted(market.id()));
+        }
         if request.kind == OrderKind::Market && request.side == Side::Buy && request.price.is_none() {
             return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold".into()));
         }

@@ -32,6 +32,7 @@ fn btc_usd() -> Market {
         base: BTC,
         quote: USD,
         base_units_per_lot: 100_000,
+        trading: true,
         spec: MarketSpec {
             id: MARKET,
             quote_units_per_tick_lot: 10,

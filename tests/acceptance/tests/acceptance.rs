@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use acceptance::{code, data, Options, Subscriptions, System, APPROVER, OPERATOR, OPERATOR_PASSWORD, PLACE};
+use acceptance::{code, data, Options, Subscriptions, System, APPROVALS_OF_ONE, APPROVER, OPERATOR, OPERATOR_PASSWORD, PLACE};
 use cucumber::writer::Stats as _;
 use cucumber::{given, then, when, World as _};
 use rust_decimal::Decimal;
@@ -53,6 +53,8 @@ struct Marionette {
     guesses_before_held_back: Option<usize>,
     /// Candles read at every interval, and the time they were read up to.
     candles_read: Option<(String, Value)>,
+    /// How the running Marionette differs from the defaults: a restart keeps it.
+    options: Options,
 }
 
 /// An API key as its bot holds it.
@@ -109,6 +111,7 @@ impl Marionette {
             recovery_codes: HashMap::new(),
             guesses_before_held_back: None,
             candles_read: None,
+            options: Options::default(),
         }
     }
 
@@ -188,6 +191,39 @@ fn running_listed(world: &mut Marionette, base: String, quote: String, tick: Str
     world.system = Some(system);
 }
 
+/// Markets need two operators (`market = 2`), the rest of the approvals one.
+#[given(regex = r"^a running Marionette with the market (\w+)-(\w+), whose market actions need two operators$")]
+fn running_markets_four_eyes(world: &mut Marionette, base: String, quote: String) {
+    world.options = Options { approvals: Some(APPROVALS_OF_ONE.replace("market = 1", "market = 2")), ..Options::default() };
+    let system = System::start_with(world.dir.path(), &world.options);
+    assert_eq!(system.ctl(&["create-asset", &base, "8"], "").0, 0);
+    assert_eq!(system.ctl(&["create-asset", &quote, "2"], "").0, 0);
+    let listing = ["create-market", &base, &quote, "1", "0.01", "0.001", "0.002"];
+    let (exit, said) = system.ctl(&listing, "");
+    assert_eq!(exit, 4, "one operator's word is not enough to list a market: {said}");
+    let (exit, said) = system.ctl_as(APPROVER, &listing, "");
+    assert_eq!(exit, 0, "the same request from a second operator lists it: {said}");
+    world.tokens.insert("operator".into(), system.login(OPERATOR, OPERATOR_PASSWORD));
+    world.system = Some(system);
+}
+
+#[when(regex = r"^the operator proposes to (halt|resume) ([\w-]+)$")]
+#[given(regex = r"^the operator proposes to (halt|resume) ([\w-]+)$")]
+fn proposes_trading(world: &mut Marionette, what: String, market: String) {
+    let mutation = if what == "halt" { "haltMarket" } else { "resumeMarket" };
+    let answer = world.ask("operator", &format!("mutation($m: ID!) {{ {mutation}(market: $m) {{ id trading }} }}"), json!({ "m": market }));
+    assert_eq!(code(&answer), "APPROVAL_PENDING", "one operator's word is not enough: {answer}");
+    world.proposal = answer["errors"][0]["extensions"]["proposal"].as_str().map(str::to_string);
+    assert!(world.proposal.is_some(), "the refusal names the proposal: {answer}");
+}
+
+#[then(regex = r"^the market ([\w-]+) is (halted|trading)$")]
+fn market_trading(world: &mut Marionette, market: String, state: String) {
+    let answer = world.ask("alice", "{ markets { id trading } }", json!({}));
+    let listed = data(&answer, "markets").as_array().unwrap().iter().find(|m| m["id"] == market.as_str()).cloned();
+    assert_eq!(listed.unwrap_or_default()["trading"], state == "trading", "{answer}");
+}
+
 #[then(regex = r"^the market ([\w-]+) has a tick size of ([\d.]+) and a lot size of ([\d.]+)$")]
 fn market_sizes(world: &mut Marionette, market: String, tick: String, lot: String) {
     let answer = world.ask("operator", "{ markets { id tickSize lotSize } }", json!({}));
@@ -212,7 +248,7 @@ fn restart(world: &mut Marionette, how: String) {
     } else {
         drop(system);
     }
-    world.system = Some(System::start_with(world.dir.path(), &Options::default()));
+    world.system = Some(System::start_with(world.dir.path(), &world.options));
 }
 
 // ---- accounts ----
@@ -925,6 +961,7 @@ fn proposes_freeze(world: &mut Marionette, what: String, name: String, keep_orde
 }
 
 #[when("the approver approves the proposal")]
+#[given("the approver approves the proposal")]
 fn approver_approves(world: &mut Marionette) {
     let approver = world.system().login(APPROVER, OPERATOR_PASSWORD);
     let id = world.proposal.clone().expect("a proposal was made");

@@ -496,6 +496,7 @@ fn btc_usd() -> LedgerMarket {
         base: BTC,
         quote: USD,
         base_units_per_lot: 100_000,
+        trading: true,
         spec: MarketSpec {
             id: MARKET,
             // 0.7 quote units per tick on a lot: most notionals fall

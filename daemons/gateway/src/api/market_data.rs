@@ -540,7 +540,7 @@ mod tests {
             price_ticks_max: 1 << 40,
             quantity_lots_max: 1 << 30,
         };
-        let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: 1_000_000, spec };
+        let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: 1_000_000, spec, trading: true };
         let (base, quote) = (AssetSpec { id: 1, symbol: "BTC".into(), scale: 8 }, AssetSpec { id: 2, symbol: "USD".into(), scale: 2 });
         let units = Units { terms: convert::market_terms(&market, &base, &quote) };
         // Tick 1 USD, lot 0.01 BTC. Opened at 100, last 103; 3 lots for 306 ticks x lots (cents).

@@ -130,6 +130,14 @@ fn describe_action(catalog: &Catalog, action: &Action) -> String {
             ActionCommand::Spot(spot::Command::CreateMarket(market)) => {
                 format!("create market {} {}-{}", market.spec.id, catalog.symbol(market.base), catalog.symbol(market.quote))
             }
+            ActionCommand::Spot(spot::Command::SetTrading { market, trading }) => {
+                let name = catalog
+                    .markets
+                    .iter()
+                    .find(|m| m.id() == *market)
+                    .map_or_else(|| format!("market {market}"), |m| format!("market {}-{}", catalog.symbol(m.base), catalog.symbol(m.quote)));
+                format!("{} {name}", if *trading { "resume trading on" } else { "halt" })
+            }
             other => format!("{other:?}"),
         },
     }

@@ -114,6 +114,9 @@ pub struct Market {
     pub lot_size: Dec,
     pub maker_fee_rate: Dec,
     pub taker_fee_rate: Dec,
+    /// False while the operators have the market halted: new orders are
+    /// refused with MARKET_CLOSED, cancels are still allowed.
+    pub trading: bool,
 }
 
 #[async_graphql::ComplexObject]
@@ -281,6 +284,7 @@ impl Catalog {
             lot_size: Dec(terms.lot_size),
             maker_fee_rate: Dec(terms.maker_fee_rate),
             taker_fee_rate: Dec(terms.taker_fee_rate),
+            trading: market.trading,
         })
     }
 
@@ -558,6 +562,20 @@ impl SpotMutation {
         Ok(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record))
     }
 
+    /// Halts a market: no new orders (MARKET_CLOSED) until it is resumed;
+    /// users may still cancel. An operator's action under the approval
+    /// rules for markets (`market` in ledger.toml's `[approvals]`).
+    async fn halt_market(&self, ctx: &Context<'_>, market: ID) -> Result<Market, Error> {
+        operator(ctx)?;
+        Self::set_trading(ctx, &market, false).await
+    }
+
+    /// Lets a halted market take orders again; the same approval rules.
+    async fn resume_market(&self, ctx: &Context<'_>, market: ID) -> Result<Market, Error> {
+        operator(ctx)?;
+        Self::set_trading(ctx, &market, true).await
+    }
+
     async fn create_market(&self, ctx: &Context<'_>, input: CreateMarketInput) -> Result<Market, Error> {
         operator(ctx)?;
         let catalog = Catalog::load(ctx).await?;
@@ -582,10 +600,21 @@ impl SpotMutation {
             price_ticks_max: 1_000_000_000,
             quantity_lots_max: 1_000_000_000,
         };
-        let market = LedgerMarket { base: base.id, quote: quote.id, base_units_per_lot: units.base_units_per_lot, spec };
+        let market = LedgerMarket { base: base.id, quote: quote.id, base_units_per_lot: units.base_units_per_lot, spec, trading: true };
         super::operators::operate(ctx, ledger_api::Command::Spot(Command::CreateMarket(market))).await?;
         let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
         catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
+    }
+}
+
+impl SpotMutation {
+    async fn set_trading(ctx: &Context<'_>, market: &str, trading: bool) -> Result<Market, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (listed, ..) = catalog.market_by_name(market)?;
+        let id = listed.id();
+        super::operators::operate(ctx, ledger_api::Command::Spot(Command::SetTrading { market: id, trading })).await?;
+        let catalog = Catalog::read(&services(ctx).ledger).await?;
+        catalog.markets.iter().find(|m| m.id() == id).and_then(|m| catalog.api_market(m)).ok_or_else(|| unexpected("the market"))
     }
 }
 
