@@ -41,6 +41,8 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
                                         its open orders cancelled unless --keep-orders)
   unfreeze EMAIL                        propose to unfreeze it
   frozen                                the frozen accounts
+  kill-switch EMAIL [on|off]            a user's kill switch; on/off proposes to engage the operators'
+                                        (cancel their orders, refuse new ones) or lift it
   tier EMAIL N                          propose a user's verification tier (0 to 9: their withdrawal limits)
   audit verify [--file FILE]            check the audit log's hash chain (the ledger's, or an export)
   audit export [--from N] [FILE]        the audit log as JSON lines, to FILE or stdout
@@ -180,6 +182,14 @@ fn run() -> anyhow::Result<i32> {
             graphql("mutation($e: String!) { unfreezeAccount(email: $e) { id kind description status approvals required } }", json!({ "e": email }))
         }
         ["frozen"] => graphql("{ frozenAccounts { id email } }", json!({})),
+        ["kill-switch", email, on @ ("on" | "off")] => graphql(
+            &format!(
+                "mutation($e: String!) {{ {}(email: $e) {{ id kind description status approvals required }} }}",
+                if *on == "on" { "engageKillSwitchFor" } else { "liftKillSwitchFor" }
+            ),
+            json!({ "e": email }),
+        ),
+        ["kill-switch", email] => graphql("query($e: String!) { killSwitchOf(email: $e) { engaged engagedByUser engagedByOperators } }", json!({ "e": email })),
         ["tier", email, tier] => graphql(
             "mutation($e: String!, $t: Int!) { setUserTier(email: $e, tier: $t) { id kind description status approvals required } }",
             json!({ "e": email, "t": tier.parse::<i32>().context("N is a tier, 0 to 9")? }),

@@ -31,7 +31,7 @@ pub mod wallet;
 /// candles and rolling 24 hours (queries and answers); 8 each candle's last
 /// trade; 9 markets whose tick on a lot is a fraction of a minor unit
 /// (matching-api 3), an order's filled ticks x lots and candles' turnover
-/// in ticks x lots; 10 halting and resuming a market.
+/// in ticks x lots; 10 halting and resuming a market, kill switches.
 pub const FORMAT_VERSION: u16 = 10;
 
 /// The most records one list query returns.
@@ -166,6 +166,7 @@ macro_rules! products {
             AccountFrozen { user: UserId, orders_cancelled: u32 },
             AccountUnfrozen(UserId),
             TierSet { user: UserId, tier: u8 },
+            KillSwitchSet { user: UserId, state: operators::KillSwitch, orders_cancelled: u32 },
             $($variant($module::Outcome),)*
         }
 
@@ -188,6 +189,9 @@ macro_rules! products {
                     ActionOutcome::AccountFrozen { user, orders_cancelled } => Outcome::Operators(operators::Outcome::AccountFrozen { user, orders_cancelled }),
                     ActionOutcome::AccountUnfrozen(user) => Outcome::Operators(operators::Outcome::AccountUnfrozen(user)),
                     ActionOutcome::TierSet { user, tier } => Outcome::Operators(operators::Outcome::TierSet { user, tier }),
+                    ActionOutcome::KillSwitchSet { user, state, orders_cancelled } => {
+                        Outcome::Operators(operators::Outcome::KillSwitchSet { user, state, orders_cancelled })
+                    }
                     $(ActionOutcome::$variant(outcome) => Outcome::$variant(outcome),)*
                 }
             }
@@ -283,6 +287,16 @@ pub enum LedgerError {
     AccountFrozen(UserId),
     #[error("market {0} is halted by the operators: no new orders until they resume it; cancelling is allowed")]
     MarketHalted(MarketId),
+    #[error("the kill switch of account {user} is engaged: no new orders until {} lift it", kill_switch_holder(.by_operators))]
+    KillSwitchEngaged { user: UserId, by_operators: bool },
+}
+
+fn kill_switch_holder(by_operators: &bool) -> &'static str {
+    if *by_operators {
+        "the operators"
+    } else {
+        "you (liftKillSwitch)"
+    }
 }
 
 impl LedgerError {
@@ -299,6 +313,7 @@ impl LedgerError {
             LedgerError::LimitReached(_) => "LIMIT_REACHED",
             LedgerError::AccountFrozen(_) => "ACCOUNT_FROZEN",
             LedgerError::MarketHalted(_) => "MARKET_CLOSED",
+            LedgerError::KillSwitchEngaged { .. } => "KILL_SWITCH_ENGAGED",
         }
     }
 }

@@ -177,6 +177,27 @@ pub enum Action {
         user: UserId,
         tier: u8,
     },
+    /// Engages the operators' kill switch on a user's trading (their open
+    /// orders are cancelled, new ones refused) or lifts it. The user's own
+    /// switch ([`Command::KillSwitch`]) is theirs to lift.
+    KillSwitch {
+        user: UserId,
+        engaged: bool,
+    },
+}
+
+/// Who holds a user's kill switch engaged: new orders are refused while
+/// either does, and each lifts only their own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KillSwitch {
+    pub by_user: bool,
+    pub by_operators: bool,
+}
+
+impl KillSwitch {
+    pub fn engaged(&self) -> bool {
+        self.by_user || self.by_operators
+    }
 }
 
 impl Action {
@@ -185,7 +206,8 @@ impl Action {
         match self {
             Action::Ledger(command) => command.kind(),
             Action::AddOperator { .. } => Some(ActionKind::Operator),
-            Action::Freeze { .. } | Action::Unfreeze { .. } => Some(ActionKind::AccountFreeze),
+            // Stopping an account's trading is a lesser freeze: the same approvals.
+            Action::Freeze { .. } | Action::Unfreeze { .. } | Action::KillSwitch { .. } => Some(ActionKind::AccountFreeze),
             Action::SetTier { .. } => Some(ActionKind::Tier),
         }
     }
@@ -246,6 +268,13 @@ pub enum Command {
     /// The ledger's own, journaled at start when its config's thresholds
     /// differ from the ones in force; peers may not send it.
     Configure(Thresholds),
+    /// A user engages or lifts their own kill switch (the gateway sends it
+    /// for the caller): engaging cancels their open orders and refuses new
+    /// ones until they lift it.
+    KillSwitch {
+        user: UserId,
+        engaged: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +302,13 @@ pub enum Outcome {
     TierSet {
         user: UserId,
         tier: u8,
+    },
+    /// A kill switch engaged or lifted: the user's switch as it is now, and
+    /// how many open orders went to matching to be cancelled.
+    KillSwitchSet {
+        user: UserId,
+        state: KillSwitch,
+        orders_cancelled: u32,
     },
 }
 
@@ -476,6 +512,10 @@ pub enum Query {
     Tier {
         user: UserId,
     },
+    /// A user's kill switch.
+    KillSwitch {
+        user: UserId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -486,4 +526,5 @@ pub enum Answer {
     Audit(Vec<AuditRecord>),
     AuditHead(AuditHead),
     Tier(u8),
+    KillSwitch(KillSwitch),
 }

@@ -256,6 +256,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Command::Operators(operators::Command::Record(login_failed.clone())),
                 Command::Operators(operators::Command::Record(operators::SecurityEvent::TwoFactor { user: 12, enabled: true })),
                 Command::Operators(operators::Command::Configure(operators::Thresholds::default())),
+                Command::Operators(operators::Command::Propose { operator: 1, action: operators::Action::KillSwitch { user: 12, engaged: true } }),
+                Command::Operators(operators::Command::KillSwitch { user: 12, engaged: false }),
             ]
             .encode(),
         ),
@@ -271,10 +273,16 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Outcome::Operators(operators::Outcome::AccountFrozen { user: 12, orders_cancelled: 3 }),
                 Outcome::Operators(operators::Outcome::AccountUnfrozen(12)),
                 Outcome::Operators(operators::Outcome::TierSet { user: 12, tier: 2 }),
+                Outcome::Operators(operators::Outcome::KillSwitchSet {
+                    user: 12,
+                    state: operators::KillSwitch { by_user: false, by_operators: true },
+                    orders_cancelled: 3,
+                }),
             ]
             .encode(),
         ),
         ("forbidden", LedgerError::Forbidden("no".into()).encode()),
+        ("kill switch engaged", LedgerError::KillSwitchEngaged { user: 12, by_operators: true }.encode()),
         (
             "operators' queries",
             vec![
@@ -284,6 +292,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Query::Operators(operators::Query::Audit { from: 1, limit: 10 }),
                 Query::Operators(operators::Query::AuditHead),
                 Query::Operators(operators::Query::Tier { user: 12 }),
+                Query::Operators(operators::Query::KillSwitch { user: 12 }),
             ]
             .encode(),
         ),
@@ -296,6 +305,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Answer::Operators(operators::Answer::Audit(vec![audit.clone()])),
                 Answer::Operators(operators::Answer::AuditHead(operators::AuditHead { last_sequence: 1, last_hash: audit.hash })),
                 Answer::Operators(operators::Answer::Tier(2)),
+                Answer::Operators(operators::Answer::KillSwitch(operators::KillSwitch { by_user: true, by_operators: false })),
             ]
             .encode(),
         ),
@@ -326,11 +336,12 @@ const GOLDEN: &[(&str, &str)] = &[
     ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f808080808020808080800401060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc31060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
-    ("operators' commands", "0b0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202"),
-    ("operators' outcomes", "09010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f0002010302010409010501060c0301070c01080c02"),
+    ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202010101050c0101060c00"),
+    ("operators' outcomes", "0a010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f0002010302010409010501060c0301070c01080c0201090c000103"),
     ("forbidden", "09026e6f"),
-    ("operators' queries", "06040004040101000a04020403010a040404050c"),
-    ("operators' answers", "0604000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f0402020102020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040502"),
+    ("kill switch engaged", "0e0c01"),
+    ("operators' queries", "07040004040101000a04020403010a040404050c04060c"),
+    ("operators' answers", "0704000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f0402020102020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa404304050204060100"),
     ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
     ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),

@@ -121,6 +121,11 @@ pub trait Product: Default {
     fn frozen_subject(&self, _command: &Self::Command) -> Option<UserId> {
         None
     }
+    /// The user a command places a new order for: refused while their kill
+    /// switch is engaged.
+    fn order_subject(&self, _command: &Self::Command) -> Option<UserId> {
+        None
+    }
     /// What to send matching to cancel everything `user` has open, their
     /// account being frozen; in a deterministic order (replicas and a
     /// replay send the same).
@@ -218,6 +223,14 @@ macro_rules! registry {
                         return Applied::refused(LedgerError::AccountFrozen(user));
                     }
                 }
+                if self.operators.any_kill_switch() {
+                    if let Some(user) = self.order_subject(command) {
+                        let state = self.operators.kill_switch(user);
+                        if state.engaged() {
+                            return Applied::refused(LedgerError::KillSwitchEngaged { user, by_operators: state.by_operators });
+                        }
+                    }
+                }
                 match command {
                     Command::CreateAsset(spec) => Applied::new(create_asset(kernel, spec), None),
                     // Ledger::apply_keyed takes these first: they apply other commands.
@@ -233,6 +246,13 @@ macro_rules! registry {
                 match command {
                     Command::CreateAsset(_) | Command::Operators(_) => None,
                     $(Command::$variant(command) => self.$field.frozen_subject(command),)*
+                }
+            }
+
+            fn order_subject(&self, command: &Command) -> Option<UserId> {
+                match command {
+                    Command::CreateAsset(_) | Command::Operators(_) => None,
+                    $(Command::$variant(command) => self.$field.order_subject(command),)*
                 }
             }
 
@@ -414,8 +434,25 @@ impl Ledger {
             ops::Command::Reject { operator, proposal, reason } => operators.reject(*operator, *proposal, reason, at_ms),
             ops::Command::Record(event) => operators.record(event, at_ms),
             ops::Command::Configure(thresholds) => operators.configure(*thresholds, at_ms),
+            &ops::Command::KillSwitch { user, engaged } => {
+                let state = ops::KillSwitch { by_user: engaged, ..operators.kill_switch(user) };
+                return self.set_kill_switch(user, state).0;
+            }
         };
         Applied::new(outcome.map(Outcome::Operators), None)
+    }
+
+    /// Puts `user`'s kill switch in `state`; newly engaged, their open
+    /// orders' cancels go to matching. Also the outcome an operators' action has.
+    fn set_kill_switch(&mut self, user: UserId, state: ops::KillSwitch) -> (Applied, ActionOutcome) {
+        let was = self.products.operators.kill_switch(user);
+        let cancels = if state.engaged() && !was.engaged() { self.products.cancel_all(user) } else { Vec::new() };
+        let orders_cancelled = u32::try_from(cancels.len()).unwrap_or(u32::MAX);
+        self.products.operators.set_kill_switch(user, state);
+        let outcome = ActionOutcome::KillSwitchSet { user, state, orders_cancelled };
+        let mut applied = Applied::new(Ok(Outcome::from(outcome.clone())), None);
+        applied.forward_more = cancels;
+        (applied, outcome)
     }
 
     /// Who `action` benefits; an error when what it names is gone (a
@@ -424,7 +461,11 @@ impl Ledger {
         match action {
             // An operator decides neither on their own account's freeze nor on its end.
             // Nor on their own tier (which sets their withdrawal limits).
-            Action::AddOperator { user } | Action::Freeze { user, .. } | Action::Unfreeze { user } | Action::SetTier { user, .. } => Ok(Some(*user)),
+            Action::AddOperator { user }
+            | Action::Freeze { user, .. }
+            | Action::Unfreeze { user }
+            | Action::SetTier { user, .. }
+            | Action::KillSwitch { user, .. } => Ok(Some(*user)),
             Action::Ledger(command) => self.products.beneficiary(&Command::from(command.clone())),
         }
     }
@@ -540,6 +581,16 @@ impl Ledger {
                 operators.freeze(user, false);
                 executed(proposal, ActionOutcome::AccountUnfrozen(user), None)
             }
+            &Action::KillSwitch { user, engaged } => {
+                if let Err(error) = self.can_execute(&proposal.action) {
+                    return Applied::refused(error);
+                }
+                let state = ops::KillSwitch { by_operators: engaged, ..self.products.operators.kill_switch(user) };
+                let (mut applied, outcome) = self.set_kill_switch(user, state);
+                let proposal = self.products.operators.executed(proposal, at_ms);
+                applied.outcome = Ok(Outcome::Operators(ops::Outcome::Executed { proposal, outcome }));
+                applied
+            }
             &Action::SetTier { user, tier } => {
                 if let Err(error) = self.can_execute(&proposal.action) {
                     return Applied::refused(error);
@@ -561,6 +612,10 @@ impl Ledger {
             Action::Freeze { user, .. } if operators.is_frozen(user) => Err(LedgerError::BadInput(format!("account {user} is frozen already"))),
             Action::Unfreeze { user } if !operators.is_frozen(user) => Err(LedgerError::BadInput(format!("account {user} is not frozen"))),
             Action::SetTier { user, tier } if operators.tier(user) == tier => Err(LedgerError::BadInput(format!("user {user} is at tier {tier} already"))),
+            Action::KillSwitch { user, engaged } if operators.kill_switch(user).by_operators == engaged => Err(LedgerError::BadInput(format!(
+                "the operators' kill switch on user {user}'s trading is {} already",
+                if engaged { "engaged" } else { "lifted" }
+            ))),
             Action::SetTier { tier, .. } if tier > ledger_api::operators::TIER_MAX => {
                 Err(LedgerError::BadInput(format!("a tier is 0 to {}", ledger_api::operators::TIER_MAX)))
             }

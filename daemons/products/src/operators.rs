@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ids::{TimestampMs, UserId};
 use ledger_api::operators::{
-    Action, ActionKind, AuditEvent, AuditHead, AuditRecord, Outcome, Proposal, ProposalId, ProposalStatus, SecurityEvent, Thresholds, TEXT_BYTES_MAX,
+    Action, ActionKind, AuditEvent, AuditHead, AuditRecord, KillSwitch, Outcome, Proposal, ProposalId, ProposalStatus, SecurityEvent, Thresholds,
+    TEXT_BYTES_MAX,
 };
 use ledger_api::LedgerError;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,8 @@ pub struct OperatorsState {
     pub frozen: BTreeSet<UserId>,
     /// Users' verification tiers; a user not here is at tier 0.
     pub tiers: BTreeMap<UserId, u8>,
+    /// Users whose kill switch is engaged (never one with neither holder).
+    pub kill_switches: BTreeMap<UserId, KillSwitch>,
 }
 
 impl Default for OperatorsState {
@@ -49,6 +52,7 @@ impl Default for OperatorsState {
             head: AuditHead::default(),
             frozen: BTreeSet::new(),
             tiers: BTreeMap::new(),
+            kill_switches: BTreeMap::new(),
         }
     }
 }
@@ -125,6 +129,25 @@ impl Operators {
 
     pub fn frozen(&self) -> &BTreeSet<UserId> {
         &self.state.frozen
+    }
+
+    /// Whether any kill switch is engaged: the check every order makes first.
+    #[inline]
+    pub fn any_kill_switch(&self) -> bool {
+        !self.state.kill_switches.is_empty()
+    }
+
+    pub fn kill_switch(&self, user: UserId) -> KillSwitch {
+        self.state.kill_switches.get(&user).copied().unwrap_or_default()
+    }
+
+    pub(crate) fn set_kill_switch(&mut self, user: UserId, state: KillSwitch) {
+        if state.engaged() {
+            self.state.kill_switches.insert(user, state);
+        } else {
+            self.state.kill_switches.remove(&user);
+        }
+        self.changes.touched = true;
     }
 
     /// Applies an approved freeze or unfreeze (its proposal's records say who and why).
@@ -317,6 +340,9 @@ impl Operators {
             if let Some(outsider) = proposal.approvals.iter().find(|user| !self.is_operator(**user)) {
                 return Err(format!("pending proposal {id} is approved by user {outsider}, who is no operator"));
             }
+        }
+        if let Some((user, _)) = self.state.kill_switches.iter().find(|(_, state)| !state.engaged()) {
+            return Err(format!("user {user}'s kill switch is kept though nobody holds it engaged"));
         }
         Ok(())
     }

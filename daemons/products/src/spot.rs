@@ -219,6 +219,13 @@ impl Product for Spot {
         }
     }
 
+    fn order_subject(&self, command: &Command) -> Option<UserId> {
+        match command {
+            Command::PlaceOrder { user, .. } => Some(*user),
+            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
+        }
+    }
+
     /// A cancel for each of `user`'s open orders, oldest first. Rare (an
     /// account frozen), so a scan of the open orders rather than an index.
     fn cancel_all(&self, user: UserId) -> Vec<matching_api::Command> {

@@ -457,6 +457,93 @@ fn freezing_an_account_cancels_its_open_orders_and_refuses_new_ones() {
 }
 
 #[test]
+fn a_halted_market_refuses_orders_before_holding_and_still_cancels() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
+    let (resting, _) = x.place(1, limit(Side::Buy, 100, 1)).unwrap();
+    let halt = |trading| Command::Spot(spot::Command::SetTrading { market: MARKET, trading });
+    let applied = x.ledger.apply(&halt(false), 3);
+    assert_eq!(applied.outcome, Ok(Outcome::Spot(spot::Outcome::TradingSet { market: MARKET, trading: false })));
+    assert_eq!(applied.forward, Some(matching_core::Command::SetTrading { market: MARKET, trading: false }), "matching halts it too");
+    x.forward(&applied.forward.unwrap());
+    let held = balance(&x.ledger, 1, USD);
+    assert_eq!(x.place(1, limit(Side::Buy, 100, 1)).err(), Some(LedgerError::MarketHalted(MARKET)));
+    assert_eq!(balance(&x.ledger, 1, USD), held, "nothing is held for a refused order");
+    let cancel = x.ledger.apply(&cancel_command(1, resting), 3);
+    x.forward(&cancel.forward.expect("a cancel still goes to matching"));
+    assert_eq!(x.closed()[&resting].status, OrderStatus::Cancelled);
+    assert_eq!(x.ledger.apply(&Command::Spot(spot::Command::SetTrading { market: 99, trading: false }), 3).outcome, Err(LedgerError::UnknownMarket(99)));
+    let resume = x.ledger.apply(&halt(true), 3).forward.unwrap();
+    x.forward(&resume);
+    x.place(1, limit(Side::Buy, 100, 1)).unwrap();
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn kill_switches_cancel_and_refuse_orders_until_their_holder_lifts_them() {
+    use ledger_api::operators::{Action, Command as Op, KillSwitch, Outcome as OpOutcome, Thresholds};
+    let mut x = Exchange::new();
+    let operator = 100;
+    ok(x.ledger.apply(&Command::Operators(Op::Configure(Thresholds::all(1))), 2));
+    ok(x.ledger.apply(&Command::Operators(Op::Bootstrap { operator }), 2));
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, USD, 10_000_000, "u2").unwrap();
+    let (first, _) = x.place(1, limit(Side::Buy, 100, 1)).unwrap();
+    let (other, _) = x.place(2, limit(Side::Buy, 99, 1)).unwrap();
+    let (second, _) = x.place(1, limit(Side::Buy, 98, 1)).unwrap();
+    let own = |engaged| Command::Operators(Op::KillSwitch { user: 1, engaged });
+    let applied = x.ledger.apply(&own(true), 3);
+    let set = |by_user, by_operators, orders_cancelled| {
+        Ok(Outcome::Operators(OpOutcome::KillSwitchSet { user: 1, state: KillSwitch { by_user, by_operators }, orders_cancelled }))
+    };
+    assert_eq!(applied.outcome, set(true, false, 2));
+    let cancelled: Vec<OrderId> = applied
+        .forward_more
+        .iter()
+        .map(|command| match command {
+            matching_core::Command::Cancel { order_id, user: 1, .. } => *order_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(cancelled, vec![first, second], "the user's open orders, and no one else's");
+    for command in &applied.forward_more {
+        x.forward(command);
+    }
+    assert_eq!(balance(&x.ledger, 1, USD), Balance { available: 10_000_000, locked: 0 });
+    assert_eq!(x.ledger.spot().order(other).unwrap().status, OrderStatus::Open);
+    let refused = Some(LedgerError::KillSwitchEngaged { user: 1, by_operators: false });
+    assert_eq!(x.place(1, limit(Side::Buy, 100, 1)).err(), refused);
+    assert_eq!(balance(&x.ledger, 1, USD).locked, 0, "nothing is held for a refused order");
+    x.place(2, limit(Side::Buy, 100, 1)).unwrap();
+    // Engaged again: nothing is open, nothing to cancel.
+    assert_eq!(x.ledger.apply(&own(true), 3).outcome, set(true, false, 0));
+
+    // The operators' switch: the user's lifting theirs leaves it engaged.
+    let by_operators = |engaged| Command::Operators(Op::Propose { operator, action: Action::KillSwitch { user: 1, engaged } });
+    let applied = x.ledger.apply(&by_operators(true), 3);
+    assert!(
+        matches!(
+            &applied.outcome,
+            Ok(Outcome::Operators(OpOutcome::Executed {
+                outcome: ledger_api::ActionOutcome::KillSwitchSet { user: 1, state: KillSwitch { by_user: true, by_operators: true }, orders_cancelled: 0 },
+                ..
+            }))
+        ),
+        "{:?}",
+        applied.outcome
+    );
+    assert_eq!(x.ledger.apply(&own(false), 3).outcome, set(false, true, 0));
+    assert_eq!(x.place(1, limit(Side::Buy, 100, 1)).err(), Some(LedgerError::KillSwitchEngaged { user: 1, by_operators: true }));
+    assert!(matches!(x.ledger.apply(&by_operators(true), 3).outcome, Err(LedgerError::BadInput(_))), "engaged already");
+    let self_serving = Command::Operators(Op::Propose { operator, action: Action::KillSwitch { user: operator, engaged: true } });
+    assert!(matches!(x.ledger.apply(&self_serving, 3).outcome, Err(LedgerError::Forbidden(_))), "not on one's own account");
+    ok(x.ledger.apply(&by_operators(false), 3));
+    assert_eq!(x.ledger.operators().kill_switch(1), KillSwitch::default());
+    x.place(1, limit(Side::Buy, 100, 1)).unwrap();
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
 fn matching_outputs_apply_exactly_once_and_in_order() {
     let mut ledger = ledger();
     let apply = |ledger: &mut Ledger, sequence| ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence, events: vec![] }), 1).outcome;

@@ -960,6 +960,53 @@ fn proposes_freeze(world: &mut Marionette, what: String, name: String, keep_orde
     world.proposal = proposal["id"].as_str().map(str::to_string);
 }
 
+#[when(regex = r"^the operator proposes to (engage|lift) (\w+)'s kill switch$")]
+fn proposes_kill_switch(world: &mut Marionette, what: String, name: String) {
+    let mutation = if what == "engage" { "engageKillSwitchFor" } else { "liftKillSwitchFor" };
+    let answer = world.ask("operator", &format!("mutation($e: String!) {{ {mutation}(email: $e) {{ id status kind }} }}"), json!({ "e": email(&name) }));
+    let proposal = data(&answer, mutation);
+    assert_eq!(
+        (proposal["status"].as_str(), proposal["kind"].as_str()),
+        (Some("PENDING"), Some("ACCOUNT_FREEZE")),
+        "one operator's word is not enough: {answer}"
+    );
+    world.proposal = proposal["id"].as_str().map(str::to_string);
+}
+
+const KILL_SWITCH_FIELDS: &str = "{ engaged engagedByUser engagedByOperators ordersCancelled }";
+
+#[when(regex = r"^(\w+) (engages|lifts) (?:her|his) kill switch$")]
+fn sets_kill_switch(world: &mut Marionette, name: String, what: String) {
+    let mutation = if what == "engages" { "engageKillSwitch" } else { "liftKillSwitch" };
+    world.answer = world.ask(&name, &format!("mutation {{ {mutation} {KILL_SWITCH_FIELDS} }}"), json!({}));
+    assert!(world.answer["data"][mutation].is_object(), "{}", world.answer);
+}
+
+#[when(regex = r"^(?:her|his) bot (engages|lifts) (?:her|his) kill switch with the Python client$")]
+fn bot_sets_kill_switch(world: &mut Marionette, what: String) {
+    let mutation = if what == "engages" { "engageKillSwitch" } else { "liftKillSwitch" };
+    world.answer = python_bot(world, &[&format!("mutation {{ {mutation} {KILL_SWITCH_FIELDS} }}")]);
+}
+
+#[then(regex = r"^it cancelled (\d+) open orders?$")]
+fn kill_switch_cancelled(world: &mut Marionette, count: i64) {
+    let set = world.answer["data"].as_object().and_then(|data| data.values().next()).cloned().unwrap_or_default();
+    assert_eq!((set["engaged"].as_bool(), set["ordersCancelled"].as_i64()), (Some(true), Some(count)), "{}", world.answer);
+}
+
+#[then(regex = r"^(\w+)'s kill switch is (not engaged|engaged by (?:herself|himself)|engaged by the operators)$")]
+fn kill_switch_state(world: &mut Marionette, name: String, state: String) {
+    let own = world.ask(&name, &format!("{{ killSwitch {KILL_SWITCH_FIELDS} }}"), json!({}));
+    let seen = world.ask("operator", &format!("query($e: String!) {{ killSwitchOf(email: $e) {KILL_SWITCH_FIELDS} }}"), json!({ "e": email(&name) }));
+    let expected = match state.as_str() {
+        "not engaged" => json!({ "engaged": false, "engagedByUser": false, "engagedByOperators": false, "ordersCancelled": null }),
+        "engaged by the operators" => json!({ "engaged": true, "engagedByUser": false, "engagedByOperators": true, "ordersCancelled": null }),
+        _ => json!({ "engaged": true, "engagedByUser": true, "engagedByOperators": false, "ordersCancelled": null }),
+    };
+    assert_eq!(data(&own, "killSwitch"), &expected, "as {name} reads it");
+    assert_eq!(data(&seen, "killSwitchOf"), &expected, "as the operators read it");
+}
+
 #[when("the approver approves the proposal")]
 #[given("the approver approves the proposal")]
 fn approver_approves(world: &mut Marionette) {

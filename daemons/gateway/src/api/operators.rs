@@ -114,6 +114,8 @@ fn describe_action(catalog: &Catalog, action: &Action) -> String {
         Action::Freeze { user, cancel_orders: false } => format!("freeze user {user}'s account"),
         Action::Unfreeze { user } => format!("unfreeze user {user}'s account"),
         Action::SetTier { user, tier } => format!("set user {user}'s verification tier to {tier}"),
+        Action::KillSwitch { user, engaged: true } => format!("engage the kill switch on user {user}'s trading (cancel their open orders, refuse new ones)"),
+        Action::KillSwitch { user, engaged: false } => format!("lift the operators' kill switch on user {user}'s trading"),
         Action::Ledger(command) => match command {
             ActionCommand::CreateAsset(spec) => format!("create asset {} with {} decimals", spec.symbol, spec.scale),
             ActionCommand::Wallet(wallet::Command::Deposit { user, asset, amount: units, reference }) => {
@@ -217,6 +219,12 @@ impl OperatorsQuery {
         Ok(list.iter().map(|p| api_proposal(&catalog, &services(ctx).reviews, p)).collect())
     }
 
+    /// A user's kill switch (operators only).
+    async fn kill_switch_of(&self, ctx: &Context<'_>, email: String) -> Result<super::spot::KillSwitch, Error> {
+        operator(ctx)?;
+        super::spot::kill_switch_of(ctx, user_by_email(ctx, &email)?).await
+    }
+
     /// The accounts operators froze (operators only).
     async fn frozen_accounts(&self, ctx: &Context<'_>) -> Result<Vec<super::accounts::User>, Error> {
         operator(ctx)?;
@@ -269,6 +277,24 @@ impl OperatorsMutation {
     async fn unfreeze_account(&self, ctx: &Context<'_>, email: String) -> Result<Proposal, Error> {
         let user = user_by_email(ctx, &email)?;
         let done = propose(ctx, Action::Unfreeze { user }).await?;
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
+    }
+
+    /// Proposes to engage the operators' kill switch on a user's trading:
+    /// once approved (`approvals.account_freeze` operators) their open orders
+    /// are cancelled and new ones refused until the operators lift it. Unlike
+    /// a freeze, the user may still log in, read and withdraw.
+    async fn engage_kill_switch_for(&self, ctx: &Context<'_>, email: String) -> Result<Proposal, Error> {
+        let user = user_by_email(ctx, &email)?;
+        let done = propose(ctx, Action::KillSwitch { user, engaged: true }).await?;
+        Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
+    }
+
+    /// Proposes to lift the operators' kill switch on a user's trading (the
+    /// user's own stays if they engaged it).
+    async fn lift_kill_switch_for(&self, ctx: &Context<'_>, email: String) -> Result<Proposal, Error> {
+        let user = user_by_email(ctx, &email)?;
+        let done = propose(ctx, Action::KillSwitch { user, engaged: false }).await?;
         Ok(api_proposal(&*Catalog::load(ctx).await?, &services(ctx).reviews, &done))
     }
 

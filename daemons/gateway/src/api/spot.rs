@@ -329,11 +329,60 @@ async fn order_by_id(ctx: &Context<'_>, order_id: u64) -> Result<Option<OrderRec
     }
 }
 
+/// A user's kill switch: while engaged their new orders are refused
+/// (KILL_SWITCH_ENGAGED). The user and the operators each hold their own
+/// side and lift only that.
+#[derive(SimpleObject)]
+pub struct KillSwitch {
+    pub engaged: bool,
+    /// Engaged by the user (or one of their API keys): theirs to lift.
+    pub engaged_by_user: bool,
+    /// Engaged by the operators: only they lift it, under the
+    /// `account_freeze` approvals.
+    pub engaged_by_operators: bool,
+    /// How many open orders engaging it cancelled; null when only read.
+    pub orders_cancelled: Option<i32>,
+}
+
+impl KillSwitch {
+    pub(super) fn of(state: ledger_api::operators::KillSwitch, orders_cancelled: Option<u32>) -> KillSwitch {
+        KillSwitch {
+            engaged: state.engaged(),
+            engaged_by_user: state.by_user,
+            engaged_by_operators: state.by_operators,
+            orders_cancelled: orders_cancelled.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        }
+    }
+}
+
+pub(super) async fn kill_switch_of(ctx: &Context<'_>, user: u64) -> Result<KillSwitch, Error> {
+    match ask(ctx, Query::Operators(ledger_api::operators::Query::KillSwitch { user })).await? {
+        Answer::Operators(ledger_api::operators::Answer::KillSwitch(state)) => Ok(KillSwitch::of(state, None)),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn set_own_kill_switch(ctx: &Context<'_>, engaged: bool) -> Result<KillSwitch, Error> {
+    let user = caller_id(ctx)?;
+    match run(ctx, ledger_api::Command::Operators(ledger_api::operators::Command::KillSwitch { user, engaged })).await? {
+        Outcome::Operators(ledger_api::operators::Outcome::KillSwitchSet { state, orders_cancelled, .. }) => {
+            tracing::info!(event = "kill_switch", user, engaged, orders_cancelled, "a user set their own kill switch");
+            Ok(KillSwitch::of(state, Some(orders_cancelled)))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
 #[derive(Default)]
 pub struct SpotQuery;
 
 #[Object]
 impl SpotQuery {
+    /// The caller's kill switch.
+    async fn kill_switch(&self, ctx: &Context<'_>) -> Result<KillSwitch, Error> {
+        kill_switch_of(ctx, caller_id(ctx)?).await
+    }
+
     async fn markets(&self, ctx: &Context<'_>) -> Result<Vec<Market>, Error> {
         let catalog = Catalog::load(ctx).await?;
         Ok(catalog.markets.iter().filter_map(|m| catalog.api_market(m)).collect())
@@ -478,6 +527,19 @@ pub struct SpotMutation;
 
 #[Object]
 impl SpotMutation {
+    /// Stops the caller's trading at once: every open order is cancelled
+    /// and new ones are refused (KILL_SWITCH_ENGAGED) until the caller lifts
+    /// it. An API key with the TRADE scope may engage it; lifting needs a login.
+    async fn engage_kill_switch(&self, ctx: &Context<'_>) -> Result<KillSwitch, Error> {
+        set_own_kill_switch(ctx, true).await
+    }
+
+    /// Lifts the caller's own kill switch; one the operators engaged stays
+    /// until they lift it.
+    async fn lift_kill_switch(&self, ctx: &Context<'_>) -> Result<KillSwitch, Error> {
+        set_own_kill_switch(ctx, false).await
+    }
+
     async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> Result<Order, Error> {
         let user = caller_id(ctx)?;
         let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;

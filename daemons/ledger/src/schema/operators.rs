@@ -1,8 +1,9 @@
 //! Operators' tables: every proposal by id, the pending ones, and the audit
 //! log by sequence. The operators, the thresholds in force, the next
-//! proposal id, the audit head and the frozen accounts are in META.
+//! proposal id, the audit head, the frozen accounts and the engaged kill
+//! switches are in META.
 
-use ledger_api::operators::{Answer, AuditHead, AuditRecord, Proposal, ProposalStatus, Query, Thresholds};
+use ledger_api::operators::{Answer, AuditHead, AuditRecord, KillSwitch, Proposal, ProposalStatus, Query, Thresholds};
 use products::operators::{tables, Operators, OperatorsChanges, OperatorsState};
 use storage::{Batch, Store, Table};
 
@@ -25,6 +26,7 @@ const META_THRESHOLDS: &[u8] = b"operators.thresholds";
 const META_NEXT_PROPOSAL: &[u8] = b"operators.next_proposal";
 const META_AUDIT_HEAD: &[u8] = b"operators.audit_head";
 const META_FROZEN: &[u8] = b"operators.frozen";
+const META_KILL_SWITCHES: &[u8] = b"operators.kill_switches";
 
 pub fn write(batch: &mut Batch, operators: &Operators, changes: &OperatorsChanges) {
     for &(user, tier) in &changes.tiers {
@@ -54,6 +56,7 @@ pub fn write(batch: &mut Batch, operators: &Operators, changes: &OperatorsChange
     put_encoded(batch, META, META_NEXT_PROPOSAL, &state.next_proposal);
     put_encoded(batch, META, META_AUDIT_HEAD, &state.head);
     put_encoded(batch, META, META_FROZEN, &state.frozen);
+    put_encoded(batch, META, META_KILL_SWITCHES, &state.kill_switches);
 }
 
 pub fn load(store: &Store) -> Result<OperatorsState, SchemaError> {
@@ -63,6 +66,7 @@ pub fn load(store: &Store) -> Result<OperatorsState, SchemaError> {
         next_proposal: meta(store, META_NEXT_PROPOSAL)?.unwrap_or(1),
         head: meta(store, META_AUDIT_HEAD)?.unwrap_or_default(),
         frozen: meta(store, META_FROZEN)?.unwrap_or_default(),
+        kill_switches: meta(store, META_KILL_SWITCHES)?.unwrap_or_default(),
         ..OperatorsState::default()
     };
     for item in store.scan_all(PENDING_PROPOSALS) {
@@ -123,6 +127,9 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
         },
         Query::Audit { from, limit: n } => Answer::Audit(audit(store, from, limit(n)?)?),
         Query::AuditHead => Answer::AuditHead(audit_head(store)?),
+        Query::KillSwitch { user } => Answer::KillSwitch(
+            meta::<std::collections::BTreeMap<u64, KillSwitch>>(store, META_KILL_SWITCHES)?.unwrap_or_default().get(&user).copied().unwrap_or_default(),
+        ),
         Query::Tier { user } => {
             Answer::Tier(store.get(TIERS, &user.to_be_bytes()).map_err(SchemaError::from)?.and_then(|value| value.first().copied()).unwrap_or(0))
         }
