@@ -71,6 +71,7 @@ pub fn spec(id: MarketId) -> MarketSpec {
         taker_fee_ppm: 2_000,
         price_ticks_max: 10_000_000,
         quantity_lots_max: 1_000_000,
+        price_band_ppm: 0,
     }
 }
 

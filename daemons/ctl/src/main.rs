@@ -29,8 +29,9 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
   two-factor off CODE                   turn it off (an app or a recovery code); operators must have it,
                                         so their actions wait until they enrol again
   create-asset SYMBOL SCALE             e.g. create-asset BTC 8
-  create-market BASE QUOTE TICK_SIZE LOT_SIZE MAKER_FEE_RATE TAKER_FEE_RATE
-                                        e.g. create-market BTC USD 0.01 0.0001 0.001 0.002
+  create-market BASE QUOTE TICK_SIZE LOT_SIZE MAKER_FEE_RATE TAKER_FEE_RATE [PRICE_BAND]
+                                        e.g. create-market BTC USD 0.01 0.0001 0.001 0.002 0.1
+                                        (limit prices within 10% of the last trade; no band if left out)
   halt-market MARKET                    no new orders on MARKET (e.g. BTC-USD); cancels still allowed
   resume-market MARKET                  let a halted market take orders again
   deposit EMAIL ASSET AMOUNT REFERENCE  credit a user (idempotent by REFERENCE)
@@ -161,9 +162,9 @@ fn run() -> anyhow::Result<i32> {
             "mutation($s: String!, $n: Int!) { createAsset(symbol: $s, scale: $n) { id symbol scale } }",
             json!({ "s": symbol, "n": scale.parse::<i32>().context("SCALE is a number of decimal places")? }),
         ),
-        ["create-market", base, quote, tick, lot, maker, taker] => graphql(
-            "mutation($i: CreateMarketInput!) { createMarket(input: $i) { id tickSize lotSize makerFeeRate takerFeeRate } }",
-            json!({ "i": { "base": base, "quote": quote, "tickSize": tick, "lotSize": lot, "makerFeeRate": maker, "takerFeeRate": taker } }),
+        ["create-market", base, quote, tick, lot, maker, taker, band @ ..] if band.len() <= 1 => graphql(
+            "mutation($i: CreateMarketInput!) { createMarket(input: $i) { id tickSize lotSize makerFeeRate takerFeeRate priceBand } }",
+            json!({ "i": { "base": base, "quote": quote, "tickSize": tick, "lotSize": lot, "makerFeeRate": maker, "takerFeeRate": taker, "priceBand": band.first() } }),
         ),
         ["halt-market", market] => graphql("mutation($m: ID!) { haltMarket(market: $m) { id trading } }", json!({ "m": market })),
         ["resume-market", market] => graphql("mutation($m: ID!) { resumeMarket(market: $m) { id trading } }", json!({ "m": market })),

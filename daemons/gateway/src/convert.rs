@@ -276,6 +276,7 @@ mod tests {
                 taker_fee_ppm: 0,
                 price_ticks_max: 1,
                 quantity_lots_max: 1,
+                price_band_ppm: 0,
             };
             let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: per_lot, spec, trading: true };
             let asset = |id, scale| AssetSpec { id, symbol: "X".into(), scale };
@@ -332,6 +333,7 @@ mod tests {
                         taker_fee_ppm: 0,
                         price_ticks_max: 1,
                         quantity_lots_max: 1,
+                        price_band_ppm: 0,
                     };
                     let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: units.base_units_per_lot, spec, trading: true };
                     let asset = |id, scale| AssetSpec { id, symbol: "X".into(), scale };

@@ -32,6 +32,7 @@ fn market() -> LedgerMarket {
             taker_fee_ppm: 2_000,
             price_ticks_max: 1_000_000,
             quantity_lots_max: 1_000,
+            price_band_ppm: 0,
         },
     }
 }

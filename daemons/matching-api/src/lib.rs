@@ -19,8 +19,9 @@ pub use ids::{MarketId, OrderId, UserId};
 
 /// The version of every format in this crate. 1 was the unversioned
 /// encoding of matching-core's own types (release 0.1.0's first builds);
-/// 3 added a market's tick-lot scale and a fill's notional rounding.
-pub const FORMAT_VERSION: u16 = 3;
+/// 3 added a market's tick-lot scale and a fill's notional rounding; 4 price
+/// bands and the last trade price in snapshots.
+pub const FORMAT_VERSION: u16 = 4;
 /// A price in ticks of the market's tick size.
 pub type PriceTicks = u64;
 /// A quantity in lots of the market's lot size.
@@ -103,7 +104,15 @@ pub struct MarketSpec {
     /// `u128` (checked when the market is added).
     pub price_ticks_max: PriceTicks,
     pub quantity_lots_max: QuantityLots,
+    /// How far, in millionths, a limit price may be from the last trade's
+    /// price (before the market's first trade, from the best opposite
+    /// price): further, the order or amend is refused with
+    /// [`RejectCode::PriceOutOfBand`]. 0 is no band.
+    pub price_band_ppm: u32,
 }
+
+/// The widest price band: 100%.
+pub const PRICE_BAND_PPM_MAX: u32 = 1_000_000;
 
 /// The largest `tick_lot_scale`: a tick on a lot as small as 10^-18 of a
 /// minor unit is already far below any asset's precision.
@@ -136,8 +145,15 @@ impl MarketSpec {
         self.notional_exact(price, quantity) / self.notional_divisor()
     }
 
+    /// Whether `price` is within the price band around `reference`
+    /// (always, for a market without a band). Exact: no rounding widens it.
+    #[inline]
+    pub fn within_band(&self, price: PriceTicks, reference: PriceTicks) -> bool {
+        self.price_band_ppm == 0 || (price.abs_diff(reference) as u128) * 1_000_000 <= reference as u128 * self.price_band_ppm as u128
+    }
+
     pub fn validate(&self) -> Result<(), RejectCode> {
-        let rates_ok = self.maker_fee_ppm <= FEE_RATE_PPM_MAX && self.taker_fee_ppm <= FEE_RATE_PPM_MAX;
+        let rates_ok = self.maker_fee_ppm <= FEE_RATE_PPM_MAX && self.taker_fee_ppm <= FEE_RATE_PPM_MAX && self.price_band_ppm <= PRICE_BAND_PPM_MAX;
         let bounds_ok =
             self.quote_units_per_tick_lot > 0 && self.tick_lot_scale <= TICK_LOT_SCALE_MAX && self.price_ticks_max > 0 && self.quantity_lots_max > 0;
         // The largest exact notional, plus a unit of rounding per lot (a
@@ -250,6 +266,8 @@ pub enum RejectCode {
     UserOrderLimit,
     #[error("the book side holds its configured maximum of price levels")]
     PriceLevelLimit,
+    #[error("the price is further from the last trade (before any, the best opposite price) than the market's price band allows")]
+    PriceOutOfBand,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -378,6 +396,8 @@ pub struct JournalEntry {
 pub struct MarketSnapshot {
     pub spec: MarketSpec,
     pub trading: bool,
+    /// The last trade's price: price bands are measured from it.
+    pub last_price: Option<PriceTicks>,
     /// Canonical order: bids best first, then asks best first, each price
     /// level oldest first.
     pub orders: Vec<RestingOrder>,

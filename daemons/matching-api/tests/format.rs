@@ -32,6 +32,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         taker_fee_ppm: 2_000,
         price_ticks_max: 1 << 40,
         quantity_lots_max: 1 << 30,
+        price_band_ppm: 100_000,
     };
     let fill = Fill {
         market: 3,
@@ -75,8 +76,9 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("cancelled", encode(&Event::Cancelled { market: 3, order_id: 9, user: 8, side: Side::Sell, remaining: 3, reason: CancelReason::SelfTrade })),
         ("done", encode(&Event::Done { market: 3, order_id: 11, user: 12 })),
         ("journal entry", encode(&JournalEntry { peer: 1, peer_sequence: 77, command: Command::Place(order()) })),
-        ("snapshot", encode(&EngineSnapshot { markets: vec![MarketSnapshot { spec, trading: true, orders: vec![resting] }] })),
+        ("snapshot", encode(&EngineSnapshot { markets: vec![MarketSnapshot { spec, trading: true, last_price: Some(1_234), orders: vec![resting] }] })),
         ("price level", encode(&PriceLevel { price: 25_000, quantity: 12, orders: 3 })),
+        ("price out of band", encode(&Event::Rejected { market: 3, order_id: 11, user: 12, code: RejectCode::PriceOutOfBand })),
     ]
 }
 
@@ -94,7 +96,7 @@ mod erased {
 }
 
 const GOLDEN: &[(&str, &str)] = &[
-    ("add market", "0003914e02e807d00f8080808080208080808004"),
+    ("add market", "0003914e02e807d00f8080808080208080808004a08d06"),
     ("set trading", "010300"),
     ("place", "0203c1843d2a0100020101a8c3010702"),
     ("cancel", "03030908"),
@@ -110,13 +112,14 @@ const GOLDEN: &[(&str, &str)] = &[
     ("cancelled", "07030908010303"),
     ("done", "08030b0c"),
     ("journal entry", "014d0203c1843d2a0100020101a8c3010702"),
-    ("snapshot", "0103914e02e807d00f80808080802080808080040101090801a8c30105020001"),
+    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c30105020001"),
     ("price level", "a8c3010c03"),
+    ("price out of band", "04030b0c0e"),
 ];
 
 #[test]
-fn the_format_is_version_3_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 3, "the golden bytes below are version 3's: a new version writes its own");
+fn the_format_is_version_4_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 4, "the golden bytes below are version 4's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

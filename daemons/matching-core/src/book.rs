@@ -38,6 +38,12 @@ pub trait OrderBook: Sized {
     fn depth(&self, side: Side, levels_max: usize) -> Vec<PriceLevel>;
 
     fn resting_count(&self) -> usize;
+
+    /// The best resting price on `side`.
+    fn best_price(&self, side: Side) -> Option<PriceTicks>;
+
+    /// The side of an open order of `user`'s.
+    fn side_of(&self, order_id: OrderId, user: UserId) -> Option<Side>;
 }
 
 /// Where a book's resting orders are and in what priority: a data

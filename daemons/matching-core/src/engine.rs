@@ -6,11 +6,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::book::OrderBook;
 use crate::rules;
-use crate::types::{Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, RejectCode};
+use crate::types::{Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, OrderKind, PriceTicks, RejectCode, Side};
 
 struct Market<B> {
     book: B,
     trading: bool,
+    /// The last trade's price, the centre of the price band.
+    last_price: Option<PriceTicks>,
+}
+
+impl<B: OrderBook> Market<B> {
+    /// Whether a limit price on `side` is within the market's price band:
+    /// measured from the last trade, before any from the best opposite
+    /// price; with neither, any price is.
+    #[inline]
+    fn within_band(&self, side: Side, price: PriceTicks) -> bool {
+        let spec = self.book.spec();
+        if spec.price_band_ppm == 0 {
+            return true;
+        }
+        self.last_price.or_else(|| self.book.best_price(side.opposite())).is_none_or(|reference| spec.within_band(price, reference))
+    }
+
+    /// Remembers the last price among the fills from `out[from..]`.
+    #[inline]
+    fn note_trades(&mut self, out: &[Event], from: usize) {
+        if let Some(price) = out[from..].iter().rev().find_map(|event| if let Event::Fill(fill) = event { Some(fill.price) } else { None }) {
+            self.last_price = Some(price);
+        }
+    }
 }
 
 pub struct Engine<B: OrderBook> {
@@ -84,8 +108,17 @@ impl<B: OrderBook> Engine<B> {
             }
             Command::Place(ref order) => {
                 let checked = if market.trading { rules::check_new_order(market.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
+                // Bands bound limit prices; a market order's protection price is a bound, not a price.
+                let checked = checked.and_then(|()| match (order.kind, order.price) {
+                    (OrderKind::Limit, Some(price)) if !market.within_band(order.side, price) => Err(RejectCode::PriceOutOfBand),
+                    _ => Ok(()),
+                });
                 match checked {
-                    Ok(()) => market.book.place(order, out),
+                    Ok(()) => {
+                        let from = out.len();
+                        market.book.place(order, out);
+                        market.note_trades(out, from);
+                    }
                     Err(code) => out.push(Event::Rejected { market: market_id, order_id: order.order_id, user: order.user, code }),
                 }
             }
@@ -93,8 +126,16 @@ impl<B: OrderBook> Engine<B> {
             Command::CancelAll { user, .. } => market.book.cancel_all(user, out),
             Command::Amend { order_id, user, price, quantity, .. } => {
                 let checked = if market.trading { rules::check_amend(market.book.spec(), price, quantity) } else { Err(RejectCode::MarketClosed) };
+                let checked = checked.and_then(|()| match market.book.side_of(order_id, user) {
+                    Some(side) if !market.within_band(side, price) => Err(RejectCode::PriceOutOfBand),
+                    _ => Ok(()),
+                });
                 match checked {
-                    Ok(()) => market.book.amend(order_id, user, price, quantity, out),
+                    Ok(()) => {
+                        let from = out.len();
+                        market.book.amend(order_id, user, price, quantity, out);
+                        market.note_trades(out, from);
+                    }
                     Err(code) => out.push(Event::Rejected { market: market_id, order_id, user, code }),
                 }
             }
@@ -116,7 +157,7 @@ impl<B: OrderBook> Engine<B> {
         if self.markets.len() <= index {
             self.markets.resize_with(index + 1, || None);
         }
-        self.markets[index] = Some(Market { book: B::new(spec, self.limits.book), trading: true });
+        self.markets[index] = Some(Market { book: B::new(spec, self.limits.book), trading: true, last_price: None });
         out.push(Event::MarketAdded { market: spec.id });
     }
 
@@ -142,7 +183,7 @@ impl<B: OrderBook> Engine<B> {
                 .markets
                 .iter()
                 .flatten()
-                .map(|m| MarketSnapshot { spec: *m.book.spec(), trading: m.trading, orders: m.book.resting_orders() })
+                .map(|m| MarketSnapshot { spec: *m.book.spec(), trading: m.trading, last_price: m.last_price, orders: m.book.resting_orders() })
                 .collect(),
         }
     }
@@ -164,6 +205,10 @@ impl<B: OrderBook> Engine<B> {
             }
             let slot = engine.markets[market.spec.id as usize].as_mut().expect("just added");
             slot.trading = market.trading;
+            if market.last_price.is_some_and(|price| price == 0 || price > slot.book.spec().price_ticks_max) {
+                return Err(invalid("the last trade price is out of range"));
+            }
+            slot.last_price = market.last_price;
             let mut ids = rustc_hash::FxHashSet::default();
             for order in &market.orders {
                 if !ids.insert(order.order_id) {

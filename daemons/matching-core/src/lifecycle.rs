@@ -288,4 +288,12 @@ impl<S: BookStore> OrderBook for Book<S> {
     fn resting_count(&self) -> usize {
         self.store.len()
     }
+
+    fn best_price(&self, side: Side) -> Option<PriceTicks> {
+        self.store.best(side).map(|handle| self.store.get(handle).price)
+    }
+
+    fn side_of(&self, order_id: OrderId, user: UserId) -> Option<Side> {
+        self.store.find(order_id).map(|handle| self.store.get(handle)).filter(|order| order.user == user).map(|order| order.side)
+    }
 }

@@ -16,6 +16,7 @@ fn spec() -> MarketSpec {
         taker_fee_ppm: 2_000,
         price_ticks_max: 1_000_000,
         quantity_lots_max: 1_000_000,
+        price_band_ppm: 0,
     }
 }
 
@@ -29,9 +30,21 @@ impl<B: OrderBook> Harness<B> {
     }
 
     fn with_limits(book: BookLimits) -> Self {
+        Self::listing(spec(), book)
+    }
+
+    /// The market with a price band of `ppm` millionths.
+    fn with_band(ppm: u32) -> Self {
+        Self::listing(
+            MarketSpec { price_band_ppm: ppm, ..spec() },
+            BookLimits { resting_orders_max: 100, orders_per_user_max: 50, price_levels_per_side_max: 20 },
+        )
+    }
+
+    fn listing(spec: MarketSpec, book: BookLimits) -> Self {
         let mut engine = Engine::new(EngineLimits { markets_max: 16, book });
         let mut out = Vec::new();
-        engine.execute(&Command::AddMarket(spec()), &mut out);
+        engine.execute(&Command::AddMarket(spec), &mut out);
         assert_eq!(out, vec![Event::MarketAdded { market: MARKET }]);
         Harness { engine }
     }
@@ -138,6 +151,7 @@ suite!(
     fees_are_exact_and_round_up_once_per_order,
     notionals_between_minor_units_round_up_for_the_buyer_and_down_for_the_seller,
     halted_market_refuses_orders_but_allows_cancels,
+    price_bands_measure_from_the_last_trade_or_the_best_opposite_price,
     bad_orders_are_rejected_with_codes,
     duplicate_live_order_id_is_refused,
     unknown_market_is_rejected,
@@ -455,6 +469,36 @@ fn halted_market_refuses_orders_but_allows_cancels<B: OrderBook>() {
     assert_eq!(h.run(limit(3, 1, Buy, 91, 1)), vec![accepted(3, 1, Buy, Some(91), 1)]);
 }
 
+fn price_bands_measure_from_the_last_trade_or_the_best_opposite_price<B: OrderBook>() {
+    let mut h = Harness::<B>::with_band(100_000);
+    let band = |order_id, user| vec![rejected(order_id, user, RejectCode::PriceOutOfBand)];
+    // Nothing to measure from: any price.
+    assert_eq!(h.run(limit(1, 1, Buy, 500, 1)), vec![accepted(1, 1, Buy, Some(500), 1)]);
+    // No trade yet: a sell is measured from the best bid, 10% of 500 either way.
+    assert_eq!(h.run(limit(2, 2, Sell, 449, 1)), band(2, 2));
+    assert_eq!(trades(&h.run(limit(3, 2, Sell, 450, 1))), vec![(1, 3, 500, 1)]);
+    // From now on from the last trade, 500; the edge is in, one tick past it out.
+    assert_eq!(h.run(limit(4, 1, Buy, 551, 1)), band(4, 1));
+    assert_eq!(h.run(limit(5, 1, Buy, 550, 1)), vec![accepted(5, 1, Buy, Some(550), 1)]);
+    assert_eq!(h.run(limit(6, 2, Sell, 449, 1)), band(6, 2));
+    assert_eq!(h.depth(Sell), vec![], "nothing refused rests");
+    // An amend's new price is banded too; a refused one changes nothing.
+    assert_eq!(h.run(Command::Amend { market: MARKET, order_id: 5, user: 1, price: 551, quantity: 1 }), band(5, 1));
+    assert_eq!(h.depth(Buy), vec![(550, 1)]);
+    let amended = h.run(Command::Amend { market: MARKET, order_id: 5, user: 1, price: 520, quantity: 1 });
+    assert_eq!(amended[0], Event::Amended { market: MARKET, order_id: 5, user: 1, price: 520, quantity: 1 });
+    // A market order is not banded (its protection price is a bound, not a price).
+    let swept = h.run(Command::Place(NewOrder { kind: OrderKind::Market, ..order(7, 2, Sell, Some(1), 1) }));
+    assert_eq!(trades(&swept), vec![(5, 7, 520, 1)]);
+    // The last trade, 520, is kept across a snapshot: 52 ticks is the band.
+    let restored = Engine::<B>::restore(*h.engine.limits(), &h.engine.snapshot()).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    h.engine = restored;
+    assert_eq!(h.run(limit(8, 1, Buy, 573, 1)), band(8, 1));
+    assert_eq!(h.run(limit(9, 1, Buy, 572, 1)), vec![accepted(9, 1, Buy, Some(572), 1)]);
+    assert_eq!(h.run(limit(10, 2, Sell, 467, 1)), band(10, 2));
+}
+
 fn bad_orders_are_rejected_with_codes<B: OrderBook>() {
     let mut h = Harness::<B>::new();
     assert_eq!(h.run(limit(1, 1, Buy, 0, 1)), vec![rejected(1, 1, RejectCode::InvalidPrice)]);
@@ -473,6 +517,8 @@ fn bad_orders_are_rejected_with_codes<B: OrderBook>() {
     assert_eq!(h.run(Command::AddMarket(bad_spec)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
     let too_fine = MarketSpec { id: 8, tick_lot_scale: TICK_LOT_SCALE_MAX + 1, ..spec() };
     assert_eq!(h.run(Command::AddMarket(too_fine)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
+    let too_wide = MarketSpec { id: 8, price_band_ppm: PRICE_BAND_PPM_MAX + 1, ..spec() };
+    assert_eq!(h.run(Command::AddMarket(too_wide)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
     let overflowing = MarketSpec { id: 8, price_ticks_max: u64::MAX, quantity_lots_max: u64::MAX, ..spec() };
     assert_eq!(h.run(Command::AddMarket(overflowing)), vec![Event::MarketRejected { market: 8, code: RejectCode::InvalidMarketSpec }]);
     assert_eq!(h.run(Command::AddMarket(spec())), vec![Event::MarketRejected { market: MARKET, code: RejectCode::MarketExists }]);

@@ -34,6 +34,8 @@ fn setup() -> Vec<Command> {
                 taker_fee_ppm: 750,
                 price_ticks_max: 200,
                 quantity_lots_max: 50,
+                // Market 1 refuses prices over 20% from the last trade.
+                price_band_ppm: if id == 1 { 200_000 } else { 0 },
             })
         })
         .collect()

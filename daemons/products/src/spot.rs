@@ -122,6 +122,7 @@ pub fn reject_text(code: RejectCode) -> &'static str {
         RejectCode::BookFull => "BOOK_FULL",
         RejectCode::UserOrderLimit => "USER_ORDER_LIMIT",
         RejectCode::PriceLevelLimit => "PRICE_LEVEL_LIMIT",
+        RejectCode::PriceOutOfBand => "PRICE_OUT_OF_BAND",
         RejectCode::MarketExists | RejectCode::MarketLimit | RejectCode::InvalidMarketSpec => "INVALID_MARKET",
     }
 }

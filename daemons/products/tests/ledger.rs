@@ -41,6 +41,7 @@ fn btc_usd() -> Market {
             taker_fee_ppm: 2_000,
             price_ticks_max: 100_000_000,
             quantity_lots_max: 1_000_000,
+            price_band_ppm: 0,
         },
     }
 }

@@ -191,6 +191,25 @@ fn running_listed(world: &mut Marionette, base: String, quote: String, tick: Str
     world.system = Some(system);
 }
 
+#[given(regex = r"^a running Marionette with the market (\w+)-(\w+) and a price band of (\d+)%$")]
+fn running_banded(world: &mut Marionette, base: String, quote: String, percent: String) {
+    let system = System::start_with(world.dir.path(), &Options::default());
+    assert_eq!(system.ctl(&["create-asset", &base, "8"], "").0, 0);
+    assert_eq!(system.ctl(&["create-asset", &quote, "2"], "").0, 0);
+    let band = (decimal(&percent) / Decimal::ONE_HUNDRED).to_string();
+    let (exit, said) = system.ctl(&["create-market", &base, &quote, "1", "0.01", "0.001", "0.002", &band], "");
+    assert_eq!(exit, 0, "create-market: {said}");
+    world.tokens.insert("operator".into(), system.login(OPERATOR, OPERATOR_PASSWORD));
+    world.system = Some(system);
+}
+
+#[then(regex = r"^the market ([\w-]+) has a price band of ([\d.]+)$")]
+fn market_price_band(world: &mut Marionette, market: String, band: String) {
+    let answer = world.ask("alice", "{ markets { id priceBand } }", json!({}));
+    let listed = data(&answer, "markets").as_array().unwrap().iter().find(|m| m["id"] == market.as_str()).cloned().unwrap_or_default();
+    assert_eq!(field_decimal(&listed["priceBand"]), decimal(&band), "{answer}");
+}
+
 /// Markets need two operators (`market = 2`), the rest of the approvals one.
 #[given(regex = r"^a running Marionette with the market (\w+)-(\w+), whose market actions need two operators$")]
 fn running_markets_four_eyes(world: &mut Marionette, base: String, quote: String) {

@@ -444,6 +444,9 @@ impl LedgerNode {
 // ---------------------------------------------------------------- traders and the gateway
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+// One per request of a test run: the size costs nothing, and a box would
+// hide the answers from the pattern matches below.
+#[allow(clippy::large_enum_variant)]
 enum RequestState {
     /// Not sent, or sent on a connection that is gone: send (again).
     Ready,
@@ -507,6 +510,9 @@ fn btc_usd() -> LedgerMarket {
             taker_fee_ppm: 2_000,
             price_ticks_max: 1_000_000,
             quantity_lots_max: 1_000_000,
+            // Prices are drawn from 95 to 105: a 5% band refuses some, so
+            // replays must restore the last trade price the band measures from.
+            price_band_ppm: 50_000,
         },
     }
 }

@@ -539,6 +539,7 @@ mod tests {
             taker_fee_ppm: 0,
             price_ticks_max: 1 << 40,
             quantity_lots_max: 1 << 30,
+            price_band_ppm: 0,
         };
         let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: 1_000_000, spec, trading: true };
         let (base, quote) = (AssetSpec { id: 1, symbol: "BTC".into(), scale: 8 }, AssetSpec { id: 2, symbol: "USD".into(), scale: 2 });

@@ -117,6 +117,10 @@ pub struct Market {
     /// False while the operators have the market halted: new orders are
     /// refused with MARKET_CLOSED, cancels are still allowed.
     pub trading: bool,
+    /// How far a limit price may be from the last trade (before the first,
+    /// from the best opposite price), as a fraction: 0.1 is 10%. Further is
+    /// refused with PRICE_OUT_OF_BAND. Null: no band.
+    pub price_band: Option<Dec>,
 }
 
 #[async_graphql::ComplexObject]
@@ -248,6 +252,9 @@ pub struct CreateMarketInput {
     pub lot_size: Dec,
     pub maker_fee_rate: Dec,
     pub taker_fee_rate: Dec,
+    /// How far a limit price may be from the last trade, as a fraction
+    /// above 0 and at most 1 (0.1 is 10%); none for no band.
+    pub price_band: Option<Dec>,
 }
 
 // ---- the catalog's markets ----
@@ -285,6 +292,7 @@ impl Catalog {
             maker_fee_rate: Dec(terms.maker_fee_rate),
             taker_fee_rate: Dec(terms.taker_fee_rate),
             trading: market.trading,
+            price_band: (market.spec.price_band_ppm > 0).then(|| Dec(Decimal::new(market.spec.price_band_ppm.into(), 6).normalize())),
         })
     }
 
@@ -594,11 +602,17 @@ impl SpotMutation {
         times.settle_seconds.observe(held.elapsed().as_secs_f64());
         if record.status == LedgerStatus::Rejected {
             let reason = record.reject_reason.clone().unwrap_or_default();
-            if matches!(reason.as_str(), "POST_ONLY_WOULD_TAKE" | "MARKET_CLOSED") {
-                return Err(coded(
-                    if reason == "MARKET_CLOSED" { "MARKET_CLOSED" } else { "POST_ONLY_WOULD_TAKE" },
-                    format!("the order was refused: {reason}"),
-                ));
+            match reason.as_str() {
+                "POST_ONLY_WOULD_TAKE" => return Err(coded("POST_ONLY_WOULD_TAKE", "the order was refused: a post-only order would have taken liquidity")),
+                "MARKET_CLOSED" => return Err(coded("MARKET_CLOSED", "the order was refused: the market is not trading")),
+                "PRICE_OUT_OF_BAND" => {
+                    let band = Decimal::new(market.spec.price_band_ppm.into(), 4).normalize();
+                    return Err(coded(
+                        "PRICE_OUT_OF_BAND",
+                        format!("the order was refused: its price is more than {band}% from the last trade (before the first, from the best opposite price); price it closer"),
+                    ));
+                }
+                _ => {}
             }
         }
         Ok(catalog.api_order(&record))
@@ -661,6 +675,14 @@ impl SpotMutation {
             taker_fee_ppm: ppm(input.taker_fee_rate.0, "takerFeeRate")?,
             price_ticks_max: 1_000_000_000,
             quantity_lots_max: 1_000_000_000,
+            price_band_ppm: match input.price_band {
+                None => 0,
+                Some(band) => match ppm(band.0, "priceBand")? {
+                    0 => return Err(bad("priceBand must be above 0 (leave it out for no band)".into())),
+                    ppm if ppm > matching_api::PRICE_BAND_PPM_MAX => return Err(bad("priceBand must be at most 1 (100%)".into())),
+                    ppm => ppm,
+                },
+            },
         };
         let market = LedgerMarket { base: base.id, quote: quote.id, base_units_per_lot: units.base_units_per_lot, spec, trading: true };
         super::operators::operate(ctx, ledger_api::Command::Spot(Command::CreateMarket(market))).await?;
