@@ -83,3 +83,13 @@ Feature: Trading on the order book
     And alice cannot see bob's order
     And alice cannot cancel bob's order
     And bob's order is OPEN with 0 BTC filled
+
+  Scenario: A trader cancels all of her open orders at once
+    Given alice places a limit buy order for 0.1 BTC at 90 USD
+    And alice places a limit buy order for 0.2 BTC at 95 USD
+    And bob places a limit sell order for 0.5 BTC at 120 USD
+    When alice cancels all of her orders in BTC-USD
+    Then 2 orders were cancelled
+    And alice has 10000.00 USD available and 0.00 USD locked
+    And bob's order is OPEN with 0 BTC filled
+    And no money was created or destroyed

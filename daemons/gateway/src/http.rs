@@ -41,6 +41,8 @@ pub struct Metrics {
     pub requests: Counter,
     pub client_errors: Counter,
     pub rate_limited: Counter,
+    /// WebSockets that asked for cancel-on-disconnect and ended.
+    pub cancels_on_disconnect: Counter,
     pub connections_refused: Counter,
     pub connections: Gauge<i64, AtomicI64>,
     pub websockets: Gauge<i64, AtomicI64>,
@@ -63,6 +65,7 @@ impl Metrics {
             requests: Counter::default(),
             client_errors: Counter::default(),
             rate_limited: Counter::default(),
+            cancels_on_disconnect: Counter::default(),
             connections_refused: Counter::default(),
             connections: Gauge::default(),
             websockets: Gauge::default(),
@@ -78,6 +81,11 @@ impl Metrics {
         registry.register("client_errors", "Requests answered 4xx", metrics.client_errors.clone());
         registry.register("rate_limited", "Requests refused with 429 RATE_LIMITED", metrics.rate_limited.clone());
         registry.register("sessions", "Live sessions (logins not ended or expired)", metrics.sessions.clone());
+        registry.register(
+            "cancels_on_disconnect",
+            "API-key WebSockets with cancel-on-disconnect that ended, their owner's open orders then cancelled",
+            metrics.cancels_on_disconnect.clone(),
+        );
         registry.register("signed_requests_refused", "Requests signed with an API key and refused", metrics.signed_refused.clone());
         registry.register(
             "api_key_signatures_remembered",
@@ -601,6 +609,9 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, origin: 
         app.auth.sessions().watch(id).or_else(|| Some(tokio::sync::watch::channel(true).1))
     };
     let mut ended = watching(&caller);
+    // Asked for in connection_init by an API key with the TRADE scope: when
+    // this socket ends, however it ends, its owner's open orders are cancelled.
+    let mut cancel_on_disconnect = false;
 
     let close = loop {
         let init_deadline = started + WEBSOCKET_INIT_TIMEOUT;
@@ -671,6 +682,13 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, origin: 
                     expires = expiry(&caller);
                     ended = watching(&caller);
                 }
+                if payload.get("cancelOnDisconnect").and_then(|v| v.as_bool()) == Some(true) {
+                    let trades = caller.0.as_ref().and_then(|claims| claims.key.as_ref()).is_some_and(|grant| grant.scopes.trade);
+                    if !trades {
+                        break Some(Close::new(close_code::FORBIDDEN, "Forbidden: cancelOnDisconnect is for API keys with the TRADE scope"));
+                    }
+                    cancel_on_disconnect = true;
+                }
                 session.acknowledge();
                 serde_json::json!({ "type": "connection_ack" })
             }
@@ -723,6 +741,27 @@ async fn serve_websocket(app: &App, upgraded: hyper::upgrade::Upgraded, origin: 
     }
     // Its subscriptions (and their slots) end before the socket stops being counted.
     drop(streams);
+    if cancel_on_disconnect {
+        cancel_all_on_disconnect(app, caller, origin).await;
+    }
+}
+
+/// Cancels the open orders of a socket's owner as the owner's own
+/// cancelAllOrders would, through the schema, so the key's scope and
+/// every check apply as to any request of theirs.
+async fn cancel_all_on_disconnect(app: &App, caller: Caller, origin: RequestOrigin) {
+    app.metrics.cancels_on_disconnect.inc();
+    let user = caller.0.as_ref().map(|claims| claims.sub.clone()).unwrap_or_default();
+    let request = async_graphql::Request::new("mutation { cancelAllOrders }").data(caller).data(origin);
+    let response = app.schema.execute(request).await;
+    match response.data.into_json().ok().and_then(|data| data["cancelAllOrders"].as_i64()) {
+        Some(orders) => {
+            tracing::info!(event = "cancel_on_disconnect", %user, orders, "a WebSocket that asked for it ended: its owner's open orders are cancelled")
+        }
+        None => {
+            tracing::error!(event = "cancel_on_disconnect_failed", %user, errors = ?response.errors, "a WebSocket that asked for cancel-on-disconnect ended, and cancelling its owner's orders failed")
+        }
+    }
 }
 
 fn unix_now() -> Duration {

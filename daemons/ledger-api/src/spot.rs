@@ -91,13 +91,19 @@ pub enum Command {
         sequence: u64,
         events: Vec<Event>,
     },
+    /// Cancels every open order of `user`'s in `market` (one command to
+    /// matching, so orders the request finds cannot outrun it).
+    CancelAll {
+        user: UserId,
+        market: MarketId,
+    },
 }
 
 /// Creating, halting and resuming a market are operators' actions.
 pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
         Command::CreateMarket(_) | Command::SetTrading { .. } => Some(ActionKind::Market),
-        Command::PlaceOrder { .. } | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
+        Command::PlaceOrder { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } => None,
     }
 }
 
@@ -115,6 +121,12 @@ pub enum Outcome {
     },
     /// The orders whose state changed.
     MatchingApplied {
+        orders: Vec<OrderId>,
+    },
+    /// Sent to matching: the user's open orders in the market when the
+    /// ledger took the request, oldest first.
+    CancelAllRequested {
+        market: MarketId,
         orders: Vec<OrderId>,
     },
 }

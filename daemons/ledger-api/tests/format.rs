@@ -130,6 +130,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("place order", Command::Spot(spot::Command::PlaceOrder { user: 12, request, client_order_id: Some("bot-7".into()) }).encode()),
         ("cancel order", Command::Spot(spot::Command::CancelOrder { user: 12, order_id: 11 }).encode()),
         ("halt market", Command::Spot(spot::Command::SetTrading { market: 3, trading: false }).encode()),
+        ("cancel all", Command::Spot(spot::Command::CancelAll { user: 12, market: 3 }).encode()),
+        ("all cancels requested", Outcome::Spot(spot::Outcome::CancelAllRequested { market: 3, orders: vec![11, 13] }).encode()),
         (
             "apply matching",
             Command::Spot(spot::Command::ApplyMatching { sequence: 4, events: vec![Event::Fill(fill), Event::Done { market: 3, order_id: 11, user: 12 }] })
@@ -328,6 +330,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("place order", "03010c03000101000190cb0102000105626f742d37"),
     ("cancel order", "03020c0b"),
     ("halt market", "03030300"),
+    ("cancel all", "03050c03"),
+    ("all cancels requested", "030503020b0d"),
     ("apply matching", "03040402050309080b0c00a8c30102a1c21e01f403e80708030b0c"),
     ("fund house", "040002904e087472656173757279"),
     ("defund house", "040102904e046261636b"),

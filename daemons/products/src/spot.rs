@@ -209,6 +209,21 @@ impl Product for Spot {
                 _ => (Err(LedgerError::NotFound), None),
             },
             Command::ApplyMatching { sequence, events } => (self.apply_matching(kernel, *sequence, events, at_ms), None),
+            &Command::CancelAll { user, market } => {
+                if !self.markets.contains_key(&market) {
+                    return (Err(LedgerError::UnknownMarket(market)), None);
+                }
+                let open = self.open_orders_by_user.get(&user).copied().unwrap_or(0) as usize;
+                let mut orders: Vec<OrderId> = if open == 0 {
+                    Vec::new()
+                } else {
+                    self.orders.iter().filter(|(_, r)| r.order.user == user).take(open).filter(|(_, r)| r.order.market == market).map(|(id, _)| *id).collect()
+                };
+                orders.sort_unstable();
+                // Nothing open: nothing for matching to do.
+                let forward = (!orders.is_empty()).then_some(matching_api::Command::CancelAll { market, user });
+                (Ok(Outcome::CancelAllRequested { market, orders }), forward)
+            }
         }
     }
 
@@ -216,14 +231,18 @@ impl Product for Spot {
         match command {
             Command::PlaceOrder { user, .. } => Some(*user),
             // Cancelling takes risk off: a frozen account may.
-            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
+            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } => {
+                None
+            }
         }
     }
 
     fn order_subject(&self, command: &Command) -> Option<UserId> {
         match command {
             Command::PlaceOrder { user, .. } => Some(*user),
-            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::ApplyMatching { .. } => None,
+            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } => {
+                None
+            }
         }
     }
 

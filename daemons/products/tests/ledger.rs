@@ -481,6 +481,31 @@ fn a_halted_market_refuses_orders_before_holding_and_still_cancels() {
 }
 
 #[test]
+fn cancel_all_cancels_one_users_orders_in_one_market() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, USD, 10_000_000, "u2").unwrap();
+    let (first, _) = x.place(1, limit(Side::Buy, 100, 1)).unwrap();
+    let (other_user, _) = x.place(2, limit(Side::Buy, 100, 1)).unwrap();
+    let (other_market, _) = x.place(1, OrderRequest { market: FINE_MARKET, ..limit(Side::Buy, 100, 1) }).unwrap();
+    let (second, _) = x.place(1, limit(Side::Buy, 99, 1)).unwrap();
+    let cancel_all = |user, market| Command::Spot(spot::Command::CancelAll { user, market });
+    let applied = x.ledger.apply(&cancel_all(1, MARKET), 3);
+    assert_eq!(applied.outcome, Ok(Outcome::Spot(spot::Outcome::CancelAllRequested { market: MARKET, orders: vec![first, second] })));
+    assert_eq!(applied.forward, Some(matching_core::Command::CancelAll { market: MARKET, user: 1 }));
+    x.forward(&applied.forward.unwrap());
+    let closed = x.closed();
+    assert_eq!((closed[&first].status, closed[&second].status), (OrderStatus::Cancelled, OrderStatus::Cancelled));
+    for open in [other_user, other_market] {
+        assert_eq!(x.ledger.spot().order(open).unwrap().status, OrderStatus::Open, "only user 1's orders in market 1");
+    }
+    let nothing = x.ledger.apply(&cancel_all(1, MARKET), 3);
+    assert_eq!((nothing.outcome, nothing.forward), (Ok(Outcome::Spot(spot::Outcome::CancelAllRequested { market: MARKET, orders: vec![] })), None));
+    assert_eq!(x.ledger.apply(&cancel_all(1, 99), 3).outcome, Err(LedgerError::UnknownMarket(99)));
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
 fn kill_switches_cancel_and_refuse_orders_until_their_holder_lifts_them() {
     use ledger_api::operators::{Action, Command as Op, KillSwitch, Outcome as OpOutcome, Thresholds};
     let mut x = Exchange::new();

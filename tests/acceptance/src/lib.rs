@@ -590,7 +590,12 @@ impl Subscriptions {
     /// signature of `GET /graphql`), with no token in `connection_init`;
     /// None when the gateway refuses the upgrade.
     pub fn signed(port: u16, headers: &[(&str, String)]) -> Option<Subscriptions> {
-        Subscriptions::with_headers(TcpStream::connect(("127.0.0.1", port)).unwrap(), port, headers, json!({}))
+        Subscriptions::signed_with(port, headers, json!({}))
+    }
+
+    /// [`Subscriptions::signed`] with `init` as `connection_init`'s payload.
+    pub fn signed_with(port: u16, headers: &[(&str, String)], init: Value) -> Option<Subscriptions> {
+        Subscriptions::with_headers(TcpStream::connect(("127.0.0.1", port)).unwrap(), port, headers, init)
     }
 
     fn with_headers(stream: TcpStream, port: u16, headers: &[(&str, String)], init: Value) -> Option<Subscriptions> {

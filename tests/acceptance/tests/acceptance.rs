@@ -826,6 +826,38 @@ fn bot_changes_password(world: &mut Marionette) {
 
 #[given(regex = r"^(?:her|his) bot subscribes to (?:her|his) orders with the key$")]
 fn bot_subscribes(world: &mut Marionette) {
+    bot_connects(world, json!({}));
+}
+
+#[given(regex = r"^(?:her|his) bot subscribes to (?:her|his) orders with the key, asking for cancel-on-disconnect$")]
+fn bot_subscribes_cancel_on_disconnect(world: &mut Marionette) {
+    bot_connects(world, json!({ "cancelOnDisconnect": true }));
+}
+
+#[when(regex = r"^(?:her|his) bot's connection drops$")]
+fn bot_connection_drops(world: &mut Marionette) {
+    // Dropped, not closed: the TCP connection ends without a close frame.
+    drop(world.sockets.remove("bot").expect("the bot is connected"));
+}
+
+#[when(regex = r"^(\w+) cancels all of (?:her|his) orders in ([\w-]+)$")]
+fn cancels_all(world: &mut Marionette, name: String, market: String) {
+    world.answer = world.ask(&name, "mutation($m: ID) { cancelAllOrders(market: $m) }", json!({ "m": market }));
+}
+
+#[then(regex = r"^(\d+) orders were cancelled$")]
+fn orders_were_cancelled(world: &mut Marionette, count: i64) {
+    assert_eq!(data(&world.answer, "cancelAllOrders").as_i64(), Some(count), "{}", world.answer);
+}
+
+#[then(regex = r"^a second later (\w+)'s order is still OPEN$")]
+fn order_still_open(world: &mut Marionette, name: String) {
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let answer = world.ask(&name, "query($id: ID!) { userOrder(id: $id) { status } }", json!({ "id": world.order_id(&name) }));
+    assert_eq!(data(&answer, "userOrder")["status"], "OPEN", "{answer}");
+}
+
+fn bot_connects(world: &mut Marionette, init: Value) {
     use base64::Engine as _;
     use ed25519_dalek::Signer as _;
     let (_, key) = world.bot.clone().expect("a key");
@@ -841,7 +873,7 @@ fn bot_subscribes(world: &mut Marionette) {
             ("X-Marionette-Timestamp", timestamp),
             ("X-Marionette-Signature", base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())),
         ];
-        if let Some(socket) = Subscriptions::signed(world.system().port, &headers) {
+        if let Some(socket) = Subscriptions::signed_with(world.system().port, &headers, init.clone()) {
             break socket;
         }
         attempts += 1;

@@ -638,6 +638,37 @@ impl SpotMutation {
         Ok(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record))
     }
 
+    /// Cancels every open order of the caller's, in `market` or in every
+    /// market, and answers how many there were once they are cancelled (or,
+    /// past order_settle_timeout_ms, once their cancels are on the way).
+    async fn cancel_all_orders(&self, ctx: &Context<'_>, market: Option<ID>) -> Result<i32, Error> {
+        let user = caller_id(ctx)?;
+        let markets: Vec<MarketId> = {
+            let catalog = Catalog::load(ctx).await?;
+            match &market {
+                Some(name) => vec![catalog.market_by_name(name)?.0.id()],
+                None => catalog.markets.iter().map(|m| m.id()).collect(),
+            }
+        };
+        let mut updates = services(ctx).ledger.order_updates();
+        let mut pending = std::collections::BTreeSet::new();
+        for market in markets {
+            match run_spot(ctx, Command::CancelAll { user, market }).await? {
+                api::Outcome::CancelAllRequested { orders, .. } => pending.extend(orders),
+                other => return Err(unexpected(other)),
+            }
+        }
+        let count = i32::try_from(pending.len()).unwrap_or(i32::MAX);
+        let deadline = tokio::time::Instant::now() + services(ctx).order_settle_timeout;
+        while !pending.is_empty() {
+            let Ok(Ok(batch)) = tokio::time::timeout_at(deadline, updates.recv()).await else { break };
+            for record in batch.iter().filter(|record| record.status.is_final()) {
+                pending.remove(&record.order.order_id);
+            }
+        }
+        Ok(count)
+    }
+
     /// Halts a market: no new orders (MARKET_CLOSED) until it is resumed;
     /// users may still cancel. An operator's action under the approval
     /// rules for markets (`market` in ledger.toml's `[approvals]`).
