@@ -64,6 +64,9 @@ pub struct OrderRequest {
     pub price: Option<u64>,
     pub quantity: u64,
     pub self_trade: SelfTradePrevention,
+    /// Good till this time by the ledger's clock (a GTC limit order only):
+    /// then the ledger cancels what is left of it and it ends EXPIRED.
+    pub expires_at_ms: Option<TimestampMs>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,13 +100,18 @@ pub enum Command {
         user: UserId,
         market: MarketId,
     },
+    /// The ledger's own, journaled when an order's expiry has come by its
+    /// clock: cancels every open order whose expiry is at or before the
+    /// entry's stamped time, so a replay expires the same ones. Peers may
+    /// not send it.
+    ExpireOrders,
 }
 
 /// Creating, halting and resuming a market are operators' actions.
 pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
         Command::CreateMarket(_) | Command::SetTrading { .. } => Some(ActionKind::Market),
-        Command::PlaceOrder { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } => None,
+        Command::PlaceOrder { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } | Command::ExpireOrders => None,
     }
 }
 
@@ -129,6 +137,10 @@ pub enum Outcome {
         market: MarketId,
         orders: Vec<OrderId>,
     },
+    /// The cancels of the orders whose expiry came went to matching.
+    ExpiryRequested {
+        orders: Vec<OrderId>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -140,11 +152,13 @@ pub enum OrderStatus {
     Filled,
     Cancelled,
     Rejected,
+    /// Cancelled by the ledger when its good-till time came.
+    Expired,
 }
 
 impl OrderStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected)
+        matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected | OrderStatus::Expired)
     }
 }
 
@@ -164,6 +178,10 @@ pub struct OrderRecord {
     pub reject_reason: Option<String>,
     pub created_ms: TimestampMs,
     pub updated_ms: TimestampMs,
+    /// Good till this time (the ledger's clock).
+    pub expires_at_ms: Option<TimestampMs>,
+    /// The ledger sent its cancel because it expired: its Cancelled ends it EXPIRED.
+    pub expiring: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

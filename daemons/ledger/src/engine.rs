@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ledger_api::{spot, Command as LedgerCommand, LedgerError, Outcome, TimestampMs};
 use link::{ConnectionId, Outgoing, Stream};
@@ -189,9 +189,15 @@ impl Engine {
                     Err(TryRecvError::Disconnected) => return self.flush(),
                 }
             } else {
-                match inbox.recv_timeout(watchdog.wait_max()) {
+                // Woken for the next order expiry too, when nothing else comes.
+                let until_expiry = self.service.ledger().spot().next_expiry().map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+                match inbox.recv_timeout(until_expiry.map_or(watchdog.wait_max(), |until| until.min(watchdog.wait_max()))) {
                     Ok(item) => item,
-                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.expire_due();
+                        self.submit()?;
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => return self.flush(),
                 }
             };
@@ -230,8 +236,21 @@ impl Engine {
                     }
                 }
             }
+            self.expire_due();
             self.submit()?;
         }
+    }
+
+    /// Journals the ledger's own ExpireOrders once its clock reaches the
+    /// next order expiry. The command carries no time: the entry's stamp is
+    /// what the orders are measured against, so a replay expires the same.
+    fn expire_due(&mut self) {
+        let now = now_ms();
+        if self.service.ledger().spot().next_expiry().is_none_or(|at| at > now) || self.pending.iter().any(|entry| entry.peer == SYSTEM_PEER) {
+            return;
+        }
+        let peer_sequence = self.service.peer_applied(SYSTEM_PEER) + 1;
+        self.queue(JournalEntry { peer: SYSTEM_PEER, peer_sequence, at_ms: now, command: LedgerCommand::Spot(spot::Command::ExpireOrders) });
     }
 
     fn peer(&mut self, peer: PeerId) -> &mut Peer {

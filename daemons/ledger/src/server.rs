@@ -83,6 +83,7 @@ fn refuse(stream: &mut Stream, code: ProtocolErrorCode, detail: &str) {
 fn not_for_peers(command: &Command) -> Option<&'static str> {
     match command {
         Command::Spot(spot::Command::ApplyMatching { .. }) => Some("only the ledger's link to matching applies matching outputs"),
+        Command::Spot(spot::Command::ExpireOrders) => Some("only the ledger's own clock expires orders"),
         Command::Operators(operators::Command::Configure(_)) => Some("only the ledger's own config sets the approval thresholds"),
         command if command.operator_action().is_some() => {
             Some("an operator's action comes inside a proposal that names the operator (operators::Command::Propose)")

@@ -304,6 +304,7 @@ fn limit(user: UserId, side: Side, price: u64, quantity: u64) -> LedgerCommand {
             price: Some(price),
             quantity,
             self_trade: SelfTradePrevention::CancelTaker,
+            expires_at_ms: None,
         },
         client_order_id: None,
     })

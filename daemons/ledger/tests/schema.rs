@@ -99,6 +99,7 @@ fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
         price: Some(price),
         quantity,
         self_trade: SelfTradePrevention::CancelTaker,
+        expires_at_ms: None,
     }
 }
 

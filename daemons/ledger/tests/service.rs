@@ -71,6 +71,7 @@ fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
                 price: Some(rng.random_range(900..1_100)),
                 quantity: rng.random_range(1..10),
                 self_trade: SelfTradePrevention::CancelTaker,
+                expires_at_ms: None,
             },
             client_order_id: None,
         }),
@@ -419,6 +420,7 @@ fn order_entry(peer_sequence: u64) -> JournalEntry {
         price: Some(1_000),
         quantity: 1,
         self_trade: SelfTradePrevention::CancelTaker,
+        expires_at_ms: None,
     };
     JournalEntry { peer: 9, peer_sequence, at_ms: 2, command: LedgerCommand::Spot(spot::Command::PlaceOrder { user: 1, request, client_order_id: None }) }
 }

@@ -126,6 +126,11 @@ pub trait Product: Default {
     fn order_subject(&self, _command: &Self::Command) -> Option<UserId> {
         None
     }
+    /// More for matching from the command just applied, after its forward
+    /// (the cancels of orders that expired).
+    fn take_forward_more(&mut self) -> Vec<matching_api::Command> {
+        Vec::new()
+    }
     /// What to send matching to cancel everything `user` has open, their
     /// account being frozen; in a deterministic order (replicas and a
     /// replay send the same).
@@ -237,7 +242,9 @@ macro_rules! registry {
                     Command::Operators(_) => Applied::refused(LedgerError::BadInput("an operators' command cannot be an action".into())),
                     $(Command::$variant(command) => {
                         let (outcome, forward) = self.$field.apply(kernel, limits, command, at_ms, known_key);
-                        Applied::new(outcome.map(Outcome::$variant), forward)
+                        let mut applied = Applied::new(outcome.map(Outcome::$variant), forward);
+                        applied.forward_more = self.$field.take_forward_more();
+                        applied
                     })*
                 }
             }

@@ -10,7 +10,7 @@
 //! difference goes to revenue too. An order that ends releases what its
 //! hold has left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use compact_str::format_compact;
 use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
@@ -18,7 +18,7 @@ use ledger_api::candles::{Candle, CandleInterval};
 use ledger_api::spot::{self as api, Command, Market, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
 use ledger_api::LedgerError;
 use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, Recorded, TransferCode};
-use matching_api::{Event, Fill, NewOrder, OrderKind, RejectCode, Side};
+use matching_api::{Event, Fill, NewOrder, OrderKind, RejectCode, Side, TimeInForce};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,10 @@ pub struct Spot {
     open_orders_by_user: FxHashMap<UserId, u32>,
     counters: SpotCounters,
     candles: FxHashMap<(MarketId, CandleInterval), Candle>,
+    /// Open good-till orders not yet sent to be cancelled, by expiry.
+    expiries: BTreeSet<(TimestampMs, OrderId)>,
+    /// Cancels of expired orders for matching, taken with the command's outcome.
+    forward_more: Vec<matching_api::Command>,
     changes: SpotChanges,
     /// Set when matching reported something the ledger cannot settle (a fill
     /// of an order it does not hold): an invariant breach, which stops the
@@ -141,7 +145,11 @@ impl Product for Spot {
             *open_orders_by_user.entry(order.order.user).or_default() += 1;
         }
         let counters = SpotCounters { next_order: state.counters.next_order.max(1), next_trade: state.counters.next_trade.max(1), ..state.counters };
+        let expiries =
+            state.open_orders.iter().filter(|(_, record)| !record.expiring).filter_map(|(id, record)| record.expires_at_ms.map(|at| (at, *id))).collect();
         Spot {
+            expiries,
+            forward_more: Vec::new(),
             markets: state.markets.into_iter().collect(),
             orders: state.open_orders.into_iter().collect(),
             open_orders_by_user,
@@ -209,6 +217,7 @@ impl Product for Spot {
                 _ => (Err(LedgerError::NotFound), None),
             },
             Command::ApplyMatching { sequence, events } => (self.apply_matching(kernel, *sequence, events, at_ms), None),
+            Command::ExpireOrders => (Ok(self.expire_orders(at_ms)), None),
             &Command::CancelAll { user, market } => {
                 if !self.markets.contains_key(&market) {
                     return (Err(LedgerError::UnknownMarket(market)), None);
@@ -231,18 +240,28 @@ impl Product for Spot {
         match command {
             Command::PlaceOrder { user, .. } => Some(*user),
             // Cancelling takes risk off: a frozen account may.
-            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } => {
-                None
-            }
+            Command::CreateMarket(_)
+            | Command::SetTrading { .. }
+            | Command::CancelOrder { .. }
+            | Command::CancelAll { .. }
+            | Command::ApplyMatching { .. }
+            | Command::ExpireOrders => None,
         }
+    }
+
+    fn take_forward_more(&mut self) -> Vec<matching_api::Command> {
+        std::mem::take(&mut self.forward_more)
     }
 
     fn order_subject(&self, command: &Command) -> Option<UserId> {
         match command {
             Command::PlaceOrder { user, .. } => Some(*user),
-            Command::CreateMarket(_) | Command::SetTrading { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } => {
-                None
-            }
+            Command::CreateMarket(_)
+            | Command::SetTrading { .. }
+            | Command::CancelOrder { .. }
+            | Command::CancelAll { .. }
+            | Command::ApplyMatching { .. }
+            | Command::ExpireOrders => None,
         }
     }
 
@@ -353,6 +372,14 @@ impl Spot {
         if request.kind == OrderKind::Market && request.side == Side::Buy && request.price.is_none() {
             return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold".into()));
         }
+        if let Some(expires_at_ms) = request.expires_at_ms {
+            if request.kind != OrderKind::Limit || request.time_in_force != TimeInForce::Gtc {
+                return Err(LedgerError::BadInput("only a GTC limit order rests, so only one may have an expiry time".into()));
+            }
+            if expires_at_ms <= at_ms {
+                return Err(LedgerError::BadInput("the expiry time has passed by the ledger's clock; choose a later one".into()));
+            }
+        }
         let order_id = self.counters.next_order;
         let order = NewOrder {
             market: request.market,
@@ -401,7 +428,12 @@ impl Spot {
             reject_reason: None,
             created_ms: at_ms,
             updated_ms: at_ms,
+            expires_at_ms: request.expires_at_ms,
+            expiring: false,
         };
+        if let Some(expires_at_ms) = request.expires_at_ms {
+            self.expiries.insert((expires_at_ms, order_id));
+        }
         self.orders.insert(order_id, record);
         *self.open_orders_by_user.entry(user).or_default() += 1;
         self.changes.orders.insert(order_id);
@@ -442,7 +474,9 @@ impl Spot {
                     touched.extend([fill.maker_order, fill.taker_order]);
                 }
                 Event::Cancelled { order_id, .. } => {
-                    self.close_order(kernel, order_id, OrderStatus::Cancelled, None, at_ms);
+                    let expired = self.orders.get(&order_id).is_some_and(|record| record.expiring);
+                    let status = if expired { OrderStatus::Expired } else { OrderStatus::Cancelled };
+                    self.close_order(kernel, order_id, status, None, at_ms);
                     touched.push(order_id);
                 }
                 Event::Done { order_id, .. } => {
@@ -635,6 +669,9 @@ impl Spot {
     /// Releases what is left of the hold and moves the order out of memory.
     fn close_order(&mut self, kernel: &mut Kernel, order_id: OrderId, status: OrderStatus, reason: Option<String>, at_ms: TimestampMs) {
         let Some(mut record) = self.orders.remove(&order_id) else { return };
+        if let Some(expires_at_ms) = record.expires_at_ms {
+            self.expiries.remove(&(expires_at_ms, order_id));
+        }
         if let Err(error) = kernel.release(order_hold(order_id), TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
             return self.fault(format!("order {order_id} closed without its hold: {error}"));
         }
@@ -650,6 +687,33 @@ impl Spot {
         }
         self.changes.orders.remove(&order_id);
         self.changes.closed_orders.push(record);
+    }
+}
+
+impl Spot {
+    /// When the next open good-till order expires: the ledger daemon
+    /// journals [`Command::ExpireOrders`] once its clock reaches it.
+    pub fn next_expiry(&self) -> Option<TimestampMs> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Sends matching the cancel of every open order expiring at or before
+    /// `at_ms`, oldest expiry first; their Cancelled ends them EXPIRED.
+    fn expire_orders(&mut self, at_ms: TimestampMs) -> Outcome {
+        let mut orders = Vec::new();
+        while let Some(&(expires_at_ms, order_id)) = self.expiries.first() {
+            if expires_at_ms > at_ms {
+                break;
+            }
+            self.expiries.pop_first();
+            let Some(record) = self.orders.get_mut(&order_id) else { continue };
+            record.expiring = true;
+            self.changes.orders.insert(order_id);
+            let order = record.order;
+            self.forward_more.push(matching_api::Command::Cancel { market: order.market, order_id, user: order.user });
+            orders.push(order_id);
+        }
+        Outcome::ExpiryRequested { orders }
     }
 }
 

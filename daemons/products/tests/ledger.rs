@@ -98,6 +98,7 @@ fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
         price: Some(price),
         quantity,
         self_trade: SelfTradePrevention::CancelTaker,
+        expires_at_ms: None,
     }
 }
 
@@ -481,6 +482,42 @@ fn a_halted_market_refuses_orders_before_holding_and_still_cancels() {
 }
 
 #[test]
+fn good_till_orders_expire_by_the_stamped_time_and_survive_a_restore() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
+    let gtd = |expires_at_ms| OrderRequest { expires_at_ms: Some(expires_at_ms), ..limit(Side::Buy, 100, 1) };
+    // x.place stamps 2: an expiry at or before it has passed.
+    assert!(matches!(x.place(1, gtd(2)), Err(LedgerError::BadInput(_))));
+    let ioc = OrderRequest { time_in_force: TimeInForce::Ioc, ..gtd(5_000) };
+    assert!(matches!(x.place(1, ioc), Err(LedgerError::BadInput(_))), "only an order that rests expires");
+    let (later, _) = x.place(1, gtd(9_000)).unwrap();
+    let (sooner, _) = x.place(1, gtd(5_000)).unwrap();
+    let (forever, _) = x.place(1, limit(Side::Buy, 100, 1)).unwrap();
+    assert_eq!(x.ledger.spot().next_expiry(), Some(5_000));
+    // What a restart rebuilds from storage expires the same.
+    let restored = Ledger::restore(limits(), x.ledger.state());
+    assert_eq!(restored.spot().next_expiry(), Some(5_000));
+    let expire = Command::Spot(spot::Command::ExpireOrders);
+    let early = x.ledger.apply(&expire, 4_999);
+    assert_eq!((early.outcome, early.forward_more), (Ok(Outcome::Spot(spot::Outcome::ExpiryRequested { orders: vec![] })), vec![]));
+    let due = x.ledger.apply(&expire, 5_000);
+    assert_eq!(due.outcome, Ok(Outcome::Spot(spot::Outcome::ExpiryRequested { orders: vec![sooner] })));
+    assert_eq!(due.forward_more, vec![matching_core::Command::Cancel { market: MARKET, order_id: sooner, user: 1 }]);
+    assert_eq!(x.ledger.spot().next_expiry(), Some(9_000));
+    x.forward(&due.forward_more[0]);
+    assert_eq!(x.closed()[&sooner].status, OrderStatus::Expired);
+    // A user's own cancel of a GTD order is a cancel, and leaves no expiry behind.
+    let cancel = x.ledger.apply(&cancel_command(1, later), 6_000);
+    x.forward(&cancel.forward.unwrap());
+    assert_eq!(x.closed()[&later].status, OrderStatus::Cancelled);
+    assert_eq!(x.ledger.spot().next_expiry(), None);
+    assert_eq!(x.ledger.spot().order(forever).unwrap().status, OrderStatus::Open);
+    let held = products::spot::hold_remaining(x.ledger.kernel(), forever).unwrap();
+    assert_eq!(balance(&x.ledger, 1, USD).locked, held, "only the order without an expiry is still held");
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
 fn cancel_all_cancels_one_users_orders_in_one_market() {
     let mut x = Exchange::new();
     deposit(&mut x.ledger, 1, USD, 10_000_000, "u1").unwrap();
@@ -808,6 +845,7 @@ fn run(steps: &[Step]) {
                     price: Some(price),
                     quantity,
                     self_trade: SelfTradePrevention::CancelTaker,
+                    expires_at_ms: None,
                 };
                 let applied = x.ledger.apply(&place_command(user, request, None), at);
                 if let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = applied.outcome {

@@ -1298,13 +1298,23 @@ fn conserved(world: &mut Marionette) {
 // ---- orders ----
 
 #[given(
-    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?$"
+    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?(?: good for (-?\d+) seconds)?$"
 )]
 #[when(
-    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?$"
+    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?(?: good for (-?\d+) seconds)?$"
 )]
 #[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
-fn places(world: &mut Marionette, name: String, flavour: String, kind: String, side: String, quantity: String, price: String, self_trade: String) {
+fn places(
+    world: &mut Marionette,
+    name: String,
+    flavour: String,
+    kind: String,
+    side: String,
+    quantity: String,
+    price: String,
+    self_trade: String,
+    good_for_seconds: String,
+) {
     let mut input = json!({ "market": "BTC-USD", "side": side.to_uppercase(), "type": kind.to_uppercase(), "quantity": quantity, "price": price });
     match flavour.trim() {
         "IOC" => input["timeInForce"] = json!("IOC"),
@@ -1314,6 +1324,12 @@ fn places(world: &mut Marionette, name: String, flavour: String, kind: String, s
     }
     if !self_trade.is_empty() {
         input["selfTradePrevention"] = json!(self_trade);
+    }
+    if let Ok(seconds) = good_for_seconds.parse::<i64>() {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let expires = chrono::DateTime::from_timestamp_millis(now_ms + seconds * 1000).unwrap();
+        input["timeInForce"] = json!("GTD");
+        input["expiresAt"] = json!(expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     }
     world.answer = world.ask(&name, PLACE, json!({ "i": input }));
     if let Some(id) = world.answer["data"]["placeOrder"]["id"].as_str() {
@@ -1331,7 +1347,9 @@ fn assert_order(order: &Value, status: &str, filled: Option<&str>, average: Opti
     }
 }
 
-#[then(regex = r"^the order is (OPEN|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED)(?: with ([\d.]+) BTC filled)?(?: at an average price of ([\d.]+) USD)?$")]
+#[then(
+    regex = r"^the order is (OPEN|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED|EXPIRED)(?: with ([\d.]+) BTC filled)?(?: at an average price of ([\d.]+) USD)?$"
+)]
 fn order_is(world: &mut Marionette, status: String, filled: String, average: String) {
     assert!(world.answer.get("errors").is_none(), "{}", world.answer);
     let answered = &world.answer["data"];
@@ -1354,7 +1372,7 @@ fn users_orders_are(world: &mut Marionette, name: String, expected: String) {
     assert_eq!(shown.join(", "), expected, "{answer}");
 }
 
-#[then(regex = r"^(\w+)'s order is (OPEN|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED) with ([\d.]+) BTC filled$")]
+#[then(regex = r"^(\w+)'s order is (OPEN|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED|EXPIRED) with ([\d.]+) BTC filled$")]
 fn users_order_is(world: &mut Marionette, name: String, status: String, filled: String) {
     // Matching's verdict on a cancel the ledger sent it on its own (an
     // account frozen) comes a moment later: wait for it, a while at most.

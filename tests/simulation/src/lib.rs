@@ -613,6 +613,7 @@ impl World {
                     price: Some(self.rng.random_range(95..106)),
                     quantity: self.rng.random_range(1..6),
                     self_trade: SelfTradePrevention::CancelTaker,
+                    expires_at_ms: None,
                 };
                 let client_order_id = format!("order-{key}");
                 self.placed.insert(client_order_id.clone(), None);

@@ -32,6 +32,9 @@ pub enum TimeInForce {
     Gtc,
     Ioc,
     Fok,
+    /// Good till `expiresAt` (a limit order): then, by the ledger's clock,
+    /// what is left of it is cancelled and it ends EXPIRED.
+    Gtd,
 }
 
 /// What happens when an order would trade with a resting order of the same user.
@@ -72,6 +75,8 @@ pub enum OrderStatus {
     Filled,
     Cancelled,
     Rejected,
+    /// A good-till-date order whose time came.
+    Expired,
 }
 
 impl From<CoreSide> for Side {
@@ -91,6 +96,7 @@ fn api_status(record: &OrderRecord) -> OrderStatus {
         LedgerStatus::Filled => OrderStatus::Filled,
         LedgerStatus::Cancelled => OrderStatus::Cancelled,
         LedgerStatus::Rejected => OrderStatus::Rejected,
+        LedgerStatus::Expired => OrderStatus::Expired,
     }
 }
 
@@ -101,6 +107,7 @@ fn ledger_status(status: OrderStatus) -> Vec<LedgerStatus> {
         OrderStatus::Filled => vec![LedgerStatus::Filled],
         OrderStatus::Cancelled => vec![LedgerStatus::Cancelled],
         OrderStatus::Rejected => vec![LedgerStatus::Rejected],
+        OrderStatus::Expired => vec![LedgerStatus::Expired],
     }
 }
 
@@ -208,6 +215,8 @@ pub struct Order {
     pub reject_reason: Option<String>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
+    /// A GTD order's expiry.
+    pub expires_at: Option<DateTime>,
 }
 
 #[derive(SimpleObject)]
@@ -242,6 +251,8 @@ pub struct PlaceOrderInput {
     /// Null is CANCEL_TAKER.
     #[graphql(default_with = "Some(SelfTradePreventionMode::CancelTaker)")]
     pub self_trade_prevention: Option<SelfTradePreventionMode>,
+    /// When a GTD order expires (RFC 3339); required with GTD, refused otherwise.
+    pub expires_at: Option<DateTime>,
 }
 
 #[derive(InputObject)]
@@ -312,6 +323,7 @@ impl Catalog {
                 OrderKind::Market => OrderType::Market,
             },
             time_in_force: match order.time_in_force {
+                CoreTif::Gtc if record.expires_at_ms.is_some() => TimeInForce::Gtd,
                 CoreTif::Gtc => TimeInForce::Gtc,
                 CoreTif::Ioc => TimeInForce::Ioc,
                 CoreTif::Fok => TimeInForce::Fok,
@@ -326,6 +338,7 @@ impl Catalog {
             reject_reason: record.reject_reason.clone(),
             created_at: at(record.created_ms),
             updated_at: at(record.updated_ms),
+            expires_at: record.expires_at_ms.map(at),
         }
     }
 }
@@ -559,9 +572,17 @@ impl SpotMutation {
             OrderType::Limit => OrderKind::Limit,
             OrderType::Market => OrderKind::Market,
         };
-        let time_in_force = match (input.order_type, input.time_in_force.unwrap_or(TimeInForce::Gtc)) {
+        let bad = |message: &str| coded("BAD_USER_INPUT", message.to_string());
+        let asked = input.time_in_force.unwrap_or(TimeInForce::Gtc);
+        let expires_at_ms = match (asked, &input.expires_at) {
+            (TimeInForce::Gtd, Some(at)) => Some(convert::parse_rfc3339(&at.0).ok_or_else(|| bad("expiresAt is not an RFC 3339 time"))?),
+            (TimeInForce::Gtd, None) => return Err(bad("a GTD order needs expiresAt")),
+            (_, Some(_)) => return Err(bad("expiresAt goes with timeInForce GTD")),
+            (_, None) => None,
+        };
+        let time_in_force = match (input.order_type, asked) {
             (_, TimeInForce::Gtc) if kind == OrderKind::Market => CoreTif::Ioc,
-            (_, TimeInForce::Gtc) => CoreTif::Gtc,
+            (_, TimeInForce::Gtc | TimeInForce::Gtd) => CoreTif::Gtc,
             (_, TimeInForce::Ioc) => CoreTif::Ioc,
             (_, TimeInForce::Fok) => CoreTif::Fok,
         };
@@ -578,6 +599,7 @@ impl SpotMutation {
             price,
             quantity,
             self_trade: input.self_trade_prevention.unwrap_or(SelfTradePreventionMode::CancelTaker).into(),
+            expires_at_ms,
         };
         let services = services(ctx);
         let times = &services.order_times;
