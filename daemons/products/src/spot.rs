@@ -253,16 +253,9 @@ impl Product for Spot {
         std::mem::take(&mut self.forward_more)
     }
 
+    /// What a frozen account may not give here is exactly a new order.
     fn order_subject(&self, command: &Command) -> Option<UserId> {
-        match command {
-            Command::PlaceOrder { user, .. } => Some(*user),
-            Command::CreateMarket(_)
-            | Command::SetTrading { .. }
-            | Command::CancelOrder { .. }
-            | Command::CancelAll { .. }
-            | Command::ApplyMatching { .. }
-            | Command::ExpireOrders => None,
-        }
+        self.frozen_subject(command)
     }
 
     /// A cancel for each of `user`'s open orders, oldest first. Rare (an

@@ -1002,26 +1002,25 @@ fn proposes_freeze(world: &mut Marionette, what: String, name: String, keep_orde
         world.ask("operator", "mutation($e: String!) { unfreezeAccount(email: $e) { id status kind } }", json!({ "e": email(&name) }))
     };
     let mutation = if what == "freeze" { "freezeAccount" } else { "unfreezeAccount" };
-    let proposal = data(&answer, mutation);
+    world.proposal = Some(pending_account_action(&answer, mutation));
+}
+
+/// The id of the account action `mutation` proposed, which waits for a second operator.
+fn pending_account_action(answer: &Value, mutation: &str) -> String {
+    let proposal = data(answer, mutation);
     assert_eq!(
         (proposal["status"].as_str(), proposal["kind"].as_str()),
         (Some("PENDING"), Some("ACCOUNT_FREEZE")),
         "one operator's word is not enough: {answer}"
     );
-    world.proposal = proposal["id"].as_str().map(str::to_string);
+    proposal["id"].as_str().expect("a proposal id").to_string()
 }
 
 #[when(regex = r"^the operator proposes to (engage|lift) (\w+)'s kill switch$")]
 fn proposes_kill_switch(world: &mut Marionette, what: String, name: String) {
     let mutation = if what == "engage" { "engageKillSwitchFor" } else { "liftKillSwitchFor" };
     let answer = world.ask("operator", &format!("mutation($e: String!) {{ {mutation}(email: $e) {{ id status kind }} }}"), json!({ "e": email(&name) }));
-    let proposal = data(&answer, mutation);
-    assert_eq!(
-        (proposal["status"].as_str(), proposal["kind"].as_str()),
-        (Some("PENDING"), Some("ACCOUNT_FREEZE")),
-        "one operator's word is not enough: {answer}"
-    );
-    world.proposal = proposal["id"].as_str().map(str::to_string);
+    world.proposal = Some(pending_account_action(&answer, mutation));
 }
 
 const KILL_SWITCH_FIELDS: &str = "{ engaged engagedByUser engagedByOperators ordersCancelled }";
