@@ -95,15 +95,16 @@ impl Live {
     }
 }
 
-/// A resting order the generator may cancel or move: market, owner, side, price, quantity.
-type LiveOrder = (MarketId, UserId, Side, PriceTicks, QuantityLots);
+/// A resting order the generator may cancel or move: market, owner, side,
+/// price, open quantity, filled quantity (an amend names the total).
+type LiveOrder = (MarketId, UserId, Side, PriceTicks, QuantityLots, QuantityLots);
 
 struct Generator {
     config: GeneratorConfig,
     rng: SmallRng,
     engine: FastEngine,
     live: Vec<Live>,
-    /// order id -> (market, user, side, price, remaining)
+    /// order id -> (market, user, side, price, remaining, filled)
     orders: FxHashMap<OrderId, LiveOrder>,
     next_order_id: OrderId,
     fills: u64,
@@ -118,13 +119,13 @@ impl Generator {
         for event in &self.events {
             match *event {
                 Event::Accepted { market, order_id, user, side, price: Some(price), quantity } => {
-                    self.orders.insert(order_id, (market, user, side, price, quantity));
+                    self.orders.insert(order_id, (market, user, side, price, quantity, 0));
                     self.live[market as usize].insert(order_id);
                 }
-                Event::Amended { order_id, price, quantity, .. } => {
+                Event::Amended { order_id, price, remaining, .. } => {
                     if let Some(order) = self.orders.get_mut(&order_id) {
                         order.3 = price;
-                        order.4 = quantity;
+                        order.4 = remaining;
                     }
                 }
                 Event::Fill(f) => {
@@ -132,6 +133,7 @@ impl Generator {
                     for id in [f.maker_order, f.taker_order] {
                         if let Some(order) = self.orders.get_mut(&id) {
                             order.4 -= f.quantity;
+                            order.5 += f.quantity;
                         }
                     }
                 }
@@ -231,14 +233,14 @@ impl Generator {
                 None => self.gtc(market),
             },
             Kind::Move => match self.random_live(market) {
-                Some((order_id, (_, user, _, price, remaining))) => {
+                Some((order_id, (_, user, _, price, remaining, filled))) => {
                     // A step of up to 5 ticks either way, kept inside the spread band.
                     let step = self.rng.random_range(1..=5);
                     let up = self.rng.random::<bool>();
                     let moved = if up { price + step } else { price.saturating_sub(step).max(1) };
                     let band = self.config.levels_per_side;
                     let price = moved.clamp(MID_PRICE_TICKS - band - 5, MID_PRICE_TICKS + band + 5);
-                    Command::Amend { market, order_id, user, price, quantity: remaining }
+                    Command::Amend { market, order_id, user, price, quantity: remaining + filled }
                 }
                 None => self.gtc(market),
             },

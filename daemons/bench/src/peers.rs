@@ -73,6 +73,8 @@ impl Peer for Lobster {
             Command::Amend { market, order_id, price, quantity, .. } => {
                 let book = market as usize;
                 let side = lobster_side(order_side);
+                // Re-entered with the amend's total: a moved order's earlier
+                // fills rest again here, so this book runs a little deeper.
                 self.books[book].execute(lobster::OrderType::Cancel { id: order_id as u128 });
                 let event = self.books[book].execute(lobster::OrderType::Limit { id: order_id as u128, side, qty: quantity, price });
                 self.count(&event);

@@ -20,8 +20,9 @@ pub use ids::{MarketId, OrderId, UserId};
 /// The version of every format in this crate. 1 was the unversioned
 /// encoding of matching-core's own types (release 0.1.0's first builds);
 /// 3 added a market's tick-lot scale and a fill's notional rounding; 4 price
-/// bands and the last trade price in snapshots.
-pub const FORMAT_VERSION: u16 = 4;
+/// bands and the last trade price in snapshots; 5 a resting order's filled
+/// lots, an amend by total quantity, and an Amended's open remainder.
+pub const FORMAT_VERSION: u16 = 5;
 /// A price in ticks of the market's tick size.
 pub type PriceTicks = u64;
 /// A quantity in lots of the market's lot size.
@@ -213,9 +214,12 @@ pub enum Command {
         market: MarketId,
         user: UserId,
     },
-    /// Set a resting order's price and open quantity. Reducing the quantity at
-    /// the same price keeps queue priority; any other change loses it (the order
-    /// is taken out and re-entered, and may trade).
+    /// Set a resting order's price and total quantity: what stays open is
+    /// `quantity` less what the order has filled, so an amend sent while fills
+    /// are on the way never reopens them; at or below the filled quantity the
+    /// order is cancelled. A smaller open quantity at the same price keeps
+    /// queue priority; any other change loses it (the order is taken out and
+    /// re-entered, and may trade).
     Amend {
         market: MarketId,
         order_id: OrderId,
@@ -335,13 +339,15 @@ pub enum Event {
         code: RejectCode,
     },
     Fill(Fill),
-    /// An amend took effect: the order's price and open quantity are now these.
+    /// An amend took effect: the order's price and total quantity are now
+    /// these, `remaining` of it open.
     Amended {
         market: MarketId,
         order_id: OrderId,
         user: UserId,
         price: PriceTicks,
         quantity: QuantityLots,
+        remaining: QuantityLots,
     },
     /// The order left the book (or never rested) with `remaining` unfilled.
     Cancelled {
@@ -368,6 +374,9 @@ pub struct RestingOrder {
     pub side: Side,
     pub price: PriceTicks,
     pub remaining: QuantityLots,
+    /// Lots filled over the order's life, as taker and maker: an amend's
+    /// total quantity less this is what stays open.
+    pub filled: QuantityLots,
     /// Lots filled as a maker since the order last took this price: the running
     /// basis of its cumulative fee rounding (matching-core's `fee_increment`).
     pub maker_filled: QuantityLots,

@@ -54,6 +54,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         side: Side::Sell,
         price: 25_000,
         remaining: 5,
+        filled: 5,
         maker_filled: 2,
         post_only: false,
         self_trade: SelfTradePrevention::CancelMaker,
@@ -72,7 +73,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("accepted", encode(&Event::Accepted { market: 3, order_id: 11, user: 12, side: Side::Buy, price: None, quantity: 2 })),
         ("rejected", encode(&Event::Rejected { market: 3, order_id: 11, user: 12, code: RejectCode::PostOnlyWouldTake })),
         ("fill", encode(&Event::Fill(fill))),
-        ("amended", encode(&Event::Amended { market: 3, order_id: 9, user: 8, price: 24_999, quantity: 4 })),
+        ("amended", encode(&Event::Amended { market: 3, order_id: 9, user: 8, price: 24_999, quantity: 4, remaining: 3 })),
         ("cancelled", encode(&Event::Cancelled { market: 3, order_id: 9, user: 8, side: Side::Sell, remaining: 3, reason: CancelReason::SelfTrade })),
         ("done", encode(&Event::Done { market: 3, order_id: 11, user: 12 })),
         ("journal entry", encode(&JournalEntry { peer: 1, peer_sequence: 77, command: Command::Place(order()) })),
@@ -108,18 +109,18 @@ const GOLDEN: &[(&str, &str)] = &[
     ("accepted", "03030b0c000002"),
     ("rejected", "04030b0c0a"),
     ("fill", "050309080b0c00a8c30102a1c21e01f403e807"),
-    ("amended", "06030908a7c30104"),
+    ("amended", "06030908a7c3010403"),
     ("cancelled", "07030908010303"),
     ("done", "08030b0c"),
     ("journal entry", "014d0203c1843d2a0100020101a8c3010702"),
-    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c30105020001"),
+    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c3010505020001"),
     ("price level", "a8c3010c03"),
     ("price out of band", "04030b0c0e"),
 ];
 
 #[test]
 fn the_format_is_version_4_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 4, "the golden bytes below are version 4's: a new version writes its own");
+    assert_eq!(FORMAT_VERSION, 5, "the golden bytes below are version 5's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -215,7 +215,8 @@ impl<B: OrderBook> Engine<B> {
                     return Err(invalid("an order id appears twice"));
                 }
                 let spec = slot.book.spec();
-                if order.remaining == 0 || order.remaining > spec.quantity_lots_max || order.price == 0 || order.price > spec.price_ticks_max {
+                let total = order.remaining.checked_add(order.filled);
+                if order.remaining == 0 || total.is_none_or(|total| total > spec.quantity_lots_max) || order.price == 0 || order.price > spec.price_ticks_max {
                     return Err(invalid("an order's price or quantity is out of range"));
                 }
                 slot.book.restore_resting(order);

@@ -485,6 +485,7 @@ impl<const WINDOW_MAX: usize> BookStore for FastStore<WINDOW_MAX> {
             let node = &mut self.nodes[slot as usize].order;
             node.remaining -= traded;
             node.maker_filled += traded;
+            node.filled += traded;
             return false;
         }
         // The maker is done: unlink the head without a level lookup.

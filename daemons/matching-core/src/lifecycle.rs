@@ -191,6 +191,7 @@ impl<S: BookStore> OrderBook for Book<S> {
                 side: order.side,
                 price: limit,
                 remaining,
+                filled: order.quantity - remaining,
                 maker_filled: 0,
                 post_only: order.post_only,
                 self_trade: order.self_trade,
@@ -242,9 +243,16 @@ impl<S: BookStore> OrderBook for Book<S> {
             _ => return out.push(reject(RejectCode::UnknownOrder)),
         };
         let order = *self.store.get(handle);
-        if price == order.price && quantity <= order.remaining {
-            self.store.set_remaining(handle, quantity);
-            return out.push(Event::Amended { market, order_id, user, price, quantity });
+        // What the user has is the total; fills matching made since the
+        // user last saw the order count against it.
+        let Some(remaining) = quantity.checked_sub(order.filled).filter(|&open| open > 0) else {
+            let order = self.store.remove(handle);
+            return out.push(cancelled(market, &order, CancelReason::User));
+        };
+        let amended = Event::Amended { market, order_id, user, price, quantity, remaining };
+        if price == order.price && remaining <= order.remaining {
+            self.store.set_remaining(handle, remaining);
+            return out.push(amended);
         }
         if order.post_only && self.would_cross(order.side, price) {
             return out.push(reject(RejectCode::PostOnlyWouldTake));
@@ -254,14 +262,16 @@ impl<S: BookStore> OrderBook for Book<S> {
         }
         // Off the book while it takes: it must not meet itself.
         let lifted = self.store.lift(handle);
-        out.push(Event::Amended { market, order_id, user, price, quantity });
-        let taker = Taker { order_id, user, side: order.side, limit: price, quantity, self_trade: order.self_trade };
+        out.push(amended);
+        let taker = Taker { order_id, user, side: order.side, limit: price, quantity: remaining, self_trade: order.self_trade };
         match self.take(&taker, out) {
             Some(0) => {
                 self.store.discard(lifted);
                 out.push(Event::Done { market, order_id, user });
             }
-            Some(remaining) => self.store.relist(lifted, RestingOrder { price, remaining, maker_filled: 0, ..order }),
+            Some(left) => {
+                self.store.relist(lifted, RestingOrder { price, remaining: left, filled: quantity - left, maker_filled: 0, ..order });
+            }
             None => self.store.discard(lifted),
         }
     }

@@ -84,6 +84,7 @@ impl BookStore for ReferenceStore {
         let best = &mut orders[0];
         best.remaining -= traded;
         best.maker_filled += traded;
+        best.filled += traded;
         if best.remaining > 0 {
             return false;
         }

@@ -139,6 +139,7 @@ suite!(
     cancel_removes_only_the_owners_order,
     cancel_all_cancels_one_users_orders_in_priority_order,
     reducing_quantity_keeps_priority,
+    amends_count_fills_against_the_total,
     price_amend_loses_priority_and_may_trade,
     increasing_quantity_loses_priority,
     amend_of_post_only_to_a_crossing_price_is_refused,
@@ -303,10 +304,38 @@ fn reducing_quantity_keeps_priority<B: OrderBook>() {
     h.run(limit(1, 1, Sell, 100, 5));
     h.run(limit(2, 2, Sell, 100, 5));
     let events = h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 2 });
-    assert_eq!(events, vec![Event::Amended { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 2 }]);
+    assert_eq!(events, vec![Event::Amended { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 2, remaining: 2 }]);
     assert_eq!(h.depth(Sell), vec![(100, 7)]);
     let events = h.run(limit(3, 3, Buy, 100, 3));
     assert_eq!(trades(&events), vec![(1, 3, 100, 2), (2, 3, 100, 1)], "order 1 kept its place");
+}
+
+/// The user amends what they saw; fills matching made meanwhile count
+/// against the new total, so an amend never reopens what traded.
+fn amends_count_fills_against_the_total<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Sell, 100, 5));
+    h.run(limit(2, 2, Sell, 100, 5));
+    assert_eq!(trades(&h.run(limit(3, 3, Buy, 100, 3))), vec![(1, 3, 100, 3)]);
+    // 3 of 5 filled: a total of 4 leaves 1 open, still first in the queue.
+    let events = h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 4 });
+    assert_eq!(events, vec![Event::Amended { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 4, remaining: 1 }]);
+    assert_eq!(h.depth(Sell), vec![(100, 6)]);
+    assert_eq!(trades(&h.run(limit(4, 3, Buy, 100, 1))), vec![(1, 4, 100, 1)], "order 1 kept its place");
+    // A total at or below what filled cancels the rest.
+    h.run(limit(5, 1, Sell, 101, 4));
+    assert_eq!(trades(&h.run(limit(6, 3, Buy, 101, 7))), vec![(2, 6, 100, 5), (5, 6, 101, 2)]);
+    let events = h.run(Command::Amend { market: MARKET, order_id: 5, user: 1, price: 101, quantity: 2 });
+    assert_eq!(events, vec![cancelled(5, 1, Sell, 2, User)]);
+    assert_eq!(h.depth(Sell), vec![]);
+    // A new price re-enters with the total less the fills, which survive a snapshot.
+    h.run(limit(7, 1, Sell, 102, 4));
+    h.run(limit(8, 3, Buy, 102, 1));
+    let restored = Engine::<B>::restore(*h.engine.limits(), &h.engine.snapshot()).unwrap();
+    assert_eq!(restored.snapshot().markets[0].orders[0].filled, 1);
+    let events = h.run(Command::Amend { market: MARKET, order_id: 7, user: 1, price: 103, quantity: 3 });
+    assert_eq!(events, vec![Event::Amended { market: MARKET, order_id: 7, user: 1, price: 103, quantity: 3, remaining: 2 }]);
+    assert_eq!(h.depth(Sell), vec![(103, 2)]);
 }
 
 fn price_amend_loses_priority_and_may_trade<B: OrderBook>() {
@@ -320,7 +349,7 @@ fn price_amend_loses_priority_and_may_trade<B: OrderBook>() {
     assert_eq!(trades(&events), vec![(2, 4, 100, 5), (1, 4, 100, 1)]);
     // Moving the bid up through the ask trades, at the maker's price.
     let events = h.run(Command::Amend { market: MARKET, order_id: 3, user: 3, price: 100, quantity: 5 });
-    assert_eq!(events[0], Event::Amended { market: MARKET, order_id: 3, user: 3, price: 100, quantity: 5 });
+    assert_eq!(events[0], Event::Amended { market: MARKET, order_id: 3, user: 3, price: 100, quantity: 5, remaining: 5 });
     assert_eq!(trades(&events), vec![(1, 3, 100, 4)]);
     assert_eq!(h.depth(Buy), vec![(100, 1)]);
     let unknown = h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 100, quantity: 1 });
@@ -402,7 +431,11 @@ fn limits_refuse_orders_that_could_not_rest<B: OrderBook>() {
     h.run(limit(6, 3, Sell, 95, 1));
     assert_eq!(h.run(limit(7, 4, Sell, 96, 1)), vec![rejected(7, 4, RejectCode::BookFull)]);
     let moved = h.run(Command::Amend { market: MARKET, order_id: 1, user: 1, price: 89, quantity: 1 });
-    assert_eq!(moved[0], Event::Amended { market: MARKET, order_id: 1, user: 1, price: 89, quantity: 1 }, "order 1 was alone at 90, so its level is freed");
+    assert_eq!(
+        moved[0],
+        Event::Amended { market: MARKET, order_id: 1, user: 1, price: 89, quantity: 1, remaining: 1 },
+        "order 1 was alone at 90, so its level is freed"
+    );
     let over = h.run(Command::Amend { market: MARKET, order_id: 2, user: 1, price: 88, quantity: 1 });
     assert_eq!(over, vec![rejected(2, 1, RejectCode::PriceLevelLimit)]);
     assert_eq!(h.book().resting_count(), 4);
@@ -486,7 +519,7 @@ fn price_bands_measure_from_the_last_trade_or_the_best_opposite_price<B: OrderBo
     assert_eq!(h.run(Command::Amend { market: MARKET, order_id: 5, user: 1, price: 551, quantity: 1 }), band(5, 1));
     assert_eq!(h.depth(Buy), vec![(550, 1)]);
     let amended = h.run(Command::Amend { market: MARKET, order_id: 5, user: 1, price: 520, quantity: 1 });
-    assert_eq!(amended[0], Event::Amended { market: MARKET, order_id: 5, user: 1, price: 520, quantity: 1 });
+    assert_eq!(amended[0], Event::Amended { market: MARKET, order_id: 5, user: 1, price: 520, quantity: 1, remaining: 1 });
     // A market order is not banded (its protection price is a bound, not a price).
     let swept = h.run(Command::Place(NewOrder { kind: OrderKind::Market, ..order(7, 2, Sell, Some(1), 1) }));
     assert_eq!(trades(&swept), vec![(5, 7, 520, 1)]);

@@ -95,8 +95,11 @@ struct Model {
     open: BTreeMap<(MarketId, OrderId), QuantityLots>,
     /// Per live limit buy: what its fills cost it (notional and fee), and
     /// the hold the ledger takes for it (the rule restated from the spot
-    /// product's `buy_hold`). None once amended: the ledger holds anew.
-    paid: BTreeMap<(MarketId, OrderId), Option<(u128, u128)>>,
+    /// product's `buy_hold`). An amend starts it anew at the new terms: the
+    /// ledger resizes the hold to the new price and open quantity.
+    paid: BTreeMap<(MarketId, OrderId), (u128, u128)>,
+    /// Per live order: lots filled, and its side.
+    filled: BTreeMap<(MarketId, OrderId), (QuantityLots, Side)>,
 }
 
 /// The quote a limit buy of `quantity` at `price` is held for: the exact
@@ -123,19 +126,26 @@ impl Model {
             match *event {
                 Event::Accepted { market, order_id, quantity, side, price, .. } => {
                     assert!(self.open.insert((market, order_id), quantity).is_none(), "accepted a live id: {event:?}");
+                    self.filled.insert((market, order_id), (0, side));
                     if let (Side::Buy, Some(price)) = (side, price) {
-                        self.paid.insert((market, order_id), Some((0, hold(&spec_of(market), price, quantity))));
+                        self.paid.insert((market, order_id), (0, hold(&spec_of(market), price, quantity)));
                     }
                 }
-                Event::Amended { market, order_id, quantity, .. } => {
-                    *self.open.get_mut(&(market, order_id)).expect("amended a live order") = quantity;
-                    self.paid.insert((market, order_id), None);
+                Event::Amended { market, order_id, price, quantity, remaining, .. } => {
+                    *self.open.get_mut(&(market, order_id)).expect("amended a live order") = remaining;
+                    let (filled, side) = self.filled[&(market, order_id)];
+                    assert_eq!(quantity, filled + remaining, "an amend's open quantity is its total less its fills: {event:?}");
+                    assert!(remaining > 0, "an amend to at most the filled quantity cancels: {event:?}");
+                    if side == Side::Buy {
+                        self.paid.insert((market, order_id), (0, hold(&spec_of(market), price, remaining)));
+                    }
                 }
                 Event::Fill(f) => {
                     assert_ne!(f.maker_user, f.taker_user, "a self-trade produced a fill");
                     for id in [f.maker_order, f.taker_order] {
                         let open = self.open.get_mut(&(f.market, id)).expect("fill of a live order");
                         *open = open.checked_sub(f.quantity).expect("filled more than was open");
+                        self.filled.get_mut(&(f.market, id)).expect("fill of a live order").0 += f.quantity;
                     }
                     self.check_money(&f);
                 }
@@ -143,11 +153,13 @@ impl Model {
                     let open = self.open.remove(&(market, order_id)).expect("cancelled a live order");
                     assert_eq!(open, remaining, "cancelled quantity differs from what was open");
                     self.paid.remove(&(market, order_id));
+                    self.filled.remove(&(market, order_id));
                 }
                 Event::Done { market, order_id, .. } => {
                     let open = self.open.remove(&(market, order_id)).expect("done for a live order");
                     assert_eq!(open, 0, "done with quantity still open");
                     self.paid.remove(&(market, order_id));
+                    self.filled.remove(&(market, order_id));
                 }
                 Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
@@ -166,7 +178,7 @@ impl Model {
             Side::Sell => (f.maker_order, f.maker_fee, f.taker_fee),
         };
         assert!(seller_fee <= f.notional - f.notional_rounding, "the seller's fee exceeds its proceeds: {f:?}");
-        if let Some(Some((paid, held))) = self.paid.get_mut(&(f.market, buyer_order)) {
+        if let Some((paid, held)) = self.paid.get_mut(&(f.market, buyer_order)) {
             *paid += f.notional + buyer_fee;
             assert!(*paid <= *held, "buy order {buyer_order} paid {paid}, more than its hold of {held}: {f:?}");
         }

@@ -87,6 +87,7 @@ impl<S: BookStore> Pair<S> {
                     side,
                     price,
                     remaining: quantity,
+                    filled: 0,
                     maker_filled: 0,
                     post_only: false,
                     self_trade: SelfTradePrevention::CancelTaker,
