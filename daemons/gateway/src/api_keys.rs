@@ -69,7 +69,7 @@ impl std::fmt::Display for KeyId {
 pub struct Scopes {
     /// Queries (balances, orders, trades) and subscriptions.
     pub read: bool,
-    /// placeOrder and cancelOrder.
+    /// placeOrder, amendOrder, cancelOrder, cancelAllOrders, engageKillSwitch.
     pub trade: bool,
     /// requestWithdrawal, to the address book only.
     pub withdraw: bool,

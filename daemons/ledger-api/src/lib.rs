@@ -31,8 +31,10 @@ pub mod wallet;
 /// candles and rolling 24 hours (queries and answers); 8 each candle's last
 /// trade; 9 markets whose tick on a lot is a fraction of a minor unit
 /// (matching-api 3), an order's filled ticks x lots and candles' turnover
-/// in ticks x lots; 10 halting and resuming a market, kill switches.
-pub const FORMAT_VERSION: u16 = 10;
+/// in ticks x lots; 10 halting and resuming a market, kill switches,
+/// cancel-all, good-till-date orders; 11 amending orders (and matching-api
+/// 5's Amended).
+pub const FORMAT_VERSION: u16 = 11;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

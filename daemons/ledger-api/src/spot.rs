@@ -105,13 +105,31 @@ pub enum Command {
     /// entry's stamped time, so a replay expires the same ones. Peers may
     /// not send it.
     ExpireOrders,
+    /// Sets a resting order's price and total `quantity` (what stays open is
+    /// the total less what has filled; at or below that, the order is
+    /// cancelled). A smaller quantity at the same price keeps its place in
+    /// the queue; a new price or a larger quantity loses it. The hold grows
+    /// now to cover the new terms while fills at the old ones may still be
+    /// on the way, and shrinks to them when matching confirms. One amend of
+    /// an order at a time.
+    AmendOrder {
+        user: UserId,
+        order_id: OrderId,
+        price: u64,
+        quantity: u64,
+    },
 }
 
 /// Creating, halting and resuming a market are operators' actions.
 pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
         Command::CreateMarket(_) | Command::SetTrading { .. } => Some(ActionKind::Market),
-        Command::PlaceOrder { .. } | Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::ApplyMatching { .. } | Command::ExpireOrders => None,
+        Command::PlaceOrder { .. }
+        | Command::CancelOrder { .. }
+        | Command::AmendOrder { .. }
+        | Command::CancelAll { .. }
+        | Command::ApplyMatching { .. }
+        | Command::ExpireOrders => None,
     }
 }
 
@@ -141,6 +159,9 @@ pub enum Outcome {
     ExpiryRequested {
         orders: Vec<OrderId>,
     },
+    /// Held for and sent to matching: the order's `amending` clears when
+    /// matching's verdict is applied.
+    AmendRequested(OrderId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -182,6 +203,18 @@ pub struct OrderRecord {
     pub expires_at_ms: Option<TimestampMs>,
     /// The ledger sent its cancel because it expired: its Cancelled ends it EXPIRED.
     pub expiring: bool,
+    /// An amend sent to matching and not yet answered.
+    pub amending: Option<AmendTerms>,
+    /// Why matching refused the last amend (its reject code's name);
+    /// cleared by the next.
+    pub amend_refused: Option<String>,
+}
+
+/// What an amend asks for: the new price and total quantity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AmendTerms {
+    pub price: u64,
+    pub quantity: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -503,6 +503,40 @@ impl Kernel {
         Ok(())
     }
 
+    /// Sets what a hold still sets aside to `amount`: the difference comes
+    /// from its origin (refused, changing nothing, when the origin lacks
+    /// it) or goes back to it. An order whose terms change keeps one hold.
+    pub fn resize_hold(
+        &mut self,
+        id: HoldId,
+        amount: Amount,
+        code: TransferCode,
+        reference: impl Into<CompactString>,
+        at_ms: TimestampMs,
+    ) -> Result<(), KernelError> {
+        let hold = *self.holds.get(&id).ok_or(KernelError::UnknownHold(id))?;
+        if amount < 0 {
+            return Err(KernelError::BadInput("a hold cannot set aside less than nothing"));
+        }
+        match amount.cmp(&hold.remaining) {
+            std::cmp::Ordering::Equal => return Ok(()),
+            std::cmp::Ordering::Greater => {
+                let more = amount - hold.remaining;
+                self.check_leg(&Leg { debit: hold.origin, credit: hold.held, amount: more, code })?;
+                self.debit(hold.origin, more)?;
+                self.post_debited(hold.origin, hold.held, more, code, reference.into(), at_ms);
+            }
+            std::cmp::Ordering::Less => {
+                let less = hold.remaining - amount;
+                self.check_leg(&Leg { debit: hold.held, credit: hold.origin, amount: less, code })?;
+                self.post(hold.held, hold.origin, less, code, reference.into(), at_ms);
+            }
+        }
+        self.holds.get_mut(&id).expect("looked up above").remaining = amount;
+        self.changes.holds.insert(id);
+        Ok(())
+    }
+
     /// Closes a hold: what it still holds goes back to its origin. Returns
     /// that amount.
     pub fn release(&mut self, id: HoldId, code: TransferCode, reference: impl Into<CompactString>, at_ms: TimestampMs) -> Result<Amount, KernelError> {

@@ -236,6 +236,10 @@ enum Op {
     Release {
         hold: u64,
     },
+    Resize {
+        hold: u64,
+        amount: i128,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -254,6 +258,7 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (0u64..6, proptest::collection::vec((0u64..5, 0i128..200), 0..4)).prop_map(|(hold, parts)| Op::Capture { hold, parts }),
         (0u64..6).prop_map(|hold| Op::Release { hold }),
+        (0u64..6, -5i128..600).prop_map(|(hold, amount)| Op::Resize { hold, amount }),
     ]
 }
 
@@ -345,6 +350,17 @@ fn step(kernel: &mut Kernel, model: &mut Model, op: &Op) -> bool {
             if ok {
                 let (origin, held, remaining) = model.holds.remove(&hold).expect("a release succeeded on an open hold");
                 model.moved(held, origin, remaining);
+            }
+            ok
+        }
+        Op::Resize { hold, amount } => {
+            let ok = kernel.resize_hold(hold_id(hold), amount, CODE, "z", 1).is_ok();
+            if ok {
+                let (origin, held, remaining) = model.holds.get_mut(&hold).expect("a resize succeeded on an open hold");
+                let (origin, held, more) = (*origin, *held, amount - *remaining);
+                *remaining = amount;
+                assert!(amount >= 0, "a hold resized below zero");
+                model.moved(origin, held, more);
             }
             ok
         }

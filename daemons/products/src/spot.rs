@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use compact_str::format_compact;
 use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
 use ledger_api::candles::{Candle, CandleInterval};
-use ledger_api::spot::{self as api, Command, Market, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
+use ledger_api::spot::{self as api, AmendTerms, Command, Market, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
 use ledger_api::LedgerError;
 use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, Recorded, TransferCode};
 use matching_api::{Event, Fill, NewOrder, OrderKind, RejectCode, Side, TimeInForce};
@@ -48,6 +48,56 @@ pub fn buy_hold(market: &Market, price: u64, quantity: u64) -> Amount {
 
 pub fn base_amount(market: &Market, quantity: u64) -> Amount {
     quantity as Amount * market.base_units_per_lot as Amount
+}
+
+/// What an order's hold must have while its amend is on the way: fills at
+/// the old terms may come before matching takes the amend, fills at the new
+/// ones after it, `open` lots of the new total that the ledger knows unfilled
+/// in all. A buy is held for all of it at the higher of the two prices: each
+/// old-terms fill may round its notional and its fees (the order's taker
+/// and maker fees round apart) up by a unit beyond what the new terms' own
+/// hold counts, so three units more cover the two sets of terms in one
+/// hold. An amend that keeps the order's place (the same price, no more lots
+/// open) and one that will cancel it need nothing more.
+fn amend_hold(market: &Market, record: &OrderRecord, terms: AmendTerms, hold_left: Amount) -> Amount {
+    let open = terms.quantity.saturating_sub(record.filled);
+    let price = record.order.price.unwrap_or(terms.price);
+    let keeps_place = terms.price == price && open <= record.order.quantity - record.filled;
+    if open == 0 || keeps_place {
+        return hold_left;
+    }
+    let needed = match record.order.side {
+        Side::Buy => buy_hold(market, price.max(terms.price), open) + 3,
+        Side::Sell => base_amount(market, open),
+    };
+    needed.max(hold_left)
+}
+
+/// What an order's hold keeps once its amend took effect with `remaining`
+/// lots open at `price`: the worst case of those terms, as for a new order,
+/// or, where the order kept its place (the same terms with fewer lots,
+/// whose fee rounding carries on), no more than it had.
+fn amended_hold(market: &Market, side: Side, price: u64, remaining: u64, hold_left: Amount, kept_place: bool) -> Amount {
+    let fresh = match side {
+        Side::Buy => buy_hold(market, price, remaining),
+        Side::Sell => base_amount(market, remaining),
+    };
+    if kept_place {
+        fresh.min(hold_left)
+    } else {
+        fresh
+    }
+}
+
+/// An order as a batch of matching's events leaves it, for checking the
+/// batch before any of it is applied.
+#[derive(Clone, Copy)]
+struct BatchOrder {
+    filled: u64,
+    price: Option<u64>,
+    quantity: u64,
+    hold_left: Amount,
+    amended: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +266,10 @@ impl Product for Spot {
                 }
                 _ => (Err(LedgerError::NotFound), None),
             },
+            &Command::AmendOrder { user, order_id, price, quantity } => match self.amend_order(kernel, user, order_id, AmendTerms { price, quantity }, at_ms) {
+                Ok(forward) => (Ok(Outcome::AmendRequested(order_id)), Some(forward)),
+                Err(error) => (Err(error), None),
+            },
             Command::ApplyMatching { sequence, events } => (self.apply_matching(kernel, *sequence, events, at_ms), None),
             Command::ExpireOrders => (Ok(self.expire_orders(at_ms)), None),
             &Command::CancelAll { user, market } => {
@@ -238,7 +292,7 @@ impl Product for Spot {
 
     fn frozen_subject(&self, command: &Command) -> Option<UserId> {
         match command {
-            Command::PlaceOrder { user, .. } => Some(*user),
+            Command::PlaceOrder { user, .. } | Command::AmendOrder { user, .. } => Some(*user),
             // Cancelling takes risk off: a frozen account may.
             Command::CreateMarket(_)
             | Command::SetTrading { .. }
@@ -253,7 +307,7 @@ impl Product for Spot {
         std::mem::take(&mut self.forward_more)
     }
 
-    /// What a frozen account may not give here is exactly a new order.
+    /// What a frozen account may not give here is exactly a new or amended order.
     fn order_subject(&self, command: &Command) -> Option<UserId> {
         self.frozen_subject(command)
     }
@@ -423,6 +477,8 @@ impl Spot {
             updated_ms: at_ms,
             expires_at_ms: request.expires_at_ms,
             expiring: false,
+            amending: None,
+            amend_refused: None,
         };
         if let Some(expires_at_ms) = request.expires_at_ms {
             self.expiries.insert((expires_at_ms, order_id));
@@ -477,13 +533,26 @@ impl Spot {
                     touched.push(order_id);
                 }
                 Event::Rejected { order_id, code, .. } => {
-                    // A refused cancel leaves the order as it is; a refused order releases its hold.
-                    if matches!(self.orders.get(&order_id), Some(r) if r.status == OrderStatus::Pending) {
-                        self.close_order(kernel, order_id, OrderStatus::Rejected, Some(reject_text(code).to_string()), at_ms);
-                        touched.push(order_id);
+                    // A refused order releases its hold; a refused amend
+                    // gives back what was held for it; a refused cancel
+                    // leaves the order as it is.
+                    match self.orders.get(&order_id) {
+                        Some(record) if record.status == OrderStatus::Pending => {
+                            self.close_order(kernel, order_id, OrderStatus::Rejected, Some(reject_text(code).to_string()), at_ms);
+                            touched.push(order_id);
+                        }
+                        Some(record) if record.amending.is_some() => {
+                            self.amend_refused(kernel, order_id, code, at_ms);
+                            touched.push(order_id);
+                        }
+                        _ => {}
                     }
                 }
-                Event::Amended { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
+                Event::Amended { order_id, price, quantity, remaining, .. } => {
+                    self.amended(kernel, order_id, price, quantity, remaining, at_ms);
+                    touched.push(order_id);
+                }
+                Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
         }
         touched.dedup();
@@ -492,17 +561,19 @@ impl Spot {
 
     /// Whether the ledger can settle `events` as they are: every fill is
     /// between two orders it holds open, of their owners and market and
-    /// sides, within each one's unfilled quantity and limit price, priced
-    /// and charged as the market says, and covered by their holds; an order
-    /// closed is its owner's. Unknown orders in Accepted, Rejected,
-    /// Cancelled and Done move no money and pass (a cancel can cross a fill).
+    /// sides, within each one's unfilled quantity and limit price (as an
+    /// amend earlier in the batch left them), priced and charged as the
+    /// market says, and covered by their holds; an amend is the one its
+    /// owner asked for, leaves open its total less the fills, and fits in
+    /// what the hold has left; an order closed is its owner's. Unknown
+    /// orders in Accepted, Rejected, Cancelled and Done move no money and
+    /// pass (a cancel can cross a fill).
     fn check_output(&self, kernel: &Kernel, events: &[Event]) -> Result<(), String> {
-        // Per order: lots this output filled so far, and what it took from the hold.
-        let mut taken: FxHashMap<OrderId, (u64, Amount)> = FxHashMap::default();
+        let mut batch: FxHashMap<OrderId, BatchOrder> = FxHashMap::default();
         let mut closed: FxHashSet<OrderId> = FxHashSet::default();
         for event in events {
             match *event {
-                Event::Fill(fill) => self.check_fill(kernel, &fill, &mut taken, &closed)?,
+                Event::Fill(fill) => self.check_fill(kernel, &fill, &mut batch, &closed)?,
                 Event::Cancelled { order_id, user, .. } | Event::Done { order_id, user, .. } => {
                     if let Some(record) = self.orders.get(&order_id) {
                         if record.order.user != user {
@@ -511,21 +582,48 @@ impl Spot {
                         closed.insert(order_id);
                     }
                 }
-                Event::Accepted { .. }
-                | Event::Rejected { .. }
-                | Event::Amended { .. }
-                | Event::MarketAdded { .. }
-                | Event::MarketRejected { .. }
-                | Event::TradingSet { .. } => {}
+                Event::Amended { order_id, user, price, quantity, remaining, .. } => {
+                    let record =
+                        self.open_in_batch(order_id, &closed).ok_or_else(|| format!("an amend of order {order_id}, which the ledger does not hold open"))?;
+                    let market = self.markets.get(&record.order.market).ok_or_else(|| format!("an amend in a market the ledger does not have: {event:?}"))?;
+                    let order = Self::batch_order(kernel, &mut batch, record);
+                    if record.order.user != user || record.amending != Some(AmendTerms { price, quantity }) || order.amended {
+                        return Err(format!("an amend of order {order_id} that its owner did not ask for: {event:?}"));
+                    }
+                    if remaining == 0 || order.filled + remaining != quantity {
+                        return Err(format!("an amend of order {order_id} that leaves open other than its total less its {} filled: {event:?}", order.filled));
+                    }
+                    let kept_place = order.price == Some(price) && remaining <= order.quantity - order.filled;
+                    let hold = amended_hold(market, record.order.side, price, remaining, order.hold_left, kept_place);
+                    if hold > order.hold_left {
+                        return Err(format!("an amend of order {order_id} that needs {hold} held where {} is left: {event:?}", order.hold_left));
+                    }
+                    *order = BatchOrder { filled: order.filled, price: Some(price), quantity, hold_left: hold, amended: true };
+                }
+                Event::Accepted { .. } | Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
         }
         Ok(())
     }
 
-    fn check_fill(&self, kernel: &Kernel, fill: &Fill, taken: &mut FxHashMap<OrderId, (u64, Amount)>, closed: &FxHashSet<OrderId>) -> Result<(), String> {
-        let open = |id: OrderId| {
-            self.orders.get(&id).filter(|_| !closed.contains(&id)).ok_or_else(|| format!("a fill of order {id}, which the ledger does not hold open: {fill:?}"))
-        };
+    fn open_in_batch(&self, id: OrderId, closed: &FxHashSet<OrderId>) -> Option<&OrderRecord> {
+        self.orders.get(&id).filter(|_| !closed.contains(&id))
+    }
+
+    /// The order as the batch has left it so far, from its record and hold at first.
+    fn batch_order<'a>(kernel: &Kernel, batch: &'a mut FxHashMap<OrderId, BatchOrder>, record: &OrderRecord) -> &'a mut BatchOrder {
+        let id = record.order.order_id;
+        batch.entry(id).or_insert_with(|| BatchOrder {
+            filled: record.filled,
+            price: record.order.price,
+            quantity: record.order.quantity,
+            hold_left: kernel.hold_of(order_hold(id)).map_or(0, |hold| hold.remaining),
+            amended: false,
+        })
+    }
+
+    fn check_fill(&self, kernel: &Kernel, fill: &Fill, batch: &mut FxHashMap<OrderId, BatchOrder>, closed: &FxHashSet<OrderId>) -> Result<(), String> {
+        let open = |id: OrderId| self.open_in_batch(id, closed).ok_or_else(|| format!("a fill of order {id}, which the ledger does not hold open: {fill:?}"));
         let (maker, taker) = (open(fill.maker_order)?, open(fill.taker_order)?);
         let market = self.markets.get(&fill.market).ok_or_else(|| format!("a fill in market {}, which the ledger does not have", fill.market))?;
         if fill.maker_order == fill.taker_order || maker.order.market != fill.market || taker.order.market != fill.market {
@@ -552,27 +650,27 @@ impl Spot {
         }
         for (record, fee) in [(maker, fill.maker_fee), (taker, fill.taker_fee)] {
             let id = record.order.order_id;
-            let within_limit = match (record.order.side, record.order.price) {
+            let order = Self::batch_order(kernel, batch, record);
+            let within_limit = match (record.order.side, order.price) {
                 (Side::Buy, Some(limit)) => fill.price <= limit,
                 (Side::Sell, Some(limit)) => fill.price >= limit,
                 (_, None) => true,
             };
             if !within_limit {
-                return Err(format!("a fill at {} beyond order {id}'s limit {:?}: {fill:?}", fill.price, record.order.price));
+                return Err(format!("a fill at {} beyond order {id}'s limit {:?}: {fill:?}", fill.price, order.price));
             }
-            let hold_left = kernel.hold_of(order_hold(id)).map_or(0, |hold| hold.remaining);
-            let (lots, from_hold) = taken.entry(id).or_default();
-            *lots += fill.quantity;
-            *from_hold += match record.order.side {
+            let from_hold = match record.order.side {
                 Side::Buy => fill.notional as Amount + fee as Amount,
                 Side::Sell => base_amount(market, fill.quantity),
             };
-            if record.filled + *lots > record.order.quantity {
-                return Err(format!("fills of {} lots of order {id}, which has {} unfilled: {fill:?}", *lots, record.order.quantity - record.filled));
+            order.filled += fill.quantity;
+            if order.filled > order.quantity {
+                return Err(format!("fills of order {id} to {} lots, above its {}: {fill:?}", order.filled, order.quantity));
             }
-            if *from_hold > hold_left {
-                return Err(format!("fills that take {} from order {id}'s hold of {hold_left}: {fill:?}", *from_hold));
+            if from_hold > order.hold_left {
+                return Err(format!("a fill that takes {from_hold} from order {id}'s hold, which has {} left: {fill:?}", order.hold_left));
             }
+            order.hold_left -= from_hold;
         }
         Ok(())
     }
@@ -684,6 +782,80 @@ impl Spot {
 }
 
 impl Spot {
+    /// Checks an amend, grows the order's hold to what the amend needs
+    /// while it is on the way ([`amend_hold`]), and yields it for matching.
+    fn amend_order(
+        &mut self,
+        kernel: &mut Kernel,
+        user: UserId,
+        order_id: OrderId,
+        terms: AmendTerms,
+        at_ms: TimestampMs,
+    ) -> Result<matching_api::Command, LedgerError> {
+        // Another user's order answers as if it did not exist.
+        let record = self.orders.get(&order_id).filter(|record| record.order.user == user).ok_or(LedgerError::NotFound)?;
+        if !record.order.may_rest() {
+            return Err(LedgerError::BadInput("only a resting (GTC limit) order can be amended".into()));
+        }
+        if record.amending.is_some() {
+            return Err(LedgerError::BadInput("an amend of this order is on its way to matching; amend again once it has settled".into()));
+        }
+        let market = *self.markets.get(&record.order.market).ok_or(LedgerError::UnknownMarket(record.order.market))?;
+        if !market.trading {
+            return Err(LedgerError::MarketHalted(market.id()));
+        }
+        matching_core::rules::check_amend(&market.spec, terms.price, terms.quantity).map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
+        let hold_left = hold_remaining(kernel, order_id).unwrap_or(0);
+        let hold = amend_hold(&market, record, terms, hold_left);
+        if hold > hold_left {
+            kernel.resize_hold(order_hold(order_id), hold, TransferCode(api::HOLD), format_compact!("order:{order_id}"), at_ms).map_err(refusal)?;
+        }
+        let record = self.orders.get_mut(&order_id).expect("looked up above");
+        record.amending = Some(terms);
+        record.amend_refused = None;
+        record.updated_ms = at_ms;
+        self.changes.orders.insert(order_id);
+        Ok(matching_api::Command::Amend { market: market.id(), order_id, user, price: terms.price, quantity: terms.quantity })
+    }
+
+    /// Matching took the amend: the order has its new terms, and its hold
+    /// what they need ([`amended_hold`]; check_output made sure it has it).
+    fn amended(&mut self, kernel: &mut Kernel, order_id: OrderId, price: u64, quantity: u64, remaining: u64, at_ms: TimestampMs) {
+        let (Some(record), hold_left) = (self.orders.get_mut(&order_id), hold_remaining(kernel, order_id).unwrap_or(0)) else {
+            return self.fault(format!("matching amended order {order_id}, which the ledger does not hold"));
+        };
+        let Some(market) = self.markets.get(&record.order.market) else {
+            return self.fault(format!("matching amended order {order_id} of a market the ledger does not have"));
+        };
+        let kept_place = record.order.price == Some(price) && remaining <= record.order.quantity - record.filled;
+        let hold = amended_hold(market, record.order.side, price, remaining, hold_left, kept_place);
+        record.order.price = Some(price);
+        record.order.quantity = quantity;
+        record.amending = None;
+        record.updated_ms = at_ms;
+        self.changes.orders.insert(order_id);
+        if let Err(error) = kernel.resize_hold(order_hold(order_id), hold, TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
+            self.fault(format!("order {order_id}'s hold cannot take its amended terms: {error}"));
+        }
+    }
+
+    /// Matching refused the amend: the order keeps its terms, and its hold
+    /// gives back what was added for the amend beyond what they need.
+    fn amend_refused(&mut self, kernel: &mut Kernel, order_id: OrderId, code: RejectCode, at_ms: TimestampMs) {
+        let hold_left = hold_remaining(kernel, order_id).unwrap_or(0);
+        let Some(record) = self.orders.get_mut(&order_id) else { return };
+        let Some(market) = self.markets.get(&record.order.market) else { return };
+        let (price, open) = (record.order.price.unwrap_or(0), record.order.quantity - record.filled);
+        let hold = amended_hold(market, record.order.side, price, open, hold_left, true);
+        record.amending = None;
+        record.amend_refused = Some(reject_text(code).to_string());
+        record.updated_ms = at_ms;
+        self.changes.orders.insert(order_id);
+        if let Err(error) = kernel.resize_hold(order_hold(order_id), hold, TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
+            self.fault(format!("order {order_id}'s hold cannot give back its refused amend's: {error}"));
+        }
+    }
+
     /// When the next open good-till order expires: the ledger daemon
     /// journals [`Command::ExpireOrders`] once its clock reaches it.
     pub fn next_expiry(&self) -> Option<TimestampMs> {

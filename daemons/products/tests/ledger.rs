@@ -542,6 +542,94 @@ fn cancel_all_cancels_one_users_orders_in_one_market() {
     x.ledger.check_invariants().unwrap();
 }
 
+fn amend_command(user: UserId, order_id: OrderId, price: u64, quantity: u64) -> Command {
+    Command::Spot(spot::Command::AmendOrder { user, order_id, price, quantity })
+}
+
+impl Exchange {
+    /// Asks the ledger for an amend and returns what it forwards, undelivered.
+    fn amend(&mut self, user: UserId, order_id: OrderId, price: u64, quantity: u64) -> Result<matching_core::Command, LedgerError> {
+        let applied = self.ledger.apply(&amend_command(user, order_id, price, quantity), 3);
+        assert_eq!(applied.outcome?, Outcome::Spot(spot::Outcome::AmendRequested(order_id)));
+        Ok(applied.forward.expect("an amend goes to matching"))
+    }
+}
+
+#[test]
+fn a_smaller_amend_keeps_its_place_and_a_larger_one_loses_it() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 100_000_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, BTC, 10_000_000, "u2").unwrap();
+    deposit(&mut x.ledger, 3, BTC, 10_000_000, "u3").unwrap();
+    let (first, _) = x.place(2, limit(Side::Sell, 2_000, 5)).unwrap();
+    let (second, _) = x.place(3, limit(Side::Sell, 2_000, 5)).unwrap();
+    let forward = x.amend(2, first, 2_000, 3).unwrap();
+    x.forward(&forward);
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, products::spot::base_amount(&btc_usd(), 3), "the hold shrank to the new quantity");
+    let (_, events) = x.place(1, limit(Side::Buy, 2_000, 1)).unwrap();
+    assert!(matches!(events[1], Event::Fill(f) if f.maker_order == first), "the smaller order kept its place: {events:?}");
+    // More than it had: behind the other order now, and held for the total less the fill.
+    let forward = x.amend(2, first, 2_000, 6).unwrap();
+    x.forward(&forward);
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, products::spot::base_amount(&btc_usd(), 5));
+    let (_, events) = x.place(1, limit(Side::Buy, 2_000, 1)).unwrap();
+    assert!(matches!(events[1], Event::Fill(f) if f.maker_order == second), "the larger order lost its place: {events:?}");
+    let record = x.ledger.spot().order(first).unwrap();
+    assert_eq!((record.order.price, record.order.quantity, record.filled, record.amending), (Some(2_000), 6, 1, None));
+    // A total at or below what filled cancels the rest, and the hold comes back.
+    let forward = x.amend(2, first, 2_000, 1).unwrap();
+    x.forward(&forward);
+    assert_eq!(x.closed()[&first].status, OrderStatus::Cancelled);
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, 0);
+    x.ledger.check_invariants().unwrap();
+}
+
+/// The amend races fills at the old terms: the hold taken at the request
+/// covers both, and shrinks to the new terms' worst case once matching
+/// took it.
+#[test]
+fn an_amend_racing_fills_is_held_for_both_terms_and_then_for_its_own() {
+    let mut x = Exchange::new();
+    deposit(&mut x.ledger, 1, USD, 100_000_000, "u1").unwrap();
+    deposit(&mut x.ledger, 2, BTC, 10_000_000, "u2").unwrap();
+    let (bid, _) = x.place(1, limit(Side::Buy, 2_009, 5)).unwrap();
+    // A sell on its way to matching, then an amend to a lower price and a larger total.
+    let sell = x.ledger.apply(&place_command(2, limit(Side::Sell, 2_009, 4), None), 3).forward.unwrap();
+    let amend = x.amend(1, bid, 1_991, 8).unwrap();
+    assert!(x.ledger.spot().order(bid).unwrap().amending.is_some());
+    assert_eq!(x.amend(1, bid, 1_990, 8).err().map(|e| e.code()), Some("BAD_USER_INPUT"), "one amend at a time");
+    x.forward(&sell);
+    x.forward(&amend);
+    let record = x.ledger.spot().order(bid).unwrap();
+    assert_eq!((record.order.price, record.order.quantity, record.filled, record.amending), (Some(1_991), 8, 4, None));
+    let held = products::spot::buy_hold(&btc_usd(), 1_991, 4);
+    assert_eq!(products::spot::hold_remaining(x.ledger.kernel(), bid), Some(held), "held for the new terms' 4 open lots");
+    assert_eq!(balance(&x.ledger, 1, USD).locked, held);
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn an_amend_needing_more_than_available_or_refused_by_matching_changes_nothing() {
+    let mut x = Exchange::new();
+    let exact = products::spot::buy_hold(&btc_usd(), 2_000, 1);
+    deposit(&mut x.ledger, 1, USD, exact, "u1").unwrap();
+    deposit(&mut x.ledger, 2, BTC, 10_000_000, "u2").unwrap();
+    let (bid, _) = x.place(1, OrderRequest { post_only: true, ..limit(Side::Buy, 2_000, 1) }).unwrap();
+    assert!(matches!(x.amend(1, bid, 2_005, 1), Err(LedgerError::InsufficientFunds { .. })));
+    assert_eq!(balance(&x.ledger, 1, USD), Balance { available: 0, locked: exact });
+    assert_eq!(x.amend(2, bid, 2_000, 1).err(), Some(LedgerError::NotFound), "another user's order is not found");
+    // Matching refuses a post-only amend that would take: the terms stay, and so does the hold.
+    x.place(2, limit(Side::Sell, 2_001, 1)).unwrap();
+    deposit(&mut x.ledger, 1, USD, 10_000_000, "u1-more").unwrap();
+    let forward = x.amend(1, bid, 2_001, 1).unwrap();
+    assert!(balance(&x.ledger, 1, USD).locked > exact, "held for the higher price meanwhile");
+    x.forward(&forward);
+    let record = x.ledger.spot().order(bid).unwrap();
+    assert_eq!((record.order.price, record.amending, record.amend_refused.as_deref()), (Some(2_000), None, Some("POST_ONLY_WOULD_TAKE")));
+    assert_eq!(balance(&x.ledger, 1, USD).locked, exact, "what the amend added came back");
+    x.ledger.check_invariants().unwrap();
+}
+
 #[test]
 fn kill_switches_cancel_and_refuse_orders_until_their_holder_lifts_them() {
     use ledger_api::operators::{Action, Command as Op, KillSwitch, Outcome as OpOutcome, Thresholds};
@@ -714,6 +802,14 @@ enum Step {
         user: UserId,
         pick: usize,
     },
+    /// Amend an order (its owner's, mostly) to a price and total quantity,
+    /// racing the fills still queued for matching.
+    Amend {
+        user: UserId,
+        pick: usize,
+        price: u64,
+        quantity: u64,
+    },
     /// Deliver the queued matching outputs (they may lag behind).
     Deliver,
     Restart,
@@ -730,7 +826,8 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (user.clone(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.1), 0u8..3, prop::bool::weighted(0.1), 1_990u64..2_010, 1u64..8).prop_map(
             |(user, fine, side, market_order, tif, post_only, price, quantity)| Step::Place { user, fine, side, market_order, tif, post_only, price, quantity }
         ),
-        2 => (user, any::<usize>()).prop_map(|(user, pick)| Step::Cancel { user, pick }),
+        2 => (user.clone(), any::<usize>()).prop_map(|(user, pick)| Step::Cancel { user, pick }),
+        3 => (user, any::<usize>(), 1_900u64..2_100, 1u64..12).prop_map(|(user, pick, price, quantity)| Step::Amend { user, pick, price, quantity }),
         3 => Just(Step::Deliver),
         1 => Just(Step::Restart),
     ]
@@ -860,6 +957,22 @@ fn run(steps: &[Step]) {
                     if applied.outcome.is_ok() {
                         assert_eq!(owner, user, "only the owner may cancel");
                         queued.push(applied.forward.expect("a cancel goes to matching"));
+                    }
+                }
+            }
+            Step::Amend { user, pick, price, quantity } => {
+                if !placed.is_empty() {
+                    let (owner, order_id) = placed[pick % placed.len()];
+                    // Mostly the owner's: another user's is refused NOT_FOUND.
+                    let user = if pick % 4 == 0 { user } else { owner };
+                    let balances = (balance(&x.ledger, user, USD), balance(&x.ledger, user, BTC));
+                    let applied = x.ledger.apply(&Command::Spot(spot::Command::AmendOrder { user, order_id, price, quantity }), at);
+                    match applied.outcome {
+                        Ok(_) => {
+                            assert_eq!(owner, user, "only the owner may amend");
+                            queued.push(applied.forward.expect("an amend goes to matching"));
+                        }
+                        Err(_) => assert_eq!((balance(&x.ledger, user, USD), balance(&x.ledger, user, BTC)), balances, "a refused amend holds nothing"),
                     }
                 }
             }

@@ -1396,6 +1396,25 @@ fn cancels(world: &mut Marionette, name: String) {
     assert!(world.answer.get("errors").is_none(), "{}", world.answer);
 }
 
+/// An amend to a new total quantity (in BTC) or a new price (in USD); the
+/// answer is kept for "the request is refused with".
+#[when(regex = r"^(\w+) amends (?:her|his) order to ([\d.]+) (BTC|USD)$")]
+fn amends(world: &mut Marionette, name: String, amount: String, unit: String) {
+    let field = if unit == "BTC" { "quantity" } else { "price" };
+    let mutation =
+        format!("mutation($id: ID!, $v: Decimal!) {{ amendOrder(id: $id, {field}: $v) {{ id status price quantity filledQuantity amendRefused }} }}");
+    world.answer = world.ask(&name, &mutation, json!({ "id": world.order_id(&name), "v": amount }));
+}
+
+#[then(regex = r"^(\w+)'s order is for ([\d.]+) BTC at ([\d.]+) USD$")]
+fn order_terms(world: &mut Marionette, name: String, quantity: String, price: String) {
+    assert!(world.answer.get("errors").is_none(), "{}", world.answer);
+    let answer = world.ask(&name, "query($id: ID!) { userOrder(id: $id) { price quantity } }", json!({ "id": world.order_id(&name) }));
+    let order = data(&answer, "userOrder");
+    let decimal = |field: &str| order[field].as_str().and_then(|s| s.parse::<Decimal>().ok()).unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!((decimal("quantity"), decimal("price")), (quantity.parse().unwrap(), price.parse().unwrap()), "{answer}");
+}
+
 #[then(regex = r"^(\w+) can see (?:her|his) order$")]
 fn can_see(world: &mut Marionette, name: String) {
     let id = world.order_id(&name).to_string();

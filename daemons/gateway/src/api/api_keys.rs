@@ -15,7 +15,7 @@ use crate::users::Role;
 pub enum ApiKeyScope {
     /// Queries and subscriptions of the key owner's own data and the markets.
     Read,
-    /// placeOrder and cancelOrder.
+    /// placeOrder, amendOrder, cancelOrder, cancelAllOrders, engageKillSwitch.
     Trade,
     /// requestWithdrawal, to the address book only.
     Withdraw,
@@ -165,7 +165,7 @@ impl ApiKeysMutation {
 }
 
 /// What a request signed with an API key may call: queries with READ (not
-/// the account's sessions or keys), placeOrder and cancelOrder with TRADE,
+/// the account's sessions or keys), the order mutations with TRADE,
 /// requestWithdrawal with WITHDRAW, and nothing that manages the account.
 /// Checked at every root field, so a fragment cannot hide one.
 pub struct KeyScopes;
@@ -184,7 +184,7 @@ pub fn needed_scope(parent_type: &str, field: &str) -> Result<fn(&Scopes) -> boo
         // Each product's subscriptions resolve under its own type (SpotSubscription).
         (subscription, _) if subscription.ends_with("Subscription") => Ok(|s| s.read),
         // A bot may pull its own plug; lifting the kill switch needs a login.
-        ("Mutation", "placeOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => Ok(|s| s.trade),
+        ("Mutation", "placeOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => Ok(|s| s.trade),
         ("Mutation", "requestWithdrawal") => Ok(|s| s.withdraw),
         _ => Err("API keys place and cancel orders and engage the kill switch (TRADE) and request withdrawals (WITHDRAW); everything else needs a login"),
     }
@@ -192,7 +192,7 @@ pub fn needed_scope(parent_type: &str, field: &str) -> Result<fn(&Scopes) -> boo
 
 fn scope_name(parent_type: &str, field: &str) -> &'static str {
     match (parent_type, field) {
-        ("Mutation", "placeOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => "TRADE",
+        ("Mutation", "placeOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => "TRADE",
         ("Mutation", _) => "WITHDRAW",
         _ => "READ",
     }

@@ -217,6 +217,8 @@ pub struct Order {
     pub updated_at: DateTime,
     /// A GTD order's expiry.
     pub expires_at: Option<DateTime>,
+    /// Why matching refused this order's last amend (its code), if it did.
+    pub amend_refused: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -339,6 +341,7 @@ impl Catalog {
             created_at: at(record.created_ms),
             updated_at: at(record.updated_ms),
             expires_at: record.expires_at_ms.map(at),
+            amend_refused: record.amend_refused.clone(),
         }
     }
 }
@@ -623,18 +626,62 @@ impl SpotMutation {
         };
         times.settle_seconds.observe(held.elapsed().as_secs_f64());
         if record.status == LedgerStatus::Rejected {
-            let reason = record.reject_reason.clone().unwrap_or_default();
-            match reason.as_str() {
-                "POST_ONLY_WOULD_TAKE" => return Err(coded("POST_ONLY_WOULD_TAKE", "the order was refused: a post-only order would have taken liquidity")),
-                "MARKET_CLOSED" => return Err(coded("MARKET_CLOSED", "the order was refused: the market is not trading")),
-                "PRICE_OUT_OF_BAND" => {
-                    let band = Decimal::new(market.spec.price_band_ppm.into(), 4).normalize();
-                    return Err(coded(
-                        "PRICE_OUT_OF_BAND",
-                        format!("the order was refused: its price is more than {band}% from the last trade (before the first, from the best opposite price); price it closer"),
-                    ));
-                }
-                _ => {}
+            if let Some(error) = matching_refusal(market, "the order", record.reject_reason.as_deref().unwrap_or_default()) {
+                return Err(error);
+            }
+        }
+        Ok(catalog.api_order(&record))
+    }
+
+    /// Amends a resting order: a new price, a new total quantity (what has
+    /// filled included), or both; what is left out stays. A smaller quantity
+    /// at the same price keeps the order's place in the queue; a new price
+    /// or a larger quantity loses it, and the order may trade at once. A
+    /// total at or below what has filled cancels the rest. Answers once
+    /// matching has taken the amend (or, past order_settle_timeout_ms,
+    /// while it is on its way); a refused amend is an error with matching's
+    /// code and leaves the order as it was.
+    async fn amend_order(&self, ctx: &Context<'_>, id: ID, price: Option<Dec>, quantity: Option<Dec>) -> Result<Order, Error> {
+        let user = caller_id(ctx)?;
+        let not_found = || coded("NOT_FOUND", "no such open order");
+        let order_id = convert::parse_order_uuid(&id).ok_or_else(not_found)?;
+        let record = order_by_id(ctx, order_id).await?.filter(|r| r.order.user == user && !r.status.is_final()).ok_or_else(not_found)?;
+        if price.is_none() && quantity.is_none() {
+            return Err(coded("BAD_USER_INPUT", "give the order a new price, a new quantity, or both"));
+        }
+        let catalog = Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?;
+        let market = catalog.markets.iter().find(|m| m.id() == record.order.market).ok_or_else(|| unexpected("the order's market"))?;
+        let (terms, ..) = catalog.terms(market).ok_or_else(|| unexpected("the order's market terms"))?;
+        let refuse = |(code, message): convert::Refusal| coded(code, message);
+        let price = match price {
+            Some(price) => convert::to_ticks(price.0, &terms).map_err(refuse)?,
+            None => record.order.price.ok_or_else(|| coded("BAD_USER_INPUT", "only a resting (GTC limit) order can be amended"))?,
+        };
+        let quantity = match quantity {
+            Some(quantity) => convert::to_lots(quantity.0, &terms).map_err(refuse)?,
+            None => record.order.quantity,
+        };
+        let mut updates = services(ctx).ledger.order_updates();
+        match run_spot(ctx, Command::AmendOrder { user, order_id, price, quantity }).await? {
+            api::Outcome::AmendRequested(_) => {}
+            other => return Err(unexpected(other)),
+        }
+        let deadline = tokio::time::Instant::now() + services(ctx).order_settle_timeout;
+        while let Ok(Ok(batch)) = tokio::time::timeout_at(deadline, updates.recv()).await {
+            if batch.iter().any(|o| o.order.order_id == order_id && (o.amending.is_none() || o.status.is_final())) {
+                break;
+            }
+        }
+        let record = order_by_id(ctx, order_id).await?.ok_or_else(not_found)?;
+        if record.amending.is_none() && !record.status.is_final() {
+            if let Some(reason) = record.amend_refused.as_deref() {
+                return Err(matching_refusal(market, "the amend", reason).unwrap_or_else(|| match reason {
+                    "UNKNOWN_ORDER" => coded("NOT_FOUND", "the amend was refused: the order left the book first (filled or cancelled)"),
+                    "PRICE_LEVEL_LIMIT" => {
+                        coded("PRICE_LEVEL_LIMIT", "the amend was refused: the book side has its most price levels; choose a price with orders at it")
+                    }
+                    other => coded("BAD_USER_INPUT", format!("the amend was refused: {other}")),
+                }));
             }
         }
         Ok(catalog.api_order(&record))
@@ -742,6 +789,25 @@ impl SpotMutation {
         let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
         catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
     }
+}
+
+/// The API's error for matching's refusal of an order or an amend (`what`),
+/// by its reject code; None for one that is not an error of the caller's.
+fn matching_refusal(market: &LedgerMarket, what: &str, reason: &str) -> Option<Error> {
+    Some(match reason {
+        "POST_ONLY_WOULD_TAKE" => coded("POST_ONLY_WOULD_TAKE", format!("{what} was refused: a post-only order would have taken liquidity")),
+        "MARKET_CLOSED" => coded("MARKET_CLOSED", format!("{what} was refused: the market is not trading")),
+        "PRICE_OUT_OF_BAND" => {
+            let band = Decimal::new(market.spec.price_band_ppm.into(), 4).normalize();
+            coded(
+                "PRICE_OUT_OF_BAND",
+                format!(
+                    "{what} was refused: its price is more than {band}% from the last trade (before the first, from the best opposite price); price it closer"
+                ),
+            )
+        }
+        _ => return None,
+    })
 }
 
 impl SpotMutation {
