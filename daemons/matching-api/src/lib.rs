@@ -21,7 +21,8 @@ pub use ids::{MarketId, OrderId, UserId};
 /// encoding of matching-core's own types (release 0.1.0's first builds);
 /// 3 added a market's tick-lot scale and a fill's notional rounding; 4 price
 /// bands and the last trade price in snapshots; 5 a resting order's filled
-/// lots, an amend by total quantity, and an Amended's open remainder.
+/// lots, an amend by total quantity, an Amended's open remainder, and stop
+/// orders.
 pub const FORMAT_VERSION: u16 = 5;
 /// A price in ticks of the market's tick size.
 pub type PriceTicks = u64;
@@ -195,6 +196,48 @@ impl NewOrder {
     }
 }
 
+/// The price a stop order watches. Only the last trade's today; perpetual
+/// futures will add their mark price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TriggerSource {
+    LastTrade,
+}
+
+/// Which way the watched price must reach the trigger price: a stop-loss
+/// sell or a take-profit buy fires at or below it, a stop-loss buy or a
+/// take-profit sell at or above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TriggerDirection {
+    AtOrAbove,
+    AtOrBelow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Trigger {
+    pub source: TriggerSource,
+    pub direction: TriggerDirection,
+    pub price: PriceTicks,
+}
+
+impl Trigger {
+    /// Whether the watched price at `price` fires this trigger.
+    #[inline]
+    pub fn fires_at(&self, price: PriceTicks) -> bool {
+        match self.direction {
+            TriggerDirection::AtOrAbove => price >= self.price,
+            TriggerDirection::AtOrBelow => price <= self.price,
+        }
+    }
+}
+
+/// A stop order waiting for its trigger: once it fires, `order` is placed
+/// as if it had just arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ArmedStop {
+    pub order: NewOrder,
+    pub trigger: Trigger,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
     AddMarket(MarketSpec),
@@ -227,6 +270,11 @@ pub enum Command {
         price: PriceTicks,
         quantity: QuantityLots,
     },
+    /// Arms a stop order (stop-loss, stop-limit, take-profit): it waits off
+    /// the book, cancellable, until a trade prices the market at its
+    /// trigger; then it is placed, right after the command whose trade
+    /// fired it, stops fired by one command in the order they were armed.
+    PlaceStop(ArmedStop),
 }
 
 impl Command {
@@ -234,7 +282,7 @@ impl Command {
         match self {
             Command::AddMarket(spec) => spec.id,
             Command::SetTrading { market, .. } | Command::Cancel { market, .. } | Command::CancelAll { market, .. } | Command::Amend { market, .. } => *market,
-            Command::Place(order) => order.market,
+            Command::Place(order) | Command::PlaceStop(ArmedStop { order, .. }) => order.market,
         }
     }
 }
@@ -272,6 +320,8 @@ pub enum RejectCode {
     PriceLevelLimit,
     #[error("the price is further from the last trade (before any, the best opposite price) than the market's price band allows")]
     PriceOutOfBand,
+    #[error("the last trade already reached the stop's trigger price: it would fire at once")]
+    WouldTriggerNow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -364,6 +414,20 @@ pub enum Event {
         order_id: OrderId,
         user: UserId,
     },
+    /// A stop order passed every check and waits for its trigger.
+    StopArmed {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+    },
+    /// A trade at `price` fired the stop: its order's own events follow
+    /// (Accepted or Rejected, then as for any order).
+    StopTriggered {
+        market: MarketId,
+        order_id: OrderId,
+        user: UserId,
+        price: PriceTicks,
+    },
 }
 
 /// An order resting on a book, as it appears in a snapshot.
@@ -410,6 +474,8 @@ pub struct MarketSnapshot {
     /// Canonical order: bids best first, then asks best first, each price
     /// level oldest first.
     pub orders: Vec<RestingOrder>,
+    /// Armed stops, oldest first (the order they fire in when fired together).
+    pub stops: Vec<ArmedStop>,
 }
 
 /// Everything the engine holds, in canonical order: two engines in the same

@@ -59,6 +59,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         post_only: false,
         self_trade: SelfTradePrevention::CancelMaker,
     };
+    let armed = ArmedStop { order: order(), trigger: Trigger { source: TriggerSource::LastTrade, direction: TriggerDirection::AtOrBelow, price: 24_000 } };
     let encode = |value: &dyn erased::Encode| value.encode();
     vec![
         ("add market", encode(&Command::AddMarket(spec))),
@@ -77,7 +78,16 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("cancelled", encode(&Event::Cancelled { market: 3, order_id: 9, user: 8, side: Side::Sell, remaining: 3, reason: CancelReason::SelfTrade })),
         ("done", encode(&Event::Done { market: 3, order_id: 11, user: 12 })),
         ("journal entry", encode(&JournalEntry { peer: 1, peer_sequence: 77, command: Command::Place(order()) })),
-        ("snapshot", encode(&EngineSnapshot { markets: vec![MarketSnapshot { spec, trading: true, last_price: Some(1_234), orders: vec![resting] }] })),
+        (
+            "snapshot",
+            encode(&EngineSnapshot {
+                markets: vec![MarketSnapshot { spec, trading: true, last_price: Some(1_234), orders: vec![resting], stops: vec![armed] }],
+            }),
+        ),
+        ("place stop", encode(&Command::PlaceStop(armed))),
+        ("stop armed", encode(&Event::StopArmed { market: 3, order_id: 11, user: 12 })),
+        ("stop triggered", encode(&Event::StopTriggered { market: 3, order_id: 11, user: 12, price: 24_000 })),
+        ("would trigger now", encode(&Event::Rejected { market: 3, order_id: 11, user: 12, code: RejectCode::WouldTriggerNow })),
         ("price level", encode(&PriceLevel { price: 25_000, quantity: 12, orders: 3 })),
         ("price out of band", encode(&Event::Rejected { market: 3, order_id: 11, user: 12, code: RejectCode::PriceOutOfBand })),
     ]
@@ -113,7 +123,11 @@ const GOLDEN: &[(&str, &str)] = &[
     ("cancelled", "07030908010303"),
     ("done", "08030b0c"),
     ("journal entry", "014d0203c1843d2a0100020101a8c3010702"),
-    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c3010505020001"),
+    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c30105050200010103c1843d2a0100020101a8c30107020001c0bb01"),
+    ("place stop", "0603c1843d2a0100020101a8c30107020001c0bb01"),
+    ("stop armed", "09030b0c"),
+    ("stop triggered", "0a030b0cc0bb01"),
+    ("would trigger now", "04030b0c0f"),
     ("price level", "a8c3010c03"),
     ("price out of band", "04030b0c0e"),
 ];

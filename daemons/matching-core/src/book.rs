@@ -44,6 +44,9 @@ pub trait OrderBook: Sized {
 
     /// The side of an open order of `user`'s.
     fn side_of(&self, order_id: OrderId, user: UserId) -> Option<Side>;
+
+    /// Whether an order with this id rests on the book.
+    fn contains(&self, order_id: OrderId) -> bool;
 }
 
 /// Where a book's resting orders are and in what priority: a data

@@ -6,13 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::book::OrderBook;
 use crate::rules;
-use crate::types::{Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, OrderKind, PriceTicks, RejectCode, Side};
+use crate::stops::StopBook;
+use crate::types::{
+    ArmedStop, CancelReason, Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, NewOrder, OrderKind, PriceTicks, RejectCode,
+    Side,
+};
 
 struct Market<B> {
     book: B,
     trading: bool,
-    /// The last trade's price, the centre of the price band.
+    /// The last trade's price, the centre of the price band and what stops watch.
     last_price: Option<PriceTicks>,
+    stops: StopBook,
 }
 
 impl<B: OrderBook> Market<B> {
@@ -26,6 +31,67 @@ impl<B: OrderBook> Market<B> {
             return true;
         }
         self.last_price.or_else(|| self.book.best_price(side.opposite())).is_none_or(|reference| spec.within_band(price, reference))
+    }
+
+    /// Places an order that passed the engine's checks or a fired stop's,
+    /// then fires the stops its trades reach.
+    #[inline]
+    fn place(&mut self, order: &NewOrder, out: &mut Vec<Event>) {
+        let checked = if self.trading { rules::check_new_order(self.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
+        let checked = checked.and_then(|()| if self.stops.contains(order.order_id) { Err(RejectCode::DuplicateOrderId) } else { Ok(()) });
+        // Bands bound limit prices; a market order's protection price is a bound, not a price.
+        let checked = checked.and_then(|()| match (order.kind, order.price) {
+            (OrderKind::Limit, Some(price)) if !self.within_band(order.side, price) => Err(RejectCode::PriceOutOfBand),
+            _ => Ok(()),
+        });
+        match checked {
+            Ok(()) => {
+                let from = out.len();
+                self.book.place(order, out);
+                self.note_trades(out, from);
+            }
+            Err(code) => out.push(Event::Rejected { market: order.market, order_id: order.order_id, user: order.user, code }),
+        }
+    }
+
+    /// Places every stop the last trade price fires, one by one: each one's
+    /// trades move the price that the next is measured by. Bounded by the
+    /// armed stops, each of which fires once.
+    fn fire_stops(&mut self, out: &mut Vec<Event>) {
+        if self.stops.is_empty() {
+            return;
+        }
+        while let Some(price) = self.last_price {
+            let Some(stop) = self.stops.take_fired(price) else { break };
+            let order = stop.order;
+            out.push(Event::StopTriggered { market: order.market, order_id: order.order_id, user: order.user, price });
+            self.place(&order, out);
+        }
+    }
+
+    fn arm(&mut self, stop: &ArmedStop, limits: &crate::types::BookLimits) -> Result<(), RejectCode> {
+        let (order, spec) = (&stop.order, self.book.spec());
+        if !self.trading {
+            return Err(RejectCode::MarketClosed);
+        }
+        rules::check_new_order(spec, order)?;
+        if stop.trigger.price == 0 || stop.trigger.price > spec.price_ticks_max {
+            return Err(RejectCode::InvalidPrice);
+        }
+        if self.stops.contains(order.order_id) || self.book.contains(order.order_id) {
+            return Err(RejectCode::DuplicateOrderId);
+        }
+        if self.stops.len() >= limits.resting_orders_max as usize {
+            return Err(RejectCode::BookFull);
+        }
+        if self.stops.user_count(order.user) >= limits.orders_per_user_max {
+            return Err(RejectCode::UserOrderLimit);
+        }
+        if self.last_price.is_some_and(|price| stop.trigger.fires_at(price)) {
+            return Err(RejectCode::WouldTriggerNow);
+        }
+        self.stops.arm(*stop);
+        Ok(())
     }
 
     /// Remembers the last price among the fills from `out[from..]`.
@@ -107,23 +173,27 @@ impl<B: OrderBook> Engine<B> {
                 out.push(Event::TradingSet { market: market_id, trading });
             }
             Command::Place(ref order) => {
-                let checked = if market.trading { rules::check_new_order(market.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
-                // Bands bound limit prices; a market order's protection price is a bound, not a price.
-                let checked = checked.and_then(|()| match (order.kind, order.price) {
-                    (OrderKind::Limit, Some(price)) if !market.within_band(order.side, price) => Err(RejectCode::PriceOutOfBand),
-                    _ => Ok(()),
-                });
-                match checked {
-                    Ok(()) => {
-                        let from = out.len();
-                        market.book.place(order, out);
-                        market.note_trades(out, from);
-                    }
+                market.place(order, out);
+                market.fire_stops(out);
+            }
+            Command::PlaceStop(ref stop) => {
+                let order = &stop.order;
+                match market.arm(stop, &self.limits.book) {
+                    Ok(()) => out.push(Event::StopArmed { market: market_id, order_id: order.order_id, user: order.user }),
                     Err(code) => out.push(Event::Rejected { market: market_id, order_id: order.order_id, user: order.user, code }),
                 }
             }
-            Command::Cancel { order_id, user, .. } => market.book.cancel(order_id, user, out),
-            Command::CancelAll { user, .. } => market.book.cancel_all(user, out),
+            Command::Cancel { order_id, user, .. } => match market.stops.cancel(order_id, user) {
+                Some(stop) => out.push(disarmed(&stop)),
+                None => market.book.cancel(order_id, user, out),
+            },
+            Command::CancelAll { user, .. } => {
+                market.book.cancel_all(user, out);
+                for order_id in market.stops.of_user(user) {
+                    let stop = market.stops.cancel(order_id, user).expect("listed just now");
+                    out.push(disarmed(&stop));
+                }
+            }
             Command::Amend { order_id, user, price, quantity, .. } => {
                 let checked = if market.trading { rules::check_amend(market.book.spec(), price, quantity) } else { Err(RejectCode::MarketClosed) };
                 let checked = checked.and_then(|()| match market.book.side_of(order_id, user) {
@@ -135,6 +205,7 @@ impl<B: OrderBook> Engine<B> {
                         let from = out.len();
                         market.book.amend(order_id, user, price, quantity, out);
                         market.note_trades(out, from);
+                        market.fire_stops(out);
                     }
                     Err(code) => out.push(Event::Rejected { market: market_id, order_id, user, code }),
                 }
@@ -157,7 +228,7 @@ impl<B: OrderBook> Engine<B> {
         if self.markets.len() <= index {
             self.markets.resize_with(index + 1, || None);
         }
-        self.markets[index] = Some(Market { book: B::new(spec, self.limits.book), trading: true, last_price: None });
+        self.markets[index] = Some(Market { book: B::new(spec, self.limits.book), trading: true, last_price: None, stops: StopBook::default() });
         out.push(Event::MarketAdded { market: spec.id });
     }
 
@@ -167,6 +238,11 @@ impl<B: OrderBook> Engine<B> {
 
     pub fn book(&self, id: MarketId) -> Option<&B> {
         self.market(id).map(|m| &m.book)
+    }
+
+    /// A market's armed stops, oldest first.
+    pub fn armed_stops(&self, id: MarketId) -> Vec<ArmedStop> {
+        self.market(id).map(|m| m.stops.armed()).unwrap_or_default()
     }
 
     pub fn is_trading(&self, id: MarketId) -> Option<bool> {
@@ -183,7 +259,13 @@ impl<B: OrderBook> Engine<B> {
                 .markets
                 .iter()
                 .flatten()
-                .map(|m| MarketSnapshot { spec: *m.book.spec(), trading: m.trading, last_price: m.last_price, orders: m.book.resting_orders() })
+                .map(|m| MarketSnapshot {
+                    spec: *m.book.spec(),
+                    trading: m.trading,
+                    last_price: m.last_price,
+                    orders: m.book.resting_orders(),
+                    stops: m.stops.armed(),
+                })
                 .collect(),
         }
     }
@@ -224,15 +306,40 @@ impl<B: OrderBook> Engine<B> {
             if slot.book.resting_orders() != market.orders {
                 return Err(invalid("orders are not in canonical order"));
             }
+            // Armed as they were; the trading flag and the last price must
+            // not refuse them here (a halted market keeps its stops).
+            let (trading, last_price) = (slot.trading, slot.last_price);
+            (slot.trading, slot.last_price) = (true, None);
+            for stop in &market.stops {
+                if stop.order.market != market.spec.id || slot.arm(stop, &limits.book).is_err() {
+                    return Err(invalid("a stop is out of range, a duplicate, or over the limits"));
+                }
+            }
+            (slot.trading, slot.last_price) = (trading, last_price);
         }
         Ok(engine)
+    }
+}
+
+/// A stop cancelled before it fired: nothing of it traded.
+fn disarmed(stop: &ArmedStop) -> Event {
+    let order = &stop.order;
+    Event::Cancelled {
+        market: order.market,
+        order_id: order.order_id,
+        user: order.user,
+        side: order.side,
+        remaining: order.quantity,
+        reason: CancelReason::User,
     }
 }
 
 fn unknown_market(command: &Command) -> Event {
     let market = command.market();
     match *command {
-        Command::Place(ref o) => Event::Rejected { market, order_id: o.order_id, user: o.user, code: RejectCode::UnknownMarket },
+        Command::Place(ref o) | Command::PlaceStop(ArmedStop { order: ref o, .. }) => {
+            Event::Rejected { market, order_id: o.order_id, user: o.user, code: RejectCode::UnknownMarket }
+        }
         Command::Cancel { order_id, user, .. } | Command::Amend { order_id, user, .. } => {
             Event::Rejected { market, order_id, user, code: RejectCode::UnknownMarket }
         }

@@ -13,6 +13,7 @@ pub mod fast;
 pub mod lifecycle;
 pub mod reference;
 pub mod rules;
+pub mod stops;
 pub mod types;
 
 pub use book::{BookStore, OrderBook};

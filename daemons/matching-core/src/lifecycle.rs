@@ -303,6 +303,10 @@ impl<S: BookStore> OrderBook for Book<S> {
         self.store.best(side).map(|handle| self.store.get(handle).price)
     }
 
+    fn contains(&self, order_id: OrderId) -> bool {
+        self.store.find(order_id).is_some()
+    }
+
     fn side_of(&self, order_id: OrderId, user: UserId) -> Option<Side> {
         self.store.find(order_id).map(|handle| self.store.get(handle)).filter(|order| order.user == user).map(|order| order.side)
     }

@@ -153,6 +153,8 @@ suite!(
     notionals_between_minor_units_round_up_for_the_buyer_and_down_for_the_seller,
     halted_market_refuses_orders_but_allows_cancels,
     price_bands_measure_from_the_last_trade_or_the_best_opposite_price,
+    stops_fire_on_the_last_trade_in_order_and_survive_a_snapshot,
+    stops_are_refused_when_they_would_fire_now_and_cancel_whole,
     bad_orders_are_rejected_with_codes,
     duplicate_live_order_id_is_refused,
     unknown_market_is_rejected,
@@ -500,6 +502,73 @@ fn halted_market_refuses_orders_but_allows_cancels<B: OrderBook>() {
     assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 1, user: 1 }), vec![cancelled(1, 1, Buy, 1, User)]);
     h.run(Command::SetTrading { market: MARKET, trading: true });
     assert_eq!(h.run(limit(3, 1, Buy, 91, 1)), vec![accepted(3, 1, Buy, Some(91), 1)]);
+}
+
+fn stop(order: NewOrder, direction: TriggerDirection, price: PriceTicks) -> Command {
+    Command::PlaceStop(ArmedStop { order, trigger: Trigger { source: TriggerSource::LastTrade, direction, price } })
+}
+
+fn stop_events(events: &[Event]) -> Vec<(OrderId, PriceTicks)> {
+    events.iter().filter_map(|e| if let Event::StopTriggered { order_id, price, .. } = e { Some((*order_id, *price)) } else { None }).collect()
+}
+
+fn stops_fire_on_the_last_trade_in_order_and_survive_a_snapshot<B: OrderBook>() {
+    use TriggerDirection::*;
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 97, 2));
+    h.run(limit(2, 1, Buy, 95, 2));
+    h.run(limit(3, 1, Buy, 94, 5));
+    // A stop-loss market sell at 96 and a stop-limit sell at 95 (limit 94), armed in that order.
+    let market_sell = NewOrder { kind: OrderKind::Market, time_in_force: TimeInForce::Ioc, ..order(10, 2, Sell, None, 2) };
+    assert_eq!(h.run(stop(market_sell, AtOrBelow, 96)), vec![Event::StopArmed { market: MARKET, order_id: 10, user: 2 }]);
+    assert_eq!(h.run(stop(order(11, 3, Sell, Some(94), 1), AtOrBelow, 95)), vec![Event::StopArmed { market: MARKET, order_id: 11, user: 3 }]);
+    // A take-profit sell far above: it must not fire on the way down.
+    h.run(stop(order(12, 3, Sell, Some(120), 1), AtOrAbove, 110));
+    let restored = Engine::<B>::restore(*h.engine.limits(), &h.engine.snapshot()).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash(), "armed stops survive a snapshot");
+    assert_eq!(restored.armed_stops(MARKET).len(), 3);
+    // A trade at 97 fires nothing.
+    let events = h.run(limit(4, 4, Sell, 97, 1));
+    assert_eq!(stop_events(&events), vec![]);
+    // The next at 97 then 95 fires the market sell, which takes 95's rest
+    // and 94; its trade at 94 fires the stop-limit, which takes 94 too.
+    let events = h.run(limit(5, 4, Sell, 95, 2));
+    assert_eq!(stop_events(&events), vec![(10, 95), (11, 94)]);
+    assert_eq!(trades(&events), vec![(1, 5, 97, 1), (2, 5, 95, 1), (2, 10, 95, 1), (3, 10, 94, 1), (3, 11, 94, 1)]);
+    assert_eq!(h.engine.armed_stops(MARKET).len(), 1, "the take-profit waits");
+    // The restored engine fires the same way.
+    let mut restored = restored;
+    let mut replayed = Vec::new();
+    for command in [limit(4, 4, Sell, 97, 1), limit(5, 4, Sell, 95, 2)] {
+        replayed.clear();
+        restored.execute(&command, &mut replayed);
+    }
+    assert_eq!(replayed, events);
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+}
+
+fn stops_are_refused_when_they_would_fire_now_and_cancel_whole<B: OrderBook>() {
+    use TriggerDirection::*;
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 100, 1));
+    // No trade yet: nothing to measure from, so any trigger arms.
+    assert_eq!(h.run(stop(order(2, 2, Buy, Some(110), 1), AtOrAbove, 90)), vec![Event::StopArmed { market: MARKET, order_id: 2, user: 2 }]);
+    // The trade at 100 fires it; its buy at 110 then rests.
+    assert_eq!(stop_events(&h.run(limit(3, 3, Sell, 100, 1))), vec![(2, 100)]);
+    assert_eq!(h.engine.armed_stops(MARKET), vec![]);
+    assert_eq!(h.depth(Buy), vec![(110, 1)]);
+    assert_eq!(stop_events(&h.run(limit(4, 3, Sell, 120, 1))), vec![], "resting moves no price: nothing fires");
+    assert_eq!(h.run(stop(order(5, 2, Sell, Some(90), 1), AtOrBelow, 100)), vec![rejected(5, 2, RejectCode::WouldTriggerNow)]);
+    assert_eq!(h.run(stop(order(6, 2, Sell, Some(1), 1), AtOrAbove, 0)), vec![rejected(6, 2, RejectCode::InvalidPrice)]);
+    assert_eq!(h.run(stop(order(4, 2, Sell, Some(1), 1), AtOrBelow, 50)), vec![rejected(4, 2, RejectCode::DuplicateOrderId)], "id 4 rests");
+    h.run(stop(order(7, 2, Sell, Some(90), 3), AtOrBelow, 95));
+    h.run(stop(order(8, 2, Sell, Some(90), 4), AtOrBelow, 94));
+    assert_eq!(h.run(limit(7, 5, Buy, 90, 1)), vec![rejected(7, 5, RejectCode::DuplicateOrderId)], "id 7 is an armed stop");
+    assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 7, user: 5 }), vec![rejected(7, 5, RejectCode::UnknownOrder)], "only the owner's");
+    assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 7, user: 2 }), vec![cancelled(7, 2, Sell, 3, User)]);
+    // Cancel-all: the resting orders first (the fired stop rests at 110), then the armed stops.
+    assert_eq!(h.run(Command::CancelAll { market: MARKET, user: 2 }), vec![cancelled(2, 2, Buy, 1, User), cancelled(8, 2, Sell, 4, User)]);
+    assert_eq!(h.engine.armed_stops(MARKET), vec![]);
 }
 
 fn price_bands_measure_from_the_last_trade_or_the_best_opposite_price<B: OrderBook>() {

@@ -83,7 +83,19 @@ fn random_command(rng: &mut SplitMix) -> Command {
         55 => order(OrderKind::Market, TimeInForce::Fok, rng.below(5) == 0, Some(price)),
         56..=71 => Command::Cancel { market, order_id, user },
         72..=73 => Command::CancelAll { market, user },
-        74..=98 => Command::Amend { market, order_id, user, price, quantity },
+        74..=90 => Command::Amend { market, order_id, user, price, quantity },
+        91..=98 => {
+            // Stop-market, stop-limit and take-profit orders, either way.
+            let direction = if rng.below(2) == 0 { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow };
+            let trigger = Trigger { source: TriggerSource::LastTrade, direction, price: (90 + rng.below(21)) * (rng.below(100) != 0) as u64 };
+            let order = match rng.below(3) {
+                0 => order(OrderKind::Market, TimeInForce::Ioc, false, Some(price)),
+                1 => order(OrderKind::Limit, TimeInForce::Gtc, false, Some(price)),
+                _ => order(OrderKind::Limit, TimeInForce::Ioc, false, Some(price)),
+            };
+            let Command::Place(order) = order else { unreachable!("built as a place") };
+            Command::PlaceStop(ArmedStop { order, trigger })
+        }
         _ => Command::SetTrading { market, trading: rng.below(3) != 0 },
     }
 }
@@ -100,6 +112,12 @@ struct Model {
     paid: BTreeMap<(MarketId, OrderId), (u128, u128)>,
     /// Per live order: lots filled, and its side.
     filled: BTreeMap<(MarketId, OrderId), (QuantityLots, Side)>,
+    /// Armed stops: the quantity each will place, and its trigger.
+    armed: BTreeMap<(MarketId, OrderId), (QuantityLots, Trigger)>,
+    /// The stop the command being applied asks to arm.
+    pending_stop: Option<ArmedStop>,
+    /// Each market's last trade price, from the fills.
+    last_price: BTreeMap<MarketId, PriceTicks>,
 }
 
 /// The quote a limit buy of `quantity` at `price` is held for: the exact
@@ -142,12 +160,17 @@ impl Model {
                 }
                 Event::Fill(f) => {
                     assert_ne!(f.maker_user, f.taker_user, "a self-trade produced a fill");
+                    self.last_price.insert(f.market, f.price);
                     for id in [f.maker_order, f.taker_order] {
                         let open = self.open.get_mut(&(f.market, id)).expect("fill of a live order");
                         *open = open.checked_sub(f.quantity).expect("filled more than was open");
                         self.filled.get_mut(&(f.market, id)).expect("fill of a live order").0 += f.quantity;
                     }
                     self.check_money(&f);
+                }
+                Event::Cancelled { market, order_id, remaining, .. } if self.armed.contains_key(&(market, order_id)) => {
+                    let (quantity, _) = self.armed.remove(&(market, order_id)).expect("checked");
+                    assert_eq!(quantity, remaining, "a stop cancelled before firing cancels all of it");
                 }
                 Event::Cancelled { market, order_id, remaining, .. } => {
                     let open = self.open.remove(&(market, order_id)).expect("cancelled a live order");
@@ -160,6 +183,21 @@ impl Model {
                     assert_eq!(open, 0, "done with quantity still open");
                     self.paid.remove(&(market, order_id));
                     self.filled.remove(&(market, order_id));
+                }
+                Event::StopArmed { market, order_id, .. } => {
+                    let stop = self.pending_stop.take().filter(|stop| (stop.order.market, stop.order.order_id) == (market, order_id));
+                    let stop = stop.expect("armed a stop that was not asked for");
+                    assert!(!self.open.contains_key(&(market, order_id)), "armed a stop with a live order's id: {event:?}");
+                    assert!(
+                        self.last_price.get(&market).is_none_or(|&price| !stop.trigger.fires_at(price)),
+                        "armed a stop its market already fires: {event:?}"
+                    );
+                    assert!(self.armed.insert((market, order_id), (stop.order.quantity, stop.trigger)).is_none(), "armed a live stop's id: {event:?}");
+                }
+                Event::StopTriggered { market, order_id, price, .. } => {
+                    let (_, trigger) = self.armed.remove(&(market, order_id)).expect("fired a stop that was not armed");
+                    assert_eq!(self.last_price.get(&market), Some(&price), "a stop fired at other than the last trade price: {event:?}");
+                    assert!(trigger.fires_at(price), "a stop fired before the price reached its trigger: {event:?}");
                 }
                 Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
@@ -205,6 +243,16 @@ impl Model {
             on_books.extend(orders.iter().map(|o| ((market, o.order_id), o.remaining)));
         }
         assert_eq!(on_books, self.open, "the events and the books disagree on what is open");
+        let mut armed = BTreeMap::new();
+        for market in engine.market_ids() {
+            let stops = engine.armed_stops(market);
+            // Nothing stays armed that the last trade fires.
+            if let Some(&price) = self.last_price.get(&market) {
+                assert!(stops.iter().all(|stop| !stop.trigger.fires_at(price)), "market {market} keeps a stop its last trade {price} fires");
+            }
+            armed.extend(stops.iter().map(|stop| ((market, stop.order.order_id), (stop.order.quantity, stop.trigger))));
+        }
+        assert_eq!(armed, self.armed, "the events and the engine disagree on the armed stops");
     }
 }
 
@@ -238,6 +286,10 @@ fn compare_with<Fast: OrderBook>(commands: &[Command], snapshot_at: usize) -> us
             restored.execute(command, &mut restored_events);
             assert_eq!(restored_events, fast_events, "restored engine diverged at command #{i}");
         }
+        model.pending_stop = match command {
+            Command::PlaceStop(stop) => Some(*stop),
+            _ => None,
+        };
         model.apply(&fast_events);
         model.check_against(&fast);
     }

@@ -300,10 +300,16 @@ fn stream(count: u64) -> Vec<Command> {
         let order_id = 1 + next(300);
         let user = 1 + next(8);
         let side = if next(2) == 0 { Side::Buy } else { Side::Sell };
-        commands.push(match next(10) {
+        commands.push(match next(12) {
             0..=5 => limit(order_id.max(i), user, side, 95 + next(11), 1 + next(9)),
             6..=7 => Command::Cancel { market: 1, order_id, user },
-            _ => Command::Amend { market: 1, order_id, user, price: 95 + next(11), quantity: 1 + next(9) },
+            8..=9 => Command::Amend { market: 1, order_id, user, price: 95 + next(11), quantity: 1 + next(9) },
+            // Stops, so that snapshots hold armed ones and replays fire them.
+            _ => {
+                let Command::Place(order) = limit(order_id.max(i), user, side, 95 + next(11), 1 + next(9)) else { unreachable!("a place") };
+                let direction = if next(2) == 0 { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow };
+                Command::PlaceStop(ArmedStop { order, trigger: Trigger { source: TriggerSource::LastTrade, direction, price: 95 + next(11) } })
+            }
         });
     }
     commands

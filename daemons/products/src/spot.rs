@@ -177,6 +177,7 @@ pub fn reject_text(code: RejectCode) -> &'static str {
         RejectCode::UserOrderLimit => "USER_ORDER_LIMIT",
         RejectCode::PriceLevelLimit => "PRICE_LEVEL_LIMIT",
         RejectCode::PriceOutOfBand => "PRICE_OUT_OF_BAND",
+        RejectCode::WouldTriggerNow => "WOULD_TRIGGER_NOW",
         RejectCode::MarketExists | RejectCode::MarketLimit | RejectCode::InvalidMarketSpec => "INVALID_MARKET",
     }
 }
@@ -552,6 +553,8 @@ impl Spot {
                     self.amended(kernel, order_id, price, quantity, remaining, at_ms);
                     touched.push(order_id);
                 }
+                // check_output refused these: the ledger places no stops yet.
+                Event::StopArmed { .. } | Event::StopTriggered { .. } => {}
                 Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
         }
@@ -599,6 +602,9 @@ impl Spot {
                         return Err(format!("an amend of order {order_id} that needs {hold} held where {} is left: {event:?}", order.hold_left));
                     }
                     *order = BatchOrder { filled: order.filled, price: Some(price), quantity, hold_left: hold, amended: true };
+                }
+                Event::StopArmed { order_id, .. } | Event::StopTriggered { order_id, .. } => {
+                    return Err(format!("a stop event for order {order_id}, and the ledger places no stop orders: {event:?}"));
                 }
                 Event::Accepted { .. } | Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
