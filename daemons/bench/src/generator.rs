@@ -23,16 +23,35 @@ pub struct GeneratorConfig {
     pub commands: usize,
     /// Market load follows a Pareto law with this shape (None: uniform).
     pub pareto_shape: Option<f64>,
+    /// Percent of the commands that arm stop orders (stop-market and
+    /// stop-limit, triggers a few ticks from the last trade, so that the
+    /// trading fires many of them); 0 draws nothing for them, so the mix
+    /// without stops is the same stream as before they existed.
+    pub stop_percent: u32,
 }
 
 impl GeneratorConfig {
     /// exchange-core's single-symbol benchmark shape.
     pub fn single_market(commands: usize) -> Self {
-        GeneratorConfig { seed: 1, markets: 1, resting_per_market: 1_000, levels_per_side: 950, users: 2_000, commands, pareto_shape: None }
+        GeneratorConfig { seed: 1, markets: 1, resting_per_market: 1_000, levels_per_side: 950, users: 2_000, commands, pareto_shape: None, stop_percent: 0 }
     }
 
     pub fn hundred_markets(commands: usize) -> Self {
-        GeneratorConfig { seed: 2, markets: 100, resting_per_market: 1_000, levels_per_side: 950, users: 2_000, commands, pareto_shape: Some(1.16) }
+        GeneratorConfig {
+            seed: 2,
+            markets: 100,
+            resting_per_market: 1_000,
+            levels_per_side: 950,
+            users: 2_000,
+            commands,
+            pareto_shape: Some(1.16),
+            stop_percent: 0,
+        }
+    }
+
+    /// The same workload with `percent` of its commands arming stops.
+    pub fn with_stops(self, percent: u32) -> Self {
+        GeneratorConfig { stop_percent: percent, ..self }
     }
 }
 
@@ -43,6 +62,7 @@ pub enum Kind {
     Ioc,
     Cancel,
     Move,
+    Stop,
 }
 
 pub struct Workload {
@@ -60,6 +80,7 @@ pub struct Workload {
     pub book_after_prefill: (usize, usize),
     pub book_at_end: (usize, usize),
     pub fills: u64,
+    pub stops_fired: u64,
 }
 
 pub fn spec(id: MarketId) -> MarketSpec {
@@ -108,8 +129,10 @@ struct Generator {
     orders: FxHashMap<OrderId, LiveOrder>,
     next_order_id: OrderId,
     fills: u64,
+    stops_fired: u64,
     events: Vec<Event>,
     market_weights: Vec<f64>,
+    last_price: Vec<Option<PriceTicks>>,
 }
 
 impl Generator {
@@ -128,8 +151,10 @@ impl Generator {
                         order.4 = remaining;
                     }
                 }
+                Event::StopTriggered { .. } => self.stops_fired += 1,
                 Event::Fill(f) => {
                     self.fills += 1;
+                    self.last_price[f.market as usize] = Some(f.price);
                     for id in [f.maker_order, f.taker_order] {
                         if let Some(order) = self.orders.get_mut(&id) {
                             order.4 -= f.quantity;
@@ -215,6 +240,28 @@ impl Generator {
         self.new_order(market, side, price, TimeInForce::Ioc)
     }
 
+    /// A stop-loss up to 5% (5,000 ticks) from the last trade, as traders
+    /// set them (the book spans about 1% each way): a sell fires at or
+    /// below, a buy at or above; half stop-market (IOC up to a protection
+    /// price), half stop-limit (GTC, a couple of ticks through the trigger).
+    fn stop(&mut self, market: MarketId) -> Command {
+        let side = self.random_side();
+        let reference = self.last_price[market as usize].unwrap_or(MID_PRICE_TICKS);
+        let distance = self.rng.random_range(1..=5_000);
+        // Past the trigger in the order's direction: down for a sell, up for a buy.
+        let through = |price: u64, ticks: u64| match side {
+            Side::Sell => price.saturating_sub(ticks).max(1),
+            Side::Buy => price + ticks,
+        };
+        let direction = if side == Side::Sell { TriggerDirection::AtOrBelow } else { TriggerDirection::AtOrAbove };
+        let trigger = through(reference, distance);
+        let Command::Place(mut order) = self.new_order(market, side, through(trigger, 2), TimeInForce::Gtc) else { unreachable!("a place") };
+        if self.rng.random::<bool>() {
+            (order.kind, order.time_in_force, order.price) = (OrderKind::Market, TimeInForce::Ioc, Some(through(trigger, 10)));
+        }
+        Command::PlaceStop(ArmedStop { order, trigger: Trigger { source: TriggerSource::LastTrade, direction, price: trigger } })
+    }
+
     fn random_live(&mut self, market: MarketId) -> Option<(OrderId, LiveOrder)> {
         let live = &self.live[market as usize];
         if live.ids.is_empty() {
@@ -228,6 +275,7 @@ impl Generator {
         match kind {
             Kind::Gtc => self.gtc(market),
             Kind::Ioc => self.ioc(market),
+            Kind::Stop => self.stop(market),
             Kind::Cancel => match self.random_live(market) {
                 Some((order_id, (_, user, ..))) => Command::Cancel { market, order_id, user },
                 None => self.gtc(market),
@@ -282,8 +330,10 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
         orders: FxHashMap::default(),
         next_order_id: 0,
         fills: 0,
+        stops_fired: 0,
         events: Vec::new(),
         market_weights,
+        last_price: vec![None; config.markets as usize],
     };
     let specs: Vec<MarketSpec> = (0..config.markets).map(spec).collect();
     let mut prefill: Vec<Command> = specs.iter().map(|s| generator.apply(Command::AddMarket(*s))).collect();
@@ -303,7 +353,9 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
         let market = generator.pick_market();
         // Keep each book near its target size: below it, cancels become GTCs.
         let below_target = generator.live[market as usize].ids.len() < config.resting_per_market * 9 / 10;
+        let stop = config.stop_percent > 0 && generator.rng.random_range(0..100) < config.stop_percent;
         let kind = match generator.rng.random_range(0..100) {
+            _ if stop => Kind::Stop,
             0..=8 => Kind::Gtc,
             9..=11 => Kind::Ioc,
             12..=17 if below_target => Kind::Gtc,
@@ -315,10 +367,11 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
             Command::Place(NewOrder { time_in_force: TimeInForce::Gtc, .. }) => Kind::Gtc,
             Command::Place(_) => Kind::Ioc,
             Command::Cancel { .. } => Kind::Cancel,
+            Command::PlaceStop(_) => Kind::Stop,
             _ => Kind::Move,
         };
         let side = match command {
-            Command::Place(order) => order.side,
+            Command::Place(order) | Command::PlaceStop(ArmedStop { order, .. }) => order.side,
             Command::Cancel { order_id, .. } | Command::Amend { order_id, .. } => generator.orders.get(&order_id).map_or(Side::Buy, |o| o.2),
             _ => Side::Buy,
         };
@@ -327,5 +380,16 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
         sides.push(side);
     }
     let book_at_end = generator.book_shape();
-    Workload { config: config.clone(), specs, prefill, commands, kinds, sides, book_after_prefill, book_at_end, fills: generator.fills }
+    Workload {
+        config: config.clone(),
+        specs,
+        prefill,
+        commands,
+        kinds,
+        sides,
+        book_after_prefill,
+        book_at_end,
+        fills: generator.fills,
+        stops_fired: generator.stops_fired,
+    }
 }

@@ -69,11 +69,32 @@ fn main() -> anyhow::Result<()> {
     }
     let mut report = String::new();
     writeln!(report, "{}", machine_line())?;
-    let configs = [GeneratorConfig::single_market(commands), GeneratorConfig::hundred_markets(commands)];
+    // The one-market mix again with 10% of its commands arming stops:
+    // only our core runs it (the peers have no stops), and its throughput
+    // is compared with the mix without them measured in this run.
+    let configs =
+        [GeneratorConfig::single_market(commands), GeneratorConfig::single_market(commands).with_stops(10), GeneratorConfig::hundred_markets(commands)];
+    let mut without_stops: Option<f64> = None;
     for config in configs.into_iter().filter(|c| markets.contains(&c.markets)) {
-        eprintln!("generating {} markets x {} commands (seed {})", config.markets, config.commands, config.seed);
+        eprintln!("generating {} markets x {} commands (seed {}, {}% stops)", config.markets, config.commands, config.seed, config.stop_percent);
         let workload = generator::generate(&config);
         let mut measured = vec![measure_core(&workload, runs)];
+        let ours = measured[0].commands_per_second;
+        if config.stop_percent > 0 {
+            write_section(&mut report, &workload, &measured)?;
+            if let Some(plain) = without_stops {
+                writeln!(
+                    report,
+                    "With {}% stops the core runs at {:.1}% of the one-market mix without them, measured in this run.\n",
+                    config.stop_percent,
+                    ours * 100.0 / plain
+                )?;
+            }
+            continue;
+        }
+        if config.markets == 1 {
+            without_stops = Some(ours);
+        }
         if with_peers {
             measured.push(measure_peer::<Lobster>(&workload, runs));
             measured.push(measure_peer::<OrderbookRs>(&workload, runs));
@@ -198,10 +219,18 @@ fn micros(nanos: u64) -> String {
 fn write_section(report: &mut String, workload: &Workload, measured: &[Measured]) -> std::fmt::Result {
     let config = &workload.config;
     let count = |kind| workload.kinds.iter().filter(|k| **k == kind).count() as f64 * 100.0 / workload.kinds.len() as f64;
-    writeln!(report, "### {} market{}, {} commands (seed {})\n", config.markets, if config.markets == 1 { "" } else { "s" }, config.commands, config.seed)?;
+    let stops = if config.stop_percent > 0 { format!(", {}% stops", config.stop_percent) } else { String::new() };
     writeln!(
         report,
-        "Workload: {} users; {} pre-filled resting orders over {} price levels{}; commands {:.1}% GTC, {:.1}% IOC, {:.1}% cancel, {:.1}% move; {} trades; book at the end: {} orders, {} levels.\n",
+        "### {} market{}, {} commands (seed {}{stops})\n",
+        config.markets,
+        if config.markets == 1 { "" } else { "s" },
+        config.commands,
+        config.seed
+    )?;
+    writeln!(
+        report,
+        "Workload: {} users; {} pre-filled resting orders over {} price levels{}; commands {:.1}% GTC, {:.1}% IOC, {:.1}% cancel, {:.1}% move, {:.1}% stop ({} fired); {} trades; book at the end: {} orders, {} levels.\n",
         config.users,
         workload.book_after_prefill.0,
         workload.book_after_prefill.1,
@@ -213,6 +242,8 @@ fn write_section(report: &mut String, workload: &Workload, measured: &[Measured]
         count(Kind::Ioc),
         count(Kind::Cancel),
         count(Kind::Move),
+        count(Kind::Stop),
+        workload.stops_fired,
         workload.fills,
         workload.book_at_end.0,
         workload.book_at_end.1,

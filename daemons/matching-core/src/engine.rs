@@ -38,7 +38,8 @@ impl<B: OrderBook> Market<B> {
     #[inline]
     fn place(&mut self, order: &NewOrder, out: &mut Vec<Event>) {
         let checked = if self.trading { rules::check_new_order(self.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
-        let checked = checked.and_then(|()| if self.stops.contains(order.order_id) { Err(RejectCode::DuplicateOrderId) } else { Ok(()) });
+        let checked =
+            checked.and_then(|()| if !self.stops.is_empty() && self.stops.contains(order.order_id) { Err(RejectCode::DuplicateOrderId) } else { Ok(()) });
         // Bands bound limit prices; a market order's protection price is a bound, not a price.
         let checked = checked.and_then(|()| match (order.kind, order.price) {
             (OrderKind::Limit, Some(price)) if !self.within_band(order.side, price) => Err(RejectCode::PriceOutOfBand),
@@ -57,8 +58,9 @@ impl<B: OrderBook> Market<B> {
     /// Places every stop the last trade price fires, one by one: each one's
     /// trades move the price that the next is measured by. Bounded by the
     /// armed stops, each of which fires once.
+    #[inline]
     fn fire_stops(&mut self, out: &mut Vec<Event>) {
-        if self.stops.is_empty() {
+        if !self.last_price.is_some_and(|price| self.stops.any_fired(price)) {
             return;
         }
         while let Some(price) = self.last_price {

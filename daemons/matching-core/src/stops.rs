@@ -9,7 +9,6 @@ use rustc_hash::FxHashMap;
 
 use crate::types::{ArmedStop, OrderId, PriceTicks, TriggerDirection, UserId};
 
-#[derive(Default)]
 pub struct StopBook {
     /// Fire once the price is at or above: the lowest trigger is reached first.
     above: BTreeMap<(PriceTicks, u64), OrderId>,
@@ -19,9 +18,38 @@ pub struct StopBook {
     stops: FxHashMap<OrderId, (ArmedStop, u64)>,
     per_user: FxHashMap<UserId, u32>,
     next_sequence: u64,
+    /// The nearest triggers each way (MAX and 0 when none): every trade
+    /// asks whether a stop fires, and two comparisons answer it.
+    lowest_above: PriceTicks,
+    highest_below: PriceTicks,
+}
+
+impl Default for StopBook {
+    fn default() -> Self {
+        StopBook {
+            above: BTreeMap::new(),
+            below: BTreeMap::new(),
+            stops: FxHashMap::default(),
+            per_user: FxHashMap::default(),
+            next_sequence: 0,
+            lowest_above: PriceTicks::MAX,
+            highest_below: 0,
+        }
+    }
 }
 
 impl StopBook {
+    /// Whether a last trade at `price` fires any stop.
+    #[inline]
+    pub fn any_fired(&self, price: PriceTicks) -> bool {
+        price >= self.lowest_above || price <= self.highest_below
+    }
+
+    fn update_nearest(&mut self) {
+        self.lowest_above = self.above.first_key_value().map_or(PriceTicks::MAX, |((price, _), _)| *price);
+        self.highest_below = self.below.first_key_value().map_or(0, |((Reverse(price), _), _)| *price);
+    }
+
     pub fn len(&self) -> usize {
         self.stops.len()
     }
@@ -49,6 +77,10 @@ impl StopBook {
         };
         self.stops.insert(id, (stop, sequence));
         *self.per_user.entry(stop.order.user).or_default() += 1;
+        match stop.trigger.direction {
+            TriggerDirection::AtOrAbove => self.lowest_above = self.lowest_above.min(price),
+            TriggerDirection::AtOrBelow => self.highest_below = self.highest_below.max(price),
+        }
     }
 
     /// Disarms `user`'s stop `order_id`, if there is one.
@@ -72,6 +104,7 @@ impl StopBook {
                 self.per_user.remove(&user);
             }
         }
+        self.update_nearest();
         Some(stop)
     }
 
@@ -88,6 +121,9 @@ impl StopBook {
     /// Takes the next stop that a last trade at `price` fires: of the two
     /// directions' nearest triggers reached, the one armed first.
     pub fn take_fired(&mut self, price: PriceTicks) -> Option<ArmedStop> {
+        if !self.any_fired(price) {
+            return None;
+        }
         let above = self.above.first_key_value().filter(|((trigger, _), _)| price >= *trigger).map(|((_, seq), id)| (*seq, *id));
         let below = self.below.first_key_value().filter(|((Reverse(trigger), _), _)| price <= *trigger).map(|((_, seq), id)| (*seq, *id));
         let (_, id) = match (above, below) {
