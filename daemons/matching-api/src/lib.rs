@@ -272,8 +272,10 @@ pub enum Command {
     },
     /// Arms a stop order (stop-loss, stop-limit, take-profit): it waits off
     /// the book, cancellable, until a trade prices the market at its
-    /// trigger; then it is placed, right after the command whose trade
-    /// fired it, stops fired by one command in the order they were armed.
+    /// trigger; then it is placed, within the command whose trade fired it.
+    /// Stops fire one at a time against the latest trade price (each fired
+    /// order's trades move it): the nearest trigger in each direction
+    /// first, and of those two the one armed first.
     PlaceStop(ArmedStop),
 }
 
@@ -474,7 +476,7 @@ pub struct MarketSnapshot {
     /// Canonical order: bids best first, then asks best first, each price
     /// level oldest first.
     pub orders: Vec<RestingOrder>,
-    /// Armed stops, oldest first (the order they fire in when fired together).
+    /// Armed stops, oldest first: arming order breaks ties when they fire.
     pub stops: Vec<ArmedStop>,
 }
 
