@@ -60,9 +60,6 @@ impl<B: OrderBook> Market<B> {
     /// armed stops, each of which fires once.
     #[inline]
     fn fire_stops(&mut self, out: &mut Vec<Event>) {
-        if !self.last_price.is_some_and(|price| self.stops.any_fired(price)) {
-            return;
-        }
         while let Some(price) = self.last_price {
             let Some(stop) = self.stops.take_fired(price) else { break };
             let order = stop.order;

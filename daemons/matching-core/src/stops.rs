@@ -41,7 +41,7 @@ impl Default for StopBook {
 impl StopBook {
     /// Whether a last trade at `price` fires any stop.
     #[inline]
-    pub fn any_fired(&self, price: PriceTicks) -> bool {
+    fn any_fired(&self, price: PriceTicks) -> bool {
         price >= self.lowest_above || price <= self.highest_below
     }
 
@@ -120,6 +120,7 @@ impl StopBook {
 
     /// Takes the next stop that a last trade at `price` fires: of the two
     /// directions' nearest triggers reached, the one armed first.
+    #[inline]
     pub fn take_fired(&mut self, price: PriceTicks) -> Option<ArmedStop> {
         if !self.any_fired(price) {
             return None;
