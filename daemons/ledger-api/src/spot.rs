@@ -3,7 +3,7 @@
 //! in the wallet's accounts (an order's hold is LOCKED) and its fees in the
 //! house's revenue.
 
-use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger};
 use serde::{Deserialize, Serialize};
 
 use crate::candles::{Candle, CandleInterval, DayStats};
@@ -67,6 +67,9 @@ pub struct OrderRequest {
     /// Good till this time by the ledger's clock (a GTC limit order only):
     /// then the ledger cancels what is left of it and it ends EXPIRED.
     pub expires_at_ms: Option<TimestampMs>,
+    /// A stop order: held now, armed in matching, and placed as the order
+    /// above when the watched price reaches the trigger.
+    pub trigger: Option<Trigger>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -175,9 +178,17 @@ pub enum OrderStatus {
     Rejected,
     /// Cancelled by the ledger when its good-till time came.
     Expired,
+    /// A stop armed in matching, waiting for its trigger; held. When it
+    /// fires the order is placed and goes on as any other.
+    Armed,
 }
 
 impl OrderStatus {
+    /// Held and not yet ended: a stop armed or an order on its way to, or in, the book.
+    pub fn is_open(self) -> bool {
+        !self.is_final()
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected | OrderStatus::Expired)
     }
@@ -208,6 +219,10 @@ pub struct OrderRecord {
     /// Why matching refused the last amend (its reject code's name);
     /// cleared by the next.
     pub amend_refused: Option<String>,
+    /// A stop order's trigger.
+    pub trigger: Option<Trigger>,
+    /// When matching fired the stop (the ledger's clock as it applied it).
+    pub triggered_ms: Option<TimestampMs>,
 }
 
 /// What an amend asks for: the new price and total quantity.

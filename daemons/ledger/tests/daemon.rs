@@ -305,6 +305,7 @@ fn limit(user: UserId, side: Side, price: u64, quantity: u64) -> LedgerCommand {
             quantity,
             self_trade: SelfTradePrevention::CancelTaker,
             expires_at_ms: None,
+            trigger: None,
         },
         client_order_id: None,
     })

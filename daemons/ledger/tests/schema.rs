@@ -6,7 +6,9 @@ use ledger_api::candles::{self, Candle, CandleInterval, MINUTE_MS};
 use ledger_api::spot::{Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus};
 use ledger_api::wallet::Balance;
 use ledger_api::{spot, wallet, AssetId, AssetSpec, Command as LedgerCommand, MarketId, Outcome, Transfer, UserId};
-use matching_core::{Command, EngineLimits, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use matching_core::{
+    Command, EngineLimits, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger, TriggerDirection, TriggerSource,
+};
 use products::{Ledger, LedgerLimits};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use storage::{Batch, Durability, Store};
@@ -100,6 +102,7 @@ fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
         quantity,
         self_trade: SelfTradePrevention::CancelTaker,
         expires_at_ms: None,
+        trigger: None,
     }
 }
 
@@ -344,6 +347,10 @@ fn a_users_open_orders_are_found_however_long_their_history() {
     x.step(LedgerCommand::Wallet(wallet::Command::Deposit { user: 1, asset: USD, amount: 50_000_000, reference: "usd".into() })).unwrap();
     let resting = x.ledger.spot().counters().next_order;
     x.step(LedgerCommand::Spot(spot::Command::PlaceOrder { user: 1, request: limit(Side::Buy, 900, 1), client_order_id: None })).unwrap();
+    let armed = x.ledger.spot().counters().next_order;
+    let trigger = Trigger { source: TriggerSource::LastTrade, direction: TriggerDirection::AtOrAbove, price: 1_000 };
+    let stop = OrderRequest { trigger: Some(trigger), ..limit(Side::Buy, 1_010, 1) };
+    x.step(LedgerCommand::Spot(spot::Command::PlaceOrder { user: 1, request: stop, client_order_id: None })).unwrap();
     for _ in 0..schema::FILTER_SCAN_MAX + 1 {
         let order_id = x.ledger.spot().counters().next_order;
         x.step(LedgerCommand::Spot(spot::Command::PlaceOrder { user: 1, request: limit(Side::Buy, 901, 1), client_order_id: None })).unwrap();
@@ -360,6 +367,12 @@ fn a_users_open_orders_are_found_however_long_their_history() {
         panic!("the query answers")
     };
     assert_eq!(listed.len(), 1);
+    let Some(spot::Answer::Orders(listed)) =
+        spot_schema::answer(&store, &spot::Query::Orders { user: 1, market: None, status: Some(OrderStatus::Armed), limit: 100 }).ok()
+    else {
+        panic!("the query answers")
+    };
+    assert_eq!(listed.iter().map(|o| (o.order.order_id, o.trigger)).collect::<Vec<_>>(), vec![(armed, Some(trigger))], "the armed stop, found the same way");
     let history = spot_schema::orders_of_user(&store, 1, schema::FILTER_SCAN_MAX).unwrap();
     assert!(history.iter().all(|o| o.status != OrderStatus::Open), "the history index alone would not find it");
 }

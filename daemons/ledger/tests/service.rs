@@ -72,6 +72,7 @@ fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
                 quantity: rng.random_range(1..10),
                 self_trade: SelfTradePrevention::CancelTaker,
                 expires_at_ms: None,
+                trigger: None,
             },
             client_order_id: None,
         }),
@@ -421,6 +422,7 @@ fn order_entry(peer_sequence: u64) -> JournalEntry {
         quantity: 1,
         self_trade: SelfTradePrevention::CancelTaker,
         expires_at_ms: None,
+        trigger: None,
     };
     JournalEntry { peer: 9, peer_sequence, at_ms: 2, command: LedgerCommand::Spot(spot::Command::PlaceOrder { user: 1, request, client_order_id: None }) }
 }

@@ -73,10 +73,7 @@ impl<B: OrderBook> Market<B> {
         if !self.trading {
             return Err(RejectCode::MarketClosed);
         }
-        rules::check_new_order(spec, order)?;
-        if stop.trigger.price == 0 || stop.trigger.price > spec.price_ticks_max {
-            return Err(RejectCode::InvalidPrice);
-        }
+        rules::check_stop(spec, stop)?;
         if self.stops.contains(order.order_id) || self.book.contains(order.order_id) {
             return Err(RejectCode::DuplicateOrderId);
         }

@@ -1,7 +1,7 @@
 //! Checks that depend only on the market's spec, shared by every book so that
 //! the reference and the fast book cannot disagree on them.
 
-use crate::types::{MarketSpec, NewOrder, OrderKind, PriceTicks, QuantityLots, RejectCode, Side, TimeInForce};
+use crate::types::{ArmedStop, MarketSpec, NewOrder, OrderKind, PriceTicks, QuantityLots, RejectCode, Side, TimeInForce};
 
 /// The checks an order passes before any book sees it, in this order.
 pub fn check_new_order(spec: &MarketSpec, order: &NewOrder) -> Result<(), RejectCode> {
@@ -16,6 +16,13 @@ pub fn check_new_order(spec: &MarketSpec, order: &NewOrder) -> Result<(), Reject
         return Err(RejectCode::InvalidOrder);
     }
     Ok(())
+}
+
+/// The checks a stop passes before it is armed: its order's, and a trigger
+/// price the market could trade at.
+pub fn check_stop(spec: &MarketSpec, stop: &ArmedStop) -> Result<(), RejectCode> {
+    check_new_order(spec, &stop.order)?;
+    check_price(spec, stop.trigger.price)
 }
 
 pub fn check_amend(spec: &MarketSpec, price: PriceTicks, quantity: QuantityLots) -> Result<(), RejectCode> {

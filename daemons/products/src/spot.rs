@@ -18,7 +18,7 @@ use ledger_api::candles::{Candle, CandleInterval};
 use ledger_api::spot::{self as api, AmendTerms, Command, Market, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
 use ledger_api::LedgerError;
 use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, Recorded, TransferCode};
-use matching_api::{Event, Fill, NewOrder, OrderKind, RejectCode, Side, TimeInForce};
+use matching_api::{ArmedStop, Event, Fill, NewOrder, OrderKind, RejectCode, Side, TimeInForce};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,10 @@ struct BatchOrder {
     quantity: u64,
     hold_left: Amount,
     amended: bool,
+    /// A stop armed in matching and not fired.
+    armed: bool,
+    /// Not a stop, or a stop that fired: it may trade.
+    fired: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,7 +446,14 @@ impl Spot {
             self_trade: request.self_trade,
         };
         // The same checks matching applies, so that a hold is never taken for an order it would refuse outright.
-        matching_core::rules::check_new_order(&market.spec, &order).map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
+        let forward = match request.trigger {
+            Some(trigger) => {
+                let stop = ArmedStop { order, trigger };
+                matching_core::rules::check_stop(&market.spec, &stop).map(|()| matching_api::Command::PlaceStop(stop))
+            }
+            None => matching_core::rules::check_new_order(&market.spec, &order).map(|()| matching_api::Command::Place(order)),
+        }
+        .map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
         if self.open_orders_by_user.get(&user).copied().unwrap_or(0) >= limits.open_orders_per_user_max {
             return Err(LedgerError::LimitReached("open_orders_per_user_max".into()));
         }
@@ -480,6 +491,8 @@ impl Spot {
             expiring: false,
             amending: None,
             amend_refused: None,
+            trigger: request.trigger,
+            triggered_ms: None,
         };
         if let Some(expires_at_ms) = request.expires_at_ms {
             self.expiries.insert((expires_at_ms, order_id));
@@ -490,7 +503,7 @@ impl Spot {
         if let Some((key, fingerprint)) = idempotency {
             kernel.remember(key, fingerprint, Recorded { kind: ORDER_RECORD, id: order_id }).map_err(refusal)?;
         }
-        Ok((Outcome::OrderPlaced(order_id), Some(matching_api::Command::Place(order))))
+        Ok((Outcome::OrderPlaced(order_id), Some(forward)))
     }
 
     fn apply_matching(&mut self, kernel: &mut Kernel, sequence: u64, events: &[Event], at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
@@ -511,7 +524,7 @@ impl Spot {
                 Event::Accepted { order_id, .. } => {
                     if let Some(record) = self.orders.get_mut(&order_id) {
                         if record.status == OrderStatus::Pending {
-                            record.status = OrderStatus::Open;
+                            record.status = OrderStatus::Armed;
                             record.updated_ms = at_ms;
                             // Storage and subscribers must see it open, not still pending.
                             self.changes.orders.insert(order_id);
@@ -553,8 +566,24 @@ impl Spot {
                     self.amended(kernel, order_id, price, quantity, remaining, at_ms);
                     touched.push(order_id);
                 }
-                // check_output refused these: the ledger places no stops yet.
-                Event::StopArmed { .. } | Event::StopTriggered { .. } => {}
+                Event::StopArmed { order_id, .. } => {
+                    if let Some(record) = self.orders.get_mut(&order_id) {
+                        record.status = OrderStatus::Armed;
+                        record.updated_ms = at_ms;
+                        self.changes.orders.insert(order_id);
+                        touched.push(order_id);
+                    }
+                }
+                // On its way into the book as a new order: Accepted, fills or a rejection follow in the batch.
+                Event::StopTriggered { order_id, .. } => {
+                    if let Some(record) = self.orders.get_mut(&order_id) {
+                        record.status = OrderStatus::Pending;
+                        record.triggered_ms = Some(at_ms);
+                        record.updated_ms = at_ms;
+                        self.changes.orders.insert(order_id);
+                        touched.push(order_id);
+                    }
+                }
                 Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
         }
@@ -568,7 +597,9 @@ impl Spot {
     /// amend earlier in the batch left them), priced and charged as the
     /// market says, and covered by their holds; an amend is the one its
     /// owner asked for, leaves open its total less the fills, and fits in
-    /// what the hold has left; an order closed is its owner's. Unknown
+    /// what the hold has left; a stop is armed once, while it waits to be,
+    /// fires only when armed and at a price that reaches its trigger, and
+    /// trades only once fired; an order closed is its owner's. Unknown
     /// orders in Accepted, Rejected, Cancelled and Done move no money and
     /// pass (a cancel can cross a fill).
     fn check_output(&self, kernel: &Kernel, events: &[Event]) -> Result<(), String> {
@@ -601,10 +632,28 @@ impl Spot {
                     if hold > order.hold_left {
                         return Err(format!("an amend of order {order_id} that needs {hold} held where {} is left: {event:?}", order.hold_left));
                     }
-                    *order = BatchOrder { filled: order.filled, price: Some(price), quantity, hold_left: hold, amended: true };
+                    *order = BatchOrder { price: Some(price), quantity, hold_left: hold, amended: true, ..*order };
                 }
-                Event::StopArmed { order_id, .. } | Event::StopTriggered { order_id, .. } => {
-                    return Err(format!("a stop event for order {order_id}, and the ledger places no stop orders: {event:?}"));
+                Event::StopArmed { order_id, user, .. } => {
+                    let record = self
+                        .open_in_batch(order_id, &closed)
+                        .ok_or_else(|| format!("a stop armed as order {order_id}, which the ledger does not hold open"))?;
+                    let order = Self::batch_order(kernel, &mut batch, record);
+                    if record.order.user != user || record.status != OrderStatus::Pending || order.armed || order.fired {
+                        return Err(format!("a stop armed as order {order_id}, which is not a stop of its owner's waiting to be armed: {event:?}"));
+                    }
+                    order.armed = true;
+                }
+                Event::StopTriggered { order_id, user, price, .. } => {
+                    let record = self
+                        .open_in_batch(order_id, &closed)
+                        .ok_or_else(|| format!("a stop fired as order {order_id}, which the ledger does not hold open"))?;
+                    let order = Self::batch_order(kernel, &mut batch, record);
+                    let reaches = record.trigger.is_some_and(|trigger| trigger.fires_at(price));
+                    if record.order.user != user || !order.armed || !reaches {
+                        return Err(format!("a stop fired as order {order_id}, which is not its owner's stop armed with a trigger {price} reaches: {event:?}"));
+                    }
+                    (order.armed, order.fired) = (false, true);
                 }
                 Event::Accepted { .. } | Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
@@ -625,6 +674,8 @@ impl Spot {
             quantity: record.order.quantity,
             hold_left: kernel.hold_of(order_hold(id)).map_or(0, |hold| hold.remaining),
             amended: false,
+            armed: record.status == OrderStatus::Armed,
+            fired: record.trigger.is_none() || record.triggered_ms.is_some(),
         })
     }
 
@@ -657,6 +708,9 @@ impl Spot {
         for (record, fee) in [(maker, fill.maker_fee), (taker, fill.taker_fee)] {
             let id = record.order.order_id;
             let order = Self::batch_order(kernel, batch, record);
+            if !order.fired {
+                return Err(format!("a fill of order {id}, a stop that has not fired: {fill:?}"));
+            }
             let within_limit = match (record.order.side, order.price) {
                 (Side::Buy, Some(limit)) => fill.price <= limit,
                 (Side::Sell, Some(limit)) => fill.price >= limit,
@@ -802,6 +856,9 @@ impl Spot {
         let record = self.orders.get(&order_id).filter(|record| record.order.user == user).ok_or(LedgerError::NotFound)?;
         if !record.order.may_rest() {
             return Err(LedgerError::BadInput("only a resting (GTC limit) order can be amended".into()));
+        }
+        if record.trigger.is_some() && record.triggered_ms.is_none() {
+            return Err(LedgerError::BadInput("a stop that has not fired is not in the book to amend; cancel it and place another".into()));
         }
         if record.amending.is_some() {
             return Err(LedgerError::BadInput("an amend of this order is on its way to matching; amend again once it has settled".into()));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use ledger_api::spot::{Market, OrderRecord, OrderRequest, OrderStatus};
 use ledger_api::wallet::{Balance, WithdrawalStatus};
 use ledger_api::{house, spot, wallet, AssetSpec, Command, LedgerError, Outcome};
-use matching_core::{EngineLimits, Event, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use matching_core::{EngineLimits, Event, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger, TriggerDirection, TriggerSource};
 use products::ledger_core::{AccountId, Purpose};
 use products::{Applied, Ledger, LedgerLimits};
 use proptest::prelude::*;
@@ -99,6 +99,7 @@ fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
         quantity,
         self_trade: SelfTradePrevention::CancelTaker,
         expires_at_ms: None,
+        trigger: None,
     }
 }
 
@@ -630,6 +631,126 @@ fn an_amend_needing_more_than_available_or_refused_by_matching_changes_nothing()
     x.ledger.check_invariants().unwrap();
 }
 
+fn stop(request: OrderRequest, direction: TriggerDirection, price: u64) -> OrderRequest {
+    OrderRequest { trigger: Some(Trigger { source: TriggerSource::LastTrade, direction, price }), ..request }
+}
+
+/// A stop-limit sell is held when placed, waits armed off the book, and
+/// when a trade reaches its trigger is placed as a limit order and trades.
+#[test]
+fn a_stop_is_held_when_placed_armed_and_fires_on_the_last_trade() {
+    let mut x = Exchange::new();
+    for (user, asset) in [(1, USD), (2, BTC), (3, BTC), (4, USD)] {
+        deposit(&mut x.ledger, user, asset, 100_000_000, &format!("funding-{user}")).unwrap();
+    }
+    // Trade at 2,000 first: the last price the stop is measured by.
+    x.place(1, limit(Side::Buy, 2_000, 1)).unwrap();
+    x.place(3, limit(Side::Sell, 2_000, 1)).unwrap();
+    let (stop_loss, events) = x.place(2, stop(limit(Side::Sell, 1_985, 4), TriggerDirection::AtOrBelow, 1_990)).unwrap();
+    assert_eq!(events, vec![Event::StopArmed { market: MARKET, order_id: stop_loss, user: 2 }]);
+    let record = x.ledger.spot().order(stop_loss).unwrap();
+    assert_eq!((record.status, record.triggered_ms), (OrderStatus::Armed, None));
+    let lots = products::spot::base_amount(&btc_usd(), 4);
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, lots, "held when placed, not when it fires");
+    assert_eq!(x.amend(2, stop_loss, 1_980, 4).err().map(|e| e.code()), Some("BAD_USER_INPUT"), "an armed stop is not in the book to amend");
+    // A bid for it to meet, then a trade at 1,990 fires it.
+    x.place(4, limit(Side::Buy, 1_988, 3)).unwrap();
+    let (_, events) = x.place(3, limit(Side::Sell, 1_990, 1)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(events.iter().all(|e| !matches!(e, Event::StopTriggered { .. })), "nothing traded at 1,990 yet: {events:?}");
+    let (_, events) = x.place(1, limit(Side::Buy, 1_990, 1)).unwrap();
+    let fired = events.iter().position(|e| matches!(e, Event::StopTriggered { order_id, price: 1_990, .. } if *order_id == stop_loss));
+    let fill = events.iter().position(|e| matches!(e, Event::Fill(f) if f.taker_order == stop_loss && f.price == 1_988 && f.quantity == 3));
+    assert!(fired.is_some() && fill > fired, "fired by the trade at 1,990, then sold 3 to the bid at 1,988: {events:?}");
+    let record = x.ledger.spot().order(stop_loss).unwrap();
+    assert_eq!((record.status, record.filled, record.triggered_ms), (OrderStatus::PartiallyFilled, 3, Some(2)));
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, products::spot::base_amount(&btc_usd(), 1), "its last lot rests at 1,985");
+    assert_eq!(balance(&x.ledger, 4, BTC).available, products::spot::base_amount(&btc_usd(), 3));
+    x.ledger.check_invariants().unwrap();
+}
+
+#[test]
+fn a_stop_that_would_fire_now_is_refused_and_a_cancelled_one_gives_back_its_hold() {
+    let mut x = Exchange::new();
+    for (user, asset) in [(1, USD), (2, BTC), (3, USD)] {
+        deposit(&mut x.ledger, user, asset, 100_000_000, &format!("funding-{user}")).unwrap();
+    }
+    x.place(1, limit(Side::Buy, 2_000, 1)).unwrap();
+    x.place(2, limit(Side::Sell, 2_000, 1)).unwrap();
+    // A buy stop at or above 1,999: the last trade at 2,000 reaches it already.
+    let (now, events) = x.place(3, stop(limit(Side::Buy, 2_010, 2), TriggerDirection::AtOrAbove, 1_999)).unwrap();
+    assert!(matches!(events[..], [Event::Rejected { code: matching_core::RejectCode::WouldTriggerNow, .. }]), "{events:?}");
+    let closed = x.closed();
+    assert_eq!((closed[&now].status, closed[&now].reject_reason.as_deref()), (OrderStatus::Rejected, Some("WOULD_TRIGGER_NOW")));
+    assert_eq!(balance(&x.ledger, 3, USD), Balance { available: 100_000_000, locked: 0 });
+    // A stop-market buy sizes its hold by its protection price, as a market buy does.
+    let no_protection = OrderRequest { kind: OrderKind::Market, time_in_force: TimeInForce::Ioc, price: None, ..limit(Side::Buy, 1, 2) };
+    let refused = x.ledger.apply(&place_command(3, stop(no_protection, TriggerDirection::AtOrAbove, 2_050), None), 3).outcome;
+    assert_eq!(refused.err().map(|e| e.code()), Some("BAD_USER_INPUT"));
+    let bad_trigger = x.ledger.apply(&place_command(3, stop(limit(Side::Buy, 2_010, 2), TriggerDirection::AtOrAbove, 0), None), 3).outcome;
+    assert_eq!(bad_trigger.err().map(|e| e.code()), Some("BAD_USER_INPUT"), "a trigger price no trade can have");
+    let protected = OrderRequest { price: Some(2_060), ..no_protection };
+    let (armed, _) = x.place(3, stop(protected, TriggerDirection::AtOrAbove, 2_050)).unwrap();
+    assert_eq!(balance(&x.ledger, 3, USD).locked, products::spot::buy_hold(&btc_usd(), 2_060, 2));
+    let cancel = x.ledger.apply(&cancel_command(3, armed), 4).forward.expect("the cancel goes to matching");
+    let events = x.forward(&cancel);
+    assert!(matches!(events[..], [Event::Cancelled { order_id, remaining: 2, .. }] if order_id == armed), "disarmed whole: {events:?}");
+    assert_eq!(x.closed()[&armed].status, OrderStatus::Cancelled);
+    assert_eq!(balance(&x.ledger, 3, USD), Balance { available: 100_000_000, locked: 0 });
+    x.ledger.check_invariants().unwrap();
+}
+
+/// Matching's stop events are checked like its fills: a trigger the price
+/// does not reach, a stop fired twice or never armed, and a fill of a stop
+/// that has not fired are refused whole.
+#[test]
+fn stop_events_the_ledger_cannot_account_for_are_refused_whole() {
+    let mut x = Exchange::new();
+    for (user, asset) in [(1, USD), (2, BTC)] {
+        deposit(&mut x.ledger, user, asset, 100_000_000, &format!("funding-{user}")).unwrap();
+    }
+    let (armed, _) = x.place(2, stop(limit(Side::Sell, 1_985, 2), TriggerDirection::AtOrBelow, 1_990)).unwrap();
+    let (bid, _) = x.place(1, limit(Side::Buy, 1_985, 2)).unwrap();
+    let (plain, _) = x.place(1, limit(Side::Buy, 1_000, 2)).unwrap();
+    let spec = btc_usd().spec;
+    let fill = matching_core::Fill {
+        market: MARKET,
+        maker_order: bid,
+        maker_user: 1,
+        taker_order: armed,
+        taker_user: 2,
+        taker_side: Side::Sell,
+        price: 1_985,
+        quantity: 2,
+        notional: spec.notional(1_985, 2),
+        notional_rounding: 0,
+        maker_fee: 0,
+        taker_fee: 0,
+    };
+    let triggered = |price| Event::StopTriggered { market: MARKET, order_id: armed, user: 2, price };
+    let bad: Vec<(&str, Vec<Event>)> = vec![
+        ("a trigger its price does not reach", vec![triggered(1_991)]),
+        ("a fill of a stop that has not fired", vec![Event::Fill(fill)]),
+        ("a stop fired twice", vec![triggered(1_990), triggered(1_990)]),
+        ("a stop armed twice", vec![Event::StopArmed { market: MARKET, order_id: armed, user: 2 }]),
+        ("an order that is no stop, armed", vec![Event::StopArmed { market: MARKET, order_id: plain, user: 1 }]),
+        ("an order that is no stop, fired", vec![Event::StopTriggered { market: MARKET, order_id: plain, user: 1, price: 900 }]),
+        ("another owner's stop fired", vec![Event::StopTriggered { market: MARKET, order_id: armed, user: 1, price: 1_990 }]),
+    ];
+    let next = x.sequence + 1;
+    for (what, events) in bad {
+        let before = x.ledger.state_hash();
+        match x.ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence: next, events }), 3).outcome {
+            Err(LedgerError::MatchingOutputRefused(_)) => {}
+            other => panic!("{what} was not refused: {other:?}"),
+        }
+        assert_eq!(x.ledger.state_hash(), before, "{what}: a refused output changes nothing");
+    }
+    // Fired, then filled: settled.
+    ok(x.ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence: next, events: vec![triggered(1_990), Event::Fill(fill)] }), 3));
+    assert_eq!(balance(&x.ledger, 1, BTC).available, products::spot::base_amount(&btc_usd(), 2));
+    x.ledger.check_invariants().unwrap();
+}
+
 #[test]
 fn kill_switches_cancel_and_refuse_orders_until_their_holder_lifts_them() {
     use ledger_api::operators::{Action, Command as Op, KillSwitch, Outcome as OpOutcome, Thresholds};
@@ -797,6 +918,8 @@ enum Step {
         post_only: bool,
         price: u64,
         quantity: u64,
+        /// A stop: fires at or above (true) or at or below the price.
+        stop: Option<(bool, u64)>,
     },
     Cancel {
         user: UserId,
@@ -823,9 +946,28 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (user.clone(), 1i128..2_000_000, any::<u8>()).prop_map(|(user, amount, key)| Step::Withdraw { user, amount, key }),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, approve)| Step::Decide { pick, approve }),
         1 => (1i128..3_000_000, any::<bool>(), any::<u8>()).prop_map(|(amount, out, reference)| Step::Fund { amount, out, reference }),
-        6 => (user.clone(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.1), 0u8..3, prop::bool::weighted(0.1), 1_990u64..2_010, 1u64..8).prop_map(
-            |(user, fine, side, market_order, tif, post_only, price, quantity)| Step::Place { user, fine, side, market_order, tif, post_only, price, quantity }
-        ),
+        6 => (
+            user.clone(),
+            any::<bool>(),
+            any::<bool>(),
+            prop::bool::weighted(0.1),
+            0u8..3,
+            prop::bool::weighted(0.1),
+            1_990u64..2_010,
+            1u64..8,
+            prop::option::weighted(0.2, (any::<bool>(), 1_985u64..2_015))
+        )
+            .prop_map(|(user, fine, side, market_order, tif, post_only, price, quantity, stop)| Step::Place {
+                user,
+                fine,
+                side,
+                market_order,
+                tif,
+                post_only,
+                price,
+                quantity,
+                stop
+            }),
         2 => (user.clone(), any::<usize>()).prop_map(|(user, pick)| Step::Cancel { user, pick }),
         3 => (user, any::<usize>(), 1_900u64..2_100, 1u64..12).prop_map(|(user, pick, price, quantity)| Step::Amend { user, pick, price, quantity }),
         3 => Just(Step::Deliver),
@@ -932,7 +1074,7 @@ fn run(steps: &[Step]) {
                     *model.custody.entry(USD).or_default() -= signed;
                 }
             }
-            Step::Place { user, fine, side, market_order, tif, post_only, price, quantity } => {
+            Step::Place { user, fine, side, market_order, tif, post_only, price, quantity, stop } => {
                 let request = OrderRequest {
                     market: if fine { FINE_MARKET } else { MARKET },
                     side: if side { Side::Buy } else { Side::Sell },
@@ -943,6 +1085,11 @@ fn run(steps: &[Step]) {
                     quantity,
                     self_trade: SelfTradePrevention::CancelTaker,
                     expires_at_ms: None,
+                    trigger: stop.map(|(above, price)| Trigger {
+                        source: TriggerSource::LastTrade,
+                        direction: if above { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow },
+                        price,
+                    }),
                 };
                 let applied = x.ledger.apply(&place_command(user, request, None), at);
                 if let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = applied.outcome {

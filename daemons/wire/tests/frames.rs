@@ -143,8 +143,33 @@ fn foreign_protocols_are_named() {
 /// change to `Message` or to a type it carries fails here; bump
 /// PROTOCOL_VERSION with it and write the new bytes (the failure prints them).
 #[test]
-fn the_protocol_is_version_5_and_its_frames_encode_to_their_golden_bytes() {
-    assert_eq!(PROTOCOL_VERSION, 5, "the golden bytes below are version 5's");
+fn the_protocol_is_version_6_and_its_frames_encode_to_their_golden_bytes() {
+    assert_eq!(PROTOCOL_VERSION, 6, "the golden bytes below are version 6's");
+    let order = NewOrder {
+        market: 3,
+        order_id: 11,
+        user: 12,
+        side: Side::Sell,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(24_000),
+        quantity: 2,
+        self_trade: SelfTradePrevention::CancelTaker,
+    };
+    let trigger = Trigger { source: TriggerSource::LastTrade, direction: TriggerDirection::AtOrBelow, price: 24_100 };
+    let request = ledger_api::spot::OrderRequest {
+        market: 3,
+        side: Side::Sell,
+        kind: OrderKind::Limit,
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+        price: Some(24_000),
+        quantity: 2,
+        self_trade: SelfTradePrevention::CancelTaker,
+        expires_at_ms: None,
+        trigger: Some(trigger),
+    };
     let messages = [
         Message::Hello { peer: 7, role: Role::Gateway, outputs_applied: 3, subscribe: true },
         Message::Welcome { commands_applied: 9, outputs_last: 11 },
@@ -152,6 +177,16 @@ fn the_protocol_is_version_5_and_its_frames_encode_to_their_golden_bytes() {
         Message::LedgerOutcome { peer_sequence: 4, outcome: Some(Err(ledger_api::LedgerError::NotFound)) },
         Message::DepthQuery { market: 3, levels: 10 },
         Message::Error { code: ProtocolErrorCode::SequenceGap, detail: "gap".into() },
+        Message::LedgerCommand(ledger_api::Command::Spot(ledger_api::spot::Command::PlaceOrder { user: 12, request, client_order_id: None })),
+        Message::Command(Command::PlaceStop(ArmedStop { order, trigger })),
+        Message::Events {
+            peer: 1,
+            peer_sequence: 5,
+            events: vec![
+                Event::StopTriggered { market: 3, order_id: 11, user: 12, price: 24_100 },
+                Event::Amended { market: 3, order_id: 11, user: 12, price: 24_050, quantity: 2, remaining: 2 },
+            ],
+        },
     ];
     let got: Vec<String> = messages
         .iter()
@@ -166,11 +201,14 @@ fn the_protocol_is_version_5_and_its_frames_encode_to_their_golden_bytes() {
     assert_eq!(got, GOLDEN_FRAMES, "a protocol change: bump PROTOCOL_VERSION; today's frames:\n{listing}");
 }
 
-const GOLDEN_FRAMES: [&str; 6] = [
-    "4d524e54050000000500000000000000000000001adf8bb60007010301",
-    "4d524e5405000000030000000100000000000000264f5ce501090b",
-    "4d524e54050000000f0000000200000000000000f8380d480602000c02a09c010662616e6b2d31",
-    "4d524e5405000000050000000300000000000000cd4426de0704010106",
-    "4d524e54050000000300000004000000000000009c96361b0b030a",
-    "4d524e5405000000060000000500000000000000d0f70402050103676170",
+const GOLDEN_FRAMES: &[&str] = &[
+    "4d524e54060000000500000000000000000000002d5995a10007010301",
+    "4d524e5406000000030000000100000000000000feecfd2b01090b",
+    "4d524e54060000000f00000002000000000000006f99e4c10602000c02a09c010662616e6b2d31",
+    "4d524e5406000000050000000300000000000000fac238c90704010106",
+    "4d524e5406000000030000000400000000000000443597d50b030a",
+    "4d524e54060000000600000005000000000000000cc43ae6050103676170",
+    "4d524e5406000000170000000600000000000000b63eb4b10603010c030100000001c0bb01020000010001a4bc0100",
+    "4d524e5406000000140000000700000000000000da59e19a0206030b0c0100000001c0bb0102000001a4bc01",
+    "4d524e54060000001400000008000000000000007e19d41f030105020a030b0ca4bc0106030b0cf2bb010202",
 ];

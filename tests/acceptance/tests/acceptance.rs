@@ -1336,6 +1336,53 @@ fn places(
     }
 }
 
+/// A stop or take-profit: a market order (a sell needs no price, a buy a
+/// protection price) or a limit order at its price, once a trade reaches
+/// the trigger.
+#[given(
+    regex = r"^(\w+) places a (stop-loss|take-profit)( limit)? (buy|sell) order for ([\d.]+) BTC(?: (?:at|with a protection price of) ([\d.]+) USD)?(?: triggered at ([\d.]+) USD| without a trigger price)$"
+)]
+#[when(
+    regex = r"^(\w+) places a (stop-loss|take-profit)( limit)? (buy|sell) order for ([\d.]+) BTC(?: (?:at|with a protection price of) ([\d.]+) USD)?(?: triggered at ([\d.]+) USD| without a trigger price)$"
+)]
+#[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
+fn places_stop(world: &mut Marionette, name: String, kind: String, limit: String, side: String, quantity: String, price: String, trigger: String) {
+    let order_type = format!("{}{}", kind.replace('-', "_").to_uppercase(), if limit.is_empty() { "" } else { "_LIMIT" });
+    let mut input = json!({ "market": "BTC-USD", "side": side.to_uppercase(), "type": order_type, "quantity": quantity });
+    if !trigger.is_empty() {
+        input["triggerPrice"] = json!(trigger);
+    }
+    if !price.is_empty() {
+        input["price"] = json!(price);
+    }
+    world.answer = world.ask(&name, PLACE, json!({ "i": input }));
+    if let Some(id) = world.answer["data"]["placeOrder"]["id"].as_str() {
+        world.orders.insert(name, id.to_string());
+    }
+}
+
+const STOP_FIELDS: &str = "query($id: ID!) { userOrder(id: $id) { type status filledQuantity triggerPrice triggerSource triggeredAt } }";
+
+#[then(regex = r"^(\w+)'s order is an armed (STOP_LOSS|STOP_LOSS_LIMIT|TAKE_PROFIT|TAKE_PROFIT_LIMIT) order waiting for ([\d.]+) USD$")]
+fn order_armed(world: &mut Marionette, name: String, order_type: String, trigger: String) {
+    assert!(world.answer.get("errors").is_none(), "{}", world.answer);
+    let answer = world.ask(&name, STOP_FIELDS, json!({ "id": world.order_id(&name) }));
+    let order = data(&answer, "userOrder");
+    assert_eq!(
+        (order["type"].as_str(), order["status"].as_str(), order["triggerSource"].as_str()),
+        (Some(order_type.as_str()), Some("OPEN"), Some("LAST_PRICE")),
+        "{answer}"
+    );
+    assert_eq!(field_decimal(&order["triggerPrice"]), decimal(&trigger), "{answer}");
+    assert!(order["triggeredAt"].is_null(), "not fired yet: {answer}");
+}
+
+#[then(regex = r"^(\w+)'s stop has fired$")]
+fn stop_fired(world: &mut Marionette, name: String) {
+    let answer = world.ask(&name, STOP_FIELDS, json!({ "id": world.order_id(&name) }));
+    assert!(data(&answer, "userOrder")["triggeredAt"].is_string(), "fired at a time: {answer}");
+}
+
 fn assert_order(order: &Value, status: &str, filled: Option<&str>, average: Option<&str>) {
     assert_eq!(order["status"], status, "{order}");
     if let Some(filled) = filled {
@@ -1743,6 +1790,9 @@ fn candles_unchanged(world: &mut Marionette, market: String, _name: String) {
     assert_eq!(Value::Array(after), before);
 }
 
+/// Each failed scenario's feature, name and first failing step's error.
+static FAILED_SCENARIOS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn main() {
     // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
     let features = format!("{}/../features", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()));
@@ -1753,11 +1803,26 @@ fn main() {
         .with_default_cli()
         // One scenario at a time: each runs three daemons, and the steps block on their sockets.
         .max_concurrent_scenarios(1)
-        .fail_on_skipped();
+        .fail_on_skipped()
+        .after(|feature, _, scenario, finished, _| {
+            let failure = match finished {
+                cucumber::event::ScenarioFinished::StepFailed(_, _, error) => Some(error.to_string()),
+                cucumber::event::ScenarioFinished::BeforeHookFailed(_) => Some("its before hook failed".to_string()),
+                _ => None,
+            };
+            if let Some(failure) = failure {
+                FAILED_SCENARIOS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(format!("{}: {}: {failure}", feature.name, scenario.name));
+            }
+            Box::pin(async {})
+        });
     let summary =
         futures_executor::block_on(runner.filter_run(features, move |feature, _, scenario| feature.name.contains(&filter) || scenario.name.contains(&filter)));
     let scenarios = summary.scenarios_stats();
     let failed = scenarios.failed + summary.parsing_errors() + summary.hook_errors();
+    // Repeated at the end, where a CI log cut to its tail still shows them.
+    for failure in FAILED_SCENARIOS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
+        println!("failed scenario: {failure}");
+    }
     println!("{} passed, {} failed", scenarios.passed, failed);
     if failed > 0 || summary.execution_has_failed() {
         std::process::exit(1);

@@ -39,7 +39,9 @@ use ledger_api::spot::{Market as LedgerMarket, OrderRequest};
 use ledger_api::{spot, wallet, AssetSpec, Command as LedgerCommand, LedgerError, Outcome};
 use ledger_core::AccountId;
 use matching::service::JournalEntry as MatchingEntry;
-use matching_core::{Command, EngineLimits, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use matching_core::{
+    Command, EngineLimits, Event, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger, TriggerDirection, TriggerSource,
+};
 use products::{Ledger, LedgerLimits, LedgerState};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -94,6 +96,9 @@ pub struct Stats {
     pub steps: u64,
     pub requests_acknowledged: u64,
     pub fills: u64,
+    /// Stops matching armed and fired, by its journal at the end.
+    pub stops_armed: u64,
+    pub stops_fired: u64,
     pub ledger_crashes: u64,
     pub matching_crashes: u64,
     pub gateway_crashes: u64,
@@ -115,6 +120,8 @@ impl Stats {
         self.steps += other.steps;
         self.requests_acknowledged += other.requests_acknowledged;
         self.fills += other.fills;
+        self.stops_armed += other.stops_armed;
+        self.stops_fired += other.stops_fired;
         self.ledger_crashes += other.ledger_crashes;
         self.matching_crashes += other.matching_crashes;
         self.gateway_crashes += other.gateway_crashes;
@@ -277,6 +284,9 @@ struct MatchingNode {
     /// Written to the journal, not yet synced.
     in_flight: Vec<MatchingEntry>,
     subscribed: bool,
+    /// Counted as the journal's commands run, so a recovery counts afresh.
+    stops_armed: u64,
+    stops_fired: u64,
 }
 
 impl MatchingNode {
@@ -290,6 +300,8 @@ impl MatchingNode {
             pending: Vec::new(),
             in_flight: Vec::new(),
             subscribed: false,
+            stops_armed: 0,
+            stops_fired: 0,
         }
     }
 
@@ -306,6 +318,13 @@ impl MatchingNode {
     fn execute(&mut self, sequence: u64, entry: &MatchingEntry) -> Vec<u8> {
         let mut events = Vec::new();
         self.engine.execute(&entry.command, &mut events);
+        for event in &events {
+            match event {
+                Event::StopArmed { .. } => self.stops_armed += 1,
+                Event::StopTriggered { .. } => self.stops_fired += 1,
+                _ => {}
+            }
+        }
         self.peers_applied.insert(entry.peer, entry.peer_sequence);
         let output = frame(sequence, &Message::Events { peer: entry.peer, peer_sequence: entry.peer_sequence, events });
         self.outputs.push(output.clone());
@@ -604,6 +623,12 @@ impl World {
             _ => {
                 let side = if self.rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
                 let time_in_force = if self.rng.random_range(0..4) == 0 { TimeInForce::Ioc } else { TimeInForce::Gtc };
+                // One in four a stop, either way from a trigger among the prices traded.
+                let trigger = self.rng.random_bool(0.25).then(|| Trigger {
+                    source: TriggerSource::LastTrade,
+                    direction: if self.rng.random_bool(0.5) { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow },
+                    price: self.rng.random_range(95..106),
+                });
                 let request = OrderRequest {
                     market: MARKET,
                     side,
@@ -614,6 +639,7 @@ impl World {
                     quantity: self.rng.random_range(1..6),
                     self_trade: SelfTradePrevention::CancelTaker,
                     expires_at_ms: None,
+                    trigger,
                 };
                 let client_order_id = format!("order-{key}");
                 self.placed.insert(client_order_id.clone(), None);
@@ -1104,14 +1130,21 @@ impl World {
             return Err(format!("{allocated} order ids allocated for {} acknowledged orders: an order was placed twice", orders.len()));
         }
         let state = ledger.state();
+        let snapshot = self.matching.engine.snapshot();
         let book: BTreeMap<u64, (Side, u64, u64)> =
-            self.matching.engine.snapshot().markets.iter().flat_map(|m| m.orders.iter().map(|o| (o.order_id, (o.side, o.price, o.remaining)))).collect();
+            snapshot.markets.iter().flat_map(|m| m.orders.iter().map(|o| (o.order_id, (o.side, o.price, o.remaining)))).collect();
+        let (armed_in_ledger, open_in_ledger): (Vec<_>, Vec<_>) = state.spot.open_orders.values().partition(|r| r.status == spot::OrderStatus::Armed);
         let open: BTreeMap<u64, (Side, u64, u64)> =
-            state.spot.open_orders.values().map(|r| (r.order.order_id, (r.order.side, r.order.price.unwrap_or(0), r.order.quantity - r.filled))).collect();
+            open_in_ledger.iter().map(|r| (r.order.order_id, (r.order.side, r.order.price.unwrap_or(0), r.order.quantity - r.filled))).collect();
         if book != open {
             return Err(format!("the ledger's open orders {open:?} are not matching's book {book:?}"));
         }
-        if let Some(order) = cancelled.iter().find(|id| open.contains_key(id)) {
+        let armed: BTreeMap<u64, Trigger> = snapshot.markets.iter().flat_map(|m| m.stops.iter().map(|s| (s.order.order_id, s.trigger))).collect();
+        let armed_by_ledger: BTreeMap<u64, Trigger> = armed_in_ledger.iter().filter_map(|r| Some((r.order.order_id, r.trigger?))).collect();
+        if armed != armed_by_ledger || armed_by_ledger.len() != armed_in_ledger.len() {
+            return Err(format!("the ledger's armed stops {armed_by_ledger:?} are not matching's {armed:?}"));
+        }
+        if let Some(order) = cancelled.iter().find(|id| open.contains_key(id) || armed.contains_key(id)) {
             return Err(format!("order {order} is open after its cancel was acknowledged"));
         }
         if !self.ledger.outbox.is_empty() || self.matching.peers_applied.get(&LEDGER_PEER).copied().unwrap_or(0) != self.ledger.forwarded_last {
@@ -1325,6 +1358,7 @@ pub fn run(seed: u64, config: Config) -> Result<Stats, Failure> {
     match result {
         Ok(()) => {
             world.stats.fills = world.ledger.ledger.spot().counters().next_trade - 1;
+            (world.stats.stops_armed, world.stats.stops_fired) = (world.matching.stops_armed, world.matching.stops_fired);
             Ok(world.stats)
         }
         Err(detail) => Err(world.fail(detail)),

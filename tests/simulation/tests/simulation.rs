@@ -61,6 +61,8 @@ fn every_seed_keeps_every_acknowledged_effect_once_under_faults() {
             ("frames damaged", total.frames_damaged),
             ("connections dropped", total.connections_dropped),
             ("fills", total.fills),
+            ("stops armed", total.stops_armed),
+            ("stops fired", total.stops_fired),
         ];
         for (kind, count) in kinds {
             assert!(count >= seeds / 10, "only {count} {kind} in {seeds} seeds");

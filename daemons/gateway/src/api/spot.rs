@@ -5,7 +5,9 @@ use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, Sub
 use futures_util::stream::{self, Stream, StreamExt};
 use ledger_api::spot::{self as api, Command, Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus as LedgerStatus, TradeRecord};
 use ledger_api::{Answer, AssetSpec, MarketId, Outcome, Query};
-use matching_api::{MarketSpec, OrderKind, SelfTradePrevention, Side as CoreSide, TimeInForce as CoreTif};
+use matching_api::{
+    MarketSpec, OrderKind, SelfTradePrevention, Side as CoreSide, TimeInForce as CoreTif, Trigger, TriggerDirection, TriggerSource as CoreTriggerSource,
+};
 use rust_decimal::Decimal;
 
 use super::kernel::Asset;
@@ -21,10 +23,72 @@ pub enum Side {
     Sell,
 }
 
+/// Stops and take-profits wait armed in matching, held, until the trigger
+/// source reaches `triggerPrice`, then are placed as a market order (with
+/// `price` as a buy's protection price) or a limit order at `price`. A
+/// stop-loss fires at or below its trigger for a sell, at or above for a
+/// buy; a take-profit the other way round.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum OrderType {
     Limit,
     Market,
+    StopLoss,
+    StopLossLimit,
+    TakeProfit,
+    TakeProfitLimit,
+}
+
+impl OrderType {
+    /// The order placed when it fires, and which way its trigger faces for `side`.
+    fn parts(self, side: CoreSide) -> (OrderKind, Option<TriggerDirection>) {
+        let toward = |stop_loss: bool| match (side, stop_loss) {
+            (CoreSide::Sell, true) | (CoreSide::Buy, false) => TriggerDirection::AtOrBelow,
+            (CoreSide::Buy, true) | (CoreSide::Sell, false) => TriggerDirection::AtOrAbove,
+        };
+        match self {
+            OrderType::Limit => (OrderKind::Limit, None),
+            OrderType::Market => (OrderKind::Market, None),
+            OrderType::StopLoss => (OrderKind::Market, Some(toward(true))),
+            OrderType::StopLossLimit => (OrderKind::Limit, Some(toward(true))),
+            OrderType::TakeProfit => (OrderKind::Market, Some(toward(false))),
+            OrderType::TakeProfitLimit => (OrderKind::Limit, Some(toward(false))),
+        }
+    }
+
+    fn of(kind: OrderKind, side: CoreSide, trigger: Option<&Trigger>) -> OrderType {
+        let stop_loss = |trigger: &Trigger| (side == CoreSide::Sell) == (trigger.direction == TriggerDirection::AtOrBelow);
+        match (kind, trigger) {
+            (OrderKind::Limit, None) => OrderType::Limit,
+            (OrderKind::Market, None) => OrderType::Market,
+            (OrderKind::Market, Some(t)) if stop_loss(t) => OrderType::StopLoss,
+            (OrderKind::Limit, Some(t)) if stop_loss(t) => OrderType::StopLossLimit,
+            (OrderKind::Market, Some(_)) => OrderType::TakeProfit,
+            (OrderKind::Limit, Some(_)) => OrderType::TakeProfitLimit,
+        }
+    }
+}
+
+/// The price a stop watches.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TriggerSource {
+    /// The price of the market's last trade.
+    LastPrice,
+}
+
+impl From<TriggerSource> for CoreTriggerSource {
+    fn from(source: TriggerSource) -> Self {
+        match source {
+            TriggerSource::LastPrice => CoreTriggerSource::LastTrade,
+        }
+    }
+}
+
+impl From<CoreTriggerSource> for TriggerSource {
+    fn from(source: CoreTriggerSource) -> Self {
+        match source {
+            CoreTriggerSource::LastTrade => TriggerSource::LastPrice,
+        }
+    }
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -90,8 +154,9 @@ impl From<CoreSide> for Side {
 
 fn api_status(record: &OrderRecord) -> OrderStatus {
     match record.status {
-        // Held and on its way to matching: it rests or trades next.
-        LedgerStatus::Pending | LedgerStatus::Open => OrderStatus::Open,
+        // Held and on its way to matching, or a stop armed there (its
+        // triggeredAt is null): it rests or trades next.
+        LedgerStatus::Pending | LedgerStatus::Open | LedgerStatus::Armed => OrderStatus::Open,
         LedgerStatus::PartiallyFilled => OrderStatus::PartiallyFilled,
         LedgerStatus::Filled => OrderStatus::Filled,
         LedgerStatus::Cancelled => OrderStatus::Cancelled,
@@ -102,7 +167,7 @@ fn api_status(record: &OrderRecord) -> OrderStatus {
 
 fn ledger_status(status: OrderStatus) -> Vec<LedgerStatus> {
     match status {
-        OrderStatus::Open => vec![LedgerStatus::Pending, LedgerStatus::Open],
+        OrderStatus::Open => vec![LedgerStatus::Pending, LedgerStatus::Open, LedgerStatus::Armed],
         OrderStatus::PartiallyFilled => vec![LedgerStatus::PartiallyFilled],
         OrderStatus::Filled => vec![LedgerStatus::Filled],
         OrderStatus::Cancelled => vec![LedgerStatus::Cancelled],
@@ -219,6 +284,11 @@ pub struct Order {
     pub expires_at: Option<DateTime>,
     /// Why matching refused this order's last amend (its code), if it did.
     pub amend_refused: Option<String>,
+    /// A stop's or take-profit's trigger price and the price it watches.
+    pub trigger_price: Option<Dec>,
+    pub trigger_source: Option<TriggerSource>,
+    /// When the stop fired and the order was placed; null while it waits.
+    pub triggered_at: Option<DateTime>,
 }
 
 #[derive(SimpleObject)]
@@ -255,6 +325,11 @@ pub struct PlaceOrderInput {
     pub self_trade_prevention: Option<SelfTradePreventionMode>,
     /// When a GTD order expires (RFC 3339); required with GTD, refused otherwise.
     pub expires_at: Option<DateTime>,
+    /// Where a stop or take-profit fires (required with those types, refused with others).
+    pub trigger_price: Option<Dec>,
+    /// The price the trigger watches; null is LAST_PRICE.
+    #[graphql(default_with = "Some(TriggerSource::LastPrice)")]
+    pub trigger_source: Option<TriggerSource>,
 }
 
 #[derive(InputObject)]
@@ -320,10 +395,7 @@ impl Catalog {
             client_order_id: record.client_order_id.clone(),
             market: ID(self.market_name(order.market)),
             side: order.side.into(),
-            order_type: match order.kind {
-                OrderKind::Limit => OrderType::Limit,
-                OrderKind::Market => OrderType::Market,
-            },
+            order_type: OrderType::of(order.kind, order.side, record.trigger.as_ref()),
             time_in_force: match order.time_in_force {
                 CoreTif::Gtc if record.expires_at_ms.is_some() => TimeInForce::Gtd,
                 CoreTif::Gtc => TimeInForce::Gtc,
@@ -342,6 +414,9 @@ impl Catalog {
             updated_at: at(record.updated_ms),
             expires_at: record.expires_at_ms.map(at),
             amend_refused: record.amend_refused.clone(),
+            trigger_price: record.trigger.map(|t| Dec(convert::times(t.price, tick))),
+            trigger_source: record.trigger.map(|t| t.source.into()),
+            triggered_at: record.triggered_ms.map(at),
         }
     }
 }
@@ -571,11 +646,22 @@ impl SpotMutation {
         let refuse = |(code, message): convert::Refusal| coded(code, message);
         let quantity = convert::to_lots(input.quantity.0, &terms).map_err(refuse)?;
         let price = input.price.map(|p| convert::to_ticks(p.0, &terms)).transpose().map_err(refuse)?;
-        let kind = match input.order_type {
-            OrderType::Limit => OrderKind::Limit,
-            OrderType::Market => OrderKind::Market,
+        let side = match input.side {
+            Side::Buy => CoreSide::Buy,
+            Side::Sell => CoreSide::Sell,
         };
         let bad = |message: &str| coded("BAD_USER_INPUT", message.to_string());
+        let (kind, direction) = input.order_type.parts(side);
+        let trigger = match (direction, &input.trigger_price) {
+            (Some(direction), Some(trigger_price)) => Some(Trigger {
+                source: input.trigger_source.unwrap_or(TriggerSource::LastPrice).into(),
+                direction,
+                price: convert::to_ticks(trigger_price.0, &terms).map_err(refuse)?,
+            }),
+            (Some(_), None) => return Err(bad("a stop or take-profit order needs triggerPrice")),
+            (None, Some(_)) => return Err(bad("triggerPrice goes with the STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT types")),
+            (None, None) => None,
+        };
         let asked = input.time_in_force.unwrap_or(TimeInForce::Gtc);
         let expires_at_ms = match (asked, &input.expires_at) {
             (TimeInForce::Gtd, Some(at)) => Some(convert::parse_rfc3339(&at.0).ok_or_else(|| bad("expiresAt is not an RFC 3339 time"))?),
@@ -589,10 +675,6 @@ impl SpotMutation {
             (_, TimeInForce::Ioc) => CoreTif::Ioc,
             (_, TimeInForce::Fok) => CoreTif::Fok,
         };
-        let side = match input.side {
-            Side::Buy => CoreSide::Buy,
-            Side::Sell => CoreSide::Sell,
-        };
         let request = OrderRequest {
             market: market.id(),
             side,
@@ -603,6 +685,7 @@ impl SpotMutation {
             quantity,
             self_trade: input.self_trade_prevention.unwrap_or(SelfTradePreventionMode::CancelTaker).into(),
             expires_at_ms,
+            trigger,
         };
         let services = services(ctx);
         let times = &services.order_times;
@@ -797,6 +880,10 @@ fn matching_refusal(market: &LedgerMarket, what: &str, reason: &str) -> Option<E
     Some(match reason {
         "POST_ONLY_WOULD_TAKE" => coded("POST_ONLY_WOULD_TAKE", format!("{what} was refused: a post-only order would have taken liquidity")),
         "MARKET_CLOSED" => coded("MARKET_CLOSED", format!("{what} was refused: the market is not trading")),
+        "WOULD_TRIGGER_NOW" => coded(
+            "WOULD_TRIGGER_NOW",
+            format!("{what} was refused: the last trade already reached its trigger price; place it as a plain order, or trigger it beyond the last price"),
+        ),
         "PRICE_OUT_OF_BAND" => {
             let band = Decimal::new(market.spec.price_band_ppm.into(), 4).normalize();
             coded(

@@ -3,7 +3,7 @@
 //! user's. Holds and balances are the kernel's.
 
 use ledger_api::candles::{self, Candle, CandleInterval};
-use ledger_api::spot::{Answer, Market, OrderRecord, OrderStatus, Query, TradeRecord};
+use ledger_api::spot::{Answer, Market, OrderRecord, Query, TradeRecord};
 use ledger_api::{MarketId, TimestampMs, QUERY_LIMIT_MAX};
 use products::spot::{tables, Spot, SpotChanges, SpotCounters, SpotState};
 use storage::{Batch, Store, Table};
@@ -199,7 +199,7 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
             let keep = |o: &OrderRecord| market.is_none_or(|m| o.order.market == m) && status.is_none_or(|s| o.status == s);
             Answer::Orders(match status {
                 // Open orders have their own index: all of them, not just those among the newest of the history.
-                Some(OrderStatus::Pending | OrderStatus::Open | OrderStatus::PartiallyFilled) => open_orders_of_user_where(store, user, limit(n)?, keep)?,
+                Some(status) if status.is_open() => open_orders_of_user_where(store, user, limit(n)?, keep)?,
                 _ => newest_where(store, ORDERS_BY_USER, ORDERS, user, limit(n)?, keep)?,
             })
         }
