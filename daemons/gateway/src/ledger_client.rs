@@ -228,7 +228,10 @@ async fn serve(
                         let waiter = commands.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer_sequence);
                         if let (Some((reply, settled)), Some(outcome)) = (waiter, outcome) {
                             // Before the next frame: the ledger sends an outcome before the updates of its batch, and the settlement comes later still.
-                            if let (Some(settled), Ok(Outcome::Spot(SpotOutcome::OrderPlaced(order_id)))) = (settled, &outcome) {
+                            // An OCO list settles with its stop, matching's last word on placing it.
+                            if let (Some(settled), Ok(Outcome::Spot(SpotOutcome::OrderPlaced(order_id) | SpotOutcome::OcoPlaced { stop: order_id, .. }))) =
+                                (settled, &outcome)
+                            {
                                 if settling.len() >= sweep_at {
                                     settling.retain(|_, waiter| !waiter.is_closed());
                                     // Live waiters stay: sweep again once as many more have come, not at every order.

@@ -33,8 +33,8 @@ pub mod wallet;
 /// (matching-api 3), an order's filled ticks x lots and candles' turnover
 /// in ticks x lots; 10 halting and resuming a market, kill switches,
 /// cancel-all, good-till-date orders; 11 amending orders (and matching-api
-/// 5's Amended).
-pub const FORMAT_VERSION: u16 = 12;
+/// 5's Amended); 12 stop orders; 13 OCO lists.
+pub const FORMAT_VERSION: u16 = 13;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

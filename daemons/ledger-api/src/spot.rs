@@ -3,7 +3,7 @@
 //! in the wallet's accounts (an order's hold is LOCKED) and its fees in the
 //! house's revenue.
 
-use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger};
+use matching_api::{Event, Fill, MarketSpec, NewOrder, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger, TriggerDirection};
 use serde::{Deserialize, Serialize};
 
 use crate::candles::{Candle, CandleInterval, DayStats};
@@ -72,6 +72,36 @@ pub struct OrderRequest {
     pub trigger: Option<Trigger>,
 }
 
+/// An OCO list as a user asks for it: a limit order that rests (post-only)
+/// and a stop-loss for the same quantity on the same side, of which at most
+/// one trades (matching-api's `OcoList`). A sell's limit is above its
+/// trigger, a buy's below; one hold covers the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OcoRequest {
+    pub market: MarketId,
+    pub side: Side,
+    pub quantity: u64,
+    /// The limit order's price.
+    pub price: u64,
+    /// The stop's order once it fires: a market order (`stop_price`, a buy's
+    /// protection price) or a GTC limit order at `stop_price`.
+    pub stop_kind: OrderKind,
+    pub stop_price: Option<u64>,
+    /// The stop-loss's trigger price (a sell's fires at or below it, a buy's at or above).
+    pub trigger_price: u64,
+    pub self_trade: SelfTradePrevention,
+}
+
+impl OcoRequest {
+    /// Which way a stop-loss on `side` faces.
+    pub fn trigger_direction(side: Side) -> TriggerDirection {
+        match side {
+            Side::Sell => TriggerDirection::AtOrBelow,
+            Side::Buy => TriggerDirection::AtOrAbove,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
     CreateMarket(Market),
@@ -121,6 +151,15 @@ pub enum Command {
         price: u64,
         quantity: u64,
     },
+    /// Holds the list's worst case once and sends it to matching as two
+    /// orders (the limit order's id, the stop's next); idempotent by the
+    /// user's `client_order_id` as an order is. Cancelling either order
+    /// cancels both; neither can be amended.
+    PlaceOco {
+        user: UserId,
+        request: OcoRequest,
+        client_order_id: Option<String>,
+    },
 }
 
 /// Creating, halting and resuming a market are operators' actions.
@@ -128,6 +167,7 @@ pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
         Command::CreateMarket(_) | Command::SetTrading { .. } => Some(ActionKind::Market),
         Command::PlaceOrder { .. }
+        | Command::PlaceOco { .. }
         | Command::CancelOrder { .. }
         | Command::AmendOrder { .. }
         | Command::CancelAll { .. }
@@ -165,6 +205,11 @@ pub enum Outcome {
     /// Held for and sent to matching: the order's `amending` clears when
     /// matching's verdict is applied.
     AmendRequested(OrderId),
+    /// Held and sent to matching: the list's limit order and stop.
+    OcoPlaced {
+        limit: OrderId,
+        stop: OrderId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -223,6 +268,8 @@ pub struct OrderRecord {
     pub trigger: Option<Trigger>,
     /// When matching fired the stop (the ledger's clock as it applied it).
     pub triggered_ms: Option<TimestampMs>,
+    /// The other order of its OCO list.
+    pub oco_with: Option<OrderId>,
 }
 
 /// What an amend asks for: the new price and total quantity.

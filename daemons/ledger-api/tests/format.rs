@@ -91,6 +91,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         amend_refused: Some("PRICE_OUT_OF_BAND".into()),
         trigger: Some(Trigger { source: TriggerSource::LastTrade, direction: TriggerDirection::AtOrBelow, price: 24_000 }),
         triggered_ms: Some(1_700_000_000_001),
+        oco_with: Some(12),
     };
     let withdrawal = Withdrawal {
         id: 5,
@@ -142,6 +143,25 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("expire orders", Command::Spot(spot::Command::ExpireOrders).encode()),
         ("amend order", Command::Spot(spot::Command::AmendOrder { user: 12, order_id: 11, price: 25_500, quantity: 3 }).encode()),
         ("amend requested", Outcome::Spot(spot::Outcome::AmendRequested(11)).encode()),
+        (
+            "place oco",
+            Command::Spot(spot::Command::PlaceOco {
+                user: 12,
+                request: spot::OcoRequest {
+                    market: 3,
+                    side: Side::Sell,
+                    quantity: 2,
+                    price: 26_000,
+                    stop_kind: OrderKind::Limit,
+                    stop_price: Some(23_900),
+                    trigger_price: 24_000,
+                    self_trade: SelfTradePrevention::CancelTaker,
+                },
+                client_order_id: Some("bot-8".into()),
+            })
+            .encode(),
+        ),
+        ("oco placed", Outcome::Spot(spot::Outcome::OcoPlaced { limit: 11, stop: 12 }).encode()),
         ("expiry requested", Outcome::Spot(spot::Outcome::ExpiryRequested { orders: vec![11] }).encode()),
         ("all cancels requested", Outcome::Spot(spot::Outcome::CancelAllRequested { market: 3, orders: vec![11, 13] }).encode()),
         (
@@ -356,6 +376,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("expire orders", "0306"),
     ("amend order", "03070c0b9cc70103"),
     ("amend requested", "03070b"),
+    ("place oco", "03080c03010290cb010001dcba01c0bb01000105626f742d38"),
+    ("oco placed", "03080b0c"),
     ("expiry requested", "0306010b"),
     ("all cancels requested", "030503020b0d"),
     ("apply matching", "0304040506030b0c9cc701030209030d0c0a030d0cc0bb01050309080b0c00a8c30102a1c21e01f403e80708030b0c"),
@@ -364,7 +386,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("outcomes", "0b000202000102010202020302030403000303010b03020b030402090b040005040106"),
     ("errors", "0d000901090202030304026e6f051412060708020309026e6f0a06612066696c6c0b0f6f70656e5f6f72646572735f6d61780c0c"),
     ("queries", "1000010c010264020305000c05010505020001000a060006010b06020c010301010a06020c0001070a06030c000a0604030a06050304e807d00f060603b8170700"),
-    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f80808080802080808080040001060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
+    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f80808080802080808080040001060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
     ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202010101050c0101060c00"),
@@ -376,13 +398,13 @@ const GOLDEN: &[(&str, &str)] = &[
     ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
     ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
-    ("order record", "030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31"),
+    ("order record", "030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c"),
     ("withdrawal record", "050c02a41309444538392033373034010102"),
 ];
 
 #[test]
-fn the_format_is_version_12_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 12, "the golden bytes below are version 12's: a new version writes its own");
+fn the_format_is_version_13_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 13, "the golden bytes below are version 13's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -22,8 +22,8 @@ pub use ids::{MarketId, OrderId, UserId};
 /// 3 added a market's tick-lot scale and a fill's notional rounding; 4 price
 /// bands and the last trade price in snapshots; 5 a resting order's filled
 /// lots, an amend by total quantity, an Amended's open remainder, and stop
-/// orders.
-pub const FORMAT_VERSION: u16 = 5;
+/// orders; 6 OCO lists.
+pub const FORMAT_VERSION: u16 = 6;
 /// A price in ticks of the market's tick size.
 pub type PriceTicks = u64;
 /// A quantity in lots of the market's lot size.
@@ -238,6 +238,38 @@ pub struct ArmedStop {
     pub trigger: Trigger,
 }
 
+/// One-cancels-the-other: a post-only GTC limit order and a stop order of
+/// the same user, market, side and quantity. Any fill of the limit order
+/// cancels the stop; the stop firing cancels the limit order; cancelling
+/// either (or self-trade prevention removing the limit order) cancels both.
+/// So at most one of the two ever trades, and one hold covers the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OcoList {
+    pub limit: NewOrder,
+    pub stop_order_id: OrderId,
+    /// The stop's order once it fires: a market order (a buy's protection
+    /// price in `stop_price`) or a GTC limit order at `stop_price`.
+    pub stop_kind: OrderKind,
+    pub stop_price: Option<PriceTicks>,
+    pub trigger: Trigger,
+}
+
+impl OcoList {
+    /// The stop leg as it is armed.
+    pub fn stop(&self) -> ArmedStop {
+        let time_in_force = if self.stop_kind == OrderKind::Market { TimeInForce::Ioc } else { TimeInForce::Gtc };
+        let order = NewOrder { order_id: self.stop_order_id, kind: self.stop_kind, time_in_force, post_only: false, price: self.stop_price, ..self.limit };
+        ArmedStop { order, trigger: self.trigger }
+    }
+}
+
+/// The two orders of an OCO list while both are open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OcoLink {
+    pub limit: OrderId,
+    pub stop: OrderId,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
     AddMarket(MarketSpec),
@@ -277,6 +309,9 @@ pub enum Command {
     /// order's trades move it): the nearest trigger in each direction
     /// first, and of those two the one armed first.
     PlaceStop(ArmedStop),
+    /// Places an OCO list: the limit order rests (Accepted) and the stop is
+    /// armed (StopArmed), or both are refused with the first refusal's code.
+    PlaceOco(OcoList),
 }
 
 impl Command {
@@ -284,7 +319,7 @@ impl Command {
         match self {
             Command::AddMarket(spec) => spec.id,
             Command::SetTrading { market, .. } | Command::Cancel { market, .. } | Command::CancelAll { market, .. } | Command::Amend { market, .. } => *market,
-            Command::Place(order) | Command::PlaceStop(ArmedStop { order, .. }) => order.market,
+            Command::Place(order) | Command::PlaceStop(ArmedStop { order, .. }) | Command::PlaceOco(OcoList { limit: order, .. }) => order.market,
         }
     }
 }
@@ -336,6 +371,8 @@ pub enum CancelReason {
     FillOrKill,
     /// Removed by self-trade prevention.
     SelfTrade,
+    /// The other order of its OCO list filled, fired or was cancelled.
+    OcoOther,
 }
 
 /// One trade. Prints at the maker's price. Fees are in the quote asset: the
@@ -478,6 +515,8 @@ pub struct MarketSnapshot {
     pub orders: Vec<RestingOrder>,
     /// Armed stops, oldest first: arming order breaks ties when they fire.
     pub stops: Vec<ArmedStop>,
+    /// OCO lists with both orders open, by the limit order's id.
+    pub lists: Vec<OcoLink>,
 }
 
 /// Everything the engine holds, in canonical order: two engines in the same

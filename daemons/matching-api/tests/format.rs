@@ -81,7 +81,14 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         (
             "snapshot",
             encode(&EngineSnapshot {
-                markets: vec![MarketSnapshot { spec, trading: true, last_price: Some(1_234), orders: vec![resting], stops: vec![armed] }],
+                markets: vec![MarketSnapshot {
+                    spec,
+                    trading: true,
+                    last_price: Some(1_234),
+                    orders: vec![resting],
+                    stops: vec![armed],
+                    lists: vec![OcoLink { limit: 9, stop: 1_000_001 }],
+                }],
             }),
         ),
         ("place stop", encode(&Command::PlaceStop(armed))),
@@ -90,6 +97,20 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("would trigger now", encode(&Event::Rejected { market: 3, order_id: 11, user: 12, code: RejectCode::WouldTriggerNow })),
         ("price level", encode(&PriceLevel { price: 25_000, quantity: 12, orders: 3 })),
         ("price out of band", encode(&Event::Rejected { market: 3, order_id: 11, user: 12, code: RejectCode::PriceOutOfBand })),
+        (
+            "place oco",
+            encode(&Command::PlaceOco(OcoList {
+                limit: NewOrder { time_in_force: TimeInForce::Gtc, price: Some(26_000), ..order() },
+                stop_order_id: 1_000_002,
+                stop_kind: OrderKind::Market,
+                stop_price: None,
+                trigger: Trigger { source: TriggerSource::LastTrade, direction: TriggerDirection::AtOrBelow, price: 24_000 },
+            })),
+        ),
+        (
+            "cancelled with its list",
+            encode(&Event::Cancelled { market: 3, order_id: 9, user: 8, side: Side::Sell, remaining: 3, reason: CancelReason::OcoOther }),
+        ),
     ]
 }
 
@@ -123,18 +144,20 @@ const GOLDEN: &[(&str, &str)] = &[
     ("cancelled", "07030908010303"),
     ("done", "08030b0c"),
     ("journal entry", "014d0203c1843d2a0100020101a8c3010702"),
-    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c30105050200010103c1843d2a0100020101a8c30107020001c0bb01"),
+    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c30105050200010103c1843d2a0100020101a8c30107020001c0bb010109c1843d"),
     ("place stop", "0603c1843d2a0100020101a8c30107020001c0bb01"),
     ("stop armed", "09030b0c"),
     ("stop triggered", "0a030b0cc0bb01"),
     ("would trigger now", "04030b0c0f"),
     ("price level", "a8c3010c03"),
     ("price out of band", "04030b0c0e"),
+    ("place oco", "0703c1843d2a010000010190cb010702c2843d01000001c0bb01"),
+    ("cancelled with its list", "07030908010304"),
 ];
 
 #[test]
-fn the_format_is_version_4_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 5, "the golden bytes below are version 5's: a new version writes its own");
+fn the_format_is_version_6_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 6, "the golden bytes below are version 6's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -2,14 +2,15 @@
 //! snapshots and the state hash. Generic over the book so that the reference
 //! and the fast book run behind exactly the same dispatch and validation.
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::book::OrderBook;
 use crate::rules;
 use crate::stops::StopBook;
 use crate::types::{
-    ArmedStop, CancelReason, Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, NewOrder, OrderKind, PriceTicks, RejectCode,
-    Side,
+    ArmedStop, BookLimits, CancelReason, Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, NewOrder, OcoLink, OcoList,
+    OrderId, OrderKind, PriceTicks, RejectCode, Side, TimeInForce, UserId,
 };
 
 struct Market<B> {
@@ -18,6 +19,8 @@ struct Market<B> {
     /// The last trade's price, the centre of the price band and what stops watch.
     last_price: Option<PriceTicks>,
     stops: StopBook,
+    /// OCO lists with both orders open, under each order's id.
+    lists: FxHashMap<OrderId, OcoLink>,
 }
 
 impl<B: OrderBook> Market<B> {
@@ -37,21 +40,113 @@ impl<B: OrderBook> Market<B> {
     /// then fires the stops its trades reach.
     #[inline]
     fn place(&mut self, order: &NewOrder, out: &mut Vec<Event>) {
-        let checked = if self.trading { rules::check_new_order(self.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
-        let checked =
-            checked.and_then(|()| if !self.stops.is_empty() && self.stops.contains(order.order_id) { Err(RejectCode::DuplicateOrderId) } else { Ok(()) });
-        // Bands bound limit prices; a market order's protection price is a bound, not a price.
-        let checked = checked.and_then(|()| match (order.kind, order.price) {
-            (OrderKind::Limit, Some(price)) if !self.within_band(order.side, price) => Err(RejectCode::PriceOutOfBand),
-            _ => Ok(()),
-        });
-        match checked {
+        match self.check_place(order) {
             Ok(()) => {
                 let from = out.len();
                 self.book.place(order, out);
                 self.note_trades(out, from);
             }
             Err(code) => out.push(Event::Rejected { market: order.market, order_id: order.order_id, user: order.user, code }),
+        }
+    }
+
+    /// The checks a new order passes before the book sees it: trading, the
+    /// spec's rules, an id not armed as a stop, a limit price within the band.
+    #[inline]
+    fn check_place(&self, order: &NewOrder) -> Result<(), RejectCode> {
+        let checked = if self.trading { rules::check_new_order(self.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
+        let checked =
+            checked.and_then(|()| if !self.stops.is_empty() && self.stops.contains(order.order_id) { Err(RejectCode::DuplicateOrderId) } else { Ok(()) });
+        // Bands bound limit prices; a market order's protection price is a bound, not a price.
+        checked.and_then(|()| match (order.kind, order.price) {
+            (OrderKind::Limit, Some(price)) if !self.within_band(order.side, price) => Err(RejectCode::PriceOutOfBand),
+            _ => Ok(()),
+        })
+    }
+
+    /// Rests an OCO list's limit order and arms its stop, or refuses both
+    /// with the first refusal's code. The limit order is post-only: it cannot
+    /// trade as it arrives, so neither leg has traded when both are open.
+    fn place_oco(&mut self, list: &OcoList, limits: &BookLimits, out: &mut Vec<Event>) {
+        let (limit, stop) = (&list.limit, list.stop());
+        let reject = |code, out: &mut Vec<Event>| {
+            for order in [limit, &stop.order] {
+                out.push(Event::Rejected { market: order.market, order_id: order.order_id, user: order.user, code });
+            }
+        };
+        let shape = limit.kind == OrderKind::Limit && limit.time_in_force == TimeInForce::Gtc && limit.post_only;
+        let checked = if !shape {
+            Err(RejectCode::InvalidOrder)
+        } else if list.stop_order_id == limit.order_id || self.book.contains(limit.order_id) {
+            Err(RejectCode::DuplicateOrderId)
+        } else {
+            self.check_arm(&stop, limits).and_then(|()| self.check_place(limit))
+        };
+        if let Err(code) = checked {
+            return reject(code, out);
+        }
+        let from = out.len();
+        self.book.place(limit, out);
+        let refused = out[from..].iter().find_map(|event| match *event {
+            Event::Rejected { code, .. } => Some(code),
+            _ => None,
+        });
+        if let Some(code) = refused {
+            // The book refused the limit order (it would take, or a limit): the stop goes with it.
+            return out.push(Event::Rejected { market: stop.order.market, order_id: stop.order.order_id, user: stop.order.user, code });
+        }
+        self.stops.arm(stop);
+        out.push(Event::StopArmed { market: stop.order.market, order_id: stop.order.order_id, user: stop.order.user });
+        let link = OcoLink { limit: limit.order_id, stop: stop.order.order_id };
+        self.lists.insert(link.limit, link);
+        self.lists.insert(link.stop, link);
+    }
+
+    /// Ends the other order of every OCO list one of whose orders traded
+    /// or ended in `out[from..]`: a fill or a cancel of the limit order
+    /// disarms the stop, a cancel of the stop takes the limit order off
+    /// the book. Each list is unlinked as it ends, so what this adds
+    /// triggers nothing more.
+    #[inline]
+    fn end_lists(&mut self, out: &mut Vec<Event>, from: usize) {
+        if self.lists.is_empty() {
+            return;
+        }
+        let mut index = from;
+        while index < out.len() {
+            let touched = match out[index] {
+                Event::Fill(fill) => [Some((fill.maker_order, fill.maker_user)), Some((fill.taker_order, fill.taker_user))],
+                Event::Cancelled { order_id, user, .. } | Event::Done { order_id, user, .. } => [Some((order_id, user)), None],
+                _ => [None, None],
+            };
+            for (order_id, user) in touched.into_iter().flatten() {
+                if let Some(link) = self.lists.get(&order_id).copied() {
+                    self.unlink(link);
+                    self.end_other(if order_id == link.limit { link.stop } else { link.limit }, user, out);
+                }
+            }
+            index += 1;
+        }
+    }
+
+    fn unlink(&mut self, link: OcoLink) {
+        self.lists.remove(&link.limit);
+        self.lists.remove(&link.stop);
+    }
+
+    /// Takes the other order of an ended list (the same user's) off the
+    /// stop book or the book.
+    fn end_other(&mut self, order_id: OrderId, user: UserId, out: &mut Vec<Event>) {
+        if let Some(stop) = self.stops.cancel(order_id, user) {
+            return out.push(disarmed(&stop, CancelReason::OcoOther));
+        }
+        if self.book.contains(order_id) {
+            let from = out.len();
+            self.book.cancel(order_id, user, out);
+            // The book cancels it as its owner would; say why.
+            if let Some(Event::Cancelled { reason, .. }) = out[from..].first_mut() {
+                *reason = CancelReason::OcoOther;
+            }
         }
     }
 
@@ -64,11 +159,22 @@ impl<B: OrderBook> Market<B> {
             let Some(stop) = self.stops.take_fired(price) else { break };
             let order = stop.order;
             out.push(Event::StopTriggered { market: order.market, order_id: order.order_id, user: order.user, price });
+            if let Some(link) = (!self.lists.is_empty()).then(|| self.lists.get(&order.order_id).copied()).flatten() {
+                // Its list's limit order leaves before the stop's order can trade.
+                self.unlink(link);
+                self.end_other(link.limit, order.user, out);
+            }
             self.place(&order, out);
         }
     }
 
-    fn arm(&mut self, stop: &ArmedStop, limits: &crate::types::BookLimits) -> Result<(), RejectCode> {
+    fn arm(&mut self, stop: &ArmedStop, limits: &BookLimits) -> Result<(), RejectCode> {
+        self.check_arm(stop, limits)?;
+        self.stops.arm(*stop);
+        Ok(())
+    }
+
+    fn check_arm(&self, stop: &ArmedStop, limits: &BookLimits) -> Result<(), RejectCode> {
         let (order, spec) = (&stop.order, self.book.spec());
         if !self.trading {
             return Err(RejectCode::MarketClosed);
@@ -86,16 +192,17 @@ impl<B: OrderBook> Market<B> {
         if self.last_price.is_some_and(|price| stop.trigger.fires_at(price)) {
             return Err(RejectCode::WouldTriggerNow);
         }
-        self.stops.arm(*stop);
         Ok(())
     }
 
-    /// Remembers the last price among the fills from `out[from..]`.
+    /// Remembers the last price among the fills from `out[from..]`, and
+    /// ends the OCO lists they touched.
     #[inline]
-    fn note_trades(&mut self, out: &[Event], from: usize) {
+    fn note_trades(&mut self, out: &mut Vec<Event>, from: usize) {
         if let Some(price) = out[from..].iter().rev().find_map(|event| if let Event::Fill(fill) = event { Some(fill.price) } else { None }) {
             self.last_price = Some(price);
         }
+        self.end_lists(out, from);
     }
 }
 
@@ -160,7 +267,7 @@ impl<B: OrderBook> Engine<B> {
             return self.add_market(*spec, out);
         }
         let Some(market) = self.markets.get_mut(market_id as usize).and_then(Option::as_mut) else {
-            return out.push(unknown_market(command));
+            return unknown_market(command, out);
         };
         match *command {
             Command::AddMarket(_) => unreachable!("handled above"),
@@ -179,16 +286,23 @@ impl<B: OrderBook> Engine<B> {
                     Err(code) => out.push(Event::Rejected { market: market_id, order_id: order.order_id, user: order.user, code }),
                 }
             }
-            Command::Cancel { order_id, user, .. } => match market.stops.cancel(order_id, user) {
-                Some(stop) => out.push(disarmed(&stop)),
-                None => market.book.cancel(order_id, user, out),
-            },
+            Command::PlaceOco(ref list) => market.place_oco(list, &self.limits.book, out),
+            Command::Cancel { order_id, user, .. } => {
+                let from = out.len();
+                match market.stops.cancel(order_id, user) {
+                    Some(stop) => out.push(disarmed(&stop, CancelReason::User)),
+                    None => market.book.cancel(order_id, user, out),
+                }
+                market.end_lists(out, from);
+            }
             Command::CancelAll { user, .. } => {
+                let from = out.len();
                 market.book.cancel_all(user, out);
                 for order_id in market.stops.of_user(user) {
                     let stop = market.stops.cancel(order_id, user).expect("listed just now");
-                    out.push(disarmed(&stop));
+                    out.push(disarmed(&stop, CancelReason::User));
                 }
+                market.end_lists(out, from);
             }
             Command::Amend { order_id, user, price, quantity, .. } => {
                 let checked = if market.trading { rules::check_amend(market.book.spec(), price, quantity) } else { Err(RejectCode::MarketClosed) };
@@ -224,7 +338,8 @@ impl<B: OrderBook> Engine<B> {
         if self.markets.len() <= index {
             self.markets.resize_with(index + 1, || None);
         }
-        self.markets[index] = Some(Market { book: B::new(spec, self.limits.book), trading: true, last_price: None, stops: StopBook::default() });
+        self.markets[index] =
+            Some(Market { book: B::new(spec, self.limits.book), trading: true, last_price: None, stops: StopBook::default(), lists: FxHashMap::default() });
         out.push(Event::MarketAdded { market: spec.id });
     }
 
@@ -261,6 +376,11 @@ impl<B: OrderBook> Engine<B> {
                     last_price: m.last_price,
                     orders: m.book.resting_orders(),
                     stops: m.stops.armed(),
+                    lists: {
+                        let mut lists: Vec<OcoLink> = m.lists.iter().filter(|(id, link)| **id == link.limit).map(|(_, link)| *link).collect();
+                        lists.sort_unstable_by_key(|link| link.limit);
+                        lists
+                    },
                 })
                 .collect(),
         }
@@ -312,34 +432,45 @@ impl<B: OrderBook> Engine<B> {
                 }
             }
             (slot.trading, slot.last_price) = (trading, last_price);
+            let (resting, armed): (FxHashMap<OrderId, _>, FxHashMap<OrderId, _>) = if market.lists.is_empty() {
+                Default::default()
+            } else {
+                (market.orders.iter().map(|o| (o.order_id, o)).collect(), market.stops.iter().map(|s| (s.order.order_id, &s.order)).collect())
+            };
+            for (index, link) in market.lists.iter().enumerate() {
+                // A list's limit order has not traded: its first fill ends the list.
+                let paired = matches!((resting.get(&link.limit), armed.get(&link.stop)),
+                    (Some(limit), Some(stop)) if stop.user == limit.user && stop.side == limit.side && limit.filled == 0);
+                let canonical = index == 0 || market.lists[index - 1].limit < link.limit;
+                if !paired || !canonical || slot.lists.contains_key(&link.limit) || slot.lists.contains_key(&link.stop) {
+                    return Err(invalid("an OCO list is not a resting order and an armed stop of one user and side, or not in canonical order"));
+                }
+                slot.lists.insert(link.limit, *link);
+                slot.lists.insert(link.stop, *link);
+            }
         }
         Ok(engine)
     }
 }
 
 /// A stop cancelled before it fired: nothing of it traded.
-fn disarmed(stop: &ArmedStop) -> Event {
+fn disarmed(stop: &ArmedStop, reason: CancelReason) -> Event {
     let order = &stop.order;
-    Event::Cancelled {
-        market: order.market,
-        order_id: order.order_id,
-        user: order.user,
-        side: order.side,
-        remaining: order.quantity,
-        reason: CancelReason::User,
-    }
+    Event::Cancelled { market: order.market, order_id: order.order_id, user: order.user, side: order.side, remaining: order.quantity, reason }
 }
 
-fn unknown_market(command: &Command) -> Event {
+fn unknown_market(command: &Command, out: &mut Vec<Event>) {
     let market = command.market();
-    match *command {
-        Command::Place(ref o) | Command::PlaceStop(ArmedStop { order: ref o, .. }) => {
-            Event::Rejected { market, order_id: o.order_id, user: o.user, code: RejectCode::UnknownMarket }
+    let rejected = |order_id, user| Event::Rejected { market, order_id, user, code: RejectCode::UnknownMarket };
+    let event = match *command {
+        Command::Place(ref o) | Command::PlaceStop(ArmedStop { order: ref o, .. }) => rejected(o.order_id, o.user),
+        Command::PlaceOco(ref list) => {
+            out.push(rejected(list.limit.order_id, list.limit.user));
+            rejected(list.stop_order_id, list.limit.user)
         }
-        Command::Cancel { order_id, user, .. } | Command::Amend { order_id, user, .. } => {
-            Event::Rejected { market, order_id, user, code: RejectCode::UnknownMarket }
-        }
-        Command::CancelAll { user, .. } => Event::Rejected { market, order_id: 0, user, code: RejectCode::UnknownMarket },
+        Command::Cancel { order_id, user, .. } | Command::Amend { order_id, user, .. } => rejected(order_id, user),
+        Command::CancelAll { user, .. } => rejected(0, user),
         Command::AddMarket(_) | Command::SetTrading { .. } => Event::MarketRejected { market, code: RejectCode::UnknownMarket },
-    }
+    };
+    out.push(event);
 }

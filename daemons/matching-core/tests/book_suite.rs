@@ -155,6 +155,8 @@ suite!(
     price_bands_measure_from_the_last_trade_or_the_best_opposite_price,
     stops_fire_on_the_last_trade_in_order_and_survive_a_snapshot,
     stops_are_refused_when_they_would_fire_now_and_cancel_whole,
+    an_oco_lists_fill_cancels_its_stop_and_its_stop_firing_cancels_the_limit,
+    an_oco_list_is_cancelled_or_refused_whole_and_survives_a_snapshot,
     bad_orders_are_rejected_with_codes,
     duplicate_live_order_id_is_refused,
     unknown_market_is_rejected,
@@ -569,6 +571,73 @@ fn stops_are_refused_when_they_would_fire_now_and_cancel_whole<B: OrderBook>() {
     // Cancel-all: the resting orders first (the fired stop rests at 110), then the armed stops.
     assert_eq!(h.run(Command::CancelAll { market: MARKET, user: 2 }), vec![cancelled(2, 2, Buy, 1, User), cancelled(8, 2, Sell, 4, User)]);
     assert_eq!(h.engine.armed_stops(MARKET), vec![]);
+}
+
+/// A sell OCO list: a post-only limit sell at `limit_price` (id `limit_id`)
+/// and a stop-limit sell at `stop_price` firing at or below `trigger` (id
+/// `limit_id + 1`), for `quantity` lots of `user`'s.
+fn oco(limit_id: OrderId, user: UserId, limit_price: PriceTicks, stop_price: PriceTicks, trigger: PriceTicks, quantity: QuantityLots) -> Command {
+    Command::PlaceOco(OcoList {
+        limit: NewOrder { post_only: true, ..order(limit_id, user, Sell, Some(limit_price), quantity) },
+        stop_order_id: limit_id + 1,
+        stop_kind: OrderKind::Limit,
+        stop_price: Some(stop_price),
+        trigger: Trigger { source: TriggerSource::LastTrade, direction: TriggerDirection::AtOrBelow, price: trigger },
+    })
+}
+
+fn an_oco_lists_fill_cancels_its_stop_and_its_stop_firing_cancels_the_limit<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 100, 1));
+    h.run(limit(2, 2, Sell, 100, 1));
+    // Sell 5 at 110, or stop out at 95 (limit 94).
+    assert_eq!(h.run(oco(10, 3, 110, 94, 95, 5)), vec![accepted(10, 3, Sell, Some(110), 5), Event::StopArmed { market: MARKET, order_id: 11, user: 3 }]);
+    // One lot of the limit sells: the stop is cancelled with it, the rest rests.
+    let events = h.run(limit(4, 4, Buy, 110, 1));
+    assert_eq!(trades(&events), vec![(10, 4, 110, 1)]);
+    assert_eq!(events.last(), Some(&cancelled(11, 3, Sell, 5, OcoOther)), "{events:?}");
+    assert_eq!(h.engine.armed_stops(MARKET), vec![]);
+    assert_eq!(h.depth(Sell), vec![(110, 4)]);
+    h.run(Command::Cancel { market: MARKET, order_id: 10, user: 3 });
+    // Another list whose stop fires: its limit order leaves before the stop's order trades.
+    h.run(oco(20, 3, 110, 94, 95, 2));
+    h.run(limit(5, 1, Buy, 95, 3));
+    let events = h.run(limit(6, 2, Sell, 95, 1));
+    let fired = events.iter().position(|e| matches!(e, Event::StopTriggered { order_id: 21, price: 95, .. })).expect("the trade at 95 fires it");
+    assert_eq!(events[fired + 1], cancelled(20, 3, Sell, 2, OcoOther), "{events:?}");
+    assert_eq!(trades(&events[fired..]), vec![(5, 21, 95, 2)], "the stop's limit sell at 94 takes the bid at 95");
+    assert_eq!(h.depth(Sell), vec![], "neither order of the list rests");
+}
+
+fn an_oco_list_is_cancelled_or_refused_whole_and_survives_a_snapshot<B: OrderBook>() {
+    let mut h = Harness::<B>::new();
+    h.run(limit(1, 1, Buy, 100, 1));
+    h.run(limit(2, 2, Sell, 100, 1));
+    h.run(limit(3, 1, Buy, 105, 1));
+    // A limit that would take is refused, and the stop with it.
+    assert_eq!(h.run(oco(10, 3, 104, 94, 95, 5)), vec![rejected(10, 3, RejectCode::PostOnlyWouldTake), rejected(11, 3, RejectCode::PostOnlyWouldTake)]);
+    // A stop the last trade already fires is refused, and the limit with it: nothing rests.
+    assert_eq!(h.run(oco(12, 3, 110, 99, 100, 5)), vec![rejected(12, 3, RejectCode::WouldTriggerNow), rejected(13, 3, RejectCode::WouldTriggerNow)]);
+    assert_eq!(h.depth(Sell), vec![]);
+    let not_post_only = match oco(14, 3, 110, 94, 95, 5) {
+        Command::PlaceOco(list) => Command::PlaceOco(OcoList { limit: NewOrder { post_only: false, ..list.limit }, ..list }),
+        _ => unreachable!("an OCO list"),
+    };
+    assert_eq!(h.run(not_post_only), vec![rejected(14, 3, RejectCode::InvalidOrder), rejected(15, 3, RejectCode::InvalidOrder)]);
+    h.run(oco(20, 3, 110, 94, 95, 5));
+    h.run(oco(30, 3, 120, 89, 90, 5));
+    let restored = Engine::<B>::restore(*h.engine.limits(), &h.engine.snapshot()).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash(), "lists survive a snapshot");
+    assert_eq!(restored.snapshot().markets[0].lists, vec![OcoLink { limit: 20, stop: 21 }, OcoLink { limit: 30, stop: 31 }]);
+    // Cancelling the stop cancels the limit order; cancelling the limit order cancels the stop.
+    assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 21, user: 3 }), vec![cancelled(21, 3, Sell, 5, User), cancelled(20, 3, Sell, 5, OcoOther)]);
+    assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 30, user: 3 }), vec![cancelled(30, 3, Sell, 5, User), cancelled(31, 3, Sell, 5, OcoOther)]);
+    assert_eq!((h.depth(Sell), h.engine.armed_stops(MARKET)), (vec![], vec![]));
+    assert_eq!(h.engine.snapshot().markets[0].lists, vec![]);
+    // A snapshot naming a list whose orders are not there is refused.
+    let mut damaged = restored.snapshot();
+    damaged.markets[0].lists[0].stop = 99;
+    assert!(Engine::<B>::restore(*h.engine.limits(), &damaged).is_err());
 }
 
 fn price_bands_measure_from_the_last_trade_or_the_best_opposite_price<B: OrderBook>() {

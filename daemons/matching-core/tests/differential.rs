@@ -85,7 +85,8 @@ fn random_command(rng: &mut SplitMix) -> Command {
         72..=73 => Command::CancelAll { market, user },
         74..=90 => Command::Amend { market, order_id, user, price, quantity },
         91..=98 => {
-            // Stop-market, stop-limit and take-profit orders, either way.
+            // Stop-market, stop-limit and take-profit orders, either way;
+            // one in three with a limit order as an OCO list.
             let direction = if rng.below(2) == 0 { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow };
             let trigger = Trigger { source: TriggerSource::LastTrade, direction, price: (90 + rng.below(21)) * (rng.below(100) != 0) as u64 };
             let order = match rng.below(3) {
@@ -94,7 +95,22 @@ fn random_command(rng: &mut SplitMix) -> Command {
                 _ => order(OrderKind::Limit, TimeInForce::Ioc, false, Some(price)),
             };
             let Command::Place(order) = order else { unreachable!("built as a place") };
-            Command::PlaceStop(ArmedStop { order, trigger })
+            if rng.below(3) == 0 {
+                let limit_price = (90 + rng.below(21)) * (rng.below(100) != 0) as u64;
+                // Now and then not post-only, or the same id twice: refused whole.
+                let post_only = rng.below(50) != 0;
+                let limit = NewOrder {
+                    order_id: 1 + rng.below(400),
+                    time_in_force: TimeInForce::Gtc,
+                    post_only,
+                    price: Some(limit_price),
+                    kind: OrderKind::Limit,
+                    ..order
+                };
+                Command::PlaceOco(OcoList { limit, stop_order_id: order.order_id, stop_kind: order.kind, stop_price: order.price, trigger })
+            } else {
+                Command::PlaceStop(ArmedStop { order, trigger })
+            }
         }
         _ => Command::SetTrading { market, trading: rng.below(3) != 0 },
     }
@@ -118,6 +134,11 @@ struct Model {
     pending_stop: Option<ArmedStop>,
     /// Each market's last trade price, from the fills.
     last_price: BTreeMap<MarketId, PriceTicks>,
+    /// The OCO list the command being applied places.
+    pending_list: Option<OcoList>,
+    /// OCO lists placed and not yet settled, by market and limit order:
+    /// whether the limit order has filled, and whether the stop fired.
+    lists: BTreeMap<(MarketId, OrderId), (OcoLink, bool, bool)>,
 }
 
 /// The quote a limit buy of `quantity` at `price` is held for: the exact
@@ -160,6 +181,11 @@ impl Model {
                 }
                 Event::Fill(f) => {
                     assert_ne!(f.maker_user, f.taker_user, "a self-trade produced a fill");
+                    for id in [f.maker_order, f.taker_order] {
+                        if let Some((_, limit_filled, _)) = self.lists.get_mut(&(f.market, id)) {
+                            *limit_filled = true;
+                        }
+                    }
                     self.last_price.insert(f.market, f.price);
                     for id in [f.maker_order, f.taker_order] {
                         let open = self.open.get_mut(&(f.market, id)).expect("fill of a live order");
@@ -196,12 +222,43 @@ impl Model {
                 }
                 Event::StopTriggered { market, order_id, price, .. } => {
                     let (_, trigger) = self.armed.remove(&(market, order_id)).expect("fired a stop that was not armed");
+                    if let Some((_, (_, _, fired))) = self.lists.iter_mut().find(|((in_market, _), (link, ..))| *in_market == market && link.stop == order_id) {
+                        *fired = true;
+                    }
                     assert_eq!(self.last_price.get(&market), Some(&price), "a stop fired at other than the last trade price: {event:?}");
                     assert!(trigger.fires_at(price), "a stop fired before the price reached its trigger: {event:?}");
                 }
                 Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
         }
+    }
+
+    /// After a command: an OCO list it placed is linked when both its
+    /// orders went live; of every list, at most one order ever trades, a
+    /// stop still armed has its limit order resting untouched, and a limit
+    /// order gone (filled or cancelled) took its stop with it.
+    fn settle_lists(&mut self, events: &[Event]) {
+        if let Some(list) = self.pending_list.take() {
+            let (market, limit, stop) = (list.limit.market, list.limit.order_id, list.stop_order_id);
+            let resting = events.iter().any(|e| matches!(e, Event::Accepted { order_id, .. } if *order_id == limit));
+            let armed = events.iter().any(|e| matches!(e, Event::StopArmed { order_id, .. } if *order_id == stop));
+            assert_eq!(resting, armed, "an OCO list placed one of its orders only: {list:?}");
+            if resting {
+                self.lists.insert((market, limit), (OcoLink { limit, stop }, false, false));
+            }
+        }
+        self.lists.retain(|&(market, limit), &mut (link, limit_filled, stop_fired)| {
+            assert!(!(limit_filled && stop_fired), "both orders of OCO list {link:?} traded");
+            let stop_armed = self.armed.contains_key(&(market, link.stop));
+            let limit_open = self.open.contains_key(&(market, limit));
+            if stop_armed {
+                assert!(limit_open && !limit_filled, "OCO list {link:?} keeps its stop armed after its limit order filled or ended: {events:?}");
+            }
+            if stop_fired {
+                assert!(!limit_open, "OCO list {link:?} keeps its limit order after its stop fired: {events:?}");
+            }
+            stop_armed
+        });
     }
 
     /// The buyer pays the notional rounded up, the seller receives it
@@ -253,6 +310,10 @@ impl Model {
             armed.extend(stops.iter().map(|stop| ((market, stop.order.order_id), (stop.order.quantity, stop.trigger))));
         }
         assert_eq!(armed, self.armed, "the events and the engine disagree on the armed stops");
+        let lists: BTreeMap<(MarketId, OrderId), OcoLink> =
+            engine.snapshot().markets.iter().flat_map(|m| m.lists.iter().map(move |link| ((m.spec.id, link.limit), *link))).collect();
+        let linked: BTreeMap<(MarketId, OrderId), OcoLink> = self.lists.iter().map(|(key, (link, ..))| (*key, *link)).collect();
+        assert_eq!(lists, linked, "the events and the engine disagree on the OCO lists");
     }
 }
 
@@ -286,11 +347,13 @@ fn compare_with<Fast: OrderBook>(commands: &[Command], snapshot_at: usize) -> us
             restored.execute(command, &mut restored_events);
             assert_eq!(restored_events, fast_events, "restored engine diverged at command #{i}");
         }
-        model.pending_stop = match command {
-            Command::PlaceStop(stop) => Some(*stop),
-            _ => None,
+        (model.pending_stop, model.pending_list) = match command {
+            Command::PlaceStop(stop) => (Some(*stop), None),
+            Command::PlaceOco(list) => (Some(list.stop()), Some(*list)),
+            _ => (None, None),
         };
         model.apply(&fast_events);
+        model.settle_lists(&fast_events);
         model.check_against(&fast);
     }
     assert_eq!(fast.snapshot(), reference.snapshot());

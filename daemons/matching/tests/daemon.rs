@@ -304,11 +304,18 @@ fn stream(count: u64) -> Vec<Command> {
             0..=5 => limit(order_id.max(i), user, side, 95 + next(11), 1 + next(9)),
             6..=7 => Command::Cancel { market: 1, order_id, user },
             8..=9 => Command::Amend { market: 1, order_id, user, price: 95 + next(11), quantity: 1 + next(9) },
-            // Stops, so that snapshots hold armed ones and replays fire them.
+            // Stops and OCO lists, so that snapshots hold armed ones and
+            // linked ones, and replays fire and end them.
             _ => {
                 let Command::Place(order) = limit(order_id.max(i), user, side, 95 + next(11), 1 + next(9)) else { unreachable!("a place") };
                 let direction = if next(2) == 0 { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow };
-                Command::PlaceStop(ArmedStop { order, trigger: Trigger { source: TriggerSource::LastTrade, direction, price: 95 + next(11) } })
+                let trigger = Trigger { source: TriggerSource::LastTrade, direction, price: 95 + next(11) };
+                if next(2) == 0 {
+                    Command::PlaceStop(ArmedStop { order, trigger })
+                } else {
+                    let limit = NewOrder { order_id: 1_000 + order.order_id, post_only: true, price: Some(95 + next(11)), ..order };
+                    Command::PlaceOco(OcoList { limit, stop_order_id: order.order_id, stop_kind: OrderKind::Limit, stop_price: order.price, trigger })
+                }
             }
         });
     }

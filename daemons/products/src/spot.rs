@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use compact_str::format_compact;
 use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
 use ledger_api::candles::{Candle, CandleInterval};
-use ledger_api::spot::{self as api, AmendTerms, Command, Market, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
+use ledger_api::spot::{self as api, AmendTerms, Command, Market, OcoRequest, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
 use ledger_api::LedgerError;
 use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, Recorded, TransferCode};
-use matching_api::{ArmedStop, Event, Fill, NewOrder, OrderKind, RejectCode, Side, TimeInForce};
+use matching_api::{ArmedStop, Event, Fill, NewOrder, OcoList, OrderKind, RejectCode, Side, TimeInForce, Trigger, TriggerSource};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,13 @@ const ORDER_HOLD: u8 = 1;
 
 fn order_hold(order_id: OrderId) -> HoldId {
     HoldId { kind: ORDER_HOLD, id: order_id }
+}
+
+/// The hold an order's money is in: its own, or for an order of an OCO
+/// list the list's one hold, under the list's first id (its limit order's).
+fn hold_of(record: &OrderRecord) -> HoldId {
+    let id = record.order.order_id;
+    order_hold(record.oco_with.map_or(id, |other| other.min(id)))
 }
 
 /// The worst-case quote a buy of `quantity` lots at `price` can cost: the
@@ -230,7 +237,7 @@ impl Product for Spot {
 
     fn idempotency_key(command: &Command) -> Option<Digest> {
         match command {
-            Command::PlaceOrder { user, client_order_id: Some(id), .. } => order_key(*user, id),
+            Command::PlaceOrder { user, client_order_id: Some(id), .. } | Command::PlaceOco { user, client_order_id: Some(id), .. } => order_key(*user, id),
             _ => None,
         }
     }
@@ -271,6 +278,12 @@ impl Product for Spot {
                 }
                 _ => (Err(LedgerError::NotFound), None),
             },
+            Command::PlaceOco { user, request, client_order_id } => {
+                match self.place_oco(kernel, limits, *user, request, client_order_id.as_deref(), at_ms, known_key) {
+                    Ok((outcome, forward)) => (Ok(outcome), forward),
+                    Err(error) => (Err(error), None),
+                }
+            }
             &Command::AmendOrder { user, order_id, price, quantity } => match self.amend_order(kernel, user, order_id, AmendTerms { price, quantity }, at_ms) {
                 Ok(forward) => (Ok(Outcome::AmendRequested(order_id)), Some(forward)),
                 Err(error) => (Err(error), None),
@@ -297,7 +310,7 @@ impl Product for Spot {
 
     fn frozen_subject(&self, command: &Command) -> Option<UserId> {
         match command {
-            Command::PlaceOrder { user, .. } | Command::AmendOrder { user, .. } => Some(*user),
+            Command::PlaceOrder { user, .. } | Command::PlaceOco { user, .. } | Command::AmendOrder { user, .. } => Some(*user),
             // Cancelling takes risk off: a frozen account may.
             Command::CreateMarket(_)
             | Command::SetTrading { .. }
@@ -339,12 +352,20 @@ impl Product for Spot {
                 (Side::Sell, Some(market)) => market.base,
                 (_, None) => return Err(format!("open order {id} is in a market the ledger does not have")),
             };
-            match kernel.hold_of(order_hold(*id)) {
+            match kernel.hold_of(hold_of(record)) {
                 Some(hold) if hold.origin == available(record.order.user, asset) && hold.held == locked(record.order.user, asset) => {}
                 other => return Err(format!("open order {id} is held as {other:?}")),
             }
+            if let Some(other) = record.oco_with.and_then(|other| self.orders.get(&other)) {
+                if other.oco_with != Some(*id) || other.order.user != record.order.user || other.order.side != record.order.side {
+                    return Err(format!("open order {id} is listed with order {}, which is not listed with it", other.order.order_id));
+                }
+            }
         }
-        if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == ORDER_HOLD && !self.orders.contains_key(&id.id)) {
+        let holders = |hold: &HoldId| {
+            self.orders.get(&hold.id).is_some_and(|r| hold_of(r) == *hold) || self.orders.get(&(hold.id + 1)).is_some_and(|r| hold_of(r) == *hold)
+        };
+        if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == ORDER_HOLD && !holders(id)) {
             return Err(format!("hold {id:?} has no open order"));
         }
         let counted: u32 = self.open_orders_by_user.values().sum();
@@ -493,6 +514,7 @@ impl Spot {
             amend_refused: None,
             trigger: request.trigger,
             triggered_ms: None,
+            oco_with: None,
         };
         if let Some(expires_at_ms) = request.expires_at_ms {
             self.expiries.insert((expires_at_ms, order_id));
@@ -504,6 +526,123 @@ impl Spot {
             kernel.remember(key, fingerprint, Recorded { kind: ORDER_RECORD, id: order_id }).map_err(refusal)?;
         }
         Ok((Outcome::OrderPlaced(order_id), Some(forward)))
+    }
+
+    /// Checks an OCO list as matching will, holds its worst case once (a
+    /// sell: its base; a buy: the dearer of its two orders) and yields it.
+    #[allow(clippy::too_many_arguments)]
+    fn place_oco(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        user: UserId,
+        request: &OcoRequest,
+        client_order_id: Option<&str>,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> Result<(Outcome, Forward), LedgerError> {
+        let idempotency = match client_order_id {
+            Some(client_order_id) => {
+                ledger_core::check_key(client_order_id).map_err(refusal)?;
+                let key = known_key.or_else(|| order_key(user, client_order_id)).expect("a checked key has a digest");
+                let fields = postcard::to_stdvec(request).expect("encoding into a vector cannot fail");
+                match kernel.idempotent(&key, &[b"oco".as_slice(), fields.as_slice()]).map_err(refusal)? {
+                    Idempotent::Replay(recorded) if recorded.kind == ORDER_RECORD => {
+                        return Ok((Outcome::OcoPlaced { limit: recorded.id, stop: recorded.id + 1 }, None));
+                    }
+                    Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
+                    Idempotent::New(fingerprint) => Some((key, fingerprint)),
+                }
+            }
+            None => None,
+        };
+        let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
+        if !market.trading {
+            return Err(LedgerError::MarketHalted(market.id()));
+        }
+        let beyond_trigger = match request.side {
+            Side::Sell => request.price > request.trigger_price,
+            Side::Buy => request.price < request.trigger_price,
+        };
+        if !beyond_trigger {
+            return Err(LedgerError::BadInput("an OCO sell's limit price is above its trigger price, a buy's below".into()));
+        }
+        let stop_price = match (request.stop_kind, request.side, request.stop_price) {
+            (OrderKind::Market, Side::Buy, None) => return Err(LedgerError::BadInput("a stop-market buy needs a protection price to size its hold".into())),
+            (OrderKind::Limit, _, None) => return Err(LedgerError::BadInput("a stop-limit order needs its limit price".into())),
+            (_, _, price) => price,
+        };
+        let limit_id = self.counters.next_order;
+        let limit = NewOrder {
+            market: request.market,
+            order_id: limit_id,
+            user,
+            side: request.side,
+            kind: OrderKind::Limit,
+            time_in_force: TimeInForce::Gtc,
+            post_only: true,
+            price: Some(request.price),
+            quantity: request.quantity,
+            self_trade: request.self_trade,
+        };
+        let trigger = Trigger { source: TriggerSource::LastTrade, direction: OcoRequest::trigger_direction(request.side), price: request.trigger_price };
+        let list = OcoList { limit, stop_order_id: limit_id + 1, stop_kind: request.stop_kind, stop_price, trigger };
+        let stop = list.stop();
+        matching_core::rules::check_new_order(&market.spec, &limit)
+            .and_then(|()| matching_core::rules::check_stop(&market.spec, &stop))
+            .map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
+        if self.open_orders_by_user.get(&user).copied().unwrap_or(0) + 2 > limits.open_orders_per_user_max {
+            return Err(LedgerError::LimitReached("open_orders_per_user_max".into()));
+        }
+        if self.orders.len() + 2 > limits.open_orders_max as usize {
+            return Err(LedgerError::LimitReached("open_orders_max".into()));
+        }
+        let (hold_asset, hold) = match request.side {
+            Side::Buy => {
+                (market.quote, buy_hold(&market, request.price, request.quantity).max(buy_hold(&market, stop_price.expect("checked above"), request.quantity)))
+            }
+            Side::Sell => (market.base, base_amount(&market, request.quantity)),
+        };
+        kernel
+            .hold(
+                order_hold(limit_id),
+                available(user, hold_asset),
+                locked(user, hold_asset),
+                hold,
+                TransferCode(api::HOLD),
+                format_compact!("order:{limit_id}"),
+                at_ms,
+            )
+            .map_err(refusal)?;
+        self.counters.next_order += 2;
+        for (order, trigger, other) in [(limit, None, stop.order.order_id), (stop.order, Some(trigger), limit_id)] {
+            let record = OrderRecord {
+                order,
+                client_order_id: client_order_id.map(str::to_string),
+                status: OrderStatus::Pending,
+                filled: 0,
+                filled_notional: 0,
+                filled_tick_lots: 0,
+                fees_paid: 0,
+                reject_reason: None,
+                created_ms: at_ms,
+                updated_ms: at_ms,
+                expires_at_ms: None,
+                expiring: false,
+                amending: None,
+                amend_refused: None,
+                trigger,
+                triggered_ms: None,
+                oco_with: Some(other),
+            };
+            self.orders.insert(order.order_id, record);
+            self.changes.orders.insert(order.order_id);
+        }
+        *self.open_orders_by_user.entry(user).or_default() += 2;
+        if let Some((key, fingerprint)) = idempotency {
+            kernel.remember(key, fingerprint, Recorded { kind: ORDER_RECORD, id: limit_id }).map_err(refusal)?;
+        }
+        Ok((Outcome::OcoPlaced { limit: limit_id, stop: limit_id + 1 }, Some(matching_api::Command::PlaceOco(list))))
     }
 
     fn apply_matching(&mut self, kernel: &mut Kernel, sequence: u64, events: &[Event], at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
@@ -524,7 +663,7 @@ impl Spot {
                 Event::Accepted { order_id, .. } => {
                     if let Some(record) = self.orders.get_mut(&order_id) {
                         if record.status == OrderStatus::Pending {
-                            record.status = OrderStatus::Armed;
+                            record.status = OrderStatus::Open;
                             record.updated_ms = at_ms;
                             // Storage and subscribers must see it open, not still pending.
                             self.changes.orders.insert(order_id);
@@ -605,9 +744,10 @@ impl Spot {
     fn check_output(&self, kernel: &Kernel, events: &[Event]) -> Result<(), String> {
         let mut batch: FxHashMap<OrderId, BatchOrder> = FxHashMap::default();
         let mut closed: FxHashSet<OrderId> = FxHashSet::default();
+        let mut lists: FxHashMap<OrderId, OrderId> = FxHashMap::default();
         for event in events {
             match *event {
-                Event::Fill(fill) => self.check_fill(kernel, &fill, &mut batch, &closed)?,
+                Event::Fill(fill) => self.check_fill(kernel, &fill, &mut batch, &closed, &mut lists)?,
                 Event::Cancelled { order_id, user, .. } | Event::Done { order_id, user, .. } => {
                     if let Some(record) = self.orders.get(&order_id) {
                         if record.order.user != user {
@@ -654,6 +794,7 @@ impl Spot {
                         return Err(format!("a stop fired as order {order_id}, which is not its owner's stop armed with a trigger {price} reaches: {event:?}"));
                     }
                     (order.armed, order.fired) = (false, true);
+                    self.claim_list(record, &mut lists)?;
                 }
                 Event::Accepted { .. } | Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
@@ -672,14 +813,42 @@ impl Spot {
             filled: record.filled,
             price: record.order.price,
             quantity: record.order.quantity,
-            hold_left: kernel.hold_of(order_hold(id)).map_or(0, |hold| hold.remaining),
+            hold_left: kernel.hold_of(hold_of(record)).map_or(0, |hold| hold.remaining),
             amended: false,
             armed: record.status == OrderStatus::Armed,
             fired: record.trigger.is_none() || record.triggered_ms.is_some(),
         })
     }
 
-    fn check_fill(&self, kernel: &Kernel, fill: &Fill, batch: &mut FxHashMap<OrderId, BatchOrder>, closed: &FxHashSet<OrderId>) -> Result<(), String> {
+    /// Notes that an order of an OCO list trades or fires, refusing the
+    /// other order of the list doing so too: the list's one hold covers
+    /// one of them. `lists` has, by the list's hold, the order that did.
+    fn claim_list(&self, record: &OrderRecord, lists: &mut FxHashMap<OrderId, OrderId>) -> Result<(), String> {
+        let Some(other) = record.oco_with else { return Ok(()) };
+        let id = record.order.order_id;
+        let went_first = |r: &OrderRecord| r.filled > 0 || r.triggered_ms.is_some();
+        let claimed = lists.get(&id.min(other)).copied().or_else(|| {
+            if went_first(record) {
+                Some(id)
+            } else {
+                self.orders.get(&other).filter(|r| went_first(r)).map(|_| other)
+            }
+        });
+        if claimed.is_some_and(|by| by != id) {
+            return Err(format!("both orders of an OCO list trade: order {id} after order {other}"));
+        }
+        lists.insert(id.min(other), id);
+        Ok(())
+    }
+
+    fn check_fill(
+        &self,
+        kernel: &Kernel,
+        fill: &Fill,
+        batch: &mut FxHashMap<OrderId, BatchOrder>,
+        closed: &FxHashSet<OrderId>,
+        lists: &mut FxHashMap<OrderId, OrderId>,
+    ) -> Result<(), String> {
         let open = |id: OrderId| self.open_in_batch(id, closed).ok_or_else(|| format!("a fill of order {id}, which the ledger does not hold open: {fill:?}"));
         let (maker, taker) = (open(fill.maker_order)?, open(fill.taker_order)?);
         let market = self.markets.get(&fill.market).ok_or_else(|| format!("a fill in market {}, which the ledger does not have", fill.market))?;
@@ -707,6 +876,7 @@ impl Spot {
         }
         for (record, fee) in [(maker, fill.maker_fee), (taker, fill.taker_fee)] {
             let id = record.order.order_id;
+            self.claim_list(record, lists)?;
             let order = Self::batch_order(kernel, batch, record);
             if !order.fired {
                 return Err(format!("a fill of order {id}, a stop that has not fired: {fill:?}"));
@@ -772,11 +942,15 @@ impl Spot {
             Payout { credit: revenue, amount: rounding, code: TransferCode(api::ROUNDING) },
             Payout { credit: revenue, amount: buyer_fee, code: TransferCode(api::FEE) },
         ];
-        if let Err(error) = kernel.capture(order_hold(buyer_order), &quote_paid, &reference, at_ms) {
+        let (buyer_hold, seller_hold) = match fill.taker_side {
+            Side::Buy => (hold_of(taker), hold_of(maker)),
+            Side::Sell => (hold_of(maker), hold_of(taker)),
+        };
+        if let Err(error) = kernel.capture(buyer_hold, &quote_paid, &reference, at_ms) {
             return self.fault(format!("the buyer's hold does not cover trade {trade_id} ({error}): {fill:?}"));
         }
         let base_paid = [Payout { credit: available(buyer, base_asset), amount: base, code: TransferCode(api::TRADE) }];
-        if let Err(error) = kernel.capture(order_hold(seller_order), &base_paid, &reference, at_ms) {
+        if let Err(error) = kernel.capture(seller_hold, &base_paid, &reference, at_ms) {
             return self.fault(format!("the seller's hold does not cover trade {trade_id} ({error}): {fill:?}"));
         }
         if seller_fee > 0 {
@@ -823,8 +997,12 @@ impl Spot {
         if let Some(expires_at_ms) = record.expires_at_ms {
             self.expiries.remove(&(expires_at_ms, order_id));
         }
-        if let Err(error) = kernel.release(order_hold(order_id), TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
-            return self.fault(format!("order {order_id} closed without its hold: {error}"));
+        // An OCO list's hold stays while its other order is open.
+        let list_open = record.oco_with.is_some_and(|other| self.orders.contains_key(&other));
+        if !list_open {
+            if let Err(error) = kernel.release(hold_of(&record), TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
+                return self.fault(format!("order {order_id} closed without its hold: {error}"));
+            }
         }
         record.status = status;
         record.reject_reason = reason;
@@ -859,6 +1037,9 @@ impl Spot {
         }
         if record.trigger.is_some() && record.triggered_ms.is_none() {
             return Err(LedgerError::BadInput("a stop that has not fired is not in the book to amend; cancel it and place another".into()));
+        }
+        if record.oco_with.is_some() {
+            return Err(LedgerError::BadInput("an order of an OCO list cannot be amended; cancel the list and place another".into()));
         }
         if record.amending.is_some() {
             return Err(LedgerError::BadInput("an amend of this order is on its way to matching; amend again once it has settled".into()));

@@ -751,6 +751,140 @@ fn stop_events_the_ledger_cannot_account_for_are_refused_whole() {
     x.ledger.check_invariants().unwrap();
 }
 
+fn oco_request(side: Side, price: u64, stop_price: u64, trigger_price: u64, quantity: u64) -> spot::OcoRequest {
+    spot::OcoRequest {
+        market: MARKET,
+        side,
+        quantity,
+        price,
+        stop_kind: OrderKind::Limit,
+        stop_price: Some(stop_price),
+        trigger_price,
+        self_trade: SelfTradePrevention::CancelTaker,
+    }
+}
+
+impl Exchange {
+    /// Places an OCO list through the ledger and matching: its two ids.
+    fn place_oco(&mut self, user: UserId, request: spot::OcoRequest) -> Result<(OrderId, OrderId, Vec<Event>), LedgerError> {
+        let applied = self.ledger.apply(&Command::Spot(spot::Command::PlaceOco { user, request, client_order_id: None }), 2);
+        match applied.outcome? {
+            Outcome::Spot(spot::Outcome::OcoPlaced { limit, stop }) => Ok((limit, stop, self.forward(&applied.forward.expect("a list goes to matching")))),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A sell list is held once, for its quantity; a fill of its limit order
+/// cancels the stop, the hold stays for the rest and comes back at the end.
+#[test]
+fn an_oco_list_is_held_once_and_a_fill_of_its_limit_order_cancels_its_stop() {
+    let mut x = Exchange::new();
+    for (user, asset) in [(1, USD), (2, BTC), (3, BTC)] {
+        deposit(&mut x.ledger, user, asset, 100_000_000, &format!("funding-{user}")).unwrap();
+    }
+    x.place(1, limit(Side::Buy, 2_000, 1)).unwrap();
+    x.place(3, limit(Side::Sell, 2_000, 1)).unwrap();
+    let (sell, stop, events) = x.place_oco(2, oco_request(Side::Sell, 2_010, 1_985, 1_990, 4)).unwrap();
+    assert!(
+        matches!(events[..], [Event::Accepted { order_id, .. }, Event::StopArmed { order_id: armed, .. }] if order_id == sell && armed == stop),
+        "{events:?}"
+    );
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, products::spot::base_amount(&btc_usd(), 4), "one hold for the list");
+    let spot = x.ledger.spot();
+    assert_eq!((spot.order(sell).unwrap().oco_with, spot.order(stop).unwrap().oco_with), (Some(stop), Some(sell)));
+    assert_eq!(x.amend(2, sell, 2_020, 4).err().map(|e| e.code()), Some("BAD_USER_INPUT"), "a list's order is not amended");
+    let (_, events) = x.place(1, limit(Side::Buy, 2_010, 1)).unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Cancelled { order_id, reason: matching_core::CancelReason::OcoOther, .. } if *order_id == stop)),
+        "{events:?}"
+    );
+    assert_eq!(x.closed()[&stop].status, OrderStatus::Cancelled);
+    assert_eq!(x.ledger.spot().order(sell).unwrap().status, OrderStatus::PartiallyFilled);
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, products::spot::base_amount(&btc_usd(), 3), "the hold stays for the limit order's rest");
+    x.ledger.check_invariants().unwrap();
+    let cancel = x.ledger.apply(&cancel_command(2, sell), 3).forward.unwrap();
+    x.forward(&cancel);
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, 0);
+    x.ledger.check_invariants().unwrap();
+}
+
+/// The stop firing cancels the limit order; the stop's order trades from
+/// the list's hold, which comes back when it ends. A buy list holds the
+/// dearer of its two orders.
+#[test]
+fn an_oco_lists_stop_firing_cancels_its_limit_order_and_trades_from_the_one_hold() {
+    let mut x = Exchange::new();
+    for (user, asset) in [(1, USD), (2, BTC), (3, BTC), (4, USD)] {
+        deposit(&mut x.ledger, user, asset, 100_000_000, &format!("funding-{user}")).unwrap();
+    }
+    x.place(1, limit(Side::Buy, 2_000, 1)).unwrap();
+    x.place(3, limit(Side::Sell, 2_000, 1)).unwrap();
+    let (sell, stop, _) = x.place_oco(2, oco_request(Side::Sell, 2_010, 1_985, 1_990, 4)).unwrap();
+    x.place(4, limit(Side::Buy, 1_988, 4)).unwrap();
+    x.place(1, limit(Side::Buy, 1_990, 1)).unwrap();
+    let (_, events) = x.place(3, limit(Side::Sell, 1_990, 1)).unwrap();
+    let fired = events.iter().position(|e| matches!(e, Event::StopTriggered { order_id, .. } if *order_id == stop)).expect("fired at 1,990");
+    assert!(matches!(events[fired + 1], Event::Cancelled { order_id, .. } if order_id == sell), "{events:?}");
+    let closed = x.closed();
+    assert_eq!(closed[&sell].status, OrderStatus::Cancelled);
+    assert_eq!(closed[&stop].status, OrderStatus::Filled, "the stop sold 4 to the bid at 1,988");
+    assert_eq!(balance(&x.ledger, 2, BTC), Balance { available: 100_000_000 - products::spot::base_amount(&btc_usd(), 4), locked: 0 });
+    x.ledger.check_invariants().unwrap();
+    // A buy list: the limit at 1,950 below, the stop buying up to 2,050 above.
+    let (buy, _, _) = x.place_oco(4, oco_request(Side::Buy, 1_950, 2_050, 2_040, 3)).unwrap();
+    assert_eq!(products::spot::hold_remaining(x.ledger.kernel(), buy), Some(products::spot::buy_hold(&btc_usd(), 2_050, 3)));
+    let refused =
+        x.ledger.apply(&Command::Spot(spot::Command::PlaceOco { user: 4, request: oco_request(Side::Buy, 2_045, 2_050, 2_040, 3), client_order_id: None }), 3);
+    assert_eq!(refused.outcome.err().map(|e| e.code()), Some("BAD_USER_INPUT"), "a buy list's limit is below its trigger");
+    x.ledger.check_invariants().unwrap();
+}
+
+/// Matching's output in which both orders of a list trade is refused whole:
+/// the one hold covers one of them.
+#[test]
+fn an_output_in_which_both_orders_of_a_list_trade_is_refused_whole() {
+    let mut x = Exchange::new();
+    for (user, asset) in [(1, USD), (2, BTC)] {
+        deposit(&mut x.ledger, user, asset, 100_000_000, &format!("funding-{user}")).unwrap();
+    }
+    let (sell, stop, _) = x.place_oco(2, oco_request(Side::Sell, 2_010, 1_985, 1_990, 2)).unwrap();
+    let (bid, _) = x.place(1, limit(Side::Buy, 1_985, 2)).unwrap();
+    // A buy the ledger holds and matching has not seen yet: a fill with it is the ledger's to check.
+    let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(lift))) = x.ledger.apply(&place_command(1, limit(Side::Buy, 2_010, 1), None), 2).outcome else {
+        panic!("placed")
+    };
+    let spec = btc_usd().spec;
+    let user_of = |order| if order == bid || order == lift { 1 } else { 2 };
+    let fill = |maker_order, taker_order, taker_side, price| matching_core::Fill {
+        market: MARKET,
+        maker_order,
+        maker_user: user_of(maker_order),
+        taker_order,
+        taker_user: user_of(taker_order),
+        taker_side,
+        price,
+        quantity: 1,
+        notional: spec.notional(price, 1),
+        notional_rounding: 0,
+        maker_fee: 0,
+        taker_fee: 0,
+    };
+    let events = vec![
+        Event::Fill(fill(sell, lift, Side::Buy, 2_010)),
+        Event::StopTriggered { market: MARKET, order_id: stop, user: 2, price: 1_985 },
+        Event::Fill(fill(bid, stop, Side::Sell, 1_985)),
+    ];
+    let before = x.ledger.state_hash();
+    let applied = x.ledger.apply(&Command::Spot(spot::Command::ApplyMatching { sequence: x.sequence + 1, events }), 3);
+    assert!(
+        matches!(applied.outcome, Err(LedgerError::MatchingOutputRefused(ref reason)) if reason.contains("both orders of an OCO list")),
+        "{:?}",
+        applied.outcome
+    );
+    assert_eq!(x.ledger.state_hash(), before);
+}
+
 #[test]
 fn kill_switches_cancel_and_refuse_orders_until_their_holder_lifts_them() {
     use ledger_api::operators::{Action, Command as Op, KillSwitch, Outcome as OpOutcome, Thresholds};
@@ -921,6 +1055,14 @@ enum Step {
         /// A stop: fires at or above (true) or at or below the price.
         stop: Option<(bool, u64)>,
     },
+    /// An OCO list: its limit `gap` ticks beyond its trigger, its stop's limit `gap` ticks past it.
+    Oco {
+        user: UserId,
+        side: bool,
+        trigger: u64,
+        gap: u64,
+        quantity: u64,
+    },
     Cancel {
         user: UserId,
         pick: usize,
@@ -968,6 +1110,8 @@ fn step() -> impl Strategy<Value = Step> {
                 quantity,
                 stop
             }),
+        2 => (user.clone(), any::<bool>(), 1_985u64..2_015, 1u64..15, 1u64..8)
+            .prop_map(|(user, side, trigger, gap, quantity)| Step::Oco { user, side, trigger, gap, quantity }),
         2 => (user.clone(), any::<usize>()).prop_map(|(user, pick)| Step::Cancel { user, pick }),
         3 => (user, any::<usize>(), 1_900u64..2_100, 1u64..12).prop_map(|(user, pick, price, quantity)| Step::Amend { user, pick, price, quantity }),
         3 => Just(Step::Deliver),
@@ -1095,6 +1239,19 @@ fn run(steps: &[Step]) {
                 if let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = applied.outcome {
                     placed.push((user, order_id));
                     queued.push(applied.forward.expect("a placed order goes to matching"));
+                }
+            }
+            Step::Oco { user, side, trigger, gap, quantity } => {
+                let side = if side { Side::Buy } else { Side::Sell };
+                let (price, stop_price) = match side {
+                    Side::Buy => (trigger - gap, trigger + gap),
+                    Side::Sell => (trigger + gap, trigger - gap),
+                };
+                let request = oco_request(side, price, stop_price, trigger, quantity);
+                let applied = x.ledger.apply(&Command::Spot(spot::Command::PlaceOco { user, request, client_order_id: None }), at);
+                if let Ok(Outcome::Spot(spot::Outcome::OcoPlaced { limit, stop })) = applied.outcome {
+                    placed.extend([(user, limit), (user, stop)]);
+                    queued.push(applied.forward.expect("a list goes to matching"));
                 }
             }
             Step::Cancel { user, pick } => {

@@ -1361,6 +1361,42 @@ fn places_stop(world: &mut Marionette, name: String, kind: String, limit: String
     }
 }
 
+/// An OCO list: a limit order at P and a stop-loss (a market order, or a
+/// limit order at S) triggered at T; its orders are known as NAME's "OCO
+/// limit order" and "OCO stop".
+#[when(regex = r"^(\w+) places an OCO (buy|sell) order for ([\d.]+) BTC at ([\d.]+) USD with a stop-loss( limit)? at ([\d.]+) USD triggered at ([\d.]+) USD$")]
+#[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
+fn places_oco(world: &mut Marionette, name: String, side: String, quantity: String, price: String, limit: String, stop_price: String, trigger: String) {
+    let stop_type = if limit.is_empty() { "STOP_LOSS" } else { "STOP_LOSS_LIMIT" };
+    let input = json!({
+        "market": "BTC-USD", "side": side.to_uppercase(), "quantity": quantity, "price": price,
+        "stopType": stop_type, "stopPrice": stop_price, "triggerPrice": trigger,
+    });
+    let mutation = "mutation($i: PlaceOcoOrderInput!) { placeOcoOrder(input: $i) { limitOrder { id status ocoWith } stopOrder { id status ocoWith } } }";
+    world.answer = world.ask(&name, mutation, json!({ "i": input }));
+    let placed = &world.answer["data"]["placeOcoOrder"];
+    if let (Some(limit), Some(stop)) = (placed["limitOrder"]["id"].as_str(), placed["stopOrder"]["id"].as_str()) {
+        assert_eq!((placed["limitOrder"]["ocoWith"].as_str(), placed["stopOrder"]["ocoWith"].as_str()), (Some(stop), Some(limit)), "{}", world.answer);
+        world.orders.insert(format!("{name}'s OCO limit order"), limit.to_string());
+        world.orders.insert(format!("{name}'s OCO stop"), stop.to_string());
+    }
+}
+
+#[then(regex = r"^(\w+)'s (OCO limit order|OCO stop) is (OPEN|PARTIALLY_FILLED|FILLED|CANCELLED) with ([\d.]+) BTC filled$")]
+fn oco_order_is(world: &mut Marionette, name: String, which: String, status: String, filled: String) {
+    let key = format!("{name}'s {which}");
+    let id = world.order_id(&key).to_string();
+    let answer = world.ask(&name, "query($id: ID!) { userOrder(id: $id) { id status filledQuantity averagePrice } }", json!({ "id": id }));
+    assert_order(data(&answer, "userOrder"), &status, Some(&filled), None);
+}
+
+#[when(regex = r"^(\w+) cancels (?:her|his) (OCO limit order|OCO stop)$")]
+fn cancels_oco_order(world: &mut Marionette, name: String, which: String) {
+    let id = world.order_id(&format!("{name}'s {which}")).to_string();
+    world.answer = world.ask(&name, "mutation($id: ID!) { cancelOrder(id: $id) { id status } }", json!({ "id": id }));
+    assert!(world.answer.get("errors").is_none(), "{}", world.answer);
+}
+
 const STOP_FIELDS: &str = "query($id: ID!) { userOrder(id: $id) { type status filledQuantity triggerPrice triggerSource triggeredAt } }";
 
 #[then(regex = r"^(\w+)'s order is an armed (STOP_LOSS|STOP_LOSS_LIMIT|TAKE_PROFIT|TAKE_PROFIT_LIMIT) order waiting for ([\d.]+) USD$")]

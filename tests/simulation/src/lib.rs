@@ -609,9 +609,10 @@ impl World {
                     .requests
                     .iter()
                     .filter_map(|r| match (&r.command, &r.state) {
-                        (LedgerCommand::Spot(spot::Command::PlaceOrder { user: owner, .. }), RequestState::Answered(Ok(outcome))) if *owner == user => {
-                            order_of(outcome)
-                        }
+                        (
+                            LedgerCommand::Spot(spot::Command::PlaceOrder { user: owner, .. } | spot::Command::PlaceOco { user: owner, .. }),
+                            RequestState::Answered(Ok(outcome)),
+                        ) if *owner == user => order_of(outcome),
                         _ => None,
                     })
                     .collect();
@@ -619,6 +620,28 @@ impl World {
                     return;
                 }
                 LedgerCommand::Spot(spot::Command::CancelOrder { user, order_id: orders[self.rng.random_range(0..orders.len())] })
+            }
+            4 => {
+                // An OCO list: a limit order a few ticks beyond the trigger, a stop-limit a few past it.
+                let side = if self.rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+                let (trigger_price, gap) = (self.rng.random_range(96..105), self.rng.random_range(1..4));
+                let (price, stop_price) = match side {
+                    Side::Buy => (trigger_price - gap, trigger_price + gap),
+                    Side::Sell => (trigger_price + gap, trigger_price - gap),
+                };
+                let request = spot::OcoRequest {
+                    market: MARKET,
+                    side,
+                    quantity: self.rng.random_range(1..6),
+                    price,
+                    stop_kind: OrderKind::Limit,
+                    stop_price: Some(stop_price),
+                    trigger_price,
+                    self_trade: SelfTradePrevention::CancelTaker,
+                };
+                let client_order_id = format!("order-{key}");
+                self.placed.insert(client_order_id.clone(), None);
+                LedgerCommand::Spot(spot::Command::PlaceOco { user, request, client_order_id: Some(client_order_id) })
             }
             _ => {
                 let side = if self.rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
@@ -666,7 +689,11 @@ impl World {
             self.requests[index].state = RequestState::Ready;
             return Ok(());
         };
-        if let (LedgerCommand::Spot(spot::Command::PlaceOrder { client_order_id: Some(id), .. }), Ok(outcome)) = (&self.requests[index].command, &answer) {
+        if let (
+            LedgerCommand::Spot(spot::Command::PlaceOrder { client_order_id: Some(id), .. } | spot::Command::PlaceOco { client_order_id: Some(id), .. }),
+            Ok(outcome),
+        ) = (&self.requests[index].command, &answer)
+        {
             let order = order_of(outcome);
             let first = self.placed.get_mut(id).expect("recorded when issued");
             match (*first, order) {
@@ -1061,7 +1088,7 @@ impl World {
             let keyed = matches!(
                 &request.command,
                 LedgerCommand::Wallet(wallet::Command::Deposit { .. } | wallet::Command::RequestWithdrawal { .. })
-                    | LedgerCommand::Spot(spot::Command::PlaceOrder { .. })
+                    | LedgerCommand::Spot(spot::Command::PlaceOrder { .. } | spot::Command::PlaceOco { .. })
             );
             if !keyed {
                 continue;
@@ -1106,6 +1133,9 @@ impl World {
                 (LedgerCommand::Spot(spot::Command::PlaceOrder { .. }), Ok(outcome)) => {
                     orders.insert(order_of(outcome).expect("a placement answers an order"));
                 }
+                (LedgerCommand::Spot(spot::Command::PlaceOco { .. }), Ok(Outcome::Spot(spot::Outcome::OcoPlaced { limit, stop }))) => {
+                    orders.extend([*limit, *stop]);
+                }
                 (LedgerCommand::Spot(spot::Command::CancelOrder { order_id, .. }), Ok(Outcome::Spot(spot::Outcome::CancelRequested(_)))) => {
                     cancelled.insert(*order_id);
                 }
@@ -1143,6 +1173,20 @@ impl World {
         let armed_by_ledger: BTreeMap<u64, Trigger> = armed_in_ledger.iter().filter_map(|r| Some((r.order.order_id, r.trigger?))).collect();
         if armed != armed_by_ledger || armed_by_ledger.len() != armed_in_ledger.len() {
             return Err(format!("the ledger's armed stops {armed_by_ledger:?} are not matching's {armed:?}"));
+        }
+        // The lists matching links are those whose two orders the ledger holds open, listed with each other.
+        let lists: Vec<(u64, u64)> = snapshot.markets.iter().flat_map(|m| m.lists.iter().map(|link| (link.limit, link.stop))).collect();
+        let mut linked: Vec<(u64, u64)> = state
+            .spot
+            .open_orders
+            .values()
+            .filter_map(|r| {
+                r.oco_with.filter(|other| *other > r.order.order_id && state.spot.open_orders.contains_key(other)).map(|other| (r.order.order_id, other))
+            })
+            .collect();
+        linked.sort_unstable();
+        if lists != linked {
+            return Err(format!("the ledger's open OCO lists {linked:?} are not matching's {lists:?}"));
         }
         if let Some(order) = cancelled.iter().find(|id| open.contains_key(id) || armed.contains_key(id)) {
             return Err(format!("order {order} is open after its cancel was acknowledged"));
@@ -1337,9 +1381,11 @@ impl World {
     }
 }
 
+/// The order a placement answered; of an OCO list, its limit order (a
+/// cancel of which cancels both).
 fn order_of(outcome: &Outcome) -> Option<u64> {
     match outcome {
-        Outcome::Spot(spot::Outcome::OrderPlaced(order_id)) => Some(*order_id),
+        Outcome::Spot(spot::Outcome::OrderPlaced(order_id) | spot::Outcome::OcoPlaced { limit: order_id, .. }) => Some(*order_id),
         _ => None,
     }
 }

@@ -184,7 +184,7 @@ pub fn needed_scope(parent_type: &str, field: &str) -> Result<fn(&Scopes) -> boo
         // Each product's subscriptions resolve under its own type (SpotSubscription).
         (subscription, _) if subscription.ends_with("Subscription") => Ok(|s| s.read),
         // A bot may pull its own plug; lifting the kill switch needs a login.
-        ("Mutation", "placeOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => Ok(|s| s.trade),
+        ("Mutation", "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => Ok(|s| s.trade),
         ("Mutation", "requestWithdrawal") => Ok(|s| s.withdraw),
         _ => Err("API keys place and cancel orders and engage the kill switch (TRADE) and request withdrawals (WITHDRAW); everything else needs a login"),
     }
@@ -192,7 +192,7 @@ pub fn needed_scope(parent_type: &str, field: &str) -> Result<fn(&Scopes) -> boo
 
 fn scope_name(parent_type: &str, field: &str) -> &'static str {
     match (parent_type, field) {
-        ("Mutation", "placeOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => "TRADE",
+        ("Mutation", "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => "TRADE",
         ("Mutation", _) => "WITHDRAW",
         _ => "READ",
     }

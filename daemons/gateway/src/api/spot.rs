@@ -289,6 +289,39 @@ pub struct Order {
     pub trigger_source: Option<TriggerSource>,
     /// When the stop fired and the order was placed; null while it waits.
     pub triggered_at: Option<DateTime>,
+    /// The other order of its OCO list: cancelling either cancels both.
+    pub oco_with: Option<ID>,
+}
+
+/// An OCO list's two orders: the limit order (type LIMIT, post-only) and
+/// the stop (STOP_LOSS or STOP_LOSS_LIMIT).
+#[derive(SimpleObject)]
+pub struct OcoOrders {
+    pub limit_order: Order,
+    pub stop_order: Order,
+}
+
+/// One-cancels-the-other: a limit order that rests and a stop-loss for the
+/// same quantity. Any fill of the limit order cancels the stop; the stop
+/// firing cancels the limit order; cancelling either cancels both. A sell's
+/// limit price is above the trigger price, a buy's below.
+#[derive(InputObject)]
+pub struct PlaceOcoOrderInput {
+    pub market: ID,
+    pub side: Side,
+    pub quantity: Dec,
+    /// The limit order's price: it rests (post-only), refused with
+    /// POST_ONLY_WOULD_TAKE if it would trade at once.
+    pub price: Dec,
+    pub trigger_price: Dec,
+    /// STOP_LOSS (a market order once it fires) or STOP_LOSS_LIMIT.
+    pub stop_type: OrderType,
+    /// The stop-limit's price, or a STOP_LOSS buy's protection price.
+    pub stop_price: Option<Dec>,
+    pub client_order_id: Option<String>,
+    /// Null is CANCEL_TAKER.
+    #[graphql(default_with = "Some(SelfTradePreventionMode::CancelTaker)")]
+    pub self_trade_prevention: Option<SelfTradePreventionMode>,
 }
 
 #[derive(SimpleObject)]
@@ -417,6 +450,7 @@ impl Catalog {
             trigger_price: record.trigger.map(|t| Dec(convert::times(t.price, tick))),
             trigger_source: record.trigger.map(|t| t.source.into()),
             triggered_at: record.triggered_ms.map(at),
+            oco_with: record.oco_with.map(|other| ID(convert::order_uuid(other))),
         }
     }
 }
@@ -461,11 +495,22 @@ pub(super) async fn kill_switch_of(ctx: &Context<'_>, user: u64) -> Result<KillS
     }
 }
 
+/// Answers once the orders the switch cancelled have ended (or, past
+/// order_settle_timeout_ms, while their cancels are on the way), so that
+/// what the caller reads next no longer holds money for them.
 async fn set_own_kill_switch(ctx: &Context<'_>, engaged: bool) -> Result<KillSwitch, Error> {
     let user = caller_id(ctx)?;
+    let mut updates = services(ctx).ledger.order_updates();
     match run(ctx, ledger_api::Command::Operators(ledger_api::operators::Command::KillSwitch { user, engaged })).await? {
         Outcome::Operators(ledger_api::operators::Outcome::KillSwitchSet { state, orders_cancelled, .. }) => {
             tracing::info!(event = "kill_switch", user, engaged, orders_cancelled, "a user set their own kill switch");
+            // Engaged, the user places nothing new: every order of theirs that ends from now on is one the switch cancelled (or filled first).
+            let mut ended = std::collections::BTreeSet::new();
+            let deadline = tokio::time::Instant::now() + services(ctx).order_settle_timeout;
+            while ended.len() < orders_cancelled as usize {
+                let Ok(Ok(batch)) = tokio::time::timeout_at(deadline, updates.recv()).await else { break };
+                ended.extend(batch.iter().filter(|o| o.order.user == user && o.status.is_final()).map(|o| o.order.order_id));
+            }
             Ok(KillSwitch::of(state, Some(orders_cancelled)))
         }
         other => Err(unexpected(other)),
@@ -628,7 +673,9 @@ pub struct SpotMutation;
 impl SpotMutation {
     /// Stops the caller's trading at once: every open order is cancelled
     /// and new ones are refused (KILL_SWITCH_ENGAGED) until the caller lifts
-    /// it. An API key with the TRADE scope may engage it; lifting needs a login.
+    /// it. Answers once the orders are cancelled (or, past
+    /// order_settle_timeout_ms, once their cancels are on the way). An API
+    /// key with the TRADE scope may engage it; lifting needs a login.
     async fn engage_kill_switch(&self, ctx: &Context<'_>) -> Result<KillSwitch, Error> {
         set_own_kill_switch(ctx, true).await
     }
@@ -714,6 +761,54 @@ impl SpotMutation {
             }
         }
         Ok(catalog.api_order(&record))
+    }
+
+    /// Places an OCO list (see PlaceOcoOrderInput) and answers both orders
+    /// once matching has taken them (or, past order_settle_timeout_ms, as
+    /// they are); refused whole with matching's code (POST_ONLY_WOULD_TAKE,
+    /// WOULD_TRIGGER_NOW, ...) when either order is.
+    async fn place_oco_order(&self, ctx: &Context<'_>, input: PlaceOcoOrderInput) -> Result<OcoOrders, Error> {
+        let user = caller_id(ctx)?;
+        let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;
+        let (market, terms, ..) = catalog.market_by_name(&input.market)?;
+        let refuse = |(code, message): convert::Refusal| coded(code, message);
+        let stop_kind = match input.stop_type {
+            OrderType::StopLoss => OrderKind::Market,
+            OrderType::StopLossLimit => OrderKind::Limit,
+            _ => return Err(coded("BAD_USER_INPUT", "an OCO list's stop is STOP_LOSS or STOP_LOSS_LIMIT")),
+        };
+        let request = api::OcoRequest {
+            market: market.id(),
+            side: match input.side {
+                Side::Buy => CoreSide::Buy,
+                Side::Sell => CoreSide::Sell,
+            },
+            quantity: convert::to_lots(input.quantity.0, &terms).map_err(refuse)?,
+            price: convert::to_ticks(input.price.0, &terms).map_err(refuse)?,
+            stop_kind,
+            stop_price: input.stop_price.map(|p| convert::to_ticks(p.0, &terms)).transpose().map_err(refuse)?,
+            trigger_price: convert::to_ticks(input.trigger_price.0, &terms).map_err(refuse)?,
+            self_trade: input.self_trade_prevention.unwrap_or(SelfTradePreventionMode::CancelTaker).into(),
+        };
+        let services = services(ctx);
+        let command = ledger_api::Command::Spot(Command::PlaceOco { user, request, client_order_id: input.client_order_id.clone() });
+        let (outcome, settlement) = services.ledger.place_order(command).await.map_err(super::link_error)?;
+        let (limit, stop) = match outcome.map_err(super::ledger_error)? {
+            Outcome::Spot(api::Outcome::OcoPlaced { limit, stop }) => (limit, stop),
+            other => return Err(unexpected(other)),
+        };
+        // Settled when the stop is (matching answers for the limit order first); a replay or a slow matching reads them.
+        let _ = tokio::time::timeout(services.order_settle_timeout, settlement).await;
+        let read = |id| async move { order_by_id(ctx, id).await?.ok_or_else(|| unexpected("the placed order is missing")) };
+        let (limit, stop) = (read(limit).await?, read(stop).await?);
+        for record in [&limit, &stop] {
+            if record.status == LedgerStatus::Rejected {
+                if let Some(error) = matching_refusal(market, "the OCO list", record.reject_reason.as_deref().unwrap_or_default()) {
+                    return Err(error);
+                }
+            }
+        }
+        Ok(OcoOrders { limit_order: catalog.api_order(&limit), stop_order: catalog.api_order(&stop) })
     }
 
     /// Amends a resting order: a new price, a new total quantity (what has

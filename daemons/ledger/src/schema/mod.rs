@@ -48,8 +48,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// with `tier`. 9: spot's candles. 10: each candle's last trade. 11:
 /// markets' tick-lot scale, orders' filled ticks x lots, candles' turnover.
 /// 12: whether a market is trading or halted; users' kill switches. 13:
-/// orders' amends on their way and refused, stop orders' triggers.
-pub const SCHEMA_VERSION: u32 = 13;
+/// orders' amends on their way and refused, stop orders' triggers. 14: the
+/// other order of an OCO list.
+pub const SCHEMA_VERSION: u32 = 14;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
