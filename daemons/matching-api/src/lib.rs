@@ -460,7 +460,8 @@ pub enum Event {
         user: UserId,
     },
     /// A trade at `price` fired the stop: its order's own events follow
-    /// (Accepted or Rejected, then as for any order).
+    /// (Accepted or Rejected, then as for any order), after, for the stop
+    /// of an OCO list, the Cancelled (OcoOther) of the list's limit order.
     StopTriggered {
         market: MarketId,
         order_id: OrderId,

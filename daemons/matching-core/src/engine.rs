@@ -310,6 +310,10 @@ impl<B: OrderBook> Engine<B> {
                     Some(side) if !market.within_band(side, price) => Err(RejectCode::PriceOutOfBand),
                     _ => Ok(()),
                 });
+                // A list's two orders stay the same quantity: its limit order is not amended.
+                let checked =
+                    checked
+                        .and_then(|()| if !market.lists.is_empty() && market.lists.contains_key(&order_id) { Err(RejectCode::InvalidOrder) } else { Ok(()) });
                 match checked {
                     Ok(()) => {
                         let from = out.len();
@@ -440,7 +444,8 @@ impl<B: OrderBook> Engine<B> {
             for (index, link) in market.lists.iter().enumerate() {
                 // A list's limit order has not traded: its first fill ends the list.
                 let paired = matches!((resting.get(&link.limit), armed.get(&link.stop)),
-                    (Some(limit), Some(stop)) if stop.user == limit.user && stop.side == limit.side && limit.filled == 0);
+                    (Some(limit), Some(stop)) if stop.user == limit.user && stop.side == limit.side && limit.filled == 0
+                        && limit.remaining == stop.quantity && limit.post_only);
                 let canonical = index == 0 || market.lists[index - 1].limit < link.limit;
                 if !paired || !canonical || slot.lists.contains_key(&link.limit) || slot.lists.contains_key(&link.stop) {
                     return Err(invalid("an OCO list is not a resting order and an armed stop of one user and side, or not in canonical order"));

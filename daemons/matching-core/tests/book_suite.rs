@@ -626,6 +626,8 @@ fn an_oco_list_is_cancelled_or_refused_whole_and_survives_a_snapshot<B: OrderBoo
     assert_eq!(h.run(not_post_only), vec![rejected(14, 3, RejectCode::InvalidOrder), rejected(15, 3, RejectCode::InvalidOrder)]);
     h.run(oco(20, 3, 110, 94, 95, 5));
     h.run(oco(30, 3, 120, 89, 90, 5));
+    let amend = Command::Amend { market: MARKET, order_id: 20, user: 3, price: 111, quantity: 5 };
+    assert_eq!(h.run(amend), vec![rejected(20, 3, RejectCode::InvalidOrder)], "a list's limit order keeps its terms");
     let restored = Engine::<B>::restore(*h.engine.limits(), &h.engine.snapshot()).unwrap();
     assert_eq!(restored.state_hash(), h.engine.state_hash(), "lists survive a snapshot");
     assert_eq!(restored.snapshot().markets[0].lists, vec![OcoLink { limit: 20, stop: 21 }, OcoLink { limit: 30, stop: 31 }]);

@@ -1038,8 +1038,9 @@ impl Spot {
         if record.trigger.is_some() && record.triggered_ms.is_none() {
             return Err(LedgerError::BadInput("a stop that has not fired is not in the book to amend; cancel it and place another".into()));
         }
+        // Its money is in the list's hold, under the limit order's id, even once the list has ended.
         if record.oco_with.is_some() {
-            return Err(LedgerError::BadInput("an order of an OCO list cannot be amended; cancel the list and place another".into()));
+            return Err(LedgerError::BadInput("an order of an OCO list cannot be amended; cancel it and place another".into()));
         }
         if record.amending.is_some() {
             return Err(LedgerError::BadInput("an amend of this order is on its way to matching; amend again once it has settled".into()));

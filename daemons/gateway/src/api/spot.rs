@@ -500,16 +500,31 @@ pub(super) async fn kill_switch_of(ctx: &Context<'_>, user: u64) -> Result<KillS
 /// what the caller reads next no longer holds money for them.
 async fn set_own_kill_switch(ctx: &Context<'_>, engaged: bool) -> Result<KillSwitch, Error> {
     let user = caller_id(ctx)?;
+    // Subscribed before the open orders are read, so that none of them ends unseen.
     let mut updates = services(ctx).ledger.order_updates();
+    let mut pending = std::collections::BTreeSet::new();
+    if engaged {
+        for status in [LedgerStatus::Pending, LedgerStatus::Open, LedgerStatus::PartiallyFilled, LedgerStatus::Armed] {
+            let query = api::Query::Orders { user, market: None, status: Some(status), limit: ledger_api::QUERY_LIMIT_MAX };
+            let api::Answer::Orders(open) = ask_spot(ctx, query).await? else { return Err(unexpected("orders")) };
+            pending.extend(open.iter().map(|o| o.order.order_id));
+        }
+    }
     match run(ctx, ledger_api::Command::Operators(ledger_api::operators::Command::KillSwitch { user, engaged })).await? {
         Outcome::Operators(ledger_api::operators::Outcome::KillSwitchSet { state, orders_cancelled, .. }) => {
             tracing::info!(event = "kill_switch", user, engaged, orders_cancelled, "a user set their own kill switch");
-            // Engaged, the user places nothing new: every order of theirs that ends from now on is one the switch cancelled (or filled first).
-            let mut ended = std::collections::BTreeSet::new();
             let deadline = tokio::time::Instant::now() + services(ctx).order_settle_timeout;
-            while ended.len() < orders_cancelled as usize {
-                let Ok(Ok(batch)) = tokio::time::timeout_at(deadline, updates.recv()).await else { break };
-                ended.extend(batch.iter().filter(|o| o.order.user == user && o.status.is_final()).map(|o| o.order.order_id));
+            while !pending.is_empty() {
+                match tokio::time::timeout_at(deadline, updates.recv()).await {
+                    Ok(Ok(batch)) => {
+                        for record in batch.iter().filter(|o| o.status.is_final()) {
+                            pending.remove(&record.order.order_id);
+                        }
+                    }
+                    // Updates skipped: wait on for the rest, to the deadline at most.
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => break,
+                }
             }
             Ok(KillSwitch::of(state, Some(orders_cancelled)))
         }
@@ -797,8 +812,11 @@ impl SpotMutation {
             Outcome::Spot(api::Outcome::OcoPlaced { limit, stop }) => (limit, stop),
             other => return Err(unexpected(other)),
         };
-        // Settled when the stop is (matching answers for the limit order first); a replay or a slow matching reads them.
-        let _ = tokio::time::timeout(services.order_settle_timeout, settlement).await;
+        // Settled when the stop is (matching answers for the limit order first); a replayed
+        // request's stop settled long ago and is not waited for.
+        if order_by_id(ctx, stop).await?.is_some_and(|r| r.status == LedgerStatus::Pending) {
+            let _ = tokio::time::timeout(services.order_settle_timeout, settlement).await;
+        }
         let read = |id| async move { order_by_id(ctx, id).await?.ok_or_else(|| unexpected("the placed order is missing")) };
         let (limit, stop) = (read(limit).await?, read(stop).await?);
         for record in [&limit, &stop] {
