@@ -174,6 +174,49 @@ fn order_key(user: UserId, client_order_id: &str) -> Option<Digest> {
     key_digest(b"order", &user.to_le_bytes(), client_order_id)
 }
 
+/// A placement under a client order id: the first order it placed (a
+/// replay), or the key and fingerprint to remember once it is placed.
+enum Placement {
+    Replay(OrderId),
+    New(Option<(Digest, Digest)>),
+}
+
+/// Checks a placement's client order id against what the user placed under
+/// it before; `fields` are what a replay must repeat.
+fn placement(kernel: &Kernel, user: UserId, client_order_id: Option<&str>, known_key: Option<Digest>, fields: &[&[u8]]) -> Result<Placement, LedgerError> {
+    let Some(client_order_id) = client_order_id else { return Ok(Placement::New(None)) };
+    ledger_core::check_key(client_order_id).map_err(refusal)?;
+    let key = known_key.or_else(|| order_key(user, client_order_id)).expect("a checked key has a digest");
+    match kernel.idempotent(&key, fields).map_err(refusal)? {
+        Idempotent::Replay(recorded) if recorded.kind == ORDER_RECORD => Ok(Placement::Replay(recorded.id)),
+        Idempotent::Replay(_) => Err(LedgerError::Duplicate),
+        Idempotent::New(fingerprint) => Ok(Placement::New(Some((key, fingerprint)))),
+    }
+}
+
+/// A new order's record, held and on its way to matching.
+fn new_record(order: NewOrder, client_order_id: Option<&str>, at_ms: TimestampMs) -> OrderRecord {
+    OrderRecord {
+        order,
+        client_order_id: client_order_id.map(str::to_string),
+        status: OrderStatus::Pending,
+        filled: 0,
+        filled_notional: 0,
+        filled_tick_lots: 0,
+        fees_paid: 0,
+        reject_reason: None,
+        created_ms: at_ms,
+        updated_ms: at_ms,
+        expires_at_ms: None,
+        expiring: false,
+        amending: None,
+        amend_refused: None,
+        trigger: None,
+        triggered_ms: None,
+        oco_with: None,
+    }
+}
+
 pub fn reject_text(code: RejectCode) -> &'static str {
     match code {
         RejectCode::InvalidPrice => "INVALID_PRICE",
@@ -425,18 +468,10 @@ impl Spot {
         at_ms: TimestampMs,
         known_key: Option<Digest>,
     ) -> Result<(Outcome, Forward), LedgerError> {
-        let idempotency = match client_order_id {
-            Some(client_order_id) => {
-                ledger_core::check_key(client_order_id).map_err(refusal)?;
-                let key = known_key.or_else(|| order_key(user, client_order_id)).expect("a checked key has a digest");
-                let fields = postcard::to_stdvec(request).expect("encoding into a vector cannot fail");
-                match kernel.idempotent(&key, &[&fields]).map_err(refusal)? {
-                    Idempotent::Replay(recorded) if recorded.kind == ORDER_RECORD => return Ok((Outcome::OrderPlaced(recorded.id), None)),
-                    Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
-                    Idempotent::New(fingerprint) => Some((key, fingerprint)),
-                }
-            }
-            None => None,
+        let fields = postcard::to_stdvec(request).expect("encoding into a vector cannot fail");
+        let idempotency = match placement(kernel, user, client_order_id, known_key, &[&fields])? {
+            Placement::Replay(order_id) => return Ok((Outcome::OrderPlaced(order_id), None)),
+            Placement::New(idempotency) => idempotency,
         };
         let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
         if !market.trading {
@@ -497,25 +532,7 @@ impl Spot {
             )
             .map_err(refusal)?;
         self.counters.next_order += 1;
-        let record = OrderRecord {
-            order,
-            client_order_id: client_order_id.map(str::to_string),
-            status: OrderStatus::Pending,
-            filled: 0,
-            filled_notional: 0,
-            filled_tick_lots: 0,
-            fees_paid: 0,
-            reject_reason: None,
-            created_ms: at_ms,
-            updated_ms: at_ms,
-            expires_at_ms: request.expires_at_ms,
-            expiring: false,
-            amending: None,
-            amend_refused: None,
-            trigger: request.trigger,
-            triggered_ms: None,
-            oco_with: None,
-        };
+        let record = OrderRecord { expires_at_ms: request.expires_at_ms, trigger: request.trigger, ..new_record(order, client_order_id, at_ms) };
         if let Some(expires_at_ms) = request.expires_at_ms {
             self.expiries.insert((expires_at_ms, order_id));
         }
@@ -541,20 +558,10 @@ impl Spot {
         at_ms: TimestampMs,
         known_key: Option<Digest>,
     ) -> Result<(Outcome, Forward), LedgerError> {
-        let idempotency = match client_order_id {
-            Some(client_order_id) => {
-                ledger_core::check_key(client_order_id).map_err(refusal)?;
-                let key = known_key.or_else(|| order_key(user, client_order_id)).expect("a checked key has a digest");
-                let fields = postcard::to_stdvec(request).expect("encoding into a vector cannot fail");
-                match kernel.idempotent(&key, &[b"oco".as_slice(), fields.as_slice()]).map_err(refusal)? {
-                    Idempotent::Replay(recorded) if recorded.kind == ORDER_RECORD => {
-                        return Ok((Outcome::OcoPlaced { limit: recorded.id, stop: recorded.id + 1 }, None));
-                    }
-                    Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
-                    Idempotent::New(fingerprint) => Some((key, fingerprint)),
-                }
-            }
-            None => None,
+        let fields = postcard::to_stdvec(request).expect("encoding into a vector cannot fail");
+        let idempotency = match placement(kernel, user, client_order_id, known_key, &[b"oco".as_slice(), fields.as_slice()])? {
+            Placement::Replay(limit) => return Ok((Outcome::OcoPlaced { limit, stop: limit + 1 }, None)),
+            Placement::New(idempotency) => idempotency,
         };
         let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
         if !market.trading {
@@ -616,25 +623,7 @@ impl Spot {
             .map_err(refusal)?;
         self.counters.next_order += 2;
         for (order, trigger, other) in [(limit, None, stop.order.order_id), (stop.order, Some(trigger), limit_id)] {
-            let record = OrderRecord {
-                order,
-                client_order_id: client_order_id.map(str::to_string),
-                status: OrderStatus::Pending,
-                filled: 0,
-                filled_notional: 0,
-                filled_tick_lots: 0,
-                fees_paid: 0,
-                reject_reason: None,
-                created_ms: at_ms,
-                updated_ms: at_ms,
-                expires_at_ms: None,
-                expiring: false,
-                amending: None,
-                amend_refused: None,
-                trigger,
-                triggered_ms: None,
-                oco_with: Some(other),
-            };
+            let record = OrderRecord { trigger, oco_with: Some(other), ..new_record(order, client_order_id, at_ms) };
             self.orders.insert(order.order_id, record);
             self.changes.orders.insert(order.order_id);
         }
