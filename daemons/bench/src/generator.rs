@@ -1,8 +1,9 @@
 //! A seeded command generator in the style of exchange-core's test generator:
 //! a pre-filled book per market, then a mix of GTC, IOC, cancel and move
-//! (price amend) commands. It runs every command through the fast engine
-//! while generating, so that cancels and moves name orders that are really
-//! live and moves carry their true remaining quantity.
+//! (price amend) commands, and optionally stop orders armed and cancelled.
+//! It runs every command through the fast engine while generating, so that
+//! cancels and moves name orders that are really live and moves carry their
+//! true remaining quantity.
 
 use matching_core::*;
 use rand::rngs::SmallRng;
@@ -23,10 +24,11 @@ pub struct GeneratorConfig {
     pub commands: usize,
     /// Market load follows a Pareto law with this shape (None: uniform).
     pub pareto_shape: Option<f64>,
-    /// Percent of the commands that arm stop orders (stop-market and
-    /// stop-limit, triggers a few ticks from the last trade, so that the
-    /// trading fires many of them); 0 draws nothing for them, so the mix
-    /// without stops is the same stream as before they existed.
+    /// Percent of the commands that are stop orders: arming one (stop-market
+    /// or stop-limit, its trigger up to 5% from the last trade) while the
+    /// market's armed stops are fewer than its resting orders' target, else
+    /// cancelling one, as traders trail their stops; 0 draws nothing for
+    /// them.
     pub stop_percent: u32,
 }
 
@@ -63,6 +65,7 @@ pub enum Kind {
     Cancel,
     Move,
     Stop,
+    StopCancel,
 }
 
 pub struct Workload {
@@ -81,6 +84,8 @@ pub struct Workload {
     pub book_at_end: (usize, usize),
     pub fills: u64,
     pub stops_fired: u64,
+    /// Armed stops at the end, summed over markets.
+    pub stops_at_end: usize,
 }
 
 pub fn spec(id: MarketId) -> MarketSpec {
@@ -125,6 +130,9 @@ struct Generator {
     rng: SmallRng,
     engine: FastEngine,
     live: Vec<Live>,
+    /// Each market's armed stops, and their owners.
+    armed: Vec<Live>,
+    armed_owners: FxHashMap<OrderId, UserId>,
     /// order id -> (market, user, side, price, remaining, filled)
     orders: FxHashMap<OrderId, LiveOrder>,
     next_order_id: OrderId,
@@ -151,7 +159,15 @@ impl Generator {
                         order.4 = remaining;
                     }
                 }
-                Event::StopTriggered { .. } => self.stops_fired += 1,
+                Event::StopArmed { market, order_id, user } => {
+                    self.armed[market as usize].insert(order_id);
+                    self.armed_owners.insert(order_id, user);
+                }
+                Event::StopTriggered { market, order_id, .. } => {
+                    self.stops_fired += 1;
+                    self.armed[market as usize].remove(order_id);
+                    self.armed_owners.remove(&order_id);
+                }
                 Event::Fill(f) => {
                     self.fills += 1;
                     self.last_price[f.market as usize] = Some(f.price);
@@ -165,6 +181,9 @@ impl Generator {
                 Event::Cancelled { market, order_id, .. } | Event::Done { market, order_id, .. } => {
                     self.orders.remove(&order_id);
                     self.live[market as usize].remove(order_id);
+                    if self.armed_owners.remove(&order_id).is_some() {
+                        self.armed[market as usize].remove(order_id);
+                    }
                 }
                 _ => {}
             }
@@ -276,6 +295,14 @@ impl Generator {
             Kind::Gtc => self.gtc(market),
             Kind::Ioc => self.ioc(market),
             Kind::Stop => self.stop(market),
+            Kind::StopCancel => {
+                let armed = &self.armed[market as usize].ids;
+                if armed.is_empty() {
+                    return self.stop(market);
+                }
+                let order_id = armed[self.rng.random_range(0..armed.len())];
+                Command::Cancel { market, order_id, user: self.armed_owners[&order_id] }
+            }
             Kind::Cancel => match self.random_live(market) {
                 Some((order_id, (_, user, ..))) => Command::Cancel { market, order_id, user },
                 None => self.gtc(market),
@@ -327,6 +354,8 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
         rng: SmallRng::seed_from_u64(config.seed),
         engine: FastEngine::new(limits),
         live: (0..config.markets).map(|_| Live { ids: Vec::new(), position: FxHashMap::default() }).collect(),
+        armed: (0..config.markets).map(|_| Live { ids: Vec::new(), position: FxHashMap::default() }).collect(),
+        armed_owners: FxHashMap::default(),
         orders: FxHashMap::default(),
         next_order_id: 0,
         fills: 0,
@@ -354,7 +383,10 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
         // Keep each book near its target size: below it, cancels become GTCs.
         let below_target = generator.live[market as usize].ids.len() < config.resting_per_market * 9 / 10;
         let stop = config.stop_percent > 0 && generator.rng.random_range(0..100) < config.stop_percent;
+        // Stops leave as they come: above as many as the resting orders' target, a stop command cancels one.
+        let stops_full = stop && generator.armed[market as usize].ids.len() >= config.resting_per_market;
         let kind = match generator.rng.random_range(0..100) {
+            _ if stops_full => Kind::StopCancel,
             _ if stop => Kind::Stop,
             0..=8 => Kind::Gtc,
             9..=11 => Kind::Ioc,
@@ -366,6 +398,7 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
         let kind = match command {
             Command::Place(NewOrder { time_in_force: TimeInForce::Gtc, .. }) => Kind::Gtc,
             Command::Place(_) => Kind::Ioc,
+            Command::Cancel { order_id, .. } if generator.armed_owners.contains_key(&order_id) => Kind::StopCancel,
             Command::Cancel { .. } => Kind::Cancel,
             Command::PlaceStop(_) => Kind::Stop,
             _ => Kind::Move,
@@ -391,5 +424,6 @@ pub fn generate(config: &GeneratorConfig) -> Workload {
         book_at_end,
         fills: generator.fills,
         stops_fired: generator.stops_fired,
+        stops_at_end: generator.armed.iter().map(|a| a.ids.len()).sum(),
     }
 }

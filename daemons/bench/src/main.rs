@@ -230,7 +230,7 @@ fn write_section(report: &mut String, workload: &Workload, measured: &[Measured]
     )?;
     writeln!(
         report,
-        "Workload: {} users; {} pre-filled resting orders over {} price levels{}; commands {:.1}% GTC, {:.1}% IOC, {:.1}% cancel, {:.1}% move, {:.1}% stop ({} fired); {} trades; book at the end: {} orders, {} levels.\n",
+        "Workload: {} users; {} pre-filled resting orders over {} price levels{}; commands {:.1}% GTC, {:.1}% IOC, {:.1}% cancel, {:.1}% move, {:.1}% stop arm, {:.1}% stop cancel; {} stops fired; {} trades; book at the end: {} orders, {} levels, {} armed stops.\n",
         config.users,
         workload.book_after_prefill.0,
         workload.book_after_prefill.1,
@@ -243,10 +243,12 @@ fn write_section(report: &mut String, workload: &Workload, measured: &[Measured]
         count(Kind::Cancel),
         count(Kind::Move),
         count(Kind::Stop),
+        count(Kind::StopCancel),
         workload.stops_fired,
         workload.fills,
         workload.book_at_end.0,
         workload.book_at_end.1,
+        workload.stops_at_end,
     )?;
     writeln!(report, "| engine | commands/s | vs Marionette core | p50 µs | p99 µs | p99.9 µs | max µs | trades |")?;
     writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;

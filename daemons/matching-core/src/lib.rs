@@ -10,6 +10,7 @@
 pub mod book;
 pub mod engine;
 pub mod fast;
+mod ladder;
 pub mod lifecycle;
 pub mod reference;
 pub mod rules;

@@ -1,65 +1,102 @@
 //! One market's armed stop orders, indexed by trigger price: which fire
 //! when the last trade moves, and in what order. A pure structure; the
 //! engine decides when to look and places what fires.
-
-use std::cmp::Reverse;
-use std::collections::BTreeMap;
+//!
+//! Laid out as the fast store lays out a book, so that arming, firing and
+//! cancelling a stop cost what placing and cancelling an order do: stops
+//! live in a slab and are chained into one FIFO list per trigger price by
+//! slab index (freed slots are reused); each direction's trigger prices are
+//! a [`Ladder`], the nearest trigger its best level; an order id index of
+//! slab indices finds a stop to cancel.
 
 use rustc_hash::FxHashMap;
 
+use crate::ladder::{Ladder, Level, NIL};
 use crate::types::{ArmedStop, OrderId, PriceTicks, TriggerDirection, UserId};
 
-pub struct StopBook {
+/// Ticks a direction's direct-mapped window spans at most: wider than a
+/// book's, because traders set stops percents away from the price.
+pub const STOP_WINDOW_MAX: usize = 16_384;
+
+/// A trigger price as a ladder key: a higher key is reached first.
+#[inline]
+fn key(direction: TriggerDirection, price: PriceTicks) -> u64 {
+    match direction {
+        TriggerDirection::AtOrAbove => !price,
+        TriggerDirection::AtOrBelow => price,
+    }
+}
+
+#[inline]
+fn trigger_price(direction: TriggerDirection, key: u64) -> PriceTicks {
+    match direction {
+        TriggerDirection::AtOrAbove => !key,
+        TriggerDirection::AtOrBelow => key,
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Node {
+    stop: ArmedStop,
+    /// When it was armed: of two stops a price fires, the older fires first.
+    sequence: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// `WINDOW_MAX` as the fast store's: tests shrink it to move the windows all the time.
+#[derive(Default)]
+pub struct StopBook<const WINDOW_MAX: usize = STOP_WINDOW_MAX> {
     /// Fire once the price is at or above: the lowest trigger is reached first.
-    above: BTreeMap<(PriceTicks, u64), OrderId>,
+    above: Ladder<WINDOW_MAX>,
     /// Fire once the price is at or below: the highest trigger is reached first.
-    below: BTreeMap<(Reverse<PriceTicks>, u64), OrderId>,
-    /// Each stop and its arming sequence.
-    stops: FxHashMap<OrderId, (ArmedStop, u64)>,
+    below: Ladder<WINDOW_MAX>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    /// Each armed stop's slot in `nodes`.
+    slots: FxHashMap<OrderId, u32>,
     per_user: FxHashMap<UserId, u32>,
     next_sequence: u64,
-    /// The nearest triggers each way (MAX and 0 when none): every trade
-    /// asks whether a stop fires, and two comparisons answer it.
-    lowest_above: PriceTicks,
-    highest_below: PriceTicks,
 }
 
-impl Default for StopBook {
-    fn default() -> Self {
-        StopBook {
-            above: BTreeMap::new(),
-            below: BTreeMap::new(),
-            stops: FxHashMap::default(),
-            per_user: FxHashMap::default(),
-            next_sequence: 0,
-            lowest_above: PriceTicks::MAX,
-            highest_below: 0,
+impl<const WINDOW_MAX: usize> StopBook<WINDOW_MAX> {
+    #[inline]
+    fn ladder_mut(&mut self, direction: TriggerDirection) -> &mut Ladder<WINDOW_MAX> {
+        match direction {
+            TriggerDirection::AtOrAbove => &mut self.above,
+            TriggerDirection::AtOrBelow => &mut self.below,
         }
     }
-}
 
-impl StopBook {
-    /// Whether a last trade at `price` fires any stop.
+    /// The oldest stop at the nearest trigger of `direction`, if a last trade at `price` reaches it.
     #[inline]
-    fn any_fired(&self, price: PriceTicks) -> bool {
-        price >= self.lowest_above || price <= self.highest_below
-    }
-
-    fn update_nearest(&mut self) {
-        self.lowest_above = self.above.first_key_value().map_or(PriceTicks::MAX, |((price, _), _)| *price);
-        self.highest_below = self.below.first_key_value().map_or(0, |((Reverse(price), _), _)| *price);
+    fn fired(&self, direction: TriggerDirection, price: PriceTicks) -> Option<(u64, u32)> {
+        let ladder = match direction {
+            TriggerDirection::AtOrAbove => &self.above,
+            TriggerDirection::AtOrBelow => &self.below,
+        };
+        let trigger = trigger_price(direction, ladder.best_key()?);
+        let reached = match direction {
+            TriggerDirection::AtOrAbove => price >= trigger,
+            TriggerDirection::AtOrBelow => price <= trigger,
+        };
+        if !reached {
+            return None;
+        }
+        let head = ladder.best()?.head;
+        Some((self.nodes[head as usize].sequence, head))
     }
 
     pub fn len(&self) -> usize {
-        self.stops.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.stops.is_empty()
+        self.slots.is_empty()
     }
 
     pub fn contains(&self, order_id: OrderId) -> bool {
-        self.stops.contains_key(&order_id)
+        self.slots.contains_key(&order_id)
     }
 
     pub fn user_count(&self, user: UserId) -> u32 {
@@ -70,42 +107,81 @@ impl StopBook {
     pub fn arm(&mut self, stop: ArmedStop) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let (id, price) = (stop.order.order_id, stop.trigger.price);
-        match stop.trigger.direction {
-            TriggerDirection::AtOrAbove => self.above.insert((price, sequence), id),
-            TriggerDirection::AtOrBelow => self.below.insert((Reverse(price), sequence), id),
+        let node = Node { stop, sequence, prev: NIL, next: NIL };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                slot
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
         };
-        self.stops.insert(id, (stop, sequence));
-        *self.per_user.entry(stop.order.user).or_default() += 1;
-        match stop.trigger.direction {
-            TriggerDirection::AtOrAbove => self.lowest_above = self.lowest_above.min(price),
-            TriggerDirection::AtOrBelow => self.highest_below = self.highest_below.max(price),
+        let (direction, quantity) = (stop.trigger.direction, stop.order.quantity);
+        let level = self.ladder_mut(direction).entry(key(direction, stop.trigger.price));
+        if level.orders == 0 {
+            *level = Level { head: slot, tail: slot, quantity, orders: 1 };
+        } else {
+            let tail = level.tail;
+            level.tail = slot;
+            level.quantity += quantity;
+            level.orders += 1;
+            self.nodes[tail as usize].next = slot;
+            self.nodes[slot as usize].prev = tail;
         }
+        self.slots.insert(stop.order.order_id, slot);
+        *self.per_user.entry(stop.order.user).or_default() += 1;
     }
 
     /// Disarms `user`'s stop `order_id`, if there is one.
     pub fn cancel(&mut self, order_id: OrderId, user: UserId) -> Option<ArmedStop> {
-        match self.stops.get(&order_id) {
-            Some((stop, _)) if stop.order.user == user => self.remove(order_id),
-            _ => None,
+        if self.slots.is_empty() {
+            return None;
         }
+        let slot = self.slots.remove(&order_id)?;
+        if self.nodes[slot as usize].stop.order.user != user {
+            self.slots.insert(order_id, slot);
+            return None;
+        }
+        Some(self.unlink(slot))
     }
 
-    fn remove(&mut self, order_id: OrderId) -> Option<ArmedStop> {
-        let (stop, sequence) = self.stops.remove(&order_id)?;
-        match stop.trigger.direction {
-            TriggerDirection::AtOrAbove => self.above.remove(&(stop.trigger.price, sequence)),
-            TriggerDirection::AtOrBelow => self.below.remove(&(Reverse(stop.trigger.price), sequence)),
-        };
-        let user = stop.order.user;
-        if let Some(count) = self.per_user.get_mut(&user) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_user.remove(&user);
-            }
+    fn remove(&mut self, slot: u32) -> ArmedStop {
+        self.slots.remove(&self.nodes[slot as usize].stop.order.order_id);
+        self.unlink(slot)
+    }
+
+    /// Takes the stop in `slot`, already out of `slots`, out of its queue.
+    fn unlink(&mut self, slot: u32) -> ArmedStop {
+        let Node { stop, prev, next, .. } = self.nodes[slot as usize];
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
         }
-        self.update_nearest();
-        Some(stop)
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        }
+        let (direction, key) = (stop.trigger.direction, key(stop.trigger.direction, stop.trigger.price));
+        let ladder = self.ladder_mut(direction);
+        let level = ladder.level_mut(key);
+        if prev == NIL {
+            level.head = next;
+        }
+        if next == NIL {
+            level.tail = prev;
+        }
+        level.quantity -= stop.order.quantity;
+        level.orders -= 1;
+        if level.orders == 0 {
+            ladder.release(key);
+        }
+        self.free.push(slot);
+        // A user's count stays at zero rather than leaving: traders re-arm
+        // their stops, and one entry per user who ever armed one is small.
+        if let Some(count) = self.per_user.get_mut(&stop.order.user) {
+            *count -= 1;
+        }
+        stop
     }
 
     /// `user`'s stops, oldest first.
@@ -113,7 +189,13 @@ impl StopBook {
         if self.user_count(user) == 0 {
             return Vec::new();
         }
-        let mut mine: Vec<(u64, OrderId)> = self.stops.iter().filter(|(_, (stop, _))| stop.order.user == user).map(|(id, (_, seq))| (*seq, *id)).collect();
+        let mut mine: Vec<(u64, OrderId)> = self
+            .slots
+            .values()
+            .map(|&slot| &self.nodes[slot as usize])
+            .filter(|node| node.stop.order.user == user)
+            .map(|node| (node.sequence, node.stop.order.order_id))
+            .collect();
         mine.sort_unstable();
         mine.into_iter().map(|(_, id)| id).collect()
     }
@@ -122,23 +204,20 @@ impl StopBook {
     /// directions' nearest triggers reached, the one armed first.
     #[inline]
     pub fn take_fired(&mut self, price: PriceTicks) -> Option<ArmedStop> {
-        if !self.any_fired(price) {
-            return None;
-        }
-        let above = self.above.first_key_value().filter(|((trigger, _), _)| price >= *trigger).map(|((_, seq), id)| (*seq, *id));
-        let below = self.below.first_key_value().filter(|((Reverse(trigger), _), _)| price <= *trigger).map(|((_, seq), id)| (*seq, *id));
-        let (_, id) = match (above, below) {
+        let above = self.fired(TriggerDirection::AtOrAbove, price);
+        let below = self.fired(TriggerDirection::AtOrBelow, price);
+        let (_, slot) = match (above, below) {
             (Some(a), Some(b)) => a.min(b),
             (Some(one), None) | (None, Some(one)) => one,
             (None, None) => return None,
         };
-        self.remove(id)
+        Some(self.remove(slot))
     }
 
     /// Every armed stop, oldest first: what a snapshot holds.
     pub fn armed(&self) -> Vec<ArmedStop> {
-        let mut all: Vec<&(ArmedStop, u64)> = self.stops.values().collect();
-        all.sort_unstable_by_key(|(_, seq)| *seq);
-        all.into_iter().map(|(stop, _)| *stop).collect()
+        let mut all: Vec<&Node> = self.slots.values().map(|&slot| &self.nodes[slot as usize]).collect();
+        all.sort_unstable_by_key(|node| node.sequence);
+        all.into_iter().map(|node| node.stop).collect()
     }
 }
