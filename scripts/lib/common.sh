@@ -36,6 +36,15 @@ ensure_npm_packages() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# The web console, built into daemons/console/dist from its lockfile (the
+# gateway serves it; the marionette-console package ships it).
+build_console() {
+    ensure_node
+    ensure_npm_packages "$REPO_ROOT/daemons/console"
+    log "building the web console (daemons/console: type checks, then vite build)"
+    (cd "$REPO_ROOT/daemons/console" && npm run --silent build) || die "the web console did not build: run npm run build in daemons/console to see why"
+}
+
 ensure_rust() {
     command -v cargo >/dev/null || die "cargo is not installed. Install Rust >= $RUST_VERSION_MIN (rustup.rs, or your distribution's rustup package) and run this again"
     local version

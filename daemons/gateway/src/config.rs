@@ -17,6 +17,7 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub api_keys: ApiKeysConfig,
     pub withdrawals: WithdrawalsConfig,
+    pub console: ConsoleConfig,
     /// The certificates for `tcp:` links to the ledger and matching.
     pub link: link::LinkConfig,
     pub log: LogConfig,
@@ -49,6 +50,21 @@ pub struct ListenConfig {
     /// Reverse proxies (addresses or networks) whose X-Forwarded-For names
     /// the client; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// The built web console (the marionette-console package's files),
+    /// served at `/`. Read once at start; absent, the gateway serves the
+    /// API alone and its pages say what to install.
+    pub directory: PathBuf,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { directory: "/usr/share/marionette/console".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

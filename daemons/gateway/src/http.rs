@@ -150,6 +150,8 @@ pub struct App {
     pub key_limiter: RateLimiter<crate::api_keys::KeyId>,
     pub api_keys: Arc<crate::api_keys::ApiKeys>,
     pub websocket: WebSocketTimes,
+    /// The web console's files, served at `/`.
+    pub console: crate::console::Console,
 }
 
 /// How long a WebSocket may stay quiet.
@@ -232,6 +234,16 @@ async fn route(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
             response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST"));
             response
         }
+        (method @ (&Method::GET | &Method::HEAD), path) => match app.console.serve(path, request.headers()) {
+            Some(served) => {
+                let body = if method == Method::HEAD { Bytes::new() } else { served.body };
+                let mut response = Response::new(Full::new(body));
+                *response.status_mut() = served.status;
+                *response.headers_mut() = served.headers;
+                response
+            }
+            None => reply(StatusCode::NOT_FOUND, "text/plain", "not found: the API is POST /graphql\n"),
+        },
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: the API is POST /graphql\n"),
     }
 }

@@ -1,7 +1,7 @@
 //! `marionette-gateway`: the public GraphQL API. Authentication and accounts
 //! live here ([`auth`], [`users`]); money, orders and history live in the
 //! ledger, reached over the wire protocol ([`ledger_client`]); [`api`] is
-//! the schema and [`http`] serves it.
+//! the schema and [`http`] serves it, beside the web console ([`console`]).
 
 pub mod address_book;
 pub mod addresses;
@@ -10,6 +10,7 @@ pub mod api;
 pub mod api_keys;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod convert;
 pub mod feed;
 pub mod forwarded;

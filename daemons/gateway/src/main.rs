@@ -152,6 +152,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: O
         operators_two_factor_required: config.auth.operators_two_factor_required,
     });
     admin::serve(&config.admin.socket, admin).await.with_context(|| format!("binding the admin socket {}", config.admin.socket.display()))?;
+    let console = load_console(&config.console.directory)?;
     let limits = &config.limits;
     let app = Arc::new(App {
         schema,
@@ -167,6 +168,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: O
         key_limiter: RateLimiter::new(config.api_keys.requests_per_second, config.api_keys.burst, limits.rate_keys_max),
         api_keys,
         websocket: http::WebSocketTimes { ping: Duration::from_secs(limits.websocket_ping_seconds), idle: Duration::from_secs(limits.websocket_idle_seconds) },
+        console,
     });
     // One for each open connection, WebSockets included.
     let permits = Arc::new(tokio::sync::Semaphore::new(config.listen.connections_max));
@@ -307,4 +309,17 @@ fn tls_acceptor(listen: &gateway::config::ListenConfig, ledger: &LedgerClient) -
         }
     });
     Ok(Some(gateway::tls::acceptor(certificate)))
+}
+
+/// The web console, or none when its directory does not exist (the API
+/// runs without it); a directory that exists but is not a built console is
+/// an error to mend before starting.
+fn load_console(directory: &std::path::Path) -> anyhow::Result<gateway::console::Console> {
+    if !directory.exists() {
+        tracing::warn!(event = "console_missing", directory = %directory.display(), "no web console: install marionette-console to serve it at /");
+        return Ok(gateway::console::Console::none());
+    }
+    let console = gateway::console::Console::load(directory).with_context(|| format!("loading console.directory {}", directory.display()))?;
+    tracing::info!(event = "console_loaded", directory = %directory.display(), files = console.files(), "serving the web console at /");
+    Ok(console)
 }

@@ -1,0 +1,109 @@
+// The console's only way to the gateway: its public GraphQL API over
+// POST /graphql and its subscriptions over graphql-transport-ws, both
+// same-origin, authenticated by the HttpOnly login cookie the gateway sets
+// (the console never sees or stores a token).
+import { print } from 'graphql';
+import { createClient, type Client } from 'graphql-ws';
+import type { TadaDocumentNode } from 'gql.tada';
+
+/// An error the API answered, with its code (`extensions.code`) when it gave one.
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | null,
+    private readonly advice?: string,
+  ) {
+    super(message);
+  }
+
+  /// What the user can do about it, for the codes a person can act on.
+  get hint(): string | null {
+    return this.advice ?? (this.code && HINTS[this.code]) ?? null;
+  }
+}
+
+const HINTS: Record<string, string> = {
+  UNAUTHENTICATED: 'Sign in again: your session has ended.',
+  TWO_FACTOR_REQUIRED: 'Enter the code your authenticator app shows.',
+  RATE_LIMITED: 'Too many attempts: wait a little and try again.',
+  INSUFFICIENT_FUNDS: 'Deposit more, or cancel open orders to free what they hold.',
+  MARKET_CLOSED: 'The operators have halted this market; orders are refused until it resumes.',
+  PRICE_OUT_OF_BAND: 'The price is too far from the last trade for this market.',
+  KILL_SWITCH_ENGAGED: 'Your trading is stopped by a kill switch; lift it in your account settings.',
+  ACCOUNT_FROZEN: 'The operators have frozen this account.',
+  NETWORK: 'The gateway did not answer: check the connection and try again.',
+};
+
+type Variables = Record<string, unknown>;
+
+interface GraphQLResponse<T> {
+  data?: T | null;
+  errors?: { message: string; extensions?: { code?: string } }[];
+}
+
+export async function request<T, V extends Variables>(document: TadaDocumentNode<T, V>, variables?: V): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch('/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+      body: JSON.stringify({ query: print(document), variables: variables ?? {} }),
+    });
+  } catch {
+    throw new ApiError('The gateway did not answer.', 'NETWORK');
+  }
+  let body: GraphQLResponse<T>;
+  try {
+    body = (await response.json()) as GraphQLResponse<T>;
+  } catch {
+    throw new ApiError(`The gateway answered ${response.status} ${response.statusText}.`, 'NETWORK');
+  }
+  const error = body.errors?.[0];
+  if (error) {
+    throw new ApiError(error.message, error.extensions?.code ?? null);
+  }
+  if (body.data == null) {
+    throw new ApiError('The gateway answered without data.', null);
+  }
+  return body.data;
+}
+
+let client: Client | null = null;
+
+function wsClient(): Client {
+  if (!client) {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    client = createClient({ url: `${scheme}://${location.host}/graphql`, lazy: true, retryAttempts: Infinity, shouldRetry: () => true });
+  }
+  return client;
+}
+
+/// After sign-in or sign-out: the next subscription opens a socket with the new cookie.
+export function resetSubscriptions(): void {
+  client?.dispose();
+  client = null;
+}
+
+/// Subscribes; `next` gets each result, `failed` each error. Returns the unsubscribe.
+export function subscribe<T, V extends Variables>(
+  document: TadaDocumentNode<T, V>,
+  variables: V,
+  next: (data: T) => void,
+  failed: (error: ApiError) => void,
+): () => void {
+  return wsClient().subscribe<T>(
+    { query: print(document), variables },
+    {
+      next: (result) => {
+        const error = result.errors?.[0];
+        if (error) {
+          failed(new ApiError(error.message, (error.extensions?.code as string | undefined) ?? null));
+        } else if (result.data) {
+          next(result.data);
+        }
+      },
+      error: () => failed(new ApiError('The live feed was interrupted; reconnecting.', 'NETWORK')),
+      complete: () => {},
+    },
+  );
+}

@@ -1,0 +1,138 @@
+import { StrictMode, useEffect, useState, type ReactNode } from 'react';
+import { createRoot } from 'react-dom/client';
+import { Button } from 'react-aria-components';
+import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
+import { request } from './api';
+import { graphql } from './graphql';
+import { Balances } from './pages/Balances';
+import { Market } from './pages/Market';
+import { Markets } from './pages/Markets';
+import { SignIn } from './pages/SignIn';
+import { SessionProvider, useSession } from './session';
+import './styles.css';
+
+const LogoutMutation = graphql(`
+  mutation Logout {
+    logout
+  }
+`);
+
+type Theme = 'light' | 'dark';
+
+/// The theme the user chose here, else the system's. Only this is kept in
+/// browser storage: nothing about the session is.
+function useTheme(): [Theme, () => void] {
+  const [theme, setTheme] = useState<Theme>(() => {
+    const chosen = localStorage.getItem('marionette.theme');
+    if (chosen === 'light' || chosen === 'dark') return chosen;
+    return matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light';
+  });
+  useEffect(() => {
+    document.documentElement.dataset.theme = theme;
+  }, [theme]);
+  return [
+    theme,
+    () =>
+      setTheme((current) => {
+        const next = current === 'dark' ? 'light' : 'dark';
+        localStorage.setItem('marionette.theme', next);
+        return next;
+      }),
+  ];
+}
+
+function Header() {
+  const { me, refresh } = useSession();
+  const [theme, toggleTheme] = useTheme();
+  const [, navigate] = useLocation();
+  async function signOut() {
+    await request(LogoutMutation).catch(() => {});
+    await refresh();
+    navigate('/signin');
+  }
+  return (
+    <header className="site">
+      <a href="#content" className="skip">
+        Skip to content
+      </a>
+      <Link href="/" className="brand">
+        Marionette
+      </Link>
+      <nav aria-label="Main">
+        <Link href="/">Markets</Link>
+        {me ? <Link href="/wallet">Wallet</Link> : null}
+      </nav>
+      <div className="account">
+        <Button onPress={toggleTheme} aria-label={`Switch to the ${theme === 'dark' ? 'light' : 'dark'} theme`}>
+          {theme === 'dark' ? 'Light' : 'Dark'}
+        </Button>
+        {me ? (
+          <>
+            <span className="who" data-testid="signed-in-as">
+              {me.email}
+            </span>
+            <Button onPress={signOut}>Sign out</Button>
+          </>
+        ) : (
+          <Link href="/signin">Sign in</Link>
+        )}
+      </div>
+    </header>
+  );
+}
+
+function SignedIn({ children }: { children: ReactNode }) {
+  const { me, loading } = useSession();
+  if (loading) return null;
+  return me ? <>{children}</> : <Redirect to="/signin" />;
+}
+
+function App() {
+  return (
+    <SessionProvider>
+      <Header />
+      <div id="content">
+        {/* Pages live beside the API's paths, never on them: /graphql and /markets/... are the gateway's. */}
+        <Switch>
+          <Route path="/">
+            <Markets />
+          </Route>
+          <Route path="/signin">
+            <SignIn signUp={false} />
+          </Route>
+          <Route path="/signup">
+            <SignIn signUp />
+          </Route>
+          <Route path="/trade/:market">{(params) => <Market id={decodeURIComponent(params.market)} />}</Route>
+          <Route path="/wallet">
+            <SignedIn>
+              <Balances />
+            </SignedIn>
+          </Route>
+          <Route>
+            <main>
+              <h1>Not found</h1>
+              <p>
+                <Link href="/">See the markets</Link>
+              </p>
+            </main>
+          </Route>
+        </Switch>
+      </div>
+      <footer className="site">
+        <p>
+          Charts by <a href="https://www.tradingview.com/">TradingView</a> lightweight-charts (Apache-2.0).
+        </p>
+      </footer>
+    </SessionProvider>
+  );
+}
+
+const root = document.getElementById('root');
+if (root) {
+  createRoot(root).render(
+    <StrictMode>
+      <App />
+    </StrictMode>,
+  );
+}

@@ -1,0 +1,62 @@
+import { useEffect, useState } from 'react';
+import { request } from '../api';
+import { ErrorMessage, Loading, Panel } from '../components';
+import { formatDecimal } from '../decimal';
+import { graphql, type ResultOf } from '../graphql';
+import { BalanceRows } from './Market';
+
+const WalletQuery = graphql(`
+  query Wallet {
+    balances { asset available locked }
+    ledgerEntries(limit: 50) { id asset amount kind reference createdAt }
+  }
+`);
+
+type Data = ResultOf<typeof WalletQuery>;
+
+/// The trader's balances and the latest entries of their ledger history.
+export function Balances() {
+  const [data, setData] = useState<Data | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    request(WalletQuery).then(setData, setError);
+  }, []);
+  if (error) return <main><ErrorMessage error={error} /></main>;
+  if (!data) return <main><Loading what="balances" /></main>;
+  return (
+    <main>
+      <h1>Wallet</h1>
+      <Panel title="Balances">
+        <BalanceRows balances={data.balances} />
+      </Panel>
+      <Panel title="History">
+        {data.ledgerEntries.length ? (
+          <table className="data" aria-label="Ledger history">
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">Asset</th>
+                <th scope="col">Kind</th>
+                <th scope="col" className="number">Amount</th>
+                <th scope="col">Reference</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.ledgerEntries.map((entry) => (
+                <tr key={entry.id}>
+                  <td>{new Date(entry.createdAt).toLocaleString()}</td>
+                  <td>{entry.asset}</td>
+                  <td>{entry.kind.toLowerCase().replace(/_/g, ' ')}</td>
+                  <td className="number">{formatDecimal(entry.amount)}</td>
+                  <td>{entry.reference ?? ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : (
+          <p>Nothing yet.</p>
+        )}
+      </Panel>
+    </main>
+  );
+}

@@ -1,0 +1,454 @@
+import { useCallback, useEffect, useState, type FormEvent } from 'react';
+import { Button, Form, Input, Label, Radio, RadioGroup, TextField } from 'react-aria-components';
+import { Link } from 'wouter';
+import { request, subscribe } from '../api';
+import { Choice, ErrorMessage, Loading, Panel } from '../components';
+import { digitsOf, formatDecimal, isDecimal } from '../decimal';
+import { graphql, type ResultOf } from '../graphql';
+import { useSession } from '../session';
+import { CandleChart } from './Chart';
+
+const MarketQuery = graphql(`
+  query Market($id: ID!) {
+    market(id: $id) { id trading tickSize lotSize makerFeeRate takerFeeRate priceBand base { symbol scale } quote { symbol scale } }
+  }
+`);
+
+const TickerSubscription = graphql(`
+  subscription LiveTicker($market: ID!) {
+    ticker(market: $market) { lastPrice bestBid bestAsk change changePercent high low volume quoteVolume trades }
+  }
+`);
+
+const BookSubscription = graphql(`
+  subscription LiveBook($market: ID!) {
+    orderBook(market: $market, depth: 15) { sequence bids { price quantity } asks { price quantity } }
+  }
+`);
+
+const TradesSubscription = graphql(`
+  subscription LiveTrades($market: ID!) {
+    trades(market: $market) { id price quantity takerSide createdAt }
+  }
+`);
+
+const MyOrdersQuery = graphql(`
+  query MyOrders($market: ID!) {
+    userOrders(market: $market, limit: 50) { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason createdAt }
+  }
+`);
+
+const MyOrdersSubscription = graphql(`
+  subscription LiveMyOrders {
+    userOrders { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason createdAt }
+  }
+`);
+
+const PlaceOrderMutation = graphql(`
+  mutation PlaceOrder($input: PlaceOrderInput!) {
+    placeOrder(input: $input) { id status rejectReason }
+  }
+`);
+
+const CancelOrderMutation = graphql(`
+  mutation CancelOrder($id: ID!) {
+    cancelOrder(id: $id) { id status }
+  }
+`);
+
+const BalancesQuery = graphql(`
+  query MarketBalances {
+    balances { asset available locked }
+  }
+`);
+
+type MarketInfo = NonNullable<ResultOf<typeof MarketQuery>['market']>;
+type Ticker = ResultOf<typeof TickerSubscription>['ticker'];
+type Book = ResultOf<typeof BookSubscription>['orderBook'];
+type Trade = ResultOf<typeof TradesSubscription>['trades'];
+type Order = ResultOf<typeof MyOrdersQuery>['userOrders'][number];
+type Balance = ResultOf<typeof BalancesQuery>['balances'][number];
+
+const OPEN = new Set(['OPEN', 'PARTIALLY_FILLED']);
+
+/// One market: its chart, book and trades live, and for a signed-in
+/// trader the order form, their orders and the balances they trade.
+export function Market({ id }: { id: string }) {
+  const { me } = useSession();
+  const [market, setMarket] = useState<MarketInfo | null | undefined>(undefined);
+  const [error, setError] = useState<unknown>(null);
+  const [orders, setOrders] = useState<Map<string, Order>>(new Map());
+  const [balances, setBalances] = useState<Balance[]>([]);
+
+  useEffect(() => {
+    request(MarketQuery, { id }).then((data) => setMarket(data.market), setError);
+  }, [id]);
+
+  const loadBalances = useCallback(() => {
+    request(BalancesQuery).then((data) => setBalances(data.balances), setError);
+  }, []);
+
+  useEffect(() => {
+    if (!me) return;
+    let live = true;
+    request(MyOrdersQuery, { market: id }).then((data) => live && setOrders(new Map(data.userOrders.map((o) => [o.id, o]))), setError);
+    loadBalances();
+    const stop = subscribe(
+      MyOrdersSubscription,
+      {},
+      (data) => {
+        const order = data.userOrders;
+        if (order.market !== id) return;
+        setOrders((known) => new Map(known).set(order.id, order));
+        loadBalances();
+      },
+      setError,
+    );
+    return () => {
+      live = false;
+      stop();
+    };
+  }, [me, id, loadBalances]);
+
+  if (market === undefined) return <main>{error ? <ErrorMessage error={error} /> : <Loading what="the market" />}</main>;
+  if (market === null) {
+    return (
+      <main>
+        <h1>No market {id}</h1>
+        <p>
+          <Link href="/">See the markets</Link>
+        </p>
+      </main>
+    );
+  }
+  return (
+    <main className="market">
+      <TickerBar market={market} />
+      <ErrorMessage error={error} />
+      <div className="market-grid">
+        <Panel title="Chart" id="chart">
+          <CandleChart market={market.id} />
+        </Panel>
+        <Panel title="Order book" id="book">
+          <BookView market={market} />
+        </Panel>
+        <Panel title="Trades" id="trades">
+          <TradesView market={market} />
+        </Panel>
+        <Panel title="Place an order" id="order-form">
+          {me ? (
+            <OrderForm market={market} onPlaced={(order) => setOrders((known) => new Map(known).set(order.id, { ...(known.get(order.id) ?? ({} as Order)), ...order }))} />
+          ) : (
+            <p>
+              <Link href="/signin">Sign in</Link> to trade.
+            </p>
+          )}
+        </Panel>
+        {me ? (
+          <>
+            <Panel title="Your orders" id="my-orders">
+              <MyOrders market={market} orders={[...orders.values()]} />
+            </Panel>
+            <Panel title="Balances" id="market-balances">
+              <BalanceRows balances={balances.filter((b) => b.asset === market.base.symbol || b.asset === market.quote.symbol)} />
+            </Panel>
+          </>
+        ) : null}
+      </div>
+    </main>
+  );
+}
+
+function TickerBar({ market }: { market: MarketInfo }) {
+  const [ticker, setTicker] = useState<Ticker | null>(null);
+  useEffect(() => subscribe(TickerSubscription, { market: market.id }, (data) => setTicker(data.ticker), () => {}), [market.id]);
+  const change = ticker?.changePercent;
+  return (
+    <header className="ticker">
+      <h1>{market.id}</h1>
+      {!market.trading ? <p className="badge halted">Halted</p> : null}
+      <dl>
+        <div>
+          <dt>Last</dt>
+          <dd data-testid="last-price">{formatDecimal(ticker?.lastPrice)}</dd>
+        </div>
+        <div>
+          <dt>24 h change</dt>
+          <dd className={change?.startsWith('-') ? 'down' : 'up'}>{change == null ? '—' : `${change}%`}</dd>
+        </div>
+        <div>
+          <dt>24 h high</dt>
+          <dd>{formatDecimal(ticker?.high)}</dd>
+        </div>
+        <div>
+          <dt>24 h low</dt>
+          <dd>{formatDecimal(ticker?.low)}</dd>
+        </div>
+        <div>
+          <dt>24 h volume ({market.base.symbol})</dt>
+          <dd>{formatDecimal(ticker?.volume, market.base.scale)}</dd>
+        </div>
+      </dl>
+    </header>
+  );
+}
+
+function BookView({ market }: { market: MarketInfo }) {
+  const [book, setBook] = useState<Book | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => subscribe(BookSubscription, { market: market.id }, (data) => setBook(data.orderBook), setError), [market.id]);
+  if (!book) return error ? <ErrorMessage error={error} /> : <Loading what="the book" />;
+  const side = (levels: Book['bids'], name: string, className: string) => (
+    <table className={`data book ${className}`} aria-label={name}>
+      <thead>
+        <tr>
+          <th scope="col" className="number">Price ({market.quote.symbol})</th>
+          <th scope="col" className="number">Quantity ({market.base.symbol})</th>
+        </tr>
+      </thead>
+      <tbody>
+        {levels.map((level) => (
+          <tr key={level.price}>
+            <td className="number">{level.price}</td>
+            <td className="number">{level.quantity}</td>
+          </tr>
+        ))}
+        {levels.length === 0 ? (
+          <tr>
+            <td colSpan={2}>None</td>
+          </tr>
+        ) : null}
+      </tbody>
+    </table>
+  );
+  return (
+    <div className="book-sides">
+      {side([...book.asks].reverse(), 'Asks', 'asks')}
+      {side(book.bids, 'Bids', 'bids')}
+    </div>
+  );
+}
+
+function TradesView({ market }: { market: MarketInfo }) {
+  const [trades, setTrades] = useState<Trade[]>([]);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    setTrades([]);
+    return subscribe(TradesSubscription, { market: market.id }, (data) => setTrades((known) => [data.trades, ...known.filter((t) => t.id !== data.trades.id)].slice(0, 50)), setError);
+  }, [market.id]);
+  return (
+    <>
+      <ErrorMessage error={error} />
+      <table className="data" aria-label="Latest trades">
+        <thead>
+          <tr>
+            <th scope="col" className="number">Price</th>
+            <th scope="col" className="number">Quantity</th>
+            <th scope="col">Time</th>
+          </tr>
+        </thead>
+        <tbody>
+          {trades.map((trade) => (
+            <tr key={trade.id}>
+              <td className={`number ${trade.takerSide === 'BUY' ? 'up' : 'down'}`}>{trade.price}</td>
+              <td className="number">{trade.quantity}</td>
+              <td>{new Date(trade.createdAt).toLocaleTimeString()}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {trades.length === 0 ? <p>No trades yet.</p> : null}
+    </>
+  );
+}
+
+type OrderType = 'LIMIT' | 'MARKET' | 'STOP_LOSS' | 'STOP_LOSS_LIMIT' | 'TAKE_PROFIT' | 'TAKE_PROFIT_LIMIT';
+const ORDER_TYPES: [OrderType, string][] = [
+  ['LIMIT', 'Limit'],
+  ['MARKET', 'Market'],
+  ['STOP_LOSS', 'Stop-loss (market)'],
+  ['STOP_LOSS_LIMIT', 'Stop-loss limit'],
+  ['TAKE_PROFIT', 'Take-profit (market)'],
+  ['TAKE_PROFIT_LIMIT', 'Take-profit limit'],
+];
+const HAS_PRICE = new Set<OrderType>(['LIMIT', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT_LIMIT']);
+const HAS_TRIGGER = new Set<OrderType>(['STOP_LOSS', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT', 'TAKE_PROFIT_LIMIT']);
+
+function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: (order: Pick<Order, 'id' | 'status' | 'rejectReason'>) => void }) {
+  const [side, setSide] = useState<'BUY' | 'SELL'>('BUY');
+  const [type, setType] = useState<OrderType>('LIMIT');
+  const [price, setPrice] = useState('');
+  const [trigger, setTrigger] = useState('');
+  const [quantity, setQuantity] = useState('');
+  const [timeInForce, setTimeInForce] = useState<'GTC' | 'IOC' | 'FOK'>('GTC');
+  const [error, setError] = useState<unknown>(null);
+  const [placed, setPlaced] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const priceDigits = digitsOf(market.tickSize);
+  const quantityDigits = digitsOf(market.lotSize);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setError(null);
+    setPlaced(null);
+    setBusy(true);
+    try {
+      const result = await request(PlaceOrderMutation, {
+        input: {
+          market: market.id,
+          side,
+          type,
+          quantity: quantity.trim(),
+          price: HAS_PRICE.has(type) ? price.trim() : null,
+          triggerPrice: HAS_TRIGGER.has(type) ? trigger.trim() : null,
+          timeInForce: HAS_PRICE.has(type) ? timeInForce : null,
+        },
+      });
+      onPlaced(result.placeOrder);
+      setPlaced(`Order ${result.placeOrder.id}: ${result.placeOrder.status.toLowerCase().replace('_', ' ')}${result.placeOrder.rejectReason ? ` (${result.placeOrder.rejectReason})` : ''}`);
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <Form onSubmit={submit} aria-label="Place an order" className="order-form">
+      <RadioGroup value={side} onChange={(value) => setSide(value as 'BUY' | 'SELL')} orientation="horizontal">
+        <Label>Side</Label>
+        <Radio value="BUY">Buy</Radio>
+        <Radio value="SELL">Sell</Radio>
+      </RadioGroup>
+      <Choice label="Type" options={ORDER_TYPES} value={type} onChange={setType} />
+      {HAS_TRIGGER.has(type) ? (
+        <TextField name="triggerPrice" isRequired inputMode="decimal" value={trigger} onChange={setTrigger} validate={(v) => (isDecimal(v, priceDigits) ? null : `A price in steps of ${market.tickSize}`)}>
+          <Label>Trigger price ({market.quote.symbol})</Label>
+          <Input />
+        </TextField>
+      ) : null}
+      {HAS_PRICE.has(type) ? (
+        <TextField name="price" isRequired inputMode="decimal" value={price} onChange={setPrice} validate={(v) => (isDecimal(v, priceDigits) ? null : `A price in steps of ${market.tickSize}`)}>
+          <Label>Price ({market.quote.symbol})</Label>
+          <Input />
+        </TextField>
+      ) : null}
+      <TextField name="quantity" isRequired inputMode="decimal" value={quantity} onChange={setQuantity} validate={(v) => (isDecimal(v, quantityDigits) ? null : `A quantity in steps of ${market.lotSize}`)}>
+        <Label>Quantity ({market.base.symbol})</Label>
+        <Input />
+      </TextField>
+      {HAS_PRICE.has(type) ? (
+        <RadioGroup value={timeInForce} onChange={(value) => setTimeInForce(value as 'GTC' | 'IOC' | 'FOK')} orientation="horizontal">
+          <Label>Time in force</Label>
+          <Radio value="GTC">Good till cancelled</Radio>
+          <Radio value="IOC">Immediate or cancel</Radio>
+          <Radio value="FOK">Fill or kill</Radio>
+        </RadioGroup>
+      ) : null}
+      <ErrorMessage error={error} />
+      {placed ? (
+        <p role="status" className="placed">
+          {placed}
+        </p>
+      ) : null}
+      <Button type="submit" isDisabled={busy} className={side === 'BUY' ? 'primary buy' : 'primary sell'}>
+        {busy ? 'Placing…' : `${side === 'BUY' ? 'Buy' : 'Sell'} ${market.base.symbol}`}
+      </Button>
+    </Form>
+  );
+}
+
+function MyOrders({ market, orders }: { market: MarketInfo; orders: Order[] }) {
+  const [error, setError] = useState<unknown>(null);
+  const open = orders.filter((o) => OPEN.has(o.status)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  const done = orders.filter((o) => !OPEN.has(o.status)).sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, 20);
+  async function cancel(id: string) {
+    setError(null);
+    try {
+      await request(CancelOrderMutation, { id });
+    } catch (failure) {
+      setError(failure);
+    }
+  }
+  const rows = (list: Order[], withCancel: boolean) =>
+    list.map((order) => (
+      <tr key={order.id} data-order-id={order.id}>
+        <td className={order.side === 'BUY' ? 'up' : 'down'}>{order.side === 'BUY' ? 'Buy' : 'Sell'}</td>
+        <td>{order.type.toLowerCase().replace(/_/g, ' ')}</td>
+        <td className="number">{order.price ?? (order.triggerPrice ? `at ${order.triggerPrice}` : 'market')}</td>
+        <td className="number">
+          {order.filledQuantity} / {order.quantity}
+        </td>
+        <td>{order.status.toLowerCase().replace('_', ' ')}</td>
+        <td>
+          {withCancel ? (
+            <Button onPress={() => cancel(order.id)} aria-label={`Cancel order ${order.id}`}>
+              Cancel
+            </Button>
+          ) : null}
+        </td>
+      </tr>
+    ));
+  const head = (
+    <thead>
+      <tr>
+        <th scope="col">Side</th>
+        <th scope="col">Type</th>
+        <th scope="col" className="number">Price ({market.quote.symbol})</th>
+        <th scope="col" className="number">Filled / quantity ({market.base.symbol})</th>
+        <th scope="col">Status</th>
+        <th scope="col">
+          <span className="visually-hidden">Actions</span>
+        </th>
+      </tr>
+    </thead>
+  );
+  return (
+    <>
+      <ErrorMessage error={error} />
+      <h3>Open</h3>
+      {open.length ? (
+        <table className="data" aria-label="Open orders">
+          {head}
+          <tbody>{rows(open, true)}</tbody>
+        </table>
+      ) : (
+        <p>No open orders.</p>
+      )}
+      <h3>Recent</h3>
+      {done.length ? (
+        <table className="data" aria-label="Recent orders">
+          {head}
+          <tbody>{rows(done, false)}</tbody>
+        </table>
+      ) : (
+        <p>None yet.</p>
+      )}
+    </>
+  );
+}
+
+export function BalanceRows({ balances }: { balances: Balance[] }) {
+  if (balances.length === 0) return <p>No balances yet.</p>;
+  return (
+    <table className="data" aria-label="Balances">
+      <thead>
+        <tr>
+          <th scope="col">Asset</th>
+          <th scope="col" className="number">Available</th>
+          <th scope="col" className="number">Locked in orders and withdrawals</th>
+        </tr>
+      </thead>
+      <tbody>
+        {balances.map((balance) => (
+          <tr key={balance.asset} data-asset={balance.asset}>
+            <th scope="row">{balance.asset}</th>
+            <td className="number">{formatDecimal(balance.available)}</td>
+            <td className="number">{formatDecimal(balance.locked)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+

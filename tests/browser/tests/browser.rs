@@ -1,0 +1,81 @@
+//! Starts the three real daemons with the built web console
+//! (`daemons/console/dist`), lists a market and funds two traders through
+//! the API, then runs the Playwright suite in `e2e/` in Debian's chromium
+//! (headless) against it. Playwright's last line is "N passed, N failed";
+//! the exit status is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use acceptance::{Options, System, NO_RATE_LIMITS, OPERATOR, OPERATOR_PASSWORD};
+use serde_json::json;
+
+const TRADER_PASSWORD: &str = "a long browser passphrase";
+
+fn chromium() -> Option<PathBuf> {
+    let candidates = [std::env::var_os("CHROMIUM_PATH").map(PathBuf::from), Some("/usr/lib/chromium/chromium".into())];
+    candidates.into_iter().flatten().find(|path| path.exists())
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("browser suite: {message}");
+    println!("0 passed, 1 failed");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let console = suite.join("../../daemons/console/dist");
+    if !console.join("index.html").exists() {
+        return fail(&format!("no built console in {}: scripts/test builds it (npm ci && npm run build in daemons/console)", console.display()));
+    }
+    if !suite.join("node_modules/@playwright/test").exists() {
+        return fail("Playwright is not installed: scripts/test installs it (npm ci in tests/browser)");
+    }
+    let Some(chromium) = chromium() else {
+        return fail("no chromium: scripts/test installs Debian's (apt-get install chromium), or set CHROMIUM_PATH");
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let options = Options {
+        gateway_console: format!("directory = \"{}\"", console.canonicalize().expect("the console directory").display()),
+        gateway_limits: NO_RATE_LIMITS.into(),
+        ..Options::default()
+    };
+    let system = System::start_with(dir.path(), &options);
+    for (asset, scale) in [("BTC", "8"), ("USD", "2")] {
+        let (exit, said) = system.ctl(&["create-asset", asset, scale], "");
+        assert_eq!(exit, 0, "create-asset {asset}: {said}");
+    }
+    let (exit, said) = system.ctl(&["create-market", "BTC", "USD", "0.01", "0.0001", "0.001", "0.002"], "");
+    assert_eq!(exit, 0, "create-market: {said}");
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    // Alice sells bitcoin, Bob buys it with dollars.
+    for (name, asset, amount) in [("alice", "BTC", "2"), ("bob", "USD", "100000")] {
+        let email = format!("{name}@browser.example");
+        system.register(&email, TRADER_PASSWORD);
+        let answer = system.as_user(
+            &operator,
+            "mutation($e: String!, $a: String!, $m: Decimal!, $r: String!) { deposit(email: $e, asset: $a, amount: $m, reference: $r) { kind } }",
+            json!({ "e": email, "a": asset, "m": amount, "r": format!("browser-{name}") }),
+        );
+        assert_eq!(answer["data"]["deposit"]["kind"], "DEPOSIT", "deposit for {name}: {answer}");
+    }
+    let screenshots = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| suite.join("../../target")).join("browser-screenshots");
+    let status = Command::new("node")
+        .arg(suite.join("node_modules/@playwright/test/cli.js"))
+        .arg("test")
+        .args(std::env::args().skip(1).filter(|a| !a.starts_with("--")))
+        .current_dir(suite)
+        .env("MARIONETTE_URL", format!("http://127.0.0.1:{}", system.port))
+        .env("TRADER_PASSWORD", TRADER_PASSWORD)
+        .env("CHROMIUM_PATH", &chromium)
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .status();
+    system.stop();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => fail(&format!("running Playwright with node: {error}")),
+    }
+}
