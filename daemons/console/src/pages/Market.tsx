@@ -88,10 +88,14 @@ export function Market({ id }: { id: string }) {
     request(BalancesQuery).then((data) => setBalances(data.balances), setError);
   }, []);
 
+  // The whole list again: after placing, in case the order's own event came before this page subscribed.
+  const loadOrders = useCallback(() => {
+    request(MyOrdersQuery, { market: id }).then((data) => setOrders(new Map(data.userOrders.map((o) => [o.id, o]))), setError);
+  }, [id]);
+
   useEffect(() => {
     if (!me) return;
-    let live = true;
-    request(MyOrdersQuery, { market: id }).then((data) => live && setOrders(new Map(data.userOrders.map((o) => [o.id, o]))), setError);
+    loadOrders();
     loadBalances();
     const stop = subscribe(
       MyOrdersSubscription,
@@ -104,11 +108,8 @@ export function Market({ id }: { id: string }) {
       },
       setError,
     );
-    return () => {
-      live = false;
-      stop();
-    };
-  }, [me, id, loadBalances]);
+    return stop;
+  }, [me, id, loadOrders, loadBalances]);
 
   if (market === undefined) return <main>{error ? <ErrorMessage error={error} /> : <Loading what="the market" />}</main>;
   if (market === null) {
@@ -137,7 +138,13 @@ export function Market({ id }: { id: string }) {
         </Panel>
         <Panel title="Place an order" id="order-form">
           {me ? (
-            <OrderForm market={market} onPlaced={(order) => setOrders((known) => new Map(known).set(order.id, { ...(known.get(order.id) ?? ({} as Order)), ...order }))} />
+            <OrderForm
+              market={market}
+              onPlaced={() => {
+                loadOrders();
+                loadBalances();
+              }}
+            />
           ) : (
             <p>
               <Link href="/signin">Sign in</Link> to trade.
@@ -274,7 +281,7 @@ const ORDER_TYPES: [OrderType, string][] = [
 const HAS_PRICE = new Set<OrderType>(['LIMIT', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT_LIMIT']);
 const HAS_TRIGGER = new Set<OrderType>(['STOP_LOSS', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT', 'TAKE_PROFIT_LIMIT']);
 
-function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: (order: Pick<Order, 'id' | 'status' | 'rejectReason'>) => void }) {
+function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: () => void }) {
   const [side, setSide] = useState<'BUY' | 'SELL'>('BUY');
   const [type, setType] = useState<OrderType>('LIMIT');
   const [price, setPrice] = useState('');
@@ -304,7 +311,7 @@ function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: (order:
           timeInForce: HAS_PRICE.has(type) ? timeInForce : null,
         },
       });
-      onPlaced(result.placeOrder);
+      onPlaced();
       setPlaced(`Order ${result.placeOrder.id}: ${result.placeOrder.status.toLowerCase().replace('_', ' ')}${result.placeOrder.rejectReason ? ` (${result.placeOrder.rejectReason})` : ''}`);
     } catch (failure) {
       setError(failure);
