@@ -70,10 +70,6 @@ impl Console {
         Console::default()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.assets.is_empty()
-    }
-
     pub fn files(&self) -> usize {
         self.assets.len()
     }
