@@ -124,6 +124,24 @@ fn audit_verify(system: &System) -> (i32, String) {
     system.ctl(&["audit", "verify"], "")
 }
 
+/// The console's check: `verifyAuditLog` a few records at a time, each
+/// step going on from the last; how far it got and where it broke.
+fn verify_over_graphql(system: &System, token: &str, step: i32) -> (u64, Option<String>) {
+    let query = "query($after: String!, $hash: String, $limit: Int!) { verifyAuditLog(after: $after, afterHash: $hash, limit: $limit) { checkedThrough lastHash headSequence complete broken } }";
+    let (mut after, mut hash) = ("0".to_string(), Value::Null);
+    for _ in 0..1_000 {
+        let answer = system.as_user(token, query, json!({ "after": after, "hash": hash, "limit": step }));
+        let check = data(&answer, "verifyAuditLog").clone();
+        let checked = check["checkedThrough"].as_str().unwrap().parse::<u64>().unwrap();
+        assert!(checked <= after.parse::<u64>().unwrap() + step as u64, "one step checks at most its limit: {check}");
+        if check["complete"] == true {
+            return (checked, check["broken"].as_str().map(String::from));
+        }
+        (after, hash) = (check["checkedThrough"].as_str().unwrap().to_string(), check["lastHash"].clone());
+    }
+    panic!("verifyAuditLog never completed");
+}
+
 #[test]
 fn an_edited_removed_or_reordered_audit_record_is_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,6 +165,19 @@ fn an_edited_removed_or_reordered_audit_record_is_found() {
     };
     let (exit, said) = audit_verify(&system);
     assert_eq!(exit, 0, "{said}");
+    let (checked, broken) = verify_over_graphql(&system, &operator, 3);
+    assert_eq!((checked >= lines.len() as u64, broken), (true, None), "the console's check of an intact log");
+    tried("the console's check told a wrong hash to go on from");
+    let wrong = system.as_user(
+        &operator,
+        "{ verifyAuditLog(after: \"3\", afterHash: \"00000000000000000000000000000000000000000000000000000000000000ff\") { complete broken } }",
+        json!({}),
+    );
+    assert!(data(&wrong, "verifyAuditLog")["broken"].as_str().is_some_and(|b| b.contains("record 4")), "{wrong}");
+    system.register("curious@bank.example", OPERATOR_PASSWORD);
+    let user = system.login("curious@bank.example", OPERATOR_PASSWORD);
+    let refused_check = system.as_user(&user, "{ verifyAuditLog { complete } auditLog { headSequence } }", json!({}));
+    assert_eq!(code(&refused_check), "FORBIDDEN", "a user reads the audit log: {refused_check}");
     assert!(lines.iter().any(|l| l.contains("LoginFailed") && l.contains("operator@bank.example")), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("Proposed")) && lines.iter().any(|l| l.contains("Executed")), "{lines:?}");
     assert_eq!(system.ctl(&["audit", "verify", "--file", export.to_str().unwrap()], "").0, 0);
@@ -182,4 +213,55 @@ fn an_edited_removed_or_reordered_audit_record_is_found() {
     assert_eq!(exit, 5, "{said}");
     assert!(said.contains("record 2") && said.contains("changed"), "{said}");
     eprintln!("refused: {said}");
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    let (checked, broken) = verify_over_graphql(&system, &operator, 3);
+    assert_eq!(checked, 1, "the console's check stops before the changed record");
+    assert!(broken.as_deref().is_some_and(|b| b.contains("record 2") && b.contains("changed")), "{broken:?}");
+}
+
+/// The console's dashboard and users page read these: operators only, and
+/// what they say follows what the operators did.
+#[test]
+fn the_oversight_reads_are_for_operators_and_say_what_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = shipped_thresholds(dir.path());
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    let approver = system.login(APPROVER, OPERATOR_PASSWORD);
+    data(&system.register("trader@bank.example", "trader: tulip quarry lantern"), "register");
+    let trader = system.login("trader@bank.example", "trader: tulip quarry lantern");
+    let status =
+        "{ systemStatus { gateway { version } ledger { reachable journalApplied matchingAlarm } matching { connectedToLedger reachableFromGateway } } }";
+    let standing = "query($e: String!) { userStanding(email: $e) { user { email } tier frozen killSwitch { engaged } } }";
+
+    tried("a trader reads the daemons' state, another user's standing and the audit log");
+    for (query, variables) in [(status, json!({})), (standing, json!({ "e": OPERATOR })), ("{ auditLog { headSequence } }", json!({}))] {
+        let body = system.as_user(&trader, query, variables);
+        assert_eq!(refused(&body, "an operators' read by a trader"), "FORBIDDEN", "{body}");
+    }
+
+    let body = system.as_user(&operator, status, json!({}));
+    let answer = data(&body, "systemStatus");
+    assert_eq!(answer["ledger"]["reachable"], true, "{body}");
+    assert_eq!(answer["ledger"]["matchingAlarm"], Value::Null, "{body}");
+    assert_eq!((answer["matching"]["connectedToLedger"].clone(), answer["matching"]["reachableFromGateway"].clone()), (json!(true), json!(true)), "{body}");
+    assert_eq!(answer["gateway"]["version"], env!("CARGO_PKG_VERSION"));
+
+    let read = |token: &str| data(&system.as_user(token, standing, json!({ "e": "trader@bank.example" })), "userStanding").clone();
+    assert_eq!(read(&operator), json!({ "user": { "email": "trader@bank.example" }, "tier": 0, "frozen": false, "killSwitch": { "engaged": false } }));
+    let unknown = system.as_user(&operator, standing, json!({ "e": "nobody@bank.example" }));
+    assert_eq!(data(&unknown, "userStanding"), &Value::Null);
+    // Tier 2 and a freeze, each proposed by one operator and approved by the other.
+    let mut before = read(&operator);
+    for mutation in
+        ["mutation { setUserTier(email: \"trader@bank.example\", tier: 2) { id } }", "mutation { freezeAccount(email: \"trader@bank.example\") { id } }"]
+    {
+        let proposed = system.as_user(&operator, mutation, json!({}));
+        let id =
+            proposed["data"].as_object().and_then(|d| d.values().next()).and_then(|p| p["id"].as_str()).unwrap_or_else(|| panic!("{proposed}")).to_string();
+        assert_eq!(read(&operator), before, "nothing changes on one operator's word: {proposed}");
+        data(&system.as_user(&approver, "mutation($id: ID!) { approveProposal(id: $id) { status } }", json!({ "id": id })), "approveProposal");
+        assert_ne!(read(&operator), before, "approved: {mutation}");
+        before = read(&operator);
+    }
+    assert_eq!(read(&approver), json!({ "user": { "email": "trader@bank.example" }, "tier": 2, "frozen": true, "killSwitch": { "engaged": false } }));
 }

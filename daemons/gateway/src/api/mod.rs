@@ -32,6 +32,7 @@ pub mod house;
 pub mod kernel;
 pub mod market_data;
 pub mod operators;
+pub mod oversight;
 pub mod parse_cache;
 pub mod spot;
 pub mod two_factor;
@@ -49,6 +50,7 @@ pub struct Query(
     market_data::MarketDataQuery,
     house::HouseQuery,
     operators::OperatorsQuery,
+    oversight::OversightQuery,
 );
 
 /// Every product's mutations: one line each.

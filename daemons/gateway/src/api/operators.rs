@@ -106,7 +106,7 @@ fn describe(catalog: &Catalog, reviews: &crate::limits::Reviews, action: &Action
     }
 }
 
-fn describe_action(catalog: &Catalog, action: &Action) -> String {
+pub(crate) fn describe_action(catalog: &Catalog, action: &Action) -> String {
     let amount = |asset: u32, units: i128| format!("{} {}", catalog.amount(asset, units).0, catalog.symbol(asset));
     match action {
         Action::AddOperator { user } => format!("make user {user} an operator"),
