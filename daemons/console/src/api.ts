@@ -32,6 +32,12 @@ const HINTS: Record<string, string> = {
   KILL_SWITCH_ENGAGED: 'Your trading is stopped by a kill switch; lift it in your account settings.',
   ACCOUNT_FROZEN: 'The operators have frozen this account.',
   NETWORK: 'The gateway did not answer: check the connection and try again.',
+  APPROVAL_PENDING: 'Another operator approves it under Approvals (or makes the same request) to apply it.',
+  TWO_FACTOR_ENROLMENT_REQUIRED: 'Operators must use two-factor authentication: set it up under Security first.',
+  FORBIDDEN: 'This needs another role or a login rather than an API key.',
+  ADDRESS_COOLING_DOWN: 'A new address can be withdrawn to once its cooldown has passed.',
+  ADDRESS_NOT_IN_BOOK: 'Withdrawals go only to your address book: add the address and wait out its cooldown.',
+  WEAK_PASSWORD: 'Choose a longer password, such as a few unrelated words.',
 };
 
 type Variables = Record<string, unknown>;
@@ -78,10 +84,26 @@ function wsClient(): Client {
   return client;
 }
 
-/// After sign-in or sign-out: the next subscription opens a socket with the new cookie.
+/// A live subscription: how to start it on the current client, and how
+/// to stop what was started last.
+interface Live {
+  start: () => () => void;
+  stop: () => void;
+}
+
+const live = new Set<Live>();
+
+/// After sign-in or sign-out: a new socket, with the new cookie, carries
+/// every live subscription on (a page's book must not go quiet because the
+/// session changed under it).
 export function resetSubscriptions(): void {
-  client?.dispose();
+  const old = client;
   client = null;
+  for (const entry of live) {
+    entry.stop();
+    entry.stop = entry.start();
+  }
+  old?.dispose();
 }
 
 /// Subscribes; `next` gets each result, `failed` each error. Returns the unsubscribe.
@@ -91,19 +113,40 @@ export function subscribe<T, V extends Variables>(
   next: (data: T) => void,
   failed: (error: ApiError) => void,
 ): () => void {
-  return wsClient().subscribe<T>(
-    { query: print(document), variables },
-    {
-      next: (result) => {
-        const error = result.errors?.[0];
-        if (error) {
-          failed(new ApiError(error.message, (error.extensions?.code as string | undefined) ?? null));
-        } else if (result.data) {
-          next(result.data);
-        }
-      },
-      error: () => failed(new ApiError('The live feed was interrupted; reconnecting.', 'NETWORK')),
-      complete: () => {},
+  const query = print(document);
+  const entry: Live = {
+    stop: () => {},
+    start: () => {
+      // Callbacks of a socket since replaced say nothing.
+      let current = true;
+      const unsubscribe = wsClient().subscribe<T>(
+        { query, variables },
+        {
+          next: (result) => {
+            if (!current) return;
+            const error = result.errors?.[0];
+            if (error) {
+              failed(new ApiError(error.message, (error.extensions?.code as string | undefined) ?? null));
+            } else if (result.data) {
+              next(result.data);
+            }
+          },
+          error: () => {
+            if (current) failed(new ApiError('The live feed was interrupted; reconnecting.', 'NETWORK'));
+          },
+          complete: () => {},
+        },
+      );
+      return () => {
+        current = false;
+        unsubscribe();
+      };
     },
-  );
+  };
+  entry.stop = entry.start();
+  live.add(entry);
+  return () => {
+    live.delete(entry);
+    entry.stop();
+  };
 }

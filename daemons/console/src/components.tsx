@@ -1,13 +1,24 @@
 // Small pieces every page uses.
-import type { ReactNode } from 'react';
-import { Button, Label, ListBox, ListBoxItem, Popover, Select, SelectValue } from 'react-aria-components';
-import { ApiError } from './api';
+import { useCallback, useEffect, useState, type ReactNode } from 'react';
+import { Button, Input, Label, ListBox, ListBoxItem, Popover, Select, SelectValue, Text, TextField } from 'react-aria-components';
+import type { TadaDocumentNode } from 'gql.tada';
+import { ApiError, request } from './api';
+import { useSession } from './session';
 
 /// An API error as the user should see it: what happened, its code, what to do.
 export function ErrorMessage({ error }: { error: unknown }) {
   if (!error) return null;
   const api = error instanceof ApiError ? error : null;
   const message = error instanceof Error ? error.message : String(error);
+  // Not a failure: the operator's part is done and the proposal waits for another's.
+  if (api?.code === 'APPROVAL_PENDING') {
+    return (
+      <div role="status" className="pending">
+        <p>{message}</p>
+        <p className="hint">{api.hint}</p>
+      </div>
+    );
+  }
   return (
     <div role="alert" className="error">
       <p>
@@ -30,7 +41,8 @@ export function Loading({ what }: { what: string }) {
 export function Panel({ title, children, id }: { title: string; children: ReactNode; id?: string }) {
   const heading = `${id ?? title.toLowerCase().replace(/\W+/g, '-')}-title`;
   return (
-    <section className="panel" aria-labelledby={heading}>
+    // Focusable: a table wider than a phone scrolls inside it, by keyboard too.
+    <section className="panel" aria-labelledby={heading} tabIndex={0}>
       <h2 id={heading}>{title}</h2>
       {children}
     </section>
@@ -56,5 +68,145 @@ export function Choice<T extends string>({ label, options, value, onChange }: { 
         </ListBox>
       </Popover>
     </Select>
+  );
+}
+
+/// A query's answer, loaded when the page shows and again on `reload`.
+export function useQuery<T, V extends Record<string, unknown>>(document: TadaDocumentNode<T, V>, variables?: V) {
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const key = JSON.stringify(variables ?? {});
+  const reload = useCallback(() => {
+    request(document, JSON.parse(key) as V).then(
+      (answer) => {
+        setData(answer);
+        setError(null);
+      },
+      setError,
+    );
+  }, [document, key]);
+  useEffect(reload, [reload]);
+  return { data, error, reload };
+}
+
+/// A labelled text input.
+export function Field({
+  label,
+  value,
+  onChange,
+  description,
+  validate,
+  ...props
+}: {
+  label: string;
+  value: string;
+  onChange: (value: string) => void;
+  description?: string;
+  validate?: (value: string) => string | null;
+  name?: string;
+  type?: 'text' | 'password' | 'email' | 'search';
+  isRequired?: boolean;
+  autoComplete?: string;
+  inputMode?: 'decimal' | 'numeric' | 'text';
+}) {
+  return (
+    <TextField value={value} onChange={onChange} validate={validate} {...props}>
+      <Label>{label}</Label>
+      <Input />
+      {description ? <Text slot="description">{description}</Text> : null}
+    </TextField>
+  );
+}
+
+/// A button that runs `action` once at a time: shows that it works, and its error.
+export function ActionButton({
+  action,
+  children,
+  label,
+  className,
+  onDone,
+}: {
+  action: () => Promise<unknown>;
+  children: ReactNode;
+  label?: string;
+  className?: string;
+  onDone?: () => void;
+}) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  async function run() {
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+      onDone?.();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <span className="action">
+      <Button onPress={run} isDisabled={busy} aria-label={label} className={className ? `react-aria-Button ${className}` : undefined}>
+        {busy ? 'Working…' : children}
+      </Button>
+      <ErrorMessage error={error} />
+    </span>
+  );
+}
+
+/// A key for a request that must happen once however often it is sent
+/// (a retry after a lost answer), from the browser's random source: it
+/// works on plain HTTP too, where `crypto.randomUUID` does not.
+export function newIdempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return `console-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/// "PARTIALLY_FILLED" as "partially filled".
+export function words(constant: string): string {
+  return constant.toLowerCase().replace(/_/g, ' ');
+}
+
+export function When({ at }: { at: string | null | undefined }) {
+  if (!at) return <>—</>;
+  return <time dateTime={at}>{new Date(at).toLocaleString()}</time>;
+}
+
+/// A two-factor code field, shown only to users who turned it on.
+export function useTwoFactorCode(): [string | null, ReactNode] {
+  const { me } = useSession();
+  const [code, setCode] = useState('');
+  if (!me?.twoFactorEnabled) return [null, null];
+  return [
+    code.trim(),
+    <Field key="code" label="Two-factor code" name="twoFactorCode" isRequired autoComplete="one-time-code" inputMode="numeric" value={code} onChange={setCode} />,
+  ];
+}
+
+
+/// A table's column headings: a name, or a name and "number" for a
+/// right-aligned column; `actions` adds a last one for buttons, named for
+/// screen readers only.
+export function TableHead({ columns, actions = false }: { columns: (string | [string, 'number'])[]; actions?: boolean }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((column) => {
+          const [name, kind] = typeof column === 'string' ? [column, undefined] : column;
+          return (
+            <th key={name} scope="col" className={kind}>
+              {name}
+            </th>
+          );
+        })}
+        {actions ? (
+          <th scope="col">
+            <span className="visually-hidden">Actions</span>
+          </th>
+        ) : null}
+      </tr>
+    </thead>
   );
 }

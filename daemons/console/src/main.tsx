@@ -7,7 +7,10 @@ import { graphql } from './graphql';
 import { Balances } from './pages/Balances';
 import { Market } from './pages/Market';
 import { Markets } from './pages/Markets';
+import { Approvals, Audit, Dashboard, MarketsAdmin, Users } from './pages/Operator';
+import { Security } from './pages/Security';
 import { SignIn } from './pages/SignIn';
+import { Withdrawals } from './pages/Withdrawals';
 import { SessionProvider, useSession } from './session';
 import './styles.css';
 
@@ -60,7 +63,14 @@ function Header() {
       </Link>
       <nav aria-label="Main">
         <Link href="/">Markets</Link>
-        {me ? <Link href="/wallet">Wallet</Link> : null}
+        {me ? (
+          <>
+            <Link href="/wallet">Wallet</Link>
+            <Link href="/withdrawals">Withdrawals</Link>
+            <Link href="/security">Security</Link>
+          </>
+        ) : null}
+        {me?.role === 'OPERATOR' ? <Link href="/operator">Operators</Link> : null}
       </nav>
       <div className="account">
         <Button onPress={toggleTheme} aria-label={`Switch to the ${theme === 'dark' ? 'light' : 'dark'} theme`}>
@@ -87,6 +97,18 @@ function SignedIn({ children }: { children: ReactNode }) {
   return me ? <>{children}</> : <Redirect to="/signin" />;
 }
 
+/// The pages that need a session, by path.
+const SIGNED_IN_PAGES: [string, () => ReactNode][] = [
+  ['/wallet', Balances],
+  ['/withdrawals', Withdrawals],
+  ['/security', Security],
+  ['/operator', Dashboard],
+  ['/operator/approvals', Approvals],
+  ['/operator/users', Users],
+  ['/operator/markets', MarketsAdmin],
+  ['/operator/audit', Audit],
+];
+
 function App() {
   return (
     <SessionProvider>
@@ -104,11 +126,13 @@ function App() {
             <SignIn signUp />
           </Route>
           <Route path="/trade/:market">{(params) => <Market id={decodeURIComponent(params.market)} />}</Route>
-          <Route path="/wallet">
-            <SignedIn>
-              <Balances />
-            </SignedIn>
-          </Route>
+          {SIGNED_IN_PAGES.map(([path, Page]) => (
+            <Route key={path} path={path}>
+              <SignedIn>
+                <Page />
+              </SignedIn>
+            </Route>
+          ))}
           <Route>
             <main>
               <h1>Not found</h1>

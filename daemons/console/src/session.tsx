@@ -1,6 +1,6 @@
 // Who is signed in, as the gateway says (`me`): the cookie itself is
 // HttpOnly, so the console asks rather than reads.
-import { createContext, useCallback, useContext, useEffect, useState, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
 import { ApiError, request, resetSubscriptions } from './api';
 import { graphql, type ResultOf } from './graphql';
 
@@ -23,14 +23,24 @@ const SessionContext = createContext<Session>({ me: null, loading: true, refresh
 export function SessionProvider({ children }: { children: ReactNode }) {
   const [me, setMe] = useState<Me | null>(null);
   const [loading, setLoading] = useState(true);
+  // Who the live subscriptions' socket was opened for; undefined before the first answer.
+  const known = useRef<string | null | undefined>(undefined);
   const refresh = useCallback(async () => {
+    let who: string | null = known.current ?? null;
     try {
-      setMe((await request(MeQuery)).me);
+      const answer = (await request(MeQuery)).me;
+      setMe(answer);
+      who = answer.id;
     } catch (error) {
-      if (!(error instanceof ApiError) || error.code !== 'NETWORK') setMe(null);
+      if (!(error instanceof ApiError) || error.code !== 'NETWORK') {
+        setMe(null);
+        who = null;
+      }
     } finally {
       setLoading(false);
-      resetSubscriptions();
+      // A socket opened before the first answer had the same cookie: only a change of who needs a new one.
+      if (known.current !== undefined && known.current !== who) resetSubscriptions();
+      known.current = who;
     }
   }, []);
   useEffect(() => {

@@ -208,6 +208,9 @@ pub struct System {
     metrics_ports: [u16; 3],
     ledger_over_tcp: bool,
     ledger_address: String,
+    /// [`OPERATOR`]'s two-factor secret (base32), when
+    /// [`Options::operators_two_factor`] had it enrol.
+    pub operator_two_factor_secret: Option<String>,
 }
 
 /// The site's link CA in `{dir}/pki` and the `[link]` sections of the
@@ -299,6 +302,7 @@ impl System {
             metrics_ports: [matching_metrics, ledger_metrics, gateway_metrics],
             ledger_over_tcp: options.ledger_over_tcp,
             ledger_address: ledger_address.clone(),
+            operator_two_factor_secret: None,
         };
         for daemon in Daemon::ALL {
             system.start_again(daemon);
@@ -309,8 +313,9 @@ impl System {
         let (exit, output) = system.ctl(&["login", OPERATOR], OPERATOR_PASSWORD);
         assert_eq!(exit, 0, "login: {output}");
         if options.operators_two_factor {
-            let (_, _, recovery_codes) = system.enrol_two_factor(OPERATOR);
+            let (secret, _, recovery_codes) = system.enrol_two_factor(OPERATOR);
             assert_eq!(recovery_codes.len(), 10, "ten recovery codes");
+            system.operator_two_factor_secret = Some(secret);
         }
         // With one operator, the first makes the second alone.
         let (exit, output) = system.ctl(&["create-operator", APPROVER], OPERATOR_PASSWORD);

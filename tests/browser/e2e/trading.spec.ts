@@ -1,42 +1,7 @@
-import AxeBuilder from '@axe-core/playwright';
-import { expect, test, type Browser, type Page } from '@playwright/test';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { expect, test, type Page } from '@playwright/test';
+import { signedIn, visit, watch } from './helpers';
 
 // Accounts tests/browser.rs made: Alice holds 2 BTC, Bob 100,000 USD.
-const PASSWORD = process.env.TRADER_PASSWORD ?? '';
-const SCREENSHOTS = process.env.SCREENSHOT_DIR ?? 'test-results/screenshots';
-mkdirSync(SCREENSHOTS, { recursive: true });
-
-/// A screenshot of the page as it is, and axe's verdict on it: no serious
-/// or critical violation of WCAG 2.1 A and AA.
-async function visit(page: Page, name: string) {
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
-  const axe = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
-  const serious = axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  expect(serious.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`), `axe on ${name}`).toEqual([]);
-}
-
-/// Fails the test on any Content-Security-Policy violation or page error.
-function watch(page: Page, problems: string[]) {
-  page.on('console', (message) => {
-    if (message.type() === 'error' && /Content Security Policy|Refused to/.test(message.text())) problems.push(message.text());
-  });
-  page.on('pageerror', (error) => problems.push(error.message));
-}
-
-async function signedIn(browser: Browser, name: string, problems: string[]): Promise<Page> {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  watch(page, problems);
-  await page.goto('/signin');
-  await page.getByLabel('Email').fill(`${name}@browser.example`);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByTestId('signed-in-as')).toHaveText(`${name}@browser.example`);
-  return page;
-}
-
 /// A row of a price and a quantity, however many zeros the API pads them with.
 function level(price: string, quantity: string): RegExp {
   const decimal = (text: string) => text.replace('.', '\\.') + (text.includes('.') ? '0*' : '(\\.0+)?');
@@ -73,8 +38,8 @@ test('sign-in with a wrong password is refused and says what to do', async ({ pa
 
 test('two traders cross on BTC-USD and each sees the book, the trade and the balances change live', async ({ browser }) => {
   const problems: string[] = [];
-  const alice = await signedIn(browser, 'alice', problems);
-  const bob = await signedIn(browser, 'bob', problems);
+  const alice = await signedIn(browser, 'alice@browser.example', problems);
+  const bob = await signedIn(browser, 'bob@browser.example', problems);
 
   await alice.goto('/');
   await expect(alice.getByRole('link', { name: 'BTC-USD' })).toBeVisible();
@@ -109,11 +74,25 @@ test('two traders cross on BTC-USD and each sees the book, the trade and the bal
   await expect(aliceBalances.locator('tr[data-asset="BTC"] td').nth(1)).toHaveText('0.30000000');
   await visit(bob, 'market-after-a-trade');
 
-  // Alice cancels the rest: it leaves both books and her bitcoin is free again.
+  // Each sees their own fill, with its fee.
+  const fill = (page: Page) => page.getByRole('table', { name: 'Your fills' }).getByRole('row').nth(1).locator('td');
+  await expect(fill(bob)).toHaveText([/./, 'Buy', /^30000(\.0+)?$/, /^0\.20*$/, '12.00 USD']);
+  await expect(fill(alice)).toHaveText([/./, 'Sell', /^30000(\.0+)?$/, /^0\.20*$/, '6.00 USD']);
+
+  // Alice amends the rest of her ask to 30,500: Bob's book moves with it.
   const aliceOpen = alice.getByRole('table', { name: 'Open orders' });
+  await aliceOpen.getByRole('button', { name: /Amend order/ }).click();
+  const amend = alice.getByRole('form', { name: /Amend order/ });
+  await amend.getByLabel('Price (USD)').fill('30500');
+  await amend.getByRole('button', { name: 'Save' }).click();
+  await expect(bob.getByRole('table', { name: 'Asks' }).getByRole('row', { name: level('30500', '0.3') })).toBeVisible();
+  await expect(bob.getByRole('table', { name: 'Asks' }).getByRole('row', { name: /^30000/ })).toHaveCount(0);
+  await expect(aliceOpen).toContainText('30500');
+
+  // Alice cancels the rest: it leaves both books and her bitcoin is free again.
   await aliceOpen.getByRole('button', { name: /Cancel order/ }).click();
   await expect(alice.getByText('No open orders.')).toBeVisible();
-  await expect(bob.getByRole('table', { name: 'Asks' }).getByRole('row', { name: /^30000/ })).toHaveCount(0);
+  await expect(bob.getByRole('table', { name: 'Asks' }).getByRole('row', { name: /^30500/ })).toHaveCount(0);
   await expect(aliceBalances.locator('tr[data-asset="BTC"] td').nth(0)).toHaveText('1.80000000');
   await expect(aliceBalances.locator('tr[data-asset="BTC"] td').nth(1)).toHaveText('0.00000000');
   await visit(alice, 'market-after-a-cancel');

@@ -1,14 +1,15 @@
 //! Starts the three real daemons with the built web console
-//! (`daemons/console/dist`), lists a market and funds two traders through
-//! the API, then runs the Playwright suite in `e2e/` in Debian's chromium
-//! (headless) against it. Playwright's last line is "N passed, N failed";
-//! the exit status is its own.
+//! (`daemons/console/dist`) as shipped in what matters here: operators must
+//! use two-factor authentication and a withdrawal needs two of them. Lists a
+//! market and funds three traders with marionettectl, then runs the
+//! Playwright suite in `e2e/` in Debian's chromium (headless) against it,
+//! giving it the operators' two-factor secrets. Playwright's last line is
+//! "N passed, N failed"; the exit status is its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use acceptance::{Options, System, NO_RATE_LIMITS, OPERATOR, OPERATOR_PASSWORD};
-use serde_json::json;
+use acceptance::{Options, System, APPROVER, NO_RATE_LIMITS, OPERATOR, OPERATOR_PASSWORD};
 
 const TRADER_PASSWORD: &str = "a long browser passphrase";
 
@@ -39,26 +40,27 @@ fn main() -> ExitCode {
     let options = Options {
         gateway_console: format!("directory = \"{}\"", console.canonicalize().expect("the console directory").display()),
         gateway_limits: NO_RATE_LIMITS.into(),
+        // Checked bitcoin addresses, a cooldown the test waits out, and limits to show.
+        gateway_withdrawals: "address_cooldown_seconds = 2\nasset_networks = { BTC = [\"bitcoin\"] }\nreference_asset = \"BTC\"\ntiers = [{ name = \"unverified\", daily_limit = \"10\", monthly_limit = \"50\" }]".into(),
+        approvals: Some("deposit = 1\nwithdrawal_approval = 2\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1".into()),
+        operators_two_factor: true,
         ..Options::default()
     };
     let system = System::start_with(dir.path(), &options);
+    let operator_secret = system.operator_two_factor_secret.clone().expect("the operator enrolled");
+    let (approver_secret, _, _) = system.enrol_two_factor(APPROVER);
     for (asset, scale) in [("BTC", "8"), ("USD", "2")] {
         let (exit, said) = system.ctl(&["create-asset", asset, scale], "");
         assert_eq!(exit, 0, "create-asset {asset}: {said}");
     }
     let (exit, said) = system.ctl(&["create-market", "BTC", "USD", "0.01", "0.0001", "0.001", "0.002"], "");
     assert_eq!(exit, 0, "create-market: {said}");
-    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
-    // Alice sells bitcoin, Bob buys it with dollars.
-    for (name, asset, amount) in [("alice", "BTC", "2"), ("bob", "USD", "100000")] {
+    // Alice sells bitcoin, Bob buys it with dollars, Dave withdraws bitcoin.
+    for (name, asset, amount) in [("alice", "BTC", "2"), ("bob", "USD", "100000"), ("dave", "BTC", "1")] {
         let email = format!("{name}@browser.example");
         system.register(&email, TRADER_PASSWORD);
-        let answer = system.as_user(
-            &operator,
-            "mutation($e: String!, $a: String!, $m: Decimal!, $r: String!) { deposit(email: $e, asset: $a, amount: $m, reference: $r) { kind } }",
-            json!({ "e": email, "a": asset, "m": amount, "r": format!("browser-{name}") }),
-        );
-        assert_eq!(answer["data"]["deposit"]["kind"], "DEPOSIT", "deposit for {name}: {answer}");
+        let (exit, said) = system.ctl(&["deposit", &email, asset, amount, &format!("browser-{name}")], "");
+        assert_eq!(exit, 0, "deposit for {name}: {said}");
     }
     let screenshots = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| suite.join("../../target")).join("browser-screenshots");
     let status = Command::new("node")
@@ -68,6 +70,11 @@ fn main() -> ExitCode {
         .current_dir(suite)
         .env("MARIONETTE_URL", format!("http://127.0.0.1:{}", system.port))
         .env("TRADER_PASSWORD", TRADER_PASSWORD)
+        .env("OPERATOR_EMAIL", OPERATOR)
+        .env("APPROVER_EMAIL", APPROVER)
+        .env("OPERATOR_PASSWORD", OPERATOR_PASSWORD)
+        .env("OPERATOR_TOTP_SECRET", operator_secret)
+        .env("APPROVER_TOTP_SECRET", approver_secret)
         .env("CHROMIUM_PATH", &chromium)
         .env("SCREENSHOT_DIR", &screenshots)
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")

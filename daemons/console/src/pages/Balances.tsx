@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { request } from '../api';
-import { ErrorMessage, Loading, Panel } from '../components';
+import { ErrorMessage, Loading, Panel, TableHead } from '../components';
 import { formatDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { BalanceRows } from './Market';
@@ -32,15 +32,7 @@ export function Balances() {
       <Panel title="History">
         {data.ledgerEntries.length ? (
           <table className="data" aria-label="Ledger history">
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">Asset</th>
-                <th scope="col">Kind</th>
-                <th scope="col" className="number">Amount</th>
-                <th scope="col">Reference</th>
-              </tr>
-            </thead>
+            <TableHead columns={['When', 'Asset', 'Kind', ['Amount', 'number'], 'Reference']} />
             <tbody>
               {data.ledgerEntries.map((entry) => (
                 <tr key={entry.id}>

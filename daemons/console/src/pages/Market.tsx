@@ -2,7 +2,7 @@ import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { Button, Form, Input, Label, Radio, RadioGroup, TextField } from 'react-aria-components';
 import { Link } from 'wouter';
 import { request, subscribe } from '../api';
-import { Choice, ErrorMessage, Loading, Panel } from '../components';
+import { Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, words } from '../components';
 import { digitsOf, formatDecimal, isDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
@@ -34,13 +34,13 @@ const TradesSubscription = graphql(`
 
 const MyOrdersQuery = graphql(`
   query MyOrders($market: ID!) {
-    userOrders(market: $market, limit: 50) { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason createdAt }
+    userOrders(market: $market, limit: 50) { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason amendRefused createdAt }
   }
 `);
 
 const MyOrdersSubscription = graphql(`
   subscription LiveMyOrders {
-    userOrders { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason createdAt }
+    userOrders { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason amendRefused createdAt }
   }
 `);
 
@@ -56,6 +56,18 @@ const CancelOrderMutation = graphql(`
   }
 `);
 
+const AmendOrderMutation = graphql(`
+  mutation AmendOrder($id: ID!, $price: Decimal, $quantity: Decimal) {
+    amendOrder(id: $id, price: $price, quantity: $quantity) { id status price quantity amendRefused }
+  }
+`);
+
+const MyFillsQuery = graphql(`
+  query MyFills($market: ID!) {
+    userTrades(market: $market, limit: 50) { id price quantity side fee feeAsset createdAt orderId }
+  }
+`);
+
 const BalancesQuery = graphql(`
   query MarketBalances {
     balances { asset available locked }
@@ -68,6 +80,7 @@ type Book = ResultOf<typeof BookSubscription>['orderBook'];
 type Trade = ResultOf<typeof TradesSubscription>['trades'];
 type Order = ResultOf<typeof MyOrdersQuery>['userOrders'][number];
 type Balance = ResultOf<typeof BalancesQuery>['balances'][number];
+type Fill = ResultOf<typeof MyFillsQuery>['userTrades'][number];
 
 const OPEN = new Set(['OPEN', 'PARTIALLY_FILLED']);
 
@@ -79,6 +92,7 @@ export function Market({ id }: { id: string }) {
   const [error, setError] = useState<unknown>(null);
   const [orders, setOrders] = useState<Map<string, Order>>(new Map());
   const [balances, setBalances] = useState<Balance[]>([]);
+  const [fills, setFills] = useState<Fill[]>([]);
 
   useEffect(() => {
     request(MarketQuery, { id }).then((data) => setMarket(data.market), setError);
@@ -87,6 +101,10 @@ export function Market({ id }: { id: string }) {
   const loadBalances = useCallback(() => {
     request(BalancesQuery).then((data) => setBalances(data.balances), setError);
   }, []);
+
+  const loadFills = useCallback(() => {
+    request(MyFillsQuery, { market: id }).then((data) => setFills(data.userTrades), setError);
+  }, [id]);
 
   // The whole list again: after placing, in case the order's own event came before this page subscribed.
   const loadOrders = useCallback(() => {
@@ -97,6 +115,7 @@ export function Market({ id }: { id: string }) {
     if (!me) return;
     loadOrders();
     loadBalances();
+    loadFills();
     const stop = subscribe(
       MyOrdersSubscription,
       {},
@@ -105,11 +124,12 @@ export function Market({ id }: { id: string }) {
         if (order.market !== id) return;
         setOrders((known) => new Map(known).set(order.id, order));
         loadBalances();
+        if (/[1-9]/.test(order.filledQuantity)) loadFills();
       },
       setError,
     );
     return stop;
-  }, [me, id, loadOrders, loadBalances]);
+  }, [me, id, loadOrders, loadBalances, loadFills]);
 
   if (market === undefined) return <main>{error ? <ErrorMessage error={error} /> : <Loading what="the market" />}</main>;
   if (market === null) {
@@ -155,6 +175,9 @@ export function Market({ id }: { id: string }) {
           <>
             <Panel title="Your orders" id="my-orders">
               <MyOrders market={market} orders={[...orders.values()]} />
+            </Panel>
+            <Panel title="Your fills" id="my-fills">
+              <Fills market={market} fills={fills} />
             </Panel>
             <Panel title="Balances" id="market-balances">
               <BalanceRows balances={balances.filter((b) => b.asset === market.base.symbol || b.asset === market.quote.symbol)} />
@@ -207,12 +230,7 @@ function BookView({ market }: { market: MarketInfo }) {
   if (!book) return error ? <ErrorMessage error={error} /> : <Loading what="the book" />;
   const side = (levels: Book['bids'], name: string, className: string) => (
     <table className={`data book ${className}`} aria-label={name}>
-      <thead>
-        <tr>
-          <th scope="col" className="number">Price ({market.quote.symbol})</th>
-          <th scope="col" className="number">Quantity ({market.base.symbol})</th>
-        </tr>
-      </thead>
+      <TableHead columns={[[`Price (${market.quote.symbol})`, 'number'], [`Quantity (${market.base.symbol})`, 'number']]} />
       <tbody>
         {levels.map((level) => (
           <tr key={level.price}>
@@ -247,13 +265,7 @@ function TradesView({ market }: { market: MarketInfo }) {
     <>
       <ErrorMessage error={error} />
       <table className="data" aria-label="Latest trades">
-        <thead>
-          <tr>
-            <th scope="col" className="number">Price</th>
-            <th scope="col" className="number">Quantity</th>
-            <th scope="col">Time</th>
-          </tr>
-        </thead>
+        <TableHead columns={[['Price', 'number'], ['Quantity', 'number'], 'Time']} />
         <tbody>
           {trades.map((trade) => (
             <tr key={trade.id}>
@@ -312,7 +324,7 @@ function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: () => v
         },
       });
       onPlaced();
-      setPlaced(`Order ${result.placeOrder.id}: ${result.placeOrder.status.toLowerCase().replace('_', ' ')}${result.placeOrder.rejectReason ? ` (${result.placeOrder.rejectReason})` : ''}`);
+      setPlaced(`Order ${result.placeOrder.id}: ${words(result.placeOrder.status)}${result.placeOrder.rejectReason ? ` (${result.placeOrder.rejectReason})` : ''}`);
     } catch (failure) {
       setError(failure);
     } finally {
@@ -381,34 +393,27 @@ function MyOrders({ market, orders }: { market: MarketInfo; orders: Order[] }) {
     list.map((order) => (
       <tr key={order.id} data-order-id={order.id}>
         <td className={order.side === 'BUY' ? 'up' : 'down'}>{order.side === 'BUY' ? 'Buy' : 'Sell'}</td>
-        <td>{order.type.toLowerCase().replace(/_/g, ' ')}</td>
+        <td>{words(order.type)}</td>
         <td className="number">{order.price ?? (order.triggerPrice ? `at ${order.triggerPrice}` : 'market')}</td>
         <td className="number">
           {order.filledQuantity} / {order.quantity}
         </td>
-        <td>{order.status.toLowerCase().replace('_', ' ')}</td>
+        <td>{words(order.status)}</td>
         <td>
           {withCancel ? (
-            <Button onPress={() => cancel(order.id)} aria-label={`Cancel order ${order.id}`}>
-              Cancel
-            </Button>
+            <div className="row-actions">
+              <Button onPress={() => cancel(order.id)} aria-label={`Cancel order ${order.id}`}>
+                Cancel
+              </Button>
+              {order.type === 'LIMIT' ? <Amend market={market} order={order} /> : null}
+            </div>
           ) : null}
+          {order.amendRefused ? <span className="muted"> amend refused: {order.amendRefused}</span> : null}
         </td>
       </tr>
     ));
   const head = (
-    <thead>
-      <tr>
-        <th scope="col">Side</th>
-        <th scope="col">Type</th>
-        <th scope="col" className="number">Price ({market.quote.symbol})</th>
-        <th scope="col" className="number">Filled / quantity ({market.base.symbol})</th>
-        <th scope="col">Status</th>
-        <th scope="col">
-          <span className="visually-hidden">Actions</span>
-        </th>
-      </tr>
-    </thead>
+    <TableHead columns={['Side', 'Type', [`Price (${market.quote.symbol})`, 'number'], [`Filled / quantity (${market.base.symbol})`, 'number'], 'Status']} actions />
   );
   return (
     <>
@@ -435,17 +440,81 @@ function MyOrders({ market, orders }: { market: MarketInfo; orders: Order[] }) {
   );
 }
 
+/// A resting limit order's new price or total quantity (what filled included).
+function Amend({ market, order }: { market: MarketInfo; order: Order }) {
+  const [open, setOpen] = useState(false);
+  const [price, setPrice] = useState(order.price ?? '');
+  const [quantity, setQuantity] = useState(order.quantity);
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  if (!open) {
+    return (
+      <Button onPress={() => setOpen(true)} aria-label={`Amend order ${order.id}`}>
+        Amend
+      </Button>
+    );
+  }
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await request(AmendOrderMutation, {
+        id: order.id,
+        price: price.trim() !== order.price ? price.trim() : null,
+        quantity: quantity.trim() !== order.quantity ? quantity.trim() : null,
+      });
+      setOpen(false);
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <Form onSubmit={submit} aria-label={`Amend order ${order.id}`} className="amend">
+      <Field label={`Price (${market.quote.symbol})`} name="price" isRequired inputMode="decimal" value={price} onChange={setPrice} validate={(v) => (isDecimal(v, digitsOf(market.tickSize)) ? null : `In steps of ${market.tickSize}`)} />
+      <Field label={`Total quantity (${market.base.symbol})`} name="quantity" isRequired inputMode="decimal" value={quantity} onChange={setQuantity} validate={(v) => (isDecimal(v, digitsOf(market.lotSize)) ? null : `In steps of ${market.lotSize}`)} />
+      <ErrorMessage error={error} />
+      <div className="row-actions">
+        <Button type="submit" isDisabled={busy}>
+          {busy ? 'Amending…' : 'Save'}
+        </Button>
+        <Button onPress={() => setOpen(false)}>Keep as it was</Button>
+      </div>
+    </Form>
+  );
+}
+
+function Fills({ market, fills }: { market: MarketInfo; fills: Fill[] }) {
+  if (fills.length === 0) return <p>No fills yet.</p>;
+  return (
+    <table className="data" aria-label="Your fills">
+      <TableHead columns={['When', 'Side', [`Price (${market.quote.symbol})`, 'number'], [`Quantity (${market.base.symbol})`, 'number'], ['Fee', 'number']]} />
+      <tbody>
+        {fills.map((fill) => (
+          <tr key={fill.id} data-fill-id={fill.id}>
+            <td>
+              <When at={fill.createdAt} />
+            </td>
+            <td className={fill.side === 'BUY' ? 'up' : 'down'}>{fill.side === 'BUY' ? 'Buy' : fill.side === 'SELL' ? 'Sell' : ''}</td>
+            <td className="number">{fill.price}</td>
+            <td className="number">{fill.quantity}</td>
+            <td className="number">
+              {formatDecimal(fill.fee)} {fill.feeAsset ?? ''}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 export function BalanceRows({ balances }: { balances: Balance[] }) {
   if (balances.length === 0) return <p>No balances yet.</p>;
   return (
     <table className="data" aria-label="Balances">
-      <thead>
-        <tr>
-          <th scope="col">Asset</th>
-          <th scope="col" className="number">Available</th>
-          <th scope="col" className="number">Locked in orders and withdrawals</th>
-        </tr>
-      </thead>
+      <TableHead columns={['Asset', ['Available', 'number'], ['Locked in orders and withdrawals', 'number']]} />
       <tbody>
         {balances.map((balance) => (
           <tr key={balance.asset} data-asset={balance.asset}>
