@@ -30,7 +30,7 @@ pub fn build_debs(out: &Path) -> Vec<String> {
     let mut built: Vec<String> =
         std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|name| !name.contains("-dbgsym_")).collect();
     built.sort();
-    assert_eq!(built.len(), 6, "one package per daemon, common, tools and the metapackage: {built:?}");
+    assert_eq!(built.len(), 7, "one package per daemon, common, tools, the console and the metapackage: {built:?}");
     built
 }
 

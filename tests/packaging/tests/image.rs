@@ -268,6 +268,7 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
         "marionette-ledger",
         "marionette-matching",
         "marionette-tools",
+        "marionette-console",
         "linux-image-amd64",
         "openssh-server",
     ] {
@@ -348,6 +349,8 @@ fn the_image_boots_under_qemu_serves_the_api_and_its_first_boot_makes_the_server
     assert!(machine.console_shows(&fingerprint), "the console message shows it:\n{}", tail(&console));
     assert_eq!(machine.ok("stat -c '%a %U' /var/lib/marionette/gateway/tls/private-key.pem").trim(), "600 marionette-gateway");
     assert_eq!(machine.http("/readyz", None).trim(), "ready");
+    let index = machine.http("/", None);
+    assert!(index.contains("<div id=\"root\">"), "the web console at / over HTTPS: {index}");
     assert_eq!(machine.graphql("{ markets { id } }"), serde_json::json!({ "data": { "markets": [] } }));
     let plain = Command::new("curl").args(["-fsS", "--max-time", "20", &format!("http://127.0.0.1:{}/readyz", machine.api_port)]).output().unwrap();
     assert!(!plain.status.success(), "plain HTTP is not served: {}", String::from_utf8_lossy(&plain.stdout));

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use packaging::{build_debs, check_host, output_with_stdin, succeeded};
 
-const PACKAGES: &str = "marionette marionette-common marionette-matching marionette-ledger marionette-gateway marionette-tools";
+const PACKAGES: &str = "marionette marionette-common marionette-matching marionette-ledger marionette-gateway marionette-tools marionette-console";
 const DAEMONS: [&str; 3] = ["matching", "ledger", "gateway"];
 const OPERATOR: (&str, &str) = ("ops@bank.example", "operator one: tulip quarry lantern");
 const APPROVER: (&str, &str) = ("approver@bank.example", "operator two: tulip quarry lantern");
@@ -251,6 +251,21 @@ fn packages_install_serve_survive_restarts_upgrade_and_purge_in_a_booted_debian(
     let shipped = machine.ok("dpkg -L marionette-gateway marionette-common");
     assert!(!shipped.contains("/var/lib/marionette"), "no state and no secret is shipped: {shipped}");
     report("apt install: the three units are enabled and active after READY (status says where each serves), each in its slice; the target is active; state directories are 0700 marionette; configs are conffiles; the JWT key was made at install (0600) and is not in any package; the README the units point to and the man pages are installed");
+
+    // The console, from marionette-console's files, at / with its policy;
+    // its hashed assets cached for good; a page of the app is its index.
+    let head = machine.ok("curl -sS -D - -o /tmp/index.html http://127.0.0.1:8080/");
+    let index = machine.ok("cat /tmp/index.html");
+    assert!(index.contains("<div id=\"root\">"), "the console's page at /: {index}");
+    assert!(head.to_lowercase().contains("content-security-policy: default-src 'none'"), "{head}");
+    let asset = index.split('"').find(|part| part.starts_with("/assets/") && part.ends_with(".js")).unwrap_or_else(|| panic!("no script in {index}"));
+    let installed = machine.ok(&format!("dpkg -S /usr/share/marionette/console{asset}"));
+    assert!(installed.starts_with("marionette-console:"), "{installed}");
+    let asset_head = machine.ok(&format!("curl -sS -D - -o /dev/null http://127.0.0.1:8080{asset}"));
+    assert!(asset_head.starts_with("HTTP/1.1 200") && asset_head.to_lowercase().contains("immutable"), "{asset_head}");
+    let page = machine.ok("curl -sS http://127.0.0.1:8080/operator/audit");
+    assert_eq!(page, index, "a page of the app is the console's index");
+    report(&format!("marionette-console: the gateway serves it at / with its Content-Security-Policy, {asset} (a file of the package) cached as immutable, /operator/audit as the app's page"));
 
     // Two operators set the exchange up (the first makes the second; each
     // action is one's proposal, exit 4, and the other's approval); two
