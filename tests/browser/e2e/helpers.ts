@@ -23,6 +23,22 @@ export async function visit(page: Page, name: string) {
   expect(serious.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`), `axe on ${name}`).toEqual([]);
 }
 
+/// Nothing wider than the screen: tables scroll inside their panels.
+export async function fitsTheWidth(page: Page) {
+  const [scroll, width, widest] = await page.evaluate(() => {
+    // The outermost element past the right edge, to say what to fix.
+    const clipped = (e: Element) => {
+      for (let a = e.parentElement; a; a = a.parentElement) if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX)) return true;
+      return false;
+    };
+    const past = [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5 && !clipped(e));
+    const outer = past.find((e) => !past.includes(e.parentElement as Element));
+    const name = outer ? `${outer.tagName.toLowerCase()}.${outer.className} "${(outer.textContent ?? '').slice(0, 40)}"` : 'none';
+    return [document.documentElement.scrollWidth, window.innerWidth, name] as const;
+  });
+  expect(scroll, `${page.url()} scrolls sideways; the widest: ${widest}`).toBeLessThanOrEqual(width);
+}
+
 /// Fails the test on any Content-Security-Policy violation or page error.
 export function watch(page: Page, problems: string[]) {
   page.on('console', (message) => {

@@ -1,11 +1,5 @@
-import { expect, test, type Page } from '@playwright/test';
-import { signIn, visit, watch } from './helpers';
-
-/// Nothing wider than the screen: tables scroll inside their panels.
-async function fitsTheWidth(page: Page) {
-  const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
-  expect(scroll, 'the page scrolls sideways').toBeLessThanOrEqual(width);
-}
+import { expect, test } from '@playwright/test';
+import { fitsTheWidth, signIn, visit, watch } from './helpers';
 
 test.describe('at a phone width, in the dark theme the system asks for', () => {
   test.use({ viewport: { width: 390, height: 844 }, colorScheme: 'dark', isMobile: true, hasTouch: true });

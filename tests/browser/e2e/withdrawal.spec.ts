@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { APPROVER, OPERATOR, OPERATOR_PASSWORD, signIn, signOut, signedIn, visit } from './helpers';
+import { APPROVER, OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, signIn, signOut, signedIn, visit } from './helpers';
 
 // Dave holds 1 BTC (tests/browser.rs). A withdrawal needs two operators,
 // and operators sign in with two-factor codes, as shipped.
@@ -107,6 +107,23 @@ test('a withdrawal to the address book, requested by a trader and approved by tw
   await ops.goto('/operator/markets');
   await expect(ops.getByRole('table', { name: 'Markets' })).toContainText('BTC-USD');
   await visit(ops, 'operator-markets');
+
+  // The operators' pages at a phone's width, in the dark theme chosen with the toggle.
+  await ops.setViewportSize({ width: 390, height: 844 });
+  await ops.getByRole('button', { name: 'Switch to the dark theme' }).click();
+  await expect(ops.locator('html')).toHaveAttribute('data-theme', 'dark');
+  for (const [path, heading] of [
+    ['/operator', 'Reserves'],
+    ['/operator/approvals', 'Recent proposals'],
+    ['/operator/users', 'Find a user'],
+    ['/operator/markets', 'House inventory'],
+    ['/operator/audit', 'Records'],
+  ]) {
+    await ops.goto(path);
+    await expect(ops.getByRole('heading', { name: heading })).toBeVisible();
+    await fitsTheWidth(ops);
+    await visit(ops, `phone-dark-${path.slice(1).replace('/', '-')}`);
+  }
   expect(problems).toEqual([]);
 });
 

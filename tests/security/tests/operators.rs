@@ -174,6 +174,12 @@ fn an_edited_removed_or_reordered_audit_record_is_found() {
         json!({}),
     );
     assert!(data(&wrong, "verifyAuditLog")["broken"].as_str().is_some_and(|b| b.contains("record 4")), "{wrong}");
+    let beyond = system.as_user(
+        &operator,
+        "{ verifyAuditLog(after: \"1000000\", afterHash: \"0000000000000000000000000000000000000000000000000000000000000000\") { complete } }",
+        json!({}),
+    );
+    assert_eq!(code(&beyond), "BAD_USER_INPUT", "{beyond}");
     system.register("curious@bank.example", OPERATOR_PASSWORD);
     let user = system.login("curious@bank.example", OPERATOR_PASSWORD);
     let refused_check = system.as_user(&user, "{ verifyAuditLog { complete } auditLog { headSequence } }", json!({}));

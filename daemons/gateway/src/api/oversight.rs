@@ -13,7 +13,6 @@ use super::{ask, at, coded, operator, services, unexpected, Catalog, DateTime};
 const AUDIT_PAGE: u64 = 1_000;
 /// Records one `verifyAuditLog` call checks at most.
 const VERIFY_LIMIT_MAX: i32 = 20_000;
-const VERIFY_LIMIT_DEFAULT: i32 = 5_000;
 
 /// The daemons as this gateway sees them.
 #[derive(SimpleObject)]
@@ -173,7 +172,8 @@ impl OversightQuery {
         #[graphql(default = 5000)] limit: i32,
     ) -> Result<AuditChainCheck, Error> {
         operator(ctx)?;
-        let limit = u64::try_from(limit.clamp(1, VERIFY_LIMIT_MAX)).unwrap_or(VERIFY_LIMIT_DEFAULT as u64);
+        // Clamped to 1..=VERIFY_LIMIT_MAX, so the conversion cannot fail.
+        let limit = u64::try_from(limit.clamp(1, VERIFY_LIMIT_MAX)).unwrap_or(1);
         let after = sequence(&after)?;
         let last_hash = match after_hash {
             Some(hex) => Digest::from_hex(&hex).ok_or_else(|| coded("BAD_USER_INPUT", "afterHash is a record's hash: 64 hex digits"))?,
@@ -181,6 +181,9 @@ impl OversightQuery {
             None => return Err(coded("BAD_USER_INPUT", "afterHash is needed to go on after a record: the lastHash of the step before")),
         };
         let head = audit_head(ctx).await?;
+        if after > head.last_sequence {
+            return Err(coded("BAD_USER_INPUT", format!("the log has {} records: start at 0, or after one of them", head.last_sequence)));
+        }
         let mut chain = ChainCheck { last_sequence: after, last_hash };
         let end = head.last_sequence.min(after.saturating_add(limit));
         let mut broken = None;
