@@ -142,6 +142,8 @@ export function ActionButton({
       onDone?.();
     } catch (failure) {
       setError(failure);
+      // A proposal was made or approved: what the page shows has changed.
+      if (failure instanceof ApiError && failure.code === 'APPROVAL_PENDING') onDone?.();
     } finally {
       setBusy(false);
     }

@@ -64,6 +64,10 @@ test('a withdrawal to the address book, requested by a trader and approved by tw
   const queue = ops.getByRole('region', { name: 'Withdrawals to decide' });
   await queue.getByRole('button', { name: `Approve withdrawal ${id}` }).click();
   await expect(queue.getByRole('status')).toContainText('waits for 1 more approval');
+  // The queue shows the proposal the approval made, approved once, for another operator.
+  const made = ops.getByRole('region', { name: 'Proposals waiting for approval' }).getByRole('row', { name: new RegExp(`approve withdrawal ${id}\\b`) });
+  await expect(made).toContainText('1 of 2');
+  await expect(made).toContainText('You approved it');
   await visit(ops, 'operator-approvals');
   // …which is not enough: one operator alone pays nothing out.
   await dave.reload();
