@@ -1,5 +1,5 @@
 // Small pieces every page uses.
-import { useCallback, useEffect, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { Button, Input, Label, ListBox, ListBoxItem, Popover, Select, SelectValue, Text, TextField } from 'react-aria-components';
 import type { TadaDocumentNode } from 'gql.tada';
 import { ApiError, request } from './api';
@@ -87,6 +87,25 @@ export function useQuery<T, V extends Record<string, unknown>>(document: TadaDoc
   }, [document, key]);
   useEffect(reload, [reload]);
   return { data, error, reload };
+}
+
+/// A form's submit: runs `action` once at a time and keeps what it failed with.
+export function useSubmit() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const submit = (action: () => Promise<void>) => async (event: FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, submit };
 }
 
 /// A labelled text input.

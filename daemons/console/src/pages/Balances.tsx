@@ -1,8 +1,6 @@
-import { useEffect, useState } from 'react';
-import { request } from '../api';
-import { ErrorMessage, Loading, Panel, TableHead } from '../components';
+import { ErrorMessage, Loading, Panel, TableHead, useQuery } from '../components';
 import { formatDecimal } from '../decimal';
-import { graphql, type ResultOf } from '../graphql';
+import { graphql } from '../graphql';
 import { BalanceRows } from './Market';
 
 const WalletQuery = graphql(`
@@ -12,15 +10,9 @@ const WalletQuery = graphql(`
   }
 `);
 
-type Data = ResultOf<typeof WalletQuery>;
-
 /// The trader's balances and the latest entries of their ledger history.
 export function Balances() {
-  const [data, setData] = useState<Data | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    request(WalletQuery).then(setData, setError);
-  }, []);
+  const { data, error } = useQuery(WalletQuery);
   if (error) return <main><ErrorMessage error={error} /></main>;
   if (!data) return <main><Loading what="balances" /></main>;
   return (

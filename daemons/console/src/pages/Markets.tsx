@@ -1,9 +1,7 @@
-import { useEffect, useState } from 'react';
 import { Link } from 'wouter';
-import { request } from '../api';
-import { ErrorMessage, Loading } from '../components';
+import { ErrorMessage, Loading, TableHead, useQuery } from '../components';
 import { formatDecimal } from '../decimal';
-import { graphql, type ResultOf } from '../graphql';
+import { graphql } from '../graphql';
 
 const MarketsQuery = graphql(`
   query Markets {
@@ -12,15 +10,9 @@ const MarketsQuery = graphql(`
   }
 `);
 
-type Data = ResultOf<typeof MarketsQuery>;
-
 /// Every market with its last 24 hours.
 export function Markets() {
-  const [data, setData] = useState<Data | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    request(MarketsQuery).then(setData, setError);
-  }, []);
+  const { data, error } = useQuery(MarketsQuery);
   if (error) return <main><ErrorMessage error={error} /></main>;
   if (!data) return <main><Loading what="markets" /></main>;
   const tickers = new Map(data.tickers.map((ticker) => [ticker.market, ticker]));
@@ -29,17 +21,7 @@ export function Markets() {
       <h1>Markets</h1>
       <table className="data">
         <caption className="visually-hidden">Markets and their last 24 hours</caption>
-        <thead>
-          <tr>
-            <th scope="col">Market</th>
-            <th scope="col" className="number">Last price</th>
-            <th scope="col" className="number">24 h change</th>
-            <th scope="col" className="number">24 h high</th>
-            <th scope="col" className="number">24 h low</th>
-            <th scope="col" className="number">24 h volume</th>
-            <th scope="col">Status</th>
-          </tr>
-        </thead>
+        <TableHead columns={['Market', ['Last price', 'number'], ['24 h change', 'number'], ['24 h high', 'number'], ['24 h low', 'number'], ['24 h volume', 'number'], 'Status']} />
         <tbody>
           {data.markets.map((market) => {
             const ticker = tickers.get(market.id);

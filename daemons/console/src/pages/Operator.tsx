@@ -5,7 +5,7 @@ import { useState, type FormEvent, type ReactNode } from 'react';
 import { Button, Checkbox, Form } from 'react-aria-components';
 import { Link } from 'wouter';
 import { request } from '../api';
-import { ActionButton, ErrorMessage, Field, Loading, Panel, TableHead, When, useQuery, words } from '../components';
+import { ActionButton, ErrorMessage, Field, Loading, Panel, TableHead, When, useQuery, useSubmit, words } from '../components';
 import { formatDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
@@ -585,22 +585,12 @@ export function MarketsAdmin() {
 /// A form whose submit runs `action` and says what it answered.
 function ProposalForm({ label, submit, children, onDone }: { label: string; submit: () => Promise<string>; children: ReactNode; onDone: () => void }) {
   const [said, setSaid] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  async function run(event: FormEvent) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
+  const { busy, error, submit: submitting } = useSubmit();
+  const run = submitting(async () => {
     setSaid(null);
-    try {
-      setSaid(await submit());
-      onDone();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+    setSaid(await submit());
+    onDone();
+  });
   return (
     <Form onSubmit={run} aria-label={label}>
       {children}

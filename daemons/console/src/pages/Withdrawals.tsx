@@ -1,7 +1,7 @@
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState, type ReactNode } from 'react';
 import { Button, Form } from 'react-aria-components';
 import { request } from '../api';
-import { ActionButton, Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, newIdempotencyKey, useQuery, useTwoFactorCode, words } from '../components';
+import { ActionButton, Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, newIdempotencyKey, useQuery, useSubmit, useTwoFactorCode, words } from '../components';
 import { formatDecimal, isDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 
@@ -79,45 +79,35 @@ function RequestForm({ data, onDone }: { data: Data; onDone: () => void }) {
   // One key per withdrawal the user means: a retry of the same form sends it again.
   const [idempotencyKey, setIdempotencyKey] = useState(newIdempotencyKey);
   const [twoFactorCode, codeField] = useTwoFactorCode();
-  const [error, setError] = useState<unknown>(null);
   const [done, setDone] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, submit } = useSubmit();
   const scale = data.assets.find((a) => a.symbol === asset)?.scale;
   const balance = data.balances.find((b) => b.asset === asset);
   const entries = data.addressBook.filter((e) => e.asset === asset && e.usable);
   const chosen = entries.find((e) => e.id === entry);
   const allowlistOnly = data.withdrawalSettings.allowlistOnly;
 
-  async function submit(event: FormEvent) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
+  const requestWithdrawal = submit(async () => {
     setDone(null);
-    try {
-      const answer = await request(RequestWithdrawalMutation, {
-        asset,
-        amount: amount.trim(),
-        destination: chosen ? chosen.address : destination.trim(),
-        idempotencyKey,
-        twoFactorCode,
-        addressBookEntry: chosen?.id ?? null,
-      });
-      const withdrawal = answer.requestWithdrawal;
-      setDone(`Withdrawal ${withdrawal.id} is ${words(withdrawal.status)}${withdrawal.reviewReason ? `: ${withdrawal.reviewReason}` : ''}. The operators approve it before it is sent.`);
-      setAmount('');
-      setIdempotencyKey(newIdempotencyKey());
-      onDone();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+    const answer = await request(RequestWithdrawalMutation, {
+      asset,
+      amount: amount.trim(),
+      destination: chosen ? chosen.address : destination.trim(),
+      idempotencyKey,
+      twoFactorCode,
+      addressBookEntry: chosen?.id ?? null,
+    });
+    const withdrawal = answer.requestWithdrawal;
+    setDone(`Withdrawal ${withdrawal.id} is ${words(withdrawal.status)}${withdrawal.reviewReason ? `: ${withdrawal.reviewReason}` : ''}. The operators approve it before it is sent.`);
+    setAmount('');
+    setIdempotencyKey(newIdempotencyKey());
+    onDone();
+  });
 
   const assetOptions: [string, string][] = data.assets.map((a) => [a.symbol, a.symbol]);
   const entryOptions: [string, string][] = [['', allowlistOnly ? 'Choose an address' : 'Another address'], ...entries.map((e): [string, string] => [e.id, `${e.label} (${e.address})`])];
   return (
-    <Form onSubmit={submit} aria-label="Request a withdrawal">
+    <Form onSubmit={requestWithdrawal} aria-label="Request a withdrawal">
       {assetOptions.length ? <Choice label="Asset" options={assetOptions} value={asset} onChange={(value) => { setAsset(value); setEntry(''); }} /> : <p>No assets yet.</p>}
       <p className="muted">
         Available: <span data-testid="withdrawable">{formatDecimal(balance?.available ?? '0', scale)}</span> {asset}
@@ -210,26 +200,16 @@ function AddressBook({ data, onChange }: { data: Data; onChange: () => void }) {
   const [memo, setMemo] = useState('');
   const [label, setLabel] = useState('');
   const [twoFactorCode, codeField] = useTwoFactorCode();
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, submit } = useSubmit();
   const settings = data.withdrawalSettings;
 
-  async function add(event: FormEvent) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await request(AddEntryMutation, { input: { asset, network: network.trim(), address: address.trim(), memo: memo.trim() || null, label: label.trim() }, twoFactorCode });
-      setAddress('');
-      setMemo('');
-      setLabel('');
-      onChange();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+  const add = submit(async () => {
+    await request(AddEntryMutation, { input: { asset, network: network.trim(), address: address.trim(), memo: memo.trim() || null, label: label.trim() }, twoFactorCode });
+    setAddress('');
+    setMemo('');
+    setLabel('');
+    onChange();
+  });
 
   return (
     <>
