@@ -309,7 +309,7 @@ impl AddressBook {
         match entries.as_slice() {
             [] if must_be_in_book => Ok(Err(DestinationRefusal::NotInBook)),
             [] => Ok(Ok(None)),
-            [entry] if entry.usable_from_ms > now_ms => Ok(Err(DestinationRefusal::CoolingDown { usable_from: crate::convert::rfc3339(entry.usable_from_ms) })),
+            [entry] if entry.usable_from_ms > now_ms => Ok(Err(DestinationRefusal::CoolingDown { usable_from: crate::units::rfc3339(entry.usable_from_ms) })),
             [entry] => Ok(Ok(Some(entry.clone()))),
             _ => Ok(Err(DestinationRefusal::Ambiguous)),
         }

@@ -18,6 +18,7 @@ pub struct GatewayConfig {
     pub api_keys: ApiKeysConfig,
     pub withdrawals: WithdrawalsConfig,
     pub console: ConsoleConfig,
+    pub convert: ConvertConfig,
     /// The certificates for `tcp:` links to the ledger and matching.
     pub link: link::LinkConfig,
     pub log: LogConfig,
@@ -64,6 +65,23 @@ pub struct ConsoleConfig {
 impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig { directory: "/usr/share/marionette/console".into() }
+    }
+}
+
+/// Convert's quotes: each sets the house's inventory aside until it
+/// expires, so a user may ask for only so many (a free option must not be
+/// free to farm); the ledger also bounds the open ones per user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConvertConfig {
+    /// Quotes a user may ask for a minute, after the burst.
+    pub quotes_per_minute: u32,
+    pub quotes_burst: u32,
+}
+
+impl Default for ConvertConfig {
+    fn default() -> Self {
+        ConvertConfig { quotes_per_minute: 60, quotes_burst: 10 }
     }
 }
 
@@ -419,6 +437,9 @@ impl GatewayConfig {
         }
         if l.login_ip_burst == 0 || l.login_account_burst == 0 || l.login_ip_refill_seconds > 86_400 || l.login_account_refill_seconds > 86_400 {
             return invalid("limits", "login_ip_burst and login_account_burst must be at least 1, the refill times at most 86400 seconds");
+        }
+        if self.convert.quotes_per_minute == 0 || self.convert.quotes_burst == 0 {
+            return invalid("convert", "quotes_per_minute and quotes_burst must be at least 1");
         }
         let k = &self.api_keys;
         if !(100..=60_000).contains(&k.receive_window_ms) {

@@ -140,6 +140,11 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: O
         reviews,
         withdrawing: Default::default(),
         order_times: metrics.order_times.clone(),
+        convert_quotes: RateLimiter::with_refill(
+            Duration::from_secs(60) / config.convert.quotes_per_minute,
+            config.convert.quotes_burst,
+            config.limits.rate_keys_max,
+        ),
     };
     let schema = api::schema(services, &config.limits);
     let admin = Arc::new(Admin {

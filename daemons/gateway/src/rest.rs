@@ -80,7 +80,7 @@ fn percent_decode(text: &str) -> Option<String> {
 
 /// The GraphQL document and variables that answer a request.
 pub fn graphql(market: &str, request: &MarketData) -> (&'static str, Value) {
-    let time = |ms: Option<u64>| ms.map(|ms| Value::String(crate::convert::rfc3339(ms)));
+    let time = |ms: Option<u64>| ms.map(|ms| Value::String(crate::units::rfc3339(ms)));
     match request {
         MarketData::Ticker => (
             "query($market: ID!) { ticker(market: $market) { market at from lastPrice bestBid bestAsk open high low change changePercent volume quoteVolume vwap trades } }",
@@ -118,7 +118,7 @@ pub fn reshape(request: &MarketData, data: Value) -> Value {
                 .into_iter()
                 .flatten()
                 .map(|c| {
-                    let time = c["time"].as_str().and_then(crate::convert::parse_rfc3339).map_or(Value::Null, Value::from);
+                    let time = c["time"].as_str().and_then(crate::units::parse_rfc3339).map_or(Value::Null, Value::from);
                     json!([time, c["open"], c["high"], c["low"], c["close"], c["volume"]])
                 })
                 .collect(),

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, TransferId, UserId, WithdrawalId};
 
 pub mod candles;
+pub mod convert;
 pub mod house;
 pub mod operators;
 pub mod spot;
@@ -33,8 +34,9 @@ pub mod wallet;
 /// (matching-api 3), an order's filled ticks x lots and candles' turnover
 /// in ticks x lots; 10 halting and resuming a market, kill switches,
 /// cancel-all, good-till-date orders; 11 amending orders (and matching-api
-/// 5's Amended); 12 stop orders; 13 OCO lists.
-pub const FORMAT_VERSION: u16 = 13;
+/// 5's Amended); 12 stop orders; 13 OCO lists; 14 convert (pairs, quotes,
+/// conversions) and its refusals.
+pub const FORMAT_VERSION: u16 = 14;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -257,6 +259,7 @@ products! {
     Wallet => wallet,
     Spot => spot,
     House => house,
+    Convert => convert,
 }
 
 /// A business refusal, with the contract's code. Nothing changed when one is returned.
@@ -295,6 +298,16 @@ pub enum LedgerError {
     MarketHalted(MarketId),
     #[error("the kill switch of account {user} is engaged: no new orders until {} lift it", kill_switch_holder(.by_operators))]
     KillSwitchEngaged { user: UserId, by_operators: bool },
+    #[error("quote {0} has expired (or was accepted before it did): ask for a new quote")]
+    QuoteExpired(u64),
+    #[error("quote {0} was accepted already; a quote is accepted at most once")]
+    QuoteAccepted(u64),
+    #[error("the conversion pair of assets {base} and {quote} is paused by the operators: no quotes or accepts until they resume it")]
+    PairPaused { base: AssetId, quote: AssetId },
+    /// The house cannot take the other side: its inventory, its exposure
+    /// limit or the book's depth is short of the amount.
+    #[error("the house cannot convert this much now: {0}; try a smaller amount or later")]
+    InsufficientLiquidity(String),
 }
 
 fn kill_switch_holder(by_operators: &bool) -> &'static str {
@@ -320,6 +333,10 @@ impl LedgerError {
             LedgerError::AccountFrozen(_) => "ACCOUNT_FROZEN",
             LedgerError::MarketHalted(_) => "MARKET_CLOSED",
             LedgerError::KillSwitchEngaged { .. } => "KILL_SWITCH_ENGAGED",
+            LedgerError::QuoteExpired(_) => "QUOTE_EXPIRED",
+            LedgerError::QuoteAccepted(_) => "DUPLICATE",
+            LedgerError::PairPaused { .. } => "MARKET_CLOSED",
+            LedgerError::InsufficientLiquidity(_) => "INSUFFICIENT_LIQUIDITY",
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum ActionKind {
     AccountFreeze,
     /// A user's verification tier, which sets their withdrawal limits.
     Tier,
+    /// Adding or changing a conversion pair (its price, spread, bounds, pause).
+    ConvertPair,
 }
 
 impl ActionKind {
@@ -48,6 +50,7 @@ impl ActionKind {
             ActionKind::Operator => "operator",
             ActionKind::AccountFreeze => "account_freeze",
             ActionKind::Tier => "tier",
+            ActionKind::ConvertPair => "convert_pair",
         }
     }
 
@@ -75,6 +78,7 @@ pub struct Thresholds {
     pub operator: u8,
     pub account_freeze: u8,
     pub tier: u8,
+    pub convert_pair: u8,
 }
 
 impl Default for Thresholds {
@@ -89,6 +93,7 @@ impl Default for Thresholds {
             operator: 2,
             account_freeze: 2,
             tier: 2,
+            convert_pair: 2,
         }
     }
 }
@@ -108,6 +113,7 @@ impl Thresholds {
             ActionKind::Operator => self.operator,
             ActionKind::AccountFreeze => self.account_freeze,
             ActionKind::Tier => self.tier,
+            ActionKind::ConvertPair => self.convert_pair,
         }
     }
 
@@ -134,6 +140,7 @@ impl Thresholds {
             operator: n,
             account_freeze: n,
             tier: n,
+            convert_pair: n,
         }
     }
 }
@@ -141,7 +148,7 @@ impl Thresholds {
 /// The highest verification tier; 0 is a new user's.
 pub const TIER_MAX: u8 = 9;
 
-pub const ALL_KINDS: [ActionKind; 9] = [
+pub const ALL_KINDS: [ActionKind; 10] = [
     ActionKind::Deposit,
     ActionKind::WithdrawalApproval,
     ActionKind::WithdrawalRejection,
@@ -151,6 +158,7 @@ pub const ALL_KINDS: [ActionKind; 9] = [
     ActionKind::Operator,
     ActionKind::AccountFreeze,
     ActionKind::Tier,
+    ActionKind::ConvertPair,
 ];
 
 /// What a proposal would do.

@@ -24,6 +24,41 @@ impl<T: serde::Serialize> Encode for T {
 }
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let pair_spec = convert::PairSpec {
+        base: 2,
+        quote: 3,
+        price: convert::PriceSource::Set { quote_units: 10_850, base_units: 10_000 },
+        spread_bps: 25,
+        fee_bps: 10,
+        base_min: 100,
+        base_max: 1_000_000,
+        base_step: 100,
+        quote_ttl_ms: 10_000,
+        paused: false,
+        exposure_max_base: 5_000_000,
+        exposure_max_quote: 6_000_000,
+    };
+    let leg = convert::QuoteLeg { base: 2, quote: 3, sell_base: true, pay: 1_000, receive: 1_082, spread: 3 };
+    let quote_request = convert::QuoteRequest {
+        user: 12,
+        legs: vec![leg, convert::QuoteLeg { base: 4, quote: 3, sell_base: false, pay: 1_082, receive: 9, spread: 0 }],
+        fee: 1,
+    };
+    let quote = convert::Quote {
+        id: 7,
+        user: 12,
+        legs: vec![leg],
+        fee: 1,
+        created_ms: 1_700_000_000_000,
+        expires_at_ms: 1_700_000_010_000,
+        status: convert::QuoteStatus::Open,
+    };
+    let conversion = convert::Conversion {
+        id: 7,
+        quote: convert::Quote { status: convert::QuoteStatus::Accepted, ..quote.clone() },
+        at_ms: 1_700_000_005_000,
+        first_transfer: 99,
+    };
     let candle = Candle { start_ms: 60_000, open: 100, high: 104, low: 98, close: 103, volume_lots: 4, turnover_tick_lots: 400, trades: 2, last_trade: 9 };
     let spec = MarketSpec {
         id: 3,
@@ -359,6 +394,56 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("transfer record", transfer.encode()),
         ("order record", record.encode()),
         ("withdrawal record", withdrawal.encode()),
+        (
+            "convert commands",
+            vec![
+                Command::Convert(convert::Command::SetPair(pair_spec)),
+                Command::Convert(convert::Command::Quote(quote_request)),
+                Command::Convert(convert::Command::Accept { user: 12, quote: 7, key: "k-1".into() }),
+                Command::Convert(convert::Command::ExpireQuotes),
+            ]
+            .encode(),
+        ),
+        (
+            "convert outcomes",
+            vec![
+                Outcome::Convert(convert::Outcome::PairSet { base: 2, quote: 3 }),
+                Outcome::Convert(convert::Outcome::Quoted(quote.clone())),
+                Outcome::Convert(convert::Outcome::Accepted(7)),
+                Outcome::Convert(convert::Outcome::QuotesExpired { expired: 2, forgotten: 1 }),
+            ]
+            .encode(),
+        ),
+        (
+            "convert errors",
+            vec![
+                LedgerError::QuoteExpired(7),
+                LedgerError::QuoteAccepted(7),
+                LedgerError::PairPaused { base: 2, quote: 3 },
+                LedgerError::InsufficientLiquidity("short".into()),
+            ]
+            .encode(),
+        ),
+        (
+            "convert queries",
+            vec![
+                Query::Convert(convert::Query::Pairs),
+                Query::Convert(convert::Query::Conversion { id: 7 }),
+                Query::Convert(convert::Query::Conversions { user: Some(12), limit: 10 }),
+            ]
+            .encode(),
+        ),
+        (
+            "convert answers",
+            vec![
+                Answer::Convert(convert::Answer::Pairs(vec![convert::Pair { spec: pair_spec, net_base: -5, net_quote: 250 }])),
+                Answer::Convert(convert::Answer::Conversion(Some(conversion.clone()))),
+                Answer::Convert(convert::Answer::Conversions(vec![conversion.clone()])),
+            ]
+            .encode(),
+        ),
+        ("quote record", quote.encode()),
+        ("conversion record", conversion.encode()),
     ]
 }
 
@@ -389,22 +474,29 @@ const GOLDEN: &[(&str, &str)] = &[
     ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f80808080802080808080040001060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
-    ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202010101050c0101060c00"),
+    ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c01010502020102020202020202010101050c0101060c00"),
     ("operators' outcomes", "0a010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f0002010302010409010501060c0301070c01080c0201090c000103"),
     ("forbidden", "09026e6f"),
     ("kill switch engaged", "0e0c01"),
     ("operators' queries", "07040004040101000a04020403010a040404050c04060c"),
-    ("operators' answers", "0704000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f0402020102020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa404304050204060100"),
+    ("operators' answers", "0704000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f040202010202020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa404304050204060100"),
     ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
     ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
     ("order record", "030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c"),
     ("withdrawal record", "050c02a41309444538392033373034010102"),
+    ("convert commands", "040500020301c4a901a09c01190ac80180897ac801904e0080ade20480b6dc0505010c02020301d00ff41006040300f41012000205020c07036b2d310503"),
+    ("convert outcomes", "04050002030501070c01020301d00ff410060280d095ffbc31909e96ffbc310005020705030201"),
+    ("convert errors", "040f071007110203120573686f7274"),
+    ("convert queries", "0308000801070802010c0a"),
+    ("convert answers", "03080001020301c4a901a09c01190ac80180897ac801904e0080ade20480b6dc0509f40308010107070c01020301d00ff410060280d095ffbc31909e96ffbc310188f795ffbc316308020107070c01020301d00ff410060280d095ffbc31909e96ffbc310188f795ffbc3163"),
+    ("quote record", "070c01020301d00ff410060280d095ffbc31909e96ffbc3100"),
+    ("conversion record", "07070c01020301d00ff410060280d095ffbc31909e96ffbc310188f795ffbc3163"),
 ];
 
 #[test]
-fn the_format_is_version_13_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 13, "the golden bytes below are version 13's: a new version writes its own");
+fn the_format_is_version_14_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 14, "the golden bytes below are version 14's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");
@@ -429,6 +521,11 @@ fn every_code_and_purpose_is_named_once() {
         spot::ROUNDING,
         house::FUNDING,
         house::DEFUNDING,
+        convert::QUOTE_HOLD,
+        convert::QUOTE_EXPIRY,
+        convert::CONVERSION,
+        convert::SPREAD,
+        convert::FEE,
     ];
     for code in codes {
         assert_ne!(transfer_kind(code), "OTHER", "code {code}");
@@ -438,7 +535,7 @@ fn every_code_and_purpose_is_named_once() {
     unique.dedup();
     assert_eq!(unique.len(), codes.len());
     assert_eq!(transfer_kind(999), "OTHER");
-    for purpose in [wallet::AVAILABLE, wallet::LOCKED, wallet::CUSTODY, wallet::PENDING_WITHDRAWALS, house::REVENUE, house::INVENTORY] {
+    for purpose in [wallet::AVAILABLE, wallet::LOCKED, wallet::CUSTODY, wallet::PENDING_WITHDRAWALS, house::REVENUE, house::INVENTORY, convert::QUOTED] {
         assert_ne!(purpose_name(purpose), "other", "purpose {purpose}");
     }
 }

@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TryS
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ledger_api::{spot, Command as LedgerCommand, LedgerError, Outcome, TimestampMs};
+use ledger_api::{convert, spot, Command as LedgerCommand, LedgerError, Outcome, TimestampMs};
 use link::{ConnectionId, Outgoing, Stream};
 use matching_api::{Command, Event};
 use shell::service_manager::Watchdog;
@@ -190,7 +190,7 @@ impl Engine {
                 }
             } else {
                 // Woken for the next order expiry too, when nothing else comes.
-                let until_expiry = self.service.ledger().spot().next_expiry().map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+                let until_expiry = self.next_expiry().map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
                 match inbox.recv_timeout(until_expiry.map_or(watchdog.wait_max(), |until| until.min(watchdog.wait_max()))) {
                     Ok(item) => item,
                     Err(RecvTimeoutError::Timeout) => {
@@ -241,16 +241,34 @@ impl Engine {
         }
     }
 
+    /// When the ledger's clock next has something to expire: an order, or a quote.
+    fn next_expiry(&self) -> Option<u64> {
+        let ledger = self.service.ledger();
+        match (ledger.spot().next_expiry(), ledger.convert().next_expiry()) {
+            (Some(orders), Some(quotes)) => Some(orders.min(quotes)),
+            (orders, quotes) => orders.or(quotes),
+        }
+    }
+
     /// Journals the ledger's own ExpireOrders once its clock reaches the
-    /// next order expiry. The command carries no time: the entry's stamp is
-    /// what the orders are measured against, so a replay expires the same.
+    /// next order expiry, or ExpireQuotes the next quote's (one at a time).
+    /// The commands carry no time: the entry's stamp is what the orders and
+    /// quotes are measured against, so a replay expires the same.
     fn expire_due(&mut self) {
         let now = now_ms();
-        if self.service.ledger().spot().next_expiry().is_none_or(|at| at > now) || self.pending.iter().any(|entry| entry.peer == SYSTEM_PEER) {
+        if self.pending.iter().any(|entry| entry.peer == SYSTEM_PEER) {
             return;
         }
+        let ledger = self.service.ledger();
+        let command = if ledger.spot().next_expiry().is_some_and(|at| at <= now) {
+            LedgerCommand::Spot(spot::Command::ExpireOrders)
+        } else if ledger.convert().next_expiry().is_some_and(|at| at <= now) {
+            LedgerCommand::Convert(convert::Command::ExpireQuotes)
+        } else {
+            return;
+        };
         let peer_sequence = self.service.peer_applied(SYSTEM_PEER) + 1;
-        self.queue(JournalEntry { peer: SYSTEM_PEER, peer_sequence, at_ms: now, command: LedgerCommand::Spot(spot::Command::ExpireOrders) });
+        self.queue(JournalEntry { peer: SYSTEM_PEER, peer_sequence, at_ms: now, command });
     }
 
     fn peer(&mut self, peer: PeerId) -> &mut Peer {

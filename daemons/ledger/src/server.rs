@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_api::{operators, spot, Command, Query, QueryError};
+use ledger_api::{convert, operators, spot, Command, Query, QueryError};
 use link::{Admission, ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, Peer, ReadError, Stream};
 use storage::Store;
 use wire::{Message, ProtocolErrorCode, Role};
@@ -84,6 +84,7 @@ fn not_for_peers(command: &Command) -> Option<&'static str> {
     match command {
         Command::Spot(spot::Command::ApplyMatching { .. }) => Some("only the ledger's link to matching applies matching outputs"),
         Command::Spot(spot::Command::ExpireOrders) => Some("only the ledger's own clock expires orders"),
+        Command::Convert(convert::Command::ExpireQuotes) => Some("only the ledger's own clock expires quotes"),
         Command::Operators(operators::Command::Configure(_)) => Some("only the ledger's own config sets the approval thresholds"),
         command if command.operator_action().is_some() => {
             Some("an operator's action comes inside a proposal that names the operator (operators::Command::Propose)")

@@ -5,7 +5,7 @@ use ::ledger::schema::{self, kernel, spot as spot_schema, wallet as wallet_schem
 use ledger_api::candles::{self, Candle, CandleInterval, MINUTE_MS};
 use ledger_api::spot::{Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus};
 use ledger_api::wallet::Balance;
-use ledger_api::{spot, wallet, AssetId, AssetSpec, Command as LedgerCommand, MarketId, Outcome, Transfer, UserId};
+use ledger_api::{convert, spot, wallet, AssetId, AssetSpec, Command as LedgerCommand, MarketId, Outcome, Transfer, UserId};
 use matching_core::{
     Command, EngineLimits, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger, TriggerDirection, TriggerSource,
 };
@@ -133,6 +133,21 @@ fn run_with(store: &Store, writer: &mut Writer, seed: u64, commands: usize, jour
     setup.push(LedgerCommand::Wallet(wallet::Command::Deposit { user: EMPTIED, asset: USD, amount: 1_000, reference: "usd-emptied".into() }));
     setup.push(LedgerCommand::Wallet(wallet::Command::Transfer { from: EMPTIED, to: 1, asset: USD, amount: 1_000, key: "all of it".into() }));
     setup.push(LedgerCommand::House(ledger_api::house::Command::Fund { asset: USD, amount: 77_000, reference: "treasury".into() }));
+    setup.push(LedgerCommand::House(ledger_api::house::Command::Fund { asset: BTC, amount: 1_000_000_000, reference: "treasury-btc".into() }));
+    setup.push(LedgerCommand::Convert(convert::Command::SetPair(convert::PairSpec {
+        base: BTC,
+        quote: USD,
+        price: convert::PriceSource::Set { quote_units: 1, base_units: 1 },
+        spread_bps: 10,
+        fee_bps: 10,
+        base_min: 1,
+        base_max: 1_000_000,
+        base_step: 1,
+        quote_ttl_ms: 5_000,
+        paused: false,
+        exposure_max_base: 1_000_000_000,
+        exposure_max_quote: 1_000_000_000,
+    })));
     for command in setup {
         x.step(command).unwrap();
     }
@@ -140,7 +155,15 @@ fn run_with(store: &Store, writer: &mut Writer, seed: u64, commands: usize, jour
     let mut open: Vec<(UserId, u64)> = Vec::new();
     for i in 0..commands {
         let user = rng.random_range(1..=USERS);
-        let command = match rng.random_range(0..10) {
+        let command = match rng.random_range(0..12) {
+            10 => {
+                let pay = rng.random_range(1..5_000);
+                let leg = convert::QuoteLeg { base: BTC, quote: USD, sell_base: false, pay, receive: pay, spread: 1 };
+                LedgerCommand::Convert(convert::Command::Quote(convert::QuoteRequest { user, legs: vec![leg], fee: 1 }))
+            }
+            11 => {
+                LedgerCommand::Convert(convert::Command::Accept { user, quote: rng.random_range(1..=x.ledger.convert().next_quote()), key: format!("a-{i}") })
+            }
             0..=5 => {
                 let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
                 open.push((user, x.ledger.spot().counters().next_order));
@@ -220,6 +243,9 @@ fn reopened_state_equals_the_written_state_for_random_histories() {
         assert!(!state.spot.open_orders.is_empty() && !state.wallet.pending_withdrawals.is_empty(), "seed {seed}: the scenario leaves open records to load");
         assert!(!state.kernel.holds.is_empty() && !state.kernel.idempotency.is_empty(), "seed {seed}: and holds and keys");
         assert_eq!(state.spot.candles.len(), CandleInterval::ALL.len(), "seed {seed}: and the market's latest candle of each interval");
+        assert!(!state.convert.pairs.is_empty() && !state.convert.quotes.is_empty(), "seed {seed}: and convert's pair and quotes");
+        let accepted = state.convert.quotes.values().filter(|quote| quote.status == convert::QuoteStatus::Accepted).count();
+        assert!(accepted > 0 && accepted < state.convert.quotes.len(), "seed {seed}: quotes accepted and open: {accepted}");
         assert_eq!(state, expected_state, "seed {seed}");
         let restored = Ledger::restore(LedgerLimits::default(), state);
         assert_eq!(restored.state_hash(), expected_hash);
@@ -294,7 +320,11 @@ fn reserves_sum_every_stored_account_and_balance() {
         assert_eq!(reserve.total(ledger_api::OwnerKind::House, wallet::CUSTODY), custody);
     }
     let usd = reserves.iter().find(|r| r.asset == USD).unwrap();
-    assert_eq!(usd.total(ledger_api::OwnerKind::House, ledger_api::house::INVENTORY), 77_000, "the house's funding");
+    // The funding, and what conversions paid into the USD inventory net.
+    let Some(ledger_api::convert::Answer::Pairs(pairs)) = schema::convert::answer(&store, &ledger_api::convert::Query::Pairs).ok() else { panic!("the pairs") };
+    let converted: i128 = pairs.iter().map(|pair| pair.net_quote).sum();
+    assert!(converted > 0, "conversions paid USD in");
+    assert_eq!(usd.total(ledger_api::OwnerKind::House, ledger_api::house::INVENTORY), 77_000 + converted, "the house's funding and conversions");
     assert!(usd.total(ledger_api::OwnerKind::House, ledger_api::house::REVENUE) > 0, "fees");
     let Some(ledger_api::house::Answer::Balances(house)) = schema::house::answer(&store, &ledger_api::house::Query::Balances).ok() else {
         panic!("the house's balances")

@@ -17,6 +17,7 @@
 
 #![deny(clippy::float_arithmetic)]
 
+pub mod convert;
 pub mod house;
 pub mod operators;
 pub mod spot;
@@ -48,6 +49,12 @@ pub struct LedgerLimits {
     /// About 100 bytes each: two 48-byte slots and a list entry (the slots
     /// mapped in by [`Ledger::touch_reserved`]).
     pub idempotency_keys_reserved: u32,
+    /// Convert: pairs, and quotes open per user and in all (a quote sets
+    /// inventory aside until it expires: the per-user bound keeps one user
+    /// from setting aside the house's whole inventory).
+    pub convert_pairs_max: u32,
+    pub convert_quotes_open_per_user_max: u32,
+    pub convert_quotes_open_max: u32,
 }
 
 impl Default for LedgerLimits {
@@ -60,6 +67,9 @@ impl Default for LedgerLimits {
             markets_max: 1_024,
             proposals_pending_max: 10_000,
             idempotency_keys_reserved: 1 << 20,
+            convert_pairs_max: 1_024,
+            convert_quotes_open_per_user_max: 10,
+            convert_quotes_open_max: 100_000,
         }
     }
 }
@@ -322,6 +332,7 @@ registry! {
     Wallet => wallet: wallet::Wallet,
     Spot => spot: spot::Spot,
     House => house: house::House,
+    Convert => convert: convert::Convert,
 }
 
 pub struct Ledger {

@@ -55,6 +55,11 @@ struct Marionette {
     candles_read: Option<(String, Value)>,
     /// How the running Marionette differs from the defaults: a restart keeps it.
     options: Options,
+    /// Each user's last convert quote, and the idempotency key of their accepts.
+    quotes: HashMap<String, Value>,
+    accept_keys: HashMap<String, String>,
+    /// The conversions accepts answered, in order.
+    conversions: Vec<Value>,
 }
 
 /// An API key as its bot holds it.
@@ -112,6 +117,9 @@ impl Marionette {
             guesses_before_held_back: None,
             candles_read: None,
             options: Options::default(),
+            quotes: HashMap::new(),
+            accept_keys: HashMap::new(),
+            conversions: Vec::new(),
         }
     }
 
@@ -1217,6 +1225,7 @@ fn ledger_entries_are(world: &mut Marionette, name: String, asset: String, expec
 
 // ---- the house ----
 
+#[given(regex = r#"^(the operator|\w+) (funds the house with|takes out of the house's inventory) ([\d.]+) (\w+) with the reference "([^"]+)"$"#)]
 #[when(regex = r#"^(the operator|\w+) (funds the house with|takes out of the house's inventory) ([\d.]+) (\w+) with the reference "([^"]+)"$"#)]
 fn moves_house_inventory(world: &mut Marionette, name: String, direction: String, amount: String, asset: String, reference: String) {
     let name = name.trim_start_matches("the ");
@@ -1253,15 +1262,28 @@ fn house_has(world: &mut Marionette, inventory: String, asset: String, revenue: 
 /// revenue, inventory, every user's), balance.
 #[then("no money was created or destroyed")]
 fn conserved(world: &mut Marionette) {
-    let reserves = world.ask("operator", "{ reserves { asset balanced inventory fees } }", json!({}));
+    let reserves = world.ask("operator", "{ reserves { asset balanced inventory quoted fees } }", json!({}));
+    // What conversions brought into the house's inventory net, by asset (each pair's net of both its assets).
+    let positions = world.ask("operator", "{ convertPositions { pair { base quote } netBase netQuote } }", json!({}));
+    let mut converted: HashMap<String, Decimal> = HashMap::new();
+    for position in data(&positions, "convertPositions").as_array().unwrap() {
+        *converted.entry(position["pair"]["base"].as_str().unwrap().into()).or_default() += field_decimal(&position["netBase"]);
+        *converted.entry(position["pair"]["quote"].as_str().unwrap().into()).or_default() += field_decimal(&position["netQuote"]);
+    }
     let mut held: HashMap<String, Decimal> = HashMap::new();
     let mut revenue: HashMap<String, Decimal> = HashMap::new();
     for reserve in data(&reserves, "reserves").as_array().unwrap() {
         assert_eq!(reserve["balanced"], true, "{reserves}");
         let asset = reserve["asset"].as_str().unwrap();
         let funded = world.house_funded.get(asset).copied().unwrap_or_default();
-        assert_eq!(field_decimal(&reserve["inventory"]), funded, "the house's inventory is what was funded: {reserves}");
-        *held.entry(asset.into()).or_default() += field_decimal(&reserve["fees"]);
+        let converted = converted.get(asset).copied().unwrap_or_default();
+        let house_holds = field_decimal(&reserve["inventory"]) + field_decimal(&reserve["quoted"]);
+        assert_eq!(
+            house_holds,
+            funded + converted,
+            "the house's inventory (quoted included) is what was funded and what conversions brought in net: {reserves}"
+        );
+        *held.entry(asset.into()).or_default() += field_decimal(&reserve["fees"]) + house_holds - funded;
         revenue.insert(asset.into(), field_decimal(&reserve["fees"]));
     }
     let users: Vec<String> = world.tokens.keys().filter(|k| k.as_str() != "operator").cloned().collect();
@@ -1292,6 +1314,160 @@ fn conserved(world: &mut Marionette) {
     held.retain(|_, amount| !amount.is_zero());
     deposited.retain(|_, amount| !amount.is_zero());
     assert_eq!(held, deposited, "balances + the house's revenue + withdrawals + the house's inventory, against deposits and funding, by asset");
+}
+
+// ---- convert ----
+
+const QUOTE_FIELDS: &str = "id from to fromAmount toAmount price inversePrice fee via createdAt expiresAt";
+const TRADE_FIELDS: &str = "id from to fromAmount toAmount price inversePrice fee via at";
+
+/// Sets a pair through the operators' mutation; `fields` are its arguments in GraphQL.
+fn set_pair(world: &mut Marionette, base: &str, quote: &str, fields: &str) {
+    let mutation = format!("mutation {{ setConvertPair(base: \"{base}\", quote: \"{quote}\", {fields}) {{ base quote paused }} }}");
+    world.answer = world.ask("operator", &mutation, json!({}));
+    assert!(world.answer.get("errors").is_none(), "{}", world.answer);
+}
+
+/// Bounds wide enough for every scenario: at least a step, at most 1000 of
+/// the base, and an exposure limit of 1000 base and ten million quote.
+#[given(
+    regex = r"^the operators list the conversion pair (\w+)/(\w+) (?:at ([\d.]+) \w+ a unit|priced from the book of ([\w-]+)), in steps of ([\d.]+) \w+, with a spread of (\d+) bps and a fee of (\d+) bps$"
+)]
+#[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
+fn lists_pair(world: &mut Marionette, base: String, quote: String, price: String, market: String, step_size: String, spread: String, fee: String) {
+    let source = if market.is_empty() { format!("price: \"{price}\"") } else { format!("market: \"{market}\"") };
+    let fields = format!(
+        "{source}, spreadBps: {spread}, feeBps: {fee}, minAmount: \"{step_size}\", maxAmount: \"1000\", stepSize: \"{step_size}\", exposureLimitBase: \"1000\", exposureLimitQuote: \"10000000\""
+    );
+    set_pair(world, &base, &quote, &fields);
+}
+
+#[given(regex = r"^the operators make the quotes of (\w+)/(\w+) hold (\d+) seconds$")]
+fn quotes_hold(world: &mut Marionette, base: String, quote: String, seconds: u64) {
+    set_pair(world, &base, &quote, &format!("quoteTtlMs: {}", seconds * 1000));
+}
+
+#[when(regex = r"^the operators (pause|resume) the pair (\w+)/(\w+)$")]
+fn pauses_pair(world: &mut Marionette, what: String, base: String, quote: String) {
+    set_pair(world, &base, &quote, &format!("paused: {}", what == "pause"));
+}
+
+fn ask_quote(world: &mut Marionette, name: &str, from: &str, to: &str, amount_field: &str, amount: &str) {
+    let mutation = format!("mutation($f: String!, $t: String!, $a: Decimal!) {{ convertQuote(from: $f, to: $t, {amount_field}: $a) {{ {QUOTE_FIELDS} }} }}");
+    world.answer = world.ask(name, &mutation, json!({ "f": from, "t": to, "a": amount }));
+    if world.answer.get("errors").is_none() {
+        world.quotes.insert(name.to_string(), data(&world.answer, "convertQuote").clone());
+    }
+}
+
+#[when(regex = r"^(\w+) asks for a quote of ([\d.]+) (\w+) in (\w+)$")]
+fn asks_quote(world: &mut Marionette, name: String, amount: String, from: String, to: String) {
+    ask_quote(world, &name, &from, &to, "fromAmount", &amount);
+}
+
+#[when(regex = r"^(\w+) asks how much (\w+) buys ([\d.]+) (\w+)$")]
+fn asks_quote_for(world: &mut Marionette, name: String, from: String, amount: String, to: String) {
+    ask_quote(world, &name, &from, &to, "toAmount", &amount);
+}
+
+fn quote_of<'w>(world: &'w Marionette, name: &str) -> &'w Value {
+    world.quotes.get(name).unwrap_or_else(|| panic!("{name} has no quote; the last answer: {}", world.answer))
+}
+
+#[then(regex = r"^(\w+)'s quote gives ([\d.]+) (\w+) for ([\d.]+) (\w+) with a fee of ([\d.]+) \w+( through (\w+))?$")]
+#[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
+fn quote_gives(
+    world: &mut Marionette,
+    name: String,
+    to_amount: String,
+    to: String,
+    from_amount: String,
+    from: String,
+    fee: String,
+    _through: String,
+    via: String,
+) {
+    assert!(world.answer.get("errors").is_none(), "{}", world.answer);
+    let quote = quote_of(world, &name);
+    let shown = |field: &str| quote[field].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        (shown("toAmount"), shown("to"), shown("fromAmount"), shown("from"), shown("fee"), shown("via")),
+        (to_amount.clone(), to, from_amount.clone(), from, fee, via),
+        "{quote}"
+    );
+    // The prices are the amounts' ratios, to 12 decimals down.
+    let (given, got) = (decimal(&from_amount), decimal(&to_amount));
+    let price = (got / given).round_dp_with_strategy(12, rust_decimal::RoundingStrategy::ToZero).normalize();
+    assert_eq!(field_decimal(&quote["price"]), price, "{quote}");
+    let inverse = (given / got).round_dp_with_strategy(12, rust_decimal::RoundingStrategy::ToZero).normalize();
+    assert_eq!(field_decimal(&quote["inversePrice"]), inverse, "{quote}");
+}
+
+#[then(regex = r"^(\w+)'s quote expires (\d+) seconds after it was made$")]
+fn quote_expires(world: &mut Marionette, name: String, seconds: i64) {
+    let quote = quote_of(world, &name);
+    let time = |field: &str| chrono::DateTime::parse_from_rfc3339(quote[field].as_str().unwrap()).unwrap();
+    assert_eq!((time("expiresAt") - time("createdAt")).num_seconds(), seconds, "{quote}");
+}
+
+#[when(regex = r"^(\d+) seconds pass$")]
+fn seconds_pass(_world: &mut Marionette, seconds: u64) {
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+}
+
+#[when(regex = r"^(\w+) accepts (?:her|his) quote( again| with a new key)?$")]
+fn accepts_quote(world: &mut Marionette, name: String, how: String) {
+    let id = quote_of(world, &name)["id"].as_str().unwrap().to_string();
+    let key = match (how.as_str(), world.accept_keys.get(&name)) {
+        (" again", Some(key)) => key.clone(),
+        _ => format!("accept-{name}-{id}-{}", world.conversions.len() + world.accept_keys.len()),
+    };
+    world.accept_keys.insert(name.clone(), key.clone());
+    let mutation = format!("mutation($q: ID!, $k: String!) {{ acceptConvertQuote(quoteId: $q, idempotencyKey: $k) {{ {TRADE_FIELDS} }} }}");
+    world.answer = world.ask(&name, &mutation, json!({ "q": id, "k": key }));
+    if world.answer.get("errors").is_none() {
+        world.conversions.push(data(&world.answer, "acceptConvertQuote").clone());
+    }
+}
+
+#[then("the accept answers the same conversion")]
+fn same_conversion(world: &mut Marionette) {
+    let [.., first, second] = world.conversions.as_slice() else { panic!("fewer than two accepts answered: {:?}", world.conversions) };
+    assert_eq!(first, second);
+}
+
+#[then(regex = r"^the house has ([\d.]+) (\w+) set aside for quotes$")]
+fn house_quoted(world: &mut Marionette, amount: String, asset: String) {
+    let answer = world.ask("operator", "{ reserves { asset quoted } }", json!({}));
+    let quoted =
+        data(&answer, "reserves").as_array().unwrap().iter().find(|r| r["asset"] == asset.as_str()).map_or(Decimal::ZERO, |r| field_decimal(&r["quoted"]));
+    assert_eq!(quoted, decimal(&amount), "{answer}");
+}
+
+#[then(regex = r"^(\w+) has made (\d+) conversions?, of ([\d.]+) (\w+) into ([\d.]+) (\w+)$")]
+fn has_conversions(world: &mut Marionette, name: String, count: usize, from_amount: String, from: String, to_amount: String, to: String) {
+    let answer = world.ask(&name, &format!("{{ convertTrades {{ {TRADE_FIELDS} }} }}"), json!({}));
+    let trades = data(&answer, "convertTrades").as_array().unwrap();
+    assert_eq!(trades.len(), count, "{answer}");
+    let newest = &trades[0];
+    assert_eq!(
+        (newest["fromAmount"].as_str(), newest["from"].as_str(), newest["toAmount"].as_str(), newest["to"].as_str()),
+        (Some(from_amount.as_str()), Some(from.as_str()), Some(to_amount.as_str()), Some(to.as_str())),
+        "{answer}"
+    );
+}
+
+#[then(regex = r"^the operators see the house's position through (\w+)/(\w+) at (-?[\d.]+) \w+ and (-?[\d.]+) \w+$")]
+fn house_position(world: &mut Marionette, base: String, quote: String, net_base: String, net_quote: String) {
+    let answer = world.ask("operator", "{ convertPositions { pair { base quote } netBase netQuote } }", json!({}));
+    let position = data(&answer, "convertPositions")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pair"]["base"] == base.as_str() && p["pair"]["quote"] == quote.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no pair {base}/{quote}: {answer}"));
+    assert_eq!((position["netBase"].as_str(), position["netQuote"].as_str()), (Some(net_base.as_str()), Some(net_quote.as_str())), "{answer}");
 }
 
 // ---- orders ----

@@ -134,9 +134,9 @@ impl ApiKeysMutation {
         let user = caller_id(ctx)?;
         super::two_factor::require_code(ctx, user, two_factor_code.as_deref()).await?;
         let expires_ms = match &input.expires_at {
-            Some(text) => Some(
-                crate::convert::parse_rfc3339(&text.0).ok_or_else(|| coded("BAD_USER_INPUT", "expiresAt is an RFC 3339 time, e.g. 2027-01-31T00:00:00Z"))?,
-            ),
+            Some(text) => {
+                Some(crate::units::parse_rfc3339(&text.0).ok_or_else(|| coded("BAD_USER_INPUT", "expiresAt is an RFC 3339 time, e.g. 2027-01-31T00:00:00Z"))?)
+            }
             None => None,
         };
         let scopes = Scopes {

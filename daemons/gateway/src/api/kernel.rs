@@ -3,7 +3,7 @@
 //! it), and the operators' reserves.
 
 use async_graphql::{Context, Error, Object, SimpleObject, ID};
-use ledger_api::{house, transfer_kind, wallet, Answer, AssetSpec, Command, OwnerKind, Query};
+use ledger_api::{convert, house, transfer_kind, wallet, Answer, AssetSpec, Command, OwnerKind, Query};
 
 use super::{ask, at, caller_id, coded, list_limit, operator, unexpected, Catalog, DateTime, Dec, LIST_LIMIT_DEFAULT};
 
@@ -42,8 +42,10 @@ pub struct Reserve {
     /// The house's revenue: fees collected, and what rounding trades' notionals to minor units left.
     pub fees: Dec,
     pub pending_withdrawals: Dec,
-    /// The house's inventory.
+    /// The house's inventory, free to quote.
     pub inventory: Dec,
+    /// The house's inventory set aside for convert quotes not yet accepted or expired.
+    pub quoted: Dec,
     /// Every account summed, by whose it is and what for.
     pub accounts: Vec<ReserveLine>,
     /// Every account of the asset sums to zero: nothing created or lost.
@@ -114,6 +116,7 @@ impl KernelQuery {
                     fees: amount(r.total(OwnerKind::House, house::REVENUE)),
                     pending_withdrawals: amount(r.total(OwnerKind::House, wallet::PENDING_WITHDRAWALS)),
                     inventory: amount(r.total(OwnerKind::House, house::INVENTORY)),
+                    quoted: amount(r.total(OwnerKind::House, convert::QUOTED)),
                     accounts: r
                         .totals
                         .iter()

@@ -16,9 +16,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ask_ledger, at, coded, link_error, now_ms, services, take_slot, unexpected, Catalog, DateTime, Dec};
-use crate::convert::{self, MarketTerms};
 use crate::ledger_client::LedgerClient;
 use crate::matching_client::MatchingClient;
+use crate::units::{self, MarketTerms};
 
 /// Candles a query returns when it names no limit.
 pub const CANDLES_DEFAULT: i32 = 500;
@@ -109,12 +109,12 @@ pub(crate) struct Units {
 
 impl Units {
     fn price(&self, ticks: u64) -> Decimal {
-        convert::times(ticks, self.terms.tick_size)
+        units::times(ticks, self.terms.tick_size)
     }
 
     fn base(&self, lots: u128) -> Decimal {
         match u64::try_from(lots) {
-            Ok(lots) => convert::times(lots, self.terms.lot_size),
+            Ok(lots) => units::times(lots, self.terms.lot_size),
             Err(_) => Decimal::MAX,
         }
     }
@@ -199,7 +199,7 @@ pub fn candle_range(interval: LedgerInterval, from_ms: Option<u64>, to_ms: Optio
 }
 
 fn parse_time(text: Option<&DateTime>, field: &str) -> Result<Option<u64>, Error> {
-    text.map(|t| convert::parse_rfc3339(&t.0).ok_or_else(|| coded("BAD_USER_INPUT", format!("{field} is not an RFC 3339 time such as 2026-12-01T00:00:00Z"))))
+    text.map(|t| units::parse_rfc3339(&t.0).ok_or_else(|| coded("BAD_USER_INPUT", format!("{field} is not an RFC 3339 time such as 2026-12-01T00:00:00Z"))))
         .transpose()
 }
 
@@ -543,7 +543,7 @@ mod tests {
         };
         let market = LedgerMarket { base: 1, quote: 2, base_units_per_lot: 1_000_000, spec, trading: true };
         let (base, quote) = (AssetSpec { id: 1, symbol: "BTC".into(), scale: 8 }, AssetSpec { id: 2, symbol: "USD".into(), scale: 2 });
-        let units = Units { terms: convert::market_terms(&market, &base, &quote) };
+        let units = Units { terms: units::market_terms(&market, &base, &quote) };
         // Tick 1 USD, lot 0.01 BTC. Opened at 100, last 103; 3 lots for 306 ticks x lots (cents).
         let stats = DayStats { from_ms: 0, open: 100, high: 104, low: 99, last: 103, volume_lots: 3, turnover_tick_lots: 306, trades: 3 };
         let ticker = units.ticker(NOW, Some(&stats), Some(102), None);
@@ -565,7 +565,7 @@ mod tests {
         // 0.0003 BTC at 50,000.01 and 0.0001 at 50,000.00 is 20.000003 USD, not rounded.
         let spec = matching_api::MarketSpec { quote_units_per_tick_lot: 1, tick_lot_scale: 4, ..spec };
         let market = LedgerMarket { base_units_per_lot: 10_000, spec, ..market };
-        let units = Units { terms: convert::market_terms(&market, &base, &quote) };
+        let units = Units { terms: units::market_terms(&market, &base, &quote) };
         let turnover = 3 * 5_000_001 + 5_000_000;
         let stats = DayStats { open: 5_000_001, high: 5_000_001, low: 5_000_000, last: 5_000_000, volume_lots: 4, turnover_tick_lots: turnover, ..stats };
         let fine = units.ticker(NOW, Some(&stats), None, None);

@@ -19,15 +19,16 @@ use ledger_api::{Answer, AssetSpec, Command, LedgerError, Outcome, Query as Ledg
 use rust_decimal::Decimal;
 
 use crate::auth::{Auth, Claims};
-use crate::convert;
 use crate::feed::Feeds;
 use crate::ledger_client::{LedgerClient, LinkError};
 use crate::matching_client::MatchingClient;
+use crate::units;
 use crate::users::{self, UserError, Users};
 
 pub mod accounts;
 pub mod address_book;
 pub mod api_keys;
+pub mod convert;
 pub mod house;
 pub mod kernel;
 pub mod market_data;
@@ -49,6 +50,7 @@ pub struct Query(
     spot::SpotQuery,
     market_data::MarketDataQuery,
     house::HouseQuery,
+    convert::ConvertQuery,
     operators::OperatorsQuery,
     oversight::OversightQuery,
 );
@@ -64,6 +66,7 @@ pub struct Mutation(
     wallet::WalletMutation,
     spot::SpotMutation,
     house::HouseMutation,
+    convert::ConvertMutation,
     operators::OperatorsMutation,
 );
 
@@ -129,6 +132,8 @@ pub struct Services {
     /// request are one step, so two at once cannot both pass.
     pub withdrawing: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     pub order_times: OrderTimes,
+    /// Convert's quotes per user (`[convert]` in gateway.toml).
+    pub convert_quotes: crate::ratelimit::RateLimiter<u64>,
 }
 
 /// How long placeOrder waits on the daemons, for the order path's
@@ -287,7 +292,7 @@ pub struct Dec(pub Decimal);
 impl ScalarType for Dec {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
-            Value::String(text) => convert::parse_decimal(text).map(Dec).map_err(InputValueError::custom),
+            Value::String(text) => units::parse_decimal(text).map(Dec).map_err(InputValueError::custom),
             _ => Err(InputValueError::custom("a Decimal is a JSON string such as \"0.001\", never a float")),
         }
     }
@@ -315,7 +320,7 @@ impl ScalarType for DateTime {
 }
 
 pub(crate) fn at(ms: u64) -> DateTime {
-    DateTime(convert::rfc3339(ms))
+    DateTime(units::rfc3339(ms))
 }
 
 // ---- reference data: assets and markets ----
@@ -375,13 +380,13 @@ impl Catalog {
     }
 
     pub(crate) fn amount(&self, asset: u32, units: i128) -> Dec {
-        Dec(convert::to_decimal(units, self.asset(asset).map(|a| a.scale).unwrap_or(0)))
+        Dec(units::to_decimal(units, self.asset(asset).map(|a| a.scale).unwrap_or(0)))
     }
 
     /// `amount` of the asset `symbol` in its minor units, refused off its scale.
     pub(crate) fn units(&self, symbol: &str, amount: Dec) -> Result<(&AssetSpec, i128), Error> {
         let spec = self.asset_by_symbol(symbol)?;
-        let units = convert::to_units(amount.0, spec.scale, "amount").map_err(|(code, message)| coded(code, message))?;
+        let units = units::to_units(amount.0, spec.scale, "amount").map_err(|(code, message)| coded(code, message))?;
         Ok((spec, units))
     }
 }

@@ -11,7 +11,7 @@
 
 use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
 use ledger_api::operators::{self as api, Action, ActionKind, Proposal as LedgerProposal, ProposalStatus as LedgerStatus};
-use ledger_api::{house, spot, wallet, ActionCommand, Answer, Command, Outcome, Query};
+use ledger_api::{convert, house, spot, wallet, ActionCommand, Answer, Command, Outcome, Query};
 
 use super::{ask, at, coded, list_limit, operator, run, services, unexpected, Catalog, DateTime};
 
@@ -27,6 +27,8 @@ pub enum ProposalKind {
     AccountFreeze,
     /// A user's verification tier (their withdrawal limits).
     Tier,
+    /// A conversion pair: its price, spread, bounds, pause.
+    ConvertPair,
 }
 
 impl From<ActionKind> for ProposalKind {
@@ -41,6 +43,7 @@ impl From<ActionKind> for ProposalKind {
             ActionKind::Operator => ProposalKind::Operator,
             ActionKind::AccountFreeze => ProposalKind::AccountFreeze,
             ActionKind::Tier => ProposalKind::Tier,
+            ActionKind::ConvertPair => ProposalKind::ConvertPair,
         }
     }
 }
@@ -139,6 +142,27 @@ pub(crate) fn describe_action(catalog: &Catalog, action: &Action) -> String {
                     .find(|m| m.id() == *market)
                     .map_or_else(|| format!("market {market}"), |m| format!("market {}-{}", catalog.symbol(m.base), catalog.symbol(m.quote)));
                 format!("{} {name}", if *trading { "resume trading on" } else { "halt" })
+            }
+            ActionCommand::Convert(convert::Command::SetPair(spec)) => {
+                let pair = format!("{}/{}", catalog.symbol(spec.base), catalog.symbol(spec.quote));
+                let price = match spec.price {
+                    convert::PriceSource::Book(market) => format!("priced from market {market}'s book"),
+                    convert::PriceSource::Set { quote_units, base_units } => {
+                        format!("at {quote_units} {} minor units per {base_units} {} minor units", catalog.symbol(spec.quote), catalog.symbol(spec.base))
+                    }
+                };
+                format!(
+                    "set conversion pair {pair} {price}, spread {} bps, fee {} bps, {} to {} by {}, quotes for {} ms, exposure at most {} and {}{}",
+                    spec.spread_bps,
+                    spec.fee_bps,
+                    amount(spec.base, spec.base_min),
+                    amount(spec.base, spec.base_max),
+                    amount(spec.base, spec.base_step),
+                    spec.quote_ttl_ms,
+                    amount(spec.base, spec.exposure_max_base),
+                    amount(spec.quote, spec.exposure_max_quote),
+                    if spec.paused { ", paused" } else { "" }
+                )
             }
             other => format!("{other:?}"),
         },

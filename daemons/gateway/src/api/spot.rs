@@ -15,7 +15,7 @@ use super::{
     ask, at, caller_id, coded, fell_behind, link_error, list_limit, operator, run, services, take_slot, unexpected, Catalog, DateTime, Dec, DEPTH_DEFAULT,
     LIST_LIMIT_DEFAULT,
 };
-use crate::convert::{self, MarketTerms};
+use crate::units::{self, MarketTerms};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum Side {
@@ -207,7 +207,7 @@ impl Market {
 
 async fn last_trade_price(ctx: &Context<'_>, market: u32, terms: &MarketTerms) -> Result<Option<Decimal>, Error> {
     let api::Answer::Trades(trades) = ask_spot(ctx, api::Query::MarketTrades { market, limit: 1 }).await? else { return Err(unexpected("trades")) };
-    Ok(trades.first().map(|t| convert::times(t.fill.price, terms.tick_size)))
+    Ok(trades.first().map(|t| units::times(t.fill.price, terms.tick_size)))
 }
 
 /// Trades looked at to value an asset for withdrawal limits.
@@ -218,7 +218,7 @@ async fn recent_price_range(ctx: &Context<'_>, market: u32, terms: &MarketTerms)
     let api::Answer::Trades(trades) = ask_spot(ctx, api::Query::MarketTrades { market, limit: VALUATION_TRADES }).await? else {
         return Err(unexpected("trades"));
     };
-    let prices = trades.iter().map(|t| convert::times(t.fill.price, terms.tick_size));
+    let prices = trades.iter().map(|t| units::times(t.fill.price, terms.tick_size));
     Ok(prices.clone().min().zip(prices.max()))
 }
 
@@ -387,7 +387,7 @@ impl Catalog {
 
     pub(super) fn terms(&self, market: &LedgerMarket) -> Option<(MarketTerms, &AssetSpec, &AssetSpec)> {
         let (base, quote) = (self.asset(market.base)?, self.asset(market.quote)?);
-        Some((convert::market_terms(market, base, quote), base, quote))
+        Some((units::market_terms(market, base, quote), base, quote))
     }
 
     pub(super) fn market_by_name(&self, name: &str) -> Result<(&LedgerMarket, MarketTerms, &AssetSpec, &AssetSpec), Error> {
@@ -424,7 +424,7 @@ impl Catalog {
         let (tick, lot) = terms.as_ref().map(|(t, ..)| (t.tick_size, t.lot_size)).unwrap_or((Decimal::ONE, Decimal::ONE));
         let average = average_price(record.filled_tick_lots, record.filled, tick).map(Dec);
         Order {
-            id: ID(convert::order_uuid(order.order_id)),
+            id: ID(units::order_uuid(order.order_id)),
             client_order_id: record.client_order_id.clone(),
             market: ID(self.market_name(order.market)),
             side: order.side.into(),
@@ -437,9 +437,9 @@ impl Catalog {
             },
             post_only: order.post_only,
             self_trade_prevention: order.self_trade.into(),
-            price: order.price.map(|p| Dec(convert::times(p, tick))),
-            quantity: Dec(convert::times(order.quantity, lot)),
-            filled_quantity: Dec(convert::times(record.filled, lot)),
+            price: order.price.map(|p| Dec(units::times(p, tick))),
+            quantity: Dec(units::times(order.quantity, lot)),
+            filled_quantity: Dec(units::times(record.filled, lot)),
             average_price: average,
             status: api_status(record),
             reject_reason: record.reject_reason.clone(),
@@ -447,10 +447,10 @@ impl Catalog {
             updated_at: at(record.updated_ms),
             expires_at: record.expires_at_ms.map(at),
             amend_refused: record.amend_refused.clone(),
-            trigger_price: record.trigger.map(|t| Dec(convert::times(t.price, tick))),
+            trigger_price: record.trigger.map(|t| Dec(units::times(t.price, tick))),
             trigger_source: record.trigger.map(|t| t.source.into()),
             triggered_at: record.triggered_ms.map(at),
-            oco_with: record.oco_with.map(|other| ID(convert::order_uuid(other))),
+            oco_with: record.oco_with.map(|other| ID(units::order_uuid(other))),
         }
     }
 }
@@ -582,7 +582,7 @@ impl SpotQuery {
     /// answer does not reveal that the order exists).
     async fn user_order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>, Error> {
         let user = caller_id(ctx)?;
-        let Some(order_id) = convert::parse_order_uuid(&id) else { return Ok(None) };
+        let Some(order_id) = units::parse_order_uuid(&id) else { return Ok(None) };
         let Some(record) = order_by_id(ctx, order_id).await?.filter(|r| r.order.user == user) else { return Ok(None) };
         Ok(Some(Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?.api_order(&record)))
     }
@@ -637,9 +637,9 @@ impl SpotQuery {
                 } else {
                     (t.fill.maker_order, opposite(t.fill.taker_side), t.fill.maker_fee)
                 };
-                trade.order_id = Some(ID(convert::order_uuid(order)));
+                trade.order_id = Some(ID(units::order_uuid(order)));
                 trade.side = Some(side.into());
-                trade.fee = Some(Dec(convert::to_decimal(fee as i128, quote.scale)));
+                trade.fee = Some(Dec(units::to_decimal(fee as i128, quote.scale)));
                 trade.fee_asset = Some(quote.symbol.clone());
                 Some(trade)
             })
@@ -670,8 +670,8 @@ fn public_trade(trade: &TradeRecord, terms: &MarketTerms) -> Trade {
     Trade {
         id: ID(trade.id.to_string()),
         market: ID(terms.name.clone()),
-        price: Dec(convert::times(trade.fill.price, terms.tick_size)),
-        quantity: Dec(convert::times(trade.fill.quantity, terms.lot_size)),
+        price: Dec(units::times(trade.fill.price, terms.tick_size)),
+        quantity: Dec(units::times(trade.fill.quantity, terms.lot_size)),
         taker_side: trade.fill.taker_side.into(),
         created_at: at(trade.at_ms),
         order_id: None,
@@ -705,9 +705,9 @@ impl SpotMutation {
         let user = caller_id(ctx)?;
         let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;
         let (market, terms, ..) = catalog.market_by_name(&input.market)?;
-        let refuse = |(code, message): convert::Refusal| coded(code, message);
-        let quantity = convert::to_lots(input.quantity.0, &terms).map_err(refuse)?;
-        let price = input.price.map(|p| convert::to_ticks(p.0, &terms)).transpose().map_err(refuse)?;
+        let refuse = |(code, message): units::Refusal| coded(code, message);
+        let quantity = units::to_lots(input.quantity.0, &terms).map_err(refuse)?;
+        let price = input.price.map(|p| units::to_ticks(p.0, &terms)).transpose().map_err(refuse)?;
         let side = match input.side {
             Side::Buy => CoreSide::Buy,
             Side::Sell => CoreSide::Sell,
@@ -718,7 +718,7 @@ impl SpotMutation {
             (Some(direction), Some(trigger_price)) => Some(Trigger {
                 source: input.trigger_source.unwrap_or(TriggerSource::LastPrice).into(),
                 direction,
-                price: convert::to_ticks(trigger_price.0, &terms).map_err(refuse)?,
+                price: units::to_ticks(trigger_price.0, &terms).map_err(refuse)?,
             }),
             (Some(_), None) => return Err(bad("a stop or take-profit order needs triggerPrice")),
             (None, Some(_)) => return Err(bad("triggerPrice goes with the STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT types")),
@@ -726,7 +726,7 @@ impl SpotMutation {
         };
         let asked = input.time_in_force.unwrap_or(TimeInForce::Gtc);
         let expires_at_ms = match (asked, &input.expires_at) {
-            (TimeInForce::Gtd, Some(at)) => Some(convert::parse_rfc3339(&at.0).ok_or_else(|| bad("expiresAt is not an RFC 3339 time"))?),
+            (TimeInForce::Gtd, Some(at)) => Some(units::parse_rfc3339(&at.0).ok_or_else(|| bad("expiresAt is not an RFC 3339 time"))?),
             (TimeInForce::Gtd, None) => return Err(bad("a GTD order needs expiresAt")),
             (_, Some(_)) => return Err(bad("expiresAt goes with timeInForce GTD")),
             (_, None) => None,
@@ -786,7 +786,7 @@ impl SpotMutation {
         let user = caller_id(ctx)?;
         let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;
         let (market, terms, ..) = catalog.market_by_name(&input.market)?;
-        let refuse = |(code, message): convert::Refusal| coded(code, message);
+        let refuse = |(code, message): units::Refusal| coded(code, message);
         let stop_kind = match input.stop_type {
             OrderType::StopLoss => OrderKind::Market,
             OrderType::StopLossLimit => OrderKind::Limit,
@@ -798,11 +798,11 @@ impl SpotMutation {
                 Side::Buy => CoreSide::Buy,
                 Side::Sell => CoreSide::Sell,
             },
-            quantity: convert::to_lots(input.quantity.0, &terms).map_err(refuse)?,
-            price: convert::to_ticks(input.price.0, &terms).map_err(refuse)?,
+            quantity: units::to_lots(input.quantity.0, &terms).map_err(refuse)?,
+            price: units::to_ticks(input.price.0, &terms).map_err(refuse)?,
             stop_kind,
-            stop_price: input.stop_price.map(|p| convert::to_ticks(p.0, &terms)).transpose().map_err(refuse)?,
-            trigger_price: convert::to_ticks(input.trigger_price.0, &terms).map_err(refuse)?,
+            stop_price: input.stop_price.map(|p| units::to_ticks(p.0, &terms)).transpose().map_err(refuse)?,
+            trigger_price: units::to_ticks(input.trigger_price.0, &terms).map_err(refuse)?,
             self_trade: input.self_trade_prevention.unwrap_or(SelfTradePreventionMode::CancelTaker).into(),
         };
         let services = services(ctx);
@@ -840,7 +840,7 @@ impl SpotMutation {
     async fn amend_order(&self, ctx: &Context<'_>, id: ID, price: Option<Dec>, quantity: Option<Dec>) -> Result<Order, Error> {
         let user = caller_id(ctx)?;
         let not_found = || coded("NOT_FOUND", "no such open order");
-        let order_id = convert::parse_order_uuid(&id).ok_or_else(not_found)?;
+        let order_id = units::parse_order_uuid(&id).ok_or_else(not_found)?;
         let record = order_by_id(ctx, order_id).await?.filter(|r| r.order.user == user && !r.status.is_final()).ok_or_else(not_found)?;
         if price.is_none() && quantity.is_none() {
             return Err(coded("BAD_USER_INPUT", "give the order a new price, a new quantity, or both"));
@@ -848,13 +848,13 @@ impl SpotMutation {
         let catalog = Catalog::covering(ctx, |c| c.has_market(record.order.market)).await?;
         let market = catalog.markets.iter().find(|m| m.id() == record.order.market).ok_or_else(|| unexpected("the order's market"))?;
         let (terms, ..) = catalog.terms(market).ok_or_else(|| unexpected("the order's market terms"))?;
-        let refuse = |(code, message): convert::Refusal| coded(code, message);
+        let refuse = |(code, message): units::Refusal| coded(code, message);
         let price = match price {
-            Some(price) => convert::to_ticks(price.0, &terms).map_err(refuse)?,
+            Some(price) => units::to_ticks(price.0, &terms).map_err(refuse)?,
             None => record.order.price.ok_or_else(|| coded("BAD_USER_INPUT", "only a resting (GTC limit) order can be amended"))?,
         };
         let quantity = match quantity {
-            Some(quantity) => convert::to_lots(quantity.0, &terms).map_err(refuse)?,
+            Some(quantity) => units::to_lots(quantity.0, &terms).map_err(refuse)?,
             None => record.order.quantity,
         };
         let mut updates = services(ctx).ledger.order_updates();
@@ -886,7 +886,7 @@ impl SpotMutation {
     async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<Order, Error> {
         let user = caller_id(ctx)?;
         let not_found = || coded("NOT_FOUND", "no such order");
-        let order_id = convert::parse_order_uuid(&id).ok_or_else(not_found)?;
+        let order_id = units::parse_order_uuid(&id).ok_or_else(not_found)?;
         // Another user's order is "not found", not "forbidden": its existence is not revealed.
         let record = order_by_id(ctx, order_id).await?.filter(|r| r.order.user == user).ok_or_else(not_found)?;
         let mut updates = services(ctx).ledger.order_updates();
@@ -958,9 +958,9 @@ impl SpotMutation {
             return Err(coded("DUPLICATE", format!("the market {name} exists")));
         }
         let bad = |message: String| coded("BAD_USER_INPUT", message);
-        let units = convert::market_units(input.tick_size.0, input.lot_size.0, base.scale, quote.scale).map_err(|(code, message)| coded(code, message))?;
+        let units = units::market_units(input.tick_size.0, input.lot_size.0, base.scale, quote.scale).map_err(|(code, message)| coded(code, message))?;
         let ppm = |rate: Decimal, field: &str| -> Result<u32, Error> {
-            let ppm = convert::to_units(rate, 6, field).map_err(|(_, m)| bad(m))?;
+            let ppm = units::to_units(rate, 6, field).map_err(|(_, m)| bad(m))?;
             u32::try_from(ppm).map_err(|_| bad(format!("{field} must be 0 to 1")))
         };
         let spec = MarketSpec {
@@ -1145,7 +1145,7 @@ fn api_book(terms: &MarketTerms, book: &wire::BookDepth, bids: &[matching_api::P
     let levels = |levels: &[matching_api::PriceLevel]| {
         levels
             .iter()
-            .map(|l| PriceLevel { price: Dec(convert::times(l.price, terms.tick_size)), quantity: Dec(convert::times(l.quantity, terms.lot_size)) })
+            .map(|l| PriceLevel { price: Dec(units::times(l.price, terms.tick_size)), quantity: Dec(units::times(l.quantity, terms.lot_size)) })
             .collect()
     };
     OrderBook { market: ID(terms.name.clone()), sequence: book.output_last.to_string(), bids: levels(bids), asks: levels(asks) }

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 
 use super::kernel::LedgerEntry;
 use super::{ask, at, caller, caller_id, coded, now_ms, operator, run, services, unexpected, user_error, Catalog, DateTime, Dec};
-use crate::convert;
+use crate::units;
 use crate::users;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -356,7 +356,7 @@ impl WalletMutation {
         Ok(LedgerEntry {
             id: ID(id.to_string()),
             asset: spec.symbol.clone(),
-            amount: Dec(convert::to_decimal(units, spec.scale)),
+            amount: Dec(units::to_decimal(units, spec.scale)),
             kind: "DEPOSIT".into(),
             reference: Some(reference),
             created_at: at(now_ms()),

@@ -25,6 +25,7 @@ use storage::{Batch, StorageError, Store, Table};
 
 use crate::query::Read;
 
+pub mod convert;
 pub mod house;
 pub mod kernel;
 pub mod link;
@@ -49,8 +50,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// markets' tick-lot scale, orders' filled ticks x lots, candles' turnover.
 /// 12: whether a market is trading or halted; users' kill switches. 13:
 /// orders' amends on their way and refused, stop orders' triggers. 14: the
-/// other order of an OCO list.
-pub const SCHEMA_VERSION: u32 = 14;
+/// other order of an OCO list. 15: convert's pairs, quotes and
+/// conversions, and the thresholds with `convert_pair`.
+pub const SCHEMA_VERSION: u32 = 15;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
@@ -89,6 +91,7 @@ registry! {
     Wallet => wallet,
     Spot => spot,
     House => house,
+    Convert => convert,
 }
 
 #[derive(Debug, thiserror::Error)]
