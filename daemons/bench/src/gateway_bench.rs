@@ -13,7 +13,11 @@
 //!   timed from that intended time whenever its connection was still busy
 //!   then (so a stall cannot hide the requests it delayed), and from its
 //!   send otherwise (so the client's own lateness is not charged to the server);
-//! - **single**: one connection, closed loop: an order's latency alone.
+//! - **single**: one connection, closed loop: an order's latency alone;
+//! - **convert**: conversions through the API (convertQuote, then
+//!   acceptConvertQuote of the quote it answered, each accepted and
+//!   settled durably) beside placeOrder, both closed loop over the same
+//!   connections in the same run.
 //!
 //! Around each placeOrder run the daemons' metrics are read, and the
 //! difference gives where an order's time went (the stage breakdown).
@@ -35,7 +39,7 @@ use crate::daemon::{daemon_binary, Daemon};
 use crate::{micros, new_histogram};
 
 const USAGE: &str =
-    "usage: marionette-bench gateway [--orders N] [--connections N] [--rate ORDERS_PER_SECOND] [--single-orders N] [--users N] [--only throughput,rate,single]";
+    "usage: marionette-bench gateway [--orders N] [--connections N] [--rate ORDERS_PER_SECOND] [--single-orders N] [--users N] [--conversions N] [--only throughput,rate,single,convert]";
 const PASSWORD: &str = "bench: tulip quarry lantern";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,6 +47,7 @@ enum Scenario {
     Throughput,
     Rate,
     Single,
+    Convert,
 }
 
 struct Options {
@@ -56,6 +61,9 @@ struct Options {
     /// Traders: user `i % users` sends request `i`, even users selling and
     /// odd ones buying at one price, so that about half the orders trade.
     users: usize,
+    /// Conversions (and placeOrders beside them) in the convert scenario,
+    /// over one connection per trader.
+    conversions: usize,
     scenarios: Vec<Scenario>,
 }
 
@@ -93,7 +101,8 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
         rate: 10_000.0,
         single_orders: 3_000,
         users: 32,
-        scenarios: vec![Scenario::Throughput, Scenario::Rate, Scenario::Single],
+        conversions: 10_000,
+        scenarios: vec![Scenario::Throughput, Scenario::Rate, Scenario::Single, Scenario::Convert],
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value\n{USAGE}"));
@@ -104,6 +113,7 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
             "--rate" => options.rate = value("--rate")?.parse()?,
             "--single-orders" => options.single_orders = value("--single-orders")?.parse()?,
             "--users" => options.users = value("--users")?.parse()?,
+            "--conversions" => options.conversions = value("--conversions")?.parse()?,
             "--only" => {
                 options.scenarios = value("--only")?
                     .split(',')
@@ -111,6 +121,7 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
                         "throughput" => Ok(Scenario::Throughput),
                         "rate" => Ok(Scenario::Rate),
                         "single" => Ok(Scenario::Single),
+                        "convert" => Ok(Scenario::Convert),
                         other => bail!("unknown scenario {other:?}\n{USAGE}"),
                     })
                     .collect::<anyhow::Result<_>>()?
@@ -118,7 +129,10 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    ensure!(options.orders > 0 && options.single_orders > 0 && options.connections > 0, "need orders and connections\n{USAGE}");
+    ensure!(
+        options.orders > 0 && options.single_orders > 0 && options.connections > 0 && options.conversions > 0,
+        "need orders, conversions and connections\n{USAGE}"
+    );
     ensure!(options.rate > 0.0 && options.rate.is_finite(), "--rate must be a positive number of orders per second");
     ensure!(options.users >= 2 && options.users % 2 == 0, "--users must be even and at least 2 (half sell, half buy)");
 
@@ -143,6 +157,16 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
     let mut breakdowns: Vec<(String, Breakdown)> = Vec::new();
     let mut targets = Targets::default();
     for &scenario in &options.scenarios {
+        if scenario == Scenario::Convert {
+            eprintln!("  convert: {} conversions beside as many placeOrders over {} connections", options.conversions, tokens.len());
+            let connections = tokens.len();
+            client.block_on(drive(ports.gateway, requests.clone(), connections * 10, connections, None))?;
+            let orders = client.block_on(drive(ports.gateway, requests.clone(), options.conversions, connections, None))?;
+            client.block_on(drive_conversions(ports.gateway, &tokens, connections * 10))?;
+            let conversions = client.block_on(drive_conversions(ports.gateway, &tokens, options.conversions))?;
+            write_conversions(&mut report, options.conversions, connections, &orders, &conversions)?;
+            continue;
+        }
         let (title, orders, connections, rate) = match scenario {
             Scenario::Throughput => (format!("{} connections, each as fast as it is answered", options.connections), options.orders, options.connections, None),
             Scenario::Rate => (
@@ -152,6 +176,7 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
                 Some(options.rate),
             ),
             Scenario::Single => ("one connection, as fast as it is answered".to_string(), options.single_orders, 1, None),
+            Scenario::Convert => unreachable!("run above"),
         };
         let mut runs = Vec::new();
         for system in System::ALL {
@@ -171,6 +196,7 @@ pub fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<String> {
             Scenario::Throughput => targets.throughput_ratio = Some(of(System::PlaceOrder).per_second / of(System::PlainHyper).per_second),
             Scenario::Rate => targets.rate_p99_us = Some(of(System::PlaceOrder).latency.value_at_quantile(0.99) as f64 / 1_000.0),
             Scenario::Single => targets.single_p50_us = Some(of(System::PlaceOrder).latency.value_at_quantile(0.5) as f64 / 1_000.0),
+            Scenario::Convert => {}
         }
         write_scenario(&mut report, &title, orders, &runs)?;
     }
@@ -199,11 +225,11 @@ fn start(dir: &Path, ports: &Ports) -> anyhow::Result<Vec<Daemon>> {
     )?;
     std::fs::write(
         dir.join("ledger.toml"),
-        format!("[listen]\naddress = \"unix:{d}/ledger.sock\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n# Measured: orders, not four-eyes.\n[approvals]\ndeposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
+        format!("[listen]\naddress = \"unix:{d}/ledger.sock\"\nmetrics_address = \"127.0.0.1:{ledger_metrics}\"\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[storage]\ndata_dir = \"{d}/ledger\"\n# Measured: orders, not four-eyes.\n[approvals]\ndeposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
     )?;
     std::fs::write(
         dir.join("gateway.toml"),
-        format!("[listen]\naddress = \"127.0.0.1:{gateway}\"\nmetrics_address = \"127.0.0.1:{gateway_metrics}\"\nconnections_per_ip_max = 1000000\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\n[admin]\nsocket = \"{d}/admin.sock\"\n[auth]\nkeys_dir = \"{d}/keys\"\ncookie_secure = false\n# Measured: orders; its operator sets the market up with a password alone,\n# and the traders' logins need not resist offline guessing.\noperators_two_factor_required = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n[storage]\ndata_dir = \"{d}/gateway\"\n[limits]\nip_requests_per_second = 1000000\nip_burst = 1000000\nuser_requests_per_second = 1000000\nuser_burst = 1000000\nlogin_ip_burst = 1000000\nlogin_account_burst = 1000000\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
+        format!("[listen]\naddress = \"127.0.0.1:{gateway}\"\nmetrics_address = \"127.0.0.1:{gateway_metrics}\"\nconnections_per_ip_max = 1000000\n[ledger]\naddress = \"unix:{d}/ledger.sock\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\n[admin]\nsocket = \"{d}/admin.sock\"\n[auth]\nkeys_dir = \"{d}/keys\"\ncookie_secure = false\n# Measured: orders; its operator sets the market up with a password alone,\n# and the traders' logins need not resist offline guessing.\noperators_two_factor_required = false\nargon2_memory_kib = 8192\nargon2_passes = 1\n[storage]\ndata_dir = \"{d}/gateway\"\n[limits]\nip_requests_per_second = 1000000\nip_burst = 1000000\nuser_requests_per_second = 1000000\nuser_burst = 1000000\nlogin_ip_burst = 1000000\nlogin_account_burst = 1000000\n[convert]\nquotes_per_minute = 1000000000\nquotes_burst = 1000000\n[log]\nformat = \"text\"\nfilter = \"warn\"\n"),
     )?;
     let mut daemons = Vec::new();
     for name in ["matching", "ledger", "gateway"] {
@@ -248,6 +274,13 @@ fn setup(port: u16, users: usize) -> anyhow::Result<Vec<String>> {
     graphql(&operator, "mutation { createAsset(symbol: \"BTC\", scale: 8) { id } }")?;
     graphql(&operator, "mutation { createAsset(symbol: \"USD\", scale: 2) { id } }")?;
     graphql(&operator, "mutation { createMarket(input: { base: \"BTC\", quote: \"USD\", tickSize: \"1\", lotSize: \"0.01\", makerFeeRate: \"0.001\", takerFeeRate: \"0.002\" }) { id } }")?;
+    // Convert: BTC/USD at the market's price, the house funded to take either side.
+    graphql(&operator, "mutation { fundHouse(asset: \"BTC\", amount: \"1000000\", reference: \"bench-btc\") { inventory } }")?;
+    graphql(&operator, "mutation { fundHouse(asset: \"USD\", amount: \"100000000\", reference: \"bench-usd\") { inventory } }")?;
+    graphql(
+        &operator,
+        "mutation { setConvertPair(base: \"BTC\", quote: \"USD\", price: \"100\", spreadBps: 10, feeBps: 10, minAmount: \"0.00000001\", maxAmount: \"1000\", stepSize: \"0.00000001\", exposureLimitBase: \"1000000\", exposureLimitQuote: \"100000000\") { base } }",
+    )?;
     let mut tokens = Vec::new();
     for user in 0..users {
         let email = format!("trader{user}@bench.local");
@@ -375,7 +408,8 @@ impl Client {
         Ok(Client { stream, buffer: Vec::with_capacity(4_096) })
     }
 
-    async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<()> {
+    /// Sends `request` and returns the answer's body.
+    async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<&[u8]> {
         self.stream.write_all(request).await?;
         self.buffer.clear();
         loop {
@@ -384,13 +418,93 @@ impl Client {
                     let body = &self.buffer[head_bytes..head_bytes + body_bytes];
                     ensure!(status == 200 && !body.windows(8).any(|w| w == b"\"errors\""), "answered {status}: {}", String::from_utf8_lossy(body));
                     ensure!(self.buffer.len() == head_bytes + body_bytes, "an answer came that was not asked for");
-                    return Ok(());
+                    return Ok(&self.buffer[head_bytes..]);
                 }
             }
             let read = self.stream.read_buf(&mut self.buffer).await?;
             ensure!(read > 0, "the server closed the connection");
         }
     }
+}
+
+fn graphql_request(token: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST /graphql HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `conversions` conversions, closed loop, one connection per trader:
+/// each asks for a quote (even traders give 1 USD for bitcoin, odd ones
+/// 0.01 BTC for dollars, so that the house's position stays level) and
+/// accepts the quote it got. Timed from the quote's request to the accept's
+/// answer.
+async fn drive_conversions(port: u16, tokens: &[String], conversions: usize) -> anyhow::Result<Run> {
+    let connections = tokens.len().clamp(1, conversions);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (connection, token) in tokens.iter().take(connections).enumerate() {
+        let token = token.clone();
+        let mut client = Client::open(port).await?;
+        let (from, to, amount) = if connection % 2 == 0 { ("USD", "BTC", "1") } else { ("BTC", "USD", "0.01") };
+        let quote = graphql_request(
+            &token,
+            &format!(r#"{{"query":"mutation {{ convertQuote(from: \"{from}\", to: \"{to}\", fromAmount: \"{amount}\") {{ id }} }}"}}"#),
+        );
+        tasks.spawn(async move {
+            let mut latency = new_histogram();
+            let mut done = 0;
+            for n in (connection..conversions).step_by(connections) {
+                let sent = Instant::now();
+                let answer = client.exchange(&quote).await.with_context(|| format!("quote {n}"))?;
+                let text = std::str::from_utf8(answer).context("the quote's answer is not text")?;
+                let id = text.split("\"id\":\"").nth(1).and_then(|rest| rest.split('"').next()).with_context(|| format!("no quote id in {text}"))?.to_string();
+                let accept = graphql_request(
+                    &token,
+                    &format!(r#"{{"query":"mutation {{ acceptConvertQuote(quoteId: \"{id}\", idempotencyKey: \"bench-{n}-{id}\") {{ id toAmount }} }}"}}"#),
+                );
+                client.exchange(&accept).await.with_context(|| format!("accept {n}"))?;
+                latency.saturating_record(sent.elapsed().as_nanos() as u64);
+                done += 1;
+            }
+            anyhow::Ok((latency, done))
+        });
+    }
+    let mut latency = new_histogram();
+    let mut done = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (histogram, count) = joined.context("a client task failed")??;
+        latency.add(&histogram)?;
+        done += count;
+    }
+    ensure!(done == conversions, "{done} of {conversions} conversions done");
+    Ok(Run { per_second: conversions as f64 / start.elapsed().as_secs_f64(), latency })
+}
+
+fn write_conversions(report: &mut String, count: usize, connections: usize, orders: &Run, conversions: &Run) -> std::fmt::Result {
+    writeln!(report, "### Convert over HTTP: accepted conversions beside placeOrder\n")?;
+    writeln!(
+        report,
+        "{count} of each, closed loop over {connections} connections (one per trader), one after the other on the same daemons, after a warm-up. A conversion is two requests: convertQuote (priced from the pair's set price, the house's inventory held by the ledger) and acceptConvertQuote (settled and durable); its latency is from the quote's request to the accept's answer.\n"
+    )?;
+    writeln!(report, "| requests | per second | vs placeOrder | p50 µs | p90 µs | p99 µs | max µs |")?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|")?;
+    for (name, run) in [("placeOrder (each answered after matching and settlement)", orders), ("conversions (convertQuote + acceptConvertQuote)", conversions)]
+    {
+        let l = &run.latency;
+        writeln!(
+            report,
+            "| {name} | {:.0} | {:.3}x | {} | {} | {} | {} |",
+            run.per_second,
+            run.per_second / orders.per_second,
+            micros(l.value_at_quantile(0.5)),
+            micros(l.value_at_quantile(0.9)),
+            micros(l.value_at_quantile(0.99)),
+            micros(l.max())
+        )?;
+    }
+    writeln!(report)
 }
 
 /// The status, the head's length and the body's, once the head is whole.

@@ -5,6 +5,7 @@ import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { request } from './api';
 import { graphql } from './graphql';
 import { Balances } from './pages/Balances';
+import { Convert } from './pages/Convert';
 import { Market } from './pages/Market';
 import { Markets } from './pages/Markets';
 import { Approvals, Audit, Dashboard, MarketsAdmin, Users } from './pages/Operator';
@@ -66,6 +67,7 @@ function Header() {
         {me ? (
           <>
             <Link href="/wallet">Wallet</Link>
+            <Link href="/convert">Convert</Link>
             <Link href="/withdrawals">Withdrawals</Link>
             <Link href="/security">Security</Link>
           </>
@@ -100,6 +102,7 @@ function SignedIn({ children }: { children: ReactNode }) {
 /// The pages that need a session, by path.
 const SIGNED_IN_PAGES: [string, () => ReactNode][] = [
   ['/wallet', Balances],
+  ['/convert', Convert],
   ['/withdrawals', Withdrawals],
   ['/security', Security],
   ['/operator', Dashboard],

@@ -35,6 +35,14 @@ const USAGE: &str = "usage: marionettectl [--socket PATH] [--session FILE] COMMA
   halt-market MARKET                    no new orders on MARKET (e.g. BTC-USD); cancels still allowed
   resume-market MARKET                  let a halted market take orders again
   deposit EMAIL ASSET AMOUNT REFERENCE  credit a user (idempotent by REFERENCE)
+  fund-house ASSET AMOUNT REFERENCE     custody to the house's inventory, for convert (idempotent by REFERENCE)
+  defund-house ASSET AMOUNT REFERENCE   the house's inventory back to custody
+  convert-pair BASE QUOTE PRICE|MARKET SPREAD_BPS FEE_BPS MIN MAX STEP EXPOSURE_BASE EXPOSURE_QUOTE
+                                        let users convert BASE and QUOTE both ways, priced at PRICE
+                                        (QUOTE per BASE) or from MARKET's book (e.g. BTC-USD); amounts in BASE
+                                        e.g. convert-pair BTC USD 60000 50 10 0.0001 10 0.00000001 10 600000
+  convert-pause BASE QUOTE on|off       stop or resume a pair's quotes and accepts
+  convert-pairs                         the pairs and the house's position through each
   proposals [pending|executed|rejected] operators' proposals, newest first
   approve ID                            approve another operator's proposal
   reject ID REASON                      reject a pending proposal, saying why
@@ -172,6 +180,34 @@ fn run() -> anyhow::Result<i32> {
             "mutation($e: String!, $a: String!, $m: Decimal!, $r: String!) { deposit(email: $e, asset: $a, amount: $m, reference: $r) { id asset amount } }",
             json!({ "e": email, "a": asset, "m": amount, "r": reference }),
         ),
+        [direction @ ("fund-house" | "defund-house"), asset, amount, reference] => graphql(
+            &format!(
+                "mutation($a: String!, $m: Decimal!, $r: String!) {{ {}(asset: $a, amount: $m, reference: $r) {{ asset inventory revenue }} }}",
+                if *direction == "fund-house" { "fundHouse" } else { "defundHouse" }
+            ),
+            json!({ "a": asset, "m": amount, "r": reference }),
+        ),
+        ["convert-pair", base, quote, source, spread, fee, min, max, step, exposure_base, exposure_quote] => {
+            // A market is named BASE-QUOTE; anything else is a price.
+            let (market, price) = if source.contains('-') { (Some(*source), None) } else { (None, Some(*source)) };
+            let bps = |text: &str, what: &str| text.parse::<i32>().with_context(|| format!("{what} is a whole number of basis points"));
+            graphql(
+                "mutation($b: String!, $q: String!, $k: ID, $p: Decimal, $s: Int, $f: Int, $lo: Decimal, $hi: Decimal, $st: Decimal, $eb: Decimal, $eq: Decimal) { \
+                 setConvertPair(base: $b, quote: $q, market: $k, price: $p, spreadBps: $s, feeBps: $f, minAmount: $lo, maxAmount: $hi, stepSize: $st, \
+                 exposureLimitBase: $eb, exposureLimitQuote: $eq) { base quote priceSource market price spreadBps feeBps minAmount maxAmount stepSize paused } }",
+                json!({
+                    "b": base, "q": quote, "k": market, "p": price, "s": bps(spread, "SPREAD_BPS")?, "f": bps(fee, "FEE_BPS")?,
+                    "lo": min, "hi": max, "st": step, "eb": exposure_base, "eq": exposure_quote
+                }),
+            )
+        }
+        ["convert-pause", base, quote, on @ ("on" | "off")] => graphql(
+            "mutation($b: String!, $q: String!, $p: Boolean!) { setConvertPair(base: $b, quote: $q, paused: $p) { base quote paused } }",
+            json!({ "b": base, "q": quote, "p": *on == "on" }),
+        ),
+        ["convert-pairs"] => {
+            graphql("{ convertPositions { pair { base quote priceSource market price spreadBps feeBps paused } netBase netQuote } }", json!({}))
+        }
         ["proposals"] => graphql(PROPOSALS, json!({ "s": null })),
         ["proposals", status] => graphql(PROPOSALS, json!({ "s": status.to_uppercase() })),
         ["approve", id] => graphql("mutation($id: ID!) { approveProposal(id: $id) { id kind description status approvals required } }", json!({ "id": id })),

@@ -16,6 +16,7 @@ test.describe('at a phone width, in the dark theme the system asks for', () => {
     for (const [path, name, ready] of [
       ['/trade/BTC-USD', 'phone-dark-market', 'Place an order'],
       ['/wallet', 'phone-dark-wallet', 'Balances'],
+      ['/convert', 'phone-dark-convert', 'Your conversions'],
       ['/withdrawals', 'phone-dark-withdrawals', 'Request a withdrawal'],
       ['/security', 'phone-dark-security', 'Sessions'],
     ]) {

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         gateway_limits: NO_RATE_LIMITS.into(),
         // Checked bitcoin addresses, a cooldown the test waits out, and limits to show.
         gateway_withdrawals: "address_cooldown_seconds = 2\nasset_networks = { BTC = [\"bitcoin\"] }\nreference_asset = \"BTC\"\ntiers = [{ name = \"unverified\", daily_limit = \"10\", monthly_limit = \"50\" }]".into(),
-        approvals: Some("deposit = 1\nwithdrawal_approval = 2\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1".into()),
+        approvals: Some("deposit = 1\nwithdrawal_approval = 2\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1".into()),
         operators_two_factor: true,
         ..Options::default()
     };
@@ -55,8 +55,8 @@ fn main() -> ExitCode {
     }
     let (exit, said) = system.ctl(&["create-market", "BTC", "USD", "0.01", "0.0001", "0.001", "0.002"], "");
     assert_eq!(exit, 0, "create-market: {said}");
-    // Alice sells bitcoin, Bob buys it with dollars, Dave withdraws bitcoin.
-    for (name, asset, amount) in [("alice", "BTC", "2"), ("bob", "USD", "100000"), ("dave", "BTC", "1")] {
+    // Alice sells bitcoin, Bob buys it with dollars, Dave withdraws bitcoin, Erin converts dollars.
+    for (name, asset, amount) in [("alice", "BTC", "2"), ("bob", "USD", "100000"), ("dave", "BTC", "1"), ("erin", "USD", "1000")] {
         let email = format!("{name}@browser.example");
         system.register(&email, TRADER_PASSWORD);
         let (exit, said) = system.ctl(&["deposit", &email, asset, amount, &format!("browser-{name}")], "");

@@ -36,7 +36,7 @@ use std::fmt;
 use ledger::engine::MATCHING_PEER;
 use ledger::service::JournalEntry as LedgerEntry;
 use ledger_api::spot::{Market as LedgerMarket, OrderRequest};
-use ledger_api::{spot, wallet, AssetSpec, Command as LedgerCommand, LedgerError, Outcome};
+use ledger_api::{convert, house, spot, wallet, AssetSpec, Command as LedgerCommand, LedgerError, Outcome};
 use ledger_core::AccountId;
 use matching::service::JournalEntry as MatchingEntry;
 use matching_core::{
@@ -53,6 +53,8 @@ const LEDGER_PEER: PeerId = 1;
 const USERS: u64 = 4;
 const BTC: u32 = 1;
 const USD: u32 = 2;
+/// What the house's inventory is funded with, in each asset, for convert.
+const HOUSE_FUNDED: i128 = 1_000_000_000_000;
 const MARKET: u32 = 1;
 /// Outcomes the ledger keeps per peer for resends; small, so that the
 /// "applied, outcome no longer retained" answer is exercised too.
@@ -542,6 +544,22 @@ impl World {
             LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
             LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }),
             LedgerCommand::Spot(spot::Command::CreateMarket(btc_usd())),
+            LedgerCommand::House(house::Command::Fund { asset: BTC, amount: HOUSE_FUNDED, reference: "house-btc".into() }),
+            LedgerCommand::House(house::Command::Fund { asset: USD, amount: HOUSE_FUNDED, reference: "house-usd".into() }),
+            LedgerCommand::Convert(convert::Command::SetPair(convert::PairSpec {
+                base: BTC,
+                quote: USD,
+                price: convert::PriceSource::Set { quote_units: 100, base_units: 1 },
+                spread_bps: 10,
+                fee_bps: 10,
+                base_min: 1,
+                base_max: HOUSE_FUNDED,
+                base_step: 1,
+                quote_ttl_ms: 5_000,
+                paused: false,
+                exposure_max_base: HOUSE_FUNDED,
+                exposure_max_quote: HOUSE_FUNDED,
+            })),
         ];
         World {
             seed,
@@ -583,7 +601,31 @@ impl World {
         self.next_key += 1;
         let key = self.next_key;
         let user = self.rng.random_range(1..=USERS);
-        let command = match self.rng.random_range(0..10) {
+        let command = match self.rng.random_range(0..12) {
+            10 => {
+                // A quote for dollars into bitcoin, as the gateway would price it at 100.
+                let pay = self.rng.random_range(100..100_000);
+                let leg = convert::QuoteLeg { base: BTC, quote: USD, sell_base: false, pay, receive: pay / 100, spread: 1 };
+                LedgerCommand::Convert(convert::Command::Quote(convert::QuoteRequest { user, legs: vec![leg], fee: 0 }))
+            }
+            11 => {
+                // Accept one of this user's quotes, maybe one accepted or expired already.
+                let quotes: Vec<u64> = self
+                    .requests
+                    .iter()
+                    .filter_map(|r| match (&r.command, &r.state) {
+                        (
+                            LedgerCommand::Convert(convert::Command::Quote(request)),
+                            RequestState::Answered(Ok(Outcome::Convert(convert::Outcome::Quoted(quote)))),
+                        ) if request.user == user => Some(quote.id),
+                        _ => None,
+                    })
+                    .collect();
+                if quotes.is_empty() {
+                    return;
+                }
+                LedgerCommand::Convert(convert::Command::Accept { user, quote: quotes[self.rng.random_range(0..quotes.len())], key: format!("accept-{key}") })
+            }
             0..=1 => {
                 let asset = if self.rng.random_bool(0.5) { BTC } else { USD };
                 LedgerCommand::Wallet(wallet::Command::Deposit {
@@ -1089,6 +1131,7 @@ impl World {
                 &request.command,
                 LedgerCommand::Wallet(wallet::Command::Deposit { .. } | wallet::Command::RequestWithdrawal { .. })
                     | LedgerCommand::Spot(spot::Command::PlaceOrder { .. } | spot::Command::PlaceOco { .. })
+                    | LedgerCommand::Convert(convert::Command::Accept { .. })
             );
             if !keyed {
                 continue;
@@ -1125,6 +1168,7 @@ impl World {
         let mut withdrawn: BTreeMap<u32, i128> = BTreeMap::new();
         let mut orders = BTreeSet::new();
         let mut cancelled = BTreeSet::new();
+        let mut accepted = BTreeSet::new();
         for request in &self.requests {
             let RequestState::Answered(answer) = &request.state else { return Err(format!("request never answered: {:?}", request.command)) };
             match (&request.command, answer) {
@@ -1139,6 +1183,9 @@ impl World {
                 (LedgerCommand::Spot(spot::Command::CancelOrder { order_id, .. }), Ok(Outcome::Spot(spot::Outcome::CancelRequested(_)))) => {
                     cancelled.insert(*order_id);
                 }
+                (LedgerCommand::Convert(convert::Command::Accept { .. }), Ok(Outcome::Convert(convert::Outcome::Accepted(id)))) if !accepted.insert(*id) => {
+                    return Err(format!("quote {id} was accepted by two requests"));
+                }
                 _ => {}
             }
         }
@@ -1146,10 +1193,11 @@ impl World {
             let custody = ledger.kernel().balance(products::wallet::custody(asset));
             let pending = ledger.kernel().balance(AccountId::house(asset, products::wallet::PENDING_WITHDRAWALS));
             let (deposited, withdrawn) = (deposited.get(&asset).copied().unwrap_or(0), withdrawn.get(&asset).copied().unwrap_or(0));
-            if custody != -deposited || pending != withdrawn {
+            // The house's funding came out of custody too.
+            if custody != -deposited - HOUSE_FUNDED || pending != withdrawn {
                 return Err(format!("asset {asset}: custody {custody} and pending {pending} but {deposited} was deposited and {withdrawn} withdrawn"));
             }
-            // Conservation over every account the products keep: users', custody, pending withdrawals, revenue.
+            // Conservation over every account the products keep: users', custody, pending withdrawals, revenue, inventory, quoted.
             let sum: i128 = ledger.kernel().state().balances.iter().filter(|(account, _)| account.asset == asset).map(|(_, balance)| balance).sum();
             if sum != 0 {
                 return Err(format!("asset {asset}: the accounts sum to {sum}, not zero"));

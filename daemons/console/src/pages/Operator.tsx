@@ -109,6 +109,15 @@ const MarketsAdminQuery = graphql(`
     assets { id symbol scale }
     markets { id trading tickSize lotSize makerFeeRate takerFeeRate priceBand lastPrice base { symbol } quote { symbol } }
     houseBalances { asset inventory revenue }
+    convertPositions {
+      pair { base quote priceSource market price spreadBps feeBps minAmount maxAmount stepSize quoteTtlMs paused }
+      exposureLimitBase exposureLimitQuote netBase netQuote
+    }
+  }
+`);
+const SetConvertPairMutation = graphql(`
+  mutation SetConvertPair($base: String!, $quote: String!, $market: ID, $price: Decimal, $spreadBps: Int, $feeBps: Int, $minAmount: Decimal, $maxAmount: Decimal, $stepSize: Decimal, $exposureLimitBase: Decimal, $exposureLimitQuote: Decimal, $paused: Boolean) {
+    setConvertPair(base: $base, quote: $quote, market: $market, price: $price, spreadBps: $spreadBps, feeBps: $feeBps, minAmount: $minAmount, maxAmount: $maxAmount, stepSize: $stepSize, exposureLimitBase: $exposureLimitBase, exposureLimitQuote: $exposureLimitQuote, paused: $paused) { base quote paused }
   }
 `);
 const CreateAssetMutation = graphql(`
@@ -576,6 +585,9 @@ export function MarketsAdmin() {
               <HouseInventory balances={data.houseBalances} onDone={reload} />
             </Panel>
           </div>
+          <Panel title="Convert pairs" id="admin-convert">
+            <ConvertPairs positions={data.convertPositions} onDone={reload} />
+          </Panel>
         </>
       )}
     </OperatorPage>
@@ -786,6 +798,101 @@ function ChainCheck() {
         </>
       ) : null}
       <ErrorMessage error={error} />
+    </>
+  );
+}
+
+/// Convert's pairs and the house's position through each; pausing, resuming
+/// and setting a pair are proposals like every operator action.
+function ConvertPairs({ positions, onDone }: { positions: ResultOf<typeof MarketsAdminQuery>['convertPositions']; onDone: () => void }) {
+  const [base, setBase] = useState('');
+  const [quote, setQuote] = useState('');
+  const [market, setMarket] = useState('');
+  const [price, setPrice] = useState('');
+  const [spreadBps, setSpreadBps] = useState('50');
+  const [feeBps, setFeeBps] = useState('10');
+  const [minAmount, setMinAmount] = useState('');
+  const [maxAmount, setMaxAmount] = useState('');
+  const [stepSize, setStepSize] = useState('');
+  const [exposureLimitBase, setExposureLimitBase] = useState('');
+  const [exposureLimitQuote, setExposureLimitQuote] = useState('');
+  const optional = (value: string) => value.trim() || null;
+  return (
+    <>
+      <table className="data" aria-label="Convert pairs">
+        <TableHead columns={['Pair', 'Price from', ['Spread / fee (bps)', 'number'], ['Amounts', 'number'], ['Net position', 'number'], ['Exposure limit', 'number'], 'Quoting']} actions />
+        <tbody>
+          {positions.map(({ pair, ...p }) => {
+            const name = `${pair.base}/${pair.quote}`;
+            return (
+              <tr key={name}>
+                <th scope="row">{name}</th>
+                <td>{pair.market ? `the ${pair.market} book` : `${pair.price} ${pair.quote}`}</td>
+                <td className="number">
+                  {pair.spreadBps} / {pair.feeBps}
+                </td>
+                <td className="number">
+                  {formatDecimal(pair.minAmount)} to {formatDecimal(pair.maxAmount)} by {pair.stepSize} {pair.base}
+                </td>
+                <td className="number">
+                  {formatDecimal(p.netBase)} {pair.base}, {formatDecimal(p.netQuote)} {pair.quote}
+                </td>
+                <td className="number">
+                  {formatDecimal(p.exposureLimitBase)} {pair.base}, {formatDecimal(p.exposureLimitQuote)} {pair.quote}
+                </td>
+                <td>{pair.paused ? 'paused' : 'yes'}</td>
+                <td>
+                  <ActionButton
+                    action={() => request(SetConvertPairMutation, { base: pair.base, quote: pair.quote, paused: !pair.paused })}
+                    onDone={onDone}
+                    label={`${pair.paused ? 'Resume' : 'Pause'} ${name}`}
+                    className={pair.paused ? undefined : 'danger'}
+                  >
+                    {pair.paused ? 'Resume' : 'Pause'}
+                  </ActionButton>
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {positions.length === 0 ? <p>No pairs yet.</p> : null}
+      <h3>Set a pair</h3>
+      <ProposalForm
+        label="Set pair"
+        onDone={onDone}
+        submit={async () => {
+          const answer = await request(SetConvertPairMutation, {
+            base: base.trim(),
+            quote: quote.trim(),
+            market: optional(market),
+            price: optional(price),
+            spreadBps: spreadBps.trim() ? Number(spreadBps) : null,
+            feeBps: feeBps.trim() ? Number(feeBps) : null,
+            minAmount: optional(minAmount),
+            maxAmount: optional(maxAmount),
+            stepSize: optional(stepSize),
+            exposureLimitBase: optional(exposureLimitBase),
+            exposureLimitQuote: optional(exposureLimitQuote),
+            paused: null,
+          });
+          return `Pair ${answer.setConvertPair.base}/${answer.setConvertPair.quote} set.`;
+        }}
+      >
+        <div className="columns">
+          <Field label="Base asset" name="convertBase" isRequired value={base} onChange={setBase} />
+          <Field label="Quote asset" name="convertQuote" isRequired value={quote} onChange={setQuote} />
+          <Field label="Market (price from its book)" name="convertMarket" value={market} onChange={setMarket} description="BTC-USD; or leave empty and set a price" />
+          <Field label="Price (quote per base)" name="convertPrice" inputMode="decimal" value={price} onChange={setPrice} />
+          <Field label="Spread (bps)" name="spreadBps" inputMode="numeric" value={spreadBps} onChange={setSpreadBps} />
+          <Field label="Fee (bps)" name="feeBps" inputMode="numeric" value={feeBps} onChange={setFeeBps} />
+          <Field label="Minimum (base)" name="minAmount" inputMode="decimal" value={minAmount} onChange={setMinAmount} />
+          <Field label="Maximum (base)" name="maxAmount" inputMode="decimal" value={maxAmount} onChange={setMaxAmount} />
+          <Field label="Step (base)" name="stepSize" inputMode="decimal" value={stepSize} onChange={setStepSize} />
+          <Field label="Exposure limit (base)" name="exposureLimitBase" inputMode="decimal" value={exposureLimitBase} onChange={setExposureLimitBase} />
+          <Field label="Exposure limit (quote)" name="exposureLimitQuote" inputMode="decimal" value={exposureLimitQuote} onChange={setExposureLimitQuote} />
+        </div>
+      </ProposalForm>
     </>
   );
 }

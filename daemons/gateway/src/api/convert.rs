@@ -153,7 +153,8 @@ impl ConvertMutation {
         if let Err(wait) = services(ctx).convert_quotes.check(&user, Instant::now()) {
             return Err(coded("RATE_LIMITED", format!("too many quotes; ask again in {} ms", wait.as_millis().max(1))));
         }
-        let catalog = Catalog::load(ctx).await?;
+        // The kept catalog when it knows both assets: a quote is on a hot path.
+        let catalog = Catalog::covering(ctx, |c| c.asset_by_symbol(&from).is_ok() && c.asset_by_symbol(&to).is_ok()).await?;
         let (from_spec, to_spec) = (catalog.asset_by_symbol(&from)?.clone(), catalog.asset_by_symbol(&to)?.clone());
         let wanted = match (from_amount, to_amount) {
             (Some(amount), None) => Wanted::From(units(amount, &from_spec, "fromAmount")?),
@@ -163,6 +164,9 @@ impl ConvertMutation {
         let pairs = pairs(ctx).await?;
         let route = route(&pairs, from_spec.id, to_spec.id)
             .ok_or_else(|| coded("NOT_FOUND", format!("no conversion between {from} and {to}: no pair, directly or through one other asset")))?;
+        // A pair priced from a market this gateway has not seen yet (another created it).
+        let books = |c: &Catalog| route.iter().all(|(pair, _)| matches!(pair.spec.price, PriceSource::Set { .. }) || c.has_market_of(&pair.spec));
+        let catalog = if books(&catalog) { catalog } else { Catalog::load(ctx).await? };
         let mut legs = Vec::with_capacity(route.len());
         for (pair, sell_base) in &route {
             legs.push(LegTerms { sell_base: *sell_base, source: source(ctx, &catalog, &pair.spec, *sell_base).await?, spread_bps: pair.spec.spread_bps });
@@ -204,9 +208,12 @@ impl ConvertMutation {
             Outcome::Convert(api::Outcome::Accepted(id)) => id,
             other => return Err(unexpected(other)),
         };
-        let catalog = Catalog::load(ctx).await?;
         match ask(ctx, Query::Convert(api::Query::Conversion { id: accepted })).await? {
-            Answer::Convert(api::Answer::Conversion(Some(conversion))) if conversion.quote.user == user => Ok(api_trade(&catalog, &conversion)),
+            Answer::Convert(api::Answer::Conversion(Some(conversion))) if conversion.quote.user == user => {
+                let quote = &conversion.quote;
+                let catalog = Catalog::covering(ctx, |c| c.asset(quote.from()).is_some() && c.asset(quote.to()).is_some()).await?;
+                Ok(api_trade(&catalog, &conversion))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -297,6 +304,12 @@ async fn pairs(ctx: &Context<'_>) -> Result<Vec<Pair>, Error> {
     match ask(ctx, Query::Convert(api::Query::Pairs)).await? {
         Answer::Convert(api::Answer::Pairs(pairs)) => Ok(pairs),
         other => Err(unexpected(other)),
+    }
+}
+
+impl Catalog {
+    fn has_market_of(&self, spec: &PairSpec) -> bool {
+        matches!(spec.price, PriceSource::Book(market) if self.markets.iter().any(|m| m.id() == market))
     }
 }
 
