@@ -701,6 +701,9 @@ struct Targets {
 
 impl Targets {
     fn write(&self, report: &mut String, options: &Options) -> std::fmt::Result {
+        if self.throughput_ratio.is_none() && self.rate_p99_us.is_none() && self.single_p50_us.is_none() {
+            return Ok(());
+        }
         writeln!(report, "### Against the targets\n")?;
         writeln!(report, "| target | this run | met |")?;
         writeln!(report, "|---|---:|---|")?;

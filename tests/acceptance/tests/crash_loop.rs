@@ -1,6 +1,7 @@
 //! The three real daemons under a crash loop (issue 5, test 2): client
-//! drivers place and cancel orders, request withdrawals and the operator
-//! deposits, each recording what was acknowledged; a supervisor SIGKILLs a
+//! drivers place and cancel orders, request withdrawals, convert dollars
+//! to bitcoin at the house's quotes, and the operator deposits, each
+//! recording what was acknowledged; a supervisor SIGKILLs a
 //! random daemon every 0.5 to 5 s and starts it again. After each restart
 //! and at the end it checks that every acknowledged effect is there exactly
 //! once, that the ledger's open orders are matching's book, and that no money
@@ -42,6 +43,8 @@ struct Acknowledged {
     /// Every withdrawal request answered, by asset (none is approved or rejected here).
     withdrawn: HashMap<String, Decimal>,
     withdrawals: usize,
+    /// (user, quote id) for every conversion acceptConvertQuote answered.
+    conversions: Vec<(usize, String)>,
 }
 
 /// How far earlier audits got through the acknowledged orders and cancels.
@@ -109,7 +112,29 @@ fn drive(client: Client, user: usize, token: String, seed: u64, acknowledged: Ar
         // Anything in flight when the run ends may finish within a minute.
         let stop_by = Instant::now() + Duration::from_secs(60);
         sequence += 1;
-        match rng.random_range(0..10) {
+        match rng.random_range(0..12) {
+            10..=11 => {
+                // A conversion: a quote for a few dollars' bitcoin, accepted at once.
+                let query = "mutation { convertQuote(from: \"USD\", to: \"BTC\", fromAmount: \"5\") { id } }";
+                let Some(answer) = definitely(&client, &token, query, &json!({}), stop_by) else { continue };
+                let Some(quote) = answer["data"]["convertQuote"]["id"].as_str() else {
+                    let code = answer["errors"][0]["extensions"]["code"].as_str();
+                    // The gateway limits quotes per user: this driver asks faster than a person.
+                    assert!(matches!(code, Some("INSUFFICIENT_FUNDS" | "INSUFFICIENT_LIQUIDITY" | "LIMIT_REACHED" | "RATE_LIMITED")), "{answer}");
+                    continue;
+                };
+                let accept = "mutation($q: ID!, $k: String!) { acceptConvertQuote(quoteId: $q, idempotencyKey: $k) { id } }";
+                let variables = json!({ "q": quote, "k": format!("u{user}-c{sequence}") });
+                let Some(answer) = definitely(&client, &token, accept, &variables, stop_by) else { continue };
+                if let Some(id) = answer["data"]["acceptConvertQuote"]["id"].as_str() {
+                    assert_eq!(id, quote, "an accept answers its quote's conversion");
+                    acknowledged.lock().unwrap().conversions.push((user, id.to_string()));
+                } else {
+                    // A crash longer than the quote's life expires it; the money moved for none of these.
+                    let code = answer["errors"][0]["extensions"]["code"].as_str();
+                    assert!(matches!(code, Some("QUOTE_EXPIRED" | "INSUFFICIENT_FUNDS")), "{answer}");
+                }
+            }
             0..=6 => {
                 let client_order_id = format!("u{user}-{sequence}");
                 let side = if rng.random_bool(0.5) { "BUY" } else { "SELL" };
@@ -199,6 +224,18 @@ fn try_audit(system: &System, tokens: &[String], operator: &str, acknowledged: &
             return Err(format!("acknowledged deposits {deposited} and withdrawals {withdrawn} of {asset}, the ledger has {reserve}"));
         }
     }
+    // Conversions: each acknowledged one is in its user's history, once.
+    let mut histories: HashMap<usize, Vec<String>> = HashMap::new();
+    for (user, id) in &acknowledged.conversions {
+        if !histories.contains_key(user) {
+            let trades = ask(&tokens[*user], "{ convertTrades(limit: 1000) { id } }", json!({}))?;
+            histories.insert(*user, trades["convertTrades"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect());
+        }
+        let history = &histories[user];
+        if history.iter().filter(|h| *h == id).count() != 1 {
+            return Err(format!("acknowledged conversion {id} of trader {user} is not in their history once: {history:?}"));
+        }
+    }
     // Orders: the new acknowledgements one by one; resting orders against matching's book.
     let order = "query($id: ID!) { userOrder(id: $id) { id status } }";
     for (user, client_order_id, id) in &acknowledged.orders[audited.orders..] {
@@ -281,9 +318,21 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
     assert_eq!(system.ctl(&["create-asset", "BTC", "8"], "").0, 0);
     assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
     assert_eq!(system.ctl(&["create-market", "BTC", "USD", "1", "0.01", "0.001", "0.002"], "").0, 0);
+    // Convert: the house funded from custody (which the reserves count as brought in), and a pair at 100.
+    for (asset, amount) in [("BTC", "100"), ("USD", "100000")] {
+        let (exit, said) = system.ctl(&["fund-house", asset, amount, &format!("crash-loop-{asset}")], "");
+        assert_eq!(exit, 0, "{said}");
+    }
+    let (exit, said) = system.ctl(&["convert-pair", "BTC", "USD", "100", "10", "10", "0.0001", "1000", "0.00000001", "1000", "1000000"], "");
+    assert_eq!(exit, 0, "{said}");
     let client = system.client();
     let operator = login(&client, OPERATOR, OPERATOR_PASSWORD);
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    {
+        let mut acknowledged = acknowledged.lock().unwrap();
+        acknowledged.deposited.insert("BTC".into(), Decimal::from(100));
+        acknowledged.deposited.insert("USD".into(), Decimal::from(100_000));
+    }
     let mut tokens = Vec::new();
     for user in 0..USERS {
         let email = format!("trader{user}@domain.io");
@@ -358,12 +407,14 @@ fn acknowledged_effects_survive_a_crash_loop_of_all_three_daemons() {
     }
     let acknowledged = acknowledged.lock().unwrap();
     eprintln!(
-        "kills {kills:?}; acknowledged: {} orders, {} cancels, {} withdrawals, deposits {:?}",
+        "kills {kills:?}; acknowledged: {} orders, {} cancels, {} withdrawals, {} conversions, deposits and the house's funding {:?}",
         acknowledged.orders.len(),
         acknowledged.cancelled.len(),
         acknowledged.withdrawals,
+        acknowledged.conversions.len(),
         acknowledged.deposited
     );
+    assert!(!acknowledged.conversions.is_empty(), "no conversion was acknowledged: convert went untested through the crashes");
     assert!(acknowledged.orders.len() >= 10, "the drivers got too little done to judge: {}", acknowledged.orders.len());
     audit(&system, &tokens, &operator, &acknowledged, &mut audited);
 
