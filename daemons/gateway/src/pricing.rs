@@ -85,8 +85,9 @@ pub enum PricingError {
     Thin,
     #[error("the amount is too small to convert")]
     TooSmall,
-    #[error("the amount is not a multiple of the pair's step of {0} minor units")]
-    OffStep(i128),
+    /// The amount the user gives (`to` false) or gets is off its step.
+    #[error("the amount is not a multiple of the pair's step of {step} minor units")]
+    OffStep { step: i128, to: bool },
     #[error("the amount is too large to price")]
     Overflow,
 }
@@ -113,6 +114,10 @@ fn div(a: Decimal, b: Decimal) -> Result<Decimal, PricingError> {
     a.checked_div(b).ok_or(PricingError::Overflow)
 }
 
+fn add(a: Decimal, b: Decimal) -> Result<Decimal, PricingError> {
+    a.checked_add(b).ok_or(PricingError::Overflow)
+}
+
 /// What `pay` of the leg's `from` is worth in its `to` at the source's prices.
 pub fn fair_value(leg: &LegTerms, pay: i128) -> Result<Decimal, PricingError> {
     let pay = dec(pay)?;
@@ -134,16 +139,16 @@ pub fn fair_value(leg: &LegTerms, pay: i128) -> Result<Decimal, PricingError> {
                 if leg.sell_base {
                     // Selling base into the bids: each level takes its quantity.
                     let take = left.min(level.quantity);
-                    value += mul(take, level.price)?;
+                    value = add(value, mul(take, level.price)?)?;
                     left -= take;
                 } else {
                     // Buying base from the asks with quote.
                     let cost = mul(level.quantity, level.price)?;
                     if cost <= left {
-                        value += level.quantity;
+                        value = add(value, level.quantity)?;
                         left -= cost;
                     } else {
-                        value += div(left, level.price)?;
+                        value = add(value, div(left, level.price)?)?;
                         left = Decimal::ZERO;
                     }
                 }
@@ -177,15 +182,15 @@ pub fn cost_of(leg: &LegTerms, value: Decimal) -> Result<Decimal, PricingError> 
                     // Quote wanted from the bids: each level gives quantity x price.
                     let worth = mul(level.quantity, level.price)?;
                     if worth <= left {
-                        cost += level.quantity;
+                        cost = add(cost, level.quantity)?;
                         left -= worth;
                     } else {
-                        cost += div(left, level.price)?;
+                        cost = add(cost, div(left, level.price)?)?;
                         left = Decimal::ZERO;
                     }
                 } else {
                     let take = left.min(level.quantity);
-                    cost += mul(take, level.price)?;
+                    cost = add(cost, mul(take, level.price)?)?;
                     left -= take;
                 }
             }
@@ -230,7 +235,7 @@ pub fn price(route: &Route, wanted: Wanted) -> Result<Priced, PricingError> {
                 return Err(PricingError::TooSmall);
             }
             if let Some(step) = route.from_step.filter(|step| amount % step != 0) {
-                return Err(PricingError::OffStep(step));
+                return Err(PricingError::OffStep { step, to: false });
             }
             forward(route, amount)?
         }
@@ -239,7 +244,7 @@ pub fn price(route: &Route, wanted: Wanted) -> Result<Priced, PricingError> {
                 return Err(PricingError::TooSmall);
             }
             if let Some(step) = route.to_step.filter(|step| amount % step != 0) {
-                return Err(PricingError::OffStep(step));
+                return Err(PricingError::OffStep { step, to: true });
             }
             backward(route, amount)?
         }
@@ -363,8 +368,18 @@ mod tests {
     fn steps_bind_what_the_user_gives_and_gets() {
         let route = Route { legs: vec![ratio_leg(false, 1, 1, 0)], fee_bps: 0, from_step: None, to_step: Some(100) };
         assert_eq!(price(&route, Wanted::From(250)).unwrap().to_amount(), 200);
-        assert_eq!(price(&route, Wanted::To(250)), Err(PricingError::OffStep(100)));
+        assert_eq!(price(&route, Wanted::To(250)), Err(PricingError::OffStep { step: 100, to: true }));
         assert_eq!(price(&route, Wanted::From(99)), Err(PricingError::TooSmall));
+    }
+
+    #[test]
+    fn a_book_past_what_a_decimal_holds_is_refused_not_a_panic() {
+        let huge: Decimal = "10000000000000000000000000000".parse().unwrap();
+        let bids = vec![Level { price: huge, quantity: Decimal::from(5) }, Level { price: huge, quantity: Decimal::from(5) }];
+        let leg = LegTerms { sell_base: true, source: Source::Levels(bids), spread_bps: 0 };
+        let route = Route { legs: vec![leg], fee_bps: 0, from_step: None, to_step: None };
+        assert_eq!(price(&route, Wanted::From(10)), Err(PricingError::Overflow));
+        assert_eq!(price(&route, Wanted::To(10)), Err(PricingError::Overflow));
     }
 
     fn any_leg() -> impl Strategy<Value = LegTerms> {

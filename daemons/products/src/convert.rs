@@ -343,7 +343,8 @@ impl Convert {
             return bad("the fee is zero or more and less than what the user receives");
         }
         let mut ttl_ms = u32::MAX;
-        for leg in legs {
+        let last = legs.len() - 1;
+        for (n, leg) in legs.iter().enumerate() {
             let Some(pair) = self.pairs.get(&(leg.base, leg.quote)) else {
                 return Err(LedgerError::NotFound);
             };
@@ -355,10 +356,16 @@ impl Convert {
             if base < spec.base_min || base > spec.base_max {
                 return Err(LedgerError::BadInput(format!("the base amount {base} is outside the pair's {} to {} minor units", spec.base_min, spec.base_max)));
             }
-            // The step binds what the user gives or gets, not an intermediate asset.
-            let intermediate = legs.len() > 1 && spec.base == legs[0].to();
-            if !intermediate && base % spec.base_step != 0 {
-                return Err(LedgerError::BadInput(format!("the base amount {base} is not a multiple of the pair's step of {} minor units", spec.base_step)));
+            // The step binds what the user gives (the first leg's pay) or
+            // gets (the last leg's receive, the fee taken) of the base
+            // asset, never an intermediate asset.
+            let stepped = match (n, leg.sell_base) {
+                (0, true) => Some(leg.pay),
+                (n, false) if n == last => Some(leg.receive - fee),
+                _ => None,
+            };
+            if let Some(amount) = stepped.filter(|amount| amount % spec.base_step != 0) {
+                return Err(LedgerError::BadInput(format!("the amount {amount} is not a multiple of the pair's step of {} minor units", spec.base_step)));
             }
             ttl_ms = ttl_ms.min(spec.quote_ttl_ms);
         }

@@ -361,3 +361,20 @@ fn a_quote_is_honoured_once_and_only_in_time() {
     assert_eq!(accept(&mut ledger, second.id, "e", 11_001), Err(LedgerError::QuoteExpired(second.id)));
     ledger.check_invariants().unwrap();
 }
+
+/// The step binds what the user gives of the base asset, and what they get
+/// of it once the fee is taken: a quote a gateway rounded that way passes,
+/// one whose gross amount is on the step but whose net is not is refused.
+#[test]
+fn the_step_binds_what_the_user_gives_and_gets_after_the_fee() {
+    let mut ledger = ledger();
+    ok(ledger.apply(&Command::Convert(api::Command::SetPair(PairSpec { base_step: 100, base_min: 100, ..pair(BTC, USD, false) })), 1));
+    let mut quote = |sell_base: bool, pay: Amount, receive: Amount, fee: Amount| {
+        let leg = QuoteLeg { base: BTC, quote: USD, sell_base, pay, receive, spread: 0 };
+        ledger.apply(&Command::Convert(api::Command::Quote(QuoteRequest { user: 1, legs: vec![leg], fee })), 2).outcome
+    };
+    assert!(quote(false, 5_000, 1_010, 10).is_ok(), "1,000 net of the fee is on the step");
+    assert!(matches!(quote(false, 5_000, 1_000, 10), Err(LedgerError::BadInput(_))), "990 net is not");
+    assert!(quote(true, 1_000, 5_000, 10).is_ok(), "selling 1,000 of the base is on the step");
+    assert!(matches!(quote(true, 1_050, 5_000, 10), Err(LedgerError::BadInput(_))), "1,050 is not");
+}

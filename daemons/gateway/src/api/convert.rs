@@ -351,12 +351,13 @@ async fn source(ctx: &Context<'_>, catalog: &Catalog, spec: &PairSpec, sell_base
             let levels = book.map(|book| if sell_base { book.bids } else { book.asks }).unwrap_or_default();
             let per_lot = Decimal::from(ledger_market.base_units_per_lot);
             let per_tick_lot = to_decimal(ledger_market.spec.quote_units_per_tick_lot as i128, ledger_market.spec.tick_lot_scale);
-            Ok(Source::Levels(
-                levels
-                    .iter()
-                    .map(|level| Level { price: Decimal::from(level.price) * per_tick_lot / per_lot, quantity: Decimal::from(level.quantity) * per_lot })
-                    .collect(),
-            ))
+            // Checked: a level beyond what a decimal holds ends the walk
+            // there (a quote past it is too thin), never the gateway.
+            let level = |level: &matching_api::PriceLevel| {
+                let price = Decimal::from(level.price).checked_mul(per_tick_lot)?.checked_div(per_lot)?;
+                Some(Level { price, quantity: Decimal::from(level.quantity).checked_mul(per_lot)? })
+            };
+            Ok(Source::Levels(levels.iter().map_while(level).collect()))
         }
     }
 }
@@ -364,10 +365,9 @@ async fn source(ctx: &Context<'_>, catalog: &Catalog, spec: &PairSpec, sell_base
 fn pricing_error(catalog: &Catalog, error: PricingError, route: &[(&Pair, bool)], from: &AssetSpec, to: &AssetSpec) -> Error {
     match error {
         PricingError::Thin => coded("INSUFFICIENT_LIQUIDITY", "the order book is too thin for this amount now; try a smaller amount or later"),
-        PricingError::OffStep(step) => {
-            // The step is of the base asset: the first leg's when it sells base, else the last's.
-            let (pair, sell_base) = if route[0].1 { route[0] } else { route[route.len() - 1] };
-            let asset = if sell_base { from } else { to };
+        PricingError::OffStep { step, to: gets } => {
+            // The step is the base asset's: of the first pair for what the user gives, the last for what they get.
+            let (pair, asset) = if gets { (route[route.len() - 1].0, to) } else { (route[0].0, from) };
             coded(
                 "BAD_USER_INPUT",
                 format!("the amount of {} is not a multiple of the pair's step of {}", asset.symbol, catalog.amount(pair.spec.base, step).0),
