@@ -23,7 +23,7 @@ pub use ids::{MarketId, OrderId, UserId};
 /// bands and the last trade price in snapshots; 5 a resting order's filled
 /// lots, an amend by total quantity, an Amended's open remainder, and stop
 /// orders; 6 OCO lists.
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
 /// A price in ticks of the market's tick size.
 pub type PriceTicks = u64;
 /// A quantity in lots of the market's lot size.
@@ -196,11 +196,13 @@ impl NewOrder {
     }
 }
 
-/// The price a stop order watches. Only the last trade's today; perpetual
-/// futures will add their mark price.
+/// The price a stop order watches: the market's last trade, or the mark
+/// price the ledger computes for a perpetual market and sends with
+/// [`Command::SetMark`] (matching never computes one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TriggerSource {
     LastTrade,
+    Mark,
 }
 
 /// Which way the watched price must reach the trigger price: a stop-loss
@@ -312,13 +314,26 @@ pub enum Command {
     /// Places an OCO list: the limit order rests (Accepted) and the stop is
     /// armed (StopArmed), or both are refused with the first refusal's code.
     PlaceOco(OcoList),
+    /// The market's mark price is now `price`: the stops watching the mark
+    /// that it reaches fire (their orders' trades may fire stops watching
+    /// the last trade, and those the mark reaches go on firing), then
+    /// `MarkSet`. A price of 0 or above the spec's maximum is refused
+    /// (`MarketRejected` with INVALID_PRICE) and changes nothing.
+    SetMark {
+        market: MarketId,
+        price: PriceTicks,
+    },
 }
 
 impl Command {
     pub fn market(&self) -> MarketId {
         match self {
             Command::AddMarket(spec) => spec.id,
-            Command::SetTrading { market, .. } | Command::Cancel { market, .. } | Command::CancelAll { market, .. } | Command::Amend { market, .. } => *market,
+            Command::SetTrading { market, .. }
+            | Command::Cancel { market, .. }
+            | Command::CancelAll { market, .. }
+            | Command::Amend { market, .. }
+            | Command::SetMark { market, .. } => *market,
             Command::Place(order) | Command::PlaceStop(ArmedStop { order, .. }) | Command::PlaceOco(OcoList { limit: order, .. }) => order.market,
         }
     }
@@ -459,13 +474,19 @@ pub enum Event {
         order_id: OrderId,
         user: UserId,
     },
-    /// A trade at `price` fired the stop: its order's own events follow
-    /// (Accepted or Rejected, then as for any order), after, for the stop
-    /// of an OCO list, the Cancelled (OcoOther) of the list's limit order.
+    /// The price the stop watches, at `price` (a trade's, or the mark),
+    /// fired it: its order's own events follow (Accepted or Rejected, then
+    /// as for any order), after, for the stop of an OCO list, the Cancelled
+    /// (OcoOther) of the list's limit order.
     StopTriggered {
         market: MarketId,
         order_id: OrderId,
         user: UserId,
+        price: PriceTicks,
+    },
+    /// A `SetMark` took effect, after the events of the stops it fired.
+    MarkSet {
+        market: MarketId,
         price: PriceTicks,
     },
 }
@@ -511,10 +532,13 @@ pub struct MarketSnapshot {
     pub trading: bool,
     /// The last trade's price: price bands are measured from it.
     pub last_price: Option<PriceTicks>,
+    /// The last mark price the ledger set (perpetual markets).
+    pub mark_price: Option<PriceTicks>,
     /// Canonical order: bids best first, then asks best first, each price
     /// level oldest first.
     pub orders: Vec<RestingOrder>,
-    /// Armed stops, oldest first: arming order breaks ties when they fire.
+    /// Armed stops, oldest first: arming order breaks ties when they fire
+    /// (those watching the last trade, then those watching the mark).
     pub stops: Vec<ArmedStop>,
     /// OCO lists with both orders open, by the limit order's id.
     pub lists: Vec<OcoLink>,

@@ -85,8 +85,9 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                     spec,
                     trading: true,
                     last_price: Some(1_234),
+                    mark_price: Some(1_240),
                     orders: vec![resting],
-                    stops: vec![armed],
+                    stops: vec![armed, ArmedStop { trigger: Trigger { source: TriggerSource::Mark, ..armed.trigger }, ..armed }],
                     lists: vec![OcoLink { limit: 9, stop: 1_000_001 }],
                 }],
             }),
@@ -107,6 +108,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 trigger: Trigger { source: TriggerSource::LastTrade, direction: TriggerDirection::AtOrBelow, price: 24_000 },
             })),
         ),
+        ("set mark", encode(&Command::SetMark { market: 3, price: 24_100 })),
+        ("mark set", encode(&Event::MarkSet { market: 3, price: 24_100 })),
         (
             "cancelled with its list",
             encode(&Event::Cancelled { market: 3, order_id: 9, user: 8, side: Side::Sell, remaining: 3, reason: CancelReason::OcoOther }),
@@ -144,7 +147,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("cancelled", "07030908010303"),
     ("done", "08030b0c"),
     ("journal entry", "014d0203c1843d2a0100020101a8c3010702"),
-    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901090801a8c30105050200010103c1843d2a0100020101a8c30107020001c0bb010109c1843d"),
+    ("snapshot", "0103914e02e807d00f8080808080208080808004a08d060101d20901d80901090801a8c30105050200010203c1843d2a0100020101a8c30107020001c0bb0103c1843d2a0100020101a8c30107020101c0bb010109c1843d"),
     ("place stop", "0603c1843d2a0100020101a8c30107020001c0bb01"),
     ("stop armed", "09030b0c"),
     ("stop triggered", "0a030b0cc0bb01"),
@@ -152,12 +155,14 @@ const GOLDEN: &[(&str, &str)] = &[
     ("price level", "a8c3010c03"),
     ("price out of band", "04030b0c0e"),
     ("place oco", "0703c1843d2a010000010190cb010702c2843d01000001c0bb01"),
+    ("set mark", "0803a4bc01"),
+    ("mark set", "0b03a4bc01"),
     ("cancelled with its list", "07030908010304"),
 ];
 
 #[test]
-fn the_format_is_version_6_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 6, "the golden bytes below are version 6's: a new version writes its own");
+fn the_format_is_version_7_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 7, "the golden bytes below are version 7's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -10,15 +10,19 @@ use crate::rules;
 use crate::stops::StopBook;
 use crate::types::{
     ArmedStop, BookLimits, CancelReason, Command, EngineLimits, EngineSnapshot, Event, MarketId, MarketSnapshot, MarketSpec, NewOrder, OcoLink, OcoList,
-    OrderId, OrderKind, PriceTicks, RejectCode, Side, TimeInForce, UserId,
+    OrderId, OrderKind, PriceTicks, RejectCode, Side, TimeInForce, TriggerSource, UserId,
 };
 
 struct Market<B> {
     book: B,
     trading: bool,
-    /// The last trade's price, the centre of the price band and what stops watch.
+    /// The last trade's price, the centre of the price band and what most stops watch.
     last_price: Option<PriceTicks>,
+    /// The mark price the ledger last set (perpetual markets), which
+    /// `mark_stops` watch; trades never move it.
+    mark_price: Option<PriceTicks>,
     stops: StopBook,
+    mark_stops: StopBook,
     /// OCO lists with both orders open, under each order's id.
     lists: FxHashMap<OrderId, OcoLink>,
 }
@@ -55,13 +59,23 @@ impl<B: OrderBook> Market<B> {
     #[inline]
     fn check_place(&self, order: &NewOrder) -> Result<(), RejectCode> {
         let checked = if self.trading { rules::check_new_order(self.book.spec(), order) } else { Err(RejectCode::MarketClosed) };
-        let checked =
-            checked.and_then(|()| if !self.stops.is_empty() && self.stops.contains(order.order_id) { Err(RejectCode::DuplicateOrderId) } else { Ok(()) });
+        let checked = checked.and_then(|()| if self.stop_armed(order.order_id) { Err(RejectCode::DuplicateOrderId) } else { Ok(()) });
         // Bands bound limit prices; a market order's protection price is a bound, not a price.
         checked.and_then(|()| match (order.kind, order.price) {
             (OrderKind::Limit, Some(price)) if !self.within_band(order.side, price) => Err(RejectCode::PriceOutOfBand),
             _ => Ok(()),
         })
+    }
+
+    /// Whether a stop of either source is armed under `order_id`.
+    #[inline]
+    fn stop_armed(&self, order_id: OrderId) -> bool {
+        (!self.stops.is_empty() && self.stops.contains(order_id)) || (!self.mark_stops.is_empty() && self.mark_stops.contains(order_id))
+    }
+
+    /// Disarms `user`'s stop `order_id`, whichever price it watches.
+    fn disarm(&mut self, order_id: OrderId, user: UserId) -> Option<ArmedStop> {
+        self.stops.cancel(order_id, user).or_else(|| if self.mark_stops.is_empty() { None } else { self.mark_stops.cancel(order_id, user) })
     }
 
     /// Rests an OCO list's limit order and arms its stop, or refuses both
@@ -95,7 +109,7 @@ impl<B: OrderBook> Market<B> {
             // The book refused the limit order (it would take, or a limit): the stop goes with it.
             return out.push(Event::Rejected { market: stop.order.market, order_id: stop.order.order_id, user: stop.order.user, code });
         }
-        self.stops.arm(stop);
+        self.stops_of(stop.trigger.source).arm(stop);
         out.push(Event::StopArmed { market: stop.order.market, order_id: stop.order.order_id, user: stop.order.user });
         let link = OcoLink { limit: limit.order_id, stop: stop.order.order_id };
         self.lists.insert(link.limit, link);
@@ -137,7 +151,7 @@ impl<B: OrderBook> Market<B> {
     /// Takes the other order of an ended list (the same user's) off the
     /// stop book or the book.
     fn end_other(&mut self, order_id: OrderId, user: UserId, out: &mut Vec<Event>) {
-        if let Some(stop) = self.stops.cancel(order_id, user) {
+        if let Some(stop) = self.disarm(order_id, user) {
             return out.push(disarmed(&stop, CancelReason::OcoOther));
         }
         if self.book.contains(order_id) {
@@ -150,13 +164,19 @@ impl<B: OrderBook> Market<B> {
         }
     }
 
-    /// Places every stop the last trade price fires, one by one: each one's
-    /// trades move the price that the next is measured by. Bounded by the
-    /// armed stops, each of which fires once.
+    /// Places every stop the last trade price or the mark fires, one by
+    /// one: each one's trades move the last price that the next is measured
+    /// by, so those watching the last trade go first; the mark does not
+    /// move here. Bounded by the armed stops, each of which fires once.
     #[inline]
     fn fire_stops(&mut self, out: &mut Vec<Event>) {
-        while let Some(price) = self.last_price {
-            let Some(stop) = self.stops.take_fired(price) else { break };
+        loop {
+            let fired = self.last_price.and_then(|price| Some((self.stops.take_fired(price)?, price)));
+            let fired = fired.or_else(|| {
+                let price = self.mark_price.filter(|_| !self.mark_stops.is_empty())?;
+                Some((self.mark_stops.take_fired(price)?, price))
+            });
+            let Some((stop, price)) = fired else { break };
             let order = stop.order;
             out.push(Event::StopTriggered { market: order.market, order_id: order.order_id, user: order.user, price });
             if let Some(link) = (!self.lists.is_empty()).then(|| self.lists.get(&order.order_id).copied()).flatten() {
@@ -170,8 +190,15 @@ impl<B: OrderBook> Market<B> {
 
     fn arm(&mut self, stop: &ArmedStop, limits: &BookLimits) -> Result<(), RejectCode> {
         self.check_arm(stop, limits)?;
-        self.stops.arm(*stop);
+        self.stops_of(stop.trigger.source).arm(*stop);
         Ok(())
+    }
+
+    fn stops_of(&mut self, source: TriggerSource) -> &mut StopBook {
+        match source {
+            TriggerSource::LastTrade => &mut self.stops,
+            TriggerSource::Mark => &mut self.mark_stops,
+        }
     }
 
     fn check_arm(&self, stop: &ArmedStop, limits: &BookLimits) -> Result<(), RejectCode> {
@@ -180,16 +207,20 @@ impl<B: OrderBook> Market<B> {
             return Err(RejectCode::MarketClosed);
         }
         rules::check_stop(spec, stop)?;
-        if self.stops.contains(order.order_id) || self.book.contains(order.order_id) {
+        if self.stop_armed(order.order_id) || self.book.contains(order.order_id) {
             return Err(RejectCode::DuplicateOrderId);
         }
-        if self.stops.len() >= limits.resting_orders_max as usize {
+        if self.stops.len() + self.mark_stops.len() >= limits.resting_orders_max as usize {
             return Err(RejectCode::BookFull);
         }
-        if self.stops.user_count(order.user) >= limits.orders_per_user_max {
+        if self.stops.user_count(order.user) + self.mark_stops.user_count(order.user) >= limits.orders_per_user_max {
             return Err(RejectCode::UserOrderLimit);
         }
-        if self.last_price.is_some_and(|price| stop.trigger.fires_at(price)) {
+        let watched = match stop.trigger.source {
+            TriggerSource::LastTrade => self.last_price,
+            TriggerSource::Mark => self.mark_price,
+        };
+        if watched.is_some_and(|price| stop.trigger.fires_at(price)) {
             return Err(RejectCode::WouldTriggerNow);
         }
         Ok(())
@@ -287,9 +318,17 @@ impl<B: OrderBook> Engine<B> {
                 }
             }
             Command::PlaceOco(ref list) => market.place_oco(list, &self.limits.book, out),
+            Command::SetMark { price, .. } => {
+                if price == 0 || price > market.book.spec().price_ticks_max {
+                    return out.push(Event::MarketRejected { market: market_id, code: RejectCode::InvalidPrice });
+                }
+                market.mark_price = Some(price);
+                market.fire_stops(out);
+                out.push(Event::MarkSet { market: market_id, price });
+            }
             Command::Cancel { order_id, user, .. } => {
                 let from = out.len();
-                match market.stops.cancel(order_id, user) {
+                match market.disarm(order_id, user) {
                     Some(stop) => out.push(disarmed(&stop, CancelReason::User)),
                     None => market.book.cancel(order_id, user, out),
                 }
@@ -298,8 +337,8 @@ impl<B: OrderBook> Engine<B> {
             Command::CancelAll { user, .. } => {
                 let from = out.len();
                 market.book.cancel_all(user, out);
-                for order_id in market.stops.of_user(user) {
-                    let stop = market.stops.cancel(order_id, user).expect("listed just now");
+                for order_id in market.stops.of_user(user).into_iter().chain(market.mark_stops.of_user(user)) {
+                    let stop = market.disarm(order_id, user).expect("listed just now");
                     out.push(disarmed(&stop, CancelReason::User));
                 }
                 market.end_lists(out, from);
@@ -342,8 +381,15 @@ impl<B: OrderBook> Engine<B> {
         if self.markets.len() <= index {
             self.markets.resize_with(index + 1, || None);
         }
-        self.markets[index] =
-            Some(Market { book: B::new(spec, self.limits.book), trading: true, last_price: None, stops: StopBook::default(), lists: FxHashMap::default() });
+        self.markets[index] = Some(Market {
+            book: B::new(spec, self.limits.book),
+            trading: true,
+            last_price: None,
+            mark_price: None,
+            stops: StopBook::default(),
+            mark_stops: StopBook::default(),
+            lists: FxHashMap::default(),
+        });
         out.push(Event::MarketAdded { market: spec.id });
     }
 
@@ -355,9 +401,16 @@ impl<B: OrderBook> Engine<B> {
         self.market(id).map(|m| &m.book)
     }
 
-    /// A market's armed stops, oldest first.
+    /// A market's armed stops, oldest first: those watching the last
+    /// trade, then those watching the mark.
     pub fn armed_stops(&self, id: MarketId) -> Vec<ArmedStop> {
-        self.market(id).map(|m| m.stops.armed()).unwrap_or_default()
+        self.market(id)
+            .map(|m| {
+                let mut stops = m.stops.armed();
+                stops.extend(m.mark_stops.armed());
+                stops
+            })
+            .unwrap_or_default()
     }
 
     pub fn is_trading(&self, id: MarketId) -> Option<bool> {
@@ -378,8 +431,13 @@ impl<B: OrderBook> Engine<B> {
                     spec: *m.book.spec(),
                     trading: m.trading,
                     last_price: m.last_price,
+                    mark_price: m.mark_price,
                     orders: m.book.resting_orders(),
-                    stops: m.stops.armed(),
+                    stops: {
+                        let mut stops = m.stops.armed();
+                        stops.extend(m.mark_stops.armed());
+                        stops
+                    },
                     lists: {
                         let mut lists: Vec<OcoLink> = m.lists.iter().filter(|(id, link)| **id == link.limit).map(|(_, link)| *link).collect();
                         lists.sort_unstable_by_key(|link| link.limit);
@@ -411,6 +469,9 @@ impl<B: OrderBook> Engine<B> {
                 return Err(invalid("the last trade price is out of range"));
             }
             slot.last_price = market.last_price;
+            if market.mark_price.is_some_and(|price| price == 0 || price > slot.book.spec().price_ticks_max) {
+                return Err(invalid("the mark price is out of range"));
+            }
             let mut ids = rustc_hash::FxHashSet::default();
             for order in &market.orders {
                 if !ids.insert(order.order_id) {
@@ -429,13 +490,13 @@ impl<B: OrderBook> Engine<B> {
             // Armed as they were; the trading flag and the last price must
             // not refuse them here (a halted market keeps its stops).
             let (trading, last_price) = (slot.trading, slot.last_price);
-            (slot.trading, slot.last_price) = (true, None);
+            (slot.trading, slot.last_price, slot.mark_price) = (true, None, None);
             for stop in &market.stops {
                 if stop.order.market != market.spec.id || slot.arm(stop, &limits.book).is_err() {
                     return Err(invalid("a stop is out of range, a duplicate, or over the limits"));
                 }
             }
-            (slot.trading, slot.last_price) = (trading, last_price);
+            (slot.trading, slot.last_price, slot.mark_price) = (trading, last_price, market.mark_price);
             let (resting, armed): (FxHashMap<OrderId, _>, FxHashMap<OrderId, _>) = if market.lists.is_empty() {
                 Default::default()
             } else {
@@ -475,7 +536,7 @@ fn unknown_market(command: &Command, out: &mut Vec<Event>) {
         }
         Command::Cancel { order_id, user, .. } | Command::Amend { order_id, user, .. } => rejected(order_id, user),
         Command::CancelAll { user, .. } => rejected(0, user),
-        Command::AddMarket(_) | Command::SetTrading { .. } => Event::MarketRejected { market, code: RejectCode::UnknownMarket },
+        Command::AddMarket(_) | Command::SetTrading { .. } | Command::SetMark { .. } => Event::MarketRejected { market, code: RejectCode::UnknownMarket },
     };
     out.push(event);
 }

@@ -155,6 +155,7 @@ suite!(
     price_bands_measure_from_the_last_trade_or_the_best_opposite_price,
     stops_fire_on_the_last_trade_in_order_and_survive_a_snapshot,
     stops_are_refused_when_they_would_fire_now_and_cancel_whole,
+    stops_on_the_mark_fire_when_the_mark_reaches_them_and_only_then,
     an_oco_lists_fill_cancels_its_stop_and_its_stop_firing_cancels_the_limit,
     an_oco_list_is_cancelled_or_refused_whole_and_survives_a_snapshot,
     bad_orders_are_rejected_with_codes,
@@ -571,6 +572,64 @@ fn stops_are_refused_when_they_would_fire_now_and_cancel_whole<B: OrderBook>() {
     // Cancel-all: the resting orders first (the fired stop rests at 110), then the armed stops.
     assert_eq!(h.run(Command::CancelAll { market: MARKET, user: 2 }), vec![cancelled(2, 2, Buy, 1, User), cancelled(8, 2, Sell, 4, User)]);
     assert_eq!(h.engine.armed_stops(MARKET), vec![]);
+}
+
+fn mark_stop(order: NewOrder, direction: TriggerDirection, price: PriceTicks) -> Command {
+    Command::PlaceStop(ArmedStop { order, trigger: Trigger { source: TriggerSource::Mark, direction, price } })
+}
+
+fn set_mark(price: PriceTicks) -> Command {
+    Command::SetMark { market: MARKET, price }
+}
+
+fn stops_on_the_mark_fire_when_the_mark_reaches_them_and_only_then<B: OrderBook>() {
+    use TriggerDirection::*;
+    let mut h = Harness::<B>::new();
+    let armed = |order_id, user| Event::StopArmed { market: MARKET, order_id, user };
+    let mark_set = |price| Event::MarkSet { market: MARKET, price };
+    h.run(limit(1, 1, Buy, 97, 3));
+    h.run(limit(2, 1, Buy, 96, 1));
+    h.run(limit(3, 1, Buy, 90, 5));
+    // A stop-loss market sell of 3 on the mark at 96, and a stop-limit sell
+    // of 1 (limit 90) on the last trade at 96.
+    let market_sell = NewOrder { kind: OrderKind::Market, time_in_force: TimeInForce::Ioc, ..order(10, 2, Sell, None, 3) };
+    assert_eq!(h.run(mark_stop(market_sell, AtOrBelow, 96)), vec![armed(10, 2)]);
+    assert_eq!(h.run(stop(order(11, 3, Sell, Some(90), 1), AtOrBelow, 96)), vec![armed(11, 3)]);
+    assert_eq!(h.run(set_mark(98)), vec![mark_set(98)], "the mark above the trigger fires nothing");
+    // A trade moves the last price, never the mark.
+    assert_eq!(stop_events(&h.run(limit(4, 4, Sell, 97, 1))), vec![]);
+    // The mark at 96 fires the mark stop: it sells 2 at 97 and 1 at 96, and
+    // that trade at 96 fires the stop on the last trade, which sells at 90.
+    let events = h.run(set_mark(96));
+    assert_eq!(stop_events(&events), vec![(10, 96), (11, 96)]);
+    assert_eq!(trades(&events), vec![(1, 10, 97, 2), (2, 10, 96, 1), (3, 11, 90, 1)]);
+    assert_eq!(events.last(), Some(&mark_set(96)), "MarkSet closes the command's events");
+    // Each stop is measured against its own price: the mark is 96, the last trade 90.
+    assert_eq!(h.run(mark_stop(order(12, 2, Buy, Some(120), 1), AtOrAbove, 96)), vec![rejected(12, 2, RejectCode::WouldTriggerNow)]);
+    assert_eq!(h.run(stop(order(12, 2, Buy, Some(120), 1), AtOrAbove, 96)), vec![armed(12, 2)]);
+    assert_eq!(h.run(mark_stop(order(13, 2, Buy, Some(120), 1), AtOrBelow, 95)), vec![armed(13, 2)]);
+    assert_eq!(
+        h.run(mark_stop(order(12, 5, Buy, Some(120), 1), AtOrBelow, 95)),
+        vec![rejected(12, 5, RejectCode::DuplicateOrderId)],
+        "id 12 is armed on the last trade"
+    );
+    // The mark and both kinds of stop survive a snapshot, and fire the same after it.
+    let mut restored = Engine::<B>::restore(*h.engine.limits(), &h.engine.snapshot()).unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    assert_eq!(restored.armed_stops(MARKET).len(), 2);
+    let events = h.run(set_mark(95));
+    assert_eq!(stop_events(&events), vec![(13, 95)]);
+    let mut replayed = Vec::new();
+    restored.execute(&set_mark(95), &mut replayed);
+    assert_eq!(replayed, events);
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    // A cancel reaches a stop on the mark as any other.
+    h.run(mark_stop(order(14, 2, Buy, Some(120), 2), AtOrBelow, 90));
+    assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 14, user: 2 }), vec![cancelled(14, 2, Buy, 2, User)]);
+    // A mark off the market's prices changes nothing.
+    assert_eq!(h.run(set_mark(0)), vec![Event::MarketRejected { market: MARKET, code: RejectCode::InvalidPrice }]);
+    assert_eq!(h.run(Command::SetMark { market: MARKET + 1, price: 95 }), vec![Event::MarketRejected { market: MARKET + 1, code: RejectCode::UnknownMarket }]);
+    assert_eq!(h.engine.snapshot().markets[0].mark_price, Some(95));
 }
 
 /// A sell OCO list: a post-only limit sell at `limit_price` (id `limit_id`)

@@ -84,11 +84,13 @@ fn random_command(rng: &mut SplitMix) -> Command {
         56..=71 => Command::Cancel { market, order_id, user },
         72..=73 => Command::CancelAll { market, user },
         74..=90 => Command::Amend { market, order_id, user, price, quantity },
-        91..=98 => {
+        91..=97 => {
             // Stop-market, stop-limit and take-profit orders, either way;
             // one in three with a limit order as an OCO list.
             let direction = if rng.below(2) == 0 { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow };
-            let trigger = Trigger { source: TriggerSource::LastTrade, direction, price: (90 + rng.below(21)) * (rng.below(100) != 0) as u64 };
+            // One in three watches the mark.
+            let source = if rng.below(3) == 0 { TriggerSource::Mark } else { TriggerSource::LastTrade };
+            let trigger = Trigger { source, direction, price: (90 + rng.below(21)) * (rng.below(100) != 0) as u64 };
             let order = match rng.below(3) {
                 0 => order(OrderKind::Market, TimeInForce::Ioc, false, Some(price)),
                 1 => order(OrderKind::Limit, TimeInForce::Gtc, false, Some(price)),
@@ -112,6 +114,7 @@ fn random_command(rng: &mut SplitMix) -> Command {
                 Command::PlaceStop(ArmedStop { order, trigger })
             }
         }
+        98 => Command::SetMark { market, price: (90 + rng.below(21)) * (rng.below(100) != 0) as u64 },
         _ => Command::SetTrading { market, trading: rng.below(3) != 0 },
     }
 }
@@ -134,6 +137,10 @@ struct Model {
     pending_stop: Option<ArmedStop>,
     /// Each market's last trade price, from the fills.
     last_price: BTreeMap<MarketId, PriceTicks>,
+    /// Each market's mark, from the MarkSet events.
+    mark_price: BTreeMap<MarketId, PriceTicks>,
+    /// The mark the command being applied sets.
+    pending_mark: Option<(MarketId, PriceTicks)>,
     /// The OCO list the command being applied places.
     pending_list: Option<OcoList>,
     /// OCO lists placed and not yet settled, by market and limit order:
@@ -160,6 +167,14 @@ fn spec_of(market: MarketId) -> MarketSpec {
 }
 
 impl Model {
+    /// The price a stop of `source` watches in `market`.
+    fn watched(&self, market: MarketId, source: TriggerSource) -> Option<PriceTicks> {
+        match source {
+            TriggerSource::LastTrade => self.last_price.get(&market).copied(),
+            TriggerSource::Mark => self.mark_price.get(&market).copied(),
+        }
+    }
+
     fn apply(&mut self, events: &[Event]) {
         for event in events {
             match *event {
@@ -215,7 +230,7 @@ impl Model {
                     let stop = stop.expect("armed a stop that was not asked for");
                     assert!(!self.open.contains_key(&(market, order_id)), "armed a stop with a live order's id: {event:?}");
                     assert!(
-                        self.last_price.get(&market).is_none_or(|&price| !stop.trigger.fires_at(price)),
+                        self.watched(market, stop.trigger.source).is_none_or(|price| !stop.trigger.fires_at(price)),
                         "armed a stop its market already fires: {event:?}"
                     );
                     assert!(self.armed.insert((market, order_id), (stop.order.quantity, stop.trigger)).is_none(), "armed a live stop's id: {event:?}");
@@ -225,8 +240,17 @@ impl Model {
                     if let Some((_, (_, _, fired))) = self.lists.iter_mut().find(|((in_market, _), (link, ..))| *in_market == market && link.stop == order_id) {
                         *fired = true;
                     }
-                    assert_eq!(self.last_price.get(&market), Some(&price), "a stop fired at other than the last trade price: {event:?}");
+                    match trigger.source {
+                        TriggerSource::LastTrade => {
+                            assert_eq!(self.last_price.get(&market), Some(&price), "a stop fired at other than the last trade price: {event:?}")
+                        }
+                        TriggerSource::Mark => assert_eq!(self.pending_mark, Some((market, price)), "a stop fired at other than the mark being set: {event:?}"),
+                    }
                     assert!(trigger.fires_at(price), "a stop fired before the price reached its trigger: {event:?}");
+                }
+                Event::MarkSet { market, price } => {
+                    assert_eq!(self.pending_mark, Some((market, price)), "a mark set that was not asked for: {event:?}");
+                    self.mark_price.insert(market, price);
                 }
                 Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
@@ -303,9 +327,11 @@ impl Model {
         let mut armed = BTreeMap::new();
         for market in engine.market_ids() {
             let stops = engine.armed_stops(market);
-            // Nothing stays armed that the last trade fires.
-            if let Some(&price) = self.last_price.get(&market) {
-                assert!(stops.iter().all(|stop| !stop.trigger.fires_at(price)), "market {market} keeps a stop its last trade {price} fires");
+            // Nothing stays armed that the price it watches fires.
+            for stop in &stops {
+                if let Some(price) = self.watched(market, stop.trigger.source) {
+                    assert!(!stop.trigger.fires_at(price), "market {market} keeps a stop {price} fires: {stop:?}");
+                }
             }
             armed.extend(stops.iter().map(|stop| ((market, stop.order.order_id), (stop.order.quantity, stop.trigger))));
         }
@@ -347,6 +373,10 @@ fn compare_with<Fast: OrderBook>(commands: &[Command], snapshot_at: usize) -> us
             restored.execute(command, &mut restored_events);
             assert_eq!(restored_events, fast_events, "restored engine diverged at command #{i}");
         }
+        model.pending_mark = match *command {
+            Command::SetMark { market, price } => Some((market, price)),
+            _ => None,
+        };
         (model.pending_stop, model.pending_list) = match command {
             Command::PlaceStop(stop) => (Some(*stop), None),
             Command::PlaceOco(list) => (Some(list.stop()), Some(*list)),

@@ -480,6 +480,9 @@ impl Spot {
         if request.kind == OrderKind::Market && request.side == Side::Buy && request.price.is_none() {
             return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold".into()));
         }
+        if request.trigger.is_some_and(|trigger| trigger.source != TriggerSource::LastTrade) {
+            return Err(LedgerError::BadInput("a spot market has no mark price: its stops watch the last price".into()));
+        }
         if let Some(expires_at_ms) = request.expires_at_ms {
             if request.kind != OrderKind::Limit || request.time_in_force != TimeInForce::Gtc {
                 return Err(LedgerError::BadInput("only a GTC limit order rests, so only one may have an expiry time".into()));
@@ -712,7 +715,7 @@ impl Spot {
                         touched.push(order_id);
                     }
                 }
-                Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
+                Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } | Event::MarkSet { .. } => {}
             }
         }
         touched.dedup();
@@ -784,6 +787,9 @@ impl Spot {
                     }
                     (order.armed, order.fired) = (false, true);
                     self.claim_list(record, &mut lists)?;
+                }
+                Event::MarkSet { market, .. } => {
+                    return Err(format!("matching set a mark price on market {market}, but the ledger sends marks to no spot market: {event:?}"));
                 }
                 Event::Accepted { .. } | Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }

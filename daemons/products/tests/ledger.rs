@@ -646,6 +646,13 @@ fn a_stop_is_held_when_placed_armed_and_fires_on_the_last_trade() {
     // Trade at 2,000 first: the last price the stop is measured by.
     x.place(1, limit(Side::Buy, 2_000, 1)).unwrap();
     x.place(3, limit(Side::Sell, 2_000, 1)).unwrap();
+    // A spot market has no mark: a stop on it is refused before anything is held.
+    let on_the_mark = OrderRequest {
+        trigger: Some(Trigger { source: TriggerSource::Mark, direction: TriggerDirection::AtOrBelow, price: 1_990 }),
+        ..limit(Side::Sell, 1_985, 4)
+    };
+    assert_eq!(x.place(2, on_the_mark).err().map(|e| e.code()), Some("BAD_USER_INPUT"));
+    assert_eq!(balance(&x.ledger, 2, BTC).locked, 0);
     let (stop_loss, events) = x.place(2, stop(limit(Side::Sell, 1_985, 4), TriggerDirection::AtOrBelow, 1_990)).unwrap();
     assert_eq!(events, vec![Event::StopArmed { market: MARKET, order_id: stop_loss, user: 2 }]);
     let record = x.ledger.spot().order(stop_loss).unwrap();
@@ -735,6 +742,7 @@ fn stop_events_the_ledger_cannot_account_for_are_refused_whole() {
         ("an order that is no stop, armed", vec![Event::StopArmed { market: MARKET, order_id: plain, user: 1 }]),
         ("an order that is no stop, fired", vec![Event::StopTriggered { market: MARKET, order_id: plain, user: 1, price: 900 }]),
         ("another owner's stop fired", vec![Event::StopTriggered { market: MARKET, order_id: armed, user: 1, price: 1_990 }]),
+        ("a mark set on a spot market", vec![Event::MarkSet { market: MARKET, price: 1_990 }]),
     ];
     let next = x.sequence + 1;
     for (what, events) in bad {

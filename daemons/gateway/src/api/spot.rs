@@ -73,12 +73,16 @@ impl OrderType {
 pub enum TriggerSource {
     /// The price of the market's last trade.
     LastPrice,
+    /// The mark price of a perpetual market (a spot market has none: a
+    /// stop on it is refused with BAD_USER_INPUT).
+    MarkPrice,
 }
 
 impl From<TriggerSource> for CoreTriggerSource {
     fn from(source: TriggerSource) -> Self {
         match source {
             TriggerSource::LastPrice => CoreTriggerSource::LastTrade,
+            TriggerSource::MarkPrice => CoreTriggerSource::Mark,
         }
     }
 }
@@ -87,6 +91,7 @@ impl From<CoreTriggerSource> for TriggerSource {
     fn from(source: CoreTriggerSource) -> Self {
         match source {
             CoreTriggerSource::LastTrade => TriggerSource::LastPrice,
+            CoreTriggerSource::Mark => TriggerSource::MarkPrice,
         }
     }
 }
