@@ -317,8 +317,10 @@ pub enum Command {
     /// The market's mark price is now `price`: the stops watching the mark
     /// that it reaches fire (their orders' trades may fire stops watching
     /// the last trade, and those the mark reaches go on firing), then
-    /// `MarkSet`. A price of 0 or above the spec's maximum is refused
-    /// (`MarketRejected` with INVALID_PRICE) and changes nothing.
+    /// `MarkSet`. On a halted market the mark is kept and fires nothing
+    /// until trading resumes (`SetTrading`), when what it reaches fires. A
+    /// price of 0 or above the spec's maximum is refused (`MarketRejected`
+    /// with INVALID_PRICE) and changes nothing.
     SetMark {
         market: MarketId,
         price: PriceTicks,

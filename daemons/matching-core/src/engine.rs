@@ -170,6 +170,11 @@ impl<B: OrderBook> Market<B> {
     /// move here. Bounded by the armed stops, each of which fires once.
     #[inline]
     fn fire_stops(&mut self, out: &mut Vec<Event>) {
+        // A halted market keeps its stops (a fired one could not be
+        // placed): a mark set meanwhile fires them when trading resumes.
+        if !self.trading {
+            return;
+        }
         loop {
             let fired = self.last_price.and_then(|price| Some((self.stops.take_fired(price)?, price)));
             let fired = fired.or_else(|| {
@@ -305,6 +310,8 @@ impl<B: OrderBook> Engine<B> {
             Command::SetTrading { trading, .. } => {
                 market.trading = trading;
                 out.push(Event::TradingSet { market: market_id, trading });
+                // Marks set while halted fired nothing: what they reach fires now.
+                market.fire_stops(out);
             }
             Command::Place(ref order) => {
                 market.place(order, out);
@@ -497,6 +504,19 @@ impl<B: OrderBook> Engine<B> {
                 }
             }
             (slot.trading, slot.last_price, slot.mark_price) = (trading, last_price, market.mark_price);
+            // Those on the last trade first, as a snapshot lists them; on a
+            // trading market none that its price fires (a halted one may
+            // keep a stop the mark reached while it was halted).
+            if market.stops.windows(2).any(|pair| pair[0].trigger.source == TriggerSource::Mark && pair[1].trigger.source == TriggerSource::LastTrade) {
+                return Err(invalid("stops on the mark are listed before stops on the last trade"));
+            }
+            let watched = |source| match source {
+                TriggerSource::LastTrade => last_price,
+                TriggerSource::Mark => market.mark_price,
+            };
+            if trading && market.stops.iter().any(|stop| watched(stop.trigger.source).is_some_and(|price| stop.trigger.fires_at(price))) {
+                return Err(invalid("a stop its watched price already fires is armed on a trading market"));
+            }
             let (resting, armed): (FxHashMap<OrderId, _>, FxHashMap<OrderId, _>) = if market.lists.is_empty() {
                 Default::default()
             } else {

@@ -623,13 +623,34 @@ fn stops_on_the_mark_fire_when_the_mark_reaches_them_and_only_then<B: OrderBook>
     restored.execute(&set_mark(95), &mut replayed);
     assert_eq!(replayed, events);
     assert_eq!(restored.state_hash(), h.engine.state_hash());
+    // A halted market keeps its stops: the mark is kept and fires on resuming.
+    h.run(mark_stop(order(15, 2, Buy, Some(120), 1), AtOrBelow, 93));
+    h.run(Command::SetTrading { market: MARKET, trading: false });
+    assert_eq!(h.run(set_mark(93)), vec![mark_set(93)]);
+    assert_eq!(h.engine.armed_stops(MARKET).len(), 2, "12 on the last trade, 15 on the mark");
+    let halted = Engine::<B>::restore(*h.engine.limits(), &h.engine.snapshot()).unwrap();
+    assert_eq!(halted.state_hash(), h.engine.state_hash(), "a halted market's snapshot keeps a stop its mark reaches");
+    let events = h.run(Command::SetTrading { market: MARKET, trading: true });
+    assert_eq!(events[0], Event::TradingSet { market: MARKET, trading: true });
+    assert_eq!(stop_events(&events), vec![(15, 93)]);
     // A cancel reaches a stop on the mark as any other.
     h.run(mark_stop(order(14, 2, Buy, Some(120), 2), AtOrBelow, 90));
     assert_eq!(h.run(Command::Cancel { market: MARKET, order_id: 14, user: 2 }), vec![cancelled(14, 2, Buy, 2, User)]);
     // A mark off the market's prices changes nothing.
     assert_eq!(h.run(set_mark(0)), vec![Event::MarketRejected { market: MARKET, code: RejectCode::InvalidPrice }]);
     assert_eq!(h.run(Command::SetMark { market: MARKET + 1, price: 95 }), vec![Event::MarketRejected { market: MARKET + 1, code: RejectCode::UnknownMarket }]);
-    assert_eq!(h.engine.snapshot().markets[0].mark_price, Some(95));
+    assert_eq!(h.engine.snapshot().markets[0].mark_price, Some(93));
+    // A snapshot whose trading market keeps a stop its mark fires is damaged.
+    let mut snapshot = h.engine.snapshot();
+    let reached = ArmedStop { order: order(16, 2, Buy, Some(120), 1), trigger: Trigger { source: TriggerSource::Mark, direction: AtOrAbove, price: 90 } };
+    snapshot.markets[0].stops.push(reached);
+    assert!(Engine::<B>::restore(*h.engine.limits(), &snapshot).is_err());
+    // So is one that lists a stop on the mark before one on the last trade.
+    let mut snapshot = h.engine.snapshot();
+    let on_mark = ArmedStop { trigger: Trigger { source: TriggerSource::Mark, direction: AtOrBelow, price: 50 }, ..reached };
+    snapshot.markets[0].stops.insert(0, on_mark);
+    assert!(!snapshot.markets[0].stops[1..].iter().all(|stop| stop.trigger.source == TriggerSource::Mark));
+    assert!(Engine::<B>::restore(*h.engine.limits(), &snapshot).is_err());
 }
 
 /// A sell OCO list: a post-only limit sell at `limit_price` (id `limit_id`)

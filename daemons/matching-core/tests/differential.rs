@@ -141,6 +141,8 @@ struct Model {
     mark_price: BTreeMap<MarketId, PriceTicks>,
     /// The mark the command being applied sets.
     pending_mark: Option<(MarketId, PriceTicks)>,
+    /// Markets halted, from the TradingSet events.
+    halted: std::collections::BTreeSet<MarketId>,
     /// The OCO list the command being applied places.
     pending_list: Option<OcoList>,
     /// OCO lists placed and not yet settled, by market and limit order:
@@ -244,7 +246,12 @@ impl Model {
                         TriggerSource::LastTrade => {
                             assert_eq!(self.last_price.get(&market), Some(&price), "a stop fired at other than the last trade price: {event:?}")
                         }
-                        TriggerSource::Mark => assert_eq!(self.pending_mark, Some((market, price)), "a stop fired at other than the mark being set: {event:?}"),
+                        TriggerSource::Mark => {
+                            // The mark being set, or on resuming trading the one kept.
+                            let mark = self.pending_mark.filter(|(at, _)| *at == market).map(|(_, mark)| mark).or(self.mark_price.get(&market).copied());
+                            assert_eq!(mark, Some(price), "a stop fired at other than the mark: {event:?}");
+                            assert!(!self.halted.contains(&market), "a stop fired on a halted market: {event:?}");
+                        }
                     }
                     assert!(trigger.fires_at(price), "a stop fired before the price reached its trigger: {event:?}");
                 }
@@ -252,7 +259,14 @@ impl Model {
                     assert_eq!(self.pending_mark, Some((market, price)), "a mark set that was not asked for: {event:?}");
                     self.mark_price.insert(market, price);
                 }
-                Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
+                Event::TradingSet { market, trading } => {
+                    if trading {
+                        self.halted.remove(&market);
+                    } else {
+                        self.halted.insert(market);
+                    }
+                }
+                Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } => {}
             }
         }
     }
@@ -327,8 +341,9 @@ impl Model {
         let mut armed = BTreeMap::new();
         for market in engine.market_ids() {
             let stops = engine.armed_stops(market);
-            // Nothing stays armed that the price it watches fires.
-            for stop in &stops {
+            // Nothing stays armed that the price it watches fires, but on a
+            // halted market, which keeps its stops.
+            for stop in stops.iter().filter(|_| !self.halted.contains(&market)) {
                 if let Some(price) = self.watched(market, stop.trigger.source) {
                     assert!(!stop.trigger.fires_at(price), "market {market} keeps a stop {price} fires: {stop:?}");
                 }

@@ -81,9 +81,13 @@ impl Contract {
     }
 
     /// `size` lots at `price`, exact, signed as the size: in
-    /// `1 / divisor()` of a minor unit.
+    /// `1 / divisor()` of a minor unit. Every function of the crate takes
+    /// sizes within `position_lots_max` and prices within
+    /// `price_ticks_max` (the product checks orders against them); only
+    /// then are its results free of overflow.
     #[inline]
     pub fn value_exact(&self, size: Lots, price: Ticks) -> i128 {
+        debug_assert!(size.unsigned_abs() <= self.position_lots_max && price <= self.price_ticks_max, "{size} lots at {price} is beyond the contract");
         i128::from(size) * i128::from(price) * i128::from(self.units_per_tick_lot)
     }
 
@@ -98,6 +102,10 @@ impl Contract {
     /// from `from` to `to`, exact.
     #[inline]
     pub fn pnl_exact(&self, size: Lots, from: Ticks, to: Ticks) -> i128 {
+        debug_assert!(
+            size.unsigned_abs() <= self.position_lots_max && from.max(to) <= self.price_ticks_max,
+            "{size} lots at {from} or {to} is beyond the contract"
+        );
         i128::from(size) * (i128::from(to) - i128::from(from)) * i128::from(self.units_per_tick_lot)
     }
 

@@ -75,11 +75,24 @@ pub struct FundingRule {
 }
 
 impl FundingRule {
+    /// Refuses a rule whose rates are beyond ±100% or whose interval is zero.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let within = |rate: i64| i128::from(rate).abs() <= PPB;
+        if self.interval_ms == 0 {
+            return Err("a funding interval must be above zero");
+        }
+        if !within(self.interest_ppb) || !within(self.clamp_ppb) || !within(self.cap_ppb) || self.clamp_ppb < 0 || self.cap_ppb < 0 {
+            return Err("funding's interest, clamp and cap are within ±100% (1,000,000,000 ppb), the clamp and the cap not below zero");
+        }
+        Ok(())
+    }
+
     /// The rate for a mean premium.
     pub fn rate_ppb(&self, premium_ppb: i64) -> i64 {
         let premium = i128::from(premium_ppb);
-        let clamp = i128::from(self.clamp_ppb.abs());
-        let cap = i128::from(self.cap_ppb.abs());
+        // Never beyond ±100%, whatever the rule says (see `check`).
+        let clamp = i128::from(self.clamp_ppb.unsigned_abs()).min(PPB);
+        let cap = i128::from(self.cap_ppb.unsigned_abs()).min(PPB);
         let rate = premium + (i128::from(self.interest_ppb) - premium).clamp(-clamp, clamp);
         rate.clamp(-cap, cap) as i64
     }
@@ -117,8 +130,9 @@ impl PremiumSamples {
 /// What a position of `size` lots receives (above zero) or pays (below)
 /// at a funding of `rate_ppb` at `mark`, exact, in `1 / (divisor x 10^9)`
 /// of a minor unit.
+/// (A rate beyond ±100% counts as ±100%: no rule allows one.)
 pub fn funding_exact(contract: &Contract, size: Lots, mark: Ticks, rate_ppb: i64) -> i128 {
-    -contract.value_exact(size, mark) * i128::from(rate_ppb)
+    -contract.value_exact(size, mark) * i128::from(rate_ppb).clamp(-PPB, PPB)
 }
 
 /// [`funding_exact`] as money for its holder: a receipt rounded down, a

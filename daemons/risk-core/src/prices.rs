@@ -80,11 +80,14 @@ pub struct MarkInputs {
 
 /// The three candidates of the mark, before the median: for display.
 pub fn mark_candidates(inputs: &MarkInputs) -> [Option<Ticks>; 3] {
-    let index = i128::from(inputs.index);
+    let clamp = |price: i128| price.clamp(1, i128::from(inputs.price_ticks_max.max(1))) as Ticks;
+    let index = i128::from(clamp(i128::from(inputs.index)));
     let interval = i128::from(inputs.funding_interval_ms.max(1));
     let until = i128::from(inputs.until_funding_ms).min(interval);
-    let funding_basis = floor_div(index * i128::from(inputs.funding_rate_ppb) * until, PPB * interval);
-    let clamp = |price: i128| price.clamp(1, i128::from(inputs.price_ticks_max)) as Ticks;
+    // The part of the rate still to come, to a billionth (within the rate,
+    // so the index times it fits), then of the index: under a tick lost.
+    let rate = i128::from(inputs.funding_rate_ppb).clamp(-PPB, PPB);
+    let funding_basis = floor_div(index * floor_div(rate * until, interval), PPB);
     [Some(clamp(index + funding_basis)), Some(clamp(index + i128::from(inputs.basis_average.unwrap_or(0)))), inputs.last_trade.map(i128::from).map(clamp)]
 }
 

@@ -15,7 +15,7 @@
 //!    receivers down) goes to the insurance fund.
 
 use ids::Amount;
-use ledger_core::allocation::pro_rata;
+use ledger_core::allocation::{pro_rata, AllocationError};
 
 /// A party's amount and what it can pay with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +62,10 @@ impl Settlement {
 }
 
 /// Settles `obligations` with the market's `insurance` fund. Negative
-/// balances count as empty.
-pub fn settle(obligations: &[Obligation], insurance: Amount) -> Settlement {
+/// balances count as empty. Refused (nothing settled) only when a short
+/// pot times what one party is owed does not fit in 128 bits: amounts no
+/// market's bounds allow.
+pub fn settle(obligations: &[Obligation], insurance: Amount) -> Result<Settlement, AllocationError> {
     let mut parties = vec![PartyMoves::default(); obligations.len()];
     let mut collected: Amount = 0;
     let mut owed: Amount = 0;
@@ -87,15 +89,12 @@ pub fn settle(obligations: &[Obligation], insurance: Amount) -> Settlement {
         }
     } else {
         let weights: Vec<Amount> = obligations.iter().map(|obligation| obligation.amount.max(0)).collect();
-        // The pot is below what is owed, so positive, and some weight is.
-        if let Ok(shares) = pro_rata(pot, &weights) {
-            for (party, share) in parties.iter_mut().zip(shares) {
-                party.paid = share;
-            }
+        for (party, share) in parties.iter_mut().zip(pro_rata(pot, &weights)?) {
+            party.paid = share;
         }
     }
     let to_insurance = (pot - owed).max(0);
-    Settlement { parties, from_insurance, to_insurance, unpaid }
+    Ok(Settlement { parties, from_insurance, to_insurance, unpaid })
 }
 
 #[cfg(test)]
@@ -112,7 +111,7 @@ mod tests {
 
     #[test]
     fn losers_pay_winners_and_rounding_goes_to_insurance() {
-        let settlement = settle(&[owes(101, 1_000, 0), owed(100)], 0);
+        let settlement = settle(&[owes(101, 1_000, 0), owed(100)], 0).unwrap();
         assert_eq!(settlement.parties[0], PartyMoves { from_margin: 101, ..Default::default() });
         assert_eq!(settlement.parties[1].paid, 100);
         assert_eq!(settlement.to_insurance, 1);
@@ -123,7 +122,7 @@ mod tests {
     fn margin_then_general_then_insurance_then_pro_rata() {
         // Owes 500 with 200 in margin and 100 in general: 200 short.
         // Owed 300 and 200; the fund has 50: the pot is 350, shared 3:2.
-        let settlement = settle(&[owes(500, 200, 100), owed(300), owed(200)], 50);
+        let settlement = settle(&[owes(500, 200, 100), owed(300), owed(200)], 50).unwrap();
         assert_eq!(settlement.parties[0], PartyMoves { from_margin: 200, from_general: 100, paid: 0, shortfall: 200 });
         assert_eq!(settlement.from_insurance, 50);
         assert_eq!((settlement.parties[1].paid, settlement.parties[2].paid), (210, 140));
@@ -131,7 +130,7 @@ mod tests {
         assert_eq!(settlement.to_insurance, 0);
         assert_eq!(settlement.collected(), settlement.paid_out());
         // A fund big enough pays the winners in full.
-        let settlement = settle(&[owes(500, 200, 100), owed(300), owed(200)], 1_000);
+        let settlement = settle(&[owes(500, 200, 100), owed(300), owed(200)], 1_000).unwrap();
         assert_eq!(settlement.from_insurance, 200);
         assert_eq!(settlement.unpaid, 0);
         assert_eq!((settlement.parties[1].paid, settlement.parties[2].paid), (300, 200));

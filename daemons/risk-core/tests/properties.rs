@@ -65,7 +65,7 @@ proptest! {
         insurance in 0i128..=2_000_000,
     ) {
         let obligations: Vec<Obligation> = parties.iter().map(|&(amount, margin, general)| Obligation { amount, margin, general }).collect();
-        let settlement = settle(&obligations, insurance);
+        let settlement = settle(&obligations, insurance).unwrap();
         prop_assert_eq!(settlement.collected(), settlement.paid_out(), "the settlement account is not zero after");
         prop_assert!(settlement.from_insurance <= insurance);
         prop_assert!(settlement.to_insurance == 0 || settlement.from_insurance == 0);
@@ -105,7 +105,8 @@ proptest! {
         margins in prop::collection::vec(0i128..=10_000_000, 20),
         path in prop::collection::vec(1u64..=1_000_000, 1..30),
     ) {
-        let mut sizes = sizes;
+        let bound = (contract.position_lots_max() / 21) as i64;
+        let mut sizes: Vec<i64> = sizes.into_iter().map(|size| size.clamp(-bound, bound)).collect();
         let net: i64 = sizes.iter().sum();
         sizes.push(-net);
         let mut margins: Vec<Amount> = margins.into_iter().cycle().take(sizes.len()).collect();
@@ -116,7 +117,7 @@ proptest! {
             let next = next.min(contract.price_ticks_max());
             let obligations: Vec<Obligation> = sizes.iter().zip(&margins).map(|(size, margin)| Obligation { amount: contract.settled(contract.pnl_exact(*size, mark, next)), margin: *margin, general: 0 }).collect();
             let fund_before = insurance;
-            let settlement = settle(&obligations, insurance);
+            let settlement = settle(&obligations, insurance).unwrap();
             prop_assert_eq!(settlement.collected(), settlement.paid_out());
             for (margin, party) in margins.iter_mut().zip(&settlement.parties) {
                 *margin += party.paid - party.from_margin;
@@ -156,6 +157,13 @@ proptest! {
             None => for probe in &probes { prop_assert!(!below((*probe).min(max))); },
             Some(price) => {
                 prop_assert!(below(price));
+                // Its neighbour on the safe side is not below: the boundary itself.
+                if size > 0 && price < max {
+                    prop_assert!(!below(price + 1));
+                }
+                if size < 0 && price > 1 {
+                    prop_assert!(!below(price - 1));
+                }
                 for probe in &probes {
                     let probe = (*probe).min(max);
                     // Beyond the boundary on the safe side: never below.
@@ -163,7 +171,17 @@ proptest! {
                 }
             }
         }
-        if let Some(bankrupt) = exposure.bankruptcy_price(&contract) {
+        let liquidation = exposure.liquidation_price(&contract, &tiers);
+        match exposure.bankruptcy_price(&contract) {
+            None if size > 0 => prop_assert!(!solvent(max), "no bankruptcy price, yet solvent at the top"),
+            None if size < 0 => prop_assert!(!solvent(1), "no bankruptcy price, yet solvent at the bottom"),
+            None => {}
+            Some(bankrupt) => {
+            // Liquidated no later than bankrupt: a long at or above the tick
+            // below its bankruptcy price, a short at or below the tick above.
+            if let Some(liquidation) = liquidation {
+                if size > 0 { prop_assert!(liquidation + 1 >= bankrupt); } else { prop_assert!(liquidation <= bankrupt + 1); }
+            }
             prop_assert!(solvent(bankrupt));
             if size > 0 && bankrupt > 1 {
                 prop_assert!(!solvent(bankrupt - 1));
@@ -172,6 +190,7 @@ proptest! {
             if size < 0 && bankrupt < max {
                 prop_assert!(!solvent(bankrupt + 1));
                 prop_assert!(below(bankrupt + 1));
+            }
             }
         }
     }
@@ -197,9 +216,13 @@ proptest! {
     #[test]
     fn the_mark_is_within_its_candidates(index in 1u64..=10_000_000, rate in -10_000_000i64..=10_000_000, until in 0u64..=30_000, basis in proptest::option::of(-100_000i64..=100_000), last in proptest::option::of(1u64..=10_000_000)) {
         let inputs = MarkInputs { index, funding_rate_ppb: rate, until_funding_ms: until, funding_interval_ms: 28_800_000, basis_average: basis, last_trade: last, price_ticks_max: 10_000_000 };
-        let candidates: Vec<u64> = mark_candidates(&inputs).into_iter().flatten().collect();
+        let mut candidates: Vec<u64> = mark_candidates(&inputs).into_iter().flatten().collect();
+        candidates.sort_unstable();
         let mark = mark_price(&inputs);
-        prop_assert!(mark >= *candidates.iter().min().unwrap() && mark <= *candidates.iter().max().unwrap());
+        // The middle of three; of two (no trade yet), their mean rounded down.
+        let median = if candidates.len() == 3 { candidates[1] } else { (candidates[0] + candidates[1]) / 2 };
+        prop_assert_eq!(mark, median);
+        prop_assert_eq!(candidates.len(), 2 + usize::from(last.is_some()));
     }
 
     /// Funding between a long and a short of one size: the payer pays at
@@ -213,9 +236,10 @@ proptest! {
         let rule = FundingRule { interval_ms: 1_000, interest_ppb: interest, clamp_ppb: 500_000, cap_ppb: 3_000_000 };
         let rate = rule.rate_ppb(premium);
         prop_assert!(rate.abs() <= 3_000_000);
-        if (interest - premium).abs() <= 500_000 && interest.abs() <= 3_000_000 {
-            prop_assert_eq!(rate, interest);
-        }
+        // Within the clamp the interest decides; beyond it, the premium
+        // moved toward the interest by the clamp; then the cap.
+        let uncapped = if (interest - premium).abs() <= 500_000 { interest } else if interest > premium { premium + 500_000 } else { premium - 500_000 };
+        prop_assert_eq!(rate, uncapped.clamp(-3_000_000, 3_000_000));
         let long = funding_settled(&contract, size, mark, rate);
         let short = funding_settled(&contract, -size, mark, rate);
         let (payer, receiver) = if long <= 0 { (-long, short) } else { (-short, long) };
@@ -225,13 +249,23 @@ proptest! {
     /// An impact price lies between the best and the worst level it used.
     #[test]
     fn impact_prices_lie_within_the_levels(contract in contract(), levels in prop::collection::vec((1u64..=1_000_000, 1u64..=1_000), 1..10), impact in 1i128..=10_000_000_000) {
-        let mut levels = levels;
-        levels.sort_unstable();
-        if let Some(ask) = impact_price(&contract, &levels, impact, true) {
-            prop_assert!(ask >= levels[0].0 && ask <= levels[levels.len() - 1].0);
-        } else {
-            let depth: i128 = levels.iter().map(|(price, lots)| contract.value_exact(*lots as i64, *price)).sum();
-            prop_assert!(depth < impact);
+        let units = i128::from(contract.units_per_tick_lot());
+        let value = |levels: &[(u64, u64)]| -> i128 { levels.iter().map(|(price, lots)| i128::from(*price) * i128::from(*lots) * units).sum() };
+        // Asks best (lowest) first and rounded up; bids best (highest) first and rounded down.
+        let mut asks = levels.clone();
+        asks.sort_unstable();
+        let mut bids = levels;
+        bids.sort_unstable_by(|a, b| b.cmp(a));
+        for (levels, round_up) in [(asks, true), (bids, false)] {
+            match impact_price(&contract, &levels, impact, round_up) {
+                Some(price) => {
+                    // Within the best level and the worst one the walk reached.
+                    let used = (1..=levels.len()).find(|count| value(&levels[..*count]) >= impact).unwrap();
+                    let (best, worst) = (levels[0].0, levels[used - 1].0);
+                    prop_assert!(price >= best.min(worst) && price <= best.max(worst), "{} beyond {}..{}", price, best, worst);
+                }
+                None => prop_assert!(value(&levels) < impact),
+            }
         }
     }
 
