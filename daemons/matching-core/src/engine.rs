@@ -199,6 +199,22 @@ impl<B: OrderBook> Market<B> {
         Ok(())
     }
 
+    /// The price a stop of `source` watches.
+    fn watched(&self, source: TriggerSource) -> Option<PriceTicks> {
+        match source {
+            TriggerSource::LastTrade => self.last_price,
+            TriggerSource::Mark => self.mark_price,
+        }
+    }
+
+    /// Every armed stop: those on the last trade, then those on the mark,
+    /// each oldest first.
+    fn armed(&self) -> Vec<ArmedStop> {
+        let mut stops = self.stops.armed();
+        stops.extend(self.mark_stops.armed());
+        stops
+    }
+
     fn stops_of(&mut self, source: TriggerSource) -> &mut StopBook {
         match source {
             TriggerSource::LastTrade => &mut self.stops,
@@ -221,11 +237,7 @@ impl<B: OrderBook> Market<B> {
         if self.stops.user_count(order.user) + self.mark_stops.user_count(order.user) >= limits.orders_per_user_max {
             return Err(RejectCode::UserOrderLimit);
         }
-        let watched = match stop.trigger.source {
-            TriggerSource::LastTrade => self.last_price,
-            TriggerSource::Mark => self.mark_price,
-        };
-        if watched.is_some_and(|price| stop.trigger.fires_at(price)) {
+        if self.watched(stop.trigger.source).is_some_and(|price| stop.trigger.fires_at(price)) {
             return Err(RejectCode::WouldTriggerNow);
         }
         Ok(())
@@ -411,13 +423,7 @@ impl<B: OrderBook> Engine<B> {
     /// A market's armed stops, oldest first: those watching the last
     /// trade, then those watching the mark.
     pub fn armed_stops(&self, id: MarketId) -> Vec<ArmedStop> {
-        self.market(id)
-            .map(|m| {
-                let mut stops = m.stops.armed();
-                stops.extend(m.mark_stops.armed());
-                stops
-            })
-            .unwrap_or_default()
+        self.market(id).map(Market::armed).unwrap_or_default()
     }
 
     pub fn is_trading(&self, id: MarketId) -> Option<bool> {
@@ -440,11 +446,7 @@ impl<B: OrderBook> Engine<B> {
                     last_price: m.last_price,
                     mark_price: m.mark_price,
                     orders: m.book.resting_orders(),
-                    stops: {
-                        let mut stops = m.stops.armed();
-                        stops.extend(m.mark_stops.armed());
-                        stops
-                    },
+                    stops: m.armed(),
                     lists: {
                         let mut lists: Vec<OcoLink> = m.lists.iter().filter(|(id, link)| **id == link.limit).map(|(_, link)| *link).collect();
                         lists.sort_unstable_by_key(|link| link.limit);
@@ -510,11 +512,7 @@ impl<B: OrderBook> Engine<B> {
             if market.stops.windows(2).any(|pair| pair[0].trigger.source == TriggerSource::Mark && pair[1].trigger.source == TriggerSource::LastTrade) {
                 return Err(invalid("stops on the mark are listed before stops on the last trade"));
             }
-            let watched = |source| match source {
-                TriggerSource::LastTrade => last_price,
-                TriggerSource::Mark => market.mark_price,
-            };
-            if trading && market.stops.iter().any(|stop| watched(stop.trigger.source).is_some_and(|price| stop.trigger.fires_at(price))) {
+            if trading && market.stops.iter().any(|stop| slot.watched(stop.trigger.source).is_some_and(|price| stop.trigger.fires_at(price))) {
                 return Err(invalid("a stop its watched price already fires is armed on a trading market"));
             }
             let (resting, armed): (FxHashMap<OrderId, _>, FxHashMap<OrderId, _>) = if market.lists.is_empty() {
