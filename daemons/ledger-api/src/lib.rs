@@ -21,6 +21,7 @@ pub mod candles;
 pub mod convert;
 pub mod house;
 pub mod operators;
+pub mod perpetual;
 pub mod spot;
 pub mod wallet;
 

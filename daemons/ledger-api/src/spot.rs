@@ -17,9 +17,10 @@ pub const FEE: u16 = 204;
 /// A notional between minor units: the unit the buyer paid above what the seller received.
 pub const ROUNDING: u16 = 205;
 
-/// Spot declares no purpose: orders hold money in the wallet's accounts.
-pub(crate) fn purpose_name(_: u8) -> Option<&'static str> {
-    None
+/// Spot orders hold money in the wallet's accounts; perpetual markets
+/// declare theirs.
+pub(crate) fn purpose_name(purpose: u8) -> Option<&'static str> {
+    crate::perpetual::purpose_name(purpose)
 }
 
 pub(crate) fn code_name(code: u16) -> Option<&'static str> {
@@ -29,7 +30,7 @@ pub(crate) fn code_name(code: u16) -> Option<&'static str> {
         TRADE => "TRADE",
         FEE => "FEE",
         ROUNDING => "ROUNDING",
-        _ => return None,
+        _ => return crate::perpetual::code_name(code),
     })
 }
 

@@ -20,6 +20,7 @@
 pub mod convert;
 pub mod house;
 pub mod operators;
+pub mod perpetual;
 pub mod spot;
 pub mod wallet;
 

@@ -17,7 +17,7 @@ use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
 use ledger_api::candles::{Candle, CandleInterval};
 use ledger_api::spot::{self as api, AmendTerms, Command, Market, OcoRequest, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
 use ledger_api::LedgerError;
-use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, Recorded, TransferCode};
+use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, PurposeSpec, Recorded, TransferCode};
 use matching_api::{ArmedStop, Event, Fill, NewOrder, OcoList, OrderKind, RejectCode, Side, TimeInForce, Trigger, TriggerSource};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -241,6 +241,8 @@ impl Product for Spot {
     type Outcome = Outcome;
     type State = SpotState;
     type Changes = SpotChanges;
+    // Perpetual markets' accounts: margin, insurance, settlement, funding clearing.
+    const PURPOSES: &'static [PurposeSpec] = crate::perpetual::PURPOSES;
     const RECORD_KINDS: &'static [u8] = &[ORDER_RECORD];
     const HOLD_KINDS: &'static [u8] = &[ORDER_HOLD];
 
