@@ -36,8 +36,9 @@ pub mod wallet;
 /// in ticks x lots; 10 halting and resuming a market, kill switches,
 /// cancel-all, good-till-date orders; 11 amending orders (and matching-api
 /// 5's Amended); 12 stop orders; 13 OCO lists; 14 convert (pairs, quotes,
-/// conversions) and its refusals.
-pub const FORMAT_VERSION: u16 = 14;
+/// conversions) and its refusals; 15 perpetual markets (spot's Perpetual
+/// commands, outcomes, queries and answers; their records).
+pub const FORMAT_VERSION: u16 = 15;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

@@ -161,6 +161,8 @@ pub enum Command {
         request: OcoRequest,
         client_order_id: Option<String>,
     },
+    /// A perpetual market's own: its listing, oracles, margin settings and the ledger's tick.
+    Perpetual(crate::perpetual::Command),
 }
 
 /// Creating, halting and resuming a market are operators' actions.
@@ -174,6 +176,7 @@ pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
         | Command::CancelAll { .. }
         | Command::ApplyMatching { .. }
         | Command::ExpireOrders => None,
+        Command::Perpetual(command) => crate::perpetual::operator_action(command),
     }
 }
 
@@ -211,6 +214,7 @@ pub enum Outcome {
         limit: OrderId,
         stop: OrderId,
     },
+    Perpetual(crate::perpetual::Outcome),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -330,6 +334,7 @@ pub enum Query {
         market: MarketId,
         now_ms: TimestampMs,
     },
+    Perpetual(crate::perpetual::Query),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,4 +349,5 @@ pub enum Answer {
     },
     /// None before the market's first trade.
     DayStats(Option<DayStats>),
+    Perpetual(crate::perpetual::Answer),
 }

@@ -24,6 +24,85 @@ impl<T: serde::Serialize> Encode for T {
 }
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let perpetual_spec = perpetual::PerpetualSpec {
+        market: 3,
+        collateral: 2,
+        units_per_tick_lot: 1,
+        tick_lot_scale: 2,
+        price_ticks_max: 10_000_000,
+        position_lots_max: 1_000_000,
+        tiers: vec![perpetual::MarginTier { notional_max: 100_000_000, initial_ppm: 100_000, maintenance_ppm: 50_000 }],
+        leverage_default: 10,
+        liquidation_penalty_ppm: 10_000,
+        funding_interval_ms: 28_800_000,
+        funding_interest_ppb: 100_000,
+        funding_clamp_ppb: 500_000,
+        funding_cap_ppb: 3_750_000,
+        oracle_staleness_ms: 60_000,
+        oracle_sources_min: 1,
+        basis_window_ms: 600_000,
+        mark_interval_ms: 1_000,
+    };
+    let market_sample = spot::Market {
+        base: 1,
+        quote: 2,
+        base_units_per_lot: 100_000,
+        spec: MarketSpec {
+            id: 3,
+            quote_units_per_tick_lot: 1,
+            tick_lot_scale: 2,
+            maker_fee_ppm: 200,
+            taker_fee_ppm: 500,
+            price_ticks_max: 10_000_000,
+            quantity_lots_max: 1_000_000,
+            price_band_ppm: 0,
+        },
+        trading: true,
+    };
+    let holding = perpetual::Holding { size: -1_000, entry_value_exact: -600_000_000 };
+    let perpetual_record = perpetual::PerpetualRecord {
+        spec: perpetual_spec.clone(),
+        mark: Some(600_000),
+        mark_ms: 1_700_000_000_000,
+        ticked_ms: 1_700_000_000_500,
+        oracles: vec![(12, 1)],
+        feeds: vec![perpetual::OracleFeed { source: 1, price: 600_000, at_ms: 1_700_000_000_000 }],
+        last_trade: Some(600_100),
+        basis_samples: vec![(1_700_000_000_000, -30)],
+        premium_sum_ppb: -2_000,
+        premium_count: 2,
+        next_funding_ms: 1_700_006_400_000,
+        funding_rate_ppb: 100_000,
+        network: holding,
+        open_interest: 1_000,
+    };
+    let position = perpetual::Position { holding, entity: 5, mode: perpetual::MarginMode::Cross, leverage: 10, funding: -225 };
+    let funding = perpetual::FundingRecord { market: 3, at_ms: 1_700_006_400_000, rate_ppb: 3_750_000, mark: 600_000, collected: 22_500, unpaid: 0 };
+    let liquidation = perpetual::LiquidationRecord {
+        id: 1,
+        market: 3,
+        user: 12,
+        at_ms: 1_700_000_000_000,
+        kind: perpetual::LiquidationKind::Liquidated,
+        size: 1_000,
+        price: 568_000,
+        bankruptcy_price: Some(540_000),
+        offer_price: Some(562_320),
+        penalty: 56_800,
+    };
+    let position_view = perpetual::PositionView {
+        market: 3,
+        size: 1_000,
+        entry_price: Some(600_000),
+        mark: Some(570_000),
+        unrealized_pnl: -300_000,
+        margin: 300_000,
+        maintenance_margin: 285_000,
+        mode: perpetual::MarginMode::Isolated,
+        leverage: 10,
+        liquidation_price: Some(568_421),
+        funding: 0,
+    };
     let pair_spec = convert::PairSpec {
         base: 2,
         quote: 3,
@@ -444,6 +523,63 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("quote record", quote.encode()),
         ("conversion record", conversion.encode()),
+        (
+            "perpetual commands",
+            vec![
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::CreateMarket {
+                    market: market_sample,
+                    perpetual: Box::new(perpetual_spec.clone()),
+                })),
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::SetOracle { market: 3, user: 12, source: Some(1) })),
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::SubmitPrice { user: 12, market: 3, price: 600_000 })),
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::SetLeverage { user: 12, market: 3, leverage: 5 })),
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::SetMarginMode { user: 12, market: 3, mode: perpetual::MarginMode::Isolated })),
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::AddMargin { user: 12, market: 3, amount: 1_000 })),
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::ReduceMargin { user: 12, market: 3, amount: 500 })),
+                Command::Spot(spot::Command::Perpetual(perpetual::Command::Tick)),
+            ]
+            .encode(),
+        ),
+        (
+            "perpetual outcomes",
+            vec![
+                Outcome::Spot(spot::Outcome::Perpetual(perpetual::Outcome::MarketCreated(3))),
+                Outcome::Spot(spot::Outcome::Perpetual(perpetual::Outcome::PriceSubmitted { market: 3, index: Some(600_000), mark: None })),
+                Outcome::Spot(spot::Outcome::Perpetual(perpetual::Outcome::Ticked {
+                    marks: vec![(3, 599_000)],
+                    fundings: vec![funding],
+                    liquidations: vec![liquidation],
+                })),
+            ]
+            .encode(),
+        ),
+        (
+            "perpetual queries",
+            vec![
+                Query::Spot(spot::Query::Perpetual(perpetual::Query::Markets { now_ms: 1_700_000_000_000 })),
+                Query::Spot(spot::Query::Perpetual(perpetual::Query::Positions { user: 12 })),
+                Query::Spot(spot::Query::Perpetual(perpetual::Query::Fundings { market: 3, limit: 10 })),
+                Query::Spot(spot::Query::Perpetual(perpetual::Query::Liquidations { market: 3, user: Some(12), limit: 10 })),
+            ]
+            .encode(),
+        ),
+        (
+            "perpetual answers",
+            vec![
+                Answer::Spot(spot::Answer::Perpetual(perpetual::Answer::Markets(vec![perpetual::MarketView {
+                    record: perpetual_record.clone(),
+                    index: Some(600_000),
+                    predicted_rate_ppb: 100_000,
+                    insurance: 5_000,
+                }]))),
+                Answer::Spot(spot::Answer::Perpetual(perpetual::Answer::Positions(vec![position_view]))),
+            ]
+            .encode(),
+        ),
+        ("perpetual market record", perpetual_record.encode()),
+        ("position record", position.encode()),
+        ("funding record", funding.encode()),
+        ("liquidation record", liquidation.encode()),
     ]
 }
 
@@ -492,11 +628,19 @@ const GOLDEN: &[(&str, &str)] = &[
     ("convert answers", "03080001020301c4a901a09c01190ac80180897ac801904e0080ade20480b6dc0509f40308010107070c01020301d00ff410060280d095ffbc31909e96ffbc310188f795ffbc316308020107070c01020301d00ff410060280d095ffbc31909e96ffbc310188f795ffbc3163"),
     ("quote record", "070c01020301d00ff410060280d095ffbc31909e96ffbc3100"),
     ("conversion record", "07070c01020301d00ff410060280d095ffbc31909e96ffbc310188f795ffbc3163"),
+    ("perpetual commands", "080309000102a08d06030102c801f40380ade204c0843d00010302010280ade204c0843d018084af5fa08d06d086030a904e80e8dd0dc09a0cc0843de0e1c903e0d40301c0cf24e807030901030c01010309020c03c0cf240309030c03050309040c03010309050c03d00f0309060c03e807030907"),
+    ("perpetual outcomes", "03030900030309020301c0cf24000309070103d8c724010380a09c82bd31e0e1c903c0cf24c8df02000101030c80d095ffbc3100d00fc0d52201e0fa200190a922c0f706"),
+    ("perpetual queries", "0406070080d095ffbc310607010c060702030a06070303010c0a"),
+    ("perpetual answers", "02060600010302010280ade204c0843d018084af5fa08d06d086030a904e80e8dd0dc09a0cc0843de0e1c903e0d40301c0cf24e80701c0cf2480d095ffbc31f4d395ffbc31010c010101c0cf2480d095ffbc3101a4d0240180d095ffbc313b9f1f0280a09c82bd31c09a0ccf0fff979abc04e80701c0cf24c09a0c904e0606010103d00f01c0cf240190e522bfcf24c0cf2490e522010a01e5d82200"),
+    ("perpetual market record", "0302010280ade204c0843d018084af5fa08d06d086030a904e80e8dd0dc09a0cc0843de0e1c903e0d40301c0cf24e80701c0cf2480d095ffbc31f4d395ffbc31010c010101c0cf2480d095ffbc3101a4d0240180d095ffbc313b9f1f0280a09c82bd31c09a0ccf0fff979abc04e807"),
+    ("position record", "cf0fff979abc0405000ac103"),
+    ("funding record", "0380a09c82bd31e0e1c903c0cf24c8df0200"),
+    ("liquidation record", "01030c80d095ffbc3100d00fc0d52201e0fa200190a922c0f706"),
 ];
 
 #[test]
-fn the_format_is_version_14_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 14, "the golden bytes below are version 14's: a new version writes its own");
+fn the_format_is_version_15_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 15, "the golden bytes below are version 15's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -241,17 +241,16 @@ impl Engine {
         }
     }
 
-    /// When the ledger's clock next has something to expire: an order, or a quote.
+    /// When the ledger's clock next has something to do: an order or a
+    /// quote to expire, a perpetual market's mark or funding.
     fn next_expiry(&self) -> Option<u64> {
         let ledger = self.service.ledger();
-        match (ledger.spot().next_expiry(), ledger.convert().next_expiry()) {
-            (Some(orders), Some(quotes)) => Some(orders.min(quotes)),
-            (orders, quotes) => orders.or(quotes),
-        }
+        [ledger.spot().next_expiry(), ledger.convert().next_expiry(), ledger.spot().next_perpetual_tick()].into_iter().flatten().min()
     }
 
     /// Journals the ledger's own ExpireOrders once its clock reaches the
-    /// next order expiry, or ExpireQuotes the next quote's (one at a time).
+    /// next order expiry, or ExpireQuotes the next quote's, or a perpetual
+    /// Tick the next mark interval or funding time (one at a time).
     /// The commands carry no time: the entry's stamp is what the orders and
     /// quotes are measured against, so a replay expires the same.
     fn expire_due(&mut self) {
@@ -264,6 +263,8 @@ impl Engine {
             LedgerCommand::Spot(spot::Command::ExpireOrders)
         } else if ledger.convert().next_expiry().is_some_and(|at| at <= now) {
             LedgerCommand::Convert(convert::Command::ExpireQuotes)
+        } else if ledger.spot().next_perpetual_tick().is_some_and(|at| at <= now) {
+            LedgerCommand::Spot(spot::Command::Perpetual(ledger_api::perpetual::Command::Tick))
         } else {
             return;
         };

@@ -85,6 +85,9 @@ fn not_for_peers(command: &Command) -> Option<&'static str> {
         Command::Spot(spot::Command::ApplyMatching { .. }) => Some("only the ledger's link to matching applies matching outputs"),
         Command::Spot(spot::Command::ExpireOrders) => Some("only the ledger's own clock expires orders"),
         Command::Convert(convert::Command::ExpireQuotes) => Some("only the ledger's own clock expires quotes"),
+        Command::Spot(spot::Command::Perpetual(ledger_api::perpetual::Command::Tick)) => {
+            Some("only the ledger's own clock marks perpetual markets and pays their funding")
+        }
         Command::Operators(operators::Command::Configure(_)) => Some("only the ledger's own config sets the approval thresholds"),
         command if command.operator_action().is_some() => {
             Some("an operator's action comes inside a proposal that names the operator (operators::Command::Propose)")

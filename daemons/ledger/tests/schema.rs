@@ -5,7 +5,7 @@ use ::ledger::schema::{self, kernel, spot as spot_schema, wallet as wallet_schem
 use ledger_api::candles::{self, Candle, CandleInterval, MINUTE_MS};
 use ledger_api::spot::{Market as LedgerMarket, OrderRecord, OrderRequest, OrderStatus};
 use ledger_api::wallet::Balance;
-use ledger_api::{convert, spot, wallet, AssetId, AssetSpec, Command as LedgerCommand, MarketId, Outcome, Transfer, UserId};
+use ledger_api::{convert, perpetual, spot, wallet, AssetId, AssetSpec, Command as LedgerCommand, MarketId, Outcome, Transfer, UserId};
 use matching_core::{
     Command, EngineLimits, FastEngine, MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce, Trigger, TriggerDirection, TriggerSource,
 };
@@ -37,6 +37,34 @@ fn market() -> LedgerMarket {
             price_band_ppm: 0,
         },
     }
+}
+
+/// A perpetual market on BTC in USD beside the spot one, priced by `ORACLE`.
+const PERPETUAL: MarketId = 2;
+const ORACLE: UserId = 99;
+
+fn perpetual_listing() -> LedgerCommand {
+    let listing = LedgerMarket { spec: MarketSpec { id: PERPETUAL, ..market().spec }, ..market() };
+    let terms = perpetual::PerpetualSpec {
+        market: PERPETUAL,
+        collateral: USD,
+        units_per_tick_lot: 10,
+        tick_lot_scale: 0,
+        price_ticks_max: 1_000_000,
+        position_lots_max: 100_000,
+        tiers: vec![perpetual::MarginTier { notional_max: 1_000_000_000_000, initial_ppm: 50_000, maintenance_ppm: 25_000 }],
+        leverage_default: 20,
+        liquidation_penalty_ppm: 10_000,
+        funding_interval_ms: 500,
+        funding_interest_ppb: 100_000,
+        funding_clamp_ppb: 500_000,
+        funding_cap_ppb: 3_750_000,
+        oracle_staleness_ms: 1_000_000,
+        oracle_sources_min: 1,
+        basis_window_ms: 1_000,
+        mark_interval_ms: 50,
+    };
+    LedgerCommand::Spot(spot::Command::Perpetual(perpetual::Command::CreateMarket { market: listing, perpetual: Box::new(terms) }))
 }
 
 fn open(path: &std::path::Path) -> Store {
@@ -81,11 +109,19 @@ impl Exchange {
     fn step(&mut self, command: LedgerCommand) -> Result<Outcome, ledger_api::LedgerError> {
         self.position += 1;
         let applied = self.ledger.apply(&command, self.position);
-        if let Some(forward) = applied.forward {
-            let mut events = Vec::new();
-            self.matching.execute(&forward, &mut events);
-            self.matching_sequence += 1;
-            self.ledger.apply(&LedgerCommand::Spot(spot::Command::ApplyMatching { sequence: self.matching_sequence, events }), self.position).outcome.unwrap();
+        // What matching's outputs bring (a liquidation's orders) goes to matching too.
+        let mut forwards: Vec<Command> = applied.forward.into_iter().chain(applied.forward_more).collect();
+        while !forwards.is_empty() {
+            let mut more = Vec::new();
+            for forward in forwards {
+                let mut events = Vec::new();
+                self.matching.execute(&forward, &mut events);
+                self.matching_sequence += 1;
+                let applied = self.ledger.apply(&LedgerCommand::Spot(spot::Command::ApplyMatching { sequence: self.matching_sequence, events }), self.position);
+                applied.outcome.unwrap();
+                more.extend(applied.forward.into_iter().chain(applied.forward_more));
+            }
+            forwards = more;
         }
         applied.outcome
     }
@@ -148,6 +184,9 @@ fn run_with(store: &Store, writer: &mut Writer, seed: u64, commands: usize, jour
         exposure_max_base: 1_000_000_000,
         exposure_max_quote: 1_000_000_000,
     })));
+    setup.push(perpetual_listing());
+    setup.push(LedgerCommand::Spot(spot::Command::Perpetual(perpetual::Command::SetOracle { market: PERPETUAL, user: ORACLE, source: Some(1) })));
+    setup.push(LedgerCommand::Spot(spot::Command::Perpetual(perpetual::Command::SubmitPrice { user: ORACLE, market: PERPETUAL, price: 1_000 })));
     for command in setup {
         x.step(command).unwrap();
     }
@@ -155,7 +194,24 @@ fn run_with(store: &Store, writer: &mut Writer, seed: u64, commands: usize, jour
     let mut open: Vec<(UserId, u64)> = Vec::new();
     for i in 0..commands {
         let user = rng.random_range(1..=USERS);
-        let command = match rng.random_range(0..12) {
+        let command = match rng.random_range(0..16) {
+            12 | 13 => {
+                let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+                open.push((user, x.ledger.spot().counters().next_order));
+                let request = OrderRequest { market: PERPETUAL, ..limit(side, rng.random_range(980..1_020), rng.random_range(1..200)) };
+                LedgerCommand::Spot(spot::Command::PlaceOrder { user, request, client_order_id: Some(format!("p-{i}")) })
+            }
+            14 => LedgerCommand::Spot(spot::Command::Perpetual(perpetual::Command::SubmitPrice {
+                user: ORACLE,
+                market: PERPETUAL,
+                price: rng.random_range(900..1_100),
+            })),
+            15 if rng.random_bool(0.5) => LedgerCommand::Spot(spot::Command::Perpetual(perpetual::Command::Tick)),
+            15 => LedgerCommand::Spot(spot::Command::Perpetual(perpetual::Command::SetMarginMode {
+                user,
+                market: PERPETUAL,
+                mode: if rng.random_bool(0.5) { perpetual::MarginMode::Isolated } else { perpetual::MarginMode::Cross },
+            })),
             10 => {
                 let pay = rng.random_range(1..5_000);
                 let leg = convert::QuoteLeg { base: BTC, quote: USD, sell_base: false, pay, receive: pay, spread: 1 };
@@ -242,14 +298,25 @@ fn reopened_state_equals_the_written_state_for_random_histories() {
         assert!(journal_applied > 100 + 3_000, "the position of the last batch: {journal_applied}");
         assert!(!state.spot.open_orders.is_empty() && !state.wallet.pending_withdrawals.is_empty(), "seed {seed}: the scenario leaves open records to load");
         assert!(!state.kernel.holds.is_empty() && !state.kernel.idempotency.is_empty(), "seed {seed}: and holds and keys");
-        assert_eq!(state.spot.candles.len(), CandleInterval::ALL.len(), "seed {seed}: and the market's latest candle of each interval");
+        assert_eq!(state.spot.candles.len(), 2 * CandleInterval::ALL.len(), "seed {seed}: and each market's latest candle of each interval");
         assert!(!state.convert.pairs.is_empty() && !state.convert.quotes.is_empty(), "seed {seed}: and convert's pair and quotes");
+        let perpetuals = &state.spot.perpetuals;
+        assert!(perpetuals.positions.values().any(|position| position.holding.size != 0), "seed {seed}: and open perpetual positions");
+        assert!(perpetuals.markets[&PERPETUAL].mark.is_some_and(|mark| mark != 1_000), "seed {seed}: marked since the first price");
         let accepted = state.convert.quotes.values().filter(|quote| quote.status == convert::QuoteStatus::Accepted).count();
         assert!(accepted > 0 && accepted < state.convert.quotes.len(), "seed {seed}: quotes accepted and open: {accepted}");
         assert_eq!(state, expected_state, "seed {seed}");
         let restored = Ledger::restore(LedgerLimits::default(), state);
         assert_eq!(restored.state_hash(), expected_hash);
         restored.check_invariants().unwrap();
+        // A user's positions read from the store are the ledger's own view.
+        for user in 1..=USERS {
+            let Ok(read) = schema::perpetual::answer(&store, &perpetual::Query::Positions { user }) else {
+                panic!("the read of user {user}'s positions failed")
+            };
+            let view: Vec<perpetual::PositionView> = restored.spot().perpetuals().view(restored.kernel(), user, PERPETUAL).into_iter().collect();
+            assert_eq!(read, perpetual::Answer::Positions(view), "seed {seed}, user {user}");
+        }
     }
 }
 
@@ -275,7 +342,8 @@ fn history_is_listed_per_user_newest_first_and_closed_orders_keep_their_final_re
     let trades = spot_schema::trades_of_user(&store, user, usize::MAX).unwrap();
     assert!(!trades.is_empty());
     assert!(trades.iter().all(|t| t.fill.maker_user == user || t.fill.taker_user == user));
-    let market_trades = spot_schema::trades_of_market(&store, MARKET, usize::MAX).unwrap();
+    let mut market_trades = spot_schema::trades_of_market(&store, MARKET, usize::MAX).unwrap();
+    market_trades.extend(spot_schema::trades_of_market(&store, PERPETUAL, usize::MAX).unwrap());
     assert_eq!(market_trades.len() as u64, ledger.spot().counters().next_trade - 1, "every trade is listed for its market");
     for trade in &trades {
         assert!(market_trades.contains(trade));

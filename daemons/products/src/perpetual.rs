@@ -39,7 +39,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use compact_str::{format_compact, CompactString};
 use ids::{Amount, AssetId, MarketId, TimestampMs, UserId};
-use ledger_api::perpetual::{self as api, MarginMode, PerpetualSpec};
+use ledger_api::perpetual::{
+    self as api, FundingRecord, Holding, LiquidationKind, LiquidationRecord, MarginMode, OracleFeed, PerpetualRecord, PerpetualSpec, Position, PositionView,
+};
 use ledger_api::LedgerError;
 use ledger_core::{AccountId, Kernel, Leg, Owner, Purpose, PurposeSpec, TransferCode};
 use risk_core::funding::{premium_ppb, FundingRule, PremiumSamples};
@@ -65,8 +67,22 @@ pub const PURPOSES: &[PurposeSpec] = &[
     PurposeSpec { purpose: FUNDING_CLEARING, name: "funding clearing", may_go_negative: false, holds_only: false },
 ];
 
+/// Who the market's liquidation book trades as in matching: no user's id.
+pub const NETWORK_USER: UserId = UserId::MAX;
+
 /// Price sources an oracle may submit for one market.
 pub const ORACLE_SOURCES_MAX: usize = 32;
+
+/// Where balances are read: the kernel, or the store behind a read.
+pub trait Balances {
+    fn balance(&self, account: AccountId) -> Amount;
+}
+
+impl Balances for Kernel {
+    fn balance(&self, account: AccountId) -> Amount {
+        Kernel::balance(self, account)
+    }
+}
 
 /// A user's margin account in a market, by the position's entity.
 pub fn margin_account(entity: u64, collateral: AssetId) -> AccountId {
@@ -85,49 +101,29 @@ pub fn funding_clearing(market: MarketId, collateral: AssetId) -> AccountId {
     AccountId { owner: Owner::Entity(u64::from(market)), asset: collateral, purpose: FUNDING_CLEARING }
 }
 
-/// A size with what it cost: the position's, or the network's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holding {
-    pub size: Lots,
-    /// Size times average entry price, exact, signed as the size.
-    pub entry_value_exact: i128,
+/// A holding after `lots` (signed: bought above zero) at `price`: what
+/// grows it adds at the price, what reduces it keeps the average, what
+/// flips it starts over at the price.
+fn traded(holding: Holding, contract: &Contract, lots: Lots, price: Ticks) -> Holding {
+    let size = holding.size + lots;
+    let entry_value_exact = if holding.size == 0 || holding.size.signum() == lots.signum() {
+        holding.entry_value_exact + contract.value_exact(lots, price)
+    } else if size == 0 {
+        0
+    } else if size.signum() == holding.size.signum() {
+        // The average entry stays (display only: rounding toward zero is
+        // harmless), split so that no product outgrows 128 bits.
+        let (entry, before, after) = (holding.entry_value_exact, i128::from(holding.size), i128::from(size));
+        entry / before * after + entry % before * after / before
+    } else {
+        contract.value_exact(size, price)
+    };
+    Holding { size, entry_value_exact }
 }
 
-impl Holding {
-    /// The holding after `lots` (signed: bought above zero) at `price`:
-    /// what grows it adds at the price, what reduces it keeps the average,
-    /// what flips it starts over at the price.
-    fn traded(self, contract: &Contract, lots: Lots, price: Ticks) -> Holding {
-        let size = self.size + lots;
-        let entry_value_exact = if self.size == 0 || self.size.signum() == lots.signum() {
-            self.entry_value_exact + contract.value_exact(lots, price)
-        } else if size == 0 {
-            0
-        } else if size.signum() == self.size.signum() {
-            // The average entry stays (display only: rounding toward zero is
-            // harmless), split so that no product outgrows 128 bits.
-            let (entry, before, after) = (self.entry_value_exact, i128::from(self.size), i128::from(size));
-            entry / before * after + entry % before * after / before
-        } else {
-            contract.value_exact(size, price)
-        };
-        Holding { size, entry_value_exact }
-    }
-}
-
-/// A user's position in a market, and their settings there. It stays
-/// when flat: it carries the margin account's entity and the settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub holding: Holding,
-    pub entity: u64,
-    pub mode: MarginMode,
-    pub leverage: u32,
-    /// Funding received (above zero) or paid, since the position's entity began.
-    pub funding: Amount,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A perpetual market in memory: its record's parts, with the contract,
+/// tiers and funding rule its spec makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PerpetualMarket {
     pub spec: PerpetualSpec,
     pub contract: Contract,
@@ -135,6 +131,9 @@ pub struct PerpetualMarket {
     pub funding: FundingRule,
     pub mark: Option<Ticks>,
     pub mark_ms: TimestampMs,
+    pub ticked_ms: TimestampMs,
+    /// The users who may submit prices, and their source numbers.
+    pub oracles: BTreeMap<UserId, u32>,
     /// Each oracle source's latest price.
     pub feeds: BTreeMap<u32, Feed>,
     pub last_trade: Option<Ticks>,
@@ -147,9 +146,92 @@ pub struct PerpetualMarket {
     pub funding_rate_ppb: i64,
     /// The liquidation book's position, backed by the insurance fund.
     pub network: Holding,
+    /// Lots long in all, the network's included.
+    pub open_interest: u64,
+}
+
+/// The contract, tiers and funding rule a spec makes, or why it makes none.
+fn terms(spec: &PerpetualSpec) -> Result<(Contract, Tiers, FundingRule), String> {
+    let contract = Contract::new(spec.units_per_tick_lot, spec.tick_lot_scale, spec.price_ticks_max, spec.position_lots_max)
+        .map_err(|error| format!("the contract's size: {error}"))?;
+    let tiers = Tiers::new(
+        spec.tiers.iter().map(|tier| Tier { notional_max: tier.notional_max, initial_ppm: tier.initial_ppm, maintenance_ppm: tier.maintenance_ppm }).collect(),
+    )
+    .map_err(|error| format!("the margin tiers: {error}"))?;
+    let funding = FundingRule {
+        interval_ms: spec.funding_interval_ms,
+        interest_ppb: spec.funding_interest_ppb,
+        clamp_ppb: spec.funding_clamp_ppb,
+        cap_ppb: spec.funding_cap_ppb,
+    };
+    funding.check()?;
+    if spec.leverage_default == 0 || spec.leverage_default > tiers.leverage_max(0) {
+        return Err(format!("the default leverage is 1 to {} (the first tier's initial fraction allows no more)", tiers.leverage_max(0)));
+    }
+    if i128::from(spec.liquidation_penalty_ppm) > PPM {
+        return Err("the liquidation penalty is at most 1,000,000 ppm (the whole notional)".into());
+    }
+    if spec.oracle_staleness_ms == 0 || spec.oracle_sources_min == 0 || usize::from(spec.oracle_sources_min) > ORACLE_SOURCES_MAX {
+        return Err(format!("an index needs a staleness limit above zero and 1 to {ORACLE_SOURCES_MAX} sources"));
+    }
+    if spec.position_lots_max > Lots::MAX as u64 {
+        return Err(format!("the largest position is at most {} lots", Lots::MAX));
+    }
+    if spec.mark_interval_ms == 0 {
+        return Err("the mark interval must be above zero".into());
+    }
+    Ok((contract, tiers, funding))
 }
 
 impl PerpetualMarket {
+    /// A market from its stored record; refused when the record's terms are not a valid market's.
+    pub fn from_record(record: PerpetualRecord) -> Result<PerpetualMarket, String> {
+        let (contract, tiers, funding) = terms(&record.spec)?;
+        Ok(PerpetualMarket {
+            spec: record.spec,
+            contract,
+            tiers,
+            funding,
+            mark: record.mark,
+            mark_ms: record.mark_ms,
+            ticked_ms: record.ticked_ms,
+            oracles: record.oracles.into_iter().collect(),
+            feeds: record.feeds.into_iter().map(|feed| (feed.source, Feed { source: feed.source, price: feed.price, at_ms: feed.at_ms })).collect(),
+            last_trade: record.last_trade,
+            basis: MovingAverage::from_samples(record.basis_samples),
+            premiums: PremiumSamples { sum_ppb: record.premium_sum_ppb, count: record.premium_count },
+            next_funding_ms: record.next_funding_ms,
+            funding_rate_ppb: record.funding_rate_ppb,
+            network: record.network,
+            open_interest: record.open_interest,
+        })
+    }
+
+    pub fn record(&self) -> PerpetualRecord {
+        PerpetualRecord {
+            spec: self.spec.clone(),
+            mark: self.mark,
+            mark_ms: self.mark_ms,
+            ticked_ms: self.ticked_ms,
+            oracles: self.oracles.iter().map(|(user, source)| (*user, *source)).collect(),
+            feeds: self.feeds.values().map(|feed| OracleFeed { source: feed.source, price: feed.price, at_ms: feed.at_ms }).collect(),
+            last_trade: self.last_trade,
+            basis_samples: self.basis.samples().collect(),
+            premium_sum_ppb: self.premiums.sum_ppb,
+            premium_count: self.premiums.count,
+            next_funding_ms: self.next_funding_ms,
+            funding_rate_ppb: self.funding_rate_ppb,
+            network: self.network,
+            open_interest: self.open_interest,
+        }
+    }
+
+    /// When the ledger next has something to do here: the mark's
+    /// interval, or the funding time.
+    pub fn next_tick(&self) -> TimestampMs {
+        self.ticked_ms.saturating_add(self.spec.mark_interval_ms).min(self.next_funding_ms)
+    }
+
     pub fn id(&self) -> MarketId {
         self.spec.market
     }
@@ -208,27 +290,6 @@ impl OpenOrders for NoOrders {
     }
 }
 
-/// A position taken over by the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Liquidation {
-    pub user: UserId,
-    pub size: Lots,
-    pub mark: Ticks,
-    /// What the exchange's order for these lots may trade no worse than;
-    /// `None` when it was bankrupt at the mark already.
-    pub bankruptcy_price: Option<Ticks>,
-    pub penalty: Amount,
-}
-
-/// Lots closed against the network by auto-deleveraging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deleveraging {
-    pub user: UserId,
-    /// The lots the user's position gave up (signed as it was).
-    pub size: Lots,
-    pub price: Ticks,
-}
-
 /// What a mark-to-market, a funding or a fill did beyond moving positions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskOutcome {
@@ -238,42 +299,16 @@ pub struct RiskOutcome {
     pub from_insurance: Amount,
     /// What the winners owed did not get (shared pro rata): losses socialized.
     pub unpaid: Amount,
-    pub liquidations: Vec<Liquidation>,
-    pub deleveraged: Vec<Deleveraging>,
-}
-
-/// A funding paid.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Funding {
-    pub market: MarketId,
-    pub at_ms: TimestampMs,
-    pub rate_ppb: i64,
-    pub mark: Ticks,
-    pub risk: RiskOutcome,
-}
-
-/// A position as users see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PositionView {
-    pub size: Lots,
-    /// Average entry price, rounded to the nearest tick toward zero.
-    pub entry_price: Option<Ticks>,
-    pub mark: Option<Ticks>,
-    /// The value at the mark less the entry value, rounded down.
-    pub unrealized_pnl: Amount,
-    pub margin: Amount,
-    pub mode: MarginMode,
-    pub leverage: u32,
-    pub liquidation_price: Option<Ticks>,
-    pub maintenance_margin: Amount,
-    pub funding: Amount,
+    /// Positions taken over, then lots deleveraged.
+    pub liquidations: Vec<LiquidationRecord>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerpetualsState {
-    pub markets: BTreeMap<MarketId, PerpetualMarket>,
+    pub markets: BTreeMap<MarketId, PerpetualRecord>,
     pub positions: BTreeMap<(UserId, MarketId), Position>,
     pub next_entity: u64,
+    pub next_liquidation: u64,
 }
 
 /// The perpetual markets and their positions.
@@ -285,6 +320,10 @@ pub struct Perpetuals {
     /// in user order (replicas and replays move money in the same order).
     holders: BTreeMap<MarketId, BTreeSet<UserId>>,
     next_entity: u64,
+    next_liquidation: u64,
+    /// What changed since [`Self::take_touched`], for storage.
+    touched_markets: BTreeSet<MarketId>,
+    touched_positions: BTreeSet<(UserId, MarketId)>,
 }
 
 /// A kernel transfer that the arithmetic says cannot fail, as a fault.
@@ -293,18 +332,38 @@ fn moved(result: Result<u64, ledger_core::KernelError>, what: &str) -> Result<()
 }
 
 impl Perpetuals {
+    /// From a state whose market records were checked ([`check_record`]).
     pub fn restore(state: PerpetualsState) -> Perpetuals {
-        let mut holders: BTreeMap<MarketId, BTreeSet<UserId>> = state.markets.keys().map(|id| (*id, BTreeSet::new())).collect();
+        let markets: BTreeMap<MarketId, PerpetualMarket> = state
+            .markets
+            .into_iter()
+            .map(|(id, record)| (id, PerpetualMarket::from_record(record).expect("the store checked each market's terms as it loaded them")))
+            .collect();
+        let mut holders: BTreeMap<MarketId, BTreeSet<UserId>> = markets.keys().map(|id| (*id, BTreeSet::new())).collect();
         for ((user, market), position) in &state.positions {
             if position.holding.size != 0 {
                 holders.entry(*market).or_default().insert(*user);
             }
         }
-        Perpetuals { markets: state.markets, positions: state.positions, holders, next_entity: state.next_entity.max(1) }
+        Perpetuals {
+            markets,
+            positions: state.positions,
+            holders,
+            next_entity: state.next_entity.max(1),
+            next_liquidation: state.next_liquidation.max(1),
+            touched_markets: BTreeSet::new(),
+            touched_positions: BTreeSet::new(),
+        }
     }
 
     pub fn state(&self) -> PerpetualsState {
-        PerpetualsState { markets: self.markets.clone(), positions: self.positions.clone(), next_entity: self.next_entity }
+        PerpetualsState {
+            markets: self.markets.iter().map(|(id, market)| (*id, market.record())).collect(),
+            positions: self.positions.clone(),
+            // Numbering starts at 1, as restore counts it.
+            next_entity: self.next_entity.max(1),
+            next_liquidation: self.next_liquidation.max(1),
+        }
     }
 
     pub fn market(&self, id: MarketId) -> Option<&PerpetualMarket> {
@@ -335,32 +394,7 @@ impl Perpetuals {
         if self.markets.contains_key(&spec.market) {
             return Err(LedgerError::MarketExists(spec.market));
         }
-        let bad = |reason: String| LedgerError::BadInput(reason);
-        let contract = Contract::new(spec.units_per_tick_lot, spec.tick_lot_scale, spec.price_ticks_max, spec.position_lots_max)
-            .map_err(|error| bad(format!("the contract's size: {error}")))?;
-        let tiers = Tiers::new(
-            spec.tiers
-                .iter()
-                .map(|tier| Tier { notional_max: tier.notional_max, initial_ppm: tier.initial_ppm, maintenance_ppm: tier.maintenance_ppm })
-                .collect(),
-        )
-        .map_err(|error| bad(format!("the margin tiers: {error}")))?;
-        let funding = FundingRule {
-            interval_ms: spec.funding_interval_ms,
-            interest_ppb: spec.funding_interest_ppb,
-            clamp_ppb: spec.funding_clamp_ppb,
-            cap_ppb: spec.funding_cap_ppb,
-        };
-        funding.check().map_err(|reason| bad(reason.into()))?;
-        if spec.leverage_default == 0 || spec.leverage_default > tiers.leverage_max(0) {
-            return Err(bad(format!("the default leverage is 1 to {} (the first tier's initial fraction allows no more)", tiers.leverage_max(0))));
-        }
-        if i128::from(spec.liquidation_penalty_ppm) > PPM {
-            return Err(bad("the liquidation penalty is at most 1,000,000 ppm (the whole notional)".into()));
-        }
-        if spec.oracle_staleness_ms == 0 || spec.oracle_sources_min == 0 || usize::from(spec.oracle_sources_min) > ORACLE_SOURCES_MAX {
-            return Err(bad(format!("an index needs a staleness limit above zero and 1 to {ORACLE_SOURCES_MAX} sources")));
-        }
+        let (contract, tiers, funding) = terms(spec).map_err(LedgerError::BadInput)?;
         let market = PerpetualMarket {
             spec: spec.clone(),
             contract,
@@ -368,6 +402,8 @@ impl Perpetuals {
             funding,
             mark: None,
             mark_ms: 0,
+            ticked_ms: at_ms,
+            oracles: BTreeMap::new(),
             feeds: BTreeMap::new(),
             last_trade: None,
             basis: MovingAverage::default(),
@@ -375,21 +411,51 @@ impl Perpetuals {
             next_funding_ms: funding.next_after(at_ms),
             funding_rate_ppb: 0,
             network: Holding::default(),
+            open_interest: 0,
         };
         self.markets.insert(spec.market, market);
         self.holders.insert(spec.market, BTreeSet::new());
+        self.touched_markets.insert(spec.market);
         Ok(())
     }
 
-    /// An oracle's price for `market` from `source`, stamped `at_ms`.
-    /// Returns the index it leaves, if there is one.
-    pub fn submit_price(&mut self, market: MarketId, source: u32, price: Ticks, at_ms: TimestampMs) -> Result<Option<Ticks>, LedgerError> {
+    /// Grants `user` the ORACLE role on `market` under `source` (a source
+    /// number no other oracle of the market has), or takes it back, with
+    /// the source's price.
+    pub fn set_oracle(&mut self, market: MarketId, user: UserId, source: Option<u32>) -> Result<(), LedgerError> {
+        self.touched_markets.insert(market);
         let listed = self.markets.get_mut(&market).ok_or(LedgerError::UnknownMarket(market))?;
+        match source {
+            None => {
+                let source = listed.oracles.remove(&user).ok_or_else(|| LedgerError::BadInput(format!("user {user} is not an oracle of market {market}")))?;
+                listed.feeds.remove(&source);
+            }
+            Some(source) => {
+                if listed.oracles.iter().any(|(other, taken)| *taken == source && *other != user) {
+                    return Err(LedgerError::BadInput(format!("source {source} of market {market} is another oracle's; choose another number")));
+                }
+                if !listed.oracles.contains_key(&user) && listed.oracles.len() >= ORACLE_SOURCES_MAX {
+                    return Err(LedgerError::LimitReached(format!("a market takes prices from {ORACLE_SOURCES_MAX} oracles at most")));
+                }
+                if let Some(previous) = listed.oracles.insert(user, source).filter(|previous| *previous != source) {
+                    listed.feeds.remove(&previous);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An oracle's price for `market`, stamped `at_ms`. Returns the index
+    /// it leaves, if there is one.
+    pub fn submit_price(&mut self, user: UserId, market: MarketId, price: Ticks, at_ms: TimestampMs) -> Result<Option<Ticks>, LedgerError> {
+        self.touched_markets.insert(market);
+        let listed = self.markets.get_mut(&market).ok_or(LedgerError::UnknownMarket(market))?;
+        let source = *listed
+            .oracles
+            .get(&user)
+            .ok_or_else(|| LedgerError::Forbidden(format!("user {user} is not an oracle of market {market}; operators grant the role")))?;
         if price == 0 || price > listed.contract.price_ticks_max() {
             return Err(LedgerError::BadInput(format!("a price is 1 to {} ticks", listed.contract.price_ticks_max())));
-        }
-        if !listed.feeds.contains_key(&source) && listed.feeds.len() >= ORACLE_SOURCES_MAX {
-            return Err(LedgerError::LimitReached(format!("a market takes prices from {ORACLE_SOURCES_MAX} sources at most")));
         }
         listed.feeds.insert(source, Feed { source, price, at_ms });
         Ok(listed.index(at_ms).ok())
@@ -399,6 +465,7 @@ impl Perpetuals {
     /// (for funding) and its mid less the index (for the mark). Nothing
     /// without an index.
     pub fn sample_book(&mut self, market: MarketId, impact_bid: Option<Ticks>, impact_ask: Option<Ticks>, at_ms: TimestampMs) -> Result<(), LedgerError> {
+        self.touched_markets.insert(market);
         let listed = self.markets.get_mut(&market).ok_or(LedgerError::UnknownMarket(market))?;
         let Ok(index) = listed.index(at_ms) else { return Ok(()) };
         listed.premiums.push(premium_ppb(impact_bid, impact_ask, index));
@@ -410,17 +477,49 @@ impl Perpetuals {
         Ok(())
     }
 
-    /// A user's position in `market`, opened flat with the market's
-    /// defaults (and a margin account's entity) the first time.
-    fn position_mut(&mut self, user: UserId, market: MarketId) -> Result<&mut Position, LedgerError> {
+    /// A user's position in `market`, or the flat one they would open
+    /// with the market's defaults (the next entity's margin account),
+    /// without opening it: refusals change nothing.
+    fn position_or_new(&self, user: UserId, market: MarketId) -> Result<Position, LedgerError> {
         let leverage = self.known(market)?.spec.leverage_default;
-        let next_entity = &mut self.next_entity;
-        Ok(self.positions.entry((user, market)).or_insert_with(|| {
-            *next_entity = (*next_entity).max(1);
-            let entity = *next_entity;
-            *next_entity += 1;
-            Position { holding: Holding::default(), entity, mode: MarginMode::Cross, leverage, funding: 0 }
+        Ok(self.positions.get(&(user, market)).copied().unwrap_or(Position {
+            holding: Holding::default(),
+            entity: self.next_entity.max(1),
+            mode: MarginMode::Cross,
+            leverage,
+            funding: 0,
         }))
+    }
+
+    /// Puts `position` as the user's, opening it (and taking its entity's
+    /// number) the first time; noted for storage.
+    fn put_position(&mut self, user: UserId, market: MarketId, position: Position) {
+        if !self.positions.contains_key(&(user, market)) {
+            self.next_entity = position.entity + 1;
+        }
+        self.positions.insert((user, market), position);
+        self.touched_positions.insert((user, market));
+    }
+
+    /// The user's position, opened with the market's defaults if it was not.
+    fn position_mut(&mut self, user: UserId, market: MarketId) -> Result<&mut Position, LedgerError> {
+        let position = self.position_or_new(user, market)?;
+        self.put_position(user, market, position);
+        Ok(self.positions.get_mut(&(user, market)).expect("put above"))
+    }
+
+    /// What storage must write since the last call: the markets and the
+    /// positions that changed.
+    pub fn next_entity(&self) -> u64 {
+        self.next_entity
+    }
+
+    pub fn next_liquidation_id(&self) -> u64 {
+        self.next_liquidation
+    }
+
+    pub fn take_touched(&mut self) -> (BTreeSet<MarketId>, BTreeSet<(UserId, MarketId)>) {
+        (std::mem::take(&mut self.touched_markets), std::mem::take(&mut self.touched_positions))
     }
 
     /// The initial margin a position and its open orders need at the mark;
@@ -434,13 +533,22 @@ impl Perpetuals {
         initial_requirement(&market.contract, &market.tiers, position.leverage, position.holding.size, mark, orders)
     }
 
-    /// The money behind a position: its margin account, and the general
-    /// account too in cross margin.
-    pub fn equity(&self, kernel: &Kernel, market: &PerpetualMarket, user: UserId, position: &Position) -> Amount {
-        let margin = kernel.balance(margin_account(position.entity, market.collateral()));
+    /// The money behind a position: isolated, its margin account; cross,
+    /// the user's cross account in the collateral (general and every cross
+    /// margin account) less the maintenance of their other cross positions,
+    /// so that one account is not counted twice (Binance's cross
+    /// liquidation price is computed the same way).
+    pub fn equity(&self, kernel: &impl Balances, market: &PerpetualMarket, user: UserId, position: &Position) -> Amount {
         match position.mode {
-            MarginMode::Cross => margin + kernel.balance(available(user, market.collateral())),
-            MarginMode::Isolated => margin,
+            MarginMode::Isolated => kernel.balance(margin_account(position.entity, market.collateral())),
+            MarginMode::Cross => {
+                let (equity, maintenance) = self.cross_standing(kernel, user, market.collateral());
+                let own = match (market.mark, position.holding.size) {
+                    (Some(mark), size) if size != 0 => market.tiers.maintenance_margin(market.contract.notional(size, mark)),
+                    _ => 0,
+                };
+                equity - (maintenance - own)
+            }
         }
     }
 
@@ -450,8 +558,12 @@ impl Perpetuals {
     /// the general account cannot, or the orders would take the position
     /// beyond the market's bounds.
     pub fn reserve(&mut self, kernel: &mut Kernel, user: UserId, market: MarketId, orders: &[OpenOrder], at_ms: TimestampMs) -> Result<(), LedgerError> {
-        let position = *self.position_mut(user, market)?;
+        let position = self.position_or_new(user, market)?;
         let listed = self.known(market)?;
+        let within = |order: &OpenOrder| (1..=listed.contract.price_ticks_max()).contains(&order.price) && order.lots <= listed.contract.position_lots_max();
+        if !orders.iter().all(within) {
+            return Err(LedgerError::BadInput(format!("an order's price or size is beyond market {market}'s contract")));
+        }
         if listed.mark.is_none() {
             return Err(LedgerError::BadInput(format!("perpetual market {market} has no mark price yet: orders wait for the oracles' first prices")));
         }
@@ -460,10 +572,14 @@ impl Perpetuals {
             .ok_or_else(|| LedgerError::LimitReached(format!("the position these orders would leave is beyond market {market}'s largest tier or position")))?;
         let account = margin_account(position.entity, listed.collateral());
         let short = required - kernel.balance(account);
+        if short > 0 && position.mode == MarginMode::Isolated {
+            self.check_cross_free(kernel, user, listed.collateral(), short)?;
+        }
         if short > 0 {
             let leg = Leg { debit: available(user, listed.collateral()), credit: account, amount: short, code: TransferCode(api::MARGIN_IN) };
             kernel.transfer(leg, format_compact!("margin:{market}"), at_ms).map_err(refusal)?;
         }
+        self.put_position(user, market, position);
         Ok(())
     }
 
@@ -498,22 +614,31 @@ impl Perpetuals {
         orders: &[OpenOrder],
         at_ms: TimestampMs,
     ) -> Result<(), LedgerError> {
-        let position = *self.position_mut(user, market)?;
+        let position = self.position_or_new(user, market)?;
         let listed = self.known(market)?;
         let notional = listed.mark.map_or(0, |mark| listed.contract.notional(position.holding.size, mark));
         let most = listed.tiers.leverage_max(notional);
         if leverage == 0 || leverage > most {
             return Err(LedgerError::BadInput(format!("leverage on market {market} is 1 to {most} at this position's size")));
         }
-        let previous = position.leverage;
-        self.positions.get_mut(&(user, market)).expect("opened above").leverage = leverage;
-        let result = if leverage > previous {
+        let previous = self.positions.get(&(user, market)).copied();
+        self.put_position(user, market, Position { leverage, ..position });
+        let result = if leverage > position.leverage {
             self.release_excess(kernel, user, market, orders, at_ms).map_err(LedgerError::BadInput)
         } else {
             self.reserve_existing(kernel, user, market, orders, at_ms)
         };
         if result.is_err() {
-            self.positions.get_mut(&(user, market)).expect("opened above").leverage = previous;
+            // Refused: as it was, not even opened.
+            match previous {
+                Some(previous) => {
+                    self.positions.insert((user, market), previous);
+                }
+                None => {
+                    self.positions.remove(&(user, market));
+                    self.next_entity = position.entity;
+                }
+            }
         }
         result
     }
@@ -529,17 +654,30 @@ impl Perpetuals {
 
     /// `setMarginMode`: only while flat without open orders, as exchanges do.
     pub fn set_margin_mode(&mut self, user: UserId, market: MarketId, mode: MarginMode, orders: &[OpenOrder]) -> Result<(), LedgerError> {
-        let position = self.position_mut(user, market)?;
+        let position = self.position_or_new(user, market)?;
         if position.holding.size != 0 || !orders.is_empty() {
             return Err(LedgerError::BadInput("the margin mode changes only with no position and no open orders in the market; close them first".into()));
         }
-        position.mode = mode;
+        self.put_position(user, market, Position { mode, ..position });
+        Ok(())
+    }
+
+    /// Refuses to take `amount` out of the user's cross account (into an
+    /// isolated position) when that would leave their cross positions
+    /// below maintenance.
+    fn check_cross_free(&self, kernel: &Kernel, user: UserId, collateral: AssetId, amount: Amount) -> Result<(), LedgerError> {
+        let (equity, maintenance) = self.cross_standing(kernel, user, collateral);
+        let free = (equity - maintenance).min(kernel.balance(available(user, collateral)));
+        if amount > free {
+            return Err(LedgerError::InsufficientFunds { needed: amount, available: free.max(0) });
+        }
         Ok(())
     }
 
     /// `addMargin`: general to an isolated position's margin account.
     pub fn add_margin(&mut self, kernel: &mut Kernel, user: UserId, market: MarketId, amount: Amount, at_ms: TimestampMs) -> Result<(), LedgerError> {
         let (entity, collateral) = self.isolated(user, market)?;
+        self.check_cross_free(kernel, user, collateral, amount)?;
         let leg = Leg { debit: available(user, collateral), credit: margin_account(entity, collateral), amount, code: TransferCode(api::MARGIN_IN) };
         kernel.transfer(leg, format_compact!("margin:{market}"), at_ms).map_err(refusal)?;
         Ok(())
@@ -557,8 +695,8 @@ impl Perpetuals {
         at_ms: TimestampMs,
     ) -> Result<(), LedgerError> {
         let (entity, collateral) = self.isolated(user, market)?;
-        let (listed, position) = (self.known(market)?, &self.positions[&(user, market)]);
-        let required = self.requirement(listed, position, orders).unwrap_or(Amount::MAX);
+        let (listed, position) = (self.known(market)?, self.position_or_new(user, market)?);
+        let required = self.requirement(listed, &position, orders).unwrap_or(Amount::MAX);
         let free = kernel.balance(margin_account(entity, collateral)) - required;
         if amount > free {
             return Err(LedgerError::InsufficientFunds { needed: amount, available: free.max(0) });
@@ -568,8 +706,8 @@ impl Perpetuals {
         Ok(())
     }
 
-    fn isolated(&mut self, user: UserId, market: MarketId) -> Result<(u64, AssetId), LedgerError> {
-        let position = *self.position_mut(user, market)?;
+    fn isolated(&self, user: UserId, market: MarketId) -> Result<(u64, AssetId), LedgerError> {
+        let position = self.position_or_new(user, market)?;
         if position.mode != MarginMode::Isolated {
             return Err(LedgerError::BadInput("margin is added to or taken from an isolated position; a cross position draws on the general account".into()));
         }
@@ -627,11 +765,20 @@ impl Perpetuals {
             self.trade(market, party, size, price)?;
         }
         self.markets.get_mut(&market).expect("looked up above").last_trade = Some(price);
+        self.touched_markets.insert(market);
+        let mut below = Vec::new();
         for party in [buyer, seller] {
             if let Party::User(user) = party {
                 self.release_excess(kernel, user, market, &orders.open_orders(user, market), at_ms)?;
+                if self.is_below(kernel, user, market) {
+                    below.push(user);
+                }
             }
         }
+        // An order's margin was counted against the mark when it was
+        // placed; the mark may have moved before it filled.
+        let mut settled = settled;
+        self.liquidate_users(kernel, market, &below, orders, at_ms, &mut settled)?;
         Ok(settled)
     }
 
@@ -649,8 +796,16 @@ impl Perpetuals {
         }
         let collateral = self.markets[&market].collateral();
         let revenue = house::revenue(collateral);
+        // An isolated position pays from its own margin: its owner's cross account is another's backing.
         let sources = match party {
-            Party::User(user) => vec![available(user, collateral), margin_account(self.positions[&(user, market)].entity, collateral)],
+            Party::User(user) => {
+                let position = &self.positions[&(user, market)];
+                let margin = margin_account(position.entity, collateral);
+                match position.mode {
+                    MarginMode::Cross => vec![available(user, collateral), margin],
+                    MarginMode::Isolated => vec![margin],
+                }
+            }
             Party::Network => vec![insurance(market, collateral)],
         };
         let mut due = fee;
@@ -667,6 +822,10 @@ impl Perpetuals {
 
     /// Moves a party's holding by `size` lots at `price`.
     fn trade(&mut self, market: MarketId, party: Party, size: Lots, price: Ticks) -> Result<(), String> {
+        self.touched_markets.insert(market);
+        if let Party::User(user) = party {
+            self.touched_positions.insert((user, market));
+        }
         let listed = self.markets.get_mut(&market).expect("checked by the caller");
         let contract = listed.contract;
         let holding = match party {
@@ -677,10 +836,13 @@ impl Perpetuals {
         if after.is_none() {
             return Err(format!("a trade of {size} lots takes {party:?}'s position on market {market} beyond the contract's largest"));
         }
-        *holding = holding.traded(&contract, size, price);
+        let long_before = holding.size.max(0).unsigned_abs();
+        *holding = traded(*holding, &contract, size, price);
+        let (long_after, flat) = (holding.size.max(0).unsigned_abs(), holding.size == 0);
+        listed.open_interest = listed.open_interest + long_after - long_before;
         if let Party::User(user) = party {
             let holders = self.holders.entry(market).or_default();
-            if holding.size == 0 {
+            if flat {
                 holders.remove(&user);
             } else {
                 holders.insert(user);
@@ -797,6 +959,7 @@ impl Perpetuals {
                 )?
                 .0;
         }
+        self.touched_markets.insert(market);
         let listed = self.markets.get_mut(&market).expect("looked up above");
         listed.mark = Some(mark);
         listed.mark_ms = at_ms;
@@ -808,13 +971,21 @@ impl Perpetuals {
     /// the premiums sampled since the last one, `size x mark x rate` by
     /// each position through the clearing account; then the liquidations it
     /// calls for. Without a mark there is nothing to pay: the time moves on.
-    pub fn fund(&mut self, kernel: &mut Kernel, market: MarketId, orders: &dyn OpenOrders, at_ms: TimestampMs) -> Result<Option<Funding>, String> {
+    pub fn fund(
+        &mut self,
+        kernel: &mut Kernel,
+        market: MarketId,
+        orders: &dyn OpenOrders,
+        at_ms: TimestampMs,
+    ) -> Result<Option<(FundingRecord, RiskOutcome)>, String> {
         let listed = self.markets.get(&market).ok_or_else(|| format!("a funding of perpetual market {market}, which the ledger does not have"))?;
         if at_ms < listed.next_funding_ms {
             return Ok(None);
         }
         let (contract, rate_ppb, next) = (listed.contract, listed.predicted_rate_ppb(), listed.funding.next_after(at_ms));
         let Some(mark) = listed.mark else {
+            self.touched_markets.insert(market);
+            self.touched_markets.insert(market);
             let listed = self.markets.get_mut(&market).expect("looked up above");
             listed.next_funding_ms = next;
             listed.premiums = PremiumSamples::default();
@@ -836,14 +1007,17 @@ impl Perpetuals {
         for (party, moves) in parties.iter().zip(&moves) {
             if let Party::User(user) = party {
                 self.positions.get_mut(&(*user, market)).expect("a holder").funding += moves.paid - moves.from_margin - moves.from_general;
+                self.touched_positions.insert((*user, market));
             }
         }
+        self.touched_markets.insert(market);
         let listed = self.markets.get_mut(&market).expect("looked up above");
         listed.next_funding_ms = next;
         listed.premiums = PremiumSamples::default();
         listed.funding_rate_ppb = rate_ppb;
         self.liquidate(kernel, market, orders, at_ms, &mut risk)?;
-        Ok(Some(Funding { market, at_ms, rate_ppb, mark, risk }))
+        let record = FundingRecord { market, at_ms, rate_ppb, mark, collected: risk.collected, unpaid: risk.unpaid };
+        Ok(Some((record, risk)))
     }
 
     /// Takes over every position below maintenance at the mark, then
@@ -856,46 +1030,153 @@ impl Perpetuals {
         at_ms: TimestampMs,
         outcome: &mut RiskOutcome,
     ) -> Result<(), String> {
+        let below: Vec<UserId> = self.holders(market).filter(|user| self.is_below(kernel, *user, market)).collect();
+        self.liquidate_users(kernel, market, &below, orders, at_ms, outcome)
+    }
+
+    /// Liquidates `users` as [`Self::is_below`] found them on `market`:
+    /// an isolated position alone, a cross one with all the user's cross
+    /// positions in the collateral (their equity is one). Then what each
+    /// market's network cannot hold is deleveraged.
+    fn liquidate_users(
+        &mut self,
+        kernel: &mut Kernel,
+        market: MarketId,
+        users: &[UserId],
+        orders: &dyn OpenOrders,
+        at_ms: TimestampMs,
+        outcome: &mut RiskOutcome,
+    ) -> Result<(), String> {
+        let mut touched = BTreeSet::from([market]);
+        let collateral = self.markets[&market].collateral();
+        for &user in users {
+            let Some(position) = self.positions.get(&(user, market)).copied().filter(|position| position.holding.size != 0) else { continue };
+            let markets: Vec<MarketId> = match position.mode {
+                MarginMode::Isolated => vec![market],
+                MarginMode::Cross => self
+                    .positions_of(user)
+                    .filter(|(other, position)| {
+                        position.mode == MarginMode::Cross && position.holding.size != 0 && self.markets[other].collateral() == collateral
+                    })
+                    .map(|(other, _)| other)
+                    .collect(),
+            };
+            for other in markets {
+                self.liquidate_position(kernel, user, other, orders, at_ms, outcome)?;
+                touched.insert(other);
+            }
+        }
+        for market in touched {
+            self.deleverage_network(kernel, market, orders, at_ms, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// A user's positions, by market.
+    fn positions_of(&self, user: UserId) -> impl Iterator<Item = (MarketId, &Position)> + '_ {
+        self.positions.range((user, MarketId::MIN)..=(user, MarketId::MAX)).map(|((_, market), position)| (*market, position))
+    }
+
+    /// A user's cross account in `collateral`: its general account and the
+    /// margin accounts of their cross positions in it, and those positions'
+    /// maintenance margins at their marks (each rounded up).
+    fn cross_standing(&self, kernel: &impl Balances, user: UserId, collateral: AssetId) -> (Amount, Amount) {
+        let (mut equity, mut maintenance) = (kernel.balance(available(user, collateral)), 0);
+        for (market, position) in self.positions_of(user) {
+            let listed = &self.markets[&market];
+            if position.mode != MarginMode::Cross || listed.collateral() != collateral {
+                continue;
+            }
+            equity += kernel.balance(margin_account(position.entity, collateral));
+            if let (Some(mark), true) = (listed.mark, position.holding.size != 0) {
+                maintenance += listed.tiers.maintenance_margin(listed.contract.notional(position.holding.size, mark));
+            }
+        }
+        (equity, maintenance)
+    }
+
+    /// Whether the user's position on `market` is below maintenance at its
+    /// mark: its own equity ([`Self::equity`]) against its maintenance,
+    /// compared exactly.
+    pub fn is_below(&self, kernel: &impl Balances, user: UserId, market: MarketId) -> bool {
+        let (Some(listed), Some(position)) = (self.markets.get(&market), self.positions.get(&(user, market))) else { return false };
+        let Some(mark) = listed.mark else { return false };
+        let equity = self.equity(kernel, listed, user, position);
+        Exposure { size: position.holding.size, mark, equity }.below_maintenance(&listed.contract, &listed.tiers, mark)
+    }
+
+    /// Takes the user's position on `market` over into its network at the
+    /// mark, after the penalty (from its margin, then in cross the general
+    /// account, as far as its equity goes) into the insurance fund. The
+    /// network's offer to the book is limited to where that penalty is
+    /// spent, so the fund never pays more for the lots than it took for
+    /// them; that is between the mark and the position's bankruptcy price.
+    fn liquidate_position(
+        &mut self,
+        kernel: &mut Kernel,
+        user: UserId,
+        market: MarketId,
+        orders: &dyn OpenOrders,
+        at_ms: TimestampMs,
+        outcome: &mut RiskOutcome,
+    ) -> Result<(), String> {
         let listed = &self.markets[&market];
         let Some(mark) = listed.mark else { return Ok(()) };
-        let (contract, tiers, collateral, penalty_ppm) = (listed.contract, listed.tiers.clone(), listed.collateral(), listed.spec.liquidation_penalty_ppm);
-        let below: Vec<UserId> = self
-            .holders(market)
-            .filter(|user| {
-                let position = &self.positions[&(*user, market)];
-                let equity = self.equity(kernel, listed, *user, position);
-                Exposure { size: position.holding.size, mark, equity }.below_maintenance(&contract, &tiers, mark)
-            })
-            .collect();
+        let (contract, collateral, penalty_ppm) = (listed.contract, listed.collateral(), listed.spec.liquidation_penalty_ppm);
+        let position = self.positions[&(user, market)];
+        let size = position.holding.size;
+        let equity = self.equity(kernel, listed, user, &position);
+        let bankruptcy_price = Exposure { size, mark, equity }.bankruptcy_price(&contract);
         let fund = insurance(market, collateral);
         let reference = format_compact!("liquidation:{market}:{mark}");
-        for user in below {
-            let position = self.positions[&(user, market)];
-            let size = position.holding.size;
-            let equity = self.equity(kernel, &self.markets[&market], user, &position);
-            let bankruptcy_price = Exposure { size, mark, equity }.bankruptcy_price(&contract);
-            let mut due = penalty(&contract, size, mark, penalty_ppm).min(equity.max(0));
-            let mut sources = vec![margin_account(position.entity, collateral)];
-            if position.mode == MarginMode::Cross {
-                sources.push(available(user, collateral));
-            }
-            let penalty_paid = due;
-            for source in sources {
-                let amount = due.min(kernel.balance(source));
-                if amount > 0 {
-                    let leg = Leg { debit: source, credit: fund, amount, code: TransferCode(api::LIQUIDATION_PENALTY) };
-                    moved(kernel.transfer(leg, reference.clone(), at_ms), "a liquidation's penalty")?;
-                    due -= amount;
-                }
-            }
-            self.trade(market, Party::User(user), -size, mark)?;
-            self.trade(market, Party::Network, size, mark)?;
-            self.release_excess(kernel, user, market, &orders.open_orders(user, market), at_ms)?;
-            outcome.liquidations.push(Liquidation { user, size, mark, bankruptcy_price, penalty: penalty_paid - due });
+        let mut due = penalty(&contract, size, mark, penalty_ppm).min(equity.max(0));
+        let mut sources = vec![margin_account(position.entity, collateral)];
+        if position.mode == MarginMode::Cross {
+            sources.push(available(user, collateral));
         }
-        let network = self.markets[&market].network.size;
-        let beyond = network.unsigned_abs().saturating_sub(contract.position_lots_max());
-        let lots = if kernel.balance(fund) == 0 { network.unsigned_abs() } else { beyond };
+        let mut paid = 0;
+        for source in sources {
+            let amount = due.min(kernel.balance(source));
+            if amount > 0 {
+                let leg = Leg { debit: source, credit: fund, amount, code: TransferCode(api::LIQUIDATION_PENALTY) };
+                moved(kernel.transfer(leg, reference.clone(), at_ms), "a liquidation's penalty")?;
+                due -= amount;
+                paid += amount;
+            }
+        }
+        let offer_price = Exposure { size, mark, equity: paid }.bankruptcy_price(&contract).unwrap_or(mark);
+        self.trade(market, Party::User(user), -size, mark)?;
+        self.trade(market, Party::Network, size, mark)?;
+        self.release_excess(kernel, user, market, &orders.open_orders(user, market), at_ms)?;
+        outcome.liquidations.push(LiquidationRecord {
+            market,
+            user,
+            at_ms,
+            id: self.next_liquidation(),
+            kind: LiquidationKind::Liquidated,
+            size,
+            price: mark,
+            bankruptcy_price,
+            offer_price: Some(offer_price),
+            penalty: paid,
+        });
+        Ok(())
+    }
+
+    /// Deleverages the network's lots beyond the contract's largest
+    /// position, or all of them once the fund is empty.
+    fn deleverage_network(
+        &mut self,
+        kernel: &mut Kernel,
+        market: MarketId,
+        orders: &dyn OpenOrders,
+        at_ms: TimestampMs,
+        outcome: &mut RiskOutcome,
+    ) -> Result<(), String> {
+        let listed = &self.markets[&market];
+        let network = listed.network.size;
+        let beyond = network.unsigned_abs().saturating_sub(listed.contract.position_lots_max());
+        let lots = if kernel.balance(insurance(market, listed.collateral())) == 0 { network.unsigned_abs() } else { beyond };
         if lots > 0 {
             self.deleverage(kernel, market, lots, orders, at_ms, outcome)?;
         }
@@ -936,19 +1217,46 @@ impl Perpetuals {
             self.trade(market, Party::User(user), -size, mark)?;
             self.trade(market, Party::Network, size, mark)?;
             self.release_excess(kernel, user, market, &orders.open_orders(user, market), at_ms)?;
-            outcome.deleveraged.push(Deleveraging { user, size, price: mark });
+            outcome.liquidations.push(LiquidationRecord {
+                market,
+                user,
+                at_ms,
+                id: self.next_liquidation(),
+                kind: LiquidationKind::Deleveraged,
+                size,
+                price: mark,
+                bankruptcy_price: None,
+                offer_price: None,
+                penalty: 0,
+            });
         }
         Ok(())
     }
 
+    fn next_liquidation(&mut self) -> u64 {
+        self.next_liquidation = self.next_liquidation.max(1);
+        let id = self.next_liquidation;
+        self.next_liquidation += 1;
+        id
+    }
+
+    /// The ledger's tick reached `market` at `at_ms`.
+    pub fn ticked(&mut self, market: MarketId, at_ms: TimestampMs) {
+        if let Some(listed) = self.markets.get_mut(&market) {
+            listed.ticked_ms = at_ms;
+            self.touched_markets.insert(market);
+        }
+    }
+
     /// A user's position as they see it.
-    pub fn view(&self, kernel: &Kernel, user: UserId, market: MarketId) -> Option<PositionView> {
+    pub fn view(&self, kernel: &impl Balances, user: UserId, market: MarketId) -> Option<PositionView> {
         let (listed, position) = (self.markets.get(&market)?, self.positions.get(&(user, market))?);
         let (contract, holding) = (listed.contract, position.holding);
         let equity = self.equity(kernel, listed, user, position);
         let at_mark = listed.mark.map(|mark| (mark, contract.value_exact(holding.size, mark)));
         let per_lot = i128::from(holding.size) * i128::from(contract.units_per_tick_lot());
         Some(PositionView {
+            market,
             size: holding.size,
             entry_price: (holding.size != 0).then(|| (holding.entry_value_exact / per_lot) as Ticks),
             mark: listed.mark,
@@ -976,6 +1284,12 @@ impl Perpetuals {
             let open: i128 = self.positions.iter().filter(|((_, market), _)| market == id).map(|(_, position)| i128::from(position.holding.size)).sum();
             if open + i128::from(listed.network.size) != 0 {
                 return Err(format!("perpetual market {id}'s positions net to {open} lots with the network's {}", listed.network.size));
+            }
+            let long: u64 =
+                self.positions.iter().filter(|((_, market), _)| market == id).map(|(_, position)| position.holding.size.max(0).unsigned_abs()).sum::<u64>()
+                    + listed.network.size.max(0).unsigned_abs();
+            if long != listed.open_interest {
+                return Err(format!("perpetual market {id}'s open interest is {} lots, its long positions {long}", listed.open_interest));
             }
         }
         for ((user, market), position) in &self.positions {
@@ -1017,6 +1331,8 @@ mod tests {
     const ALICE: UserId = 1;
     const BOB: UserId = 2;
     const CAROL: UserId = 3;
+    const DAVE: UserId = 4;
+    const ORACLE: UserId = 9;
     /// USD in cents.
     const fn usd(whole: i128) -> Amount {
         whole * 100
@@ -1045,6 +1361,7 @@ mod tests {
             oracle_staleness_ms: 60_000,
             oracle_sources_min: 1,
             basis_window_ms: 600_000,
+            mark_interval_ms: 1_000,
         }
     }
 
@@ -1056,6 +1373,7 @@ mod tests {
         }
         let mut perpetuals = Perpetuals::default();
         perpetuals.create_market(&kernel, &spec(), 0).unwrap();
+        perpetuals.set_oracle(BTC_PERP, ORACLE, Some(1)).unwrap();
         (kernel, perpetuals)
     }
 
@@ -1103,11 +1421,23 @@ mod tests {
         // 56,800 = 568 USD, goes to the insurance fund; what is left of
         // her margin, 2,232 USD, goes back to her general account.
         let outcome = perpetuals.set_mark(&mut kernel, BTC_PERP, price(56_800), &NoOrders, 2).unwrap();
+        // The network offers her lot to the book no lower than where the
+        // penalty is spent: 56,800 - 568 = 56,232.
         assert_eq!(
             outcome.liquidations,
-            vec![Liquidation { user: ALICE, size: 1_000, mark: price(56_800), bankruptcy_price: Some(price(54_000)), penalty: usd(568) }]
+            vec![LiquidationRecord {
+                id: 1,
+                market: BTC_PERP,
+                user: ALICE,
+                at_ms: 2,
+                kind: LiquidationKind::Liquidated,
+                size: 1_000,
+                price: price(56_800),
+                bankruptcy_price: Some(price(54_000)),
+                offer_price: Some(price(56_232)),
+                penalty: usd(568),
+            }]
         );
-        assert!(outcome.deleveraged.is_empty(), "the fund holds the penalty: the network keeps the lots for the book");
         assert_eq!(kernel.balance(insurance(BTC_PERP, USD)), usd(568));
         assert_eq!(margin(&kernel, &perpetuals, ALICE), 0);
         assert_eq!(kernel.balance(available(ALICE, USD)), usd(4_000 + 2_232));
@@ -1133,7 +1463,7 @@ mod tests {
     #[test]
     fn funding_is_paid_long_to_short_at_the_capped_rate() {
         let (mut kernel, mut perpetuals) = setup(&[(ALICE, usd(10_000)), (BOB, usd(10_000))]);
-        perpetuals.submit_price(BTC_PERP, 1, price(60_000), 0).unwrap();
+        perpetuals.submit_price(ORACLE, BTC_PERP, price(60_000), 0).unwrap();
         perpetuals.set_mark(&mut kernel, BTC_PERP, price(60_000), &NoOrders, 0).unwrap();
         trade(&mut kernel, &mut perpetuals, ALICE, BOB, BTC, price(60_000));
         // The book's impact bid 60,300 is 0.5% above the 60,000 index:
@@ -1142,9 +1472,9 @@ mod tests {
         perpetuals.sample_book(BTC_PERP, Some(price(60_300)), Some(price(60_400)), 1_000).unwrap();
         assert_eq!(perpetuals.market(BTC_PERP).unwrap().predicted_rate_ppb(), 3_750_000);
         assert_eq!(perpetuals.fund(&mut kernel, BTC_PERP, &NoOrders, 28_799_999).unwrap(), None, "not yet its time");
-        let funding = perpetuals.fund(&mut kernel, BTC_PERP, &NoOrders, 28_800_000).unwrap().unwrap();
+        let (funding, _) = perpetuals.fund(&mut kernel, BTC_PERP, &NoOrders, 28_800_000).unwrap().unwrap();
         // 1 BTC x 60,000 x 0.375% = 225 USD, long to short.
-        assert_eq!((funding.rate_ppb, funding.risk.collected), (3_750_000, usd(225)));
+        assert_eq!((funding.rate_ppb, funding.collected), (3_750_000, usd(225)));
         assert_eq!(margin(&kernel, &perpetuals, ALICE), usd(6_000 - 225));
         assert_eq!(margin(&kernel, &perpetuals, BOB), usd(6_000 + 225));
         assert_eq!(perpetuals.position(ALICE, BTC_PERP).unwrap().funding, usd(-225));
@@ -1154,30 +1484,80 @@ mod tests {
     }
 
     #[test]
-    fn a_bankrupt_long_with_an_empty_fund_deleverages_the_shorts() {
-        // Alice has exactly her margin: 6,000 USD for 1 BTC at 60,000.
-        let (mut kernel, mut perpetuals) = setup(&[(ALICE, usd(6_000)), (BOB, usd(10_000)), (CAROL, usd(10_000))]);
+    fn a_bankrupt_long_with_an_empty_fund_deleverages_the_most_leveraged_profit_first() {
+        // Alice has exactly her margin: 6,000 USD for 1 BTC at 60,000. Bob
+        // and Carol are short 0.6 each; Dave long 0.2 (from Carol).
+        let deposits = [(ALICE, usd(6_000)), (BOB, usd(20_000)), (CAROL, usd(8_000)), (DAVE, usd(10_000))];
+        let (mut kernel, mut perpetuals) = setup(&deposits);
         perpetuals.set_mark(&mut kernel, BTC_PERP, price(60_000), &NoOrders, 0).unwrap();
         trade(&mut kernel, &mut perpetuals, ALICE, BOB, 600, price(60_000));
         trade(&mut kernel, &mut perpetuals, ALICE, CAROL, 400, price(60_000));
+        trade(&mut kernel, &mut perpetuals, DAVE, CAROL, 200, price(60_000));
         assert_eq!(kernel.balance(available(ALICE, USD)), 0);
         // At 54,000 she has lost all 6,000: bankrupt at the mark, no
-        // penalty left to take, the fund empty: the network's 1 BTC long
-        // is deleveraged against the shorts at 54,000, Bob's 0.6 and
-        // Carol's 0.4 (both at the same profit and leverage: Bob first by id).
+        // penalty left to take, the fund empty: the network's 1 BTC long is
+        // deleveraged against the shorts at 54,000. Both made 10% on 0.6
+        // BTC (3,600 USD); Carol's cross account (8,000 + 3,600) is smaller
+        // than Bob's (20,000 + 3,600), so her leverage and her score are
+        // higher: all her 0.6 goes first, then 0.4 of Bob's.
         let outcome = perpetuals.set_mark(&mut kernel, BTC_PERP, price(54_000), &NoOrders, 1).unwrap();
-        assert_eq!(outcome.liquidations[0].penalty, 0);
-        assert_eq!(outcome.liquidations[0].bankruptcy_price, Some(price(54_000)));
+        let kinds: Vec<(UserId, LiquidationKind, i64)> = outcome.liquidations.iter().map(|record| (record.user, record.kind, record.size)).collect();
         assert_eq!(
-            outcome.deleveraged,
-            vec![Deleveraging { user: BOB, size: -600, price: price(54_000) }, Deleveraging { user: CAROL, size: -400, price: price(54_000) }]
+            kinds,
+            vec![(ALICE, LiquidationKind::Liquidated, 1_000), (CAROL, LiquidationKind::Deleveraged, -600), (BOB, LiquidationKind::Deleveraged, -400)]
         );
+        assert_eq!((outcome.liquidations[0].penalty, outcome.liquidations[0].bankruptcy_price), (0, Some(price(54_000))));
         assert_eq!(perpetuals.market(BTC_PERP).unwrap().network.size, 0);
-        assert_eq!(perpetuals.holders(BTC_PERP).count(), 0);
-        // Each short keeps its profit: 0.6 x 6,000 = 3,600 and 2,400 USD.
-        assert_eq!(kernel.balance(available(BOB, USD)), usd(10_000 + 3_600));
-        assert_eq!(kernel.balance(available(CAROL, USD)), usd(10_000 + 2_400));
+        assert_eq!(perpetuals.position(BOB, BTC_PERP).unwrap().holding.size, -200);
+        assert_eq!(perpetuals.holders(BTC_PERP).collect::<Vec<_>>(), vec![BOB, DAVE]);
+        // Carol, flat, has her 8,000 and her 3,600 profit back in general.
+        assert_eq!(kernel.balance(available(CAROL, USD)), usd(8_000 + 3_600));
         assert_eq!(kernel.balance(available(ALICE, USD)) + margin(&kernel, &perpetuals, ALICE), 0);
         checked(&kernel, &perpetuals);
     }
+
+    #[test]
+    fn a_cross_account_backs_all_its_positions_once() {
+        // Alice is cross long 1 BTC in two markets at 60,000 with 12,600
+        // USD: 6,000 of margin each, 600 in general.
+        let second = PerpetualSpec { market: BTC_PERP + 1, ..spec() };
+        let (mut kernel, mut perpetuals) = setup(&[(ALICE, usd(12_600)), (BOB, usd(20_000))]);
+        perpetuals.create_market(&kernel, &second, 0).unwrap();
+        for market in [BTC_PERP, second.market] {
+            perpetuals.set_mark(&mut kernel, market, price(60_000), &NoOrders, 0).unwrap();
+            for (user, buy) in [(ALICE, true), (BOB, false)] {
+                perpetuals.reserve(&mut kernel, user, market, &[OpenOrder { buy, lots: BTC, price: price(60_000) }], 0).unwrap();
+            }
+            perpetuals.fill(&mut kernel, market, (Party::User(ALICE), Party::User(BOB)), BTC, price(60_000), (0, 0), &NoOrders, 0).unwrap();
+        }
+        // Both marks fall to 57,000: 3,000 lost on each, 6,600 left for two
+        // maintenance margins of 2,850 (5,700): still above.
+        for market in [BTC_PERP, second.market] {
+            let outcome = perpetuals.set_mark(&mut kernel, market, price(57_000), &NoOrders, 1).unwrap();
+            assert!(outcome.liquidations.is_empty());
+        }
+        // The second falls to 56,500: 500 more lost, 6,100 left for 2,850 +
+        // 2,825 = 5,675: above. Each market alone would count all 6,100.
+        perpetuals.set_mark(&mut kernel, second.market, price(56_500), &NoOrders, 2).unwrap();
+        // The first to 56,400: 600 more, 5,500 for 2,820 + 2,825 = 5,645:
+        // below, although 5,500 is well above either market's 2,8xx alone.
+        // Both of her cross positions are taken over.
+        let outcome = perpetuals.set_mark(&mut kernel, BTC_PERP, price(56_400), &NoOrders, 3).unwrap();
+        let liquidated: Vec<(MarketId, UserId)> = outcome.liquidations.iter().map(|record| (record.market, record.user)).collect();
+        assert_eq!(liquidated, vec![(BTC_PERP, ALICE), (second.market, ALICE)]);
+        assert_eq!(perpetuals.holders(BTC_PERP).collect::<Vec<_>>(), vec![BOB]);
+        assert_eq!(perpetuals.holders(second.market).collect::<Vec<_>>(), vec![BOB]);
+        checked(&kernel, &perpetuals);
+    }
+}
+
+/// The names of the perpetual markets' storage tables; the ledger daemon's
+/// `schema/perpetual.rs` says what they hold.
+pub mod tables {
+    pub const MARKETS: &str = "perpetual.markets";
+    pub const POSITIONS: &str = "perpetual.positions";
+    pub const FUNDINGS: &str = "perpetual.fundings";
+    pub const LIQUIDATIONS: &str = "perpetual.liquidations";
+    pub const LIQUIDATIONS_BY_MARKET: &str = "perpetual.liquidations_by_market";
+    pub const LIQUIDATIONS_BY_USER: &str = "perpetual.liquidations_by_user";
 }

@@ -15,13 +15,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use compact_str::format_compact;
 use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, UserId};
 use ledger_api::candles::{Candle, CandleInterval};
+use ledger_api::perpetual::{self as perpetual_api, FundingRecord, LiquidationKind, LiquidationRecord, PerpetualSpec};
 use ledger_api::spot::{self as api, AmendTerms, Command, Market, OcoRequest, OrderRecord, OrderRequest, OrderStatus, Outcome, TradeRecord};
 use ledger_api::LedgerError;
 use ledger_core::{Digest, HoldId, Idempotent, Kernel, Leg, Payout, PurposeSpec, Recorded, TransferCode};
 use matching_api::{ArmedStop, Event, Fill, NewOrder, OcoList, OrderKind, RejectCode, Side, TimeInForce, Trigger, TriggerSource};
+use risk_core::margin::OpenOrder;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
+use crate::perpetual::{OpenOrders, Party, Perpetuals, PerpetualsState, RiskOutcome, NETWORK_USER};
 use crate::wallet::{available, locked};
 use crate::{house, key_digest, refusal, ChangeSet, Forward, LedgerLimits, Product};
 
@@ -118,6 +121,8 @@ pub struct SpotState {
     pub counters: SpotCounters,
     /// Each market's latest candle of each interval.
     pub candles: BTreeMap<(MarketId, CandleInterval), Candle>,
+    /// The perpetual markets' own state (their matching side is in `markets`).
+    pub perpetuals: PerpetualsState,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -139,16 +144,25 @@ pub struct SpotChanges {
     /// Every candle a trade of the batch changed, by market, interval and
     /// start (one the batch closed included), at its value after the batch.
     pub candles: FxHashMap<(MarketId, CandleInterval, TimestampMs), Candle>,
+    /// Perpetual markets and positions whose record changed (current values in the ledger).
+    pub perpetual_markets: BTreeSet<MarketId>,
+    pub positions: BTreeSet<(UserId, MarketId)>,
+    pub fundings: Vec<FundingRecord>,
+    pub liquidations: Vec<LiquidationRecord>,
 }
 
 impl ChangeSet for SpotChanges {
     fn clear(&mut self) {
-        let SpotChanges { markets, trades, orders, closed_orders, candles } = self;
+        let SpotChanges { markets, trades, orders, closed_orders, candles, perpetual_markets, positions, fundings, liquidations } = self;
         markets.clear();
         trades.clear();
         orders.clear();
         closed_orders.clear();
         candles.clear();
+        perpetual_markets.clear();
+        positions.clear();
+        fundings.clear();
+        liquidations.clear();
     }
 }
 
@@ -168,6 +182,35 @@ pub struct Spot {
     /// of an order it does not hold): an invariant breach, which stops the
     /// daemon before it acknowledges the batch.
     fault: Option<String>,
+    /// Perpetual markets: positions, margin, marks, funding, liquidations.
+    perpetuals: Perpetuals,
+    /// The open orders of perpetual markets by user and market: the margin they need.
+    perpetual_orders: BTreeMap<(UserId, MarketId), BTreeSet<OrderId>>,
+}
+
+/// The open orders of perpetual markets as their margin counts them.
+struct PerpetualBook<'a> {
+    orders: &'a FxHashMap<OrderId, OrderRecord>,
+    index: &'a BTreeMap<(UserId, MarketId), BTreeSet<OrderId>>,
+}
+
+impl OpenOrders for PerpetualBook<'_> {
+    fn open_orders(&self, user: UserId, market: MarketId) -> Vec<OpenOrder> {
+        self.index.get(&(user, market)).into_iter().flatten().filter_map(|id| self.orders.get(id)).flat_map(margin_orders).collect()
+    }
+}
+
+/// What an open order counts for in margin: its open lots at its price
+/// (a market order's protection price), and while an amend is on its way
+/// the amended terms as well (fills at either may come).
+fn margin_orders(record: &OrderRecord) -> Vec<OpenOrder> {
+    let buy = record.order.side == Side::Buy;
+    let mut orders = vec![OpenOrder { buy, lots: record.order.quantity.saturating_sub(record.filled), price: record.order.price.unwrap_or(0) }];
+    if let Some(terms) = record.amending {
+        orders.push(OpenOrder { buy, lots: terms.quantity.saturating_sub(record.filled), price: terms.price });
+    }
+    orders.retain(|order| order.lots > 0);
+    orders
 }
 
 fn order_key(user: UserId, client_order_id: &str) -> Option<Digest> {
@@ -252,6 +295,12 @@ impl Product for Spot {
             *open_orders_by_user.entry(order.order.user).or_default() += 1;
         }
         let counters = SpotCounters { next_order: state.counters.next_order.max(1), next_trade: state.counters.next_trade.max(1), ..state.counters };
+        let mut perpetual_orders: BTreeMap<(UserId, MarketId), BTreeSet<OrderId>> = BTreeMap::new();
+        for (id, record) in &state.open_orders {
+            if state.perpetuals.markets.contains_key(&record.order.market) {
+                perpetual_orders.entry((record.order.user, record.order.market)).or_default().insert(*id);
+            }
+        }
         let expiries =
             state.open_orders.iter().filter(|(_, record)| !record.expiring).filter_map(|(id, record)| record.expires_at_ms.map(|at| (at, *id))).collect();
         Spot {
@@ -264,6 +313,8 @@ impl Product for Spot {
             candles: state.candles.into_iter().collect(),
             changes: SpotChanges::default(),
             fault: None,
+            perpetuals: Perpetuals::restore(state.perpetuals),
+            perpetual_orders,
         }
     }
 
@@ -273,11 +324,19 @@ impl Product for Spot {
             open_orders: self.orders.iter().map(|(id, record)| (*id, record.clone())).collect(),
             counters: self.counters,
             candles: self.candles.iter().map(|(key, candle)| (*key, *candle)).collect(),
+            perpetuals: self.perpetuals.state(),
         }
     }
 
     fn changes_mut(&mut self) -> &mut SpotChanges {
         &mut self.changes
+    }
+
+    fn take_changes(&mut self) -> SpotChanges {
+        let (markets, positions) = self.perpetuals.take_touched();
+        self.changes.perpetual_markets.extend(markets);
+        self.changes.positions.extend(positions);
+        std::mem::take(&mut self.changes)
     }
 
     fn idempotency_key(command: &Command) -> Option<Digest> {
@@ -334,6 +393,7 @@ impl Product for Spot {
                 Err(error) => (Err(error), None),
             },
             Command::ApplyMatching { sequence, events } => (self.apply_matching(kernel, *sequence, events, at_ms), None),
+            Command::Perpetual(command) => self.apply_perpetual(kernel, limits, command, at_ms),
             Command::ExpireOrders => (Ok(self.expire_orders(at_ms)), None),
             &Command::CancelAll { user, market } => {
                 if !self.markets.contains_key(&market) {
@@ -354,8 +414,18 @@ impl Product for Spot {
     }
 
     fn frozen_subject(&self, command: &Command) -> Option<UserId> {
+        use perpetual_api::Command as P;
         match command {
             Command::PlaceOrder { user, .. } | Command::PlaceOco { user, .. } | Command::AmendOrder { user, .. } => Some(*user),
+            // Money between a frozen account's general and margin accounts, or an oracle's price, waits too.
+            Command::Perpetual(
+                P::SubmitPrice { user, .. }
+                | P::SetLeverage { user, .. }
+                | P::SetMarginMode { user, .. }
+                | P::AddMargin { user, .. }
+                | P::ReduceMargin { user, .. },
+            ) => Some(*user),
+            Command::Perpetual(P::CreateMarket { .. } | P::SetOracle { .. } | P::Tick) => None,
             // Cancelling takes risk off: a frozen account may.
             Command::CreateMarket(_)
             | Command::SetTrading { .. }
@@ -370,9 +440,12 @@ impl Product for Spot {
         std::mem::take(&mut self.forward_more)
     }
 
-    /// What a frozen account may not give here is exactly a new or amended order.
+    /// A new or amended order.
     fn order_subject(&self, command: &Command) -> Option<UserId> {
-        self.frozen_subject(command)
+        match command {
+            Command::PlaceOrder { user, .. } | Command::PlaceOco { user, .. } | Command::AmendOrder { user, .. } => Some(*user),
+            _ => None,
+        }
     }
 
     /// A cancel for each of `user`'s open orders, oldest first. Rare (an
@@ -391,7 +464,16 @@ impl Product for Spot {
         if let Some(fault) = &self.fault {
             return Err(fault.clone());
         }
+        let mut perpetual_orders = 0;
         for (id, record) in &self.orders {
+            if self.is_perpetual(record.order.market) {
+                let key = (record.order.user, record.order.market);
+                if !self.perpetual_orders.get(&key).is_some_and(|orders| orders.contains(id)) {
+                    return Err(format!("open order {id} of a perpetual market is not counted in its user's margin"));
+                }
+                perpetual_orders += 1;
+                continue;
+            }
             let asset: AssetId = match (record.order.side, self.markets.get(&record.order.market)) {
                 (Side::Buy, Some(market)) => market.quote,
                 (Side::Sell, Some(market)) => market.base,
@@ -413,6 +495,10 @@ impl Product for Spot {
         if let Some((id, _)) = kernel.holds().find(|(id, _)| id.kind == ORDER_HOLD && !holders(id)) {
             return Err(format!("hold {id:?} has no open order"));
         }
+        if self.perpetual_orders.values().map(BTreeSet::len).sum::<usize>() != perpetual_orders {
+            return Err("an order counted in a perpetual market's margin is not open".into());
+        }
+        self.perpetuals.check_invariants(kernel)?;
         let counted: u32 = self.open_orders_by_user.values().sum();
         if counted as usize != self.orders.len() {
             return Err(format!("{counted} open orders counted per user, {} open", self.orders.len()));
@@ -435,6 +521,14 @@ impl Spot {
     }
 
     fn create_market(&mut self, kernel: &Kernel, limits: &LedgerLimits, market: &Market) -> Result<Outcome, LedgerError> {
+        self.check_new_market(kernel, limits, market)?;
+        self.markets.insert(market.id(), *market);
+        self.changes.markets.push(*market);
+        Ok(Outcome::MarketCreated(market.id()))
+    }
+
+    /// Why `market` cannot be listed, if it cannot.
+    fn check_new_market(&self, kernel: &Kernel, limits: &LedgerLimits, market: &Market) -> Result<(), LedgerError> {
         for asset in [market.base, market.quote] {
             kernel.known_asset(asset).map_err(refusal)?;
         }
@@ -454,9 +548,241 @@ impl Spot {
         if market.id() >= limits.markets_max {
             return Err(LedgerError::LimitReached("markets_max".into()));
         }
+        Ok(())
+    }
+
+    fn is_perpetual(&self, market: MarketId) -> bool {
+        self.perpetuals.market(market).is_some()
+    }
+
+    /// The perpetual markets and positions.
+    pub fn perpetuals(&self) -> &Perpetuals {
+        &self.perpetuals
+    }
+
+    fn book(&self) -> PerpetualBook<'_> {
+        PerpetualBook { orders: &self.orders, index: &self.perpetual_orders }
+    }
+
+    /// Before a new or amended order on a perpetual market: with a stale
+    /// index only an order that reduces the position; then the margin the
+    /// user's open orders and `order` need, moved from general.
+    fn reserve_perpetual(&mut self, kernel: &mut Kernel, user: UserId, market: MarketId, order: OpenOrder, at_ms: TimestampMs) -> Result<(), LedgerError> {
+        let listed = self.perpetuals.market(market).ok_or(LedgerError::UnknownMarket(market))?;
+        if listed.mark.is_none() {
+            return Err(LedgerError::BadInput(format!("perpetual market {market} has no mark price yet: orders wait for the oracles' first prices")));
+        }
+        if listed.index(at_ms).is_err() {
+            let size = self.perpetuals.position(user, market).map_or(0, |position| position.holding.size);
+            let reduces = if order.buy { size < 0 } else { size > 0 } && order.lots <= size.unsigned_abs();
+            if !reduces {
+                return Err(LedgerError::BadInput(format!(
+                    "market {market}'s index is stale (no fresh oracle price): it takes only orders that reduce a position until the oracles report"
+                )));
+            }
+        }
+        let mut orders = self.book().open_orders(user, market);
+        orders.push(order);
+        self.perpetuals.reserve(kernel, user, market, &orders, at_ms)
+    }
+
+    /// What a perpetual market's margin accounts hold beyond the user's need goes back (an order ended or changed).
+    fn release_perpetual(&mut self, kernel: &mut Kernel, user: UserId, market: MarketId, at_ms: TimestampMs) {
+        let orders = self.book().open_orders(user, market);
+        if let Err(reason) = self.perpetuals.release_excess(kernel, user, market, &orders, at_ms) {
+            self.fault(reason);
+        }
+    }
+
+    fn create_perpetual(
+        &mut self,
+        kernel: &Kernel,
+        limits: &LedgerLimits,
+        market: &Market,
+        spec: &PerpetualSpec,
+        at_ms: TimestampMs,
+    ) -> Result<(), LedgerError> {
+        self.check_new_market(kernel, limits, market)?;
+        if spec.market != market.id() || spec.collateral != market.quote {
+            return Err(LedgerError::BadInput("a perpetual's market and collateral are its listing's id and quote asset".into()));
+        }
+        let matching = &market.spec;
+        if spec.units_per_tick_lot != matching.quote_units_per_tick_lot
+            || spec.tick_lot_scale != matching.tick_lot_scale
+            || spec.price_ticks_max != matching.price_ticks_max
+            || matching.quantity_lots_max > spec.position_lots_max
+        {
+            return Err(LedgerError::BadInput(
+                "a perpetual's contract is its listing's: the same tick on a lot, scale and highest price, and no order larger than the largest position"
+                    .into(),
+            ));
+        }
+        self.perpetuals.create_market(kernel, spec, at_ms)?;
         self.markets.insert(market.id(), *market);
         self.changes.markets.push(*market);
-        Ok(Outcome::MarketCreated(market.id()))
+        Ok(())
+    }
+
+    fn apply_perpetual(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        command: &perpetual_api::Command,
+        at_ms: TimestampMs,
+    ) -> (Result<Outcome, LedgerError>, Forward) {
+        use perpetual_api::{Command as P, Outcome as O};
+        let outcome = match *command {
+            P::CreateMarket { ref market, ref perpetual } => {
+                return match self.create_perpetual(kernel, limits, market, perpetual, at_ms) {
+                    Ok(()) => (Ok(Outcome::Perpetual(O::MarketCreated(market.id()))), Some(matching_api::Command::AddMarket(market.spec))),
+                    Err(error) => (Err(error), None),
+                };
+            }
+            P::SetOracle { market, user, source } => self.perpetuals.set_oracle(market, user, source).map(|()| O::OracleSet { market, user, source }),
+            P::SubmitPrice { user, market, price } => self.perpetuals.submit_price(user, market, price, at_ms).map(|index| {
+                let mark = self.remark(kernel, market, at_ms);
+                O::PriceSubmitted { market, index, mark }
+            }),
+            P::SetLeverage { user, market, leverage } => {
+                let orders = self.book().open_orders(user, market);
+                self.perpetuals.set_leverage(kernel, user, market, leverage, &orders, at_ms).map(|()| O::LeverageSet { market, leverage })
+            }
+            P::SetMarginMode { user, market, mode } => {
+                let orders = self.book().open_orders(user, market);
+                self.perpetuals.set_margin_mode(user, market, mode, &orders).map(|()| O::MarginModeSet { market, mode })
+            }
+            P::AddMargin { user, market, amount } => {
+                self.perpetuals.add_margin(kernel, user, market, amount, at_ms).map(|()| O::MarginAdded { market, amount })
+            }
+            P::ReduceMargin { user, market, amount } => {
+                let orders = self.book().open_orders(user, market);
+                self.perpetuals.reduce_margin(kernel, user, market, amount, &orders, at_ms).map(|()| O::MarginReduced { market, amount })
+            }
+            P::Tick => Ok(self.tick(kernel, at_ms)),
+        };
+        (outcome.map(Outcome::Perpetual), None)
+    }
+
+    /// Recomputes `market`'s mark by the stamped time; when it moved: the
+    /// mark-to-market, the liquidations, and the mark to matching (for the
+    /// stops that watch it). The new mark, if it moved.
+    fn remark(&mut self, kernel: &mut Kernel, market: MarketId, at_ms: TimestampMs) -> Option<u64> {
+        let listed = self.perpetuals.market(market)?;
+        let mark = listed.mark_at(at_ms).filter(|mark| Some(*mark) != listed.mark)?;
+        let book = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders };
+        match self.perpetuals.set_mark(kernel, market, mark, &book, at_ms) {
+            Ok(risk) => {
+                self.after_risk(market, risk, Some(mark), at_ms);
+                Some(mark)
+            }
+            Err(reason) => {
+                self.fault(reason);
+                None
+            }
+        }
+    }
+
+    /// What follows a mark-to-market or a funding: the liquidated users'
+    /// open orders on the market cancelled, the new mark (if any) to
+    /// matching, and the network's lots offered to the book.
+    fn after_risk(&mut self, market: MarketId, risk: RiskOutcome, mark: Option<u64>, at_ms: TimestampMs) -> Vec<LiquidationRecord> {
+        let liquidated = || risk.liquidations.iter().filter(|record| record.kind == LiquidationKind::Liquidated);
+        for record in liquidated() {
+            for &order_id in self.perpetual_orders.get(&(record.user, record.market)).into_iter().flatten() {
+                self.forward_more.push(matching_api::Command::Cancel { market: record.market, order_id, user: record.user });
+            }
+        }
+        if let Some(price) = mark {
+            self.forward_more.push(matching_api::Command::SetMark { market, price });
+        }
+        // A cross user's liquidation reaches all their markets.
+        let markets: BTreeSet<MarketId> = liquidated().map(|record| record.market).collect();
+        for market in markets {
+            let network = self.perpetuals.market(market).map_or(0, |listed| listed.network.size);
+            let mut left = network.unsigned_abs();
+            for record in liquidated().filter(|record| record.market == market && record.size.signum() == network.signum()) {
+                let lots = record.size.unsigned_abs().min(left);
+                if lots == 0 {
+                    break;
+                }
+                left -= lots;
+                self.offer_network(market, network > 0, lots, record.offer_price.unwrap_or(record.price), at_ms);
+            }
+        }
+        self.changes.liquidations.extend(risk.liquidations.iter().copied());
+        risk.liquidations
+    }
+
+    /// An IOC of the market's liquidation book: `sell` (it holds a long)
+    /// `lots` no worse than `price`.
+    fn offer_network(&mut self, market: MarketId, sell: bool, lots: u64, price: u64, at_ms: TimestampMs) {
+        let Some(listed) = self.markets.get(&market) else { return };
+        let order_id = self.counters.next_order;
+        let order = NewOrder {
+            market,
+            order_id,
+            user: NETWORK_USER,
+            side: if sell { Side::Sell } else { Side::Buy },
+            kind: OrderKind::Limit,
+            time_in_force: TimeInForce::Ioc,
+            post_only: false,
+            price: Some(price.clamp(1, listed.spec.price_ticks_max)),
+            quantity: lots.min(listed.spec.quantity_lots_max),
+            self_trade: Default::default(),
+        };
+        if matching_core::rules::check_new_order(&listed.spec, &order).is_err() {
+            return;
+        }
+        self.counters.next_order += 1;
+        self.orders.insert(order_id, new_record(order, None, at_ms));
+        *self.open_orders_by_user.entry(NETWORK_USER).or_default() += 1;
+        self.perpetual_orders.entry((NETWORK_USER, market)).or_default().insert(order_id);
+        self.changes.orders.insert(order_id);
+        self.forward_more.push(matching_api::Command::Place(order));
+    }
+
+    /// The ledger's tick: every perpetual market whose time came gets its
+    /// mark recomputed, its funding paid when due, and the lots its
+    /// network still holds offered again (when no offer is open).
+    fn tick(&mut self, kernel: &mut Kernel, at_ms: TimestampMs) -> perpetual_api::Outcome {
+        let due: Vec<MarketId> = self.perpetuals.markets().filter(|listed| listed.next_tick() <= at_ms).map(|listed| listed.id()).collect();
+        let (mut marks, mut fundings, mut liquidations) = (Vec::new(), Vec::new(), Vec::new());
+        for market in due {
+            if let Some(mark) = self.remark(kernel, market, at_ms) {
+                marks.push((market, mark));
+            }
+            let book = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders };
+            match self.perpetuals.fund(kernel, market, &book, at_ms) {
+                Ok(Some((record, risk))) => {
+                    fundings.push(record);
+                    self.changes.fundings.push(record);
+                    liquidations.extend(self.after_risk(market, risk, None, at_ms));
+                }
+                Ok(None) => {}
+                Err(reason) => self.fault(reason),
+            }
+            self.offer_network_again(kernel, market, at_ms);
+            self.perpetuals.ticked(market, at_ms);
+        }
+        perpetual_api::Outcome::Ticked { marks, fundings, liquidations }
+    }
+
+    /// Offers what the network holds, no worse than the price at which its
+    /// fund would be spent, unless an offer of its is open already.
+    fn offer_network_again(&mut self, kernel: &Kernel, market: MarketId, at_ms: TimestampMs) {
+        let Some(listed) = self.perpetuals.market(market) else { return };
+        let (Some(mark), size) = (listed.mark, listed.network.size) else { return };
+        if size == 0 || self.perpetual_orders.get(&(NETWORK_USER, market)).is_some_and(|orders| !orders.is_empty()) {
+            return;
+        }
+        let fund = kernel.balance(crate::perpetual::insurance(market, listed.collateral()));
+        let worst = risk_core::liquidation::Exposure { size, mark, equity: fund }.bankruptcy_price(&listed.contract).unwrap_or(mark);
+        self.offer_network(market, size > 0, size.unsigned_abs(), worst, at_ms);
+    }
+
+    /// When the ledger next has something to do on a perpetual market.
+    pub fn next_perpetual_tick(&self) -> Option<TimestampMs> {
+        self.perpetuals.markets().map(|listed| listed.next_tick()).min()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -479,10 +805,17 @@ impl Spot {
         if !market.trading {
             return Err(LedgerError::MarketHalted(market.id()));
         }
+        let perpetual = self.is_perpetual(market.id());
+        if user == NETWORK_USER {
+            return Err(LedgerError::Forbidden("that user id is the liquidation book's".into()));
+        }
+        if perpetual && request.price.is_none() {
+            return Err(LedgerError::BadInput("an order on a perpetual market needs a price (a MARKET order's protection price) to size its margin".into()));
+        }
         if request.kind == OrderKind::Market && request.side == Side::Buy && request.price.is_none() {
             return Err(LedgerError::BadInput("a MARKET buy needs a protection price to size its hold".into()));
         }
-        if request.trigger.is_some_and(|trigger| trigger.source != TriggerSource::LastTrade) {
+        if !perpetual && request.trigger.is_some_and(|trigger| trigger.source != TriggerSource::LastTrade) {
             return Err(LedgerError::BadInput("a spot market has no mark price: its stops watch the last price".into()));
         }
         if let Some(expires_at_ms) = request.expires_at_ms {
@@ -521,21 +854,27 @@ impl Spot {
         if self.orders.len() >= limits.open_orders_max as usize {
             return Err(LedgerError::LimitReached("open_orders_max".into()));
         }
-        let (hold_asset, hold) = match request.side {
-            Side::Buy => (market.quote, buy_hold(&market, request.price.expect("checked above"), request.quantity)),
-            Side::Sell => (market.base, base_amount(&market, request.quantity)),
-        };
-        kernel
-            .hold(
-                order_hold(order_id),
-                available(user, hold_asset),
-                locked(user, hold_asset),
-                hold,
-                TransferCode(api::HOLD),
-                format_compact!("order:{order_id}"),
-                at_ms,
-            )
-            .map_err(refusal)?;
+        if perpetual {
+            let order = OpenOrder { buy: request.side == Side::Buy, lots: request.quantity, price: request.price.expect("checked above") };
+            self.reserve_perpetual(kernel, user, market.id(), order, at_ms)?;
+            self.perpetual_orders.entry((user, market.id())).or_default().insert(order_id);
+        } else {
+            let (hold_asset, hold) = match request.side {
+                Side::Buy => (market.quote, buy_hold(&market, request.price.expect("checked above"), request.quantity)),
+                Side::Sell => (market.base, base_amount(&market, request.quantity)),
+            };
+            kernel
+                .hold(
+                    order_hold(order_id),
+                    available(user, hold_asset),
+                    locked(user, hold_asset),
+                    hold,
+                    TransferCode(api::HOLD),
+                    format_compact!("order:{order_id}"),
+                    at_ms,
+                )
+                .map_err(refusal)?;
+        }
         self.counters.next_order += 1;
         let record = OrderRecord { expires_at_ms: request.expires_at_ms, trigger: request.trigger, ..new_record(order, client_order_id, at_ms) };
         if let Some(expires_at_ms) = request.expires_at_ms {
@@ -571,6 +910,9 @@ impl Spot {
         let market = *self.markets.get(&request.market).ok_or(LedgerError::UnknownMarket(request.market))?;
         if !market.trading {
             return Err(LedgerError::MarketHalted(market.id()));
+        }
+        if self.is_perpetual(market.id()) {
+            return Err(LedgerError::BadInput("OCO lists are not offered on perpetual markets yet; place the limit order and the stop apart".into()));
         }
         let beyond_trigger = match request.side {
             Side::Sell => request.price > request.trigger_price,
@@ -754,7 +1096,7 @@ impl Spot {
                     let record =
                         self.open_in_batch(order_id, &closed).ok_or_else(|| format!("an amend of order {order_id}, which the ledger does not hold open"))?;
                     let market = self.markets.get(&record.order.market).ok_or_else(|| format!("an amend in a market the ledger does not have: {event:?}"))?;
-                    let order = Self::batch_order(kernel, &mut batch, record);
+                    let order = self.batch_order(kernel, &mut batch, record);
                     if record.order.user != user || record.amending != Some(AmendTerms { price, quantity }) || order.amended {
                         return Err(format!("an amend of order {order_id} that its owner did not ask for: {event:?}"));
                     }
@@ -762,7 +1104,11 @@ impl Spot {
                         return Err(format!("an amend of order {order_id} that leaves open other than its total less its {} filled: {event:?}", order.filled));
                     }
                     let kept_place = order.price == Some(price) && remaining <= order.quantity - order.filled;
-                    let hold = amended_hold(market, record.order.side, price, remaining, order.hold_left, kept_place);
+                    let hold = if self.is_perpetual(market.id()) {
+                        order.hold_left
+                    } else {
+                        amended_hold(market, record.order.side, price, remaining, order.hold_left, kept_place)
+                    };
                     if hold > order.hold_left {
                         return Err(format!("an amend of order {order_id} that needs {hold} held where {} is left: {event:?}", order.hold_left));
                     }
@@ -772,7 +1118,7 @@ impl Spot {
                     let record = self
                         .open_in_batch(order_id, &closed)
                         .ok_or_else(|| format!("a stop armed as order {order_id}, which the ledger does not hold open"))?;
-                    let order = Self::batch_order(kernel, &mut batch, record);
+                    let order = self.batch_order(kernel, &mut batch, record);
                     if record.order.user != user || record.status != OrderStatus::Pending || order.armed || order.fired {
                         return Err(format!("a stop armed as order {order_id}, which is not a stop of its owner's waiting to be armed: {event:?}"));
                     }
@@ -782,7 +1128,7 @@ impl Spot {
                     let record = self
                         .open_in_batch(order_id, &closed)
                         .ok_or_else(|| format!("a stop fired as order {order_id}, which the ledger does not hold open"))?;
-                    let order = Self::batch_order(kernel, &mut batch, record);
+                    let order = self.batch_order(kernel, &mut batch, record);
                     let reaches = record.trigger.is_some_and(|trigger| trigger.fires_at(price));
                     if record.order.user != user || !order.armed || !reaches {
                         return Err(format!("a stop fired as order {order_id}, which is not its owner's stop armed with a trigger {price} reaches: {event:?}"));
@@ -790,9 +1136,10 @@ impl Spot {
                     (order.armed, order.fired) = (false, true);
                     self.claim_list(record, &mut lists)?;
                 }
-                Event::MarkSet { market, .. } => {
+                Event::MarkSet { market, .. } if !self.is_perpetual(market) => {
                     return Err(format!("matching set a mark price on market {market}, but the ledger sends marks to no spot market: {event:?}"));
                 }
+                Event::MarkSet { .. } => {}
                 Event::Accepted { .. } | Event::Rejected { .. } | Event::MarketAdded { .. } | Event::MarketRejected { .. } | Event::TradingSet { .. } => {}
             }
         }
@@ -804,13 +1151,15 @@ impl Spot {
     }
 
     /// The order as the batch has left it so far, from its record and hold at first.
-    fn batch_order<'a>(kernel: &Kernel, batch: &'a mut FxHashMap<OrderId, BatchOrder>, record: &OrderRecord) -> &'a mut BatchOrder {
+    /// A perpetual market's order has no hold: its margin is its position's.
+    fn batch_order<'a>(&self, kernel: &Kernel, batch: &'a mut FxHashMap<OrderId, BatchOrder>, record: &OrderRecord) -> &'a mut BatchOrder {
         let id = record.order.order_id;
+        let perpetual = self.is_perpetual(record.order.market);
         batch.entry(id).or_insert_with(|| BatchOrder {
             filled: record.filled,
             price: record.order.price,
             quantity: record.order.quantity,
-            hold_left: kernel.hold_of(hold_of(record)).map_or(0, |hold| hold.remaining),
+            hold_left: if perpetual { Amount::MAX } else { kernel.hold_of(hold_of(record)).map_or(0, |hold| hold.remaining) },
             amended: false,
             armed: record.status == OrderStatus::Armed,
             fired: record.trigger.is_none() || record.triggered_ms.is_some(),
@@ -874,7 +1223,7 @@ impl Spot {
         for (record, fee) in [(maker, fill.maker_fee), (taker, fill.taker_fee)] {
             let id = record.order.order_id;
             self.claim_list(record, lists)?;
-            let order = Self::batch_order(kernel, batch, record);
+            let order = self.batch_order(kernel, batch, record);
             if !order.fired {
                 return Err(format!("a fill of order {id}, a stop that has not fired: {fill:?}"));
             }
@@ -929,6 +1278,9 @@ impl Spot {
         };
         let (notional, rounding, buyer_fee, seller_fee) =
             (fill.notional as Amount, fill.notional_rounding as Amount, buyer_fee as Amount, seller_fee as Amount);
+        if self.is_perpetual(market.id()) {
+            return self.settle_perpetual(fill, (buyer_order, seller_order), (buyer, seller), (buyer_fee, seller_fee), kernel, at_ms);
+        }
         let base = base_amount(&market, fill.quantity);
         let trade_id = self.counters.next_trade;
         let reference = format_compact!("trade:{trade_id}");
@@ -956,6 +1308,12 @@ impl Spot {
                 return self.fault(format!("the seller cannot pay the fee of trade {trade_id} ({error}): {fill:?}"));
             }
         }
+        self.record_fill(fill, (buyer_order, seller_order), (buyer_fee, seller_fee), at_ms);
+    }
+
+    /// The orders' fills and the trade's record.
+    fn record_fill(&mut self, fill: &Fill, (buyer_order, seller_order): (OrderId, OrderId), (buyer_fee, seller_fee): (Amount, Amount), at_ms: TimestampMs) {
+        let trade_id = self.counters.next_trade;
         self.counters.next_trade += 1;
         let turnover = fill.price as u128 * fill.quantity as u128;
         for (order_id, fee, quote) in [(buyer_order, buyer_fee, fill.notional), (seller_order, seller_fee, fill.notional - fill.notional_rounding)] {
@@ -969,8 +1327,32 @@ impl Spot {
             self.changes.orders.insert(order_id);
         }
         let trade = TradeRecord { id: trade_id, fill: *fill, buyer_fee, seller_fee, at_ms };
-        self.record_candles(market.id(), &trade);
+        self.record_candles(fill.market, &trade);
         self.changes.trades.push(trade);
+    }
+
+    /// A fill on a perpetual market: the orders' records first (the
+    /// margin they still need counts what is left of them), then the
+    /// positions, the price against the mark and the fees
+    /// ([`Perpetuals::fill`]), then what that called for.
+    fn settle_perpetual(
+        &mut self,
+        fill: &Fill,
+        orders: (OrderId, OrderId),
+        (buyer, seller): (UserId, UserId),
+        fees: (Amount, Amount),
+        kernel: &mut Kernel,
+        at_ms: TimestampMs,
+    ) {
+        self.record_fill(fill, orders, fees, at_ms);
+        let party = |user: UserId| if user == NETWORK_USER { Party::Network } else { Party::User(user) };
+        let book = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders };
+        match self.perpetuals.fill(kernel, fill.market, (party(buyer), party(seller)), fill.quantity, fill.price, fees, &book, at_ms) {
+            Ok(risk) => {
+                self.after_risk(fill.market, risk, None, at_ms);
+            }
+            Err(reason) => self.fault(reason),
+        }
     }
 
     /// Folds a trade into its market's candle of every interval.
@@ -994,9 +1376,20 @@ impl Spot {
         if let Some(expires_at_ms) = record.expires_at_ms {
             self.expiries.remove(&(expires_at_ms, order_id));
         }
+        let (user, market) = (record.order.user, record.order.market);
+        let perpetual = self.is_perpetual(market);
+        if perpetual {
+            if let Some(orders) = self.perpetual_orders.get_mut(&(user, market)) {
+                orders.remove(&order_id);
+                if orders.is_empty() {
+                    self.perpetual_orders.remove(&(user, market));
+                }
+            }
+            self.release_perpetual(kernel, user, market, at_ms);
+        }
         // An OCO list's hold stays while its other order is open.
         let list_open = record.oco_with.is_some_and(|other| self.orders.contains_key(&other));
-        if !list_open {
+        if !list_open && !perpetual {
             if let Err(error) = kernel.release(hold_of(&record), TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
                 return self.fault(format!("order {order_id} closed without its hold: {error}"));
             }
@@ -1047,10 +1440,18 @@ impl Spot {
             return Err(LedgerError::MarketHalted(market.id()));
         }
         matching_core::rules::check_amend(&market.spec, terms.price, terms.quantity).map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
-        let hold_left = hold_remaining(kernel, order_id).unwrap_or(0);
-        let hold = amend_hold(&market, record, terms, hold_left);
-        if hold > hold_left {
-            kernel.resize_hold(order_hold(order_id), hold, TransferCode(api::HOLD), format_compact!("order:{order_id}"), at_ms).map_err(refusal)?;
+        if self.is_perpetual(market.id()) {
+            // Counted at both terms while the amend is on its way (margin_orders).
+            let order = OpenOrder { buy: record.order.side == Side::Buy, lots: terms.quantity.saturating_sub(record.filled), price: terms.price };
+            if order.lots > 0 {
+                self.reserve_perpetual(kernel, user, market.id(), order, at_ms)?;
+            }
+        } else {
+            let hold_left = hold_remaining(kernel, order_id).unwrap_or(0);
+            let hold = amend_hold(&market, record, terms, hold_left);
+            if hold > hold_left {
+                kernel.resize_hold(order_hold(order_id), hold, TransferCode(api::HOLD), format_compact!("order:{order_id}"), at_ms).map_err(refusal)?;
+            }
         }
         let record = self.orders.get_mut(&order_id).expect("looked up above");
         record.amending = Some(terms);
@@ -1076,6 +1477,10 @@ impl Spot {
         record.amending = None;
         record.updated_ms = at_ms;
         self.changes.orders.insert(order_id);
+        let (user, market) = (record.order.user, record.order.market);
+        if self.is_perpetual(market) {
+            return self.release_perpetual(kernel, user, market, at_ms);
+        }
         if let Err(error) = kernel.resize_hold(order_hold(order_id), hold, TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
             self.fault(format!("order {order_id}'s hold cannot take its amended terms: {error}"));
         }
@@ -1093,6 +1498,10 @@ impl Spot {
         record.amend_refused = Some(reject_text(code).to_string());
         record.updated_ms = at_ms;
         self.changes.orders.insert(order_id);
+        let (user, market) = (record.order.user, record.order.market);
+        if self.is_perpetual(market) {
+            return self.release_perpetual(kernel, user, market, at_ms);
+        }
         if let Err(error) = kernel.resize_hold(order_hold(order_id), hold, TransferCode(api::RELEASE), format_compact!("order:{order_id}"), at_ms) {
             self.fault(format!("order {order_id}'s hold cannot give back its refused amend's: {error}"));
         }

@@ -134,6 +134,21 @@ impl MovingAverage {
         (count > 0).then(|| floor_div(sum, count) as i64)
     }
 
+    /// The samples kept, oldest first: (at, value).
+    pub fn samples(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
+        self.samples.iter().copied()
+    }
+
+    /// An average with these samples (oldest first), the newest
+    /// [`Self::SAMPLES_MAX`] of them: as [`Self::samples`] gave them.
+    pub fn from_samples(samples: impl IntoIterator<Item = (u64, i64)>) -> MovingAverage {
+        let mut samples: VecDeque<(u64, i64)> = samples.into_iter().collect();
+        while samples.len() > Self::SAMPLES_MAX {
+            samples.pop_front();
+        }
+        MovingAverage { samples }
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }

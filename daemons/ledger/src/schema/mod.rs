@@ -30,6 +30,7 @@ pub mod house;
 pub mod kernel;
 pub mod link;
 pub mod operators;
+pub mod perpetual;
 pub mod spot;
 pub mod wallet;
 
@@ -51,8 +52,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// 12: whether a market is trading or halted; users' kill switches. 13:
 /// orders' amends on their way and refused, stop orders' triggers. 14: the
 /// other order of an OCO list. 15: convert's pairs, quotes and
-/// conversions, and the thresholds with `convert_pair`.
-pub const SCHEMA_VERSION: u32 = 15;
+/// conversions, and the thresholds with `convert_pair`. 16: perpetual
+/// markets, positions, fundings and liquidations.
+pub const SCHEMA_VERSION: u32 = 16;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the

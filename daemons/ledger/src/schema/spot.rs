@@ -8,6 +8,7 @@ use ledger_api::{MarketId, TimestampMs, QUERY_LIMIT_MAX};
 use products::spot::{tables, Spot, SpotChanges, SpotCounters, SpotState};
 use storage::{Batch, Store, Table};
 
+use super::perpetual;
 use super::{by_id, corrupt, decode, exact, key2, meta, newest_of, newest_where, put_encoded, SchemaError, META};
 use crate::query::{limit, Read};
 
@@ -29,7 +30,22 @@ pub const TRADES_BY_USER: Table = Table::scattered(tables::TRADES_BY_USER);
 /// which the market traded.
 pub const CANDLES: Table = Table::new(tables::CANDLES);
 
-pub const TABLES: &[Table] = &[MARKETS, ORDERS, OPEN_ORDERS, ORDERS_BY_USER, TRADES, TRADES_BY_MARKET, TRADES_BY_USER, CANDLES];
+pub const TABLES: &[Table] = &[
+    MARKETS,
+    ORDERS,
+    OPEN_ORDERS,
+    ORDERS_BY_USER,
+    TRADES,
+    TRADES_BY_MARKET,
+    TRADES_BY_USER,
+    CANDLES,
+    perpetual::MARKETS,
+    perpetual::POSITIONS,
+    perpetual::FUNDINGS,
+    perpetual::LIQUIDATIONS,
+    perpetual::LIQUIDATIONS_BY_MARKET,
+    perpetual::LIQUIDATIONS_BY_USER,
+];
 
 const META_COUNTERS: &[u8] = b"spot.counters";
 
@@ -64,6 +80,7 @@ pub fn write(batch: &mut Batch, spot: &Spot, changes: &SpotChanges) {
     }
     // Every batch: matching's outputs move the counters with no order changed.
     put_encoded(batch, META, META_COUNTERS, &spot.counters());
+    perpetual::write(batch, spot, changes);
 }
 
 pub fn load(store: &Store) -> Result<SpotState, SchemaError> {
@@ -86,6 +103,7 @@ pub fn load(store: &Store) -> Result<SpotState, SchemaError> {
         let order_id = open_order_id(&key)?;
         state.open_orders.insert(order_id, open_order(store, &key, order_id)?);
     }
+    state.perpetuals = perpetual::load(store)?;
     Ok(state)
 }
 
@@ -209,5 +227,6 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
         Query::MarketTrades { market, limit: n } => Answer::Trades(trades_of_market(store, market, limit(n)?)?),
         Query::Candles { market, interval, from_ms, to_ms } => candles_of(store, market, interval, from_ms, to_ms)?,
         Query::DayStats { market, now_ms } => day_stats_of(store, market, now_ms)?,
+        Query::Perpetual(ref query) => Answer::Perpetual(perpetual::answer(store, query)?),
     })
 }
