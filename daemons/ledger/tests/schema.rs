@@ -62,7 +62,7 @@ fn perpetual_listing() -> LedgerCommand {
         oracle_staleness_ms: 1_000_000,
         oracle_sources_min: 1,
         basis_window_ms: 1_000,
-        mark_interval_ms: 50,
+        mark_interval_ms: 100,
     };
     LedgerCommand::Spot(spot::Command::Perpetual(perpetual::Command::CreateMarket { market: listing, perpetual: Box::new(terms) }))
 }

@@ -177,8 +177,8 @@ fn terms(spec: &PerpetualSpec) -> Result<(Contract, Tiers, FundingRule), String>
     if spec.position_lots_max > Lots::MAX as u64 {
         return Err(format!("the largest position is at most {} lots", Lots::MAX));
     }
-    if spec.mark_interval_ms == 0 {
-        return Err("the mark interval must be above zero".into());
+    if spec.mark_interval_ms < 100 {
+        return Err("the mark interval is at least 100 ms (each is a journaled tick)".into());
     }
     Ok((contract, tiers, funding))
 }
@@ -279,6 +279,11 @@ pub enum Party {
 /// protection price), for the margin they need.
 pub trait OpenOrders {
     fn open_orders(&self, user: UserId, market: MarketId) -> Vec<OpenOrder>;
+    /// The lots the network's orders on `market` still offer: not to be
+    /// deleveraged while their result may still come.
+    fn network_offered(&self, _market: MarketId) -> u64 {
+        0
+    }
 }
 
 /// No open orders anywhere.
@@ -563,6 +568,16 @@ impl Perpetuals {
         let within = |order: &OpenOrder| (1..=listed.contract.price_ticks_max()).contains(&order.price) && order.lots <= listed.contract.position_lots_max();
         if !orders.iter().all(within) {
             return Err(LedgerError::BadInput(format!("an order's price or size is beyond market {market}'s contract")));
+        }
+        // Each side's orders within the largest position on their own: a
+        // liquidation or deleveraging takes the position to zero without
+        // waiting for the orders, and whatever fills then stays within it.
+        let side = |buy: bool| orders.iter().filter(|order| order.buy == buy).map(|order| u128::from(order.lots)).sum::<u128>();
+        if side(true).max(side(false)) > u128::from(listed.contract.position_lots_max()) {
+            return Err(LedgerError::LimitReached(format!(
+                "your open orders on one side of market {market} would be more than its largest position ({} lots)",
+                listed.contract.position_lots_max()
+            )));
         }
         if listed.mark.is_none() {
             return Err(LedgerError::BadInput(format!("perpetual market {market} has no mark price yet: orders wait for the oracles' first prices")));
@@ -1176,7 +1191,8 @@ impl Perpetuals {
         let listed = &self.markets[&market];
         let network = listed.network.size;
         let beyond = network.unsigned_abs().saturating_sub(listed.contract.position_lots_max());
-        let lots = if kernel.balance(insurance(market, listed.collateral())) == 0 { network.unsigned_abs() } else { beyond };
+        let held = network.unsigned_abs().saturating_sub(orders.network_offered(market));
+        let lots = if kernel.balance(insurance(market, listed.collateral())) == 0 { held } else { beyond.min(held) };
         if lots > 0 {
             self.deleverage(kernel, market, lots, orders, at_ms, outcome)?;
         }
@@ -1458,6 +1474,30 @@ mod tests {
         assert_eq!((margin(&kernel, &perpetuals, BOB), kernel.balance(available(BOB, USD))), (0, usd(13_500)));
         assert_eq!(kernel.balance(available(ALICE, USD)), usd(6_232));
         checked(&kernel, &perpetuals);
+    }
+
+    #[test]
+    fn each_sides_orders_stay_within_the_largest_position_whatever_the_position() {
+        // Short the largest position, a buy of twice it would leave a long
+        // of that size; but a liquidation or deleveraging takes the short to
+        // zero without waiting for the buy, which would then fill beyond it.
+        let (mut kernel, mut perpetuals) = setup(&[(ALICE, usd(1_000_000_000)), (BOB, usd(1_000_000_000))]);
+        perpetuals.set_mark(&mut kernel, BTC_PERP, price(10), &NoOrders, 0).unwrap();
+        let most = spec().position_lots_max;
+        trade(&mut kernel, &mut perpetuals, BOB, ALICE, most, price(10));
+        let before = kernel.state();
+        let refused = perpetuals.reserve(&mut kernel, ALICE, BTC_PERP, &[OpenOrder { buy: true, lots: 2 * most, price: price(10) }], 1);
+        assert!(matches!(refused, Err(LedgerError::BadInput(_))), "{refused:?}");
+        let refused = perpetuals.reserve(
+            &mut kernel,
+            ALICE,
+            BTC_PERP,
+            &[OpenOrder { buy: true, lots: most, price: price(10) }, OpenOrder { buy: true, lots: 1, price: price(10) }],
+            1,
+        );
+        assert!(matches!(refused, Err(LedgerError::LimitReached(_))), "{refused:?}");
+        assert_eq!(kernel.state(), before, "a refusal moves nothing");
+        perpetuals.reserve(&mut kernel, ALICE, BTC_PERP, &[OpenOrder { buy: true, lots: most, price: price(10) }], 1).unwrap();
     }
 
     #[test]

@@ -196,21 +196,51 @@ struct PerpetualBook<'a> {
 
 impl OpenOrders for PerpetualBook<'_> {
     fn open_orders(&self, user: UserId, market: MarketId) -> Vec<OpenOrder> {
-        self.index.get(&(user, market)).into_iter().flatten().filter_map(|id| self.orders.get(id)).flat_map(margin_orders).collect()
+        self.index.get(&(user, market)).into_iter().flatten().filter_map(|id| self.orders.get(id)).filter_map(margin_order).collect()
+    }
+
+    fn network_offered(&self, market: MarketId) -> u64 {
+        self.open_orders(NETWORK_USER, market).iter().map(|order| order.lots).sum()
     }
 }
 
 /// What an open order counts for in margin: its open lots at its price
-/// (a market order's protection price), and while an amend is on its way
-/// the amended terms as well (fills at either may come).
-fn margin_orders(record: &OrderRecord) -> Vec<OpenOrder> {
+/// (a market order's protection price); while an amend is on its way,
+/// fills may come at either terms, so the larger open quantity at the
+/// worse price (a buy's higher, a sell's lower).
+fn margin_order(record: &OrderRecord) -> Option<OpenOrder> {
     let buy = record.order.side == Side::Buy;
-    let mut orders = vec![OpenOrder { buy, lots: record.order.quantity.saturating_sub(record.filled), price: record.order.price.unwrap_or(0) }];
+    let (mut lots, mut price) = (record.order.quantity.saturating_sub(record.filled), record.order.price.unwrap_or(0));
     if let Some(terms) = record.amending {
-        orders.push(OpenOrder { buy, lots: terms.quantity.saturating_sub(record.filled), price: terms.price });
+        lots = lots.max(terms.quantity.saturating_sub(record.filled));
+        price = if buy { price.max(terms.price) } else { price.min(terms.price) };
     }
-    orders.retain(|order| order.lots > 0);
-    orders
+    (lots > 0).then_some(OpenOrder { buy, lots, price })
+}
+
+/// The user a user's command acts for.
+fn acting_user(command: &Command) -> Option<UserId> {
+    use perpetual_api::Command as P;
+    match command {
+        Command::PlaceOrder { user, .. }
+        | Command::PlaceOco { user, .. }
+        | Command::CancelOrder { user, .. }
+        | Command::AmendOrder { user, .. }
+        | Command::CancelAll { user, .. }
+        | Command::Perpetual(
+            P::SubmitPrice { user, .. }
+            | P::SetLeverage { user, .. }
+            | P::SetMarginMode { user, .. }
+            | P::AddMargin { user, .. }
+            | P::ReduceMargin { user, .. },
+        ) => Some(*user),
+        Command::Perpetual(P::SetOracle { user, .. }) => Some(*user),
+        Command::CreateMarket(_)
+        | Command::SetTrading { .. }
+        | Command::ApplyMatching { .. }
+        | Command::ExpireOrders
+        | Command::Perpetual(P::CreateMarket { .. } | P::Tick) => None,
+    }
 }
 
 fn order_key(user: UserId, client_order_id: &str) -> Option<Digest> {
@@ -354,6 +384,9 @@ impl Product for Spot {
         at_ms: TimestampMs,
         known_key: Option<Digest>,
     ) -> (Result<Outcome, LedgerError>, Forward) {
+        if acting_user(command) == Some(NETWORK_USER) {
+            return (Err(LedgerError::Forbidden("that user id is the liquidation book's".into())), None);
+        }
         match command {
             Command::CreateMarket(market) => match self.create_market(kernel, limits, market) {
                 Ok(outcome) => (Ok(outcome), Some(matching_api::Command::AddMarket(market.spec))),
@@ -567,21 +600,42 @@ impl Spot {
     /// Before a new or amended order on a perpetual market: with a stale
     /// index only an order that reduces the position; then the margin the
     /// user's open orders and `order` need, moved from general.
-    fn reserve_perpetual(&mut self, kernel: &mut Kernel, user: UserId, market: MarketId, order: OpenOrder, at_ms: TimestampMs) -> Result<(), LedgerError> {
+    /// `replacing`: the open order `order` stands for (an amend's).
+    fn reserve_perpetual(
+        &mut self,
+        kernel: &mut Kernel,
+        user: UserId,
+        market: MarketId,
+        order: OpenOrder,
+        replacing: Option<OrderId>,
+        at_ms: TimestampMs,
+    ) -> Result<(), LedgerError> {
         let listed = self.perpetuals.market(market).ok_or(LedgerError::UnknownMarket(market))?;
         if listed.mark.is_none() {
             return Err(LedgerError::BadInput(format!("perpetual market {market} has no mark price yet: orders wait for the oracles' first prices")));
         }
+        let book = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders };
+        let others: Vec<OpenOrder> = self
+            .perpetual_orders
+            .get(&(user, market))
+            .into_iter()
+            .flatten()
+            .filter(|id| Some(**id) != replacing)
+            .filter_map(|id| book.orders.get(id))
+            .filter_map(margin_order)
+            .collect();
         if listed.index(at_ms).is_err() {
             let size = self.perpetuals.position(user, market).map_or(0, |position| position.holding.size);
-            let reduces = if order.buy { size < 0 } else { size > 0 } && order.lots <= size.unsigned_abs();
+            // With the user's other orders on the same side, still no more than the position.
+            let same_side: u64 = others.iter().filter(|other| other.buy == order.buy).map(|other| other.lots).sum();
+            let reduces = if order.buy { size < 0 } else { size > 0 } && same_side.saturating_add(order.lots) <= size.unsigned_abs();
             if !reduces {
                 return Err(LedgerError::BadInput(format!(
                     "market {market}'s index is stale (no fresh oracle price): it takes only orders that reduce a position until the oracles report"
                 )));
             }
         }
-        let mut orders = self.book().open_orders(user, market);
+        let mut orders = others;
         orders.push(order);
         self.perpetuals.reserve(kernel, user, market, &orders, at_ms)
     }
@@ -640,7 +694,7 @@ impl Spot {
             }
             P::SetOracle { market, user, source } => self.perpetuals.set_oracle(market, user, source).map(|()| O::OracleSet { market, user, source }),
             P::SubmitPrice { user, market, price } => self.perpetuals.submit_price(user, market, price, at_ms).map(|index| {
-                let mark = self.remark(kernel, market, at_ms);
+                let mark = self.remark(kernel, market, at_ms).map(|(mark, _)| mark);
                 O::PriceSubmitted { market, index, mark }
             }),
             P::SetLeverage { user, market, leverage } => {
@@ -666,15 +720,12 @@ impl Spot {
     /// Recomputes `market`'s mark by the stamped time; when it moved: the
     /// mark-to-market, the liquidations, and the mark to matching (for the
     /// stops that watch it). The new mark, if it moved.
-    fn remark(&mut self, kernel: &mut Kernel, market: MarketId, at_ms: TimestampMs) -> Option<u64> {
+    fn remark(&mut self, kernel: &mut Kernel, market: MarketId, at_ms: TimestampMs) -> Option<(u64, Vec<LiquidationRecord>)> {
         let listed = self.perpetuals.market(market)?;
         let mark = listed.mark_at(at_ms).filter(|mark| Some(*mark) != listed.mark)?;
         let book = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders };
         match self.perpetuals.set_mark(kernel, market, mark, &book, at_ms) {
-            Ok(risk) => {
-                self.after_risk(market, risk, Some(mark), at_ms);
-                Some(mark)
-            }
+            Ok(risk) => Some((mark, self.after_risk(market, risk, Some(mark), at_ms))),
             Err(reason) => {
                 self.fault(reason);
                 None
@@ -687,9 +738,13 @@ impl Spot {
     /// matching, and the network's lots offered to the book.
     fn after_risk(&mut self, market: MarketId, risk: RiskOutcome, mark: Option<u64>, at_ms: TimestampMs) -> Vec<LiquidationRecord> {
         let liquidated = || risk.liquidations.iter().filter(|record| record.kind == LiquidationKind::Liquidated);
-        for record in liquidated() {
-            for &order_id in self.perpetual_orders.get(&(record.user, record.market)).into_iter().flatten() {
-                self.forward_more.push(matching_api::Command::Cancel { market: record.market, order_id, user: record.user });
+        // The orders of every position liquidated or deleveraged, and the
+        // network's offers of lots that deleveraging closed instead.
+        let mut cancels: BTreeSet<(UserId, MarketId)> = risk.liquidations.iter().map(|record| (record.user, record.market)).collect();
+        cancels.extend(risk.liquidations.iter().filter(|record| record.kind == LiquidationKind::Deleveraged).map(|record| (NETWORK_USER, record.market)));
+        for (user, market) in cancels {
+            for &order_id in self.perpetual_orders.get(&(user, market)).into_iter().flatten() {
+                self.forward_more.push(matching_api::Command::Cancel { market, order_id, user });
             }
         }
         if let Some(price) = mark {
@@ -699,7 +754,8 @@ impl Spot {
         let markets: BTreeSet<MarketId> = liquidated().map(|record| record.market).collect();
         for market in markets {
             let network = self.perpetuals.market(market).map_or(0, |listed| listed.network.size);
-            let mut left = network.unsigned_abs();
+            let offered = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders }.network_offered(market);
+            let mut left = network.unsigned_abs().saturating_sub(offered);
             for record in liquidated().filter(|record| record.market == market && record.size.signum() == network.signum()) {
                 let lots = record.size.unsigned_abs().min(left);
                 if lots == 0 {
@@ -748,8 +804,9 @@ impl Spot {
         let due: Vec<MarketId> = self.perpetuals.markets().filter(|listed| listed.next_tick() <= at_ms).map(|listed| listed.id()).collect();
         let (mut marks, mut fundings, mut liquidations) = (Vec::new(), Vec::new(), Vec::new());
         for market in due {
-            if let Some(mark) = self.remark(kernel, market, at_ms) {
+            if let Some((mark, liquidated)) = self.remark(kernel, market, at_ms) {
                 marks.push((market, mark));
+                liquidations.extend(liquidated);
             }
             let book = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders };
             match self.perpetuals.fund(kernel, market, &book, at_ms) {
@@ -806,9 +863,6 @@ impl Spot {
             return Err(LedgerError::MarketHalted(market.id()));
         }
         let perpetual = self.is_perpetual(market.id());
-        if user == NETWORK_USER {
-            return Err(LedgerError::Forbidden("that user id is the liquidation book's".into()));
-        }
         if perpetual && request.price.is_none() {
             return Err(LedgerError::BadInput("an order on a perpetual market needs a price (a MARKET order's protection price) to size its margin".into()));
         }
@@ -856,7 +910,7 @@ impl Spot {
         }
         if perpetual {
             let order = OpenOrder { buy: request.side == Side::Buy, lots: request.quantity, price: request.price.expect("checked above") };
-            self.reserve_perpetual(kernel, user, market.id(), order, at_ms)?;
+            self.reserve_perpetual(kernel, user, market.id(), order, None, at_ms)?;
             self.perpetual_orders.entry((user, market.id())).or_default().insert(order_id);
         } else {
             let (hold_asset, hold) = match request.side {
@@ -1344,6 +1398,8 @@ impl Spot {
         kernel: &mut Kernel,
         at_ms: TimestampMs,
     ) {
+        // The liquidation book pays no fee: the fund pays only for the price.
+        let fees = (if buyer == NETWORK_USER { 0 } else { fees.0 }, if seller == NETWORK_USER { 0 } else { fees.1 });
         self.record_fill(fill, orders, fees, at_ms);
         let party = |user: UserId| if user == NETWORK_USER { Party::Network } else { Party::User(user) };
         let book = PerpetualBook { orders: &self.orders, index: &self.perpetual_orders };
@@ -1441,10 +1497,10 @@ impl Spot {
         }
         matching_core::rules::check_amend(&market.spec, terms.price, terms.quantity).map_err(|code| LedgerError::BadInput(reject_text(code).into()))?;
         if self.is_perpetual(market.id()) {
-            // Counted at both terms while the amend is on its way (margin_orders).
-            let order = OpenOrder { buy: record.order.side == Side::Buy, lots: terms.quantity.saturating_sub(record.filled), price: terms.price };
-            if order.lots > 0 {
-                self.reserve_perpetual(kernel, user, market.id(), order, at_ms)?;
+            // Counted once, at both terms, while the amend is on its way (margin_order).
+            let amending = OrderRecord { amending: Some(terms), ..record.clone() };
+            if let Some(order) = margin_order(&amending) {
+                self.reserve_perpetual(kernel, user, market.id(), order, Some(order_id), at_ms)?;
             }
         } else {
             let hold_left = hold_remaining(kernel, order_id).unwrap_or(0);

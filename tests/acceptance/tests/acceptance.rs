@@ -1301,6 +1301,19 @@ fn conserved(world: &mut Marionette) {
         let collected = revenue.get(asset).copied().unwrap_or_default();
         assert!(collected >= *paid, "the house's {asset} revenue {collected} holds less than the {paid} of fees users paid");
     }
+    // Perpetual markets keep money in margin accounts and insurance funds.
+    for name in &users {
+        let answer = world.ask(name, "{ fetchPositions(includeFlat: true) { market margin } perpetualMarkets { id collateral } }", json!({}));
+        let markets = data(&answer, "perpetualMarkets").as_array().unwrap().clone();
+        for position in data(&answer, "fetchPositions").as_array().unwrap() {
+            let market = markets.iter().find(|m| m["id"] == position["market"]).unwrap_or_else(|| panic!("a position in no perpetual market: {answer}"));
+            *held.entry(market["collateral"].as_str().unwrap().into()).or_default() += field_decimal(&position["margin"]);
+        }
+    }
+    let answer = world.ask("operator", "{ perpetualMarkets { collateral insuranceFund } }", json!({}));
+    for market in data(&answer, "perpetualMarkets").as_array().unwrap() {
+        *held.entry(market["collateral"].as_str().unwrap().into()).or_default() += field_decimal(&market["insuranceFund"]);
+    }
     let answer = world.ask("operator", "{ withdrawals { asset amount status } }", json!({}));
     for withdrawal in data(&answer, "withdrawals").as_array().unwrap().iter().filter(|w| w["status"] != "REJECTED") {
         *held.entry(withdrawal["asset"].as_str().unwrap().into()).or_default() += field_decimal(&withdrawal["amount"]);
@@ -2039,4 +2052,173 @@ fn main() {
     if failed > 0 || summary.execution_has_failed() {
         std::process::exit(1);
     }
+}
+
+// ---- perpetual futures ----
+
+/// Lists BASE-QUOTE-PERP with a tick of 0.1 and a lot of 0.001, no fees,
+/// one margin bracket, and makes `oracle` (who has an account) its oracle.
+#[given(
+    regex = r"^the operators list (\w+)-(\w+)-PERP with (\d+)% initial and (\d+)% maintenance margin, a (\d+)% penalty, (no interest|an interest rate of ([\d.]+)%) and funding every (\d+) seconds, priced by (\w+)$"
+)]
+#[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
+fn lists_perpetual(
+    world: &mut Marionette,
+    base: String,
+    quote: String,
+    initial: String,
+    maintenance: String,
+    penalty: String,
+    _interest: String,
+    interest: String,
+    seconds: String,
+    oracle: String,
+) {
+    let percent = |text: &str| (decimal(text) / Decimal::ONE_HUNDRED).normalize().to_string();
+    let input = json!({
+        "base": base,
+        "collateral": quote,
+        "tickSize": "0.1",
+        "lotSize": "0.001",
+        "makerFeeRate": "0",
+        "takerFeeRate": "0",
+        "marginBrackets": [{ "maxNotional": "100000000", "initialMarginRate": percent(&initial), "maintenanceMarginRate": percent(&maintenance) }],
+        "liquidationPenaltyRate": percent(&penalty),
+        "interestRate": if interest.is_empty() { "0".to_string() } else { percent(&interest) },
+        "fundingIntervalMs": seconds.parse::<i32>().unwrap() * 1_000,
+    });
+    let mutation = "mutation($i: CreatePerpetualMarketInput!) { createPerpetualMarket(input: $i) { id maxLeverage } }";
+    let answer = world.ask("operator", mutation, json!({ "i": input }));
+    let market = data(&answer, "createPerpetualMarket")["id"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
+    assert_eq!(market, format!("{base}-{quote}-PERP"), "{answer}");
+    let answer =
+        world.ask("operator", "mutation($m: ID!, $e: String!) { setOracle(market: $m, email: $e, source: 1) }", json!({ "m": market, "e": email(&oracle) }));
+    assert_eq!(data(&answer, "setOracle"), true, "{answer}");
+}
+
+#[given(regex = r"^the oracle prices ([\w-]+) at ([\d.]+) USD$")]
+#[when(regex = r"^the oracle prices ([\w-]+) at ([\d.]+) USD$")]
+fn oracle_prices(world: &mut Marionette, market: String, price: String) {
+    let answer = submit_price(world, "oracle", &market, &price);
+    let submitted = data(&answer, "submitOraclePrice");
+    assert_eq!(field_decimal(&submitted["indexPrice"]), decimal(&price), "{answer}");
+}
+
+#[when(regex = r"^(\w+) prices ([\w-]+) at ([\d.]+) USD$")]
+fn user_prices(world: &mut Marionette, name: String, market: String, price: String) {
+    world.answer = submit_price(world, &name, &market, &price);
+}
+
+fn submit_price(world: &Marionette, name: &str, market: &str, price: &str) -> Value {
+    let mutation = "mutation($m: ID!, $p: Decimal!) { submitOraclePrice(market: $m, price: $p) { indexPrice markPrice } }";
+    world.ask(name, mutation, json!({ "m": market, "p": price }))
+}
+
+#[given(regex = r"^(\w+) uses isolated margin on ([\w-]+)$")]
+fn isolated_margin(world: &mut Marionette, name: String, market: String) {
+    let answer = world.ask(name.as_str(), "mutation($m: ID!) { setMarginMode(market: $m, mode: ISOLATED) { marginMode } }", json!({ "m": market }));
+    assert_eq!(data(&answer, "setMarginMode")["marginMode"], "ISOLATED", "{answer}");
+}
+
+#[given(regex = r"^(\w+) (buys|sells) ([\d.]+) BTC on ([\w-]+) at ([\d.]+) USD$")]
+#[when(regex = r"^(\w+) (buys|sells) ([\d.]+) BTC on ([\w-]+) at ([\d.]+) USD$")]
+fn trades_perpetual(world: &mut Marionette, name: String, side: String, quantity: String, market: String, price: String) {
+    let side = if side == "buys" { "BUY" } else { "SELL" };
+    let input = json!({ "market": market, "side": side, "type": "LIMIT", "quantity": quantity, "price": price });
+    world.answer = world.ask(&name, PLACE, json!({ "i": input }));
+    if let Some(id) = world.answer["data"]["placeOrder"]["id"].as_str() {
+        world.orders.insert(name, id.to_string());
+    }
+}
+
+fn position(world: &Marionette, name: &str, market: &str) -> Option<Value> {
+    let fields = "market side contracts entryPrice markPrice margin maintenanceMargin liquidationPrice marginMode leverage funding unrealizedPnl";
+    let answer = world.ask(name, &format!("{{ fetchPositions(includeFlat: true) {{ {fields} }} }}"), json!({}));
+    data(&answer, "fetchPositions").as_array().unwrap().iter().find(|p| p["market"] == market).cloned()
+}
+
+#[then(regex = r"^(\w+) is (long|short) ([\d.]+) BTC on ([\w-]+) from ([\d.]+) USD(?: with ([\d.]+) USD of margin)?(?:, liquidated at ([\d.]+) USD)?$")]
+#[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
+fn has_position(world: &mut Marionette, name: String, side: String, contracts: String, market: String, entry: String, margin: String, liquidation: String) {
+    let position = position(world, &name, &market).unwrap_or_else(|| panic!("{name} has no position on {market}"));
+    assert_eq!(position["side"], side.to_uppercase(), "{position}");
+    assert_eq!(field_decimal(&position["contracts"]), decimal(&contracts), "{position}");
+    assert_eq!(field_decimal(&position["entryPrice"]), decimal(&entry), "{position}");
+    if !margin.is_empty() {
+        assert_eq!(field_decimal(&position["margin"]), decimal(&margin), "{position}");
+    }
+    if !liquidation.is_empty() {
+        assert_eq!(field_decimal(&position["liquidationPrice"]), decimal(&liquidation), "{position}");
+    }
+}
+
+#[then(regex = r"^(\w+) has no position on ([\w-]+)$")]
+fn no_position(world: &mut Marionette, name: String, market: String) {
+    if let Some(position) = position(world, &name, &market) {
+        assert_eq!(position["side"], "FLAT", "{position}");
+        assert!(field_decimal(&position["contracts"]).is_zero(), "{position}");
+    }
+}
+
+fn liquidations_of(world: &Marionette, name: &str, market: &str) -> Vec<Value> {
+    let query = "query($m: ID!) { liquidations(market: $m, mine: true) { kind side contracts price penalty bankruptcyPrice offerPrice } }";
+    let answer = world.ask(name, query, json!({ "m": market }));
+    data(&answer, "liquidations").as_array().unwrap().clone()
+}
+
+#[then(regex = r"^(\w+) was liquidated on ([\w-]+) at ([\d.]+) USD with a penalty of ([\d.]+) USD$")]
+fn was_liquidated(world: &mut Marionette, name: String, market: String, price: String, penalty: String) {
+    let records = liquidations_of(world, &name, &market);
+    let found = records.iter().find(|r| r["kind"] == "LIQUIDATED").unwrap_or_else(|| panic!("{name} was not liquidated: {records:?}"));
+    assert_eq!((field_decimal(&found["price"]), field_decimal(&found["penalty"])), (decimal(&price), decimal(&penalty)), "{found}");
+}
+
+#[then(regex = r"^(\w+) was auto-deleveraged on ([\w-]+) by ([\d.]+) BTC at ([\d.]+) USD$")]
+fn was_deleveraged(world: &mut Marionette, name: String, market: String, contracts: String, price: String) {
+    let records = liquidations_of(world, &name, &market);
+    let found = records.iter().find(|r| r["kind"] == "AUTO_DELEVERAGED").unwrap_or_else(|| panic!("{name} was not deleveraged: {records:?}"));
+    assert_eq!((field_decimal(&found["contracts"]), field_decimal(&found["price"])), (decimal(&contracts), decimal(&price)), "{found}");
+}
+
+#[then(regex = r"^the insurance fund of ([\w-]+) holds ([\d.]+) USD$")]
+fn insurance_fund(world: &mut Marionette, market: String, amount: String) {
+    let answer = world.ask("operator", "{ perpetualMarkets { id insuranceFund } }", json!({}));
+    let listed = data(&answer, "perpetualMarkets").as_array().unwrap().iter().find(|m| m["id"] == market.as_str()).cloned();
+    assert_eq!(field_decimal(&listed.unwrap_or_default()["insuranceFund"]), decimal(&amount), "{answer}");
+}
+
+/// Waits (up to three intervals) for a funding after this step starts; keeps it as the answer.
+#[when(regex = r"^the next funding of ([\w-]+) is paid$")]
+fn next_funding(world: &mut Marionette, market: String) {
+    let query = "query($m: ID!) { fetchFundingRateHistory(market: $m) { fundingRate markPrice amount unpaid at } fetchFundingRate(market: $m) { intervalMs } }";
+    let read = |world: &Marionette| world.ask("operator", query, json!({ "m": market }));
+    let first = read(world);
+    let seen = data(&first, "fetchFundingRateHistory").as_array().unwrap().len();
+    let interval_ms = data(&first, "fetchFundingRate")["intervalMs"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(3 * interval_ms);
+    loop {
+        let answer = read(world);
+        let history = data(&answer, "fetchFundingRateHistory").as_array().unwrap().clone();
+        if history.len() > seen {
+            world.answer = history[0].clone();
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no funding was paid within three intervals: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[then(regex = r"^the funding was paid at a rate of ([\d.]+) at ([\d.]+) USD, ([\d.]+) USD in all$")]
+fn funding_paid(world: &mut Marionette, rate: String, mark: String, amount: String) {
+    let funding = &world.answer;
+    assert_eq!(field_decimal(&funding["fundingRate"]), decimal(&rate), "{funding}");
+    assert_eq!(field_decimal(&funding["markPrice"]), decimal(&mark), "{funding}");
+    assert_eq!((field_decimal(&funding["amount"]), field_decimal(&funding["unpaid"])), (decimal(&amount), Decimal::ZERO), "{funding}");
+}
+
+#[then(regex = r"^(\w+) has (paid|received) ([\d.]+) USD of funding on ([\w-]+)$")]
+fn funding_of(world: &mut Marionette, name: String, way: String, amount: String, market: String) {
+    let position = position(world, &name, &market).unwrap_or_else(|| panic!("{name} has no position on {market}"));
+    let expected = if way == "paid" { -decimal(&amount) } else { decimal(&amount) };
+    assert_eq!(field_decimal(&position["funding"]), expected, "{position}");
 }

@@ -165,7 +165,8 @@ impl ApiKeysMutation {
 }
 
 /// What a request signed with an API key may call: queries with READ (not
-/// the account's sessions or keys), the order mutations with TRADE,
+/// the account's sessions or keys), the order mutations, a perpetual
+/// position's leverage, margin mode and margin, and an oracle's price with TRADE,
 /// requestWithdrawal with WITHDRAW, and nothing that manages the account.
 /// Checked at every root field, so a fragment cannot hide one.
 pub struct KeyScopes;
@@ -184,7 +185,11 @@ pub fn needed_scope(parent_type: &str, field: &str) -> Result<fn(&Scopes) -> boo
         // Each product's subscriptions resolve under its own type (SpotSubscription).
         (subscription, _) if subscription.ends_with("Subscription") => Ok(|s| s.read),
         // A bot may pull its own plug; lifting the kill switch needs a login.
-        ("Mutation", "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => Ok(|s| s.trade),
+        (
+            "Mutation",
+            "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch" | "setLeverage" | "setMarginMode"
+            | "addMargin" | "reduceMargin" | "submitOraclePrice",
+        ) => Ok(|s| s.trade),
         ("Mutation", "requestWithdrawal") => Ok(|s| s.withdraw),
         _ => Err("API keys place and cancel orders and engage the kill switch (TRADE) and request withdrawals (WITHDRAW); everything else needs a login"),
     }
@@ -192,7 +197,11 @@ pub fn needed_scope(parent_type: &str, field: &str) -> Result<fn(&Scopes) -> boo
 
 fn scope_name(parent_type: &str, field: &str) -> &'static str {
     match (parent_type, field) {
-        ("Mutation", "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch") => "TRADE",
+        (
+            "Mutation",
+            "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch" | "setLeverage" | "setMarginMode"
+            | "addMargin" | "reduceMargin" | "submitOraclePrice",
+        ) => "TRADE",
         ("Mutation", _) => "WITHDRAW",
         _ => "READ",
     }

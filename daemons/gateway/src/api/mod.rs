@@ -35,6 +35,7 @@ pub mod market_data;
 pub mod operators;
 pub mod oversight;
 pub mod parse_cache;
+pub mod perpetual;
 pub mod spot;
 pub mod two_factor;
 pub mod wallet;
@@ -51,6 +52,7 @@ pub struct Query(
     market_data::MarketDataQuery,
     house::HouseQuery,
     convert::ConvertQuery,
+    perpetual::PerpetualQuery,
     operators::OperatorsQuery,
     oversight::OversightQuery,
 );
@@ -67,6 +69,7 @@ pub struct Mutation(
     spot::SpotMutation,
     house::HouseMutation,
     convert::ConvertMutation,
+    perpetual::PerpetualMutation,
     operators::OperatorsMutation,
 );
 
@@ -335,6 +338,8 @@ pub(crate) fn at(ms: u64) -> DateTime {
 pub struct Catalog {
     assets: Vec<AssetSpec>,
     markets: Vec<LedgerMarket>,
+    /// The ids of the markets that are perpetual (named BASE-COLLATERAL-PERP).
+    perpetuals: Vec<u32>,
 }
 
 impl Catalog {
@@ -351,7 +356,13 @@ impl Catalog {
         let Answer::Spot(ledger_api::spot::Answer::Markets(markets)) = ask_ledger(ledger, LedgerQuery::Spot(ledger_api::spot::Query::Markets)).await? else {
             return Err(unexpected("markets"));
         };
-        Ok(Arc::new(Catalog { assets, markets }))
+        let perpetuals = LedgerQuery::Spot(ledger_api::spot::Query::Perpetual(ledger_api::perpetual::Query::Markets { now_ms: now_ms() }));
+        let Answer::Spot(ledger_api::spot::Answer::Perpetual(ledger_api::perpetual::Answer::Markets(perpetuals))) = ask_ledger(ledger, perpetuals).await?
+        else {
+            return Err(unexpected("perpetual markets"));
+        };
+        let perpetuals = perpetuals.iter().map(|view| view.record.spec.market).collect();
+        Ok(Arc::new(Catalog { assets, markets, perpetuals }))
     }
 
     /// The kept copy when it has what `covers` asks for, else a fresh one.

@@ -359,7 +359,7 @@ impl OperatorsMutation {
     }
 }
 
-fn user_by_email(ctx: &Context<'_>, email: &str) -> Result<u64, Error> {
+pub(crate) fn user_by_email(ctx: &Context<'_>, email: &str) -> Result<u64, Error> {
     let users = &super::services(ctx).users;
     Ok(users.by_email(email).map_err(super::user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email"))?.id)
 }

@@ -392,7 +392,11 @@ impl Catalog {
 
     pub(super) fn terms(&self, market: &LedgerMarket) -> Option<(MarketTerms, &AssetSpec, &AssetSpec)> {
         let (base, quote) = (self.asset(market.base)?, self.asset(market.quote)?);
-        Some((units::market_terms(market, base, quote), base, quote))
+        let mut terms = units::market_terms(market, base, quote);
+        if self.is_perpetual(market.id()) {
+            terms.name.push_str("-PERP");
+        }
+        Some((terms, base, quote))
     }
 
     pub(super) fn market_by_name(&self, name: &str) -> Result<(&LedgerMarket, MarketTerms, &AssetSpec, &AssetSpec), Error> {
@@ -987,7 +991,7 @@ impl SpotMutation {
         };
         let market = LedgerMarket { base: base.id, quote: quote.id, base_units_per_lot: units.base_units_per_lot, spec, trading: true };
         super::operators::operate(ctx, ledger_api::Command::Spot(Command::CreateMarket(market))).await?;
-        let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market] };
+        let catalog = Catalog { assets: catalog.assets.clone(), markets: vec![market], perpetuals: Vec::new() };
         catalog.api_market(&market).ok_or_else(|| unexpected("the new market"))
     }
 }
