@@ -336,6 +336,31 @@ fn moved(result: Result<u64, ledger_core::KernelError>, what: &str) -> Result<()
     result.map(|_| ()).map_err(|error| format!("{what}: {error}"))
 }
 
+/// Moves `due` into `credit` from `sources` in turn, each as far as its
+/// balance goes (a fee, a penalty: never refused). What was taken.
+fn take_from(
+    kernel: &mut Kernel,
+    sources: &[AccountId],
+    credit: AccountId,
+    due: Amount,
+    code: u16,
+    reference: &CompactString,
+    at_ms: TimestampMs,
+) -> Result<Amount, String> {
+    let mut taken = 0;
+    for &source in sources {
+        let amount = (due - taken).min(kernel.balance(source));
+        if amount > 0 {
+            moved(
+                kernel.transfer(Leg { debit: source, credit, amount, code: TransferCode(code) }, reference.clone(), at_ms),
+                "a charge taken as far as it goes",
+            )?;
+            taken += amount;
+        }
+    }
+    Ok(taken)
+}
+
 impl Perpetuals {
     /// From a state whose market records were checked ([`check_record`]).
     pub fn restore(state: PerpetualsState) -> Perpetuals {
@@ -823,16 +848,7 @@ impl Perpetuals {
             }
             Party::Network => vec![insurance(market, collateral)],
         };
-        let mut due = fee;
-        for source in sources {
-            let amount = due.min(kernel.balance(source));
-            if amount > 0 {
-                let leg = Leg { debit: source, credit: revenue, amount, code: TransferCode(api::FEE) };
-                moved(kernel.transfer(leg, reference.clone(), at_ms), "a fee")?;
-                due -= amount;
-            }
-        }
-        Ok(())
+        take_from(kernel, &sources, revenue, fee, api::FEE, reference, at_ms).map(|_| ())
     }
 
     /// Moves a party's holding by `size` lots at `price`.
@@ -1144,25 +1160,14 @@ impl Perpetuals {
         let bankruptcy_price = Exposure { size, mark, equity }.bankruptcy_price(&contract);
         let fund = insurance(market, collateral);
         let reference = format_compact!("liquidation:{market}:{mark}");
-        let mut due = penalty(&contract, size, mark, penalty_ppm).min(equity.max(0));
+        let due = penalty(&contract, size, mark, penalty_ppm).min(equity.max(0));
         let mut sources = vec![margin_account(position.entity, collateral)];
         if position.mode == MarginMode::Cross {
             sources.push(available(user, collateral));
         }
-        let mut paid = 0;
-        for source in sources {
-            let amount = due.min(kernel.balance(source));
-            if amount > 0 {
-                let leg = Leg { debit: source, credit: fund, amount, code: TransferCode(api::LIQUIDATION_PENALTY) };
-                moved(kernel.transfer(leg, reference.clone(), at_ms), "a liquidation's penalty")?;
-                due -= amount;
-                paid += amount;
-            }
-        }
+        let paid = take_from(kernel, &sources, fund, due, api::LIQUIDATION_PENALTY, &reference, at_ms)?;
         let offer_price = Exposure { size, mark, equity: paid }.bankruptcy_price(&contract).unwrap_or(mark);
-        self.trade(market, Party::User(user), -size, mark)?;
-        self.trade(market, Party::Network, size, mark)?;
-        self.release_excess(kernel, user, market, &orders.open_orders(user, market), at_ms)?;
+        self.hand_over(kernel, user, market, size, mark, orders, at_ms)?;
         outcome.liquidations.push(LiquidationRecord {
             market,
             user,
@@ -1176,6 +1181,25 @@ impl Perpetuals {
             penalty: paid,
         });
         Ok(())
+    }
+
+    /// Moves `size` lots (signed as the user's position) from the user's
+    /// position to the network's at the mark (positions stand at the mark:
+    /// no money moves), and gives back the margin no longer needed.
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over(
+        &mut self,
+        kernel: &mut Kernel,
+        user: UserId,
+        market: MarketId,
+        size: Lots,
+        mark: Ticks,
+        orders: &dyn OpenOrders,
+        at_ms: TimestampMs,
+    ) -> Result<(), String> {
+        self.trade(market, Party::User(user), -size, mark)?;
+        self.trade(market, Party::Network, size, mark)?;
+        self.release_excess(kernel, user, market, &orders.open_orders(user, market), at_ms)
     }
 
     /// Deleverages the network's lots beyond the contract's largest
@@ -1230,9 +1254,7 @@ impl Perpetuals {
         for (index, taken) in deleverage(lots, &sizes, &adl_order(&scores)) {
             let user = candidates[index].0;
             let size = taken as Lots * sizes[index].signum();
-            self.trade(market, Party::User(user), -size, mark)?;
-            self.trade(market, Party::Network, size, mark)?;
-            self.release_excess(kernel, user, market, &orders.open_orders(user, market), at_ms)?;
+            self.hand_over(kernel, user, market, size, mark, orders, at_ms)?;
             outcome.liquidations.push(LiquidationRecord {
                 market,
                 user,
@@ -1290,6 +1312,15 @@ impl Perpetuals {
     /// (the network's included) net to zero; users' positions are within
     /// the contract; the holders are the positions open.
     pub fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+        // Each market's net and long lots, users' and the network's, in one pass over the positions.
+        let mut sums: BTreeMap<MarketId, (i128, u64)> =
+            self.markets.iter().map(|(id, listed)| (*id, (i128::from(listed.network.size), listed.network.size.max(0).unsigned_abs()))).collect();
+        for ((_, market), position) in &self.positions {
+            if let Some((net, long)) = sums.get_mut(market) {
+                *net += i128::from(position.holding.size);
+                *long += position.holding.size.max(0).unsigned_abs();
+            }
+        }
         for (id, listed) in &self.markets {
             for account in [settlement(*id, listed.collateral()), funding_clearing(*id, listed.collateral())] {
                 let balance = kernel.balance(account);
@@ -1297,13 +1328,10 @@ impl Perpetuals {
                     return Err(format!("perpetual market {id}'s {account:?} holds {balance} between commands"));
                 }
             }
-            let open: i128 = self.positions.iter().filter(|((_, market), _)| market == id).map(|(_, position)| i128::from(position.holding.size)).sum();
-            if open + i128::from(listed.network.size) != 0 {
-                return Err(format!("perpetual market {id}'s positions net to {open} lots with the network's {}", listed.network.size));
+            let (net, long) = sums[id];
+            if net != 0 {
+                return Err(format!("perpetual market {id}'s positions net to {net} lots, the network's {} included", listed.network.size));
             }
-            let long: u64 =
-                self.positions.iter().filter(|((_, market), _)| market == id).map(|(_, position)| position.holding.size.max(0).unsigned_abs()).sum::<u64>()
-                    + listed.network.size.max(0).unsigned_abs();
             if long != listed.open_interest {
                 return Err(format!("perpetual market {id}'s open interest is {} lots, its long positions {long}", listed.open_interest));
             }

@@ -447,25 +447,12 @@ impl Product for Spot {
     }
 
     fn frozen_subject(&self, command: &Command) -> Option<UserId> {
-        use perpetual_api::Command as P;
         match command {
-            Command::PlaceOrder { user, .. } | Command::PlaceOco { user, .. } | Command::AmendOrder { user, .. } => Some(*user),
-            // Money between a frozen account's general and margin accounts, or an oracle's price, waits too.
-            Command::Perpetual(
-                P::SubmitPrice { user, .. }
-                | P::SetLeverage { user, .. }
-                | P::SetMarginMode { user, .. }
-                | P::AddMargin { user, .. }
-                | P::ReduceMargin { user, .. },
-            ) => Some(*user),
-            Command::Perpetual(P::CreateMarket { .. } | P::SetOracle { .. } | P::Tick) => None,
-            // Cancelling takes risk off: a frozen account may.
-            Command::CreateMarket(_)
-            | Command::SetTrading { .. }
-            | Command::CancelOrder { .. }
-            | Command::CancelAll { .. }
-            | Command::ApplyMatching { .. }
-            | Command::ExpireOrders => None,
+            // Cancelling takes risk off: a frozen account may. An oracle's
+            // role is granted by operators, not by the account.
+            Command::CancelOrder { .. } | Command::CancelAll { .. } | Command::Perpetual(perpetual_api::Command::SetOracle { .. }) => None,
+            // Orders, money between general and margin, an oracle's price.
+            command => acting_user(command),
         }
     }
 
