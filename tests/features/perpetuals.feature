@@ -28,10 +28,15 @@ Feature: Perpetual futures: margin, the mark, funding, liquidation and an insura
     # p < 54000 / 0.95 = 56842.105...: the highest tick below is 56842.1.
     Then alice is long 1 BTC on BTC-USD-PERP from 60000 USD with 6000.00 USD of margin, liquidated at 56842.1 USD
     And alice has 4000.00 USD available and 0.00 USD locked
-    # The mark falls 3000: from alice's margin to bob's.
-    When the oracle prices BTC-USD-PERP at 57000 USD
+    # The mark falls 3000: from alice's margin to bob's, pushed to her
+    # subscriptions and shown in the ticker.
+    When alice subscribes to her positions and the mark of BTC-USD-PERP
+    And the oracle prices BTC-USD-PERP at 57000 USD
     Then alice is long 1 BTC on BTC-USD-PERP from 60000 USD with 3000.00 USD of margin, liquidated at 56842.1 USD
     And bob is short 1 BTC on BTC-USD-PERP from 60000 USD with 9000.00 USD of margin
+    And alice receives her position on BTC-USD-PERP with 3000.00 USD of margin at the mark 57000 USD
+    And alice receives the mark 57000 USD and the index 57000 USD
+    And the ticker of BTC-USD-PERP shows the mark 57000 USD and the index 57000 USD
     # At 56800 her 2800 is below 5% of 56800 (2840): the penalty, 1% of
     # 56800 = 568, goes to the fund, the other 2232 back to her; the
     # liquidation book offers the lot no lower than 56800 - 568 = 56232,
@@ -53,13 +58,35 @@ Feature: Perpetual futures: margin, the mark, funding, liquidation and an insura
     And bob has an account with 10000 USD
     When alice buys 1 BTC on BTC-USD-PERP at 60000 USD
     And bob sells 1 BTC on BTC-USD-PERP at 60000 USD
-    # No premium sampled: the rate is premium + clamp(interest - premium,
-    # ±0.05%) = 0.01%. The trade at the index makes the mark the index:
+    # The book is empty at every sample, so the premium is 0: the rate is
+    # premium + clamp(interest - premium, ±0.05%) = 0.01%. The trade at the index makes the mark the index:
     # 1 BTC x 60000 x 0.01% = 6.00 USD, long to short.
     And the next funding of BTC-USD-PERP is paid
     Then the funding was paid at a rate of 0.0001 at 60000 USD, 6.00 USD in all
     And alice has paid 6.00 USD of funding on BTC-USD-PERP
     And bob has received 6.00 USD of funding on BTC-USD-PERP
+    And no money was created or destroyed
+
+  Scenario: A bid above the index makes the longs pay the premium
+    Given the operators list BTC-USD-PERP with 10% initial and 5% maintenance margin, a 1% penalty, an interest rate of 0.01% and funding every 10 seconds, priced by oracle
+    And the oracle prices BTC-USD-PERP at 60000 USD
+    And alice has an account with 10000 USD
+    And bob has an account with 10000 USD
+    And carol has an account with 10000 USD
+    When alice buys 1 BTC on BTC-USD-PERP at 60000 USD
+    And bob sells 1 BTC on BTC-USD-PERP at 60000 USD
+    And carol buys 0.1 BTC on BTC-USD-PERP at 60120 USD
+    # The ledger samples the book each second. The impact notional is
+    # 500 USD of margin at 10x, 5000 USD: carol's bid (0.1 x 60120 =
+    # 6012 USD) fills it, so the impact bid is 60120; no one asks, so the
+    # ask side counts as the index. Premium (60120 - 60000) / 60000 =
+    # 0.2%; rate 0.2% + clamp(0.01% - 0.2%, ±0.05%) = 0.15%. With no ask
+    # there is no book basis, and the last trade is 60000: the mark stays
+    # the index. The interval after the one carol's bid arrived in is
+    # sampled with it throughout: 1 BTC x 60000 x 0.15% = 90.00 USD.
+    And the next funding of BTC-USD-PERP is paid
+    And the next funding of BTC-USD-PERP is paid
+    Then the funding was paid at a rate of 0.0015 at 60000 USD, 90.00 USD in all
     And no money was created or destroyed
 
   Scenario: A bankrupt long with an empty fund deleverages the most profitable and leveraged short first

@@ -9,13 +9,21 @@
 //! ledger link. A market's ticker feed, for the ticker subscriptions, reads
 //! the rolling 24 hours once for all of them when the market trades or its
 //! book changes (at most once per `TICKER_INTERVAL`), and every
-//! `TICKER_RESEND` as the window slides.
+//! `TICKER_RESEND` as the window slides, and, on a perpetual market, when
+//! its mark or index moves.
+//!
+//! The perpetual feed reads every perpetual market's mark, index and
+//! funding once per `PERPETUAL_INTERVAL` while anyone listens (the ticker,
+//! markPrice and positions subscriptions), and hands on a reading when a
+//! figure changed: the ledger moves marks on its own clock (each mark
+//! interval, each funding time) and says nothing when it does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ledger_api::candles::DayStats;
+use ledger_api::perpetual::{self, MarketView};
 use ledger_api::spot::{self, OrderRecord, TradeRecord};
 use ledger_api::{Answer, MarketId, Query};
 use tokio::sync::{broadcast, watch};
@@ -32,12 +40,31 @@ const TRADES_BUFFERED: usize = 4_096;
 const TICKER_INTERVAL: Duration = Duration::from_secs(1);
 /// ... and at least once per this, as the 24 hours slide.
 const TICKER_RESEND: Duration = Duration::from_secs(60);
+/// How often the perpetual feed reads the marks: a quarter of the
+/// shortest mark interval a market may have is not worth the reads; half
+/// a second is what a screen shows.
+const PERPETUAL_INTERVAL: Duration = Duration::from_millis(500);
 
 pub struct Feeds {
     ledger: LedgerClient,
     matching: MatchingClient,
     running: Mutex<HashMap<MarketId, Weak<MarketFeed>>>,
     tickers: Mutex<HashMap<MarketId, Weak<TickerFeed>>>,
+    perpetuals: Mutex<Weak<PerpetualFeed>>,
+}
+
+/// Every perpetual market as the ledger last showed it; the feed stops
+/// when the last subscriber lets go of it.
+pub struct PerpetualFeed {
+    /// None until the first read.
+    pub views: watch::Receiver<Option<Arc<Vec<MarketView>>>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for PerpetualFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A market's rolling 24 hours and the top of its book, in matching's units.
@@ -48,6 +75,11 @@ pub struct TickerReading {
     pub stats: Option<DayStats>,
     pub best_bid: Option<u64>,
     pub best_ask: Option<u64>,
+    /// A perpetual market's mark price, in ticks; None on a spot market
+    /// and before the first oracle price.
+    pub mark: Option<u64>,
+    /// A perpetual market's index, in ticks; None on a spot market and when stale.
+    pub index: Option<u64>,
 }
 
 /// One market's ticker feed; it stops when the last subscriber lets go of it.
@@ -57,6 +89,8 @@ pub struct TickerFeed {
     task: tokio::task::AbortHandle,
     /// The market's feed, which says when it traded or its book changed.
     _market: Arc<MarketFeed>,
+    /// On a perpetual market, what says when its mark or index moved.
+    _perpetuals: Option<Arc<PerpetualFeed>>,
 }
 
 impl Drop for TickerFeed {
@@ -82,11 +116,25 @@ impl Drop for MarketFeed {
 
 impl Feeds {
     pub fn new(ledger: LedgerClient, matching: MatchingClient) -> Feeds {
-        Feeds { ledger, matching, running: Mutex::default(), tickers: Mutex::default() }
+        Feeds { ledger, matching, running: Mutex::default(), tickers: Mutex::default(), perpetuals: Mutex::default() }
     }
 
-    /// The market's running ticker feed, started if none is.
-    pub async fn ticker(&self, market: MarketId) -> Result<Arc<TickerFeed>, LinkError> {
+    /// The running perpetual feed, started if none is.
+    pub fn perpetuals(&self) -> Arc<PerpetualFeed> {
+        let mut running = self.perpetuals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(feed) = running.upgrade() {
+            return feed;
+        }
+        let (sender, views) = watch::channel(None);
+        let task = tokio::spawn(run_perpetuals(self.ledger.clone(), sender)).abort_handle();
+        let feed = Arc::new(PerpetualFeed { views, task });
+        *running = Arc::downgrade(&feed);
+        feed
+    }
+
+    /// The market's running ticker feed, started if none is; `perpetual`
+    /// says the market is one (its ticker then carries the mark and index).
+    pub async fn ticker(&self, market: MarketId, perpetual: bool) -> Result<Arc<TickerFeed>, LinkError> {
         let running = self.tickers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&market).and_then(Weak::upgrade);
         if let Some(feed) = running {
             return Ok(feed);
@@ -100,8 +148,10 @@ impl Feeds {
         tickers.retain(|_, feed| feed.strong_count() > 0);
         let (sender, reading) = watch::channel(None);
         let (trades, book) = (market_feed.trades.subscribe(), market_feed.book.clone());
-        let task = tokio::spawn(run_ticker(market, self.ledger.clone(), trades, book, sender)).abort_handle();
-        let feed = Arc::new(TickerFeed { reading, task, _market: market_feed });
+        let perpetuals = perpetual.then(|| self.perpetuals());
+        let marks = perpetuals.as_ref().map(|feed| feed.views.clone());
+        let task = tokio::spawn(run_ticker(market, self.ledger.clone(), trades, book, marks, sender)).abort_handle();
+        let feed = Arc::new(TickerFeed { reading, task, _market: market_feed, _perpetuals: perpetuals });
         tickers.insert(market, Arc::downgrade(&feed));
         Ok(feed)
     }
@@ -217,13 +267,20 @@ async fn newest_trades(ledger: &LedgerClient, market: MarketId, limit: u32) -> O
     }
 }
 
+/// A perpetual market's mark and index in `views`, in ticks.
+pub fn mark_and_index(views: &[MarketView], market: MarketId) -> (Option<u64>, Option<u64>) {
+    views.iter().find(|view| view.record.spec.market == market).map_or((None, None), |view| (view.record.mark, view.index))
+}
+
 /// Reads the market's ticker now, then after each trade or change of the
-/// book (at most once per `TICKER_INTERVAL`) and every `TICKER_RESEND`.
+/// book, or of the mark on a perpetual market (at most once per
+/// `TICKER_INTERVAL`), and every `TICKER_RESEND`.
 async fn run_ticker(
     market: MarketId,
     ledger: LedgerClient,
     mut trades: broadcast::Receiver<Arc<TradeRecord>>,
     mut book: watch::Receiver<Option<Arc<BookDepth>>>,
+    mut marks: Option<watch::Receiver<Option<Arc<Vec<MarketView>>>>>,
     reading: watch::Sender<Option<Arc<TickerReading>>>,
 ) {
     loop {
@@ -233,18 +290,51 @@ async fn run_ticker(
                 let top = book.borrow_and_update().clone();
                 let best = |levels: Option<&Vec<matching_api::PriceLevel>>| levels.and_then(|l| l.first()).map(|l| l.price);
                 let (best_bid, best_ask) = (best(top.as_ref().map(|b| &b.bids)), best(top.as_ref().map(|b| &b.asks)));
+                let views = marks.as_mut().and_then(|marks| marks.borrow_and_update().clone());
+                let (mark, index) = views.map_or((None, None), |views| mark_and_index(&views, market));
                 // Sent every time: its time is new, and each subscriber sends only what changed.
-                reading.send_replace(Some(Arc::new(TickerReading { now_ms, stats, best_bid, best_ask })));
+                reading.send_replace(Some(Arc::new(TickerReading { now_ms, stats, best_bid, best_ask, mark, index })));
             }
             other => tracing::debug!(market, answer = ?other.map(|a| a.map(|_| ())), "the ticker could not be read"),
         }
         tokio::time::sleep(TICKER_INTERVAL).await;
+        let marked = async {
+            match marks.as_mut() {
+                Some(marks) => marks.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             trade = trades.recv() => if let Err(broadcast::error::RecvError::Closed) = trade { return },
             changed = book.changed() => if changed.is_err() { return },
+            changed = marked => if changed.is_err() { return },
             _ = tokio::time::sleep(TICKER_RESEND) => {}
         }
         // One reading covers every trade queued meanwhile.
         while !matches!(trades.try_recv(), Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)) {}
+    }
+}
+
+/// Reads every perpetual market now and each `PERPETUAL_INTERVAL`, and
+/// hands the reading on when it differs from the last; an unreachable
+/// ledger keeps the last one.
+async fn run_perpetuals(ledger: LedgerClient, views: watch::Sender<Option<Arc<Vec<MarketView>>>>) {
+    let mut every = tokio::time::interval(PERPETUAL_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now_ms = crate::api::now_ms();
+        match ledger.query(Query::Spot(spot::Query::Perpetual(perpetual::Query::Markets { now_ms }))).await {
+            Ok(Ok(Answer::Spot(spot::Answer::Perpetual(perpetual::Answer::Markets(read))))) => {
+                views.send_if_modified(|current| {
+                    let changed = current.as_deref() != Some(&read);
+                    if changed {
+                        *current = Some(Arc::new(read));
+                    }
+                    changed
+                });
+            }
+            other => tracing::debug!(answer = ?other.map(|a| a.map(|_| ())), "the perpetual markets could not be read"),
+        }
     }
 }

@@ -791,6 +791,10 @@ impl Spot {
         let due: Vec<MarketId> = self.perpetuals.markets().filter(|listed| listed.next_tick() <= at_ms).map(|listed| listed.id()).collect();
         let (mut marks, mut fundings, mut liquidations) = (Vec::new(), Vec::new(), Vec::new());
         for market in due {
+            let (impact_bid, impact_ask) = self.impact_prices(kernel, market);
+            if let Err(reason) = self.perpetuals.sample_book(market, impact_bid, impact_ask, at_ms) {
+                self.fault(reason.to_string());
+            }
             if let Some((mark, liquidated)) = self.remark(kernel, market, at_ms) {
                 marks.push((market, mark));
                 liquidations.extend(liquidated);
@@ -809,6 +813,34 @@ impl Spot {
             self.perpetuals.ticked(market, at_ms);
         }
         perpetual_api::Outcome::Ticked { marks, fundings, liquidations }
+    }
+
+    /// The impact bid and ask of a perpetual market's book (risk-core's
+    /// funding rules), read from the orders resting there: the ledger
+    /// holds every order matching has, so the sample is the journal's and
+    /// a replay samples the same. A side too thin for the impact notional
+    /// has none.
+    fn impact_prices(&self, kernel: &Kernel, market: MarketId) -> (Option<u64>, Option<u64>) {
+        let Some(listed) = self.perpetuals.market(market) else { return (None, None) };
+        let scale = kernel.asset(listed.collateral()).map_or(0, |asset| asset.scale);
+        let initial_ppm = listed.tiers.tiers().first().map_or(1_000_000, |tier| tier.initial_ppm);
+        let Some(impact_value) = risk_core::funding::impact_value_exact(&listed.contract, scale, initial_ppm) else { return (None, None) };
+        let (mut bids, mut asks) = (BTreeMap::<u64, u64>::new(), BTreeMap::<u64, u64>::new());
+        let resting = self
+            .perpetual_orders
+            .iter()
+            .filter(|((_, order_market), _)| *order_market == market)
+            .flat_map(|(_, ids)| ids.iter().filter_map(|id| self.orders.get(id)))
+            .filter(|record| record.order.may_rest() && matches!(record.status, OrderStatus::Open | OrderStatus::PartiallyFilled));
+        for record in resting {
+            let Some(price) = record.order.price else { continue };
+            let side = if record.order.side == Side::Buy { &mut bids } else { &mut asks };
+            *side.entry(price).or_default() += record.order.quantity.saturating_sub(record.filled);
+        }
+        let bids: Vec<(u64, u64)> = bids.into_iter().rev().collect();
+        let asks: Vec<(u64, u64)> = asks.into_iter().collect();
+        let impact = |levels: &[(u64, u64)], round_up| risk_core::funding::impact_price(&listed.contract, levels, impact_value, round_up);
+        (impact(&bids, false), impact(&asks, true))
     }
 
     /// Offers what the network holds, no worse than the price at which its

@@ -260,17 +260,27 @@ fn a_perpetual_market_trades_liquidates_on_the_book_and_funds_through_the_ledger
     assert!(high >= price(63_000));
     assert_eq!(exchange.ledger.spot().order(stop).map(|order| order.status), Some(OrderStatus::Open));
 
-    // The hour's funding at the ledger's tick: no premium sampled, so the
-    // rate is the interest, 0.01%: Carol's 1 BTC long pays 0.01% of the
-    // mark, rounded up, to Bob's short, who gets it rounded down.
+    // Just before the hour the oracle prices 63,000 again (its last price
+    // is past the staleness limit): the mark is the index.
+    exchange.at_ms = 3_600_000 - 10;
+    exchange.price(price(63_000));
+    assert_eq!(exchange.ledger.spot().perpetuals().market(PERP).unwrap().mark, Some(price(63_000)));
+    // The hour's funding at the ledger's tick, which samples the book
+    // first. The impact notional is 500 USD at 10x, 5,000 USD: Bob's bid
+    // of 0.5 BTC at 64,000 fills it (impact bid 64,000); no asks (no
+    // impact ask). Over the 63,000 index the premium is 1,000 / 63,000,
+    // 1.587%; the rate premium + clamp(0.01% - premium, ±0.05%) = 1.537%,
+    // capped at 0.375%. Carol's 1 BTC long pays 0.375% of 63,000 = 236.25
+    // USD to Bob's short.
     let (carol, bob) = (exchange.margin(CAROL), exchange.margin(BOB));
     exchange.at_ms = 3_600_000 - 1;
     let outcome = exchange.ok(perpetual(api::Command::Tick));
     let Outcome::Spot(spot::Outcome::Perpetual(api::Outcome::Ticked { fundings, liquidations, .. })) = outcome else { panic!("{outcome:?}") };
     assert!(liquidations.is_empty());
-    let due = (high as Amount + 999) / 1_000;
-    assert_eq!(fundings.iter().map(|funding| (funding.rate_ppb, funding.collected)).collect::<Vec<_>>(), vec![(100_000, due)]);
-    assert_eq!((exchange.margin(CAROL), exchange.margin(BOB)), (carol - due, bob + high as Amount / 1_000));
+    let due = 23_625;
+    let paid: Vec<_> = fundings.iter().map(|funding| (funding.rate_ppb, funding.mark, funding.collected)).collect();
+    assert_eq!(paid, vec![(3_750_000, price(63_000), due)]);
+    assert_eq!((exchange.margin(CAROL), exchange.margin(BOB)), (carol - due, bob + due));
 
     // The oracle has gone quiet past the staleness limit: only orders that
     // reduce a position are taken.

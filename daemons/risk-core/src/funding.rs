@@ -2,7 +2,10 @@
 //!
 //! - **Impact prices**: the average price of filling the market's impact
 //!   notional against each side of the book (an impact bid sells into the
-//!   bids, rounded down; an impact ask buys the asks, rounded up).
+//!   bids, rounded down; an impact ask buys the asks, rounded up). The
+//!   impact notional is dYdX's: what 500 of the collateral margins at the
+//!   market's largest leverage, `500 / initial margin fraction` (10,000
+//!   USD at 5%); the book is sampled at every mark interval.
 //! - **Premium** (Binance's premium index), in billionths:
 //!   `(max(0, impact bid - index) - max(0, index - impact ask)) / index`;
 //!   a side without enough depth counts as the index.
@@ -45,6 +48,19 @@ pub fn impact_price(contract: &Contract, levels: &[(Ticks, u64)], impact_value_e
         }
     }
     None
+}
+
+/// The margin, in whole units of the collateral, whose notional at the
+/// largest leverage the impact prices fill (dYdX's rule).
+pub const IMPACT_MARGIN: i128 = 500;
+
+/// The impact notional in the contract's exact units: `IMPACT_MARGIN`
+/// collateral (of `collateral_scale` decimals) over the first bracket's
+/// initial fraction. `None` when it would not fit.
+pub fn impact_value_exact(contract: &Contract, collateral_scale: u8, initial_ppm: u32) -> Option<i128> {
+    let margin_minor = IMPACT_MARGIN.checked_mul(10i128.checked_pow(u32::from(collateral_scale))?)?;
+    let notional_minor = margin_minor.checked_mul(1_000_000)? / i128::from(initial_ppm.max(1));
+    notional_minor.checked_mul(contract.divisor())
 }
 
 /// The premium of the book over the index, in billionths.
@@ -147,6 +163,15 @@ mod tests {
 
     fn btc() -> Contract {
         Contract::new(1, 2, 10_000_000, 1_000_000).unwrap()
+    }
+
+    #[test]
+    fn the_impact_notional_is_500_of_margin_at_the_largest_leverage() {
+        // 500 USD (cents: scale 2) at 5% initial is 10,000 USD: 10^6 cents, 10^8 exact.
+        assert_eq!(impact_value_exact(&btc(), 2, 50_000), Some(100_000_000));
+        // At 10% it is 5,000 USD.
+        assert_eq!(impact_value_exact(&btc(), 2, 100_000), Some(50_000_000));
+        assert_eq!(impact_value_exact(&btc(), 200, 100_000), None, "no scale of 10^200 fits");
     }
 
     #[test]

@@ -2208,6 +2208,53 @@ fn next_funding(world: &mut Marionette, market: String) {
     }
 }
 
+#[when(regex = r"^(\w+) subscribes to (?:her|his) positions and the mark of ([\w-]+)$")]
+fn subscribes_positions(world: &mut Marionette, name: String, market: String) {
+    let mut socket = world.sockets.remove(&name).unwrap_or_else(|| world.system().subscriptions(world.token(&name)));
+    socket.subscribe("positions", "subscription { positions { market side contracts margin markPrice } }");
+    socket.subscribe("mark", &format!("subscription {{ markPrice(market: \"{market}\") {{ markPrice indexPrice }} }}"));
+    world.sockets.insert(name, socket);
+}
+
+#[then(regex = r"^(\w+) receives (?:her|his) position on ([\w-]+) with ([\d.]+) USD of margin at the mark ([\d.]+) USD$")]
+fn receives_position(world: &mut Marionette, name: String, market: String, margin: String, mark: String) {
+    // The positions as they were at subscribing come first; each change after.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let positions = next_payload(world, &name, "positions", "positions");
+        let position = positions.as_array().unwrap().iter().find(|p| p["market"] == market.as_str()).cloned().unwrap_or(Value::Null);
+        if position["margin"].is_string() && field_decimal(&position["margin"]) == decimal(&margin) && field_decimal(&position["markPrice"]) == decimal(&mark) {
+            return;
+        }
+        seen.push(positions);
+    }
+    panic!("no position on {market} with {margin} USD of margin at {mark} among {seen:?}");
+}
+
+#[then(regex = r"^(\w+) receives the mark ([\d.]+) USD and the index ([\d.]+) USD$")]
+fn receives_mark(world: &mut Marionette, name: String, mark: String, index: String) {
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let rate = next_payload(world, &name, "mark", "markPrice");
+        if rate["markPrice"].is_string() && field_decimal(&rate["markPrice"]) == decimal(&mark) {
+            assert_eq!(field_decimal(&rate["indexPrice"]), decimal(&index), "{rate}");
+            return;
+        }
+        seen.push(rate);
+    }
+    panic!("no mark of {mark} among {seen:?}");
+}
+
+#[then(regex = r"^the ticker of ([\w-]+) shows the mark ([\d.]+) USD and the index ([\d.]+) USD$")]
+fn ticker_shows_mark(world: &mut Marionette, market: String, mark: String, index: String) {
+    let answer = world.system().post(&format!("{{ ticker(market: \"{market}\") {{ markPrice indexPrice }} tickers {{ market markPrice }} }}"), json!({}), "").2;
+    let ticker = data(&answer, "ticker");
+    assert_eq!((field_decimal(&ticker["markPrice"]), field_decimal(&ticker["indexPrice"])), (decimal(&mark), decimal(&index)), "{answer}");
+    // A spot market has no mark.
+    let spot = data(&answer, "tickers").as_array().unwrap().iter().find(|t| t["market"] == "BTC-USD").cloned();
+    assert_eq!(spot.map(|t| t["markPrice"].clone()), Some(Value::Null), "{answer}");
+}
+
 #[then(regex = r"^the funding was paid at a rate of ([\d.]+) at ([\d.]+) USD, ([\d.]+) USD in all$")]
 fn funding_paid(world: &mut Marionette, rate: String, mark: String, amount: String) {
     let funding = &world.answer;

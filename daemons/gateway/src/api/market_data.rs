@@ -2,20 +2,22 @@
 //! candles from its settled trades (`ledger_api::candles`), so they are as
 //! durable as the trades; this file fills the intervals without trades and
 //! turns matching's units into decimals. Best bid and ask come from
-//! matching's book.
+//! matching's book; a perpetual market's mark and index from the ledger.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_graphql::{Context, Enum, Error, Object, SimpleObject, Subscription, ID};
 use futures_util::stream::{self, Stream};
-use ledger_api::candles::{self, Candle as LedgerCandle, CandleInterval as LedgerInterval, DayStats};
+use ledger_api::candles::{self, Candle as LedgerCandle, CandleInterval as LedgerInterval};
+use ledger_api::perpetual as perpetual_api;
 use ledger_api::spot::{self as api, Market as LedgerMarket, TradeRecord};
 use ledger_api::{Answer, MarketId, Query, QUERY_LIMIT_MAX};
 use rust_decimal::{Decimal, RoundingStrategy};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ask_ledger, at, coded, link_error, now_ms, services, take_slot, unexpected, Catalog, DateTime, Dec};
+use crate::feed::{mark_and_index, TickerReading};
 use crate::ledger_client::LedgerClient;
 use crate::matching_client::MatchingClient;
 use crate::units::{self, MarketTerms};
@@ -99,6 +101,12 @@ pub struct Ticker {
     /// Quote volume over base volume, to four digits beyond the tick; null when nothing traded.
     pub vwap: Option<Dec>,
     pub trades: u64,
+    /// A perpetual market's mark price, which drives its profit, loss and
+    /// liquidations; null on a spot market and before the first oracle price.
+    pub mark_price: Option<Dec>,
+    /// A perpetual market's index (the oracles' median); null on a spot
+    /// market and while the oracles' prices are stale.
+    pub index_price: Option<Dec>,
 }
 
 /// What a market's units turn into decimals with.
@@ -143,7 +151,9 @@ impl Units {
         }
     }
 
-    pub(crate) fn ticker(&self, now_ms: u64, stats: Option<&DayStats>, best_bid: Option<u64>, best_ask: Option<u64>) -> Ticker {
+    pub(crate) fn ticker(&self, reading: &TickerReading) -> Ticker {
+        let TickerReading { now_ms, ref stats, best_bid, best_ask, mark, index } = *reading;
+        let stats = stats.as_ref();
         let price = |ticks: u64| Dec(self.price(ticks));
         let (open, last) = (stats.map(|s| self.price(s.open)), stats.map(|s| self.price(s.last)));
         let change = open.zip(last).and_then(|(open, last)| last.checked_sub(open));
@@ -173,6 +183,8 @@ impl Units {
             quote_volume: Dec(quote_volume),
             vwap: vwap.map(Dec),
             trades: stats.map_or(0, |s| s.trades),
+            mark_price: mark.map(price),
+            index_price: index.map(price),
         }
     }
 }
@@ -222,14 +234,23 @@ pub(crate) async fn read_candles(
     }
 }
 
-async fn read_ticker(ledger: &LedgerClient, matching: &MatchingClient, market: MarketId, units: &Units) -> Result<Ticker, Error> {
-    let now = now_ms();
-    let Answer::Spot(api::Answer::DayStats(stats)) = ask_ledger(ledger, Query::Spot(api::Query::DayStats { market, now_ms: now })).await? else {
+async fn read_ticker(ledger: &LedgerClient, matching: &MatchingClient, market: MarketId, perpetual: bool, units: &Units) -> Result<Ticker, Error> {
+    let now_ms = now_ms();
+    let Answer::Spot(api::Answer::DayStats(stats)) = ask_ledger(ledger, Query::Spot(api::Query::DayStats { market, now_ms })).await? else {
         return Err(unexpected("day stats"));
     };
     let book = matching.depth(market, 1).await.map_err(link_error)?;
     let best = |levels: Option<&Vec<matching_api::PriceLevel>>| levels.and_then(|l| l.first()).map(|l| l.price);
-    Ok(units.ticker(now, stats.as_ref(), best(book.as_ref().map(|b| &b.bids)), best(book.as_ref().map(|b| &b.asks))))
+    let (best_bid, best_ask) = (best(book.as_ref().map(|b| &b.bids)), best(book.as_ref().map(|b| &b.asks)));
+    let (mark, index) = if perpetual {
+        match ask_ledger(ledger, Query::Spot(api::Query::Perpetual(perpetual_api::Query::Markets { now_ms }))).await? {
+            Answer::Spot(api::Answer::Perpetual(perpetual_api::Answer::Markets(views))) => mark_and_index(&views, market),
+            other => return Err(unexpected(other)),
+        }
+    } else {
+        (None, None)
+    };
+    Ok(units.ticker(&TickerReading { now_ms, stats, best_bid, best_ask, mark, index }))
 }
 
 #[derive(Default)]
@@ -263,7 +284,7 @@ impl MarketDataQuery {
         let catalog = Catalog::load(ctx).await?;
         let (ledger_market, units) = market_units(&catalog, &market)?;
         let services = services(ctx);
-        read_ticker(&services.ledger, &services.matching, ledger_market.id(), &units).await
+        read_ticker(&services.ledger, &services.matching, ledger_market.id(), catalog.is_perpetual(ledger_market.id()), &units).await
     }
 
     /// Every market's last 24 hours.
@@ -273,7 +294,7 @@ impl MarketDataQuery {
         let services = services(ctx);
         for market in &catalog.markets {
             let Some((terms, ..)) = catalog.terms(market) else { continue };
-            tickers.push(read_ticker(&services.ledger, &services.matching, market.id(), &Units { terms }).await?);
+            tickers.push(read_ticker(&services.ledger, &services.matching, market.id(), catalog.is_perpetual(market.id()), &Units { terms }).await?);
         }
         Ok(tickers)
     }
@@ -425,7 +446,7 @@ impl MarketDataSubscription {
         let catalog = Catalog::load(ctx).await?;
         let (ledger_market, units) = market_units(&catalog, &market)?;
         let slot = take_slot(ctx)?;
-        let feed = services(ctx).feeds.ticker(ledger_market.id()).await.map_err(link_error)?;
+        let feed = services(ctx).feeds.ticker(ledger_market.id(), catalog.is_perpetual(ledger_market.id())).await.map_err(link_error)?;
         let mut readings = feed.reading.clone();
         // The reading now first (once there is one), then each that changes a figure.
         readings.mark_changed();
@@ -435,7 +456,7 @@ impl MarketDataSubscription {
                 loop {
                     readings.changed().await.ok()?;
                     let Some(reading) = readings.borrow_and_update().clone() else { continue };
-                    let ticker = units.ticker(reading.now_ms, reading.stats.as_ref(), reading.best_bid, reading.best_ask);
+                    let ticker = units.ticker(&reading);
                     // The time read is always new; a ticker is news when a figure changed.
                     let same = last.as_ref().is_some_and(|last| Ticker { at: last.at.clone(), from: last.from.clone(), ..ticker.clone() } == *last);
                     if !same {
@@ -450,7 +471,7 @@ impl MarketDataSubscription {
 
 #[cfg(test)]
 mod tests {
-    use ledger_api::candles::{CandleInterval as I, MINUTE_MS};
+    use ledger_api::candles::{CandleInterval as I, DayStats, MINUTE_MS};
     use ledger_api::AssetSpec;
 
     use super::*;
@@ -546,7 +567,8 @@ mod tests {
         let units = Units { terms: units::market_terms(&market, &base, &quote) };
         // Tick 1 USD, lot 0.01 BTC. Opened at 100, last 103; 3 lots for 306 ticks x lots (cents).
         let stats = DayStats { from_ms: 0, open: 100, high: 104, low: 99, last: 103, volume_lots: 3, turnover_tick_lots: 306, trades: 3 };
-        let ticker = units.ticker(NOW, Some(&stats), Some(102), None);
+        let reading = |stats: Option<DayStats>, best_bid: Option<u64>| TickerReading { now_ms: NOW, stats, best_bid, best_ask: None, mark: None, index: None };
+        let ticker = units.ticker(&reading(Some(stats), Some(102)));
         assert_eq!(ticker.market.0, "BTC-USD");
         assert_eq!(ticker.last_price, Some(Dec(Decimal::new(103, 0))));
         assert_eq!(ticker.change, Some(Dec(Decimal::new(3, 0))));
@@ -557,10 +579,13 @@ mod tests {
         assert_eq!(ticker.best_bid, Some(Dec(Decimal::new(102, 0))));
         assert_eq!(ticker.best_ask, None);
         let stats = DayStats { volume_lots: 3, turnover_tick_lots: 307, ..stats };
-        let rounded = units.ticker(NOW, Some(&stats), None, None);
+        let rounded = units.ticker(&reading(Some(stats), None));
         assert_eq!(rounded.vwap, Some(Dec(Decimal::new(1_023_333, 4))), "3.07 / 0.03 to four digits past the tick");
-        let never = units.ticker(NOW, None, None, None);
+        let never = units.ticker(&reading(None, None));
         assert_eq!((never.last_price, never.vwap, never.trades, never.volume), (None, None, 0, Dec(Decimal::ZERO)));
+        assert_eq!((never.mark_price, never.index_price), (None, None), "a spot market has no mark");
+        let marked = units.ticker(&TickerReading { mark: Some(101), index: Some(100), ..reading(None, None) });
+        assert_eq!((marked.mark_price, marked.index_price), (Some(Dec(Decimal::new(101, 0))), Some(Dec(Decimal::new(100, 0)))));
         // Tick 0.01 USD, lot 0.0001 BTC: a tick on a lot is a ten-thousandth of a cent, and
         // 0.0003 BTC at 50,000.01 and 0.0001 at 50,000.00 is 20.000003 USD, not rounded.
         let spec = matching_api::MarketSpec { quote_units_per_tick_lot: 1, tick_lot_scale: 4, ..spec };
@@ -568,7 +593,7 @@ mod tests {
         let units = Units { terms: units::market_terms(&market, &base, &quote) };
         let turnover = 3 * 5_000_001 + 5_000_000;
         let stats = DayStats { open: 5_000_001, high: 5_000_001, low: 5_000_000, last: 5_000_000, volume_lots: 4, turnover_tick_lots: turnover, ..stats };
-        let fine = units.ticker(NOW, Some(&stats), None, None);
+        let fine = units.ticker(&reading(Some(stats), None));
         assert_eq!((fine.volume, fine.quote_volume), (Dec(Decimal::new(4, 4)), Dec(Decimal::new(20_000_003, 6))));
         assert_eq!(fine.vwap, Some(Dec(Decimal::new(5_000_000_750, 5))), "20.000003 / 0.0004 = 50,000.0075");
     }

@@ -75,7 +75,7 @@ pub struct Mutation(
 
 /// Every product's subscriptions: one line each.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(spot::SpotSubscription, market_data::MarketDataSubscription);
+pub struct Subscription(spot::SpotSubscription, market_data::MarketDataSubscription, perpetual::PerpetualSubscription);
 
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 

@@ -7,15 +7,25 @@
 //! ledger computes every number; this file turns ticks, lots and minor
 //! units into decimals.
 
-use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, Subscription, ID};
+use futures_util::stream::{self, Stream};
 use ledger_api::perpetual::{self as api, FundingRecord, LiquidationRecord, MarginTier, MarketView, PerpetualSpec, PositionView};
 use ledger_api::spot::{self as spot_api, Market as LedgerMarket};
 use ledger_api::{Answer, AssetSpec, Command, Outcome, Query};
 use matching_api::MarketSpec;
 use rust_decimal::Decimal;
 
-use super::{ask, at, caller_id, coded, list_limit, now_ms, operator, run, unexpected, Catalog, DateTime, Dec};
+use super::{ask, ask_ledger, at, caller_id, coded, list_limit, now_ms, operator, run, services, take_slot, unexpected, Catalog, DateTime, Dec};
+use crate::ledger_client::LedgerClient;
 use crate::units::{self, MarketTerms};
+
+/// How often a positions subscription reads the positions with nothing
+/// said to have changed them: margin added or funding paid through
+/// another gateway.
+const POSITIONS_RESYNC: Duration = Duration::from_secs(2);
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum MarginMode {
@@ -85,7 +95,7 @@ pub struct PerpetualMarket {
 }
 
 /// A position (CCXT's fields).
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone, PartialEq)]
 pub struct Position {
     pub market: ID,
     pub side: PositionSide,
@@ -109,7 +119,7 @@ pub struct Position {
     pub funding: Dec,
 }
 
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone, PartialEq)]
 pub struct FundingRate {
     pub market: ID,
     /// Predicted for the next funding, per interval (positive: longs pay shorts).
@@ -255,7 +265,11 @@ async fn market_view(ctx: &Context<'_>, market: u32) -> Result<MarketView, Error
 }
 
 async fn positions(ctx: &Context<'_>, user: u64) -> Result<Vec<PositionView>, Error> {
-    match ask(ctx, Query::Spot(spot_api::Query::Perpetual(api::Query::Positions { user }))).await? {
+    read_positions(&services(ctx).ledger, user).await
+}
+
+async fn read_positions(ledger: &LedgerClient, user: u64) -> Result<Vec<PositionView>, Error> {
+    match ask_ledger(ledger, Query::Spot(spot_api::Query::Perpetual(api::Query::Positions { user }))).await? {
         Answer::Spot(spot_api::Answer::Perpetual(api::Answer::Positions(positions))) => Ok(positions),
         other => Err(unexpected(other)),
     }
@@ -325,6 +339,24 @@ impl Catalog {
         })
     }
 
+    fn api_funding_rate(&self, view: &MarketView) -> Option<FundingRate> {
+        let market = self.markets.iter().find(|market| market.id() == view.record.spec.market)?;
+        let (terms, ..) = self.terms(market)?;
+        Some(FundingRate {
+            market: ID(terms.name.clone()),
+            funding_rate: rate_ppb(view.predicted_rate_ppb),
+            next_funding_time: at(view.record.next_funding_ms),
+            mark_price: view.record.mark.map(|ticks| price(ticks, &terms)),
+            index_price: view.index.map(|ticks| price(ticks, &terms)),
+            interval_ms: millis(view.record.spec.funding_interval_ms),
+        })
+    }
+
+    /// The open positions among `views`, in the API's terms.
+    fn api_positions(&self, views: &[PositionView]) -> Vec<Position> {
+        views.iter().filter(|view| view.size != 0).filter_map(|view| self.api_position(view)).collect()
+    }
+
     fn api_liquidation(&self, record: &LiquidationRecord) -> Option<Liquidation> {
         let market = self.markets.iter().find(|market| market.id() == record.market)?;
         let (terms, ..) = self.terms(market)?;
@@ -377,22 +409,18 @@ impl PerpetualQuery {
         let user = caller_id(ctx)?;
         let views = positions(ctx, user).await?;
         let catalog = Catalog::covering(ctx, |c| views.iter().all(|view| c.is_perpetual(view.market))).await?;
-        Ok(views.iter().filter(|view| include_flat || view.size != 0).filter_map(|view| catalog.api_position(view)).collect())
+        if include_flat {
+            return Ok(views.iter().filter_map(|view| catalog.api_position(view)).collect());
+        }
+        Ok(catalog.api_positions(&views))
     }
 
     /// The funding rate the next funding will pay at, and when.
     async fn fetch_funding_rate(&self, ctx: &Context<'_>, market: ID) -> Result<FundingRate, Error> {
         let catalog = Catalog::load(ctx).await?;
-        let (listed, terms, _) = catalog.perpetual_by_name(&market)?;
+        let (listed, ..) = catalog.perpetual_by_name(&market)?;
         let view = market_view(ctx, listed.id()).await?;
-        Ok(FundingRate {
-            market: ID(terms.name.clone()),
-            funding_rate: rate_ppb(view.predicted_rate_ppb),
-            next_funding_time: at(view.record.next_funding_ms),
-            mark_price: view.record.mark.map(|ticks| price(ticks, &terms)),
-            index_price: view.index.map(|ticks| price(ticks, &terms)),
-            interval_ms: millis(view.record.spec.funding_interval_ms),
-        })
+        catalog.api_funding_rate(&view).ok_or_else(|| unexpected("the perpetual market"))
     }
 
     /// The market's fundings paid, newest first.
@@ -418,6 +446,134 @@ impl PerpetualQuery {
             }
             other => Err(unexpected(other)),
         }
+    }
+}
+
+#[derive(Default)]
+pub struct PerpetualSubscription;
+
+/// A positions subscription between two reads.
+struct PositionsFollower {
+    ledger: LedgerClient,
+    user: u64,
+    catalog: Arc<Catalog>,
+    /// Every perpetual market's mark and funding: a new mark moves margins.
+    marks: tokio::sync::watch::Receiver<Option<Arc<Vec<MarketView>>>>,
+    /// Every order's changes: a fill of the user's moves their position.
+    updates: tokio::sync::broadcast::Receiver<Arc<Vec<spot_api::OrderRecord>>>,
+    /// The positions sent last.
+    last: Option<Vec<Position>>,
+    _held: (Arc<crate::feed::PerpetualFeed>, super::SubscriptionSlot),
+}
+
+impl PositionsFollower {
+    /// Waits for something that may have changed the user's positions;
+    /// false when the ledger link is gone for good.
+    async fn wait(&mut self) -> bool {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let user = self.user;
+            let woken = tokio::select! {
+                changed = self.marks.changed() => changed.is_ok(),
+                update = self.updates.recv() => match update {
+                    Ok(batch) => {
+                        if !batch.iter().any(|record| record.order.user == user) {
+                            continue;
+                        }
+                        true
+                    }
+                    // A missed update may have been a fill: the read after this has it.
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return false,
+                },
+                _ = tokio::time::sleep(POSITIONS_RESYNC) => true,
+            };
+            return woken;
+        }
+    }
+
+    /// The positions now, when they differ from the ones sent last.
+    async fn read(&mut self) -> Result<Option<Vec<Position>>, Error> {
+        let views = read_positions(&self.ledger, self.user).await?;
+        // A market listed since the subscription started: read the catalog again.
+        if views.iter().any(|view| !self.catalog.is_perpetual(view.market)) {
+            self.catalog = Catalog::read(&self.ledger).await?;
+        }
+        let positions = self.catalog.api_positions(&views);
+        if self.last.as_ref() == Some(&positions) {
+            return Ok(None);
+        }
+        self.last = Some(positions.clone());
+        Ok(Some(positions))
+    }
+}
+
+#[Subscription]
+impl PerpetualSubscription {
+    /// A perpetual market's mark, index and predicted funding now, then
+    /// each time one of them or the next funding time changes (the gateway
+    /// reads every perpetual market twice a second for all subscribers).
+    async fn mark_price(&self, ctx: &Context<'_>, market: ID) -> Result<impl Stream<Item = FundingRate>, Error> {
+        let catalog = Catalog::load(ctx).await?;
+        let (listed, ..) = catalog.perpetual_by_name(&market)?;
+        let id = listed.id();
+        let slot = take_slot(ctx)?;
+        let feed = services(ctx).feeds.perpetuals();
+        let mut views = feed.views.clone();
+        // The reading now first (once there is one), then each that changes a figure.
+        views.mark_changed();
+        Ok(stream::unfold((views, None::<FundingRate>, (feed, slot)), move |(mut views, mut last, held)| {
+            let catalog = catalog.clone();
+            async move {
+                loop {
+                    views.changed().await.ok()?;
+                    let Some(read) = views.borrow_and_update().clone() else { continue };
+                    let Some(rate) = read.iter().find(|view| view.record.spec.market == id).and_then(|view| catalog.api_funding_rate(view)) else {
+                        continue;
+                    };
+                    if last.as_ref() != Some(&rate) {
+                        last = Some(rate.clone());
+                        return Some((rate, (views, last, held)));
+                    }
+                }
+            }
+        }))
+    }
+
+    /// The caller's open positions now, then each time they change: a
+    /// fill, a new mark (each mark-to-market moves the margin), a funding,
+    /// a liquidation, margin added or taken out.
+    async fn positions(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Vec<Position>, Error>>, Error> {
+        let user = caller_id(ctx)?;
+        let slot = take_slot(ctx)?;
+        let services = services(ctx);
+        let feed = services.feeds.perpetuals();
+        let follower = PositionsFollower {
+            ledger: services.ledger.clone(),
+            user,
+            catalog: Catalog::load(ctx).await?,
+            marks: feed.views.clone(),
+            // Listening before the first read, so no fill falls between the two.
+            updates: services.ledger.order_updates(),
+            last: None,
+            _held: (feed, slot),
+        };
+        Ok(stream::unfold(Some(follower), |follower| async move {
+            let mut follower = follower?;
+            loop {
+                match follower.read().await {
+                    Ok(Some(positions)) => return Some((Ok(positions), Some(follower))),
+                    Ok(None) => {}
+                    // Before the first answer the client has nothing: say why and end.
+                    Err(error) if follower.last.is_none() => return Some((Err(error), None)),
+                    // After it, the positions sent stand until a read succeeds.
+                    Err(error) => tracing::debug!(user = follower.user, error = ?error.message, "the positions could not be read"),
+                }
+                if !follower.wait().await {
+                    return None;
+                }
+            }
+        }))
     }
 }
 
