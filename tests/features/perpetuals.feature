@@ -89,6 +89,41 @@ Feature: Perpetual futures: margin, the mark, funding, liquidation and an insura
     Then the funding was paid at a rate of 0.0015 at 60000 USD, 90.00 USD in all
     And no money was created or destroyed
 
+  Scenario: Reduce-only orders only shrink a position, and a position closes in one call
+    Given the operators list BTC-USD-PERP with 10% initial and 5% maintenance margin, a 1% penalty, no interest and funding every 3600 seconds, priced by oracle
+    And the oracle prices BTC-USD-PERP at 60000 USD
+    And alice has an account with 10000 USD
+    And bob has an account with 10000 USD
+    And carol has an account with 10000 USD
+    When alice buys 1 BTC on BTC-USD-PERP at 60000 USD
+    And bob sells 1 BTC on BTC-USD-PERP at 60000 USD
+    # A buy would grow alice's long; 1.5 BTC would turn it short.
+    And alice places a reduce-only buy of 0.1 BTC on BTC-USD-PERP at 59000 USD
+    Then the request is refused with BAD_USER_INPUT
+    When alice places a reduce-only sell of 1.5 BTC on BTC-USD-PERP at 61000 USD
+    Then the request is refused with BAD_USER_INPUT
+    # Closing at 60500 sells her 1 BTC reduce-only; carol takes it. The
+    # mark stays 60000 (the median of 60000, 60000 and the last trade,
+    # 60500): alice gets the 500 her sale is above it, from carol.
+    When alice closes her position on BTC-USD-PERP at 60500 USD
+    And carol buys 1 BTC on BTC-USD-PERP at 60500 USD
+    Then alice has no position on BTC-USD-PERP
+    And alice has 10500.00 USD available and 0.00 USD locked
+    And carol is long 1 BTC on BTC-USD-PERP from 60500 USD
+    # Nothing left to close.
+    When alice closes her position on BTC-USD-PERP
+    Then the request is refused with NOT_FOUND
+    # Bob closes at the market: a buy no higher than the mark plus his
+    # initial margin rate (60000 + 10% = 66000) takes carol's offer at
+    # 60000, the mark: neither gains; carol has lost the 500.
+    When carol sells 1 BTC on BTC-USD-PERP at 60000 USD
+    And bob closes his position on BTC-USD-PERP
+    Then bob has no position on BTC-USD-PERP
+    And carol has no position on BTC-USD-PERP
+    And bob has 10000.00 USD available and 0.00 USD locked
+    And carol has 9500.00 USD available and 0.00 USD locked
+    And no money was created or destroyed
+
   Scenario: A bankrupt long with an empty fund deleverages the most profitable and leveraged short first
     Given the operators list BTC-USD-PERP with 10% initial and 5% maintenance margin, a 1% penalty, no interest and funding every 3600 seconds, priced by oracle
     And the oracle prices BTC-USD-PERP at 60000 USD

@@ -15,8 +15,9 @@
 //! The perpetual feed reads every perpetual market's mark, index and
 //! funding once per `PERPETUAL_INTERVAL` while anyone listens (the ticker,
 //! markPrice and positions subscriptions), and hands on a reading when a
-//! figure changed: the ledger moves marks on its own clock (each mark
-//! interval, each funding time) and says nothing when it does.
+//! figure shown changed (not the ledger's bookkeeping of samples): the
+//! ledger moves marks on its own clock (each mark interval, each funding
+//! time) and says nothing when it does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -327,7 +328,10 @@ async fn run_perpetuals(ledger: LedgerClient, views: watch::Sender<Option<Arc<Ve
         match ledger.query(Query::Spot(spot::Query::Perpetual(perpetual::Query::Markets { now_ms }))).await {
             Ok(Ok(Answer::Spot(spot::Answer::Perpetual(perpetual::Answer::Markets(read))))) => {
                 views.send_if_modified(|current| {
-                    let changed = current.as_deref() != Some(&read);
+                    // The ledger's tick moves its bookkeeping (samples, the
+                    // time of the tick) every second; subscribers hear of
+                    // what they show.
+                    let changed = current.as_deref().is_none_or(|current| figures(current) != figures(&read));
                     if changed {
                         *current = Some(Arc::new(read));
                     }
@@ -337,4 +341,28 @@ async fn run_perpetuals(ledger: LedgerClient, views: watch::Sender<Option<Arc<Ve
             other => tracing::debug!(answer = ?other.map(|a| a.map(|_| ())), "the perpetual markets could not be read"),
         }
     }
+}
+
+/// What subscribers show of the perpetual markets: mark, index, funding,
+/// fund, open interest and last trade.
+type Figures = (MarketId, Option<u64>, Option<u64>, i64, i64, u64, i128, u64, Option<u64>);
+
+fn figures(views: &[MarketView]) -> Vec<Figures> {
+    views
+        .iter()
+        .map(|view| {
+            let record = &view.record;
+            (
+                record.spec.market,
+                record.mark,
+                view.index,
+                view.predicted_rate_ppb,
+                record.funding_rate_ppb,
+                record.next_funding_ms,
+                view.insurance,
+                record.open_interest,
+                record.last_trade,
+            )
+        })
+        .collect()
 }

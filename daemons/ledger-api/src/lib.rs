@@ -37,8 +37,9 @@ pub mod wallet;
 /// cancel-all, good-till-date orders; 11 amending orders (and matching-api
 /// 5's Amended); 12 stop orders; 13 OCO lists; 14 convert (pairs, quotes,
 /// conversions) and its refusals; 15 perpetual markets (spot's Perpetual
-/// commands, outcomes, queries and answers; their records).
-pub const FORMAT_VERSION: u16 = 15;
+/// commands, outcomes, queries and answers; their records); 16
+/// reduce-only orders (an order request's and an order record's flag).
+pub const FORMAT_VERSION: u16 = 16;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

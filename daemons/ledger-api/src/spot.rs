@@ -71,6 +71,11 @@ pub struct OrderRequest {
     /// A stop order: held now, armed in matching, and placed as the order
     /// above when the watched price reaches the trigger.
     pub trigger: Option<Trigger>,
+    /// Perpetual markets only: the order may only shrink the user's
+    /// position. Refused when it would not (with their other reduce-only
+    /// orders on that side, no more than the position); cancelled when a
+    /// change of the position leaves it no longer reducing.
+    pub reduce_only: bool,
 }
 
 /// An OCO list as a user asks for it: a limit order that rests (post-only)
@@ -275,6 +280,8 @@ pub struct OrderRecord {
     pub triggered_ms: Option<TimestampMs>,
     /// The other order of its OCO list.
     pub oco_with: Option<OrderId>,
+    /// A reduce-only order (perpetual markets).
+    pub reduce_only: bool,
 }
 
 /// What an amend asks for: the new price and total quantity.

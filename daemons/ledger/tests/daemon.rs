@@ -306,6 +306,7 @@ fn limit(user: UserId, side: Side, price: u64, quantity: u64) -> LedgerCommand {
             self_trade: SelfTradePrevention::CancelTaker,
             expires_at_ms: None,
             trigger: None,
+            reduce_only: false,
         },
         client_order_id: None,
     })

@@ -139,6 +139,7 @@ fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
         self_trade: SelfTradePrevention::CancelTaker,
         expires_at_ms: None,
         trigger: None,
+        reduce_only: false,
     }
 }
 

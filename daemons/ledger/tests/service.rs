@@ -73,6 +73,7 @@ fn random_command(rng: &mut SmallRng, i: u64) -> LedgerCommand {
                 self_trade: SelfTradePrevention::CancelTaker,
                 expires_at_ms: None,
                 trigger: None,
+                reduce_only: false,
             },
             client_order_id: None,
         }),
@@ -423,6 +424,7 @@ fn order_entry(peer_sequence: u64) -> JournalEntry {
         self_trade: SelfTradePrevention::CancelTaker,
         expires_at_ms: None,
         trigger: None,
+        reduce_only: false,
     };
     JournalEntry { peer: 9, peer_sequence, at_ms: 2, command: LedgerCommand::Spot(spot::Command::PlaceOrder { user: 1, request, client_order_id: None }) }
 }

@@ -588,6 +588,33 @@ impl Perpetuals {
     /// the general account cannot, or the orders would take the position
     /// beyond the market's bounds.
     pub fn reserve(&mut self, kernel: &mut Kernel, user: UserId, market: MarketId, orders: &[OpenOrder], at_ms: TimestampMs) -> Result<(), LedgerError> {
+        self.reserve_needing(kernel, user, market, orders, false, at_ms)
+    }
+
+    /// As [`Perpetuals::reserve`], the last of `orders` a reduce-only
+    /// order: it asks only for what that order adds to the need of the
+    /// position and the other orders, so a position whose losses have
+    /// drawn its margin below the initial can still be closed.
+    pub fn reserve_reducing(
+        &mut self,
+        kernel: &mut Kernel,
+        user: UserId,
+        market: MarketId,
+        orders: &[OpenOrder],
+        at_ms: TimestampMs,
+    ) -> Result<(), LedgerError> {
+        self.reserve_needing(kernel, user, market, orders, true, at_ms)
+    }
+
+    fn reserve_needing(
+        &mut self,
+        kernel: &mut Kernel,
+        user: UserId,
+        market: MarketId,
+        orders: &[OpenOrder],
+        last_reduces: bool,
+        at_ms: TimestampMs,
+    ) -> Result<(), LedgerError> {
         let position = self.position_or_new(user, market)?;
         let listed = self.known(market)?;
         let within = |order: &OpenOrder| (1..=listed.contract.price_ticks_max()).contains(&order.price) && order.lots <= listed.contract.position_lots_max();
@@ -611,7 +638,16 @@ impl Perpetuals {
             .requirement(listed, &position, orders)
             .ok_or_else(|| LedgerError::LimitReached(format!("the position these orders would leave is beyond market {market}'s largest tier or position")))?;
         let account = margin_account(position.entity, listed.collateral());
-        let short = required - kernel.balance(account);
+        let balance = kernel.balance(account);
+        let required = match last_reduces {
+            true => {
+                let others = &orders[..orders.len().saturating_sub(1)];
+                let without = self.requirement(listed, &position, others).unwrap_or(required);
+                required.min(balance + (required - without).max(0))
+            }
+            false => required,
+        };
+        let short = required - balance;
         if short > 0 && position.mode == MarginMode::Isolated {
             self.check_cross_free(kernel, user, listed.collateral(), short)?;
         }

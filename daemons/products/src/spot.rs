@@ -287,6 +287,7 @@ fn new_record(order: NewOrder, client_order_id: Option<&str>, at_ms: TimestampMs
         trigger: None,
         triggered_ms: None,
         oco_with: None,
+        reduce_only: false,
     }
 }
 
@@ -584,10 +585,13 @@ impl Spot {
         PerpetualBook { orders: &self.orders, index: &self.perpetual_orders }
     }
 
-    /// Before a new or amended order on a perpetual market: with a stale
-    /// index only an order that reduces the position; then the margin the
-    /// user's open orders and `order` need, moved from general.
-    /// `replacing`: the open order `order` stands for (an amend's).
+    /// Before a new or amended order on a perpetual market: a reduce-only
+    /// one only if it reduces the position, with the user's other
+    /// reduce-only orders on its side; with a stale index only an order
+    /// that reduces the position; then the margin the user's open orders
+    /// and `order` need, moved from general. `replacing`: the open order
+    /// `order` stands for (an amend's).
+    #[allow(clippy::too_many_arguments)] // the order, what it replaces and its flag are the check's own
     fn reserve_perpetual(
         &mut self,
         kernel: &mut Kernel,
@@ -595,6 +599,7 @@ impl Spot {
         market: MarketId,
         order: OpenOrder,
         replacing: Option<OrderId>,
+        reduce_only: bool,
         at_ms: TimestampMs,
     ) -> Result<(), LedgerError> {
         let listed = self.perpetuals.market(market).ok_or(LedgerError::UnknownMarket(market))?;
@@ -611,8 +616,21 @@ impl Spot {
             .filter_map(|id| book.orders.get(id))
             .filter_map(margin_order)
             .collect();
+        let size = self.perpetuals.position(user, market).map_or(0, |position| position.holding.size);
+        if reduce_only {
+            // Waiting stops count as live orders do: OCO lists (a stop-loss
+            // and a take-profit over one position) are spot's only, for now.
+            let reducing: u64 =
+                self.reduce_only_orders(user, market).filter(|&(id, buy, _)| Some(id) != replacing && buy == order.buy).map(|(_, _, lots)| lots).sum();
+            let against = if order.buy { size < 0 } else { size > 0 };
+            if !against || reducing.saturating_add(order.lots) > size.unsigned_abs() {
+                return Err(LedgerError::BadInput(format!(
+                    "a reduce-only order must shrink the position: it holds {size} lots (above zero long), and the other reduce-only orders on this side \
+                     already close {reducing} of them; cancel those first"
+                )));
+            }
+        }
         if listed.index(at_ms).is_err() {
-            let size = self.perpetuals.position(user, market).map_or(0, |position| position.holding.size);
             // With the user's other orders on the same side, still no more than the position.
             let same_side: u64 = others.iter().filter(|other| other.buy == order.buy).map(|other| other.lots).sum();
             let reduces = if order.buy { size < 0 } else { size > 0 } && same_side.saturating_add(order.lots) <= size.unsigned_abs();
@@ -624,7 +642,40 @@ impl Spot {
         }
         let mut orders = others;
         orders.push(order);
-        self.perpetuals.reserve(kernel, user, market, &orders, at_ms)
+        match reduce_only {
+            true => self.perpetuals.reserve_reducing(kernel, user, market, &orders, at_ms),
+            false => self.perpetuals.reserve(kernel, user, market, &orders, at_ms),
+        }
+    }
+
+    /// A user's open reduce-only orders on a market (waiting stops too),
+    /// oldest first: id, whether a buy, and the lots they may still fill
+    /// (an amend's larger).
+    fn reduce_only_orders(&self, user: UserId, market: MarketId) -> impl Iterator<Item = (OrderId, bool, u64)> + '_ {
+        let orders = self.perpetual_orders.get(&(user, market)).into_iter().flatten().filter_map(|id| self.orders.get(id));
+        orders.filter(|record| record.reduce_only).filter_map(|record| margin_order(record).map(|order| (record.order.order_id, order.buy, order.lots)))
+    }
+
+    /// After a user's position changed: their reduce-only orders that no
+    /// longer reduce it (it shrank, closed or turned) are cancelled, taken
+    /// oldest first, each staying while what is left of the position
+    /// covers it. A fill matching makes before the cancel reaches it
+    /// stands, within the side's limit of the largest position; until
+    /// matching confirms a cancel, a later fill may send it again (matching
+    /// refuses the second, and the ledger ignores that).
+    fn cancel_unreducing(&mut self, user: UserId, market: MarketId) {
+        let size = self.perpetuals.position(user, market).map_or(0, |position| position.holding.size);
+        let covers = |buy: bool| if buy == (size < 0) { size.unsigned_abs() } else { 0 };
+        let (mut buys_room, mut sells_room) = (covers(true), covers(false));
+        let mut cancels = Vec::new();
+        for (order_id, buy, lots) in self.reduce_only_orders(user, market) {
+            let room = if buy { &mut buys_room } else { &mut sells_room };
+            match room.checked_sub(lots) {
+                Some(left) => *room = left,
+                None => cancels.push(matching_api::Command::Cancel { market, order_id, user }),
+            }
+        }
+        self.forward_more.extend(cancels);
     }
 
     /// What a perpetual market's margin accounts hold beyond the user's need goes back (an order ended or changed).
@@ -790,8 +841,9 @@ impl Spot {
     fn tick(&mut self, kernel: &mut Kernel, at_ms: TimestampMs) -> perpetual_api::Outcome {
         let due: Vec<MarketId> = self.perpetuals.markets().filter(|listed| listed.next_tick() <= at_ms).map(|listed| listed.id()).collect();
         let (mut marks, mut fundings, mut liquidations) = (Vec::new(), Vec::new(), Vec::new());
+        let impacts = self.impact_prices(kernel, &due);
         for market in due {
-            let (impact_bid, impact_ask) = self.impact_prices(kernel, market);
+            let (impact_bid, impact_ask) = impacts.get(&market).copied().unwrap_or((None, None));
             if let Err(reason) = self.perpetuals.sample_book(market, impact_bid, impact_ask, at_ms) {
                 self.fault(reason.to_string());
             }
@@ -815,32 +867,38 @@ impl Spot {
         perpetual_api::Outcome::Ticked { marks, fundings, liquidations }
     }
 
-    /// The impact bid and ask of a perpetual market's book (risk-core's
-    /// funding rules), read from the orders resting there: the ledger
-    /// holds every order matching has, so the sample is the journal's and
-    /// a replay samples the same. A side too thin for the impact notional
-    /// has none.
-    fn impact_prices(&self, kernel: &Kernel, market: MarketId) -> (Option<u64>, Option<u64>) {
-        let Some(listed) = self.perpetuals.market(market) else { return (None, None) };
-        let scale = kernel.asset(listed.collateral()).map_or(0, |asset| asset.scale);
-        let initial_ppm = listed.tiers.tiers().first().map_or(1_000_000, |tier| tier.initial_ppm);
-        let Some(impact_value) = risk_core::funding::impact_value_exact(&listed.contract, scale, initial_ppm) else { return (None, None) };
-        let (mut bids, mut asks) = (BTreeMap::<u64, u64>::new(), BTreeMap::<u64, u64>::new());
+    /// The impact bid and ask of the `due` perpetual markets' books
+    /// (risk-core's funding rules), read in one pass from the orders
+    /// resting there: the ledger holds every order matching has, so the
+    /// sample is the journal's and a replay samples the same. A side too
+    /// thin for the impact notional has none.
+    fn impact_prices(&self, kernel: &Kernel, due: &[MarketId]) -> FxHashMap<MarketId, (Option<u64>, Option<u64>)> {
+        type Levels = (BTreeMap<u64, u64>, BTreeMap<u64, u64>);
+        let mut books: FxHashMap<MarketId, Levels> = due.iter().map(|market| (*market, Levels::default())).collect();
         let resting = self
             .perpetual_orders
             .iter()
-            .filter(|((_, order_market), _)| *order_market == market)
+            .filter(|((_, market), _)| due.contains(market))
             .flat_map(|(_, ids)| ids.iter().filter_map(|id| self.orders.get(id)))
             .filter(|record| record.order.may_rest() && matches!(record.status, OrderStatus::Open | OrderStatus::PartiallyFilled));
         for record in resting {
-            let Some(price) = record.order.price else { continue };
-            let side = if record.order.side == Side::Buy { &mut bids } else { &mut asks };
+            let (Some(price), Some((bids, asks))) = (record.order.price, books.get_mut(&record.order.market)) else { continue };
+            let side = if record.order.side == Side::Buy { bids } else { asks };
             *side.entry(price).or_default() += record.order.quantity.saturating_sub(record.filled);
         }
-        let bids: Vec<(u64, u64)> = bids.into_iter().rev().collect();
-        let asks: Vec<(u64, u64)> = asks.into_iter().collect();
-        let impact = |levels: &[(u64, u64)], round_up| risk_core::funding::impact_price(&listed.contract, levels, impact_value, round_up);
-        (impact(&bids, false), impact(&asks, true))
+        books
+            .into_iter()
+            .filter_map(|(market, (bids, asks))| {
+                let listed = self.perpetuals.market(market)?;
+                let scale = kernel.asset(listed.collateral()).map_or(0, |asset| asset.scale);
+                let initial_ppm = listed.tiers.tiers().first().map_or(1_000_000, |tier| tier.initial_ppm);
+                let impact_value = risk_core::funding::impact_value_exact(&listed.contract, scale, initial_ppm)?;
+                let impact = |levels: &[(u64, u64)], round_up| risk_core::funding::impact_price(&listed.contract, levels, impact_value, round_up);
+                let bids: Vec<(u64, u64)> = bids.into_iter().rev().collect();
+                let asks: Vec<(u64, u64)> = asks.into_iter().collect();
+                Some((market, (impact(&bids, false), impact(&asks, true))))
+            })
+            .collect()
     }
 
     /// Offers what the network holds, no worse than the price at which its
@@ -882,6 +940,9 @@ impl Spot {
             return Err(LedgerError::MarketHalted(market.id()));
         }
         let perpetual = self.is_perpetual(market.id());
+        if request.reduce_only && !perpetual {
+            return Err(LedgerError::BadInput("reduce-only orders are for perpetual markets: a spot sell is already limited to what is held".into()));
+        }
         if perpetual && request.price.is_none() {
             return Err(LedgerError::BadInput("an order on a perpetual market needs a price (a MARKET order's protection price) to size its margin".into()));
         }
@@ -929,7 +990,7 @@ impl Spot {
         }
         if perpetual {
             let order = OpenOrder { buy: request.side == Side::Buy, lots: request.quantity, price: request.price.expect("checked above") };
-            self.reserve_perpetual(kernel, user, market.id(), order, None, at_ms)?;
+            self.reserve_perpetual(kernel, user, market.id(), order, None, request.reduce_only, at_ms)?;
             self.perpetual_orders.entry((user, market.id())).or_default().insert(order_id);
         } else {
             let (hold_asset, hold) = match request.side {
@@ -949,7 +1010,12 @@ impl Spot {
                 .map_err(refusal)?;
         }
         self.counters.next_order += 1;
-        let record = OrderRecord { expires_at_ms: request.expires_at_ms, trigger: request.trigger, ..new_record(order, client_order_id, at_ms) };
+        let record = OrderRecord {
+            expires_at_ms: request.expires_at_ms,
+            trigger: request.trigger,
+            reduce_only: request.reduce_only,
+            ..new_record(order, client_order_id, at_ms)
+        };
         if let Some(expires_at_ms) = request.expires_at_ms {
             self.expiries.insert((expires_at_ms, order_id));
         }
@@ -1428,6 +1494,9 @@ impl Spot {
             }
             Err(reason) => self.fault(reason),
         }
+        for user in [buyer, seller].into_iter().filter(|user| *user != NETWORK_USER) {
+            self.cancel_unreducing(user, fill.market);
+        }
     }
 
     /// Folds a trade into its market's candle of every interval.
@@ -1519,7 +1588,7 @@ impl Spot {
             // Counted once, at both terms, while the amend is on its way (margin_order).
             let amending = OrderRecord { amending: Some(terms), ..record.clone() };
             if let Some(order) = margin_order(&amending) {
-                self.reserve_perpetual(kernel, user, market.id(), order, Some(order_id), at_ms)?;
+                self.reserve_perpetual(kernel, user, market.id(), order, Some(order_id), amending.reduce_only, at_ms)?;
             }
         } else {
             let hold_left = hold_remaining(kernel, order_id).unwrap_or(0);

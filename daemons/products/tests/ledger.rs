@@ -100,6 +100,7 @@ fn limit(side: Side, price: u64, quantity: u64) -> OrderRequest {
         self_trade: SelfTradePrevention::CancelTaker,
         expires_at_ms: None,
         trigger: None,
+        reduce_only: false,
     }
 }
 
@@ -211,6 +212,8 @@ fn bad_input_is_refused_with_codes_and_changes_nothing() {
         (place_command(1, OrderRequest { market: 5, ..limit(Side::Buy, 1, 1) }, None), "NOT_FOUND"),
         (place_command(1, limit(Side::Buy, 0, 1), None), "BAD_USER_INPUT"),
         (place_command(1, OrderRequest { kind: OrderKind::Market, price: None, ..limit(Side::Buy, 1, 1) }, None), "BAD_USER_INPUT"),
+        // Reduce-only is the perpetual markets': a spot sell is already held to what is owned.
+        (place_command(1, OrderRequest { reduce_only: true, ..limit(Side::Sell, 1, 1) }, None), "BAD_USER_INPUT"),
         (cancel_command(1, 999), "NOT_FOUND"),
         (Command::House(house::Command::Defund { asset: USD, amount: 1, reference: "d".into() }), "INSUFFICIENT_FUNDS"),
         (Command::House(house::Command::Fund { asset: 77, amount: 1, reference: "f".into() }), "NOT_FOUND"),
@@ -1242,6 +1245,7 @@ fn run(steps: &[Step]) {
                         direction: if above { TriggerDirection::AtOrAbove } else { TriggerDirection::AtOrBelow },
                         price,
                     }),
+                    reduce_only: false,
                 };
                 let applied = x.ledger.apply(&place_command(user, request, None), at);
                 if let Ok(Outcome::Spot(spot::Outcome::OrderPlaced(order_id))) = applied.outcome {

@@ -90,6 +90,7 @@ fn limit(side: Side, at: u64, quantity: u64) -> OrderRequest {
         self_trade: SelfTradePrevention::CancelTaker,
         expires_at_ms: None,
         trigger: None,
+        reduce_only: false,
     }
 }
 
@@ -289,4 +290,75 @@ fn a_perpetual_market_trades_liquidates_on_the_book_and_funds_through_the_ledger
     assert!(matches!(refused, Err(LedgerError::BadInput(ref reason)) if reason.contains("stale")), "{refused:?}");
     exchange.place(CAROL, limit(Side::Sell, price(70_000), 100)).unwrap();
     assert_eq!(exchange.ledger.spot().perpetuals().market(PERP).unwrap().open_interest, 1_000);
+}
+
+#[test]
+fn reduce_only_orders_only_shrink_a_position_and_go_when_it_no_longer_needs_them() {
+    let mut exchange = Exchange::new();
+    exchange.price(price(60_000));
+    let reduce_only = |side, at, quantity| OrderRequest { reduce_only: true, ..limit(side, at, quantity) };
+    // Alice is long 1 BTC (1,000 lots), Bob short.
+    exchange.place(ALICE, limit(Side::Buy, price(60_000), 1_000)).unwrap();
+    exchange.place(BOB, limit(Side::Sell, price(60_000), 1_000)).unwrap();
+    assert_eq!((exchange.size(ALICE), exchange.size(BOB)), (1_000, -1_000));
+    let refused = |result: Result<u64, LedgerError>| matches!(result, Err(LedgerError::BadInput(ref reason)) if reason.contains("reduce-only"));
+    assert!(refused(exchange.place(ALICE, reduce_only(Side::Buy, price(59_000), 100))), "a buy grows a long");
+    assert!(refused(exchange.place(ALICE, reduce_only(Side::Sell, price(61_000), 1_001))), "more than the position turns it");
+    assert!(refused(exchange.place(CAROL, reduce_only(Side::Sell, price(61_000), 1))), "no position to reduce");
+    // Two reduce-only sells close 600 + 400 lots, all she holds: a third is refused.
+    let first = exchange.place(ALICE, reduce_only(Side::Sell, price(61_000), 600)).unwrap();
+    let second = exchange.place(ALICE, reduce_only(Side::Sell, price(62_000), 400)).unwrap();
+    assert!(refused(exchange.place(ALICE, reduce_only(Side::Sell, price(63_000), 1))));
+    assert_eq!(exchange.ledger.spot().order(first).map(|order| order.reduce_only), Some(true));
+
+    // An ordinary sell of 500 lots to Carol halves the long: of the two
+    // reduce-only sells (oldest first) the 600 no longer fits in it and is
+    // cancelled; the 400 stays.
+    exchange.place(CAROL, limit(Side::Buy, price(60_000), 500)).unwrap();
+    exchange.place(ALICE, limit(Side::Sell, price(60_000), 500)).unwrap();
+    assert_eq!(exchange.size(ALICE), 500);
+    assert_eq!(exchange.ledger.spot().order(first), None, "cancelled");
+    assert_eq!(exchange.ledger.spot().order(second).map(|order| order.status), Some(OrderStatus::Open));
+    let cancelled =
+        exchange.forwarded.iter().filter(|command| matches!(command, matching_core::Command::Cancel { order_id, .. } if *order_id == first)).count();
+    assert_eq!(cancelled, 1, "one cancel, sent once");
+    // The rest of the long sold: the 400 has nothing left to reduce.
+    exchange.place(CAROL, limit(Side::Buy, price(60_000), 500)).unwrap();
+    exchange.place(ALICE, limit(Side::Sell, price(60_000), 500)).unwrap();
+    assert_eq!(exchange.size(ALICE), 0);
+    assert_eq!(exchange.ledger.spot().order(second), None, "cancelled once flat");
+    assert_eq!(exchange.balance(ALICE) + exchange.margin(ALICE), usd(10_000), "bought and sold at the mark: nothing gained or lost");
+}
+
+#[test]
+fn a_position_that_lost_margin_still_closes_by_a_reduce_only_order() {
+    let mut exchange = Exchange::new();
+    exchange.price(price(60_000));
+    // Alice, isolated, buys 1.6 BTC at 60,000 at 10x: about 9,600 USD of
+    // margin (the mark is a few dollars of funding basis above the index),
+    // about 400 left in general. Bob sells them.
+    exchange.ok(perpetual(api::Command::SetMarginMode { user: ALICE, market: PERP, mode: MarginMode::Isolated }));
+    exchange.place(ALICE, limit(Side::Buy, price(60_000), 1_600)).unwrap();
+    exchange.place(BOB, limit(Side::Sell, price(60_000), 1_600)).unwrap();
+    assert!(exchange.balance(ALICE) < usd(500), "{}", exchange.balance(ALICE));
+    // The price falls to 57,000: about 4,800 lost, 4,800 left, above the
+    // 4,560 maintenance (5% of 91,200). Keeping 1.6 BTC open needs 9,120
+    // initially, 4,300 more than its margin and more than general holds.
+    exchange.price(price(57_000));
+    let (margin, general) = (exchange.margin(ALICE), exchange.balance(ALICE));
+    assert!(margin < usd(4_900) && margin > usd(4_560), "{margin}");
+    // An ordinary sell at 57,000 is refused for want of margin; a
+    // reduce-only one adds nothing to what the position needs, so it asks
+    // for nothing.
+    let ordinary = exchange.place(ALICE, limit(Side::Sell, price(57_000), 1_600));
+    assert!(matches!(ordinary, Err(LedgerError::InsufficientFunds { .. })), "{ordinary:?}");
+    let close = exchange.place(ALICE, OrderRequest { reduce_only: true, ..limit(Side::Sell, price(57_000), 1_600) }).unwrap();
+    assert_eq!(exchange.balance(ALICE), general, "nothing more moved to margin");
+    exchange.place(CAROL, limit(Side::Buy, price(57_000), 1_600)).unwrap();
+    assert_eq!(exchange.size(ALICE), 0);
+    assert_eq!(exchange.ledger.spot().order(close), None, "filled");
+    assert_eq!(exchange.margin(ALICE), 0);
+    // Sold below the mark (the few dollars of its funding basis): that much less than the margin back.
+    let mark = exchange.ledger.spot().perpetuals().market(PERP).unwrap().mark.unwrap();
+    assert_eq!(exchange.balance(ALICE), general + margin - (mark - price(57_000)) as Amount * 16);
 }

@@ -29,8 +29,9 @@ pub const MAGIC: [u8; 4] = *b"MRNT";
 /// tick on a lot is a fraction of a minor unit, and fills' rounding. 5:
 /// halting and resuming a market, kill switches. 6: amending orders and
 /// stop orders (matching-api 5, ledger-api 12). 7: OCO lists (matching-api
-/// 6, ledger-api 13).
-pub const PROTOCOL_VERSION: u8 = 7;
+/// 6, ledger-api 13). 8: convert, perpetual markets and reduce-only orders
+/// (ledger-api 14 to 16).
+pub const PROTOCOL_VERSION: u8 = 8;
 pub const HEADER_BYTES: usize = 24;
 /// The default bound on one frame's payload; daemons take theirs from config.
 pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 1 << 20;

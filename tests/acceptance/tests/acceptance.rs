@@ -2131,6 +2131,22 @@ fn trades_perpetual(world: &mut Marionette, name: String, side: String, quantity
     }
 }
 
+#[when(regex = r"^(\w+) places a reduce-only (buy|sell) of ([\d.]+) BTC on ([\w-]+) at ([\d.]+) USD$")]
+fn places_reduce_only(world: &mut Marionette, name: String, side: String, quantity: String, market: String, price: String) {
+    let input = json!({ "market": market, "side": side.to_uppercase(), "type": "LIMIT", "quantity": quantity, "price": price, "reduceOnly": true });
+    world.answer = world.ask(&name, PLACE, json!({ "i": input }));
+}
+
+#[when(regex = r"^(\w+) closes (?:her|his) position on ([\w-]+)(?: at ([\d.]+) USD)?$")]
+fn closes_position(world: &mut Marionette, name: String, market: String, price: String) {
+    let mutation = "mutation($m: ID!, $p: Decimal) { closePosition(market: $m, price: $p) { id status side quantity reduceOnly } }";
+    let price = if price.is_empty() { Value::Null } else { json!(price) };
+    world.answer = world.ask(&name, mutation, json!({ "m": market, "p": price }));
+    if let Some(order) = world.answer["data"]["closePosition"].as_object() {
+        assert_eq!(order["reduceOnly"], true, "{}", world.answer);
+    }
+}
+
 fn position(world: &Marionette, name: &str, market: &str) -> Option<Value> {
     let fields = "market side contracts entryPrice markPrice margin maintenanceMargin liquidationPrice marginMode leverage funding unrealizedPnl";
     let answer = world.ask(name, &format!("{{ fetchPositions(includeFlat: true) {{ {fields} }} }}"), json!({}));

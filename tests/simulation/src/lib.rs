@@ -705,6 +705,7 @@ impl World {
                     self_trade: SelfTradePrevention::CancelTaker,
                     expires_at_ms: None,
                     trigger,
+                    reduce_only: false,
                 };
                 let client_order_id = format!("order-{key}");
                 self.placed.insert(client_order_id.clone(), None);

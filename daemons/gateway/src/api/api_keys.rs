@@ -188,7 +188,7 @@ pub fn needed_scope(parent_type: &str, field: &str) -> Result<fn(&Scopes) -> boo
         (
             "Mutation",
             "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch" | "setLeverage" | "setMarginMode"
-            | "addMargin" | "reduceMargin" | "submitOraclePrice",
+            | "addMargin" | "reduceMargin" | "submitOraclePrice" | "closePosition",
         ) => Ok(|s| s.trade),
         ("Mutation", "requestWithdrawal") => Ok(|s| s.withdraw),
         _ => Err("API keys place and cancel orders and engage the kill switch (TRADE) and request withdrawals (WITHDRAW); everything else needs a login"),
@@ -200,7 +200,7 @@ fn scope_name(parent_type: &str, field: &str) -> &'static str {
         (
             "Mutation",
             "placeOrder" | "placeOcoOrder" | "amendOrder" | "cancelOrder" | "cancelAllOrders" | "engageKillSwitch" | "setLeverage" | "setMarginMode"
-            | "addMargin" | "reduceMargin" | "submitOraclePrice",
+            | "addMargin" | "reduceMargin" | "submitOraclePrice" | "closePosition",
         ) => "TRADE",
         ("Mutation", _) => "WITHDRAW",
         _ => "READ",

@@ -18,9 +18,13 @@ use ledger_api::{Answer, AssetSpec, Command, Outcome, Query};
 use matching_api::MarketSpec;
 use rust_decimal::Decimal;
 
+use super::spot::{Order, OrderType, PlaceOrderInput, Side, TimeInForce};
 use super::{ask, ask_ledger, at, caller_id, coded, list_limit, now_ms, operator, run, services, take_slot, unexpected, Catalog, DateTime, Dec};
 use crate::ledger_client::LedgerClient;
 use crate::units::{self, MarketTerms};
+
+/// A market close goes no further from the mark than a tenth of it.
+const CLOSE_SLACK_MAX_DIVISOR: u64 = 10;
 
 /// How often a positions subscription reads the positions with nothing
 /// said to have changed them: margin added or funding paid through
@@ -471,24 +475,21 @@ impl PositionsFollower {
     /// false when the ledger link is gone for good.
     async fn wait(&mut self) -> bool {
         use tokio::sync::broadcast::error::RecvError;
+        // One deadline however many other users' updates go by meanwhile.
+        let resync = tokio::time::sleep(POSITIONS_RESYNC);
+        tokio::pin!(resync);
         loop {
-            let user = self.user;
-            let woken = tokio::select! {
-                changed = self.marks.changed() => changed.is_ok(),
+            tokio::select! {
+                changed = self.marks.changed() => return changed.is_ok(),
                 update = self.updates.recv() => match update {
-                    Ok(batch) => {
-                        if !batch.iter().any(|record| record.order.user == user) {
-                            continue;
-                        }
-                        true
-                    }
+                    Ok(batch) if batch.iter().any(|record| record.order.user == self.user) => return true,
+                    Ok(_) => {}
                     // A missed update may have been a fill: the read after this has it.
-                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Lagged(_)) => return true,
                     Err(RecvError::Closed) => return false,
                 },
-                _ = tokio::time::sleep(POSITIONS_RESYNC) => true,
-            };
-            return woken;
+                _ = &mut resync => return true,
+            }
         }
     }
 
@@ -613,6 +614,49 @@ impl PerpetualMutation {
     async fn reduce_margin(&self, ctx: &Context<'_>, market: ID, amount: Dec) -> Result<Position, Error> {
         let amount = collateral_units(ctx, &market, amount).await?;
         settle_position(ctx, &market, |user, market| api::Command::ReduceMargin { user, market, amount }).await
+    }
+
+    /// Closes the caller's whole position in a perpetual market (CCXT's
+    /// closePosition): a reduce-only order for all of it, the other way.
+    /// At `price` a GTC limit order; without one an IOC market order no
+    /// worse than the mark moved against it by the position's initial
+    /// margin rate (1 / leverage), at most 10%: within the move its margin
+    /// was sized for, so closing asks for no more margin.
+    async fn close_position(&self, ctx: &Context<'_>, market: ID, price: Option<Dec>, client_order_id: Option<String>) -> Result<Order, Error> {
+        let user = caller_id(ctx)?;
+        let catalog = Catalog::load(ctx).await?;
+        let (listed, terms, _) = catalog.perpetual_by_name(&market)?;
+        let id = listed.id();
+        let views = positions(ctx, user).await?;
+        let Some(view) = views.iter().find(|view| view.market == id && view.size != 0) else {
+            return Err(coded("NOT_FOUND", format!("no open position on {} to close", market.0)));
+        };
+        let long = view.size > 0;
+        let (order_type, time_in_force, price) = match price {
+            Some(price) => (OrderType::Limit, TimeInForce::Gtc, price),
+            None => {
+                let mark = view.mark.ok_or_else(|| coded("BAD_USER_INPUT", format!("{} has no mark price yet: give a limit price", market.0)))?;
+                let slack = (mark / u64::from(view.leverage.max(1))).min(mark / CLOSE_SLACK_MAX_DIVISOR);
+                let worst = if long { mark.saturating_sub(slack).max(1) } else { mark.saturating_add(slack).min(listed.spec.price_ticks_max) };
+                (OrderType::Market, TimeInForce::Ioc, self::price(worst, &terms))
+            }
+        };
+        let input = PlaceOrderInput {
+            market,
+            side: if long { Side::Sell } else { Side::Buy },
+            order_type,
+            quantity: size(view.size.unsigned_abs(), &terms),
+            price: Some(price),
+            time_in_force: Some(time_in_force),
+            post_only: Some(false),
+            client_order_id,
+            self_trade_prevention: None,
+            expires_at: None,
+            trigger_price: None,
+            trigger_source: None,
+            reduce_only: Some(true),
+        };
+        super::spot::place(ctx, input).await
     }
 
     /// An oracle's price for the market (users the operators made its

@@ -296,6 +296,8 @@ pub struct Order {
     pub triggered_at: Option<DateTime>,
     /// The other order of its OCO list: cancelling either cancels both.
     pub oco_with: Option<ID>,
+    /// It may only shrink a perpetual position (placeOrder's reduceOnly).
+    pub reduce_only: bool,
 }
 
 /// An OCO list's two orders: the limit order (type LIMIT, post-only) and
@@ -368,6 +370,12 @@ pub struct PlaceOrderInput {
     /// The price the trigger watches; null is LAST_PRICE.
     #[graphql(default_with = "Some(TriggerSource::LastPrice)")]
     pub trigger_source: Option<TriggerSource>,
+    /// Perpetual markets only: the order may only shrink the position
+    /// (with the caller's other reduce-only orders on its side, no more
+    /// than it holds); refused otherwise, and cancelled when the position
+    /// changes so that it would no longer reduce it. Null is false.
+    #[graphql(default_with = "Some(false)")]
+    pub reduce_only: Option<bool>,
 }
 
 #[derive(InputObject)]
@@ -460,6 +468,7 @@ impl Catalog {
             trigger_source: record.trigger.map(|t| t.source.into()),
             triggered_at: record.triggered_ms.map(at),
             oco_with: record.oco_with.map(|other| ID(units::order_uuid(other))),
+            reduce_only: record.reduce_only,
         }
     }
 }
@@ -711,80 +720,7 @@ impl SpotMutation {
     }
 
     async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> Result<Order, Error> {
-        let user = caller_id(ctx)?;
-        let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;
-        let (market, terms, ..) = catalog.market_by_name(&input.market)?;
-        let refuse = |(code, message): units::Refusal| coded(code, message);
-        let quantity = units::to_lots(input.quantity.0, &terms).map_err(refuse)?;
-        let price = input.price.map(|p| units::to_ticks(p.0, &terms)).transpose().map_err(refuse)?;
-        let side = match input.side {
-            Side::Buy => CoreSide::Buy,
-            Side::Sell => CoreSide::Sell,
-        };
-        let bad = |message: &str| coded("BAD_USER_INPUT", message.to_string());
-        let (kind, direction) = input.order_type.parts(side);
-        let trigger = match (direction, &input.trigger_price) {
-            (Some(direction), Some(trigger_price)) => Some(Trigger {
-                source: input.trigger_source.unwrap_or(TriggerSource::LastPrice).into(),
-                direction,
-                price: units::to_ticks(trigger_price.0, &terms).map_err(refuse)?,
-            }),
-            (Some(_), None) => return Err(bad("a stop or take-profit order needs triggerPrice")),
-            (None, Some(_)) => return Err(bad("triggerPrice goes with the STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT types")),
-            (None, None) => None,
-        };
-        let asked = input.time_in_force.unwrap_or(TimeInForce::Gtc);
-        let expires_at_ms = match (asked, &input.expires_at) {
-            (TimeInForce::Gtd, Some(at)) => Some(units::parse_rfc3339(&at.0).ok_or_else(|| bad("expiresAt is not an RFC 3339 time"))?),
-            (TimeInForce::Gtd, None) => return Err(bad("a GTD order needs expiresAt")),
-            (_, Some(_)) => return Err(bad("expiresAt goes with timeInForce GTD")),
-            (_, None) => None,
-        };
-        let time_in_force = match (input.order_type, asked) {
-            (_, TimeInForce::Gtc) if kind == OrderKind::Market => CoreTif::Ioc,
-            (_, TimeInForce::Gtc | TimeInForce::Gtd) => CoreTif::Gtc,
-            (_, TimeInForce::Ioc) => CoreTif::Ioc,
-            (_, TimeInForce::Fok) => CoreTif::Fok,
-        };
-        let request = OrderRequest {
-            market: market.id(),
-            side,
-            kind,
-            time_in_force,
-            post_only: input.post_only.unwrap_or(false),
-            price,
-            quantity,
-            self_trade: input.self_trade_prevention.unwrap_or(SelfTradePreventionMode::CancelTaker).into(),
-            expires_at_ms,
-            trigger,
-        };
-        let services = services(ctx);
-        let times = &services.order_times;
-        let sent = std::time::Instant::now();
-        let command = ledger_api::Command::Spot(Command::PlaceOrder { user, request, client_order_id: input.client_order_id.clone() });
-        let (outcome, settlement) = services.ledger.place_order(command).await.map_err(super::link_error)?;
-        let order_id = match outcome.map_err(super::ledger_error)? {
-            Outcome::Spot(api::Outcome::OrderPlaced(order_id)) => order_id,
-            other => return Err(unexpected(other)),
-        };
-        let held = std::time::Instant::now();
-        times.hold_seconds.observe(held.duration_since(sent).as_secs_f64());
-        let record = match tokio::time::timeout(services.order_settle_timeout, settlement).await {
-            Ok(Ok(record)) => record,
-            // A replayed request, matching slower than the wait, or the link
-            // lost meanwhile: read its current state.
-            _ => {
-                times.settled_by_read.inc();
-                order_by_id(ctx, order_id).await?.ok_or_else(|| unexpected("the placed order is missing"))?
-            }
-        };
-        times.settle_seconds.observe(held.elapsed().as_secs_f64());
-        if record.status == LedgerStatus::Rejected {
-            if let Some(error) = matching_refusal(market, "the order", record.reject_reason.as_deref().unwrap_or_default()) {
-                return Err(error);
-            }
-        }
-        Ok(catalog.api_order(&record))
+        place(ctx, input).await
     }
 
     /// Places an OCO list (see PlaceOcoOrderInput) and answers both orders
@@ -1172,6 +1108,86 @@ async fn ask_spot(ctx: &Context<'_>, query: api::Query) -> Result<api::Answer, E
         Answer::Spot(answer) => Ok(answer),
         other => Err(unexpected(other)),
     }
+}
+
+/// Places an order for the caller: placeOrder's, and closePosition's
+/// reduce-only order.
+pub(crate) async fn place(ctx: &Context<'_>, input: PlaceOrderInput) -> Result<Order, Error> {
+    let user = caller_id(ctx)?;
+    let catalog = Catalog::covering(ctx, |c| c.market_by_name(&input.market).is_ok()).await?;
+    let (market, terms, ..) = catalog.market_by_name(&input.market)?;
+    let refuse = |(code, message): units::Refusal| coded(code, message);
+    let quantity = units::to_lots(input.quantity.0, &terms).map_err(refuse)?;
+    let price = input.price.map(|p| units::to_ticks(p.0, &terms)).transpose().map_err(refuse)?;
+    let side = match input.side {
+        Side::Buy => CoreSide::Buy,
+        Side::Sell => CoreSide::Sell,
+    };
+    let bad = |message: &str| coded("BAD_USER_INPUT", message.to_string());
+    let (kind, direction) = input.order_type.parts(side);
+    let trigger = match (direction, &input.trigger_price) {
+        (Some(direction), Some(trigger_price)) => Some(Trigger {
+            source: input.trigger_source.unwrap_or(TriggerSource::LastPrice).into(),
+            direction,
+            price: units::to_ticks(trigger_price.0, &terms).map_err(refuse)?,
+        }),
+        (Some(_), None) => return Err(bad("a stop or take-profit order needs triggerPrice")),
+        (None, Some(_)) => return Err(bad("triggerPrice goes with the STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT types")),
+        (None, None) => None,
+    };
+    let asked = input.time_in_force.unwrap_or(TimeInForce::Gtc);
+    let expires_at_ms = match (asked, &input.expires_at) {
+        (TimeInForce::Gtd, Some(at)) => Some(units::parse_rfc3339(&at.0).ok_or_else(|| bad("expiresAt is not an RFC 3339 time"))?),
+        (TimeInForce::Gtd, None) => return Err(bad("a GTD order needs expiresAt")),
+        (_, Some(_)) => return Err(bad("expiresAt goes with timeInForce GTD")),
+        (_, None) => None,
+    };
+    let time_in_force = match (input.order_type, asked) {
+        (_, TimeInForce::Gtc) if kind == OrderKind::Market => CoreTif::Ioc,
+        (_, TimeInForce::Gtc | TimeInForce::Gtd) => CoreTif::Gtc,
+        (_, TimeInForce::Ioc) => CoreTif::Ioc,
+        (_, TimeInForce::Fok) => CoreTif::Fok,
+    };
+    let request = OrderRequest {
+        market: market.id(),
+        side,
+        kind,
+        time_in_force,
+        post_only: input.post_only.unwrap_or(false),
+        price,
+        quantity,
+        self_trade: input.self_trade_prevention.unwrap_or(SelfTradePreventionMode::CancelTaker).into(),
+        expires_at_ms,
+        trigger,
+        reduce_only: input.reduce_only.unwrap_or(false),
+    };
+    let services = services(ctx);
+    let times = &services.order_times;
+    let sent = std::time::Instant::now();
+    let command = ledger_api::Command::Spot(Command::PlaceOrder { user, request, client_order_id: input.client_order_id.clone() });
+    let (outcome, settlement) = services.ledger.place_order(command).await.map_err(super::link_error)?;
+    let order_id = match outcome.map_err(super::ledger_error)? {
+        Outcome::Spot(api::Outcome::OrderPlaced(order_id)) => order_id,
+        other => return Err(unexpected(other)),
+    };
+    let held = std::time::Instant::now();
+    times.hold_seconds.observe(held.duration_since(sent).as_secs_f64());
+    let record = match tokio::time::timeout(services.order_settle_timeout, settlement).await {
+        Ok(Ok(record)) => record,
+        // A replayed request, matching slower than the wait, or the link
+        // lost meanwhile: read its current state.
+        _ => {
+            times.settled_by_read.inc();
+            order_by_id(ctx, order_id).await?.ok_or_else(|| unexpected("the placed order is missing"))?
+        }
+    };
+    times.settle_seconds.observe(held.elapsed().as_secs_f64());
+    if record.status == LedgerStatus::Rejected {
+        if let Some(error) = matching_refusal(market, "the order", record.reject_reason.as_deref().unwrap_or_default()) {
+            return Err(error);
+        }
+    }
+    Ok(catalog.api_order(&record))
 }
 
 #[cfg(test)]

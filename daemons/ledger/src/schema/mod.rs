@@ -53,8 +53,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// orders' amends on their way and refused, stop orders' triggers. 14: the
 /// other order of an OCO list. 15: convert's pairs, quotes and
 /// conversions, and the thresholds with `convert_pair`. 16: perpetual
-/// markets, positions, fundings and liquidations.
-pub const SCHEMA_VERSION: u32 = 16;
+/// markets, positions, fundings and liquidations. 17: orders' reduce-only
+/// flag.
+pub const SCHEMA_VERSION: u32 = 17;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
