@@ -71,8 +71,10 @@ export function Choice<T extends string>({ label, options, value, onChange }: { 
   );
 }
 
-/// A query's answer, loaded when the page shows and again on `reload`.
-export function useQuery<T, V extends Record<string, unknown>>(document: TadaDocumentNode<T, V>, variables?: V) {
+/// A query's answer, loaded when the page shows and again on `reload`;
+/// with `refreshMs`, also every so often while the page shows (for figures
+/// that move on the server, such as a perpetual market's mark).
+export function useQuery<T, V extends Record<string, unknown>>(document: TadaDocumentNode<T, V>, variables?: V, { refreshMs }: { refreshMs?: number } = {}) {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<unknown>(null);
   const key = JSON.stringify(variables ?? {});
@@ -86,6 +88,14 @@ export function useQuery<T, V extends Record<string, unknown>>(document: TadaDoc
     );
   }, [document, key]);
   useEffect(reload, [reload]);
+  useEffect(() => {
+    if (!refreshMs) return;
+    const timer = setInterval(() => {
+      // A tab in the background asks nothing; it catches up when shown again.
+      if (window.document.visibilityState !== 'hidden') reload();
+    }, refreshMs);
+    return () => clearInterval(timer);
+  }, [reload, refreshMs]);
   return { data, error, reload };
 }
 

@@ -29,3 +29,17 @@ export function digitsOf(step: string): number {
   const dot = step.indexOf('.');
   return dot < 0 ? 0 : step.length - dot - 1;
 }
+
+/// A rate as a percentage, by moving the decimal point ("0.0001" →
+/// "0.0100%"): at least `digits` fraction digits, none dropped.
+export function formatPercent(rate: string | null | undefined, digits = 4): string {
+  if (rate == null) return '—';
+  const negative = rate.startsWith('-');
+  const match = DECIMAL.exec(negative ? rate.slice(1) : rate);
+  if (!match) return rate;
+  const fraction = (match[2] ?? '').padEnd(2, '0');
+  const whole = `${match[1]}${fraction.slice(0, 2)}`.replace(/^0+(?=\d)/, '');
+  const rest = fraction.slice(2).padEnd(digits, '0');
+  const zero = /^0*$/.test(whole + rest);
+  return `${negative && !zero ? '-' : ''}${whole}${rest ? `.${rest}` : ''}%`;
+}

@@ -8,6 +8,7 @@ import { Balances } from './pages/Balances';
 import { Convert } from './pages/Convert';
 import { Market } from './pages/Market';
 import { Markets } from './pages/Markets';
+import { Perpetuals } from './pages/Perpetuals';
 import { Approvals, Audit, Dashboard, MarketsAdmin, Users } from './pages/Operator';
 import { Security } from './pages/Security';
 import { SignIn } from './pages/SignIn';
@@ -64,6 +65,7 @@ function Header() {
       </Link>
       <nav aria-label="Main">
         <Link href="/">Markets</Link>
+        <Link href="/perpetuals">Perpetuals</Link>
         {me ? (
           <>
             <Link href="/wallet">Wallet</Link>
@@ -121,6 +123,9 @@ function App() {
         <Switch>
           <Route path="/">
             <Markets />
+          </Route>
+          <Route path="/perpetuals">
+            <Perpetuals />
           </Route>
           <Route path="/signin">
             <SignIn signUp={false} />

@@ -1,7 +1,7 @@
 //! Starts the three real daemons with the built web console
 //! (`daemons/console/dist`) as shipped in what matters here: operators must
 //! use two-factor authentication and a withdrawal needs two of them. Lists a
-//! market and funds three traders with marionettectl, then runs the
+//! market and funds the traders with marionettectl, registers an oracle, then runs the
 //! Playwright suite in `e2e/` in Debian's chromium (headless) against it,
 //! giving it the operators' two-factor secrets. Playwright's last line is
 //! "N passed, N failed"; the exit status is its own.
@@ -55,13 +55,17 @@ fn main() -> ExitCode {
     }
     let (exit, said) = system.ctl(&["create-market", "BTC", "USD", "0.01", "0.0001", "0.001", "0.002"], "");
     assert_eq!(exit, 0, "create-market: {said}");
-    // Alice sells bitcoin, Bob buys it with dollars, Dave withdraws bitcoin, Erin converts dollars.
-    for (name, asset, amount) in [("alice", "BTC", "2"), ("bob", "USD", "100000"), ("dave", "BTC", "1"), ("erin", "USD", "1000")] {
+    // Alice sells bitcoin, Bob buys it with dollars, Dave withdraws bitcoin, Erin converts dollars;
+    // Frank and Gina trade the perpetual the operators list from the console, which Oscar prices.
+    for (name, asset, amount) in
+        [("alice", "BTC", "2"), ("bob", "USD", "100000"), ("dave", "BTC", "1"), ("erin", "USD", "1000"), ("frank", "USD", "300"), ("gina", "USD", "1000")]
+    {
         let email = format!("{name}@browser.example");
         system.register(&email, TRADER_PASSWORD);
         let (exit, said) = system.ctl(&["deposit", &email, asset, amount, &format!("browser-{name}")], "");
         assert_eq!(exit, 0, "deposit for {name}: {said}");
     }
+    system.register("oscar@browser.example", TRADER_PASSWORD);
     let screenshots = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| suite.join("../../target")).join("browser-screenshots");
     let status = Command::new("node")
         .arg(suite.join("node_modules/@playwright/test/cli.js"))

@@ -2,11 +2,12 @@ import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { Button, Form, Input, Label, Radio, RadioGroup, TextField } from 'react-aria-components';
 import { Link } from 'wouter';
 import { request, subscribe } from '../api';
-import { Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, words } from '../components';
-import { digitsOf, formatDecimal, isDecimal } from '../decimal';
+import { Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, useQuery, words } from '../components';
+import { digitsOf, formatDecimal, formatPercent, isDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
 import { CandleChart } from './Chart';
+import { FundingCountdown, MyPositionsQuery, PerpetualMarketsQuery, PositionTable, REFRESH_MS, intervalOf } from './Perpetuals';
 
 const MarketQuery = graphql(`
   query Market($id: ID!) {
@@ -93,6 +94,9 @@ export function Market({ id }: { id: string }) {
   const [orders, setOrders] = useState<Map<string, Order>>(new Map());
   const [balances, setBalances] = useState<Balance[]>([]);
   const [fills, setFills] = useState<Fill[]>([]);
+  // Whether this is a perpetual market: then its mark, index, funding and the trader's position show too.
+  const perpetuals = useQuery(PerpetualMarketsQuery);
+  const perpetual = perpetuals.data?.perpetualMarkets.some((m) => m.id === id) ?? false;
 
   useEffect(() => {
     request(MarketQuery, { id }).then((data) => setMarket(data.market), setError);
@@ -144,7 +148,7 @@ export function Market({ id }: { id: string }) {
   }
   return (
     <main className="market">
-      <TickerBar market={market} />
+      <TickerBar market={market} perpetual={perpetual} />
       <ErrorMessage error={error} />
       <div className="market-grid">
         <Panel title="Chart" id="chart">
@@ -160,6 +164,7 @@ export function Market({ id }: { id: string }) {
           {me ? (
             <OrderForm
               market={market}
+              perpetual={perpetual}
               onPlaced={() => {
                 loadOrders();
                 loadBalances();
@@ -171,6 +176,11 @@ export function Market({ id }: { id: string }) {
             </p>
           )}
         </Panel>
+        {me && perpetual ? (
+          <Panel title="Your position" id="my-position">
+            <MarketPosition id={market.id} lastFill={fills[0]?.id ?? ''} />
+          </Panel>
+        ) : null}
         {me ? (
           <>
             <Panel title="Your orders" id="my-orders">
@@ -180,7 +190,8 @@ export function Market({ id }: { id: string }) {
               <Fills market={market} fills={fills} />
             </Panel>
             <Panel title="Balances" id="market-balances">
-              <BalanceRows balances={balances.filter((b) => b.asset === market.base.symbol || b.asset === market.quote.symbol)} />
+              {/* A perpetual market is settled in its collateral only: the base never moves. */}
+              <BalanceRows balances={balances.filter((b) => (b.asset === market.base.symbol && !perpetual) || b.asset === market.quote.symbol)} />
             </Panel>
           </>
         ) : null}
@@ -189,7 +200,7 @@ export function Market({ id }: { id: string }) {
   );
 }
 
-function TickerBar({ market }: { market: MarketInfo }) {
+function TickerBar({ market, perpetual }: { market: MarketInfo; perpetual: boolean }) {
   const [ticker, setTicker] = useState<Ticker | null>(null);
   useEffect(() => subscribe(TickerSubscription, { market: market.id }, (data) => setTicker(data.ticker), () => {}), [market.id]);
   const change = ticker?.changePercent;
@@ -218,6 +229,7 @@ function TickerBar({ market }: { market: MarketInfo }) {
           <dt>24 h volume ({market.base.symbol})</dt>
           <dd>{formatDecimal(ticker?.volume, market.base.scale)}</dd>
         </div>
+        {perpetual ? <PerpetualFigures id={market.id} /> : null}
       </dl>
     </header>
   );
@@ -281,6 +293,56 @@ function TradesView({ market }: { market: MarketInfo }) {
   );
 }
 
+/// A perpetual market's mark, index and funding, asked again every few seconds.
+function PerpetualFigures({ id }: { id: string }) {
+  const { data, reload } = useQuery(PerpetualMarketsQuery, undefined, { refreshMs: REFRESH_MS });
+  const m = data?.perpetualMarkets.find((p) => p.id === id);
+  if (!m) return null;
+  return (
+    <>
+      <div>
+        <dt>Mark</dt>
+        <dd data-testid="mark-price">{formatDecimal(m.markPrice)}</dd>
+      </div>
+      <div>
+        <dt>Index</dt>
+        <dd data-testid="index-price">{m.indexPrice ? formatDecimal(m.indexPrice) : 'stale'}</dd>
+      </div>
+      <div>
+        <dt>Funding / {intervalOf(m.fundingIntervalMs)}</dt>
+        <dd>{formatPercent(m.fundingRate)}</dd>
+      </div>
+      <div>
+        <dt>Next funding</dt>
+        <dd>
+          <FundingCountdown at={m.nextFundingTime} onPassed={reload} />
+        </dd>
+      </div>
+    </>
+  );
+}
+
+/// The trader's position on this perpetual market, as on the Perpetuals
+/// page: asked again every few seconds, and at once on a new fill.
+function MarketPosition({ id, lastFill }: { id: string; lastFill: string }) {
+  const positions = useQuery(MyPositionsQuery, undefined, { refreshMs: REFRESH_MS });
+  const markets = useQuery(PerpetualMarketsQuery);
+  const reload = positions.reload;
+  useEffect(() => {
+    if (lastFill) reload();
+  }, [lastFill, reload]);
+  if (positions.error) return <ErrorMessage error={positions.error} />;
+  if (!positions.data) return <Loading what="your position" />;
+  return (
+    <>
+      <PositionTable positions={positions.data.fetchPositions.filter((p) => p.market === id && p.side !== 'FLAT')} markets={markets.data?.perpetualMarkets ?? []} label="Your position" empty="No position on this market." />
+      <p>
+        <Link href="/perpetuals">Leverage, margin mode and margin</Link>
+      </p>
+    </>
+  );
+}
+
 type OrderType = 'LIMIT' | 'MARKET' | 'STOP_LOSS' | 'STOP_LOSS_LIMIT' | 'TAKE_PROFIT' | 'TAKE_PROFIT_LIMIT';
 const ORDER_TYPES: [OrderType, string][] = [
   ['LIMIT', 'Limit'],
@@ -293,18 +355,27 @@ const ORDER_TYPES: [OrderType, string][] = [
 const HAS_PRICE = new Set<OrderType>(['LIMIT', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT_LIMIT']);
 const HAS_TRIGGER = new Set<OrderType>(['STOP_LOSS', 'STOP_LOSS_LIMIT', 'TAKE_PROFIT', 'TAKE_PROFIT_LIMIT']);
 
-function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: () => void }) {
+type TriggerSource = 'LAST_PRICE' | 'MARK_PRICE';
+const TRIGGER_SOURCES: [TriggerSource, string][] = [
+  ['LAST_PRICE', 'Last price'],
+  ['MARK_PRICE', 'Mark price'],
+];
+
+function OrderForm({ market, perpetual, onPlaced }: { market: MarketInfo; perpetual: boolean; onPlaced: () => void }) {
   const [side, setSide] = useState<'BUY' | 'SELL'>('BUY');
   const [type, setType] = useState<OrderType>('LIMIT');
   const [price, setPrice] = useState('');
   const [trigger, setTrigger] = useState('');
   const [quantity, setQuantity] = useState('');
   const [timeInForce, setTimeInForce] = useState<'GTC' | 'IOC' | 'FOK'>('GTC');
+  const [triggerSource, setTriggerSource] = useState<TriggerSource>('LAST_PRICE');
   const [error, setError] = useState<unknown>(null);
   const [placed, setPlaced] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const priceDigits = digitsOf(market.tickSize);
   const quantityDigits = digitsOf(market.lotSize);
+  // Every order on a perpetual market has a price: a market order's is its protection price, which sizes its margin.
+  const hasPrice = HAS_PRICE.has(type) || perpetual;
 
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -318,8 +389,9 @@ function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: () => v
           side,
           type,
           quantity: quantity.trim(),
-          price: HAS_PRICE.has(type) ? price.trim() : null,
+          price: hasPrice ? price.trim() : null,
           triggerPrice: HAS_TRIGGER.has(type) ? trigger.trim() : null,
+          triggerSource: HAS_TRIGGER.has(type) && perpetual ? triggerSource : undefined,
           timeInForce: HAS_PRICE.has(type) ? timeInForce : null,
         },
       });
@@ -346,9 +418,12 @@ function OrderForm({ market, onPlaced }: { market: MarketInfo; onPlaced: () => v
           <Input />
         </TextField>
       ) : null}
-      {HAS_PRICE.has(type) ? (
+      {HAS_TRIGGER.has(type) && perpetual ? <Choice label="Trigger on" options={TRIGGER_SOURCES} value={triggerSource} onChange={setTriggerSource} /> : null}
+      {hasPrice ? (
         <TextField name="price" isRequired inputMode="decimal" value={price} onChange={setPrice} validate={(v) => (isDecimal(v, priceDigits) ? null : `A price in steps of ${market.tickSize}`)}>
-          <Label>Price ({market.quote.symbol})</Label>
+          <Label>
+            {HAS_PRICE.has(type) ? 'Price' : 'Protection price'} ({market.quote.symbol})
+          </Label>
           <Input />
         </TextField>
       ) : null}

@@ -7,15 +7,18 @@ const MarketsQuery = graphql(`
   query Markets {
     markets { id trading base { symbol scale } quote { symbol scale } }
     tickers { market lastPrice change changePercent high low volume quoteVolume trades }
+    perpetualMarkets { id }
   }
 `);
 
-/// Every market with its last 24 hours.
+/// Every spot market with its last 24 hours (perpetual futures have their own page).
 export function Markets() {
   const { data, error } = useQuery(MarketsQuery);
   if (error) return <main><ErrorMessage error={error} /></main>;
   if (!data) return <main><Loading what="markets" /></main>;
   const tickers = new Map(data.tickers.map((ticker) => [ticker.market, ticker]));
+  const perpetual = new Set(data.perpetualMarkets.map((market) => market.id));
+  const spot = data.markets.filter((market) => !perpetual.has(market.id));
   return (
     <main>
       <h1>Markets</h1>
@@ -23,7 +26,7 @@ export function Markets() {
         <caption className="visually-hidden">Markets and their last 24 hours</caption>
         <TableHead columns={['Market', ['Last price', 'number'], ['24 h change', 'number'], ['24 h high', 'number'], ['24 h low', 'number'], ['24 h volume', 'number'], 'Status']} />
         <tbody>
-          {data.markets.map((market) => {
+          {spot.map((market) => {
             const ticker = tickers.get(market.id);
             const change = ticker?.changePercent;
             return (
@@ -46,7 +49,12 @@ export function Markets() {
           })}
         </tbody>
       </table>
-      {data.markets.length === 0 ? <p>No markets yet: operators create them with createMarket.</p> : null}
+      {spot.length === 0 ? <p>No markets yet: operators create them with createMarket.</p> : null}
+      {perpetual.size ? (
+        <p>
+          Perpetual futures, with their marks, funding and your positions, are <Link href="/perpetuals">on their own page</Link>.
+        </p>
+      ) : null}
     </main>
   );
 }

@@ -6,9 +6,10 @@ import { Button, Checkbox, Form } from 'react-aria-components';
 import { Link } from 'wouter';
 import { request } from '../api';
 import { ActionButton, ErrorMessage, Field, Loading, Panel, TableHead, When, useQuery, useSubmit, words } from '../components';
-import { formatDecimal } from '../decimal';
+import { formatDecimal, formatPercent, isDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
+import { intervalOf } from './Perpetuals';
 import { WithdrawalTable } from './Withdrawals';
 
 const DashboardQuery = graphql(`
@@ -109,6 +110,10 @@ const MarketsAdminQuery = graphql(`
     assets { id symbol scale }
     markets { id trading tickSize lotSize makerFeeRate takerFeeRate priceBand lastPrice base { symbol } quote { symbol } }
     houseBalances { asset inventory revenue }
+    perpetualMarkets {
+      id tickSize lotSize markPrice indexPrice fundingIntervalMs insuranceFund openInterest base collateral liquidationPenaltyRate
+      marginBrackets { maxNotional initialMarginRate maintenanceMarginRate maxLeverage }
+    }
     convertPositions {
       pair { base quote priceSource market price spreadBps feeBps minAmount maxAmount stepSize quoteTtlMs paused }
       exposureLimitBase exposureLimitQuote netBase netQuote
@@ -128,6 +133,16 @@ const CreateAssetMutation = graphql(`
 const CreateMarketMutation = graphql(`
   mutation CreateMarket($input: CreateMarketInput!) {
     createMarket(input: $input) { id }
+  }
+`);
+const CreatePerpetualMarketMutation = graphql(`
+  mutation CreatePerpetualMarket($input: CreatePerpetualMarketInput!) {
+    createPerpetualMarket(input: $input) { id maxLeverage fundingIntervalMs }
+  }
+`);
+const SetOracleMutation = graphql(`
+  mutation SetOracle($market: ID!, $email: String!, $source: Int) {
+    setOracle(market: $market, email: $email, source: $source)
   }
 `);
 const HaltMutation = graphql(`
@@ -585,6 +600,9 @@ export function MarketsAdmin() {
               <HouseInventory balances={data.houseBalances} onDone={reload} />
             </Panel>
           </div>
+          <Panel title="Perpetual markets" id="admin-perpetuals">
+            <PerpetualMarkets markets={data.perpetualMarkets} onDone={reload} />
+          </Panel>
           <Panel title="Convert pairs" id="admin-convert">
             <ConvertPairs positions={data.convertPositions} onDone={reload} />
           </Panel>
@@ -891,6 +909,131 @@ function ConvertPairs({ positions, onDone }: { positions: ResultOf<typeof Market
           <Field label="Step (base)" name="stepSize" inputMode="decimal" value={stepSize} onChange={setStepSize} />
           <Field label="Exposure limit (base)" name="exposureLimitBase" inputMode="decimal" value={exposureLimitBase} onChange={setExposureLimitBase} />
           <Field label="Exposure limit (quote)" name="exposureLimitQuote" inputMode="decimal" value={exposureLimitQuote} onChange={setExposureLimitQuote} />
+        </div>
+      </ProposalForm>
+    </>
+  );
+}
+
+/// A rate field's check: blank (when optional) or a decimal from 0 to 1.
+function rate(optional: boolean) {
+  return (v: string) => ((optional && v.trim() === '') || /^(0(\.\d+)?|1(\.0+)?)$/.test(v.trim()) ? null : 'A fraction from 0 to 1: 0.05 is 5%');
+}
+
+/// The perpetual markets, listing one (its contract, one margin bracket,
+/// funding) and naming its oracles: proposals, like every operator action.
+function PerpetualMarkets({ markets, onDone }: { markets: ResultOf<typeof MarketsAdminQuery>['perpetualMarkets']; onDone: () => void }) {
+  const [base, setBase] = useState('');
+  const [collateral, setCollateral] = useState('');
+  const [tickSize, setTickSize] = useState('');
+  const [lotSize, setLotSize] = useState('');
+  const [makerFeeRate, setMakerFeeRate] = useState('0.0002');
+  const [takerFeeRate, setTakerFeeRate] = useState('0.0005');
+  const [maxNotional, setMaxNotional] = useState('');
+  const [initialMarginRate, setInitialMarginRate] = useState('0.1');
+  const [maintenanceMarginRate, setMaintenanceMarginRate] = useState('0.05');
+  const [penaltyRate, setPenaltyRate] = useState('0.01');
+  const [interestRate, setInterestRate] = useState('0.0001');
+  const [fundingHours, setFundingHours] = useState('8');
+  const [oracleMarket, setOracleMarket] = useState('');
+  const [oracleEmail, setOracleEmail] = useState('');
+  const [source, setSource] = useState('');
+  const optional = (value: string) => value.trim() || null;
+  return (
+    <>
+      {markets.length ? (
+        <table className="data" aria-label="Listed perpetuals">
+          <TableHead columns={['Market', ['Tick / lot', 'number'], ['Margin brackets', 'number'], ['Penalty', 'number'], 'Funding every', ['Mark / index', 'number'], ['Open interest', 'number'], ['Insurance fund', 'number']]} />
+          <tbody>
+            {markets.map((m) => (
+              <tr key={m.id} data-market={m.id}>
+                <th scope="row">
+                  <Link href={`/trade/${encodeURIComponent(m.id)}`}>{m.id}</Link>
+                </th>
+                <td className="number">
+                  {m.tickSize} / {m.lotSize}
+                </td>
+                <td className="number">
+                  {m.marginBrackets.map((b) => `to ${formatDecimal(b.maxNotional)} ${m.collateral}: ${formatPercent(b.initialMarginRate, 2)} / ${formatPercent(b.maintenanceMarginRate, 2)} (${b.maxLeverage}×)`).join('; ')}
+                </td>
+                <td className="number">{formatPercent(m.liquidationPenaltyRate, 2)}</td>
+                <td>{intervalOf(m.fundingIntervalMs)}</td>
+                <td className="number">
+                  {formatDecimal(m.markPrice)} / {formatDecimal(m.indexPrice)}
+                </td>
+                <td className="number">
+                  {formatDecimal(m.openInterest)} {m.base}
+                </td>
+                <td className="number">
+                  {formatDecimal(m.insuranceFund)} {m.collateral}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : (
+        <p>No perpetual markets yet.</p>
+      )}
+      <h3>List a perpetual market</h3>
+      <ProposalForm
+        label="List a perpetual market"
+        onDone={onDone}
+        submit={async () => {
+          const hours = fundingHours.trim();
+          const input = {
+            base: base.trim(),
+            collateral: collateral.trim(),
+            tickSize: tickSize.trim(),
+            lotSize: lotSize.trim(),
+            makerFeeRate: makerFeeRate.trim(),
+            takerFeeRate: takerFeeRate.trim(),
+            marginBrackets: [{ maxNotional: maxNotional.trim(), initialMarginRate: initialMarginRate.trim(), maintenanceMarginRate: maintenanceMarginRate.trim() }],
+            liquidationPenaltyRate: optional(penaltyRate),
+            interestRate: optional(interestRate),
+            fundingIntervalMs: hours ? Math.round(Number(hours) * 3_600_000) : null,
+          };
+          const market = (await request(CreatePerpetualMarketMutation, { input })).createPerpetualMarket;
+          return `Market ${market.id} listed: up to ${market.maxLeverage}× leverage, funding every ${intervalOf(market.fundingIntervalMs)}.`;
+        }}
+      >
+        <div className="columns">
+          <Field label="Base asset" name="perpBase" isRequired value={base} onChange={setBase} description="What the contracts are on: BTC" />
+          <Field label="Collateral asset" name="perpCollateral" isRequired value={collateral} onChange={setCollateral} description="What margin and profit are paid in: USD" />
+          <Field label="Tick size" name="perpTickSize" isRequired inputMode="decimal" value={tickSize} onChange={setTickSize} validate={(v) => (v === '' || isDecimal(v) ? null : 'A price step such as 0.1')} />
+          <Field label="Lot size" name="perpLotSize" isRequired inputMode="decimal" value={lotSize} onChange={setLotSize} description="The contract size, in the base" validate={(v) => (v === '' || isDecimal(v) ? null : 'A size such as 0.001')} />
+          <Field label="Maker fee rate" name="perpMakerFeeRate" isRequired inputMode="decimal" value={makerFeeRate} onChange={setMakerFeeRate} validate={rate(false)} />
+          <Field label="Taker fee rate" name="perpTakerFeeRate" isRequired inputMode="decimal" value={takerFeeRate} onChange={setTakerFeeRate} validate={rate(false)} />
+          <Field label="Max notional" name="perpMaxNotional" isRequired inputMode="decimal" value={maxNotional} onChange={setMaxNotional} description="The margin bracket: positions up to this, in the collateral" validate={(v) => (v === '' || isDecimal(v) ? null : 'An amount of the collateral')} />
+          <Field label="Initial margin rate" name="perpInitialMarginRate" isRequired inputMode="decimal" value={initialMarginRate} onChange={setInitialMarginRate} description="0.1 is 10%: 10× leverage at most" validate={rate(false)} />
+          <Field label="Maintenance margin rate" name="perpMaintenanceMarginRate" isRequired inputMode="decimal" value={maintenanceMarginRate} onChange={setMaintenanceMarginRate} description="Below it a position is liquidated" validate={rate(false)} />
+          <Field label="Liquidation penalty rate" name="perpPenaltyRate" inputMode="decimal" value={penaltyRate} onChange={setPenaltyRate} description="Of the notional, to the insurance fund; blank is 1%" validate={rate(true)} />
+          <Field label="Interest rate per interval" name="perpInterestRate" inputMode="decimal" value={interestRate} onChange={setInterestRate} description="Blank is 0.0001 (0.01%)" validate={rate(true)} />
+          <Field
+            label="Funding interval (hours)"
+            name="perpFundingHours"
+            inputMode="decimal"
+            value={fundingHours}
+            onChange={setFundingHours}
+            description="Blank is 8 hours"
+            validate={(v) => (v === '' || (isDecimal(v) && Number(v) * 3_600_000 >= 1 && Number(v) * 3_600_000 < 2 ** 31) ? null : 'Hours above zero, up to 596')}
+          />
+        </div>
+      </ProposalForm>
+      <h3>Set an oracle</h3>
+      <p className="muted">An oracle sends the market's prices (submitOraclePrice): the index is the median of their fresh prices. Leave the source blank to take the role back.</p>
+      <ProposalForm
+        label="Set oracle"
+        onDone={onDone}
+        submit={async () => {
+          const number = source.trim() === '' ? null : Number(source);
+          await request(SetOracleMutation, { market: oracleMarket.trim(), email: oracleEmail.trim(), source: number });
+          return number === null ? `${oracleEmail.trim()} no longer prices ${oracleMarket.trim()}.` : `${oracleEmail.trim()} prices ${oracleMarket.trim()} as source ${number}.`;
+        }}
+      >
+        <div className="columns">
+          <Field label="Market" name="oracleMarket" isRequired value={oracleMarket} onChange={setOracleMarket} description="A perpetual market's id, such as BTC-USD-PERP" />
+          <Field label="User email" name="oracleEmail" type="email" isRequired value={oracleEmail} onChange={setOracleEmail} />
+          <Field label="Source number" name="oracleSource" inputMode="numeric" value={source} onChange={setSource} description="One no other oracle of the market has; blank takes the role back" validate={(v) => (v === '' || /^\d{1,9}$/.test(v) ? null : 'A whole number')} />
         </div>
       </ProposalForm>
     </>
