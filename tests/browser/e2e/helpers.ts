@@ -95,3 +95,15 @@ export function totp(secret: string, at_ms = Date.now()): string {
   const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
   return code.toString().padStart(6, '0');
 }
+
+/// Places a BTC limit order from a market page's order form and waits for its confirmation.
+export async function placeLimit(page: Page, side: 'Buy' | 'Sell', price: string, quantity: string) {
+  const form = page.getByRole('form', { name: 'Place an order' });
+  // A person clicks the radio's label: its input is visually hidden, as React Aria draws it.
+  await form.getByRole('radiogroup', { name: 'Side' }).getByText(side, { exact: true }).click();
+  await expect(form.getByRole('radio', { name: side })).toBeChecked();
+  await form.getByLabel('Price (USD)').fill(price);
+  await form.getByLabel('Quantity (BTC)').fill(quantity);
+  await form.getByRole('button', { name: `${side} BTC` }).click();
+  await expect(form.getByRole('status')).toContainText('Order');
+}

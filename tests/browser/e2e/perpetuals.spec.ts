@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, signedIn, visit } from './helpers';
+import { OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, placeLimit, signedIn, visit } from './helpers';
 
 // Accounts tests/browser.rs made: Frank holds 300 USD, Gina 1,000 USD,
 // Oscar nothing (he only prices the market). The operator lists
@@ -49,16 +49,6 @@ function position(page: Page) {
 /// The cells of the market's row in the markets table.
 function marketRow(page: Page) {
   return page.getByRole('table', { name: 'Perpetual markets' }).locator(`tr[data-market="${MARKET}"]`);
-}
-
-async function placeLimit(page: Page, side: 'Buy' | 'Sell', price: string, quantity: string) {
-  const form = page.getByRole('form', { name: 'Place an order' });
-  await form.getByRole('radiogroup', { name: 'Side' }).getByText(side, { exact: true }).click();
-  await expect(form.getByRole('radio', { name: side })).toBeChecked();
-  await form.getByLabel('Price (USD)').fill(price);
-  await form.getByLabel('Quantity (BTC)').fill(quantity);
-  await form.getByRole('button', { name: `${side} BTC` }).click();
-  await expect(form.getByRole('status')).toContainText('Order');
 }
 
 /// The countdown to the next funding, in seconds.

@@ -1,22 +1,11 @@
 import { expect, test, type Page } from '@playwright/test';
-import { signedIn, visit, watch } from './helpers';
+import { placeLimit, signedIn, visit, watch } from './helpers';
 
 // Accounts tests/browser.rs made: Alice holds 2 BTC, Bob 100,000 USD.
 /// A row of a price and a quantity, however many zeros the API pads them with.
 function level(price: string, quantity: string): RegExp {
   const decimal = (text: string) => text.replace('.', '\\.') + (text.includes('.') ? '0*' : '(\\.0+)?');
   return new RegExp(`^${decimal(price)} ${decimal(quantity)}(\\s|$)`);
-}
-
-async function placeLimit(page: Page, side: 'Buy' | 'Sell', price: string, quantity: string) {
-  const form = page.getByRole('form', { name: 'Place an order' });
-  // A person clicks the radio's label: its input is visually hidden, as React Aria draws it.
-  await form.getByRole('radiogroup', { name: 'Side' }).getByText(side, { exact: true }).click();
-  await expect(form.getByRole('radio', { name: side })).toBeChecked();
-  await form.getByLabel('Price (USD)').fill(price);
-  await form.getByLabel('Quantity (BTC)').fill(quantity);
-  await form.getByRole('button', { name: `${side} BTC` }).click();
-  await expect(form.getByRole('status')).toContainText('Order');
 }
 
 test('sign-in with a wrong password is refused and says what to do', async ({ page }) => {
