@@ -7,6 +7,7 @@ mod gateway_bench;
 mod generator;
 mod ledger_bench;
 mod peers;
+mod perpetual_bench;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use matching_core::{BookLimits, Command, EngineLimits, Event, FastEngine, Side};
 use generator::{GeneratorConfig, Kind, Workload};
 use peers::{Lobster, OrderbookRs, Peer};
 
-const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers] [--markets 1,100]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only SYSTEMS] [--skew uniform,hot]\n       marionette-bench gateway [--orders N] [--connections N] [--rate ORDERS_PER_SECOND] [--single-orders N] [--users N] [--only throughput,rate,single]";
+const USAGE: &str = "usage: marionette-bench matching [--commands N] [--runs N] [--skip-daemon] [--skip-peers] [--markets 1,100]\n       marionette-bench ledger [--transfers N] [--accounts N] [--batch N] [--postgres-seconds N] [--postgres-clients N] [--skip-postgres] [--only SYSTEMS] [--skew uniform,hot]\n       marionette-bench gateway [--orders N] [--connections N] [--rate ORDERS_PER_SECOND] [--single-orders N] [--users N] [--only throughput,rate,single]\n       marionette-bench perpetual [--positions N] [--marks N] [--orders N] [--users N] [--only mark,orders]";
 
 /// One engine's figures on one workload.
 pub struct Measured {
@@ -39,6 +40,11 @@ fn main() -> anyhow::Result<()> {
     }
     if what == "ledger" {
         let report = ledger_bench::run(args)?;
+        print!("{}\n{report}", machine_line());
+        return Ok(());
+    }
+    if what == "perpetual" {
+        let report = perpetual_bench::run(args)?;
         print!("{}\n{report}", machine_line());
         return Ok(());
     }
