@@ -76,10 +76,28 @@ export async function request<T, V extends Variables>(document: TadaDocumentNode
 
 let client: Client | null = null;
 
+const feedListeners = new Set<() => void>();
+
+/// Calls `listener` whenever the live feed's socket closes: the client
+/// reconnects on its own, without telling a subscription, so a page that
+/// must not show frozen figures polls until its subscription speaks again.
+export function onLiveFeedClosed(listener: () => void): () => void {
+  feedListeners.add(listener);
+  return () => {
+    feedListeners.delete(listener);
+  };
+}
+
 function wsClient(): Client {
   if (!client) {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    client = createClient({ url: `${scheme}://${location.host}/graphql`, lazy: true, retryAttempts: Infinity, shouldRetry: () => true });
+    client = createClient({
+      url: `${scheme}://${location.host}/graphql`,
+      lazy: true,
+      retryAttempts: Infinity,
+      shouldRetry: () => true,
+      on: { closed: () => feedListeners.forEach((listener) => listener()) },
+    });
   }
   return client;
 }
@@ -106,12 +124,14 @@ export function resetSubscriptions(): void {
   old?.dispose();
 }
 
-/// Subscribes; `next` gets each result, `failed` each error. Returns the unsubscribe.
+/// Subscribes; `next` gets each result, `failed` each error, `ended` the
+/// server's end of the stream (when it stops a feed). Returns the unsubscribe.
 export function subscribe<T, V extends Variables>(
   document: TadaDocumentNode<T, V>,
   variables: V,
   next: (data: T) => void,
   failed: (error: ApiError) => void,
+  ended?: () => void,
 ): () => void {
   const query = print(document);
   const entry: Live = {
@@ -134,7 +154,9 @@ export function subscribe<T, V extends Variables>(
           error: () => {
             if (current) failed(new ApiError('The live feed was interrupted; reconnecting.', 'NETWORK'));
           },
-          complete: () => {},
+          complete: () => {
+            if (current) ended?.();
+          },
         },
       );
       return () => {

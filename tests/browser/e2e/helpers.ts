@@ -96,8 +96,9 @@ export function totp(secret: string, at_ms = Date.now()): string {
   return code.toString().padStart(6, '0');
 }
 
-/// Places a BTC limit order from a market page's order form and waits for its confirmation.
-export async function placeLimit(page: Page, side: 'Buy' | 'Sell', price: string, quantity: string) {
+/// Fills a BTC limit order into a market page's order form and sends it,
+/// without waiting for the answer (a refusal is an alert, not a status).
+export async function sendLimit(page: Page, side: 'Buy' | 'Sell', price: string, quantity: string) {
   const form = page.getByRole('form', { name: 'Place an order' });
   // A person clicks the radio's label: its input is visually hidden, as React Aria draws it.
   await form.getByRole('radiogroup', { name: 'Side' }).getByText(side, { exact: true }).click();
@@ -105,5 +106,18 @@ export async function placeLimit(page: Page, side: 'Buy' | 'Sell', price: string
   await form.getByLabel('Price (USD)').fill(price);
   await form.getByLabel('Quantity (BTC)').fill(quantity);
   await form.getByRole('button', { name: `${side} BTC` }).click();
-  await expect(form.getByRole('status')).toContainText('Order');
+}
+
+/// Places a BTC limit order from a market page's order form and waits for its confirmation.
+export async function placeLimit(page: Page, side: 'Buy' | 'Sell', price: string, quantity: string) {
+  await sendLimit(page, side, price, quantity);
+  await expect(page.getByRole('form', { name: 'Place an order' }).getByRole('status')).toContainText('Order');
+}
+
+/// Ticks or clears the order form's "Reduce only" box (a perpetual market's), by its label as a person does.
+export async function setReduceOnly(page: Page, on: boolean) {
+  const form = page.getByRole('form', { name: 'Place an order' });
+  const box = form.getByRole('checkbox', { name: 'Reduce only' });
+  if ((await box.isChecked()) !== on) await form.getByText('Reduce only', { exact: true }).click();
+  await expect(box).toBeChecked({ checked: on });
 }

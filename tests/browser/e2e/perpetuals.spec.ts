@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, placeLimit, signedIn, visit } from './helpers';
+import { OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, placeLimit, sendLimit, setReduceOnly, signedIn, visit } from './helpers';
 
 // Accounts tests/browser.rs made: Frank holds 300 USD, Gina 1,000 USD,
 // Oscar nothing (he only prices the market). The operator lists
@@ -38,12 +38,48 @@ import { OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, placeLimit, signedIn, visit 
 // 109.75 + 0.01 (51,000 - p) < 0.0005 p: 619.75 < 0.0105 p,
 // p > 59,023.809…: 59,023.9. She then takes back 7.75, all that is free
 // (109.75 - 102.00): 102.00, 612 < 0.0105 p, p > 58,285.714…: 58,285.8.
+//
+// Then both close, at 50,000, the price they opened at: over each
+// position's life the price moved nothing, so each ends with what it
+// deposited less its fees, whatever the marks moved between their margins
+// meanwhile. Oscar prices 51,000 again first (the index is stale 60 s
+// after his last price); the mark stays 51,000.
+// - Frank's reduce-only buy would grow his long: refused (BAD_USER_INPUT).
+//   His general account stays 249.90 - 42.00 = 207.90.
+// - His reduce-only sell of 0.004 at 50,000 rests; Gina's reduce-only buy
+//   takes it. Notional 200: his maker fee 0.04, her taker fee 0.10. Left:
+//   0.006 BTC each way, at the mark a notional of 306, maintenance 15.30,
+//   unrealized 0.006 x 1,000 = 6.00 (his gain, her loss).
+// - He closes at a limit of 50,000: a reduce-only sell of his 0.006 that
+//   rests. She closes at the market from the Perpetuals page: a buy no
+//   higher than the mark plus her initial margin rate (1/5 of 51,000 is
+//   10,200, more than the 10% cap: 51,000 + 5,100 = 56,100); it takes his
+//   offer at 50,000. Notional 300: his maker fee 0.06, her taker fee 0.15.
+// - Flat, all margin back in the general accounts: Frank 300 - 0.10 -
+//   0.04 - 0.06 = 299.80, Gina 1,000 - 0.25 - 0.10 - 0.15 = 999.50.
 
 const MARKET = 'BTC-USD-PERP';
 
-/// The cells of the signed-in trader's position on the market.
+/// The cells of the signed-in trader's position on the market (its figures, not its controls).
 function position(page: Page) {
-  return page.getByRole('table', { name: 'Your positions' }).locator(`tr[data-market="${MARKET}"]`).locator('th, td');
+  return page.getByRole('table', { name: 'Your positions' }).locator(`tr[data-market="${MARKET}"]`).locator('th, td:not(.row-control)');
+}
+
+/// The cells of the trader's position on the market's trading page.
+function positionHere(page: Page) {
+  return page.getByRole('table', { name: 'Your position' }).locator(`tr[data-market="${MARKET}"]`).locator('th, td');
+}
+
+/// The cells of one of the trader's orders on a trading page, open or done.
+function orderRow(page: Page, table: 'Open orders' | 'Recent orders', id: string) {
+  return page.getByRole('table', { name: table }).locator(`tr[data-order-id="${id}"]`).locator('td');
+}
+
+/// The id of the order the trading page's form just placed, once it says it placed one that matches `said`.
+async function placedOrder(page: Page, said: RegExp): Promise<string> {
+  const status = page.getByRole('form', { name: 'Place an order' }).getByRole('status');
+  await expect(status).toHaveText(said);
+  return /^Order ([\w-]+):/.exec((await status.textContent()) ?? '')?.[1] ?? '';
 }
 
 /// The cells of the market's row in the markets table.
@@ -65,7 +101,7 @@ async function submitPrice(page: Page, price: string) {
   await form.getByRole('button', { name: 'Submit price' }).click();
 }
 
-test('operators list a perpetual, its oracle prices it, two traders open positions and manage their margin', async ({ browser }) => {
+test('operators list a perpetual, its oracle prices it, two traders open positions, manage their margin and close them', async ({ browser }) => {
   test.setTimeout(240_000);
   // Funding is paid at 00:00, 08:00 and 16:00 UTC: a run across one would
   // see a payment and a countdown starting again, so it starts after one.
@@ -165,9 +201,9 @@ test('operators list a perpetual, its oracle prices it, two traders open positio
   await expect(gina.getByRole('table', { name: 'Latest trades' }).getByRole('row', { name: /^50000(\.0+)? 0\.010*(\s|$)/ })).toBeVisible();
   // The maker fee, 0.10, from his general account.
   await expect(frankBalances.locator('tr[data-asset="USD"] td')).toHaveText(['249.90', '0.00']);
-  const frankHere = frank.getByRole('table', { name: 'Your position' }).locator(`tr[data-market="${MARKET}"]`).locator('th, td');
+  const frankHere = positionHere(frank);
   await expect(frankHere).toHaveText([MARKET, 'Long', '0.01 BTC', '50,000', '50,000', '0.00', '50.00', '25.00', '21,063.1', '10×', 'Cross', '0.00']);
-  const ginaHere = gina.getByRole('table', { name: 'Your position' }).locator(`tr[data-market="${MARKET}"]`).locator('th, td');
+  const ginaHere = positionHere(gina);
   await expect(ginaHere).toHaveText([MARKET, 'Short', '0.01 BTC', '50,000', '50,000', '0.00', '99.75', '25.00', '57,119.1', '5×', 'Isolated', '0.00']);
   // Her order's margin, 20% of 500, left her general account; the fee came out of the margin.
   await expect(gina.getByRole('table', { name: 'Balances' }).locator('tr[data-asset="USD"] td')).toHaveText(['900.00', '0.00']);
@@ -235,5 +271,80 @@ test('operators list a perpetual, its oracle prices it, two traders open positio
   await expect(position(frank).nth(8)).toHaveText('21,063.1');
   await fitsTheWidth(frank);
   await visit(frank, 'perpetuals-narrow');
+  await frank.setViewportSize({ width: 1280, height: 720 });
+
+  // A fresh price before the orders below, however long the steps above took: the same 51,000.
+  await submitPrice(oscar, '51000');
+  await expect(oscar.getByRole('form', { name: 'Submit a price' }).getByRole('status')).toHaveText(`Price taken for ${MARKET}: index 51,000, mark unchanged.`);
+
+  // A reduce-only buy would grow Frank's long: refused with the API's code, nothing held.
+  await frank.goto(`/trade/${MARKET}`);
+  const frankForm = frank.getByRole('form', { name: 'Place an order' });
+  const frankUsd = frank.getByRole('table', { name: 'Balances' }).locator('tr[data-asset="USD"] td');
+  await expect(frankUsd).toHaveText(['207.90', '0.00']);
+  await setReduceOnly(frank, true);
+  await sendLimit(frank, 'Buy', '50000', '0.01');
+  await expect(frankForm.getByRole('alert')).toContainText('BAD_USER_INPUT');
+  await expect(frankForm.getByRole('alert')).toContainText('a reduce-only order must shrink the position');
+  await expect(frankForm.getByRole('status')).toHaveCount(0);
+  await expect(frank.getByText('No open orders.')).toBeVisible();
+  await expect(frankUsd).toHaveText(['207.90', '0.00']);
+
+  // A reduce-only sell of part of it is taken, rests, and says so in his orders.
+  await sendLimit(frank, 'Sell', '50000', '0.004');
+  const reducing = await placedOrder(frank, /^Order [\w-]+: open, reduce only$/);
+  await expect(orderRow(frank, 'Open orders', reducing)).toHaveText(['Sell', 'limit reduce only', /^50000(\.0+)?$/, /^0(\.0+)? \/ 0\.0040*$/, 'open', /Cancel/]);
+  await expect(orderRow(frank, 'Open orders', reducing).nth(1).locator('.tag')).toHaveText('reduce only');
+  await visit(frank, 'perpetual-market-reduce-only');
+
+  // Gina's reduce-only buy takes it: 0.006 BTC left each way.
+  await gina.goto(`/trade/${MARKET}`);
+  await setReduceOnly(gina, true);
+  await sendLimit(gina, 'Buy', '50000', '0.004');
+  await placedOrder(gina, /^Order [\w-]+: filled, reduce only$/);
+  await expect(orderRow(frank, 'Recent orders', reducing)).toHaveText(['Sell', 'limit reduce only', /^50000(\.0+)?$/, /^0\.0040* \/ 0\.0040*$/, 'filled', '']);
+  await expect(positionHere(frank).nth(1)).toHaveText('Long');
+  await expect(positionHere(frank).nth(2)).toHaveText('0.006 BTC');
+  await expect(positionHere(frank).nth(5)).toHaveText('+6.00');
+  await expect(positionHere(frank).nth(7)).toHaveText('15.30');
+  await expect(positionHere(gina).nth(1)).toHaveText('Short');
+  await expect(positionHere(gina).nth(2)).toHaveText('0.006 BTC');
+  await expect(positionHere(gina).nth(5)).toHaveText('-6.00');
+  await expect(positionHere(gina).nth(7)).toHaveText('15.30');
+
+  // Frank closes at a limit of 50,000 from his position: a reduce-only sell of all of it, resting.
+  const frankPosition = frank.getByRole('region', { name: 'Your position' });
+  const frankClose = frankPosition.getByRole('form', { name: `Close position on ${MARKET}` });
+  await frankClose.getByLabel('Limit price (USD)').fill('50000');
+  await frankClose.getByRole('button', { name: 'Close position' }).click();
+  await expect(frankPosition.getByRole('status')).toHaveText(/^Closing BTC-USD-PERP: order [\w-]+ to sell 0\.006 BTC at 50,000, reduce only: open\.$/);
+  const closing = /order ([\w-]+)/.exec((await frankPosition.getByRole('status').textContent()) ?? '')?.[1] ?? '';
+  await expect(orderRow(frank, 'Open orders', closing)).toHaveText(['Sell', 'limit reduce only', /^50000(\.0+)?$/, /^0(\.0+)? \/ 0\.0060*$/, 'open', /Cancel/]);
+  await expect(positionHere(frank).nth(2)).toHaveText('0.006 BTC');
+
+  // Gina closes at the market from her row on the Perpetuals page: her buy takes his offer, and both are flat.
+  await gina.getByRole('link', { name: 'Perpetuals' }).click();
+  await expect(position(gina).nth(2)).toHaveText('0.006 BTC');
+  await gina.getByRole('table', { name: 'Your positions' }).getByRole('button', { name: `Close position on ${MARKET}` }).click();
+  const ginaClose = gina.getByRole('form', { name: `Close position on ${MARKET}` });
+  await expect(ginaClose).toContainText('Empty: at the market, no higher than the mark plus your initial margin rate (1 / 5, at most 10%)');
+  await visit(gina, 'perpetuals-closing');
+  await ginaClose.getByRole('button', { name: 'Close position' }).click();
+  await expect(gina.getByRole('region', { name: 'Your positions' }).getByRole('status')).toHaveText(
+    /^Closing BTC-USD-PERP: order [\w-]+ to buy 0\.006 BTC at the market, no higher than 56,100, reduce only: filled\.$/,
+  );
+  // Flat: her row stays for the leverage and margin mode she chose, with nothing to close.
+  await expect(position(gina)).toHaveText([MARKET, 'Flat', '0 BTC', '—', '51,000', '0.00', '0.00', '0.00', '—', '5×', 'Isolated', '0.00']);
+  await expect(gina.getByRole('table', { name: 'Your positions' }).getByRole('button', { name: `Close position on ${MARKET}` })).toHaveCount(0);
+  await visit(gina, 'perpetuals-closed');
+  await expect(frank.getByText('No position on this market.')).toBeVisible();
+  await expect(frankPosition.getByRole('form', { name: `Close position on ${MARKET}` })).toHaveCount(0);
+  await expect(orderRow(frank, 'Recent orders', closing)).toHaveText(['Sell', 'limit reduce only', /^50000(\.0+)?$/, /^0\.0060* \/ 0\.0060*$/, 'filled', '']);
+  // All they had, less their fees: 299.80 and 999.50.
+  await expect(frankUsd).toHaveText(['299.80', '0.00']);
+  await gina.goto(`/trade/${MARKET}`);
+  await expect(gina.getByText('No position on this market.')).toBeVisible();
+  await expect(gina.getByRole('table', { name: 'Balances' }).locator('tr[data-asset="USD"] td')).toHaveText(['999.50', '0.00']);
+  await visit(frank, 'perpetual-market-closed');
   expect(problems).toEqual([]);
 });

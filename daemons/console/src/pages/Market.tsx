@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
-import { Button, Form, Input, Label, Radio, RadioGroup, TextField } from 'react-aria-components';
+import { Button, Checkbox, Form, Input, Label, Radio, RadioGroup, TextField } from 'react-aria-components';
 import { Link } from 'wouter';
 import { request, subscribe } from '../api';
 import { Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, useQuery, words } from '../components';
@@ -7,7 +7,7 @@ import { digitsOf, formatDecimal, formatPercent, isDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
 import { CandleChart } from './Chart';
-import { FundingCountdown, MyPositionsQuery, PerpetualMarketsQuery, PositionTable, REFRESH_MS, intervalOf } from './Perpetuals';
+import { ClosePosition, FundingCountdown, PerpetualMarketsQuery, PositionTable, intervalOf, useLiveMarks, usePositions, withMark } from './Perpetuals';
 
 const MarketQuery = graphql(`
   query Market($id: ID!) {
@@ -35,19 +35,19 @@ const TradesSubscription = graphql(`
 
 const MyOrdersQuery = graphql(`
   query MyOrders($market: ID!) {
-    userOrders(market: $market, limit: 50) { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason amendRefused createdAt }
+    userOrders(market: $market, limit: 50) { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason amendRefused reduceOnly createdAt }
   }
 `);
 
 const MyOrdersSubscription = graphql(`
   subscription LiveMyOrders {
-    userOrders { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason amendRefused createdAt }
+    userOrders { id market side type timeInForce price quantity filledQuantity averagePrice status triggerPrice triggeredAt rejectReason amendRefused reduceOnly createdAt }
   }
 `);
 
 const PlaceOrderMutation = graphql(`
   mutation PlaceOrder($input: PlaceOrderInput!) {
-    placeOrder(input: $input) { id status rejectReason }
+    placeOrder(input: $input) { id status rejectReason reduceOnly }
   }
 `);
 
@@ -178,7 +178,14 @@ export function Market({ id }: { id: string }) {
         </Panel>
         {me && perpetual ? (
           <Panel title="Your position" id="my-position">
-            <MarketPosition id={market.id} lastFill={fills[0]?.id ?? ''} />
+            <MarketPosition
+              id={market.id}
+              lastFill={fills[0]?.id ?? ''}
+              onClosed={() => {
+                loadOrders();
+                loadBalances();
+              }}
+            />
           </Panel>
         ) : null}
         {me ? (
@@ -293,11 +300,16 @@ function TradesView({ market }: { market: MarketInfo }) {
   );
 }
 
-/// A perpetual market's mark, index and funding, asked again every few seconds.
+/// A perpetual market's mark, index and funding: the query's for the
+/// first render, then live (markPrice carries every figure shown here,
+/// the next funding time too once a funding is paid), so nothing is asked
+/// again unless the subscription fails.
 function PerpetualFigures({ id }: { id: string }) {
-  const { data, reload } = useQuery(PerpetualMarketsQuery, undefined, { refreshMs: REFRESH_MS });
-  const m = data?.perpetualMarkets.find((p) => p.id === id);
-  if (!m) return null;
+  const { data } = useQuery(PerpetualMarketsQuery);
+  const marks = useLiveMarks([id]);
+  const queried = data?.perpetualMarkets.find((p) => p.id === id);
+  if (!queried) return null;
+  const m = withMark(queried, marks.get(id));
   return (
     <>
       <div>
@@ -315,7 +327,7 @@ function PerpetualFigures({ id }: { id: string }) {
       <div>
         <dt>Next funding</dt>
         <dd>
-          <FundingCountdown at={m.nextFundingTime} onPassed={reload} />
+          <FundingCountdown at={m.nextFundingTime} />
         </dd>
       </div>
     </>
@@ -323,19 +335,42 @@ function PerpetualFigures({ id }: { id: string }) {
 }
 
 /// The trader's position on this perpetual market, as on the Perpetuals
-/// page: asked again every few seconds, and at once on a new fill.
-function MarketPosition({ id, lastFill }: { id: string; lastFill: string }) {
-  const positions = useQuery(MyPositionsQuery, undefined, { refreshMs: REFRESH_MS });
+/// page: live, and asked again at once on a new fill; and its closing in
+/// one step, after which `onClosed` reloads the orders and balances.
+function MarketPosition({ id, lastFill, onClosed }: { id: string; lastFill: string; onClosed: () => void }) {
+  const { positions, error, reload } = usePositions(true);
   const markets = useQuery(PerpetualMarketsQuery);
-  const reload = positions.reload;
+  const [closed, setClosed] = useState<string | null>(null);
   useEffect(() => {
     if (lastFill) reload();
   }, [lastFill, reload]);
-  if (positions.error) return <ErrorMessage error={positions.error} />;
-  if (!positions.data) return <Loading what="your position" />;
+  const market = markets.data?.perpetualMarkets.find((m) => m.id === id);
+  const here = positions?.filter((p) => p.market === id && p.side !== 'FLAT') ?? [];
   return (
     <>
-      <PositionTable positions={positions.data.fetchPositions.filter((p) => p.market === id && p.side !== 'FLAT')} markets={markets.data?.perpetualMarkets ?? []} label="Your position" empty="No position on this market." />
+      <ErrorMessage error={error} />
+      {!positions ? (
+        error ? null : <Loading what="your position" />
+      ) : (
+        <PositionTable positions={here} markets={markets.data?.perpetualMarkets ?? []} label="Your position" empty="No position on this market." />
+      )}
+      {here[0] && market ? (
+        <ClosePosition
+          key={here[0].side}
+          position={here[0]}
+          market={market}
+          onClosed={(said) => {
+            setClosed(said);
+            reload();
+            onClosed();
+          }}
+        />
+      ) : null}
+      {closed ? (
+        <p role="status" className="placed">
+          {closed}
+        </p>
+      ) : null}
       <p>
         <Link href="/perpetuals">Leverage, margin mode and margin</Link>
       </p>
@@ -369,6 +404,7 @@ function OrderForm({ market, perpetual, onPlaced }: { market: MarketInfo; perpet
   const [quantity, setQuantity] = useState('');
   const [timeInForce, setTimeInForce] = useState<'GTC' | 'IOC' | 'FOK'>('GTC');
   const [triggerSource, setTriggerSource] = useState<TriggerSource>('LAST_PRICE');
+  const [reduceOnly, setReduceOnly] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [placed, setPlaced] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -393,10 +429,12 @@ function OrderForm({ market, perpetual, onPlaced }: { market: MarketInfo; perpet
           triggerPrice: HAS_TRIGGER.has(type) ? trigger.trim() : null,
           triggerSource: HAS_TRIGGER.has(type) && perpetual ? triggerSource : undefined,
           timeInForce: HAS_PRICE.has(type) ? timeInForce : null,
+          reduceOnly: perpetual ? reduceOnly : undefined,
         },
       });
       onPlaced();
-      setPlaced(`Order ${result.placeOrder.id}: ${words(result.placeOrder.status)}${result.placeOrder.rejectReason ? ` (${result.placeOrder.rejectReason})` : ''}`);
+      const order = result.placeOrder;
+      setPlaced(`Order ${order.id}: ${words(order.status)}${order.reduceOnly ? ', reduce only' : ''}${order.rejectReason ? ` (${order.rejectReason})` : ''}`);
     } catch (failure) {
       setError(failure);
     } finally {
@@ -439,6 +477,15 @@ function OrderForm({ market, perpetual, onPlaced }: { market: MarketInfo; perpet
           <Radio value="FOK">Fill or kill</Radio>
         </RadioGroup>
       ) : null}
+      {perpetual ? (
+        <>
+          <Checkbox isSelected={reduceOnly} onChange={setReduceOnly} name="reduceOnly">
+            <span className="box" aria-hidden="true" />
+            Reduce only
+          </Checkbox>
+          {reduceOnly ? <p className="hint">Only shrinks your position: refused if it would open or grow one, or if your other reduce-only orders on this side already cover the position; cancelled if the position changes so that it no longer would.</p> : null}
+        </>
+      ) : null}
       <ErrorMessage error={error} />
       {placed ? (
         <p role="status" className="placed">
@@ -468,7 +515,15 @@ function MyOrders({ market, orders }: { market: MarketInfo; orders: Order[] }) {
     list.map((order) => (
       <tr key={order.id} data-order-id={order.id}>
         <td className={order.side === 'BUY' ? 'up' : 'down'}>{order.side === 'BUY' ? 'Buy' : 'Sell'}</td>
-        <td>{words(order.type)}</td>
+        <td>
+          {words(order.type)}
+          {order.reduceOnly ? (
+            <>
+              {' '}
+              <span className="tag">reduce only</span>
+            </>
+          ) : null}
+        </td>
         <td className="number">{order.price ?? (order.triggerPrice ? `at ${order.triggerPrice}` : 'market')}</td>
         <td className="number">
           {order.filledQuantity} / {order.quantity}

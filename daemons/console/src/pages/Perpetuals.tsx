@@ -1,18 +1,22 @@
 // Perpetual futures: every market's mark, index, funding and fund, the
-// trader's positions with their margin and liquidation price, the margin
-// controls (leverage, cross or isolated, add or take back margin), the
-// funding paid and the liquidations of a market, and the oracles' form.
-// Orders are placed on the market's trading page, as on spot.
-import { useCallback, useEffect, useState, type ReactNode } from 'react';
+// trader's positions with their margin and liquidation price (each closed
+// in one step), the margin controls (leverage, cross or isolated, add or
+// take back margin), the funding paid and the liquidations of a market,
+// and the oracles' form. Orders are placed on the market's trading page,
+// as on spot. Marks and positions are live (the markPrice and positions
+// subscriptions); what no subscription carries is asked again every few
+// seconds.
+import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { Button, Checkbox, Form, Label, Radio, RadioGroup } from 'react-aria-components';
 import { Link } from 'wouter';
-import { request } from '../api';
-import { Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, useQuery, useSubmit, words } from '../components';
+import { onLiveFeedClosed, request, subscribe } from '../api';
+import { Choice, ErrorMessage, Field, Loading, Panel, TableHead, When, newIdempotencyKey, useQuery, useSubmit, words } from '../components';
 import { digitsOf, formatDecimal, formatPercent, isDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
 
-/// How often the page asks again: marks move every second on the ledger.
+/// How often a figure no subscription carries is asked again (and a live
+/// one whose subscription failed): marks move every second on the ledger.
 export const REFRESH_MS = 2_000;
 
 export const PerpetualMarketsQuery = graphql(`
@@ -25,9 +29,47 @@ export const PerpetualMarketsQuery = graphql(`
   }
 `);
 
+/// The figures of every perpetual market that the markPrice subscription
+/// does not carry (it has the mark, the index, the predicted funding rate
+/// and the next funding time only), asked again every REFRESH_MS: the last
+/// price and the open interest move with each trade, the insurance fund
+/// with liquidations and fees, the last funding rate at each funding and
+/// trading with the operators' halts, and no subscription sends them.
+const PerpetualFiguresQuery = graphql(`
+  query PerpetualFigures {
+    perpetualMarkets { id lastPrice lastFundingRate openInterest insuranceFund trading }
+  }
+`);
+
+/// A perpetual market's mark, index and funding: live, or asked once the subscription failed.
+const MarkPriceSubscription = graphql(`
+  subscription LiveMarkPrice($market: ID!) {
+    markPrice(market: $market) { market markPrice indexPrice fundingRate nextFundingTime intervalMs }
+  }
+`);
+
+const FundingRateQuery = graphql(`
+  query FundingRate($market: ID!) {
+    fetchFundingRate(market: $market) { market markPrice indexPrice fundingRate nextFundingTime intervalMs }
+  }
+`);
+
 export const MyPositionsQuery = graphql(`
   query MyPositions {
     fetchPositions(includeFlat: true) { market side contracts entryPrice markPrice notional unrealizedPnl margin maintenanceMargin liquidationPrice marginMode leverage funding }
+  }
+`);
+
+/// The caller's open positions (never the flat ones), at every fill, mark, funding, liquidation and margin change.
+const PositionsSubscription = graphql(`
+  subscription LivePositions {
+    positions { market side contracts entryPrice markPrice notional unrealizedPnl margin maintenanceMargin liquidationPrice marginMode leverage funding }
+  }
+`);
+
+const ClosePositionMutation = graphql(`
+  mutation ClosePosition($market: ID!, $price: Decimal, $clientOrderId: String) {
+    closePosition(market: $market, price: $price, clientOrderId: $clientOrderId) { id side type price quantity filledQuantity status rejectReason }
   }
 `);
 
@@ -76,6 +118,144 @@ const SubmitOraclePriceMutation = graphql(`
 export type PerpetualMarket = ResultOf<typeof PerpetualMarketsQuery>['perpetualMarkets'][number];
 export type Position = ResultOf<typeof MyPositionsQuery>['fetchPositions'][number];
 type MarginMode = Position['marginMode'];
+type Mark = ResultOf<typeof MarkPriceSubscription>['markPrice'];
+
+/// The markets' marks, indexes and funding, live: one markPrice
+/// subscription a market. A market whose subscription failed or ended (the
+/// gateway refused or stopped it, or the socket closed) is asked every
+/// REFRESH_MS instead, until its feed speaks again.
+export function useLiveMarks(ids: string[]): Map<string, Mark> {
+  const [marks, setMarks] = useState<Map<string, Mark>>(() => new Map());
+  const [failed, setFailed] = useState<ReadonlySet<string>>(() => new Set());
+  const key = [...new Set(ids)].sort().join(' ');
+  useEffect(() => {
+    if (!key) return;
+    const fail = (market: string) => () => setFailed((known) => (known.has(market) ? known : new Set(known).add(market)));
+    const stops = key.split(' ').map((market) =>
+      subscribe(
+        MarkPriceSubscription,
+        { market },
+        (data) => {
+          setMarks((known) => new Map(known).set(market, data.markPrice));
+          setFailed((known) => (known.has(market) ? new Set([...known].filter((m) => m !== market)) : known));
+        },
+        fail(market),
+        fail(market),
+      ),
+    );
+    stops.push(onLiveFeedClosed(() => setFailed(new Set(key.split(' ')))));
+    return () => {
+      for (const stop of stops) stop();
+    };
+  }, [key]);
+  const polled = [...failed].filter((market) => key.split(' ').includes(market)).join(' ');
+  useEffect(() => {
+    if (!polled) return;
+    const ask = () => {
+      // A tab in the background asks nothing; it catches up when shown again.
+      if (document.visibilityState === 'hidden') return;
+      for (const market of polled.split(' ')) {
+        request(FundingRateQuery, { market }).then(
+          (data) => setMarks((known) => new Map(known).set(market, data.fetchFundingRate)),
+          () => {},
+        );
+      }
+    };
+    ask();
+    const timer = setInterval(ask, REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [polled]);
+  return marks;
+}
+
+/// A market as queried, with its live mark, index and funding when they have come.
+export function withMark<M extends PerpetualMarket>(market: M, mark: Mark | undefined): M {
+  if (!mark) return market;
+  return { ...market, markPrice: mark.markPrice, indexPrice: mark.indexPrice, fundingRate: mark.fundingRate, nextFundingTime: mark.nextFundingTime, fundingIntervalMs: mark.intervalMs };
+}
+
+/// "BTC-USD-PERP ETH-USD-PERP": which markets a list of positions is open on.
+function marketsOf(positions: Position[]): string {
+  return positions
+    .map((p) => p.market)
+    .sort()
+    .join(' ');
+}
+
+/// The caller's positions: the query (with the flat ones whose leverage
+/// or margin mode they chose) for the first render and on `reload`, then
+/// live from the positions subscription, which sends the open ones at
+/// every fill, mark, funding, liquidation and margin change. A position
+/// that opens or closes asks the query again, for the flat rows the
+/// subscription leaves out. If the subscription fails or ends (or the
+/// socket closes), the query is asked every REFRESH_MS instead, until it
+/// speaks again.
+export function usePositions(signedIn: boolean) {
+  const [open, setOpen] = useState<Position[] | null>(null);
+  const [flat, setFlat] = useState<Position[]>([]);
+  const [error, setError] = useState<unknown>(null);
+  const [failed, setFailed] = useState(false);
+  // When the open positions shown were read: a query's answer counts from
+  // when it was asked, so an answer a push overtook puts no older figures back.
+  const shownAt = useRef(0);
+  const shownMarkets = useRef<string | null>(null);
+  const reload = useCallback(() => {
+    if (!signedIn) return;
+    const asked = performance.now();
+    request(MyPositionsQuery).then(
+      (data) => {
+        setFlat(data.fetchPositions.filter((p) => p.side === 'FLAT'));
+        if (asked >= shownAt.current) {
+          const now = data.fetchPositions.filter((p) => p.side !== 'FLAT');
+          shownAt.current = asked;
+          shownMarkets.current = marketsOf(now);
+          setOpen(now);
+        }
+        setError(null);
+      },
+      setError,
+    );
+  }, [signedIn]);
+  useEffect(() => {
+    shownAt.current = 0;
+    shownMarkets.current = null;
+    setOpen(null);
+    setFlat([]);
+    setError(null);
+    if (!signedIn) return;
+    reload();
+    const stopFeed = onLiveFeedClosed(() => setFailed(true));
+    const stop = subscribe(
+      PositionsSubscription,
+      {},
+      (data) => {
+        const now = data.positions;
+        shownAt.current = performance.now();
+        const markets = marketsOf(now);
+        if (shownMarkets.current !== null && markets !== shownMarkets.current) reload();
+        shownMarkets.current = markets;
+        setOpen(now);
+        setFailed(false);
+        setError(null);
+      },
+      () => setFailed(true),
+      () => setFailed(true),
+    );
+    return () => {
+      stopFeed();
+      stop();
+    };
+  }, [signedIn, reload]);
+  useEffect(() => {
+    if (!failed || !signedIn) return;
+    const timer = setInterval(() => {
+      if (document.visibilityState !== 'hidden') reload();
+    }, REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [failed, signedIn, reload]);
+  const positions = open === null ? null : [...open, ...flat.filter((f) => !open.some((p) => p.market === f.market))].sort((a, b) => a.market.localeCompare(b.market));
+  return { positions, error, reload };
+}
 
 /// "28800000" ms as "8 h".
 export function intervalOf(ms: number): string {
@@ -125,20 +305,28 @@ const MODES: Record<MarginMode, string> = { CROSS: 'Cross', ISOLATED: 'Isolated'
 
 export function Perpetuals() {
   const { me } = useSession();
-  const markets = useQuery(PerpetualMarketsQuery, undefined, { refreshMs: REFRESH_MS });
-  const positions = useQuery(MyPositionsQuery, undefined, { refreshMs: me ? REFRESH_MS : undefined });
+  // Asked once, for the first render and the figures that do not move (the
+  // contract, its brackets); the rest is live or polled, merged below.
+  const markets = useQuery(PerpetualMarketsQuery);
+  const figures = useQuery(PerpetualFiguresQuery, undefined, { refreshMs: REFRESH_MS });
+  const marks = useLiveMarks(markets.data?.perpetualMarkets.map((m) => m.id) ?? []);
+  const positions = usePositions(!!me);
   const [chosen, setChosen] = useState<string | null>(null);
-  const list = markets.data?.perpetualMarkets ?? [];
+  const [closed, setClosed] = useState<string | null>(null);
+  const polled = new Map(figures.data?.perpetualMarkets.map((f) => [f.id, f]) ?? []);
+  const list = (markets.data?.perpetualMarkets ?? []).map((m) => withMark({ ...m, ...polled.get(m.id) }, marks.get(m.id)));
   const selected = list.find((m) => m.id === chosen) ?? list[0] ?? null;
-  const mine = me ? (positions.data?.fetchPositions ?? []) : [];
-  const reloadAll = useCallback(() => {
-    markets.reload();
-    if (me) positions.reload();
-  }, [markets.reload, positions.reload, me]);
-  // Signed in after the page showed (the session answers late): the positions now.
+  const mine = me ? (positions.positions ?? []) : [];
+  // A market listed since the page showed: its contract and brackets.
+  const unknown = markets.data ? (figures.data?.perpetualMarkets.some((f) => !markets.data?.perpetualMarkets.some((m) => m.id === f.id)) ?? false) : false;
+  const reloadMarkets = markets.reload;
   useEffect(() => {
-    if (me) positions.reload();
-  }, [me, positions.reload]);
+    if (unknown) reloadMarkets();
+  }, [unknown, reloadMarkets]);
+  const reloadAll = useCallback(() => {
+    figures.reload();
+    positions.reload();
+  }, [figures.reload, positions.reload]);
   return (
     <main className="perpetuals">
       <h1>Perpetual futures</h1>
@@ -149,13 +337,39 @@ export function Perpetuals() {
         ) : list.length === 0 ? (
           <p>No perpetual markets yet: operators list them under Operators, Assets and markets.</p>
         ) : (
-          <MarketTable markets={list} onFunding={markets.reload} />
+          // The next funding time comes live once the funding is paid; the last rate and the fund are polled.
+          <MarketTable markets={list} onFunding={figures.reload} />
         )}
       </Panel>
       {me ? (
         <Panel title="Your positions" id="positions">
           <ErrorMessage error={positions.error} />
-          {!positions.data ? positions.error ? null : <Loading what="your positions" /> : <PositionTable positions={mine} markets={list} />}
+          {closed ? (
+            <p role="status" className="placed">
+              {closed}
+            </p>
+          ) : null}
+          {!positions.positions ? (
+            positions.error ? null : <Loading what="your positions" />
+          ) : (
+            <PositionTable
+              positions={mine}
+              markets={list}
+              actions={(p) => {
+                const market = list.find((m) => m.id === p.market);
+                return p.side === 'FLAT' || !market ? null : (
+                  <CloseInRow
+                    position={p}
+                    market={market}
+                    onClosed={(said) => {
+                      setClosed(said);
+                      reloadAll();
+                    }}
+                  />
+                );
+              }}
+            />
+          )}
         </Panel>
       ) : (
         <p>
@@ -179,7 +393,8 @@ export function Perpetuals() {
             </Panel>
             {me ? (
               <Panel title={`Oracle price for ${selected.id}`} id="oracle">
-                <OracleForm key={selected.id} market={selected} onDone={markets.reload} />
+                {/* The index and the mark it moves come back on the markPrice subscription. */}
+                <OracleForm key={selected.id} market={selected} />
               </Panel>
             ) : null}
           </div>
@@ -242,17 +457,20 @@ function MarketTable({ markets, onFunding }: { markets: PerpetualMarket[]; onFun
   );
 }
 
-/// The caller's positions: open ones, and flat ones whose settings they chose.
+/// The caller's positions: open ones, and flat ones whose settings they
+/// chose; `actions` puts a control at the end of each row.
 export function PositionTable({
   positions,
   markets,
   label = 'Your positions',
   empty = "No positions yet: buy or sell on a perpetual market's trading page.",
+  actions,
 }: {
   positions: Position[];
   markets: PerpetualMarket[];
   label?: string;
   empty?: string;
+  actions?: (position: Position) => ReactNode;
 }) {
   if (positions.length === 0) return <p>{empty}</p>;
   const collateral = (id: string) => markets.find((m) => m.id === id)?.collateral ?? '';
@@ -275,6 +493,7 @@ export function PositionTable({
             'Margin mode',
             ['Funding received', 'number'],
           ]}
+          actions={!!actions}
         />
         <tbody>
           {positions.map((p) => (
@@ -299,6 +518,7 @@ export function PositionTable({
               <td className="number">
                 <Signed value={p.funding} />
               </td>
+              {actions ? <td className="row-control">{actions(p)}</td> : null}
             </tr>
           ))}
         </tbody>
@@ -308,6 +528,88 @@ export function PositionTable({
         are paid into the margin at every new mark; funding received is negative when paid.
       </p>
     </>
+  );
+}
+
+/// Closes the whole position in one step (closePosition): with a limit
+/// price, a reduce-only GTC order for all of it that rests until it fills;
+/// without, an IOC market order no worse than the mark moved against the
+/// position by its initial margin rate (1 / leverage, at most 10%).
+/// `onClosed` gets what was placed, in words: the form may be gone by then
+/// (the position with it), so its owner shows it.
+export function ClosePosition({
+  position,
+  market,
+  onClosed,
+  onKeep,
+}: {
+  position: Position;
+  market: PerpetualMarket;
+  onClosed: (said: string) => void;
+  onKeep?: () => void;
+}) {
+  const [price, setPrice] = useState('');
+  // One key per closing the user means: a retry after a lost answer places nothing twice.
+  const [clientOrderId, setClientOrderId] = useState(newIdempotencyKey);
+  const { busy, error, submit } = useSubmit();
+  const long = position.side === 'LONG';
+  const run = submit(async () => {
+    const order = (await request(ClosePositionMutation, { market: market.id, price: price.trim() || null, clientOrderId })).closePosition;
+    setClientOrderId(newIdempotencyKey());
+    setPrice('');
+    const how = order.type === 'MARKET' ? `at the market, no ${order.side === 'SELL' ? 'lower' : 'higher'} than ${formatDecimal(order.price)}` : `at ${formatDecimal(order.price)}`;
+    const filled = order.status === 'PARTIALLY_FILLED' || (order.status === 'CANCELLED' && /[1-9]/.test(order.filledQuantity)) ? ` (${formatDecimal(order.filledQuantity)} filled)` : '';
+    onClosed(
+      `Closing ${market.id}: order ${order.id} to ${order.side === 'SELL' ? 'sell' : 'buy'} ${formatDecimal(order.quantity)} ${market.base} ${how}, reduce only: ${words(order.status)}${filled}${order.rejectReason ? ` (${order.rejectReason})` : ''}.`,
+    );
+  });
+  return (
+    <Form onSubmit={run} aria-label={`Close position on ${market.id}`} className="close-position">
+      <Field
+        label={`Limit price (${market.collateral})`}
+        name="closePrice"
+        inputMode="decimal"
+        value={price}
+        onChange={(value) => {
+          setPrice(value);
+          setClientOrderId(newIdempotencyKey());
+        }}
+        description={`Empty: at the market, no ${long ? 'lower' : 'higher'} than the mark ${long ? 'less' : 'plus'} your initial margin rate (1 / ${position.leverage}, at most 10%)`}
+        validate={(v) => (v.trim() === '' || isDecimal(v, digitsOf(market.tickSize)) ? null : `A price in steps of ${market.tickSize}, or none`)}
+      />
+      <ErrorMessage error={error} />
+      <div className="row-actions">
+        <Button type="submit" isDisabled={busy} className={long ? 'primary sell' : 'primary buy'}>
+          {busy ? 'Closing…' : 'Close position'}
+        </Button>
+        {onKeep ? <Button onPress={onKeep}>Keep it open</Button> : null}
+      </div>
+    </Form>
+  );
+}
+
+/// A position's row: its closing form, opened in place.
+function CloseInRow({ position, market, onClosed }: { position: Position; market: PerpetualMarket; onClosed: (said: string) => void }) {
+  const [open, setOpen] = useState(false);
+  if (!open) {
+    return (
+      <Button onPress={() => setOpen(true)} aria-label={`Close position on ${position.market}`}>
+        Close
+      </Button>
+    );
+  }
+  return (
+    <div className="amend">
+      <ClosePosition
+        position={position}
+        market={market}
+        onClosed={(said) => {
+          setOpen(false);
+          onClosed(said);
+        }}
+        onKeep={() => setOpen(false)}
+      />
+    </div>
   );
 }
 
@@ -460,7 +762,7 @@ function Contract({ market }: { market: PerpetualMarket }) {
 }
 
 /// The market's oracles send their prices here; anyone else is refused (FORBIDDEN).
-function OracleForm({ market, onDone }: { market: PerpetualMarket; onDone: () => void }) {
+function OracleForm({ market }: { market: PerpetualMarket }) {
   const [price, setPrice] = useState('');
   const digits = digitsOf(market.tickSize);
   return (
@@ -469,7 +771,6 @@ function OracleForm({ market, onDone }: { market: PerpetualMarket; onDone: () =>
       button="Submit price"
       action={async () => {
         const answer = (await request(SubmitOraclePriceMutation, { market: market.id, price: price.trim() })).submitOraclePrice;
-        onDone();
         return `Price taken for ${answer.market}: index ${formatDecimal(answer.indexPrice)}, mark ${answer.markPrice ? formatDecimal(answer.markPrice) : 'unchanged'}.`;
       }}
     >
