@@ -121,7 +121,11 @@ fn drive(client: Client, user: usize, token: String, seed: u64, acknowledged: Ar
         // Anything in flight when the run ends may finish within a minute.
         let stop_by = Instant::now() + Duration::from_secs(60);
         sequence += 1;
-        match rng.random_range(0..12) {
+        // A trader with hundreds of orders out cancels before placing more: a
+        // user at the ledger's 1,000 open orders could not be read in full by
+        // the audit (two markets fill fewer of each one's orders than one did).
+        let choice = if mine.len() >= 400 { 7 } else { rng.random_range(0..12) };
+        match choice {
             10..=11 => {
                 // A conversion: a quote for a few dollars' bitcoin, accepted at once.
                 let query = "mutation { convertQuote(from: \"USD\", to: \"BTC\", fromAmount: \"5\") { id } }";
