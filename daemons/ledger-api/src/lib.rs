@@ -23,6 +23,7 @@ pub mod house;
 pub mod operators;
 pub mod perpetual;
 pub mod spot;
+pub mod tokenization;
 pub mod wallet;
 
 /// The version of every format in this crate. 1 was the unversioned
@@ -38,8 +39,10 @@ pub mod wallet;
 /// 5's Amended); 12 stop orders; 13 OCO lists; 14 convert (pairs, quotes,
 /// conversions) and its refusals; 15 perpetual markets (spot's Perpetual
 /// commands, outcomes, queries and answers; their records); 16
-/// reduce-only orders (an order request's and an order record's flag).
-pub const FORMAT_VERSION: u16 = 16;
+/// reduce-only orders (an order request's and an order record's flag); 17
+/// tokenization (issuers, claims, tokens, offerings, subscriptions,
+/// tranches), its refusals and its two operator action kinds.
+pub const FORMAT_VERSION: u16 = 17;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -263,6 +266,7 @@ products! {
     Spot => spot,
     House => house,
     Convert => convert,
+    Tokenization => tokenization,
 }
 
 /// A business refusal, with the contract's code. Nothing changed when one is returned.
@@ -311,6 +315,13 @@ pub enum LedgerError {
     /// limit or the book's depth is short of the amount.
     #[error("the house cannot convert this much now: {0}; try a smaller amount or later")]
     InsufficientLiquidity(String),
+    /// A token's transfer rules refuse it.
+    #[error("the token's rules refuse this: {0}")]
+    Compliance(tokenization::ComplianceRefusal),
+    #[error("offering {0} is not taking subscriptions (not started, ended or closed)")]
+    OfferingClosed(tokenization::OfferingId),
+    #[error("subscription {subscription} can no longer be cancelled: its offering's cut-off was at {cutoff_ms} ms since the epoch")]
+    CancelCutoffPassed { subscription: tokenization::SubscriptionId, cutoff_ms: TimestampMs },
 }
 
 fn kill_switch_holder(by_operators: &bool) -> &'static str {
@@ -340,6 +351,9 @@ impl LedgerError {
             LedgerError::QuoteAccepted(_) => "DUPLICATE",
             LedgerError::PairPaused { .. } => "MARKET_CLOSED",
             LedgerError::InsufficientLiquidity(_) => "INSUFFICIENT_LIQUIDITY",
+            LedgerError::Compliance(_) => "COMPLIANCE_REFUSED",
+            LedgerError::OfferingClosed(_) => "OFFERING_CLOSED",
+            LedgerError::CancelCutoffPassed { .. } => "CANCEL_CUTOFF_PASSED",
         }
     }
 }

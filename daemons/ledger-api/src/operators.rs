@@ -35,6 +35,10 @@ pub enum ActionKind {
     Tier,
     /// Adding or changing a conversion pair (its price, spread, bounds, pause).
     ConvertPair,
+    /// Making a user an issuer of tokens, or no longer one.
+    Issuer,
+    /// A user's investor claims (country, category, expiry).
+    InvestorClaims,
 }
 
 impl ActionKind {
@@ -51,6 +55,8 @@ impl ActionKind {
             ActionKind::AccountFreeze => "account_freeze",
             ActionKind::Tier => "tier",
             ActionKind::ConvertPair => "convert_pair",
+            ActionKind::Issuer => "issuer",
+            ActionKind::InvestorClaims => "investor_claims",
         }
     }
 
@@ -79,6 +85,8 @@ pub struct Thresholds {
     pub account_freeze: u8,
     pub tier: u8,
     pub convert_pair: u8,
+    pub issuer: u8,
+    pub investor_claims: u8,
 }
 
 impl Default for Thresholds {
@@ -94,6 +102,8 @@ impl Default for Thresholds {
             account_freeze: 2,
             tier: 2,
             convert_pair: 2,
+            issuer: 2,
+            investor_claims: 2,
         }
     }
 }
@@ -114,6 +124,8 @@ impl Thresholds {
             ActionKind::AccountFreeze => self.account_freeze,
             ActionKind::Tier => self.tier,
             ActionKind::ConvertPair => self.convert_pair,
+            ActionKind::Issuer => self.issuer,
+            ActionKind::InvestorClaims => self.investor_claims,
         }
     }
 
@@ -141,6 +153,8 @@ impl Thresholds {
             account_freeze: n,
             tier: n,
             convert_pair: n,
+            issuer: n,
+            investor_claims: n,
         }
     }
 }
@@ -148,7 +162,7 @@ impl Thresholds {
 /// The highest verification tier; 0 is a new user's.
 pub const TIER_MAX: u8 = 9;
 
-pub const ALL_KINDS: [ActionKind; 10] = [
+pub const ALL_KINDS: [ActionKind; 12] = [
     ActionKind::Deposit,
     ActionKind::WithdrawalApproval,
     ActionKind::WithdrawalRejection,
@@ -159,6 +173,8 @@ pub const ALL_KINDS: [ActionKind; 10] = [
     ActionKind::AccountFreeze,
     ActionKind::Tier,
     ActionKind::ConvertPair,
+    ActionKind::Issuer,
+    ActionKind::InvestorClaims,
 ];
 
 /// What a proposal would do.

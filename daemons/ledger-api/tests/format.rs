@@ -24,6 +24,66 @@ impl<T: serde::Serialize> Encode for T {
 }
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let claims = tokenization::Claims { country: 250, category: tokenization::InvestorCategory::Professional, expires_at_ms: 1_800_000_000_000 };
+    let token_spec = tokenization::TokenSpec {
+        symbol: "ACME".into(),
+        scale: 0,
+        lot: 1,
+        supply_max: 10_000,
+        document_hash: operators::Digest([7; 32]),
+        document_url: "https://acme.example/offering.pdf".into(),
+        rules: tokenization::TransferRules {
+            countries: tokenization::Countries::Deny(vec![840]),
+            holders_max: Some(2_000),
+            balance_max: Some(500),
+            allowlist: Some(vec![10, 11]),
+            locked_until_ms: Some(1_800_000_000_000),
+            tier_min: 1,
+            qualified_only: true,
+        },
+    };
+    let offering_spec = tokenization::OfferingSpec {
+        token: 4,
+        payment_asset: 1,
+        price: 1_000,
+        soft_cap: 500,
+        hard_cap: 1_000,
+        investor_min: 1,
+        investor_max: 1_000,
+        starts_at_ms: 1_700_000_000_000,
+        ends_at_ms: 1_702_592_000_000,
+        cancel_cutoff_ms: tokenization::CANCEL_CUTOFF_MS_DEFAULT,
+        fee_bps: 200,
+        vesting: Some(tokenization::VestingSpec { start_ms: 1_702_592_000_000, period_ms: 2_592_000_000, count: 3 }),
+    };
+    let token = tokenization::Token { asset: 4, issuer: 1, spec: token_spec.clone(), supply: 1_000, created_ms: 1_700_000_000_000 };
+    let offering = tokenization::Offering {
+        id: 1,
+        issuer: 1,
+        spec: offering_spec.clone(),
+        status: tokenization::OfferingStatus::Allocated,
+        subscribed: 0,
+        subscriptions_open: 0,
+        issued: 1_000,
+        raised: 1_000_000,
+        fee: 20_000,
+        created_ms: 1_700_000_000_000,
+        closed_ms: Some(1_702_592_000_000),
+    };
+    let subscription = tokenization::Subscription {
+        id: 1,
+        offering: 1,
+        investor: 10,
+        amount: 333,
+        payment: 333_000,
+        status: tokenization::SubscriptionStatus::Allocated,
+        allocated: 286,
+        paid: 286_000,
+        refunded: 47_000,
+        created_ms: 1_700_000_000_000,
+        updated_ms: 1_702_592_000_000,
+    };
+    let tranche = tokenization::Tranche { subscription: 1, index: 0, investor: 10, token: 4, amount: 95, vests_at_ms: 1_705_184_000_000, vested: false };
     let perpetual_spec = perpetual::PerpetualSpec {
         market: 3,
         collateral: 2,
@@ -582,6 +642,61 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("position record", position.encode()),
         ("funding record", funding.encode()),
         ("liquidation record", liquidation.encode()),
+        (
+            "tokenization commands",
+            vec![
+                Command::Tokenization(tokenization::Command::SetIssuer { user: 1, issuer: true }),
+                Command::Tokenization(tokenization::Command::SetClaims { user: 10, claims: Some(claims) }),
+                Command::Tokenization(tokenization::Command::CreateToken { issuer: 1, spec: Box::new(token_spec.clone()) }),
+                Command::Tokenization(tokenization::Command::SetRules { issuer: 1, token: 4, rules: token_spec.rules.clone() }),
+                Command::Tokenization(tokenization::Command::CreateOffering { issuer: 1, spec: Box::new(offering_spec.clone()) }),
+                Command::Tokenization(tokenization::Command::Subscribe { investor: 10, offering: 1, amount: 333, key: "s-1".into() }),
+                Command::Tokenization(tokenization::Command::CancelSubscription { investor: 10, subscription: 1 }),
+                Command::Tokenization(tokenization::Command::Tick),
+            ]
+            .encode(),
+        ),
+        (
+            "tokenization outcomes",
+            vec![
+                Outcome::Tokenization(tokenization::Outcome::IssuerSet { user: 1, issuer: true }),
+                Outcome::Tokenization(tokenization::Outcome::ClaimsSet(10)),
+                Outcome::Tokenization(tokenization::Outcome::TokenCreated(4)),
+                Outcome::Tokenization(tokenization::Outcome::RulesSet(4)),
+                Outcome::Tokenization(tokenization::Outcome::OfferingCreated(1)),
+                Outcome::Tokenization(tokenization::Outcome::Subscribed(1)),
+                Outcome::Tokenization(tokenization::Outcome::SubscriptionCancelled(1)),
+                Outcome::Tokenization(tokenization::Outcome::Ticked { offerings_closed: vec![1], tranches_vested: 3 }),
+            ]
+            .encode(),
+        ),
+        (
+            "tokenization errors",
+            vec![
+                LedgerError::Compliance(tokenization::ComplianceRefusal::CountryNotAllowed { user: 13, country: 840 }),
+                LedgerError::Compliance(tokenization::ComplianceRefusal::BalanceMax { user: 11, balance_max: 500, would_hold: 501 }),
+                LedgerError::OfferingClosed(1),
+                LedgerError::CancelCutoffPassed { subscription: 1, cutoff_ms: 1_700_000_000_000 },
+            ]
+            .encode(),
+        ),
+        (
+            "tokenization queries",
+            vec![
+                Query::Tokenization(tokenization::Query::Tokens),
+                Query::Tokenization(tokenization::Query::Offerings { token: Some(4) }),
+                Query::Tokenization(tokenization::Query::Subscriptions { offering: 1, after: 0, limit: 10 }),
+                Query::Tokenization(tokenization::Query::InvestorSubscriptions { investor: 10, limit: 10 }),
+                Query::Tokenization(tokenization::Query::Tranches { investor: 10 }),
+                Query::Tokenization(tokenization::Query::CapTable(4)),
+            ]
+            .encode(),
+        ),
+        ("token record", token.encode()),
+        ("offering record", offering.encode()),
+        ("subscription record", subscription.encode()),
+        ("tranche record", tranche.encode()),
+        ("holding record", tokenization::Holding { user: 10, balance: 286, locked: 143 }.encode()),
     ]
 }
 
@@ -612,12 +727,12 @@ const GOLDEN: &[(&str, &str)] = &[
     ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f80808080802080808080040001060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
-    ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c01010502020102020202020202010101050c0101060c00"),
+    ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202020202010101050c0101060c00"),
     ("operators' outcomes", "0a010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f0002010302010409010501060c0301070c01080c0201090c000103"),
     ("forbidden", "09026e6f"),
     ("kill switch engaged", "0e0c01"),
     ("operators' queries", "07040004040101000a04020403010a040404050c04060c"),
-    ("operators' answers", "0704000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f040202010202020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa404304050204060100"),
+    ("operators' answers", "0704000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f0402020102020202020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa404304050204060100"),
     ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
     ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
@@ -638,11 +753,20 @@ const GOLDEN: &[(&str, &str)] = &[
     ("position record", "cf0fff979abc0405000ac103"),
     ("funding record", "0380a09c82bd31e0e1c903c0cf24c8df0200"),
     ("liquidation record", "01030c80d095ffbc3100d00fc0d52201e0fa200190a922c0f706"),
+    ("tokenization commands", "080600010106010a01fa010280a0f1c2b1340602010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101060301040201c80601d00f01e80701020a0b0180a0f1c2b13401010604010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b252c8010180e090d3c6318090fbd3090306050a019a0503732d3106060a010607"),
+    ("tokenization outcomes", "080600010106010a0602040603040604010605010606010607010103"),
+    ("tokenization errors", "0413030dc80613050be807ea071401150180d095ffbc31"),
+    ("tokenization queries", "06090009010104090301000a09040a0a09050a090804"),
+    ("token record", "04010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101d00f80d095ffbc31"),
+    ("offering record", "01010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b252c8010180e090d3c6318090fbd30903010000d00f80897ac0b80280d095ffbc310180e090d3c631"),
+    ("subscription record", "01010a9a0590d32802bc04e0f422b0de0580d095ffbc3180e090d3c631"),
+    ("tranche record", "01000a04be0180f08ba7d03100"),
+    ("holding record", "0abc049e02"),
 ];
 
 #[test]
-fn the_format_is_version_16_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 16, "the golden bytes below are version 16's: a new version writes its own");
+fn the_format_is_version_17_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 17, "the golden bytes below are version 17's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");
@@ -672,6 +796,13 @@ fn every_code_and_purpose_is_named_once() {
         convert::CONVERSION,
         convert::SPREAD,
         convert::FEE,
+        tokenization::SUBSCRIPTION,
+        tokenization::SUBSCRIPTION_REFUND,
+        tokenization::OFFERING_PROCEEDS,
+        tokenization::OFFERING_FEE,
+        tokenization::ISSUANCE,
+        tokenization::VESTING_LOCK,
+        tokenization::VESTING_RELEASE,
     ];
     for code in codes {
         assert_ne!(transfer_kind(code), "OTHER", "code {code}");
@@ -681,7 +812,18 @@ fn every_code_and_purpose_is_named_once() {
     unique.dedup();
     assert_eq!(unique.len(), codes.len());
     assert_eq!(transfer_kind(999), "OTHER");
-    for purpose in [wallet::AVAILABLE, wallet::LOCKED, wallet::CUSTODY, wallet::PENDING_WITHDRAWALS, house::REVENUE, house::INVENTORY, convert::QUOTED] {
+    for purpose in [
+        wallet::AVAILABLE,
+        wallet::LOCKED,
+        wallet::CUSTODY,
+        wallet::PENDING_WITHDRAWALS,
+        house::REVENUE,
+        house::INVENTORY,
+        convert::QUOTED,
+        tokenization::ISSUED,
+        tokenization::ESCROW,
+        tokenization::VESTING,
+    ] {
         assert_ne!(purpose_name(purpose), "other", "purpose {purpose}");
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use compact_str::CompactString;
-use ids::{Amount, AssetId, TimestampMs, TransferId};
+use ids::{Amount, AssetId, TimestampMs, TransferId, UserId};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
@@ -187,11 +187,47 @@ struct Balance {
 impl Balance {
     /// Moves `delta` and lists `account` among `changes` if it is the first move in batch `batch`.
     #[inline]
-    fn change(&mut self, account: AccountId, delta: Amount, batch: u64, changes: &mut KernelChanges) {
+    fn change(&mut self, account: AccountId, delta: Amount, batch: u64, changes: &mut KernelChanges, holders: &mut Holders) {
+        let before = self.amount;
         self.amount += delta;
+        holders.note(account, before, self.amount);
         if self.changed_in != batch {
             self.changed_in = batch;
             changes.accounts.push(account);
+        }
+    }
+}
+
+/// The users who hold each asset a product asked the kernel to follow
+/// ([`Kernel::follow_holders`]): a token's holders, which its rules count
+/// and its cap table lists. Kept as balances cross zero, so that nothing
+/// scans every account to count them; derived from the balances, so not
+/// part of the state.
+#[derive(Default)]
+struct Holders {
+    /// Per followed asset, each holder's accounts of it that are not zero.
+    by_asset: FxHashMap<AssetId, BTreeMap<UserId, u32>>,
+}
+
+impl Holders {
+    #[inline]
+    fn note(&mut self, account: AccountId, before: Amount, after: Amount) {
+        if (before == 0) == (after == 0) || self.by_asset.is_empty() {
+            return;
+        }
+        self.note_crossing(account, after != 0);
+    }
+
+    #[cold]
+    fn note_crossing(&mut self, account: AccountId, nonzero: bool) {
+        let (Some(user), Some(holders)) = (account.user_id(), self.by_asset.get_mut(&account.asset)) else { return };
+        if nonzero {
+            *holders.entry(user).or_insert(0) += 1;
+        } else if let Some(accounts) = holders.get_mut(&user) {
+            *accounts -= 1;
+            if *accounts == 0 {
+                holders.remove(&user);
+            }
         }
     }
 }
@@ -208,6 +244,7 @@ pub struct Kernel {
     idempotency: IdempotencyTable,
     next_transfer: TransferId,
     changes: KernelChanges,
+    holders: Holders,
     /// The batch of `changes`: [`Kernel::take_changes`] starts the next. Balances restored are of batch 0.
     batch: u64,
 }
@@ -243,6 +280,7 @@ impl Kernel {
             idempotency,
             next_transfer: state.next_transfer,
             changes: KernelChanges::default(),
+            holders: Holders::default(),
             batch: 1,
         }
     }
@@ -310,6 +348,39 @@ impl Kernel {
         self.assets.get(&id)
     }
 
+    /// Every asset, in no order.
+    pub fn assets(&self) -> impl Iterator<Item = &AssetSpec> {
+        self.assets.values()
+    }
+
+    /// Follows who holds `asset` from now on (see [`Self::holders`]):
+    /// found once from the balances, then kept as they move. A product
+    /// asks for the assets it needs counted (a token), at creation and at
+    /// every restore; asking again changes nothing.
+    pub fn follow_holders(&mut self, asset: AssetId) {
+        if self.holders.by_asset.contains_key(&asset) {
+            return;
+        }
+        let mut holders: BTreeMap<UserId, u32> = BTreeMap::new();
+        for (packed, balance) in &self.balances {
+            let account = AccountId::from(*packed);
+            if let (true, true, Some(user)) = (account.asset == asset, balance.amount != 0, account.user_id()) {
+                *holders.entry(user).or_insert(0) += 1;
+            }
+        }
+        self.holders.by_asset.insert(asset, holders);
+    }
+
+    /// The users with a balance of a followed asset in any of their
+    /// accounts, in id order; None for an asset not followed.
+    pub fn holders(&self, asset: AssetId) -> Option<impl ExactSizeIterator<Item = UserId> + '_> {
+        self.holders.by_asset.get(&asset).map(|holders| holders.keys().copied())
+    }
+
+    pub fn is_holder(&self, asset: AssetId, user: UserId) -> bool {
+        self.holders.by_asset.get(&asset).is_some_and(|holders| holders.contains_key(&user))
+    }
+
     pub fn known_asset(&self, id: AssetId) -> Result<(), KernelError> {
         if self.assets.contains_key(&id) {
             Ok(())
@@ -358,10 +429,12 @@ impl Kernel {
     fn debit(&mut self, account: AccountId, amount: Amount) -> Result<(), KernelError> {
         let may_go_negative = self.purposes.may_go_negative(account.purpose);
         match self.balances.get_mut(&account.into()) {
-            Some(balance) if balance.amount >= amount || may_go_negative => balance.change(account, -amount, self.batch, &mut self.changes),
+            Some(balance) if balance.amount >= amount || may_go_negative => balance.change(account, -amount, self.batch, &mut self.changes, &mut self.holders),
             Some(balance) => return Err(KernelError::InsufficientFunds { needed: amount, available: balance.amount }),
             // An account never seen is not added by a refusal: no memory for failed attempts.
-            None if may_go_negative => self.balances.entry(account.into()).or_default().change(account, -amount, self.batch, &mut self.changes),
+            None if may_go_negative => {
+                self.balances.entry(account.into()).or_default().change(account, -amount, self.batch, &mut self.changes, &mut self.holders)
+            }
             None => return Err(KernelError::InsufficientFunds { needed: amount, available: 0 }),
         }
         Ok(())
@@ -379,7 +452,7 @@ impl Kernel {
         reference: CompactString,
         at_ms: TimestampMs,
     ) -> TransferId {
-        self.balances.entry(credit.into()).or_default().change(credit, amount, self.batch, &mut self.changes);
+        self.balances.entry(credit.into()).or_default().change(credit, amount, self.batch, &mut self.changes, &mut self.holders);
         let id = self.next_transfer;
         self.next_transfer += 1;
         self.changes.transfers.push(Transfer { id, debit, credit, amount, code, reference, at_ms });
@@ -389,7 +462,7 @@ impl Kernel {
     /// Moves `amount`; every check was made.
     #[inline]
     fn post(&mut self, debit: AccountId, credit: AccountId, amount: Amount, code: TransferCode, reference: CompactString, at_ms: TimestampMs) -> TransferId {
-        self.balances.entry(debit.into()).or_default().change(debit, -amount, self.batch, &mut self.changes);
+        self.balances.entry(debit.into()).or_default().change(debit, -amount, self.batch, &mut self.changes, &mut self.holders);
         self.post_debited(debit, credit, amount, code, reference, at_ms)
     }
 
@@ -621,6 +694,17 @@ impl Kernel {
         }
         if let Some((account, amount)) = held.iter().find(|(account, amount)| **amount != 0 && !self.balances.contains_key(&(**account).into())) {
             return Err(format!("holds of {amount} into {account:?}, which has no balance"));
+        }
+        for (asset, holders) in &self.holders.by_asset {
+            let mut found: BTreeMap<UserId, u32> = BTreeMap::new();
+            for (account, balance) in self.balances.iter().map(|(&packed, balance)| (AccountId::from(packed), balance.amount)) {
+                if let (true, true, Some(user)) = (account.asset == *asset, balance != 0, account.user_id()) {
+                    *found.entry(user).or_insert(0) += 1;
+                }
+            }
+            if found != *holders {
+                return Err(format!("asset {asset}'s holders as followed ({} users) are not those the balances show ({} users)", holders.len(), found.len()));
+            }
         }
         Ok(())
     }

@@ -374,11 +374,16 @@ proptest! {
     /// step, a refused step changes nothing, and each asset sums to zero
     /// over every account (custody, revenue and escrow included).
     #[test]
-    fn random_operations_keep_every_invariant(ops in proptest::collection::vec(op(), 1..120)) {
+    fn random_operations_keep_every_invariant(ops in proptest::collection::vec(op(), 1..120), follow_usd_from in 0usize..120) {
         let mut kernel = kernel();
+        // BTC's holders followed from the start, USD's from a step on (found from the balances then).
+        kernel.follow_holders(BTC);
         let mut model = Model::default();
         let mut succeeded = 0;
-        for op in &ops {
+        for (index, op) in ops.iter().enumerate() {
+            if index == follow_usd_from {
+                kernel.follow_holders(USD);
+            }
             let before = kernel.state();
             kernel.take_changes();
             if step(&mut kernel, &mut model, op) {
@@ -397,6 +402,14 @@ proptest! {
             prop_assert_eq!(holds, expected);
             for asset in [USD, BTC] {
                 prop_assert_eq!(state.balances.iter().filter(|(a, _)| a.asset == asset).map(|(_, b)| *b).sum::<i128>(), 0);
+                // Users with money of the asset in any account, each once; the house never.
+                let holders: BTreeSet<u64> = state.balances.keys().filter(|a| a.asset == asset).filter_map(|a| a.user_id()).collect();
+                if let Some(followed) = kernel.holders(asset) {
+                    prop_assert_eq!(followed.collect::<BTreeSet<u64>>(), holders.clone(), "{}'s holders after {:?}", asset, op);
+                    prop_assert!(holders.iter().all(|user| kernel.is_holder(asset, *user)));
+                } else {
+                    prop_assert!(asset == USD && index < follow_usd_from);
+                }
             }
         }
         // Not vacuous: funding always succeeds, so a run that drew one moved money.

@@ -245,12 +245,16 @@ impl Engine {
     /// quote to expire, a perpetual market's mark or funding.
     fn next_expiry(&self) -> Option<u64> {
         let ledger = self.service.ledger();
-        [ledger.spot().next_expiry(), ledger.convert().next_expiry(), ledger.spot().next_perpetual_tick()].into_iter().flatten().min()
+        [ledger.spot().next_expiry(), ledger.convert().next_expiry(), ledger.spot().next_perpetual_tick(), ledger.tokenization().next_tick()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Journals the ledger's own ExpireOrders once its clock reaches the
     /// next order expiry, or ExpireQuotes the next quote's, or a perpetual
-    /// Tick the next mark interval or funding time (one at a time).
+    /// Tick the next mark interval or funding time, or tokenization's Tick
+    /// an offering's end or a tranche's vesting (one at a time).
     /// The commands carry no time: the entry's stamp is what the orders and
     /// quotes are measured against, so a replay expires the same.
     fn expire_due(&mut self) {
@@ -265,6 +269,8 @@ impl Engine {
             LedgerCommand::Convert(convert::Command::ExpireQuotes)
         } else if ledger.spot().next_perpetual_tick().is_some_and(|at| at <= now) {
             LedgerCommand::Spot(spot::Command::Perpetual(ledger_api::perpetual::Command::Tick))
+        } else if ledger.tokenization().next_tick().is_some_and(|at| at <= now) {
+            LedgerCommand::Tokenization(ledger_api::tokenization::Command::Tick)
         } else {
             return;
         };

@@ -616,3 +616,107 @@ fn candles_are_the_stored_trades_folded_per_interval() {
     assert!(spot_schema::candles_of(&store, MARKET, CandleInterval::OneMinute, 0, 1_000 * MINUTE_MS).is_err(), "over 1,000 intervals is refused");
     assert!(spot_schema::candles_of(&store, MARKET, CandleInterval::OneMinute, MINUTE_MS, 0).is_err(), "an empty range is refused");
 }
+
+#[test]
+fn tokenization_reopens_as_written_and_reads_its_history() {
+    use ledger_api::tokenization::{
+        self as api, Claims, Holding, InvestorCategory, OfferingSpec, OfferingStatus, SubscriptionStatus, TokenSpec, TransferRules, VestingSpec,
+    };
+    const ISSUER: UserId = 1;
+    const DAY: u64 = 86_400_000;
+    const T0: u64 = 1_803_945_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut writer = Writer::default();
+    let mut ledger = Ledger::new(LedgerLimits::default());
+    let token = BTC.max(USD) + 1;
+    let tok = LedgerCommand::Tokenization;
+    let offering = |hard_cap: i128, vesting: Option<VestingSpec>, ends_at_ms: u64| OfferingSpec {
+        token,
+        payment_asset: USD,
+        price: 1_000,
+        soft_cap: 10,
+        hard_cap,
+        investor_min: 1,
+        investor_max: 1_000,
+        starts_at_ms: T0,
+        ends_at_ms,
+        cancel_cutoff_ms: DAY,
+        fee_bps: 200,
+        vesting,
+    };
+    let mut commands = vec![
+        LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
+        LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }),
+        tok(api::Command::SetIssuer { user: ISSUER, issuer: true }),
+    ];
+    for user in 10..14 {
+        commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("d{user}") }));
+        let claims = Claims { country: 250, category: InvestorCategory::Retail, expires_at_ms: T0 + 400 * DAY };
+        commands.push(tok(api::Command::SetClaims { user, claims: Some(claims) }));
+    }
+    let spec = TokenSpec {
+        symbol: "ACME".into(),
+        scale: 0,
+        lot: 1,
+        supply_max: 10_000,
+        document_hash: ledger_api::operators::Digest([1; 32]),
+        document_url: "https://acme.example/doc.pdf".into(),
+        rules: TransferRules::default(),
+    };
+    commands.push(tok(api::Command::CreateToken { issuer: ISSUER, spec: Box::new(spec) }));
+    commands.push(tok(api::Command::CreateOffering {
+        issuer: ISSUER,
+        spec: Box::new(offering(1_000, Some(VestingSpec { start_ms: T0, period_ms: 40 * DAY, count: 2 }), T0 + 30 * DAY)),
+    }));
+    commands.push(tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(offering(500, None, T0 + 60 * DAY)) }));
+    for (user, amount) in [(10, 333), (11, 333), (12, 500)] {
+        commands.push(tok(api::Command::Subscribe { investor: user, offering: 1, amount, key: format!("a{user}") }));
+    }
+    commands.push(tok(api::Command::Subscribe { investor: 13, offering: 2, amount: 20, key: "b".into() }));
+    commands.push(tok(api::Command::Subscribe { investor: 10, offering: 2, amount: 30, key: "c".into() }));
+    commands.push(tok(api::Command::CancelSubscription { investor: 10, subscription: 5 }));
+    for (index, command) in commands.iter().enumerate() {
+        let outcome = ledger.apply(command, T0 + 1).outcome;
+        assert!(outcome.is_ok(), "{command:?}: {outcome:?}");
+        writer.flush(&store, &mut ledger, index as u64 + 1);
+    }
+    // The first offering closes at its end; its first tranche vests at 40 days.
+    ledger.apply(&tok(api::Command::Tick), T0 + 30 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 100);
+    ledger.apply(&tok(api::Command::Tick), T0 + 40 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 101);
+    ledger.check_invariants().unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    let loaded = schema::load(&store).unwrap().expect("written");
+    assert_eq!(loaded.state, ledger.state());
+    let state = &loaded.state.tokenization;
+    assert_eq!(
+        (state.open_offerings.len(), state.open_subscriptions.len(), state.tranches.len()),
+        (1, 1, 3),
+        "one offering open with one subscription; three tranches to vest"
+    );
+    let restored = Ledger::restore(LedgerLimits::default(), loaded.state);
+    restored.check_invariants().unwrap();
+    assert_eq!(restored.kernel().holders(token).map(|holders| holders.count()), Some(3), "the kernel follows the token's holders again");
+    let read = |query| schema::tokenization::answer(&store, &query).unwrap_or_else(|_| panic!("{query:?} could not be read"));
+    let api::Answer::Offering(Some(closed)) = read(api::Query::Offering(1)) else { panic!("offering 1") };
+    assert_eq!((closed.status, closed.issued, closed.raised, closed.fee), (OfferingStatus::Allocated, 1_000, 1_000_000, 20_000));
+    let api::Answer::Subscriptions(subscriptions) = read(api::Query::Subscriptions { offering: 1, after: 0, limit: 10 }) else { panic!() };
+    let allocated: Vec<(i128, i128)> = subscriptions.iter().map(|s| (s.allocated, s.refunded)).collect();
+    assert_eq!(allocated, vec![(286, 47_000), (285, 48_000), (429, 71_000)]);
+    let api::Answer::Subscriptions(mine) = read(api::Query::InvestorSubscriptions { investor: 10, limit: 10 }) else { panic!() };
+    let statuses: Vec<(u64, SubscriptionStatus)> = mine.iter().map(|s| (s.id, s.status)).collect();
+    assert_eq!(statuses, vec![(5, SubscriptionStatus::Cancelled), (1, SubscriptionStatus::Allocated)], "newest first");
+    let api::Answer::Tranches(tranches) = read(api::Query::Tranches { investor: 12 }) else { panic!() };
+    let amounts: Vec<(i128, bool)> = tranches.iter().map(|t| (t.amount, t.vested)).collect();
+    assert_eq!(amounts, vec![(214, true), (215, false)]);
+    let api::Answer::CapTable(table) = read(api::Query::CapTable(token)) else { panic!() };
+    assert_eq!(
+        table,
+        vec![Holding { user: 10, balance: 286, locked: 143 }, Holding { user: 11, balance: 285, locked: 143 }, Holding { user: 12, balance: 429, locked: 215 }]
+    );
+    assert_eq!(read(api::Query::Issuers), api::Answer::Issuers(vec![ISSUER]));
+}

@@ -22,6 +22,7 @@ pub mod house;
 pub mod operators;
 pub mod perpetual;
 pub mod spot;
+pub mod tokenization;
 pub mod wallet;
 
 use ids::UserId;
@@ -137,6 +138,12 @@ pub trait Product: Default {
     fn order_subject(&self, _command: &Self::Command) -> Option<UserId> {
         None
     }
+    /// The movement of an asset the command asks for (an order's, a
+    /// transfer's, a withdrawal's), which the asset's rules decide first
+    /// when it is a token (`tokenization`'s `canTransfer`).
+    fn token_movement(&self, _kernel: &Kernel, _command: &Self::Command) -> Option<(ids::AssetId, tokenization::Movement)> {
+        None
+    }
     /// More for matching from the command just applied, after its forward
     /// (the cancels of orders that expired).
     fn take_forward_more(&mut self) -> Vec<matching_api::Command> {
@@ -247,6 +254,14 @@ macro_rules! registry {
                         }
                     }
                 }
+                // A token's rules, before anything is held or moved.
+                if self.tokenization.has_tokens() {
+                    if let Some((asset, movement)) = self.token_movement(kernel, command) {
+                        if let Err(error) = self.tokenization.check_movement(kernel, asset, movement, at_ms) {
+                            return Applied::refused(error);
+                        }
+                    }
+                }
                 match command {
                     Command::CreateAsset(spec) => Applied::new(create_asset(kernel, spec), None),
                     // Ledger::apply_keyed takes these first: they apply other commands.
@@ -264,6 +279,13 @@ macro_rules! registry {
                 match command {
                     Command::CreateAsset(_) | Command::Operators(_) => None,
                     $(Command::$variant(command) => self.$field.frozen_subject(command),)*
+                }
+            }
+
+            fn token_movement(&self, kernel: &Kernel, command: &Command) -> Option<(ids::AssetId, tokenization::Movement)> {
+                match command {
+                    Command::CreateAsset(_) | Command::Operators(_) => None,
+                    $(Command::$variant(command) => self.$field.token_movement(kernel, command),)*
                 }
             }
 
@@ -334,6 +356,7 @@ registry! {
     Spot => spot: spot::Spot,
     House => house: house::House,
     Convert => convert: convert::Convert,
+    Tokenization => tokenization: tokenization::Tokenization,
 }
 
 pub struct Ledger {
@@ -365,8 +388,11 @@ impl Ledger {
 
     pub fn restore(limits: LedgerLimits, mut state: LedgerState) -> Ledger {
         let kernel_limits = KernelLimits { assets_max: limits.assets_max, idempotency_keys_reserved: limits.idempotency_keys_reserved };
-        let kernel = Kernel::restore(purposes(), kernel_limits, std::mem::take(&mut state.kernel));
-        Ledger { limits, kernel, products: Products::restore(state), batch_keys: Vec::new() }
+        let mut kernel = Kernel::restore(purposes(), kernel_limits, std::mem::take(&mut state.kernel));
+        let mut products = Products::restore(state);
+        products.tokenization.mirror_tiers(&products.operators.state().tiers);
+        products.tokenization.attach(&mut kernel);
+        Ledger { limits, kernel, products, batch_keys: Vec::new() }
     }
 
     pub fn state(&self) -> LedgerState {
@@ -617,6 +643,7 @@ impl Ledger {
                 let operators = &mut self.products.operators;
                 let proposal = operators.executed(proposal, at_ms);
                 operators.set_tier(user, tier);
+                self.products.tokenization.note_tier(user, tier);
                 executed(proposal, ActionOutcome::TierSet { user, tier }, None)
             }
         }

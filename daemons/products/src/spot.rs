@@ -556,6 +556,11 @@ impl Spot {
         if market.base == market.quote {
             return Err(LedgerError::BadInput("a market's base and quote differ".into()));
         }
+        // A token's holders are followed: its rules decide who may trade
+        // it, which orders are not yet checked against.
+        if [market.base, market.quote].into_iter().any(|asset| kernel.holders(asset).is_some()) {
+            return Err(LedgerError::BadInput("a token does not trade on the order book yet: orders are not checked against its transfer rules".into()));
+        }
         if market.base_units_per_lot == 0 || market.spec.validate().is_err() {
             return Err(LedgerError::BadInput("the market's tick, lot, fee rates or bounds are out of range".into()));
         }

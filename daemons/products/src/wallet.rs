@@ -16,6 +16,7 @@ use ledger_core::{AccountId, Digest, HoldId, Idempotent, Kernel, Leg, Payout, Pu
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::tokenization::Movement;
 use crate::{key_digest, refusal, ChangeSet, Forward, LedgerLimits, Product};
 
 pub const AVAILABLE: Purpose = Purpose(api::AVAILABLE);
@@ -179,6 +180,17 @@ impl Product for Wallet {
             Command::RequestWithdrawal { user, .. } => Some(*user),
             Command::DecideWithdrawal { id, approve: true } => self.pending.get(id).map(|withdrawal| withdrawal.user),
             Command::Deposit { .. } | Command::DecideWithdrawal { approve: false, .. } => None,
+        }
+    }
+
+    /// A token comes in only by issuance, and moves between users and out
+    /// under its rules.
+    fn token_movement(&self, _: &Kernel, command: &Command) -> Option<(AssetId, Movement)> {
+        match command {
+            Command::Deposit { asset, .. } => Some((*asset, Movement::Deposit)),
+            Command::Transfer { from, to, asset, amount, .. } => Some((*asset, Movement::Transfer { from: *from, to: *to, amount: *amount })),
+            Command::RequestWithdrawal { user, asset, .. } => Some((*asset, Movement::Send { user: *user })),
+            Command::DecideWithdrawal { .. } => None,
         }
     }
 

@@ -23,7 +23,8 @@ pub const APPROVER: &str = "approver@bank.example";
 
 /// One approval for every kind of operator action: the suites that are not
 /// about four-eyes run with it; [`Options::approvals`] sets others.
-pub const APPROVALS_OF_ONE: &str = "deposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1";
+pub const APPROVALS_OF_ONE: &str =
+    "deposit = 1\nwithdrawal_approval = 1\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1\nissuer = 1\ninvestor_claims = 1";
 
 /// A sibling binary of the running test (`cargo test --workspace` builds them all).
 pub fn binary(name: &str) -> PathBuf {

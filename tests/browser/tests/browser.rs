@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         gateway_limits: NO_RATE_LIMITS.into(),
         // Checked bitcoin addresses, a cooldown the test waits out, and limits to show.
         gateway_withdrawals: "address_cooldown_seconds = 2\nasset_networks = { BTC = [\"bitcoin\"] }\nreference_asset = \"BTC\"\ntiers = [{ name = \"unverified\", daily_limit = \"10\", monthly_limit = \"50\" }]".into(),
-        approvals: Some("deposit = 1\nwithdrawal_approval = 2\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1".into()),
+        approvals: Some("deposit = 1\nwithdrawal_approval = 2\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1\nissuer = 1\ninvestor_claims = 1".into()),
         operators_two_factor: true,
         ..Options::default()
     };

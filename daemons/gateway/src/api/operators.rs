@@ -11,7 +11,7 @@
 
 use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
 use ledger_api::operators::{self as api, Action, ActionKind, Proposal as LedgerProposal, ProposalStatus as LedgerStatus};
-use ledger_api::{convert, house, spot, wallet, ActionCommand, Answer, Command, Outcome, Query};
+use ledger_api::{convert, house, spot, tokenization, wallet, ActionCommand, Answer, Command, Outcome, Query};
 
 use super::{ask, at, coded, list_limit, operator, run, services, unexpected, Catalog, DateTime};
 
@@ -29,6 +29,10 @@ pub enum ProposalKind {
     Tier,
     /// A conversion pair: its price, spread, bounds, pause.
     ConvertPair,
+    /// Making a user an issuer of tokens, or no longer one.
+    Issuer,
+    /// An investor's claims: country, category, expiry.
+    InvestorClaims,
 }
 
 impl From<ActionKind> for ProposalKind {
@@ -44,6 +48,8 @@ impl From<ActionKind> for ProposalKind {
             ActionKind::AccountFreeze => ProposalKind::AccountFreeze,
             ActionKind::Tier => ProposalKind::Tier,
             ActionKind::ConvertPair => ProposalKind::ConvertPair,
+            ActionKind::Issuer => ProposalKind::Issuer,
+            ActionKind::InvestorClaims => ProposalKind::InvestorClaims,
         }
     }
 }
@@ -164,6 +170,12 @@ pub(crate) fn describe_action(catalog: &Catalog, action: &Action) -> String {
                     if spec.paused { ", paused" } else { "" }
                 )
             }
+            ActionCommand::Tokenization(tokenization::Command::SetIssuer { user, issuer: true }) => format!("make user {user} an issuer of tokens"),
+            ActionCommand::Tokenization(tokenization::Command::SetIssuer { user, issuer: false }) => format!("make user {user} no longer an issuer of tokens"),
+            ActionCommand::Tokenization(tokenization::Command::SetClaims { user, claims: Some(claims) }) => {
+                format!("set user {user}'s investor claims: country {}, {:?} investor, until {}", claims.country, claims.category, at(claims.expires_at_ms).0)
+            }
+            ActionCommand::Tokenization(tokenization::Command::SetClaims { user, claims: None }) => format!("remove user {user}'s investor claims"),
             other => format!("{other:?}"),
         },
     }

@@ -275,6 +275,23 @@ pub fn accounts_of(store: &Store, owner: Owner) -> Result<Vec<(AccountId, Stored
     Ok(out)
 }
 
+/// Every nonzero account of `asset`: a scan of every account, as the
+/// reserves are (the cap table's read, not the hot path).
+pub fn accounts_of_asset(store: &Store, asset: u32) -> Result<Vec<(AccountId, i128)>, SchemaError> {
+    let mut out = Vec::new();
+    for item in store.scan_all(ACCOUNTS) {
+        let (key, value) = item?;
+        let account = split_account_key(&key)?;
+        if account.asset == asset {
+            let stored: StoredAccount = decode(ACCOUNTS, &key, &value)?;
+            if stored.balance != 0 {
+                out.push((account, stored.balance));
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub fn account(store: &Store, account: AccountId) -> Result<Option<StoredAccount>, SchemaError> {
     let key = account_key(account);
     store.get(ACCOUNTS, &key)?.map(|value| decode(ACCOUNTS, &key, &value)).transpose()

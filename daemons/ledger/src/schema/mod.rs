@@ -32,6 +32,7 @@ pub mod link;
 pub mod operators;
 pub mod perpetual;
 pub mod spot;
+pub mod tokenization;
 pub mod wallet;
 
 pub use kernel::TransferChains;
@@ -54,8 +55,10 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// other order of an OCO list. 15: convert's pairs, quotes and
 /// conversions, and the thresholds with `convert_pair`. 16: perpetual
 /// markets, positions, fundings and liquidations. 17: orders' reduce-only
-/// flag.
-pub const SCHEMA_VERSION: u32 = 17;
+/// flag. 18: tokenization's issuers, claims, tokens, offerings,
+/// subscriptions and tranches, and the thresholds with `issuer` and
+/// `investor_claims`.
+pub const SCHEMA_VERSION: u32 = 18;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
@@ -95,6 +98,7 @@ registry! {
     Spot => spot,
     House => house,
     Convert => convert,
+    Tokenization => tokenization,
 }
 
 #[derive(Debug, thiserror::Error)]

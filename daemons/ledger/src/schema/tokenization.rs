@@ -1,0 +1,188 @@
+//! Tokenization's tables: issuers, investors' claims, tokens, offerings
+//! (open and closed), subscriptions by id, offering and investor, and
+//! tranches. Start-up loads the open offerings, their open subscriptions
+//! and the unvested tranches; the rest is history the reads return.
+
+use ledger_api::tokenization::{Answer, Claims, Holding, Offering, OfferingStatus, Query, Subscription, SubscriptionStatus, Token, Tranche};
+use products::tokenization::{tables, Tokenization, TokenizationChanges, TokenizationState};
+use products::wallet::AVAILABLE;
+use storage::{Batch, Store, Table};
+
+use super::{by_id, decode, exact, kernel, key2, meta, newest_of, put_encoded, SchemaError, META};
+use crate::query::{limit, Read};
+
+/// User -> ().
+pub const ISSUERS: Table = Table::new(tables::ISSUERS);
+/// User -> [`Claims`].
+pub const CLAIMS: Table = Table::new(tables::CLAIMS);
+/// Asset -> [`Token`].
+pub const TOKENS: Table = Table::new(tables::TOKENS);
+/// Offering id -> [`Offering`], rewritten as it changes.
+pub const OFFERINGS: Table = Table::new(tables::OFFERINGS);
+/// Subscription id -> [`Subscription`], rewritten as it changes.
+pub const SUBSCRIPTIONS: Table = Table::new(tables::SUBSCRIPTIONS);
+/// (offering, subscription id) -> ().
+pub const SUBSCRIPTIONS_BY_OFFERING: Table = Table::new(tables::SUBSCRIPTIONS_BY_OFFERING);
+/// (investor, subscription id) -> ().
+pub const SUBSCRIPTIONS_BY_INVESTOR: Table = Table::scattered(tables::SUBSCRIPTIONS_BY_INVESTOR);
+/// (investor, subscription id, index) -> [`Tranche`].
+pub const TRANCHES: Table = Table::new(tables::TRANCHES);
+
+pub const TABLES: &[Table] = &[ISSUERS, CLAIMS, TOKENS, OFFERINGS, SUBSCRIPTIONS, SUBSCRIPTIONS_BY_OFFERING, SUBSCRIPTIONS_BY_INVESTOR, TRANCHES];
+
+const META_NEXT_OFFERING: &[u8] = b"tokenization.next_offering";
+const META_NEXT_SUBSCRIPTION: &[u8] = b"tokenization.next_subscription";
+
+fn tranche_key(tranche: &Tranche) -> [u8; 20] {
+    let mut key = [0; 20];
+    key[..16].copy_from_slice(&key2(tranche.investor, tranche.subscription));
+    key[16..].copy_from_slice(&tranche.index.to_be_bytes());
+    key
+}
+
+pub fn write(batch: &mut Batch, tokenization: &Tokenization, changes: &TokenizationChanges) {
+    for &(user, issuer) in &changes.issuers {
+        if issuer {
+            batch.put(ISSUERS, &user.to_be_bytes(), &[]);
+        } else {
+            batch.delete(ISSUERS, &user.to_be_bytes());
+        }
+    }
+    for (user, claims) in &changes.claims {
+        match claims {
+            Some(claims) => put_encoded(batch, CLAIMS, &user.to_be_bytes(), claims),
+            None => batch.delete(CLAIMS, &user.to_be_bytes()),
+        }
+    }
+    for token in &changes.tokens {
+        put_encoded(batch, TOKENS, &u64::from(token.asset).to_be_bytes(), token);
+    }
+    for offering in &changes.offerings {
+        put_encoded(batch, OFFERINGS, &offering.id.to_be_bytes(), offering);
+    }
+    for subscription in &changes.subscriptions {
+        put_encoded(batch, SUBSCRIPTIONS, &subscription.id.to_be_bytes(), subscription);
+        batch.put(SUBSCRIPTIONS_BY_OFFERING, &key2(subscription.offering, subscription.id), &[]);
+        batch.put(SUBSCRIPTIONS_BY_INVESTOR, &key2(subscription.investor, subscription.id), &[]);
+    }
+    for tranche in &changes.tranches {
+        put_encoded(batch, TRANCHES, &tranche_key(tranche), tranche);
+    }
+    if changes.counters {
+        let state = tokenization.counters();
+        put_encoded(batch, META, META_NEXT_OFFERING, &state.0);
+        put_encoded(batch, META, META_NEXT_SUBSCRIPTION, &state.1);
+    }
+}
+
+pub fn load(store: &Store) -> Result<TokenizationState, SchemaError> {
+    let mut state = TokenizationState {
+        next_offering: meta(store, META_NEXT_OFFERING)?.unwrap_or(1),
+        next_subscription: meta(store, META_NEXT_SUBSCRIPTION)?.unwrap_or(1),
+        ..TokenizationState::default()
+    };
+    for item in store.scan_all(ISSUERS) {
+        let (key, _) = item?;
+        state.issuers.insert(u64::from_be_bytes(exact(ISSUERS, &key)?));
+    }
+    for item in store.scan_all(CLAIMS) {
+        let (key, value) = item?;
+        state.claims.insert(u64::from_be_bytes(exact(CLAIMS, &key)?), decode(CLAIMS, &key, &value)?);
+    }
+    for token in tokens(store)? {
+        state.tokens.insert(token.asset, token);
+    }
+    for offering in offerings(store)?.into_iter().filter(|offering| offering.status == OfferingStatus::Open) {
+        for subscription in subscriptions_of(store, offering.id, 0, usize::MAX)? {
+            if subscription.status == SubscriptionStatus::Open {
+                state.open_subscriptions.insert(subscription.id, subscription);
+            }
+        }
+        state.open_offerings.insert(offering.id, offering);
+    }
+    for item in store.scan_all(TRANCHES) {
+        let (key, value) = item?;
+        let tranche: Tranche = decode(TRANCHES, &key, &value)?;
+        if !tranche.vested {
+            state.tranches.insert((tranche.subscription, tranche.index), tranche);
+        }
+    }
+    Ok(state)
+}
+
+fn tokens(store: &Store) -> Result<Vec<Token>, SchemaError> {
+    store.scan_all(TOKENS).map(|item| item.map_err(SchemaError::from).and_then(|(key, value)| decode(TOKENS, &key, &value))).collect()
+}
+
+/// Every offering, oldest first.
+fn offerings(store: &Store) -> Result<Vec<Offering>, SchemaError> {
+    store.scan_all(OFFERINGS).map(|item| item.map_err(SchemaError::from).and_then(|(key, value)| decode(OFFERINGS, &key, &value))).collect()
+}
+
+/// An offering's subscriptions after id `after`, oldest first.
+fn subscriptions_of(store: &Store, offering: u64, after: u64, limit: usize) -> Result<Vec<Subscription>, SchemaError> {
+    let mut out = Vec::new();
+    for (key, _) in store.scan_prefix(SUBSCRIPTIONS_BY_OFFERING, &offering.to_be_bytes(), usize::MAX, false)? {
+        let id = u64::from_be_bytes(exact::<16>(SUBSCRIPTIONS_BY_OFFERING, &key)?[8..].try_into().expect("8 bytes"));
+        if id <= after {
+            continue;
+        }
+        if out.len() >= limit {
+            break;
+        }
+        let subscription =
+            by_id(store, SUBSCRIPTIONS, id)?.ok_or_else(|| super::corrupt(SUBSCRIPTIONS_BY_OFFERING, &key, "the index names a missing subscription"))?;
+        out.push(subscription);
+    }
+    Ok(out)
+}
+
+fn tranches_of(store: &Store, investor: u64) -> Result<Vec<Tranche>, SchemaError> {
+    let mut out = Vec::new();
+    for (key, value) in store.scan_prefix(TRANCHES, &investor.to_be_bytes(), usize::MAX, false)? {
+        out.push(decode(TRANCHES, &key, &value)?);
+    }
+    Ok(out)
+}
+
+/// Every user holding the token now, from the stored balances: what they
+/// hold in every account and how much of it is not free.
+fn cap_table(store: &Store, token: &Token) -> Result<Vec<Holding>, SchemaError> {
+    let mut holdings: std::collections::BTreeMap<u64, Holding> = std::collections::BTreeMap::new();
+    for (account, balance) in kernel::accounts_of_asset(store, token.asset)? {
+        let Some(user) = account.user_id() else { continue };
+        let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0 });
+        holding.balance += balance;
+        // Orders' holds (LOCKED) and unvested tranches (VESTING) are not free to send.
+        if account.purpose != AVAILABLE {
+            holding.locked += balance;
+        }
+    }
+    Ok(holdings.into_values().filter(|holding| holding.balance != 0).collect())
+}
+
+pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
+    Ok(match *query {
+        Query::Tokens => Answer::Tokens(tokens(store)?),
+        Query::Offerings { token } => Answer::Offerings(offerings(store)?.into_iter().filter(|o| token.is_none_or(|t| o.spec.token == t)).collect()),
+        Query::Offering(id) => Answer::Offering(by_id::<Offering>(store, OFFERINGS, id)?.map(Box::new)),
+        Query::Subscriptions { offering, after, limit: n } => Answer::Subscriptions(subscriptions_of(store, offering, after, limit(n)?)?),
+        Query::InvestorSubscriptions { investor, limit: n } => {
+            Answer::Subscriptions(newest_of(store, SUBSCRIPTIONS_BY_INVESTOR, SUBSCRIPTIONS, investor, limit(n)?)?)
+        }
+        Query::Tranches { investor } => Answer::Tranches(tranches_of(store, investor)?),
+        Query::Claims(user) => Answer::Claims(by_id::<Claims>(store, CLAIMS, user)?),
+        Query::Issuers => Answer::Issuers(
+            store
+                .scan_all(ISSUERS)
+                .map(|item| item.map_err(SchemaError::from).and_then(|(key, _)| Ok(u64::from_be_bytes(exact(ISSUERS, &key)?))))
+                .collect::<Result<_, _>>()?,
+        ),
+        Query::CapTable(asset) => {
+            let Some(token) = tokens(store)?.into_iter().find(|token| token.asset == asset) else {
+                return Err(Read::Bad(format!("asset {asset} is not a token")));
+            };
+            Answer::CapTable(cap_table(store, &token)?)
+        }
+    })
+}

@@ -1,0 +1,801 @@
+//! Tokenization and investment: issuers, investors' claims, tokens and
+//! their transfer rules, offerings, subscriptions held in escrow, the
+//! close that allocates or refunds in one command, and vesting.
+//!
+//! Accounts, all the kernel's: a token is a kernel asset whose supply is
+//! its ISSUED account (`Owner::Entity(asset)`, below zero by what was
+//! issued, so the asset still sums to zero); a subscription is a hold of
+//! the payment from the investor's AVAILABLE into the offering's ESCROW
+//! (`Owner::Entity(offering)`); an unvested tranche is a hold of the
+//! investor's tokens into their VESTING account, so that it can be neither
+//! sold nor withdrawn until the ledger's clock releases it. The proceeds go
+//! to the issuer's AVAILABLE, the platform's fee from there to the house's
+//! revenue.
+//!
+//! The token's rules (`rules.rs`) decide this product's own issuances and
+//! subscriptions here, and the other products' movements of a token
+//! (transfers, withdrawals, orders) in the ledger's dispatch before they
+//! apply (`Tokenization::check_movement`).
+
+pub mod allocation;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use compact_str::format_compact;
+use ids::{Amount, AssetId, TimestampMs, UserId};
+use ledger_api::tokenization::{
+    self as api, Claims, Command, ComplianceRefusal, Offering, OfferingId, OfferingSpec, OfferingStatus, Outcome, Subscription, SubscriptionId,
+    SubscriptionStatus, Token, TokenSpec, Tranche, TransferRules, AMOUNT_BOUND, FEE_BPS_MAX, TRANCHES_MAX, URL_BYTES_MAX,
+};
+use ledger_api::LedgerError;
+use ledger_core::{AccountId, AssetSpec, Digest, HoldId, Idempotent, Kernel, Leg, Owner, Payout, Purpose, PurposeSpec, Recorded, TransferCode};
+use serde::{Deserialize, Serialize};
+
+use crate::wallet::{available, locked};
+use crate::{key_digest, refusal, ChangeSet, Forward, LedgerLimits, Product};
+
+pub const ISSUED: Purpose = Purpose(api::ISSUED);
+pub const ESCROW: Purpose = Purpose(api::ESCROW);
+pub const VESTING: Purpose = Purpose(api::VESTING);
+
+pub const PURPOSES: &[PurposeSpec] = &[
+    // A token's supply: below zero by every unit issued, like custody by what came in.
+    PurposeSpec { purpose: ISSUED, name: "issued", may_go_negative: true, holds_only: false },
+    PurposeSpec { purpose: ESCROW, name: "escrow", may_go_negative: false, holds_only: true },
+    PurposeSpec { purpose: VESTING, name: "vesting", may_go_negative: false, holds_only: true },
+];
+
+const SUBSCRIPTION_RECORD: u8 = 8;
+const SUBSCRIPTION_HOLD: u8 = 4;
+const VESTING_HOLD: u8 = 5;
+
+/// The most offerings open at once and subscriptions open in all: bounded
+/// state, as every other product's.
+pub const OFFERINGS_OPEN_MAX: usize = 1_000;
+pub const SUBSCRIPTIONS_OPEN_MAX: usize = 1_000_000;
+/// Offerings one tick closes at most: a close moves every subscription's
+/// money, so a tick with many due leaves the rest to the next.
+const OFFERINGS_CLOSED_PER_TICK: usize = 4;
+/// Tranches one tick vests at most.
+const TRANCHES_VESTED_PER_TICK: usize = 10_000;
+
+/// The names of its storage tables; the ledger daemon's
+/// `schema/tokenization.rs` says what they hold.
+pub mod tables {
+    pub const ISSUERS: &str = "tokenization.issuers";
+    pub const CLAIMS: &str = "tokenization.claims";
+    pub const TOKENS: &str = "tokenization.tokens";
+    pub const OFFERINGS: &str = "tokenization.offerings";
+    pub const SUBSCRIPTIONS: &str = "tokenization.subscriptions";
+    pub const SUBSCRIPTIONS_BY_OFFERING: &str = "tokenization.subscriptions_by_offering";
+    pub const SUBSCRIPTIONS_BY_INVESTOR: &str = "tokenization.subscriptions_by_investor";
+    pub const TRANCHES: &str = "tokenization.tranches";
+}
+
+pub fn issued(token: AssetId) -> AccountId {
+    AccountId { owner: Owner::Entity(u64::from(token)), asset: token, purpose: ISSUED }
+}
+
+pub fn escrow(offering: OfferingId, payment_asset: AssetId) -> AccountId {
+    AccountId { owner: Owner::Entity(offering), asset: payment_asset, purpose: ESCROW }
+}
+
+pub fn vesting(user: UserId, token: AssetId) -> AccountId {
+    AccountId::user(user, token, VESTING)
+}
+
+fn subscription_hold(id: SubscriptionId) -> HoldId {
+    HoldId { kind: SUBSCRIPTION_HOLD, id }
+}
+
+fn tranche_hold(subscription: SubscriptionId, index: u32) -> HoldId {
+    HoldId { kind: VESTING_HOLD, id: subscription * u64::from(TRANCHES_MAX) + u64::from(index) }
+}
+
+fn subscribe_key(investor: UserId, key: &str) -> Option<Digest> {
+    key_digest(b"subscribe", &investor.to_le_bytes(), key)
+}
+
+/// Everything the product keeps, in canonical order. Closed offerings,
+/// finished subscriptions and vested tranches are in the store only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenizationState {
+    pub issuers: BTreeSet<UserId>,
+    pub claims: BTreeMap<UserId, Claims>,
+    pub tokens: BTreeMap<AssetId, Token>,
+    pub open_offerings: BTreeMap<OfferingId, Offering>,
+    pub open_subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    /// Unvested tranches by (subscription, index).
+    pub tranches: BTreeMap<(SubscriptionId, u32), Tranche>,
+    pub next_offering: OfferingId,
+    pub next_subscription: SubscriptionId,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenizationChanges {
+    pub issuers: Vec<(UserId, bool)>,
+    pub claims: Vec<(UserId, Option<Claims>)>,
+    /// Tokens created or changed (rules, supply), in their state after it.
+    pub tokens: Vec<Token>,
+    pub offerings: Vec<Offering>,
+    pub subscriptions: Vec<Subscription>,
+    pub tranches: Vec<Tranche>,
+    /// Whether the counters moved.
+    pub counters: bool,
+}
+
+impl ChangeSet for TokenizationChanges {
+    fn clear(&mut self) {
+        self.issuers.clear();
+        self.claims.clear();
+        self.tokens.clear();
+        self.offerings.clear();
+        self.subscriptions.clear();
+        self.tranches.clear();
+        self.counters = false;
+    }
+}
+
+/// A movement of some asset another product's command asks for, which the
+/// asset's rules decide first when it is a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Movement {
+    /// From a user to someone not yet known (a sell order) or outside (a withdrawal).
+    Send {
+        user: UserId,
+    },
+    /// To a user from someone not yet known (a buy order): `amount` more,
+    /// with `pending` already on its way in their open buy orders.
+    Receive {
+        user: UserId,
+        amount: Amount,
+        pending: Amount,
+    },
+    Transfer {
+        from: UserId,
+        to: UserId,
+        amount: Amount,
+    },
+    /// From outside.
+    Deposit,
+}
+
+#[derive(Default)]
+pub struct Tokenization {
+    state: TokenizationState,
+    /// The operators' tiers, mirrored (the Ledger keeps it in step).
+    tiers: BTreeMap<UserId, u8>,
+    /// When the clock next has something to do: offerings' ends, tranches' times.
+    ends: BTreeSet<(TimestampMs, OfferingId)>,
+    vests: BTreeSet<(TimestampMs, SubscriptionId, u32)>,
+    changes: TokenizationChanges,
+}
+
+impl Product for Tokenization {
+    type Command = Command;
+    type Outcome = Outcome;
+    type State = TokenizationState;
+    type Changes = TokenizationChanges;
+    const PURPOSES: &'static [PurposeSpec] = PURPOSES;
+    const RECORD_KINDS: &'static [u8] = &[SUBSCRIPTION_RECORD];
+    const HOLD_KINDS: &'static [u8] = &[SUBSCRIPTION_HOLD, VESTING_HOLD];
+
+    fn restore(mut state: TokenizationState) -> Tokenization {
+        state.next_offering = state.next_offering.max(1);
+        state.next_subscription = state.next_subscription.max(1);
+        let ends = state.open_offerings.values().map(|offering| (offering.spec.ends_at_ms, offering.id)).collect();
+        let vests = state.tranches.values().map(|tranche| (tranche.vests_at_ms, tranche.subscription, tranche.index)).collect();
+        Tokenization { state, tiers: BTreeMap::new(), ends, vests, changes: TokenizationChanges::default() }
+    }
+
+    fn state(&self) -> TokenizationState {
+        self.state.clone()
+    }
+
+    fn changes_mut(&mut self) -> &mut TokenizationChanges {
+        &mut self.changes
+    }
+
+    fn idempotency_key(command: &Command) -> Option<Digest> {
+        match command {
+            Command::Subscribe { investor, key, .. } => subscribe_key(*investor, key),
+            _ => None,
+        }
+    }
+
+    fn apply(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        command: &Command,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> (Result<Outcome, LedgerError>, Forward) {
+        let outcome = match command {
+            &Command::SetIssuer { user, issuer } => self.set_issuer(user, issuer),
+            &Command::SetClaims { user, claims } => self.set_claims(user, claims),
+            Command::CreateToken { issuer, spec } => self.create_token(kernel, limits, *issuer, spec, at_ms),
+            Command::SetRules { issuer, token, rules } => self.set_rules(*issuer, *token, rules),
+            Command::CreateOffering { issuer, spec } => self.create_offering(kernel, *issuer, spec, at_ms),
+            Command::Subscribe { investor, offering, amount, key } => self.subscribe(kernel, *investor, *offering, *amount, key, at_ms, known_key),
+            &Command::CancelSubscription { investor, subscription } => self.cancel(kernel, investor, subscription, at_ms),
+            Command::Tick => self.tick(kernel, at_ms),
+        };
+        (outcome, None)
+    }
+
+    /// Making a user an issuer benefits them, as setting their own claims does.
+    fn beneficiary(&self, command: &Command) -> Result<Option<UserId>, LedgerError> {
+        Ok(match command {
+            Command::SetIssuer { user, .. } | Command::SetClaims { user, .. } => Some(*user),
+            _ => None,
+        })
+    }
+
+    /// A frozen account subscribes to nothing.
+    fn frozen_subject(&self, command: &Command) -> Option<UserId> {
+        match command {
+            Command::Subscribe { investor, .. } => Some(*investor),
+            _ => None,
+        }
+    }
+
+    fn check_invariants(&self, kernel: &Kernel) -> Result<(), String> {
+        for token in self.state.tokens.values() {
+            let supply = -kernel.balance(issued(token.asset));
+            if supply != token.supply || supply > token.spec.supply_max {
+                return Err(format!(
+                    "token {} records a supply of {} (at most {}) but its issued account says {supply}",
+                    token.asset, token.supply, token.spec.supply_max
+                ));
+            }
+        }
+        let mut escrowed: BTreeMap<OfferingId, (Amount, Amount, u32)> = BTreeMap::new();
+        for subscription in self.state.open_subscriptions.values() {
+            let Some(offering) = self.state.open_offerings.get(&subscription.offering) else {
+                return Err(format!("open subscription {} is of offering {}, which is not open", subscription.id, subscription.offering));
+            };
+            let expected_origin = available(subscription.investor, offering.spec.payment_asset);
+            match kernel.hold_of(subscription_hold(subscription.id)) {
+                Some(hold) if hold.remaining == subscription.payment && hold.origin == expected_origin => {}
+                other => return Err(format!("open subscription {} of {} is held as {other:?}", subscription.id, subscription.payment)),
+            }
+            let entry = escrowed.entry(subscription.offering).or_default();
+            entry.0 += subscription.payment;
+            entry.1 += subscription.amount;
+            entry.2 += 1;
+        }
+        for offering in self.state.open_offerings.values() {
+            let (payment, amount, count) = escrowed.get(&offering.id).copied().unwrap_or_default();
+            let in_escrow = kernel.balance(escrow(offering.id, offering.spec.payment_asset));
+            if in_escrow != payment || offering.subscribed != amount || offering.subscriptions_open != count {
+                return Err(format!(
+                    "offering {}: escrow {in_escrow}, open subscriptions' payments {payment}; subscribed {} of {amount} in {count} subscriptions",
+                    offering.id, offering.subscribed
+                ));
+            }
+        }
+        for tranche in self.state.tranches.values() {
+            match kernel.hold_of(tranche_hold(tranche.subscription, tranche.index)) {
+                Some(hold) if hold.remaining == tranche.amount && hold.origin == available(tranche.investor, tranche.token) => {}
+                other => return Err(format!("tranche {} of subscription {} ({}) is held as {other:?}", tranche.index, tranche.subscription, tranche.amount)),
+            }
+        }
+        for (id, _) in kernel.holds() {
+            let known = match id.kind {
+                SUBSCRIPTION_HOLD => self.state.open_subscriptions.contains_key(&id.id),
+                VESTING_HOLD => {
+                    let (subscription, index) = (id.id / u64::from(TRANCHES_MAX), (id.id % u64::from(TRANCHES_MAX)) as u32);
+                    self.state.tranches.contains_key(&(subscription, index))
+                }
+                _ => true,
+            };
+            if !known {
+                return Err(format!("hold {id:?} is neither an open subscription's nor an unvested tranche's"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Tokenization {
+    pub fn tokens(&self) -> &BTreeMap<AssetId, Token> {
+        &self.state.tokens
+    }
+
+    pub fn is_token(&self, asset: AssetId) -> bool {
+        self.state.tokens.contains_key(&asset)
+    }
+
+    pub fn has_tokens(&self) -> bool {
+        !self.state.tokens.is_empty()
+    }
+
+    pub fn claims(&self, user: UserId) -> Option<&Claims> {
+        self.state.claims.get(&user)
+    }
+
+    pub fn open_offerings(&self) -> &BTreeMap<OfferingId, Offering> {
+        &self.state.open_offerings
+    }
+
+    pub fn open_subscriptions(&self) -> &BTreeMap<SubscriptionId, Subscription> {
+        &self.state.open_subscriptions
+    }
+
+    /// The next offering's and the next subscription's ids.
+    pub fn counters(&self) -> (OfferingId, SubscriptionId) {
+        (self.state.next_offering, self.state.next_subscription)
+    }
+
+    pub fn unvested(&self) -> impl Iterator<Item = &Tranche> {
+        self.state.tranches.values()
+    }
+
+    /// When the ledger's clock next has a Tick to give: an offering's end
+    /// or a tranche's time.
+    pub fn next_tick(&self) -> Option<TimestampMs> {
+        [self.ends.first().map(|(at, _)| *at), self.vests.first().map(|(at, ..)| *at)].into_iter().flatten().min()
+    }
+
+    /// The operators' tiers, as they stand: at start and after each change.
+    pub(crate) fn mirror_tiers(&mut self, tiers: &BTreeMap<UserId, u8>) {
+        self.tiers.clone_from(tiers);
+    }
+
+    pub(crate) fn note_tier(&mut self, user: UserId, tier: u8) {
+        if tier == 0 {
+            self.tiers.remove(&user);
+        } else {
+            self.tiers.insert(user, tier);
+        }
+    }
+
+    /// The kernel follows every token's holders (they are counted by the
+    /// rules, listed by the cap table): asked again at every start.
+    pub(crate) fn attach(&self, kernel: &mut Kernel) {
+        for asset in self.state.tokens.keys() {
+            kernel.follow_holders(*asset);
+        }
+    }
+
+    fn tier(&self, user: UserId) -> u8 {
+        self.tiers.get(&user).copied().unwrap_or(0)
+    }
+
+    fn set_issuer(&mut self, user: UserId, issuer: bool) -> Result<Outcome, LedgerError> {
+        let changed = if issuer { self.state.issuers.insert(user) } else { self.state.issuers.remove(&user) };
+        if !changed {
+            return Err(LedgerError::BadInput(format!("user {user} is {}an issuer already", if issuer { "" } else { "not " })));
+        }
+        self.changes.issuers.push((user, issuer));
+        Ok(Outcome::IssuerSet { user, issuer })
+    }
+
+    fn set_claims(&mut self, user: UserId, claims: Option<Claims>) -> Result<Outcome, LedgerError> {
+        match claims {
+            Some(claims) => {
+                if !(1..=999).contains(&claims.country) {
+                    return Err(LedgerError::BadInput("a country is an ISO 3166-1 numeric code, 1 to 999".into()));
+                }
+                self.state.claims.insert(user, claims);
+            }
+            None => {
+                if self.state.claims.remove(&user).is_none() {
+                    return Err(LedgerError::BadInput(format!("user {user} has no claims to remove")));
+                }
+            }
+        }
+        self.changes.claims.push((user, claims));
+        Ok(Outcome::ClaimsSet(user))
+    }
+
+    fn issuer_of(&self, issuer: UserId, token: AssetId) -> Result<&Token, LedgerError> {
+        let token = self.state.tokens.get(&token).ok_or(LedgerError::UnknownAsset(token))?;
+        if token.issuer != issuer {
+            return Err(LedgerError::Forbidden(format!("user {issuer} is not token {}'s issuer", token.asset)));
+        }
+        Ok(token)
+    }
+
+    fn create_token(
+        &mut self,
+        kernel: &mut Kernel,
+        limits: &LedgerLimits,
+        issuer: UserId,
+        spec: &TokenSpec,
+        at_ms: TimestampMs,
+    ) -> Result<Outcome, LedgerError> {
+        if !self.state.issuers.contains(&issuer) {
+            return Err(LedgerError::Forbidden(format!("user {issuer} is not an issuer: the operators make a user one")));
+        }
+        validate_token(spec)?;
+        if kernel.assets().count() >= limits.assets_max as usize {
+            return Err(LedgerError::LimitReached("assets_max".into()));
+        }
+        let asset = kernel.assets().map(|asset| asset.id).max().unwrap_or(0).checked_add(1).ok_or(LedgerError::LimitReached("asset ids".into()))?;
+        kernel.create_asset(&AssetSpec { id: asset, symbol: spec.symbol.clone(), scale: spec.scale }).map_err(refusal)?;
+        kernel.follow_holders(asset);
+        let token = Token { asset, issuer, spec: spec.clone(), supply: 0, created_ms: at_ms };
+        self.changes.tokens.push(token.clone());
+        self.state.tokens.insert(asset, token);
+        Ok(Outcome::TokenCreated(asset))
+    }
+
+    fn set_rules(&mut self, issuer: UserId, token: AssetId, rules: &TransferRules) -> Result<Outcome, LedgerError> {
+        self.issuer_of(issuer, token)?;
+        rules::validate(rules).map_err(LedgerError::BadInput)?;
+        let token = self.state.tokens.get_mut(&token).expect("issuer_of found it");
+        token.spec.rules = rules.clone();
+        self.changes.tokens.push(token.clone());
+        Ok(Outcome::RulesSet(token.asset))
+    }
+
+    fn create_offering(&mut self, kernel: &Kernel, issuer: UserId, spec: &OfferingSpec, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let token = self.issuer_of(issuer, spec.token)?;
+        kernel.known_asset(spec.payment_asset).map_err(refusal)?;
+        if self.is_token(spec.payment_asset) {
+            return Err(LedgerError::BadInput("an offering is paid in money, not in a token".into()));
+        }
+        lot_price(token, spec.price).ok_or_else(|| LedgerError::BadInput("the price of a lot must be a whole number of the payment's minor units".into()))?;
+        let lot = token.spec.lot;
+        let whole_lots = |amount: Amount| amount > 0 && amount <= AMOUNT_BOUND && amount % lot == 0;
+        if ![spec.soft_cap, spec.hard_cap, spec.investor_min, spec.investor_max].into_iter().all(whole_lots) {
+            return Err(LedgerError::BadInput("caps and per-investor bounds are positive whole lots of the token".into()));
+        }
+        if spec.soft_cap > spec.hard_cap || spec.investor_min > spec.investor_max || spec.investor_min > spec.hard_cap {
+            return Err(LedgerError::BadInput("the target is at most the hard cap, and an investor's minimum at most their maximum and the hard cap".into()));
+        }
+        let promised: Amount =
+            self.state.open_offerings.values().filter(|offering| offering.spec.token == spec.token).map(|offering| offering.spec.hard_cap).sum();
+        if token.supply + promised + spec.hard_cap > token.spec.supply_max {
+            return Err(LedgerError::BadInput(format!(
+                "the hard cap would let the token's supply pass its maximum of {} ({} issued, {promised} in open offerings)",
+                token.spec.supply_max, token.supply
+            )));
+        }
+        if spec.starts_at_ms >= spec.ends_at_ms || spec.ends_at_ms <= at_ms || spec.cancel_cutoff_ms > spec.ends_at_ms - spec.starts_at_ms {
+            return Err(LedgerError::BadInput(
+                "an offering starts before it ends, ends in the future, and its cancel cut-off fits between its start and end".into(),
+            ));
+        }
+        if spec.fee_bps > FEE_BPS_MAX {
+            return Err(LedgerError::BadInput(format!("the platform's fee is at most {FEE_BPS_MAX} basis points")));
+        }
+        if let Some(vesting) = spec.vesting {
+            if !(1..=TRANCHES_MAX).contains(&vesting.count) || vesting.period_ms == 0 {
+                return Err(LedgerError::BadInput(format!("a vesting has 1 to {TRANCHES_MAX} tranches and a period above zero")));
+            }
+            let last = u64::from(vesting.count).checked_mul(vesting.period_ms).and_then(|span| span.checked_add(vesting.start_ms));
+            if last.is_none() {
+                return Err(LedgerError::BadInput("the vesting's last tranche is beyond any date".into()));
+            }
+        }
+        if self.state.open_offerings.len() >= OFFERINGS_OPEN_MAX {
+            return Err(LedgerError::LimitReached(format!("{OFFERINGS_OPEN_MAX} open offerings")));
+        }
+        let id = self.state.next_offering;
+        self.state.next_offering += 1;
+        self.changes.counters = true;
+        let offering = Offering {
+            id,
+            issuer,
+            spec: spec.clone(),
+            status: OfferingStatus::Open,
+            subscribed: 0,
+            subscriptions_open: 0,
+            issued: 0,
+            raised: 0,
+            fee: 0,
+            created_ms: at_ms,
+            closed_ms: None,
+        };
+        self.ends.insert((spec.ends_at_ms, id));
+        self.changes.offerings.push(offering.clone());
+        self.state.open_offerings.insert(id, offering);
+        Ok(Outcome::OfferingCreated(id))
+    }
+
+    /// What `user` holds of `token` in every account, and asks for in open subscriptions.
+    fn holding(&self, kernel: &Kernel, token: AssetId, user: UserId) -> (Amount, bool) {
+        let held = kernel.balance(available(user, token)) + kernel.balance(locked(user, token)) + kernel.balance(vesting(user, token));
+        let subscribed: Amount = self.subscriptions_to(token).filter(|s| s.investor == user).map(|s| s.amount).sum();
+        (held + subscribed, kernel.is_holder(token, user) || subscribed > 0)
+    }
+
+    fn subscriptions_to(&self, token: AssetId) -> impl Iterator<Item = &Subscription> {
+        let state = &self.state;
+        state.open_subscriptions.values().filter(move |s| state.open_offerings.get(&s.offering).is_some_and(|o| o.spec.token == token))
+    }
+
+    /// The token's holders (the issuer not counted) and the investors its
+    /// open subscriptions would make holders, plus `extra` counted already
+    /// by the caller (open buy orders' new holders).
+    fn counted_holders(&self, kernel: &Kernel, token: &Token) -> u64 {
+        let mut count = kernel.holders(token.asset).map_or(0, |holders| holders.len() as u64);
+        if kernel.is_holder(token.asset, token.issuer) {
+            count -= 1;
+        }
+        let newcomers: BTreeSet<UserId> = self
+            .subscriptions_to(token.asset)
+            .map(|s| s.investor)
+            .filter(|investor| *investor != token.issuer && !kernel.is_holder(token.asset, *investor))
+            .collect();
+        count + newcomers.len() as u64
+    }
+
+    fn check_receiver(
+        &self,
+        kernel: &Kernel,
+        token: &Token,
+        user: UserId,
+        amount: Amount,
+        pending: Amount,
+        at_ms: TimestampMs,
+    ) -> Result<(), ComplianceRefusal> {
+        let (holding, counted) = self.holding(kernel, token.asset, user);
+        let receiver =
+            rules::Receiver { user, claims: self.state.claims.get(&user), tier: self.tier(user), holding: holding + pending, counted: counted || pending > 0 };
+        rules::check_receiver(&token.spec.rules, token.issuer, &receiver, amount, self.counted_holders(kernel, token), at_ms)
+    }
+
+    /// Whether a token's rules let another product's movement of `asset`
+    /// go ahead; any other asset passes.
+    pub fn check_movement(&self, kernel: &Kernel, asset: AssetId, movement: Movement, at_ms: TimestampMs) -> Result<(), LedgerError> {
+        let Some(token) = self.state.tokens.get(&asset) else { return Ok(()) };
+        let rules = &token.spec.rules;
+        let result = match movement {
+            Movement::Deposit => Err(ComplianceRefusal::NotDepositable),
+            Movement::Send { user } => rules::check_sender(rules, token.issuer, user, at_ms),
+            Movement::Receive { user, amount, pending } => self.check_receiver(kernel, token, user, amount, pending, at_ms),
+            Movement::Transfer { from, to, amount } => {
+                rules::check_sender(rules, token.issuer, from, at_ms).and_then(|()| self.check_receiver(kernel, token, to, amount, 0, at_ms))
+            }
+        };
+        result.map_err(LedgerError::Compliance)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe(
+        &mut self,
+        kernel: &mut Kernel,
+        investor: UserId,
+        offering_id: OfferingId,
+        amount: Amount,
+        key: &str,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> Result<Outcome, LedgerError> {
+        ledger_core::check_key(key).map_err(refusal)?;
+        let digest = known_key.or_else(|| subscribe_key(investor, key)).expect("a checked key has a digest");
+        let fingerprint = match kernel.idempotent(&digest, &[&offering_id.to_le_bytes(), &amount.to_le_bytes()]).map_err(refusal)? {
+            Idempotent::Replay(recorded) if recorded.kind == SUBSCRIPTION_RECORD => return Ok(Outcome::Subscribed(recorded.id)),
+            Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
+            Idempotent::New(fingerprint) => fingerprint,
+        };
+        let offering = self.state.open_offerings.get(&offering_id).ok_or(LedgerError::NotFound)?;
+        if at_ms < offering.spec.starts_at_ms || at_ms >= offering.spec.ends_at_ms {
+            return Err(LedgerError::OfferingClosed(offering_id));
+        }
+        let token = &self.state.tokens[&offering.spec.token];
+        if amount < offering.spec.investor_min || amount > offering.spec.investor_max || amount % token.spec.lot != 0 {
+            return Err(LedgerError::BadInput(format!(
+                "a subscription asks for whole lots of {} minor units, from {} to {}",
+                token.spec.lot, offering.spec.investor_min, offering.spec.investor_max
+            )));
+        }
+        if self.state.open_subscriptions.values().any(|s| s.offering == offering_id && s.investor == investor) {
+            return Err(LedgerError::BadInput("you have an open subscription to this offering: cancel it to ask for another amount".into()));
+        }
+        if self.state.open_subscriptions.len() >= SUBSCRIPTIONS_OPEN_MAX {
+            return Err(LedgerError::LimitReached(format!("{SUBSCRIPTIONS_OPEN_MAX} open subscriptions")));
+        }
+        self.check_receiver(kernel, token, investor, amount, 0, at_ms).map_err(LedgerError::Compliance)?;
+        let payment = amount / token.spec.lot * lot_price(token, offering.spec.price).expect("checked when the offering was made");
+        let id = self.state.next_subscription;
+        kernel
+            .hold(
+                subscription_hold(id),
+                available(investor, offering.spec.payment_asset),
+                escrow(offering_id, offering.spec.payment_asset),
+                payment,
+                TransferCode(api::SUBSCRIPTION),
+                format_compact!("subscription:{id}"),
+                at_ms,
+            )
+            .map_err(refusal)?;
+        kernel.remember(digest, fingerprint, Recorded { kind: SUBSCRIPTION_RECORD, id }).map_err(refusal)?;
+        self.state.next_subscription += 1;
+        self.changes.counters = true;
+        let subscription = Subscription {
+            id,
+            offering: offering_id,
+            investor,
+            amount,
+            payment,
+            status: SubscriptionStatus::Open,
+            allocated: 0,
+            paid: 0,
+            refunded: 0,
+            created_ms: at_ms,
+            updated_ms: at_ms,
+        };
+        let offering = self.state.open_offerings.get_mut(&offering_id).expect("looked up above");
+        offering.subscribed += amount;
+        offering.subscriptions_open += 1;
+        self.changes.offerings.push(offering.clone());
+        self.changes.subscriptions.push(subscription.clone());
+        self.state.open_subscriptions.insert(id, subscription);
+        Ok(Outcome::Subscribed(id))
+    }
+
+    fn cancel(&mut self, kernel: &mut Kernel, investor: UserId, id: SubscriptionId, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let subscription = self.state.open_subscriptions.get(&id).filter(|s| s.investor == investor).ok_or(LedgerError::NotFound)?;
+        let offering = &self.state.open_offerings[&subscription.offering];
+        let cutoff_ms = offering.spec.ends_at_ms - offering.spec.cancel_cutoff_ms;
+        if at_ms >= cutoff_ms {
+            return Err(LedgerError::CancelCutoffPassed { subscription: id, cutoff_ms });
+        }
+        let refunded =
+            kernel.release(subscription_hold(id), TransferCode(api::SUBSCRIPTION_REFUND), format_compact!("subscription:{id}"), at_ms).map_err(refusal)?;
+        let subscription = self.state.open_subscriptions.remove(&id).expect("looked up above");
+        let offering = self.state.open_offerings.get_mut(&subscription.offering).expect("looked up above");
+        offering.subscribed -= subscription.amount;
+        offering.subscriptions_open -= 1;
+        self.changes.offerings.push(offering.clone());
+        self.changes.subscriptions.push(Subscription { status: SubscriptionStatus::Cancelled, refunded, updated_ms: at_ms, ..subscription });
+        Ok(Outcome::SubscriptionCancelled(id))
+    }
+
+    fn tick(&mut self, kernel: &mut Kernel, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let due: Vec<OfferingId> = self.ends.iter().take_while(|(end, _)| *end <= at_ms).take(OFFERINGS_CLOSED_PER_TICK).map(|(_, id)| *id).collect();
+        for id in &due {
+            self.close(kernel, *id, at_ms)?;
+        }
+        let vesting: Vec<(TimestampMs, SubscriptionId, u32)> =
+            self.vests.iter().take_while(|(at, ..)| *at <= at_ms).take(TRANCHES_VESTED_PER_TICK).copied().collect();
+        for (at, subscription, index) in &vesting {
+            let reference = format_compact!("subscription:{subscription}");
+            kernel.release(tranche_hold(*subscription, *index), TransferCode(api::VESTING_RELEASE), reference, at_ms).map_err(refusal)?;
+            let tranche = self.state.tranches.remove(&(*subscription, *index)).expect("indexed");
+            self.vests.remove(&(*at, *subscription, *index));
+            self.changes.tranches.push(Tranche { vested: true, ..tranche });
+        }
+        Ok(Outcome::Ticked { offerings_closed: due, tranches_vested: vesting.len() as u32 })
+    }
+
+    /// Closes an offering whose end has passed, in this one command: the
+    /// subscribers still eligible are allocated (or, below the target, all
+    /// refunded); each hold pays the issuer for the lots allocated and
+    /// gives back the rest; the tokens are issued (into vesting holds when
+    /// the offering vests) and the platform's fee goes to the house.
+    /// Every amount is computed before the first move, and none can fail
+    /// (a hold pays at most what it holds; the supply account may go
+    /// negative; the fee is at most what the issuer was just paid).
+    fn close(&mut self, kernel: &mut Kernel, id: OfferingId, at_ms: TimestampMs) -> Result<(), LedgerError> {
+        let offering = self.state.open_offerings.remove(&id).ok_or(LedgerError::NotFound)?;
+        self.ends.remove(&(offering.spec.ends_at_ms, id));
+        let token = self.state.tokens[&offering.spec.token].clone();
+        let (lot, payment_asset) = (token.spec.lot, offering.spec.payment_asset);
+        let price_per_lot = lot_price(&token, offering.spec.price).expect("checked when the offering was made");
+        let subscriptions: Vec<Subscription> = self.state.open_subscriptions.values().filter(|s| s.offering == id).cloned().collect();
+        let eligible: Vec<bool> = subscriptions
+            .iter()
+            .map(|s| rules::check_identity(&token.spec.rules, s.investor, self.state.claims.get(&s.investor), self.tier(s.investor), at_ms).is_ok())
+            .collect();
+        let asked: Vec<Amount> = subscriptions.iter().zip(&eligible).filter(|(_, ok)| **ok).map(|(s, _)| s.amount / lot).collect();
+        let outcome = allocation::close(offering.spec.soft_cap / lot, offering.spec.hard_cap / lot, &asked);
+        let mut lots_each = match &outcome {
+            allocation::Close::Allocated(lots) => lots.iter(),
+            allocation::Close::Refunded => [].iter(),
+        };
+        let reference = format_compact!("offering:{id}");
+        let (mut issued_total, mut raised) = (0, 0);
+        for (subscription, eligible) in subscriptions.into_iter().zip(eligible) {
+            let lots = if eligible { lots_each.next().copied().unwrap_or(0) } else { 0 };
+            let paid = lots * price_per_lot;
+            let hold = subscription_hold(subscription.id);
+            if paid > 0 {
+                let proceeds = Payout { credit: available(offering.issuer, payment_asset), amount: paid, code: TransferCode(api::OFFERING_PROCEEDS) };
+                kernel.capture(hold, &[proceeds], &reference, at_ms).map_err(refusal)?;
+            }
+            let refunded = kernel.release(hold, TransferCode(api::SUBSCRIPTION_REFUND), reference.clone(), at_ms).map_err(refusal)?;
+            let tokens = lots * lot;
+            if tokens > 0 {
+                let leg = Leg {
+                    debit: issued(token.asset),
+                    credit: available(subscription.investor, token.asset),
+                    amount: tokens,
+                    code: TransferCode(api::ISSUANCE),
+                };
+                kernel.transfer(leg, reference.clone(), at_ms).map_err(refusal)?;
+                if let Some(vesting_spec) = offering.spec.vesting {
+                    for (index, part) in allocation::tranches(lots, vesting_spec.count).into_iter().enumerate().filter(|(_, part)| *part > 0) {
+                        let index = index as u32;
+                        let tranche = Tranche {
+                            subscription: subscription.id,
+                            index,
+                            investor: subscription.investor,
+                            token: token.asset,
+                            amount: part * lot,
+                            vests_at_ms: vesting_spec.start_ms + u64::from(index + 1) * vesting_spec.period_ms,
+                            vested: false,
+                        };
+                        kernel
+                            .hold(
+                                tranche_hold(subscription.id, index),
+                                available(subscription.investor, token.asset),
+                                vesting(subscription.investor, token.asset),
+                                tranche.amount,
+                                TransferCode(api::VESTING_LOCK),
+                                reference.clone(),
+                                at_ms,
+                            )
+                            .map_err(refusal)?;
+                        self.vests.insert((tranche.vests_at_ms, tranche.subscription, index));
+                        self.changes.tranches.push(tranche);
+                        self.state.tranches.insert((subscription.id, index), tranche);
+                    }
+                }
+            }
+            issued_total += tokens;
+            raised += paid;
+            let status =
+                if eligible && matches!(outcome, allocation::Close::Allocated(_)) { SubscriptionStatus::Allocated } else { SubscriptionStatus::Refunded };
+            self.state.open_subscriptions.remove(&subscription.id);
+            self.changes.subscriptions.push(Subscription { status, allocated: tokens, paid, refunded, updated_ms: at_ms, ..subscription });
+        }
+        let fee = allocation::fee(raised, offering.spec.fee_bps);
+        if fee > 0 {
+            let leg = Leg {
+                debit: available(offering.issuer, payment_asset),
+                credit: crate::house::revenue(payment_asset),
+                amount: fee,
+                code: TransferCode(api::OFFERING_FEE),
+            };
+            kernel.transfer(leg, reference.clone(), at_ms).map_err(refusal)?;
+        }
+        let status = match outcome {
+            allocation::Close::Allocated(_) => OfferingStatus::Allocated,
+            allocation::Close::Refunded => OfferingStatus::Refunded,
+        };
+        let token = self.state.tokens.get_mut(&token.asset).expect("cloned above");
+        token.supply += issued_total;
+        self.changes.tokens.push(token.clone());
+        self.changes.offerings.push(Offering {
+            status,
+            subscribed: 0,
+            subscriptions_open: 0,
+            issued: issued_total,
+            raised,
+            fee,
+            closed_ms: Some(at_ms),
+            ..offering
+        });
+        Ok(())
+    }
+}
+
+/// The payment for one lot at `price` per whole token, if it is whole.
+fn lot_price(token: &Token, price: Amount) -> Option<Amount> {
+    if !(1..=AMOUNT_BOUND).contains(&price) {
+        return None;
+    }
+    let whole = 10i128.pow(u32::from(token.spec.scale));
+    let numerator = price.checked_mul(token.spec.lot)?;
+    (numerator % whole == 0).then_some(numerator / whole).filter(|per_lot| *per_lot > 0)
+}
+
+fn validate_token(spec: &TokenSpec) -> Result<(), LedgerError> {
+    if spec.scale > 18 {
+        return Err(LedgerError::BadInput("a token's scale is 0 to 18".into()));
+    }
+    if !(1..=AMOUNT_BOUND).contains(&spec.lot) || !(1..=AMOUNT_BOUND).contains(&spec.supply_max) || spec.supply_max % spec.lot != 0 {
+        return Err(LedgerError::BadInput("a token's lot and maximum supply are positive, the supply a whole number of lots".into()));
+    }
+    if spec.document_url.is_empty() || spec.document_url.len() > URL_BYTES_MAX {
+        return Err(LedgerError::BadInput(format!("the offering document's link is 1 to {URL_BYTES_MAX} bytes")));
+    }
+    rules::validate(&spec.rules).map_err(LedgerError::BadInput)
+}
