@@ -41,8 +41,9 @@ pub mod wallet;
 /// commands, outcomes, queries and answers; their records); 16
 /// reduce-only orders (an order request's and an order record's flag); 17
 /// tokenization (issuers, claims, tokens, offerings, subscriptions,
-/// tranches), its refusals and its two operator action kinds.
-pub const FORMAT_VERSION: u16 = 17;
+/// tranches), its refusals and its two operator action kinds; 18 the
+/// platform's offering fee as the operators' setting.
+pub const FORMAT_VERSION: u16 = 18;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

@@ -196,8 +196,6 @@ pub struct OfferingSpec {
     pub ends_at_ms: TimestampMs,
     /// How long before the end subscriptions can no longer be cancelled.
     pub cancel_cutoff_ms: u64,
-    /// The platform's fee, in basis points of the proceeds (rounded down).
-    pub fee_bps: u32,
     pub vesting: Option<VestingSpec>,
 }
 
@@ -217,6 +215,9 @@ pub struct Offering {
     pub id: OfferingId,
     pub issuer: UserId,
     pub spec: OfferingSpec,
+    /// The platform's fee in basis points of the proceeds (rounded down):
+    /// the operators' setting when the offering was made.
+    pub fee_bps: u32,
     pub status: OfferingStatus,
     /// What the open subscriptions ask for, in the token's minor units.
     pub subscribed: Amount,
@@ -332,6 +333,9 @@ pub enum Command {
     SetIssuer { user: UserId, issuer: bool },
     /// Sets (or with None, removes) a user's investor claims.
     SetClaims { user: UserId, claims: Option<Claims> },
+    /// The platform's fee on the proceeds of offerings made from now on,
+    /// in basis points: the operators', never the issuer's to choose.
+    SetOfferingFee { fee_bps: u32 },
     /// An issuer's new token; the ledger numbers its asset.
     CreateToken { issuer: UserId, spec: Box<TokenSpec> },
     /// The token's issuer changes its rules; they apply from the next command.
@@ -351,7 +355,8 @@ pub enum Command {
 /// Issuers and claims are the operators' to set.
 pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
-        Command::SetIssuer { .. } => Some(ActionKind::Issuer),
+        // Who may issue, and the platform's terms for what they sell.
+        Command::SetIssuer { .. } | Command::SetOfferingFee { .. } => Some(ActionKind::Issuer),
         Command::SetClaims { .. } => Some(ActionKind::InvestorClaims),
         _ => None,
     }
@@ -364,6 +369,7 @@ pub enum Outcome {
         issuer: bool,
     },
     ClaimsSet(UserId),
+    OfferingFeeSet(u32),
     TokenCreated(AssetId),
     RulesSet(AssetId),
     OfferingCreated(OfferingId),
@@ -411,6 +417,8 @@ pub enum Query {
     },
     Claims(UserId),
     Issuers,
+    /// The platform's fee on new offerings, in basis points.
+    OfferingFee,
     /// Every holder of the token now, the issuer included.
     CapTable(AssetId),
 }
@@ -424,5 +432,6 @@ pub enum Answer {
     Tranches(Vec<Tranche>),
     Claims(Option<Claims>),
     Issuers(Vec<UserId>),
+    OfferingFee(u32),
     CapTable(Vec<Holding>),
 }

@@ -53,7 +53,6 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         starts_at_ms: 1_700_000_000_000,
         ends_at_ms: 1_702_592_000_000,
         cancel_cutoff_ms: tokenization::CANCEL_CUTOFF_MS_DEFAULT,
-        fee_bps: 200,
         vesting: Some(tokenization::VestingSpec { start_ms: 1_702_592_000_000, period_ms: 2_592_000_000, count: 3 }),
     };
     let token = tokenization::Token { asset: 4, issuer: 1, spec: token_spec.clone(), supply: 1_000, created_ms: 1_700_000_000_000 };
@@ -61,6 +60,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         id: 1,
         issuer: 1,
         spec: offering_spec.clone(),
+        fee_bps: 200,
         status: tokenization::OfferingStatus::Allocated,
         subscribed: 0,
         subscriptions_open: 0,
@@ -647,6 +647,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             vec![
                 Command::Tokenization(tokenization::Command::SetIssuer { user: 1, issuer: true }),
                 Command::Tokenization(tokenization::Command::SetClaims { user: 10, claims: Some(claims) }),
+                Command::Tokenization(tokenization::Command::SetOfferingFee { fee_bps: 200 }),
                 Command::Tokenization(tokenization::Command::CreateToken { issuer: 1, spec: Box::new(token_spec.clone()) }),
                 Command::Tokenization(tokenization::Command::SetRules { issuer: 1, token: 4, rules: token_spec.rules.clone() }),
                 Command::Tokenization(tokenization::Command::CreateOffering { issuer: 1, spec: Box::new(offering_spec.clone()) }),
@@ -661,6 +662,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             vec![
                 Outcome::Tokenization(tokenization::Outcome::IssuerSet { user: 1, issuer: true }),
                 Outcome::Tokenization(tokenization::Outcome::ClaimsSet(10)),
+                Outcome::Tokenization(tokenization::Outcome::OfferingFeeSet(200)),
                 Outcome::Tokenization(tokenization::Outcome::TokenCreated(4)),
                 Outcome::Tokenization(tokenization::Outcome::RulesSet(4)),
                 Outcome::Tokenization(tokenization::Outcome::OfferingCreated(1)),
@@ -688,6 +690,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Query::Tokenization(tokenization::Query::Subscriptions { offering: 1, after: 0, limit: 10 }),
                 Query::Tokenization(tokenization::Query::InvestorSubscriptions { investor: 10, limit: 10 }),
                 Query::Tokenization(tokenization::Query::Tranches { investor: 10 }),
+                Query::Tokenization(tokenization::Query::OfferingFee),
                 Query::Tokenization(tokenization::Query::CapTable(4)),
             ]
             .encode(),
@@ -753,20 +756,20 @@ const GOLDEN: &[(&str, &str)] = &[
     ("position record", "cf0fff979abc0405000ac103"),
     ("funding record", "0380a09c82bd31e0e1c903c0cf24c8df0200"),
     ("liquidation record", "01030c80d095ffbc3100d00fc0d52201e0fa200190a922c0f706"),
-    ("tokenization commands", "080600010106010a01fa010280a0f1c2b1340602010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101060301040201c80601d00f01e80701020a0b0180a0f1c2b13401010604010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b252c8010180e090d3c6318090fbd3090306050a019a0503732d3106060a010607"),
-    ("tokenization outcomes", "080600010106010a0602040603040604010605010606010607010103"),
+    ("tokenization commands", "090600010106010a01fa010280a0f1c2b1340602c8010603010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101060401040201c80601d00f01e80701020a0b0180a0f1c2b13401010605010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd3090306060a019a0503732d3106070a010608"),
+    ("tokenization outcomes", "090600010106010a0602c8010603040604040605010606010607010608010103"),
     ("tokenization errors", "0413030dc80613050be807ea071401150180d095ffbc31"),
-    ("tokenization queries", "06090009010104090301000a09040a0a09050a090804"),
+    ("tokenization queries", "07090009010104090301000a09040a0a09050a0908090904"),
     ("token record", "04010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101d00f80d095ffbc31"),
-    ("offering record", "01010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b252c8010180e090d3c6318090fbd30903010000d00f80897ac0b80280d095ffbc310180e090d3c631"),
+    ("offering record", "01010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd30903c801010000d00f80897ac0b80280d095ffbc310180e090d3c631"),
     ("subscription record", "01010a9a0590d32802bc04e0f422b0de0580d095ffbc3180e090d3c631"),
     ("tranche record", "01000a04be0180f08ba7d03100"),
     ("holding record", "0abc049e02"),
 ];
 
 #[test]
-fn the_format_is_version_17_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 17, "the golden bytes below are version 17's: a new version writes its own");
+fn the_format_is_version_18_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 18, "the golden bytes below are version 18's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -695,14 +695,18 @@ impl Kernel {
         if let Some((account, amount)) = held.iter().find(|(account, amount)| **amount != 0 && !self.balances.contains_key(&(**account).into())) {
             return Err(format!("holds of {amount} into {account:?}, which has no balance"));
         }
-        for (asset, holders) in &self.holders.by_asset {
-            let mut found: BTreeMap<UserId, u32> = BTreeMap::new();
+        // One pass over the balances for every followed asset.
+        let mut found: FxHashMap<AssetId, BTreeMap<UserId, u32>> = self.holders.by_asset.keys().map(|asset| (*asset, BTreeMap::new())).collect();
+        if !found.is_empty() {
             for (account, balance) in self.balances.iter().map(|(&packed, balance)| (AccountId::from(packed), balance.amount)) {
-                if let (true, true, Some(user)) = (account.asset == *asset, balance != 0, account.user_id()) {
-                    *found.entry(user).or_insert(0) += 1;
+                if let (Some(holders), true, Some(user)) = (found.get_mut(&account.asset), balance != 0, account.user_id()) {
+                    *holders.entry(user).or_insert(0) += 1;
                 }
             }
-            if found != *holders {
+        }
+        for (asset, holders) in &self.holders.by_asset {
+            let found = &found[asset];
+            if found != holders {
                 return Err(format!("asset {asset}'s holders as followed ({} users) are not those the balances show ({} users)", holders.len(), found.len()));
             }
         }

@@ -638,17 +638,17 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
         soft_cap: 10,
         hard_cap,
         investor_min: 1,
-        investor_max: 1_000,
+        investor_max: hard_cap,
         starts_at_ms: T0,
         ends_at_ms,
         cancel_cutoff_ms: DAY,
-        fee_bps: 200,
         vesting,
     };
     let mut commands = vec![
         LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
         LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }),
         tok(api::Command::SetIssuer { user: ISSUER, issuer: true }),
+        tok(api::Command::SetOfferingFee { fee_bps: 200 }),
     ];
     for user in 10..14 {
         commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("d{user}") }));

@@ -310,7 +310,15 @@ fn journal_segments_are_removed_while_batches_are_pipelined() {
 fn child_process(dir: &Path, pipelined: bool) -> ! {
     let mut rng = SmallRng::seed_from_u64(7);
     let mut service = started(dir);
-    let through = if pipelined {
+    let through = if std::env::var_os(CHILD_CLOSE).is_some() {
+        // An offering's close submitted and not yet written to RocksDB.
+        let entries = offering_entries(&service);
+        assert!(service.execute(&entries).unwrap().iter().all(Result::is_ok));
+        let close = vec![close_entry(&service)];
+        let submitted = service.submit(&close).unwrap();
+        assert!(submitted.outcomes.iter().all(Result::is_ok));
+        submitted.through
+    } else if pipelined {
         drive_pipelined(&mut service, &mut rng, 1, 100)
     } else {
         drive(&mut service, &mut rng, 1, 100);
@@ -330,7 +338,16 @@ fn child_process(dir: &Path, pipelined: bool) -> ! {
 /// RocksDB never flushes) and returns the reported journal position and
 /// state hash.
 fn killed_child(test: &str, pipelined: bool, dir: &Path) -> (u64, String) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    killed_child_in(test, pipelined, false, dir)
+}
+
+/// [`killed_child`], the child submitting an offering's close instead when `close`.
+fn killed_child_in(test: &str, pipelined: bool, close: bool, dir: &Path) -> (u64, String) {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    if close {
+        command.env(CHILD_CLOSE, "1");
+    }
+    let mut child = command
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])
         .env(CHILD_DIR, dir)
         .env(CHILD_PIPELINED, if pipelined { "1" } else { "0" })
@@ -355,6 +372,7 @@ fn killed_child(test: &str, pipelined: bool, dir: &Path) -> (u64, String) {
 }
 
 const CHILD_DIR: &str = "MARIONETTE_LEDGER_CHILD_DIR";
+const CHILD_CLOSE: &str = "MARIONETTE_LEDGER_CHILD_CLOSE";
 const CHILD_PIPELINED: &str = "MARIONETTE_LEDGER_CHILD_PIPELINED";
 
 fn run_as_child_if_asked() {
@@ -474,4 +492,120 @@ fn a_batch_s_forwards_are_handed_out_only_once_its_journal_sync_is_done() {
     assert_eq!(sequences(&service), vec![1, 2], "synced, it may go to matching before RocksDB holds it");
     service.wait_written().unwrap();
     assert_eq!(sequences(&service), vec![1, 2]);
+}
+
+// ---- an offering's close under crashes ----
+
+const ISSUER: u64 = USERS + 1;
+/// The token's asset: the one after BTC and USD.
+const TOKEN: AssetId = 3;
+const T0: u64 = 1_803_945_600_000;
+const DAY: u64 = 86_400_000;
+
+/// An issuer, a token, an offering of 1,000 at 10.00 USD a token (USD has
+/// six decimals here), and forty funded investors' subscriptions asking
+/// 2,400 in all.
+fn offering_entries(service: &LedgerService) -> Vec<JournalEntry> {
+    use ledger_api::tokenization::{self as api, Claims, InvestorCategory, OfferingSpec, TokenSpec, TransferRules, VestingSpec};
+    let tok = LedgerCommand::Tokenization;
+    let mut commands = vec![tok(api::Command::SetIssuer { user: ISSUER, issuer: true }), tok(api::Command::SetOfferingFee { fee_bps: 200 })];
+    for user in 1..=40 {
+        commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 1_000_000_000, reference: format!("offering-{user}") }));
+        let claims = Claims { country: 250, category: InvestorCategory::Retail, expires_at_ms: T0 + 400 * DAY };
+        commands.push(tok(api::Command::SetClaims { user, claims: Some(claims) }));
+    }
+    let token = TokenSpec {
+        symbol: "ACME".into(),
+        scale: 0,
+        lot: 1,
+        supply_max: 10_000,
+        document_hash: ledger_api::operators::Digest([3; 32]),
+        document_url: "https://acme.example/doc.pdf".into(),
+        rules: TransferRules::default(),
+    };
+    commands.push(tok(api::Command::CreateToken { issuer: ISSUER, spec: Box::new(token) }));
+    let offering = OfferingSpec {
+        token: TOKEN,
+        payment_asset: USD,
+        price: 10_000_000,
+        soft_cap: 500,
+        hard_cap: 1_000,
+        investor_min: 1,
+        investor_max: 1_000,
+        starts_at_ms: T0,
+        ends_at_ms: T0 + 30 * DAY,
+        cancel_cutoff_ms: DAY,
+        vesting: Some(VestingSpec { start_ms: T0, period_ms: 40 * DAY, count: 3 }),
+    };
+    commands.push(tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(offering) }));
+    for user in 1..=40 {
+        commands.push(tok(api::Command::Subscribe { investor: user, offering: 1, amount: 20 + 2 * user as i128 - 1, key: format!("s{user}") }));
+    }
+    let first = service.peer_applied(2) + 1;
+    commands.into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 2, peer_sequence: first + i as u64, at_ms: T0 + 1, command }).collect()
+}
+
+/// The ledger's own Tick at the offering's end.
+fn close_entry(service: &LedgerService) -> JournalEntry {
+    let command = LedgerCommand::Tokenization(ledger_api::tokenization::Command::Tick);
+    JournalEntry { peer: 3, peer_sequence: service.peer_applied(3) + 1, at_ms: T0 + 30 * DAY, command }
+}
+
+/// After a close: nothing open, 1,000 issued pro rata, the escrow empty,
+/// every asset summing to zero over every account, the issuer and the
+/// house holding the 10,000.00 USD raised.
+fn closed_as_expected(service: &LedgerService) {
+    let ledger = service.ledger();
+    ledger.check_invariants().unwrap();
+    let tokenization = ledger.tokenization();
+    assert!(tokenization.open_offerings().is_empty() && tokenization.open_subscriptions().is_empty());
+    assert_eq!(tokenization.tokens()[&TOKEN].supply, 1_000);
+    assert_eq!(ledger.kernel().balance(products::tokenization::issued(TOKEN)), -1_000);
+    assert_eq!(ledger.kernel().balance(products::tokenization::escrow(1, USD)), 0);
+    let raised = ledger.kernel().balance(products::wallet::available(ISSUER, USD)) + ledger.kernel().balance(products::house::revenue(USD));
+    assert_eq!(raised, 1_000 * 10_000_000);
+    let state = ledger.state();
+    for asset in [BTC, USD, TOKEN] {
+        assert_eq!(state.kernel.balances.iter().filter(|(a, _)| a.asset == asset).map(|(_, b)| *b).sum::<i128>(), 0, "asset {asset}");
+    }
+}
+
+/// RocksDB loses the close's write: the journal replays it, to the same state.
+#[test]
+fn an_offerings_close_lost_by_rocksdb_is_replayed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let before_close = tempfile::tempdir().unwrap();
+    let hash = {
+        let mut service = started(dir.path());
+        let entries = offering_entries(&service);
+        assert!(service.execute(&entries).unwrap().iter().all(Result::is_ok));
+        drop(service);
+        copy_dir(&dir.path().join("db"), before_close.path());
+        let (mut service, _) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+        let close = vec![close_entry(&service)];
+        let outcomes = service.execute(&close).unwrap();
+        assert!(
+            matches!(&outcomes[0], Ok(Outcome::Tokenization(ledger_api::tokenization::Outcome::Ticked { offerings_closed, .. })) if offerings_closed == &vec![1])
+        );
+        closed_as_expected(&service);
+        service.ledger().state_hash()
+    };
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    copy_dir(before_close.path(), &dir.path().join("db"));
+    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!(report.replayed, 1, "the close alone is replayed");
+    assert_eq!(service.ledger().state_hash(), hash);
+    closed_as_expected(&service);
+}
+
+/// Killed with the close journaled and RocksDB's write perhaps under way:
+/// recovery holds the whole close, never part of it.
+#[test]
+fn a_process_killed_in_an_offerings_close_recovers_it_whole() {
+    run_as_child_if_asked();
+    let dir = tempfile::tempdir().unwrap();
+    let (submitted, hash) = killed_child_in("a_process_killed_in_an_offerings_close_recovers_it_whole", true, true, dir.path());
+    recovered_equals(dir.path(), submitted, &hash);
+    let (service, _) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    closed_as_expected(&service);
 }

@@ -249,6 +249,11 @@ impl Convert {
         spec.check().map_err(LedgerError::BadInput)?;
         kernel.known_asset(spec.base).map_err(refusal)?;
         kernel.known_asset(spec.quote).map_err(refusal)?;
+        // A token's holders are followed: its rules decide who may hold it,
+        // and a conversion from the house's inventory would pass them by.
+        if [spec.base, spec.quote].into_iter().any(|asset| kernel.holders(asset).is_some()) {
+            return Err(LedgerError::BadInput("a token is not converted: it moves only under its transfer rules".into()));
+        }
         let key = (spec.base, spec.quote);
         if self.pairs.contains_key(&(spec.quote, spec.base)) {
             return Err(LedgerError::BadInput(format!("the pair exists the other way round, with asset {} as its base", spec.quote)));

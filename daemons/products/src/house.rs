@@ -63,6 +63,15 @@ impl Product for House {
         (apply(kernel, command, at_ms, known_key), None)
     }
 
+    /// Funding brings money in from outside, which a token never is:
+    /// its supply is only what its offerings issue.
+    fn token_movement(&self, _: &Kernel, command: &Command) -> Option<(AssetId, crate::tokenization::Movement)> {
+        match command {
+            Command::Fund { asset, .. } => Some((*asset, crate::tokenization::Movement::Deposit)),
+            Command::Defund { .. } => None,
+        }
+    }
+
     fn check_invariants(&self, _: &Kernel) -> Result<(), String> {
         Ok(())
     }

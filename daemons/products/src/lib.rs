@@ -254,11 +254,16 @@ macro_rules! registry {
                         }
                     }
                 }
-                // A token's rules, before anything is held or moved.
+                // A token's rules, before anything is held or moved; a request
+                // repeated under its key is the product's to answer (the first
+                // one's outcome, or DUPLICATE), whatever the rules say now.
                 if self.tokenization.has_tokens() {
                     if let Some((asset, movement)) = self.token_movement(kernel, command) {
-                        if let Err(error) = self.tokenization.check_movement(kernel, asset, movement, at_ms) {
-                            return Applied::refused(error);
+                        let repeated = known_key.or_else(|| idempotency_key(command)).is_some_and(|key| !matches!(kernel.idempotent(&key, &[]), Ok(ledger_core::Idempotent::New(_))));
+                        if !repeated {
+                            if let Err(error) = self.tokenization.check_movement(kernel, asset, movement, at_ms) {
+                                return Applied::refused(error);
+                            }
                         }
                     }
                 }

@@ -190,7 +190,12 @@ impl Product for Wallet {
             Command::Deposit { asset, .. } => Some((*asset, Movement::Deposit)),
             Command::Transfer { from, to, asset, amount, .. } => Some((*asset, Movement::Transfer { from: *from, to: *to, amount: *amount })),
             Command::RequestWithdrawal { user, asset, .. } => Some((*asset, Movement::Send { user: *user })),
-            Command::DecideWithdrawal { .. } => None,
+            // A rejection gives the tokens back: they must fit the rules
+            // again (else the operators approve the withdrawal instead).
+            Command::DecideWithdrawal { id, approve: false } => {
+                self.pending.get(id).map(|w| (w.asset, Movement::Receive { user: w.user, amount: w.amount, pending: 0 }))
+            }
+            Command::DecideWithdrawal { approve: true, .. } => None,
         }
     }
 

@@ -14,7 +14,7 @@ use ledger_api::tokenization::{
     self as api, Claims, ComplianceRefusal, Countries, InvestorCategory, OfferingSpec, OfferingStatus, SubscriptionStatus, TokenSpec, TransferRules,
     VestingSpec,
 };
-use ledger_api::{wallet, AssetSpec, Command, LedgerError, Outcome};
+use ledger_api::{convert, house, wallet, AssetSpec, Command, LedgerError, Outcome};
 use products::house::revenue;
 use products::tokenization::{escrow, issued, vesting};
 use products::wallet::available;
@@ -60,6 +60,8 @@ fn ledger() -> Ledger {
     let mut ledger = Ledger::new(LedgerLimits::default());
     ok(ledger.apply(&Command::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }), T0));
     ok(ledger.apply(&tok(api::Command::SetIssuer { user: ISSUER, issuer: true }), T0));
+    // The platform takes 2% of what offerings raise.
+    ok(ledger.apply(&tok(api::Command::SetOfferingFee { fee_bps: 200 }), T0));
     for user in [ALICE, BOB, CAROL, DAVE] {
         ok(ledger.apply(&Command::Wallet(wallet::Command::Deposit { user, asset: USD, amount: DEPOSITED, reference: format!("d-{user}") }), T0));
         let country = if user == DAVE { US } else { FRANCE };
@@ -94,7 +96,6 @@ fn offering_spec(vesting: Option<VestingSpec>) -> OfferingSpec {
         starts_at_ms: T0,
         ends_at_ms: T0 + 30 * DAY,
         cancel_cutoff_ms: api::CANCEL_CUTOFF_MS_DEFAULT,
-        fee_bps: 200,
         vesting,
     }
 }
@@ -256,7 +257,25 @@ fn max_balance_and_max_holders_count_open_subscriptions() {
     let to_bob = Command::Wallet(wallet::Command::Transfer { from: ALICE, to: BOB, asset: ACME, amount: 1, key: "t".into() });
     assert_eq!(refused(ledger.apply(&to_bob, T0 + 31 * DAY)), LedgerError::Compliance(ComplianceRefusal::HoldersMax { holders_max: 2 }));
     let to_carol = Command::Wallet(wallet::Command::Transfer { from: ALICE, to: CAROL, asset: ACME, amount: 1, key: "t".into() });
-    ok(ledger.apply(&to_carol, T0 + 31 * DAY));
+    let sent = ok(ledger.apply(&to_carol, T0 + 31 * DAY));
+    // The rules change: a repeat of the same request answers what it did; a new one is refused.
+    let only_alice = TransferRules { allowlist: Some(vec![ALICE]), ..TransferRules::default() };
+    ok(ledger.apply(&tok(api::Command::SetRules { issuer: ISSUER, token: ACME, rules: only_alice }), T0 + 32 * DAY));
+    assert_eq!(ok(ledger.apply(&to_carol, T0 + 32 * DAY)), sent);
+    let again = Command::Wallet(wallet::Command::Transfer { from: ALICE, to: CAROL, asset: ACME, amount: 1, key: "t2".into() });
+    assert_eq!(refused(ledger.apply(&again, T0 + 32 * DAY)), LedgerError::Compliance(ComplianceRefusal::NotAllowlisted(CAROL)));
+    // A withdrawal's rejection gives the tokens back only if the rules let them back.
+    let withdraw = |user: UserId, key: &str| {
+        Command::Wallet(wallet::Command::RequestWithdrawal { user, asset: ACME, amount: 1, destination: "x".into(), key: key.into() })
+    };
+    ok(ledger.apply(&withdraw(ALICE, "w1"), T0 + 32 * DAY));
+    ok(ledger.apply(
+        &tok(api::Command::SetRules { issuer: ISSUER, token: ACME, rules: TransferRules { allowlist: Some(vec![CAROL]), ..TransferRules::default() } }),
+        T0 + 32 * DAY,
+    ));
+    let reject = Command::Wallet(wallet::Command::DecideWithdrawal { id: 1, approve: false });
+    assert_eq!(refused(ledger.apply(&reject, T0 + 33 * DAY)), LedgerError::Compliance(ComplianceRefusal::NotAllowlisted(ALICE)));
+    ok(ledger.apply(&Command::Wallet(wallet::Command::DecideWithdrawal { id: 1, approve: true }), T0 + 33 * DAY));
     check(&ledger);
 }
 
@@ -302,12 +321,36 @@ fn only_issuers_make_tokens_and_only_theirs_sell_them() {
     // More than the maximum supply in open offerings, a price off the lot, a fee above the most.
     let too_big = OfferingSpec { hard_cap: 10_001, ..offering_spec(None) };
     assert!(matches!(refused(ledger.apply(&tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(too_big) }), T0)), LedgerError::BadInput(_)));
-    let fee = OfferingSpec { fee_bps: 2_001, ..offering_spec(None) };
-    assert!(matches!(refused(ledger.apply(&tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(fee) }), T0)), LedgerError::BadInput(_)));
+    assert!(matches!(refused(ledger.apply(&tok(api::Command::SetOfferingFee { fee_bps: 2_001 }), T0)), LedgerError::BadInput(_)));
+    assert_eq!(Command::Tokenization(api::Command::SetOfferingFee { fee_bps: 100 }).operator_action(), Some(ledger_api::operators::ActionKind::Issuer));
     ok(ledger.apply(&tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(OfferingSpec { hard_cap: 9_000, ..offering_spec(None) }) }), T0));
     let second = OfferingSpec { hard_cap: 1_001, soft_cap: 1, ..offering_spec(None) };
     assert!(matches!(refused(ledger.apply(&tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(second) }), T0)), LedgerError::BadInput(_)));
-    // No order book for a token yet: its rules would not be asked.
+    assert!(matches!(
+        refused(ledger.apply(&tok(api::Command::Subscribe { investor: ISSUER, offering: 1, amount: 10, key: "own".into() }), T0 + DAY)),
+        LedgerError::Forbidden(_)
+    ));
+    let investor_max = OfferingSpec { investor_max: 9_001, hard_cap: 9_000, ..offering_spec(None) };
+    assert!(matches!(refused(ledger.apply(&tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(investor_max) }), T0)), LedgerError::BadInput(_)));
+    // A token moves only under its rules: no house funding (supply from nowhere), no conversion pair, no order book yet.
+    let fund = Command::House(house::Command::Fund { asset: ACME, amount: 10, reference: "f".into() });
+    assert_eq!(refused(ledger.apply(&fund, T0)), LedgerError::Compliance(ComplianceRefusal::NotDepositable));
+    let pair = convert::PairSpec {
+        base: ACME,
+        quote: USD,
+        price: convert::PriceSource::Set { quote_units: 1, base_units: 1 },
+        spread_bps: 0,
+        fee_bps: 0,
+        base_min: 1,
+        base_max: 10,
+        base_step: 1,
+        quote_ttl_ms: 5_000,
+        paused: false,
+        exposure_max_base: 10,
+        exposure_max_quote: 10,
+    };
+    assert!(matches!(refused(ledger.apply(&Command::Convert(convert::Command::SetPair(pair)), T0)), LedgerError::BadInput(_)));
+    assert_eq!(ledger.kernel().balance(issued(ACME)), 0);
     check(&ledger);
 }
 
@@ -390,7 +433,7 @@ proptest! {
         let mut ledger = ledger();
         ok(ledger.apply(&tok(api::Command::CreateToken { issuer: ISSUER, spec: Box::new(token_spec(TransferRules::default())) }), T0));
         let vesting_spec = vests.then_some(VestingSpec { start_ms: T0, period_ms: 20 * DAY, count: 3 });
-        let spec = OfferingSpec { soft_cap: soft, hard_cap: soft + extra, investor_max: 400, ..offering_spec(vesting_spec) };
+        let spec = OfferingSpec { soft_cap: soft, hard_cap: soft + extra, investor_max: (soft + extra).min(400), ..offering_spec(vesting_spec) };
         ok(ledger.apply(&tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(spec.clone()) }), T0));
         let mut now = T0 + 1;
         let mut subscribed: BTreeMap<u64, Amount> = BTreeMap::new();

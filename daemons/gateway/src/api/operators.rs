@@ -176,6 +176,9 @@ pub(crate) fn describe_action(catalog: &Catalog, action: &Action) -> String {
                 format!("set user {user}'s investor claims: country {}, {:?} investor, until {}", claims.country, claims.category, at(claims.expires_at_ms).0)
             }
             ActionCommand::Tokenization(tokenization::Command::SetClaims { user, claims: None }) => format!("remove user {user}'s investor claims"),
+            ActionCommand::Tokenization(tokenization::Command::SetOfferingFee { fee_bps }) => {
+                format!("set the platform's fee on new offerings to {fee_bps} basis points of what they raise")
+            }
             other => format!("{other:?}"),
         },
     }

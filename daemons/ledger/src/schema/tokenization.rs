@@ -32,6 +32,7 @@ pub const TABLES: &[Table] = &[ISSUERS, CLAIMS, TOKENS, OFFERINGS, SUBSCRIPTIONS
 
 const META_NEXT_OFFERING: &[u8] = b"tokenization.next_offering";
 const META_NEXT_SUBSCRIPTION: &[u8] = b"tokenization.next_subscription";
+const META_OFFERING_FEE: &[u8] = b"tokenization.offering_fee_bps";
 
 fn tranche_key(tranche: &Tranche) -> [u8; 20] {
     let mut key = [0; 20];
@@ -72,6 +73,7 @@ pub fn write(batch: &mut Batch, tokenization: &Tokenization, changes: &Tokenizat
         let state = tokenization.counters();
         put_encoded(batch, META, META_NEXT_OFFERING, &state.0);
         put_encoded(batch, META, META_NEXT_SUBSCRIPTION, &state.1);
+        put_encoded(batch, META, META_OFFERING_FEE, &tokenization.offering_fee_bps());
     }
 }
 
@@ -79,6 +81,7 @@ pub fn load(store: &Store) -> Result<TokenizationState, SchemaError> {
     let mut state = TokenizationState {
         next_offering: meta(store, META_NEXT_OFFERING)?.unwrap_or(1),
         next_subscription: meta(store, META_NEXT_SUBSCRIPTION)?.unwrap_or(1),
+        offering_fee_bps: meta(store, META_OFFERING_FEE)?.unwrap_or(0),
         ..TokenizationState::default()
     };
     for item in store.scan_all(ISSUERS) {
@@ -171,6 +174,7 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
             Answer::Subscriptions(newest_of(store, SUBSCRIPTIONS_BY_INVESTOR, SUBSCRIPTIONS, investor, limit(n)?)?)
         }
         Query::Tranches { investor } => Answer::Tranches(tranches_of(store, investor)?),
+        Query::OfferingFee => Answer::OfferingFee(meta(store, META_OFFERING_FEE)?.unwrap_or(0)),
         Query::Claims(user) => Answer::Claims(by_id::<Claims>(store, CLAIMS, user)?),
         Query::Issuers => Answer::Issuers(
             store

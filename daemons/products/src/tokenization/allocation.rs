@@ -3,7 +3,7 @@
 //! minor units of the payment.
 
 use ids::Amount;
-use ledger_core::allocation::pro_rata;
+use ledger_core::allocation::{pro_rata, AllocationError};
 
 /// What a close does with the subscriptions (each the lots it asks for,
 /// oldest first).
@@ -21,16 +21,17 @@ pub enum Close {
 /// remainders (the older subscription first between equals). A share is
 /// never above its subscription: its exact part of the hard cap is below
 /// what it asked for, a whole number of lots, so rounding up stays within.
-pub fn close(soft_cap_lots: Amount, hard_cap_lots: Amount, asked_lots: &[Amount]) -> Close {
-    let demand: Amount = asked_lots.iter().sum();
+/// An error only when the hard cap times a subscription does not fit in
+/// 128 bits, which an offering's creation refuses.
+pub fn close(soft_cap_lots: Amount, hard_cap_lots: Amount, asked_lots: &[Amount]) -> Result<Close, AllocationError> {
+    let demand = asked_lots.iter().try_fold(0 as Amount, |sum, asked| sum.checked_add(*asked)).ok_or(AllocationError::Overflow)?;
     if demand < soft_cap_lots || demand == 0 {
-        return Close::Refunded;
+        return Ok(Close::Refunded);
     }
     if demand <= hard_cap_lots {
-        return Close::Allocated(asked_lots.to_vec());
+        return Ok(Close::Allocated(asked_lots.to_vec()));
     }
-    // Lots and caps are below 10^30 and positive: the product fits, and a demand above zero has weight.
-    Close::Allocated(pro_rata(hard_cap_lots, asked_lots).unwrap_or_else(|_| vec![0; asked_lots.len()]))
+    pro_rata(hard_cap_lots, asked_lots).map(Close::Allocated)
 }
 
 /// `lots` in `count` tranches: equal parts rounded down, the last taking
@@ -61,12 +62,13 @@ mod tests {
         // Hard cap 1,000, target 500: 333 + 333 + 500 = 1,166 asked. Exact
         // shares 285.59, 285.59, 428.82; floors 285, 285, 428 leave 2 lots,
         // to Carol (.82) and then Alice (.59, older than Bob's equal .59).
-        assert_eq!(close(500, 1_000, &[333, 333, 500]), Close::Allocated(vec![286, 285, 429]));
+        assert_eq!(close(500, 1_000, &[333, 333, 500]), Ok(Close::Allocated(vec![286, 285, 429])));
         // 420 asked of a 500 target: refunded.
-        assert_eq!(close(500, 1_000, &[300, 120]), Close::Refunded);
+        assert_eq!(close(500, 1_000, &[300, 120]), Ok(Close::Refunded));
         // 700 asked: all of it.
-        assert_eq!(close(500, 1_000, &[300, 400]), Close::Allocated(vec![300, 400]));
-        assert_eq!(close(0, 10, &[]), Close::Refunded);
+        assert_eq!(close(500, 1_000, &[300, 400]), Ok(Close::Allocated(vec![300, 400])));
+        assert_eq!(close(1, Amount::MAX / 2, &[Amount::MAX / 2, Amount::MAX / 2]), Err(AllocationError::Overflow));
+        assert_eq!(close(0, 10, &[]), Ok(Close::Refunded));
         assert_eq!(tranches(429, 3), vec![143, 143, 143]);
         assert_eq!(tranches(1_000, 3), vec![333, 333, 334]);
         assert_eq!(tranches(2, 3), vec![0, 0, 2]);
@@ -84,7 +86,7 @@ mod tests {
         ) {
             let hard = soft + extra;
             let demand: i128 = asked.iter().sum();
-            match close(soft, hard, &asked) {
+            match close(soft, hard, &asked).expect("small numbers fit") {
                 Close::Refunded => prop_assert!(demand < soft),
                 Close::Allocated(lots) => {
                     prop_assert!(demand >= soft);

@@ -110,6 +110,8 @@ pub struct TokenizationState {
     pub tranches: BTreeMap<(SubscriptionId, u32), Tranche>,
     pub next_offering: OfferingId,
     pub next_subscription: SubscriptionId,
+    /// The platform's fee on new offerings, in basis points.
+    pub offering_fee_bps: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,7 +123,7 @@ pub struct TokenizationChanges {
     pub offerings: Vec<Offering>,
     pub subscriptions: Vec<Subscription>,
     pub tranches: Vec<Tranche>,
-    /// Whether the counters moved.
+    /// Whether the counters or the offering fee moved.
     pub counters: bool,
 }
 
@@ -169,6 +171,11 @@ pub struct Tokenization {
     /// When the clock next has something to do: offerings' ends, tranches' times.
     ends: BTreeSet<(TimestampMs, OfferingId)>,
     vests: BTreeSet<(TimestampMs, SubscriptionId, u32)>,
+    /// The open subscriptions by offering and investor, and per (token,
+    /// investor) what they ask for in all: subscribing and a token's rules
+    /// read these instead of every open subscription.
+    by_offering: BTreeSet<(OfferingId, UserId, SubscriptionId)>,
+    subscribers: BTreeMap<(AssetId, UserId), Amount>,
     changes: TokenizationChanges,
 }
 
@@ -186,7 +193,21 @@ impl Product for Tokenization {
         state.next_subscription = state.next_subscription.max(1);
         let ends = state.open_offerings.values().map(|offering| (offering.spec.ends_at_ms, offering.id)).collect();
         let vests = state.tranches.values().map(|tranche| (tranche.vests_at_ms, tranche.subscription, tranche.index)).collect();
-        Tokenization { state, tiers: BTreeMap::new(), ends, vests, changes: TokenizationChanges::default() }
+        let mut tokenization = Tokenization {
+            state: TokenizationState::default(),
+            tiers: BTreeMap::new(),
+            ends,
+            vests,
+            by_offering: BTreeSet::new(),
+            subscribers: BTreeMap::new(),
+            changes: TokenizationChanges::default(),
+        };
+        for subscription in state.open_subscriptions.values() {
+            let token = state.open_offerings.get(&subscription.offering).map_or(0, |offering| offering.spec.token);
+            tokenization.index(token, subscription, true);
+        }
+        tokenization.state = state;
+        tokenization
     }
 
     fn state(&self) -> TokenizationState {
@@ -215,6 +236,7 @@ impl Product for Tokenization {
         let outcome = match command {
             &Command::SetIssuer { user, issuer } => self.set_issuer(user, issuer),
             &Command::SetClaims { user, claims } => self.set_claims(user, claims),
+            &Command::SetOfferingFee { fee_bps } => self.set_offering_fee(fee_bps),
             Command::CreateToken { issuer, spec } => self.create_token(kernel, limits, *issuer, spec, at_ms),
             Command::SetRules { issuer, token, rules } => self.set_rules(*issuer, *token, rules),
             Command::CreateOffering { issuer, spec } => self.create_offering(kernel, *issuer, spec, at_ms),
@@ -265,6 +287,17 @@ impl Product for Tokenization {
             entry.0 += subscription.payment;
             entry.1 += subscription.amount;
             entry.2 += 1;
+        }
+        // The derived indexes say what the open subscriptions do.
+        let mut subscribers: BTreeMap<(AssetId, UserId), Amount> = BTreeMap::new();
+        let mut by_offering = BTreeSet::new();
+        for subscription in self.state.open_subscriptions.values() {
+            let token = self.state.open_offerings[&subscription.offering].spec.token;
+            *subscribers.entry((token, subscription.investor)).or_insert(0) += subscription.amount;
+            by_offering.insert((subscription.offering, subscription.investor, subscription.id));
+        }
+        if subscribers != self.subscribers || by_offering != self.by_offering {
+            return Err("the index of open subscriptions by offering and investor is not what the subscriptions say".into());
         }
         for offering in self.state.open_offerings.values() {
             let (payment, amount, count) = escrowed.get(&offering.id).copied().unwrap_or_default();
@@ -391,6 +424,19 @@ impl Tokenization {
         Ok(Outcome::ClaimsSet(user))
     }
 
+    fn set_offering_fee(&mut self, fee_bps: u32) -> Result<Outcome, LedgerError> {
+        if fee_bps > FEE_BPS_MAX {
+            return Err(LedgerError::BadInput(format!("the platform's fee is at most {FEE_BPS_MAX} basis points")));
+        }
+        self.state.offering_fee_bps = fee_bps;
+        self.changes.counters = true;
+        Ok(Outcome::OfferingFeeSet(fee_bps))
+    }
+
+    pub fn offering_fee_bps(&self) -> u32 {
+        self.state.offering_fee_bps
+    }
+
     fn issuer_of(&self, issuer: UserId, token: AssetId) -> Result<&Token, LedgerError> {
         let token = self.state.tokens.get(&token).ok_or(LedgerError::UnknownAsset(token))?;
         if token.issuer != issuer {
@@ -444,8 +490,19 @@ impl Tokenization {
         if ![spec.soft_cap, spec.hard_cap, spec.investor_min, spec.investor_max].into_iter().all(whole_lots) {
             return Err(LedgerError::BadInput("caps and per-investor bounds are positive whole lots of the token".into()));
         }
-        if spec.soft_cap > spec.hard_cap || spec.investor_min > spec.investor_max || spec.investor_min > spec.hard_cap {
-            return Err(LedgerError::BadInput("the target is at most the hard cap, and an investor's minimum at most their maximum and the hard cap".into()));
+        if spec.soft_cap > spec.hard_cap || spec.investor_min > spec.investor_max || spec.investor_max > spec.hard_cap {
+            return Err(LedgerError::BadInput(
+                "the target is at most the hard cap, and an investor's minimum at most their maximum, at most the hard cap".into(),
+            ));
+        }
+        // Every payment is at most the hard cap's, which stays within the bound: no sum or fee of them overflows.
+        let price_per_lot = lot_price(token, spec.price).expect("checked above");
+        if (spec.hard_cap / lot).checked_mul(price_per_lot).is_none_or(|payment| payment > AMOUNT_BOUND) {
+            return Err(LedgerError::BadInput(format!("the hard cap's price is above the largest amount ({AMOUNT_BOUND} minor units)")));
+        }
+        // The close's pro rata multiplies the hard cap by each subscription (at most the investor maximum), in lots.
+        if (spec.hard_cap / lot).checked_mul(spec.investor_max / lot).is_none() {
+            return Err(LedgerError::BadInput("the hard cap and the investor maximum, in lots, are too large to allocate exactly".into()));
         }
         let promised: Amount =
             self.state.open_offerings.values().filter(|offering| offering.spec.token == spec.token).map(|offering| offering.spec.hard_cap).sum();
@@ -459,9 +516,6 @@ impl Tokenization {
             return Err(LedgerError::BadInput(
                 "an offering starts before it ends, ends in the future, and its cancel cut-off fits between its start and end".into(),
             ));
-        }
-        if spec.fee_bps > FEE_BPS_MAX {
-            return Err(LedgerError::BadInput(format!("the platform's fee is at most {FEE_BPS_MAX} basis points")));
         }
         if let Some(vesting) = spec.vesting {
             if !(1..=TRANCHES_MAX).contains(&vesting.count) || vesting.period_ms == 0 {
@@ -482,6 +536,7 @@ impl Tokenization {
             id,
             issuer,
             spec: spec.clone(),
+            fee_bps: self.state.offering_fee_bps,
             status: OfferingStatus::Open,
             subscribed: 0,
             subscriptions_open: 0,
@@ -500,29 +555,39 @@ impl Tokenization {
     /// What `user` holds of `token` in every account, and asks for in open subscriptions.
     fn holding(&self, kernel: &Kernel, token: AssetId, user: UserId) -> (Amount, bool) {
         let held = kernel.balance(available(user, token)) + kernel.balance(locked(user, token)) + kernel.balance(vesting(user, token));
-        let subscribed: Amount = self.subscriptions_to(token).filter(|s| s.investor == user).map(|s| s.amount).sum();
+        let subscribed = self.subscribers.get(&(token, user)).copied().unwrap_or(0);
         (held + subscribed, kernel.is_holder(token, user) || subscribed > 0)
     }
 
-    fn subscriptions_to(&self, token: AssetId) -> impl Iterator<Item = &Subscription> {
-        let state = &self.state;
-        state.open_subscriptions.values().filter(move |s| state.open_offerings.get(&s.offering).is_some_and(|o| o.spec.token == token))
+    /// Keeps the derived indexes as a subscription opens (or closes).
+    fn index(&mut self, token: AssetId, subscription: &Subscription, open: bool) {
+        let key = (subscription.offering, subscription.investor, subscription.id);
+        let asked = self.subscribers.entry((token, subscription.investor)).or_insert(0);
+        if open {
+            self.by_offering.insert(key);
+            *asked += subscription.amount;
+        } else {
+            self.by_offering.remove(&key);
+            *asked -= subscription.amount;
+            if *asked == 0 {
+                self.subscribers.remove(&(token, subscription.investor));
+            }
+        }
     }
 
     /// The token's holders (the issuer not counted) and the investors its
-    /// open subscriptions would make holders, plus `extra` counted already
-    /// by the caller (open buy orders' new holders).
+    /// open subscriptions would make holders.
     fn counted_holders(&self, kernel: &Kernel, token: &Token) -> u64 {
         let mut count = kernel.holders(token.asset).map_or(0, |holders| holders.len() as u64);
         if kernel.is_holder(token.asset, token.issuer) {
             count -= 1;
         }
-        let newcomers: BTreeSet<UserId> = self
-            .subscriptions_to(token.asset)
-            .map(|s| s.investor)
-            .filter(|investor| *investor != token.issuer && !kernel.is_holder(token.asset, *investor))
-            .collect();
-        count + newcomers.len() as u64
+        let newcomers = self
+            .subscribers
+            .range((token.asset, 0)..=(token.asset, UserId::MAX))
+            .filter(|((_, investor), _)| *investor != token.issuer && !kernel.is_holder(token.asset, *investor))
+            .count();
+        count + newcomers as u64
     }
 
     fn check_receiver(
@@ -585,14 +650,20 @@ impl Tokenization {
                 token.spec.lot, offering.spec.investor_min, offering.spec.investor_max
             )));
         }
-        if self.state.open_subscriptions.values().any(|s| s.offering == offering_id && s.investor == investor) {
+        if investor == offering.issuer {
+            return Err(LedgerError::Forbidden("an issuer does not subscribe to its own offering".into()));
+        }
+        if self.by_offering.range((offering_id, investor, 0)..=(offering_id, investor, SubscriptionId::MAX)).next().is_some() {
             return Err(LedgerError::BadInput("you have an open subscription to this offering: cancel it to ask for another amount".into()));
         }
         if self.state.open_subscriptions.len() >= SUBSCRIPTIONS_OPEN_MAX {
             return Err(LedgerError::LimitReached(format!("{SUBSCRIPTIONS_OPEN_MAX} open subscriptions")));
         }
         self.check_receiver(kernel, token, investor, amount, 0, at_ms).map_err(LedgerError::Compliance)?;
-        let payment = amount / token.spec.lot * lot_price(token, offering.spec.price).expect("checked when the offering was made");
+        // Within the hard cap's price, which the offering's creation bounded.
+        let payment = (amount / token.spec.lot)
+            .checked_mul(lot_price(token, offering.spec.price).expect("checked when the offering was made"))
+            .ok_or_else(|| LedgerError::BadInput("the subscription's price is beyond the largest amount".into()))?;
         let id = self.state.next_subscription;
         kernel
             .hold(
@@ -625,7 +696,9 @@ impl Tokenization {
         offering.subscribed += amount;
         offering.subscriptions_open += 1;
         self.changes.offerings.push(offering.clone());
+        let token = offering.spec.token;
         self.changes.subscriptions.push(subscription.clone());
+        self.index(token, &subscription, true);
         self.state.open_subscriptions.insert(id, subscription);
         Ok(Outcome::Subscribed(id))
     }
@@ -644,6 +717,8 @@ impl Tokenization {
         offering.subscribed -= subscription.amount;
         offering.subscriptions_open -= 1;
         self.changes.offerings.push(offering.clone());
+        let token = offering.spec.token;
+        self.index(token, &subscription, false);
         self.changes.subscriptions.push(Subscription { status: SubscriptionStatus::Cancelled, refunded, updated_ms: at_ms, ..subscription });
         Ok(Outcome::SubscriptionCancelled(id))
     }
@@ -674,18 +749,32 @@ impl Tokenization {
     /// (a hold pays at most what it holds; the supply account may go
     /// negative; the fee is at most what the issuer was just paid).
     fn close(&mut self, kernel: &mut Kernel, id: OfferingId, at_ms: TimestampMs) -> Result<(), LedgerError> {
-        let offering = self.state.open_offerings.remove(&id).ok_or(LedgerError::NotFound)?;
-        self.ends.remove(&(offering.spec.ends_at_ms, id));
+        let offering = self.state.open_offerings.get(&id).ok_or(LedgerError::NotFound)?.clone();
         let token = self.state.tokens[&offering.spec.token].clone();
         let (lot, payment_asset) = (token.spec.lot, offering.spec.payment_asset);
         let price_per_lot = lot_price(&token, offering.spec.price).expect("checked when the offering was made");
-        let subscriptions: Vec<Subscription> = self.state.open_subscriptions.values().filter(|s| s.offering == id).cloned().collect();
+        let subscriptions: Vec<Subscription> = self
+            .by_offering
+            .range((id, 0, 0)..=(id, UserId::MAX, SubscriptionId::MAX))
+            .map(|(.., subscription)| self.state.open_subscriptions[subscription].clone())
+            .collect();
         let eligible: Vec<bool> = subscriptions
             .iter()
             .map(|s| rules::check_identity(&token.spec.rules, s.investor, self.state.claims.get(&s.investor), self.tier(s.investor), at_ms).is_ok())
             .collect();
+        // Oldest first: equal remainders go to the earlier subscription.
+        let mut order: Vec<usize> = (0..subscriptions.len()).collect();
+        order.sort_unstable_by_key(|index| subscriptions[*index].id);
+        let subscriptions: Vec<Subscription> = order.iter().map(|index| subscriptions[*index].clone()).collect();
+        let eligible: Vec<bool> = order.iter().map(|index| eligible[*index]).collect();
         let asked: Vec<Amount> = subscriptions.iter().zip(&eligible).filter(|(_, ok)| **ok).map(|(s, _)| s.amount / lot).collect();
-        let outcome = allocation::close(offering.spec.soft_cap / lot, offering.spec.hard_cap / lot, &asked);
+        // The creation bounded the hard cap times a subscription; were it not,
+        // everyone is refunded rather than anyone allocated wrongly, and the
+        // clock does not come back to the offering.
+        let outcome = allocation::close(offering.spec.soft_cap / lot, offering.spec.hard_cap / lot, &asked).unwrap_or(allocation::Close::Refunded);
+        // From here on nothing fails: every amount was bounded when the offering was made.
+        self.state.open_offerings.remove(&id);
+        self.ends.remove(&(offering.spec.ends_at_ms, id));
         let mut lots_each = match &outcome {
             allocation::Close::Allocated(lots) => lots.iter(),
             allocation::Close::Refunded => [].iter(),
@@ -744,9 +833,10 @@ impl Tokenization {
             let status =
                 if eligible && matches!(outcome, allocation::Close::Allocated(_)) { SubscriptionStatus::Allocated } else { SubscriptionStatus::Refunded };
             self.state.open_subscriptions.remove(&subscription.id);
+            self.index(token.asset, &subscription, false);
             self.changes.subscriptions.push(Subscription { status, allocated: tokens, paid, refunded, updated_ms: at_ms, ..subscription });
         }
-        let fee = allocation::fee(raised, offering.spec.fee_bps);
+        let fee = allocation::fee(raised, offering.fee_bps);
         if fee > 0 {
             let leg = Leg {
                 debit: available(offering.issuer, payment_asset),
