@@ -753,20 +753,14 @@ impl Tokenization {
         let token = self.state.tokens[&offering.spec.token].clone();
         let (lot, payment_asset) = (token.spec.lot, offering.spec.payment_asset);
         let price_per_lot = lot_price(&token, offering.spec.price).expect("checked when the offering was made");
-        let subscriptions: Vec<Subscription> = self
-            .by_offering
-            .range((id, 0, 0)..=(id, UserId::MAX, SubscriptionId::MAX))
-            .map(|(.., subscription)| self.state.open_subscriptions[subscription].clone())
-            .collect();
+        // Oldest first: equal remainders go to the earlier subscription.
+        let mut ids: Vec<SubscriptionId> = self.by_offering.range((id, 0, 0)..=(id, UserId::MAX, SubscriptionId::MAX)).map(|(.., id)| *id).collect();
+        ids.sort_unstable();
+        let subscriptions: Vec<Subscription> = ids.iter().map(|id| self.state.open_subscriptions[id].clone()).collect();
         let eligible: Vec<bool> = subscriptions
             .iter()
             .map(|s| rules::check_identity(&token.spec.rules, s.investor, self.state.claims.get(&s.investor), self.tier(s.investor), at_ms).is_ok())
             .collect();
-        // Oldest first: equal remainders go to the earlier subscription.
-        let mut order: Vec<usize> = (0..subscriptions.len()).collect();
-        order.sort_unstable_by_key(|index| subscriptions[*index].id);
-        let subscriptions: Vec<Subscription> = order.iter().map(|index| subscriptions[*index].clone()).collect();
-        let eligible: Vec<bool> = order.iter().map(|index| eligible[*index]).collect();
         let asked: Vec<Amount> = subscriptions.iter().zip(&eligible).filter(|(_, ok)| **ok).map(|(s, _)| s.amount / lot).collect();
         // The creation bounded the hard cap times a subscription; were it not,
         // everyone is refunded rather than anyone allocated wrongly, and the
