@@ -64,9 +64,7 @@ export async function signIn(page: Page, email: string, password = PASSWORD, sec
   await page.getByRole('button', { name: 'Sign in' }).click();
   if (secret) {
     await expect(page.getByRole('alert')).toContainText('TWO_FACTOR_REQUIRED');
-    // The code the app shows next (the gateway allows a step of skew): this
-    // step's may have been spent enrolling moments ago, and each is good once.
-    await page.getByLabel('Two-factor code').fill(totp(secret, Date.now() + 30_000));
+    await page.getByLabel('Two-factor code').fill(totp(secret, (await unspentStep(secret)) * TOTP_STEP_MS));
     await page.getByRole('button', { name: 'Sign in' }).click();
   }
   await expect(page.getByTestId('signed-in-as')).toHaveText(email);
@@ -75,6 +73,25 @@ export async function signIn(page: Page, email: string, password = PASSWORD, sec
 export async function signOut(page: Page) {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await expect(page.getByTestId('signed-in-as')).toHaveCount(0);
+}
+
+const TOTP_STEP_MS = 30_000;
+/// The last step whose code each secret spent in this run.
+const spentSteps = new Map<string, number>();
+
+/// A step whose code the gateway still takes (one step of skew each way)
+/// and that is after every step this secret spent: each code is good once,
+/// so two sign-ins in one 30-second step need two steps' codes. The first
+/// takes the next step's code, as this step's may have been spent enrolling
+/// moments ago; a later one takes the step after the last spent, waiting
+/// for the clock when that is beyond the skew.
+async function unspentStep(secret: string): Promise<number> {
+  const nowStep = () => Math.floor(Date.now() / TOTP_STEP_MS);
+  const spent = spentSteps.get(secret);
+  const step = spent === undefined ? nowStep() + 1 : Math.max(nowStep(), spent + 1);
+  while (step > nowStep() + 1) await new Promise((resolve) => setTimeout(resolve, 250));
+  spentSteps.set(secret, step);
+  return step;
 }
 
 /// What an authenticator app shows now for a base32 secret (RFC 6238:
