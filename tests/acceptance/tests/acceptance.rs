@@ -14,6 +14,10 @@ use cucumber::{given, then, when, World as _};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+// Each product's steps beyond the first ones, in a file of their own.
+#[path = "steps/tokenization.rs"]
+mod tokenization;
+
 #[derive(cucumber::World)]
 #[world(init = Self::new)]
 struct Marionette {
@@ -60,6 +64,9 @@ struct Marionette {
     accept_keys: HashMap<String, String>,
     /// The conversions accepts answered, in order.
     conversions: Vec<Value>,
+    /// The last offering an issuer made, and each investor's last subscription to it.
+    offering: Option<String>,
+    subscriptions: HashMap<String, String>,
 }
 
 /// An API key as its bot holds it.
@@ -120,6 +127,8 @@ impl Marionette {
             quotes: HashMap::new(),
             accept_keys: HashMap::new(),
             conversions: Vec::new(),
+            offering: None,
+            subscriptions: HashMap::new(),
         }
     }
 
@@ -1318,15 +1327,26 @@ fn conserved(world: &mut Marionette) {
     for withdrawal in data(&answer, "withdrawals").as_array().unwrap().iter().filter(|w| w["status"] != "REJECTED") {
         *held.entry(withdrawal["asset"].as_str().unwrap().into()).or_default() += field_decimal(&withdrawal["amount"]);
     }
+    // Tokenization holds payments in escrow and tokens until they vest, and issues tokens.
+    let (outside, issued) = tokenization::outside_balances(world);
+    for (asset, amount) in outside {
+        *held.entry(asset).or_default() += amount;
+    }
     held.retain(|_, amount| !amount.is_zero());
     let mut deposited = world.deposited.clone();
+    for (asset, supply) in issued {
+        *deposited.entry(asset).or_default() += supply;
+    }
     for (asset, funded) in &world.house_funded {
         *deposited.entry(asset.clone()).or_default() += funded;
         *held.entry(asset.clone()).or_default() += funded;
     }
     held.retain(|_, amount| !amount.is_zero());
     deposited.retain(|_, amount| !amount.is_zero());
-    assert_eq!(held, deposited, "balances + the house's revenue + withdrawals + the house's inventory, against deposits and funding, by asset");
+    assert_eq!(
+        held, deposited,
+        "balances + the house's revenue + withdrawals + the house's inventory + escrow and vesting, against deposits, funding and tokens issued, by asset"
+    );
 }
 
 // ---- convert ----

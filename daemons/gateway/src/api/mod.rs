@@ -37,6 +37,7 @@ pub mod oversight;
 pub mod parse_cache;
 pub mod perpetual;
 pub mod spot;
+pub mod tokenization;
 pub mod two_factor;
 pub mod wallet;
 
@@ -53,6 +54,7 @@ pub struct Query(
     house::HouseQuery,
     convert::ConvertQuery,
     perpetual::PerpetualQuery,
+    tokenization::TokenizationQuery,
     operators::OperatorsQuery,
     oversight::OversightQuery,
 );
@@ -70,6 +72,7 @@ pub struct Mutation(
     house::HouseMutation,
     convert::ConvertMutation,
     perpetual::PerpetualMutation,
+    tokenization::TokenizationMutation,
     operators::OperatorsMutation,
 );
 

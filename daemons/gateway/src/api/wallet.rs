@@ -343,6 +343,45 @@ impl WalletMutation {
         withdrawal_by_id(ctx, &catalog, id).await
     }
 
+    /// Sends `amount` of `asset` from the caller's available balance to
+    /// another user's, at once; the same `idempotencyKey` again answers the
+    /// same transfer. With two-factor authentication on, it needs the app's
+    /// code, as a withdrawal does. A token moves only under its transfer
+    /// rules (COMPLIANCE_REFUSED says which one refused).
+    async fn transfer(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+        to_email: String,
+        amount: Dec,
+        idempotency_key: String,
+        #[graphql(desc = "The app's code (or a recovery code), needed when two-factor authentication is on; a retry needs a fresh one.")]
+        two_factor_code: Option<String>,
+    ) -> Result<LedgerEntry, Error> {
+        let user = caller_id(ctx)?;
+        super::two_factor::require_code(ctx, user, two_factor_code.as_deref()).await?;
+        let to = services(ctx).users.by_email(&to_email).map_err(user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email"))?;
+        let catalog = Catalog::load(ctx).await?;
+        let (spec, units) = catalog.units(&asset, amount)?;
+        if units <= 0 {
+            return Err(coded("BAD_USER_INPUT", "amount is positive"));
+        }
+        let command = Command::Transfer { from: user, to: to.id, asset: spec.id, amount: units, key: idempotency_key.clone() };
+        let id = match run_wallet(ctx, command).await? {
+            api::Outcome::Transferred(id) => id,
+            other => return Err(unexpected(other)),
+        };
+        // The caller's side of it, as ledgerEntries lists it.
+        Ok(LedgerEntry {
+            id: ID(id.to_string()),
+            asset: spec.symbol.clone(),
+            amount: Dec(-units::to_decimal(units, spec.scale)),
+            kind: ledger_api::transfer_kind(api::TRANSFER).into(),
+            reference: Some(idempotency_key),
+            created_at: at(now_ms()),
+        })
+    }
+
     async fn deposit(&self, ctx: &Context<'_>, email: String, asset: String, amount: Dec, reference: String) -> Result<LedgerEntry, Error> {
         operator(ctx)?;
         let user = services(ctx).users.by_email(&email).map_err(user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email"))?;

@@ -1,0 +1,116 @@
+Feature: Tokenization: issue a token, sell it in an offering, move it under its rules
+  An issuer, made one by the operators, turns an asset into a token and
+  sells it in an offering. A subscription holds the investor's payment in
+  escrow; at the end the ledger's clock closes the offering in one batch:
+  below its target everyone is refunded and nothing is issued; beyond its
+  hard cap subscriptions are scaled down pro rata in whole lots, the lots
+  left over going to the largest remainders. The issuer is paid the
+  proceeds less the platform's fee, which the operators set. Investors
+  carry claims the operators attest (country, category, expiry), and a
+  token's transfer rules decide who may hold it.
+
+  Background:
+    Given a running Marionette with the market BTC-USD
+    And the operators make ivy an issuer
+    And the operators set the platform's fee on offerings to 100 bps
+
+  Scenario: An oversubscribed offering is allocated pro rata, its remainder to the largest remainder
+    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
+    And alice, bob and carol are verified investors from 276 with 10000 USD each
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 8 seconds
+    And alice subscribes for 600 ACME
+    And bob subscribes for 500 ACME
+    And carol subscribes for 400 ACME
+    Then the offering has 1500 ACME subscribed in 3 open subscriptions
+    And alice has 4000.00 USD available and 0.00 USD locked
+    And no money was created or destroyed
+    When the offering closes
+    Then the offering is ALLOCATED with 1000 ACME issued, 10000.00 USD raised and a fee of 100.00 USD
+    And alice's subscription is ALLOCATED: 400 ACME allocated, 4000.00 USD paid and 2000.00 USD refunded
+    And bob's subscription is ALLOCATED: 333 ACME allocated, 3330.00 USD paid and 1670.00 USD refunded
+    And carol's subscription is ALLOCATED: 267 ACME allocated, 2670.00 USD paid and 1330.00 USD refunded
+    And alice has 6000.00 USD available and 0.00 USD locked
+    And alice has 400 ACME available and 0 ACME locked
+    And ivy has 9900.00 USD available and 0.00 USD locked
+    And the token ACME has a supply of 1000
+    And the cap table of ACME is alice 400 (0.4), bob 333 (0.333), carol 267 (0.267)
+    And no money was created or destroyed
+
+  Scenario: An offering that misses its target refunds everyone and issues nothing
+    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
+    And alice and bob are verified investors from 276 with 10000 USD each
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 500, 1 to 1000 per investor, for 6 seconds
+    And alice subscribes for 100 ACME
+    And bob subscribes for 200 ACME
+    And the offering closes
+    Then the offering is REFUNDED with 0 ACME issued, 0.00 USD raised and a fee of 0.00 USD
+    And alice's subscription is REFUNDED: 0 ACME allocated, 0.00 USD paid and 1000.00 USD refunded
+    And bob's subscription is REFUNDED: 0 ACME allocated, 0.00 USD paid and 2000.00 USD refunded
+    And alice has 10000.00 USD available and 0.00 USD locked
+    And alice has no ACME
+    And ivy has no USD
+    And the token ACME has a supply of 0
+    And no money was created or destroyed
+
+  Scenario: A subscription is cancelled before the cut-off, not after
+    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
+    And alice and bob are verified investors from 276 with 10000 USD each
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 8 seconds, cancellable until 4 seconds before the end
+    And alice subscribes for 300 ACME
+    And alice cancels her subscription
+    Then alice's subscription is CANCELLED: 0 ACME allocated, 0.00 USD paid and 3000.00 USD refunded
+    And alice has 10000.00 USD available and 0.00 USD locked
+    When bob subscribes for 200 ACME
+    And 5 seconds pass
+    And bob cancels his subscription
+    Then the request is refused with CANCEL_CUTOFF_PASSED
+    And bob has 8000.00 USD available and 0.00 USD locked
+    When the offering closes
+    Then bob's subscription is ALLOCATED: 200 ACME allocated, 2000.00 USD paid and 0.00 USD refunded
+    And alice has no ACME
+    And no money was created or destroyed
+
+  Scenario: A token closed to a country is refused to its investors, by subscription and by transfer
+    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000, not for investors from 840
+    And alice and bob are verified investors from 276 with 10000 USD each
+    And dave is a verified investor from 840 with 10000 USD
+    And erin has an account with 10000 USD
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 6 seconds
+    And dave subscribes for 100 ACME
+    Then the request is refused with COMPLIANCE_REFUSED
+    When erin subscribes for 100 ACME
+    Then the request is refused with COMPLIANCE_REFUSED
+    When alice subscribes for 300 ACME
+    And the offering closes
+    And alice transfers 50 ACME to dave
+    Then the request is refused with COMPLIANCE_REFUSED
+    When alice transfers 50 ACME to erin
+    Then the request is refused with COMPLIANCE_REFUSED
+    When alice transfers 50 ACME to bob
+    Then alice has 250 ACME available and 0 ACME locked
+    And bob has 50 ACME available and 0 ACME locked
+    And dave has no ACME
+    And the cap table of ACME is alice 250 (0.833333333333), bob 50 (0.166666666666)
+    And no money was created or destroyed
+
+  Scenario: Allocated tokens vest in tranches and cannot be sent before they vest
+    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
+    And alice and bob are verified investors from 276 with 10000 USD each
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 6 seconds, vesting in 2 tranches every 12 seconds
+    And alice subscribes for 101 ACME
+    And the offering closes
+    Then alice has 2 tranches of ACME vesting: 50 and 51
+    And alice has no ACME
+    When alice transfers 10 ACME to bob
+    Then the request is refused with INSUFFICIENT_FUNDS
+    When alice's first tranche vests
+    Then alice has 50 ACME available and 0 ACME locked
+    And the cap table of ACME is alice 101 (1) with 51 locked
+    And no money was created or destroyed
+
+  Scenario: Only issuers create tokens, and only the operators make issuers
+    Given alice has an account with 100 USD
+    When alice creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
+    Then the request is refused with FORBIDDEN
+    When alice makes herself an issuer
+    Then the request is refused with FORBIDDEN
