@@ -707,6 +707,13 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     let api::Answer::Subscriptions(subscriptions) = read(api::Query::Subscriptions { offering: 1, after: 0, limit: 10 }) else { panic!() };
     let allocated: Vec<(i128, i128)> = subscriptions.iter().map(|s| (s.allocated, s.refunded)).collect();
     assert_eq!(allocated, vec![(286, 47_000), (285, 48_000), (429, 71_000)]);
+    // Pages seek from `after`, end at the offering's last, and never reach into the next offering's.
+    let page = |offering, after, limit| match read(api::Query::Subscriptions { offering, after, limit }) {
+        api::Answer::Subscriptions(list) => list.iter().map(|s| s.id).collect::<Vec<u64>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((page(1, 0, 2), page(1, 2, 2), page(1, 3, 2)), (vec![1, 2], vec![3], vec![]));
+    assert_eq!((page(2, 0, 10), page(2, 4, 10), page(2, u64::MAX, 10), page(3, 0, 10)), (vec![4, 5], vec![5], vec![], vec![]));
     let api::Answer::Subscriptions(mine) = read(api::Query::InvestorSubscriptions { investor: 10, limit: 10 }) else { panic!() };
     let statuses: Vec<(u64, SubscriptionStatus)> = mine.iter().map(|s| (s.id, s.status)).collect();
     assert_eq!(statuses, vec![(5, SubscriptionStatus::Cancelled), (1, SubscriptionStatus::Allocated)], "newest first");

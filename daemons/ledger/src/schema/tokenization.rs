@@ -125,14 +125,13 @@ fn offerings(store: &Store) -> Result<Vec<Offering>, SchemaError> {
 /// An offering's subscriptions after id `after`, oldest first.
 fn subscriptions_of(store: &Store, offering: u64, after: u64, limit: usize) -> Result<Vec<Subscription>, SchemaError> {
     let mut out = Vec::new();
-    for (key, _) in store.scan_prefix(SUBSCRIPTIONS_BY_OFFERING, &offering.to_be_bytes(), usize::MAX, false)? {
+    let Some(first) = after.checked_add(1) else { return Ok(out) };
+    // A seek to the page's first key: a page costs its length, not the offering's size.
+    let start = [offering.to_be_bytes(), first.to_be_bytes()].concat();
+    // Past every 16-byte key of the offering: they are all prefixes of it.
+    let end = [&offering.to_be_bytes()[..], &[0xff; 8], &[0]].concat();
+    for (key, _) in store.scan_range(SUBSCRIPTIONS_BY_OFFERING, &start, &end, limit, false)? {
         let id = u64::from_be_bytes(exact::<16>(SUBSCRIPTIONS_BY_OFFERING, &key)?[8..].try_into().expect("8 bytes"));
-        if id <= after {
-            continue;
-        }
-        if out.len() >= limit {
-            break;
-        }
         let subscription =
             by_id(store, SUBSCRIPTIONS, id)?.ok_or_else(|| super::corrupt(SUBSCRIPTIONS_BY_OFFERING, &key, "the index names a missing subscription"))?;
         out.push(subscription);
