@@ -25,7 +25,9 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
+    let suite = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()));
+    let suite = Path::new(&suite);
     let console = suite.join("../../daemons/console/dist");
     if !console.join("index.html").exists() {
         return fail(&format!("no built console in {}: scripts/test builds it (npm ci && npm run build in daemons/console)", console.display()));

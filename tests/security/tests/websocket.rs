@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 
 /// One scenario of `ws-client/attacks.mjs`: how the socket ended and what it saw.
 fn node(system: &System, scenario: &str, token: &str) -> Value {
-    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("ws-client");
+    // Cargo's run-time value first: a binary reused from a clone at another path has the wrong compile-time one.
+    let client = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())).join("ws-client");
     assert!(client.join("node_modules/graphql-ws").exists(), "run `npm ci` in {} (scripts/test does) before this test", client.display());
     let output = Command::new("node")
         .arg("attacks.mjs")
