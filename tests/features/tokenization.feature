@@ -17,7 +17,7 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
   Scenario: An oversubscribed offering is allocated pro rata, its remainder to the largest remainder
     Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
     And alice, bob and carol are verified investors from 276 with 10000 USD each
-    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 8 seconds
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 20 seconds
     And alice subscribes for 600 ACME
     And bob subscribes for 500 ACME
     And carol subscribes for 400 ACME
@@ -39,7 +39,7 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
   Scenario: An offering that misses its target refunds everyone and issues nothing
     Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
     And alice and bob are verified investors from 276 with 10000 USD each
-    When ivy offers 1000 ACME at 10.00 USD each, a target of 500, 1 to 1000 per investor, for 6 seconds
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 500, 1 to 1000 per investor, for 10 seconds
     And alice subscribes for 100 ACME
     And bob subscribes for 200 ACME
     And the offering closes
@@ -50,18 +50,22 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
     And alice has no ACME
     And ivy has no USD
     And the token ACME has a supply of 0
+    When alice subscribes for 100 ACME
+    Then the request is refused with OFFERING_CLOSED
+    When alice cancels her subscription
+    Then the request is refused with CANCEL_CUTOFF_PASSED
     And no money was created or destroyed
 
   Scenario: A subscription is cancelled before the cut-off, not after
     Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
     And alice and bob are verified investors from 276 with 10000 USD each
-    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 8 seconds, cancellable until 4 seconds before the end
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 24 seconds, cancellable until 12 seconds before the end
     And alice subscribes for 300 ACME
     And alice cancels her subscription
     Then alice's subscription is CANCELLED: 0 ACME allocated, 0.00 USD paid and 3000.00 USD refunded
     And alice has 10000.00 USD available and 0.00 USD locked
     When bob subscribes for 200 ACME
-    And 5 seconds pass
+    And 13 seconds pass
     And bob cancels his subscription
     Then the request is refused with CANCEL_CUTOFF_PASSED
     And bob has 8000.00 USD available and 0.00 USD locked
@@ -75,7 +79,7 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
     And alice and bob are verified investors from 276 with 10000 USD each
     And dave is a verified investor from 840 with 10000 USD
     And erin has an account with 10000 USD
-    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 6 seconds
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds
     And dave subscribes for 100 ACME
     Then the request is refused with COMPLIANCE_REFUSED
     When erin subscribes for 100 ACME
@@ -96,7 +100,7 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
   Scenario: Allocated tokens vest in tranches and cannot be sent before they vest
     Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
     And alice and bob are verified investors from 276 with 10000 USD each
-    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 6 seconds, vesting in 2 tranches every 12 seconds
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds, vesting in 2 tranches every 10 seconds
     And alice subscribes for 101 ACME
     And the offering closes
     Then alice has 2 tranches of ACME vesting: 50 and 51

@@ -43,7 +43,7 @@ pub mod wallet;
 /// tokenization (issuers, claims, tokens, offerings, subscriptions,
 /// tranches), its refusals and its two operator action kinds; 18 the
 /// platform's offering fee as the operators' setting.
-pub const FORMAT_VERSION: u16 = 18;
+pub const FORMAT_VERSION: u16 = 19;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

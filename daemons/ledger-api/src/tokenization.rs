@@ -396,8 +396,10 @@ pub struct Holding {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Query {
     Tokens,
+    /// Offerings, of one token or all, newest first.
     Offerings {
         token: Option<AssetId>,
+        limit: u32,
     },
     Offering(OfferingId),
     /// An offering's subscriptions, oldest first, from id `after`.
@@ -406,14 +408,17 @@ pub enum Query {
         after: SubscriptionId,
         limit: u32,
     },
+    /// One subscription, whatever its status.
+    Subscription(SubscriptionId),
     /// An investor's subscriptions, newest first.
     InvestorSubscriptions {
         investor: UserId,
         limit: u32,
     },
-    /// An investor's tranches, vested or not.
+    /// An investor's tranches, vested or not, of their newest subscriptions first.
     Tranches {
         investor: UserId,
+        limit: u32,
     },
     Claims(UserId),
     Issuers,
@@ -429,6 +434,7 @@ pub enum Answer {
     Offerings(Vec<Offering>),
     Offering(Option<Box<Offering>>),
     Subscriptions(Vec<Subscription>),
+    Subscription(Option<Box<Subscription>>),
     Tranches(Vec<Tranche>),
     Claims(Option<Claims>),
     Issuers(Vec<UserId>),

@@ -717,9 +717,21 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     let api::Answer::Subscriptions(mine) = read(api::Query::InvestorSubscriptions { investor: 10, limit: 10 }) else { panic!() };
     let statuses: Vec<(u64, SubscriptionStatus)> = mine.iter().map(|s| (s.id, s.status)).collect();
     assert_eq!(statuses, vec![(5, SubscriptionStatus::Cancelled), (1, SubscriptionStatus::Allocated)], "newest first");
-    let api::Answer::Tranches(tranches) = read(api::Query::Tranches { investor: 12 }) else { panic!() };
+    let api::Answer::Subscription(Some(one)) = read(api::Query::Subscription(5)) else { panic!("subscription 5") };
+    assert_eq!((one.id, one.investor, one.status), (5, 10, SubscriptionStatus::Cancelled));
+    assert_eq!(read(api::Query::Subscription(99)), api::Answer::Subscription(None));
+    let api::Answer::Tranches(tranches) = read(api::Query::Tranches { investor: 12, limit: 10 }) else { panic!() };
     let amounts: Vec<(i128, bool)> = tranches.iter().map(|t| (t.amount, t.vested)).collect();
-    assert_eq!(amounts, vec![(214, true), (215, false)]);
+    assert_eq!(amounts, vec![(215, false), (214, true)], "the newest subscription's first, its last tranche first");
+    let api::Answer::Tranches(newest) = read(api::Query::Tranches { investor: 12, limit: 1 }) else { panic!() };
+    assert_eq!(newest.iter().map(|t| t.index).collect::<Vec<_>>(), vec![1]);
+    let ids = |query| match read(query) {
+        api::Answer::Offerings(list) => list.iter().map(|o| o.id).collect::<Vec<u64>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ids(api::Query::Offerings { token: None, limit: 10 }), vec![2, 1], "newest first");
+    assert_eq!(ids(api::Query::Offerings { token: Some(token), limit: 1 }), vec![2]);
+    assert_eq!(ids(api::Query::Offerings { token: Some(USD), limit: 10 }), Vec::<u64>::new());
     let api::Answer::CapTable(table) = read(api::Query::CapTable(token)) else { panic!() };
     assert_eq!(
         table,

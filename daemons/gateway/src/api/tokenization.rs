@@ -231,11 +231,11 @@ impl TokenizationQuery {
     }
 
     /// Offerings, newest first; of one token when named.
-    async fn offerings(&self, ctx: &Context<'_>, token: Option<String>) -> Result<Vec<Offering>, Error> {
+    async fn offerings(&self, ctx: &Context<'_>, token: Option<String>, limit: Option<i32>) -> Result<Vec<Offering>, Error> {
         caller(ctx)?;
         let catalog = Catalog::load(ctx).await?;
         let token = token.map(|symbol| catalog.asset_by_symbol(&symbol).map(|a| a.id)).transpose()?;
-        match ask_tokenization(ctx, api::Query::Offerings { token }).await? {
+        match ask_tokenization(ctx, api::Query::Offerings { token, limit: list_limit(limit) }).await? {
             api::Answer::Offerings(list) => Ok(list.iter().map(|o| api_offering(&catalog, o)).collect()),
             other => Err(unexpected(other)),
         }
@@ -287,11 +287,12 @@ impl TokenizationQuery {
         Ok(out)
     }
 
-    /// The caller's vesting tranches, vested or not, soonest first.
-    async fn my_vesting(&self, ctx: &Context<'_>) -> Result<Vec<VestingTranche>, Error> {
+    /// The caller's vesting tranches, vested or not, soonest first: those
+    /// of the newest subscriptions, at most `limit`.
+    async fn my_vesting(&self, ctx: &Context<'_>, limit: Option<i32>) -> Result<Vec<VestingTranche>, Error> {
         let investor = caller_id(ctx)?;
         let catalog = Catalog::load(ctx).await?;
-        match ask_tokenization(ctx, api::Query::Tranches { investor }).await? {
+        match ask_tokenization(ctx, api::Query::Tranches { investor, limit: list_limit(limit) }).await? {
             api::Answer::Tranches(mut list) => {
                 list.sort_by_key(|t| (t.vests_at_ms, t.subscription, t.index));
                 Ok(list
@@ -509,6 +510,10 @@ impl TokenizationMutation {
         let investor = caller_id(ctx)?;
         let id = parse_id(&offering_id, "offering")?;
         let found = offering(ctx, id).await?.ok_or_else(|| coded("NOT_FOUND", "no such offering"))?;
+        // The ledger keeps only open offerings in memory: it would not find a closed one.
+        if found.status != api::OfferingStatus::Open {
+            return Err(coded("OFFERING_CLOSED", format!("offering {id} has closed: it takes no more subscriptions")));
+        }
         let catalog = Catalog::load(ctx).await?;
         let scale = catalog.asset(found.spec.token).map_or(0, |a| a.scale);
         let amount = amount_units(amount, scale, "amount")?;
@@ -520,21 +525,33 @@ impl TokenizationMutation {
     }
 
     /// Cancels one of the caller's open subscriptions and releases its
-    /// hold, until the offering's cut-off (then CANCEL_CUTOFF_PASSED).
+    /// hold, until the offering's cut-off (then CANCEL_CUTOFF_PASSED); a
+    /// cancelled one again answers as it stands.
     async fn cancel_subscription(&self, ctx: &Context<'_>, subscription_id: ID) -> Result<OfferingSubscription, Error> {
         let investor = caller_id(ctx)?;
         let subscription = parse_id(&subscription_id, "subscription")?;
+        let catalog = Catalog::load(ctx).await?;
+        // The ledger keeps only open subscriptions in memory: a closed one's answer is said here.
+        let current = subscription_of(ctx, &catalog, investor, subscription).await?;
+        match current.status {
+            SubscriptionStatus::Open => {}
+            SubscriptionStatus::Cancelled => return Ok(current),
+            SubscriptionStatus::Allocated | SubscriptionStatus::Refunded => {
+                return Err(coded("CANCEL_CUTOFF_PASSED", format!("subscription {subscription}'s offering has closed: it can no longer be cancelled")));
+            }
+        }
         match run_tokenization(ctx, Command::CancelSubscription { investor, subscription }).await? {
             api::Outcome::SubscriptionCancelled(_) => {}
             other => return Err(unexpected(other)),
         }
-        let catalog = Catalog::load(ctx).await?;
         subscription_of(ctx, &catalog, investor, subscription).await
     }
 
     /// Proposes to make a user an issuer of tokens, or no longer one
     /// (operators; `approvals.issuer` of them). The tokens they made stay theirs.
     async fn set_issuer(&self, ctx: &Context<'_>, email: String, issuer: bool) -> Result<bool, Error> {
+        // Operators only, before the email is looked up: no one else learns which accounts exist.
+        operator(ctx)?;
         let user = user_by_email(ctx, &email)?;
         match operate(ctx, ledger_api::Command::Tokenization(Command::SetIssuer { user, issuer })).await? {
             Outcome::Tokenization(api::Outcome::IssuerSet { issuer, .. }) => Ok(issuer),
@@ -553,6 +570,8 @@ impl TokenizationMutation {
         category: InvestorCategory,
         expires_at: DateTime,
     ) -> Result<InvestorClaims, Error> {
+        // Operators only, before the email is looked up: no one else learns which accounts exist.
+        operator(ctx)?;
         let user = user_by_email(ctx, &email)?;
         let claims = Claims {
             country: u16::try_from(country)
@@ -570,6 +589,8 @@ impl TokenizationMutation {
 
     /// Proposes to remove a user's investor claims: they can no longer receive tokens.
     async fn remove_investor_claims(&self, ctx: &Context<'_>, email: String) -> Result<bool, Error> {
+        // Operators only, before the email is looked up: no one else learns which accounts exist.
+        operator(ctx)?;
         let user = user_by_email(ctx, &email)?;
         match operate(ctx, ledger_api::Command::Tokenization(Command::SetClaims { user, claims: None })).await? {
             Outcome::Tokenization(api::Outcome::ClaimsSet(_)) => Ok(true),
@@ -609,6 +630,11 @@ async fn tokens(ctx: &Context<'_>) -> Result<Vec<api::Token>, Error> {
     }
 }
 
+/// Whether the asset is a token.
+pub(crate) async fn is_token(ctx: &Context<'_>, asset: u32) -> Result<bool, Error> {
+    Ok(tokens(ctx).await?.iter().any(|t| t.asset == asset))
+}
+
 async fn token_by_asset(ctx: &Context<'_>, asset: u32) -> Result<Token, Error> {
     let found = tokens(ctx).await?.into_iter().find(|t| t.asset == asset).ok_or_else(|| unexpected("a token made and not found"))?;
     // A new token is a new asset: the kept catalog learns it.
@@ -637,15 +663,18 @@ async fn claims_of(ctx: &Context<'_>, user: u64) -> Result<Option<InvestorClaims
     }
 }
 
-/// One of the investor's subscriptions, found among their newest.
+/// One of the investor's subscriptions (NOT_FOUND for anyone else's).
 async fn subscription_of(ctx: &Context<'_>, catalog: &Catalog, investor: u64, id: u64) -> Result<OfferingSubscription, Error> {
-    let list = match ask_tokenization(ctx, api::Query::InvestorSubscriptions { investor, limit: list_limit(None) }).await? {
-        api::Answer::Subscriptions(list) => list,
-        other => return Err(unexpected(other)),
-    };
-    let found = list.into_iter().find(|s| s.id == id).ok_or_else(|| coded("NOT_FOUND", "you have no subscription with this id among your newest"))?;
+    let found = subscription(ctx, id).await?.filter(|s| s.investor == investor).ok_or_else(|| coded("NOT_FOUND", "you have no subscription with this id"))?;
     let of = offering(ctx, found.offering).await?.ok_or_else(|| unexpected("a subscription to no offering"))?;
     Ok(api_subscription(catalog, &of, &found))
+}
+
+async fn subscription(ctx: &Context<'_>, id: u64) -> Result<Option<api::Subscription>, Error> {
+    match ask_tokenization(ctx, api::Query::Subscription(id)).await? {
+        api::Answer::Subscription(found) => Ok(found.map(|s| *s)),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// The caller, when the issuer of what is asked about or an operator.
@@ -684,7 +713,8 @@ fn seconds_ms(seconds: i64, field: &str) -> Result<u64, Error> {
 fn digest(hex: &str) -> Result<Digest, Error> {
     let refused = || coded("BAD_USER_INPUT", "documentHash is the document's blake3 digest: 64 hexadecimal digits (b3sum prints it)");
     let hex = hex.trim();
-    if hex.len() != 64 || !hex.is_ascii() {
+    // from_str_radix takes a sign: only digits pass.
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(refused());
     }
     let mut bytes = [0u8; 32];
@@ -867,7 +897,7 @@ mod tests {
     fn a_document_hash_is_64_hex_digits() {
         let hex = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
         assert_eq!(digest(hex).map(|d| d.hex()).ok(), Some(hex.to_string()));
-        for bad in ["", "af13", &hex[..63], &format!("{hex}00"), &hex.replace('a', "g"), "é".repeat(32).as_str()] {
+        for bad in ["", "af13", &hex[..63], &format!("{hex}00"), &hex.replace('a', "g"), "é".repeat(32).as_str(), &format!("+a{}", &hex[2..])] {
             assert!(digest(bad).is_err(), "{bad:?} was taken for a digest");
         }
     }

@@ -343,11 +343,14 @@ impl WalletMutation {
         withdrawal_by_id(ctx, &catalog, id).await
     }
 
-    /// Sends `amount` of `asset` from the caller's available balance to
-    /// another user's, at once; the same `idempotencyKey` again answers the
-    /// same transfer. With two-factor authentication on, it needs the app's
-    /// code, as a withdrawal does. A token moves only under its transfer
-    /// rules (COMPLIANCE_REFUSED says which one refused).
+    /// Sends `amount` of a token from the caller's available balance to
+    /// another user's, at once, under the token's transfer rules
+    /// (COMPLIANCE_REFUSED says which one refused); the same
+    /// `idempotencyKey` again answers the same transfer. Money leaves an
+    /// account only by withdrawal, under its limits and reviews. With
+    /// two-factor authentication on, a transfer needs the app's code, and
+    /// with allowlist-only withdrawals on it is refused, as a withdrawal to
+    /// an address outside the book is: a stolen session moves nothing.
     async fn transfer(
         &self,
         ctx: &Context<'_>,
@@ -360,12 +363,25 @@ impl WalletMutation {
     ) -> Result<LedgerEntry, Error> {
         let user = caller_id(ctx)?;
         super::two_factor::require_code(ctx, user, two_factor_code.as_deref()).await?;
+        let settings = services(ctx).address_book.settings(user).map_err(super::address_book::book_error)?;
+        if settings.allowlist_only_at(now_ms()) {
+            return Err(coded(
+                "FORBIDDEN",
+                "allowlist-only withdrawals are on: nothing leaves the account but to the address book; turn them off (it takes the cooldown) to transfer",
+            ));
+        }
         let to = services(ctx).users.by_email(&to_email).map_err(user_error)?.ok_or_else(|| coded("NOT_FOUND", "no account with this email"))?;
         let catalog = Catalog::load(ctx).await?;
         let (spec, units) = catalog.units(&asset, amount)?;
         if units <= 0 {
             return Err(coded("BAD_USER_INPUT", "amount is positive"));
         }
+        if !super::tokenization::is_token(ctx, spec.id).await? {
+            return Err(coded("BAD_USER_INPUT", format!("{} is not a token: money leaves an account by requestWithdrawal", spec.symbol)));
+        }
+        // One money-out step at a time per user, as withdrawals.
+        let lock = services(ctx).withdrawal_lock(user);
+        let _turn = lock.lock().await;
         let command = Command::Transfer { from: user, to: to.id, asset: spec.id, amount: units, key: idempotency_key.clone() };
         let id = match run_wallet(ctx, command).await? {
             api::Outcome::Transferred(id) => id,
@@ -378,6 +394,7 @@ impl WalletMutation {
             amount: Dec(-units::to_decimal(units, spec.scale)),
             kind: ledger_api::transfer_kind(api::TRANSFER).into(),
             reference: Some(idempotency_key),
+            // When this gateway answered: a repeat under the same key answers the same transfer, at its own time.
             created_at: at(now_ms()),
         })
     }

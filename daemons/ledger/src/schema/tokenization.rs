@@ -95,7 +95,7 @@ pub fn load(store: &Store) -> Result<TokenizationState, SchemaError> {
     for token in tokens(store)? {
         state.tokens.insert(token.asset, token);
     }
-    for offering in offerings(store)?.into_iter().filter(|offering| offering.status == OfferingStatus::Open) {
+    for offering in all_offerings(store)?.into_iter().filter(|offering| offering.status == OfferingStatus::Open) {
         for subscription in subscriptions_of(store, offering.id, 0, usize::MAX)? {
             if subscription.status == SubscriptionStatus::Open {
                 state.open_subscriptions.insert(subscription.id, subscription);
@@ -118,8 +118,26 @@ fn tokens(store: &Store) -> Result<Vec<Token>, SchemaError> {
 }
 
 /// Every offering, oldest first.
-fn offerings(store: &Store) -> Result<Vec<Offering>, SchemaError> {
+fn all_offerings(store: &Store) -> Result<Vec<Offering>, SchemaError> {
     store.scan_all(OFFERINGS).map(|item| item.map_err(SchemaError::from).and_then(|(key, value)| decode(OFFERINGS, &key, &value))).collect()
+}
+
+/// At most `limit` offerings, of one token or all, newest first. All are
+/// the newest rows; one token's are found walking back through them all
+/// (offerings are few beside subscriptions: no index by token).
+fn offerings(store: &Store, token: Option<u32>, limit: usize) -> Result<Vec<Offering>, SchemaError> {
+    let rows = store.scan_prefix(OFFERINGS, &[], if token.is_none() { limit } else { usize::MAX }, true)?;
+    let mut out = Vec::with_capacity(rows.len().min(limit));
+    for (key, value) in rows {
+        let offering: Offering = decode(OFFERINGS, &key, &value)?;
+        if token.is_none_or(|t| offering.spec.token == t) {
+            out.push(offering);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// An offering's subscriptions after id `after`, oldest first.
@@ -139,9 +157,9 @@ fn subscriptions_of(store: &Store, offering: u64, after: u64, limit: usize) -> R
     Ok(out)
 }
 
-fn tranches_of(store: &Store, investor: u64) -> Result<Vec<Tranche>, SchemaError> {
+fn tranches_of(store: &Store, investor: u64, limit: usize) -> Result<Vec<Tranche>, SchemaError> {
     let mut out = Vec::new();
-    for (key, value) in store.scan_prefix(TRANCHES, &investor.to_be_bytes(), usize::MAX, false)? {
+    for (key, value) in store.scan_prefix(TRANCHES, &investor.to_be_bytes(), limit, true)? {
         out.push(decode(TRANCHES, &key, &value)?);
     }
     Ok(out)
@@ -166,13 +184,14 @@ fn cap_table(store: &Store, token: &Token) -> Result<Vec<Holding>, SchemaError> 
 pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
     Ok(match *query {
         Query::Tokens => Answer::Tokens(tokens(store)?),
-        Query::Offerings { token } => Answer::Offerings(offerings(store)?.into_iter().filter(|o| token.is_none_or(|t| o.spec.token == t)).collect()),
+        Query::Offerings { token, limit: n } => Answer::Offerings(offerings(store, token, limit(n)?)?),
         Query::Offering(id) => Answer::Offering(by_id::<Offering>(store, OFFERINGS, id)?.map(Box::new)),
         Query::Subscriptions { offering, after, limit: n } => Answer::Subscriptions(subscriptions_of(store, offering, after, limit(n)?)?),
+        Query::Subscription(id) => Answer::Subscription(by_id::<Subscription>(store, SUBSCRIPTIONS, id)?.map(Box::new)),
         Query::InvestorSubscriptions { investor, limit: n } => {
             Answer::Subscriptions(newest_of(store, SUBSCRIPTIONS_BY_INVESTOR, SUBSCRIPTIONS, investor, limit(n)?)?)
         }
-        Query::Tranches { investor } => Answer::Tranches(tranches_of(store, investor)?),
+        Query::Tranches { investor, limit: n } => Answer::Tranches(tranches_of(store, investor, limit(n)?)?),
         Query::OfferingFee => Answer::OfferingFee(meta(store, META_OFFERING_FEE)?.unwrap_or(0)),
         Query::Claims(user) => Answer::Claims(by_id::<Claims>(store, CLAIMS, user)?),
         Query::Issuers => Answer::Issuers(

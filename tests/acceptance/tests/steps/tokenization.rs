@@ -226,6 +226,9 @@ fn subscription_is(world: &mut Marionette, name: String, status: String, allocat
         json!({ "o": offering_id(world) }),
     );
     assert!(data(&issuers, "offeringSubscriptions").as_array().unwrap().contains(subscription), "{issuers}");
+    // An investor does not read the others'.
+    let refused = world.ask(&name, "query($o: ID!) { offeringSubscriptions(offeringId: $o) { id } }", json!({ "o": offering_id(world) }));
+    assert_eq!(acceptance::code(&refused), "FORBIDDEN", "{refused}");
 }
 
 #[then(regex = r"^the token (\w+) has a supply of ([\d.]+)$")]
