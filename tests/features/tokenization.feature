@@ -50,8 +50,9 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
     And alice has no ACME
     And ivy has no USD
     And the token ACME has a supply of 0
-    When alice subscribes for 100 ACME
+    When alice subscribes for 200 ACME
     Then the request is refused with OFFERING_CLOSED
+    And alice's request for 100 ACME again answers her REFUNDED subscription
     When alice cancels her subscription
     Then the request is refused with CANCEL_CUTOFF_PASSED
     And no money was created or destroyed
@@ -61,7 +62,9 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
     And alice and bob are verified investors from 276 with 10000 USD each
     When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 24 seconds, cancellable until 12 seconds before the end
     And alice subscribes for 300 ACME
-    And alice cancels her subscription
+    And bob cancels alice's subscription
+    Then the request is refused with NOT_FOUND
+    When alice cancels her subscription
     Then alice's subscription is CANCELLED: 0 ACME allocated, 0.00 USD paid and 3000.00 USD refunded
     And alice has 10000.00 USD available and 0.00 USD locked
     When bob subscribes for 200 ACME
@@ -100,7 +103,7 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
   Scenario: Allocated tokens vest in tranches and cannot be sent before they vest
     Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
     And alice and bob are verified investors from 276 with 10000 USD each
-    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds, vesting in 2 tranches every 10 seconds
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds, vesting in 2 tranches every 20 seconds
     And alice subscribes for 101 ACME
     And the offering closes
     Then alice has 2 tranches of ACME vesting: 50 and 51

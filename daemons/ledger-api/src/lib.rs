@@ -42,7 +42,8 @@ pub mod wallet;
 /// reduce-only orders (an order request's and an order record's flag); 17
 /// tokenization (issuers, claims, tokens, offerings, subscriptions,
 /// tranches), its refusals and its two operator action kinds; 18 the
-/// platform's offering fee as the operators' setting.
+/// platform's offering fee as the operators' setting; 19 one subscription
+/// by id, offerings and tranches under a limit.
 pub const FORMAT_VERSION: u16 = 19;
 
 /// The most records one list query returns.

@@ -415,7 +415,9 @@ pub enum Query {
         investor: UserId,
         limit: u32,
     },
-    /// An investor's tranches, vested or not, of their newest subscriptions first.
+    /// An investor's tranches, vested or not, of their newest subscriptions
+    /// first, each subscription's last tranche first: a limit may cut a
+    /// subscription's earliest tranches off.
     Tranches {
         investor: UserId,
         limit: u32,

@@ -170,6 +170,11 @@ fn a_missed_target_refunds_every_subscription_and_issues_nothing() {
     assert_eq!(ledger.kernel().balance(revenue(USD)), 0);
     assert_eq!(ledger.tokenization().tokens()[&ACME].supply, 0);
     assert!(ledger.tokenization().open_offerings().is_empty() && ledger.tokenization().open_subscriptions().is_empty());
+    // A repeated request answers the subscription it made; a new one is told the offering closed; an offering never made is not found.
+    assert_eq!(ok(subscribe(&mut ledger, ALICE, 300, T0 + 32 * DAY)), Outcome::Tokenization(api::Outcome::Subscribed(1)));
+    assert_eq!(refused(subscribe(&mut ledger, ALICE, 400, T0 + 32 * DAY)), LedgerError::OfferingClosed(1));
+    let never = tok(api::Command::Subscribe { investor: ALICE, offering: 2, amount: 100, key: "never".into() });
+    assert_eq!(refused(ledger.apply(&never, T0 + 32 * DAY)), LedgerError::NotFound);
     check(&ledger);
 }
 

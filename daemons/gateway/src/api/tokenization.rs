@@ -509,11 +509,8 @@ impl TokenizationMutation {
     async fn subscribe(&self, ctx: &Context<'_>, offering_id: ID, amount: Dec, idempotency_key: String) -> Result<OfferingSubscription, Error> {
         let investor = caller_id(ctx)?;
         let id = parse_id(&offering_id, "offering")?;
+        // The ledger answers OFFERING_CLOSED for a closed one, after a repeated request's subscription.
         let found = offering(ctx, id).await?.ok_or_else(|| coded("NOT_FOUND", "no such offering"))?;
-        // The ledger keeps only open offerings in memory: it would not find a closed one.
-        if found.status != api::OfferingStatus::Open {
-            return Err(coded("OFFERING_CLOSED", format!("offering {id} has closed: it takes no more subscriptions")));
-        }
         let catalog = Catalog::load(ctx).await?;
         let scale = catalog.asset(found.spec.token).map_or(0, |a| a.scale);
         let amount = amount_units(amount, scale, "amount")?;

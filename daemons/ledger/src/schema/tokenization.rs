@@ -8,7 +8,7 @@ use products::tokenization::{tables, Tokenization, TokenizationChanges, Tokeniza
 use products::wallet::AVAILABLE;
 use storage::{Batch, Store, Table};
 
-use super::{by_id, decode, exact, kernel, key2, meta, newest_of, put_encoded, SchemaError, META};
+use super::{by_id, decode, exact, kernel, key2, meta, newest_of, put_encoded, SchemaError, FILTER_SCAN_MAX, META};
 use crate::query::{limit, Read};
 
 /// User -> ().
@@ -123,10 +123,10 @@ fn all_offerings(store: &Store) -> Result<Vec<Offering>, SchemaError> {
 }
 
 /// At most `limit` offerings, of one token or all, newest first. All are
-/// the newest rows; one token's are found walking back through them all
-/// (offerings are few beside subscriptions: no index by token).
+/// the newest rows; one token's are found among the newest
+/// [`FILTER_SCAN_MAX`] offerings (few beside subscriptions: no index by token).
 fn offerings(store: &Store, token: Option<u32>, limit: usize) -> Result<Vec<Offering>, SchemaError> {
-    let rows = store.scan_prefix(OFFERINGS, &[], if token.is_none() { limit } else { usize::MAX }, true)?;
+    let rows = store.scan_prefix(OFFERINGS, &[], if token.is_none() { limit } else { FILTER_SCAN_MAX }, true)?;
     let mut out = Vec::with_capacity(rows.len().min(limit));
     for (key, value) in rows {
         let offering: Offering = decode(OFFERINGS, &key, &value)?;

@@ -639,7 +639,12 @@ impl Tokenization {
             Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
             Idempotent::New(fingerprint) => fingerprint,
         };
-        let offering = self.state.open_offerings.get(&offering_id).ok_or(LedgerError::NotFound)?;
+        // Only open offerings are kept: one numbered before the next is closed.
+        let offering = match self.state.open_offerings.get(&offering_id) {
+            Some(offering) => offering,
+            None if (1..self.state.next_offering).contains(&offering_id) => return Err(LedgerError::OfferingClosed(offering_id)),
+            None => return Err(LedgerError::NotFound),
+        };
         if at_ms < offering.spec.starts_at_ms || at_ms >= offering.spec.ends_at_ms {
             return Err(LedgerError::OfferingClosed(offering_id));
         }

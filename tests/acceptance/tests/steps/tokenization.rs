@@ -164,7 +164,7 @@ fn subscribes(world: &mut Marionette, name: String, amount: String, _token: Stri
     world.answer = world.ask(
         &name,
         &format!("mutation($o: ID!, $a: Decimal!, $k: String!) {{ subscribe(offeringId: $o, amount: $a, idempotencyKey: $k) {{ {SUBSCRIPTION_FIELDS} }} }}"),
-        json!({ "o": offering, "a": amount, "k": format!("{name}-subscribes-{offering}") }),
+        json!({ "o": offering, "a": amount, "k": subscription_key(&name, &offering, &amount) }),
     );
     if world.answer.get("errors").is_some() {
         return;
@@ -175,9 +175,31 @@ fn subscribes(world: &mut Marionette, name: String, amount: String, _token: Stri
     world.subscriptions.insert(name, subscription["id"].as_str().unwrap().to_string());
 }
 
-#[when(regex = r"^(\w+) cancels (?:her|his) subscription$")]
-fn cancels_subscription(world: &mut Marionette, name: String) {
-    let id = world.subscriptions.get(&name).unwrap_or_else(|| panic!("{name} has not subscribed")).clone();
+/// One request's key: the same investor, offering and amount repeat it.
+fn subscription_key(name: &str, offering: &str, amount: &str) -> String {
+    format!("{name}-subscribes-{offering}-for-{amount}")
+}
+
+#[then(regex = r"^(\w+)'s request for ([\d.]+) \w+ again answers (?:her|his) (\w+) subscription$")]
+fn repeated_subscription(world: &mut Marionette, name: String, amount: String, status: String) {
+    let offering = offering_id(world);
+    let answer = world.ask(
+        &name,
+        &format!("mutation($o: ID!, $a: Decimal!, $k: String!) {{ subscribe(offeringId: $o, amount: $a, idempotencyKey: $k) {{ {SUBSCRIPTION_FIELDS} }} }}"),
+        json!({ "o": offering, "a": amount, "k": subscription_key(&name, &offering, &amount) }),
+    );
+    let subscription = data(&answer, "subscribe");
+    assert_eq!(
+        (subscription["id"].as_str(), subscription["status"].as_str()),
+        (world.subscriptions.get(&name).map(String::as_str), Some(status.as_str())),
+        "{answer}"
+    );
+}
+
+#[when(regex = r"^(\w+) cancels (her|his|\w+'s) subscription$")]
+fn cancels_subscription(world: &mut Marionette, name: String, whose: String) {
+    let owner = whose.strip_suffix("'s").unwrap_or(&name).to_string();
+    let id = world.subscriptions.get(&owner).unwrap_or_else(|| panic!("{owner} has not subscribed")).clone();
     world.answer = world.ask(&name, &format!("mutation($s: ID!) {{ cancelSubscription(subscriptionId: $s) {{ {SUBSCRIPTION_FIELDS} }} }}"), json!({ "s": id }));
 }
 
