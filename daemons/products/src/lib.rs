@@ -261,13 +261,13 @@ macro_rules! registry {
                     if let Some((asset, movement)) = self.token_movement(kernel, command) {
                         let repeated = known_key.or_else(|| idempotency_key(command)).is_some_and(|key| !matches!(kernel.idempotent(&key, &[]), Ok(ledger_core::Idempotent::New(_))));
                         if !repeated {
-                            if let Err(error) = self.tokenization.check_movement(kernel, asset, movement, at_ms) {
+                            if let Err(error) = self.tokenization.check_movement(kernel, &self.spot, asset, movement, at_ms) {
                                 return Applied::refused(error);
                             }
                         }
                     }
                 }
-                match command {
+                let mut applied = match command {
                     Command::CreateAsset(spec) => Applied::new(create_asset(kernel, spec), None),
                     // Ledger::apply_keyed takes these first: they apply other commands.
                     Command::Operators(_) => Applied::refused(LedgerError::BadInput("an operators' command cannot be an action".into())),
@@ -277,7 +277,11 @@ macro_rules! registry {
                         applied.forward_more = self.$field.take_forward_more();
                         applied
                     })*
+                };
+                if applied.outcome.is_ok() && self.tokenization.has_tokens() {
+                    self.keep_token_orders_within_rules(kernel, command, &mut applied, at_ms);
                 }
+                applied
             }
 
             fn frozen_subject(&self, command: &Command) -> Option<UserId> {
@@ -355,6 +359,67 @@ macro_rules! registry {
     };
 }
 
+impl Products {
+    /// Keeps the resting orders on tokens' markets within the tokens'
+    /// rules, as they change: a token's new rules, a user's new claims
+    /// send matching the cancels of what may no longer rest; a buy expires
+    /// when its owner's claims do.
+    fn keep_token_orders_within_rules(&mut self, kernel: &Kernel, command: &Command, applied: &mut Applied, at_ms: u64) {
+        use ledger_api::spot::Command as S;
+        use ledger_api::tokenization::Command as T;
+        match command {
+            Command::Tokenization(T::SetRules { token, .. }) => {
+                let cancels = self.unfit_orders(kernel, *token, None, at_ms);
+                applied.forward_more.extend(cancels);
+            }
+            Command::Tokenization(T::SetClaims { user, claims }) => {
+                let tokens = self.spot.tokens_traded_by(*user);
+                for token in &tokens {
+                    let cancels = self.unfit_orders(kernel, *token, Some(*user), at_ms);
+                    applied.forward_more.extend(cancels);
+                    if let (Some(_), Some(expiry)) = (claims, self.tokenization.claims_expiry(*user, *token)) {
+                        self.spot.expire_buys_by(*token, *user, expiry);
+                    }
+                }
+            }
+            Command::Spot(S::PlaceOrder { user, request, .. }) if request.side == matching_api::Side::Buy => {
+                if let (Some(token), Ok(Outcome::Spot(ledger_api::spot::Outcome::OrderPlaced(id)))) = (self.spot.token_of(request.market), &applied.outcome) {
+                    if let Some(expiry) = self.tokenization.claims_expiry(*user, token) {
+                        self.spot.expire_by(*id, expiry);
+                    }
+                }
+            }
+            Command::Spot(S::PlaceOco { user, request, .. }) if request.side == matching_api::Side::Buy => {
+                if let (Some(token), Ok(Outcome::Spot(ledger_api::spot::Outcome::OcoPlaced { limit, stop }))) =
+                    (self.spot.token_of(request.market), &applied.outcome)
+                {
+                    if let Some(expiry) = self.tokenization.claims_expiry(*user, token) {
+                        self.spot.expire_by(*limit, expiry);
+                        self.spot.expire_by(*stop, expiry);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The cancels of the orders on `token`'s markets (of `only`, or
+    /// everyone's) that its rules no longer let rest.
+    fn unfit_orders(&self, kernel: &Kernel, token: ids::AssetId, only: Option<UserId>, at_ms: u64) -> Vec<matching_api::Command> {
+        let resting = self.spot.resting_on_token(token, only);
+        if resting.is_empty() {
+            return Vec::new();
+        }
+        let unfit = self.tokenization.unfit_orders(kernel, &self.spot, token, &resting, at_ms);
+        self.spot.cancels_of(token, &unfit)
+    }
+
+    /// The same for every token `user` has orders on (their claims or tier changed).
+    fn unfit_orders_of(&self, kernel: &Kernel, user: UserId, at_ms: u64) -> Vec<matching_api::Command> {
+        self.spot.tokens_traded_by(user).into_iter().flat_map(|token| self.unfit_orders(kernel, token, Some(user), at_ms)).collect()
+    }
+}
+
 // The products: one line each.
 registry! {
     Wallet => wallet: wallet::Wallet,
@@ -397,6 +462,7 @@ impl Ledger {
         let mut products = Products::restore(state);
         products.tokenization.mirror_tiers(&products.operators.state().tiers);
         products.tokenization.attach(&mut kernel);
+        products.spot.attach(&kernel);
         Ledger { limits, kernel, products, batch_keys: Vec::new() }
     }
 
@@ -597,7 +663,11 @@ impl Ledger {
                     Err(error) => Applied::refused(error),
                     // Only an operators' command has no action outcome, and no action is one.
                     Ok(None) => Applied::refused(LedgerError::BadInput("an operators' command cannot be an action".into())),
-                    Ok(Some(outcome)) => executed(self.products.operators.executed(proposal, at_ms), outcome, applied.forward),
+                    Ok(Some(outcome)) => {
+                        let mut executed = executed(self.products.operators.executed(proposal, at_ms), outcome, applied.forward);
+                        executed.forward_more = applied.forward_more;
+                        executed
+                    }
                 }
             }
             &Action::AddOperator { user } => {
@@ -649,7 +719,9 @@ impl Ledger {
                 let proposal = operators.executed(proposal, at_ms);
                 operators.set_tier(user, tier);
                 self.products.tokenization.note_tier(user, tier);
-                executed(proposal, ActionOutcome::TierSet { user, tier }, None)
+                let mut applied = executed(proposal, ActionOutcome::TierSet { user, tier }, None);
+                applied.forward_more = self.products.unfit_orders_of(&self.kernel, user, at_ms);
+                applied
             }
         }
     }

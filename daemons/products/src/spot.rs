@@ -25,6 +25,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::perpetual::{OpenOrders, Party, Perpetuals, PerpetualsState, RiskOutcome, NETWORK_USER};
+use crate::tokenization::{Incoming, Movement, Unfit};
 use crate::wallet::{available, locked};
 use crate::{house, key_digest, refusal, ChangeSet, Forward, LedgerLimits, Product};
 
@@ -186,6 +187,11 @@ pub struct Spot {
     perpetuals: Perpetuals,
     /// The open orders of perpetual markets by user and market: the margin they need.
     perpetual_orders: BTreeMap<(UserId, MarketId), BTreeSet<OrderId>>,
+    /// The markets whose base is a token, and their open orders by token
+    /// and user: its rules count the buys on their way ([`Incoming`]) and
+    /// decide, when they change, which orders may keep resting.
+    token_markets: FxHashMap<MarketId, AssetId>,
+    token_orders: BTreeMap<(AssetId, UserId), BTreeSet<OrderId>>,
 }
 
 /// The open orders of perpetual markets as their margin counts them.
@@ -346,6 +352,8 @@ impl Product for Spot {
             fault: None,
             perpetuals: Perpetuals::restore(state.perpetuals),
             perpetual_orders,
+            token_markets: FxHashMap::default(),
+            token_orders: BTreeMap::new(),
         }
     }
 
@@ -461,6 +469,29 @@ impl Product for Spot {
         std::mem::take(&mut self.forward_more)
     }
 
+    /// An order on a token's market: a buy receives what it asks (an
+    /// amend, what it asks more), a sell sends; matching pairs them only
+    /// after both passed, so that no trade breaks the token's rules.
+    fn token_movement(&self, _: &Kernel, command: &Command) -> Option<(AssetId, Movement)> {
+        if self.token_markets.is_empty() {
+            return None;
+        }
+        let (user, market, side, lots) = match command {
+            Command::PlaceOrder { user, request, .. } => (*user, request.market, request.side, request.quantity),
+            Command::PlaceOco { user, request, .. } => (*user, request.market, request.side, request.quantity),
+            Command::AmendOrder { user, order_id, quantity, .. } => {
+                let record = self.orders.get(order_id).filter(|record| record.order.user == *user)?;
+                (*user, record.order.market, record.order.side, quantity.saturating_sub(record.order.quantity))
+            }
+            _ => return None,
+        };
+        let token = *self.token_markets.get(&market)?;
+        let market = self.markets.get(&market)?;
+        // Before matching's checks bound the quantity: an absurd one asks for the most there is.
+        let amount = Amount::from(lots).checked_mul(Amount::from(market.base_units_per_lot)).unwrap_or(Amount::MAX);
+        Some((token, if side == Side::Buy { Movement::Receive { user, amount } } else { Movement::Send { user } }))
+    }
+
     /// A new or amended order.
     fn order_subject(&self, command: &Command) -> Option<UserId> {
         match command {
@@ -520,6 +551,15 @@ impl Product for Spot {
             return Err("an order counted in a perpetual market's margin is not open".into());
         }
         self.perpetuals.check_invariants(kernel)?;
+        let mut token_orders: BTreeMap<(AssetId, UserId), BTreeSet<OrderId>> = BTreeMap::new();
+        for (id, record) in &self.orders {
+            if let Some(token) = self.token_markets.get(&record.order.market) {
+                token_orders.entry((*token, record.order.user)).or_default().insert(*id);
+            }
+        }
+        if token_orders != self.token_orders {
+            return Err("the index of open orders on tokens' markets is not what the open orders say".into());
+        }
         let counted: u32 = self.open_orders_by_user.values().sum();
         if counted as usize != self.orders.len() {
             return Err(format!("{counted} open orders counted per user, {} open", self.orders.len()));
@@ -541,8 +581,112 @@ impl Spot {
         self.counters
     }
 
+    /// Which markets trade a token, from the kernel's followed assets: at every start.
+    pub(crate) fn attach(&mut self, kernel: &Kernel) {
+        self.token_markets = self.markets.values().filter(|market| kernel.holders(market.base).is_some()).map(|market| (market.id(), market.base)).collect();
+        let open: Vec<(MarketId, UserId, OrderId)> = self.orders.iter().map(|(id, record)| (record.order.market, record.order.user, *id)).collect();
+        self.token_orders.clear();
+        for (market, user, id) in open {
+            self.index_token_order(market, user, id, true);
+        }
+    }
+
+    fn index_token_order(&mut self, market: MarketId, user: UserId, order_id: OrderId, open: bool) {
+        if self.token_markets.is_empty() {
+            return;
+        }
+        let Some(token) = self.token_markets.get(&market).copied() else { return };
+        if open {
+            self.token_orders.entry((token, user)).or_default().insert(order_id);
+        } else if let Some(orders) = self.token_orders.get_mut(&(token, user)) {
+            orders.remove(&order_id);
+            if orders.is_empty() {
+                self.token_orders.remove(&(token, user));
+            }
+        }
+    }
+
+    /// The token `market` trades, if it trades one.
+    pub fn token_of(&self, market: MarketId) -> Option<AssetId> {
+        if self.token_markets.is_empty() {
+            return None;
+        }
+        self.token_markets.get(&market).copied()
+    }
+
+    /// The users with orders open on `token`'s markets (or only `only`),
+    /// ascending, and whether they have buys and sells among them.
+    pub(crate) fn resting_on_token(&self, token: AssetId, only: Option<UserId>) -> Vec<(UserId, bool, bool)> {
+        let (from, to) = only.map_or((0, UserId::MAX), |user| (user, user));
+        self.token_orders
+            .range((token, from)..=(token, to))
+            .map(|((_, user), orders)| {
+                let sides = || orders.iter().filter_map(|id| self.orders.get(id)).map(|record| record.order.side);
+                (*user, sides().any(|side| side == Side::Buy), sides().any(|side| side == Side::Sell))
+            })
+            .collect()
+    }
+
+    /// The tokens on whose markets `user` has orders open.
+    pub(crate) fn tokens_traded_by(&self, user: UserId) -> Vec<AssetId> {
+        self.token_orders.keys().filter(|(_, owner)| *owner == user).map(|(token, _)| *token).collect()
+    }
+
+    /// The cancels of the sides of users' orders on `token`'s markets that
+    /// may no longer rest, by user and order id.
+    pub(crate) fn cancels_of(&self, token: AssetId, unfit: &[Unfit]) -> Vec<matching_api::Command> {
+        let mut cancels = Vec::new();
+        for unfit in unfit {
+            for id in self.token_orders.get(&(token, unfit.user)).into_iter().flatten() {
+                let Some(record) = self.orders.get(id) else { continue };
+                let side = record.order.side;
+                if (side == Side::Buy && unfit.buys) || (side == Side::Sell && unfit.sells) {
+                    cancels.push(matching_api::Command::Cancel { market: record.order.market, order_id: *id, user: unfit.user });
+                }
+            }
+        }
+        cancels
+    }
+
+    /// Makes `user`'s resting buys of `token` expire by `at_ms` (their claims' new expiry).
+    /// Renewed claims do not lengthen it: an order keeps the sooner of the two.
+    pub(crate) fn expire_buys_by(&mut self, token: AssetId, user: UserId, at_ms: TimestampMs) {
+        let buys: Vec<OrderId> = self
+            .token_orders
+            .get(&(token, user))
+            .into_iter()
+            .flatten()
+            .filter(|id| self.orders.get(id).is_some_and(|record| record.order.side == Side::Buy))
+            .copied()
+            .collect();
+        for id in buys {
+            self.expire_by(id, at_ms);
+        }
+    }
+
+    /// Makes a resting buy of a token expire by `at_ms` (when its owner's
+    /// claims stop counting), unless it expires sooner. An order that does
+    /// not rest (IOC, FOK, market) is done before then, unless it is a stop
+    /// waiting to fire.
+    pub(crate) fn expire_by(&mut self, order_id: OrderId, at_ms: TimestampMs) {
+        let Some(record) = self.orders.get_mut(&order_id) else { return };
+        if (!record.order.may_rest() && record.trigger.is_none()) || record.expiring || record.expires_at_ms.is_some_and(|expires| expires <= at_ms) {
+            return;
+        }
+        if let Some(expires) = record.expires_at_ms {
+            self.expiries.remove(&(expires, order_id));
+        }
+        record.expires_at_ms = Some(at_ms);
+        self.expiries.insert((at_ms, order_id));
+        self.changes.orders.insert(order_id);
+    }
+
     fn create_market(&mut self, kernel: &Kernel, limits: &LedgerLimits, market: &Market) -> Result<Outcome, LedgerError> {
         self.check_new_market(kernel, limits, market)?;
+        // A token's holders are followed: its rules decide who may trade it.
+        if kernel.holders(market.base).is_some() {
+            self.token_markets.insert(market.id(), market.base);
+        }
         self.markets.insert(market.id(), *market);
         self.changes.markets.push(*market);
         Ok(Outcome::MarketCreated(market.id()))
@@ -556,10 +700,10 @@ impl Spot {
         if market.base == market.quote {
             return Err(LedgerError::BadInput("a market's base and quote differ".into()));
         }
-        // A token's holders are followed: its rules decide who may trade
-        // it, which orders are not yet checked against.
-        if [market.base, market.quote].into_iter().any(|asset| kernel.holders(asset).is_some()) {
-            return Err(LedgerError::BadInput("a token does not trade on the order book yet: orders are not checked against its transfer rules".into()));
+        // A token's holders are followed. It trades as a base, against
+        // money: its rules check a buy as a receipt and a sell as a send.
+        if kernel.holders(market.quote).is_some() {
+            return Err(LedgerError::BadInput("a token is not a market's quote asset: list it as the base, priced in money".into()));
         }
         if market.base_units_per_lot == 0 || market.spec.validate().is_err() {
             return Err(LedgerError::BadInput("the market's tick, lot, fee rates or bounds are out of range".into()));
@@ -700,6 +844,10 @@ impl Spot {
         at_ms: TimestampMs,
     ) -> Result<(), LedgerError> {
         self.check_new_market(kernel, limits, market)?;
+        // A perpetual moves no base: its margin would escape the token's rules on who may hold it.
+        if kernel.holders(market.base).is_some() {
+            return Err(LedgerError::BadInput("a token trades on spot markets only, under its transfer rules".into()));
+        }
         if spec.market != market.id() || spec.collateral != market.quote {
             return Err(LedgerError::BadInput("a perpetual's market and collateral are its listing's id and quote asset".into()));
         }
@@ -1025,6 +1173,7 @@ impl Spot {
             self.expiries.insert((expires_at_ms, order_id));
         }
         self.orders.insert(order_id, record);
+        self.index_token_order(market.id(), user, order_id, true);
         *self.open_orders_by_user.entry(user).or_default() += 1;
         self.changes.orders.insert(order_id);
         if let Some((key, fingerprint)) = idempotency {
@@ -1116,6 +1265,7 @@ impl Spot {
         for (order, trigger, other) in [(limit, None, stop.order.order_id), (stop.order, Some(trigger), limit_id)] {
             let record = OrderRecord { trigger, oco_with: Some(other), ..new_record(order, client_order_id, at_ms) };
             self.orders.insert(order.order_id, record);
+            self.index_token_order(market.id(), user, order.order_id, true);
             self.changes.orders.insert(order.order_id);
         }
         *self.open_orders_by_user.entry(user).or_default() += 2;
@@ -1526,6 +1676,7 @@ impl Spot {
             self.expiries.remove(&(expires_at_ms, order_id));
         }
         let (user, market) = (record.order.user, record.order.market);
+        self.index_token_order(market, user, order_id, false);
         let perpetual = self.is_perpetual(market);
         if perpetual {
             if let Some(orders) = self.perpetual_orders.get_mut(&(user, market)) {
@@ -1679,6 +1830,37 @@ impl Spot {
             orders.push(order_id);
         }
         Outcome::ExpiryRequested { orders }
+    }
+}
+
+/// The open buys on tokens' markets: what each may still bring its owner
+/// (the larger quantity while an amend is on its way; an OCO list's two
+/// orders once, as only one of them can fill).
+impl Incoming for Spot {
+    fn incoming(&self, token: AssetId, user: UserId) -> Amount {
+        let Some(orders) = self.token_orders.get(&(token, user)) else { return 0 };
+        orders
+            .iter()
+            .filter_map(|id| self.orders.get(id))
+            .filter(|record| record.order.side == Side::Buy)
+            .filter(|record| !record.oco_with.is_some_and(|other| other < record.order.order_id && self.orders.contains_key(&other)))
+            .filter_map(|record| {
+                let market = self.markets.get(&record.order.market)?;
+                let mut lots = record.order.quantity.saturating_sub(record.filled);
+                if let Some(terms) = record.amending {
+                    lots = lots.max(terms.quantity.saturating_sub(record.filled));
+                }
+                Some(base_amount(market, lots))
+            })
+            .sum()
+    }
+
+    fn receivers(&self, token: AssetId) -> Vec<UserId> {
+        self.token_orders
+            .range((token, 0)..=(token, UserId::MAX))
+            .filter(|(_, orders)| orders.iter().filter_map(|id| self.orders.get(id)).any(|record| record.order.side == Side::Buy))
+            .map(|((_, user), _)| *user)
+            .collect()
     }
 }
 

@@ -192,9 +192,7 @@ impl Product for Wallet {
             Command::RequestWithdrawal { user, asset, .. } => Some((*asset, Movement::Send { user: *user })),
             // A rejection gives the tokens back: they must fit the rules
             // again (else the operators approve the withdrawal instead).
-            Command::DecideWithdrawal { id, approve: false } => {
-                self.pending.get(id).map(|w| (w.asset, Movement::Receive { user: w.user, amount: w.amount, pending: 0 }))
-            }
+            Command::DecideWithdrawal { id, approve: false } => self.pending.get(id).map(|w| (w.asset, Movement::Receive { user: w.user, amount: w.amount })),
             Command::DecideWithdrawal { approve: true, .. } => None,
         }
     }

@@ -1506,10 +1506,10 @@ fn house_position(world: &mut Marionette, base: String, quote: String, net_base:
 // ---- orders ----
 
 #[given(
-    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?(?: good for (-?\d+) seconds)?$"
+    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) (\w+) (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?(?: good for (-?\d+) seconds)?$"
 )]
 #[when(
-    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) BTC (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?(?: good for (-?\d+) seconds)?$"
+    regex = r"^(\w+) places an? (IOC |FOK |post-only )?(limit|market) (buy|sell) order for ([\d.]+) (\w+) (?:at|with a protection price of) ([\d.]+) USD(?: with self-trade prevention (\w+))?(?: good for (-?\d+) seconds)?$"
 )]
 #[allow(clippy::too_many_arguments)] // one per capture of the step's sentence
 fn places(
@@ -1519,11 +1519,13 @@ fn places(
     kind: String,
     side: String,
     quantity: String,
+    base: String,
     price: String,
     self_trade: String,
     good_for_seconds: String,
 ) {
-    let mut input = json!({ "market": "BTC-USD", "side": side.to_uppercase(), "type": kind.to_uppercase(), "quantity": quantity, "price": price });
+    let market = format!("{base}-USD");
+    let mut input = json!({ "market": market, "side": side.to_uppercase(), "type": kind.to_uppercase(), "quantity": quantity, "price": price });
     match flavour.trim() {
         "IOC" => input["timeInForce"] = json!("IOC"),
         "FOK" => input["timeInForce"] = json!("FOK"),

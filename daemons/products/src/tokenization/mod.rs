@@ -147,12 +147,11 @@ pub enum Movement {
     Send {
         user: UserId,
     },
-    /// To a user from someone not yet known (a buy order): `amount` more,
-    /// with `pending` already on its way in their open buy orders.
+    /// To a user from someone not yet known (a buy order, an allocation):
+    /// `amount` more than they hold and have on its way ([`Incoming`]).
     Receive {
         user: UserId,
         amount: Amount,
-        pending: Amount,
     },
     Transfer {
         from: UserId,
@@ -161,6 +160,38 @@ pub enum Movement {
     },
     /// From outside.
     Deposit,
+}
+
+/// What other products have on its way to users of an asset (the spot
+/// exchange's open buy orders), which a token's balance and holder limits
+/// count as they count open subscriptions: an order let in under the
+/// limits keeps its place, and no fill can break them.
+pub trait Incoming {
+    /// The minor units of `asset` `user`'s open buys may still bring them.
+    fn incoming(&self, asset: AssetId, user: UserId) -> Amount;
+    /// The users with some of `asset` on its way, ascending.
+    fn receivers(&self, asset: AssetId) -> Vec<UserId>;
+}
+
+/// Nothing on its way: for this product's own checks, which the ledger's
+/// dispatch has made with the other products' [`Incoming`] already.
+impl Incoming for () {
+    fn incoming(&self, _: AssetId, _: UserId) -> Amount {
+        0
+    }
+
+    fn receivers(&self, _: AssetId) -> Vec<UserId> {
+        Vec::new()
+    }
+}
+
+/// A side of a user's resting orders on a token's market that the token's
+/// rules no longer let rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unfit {
+    pub user: UserId,
+    pub buys: bool,
+    pub sells: bool,
 }
 
 #[derive(Default)]
@@ -253,6 +284,16 @@ impl Product for Tokenization {
             Command::SetIssuer { user, .. } | Command::SetClaims { user, .. } => Some(*user),
             _ => None,
         })
+    }
+
+    /// A subscription is checked as a receipt of its tokens, open buys counted.
+    fn token_movement(&self, _: &Kernel, command: &Command) -> Option<(AssetId, Movement)> {
+        match command {
+            Command::Subscribe { investor, offering, amount, .. } => {
+                self.state.open_offerings.get(offering).map(|offering| (offering.spec.token, Movement::Receive { user: *investor, amount: *amount }))
+            }
+            _ => None,
+        }
     }
 
     /// A frozen account subscribes to nothing.
@@ -552,11 +593,14 @@ impl Tokenization {
         Ok(Outcome::OfferingCreated(id))
     }
 
-    /// What `user` holds of `token` in every account, and asks for in open subscriptions.
-    fn holding(&self, kernel: &Kernel, token: AssetId, user: UserId) -> (Amount, bool) {
+    /// What `user` holds of `token` in every account, asks for in open
+    /// subscriptions and has on its way; and whether they count among its
+    /// holders already.
+    fn holding(&self, kernel: &Kernel, incoming: &dyn Incoming, token: AssetId, user: UserId) -> (Amount, bool) {
         let held = kernel.balance(available(user, token)) + kernel.balance(locked(user, token)) + kernel.balance(vesting(user, token));
         let subscribed = self.subscribers.get(&(token, user)).copied().unwrap_or(0);
-        (held + subscribed, kernel.is_holder(token, user) || subscribed > 0)
+        let on_its_way = incoming.incoming(token, user);
+        (held + subscribed + on_its_way, kernel.is_holder(token, user) || subscribed > 0 || on_its_way > 0)
     }
 
     /// Keeps the derived indexes as a subscription opens (or closes).
@@ -575,50 +619,101 @@ impl Tokenization {
         }
     }
 
-    /// The token's holders (the issuer not counted) and the investors its
-    /// open subscriptions would make holders.
-    fn counted_holders(&self, kernel: &Kernel, token: &Token) -> u64 {
+    /// The token's holders (the issuer not counted), and the users its open
+    /// subscriptions and open buys would make holders: only when its rules
+    /// limit them (0 otherwise, without counting).
+    fn counted_holders(&self, kernel: &Kernel, incoming: &dyn Incoming, token: &Token) -> u64 {
+        if token.spec.rules.holders_max.is_none() {
+            return 0;
+        }
         let mut count = kernel.holders(token.asset).map_or(0, |holders| holders.len() as u64);
         if kernel.is_holder(token.asset, token.issuer) {
             count -= 1;
         }
-        let newcomers = self
-            .subscribers
-            .range((token.asset, 0)..=(token.asset, UserId::MAX))
-            .filter(|((_, investor), _)| *investor != token.issuer && !kernel.is_holder(token.asset, *investor))
-            .count();
-        count + newcomers as u64
+        count + self.newcomers(kernel, incoming, token).len() as u64
+    }
+
+    /// The users not holding the token whom open subscriptions or open buys would make holders.
+    fn newcomers(&self, kernel: &Kernel, incoming: &dyn Incoming, token: &Token) -> BTreeSet<UserId> {
+        let subscribers = self.subscribers.range((token.asset, 0)..=(token.asset, UserId::MAX)).map(|((_, investor), _)| *investor);
+        subscribers.chain(incoming.receivers(token.asset)).filter(|user| *user != token.issuer && !kernel.is_holder(token.asset, *user)).collect()
     }
 
     fn check_receiver(
         &self,
         kernel: &Kernel,
+        incoming: &dyn Incoming,
         token: &Token,
         user: UserId,
         amount: Amount,
-        pending: Amount,
         at_ms: TimestampMs,
     ) -> Result<(), ComplianceRefusal> {
-        let (holding, counted) = self.holding(kernel, token.asset, user);
-        let receiver =
-            rules::Receiver { user, claims: self.state.claims.get(&user), tier: self.tier(user), holding: holding + pending, counted: counted || pending > 0 };
-        rules::check_receiver(&token.spec.rules, token.issuer, &receiver, amount, self.counted_holders(kernel, token), at_ms)
+        self.check_receiver_among(kernel, incoming, token, user, amount, self.counted_holders(kernel, incoming, token), at_ms)
     }
 
-    /// Whether a token's rules let another product's movement of `asset`
-    /// go ahead; any other asset passes.
-    pub fn check_movement(&self, kernel: &Kernel, asset: AssetId, movement: Movement, at_ms: TimestampMs) -> Result<(), LedgerError> {
+    /// [`Self::check_receiver`] with the holders counted already.
+    #[allow(clippy::too_many_arguments)]
+    fn check_receiver_among(
+        &self,
+        kernel: &Kernel,
+        incoming: &dyn Incoming,
+        token: &Token,
+        user: UserId,
+        amount: Amount,
+        holders: u64,
+        at_ms: TimestampMs,
+    ) -> Result<(), ComplianceRefusal> {
+        let (holding, counted) = self.holding(kernel, incoming, token.asset, user);
+        let receiver = rules::Receiver { user, claims: self.state.claims.get(&user), tier: self.tier(user), holding, counted };
+        rules::check_receiver(&token.spec.rules, token.issuer, &receiver, amount, holders, at_ms)
+    }
+
+    /// Whether a token's rules let a movement of `asset` go ahead, counting
+    /// what `incoming` has on its way; any other asset passes.
+    pub fn check_movement(&self, kernel: &Kernel, incoming: &dyn Incoming, asset: AssetId, movement: Movement, at_ms: TimestampMs) -> Result<(), LedgerError> {
         let Some(token) = self.state.tokens.get(&asset) else { return Ok(()) };
         let rules = &token.spec.rules;
         let result = match movement {
             Movement::Deposit => Err(ComplianceRefusal::NotDepositable),
             Movement::Send { user } => rules::check_sender(rules, token.issuer, user, at_ms),
-            Movement::Receive { user, amount, pending } => self.check_receiver(kernel, token, user, amount, pending, at_ms),
+            Movement::Receive { user, amount } => self.check_receiver(kernel, incoming, token, user, amount, at_ms),
             Movement::Transfer { from, to, amount } => {
-                rules::check_sender(rules, token.issuer, from, at_ms).and_then(|()| self.check_receiver(kernel, token, to, amount, 0, at_ms))
+                rules::check_sender(rules, token.issuer, from, at_ms).and_then(|()| self.check_receiver(kernel, incoming, token, to, amount, at_ms))
             }
         };
         result.map_err(LedgerError::Compliance)
+    }
+
+    /// Of the users with resting orders on `asset`'s markets (`resting`:
+    /// user, has buys, has sells; ascending), those whose buys or sells the
+    /// token's rules no longer let rest, as they stand after a change of
+    /// the rules, a user's claims or tier. A buy must still pass as a
+    /// receiver of nothing more (its claims, tier, country, allowlist, and
+    /// what it holds with everything on its way within the largest
+    /// balance); when the token has more holders and newcomers than it
+    /// allows, every newcomer's buys go; a sell must still pass as a sender.
+    pub fn unfit_orders(&self, kernel: &Kernel, incoming: &dyn Incoming, asset: AssetId, resting: &[(UserId, bool, bool)], at_ms: TimestampMs) -> Vec<Unfit> {
+        let Some(token) = self.state.tokens.get(&asset) else { return Vec::new() };
+        let rules = &token.spec.rules;
+        // Counted once: every resting user is checked against the same count.
+        let holders = self.counted_holders(kernel, incoming, token);
+        let over_holders = rules.holders_max.is_some_and(|max| holders > u64::from(max));
+        let newcomers = if over_holders { self.newcomers(kernel, incoming, token) } else { BTreeSet::new() };
+        resting
+            .iter()
+            .filter_map(|&(user, buys, sells)| {
+                let buys = buys && (newcomers.contains(&user) || self.check_receiver_among(kernel, incoming, token, user, 0, holders, at_ms).is_err());
+                let sells = sells && rules::check_sender(rules, token.issuer, user, at_ms).is_err();
+                (buys || sells).then_some(Unfit { user, buys, sells })
+            })
+            .collect()
+    }
+
+    /// When `user`'s claims stop counting for `token`, if they have any and
+    /// are not its issuer (exempt): their resting buys of it expire then.
+    pub fn claims_expiry(&self, user: UserId, token: AssetId) -> Option<TimestampMs> {
+        let token = self.state.tokens.get(&token)?;
+        (token.issuer != user).then(|| self.state.claims.get(&user).map(|claims| claims.expires_at_ms)).flatten()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -664,7 +759,8 @@ impl Tokenization {
         if self.state.open_subscriptions.len() >= SUBSCRIPTIONS_OPEN_MAX {
             return Err(LedgerError::LimitReached(format!("{SUBSCRIPTIONS_OPEN_MAX} open subscriptions")));
         }
-        self.check_receiver(kernel, token, investor, amount, 0, at_ms).map_err(LedgerError::Compliance)?;
+        // The dispatch checked it with the open buys counted too ([`Product::token_movement`]).
+        self.check_receiver(kernel, &(), token, investor, amount, at_ms).map_err(LedgerError::Compliance)?;
         // Within the hard cap's price, which the offering's creation bounded.
         let payment = (amount / token.spec.lot)
             .checked_mul(lot_price(token, offering.spec.price).expect("checked when the offering was made"))

@@ -302,6 +302,14 @@ fn transfers(world: &mut Marionette, from: String, amount: String, asset: String
     }
 }
 
+#[when(regex = r"^the operators list (\w+)-(\w+) at a tick of ([\d.]+) \w+ and a lot of ([\d.]+) \w+, with fees of ([\d.]+)%$")]
+fn operators_list(world: &mut Marionette, base: String, quote: String, tick: String, lot: String, fee_percent: String) {
+    let rate = (decimal(&fee_percent) / Decimal::ONE_HUNDRED).to_string();
+    let input = json!({ "base": base, "quote": quote, "tickSize": tick, "lotSize": lot, "makerFeeRate": rate, "takerFeeRate": rate });
+    let answer = world.ask("operator", "mutation($i: CreateMarketInput!) { createMarket(input: $i) { id } }", json!({ "i": input }));
+    assert_eq!(data(&answer, "createMarket")["id"], format!("{base}-{quote}"), "{answer}");
+}
+
 #[then(regex = r"^(\w+) has (\d+) tranches of (\w+) vesting: (.+)$")]
 fn tranches_vesting(world: &mut Marionette, name: String, count: usize, token: String, amounts: String) {
     let answer = world.ask(&name, "{ myVesting { token amount vestsAt vested } }", json!({}));
