@@ -100,15 +100,16 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
     And the cap table of ACME is alice 250 (0.833333333333), bob 50 (0.166666666666)
     And no money was created or destroyed
 
-  Scenario: A token's market refuses an order from a country closed to it
-    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000, not for investors from 840
+  Scenario: The token lists when its offering closes, and its market refuses an order from a country closed to it
+    Given the operators set the fees of the markets tokens list on to 0.1%
+    And ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000, not for investors from 840
     And alice and bob are verified investors from 276 with 10000 USD each
     And dave is a verified investor from 840 with 10000 USD
-    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds, listing at a tick of 0.01 USD and a lot of 1 ACME
     And alice subscribes for 300 ACME
     And the offering closes
-    And the operators list ACME-USD at a tick of 0.01 USD and a lot of 1 ACME, with fees of 0.1%
-    And dave places a limit buy order for 10 ACME at 12.00 USD
+    Then the market ACME-USD lists at a tick of 0.01 and a lot of 1, with fees of 0.1%
+    When dave places a limit buy order for 10 ACME at 12.00 USD
     Then the request is refused with COMPLIANCE_REFUSED
     And dave has 10000.00 USD available and 0.00 USD locked
     When bob places a limit buy order for 10 ACME at 12.00 USD

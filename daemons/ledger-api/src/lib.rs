@@ -43,8 +43,9 @@ pub mod wallet;
 /// tokenization (issuers, claims, tokens, offerings, subscriptions,
 /// tranches), its refusals and its two operator action kinds; 18 the
 /// platform's offering fee as the operators' setting; 19 one subscription
-/// by id, offerings and tranches under a limit.
-pub const FORMAT_VERSION: u16 = 19;
+/// by id, offerings and tranches under a limit; 20 an offering's listing
+/// at its close, the operators' listing fees, the markets a tick lists.
+pub const FORMAT_VERSION: u16 = 20;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

@@ -13,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::operators::{ActionKind, Digest};
-use crate::{Amount, AssetId, TimestampMs, UserId};
+use crate::spot::Market;
+use crate::{Amount, AssetId, MarketId, TimestampMs, UserId};
 
 pub type OfferingId = u64;
 pub type SubscriptionId = u64;
@@ -197,6 +198,49 @@ pub struct OfferingSpec {
     /// How long before the end subscriptions can no longer be cancelled.
     pub cancel_cutoff_ms: u64,
     pub vesting: Option<VestingSpec>,
+    /// The spot market the token lists on when the offering closes allocated.
+    pub listing: Option<Listing>,
+}
+
+/// The spot market a token lists on when its offering closes allocated:
+/// the token its base, the offering's payment asset its quote; its fees
+/// are the operators' for listings (`SetListingFees`) at the close. Its
+/// units are [`MarketSpec`](matching_api::MarketSpec)'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Listing {
+    pub quote_units_per_tick_lot: u64,
+    pub tick_lot_scale: u8,
+    /// Token minor units in one of the market's lots: whole lots of the token.
+    pub base_units_per_lot: u64,
+    /// 0 is no band.
+    pub price_band_ppm: u32,
+}
+
+/// The largest price and quantity a listed market takes, as the operators'
+/// own listings (the gateway's `createMarket`).
+pub const LISTING_PRICE_TICKS_MAX: u64 = 1_000_000_000;
+pub const LISTING_QUANTITY_LOTS_MAX: u64 = 1_000_000_000;
+
+impl Listing {
+    /// The market it lists as, under `id`, with the operators' fees.
+    pub fn market(&self, token: AssetId, payment_asset: AssetId, id: MarketId, maker_fee_ppm: u32, taker_fee_ppm: u32) -> Market {
+        Market {
+            base: token,
+            quote: payment_asset,
+            base_units_per_lot: self.base_units_per_lot,
+            trading: true,
+            spec: matching_api::MarketSpec {
+                id,
+                quote_units_per_tick_lot: self.quote_units_per_tick_lot,
+                tick_lot_scale: self.tick_lot_scale,
+                maker_fee_ppm,
+                taker_fee_ppm,
+                price_ticks_max: LISTING_PRICE_TICKS_MAX,
+                quantity_lots_max: LISTING_QUANTITY_LOTS_MAX,
+                price_band_ppm: self.price_band_ppm,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -336,6 +380,9 @@ pub enum Command {
     /// The platform's fee on the proceeds of offerings made from now on,
     /// in basis points: the operators', never the issuer's to choose.
     SetOfferingFee { fee_bps: u32 },
+    /// The fees of the markets tokens list on at their offerings' close
+    /// from now on, in millionths: the operators', as on every market.
+    SetListingFees { maker_fee_ppm: u32, taker_fee_ppm: u32 },
     /// An issuer's new token; the ledger numbers its asset.
     CreateToken { issuer: UserId, spec: Box<TokenSpec> },
     /// The token's issuer changes its rules; they apply from the next command.
@@ -356,7 +403,7 @@ pub enum Command {
 pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
         // Who may issue, and the platform's terms for what they sell.
-        Command::SetIssuer { .. } | Command::SetOfferingFee { .. } => Some(ActionKind::Issuer),
+        Command::SetIssuer { .. } | Command::SetOfferingFee { .. } | Command::SetListingFees { .. } => Some(ActionKind::Issuer),
         Command::SetClaims { .. } => Some(ActionKind::InvestorClaims),
         _ => None,
     }
@@ -370,15 +417,21 @@ pub enum Outcome {
     },
     ClaimsSet(UserId),
     OfferingFeeSet(u32),
+    ListingFeesSet {
+        maker_fee_ppm: u32,
+        taker_fee_ppm: u32,
+    },
     TokenCreated(AssetId),
     RulesSet(AssetId),
     OfferingCreated(OfferingId),
     Subscribed(SubscriptionId),
     SubscriptionCancelled(SubscriptionId),
-    /// The offerings closed and the tranches vested.
+    /// The offerings closed, the tranches vested and the markets tokens
+    /// listed on at their close.
     Ticked {
         offerings_closed: Vec<OfferingId>,
         tranches_vested: u32,
+        markets_listed: Vec<MarketId>,
     },
 }
 
@@ -426,6 +479,8 @@ pub enum Query {
     Issuers,
     /// The platform's fee on new offerings, in basis points.
     OfferingFee,
+    /// The fees of the markets tokens list on, in millionths.
+    ListingFees,
     /// Every holder of the token now, the issuer included.
     CapTable(AssetId),
 }
@@ -441,5 +496,6 @@ pub enum Answer {
     Claims(Option<Claims>),
     Issuers(Vec<UserId>),
     OfferingFee(u32),
+    ListingFees { maker_fee_ppm: u32, taker_fee_ppm: u32 },
     CapTable(Vec<Holding>),
 }

@@ -54,6 +54,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ends_at_ms: 1_702_592_000_000,
         cancel_cutoff_ms: tokenization::CANCEL_CUTOFF_MS_DEFAULT,
         vesting: Some(tokenization::VestingSpec { start_ms: 1_702_592_000_000, period_ms: 2_592_000_000, count: 3 }),
+        listing: Some(tokenization::Listing { quote_units_per_tick_lot: 1, tick_lot_scale: 0, base_units_per_lot: 1, price_band_ppm: 100_000 }),
     };
     let token = tokenization::Token { asset: 4, issuer: 1, spec: token_spec.clone(), supply: 1_000, created_ms: 1_700_000_000_000 };
     let offering = tokenization::Offering {
@@ -648,6 +649,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Command::Tokenization(tokenization::Command::SetIssuer { user: 1, issuer: true }),
                 Command::Tokenization(tokenization::Command::SetClaims { user: 10, claims: Some(claims) }),
                 Command::Tokenization(tokenization::Command::SetOfferingFee { fee_bps: 200 }),
+                Command::Tokenization(tokenization::Command::SetListingFees { maker_fee_ppm: 1_000, taker_fee_ppm: 2_000 }),
                 Command::Tokenization(tokenization::Command::CreateToken { issuer: 1, spec: Box::new(token_spec.clone()) }),
                 Command::Tokenization(tokenization::Command::SetRules { issuer: 1, token: 4, rules: token_spec.rules.clone() }),
                 Command::Tokenization(tokenization::Command::CreateOffering { issuer: 1, spec: Box::new(offering_spec.clone()) }),
@@ -663,12 +665,13 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Outcome::Tokenization(tokenization::Outcome::IssuerSet { user: 1, issuer: true }),
                 Outcome::Tokenization(tokenization::Outcome::ClaimsSet(10)),
                 Outcome::Tokenization(tokenization::Outcome::OfferingFeeSet(200)),
+                Outcome::Tokenization(tokenization::Outcome::ListingFeesSet { maker_fee_ppm: 1_000, taker_fee_ppm: 2_000 }),
                 Outcome::Tokenization(tokenization::Outcome::TokenCreated(4)),
                 Outcome::Tokenization(tokenization::Outcome::RulesSet(4)),
                 Outcome::Tokenization(tokenization::Outcome::OfferingCreated(1)),
                 Outcome::Tokenization(tokenization::Outcome::Subscribed(1)),
                 Outcome::Tokenization(tokenization::Outcome::SubscriptionCancelled(1)),
-                Outcome::Tokenization(tokenization::Outcome::Ticked { offerings_closed: vec![1], tranches_vested: 3 }),
+                Outcome::Tokenization(tokenization::Outcome::Ticked { offerings_closed: vec![1], tranches_vested: 3, markets_listed: vec![2] }),
             ]
             .encode(),
         ),
@@ -692,6 +695,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Query::Tokenization(tokenization::Query::Tranches { investor: 10, limit: 20 }),
                 Query::Tokenization(tokenization::Query::Subscription(7)),
                 Query::Tokenization(tokenization::Query::OfferingFee),
+                Query::Tokenization(tokenization::Query::ListingFees),
                 Query::Tokenization(tokenization::Query::CapTable(4)),
             ]
             .encode(),
@@ -757,20 +761,20 @@ const GOLDEN: &[(&str, &str)] = &[
     ("position record", "cf0fff979abc0405000ac103"),
     ("funding record", "0380a09c82bd31e0e1c903c0cf24c8df0200"),
     ("liquidation record", "01030c80d095ffbc3100d00fc0d52201e0fa200190a922c0f706"),
-    ("tokenization commands", "090600010106010a01fa010280a0f1c2b1340602c8010603010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101060401040201c80601d00f01e80701020a0b0180a0f1c2b13401010605010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd3090306060a019a0503732d3106070a010608"),
-    ("tokenization outcomes", "090600010106010a0602c8010603040604040605010606010607010608010103"),
+    ("tokenization commands", "0a0600010106010a01fa010280a0f1c2b1340602c8010603e807d00f0604010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101060501040201c80601d00f01e80701020a0b0180a0f1c2b13401010606010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd3090301010001a08d0606070a019a0503732d3106080a010609"),
+    ("tokenization outcomes", "0a0600010106010a0602c8010603e807d00f06040406050406060106070106080106090101030102"),
     ("tokenization errors", "0413030dc80613050be807ea071401150180d095ffbc31"),
-    ("tokenization queries", "0809000901010414090301000a09050a0a09060a140904070909090a04"),
+    ("tokenization queries", "0909000901010414090301000a09050a0a09060a140904070909090a090b04"),
     ("token record", "04010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101d00f80d095ffbc31"),
-    ("offering record", "01010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd30903c801010000d00f80897ac0b80280d095ffbc310180e090d3c631"),
+    ("offering record", "01010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd3090301010001a08d06c801010000d00f80897ac0b80280d095ffbc310180e090d3c631"),
     ("subscription record", "01010a9a0590d32802bc04e0f422b0de0580d095ffbc3180e090d3c631"),
     ("tranche record", "01000a04be0180f08ba7d03100"),
     ("holding record", "0abc049e02"),
 ];
 
 #[test]
-fn the_format_is_version_18_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 19, "the golden bytes below are version 19's: a new version writes its own");
+fn the_format_is_version_20_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 20, "the golden bytes below are version 20's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

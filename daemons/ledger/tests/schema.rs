@@ -643,12 +643,14 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
         ends_at_ms,
         cancel_cutoff_ms: DAY,
         vesting,
+        listing: None,
     };
     let mut commands = vec![
         LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
         LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }),
         tok(api::Command::SetIssuer { user: ISSUER, issuer: true }),
         tok(api::Command::SetOfferingFee { fee_bps: 200 }),
+        tok(api::Command::SetListingFees { maker_fee_ppm: 1_000, taker_fee_ppm: 2_000 }),
     ];
     for user in 10..14 {
         commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("d{user}") }));
@@ -667,7 +669,11 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     commands.push(tok(api::Command::CreateToken { issuer: ISSUER, spec: Box::new(spec) }));
     commands.push(tok(api::Command::CreateOffering {
         issuer: ISSUER,
-        spec: Box::new(offering(1_000, Some(VestingSpec { start_ms: T0, period_ms: 40 * DAY, count: 2 }), T0 + 30 * DAY)),
+        spec: Box::new(OfferingSpec {
+            // Listed at the close, under the token's rules: the spot market and the tokens' index are restored.
+            listing: Some(api::Listing { quote_units_per_tick_lot: 1, tick_lot_scale: 0, base_units_per_lot: 1, price_band_ppm: 0 }),
+            ..offering(1_000, Some(VestingSpec { start_ms: T0, period_ms: 40 * DAY, count: 2 }), T0 + 30 * DAY)
+        }),
     }));
     commands.push(tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(offering(500, None, T0 + 60 * DAY)) }));
     for (user, amount) in [(10, 333), (11, 333), (12, 500)] {
@@ -692,6 +698,7 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     let store = open(dir.path());
     let loaded = schema::load(&store).unwrap().expect("written");
     assert_eq!(loaded.state, ledger.state());
+    assert!(loaded.state.spot.markets.values().any(|market| market.base == token), "the close listed the token");
     let state = &loaded.state.tokenization;
     assert_eq!(
         (state.open_offerings.len(), state.open_subscriptions.len(), state.tranches.len()),

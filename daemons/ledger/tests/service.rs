@@ -508,7 +508,11 @@ const DAY: u64 = 86_400_000;
 fn offering_entries(service: &LedgerService) -> Vec<JournalEntry> {
     use ledger_api::tokenization::{self as api, Claims, InvestorCategory, OfferingSpec, TokenSpec, TransferRules, VestingSpec};
     let tok = LedgerCommand::Tokenization;
-    let mut commands = vec![tok(api::Command::SetIssuer { user: ISSUER, issuer: true }), tok(api::Command::SetOfferingFee { fee_bps: 200 })];
+    let mut commands = vec![
+        tok(api::Command::SetIssuer { user: ISSUER, issuer: true }),
+        tok(api::Command::SetOfferingFee { fee_bps: 200 }),
+        tok(api::Command::SetListingFees { maker_fee_ppm: 1_000, taker_fee_ppm: 2_000 }),
+    ];
     for user in 1..=40 {
         commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 1_000_000_000, reference: format!("offering-{user}") }));
         let claims = Claims { country: 250, category: InvestorCategory::Retail, expires_at_ms: T0 + 400 * DAY };
@@ -536,6 +540,7 @@ fn offering_entries(service: &LedgerService) -> Vec<JournalEntry> {
         ends_at_ms: T0 + 30 * DAY,
         cancel_cutoff_ms: DAY,
         vesting: Some(VestingSpec { start_ms: T0, period_ms: 40 * DAY, count: 3 }),
+        listing: Some(api::Listing { quote_units_per_tick_lot: 1, tick_lot_scale: 0, base_units_per_lot: 1, price_band_ppm: 0 }),
     };
     commands.push(tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(offering) }));
     for user in 1..=40 {
@@ -565,6 +570,10 @@ fn closed_as_expected(service: &LedgerService) {
     let raised = ledger.kernel().balance(products::wallet::available(ISSUER, USD)) + ledger.kernel().balance(products::house::revenue(USD));
     assert_eq!(raised, 1_000 * 10_000_000);
     let state = ledger.state();
+    // The close lists the token, once, with the operators' listing fees.
+    let listed: Vec<_> = state.spot.markets.values().filter(|market| market.base == TOKEN && market.quote == USD).collect();
+    assert_eq!(listed.len(), 1, "{:?}", state.spot.markets);
+    assert_eq!((listed[0].spec.maker_fee_ppm, listed[0].spec.taker_fee_ppm), (1_000, 2_000));
     for asset in [BTC, USD, TOKEN] {
         assert_eq!(state.kernel.balances.iter().filter(|(a, _)| a.asset == asset).map(|(_, b)| *b).sum::<i128>(), 0, "asset {asset}");
     }

@@ -279,7 +279,7 @@ macro_rules! registry {
                     })*
                 };
                 if applied.outcome.is_ok() && self.tokenization.has_tokens() {
-                    self.keep_token_orders_within_rules(kernel, command, &mut applied, at_ms);
+                    self.keep_token_orders_within_rules(kernel, limits, command, &mut applied, at_ms);
                 }
                 applied
             }
@@ -364,10 +364,25 @@ impl Products {
     /// rules, as they change: a token's new rules, a user's new claims
     /// send matching the cancels of what may no longer rest; a buy expires
     /// when its owner's claims do.
-    fn keep_token_orders_within_rules(&mut self, kernel: &Kernel, command: &Command, applied: &mut Applied, at_ms: u64) {
+    /// And lists the markets of the offerings a tick closed.
+    fn keep_token_orders_within_rules(&mut self, kernel: &Kernel, limits: &LedgerLimits, command: &Command, applied: &mut Applied, at_ms: u64) {
         use ledger_api::spot::Command as S;
         use ledger_api::tokenization::Command as T;
         match command {
+            Command::Tokenization(T::Tick) => {
+                let mut listed = Vec::new();
+                for market in self.tokenization.take_listings() {
+                    // A later offering of a listed token lists nothing; nor does a
+                    // listing beyond the markets' limit (the operators list it then).
+                    if let Some(market) = self.spot.list_token(kernel, limits, market) {
+                        applied.forward_more.push(matching_api::Command::AddMarket(market.spec));
+                        listed.push(market.id());
+                    }
+                }
+                if let Ok(Outcome::Tokenization(ledger_api::tokenization::Outcome::Ticked { markets_listed, .. })) = &mut applied.outcome {
+                    *markets_listed = listed;
+                }
+            }
             Command::Tokenization(T::SetRules { token, .. }) => {
                 let cancels = self.unfit_orders(kernel, *token, None, at_ms);
                 applied.forward_more.extend(cancels);

@@ -581,6 +581,17 @@ impl Spot {
         self.counters
     }
 
+    /// Lists a token's market at its offering's close under the next free
+    /// id, unless the pair trades already or cannot be listed (the
+    /// markets' limit): the market as listed.
+    pub(crate) fn list_token(&mut self, kernel: &Kernel, limits: &LedgerLimits, mut market: Market) -> Option<Market> {
+        if self.markets.values().any(|listed| listed.base == market.base && listed.quote == market.quote) {
+            return None;
+        }
+        market.spec.id = self.markets.keys().max().map_or(Some(1), |id| id.checked_add(1))?;
+        self.create_market(kernel, limits, &market).ok().map(|_| market)
+    }
+
     /// Which markets trade a token, from the kernel's followed assets: at every start.
     pub(crate) fn attach(&mut self, kernel: &Kernel) {
         self.token_markets = self.markets.values().filter(|market| kernel.holders(market.base).is_some()).map(|market| (market.id(), market.base)).collect();

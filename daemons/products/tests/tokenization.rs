@@ -102,6 +102,7 @@ fn offering_spec(vesting: Option<VestingSpec>) -> OfferingSpec {
         ends_at_ms: T0 + 30 * DAY,
         cancel_cutoff_ms: api::CANCEL_CUTOFF_MS_DEFAULT,
         vesting,
+        listing: None,
     }
 }
 
@@ -144,7 +145,7 @@ fn an_oversubscribed_offering_is_allocated_pro_rata_with_its_remainders() {
     ok(ledger.apply(&tok(api::Command::Tick), T0 + 30 * DAY - 1));
     assert_eq!(ledger.tokenization().open_offerings().len(), 1);
     let closed = ok(ledger.apply(&tok(api::Command::Tick), T0 + 30 * DAY));
-    assert_eq!(closed, Outcome::Tokenization(api::Outcome::Ticked { offerings_closed: vec![1], tranches_vested: 0 }));
+    assert_eq!(closed, Outcome::Tokenization(api::Outcome::Ticked { offerings_closed: vec![1], tranches_vested: 0, markets_listed: vec![] }));
     // 286, 285, 429 tokens; 2,860.00, 2,850.00, 4,290.00 paid; 470.00, 480.00, 710.00 back.
     for (investor, tokens, paid) in [(ALICE, 286, 286_000), (BOB, 285, 285_000), (CAROL, 429, 429_000)] {
         assert_eq!(balance(&ledger, investor, ACME), tokens, "user {investor}'s tokens");
@@ -305,7 +306,7 @@ fn vesting_tranches_are_locked_until_their_time() {
     assert!(matches!(refused(ledger.apply(&send(1, "a"), T0 + 31 * DAY)), LedgerError::InsufficientFunds { .. }));
     assert_eq!(ledger.tokenization().next_tick(), Some(T0 + 61 * DAY));
     let vested = ok(ledger.apply(&tok(api::Command::Tick), T0 + 61 * DAY));
-    assert_eq!(vested, Outcome::Tokenization(api::Outcome::Ticked { offerings_closed: vec![], tranches_vested: 3 }));
+    assert_eq!(vested, Outcome::Tokenization(api::Outcome::Ticked { offerings_closed: vec![], tranches_vested: 3, markets_listed: vec![] }));
     assert_eq!(balance(&ledger, CAROL, ACME), 143);
     assert_eq!(ledger.kernel().balance(vesting(CAROL, ACME)), 286);
     assert!(matches!(refused(ledger.apply(&send(144, "b"), T0 + 62 * DAY)), LedgerError::InsufficientFunds { .. }));
@@ -597,6 +598,48 @@ fn open_buys_count_among_holders_and_end_with_their_claims() {
     exchange.forward(applied.forward_more);
     assert_eq!(exchange.status(alice_buy), OrderStatus::PartiallyFilled);
     check(&exchange.ledger);
+}
+
+#[test]
+fn an_allocated_offering_lists_its_token_at_the_close() {
+    let mut ledger = ledger();
+    ok(ledger.apply(&tok(api::Command::SetListingFees { maker_fee_ppm: 1_000, taker_fee_ppm: 2_000 }), T0));
+    ok(ledger.apply(&tok(api::Command::CreateToken { issuer: ISSUER, spec: Box::new(token_spec(TransferRules::default())) }), T0));
+    let listing = api::Listing { quote_units_per_tick_lot: 1, tick_lot_scale: 0, base_units_per_lot: 1, price_band_ppm: 100_000 };
+    let offer = |ledger: &mut Ledger, starts_at_ms: u64, listing: Option<api::Listing>| {
+        let spec = OfferingSpec { starts_at_ms, ends_at_ms: starts_at_ms + 30 * DAY, listing, ..offering_spec(None) };
+        ledger.apply(&tok(api::Command::CreateOffering { issuer: ISSUER, spec: Box::new(spec) }), starts_at_ms)
+    };
+    // A lot of no tokens lists nothing: refused when the offering is made.
+    assert!(matches!(refused(offer(&mut ledger, T0, Some(api::Listing { base_units_per_lot: 0, ..listing }))), LedgerError::BadInput(_)));
+    // Below its target, an offering lists nothing.
+    ok(offer(&mut ledger, T0, Some(listing)));
+    ok(subscribe(&mut ledger, ALICE, 100, T0 + DAY));
+    let applied = ledger.apply(&tok(api::Command::Tick), T0 + 30 * DAY);
+    assert_eq!(ok(applied.clone()), Outcome::Tokenization(api::Outcome::Ticked { offerings_closed: vec![1], tranches_vested: 0, markets_listed: vec![] }));
+    assert!(applied.forward_more.is_empty());
+    // Allocated, it lists ACME against USD with the operators' fees, and matching is told.
+    ok(offer(&mut ledger, T0 + 30 * DAY, Some(listing)));
+    ok(ledger.apply(&tok(api::Command::Subscribe { investor: ALICE, offering: 2, amount: 600, key: "s2".into() }), T0 + 31 * DAY));
+    let applied = ledger.apply(&tok(api::Command::Tick), T0 + 60 * DAY);
+    assert_eq!(ok(applied.clone()), Outcome::Tokenization(api::Outcome::Ticked { offerings_closed: vec![2], tranches_vested: 0, markets_listed: vec![1] }));
+    let market = *ledger.spot().market(1).expect("listed");
+    assert_eq!((market.base, market.quote, market.base_units_per_lot, market.trading), (ACME, USD, 1, true));
+    assert_eq!((market.spec.maker_fee_ppm, market.spec.taker_fee_ppm, market.spec.price_band_ppm), (1_000, 2_000, 100_000));
+    assert_eq!(applied.forward_more, vec![matching_core::Command::AddMarket(market.spec)]);
+    assert_eq!(ledger.take_changes().spot.markets, vec![market], "stored");
+    check(&ledger);
+    // A later offering of the token lists nothing more; after a restart, the market is still the token's.
+    ok(offer(&mut ledger, T0 + 60 * DAY, Some(listing)));
+    ok(ledger.apply(&tok(api::Command::Subscribe { investor: BOB, offering: 3, amount: 600, key: "s3".into() }), T0 + 61 * DAY));
+    let applied = ledger.apply(&tok(api::Command::Tick), T0 + 90 * DAY);
+    assert_eq!(ok(applied.clone()), Outcome::Tokenization(api::Outcome::Ticked { offerings_closed: vec![3], tranches_vested: 0, markets_listed: vec![] }));
+    assert!(applied.forward_more.is_empty());
+    let mut ledger = Ledger::restore(LedgerLimits::default(), ledger.state());
+    let (stranger, request) = (200, OrderRequest { market: 1, ..limit(Side::Buy, 1_000, 1) });
+    let error = refused(ledger.apply(&Command::Spot(spot::Command::PlaceOrder { user: stranger, request, client_order_id: None }), T0 + 90 * DAY));
+    assert_eq!(error, LedgerError::Compliance(ComplianceRefusal::NotVerified(stranger)), "the listed market is under the token's rules");
+    check(&ledger);
 }
 
 #[derive(Clone, Debug)]

@@ -179,6 +179,9 @@ pub(crate) fn describe_action(catalog: &Catalog, action: &Action) -> String {
             ActionCommand::Tokenization(tokenization::Command::SetOfferingFee { fee_bps }) => {
                 format!("set the platform's fee on new offerings to {fee_bps} basis points of what they raise")
             }
+            ActionCommand::Tokenization(tokenization::Command::SetListingFees { maker_fee_ppm, taker_fee_ppm }) => format!(
+                "set the fees of the markets tokens list on at their offerings' close to {maker_fee_ppm} (maker) and {taker_fee_ppm} (taker) millionths of a trade's value"
+            ),
             other => format!("{other:?}"),
         },
     }

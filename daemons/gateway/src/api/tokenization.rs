@@ -134,6 +134,25 @@ pub struct Vesting {
     pub tranches: i32,
 }
 
+/// The spot market a token lists on when its offering closes allocated,
+/// priced in the offering's payment asset; its fees are the operators'
+/// (`listingFees`) at the close.
+#[derive(SimpleObject)]
+pub struct OfferingListing {
+    pub tick_size: Dec,
+    pub lot_size: Dec,
+    /// How far a limit price may be from the last trade (0.1 is 10%); none for no band.
+    pub price_band: Option<Dec>,
+}
+
+/// The fees of the markets tokens list on at their offerings' close, as
+/// fractions of a trade's value (0.001 is 0.1%).
+#[derive(SimpleObject)]
+pub struct ListingFees {
+    pub maker_fee_rate: Dec,
+    pub taker_fee_rate: Dec,
+}
+
 #[derive(SimpleObject)]
 pub struct Offering {
     pub id: ID,
@@ -155,6 +174,8 @@ pub struct Offering {
     /// The platform's fee on the proceeds, in basis points.
     pub fee_bps: i32,
     pub vesting: Option<Vesting>,
+    /// Where the token trades once the offering closes allocated.
+    pub listing: Option<OfferingListing>,
     pub status: OfferingStatus,
     /// Tokens the open subscriptions ask for, and how many are open.
     pub subscribed: Dec,
@@ -351,6 +372,15 @@ impl TokenizationQuery {
         }
     }
 
+    /// The fees of the markets tokens list on at their offerings' close.
+    async fn listing_fees(&self, ctx: &Context<'_>) -> Result<ListingFees, Error> {
+        caller(ctx)?;
+        match ask_tokenization(ctx, api::Query::ListingFees).await? {
+            api::Answer::ListingFees { maker_fee_ppm, taker_fee_ppm } => Ok(listing_fees(maker_fee_ppm, taker_fee_ppm)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Every holder of a token now, the issuer included, largest first
     /// (its issuer and operators only).
     async fn cap_table(&self, ctx: &Context<'_>, token: String) -> Result<Vec<CapTableEntry>, Error> {
@@ -456,6 +486,10 @@ impl TokenizationMutation {
         vesting_start: Option<DateTime>,
         vesting_period_seconds: Option<i64>,
         vesting_tranches: Option<i32>,
+        #[graphql(desc = "The tick of the spot market the token lists on at the close, in the payment asset (with listLotSize; none: no listing).")]
+        list_tick_size: Option<Dec>,
+        #[graphql(desc = "The lot of that market, in tokens: whole lots of the token.")] list_lot_size: Option<Dec>,
+        #[graphql(desc = "How far a limit price may be from the last trade on that market (0.1 is 10%); none for no band.")] list_price_band: Option<Dec>,
     ) -> Result<Offering, Error> {
         let issuer = caller_id(ctx)?;
         let catalog = Catalog::load(ctx).await?;
@@ -479,6 +513,26 @@ impl TokenizationMutation {
             }),
             _ => return Err(coded("BAD_USER_INPUT", "vesting needs vestingPeriodSeconds and vestingTranches (vestingStart: the end when not named)")),
         };
+        let listing = match (list_tick_size, list_lot_size) {
+            (None, None) if list_price_band.is_none() => None,
+            (Some(tick), Some(lot)) => {
+                let units = crate::units::market_units(tick.0, lot.0, token_spec.scale, payment.scale).map_err(|(code, message)| coded(code, message))?;
+                let price_band_ppm = match list_price_band {
+                    None => 0,
+                    Some(band) => u32::try_from(to_units(band.0, 6, "listPriceBand").map_err(|(code, message)| coded(code, message))?)
+                        .ok()
+                        .filter(|ppm| (1..=matching_api::PRICE_BAND_PPM_MAX).contains(ppm))
+                        .ok_or_else(|| coded("BAD_USER_INPUT", "listPriceBand is above 0 and at most 1 (leave it out for no band)"))?,
+                };
+                Some(api::Listing {
+                    quote_units_per_tick_lot: units.quote_units_per_tick_lot,
+                    tick_lot_scale: units.tick_lot_scale,
+                    base_units_per_lot: units.base_units_per_lot,
+                    price_band_ppm,
+                })
+            }
+            _ => return Err(coded("BAD_USER_INPUT", "a listing needs listTickSize and listLotSize (listPriceBand optional)")),
+        };
         let spec = api::OfferingSpec {
             token: token_spec.id,
             payment_asset: payment.id,
@@ -491,6 +545,7 @@ impl TokenizationMutation {
             ends_at_ms,
             cancel_cutoff_ms,
             vesting,
+            listing,
         };
         let id = match run_tokenization(ctx, Command::CreateOffering { issuer, spec: Box::new(spec) }).await? {
             api::Outcome::OfferingCreated(id) => id,
@@ -604,6 +659,26 @@ impl TokenizationMutation {
             other => Err(unexpected(other)),
         }
     }
+
+    /// Proposes the fees of the markets tokens list on at their offerings'
+    /// close from now on, as fractions of a trade's value (0 to 1; operators,
+    /// `approvals.issuer` of them).
+    async fn set_listing_fees(&self, ctx: &Context<'_>, maker_fee_rate: Dec, taker_fee_rate: Dec) -> Result<ListingFees, Error> {
+        let ppm = |rate: Dec, field: &str| -> Result<u32, Error> {
+            let ppm = to_units(rate.0, 6, field).map_err(|(code, message)| coded(code, message))?;
+            u32::try_from(ppm).ok().filter(|ppm| *ppm <= matching_api::FEE_RATE_PPM_MAX).ok_or_else(|| coded("BAD_USER_INPUT", format!("{field} is 0 to 1")))
+        };
+        let command = Command::SetListingFees { maker_fee_ppm: ppm(maker_fee_rate, "makerFeeRate")?, taker_fee_ppm: ppm(taker_fee_rate, "takerFeeRate")? };
+        match operate(ctx, ledger_api::Command::Tokenization(command)).await? {
+            Outcome::Tokenization(api::Outcome::ListingFeesSet { maker_fee_ppm, taker_fee_ppm }) => Ok(listing_fees(maker_fee_ppm, taker_fee_ppm)),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn listing_fees(maker_fee_ppm: u32, taker_fee_ppm: u32) -> ListingFees {
+    let rate = |ppm: u32| Dec(Decimal::new(ppm.into(), 6).normalize());
+    ListingFees { maker_fee_rate: rate(maker_fee_ppm), taker_fee_rate: rate(taker_fee_ppm) }
 }
 
 async fn run_tokenization(ctx: &Context<'_>, command: Command) -> Result<api::Outcome, Error> {
@@ -841,6 +916,15 @@ fn api_offering(catalog: &Catalog, offering: &api::Offering) -> Offering {
             start: at(v.start_ms),
             period_seconds: (v.period_ms / 1_000).min(i64::MAX as u64) as i64,
             tranches: v.count.min(i32::MAX as u32) as i32,
+        }),
+        listing: spec.listing.and_then(|listing| {
+            let (token, payment) = (catalog.asset(spec.token)?, catalog.asset(spec.payment_asset)?);
+            let terms = crate::units::market_terms(&listing.market(spec.token, spec.payment_asset, 0, 0, 0), token, payment);
+            Some(OfferingListing {
+                tick_size: Dec(terms.tick_size),
+                lot_size: Dec(terms.lot_size),
+                price_band: (listing.price_band_ppm > 0).then(|| Dec(Decimal::new(listing.price_band_ppm.into(), 6).normalize())),
+            })
         }),
         status: match offering.status {
             api::OfferingStatus::Open => OfferingStatus::Open,

@@ -33,6 +33,8 @@ pub const TABLES: &[Table] = &[ISSUERS, CLAIMS, TOKENS, OFFERINGS, SUBSCRIPTIONS
 const META_NEXT_OFFERING: &[u8] = b"tokenization.next_offering";
 const META_NEXT_SUBSCRIPTION: &[u8] = b"tokenization.next_subscription";
 const META_OFFERING_FEE: &[u8] = b"tokenization.offering_fee_bps";
+/// The listings' fees: (maker, taker) in millionths.
+const META_LISTING_FEES: &[u8] = b"tokenization.listing_fees_ppm";
 
 fn tranche_key(tranche: &Tranche) -> [u8; 20] {
     let mut key = [0; 20];
@@ -74,14 +76,18 @@ pub fn write(batch: &mut Batch, tokenization: &Tokenization, changes: &Tokenizat
         put_encoded(batch, META, META_NEXT_OFFERING, &state.0);
         put_encoded(batch, META, META_NEXT_SUBSCRIPTION, &state.1);
         put_encoded(batch, META, META_OFFERING_FEE, &tokenization.offering_fee_bps());
+        put_encoded(batch, META, META_LISTING_FEES, &tokenization.listing_fees());
     }
 }
 
 pub fn load(store: &Store) -> Result<TokenizationState, SchemaError> {
+    let listing_fees: (u32, u32) = meta(store, META_LISTING_FEES)?.unwrap_or((0, 0));
     let mut state = TokenizationState {
         next_offering: meta(store, META_NEXT_OFFERING)?.unwrap_or(1),
         next_subscription: meta(store, META_NEXT_SUBSCRIPTION)?.unwrap_or(1),
         offering_fee_bps: meta(store, META_OFFERING_FEE)?.unwrap_or(0),
+        listing_maker_fee_ppm: listing_fees.0,
+        listing_taker_fee_ppm: listing_fees.1,
         ..TokenizationState::default()
     };
     for item in store.scan_all(ISSUERS) {
@@ -193,6 +199,10 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
         }
         Query::Tranches { investor, limit: n } => Answer::Tranches(tranches_of(store, investor, limit(n)?)?),
         Query::OfferingFee => Answer::OfferingFee(meta(store, META_OFFERING_FEE)?.unwrap_or(0)),
+        Query::ListingFees => {
+            let (maker_fee_ppm, taker_fee_ppm) = meta(store, META_LISTING_FEES)?.unwrap_or((0, 0));
+            Answer::ListingFees { maker_fee_ppm, taker_fee_ppm }
+        }
         Query::Claims(user) => Answer::Claims(by_id::<Claims>(store, CLAIMS, user)?),
         Query::Issuers => Answer::Issuers(
             store

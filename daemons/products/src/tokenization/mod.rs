@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use compact_str::format_compact;
 use ids::{Amount, AssetId, TimestampMs, UserId};
+use ledger_api::spot::Market;
 use ledger_api::tokenization::{
     self as api, Claims, Command, ComplianceRefusal, Offering, OfferingId, OfferingSpec, OfferingStatus, Outcome, Subscription, SubscriptionId,
     SubscriptionStatus, Token, TokenSpec, Tranche, TransferRules, AMOUNT_BOUND, FEE_BPS_MAX, TRANCHES_MAX, URL_BYTES_MAX,
@@ -112,6 +113,9 @@ pub struct TokenizationState {
     pub next_subscription: SubscriptionId,
     /// The platform's fee on new offerings, in basis points.
     pub offering_fee_bps: u32,
+    /// The fees of the markets tokens list on at their close, in millionths.
+    pub listing_maker_fee_ppm: u32,
+    pub listing_taker_fee_ppm: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -208,6 +212,8 @@ pub struct Tokenization {
     by_offering: BTreeSet<(OfferingId, UserId, SubscriptionId)>,
     subscribers: BTreeMap<(AssetId, UserId), Amount>,
     changes: TokenizationChanges,
+    /// The markets the last tick's closes list (their ids for the ledger to choose).
+    listings: Vec<Market>,
 }
 
 impl Product for Tokenization {
@@ -232,6 +238,7 @@ impl Product for Tokenization {
             by_offering: BTreeSet::new(),
             subscribers: BTreeMap::new(),
             changes: TokenizationChanges::default(),
+            listings: Vec::new(),
         };
         for subscription in state.open_subscriptions.values() {
             let token = state.open_offerings.get(&subscription.offering).map_or(0, |offering| offering.spec.token);
@@ -268,6 +275,7 @@ impl Product for Tokenization {
             &Command::SetIssuer { user, issuer } => self.set_issuer(user, issuer),
             &Command::SetClaims { user, claims } => self.set_claims(user, claims),
             &Command::SetOfferingFee { fee_bps } => self.set_offering_fee(fee_bps),
+            &Command::SetListingFees { maker_fee_ppm, taker_fee_ppm } => self.set_listing_fees(maker_fee_ppm, taker_fee_ppm),
             Command::CreateToken { issuer, spec } => self.create_token(kernel, limits, *issuer, spec, at_ms),
             Command::SetRules { issuer, token, rules } => self.set_rules(*issuer, *token, rules),
             Command::CreateOffering { issuer, spec } => self.create_offering(kernel, *issuer, spec, at_ms),
@@ -478,6 +486,27 @@ impl Tokenization {
         self.state.offering_fee_bps
     }
 
+    fn set_listing_fees(&mut self, maker_fee_ppm: u32, taker_fee_ppm: u32) -> Result<Outcome, LedgerError> {
+        if maker_fee_ppm > matching_api::FEE_RATE_PPM_MAX || taker_fee_ppm > matching_api::FEE_RATE_PPM_MAX {
+            return Err(LedgerError::BadInput(format!("a market's fee is at most {} millionths", matching_api::FEE_RATE_PPM_MAX)));
+        }
+        self.state.listing_maker_fee_ppm = maker_fee_ppm;
+        self.state.listing_taker_fee_ppm = taker_fee_ppm;
+        self.changes.counters = true;
+        Ok(Outcome::ListingFeesSet { maker_fee_ppm, taker_fee_ppm })
+    }
+
+    /// The fees of the markets tokens list on, in millionths: maker, taker.
+    pub fn listing_fees(&self) -> (u32, u32) {
+        (self.state.listing_maker_fee_ppm, self.state.listing_taker_fee_ppm)
+    }
+
+    /// The markets the last tick's closes list, for the ledger to number and
+    /// list (its spot exchange's): taken once.
+    pub(crate) fn take_listings(&mut self) -> Vec<Market> {
+        std::mem::take(&mut self.listings)
+    }
+
     fn issuer_of(&self, issuer: UserId, token: AssetId) -> Result<&Token, LedgerError> {
         let token = self.state.tokens.get(&token).ok_or(LedgerError::UnknownAsset(token))?;
         if token.issuer != issuer {
@@ -557,6 +586,15 @@ impl Tokenization {
             return Err(LedgerError::BadInput(
                 "an offering starts before it ends, ends in the future, and its cancel cut-off fits between its start and end".into(),
             ));
+        }
+        if let Some(listing) = spec.listing {
+            // Checked as the market it will be, under any id, with the highest fees it could have.
+            let market = listing.market(spec.token, spec.payment_asset, 1, matching_api::FEE_RATE_PPM_MAX, matching_api::FEE_RATE_PPM_MAX);
+            if listing.base_units_per_lot == 0 || i128::from(listing.base_units_per_lot) % lot != 0 || market.spec.validate().is_err() {
+                return Err(LedgerError::BadInput(
+                    "the listing's lot is a whole number of the token's lots, and its tick, lot and band are within a market's bounds".into(),
+                ));
+            }
         }
         if let Some(vesting) = spec.vesting {
             if !(1..=TRANCHES_MAX).contains(&vesting.count) || vesting.period_ms == 0 {
@@ -825,6 +863,7 @@ impl Tokenization {
     }
 
     fn tick(&mut self, kernel: &mut Kernel, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        self.listings.clear();
         let due: Vec<OfferingId> = self.ends.iter().take_while(|(end, _)| *end <= at_ms).take(OFFERINGS_CLOSED_PER_TICK).map(|(_, id)| *id).collect();
         for id in &due {
             self.close(kernel, *id, at_ms)?;
@@ -838,7 +877,8 @@ impl Tokenization {
             self.vests.remove(&(*at, *subscription, *index));
             self.changes.tranches.push(Tranche { vested: true, ..tranche });
         }
-        Ok(Outcome::Ticked { offerings_closed: due, tranches_vested: vesting.len() as u32 })
+        // The ledger numbers and lists the closes' markets (`markets_listed`).
+        Ok(Outcome::Ticked { offerings_closed: due, tranches_vested: vesting.len() as u32, markets_listed: Vec::new() })
     }
 
     /// Closes an offering whose end has passed, in this one command: the
@@ -945,6 +985,10 @@ impl Tokenization {
             allocation::Close::Allocated(_) => OfferingStatus::Allocated,
             allocation::Close::Refunded => OfferingStatus::Refunded,
         };
+        if let (OfferingStatus::Allocated, Some(listing)) = (status, offering.spec.listing) {
+            let (maker, taker) = self.listing_fees();
+            self.listings.push(listing.market(token.asset, payment_asset, 0, maker, taker));
+        }
         let token = self.state.tokens.get_mut(&token.asset).expect("cloned above");
         token.supply += issued_total;
         self.changes.tokens.push(token.clone());

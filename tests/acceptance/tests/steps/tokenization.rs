@@ -110,7 +110,7 @@ fn creates_token(world: &mut Marionette, name: String, symbol: String, decimals:
 }
 
 #[when(
-    regex = r"^(\w+) offers ([\d.]+) (\w+) at ([\d.]+) (\w+) each, a target of ([\d.]+), ([\d.]+) to ([\d.]+) per investor, for (\d+) seconds(?:, cancellable until (\d+) seconds before the end)?(?:, vesting in (\d+) tranches every (\d+) seconds)?$"
+    regex = r"^(\w+) offers ([\d.]+) (\w+) at ([\d.]+) (\w+) each, a target of ([\d.]+), ([\d.]+) to ([\d.]+) per investor, for (\d+) seconds(?:, cancellable until (\d+) seconds before the end)?(?:, vesting in (\d+) tranches every (\d+) seconds)?(?:, listing at a tick of ([\d.]+) \w+ and a lot of ([\d.]+) \w+)?$"
 )]
 #[allow(clippy::too_many_arguments)]
 fn offers(
@@ -127,6 +127,8 @@ fn offers(
     cutoff: String,
     tranches: String,
     period: String,
+    list_tick: String,
+    list_lot: String,
 ) {
     // The shipped cut-off, 48 hours before the end, does not fit an
     // offering of seconds: one second unless the scenario names one.
@@ -137,14 +139,16 @@ fn offers(
     };
     let answer = world.ask(
         &name,
-        "mutation($t: String!, $p: String!, $price: Decimal!, $soft: Decimal!, $hard: Decimal!, $min: Decimal!, $max: Decimal!, $end: DateTime!, $cut: Int, $n: Int, $period: Int) {
+        "mutation($t: String!, $p: String!, $price: Decimal!, $soft: Decimal!, $hard: Decimal!, $min: Decimal!, $max: Decimal!, $end: DateTime!, $cut: Int, $n: Int, $period: Int,
+                  $tick: Decimal, $lot: Decimal) {
             createOffering(token: $t, paymentAsset: $p, price: $price, softCap: $soft, hardCap: $hard, minSubscription: $min, maxSubscription: $max,
-                           endsAt: $end, cancelCutoffSeconds: $cut, vestingTranches: $n, vestingPeriodSeconds: $period) {
-                id status token paymentAsset price softCap hardCap feeBps endsAt cancelUntil vesting { tranches periodSeconds }
+                           endsAt: $end, cancelCutoffSeconds: $cut, vestingTranches: $n, vestingPeriodSeconds: $period, listTickSize: $tick, listLotSize: $lot) {
+                id status token paymentAsset price softCap hardCap feeBps endsAt cancelUntil vesting { tranches periodSeconds } listing { tickSize lotSize }
             }
         }",
         json!({ "t": token, "p": payment, "price": price, "soft": soft_cap, "hard": hard_cap, "min": min, "max": max,
-                "end": in_seconds(seconds), "cut": cutoff, "n": tranches, "period": period }),
+                "end": in_seconds(seconds), "cut": cutoff, "n": tranches, "period": period,
+                "tick": (!list_tick.is_empty()).then_some(&list_tick), "lot": (!list_lot.is_empty()).then_some(&list_lot) }),
     );
     let offering = data(&answer, "createOffering");
     assert_eq!((offering["status"].as_str(), offering["token"].as_str()), (Some("OPEN"), Some(token.as_str())), "{offering}");
@@ -154,6 +158,10 @@ fn offers(
     assert_eq!(offering["feeBps"], data(&fee, "offeringFeeBps").clone(), "{offering}");
     if let Some(tranches) = tranches {
         assert_eq!(offering["vesting"]["tranches"], tranches, "{offering}");
+    }
+    if !list_tick.is_empty() {
+        let listing = &offering["listing"];
+        assert_eq!((field_decimal(&listing["tickSize"]), field_decimal(&listing["lotSize"])), (decimal(&list_tick), decimal(&list_lot)), "{offering}");
     }
     world.offering = Some(offering["id"].as_str().unwrap().to_string());
 }
@@ -302,12 +310,34 @@ fn transfers(world: &mut Marionette, from: String, amount: String, asset: String
     }
 }
 
-#[when(regex = r"^the operators list (\w+)-(\w+) at a tick of ([\d.]+) \w+ and a lot of ([\d.]+) \w+, with fees of ([\d.]+)%$")]
-fn operators_list(world: &mut Marionette, base: String, quote: String, tick: String, lot: String, fee_percent: String) {
+#[given(regex = r"^the operators set the fees of the markets tokens list on to ([\d.]+)%$")]
+fn set_listing_fees(world: &mut Marionette, fee_percent: String) {
     let rate = (decimal(&fee_percent) / Decimal::ONE_HUNDRED).to_string();
-    let input = json!({ "base": base, "quote": quote, "tickSize": tick, "lotSize": lot, "makerFeeRate": rate, "takerFeeRate": rate });
-    let answer = world.ask("operator", "mutation($i: CreateMarketInput!) { createMarket(input: $i) { id } }", json!({ "i": input }));
-    assert_eq!(data(&answer, "createMarket")["id"], format!("{base}-{quote}"), "{answer}");
+    let answer = world.ask(
+        "operator",
+        "mutation($m: Decimal!, $t: Decimal!) { setListingFees(makerFeeRate: $m, takerFeeRate: $t) { makerFeeRate takerFeeRate } }",
+        json!({ "m": rate, "t": rate }),
+    );
+    assert_eq!(field_decimal(&data(&answer, "setListingFees")["takerFeeRate"]), decimal(&rate), "{answer}");
+    let fees = world.ask("ivy", "{ listingFees { makerFeeRate } }", json!({}));
+    assert_eq!(field_decimal(&data(&fees, "listingFees")["makerFeeRate"]), decimal(&rate), "{fees}");
+}
+
+#[then(regex = r"^the market (\w+)-(\w+) lists at a tick of ([\d.]+) and a lot of ([\d.]+), with fees of ([\d.]+)%$")]
+fn listed_market(world: &mut Marionette, base: String, quote: String, tick: String, lot: String, fee_percent: String) {
+    let answer = world.ask("alice", "{ markets { id trading tickSize lotSize makerFeeRate takerFeeRate } }", json!({}));
+    let name = format!("{base}-{quote}");
+    let market = data(&answer, "markets")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == name.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} is not listed: {answer}"));
+    let rate = decimal(&fee_percent) / Decimal::ONE_HUNDRED;
+    assert_eq!(market["trading"], true, "{market}");
+    assert_eq!((field_decimal(&market["tickSize"]), field_decimal(&market["lotSize"])), (decimal(&tick), decimal(&lot)), "{market}");
+    assert_eq!((field_decimal(&market["makerFeeRate"]), field_decimal(&market["takerFeeRate"])), (rate, rate), "{market}");
 }
 
 #[then(regex = r"^(\w+) has (\d+) tranches of (\w+) vesting: (.+)$")]
