@@ -12,10 +12,10 @@
 //! to the issuer's AVAILABLE, the platform's fee from there to the house's
 //! revenue.
 //!
-//! The token's rules (`rules.rs`) decide this product's own issuances and
-//! subscriptions here, and the other products' movements of a token
-//! (transfers, withdrawals, orders) in the ledger's dispatch before they
-//! apply (`Tokenization::check_movement`).
+//! The token's rules (`rules.rs`) decide subscriptions and the other
+//! products' movements of a token (transfers, withdrawals, orders) in the
+//! ledger's dispatch before they apply (`Tokenization::check_movement`,
+//! counting what is on its way), and who is still eligible at a close here.
 
 pub mod allocation;
 pub mod rules;
@@ -175,18 +175,6 @@ pub trait Incoming {
     fn incoming(&self, asset: AssetId, user: UserId) -> Amount;
     /// The users with some of `asset` on its way, ascending.
     fn receivers(&self, asset: AssetId) -> Vec<UserId>;
-}
-
-/// Nothing on its way: for this product's own checks, which the ledger's
-/// dispatch has made with the other products' [`Incoming`] already.
-impl Incoming for () {
-    fn incoming(&self, _: AssetId, _: UserId) -> Amount {
-        0
-    }
-
-    fn receivers(&self, _: AssetId) -> Vec<UserId> {
-        Vec::new()
-    }
 }
 
 /// A side of a user's resting orders on a token's market that the token's
@@ -797,8 +785,7 @@ impl Tokenization {
         if self.state.open_subscriptions.len() >= SUBSCRIPTIONS_OPEN_MAX {
             return Err(LedgerError::LimitReached(format!("{SUBSCRIPTIONS_OPEN_MAX} open subscriptions")));
         }
-        // The dispatch checked it with the open buys counted too ([`Product::token_movement`]).
-        self.check_receiver(kernel, &(), token, investor, amount, at_ms).map_err(LedgerError::Compliance)?;
+        // The token's rules decided it in the ledger's dispatch, open buys counted ([`Product::token_movement`]).
         // Within the hard cap's price, which the offering's creation bounded.
         let payment = (amount / token.spec.lot)
             .checked_mul(lot_price(token, offering.spec.price).expect("checked when the offering was made"))
