@@ -7,7 +7,9 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
   left over going to the largest remainders. The issuer is paid the
   proceeds less the platform's fee, which the operators set. Investors
   carry claims the operators attest (country, category, expiry), and a
-  token's transfer rules decide who may hold it.
+  token's transfer rules decide who may hold it. An issuer distributes
+  income to the holders at a record time, each paid their share less the
+  tax withheld at their rate.
 
   Background:
     Given a running Marionette with the market BTC-USD
@@ -134,6 +136,47 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
     When alice's first tranche vests
     Then alice has 50 ACME available and 0 ACME locked
     And the cap table of ACME is alice 101 (1) with 51 locked
+    And no money was created or destroyed
+
+  Scenario: A dividend is paid to the holders at its record, less the tax withheld at each one's rate
+    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
+    And alice, bob and carol are verified investors from 276 with 10000 USD each
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds
+    And alice subscribes for 500 ACME
+    And bob subscribes for 300 ACME
+    And carol subscribes for 200 ACME
+    And the offering closes
+    And alice transfers 100 ACME to ivy
+    And the operators set alice's withholding rate to 12.8%
+    And the operators remove carol's investor claims
+    And ivy distributes a DIVIDEND of 1000.00 USD to the holders of ACME, recorded in 3 seconds and claimable for 20 seconds after, withholding 30% from holders without claims
+    Then ivy has 8900.00 USD available and 0.00 USD locked
+    When alice claims her entitlement
+    Then the request is refused with NOT_CLAIMABLE
+    When the distribution is recorded
+    Then the distribution is RECORDED: 3 holders of 900 ACME entitled to 999.99 USD, 0.01 USD back to the issuer
+    And the entitlements are alice 400: 444.44 less 12.8% (56.88) is 387.56; bob 300: 333.33 less 0% (0.00) is 333.33; carol 200: 222.22 less 30% (66.66) is 155.56
+    When bob transfers 100 ACME to alice
+    Then the cap table of ACME is alice 500 (0.5), bob 200 (0.2), carol 200 (0.2), ivy 100 (0.1)
+    And the cap table of ACME at the record is alice 400 (0.4), bob 300 (0.3), carol 200 (0.2), ivy 100 (0.1)
+    When alice claims her entitlement
+    Then alice has 5387.56 USD available and 0.00 USD locked
+    When alice claims her entitlement
+    Then the request is refused with NOT_CLAIMABLE
+    When ivy claims his entitlement
+    Then the request is refused with NOT_CLAIMABLE
+    When carol claims her entitlement
+    Then carol has 8155.56 USD available and 0.00 USD locked
+    When ivy reclaims what was not claimed
+    Then the request is refused with CLAIM_PERIOD_OPEN
+    And no money was created or destroyed
+    When the claims end
+    And bob claims his entitlement
+    Then the request is refused with NOT_CLAIMABLE
+    When ivy reclaims what was not claimed
+    Then the distribution is CLOSED: 666.66 USD claimed, 123.54 USD withheld and 333.33 USD reclaimed
+    And ivy has 9233.34 USD available and 0.00 USD locked
+    And the house holds 123.54 USD withheld for the tax authorities
     And no money was created or destroyed
 
   Scenario: Only issuers create tokens, and only the operators make issuers

@@ -58,6 +58,8 @@ pub struct HouseBalance {
     pub asset: AssetId,
     pub inventory: Amount,
     pub revenue: Amount,
+    /// Tax withheld from distributions, owed to the tax authorities.
+    pub withheld: Amount,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

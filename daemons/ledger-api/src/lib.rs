@@ -44,8 +44,9 @@ pub mod wallet;
 /// tranches), its refusals and its two operator action kinds; 18 the
 /// platform's offering fee as the operators' setting; 19 one subscription
 /// by id, offerings and tranches under a limit; 20 an offering's listing
-/// at its close, the operators' listing fees, the markets a tick lists.
-pub const FORMAT_VERSION: u16 = 20;
+/// at its close, the operators' listing fees, the markets a tick lists; 21
+/// distributions and their entitlements, investors' withholding rates.
+pub const FORMAT_VERSION: u16 = 21;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -325,6 +326,11 @@ pub enum LedgerError {
     OfferingClosed(tokenization::OfferingId),
     #[error("subscription {subscription} can no longer be cancelled: its offering's cut-off was at {cutoff_ms} ms since the epoch")]
     CancelCutoffPassed { subscription: tokenization::SubscriptionId, cutoff_ms: TimestampMs },
+    /// Not before the record, nor after the expiry, nor twice.
+    #[error("distribution {distribution} has nothing for you to claim now: {why}")]
+    NotClaimable { distribution: tokenization::DistributionId, why: String },
+    #[error("distribution {distribution}'s holders may claim until {until_ms} ms since the epoch: reclaim what is left after that")]
+    ClaimPeriodOpen { distribution: tokenization::DistributionId, until_ms: TimestampMs },
 }
 
 fn kill_switch_holder(by_operators: &bool) -> &'static str {
@@ -357,6 +363,8 @@ impl LedgerError {
             LedgerError::Compliance(_) => "COMPLIANCE_REFUSED",
             LedgerError::OfferingClosed(_) => "OFFERING_CLOSED",
             LedgerError::CancelCutoffPassed { .. } => "CANCEL_CUTOFF_PASSED",
+            LedgerError::NotClaimable { .. } => "NOT_CLAIMABLE",
+            LedgerError::ClaimPeriodOpen { .. } => "CLAIM_PERIOD_OPEN",
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::{Amount, AssetId, MarketId, TimestampMs, UserId};
 
 pub type OfferingId = u64;
 pub type SubscriptionId = u64;
+pub type DistributionId = u64;
 
 /// The token's own: its supply, negative by every unit issued (the only
 /// account besides custody that may go below zero). Owner: the token's
@@ -27,12 +28,21 @@ pub const ISSUED: u8 = 12;
 pub const ESCROW: u8 = 13;
 /// A user's: allocated tokens not yet vested (holds only).
 pub const VESTING: u8 = 14;
+/// A distribution's: its pool, from the declaration until every
+/// entitlement is claimed or the issuer reclaims the rest. Owner: the
+/// distribution's id as an entity.
+pub const DISTRIBUTION: u8 = 15;
+/// The house's: tax withheld from distributions, which the platform as
+/// withholding agent owes the tax authorities.
+pub const WITHHELD: u8 = 16;
 
 pub(crate) fn purpose_name(purpose: u8) -> Option<&'static str> {
     Some(match purpose {
         ISSUED => "issued",
         ESCROW => "escrow",
         VESTING => "vesting",
+        DISTRIBUTION => "distribution",
+        WITHHELD => "withheld",
         _ => return None,
     })
 }
@@ -52,6 +62,16 @@ pub const ISSUANCE: u16 = 605;
 pub const VESTING_LOCK: u16 = 606;
 /// A tranche vested: back to the holder's available tokens.
 pub const VESTING_RELEASE: u16 = 607;
+/// A distribution's pool, from its issuer.
+pub const DISTRIBUTION_FUNDING: u16 = 608;
+/// What the pro rata leaves of a pool, back to the issuer at the record.
+pub const DISTRIBUTION_REMAINDER: u16 = 609;
+/// An entitlement less its withholding, to its holder.
+pub const DISTRIBUTION_PAYMENT: u16 = 610;
+/// The tax withheld from an entitlement, to the house's withheld account.
+pub const DISTRIBUTION_WITHHOLDING: u16 = 611;
+/// What was not claimed by the expiry, back to the issuer.
+pub const DISTRIBUTION_RECLAIM: u16 = 612;
 
 pub(crate) fn code_name(code: u16) -> Option<&'static str> {
     Some(match code {
@@ -62,6 +82,11 @@ pub(crate) fn code_name(code: u16) -> Option<&'static str> {
         ISSUANCE => "ISSUANCE",
         VESTING_LOCK => "VESTING_LOCK",
         VESTING_RELEASE => "VESTING_RELEASE",
+        DISTRIBUTION_FUNDING => "DISTRIBUTION_FUNDING",
+        DISTRIBUTION_REMAINDER => "DISTRIBUTION_REMAINDER",
+        DISTRIBUTION_PAYMENT => "DISTRIBUTION_PAYMENT",
+        DISTRIBUTION_WITHHOLDING => "DISTRIBUTION_WITHHOLDING",
+        DISTRIBUTION_RECLAIM => "DISTRIBUTION_RECLAIM",
         _ => return None,
     })
 }
@@ -78,6 +103,8 @@ pub const TRANCHES_MAX: u32 = 120;
 pub const URL_BYTES_MAX: usize = 512;
 /// The platform's fee on an offering is at most 20% of its proceeds.
 pub const FEE_BPS_MAX: u32 = 2_000;
+/// A withholding rate is at most the whole entitlement.
+pub const WITHHOLDING_BPS_MAX: u32 = 10_000;
 /// The largest supply, price or amount a token or offering may name
 /// (10^30 minor units): products of two stay inside `Amount`.
 pub const AMOUNT_BOUND: Amount = 1_000_000_000_000_000_000_000_000_000_000;
@@ -108,6 +135,10 @@ pub struct Claims {
     pub category: InvestorCategory,
     /// After this the claims no longer count: the investor is not verified.
     pub expires_at_ms: TimestampMs,
+    /// The tax withheld from their distributions, in basis points: their
+    /// country's rate for them as the operators established it (a treaty
+    /// rate, or 0 where none is owed).
+    pub withholding_bps: u32,
 }
 
 /// Which countries may receive a token (the receiver's claims' country).
@@ -316,6 +347,86 @@ pub struct Tranche {
     pub vested: bool,
 }
 
+/// What a distribution is of: the holders' share of the issuer's income.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DistributionKind {
+    Dividend,
+    Coupon,
+    Other,
+}
+
+/// A distribution as its issuer declares it: `pool` of the payment asset,
+/// paid in with the declaration, shared pro rata among the token's holders
+/// at the record time (the issuer, whose tokens are its treasury, not
+/// counted), each entitlement rounded down; what rounding leaves goes back
+/// to the issuer at the record.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DistributionSpec {
+    pub token: AssetId,
+    pub kind: DistributionKind,
+    pub payment_asset: AssetId,
+    pub pool: Amount,
+    /// Who holds the token then is entitled: the first tick of the ledger's
+    /// clock at or after it takes the record.
+    pub record_at_ms: TimestampMs,
+    /// Entitlements can be claimed until then; what is left the issuer may reclaim.
+    pub claim_until_ms: TimestampMs,
+    /// The rate withheld from a holder without valid claims at the record
+    /// (who has given no tax status), in basis points.
+    pub default_withholding_bps: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DistributionStatus {
+    /// Funded, waiting for its record time.
+    Declared,
+    /// The holders at the record are entitled; claims are open.
+    Recorded,
+    /// Every entitlement claimed, or the rest reclaimed by the issuer.
+    Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Distribution {
+    pub id: DistributionId,
+    pub issuer: UserId,
+    pub spec: DistributionSpec,
+    pub status: DistributionStatus,
+    pub created_ms: TimestampMs,
+    /// At the record: when it was taken, the holders entitled and the
+    /// token units they held, what they are entitled to in all (before
+    /// withholding) and what the rounding gave back to the issuer.
+    pub recorded_ms: Option<TimestampMs>,
+    pub holders: u32,
+    pub units: Amount,
+    pub entitled: Amount,
+    pub remainder: Amount,
+    /// Since: the entitlements claimed (before withholding), the tax
+    /// withheld from them, and what the issuer reclaimed after the expiry.
+    pub claimed: Amount,
+    pub withheld: Amount,
+    pub reclaimed: Amount,
+    pub closed_ms: Option<TimestampMs>,
+}
+
+/// A holder's part of a distribution, as the record fixed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub distribution: DistributionId,
+    pub holder: UserId,
+    /// The token units they held at the record (every account of theirs).
+    pub units: Amount,
+    /// Their pro rata share, rounded down; the rate withheld from it, the
+    /// tax (rounded down) and what is paid them.
+    pub gross: Amount,
+    pub withholding_bps: u32,
+    pub withheld: Amount,
+    pub net: Amount,
+    pub claimed_ms: Option<TimestampMs>,
+    /// The claim period ended unclaimed and the issuer took it back.
+    pub reclaimed: bool,
+}
+
 /// Why a token's rules refuse a movement of it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ComplianceRefusal {
@@ -394,8 +505,16 @@ pub enum Command {
     Subscribe { investor: UserId, offering: OfferingId, amount: Amount, key: String },
     /// Releases the subscription's hold, until the cut-off.
     CancelSubscription { investor: UserId, subscription: SubscriptionId },
-    /// The ledger's own clock: closes the offerings whose end has passed
-    /// and vests the tranches whose time has come.
+    /// A token's issuer declares a distribution and pays its pool in;
+    /// idempotent by the issuer's `key`.
+    Distribute { issuer: UserId, spec: Box<DistributionSpec>, key: String },
+    /// A holder takes their entitlement, less the tax withheld, until the expiry.
+    ClaimDistribution { holder: UserId, distribution: DistributionId },
+    /// After the expiry, the issuer takes back what was not claimed.
+    ReclaimDistribution { issuer: UserId, distribution: DistributionId },
+    /// The ledger's own clock: closes the offerings whose end has passed,
+    /// vests the tranches whose time has come and takes the records of
+    /// distributions.
     Tick,
 }
 
@@ -426,12 +545,24 @@ pub enum Outcome {
     OfferingCreated(OfferingId),
     Subscribed(SubscriptionId),
     SubscriptionCancelled(SubscriptionId),
-    /// The offerings closed, the tranches vested and the markets tokens
-    /// listed on at their close.
+    Distributed(DistributionId),
+    /// What the holder was paid, and the tax withheld.
+    DistributionClaimed {
+        distribution: DistributionId,
+        net: Amount,
+        withheld: Amount,
+    },
+    DistributionReclaimed {
+        distribution: DistributionId,
+        amount: Amount,
+    },
+    /// The offerings closed, the tranches vested, the markets tokens
+    /// listed on at their close and the distributions recorded.
     Ticked {
         offerings_closed: Vec<OfferingId>,
         tranches_vested: u32,
         markets_listed: Vec<MarketId>,
+        distributions_recorded: Vec<DistributionId>,
     },
 }
 
@@ -483,6 +614,29 @@ pub enum Query {
     ListingFees,
     /// Every holder of the token now, the issuer included.
     CapTable(AssetId),
+    /// Every holder of the token as the ledger stood at `at_ms` (after
+    /// every transfer stamped then or before), and its supply then.
+    CapTableAt {
+        token: AssetId,
+        at_ms: TimestampMs,
+    },
+    /// Distributions, of one token or all, newest first.
+    Distributions {
+        token: Option<AssetId>,
+        limit: u32,
+    },
+    Distribution(DistributionId),
+    /// A distribution's entitlements, by holder, from holder `after`.
+    Entitlements {
+        distribution: DistributionId,
+        after: UserId,
+        limit: u32,
+    },
+    /// A holder's entitlements, of the newest distributions first.
+    HolderEntitlements {
+        holder: UserId,
+        limit: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -498,4 +652,8 @@ pub enum Answer {
     OfferingFee(u32),
     ListingFees { maker_fee_ppm: u32, taker_fee_ppm: u32 },
     CapTable(Vec<Holding>),
+    CapTableAt { supply: Amount, holdings: Vec<Holding> },
+    Distributions(Vec<Distribution>),
+    Distribution(Option<Box<Distribution>>),
+    Entitlements(Vec<Entitlement>),
 }

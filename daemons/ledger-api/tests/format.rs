@@ -24,7 +24,8 @@ impl<T: serde::Serialize> Encode for T {
 }
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
-    let claims = tokenization::Claims { country: 250, category: tokenization::InvestorCategory::Professional, expires_at_ms: 1_800_000_000_000 };
+    let claims =
+        tokenization::Claims { country: 250, category: tokenization::InvestorCategory::Professional, expires_at_ms: 1_800_000_000_000, withholding_bps: 1_280 };
     let token_spec = tokenization::TokenSpec {
         symbol: "ACME".into(),
         scale: 0,
@@ -83,6 +84,42 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         refunded: 47_000,
         created_ms: 1_700_000_000_000,
         updated_ms: 1_702_592_000_000,
+    };
+    let distribution_spec = tokenization::DistributionSpec {
+        token: 4,
+        kind: tokenization::DistributionKind::Coupon,
+        payment_asset: 1,
+        pool: 100_000,
+        record_at_ms: 1_702_592_000_000,
+        claim_until_ms: 1_705_184_000_000,
+        default_withholding_bps: 3_000,
+    };
+    let distribution = tokenization::Distribution {
+        id: 1,
+        issuer: 1,
+        spec: distribution_spec.clone(),
+        status: tokenization::DistributionStatus::Recorded,
+        created_ms: 1_700_000_000_000,
+        recorded_ms: Some(1_702_592_000_000),
+        holders: 3,
+        units: 900,
+        entitled: 99_999,
+        remainder: 1,
+        claimed: 55_555,
+        withheld: 7_111,
+        reclaimed: 0,
+        closed_ms: None,
+    };
+    let entitlement = tokenization::Entitlement {
+        distribution: 1,
+        holder: 10,
+        units: 500,
+        gross: 55_555,
+        withholding_bps: 1_280,
+        withheld: 7_111,
+        net: 48_444,
+        claimed_ms: Some(1_703_000_000_000),
+        reclaimed: false,
     };
     let tranche = tokenization::Tranche { subscription: 1, index: 0, investor: 10, token: 4, amount: 95, vests_at_ms: 1_705_184_000_000, vested: false };
     let perpetual_spec = perpetual::PerpetualSpec {
@@ -449,7 +486,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                     turnover_tick_lots: 400,
                     trades: 2,
                 }))),
-                Answer::House(house::Answer::Balances(vec![house::HouseBalance { asset: 2, inventory: 5_000, revenue: 1_500 }])),
+                Answer::House(house::Answer::Balances(vec![house::HouseBalance { asset: 2, inventory: 5_000, revenue: 1_500, withheld: 250 }])),
             ]
             .encode(),
         ),
@@ -655,6 +692,9 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Command::Tokenization(tokenization::Command::CreateOffering { issuer: 1, spec: Box::new(offering_spec.clone()) }),
                 Command::Tokenization(tokenization::Command::Subscribe { investor: 10, offering: 1, amount: 333, key: "s-1".into() }),
                 Command::Tokenization(tokenization::Command::CancelSubscription { investor: 10, subscription: 1 }),
+                Command::Tokenization(tokenization::Command::Distribute { issuer: 1, spec: Box::new(distribution_spec), key: "d-1".into() }),
+                Command::Tokenization(tokenization::Command::ClaimDistribution { holder: 10, distribution: 1 }),
+                Command::Tokenization(tokenization::Command::ReclaimDistribution { issuer: 1, distribution: 1 }),
                 Command::Tokenization(tokenization::Command::Tick),
             ]
             .encode(),
@@ -671,7 +711,15 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Outcome::Tokenization(tokenization::Outcome::OfferingCreated(1)),
                 Outcome::Tokenization(tokenization::Outcome::Subscribed(1)),
                 Outcome::Tokenization(tokenization::Outcome::SubscriptionCancelled(1)),
-                Outcome::Tokenization(tokenization::Outcome::Ticked { offerings_closed: vec![1], tranches_vested: 3, markets_listed: vec![2] }),
+                Outcome::Tokenization(tokenization::Outcome::Ticked {
+                    offerings_closed: vec![1],
+                    tranches_vested: 3,
+                    markets_listed: vec![2],
+                    distributions_recorded: vec![1],
+                }),
+                Outcome::Tokenization(tokenization::Outcome::Distributed(1)),
+                Outcome::Tokenization(tokenization::Outcome::DistributionClaimed { distribution: 1, net: 48_444, withheld: 7_111 }),
+                Outcome::Tokenization(tokenization::Outcome::DistributionReclaimed { distribution: 1, amount: 22_222 }),
             ]
             .encode(),
         ),
@@ -682,6 +730,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 LedgerError::Compliance(tokenization::ComplianceRefusal::BalanceMax { user: 11, balance_max: 500, would_hold: 501 }),
                 LedgerError::OfferingClosed(1),
                 LedgerError::CancelCutoffPassed { subscription: 1, cutoff_ms: 1_700_000_000_000 },
+                LedgerError::NotClaimable { distribution: 1, why: "claimed".into() },
+                LedgerError::ClaimPeriodOpen { distribution: 1, until_ms: 1_705_184_000_000 },
             ]
             .encode(),
         ),
@@ -697,6 +747,11 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Query::Tokenization(tokenization::Query::OfferingFee),
                 Query::Tokenization(tokenization::Query::ListingFees),
                 Query::Tokenization(tokenization::Query::CapTable(4)),
+                Query::Tokenization(tokenization::Query::CapTableAt { token: 4, at_ms: 1_702_592_000_000 }),
+                Query::Tokenization(tokenization::Query::Distributions { token: Some(4), limit: 20 }),
+                Query::Tokenization(tokenization::Query::Distribution(1)),
+                Query::Tokenization(tokenization::Query::Entitlements { distribution: 1, after: 0, limit: 100 }),
+                Query::Tokenization(tokenization::Query::HolderEntitlements { holder: 10, limit: 20 }),
             ]
             .encode(),
         ),
@@ -705,6 +760,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("subscription record", subscription.encode()),
         ("tranche record", tranche.encode()),
         ("holding record", tokenization::Holding { user: 10, balance: 286, locked: 143 }.encode()),
+        ("distribution record", distribution.encode()),
+        ("entitlement record", entitlement.encode()),
     ]
 }
 
@@ -732,7 +789,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("outcomes", "0b000202000102010202020302030403000303010b03020b030402090b040005040106"),
     ("errors", "0d000901090202030304026e6f051412060708020309026e6f0a06612066696c6c0b0f6f70656e5f6f72646572735f6d61780c0c"),
     ("queries", "1000010c010264020305000c05010505020001000a060006010b06020c010301010a06020c0001070a06030c000a0604030a06050304e807d00f060603b8170700"),
-    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f80808080802080808080040001060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817"),
+    ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f80808080802080808080040001060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817f403"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
     ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202020202010101050c0101060c00"),
@@ -761,20 +818,22 @@ const GOLDEN: &[(&str, &str)] = &[
     ("position record", "cf0fff979abc0405000ac103"),
     ("funding record", "0380a09c82bd31e0e1c903c0cf24c8df0200"),
     ("liquidation record", "01030c80d095ffbc3100d00fc0d52201e0fa200190a922c0f706"),
-    ("tokenization commands", "0a0600010106010a01fa010280a0f1c2b1340602c8010603e807d00f0604010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101060501040201c80601d00f01e80701020a0b0180a0f1c2b13401010606010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd3090301010001a08d0606070a019a0503732d3106080a010609"),
-    ("tokenization outcomes", "0a0600010106010a0602c8010603e807d00f06040406050406060106070106080106090101030102"),
-    ("tokenization errors", "0413030dc80613050be807ea071401150180d095ffbc31"),
-    ("tokenization queries", "0909000901010414090301000a09050a0a09060a140904070909090a090b04"),
+    ("tokenization commands", "0d0600010106010a01fa010280a0f1c2b134800a0602c8010603e807d00f0604010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101060501040201c80601d00f01e80701020a0b0180a0f1c2b13401010606010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd3090301010001a08d0606070a019a0503732d3106080a01060901040101c09a0c80e090d3c63180f08ba7d031b81703642d31060a0a01060b0101060c"),
+    ("tokenization outcomes", "0d0600010106010a0602c8010603e807d00f060404060504060601060701060801060c01010301020101060901060a01f8f4058e6f060b019cdb02"),
+    ("tokenization errors", "0613030dc80613050be807ea071401150180d095ffbc31160107636c61696d6564170180f08ba7d031"),
+    ("tokenization queries", "0e09000901010414090301000a09050a0a09060a140904070909090a090b04090c0480e090d3c631090d010414090e01090f01006409100a14"),
     ("token record", "04010441434d450002a09c0107070707070707070707070707070707070707070707070707070707070707072168747470733a2f2f61636d652e6578616d706c652f6f66666572696e672e7064660201c80601d00f01e80701020a0b0180a0f1c2b1340101d00f80d095ffbc31"),
     ("offering record", "01010401d00fe807d00f02d00f80d095ffbc3180e090d3c63180f0b2520180e090d3c6318090fbd3090301010001a08d06c801010000d00f80897ac0b80280d095ffbc310180e090d3c631"),
     ("subscription record", "01010a9a0590d32802bc04e0f422b0de0580d095ffbc3180e090d3c631"),
     ("tranche record", "01000a04be0180f08ba7d03100"),
     ("holding record", "0abc049e02"),
+    ("distribution record", "0101040101c09a0c80e090d3c63180f08ba7d031b8170180d095ffbc310180e090d3c63103880ebe9a0c0286e4068e6f0000"),
+    ("entitlement record", "010ae80786e406800a8e6ff8f40501808cd795c83100"),
 ];
 
 #[test]
-fn the_format_is_version_20_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 20, "the golden bytes below are version 20's: a new version writes its own");
+fn the_format_is_version_21_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 21, "the golden bytes below are version 21's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");
@@ -811,6 +870,11 @@ fn every_code_and_purpose_is_named_once() {
         tokenization::ISSUANCE,
         tokenization::VESTING_LOCK,
         tokenization::VESTING_RELEASE,
+        tokenization::DISTRIBUTION_FUNDING,
+        tokenization::DISTRIBUTION_REMAINDER,
+        tokenization::DISTRIBUTION_PAYMENT,
+        tokenization::DISTRIBUTION_WITHHOLDING,
+        tokenization::DISTRIBUTION_RECLAIM,
     ];
     for code in codes {
         assert_ne!(transfer_kind(code), "OTHER", "code {code}");
@@ -831,6 +895,8 @@ fn every_code_and_purpose_is_named_once() {
         tokenization::ISSUED,
         tokenization::ESCROW,
         tokenization::VESTING,
+        tokenization::DISTRIBUTION,
+        tokenization::WITHHELD,
     ] {
         assert_ne!(purpose_name(purpose), "other", "purpose {purpose}");
     }

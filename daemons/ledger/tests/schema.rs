@@ -654,7 +654,7 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     ];
     for user in 10..14 {
         commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("d{user}") }));
-        let claims = Claims { country: 250, category: InvestorCategory::Retail, expires_at_ms: T0 + 400 * DAY };
+        let claims = Claims { country: 250, category: InvestorCategory::Retail, expires_at_ms: T0 + 400 * DAY, withholding_bps: 0 };
         commands.push(tok(api::Command::SetClaims { user, claims: Some(claims) }));
     }
     let spec = TokenSpec {
@@ -690,8 +690,27 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     // The first offering closes at its end; its first tranche vests at 40 days.
     ledger.apply(&tok(api::Command::Tick), T0 + 30 * DAY).outcome.unwrap();
     writer.flush(&store, &mut ledger, 100);
+    // The cap table as it stands at the close, to be read back at that time later.
+    let Ok(api::Answer::CapTable(at_close)) = schema::tokenization::answer(&store, &api::Query::CapTable(token)) else { panic!("the cap table") };
+    assert_eq!(at_close.iter().map(|h| h.locked).sum::<i128>(), 1_000, "everything vesting at the close");
     ledger.apply(&tok(api::Command::Tick), T0 + 40 * DAY).outcome.unwrap();
     writer.flush(&store, &mut ledger, 101);
+    // A distribution of 1,000.01 USD recorded at 41 days: user 10 claims, 11 and 12 are still owed at the restart.
+    let dividend = api::DistributionSpec {
+        token,
+        kind: api::DistributionKind::Dividend,
+        payment_asset: USD,
+        pool: 100_001,
+        record_at_ms: T0 + 41 * DAY,
+        claim_until_ms: T0 + 90 * DAY,
+        default_withholding_bps: 3_000,
+    };
+    ledger.apply(&tok(api::Command::Distribute { issuer: ISSUER, spec: Box::new(dividend), key: "q".into() }), T0 + 40 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 102);
+    ledger.apply(&tok(api::Command::Tick), T0 + 41 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 103);
+    ledger.apply(&tok(api::Command::ClaimDistribution { holder: 10, distribution: 1 }), T0 + 42 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 104);
     ledger.check_invariants().unwrap();
     drop(store);
 
@@ -705,6 +724,7 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
         (1, 1, 3),
         "one offering open with one subscription; three tranches to vest"
     );
+    assert_eq!((state.open_distributions.len(), state.entitlements.len()), (1, 2), "one distribution owing two holders");
     let restored = Ledger::restore(LedgerLimits::default(), loaded.state);
     restored.check_invariants().unwrap();
     assert_eq!(restored.kernel().holders(token).map(|holders| holders.count()), Some(3), "the kernel follows the token's holders again");
@@ -745,4 +765,32 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
         vec![Holding { user: 10, balance: 286, locked: 143 }, Holding { user: 11, balance: 285, locked: 143 }, Holding { user: 12, balance: 429, locked: 215 }]
     );
     assert_eq!(read(api::Query::Issuers), api::Answer::Issuers(vec![ISSUER]));
+    let api::Answer::Distribution(Some(distribution)) = read(api::Query::Distribution(1)) else { panic!("distribution 1") };
+    assert_eq!(
+        (distribution.status, distribution.holders, distribution.units, distribution.entitled, distribution.remainder, distribution.claimed),
+        (api::DistributionStatus::Recorded, 3, 1_000, 100_000, 1, 28_600)
+    );
+    assert_eq!(read(api::Query::Distribution(2)), api::Answer::Distribution(None));
+    let holders = |query| match read(query) {
+        api::Answer::Entitlements(list) => list.iter().map(|e| (e.distribution, e.holder, e.gross, e.claimed_ms.is_some())).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        holders(api::Query::Entitlements { distribution: 1, after: 0, limit: 10 }),
+        vec![(1, 10, 28_600, true), (1, 11, 28_500, false), (1, 12, 42_900, false)]
+    );
+    assert_eq!(holders(api::Query::Entitlements { distribution: 1, after: 10, limit: 1 }), vec![(1, 11, 28_500, false)]);
+    assert_eq!(holders(api::Query::Entitlements { distribution: 2, after: 0, limit: 10 }), vec![]);
+    assert_eq!(holders(api::Query::HolderEntitlements { holder: 10, limit: 10 }), vec![(1, 10, 28_600, true)]);
+    // The cap table at a past time: nothing before the close; the close's at it and until the first tranche vests.
+    let at = |at_ms| match read(api::Query::CapTableAt { token, at_ms }) {
+        api::Answer::CapTableAt { supply, holdings } => (supply, holdings),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(at(T0 + 30 * DAY - 1), (0, vec![]));
+    assert_eq!(at(T0 + 30 * DAY), (1_000, at_close.clone()));
+    assert_eq!(at(T0 + 40 * DAY - 1), (1_000, at_close));
+    assert_eq!(at(T0 + 40 * DAY), (1_000, table), "after the first tranche, as today");
+    let api::Answer::Distributions(list) = read(api::Query::Distributions { token: Some(token), limit: 10 }) else { panic!() };
+    assert_eq!(list.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1]);
 }

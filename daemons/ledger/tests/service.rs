@@ -515,7 +515,7 @@ fn offering_entries(service: &LedgerService) -> Vec<JournalEntry> {
     ];
     for user in 1..=40 {
         commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 1_000_000_000, reference: format!("offering-{user}") }));
-        let claims = Claims { country: 250, category: InvestorCategory::Retail, expires_at_ms: T0 + 400 * DAY };
+        let claims = Claims { country: 250, category: InvestorCategory::Retail, expires_at_ms: T0 + 400 * DAY, withholding_bps: 0 };
         commands.push(tok(api::Command::SetClaims { user, claims: Some(claims) }));
     }
     let token = TokenSpec {
@@ -617,4 +617,83 @@ fn a_process_killed_in_an_offerings_close_recovers_it_whole() {
     recovered_equals(dir.path(), submitted, &hash);
     let (service, _) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
     closed_as_expected(&service);
+}
+
+/// After the offering's close, the issuer's dividend of 1,000.000001 USD
+/// declared at 31 days, recorded at 32.
+fn distribution_entries(service: &LedgerService) -> Vec<JournalEntry> {
+    use ledger_api::tokenization::{self as api, DistributionKind, DistributionSpec};
+    let spec = DistributionSpec {
+        token: TOKEN,
+        kind: DistributionKind::Dividend,
+        payment_asset: USD,
+        pool: 1_000_000_001,
+        record_at_ms: T0 + 32 * DAY,
+        claim_until_ms: T0 + 60 * DAY,
+        default_withholding_bps: 3_000,
+    };
+    let declare = LedgerCommand::Tokenization(api::Command::Distribute { issuer: ISSUER, spec: Box::new(spec), key: "q1".into() });
+    vec![JournalEntry { peer: 2, peer_sequence: service.peer_applied(2) + 1, at_ms: T0 + 31 * DAY, command: declare }]
+}
+
+fn record_entry(service: &LedgerService) -> JournalEntry {
+    let command = LedgerCommand::Tokenization(ledger_api::tokenization::Command::Tick);
+    JournalEntry { peer: 3, peer_sequence: service.peer_applied(3) + 1, at_ms: T0 + 32 * DAY, command }
+}
+
+/// After the record: the forty holders entitled to the pool pro rata by
+/// what they hold (vesting included), the rounding's remainder back to the
+/// issuer, the pool holding exactly what is owed, every asset summing to zero.
+fn recorded_as_expected(service: &LedgerService) {
+    let ledger = service.ledger();
+    ledger.check_invariants().unwrap();
+    let tokenization = ledger.tokenization();
+    let distribution = &tokenization.open_distributions()[&1];
+    assert_eq!(distribution.status, ledger_api::tokenization::DistributionStatus::Recorded);
+    assert_eq!((distribution.holders, distribution.units), (40, 1_000));
+    assert_eq!(distribution.entitled + distribution.remainder, 1_000_000_001);
+    assert!(distribution.remainder < 40, "below one unit a holder: {distribution:?}");
+    let owed: i128 = tokenization.unclaimed().map(|entitlement| entitlement.gross).sum();
+    assert_eq!(owed, distribution.entitled);
+    assert_eq!(ledger.kernel().balance(products::tokenization::pool(1, USD)), owed);
+    for entitlement in tokenization.unclaimed() {
+        assert_eq!(entitlement.gross, 1_000_000_001 * entitlement.units / 1_000, "{entitlement:?}");
+    }
+    let state = ledger.state();
+    for asset in [BTC, USD, TOKEN] {
+        assert_eq!(state.kernel.balances.iter().filter(|(a, _)| a.asset == asset).map(|(_, b)| *b).sum::<i128>(), 0, "asset {asset}");
+    }
+}
+
+/// RocksDB loses a distribution's record: the journal replays it, to the same state.
+#[test]
+fn a_distributions_record_lost_by_rocksdb_is_replayed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let before_record = tempfile::tempdir().unwrap();
+    let hash = {
+        let mut service = started(dir.path());
+        let entries = offering_entries(&service);
+        assert!(service.execute(&entries).unwrap().iter().all(Result::is_ok));
+        let close = vec![close_entry(&service)];
+        assert!(service.execute(&close).unwrap().iter().all(Result::is_ok));
+        let declare = distribution_entries(&service);
+        assert!(service.execute(&declare).unwrap().iter().all(Result::is_ok));
+        drop(service);
+        copy_dir(&dir.path().join("db"), before_record.path());
+        let (mut service, _) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+        let record = vec![record_entry(&service)];
+        let outcomes = service.execute(&record).unwrap();
+        assert!(
+            matches!(&outcomes[0], Ok(Outcome::Tokenization(ledger_api::tokenization::Outcome::Ticked { distributions_recorded, .. })) if distributions_recorded == &vec![1]),
+            "{outcomes:?}"
+        );
+        recorded_as_expected(&service);
+        service.ledger().state_hash()
+    };
+    std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    copy_dir(before_record.path(), &dir.path().join("db"));
+    let (service, report) = LedgerService::open(dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!(report.replayed, 1, "the record alone is replayed");
+    assert_eq!(service.ledger().state_hash(), hash);
+    recorded_as_expected(&service);
 }

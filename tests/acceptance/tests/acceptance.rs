@@ -67,6 +67,8 @@ struct Marionette {
     /// The last offering an issuer made, and each investor's last subscription to it.
     offering: Option<String>,
     subscriptions: HashMap<String, String>,
+    /// The last distribution an issuer declared.
+    distribution: Option<String>,
 }
 
 /// An API key as its bot holds it.
@@ -129,6 +131,7 @@ impl Marionette {
             conversions: Vec::new(),
             offering: None,
             subscriptions: HashMap::new(),
+            distribution: None,
         }
     }
 

@@ -13,6 +13,8 @@ pub struct HouseBalance {
     pub asset: String,
     pub inventory: Dec,
     pub revenue: Dec,
+    /// Tax withheld from distributions, owed to the tax authorities.
+    pub withheld: Dec,
 }
 
 #[derive(Default)]
@@ -33,6 +35,7 @@ impl HouseQuery {
                 asset: catalog.symbol(b.asset),
                 inventory: catalog.amount(b.asset, b.inventory),
                 revenue: catalog.amount(b.asset, b.revenue),
+                withheld: catalog.amount(b.asset, b.withheld),
             })
             .collect())
     }
@@ -67,5 +70,10 @@ async fn move_inventory(ctx: &Context<'_>, asset: String, amount: Dec, reference
     }
     let Answer::House(api::Answer::Balances(balances)) = ask(ctx, Query::House(api::Query::Balances)).await? else { return Err(unexpected("house balances")) };
     let balance = balances.iter().find(|b| b.asset == asset_id).copied().unwrap_or_default();
-    Ok(HouseBalance { asset: symbol, inventory: catalog.amount(asset_id, balance.inventory), revenue: catalog.amount(asset_id, balance.revenue) })
+    Ok(HouseBalance {
+        asset: symbol,
+        inventory: catalog.amount(asset_id, balance.inventory),
+        revenue: catalog.amount(asset_id, balance.revenue),
+        withheld: catalog.amount(asset_id, balance.withheld),
+    })
 }

@@ -29,6 +29,7 @@ pub mod accounts;
 pub mod address_book;
 pub mod api_keys;
 pub mod convert;
+pub mod distributions;
 pub mod house;
 pub mod kernel;
 pub mod market_data;
@@ -55,6 +56,7 @@ pub struct Query(
     convert::ConvertQuery,
     perpetual::PerpetualQuery,
     tokenization::TokenizationQuery,
+    distributions::DistributionsQuery,
     operators::OperatorsQuery,
     oversight::OversightQuery,
 );
@@ -73,6 +75,7 @@ pub struct Mutation(
     convert::ConvertMutation,
     perpetual::PerpetualMutation,
     tokenization::TokenizationMutation,
+    distributions::DistributionsMutation,
     operators::OperatorsMutation,
 );
 

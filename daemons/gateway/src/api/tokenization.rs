@@ -237,6 +237,8 @@ pub struct InvestorClaims {
     pub category: InvestorCategory,
     /// After this the claims no longer count: the investor is not verified.
     pub expires_at: DateTime,
+    /// The tax withheld from their distributions, as a fraction.
+    pub withholding_rate: Dec,
 }
 
 #[derive(Default)]
@@ -381,16 +383,25 @@ impl TokenizationQuery {
         }
     }
 
-    /// Every holder of a token now, the issuer included, largest first
-    /// (its issuer and operators only).
-    async fn cap_table(&self, ctx: &Context<'_>, token: String) -> Result<Vec<CapTableEntry>, Error> {
+    /// Every holder of a token, the issuer included, largest first: now,
+    /// or as the ledger stood at `at` (every transfer stamped then or
+    /// before; a read as long as the history since), its share of the
+    /// supply then (its issuer and operators only).
+    async fn cap_table(&self, ctx: &Context<'_>, token: String, at: Option<DateTime>) -> Result<Vec<CapTableEntry>, Error> {
         let catalog = Catalog::load(ctx).await?;
         let asset = catalog.asset_by_symbol(&token)?.clone();
         let found = tokens(ctx).await?.into_iter().find(|t| t.asset == asset.id).ok_or_else(|| coded("NOT_FOUND", format!("{token} is not a token")))?;
         issuer_or_operator(ctx, found.issuer)?;
-        let mut holdings = match ask_tokenization(ctx, api::Query::CapTable(asset.id)).await? {
-            api::Answer::CapTable(list) => list,
-            other => return Err(unexpected(other)),
+        let at_ms = at.map(|text| time(&text, "at")).transpose()?;
+        let (supply, mut holdings) = match at_ms {
+            None => match ask_tokenization(ctx, api::Query::CapTable(asset.id)).await? {
+                api::Answer::CapTable(list) => (found.supply, list),
+                other => return Err(unexpected(other)),
+            },
+            Some(at_ms) => match ask_tokenization(ctx, api::Query::CapTableAt { token: asset.id, at_ms }).await? {
+                api::Answer::CapTableAt { supply, holdings } => (supply, holdings),
+                other => return Err(unexpected(other)),
+            },
         };
         holdings.sort_by(|a, b| b.balance.cmp(&a.balance).then(a.user.cmp(&b.user)));
         let users = &services(ctx).users;
@@ -401,7 +412,7 @@ impl TokenizationQuery {
                 email: users.by_id(holding.user).map_err(super::user_error)?.map(|u| u.email),
                 balance: Dec(to_decimal(holding.balance, asset.scale)),
                 locked: Dec(to_decimal(holding.locked, asset.scale)),
-                share: Dec(share(holding.balance, found.supply)),
+                share: Dec(share(holding.balance, supply)),
             });
         }
         Ok(out)
@@ -612,8 +623,9 @@ impl TokenizationMutation {
     }
 
     /// Proposes a user's investor claims (operators; `approvals.investor_claims`
-    /// of them): their country (ISO 3166-1 numeric), category and until when
-    /// they count. A KYC provider's verdict will come this way too.
+    /// of them): their country (ISO 3166-1 numeric), category, until when
+    /// they count, and the tax withheld from their distributions as a
+    /// fraction (0 unless named). A KYC provider's verdict will come this way too.
     async fn set_investor_claims(
         &self,
         ctx: &Context<'_>,
@@ -621,6 +633,7 @@ impl TokenizationMutation {
         country: i32,
         category: InvestorCategory,
         expires_at: DateTime,
+        withholding_rate: Option<Dec>,
     ) -> Result<InvestorClaims, Error> {
         // Operators only, before the email is looked up: no one else learns which accounts exist.
         operator(ctx)?;
@@ -632,6 +645,7 @@ impl TokenizationMutation {
                 .ok_or_else(|| coded("BAD_USER_INPUT", "a country is an ISO 3166-1 numeric code, 1 to 999"))?,
             category: category.into(),
             expires_at_ms: time(&expires_at, "expiresAt")?,
+            withholding_bps: withholding_rate.map(|rate| super::distributions::withholding_bps(rate, "withholdingRate")).transpose()?.unwrap_or(0),
         };
         match operate(ctx, ledger_api::Command::Tokenization(Command::SetClaims { user, claims: Some(claims) })).await? {
             Outcome::Tokenization(api::Outcome::ClaimsSet(_)) => Ok(api_claims(user, &claims)),
@@ -681,21 +695,21 @@ fn listing_fees(maker_fee_ppm: u32, taker_fee_ppm: u32) -> ListingFees {
     ListingFees { maker_fee_rate: rate(maker_fee_ppm), taker_fee_rate: rate(taker_fee_ppm) }
 }
 
-async fn run_tokenization(ctx: &Context<'_>, command: Command) -> Result<api::Outcome, Error> {
+pub(super) async fn run_tokenization(ctx: &Context<'_>, command: Command) -> Result<api::Outcome, Error> {
     match run(ctx, ledger_api::Command::Tokenization(command)).await? {
         Outcome::Tokenization(outcome) => Ok(outcome),
         other => Err(unexpected(other)),
     }
 }
 
-async fn ask_tokenization(ctx: &Context<'_>, query: api::Query) -> Result<api::Answer, Error> {
+pub(super) async fn ask_tokenization(ctx: &Context<'_>, query: api::Query) -> Result<api::Answer, Error> {
     match ask(ctx, Query::Tokenization(query)).await? {
         Answer::Tokenization(answer) => Ok(answer),
         other => Err(unexpected(other)),
     }
 }
 
-async fn tokens(ctx: &Context<'_>) -> Result<Vec<api::Token>, Error> {
+pub(super) async fn tokens(ctx: &Context<'_>) -> Result<Vec<api::Token>, Error> {
     match ask_tokenization(ctx, api::Query::Tokens).await? {
         api::Answer::Tokens(list) => Ok(list),
         other => Err(unexpected(other)),
@@ -750,7 +764,7 @@ async fn subscription(ctx: &Context<'_>, id: u64) -> Result<Option<api::Subscrip
 }
 
 /// The caller, when the issuer of what is asked about or an operator.
-fn issuer_or_operator(ctx: &Context<'_>, issuer: u64) -> Result<(), Error> {
+pub(super) fn issuer_or_operator(ctx: &Context<'_>, issuer: u64) -> Result<(), Error> {
     let claims = caller(ctx)?;
     if claims.role == Role::Operator {
         operator(ctx)?;
@@ -762,11 +776,11 @@ fn issuer_or_operator(ctx: &Context<'_>, issuer: u64) -> Result<(), Error> {
     Err(coded("FORBIDDEN", "only the token's issuer and operators see this"))
 }
 
-fn parse_id(id: &ID, what: &str) -> Result<u64, Error> {
+pub(super) fn parse_id(id: &ID, what: &str) -> Result<u64, Error> {
     id.parse().map_err(|_| coded("NOT_FOUND", format!("no such {what}")))
 }
 
-fn amount_units(amount: Dec, scale: u8, field: &str) -> Result<i128, Error> {
+pub(super) fn amount_units(amount: Dec, scale: u8, field: &str) -> Result<i128, Error> {
     let units = to_units(amount.0, scale, field).map_err(|(code, message)| coded(code, message))?;
     if units < 0 {
         return Err(coded("BAD_USER_INPUT", format!("{field} is not negative")));
@@ -774,7 +788,7 @@ fn amount_units(amount: Dec, scale: u8, field: &str) -> Result<i128, Error> {
     Ok(units)
 }
 
-fn time(text: &DateTime, field: &str) -> Result<u64, Error> {
+pub(super) fn time(text: &DateTime, field: &str) -> Result<u64, Error> {
     parse_rfc3339(&text.0).ok_or_else(|| coded("BAD_USER_INPUT", format!("{field} is an RFC 3339 time such as 2027-06-30T00:00:00Z")))
 }
 
@@ -966,7 +980,13 @@ fn api_subscription(catalog: &Catalog, offering: &api::Offering, s: &api::Subscr
 }
 
 fn api_claims(user: u64, claims: &Claims) -> InvestorClaims {
-    InvestorClaims { user: ID(user.to_string()), country: i32::from(claims.country), category: claims.category.into(), expires_at: at(claims.expires_at_ms) }
+    InvestorClaims {
+        user: ID(user.to_string()),
+        country: i32::from(claims.country),
+        category: claims.category.into(),
+        expires_at: at(claims.expires_at_ms),
+        withholding_rate: super::distributions::withholding_rate(claims.withholding_bps),
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use ledger_api::house::{Answer, HouseBalance, Query};
 use ledger_core::AccountId;
 use products::house::{House, INVENTORY, REVENUE};
+use products::tokenization::WITHHELD;
 use storage::{Batch, Store, Table};
 
 use super::{kernel, SchemaError};
@@ -22,7 +23,14 @@ pub fn balances(store: &Store) -> Result<Vec<HouseBalance>, SchemaError> {
         |asset, purpose| -> Result<i128, SchemaError> { Ok(kernel::account(store, AccountId::house(asset, purpose))?.map_or(0, |stored| stored.balance)) };
     kernel::assets(store)?
         .iter()
-        .map(|asset| Ok(HouseBalance { asset: asset.id, inventory: balance(asset.id, INVENTORY)?, revenue: balance(asset.id, REVENUE)? }))
+        .map(|asset| {
+            Ok(HouseBalance {
+                asset: asset.id,
+                inventory: balance(asset.id, INVENTORY)?,
+                revenue: balance(asset.id, REVENUE)?,
+                withheld: balance(asset.id, WITHHELD)?,
+            })
+        })
         .collect()
 }
 

@@ -278,18 +278,49 @@ pub fn accounts_of(store: &Store, owner: Owner) -> Result<Vec<(AccountId, Stored
 /// Every nonzero account of `asset`: a scan of every account, as the
 /// reserves are (the cap table's read, not the hot path).
 pub fn accounts_of_asset(store: &Store, asset: u32) -> Result<Vec<(AccountId, i128)>, SchemaError> {
+    Ok(stored_accounts_of_asset(store, asset)?
+        .into_iter()
+        .filter(|(_, stored)| stored.balance != 0)
+        .map(|(account, stored)| (account, stored.balance))
+        .collect())
+}
+
+/// Every account of `asset` with a record (history included, zero
+/// balances too): a scan of every account, as [`accounts_of_asset`].
+pub fn stored_accounts_of_asset(store: &Store, asset: u32) -> Result<Vec<(AccountId, StoredAccount)>, SchemaError> {
     let mut out = Vec::new();
     for item in store.scan_all(ACCOUNTS) {
         let (key, value) = item?;
         let account = split_account_key(&key)?;
         if account.asset == asset {
-            let stored: StoredAccount = decode(ACCOUNTS, &key, &value)?;
-            if stored.balance != 0 {
-                out.push((account, stored.balance));
-            }
+            out.push((account, decode(ACCOUNTS, &key, &value)?));
         }
     }
     Ok(out)
+}
+
+/// The account's balance as it stood after every transfer stamped at or
+/// before `at_ms`: today's, with the transfers after it undone, walking
+/// its chain from the newest back (a read as long as what came since).
+pub fn balance_at(store: &Store, account: AccountId, stored: &StoredAccount, at_ms: u64) -> Result<i128, SchemaError> {
+    let (mut balance, mut next) = (stored.balance, stored.newest_transfer);
+    let side = api_account(account);
+    let key = account_key(account);
+    while let Some(id) = next {
+        let StoredTransfer { transfer, previous } = chained_transfer(store, id, ACCOUNTS, &key)?;
+        if transfer.at_ms <= at_ms {
+            break;
+        }
+        // A debit took the amount out of the account, a credit put it in.
+        if transfer.debit == side {
+            balance += transfer.amount;
+            next = previous[0];
+        } else {
+            balance -= transfer.amount;
+            next = previous[1];
+        }
+    }
+    Ok(balance)
 }
 
 pub fn account(store: &Store, account: AccountId) -> Result<Option<StoredAccount>, SchemaError> {

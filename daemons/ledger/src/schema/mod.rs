@@ -60,7 +60,9 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// `investor_claims`. 19: offerings carry the platform's fee the operators
 /// set (`tokenization.offering_fee_bps` in meta). 20: offerings carry their
 /// listing; the listings' fees (`tokenization.listing_fees_ppm` in meta).
-pub const SCHEMA_VERSION: u32 = 20;
+/// 21: investors' claims carry their withholding rate; distributions and
+/// their entitlements.
+pub const SCHEMA_VERSION: u32 = 21;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the

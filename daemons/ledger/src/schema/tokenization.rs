@@ -1,9 +1,13 @@
 //! Tokenization's tables: issuers, investors' claims, tokens, offerings
 //! (open and closed), subscriptions by id, offering and investor, and
-//! tranches. Start-up loads the open offerings, their open subscriptions
-//! and the unvested tranches; the rest is history the reads return.
+//! tranches; distributions and their entitlements by distribution and by
+//! holder. Start-up loads the open offerings, their open subscriptions,
+//! the unvested tranches, the open distributions and their unclaimed
+//! entitlements; the rest is history the reads return.
 
-use ledger_api::tokenization::{Answer, Claims, Holding, Offering, OfferingStatus, Query, Subscription, SubscriptionStatus, Token, Tranche};
+use ledger_api::tokenization::{
+    Answer, Claims, Distribution, DistributionStatus, Entitlement, Holding, Offering, OfferingStatus, Query, Subscription, SubscriptionStatus, Token, Tranche,
+};
 use products::tokenization::{tables, Tokenization, TokenizationChanges, TokenizationState};
 use products::wallet::AVAILABLE;
 use storage::{Batch, Store, Table};
@@ -27,14 +31,33 @@ pub const SUBSCRIPTIONS_BY_OFFERING: Table = Table::new(tables::SUBSCRIPTIONS_BY
 pub const SUBSCRIPTIONS_BY_INVESTOR: Table = Table::scattered(tables::SUBSCRIPTIONS_BY_INVESTOR);
 /// (investor, subscription id, index) -> [`Tranche`].
 pub const TRANCHES: Table = Table::new(tables::TRANCHES);
+/// Distribution id -> [`Distribution`], rewritten as it changes.
+pub const DISTRIBUTIONS: Table = Table::new(tables::DISTRIBUTIONS);
+/// (distribution, holder) -> [`Entitlement`], rewritten as it is claimed or reclaimed.
+pub const ENTITLEMENTS: Table = Table::new(tables::ENTITLEMENTS);
+/// (holder, distribution) -> [`Entitlement`], the same rows by holder.
+pub const ENTITLEMENTS_BY_HOLDER: Table = Table::scattered(tables::ENTITLEMENTS_BY_HOLDER);
 
-pub const TABLES: &[Table] = &[ISSUERS, CLAIMS, TOKENS, OFFERINGS, SUBSCRIPTIONS, SUBSCRIPTIONS_BY_OFFERING, SUBSCRIPTIONS_BY_INVESTOR, TRANCHES];
+pub const TABLES: &[Table] = &[
+    ISSUERS,
+    CLAIMS,
+    TOKENS,
+    OFFERINGS,
+    SUBSCRIPTIONS,
+    SUBSCRIPTIONS_BY_OFFERING,
+    SUBSCRIPTIONS_BY_INVESTOR,
+    TRANCHES,
+    DISTRIBUTIONS,
+    ENTITLEMENTS,
+    ENTITLEMENTS_BY_HOLDER,
+];
 
 const META_NEXT_OFFERING: &[u8] = b"tokenization.next_offering";
 const META_NEXT_SUBSCRIPTION: &[u8] = b"tokenization.next_subscription";
 const META_OFFERING_FEE: &[u8] = b"tokenization.offering_fee_bps";
 /// The listings' fees: (maker, taker) in millionths.
 const META_LISTING_FEES: &[u8] = b"tokenization.listing_fees_ppm";
+const META_NEXT_DISTRIBUTION: &[u8] = b"tokenization.next_distribution";
 
 fn tranche_key(tranche: &Tranche) -> [u8; 20] {
     let mut key = [0; 20];
@@ -71,12 +94,20 @@ pub fn write(batch: &mut Batch, tokenization: &Tokenization, changes: &Tokenizat
     for tranche in &changes.tranches {
         put_encoded(batch, TRANCHES, &tranche_key(tranche), tranche);
     }
+    for distribution in &changes.distributions {
+        put_encoded(batch, DISTRIBUTIONS, &distribution.id.to_be_bytes(), distribution);
+    }
+    for entitlement in &changes.entitlements {
+        put_encoded(batch, ENTITLEMENTS, &key2(entitlement.distribution, entitlement.holder), entitlement);
+        put_encoded(batch, ENTITLEMENTS_BY_HOLDER, &key2(entitlement.holder, entitlement.distribution), entitlement);
+    }
     if changes.counters {
         let state = tokenization.counters();
         put_encoded(batch, META, META_NEXT_OFFERING, &state.0);
         put_encoded(batch, META, META_NEXT_SUBSCRIPTION, &state.1);
         put_encoded(batch, META, META_OFFERING_FEE, &tokenization.offering_fee_bps());
         put_encoded(batch, META, META_LISTING_FEES, &tokenization.listing_fees());
+        put_encoded(batch, META, META_NEXT_DISTRIBUTION, &tokenization.next_distribution());
     }
 }
 
@@ -85,6 +116,7 @@ pub fn load(store: &Store) -> Result<TokenizationState, SchemaError> {
     let mut state = TokenizationState {
         next_offering: meta(store, META_NEXT_OFFERING)?.unwrap_or(1),
         next_subscription: meta(store, META_NEXT_SUBSCRIPTION)?.unwrap_or(1),
+        next_distribution: meta(store, META_NEXT_DISTRIBUTION)?.unwrap_or(1),
         offering_fee_bps: meta(store, META_OFFERING_FEE)?.unwrap_or(0),
         listing_maker_fee_ppm: listing_fees.0,
         listing_taker_fee_ppm: listing_fees.1,
@@ -116,7 +148,48 @@ pub fn load(store: &Store) -> Result<TokenizationState, SchemaError> {
             state.tranches.insert((tranche.subscription, tranche.index), tranche);
         }
     }
+    for item in store.scan_all(DISTRIBUTIONS) {
+        let (key, value) = item?;
+        let distribution: Distribution = decode(DISTRIBUTIONS, &key, &value)?;
+        if distribution.status == DistributionStatus::Closed {
+            continue;
+        }
+        if distribution.status == DistributionStatus::Recorded {
+            for entitlement in entitlements_of(store, distribution.id, 0, usize::MAX)? {
+                if entitlement.gross > 0 && entitlement.claimed_ms.is_none() && !entitlement.reclaimed {
+                    state.entitlements.insert((distribution.id, entitlement.holder), entitlement);
+                }
+            }
+        }
+        state.open_distributions.insert(distribution.id, distribution);
+    }
     Ok(state)
+}
+
+/// At most `limit` distributions, of one token or all, newest first.
+fn distributions(store: &Store, token: Option<u32>, limit: usize) -> Result<Vec<Distribution>, SchemaError> {
+    newest_of_token(store, DISTRIBUTIONS, token, limit, |distribution: &Distribution| distribution.spec.token)
+}
+
+/// A holder's entitlements, of the newest distributions first.
+fn entitlements_of_holder(store: &Store, holder: u64, limit: usize) -> Result<Vec<Entitlement>, SchemaError> {
+    let mut out = Vec::new();
+    for (key, value) in store.scan_prefix(ENTITLEMENTS_BY_HOLDER, &holder.to_be_bytes(), limit, true)? {
+        out.push(decode(ENTITLEMENTS_BY_HOLDER, &key, &value)?);
+    }
+    Ok(out)
+}
+
+/// A distribution's entitlements of holders after `after`, by holder.
+fn entitlements_of(store: &Store, distribution: u64, after: u64, limit: usize) -> Result<Vec<Entitlement>, SchemaError> {
+    let mut out = Vec::new();
+    let Some(first) = after.checked_add(1) else { return Ok(out) };
+    let start = key2(distribution, first);
+    let end = [&distribution.to_be_bytes()[..], &[0xff; 8], &[0]].concat();
+    for (key, value) in store.scan_range(ENTITLEMENTS, &start, &end, limit, false)? {
+        out.push(decode(ENTITLEMENTS, &key, &value)?);
+    }
+    Ok(out)
 }
 
 fn tokens(store: &Store) -> Result<Vec<Token>, SchemaError> {
@@ -128,16 +201,28 @@ fn all_offerings(store: &Store) -> Result<Vec<Offering>, SchemaError> {
     store.scan_all(OFFERINGS).map(|item| item.map_err(SchemaError::from).and_then(|(key, value)| decode(OFFERINGS, &key, &value))).collect()
 }
 
-/// At most `limit` offerings, of one token or all, newest first. All are
-/// the newest rows; one token's are found among the newest
-/// [`FILTER_SCAN_MAX`] offerings (few beside subscriptions: no index by token).
+/// At most `limit` offerings, of one token or all, newest first (no index
+/// by token: offerings are few beside subscriptions).
 fn offerings(store: &Store, token: Option<u32>, limit: usize) -> Result<Vec<Offering>, SchemaError> {
-    let rows = store.scan_prefix(OFFERINGS, &[], if token.is_none() { limit } else { FILTER_SCAN_MAX }, true)?;
+    newest_of_token(store, OFFERINGS, token, limit, |offering: &Offering| offering.spec.token)
+}
+
+/// At most `limit` rows of `table` (keyed by id), of one token or all,
+/// newest first. All are the newest rows; one token's are found among the
+/// newest [`FILTER_SCAN_MAX`].
+fn newest_of_token<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    table: Table,
+    token: Option<u32>,
+    limit: usize,
+    token_of: impl Fn(&T) -> u32,
+) -> Result<Vec<T>, SchemaError> {
+    let rows = store.scan_prefix(table, &[], if token.is_none() { limit } else { FILTER_SCAN_MAX }, true)?;
     let mut out = Vec::with_capacity(rows.len().min(limit));
     for (key, value) in rows {
-        let offering: Offering = decode(OFFERINGS, &key, &value)?;
-        if token.is_none_or(|t| offering.spec.token == t) {
-            out.push(offering);
+        let row: T = decode(table, &key, &value)?;
+        if token.is_none_or(|t| token_of(&row) == t) {
+            out.push(row);
             if out.len() == limit {
                 break;
             }
@@ -169,6 +254,26 @@ fn tranches_of(store: &Store, investor: u64, limit: usize) -> Result<Vec<Tranche
         out.push(decode(TRANCHES, &key, &value)?);
     }
     Ok(out)
+}
+
+/// Every user holding the token at `at_ms`, and its supply then, from the
+/// stored balances with every later transfer undone.
+fn cap_table_at(store: &Store, token: &Token, at_ms: u64) -> Result<(i128, Vec<Holding>), SchemaError> {
+    let mut holdings: std::collections::BTreeMap<u64, Holding> = std::collections::BTreeMap::new();
+    let mut supply = 0;
+    for (account, stored) in kernel::stored_accounts_of_asset(store, token.asset)? {
+        let balance = kernel::balance_at(store, account, &stored, at_ms)?;
+        if account == products::tokenization::issued(token.asset) {
+            supply = -balance;
+        }
+        let Some(user) = account.user_id() else { continue };
+        let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0 });
+        holding.balance += balance;
+        if account.purpose != AVAILABLE {
+            holding.locked += balance;
+        }
+    }
+    Ok((supply, holdings.into_values().filter(|holding| holding.balance != 0).collect()))
 }
 
 /// Every user holding the token now, from the stored balances: what they
@@ -210,11 +315,22 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
                 .map(|item| item.map_err(SchemaError::from).and_then(|(key, _)| Ok(u64::from_be_bytes(exact(ISSUERS, &key)?))))
                 .collect::<Result<_, _>>()?,
         ),
+        Query::Distributions { token, limit: n } => Answer::Distributions(distributions(store, token, limit(n)?)?),
+        Query::Distribution(id) => Answer::Distribution(by_id::<Distribution>(store, DISTRIBUTIONS, id)?.map(Box::new)),
+        Query::Entitlements { distribution, after, limit: n } => Answer::Entitlements(entitlements_of(store, distribution, after, limit(n)?)?),
+        Query::HolderEntitlements { holder, limit: n } => Answer::Entitlements(entitlements_of_holder(store, holder, limit(n)?)?),
         Query::CapTable(asset) => {
             let Some(token) = tokens(store)?.into_iter().find(|token| token.asset == asset) else {
                 return Err(Read::Bad(format!("asset {asset} is not a token")));
             };
             Answer::CapTable(cap_table(store, &token)?)
+        }
+        Query::CapTableAt { token: asset, at_ms } => {
+            let Some(token) = tokens(store)?.into_iter().find(|token| token.asset == asset) else {
+                return Err(Read::Bad(format!("asset {asset} is not a token")));
+            };
+            let (supply, holdings) = cap_table_at(store, &token, at_ms)?;
+            Answer::CapTableAt { supply, holdings }
         }
     })
 }

@@ -18,6 +18,7 @@
 //! counting what is on its way), and who is still eligible at a close here.
 
 pub mod allocation;
+pub mod distribution;
 pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,8 +27,9 @@ use compact_str::format_compact;
 use ids::{Amount, AssetId, TimestampMs, UserId};
 use ledger_api::spot::Market;
 use ledger_api::tokenization::{
-    self as api, Claims, Command, ComplianceRefusal, Offering, OfferingId, OfferingSpec, OfferingStatus, Outcome, Subscription, SubscriptionId,
-    SubscriptionStatus, Token, TokenSpec, Tranche, TransferRules, AMOUNT_BOUND, FEE_BPS_MAX, TRANCHES_MAX, URL_BYTES_MAX,
+    self as api, Claims, Command, ComplianceRefusal, Distribution, DistributionId, DistributionSpec, DistributionStatus, Entitlement, Offering, OfferingId,
+    OfferingSpec, OfferingStatus, Outcome, Subscription, SubscriptionId, SubscriptionStatus, Token, TokenSpec, Tranche, TransferRules, AMOUNT_BOUND,
+    FEE_BPS_MAX, TRANCHES_MAX, URL_BYTES_MAX, WITHHOLDING_BPS_MAX,
 };
 use ledger_api::LedgerError;
 use ledger_core::{AccountId, AssetSpec, Digest, HoldId, Idempotent, Kernel, Leg, Owner, Payout, Purpose, PurposeSpec, Recorded, TransferCode};
@@ -39,15 +41,20 @@ use crate::{key_digest, refusal, ChangeSet, Forward, LedgerLimits, Product};
 pub const ISSUED: Purpose = Purpose(api::ISSUED);
 pub const ESCROW: Purpose = Purpose(api::ESCROW);
 pub const VESTING: Purpose = Purpose(api::VESTING);
+pub const DISTRIBUTION: Purpose = Purpose(api::DISTRIBUTION);
+pub const WITHHELD: Purpose = Purpose(api::WITHHELD);
 
 pub const PURPOSES: &[PurposeSpec] = &[
     // A token's supply: below zero by every unit issued, like custody by what came in.
     PurposeSpec { purpose: ISSUED, name: "issued", may_go_negative: true, holds_only: false },
     PurposeSpec { purpose: ESCROW, name: "escrow", may_go_negative: false, holds_only: true },
     PurposeSpec { purpose: VESTING, name: "vesting", may_go_negative: false, holds_only: true },
+    PurposeSpec { purpose: DISTRIBUTION, name: "distribution", may_go_negative: false, holds_only: false },
+    PurposeSpec { purpose: WITHHELD, name: "withheld", may_go_negative: false, holds_only: false },
 ];
 
 const SUBSCRIPTION_RECORD: u8 = 8;
+const DISTRIBUTION_RECORD: u8 = 9;
 const SUBSCRIPTION_HOLD: u8 = 4;
 const VESTING_HOLD: u8 = 5;
 
@@ -60,6 +67,13 @@ pub const SUBSCRIPTIONS_OPEN_MAX: usize = 1_000_000;
 const OFFERINGS_CLOSED_PER_TICK: usize = 4;
 /// Tranches one tick vests at most.
 const TRANCHES_VESTED_PER_TICK: usize = 10_000;
+/// The most distributions declared or open for claims at once, and
+/// unclaimed entitlements in all (a declaration is refused when the
+/// token's holders now would not fit).
+pub const DISTRIBUTIONS_OPEN_MAX: usize = 1_000;
+pub const ENTITLEMENTS_OPEN_MAX: usize = 1_000_000;
+/// Records one tick takes at most: each moves money for every holder.
+const DISTRIBUTIONS_RECORDED_PER_TICK: usize = 1;
 
 /// The names of its storage tables; the ledger daemon's
 /// `schema/tokenization.rs` says what they hold.
@@ -72,6 +86,9 @@ pub mod tables {
     pub const SUBSCRIPTIONS_BY_OFFERING: &str = "tokenization.subscriptions_by_offering";
     pub const SUBSCRIPTIONS_BY_INVESTOR: &str = "tokenization.subscriptions_by_investor";
     pub const TRANCHES: &str = "tokenization.tranches";
+    pub const DISTRIBUTIONS: &str = "tokenization.distributions";
+    pub const ENTITLEMENTS: &str = "tokenization.entitlements";
+    pub const ENTITLEMENTS_BY_HOLDER: &str = "tokenization.entitlements_by_holder";
 }
 
 pub fn issued(token: AssetId) -> AccountId {
@@ -86,6 +103,20 @@ pub fn vesting(user: UserId, token: AssetId) -> AccountId {
     AccountId::user(user, token, VESTING)
 }
 
+pub fn pool(distribution: DistributionId, payment_asset: AssetId) -> AccountId {
+    AccountId { owner: Owner::Entity(distribution), asset: payment_asset, purpose: DISTRIBUTION }
+}
+
+pub fn withheld(payment_asset: AssetId) -> AccountId {
+    AccountId::house(payment_asset, WITHHELD)
+}
+
+/// Everything `user` holds of `token` in their accounts: free, held for
+/// orders and unvested.
+pub fn held_by(kernel: &Kernel, user: UserId, token: AssetId) -> Amount {
+    kernel.balance(available(user, token)) + kernel.balance(locked(user, token)) + kernel.balance(vesting(user, token))
+}
+
 fn subscription_hold(id: SubscriptionId) -> HoldId {
     HoldId { kind: SUBSCRIPTION_HOLD, id }
 }
@@ -96,6 +127,10 @@ fn tranche_hold(subscription: SubscriptionId, index: u32) -> HoldId {
 
 fn subscribe_key(investor: UserId, key: &str) -> Option<Digest> {
     key_digest(b"subscribe", &investor.to_le_bytes(), key)
+}
+
+fn distribute_key(issuer: UserId, key: &str) -> Option<Digest> {
+    key_digest(b"distribute", &issuer.to_le_bytes(), key)
 }
 
 /// Everything the product keeps, in canonical order. Closed offerings,
@@ -116,6 +151,11 @@ pub struct TokenizationState {
     /// The fees of the markets tokens list on at their close, in millionths.
     pub listing_maker_fee_ppm: u32,
     pub listing_taker_fee_ppm: u32,
+    /// Distributions declared (waiting for their record) or open for claims.
+    pub open_distributions: BTreeMap<DistributionId, Distribution>,
+    /// Their unclaimed entitlements (none of nothing), by (distribution, holder).
+    pub entitlements: BTreeMap<(DistributionId, UserId), Entitlement>,
+    pub next_distribution: DistributionId,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +167,8 @@ pub struct TokenizationChanges {
     pub offerings: Vec<Offering>,
     pub subscriptions: Vec<Subscription>,
     pub tranches: Vec<Tranche>,
+    pub distributions: Vec<Distribution>,
+    pub entitlements: Vec<Entitlement>,
     /// Whether the counters or the offering fee moved.
     pub counters: bool,
 }
@@ -139,6 +181,8 @@ impl ChangeSet for TokenizationChanges {
         self.offerings.clear();
         self.subscriptions.clear();
         self.tranches.clear();
+        self.distributions.clear();
+        self.entitlements.clear();
         self.counters = false;
     }
 }
@@ -194,6 +238,8 @@ pub struct Tokenization {
     /// When the clock next has something to do: offerings' ends, tranches' times.
     ends: BTreeSet<(TimestampMs, OfferingId)>,
     vests: BTreeSet<(TimestampMs, SubscriptionId, u32)>,
+    /// The declared distributions' record times.
+    records: BTreeSet<(TimestampMs, DistributionId)>,
     /// The open subscriptions by offering and investor, and per (token,
     /// investor) what they ask for in all: subscribing and a token's rules
     /// read these instead of every open subscription.
@@ -210,12 +256,19 @@ impl Product for Tokenization {
     type State = TokenizationState;
     type Changes = TokenizationChanges;
     const PURPOSES: &'static [PurposeSpec] = PURPOSES;
-    const RECORD_KINDS: &'static [u8] = &[SUBSCRIPTION_RECORD];
+    const RECORD_KINDS: &'static [u8] = &[SUBSCRIPTION_RECORD, DISTRIBUTION_RECORD];
     const HOLD_KINDS: &'static [u8] = &[SUBSCRIPTION_HOLD, VESTING_HOLD];
 
     fn restore(mut state: TokenizationState) -> Tokenization {
         state.next_offering = state.next_offering.max(1);
         state.next_subscription = state.next_subscription.max(1);
+        state.next_distribution = state.next_distribution.max(1);
+        let records = state
+            .open_distributions
+            .values()
+            .filter(|distribution| distribution.status == DistributionStatus::Declared)
+            .map(|distribution| (distribution.spec.record_at_ms, distribution.id))
+            .collect();
         let ends = state.open_offerings.values().map(|offering| (offering.spec.ends_at_ms, offering.id)).collect();
         let vests = state.tranches.values().map(|tranche| (tranche.vests_at_ms, tranche.subscription, tranche.index)).collect();
         let mut tokenization = Tokenization {
@@ -223,6 +276,7 @@ impl Product for Tokenization {
             tiers: BTreeMap::new(),
             ends,
             vests,
+            records,
             by_offering: BTreeSet::new(),
             subscribers: BTreeMap::new(),
             changes: TokenizationChanges::default(),
@@ -247,6 +301,7 @@ impl Product for Tokenization {
     fn idempotency_key(command: &Command) -> Option<Digest> {
         match command {
             Command::Subscribe { investor, key, .. } => subscribe_key(*investor, key),
+            Command::Distribute { issuer, key, .. } => distribute_key(*issuer, key),
             _ => None,
         }
     }
@@ -269,6 +324,9 @@ impl Product for Tokenization {
             Command::CreateOffering { issuer, spec } => self.create_offering(kernel, *issuer, spec, at_ms),
             Command::Subscribe { investor, offering, amount, key } => self.subscribe(kernel, *investor, *offering, *amount, key, at_ms, known_key),
             &Command::CancelSubscription { investor, subscription } => self.cancel(kernel, investor, subscription, at_ms),
+            Command::Distribute { issuer, spec, key } => self.distribute(kernel, *issuer, spec, key, at_ms, known_key),
+            &Command::ClaimDistribution { holder, distribution } => self.claim(kernel, holder, distribution, at_ms),
+            &Command::ReclaimDistribution { issuer, distribution } => self.reclaim(kernel, issuer, distribution, at_ms),
             Command::Tick => self.tick(kernel, at_ms),
         };
         (outcome, None)
@@ -292,10 +350,13 @@ impl Product for Tokenization {
         }
     }
 
-    /// A frozen account subscribes to nothing.
+    /// A frozen account subscribes to nothing, and pays or is paid no distribution.
     fn frozen_subject(&self, command: &Command) -> Option<UserId> {
         match command {
-            Command::Subscribe { investor, .. } => Some(*investor),
+            Command::Subscribe { investor: user, .. }
+            | Command::Distribute { issuer: user, .. }
+            | Command::ClaimDistribution { holder: user, .. }
+            | Command::ReclaimDistribution { issuer: user, .. } => Some(*user),
             _ => None,
         }
     }
@@ -365,7 +426,7 @@ impl Product for Tokenization {
                 return Err(format!("hold {id:?} is neither an open subscription's nor an unvested tranche's"));
             }
         }
-        Ok(())
+        self.check_distributions(kernel)
     }
 }
 
@@ -399,14 +460,26 @@ impl Tokenization {
         (self.state.next_offering, self.state.next_subscription)
     }
 
+    pub fn next_distribution(&self) -> DistributionId {
+        self.state.next_distribution
+    }
+
     pub fn unvested(&self) -> impl Iterator<Item = &Tranche> {
         self.state.tranches.values()
     }
 
-    /// When the ledger's clock next has a Tick to give: an offering's end
-    /// or a tranche's time.
+    /// When the ledger's clock next has a Tick to give: an offering's end,
+    /// a tranche's time or a distribution's record.
     pub fn next_tick(&self) -> Option<TimestampMs> {
-        [self.ends.first().map(|(at, _)| *at), self.vests.first().map(|(at, ..)| *at)].into_iter().flatten().min()
+        [self.ends.first().map(|(at, _)| *at), self.vests.first().map(|(at, ..)| *at), self.records.first().map(|(at, _)| *at)].into_iter().flatten().min()
+    }
+
+    pub fn open_distributions(&self) -> &BTreeMap<DistributionId, Distribution> {
+        &self.state.open_distributions
+    }
+
+    pub fn unclaimed(&self) -> impl Iterator<Item = &Entitlement> {
+        self.state.entitlements.values()
     }
 
     /// The operators' tiers, as they stand: at start and after each change.
@@ -623,7 +696,7 @@ impl Tokenization {
     /// subscriptions and has on its way; and whether they count among its
     /// holders already.
     fn holding(&self, kernel: &Kernel, incoming: &dyn Incoming, token: AssetId, user: UserId) -> (Amount, bool) {
-        let held = kernel.balance(available(user, token)) + kernel.balance(locked(user, token)) + kernel.balance(vesting(user, token));
+        let held = held_by(kernel, user, token);
         let subscribed = self.subscribers.get(&(token, user)).copied().unwrap_or(0);
         let on_its_way = incoming.incoming(token, user);
         (held + subscribed + on_its_way, kernel.is_holder(token, user) || subscribed > 0 || on_its_way > 0)
@@ -864,8 +937,13 @@ impl Tokenization {
             self.vests.remove(&(*at, *subscription, *index));
             self.changes.tranches.push(Tranche { vested: true, ..tranche });
         }
+        let records: Vec<DistributionId> =
+            self.records.iter().take_while(|(at, _)| *at <= at_ms).take(DISTRIBUTIONS_RECORDED_PER_TICK).map(|(_, id)| *id).collect();
+        for id in &records {
+            self.record(kernel, *id, at_ms)?;
+        }
         // The ledger numbers and lists the closes' markets (`markets_listed`).
-        Ok(Outcome::Ticked { offerings_closed: due, tranches_vested: vesting.len() as u32, markets_listed: Vec::new() })
+        Ok(Outcome::Ticked { offerings_closed: due, tranches_vested: vesting.len() as u32, markets_listed: Vec::new(), distributions_recorded: records })
     }
 
     /// Closes an offering whose end has passed, in this one command: the
@@ -989,6 +1067,286 @@ impl Tokenization {
             closed_ms: Some(at_ms),
             ..offering
         });
+        Ok(())
+    }
+}
+
+/// Distributions: declared with their pool paid in, recorded by the clock,
+/// claimed by the holders, what is left reclaimed by the issuer.
+impl Tokenization {
+    fn distribute(
+        &mut self,
+        kernel: &mut Kernel,
+        issuer: UserId,
+        spec: &DistributionSpec,
+        key: &str,
+        at_ms: TimestampMs,
+        known_key: Option<Digest>,
+    ) -> Result<Outcome, LedgerError> {
+        ledger_core::check_key(key).map_err(refusal)?;
+        let digest = known_key.or_else(|| distribute_key(issuer, key)).expect("a checked key has a digest");
+        // The same key again answers the first distribution; with another token or pool, DUPLICATE.
+        let fingerprint = match kernel.idempotent(&digest, &[&spec.token.to_le_bytes(), &spec.pool.to_le_bytes()]).map_err(refusal)? {
+            Idempotent::Replay(recorded) if recorded.kind == DISTRIBUTION_RECORD => return Ok(Outcome::Distributed(recorded.id)),
+            Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
+            Idempotent::New(fingerprint) => fingerprint,
+        };
+        let token = self.issuer_of(issuer, spec.token)?;
+        kernel.known_asset(spec.payment_asset).map_err(refusal)?;
+        if self.is_token(spec.payment_asset) {
+            return Err(LedgerError::BadInput("a distribution is paid in money, not in a token".into()));
+        }
+        if !(1..=AMOUNT_BOUND).contains(&spec.pool) {
+            return Err(LedgerError::BadInput(format!("a distribution's pool is 1 to {AMOUNT_BOUND} minor units")));
+        }
+        if spec.record_at_ms < at_ms || spec.claim_until_ms <= spec.record_at_ms {
+            return Err(LedgerError::BadInput(
+                "a distribution's record time is now or later (holdings are recorded as they stand then), and its claims end after it".into(),
+            ));
+        }
+        if spec.default_withholding_bps > WITHHOLDING_BPS_MAX {
+            return Err(LedgerError::BadInput(format!("a withholding rate is at most {WITHHOLDING_BPS_MAX} basis points")));
+        }
+        // The record multiplies the pool by the lots each holder has, at most the whole supply.
+        if spec.pool.checked_mul(token.spec.supply_max / token.spec.lot).is_none() {
+            return Err(LedgerError::BadInput("the pool times the token's largest supply in lots is too large to share exactly".into()));
+        }
+        if self.state.open_distributions.len() >= DISTRIBUTIONS_OPEN_MAX {
+            return Err(LedgerError::LimitReached(format!("{DISTRIBUTIONS_OPEN_MAX} open distributions")));
+        }
+        let holders = kernel.holders(spec.token).map_or(0, |holders| holders.len());
+        if self.state.entitlements.len() + holders > ENTITLEMENTS_OPEN_MAX {
+            return Err(LedgerError::LimitReached(format!("{ENTITLEMENTS_OPEN_MAX} unclaimed entitlements")));
+        }
+        let id = self.state.next_distribution;
+        let leg = Leg {
+            debit: available(issuer, spec.payment_asset),
+            credit: pool(id, spec.payment_asset),
+            amount: spec.pool,
+            code: TransferCode(api::DISTRIBUTION_FUNDING),
+        };
+        kernel.transfer(leg, format_compact!("distribution:{id}"), at_ms).map_err(refusal)?;
+        kernel.remember(digest, fingerprint, Recorded { kind: DISTRIBUTION_RECORD, id }).map_err(refusal)?;
+        self.state.next_distribution += 1;
+        self.changes.counters = true;
+        let distribution = Distribution {
+            id,
+            issuer,
+            spec: spec.clone(),
+            status: DistributionStatus::Declared,
+            created_ms: at_ms,
+            recorded_ms: None,
+            holders: 0,
+            units: 0,
+            entitled: 0,
+            remainder: 0,
+            claimed: 0,
+            withheld: 0,
+            reclaimed: 0,
+            closed_ms: None,
+        };
+        self.records.insert((spec.record_at_ms, id));
+        self.changes.distributions.push(distribution.clone());
+        self.state.open_distributions.insert(id, distribution);
+        Ok(Outcome::Distributed(id))
+    }
+
+    /// Takes a distribution's record: every holder of the token but its
+    /// issuer, with what they hold in all their accounts, is entitled to
+    /// their share of the pool, less the tax at their rate (their claims'
+    /// if valid now, else the distribution's default); the rounding's
+    /// remainder goes back to the issuer. Nothing here can fail once the
+    /// shares are computed: the pool holds exactly what the shares and the
+    /// remainder add up to.
+    fn record(&mut self, kernel: &mut Kernel, id: DistributionId, at_ms: TimestampMs) -> Result<(), LedgerError> {
+        let distribution = self.state.open_distributions.get(&id).ok_or(LedgerError::NotFound)?.clone();
+        let spec = &distribution.spec;
+        let token = &self.state.tokens[&spec.token];
+        let lot = token.spec.lot;
+        let held: Vec<(UserId, Amount)> = kernel
+            .holders(spec.token)
+            .map(|holders| holders.filter(|user| *user != distribution.issuer).map(|user| (user, held_by(kernel, user, spec.token))).collect())
+            .unwrap_or_default();
+        let lots: Vec<Amount> = held.iter().map(|(_, units)| units / lot).collect();
+        // The declaration bounded the pool times the largest supply; were it
+        // not, the whole pool goes back to the issuer rather than anyone
+        // paid wrongly, and the tick (which may have closed offerings
+        // already) still applies whole.
+        let (shares, remainder) = distribution::shares(spec.pool, &lots).unwrap_or_else(|| (vec![0; lots.len()], spec.pool));
+        self.records.remove(&(spec.record_at_ms, id));
+        let reference = format_compact!("distribution:{id}");
+        if remainder > 0 {
+            let leg = Leg {
+                debit: pool(id, spec.payment_asset),
+                credit: available(distribution.issuer, spec.payment_asset),
+                amount: remainder,
+                code: TransferCode(api::DISTRIBUTION_REMAINDER),
+            };
+            kernel.transfer(leg, reference, at_ms).map_err(refusal)?;
+        }
+        let mut owed = false;
+        for ((holder, units), gross) in held.iter().zip(shares) {
+            let withholding_bps = self
+                .state
+                .claims
+                .get(holder)
+                .filter(|claims| at_ms < claims.expires_at_ms)
+                .map_or(spec.default_withholding_bps, |claims| claims.withholding_bps);
+            let withheld = distribution::withheld(gross, withholding_bps);
+            let entitlement = Entitlement {
+                distribution: id,
+                holder: *holder,
+                units: *units,
+                gross,
+                withholding_bps,
+                withheld,
+                net: gross - withheld,
+                claimed_ms: None,
+                reclaimed: false,
+            };
+            self.changes.entitlements.push(entitlement);
+            if gross > 0 {
+                owed = true;
+                self.state.entitlements.insert((id, *holder), entitlement);
+            }
+        }
+        let units = held.iter().map(|(_, units)| units).sum();
+        let recorded = Distribution {
+            status: if owed { DistributionStatus::Recorded } else { DistributionStatus::Closed },
+            recorded_ms: Some(at_ms),
+            holders: held.len() as u32,
+            units,
+            entitled: spec.pool - remainder,
+            remainder,
+            closed_ms: (!owed).then_some(at_ms),
+            ..distribution
+        };
+        self.changes.distributions.push(recorded.clone());
+        if owed {
+            self.state.open_distributions.insert(id, recorded);
+        } else {
+            self.state.open_distributions.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, kernel: &mut Kernel, holder: UserId, id: DistributionId, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let not_claimable = |why: String| LedgerError::NotClaimable { distribution: id, why };
+        let Some(distribution) = self.state.open_distributions.get(&id) else {
+            return Err(if (1..self.state.next_distribution).contains(&id) {
+                not_claimable("it is closed: every entitlement was claimed or its issuer reclaimed the rest".into())
+            } else {
+                LedgerError::NotFound
+            });
+        };
+        if distribution.status == DistributionStatus::Declared {
+            return Err(not_claimable(format!("its record is at {} ms since the epoch; claim after it", distribution.spec.record_at_ms)));
+        }
+        if at_ms >= distribution.spec.claim_until_ms {
+            return Err(not_claimable(format!("its claims ended at {} ms since the epoch", distribution.spec.claim_until_ms)));
+        }
+        let Some(entitlement) = self.state.entitlements.get(&(id, holder)).copied() else {
+            return Err(not_claimable("you held none of the token at its record, or claimed your part already".into()));
+        };
+        let payment_asset = distribution.spec.payment_asset;
+        let reference = format_compact!("distribution:{id}");
+        let from = pool(id, payment_asset);
+        if entitlement.net > 0 {
+            let leg = Leg { debit: from, credit: available(holder, payment_asset), amount: entitlement.net, code: TransferCode(api::DISTRIBUTION_PAYMENT) };
+            kernel.transfer(leg, reference.clone(), at_ms).map_err(refusal)?;
+        }
+        if entitlement.withheld > 0 {
+            let leg = Leg { debit: from, credit: withheld(payment_asset), amount: entitlement.withheld, code: TransferCode(api::DISTRIBUTION_WITHHOLDING) };
+            kernel.transfer(leg, reference, at_ms).map_err(refusal)?;
+        }
+        self.state.entitlements.remove(&(id, holder));
+        self.changes.entitlements.push(Entitlement { claimed_ms: Some(at_ms), ..entitlement });
+        let all_claimed = self.state.entitlements.range((id, 0)..=(id, UserId::MAX)).next().is_none();
+        let distribution = self.state.open_distributions.get_mut(&id).expect("looked up above");
+        distribution.claimed += entitlement.gross;
+        distribution.withheld += entitlement.withheld;
+        if all_claimed {
+            distribution.status = DistributionStatus::Closed;
+            distribution.closed_ms = Some(at_ms);
+        }
+        self.changes.distributions.push(distribution.clone());
+        if all_claimed {
+            self.state.open_distributions.remove(&id);
+        }
+        Ok(Outcome::DistributionClaimed { distribution: id, net: entitlement.net, withheld: entitlement.withheld })
+    }
+
+    fn reclaim(&mut self, kernel: &mut Kernel, issuer: UserId, id: DistributionId, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let Some(distribution) = self.state.open_distributions.get(&id) else {
+            return Err(if (1..self.state.next_distribution).contains(&id) {
+                LedgerError::NotClaimable { distribution: id, why: "it is closed: nothing is left to reclaim".into() }
+            } else {
+                LedgerError::NotFound
+            });
+        };
+        if distribution.issuer != issuer {
+            return Err(LedgerError::Forbidden(format!("user {issuer} is not distribution {id}'s issuer")));
+        }
+        if distribution.status == DistributionStatus::Declared || at_ms < distribution.spec.claim_until_ms {
+            return Err(LedgerError::ClaimPeriodOpen { distribution: id, until_ms: distribution.spec.claim_until_ms });
+        }
+        let payment_asset = distribution.spec.payment_asset;
+        let amount = kernel.balance(pool(id, payment_asset));
+        if amount > 0 {
+            let leg = Leg { debit: pool(id, payment_asset), credit: available(issuer, payment_asset), amount, code: TransferCode(api::DISTRIBUTION_RECLAIM) };
+            kernel.transfer(leg, format_compact!("distribution:{id}"), at_ms).map_err(refusal)?;
+        }
+        let unclaimed: Vec<UserId> = self.state.entitlements.range((id, 0)..=(id, UserId::MAX)).map(|((_, holder), _)| *holder).collect();
+        for holder in unclaimed {
+            let entitlement = self.state.entitlements.remove(&(id, holder)).expect("listed above");
+            self.changes.entitlements.push(Entitlement { reclaimed: true, ..entitlement });
+        }
+        let mut distribution = self.state.open_distributions.remove(&id).expect("looked up above");
+        distribution.status = DistributionStatus::Closed;
+        distribution.reclaimed = amount;
+        distribution.closed_ms = Some(at_ms);
+        self.changes.distributions.push(distribution);
+        Ok(Outcome::DistributionReclaimed { distribution: id, amount })
+    }
+
+    /// Each open distribution's pool holds what it owes: the whole pool
+    /// before the record, the unclaimed entitlements after.
+    fn check_distributions(&self, kernel: &Kernel) -> Result<(), String> {
+        let mut owed: BTreeMap<DistributionId, Amount> = BTreeMap::new();
+        for ((id, holder), entitlement) in &self.state.entitlements {
+            let recorded = self.state.open_distributions.get(id).is_some_and(|d| d.status == DistributionStatus::Recorded);
+            if !recorded || entitlement.holder != *holder || entitlement.gross <= 0 || entitlement.net + entitlement.withheld != entitlement.gross {
+                return Err(format!("entitlement of {holder} to distribution {id} is {entitlement:?}, its distribution not open for claims"));
+            }
+            *owed.entry(*id).or_insert(0) += entitlement.gross;
+        }
+        let mut records = BTreeSet::new();
+        for distribution in self.state.open_distributions.values() {
+            let in_pool = kernel.balance(pool(distribution.id, distribution.spec.payment_asset));
+            let expected = match distribution.status {
+                DistributionStatus::Declared => {
+                    records.insert((distribution.spec.record_at_ms, distribution.id));
+                    distribution.spec.pool
+                }
+                DistributionStatus::Recorded => {
+                    let unclaimed = owed.get(&distribution.id).copied().unwrap_or(0);
+                    if distribution.entitled - distribution.claimed != unclaimed || distribution.entitled + distribution.remainder != distribution.spec.pool {
+                        return Err(format!(
+                            "distribution {}: entitled {} less claimed {} is not the unclaimed {unclaimed}",
+                            distribution.id, distribution.entitled, distribution.claimed
+                        ));
+                    }
+                    unclaimed
+                }
+                DistributionStatus::Closed => return Err(format!("distribution {} is closed but kept open", distribution.id)),
+            };
+            if in_pool != expected {
+                return Err(format!("distribution {}'s pool holds {in_pool}, it owes {expected}", distribution.id));
+            }
+        }
+        if records != self.records {
+            return Err("the index of record times is not what the declared distributions say".into());
+        }
         Ok(())
     }
 }

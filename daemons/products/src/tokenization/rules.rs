@@ -130,7 +130,7 @@ mod tests {
     const NOW: TimestampMs = 1_800_000_000_000;
 
     fn claims(country: u16, category: InvestorCategory) -> Claims {
-        Claims { country, category, expires_at_ms: NOW + 1 }
+        Claims { country, category, expires_at_ms: NOW + 1, withholding_bps: 0 }
     }
 
     fn receiver(user: UserId, claims: Option<&Claims>, holding: Amount, counted: bool) -> Receiver<'_> {

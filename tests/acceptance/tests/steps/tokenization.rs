@@ -275,9 +275,12 @@ fn token_supply(world: &mut Marionette, symbol: String, supply: String) {
 }
 
 /// "alice 400 (0.4), bob 333 (0.333)", optionally " with 51 locked" after the last.
-#[then(regex = r"^the cap table of (\w+) is (.+?)(?: with ([\d.]+) locked)?$")]
-fn cap_table(world: &mut Marionette, symbol: String, entries: String, locked: String) {
-    let answer = world.ask("ivy", "query($t: String!) { capTable(token: $t) { email balance locked share } }", json!({ "t": symbol }));
+#[then(regex = r"^the cap table of (\w+)( at the record)? is (.+?)(?: with ([\d.]+) locked)?$")]
+fn cap_table(world: &mut Marionette, symbol: String, at_record: String, entries: String, locked: String) {
+    // At the record: as the ledger stood when the last distribution's record was taken.
+    let at = (!at_record.is_empty()).then(|| distribution(world)["recordedAt"].as_str().expect("the distribution was recorded").to_string());
+    let answer =
+        world.ask("ivy", "query($t: String!, $at: DateTime) { capTable(token: $t, at: $at) { email balance locked share } }", json!({ "t": symbol, "at": at }));
     let table = data(&answer, "capTable").as_array().unwrap();
     let expected: Vec<(String, Decimal, Decimal)> = entries
         .split(", ")
@@ -362,6 +365,190 @@ fn first_tranche_vests(world: &mut Marionette, name: String) {
     assert!(now_ms() >= vests_at.timestamp_millis(), "a tranche vested before its time: {answer}");
 }
 
+#[given(regex = r"^the operators set (\w+)'s withholding rate to ([\d.]+)%$")]
+#[when(regex = r"^the operators set (\w+)'s withholding rate to ([\d.]+)%$")]
+fn set_withholding_rate(world: &mut Marionette, name: String, percent: String) {
+    let rate = (decimal(&percent) / Decimal::ONE_HUNDRED).normalize().to_string();
+    let claims = world.ask(&name, "{ myInvestorClaims { country category } }", json!({}));
+    let country = data(&claims, "myInvestorClaims")["country"].clone();
+    let answer = world.ask(
+        "operator",
+        "mutation($e: String!, $c: Int!, $x: DateTime!, $w: Decimal!) {
+            setInvestorClaims(email: $e, country: $c, category: RETAIL, expiresAt: $x, withholdingRate: $w) { withholdingRate }
+        }",
+        json!({ "e": email(&name), "c": country, "x": in_seconds(365 * 86_400), "w": rate }),
+    );
+    assert_eq!(field_decimal(&data(&answer, "setInvestorClaims")["withholdingRate"]), decimal(&rate), "{answer}");
+    let mine = world.ask(&name, "{ myInvestorClaims { withholdingRate } }", json!({}));
+    assert_eq!(field_decimal(&data(&mine, "myInvestorClaims")["withholdingRate"]), decimal(&rate), "{mine}");
+}
+
+#[given(regex = r"^the operators remove (\w+)'s investor claims$")]
+#[when(regex = r"^the operators remove (\w+)'s investor claims$")]
+fn remove_claims(world: &mut Marionette, name: String) {
+    let answer = world.ask("operator", "mutation($e: String!) { removeInvestorClaims(email: $e) }", json!({ "e": email(&name) }));
+    assert_eq!(data(&answer, "removeInvestorClaims"), true, "{answer}");
+    assert!(data(&world.ask(&name, "{ myInvestorClaims { country } }", json!({})), "myInvestorClaims").is_null());
+}
+
+const DISTRIBUTION_FIELDS: &str = "id status token kind paymentAsset pool recordAt claimUntil defaultWithholdingRate recordedAt holders units entitled remainder claimed withheld reclaimed closedAt";
+
+#[when(
+    regex = r"^(\w+) distributes a (\w+) of ([\d.]+) (\w+) to the holders of (\w+), recorded in (\d+) seconds and claimable for (\d+) seconds after, withholding ([\d.]+)% from holders without claims$"
+)]
+#[allow(clippy::too_many_arguments)]
+fn distributes(world: &mut Marionette, name: String, kind: String, pool: String, payment: String, token: String, record_s: u64, claim_s: u64, percent: String) {
+    let rate = (decimal(&percent) / Decimal::ONE_HUNDRED).normalize().to_string();
+    let variables = json!({ "t": token, "k": kind, "p": payment, "a": pool, "r": in_seconds(record_s), "c": in_seconds(record_s + claim_s), "w": rate,
+                            "key": format!("{name}-{kind}-{token}-{pool}") });
+    let mutation = format!(
+        "mutation($t: String!, $k: DistributionKind!, $p: String!, $a: Decimal!, $r: DateTime!, $c: DateTime!, $w: Decimal!, $key: String!) {{
+            distribute(token: $t, kind: $k, paymentAsset: $p, pool: $a, recordAt: $r, claimUntil: $c, defaultWithholdingRate: $w, idempotencyKey: $key) {{ {DISTRIBUTION_FIELDS} }}
+        }}"
+    );
+    let answer = world.ask(&name, &mutation, variables.clone());
+    let distribution = data(&answer, "distribute").clone();
+    assert_eq!((distribution["status"].as_str(), distribution["kind"].as_str()), (Some("DECLARED"), Some(kind.as_str())), "{answer}");
+    assert_eq!(field_decimal(&distribution["pool"]), decimal(&pool), "{answer}");
+    // The same request again is the same distribution, paid in once.
+    let again = world.ask(&name, &mutation, variables);
+    assert_eq!(data(&again, "distribute")["id"], distribution["id"], "{again}");
+    world.distribution = Some(distribution["id"].as_str().unwrap().to_string());
+}
+
+fn distribution_id(world: &Marionette) -> String {
+    world.distribution.clone().expect("no distribution was declared in this scenario")
+}
+
+fn distribution(world: &Marionette) -> Value {
+    let answer = world.ask("alice", &format!("query($d: ID!) {{ distribution(id: $d) {{ {DISTRIBUTION_FIELDS} }} }}"), json!({ "d": distribution_id(world) }));
+    data(&answer, "distribution").clone()
+}
+
+#[when("the distribution is recorded")]
+fn distribution_recorded(world: &mut Marionette) {
+    let query = "query($d: ID!) { distribution(id: $d) { status recordAt recordedAt } }";
+    // The ledger's clock takes the record at its time; the wait allows a loaded machine.
+    let answer = poll(world, "operator", query, json!({ "d": distribution_id(world) }), Duration::from_secs(60), |answer| {
+        data(answer, "distribution")["status"] != "DECLARED"
+    });
+    let recorded = data(&answer, "distribution");
+    let time = |field: &str| chrono::DateTime::parse_from_rfc3339(recorded[field].as_str().unwrap()).unwrap();
+    assert!(time("recordedAt") >= time("recordAt"), "recorded before its time: {answer}");
+}
+
+#[then(regex = r"^the distribution is RECORDED: (\d+) holders of ([\d.]+) \w+ entitled to ([\d.]+) \w+, ([\d.]+) \w+ back to the issuer$")]
+fn distribution_is_recorded(world: &mut Marionette, holders: i64, units: String, entitled: String, remainder: String) {
+    let shown = distribution(world);
+    assert_eq!((shown["status"].as_str(), shown["holders"].as_i64()), (Some("RECORDED"), Some(holders)), "{shown}");
+    assert_eq!(
+        [&shown["units"], &shown["entitled"], &shown["remainder"]].map(field_decimal),
+        [decimal(&units), decimal(&entitled), decimal(&remainder)],
+        "units, entitled, remainder of {shown}"
+    );
+    assert_eq!(field_decimal(&shown["entitled"]) + field_decimal(&shown["remainder"]), field_decimal(&shown["pool"]), "the pool to the unit: {shown}");
+}
+
+/// "alice 400: 444.44 less 12.8% (56.88) is 387.56; bob 300: ..."
+#[then(regex = r"^the entitlements are (.+)$")]
+fn entitlements_are(world: &mut Marionette, list: String) {
+    let answer = world.ask(
+        "ivy",
+        "query($d: ID!) { distributionEntitlements(distributionId: $d) { email units gross withholdingRate withheld net claimedAt } }",
+        json!({ "d": distribution_id(world) }),
+    );
+    let shown: Vec<(String, [Decimal; 5])> = data(&answer, "distributionEntitlements")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let rate = field_decimal(&e["withholdingRate"]) * Decimal::ONE_HUNDRED;
+            (
+                e["email"].as_str().unwrap().to_string(),
+                [field_decimal(&e["units"]), field_decimal(&e["gross"]), rate.normalize(), field_decimal(&e["withheld"]), field_decimal(&e["net"])],
+            )
+        })
+        .collect();
+    let expected: Vec<(String, [Decimal; 5])> = list
+        .split("; ")
+        .map(|entry| {
+            let words: Vec<&str> = entry.split(' ').collect();
+            // name units: gross less rate% (withheld) is net
+            let [name, units, gross, _, rate, withheld, _, net] = words[..] else {
+                panic!("an entitlement is 'name units: gross less r% (w) is net': {entry}")
+            };
+            let number = |text: &str| decimal(text.trim_matches(|c| c == ':' || c == '(' || c == ')' || c == '%'));
+            (email(name), [number(units), number(gross), number(rate).normalize(), number(withheld), number(net)])
+        })
+        .collect();
+    assert_eq!(shown, expected, "holders by id with units, gross, rate, withheld and net: {answer}");
+    // An investor does not read the others'.
+    let refused = world.ask("alice", "query($d: ID!) { distributionEntitlements(distributionId: $d) { net } }", json!({ "d": distribution_id(world) }));
+    assert_eq!(acceptance::code(&refused), "FORBIDDEN", "{refused}");
+}
+
+#[when(regex = r"^(\w+) claims (?:her|his) entitlement$")]
+fn claims_entitlement(world: &mut Marionette, name: String) {
+    world.answer = world.ask(
+        &name,
+        "mutation($d: ID!) { claimDistribution(distributionId: $d) { gross withheld net claimedAt } }",
+        json!({ "d": distribution_id(world) }),
+    );
+    if world.answer.get("errors").is_some() {
+        return;
+    }
+    let claimed = data(&world.answer, "claimDistribution");
+    assert!(claimed["claimedAt"].is_string(), "{claimed}");
+    assert_eq!(field_decimal(&claimed["net"]) + field_decimal(&claimed["withheld"]), field_decimal(&claimed["gross"]), "{claimed}");
+    // The holder's own list says it too.
+    let mine = world.ask(&name, "{ myEntitlements { distributionId claimedAt net } }", json!({}));
+    let listed = data(&mine, "myEntitlements").as_array().unwrap().iter().find(|e| e["distributionId"] == distribution_id(world).as_str()).cloned();
+    assert_eq!(listed.map(|e| e["claimedAt"].is_string()), Some(true), "{mine}");
+}
+
+#[when(regex = r"^(\w+) reclaims what was not claimed$")]
+fn reclaims(world: &mut Marionette, name: String) {
+    world.answer = world.ask(
+        &name,
+        &format!("mutation($d: ID!) {{ reclaimDistribution(distributionId: $d) {{ {DISTRIBUTION_FIELDS} }} }}"),
+        json!({ "d": distribution_id(world) }),
+    );
+}
+
+#[when("the claims end")]
+fn claims_end(world: &mut Marionette) {
+    let until = chrono::DateTime::parse_from_rfc3339(distribution(world)["claimUntil"].as_str().unwrap()).unwrap().timestamp_millis();
+    let wait = until - now_ms();
+    if wait > 0 {
+        std::thread::sleep(Duration::from_millis(wait as u64 + 100));
+    }
+}
+
+#[then(regex = r"^the distribution is CLOSED: ([\d.]+) \w+ claimed, ([\d.]+) \w+ withheld and ([\d.]+) \w+ reclaimed$")]
+fn distribution_is_closed(world: &mut Marionette, claimed: String, withheld: String, reclaimed: String) {
+    let shown = distribution(world);
+    assert_eq!(shown["status"], "CLOSED", "{shown}");
+    assert!(shown["closedAt"].is_string(), "{shown}");
+    assert_eq!(
+        [&shown["claimed"], &shown["withheld"], &shown["reclaimed"]].map(field_decimal),
+        [decimal(&claimed), decimal(&withheld), decimal(&reclaimed)],
+        "claimed, withheld, reclaimed of {shown}"
+    );
+    // Claimed, reclaimed and the remainder make the pool, to the unit.
+    assert_eq!(
+        field_decimal(&shown["claimed"]) + field_decimal(&shown["reclaimed"]) + field_decimal(&shown["remainder"]),
+        field_decimal(&shown["pool"]),
+        "{shown}"
+    );
+}
+
+#[then(regex = r"^the house holds ([\d.]+) (\w+) withheld for the tax authorities$")]
+fn house_withheld(world: &mut Marionette, amount: String, asset: String) {
+    let answer = world.ask("operator", "{ houseBalances { asset withheld } }", json!({}));
+    let balance = data(&answer, "houseBalances").as_array().unwrap().iter().find(|b| b["asset"] == asset.as_str()).cloned();
+    assert_eq!(balance.map(|b| field_decimal(&b["withheld"])), Some(decimal(&amount)), "{answer}");
+}
+
 /// What tokenization keeps outside users' balances, and what it created:
 /// escrowed payments and unvested tokens are held, each token's supply
 /// was issued. For the conservation check.
@@ -383,6 +570,20 @@ pub(super) fn outside_balances(world: &Marionette) -> (HashMap<String, Decimal>,
         for tranche in data(&vesting, "myVesting").as_array().unwrap().iter().filter(|t| t["vested"] == false) {
             *held.entry(tranche["token"].as_str().unwrap().to_string()).or_default() += field_decimal(&tranche["amount"]);
         }
+    }
+    // Distributions hold their pools until claimed or reclaimed; the house holds the tax withheld.
+    let answer =
+        world.ask("operator", "{ distributions(limit: 1000) { status paymentAsset pool entitled claimed } houseBalances { asset withheld } }", json!({}));
+    for distribution in data(&answer, "distributions").as_array().unwrap() {
+        let pooled = match distribution["status"].as_str() {
+            Some("DECLARED") => field_decimal(&distribution["pool"]),
+            Some("RECORDED") => field_decimal(&distribution["entitled"]) - field_decimal(&distribution["claimed"]),
+            _ => Decimal::ZERO,
+        };
+        *held.entry(distribution["paymentAsset"].as_str().unwrap().to_string()).or_default() += pooled;
+    }
+    for balance in data(&answer, "houseBalances").as_array().unwrap() {
+        *held.entry(balance["asset"].as_str().unwrap().to_string()).or_default() += field_decimal(&balance["withheld"]);
     }
     (held, issued)
 }
