@@ -179,6 +179,36 @@ Feature: Tokenization: issue a token, sell it in an offering, move it under its 
     And the house holds 123.54 USD withheld for the tax authorities
     And no money was created or destroyed
 
+  Scenario: The issuer's agent freezes part of a balance, forces a transfer and recovers a lost account, each on an operator's approval
+    Given ivy creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000
+    And alice, bob and carol are verified investors from 276 with 10000 USD each
+    And erin has an account with 100 USD
+    When ivy offers 1000 ACME at 10.00 USD each, a target of 100, 1 to 1000 per investor, for 10 seconds
+    And alice subscribes for 500 ACME
+    And bob subscribes for 300 ACME
+    And the offering closes
+    And ivy freezes 200 of alice's ACME
+    Then alice has 500 ACME available and 0 ACME locked
+    When an operator approves it
+    Then the proposal is EXECUTED: "freeze 200 ACME of user {alice}'s tokens"
+    And alice has 300 ACME available and 0 ACME locked
+    And the cap table of ACME is alice 500 (0.625), bob 300 (0.375) with 200 locked
+    When alice transfers 301 ACME to bob
+    Then the request is refused with INSUFFICIENT_FUNDS
+    When ivy forces a transfer of 10 ACME from alice to erin
+    And an operator approves it
+    Then the request is refused with COMPLIANCE_REFUSED
+    When ivy forces a transfer of 350 ACME from alice to bob
+    And an operator approves it
+    Then the proposal is EXECUTED: "force a transfer of 350 ACME from user {alice} to user {bob}"
+    And the cap table of ACME is bob 650 (0.8125), alice 150 (0.1875) with 150 locked
+    When ivy recovers bob's ACME to carol
+    And an operator approves it
+    Then the proposal is EXECUTED: "recover everything user {bob} holds of ACME to their new account, user {carol}"
+    And the cap table of ACME is carol 650 (0.8125), alice 150 (0.1875) with 150 locked
+    And the audit log shows ivy proposing 4 agent actions, 3 of them executed on an operator's approval
+    And no money was created or destroyed
+
   Scenario: Only issuers create tokens, and only the operators make issuers
     Given alice has an account with 100 USD
     When alice creates the token ACME with 0 decimals, a lot of 1 and a supply of at most 5000

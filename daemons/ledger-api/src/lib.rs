@@ -45,8 +45,10 @@ pub mod wallet;
 /// platform's offering fee as the operators' setting; 19 one subscription
 /// by id, offerings and tranches under a limit; 20 an offering's listing
 /// at its close, the operators' listing fees, the markets a tick lists; 21
-/// distributions and their entitlements, investors' withholding rates.
-pub const FORMAT_VERSION: u16 = 21;
+/// distributions and their entitlements, investors' withholding rates; 22
+/// the token agent's actions (partial freezes, forced transfers,
+/// recoveries) and their kind of operator action.
+pub const FORMAT_VERSION: u16 = 22;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

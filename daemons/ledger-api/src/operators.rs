@@ -39,6 +39,9 @@ pub enum ActionKind {
     Issuer,
     /// A user's investor claims (country, category, expiry).
     InvestorClaims,
+    /// A token agent's action (a partial freeze, a forced transfer, a
+    /// recovery), which the token's issuer may propose.
+    TokenAgent,
 }
 
 impl ActionKind {
@@ -57,12 +60,13 @@ impl ActionKind {
             ActionKind::ConvertPair => "convert_pair",
             ActionKind::Issuer => "issuer",
             ActionKind::InvestorClaims => "investor_claims",
+            ActionKind::TokenAgent => "token_agent",
         }
     }
 
     /// Whether the action moves money.
     pub fn moves_money(self) -> bool {
-        matches!(self, ActionKind::Deposit | ActionKind::WithdrawalApproval | ActionKind::HouseInventory)
+        matches!(self, ActionKind::Deposit | ActionKind::WithdrawalApproval | ActionKind::HouseInventory | ActionKind::TokenAgent)
     }
 }
 
@@ -87,6 +91,7 @@ pub struct Thresholds {
     pub convert_pair: u8,
     pub issuer: u8,
     pub investor_claims: u8,
+    pub token_agent: u8,
 }
 
 impl Default for Thresholds {
@@ -104,6 +109,7 @@ impl Default for Thresholds {
             convert_pair: 2,
             issuer: 2,
             investor_claims: 2,
+            token_agent: 2,
         }
     }
 }
@@ -126,6 +132,7 @@ impl Thresholds {
             ActionKind::ConvertPair => self.convert_pair,
             ActionKind::Issuer => self.issuer,
             ActionKind::InvestorClaims => self.investor_claims,
+            ActionKind::TokenAgent => self.token_agent,
         }
     }
 
@@ -155,6 +162,7 @@ impl Thresholds {
             convert_pair: n,
             issuer: n,
             investor_claims: n,
+            token_agent: n,
         }
     }
 }
@@ -162,7 +170,7 @@ impl Thresholds {
 /// The highest verification tier; 0 is a new user's.
 pub const TIER_MAX: u8 = 9;
 
-pub const ALL_KINDS: [ActionKind; 12] = [
+pub const ALL_KINDS: [ActionKind; 13] = [
     ActionKind::Deposit,
     ActionKind::WithdrawalApproval,
     ActionKind::WithdrawalRejection,
@@ -175,6 +183,7 @@ pub const ALL_KINDS: [ActionKind; 12] = [
     ActionKind::ConvertPair,
     ActionKind::Issuer,
     ActionKind::InvestorClaims,
+    ActionKind::TokenAgent,
 ];
 
 /// What a proposal would do.

@@ -35,6 +35,10 @@ pub const DISTRIBUTION: u8 = 15;
 /// The house's: tax withheld from distributions, which the platform as
 /// withholding agent owes the tax authorities.
 pub const WITHHELD: u8 = 16;
+/// A user's: tokens the token's agent froze (ERC-3643's partial freeze):
+/// still theirs, counted in the cap table and in distributions, but
+/// neither sent, sold nor withdrawn until unfrozen.
+pub const FROZEN: u8 = 17;
 
 pub(crate) fn purpose_name(purpose: u8) -> Option<&'static str> {
     Some(match purpose {
@@ -43,6 +47,7 @@ pub(crate) fn purpose_name(purpose: u8) -> Option<&'static str> {
         VESTING => "vesting",
         DISTRIBUTION => "distribution",
         WITHHELD => "withheld",
+        FROZEN => "frozen",
         _ => return None,
     })
 }
@@ -72,6 +77,14 @@ pub const DISTRIBUTION_PAYMENT: u16 = 610;
 pub const DISTRIBUTION_WITHHOLDING: u16 = 611;
 /// What was not claimed by the expiry, back to the issuer.
 pub const DISTRIBUTION_RECLAIM: u16 = 612;
+/// Tokens the agent froze, from the holder's available to their frozen account.
+pub const TOKENS_FROZEN: u16 = 613;
+/// Frozen tokens back to their holder's available.
+pub const TOKENS_UNFROZEN: u16 = 614;
+/// The agent's forced transfer, from one holder to another.
+pub const FORCED_TRANSFER: u16 = 615;
+/// A lost account's tokens to the holder's new account.
+pub const RECOVERY: u16 = 616;
 
 pub(crate) fn code_name(code: u16) -> Option<&'static str> {
     Some(match code {
@@ -87,6 +100,10 @@ pub(crate) fn code_name(code: u16) -> Option<&'static str> {
         DISTRIBUTION_PAYMENT => "DISTRIBUTION_PAYMENT",
         DISTRIBUTION_WITHHOLDING => "DISTRIBUTION_WITHHOLDING",
         DISTRIBUTION_RECLAIM => "DISTRIBUTION_RECLAIM",
+        TOKENS_FROZEN => "TOKENS_FROZEN",
+        TOKENS_UNFROZEN => "TOKENS_UNFROZEN",
+        FORCED_TRANSFER => "FORCED_TRANSFER",
+        RECOVERY => "RECOVERY",
         _ => return None,
     })
 }
@@ -516,14 +533,35 @@ pub enum Command {
     /// vests the tranches whose time has come and takes the records of
     /// distributions.
     Tick,
+    // The agent's actions come after the clock's tick: older commands keep their encoding.
+    /// The token's agent (ERC-3643's `freezePartialTokens`): `amount` of
+    /// the holder's available tokens to their frozen account.
+    FreezeTokens { token: AssetId, holder: UserId, amount: Amount },
+    /// Frozen tokens back to the holder's available (`unfreezePartialTokens`).
+    UnfreezeTokens { token: AssetId, holder: UserId, amount: Amount },
+    /// The agent moves `amount` from one holder to another (a court order,
+    /// an estate): from what `from` has available, then from what is
+    /// frozen. The receiver must be verified (valid claims) or the issuer;
+    /// the token's other rules do not apply, as in ERC-3643's `forcedTransfer`.
+    ForceTransfer { token: AssetId, from: UserId, to: UserId, amount: Amount },
+    /// A holder lost their account: everything `lost` holds of the token
+    /// (available, frozen, unvested tranches, which keep their schedule)
+    /// goes to `to`, their new, verified account (`recoveryAddress`).
+    /// Refused while `lost` has the token in open orders: freeze the
+    /// account with its orders cancelled first.
+    RecoverTokens { token: AssetId, lost: UserId, to: UserId },
 }
 
-/// Issuers and claims are the operators' to set.
+/// Issuers and claims are the operators' to set; a token's agent actions
+/// are proposed by its issuer or an operator and approved by operators.
 pub(crate) fn operator_action(command: &Command) -> Option<ActionKind> {
     match command {
         // Who may issue, and the platform's terms for what they sell.
         Command::SetIssuer { .. } | Command::SetOfferingFee { .. } | Command::SetListingFees { .. } => Some(ActionKind::Issuer),
         Command::SetClaims { .. } => Some(ActionKind::InvestorClaims),
+        Command::FreezeTokens { .. } | Command::UnfreezeTokens { .. } | Command::ForceTransfer { .. } | Command::RecoverTokens { .. } => {
+            Some(ActionKind::TokenAgent)
+        }
         _ => None,
     }
 }
@@ -564,6 +602,25 @@ pub enum Outcome {
         markets_listed: Vec<MarketId>,
         distributions_recorded: Vec<DistributionId>,
     },
+    /// The holder's frozen tokens after a freeze or an unfreeze.
+    TokensFrozen {
+        token: AssetId,
+        holder: UserId,
+        frozen: Amount,
+    },
+    /// A forced transfer done: how much of it came out of frozen tokens.
+    ForcedTransfer {
+        token: AssetId,
+        amount: Amount,
+        from_frozen: Amount,
+    },
+    /// What moved to the new account: available and frozen tokens, and
+    /// unvested tranches.
+    TokensRecovered {
+        token: AssetId,
+        amount: Amount,
+        tranches: u32,
+    },
 }
 
 /// A holder at a record time, for the cap table.
@@ -571,10 +628,13 @@ pub enum Outcome {
 pub struct Holding {
     pub user: UserId,
     /// Everything the user holds of the token: available, locked in
-    /// orders, vesting.
+    /// orders, vesting, frozen.
     pub balance: Amount,
-    /// Of which not free to send (orders' holds and unvested tranches).
+    /// Of which not free to send (orders' holds, unvested tranches and
+    /// frozen tokens).
     pub locked: Amount,
+    /// Of that, what the token's agent froze.
+    pub frozen: Amount,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

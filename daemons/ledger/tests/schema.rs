@@ -762,7 +762,11 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     let api::Answer::CapTable(table) = read(api::Query::CapTable(token)) else { panic!() };
     assert_eq!(
         table,
-        vec![Holding { user: 10, balance: 286, locked: 143 }, Holding { user: 11, balance: 285, locked: 143 }, Holding { user: 12, balance: 429, locked: 215 }]
+        vec![
+            Holding { user: 10, balance: 286, locked: 143, frozen: 0 },
+            Holding { user: 11, balance: 285, locked: 143, frozen: 0 },
+            Holding { user: 12, balance: 429, locked: 215, frozen: 0 }
+        ]
     );
     assert_eq!(read(api::Query::Issuers), api::Answer::Issuers(vec![ISSUER]));
     let api::Answer::Distribution(Some(distribution)) = read(api::Query::Distribution(1)) else { panic!("distribution 1") };
@@ -793,4 +797,32 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
     assert_eq!(at(T0 + 40 * DAY), (1_000, table), "after the first tranche, as today");
     let api::Answer::Distributions(list) = read(api::Query::Distributions { token: Some(token), limit: 10 }) else { panic!() };
     assert_eq!(list.iter().map(|d| d.id).collect::<Vec<_>>(), vec![1]);
+
+    // The token's agent freezes 50 of user 11's and recovers user 12's to user 13: its unvested tranche moves rows.
+    let mut ledger = restored;
+    ledger.apply(&tok(api::Command::FreezeTokens { token, holder: 11, amount: 50 }), T0 + 43 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 105);
+    ledger.apply(&tok(api::Command::RecoverTokens { token, lost: 12, to: 13 }), T0 + 43 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 106);
+    drop(store);
+    let store = open(dir.path());
+    let loaded = schema::load(&store).unwrap().expect("written");
+    assert_eq!(loaded.state, ledger.state());
+    Ledger::restore(LedgerLimits::default(), loaded.state).check_invariants().unwrap();
+    let read = |query| schema::tokenization::answer(&store, &query).unwrap_or_else(|_| panic!("{query:?} could not be read"));
+    let tranches = |investor| match read(api::Query::Tranches { investor, limit: 10 }) {
+        api::Answer::Tranches(list) => list.iter().map(|t| (t.investor, t.amount, t.vested)).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(tranches(12), vec![(12, 214, true)], "the vested tranche stays in the lost account's history");
+    assert_eq!(tranches(13), vec![(13, 215, false)]);
+    let api::Answer::CapTable(table) = read(api::Query::CapTable(token)) else { panic!() };
+    assert_eq!(
+        table,
+        vec![
+            Holding { user: 10, balance: 286, locked: 143, frozen: 0 },
+            Holding { user: 11, balance: 285, locked: 193, frozen: 50 },
+            Holding { user: 13, balance: 429, locked: 215, frozen: 0 }
+        ]
+    );
 }

@@ -27,7 +27,7 @@ pub mod wallet;
 
 use ids::UserId;
 use ledger_api::operators::{self as ops, Action, Proposal, ProposalStatus};
-use ledger_api::{ActionOutcome, AssetSpec, Command, LedgerError, Outcome};
+use ledger_api::{ActionCommand, ActionOutcome, AssetSpec, Command, LedgerError, Outcome};
 use ledger_core::{Digest, Kernel, KernelChanges, KernelError, KernelLimits, KernelState, PurposeSpec, Purposes};
 use operators::{forbidden, Operators, OperatorsChanges, OperatorsState};
 use serde::{Deserialize, Serialize};
@@ -610,9 +610,23 @@ impl Ledger {
         Ok(())
     }
 
+    /// Why `user` may not propose `action`, if they may not: an operator
+    /// may, as one who may approve it; so may a token's issuer its agent's
+    /// actions, which still need operators' approvals.
+    fn may_propose(&self, user: UserId, action: &Action) -> Result<(), LedgerError> {
+        let Action::Ledger(ActionCommand::Tokenization(command)) = action else { return self.may_approve(user, action) };
+        if self.products.operators.is_operator(user) || self.products.tokenization.agent_of(command) != Some(user) {
+            return self.may_approve(user, action);
+        }
+        if self.beneficiary(action)? == Some(user) {
+            return Err(forbidden(format!("user {user} would benefit from this action; operators must propose and approve it")));
+        }
+        Ok(())
+    }
+
     fn propose(&mut self, operator: UserId, action: &Action, at_ms: u64) -> Applied {
         let Some(kind) = action.kind() else { return Applied::refused(LedgerError::BadInput("that command is not an operator's action".into())) };
-        if let Err(error) = self.may_approve(operator, action) {
+        if let Err(error) = self.may_propose(operator, action) {
             return Applied::refused(error);
         }
         let operators = &self.products.operators;
@@ -632,7 +646,8 @@ impl Ledger {
             kind,
             action: action.clone(),
             approvals: vec![operator],
-            required: operators.required(kind),
+            // An issuer's proposal waits for at least one operator, whatever the threshold.
+            required: if operators.is_operator(operator) { operators.required(kind) } else { operators.required(kind).max(2) },
             status: ProposalStatus::Pending,
             created_ms: at_ms,
             updated_ms: at_ms,

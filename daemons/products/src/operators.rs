@@ -337,7 +337,9 @@ impl Operators {
             if approvals.is_empty() || approvals.len() != proposal.approvals.len() || proposal.approvals.len() >= usize::from(proposal.required) {
                 return Err(format!("pending proposal {id} has approvals {:?} of {}: none, repeated, or enough", proposal.approvals, proposal.required));
             }
-            if let Some(outsider) = proposal.approvals.iter().find(|user| !self.is_operator(**user)) {
+            // A token agent's action may be its issuer's proposal; every approval after the proposer's is an operator's.
+            let proposer_may_be_outsider = usize::from(proposal.kind == ActionKind::TokenAgent);
+            if let Some(outsider) = proposal.approvals.iter().skip(proposer_may_be_outsider).find(|user| !self.is_operator(**user)) {
                 return Err(format!("pending proposal {id} is approved by user {outsider}, who is no operator"));
             }
         }

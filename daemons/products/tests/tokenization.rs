@@ -503,6 +503,102 @@ fn a_distribution_pays_the_holders_at_its_record_less_their_withholding() {
     check(&ledger);
 }
 
+/// The token's issuer proposes an agent's action as the ledger's operators do; an operator approves it.
+fn agent(ledger: &mut Ledger, proposer: UserId, command: api::Command, at_ms: u64) -> Result<api::Outcome, LedgerError> {
+    let action = Action::Ledger(ledger_api::ActionCommand::Tokenization(command));
+    match ledger.apply(&Command::Operators(ops::Command::Propose { operator: proposer, action }), at_ms).outcome? {
+        Outcome::Operators(ops::Outcome::Proposal(proposal)) => {
+            assert_eq!((proposal.approvals.clone(), proposal.required, proposal.kind), (vec![proposer], 2, ops::ActionKind::TokenAgent));
+            match ledger.apply(&Command::Operators(ops::Command::Approve { operator: OPERATOR, proposal: proposal.id }), at_ms).outcome? {
+                Outcome::Operators(ops::Outcome::Executed { proposal, outcome: ledger_api::ActionOutcome::Tokenization(outcome) }) => {
+                    assert_eq!(proposal.approvals, vec![proposer, OPERATOR]);
+                    Ok(outcome)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_token_agent_freezes_forces_and_recovers_under_four_eyes() {
+    let vesting_spec = VestingSpec { start_ms: T0 + 31 * DAY, period_ms: 30 * DAY, count: 3 };
+    let mut ledger = with_offering(TransferRules::default(), Some(vesting_spec));
+    ok(ledger.apply(&Command::Operators(ops::Command::Bootstrap { operator: OPERATOR }), T0));
+    for (investor, amount) in [(ALICE, 333), (BOB, 333), (CAROL, 500)] {
+        ok(subscribe(&mut ledger, investor, amount, T0 + DAY));
+    }
+    ok(ledger.apply(&tok(api::Command::Tick), T0 + 30 * DAY));
+    ok(ledger.apply(&tok(api::Command::Tick), T0 + 61 * DAY));
+    // The first tranches vested: Carol 143 of 429 free, Bob 95 of 285.
+    assert_eq!((balance(&ledger, CAROL, ACME), balance(&ledger, BOB, ACME), ledger.kernel().balance(vesting(BOB, ACME))), (143, 95, 190));
+    let at = T0 + 62 * DAY;
+    let held_before = products::tokenization::held_by(ledger.kernel(), CAROL, ACME);
+
+    // Neither a holder nor another token's issuer proposes an agent's action; nor anyone for themselves.
+    let freeze = |amount| api::Command::FreezeTokens { token: ACME, holder: CAROL, amount };
+    let propose =
+        |operator, command| Command::Operators(ops::Command::Propose { operator, action: Action::Ledger(ledger_api::ActionCommand::Tokenization(command)) });
+    assert!(matches!(refused(ledger.apply(&propose(ALICE, freeze(100)), at)), LedgerError::Forbidden(_)));
+    let to_issuer = api::Command::ForceTransfer { token: ACME, from: CAROL, to: ISSUER, amount: 10 };
+    assert!(matches!(refused(ledger.apply(&propose(ISSUER, to_issuer), at)), LedgerError::Forbidden(_)), "the issuer would benefit");
+
+    // A partial freeze: 100 of Carol's 143, still hers, neither sent nor sold.
+    assert_eq!(agent(&mut ledger, ISSUER, freeze(100), at), Ok(api::Outcome::TokensFrozen { token: ACME, holder: CAROL, frozen: 100 }));
+    assert_eq!((balance(&ledger, CAROL, ACME), ledger.kernel().balance(products::tokenization::frozen(CAROL, ACME))), (43, 100));
+    assert_eq!(products::tokenization::held_by(ledger.kernel(), CAROL, ACME), held_before, "frozen tokens are still held");
+    let send = |amount, key: &str| Command::Wallet(wallet::Command::Transfer { from: CAROL, to: ALICE, asset: ACME, amount, key: key.into() });
+    assert!(matches!(refused(ledger.apply(&send(44, "a"), at)), LedgerError::InsufficientFunds { needed: 44, available: 43 }));
+    assert_eq!(agent(&mut ledger, ISSUER, freeze(44), at), Err(LedgerError::InsufficientFunds { needed: 44, available: 43 }), "only what is free freezes");
+    check(&ledger);
+
+    // A forced transfer takes what is free first, then what is frozen; to a verified investor only.
+    let force = |to, amount| api::Command::ForceTransfer { token: ACME, from: CAROL, to, amount };
+    assert_eq!(agent(&mut ledger, ISSUER, force(ERIN, 120), at), Err(LedgerError::Compliance(ComplianceRefusal::NotVerified(ERIN))));
+    assert_eq!(agent(&mut ledger, ISSUER, force(ALICE, 144), at), Err(LedgerError::InsufficientFunds { needed: 144, available: 143 }));
+    let alice_before = balance(&ledger, ALICE, ACME);
+    assert_eq!(agent(&mut ledger, ISSUER, force(ALICE, 120), at), Ok(api::Outcome::ForcedTransfer { token: ACME, amount: 120, from_frozen: 77 }));
+    assert_eq!((balance(&ledger, CAROL, ACME), ledger.kernel().balance(products::tokenization::frozen(CAROL, ACME))), (0, 23));
+    assert_eq!(balance(&ledger, ALICE, ACME), alice_before + 120);
+    // An operator unfreezes the rest.
+    let unfreeze = api::Command::UnfreezeTokens { token: ACME, holder: CAROL, amount: 23 };
+    assert_eq!(agent(&mut ledger, OPERATOR + 1, unfreeze.clone(), at).unwrap_err(), LedgerError::Forbidden("user 101 is not an operator".into()));
+    assert_eq!(agent(&mut ledger, ISSUER, unfreeze, at), Ok(api::Outcome::TokensFrozen { token: ACME, holder: CAROL, frozen: 0 }));
+    assert_eq!(balance(&ledger, CAROL, ACME), 23);
+    check(&ledger);
+
+    // Bob lost his account; Erin's is his new one, verified. 10 of his free tokens were frozen.
+    ok(ledger.apply(&tok(api::Command::FreezeTokens { token: ACME, holder: BOB, amount: 10 }), at));
+    let recover = api::Command::RecoverTokens { token: ACME, lost: BOB, to: ERIN };
+    assert_eq!(agent(&mut ledger, ISSUER, recover.clone(), at), Err(LedgerError::Compliance(ComplianceRefusal::NotVerified(ERIN))));
+    ok(ledger.apply(&tok(api::Command::SetClaims { user: ERIN, claims: claims(FRANCE) }), at));
+    assert_eq!(agent(&mut ledger, ISSUER, recover.clone(), at), Ok(api::Outcome::TokensRecovered { token: ACME, amount: 285, tranches: 2 }));
+    let accounts = |user| {
+        let kernel = ledger.kernel();
+        (kernel.balance(available(user, ACME)), kernel.balance(products::tokenization::frozen(user, ACME)), kernel.balance(vesting(user, ACME)))
+    };
+    assert_eq!(accounts(BOB), (0, 0, 0));
+    assert_eq!(accounts(ERIN), (85, 10, 190), "frozen stays frozen, tranches keep vesting");
+    assert!(!ledger.kernel().is_holder(ACME, BOB));
+    assert!(!ledger.tokenization().unvested().any(|tranche| tranche.investor == BOB));
+    let moved: Vec<_> = ledger.take_changes().tokenization.tranches_moved.iter().map(|tranche| (tranche.investor, tranche.index)).collect();
+    assert_eq!(moved, vec![(BOB, 1), (BOB, 2)]);
+    assert!(matches!(agent(&mut ledger, ISSUER, recover, at), Err(LedgerError::BadInput(_))), "nothing left to recover");
+    check(&ledger);
+
+    // After a restart the recovered tranches vest to the new account on their schedule.
+    let mut ledger = Ledger::restore(LedgerLimits::default(), ledger.state());
+    ok(ledger.apply(&tok(api::Command::Tick), T0 + 91 * DAY));
+    assert_eq!(accounts_of(&ledger, ERIN), (85 + 95, 10, 95));
+    check(&ledger);
+}
+
+fn accounts_of(ledger: &Ledger, user: UserId) -> (Amount, Amount, Amount) {
+    let kernel = ledger.kernel();
+    (kernel.balance(available(user, ACME)), kernel.balance(products::tokenization::frozen(user, ACME)), kernel.balance(vesting(user, ACME)))
+}
+
 fn acme_usd() -> Market {
     Market {
         base: ACME,
@@ -1021,12 +1117,42 @@ proptest! {
 
 #[derive(Clone, Debug)]
 enum DistributionStep {
-    Transfer { from: usize, to: usize, amount: Amount },
-    Rate { user: usize, bps: u32, days: u64 },
-    Claim { user: usize },
+    Transfer {
+        from: usize,
+        to: usize,
+        amount: Amount,
+    },
+    Rate {
+        user: usize,
+        bps: u32,
+        days: u64,
+    },
+    Claim {
+        user: usize,
+    },
     Reclaim,
-    Wait { days: u64 },
+    Wait {
+        days: u64,
+    },
     Restart,
+    /// The token's agent: a partial freeze, its end, a forced transfer, a recovery.
+    Freeze {
+        user: usize,
+        amount: Amount,
+    },
+    Unfreeze {
+        user: usize,
+        amount: Amount,
+    },
+    Force {
+        from: usize,
+        to: usize,
+        amount: Amount,
+    },
+    Recover {
+        lost: usize,
+        to: usize,
+    },
 }
 
 fn distribution_step() -> impl Strategy<Value = DistributionStep> {
@@ -1037,6 +1163,10 @@ fn distribution_step() -> impl Strategy<Value = DistributionStep> {
         1 => Just(DistributionStep::Reclaim),
         2 => (0u64..20).prop_map(|days| DistributionStep::Wait { days }),
         1 => Just(DistributionStep::Restart),
+        1 => (0usize..5, 1i128..300).prop_map(|(user, amount)| DistributionStep::Freeze { user, amount }),
+        1 => (0usize..5, 1i128..300).prop_map(|(user, amount)| DistributionStep::Unfreeze { user, amount }),
+        1 => (0usize..5, 0usize..5, 1i128..400).prop_map(|(from, to, amount)| DistributionStep::Force { from, to, amount }),
+        1 => (0usize..5, 0usize..5).prop_map(|(lost, to)| DistributionStep::Recover { lost, to }),
     ]
 }
 
@@ -1044,8 +1174,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// A distribution among holders trading before and after its record,
-    /// their rates changing, claims, reclaims and restarts anywhere: after
+    /// their rates changing, the token's agent freezing, forcing and
+    /// recovering tokens, claims, reclaims and restarts anywhere: after
     /// every step the invariants hold and money and supply are conserved;
+    /// an agent's action moves exactly what it says (frozen tokens still
+    /// count as held);
     /// the record gives each holder but the issuer their share of the pool
     /// rounded down, the rest (below one unit per holder) stated and given
     /// back; and at the end the pool is exactly what was paid, withheld,
@@ -1089,7 +1222,40 @@ proptest! {
                     prop_assert_eq!(ledger.check_invariants(), Ok(()));
                     continue;
                 }
+                DistributionStep::Freeze { user, amount } => ledger.apply(&tok(api::Command::FreezeTokens { token: ACME, holder: users[*user], amount: *amount }), now),
+                DistributionStep::Unfreeze { user, amount } => {
+                    ledger.apply(&tok(api::Command::UnfreezeTokens { token: ACME, holder: users[*user], amount: *amount }), now)
+                }
+                DistributionStep::Force { from, to, amount } => {
+                    ledger.apply(&tok(api::Command::ForceTransfer { token: ACME, from: users[*from], to: users[*to], amount: *amount }), now)
+                }
+                DistributionStep::Recover { lost, to } => ledger.apply(&tok(api::Command::RecoverTokens { token: ACME, lost: users[*lost], to: users[*to] }), now),
             };
+            let frozen_of = |ledger: &Ledger, user: UserId| ledger.kernel().balance(products::tokenization::frozen(user, ACME));
+            let free_of = |ledger: &Ledger, user: UserId| balance(ledger, user, ACME);
+            let before_ledger = Ledger::restore(LedgerLimits::default(), before.clone());
+            let held = |ledger: &Ledger, user: UserId| products::tokenization::held_by(ledger.kernel(), user, ACME);
+            match (step, &applied.outcome) {
+                (DistributionStep::Freeze { user, amount } | DistributionStep::Unfreeze { user, amount }, Ok(_)) => {
+                    let user = users[*user];
+                    let sign = if matches!(step, DistributionStep::Freeze { .. }) { 1 } else { -1 };
+                    prop_assert_eq!(frozen_of(&ledger, user), frozen_of(&before_ledger, user) + sign * amount);
+                    prop_assert_eq!(held(&ledger, user), held(&before_ledger, user), "frozen tokens are still held");
+                }
+                (DistributionStep::Force { from, to, amount }, Ok(Outcome::Tokenization(api::Outcome::ForcedTransfer { from_frozen, .. }))) => {
+                    let (from, to) = (users[*from], users[*to]);
+                    prop_assert_eq!(*from_frozen, (amount - free_of(&before_ledger, from)).max(0), "what is free goes first");
+                    prop_assert_eq!(held(&ledger, from), held(&before_ledger, from) - amount);
+                    prop_assert_eq!(free_of(&ledger, to), free_of(&before_ledger, to) + amount);
+                }
+                (DistributionStep::Recover { lost, to }, Ok(Outcome::Tokenization(api::Outcome::TokensRecovered { amount, .. }))) => {
+                    let (lost, to) = (users[*lost], users[*to]);
+                    prop_assert_eq!(free_of(&ledger, lost) + frozen_of(&ledger, lost), 0);
+                    prop_assert_eq!(held(&ledger, to), held(&before_ledger, to) + amount);
+                    prop_assert_eq!(frozen_of(&ledger, to), frozen_of(&before_ledger, to) + frozen_of(&before_ledger, lost), "frozen stays frozen");
+                }
+                _ => {}
+            }
             match &applied.outcome {
                 Err(_) => prop_assert_eq!(&ledger.state(), &before, "a refused {:?} changed something", step),
                 Ok(Outcome::Tokenization(api::Outcome::Ticked { distributions_recorded, .. })) if !distributions_recorded.is_empty() => {

@@ -38,6 +38,7 @@ pub mod oversight;
 pub mod parse_cache;
 pub mod perpetual;
 pub mod spot;
+pub mod token_agent;
 pub mod tokenization;
 pub mod two_factor;
 pub mod wallet;
@@ -76,6 +77,7 @@ pub struct Mutation(
     perpetual::PerpetualMutation,
     tokenization::TokenizationMutation,
     distributions::DistributionsMutation,
+    token_agent::TokenAgentMutation,
     operators::OperatorsMutation,
 );
 

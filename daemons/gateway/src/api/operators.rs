@@ -33,6 +33,8 @@ pub enum ProposalKind {
     Issuer,
     /// An investor's claims: country, category, expiry.
     InvestorClaims,
+    /// A token agent's action: a partial freeze, a forced transfer, a recovery.
+    TokenAgent,
 }
 
 impl From<ActionKind> for ProposalKind {
@@ -50,6 +52,7 @@ impl From<ActionKind> for ProposalKind {
             ActionKind::ConvertPair => ProposalKind::ConvertPair,
             ActionKind::Issuer => ProposalKind::Issuer,
             ActionKind::InvestorClaims => ProposalKind::InvestorClaims,
+            ActionKind::TokenAgent => ProposalKind::TokenAgent,
         }
     }
 }
@@ -182,6 +185,18 @@ pub(crate) fn describe_action(catalog: &Catalog, action: &Action) -> String {
             ActionCommand::Tokenization(tokenization::Command::SetListingFees { maker_fee_ppm, taker_fee_ppm }) => format!(
                 "set the fees of the markets tokens list on at their offerings' close to {maker_fee_ppm} (maker) and {taker_fee_ppm} (taker) millionths of a trade's value"
             ),
+            ActionCommand::Tokenization(tokenization::Command::FreezeTokens { token, holder, amount: units }) => {
+                format!("freeze {} of user {holder}'s tokens", amount(*token, *units))
+            }
+            ActionCommand::Tokenization(tokenization::Command::UnfreezeTokens { token, holder, amount: units }) => {
+                format!("unfreeze {} of user {holder}'s tokens", amount(*token, *units))
+            }
+            ActionCommand::Tokenization(tokenization::Command::ForceTransfer { token, from, to, amount: units }) => {
+                format!("force a transfer of {} from user {from} to user {to}", amount(*token, *units))
+            }
+            ActionCommand::Tokenization(tokenization::Command::RecoverTokens { token, lost, to }) => {
+                format!("recover everything user {lost} holds of {} to their new account, user {to}", catalog.symbol(*token))
+            }
             other => format!("{other:?}"),
         },
     }
@@ -222,7 +237,12 @@ fn approval_pending(catalog: &Catalog, reviews: &crate::limits::Reviews, p: &Led
 /// Runs an operator's action as the caller's proposal: its outcome once
 /// approved by enough operators, APPROVAL_PENDING until then.
 pub(crate) async fn operate(ctx: &Context<'_>, command: Command) -> Result<Outcome, Error> {
-    let operator_id = operator_id(ctx)?;
+    operate_as(ctx, operator_id(ctx)?, command).await
+}
+
+/// [`operate`] with the proposer named: an operator, or a token's issuer
+/// proposing its agent's action (the ledger decides who may).
+pub(crate) async fn operate_as(ctx: &Context<'_>, operator_id: u64, command: Command) -> Result<Outcome, Error> {
     let action = command.to_action().ok_or_else(|| unexpected("an operator mutation whose command is no operator's action"))?;
     let propose = Command::Operators(api::Command::Propose { operator: operator_id, action: Action::Ledger(action) });
     match run(ctx, propose).await? {

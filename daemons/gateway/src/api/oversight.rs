@@ -4,7 +4,7 @@
 //! a page at a time so that a long log shows its progress.
 
 use async_graphql::{Context, Error, Object, SimpleObject, ID};
-use ledger_api::operators::{self as api, AuditEvent, AuditHead, AuditRecord as LedgerRecord, ChainCheck, Digest, SecurityEvent};
+use ledger_api::operators::{self as api, ActionKind, AuditEvent, AuditHead, AuditRecord as LedgerRecord, ChainCheck, Digest, SecurityEvent};
 use ledger_api::{Answer, Query};
 
 use super::{ask, at, coded, operator, services, unexpected, Catalog, DateTime};
@@ -251,21 +251,12 @@ async fn audit_records(ctx: &Context<'_>, from: u64, count: u64) -> Result<Vec<L
 
 /// "the approvals needed changed: deposit 2 to 1, market 2 to 1", as in ledger.toml's `[approvals]`.
 fn thresholds_changed(from: &api::Thresholds, to: &api::Thresholds) -> String {
-    let pairs = |t: &api::Thresholds| {
-        [
-            ("deposit", t.deposit),
-            ("withdrawal_approval", t.withdrawal_approval),
-            ("withdrawal_rejection", t.withdrawal_rejection),
-            ("house_inventory", t.house_inventory),
-            ("asset", t.asset),
-            ("market", t.market),
-            ("operator", t.operator),
-            ("account_freeze", t.account_freeze),
-            ("tier", t.tier),
-        ]
-    };
-    let changes: Vec<String> =
-        pairs(from).iter().zip(pairs(to)).filter(|(a, b)| a.1 != b.1).map(|((name, was), (_, now))| format!("{name} {was} to {now}")).collect();
+    // Every kind, by its name in ledger.toml.
+    let changes: Vec<String> = api::ALL_KINDS
+        .iter()
+        .filter(|kind| from.of(**kind) != to.of(**kind))
+        .map(|kind| format!("{} {} to {}", kind.name(), from.of(*kind), to.of(*kind)))
+        .collect();
     if changes.is_empty() {
         "the approvals needed were set again, unchanged".to_string()
     } else {
@@ -277,10 +268,12 @@ fn record(catalog: &Catalog, r: &LedgerRecord) -> AuditRecord {
     let id = |n: u64| Some(ID(n.to_string()));
     let (kind, description, actor, proposal) = match &r.event {
         AuditEvent::OperatorBootstrapped { operator } => ("OPERATOR_BOOTSTRAPPED", format!("user {operator} became the first operator"), id(*operator), None),
-        AuditEvent::Proposed { proposal, operator, action, required, .. } => (
+        AuditEvent::Proposed { proposal, operator, kind, action, required } => (
             "PROPOSED",
             format!(
-                "operator {operator} proposed to {} (proposal {proposal}, {required} approval(s) needed)",
+                "{} {operator} proposed to {} (proposal {proposal}, {required} approval(s) needed)",
+                // A token agent's action may be its issuer's proposal.
+                if *kind == ActionKind::TokenAgent { "user" } else { "operator" },
                 super::operators::describe_action(catalog, action)
             ),
             id(*operator),

@@ -221,10 +221,12 @@ pub struct VestingTranche {
 pub struct CapTableEntry {
     pub user: ID,
     pub email: Option<String>,
-    /// Everything held: available, in open orders and vesting.
+    /// Everything held: available, in open orders, vesting and frozen.
     pub balance: Dec,
-    /// Of which not free to send: in open sell orders or vesting.
+    /// Of which not free to send: in open sell orders, vesting or frozen.
     pub locked: Dec,
+    /// Of that, what the token's agent froze.
+    pub frozen: Dec,
     /// Of the supply, as a fraction (12 decimals, rounded down).
     pub share: Dec,
 }
@@ -412,6 +414,7 @@ impl TokenizationQuery {
                 email: users.by_id(holding.user).map_err(super::user_error)?.map(|u| u.email),
                 balance: Dec(to_decimal(holding.balance, asset.scale)),
                 locked: Dec(to_decimal(holding.locked, asset.scale)),
+                frozen: Dec(to_decimal(holding.frozen, asset.scale)),
                 share: Dec(share(holding.balance, supply)),
             });
         }

@@ -61,8 +61,8 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// set (`tokenization.offering_fee_bps` in meta). 20: offerings carry their
 /// listing; the listings' fees (`tokenization.listing_fees_ppm` in meta).
 /// 21: investors' claims carry their withholding rate; distributions and
-/// their entitlements.
-pub const SCHEMA_VERSION: u32 = 21;
+/// their entitlements. 22: the thresholds with `token_agent`.
+pub const SCHEMA_VERSION: u32 = 22;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the

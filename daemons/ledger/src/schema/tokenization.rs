@@ -8,7 +8,7 @@
 use ledger_api::tokenization::{
     Answer, Claims, Distribution, DistributionStatus, Entitlement, Holding, Offering, OfferingStatus, Query, Subscription, SubscriptionStatus, Token, Tranche,
 };
-use products::tokenization::{tables, Tokenization, TokenizationChanges, TokenizationState};
+use products::tokenization::{tables, Tokenization, TokenizationChanges, TokenizationState, FROZEN};
 use products::wallet::AVAILABLE;
 use storage::{Batch, Store, Table};
 
@@ -29,7 +29,8 @@ pub const SUBSCRIPTIONS: Table = Table::new(tables::SUBSCRIPTIONS);
 pub const SUBSCRIPTIONS_BY_OFFERING: Table = Table::new(tables::SUBSCRIPTIONS_BY_OFFERING);
 /// (investor, subscription id) -> ().
 pub const SUBSCRIPTIONS_BY_INVESTOR: Table = Table::scattered(tables::SUBSCRIPTIONS_BY_INVESTOR);
-/// (investor, subscription id, index) -> [`Tranche`].
+/// (investor, subscription id, index) -> [`Tranche`]; a recovered tranche
+/// moves to its new investor's rows.
 pub const TRANCHES: Table = Table::new(tables::TRANCHES);
 /// Distribution id -> [`Distribution`], rewritten as it changes.
 pub const DISTRIBUTIONS: Table = Table::new(tables::DISTRIBUTIONS);
@@ -90,6 +91,10 @@ pub fn write(batch: &mut Batch, tokenization: &Tokenization, changes: &Tokenizat
         put_encoded(batch, SUBSCRIPTIONS, &subscription.id.to_be_bytes(), subscription);
         batch.put(SUBSCRIPTIONS_BY_OFFERING, &key2(subscription.offering, subscription.id), &[]);
         batch.put(SUBSCRIPTIONS_BY_INVESTOR, &key2(subscription.investor, subscription.id), &[]);
+    }
+    // Before the puts: a recovered tranche's new row is under its new investor.
+    for tranche in &changes.tranches_moved {
+        batch.delete(TRANCHES, &tranche_key(tranche));
     }
     for tranche in &changes.tranches {
         put_encoded(batch, TRANCHES, &tranche_key(tranche), tranche);
@@ -267,10 +272,13 @@ fn cap_table_at(store: &Store, token: &Token, at_ms: u64) -> Result<(i128, Vec<H
             supply = -balance;
         }
         let Some(user) = account.user_id() else { continue };
-        let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0 });
+        let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0, frozen: 0 });
         holding.balance += balance;
         if account.purpose != AVAILABLE {
             holding.locked += balance;
+        }
+        if account.purpose == FROZEN {
+            holding.frozen += balance;
         }
     }
     Ok((supply, holdings.into_values().filter(|holding| holding.balance != 0).collect()))
@@ -282,11 +290,14 @@ fn cap_table(store: &Store, token: &Token) -> Result<Vec<Holding>, SchemaError> 
     let mut holdings: std::collections::BTreeMap<u64, Holding> = std::collections::BTreeMap::new();
     for (account, balance) in kernel::accounts_of_asset(store, token.asset)? {
         let Some(user) = account.user_id() else { continue };
-        let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0 });
+        let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0, frozen: 0 });
         holding.balance += balance;
-        // Orders' holds (LOCKED) and unvested tranches (VESTING) are not free to send.
+        // Orders' holds (LOCKED), unvested tranches (VESTING) and frozen tokens are not free to send.
         if account.purpose != AVAILABLE {
             holding.locked += balance;
+        }
+        if account.purpose == FROZEN {
+            holding.frozen += balance;
         }
     }
     Ok(holdings.into_values().filter(|holding| holding.balance != 0).collect())

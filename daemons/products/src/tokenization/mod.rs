@@ -10,7 +10,9 @@
 //! investor's tokens into their VESTING account, so that it can be neither
 //! sold nor withdrawn until the ledger's clock releases it. The proceeds go
 //! to the issuer's AVAILABLE, the platform's fee from there to the house's
-//! revenue.
+//! revenue. A distribution's pool waits in its DISTRIBUTION account, the
+//! tax withheld in the house's WITHHELD; tokens the token's agent froze in
+//! their holder's FROZEN account, still theirs.
 //!
 //! The token's rules (`rules.rs`) decide subscriptions and the other
 //! products' movements of a token (transfers, withdrawals, orders) in the
@@ -43,6 +45,7 @@ pub const ESCROW: Purpose = Purpose(api::ESCROW);
 pub const VESTING: Purpose = Purpose(api::VESTING);
 pub const DISTRIBUTION: Purpose = Purpose(api::DISTRIBUTION);
 pub const WITHHELD: Purpose = Purpose(api::WITHHELD);
+pub const FROZEN: Purpose = Purpose(api::FROZEN);
 
 pub const PURPOSES: &[PurposeSpec] = &[
     // A token's supply: below zero by every unit issued, like custody by what came in.
@@ -51,6 +54,8 @@ pub const PURPOSES: &[PurposeSpec] = &[
     PurposeSpec { purpose: VESTING, name: "vesting", may_go_negative: false, holds_only: true },
     PurposeSpec { purpose: DISTRIBUTION, name: "distribution", may_go_negative: false, holds_only: false },
     PurposeSpec { purpose: WITHHELD, name: "withheld", may_go_negative: false, holds_only: false },
+    // Not holds-only: a freeze is the agent's plain transfer, with no hold to capture.
+    PurposeSpec { purpose: FROZEN, name: "frozen", may_go_negative: false, holds_only: false },
 ];
 
 const SUBSCRIPTION_RECORD: u8 = 8;
@@ -111,10 +116,15 @@ pub fn withheld(payment_asset: AssetId) -> AccountId {
     AccountId::house(payment_asset, WITHHELD)
 }
 
+/// The holder's tokens the token's agent froze.
+pub fn frozen(user: UserId, token: AssetId) -> AccountId {
+    AccountId::user(user, token, FROZEN)
+}
+
 /// Everything `user` holds of `token` in their accounts: free, held for
-/// orders and unvested.
+/// orders, unvested and frozen.
 pub fn held_by(kernel: &Kernel, user: UserId, token: AssetId) -> Amount {
-    kernel.balance(available(user, token)) + kernel.balance(locked(user, token)) + kernel.balance(vesting(user, token))
+    kernel.balance(available(user, token)) + kernel.balance(locked(user, token)) + kernel.balance(vesting(user, token)) + kernel.balance(frozen(user, token))
 }
 
 fn subscription_hold(id: SubscriptionId) -> HoldId {
@@ -167,6 +177,9 @@ pub struct TokenizationChanges {
     pub offerings: Vec<Offering>,
     pub subscriptions: Vec<Subscription>,
     pub tranches: Vec<Tranche>,
+    /// Tranches recovered to a new account, as they were: their rows under
+    /// the old investor go.
+    pub tranches_moved: Vec<Tranche>,
     pub distributions: Vec<Distribution>,
     pub entitlements: Vec<Entitlement>,
     /// Whether the counters or the offering fee moved.
@@ -181,6 +194,7 @@ impl ChangeSet for TokenizationChanges {
         self.offerings.clear();
         self.subscriptions.clear();
         self.tranches.clear();
+        self.tranches_moved.clear();
         self.distributions.clear();
         self.entitlements.clear();
         self.counters = false;
@@ -327,15 +341,24 @@ impl Product for Tokenization {
             Command::Distribute { issuer, spec, key } => self.distribute(kernel, *issuer, spec, key, at_ms, known_key),
             &Command::ClaimDistribution { holder, distribution } => self.claim(kernel, holder, distribution, at_ms),
             &Command::ReclaimDistribution { issuer, distribution } => self.reclaim(kernel, issuer, distribution, at_ms),
+            &Command::FreezeTokens { token, holder, amount } => self.freeze(kernel, token, holder, amount, at_ms),
+            &Command::UnfreezeTokens { token, holder, amount } => self.unfreeze(kernel, token, holder, amount, at_ms),
+            &Command::ForceTransfer { token, from, to, amount } => self.force_transfer(kernel, token, from, to, amount, at_ms),
+            &Command::RecoverTokens { token, lost, to } => self.recover(kernel, token, lost, to, at_ms),
             Command::Tick => self.tick(kernel, at_ms),
         };
         (outcome, None)
     }
 
-    /// Making a user an issuer benefits them, as setting their own claims does.
+    /// Making a user an issuer benefits them, as setting their own claims
+    /// does, unfreezing their tokens, or tokens forced or recovered to them.
     fn beneficiary(&self, command: &Command) -> Result<Option<UserId>, LedgerError> {
         Ok(match command {
-            Command::SetIssuer { user, .. } | Command::SetClaims { user, .. } => Some(*user),
+            Command::SetIssuer { user, .. }
+            | Command::SetClaims { user, .. }
+            | Command::UnfreezeTokens { holder: user, .. }
+            | Command::ForceTransfer { to: user, .. }
+            | Command::RecoverTokens { to: user, .. } => Some(*user),
             _ => None,
         })
     }
@@ -1307,6 +1330,143 @@ impl Tokenization {
         distribution.closed_ms = Some(at_ms);
         self.changes.distributions.push(distribution);
         Ok(Outcome::DistributionReclaimed { distribution: id, amount })
+    }
+
+    /// The user besides the operators who may propose `command`: the
+    /// token's issuer, for its agent's actions (ERC-3643's agent role).
+    pub fn agent_of(&self, command: &Command) -> Option<UserId> {
+        match command {
+            Command::FreezeTokens { token, .. }
+            | Command::UnfreezeTokens { token, .. }
+            | Command::ForceTransfer { token, .. }
+            | Command::RecoverTokens { token, .. } => self.state.tokens.get(token).map(|token| token.issuer),
+            _ => None,
+        }
+    }
+
+    /// The token and a checked amount of it for an agent's action: positive whole lots.
+    fn agent_amount(&self, token: AssetId, amount: Amount) -> Result<&Token, LedgerError> {
+        let token = self.state.tokens.get(&token).ok_or(LedgerError::UnknownAsset(token))?;
+        if amount <= 0 || amount > AMOUNT_BOUND || amount % token.spec.lot != 0 {
+            return Err(LedgerError::BadInput(format!(
+                "an amount of token {} is a positive whole number of lots of {} minor units",
+                token.asset, token.spec.lot
+            )));
+        }
+        Ok(token)
+    }
+
+    /// Whether `user` may receive the token from its agent: the issuer, or
+    /// a verified investor. The token's other rules do not bind its agent.
+    fn check_agent_receiver(&self, token: &Token, user: UserId, at_ms: TimestampMs) -> Result<(), LedgerError> {
+        let verified = self.state.claims.get(&user).is_some_and(|claims| at_ms < claims.expires_at_ms);
+        if user == token.issuer || verified {
+            Ok(())
+        } else {
+            Err(LedgerError::Compliance(ComplianceRefusal::NotVerified(user)))
+        }
+    }
+
+    fn freeze(&mut self, kernel: &mut Kernel, token: AssetId, holder: UserId, amount: Amount, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        self.agent_amount(token, amount)?;
+        let free = kernel.balance(available(holder, token));
+        if free < amount {
+            return Err(LedgerError::InsufficientFunds { needed: amount, available: free });
+        }
+        let leg = Leg { debit: available(holder, token), credit: frozen(holder, token), amount, code: TransferCode(api::TOKENS_FROZEN) };
+        kernel.transfer(leg, format_compact!("agent:{token}"), at_ms).map_err(refusal)?;
+        Ok(Outcome::TokensFrozen { token, holder, frozen: kernel.balance(frozen(holder, token)) })
+    }
+
+    fn unfreeze(&mut self, kernel: &mut Kernel, token: AssetId, holder: UserId, amount: Amount, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        self.agent_amount(token, amount)?;
+        let held = kernel.balance(frozen(holder, token));
+        if held < amount {
+            return Err(LedgerError::BadInput(format!("user {holder} has {held} minor units of token {token} frozen, fewer than {amount}")));
+        }
+        let leg = Leg { debit: frozen(holder, token), credit: available(holder, token), amount, code: TransferCode(api::TOKENS_UNFROZEN) };
+        kernel.transfer(leg, format_compact!("agent:{token}"), at_ms).map_err(refusal)?;
+        Ok(Outcome::TokensFrozen { token, holder, frozen: kernel.balance(frozen(holder, token)) })
+    }
+
+    fn force_transfer(
+        &mut self,
+        kernel: &mut Kernel,
+        token: AssetId,
+        from: UserId,
+        to: UserId,
+        amount: Amount,
+        at_ms: TimestampMs,
+    ) -> Result<Outcome, LedgerError> {
+        let token_spec = self.agent_amount(token, amount)?;
+        if from == to {
+            return Err(LedgerError::BadInput("a forced transfer goes to another user".into()));
+        }
+        self.check_agent_receiver(token_spec, to, at_ms)?;
+        let (free, held) = (kernel.balance(available(from, token)), kernel.balance(frozen(from, token)));
+        if free + held < amount {
+            return Err(LedgerError::InsufficientFunds { needed: amount, available: free + held });
+        }
+        // What is free first, then what is frozen, as ERC-3643's forcedTransfer unfreezes only the shortfall.
+        let from_free = free.min(amount);
+        let from_frozen = amount - from_free;
+        let code = TransferCode(api::FORCED_TRANSFER);
+        let legs = [
+            Leg { debit: available(from, token), credit: available(to, token), amount: from_free, code },
+            Leg { debit: frozen(from, token), credit: available(to, token), amount: from_frozen, code },
+        ];
+        let legs: Vec<Leg> = legs.into_iter().filter(|leg| leg.amount > 0).collect();
+        kernel.transfer_all(&legs, &format_compact!("agent:{token}"), at_ms).map_err(refusal)?;
+        Ok(Outcome::ForcedTransfer { token, amount, from_frozen })
+    }
+
+    /// Moves everything `lost` holds of the token to `to`, frozen tokens
+    /// staying frozen and unvested tranches keeping their schedule.
+    fn recover(&mut self, kernel: &mut Kernel, token: AssetId, lost: UserId, to: UserId, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
+        let token_spec = self.state.tokens.get(&token).ok_or(LedgerError::UnknownAsset(token))?;
+        if lost == to {
+            return Err(LedgerError::BadInput("a recovery goes to another account".into()));
+        }
+        self.check_agent_receiver(token_spec, to, at_ms)?;
+        let in_orders = kernel.balance(locked(lost, token));
+        if in_orders > 0 {
+            return Err(LedgerError::BadInput(format!(
+                "user {lost} has {in_orders} minor units of token {token} in open orders: freeze their account with its orders cancelled, then recover"
+            )));
+        }
+        let (free, held) = (kernel.balance(available(lost, token)), kernel.balance(frozen(lost, token)));
+        let tranches: Vec<(SubscriptionId, u32)> =
+            self.state.tranches.iter().filter(|(_, tranche)| tranche.investor == lost && tranche.token == token).map(|(key, _)| *key).collect();
+        if free == 0 && held == 0 && tranches.is_empty() {
+            return Err(LedgerError::BadInput(format!("user {lost} holds none of token {token}")));
+        }
+        let reference = format_compact!("agent:{token}");
+        let code = TransferCode(api::RECOVERY);
+        let legs = [
+            Leg { debit: available(lost, token), credit: available(to, token), amount: free, code },
+            Leg { debit: frozen(lost, token), credit: frozen(to, token), amount: held, code },
+        ];
+        let legs: Vec<Leg> = legs.into_iter().filter(|leg| leg.amount > 0).collect();
+        if !legs.is_empty() {
+            kernel.transfer_all(&legs, &reference, at_ms).map_err(refusal)?;
+        }
+        let mut moved = free + held;
+        for key in &tranches {
+            // The hold is the old account's: released, the tokens cross, and the new account's hold takes its place under the same id.
+            let tranche = self.state.tranches.get_mut(key).expect("listed above");
+            let hold = tranche_hold(key.0, key.1);
+            kernel.release(hold, TransferCode(api::VESTING_RELEASE), reference.clone(), at_ms).map_err(refusal)?;
+            let leg = Leg { debit: available(lost, token), credit: available(to, token), amount: tranche.amount, code };
+            kernel.transfer(leg, reference.clone(), at_ms).map_err(refusal)?;
+            kernel
+                .hold(hold, available(to, token), vesting(to, token), tranche.amount, TransferCode(api::VESTING_LOCK), reference.clone(), at_ms)
+                .map_err(refusal)?;
+            self.changes.tranches_moved.push(*tranche);
+            tranche.investor = to;
+            moved += tranche.amount;
+            self.changes.tranches.push(*tranche);
+        }
+        Ok(Outcome::TokensRecovered { token, amount: moved, tranches: u32::try_from(tranches.len()).unwrap_or(u32::MAX) })
     }
 
     /// Each open distribution's pool holds what it owes: the whole pool

@@ -549,9 +549,86 @@ fn house_withheld(world: &mut Marionette, amount: String, asset: String) {
     assert_eq!(balance.map(|b| field_decimal(&b["withheld"])), Some(decimal(&amount)), "{answer}");
 }
 
+// ---- the token's agent ----
+
+const AGENT_FIELDS: &str = "token frozen moved fromFrozen tranches";
+
+/// The issuer's request as its token's agent: it waits for an operator's approval.
+fn agent_request(world: &mut Marionette, name: &str, mutation: &str, variables: Value) {
+    let answer = world.ask(name, mutation, variables);
+    assert_eq!(acceptance::code(&answer), "APPROVAL_PENDING", "an issuer's word alone is not enough: {answer}");
+    world.proposal = answer["errors"][0]["extensions"]["proposal"].as_str().map(str::to_string);
+    assert!(world.proposal.is_some(), "the refusal names the proposal: {answer}");
+    world.answer = answer;
+}
+
+#[when(regex = r"^(\w+) freezes ([\d.]+) of (\w+)'s (\w+)$")]
+fn freezes(world: &mut Marionette, name: String, amount: String, holder: String, token: String) {
+    let mutation = format!("mutation($t: String!, $e: String!, $a: Decimal!) {{ freezeTokens(token: $t, email: $e, amount: $a) {{ {AGENT_FIELDS} }} }}");
+    agent_request(world, &name, &mutation, json!({ "t": token, "e": email(&holder), "a": amount }));
+}
+
+#[when(regex = r"^(\w+) forces a transfer of ([\d.]+) (\w+) from (\w+) to (\w+)$")]
+fn forces_transfer(world: &mut Marionette, name: String, amount: String, token: String, from: String, to: String) {
+    let mutation = format!(
+        "mutation($t: String!, $f: String!, $to: String!, $a: Decimal!) {{ forceTransfer(token: $t, fromEmail: $f, toEmail: $to, amount: $a) {{ {AGENT_FIELDS} }} }}"
+    );
+    agent_request(world, &name, &mutation, json!({ "t": token, "f": email(&from), "to": email(&to), "a": amount }));
+}
+
+#[when(regex = r"^(\w+) recovers (\w+)'s (\w+) to (\w+)$")]
+fn recovers(world: &mut Marionette, name: String, lost: String, token: String, to: String) {
+    let mutation = format!("mutation($t: String!, $l: String!, $to: String!) {{ recoverTokens(token: $t, lostEmail: $l, toEmail: $to) {{ {AGENT_FIELDS} }} }}");
+    agent_request(world, &name, &mutation, json!({ "t": token, "l": email(&lost), "to": email(&to) }));
+}
+
+#[when("an operator approves it")]
+fn operator_approves(world: &mut Marionette) {
+    let id = world.proposal.clone().expect("no proposal is waiting");
+    world.answer = world.ask("operator", "mutation($p: ID!) { approveProposal(id: $p) { id status kind description approvals } }", json!({ "p": id }));
+}
+
+fn user_id(world: &Marionette, name: &str) -> String {
+    let me = world.ask(name, "{ me { id } }", json!({}));
+    data(&me, "me")["id"].as_str().unwrap().to_string()
+}
+
+/// `{alice}` in a description is alice's user id.
+#[then(regex = r#"^the proposal is EXECUTED: "([^"]+)"$"#)]
+fn proposal_executed(world: &mut Marionette, description: String) {
+    let proposal = data(&world.answer, "approveProposal");
+    assert_eq!((proposal["status"].as_str(), proposal["kind"].as_str()), (Some("EXECUTED"), Some("TOKEN_AGENT")), "{}", world.answer);
+    // The issuer's approval first, then the operator's: four eyes.
+    assert_eq!(proposal["approvals"].as_array().map(Vec::len), Some(2), "{}", world.answer);
+    let mut expected = description;
+    for name in world.tokens.keys() {
+        expected = expected.replace(&format!("{{{name}}}"), &user_id(world, name));
+    }
+    assert_eq!(proposal["description"].as_str(), Some(expected.as_str()), "{}", world.answer);
+}
+
+#[then(regex = r"^the audit log shows (\w+) proposing (\d+) agent actions, (\d+) of them executed on an operator's approval$")]
+fn audit_shows_agent_actions(world: &mut Marionette, name: String, proposed: usize, executed: usize) {
+    let id = user_id(world, &name);
+    let log = world.ask("operator", "{ auditLog(limit: 200) { records { kind actor proposal description } } }", json!({}));
+    let records = data(&log, "auditLog")["records"].as_array().unwrap().clone();
+    let proposals: Vec<&Value> = records.iter().filter(|r| r["kind"] == "PROPOSED" && r["actor"] == id.as_str()).collect();
+    assert_eq!(proposals.len(), proposed, "{log}");
+    let mut done = 0;
+    for record in proposals {
+        assert!(record["description"].as_str().unwrap().starts_with(&format!("user {id} proposed to ")), "{record}");
+        if records.iter().any(|r| r["kind"] == "EXECUTED" && r["proposal"] == record["proposal"]) {
+            let approved = records.iter().any(|r| r["kind"] == "APPROVED" && r["proposal"] == record["proposal"] && r["actor"] != id.as_str());
+            assert!(approved, "proposal {} was executed without an operator's approval: {log}", record["proposal"]);
+            done += 1;
+        }
+    }
+    assert_eq!(done, executed, "{log}");
+}
+
 /// What tokenization keeps outside users' balances, and what it created:
-/// escrowed payments and unvested tokens are held, each token's supply
-/// was issued. For the conservation check.
+/// escrowed payments, unvested and frozen tokens are held, each token's
+/// supply was issued. For the conservation check.
 pub(super) fn outside_balances(world: &Marionette) -> (HashMap<String, Decimal>, HashMap<String, Decimal>) {
     let (mut held, mut issued) = (HashMap::new(), HashMap::new());
     let answer = world.ask("operator", "{ tokens { symbol supply } offerings { id status paymentAsset } }", json!({}));
@@ -564,6 +641,12 @@ pub(super) fn outside_balances(world: &Marionette) -> (HashMap<String, Decimal>,
         for subscription in data(&subscriptions, "offeringSubscriptions").as_array().unwrap().iter().filter(|s| s["status"] == "OPEN") {
             *held.entry(offering["paymentAsset"].as_str().unwrap().to_string()).or_default() += field_decimal(&subscription["payment"]);
         }
+    }
+    // Frozen tokens are still their holders', outside their balances.
+    for token in data(&answer, "tokens").as_array().unwrap() {
+        let table = world.ask("operator", "query($t: String!) { capTable(token: $t) { frozen } }", json!({ "t": token["symbol"] }));
+        let frozen: Decimal = data(&table, "capTable").as_array().unwrap().iter().map(|entry| field_decimal(&entry["frozen"])).sum();
+        *held.entry(token["symbol"].as_str().unwrap().to_string()).or_default() += frozen;
     }
     for name in world.tokens.keys().filter(|k| k.as_str() != "operator") {
         let vesting = world.ask(name, "{ myVesting { token amount vested } }", json!({}));
