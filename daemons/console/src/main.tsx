@@ -3,9 +3,12 @@ import { createRoot } from 'react-dom/client';
 import { Button } from 'react-aria-components';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { request } from './api';
+import { useQuery } from './components';
 import { graphql } from './graphql';
 import { Balances } from './pages/Balances';
 import { Convert } from './pages/Convert';
+import { Invest } from './pages/Invest';
+import { Issuer } from './pages/Issuer';
 import { Market } from './pages/Market';
 import { Markets } from './pages/Markets';
 import { Perpetuals } from './pages/Perpetuals';
@@ -15,6 +18,18 @@ import { SignIn } from './pages/SignIn';
 import { Withdrawals } from './pages/Withdrawals';
 import { SessionProvider, useSession } from './session';
 import './styles.css';
+
+const AmIssuerQuery = graphql(`
+  query AmIssuer {
+    amIssuer
+  }
+`);
+
+/// The issuer's pages, for issuers only.
+function IssuerLink() {
+  const { data } = useQuery(AmIssuerQuery);
+  return data?.amIssuer ? <Link href="/issue">Issue</Link> : null;
+}
 
 const LogoutMutation = graphql(`
   mutation Logout {
@@ -70,6 +85,8 @@ function Header() {
           <>
             <Link href="/wallet">Wallet</Link>
             <Link href="/convert">Convert</Link>
+            <Link href="/invest">Invest</Link>
+            <IssuerLink key={me.id} />
             <Link href="/withdrawals">Withdrawals</Link>
             <Link href="/security">Security</Link>
           </>
@@ -105,6 +122,8 @@ function SignedIn({ children }: { children: ReactNode }) {
 const SIGNED_IN_PAGES: [string, () => ReactNode][] = [
   ['/wallet', Balances],
   ['/convert', Convert],
+  ['/invest', Invest],
+  ['/issue', Issuer],
   ['/withdrawals', Withdrawals],
   ['/security', Security],
   ['/operator', Dashboard],

@@ -19,6 +19,7 @@ test.describe('at a phone width, in the dark theme the system asks for', () => {
       ['/convert', 'phone-dark-convert', 'Your conversions'],
       ['/withdrawals', 'phone-dark-withdrawals', 'Request a withdrawal'],
       ['/security', 'phone-dark-security', 'Sessions'],
+      ['/invest', 'phone-dark-invest', 'Offerings'],
     ]) {
       await page.goto(path);
       await expect(page.getByRole('heading', { name: ready })).toBeVisible();

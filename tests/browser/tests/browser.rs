@@ -58,10 +58,19 @@ fn main() -> ExitCode {
     let (exit, said) = system.ctl(&["create-market", "BTC", "USD", "0.01", "0.0001", "0.001", "0.002"], "");
     assert_eq!(exit, 0, "create-market: {said}");
     // Alice sells bitcoin, Bob buys it with dollars, Dave withdraws bitcoin, Erin converts dollars;
-    // Frank and Gina trade the perpetual the operators list from the console, which Oscar prices.
-    for (name, asset, amount) in
-        [("alice", "BTC", "2"), ("bob", "USD", "100000"), ("dave", "BTC", "1"), ("erin", "USD", "1000"), ("frank", "USD", "300"), ("gina", "USD", "1000")]
-    {
+    // Frank and Gina trade the perpetual the operators list from the console, which Oscar prices;
+    // Ivy issues a token that Jan and Kim invest in.
+    for (name, asset, amount) in [
+        ("alice", "BTC", "2"),
+        ("bob", "USD", "100000"),
+        ("dave", "BTC", "1"),
+        ("erin", "USD", "1000"),
+        ("frank", "USD", "300"),
+        ("gina", "USD", "1000"),
+        ("ivy", "USD", "10000"),
+        ("jan", "USD", "10000"),
+        ("kim", "USD", "10000"),
+    ] {
         let email = format!("{name}@browser.example");
         system.register(&email, TRADER_PASSWORD);
         let (exit, said) = system.ctl(&["deposit", &email, asset, amount, &format!("browser-{name}")], "");

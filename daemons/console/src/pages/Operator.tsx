@@ -9,6 +9,7 @@ import { ActionButton, ErrorMessage, Field, Loading, Panel, TableHead, When, use
 import { formatDecimal, formatPercent, isDecimal } from '../decimal';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
+import { InvestorStanding } from './InvestorStanding';
 import { intervalOf } from './Perpetuals';
 import { WithdrawalTable } from './Withdrawals';
 
@@ -532,6 +533,7 @@ function UserCard({ email, onChange }: { email: string; onChange: () => void }) 
           <Button type="submit">Propose deposit</Button>
         </Form>
       </div>
+      <InvestorStanding userId={user.id} email={user.email} />
     </section>
   );
 }
