@@ -34,6 +34,10 @@ use serde::{Deserialize, Serialize};
 
 pub use ledger_core;
 
+/// The pending proposals a token's issuer may have made as its agent at
+/// once (operators' own count only against `proposals_pending_max`).
+pub const AGENT_PROPOSALS_PENDING_MAX: usize = 20;
+
 /// Also the `[limits]` section of `ledger.toml`: every key optional, unknown keys refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -658,6 +662,12 @@ impl Ledger {
         }
         if operators.pending_count() >= self.limits.proposals_pending_max as usize {
             return Applied::refused(LedgerError::LimitReached("limits.proposals_pending_max: approve or reject some proposals first".into()));
+        }
+        // An issuer must not fill the operators' queue with its agent's actions.
+        if !operators.is_operator(operator) && operators.pending_by(operator) >= AGENT_PROPOSALS_PENDING_MAX {
+            return Applied::refused(LedgerError::LimitReached(format!(
+                "user {operator} has {AGENT_PROPOSALS_PENDING_MAX} proposals waiting: an operator approves or rejects some first"
+            )));
         }
         let outcome = self.products.operators.open(proposal, at_ms);
         Applied::new(Ok(Outcome::Operators(outcome)), None)

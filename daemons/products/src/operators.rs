@@ -216,6 +216,11 @@ impl Operators {
         self.state.pending.len()
     }
 
+    /// The pending proposals `user` made.
+    pub(crate) fn pending_by(&self, user: UserId) -> usize {
+        self.state.pending.values().filter(|p| p.proposer() == user).count()
+    }
+
     fn audit(&mut self, at_ms: TimestampMs, event: AuditEvent) {
         let head = &mut self.state.head;
         let record = AuditRecord::new(head.last_sequence + 1, at_ms, event, head.last_hash);

@@ -594,6 +594,26 @@ fn a_token_agent_freezes_forces_and_recovers_under_four_eyes() {
     check(&ledger);
 }
 
+#[test]
+fn an_issuer_cannot_fill_the_operators_queue() {
+    let mut ledger = allocated_and_bought_back();
+    ok(ledger.apply(&Command::Operators(ops::Command::Bootstrap { operator: OPERATOR }), T0));
+    let propose = |operator, amount| {
+        let action = Action::Ledger(ledger_api::ActionCommand::Tokenization(api::Command::FreezeTokens { token: ACME, holder: BOB, amount }));
+        Command::Operators(ops::Command::Propose { operator, action })
+    };
+    for amount in 1..=products::AGENT_PROPOSALS_PENDING_MAX as Amount {
+        assert!(matches!(ok(ledger.apply(&propose(ISSUER, amount), T0 + 31 * DAY)), Outcome::Operators(ops::Outcome::Proposal(_))));
+    }
+    let refusal = refused(ledger.apply(&propose(ISSUER, 100), T0 + 31 * DAY));
+    assert!(matches!(refusal, LedgerError::LimitReached(_)), "{refusal:?}");
+    // The operators' own proposals still go in, and an approval frees the issuer's room.
+    assert!(matches!(ok(ledger.apply(&propose(OPERATOR, 100), T0 + 31 * DAY)), Outcome::Operators(ops::Outcome::Proposal(_))));
+    ok(ledger.apply(&Command::Operators(ops::Command::Approve { operator: OPERATOR, proposal: 1 }), T0 + 31 * DAY));
+    assert!(matches!(ok(ledger.apply(&propose(ISSUER, 101), T0 + 31 * DAY)), Outcome::Operators(ops::Outcome::Proposal(_))));
+    check(&ledger);
+}
+
 fn accounts_of(ledger: &Ledger, user: UserId) -> (Amount, Amount, Amount) {
     let kernel = ledger.kernel();
     (kernel.balance(available(user, ACME)), kernel.balance(products::tokenization::frozen(user, ACME)), kernel.balance(vesting(user, ACME)))

@@ -2,11 +2,11 @@
 // tokens, and the claims tokens' rules read (country, category, expiry,
 // the tax withheld from their distributions). Both are proposals.
 import { useState } from 'react';
+import { Button, Form } from 'react-aria-components';
 import { request } from '../api';
 import { ActionButton, Choice, ErrorMessage, Field, Loading, useQuery, useSubmit, words } from '../components';
 import { formatPercent } from '../decimal';
 import { graphql } from '../graphql';
-import { Button, Form } from 'react-aria-components';
 
 const InvestorQuery = graphql(`
   query InvestorStanding($email: String!) {
