@@ -8,6 +8,7 @@
 use ledger_api::tokenization::{
     Answer, Claims, Distribution, DistributionStatus, Entitlement, Holding, Offering, OfferingStatus, Query, Subscription, SubscriptionStatus, Token, Tranche,
 };
+use ledger_core::AccountId;
 use products::tokenization::{tables, Tokenization, TokenizationChanges, TokenizationState, FROZEN};
 use products::wallet::AVAILABLE;
 use storage::{Batch, Store, Table};
@@ -264,31 +265,28 @@ fn tranches_of(store: &Store, investor: u64, limit: usize) -> Result<Vec<Tranche
 /// Every user holding the token at `at_ms`, and its supply then, from the
 /// stored balances with every later transfer undone.
 fn cap_table_at(store: &Store, token: &Token, at_ms: u64) -> Result<(i128, Vec<Holding>), SchemaError> {
-    let mut holdings: std::collections::BTreeMap<u64, Holding> = std::collections::BTreeMap::new();
     let mut supply = 0;
+    let mut balances = Vec::new();
     for (account, stored) in kernel::stored_accounts_of_asset(store, token.asset)? {
         let balance = kernel::balance_at(store, account, &stored, at_ms)?;
         if account == products::tokenization::issued(token.asset) {
             supply = -balance;
         }
-        let Some(user) = account.user_id() else { continue };
-        let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0, frozen: 0 });
-        holding.balance += balance;
-        if account.purpose != AVAILABLE {
-            holding.locked += balance;
-        }
-        if account.purpose == FROZEN {
-            holding.frozen += balance;
-        }
+        balances.push((account, balance));
     }
-    Ok((supply, holdings.into_values().filter(|holding| holding.balance != 0).collect()))
+    Ok((supply, holdings(balances)))
 }
 
-/// Every user holding the token now, from the stored balances: what they
-/// hold in every account and how much of it is not free.
+/// Every user holding the token now, from the stored balances.
 fn cap_table(store: &Store, token: &Token) -> Result<Vec<Holding>, SchemaError> {
+    Ok(holdings(kernel::accounts_of_asset(store, token.asset)?))
+}
+
+/// Users' balances of a token summed by user: what they hold in every
+/// account, how much of it is not free, and how much of that is frozen.
+fn holdings(balances: impl IntoIterator<Item = (AccountId, i128)>) -> Vec<Holding> {
     let mut holdings: std::collections::BTreeMap<u64, Holding> = std::collections::BTreeMap::new();
-    for (account, balance) in kernel::accounts_of_asset(store, token.asset)? {
+    for (account, balance) in balances {
         let Some(user) = account.user_id() else { continue };
         let holding = holdings.entry(user).or_insert(Holding { user, balance: 0, locked: 0, frozen: 0 });
         holding.balance += balance;
@@ -300,7 +298,7 @@ fn cap_table(store: &Store, token: &Token) -> Result<Vec<Holding>, SchemaError> 
             holding.frozen += balance;
         }
     }
-    Ok(holdings.into_values().filter(|holding| holding.balance != 0).collect())
+    holdings.into_values().filter(|holding| holding.balance != 0).collect()
 }
 
 pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
