@@ -708,3 +708,121 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// A campaign through the API: the operators verify its organiser and set
+/// the fee (four-eyes), the organiser publishes it, donors see the fee
+/// before giving, the wall shows each donor as they chose (a name, or
+/// anonymous with the amount hidden), the organiser sees only who agreed
+/// to be known, the donor their receipt, and after the deadline the
+/// operators (not the organiser) pay it out: 97.50 of 100.00 with a 2.5%
+/// fee, the fee and the tip to the house.
+#[test]
+fn a_campaign_is_given_to_shown_as_donors_chose_and_paid_out_under_four_eyes() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::start(dir.path());
+    let operator = system.login(OPERATOR, OPERATOR_PASSWORD);
+    let approver = system.login(APPROVER, OPERATOR_PASSWORD);
+    assert_eq!(system.ctl(&["create-asset", "USD", "2"], "").0, 0);
+    let users = ["ann@water.example", "bob@domain.io", "cy@domain.io"];
+    let mut tokens = Vec::new();
+    for email in users {
+        let password = format!("{email}: tulip quarry lantern");
+        system.register(email, &password);
+        tokens.push(system.login(email, &password));
+        let deposit = "mutation($e: String!) { deposit(email: $e, asset: \"USD\", amount: \"500\", reference: $e) { id } }";
+        assert!(system.as_user(&operator, deposit, json!({ "e": email })).get("errors").is_none());
+    }
+    let (ann, bob, cy) = (tokens[0].as_str(), tokens[1].as_str(), tokens[2].as_str());
+    // Four-eyes: the first operator's proposal waits, the second's same request executes it.
+    let verify =
+        "mutation { setOrganiser(email: \"ann@water.example\", name: \"Water Aid\", kind: ORGANISATION, country: 826, registration: \"288701\") { name } }";
+    assert_eq!(code(&system.as_user(&operator, verify, json!({}))), "APPROVAL_PENDING");
+    assert_eq!(data(&system.as_user(&approver, verify, json!({})), "setOrganiser")["name"], "Water Aid");
+    assert_eq!(code(&system.as_user(ann, verify, json!({}))), "FORBIDDEN");
+    let fee = "mutation { setDonationFee(feeBps: 250) }";
+    assert_eq!(code(&system.as_user(&operator, fee, json!({}))), "APPROVAL_PENDING");
+    assert_eq!(data(&system.as_user(&approver, fee, json!({})), "setDonationFee"), 250);
+    // Due in a few seconds: the ledger's clock ends it.
+    let deadline = rfc3339(now_ms() + 6_000);
+    let create = "mutation($d: DateTime!) { createCampaign(title: \"Wells\", story: \"Clean water\", referenceAsset: \"USD\", goal: \"1000\", deadline: $d, acceptedAssets: [\"USD\"], model: KEEP_WHAT_YOU_RAISE) { id status feeBps organiser { name } } }";
+    assert_eq!(code(&system.as_user(bob, create, json!({ "d": deadline }))), "FORBIDDEN", "bob is no organiser");
+    let created = system.as_user(ann, create, json!({ "d": deadline }));
+    let campaign = data(&created, "createCampaign");
+    assert_eq!(
+        (campaign["status"].as_str(), campaign["feeBps"].as_i64(), campaign["organiser"]["name"].as_str()),
+        (Some("DRAFT"), Some(250), Some("Water Aid"))
+    );
+    let id = campaign["id"].as_str().unwrap().to_string();
+    let ann_id = system.as_user(ann, "{ me { id } }", json!({}))["data"]["me"]["id"].as_str().unwrap().to_string();
+    let drafts = "query($o: ID) { campaigns(status: DRAFT, organiserId: $o) { id } }";
+    assert_eq!(data(&system.as_user(ann, drafts, json!({ "o": ann_id })), "campaigns"), &json!([{ "id": id }]), "the organiser lists their drafts");
+    assert_eq!(code(&system.as_user(bob, drafts, json!({ "o": ann_id }))), "FORBIDDEN", "nobody else does");
+    assert_eq!(code(&system.post(drafts, json!({ "o": null }), "").2), "FORBIDDEN");
+    let donate = "mutation($c: ID!, $m: Decimal!, $t: Decimal, $n: String, $h: Boolean!, $k: Boolean!, $key: String!) { donate(campaignId: $c, asset: \"USD\", amount: $m, tip: $t, message: \"Good luck\", displayName: $n, hideAmount: $h, knownToOrganiser: $k, idempotencyKey: $key) { id receiptNumber gross fee net tip value status } }";
+    let gift = |token: &str, amount: &str, tip: Option<&str>, name: Option<&str>, hide: bool, known: bool, key: &str| {
+        system.as_user(token, donate, json!({ "c": id, "m": amount, "t": tip, "n": name, "h": hide, "k": known, "key": key }))
+    };
+    assert_eq!(code(&gift(bob, "100", None, Some("Bob"), false, true, "g1")), "CAMPAIGN_CLOSED", "a draft takes no gifts");
+    let published = system.as_user(ann, "mutation($c: ID!) { publishCampaign(id: $c) { status } }", json!({ "c": id }));
+    assert_eq!(data(&published, "publishCampaign")["status"], "ACTIVE");
+    let terms = system.as_user(
+        bob,
+        "query($c: ID!) { donationTerms(campaignId: $c, asset: \"USD\", amount: \"100\", tip: \"5\") { gross fee net tip total } }",
+        json!({ "c": id }),
+    );
+    assert_eq!(data(&terms, "donationTerms"), &json!({ "gross": "100.00", "fee": "2.50", "net": "97.50", "tip": "5.00", "total": "105.00" }));
+    let given = gift(bob, "100", Some("5"), Some("Bob"), false, true, "g1");
+    let receipt = data(&given, "donate");
+    let year = rfc3339(now_ms())[..4].to_string();
+    assert_eq!(receipt["receiptNumber"].as_str().unwrap(), format!("{ann_id}-{year}-000001"));
+    assert_eq!((receipt["fee"].as_str(), receipt["net"].as_str(), receipt["value"].as_str()), (Some("2.50"), Some("97.50"), Some("100.00")));
+    assert_eq!(data(&gift(bob, "100", Some("5"), Some("Bob"), false, true, "g1"), "donate")["id"], receipt["id"], "the same key gives once");
+    assert_eq!(code(&gift(ann, "1", None, None, false, false, "own")), "FORBIDDEN", "an organiser does not give to their own campaign");
+    assert!(gift(cy, "40", None, None, true, false, "g2").get("errors").is_none());
+    // The wall: Bob by name with the amount; cy anonymous, the amount hidden.
+    let wall = system.post("query($c: ID!) { campaignWall(campaignId: $c) { name amount message } }", json!({ "c": id }), "").2;
+    assert_eq!(
+        data(&wall, "campaignWall"),
+        &json!([{ "name": null, "amount": null, "message": "Good luck" }, { "name": "Bob", "amount": "100.00", "message": "Good luck" }])
+    );
+    // The organiser sees who agreed to be known; a donor sees nobody else's gifts.
+    let seen = system.as_user(ann, "query($c: ID!) { campaignDonations(campaignId: $c) { donorEmail gross } }", json!({ "c": id }));
+    assert_eq!(data(&seen, "campaignDonations"), &json!([{ "donorEmail": null, "gross": "40.00" }, { "donorEmail": "bob@domain.io", "gross": "100.00" }]));
+    assert_eq!(code(&system.as_user(cy, "query($c: ID!) { campaignDonations(campaignId: $c) { gross } }", json!({ "c": id }))), "FORBIDDEN");
+    let mine = system.as_user(cy, "{ myDonations { receiptNumber gross publicName amountShown } }", json!({}));
+    assert_eq!(
+        data(&mine, "myDonations"),
+        &json!([{ "receiptNumber": format!("{ann_id}-{year}-000002"), "gross": "40.00", "publicName": null, "amountShown": false }])
+    );
+    let statement =
+        system.as_user(bob, "query($y: Int!) { myDonationStatement(year: $y) { totals { asset given } } }", json!({ "y": year.parse::<i32>().unwrap() }));
+    assert_eq!(data(&statement, "myDonationStatement")["totals"], json!([{ "asset": "USD", "given": "100.00" }]));
+    // Before the deadline there is nothing to pay out; after it the ledger's clock ends the campaign.
+    let pay = "mutation($c: ID!) { payOutCampaign(id: $c) { last lines { asset net fees tips } } }";
+    assert_eq!(code(&system.as_user(&operator, pay, json!({ "c": id }))), "BAD_USER_INPUT");
+    let ended = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let campaign = system.post("query($c: ID!) { campaign(id: $c) { status } }", json!({ "c": id }), "").2;
+        campaign["data"]["campaign"]["status"] == "ENDED"
+    });
+    assert!(ended, "the clock ends the campaign at its deadline");
+    let due = system.as_user(&operator, "{ payoutsDue { id } }", json!({}));
+    assert_eq!(data(&due, "payoutsDue"), &json!([{ "id": id }]));
+    assert_eq!(code(&system.as_user(&operator, pay, json!({ "c": id }))), "APPROVAL_PENDING");
+    let paid = system.as_user(&approver, pay, json!({ "c": id }));
+    assert_eq!(data(&paid, "payOutCampaign"), &json!({ "last": true, "lines": [{ "asset": "USD", "net": "136.50", "fees": "3.50", "tips": "5.00" }] }));
+    let balances = system.as_user(ann, "{ balances { asset available } }", json!({}));
+    assert_eq!(data(&balances, "balances"), &json!([{ "asset": "USD", "available": "636.50" }]));
+    let house = system.as_user(&operator, "{ houseBalances { asset revenue } }", json!({}));
+    assert_eq!(data(&house, "houseBalances"), &json!([{ "asset": "USD", "revenue": "8.50" }]));
+    let closed = system.post("query($c: ID!) { campaign(id: $c) { status raised progress } }", json!({ "c": id }), "").2;
+    assert_eq!(data(&closed, "campaign"), &json!({ "status": "PAID_OUT", "raised": "140.00", "progress": "0.1400" }));
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn rfc3339(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

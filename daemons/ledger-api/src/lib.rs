@@ -19,6 +19,7 @@ pub use ids::{Amount, AssetId, MarketId, OrderId, TimestampMs, TradeId, Transfer
 
 pub mod candles;
 pub mod convert;
+pub mod donations;
 pub mod house;
 pub mod operators;
 pub mod perpetual;
@@ -47,8 +48,10 @@ pub mod wallet;
 /// at its close, the operators' listing fees, the markets a tick lists; 21
 /// distributions and their entitlements, investors' withholding rates; 22
 /// the token agent's actions (partial freezes, forced transfers,
-/// recoveries) and their kind of operator action.
-pub const FORMAT_VERSION: u16 = 22;
+/// recoveries) and their kind of operator action; 23 donations
+/// (organisers, campaigns, gifts, matching pools, payouts, receipts), their
+/// two kinds of operator action and the refusal of a gift without a price.
+pub const FORMAT_VERSION: u16 = 23;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;
@@ -273,6 +276,7 @@ products! {
     House => house,
     Convert => convert,
     Tokenization => tokenization,
+    Donations => donations,
 }
 
 /// A business refusal, with the contract's code. Nothing changed when one is returned.
@@ -333,6 +337,14 @@ pub enum LedgerError {
     NotClaimable { distribution: tokenization::DistributionId, why: String },
     #[error("distribution {distribution}'s holders may claim until {until_ms} ms since the epoch: reclaim what is left after that")]
     ClaimPeriodOpen { distribution: tokenization::DistributionId, until_ms: TimestampMs },
+    /// A gift's value in its campaign's reference asset is fixed at the
+    /// last trade price, and this asset has none against it.
+    #[error(
+        "asset {asset} has no last trade price against asset {reference}, the campaign's reference: give in the reference asset or one that trades against it"
+    )]
+    NoPrice { asset: AssetId, reference: AssetId },
+    #[error("campaign {campaign} is not taking gifts ({why})")]
+    CampaignClosed { campaign: donations::CampaignId, why: String },
 }
 
 fn kill_switch_holder(by_operators: &bool) -> &'static str {
@@ -367,6 +379,8 @@ impl LedgerError {
             LedgerError::CancelCutoffPassed { .. } => "CANCEL_CUTOFF_PASSED",
             LedgerError::NotClaimable { .. } => "NOT_CLAIMABLE",
             LedgerError::ClaimPeriodOpen { .. } => "CLAIM_PERIOD_OPEN",
+            LedgerError::NoPrice { .. } => "NO_PRICE",
+            LedgerError::CampaignClosed { .. } => "CAMPAIGN_CLOSED",
         }
     }
 }

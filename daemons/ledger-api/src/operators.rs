@@ -42,6 +42,11 @@ pub enum ActionKind {
     /// A token agent's action (a partial freeze, a forced transfer, a
     /// recovery), which the token's issuer may propose.
     TokenAgent,
+    /// Verifying an organiser of donation campaigns, the platform's fee on
+    /// gifts, stopping a campaign.
+    Organiser,
+    /// Paying a campaign's gifts out to its organiser.
+    DonationPayout,
 }
 
 impl ActionKind {
@@ -61,12 +66,14 @@ impl ActionKind {
             ActionKind::Issuer => "issuer",
             ActionKind::InvestorClaims => "investor_claims",
             ActionKind::TokenAgent => "token_agent",
+            ActionKind::Organiser => "organiser",
+            ActionKind::DonationPayout => "donation_payout",
         }
     }
 
     /// Whether the action moves money.
     pub fn moves_money(self) -> bool {
-        matches!(self, ActionKind::Deposit | ActionKind::WithdrawalApproval | ActionKind::HouseInventory | ActionKind::TokenAgent)
+        matches!(self, ActionKind::Deposit | ActionKind::WithdrawalApproval | ActionKind::HouseInventory | ActionKind::TokenAgent | ActionKind::DonationPayout)
     }
 }
 
@@ -92,6 +99,8 @@ pub struct Thresholds {
     pub issuer: u8,
     pub investor_claims: u8,
     pub token_agent: u8,
+    pub organiser: u8,
+    pub donation_payout: u8,
 }
 
 impl Default for Thresholds {
@@ -110,6 +119,8 @@ impl Default for Thresholds {
             issuer: 2,
             investor_claims: 2,
             token_agent: 2,
+            organiser: 2,
+            donation_payout: 2,
         }
     }
 }
@@ -133,6 +144,8 @@ impl Thresholds {
             ActionKind::Issuer => self.issuer,
             ActionKind::InvestorClaims => self.investor_claims,
             ActionKind::TokenAgent => self.token_agent,
+            ActionKind::Organiser => self.organiser,
+            ActionKind::DonationPayout => self.donation_payout,
         }
     }
 
@@ -163,6 +176,8 @@ impl Thresholds {
             issuer: n,
             investor_claims: n,
             token_agent: n,
+            organiser: n,
+            donation_payout: n,
         }
     }
 }
@@ -170,7 +185,7 @@ impl Thresholds {
 /// The highest verification tier; 0 is a new user's.
 pub const TIER_MAX: u8 = 9;
 
-pub const ALL_KINDS: [ActionKind; 13] = [
+pub const ALL_KINDS: [ActionKind; 15] = [
     ActionKind::Deposit,
     ActionKind::WithdrawalApproval,
     ActionKind::WithdrawalRejection,
@@ -184,6 +199,8 @@ pub const ALL_KINDS: [ActionKind; 13] = [
     ActionKind::Issuer,
     ActionKind::InvestorClaims,
     ActionKind::TokenAgent,
+    ActionKind::Organiser,
+    ActionKind::DonationPayout,
 ];
 
 /// What a proposal would do.

@@ -769,6 +769,170 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("holding record", tokenization::Holding { user: 10, balance: 286, locked: 143, frozen: 0 }.encode()),
         ("distribution record", distribution.encode()),
         ("entitlement record", entitlement.encode()),
+        ("donations commands", {
+            let spec = donations::CampaignSpec {
+                title: "Wells".into(),
+                story: "Clean water".into(),
+                reference_asset: 2,
+                goal: 1_000_000,
+                deadline_ms: 1_702_592_000_000,
+                accepted: vec![1, 2],
+                model: donations::FundingModel::AllOrNothing,
+                payout_every_ms: None,
+            };
+            let gift = donations::Gift {
+                campaign: 1,
+                asset: 2,
+                gross: 10_000,
+                tip: 500,
+                message: "Good luck".into(),
+                display: donations::Display { name: Some("Ann".into()), amount_shown: false, known_to_organiser: true },
+            };
+            let organiser =
+                donations::Organiser { name: "Water Aid".into(), kind: donations::OrganiserKind::Organisation, country: 826, registration: "288701".into() };
+            let pool = donations::PoolSpec {
+                campaign: 1,
+                asset: 2,
+                ratio_bps: 10_000,
+                per_gift_max: 5_000,
+                per_donor_max: 8_000,
+                total: 100_000,
+                starts_ms: 1_700_000_000_000,
+                ends_ms: 1_702_592_000_000,
+            };
+            vec![
+                Command::Donations(donations::Command::SetOrganiser { user: 5, organiser: Some(organiser) }),
+                Command::Donations(donations::Command::SetDonationFee { fee_bps: 250 }),
+                Command::Donations(donations::Command::CreateCampaign { organiser: 5, spec: Box::new(spec) }),
+                Command::Donations(donations::Command::PublishCampaign { organiser: 5, campaign: 1 }),
+                Command::Donations(donations::Command::CancelCampaign { organiser: 5, campaign: 1 }),
+                Command::Donations(donations::Command::StopCampaign { campaign: 1 }),
+                Command::Donations(donations::Command::Donate { donor: 10, gift: Box::new(gift.clone()), key: "g-1".into() }),
+                Command::Donations(donations::Command::DepositDonation { donor: 10, gift: Box::new(gift), reference: "bank-9".into() }),
+                Command::Donations(donations::Command::FundPool { sponsor: 11, spec: pool, key: "p-1".into() }),
+                Command::Donations(donations::Command::PayOut { campaign: 1 }),
+                Command::Donations(donations::Command::Tick),
+            ]
+            .encode()
+        }),
+        (
+            "donations outcomes",
+            vec![
+                Outcome::Donations(donations::Outcome::OrganiserSet { user: 5, organiser: true }),
+                Outcome::Donations(donations::Outcome::DonationFeeSet(250)),
+                Outcome::Donations(donations::Outcome::CampaignCreated(1)),
+                Outcome::Donations(donations::Outcome::CampaignPublished(1)),
+                Outcome::Donations(donations::Outcome::CampaignCancelled { campaign: 1, refunded: 3 }),
+                Outcome::Donations(donations::Outcome::Donated(7)),
+                Outcome::Donations(donations::Outcome::PoolFunded(2)),
+                Outcome::Donations(donations::Outcome::PaidOut(Box::new(donations::Payout {
+                    id: 1,
+                    campaign: 1,
+                    organiser: 5,
+                    donations: 2,
+                    lines: vec![donations::PayoutLine { asset: 2, net: 19_500, fees: 500, tips: 500 }],
+                    last: true,
+                    at_ms: 1_702_592_000_000,
+                }))),
+                Outcome::Donations(donations::Outcome::Ticked { ended: vec![1], refunded: vec![2], pools_closed: vec![3] }),
+            ]
+            .encode(),
+        ),
+        ("donations errors", vec![LedgerError::NoPrice { asset: 1, reference: 2 }, LedgerError::CampaignClosed { campaign: 1, why: "ended".into() }].encode()),
+        (
+            "donations queries",
+            vec![
+                Query::Donations(donations::Query::Organiser(5)),
+                Query::Donations(donations::Query::Organisers),
+                Query::Donations(donations::Query::DonationFee),
+                Query::Donations(donations::Query::Campaigns { organiser: Some(5), status: Some(donations::CampaignStatus::Active), limit: 20 }),
+                Query::Donations(donations::Query::Campaign(1)),
+                Query::Donations(donations::Query::CampaignDonations { campaign: 1, before: 0, limit: 50 }),
+                Query::Donations(donations::Query::Donation(7)),
+                Query::Donations(donations::Query::DonorDonations { donor: 10, before: 9, limit: 50 }),
+                Query::Donations(donations::Query::Receipt(donations::ReceiptNumber { organiser: 5, year: 2026, number: 12 })),
+                Query::Donations(donations::Query::Pools(1)),
+                Query::Donations(donations::Query::Payouts { campaign: 1, limit: 10 }),
+                Query::Donations(donations::Query::PayoutsDue { at_ms: 1_702_592_000_000 }),
+            ]
+            .encode(),
+        ),
+        (
+            "campaign record",
+            donations::Campaign {
+                id: 1,
+                organiser: 5,
+                spec: donations::CampaignSpec {
+                    title: "Wells".into(),
+                    story: String::new(),
+                    reference_asset: 2,
+                    goal: 1_000_000,
+                    deadline_ms: 1_702_592_000_000,
+                    accepted: vec![2],
+                    model: donations::FundingModel::KeepWhatYouRaise,
+                    payout_every_ms: Some(604_800_000),
+                },
+                status: donations::CampaignStatus::Active,
+                fee_bps: 250,
+                raised: 20_000,
+                donations: 2,
+                totals: vec![donations::AssetTotals { asset: 2, given: 15_000, tips: 500, matched: 5_000, refunded: 0, released: 0, paid_out: 0, fees: 0 }],
+                created_ms: 1_700_000_000_000,
+                published_ms: Some(1_700_000_000_000),
+                ended_ms: None,
+                closed_ms: None,
+                cancelled: false,
+                last_payout_ms: None,
+            }
+            .encode(),
+        ),
+        (
+            "donation record",
+            donations::Donation {
+                id: 7,
+                donor: 10,
+                gift: donations::Gift {
+                    campaign: 1,
+                    asset: 1,
+                    gross: 100,
+                    tip: 0,
+                    message: String::new(),
+                    display: donations::Display { name: None, amount_shown: true, known_to_organiser: false },
+                },
+                source: donations::Source::Deposit { reference: "tx-1".into() },
+                fee: 2,
+                net: 98,
+                value: 4_200_000,
+                matches: vec![donations::Match { pool: 2, asset: 2, amount: 5_000, value: 5_000 }],
+                receipt: donations::ReceiptNumber { organiser: 5, year: 2026, number: 12 },
+                status: donations::DonationStatus::Held,
+                created_ms: 1_700_000_000_000,
+                settled_ms: None,
+            }
+            .encode(),
+        ),
+        (
+            "pool record",
+            donations::Pool {
+                id: 2,
+                sponsor: 11,
+                spec: donations::PoolSpec {
+                    campaign: 1,
+                    asset: 2,
+                    ratio_bps: 5_000,
+                    per_gift_max: 5_000,
+                    per_donor_max: 8_000,
+                    total: 100_000,
+                    starts_ms: 1_700_000_000_000,
+                    ends_ms: 1_702_592_000_000,
+                },
+                reserved: 5_000,
+                returned: 0,
+                created_ms: 1_700_000_000_000,
+                closed_ms: None,
+            }
+            .encode(),
+        ),
     ]
 }
 
@@ -799,12 +963,12 @@ const GOLDEN: &[(&str, &str)] = &[
     ("answers", "0e0001020355534402010163000c0202010205d00fcc010774726164653a3480d095ffbc3102070301010106612066696c6c03010202000114010313050001021406050101050c02a41309444538392033373034010102050201050c02a413094445383920333730340101020600010102a08d0603914e02e807d00f80808080802080808080040001060101030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060201030b0c0000000001a8c30102000105626f742d37020190a10fd08603e8070080d095ffbc3181d095ffbc3101e0a499ffbc3101019cc70103011150524943455f4f55545f4f465f42414e44010001c0bb010181d095ffbc31010c00060301040309080b0c00a8c30102a1c21e01f403e807d00fe80709060401e0d40364686267049003020901e0d403646862670490030209060501e0d403646862670490030207000102904eb817f403"),
     ("query errors", "0200056c696d697401"),
     ("journal entry", "07e80780d095ffbc3102030500"),
-    ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c01010502020102020202020202020202010101050c0101060c00"),
+    ("operators' commands", "0d0100010101010001000c02a09c010662616e6b2d310101010102010101020c01010101030c010101040c020102020401030204026e6f01040103614062093139322e302e322e310870617373776f72640104030c010105020201020202020202020202020202010101050c0101060c00"),
     ("operators' outcomes", "0a010001010104000001000c02a09c010662616e6b2d310101020001020102026e6f010204000001000c02a09c010662616e6b2d310101020001020102026e6f0002010302010409010501060c0301070c01080c0201090c000103"),
     ("forbidden", "09026e6f"),
     ("kill switch engaged", "0e0c01"),
     ("operators' queries", "07040004040101000a04020403010a040404050c04060c"),
-    ("operators' answers", "0704000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f040202010202020202020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa404304050204060100"),
+    ("operators' answers", "0704000104000001000c02a09c010662616e6b2d310101020001020102026e6f04010104000001000c02a09c010662616e6b2d310101020001020102026e6f0402020102020202020202020202020202020202010c0403010180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043040401d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa404304050204060100"),
     ("audit record", "0180d095ffbc31070103614062093139322e302e322e310870617373776f72640000000000000000000000000000000000000000000000000000000000000000d9c2a0c39f744bb123ee3f9d80ce64cd894ecd9b5474408bd9b14b2eafaa4043"),
     ("proposal record", "04000001000c02a09c010662616e6b2d310101020001020102026e6f"),
     ("transfer record", "63000c0202010205d00fcc010774726164653a3480d095ffbc31"),
@@ -836,11 +1000,18 @@ const GOLDEN: &[(&str, &str)] = &[
     ("holding record", "0abc049e0200"),
     ("distribution record", "0101040101c09a0c80e090d3c63180f08ba7d031b8170180d095ffbc310180e090d3c63103880ebe9a0c0286e4068e6f0000"),
     ("entitlement record", "010ae80786e406800a8e6ff8f40501808cd795c83100"),
+    ("donations commands", "0b070005010957617465722041696400ba06063238383730310701fa010702050557656c6c730b436c65616e2077617465720280897a80e090d3c6310201020100070305010704050107050107060a0102a09c01e80709476f6f64206c75636b0103416e6e000103672d3107070a0102a09c01e80709476f6f64206c75636b0103416e6e00010662616e6b2d3907080b0102904e904e807dc09a0c80d095ffbc3180e090d3c63103702d31070901070a"),
+    ("donations outcomes", "09070005010701fa01070201070301070401030705070706020707010105020102d8b002e807e8070180e090d3c6310708010101020103"),
+    ("donations errors", "02180102190105656e646564"),
+    ("donations queries", "0c0a00050a010a020a0301050101140a04010a050100320a06070a070a09320a0805ea0f0c0a09010a0a010a0a0b80e090d3c631"),
+    ("campaign record", "01050557656c6c73000280897a80e090d3c631010200018088b2a00201fa01c0b802020102b0ea01e807904e0000000080d095ffbc310180d095ffbc3100000000"),
+    ("donation record", "070a0101c8010000000100010474782d3104c40180d98004010202904e904e05ea0f0c0080d095ffbc3100"),
+    ("pool record", "020b01028827904e807dc09a0c80d095ffbc3180e090d3c631904e0080d095ffbc3100"),
 ];
 
 #[test]
-fn the_format_is_version_22_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 22, "the golden bytes below are version 22's: a new version writes its own");
+fn the_format_is_version_23_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 23, "the golden bytes below are version 23's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");
@@ -882,6 +1053,19 @@ fn every_code_and_purpose_is_named_once() {
         tokenization::DISTRIBUTION_PAYMENT,
         tokenization::DISTRIBUTION_WITHHOLDING,
         tokenization::DISTRIBUTION_RECLAIM,
+        tokenization::TOKENS_FROZEN,
+        tokenization::TOKENS_UNFROZEN,
+        tokenization::FORCED_TRANSFER,
+        tokenization::RECOVERY,
+        donations::DONATION,
+        donations::PLATFORM_TIP,
+        donations::MATCH,
+        donations::DONATION_REFUND,
+        donations::MATCH_RELEASE,
+        donations::PAYOUT,
+        donations::DONATION_FEE,
+        donations::POOL_FUNDING,
+        donations::POOL_RETURN,
     ];
     for code in codes {
         assert_ne!(transfer_kind(code), "OTHER", "code {code}");
@@ -904,6 +1088,9 @@ fn every_code_and_purpose_is_named_once() {
         tokenization::VESTING,
         tokenization::DISTRIBUTION,
         tokenization::WITHHELD,
+        tokenization::FROZEN,
+        donations::CAMPAIGN,
+        donations::MATCH_POOL,
     ] {
         assert_ne!(purpose_name(purpose), "other", "purpose {purpose}");
     }

@@ -245,10 +245,16 @@ impl Engine {
     /// quote to expire, a perpetual market's mark or funding.
     fn next_expiry(&self) -> Option<u64> {
         let ledger = self.service.ledger();
-        [ledger.spot().next_expiry(), ledger.convert().next_expiry(), ledger.spot().next_perpetual_tick(), ledger.tokenization().next_tick()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            ledger.spot().next_expiry(),
+            ledger.convert().next_expiry(),
+            ledger.spot().next_perpetual_tick(),
+            ledger.tokenization().next_tick(),
+            ledger.donations().next_tick(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Journals the ledger's own ExpireOrders once its clock reaches the
@@ -271,6 +277,8 @@ impl Engine {
             LedgerCommand::Spot(spot::Command::Perpetual(ledger_api::perpetual::Command::Tick))
         } else if ledger.tokenization().next_tick().is_some_and(|at| at <= now) {
             LedgerCommand::Tokenization(ledger_api::tokenization::Command::Tick)
+        } else if ledger.donations().next_tick().is_some_and(|at| at <= now) {
+            LedgerCommand::Donations(ledger_api::donations::Command::Tick)
         } else {
             return;
         };

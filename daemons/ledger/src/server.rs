@@ -89,6 +89,7 @@ fn not_for_peers(command: &Command) -> Option<&'static str> {
             Some("only the ledger's own clock marks perpetual markets and pays their funding")
         }
         Command::Tokenization(ledger_api::tokenization::Command::Tick) => Some("only the ledger's own clock closes offerings and vests tranches"),
+        Command::Donations(ledger_api::donations::Command::Tick) => Some("only the ledger's own clock ends campaigns and closes matching pools"),
         Command::Operators(operators::Command::Configure(_)) => Some("only the ledger's own config sets the approval thresholds"),
         command if command.operator_action().is_some() => {
             Some("an operator's action comes inside a proposal that names the operator (operators::Command::Propose)")

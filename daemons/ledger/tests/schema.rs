@@ -826,3 +826,120 @@ fn tokenization_reopens_as_written_and_reads_its_history() {
         ]
     );
 }
+
+#[test]
+fn donations_reopen_as_written_and_read_their_history() {
+    use ledger_api::donations::{
+        self as api, CampaignSpec, CampaignStatus, Display, DonationStatus, FundingModel, Gift, Organiser, OrganiserKind, PoolSpec, ReceiptNumber,
+    };
+    const ORGANISER: UserId = 1;
+    const SPONSOR: UserId = 2;
+    const DAY: u64 = 86_400_000;
+    // 2027-03-01T00:00:00Z: receipts of year 2027.
+    const T0: u64 = 1_803_945_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut writer = Writer::default();
+    let mut ledger = Ledger::new(LedgerLimits::default());
+    let don = LedgerCommand::Donations;
+    let campaign = |model, deadline_ms| CampaignSpec {
+        title: "Wells".into(),
+        story: "Clean water\nfor a village".into(),
+        reference_asset: USD,
+        goal: 1_000_000,
+        deadline_ms,
+        accepted: vec![USD],
+        model,
+        payout_every_ms: None,
+    };
+    let gift = |campaign, gross, tip| Gift {
+        campaign,
+        asset: USD,
+        gross,
+        tip,
+        message: String::new(),
+        display: Display { name: None, amount_shown: true, known_to_organiser: false },
+    };
+    let mut commands = vec![
+        LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 2 }),
+        don(api::Command::SetOrganiser {
+            user: ORGANISER,
+            organiser: Some(Organiser { name: "Water Aid".into(), kind: OrganiserKind::Organisation, country: 826, registration: "288701".into() }),
+        }),
+        don(api::Command::SetDonationFee { fee_bps: 250 }),
+        // 1: keeps what it raises, ends at 10 days; 2: all or nothing, ends at 30 days.
+        don(api::Command::CreateCampaign { organiser: ORGANISER, spec: Box::new(campaign(FundingModel::KeepWhatYouRaise, T0 + 10 * DAY)) }),
+        don(api::Command::CreateCampaign { organiser: ORGANISER, spec: Box::new(campaign(FundingModel::AllOrNothing, T0 + 30 * DAY)) }),
+        don(api::Command::PublishCampaign { organiser: ORGANISER, campaign: 1 }),
+        don(api::Command::PublishCampaign { organiser: ORGANISER, campaign: 2 }),
+    ];
+    for user in [SPONSOR, 10, 11] {
+        commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("d{user}") }));
+    }
+    let pool = PoolSpec {
+        campaign: 2,
+        asset: USD,
+        ratio_bps: 10_000,
+        per_gift_max: 50_000,
+        per_donor_max: 60_000,
+        total: 100_000,
+        starts_ms: T0,
+        ends_ms: T0 + 30 * DAY,
+    };
+    commands.push(don(api::Command::FundPool { sponsor: SPONSOR, spec: pool, key: "p".into() }));
+    // Gifts 1-2 to campaign 1; 3-5 to campaign 2 (matched 50,000, 10,000 and nothing: user 10's cap).
+    commands.push(don(api::Command::Donate { donor: 10, gift: Box::new(gift(1, 20_000, 0)), key: "a".into() }));
+    commands.push(don(api::Command::Donate { donor: 11, gift: Box::new(gift(1, 30_000, 1_000)), key: "a".into() }));
+    commands.push(don(api::Command::Donate { donor: 10, gift: Box::new(gift(2, 80_000, 0)), key: "b".into() }));
+    commands.push(don(api::Command::Donate { donor: 10, gift: Box::new(gift(2, 10_000, 0)), key: "c".into() }));
+    commands.push(don(api::Command::Donate { donor: 10, gift: Box::new(gift(2, 5_000, 0)), key: "d".into() }));
+    for (index, command) in commands.iter().enumerate() {
+        let outcome = ledger.apply(command, T0 + 1).outcome;
+        assert!(outcome.is_ok(), "{command:?}: {outcome:?}");
+        writer.flush(&store, &mut ledger, index as u64 + 1);
+    }
+    // Campaign 1 ends and is paid out; campaign 2 goes on.
+    ledger.apply(&don(api::Command::Tick), T0 + 10 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 100);
+    ledger.apply(&don(api::Command::PayOut { campaign: 1 }), T0 + 11 * DAY).outcome.unwrap();
+    writer.flush(&store, &mut ledger, 101);
+    ledger.check_invariants().unwrap();
+    drop(store);
+
+    let store = open(dir.path());
+    let loaded = schema::load(&store).unwrap().expect("written");
+    assert_eq!(loaded.state, ledger.state(), "what each donor reserved of each pool is summed back from the gifts");
+    let state = &loaded.state.donations;
+    assert_eq!((state.campaigns.len(), state.held.len(), state.pools.len()), (1, 3, 1), "campaign 2 with its three gifts and its pool");
+    assert_eq!(state.matched.get(&(1, 10)), Some(&60_000));
+    assert_eq!(state.receipts.get(&(ORGANISER, 2027)), Some(&5));
+    let mut restored = Ledger::restore(LedgerLimits::default(), loaded.state);
+    restored.check_invariants().unwrap();
+    let read = |query| schema::donations::answer(&store, &query).unwrap_or_else(|_| panic!("{query:?} could not be read"));
+    let api::Answer::Campaign(Some(paid)) = read(api::Query::Campaign(1)) else { panic!("campaign 1") };
+    assert_eq!((paid.status, paid.closed_ms, paid.totals[0].paid_out, paid.totals[0].fees), (CampaignStatus::PaidOut, Some(T0 + 11 * DAY), 48_750, 2_250));
+    let ids = |query| match read(query) {
+        api::Answer::Donations(list) => list.iter().map(|d| d.id).collect::<Vec<u64>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ids(api::Query::CampaignDonations { campaign: 2, before: 0, limit: 10 }), vec![5, 4, 3], "newest first");
+    assert_eq!(ids(api::Query::CampaignDonations { campaign: 2, before: 5, limit: 1 }), vec![4], "a page before a gift");
+    assert_eq!(ids(api::Query::CampaignDonations { campaign: 1, before: 0, limit: 10 }), vec![2, 1]);
+    assert_eq!(ids(api::Query::DonorDonations { donor: 10, before: 0, limit: 10 }), vec![5, 4, 3, 1]);
+    assert_eq!(ids(api::Query::DonorDonations { donor: 10, before: 4, limit: 10 }), vec![3, 1]);
+    let api::Answer::Donation(Some(first)) = read(api::Query::Receipt(ReceiptNumber { organiser: ORGANISER, year: 2027, number: 1 })) else {
+        panic!("receipt 1")
+    };
+    assert_eq!((first.id, first.status, first.fee, first.net), (1, DonationStatus::PaidOut, 500, 19_500));
+    assert_eq!(read(api::Query::Receipt(ReceiptNumber { organiser: ORGANISER, year: 2027, number: 6 })), api::Answer::Donation(None));
+    let api::Answer::Payouts(payouts) = read(api::Query::Payouts { campaign: 1, limit: 10 }) else { panic!() };
+    assert_eq!(payouts.len(), 1);
+    assert_eq!((payouts[0].lines[0].net, payouts[0].lines[0].fees, payouts[0].lines[0].tips, payouts[0].last), (48_750, 1_250, 1_000, true));
+    assert_eq!(read(api::Query::PayoutsDue { at_ms: T0 + 20 * DAY }), api::Answer::Campaigns(vec![]), "campaign 2 is not due before its deadline");
+    // After the restart the clock misses nothing: campaign 2 ends below its goal and every gift goes back.
+    let ticked = restored.apply(&don(api::Command::Tick), T0 + 30 * DAY).outcome.unwrap();
+    assert_eq!(ticked, ledger_api::Outcome::Donations(api::Outcome::Ticked { ended: vec![], refunded: vec![2], pools_closed: vec![1] }));
+    restored.check_invariants().unwrap();
+    assert_eq!(restored.kernel().balance(products::wallet::available(10, USD)), 10_000_000 - 20_000);
+    assert_eq!(restored.kernel().balance(products::wallet::available(SPONSOR, USD)), 10_000_000);
+}

@@ -18,6 +18,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod convert;
+pub mod donations;
 pub mod house;
 pub mod operators;
 pub mod perpetual;
@@ -271,6 +272,11 @@ macro_rules! registry {
                         }
                     }
                 }
+                if let Command::Donations(command) = command {
+                    if let Err(error) = self.prepare_donation(command) {
+                        return Applied::refused(error);
+                    }
+                }
                 let mut applied = match command {
                     Command::CreateAsset(spec) => Applied::new(create_asset(kernel, spec), None),
                     // Ledger::apply_keyed takes these first: they apply other commands.
@@ -422,6 +428,27 @@ impl Products {
         }
     }
 
+    /// Donations take no token (its transfer rules bind every movement of
+    /// it, and a campaign is no verified investor), and value each gift at
+    /// the spot exchange's last trade price, handed in here.
+    fn prepare_donation(&mut self, command: &ledger_api::donations::Command) -> Result<(), LedgerError> {
+        use ledger_api::donations::Command as D;
+        let assets: &[ids::AssetId] = match command {
+            D::CreateCampaign { spec, .. } => &spec.accepted,
+            D::FundPool { spec, .. } => std::slice::from_ref(&spec.asset),
+            D::Donate { gift, .. } | D::DepositDonation { gift, .. } => std::slice::from_ref(&gift.asset),
+            _ => &[],
+        };
+        if let Some(token) = assets.iter().find(|asset| self.tokenization.is_token(**asset)) {
+            return Err(LedgerError::BadInput(format!("asset {token} is a token: donations are given in money")));
+        }
+        if let Some((reference, assets)) = self.donations.to_value(command) {
+            let prices = assets.into_iter().map(|asset| (asset, self.spot.last_price(asset, reference))).collect();
+            self.donations.set_prices(prices);
+        }
+        Ok(())
+    }
+
     /// The cancels of the orders on `token`'s markets (of `only`, or
     /// everyone's) that its rules no longer let rest.
     fn unfit_orders(&self, kernel: &Kernel, token: ids::AssetId, only: Option<UserId>, at_ms: u64) -> Vec<matching_api::Command> {
@@ -446,6 +473,7 @@ registry! {
     House => house: house::House,
     Convert => convert: convert::Convert,
     Tokenization => tokenization: tokenization::Tokenization,
+    Donations => donations: donations::Donations,
 }
 
 pub struct Ledger {

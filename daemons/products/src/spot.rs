@@ -617,6 +617,24 @@ impl Spot {
         }
     }
 
+    /// The last trade price between `asset` and `reference` on the spot
+    /// market that trades them (either way round; the lowest id when
+    /// several do), from its latest candle's close.
+    pub fn last_price(&self, asset: AssetId, reference: AssetId) -> Option<crate::donations::Price> {
+        let market = self
+            .markets
+            .values()
+            .filter(|m| (m.base, m.quote) == (asset, reference) || (m.base, m.quote) == (reference, asset))
+            .filter(|m| !self.is_perpetual(m.id()))
+            .min_by_key(|m| m.id())?;
+        let close = self.candles.get(&(market.id(), CandleInterval::OneMinute)).map(|candle| candle.close).filter(|close| *close > 0)?;
+        // A lot of base costs close x quote_units_per_tick_lot / 10^tick_lot_scale quote units.
+        let quote = Amount::from(close).checked_mul(Amount::from(market.spec.quote_units_per_tick_lot))?;
+        let base = Amount::from(market.base_units_per_lot).checked_mul(10_i128.checked_pow(u32::from(market.spec.tick_lot_scale))?)?;
+        let (num, den) = if market.base == asset { (quote, base) } else { (base, quote) };
+        (den > 0).then_some(crate::donations::Price { num, den })
+    }
+
     /// The token `market` trades, if it trades one.
     pub fn token_of(&self, market: MarketId) -> Option<AssetId> {
         if self.token_markets.is_empty() {

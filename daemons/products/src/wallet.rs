@@ -81,7 +81,7 @@ pub struct Wallet {
     changes: WalletChanges,
 }
 
-fn deposit_key(asset: AssetId, reference: &str) -> Option<Digest> {
+pub(crate) fn deposit_key(asset: AssetId, reference: &str) -> Option<Digest> {
     key_digest(b"deposit", &asset.to_le_bytes(), reference)
 }
 

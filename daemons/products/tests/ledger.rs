@@ -161,7 +161,7 @@ impl Exchange {
 #[test]
 fn the_products_declare_each_purpose_hold_and_record_kind_once() {
     let purposes = products::purposes();
-    assert_eq!(purposes.all().len(), 17);
+    assert_eq!(purposes.all().len(), 19);
     for kinds in [products::record_kinds(), products::hold_kinds()] {
         let mut unique = kinds.clone();
         unique.sort();

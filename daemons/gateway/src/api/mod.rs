@@ -30,6 +30,7 @@ pub mod address_book;
 pub mod api_keys;
 pub mod convert;
 pub mod distributions;
+pub mod donations;
 pub mod house;
 pub mod kernel;
 pub mod market_data;
@@ -58,6 +59,7 @@ pub struct Query(
     perpetual::PerpetualQuery,
     tokenization::TokenizationQuery,
     distributions::DistributionsQuery,
+    donations::DonationsQuery,
     operators::OperatorsQuery,
     oversight::OversightQuery,
 );
@@ -78,6 +80,7 @@ pub struct Mutation(
     tokenization::TokenizationMutation,
     distributions::DistributionsMutation,
     token_agent::TokenAgentMutation,
+    donations::DonationsMutation,
     operators::OperatorsMutation,
 );
 

@@ -11,7 +11,7 @@
 
 use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject, ID};
 use ledger_api::operators::{self as api, Action, ActionKind, Proposal as LedgerProposal, ProposalStatus as LedgerStatus};
-use ledger_api::{convert, house, spot, tokenization, wallet, ActionCommand, Answer, Command, Outcome, Query};
+use ledger_api::{convert, donations, house, spot, tokenization, wallet, ActionCommand, Answer, Command, Outcome, Query};
 
 use super::{ask, at, coded, list_limit, operator, run, services, unexpected, Catalog, DateTime};
 
@@ -35,6 +35,10 @@ pub enum ProposalKind {
     InvestorClaims,
     /// A token agent's action: a partial freeze, a forced transfer, a recovery.
     TokenAgent,
+    /// Verifying a campaign organiser, the fee on gifts, stopping a campaign.
+    Organiser,
+    /// Paying a campaign's gifts out to its organiser.
+    DonationPayout,
 }
 
 impl From<ActionKind> for ProposalKind {
@@ -53,6 +57,8 @@ impl From<ActionKind> for ProposalKind {
             ActionKind::Issuer => ProposalKind::Issuer,
             ActionKind::InvestorClaims => ProposalKind::InvestorClaims,
             ActionKind::TokenAgent => ProposalKind::TokenAgent,
+            ActionKind::Organiser => ProposalKind::Organiser,
+            ActionKind::DonationPayout => ProposalKind::DonationPayout,
         }
     }
 }
@@ -197,6 +203,18 @@ pub(crate) fn describe_action(catalog: &Catalog, action: &Action) -> String {
             ActionCommand::Tokenization(tokenization::Command::RecoverTokens { token, lost, to }) => {
                 format!("recover everything user {lost} holds of {} to their new account, user {to}", catalog.symbol(*token))
             }
+            ActionCommand::Donations(donations::Command::SetOrganiser { user, organiser: Some(organiser) }) => {
+                format!("verify user {user} as a campaign organiser: {} ({:?}, country {})", organiser.name, organiser.kind, organiser.country)
+            }
+            ActionCommand::Donations(donations::Command::SetOrganiser { user, organiser: None }) => format!("make user {user} no longer a campaign organiser"),
+            ActionCommand::Donations(donations::Command::SetDonationFee { fee_bps }) => {
+                format!("set the platform's fee on the gifts of new campaigns to {fee_bps} basis points")
+            }
+            ActionCommand::Donations(donations::Command::StopCampaign { campaign }) => format!("stop campaign {campaign} and refund its gifts"),
+            ActionCommand::Donations(donations::Command::DepositDonation { donor, gift, reference }) => {
+                format!("credit deposit {reference} of {} from user {donor} as a gift to campaign {}", amount(gift.asset, gift.gross), gift.campaign)
+            }
+            ActionCommand::Donations(donations::Command::PayOut { campaign }) => format!("pay campaign {campaign}'s gifts out to its organiser"),
             other => format!("{other:?}"),
         },
     }

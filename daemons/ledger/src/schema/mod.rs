@@ -26,6 +26,7 @@ use storage::{Batch, StorageError, Store, Table};
 use crate::query::Read;
 
 pub mod convert;
+pub mod donations;
 pub mod house;
 pub mod kernel;
 pub mod link;
@@ -61,8 +62,10 @@ const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// set (`tokenization.offering_fee_bps` in meta). 20: offerings carry their
 /// listing; the listings' fees (`tokenization.listing_fees_ppm` in meta).
 /// 21: investors' claims carry their withholding rate; distributions and
-/// their entitlements. 22: the thresholds with `token_agent`.
-pub const SCHEMA_VERSION: u32 = 22;
+/// their entitlements. 22: the thresholds with `token_agent`. 23:
+/// donations' organisers, campaigns, gifts, receipts, pools and payouts,
+/// and the thresholds with `organiser` and `donation_payout`.
+pub const SCHEMA_VERSION: u32 = 23;
 
 /// Generates, from the list of products (the variant of `ledger_api::Query`,
 /// the module here, named as the product's module in `products`), the
@@ -103,6 +106,7 @@ registry! {
     House => house,
     Convert => convert,
     Tokenization => tokenization,
+    Donations => donations,
 }
 
 #[derive(Debug, thiserror::Error)]
