@@ -227,6 +227,7 @@ async fn route(app: &App, remote: IpAddr, request: Request<Incoming>) -> Reply {
         (&Method::GET, "/readyz") => readyz(app).await,
         (&Method::GET, "/markets") => markets(app).await,
         (&Method::GET, path) if path.starts_with("/markets/") => market_data(app, path, request.uri().query()).await,
+        (&Method::GET, path) if path.starts_with("/donations/") => donation_document(app, &request).await,
         (&Method::POST, "/graphql") => post_graphql(app, remote, request).await,
         (&Method::GET, "/graphql") => get_graphql(app, remote, request).await,
         (_, "/graphql") => {
@@ -269,6 +270,43 @@ async fn market_data(app: &App, path: &str, query: Option<&str>) -> Reply {
     }
     let data = response.data.into_json().unwrap_or_default();
     reply(StatusCode::OK, "application/json", crate::rest::reshape(&request, data).to_string())
+}
+
+/// GET /donations/{id}/receipt.pdf and /donations/statements/{year}.pdf (`crate::documents`).
+async fn donation_document(app: &App, request: &Request<Incoming>) -> Reply {
+    let Some(document) = crate::documents::parse(request.uri().path()) else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: donors' documents are /donations/{id}/receipt.pdf and /donations/statements/{year}.pdf\n",
+        );
+    };
+    let caller = caller(app, request);
+    if let Err(wait) = check_user(app, &caller) {
+        return rate_limited(app, wait);
+    }
+    let (query, variables) = crate::documents::graphql(document);
+    let graphql = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables)).data(caller);
+    let mut response = app.schema.execute(graphql).await;
+    if !response.errors.is_empty() {
+        with_codes(&mut response.errors, query);
+        let code = response.errors[0].extensions.as_ref().and_then(|e| e.get("code")).and_then(|code| match code {
+            async_graphql::Value::String(code) => Some(code.clone()),
+            _ => None,
+        });
+        let status = StatusCode::from_u16(crate::documents::status_of(code.as_deref())).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return reply(status, "application/json", serde_json::json!({ "errors": response.errors }).to_string());
+    }
+    let data = response.data.into_json().unwrap_or_default();
+    let Some((pdf, name)) = crate::documents::render(document, &data) else {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the document could not be read; try again\n");
+    };
+    let mut response = reply(StatusCode::OK, "application/pdf", pdf);
+    if let Ok(disposition) = HeaderValue::from_str(&format!("inline; filename=\"{name}\"")) {
+        response.headers_mut().insert(hyper::header::CONTENT_DISPOSITION, disposition);
+    }
+    response.headers_mut().insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    response
 }
 
 /// Ready when the ledger answers and its link to matching is up.

@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod documents;
 pub mod feed;
 pub mod forwarded;
 pub mod http;

@@ -713,7 +713,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// the fee (four-eyes), the organiser publishes it, donors see the fee
 /// before giving, the wall shows each donor as they chose (a name, or
 /// anonymous with the amount hidden), the organiser sees only who agreed
-/// to be known, the donor their receipt, and after the deadline the
+/// to be known, the donor their receipt (and as PDF), a gift from outside
+/// is credited once by its payment reference, and after the deadline the
 /// operators (not the organiser) pay it out: 97.50 of 100.00 with a 2.5%
 /// fee, the fee and the tip to the house.
 #[test]
@@ -743,7 +744,7 @@ fn a_campaign_is_given_to_shown_as_donors_chose_and_paid_out_under_four_eyes() {
     assert_eq!(code(&system.as_user(&operator, fee, json!({}))), "APPROVAL_PENDING");
     assert_eq!(data(&system.as_user(&approver, fee, json!({})), "setDonationFee"), 250);
     // Due in a few seconds: the ledger's clock ends it.
-    let deadline = rfc3339(now_ms() + 6_000);
+    let deadline = rfc3339(now_ms() + 10_000);
     let create = "mutation($d: DateTime!) { createCampaign(title: \"Wells\", story: \"Clean water\", referenceAsset: \"USD\", goal: \"1000\", deadline: $d, acceptedAssets: [\"USD\"], model: KEEP_WHAT_YOU_RAISE) { id status feeBps organiser { name } } }";
     assert_eq!(code(&system.as_user(bob, create, json!({ "d": deadline }))), "FORBIDDEN", "bob is no organiser");
     let created = system.as_user(ann, create, json!({ "d": deadline }));
@@ -797,6 +798,17 @@ fn a_campaign_is_given_to_shown_as_donors_chose_and_paid_out_under_four_eyes() {
     let statement =
         system.as_user(bob, "query($y: Int!) { myDonationStatement(year: $y) { totals { asset given } } }", json!({ "y": year.parse::<i32>().unwrap() }));
     assert_eq!(data(&statement, "myDonationStatement")["totals"], json!([{ "asset": "USD", "given": "100.00" }]));
+    // A gift from outside: cy writes her payment reference on a transfer, the operators credit it once.
+    let reference = system.as_user(cy, "query($c: ID!) { myDonationDepositReference(campaignId: $c) }", json!({ "c": id }));
+    let reference = data(&reference, "myDonationDepositReference").as_str().unwrap().to_string();
+    let credit = "mutation($p: String!, $r: String!) { creditDonationDeposit(paymentReference: $p, asset: \"USD\", amount: \"20\", reference: $r) { id donorEmail gross depositReference } }";
+    let credited = system.as_user(operator.as_str(), credit, json!({ "p": reference, "r": "wire-1" }));
+    let gift = data(&credited, "creditDonationDeposit").clone();
+    assert_eq!((gift["donorEmail"].as_str(), gift["gross"].as_str(), gift["depositReference"].as_str()), (Some("cy@domain.io"), Some("20.00"), Some("wire-1")));
+    let again = system.as_user(operator.as_str(), credit, json!({ "p": reference, "r": "wire-1" }));
+    assert_eq!(data(&again, "creditDonationDeposit")["id"], gift["id"], "a deposit is credited once");
+    let mistyped = format!("{}{}", &reference[..reference.len() - 1], (reference.as_bytes()[reference.len() - 1] - b'0' + 1) % 10);
+    assert_eq!(code(&system.as_user(operator.as_str(), credit, json!({ "p": mistyped, "r": "wire-2" }))), "BAD_USER_INPUT");
     // Before the deadline there is nothing to pay out; after it the ledger's clock ends the campaign.
     let pay = "mutation($c: ID!) { payOutCampaign(id: $c) { last lines { asset net fees tips } } }";
     assert_eq!(code(&system.as_user(&operator, pay, json!({ "c": id }))), "BAD_USER_INPUT");
@@ -810,13 +822,48 @@ fn a_campaign_is_given_to_shown_as_donors_chose_and_paid_out_under_four_eyes() {
     assert_eq!(data(&due, "payoutsDue"), &json!([{ "id": id }]));
     assert_eq!(code(&system.as_user(&operator, pay, json!({ "c": id }))), "APPROVAL_PENDING");
     let paid = system.as_user(&approver, pay, json!({ "c": id }));
-    assert_eq!(data(&paid, "payOutCampaign"), &json!({ "last": true, "lines": [{ "asset": "USD", "net": "136.50", "fees": "3.50", "tips": "5.00" }] }));
+    assert_eq!(data(&paid, "payOutCampaign"), &json!({ "last": true, "lines": [{ "asset": "USD", "net": "156.00", "fees": "4.00", "tips": "5.00" }] }));
     let balances = system.as_user(ann, "{ balances { asset available } }", json!({}));
-    assert_eq!(data(&balances, "balances"), &json!([{ "asset": "USD", "available": "636.50" }]));
+    assert_eq!(data(&balances, "balances"), &json!([{ "asset": "USD", "available": "656.00" }]));
     let house = system.as_user(&operator, "{ houseBalances { asset revenue } }", json!({}));
-    assert_eq!(data(&house, "houseBalances"), &json!([{ "asset": "USD", "revenue": "8.50" }]));
+    assert_eq!(data(&house, "houseBalances"), &json!([{ "asset": "USD", "revenue": "9.00" }]));
     let closed = system.post("query($c: ID!) { campaign(id: $c) { status raised progress } }", json!({ "c": id }), "").2;
-    assert_eq!(data(&closed, "campaign"), &json!({ "status": "PAID_OUT", "raised": "140.00", "progress": "0.1400" }));
+    assert_eq!(data(&closed, "campaign"), &json!({ "status": "PAID_OUT", "raised": "160.00", "progress": "0.1600" }));
+    // The receipt as PDF, its text read back: the donor's and the operators' only.
+    let path = format!("/donations/{}/receipt.pdf", receipt["id"].as_str().unwrap());
+    let (status, head, pdf) = system.get_bytes(&path, &format!("Authorization: Bearer {bob}\r\n"));
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/pdf"), "{head}");
+    let text = pdf_lines(&pdf);
+    let today = rfc3339(now_ms())[..10].to_string();
+    for line in [
+        format!("Receipt number: {ann_id}-{year}-000001"),
+        format!("Date received: {today}"),
+        "Organisation: Water Aid".to_string(),
+        "Registration: 288701, country 826".to_string(),
+        "Campaign: Wells".to_string(),
+        "Donor: bob@domain.io".to_string(),
+        "Given: 100.00 USD".to_string(),
+        "Value when received: 100.00 USD".to_string(),
+        "A tip of 5.00 USD to the platform is not part of this gift.".to_string(),
+    ] {
+        assert!(text.contains(&line), "{line:?} not in {text:?}");
+    }
+    assert_eq!(system.get_bytes(&path, &format!("Authorization: Bearer {cy}\r\n")).0, 404, "another donor's receipt is not found");
+    assert_eq!(system.get_bytes(&path, &format!("Authorization: Bearer {operator}\r\n")).0, 200, "the operators keep every receipt");
+    assert_eq!(system.get_bytes(&path, "").0, 401, "no session, no receipt");
+    let (status, head, statement) = system.get_bytes(&format!("/donations/statements/{year}.pdf"), &format!("Authorization: Bearer {bob}\r\n"));
+    assert_eq!(status, 200, "{head}");
+    let text = pdf_lines(&statement);
+    assert!(text.contains(&format!("Donations in {year}")) && text.contains(&"Donor: bob@domain.io".to_string()), "{text:?}");
+    assert!(text.contains(&"Total given in USD, refunds excluded: 100.00".to_string()), "{text:?}");
+}
+
+/// A PDF's text, one entry per non-empty line.
+fn pdf_lines(pdf: &[u8]) -> Vec<String> {
+    let document = lopdf::Document::load_mem(pdf).expect("a PDF");
+    let pages: Vec<u32> = document.get_pages().keys().copied().collect();
+    document.extract_text(&pages).expect("its text").lines().map(|line| line.trim().to_string()).filter(|line| !line.is_empty()).collect()
 }
 
 fn now_ms() -> u64 {

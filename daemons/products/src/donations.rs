@@ -439,7 +439,8 @@ impl Donations {
             return Ok(amount);
         }
         let price = self.prices.iter().find(|(a, _)| *a == asset).and_then(|(_, price)| *price).ok_or(LedgerError::NoPrice { asset, reference })?;
-        price.value(amount).ok_or_else(|| bad("the gift is too large to value at the last trade price"))
+        // Bounded as every amount is, so that a campaign's sums stay in range.
+        price.value(amount).filter(|value| *value <= AMOUNT_BOUND).ok_or_else(|| bad("the gift is too large to value at the last trade price"))
     }
 
     fn campaign(&self, id: CampaignId) -> Result<&Campaign, LedgerError> {
@@ -609,8 +610,9 @@ impl Donations {
                 continue;
             };
             let already = self.state.matched.get(&(pool.id, donor)).copied().unwrap_or(0);
-            let amount =
-                (base * Amount::from(pool.spec.ratio_bps) / 10_000).min(pool.spec.per_gift_max).min(pool.spec.per_donor_max - already).min(pool.left());
+            // Past Amount's range the caps decide (each is within AMOUNT_BOUND).
+            let ratio = base.checked_mul(Amount::from(pool.spec.ratio_bps)).map_or(Amount::MAX, |product| product / 10_000);
+            let amount = ratio.min(pool.spec.per_gift_max).min(pool.spec.per_donor_max - already).min(pool.left());
             if amount > 0 {
                 let value = self.value(pool.spec.asset, amount, reference)?;
                 matches.push(Match { pool: pool.id, asset: pool.spec.asset, amount, value });
@@ -667,8 +669,8 @@ impl Donations {
             self.changes.pools.push(*pool);
         }
         let campaign = self.state.campaigns.get_mut(&gift.campaign).expect("found above");
-        campaign.raised += donation.value_with_matches();
-        campaign.donations += 1;
+        campaign.raised = campaign.raised.saturating_add(donation.value_with_matches());
+        campaign.donations = campaign.donations.saturating_add(1);
         let totals = totals_mut(campaign, gift.asset);
         totals.given += gift.gross;
         totals.tips += gift.tip;

@@ -471,6 +471,19 @@ impl System {
         self.raw(&format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
     }
 
+    /// GET `path` from the gateway with extra header lines (each ending in
+    /// \r\n): the status, the head and the body's bytes (a PDF's too).
+    pub fn get_bytes(&self, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |at| at + 4);
+        let head = String::from_utf8_lossy(&response[..split]).to_string();
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, head, response[split..].to_vec())
+    }
+
     /// POST /graphql with extra header lines (each ending in \r\n); returns the status, the head and the JSON body.
     pub fn post(&self, query: &str, variables: Value, headers: &str) -> (u16, String, Value) {
         let body = json!({ "query": query, "variables": variables }).to_string();

@@ -15,6 +15,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 // Each product's steps beyond the first ones, in a file of their own.
+#[path = "steps/donations.rs"]
+mod donations;
 #[path = "steps/tokenization.rs"]
 mod tokenization;
 
@@ -69,6 +71,11 @@ struct Marionette {
     subscriptions: HashMap<String, String>,
     /// The last distribution an issuer declared.
     distribution: Option<String>,
+    /// The last campaign opened, each donor's last gift, and the organiser's
+    /// answer to approving their own payout.
+    campaign: Option<String>,
+    gifts: HashMap<String, Value>,
+    own_approval: Option<Value>,
 }
 
 /// An API key as its bot holds it.
@@ -132,6 +139,9 @@ impl Marionette {
             offering: None,
             subscriptions: HashMap::new(),
             distribution: None,
+            campaign: None,
+            gifts: HashMap::new(),
+            own_approval: None,
         }
     }
 
@@ -1333,6 +1343,10 @@ fn conserved(world: &mut Marionette) {
     // Tokenization holds payments in escrow and tokens until they vest, and issues tokens.
     let (outside, issued) = tokenization::outside_balances(world);
     for (asset, amount) in outside {
+        *held.entry(asset).or_default() += amount;
+    }
+    // Campaigns hold what they received until paid out or refunded; pools what they have not matched.
+    for (asset, amount) in donations::outside_balances(world) {
         *held.entry(asset).or_default() += amount;
     }
     held.retain(|_, amount| !amount.is_zero());

@@ -175,6 +175,9 @@ pub struct WallEntry {
 pub struct Donation {
     pub id: ID,
     pub campaign_id: ID,
+    pub campaign_title: String,
+    /// The organisation (or person) the gift went to.
+    pub organisation: String,
     /// Only when the donor agreed to be known to the organiser, or to the
     /// donor themselves and the operators.
     pub donor_email: Option<String>,
@@ -203,6 +206,8 @@ pub struct Donation {
 /// A donor's gifts of one year, for their tax return.
 #[derive(SimpleObject)]
 pub struct DonationStatement {
+    /// The donor's account.
+    pub donor: String,
     pub year: i32,
     pub donations: Vec<Donation>,
     /// Per asset, the gifts not refunded.
@@ -333,7 +338,22 @@ enum Viewer {
     Organiser,
 }
 
-fn api_donation(ctx: &Context<'_>, catalog: &Catalog, reference: u32, d: &api::Donation, viewer: Viewer) -> Result<Donation, Error> {
+/// What a gift's record shows of its campaign.
+#[derive(Clone)]
+struct CampaignInfo {
+    id: u64,
+    reference: u32,
+    title: String,
+    organisation: String,
+}
+
+async fn campaign_info(ctx: &Context<'_>, campaign: &api::Campaign) -> Result<CampaignInfo, Error> {
+    let organisation = organiser_of(ctx, campaign.organiser).await?.map_or_else(|| format!("user {}", campaign.organiser), |o| o.name);
+    Ok(CampaignInfo { id: campaign.id, reference: campaign.spec.reference_asset, title: campaign.spec.title.clone(), organisation })
+}
+
+fn api_donation(ctx: &Context<'_>, catalog: &Catalog, campaign: &CampaignInfo, d: &api::Donation, viewer: Viewer) -> Result<Donation, Error> {
+    let reference = campaign.reference;
     let asset = d.gift.asset;
     let amount = |units| catalog.amount(asset, units);
     let donor_email = if viewer == Viewer::DonorOrOperator || d.gift.display.known_to_organiser {
@@ -344,6 +364,8 @@ fn api_donation(ctx: &Context<'_>, catalog: &Catalog, reference: u32, d: &api::D
     Ok(Donation {
         id: ID(d.id.to_string()),
         campaign_id: ID(d.gift.campaign.to_string()),
+        campaign_title: campaign.title.clone(),
+        organisation: campaign.organisation.clone(),
         donor_email,
         receipt_number: d.receipt.to_string(),
         asset: catalog.symbol(asset),
@@ -469,6 +491,30 @@ fn organiser_or_operator(ctx: &Context<'_>, campaign: &api::Campaign) -> Result<
     Err(coded("FORBIDDEN", "only the campaign's organiser and the operators see its gifts' details"))
 }
 
+/// The payment reference a donor writes on a transfer from outside:
+/// `GIFT-<campaign>-<donor>-<check>`, the check two digits of ISO 7064
+/// MOD 97-10 (an IBAN's) over both numbers, so that a mistyped or swapped
+/// digit is caught before anything is credited.
+pub(crate) fn deposit_reference(campaign: u64, donor: u64) -> String {
+    format!("GIFT-{campaign}-{donor}-{:02}", 98 - mod97(campaign, donor, 0))
+}
+
+/// The campaign and donor a payment reference names, if its check holds.
+pub(crate) fn parse_deposit_reference(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.trim().strip_prefix("GIFT-")?.split('-');
+    let (campaign, donor, check) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || check.len() != 2 || [campaign, donor, check].iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let (campaign, donor, check): (u64, u64, u64) = (campaign.parse().ok()?, donor.parse().ok()?, check.parse().ok()?);
+    (mod97(campaign, donor, check) == 1).then_some((campaign, donor))
+}
+
+/// Both numbers as 20 digits each, then the two check digits, modulo 97.
+fn mod97(campaign: u64, donor: u64, check: u64) -> u64 {
+    format!("{campaign:020}{donor:020}{check:02}").bytes().fold(0, |rest, digit| (rest * 10 + u64::from(digit - b'0')) % 97)
+}
+
 /// A rate as basis points: 0.5 is 5000.
 fn bps(rate: Dec, field: &str, max: u32) -> Result<u32, Error> {
     let bps = crate::units::to_units(rate.0, 4, field).map_err(|(code, message)| coded(code, message))?;
@@ -541,7 +587,8 @@ impl DonationsQuery {
             return Err(unexpected("donations"));
         };
         let catalog = Catalog::load(ctx).await?;
-        list.iter().map(|d| api_donation(ctx, &catalog, campaign.spec.reference_asset, d, viewer)).collect()
+        let info = campaign_info(ctx, &campaign).await?;
+        list.iter().map(|d| api_donation(ctx, &catalog, &info, d, viewer)).collect()
     }
 
     /// What giving `amount` (and a `tip`, none unless named) to the
@@ -580,7 +627,8 @@ impl DonationsQuery {
     }
 
     /// The caller's gifts of a year (UTC), oldest first, with the totals
-    /// per asset of those not refunded: the annual statement.
+    /// per asset of those not refunded: the annual statement (as PDF:
+    /// `GET /donations/statements/{year}.pdf`).
     async fn my_donation_statement(&self, ctx: &Context<'_>, year: i32) -> Result<DonationStatement, Error> {
         let donor = caller_id(ctx)?;
         let year_u16 = u16::try_from(year).map_err(|_| coded("BAD_USER_INPUT", "year is a calendar year such as 2026"))?;
@@ -613,11 +661,19 @@ impl DonationsQuery {
                 None => totals.push((gift.gift.asset, gift.gift.gross)),
             }
         }
+        let email = services(ctx).users.by_id(donor).map_err(super::user_error)?.map_or_else(|| format!("user {donor}"), |user| user.email);
         Ok(DonationStatement {
+            donor: email,
             year,
             donations: donations_with_references(ctx, &gifts).await?,
             totals: totals.into_iter().map(|(asset, given)| StatementTotal { asset: catalog.symbol(asset), given: catalog.amount(asset, given) }).collect(),
         })
+    }
+
+    /// One of the caller's gifts as its receipt prints it (the donor and
+    /// the operators); the PDF is `GET /donations/{id}/receipt.pdf`.
+    async fn donation_receipt(&self, ctx: &Context<'_>, donation_id: ID) -> Result<DonationReceipt, Error> {
+        receipt_of(ctx, parse_id(&donation_id, "gift")?).await
     }
 
     /// A campaign's matching pools (public: donors see what their gift would unlock).
@@ -655,6 +711,18 @@ impl DonationsQuery {
         Ok(out)
     }
 
+    /// The payment reference to write on a transfer from outside (a bank
+    /// transfer's reference, a memo) so that the operators credit it to
+    /// this campaign as the caller's gift.
+    async fn my_donation_deposit_reference(&self, ctx: &Context<'_>, campaign_id: ID) -> Result<String, Error> {
+        let donor = caller_id(ctx)?;
+        let campaign = campaign_record(ctx, parse_id(&campaign_id, "campaign")?).await?.ok_or_else(|| coded("NOT_FOUND", "no such campaign"))?;
+        if campaign.status != api::CampaignStatus::Active {
+            return Err(coded("CAMPAIGN_CLOSED", format!("campaign {} is not taking gifts", campaign.id)));
+        }
+        Ok(deposit_reference(campaign.id, donor))
+    }
+
     /// The caller as an organiser, if the operators verified them.
     async fn my_organiser(&self, ctx: &Context<'_>) -> Result<Option<Organiser>, Error> {
         let user = caller_id(ctx)?;
@@ -677,23 +745,86 @@ impl DonationsQuery {
     }
 }
 
-/// The caller's own gifts, each with its campaign's reference asset.
+/// The caller's own gifts, each with its campaign's reference asset, title and organisation.
 async fn donations_with_references(ctx: &Context<'_>, gifts: &[api::Donation]) -> Result<Vec<Donation>, Error> {
     let catalog = Catalog::load(ctx).await?;
-    let mut references: Vec<(u64, u32)> = Vec::new();
+    let mut campaigns: Vec<CampaignInfo> = Vec::new();
     let mut out = Vec::with_capacity(gifts.len());
     for gift in gifts {
-        let reference = match references.iter().find(|(campaign, _)| *campaign == gift.gift.campaign) {
-            Some((_, reference)) => *reference,
+        let info = match campaigns.iter().find(|info| info.id == gift.gift.campaign) {
+            Some(info) => info.clone(),
             None => {
-                let reference = campaign_record(ctx, gift.gift.campaign).await?.map_or(gift.gift.asset, |c| c.spec.reference_asset);
-                references.push((gift.gift.campaign, reference));
-                reference
+                let record = campaign_record(ctx, gift.gift.campaign).await?.ok_or_else(|| unexpected("a gift's campaign not found"))?;
+                let info = campaign_info(ctx, &record).await?;
+                campaigns.push(info.clone());
+                info
             }
         };
-        out.push(api_donation(ctx, &catalog, reference, gift, Viewer::DonorOrOperator)?);
+        out.push(api_donation(ctx, &catalog, &info, gift, Viewer::DonorOrOperator)?);
     }
     Ok(out)
+}
+
+/// A gift's receipt as its PDF prints it (`GET /donations/{id}/receipt.pdf`).
+#[derive(SimpleObject)]
+pub struct DonationReceipt {
+    pub number: String,
+    /// The day it was received (UTC), 2026-12-07.
+    pub date: String,
+    pub organisation: String,
+    /// Its registration number and country, as the operators verified them.
+    pub organisation_detail: String,
+    /// The donor's account.
+    pub donor: String,
+    pub campaign: String,
+    pub asset: String,
+    pub amount: Dec,
+    pub value: Dec,
+    pub reference_asset: String,
+    /// A tip to the platform, not part of the gift.
+    pub tip: Option<Dec>,
+    pub deposit_reference: Option<String>,
+    /// The gift went back: the receipt is void.
+    pub refunded: bool,
+}
+
+async fn receipt_of(ctx: &Context<'_>, id: u64) -> Result<DonationReceipt, Error> {
+    let claims = caller(ctx)?;
+    let api::Answer::Donation(found) = ask_donations(ctx, api::Query::Donation(id)).await? else { return Err(unexpected("a gift")) };
+    let not_found = || coded("NOT_FOUND", "no such gift among yours");
+    let gift = found.ok_or_else(not_found)?;
+    // The donor's tax document: theirs and the operators' only.
+    if claims.role != Role::Operator && caller_id(ctx)? != gift.donor {
+        return Err(not_found());
+    }
+    let campaign = campaign_record(ctx, gift.gift.campaign).await?.ok_or_else(|| unexpected("a gift's campaign not found"))?;
+    let organiser = organiser_of(ctx, campaign.organiser).await?;
+    let organisation_detail = match &organiser {
+        Some(o) if o.registration.is_empty() => format!("{:?}, country {}", o.kind, o.country),
+        Some(o) => format!("{}, country {}", o.registration, o.country),
+        None => "no longer a verified organiser".into(),
+    };
+    let catalog = Catalog::load(ctx).await?;
+    let donor = services(ctx).users.by_id(gift.donor).map_err(super::user_error)?.map_or_else(|| format!("user {}", gift.donor), |user| user.email);
+    let reference = campaign.spec.reference_asset;
+    Ok(DonationReceipt {
+        number: gift.receipt.to_string(),
+        date: at(gift.created_ms).0.chars().take(10).collect(),
+        organisation: organiser.map_or_else(|| format!("user {}", campaign.organiser), |o| o.name),
+        organisation_detail,
+        donor,
+        campaign: campaign.spec.title.clone(),
+        asset: catalog.symbol(gift.gift.asset),
+        amount: catalog.amount(gift.gift.asset, gift.gift.gross),
+        value: catalog.amount(reference, gift.value),
+        reference_asset: catalog.symbol(reference),
+        tip: (gift.gift.tip > 0).then(|| catalog.amount(gift.gift.asset, gift.gift.tip)),
+        deposit_reference: match &gift.source {
+            api::Source::Balance => None,
+            api::Source::Deposit { reference } => Some(reference.clone()),
+        },
+        refunded: gift.status == api::DonationStatus::Refunded,
+    })
 }
 
 #[derive(Default)]
@@ -930,35 +1061,92 @@ impl DonationsMutation {
         }
     }
 
-    /// Proposes to credit a deposit that arrived for a campaign (its
-    /// reference named the campaign and the donor) as the donor's gift,
-    /// shown as anonymous unless `displayName` (operators, as any deposit).
-    #[allow(clippy::too_many_arguments)]
+    /// Proposes to credit a deposit that arrived for a campaign as its
+    /// donor's gift (operators, as any deposit): `paymentReference` is the
+    /// one the donor wrote on their transfer (`myDonationDepositReference`),
+    /// which names the campaign and the donor; `reference` is the deposit's
+    /// own (the bank's or the chain's transaction id), which credits it once.
+    /// Shown on the wall as anonymous unless `displayName`.
     async fn credit_donation_deposit(
         &self,
         ctx: &Context<'_>,
-        email: String,
-        campaign_id: ID,
+        payment_reference: String,
         asset: String,
         amount: Dec,
         reference: String,
         display_name: Option<String>,
-    ) -> Result<ID, Error> {
+    ) -> Result<Donation, Error> {
         operator(ctx)?;
-        let donor = user_by_email(ctx, &email)?;
+        let (campaign, donor) = parse_deposit_reference(&payment_reference).ok_or_else(|| {
+            coded(
+                "BAD_USER_INPUT",
+                "paymentReference is GIFT-<campaign>-<donor>-<check> as the donor was given it; its check digits do not match (a mistyped digit?)",
+            )
+        })?;
+        if services(ctx).users.by_id(donor).map_err(super::user_error)?.is_none() {
+            return Err(coded("NOT_FOUND", "paymentReference names no account"));
+        }
         let catalog = Catalog::load(ctx).await?;
         let spec = catalog.asset_by_symbol(&asset)?;
         let gift = api::Gift {
-            campaign: parse_id(&campaign_id, "campaign")?,
+            campaign,
             asset: spec.id,
             gross: amount_units(amount, spec.scale, "amount")?,
             tip: 0,
             message: String::new(),
             display: api::Display { name: display_name, amount_shown: true, known_to_organiser: false },
         };
-        match operate(ctx, ledger_api::Command::Donations(Command::DepositDonation { donor, gift: Box::new(gift), reference })).await? {
-            Outcome::Donations(api::Outcome::Donated(id)) => Ok(ID(id.to_string())),
-            other => Err(unexpected(other)),
+        let id = match operate(ctx, ledger_api::Command::Donations(Command::DepositDonation { donor, gift: Box::new(gift), reference })).await? {
+            Outcome::Donations(api::Outcome::Donated(id)) => id,
+            other => return Err(unexpected(other)),
+        };
+        let api::Answer::Donation(Some(record)) = ask_donations(ctx, api::Query::Donation(id)).await? else {
+            return Err(unexpected("a gift credited and not found"));
+        };
+        donations_with_references(ctx, &[*record]).await?.pop().ok_or_else(|| unexpected("a gift"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_payment_reference_names_its_campaign_and_donor_and_catches_a_typo() {
+        let reference = deposit_reference(12, 345);
+        assert!(reference.starts_with("GIFT-12-345-"), "{reference}");
+        assert_eq!(parse_deposit_reference(&reference), Some((12, 345)));
+        assert_eq!(parse_deposit_reference(&format!(" {reference} ")), Some((12, 345)));
+        for typo in ["GIFT-13-345-", "GIFT-12-354-", "GIFT-21-345-"] {
+            let check = &reference[reference.len() - 2..];
+            assert_eq!(parse_deposit_reference(&format!("{typo}{check}")), None, "{typo}");
+        }
+        for bad in ["", "GIFT-", "GIFT-1-2", "GIFT-1-2-3", "GIFT-1-2-033", "GIFT-a-2-03", "GIFT-1-2-03-4", "GIFT--2-03", "gift-12-345-00", "GIFT-+1-2-03"] {
+            assert_eq!(parse_deposit_reference(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_reference_reads_back_and_any_text_parses_without_panic(campaign in any::<u64>(), donor in any::<u64>(), text in "\\PC{0,40}") {
+            prop_assert_eq!(parse_deposit_reference(&deposit_reference(campaign, donor)), Some((campaign, donor)));
+            let _ = parse_deposit_reference(&text);
+            let _ = parse_deposit_reference(&format!("GIFT-{text}"));
+        }
+
+        /// One digit changed anywhere is caught (MOD 97-10 catches every single substitution).
+        #[test]
+        fn a_single_mistyped_digit_is_caught(campaign in 0u64..1_000_000, donor in 0u64..1_000_000, at in any::<prop::sample::Index>(), to in 0u8..10) {
+            let reference = deposit_reference(campaign, donor);
+            let digits: Vec<usize> = reference.char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+            let i = digits[at.index(digits.len())];
+            let mut typed = reference.clone().into_bytes();
+            prop_assume!(typed[i] != b'0' + to);
+            typed[i] = b'0' + to;
+            let typed = String::from_utf8(typed).unwrap();
+            prop_assert_eq!(parse_deposit_reference(&typed), None);
         }
     }
 }
