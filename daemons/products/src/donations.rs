@@ -162,8 +162,9 @@ pub struct Donations {
     /// Active campaigns by deadline, open pools by the end of their window.
     deadlines: BTreeSet<(TimestampMs, CampaignId)>,
     pool_ends: BTreeSet<(TimestampMs, PoolId)>,
-    /// Held gifts by campaign; campaigns open per organiser.
+    /// Held gifts and pools by campaign; campaigns open per organiser.
     by_campaign: BTreeSet<(CampaignId, DonationId)>,
+    pools_by_campaign: BTreeSet<(CampaignId, PoolId)>,
     per_organiser: BTreeMap<UserId, u32>,
     /// The prices the dispatch handed in for the command being applied.
     prices: Vec<(AssetId, Option<Price>)>,
@@ -186,11 +187,12 @@ impl Product for Donations {
         let deadlines = state.campaigns.values().filter(|c| c.status == CampaignStatus::Active).map(|c| (c.spec.deadline_ms, c.id)).collect();
         let pool_ends = state.pools.values().filter(|p| p.closed_ms.is_none()).map(|p| (p.spec.ends_ms, p.id)).collect();
         let by_campaign = state.held.values().map(|d| (d.gift.campaign, d.id)).collect();
+        let pools_by_campaign = state.pools.values().map(|p| (p.spec.campaign, p.id)).collect();
         let mut per_organiser = BTreeMap::new();
         for campaign in state.campaigns.values() {
             *per_organiser.entry(campaign.organiser).or_default() += 1;
         }
-        Donations { state, deadlines, pool_ends, by_campaign, per_organiser, prices: Vec::new(), changes: DonationsChanges::default() }
+        Donations { state, deadlines, pool_ends, by_campaign, pools_by_campaign, per_organiser, prices: Vec::new(), changes: DonationsChanges::default() }
     }
 
     fn state(&self) -> DonationsState {
@@ -325,6 +327,12 @@ impl Product for Donations {
             if !self.state.campaigns.contains_key(&pool.spec.campaign) {
                 return Err(format!("pool {} is in memory without its campaign {}", pool.id, pool.spec.campaign));
             }
+            if !self.pools_by_campaign.contains(&(pool.spec.campaign, pool.id)) {
+                return Err(format!("pool {} is missing from its campaign's index", pool.id));
+            }
+        }
+        if self.pools_by_campaign.len() != self.state.pools.len() {
+            return Err(format!("{} pools indexed by campaign, {} in memory", self.pools_by_campaign.len(), self.state.pools.len()));
         }
         for (&(pool, donor), amount) in &self.state.matched {
             let cap = self.state.pools.get(&pool).map_or(0, |p| p.spec.per_donor_max);
@@ -420,10 +428,8 @@ impl Donations {
         };
         let campaign = self.state.campaigns.get(&gift.campaign)?;
         let reference = campaign.spec.reference_asset;
-        let mut assets: Vec<AssetId> = std::iter::once(gift.asset)
-            .chain(self.state.pools.values().filter(|pool| pool.spec.campaign == campaign.id).map(|pool| pool.spec.asset))
-            .filter(|asset| *asset != reference)
-            .collect();
+        let mut assets: Vec<AssetId> =
+            std::iter::once(gift.asset).chain(self.campaign_pools(campaign.id).map(|pool| pool.spec.asset)).filter(|asset| *asset != reference).collect();
         assets.sort_unstable();
         assets.dedup();
         Some((reference, assets))
@@ -441,6 +447,11 @@ impl Donations {
         let price = self.prices.iter().find(|(a, _)| *a == asset).and_then(|(_, price)| *price).ok_or(LedgerError::NoPrice { asset, reference })?;
         // Bounded as every amount is, so that a campaign's sums stay in range.
         price.value(amount).filter(|value| *value <= AMOUNT_BOUND).ok_or_else(|| bad("the gift is too large to value at the last trade price"))
+    }
+
+    /// A campaign's pools, open or closed, in the order they were funded.
+    fn campaign_pools(&self, campaign: CampaignId) -> impl Iterator<Item = &Pool> + '_ {
+        self.pools_by_campaign.range((campaign, PoolId::MIN)..=(campaign, PoolId::MAX)).map(|(_, id)| &self.state.pools[id])
     }
 
     fn campaign(&self, id: CampaignId) -> Result<&Campaign, LedgerError> {
@@ -598,7 +609,7 @@ impl Donations {
         let value = self.value(gift.asset, gift.gross, reference)?;
         // Each pool in its window matches what is left of its caps, in pool order.
         let mut matches = Vec::new();
-        for pool in self.state.pools.values().filter(|pool| pool.spec.campaign == campaign.id) {
+        for pool in self.campaign_pools(campaign.id) {
             if pool.closed_ms.is_some() || at_ms < pool.spec.starts_ms || at_ms >= pool.spec.ends_ms || pool.sponsor == donor {
                 continue;
             }
@@ -729,7 +740,7 @@ impl Donations {
         if spec.starts_ms >= spec.ends_ms || spec.ends_ms <= at_ms {
             return Err(bad("a pool's window starts before it ends, and ends in the future"));
         }
-        if self.state.pools.values().filter(|pool| pool.spec.campaign == campaign.id).count() >= POOLS_PER_CAMPAIGN_MAX {
+        if self.campaign_pools(campaign.id).count() >= POOLS_PER_CAMPAIGN_MAX {
             return Err(LedgerError::LimitReached(format!("{POOLS_PER_CAMPAIGN_MAX} matching pools per campaign")));
         }
         let id = self.state.next_pool;
@@ -741,6 +752,7 @@ impl Donations {
         self.changes.counters = true;
         let pool = Pool { id, sponsor, spec: *spec, reserved: 0, returned: 0, created_ms: at_ms, closed_ms: None };
         self.pool_ends.insert((spec.ends_ms, id));
+        self.pools_by_campaign.insert((spec.campaign, id));
         self.changes.pools.push(pool);
         self.state.pools.insert(id, pool);
         Ok(Outcome::PoolFunded(id))
@@ -820,8 +832,7 @@ impl Donations {
                 refunded.push(id);
             } else {
                 // Its pools match nothing more: what they have left goes back now.
-                let pools: Vec<PoolId> =
-                    self.state.pools.values().filter(|pool| pool.spec.campaign == id && pool.closed_ms.is_none()).map(|pool| pool.id).collect();
+                let pools: Vec<PoolId> = self.campaign_pools(id).filter(|pool| pool.closed_ms.is_none()).map(|pool| pool.id).collect();
                 for pool in pools {
                     self.close_pool(kernel, pool, at_ms)?;
                     pools_closed.push(pool);
@@ -919,7 +930,7 @@ impl Donations {
         cancelled: bool,
         at_ms: TimestampMs,
     ) -> Result<Vec<PoolId>, LedgerError> {
-        let pools: Vec<PoolId> = self.state.pools.values().filter(|pool| pool.spec.campaign == id).map(|pool| pool.id).collect();
+        let pools: Vec<PoolId> = self.campaign_pools(id).map(|pool| pool.id).collect();
         let mut closed = Vec::new();
         for pool in &pools {
             if self.state.pools[pool].closed_ms.is_none() {
@@ -929,7 +940,11 @@ impl Donations {
         }
         for pool in &pools {
             self.state.pools.remove(pool);
-            self.state.matched.retain(|(matched_pool, _), _| matched_pool != pool);
+            self.pools_by_campaign.remove(&(id, *pool));
+            let donors: Vec<(PoolId, UserId)> = self.state.matched.range((*pool, UserId::MIN)..=(*pool, UserId::MAX)).map(|(key, _)| *key).collect();
+            for key in donors {
+                self.state.matched.remove(&key);
+            }
         }
         let mut campaign = self.state.campaigns.remove(&id).expect("found by the caller");
         self.deadlines.remove(&(campaign.spec.deadline_ms, id));

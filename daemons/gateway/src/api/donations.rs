@@ -469,6 +469,15 @@ async fn campaign_record(ctx: &Context<'_>, id: u64) -> Result<Option<api::Campa
 
 /// A campaign as the API shows it, with its organiser (who may have been
 /// unverified since: the receipts' name stays the one on file).
+async fn campaign_views(ctx: &Context<'_>, list: &[api::Campaign]) -> Result<Vec<Campaign>, Error> {
+    let catalog = Catalog::load(ctx).await?;
+    let mut out = Vec::with_capacity(list.len());
+    for campaign in list {
+        out.push(campaign_view(ctx, &catalog, campaign).await?);
+    }
+    Ok(out)
+}
+
 async fn campaign_view(ctx: &Context<'_>, catalog: &Catalog, c: &api::Campaign) -> Result<Campaign, Error> {
     let organiser = organiser_of(ctx, c.organiser).await?.unwrap_or_else(|| api::Organiser {
         name: format!("user {}", c.organiser),
@@ -546,12 +555,7 @@ impl DonationsQuery {
         let api::Answer::Campaigns(list) = ask_donations(ctx, api::Query::Campaigns { organiser, status, limit: list_limit(limit) }).await? else {
             return Err(unexpected("campaigns"));
         };
-        let catalog = Catalog::load(ctx).await?;
-        let mut out = Vec::with_capacity(list.len());
-        for campaign in &list {
-            out.push(campaign_view(ctx, &catalog, campaign).await?);
-        }
-        Ok(out)
+        campaign_views(ctx, &list).await
     }
 
     /// One campaign, whatever its status. A draft is its organiser's and the operators' only.
@@ -703,12 +707,7 @@ impl DonationsQuery {
         let api::Answer::Campaigns(list) = ask_donations(ctx, api::Query::PayoutsDue { at_ms: now_ms() }).await? else {
             return Err(unexpected("campaigns"));
         };
-        let catalog = Catalog::load(ctx).await?;
-        let mut out = Vec::with_capacity(list.len());
-        for campaign in &list {
-            out.push(campaign_view(ctx, &catalog, campaign).await?);
-        }
-        Ok(out)
+        campaign_views(ctx, &list).await
     }
 
     /// The payment reference to write on a transfer from outside (a bank
