@@ -19,6 +19,7 @@ pub struct GatewayConfig {
     pub withdrawals: WithdrawalsConfig,
     pub console: ConsoleConfig,
     pub convert: ConvertConfig,
+    pub webhooks: WebhooksConfig,
     /// The certificates for `tcp:` links to the ledger and matching.
     pub link: link::LinkConfig,
     pub log: LogConfig,
@@ -82,6 +83,45 @@ pub struct ConvertConfig {
 impl Default for ConvertConfig {
     fn default() -> Self {
         ConvertConfig { quotes_per_minute: 60, quotes_burst: 10 }
+    }
+}
+
+/// Signed webhooks to organisers (`[webhooks]` in gateway.toml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// The certificate authorities https endpoints are checked against (PEM).
+    pub roots_file: PathBuf,
+    /// Endpoints over plain http: for a receiver on a trusted network only.
+    pub plain_http_allowed: bool,
+    /// Endpoints on private, loopback, link-local or reserved addresses:
+    /// off, so that an organiser cannot aim the gateway at the bank's network.
+    pub private_networks_allowed: bool,
+    /// How often the outbox looks for new gifts and payouts and for deliveries due.
+    pub poll_ms: u64,
+    /// How long an attempt may take, connecting to the receiver's answer.
+    pub timeout_ms: u64,
+    /// Attempts before a delivery is given up (the organiser may ask for it again).
+    pub attempts_max: u32,
+    /// The first retry's wait; it doubles with each failure, up to six hours.
+    pub retry_base_ms: u64,
+    /// Deliveries attempted at once.
+    pub concurrent_max: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            roots_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+            plain_http_allowed: false,
+            private_networks_allowed: false,
+            poll_ms: 1_000,
+            timeout_ms: 10_000,
+            // 5 s doubling to 6 h: about two days of trying.
+            attempts_max: 18,
+            retry_base_ms: 5_000,
+            concurrent_max: 8,
+        }
     }
 }
 

@@ -119,6 +119,17 @@ impl Metrics {
         Metrics { registry, ..metrics }
     }
 
+    /// The webhook outbox's counters, served with the rest.
+    pub fn with_webhooks(mut self, webhooks: &crate::webhooks::WebhookMetrics) -> Metrics {
+        let registry = &mut self.registry;
+        registry.register("webhooks_delivered", "Webhooks to organisers answered 2xx", webhooks.delivered.clone());
+        registry.register("webhook_attempts_failed", "Webhook attempts without a 2xx, to be retried", webhooks.attempts_failed.clone());
+        registry.register("webhooks_given_up", "Webhooks given up after webhooks.attempts_max attempts (or their endpoint removed)", webhooks.given_up.clone());
+        registry.register("webhooks_enqueued", "Webhook events written to the outbox", webhooks.enqueued.clone());
+        registry.register("webhooks_pending", "Webhooks in the outbox still to be delivered", webhooks.pending.clone());
+        self
+    }
+
     fn render(&self) -> String {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");

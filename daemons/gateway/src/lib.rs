@@ -29,4 +29,5 @@ pub mod tls;
 pub mod two_factor;
 pub mod units;
 pub mod users;
+pub mod webhooks;
 pub mod ws;

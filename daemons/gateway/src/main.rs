@@ -90,10 +90,11 @@ fn run() -> anyhow::Result<()> {
     let w = &config.withdrawals;
     let address_book = Arc::new(gateway::address_book::AddressBook::new(store.clone(), w.address_cooldown_seconds * 1_000, w.address_book_max, w.networks()));
     let reviews = gateway::limits::Reviews::new(store.clone());
+    let webhooks = Arc::new(gateway::webhooks::Webhooks::open(store.clone(), sealer.clone(), config.webhooks.clone()).context("opening the webhook outbox")?);
     let api_keys = Arc::new(gateway::api_keys::ApiKeys::new(store, sealer, k.receive_window_ms, k.per_user_max, k.replays_max, api::now_ms()));
     let auth = Arc::new(Auth::new(&config.auth, sessions).context("loading the JWT signing keys")?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("gateway").build()?;
-    runtime.block_on(serve(config, link_tls, Opened { users, auth, two_factor, api_keys, address_book, reviews }))
+    runtime.block_on(serve(config, link_tls, Opened { users, auth, two_factor, api_keys, address_book, reviews, webhooks }))
 }
 
 /// What `main` opened before the runtime started: the store's parts and the keys.
@@ -104,13 +105,15 @@ struct Opened {
     api_keys: Arc<gateway::api_keys::ApiKeys>,
     address_book: Arc<gateway::address_book::AddressBook>,
     reviews: gateway::limits::Reviews,
+    webhooks: Arc<gateway::webhooks::Webhooks>,
 }
 
 async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: Opened) -> anyhow::Result<()> {
-    let Opened { users, auth, two_factor, api_keys, address_book, reviews } = opened;
+    let Opened { users, auth, two_factor, api_keys, address_book, reviews, webhooks } = opened;
     let ledger = LedgerClient::start(config.ledger.clone(), link_tls.clone());
     let matching = MatchingClient::start(config.matching.clone(), link_tls);
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().with_webhooks(&webhooks.metrics);
+    tokio::spawn(webhooks.clone().run(ledger.clone(), users.clone()));
     let services = Services {
         users: users.clone(),
         auth: auth.clone(),
@@ -145,6 +148,7 @@ async fn serve(config: GatewayConfig, link_tls: Option<link::LinkTls>, opened: O
             config.convert.quotes_burst,
             config.limits.rate_keys_max,
         ),
+        webhooks,
     };
     let schema = api::schema(services, &config.limits);
     let admin = Arc::new(Admin {

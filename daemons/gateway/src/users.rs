@@ -54,7 +54,7 @@ const USERS_BY_EMAIL: Table = Table::new("users_by_email");
 const USERS_BY_SKELETON: Table = Table::new("users_by_skeleton");
 const META: Table = Table::new("meta");
 /// Every table of the gateway's store, its accounts' and its sessions'.
-const TABLES: [Table; 12] = [
+const TABLES: [Table; 16] = [
     USERS,
     USERS_BY_EMAIL,
     USERS_BY_SKELETON,
@@ -67,6 +67,10 @@ const TABLES: [Table; 12] = [
     crate::address_book::ADDRESS_BOOK,
     crate::address_book::WITHDRAWAL_SETTINGS,
     crate::limits::WITHDRAWAL_REVIEWS,
+    crate::webhooks::WEBHOOK_ENDPOINTS,
+    crate::webhooks::WEBHOOK_DELIVERIES,
+    crate::webhooks::WEBHOOK_PENDING,
+    crate::webhooks::WEBHOOK_CURSORS,
 ];
 
 /// Opens (or creates) the gateway's store.

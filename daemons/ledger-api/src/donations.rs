@@ -509,6 +509,17 @@ pub enum Query {
     PayoutsDue {
         at_ms: TimestampMs,
     },
+    /// Every campaign's gifts after id `after`, oldest first: what the
+    /// gateway's webhook outbox follows.
+    DonationsAfter {
+        after: DonationId,
+        limit: u32,
+    },
+    /// Every campaign's payouts after id `after`, oldest first.
+    PayoutsAfter {
+        after: PayoutId,
+        limit: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -150,6 +150,8 @@ pub struct Options {
     pub gateway_withdrawals: String,
     /// Lines for the gateway's `[console]` (the web console it serves).
     pub gateway_console: String,
+    /// Lines for the gateway's `[webhooks]`.
+    pub gateway_webhooks: String,
     /// The ledger listens on TCP (as for gateways on other hosts) instead of
     /// a Unix socket, with mutual TLS: a CA in `{dir}/pki` (see
     /// [`System::link_ca`]) and certificates for the ledger and the gateway.
@@ -280,7 +282,7 @@ impl System {
             ),
             &options.gateway_withdrawals,
         );
-        let console = &options.gateway_console;
+        let (console, webhooks) = (&options.gateway_console, &options.gateway_webhooks);
         std::fs::write(dir.join("matching.toml"), format!("[listen]\naddress = \"unix:{d}/matching.sock\"\nmetrics_address = \"127.0.0.1:{matching_metrics}\"\n[storage]\ndata_dir = \"{d}/matching\"\n[log]\nformat = \"text\"\n")).unwrap();
         let approvals = options.approvals.as_deref().unwrap_or(APPROVALS_OF_ONE);
         std::fs::write(
@@ -291,7 +293,7 @@ impl System {
         std::fs::write(
             dir.join("gateway.toml"),
             format!(
-                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\n{limits}\n[withdrawals]\n{withdrawals}\n[console]\n{console}\n[api_keys]\nreceive_window_ms = 1000\n{gateway_link}[log]\nformat = \"text\"\n"
+                "[listen]\naddress = \"127.0.0.1:{port}\"\n{listen}\n[ledger]\naddress = \"{ledger_address}\"\nreconnect_ms = 50\n[matching]\naddress = \"unix:{d}/matching.sock\"\nreconnect_ms = 50\n[admin]\nsocket = \"{d}/gateway-admin.sock\"\n[auth]\nkeys_dir = \"{d}/gateway/keys\"\n{auth}\n[storage]\ndata_dir = \"{d}/gateway/db\"\n[limits]\n{limits}\n[withdrawals]\n{withdrawals}\n[console]\n{console}\n[webhooks]\n{webhooks}\n[api_keys]\nreceive_window_ms = 1000\n{gateway_link}[log]\nformat = \"text\"\n"
             ),
         )
         .unwrap();

@@ -453,7 +453,7 @@ async fn run_donations(ctx: &Context<'_>, command: Command) -> Result<api::Outco
     }
 }
 
-async fn organiser_of(ctx: &Context<'_>, user: u64) -> Result<Option<api::Organiser>, Error> {
+pub(crate) async fn organiser_of(ctx: &Context<'_>, user: u64) -> Result<Option<api::Organiser>, Error> {
     match ask_donations(ctx, api::Query::Organiser(user)).await? {
         api::Answer::Organiser(organiser) => Ok(organiser),
         other => Err(unexpected(other)),

@@ -43,6 +43,7 @@ pub mod token_agent;
 pub mod tokenization;
 pub mod two_factor;
 pub mod wallet;
+pub mod webhooks;
 
 /// Every product's queries: one line each.
 #[derive(MergedObject, Default)]
@@ -60,6 +61,7 @@ pub struct Query(
     tokenization::TokenizationQuery,
     distributions::DistributionsQuery,
     donations::DonationsQuery,
+    webhooks::WebhooksQuery,
     operators::OperatorsQuery,
     oversight::OversightQuery,
 );
@@ -81,6 +83,7 @@ pub struct Mutation(
     distributions::DistributionsMutation,
     token_agent::TokenAgentMutation,
     donations::DonationsMutation,
+    webhooks::WebhooksMutation,
     operators::OperatorsMutation,
 );
 
@@ -148,6 +151,8 @@ pub struct Services {
     pub order_times: OrderTimes,
     /// Convert's quotes per user (`[convert]` in gateway.toml).
     pub convert_quotes: crate::ratelimit::RateLimiter<u64>,
+    /// Organisers' webhook endpoints and the outbox to them.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// How long placeOrder waits on the daemons, for the order path's

@@ -241,5 +241,14 @@ pub fn answer(store: &Store, query: &Query) -> Result<Answer, Read> {
             }
             Answer::Campaigns(due)
         }
+        Query::DonationsAfter { after, limit: n } => Answer::Donations(after_id(store, DONATIONS, after, limit(n)?)?),
+        Query::PayoutsAfter { after, limit: n } => Answer::Payouts(after_id(store, PAYOUTS, after, limit(n)?)?),
     })
+}
+
+/// The records of a table keyed by id after `after`, oldest first.
+fn after_id<T: serde::de::DeserializeOwned>(store: &Store, table: Table, after: u64, limit: usize) -> Result<Vec<T>, SchemaError> {
+    let Some(first) = after.checked_add(1) else { return Ok(Vec::new()) };
+    let rows = store.scan_range(table, &first.to_be_bytes(), &u64::MAX.to_be_bytes(), limit, false)?;
+    rows.iter().map(|(key, value)| decode(table, key, value)).collect()
 }
