@@ -6,13 +6,17 @@ import { request } from './api';
 import { useQuery } from './components';
 import { graphql } from './graphql';
 import { Balances } from './pages/Balances';
+import { CampaignPage, Campaigns } from './pages/Campaigns';
 import { Convert } from './pages/Convert';
 import { Invest } from './pages/Invest';
 import { Issuer } from './pages/Issuer';
 import { Market } from './pages/Market';
 import { Markets } from './pages/Markets';
+import { MyDonations } from './pages/MyDonations';
+import { Organise } from './pages/Organise';
 import { Perpetuals } from './pages/Perpetuals';
 import { Approvals, Audit, Dashboard, MarketsAdmin, Users } from './pages/Operator';
+import { DonationsAdmin } from './pages/OperatorDonations';
 import { Security } from './pages/Security';
 import { SignIn } from './pages/SignIn';
 import { Withdrawals } from './pages/Withdrawals';
@@ -29,6 +33,18 @@ const AmIssuerQuery = graphql(`
 function IssuerLink() {
   const { data } = useQuery(AmIssuerQuery);
   return data?.amIssuer ? <Link href="/issue">Issue</Link> : null;
+}
+
+const MyOrganiserQuery = graphql(`
+  query MyOrganiser {
+    myOrganiser { user }
+  }
+`);
+
+/// The organiser's dashboard, for verified organisers only.
+function OrganiseLink() {
+  const { data } = useQuery(MyOrganiserQuery);
+  return data?.myOrganiser ? <Link href="/organise">Organise</Link> : null;
 }
 
 const LogoutMutation = graphql(`
@@ -81,12 +97,15 @@ function Header() {
       <nav aria-label="Main">
         <Link href="/">Markets</Link>
         <Link href="/perpetuals">Perpetuals</Link>
+        <Link href="/campaigns">Campaigns</Link>
         {me ? (
           <>
             <Link href="/wallet">Wallet</Link>
             <Link href="/convert">Convert</Link>
             <Link href="/invest">Invest</Link>
             <IssuerLink key={me.id} />
+            <Link href="/donations">Donations</Link>
+            <OrganiseLink key={`organise-${me.id}`} />
             <Link href="/withdrawals">Withdrawals</Link>
             <Link href="/security">Security</Link>
           </>
@@ -125,11 +144,14 @@ const SIGNED_IN_PAGES: [string, () => ReactNode][] = [
   ['/invest', Invest],
   ['/issue', Issuer],
   ['/withdrawals', Withdrawals],
+  ['/donations', MyDonations],
+  ['/organise', Organise],
   ['/security', Security],
   ['/operator', Dashboard],
   ['/operator/approvals', Approvals],
   ['/operator/users', Users],
   ['/operator/markets', MarketsAdmin],
+  ['/operator/donations', DonationsAdmin],
   ['/operator/audit', Audit],
 ];
 
@@ -152,6 +174,10 @@ function App() {
           <Route path="/signup">
             <SignIn signUp />
           </Route>
+          <Route path="/campaigns">
+            <Campaigns />
+          </Route>
+          <Route path="/campaigns/:id">{(params) => <CampaignPage id={decodeURIComponent(params.id)} />}</Route>
           <Route path="/trade/:market">{(params) => <Market id={decodeURIComponent(params.market)} />}</Route>
           {SIGNED_IN_PAGES.map(([path, Page]) => (
             <Route key={path} path={path}>

@@ -4,7 +4,7 @@
 import AxeBuilder from '@axe-core/playwright';
 import { expect, type Browser, type Page } from '@playwright/test';
 import { createHmac } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const PASSWORD = process.env.TRADER_PASSWORD ?? '';
@@ -76,8 +76,25 @@ export async function signOut(page: Page) {
 }
 
 const TOTP_STEP_MS = 30_000;
-/// The last step whose code each secret spent in this run.
-const spentSteps = new Map<string, number>();
+/// The last step whose code each secret spent in this run, kept in a file
+/// beside the screenshots: a retry runs in a new worker process, which must
+/// not send again a code the failed attempt spent.
+const SPENT_STEPS = join(SCREENSHOTS, '..', 'totp-spent-steps.json');
+const spentSteps = {
+  read(): Record<string, number> {
+    try {
+      return JSON.parse(readFileSync(SPENT_STEPS, 'utf8')) as Record<string, number>;
+    } catch {
+      return {};
+    }
+  },
+  get(secret: string): number | undefined {
+    return this.read()[secret];
+  },
+  set(secret: string, step: number) {
+    writeFileSync(SPENT_STEPS, JSON.stringify({ ...this.read(), [secret]: step }));
+  },
+};
 
 /// A step whose code the gateway still takes (one step of skew each way)
 /// and that is after every step this secret spent: each code is good once,

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         gateway_limits: NO_RATE_LIMITS.into(),
         // Checked bitcoin addresses, a cooldown the test waits out, and limits to show.
         gateway_withdrawals: "address_cooldown_seconds = 2\nasset_networks = { BTC = [\"bitcoin\"] }\nreference_asset = \"BTC\"\ntiers = [{ name = \"unverified\", daily_limit = \"10\", monthly_limit = \"50\" }]".into(),
-        approvals: Some("deposit = 1\nwithdrawal_approval = 2\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1\nissuer = 1\ninvestor_claims = 1".into()),
+        approvals: Some("deposit = 1\nwithdrawal_approval = 2\nhouse_inventory = 1\nasset = 1\nmarket = 1\noperator = 1\nconvert_pair = 1\nissuer = 1\ninvestor_claims = 1\norganiser = 1\ndonation_payout = 2".into()),
         operators_two_factor: true,
         ..Options::default()
     };
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     assert_eq!(exit, 0, "create-market: {said}");
     // Alice sells bitcoin, Bob buys it with dollars, Dave withdraws bitcoin, Erin converts dollars;
     // Frank and Gina trade the perpetual the operators list from the console, which Oscar prices;
-    // Ivy issues a token that Jan and Kim invest in.
+    // Ivy issues a token that Jan and Kim invest in; Vic gives to the campaign Una organises.
     for (name, asset, amount) in [
         ("alice", "BTC", "2"),
         ("bob", "USD", "100000"),
@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         ("ivy", "USD", "10000"),
         ("jan", "USD", "10000"),
         ("kim", "USD", "10000"),
+        ("vic", "USD", "1000"),
     ] {
         let email = format!("{name}@browser.example");
         system.register(&email, TRADER_PASSWORD);
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         assert_eq!(exit, 0, "deposit for {name}: {said}");
     }
     system.register("oscar@browser.example", TRADER_PASSWORD);
+    system.register("una@browser.example", TRADER_PASSWORD);
     let screenshots = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| suite.join("../../target")).join("browser-screenshots");
     let status = Command::new("node")
         .arg(suite.join("node_modules/@playwright/test/cli.js"))

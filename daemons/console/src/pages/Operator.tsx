@@ -179,7 +179,7 @@ const VerifyAuditQuery = graphql(`
 `);
 
 /// The operator section's own navigation, on each of its pages.
-function OperatorPage({ title, children }: { title: string; children: ReactNode }) {
+export function OperatorPage({ title, children }: { title: string; children: ReactNode }) {
   const { me } = useSession();
   if (me?.role !== 'OPERATOR') {
     return (
@@ -196,6 +196,7 @@ function OperatorPage({ title, children }: { title: string; children: ReactNode 
         <Link href="/operator/approvals">Approvals</Link>
         <Link href="/operator/users">Users</Link>
         <Link href="/operator/markets">Assets and markets</Link>
+        <Link href="/operator/donations">Donations</Link>
         <Link href="/operator/audit">Audit log</Link>
       </nav>
       <h1>{title}</h1>
@@ -615,7 +616,7 @@ export function MarketsAdmin() {
 }
 
 /// A form whose submit runs `action` and says what it answered.
-function ProposalForm({ label, submit, children, onDone }: { label: string; submit: () => Promise<string>; children: ReactNode; onDone: () => void }) {
+export function ProposalForm({ label, submit, children, onDone }: { label: string; submit: () => Promise<string>; children: ReactNode; onDone: () => void }) {
   const [said, setSaid] = useState<string | null>(null);
   const { busy, error, submit: submitting } = useSubmit();
   const run = submitting(async () => {

@@ -1,0 +1,215 @@
+import { expect, test, type Page } from '@playwright/test';
+import { APPROVER, OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, signedIn, visit } from './helpers';
+
+// Una is registered and Vic holds 1,000 USD (tests/browser.rs), where one
+// operator verifies an organiser or sets the fee on gifts and two pay a
+// campaign out. The operators verify Una's charity and set the fee from the
+// console; Una opens a short campaign; Vic gives to it anonymously, sees
+// his receipt and its PDF; after the deadline (the ledger's clock ends the
+// campaign) one operator proposes the payout, another approves it, and Una
+// is paid the gift less the fee.
+
+const FEE_BPS = 250n;
+const SECONDS_TO_GIVE = 35;
+
+/// "12.34" as cents, and back: the expected figures are computed exactly, never through a float.
+function cents(text: string): bigint {
+  const [whole, fraction = ''] = text.replace(/,/g, '').split('.');
+  return BigInt(whole) * 100n + BigInt(fraction.padEnd(2, '0').slice(0, 2));
+}
+function usd(units: bigint): string {
+  const whole = (units / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return `${whole}.${(units % 100n).toString().padStart(2, '0')}`;
+}
+
+/// What the wallet page shows available of USD, in cents (none: 0).
+async function usdAvailable(page: Page): Promise<bigint> {
+  await page.goto('/wallet');
+  await expect(page.getByRole('heading', { name: 'Wallet', level: 1 })).toBeVisible();
+  const row = page.getByRole('table', { name: 'Balances' }).locator('tr[data-asset="USD"]');
+  if ((await row.count()) === 0) return 0n;
+  return cents((await row.getByRole('cell').first().textContent()) ?? '0');
+}
+
+test('an organiser raises, a donor gives anonymously with a receipt, and operators pay out under four-eyes', async ({ browser }) => {
+  test.setTimeout(120_000);
+  const problems: string[] = [];
+  const title = `Clean water ${Date.now()}`;
+
+  // The operators verify Una's charity and set the fee on gifts, from the console.
+  const ops = await signedIn(browser, OPERATOR.email, problems, OPERATOR_PASSWORD, OPERATOR.secret);
+  await ops.goto('/operator/donations');
+  await expect(ops.getByRole('heading', { name: 'Donations', level: 1 })).toBeVisible();
+  const verify = ops.getByRole('form', { name: 'Propose organiser' });
+  await verify.getByLabel('Account email').fill('una@browser.example');
+  await verify.getByLabel('Name on receipts').fill('Water Aid');
+  await expect(verify.getByRole('radio', { name: 'Organisation' })).toBeChecked();
+  await verify.getByLabel('Country (ISO 3166-1 numeric)').fill('826');
+  await verify.getByLabel('Registration number').fill('288701');
+  await verify.getByRole('button', { name: 'Propose organiser' }).click();
+  await expect(verify.getByRole('status')).toHaveText(/^Water Aid \(user \d+\) is a verified organiser\.$/);
+  await expect(ops.getByRole('table', { name: 'Verified organisers' }).getByRole('row', { name: /Water Aid/ })).toContainText('288701');
+  const fee = ops.getByRole('form', { name: 'Propose fee' });
+  await fee.getByLabel('Fee (basis points, 0 to 1000)').fill(String(FEE_BPS));
+  await fee.getByRole('button', { name: 'Propose fee' }).click();
+  await expect(fee.getByRole('status')).toHaveText(`The fee on gifts to new campaigns is ${FEE_BPS} basis points.`);
+  await expect(ops.getByTestId('donation-fee')).toHaveText(`${FEE_BPS} basis points`);
+  await visit(ops, 'operator-donations');
+
+  const approver = await signedIn(browser, APPROVER.email, problems, OPERATOR_PASSWORD, APPROVER.secret);
+  const vic = await signedIn(browser, 'vic@browser.example', problems);
+  const una = await signedIn(browser, 'una@browser.example', problems);
+  const unaBefore = await usdAvailable(una);
+
+  // Una, now an organiser, finds her dashboard and opens a campaign that ends in a few seconds.
+  await una.getByRole('link', { name: 'Organise' }).click();
+  await expect(una.getByTestId('organiser-profile')).toContainText('Water Aid');
+  const create = una.getByRole('form', { name: 'Start a campaign' });
+  await create.getByLabel('Title').fill(title);
+  await create.getByLabel('Story').fill('Wells for three villages.\nEvery gift counts.');
+  await expect(create.getByRole('button', { name: /Goal asset$/ })).toContainText('USD');
+  await create.getByLabel('Goal (USD)').fill('1000');
+  const deadline = await una.evaluate((seconds) => {
+    const at = new Date(Date.now() + seconds * 1000);
+    // A datetime-local input drops ":00" seconds from its value: a time with some reads back as typed.
+    if (at.getSeconds() === 0) at.setSeconds(1);
+    const two = (n: number) => String(n).padStart(2, '0');
+    return `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())}T${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}`;
+  }, SECONDS_TO_GIVE);
+  await create.getByLabel('Deadline (your local time)').fill(deadline);
+  await expect(create.getByRole('radio', { name: /^Keep what you raise/ })).toBeChecked();
+  await create.getByRole('button', { name: 'Save as a draft' }).click();
+  await expect(create.getByRole('status')).toContainText('saved as a draft');
+  const mine = una.getByRole('table', { name: 'Your campaigns' }).getByRole('row', { name: new RegExp(title) });
+  await expect(mine.getByTestId('campaign-state')).toHaveText('draft (not published)');
+  await mine.getByRole('button', { name: `Publish ${title}` }).click();
+  await mine.getByRole('group', { name: `Publish ${title}` }).getByRole('button', { name: 'Yes, publish it' }).click();
+  await expect(mine.getByTestId('campaign-state')).toHaveText('taking gifts');
+
+  // Vic finds it among the campaigns taking gifts.
+  await vic.getByRole('link', { name: 'Campaigns' }).click();
+  await vic.getByRole('table', { name: 'Campaigns' }).getByRole('link', { name: title }).click();
+  await expect(vic.getByRole('heading', { name: title, level: 1 })).toBeVisible();
+  const campaignId = /\/campaigns\/(\d+)$/.exec(vic.url())?.[1] ?? '';
+  expect(campaignId).not.toBe('');
+  await expect(vic.getByTestId('organiser')).toContainText('Water Aid');
+  await expect(vic.getByTestId('campaign-facts')).toContainText('288701, country 826');
+  await expect(vic.getByTestId('model')).toContainText('Keep what you raise');
+  const progress = vic.getByRole('progressbar', { name: 'Raised towards the goal' });
+  await expect(progress).toHaveAttribute('aria-valuenow', '0.00');
+  await expect(progress).toHaveAttribute('aria-valuemax', '1000.00');
+  await expect(progress).toHaveAttribute('aria-valuemin', '0');
+  await expect(vic.getByText('No gifts yet: be the first.')).toBeVisible();
+  await expect(vic.getByTestId('deposit-reference')).toHaveText(new RegExp(`^GIFT-${campaignId}-\\d+-\\d{2}$`));
+
+  const give = vic.getByRole('form', { name: 'Give to this campaign' });
+  // The tip is the donor's own: its field starts empty, and nothing is charged before an amount.
+  const tip = give.getByLabel('Tip to the platform (USD, optional)');
+  await expect(tip).toHaveValue('');
+  await expect(give.getByRole('button', { name: 'Give', exact: true })).toBeDisabled();
+  const amount = give.getByLabel('Amount (USD)');
+  const vicBefore = cents(/You have ([\d,.]+) USD available/.exec((await give.getByText(/You have .* USD available/).textContent()) ?? '')?.[1] ?? '');
+  // The terms follow the inputs: 40 first, then 100 with a tip of 5.
+  await amount.fill('40');
+  await expect(give.getByTestId('terms-fee')).toHaveText(`${usd((4000n * FEE_BPS) / 10_000n)} USD`);
+  await expect(give.getByTestId('terms-tip')).toHaveText('0.00 USD');
+  await amount.fill('100');
+  await tip.fill('5');
+  const [gross, tipped] = [10_000n, 500n];
+  const expectedFee = (gross * FEE_BPS) / 10_000n;
+  await expect(give.getByTestId('terms-gross')).toHaveText(`${usd(gross)} USD`);
+  await expect(give.getByTestId('terms-fee')).toHaveText(`${usd(expectedFee)} USD`);
+  await expect(give.getByTestId('terms-net')).toHaveText(`${usd(gross - expectedFee)} USD`);
+  await expect(give.getByTestId('terms-tip')).toHaveText(`${usd(tipped)} USD`);
+  await expect(give.getByTestId('terms-total')).toHaveText(`${usd(gross + tipped)} USD`);
+  // Anonymous, and not known to the organiser.
+  await give.getByText('Anonymous', { exact: true }).click();
+  await expect(give.getByRole('radio', { name: 'Anonymous' })).toBeChecked();
+  await expect(give.getByRole('checkbox', { name: /Let the organiser know who I am/ })).not.toBeChecked();
+  await give.getByLabel('Message (optional)').fill('For clean water');
+  await visit(vic, 'campaign-give');
+  await give.getByRole('button', { name: `Give ${usd(gross + tipped)} USD` }).click();
+  const thanks = give.getByTestId('gift-receipt');
+  await expect(thanks).toContainText('Thank you');
+  const receipt = (await thanks.getByTestId('receipt-number').textContent()) ?? '';
+  expect(receipt).toMatch(/^\d+-\d{4}-\d{6}$/);
+  await expect(thanks.getByRole('link', { name: 'Your receipt (PDF)' })).toHaveAttribute('href', /^\/donations\/\d+\/receipt\.pdf$/);
+  await expect(give.getByText(`You have ${usd(vicBefore - gross - tipped)} USD available.`)).toBeVisible();
+
+  // The wall shows the gift as Anonymous, never who gave; the progress bar moved by the gift's value.
+  const wall = vic.getByRole('region', { name: 'Donor wall' });
+  await expect(wall.getByTestId('wall-entry')).toHaveCount(1);
+  await expect(wall.getByTestId('wall-name')).toHaveText('Anonymous');
+  await expect(wall.getByTestId('wall-amount')).toHaveText(`gave ${usd(gross)} USD`);
+  await expect(wall).toContainText('For clean water');
+  await expect(wall).not.toContainText('vic');
+  await expect(progress).toHaveAttribute('aria-valuenow', usd(gross));
+  await expect(vic.getByTestId('campaign-gifts')).toHaveText('1');
+  await visit(vic, 'campaign-after-gift');
+
+  // Vic's donations: the gift with its receipt number, the receipt and the year's statement as PDFs.
+  await vic.getByRole('link', { name: 'Donations', exact: true }).click();
+  await expect(vic.getByRole('heading', { name: 'Your donations', level: 1 })).toBeVisible();
+  const gift = vic.getByRole('table', { name: 'Your gifts' }).getByRole('row', { name: new RegExp(title) });
+  await expect(gift.getByTestId('receipt-number')).toHaveText(receipt);
+  await expect(gift).toContainText(`${usd(gross)} USD`);
+  await expect(gift.getByTestId('donation-status')).toHaveText('held by the campaign');
+  const receiptLink = gift.getByRole('link', { name: `Receipt ${receipt} (PDF)` });
+  const href = (await receiptLink.getAttribute('href')) ?? '';
+  expect(href).toMatch(/^\/donations\/\d+\/receipt\.pdf$/);
+  const pdf = await vic.request.get(href);
+  expect(pdf.status()).toBe(200);
+  expect(pdf.headers()['content-type']).toBe('application/pdf');
+  expect((await pdf.body()).subarray(0, 4).toString('latin1')).toBe('%PDF');
+  // The receipt is the donor's: the organiser is not given it.
+  expect((await una.request.get(href)).status()).toBe(404);
+  const year = new Date().getUTCFullYear();
+  const statement = await vic.request.get(`/donations/statements/${year}.pdf`);
+  await expect(vic.getByRole('link', { name: `Statement for ${year} (PDF)` })).toHaveAttribute('href', `/donations/statements/${year}.pdf`);
+  expect(statement.headers()['content-type']).toBe('application/pdf');
+  expect((await statement.body()).subarray(0, 4).toString('latin1')).toBe('%PDF');
+  await visit(vic, 'my-donations');
+
+  // Una's dashboard shows the gift, without its donor, who did not agree to be known.
+  await una.goto('/organise');
+  await una.getByRole('button', { name: `Gifts and payouts of ${title}` }).click();
+  const gifts = una.getByRole('table', { name: `Gifts to ${title}` });
+  await expect(gifts.getByRole('row')).toHaveCount(2);
+  await expect(gifts.getByTestId('gift-donor')).toHaveText('not shared with you');
+  await expect(gifts.getByTestId('gift-net')).toHaveText(`${usd(gross - expectedFee)} USD`);
+  await expect(gifts).not.toContainText('vic@browser.example');
+  await visit(una, 'organise');
+
+  // The deadline passes: the ledger's clock ends the campaign and the operators see its payout due.
+  const due = ops.getByRole('table', { name: 'Payouts due' }).getByRole('row', { name: new RegExp(title) });
+  await ops.reload();
+  await expect(due).toBeVisible({ timeout: SECONDS_TO_GIVE * 1000 + 15_000 });
+  await due.getByRole('button', { name: `Propose to pay out ${title}` }).click();
+  await expect(due.getByRole('status')).toContainText('waits for 1 more approval');
+  // One operator alone pays nothing.
+  expect(await usdAvailable(una)).toBe(unaBefore);
+
+  // A second operator approves it: Una is paid the gift less the fee; the tip and fee are the platform's.
+  await approver.goto('/operator/approvals');
+  const proposal = approver.getByRole('region', { name: 'Proposals waiting for approval' }).getByRole('row', { name: new RegExp(`pay campaign ${campaignId}'s gifts out`) });
+  await expect(proposal).toContainText('1 of 2');
+  await proposal.getByRole('button', { name: /^Approve proposal/ }).click();
+  await expect(
+    approver.getByRole('region', { name: 'Recent proposals' }).getByRole('row', { name: new RegExp(`pay campaign ${campaignId}'s gifts out`) }).getByTestId('proposal-status'),
+  ).toHaveText('executed');
+  expect(await usdAvailable(una)).toBe(unaBefore + gross - expectedFee);
+  await una.goto('/organise');
+  await expect(mine.getByTestId('campaign-state')).toHaveText('paid out');
+  await una.getByRole('button', { name: `Gifts and payouts of ${title}` }).click();
+  await expect(una.getByRole('table', { name: `Payouts of ${title}` }).getByTestId('payout-net')).toHaveText(`${usd(gross - expectedFee)} USD`);
+  await ops.reload();
+  await expect(due).toHaveCount(0);
+
+  // The campaign's page at a phone's width.
+  await vic.setViewportSize({ width: 390, height: 844 });
+  await vic.goto(`/campaigns/${campaignId}`);
+  await expect(vic.getByTestId('campaign-state')).toHaveText('paid out');
+  await fitsTheWidth(vic);
+  await visit(vic, 'phone-campaign');
+  expect(problems).toEqual([]);
+});
