@@ -927,6 +927,14 @@ fn donations_reopen_as_written_and_read_their_history() {
     assert_eq!(ids(api::Query::CampaignDonations { campaign: 1, before: 0, limit: 10 }), vec![2, 1]);
     assert_eq!(ids(api::Query::DonorDonations { donor: 10, before: 0, limit: 10 }), vec![5, 4, 3, 1]);
     assert_eq!(ids(api::Query::DonorDonations { donor: 10, before: 4, limit: 10 }), vec![3, 1]);
+    // What the gateway's webhook outbox follows: every campaign's gifts and payouts after a cursor, oldest first.
+    assert_eq!(ids(api::Query::DonationsAfter { after: 0, limit: 10 }), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ids(api::Query::DonationsAfter { after: 2, limit: 2 }), vec![3, 4], "a page after a cursor");
+    assert_eq!(ids(api::Query::DonationsAfter { after: 5, limit: 10 }), Vec::<u64>::new());
+    assert_eq!(ids(api::Query::DonationsAfter { after: u64::MAX, limit: 10 }), Vec::<u64>::new());
+    let api::Answer::Payouts(after) = read(api::Query::PayoutsAfter { after: 0, limit: 10 }) else { panic!() };
+    assert_eq!(after.iter().map(|p| (p.id, p.campaign)).collect::<Vec<_>>(), vec![(1, 1)]);
+    assert_eq!(read(api::Query::PayoutsAfter { after: 1, limit: 10 }), api::Answer::Payouts(vec![]));
     let api::Answer::Donation(Some(first)) = read(api::Query::Receipt(ReceiptNumber { organiser: ORGANISER, year: 2027, number: 1 })) else {
         panic!("receipt 1")
     };

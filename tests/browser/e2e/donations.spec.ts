@@ -48,7 +48,10 @@ test('an organiser raises, a donor gives anonymously with a receipt, and operato
   await verify.getByLabel('Registration number').fill('288701');
   await verify.getByRole('button', { name: 'Propose organiser' }).click();
   await expect(verify.getByRole('status')).toHaveText(/^Water Aid \(user \d+\) is a verified organiser\.$/);
-  await expect(ops.getByRole('table', { name: 'Verified organisers' }).getByRole('row', { name: /Water Aid/ })).toContainText('288701');
+  const organiserRow = ops.getByRole('table', { name: 'Verified organisers' }).getByRole('row', { name: /Water Aid/ });
+  await expect(organiserRow).toContainText('288701');
+  await expect(organiserRow).toContainText('una@browser.example');
+  await expect(organiserRow.getByRole('button', { name: 'Remove Water Aid' })).toBeVisible();
   const fee = ops.getByRole('form', { name: 'Propose fee' });
   await fee.getByLabel('Fee (basis points, 0 to 1000)').fill(String(FEE_BPS));
   await fee.getByRole('button', { name: 'Propose fee' }).click();
@@ -85,6 +88,20 @@ test('an organiser raises, a donor gives anonymously with a receipt, and operato
   await mine.getByRole('button', { name: `Publish ${title}` }).click();
   await mine.getByRole('group', { name: `Publish ${title}` }).getByRole('button', { name: 'Yes, publish it' }).click();
   await expect(mine.getByTestId('campaign-state')).toHaveText('taking gifts');
+
+  // Una sets where her webhooks go: plain http is refused with its code; an
+  // https URL gives her a secret this once. The gateway, as shipped, posts
+  // to public addresses only, so a receiver on this host is never called:
+  // its delivery waits with the reason shown.
+  const hooks = una.getByRole('form', { name: 'Set your webhook endpoint' });
+  await hooks.getByLabel('Endpoint URL').fill('http://hooks.example.org/marionette');
+  await hooks.getByRole('button', { name: 'Set endpoint' }).click();
+  await expect(hooks.getByRole('alert')).toContainText('must be https');
+  await expect(hooks.getByRole('alert')).toContainText('BAD_USER_INPUT');
+  await hooks.getByLabel('Endpoint URL').fill('https://localhost:9/marionette');
+  await hooks.getByRole('button', { name: 'Set endpoint' }).click();
+  await expect(una.getByTestId('webhook-secret')).toHaveText(/^whsec_[A-Za-z0-9+/]{43}=$/);
+  await expect(una.getByTestId('webhook-endpoint')).toContainText('https://localhost:9/marionette');
 
   // Vic finds it among the campaigns taking gifts.
   await vic.getByRole('link', { name: 'Campaigns' }).click();
@@ -178,6 +195,19 @@ test('an organiser raises, a donor gives anonymously with a receipt, and operato
   await expect(gifts.getByTestId('gift-donor')).toHaveText('not shared with you');
   await expect(gifts.getByTestId('gift-net')).toHaveText(`${usd(gross - expectedFee)} USD`);
   await expect(gifts).not.toContainText('vic@browser.example');
+  // The secret was shown once; the gift's event is in the outbox, its body
+  // the gift's figures without the donor, its delivery waiting and saying why.
+  await expect(una.getByTestId('webhook-secret')).toHaveCount(0);
+  const giftId = /\/donations\/(\d+)\/receipt\.pdf$/.exec(href)?.[1] ?? '';
+  const delivery = una.getByRole('table', { name: 'Webhook deliveries' }).locator(`tr[data-event-id="gift_${giftId}"]`);
+  await expect(delivery).toContainText('donation.received', { timeout: 15_000 });
+  await expect(delivery.getByTestId('delivery-state')).toHaveText('pending');
+  await expect(delivery.getByTestId('delivery-answer')).toContainText('resolves only to private or reserved addresses', { timeout: 15_000 });
+  await delivery.getByRole('button', { name: `Body of gift_${giftId}` }).click();
+  const posted = una.getByLabel(`Posted body of gift_${giftId}`);
+  await expect(posted).toContainText(`"receipt_number": "${receipt}"`);
+  await expect(posted).toContainText(`"net": "${usd(gross - expectedFee)}"`);
+  await expect(posted).toContainText('"donor_email": null');
   await visit(una, 'organise');
 
   // The deadline passes: the ledger's clock ends the campaign and the operators see its payout due.

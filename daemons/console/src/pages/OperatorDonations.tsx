@@ -16,7 +16,7 @@ import { OperatorPage, ProposalForm } from './Operator';
 
 const DonationsAdminQuery = graphql(`
   query DonationsAdmin {
-    organisers { user name kind country registration }
+    organisers { user email name kind country registration }
     donationFeeBps
     payoutsDue {
       id title referenceAsset goal raised progress deadline status cancelled donations model
@@ -164,20 +164,36 @@ function Organisers({ organisers, onDone }: { organisers: Data['organisers']; on
   const [kind, setKind] = useState<'ORGANISATION' | 'PERSON'>('ORGANISATION');
   const [country, setCountry] = useState('');
   const [registration, setRegistration] = useState('');
-  const [removeEmail, setRemoveEmail] = useState('');
   return (
     <>
       {organisers.length ? (
         <table className="data" aria-label="Verified organisers">
-          <TableHead columns={['User', 'Name', 'Kind', 'Registration', 'Country']} />
+          <TableHead columns={['User', 'Name', 'Account', 'Kind', 'Registration', 'Country']} actions />
           <tbody>
             {organisers.map((o) => (
               <tr key={o.user} data-organiser={o.user}>
                 <td>{o.user}</td>
                 <th scope="row">{o.name}</th>
+                <td>{o.email ?? '—'}</td>
                 <td>{o.kind === 'ORGANISATION' ? 'organisation' : 'person'}</td>
                 <td>{o.registration || '—'}</td>
                 <td>{o.country}</td>
+                <td>
+                  {o.email ? (
+                    <Confirm
+                      label={`Remove ${o.name}`}
+                      danger
+                      question={`Propose that ${o.name} is no longer an organiser? Their campaigns go on; they open no new ones.`}
+                      confirm={() => (
+                        <ActionButton action={() => request(RemoveOrganiserMutation, { email: o.email ?? '' })} onDone={onDone} className="danger">
+                          Yes, propose it
+                        </ActionButton>
+                      )}
+                    >
+                      Remove…
+                    </Confirm>
+                  ) : null}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -221,20 +237,6 @@ function Organisers({ organisers, onDone }: { organisers: Data['organisers']; on
               validate={(v) => (v === '' || /^[1-9][0-9]{0,2}$/.test(v) ? null : '1 to 999, such as 826')}
             />
             {kind === 'ORGANISATION' ? <Field label="Registration number" name="organiserRegistration" value={registration} onChange={setRegistration} description="The charity register's number, as checked." /> : null}
-          </ProposalForm>
-        </div>
-        <div>
-          <h3>No longer an organiser</h3>
-          <p className="muted">Their campaigns go on; they open no new ones.</p>
-          <ProposalForm
-            label="Propose removal"
-            onDone={onDone}
-            submit={async () => {
-              await request(RemoveOrganiserMutation, { email: removeEmail.trim() });
-              return `${removeEmail.trim()} is no longer an organiser.`;
-            }}
-          >
-            <Field label="Account email" name="removeEmail" type="email" isRequired value={removeEmail} onChange={setRemoveEmail} />
           </ProposalForm>
         </div>
       </div>

@@ -11,6 +11,7 @@ import { formatDecimal, isDecimal } from '../decimal';
 import { Confirm, MODEL_WORDS, Progress, localDateTime, statusOf } from '../donations';
 import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
+import { OrganiserWebhooks } from './OrganiserWebhooks';
 
 const OrganiseQuery = graphql(`
   query Organise($me: ID!) {
@@ -110,6 +111,9 @@ export function Organise() {
       </Panel>
       <Panel title="Your campaigns" id="my-campaigns">
         <CampaignTable campaigns={campaigns} onDone={reload} />
+      </Panel>
+      <Panel title="Webhooks" id="webhooks">
+        <OrganiserWebhooks />
       </Panel>
       <Panel title="Start a campaign" id="create-campaign">
         <CreateCampaign assets={data.assets} feeBps={data.donationFeeBps} onDone={reload} />

@@ -79,6 +79,8 @@ pub struct Organiser {
     pub country: i32,
     /// The charity's registration number; empty for a person.
     pub registration: String,
+    /// The account's email: to the operators and the organiser themselves, never on a campaign's public page.
+    pub email: Option<String>,
 }
 
 /// One asset's money through a campaign.
@@ -261,8 +263,9 @@ pub struct CampaignPayout {
     pub at: DateTime,
 }
 
-fn api_organiser(user: u64, organiser: &api::Organiser) -> Organiser {
+fn api_organiser(user: u64, organiser: &api::Organiser, email: Option<String>) -> Organiser {
     Organiser {
+        email,
         user: ID(user.to_string()),
         name: organiser.name.clone(),
         kind: organiser.kind.into(),
@@ -276,7 +279,7 @@ fn api_campaign(catalog: &Catalog, organiser: &api::Organiser, c: &api::Campaign
     let progress = if c.spec.goal > 0 { Decimal::from_i128_with_scale(c.raised.saturating_mul(10_000) / c.spec.goal, 4) } else { Decimal::ZERO };
     Campaign {
         id: ID(c.id.to_string()),
-        organiser: api_organiser(c.organiser, organiser),
+        organiser: api_organiser(c.organiser, organiser, None),
         title: c.spec.title.clone(),
         story: c.spec.story.clone(),
         reference_asset: catalog.symbol(reference),
@@ -725,14 +728,16 @@ impl DonationsQuery {
     /// The caller as an organiser, if the operators verified them.
     async fn my_organiser(&self, ctx: &Context<'_>) -> Result<Option<Organiser>, Error> {
         let user = caller_id(ctx)?;
-        Ok(organiser_of(ctx, user).await?.map(|o| api_organiser(user, &o)))
+        let email = || services(ctx).users.by_id(user).ok().flatten().map(|u| u.email);
+        Ok(organiser_of(ctx, user).await?.map(|o| api_organiser(user, &o, email())))
     }
 
     /// Every verified organiser (operators).
     async fn organisers(&self, ctx: &Context<'_>) -> Result<Vec<Organiser>, Error> {
         operator(ctx)?;
         let api::Answer::Organisers(list) = ask_donations(ctx, api::Query::Organisers).await? else { return Err(unexpected("organisers")) };
-        Ok(list.iter().map(|(user, o)| api_organiser(*user, o)).collect())
+        let email = |user: u64| services(ctx).users.by_id(user).map_err(super::user_error).map(|found| found.map(|u| u.email));
+        list.iter().map(|(user, o)| Ok(api_organiser(*user, o, email(*user)?))).collect()
     }
 
     /// The platform's fee on the gifts of new campaigns, in basis points.
@@ -1004,7 +1009,10 @@ impl DonationsMutation {
             registration: registration.unwrap_or_default(),
         };
         match operate(ctx, ledger_api::Command::Donations(Command::SetOrganiser { user, organiser: Some(organiser.clone()) })).await? {
-            Outcome::Donations(api::Outcome::OrganiserSet { .. }) => Ok(api_organiser(user, &organiser)),
+            Outcome::Donations(api::Outcome::OrganiserSet { .. }) => {
+                let email = services(ctx).users.by_id(user).ok().flatten().map(|u| u.email);
+                Ok(api_organiser(user, &organiser, email))
+            }
             other => Err(unexpected(other)),
         }
     }
