@@ -13,33 +13,26 @@ import { graphql, type ResultOf } from '../graphql';
 import { useSession } from '../session';
 import { OrganiserWebhooks } from './OrganiserWebhooks';
 
+// What the dashboard shows of each of the organiser's campaigns, whatever its state.
+const OwnCampaignFragment = graphql(`
+  fragment OwnCampaign on Campaign @_unmask {
+    id title referenceAsset goal raised progress deadline status cancelled donations model payoutEverySeconds feeBps acceptedAssets
+    assets { asset given tips matched refunded released paidOut fees held }
+  }
+`);
+
 const OrganiseQuery = graphql(`
   query Organise($me: ID!) {
     myOrganiser { user name kind country registration }
     donationFeeBps
     assets { symbol scale }
-    drafts: campaigns(status: DRAFT, organiserId: $me, limit: 100) {
-      id title referenceAsset goal raised progress deadline status cancelled donations model payoutEverySeconds feeBps acceptedAssets
-      assets { asset given tips matched refunded released paidOut fees held }
-    }
-    active: campaigns(status: ACTIVE, organiserId: $me, limit: 100) {
-      id title referenceAsset goal raised progress deadline status cancelled donations model payoutEverySeconds feeBps acceptedAssets
-      assets { asset given tips matched refunded released paidOut fees held }
-    }
-    ended: campaigns(status: ENDED, organiserId: $me, limit: 100) {
-      id title referenceAsset goal raised progress deadline status cancelled donations model payoutEverySeconds feeBps acceptedAssets
-      assets { asset given tips matched refunded released paidOut fees held }
-    }
-    paidOut: campaigns(status: PAID_OUT, organiserId: $me, limit: 100) {
-      id title referenceAsset goal raised progress deadline status cancelled donations model payoutEverySeconds feeBps acceptedAssets
-      assets { asset given tips matched refunded released paidOut fees held }
-    }
-    refunded: campaigns(status: REFUNDED, organiserId: $me, limit: 100) {
-      id title referenceAsset goal raised progress deadline status cancelled donations model payoutEverySeconds feeBps acceptedAssets
-      assets { asset given tips matched refunded released paidOut fees held }
-    }
+    drafts: campaigns(status: DRAFT, organiserId: $me, limit: 100) { ...OwnCampaign }
+    active: campaigns(status: ACTIVE, organiserId: $me, limit: 100) { ...OwnCampaign }
+    ended: campaigns(status: ENDED, organiserId: $me, limit: 100) { ...OwnCampaign }
+    paidOut: campaigns(status: PAID_OUT, organiserId: $me, limit: 100) { ...OwnCampaign }
+    refunded: campaigns(status: REFUNDED, organiserId: $me, limit: 100) { ...OwnCampaign }
   }
-`);
+`, [OwnCampaignFragment]);
 
 const CreateCampaignMutation = graphql(`
   mutation CreateCampaign(
