@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::convert::QuoteId;
 use crate::operators::ActionKind;
 use crate::{Amount, AssetId, TimestampMs, UserId};
 
@@ -335,12 +336,34 @@ pub struct Donation {
     pub status: DonationStatus,
     pub created_ms: TimestampMs,
     pub settled_ms: Option<TimestampMs>,
+    /// What the gift's gross became, converted at receipt.
+    pub converted: Option<Converted>,
+}
+
+/// A gift converted at receipt through convert: the quote accepted with it
+/// (the donor's conversion of that id) and what the campaign received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Converted {
+    pub quote: QuoteId,
+    /// The campaign's reference asset.
+    pub asset: AssetId,
+    pub amount: Amount,
 }
 
 impl Donation {
     /// The gift and its matches in the reference asset.
     pub fn value_with_matches(&self) -> Amount {
         self.value + self.matches.iter().map(|matched| matched.value).sum::<Amount>()
+    }
+
+    /// The asset and amount the campaign holds for the gift, its tip
+    /// aside: what its gross became when converted at receipt, else the
+    /// gross itself. The fee and the net are of this.
+    pub fn received(&self) -> (AssetId, Amount) {
+        match self.converted {
+            Some(converted) => (converted.asset, converted.amount),
+            None => (self.gift.asset, self.gift.gross),
+        }
     }
 }
 
@@ -434,6 +457,12 @@ pub enum Command {
     /// The ledger's own clock: ends campaigns at their deadline (refunding
     /// a missed all-or-nothing goal) and closes pools whose window passed.
     Tick,
+    /// A gift from the donor's balance converted at receipt: the donor's
+    /// open convert `quote`, from the gift's asset and for its `gross`
+    /// into the campaign's reference asset, is accepted with it, and the
+    /// campaign receives what the quote gives (the tip stays in the gift's
+    /// asset); idempotent by the donor's `key`, as `Donate`.
+    DonateConverted { donor: UserId, gift: Box<Gift>, quote: QuoteId, key: String },
 }
 
 /// Organisers and the fee are the operators'; so are stopping a campaign,

@@ -50,8 +50,11 @@ pub mod wallet;
 /// the token agent's actions (partial freezes, forced transfers,
 /// recoveries) and their kind of operator action; 23 donations
 /// (organisers, campaigns, gifts, matching pools, payouts, receipts), their
-/// two kinds of operator action and the refusal of a gift without a price.
-pub const FORMAT_VERSION: u16 = 23;
+/// two kinds of operator action and the refusal of a gift without a price;
+/// 24 gifts converted at receipt through convert (a command, and a
+/// donation's record of what its gross became) and the queries of gifts
+/// and payouts after an id (the organisers' webhooks follow them).
+pub const FORMAT_VERSION: u16 = 24;
 
 /// The most records one list query returns.
 pub const QUERY_LIMIT_MAX: u32 = 1_000;

@@ -808,10 +808,11 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Command::Donations(donations::Command::CancelCampaign { organiser: 5, campaign: 1 }),
                 Command::Donations(donations::Command::StopCampaign { campaign: 1 }),
                 Command::Donations(donations::Command::Donate { donor: 10, gift: Box::new(gift.clone()), key: "g-1".into() }),
-                Command::Donations(donations::Command::DepositDonation { donor: 10, gift: Box::new(gift), reference: "bank-9".into() }),
+                Command::Donations(donations::Command::DepositDonation { donor: 10, gift: Box::new(gift.clone()), reference: "bank-9".into() }),
                 Command::Donations(donations::Command::FundPool { sponsor: 11, spec: pool, key: "p-1".into() }),
                 Command::Donations(donations::Command::PayOut { campaign: 1 }),
                 Command::Donations(donations::Command::Tick),
+                Command::Donations(donations::Command::DonateConverted { donor: 10, gift: Box::new(gift), quote: 9, key: "g-2".into() }),
             ]
             .encode()
         }),
@@ -908,6 +909,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 status: donations::DonationStatus::Held,
                 created_ms: 1_700_000_000_000,
                 settled_ms: None,
+                converted: Some(donations::Converted { quote: 9, asset: 2, amount: 4_150_000 }),
             }
             .encode(),
         ),
@@ -1000,18 +1002,18 @@ const GOLDEN: &[(&str, &str)] = &[
     ("holding record", "0abc049e0200"),
     ("distribution record", "0101040101c09a0c80e090d3c63180f08ba7d031b8170180d095ffbc310180e090d3c63103880ebe9a0c0286e4068e6f0000"),
     ("entitlement record", "010ae80786e406800a8e6ff8f40501808cd795c83100"),
-    ("donations commands", "0b070005010957617465722041696400ba06063238383730310701fa010702050557656c6c730b436c65616e2077617465720280897a80e090d3c6310201020100070305010704050107050107060a0102a09c01e80709476f6f64206c75636b0103416e6e000103672d3107070a0102a09c01e80709476f6f64206c75636b0103416e6e00010662616e6b2d3907080b0102904e904e807dc09a0c80d095ffbc3180e090d3c63103702d31070901070a"),
+    ("donations commands", "0c070005010957617465722041696400ba06063238383730310701fa010702050557656c6c730b436c65616e2077617465720280897a80e090d3c6310201020100070305010704050107050107060a0102a09c01e80709476f6f64206c75636b0103416e6e000103672d3107070a0102a09c01e80709476f6f64206c75636b0103416e6e00010662616e6b2d3907080b0102904e904e807dc09a0c80d095ffbc3180e090d3c63103702d31070901070a070b0a0102a09c01e80709476f6f64206c75636b0103416e6e00010903672d32"),
     ("donations outcomes", "09070005010701fa01070201070301070401030705070706020707010105020102d8b002e807e8070180e090d3c6310708010101020103"),
     ("donations errors", "02180102190105656e646564"),
     ("donations queries", "0c0a00050a010a020a0301050101140a04010a050100320a06070a070a09320a0805ea0f0c0a09010a0a010a0a0b80e090d3c631"),
     ("campaign record", "01050557656c6c73000280897a80e090d3c631010200018088b2a00201fa01c0b802020102b0ea01e807904e0000000080d095ffbc310180d095ffbc3100000000"),
-    ("donation record", "070a0101c8010000000100010474782d3104c40180d98004010202904e904e05ea0f0c0080d095ffbc3100"),
+    ("donation record", "070a0101c8010000000100010474782d3104c40180d98004010202904e904e05ea0f0c0080d095ffbc3100010902e0cbfa03"),
     ("pool record", "020b01028827904e807dc09a0c80d095ffbc3180e090d3c631904e0080d095ffbc3100"),
 ];
 
 #[test]
-fn the_format_is_version_23_and_every_sample_encodes_to_its_golden_bytes() {
-    assert_eq!(FORMAT_VERSION, 23, "the golden bytes below are version 23's: a new version writes its own");
+fn the_format_is_version_24_and_every_sample_encodes_to_its_golden_bytes() {
+    assert_eq!(FORMAT_VERSION, 24, "the golden bytes below are version 24's: a new version writes its own");
     let got = samples();
     let listing: String = got.iter().map(|(name, bytes)| format!("    (\"{name}\", \"{}\"),\n", hex(bytes))).collect();
     assert_eq!(got.len(), GOLDEN.len(), "every sample has golden bytes; these are today's:\n{listing}");

@@ -393,6 +393,15 @@ impl Convert {
             Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
             Idempotent::New(fingerprint) => fingerprint,
         };
+        self.check_accept(kernel, user, id, at_ms)?;
+        self.settle(kernel, id, at_ms)?;
+        kernel.remember(digest, fingerprint, Recorded { kind: ACCEPT_RECORD, id }).map_err(refusal)?;
+        Ok(Outcome::Accepted(id))
+    }
+
+    /// Why `user` may not accept quote `id` at `at_ms`, if they may not;
+    /// else the quote. After it, [`Self::settle`] cannot fail.
+    pub fn check_accept(&self, kernel: &Kernel, user: UserId, id: QuoteId, at_ms: TimestampMs) -> Result<&Quote, LedgerError> {
         let quote = match self.quotes.get(&id) {
             Some(quote) if quote.user == user => quote,
             // Another's quote is not this user's to know of.
@@ -418,7 +427,15 @@ impl Convert {
         if has < from_amount {
             return Err(LedgerError::InsufficientFunds { needed: from_amount, available: has });
         }
-        let quote = quote.clone();
+        Ok(quote)
+    }
+
+    /// Settles quote `id`, checked by [`Self::check_accept`]: the user's
+    /// conversion, without the key an accept remembers (a gift converted
+    /// at receipt is idempotent by its own).
+    pub fn settle(&mut self, kernel: &mut Kernel, id: QuoteId, at_ms: TimestampMs) -> Result<(), LedgerError> {
+        let quote = self.quotes.get(&id).ok_or(LedgerError::NotFound)?.clone();
+        let user = quote.user;
         let reference = format_compact!("convert:{id}");
         let code = TransferCode(api::CONVERSION);
         let first_transfer = kernel.next_transfer();
@@ -453,8 +470,7 @@ impl Convert {
         self.quotes.insert(id, accepted.clone());
         self.changes.quotes.push(id);
         self.changes.conversions.push(Conversion { id, quote: accepted, at_ms, first_transfer });
-        kernel.remember(digest, fingerprint, Recorded { kind: ACCEPT_RECORD, id }).map_err(refusal)?;
-        Ok(Outcome::Accepted(id))
+        Ok(())
     }
 
     /// When the next quote can be closed: the first millisecond after its expiry.

@@ -21,10 +21,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use compact_str::format_compact;
 use ids::{Amount, AssetId, TimestampMs, UserId};
+use ledger_api::convert::{Quote, QuoteId};
 use ledger_api::donations::{
-    self as api, fee_of, year_of, AssetTotals, Campaign, CampaignId, CampaignSpec, CampaignStatus, Command, Display, Donation, DonationId, DonationStatus,
-    FundingModel, Gift, Match, Organiser, Outcome, Payout, PayoutKind, PayoutLine, Pool, PoolId, PoolSpec, ReceiptNumber, Source, ACCEPTED_MAX, AMOUNT_BOUND,
-    FEE_BPS_MAX, MESSAGE_BYTES_MAX, NAME_BYTES_MAX, PAYOUT_EVERY_MS_MIN, POOLS_PER_CAMPAIGN_MAX, RATIO_BPS_MAX, STORY_BYTES_MAX, TITLE_BYTES_MAX,
+    self as api, fee_of, year_of, AssetTotals, Campaign, CampaignId, CampaignSpec, CampaignStatus, Command, Converted, Display, Donation, DonationId,
+    DonationStatus, FundingModel, Gift, Match, Organiser, Outcome, Payout, PayoutKind, PayoutLine, Pool, PoolId, PoolSpec, ReceiptNumber, Source, ACCEPTED_MAX,
+    AMOUNT_BOUND, FEE_BPS_MAX, MESSAGE_BYTES_MAX, NAME_BYTES_MAX, PAYOUT_EVERY_MS_MIN, POOLS_PER_CAMPAIGN_MAX, RATIO_BPS_MAX, STORY_BYTES_MAX, TITLE_BYTES_MAX,
 };
 use ledger_api::LedgerError;
 use ledger_core::{AccountId, Digest, Idempotent, Kernel, Leg, Owner, Purpose, PurposeSpec, Recorded, TransferCode};
@@ -43,6 +44,9 @@ pub const PURPOSES: &[PurposeSpec] = &[
 ];
 
 const DONATION_RECORD: u8 = 10;
+
+/// `donate`'s conversion argument for a gift taken as it is.
+const NOT_CONVERTED: Option<(&Quote, fn(&mut Kernel) -> Result<(), LedgerError>)> = None;
 const POOL_RECORD: u8 = 11;
 
 /// Campaigns not yet paid out or refunded, in all and per organiser; gifts
@@ -205,7 +209,7 @@ impl Product for Donations {
 
     fn idempotency_key(command: &Command) -> Option<Digest> {
         match command {
-            Command::Donate { donor, key, .. } => donate_key(*donor, key),
+            Command::Donate { donor, key, .. } | Command::DonateConverted { donor, key, .. } => donate_key(*donor, key),
             Command::DepositDonation { gift, reference, .. } => crate::wallet::deposit_key(gift.asset, reference),
             Command::FundPool { sponsor, key, .. } => pool_key(*sponsor, key),
             _ => None,
@@ -234,13 +238,15 @@ impl Product for Donations {
             Command::Donate { donor, gift, key } => {
                 let digest =
                     ledger_core::check_key(key).map_err(refusal).map(|()| known_key.or_else(|| donate_key(*donor, key)).expect("a checked key has a digest"));
-                digest.and_then(|digest| self.donate(kernel, *donor, gift, Source::Balance, digest, at_ms))
+                digest.and_then(|digest| self.donate(kernel, *donor, gift, Source::Balance, digest, at_ms, NOT_CONVERTED))
             }
+            // The ledger's dispatch takes it first: it settles the quote with convert.
+            Command::DonateConverted { .. } => Err(bad("a gift converted at receipt is settled by the ledger's dispatch")),
             Command::DepositDonation { donor, gift, reference } => {
                 let digest = ledger_core::check_key(reference)
                     .map_err(refusal)
                     .map(|()| known_key.or_else(|| crate::wallet::deposit_key(gift.asset, reference)).expect("a checked key has a digest"));
-                digest.and_then(|digest| self.donate(kernel, *donor, gift, Source::Deposit { reference: reference.clone() }, digest, at_ms))
+                digest.and_then(|digest| self.donate(kernel, *donor, gift, Source::Deposit { reference: reference.clone() }, digest, at_ms, NOT_CONVERTED))
             }
             Command::FundPool { sponsor, spec, key } => self.fund_pool(kernel, *sponsor, spec, key, at_ms, known_key),
             &Command::PayOut { campaign } => self.pay_out(kernel, campaign, at_ms),
@@ -263,9 +269,17 @@ impl Product for Donations {
 
     fn frozen_subject(&self, command: &Command) -> Option<UserId> {
         match command {
-            Command::Donate { donor, .. } | Command::DepositDonation { donor, .. } => Some(*donor),
+            Command::Donate { donor, .. } | Command::DepositDonation { donor, .. } | Command::DonateConverted { donor, .. } => Some(*donor),
             Command::FundPool { sponsor, .. } => Some(*sponsor),
             Command::CreateCampaign { organiser, .. } | Command::PublishCampaign { organiser, .. } => Some(*organiser),
+            _ => None,
+        }
+    }
+
+    /// Converting at receipt is a trade: a donor's kill switch stops it.
+    fn order_subject(&self, command: &Command) -> Option<UserId> {
+        match command {
+            Command::DonateConverted { donor, .. } => Some(*donor),
             _ => None,
         }
     }
@@ -278,7 +292,12 @@ impl Product for Donations {
             if donation.status != DonationStatus::Held || !self.by_campaign.contains(&(donation.gift.campaign, donation.id)) {
                 return Err(format!("donation {} is in memory but not held and indexed", donation.id));
             }
-            *held.entry((donation.gift.campaign, donation.gift.asset)).or_default() += donation.gift.gross + donation.gift.tip;
+            let (asset, amount) = donation.received();
+            *held.entry((donation.gift.campaign, asset)).or_default() += amount;
+            *held.entry((donation.gift.campaign, donation.gift.asset)).or_default() += donation.gift.tip;
+            if donation.net + donation.fee != amount || donation.converted.is_some_and(|converted| converted.amount != donation.value) {
+                return Err(format!("donation {}'s fee and net are not of the {amount} its campaign received", donation.id));
+            }
             for matched in &donation.matches {
                 *held.entry((donation.gift.campaign, matched.asset)).or_default() += matched.amount;
             }
@@ -423,7 +442,7 @@ impl Donations {
     /// asks the prices of these before [`Self::apply`].
     pub fn to_value(&self, command: &Command) -> Option<(AssetId, Vec<AssetId>)> {
         let gift = match command {
-            Command::Donate { gift, .. } | Command::DepositDonation { gift, .. } => gift,
+            Command::Donate { gift, .. } | Command::DepositDonation { gift, .. } | Command::DonateConverted { gift, .. } => gift,
             _ => return None,
         };
         let campaign = self.state.campaigns.get(&gift.campaign)?;
@@ -573,11 +592,59 @@ impl Donations {
         Ok(Outcome::CampaignCancelled { campaign: id, refunded })
     }
 
-    fn donate(&mut self, kernel: &mut Kernel, donor: UserId, gift: &Gift, source: Source, digest: Digest, at_ms: TimestampMs) -> Result<Outcome, LedgerError> {
-        // The donor too: a deposit's reference is the asset's, not the donor's.
-        let fields: [&[u8]; 5] =
-            [&donor.to_le_bytes(), &gift.campaign.to_le_bytes(), &gift.asset.to_le_bytes(), &gift.gross.to_le_bytes(), &gift.tip.to_le_bytes()];
-        let fingerprint = match kernel.idempotent(&digest, &fields).map_err(refusal)? {
+    /// A gift converted at receipt (`Command::DonateConverted`): `quote` is
+    /// the donor's, checked by convert for its acceptance at `at_ms`, and
+    /// `settle` accepts it once every check of the gift passed, just before
+    /// the gift moves: both or neither.
+    #[allow(clippy::too_many_arguments)]
+    pub fn donate_converted(
+        &mut self,
+        kernel: &mut Kernel,
+        donor: UserId,
+        gift: &Gift,
+        key: &str,
+        known_key: Option<Digest>,
+        quote: &Quote,
+        at_ms: TimestampMs,
+        settle: impl FnOnce(&mut Kernel) -> Result<(), LedgerError>,
+    ) -> Result<Outcome, LedgerError> {
+        ledger_core::check_key(key).map_err(refusal)?;
+        let digest = known_key.or_else(|| donate_key(donor, key)).expect("a checked key has a digest");
+        self.donate(kernel, donor, gift, Source::Balance, digest, at_ms, Some((quote, settle)))
+    }
+
+    /// The quote id a replay of a converted gift's key would answer with,
+    /// checked before convert looks at the quote (accepted by then).
+    pub fn replayed(
+        &self,
+        kernel: &Kernel,
+        donor: UserId,
+        gift: &Gift,
+        quote: QuoteId,
+        key: &str,
+        known_key: Option<Digest>,
+    ) -> Option<Result<Outcome, LedgerError>> {
+        let digest = known_key.or_else(|| donate_key(donor, key))?;
+        match kernel.idempotent(&digest, &gift_fields(donor, gift, Some(quote)).each()) {
+            Ok(Idempotent::Replay(recorded)) if recorded.kind == DONATION_RECORD => Some(Ok(Outcome::Donated(recorded.id))),
+            Ok(Idempotent::Replay(_)) | Err(_) => Some(Err(LedgerError::Duplicate)),
+            Ok(Idempotent::New(_)) => None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn donate<F: FnOnce(&mut Kernel) -> Result<(), LedgerError>>(
+        &mut self,
+        kernel: &mut Kernel,
+        donor: UserId,
+        gift: &Gift,
+        source: Source,
+        digest: Digest,
+        at_ms: TimestampMs,
+        conversion: Option<(&Quote, F)>,
+    ) -> Result<Outcome, LedgerError> {
+        let fields = gift_fields(donor, gift, conversion.as_ref().map(|(quote, _)| quote.id));
+        let fingerprint = match kernel.idempotent(&digest, &fields.each()).map_err(refusal)? {
             Idempotent::Replay(recorded) if recorded.kind == DONATION_RECORD => return Ok(Outcome::Donated(recorded.id)),
             // A deposit's reference credited as a plain deposit, or another kind under the same key.
             Idempotent::Replay(_) => return Err(LedgerError::Duplicate),
@@ -606,7 +673,39 @@ impl Donations {
             return Err(LedgerError::LimitReached(format!("{DONATIONS_HELD_MAX} gifts held")));
         }
         let reference = campaign.spec.reference_asset;
-        let value = self.value(gift.asset, gift.gross, reference)?;
+        // Converted, the campaign receives the quote's proceeds in the
+        // reference asset: the gift's value, and the rate its matches in
+        // the gift's asset are valued at.
+        let converted = match &conversion {
+            Some((quote, _)) => {
+                if quote.from() != gift.asset || quote.from_amount() != gift.gross || quote.to() != reference {
+                    return Err(bad(format!(
+                        "quote {} converts {} of asset {} into asset {}: a gift converted at receipt takes a quote for its gross, from its asset into the campaign's reference asset {reference}",
+                        quote.id,
+                        quote.from_amount(),
+                        quote.from(),
+                        quote.to()
+                    )));
+                }
+                if !(1..=AMOUNT_BOUND).contains(&quote.to_amount()) {
+                    return Err(bad(format!("a gift converted at receipt gives the campaign 1 to {AMOUNT_BOUND} minor units")));
+                }
+                // Convert checked the gross; the tip is taken beside it.
+                let has = kernel.balance(available(donor, gift.asset));
+                if has < gift.gross + gift.tip {
+                    return Err(LedgerError::InsufficientFunds { needed: gift.gross + gift.tip, available: has });
+                }
+                Some(Converted { quote: quote.id, asset: reference, amount: quote.to_amount() })
+            }
+            None => None,
+        };
+        let rate = converted.map(|converted| Price { num: converted.amount, den: gift.gross });
+        let value_of = |asset: AssetId, amount: Amount| match rate {
+            Some(rate) if asset == gift.asset => rate.value(amount).ok_or_else(|| bad("the match is too large to value at the conversion's rate")),
+            _ => self.value(asset, amount, reference),
+        };
+        let (received, received_amount) = converted.map_or((gift.asset, gift.gross), |converted| (converted.asset, converted.amount));
+        let value = value_of(received, received_amount)?;
         // Each pool in its window matches what is left of its caps, in pool order.
         let mut matches = Vec::new();
         for pool in self.campaign_pools(campaign.id) {
@@ -625,7 +724,7 @@ impl Donations {
             let ratio = base.checked_mul(Amount::from(pool.spec.ratio_bps)).map_or(Amount::MAX, |product| product / 10_000);
             let amount = ratio.min(pool.spec.per_gift_max).min(pool.spec.per_donor_max - already).min(pool.left());
             if amount > 0 {
-                let value = self.value(pool.spec.asset, amount, reference)?;
+                let value = value_of(pool.spec.asset, amount)?;
                 matches.push(Match { pool: pool.id, asset: pool.spec.asset, amount, value });
             }
         }
@@ -637,7 +736,7 @@ impl Donations {
             let amount = gift.gross + gift.tip;
             legs.push(Leg { debit: custody(gift.asset), credit: available(donor, gift.asset), amount, code: TransferCode(ledger_api::wallet::DEPOSIT) });
         }
-        legs.push(Leg { debit: available(donor, gift.asset), credit: to_campaign(gift.asset), amount: gift.gross, code: TransferCode(api::DONATION) });
+        legs.push(Leg { debit: available(donor, received), credit: to_campaign(received), amount: received_amount, code: TransferCode(api::DONATION) });
         if gift.tip > 0 {
             legs.push(Leg { debit: available(donor, gift.asset), credit: to_campaign(gift.asset), amount: gift.tip, code: TransferCode(api::PLATFORM_TIP) });
         }
@@ -649,10 +748,15 @@ impl Donations {
                 code: TransferCode(api::MATCH),
             });
         }
+        let (organiser, fee) = (campaign.organiser, fee_of(received_amount, campaign.fee_bps));
+        if let Some((_, settle)) = conversion {
+            // Every check made: the donor's side is there (convert checked
+            // the gross, and the tip above), the house's is held.
+            settle(kernel)?;
+        }
         kernel.transfer_all(&legs, &format_compact!("donation:{id}"), at_ms).map_err(refusal)?;
         kernel.remember(digest, fingerprint, Recorded { kind: DONATION_RECORD, id }).map_err(refusal)?;
         // Nothing fails from here.
-        let (organiser, fee) = (campaign.organiser, fee_of(gift.gross, campaign.fee_bps));
         self.state.next_donation += 1;
         self.changes.counters = true;
         let year = year_of(at_ms);
@@ -665,13 +769,14 @@ impl Donations {
             gift: gift.clone(),
             source,
             fee,
-            net: gift.gross - fee,
+            net: received_amount - fee,
             value,
             matches,
             receipt,
             status: DonationStatus::Held,
             created_ms: at_ms,
             settled_ms: None,
+            converted,
         };
         for matched in &donation.matches {
             let pool = self.state.pools.get_mut(&matched.pool).expect("matched from it");
@@ -682,9 +787,8 @@ impl Donations {
         let campaign = self.state.campaigns.get_mut(&gift.campaign).expect("found above");
         campaign.raised = campaign.raised.saturating_add(donation.value_with_matches());
         campaign.donations = campaign.donations.saturating_add(1);
-        let totals = totals_mut(campaign, gift.asset);
-        totals.given += gift.gross;
-        totals.tips += gift.tip;
+        totals_mut(campaign, received).given += received_amount;
+        totals_mut(campaign, gift.asset).tips += gift.tip;
         for matched in &donation.matches {
             totals_mut(campaign, matched.asset).matched += matched.amount;
         }
@@ -766,9 +870,10 @@ impl Donations {
         let mut lines: Vec<PayoutLine> = campaign.spec.accepted.iter().map(|asset| PayoutLine { asset: *asset, net: 0, fees: 0, tips: 0 }).collect();
         let line = |lines: &[PayoutLine], asset: AssetId| -> usize { lines.iter().position(|line| line.asset == asset).expect("an accepted asset") };
         for donation in ids.iter().map(|id| &self.state.held[id]) {
-            let at = line(&lines, donation.gift.asset);
+            let at = line(&lines, donation.received().0);
             lines[at].net += donation.net;
             lines[at].fees += donation.fee;
+            let at = line(&lines, donation.gift.asset);
             lines[at].tips += donation.gift.tip;
             for matched in &donation.matches {
                 let at = line(&lines, matched.asset);
@@ -856,15 +961,17 @@ impl Donations {
         for donation_id in &ids {
             let donation = &self.state.held[donation_id];
             let reference = format_compact!("donation:{donation_id}");
-            let asset = donation.gift.asset;
-            let back = Leg {
-                debit: campaign_account(id, asset),
-                credit: available(donation.donor, asset),
-                amount: donation.gift.gross + donation.gift.tip,
-                code: TransferCode(api::DONATION_REFUND),
-            };
-            // Each of these moves what the campaign's account holds for this gift (the invariant).
-            kernel.transfer(back, reference.clone(), at_ms).map_err(refusal)?;
+            // What the campaign received: converted at receipt, the proceeds
+            // go back (the conversion stands), the tip in the gift's asset.
+            let (received, amount) = donation.received();
+            let (asset, tip) = (donation.gift.asset, donation.gift.tip);
+            let backs = if received == asset { vec![(asset, amount + tip)] } else { vec![(received, amount), (asset, tip)] };
+            for (asset, amount) in backs.into_iter().filter(|(_, amount)| *amount > 0) {
+                let back =
+                    Leg { debit: campaign_account(id, asset), credit: available(donation.donor, asset), amount, code: TransferCode(api::DONATION_REFUND) };
+                // Each of these moves what the campaign's account holds for this gift (the invariant).
+                kernel.transfer(back, reference.clone(), at_ms).map_err(refusal)?;
+            }
             for matched in &donation.matches {
                 let pool = &self.state.pools[&matched.pool];
                 let to = if pool.closed_ms.is_some() { available(pool.sponsor, matched.asset) } else { pool_account(pool.id, matched.asset) };
@@ -876,7 +983,8 @@ impl Donations {
             let campaign = self.state.campaigns.get_mut(&id).expect("its gifts are held");
             campaign.raised -= donation.value_with_matches();
             campaign.donations -= 1;
-            totals_mut(campaign, asset).refunded += donation.gift.gross + donation.gift.tip;
+            totals_mut(campaign, received).refunded += amount;
+            totals_mut(campaign, asset).refunded += tip;
             for matched in &donation.matches {
                 totals_mut(campaign, matched.asset).released += matched.amount;
                 let pool = self.state.pools.get_mut(&matched.pool).expect("its pool");
@@ -971,6 +1079,25 @@ fn payout_kind(campaign: &Campaign, at_ms: TimestampMs) -> Result<bool, LedgerEr
             Err(bad(format!("campaign {}'s next interim payout is at {} ms since the epoch", campaign.id, campaign.next_payout_ms().unwrap_or(0))))
         }
         None => Err(bad(format!("campaign {} is paid out after its deadline (and an all-or-nothing one only with its goal met)", campaign.id))),
+    }
+}
+
+/// What a gift's idempotency key binds: the donor too (a deposit's
+/// reference is the asset's, not the donor's), and the quote a gift
+/// converted at receipt takes.
+struct GiftFields(Vec<Vec<u8>>);
+
+fn gift_fields(donor: UserId, gift: &Gift, quote: Option<QuoteId>) -> GiftFields {
+    let mut fields =
+        vec![donor.to_le_bytes().to_vec(), gift.campaign.to_le_bytes().to_vec(), gift.asset.to_le_bytes().to_vec(), gift.gross.to_le_bytes().to_vec()];
+    fields.push(gift.tip.to_le_bytes().to_vec());
+    fields.extend(quote.map(|quote| quote.to_le_bytes().to_vec()));
+    GiftFields(fields)
+}
+
+impl GiftFields {
+    fn each(&self) -> Vec<&[u8]> {
+        self.0.iter().map(Vec::as_slice).collect()
     }
 }
 

@@ -276,6 +276,10 @@ macro_rules! registry {
                     if let Err(error) = self.prepare_donation(command) {
                         return Applied::refused(error);
                     }
+                    if let ledger_api::donations::Command::DonateConverted { donor, gift, quote, key } = command {
+                        let outcome = self.donate_converted(kernel, *donor, gift, *quote, key, at_ms, known_key);
+                        return Applied::new(outcome.map(Outcome::Donations), None);
+                    }
                 }
                 let mut applied = match command {
                     Command::CreateAsset(spec) => Applied::new(create_asset(kernel, spec), None),
@@ -447,6 +451,30 @@ impl Products {
             self.donations.set_prices(prices);
         }
         Ok(())
+    }
+
+    /// A gift converted at receipt: the donor's quote accepted and the
+    /// gift of its proceeds, in one command (each product checks all it
+    /// can refuse first; convert settles only once donations checked).
+    #[allow(clippy::too_many_arguments)]
+    fn donate_converted(
+        &mut self,
+        kernel: &mut Kernel,
+        donor: UserId,
+        gift: &ledger_api::donations::Gift,
+        quote: ledger_api::convert::QuoteId,
+        key: &str,
+        at_ms: u64,
+        known_key: Option<Digest>,
+    ) -> Result<ledger_api::donations::Outcome, LedgerError> {
+        ledger_core::check_key(key).map_err(refusal)?;
+        // A repeat answers as the first did, its quote accepted since.
+        if let Some(replayed) = self.donations.replayed(kernel, donor, gift, quote, key, known_key) {
+            return replayed;
+        }
+        let quote = self.convert.check_accept(kernel, donor, quote, at_ms)?.clone();
+        let convert = &mut self.convert;
+        self.donations.donate_converted(kernel, donor, gift, key, known_key, &quote, at_ms, |kernel| convert.settle(kernel, quote.id, at_ms))
     }
 
     /// The cancels of the orders on `token`'s markets (of `only`, or

@@ -1158,6 +1158,7 @@ impl Model {
             status: DonationStatus::Held,
             created_ms: self.now,
             settled_ms: None,
+            converted: None,
         };
         for matched in &donation.matches {
             self.pools.get_mut(&matched.pool).unwrap().reserved += matched.amount;
