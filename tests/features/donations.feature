@@ -4,7 +4,9 @@ Feature: Donations: campaigns, gifts, matching gifts, receipts and payouts
   their balance; each gift is valued in the campaign's reference asset when
   it comes, receipted with a number in the organiser's sequence for the
   year, and shown on the campaign's wall as the donor chose. Sponsors'
-  pools match gifts up to their caps. After the deadline the operators pay
+  pools match gifts up to their caps. A gift in another asset may be
+  converted at receipt into the campaign's through convert, at the donor's
+  quote. After the deadline the operators pay
   the campaign out under four-eyes, the platform keeping its fee and the
   donors' tips; an all-or-nothing goal missed gives every gift back.
 
@@ -104,3 +106,40 @@ Feature: Donations: campaigns, gifts, matching gifts, receipts and payouts
       | Issued by Marionette on behalf of Water Aid                      |
     And carol cannot read bob's receipt
     And bob's statement for this year lists 1 gift, 100.00 USD in all
+
+  Scenario: A gift in BTC is converted at receipt into the campaign's USD through convert
+    Given the operator funds the house with 100000 USD with the reference "inventory-usd"
+    And the operators list the conversion pair BTC/USD at 50000 USD a unit, in steps of 0.00000001 BTC, with a spread of 50 bps and a fee of 10 bps
+    And bob has an account with 1 BTC
+    When ann opens a keep-what-you-raise campaign "Wells" for 1000 USD, also accepting BTC, ending in 10 seconds
+    And bob asks for a quote of 0.01 BTC in USD
+    Then bob's quote gives 497.00 USD for 0.01000000 BTC with a fee of 0.50 USD
+    And giving 497.00 USD with a tip of 0.00 costs bob 497.00 USD: 12.42 of fee and 484.58 to the campaign
+    When bob gives 0.01 BTC with a tip of 0.0002, converted at receipt with his quote
+    Then bob's gift was converted into 497.00 USD: 12.42 of fee and 484.58 to the campaign
+    And the campaign has raised 497.00 USD of its 1000.00 goal from 1 gift
+    And bob has 0.98980000 BTC available and 0.00000000 BTC locked
+    And bob has no USD
+    And bob has made 1 conversion, of 0.01000000 BTC into 497.00 USD
+    And bob's receipt as PDF reads:
+      | Donation receipt                                                   |
+      | Receipt number: {receipt}                                          |
+      | Date received: {today}                                             |
+      | Organisation: Water Aid                                            |
+      | Registration: 288701, country 826                                  |
+      | Campaign: Wells                                                    |
+      | Donor: bob@domain.io                                               |
+      | Given: 0.01000000 BTC                                              |
+      | Value when received: 497.00 USD                                    |
+      | Converted when received into 497.00 USD (conversion {conversion})  |
+      | A tip of 0.00020000 BTC to the platform is not part of this gift.  |
+      | No goods or services were provided in exchange for this gift.      |
+      | Issued by Marionette on behalf of Water Aid                        |
+    When the campaign's deadline passes
+    And the operators pay the campaign out
+    Then the payout's lines are:
+      | asset | net        | fees       | tips       |
+      | USD   | 484.58     | 12.42      | 0.00       |
+      | BTC   | 0.00000000 | 0.00000000 | 0.00020000 |
+    And ann has 484.58 USD available and 0.00 USD locked
+    And no money was created or destroyed

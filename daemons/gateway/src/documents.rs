@@ -26,7 +26,7 @@ pub fn parse(path: &str) -> Option<Document> {
     id.parse().ok().map(Document::Receipt)
 }
 
-const RECEIPT: &str = "query($id: ID!) { donationReceipt(donationId: $id) { number date organisation organisationDetail donor campaign asset amount value referenceAsset tip depositReference refunded } }";
+const RECEIPT: &str = "query($id: ID!) { donationReceipt(donationId: $id) { number date organisation organisationDetail donor campaign asset amount value referenceAsset tip depositReference convertedAmount conversionId refunded } }";
 const STATEMENT: &str = "query($year: Int!) { myDonationStatement(year: $year) { donor year donations { at receiptNumber organisation asset gross value referenceAsset status } totals { asset given } } }";
 
 /// The query that reads a document, and its variables.
@@ -72,6 +72,7 @@ pub fn render(document: Document, data: &Value) -> Option<(Vec<u8>, String)> {
                 reference_asset: text(r.get("referenceAsset")?),
                 tip: r.get("tip")?.as_str().map(str::to_string),
                 deposit_reference: r.get("depositReference")?.as_str().map(str::to_string),
+                converted: r.get("convertedAmount")?.as_str().zip(r.get("conversionId")?.as_str()).map(|(amount, id)| (amount.to_string(), id.to_string())),
                 refunded: r.get("refunded")?.as_bool()?,
                 issuer: ISSUER.into(),
             };
@@ -128,7 +129,7 @@ mod tests {
         let data = json!({ "donationReceipt": {
             "number": "7-2026-000001", "date": "2026-12-07", "organisation": "Water Aid", "organisationDetail": "288701, country 826",
             "donor": "bob@domain.io", "campaign": "Wells", "asset": "USD", "amount": "100.00", "value": "100.00", "referenceAsset": "USD",
-            "tip": null, "depositReference": null, "refunded": false
+            "tip": null, "depositReference": null, "convertedAmount": null, "conversionId": null, "refunded": false
         } });
         let (pdf, name) = render(Document::Receipt(1), &data).expect("a receipt");
         assert!(pdf.starts_with(b"%PDF-"));

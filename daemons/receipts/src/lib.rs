@@ -37,6 +37,9 @@ pub struct ReceiptDocument {
     pub tip: Option<String>,
     /// Given from outside: the deposit's reference.
     pub deposit_reference: Option<String>,
+    /// Converted at receipt: what the gift became, in the reference asset,
+    /// and the conversion's id.
+    pub converted: Option<(String, String)>,
     /// The gift went back to the donor: the receipt is void.
     pub refunded: bool,
     /// Who issues it (the platform, on the organisation's behalf).
@@ -115,6 +118,9 @@ pub fn receipt_pdf(receipt: &ReceiptDocument) -> Vec<u8> {
     ];
     if let Some(reference) = &receipt.deposit_reference {
         lines.push(body(format!("Received from outside, deposit reference: {reference}")));
+    }
+    if let Some((amount, conversion)) = &receipt.converted {
+        lines.push(body(format!("Converted when received into {amount} {} (conversion {conversion})", receipt.reference_asset)));
     }
     if let Some(tip) = &receipt.tip {
         lines.push(body(format!("A tip of {tip} {} to the platform is not part of this gift.", receipt.asset)));

@@ -18,6 +18,7 @@ fn receipt() -> ReceiptDocument {
         reference_asset: "EUR".into(),
         tip: Some("0.00100000".into()),
         deposit_reference: None,
+        converted: None,
         refunded: false,
         issuer: "Marionette".into(),
     }
@@ -73,6 +74,15 @@ fn a_refunded_gifts_receipt_is_void_and_one_from_outside_names_its_deposit() {
     assert!(text.contains(&"REFUNDED: this gift went back to the donor. This receipt is void.".to_string()), "{text:?}");
     assert!(text.contains(&"Received from outside, deposit reference: wire-77".to_string()), "{text:?}");
     assert!(!text.iter().any(|line| line.contains("No goods or services") || line.contains("tip")), "{text:?}");
+}
+
+#[test]
+fn a_gift_converted_at_receipt_says_what_it_became_after_its_value() {
+    let converted = ReceiptDocument { converted: Some(("12310.00".into(), "42".into())), ..receipt() };
+    let text = lines(&receipt_pdf(&converted));
+    let at = text.iter().position(|line| line == "Value when received: 12345.67 EUR").expect("the value line");
+    assert_eq!(text[at + 1], "Converted when received into 12310.00 EUR (conversion 42)", "{text:?}");
+    assert!(!lines(&receipt_pdf(&receipt())).iter().any(|line| line.contains("Converted")), "a gift kept as given says nothing of a conversion");
 }
 
 #[test]

@@ -185,12 +185,21 @@ pub struct Donation {
     pub donor_email: Option<String>,
     /// The receipt's number: organiser, year, sequence (42-2026-000007).
     pub receipt_number: String,
+    /// What the donor gave (`gross`) and tipped, in `asset`.
     pub asset: String,
     pub gross: Dec,
+    /// What the campaign received for the gift, the tip aside: the gross,
+    /// or what it became converted at receipt. The fee and net are of it.
+    pub received_asset: String,
+    pub received: Dec,
     pub fee: Dec,
     pub net: Dec,
     pub tip: Dec,
-    /// The gift in the reference asset at the last trade price when it came.
+    /// Converted at receipt: the conversion's id (the donor's conversion,
+    /// its quote's id).
+    pub conversion_id: Option<ID>,
+    /// The gift in the reference asset at the last trade price when it
+    /// came, or what it was converted into.
     pub value: Dec,
     pub reference_asset: String,
     pub matches: Vec<DonationMatch>,
@@ -359,6 +368,7 @@ fn api_donation(ctx: &Context<'_>, catalog: &Catalog, campaign: &CampaignInfo, d
     let reference = campaign.reference;
     let asset = d.gift.asset;
     let amount = |units| catalog.amount(asset, units);
+    let (received_asset, received) = d.received();
     let donor_email = if viewer == Viewer::DonorOrOperator || d.gift.display.known_to_organiser {
         services(ctx).users.by_id(d.donor).map_err(super::user_error)?.map(|user| user.email)
     } else {
@@ -373,9 +383,12 @@ fn api_donation(ctx: &Context<'_>, catalog: &Catalog, campaign: &CampaignInfo, d
         receipt_number: d.receipt.to_string(),
         asset: catalog.symbol(asset),
         gross: amount(d.gift.gross),
-        fee: amount(d.fee),
-        net: amount(d.net),
+        received_asset: catalog.symbol(received_asset),
+        received: catalog.amount(received_asset, received),
+        fee: catalog.amount(received_asset, d.fee),
+        net: catalog.amount(received_asset, d.net),
         tip: amount(d.gift.tip),
+        conversion_id: d.converted.map(|converted| ID(converted.quote.to_string())),
         value: catalog.amount(reference, d.value),
         reference_asset: catalog.symbol(reference),
         matches: d
@@ -788,6 +801,10 @@ pub struct DonationReceipt {
     /// A tip to the platform, not part of the gift.
     pub tip: Option<Dec>,
     pub deposit_reference: Option<String>,
+    /// Converted at receipt: what the gift became in the reference asset,
+    /// and the conversion's id.
+    pub converted_amount: Option<Dec>,
+    pub conversion_id: Option<ID>,
     /// The gift went back: the receipt is void.
     pub refunded: bool,
 }
@@ -827,6 +844,8 @@ async fn receipt_of(ctx: &Context<'_>, id: u64) -> Result<DonationReceipt, Error
             api::Source::Balance => None,
             api::Source::Deposit { reference } => Some(reference.clone()),
         },
+        converted_amount: gift.converted.map(|converted| catalog.amount(converted.asset, converted.amount)),
+        conversion_id: gift.converted.map(|converted| ID(converted.quote.to_string())),
         refunded: gift.status == api::DonationStatus::Refunded,
     })
 }
@@ -913,6 +932,13 @@ impl DonationsMutation {
     /// `hideAmount` keeps the amount off it; `knownToOrganiser` lets the
     /// organiser see who gave. The same `idempotencyKey` again answers the
     /// same gift.
+    ///
+    /// With `convertQuoteId`, the gift is converted at receipt: your open
+    /// quote (`convertQuote` from `asset` for `amount` into the campaign's
+    /// reference asset) is accepted with the gift, in one step, and the
+    /// campaign receives its `toAmount`; the tip stays in `asset`. Its fee
+    /// and net are `donationTerms` of the reference asset and `toAmount`.
+    /// A quote past its expiry is QUOTE_EXPIRED: ask another.
     #[allow(clippy::too_many_arguments)]
     async fn donate(
         &self,
@@ -926,6 +952,7 @@ impl DonationsMutation {
         #[graphql(default)] hide_amount: bool,
         #[graphql(default)] known_to_organiser: bool,
         idempotency_key: String,
+        convert_quote_id: Option<ID>,
     ) -> Result<Donation, Error> {
         let donor = caller_id(ctx)?;
         let campaign = parse_id(&campaign_id, "campaign")?;
@@ -939,7 +966,15 @@ impl DonationsMutation {
             message: message.unwrap_or_default(),
             display: api::Display { name: display_name.filter(|name| !name.trim().is_empty()), amount_shown: !hide_amount, known_to_organiser },
         };
-        let id = match run_donations(ctx, Command::Donate { donor, gift: Box::new(gift), key: idempotency_key }).await? {
+        let gift = Box::new(gift);
+        let command = match convert_quote_id {
+            Some(quote) => {
+                let quote = quote.parse().map_err(|_| coded("NOT_FOUND", format!("no quote {}", quote.as_str())))?;
+                Command::DonateConverted { donor, gift, quote, key: idempotency_key }
+            }
+            None => Command::Donate { donor, gift, key: idempotency_key },
+        };
+        let id = match run_donations(ctx, command).await? {
             api::Outcome::Donated(id) => id,
             other => return Err(unexpected(other)),
         };

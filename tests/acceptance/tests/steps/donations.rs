@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{decimal, email, field_decimal, Marionette};
 
-const GIFT_FIELDS: &str = "id receiptNumber gross fee net tip value matches { amount asset }";
+const GIFT_FIELDS: &str = "id receiptNumber gross receivedAsset received conversionId fee net tip value matches { amount asset }";
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
@@ -65,11 +65,15 @@ fn set_donation_fee(world: &mut Marionette, bps: i64) {
     assert_eq!(data(&answer, "setDonationFee"), bps, "{answer}");
 }
 
-#[when(regex = r#"^(\w+) opens an? (keep-what-you-raise|all-or-nothing) campaign "([^"]+)" for ([\d.]+) (\w+) ending in (\d+) seconds$"#)]
-fn opens_campaign(world: &mut Marionette, name: String, model: String, title: String, goal: String, asset: String, seconds: i64) {
+#[when(
+    regex = r#"^(\w+) opens an? (keep-what-you-raise|all-or-nothing) campaign "([^"]+)" for ([\d.]+) (\w+)(?:, also accepting (\w+),)? ending in (\d+) seconds$"#
+)]
+#[allow(clippy::too_many_arguments)]
+fn opens_campaign(world: &mut Marionette, name: String, model: String, title: String, goal: String, asset: String, also: String, seconds: i64) {
     let model = if model == "all-or-nothing" { "ALL_OR_NOTHING" } else { "KEEP_WHAT_YOU_RAISE" };
-    let create = "mutation($t: String!, $a: String!, $g: Decimal!, $d: DateTime!, $m: FundingModel!) { createCampaign(title: $t, story: \"\", referenceAsset: $a, goal: $g, deadline: $d, acceptedAssets: [$a], model: $m) { id status } }";
-    let variables = json!({ "t": title, "a": asset, "g": goal, "d": rfc3339(now_ms() + seconds * 1_000), "m": model });
+    let create = "mutation($t: String!, $a: String!, $g: Decimal!, $d: DateTime!, $m: FundingModel!, $accepted: [String!]!) { createCampaign(title: $t, story: \"\", referenceAsset: $a, goal: $g, deadline: $d, acceptedAssets: $accepted, model: $m) { id status } }";
+    let accepted: Vec<&str> = [asset.as_str(), also.as_str()].into_iter().filter(|a| !a.is_empty()).collect();
+    let variables = json!({ "t": title, "a": asset, "g": goal, "d": rfc3339(now_ms() + seconds * 1_000), "m": model, "accepted": accepted });
     let created = world.ask(&name, create, variables);
     assert_eq!(data(&created, "createCampaign")["status"], "DRAFT", "{created}");
     let id = data(&created, "createCampaign")["id"].as_str().unwrap().to_string();
@@ -88,12 +92,15 @@ fn terms(world: &mut Marionette, amount: String, asset: String, tip: String, nam
     assert_eq!(data(&answer, "donationTerms"), &json!({ "gross": amount, "fee": fee, "net": net, "tip": tip, "total": total }));
 }
 
-#[when(regex = r#"^(\w+) gives ([\d.]+) (\w+)(?: with a tip of ([\d.]+))?(?: as "([^"]+)")?(, known to the organiser)?( anonymously, the amount hidden)?$"#)]
+#[when(
+    regex = r#"^(\w+) gives ([\d.]+) (\w+)(?: with a tip of ([\d.]+))?(?: as "([^"]+)")?(, known to the organiser)?( anonymously, the amount hidden)?(, converted at receipt with (?:her|his) quote)?$"#
+)]
 #[allow(clippy::too_many_arguments)]
-fn gives(world: &mut Marionette, name: String, amount: String, asset: String, tip: String, shown_as: String, known: String, hidden: String) {
+fn gives(world: &mut Marionette, name: String, amount: String, asset: String, tip: String, shown_as: String, known: String, hidden: String, converted: String) {
     let query = format!(
-        "mutation($c: ID!, $a: String!, $m: Decimal!, $t: Decimal, $n: String, $h: Boolean!, $k: Boolean!, $key: String!) {{ donate(campaignId: $c, asset: $a, amount: $m, tip: $t, message: \"Good luck\", displayName: $n, hideAmount: $h, knownToOrganiser: $k, idempotencyKey: $key) {{ {GIFT_FIELDS} }} }}"
+        "mutation($c: ID!, $a: String!, $m: Decimal!, $t: Decimal, $n: String, $h: Boolean!, $k: Boolean!, $key: String!, $q: ID) {{ donate(campaignId: $c, asset: $a, amount: $m, tip: $t, message: \"Good luck\", displayName: $n, hideAmount: $h, knownToOrganiser: $k, idempotencyKey: $key, convertQuoteId: $q) {{ {GIFT_FIELDS} }} }}"
     );
+    let quote = if converted.is_empty() { Value::Null } else { world.quotes.get(&name).unwrap_or_else(|| panic!("{name} asked for no quote"))["id"].clone() };
     let variables = json!({
         "c": campaign_id(world),
         "a": asset,
@@ -103,9 +110,26 @@ fn gives(world: &mut Marionette, name: String, amount: String, asset: String, ti
         "h": !hidden.is_empty(),
         "k": !known.is_empty(),
         "key": format!("{name}-gift-{}", world.gifts.len()),
+        "q": quote,
     });
     let answer = world.ask(&name, &query, variables);
     world.gifts.insert(name, data(&answer, "donate").clone());
+}
+
+#[then(regex = r"^(\w+)'s gift was converted into ([\d.]+) (\w+): ([\d.]+) of fee and ([\d.]+) to the campaign$")]
+fn gift_converted(world: &mut Marionette, name: String, received: String, asset: String, fee: String, net: String) {
+    let gift = &world.gifts[&name];
+    let quote = world.quotes[&name]["id"].clone();
+    let shown = json!({ "received": gift["received"], "receivedAsset": gift["receivedAsset"], "fee": gift["fee"], "net": gift["net"], "value": gift["value"], "conversionId": gift["conversionId"] });
+    assert_eq!(shown, json!({ "received": received, "receivedAsset": asset, "fee": fee, "net": net, "value": received, "conversionId": quote }));
+}
+
+#[then("the payout's lines are:")]
+fn payout_lines(world: &mut Marionette, step: &Step) {
+    let payout = data(&world.answer, "payOutCampaign");
+    let rows = &step.table.as_ref().expect("the lines as a table").rows;
+    let expected: Vec<Value> = rows[1..].iter().map(|row| json!({ "asset": row[0], "net": row[1], "fees": row[2], "tips": row[3] })).collect();
+    assert_eq!(payout, &json!({ "last": true, "lines": expected }));
 }
 
 #[then(regex = r"^the campaign has raised ([\d.]+) (\w+) of its ([\d.]+) goal from (\d+) gifts?$")]
@@ -277,7 +301,12 @@ fn receipt_reads(world: &mut Marionette, step: &Step, name: String) {
         .expect("the receipt's lines as a table")
         .rows
         .iter()
-        .map(|row| row[0].replace("{receipt}", &receipt).replace("{today}", &today))
+        .map(|row| {
+            row[0]
+                .replace("{receipt}", &receipt)
+                .replace("{today}", &today)
+                .replace("{conversion}", world.gifts[&name]["conversionId"].as_str().unwrap_or("none"))
+        })
         .collect();
     assert_eq!(pdf_lines(&pdf), expected);
 }
