@@ -139,7 +139,9 @@ Feature: Donations: campaigns, gifts, matching gifts, receipts and payouts
     And the operators pay the campaign out
     Then the payout's lines are:
       | asset | net        | fees       | tips       |
-      | USD   | 484.58     | 12.42      | 0.00       |
       | BTC   | 0.00000000 | 0.00000000 | 0.00020000 |
+      | USD   | 484.58     | 12.42      | 0.00       |
     And ann has 484.58 USD available and 0.00 USD locked
+    And the house has 0.01000000 BTC of inventory and 0.00020000 BTC of revenue
+    And the house has 99500.00 USD of inventory and 15.42 USD of revenue
     And no money was created or destroyed
