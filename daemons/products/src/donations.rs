@@ -45,8 +45,11 @@ pub const PURPOSES: &[PurposeSpec] = &[
 
 const DONATION_RECORD: u8 = 10;
 
+/// How a gift converted at receipt settles its quote (convert's, handed in).
+type Settle = fn(&mut Kernel) -> Result<(), LedgerError>;
+
 /// `donate`'s conversion argument for a gift taken as it is.
-const NOT_CONVERTED: Option<(&Quote, fn(&mut Kernel) -> Result<(), LedgerError>)> = None;
+const NOT_CONVERTED: Option<(&Quote, Settle)> = None;
 const POOL_RECORD: u8 = 11;
 
 /// Campaigns not yet paid out or refunded, in all and per organiser; gifts
