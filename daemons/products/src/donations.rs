@@ -704,7 +704,9 @@ impl Donations {
         };
         let rate = converted.map(|converted| Price { num: converted.amount, den: gift.gross });
         let value_of = |asset: AssetId, amount: Amount| match rate {
-            Some(rate) if asset == gift.asset => rate.value(amount).ok_or_else(|| bad("the match is too large to value at the conversion's rate")),
+            Some(rate) if asset == gift.asset => {
+                rate.value(amount).filter(|value| *value <= AMOUNT_BOUND).ok_or_else(|| bad("the match is too large to value at the conversion's rate"))
+            }
             _ => self.value(asset, amount, reference),
         };
         let (received, received_amount) = converted.map_or((gift.asset, gift.gross), |converted| (converted.asset, converted.amount));
