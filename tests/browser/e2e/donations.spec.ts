@@ -7,7 +7,9 @@ import { APPROVER, OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, signedIn, visit } 
 // console; Una opens a short campaign; Vic gives to it anonymously, sees
 // his receipt and its PDF; after the deadline (the ledger's clock ends the
 // campaign) one operator proposes the payout, another approves it, and Una
-// is paid the gift less the fee.
+// is paid the gift less the fee. Then Vic gives bitcoin to another of
+// Una's campaigns, converted into its dollars when received at a price he
+// asks the house for.
 
 const FEE_BPS = 250n;
 const SECONDS_TO_GIVE = 35;
@@ -22,22 +24,17 @@ function usd(units: bigint): string {
   return `${whole}.${(units % 100n).toString().padStart(2, '0')}`;
 }
 
-/// What the wallet page shows available of USD, in cents (none: 0).
-async function usdAvailable(page: Page): Promise<bigint> {
-  await page.goto('/wallet');
-  await expect(page.getByRole('heading', { name: 'Wallet', level: 1 })).toBeVisible();
-  const row = page.getByRole('table', { name: 'Balances' }).locator('tr[data-asset="USD"]');
-  if ((await row.count()) === 0) return 0n;
-  return cents((await row.getByRole('cell').first().textContent()) ?? '0');
+/// "0.01" BTC as satoshis, and back.
+function sats(text: string): bigint {
+  const [whole, fraction = ''] = text.replace(/,/g, '').split('.');
+  return BigInt(whole) * 100_000_000n + BigInt(fraction.padEnd(8, '0').slice(0, 8));
+}
+function btc(units: bigint): string {
+  return `${units / 100_000_000n}.${(units % 100_000_000n).toString().padStart(8, '0')}`;
 }
 
-test('an organiser raises, a donor gives anonymously with a receipt, and operators pay out under four-eyes', async ({ browser }) => {
-  test.setTimeout(120_000);
-  const problems: string[] = [];
-  const title = `Clean water ${Date.now()}`;
-
-  // The operators verify Una's charity and set the fee on gifts, from the console.
-  const ops = await signedIn(browser, OPERATOR.email, problems, OPERATOR_PASSWORD, OPERATOR.secret);
+/// The operators verify Una's charity and set the fee on gifts, from the console (both again are no change).
+async function verifyWaterAid(ops: Page) {
   await ops.goto('/operator/donations');
   await expect(ops.getByRole('heading', { name: 'Donations', level: 1 })).toBeVisible();
   const verify = ops.getByRole('form', { name: 'Propose organiser' });
@@ -57,6 +54,25 @@ test('an organiser raises, a donor gives anonymously with a receipt, and operato
   await fee.getByRole('button', { name: 'Propose fee' }).click();
   await expect(fee.getByRole('status')).toHaveText(`The fee on gifts to new campaigns is ${FEE_BPS} basis points.`);
   await expect(ops.getByTestId('donation-fee')).toHaveText(`${FEE_BPS} basis points`);
+}
+
+/// What the wallet page shows available of USD, in cents (none: 0).
+async function usdAvailable(page: Page): Promise<bigint> {
+  await page.goto('/wallet');
+  await expect(page.getByRole('heading', { name: 'Wallet', level: 1 })).toBeVisible();
+  const row = page.getByRole('table', { name: 'Balances' }).locator('tr[data-asset="USD"]');
+  if ((await row.count()) === 0) return 0n;
+  return cents((await row.getByRole('cell').first().textContent()) ?? '0');
+}
+
+test('an organiser raises, a donor gives anonymously with a receipt, and operators pay out under four-eyes', async ({ browser }) => {
+  test.setTimeout(120_000);
+  const problems: string[] = [];
+  const title = `Clean water ${Date.now()}`;
+
+  // The operators verify Una's charity and set the fee on gifts, from the console.
+  const ops = await signedIn(browser, OPERATOR.email, problems, OPERATOR_PASSWORD, OPERATOR.secret);
+  await verifyWaterAid(ops);
   await visit(ops, 'operator-donations');
 
   const approver = await signedIn(browser, APPROVER.email, problems, OPERATOR_PASSWORD, APPROVER.secret);
@@ -241,5 +257,134 @@ test('an organiser raises, a donor gives anonymously with a receipt, and operato
   await expect(vic.getByTestId('campaign-state')).toHaveText('paid out');
   await fitsTheWidth(vic);
   await visit(vic, 'phone-campaign');
+  expect(problems).toEqual([]);
+});
+
+test('a donor gives bitcoin converted into the campaign\'s dollars when received, at a price he asks for', async ({ browser }) => {
+  test.setTimeout(120_000);
+  const problems: string[] = [];
+  const title = `Wells ${Date.now()}`;
+
+  // The operators: Una's charity verified at a 2.5% fee, the house holding
+  // dollars, BTC/USD listed at a set 50,000 with a 50 bps spread and a 10
+  // bps fee, and 0.1 BTC credited to Vic (who holds only dollars).
+  const ops = await signedIn(browser, OPERATOR.email, problems, OPERATOR_PASSWORD, OPERATOR.secret);
+  await verifyWaterAid(ops);
+  await ops.goto('/operator/markets');
+  const setPair = ops.getByRole('form', { name: 'Set pair' });
+  for (const [label, value] of [
+    ['Base asset', 'BTC'],
+    ['Quote asset', 'USD'],
+    ['Price (quote per base)', '50000'],
+    ['Spread (bps)', '50'],
+    ['Fee (bps)', '10'],
+    ['Minimum (base)', '0.0001'],
+    ['Maximum (base)', '10'],
+    ['Step (base)', '0.00000001'],
+    ['Exposure limit (base)', '10'],
+    ['Exposure limit (quote)', '1000000'],
+  ]) {
+    await setPair.getByLabel(label, { exact: true }).fill(value);
+  }
+  await setPair.getByRole('button', { name: 'Set pair' }).click();
+  await expect(setPair.getByRole('status')).toHaveText('Pair BTC/USD set.');
+  const fund = ops.getByRole('form', { name: 'Fund the house' });
+  await fund.getByLabel('Asset').fill('USD');
+  await fund.getByLabel('Amount').fill('10000');
+  await fund.getByLabel('Reference').fill(`browser-gift-inventory-${Date.now()}`);
+  await fund.getByRole('button', { name: 'Fund the house' }).click();
+  await expect(fund.getByRole('status')).toContainText('The house now holds');
+  await ops.goto('/operator/users');
+  await ops.getByRole('form', { name: 'Find a user' }).getByLabel('Email').fill('vic@browser.example');
+  await ops.getByRole('form', { name: 'Find a user' }).getByRole('button', { name: 'Find' }).click();
+  const vicCard = ops.getByRole('region', { name: 'User vic@browser.example' });
+  const deposit = vicCard.getByRole('form', { name: 'Credit a deposit' });
+  await deposit.getByLabel('Asset').fill('BTC');
+  await deposit.getByLabel('Amount').fill('0.1');
+  await deposit.getByLabel('Reference (the bank\'s or the chain\'s)').fill(`browser-vic-btc-${Date.now()}`);
+  await deposit.getByRole('button', { name: 'Propose deposit' }).click();
+  await expect(vicCard.getByRole('status')).toHaveText(/^Deposited 0\.1(0*) BTC\.$/);
+
+  // Una opens a campaign for 1,000 USD that also takes bitcoin.
+  const una = await signedIn(browser, 'una@browser.example', problems);
+  await una.goto('/organise');
+  const create = una.getByRole('form', { name: 'Start a campaign' });
+  await create.getByLabel('Title').fill(title);
+  await create.getByLabel('Story').fill('Wells for three more villages.');
+  await expect(create.getByRole('button', { name: /Goal asset$/ })).toContainText('USD');
+  await create.getByLabel('Goal (USD)').fill('1000');
+  await create.getByLabel(/^Also accept/).getByText('BTC', { exact: true }).click();
+  await expect(create.getByRole('checkbox', { name: 'BTC' })).toBeChecked();
+  await create.getByRole('button', { name: 'Save as a draft' }).click();
+  await expect(create.getByRole('status')).toContainText('saved as a draft');
+  const mine = una.getByRole('table', { name: 'Your campaigns' }).getByRole('row', { name: new RegExp(title) });
+  await mine.getByRole('button', { name: `Publish ${title}` }).click();
+  await mine.getByRole('group', { name: `Publish ${title}` }).getByRole('button', { name: 'Yes, publish it' }).click();
+  await expect(mine.getByTestId('campaign-state')).toHaveText('taking gifts');
+
+  // Vic chooses bitcoin: valued at the last trade price unless he ticks the conversion, which is off until he does.
+  const vic = await signedIn(browser, 'vic@browser.example', problems);
+  await vic.getByRole('link', { name: 'Campaigns' }).click();
+  await vic.getByRole('table', { name: 'Campaigns' }).getByRole('link', { name: title }).click();
+  await expect(vic.getByRole('heading', { name: title, level: 1 })).toBeVisible();
+  const give = vic.getByRole('form', { name: 'Give to this campaign' });
+  await expect(give.getByRole('checkbox', { name: /Convert to/ })).toHaveCount(0);
+  await give.getByRole('button', { name: /Asset$/ }).click();
+  await vic.getByRole('option', { name: 'BTC' }).click();
+  const convert = give.getByRole('checkbox', { name: 'Convert to USD when received' });
+  await expect(convert).not.toBeChecked();
+  await expect(give).toContainText('A gift in BTC counts towards the goal at its value in USD at the last trade price when it arrives.');
+  const vicBefore = sats(/You have ([\d,.]+) BTC available/.exec((await give.getByText(/You have .* BTC available/).textContent()) ?? '')?.[1] ?? '');
+  expect(vicBefore).toBeGreaterThanOrEqual(sats('0.1'));
+  await give.getByLabel('Amount (BTC)').fill('0.01');
+  await give.getByLabel('Tip to the platform (BTC, optional)').fill('0.0002');
+  await give.getByText('Convert to USD when received', { exact: true }).click();
+  await expect(convert).toBeChecked();
+  await expect(give).not.toContainText('at the last trade price');
+  // No price yet: nothing to give.
+  await expect(give.getByRole('button', { name: /^Give/ })).toBeDisabled();
+
+  // 0.01 BTC at 50,000 less the 0.5% spread is 497.50 USD; the 0.1% fee
+  // (0.4975) taken at the dollar's cents leaves 497.00. The platform's 2.5%
+  // of 497.00 is 12.425, floored to 12.42: 484.58 to the campaign. The tip
+  // stays in bitcoin: 0.0102 BTC charged in all.
+  const quote = give.getByRole('region', { name: 'The conversion' });
+  await quote.getByRole('button', { name: 'Get a price' }).click();
+  await expect(quote.getByTestId('quote-line')).toHaveText('You give 0.01000000 BTC → the campaign receives 497.00 USD');
+  await expect(give.getByTestId('terms-gross')).toHaveText('0.01000000 BTC');
+  await expect(give.getByTestId('terms-received')).toHaveText('497.00 USD');
+  await expect(give.getByTestId('terms-fee')).toHaveText('12.42 USD');
+  await expect(give.getByTestId('terms-net')).toHaveText('484.58 USD');
+  await expect(give.getByTestId('terms-tip')).toHaveText('0.00020000 BTC');
+  await expect(give.getByTestId('terms-total')).toHaveText('0.01020000 BTC');
+  const countdown = quote.getByRole('timer');
+  const secondsLeft = async () => Number(/(\d+) more second/.exec((await countdown.textContent()) ?? '')?.[1] ?? NaN);
+  const first = await secondsLeft();
+  expect(first).toBeGreaterThan(3);
+  expect(first).toBeLessThanOrEqual(10);
+  await expect(give.getByRole('button', { name: 'Give 0.01020000 BTC' })).toBeEnabled();
+
+  // Left alone, the price lapses: Give is off and a new price is offered.
+  await expect(countdown).toHaveText('This price has expired.', { timeout: 15_000 });
+  await expect(quote.getByRole('status')).toHaveText('The price expired: get a new one to give.');
+  await expect(give.getByRole('button', { name: 'Give 0.01020000 BTC' })).toBeDisabled();
+  await visit(vic, 'campaign-give-converted');
+  await quote.getByRole('button', { name: 'Get a new price' }).click();
+  await expect(countdown).toContainText('more second');
+  await expect(quote.getByTestId('quote-line')).toHaveText('You give 0.01000000 BTC → the campaign receives 497.00 USD');
+  await expect(give.getByTestId('terms-net')).toHaveText('484.58 USD');
+  await give.getByRole('button', { name: 'Give 0.01020000 BTC' }).click();
+
+  // The gift was converted when received: the campaign has 497.00 USD, Vic 0.0102 BTC less.
+  const thanks = give.getByTestId('gift-receipt');
+  await expect(thanks).toContainText('Thank you: your gift of 0.01000000 BTC is received');
+  await expect(thanks.getByTestId('gift-converted')).toHaveText(
+    /^Converted when received into 497\.00 USD \(conversion \d+\): the organiser gets 484\.58 USD after the platform's fee of 12\.42 USD\.$/,
+  );
+  await expect(give.getByText(`You have ${btc(vicBefore - sats('0.0102'))} BTC available.`)).toBeVisible();
+  const progress = vic.getByRole('progressbar', { name: 'Raised towards the goal' });
+  await expect(progress).toHaveAttribute('aria-valuenow', '497.00');
+  await expect(vic.getByTestId('campaign-gifts')).toHaveText('1');
+  await visit(vic, 'campaign-after-converted-gift');
   expect(problems).toEqual([]);
 });

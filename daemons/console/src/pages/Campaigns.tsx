@@ -3,7 +3,9 @@
 // matching pools; a donor sees what a gift costs (the platform's fee out
 // of it, what the organiser gets, the tip they chose on top) before giving,
 // gets a numbered receipt as a PDF after, and can give from outside with a
-// payment reference. Sponsors fund matching pools from the same page.
+// payment reference. A gift in another asset than the campaign's may be
+// converted at receipt into the campaign's, at a firm price the donor asks
+// for and sees count down. Sponsors fund matching pools from the same page.
 import { useEffect, useRef, useState } from 'react';
 import { Button, Checkbox, Form, Input, Label, Radio, RadioGroup, Text, TextField } from 'react-aria-components';
 import { Link } from 'wouter';
@@ -51,12 +53,18 @@ const TermsQuery = graphql(`
 const DonateMutation = graphql(`
   mutation Donate(
     $campaignId: ID!, $asset: String!, $amount: Decimal!, $tip: Decimal, $message: String, $displayName: String,
-    $hideAmount: Boolean!, $knownToOrganiser: Boolean!, $idempotencyKey: String!
+    $hideAmount: Boolean!, $knownToOrganiser: Boolean!, $idempotencyKey: String!, $convertQuoteId: ID
   ) {
     donate(
       campaignId: $campaignId, asset: $asset, amount: $amount, tip: $tip, message: $message, displayName: $displayName,
-      hideAmount: $hideAmount, knownToOrganiser: $knownToOrganiser, idempotencyKey: $idempotencyKey
-    ) { id receiptNumber asset gross net tip value referenceAsset matches { asset amount } }
+      hideAmount: $hideAmount, knownToOrganiser: $knownToOrganiser, idempotencyKey: $idempotencyKey, convertQuoteId: $convertQuoteId
+    ) { id receiptNumber asset gross receivedAsset received fee net tip conversionId value referenceAsset matches { asset amount } }
+  }
+`);
+
+const GiftQuoteMutation = graphql(`
+  mutation GiftConvertQuote($from: String!, $to: String!, $fromAmount: Decimal!) {
+    convertQuote(from: $from, to: $to, fromAmount: $fromAmount) { id from to fromAmount toAmount fee createdAt expiresAt }
   }
 `);
 
@@ -296,6 +304,23 @@ function Pools({ pools }: { pools: CampaignData['matchingPools'] }) {
 
 type Terms = ResultOf<typeof TermsQuery>['donationTerms'];
 type Gift = ResultOf<typeof DonateMutation>['donate'];
+type Quote = ResultOf<typeof GiftQuoteMutation>['convertQuote'];
+
+/// Milliseconds a quote has left by this browser's clock: its life (the
+/// ledger's expiry less its creation) counted from when it arrived, as the
+/// Convert page counts, so a browser whose clock is off still counts right.
+function useRemainingMs(quote: Quote | null, arrived: number): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    if (!quote) return;
+    setNow(Date.now());
+    const timer = setInterval(() => setNow(Date.now()), 250);
+    return () => clearInterval(timer);
+  }, [quote]);
+  if (!quote) return 0;
+  const lifeMs = Date.parse(quote.expiresAt) - Date.parse(quote.createdAt);
+  return Math.max(0, lifeMs - Math.max(0, now - arrived));
+}
 
 /// A tip is optional: empty, or an amount (zero included) at the asset's scale.
 function tipProblem(tip: string, scale: number | undefined): string | null {
@@ -319,6 +344,16 @@ function GiveForm({ campaign, assets, onDone }: { campaign: Campaign; assets: Ca
   const [terms, setTerms] = useState<Terms | null>(null);
   const [termsError, setTermsError] = useState<unknown>(null);
   const [gift, setGift] = useState<Gift | null>(null);
+  // Converting at receipt is the donor's choice, never made for them; its
+  // price is asked for on a press, never per keystroke: quotes are
+  // rate-limited and hold the house's inventory while they last.
+  const [convert, setConvert] = useState(false);
+  const [quote, setQuote] = useState<Quote | null>(null);
+  const [quoteArrived, setQuoteArrived] = useState(0);
+  const [asking, setAsking] = useState(false);
+  const [quoteError, setQuoteError] = useState<unknown>(null);
+  const [received, setReceived] = useState<Terms | null>(null);
+  const [receivedError, setReceivedError] = useState<unknown>(null);
   const balances = useQuery(BalancesQuery);
   const { busy, error, submit } = useSubmit();
   // One key per gift meant: a retry of the same form after a lost answer gives once; a changed form is another gift.
@@ -327,10 +362,51 @@ function GiveForm({ campaign, assets, onDone }: { campaign: Campaign; assets: Ca
   const amountOk = isDecimal(amount, scale);
   const tipOk = tipProblem(tip, scale) === null;
   const available = balances.data?.balances.find((b) => b.asset === asset)?.available ?? '0';
+  const reference = campaign.referenceAsset;
+  const converting = convert && asset !== reference;
+  const remainingMs = useRemainingMs(quote, quoteArrived);
+  const expired = quote !== null && remainingMs === 0;
+  const seconds = Math.ceil(remainingMs / 1000);
 
   useEffect(() => {
     key.current = newIdempotencyKey();
-  }, [asset, amount, tip, message, shownAs, name, hideAmount, known]);
+  }, [asset, amount, tip, message, shownAs, name, hideAmount, known, converting]);
+
+  // A quote is for this asset and amount: any change drops it (a new price is asked for on a press).
+  useEffect(() => {
+    setQuote(null);
+    setQuoteError(null);
+  }, [asset, amount, converting]);
+
+  // What the campaign gets of the converted gift: the terms of what the quote gives, in the reference asset.
+  useEffect(() => {
+    setReceived(null);
+    setReceivedError(null);
+    if (!quote) return;
+    let current = true;
+    request(TermsQuery, { campaignId: campaign.id, asset: quote.to, amount: quote.toAmount, tip: null }).then(
+      (answer) => current && setReceived(answer.donationTerms),
+      (failure) => current && setReceivedError(failure),
+    );
+    return () => {
+      current = false;
+    };
+  }, [campaign.id, quote]);
+
+  async function askPrice() {
+    setQuote(null);
+    setQuoteError(null);
+    setAsking(true);
+    try {
+      const answer = await request(GiftQuoteMutation, { from: asset, to: reference, fromAmount: amount.trim() });
+      setQuoteArrived(Date.now());
+      setQuote(answer.convertQuote);
+    } catch (failure) {
+      setQuoteError(failure);
+    } finally {
+      setAsking(false);
+    }
+  }
 
   // What it costs, asked again as the asset, amount or tip change (after a pause in the typing).
   useEffect(() => {
@@ -353,6 +429,7 @@ function GiveForm({ campaign, assets, onDone }: { campaign: Campaign; assets: Ca
   const run = submit(async () => {
     setGift(null);
     if (shownAs === 'name' && !name.trim()) throw new ApiError('Enter the name to show, or give anonymously.', 'BAD_USER_INPUT');
+    if (converting && (!quote || expired)) throw new ApiError('Get a price for the conversion first.', 'BAD_USER_INPUT');
     const answer = await request(DonateMutation, {
       campaignId: campaign.id,
       asset,
@@ -363,8 +440,14 @@ function GiveForm({ campaign, assets, onDone }: { campaign: Campaign; assets: Ca
       hideAmount,
       knownToOrganiser: known,
       idempotencyKey: key.current,
+      convertQuoteId: converting ? (quote?.id ?? null) : null,
+    }).catch((failure: unknown) => {
+      // The price lapsed on the way: drop it, so that the form offers a new one.
+      if (failure instanceof ApiError && failure.code === 'QUOTE_EXPIRED') setQuote(null);
+      throw failure;
     });
     setGift(answer.donate);
+    setQuote(null);
     setAmount('');
     setTip('');
     setMessage('');
@@ -398,8 +481,20 @@ function GiveForm({ campaign, assets, onDone }: { campaign: Campaign; assets: Ca
           validate={(v) => tipProblem(v, scale)}
         />
       </div>
-      {asset !== campaign.referenceAsset ? (
-        <p className="muted">A gift in {asset} counts towards the goal at its value in {campaign.referenceAsset} at the last trade price when it arrives.</p>
+      {asset !== reference ? (
+        <>
+          <Checkbox isSelected={convert} onChange={setConvert}>
+            <span className="box" aria-hidden="true" />
+            Convert to {reference} when received
+          </Checkbox>
+          {converting ? (
+            <p className="muted">
+              The campaign receives {reference}: your {asset} is converted when it arrives, at a firm price you ask for here, which holds for a few seconds. Your tip stays in {asset}.
+            </p>
+          ) : (
+            <p className="muted">A gift in {asset} counts towards the goal at its value in {reference} at the last trade price when it arrives.</p>
+          )}
+        </>
       ) : null}
       <TextField value={message} onChange={setMessage} name="message">
         <Label>Message (optional)</Label>
@@ -420,8 +515,70 @@ function GiveForm({ campaign, assets, onDone }: { campaign: Campaign; assets: Ca
         <span className="box" aria-hidden="true" />
         Let the organiser know who I am (my account's email)
       </Checkbox>
+      {converting ? (
+        <section aria-label="The conversion" className="quote" data-testid="gift-quote">
+          {quote ? (
+            <>
+              <p data-testid="quote-line">
+                You give {formatDecimal(quote.fromAmount)} {quote.from} → the campaign receives{' '}
+                <strong>
+                  {formatDecimal(quote.toAmount)} {quote.to}
+                </strong>
+              </p>
+              {/* A timer, not a live region: announcing every second would drown a screen reader; the end is announced once. */}
+              <p role="timer" data-testid="countdown" aria-live="off">
+                {expired ? 'This price has expired.' : `This price holds for ${seconds} more second${seconds === 1 ? '' : 's'}.`}
+              </p>
+              {expired ? <p role="status">The price expired: get a new one to give.</p> : null}
+            </>
+          ) : (
+            <p className="muted">Get a price to see what the campaign receives in {reference}.</p>
+          )}
+          <ErrorMessage error={quoteError} />
+          {!quote || expired ? (
+            <Button type="button" onPress={askPrice} isDisabled={asking || !amountOk}>
+              {asking ? 'Asking…' : quote ? 'Get a new price' : 'Get a price'}
+            </Button>
+          ) : null}
+        </section>
+      ) : null}
       <section aria-label="What this gift costs" className="terms" aria-live="polite">
-        {terms ? (
+        {converting ? (
+          terms && quote && received ? (
+            <dl className="facts">
+              <dt>Your gift</dt>
+              <dd data-testid="terms-gross">
+                {formatDecimal(terms.gross)} {terms.asset}
+              </dd>
+              <dt>The campaign receives, converted</dt>
+              <dd data-testid="terms-received">
+                {formatDecimal(received.gross)} {received.asset}
+              </dd>
+              <dt>Platform fee ({formatPercent(bpsToRate(received.feeBps), 2)}, out of what the campaign receives)</dt>
+              <dd data-testid="terms-fee">
+                {formatDecimal(received.fee)} {received.asset}
+              </dd>
+              <dt>The organiser gets</dt>
+              <dd data-testid="terms-net">
+                {formatDecimal(received.net)} {received.asset}
+              </dd>
+              <dt>Your tip</dt>
+              <dd data-testid="terms-tip">
+                {formatDecimal(terms.tip)} {terms.asset}
+              </dd>
+              <dt>Total charged to you</dt>
+              <dd data-testid="terms-total">
+                <strong>
+                  {formatDecimal(terms.total)} {terms.asset}
+                </strong>
+              </dd>
+            </dl>
+          ) : termsError || receivedError ? (
+            <ErrorMessage error={termsError ?? receivedError} />
+          ) : (
+            <p className="muted">Enter an amount and get a price to see the fee, what the organiser gets and what you are charged.</p>
+          )
+        ) : terms ? (
           <dl className="facts">
             <dt>Your gift</dt>
             <dd data-testid="terms-gross">
@@ -460,12 +617,18 @@ function GiveForm({ campaign, assets, onDone }: { campaign: Campaign; assets: Ca
             {gift.matches.length ? `, matched with ${gift.matches.map((m) => `${formatDecimal(m.amount)} ${m.asset}`).join(' and ')}` : ''}. Receipt number{' '}
             <strong data-testid="receipt-number">{gift.receiptNumber}</strong>.
           </p>
+          {gift.conversionId ? (
+            <p data-testid="gift-converted">
+              Converted when received into {formatDecimal(gift.received)} {gift.receivedAsset} (conversion {gift.conversionId}): the organiser gets {formatDecimal(gift.net)} {gift.receivedAsset}{' '}
+              after the platform's fee of {formatDecimal(gift.fee)} {gift.receivedAsset}.
+            </p>
+          ) : null}
           <p>
             <a href={receiptHref(gift.id)}>Your receipt (PDF)</a> · <Link href="/donations">All your gifts</Link>
           </p>
         </div>
       ) : null}
-      <Button type="submit" className="primary" isDisabled={busy || !terms}>
+      <Button type="submit" className="primary" isDisabled={busy || !terms || (converting && (!quote || expired || !received))}>
         {busy ? 'Giving…' : terms ? `Give ${formatDecimal(terms.total)} ${terms.asset}` : 'Give'}
       </Button>
     </Form>
