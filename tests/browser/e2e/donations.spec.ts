@@ -386,5 +386,13 @@ test('a donor gives bitcoin converted into the campaign\'s dollars when received
   await expect(progress).toHaveAttribute('aria-valuenow', '497.00');
   await expect(vic.getByTestId('campaign-gifts')).toHaveText('1');
   await visit(vic, 'campaign-after-converted-gift');
+
+  // Una's dashboard: what Vic gave, what it became, and her net in dollars.
+  await una.goto('/organise');
+  await una.getByRole('button', { name: `Gifts and payouts of ${title}` }).click();
+  const gifts = una.getByRole('table', { name: `Gifts to ${title}` });
+  await expect(gifts.getByTestId('gift-converted')).toHaveText(' converted into 497.00 USD');
+  await expect(gifts.getByRole('row').nth(1)).toContainText('0.01000000 BTC');
+  await expect(gifts.getByTestId('gift-net')).toHaveText('484.58 USD');
   expect(problems).toEqual([]);
 });

@@ -15,7 +15,7 @@ const PAGE = 50;
 const MyDonationsQuery = graphql(`
   query MyDonations($before: ID, $limit: Int) {
     myDonations(before: $before, limit: $limit) {
-      id campaignId campaignTitle organisation receiptNumber asset gross fee net tip value referenceAsset status at settledAt
+      id campaignId campaignTitle organisation receiptNumber asset gross fee net tip value referenceAsset conversionId status at settledAt
       publicName amountShown knownToOrganiser depositReference matches { asset amount }
     }
   }
@@ -78,6 +78,7 @@ function GiftPage({ before, last, onOlder }: { before: string | null; last: bool
               </td>
               <td className="number">
                 {formatDecimal(g.value)} {g.referenceAsset}
+                {g.conversionId ? <span className="muted"> converted when received</span> : null}
               </td>
               <td data-testid="receipt-number">{g.receiptNumber}</td>
               <td data-testid="donation-status">{STATUS[g.status]}</td>

@@ -61,7 +61,7 @@ const CancelMutation = graphql(`
 const CampaignGiftsQuery = graphql(`
   query CampaignGifts($campaignId: ID!) {
     campaignDonations(campaignId: $campaignId, limit: 200) {
-      id donorEmail receiptNumber asset gross fee net tip value referenceAsset publicName amountShown knownToOrganiser message status at depositReference
+      id donorEmail receiptNumber asset gross receivedAsset received conversionId fee net tip value referenceAsset publicName amountShown knownToOrganiser message status at depositReference
       matches { asset amount }
     }
     campaignPayouts(campaignId: $campaignId, limit: 50) { id donations last at lines { asset net fees tips } }
@@ -225,10 +225,18 @@ function CampaignDetail({ campaign }: { campaign: Row }) {
                     </td>
                     <td className="number">
                       {formatDecimal(d.gross)} {d.asset}
+                      {d.conversionId ? (
+                        <span className="muted" data-testid="gift-converted">
+                          {' '}
+                          converted into {formatDecimal(d.received)} {d.receivedAsset}
+                        </span>
+                      ) : null}
                     </td>
-                    <td className="number">{formatDecimal(d.fee)}</td>
+                    <td className="number">
+                      {formatDecimal(d.fee)} {d.receivedAsset}
+                    </td>
                     <td className="number" data-testid="gift-net">
-                      {formatDecimal(d.net)} {d.asset}
+                      {formatDecimal(d.net)} {d.receivedAsset}
                     </td>
                     <td className="number">{d.matches.length ? d.matches.map((m) => `${formatDecimal(m.amount)} ${m.asset}`).join(', ') : '—'}</td>
                     <td>{d.receiptNumber}</td>
