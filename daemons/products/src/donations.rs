@@ -44,13 +44,13 @@ pub const PURPOSES: &[PurposeSpec] = &[
 ];
 
 const DONATION_RECORD: u8 = 10;
+const POOL_RECORD: u8 = 11;
 
 /// How a gift converted at receipt settles its quote (convert's, handed in).
 type Settle = fn(&mut Kernel) -> Result<(), LedgerError>;
 
 /// `donate`'s conversion argument for a gift taken as it is.
 const NOT_CONVERTED: Option<(&Quote, Settle)> = None;
-const POOL_RECORD: u8 = 11;
 
 /// Campaigns not yet paid out or refunded, in all and per organiser; gifts
 /// held in all: bounded state, as every other product's.
@@ -616,8 +616,9 @@ impl Donations {
         self.donate(kernel, donor, gift, Source::Balance, digest, at_ms, Some((quote, settle)))
     }
 
-    /// The quote id a replay of a converted gift's key would answer with,
-    /// checked before convert looks at the quote (accepted by then).
+    /// What a repeat of a converted gift's key answers (the first gift, or
+    /// DUPLICATE under other terms), or None for a new key: asked before
+    /// convert looks at the quote, which the first gift accepted.
     pub fn replayed(
         &self,
         kernel: &Kernel,
