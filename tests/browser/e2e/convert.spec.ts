@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { OPERATOR, OPERATOR_PASSWORD, signedIn, visit } from './helpers';
+import { listBtcUsdAndFundTheHouse, OPERATOR, OPERATOR_PASSWORD, signedIn, visit } from './helpers';
 
 // Erin holds 1,000 USD (tests/browser.rs). The operator lists BTC/USD for
 // conversion at a set price and funds the house's bitcoin from the console.
@@ -7,30 +7,8 @@ import { OPERATOR, OPERATOR_PASSWORD, signedIn, visit } from './helpers';
 test('a trader converts dollars to bitcoin at a firm quote, counted down, and the operators see the position', async ({ browser }) => {
   const problems: string[] = [];
   const ops = await signedIn(browser, OPERATOR.email, problems, OPERATOR_PASSWORD, OPERATOR.secret);
-  await ops.goto('/operator/markets');
-  const setPair = ops.getByRole('form', { name: 'Set pair' });
-  for (const [label, value] of [
-    ['Base asset', 'BTC'],
-    ['Quote asset', 'USD'],
-    ['Price (quote per base)', '50000'],
-    ['Spread (bps)', '50'],
-    ['Fee (bps)', '10'],
-    ['Minimum (base)', '0.0001'],
-    ['Maximum (base)', '10'],
-    ['Step (base)', '0.00000001'],
-    ['Exposure limit (base)', '10'],
-    ['Exposure limit (quote)', '1000000'],
-  ]) {
-    await setPair.getByLabel(label, { exact: true }).fill(value);
-  }
-  await setPair.getByRole('button', { name: 'Set pair' }).click();
-  await expect(setPair.getByRole('status')).toHaveText('Pair BTC/USD set.');
-  const fund = ops.getByRole('form', { name: 'Fund the house' });
-  await fund.getByLabel('Asset').fill('BTC');
-  await fund.getByLabel('Amount').fill('1');
-  await fund.getByLabel('Reference').fill('browser-convert-inventory');
-  await fund.getByRole('button', { name: 'Fund the house' }).click();
-  await expect(fund.getByRole('status')).toContainText('The house now holds 1');
+  await listBtcUsdAndFundTheHouse(ops, 'BTC', '1', 'browser-convert-inventory');
+  await expect(ops.getByRole('form', { name: 'Fund the house' }).getByRole('status')).toContainText('The house now holds 1');
 
   const erin = await signedIn(browser, 'erin@browser.example', problems);
   await erin.getByRole('link', { name: 'Convert' }).click();

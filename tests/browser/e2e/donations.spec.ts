@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { APPROVER, OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, signedIn, visit } from './helpers';
+import { APPROVER, OPERATOR, OPERATOR_PASSWORD, fitsTheWidth, listBtcUsdAndFundTheHouse, signedIn, visit } from './helpers';
 
 // Una is registered and Vic holds 1,000 USD (tests/browser.rs), where one
 // operator verifies an organiser or sets the fee on gifts and two pay a
@@ -270,30 +270,7 @@ test('a donor gives bitcoin converted into the campaign\'s dollars when received
   // bps fee, and 0.1 BTC credited to Vic (who holds only dollars).
   const ops = await signedIn(browser, OPERATOR.email, problems, OPERATOR_PASSWORD, OPERATOR.secret);
   await verifyWaterAid(ops);
-  await ops.goto('/operator/markets');
-  const setPair = ops.getByRole('form', { name: 'Set pair' });
-  for (const [label, value] of [
-    ['Base asset', 'BTC'],
-    ['Quote asset', 'USD'],
-    ['Price (quote per base)', '50000'],
-    ['Spread (bps)', '50'],
-    ['Fee (bps)', '10'],
-    ['Minimum (base)', '0.0001'],
-    ['Maximum (base)', '10'],
-    ['Step (base)', '0.00000001'],
-    ['Exposure limit (base)', '10'],
-    ['Exposure limit (quote)', '1000000'],
-  ]) {
-    await setPair.getByLabel(label, { exact: true }).fill(value);
-  }
-  await setPair.getByRole('button', { name: 'Set pair' }).click();
-  await expect(setPair.getByRole('status')).toHaveText('Pair BTC/USD set.');
-  const fund = ops.getByRole('form', { name: 'Fund the house' });
-  await fund.getByLabel('Asset').fill('USD');
-  await fund.getByLabel('Amount').fill('10000');
-  await fund.getByLabel('Reference').fill(`browser-gift-inventory-${Date.now()}`);
-  await fund.getByRole('button', { name: 'Fund the house' }).click();
-  await expect(fund.getByRole('status')).toContainText('The house now holds');
+  await listBtcUsdAndFundTheHouse(ops, 'USD', '10000', `browser-gift-inventory-${Date.now()}`);
   await ops.goto('/operator/users');
   await ops.getByRole('form', { name: 'Find a user' }).getByLabel('Email').fill('vic@browser.example');
   await ops.getByRole('form', { name: 'Find a user' }).getByRole('button', { name: 'Find' }).click();

@@ -155,3 +155,34 @@ export async function setReduceOnly(page: Page, on: boolean) {
   if ((await box.isChecked()) !== on) await form.getByText('Reduce only', { exact: true }).click();
   await expect(box).toBeChecked({ checked: on });
 }
+
+/// On the operators' markets page: lists BTC/USD for conversion at 50,000
+/// USD a bitcoin, a 50 bps spread and a 10 bps fee, and funds the house
+/// with `amount` of `asset` under `reference` (what it then holds is
+/// the caller's to check: another spec may have funded it too).
+export async function listBtcUsdAndFundTheHouse(ops: Page, asset: string, amount: string, reference: string) {
+  await ops.goto('/operator/markets');
+  const setPair = ops.getByRole('form', { name: 'Set pair' });
+  for (const [label, value] of [
+    ['Base asset', 'BTC'],
+    ['Quote asset', 'USD'],
+    ['Price (quote per base)', '50000'],
+    ['Spread (bps)', '50'],
+    ['Fee (bps)', '10'],
+    ['Minimum (base)', '0.0001'],
+    ['Maximum (base)', '10'],
+    ['Step (base)', '0.00000001'],
+    ['Exposure limit (base)', '10'],
+    ['Exposure limit (quote)', '1000000'],
+  ]) {
+    await setPair.getByLabel(label, { exact: true }).fill(value);
+  }
+  await setPair.getByRole('button', { name: 'Set pair' }).click();
+  await expect(setPair.getByRole('status')).toHaveText('Pair BTC/USD set.');
+  const fund = ops.getByRole('form', { name: 'Fund the house' });
+  await fund.getByLabel('Asset').fill(asset);
+  await fund.getByLabel('Amount').fill(amount);
+  await fund.getByLabel('Reference').fill(reference);
+  await fund.getByRole('button', { name: 'Fund the house' }).click();
+  await expect(fund.getByRole('status')).toContainText('The house now holds');
+}
