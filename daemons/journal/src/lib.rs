@@ -22,6 +22,7 @@
 //! This is the only crate that knows io_uring.
 
 pub mod scan;
+pub mod state_file;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -58,6 +59,12 @@ pub enum JournalError {
     ContentMismatch { path: PathBuf, found: Content, expected: Content },
     #[error("journal sequence gap: {detail}")]
     Gap { detail: String },
+    #[error(
+        "the journal in {dir} ends at sequence {last} but held sequence {durable_through} durably (it was synced and \
+         acknowledged): records this replica promised to keep are gone. Do not start it on this directory: move it \
+         aside and rejoin the replica to its cluster (marionettectl cluster rejoin), which copies the state from the others"
+    )]
+    Lost { dir: PathBuf, last: u64, durable_through: u64 },
     #[error("journal write failed ({source}); the disk may be full or failing. Nothing of this batch was acknowledged")]
     WriteFailed { source: std::io::Error },
     #[error("journal fdatasync failed ({source}); durability is unknown, so the daemon must stop and recover from the journal")]
@@ -69,8 +76,9 @@ pub enum JournalError {
 }
 
 /// The journal's own format: 1 wrote `.log` segments, 2 records without a
-/// segment header, 3 segments with a [`Content`] header.
-pub const JOURNAL_FORMAT: u16 = 3;
+/// segment header, 3 segments with a [`Content`] header, 4 records with
+/// their Raft term.
+pub const JOURNAL_FORMAT: u16 = 4;
 
 /// `MRNTJN`, the journal format, the content's kind and version, two zero
 /// bytes, and a crc32c of the sixteen before it.
@@ -310,8 +318,18 @@ fn create_segment(dir: &Path, first_sequence: u64, content: Content) -> Result<(
 impl Journal {
     /// Opens (or creates) the journal of `content` in `dir`, verifies every
     /// segment, cuts a torn tail off the last one, and returns the records
-    /// from `replay_from` on.
+    /// from `replay_from` on (0: from the oldest segment's first, whatever it is).
     pub fn open(dir: &Path, replay_from: u64, content: Content) -> Result<(Journal, Recovery), JournalError> {
+        Journal::open_durable(dir, replay_from, content, 0)
+    }
+
+    /// [`Journal::open`], knowing that every record through
+    /// `durable_through` was synced (a Raft replica's acknowledged entries,
+    /// which it keeps track of in its own synced file): damage at or before
+    /// it is never taken for a torn tail, and a journal ending before it is
+    /// refused ([`JournalError::Lost`]). Without it, damage to the last
+    /// batch cannot be told from a write the crash cut short.
+    pub fn open_durable(dir: &Path, replay_from: u64, content: Content, durable_through: u64) -> Result<(Journal, Recovery), JournalError> {
         fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         let mut segments = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_error("list directory", dir))? {
@@ -329,7 +347,8 @@ impl Journal {
             }
         }
         segments.sort_by_key(|s| s.first_sequence);
-        let replay_from = replay_from.max(1);
+        // 0: from wherever the oldest segment starts (a Raft log after a reset).
+        let replay_from = if replay_from == 0 { segments.first().map_or(1, |s| s.first_sequence) } else { replay_from };
         if segments.is_empty() {
             let (_, path) = create_segment(dir, replay_from, content)?;
             segments.push(Segment { first_sequence: replay_from, path });
@@ -395,8 +414,17 @@ impl Journal {
             let scan = scan_segment(records, segment.first_sequence);
             // Offsets in the file, not in its records.
             let in_file = |offset: u64| offset + SEGMENT_HEADER_BYTES as u64;
+            let damaged_sequence = expected + scan.records.len() as u64;
             match scan.damage {
                 None => {}
+                Some(Damage::TornTail { offset }) if damaged_sequence <= durable_through => {
+                    return Err(JournalError::Corrupt {
+                        path: segment.path.clone(),
+                        offset: in_file(offset),
+                        expected_sequence: damaged_sequence,
+                        detail: "damage at or before the durable index: a record that was synced and acknowledged, not a torn write",
+                    });
+                }
                 // The zeros written ahead of the end, nothing written over them yet.
                 Some(Damage::TornTail { offset }) if i == last && records[offset as usize..].iter().all(|&b| b == 0) => {}
                 Some(Damage::TornTail { offset }) if i == last => {
@@ -429,6 +457,9 @@ impl Journal {
         }
         if expected < replay_from {
             return Err(JournalError::Gap { detail: format!("replay must start at {replay_from} but the journal ends before {expected}") });
+        }
+        if expected <= durable_through {
+            return Err(JournalError::Lost { dir: dir.to_path_buf(), last: expected - 1, durable_through });
         }
         let tail = &segments[last].path;
         let file = OpenOptions::new().read(true).write(true).open(tail).map_err(io_error("open segment", tail))?;
@@ -509,10 +540,23 @@ impl Journal {
         Ok(sequences)
     }
 
+    /// [`Journal::append`] of records each with its Raft term.
+    pub fn append_entries<'a>(&mut self, entries: impl IntoIterator<Item = (u64, &'a [u8])>) -> Result<Range<u64>, JournalError> {
+        let sequences = self.begin_entries(entries)?;
+        self.finish()?;
+        Ok(sequences)
+    }
+
     /// Submits one batch (a write linked to an fdatasync) without waiting, so the
     /// caller can compute while the disk works. Nothing of it may be
-    /// acknowledged before [`Journal::finish`] returns `Ok`.
+    /// acknowledged before [`Journal::finish`] returns `Ok`. Its records
+    /// carry term 0: a journal without consensus.
     pub fn begin<'a>(&mut self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<Range<u64>, JournalError> {
+        self.begin_entries(payloads.into_iter().map(|payload| (0, payload)))
+    }
+
+    /// [`Journal::begin`] of records each with its Raft term.
+    pub fn begin_entries<'a>(&mut self, entries: impl IntoIterator<Item = (u64, &'a [u8])>) -> Result<Range<u64>, JournalError> {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
@@ -520,12 +564,12 @@ impl Journal {
         self.buffer.clear();
         let first = self.next_sequence;
         let mut sequence = first;
-        for payload in payloads {
+        for (term, payload) in entries {
             if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
                 return Err(JournalError::RecordTooLarge { bytes: payload.len() });
             }
             let batch_index = u32::try_from(sequence - first).expect("a batch is far below 2^32 records");
-            encode_record(sequence, batch_index, payload, &mut self.buffer);
+            encode_record(sequence, batch_index, term, payload, &mut self.buffer);
             sequence += 1;
         }
         if sequence == first {
@@ -697,6 +741,113 @@ impl Journal {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// The sequence of the oldest record kept (or of the next one, for an empty journal).
+    pub fn first_sequence(&self) -> u64 {
+        self.segments[0].first_sequence
+    }
+
+    /// The durable records with sequences in `range`, in order: those of
+    /// a batch still in flight are not given. Reads their segments' files,
+    /// so a caller that reads the newest records often keeps its own copy.
+    pub fn read(&self, range: Range<u64>) -> Result<Vec<Record>, JournalError> {
+        let range = range.start.max(self.first_sequence())..range.end.min(self.next_sequence);
+        let mut records = Vec::new();
+        if range.is_empty() {
+            return Ok(records);
+        }
+        for (i, segment) in self.segments.iter().enumerate() {
+            let end = self.segments.get(i + 1).map_or(self.next_sequence, |next| next.first_sequence);
+            if end <= range.start || segment.first_sequence >= range.end {
+                continue;
+            }
+            let bytes = fs::read(&segment.path).map_err(io_error("read segment", &segment.path))?;
+            let scan = scan_segment(bytes.get(SEGMENT_HEADER_BYTES..).unwrap_or_default(), segment.first_sequence);
+            let held = scan.records.len() as u64;
+            let found = scan.records.into_iter().filter(|record| range.contains(&record.sequence));
+            let before = records.len();
+            records.extend(found);
+            let wanted = end.min(range.end) - segment.first_sequence.max(range.start);
+            if (records.len() - before) as u64 != wanted {
+                return Err(JournalError::Corrupt {
+                    path: segment.path.clone(),
+                    offset: scan.valid_bytes + SEGMENT_HEADER_BYTES as u64,
+                    expected_sequence: segment.first_sequence + held,
+                    detail: "a record read back since start-up is damaged",
+                });
+            }
+        }
+        Ok(records)
+    }
+
+    /// Removes every record after `sequence`, durably, and appends go on
+    /// from `sequence + 1`: a Raft follower's entries that conflict with its
+    /// leader's, which were never committed. Later segments go first, then
+    /// the one holding the cut is shortened, so that a crash in between
+    /// leaves a journal that still opens (with the records not yet removed).
+    pub fn truncate_after(&mut self, sequence: u64) -> Result<u64, JournalError> {
+        self.finish()?;
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if sequence >= self.next_sequence.saturating_sub(1) {
+            return Ok(0);
+        }
+        let keep_until = sequence + 1;
+        if keep_until < self.first_sequence() {
+            return Err(JournalError::Gap { detail: format!("cannot keep the records through {sequence}: the journal starts at {}", self.first_sequence()) });
+        }
+        let removed = self.next_sequence - keep_until;
+        // The zeros thread must not write into a file that is cut or removed.
+        self.take_prepared(true);
+        let mut removed_segments = false;
+        while self.segments.len() > 1 && self.segments.last().expect("more than one").first_sequence > keep_until {
+            let segment = self.segments.pop().expect("more than one");
+            fs::remove_file(&segment.path).map_err(io_error("remove segment", &segment.path))?;
+            removed_segments = true;
+        }
+        if removed_segments {
+            // Removed before the cut is made: a later segment must not outlive it.
+            sync_dir(&self.dir)?;
+        }
+        let tail = self.segments.last().expect("there is a segment");
+        let bytes = fs::read(&tail.path).map_err(io_error("read segment", &tail.path))?;
+        let scan = scan_segment(bytes.get(SEGMENT_HEADER_BYTES..).unwrap_or_default(), tail.first_sequence);
+        let kept = scan.records.iter().take_while(|record| record.sequence < keep_until);
+        let cut = SEGMENT_HEADER_BYTES as u64 + kept.map(|record| (RECORD_HEADER_BYTES + record.payload.len()) as u64).sum::<u64>();
+        let file = OpenOptions::new().read(true).write(true).open(&tail.path).map_err(io_error("open segment", &tail.path))?;
+        file.set_len(cut).map_err(io_error("truncate segment", &tail.path))?;
+        file.sync_all().map_err(io_error("fsync segment", &tail.path))?;
+        self.file = file;
+        self.offset = cut;
+        self.prepared_until = cut;
+        self.next_sequence = keep_until;
+        Ok(removed)
+    }
+
+    /// Removes every segment and starts an empty journal whose next record
+    /// is `next_sequence`: a Raft replica that installed a snapshot beyond
+    /// its log. The old segments go first, so a crash in between leaves no
+    /// segment, which opens as an empty journal at the caller's start.
+    pub fn reset(&mut self, next_sequence: u64) -> Result<(), JournalError> {
+        self.finish()?;
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        self.take_prepared(true);
+        for segment in self.segments.drain(..) {
+            fs::remove_file(&segment.path).map_err(io_error("remove segment", &segment.path))?;
+        }
+        sync_dir(&self.dir)?;
+        let next_sequence = next_sequence.max(1);
+        let (file, path) = create_segment(&self.dir, next_sequence, self.content)?;
+        self.segments.push(Segment { first_sequence: next_sequence, path });
+        self.file = file;
+        self.offset = SEGMENT_HEADER_BYTES as u64;
+        self.prepared_until = self.offset;
+        self.next_sequence = next_sequence;
+        Ok(())
     }
 }
 

@@ -1,9 +1,12 @@
 //! Reading a journal segment back: a pure function over its bytes.
 //!
-//! A record is `[length u32][crc32c u32][sequence u64][batch index u32][payload]`,
+//! A record is `[length u32][crc32c u32][sequence u64][batch index u32][term u64][payload]`,
 //! little endian, the checksum covering everything but itself. The batch
 //! index is the record's place in the group commit that wrote it (0 for the
-//! first), so a record names the first sequence of its batch.
+//! first), so a record names the first sequence of its batch. The term is
+//! the Raft term of the leader that made the entry (0 where there is no
+//! consensus: matching's journal), so that a replica knows the log id of
+//! every entry it holds without decoding a payload.
 //!
 //! Where a record fails to parse, the rest of the segment decides what it is.
 //! A batch is written only after the one before it was synced, so if a valid
@@ -14,13 +17,14 @@
 //! order): a torn tail, truncated. (Damage to the last batch after it was
 //! synced is indistinguishable from a torn write; see ARCHITECTURE.md.)
 
-pub const RECORD_HEADER_BYTES: usize = 20;
+pub const RECORD_HEADER_BYTES: usize = 28;
 /// Refused on write and treated as damage on read.
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub sequence: u64,
+    pub term: u64,
     pub payload: Vec<u8>,
 }
 
@@ -41,13 +45,14 @@ pub struct Scan {
 }
 
 /// Appends one record: `batch_index` is its place in the batch being written.
-pub fn encode_record(sequence: u64, batch_index: u32, payload: &[u8], out: &mut Vec<u8>) {
+pub fn encode_record(sequence: u64, batch_index: u32, term: u64, payload: &[u8], out: &mut Vec<u8>) {
     let length = (payload.len() as u32).to_le_bytes();
     let start = out.len();
     out.extend_from_slice(&length);
     out.extend_from_slice(&[0; 4]); // checksum, patched below
     out.extend_from_slice(&sequence.to_le_bytes());
     out.extend_from_slice(&batch_index.to_le_bytes());
+    out.extend_from_slice(&term.to_le_bytes());
     out.extend_from_slice(payload);
     let checksum = crc32c::crc32c_append(crc32c::crc32c(&out[start..start + 4]), &out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
@@ -56,6 +61,7 @@ pub fn encode_record(sequence: u64, batch_index: u32, payload: &[u8], out: &mut 
 struct Parsed<'a> {
     sequence: u64,
     batch_index: u32,
+    term: u64,
     payload: &'a [u8],
     size: usize,
 }
@@ -69,6 +75,7 @@ fn record_at(bytes: &[u8], at: usize) -> Result<Parsed<'_>, &'static str> {
     let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
     let sequence = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
     let batch_index = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
+    let term = u64::from_le_bytes(header[20..28].try_into().expect("8 bytes"));
     if length > RECORD_PAYLOAD_BYTES_MAX {
         return Err("record length out of range");
     }
@@ -79,7 +86,7 @@ fn record_at(bytes: &[u8], at: usize) -> Result<Parsed<'_>, &'static str> {
     if crc32c::crc32c_append(actual, payload) != checksum {
         return Err("record checksum mismatch");
     }
-    Ok(Parsed { sequence, batch_index, payload, size: RECORD_HEADER_BYTES + length })
+    Ok(Parsed { sequence, batch_index, term, payload, size: RECORD_HEADER_BYTES + length })
 }
 
 /// Is there a valid record after `from` of a batch that began after
@@ -101,7 +108,7 @@ pub fn scan_segment(bytes: &[u8], first_sequence: u64) -> Scan {
     while at < bytes.len() {
         match record_at(bytes, at) {
             Ok(record) if record.sequence == expected => {
-                records.push(Record { sequence: record.sequence, payload: record.payload.to_vec() });
+                records.push(Record { sequence: record.sequence, term: record.term, payload: record.payload.to_vec() });
                 at += record.size;
                 expected += 1;
             }

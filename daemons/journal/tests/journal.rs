@@ -155,7 +155,7 @@ fn a_torn_batch_in_the_zeros_is_cut_with_them() {
     let mut bytes = written(&path);
     let good = bytes.len();
     let mut torn = Vec::new();
-    encode_record(3, 0, b"never synced", &mut torn);
+    encode_record(3, 0, 0, b"never synced", &mut torn);
     bytes.extend_from_slice(&torn[..torn.len() - 5]);
     bytes.extend_from_slice(&[0; 4096]);
     fs::write(&path, &bytes).unwrap();
@@ -249,18 +249,33 @@ fn segments_of_the_earlier_record_formats_are_refused_and_left_alone() {
     // Format 2: records from the first byte, no header.
     let dir = tempfile::tempdir().unwrap();
     let mut records = Vec::new();
-    encode_record(1, 0, b"a format 2 record", &mut records);
-    encode_record(2, 1, b"another", &mut records);
+    encode_record(1, 0, 0, b"a format 2 record", &mut records);
+    encode_record(2, 1, 0, b"another", &mut records);
     let segment = dir.path().join("journal-00000000000000000001.jnl");
     fs::write(&segment, &records).unwrap();
     match Journal::open(dir.path(), 1, CONTENT) {
         Err(error @ JournalError::OldFormat { found: 2, .. }) => {
             let message = error.to_string();
-            assert!(message.contains("journal format 2") && message.contains("reads format 3") && message.contains("Drain"), "{message}");
+            assert!(message.contains("journal format 2") && message.contains("reads format 4") && message.contains("Drain"), "{message}");
         }
         other => panic!("a format 2 segment must be refused, got {:?}", other.map(|(_, r)| r.records.len())),
     }
     assert_eq!(fs::read(&segment).unwrap(), records, "left as it was");
+
+    // Format 3: a header, records without their term.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = segment_header(CONTENT).to_vec();
+    bytes[6..8].copy_from_slice(&3u16.to_le_bytes());
+    let checksum = crc32c::crc32c(&bytes[..16]);
+    bytes[16..20].copy_from_slice(&checksum.to_le_bytes());
+    bytes.extend_from_slice(&records);
+    let segment = dir.path().join("journal-00000000000000000001.jnl");
+    fs::write(&segment, &bytes).unwrap();
+    match Journal::open(dir.path(), 1, CONTENT) {
+        Err(error @ JournalError::OldFormat { found: 3, .. }) => assert!(error.to_string().contains("reads format 4"), "{error}"),
+        other => panic!("a format 3 segment must be refused, got {:?}", other.map(|(_, r)| r.records.len())),
+    }
+    assert_eq!(fs::read(&segment).unwrap(), bytes, "left as it was");
 }
 
 /// Records of another version of their owner's format (an older release's
@@ -356,7 +371,7 @@ proptest! {
     ) {
         let mut bytes = Vec::new();
         for (i, payload) in records.iter().enumerate() {
-            encode_record(100 + i as u64, (i % 3) as u32, payload, &mut bytes);
+            encode_record(100 + i as u64, (i % 3) as u32, i as u64 / 2, payload, &mut bytes);
         }
         let at = damage_at.index(bytes.len());
         bytes[at] ^= flip;

@@ -179,7 +179,7 @@ impl Disk {
         if batch_index == 0 {
             self.batch_starts.push(self.bytes.len());
         }
-        journal::encode_record(sequence, batch_index as u32, payload, &mut self.bytes);
+        journal::encode_record(sequence, batch_index as u32, 0, payload, &mut self.bytes);
     }
 
     fn sync(&mut self) {
