@@ -1,0 +1,19 @@
+//! Raft for the ledger's input log (issue 29), on openraft: its log store
+//! over Marionette's journal ([`log_store`]), and what a replica must never
+//! forget between two starts ([`replica_state`]).
+//!
+//! The journal is the log: an entry's index is a record's sequence less
+//! one, its term in the record's header. What openraft asks of a log store
+//! (entries readable as soon as they are appended, flushed before they are
+//! acknowledged, a vote durable before it is answered, truncation without
+//! a hole) is held by `tests/log_store.rs`, openraft's own storage suite
+//! among them.
+
+pub mod log_store;
+pub mod replica_state;
+
+pub use log_store::{LogStore, LogStoreError, Opened};
+pub use replica_state::{ReplicaState, StateError};
+
+/// A replica's id in its cluster (`/etc/marionette/cluster.toml`).
+pub type NodeId = u64;
