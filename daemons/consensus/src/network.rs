@@ -10,6 +10,12 @@
 //! on any error or time-out (openraft retries); the receiver serves each
 //! connection on its own task, at most [`CONNECTIONS_MAX`] at once.
 //!
+//! With the site's link certificates (`link::LinkTls`, `[link]` in
+//! ledger.toml) every connection is mutual TLS 1.3 and both ends must show
+//! a certificate for the ledger's role: a gateway's or a test's certificate
+//! cannot speak Raft. Without them it runs in clear, which the daemon
+//! allows on loopback only, as its other links.
+//!
 //! Pure framing is apart from the sockets ([`encode_frame`],
 //! [`decode_frame`]) so that it is property-tested on any bytes.
 
@@ -17,13 +23,14 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use link::{CertifiedRole, LinkTls};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{BasicNode, Raft, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -105,7 +112,12 @@ pub enum Answer {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
 }
 
-async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<T> {
+/// A connection's bytes, in clear or through TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+type Stream = Box<dyn Io>;
+
+async fn read_frame<T: DeserializeOwned>(stream: &mut (impl AsyncRead + Unpin), buffer: &mut Vec<u8>) -> std::io::Result<T> {
     let mut header = [0; 4];
     stream.read_exact(&mut header).await?;
     let length = frame_length(header).map_err(std::io::Error::other)?;
@@ -114,14 +126,15 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream, buffer: &mut Ve
     decode_frame(buffer).map_err(std::io::Error::other)
 }
 
-async fn write_frame(stream: &mut TcpStream, message: &impl Serialize, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+async fn write_frame(stream: &mut (impl AsyncWrite + Unpin), message: &impl Serialize, buffer: &mut Vec<u8>) -> std::io::Result<()> {
     buffer.clear();
     encode_frame(message, buffer).map_err(std::io::Error::other)?;
     stream.write_all(buffer).await
 }
 
-/// Serves the replica `raft` of `cluster` on `listener` until the task is dropped.
-pub async fn serve<C>(listener: TcpListener, cluster: String, id: NodeId, raft: Raft<C>)
+/// Serves the replica `raft` of `cluster` on `listener` until the task is
+/// dropped; with `tls`, only to peers showing a ledger's certificate.
+pub async fn serve<C>(listener: TcpListener, cluster: String, id: NodeId, raft: Raft<C>, tls: Option<LinkTls>)
 where
     C: RaftTypeConfig<NodeId = NodeId>,
 {
@@ -139,8 +152,23 @@ where
             tracing::warn!(%peer, limit = CONNECTIONS_MAX, "too many replica connections; refusing one");
             continue;
         };
-        let (raft, cluster) = (raft.clone(), cluster.clone());
+        let (raft, cluster, tls) = (raft.clone(), cluster.clone(), tls.clone());
         tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let stream: Stream = match tls {
+                None => Box::new(stream),
+                Some(tls) => match tls.accept_async(stream).await {
+                    Ok((stream, CertifiedRole::Ledger, _)) => Box::new(stream),
+                    Ok((_, role, subject)) => {
+                        tracing::warn!(%peer, %role, subject, "refused a Raft connection: only a ledger's certificate may speak Raft");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "refused a Raft connection");
+                        return;
+                    }
+                },
+            };
             if let Err(error) = serve_connection(stream, &cluster, id, raft).await {
                 if error.kind() != std::io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%peer, %error, "replica connection closed");
@@ -151,11 +179,10 @@ where
     }
 }
 
-async fn serve_connection<C>(mut stream: TcpStream, cluster: &str, id: NodeId, raft: Raft<C>) -> std::io::Result<()>
+async fn serve_connection<C>(mut stream: Stream, cluster: &str, id: NodeId, raft: Raft<C>) -> std::io::Result<()>
 where
     C: RaftTypeConfig<NodeId = NodeId>,
 {
-    stream.set_nodelay(true)?;
     let mut buffer = Vec::new();
     let hello: Hello = tokio::time::timeout(CONNECT_TIMEOUT, read_frame(&mut stream, &mut buffer)).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
     let refusal = if hello.cluster != cluster {
@@ -186,6 +213,8 @@ where
 pub struct Network {
     pub cluster: String,
     pub id: NodeId,
+    /// The site's link certificates: mutual TLS to every peer, which must show a ledger's.
+    pub tls: Option<LinkTls>,
 }
 
 impl<C> RaftNetworkFactory<C> for Network
@@ -195,14 +224,21 @@ where
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        Connection { hello: Hello { cluster: self.cluster.clone(), from: self.id, to: target }, address: node.addr.clone(), stream: None, buffer: Vec::new() }
+        Connection {
+            hello: Hello { cluster: self.cluster.clone(), from: self.id, to: target },
+            address: node.addr.clone(),
+            tls: self.tls.clone(),
+            stream: None,
+            buffer: Vec::new(),
+        }
     }
 }
 
 pub struct Connection {
     hello: Hello,
     address: String,
-    stream: Option<TcpStream>,
+    tls: Option<LinkTls>,
+    stream: Option<Stream>,
     buffer: Vec<u8>,
 }
 
@@ -215,10 +251,14 @@ struct Refused {
 }
 
 impl Connection {
-    async fn connect(&mut self) -> Result<TcpStream, Unreachable> {
+    async fn connect(&mut self) -> Result<Stream, Unreachable> {
         let connecting = async {
-            let mut stream = TcpStream::connect(&self.address).await?;
-            stream.set_nodelay(true)?;
+            let tcp = TcpStream::connect(&self.address).await?;
+            tcp.set_nodelay(true)?;
+            let mut stream: Stream = match &self.tls {
+                None => Box::new(tcp),
+                Some(tls) => Box::new(tls.connect_async(tcp, &self.address, CertifiedRole::Ledger).await?),
+            };
             write_frame(&mut stream, &self.hello, &mut self.buffer).await?;
             let answer: HelloAnswer = read_frame(&mut stream, &mut self.buffer).await?;
             Ok::<_, std::io::Error>((stream, answer))

@@ -13,6 +13,7 @@ use common::{Config, Machine};
 use consensus::network::{self, decode_frame, encode_frame, frame_length, FrameError, Hello, HelloAnswer, Network, FRAME_BYTES_MAX};
 use consensus::LogStore;
 use journal::Content;
+use link::{CertifiedRole, LinkConfig, LinkTls};
 use openraft::{BasicNode, Raft};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,12 +60,12 @@ fn config() -> std::sync::Arc<openraft::Config> {
     std::sync::Arc::new(config.validate().unwrap())
 }
 
-async fn start(id: u64, dir: &std::path::Path, listener: TcpListener) -> Replica {
+async fn start(id: u64, dir: &std::path::Path, listener: TcpListener, tls: Option<LinkTls>) -> Replica {
     let (store, _) = LogStore::open(dir, CONTENT).unwrap();
     let machine = Machine::default();
-    let network = Network { cluster: CLUSTER.into(), id };
+    let network = Network { cluster: CLUSTER.into(), id, tls: tls.clone() };
     let raft = Raft::new(id, config(), network, store, machine.clone()).await.unwrap();
-    let server = tokio::spawn(network::serve(listener, CLUSTER.into(), id, raft.clone()));
+    let server = tokio::spawn(network::serve(listener, CLUSTER.into(), id, raft.clone(), tls));
     Replica { raft, machine, server }
 }
 
@@ -100,8 +101,27 @@ async fn all_applied(replicas: &BTreeMap<u64, Replica>, expected: &[u64]) {
     }
 }
 
+/// The site's link CA in `dir` and a certificate of `role` for 127.0.0.1 from it.
+fn certificates(dir: &std::path::Path, role: CertifiedRole) -> LinkTls {
+    let ca_dir = dir.join("ca");
+    let ca_file = if ca_dir.exists() { ca_dir.join("ca.pem") } else { link::pki::init(&ca_dir, "test site").unwrap() };
+    let issued = link::pki::issue(&ca_dir, role, &["127.0.0.1".to_string()], &dir.join(format!("issued-{role}"))).unwrap();
+    let config = LinkConfig { ca_file, certificate_file: issued.certificate_file, private_key_file: issued.private_key_file, ..LinkConfig::default() };
+    LinkTls::load(&config).unwrap().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_over_tcp_survive_the_loss_of_their_leader_and_take_it_back() {
+    survive_the_loss_of_the_leader(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_over_mutual_tls_survive_the_loss_of_their_leader_and_take_it_back() {
+    let pki = tempfile::tempdir().unwrap();
+    survive_the_loss_of_the_leader(Some(certificates(pki.path(), CertifiedRole::Ledger))).await;
+}
+
+async fn survive_the_loss_of_the_leader(tls: Option<LinkTls>) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut listeners = Vec::new();
     let mut addresses: BTreeMap<u64, SocketAddr> = BTreeMap::new();
@@ -112,7 +132,7 @@ async fn three_replicas_over_tcp_survive_the_loss_of_their_leader_and_take_it_ba
     }
     let mut replicas = BTreeMap::new();
     for (id, listener) in (1..=3u64).zip(listeners) {
-        replicas.insert(id, start(id, dirs[id as usize - 1].path(), listener).await);
+        replicas.insert(id, start(id, dirs[id as usize - 1].path(), listener, tls.clone()).await);
     }
     let members: BTreeMap<u64, BasicNode> = addresses.iter().map(|(id, address)| (*id, BasicNode::new(address.to_string()))).collect();
     replicas[&1].raft.initialize(members).await.unwrap();
@@ -137,7 +157,7 @@ async fn three_replicas_over_tcp_survive_the_loss_of_their_leader_and_take_it_ba
 
     // Back on its directory and address: it learns of the new term and catches up.
     let listener = TcpListener::bind(addresses[&leader]).await.unwrap();
-    replicas.insert(leader, start(leader, dirs[leader as usize - 1].path(), listener).await);
+    replicas.insert(leader, start(leader, dirs[leader as usize - 1].path(), listener, tls.clone()).await);
     replicas[&new_leader].raft.client_write(16).await.unwrap();
     all_applied(&replicas, &(1..=16).collect::<Vec<_>>()).await;
     for (_, replica) in replicas {
@@ -150,7 +170,7 @@ async fn a_hello_to_another_replica_or_cluster_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let replica = start(7, dir.path(), listener).await;
+    let replica = start(7, dir.path(), listener, None).await;
     for (hello, refusal) in [
         (Hello { cluster: "another".into(), from: 1, to: 7 }, Some("not \"another\"")),
         (Hello { cluster: CLUSTER.into(), from: 1, to: 8 }, Some("this is replica 7, not 8")),
@@ -178,5 +198,38 @@ async fn a_hello_to_another_replica_or_cluster_is_refused() {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await.expect("the connection is closed");
     assert!(rest.is_empty());
     assert!(TcpStream::connect(address).await.is_ok());
+    stop(replica).await;
+}
+
+/// Under TLS only a ledger's certificate speaks Raft: a gateway's, signed
+/// by the same CA, is dropped before its hello is read, and a client
+/// without the site's certificates cannot complete the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_tls_only_a_ledgers_certificate_speaks_raft() {
+    let pki = tempfile::tempdir().unwrap();
+    let ledger = certificates(pki.path(), CertifiedRole::Ledger);
+    let gateway = certificates(pki.path(), CertifiedRole::Gateway);
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let replica = start(7, dir.path(), listener, Some(ledger.clone())).await;
+    let hello = Hello { cluster: CLUSTER.into(), from: 1, to: 7 };
+    let mut bytes = Vec::new();
+    encode_frame(&hello, &mut bytes).unwrap();
+    for (who, tls, answered) in [("a ledger", &ledger, true), ("a gateway", &gateway, false)] {
+        let tcp = TcpStream::connect(&address).await.unwrap();
+        let mut stream = tls.connect_async(tcp, &address, CertifiedRole::Ledger).await.unwrap();
+        // TLS 1.3: the server checks the client's certificate after the client's handshake ends, so a refusal shows on the first read.
+        let _ = stream.write_all(&bytes).await;
+        let mut header = [0; 4];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header)).await.expect("answered or closed");
+        assert_eq!(read.is_ok(), answered, "{who}");
+    }
+    // In clear, to a replica that speaks TLS: no hello is ever answered.
+    let mut plain = TcpStream::connect(&address).await.unwrap();
+    plain.write_all(&bytes).await.unwrap();
+    let mut header = [0; 4];
+    let read = tokio::time::timeout(Duration::from_secs(15), plain.read_exact(&mut header)).await.expect("closed");
+    assert!(read.is_err() || header != bytes[..4], "a hello in clear was answered");
     stop(replica).await;
 }

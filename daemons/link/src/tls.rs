@@ -115,6 +115,22 @@ impl LinkTls {
         })
     }
 
+    /// The server side for async callers: completes the handshake on an
+    /// open TCP stream and says which role the peer's certificate gives it
+    /// and its subject.
+    pub async fn accept_async<S>(&self, tcp: S) -> Result<(tokio_rustls::server::TlsStream<S>, CertifiedRole, String), PeerError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.server.clone());
+        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+            .await
+            .map_err(|_| PeerError::Handshake(io::Error::new(io::ErrorKind::TimedOut, "no handshake within 10 s")))?
+            .map_err(PeerError::Handshake)?;
+        let (role, subject) = peer_role(tls.get_ref().1.peer_certificates())?;
+        Ok((tls, role, subject))
+    }
+
     /// The client side, blocking: connects to `host_port` and checks that
     /// the server's certificate is for `expected`.
     pub fn connect(&self, host_port: &str, expected: CertifiedRole) -> io::Result<Stream> {
