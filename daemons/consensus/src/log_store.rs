@@ -52,6 +52,11 @@ pub enum LogStoreError {
     Undecodable { sequence: u64, detail: String },
     #[error("entry {index} does not follow the log's last entry {last}: Raft must never leave a hole in a log")]
     NotContiguous { index: u64, last: u64 },
+    #[error(
+        "the replica's journal in {dir} holds entries but its state file ({file}) is gone: the vote it gave is lost, and it could \
+         vote twice in a term. Move the directory aside and rejoin the replica (marionettectl cluster rejoin)"
+    )]
+    StateMissing { dir: PathBuf, file: &'static str },
     #[error("cannot start the journal writer thread: {0}")]
     Thread(std::io::Error),
     #[error("the journal writer thread is gone (it failed before; see the log): the replica must restart")]
@@ -65,7 +70,8 @@ impl From<LogStoreError> for std::io::Error {
 }
 
 fn sequence(index: u64) -> u64 {
-    index + 1
+    // Saturating: an unbounded range's end is u64::MAX.
+    index.saturating_add(1)
 }
 
 fn log_id(term: u64, index: u64) -> LogId<NodeId> {
@@ -158,6 +164,9 @@ where
         let state = found.unwrap_or_default();
         let durable_through = state.durable.map_or(0, sequence);
         let (journal, recovery) = Journal::open_durable(dir, 0, content, durable_through)?;
+        if new && !recovery.records.is_empty() {
+            return Err(LogStoreError::StateMissing { dir: dir.to_path_buf(), file: crate::replica_state::STATE_FILE });
+        }
         let purged_through = state.last_purged.map_or(0, |purged| sequence(purged.index));
         if !recovery.records.is_empty() && journal.first_sequence() > purged_through + 1 {
             return Err(LogStoreError::Hole { dir: dir.to_path_buf(), starts: journal.first_sequence() - 1, purged: purged_through.saturating_sub(1) });

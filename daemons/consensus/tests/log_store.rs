@@ -230,6 +230,16 @@ async fn a_cluster_of_one_keeps_every_acknowledged_entry_and_its_vote_across_a_r
     assert_eq!(machine.applied()[..20], (1..=20).collect::<Vec<_>>()[..]);
     assert!(raft.metrics().borrow().vote.leader_id.term >= vote.leader_id.term);
     raft.shutdown().await.unwrap();
+    router.nodes.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Its state file lost beside its entries: the vote is gone, so it must not start as new.
+    std::fs::remove_file(dir.path().join(consensus::replica_state::STATE_FILE)).unwrap();
+    match LogStore::<Config>::open(dir.path(), CONTENT) {
+        Err(error @ consensus::LogStoreError::StateMissing { .. }) => assert!(error.to_string().contains("rejoin"), "{error}"),
+        Err(other) => panic!("expected StateMissing, got {other}"),
+        Ok(_) => panic!("a replica without its vote opened"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
