@@ -1,8 +1,8 @@
 //! Raft for the ledger's input log (issue 29), on openraft: its log store
 //! over Marionette's journal ([`log_store`]), what a replica must never
 //! forget between two starts ([`replica_state`]), and Raft's messages
-//! between replicas over TCP ([`network`]), and the cluster's file
-//! ([`cluster`]).
+//! between replicas over TCP ([`network`]), the cluster's file
+//! ([`cluster`]), and split votes broken ([`elections`]).
 //!
 //! The journal is the log: an entry's index is a record's sequence less
 //! one, its term in the record's header. What openraft asks of a log store
@@ -12,6 +12,7 @@
 //! among them.
 
 pub mod cluster;
+pub mod elections;
 pub mod log_store;
 pub mod network;
 pub mod replica_state;

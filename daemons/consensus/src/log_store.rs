@@ -14,14 +14,15 @@
 //! synced: at start, damage at or before it is refused, never cut off as a
 //! torn tail ([`journal::Journal::open_durable`]). The thread writes it
 //! with every vote and purge, lowers it before a truncation, and raises it
-//! whenever its queue runs empty, so that the last batch before a crash is
-//! covered too (the last committed id goes with it).
+//! when its queue runs empty (at most every 200 ms), so that the last batch
+//! before a crash is covered too (the last committed id goes with it).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use journal::{Content, Journal, JournalError, Record};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -36,6 +37,8 @@ use crate::NodeId;
 pub const CACHED_ENTRIES_MAX: usize = 4_096;
 /// Requests waiting for the writer thread; `append` waits when it is full.
 pub const WRITER_QUEUE_MAX: usize = 1_024;
+/// The state file is written when the writer is idle at most this often (votes, truncations and purges write it at once).
+pub const STATE_WRITES_INTERVAL_MS: u64 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogStoreError {
@@ -122,6 +125,8 @@ struct Shared<C: RaftTypeConfig> {
     journal: Mutex<Journal>,
     cache: Mutex<Cache<C>>,
     state: Mutex<ReplicaState>,
+    /// When the state file was last written.
+    state_written: Mutex<Instant>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -197,6 +202,7 @@ where
                 committed: state.committed,
             }),
             state: Mutex::new(state),
+            state_written: Mutex::new(Instant::now()),
         });
         let (writer, requests) = mpsc::channel(WRITER_QUEUE_MAX);
         let thread_shared = shared.clone();
@@ -319,20 +325,34 @@ where
             }
         }
         if next.is_none() {
-            match requests.try_recv() {
-                Ok(request) => next = Some(request),
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    // Idle: record how far the journal is synced, so the last batch is covered too.
-                    if let Err(error) = write_state(&shared, |_| {}) {
-                        tracing::error!(%error, "could not record the replica's durable index");
-                    }
-                    next = requests.blocking_recv();
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    let _ = write_state(&shared, |_| {});
-                }
-            }
+            next = next_when_idle(&shared, &mut requests);
         }
+    }
+}
+
+/// Waits for the next request. While there is none, records how far the
+/// journal is synced, so that the last batch is covered too, but not
+/// sooner than [`STATE_WRITES_INTERVAL_MS`] after the last such write: a
+/// state file costs two fsyncs, and under a trickle of appends writing it
+/// at every pause would triple the disk's work.
+fn next_when_idle<C: RaftTypeConfig>(shared: &Shared<C>, requests: &mut mpsc::Receiver<Request<C>>) -> Option<Request<C>> {
+    loop {
+        match requests.try_recv() {
+            Ok(request) => return Some(request),
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                let _ = write_state(shared, |_| {});
+                return None;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        let since = lock(&shared.state_written).elapsed();
+        if since >= Duration::from_millis(STATE_WRITES_INTERVAL_MS) {
+            if let Err(error) = write_state(shared, |_| {}) {
+                tracing::error!(%error, "could not record the replica's durable index");
+            }
+            return requests.blocking_recv();
+        }
+        std::thread::sleep(Duration::from_millis(STATE_WRITES_INTERVAL_MS).saturating_sub(since).min(Duration::from_millis(10)));
     }
 }
 
@@ -356,6 +376,7 @@ fn write_state<C: RaftTypeConfig>(shared: &Shared<C>, change: impl FnOnce(&mut R
     }
     changed.write(&shared.dir)?;
     *state = changed;
+    *lock(&shared.state_written) = Instant::now();
     Ok(())
 }
 

@@ -38,6 +38,7 @@ type TheSuite = Suite<Config, LogStore<Config>, Machine, Builder, tempfile::Temp
 /// failure names its test.
 #[test]
 fn openraft_storage_suite_passes_on_the_journal() {
+    let _one = ONE_AT_A_TIME.blocking_lock();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut failed = Vec::new();
     macro_rules! run {
@@ -172,22 +173,33 @@ impl RaftNetwork<Config> for Connection {
     }
 }
 
+/// The timeouts a replica ships with (cluster.toml's defaults): shorter
+/// ones start elections whenever an fsync stalls on a busy machine, and a
+/// vote needs a synced state file on both ends.
 fn config() -> Arc<openraft::Config> {
     let config =
-        openraft::Config { cluster_name: "test".into(), heartbeat_interval: 50, election_timeout_min: 150, election_timeout_max: 300, ..Default::default() };
+        openraft::Config { cluster_name: "test".into(), heartbeat_interval: 150, election_timeout_min: 500, election_timeout_max: 1_000, ..Default::default() };
     Arc::new(config.validate().unwrap())
 }
+
+/// How long a test waits for an election or for replicas to catch up, in
+/// polls of 25 ms: a bound against a hang, far above what they take, on a
+/// machine other suites share.
+const PATIENCE_POLLS: usize = 1_200;
 
 async fn start(id: u64, dir: &std::path::Path, router: &Router) -> (Raft<Config>, Machine, LogStore<Config>) {
     let (store, _) = LogStore::open(dir, CONTENT).unwrap();
     let machine = Machine::default();
-    let raft = Raft::new(id, config(), NodeRouter { id, router: router.clone() }, store.clone(), machine.clone()).await.unwrap();
+    let config = config();
+    let raft = Raft::new(id, config.clone(), NodeRouter { id, router: router.clone() }, store.clone(), machine.clone()).await.unwrap();
+    let watcher = raft.clone();
+    tokio::spawn(async move { consensus::elections::break_split_votes(watcher, &config, id).await });
     router.nodes.lock().unwrap().insert(id, raft.clone());
     (raft, machine, store)
 }
 
 async fn leader_of(rafts: &[&Raft<Config>]) -> u64 {
-    for _ in 0..200 {
+    for _ in 0..PATIENCE_POLLS {
         for raft in rafts {
             if let Some(leader) = raft.current_leader().await {
                 if rafts.iter().any(|r| r.metrics().borrow().id == leader) {
@@ -200,8 +212,13 @@ async fn leader_of(rafts: &[&Raft<Config>]) -> u64 {
     panic!("no leader elected");
 }
 
+/// One test at a time in this file: the suite's fsyncs would otherwise
+/// stall the clusters' votes (each a synced state file on both ends).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_one_keeps_every_acknowledged_entry_and_its_vote_across_a_restart() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let router = Router::default();
     let (raft, machine, _) = start(1, dir.path(), &router).await;
@@ -216,9 +233,15 @@ async fn a_cluster_of_one_keeps_every_acknowledged_entry_and_its_vote_across_a_r
     let vote = raft.metrics().borrow().vote;
     raft.shutdown().await.unwrap();
     router.nodes.lock().unwrap().clear();
-    // Give the writer thread its idle moment to record how far it is durable.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let state = ReplicaState::read(dir.path()).unwrap().unwrap();
+    // The writer thread records how far it is durable when idle (at most every 200 ms).
+    let mut state = ReplicaState::read(dir.path()).unwrap().unwrap();
+    for _ in 0..PATIENCE_POLLS {
+        if state.durable.is_some_and(|durable| durable >= 21) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        state = ReplicaState::read(dir.path()).unwrap().unwrap();
+    }
     assert_eq!(state.vote, Some(vote), "the vote is on disk");
     assert!(state.durable.is_some_and(|durable| durable >= 21), "the blank, the membership and 20 numbers are durable: {:?}", state.durable);
 
@@ -244,6 +267,7 @@ async fn a_cluster_of_one_keeps_every_acknowledged_entry_and_its_vote_across_a_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_elect_a_new_leader_when_the_leader_is_cut_off_and_lose_nothing_committed() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let router = Router::default();
     let mut nodes = Vec::new();
@@ -262,7 +286,7 @@ async fn three_replicas_elect_a_new_leader_when_the_leader_is_cut_off_and_lose_n
     router.cut_off.lock().unwrap().insert(first_leader);
     let others: Vec<&Raft<Config>> = nodes.iter().filter(|(raft, _, _)| raft.metrics().borrow().id != first_leader).map(|(raft, _, _)| raft).collect();
     let mut second_leader = first_leader;
-    for _ in 0..200 {
+    for _ in 0..PATIENCE_POLLS {
         if let Some(leader) = others[0].current_leader().await.filter(|l| *l != first_leader) {
             second_leader = leader;
             break;
@@ -280,7 +304,7 @@ async fn three_replicas_elect_a_new_leader_when_the_leader_is_cut_off_and_lose_n
     // Healed: it follows the new leader, its uncommitted 99 is truncated, and all three apply the same.
     router.cut_off.lock().unwrap().clear();
     new_leader.client_write(16).await.unwrap();
-    for _ in 0..200 {
+    for _ in 0..PATIENCE_POLLS {
         if nodes.iter().all(|(_, machine, _)| machine.applied().len() == 16) {
             break;
         }

@@ -51,32 +51,41 @@ struct Replica {
     raft: Raft<Config>,
     machine: Machine,
     server: JoinHandle<()>,
+    elections: JoinHandle<()>,
 }
 
+/// The timeouts a replica ships with (cluster.toml's defaults), which
+/// suit fsync stalls on a machine other suites share.
 fn config() -> std::sync::Arc<openraft::Config> {
-    // The timeouts a replica ships with suit fsync stalls; shorter here, on loopback.
-    let config =
-        openraft::Config { cluster_name: CLUSTER.into(), heartbeat_interval: 50, election_timeout_min: 200, election_timeout_max: 400, ..Default::default() };
-    std::sync::Arc::new(config.validate().unwrap())
+    let file = format!("cluster = \"{CLUSTER}\"\nid = 1\n[replicas.1]\nraft = \"127.0.0.1:1\"\nledger = \"127.0.0.1:2\"\n");
+    std::sync::Arc::new(consensus::cluster::ClusterConfig::parse(&file).unwrap().raft_config().unwrap())
 }
+
+/// How long a test waits for an election or for replicas to catch up, in
+/// polls of 25 ms: a bound against a hang, far above what they take.
+const PATIENCE_POLLS: usize = 1_200;
 
 async fn start(id: u64, dir: &std::path::Path, listener: TcpListener, tls: Option<LinkTls>) -> Replica {
     let (store, _) = LogStore::open(dir, CONTENT).unwrap();
     let machine = Machine::default();
     let network = Network { cluster: CLUSTER.into(), id, tls: tls.clone() };
-    let raft = Raft::new(id, config(), network, store, machine.clone()).await.unwrap();
+    let config = config();
+    let raft = Raft::new(id, config.clone(), network, store, machine.clone()).await.unwrap();
     let server = tokio::spawn(network::serve(listener, CLUSTER.into(), id, raft.clone(), tls));
-    Replica { raft, machine, server }
+    let watcher = raft.clone();
+    let elections = tokio::spawn(async move { consensus::elections::break_split_votes(watcher, &config, id).await });
+    Replica { raft, machine, server, elections }
 }
 
 async fn stop(replica: Replica) {
     replica.server.abort();
+    replica.elections.abort();
     let _ = replica.server.await;
     replica.raft.shutdown().await.unwrap();
 }
 
 async fn leader_among(replicas: &BTreeMap<u64, Replica>, not: Option<u64>) -> u64 {
-    for _ in 0..400 {
+    for _ in 0..PATIENCE_POLLS {
         for replica in replicas.values() {
             if let Some(leader) = replica.raft.current_leader().await {
                 if Some(leader) != not && replicas.contains_key(&leader) && replicas[&leader].raft.current_leader().await == Some(leader) {
@@ -90,7 +99,7 @@ async fn leader_among(replicas: &BTreeMap<u64, Replica>, not: Option<u64>) -> u6
 }
 
 async fn all_applied(replicas: &BTreeMap<u64, Replica>, expected: &[u64]) {
-    for _ in 0..400 {
+    for _ in 0..PATIENCE_POLLS {
         if replicas.values().all(|replica| replica.machine.applied() == expected) {
             return;
         }
@@ -110,13 +119,18 @@ fn certificates(dir: &std::path::Path, role: CertifiedRole) -> LinkTls {
     LinkTls::load(&config).unwrap().unwrap()
 }
 
+/// The clusters one at a time: their votes each sync a state file on both ends.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_over_tcp_survive_the_loss_of_their_leader_and_take_it_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
     survive_the_loss_of_the_leader(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_over_mutual_tls_survive_the_loss_of_their_leader_and_take_it_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let pki = tempfile::tempdir().unwrap();
     survive_the_loss_of_the_leader(Some(certificates(pki.path(), CertifiedRole::Ledger))).await;
 }
