@@ -185,11 +185,7 @@ where
             last = Some(entry.log_id);
             entries.insert(entry.log_id.index, entry);
         }
-        let opened = Opened {
-            new,
-            entries: count as u64,
-            truncated_tail: recovery.truncated.map(|(path, offset, bytes)| format!("{} at byte {offset}: {bytes} bytes", path.display())),
-        };
+        let opened = Opened { new, entries: count as u64, truncated_tail: recovery.truncated_text() };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             journal: Mutex::new(journal),

@@ -19,7 +19,7 @@ use openraft::{BasicNode, Raft, StorageError};
 
 const CONTENT: Content = Content { kind: *b"TRFT", version: 1 };
 
-use common::{Config, Machine};
+use common::{shipped_raft_config, Config, Machine, PATIENCE_POLLS};
 
 struct Builder;
 
@@ -173,24 +173,10 @@ impl RaftNetwork<Config> for Connection {
     }
 }
 
-/// The timeouts a replica ships with (cluster.toml's defaults): shorter
-/// ones start elections whenever an fsync stalls on a busy machine, and a
-/// vote needs a synced state file on both ends.
-fn config() -> Arc<openraft::Config> {
-    let config =
-        openraft::Config { cluster_name: "test".into(), heartbeat_interval: 150, election_timeout_min: 500, election_timeout_max: 1_000, ..Default::default() };
-    Arc::new(config.validate().unwrap())
-}
-
-/// How long a test waits for an election or for replicas to catch up, in
-/// polls of 25 ms: a bound against a hang, far above what they take, on a
-/// machine other suites share.
-const PATIENCE_POLLS: usize = 1_200;
-
 async fn start(id: u64, dir: &std::path::Path, router: &Router) -> (Raft<Config>, Machine, LogStore<Config>) {
     let (store, _) = LogStore::open(dir, CONTENT).unwrap();
     let machine = Machine::default();
-    let config = config();
+    let config = shipped_raft_config("test");
     let raft = Raft::new(id, config.clone(), NodeRouter { id, router: router.clone() }, store.clone(), machine.clone()).await.unwrap();
     let watcher = raft.clone();
     tokio::spawn(async move { consensus::elections::break_split_votes(watcher, &config, id).await });

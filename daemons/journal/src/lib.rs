@@ -242,6 +242,13 @@ pub struct Recovery {
     pub rewrite_header: bool,
 }
 
+impl Recovery {
+    /// The torn tail that was cut, for a log line: `<segment> at byte <offset>: <bytes> bytes`.
+    pub fn truncated_text(&self) -> Option<String> {
+        self.truncated.as_ref().map(|(path, offset, bytes)| format!("{} at byte {offset}: {bytes} bytes", path.display()))
+    }
+}
+
 struct Segment {
     first_sequence: u64,
     path: PathBuf,

@@ -225,7 +225,7 @@ impl LedgerService {
             JournalError::Gap { detail } => ServiceError::StoreAheadOfJournal { store_applied: journal_applied, detail },
             other => other.into(),
         })?;
-        report.truncated_tail = recovery.truncated.map(|(path, offset, bytes)| format!("{} at byte {offset}: {bytes} bytes", path.display()));
+        report.truncated_tail = recovery.truncated_text();
         if journal.next_sequence() <= journal_applied {
             let detail = format!("it ends at sequence {}", journal.next_sequence() - 1);
             return Err(ServiceError::StoreAheadOfJournal { store_applied: journal_applied, detail });

@@ -7,6 +7,8 @@
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
+use consensus::cluster::ClusterConfig;
+
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
 
@@ -105,3 +107,17 @@ impl RaftStateMachine<Config> for Machine {
         Ok(state.snapshot.clone().map(|(meta, bytes)| Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }
+
+/// openraft's settings with the timeouts a replica ships with
+/// (cluster.toml's defaults): shorter ones start elections whenever an
+/// fsync stalls on a machine other suites share, and a vote needs a synced
+/// state file on both ends.
+pub fn shipped_raft_config(cluster: &str) -> Arc<openraft::Config> {
+    let mut config = ClusterConfig::single("unused");
+    config.cluster = cluster.to_string();
+    Arc::new(config.raft_config().unwrap())
+}
+
+/// How long a test waits for an election or for replicas to catch up, in
+/// polls of 25 ms: a bound against a hang, far above what they take.
+pub const PATIENCE_POLLS: usize = 1_200;
