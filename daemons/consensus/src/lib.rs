@@ -2,7 +2,8 @@
 //! over Marionette's journal ([`log_store`]), what a replica must never
 //! forget between two starts ([`replica_state`]), and Raft's messages
 //! between replicas over TCP ([`network`]), the cluster's file
-//! ([`cluster`]), and split votes broken ([`elections`]).
+//! ([`cluster`]), split votes broken ([`elections`]), and a snapshot as
+//! one file for openraft to send ([`snapshot_archive`]).
 //!
 //! The journal is the log: an entry's index is a record's sequence less
 //! one, its term in the record's header. What openraft asks of a log store
@@ -16,6 +17,7 @@ pub mod elections;
 pub mod log_store;
 pub mod network;
 pub mod replica_state;
+pub mod snapshot_archive;
 
 pub use log_store::{LogStore, LogStoreError, Opened};
 pub use replica_state::{ReplicaState, StateError};
