@@ -2,8 +2,10 @@
 //! over Marionette's journal ([`log_store`]), what a replica must never
 //! forget between two starts ([`replica_state`]), and Raft's messages
 //! between replicas over TCP ([`network`]), the cluster's file
-//! ([`cluster`]), split votes broken ([`elections`]), and a snapshot as
-//! one file for openraft to send ([`snapshot_archive`]).
+//! ([`cluster`]), split votes broken ([`elections`]), a snapshot as one
+//! file for openraft to send ([`snapshot_archive`]), and a replica started
+//! from the cluster's file, the cluster formed once, and its status for
+//! operators ([`replica`]).
 //!
 //! The journal is the log: an entry's index is a record's sequence less
 //! one, its term in the record's header. What openraft asks of a log store
@@ -16,6 +18,7 @@ pub mod cluster;
 pub mod elections;
 pub mod log_store;
 pub mod network;
+pub mod replica;
 pub mod replica_state;
 pub mod snapshot_archive;
 
