@@ -27,6 +27,8 @@ pub struct ClusterConfig {
     pub replicas: BTreeMap<NodeId, ReplicaAddress>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub snapshots: Snapshots,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -56,6 +58,26 @@ impl Default for Timeouts {
     }
 }
 
+/// When a replica snapshots its state and drops the log the snapshot covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Snapshots {
+    /// Entries applied since the last snapshot before the next is taken.
+    /// Each entry is a group-commit batch; a snapshot is a RocksDB
+    /// checkpoint (hard links), cheap to take, sent whole to a replica
+    /// that is behind the log's start.
+    pub every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so that a follower a
+    /// little behind catches up from the log rather than a whole snapshot.
+    pub keep_entries: u64,
+}
+
+impl Default for Snapshots {
+    fn default() -> Snapshots {
+        Snapshots { every_entries: 100_000, keep_entries: 20_000 }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClusterConfigError {
     #[error("{0}")]
@@ -74,6 +96,8 @@ pub enum ClusterConfigError {
     SharedAddress { first: NodeId, second: NodeId, which: &'static str, address: String },
     #[error("timeouts: {0}")]
     Timeouts(String),
+    #[error("snapshots: every_entries must be at least 1 (a snapshot every N applied entries), not {0}")]
+    Snapshots(u64),
 }
 
 fn host_port(address: &str) -> bool {
@@ -95,7 +119,13 @@ impl ClusterConfig {
     /// to reach, so no Raft address).
     pub fn single(ledger_address: &str) -> ClusterConfig {
         let replica = ReplicaAddress { raft: String::new(), ledger: ledger_address.to_string() };
-        ClusterConfig { cluster: "single".into(), id: 1, replicas: BTreeMap::from([(1, replica)]), timeouts: Timeouts::default() }
+        ClusterConfig {
+            cluster: "single".into(),
+            id: 1,
+            replicas: BTreeMap::from([(1, replica)]),
+            timeouts: Timeouts::default(),
+            snapshots: Snapshots::default(),
+        }
     }
 
     pub fn validate(&self) -> Result<(), ClusterConfigError> {
@@ -137,6 +167,9 @@ impl ClusterConfig {
                 "election_max_ms ({election_max_ms}) must be above election_min_ms ({election_min_ms}), so that replicas wait different times, and at most 60000"
             )));
         }
+        if self.snapshots.every_entries == 0 {
+            return Err(ClusterConfigError::Snapshots(0));
+        }
         self.raft_config().map(drop)
     }
 
@@ -147,6 +180,8 @@ impl ClusterConfig {
             heartbeat_interval: self.timeouts.heartbeat_ms,
             election_timeout_min: self.timeouts.election_min_ms,
             election_timeout_max: self.timeouts.election_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshots.every_entries),
+            max_in_snapshot_log_to_keep: self.snapshots.keep_entries,
             ..Default::default()
         };
         config.validate().map_err(|error| ClusterConfigError::Timeouts(error.to_string()))

@@ -134,12 +134,18 @@ async fn write_frame(stream: &mut (impl AsyncWrite + Unpin), message: &impl Seri
 
 /// Serves the replica `raft` of `cluster` on `listener` until the task is
 /// dropped; with `tls`, only to peers showing a ledger's certificate.
+/// Dropping it closes every connection it accepted: a stopped replica must
+/// not go on answering, or a peer keeps a connection to it that only ever
+/// says Raft stopped (seen in a test that restarted a replica in process).
 pub async fn serve<C>(listener: TcpListener, cluster: String, id: NodeId, raft: Raft<C>, tls: Option<LinkTls>)
 where
     C: RaftTypeConfig<NodeId = NodeId>,
 {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    // Aborted, with their sockets closed, when this future is dropped.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -153,7 +159,7 @@ where
             continue;
         };
         let (raft, cluster, tls) = (raft.clone(), cluster.clone(), tls.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             let stream: Stream = match tls {
                 None => Box::new(stream),

@@ -1,7 +1,7 @@
 //! cluster.toml: a three-host file read as written, every mistake refused
 //! with what to change, and any text read or refused without a panic.
 
-use consensus::cluster::{ClusterConfig, ClusterConfigError, Timeouts};
+use consensus::cluster::{ClusterConfig, ClusterConfigError, Snapshots, Timeouts};
 use proptest::prelude::*;
 
 const THREE: &str = r#"
@@ -34,6 +34,13 @@ fn a_three_host_cluster_is_read_as_written_with_timeouts_for_fsync_stalls() {
     assert_eq!(raft.cluster_name, "bank-exchange");
     let tuned = ClusterConfig::parse(&format!("{THREE}\n[timeouts]\nheartbeat_ms = 100\nelection_min_ms = 700\nelection_max_ms = 900\n")).unwrap();
     assert_eq!(tuned.timeouts, Timeouts { heartbeat_ms: 100, election_min_ms: 700, election_max_ms: 900 });
+
+    // Snapshots every 100 000 entries unless told, 20 000 kept behind one.
+    assert_eq!(config.snapshots, Snapshots { every_entries: 100_000, keep_entries: 20_000 });
+    assert_eq!((raft.snapshot_policy.clone(), raft.max_in_snapshot_log_to_keep), (openraft::SnapshotPolicy::LogsSinceLast(100_000), 20_000));
+    let tuned = ClusterConfig::parse(&format!("{THREE}\n[snapshots]\nevery_entries = 500\nkeep_entries = 0\n")).unwrap();
+    let raft = tuned.raft_config().unwrap();
+    assert_eq!((raft.snapshot_policy.clone(), raft.max_in_snapshot_log_to_keep), (openraft::SnapshotPolicy::LogsSinceLast(500), 0));
 }
 
 /// A file, whether its error is the one expected, and what the message must say.
@@ -42,6 +49,7 @@ type Case = (String, fn(&ClusterConfigError) -> bool, &'static str);
 #[test]
 fn every_mistake_is_refused_with_what_to_change() {
     let cases: Vec<Case> = vec![
+        (format!("{THREE}\n[snapshots]\nevery_entries = 0\n"), |e| matches!(e, ClusterConfigError::Snapshots(0)), "at least 1"),
         (THREE.replace("id = 2", "id = 4"), |e| matches!(e, ClusterConfigError::NotListed { id: 4, .. }), "is not among `replicas` (1, 2, 3)"),
         (THREE.replace("bank-exchange", "Bank Exchange"), |e| matches!(e, ClusterConfigError::Name(_)), "lowercase letters"),
         (

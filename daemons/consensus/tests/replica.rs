@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{Config, Machine, PATIENCE_POLLS};
-use consensus::cluster::{ClusterConfig, ReplicaAddress, Timeouts};
+use consensus::cluster::{ClusterConfig, ReplicaAddress, Snapshots, Timeouts};
 use consensus::replica::{FollowerStatus, Formed, Replica, ReplicaStatus, Role, FOLLOWER_BEHIND_WARN};
 use journal::Content;
 use openraft::error::Fatal;
@@ -66,7 +66,7 @@ fn three(id: u64, ports: &[u16; 3]) -> ClusterConfig {
     let replicas = (1..=3u64)
         .map(|id| (id, ReplicaAddress { raft: format!("127.0.0.1:{}", ports[id as usize - 1]), ledger: format!("127.0.0.1:{}", 9000 + id) }))
         .collect();
-    ClusterConfig { cluster: "test-cluster".into(), id, replicas, timeouts: Timeouts::default() }
+    ClusterConfig { cluster: "test-cluster".into(), id, replicas, timeouts: Timeouts::default(), snapshots: Snapshots::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
