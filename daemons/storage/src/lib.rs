@@ -392,6 +392,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A copy of the database as it stands, in the new directory `into`:
+    /// every column family flushed at once, then RocksDB's checkpoint (its
+    /// files hard-linked where the file system allows, copied elsewhere).
+    /// It opens as a database of its own; later writes here do not reach
+    /// it. The caller keeps writes out meanwhile, so the copy is the state
+    /// after a batch it knows.
+    pub fn checkpoint(&self, into: &Path) -> Result<(), StorageError> {
+        self.flush()?;
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(|source| StorageError::Operation { operation: "checkpoint", source })?;
+        checkpoint.create_checkpoint(into).map_err(|source| StorageError::Operation { operation: "checkpoint", source })
+    }
+}
+
 /// The smallest byte string greater than every string with this prefix; false if there is none.
 fn increment(bytes: &mut Vec<u8>) -> bool {
     while let Some(last) = bytes.pop() {

@@ -236,3 +236,31 @@ proptest! {
         prop_assert_eq!(backward, newest);
     }
 }
+
+#[test]
+fn a_checkpoint_is_the_state_when_taken_and_a_database_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("db"));
+    let mut batch = Batch::default();
+    for i in 0..1_000u32 {
+        batch.put(BALANCES, &i.to_be_bytes(), b"before");
+    }
+    // Journaled: in the memtable only, as the ledger writes; the checkpoint flushes it.
+    store.write(&mut batch, Durability::Journaled).unwrap();
+    let into = dir.path().join("checkpoint");
+    store.checkpoint(&into).unwrap();
+    batch.put(BALANCES, &0u32.to_be_bytes(), b"after");
+    batch.put(TRADES, b"later", b"trade");
+    store.write(&mut batch, Durability::Journaled).unwrap();
+
+    let copy = open(&into);
+    assert_eq!(copy.get(BALANCES, &0u32.to_be_bytes()).unwrap().as_deref(), Some(&b"before"[..]), "later writes do not reach it");
+    assert_eq!(copy.get(TRADES, b"later").unwrap(), None);
+    assert_eq!(copy.scan_all(BALANCES).count(), 1_000);
+    let mut batch = Batch::default();
+    batch.put(TRADES, b"in the copy", b"x");
+    copy.write(&mut batch, Durability::Synced).unwrap();
+    assert_eq!(store.get(TRADES, b"in the copy").unwrap(), None, "nor do its writes reach the original");
+    assert_eq!(store.get(BALANCES, &0u32.to_be_bytes()).unwrap().as_deref(), Some(&b"after"[..]));
+    assert!(matches!(store.checkpoint(&into), Err(StorageError::Operation { operation: "checkpoint", .. })), "an existing directory is refused");
+}
