@@ -29,7 +29,7 @@ use products::{Ledger, LedgerLimits};
 use rustc_hash::FxHashMap;
 use storage::{Batch, Durability, StorageError, Store};
 
-use crate::schema::{self, SchemaError, TransferChains};
+use crate::schema::{self, Replication, SchemaError, TransferChains};
 
 /// Who sent a command and its sequence in that sender's stream.
 pub type PeerId = u32;
@@ -59,6 +59,10 @@ pub enum ServiceError {
     Invariant { sequence: u64, detail: String },
     #[error("the RocksDB writer thread is gone (it panicked; see the log above). Restart the daemon: start-up replays the journal")]
     WriterGone,
+    #[error("this ledger's input log is its cluster's (Raft): commands reach it committed, through apply_committed, never through its own journal")]
+    Replicated,
+    #[error("this ledger keeps its own journal: apply_committed is a replica's")]
+    NotReplicated,
 }
 
 /// A batch journaled and applied, its RocksDB write handed to the writer.
@@ -166,7 +170,11 @@ pub struct LedgerService {
     writing: Option<u64>,
     /// An emptied batch, for the next one to fill.
     spare: Batch,
-    journal: Journal,
+    /// The input log when this host keeps its own; `None` on a replica,
+    /// whose log is Raft's (`consensus`): it is given committed entries.
+    journal: Option<Journal>,
+    /// A replica's applied Raft log id and membership, written with every batch.
+    replication: Option<Replication>,
     /// The journal position RocksDB holds (written, not necessarily flushed).
     journal_applied: u64,
     peers_applied: FxHashMap<PeerId, u64>,
@@ -200,19 +208,9 @@ impl LedgerService {
     /// Opens RocksDB in `data_dir/db` and the journal in `data_dir/journal`,
     /// loads the stored state and replays the journal past it.
     pub fn open(data_dir: &Path, limits: LedgerLimits) -> Result<(LedgerService, StartupReport), ServiceError> {
-        let store = Arc::new(schema::open(&data_dir.join("db"))?);
-        let mut report = StartupReport::default();
-        let (ledger, journal_applied, chains) = match schema::load(&store)? {
-            Some(loaded) => (Ledger::restore(limits, loaded.state), loaded.journal_applied, loaded.chains),
-            None => {
-                report.created = true;
-                (Ledger::new(limits), 0, TransferChains::default())
-            }
-        };
-        report.store_applied = journal_applied;
-        let peers_applied = schema::link::load_peers(&store)?;
-        let (outbox, forwarded_last) = schema::link::load_outbox(&store)?;
-        let outbox_first = outbox.first().map(|(sequence, _)| sequence - 1).unwrap_or(forwarded_last);
+        let (mut service, created) = LedgerService::open_store(&data_dir.join("db"), limits)?;
+        let journal_applied = service.journal_applied;
+        let mut report = StartupReport { created, store_applied: journal_applied, ..StartupReport::default() };
         let journal_dir = data_dir.join("journal");
         // The journal keeps its current segment forever, so an existing database
         // without one lost the records RocksDB may not have made durable.
@@ -230,30 +228,8 @@ impl LedgerService {
             let detail = format!("it ends at sequence {}", journal.next_sequence() - 1);
             return Err(ServiceError::StoreAheadOfJournal { store_applied: journal_applied, detail });
         }
-        let segment_first = journal.next_sequence();
-        let mut service = LedgerService {
-            ledger,
-            chains,
-            writer: StoreWriter::spawn(store.clone()).map_err(ServiceError::WriterSpawn)?,
-            store,
-            writing: None,
-            spare: Batch::default(),
-            journal,
-            journal_applied,
-            peers_applied,
-            encoded: Vec::new(),
-            segment_records_max: SEGMENT_RECORDS_MAX_DEFAULT,
-            segment_first,
-            outbox: outbox.into(),
-            forwarded_last,
-            forwarded_durable: forwarded_last,
-            staged: false,
-            outbox_added: Vec::new(),
-            outbox_confirmed_through: outbox_first,
-            outbox_deleted_through: outbox_first,
-            store_writes: Vec::new(),
-            store_wait: Duration::ZERO,
-        };
+        service.segment_first = journal.next_sequence();
+        service.journal = Some(journal);
         service.check(journal_applied)?;
         // Replay in bounded batches so memory for the changes stays bounded.
         for chunk in recovery.records.chunks(4_096) {
@@ -273,6 +249,85 @@ impl LedgerService {
         service.wait_written()?;
         service.forwarded_durable = service.forwarded_last;
         Ok((service, report))
+    }
+
+    /// RocksDB in `db_dir` and the state it holds, with no input log yet;
+    /// whether the database was new.
+    fn open_store(db_dir: &Path, limits: LedgerLimits) -> Result<(LedgerService, bool), ServiceError> {
+        let store = Arc::new(schema::open(db_dir)?);
+        let (ledger, journal_applied, chains, created) = match schema::load(&store)? {
+            Some(loaded) => (Ledger::restore(limits, loaded.state), loaded.journal_applied, loaded.chains, false),
+            None => (Ledger::new(limits), 0, TransferChains::default(), true),
+        };
+        let peers_applied = schema::link::load_peers(&store)?;
+        let (outbox, forwarded_last) = schema::link::load_outbox(&store)?;
+        let outbox_first = outbox.first().map(|(sequence, _)| sequence - 1).unwrap_or(forwarded_last);
+        let service = LedgerService {
+            ledger,
+            chains,
+            writer: StoreWriter::spawn(store.clone()).map_err(ServiceError::WriterSpawn)?,
+            store,
+            writing: None,
+            spare: Batch::default(),
+            journal: None,
+            replication: None,
+            journal_applied,
+            peers_applied,
+            encoded: Vec::new(),
+            segment_records_max: SEGMENT_RECORDS_MAX_DEFAULT,
+            segment_first: journal_applied + 1,
+            outbox: outbox.into(),
+            forwarded_last,
+            forwarded_durable: forwarded_last,
+            staged: false,
+            outbox_added: Vec::new(),
+            outbox_confirmed_through: outbox_first,
+            outbox_deleted_through: outbox_first,
+            store_writes: Vec::new(),
+            store_wait: Duration::ZERO,
+        };
+        Ok((service, created))
+    }
+
+    /// Opens a replica's RocksDB in `db_dir`: the state after the last
+    /// Raft entry it applied ([`Self::replication`]). Its input log is
+    /// Raft's, kept beside it by `consensus`; it is given committed
+    /// entries ([`Self::apply_committed`]) and replays nothing itself:
+    /// openraft applies again what was committed after that entry.
+    pub fn open_replicated(db_dir: &Path, limits: LedgerLimits) -> Result<LedgerService, ServiceError> {
+        let (mut service, _) = LedgerService::open_store(db_dir, limits)?;
+        service.replication = Some(schema::load_replication(&service.store)?.unwrap_or_default());
+        service.check(service.journal_applied)?;
+        Ok(service)
+    }
+
+    /// A replica's applied Raft log id and membership, as RocksDB holds
+    /// them once [`Self::wait_written`] returns; `None` for a ledger with
+    /// its own journal.
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.as_ref()
+    }
+
+    /// Applies `entries`, the Raft entry at log index `through - 1` that
+    /// its cluster committed (a majority holds it synced), and hands what
+    /// they changed to the store writer with `replication` (that entry's
+    /// log id, the membership then in force). An entry with no commands
+    /// (a leader's first, a membership change) moves the applied id alone.
+    /// The outcomes may be acknowledged once [`Self::wait_written`] (or the
+    /// next call) has returned.
+    pub fn apply_committed(&mut self, through: u64, entries: &[JournalEntry], replication: Replication) -> Result<Submitted, ServiceError> {
+        if self.replication.is_none() {
+            return Err(ServiceError::NotReplicated);
+        }
+        let started = Instant::now();
+        let outcomes = self.apply(entries);
+        // Committed: durable on a majority, so its forwards may leave.
+        self.forwarded_durable = self.forwarded_last;
+        self.replication = Some(replication);
+        let apply = started.elapsed();
+        let order_updates = self.persist(through)?;
+        let encode = started.elapsed().saturating_sub(apply + self.store_wait);
+        Ok(Submitted { outcomes, order_updates, through, times: BatchTimes { apply, journal: Duration::ZERO, encode, store_wait: self.store_wait } })
     }
 
     /// Makes `entries` durable, applies them in order, writes what they
@@ -304,8 +359,9 @@ impl LedgerService {
     /// ([`Self::wait_written`]) and acknowledge it; then [`Self::finish`].
     pub fn begin(&mut self, entries: &[JournalEntry]) -> Result<Staged, ServiceError> {
         let journal_started = Instant::now();
+        let Some(journal) = self.journal.as_mut() else { return Err(ServiceError::Replicated) };
         if entries.is_empty() {
-            let next = self.journal.next_sequence();
+            let next = journal.next_sequence();
             return Ok(Staged { outcomes: Vec::new(), sequences: next..next, journal_started, apply: Duration::ZERO });
         }
         self.encoded.resize_with(entries.len(), Vec::new);
@@ -313,7 +369,7 @@ impl LedgerService {
             buffer.clear();
             *buffer = postcard::to_extend(entry, std::mem::take(buffer)).expect("encoding into a vector cannot fail");
         }
-        let sequences = self.journal.begin(self.encoded[..entries.len()].iter().map(Vec::as_slice))?;
+        let sequences = journal.begin(self.encoded[..entries.len()].iter().map(Vec::as_slice))?;
         self.staged = true;
         // The core works while the disk syncs (and the writer writes the
         // previous batch); nothing leaves before finish().
@@ -331,7 +387,7 @@ impl LedgerService {
             let through = sequences.start - 1;
             return Ok(Submitted { outcomes, order_updates: Vec::new(), through, times: BatchTimes::default() });
         }
-        self.journal.finish()?;
+        self.journal.as_mut().ok_or(ServiceError::Replicated)?.finish()?;
         self.staged = false;
         self.forwarded_durable = self.forwarded_last;
         let journal = journal_started.elapsed();
@@ -354,7 +410,8 @@ impl LedgerService {
     /// Between two writes, so that `journal_applied` is what RocksDB holds;
     /// under a steady load that is in `submit`, which never waits idle.
     fn trim_journal_if_full(&mut self) -> Result<(), ServiceError> {
-        if !self.staged && self.journal.next_sequence() - self.segment_first >= self.segment_records_max {
+        let full = self.journal.as_ref().is_some_and(|journal| journal.next_sequence() - self.segment_first >= self.segment_records_max);
+        if !self.staged && full {
             self.trim_journal()?;
         }
         Ok(())
@@ -392,10 +449,11 @@ impl LedgerService {
     /// Only with no write in progress: `journal_applied` is what RocksDB holds.
     fn trim_journal(&mut self) -> Result<(), ServiceError> {
         debug_assert!(self.writing.is_none());
-        self.journal.rotate()?;
-        self.segment_first = self.journal.next_sequence();
+        let Some(journal) = self.journal.as_mut() else { return Ok(()) };
+        journal.rotate()?;
+        self.segment_first = journal.next_sequence();
         self.store.flush()?;
-        let removed = self.journal.remove_segments_through(self.journal_applied)?;
+        let removed = journal.remove_segments_through(self.journal_applied)?;
         tracing::info!(removed, through = self.journal_applied, "journal segments removed after RocksDB flush");
         Ok(())
     }
@@ -414,7 +472,7 @@ impl LedgerService {
     }
 
     pub fn journal_segments(&self) -> usize {
-        self.journal.segment_count()
+        self.journal.as_ref().map_or(0, Journal::segment_count)
     }
 
     fn apply(&mut self, entries: &[JournalEntry]) -> Vec<Result<Outcome, LedgerError>> {
@@ -482,6 +540,9 @@ impl LedgerService {
         let mut batch = std::mem::take(&mut self.spare);
         schema::write_changes(&mut batch, &self.ledger, &changes, &mut self.chains, sequence);
         schema::link::write_peers(&mut batch, &self.peers_applied);
+        if let Some(replication) = &self.replication {
+            schema::write_replication(&mut batch, replication);
+        }
         let added = std::mem::take(&mut self.outbox_added);
         // Entries added and confirmed in the same interval are put and deleted
         // in one batch; the batch is sorted stably, so the delete wins.

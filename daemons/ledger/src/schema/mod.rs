@@ -20,7 +20,7 @@
 use ledger_api::{Answer, Query};
 use ledger_core::KernelState;
 use products::{Changes, Ledger, LedgerState};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use storage::{Batch, StorageError, Store, Table};
 
 use crate::query::Read;
@@ -43,6 +43,26 @@ pub const META: Table = Table::new("meta");
 
 const META_JOURNAL_APPLIED: &[u8] = b"journal_applied";
 const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+/// A replica's only: see [`Replication`].
+const META_REPLICATION: &[u8] = b"replication";
+
+/// What a replica's state finds again at start (openraft's applied state):
+/// the last Raft log id it applied and the membership in force then,
+/// written in the same batch as what that entry changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    pub applied: Option<openraft::LogId<u64>>,
+    pub membership: openraft::StoredMembership<u64, openraft::BasicNode>,
+}
+
+pub fn write_replication(batch: &mut Batch, replication: &Replication) {
+    put_encoded(batch, META, META_REPLICATION, replication);
+}
+
+/// The replication state written last, or `None` for a database no replica wrote.
+pub fn load_replication(store: &Store) -> Result<Option<Replication>, SchemaError> {
+    meta(store, META_REPLICATION)
+}
 
 /// 2-4: the records of the unversioned core types (release 0.1.0's first
 /// builds). 5: `ledger-api`'s records and the stored types declared here,

@@ -1,0 +1,272 @@
+//! The ledger as a Raft state machine on real files: replicas over loopback
+//! apply the same committed batches to the same state, a replica that
+//! starts after the log it needs was purged installs a snapshot, and a
+//! snapshot that does not hold what its meta says is refused with nothing
+//! changed. Conservation and the other invariants are checked on every
+//! replica after each scenario.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{random_command, setup};
+use consensus::cluster::{ClusterConfig, ReplicaAddress, Snapshots, Timeouts};
+use consensus::replica::{Formed, Replica};
+use ledger::replicated::{LedgerMachine, LedgerRaft, RAFT_LOG_CONTENT};
+use ledger::service::JournalEntry;
+use openraft::storage::RaftStateMachine;
+use openraft::{RaftSnapshotBuilder, ServerState};
+use products::LedgerLimits;
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Polls of 25 ms: a minute, for clusters on a machine other suites share.
+const PATIENCE_POLLS: usize = 2_400;
+
+/// The clusters one at a time: their votes each sync a state file on both ends.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cluster(id: u64, ports: &[u16; 3]) -> ClusterConfig {
+    let replicas = (1..=3u64)
+        .map(|id| (id, ReplicaAddress { raft: format!("127.0.0.1:{}", ports[id as usize - 1]), ledger: format!("127.0.0.1:{}", 9100 + id) }))
+        .collect();
+    // Small snapshots, nothing kept behind them: a late replica must install one.
+    // Named for this process: concurrent runs of the suite never talk to each other's replicas.
+    ClusterConfig {
+        cluster: format!("ledger-test-{}", std::process::id()),
+        id,
+        replicas,
+        timeouts: Timeouts::default(),
+        snapshots: Snapshots { every_entries: 10, keep_entries: 0 },
+    }
+}
+
+struct Node {
+    replica: Replica<LedgerRaft>,
+    machine: LedgerMachine,
+}
+
+/// Opens a replica's ledger; a stopped replica's state machine may still
+/// be letting go of RocksDB's lock for a moment.
+async fn open_machine(dir: &Path) -> LedgerMachine {
+    for _ in 0..PATIENCE_POLLS {
+        match LedgerMachine::open(dir, LedgerLimits::default()) {
+            Ok(machine) => return machine,
+            Err(error) if error.to_string().contains("lock") => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    panic!("RocksDB's lock in {} was never released", dir.display());
+}
+
+async fn start(id: u64, ports: &[u16; 3], dir: &Path) -> Node {
+    let machine = open_machine(dir).await;
+    let (replica, _) = Replica::start(&cluster(id, ports), &dir.join("raft"), RAFT_LOG_CONTENT, machine.clone(), None).await.unwrap();
+    Node { replica, machine }
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..PATIENCE_POLLS {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("never: {what}");
+}
+
+/// Each replica's view, for a failure's message.
+fn describe(nodes: &BTreeMap<u64, Node>) -> String {
+    nodes.iter().map(|(id, node)| format!("replica {id}: {:?}\n", node.replica.status())).collect()
+}
+
+async fn until_all(what: &str, nodes: &BTreeMap<u64, Node>, mut done: impl FnMut(&BTreeMap<u64, Node>) -> bool) {
+    for _ in 0..PATIENCE_POLLS {
+        if done(nodes) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("never: {what}\n{}", describe(nodes));
+}
+
+fn state_hash(machine: &LedgerMachine) -> [u8; 32] {
+    machine.with_service(|service| service.ledger().state_hash()).unwrap()
+}
+
+fn applied(node: &Node) -> Option<u64> {
+    node.replica.raft.metrics().borrow().last_applied.map(|log_id| log_id.index)
+}
+
+/// Every invariant, conservation over every account included, on a replica's ledger.
+fn check(machine: &LedgerMachine) {
+    machine.with_service(|service| service.ledger().check_invariants()).unwrap().unwrap_or_else(|detail| panic!("invariant broken: {detail}"));
+}
+
+fn batch(rng: &mut SmallRng, next: &mut u64) -> Vec<JournalEntry> {
+    (0..rng.random_range(1..40))
+        .map(|_| {
+            *next += 1;
+            JournalEntry { peer: 1, peer_sequence: *next, at_ms: 1_700_000_000_000 + *next, command: random_command(rng, *next) }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut nodes = BTreeMap::new();
+    for id in [1, 2] {
+        nodes.insert(id, start(id, &ports, dirs[id as usize - 1].path()).await);
+    }
+    // Formed with three voters while the third is down: two are a majority.
+    assert_eq!(nodes[&1].replica.form(&cluster(1, &ports)).await.unwrap(), Formed::Now);
+    until("a leader", || nodes.values().any(|node| node.replica.status().role == consensus::replica::Role::Leader)).await;
+    let leader = *nodes.iter().find(|(_, node)| node.replica.status().role == consensus::replica::Role::Leader).unwrap().0;
+
+    let setup: Vec<JournalEntry> =
+        setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    let written = nodes[&leader].replica.raft.client_write(setup.clone()).await.unwrap();
+    assert_eq!(written.data.len(), setup.len());
+    assert!(written.data.iter().all(Result::is_ok), "{:?}", written.data);
+    let mut rng = SmallRng::seed_from_u64(29);
+    let mut next = 0;
+    let mut refused = 0;
+    // The index of the last entry written: its answer names it (the
+    // metrics may still show the one before when the answer arrives).
+    let mut last = written.log_id.index;
+    for _ in 0..60 {
+        let entries = batch(&mut rng, &mut next);
+        let written = nodes[&leader].replica.raft.client_write(entries.clone()).await.unwrap();
+        assert_eq!(written.data.len(), entries.len(), "an outcome for each command");
+        refused += written.data.iter().filter(|outcome| outcome.is_err()).count();
+        last = written.log_id.index;
+    }
+    assert!(refused > 0 && refused < next as usize, "a mix of applied and refused commands: {refused} of {next} refused");
+
+    until_all("both replicas applied every entry", &nodes, |nodes| nodes.values().all(|node| applied(node) == Some(last))).await;
+    until("the leader snapshotted and purged its log", || {
+        let metrics = nodes[&leader].replica.raft.metrics().borrow().clone();
+        metrics.snapshot.is_some() && metrics.purged.is_some()
+    })
+    .await;
+    assert_eq!(state_hash(&nodes[&1].machine), state_hash(&nodes[&2].machine), "the same batches, the same state");
+
+    // The third starts on an empty directory: the log it lacks is purged,
+    // so the leader sends its snapshot, then the entries after it.
+    nodes.insert(3, start(3, &ports, dirs[2].path()).await);
+    let more = batch(&mut rng, &mut next);
+    let last = nodes[&leader].replica.raft.client_write(more).await.unwrap().log_id.index;
+    until_all("the third replica caught up", &nodes, |nodes| applied(&nodes[&3]) == Some(last)).await;
+    let third = nodes[&3].replica.raft.metrics().borrow().clone();
+    assert!(third.snapshot.is_some(), "it installed a snapshot: {third:?}");
+    assert_eq!(third.state, ServerState::Follower);
+    let snapshots: Vec<_> = std::fs::read_dir(dirs[2].path().join("snapshots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(snapshots.iter().any(|name| name.ends_with(".tar")) && snapshots.iter().any(|name| name.ends_with(".meta")), "{snapshots:?}");
+    let hash = state_hash(&nodes[&leader].machine);
+    for (id, node) in &nodes {
+        assert_eq!(state_hash(&node.machine), hash, "replica {id}");
+        check(&node.machine);
+    }
+
+    // Restarted on its directory, it holds the same state and goes on.
+    let third = nodes.remove(&3).unwrap();
+    third.replica.stop().await;
+    drop(third.machine);
+    nodes.insert(3, start(3, &ports, dirs[2].path()).await);
+    until("the restarted replica applied the log again", || applied(&nodes[&3]) == Some(last)).await;
+    assert_eq!(state_hash(&nodes[&3].machine), hash);
+    let more = batch(&mut rng, &mut next);
+    let last = nodes[&leader].replica.raft.client_write(more).await.unwrap().log_id.index;
+    until_all("all three applied the next batch", &nodes, |nodes| nodes.values().all(|node| applied(node) == Some(last))).await;
+    let hash = state_hash(&nodes[&leader].machine);
+    for (id, node) in &nodes {
+        assert_eq!(state_hash(&node.machine), hash, "replica {id}");
+        check(&node.machine);
+    }
+    for (_, node) in nodes {
+        node.replica.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_does_not_hold_what_it_says_is_refused_and_changes_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (source_dir, target_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let single = ClusterConfig::single("127.0.0.1:7000");
+    let source = LedgerMachine::open(source_dir.path(), LedgerLimits::default()).unwrap();
+    let (replica, _) = Replica::<LedgerRaft>::start(&single, &source_dir.path().join("raft"), RAFT_LOG_CONTENT, source.clone(), None).await.unwrap();
+    until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader).await;
+    let setup: Vec<JournalEntry> =
+        setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    replica.raft.client_write(setup).await.unwrap();
+    let (mut rng, mut next) = (SmallRng::seed_from_u64(7), 0);
+    for _ in 0..5 {
+        replica.raft.client_write(batch(&mut rng, &mut next)).await.unwrap();
+    }
+    let mut builder = source.clone().get_snapshot_builder().await;
+    let mut snapshot = builder.build_snapshot().await.unwrap();
+    let mut bytes = Vec::new();
+    snapshot.snapshot.read_to_end(&mut bytes).await.unwrap();
+    let source_hash = state_hash(&source);
+    replica.stop().await;
+
+    let mut target = LedgerMachine::open(target_dir.path(), LedgerLimits::default()).unwrap();
+    let empty_hash = state_hash(&target);
+    let receive = |target: &mut LedgerMachine, bytes: Vec<u8>| {
+        let mut target = target.clone();
+        async move {
+            let mut file = target.begin_receiving_snapshot().await.unwrap();
+            file.write_all(&bytes).await.unwrap();
+            file.flush().await.unwrap();
+            file
+        }
+    };
+
+    // Bytes flipped all through the archive: refused by its digests or its headers.
+    let mut damaged = bytes.clone();
+    for at in (700..damaged.len()).step_by(4_099) {
+        damaged[at] ^= 0x40;
+    }
+    let file = receive(&mut target, damaged).await;
+    let error = target.install_snapshot(&snapshot.meta, file).await.expect_err("a damaged snapshot is refused");
+    assert!(error.to_string().contains("damaged") || error.to_string().contains("SHA256SUMS"), "{error}");
+    assert_eq!(state_hash(&target), empty_hash, "nothing installed");
+
+    // Whole, but its meta names another entry than the one its database holds.
+    let mut lying = snapshot.meta.clone();
+    lying.last_log_id = lying.last_log_id.map(|mut log_id| {
+        log_id.index += 1;
+        log_id
+    });
+    let file = receive(&mut target, bytes.clone()).await;
+    let error = target.install_snapshot(&lying, file).await.expect_err("a snapshot unlike its meta is refused");
+    assert!(error.to_string().contains("not after"), "{error}");
+    assert_eq!(state_hash(&target), empty_hash, "nothing installed");
+
+    // As sent: installed, the same state, the same applied id, and kept as the current snapshot.
+    let file = receive(&mut target, bytes).await;
+    target.install_snapshot(&snapshot.meta, file).await.unwrap();
+    assert_eq!(state_hash(&target), source_hash);
+    check(&target);
+    let (applied, _) = target.applied_state().await.unwrap();
+    assert_eq!(applied, snapshot.meta.last_log_id);
+    let current = target.get_current_snapshot().await.unwrap().expect("the installed snapshot is the current one");
+    assert_eq!(current.meta.last_log_id, snapshot.meta.last_log_id);
+    let leftovers: Vec<_> = std::fs::read_dir(target_dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!leftovers.iter().any(|name| name.starts_with("db.")), "no install directory left: {leftovers:?}");
+    let received: Vec<_> = std::fs::read_dir(target_dir.path().join("snapshots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!received.iter().any(|name| name.starts_with("incoming-")), "refused snapshots are removed: {received:?}");
+    drop(target);
+    let reopened = LedgerMachine::open(target_dir.path(), LedgerLimits::default()).unwrap();
+    assert_eq!(state_hash(&reopened), source_hash, "the installed database is the one that opens");
+}
