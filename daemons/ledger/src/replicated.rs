@@ -104,9 +104,10 @@ impl LedgerMachine {
     /// Opens the replica's RocksDB in `data_dir/db`, first finishing or
     /// undoing a snapshot install a crash interrupted.
     pub fn open(data_dir: &Path, limits: LedgerLimits) -> Result<LedgerMachine, MachineError> {
-        fs::create_dir_all(data_dir.join(SNAPSHOTS)).map_err(io("cannot create", data_dir))?;
         recover_install(data_dir)?;
         let service = LedgerService::open_replicated(&data_dir.join(DB), limits)?;
+        // Only once the database is known a replica's: a refused directory is left as it was.
+        fs::create_dir_all(data_dir.join(SNAPSHOTS)).map_err(io("cannot create", data_dir))?;
         let inner = Inner { service: Mutex::new(Some(service)), data_dir: data_dir.to_path_buf(), limits, receiving: Mutex::new(None) };
         Ok(LedgerMachine { inner: Arc::new(inner) })
     }

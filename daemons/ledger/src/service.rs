@@ -63,7 +63,15 @@ pub enum ServiceError {
     Replicated,
     #[error("this ledger keeps its own journal: apply_committed is a replica's")]
     NotReplicated,
+    #[error(
+        "the ledger database in {dir} was written by {written_by}, and this ledger runs {running}: opened so, it would apply its input twice or \
+         lose it. Point the daemon at its own data directory, or move this one aside and let the replica take a snapshot from its cluster"
+    )]
+    OtherMode { dir: PathBuf, written_by: &'static str, running: &'static str },
 }
+
+const OWN_JOURNAL: &str = "a ledger with its own journal (one host)";
+const REPLICA: &str = "a replica of a cluster (Raft)";
 
 /// A batch journaled and applied, its RocksDB write handed to the writer.
 #[derive(Debug)]
@@ -209,6 +217,9 @@ impl LedgerService {
     /// loads the stored state and replays the journal past it.
     pub fn open(data_dir: &Path, limits: LedgerLimits) -> Result<(LedgerService, StartupReport), ServiceError> {
         let (mut service, created) = LedgerService::open_store(&data_dir.join("db"), limits)?;
+        if schema::load_replication(&service.store)?.is_some() {
+            return Err(ServiceError::OtherMode { dir: data_dir.join("db"), written_by: REPLICA, running: OWN_JOURNAL });
+        }
         let journal_applied = service.journal_applied;
         let mut report = StartupReport { created, store_applied: journal_applied, ..StartupReport::default() };
         let journal_dir = data_dir.join("journal");
@@ -295,8 +306,12 @@ impl LedgerService {
     /// entries ([`Self::apply_committed`]) and replays nothing itself:
     /// openraft applies again what was committed after that entry.
     pub fn open_replicated(db_dir: &Path, limits: LedgerLimits) -> Result<LedgerService, ServiceError> {
-        let (mut service, _) = LedgerService::open_store(db_dir, limits)?;
-        service.replication = Some(schema::load_replication(&service.store)?.unwrap_or_default());
+        let (mut service, created) = LedgerService::open_store(db_dir, limits)?;
+        let replication = schema::load_replication(&service.store)?;
+        if replication.is_none() && !created {
+            return Err(ServiceError::OtherMode { dir: db_dir.to_path_buf(), written_by: OWN_JOURNAL, running: REPLICA });
+        }
+        service.replication = Some(replication.unwrap_or_default());
         service.check(service.journal_applied)?;
         Ok(service)
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::{random_command, setup};
 use consensus::cluster::{ClusterConfig, ReplicaAddress, Snapshots, Timeouts};
 use consensus::replica::{Formed, Replica};
-use ledger::replicated::{LedgerMachine, LedgerRaft, RAFT_LOG_CONTENT};
-use ledger::service::JournalEntry;
+use ledger::replicated::{LedgerMachine, LedgerRaft, MachineError, RAFT_LOG_CONTENT};
+use ledger::service::{JournalEntry, LedgerService, ServiceError};
 use openraft::storage::RaftStateMachine;
 use openraft::{RaftSnapshotBuilder, ServerState};
 use products::LedgerLimits;
@@ -269,4 +269,48 @@ async fn a_snapshot_that_does_not_hold_what_it_says_is_refused_and_changes_nothi
     drop(target);
     let reopened = LedgerMachine::open(target_dir.path(), LedgerLimits::default()).unwrap();
     assert_eq!(state_hash(&reopened), source_hash, "the installed database is the one that opens");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_other_mode_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // A one-host ledger's data directory, opened as a replica: its state
+    // has no applied log id, so openraft would apply the log again on top.
+    let own = tempfile::tempdir().unwrap();
+    let (mut service, _) = LedgerService::open(own.path(), LedgerLimits::default()).unwrap();
+    let setup: Vec<JournalEntry> =
+        setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    service.execute(&setup).unwrap();
+    drop(service);
+    let error = LedgerMachine::open(own.path(), LedgerLimits::default()).err().expect("refused");
+    assert!(matches!(&error, MachineError::Service(ServiceError::OtherMode { .. })), "{error}");
+    assert!(error.to_string().contains("its own journal") && error.to_string().contains("move this one aside"), "{error}");
+    assert!(!own.path().join("snapshots").exists(), "a refused directory is left as it was");
+    let (service, _) = LedgerService::open(own.path(), LedgerLimits::default()).unwrap();
+    assert!(service.ledger().check_invariants().is_ok(), "and still opens as what it is");
+    drop(service);
+
+    // A replica's, opened with a journal of its own: it would replay a journal it never had.
+    let replica_dir = tempfile::tempdir().unwrap();
+    let machine = LedgerMachine::open(replica_dir.path(), LedgerLimits::default()).unwrap();
+    let (replica, _) =
+        Replica::<LedgerRaft>::start(&ClusterConfig::single("127.0.0.1:7000"), &replica_dir.path().join("raft"), RAFT_LOG_CONTENT, machine.clone(), None)
+            .await
+            .unwrap();
+    until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader).await;
+    replica.raft.client_write(setup).await.unwrap();
+    replica.stop().await;
+    drop(machine);
+    let mut refused = None;
+    for _ in 0..PATIENCE_POLLS {
+        match LedgerService::open(replica_dir.path(), LedgerLimits::default()) {
+            Err(ServiceError::OtherMode { written_by, .. }) => {
+                refused = Some(written_by);
+                break;
+            }
+            Err(other) if other.to_string().contains("lock") => tokio::time::sleep(Duration::from_millis(25)).await,
+            other => panic!("expected a refusal: {:?}", other.map(|_| ())),
+        }
+    }
+    assert!(refused.expect("the lock was never released").contains("replica"));
 }
