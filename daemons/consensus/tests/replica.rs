@@ -127,6 +127,8 @@ async fn three_replicas_wait_to_be_formed_then_report_their_cluster() {
 
 #[tokio::test]
 async fn a_replica_whose_raft_port_is_taken_says_so() {
+    // Not beside the clusters: their free ports are chosen before they are bound.
+    let _one = ONE_AT_A_TIME.lock().await;
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
