@@ -71,29 +71,20 @@ async fn start(id: u64, ports: &[u16; 3], dir: &Path) -> Node {
     Node { replica, machine }
 }
 
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+/// Polls `done` until it holds; fails with what `context` says then.
+async fn until(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
     for _ in 0..PATIENCE_POLLS {
         if done() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("never: {what}");
+    panic!("never: {what}\n{}", context());
 }
 
 /// Each replica's view, for a failure's message.
 fn describe(nodes: &BTreeMap<u64, Node>) -> String {
     nodes.iter().map(|(id, node)| format!("replica {id}: {:?}\n", node.replica.status())).collect()
-}
-
-async fn until_all(what: &str, nodes: &BTreeMap<u64, Node>, mut done: impl FnMut(&BTreeMap<u64, Node>) -> bool) {
-    for _ in 0..PATIENCE_POLLS {
-        if done(nodes) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("never: {what}\n{}", describe(nodes));
 }
 
 fn state_hash(machine: &LedgerMachine) -> [u8; 32] {
@@ -130,7 +121,7 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     }
     // Formed with three voters while the third is down: two are a majority.
     assert_eq!(nodes[&1].replica.form(&cluster(1, &ports)).await.unwrap(), Formed::Now);
-    until("a leader", || nodes.values().any(|node| node.replica.status().role == consensus::replica::Role::Leader)).await;
+    until("a leader", || nodes.values().any(|node| node.replica.status().role == consensus::replica::Role::Leader), || describe(&nodes)).await;
     let leader = *nodes.iter().find(|(_, node)| node.replica.status().role == consensus::replica::Role::Leader).unwrap().0;
 
     let setup: Vec<JournalEntry> =
@@ -153,11 +144,15 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     }
     assert!(refused > 0 && refused < next as usize, "a mix of applied and refused commands: {refused} of {next} refused");
 
-    until_all("both replicas applied every entry", &nodes, |nodes| nodes.values().all(|node| applied(node) == Some(last))).await;
-    until("the leader snapshotted and purged its log", || {
-        let metrics = nodes[&leader].replica.raft.metrics().borrow().clone();
-        metrics.snapshot.is_some() && metrics.purged.is_some()
-    })
+    until("both replicas applied every entry", || nodes.values().all(|node| applied(node) == Some(last)), || describe(&nodes)).await;
+    until(
+        "the leader snapshotted and purged its log",
+        || {
+            let metrics = nodes[&leader].replica.raft.metrics().borrow().clone();
+            metrics.snapshot.is_some() && metrics.purged.is_some()
+        },
+        || describe(&nodes),
+    )
     .await;
     assert_eq!(state_hash(&nodes[&1].machine), state_hash(&nodes[&2].machine), "the same batches, the same state");
 
@@ -166,7 +161,7 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     nodes.insert(3, start(3, &ports, dirs[2].path()).await);
     let more = batch(&mut rng, &mut next);
     let last = nodes[&leader].replica.raft.client_write(more).await.unwrap().log_id.index;
-    until_all("the third replica caught up", &nodes, |nodes| applied(&nodes[&3]) == Some(last)).await;
+    until("the third replica caught up", || applied(&nodes[&3]) == Some(last), || describe(&nodes)).await;
     let third = nodes[&3].replica.raft.metrics().borrow().clone();
     assert!(third.snapshot.is_some(), "it installed a snapshot: {third:?}");
     assert_eq!(third.state, ServerState::Follower);
@@ -183,11 +178,11 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     third.replica.stop().await;
     drop(third.machine);
     nodes.insert(3, start(3, &ports, dirs[2].path()).await);
-    until("the restarted replica applied the log again", || applied(&nodes[&3]) == Some(last)).await;
+    until("the restarted replica applied the log again", || applied(&nodes[&3]) == Some(last), || describe(&nodes)).await;
     assert_eq!(state_hash(&nodes[&3].machine), hash);
     let more = batch(&mut rng, &mut next);
     let last = nodes[&leader].replica.raft.client_write(more).await.unwrap().log_id.index;
-    until_all("all three applied the next batch", &nodes, |nodes| nodes.values().all(|node| applied(node) == Some(last))).await;
+    until("all three applied the next batch", || nodes.values().all(|node| applied(node) == Some(last)), || describe(&nodes)).await;
     let hash = state_hash(&nodes[&leader].machine);
     for (id, node) in &nodes {
         assert_eq!(state_hash(&node.machine), hash, "replica {id}");
@@ -205,7 +200,7 @@ async fn a_snapshot_that_does_not_hold_what_it_says_is_refused_and_changes_nothi
     let single = ClusterConfig::single("127.0.0.1:7000");
     let source = LedgerMachine::open(source_dir.path(), LedgerLimits::default()).unwrap();
     let (replica, _) = Replica::<LedgerRaft>::start(&single, &source_dir.path().join("raft"), RAFT_LOG_CONTENT, source.clone(), None).await.unwrap();
-    until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader).await;
+    until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader, String::new).await;
     let setup: Vec<JournalEntry> =
         setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
     replica.raft.client_write(setup).await.unwrap();
@@ -297,7 +292,7 @@ async fn a_database_of_the_other_mode_is_refused() {
         Replica::<LedgerRaft>::start(&ClusterConfig::single("127.0.0.1:7000"), &replica_dir.path().join("raft"), RAFT_LOG_CONTENT, machine.clone(), None)
             .await
             .unwrap();
-    until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader).await;
+    until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader, String::new).await;
     replica.raft.client_write(setup).await.unwrap();
     replica.stop().await;
     drop(machine);
