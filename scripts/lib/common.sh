@@ -45,6 +45,27 @@ build_console() {
     (cd "$REPO_ROOT/daemons/console" && npm run --silent build) || die "the web console did not build: run npm run build in daemons/console to see why"
 }
 
+# A persistent target dir only grows: each change of a dependency leaves a
+# whole set of artifacts behind and incremental caches pile up, until a build
+# or a test's files meet a full disk (a CI run died of it once). Before a
+# build, when the target dir's disk has less than $2 GB free, this removes
+# the incremental caches (they only speed up rebuilds), then if still short
+# the whole profile $1 (dev or release: a cold build follows), then gives up.
+ensure_room_to_build() {
+    local profile="$1" need_gb="$2" dir
+    case "$profile" in dev) dir=debug ;; *) dir="$profile" ;; esac
+    mkdir -p "$CARGO_TARGET_DIR"
+    free_gb() { df --output=avail -BG "$CARGO_TARGET_DIR" | tail -1 | tr -dc 0-9; }
+    [ "$(free_gb)" -ge "$need_gb" ] && return 0
+    log "only $(free_gb) GB free beside $CARGO_TARGET_DIR ($need_gb wanted): removing its incremental caches"
+    rm -rf "$CARGO_TARGET_DIR"/*/incremental
+    [ "$(free_gb)" -ge "$need_gb" ] && return 0
+    log "still only $(free_gb) GB free: removing the $profile build in $CARGO_TARGET_DIR/$dir (a cold build follows)"
+    rm -rf "${CARGO_TARGET_DIR:?}/$dir"
+    [ "$(free_gb)" -ge "$need_gb" ] && return 0
+    die "only $(free_gb) GB free on the disk of $CARGO_TARGET_DIR, and $need_gb are needed to build and test: free some space (df -h) and run this again"
+}
+
 ensure_rust() {
     command -v cargo >/dev/null || die "cargo is not installed. Install Rust >= $RUST_VERSION_MIN (rustup.rs, or your distribution's rustup package) and run this again"
     local version
