@@ -130,6 +130,10 @@ impl Default for WebhooksConfig {
 pub struct LedgerLinkConfig {
     /// The ledger's `listen.address`: `unix:/path` or `tcp:host:port`.
     pub address: String,
+    /// A cluster's other replicas (`tcp:host:port`, their ledger
+    /// addresses in cluster.toml): the gateway goes to the one that leads,
+    /// as any replica's refusal names it, and tries them in turn when none is named.
+    pub replicas: Vec<String>,
     /// This gateway's peer id at the ledger; each gateway of a site needs its own.
     pub peer_id: u32,
     pub reconnect_ms: u64,
@@ -312,6 +316,7 @@ impl Default for LedgerLinkConfig {
     fn default() -> Self {
         LedgerLinkConfig {
             address: "unix:/run/marionette/ledger.sock".into(),
+            replicas: Vec::new(),
             peer_id: 100,
             reconnect_ms: 500,
             request_timeout_ms: 5_000,
@@ -424,6 +429,12 @@ impl GatewayConfig {
         }
         if !(self.ledger.address.starts_with("unix:") || self.ledger.address.starts_with("tcp:")) {
             return invalid("ledger.address", "must start with unix: or tcp:");
+        }
+        if let Some(replica) = self.ledger.replicas.iter().find(|replica| !replica.starts_with("tcp:")) {
+            return Err(ConfigError::Invalid { key: "ledger.replicas", reason: format!("{replica:?}: a replica is on another host: tcp:host:port") });
+        }
+        if !self.ledger.replicas.is_empty() && !self.ledger.address.starts_with("tcp:") {
+            return invalid("ledger.address", "with ledger.replicas, the ledger is a cluster: its address is tcp:host:port too");
         }
         if self.ledger.peer_id == 0 || self.ledger.peer_id == u32::MAX {
             return invalid("ledger.peer_id", "must be 1 to 4294967294");

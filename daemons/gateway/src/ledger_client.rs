@@ -129,19 +129,35 @@ async fn run(
     connected: Arc<AtomicBool>,
 ) {
     let mut warned = false;
+    let mut replicas = Replicas::new(&config);
     loop {
-        match connect(&config.address, tls.as_ref(), CertifiedRole::Ledger).await {
+        let address = replicas.current().to_string();
+        match connect(&address, tls.as_ref(), CertifiedRole::Ledger).await {
             Ok(stream) => {
                 warned = false;
-                let error = serve(&config, stream, &mut requests, &updates, &connected).await;
+                let error = serve(&config, &address, stream, &mut requests, &updates, &connected).await;
                 connected.store(false, Ordering::Release);
-                tracing::warn!(%error, "ledger connection lost; reconnecting");
+                match link::NotLeader::of(&error) {
+                    Some(refusal) => {
+                        replicas.follow(&refusal.leader);
+                        tracing::info!(%address, leader = %refusal.leader, next = %replicas.current(), "this ledger replica does not lead; going to the leader");
+                        // Straight to the leader it named; a wait only while none is named.
+                        if !refusal.leader.is_empty() {
+                            continue;
+                        }
+                    }
+                    None => {
+                        tracing::warn!(%address, %error, "ledger connection lost; reconnecting");
+                        replicas.next();
+                    }
+                }
             }
             Err(error) => {
                 if !warned {
-                    tracing::warn!(address = %config.address, %error, "cannot reach the ledger; requests answer UNAVAILABLE until it is back");
+                    tracing::warn!(%address, %error, "cannot reach the ledger; requests answer UNAVAILABLE until it is back");
                     warned = true;
                 }
+                replicas.next();
                 // Nothing can be answered while down: fail what is queued.
                 while let Ok(request) = requests.try_recv() {
                     drop(request);
@@ -149,6 +165,50 @@ async fn run(
             }
         }
         tokio::time::sleep(Duration::from_millis(config.reconnect_ms)).await;
+    }
+}
+
+/// The ledger's addresses: one host's, or a cluster's replicas, the one
+/// to try now first.
+struct Replicas {
+    addresses: Vec<String>,
+    current: usize,
+}
+
+impl Replicas {
+    fn new(config: &LedgerLinkConfig) -> Replicas {
+        let mut addresses = vec![config.address.clone()];
+        for replica in &config.replicas {
+            if !addresses.contains(replica) {
+                addresses.push(replica.clone());
+            }
+        }
+        Replicas { addresses, current: 0 }
+    }
+
+    fn current(&self) -> &str {
+        &self.addresses[self.current]
+    }
+
+    fn next(&mut self) {
+        self.current = (self.current + 1) % self.addresses.len();
+    }
+
+    /// Goes to `leader`, the address a replica's refusal named (a leader
+    /// the config does not list is tried too: the cluster knows better);
+    /// to the next replica when it named none.
+    fn follow(&mut self, leader: &str) {
+        if leader.is_empty() {
+            return self.next();
+        }
+        match self.addresses.iter().position(|address| address == leader) {
+            Some(index) => self.current = index,
+            None => {
+                tracing::warn!(%leader, "the leader's address is not in ledger.address or ledger.replicas; add it there");
+                self.addresses.push(leader.to_string());
+                self.current = self.addresses.len() - 1;
+            }
+        }
     }
 }
 
@@ -191,6 +251,7 @@ pub(crate) async fn greet(stream: Box<dyn Duplex>, peer: wire::PeerId, subscribe
     let mut buffer = Vec::new();
     match read_sequenced(&mut reader, &mut buffer).await? {
         (_, Message::Welcome { commands_applied, .. }) => Ok(Greeted { reader, writer, buffer, commands_applied }),
+        (_, Message::Error { code: wire::ProtocolErrorCode::NotLeader, detail }) => Err(std::io::Error::other(link::NotLeader { leader: detail })),
         (_, Message::Error { code, detail }) => Err(std::io::Error::other(format!("refused: {code}: {detail}"))),
         (_, other) => Err(std::io::Error::other(format!("expected Welcome, got {other:?}"))),
     }
@@ -198,6 +259,7 @@ pub(crate) async fn greet(stream: Box<dyn Duplex>, peer: wire::PeerId, subscribe
 
 async fn serve(
     config: &LedgerLinkConfig,
+    address: &str,
     stream: Box<dyn Duplex>,
     requests: &mut mpsc::Receiver<Request>,
     updates: &broadcast::Sender<Arc<Vec<OrderRecord>>>,
@@ -209,7 +271,7 @@ async fn serve(
     };
     let mut next_sequence = commands_applied + 1;
     connected.store(true, Ordering::Release);
-    tracing::info!(address = %config.address, next_sequence, "connected to the ledger");
+    tracing::info!(%address, next_sequence, "connected to the ledger");
     let commands: Arc<Mutex<HashMap<u64, CommandWaiter>>> = Arc::default();
     let queries: Waiting<Result<Answer, QueryError>> = Arc::default();
     let mut next_query = 1u64;
@@ -257,6 +319,8 @@ async fn serve(
                         }
                         let _ = updates.send(Arc::new(orders));
                     }
+                    // The replica stopped leading: it names the one that leads now.
+                    Message::Error { code: wire::ProtocolErrorCode::NotLeader, detail } => return std::io::Error::other(link::NotLeader { leader: detail }),
                     Message::Error { code, detail } => return std::io::Error::other(format!("the ledger refused us: {code}: {detail}")),
                     _ => {}
                 }
@@ -317,5 +381,98 @@ pub(crate) async fn read_sequenced<R: AsyncRead + Unpin>(reader: &mut R, buffer:
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the daemon closed the connection"));
         }
         buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use ledger_api::LedgerStatus;
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    /// A replica that turns every peer away naming `leader`; counts them.
+    fn follower(socket: &Path, leader: String) -> Arc<std::sync::atomic::AtomicUsize> {
+        let listener = UnixListener::bind(socket).unwrap();
+        let turned_away = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = turned_away.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = Vec::new();
+                if let Ok((_, Message::Hello { .. })) = read_sequenced(&mut stream, &mut buffer).await {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let _ = stream.write_all(&wire::encode_error(wire::ProtocolErrorCode::NotLeader, leader.clone())).await;
+                }
+            }
+        });
+        turned_away
+    }
+
+    /// The leading replica: welcomes, and answers every status query.
+    fn leader(socket: &Path) {
+        let listener = UnixListener::bind(socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut reader, mut writer) = tokio::io::split(stream);
+                    let mut buffer = Vec::new();
+                    let mut frames = Vec::new();
+                    wire::encode_frame(0, &Message::Welcome { commands_applied: 0, outputs_last: 0 }, &mut frames);
+                    while let Ok((sequence, message)) = read_sequenced(&mut reader, &mut buffer).await {
+                        if let Message::LedgerQuery(_) = message {
+                            let status = LedgerStatus { journal_applied: 42, ..LedgerStatus::default() };
+                            wire::encode_frame(sequence, &Message::LedgerAnswer(Ok(Answer::Status(status))), &mut frames);
+                        }
+                        if writer.write_all(&frames).await.is_err() {
+                            return;
+                        }
+                        frames.clear();
+                    }
+                });
+            }
+        });
+    }
+
+    async fn status_through(client: &LedgerClient) -> u64 {
+        for _ in 0..400 {
+            if let Ok(Ok(Answer::Status(status))) = client.query(Query::Status).await {
+                return status.journal_applied;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the gateway never reached the leading replica");
+    }
+
+    fn config(address: String, replicas: Vec<String>) -> LedgerLinkConfig {
+        LedgerLinkConfig { address, replicas, reconnect_ms: 20, request_timeout_ms: 500, ..LedgerLinkConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn a_follower_s_refusal_sends_the_gateway_to_the_leader_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second, third) = (dir.path().join("1.sock"), dir.path().join("2.sock"), dir.path().join("3.sock"));
+        let leading = format!("unix:{}", third.display());
+        // Listed first, and second: both followers name the third.
+        let turned_away = [follower(&first, leading.clone()), follower(&second, leading.clone())];
+        leader(&third);
+        let client = LedgerClient::start(config(format!("unix:{}", first.display()), vec![format!("unix:{}", second.display()), leading]), None);
+        assert_eq!(status_through(&client).await, 42);
+        assert_eq!(turned_away[0].load(Ordering::Relaxed), 1, "the first replica was asked once, then its hint followed");
+        assert_eq!(turned_away[1].load(Ordering::Relaxed), 0, "the named leader was next, not the next in the list");
+    }
+
+    #[tokio::test]
+    async fn a_leader_the_config_does_not_list_is_followed_and_no_hint_tries_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second, third) = (dir.path().join("1.sock"), dir.path().join("2.sock"), dir.path().join("3.sock"));
+        // The first knows no leader yet (an election): the gateway tries the
+        // second, which names a leader missing from the config.
+        follower(&first, String::new());
+        follower(&second, format!("unix:{}", third.display()));
+        leader(&third);
+        let client = LedgerClient::start(config(format!("unix:{}", first.display()), vec![format!("unix:{}", second.display())]), None);
+        assert_eq!(status_through(&client).await, 42);
     }
 }

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use matching_api::Command;
-use wire::{Frame, Message, PeerId, Role};
+use wire::{Frame, Message, PeerId, ProtocolErrorCode, Role};
 
 use crate::net::Stream;
 use crate::reader::FrameReader;
@@ -27,6 +27,32 @@ pub struct Welcome {
 
 /// Frames larger than this from a server are refused.
 const FRAME_BYTES_MAX: u32 = 64 << 20;
+
+/// A ledger replica that does not lead its cluster turned the connection
+/// away: `leader` is the leading replica's address (`tcp:host:port`),
+/// empty while an election runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotLeader {
+    pub leader: String,
+}
+
+impl std::fmt::Display for NotLeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.leader.is_empty() {
+            true => write!(f, "this ledger replica does not lead its cluster, and no leader is known yet (an election runs): try again shortly"),
+            false => write!(f, "this ledger replica does not lead its cluster: the leader serves at {}", self.leader),
+        }
+    }
+}
+
+impl std::error::Error for NotLeader {}
+
+impl NotLeader {
+    /// The refusal in `error`, if it is one.
+    pub fn of(error: &io::Error) -> Option<&NotLeader> {
+        error.get_ref()?.downcast_ref::<NotLeader>()
+    }
+}
 
 fn protocol_error(detail: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, detail)
@@ -112,10 +138,11 @@ impl Client {
     /// The next frame from the server; an `Error` frame comes back as an error.
     pub fn recv(&mut self) -> io::Result<Frame> {
         let frame = self.reader.next(&mut self.stream)?;
-        if let Message::Error { code, detail } = &frame.message {
-            return Err(protocol_error(format!("{code}: {detail}")));
+        match &frame.message {
+            Message::Error { code: ProtocolErrorCode::NotLeader, detail } => Err(io::Error::other(NotLeader { leader: detail.clone() })),
+            Message::Error { code, detail } => Err(protocol_error(format!("{code}: {detail}"))),
+            _ => Ok(frame),
         }
-        Ok(frame)
     }
 
     /// Closes both directions, waking a thread blocked in [`Client::recv`] on a clone.

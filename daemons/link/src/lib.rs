@@ -21,7 +21,7 @@ pub mod tls;
 
 use std::path::PathBuf;
 
-pub use client::{Client, Welcome};
+pub use client::{Client, NotLeader, Welcome};
 pub use net::{Listener, Stream};
 pub use peers::{CertifiedRole, LinkConfig, Peer, PeerError, UnixPeers};
 pub use reader::{FrameReader, ReadError};

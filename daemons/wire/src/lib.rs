@@ -30,8 +30,9 @@ pub const MAGIC: [u8; 4] = *b"MRNT";
 /// halting and resuming a market, kill switches. 6: amending orders and
 /// stop orders (matching-api 5, ledger-api 12). 7: OCO lists (matching-api
 /// 6, ledger-api 13). 8: convert, perpetual markets and reduce-only orders
-/// (ledger-api 14 to 16).
-pub const PROTOCOL_VERSION: u8 = 8;
+/// (ledger-api 14 to 16). 9: `NotLeader`, a ledger replica's refusal
+/// naming the leader.
+pub const PROTOCOL_VERSION: u8 = 9;
 pub const HEADER_BYTES: usize = 24;
 /// The default bound on one frame's payload; daemons take theirs from config.
 pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 1 << 20;
@@ -69,6 +70,9 @@ pub enum ProtocolErrorCode {
     ShuttingDown,
     #[error("this peer's role may not send that message")]
     Forbidden,
+    /// The detail is the leading replica's address, empty while an election runs.
+    #[error("this replica does not lead its cluster; connect to the leader (the detail names its address, if known)")]
+    NotLeader,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -135,16 +135,17 @@ fn foreign_protocols_are_named() {
     assert_eq!(decode_frame(b"MRX", 100), Err(WireError::BadMagic(*b"MRX\0")));
     let mut bytes = Vec::new();
     encode_frame(1, &Message::Heartbeat, &mut bytes);
-    bytes[4] = 9;
-    assert_eq!(decode_frame(&bytes, 100), Err(WireError::UnsupportedVersion(9)));
+    // A release ahead of this one.
+    bytes[4] = PROTOCOL_VERSION + 1;
+    assert_eq!(decode_frame(&bytes, 100), Err(WireError::UnsupportedVersion(PROTOCOL_VERSION + 1)));
 }
 
 /// The frames' golden bytes: the header and a sample of the messages. A
 /// change to `Message` or to a type it carries fails here; bump
 /// PROTOCOL_VERSION with it and write the new bytes (the failure prints them).
 #[test]
-fn the_protocol_is_version_8_and_its_frames_encode_to_their_golden_bytes() {
-    assert_eq!(PROTOCOL_VERSION, 8, "the golden bytes below are version 8's");
+fn the_protocol_is_version_9_and_its_frames_encode_to_their_golden_bytes() {
+    assert_eq!(PROTOCOL_VERSION, 9, "the golden bytes below are version 9's");
     let order = NewOrder {
         market: 3,
         order_id: 11,
@@ -196,6 +197,7 @@ fn the_protocol_is_version_8_and_its_frames_encode_to_their_golden_bytes() {
             stop_price: Some(24_000),
             trigger,
         })),
+        Message::Error { code: ProtocolErrorCode::NotLeader, detail: "tcp:10.0.0.2:9101".into() },
     ];
     let got: Vec<String> = messages
         .iter()
@@ -211,14 +213,15 @@ fn the_protocol_is_version_8_and_its_frames_encode_to_their_golden_bytes() {
 }
 
 const GOLDEN_FRAMES: &[&str] = &[
-    "4d524e54080000000500000000000000000000002bbafbe70007010301",
-    "4d524e5408000000030000000100000000000000b217d56801090b",
-    "4d524e54080000000f0000000200000000000000cb33d41c0602000c02a09c010662616e6b2d31",
-    "4d524e5408000000050000000300000000000000fc21568f0704010106",
-    "4d524e540800000003000000040000000000000008cebf960b030a",
-    "4d524e5408000000060000000500000000000000074dddc0050103676170",
-    "4d524e54080000001800000006000000000000000df7a7f30603010c030100000001c0bb01020000010001a4bc010000",
-    "4d524e5408000000140000000700000000000000436bc3a90206030b0c0100000001c0bb0102000001a4bc01",
-    "4d524e54080000001b00000008000000000000006aa807cc030105030a030b0ca4bc0106030b0cf2bb01020207030a0c010204",
-    "4d524e54080000001a0000000900000000000000b6a0fabb0207030a0c0100000101a8c30102000b0001c0bb010001a4bc01",
+    "4d524e5409000000050000000000000000000000c6c7f1ea0007010301",
+    "4d524e5409000000030000000100000000000000555beed101090b",
+    "4d524e54090000000f0000000200000000000000465373640602000c02a09c010662616e6b2d31",
+    "4d524e5409000000050000000300000000000000115c5c820704010106",
+    "4d524e5409000000030000000400000000000000ef82842f0b030a",
+    "4d524e5409000000060000000500000000000000b3a3c89c050103676170",
+    "4d524e540900000018000000060000000000000026e2672e0603010c030100000001c0bb01020000010001a4bc010000",
+    "4d524e5409000000140000000700000000000000ffd00f9a0206030b0c0100000001c0bb0102000001a4bc01",
+    "4d524e54090000001b0000000800000000000000fb835c5e030105030a030b0ca4bc0106030b0cf2bb01020207030a0c010204",
+    "4d524e54090000001a000000090000000000000026262d480207030a0c0100000101a8c30102000b0001c0bb010001a4bc01",
+    "4d524e5409000000140000000a00000000000000d535e17a0507117463703a31302e302e302e323a39313031",
 ];
