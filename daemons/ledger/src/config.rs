@@ -15,6 +15,7 @@ pub struct LedgerConfig {
     pub matching: MatchingLinkConfig,
     pub engine: EngineConfig,
     pub storage: StorageConfig,
+    pub cluster: ReplicaConfig,
     /// The core's limits, read as they are.
     pub limits: LedgerLimits,
     /// Approvals each kind of operator action needs, the proposer's included.
@@ -74,6 +75,24 @@ pub struct StorageConfig {
     pub segment_records_max: u64,
 }
 
+/// Whether this ledger is a replica of a cluster, and how it leads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaConfig {
+    /// The cluster's file (replicas, addresses, timeouts); empty: this host
+    /// keeps its own journal, alone.
+    pub file: PathBuf,
+    /// How long a leader's proposals may wait for a majority before it
+    /// stops leading and sends its peers to whichever replica leads.
+    pub commit_timeout_ms: u64,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig { file: PathBuf::new(), commit_timeout_ms: 3_000 }
+    }
+}
+
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
@@ -111,6 +130,7 @@ impl Default for LedgerConfig {
             matching: MatchingLinkConfig::default(),
             engine: EngineConfig::default(),
             storage: StorageConfig::default(),
+            cluster: ReplicaConfig::default(),
             limits: LedgerLimits::default(),
             approvals: Thresholds::default(),
             // The packages' gateway user (debian/marionette-common.sysusers).
@@ -152,6 +172,9 @@ impl LedgerConfig {
         }
         if self.engine.batch_commands_max == 0 || self.engine.inbound_queue_max == 0 || self.engine.outcomes_retained_per_peer == 0 {
             return invalid("engine", "batch_commands_max, inbound_queue_max and outcomes_retained_per_peer must be at least 1");
+        }
+        if self.cluster.commit_timeout_ms == 0 {
+            return invalid("cluster.commit_timeout_ms", "must be at least 1");
         }
         if self.storage.segment_records_max < 1024 {
             return invalid("storage.segment_records_max", "must be at least 1024");

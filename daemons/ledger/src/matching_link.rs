@@ -4,7 +4,8 @@
 //! durable `matching_applied`), so matching replays what follows; matching
 //! answers how far it applied the ledger's forwarded commands, so the engine
 //! resends the outbox after that. Both sides drop what they already applied,
-//! so a reconnect at any instant loses and doubles nothing.
+//! so a reconnect at any instant loses and doubles nothing. A replica of a
+//! cluster links only while it leads.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -28,6 +29,11 @@ pub fn run(config: MatchingLinkConfig, tls: Option<LinkTls>, inbox: SyncSender<I
                 tracing::error!(alarm = true, %alarm, "the link to matching stays stopped until the ledger restarts");
             }
             failures += 1;
+            std::thread::sleep(Duration::from_millis(config.reconnect_ms));
+            continue;
+        }
+        if !progress.leading.load(Ordering::Acquire) {
+            // A follower: matching follows the leader's forwards only.
             std::thread::sleep(Duration::from_millis(config.reconnect_ms));
             continue;
         }

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub matching_halted: Gauge<i64, AtomicI64>,
     pub journal_applied: Gauge<i64, AtomicI64>,
     pub outbox_pending: Gauge<i64, AtomicI64>,
+    /// A replica's Raft: its term, whether it leads, the last log index it applied.
+    pub replica_term: Gauge<i64, AtomicI64>,
+    pub replica_leading: Gauge<i64, AtomicI64>,
+    pub replica_applied_index: Gauge<i64, AtomicI64>,
     pub batch_seconds: Histogram,
     /// The order path's stages (see `scripts/bench gateway`'s breakdown).
     pub command_seconds: Histogram,
@@ -51,6 +55,9 @@ impl Metrics {
             matching_halted: Gauge::default(),
             journal_applied: Gauge::default(),
             outbox_pending: Gauge::default(),
+            replica_term: Gauge::default(),
+            replica_leading: Gauge::default(),
+            replica_applied_index: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
             command_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
             matching_output_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
@@ -82,6 +89,13 @@ impl Metrics {
         );
         registry.register("journal_applied", "Last durable and applied journal sequence", metrics.journal_applied.clone());
         registry.register("outbox_pending", "Commands forwarded to matching and not yet confirmed by it", metrics.outbox_pending.clone());
+        registry.register("replica_term", "A replica's Raft term (0 with its own journal)", metrics.replica_term.clone());
+        registry.register(
+            "replica_leading",
+            "1 while this replica leads its cluster and serves peers (after applying everything committed before its term)",
+            metrics.replica_leading.clone(),
+        );
+        registry.register("replica_applied_index", "The last Raft log index this replica applied (-1 before its first)", metrics.replica_applied_index.clone());
         registry.register("batch_seconds", "Journal write + fdatasync + apply + RocksDB write per group commit", metrics.batch_seconds.clone());
         registry.register(
             "command_seconds",

@@ -16,6 +16,9 @@ pub struct Progress {
     pub matching_applied: AtomicU64,
     pub matching_connected: AtomicBool,
     pub outbox_pending: AtomicU64,
+    /// Whether this ledger serves peers and links to matching: always with
+    /// its own journal; a replica while it leads.
+    pub leading: AtomicBool,
     /// Set when the engine stops the link to matching; the link stays down.
     pub matching_alarm: std::sync::Mutex<Option<String>>,
 }

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use consensus::snapshot_archive::{self, ArchiveError};
-use ledger_api::{LedgerError, Outcome};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
@@ -30,14 +29,14 @@ use openraft::{
 use products::LedgerLimits;
 
 use crate::schema::Replication;
-use crate::service::{JournalEntry, LedgerService, ServiceError};
+use crate::service::{self as store, Committed, JournalEntry, LedgerService, ServiceError, StoreHandle};
 
 openraft::declare_raft_types!(
     /// The ledger cluster's types: an entry carries a batch of commands,
-    /// its response their outcomes.
+    /// its response their outcomes and the orders they changed.
     pub LedgerRaft:
         D = Vec<JournalEntry>,
-        R = Vec<Result<Outcome, LedgerError>>,
+        R = Committed,
         NodeId = u64,
         Node = BasicNode,
         Entry = Entry<LedgerRaft>,
@@ -77,6 +76,8 @@ pub enum MachineError {
     NotReceiving,
     #[error("the ledger is closed: a snapshot's install failed halfway; restart the daemon, which finishes or undoes it")]
     Closed,
+    #[error("a reader held the ledger's database for longer than {}s while a snapshot was being installed; restart the daemon, which finishes or undoes the install", READERS_PATIENCE.as_secs())]
+    ReadersHold,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> MachineError + 'a {
@@ -98,6 +99,8 @@ struct Inner {
     limits: LedgerLimits,
     /// The file a snapshot is being received into.
     receiving: Mutex<Option<PathBuf>>,
+    /// The database the daemon's readers use: the installed snapshot's, once installed.
+    readers: StoreHandle,
 }
 
 impl LedgerMachine {
@@ -108,8 +111,14 @@ impl LedgerMachine {
         let service = LedgerService::open_replicated(&data_dir.join(DB), limits)?;
         // Only once the database is known a replica's: a refused directory is left as it was.
         fs::create_dir_all(data_dir.join(SNAPSHOTS)).map_err(io("cannot create", data_dir))?;
-        let inner = Inner { service: Mutex::new(Some(service)), data_dir: data_dir.to_path_buf(), limits, receiving: Mutex::new(None) };
+        let readers = StoreHandle::new(service.shared_store());
+        let inner = Inner { service: Mutex::new(Some(service)), data_dir: data_dir.to_path_buf(), limits, receiving: Mutex::new(None), readers };
         Ok(LedgerMachine { inner: Arc::new(inner) })
+    }
+
+    /// The database for the daemon's readers, which follows snapshot installs.
+    pub fn readers(&self) -> StoreHandle {
+        self.inner.readers.clone()
     }
 
     /// Runs `read` on the ledger as applied so far.
@@ -118,6 +127,9 @@ impl LedgerMachine {
         guard.as_mut().map(read).ok_or(MachineError::Closed)
     }
 }
+
+/// How long an install waits for the readers of the old database to let go.
+const READERS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 const DB: &str = "db";
 const SNAPSHOTS: &str = "snapshots";
@@ -166,7 +178,7 @@ impl Inner {
         self.data_dir.join(SNAPSHOTS)
     }
 
-    fn apply(&self, entries: Vec<Entry<LedgerRaft>>) -> Result<Vec<Vec<Result<Outcome, LedgerError>>>, MachineError> {
+    fn apply(&self, entries: Vec<Entry<LedgerRaft>>) -> Result<Vec<Committed>, MachineError> {
         let mut guard = self.lock_service();
         let service = guard.as_mut().ok_or(MachineError::Closed)?;
         let mut responses = Vec::with_capacity(entries.len());
@@ -181,7 +193,7 @@ impl Inner {
                     Vec::new()
                 }
             };
-            responses.push(service.apply_committed(entry.log_id.index + 1, &commands, replication)?.outcomes);
+            responses.push(service.apply_committed(entry.log_id.index + 1, commands, replication)?);
         }
         // Answered once RocksDB holds them: whoever is told reads them there.
         service.wait_written()?;
@@ -284,14 +296,21 @@ impl Inner {
             return Err(MachineError::SnapshotMismatch { expected: meta.last_log_id, found });
         }
         let mut guard = self.lock_service();
-        // Closes RocksDB (the writer finishes first) so that its directory can move.
+        // Closes RocksDB (the writer finishes first, the readers let go) so
+        // that its directory can move and the new one open at its path.
+        let readers = self.readers.take();
         drop(guard.take());
+        if let Some(store) = readers {
+            store::close_after_readers(store, READERS_PATIENCE).map_err(|_| MachineError::ReadersHold)?;
+        }
         let (db, replaced) = (data_dir.join(DB), data_dir.join(DB_REPLACED));
         fs::rename(&db, &replaced).map_err(io("cannot move aside", &db))?;
         fs::rename(&installing, &db).map_err(io("cannot rename into place", &db))?;
         sync_dir(data_dir)?;
         fs::remove_dir_all(&replaced).map_err(io("cannot remove", &replaced))?;
-        *guard = Some(LedgerService::open_replicated(&db, self.limits)?);
+        let service = LedgerService::open_replicated(&db, self.limits)?;
+        self.readers.put(service.shared_store());
+        *guard = Some(service);
         drop(guard);
         // Kept as this replica's current snapshot, to send on in its turn.
         let archive = self.snapshots().join(format!("{}.tar", snapshot_id(meta.last_log_id)));
@@ -333,7 +352,7 @@ impl RaftStateMachine<LedgerRaft> for LedgerMachine {
         Ok((applied, membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Result<Outcome, LedgerError>>>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Committed>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<LedgerRaft>> + OptionalSend,
     {

@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 
 use ledger_api::{convert, operators, spot, Command, Query, QueryError};
 use link::{Admission, ConnectionId, ConnectionLimit, FrameReader, Listener, Outgoing, Peer, ReadError, Stream};
-use storage::Store;
 use wire::{Message, ProtocolErrorCode, Role};
 
 use crate::config::LedgerConfig;
 use crate::engine::{Inbound, MATCHING_PEER, SYSTEM_PEER};
 use crate::metrics::Metrics;
 use crate::query::{self, Progress};
+use crate::service::StoreHandle;
 
 /// What every connection thread shares.
 pub struct Shared {
     pub config: LedgerConfig,
     pub inbox: SyncSender<Inbound>,
-    pub store: Arc<Store>,
+    /// The database reads are answered from (a replica's is replaced by a snapshot's install).
+    pub store: StoreHandle,
     pub progress: Arc<Progress>,
     pub metrics: Arc<Metrics>,
 }
@@ -56,7 +57,11 @@ fn spawn_query_thread(connection: ConnectionId, shared: &Shared, outbox: SyncSen
     let (store, progress) = (shared.store.clone(), shared.progress.clone());
     std::thread::Builder::new().name(format!("ledger-reads-{connection}")).spawn(move || {
         for (sequence, query) in waiting {
-            let answer = query::answer(&store, &progress, &query);
+            let answer = match store.current() {
+                Some(store) => query::answer(&store, &progress, &query),
+                // A snapshot is being installed: a moment.
+                None => Err(ledger_api::QueryError::Unavailable),
+            };
             // Blocks while the writer's queue is full: a peer that does not
             // read its answers gets no more of them, and its reads wait.
             if outbox.send(answer_frame(sequence, answer)).is_err() {

@@ -84,6 +84,19 @@ pub struct Submitted {
     pub times: BatchTimes,
 }
 
+/// What a committed Raft entry did on a replica ([`LedgerService::apply_committed`]):
+/// openraft hands it to the leader's engine, which answers the peers.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Committed {
+    /// Each command's outcome, in order; `None` for one skipped because
+    /// its peer had it applied before.
+    pub outcomes: Vec<Option<Result<Outcome, LedgerError>>>,
+    /// The records of the orders the entry changed, in their state after it.
+    pub order_updates: Vec<ledger_api::spot::OrderRecord>,
+    /// The entry's log index plus one: its position in the ledger's input.
+    pub through: u64,
+}
+
 /// A batch handed to the journal (its write and fdatasync under way) and
 /// applied in memory: nothing of it may leave before [`LedgerService::finish`].
 #[derive(Debug)]
@@ -328,21 +341,41 @@ impl LedgerService {
     /// they changed to the store writer with `replication` (that entry's
     /// log id, the membership then in force). An entry with no commands
     /// (a leader's first, a membership change) moves the applied id alone.
-    /// The outcomes may be acknowledged once [`Self::wait_written`] (or the
-    /// next call) has returned.
-    pub fn apply_committed(&mut self, through: u64, entries: &[JournalEntry], replication: Replication) -> Result<Submitted, ServiceError> {
+    /// A command its peer had applied before is skipped, its outcome
+    /// `None`: a peer that lost its leader resends to the next one what
+    /// the first may still have got committed, and the log then holds it
+    /// twice; every replica skips the same copy. The outcomes may be
+    /// acknowledged once [`Self::wait_written`] (or the next call) has
+    /// returned.
+    pub fn apply_committed(&mut self, through: u64, entries: Vec<JournalEntry>, replication: Replication) -> Result<Committed, ServiceError> {
         if self.replication.is_none() {
             return Err(ServiceError::NotReplicated);
         }
-        let started = Instant::now();
-        let outcomes = self.apply(entries);
+        let mut seen: FxHashMap<PeerId, u64> = FxHashMap::default();
+        let fresh: Vec<bool> = entries
+            .iter()
+            .map(|entry| {
+                let last = seen.entry(entry.peer).or_insert_with(|| self.peer_applied(entry.peer));
+                let fresh = entry.peer_sequence > *last;
+                *last = (*last).max(entry.peer_sequence);
+                fresh
+            })
+            .collect();
+        let skipped = fresh.iter().filter(|fresh| !**fresh).count();
+        let applied = if skipped == 0 {
+            self.apply(&entries)
+        } else {
+            tracing::info!(skipped, through, "commands the log holds twice (resent through a new leader) skipped");
+            let kept: Vec<JournalEntry> = entries.into_iter().zip(&fresh).filter(|(_, fresh)| **fresh).map(|(entry, _)| entry).collect();
+            self.apply(&kept)
+        };
+        let mut applied = applied.into_iter();
+        let outcomes = fresh.iter().map(|fresh| if *fresh { applied.next() } else { None }).collect();
         // Committed: durable on a majority, so its forwards may leave.
         self.forwarded_durable = self.forwarded_last;
         self.replication = Some(replication);
-        let apply = started.elapsed();
         let order_updates = self.persist(through)?;
-        let encode = started.elapsed().saturating_sub(apply + self.store_wait);
-        Ok(Submitted { outcomes, order_updates, through, times: BatchTimes { apply, journal: Duration::ZERO, encode, store_wait: self.store_wait } })
+        Ok(Committed { outcomes, order_updates, through })
     }
 
     /// Makes `entries` durable, applies them in order, writes what they
@@ -604,6 +637,54 @@ impl LedgerService {
     /// concurrently, and every batch is visible whole or not at all.
     pub fn shared_store(&self) -> Arc<Store> {
         self.store.clone()
+    }
+}
+
+/// The database readers on other threads answer from: a replica replaces
+/// it whole when it installs a snapshot. RocksDB allows one open instance
+/// of a path per process, so the old one must be closed, every reader
+/// done with it, before the new one opens: meanwhile there is none.
+#[derive(Clone)]
+pub struct StoreHandle(Arc<std::sync::RwLock<Option<Arc<Store>>>>);
+
+impl StoreHandle {
+    pub fn new(store: Arc<Store>) -> StoreHandle {
+        StoreHandle(Arc::new(std::sync::RwLock::new(Some(store))))
+    }
+
+    /// The database as of now (none while a snapshot is installed); hold
+    /// it for one read, not longer.
+    pub fn current(&self) -> Option<Arc<Store>> {
+        // Only assignments run under the write lock: never poisoned in use.
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Takes the database from the readers: none is given out until [`Self::put`].
+    pub fn take(&self) -> Option<Arc<Store>> {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    pub fn put(&self, store: Arc<Store>) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(store);
+    }
+}
+
+/// Closes `store` once the readers still reading it are done: they hold
+/// it for one read each, so this waits at most `patience` for them.
+pub fn close_after_readers(mut store: Arc<Store>, patience: Duration) -> Result<(), Arc<Store>> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(store) => {
+                drop(store);
+                return Ok(());
+            }
+            Err(shared) if Instant::now() < deadline => {
+                store = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(shared) => return Err(shared),
+        }
     }
 }
 

@@ -100,6 +100,11 @@ fn check(machine: &LedgerMachine) {
     machine.with_service(|service| service.ledger().check_invariants()).unwrap().unwrap_or_else(|detail| panic!("invariant broken: {detail}"));
 }
 
+/// The assets, market and funded users of `common::setup`, from peer 9.
+fn setup_entries() -> Vec<JournalEntry> {
+    setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect()
+}
+
 fn batch(rng: &mut SmallRng, next: &mut u64) -> Vec<JournalEntry> {
     (0..rng.random_range(1..40))
         .map(|_| {
@@ -124,11 +129,10 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     until("a leader", || nodes.values().any(|node| node.replica.status().role == consensus::replica::Role::Leader), || describe(&nodes)).await;
     let leader = *nodes.iter().find(|(_, node)| node.replica.status().role == consensus::replica::Role::Leader).unwrap().0;
 
-    let setup: Vec<JournalEntry> =
-        setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    let setup = setup_entries();
     let written = nodes[&leader].replica.raft.client_write(setup.clone()).await.unwrap();
-    assert_eq!(written.data.len(), setup.len());
-    assert!(written.data.iter().all(Result::is_ok), "{:?}", written.data);
+    assert_eq!(written.data.outcomes.len(), setup.len());
+    assert!(written.data.outcomes.iter().all(|outcome| matches!(outcome, Some(Ok(_)))), "{:?}", written.data);
     let mut rng = SmallRng::seed_from_u64(29);
     let mut next = 0;
     let mut refused = 0;
@@ -138,8 +142,9 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     for _ in 0..60 {
         let entries = batch(&mut rng, &mut next);
         let written = nodes[&leader].replica.raft.client_write(entries.clone()).await.unwrap();
-        assert_eq!(written.data.len(), entries.len(), "an outcome for each command");
-        refused += written.data.iter().filter(|outcome| outcome.is_err()).count();
+        assert_eq!(written.data.outcomes.len(), entries.len(), "an outcome for each command");
+        assert!(written.data.outcomes.iter().all(Option::is_some), "nothing skipped: each command is new");
+        refused += written.data.outcomes.iter().filter(|outcome| matches!(outcome, Some(Err(_)))).count();
         last = written.log_id.index;
     }
     assert!(refused > 0 && refused < next as usize, "a mix of applied and refused commands: {refused} of {next} refused");
@@ -164,6 +169,9 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     until("the third replica caught up", || applied(&nodes[&3]) == Some(last), || describe(&nodes)).await;
     let third = nodes[&3].replica.raft.metrics().borrow().clone();
     assert!(third.snapshot.is_some(), "it installed a snapshot: {third:?}");
+    // The daemon's readers read the installed database, not the one it replaced.
+    let readers = ledger::schema::load_replication(&nodes[&3].machine.readers().current().unwrap()).unwrap().unwrap_or_default();
+    assert_eq!(readers.applied.map(|log_id| log_id.index), Some(last), "the readers' database is the replica's current one");
     assert_eq!(third.state, ServerState::Follower);
     let snapshots: Vec<_> = std::fs::read_dir(dirs[2].path().join("snapshots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(snapshots.iter().any(|name| name.ends_with(".tar")) && snapshots.iter().any(|name| name.ends_with(".meta")), "{snapshots:?}");
@@ -193,6 +201,57 @@ async fn replicas_apply_the_same_batches_and_a_late_one_installs_a_snapshot() {
     }
 }
 
+/// A peer whose leader fell resends to the next one what the first may
+/// have got committed: the log then holds those commands twice, and every
+/// replica applies the first copy and skips the second, with no outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_log_holds_twice_is_applied_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let single = ClusterConfig::single("127.0.0.1:7000");
+    let machine = open_machine(dir.path()).await;
+    let (replica, _) = Replica::start(&single, &dir.path().join("raft"), RAFT_LOG_CONTENT, machine.clone(), None).await.unwrap();
+    until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader, String::new).await;
+    replica.raft.client_write(setup_entries()).await.unwrap();
+    let mut rng = SmallRng::seed_from_u64(2929);
+    let mut next = 0;
+    let first = batch(&mut rng, &mut next);
+    let written = replica.raft.client_write(first.clone()).await.unwrap();
+    assert!(written.data.outcomes.iter().all(Option::is_some));
+    let hash = state_hash(&machine);
+    let peer_applied = machine.with_service(|service| service.peer_applied(1)).unwrap();
+    assert_eq!(peer_applied, next);
+
+    // The same commands again, whole: all skipped, nothing changes.
+    let again = replica.raft.client_write(first.clone()).await.unwrap();
+    assert_eq!(again.data.outcomes.len(), first.len());
+    assert!(again.data.outcomes.iter().all(Option::is_none), "{:?}", again.data.outcomes);
+    assert_eq!(state_hash(&machine), hash, "a skipped command changes nothing");
+
+    // The tail of them with new ones after: the old skipped, the new applied.
+    let tail = first.len().saturating_sub(3);
+    let mut mixed = first[tail..].to_vec();
+    let fresh = batch(&mut rng, &mut next);
+    mixed.extend(fresh.iter().cloned());
+    let written = replica.raft.client_write(mixed.clone()).await.unwrap();
+    let (old, new) = written.data.outcomes.split_at(first.len() - tail);
+    assert!(old.iter().all(Option::is_none) && new.iter().all(Option::is_some), "{:?}", written.data.outcomes);
+    assert_eq!(machine.with_service(|service| service.peer_applied(1)).unwrap(), next);
+
+    // The same state as a ledger given each command once.
+    let once_dir = tempfile::tempdir().unwrap();
+    let once_machine = open_machine(once_dir.path()).await;
+    let (once, _) = Replica::start(&single, &once_dir.path().join("raft"), RAFT_LOG_CONTENT, once_machine.clone(), None).await.unwrap();
+    until("the other replica of one leads", || once.status().role == consensus::replica::Role::Leader, String::new).await;
+    once.raft.client_write(setup_entries()).await.unwrap();
+    once.raft.client_write(first).await.unwrap();
+    once.raft.client_write(fresh).await.unwrap();
+    assert_eq!(state_hash(&once_machine), state_hash(&machine));
+    check(&machine);
+    replica.stop().await;
+    once.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_that_does_not_hold_what_it_says_is_refused_and_changes_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -201,8 +260,7 @@ async fn a_snapshot_that_does_not_hold_what_it_says_is_refused_and_changes_nothi
     let source = LedgerMachine::open(source_dir.path(), LedgerLimits::default()).unwrap();
     let (replica, _) = Replica::<LedgerRaft>::start(&single, &source_dir.path().join("raft"), RAFT_LOG_CONTENT, source.clone(), None).await.unwrap();
     until("the replica of one leads", || replica.status().role == consensus::replica::Role::Leader, String::new).await;
-    let setup: Vec<JournalEntry> =
-        setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    let setup = setup_entries();
     replica.raft.client_write(setup).await.unwrap();
     let (mut rng, mut next) = (SmallRng::seed_from_u64(7), 0);
     for _ in 0..5 {
@@ -273,8 +331,7 @@ async fn a_database_of_the_other_mode_is_refused() {
     // has no applied log id, so openraft would apply the log again on top.
     let own = tempfile::tempdir().unwrap();
     let (mut service, _) = LedgerService::open(own.path(), LedgerLimits::default()).unwrap();
-    let setup: Vec<JournalEntry> =
-        setup().into_iter().enumerate().map(|(i, command)| JournalEntry { peer: 9, peer_sequence: i as u64 + 1, at_ms: 1, command }).collect();
+    let setup = setup_entries();
     service.execute(&setup).unwrap();
     drop(service);
     let error = LedgerMachine::open(own.path(), LedgerLimits::default()).err().expect("refused");
