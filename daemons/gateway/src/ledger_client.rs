@@ -130,6 +130,9 @@ async fn run(
 ) {
     let mut warned = false;
     let mut replicas = Replicas::new(&config);
+    // Hints followed without a pause: two replicas with stale views may
+    // name each other for the moment of an election.
+    let mut hops = 0;
     loop {
         let address = replicas.current().to_string();
         match connect(&address, tls.as_ref(), CertifiedRole::Ledger).await {
@@ -141,8 +144,10 @@ async fn run(
                     Some(refusal) => {
                         replicas.follow(&refusal.leader);
                         tracing::info!(%address, leader = %refusal.leader, next = %replicas.current(), "this ledger replica does not lead; going to the leader");
-                        // Straight to the leader it named; a wait only while none is named.
-                        if !refusal.leader.is_empty() {
+                        // Straight to the leader it named; a wait while none is named,
+                        // and after a few hops.
+                        hops += 1;
+                        if !refusal.leader.is_empty() && hops <= 2 {
                             continue;
                         }
                     }
@@ -164,6 +169,7 @@ async fn run(
                 }
             }
         }
+        hops = 0;
         tokio::time::sleep(Duration::from_millis(config.reconnect_ms)).await;
     }
 }

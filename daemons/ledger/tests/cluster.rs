@@ -173,9 +173,8 @@ struct Peer {
     client: Option<Client>,
     peer: u32,
     next: u64,
-    /// When the connection last failed, for the failover's time.
-    lost_at: Option<Instant>,
-    failovers: Vec<Duration>,
+    /// Connections lost and made again.
+    reconnects: u32,
 }
 
 impl Peer {
@@ -219,9 +218,7 @@ impl Peer {
         loop {
             if self.client.is_none() {
                 let applied = self.connect();
-                if let Some(lost_at) = self.lost_at.take() {
-                    self.failovers.push(lost_at.elapsed());
-                }
+                self.reconnects += 1;
                 assert!(applied < sequence + 1, "the cluster applied {applied}, beyond what this peer ever sent ({sequence})");
                 if applied == sequence {
                     return (Fate::AppliedUnanswered, None);
@@ -239,10 +236,7 @@ impl Peer {
                 Ok(Some(outcome)) => return (Fate::Acknowledged, Some(outcome)),
                 // Applied before through another leader, its outcome not known here.
                 Ok(None) => return (Fate::AppliedUnanswered, None),
-                Err(_) => {
-                    self.client = None;
-                    self.lost_at.get_or_insert_with(Instant::now);
-                }
+                Err(_) => self.client = None,
             }
         }
     }
@@ -368,7 +362,7 @@ fn a_killed_leader_loses_nothing_acknowledged_and_the_replicas_end_the_same() {
     }
 
     let addresses = nodes.iter().map(|node| format!("tcp:127.0.0.1:{}", node.ledger_port)).collect();
-    let mut peer = Peer { addresses, tls, client: None, peer: 7, next: 1, lost_at: None, failovers: Vec::new() };
+    let mut peer = Peer { addresses, tls, client: None, peer: 7, next: 1, reconnects: 0 };
     peer.next = peer.connect() + 1;
     let mut bootstrapped = false;
     peer.operate(LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }), &mut bootstrapped);
@@ -383,20 +377,26 @@ fn a_killed_leader_loses_nothing_acknowledged_and_the_replicas_end_the_same() {
 
     let mut fates = BTreeMap::new();
     let mut killed = None;
+    let mut failover = None;
     for index in 0..ORDERS {
         if index == ORDERS / 2 {
             let leader = leader(&nodes).expect("one leader");
             nodes[leader].kill_9();
-            killed = Some(leader);
+            killed = Some((leader, Instant::now()));
         }
         let (fate, outcome) = peer.send(order(index));
+        if let (Some((_, killed_at)), None, Fate::Acknowledged) = (killed, failover, fate) {
+            failover = Some(killed_at.elapsed());
+        }
         if let Some(outcome) = outcome {
             assert!(matches!(outcome, Ok(Outcome::Spot(spot::Outcome::OrderPlaced(_)))), "order {index}: {outcome:?}");
         }
         fates.insert(index, fate);
     }
-    assert_eq!(peer.failovers.len(), 1, "one failover: {:?}", peer.failovers);
-    println!("from the leader's kill to the first acknowledgement by the next: {} ms", peer.failovers[0].as_millis());
+    // Once at least (a noisy host may see another election).
+    assert!(peer.reconnects >= 1, "the peer never lost its leader");
+    let failover = failover.expect("acknowledgements after the kill");
+    println!("from the leader's kill to the first acknowledgement by the next: {} ms", failover.as_millis());
 
     // Every order is there once: each price names one order.
     for user in 1..=USERS {
@@ -411,7 +411,7 @@ fn a_killed_leader_loses_nothing_acknowledged_and_the_replicas_end_the_same() {
     }
 
     // The killed replica comes back and catches up; then all stop cleanly.
-    let killed = killed.unwrap();
+    let (killed, _) = killed.unwrap();
     nodes[killed].start();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
