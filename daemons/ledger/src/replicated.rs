@@ -29,7 +29,7 @@ use openraft::{
 use products::LedgerLimits;
 
 use crate::schema::Replication;
-use crate::service::{self as store, Committed, JournalEntry, LedgerService, ServiceError, StoreHandle};
+use crate::service::{close_after_readers, Committed, JournalEntry, LedgerService, ServiceError, StoreHandle};
 
 openraft::declare_raft_types!(
     /// The ledger cluster's types: an entry carries a batch of commands,
@@ -301,7 +301,7 @@ impl Inner {
         let readers = self.readers.take();
         drop(guard.take());
         if let Some(store) = readers {
-            store::close_after_readers(store, READERS_PATIENCE).map_err(|_| MachineError::ReadersHold)?;
+            close_after_readers(store, READERS_PATIENCE).map_err(|_| MachineError::ReadersHold)?;
         }
         let (db, replaced) = (data_dir.join(DB), data_dir.join(DB_REPLACED));
         fs::rename(&db, &replaced).map_err(io("cannot move aside", &db))?;

@@ -15,17 +15,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{market, BTC, USD};
 use ledger::replicated::LedgerMachine;
-use ledger_api::spot::{Market as LedgerMarket, OrderRequest};
-use ledger_api::{operators, spot, wallet, Answer, AssetId, AssetSpec, Command as LedgerCommand, LedgerError, Outcome, Query, UserId};
+use ledger_api::spot::OrderRequest;
+use ledger_api::{operators, spot, wallet, Answer, AssetSpec, Command as LedgerCommand, LedgerError, Outcome, Query, UserId};
 use link::{Address, CertifiedRole, Client, LinkTls, NotLeader};
-use matching_core::{MarketSpec, OrderKind, SelfTradePrevention, Side, TimeInForce};
+use matching_core::{OrderKind, SelfTradePrevention, Side, TimeInForce};
 use products::LedgerLimits;
 use wire::{Message, Role};
 
+mod common;
+
 const REPLICAS: u64 = 3;
-const BTC: AssetId = 1;
-const USD: AssetId = 2;
 const USERS: u64 = 8;
 const OPERATOR: UserId = 1_000_000;
 /// Orders placed in all; the leader dies after `ORDERS / 2`.
@@ -274,25 +275,6 @@ impl Peer {
                 Err(_) => self.client = None,
             }
         }
-    }
-}
-
-fn market() -> LedgerMarket {
-    LedgerMarket {
-        base: BTC,
-        quote: USD,
-        base_units_per_lot: 100_000,
-        trading: true,
-        spec: MarketSpec {
-            id: 1,
-            quote_units_per_tick_lot: 10,
-            tick_lot_scale: 0,
-            maker_fee_ppm: 1_000,
-            taker_fee_ppm: 2_000,
-            price_ticks_max: 1_000_000,
-            quantity_lots_max: 1_000,
-            price_band_ppm: 0,
-        },
     }
 }
 

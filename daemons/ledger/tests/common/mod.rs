@@ -12,26 +12,31 @@ pub const BTC: AssetId = 1;
 pub const USD: AssetId = 2;
 pub const USERS: u64 = 50;
 
+/// BTC-USD, market 1: lots of 0.001 BTC, ticks of 10 minor units a lot.
+pub fn market() -> LedgerMarket {
+    LedgerMarket {
+        base: BTC,
+        quote: USD,
+        base_units_per_lot: 100_000,
+        trading: true,
+        spec: MarketSpec {
+            id: 1,
+            quote_units_per_tick_lot: 10,
+            tick_lot_scale: 0,
+            maker_fee_ppm: 1_000,
+            taker_fee_ppm: 2_000,
+            price_ticks_max: 1_000_000,
+            quantity_lots_max: 1_000,
+            price_band_ppm: 0,
+        },
+    }
+}
+
 pub fn setup() -> Vec<LedgerCommand> {
     let mut commands = vec![
         LedgerCommand::CreateAsset(AssetSpec { id: BTC, symbol: "BTC".into(), scale: 8 }),
         LedgerCommand::CreateAsset(AssetSpec { id: USD, symbol: "USD".into(), scale: 6 }),
-        LedgerCommand::Spot(spot::Command::CreateMarket(LedgerMarket {
-            base: BTC,
-            quote: USD,
-            base_units_per_lot: 100_000,
-            trading: true,
-            spec: MarketSpec {
-                id: 1,
-                quote_units_per_tick_lot: 10,
-                tick_lot_scale: 0,
-                maker_fee_ppm: 1_000,
-                taker_fee_ppm: 2_000,
-                price_ticks_max: 1_000_000,
-                quantity_lots_max: 1_000,
-                price_band_ppm: 0,
-            },
-        })),
+        LedgerCommand::Spot(spot::Command::CreateMarket(market())),
     ];
     for user in 1..=USERS {
         commands.push(LedgerCommand::Wallet(wallet::Command::Deposit { user, asset: USD, amount: 10_000_000, reference: format!("usd-{user}") }));
